@@ -1,0 +1,65 @@
+/**
+ * Host libc through koffi: the only door from snapvisor to the host kernel's
+ * process, memory and ptrace facilities. Only `platforms/` and the runtime layer
+ * import this module; the state graph never holds anything it returns.
+ *
+ * Hot-path conventions (see shared platform notes): registers and status words are
+ * passed as typed arrays declared `void *`, never as koffi struct objects.
+ */
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+
+/** ptrace(2) with both trailing arguments as integers (addresses, options, signals). */
+export const ptraceInt = libc.func('long ptrace(int request, int pid, uint64_t addr, uint64_t data)') as
+  (req: number, pid: number, addr: number | bigint, data: number | bigint) => number;
+/** ptrace(2) with `data` pointing at a JS buffer (GETREGS, SETREGS, GETFPREGS, GETREGSET iovec…). */
+export const ptraceBuf = libc.func('long ptrace(int request, int pid, uint64_t addr, void *data)') as
+  (req: number, pid: number, addr: number | bigint, data: ArrayBufferView) => number;
+/** waitpid(2); `status` is an Int32Array(1). */
+export const waitpid = libc.func('int waitpid(int pid, void *status, int options)') as
+  ((pid: number, status: Int32Array, options: number) => number) & { async: Function };
+export const kill = libc.func('int kill(int pid, int sig)') as (pid: number, sig: number) => number;
+export const tgkill = libc.func('int tgkill(int tgid, int tid, int sig)') as (tgid: number, tid: number, sig: number) => number;
+export const memfdCreate = libc.func('int memfd_create(const char *name, unsigned int flags)') as (name: string, flags: number) => number;
+export const ftruncate = libc.func('int ftruncate(int fd, int64_t length)') as (fd: number, len: number) => number;
+export const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)') as
+  (fd: number, mode: number, off: number, len: number) => number;
+export const lseek = libc.func('int64_t lseek(int fd, int64_t offset, int whence)') as (fd: number, off: number, whence: number) => number;
+export const close = libc.func('int close(int fd)') as (fd: number) => number;
+/** mmap(2) in the kernel's own (Node's) address space; returns an external pointer. */
+export const mmap = libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)') as
+  (addr: null, len: number, prot: number, flags: number, fd: number, off: number) => unknown;
+export const munmap = libc.func('int munmap(void *addr, size_t len)') as (addr: unknown, len: number) => number;
+export const posixSpawn = libc.func('int posix_spawn(_Out_ int *pid, const char *path, void *fileActions, void *attr, const char **argv, const char **envp)') as
+  (pid: number[], path: string, fa: Uint8Array, attr: Uint8Array, argv: (string | null)[], envp: (string | null)[]) => number;
+export const posixSpawnFileActionsInit = libc.func('int posix_spawn_file_actions_init(void *fa)') as (fa: Uint8Array) => number;
+export const posixSpawnFileActionsAddDup2 = libc.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)') as (fa: Uint8Array, fd: number, newfd: number) => number;
+export const posixSpawnFileActionsDestroy = libc.func('int posix_spawn_file_actions_destroy(void *fa)') as (fa: Uint8Array) => number;
+export const posixSpawnattrInit = libc.func('int posix_spawnattr_init(void *attr)') as (a: Uint8Array) => number;
+export const posixSpawnattrSetflags = libc.func('int posix_spawnattr_setflags(void *attr, short flags)') as (a: Uint8Array, f: number) => number;
+export const posixSpawnattrSetsigdefault = libc.func('int posix_spawnattr_setsigdefault(void *attr, void *sigset)') as (a: Uint8Array, s: Uint8Array) => number;
+export const posixSpawnattrSetsigmask = libc.func('int posix_spawnattr_setsigmask(void *attr, void *sigset)') as (a: Uint8Array, s: Uint8Array) => number;
+export const posixSpawnattrDestroy = libc.func('int posix_spawnattr_destroy(void *attr)') as (a: Uint8Array) => number;
+export const sigfillset = libc.func('int sigfillset(void *set)') as (s: Uint8Array) => number;
+export const sigemptyset = libc.func('int sigemptyset(void *set)') as (s: Uint8Array) => number;
+export const getpid = libc.func('int getpid(void)') as () => number;
+
+/** errno of the last failing call made through koffi on this thread. */
+export const errno = (): number => koffi.errno();
+/** Zero-copy ArrayBuffer over `len` bytes of host memory at `ptr` (keep len ≤ 4 GiB). */
+export const view = (ptr: unknown, len: number): ArrayBuffer => koffi.view(ptr, len);
+export const pointerIsFailed = (ptr: unknown): boolean => koffi.address(ptr) === 0xffffffffffffffffn;
+
+export const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
+export const MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20;
+export const MFD_CLOEXEC = 1, MFD_EXEC = 0x10;
+export const FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2;
+export const SEEK_DATA = 3, SEEK_HOLE = 4;
+export const WNOHANG = 1, WUNTRACED = 2, __WALL = 0x40000000;
+export const POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSID = 0x80;
+/** Host address of a typed array's first byte (for iovecs handed to the host kernel). */
+export const addressOf = (buf: ArrayBufferView): bigint => koffi.address(buf);
+/** sched_setaffinity(2) for the calling thread (pid 0); `mask` is a CPU bit set (Uint8Array). */
+export const schedSetaffinity = libc.func('int sched_setaffinity(int pid, size_t size, void *mask)') as (pid: number, size: number, mask: Uint8Array) => number;
+export const schedGetaffinity = libc.func('int sched_getaffinity(int pid, size_t size, void *mask)') as (pid: number, size: number, mask: Uint8Array) => number;

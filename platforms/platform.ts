@@ -1,0 +1,64 @@
+/**
+ * The platform interface: how guest code executes. A platform runs a task until it
+ * traps (syscall, fault, signal, interruption) and hands back register state; it maps
+ * ranges of the kernel's memory file into guest address spaces. It knows nothing of
+ * files, signals or the state graph (compare gVisor pkg/sentry/platform/platform.go).
+ *
+ * Implementations: `platforms/ptrace` (PTRACE_SYSEMU, portable baseline). The
+ * seccomp and KVM platforms of later issues implement the same interface.
+ */
+
+/** x86-64 `struct user_regs_struct` (27 × u64) word indices, as <sys/user.h> orders them. */
+export const REG = {
+  r15: 0, r14: 1, r13: 2, r12: 3, rbp: 4, rbx: 5, r11: 6, r10: 7, r9: 8, r8: 9,
+  rax: 10, rcx: 11, rdx: 12, rsi: 13, rdi: 14, orig_rax: 15, rip: 16, cs: 17, eflags: 18,
+  rsp: 19, ss: 20, fs_base: 21, gs_base: 22, ds: 23, es: 24, fs: 25, gs: 26,
+} as const;
+export const REG_COUNT = 27;
+/** Syscall argument registers in order (x86-64 syscall ABI: rdi, rsi, rdx, r10, r8, r9). */
+export const SYSCALL_ARG_REGS = [REG.rdi, REG.rsi, REG.rdx, REG.r10, REG.r8, REG.r9] as const;
+
+/** Why a task stopped running guest code. */
+export type Trap =
+  | { kind: 'syscall' }                              // registers hold a syscall at entry (orig_rax = number)
+  | { kind: 'fault'; signo: number; code: number; addr: number } // synchronous fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP)
+  | { kind: 'signal'; signo: number }                // an asynchronous host signal reached the stub
+  | { kind: 'interrupted' }                          // the kernel asked the task to stop (Context.interrupt)
+  | { kind: 'died'; status: number };                // the host process vanished (wait status)
+
+/** Protection bits, as mmap(2) PROT_*. */
+export type Prot = number;
+
+/**
+ * A guest address space plus the single execution context running in it (one
+ * stub process for the ptrace platform). Addresses are guest virtual addresses
+ * in bytes; lengths are bytes, multiples of 4096.
+ */
+export interface PlatformTask {
+  /** Registers as 27 little-endian u64 words (REG indices), read by `switch`, written back before resuming. */
+  readonly regs: BigUint64Array;
+  /** The same buffer as 54 u32 halves, for cheap integer access on the hot path. */
+  readonly regs32: Uint32Array;
+  /** Map `len` bytes of the memory file at `fileOffset` at guest address `addr` (MAP_FIXED, shared). */
+  map(addr: number, len: number, prot: Prot, fileOffset: number): void;
+  unmap(addr: number, len: number): void;
+  protect(addr: number, len: number, prot: Prot): void;
+  /** Run guest code until the next trap; `regs` hold the state at the trap. Never blocks the event loop for long. */
+  switch(): Promise<Trap>;
+  /** Make a running `switch` return `{kind:'interrupted'}` soon (for checkpoints and kills). */
+  interrupt(): void;
+  /** Extended FP/SSE/AVX state (XSAVE layout, or 512-byte FXSAVE where XSTATE is unavailable). */
+  getFpState(): Uint8Array;
+  setFpState(state: Uint8Array): void;
+  /** Kill the host process behind this task; idempotent. */
+  destroy(): void;
+}
+
+export interface Platform {
+  readonly name: string;
+  /**
+   * Start a new empty address space with one context. `memoryFileFd` is the host fd of
+   * the kernel's memory file, which `map` offsets refer to.
+   */
+  createTask(memoryFileFd: number): PlatformTask;
+}

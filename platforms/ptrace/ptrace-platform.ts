@@ -1,0 +1,294 @@
+/**
+ * The ptrace platform: each guest address space is a stub process traced with
+ * PTRACE_SEIZE (EXITKILL, so no stub outlives the kernel) and run with PTRACE_SYSEMU,
+ * so the host kernel never executes a guest syscall. Guest memory is the kernel's
+ * memory file mapped MAP_SHARED|MAP_FIXED into the stub by injected mmap calls.
+ *
+ * Facts it relies on (shared/design/platform-notes.md): registers move through a
+ * BigUint64Array passed as `void *`; stubs are started with posix_spawn (never
+ * child_process, whose SIGCHLD handler steals ptrace stops) with SETSID and SETSIGDEF;
+ * ptrace requests must come from the thread that seized the tracee (the main thread),
+ * while waitpid may run on a worker thread (koffi .async).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as libc from '../host/libc.js';
+import { Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
+import { STUB_BASE, STUB_MEMFD, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
+
+const PTRACE_CONT = 7, PTRACE_KILL = 8, PTRACE_GETREGS = 12, PTRACE_SETREGS = 13;
+const PTRACE_SYSEMU = 31, PTRACE_SEIZE = 0x4206, PTRACE_INTERRUPT = 0x4207;
+const PTRACE_GETREGSET = 0x4204, PTRACE_SETREGSET = 0x4205, PTRACE_GETSIGINFO = 0x4202;
+const PTRACE_GETFPREGS = 14, PTRACE_SETFPREGS = 15;
+const PTRACE_O_TRACESYSGOOD = 1, PTRACE_O_EXITKILL = 0x100000;
+const PTRACE_EVENT_STOP = 128;
+const NT_X86_XSTATE = 0x202;
+const SIGTRAP = 5, SIGSTOP = 19, SIGKILL = 9;
+const SYS_mmap = 9, SYS_mprotect = 10, SYS_munmap = 11;
+
+/** How many non-blocking waitpid polls before handing the wait to a worker thread. */
+const SPIN_POLLS = 64;
+
+export class PtraceError extends Error {}
+
+let stubPath: string | undefined;
+/** Write the stub ELF once per kernel process (to a memfd, reached through /proc/self/fd). */
+function stubExecutable(): string {
+  if (stubPath) return stubPath;
+  let fd = libc.memfdCreate('snapvisor-stub', libc.MFD_CLOEXEC | libc.MFD_EXEC);
+  if (fd < 0) fd = libc.memfdCreate('snapvisor-stub', libc.MFD_CLOEXEC); // kernels without MFD_EXEC
+  if (fd < 0) throw new PtraceError(`memfd_create failed: errno ${libc.errno()}`);
+  fs.writeSync(fd, stubElf());
+  stubPath = `/proc/${process.pid}/fd/${fd}`;
+  return stubPath;
+}
+
+function spawnStub(memoryFileFd: number): number {
+  const fa = new Uint8Array(256), attr = new Uint8Array(512), sigs = new Uint8Array(128), mask = new Uint8Array(128);
+  libc.posixSpawnFileActionsInit(fa);
+  libc.posixSpawnFileActionsAddDup2(fa, memoryFileFd, STUB_MEMFD);
+  libc.posixSpawnattrInit(attr);
+  libc.sigfillset(sigs);
+  libc.sigemptyset(mask);
+  libc.posixSpawnattrSetsigdefault(attr, sigs);
+  libc.posixSpawnattrSetsigmask(attr, mask);
+  libc.posixSpawnattrSetflags(attr, libc.POSIX_SPAWN_SETSID | libc.POSIX_SPAWN_SETSIGDEF | libc.POSIX_SPAWN_SETSIGMASK);
+  const pid = [0];
+  const exe = stubExecutable();
+  const rc = libc.posixSpawn(pid, exe, fa, attr, ['snapvisor-stub', null], [null]);
+  libc.posixSpawnFileActionsDestroy(fa);
+  libc.posixSpawnattrDestroy(attr);
+  if (rc !== 0) throw new PtraceError(`posix_spawn of the stub failed: errno ${rc}`);
+  return pid[0];
+}
+
+const XSTATE_MAX = 4096;
+
+let pinned = false;
+/**
+ * Pin the kernel's main thread (the tracer) to one CPU; stubs inherit it at spawn.
+ * Measured here: a trapped syscall costs ~4.5 µs when tracer and stub share a CPU
+ * and 16–70 µs when the wake-up crosses CPUs of this VM (npm run bench shows it).
+ * SNAPVISOR_NO_PIN=1 turns it off.
+ */
+function pinToOneCpu(): void {
+  if (pinned || process.env.SNAPVISOR_NO_PIN) return;
+  pinned = true;
+  const mask = new Uint8Array(128);
+  if (libc.schedGetaffinity(0, mask.length, mask) < 0) return;
+  const cpus: number[] = [];
+  for (let i = 0; i < mask.length * 8; i++) if (mask[i >> 3] & (1 << (i & 7))) cpus.push(i);
+  if (cpus.length < 2) return;
+  const cpu = cpus[process.pid % cpus.length];
+  mask.fill(0);
+  mask[cpu >> 3] |= 1 << (cpu & 7);
+  libc.schedSetaffinity(0, mask.length, mask);
+}
+
+class PtraceTask implements PlatformTask {
+  readonly regs = new BigUint64Array(REG_COUNT);
+  readonly regs32 = new Uint32Array(this.regs.buffer);
+  private readonly status = new Int32Array(1);
+  private readonly savedRegs = new BigUint64Array(REG_COUNT);
+  private dead = false;
+  private interruptRequested = false;
+  private running = false;
+  private readonly iov = new BigUint64Array(2);
+  private readonly xstate = new Uint8Array(XSTATE_MAX);
+  private useXstate = true;
+
+  constructor(readonly pid: number) {}
+
+  static start(memoryFileFd: number): PtraceTask {
+    const pid = spawnStub(memoryFileFd);
+    const t = new PtraceTask(pid);
+    // Wait until the stub has stopped itself, then seize it.
+    const st = t.status;
+    if (libc.waitpid(pid, st, libc.WUNTRACED) !== pid || (st[0] & 0xff) !== 0x7f) {
+      libc.kill(pid, SIGKILL);
+      throw new PtraceError(`stub did not stop (status 0x${st[0].toString(16)})`);
+    }
+    if (libc.ptraceInt(PTRACE_SEIZE, pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD) < 0) {
+      const e = libc.errno();
+      libc.kill(pid, SIGKILL);
+      throw new PtraceError(`PTRACE_SEIZE failed: errno ${e} (is ptrace allowed here? see /proc/sys/kernel/yama/ptrace_scope)`);
+    }
+    t.waitStop();
+    t.getRegs();
+    t.clearHostMappings();
+    return t;
+  }
+
+  private getRegs(): void {
+    if (libc.ptraceBuf(PTRACE_GETREGS, this.pid, 0, this.regs) < 0) throw new PtraceError(`PTRACE_GETREGS: errno ${libc.errno()}`);
+  }
+  private setRegs(): void {
+    if (libc.ptraceBuf(PTRACE_SETREGS, this.pid, 0, this.regs) < 0) throw new PtraceError(`PTRACE_SETREGS: errno ${libc.errno()}`);
+  }
+
+  /** Blocking wait for the next stop of a tracee we know is about to stop. */
+  private waitStop(): number {
+    for (;;) {
+      const r = libc.waitpid(this.pid, this.status, libc.__WALL);
+      if (r === this.pid) return this.status[0];
+      if (libc.errno() !== 4 /* EINTR */) throw new PtraceError(`waitpid: errno ${libc.errno()}`);
+    }
+  }
+
+  /** Unmap everything the host gave the stub except its own page (and [vsyscall], which can't go). */
+  private clearHostMappings(): void {
+    const maps = fs.readFileSync(`/proc/${this.pid}/maps`, 'utf8').trim().split('\n');
+    for (const line of maps) {
+      const [range] = line.split(' ');
+      const [lo, hi] = range.split('-').map((h) => parseInt(h, 16));
+      if (lo === STUB_BASE || line.includes('[vsyscall]')) continue;
+      this.injectChecked(SYS_munmap, [lo, hi - lo]);
+    }
+  }
+
+  /**
+   * Run one host syscall inside the stub (the `syscall; int3` site), preserving the
+   * guest's registers. Returns the raw result (negative errno on failure).
+   */
+  inject(nr: number, args: number[]): number {
+    this.savedRegs.set(this.regs);
+    const r = this.regs;
+    r[REG.rax] = BigInt(nr);
+    const argRegs = [REG.rdi, REG.rsi, REG.rdx, REG.r10, REG.r8, REG.r9];
+    for (let i = 0; i < argRegs.length; i++) r[argRegs[i]] = BigInt.asUintN(64, BigInt(args[i] ?? 0));
+    r[REG.rip] = BigInt(STUB_SYSCALL_ADDR);
+    r[REG.orig_rax] = 0xffffffffffffffffn; // not in a syscall: no restart games on resume
+    this.setRegs();
+    if (libc.ptraceInt(PTRACE_CONT, this.pid, 0, 0) < 0) throw new PtraceError(`PTRACE_CONT: errno ${libc.errno()}`);
+    for (;;) {
+      const st = this.waitStop();
+      if ((st & 0xff) !== 0x7f) { this.dead = true; throw new PtraceError(`stub died during an injected syscall (status 0x${st.toString(16)})`); }
+      const sig = (st >> 8) & 0xff;
+      if (sig === SIGTRAP && (st >> 16) === 0) break;
+      // A group-stop or other event: keep going until the int3.
+      libc.ptraceInt(PTRACE_CONT, this.pid, 0, 0);
+    }
+    this.getRegs();
+    const res = Number(BigInt.asIntN(64, this.regs[REG.rax]));
+    this.regs.set(this.savedRegs);
+    this.setRegs();
+    return res;
+  }
+
+  private injectChecked(nr: number, args: number[]): number {
+    const res = this.inject(nr, args);
+    if (res < 0 && res > -4096) throw new PtraceError(`injected syscall ${nr}(${args.map((a) => '0x' + a.toString(16)).join(', ')}) failed: errno ${-res}`);
+    return res;
+  }
+
+  map(addr: number, len: number, prot: number, fileOffset: number): void {
+    this.injectChecked(SYS_mmap, [addr, len, prot, libc.MAP_SHARED | libc.MAP_FIXED, STUB_MEMFD, fileOffset]);
+  }
+  unmap(addr: number, len: number): void { this.injectChecked(SYS_munmap, [addr, len]); }
+  protect(addr: number, len: number, prot: number): void { this.injectChecked(SYS_mprotect, [addr, len, prot]); }
+
+  async switch(): Promise<Trap> {
+    if (this.dead) return { kind: 'died', status: 0 };
+    for (;;) {
+      this.setRegs();
+      if (libc.ptraceInt(PTRACE_SYSEMU, this.pid, 0, 0) < 0) throw new PtraceError(`PTRACE_SYSEMU: errno ${libc.errno()}`);
+      this.running = true;
+      let st: number | undefined;
+      for (let i = 0; i < SPIN_POLLS; i++) {
+        if (libc.waitpid(this.pid, this.status, libc.WNOHANG | libc.__WALL) === this.pid) { st = this.status[0]; break; }
+      }
+      if (st === undefined) st = await this.waitAsync();
+      this.running = false;
+      if ((st & 0xff) !== 0x7f) { this.dead = true; return { kind: 'died', status: st }; }
+      const sig = (st >> 8) & 0xff, event = st >> 16;
+      this.getRegs();
+      if (sig === (SIGTRAP | 0x80)) {
+        if (this.interruptRequested) { this.interruptRequested = false; this.pendingInterruptAck = true; }
+        return { kind: 'syscall' };
+      }
+      if (event === PTRACE_EVENT_STOP) {
+        if (this.interruptRequested || this.pendingInterruptAck) {
+          const wasAck = this.pendingInterruptAck && !this.interruptRequested;
+          this.interruptRequested = false; this.pendingInterruptAck = false;
+          if (!wasAck) return { kind: 'interrupted' };
+        }
+        continue; // a stale interrupt stop or group-stop: resume
+      }
+      if (sig === SIGSTOP) continue; // stop signal aimed at the stub: swallow it
+      const info = this.siginfo(sig);
+      if (info) return info;
+      return { kind: 'signal', signo: sig };
+    }
+  }
+  private pendingInterruptAck = false;
+
+  private siginfo(sig: number): Trap | undefined {
+    const si = new BigUint64Array(16);
+    if (libc.ptraceBuf(PTRACE_GETSIGINFO, this.pid, 0, si) < 0) return undefined;
+    const s32 = new Int32Array(si.buffer);
+    const code = s32[2];
+    // si_code > 0 means the kernel raised it for a fault in the stub (SEGV_MAPERR, BUS_ADRERR, …).
+    if (code > 0 && [4, 5, 7, 8, 11].includes(sig)) return { kind: 'fault', signo: sig, code, addr: Number(si[2]) };
+    return undefined;
+  }
+
+  private waitAsync(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const st = new Int32Array(1);
+      const again = () => libc.waitpid.async(this.pid, st, libc.__WALL, (err: unknown, r: number) => {
+        if (err) return reject(err);
+        if (r === this.pid) return resolve(st[0]);
+        again(); // EINTR
+      });
+      again();
+    });
+  }
+
+  interrupt(): void {
+    if (this.dead) return;
+    this.interruptRequested = true;
+    if (this.running) libc.ptraceInt(PTRACE_INTERRUPT, this.pid, 0, 0);
+  }
+
+  getFpState(): Uint8Array {
+    if (this.useXstate) {
+      this.iov[0] = BigInt(libc.addressOf(this.xstate));
+      this.iov[1] = BigInt(XSTATE_MAX);
+      if (libc.ptraceBuf(PTRACE_GETREGSET, this.pid, NT_X86_XSTATE, this.iov) >= 0) return this.xstate.slice(0, Number(this.iov[1]));
+      this.useXstate = false;
+    }
+    const fx = new Uint8Array(512);
+    if (libc.ptraceBuf(PTRACE_GETFPREGS, this.pid, 0, fx) < 0) throw new PtraceError(`PTRACE_GETFPREGS: errno ${libc.errno()}`);
+    return fx;
+  }
+
+  setFpState(state: Uint8Array): void {
+    if (state.length !== 512) {
+      const buf = new Uint8Array(state);
+      this.iov[0] = BigInt(libc.addressOf(buf));
+      this.iov[1] = BigInt(buf.length);
+      if (libc.ptraceBuf(PTRACE_SETREGSET, this.pid, NT_X86_XSTATE, this.iov) < 0) throw new PtraceError(`PTRACE_SETREGSET(XSTATE): errno ${libc.errno()}`);
+      return;
+    }
+    if (libc.ptraceBuf(PTRACE_SETFPREGS, this.pid, 0, new Uint8Array(state)) < 0) throw new PtraceError(`PTRACE_SETFPREGS: errno ${libc.errno()}`);
+  }
+
+  destroy(): void {
+    if (this.dead) return;
+    this.dead = true;
+    libc.kill(this.pid, SIGKILL);
+    // Reap it so no zombie is left; the kill makes this prompt.
+    libc.waitpid(this.pid, this.status, libc.__WALL);
+  }
+}
+
+/** The PTRACE_SYSEMU platform (portable; needs ptrace permission over our own children). */
+export class PtracePlatform implements Platform {
+  readonly name = 'ptrace';
+  constructor() { pinToOneCpu(); }
+  createTask(memoryFileFd: number): PlatformTask & { inject(nr: number, args: number[]): number } {
+    return PtraceTask.start(memoryFileFd);
+  }
+}
+void os; void path; void PTRACE_KILL;

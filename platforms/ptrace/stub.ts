@@ -1,0 +1,50 @@
+/**
+ * The stub: a tiny static x86-64 ELF generated here (no compiler, nothing shipped
+ * prebuilt) that the ptrace platform spawns as the host process behind a guest
+ * address space. It stops itself with SIGSTOP, then loops on `syscall; int3`: the
+ * kernel points registers at that `syscall` to run host syscalls inside the stub
+ * (mmap/munmap/mprotect of memory-file windows). Guest syscalls never reach it:
+ * they are caught with PTRACE_SYSEMU.
+ */
+
+/** Guest address where the stub's single page is loaded (kept out of guest ranges by the mm). */
+export const STUB_BASE = 0x7fff_f000_0000;
+const CODE_OFFSET = 64 + 56; // ELF header + one program header
+
+// mov eax,39 (getpid); syscall; mov edi,eax; mov esi,19 (SIGSTOP); mov eax,62 (kill); syscall;
+// loop: syscall; int3; jmp loop
+const CODE = [
+  0xb8, 39, 0, 0, 0, 0x0f, 0x05,
+  0x89, 0xc7, 0xbe, 19, 0, 0, 0, 0xb8, 62, 0, 0, 0, 0x0f, 0x05,
+  0x0f, 0x05, 0xcc, 0xeb, 0xfb,
+];
+/** Guest address of the injection site (`syscall` followed by `int3`). */
+export const STUB_SYSCALL_ADDR = STUB_BASE + CODE_OFFSET + 21;
+/** Host fd number at which the stub receives the kernel's memory file. */
+export const STUB_MEMFD = 3;
+
+/** The stub executable's bytes (ELF64, ET_EXEC, one R+X PT_LOAD at STUB_BASE). */
+export function stubElf(): Uint8Array {
+  const size = CODE_OFFSET + CODE.length;
+  const b = new Uint8Array(size);
+  const v = new DataView(b.buffer);
+  b.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]);
+  v.setUint16(16, 2, true);            // e_type ET_EXEC
+  v.setUint16(18, 62, true);           // e_machine EM_X86_64
+  v.setUint32(20, 1, true);            // e_version
+  v.setBigUint64(24, BigInt(STUB_BASE + CODE_OFFSET), true); // e_entry
+  v.setBigUint64(32, 64n, true);       // e_phoff
+  v.setUint16(52, 64, true);           // e_ehsize
+  v.setUint16(54, 56, true);           // e_phentsize
+  v.setUint16(56, 1, true);            // e_phnum
+  v.setUint32(64, 1, true);            // p_type PT_LOAD
+  v.setUint32(68, 5, true);            // p_flags R|X
+  v.setBigUint64(72, 0n, true);        // p_offset
+  v.setBigUint64(80, BigInt(STUB_BASE), true);
+  v.setBigUint64(88, BigInt(STUB_BASE), true);
+  v.setBigUint64(96, BigInt(size), true);
+  v.setBigUint64(104, BigInt(size), true);
+  v.setBigUint64(112, 0x1000n, true);
+  b.set(CODE, CODE_OFFSET);
+  return b;
+}
