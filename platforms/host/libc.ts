@@ -58,8 +58,18 @@ export const FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2;
 export const SEEK_DATA = 3, SEEK_HOLE = 4;
 export const WNOHANG = 1, WUNTRACED = 2, __WALL = 0x40000000;
 export const POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSID = 0x80;
-/** Host address of a typed array's first byte (for iovecs handed to the host kernel). */
-export const addressOf = (buf: ArrayBufferView): bigint => koffi.address(buf);
+/**
+ * A buffer of `len` bytes in stable native memory (never moved by V8), for structures
+ * that the host kernel reads through a pointer stored in another structure (iovecs).
+ */
+export function nativeBuffer(len: number): { address: bigint; bytes: Uint8Array } {
+  const ptr = koffi.alloc('uint8_t', len);
+  return { address: koffi.address(ptr), bytes: new Uint8Array(koffi.view(ptr, len)) };
+}
 /** sched_setaffinity(2) for the calling thread (pid 0); `mask` is a CPU bit set (Uint8Array). */
 export const schedSetaffinity = libc.func('int sched_setaffinity(int pid, size_t size, void *mask)') as (pid: number, size: number, mask: Uint8Array) => number;
 export const schedGetaffinity = libc.func('int sched_getaffinity(int pid, size_t size, void *mask)') as (pid: number, size: number, mask: Uint8Array) => number;
+/** ioctl(2) on a host fd with a buffer argument (terminal requests for the caller's stdio). */
+export const ioctlBuf = libc.func('int ioctl(int fd, unsigned long request, void *arg)') as (fd: number, req: number, arg: Uint8Array) => number;
+/** clock_gettime(2) into a BigInt64Array(2) [sec, nsec]: CPU clocks of stub processes. */
+export const clockGettime = libc.func('int clock_gettime(int clk, void *ts)') as (clk: number, ts: BigInt64Array) => number;

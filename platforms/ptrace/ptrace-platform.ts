@@ -63,7 +63,8 @@ function spawnStub(memoryFileFd: number): number {
   return pid[0];
 }
 
-const XSTATE_MAX = 4096;
+/** Room for the largest XSAVE area (AMX makes it ~11 KiB); SETREGSET wants the exact size. */
+const XSTATE_MAX = 16384;
 
 let pinned = false;
 /**
@@ -95,7 +96,7 @@ class PtraceTask implements PlatformTask {
   private interruptRequested = false;
   private running = false;
   private readonly iov = new BigUint64Array(2);
-  private readonly xstate = new Uint8Array(XSTATE_MAX);
+  private readonly xstate = libc.nativeBuffer(XSTATE_MAX);
   private useXstate = true;
 
   constructor(readonly pid: number) {}
@@ -253,9 +254,9 @@ class PtraceTask implements PlatformTask {
 
   getFpState(): Uint8Array {
     if (this.useXstate) {
-      this.iov[0] = BigInt(libc.addressOf(this.xstate));
+      this.iov[0] = this.xstate.address;
       this.iov[1] = BigInt(XSTATE_MAX);
-      if (libc.ptraceBuf(PTRACE_GETREGSET, this.pid, NT_X86_XSTATE, this.iov) >= 0) return this.xstate.slice(0, Number(this.iov[1]));
+      if (libc.ptraceBuf(PTRACE_GETREGSET, this.pid, NT_X86_XSTATE, this.iov) >= 0) return this.xstate.bytes.slice(0, Number(this.iov[1]));
       this.useXstate = false;
     }
     const fx = new Uint8Array(512);
@@ -265,9 +266,10 @@ class PtraceTask implements PlatformTask {
 
   setFpState(state: Uint8Array): void {
     if (state.length !== 512) {
-      const buf = new Uint8Array(state);
-      this.iov[0] = BigInt(libc.addressOf(buf));
-      this.iov[1] = BigInt(buf.length);
+      if (state.length > XSTATE_MAX) throw new PtraceError(`FP state of ${state.length} bytes is larger than this host's XSAVE area`);
+      this.xstate.bytes.set(state);
+      this.iov[0] = this.xstate.address;
+      this.iov[1] = BigInt(state.length);
       if (libc.ptraceBuf(PTRACE_SETREGSET, this.pid, NT_X86_XSTATE, this.iov) < 0) throw new PtraceError(`PTRACE_SETREGSET(XSTATE): errno ${libc.errno()}`);
       return;
     }

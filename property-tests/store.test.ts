@@ -1,0 +1,394 @@
+/**
+ * Property tests of the snapshot store (snapshots/store.ts): round trips of arbitrary
+ * graphs and sparse memory, page deduplication, ordering, visibility of incomplete
+ * writes, prefix ids, deletion with page GC, and corruption of every kind of record.
+ */
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash, randomFillSync } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { Level } from 'level';
+import {
+  SnapshotError, deleteCheckpoint, listCheckpoints, loadCheckpoint, restoreMemory, writeCheckpoint,
+  type MemorySource,
+} from '../snapshots/store.js';
+import {
+  GRAPH_CHUNK_BYTES, PAGE_SIZE, decodeCbor, graphKey, manifestKey, pageKey, pagemapKey, sealManifest,
+} from '../snapshots/format.js';
+
+const PAGE = PAGE_SIZE;
+let tmpDirs: string[] = [];
+
+/** A fresh store path (not yet created) inside a fresh tmp dir. */
+function freshStore(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'snapvisor-store-test-'));
+  tmpDirs.push(dir);
+  return join(dir, 'store');
+}
+function cleanup(): void {
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+  tmpDirs = [];
+}
+afterEach(cleanup);
+
+async function withDb<T>(store: string, fn: (db: Level<string, Uint8Array>) => Promise<T>): Promise<T> {
+  const db = new Level<string, Uint8Array>(store, { keyEncoding: 'utf8', valueEncoding: 'view' });
+  await db.open({ createIfMissing: false });
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+async function keysWith(store: string, prefix: string): Promise<string[]> {
+  return withDb(store, async (db) => {
+    const keys: string[] = [];
+    for await (const k of db.keys()) if (k.startsWith(prefix)) keys.push(k);
+    return keys;
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Memory model
+
+type PageSpec =
+  | { k: 'hole' }                       // outside the populated ranges (holds junk that must never be read)
+  | { k: 'zero' }                       // populated but all zero
+  | { k: 'fill'; v: number }            // small alphabet: duplicates are likely
+  | { k: 'rand'; seed: number }         // pseudo-random contents
+  | { k: 'lastByte'; v: number };       // zero except the last byte (zero-check edge)
+
+const pageSpecArb: fc.Arbitrary<PageSpec> = fc.oneof(
+  fc.constant({ k: 'hole' as const }),
+  fc.constant({ k: 'zero' as const }),
+  fc.record({ k: fc.constant('fill' as const), v: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({ k: fc.constant('rand' as const), seed: fc.integer({ min: 0, max: 0x7fffffff }) }),
+  fc.record({ k: fc.constant('lastByte' as const), v: fc.integer({ min: 1, max: 255 }) }),
+);
+
+interface TestMemory extends MemorySource {
+  backing: Uint8Array;
+  /** Expected restored image: the backing with holes zeroed. */
+  expected: Uint8Array;
+  /** Page indices that are non-zero in `expected`. */
+  nonZero: number[];
+  zeroPopulated: number;
+  distinct: number;
+}
+
+function makeMemory(specs: PageSpec[], reverse: boolean): TestMemory {
+  const n = specs.length;
+  const backing = new Uint8Array(n * PAGE);
+  const expected = new Uint8Array(n * PAGE);
+  const populated: Array<[number, number]> = [];
+  const nonZero: number[] = [];
+  const contents = new Set<string>();
+  let zeroPopulated = 0;
+  specs.forEach((s, i) => {
+    const page = backing.subarray(i * PAGE, (i + 1) * PAGE);
+    switch (s.k) {
+      case 'hole': page.fill(0xee); break;
+      case 'zero': break;
+      case 'fill': page.fill(s.v); break;
+      case 'rand': {
+        let x = s.seed | 1;
+        for (let j = 0; j < PAGE; j++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; page[j] = x & 0xff; }
+        break;
+      }
+      case 'lastByte': page[PAGE - 1] = s.v; break;
+    }
+    if (s.k === 'hole') return;
+    const last = populated[populated.length - 1];
+    if (last !== undefined && last[0] + last[1] === i * PAGE && i % 5 !== 0) last[1] += PAGE; // some adjacent ranges stay split
+    else populated.push([i * PAGE, PAGE]);
+    expected.set(page, i * PAGE);
+    if (page.every((b) => b === 0)) zeroPopulated++;
+    else {
+      nonZero.push(i);
+      contents.add(Buffer.from(page).toString('hex'));
+    }
+  });
+  if (reverse) populated.reverse();
+  const scratch = new Uint8Array(2 << 20);
+  return {
+    sizeBytes: n * PAGE,
+    populated,
+    // Returns a view of a scratch buffer that the next read overwrites; refuses reads outside populated ranges.
+    read(offset: number, length: number): Uint8Array {
+      for (let p = offset; p < offset + length; p += PAGE) {
+        if (!populated.some(([o, l]) => p >= o && p < o + l)) throw new Error(`read of unpopulated page at ${p}`);
+      }
+      const view = scratch.subarray(0, length);
+      view.set(backing.subarray(offset, offset + length));
+      return view;
+    },
+    backing, expected, nonZero, zeroPopulated, distinct: contents.size,
+  };
+}
+
+/** Restore into a fresh image, checking the shape of every write call. */
+async function restoreImage(store: string, id: string, sizeBytes: number): Promise<{ image: Uint8Array; written: Set<number>; pages: number }> {
+  const image = new Uint8Array(sizeBytes);
+  const written = new Set<number>();
+  let lastEnd = -1;
+  const { pages } = await restoreMemory(store, id, (offset, data) => {
+    expect(offset % PAGE).toBe(0);
+    expect(offset).toBeGreaterThan(lastEnd - 1);
+    expect(data.length % PAGE === 0 || offset + data.length === sizeBytes).toBe(true);
+    expect(offset + data.length).toBeLessThanOrEqual(sizeBytes);
+    for (let p = offset; p < offset + data.length; p += PAGE) written.add(p / PAGE);
+    image.set(data, offset);
+    lastEnd = offset + data.length;
+  });
+  return { image, written, pages };
+}
+
+// ---------------------------------------------------------------------------
+// Graph model
+
+/** cbor-x stores -0 as 0 and renames own `__proto__` keys (documented); keep generated data clear of both. */
+function sanitize(v: unknown): unknown {
+  if (typeof v === 'number') return Object.is(v, -0) ? 0 : v;
+  if (Array.isArray(v)) return v.map(sanitize);
+  if (v instanceof Map) return new Map([...v].map(([k, x]) => [sanitize(k), sanitize(x)]));
+  if (v instanceof Set) return new Set([...v].map(sanitize));
+  if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v) || v instanceof Date) return v;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) if (k !== '__proto__') out[k] = sanitize((v as Record<string, unknown>)[k]);
+  return out;
+}
+
+const graphArb = fc.record({
+  json: fc.jsonValue({ maxDepth: 3 }),
+  obj: fc.object({ maxDepth: 2, withBigInt: true, withTypedArray: true, withMap: true, withSet: true }),
+  big: fc.bigInt(),
+  huge: fc.bigInt({ min: -(2n ** 130n), max: 2n ** 130n }),
+  bytes: fc.uint8Array({ maxLength: 64 }),
+  tasks: fc.array(fc.record({
+    tid: fc.nat(),
+    regs: fc.array(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), { minLength: 1, maxLength: 4 }).map((a) => BigUint64Array.from(a)),
+    stack: fc.uint8Array({ maxLength: 32 }),
+    name: fc.string(),
+  }), { maxLength: 3 }),
+}).map(sanitize);
+
+// ---------------------------------------------------------------------------
+
+describe('snapshot store', () => {
+  it('round-trips arbitrary graphs and sparse memory', async () => {
+    await fc.assert(
+      fc.asyncProperty(graphArb, fc.array(pageSpecArb, { maxLength: 40 }), fc.boolean(), async (graph, specs, reverse) => {
+        const store = freshStore();
+        const mem = makeMemory(specs, reverse);
+        const summary = await writeCheckpoint(store, graph, mem, { name: 'prop', note: 'round trip', custom: [1n, 'x'] });
+        expect(summary.id).toMatch(/^[0-9a-f]{16}$/);
+        expect(summary.pages).toBe(mem.nonZero.length);
+        expect(summary.zeroPages).toBe(mem.zeroPopulated);
+        expect(summary.newPages).toBe(mem.distinct);
+        expect(summary.storedPageBytes).toBe(mem.distinct * PAGE);
+
+        const loaded = await loadCheckpoint(store, summary.id);
+        expect(loaded.id).toBe(summary.id);
+        expect(loaded.graph).toEqual(graph);
+        expect(loaded.memorySizeBytes).toBe(mem.sizeBytes);
+        expect(loaded.manifest).toMatchObject({ ...summary, note: 'round trip', custom: [1n, 'x'], formatVersion: 1 });
+
+        const { image, written, pages } = await restoreImage(store, summary.id, mem.sizeBytes);
+        expect(pages).toBe(mem.nonZero.length);
+        expect([...written].sort((a, b) => a - b)).toEqual(mem.nonZero);
+        expect(Buffer.from(image).equals(Buffer.from(mem.expected))).toBe(true);
+        expect((await keysWith(store, 'page/')).length).toBe(mem.distinct);
+        cleanup();
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('splits large graphs into 1 MiB chunks and handles a partial last page', async () => {
+    const store = freshStore();
+    const blob = randomFillSync(new Uint8Array(2 * GRAPH_CHUNK_BYTES + 1234));
+    const size = 3 * PAGE + 100;
+    const backing = new Uint8Array(size);
+    backing[5] = 1;
+    backing[3 * PAGE + 99] = 7;
+    const mem: MemorySource = { sizeBytes: size, populated: [[0, 4 * PAGE]], read: (o, l) => backing.subarray(o, o + l) };
+    const s = await writeCheckpoint(store, { blob }, mem);
+    expect(s.pages).toBe(2);
+    expect(s.zeroPages).toBe(2);
+    expect((await keysWith(store, `graph/${s.id}/`)).length).toBe(3);
+    const loaded = await loadCheckpoint(store, s.id);
+    expect(Buffer.from(loaded.graph.blob).equals(Buffer.from(blob))).toBe(true);
+    const { image, pages } = await restoreImage(store, s.id, size);
+    expect(pages).toBe(2);
+    expect(Buffer.from(image).equals(Buffer.from(backing))).toBe(true);
+  });
+
+  it('stores each page once: a second checkpoint of the same memory adds no pages', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(pageSpecArb, { minLength: 1, maxLength: 30 }), async (specs) => {
+        const store = freshStore();
+        const mem = makeMemory(specs, false);
+        const a = await writeCheckpoint(store, { n: 1 }, mem, { name: 'a' });
+        const b = await writeCheckpoint(store, { n: 2 }, mem, { name: 'b', parent: a.id });
+        expect(a.newPages).toBe(mem.distinct);
+        expect(b.newPages).toBe(0);
+        expect(b.storedPageBytes).toBe(0);
+        expect(b.pages).toBe(a.pages);
+        expect((await keysWith(store, 'page/')).length).toBe(mem.distinct);
+
+        const list = await listCheckpoints(store);
+        expect(list.map((c) => c.id)).toEqual([a.id, b.id]);
+        expect(list[1]).toEqual(b);
+        expect(list[1].parent).toBe(a.id);
+
+        // Deleting one keeps the shared pages; deleting both removes everything.
+        await deleteCheckpoint(store, a.id);
+        expect((await listCheckpoints(store)).map((c) => c.id)).toEqual([b.id]);
+        expect((await restoreImage(store, b.id, mem.sizeBytes)).image).toEqual(mem.expected);
+        await deleteCheckpoint(store, b.id.slice(0, 5));
+        expect(await listCheckpoints(store)).toEqual([]);
+        expect(await keysWith(store, '')).toEqual([]);
+        cleanup();
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('lists many checkpoints oldest first, also when written concurrently', async () => {
+    const store = freshStore();
+    const mem = makeMemory([{ k: 'fill', v: 1 }, { k: 'zero' }, { k: 'rand', seed: 9 }], false);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await writeCheckpoint(store, { i }, mem, { name: `c${i}` })).id);
+    const concurrent = await Promise.all([0, 1, 2].map((i) => writeCheckpoint(store, { i }, mem)));
+    const list = await listCheckpoints(store);
+    expect(list.slice(0, 5).map((c) => c.id)).toEqual(ids);
+    expect(new Set(list.slice(5).map((c) => c.id))).toEqual(new Set(concurrent.map((c) => c.id)));
+    expect(list.slice(0, 5).map((c) => c.name)).toEqual(['c0', 'c1', 'c2', 'c3', 'c4']);
+  });
+
+  it('does not show a checkpoint whose write never completed, and sweeps its records', async () => {
+    const store = freshStore();
+    const mem = makeMemory([{ k: 'fill', v: 3 }], false);
+    const done = await writeCheckpoint(store, { ok: true }, mem);
+    const ghost = 'abcdef0123456789';
+    const page = new Uint8Array(PAGE).fill(9);
+    const hash = createHash('sha256').update(page).digest('hex');
+    await withDb(store, (db) => db.batch([
+      { type: 'put', key: pageKey(hash), value: page },
+      { type: 'put', key: graphKey(ghost, 0), value: new Uint8Array([0xa0]) },
+      { type: 'put', key: pagemapKey(ghost), value: new Uint8Array([0x80]) },
+    ]));
+    expect((await listCheckpoints(store)).map((c) => c.id)).toEqual([done.id]);
+    await expect(loadCheckpoint(store, ghost)).rejects.toThrow(/not found in store/);
+    await expect(restoreMemory(store, 'abcd', () => {})).rejects.toBeInstanceOf(SnapshotError);
+    await deleteCheckpoint(store, done.id);
+    expect(await keysWith(store, '')).toEqual([]);
+  });
+
+  it('accepts unique id prefixes and rejects unknown, short or ambiguous ones', async () => {
+    const store = freshStore();
+    const mem = makeMemory([{ k: 'fill', v: 1 }], false);
+    const s = await writeCheckpoint(store, { x: 1 }, mem);
+    expect((await loadCheckpoint(store, s.id.slice(0, 4))).id).toBe(s.id);
+    expect((await loadCheckpoint(store, s.id.toUpperCase())).id).toBe(s.id);
+    const other = s.id[0] === '0' ? '1' : '0';
+    await expect(loadCheckpoint(store, other + s.id.slice(1))).rejects.toThrow(/not found in store/);
+    await expect(loadCheckpoint(store, s.id.slice(0, 3))).rejects.toThrow(/invalid checkpoint id/);
+    await expect(loadCheckpoint(store, 'zzzzzz')).rejects.toBeInstanceOf(SnapshotError);
+    await expect(deleteCheckpoint(store, other + s.id.slice(1))).rejects.toBeInstanceOf(SnapshotError);
+
+    // Two manifests sharing a prefix (forged: resolution looks at keys only).
+    const bytes = await withDb(store, (db) => db.get(manifestKey(s.id)));
+    const m = decodeCbor(bytes!) as Record<string, unknown>;
+    await withDb(store, (db) => db.batch(['abcd000000000001', 'abcd000000000002'].map((id) => (
+      { type: 'put' as const, key: manifestKey(id), value: sealManifest({ ...m, id }) }))));
+    await expect(loadCheckpoint(store, 'abcd')).rejects.toThrow(/ambiguous/);
+  });
+
+  it('refuses a missing store without creating it', async () => {
+    const store = freshStore();
+    for (const op of [
+      () => loadCheckpoint(store, 'abcd'), () => listCheckpoints(store),
+      () => restoreMemory(store, 'abcd', () => {}), () => deleteCheckpoint(store, 'abcd'),
+    ]) {
+      await expect(op()).rejects.toThrow(`no checkpoint store at ${store}`);
+    }
+    expect(existsSync(store)).toBe(false);
+  });
+
+  it('refuses another format version with a clear message', async () => {
+    const store = freshStore();
+    const s = await writeCheckpoint(store, { v: 1 }, makeMemory([{ k: 'fill', v: 2 }], false));
+    await withDb(store, async (db) => {
+      const m = decodeCbor((await db.get(manifestKey(s.id)))!) as Record<string, unknown>;
+      await db.put(manifestKey(s.id), sealManifest({ ...m, formatVersion: 2 }));
+    });
+    await expect(loadCheckpoint(store, s.id)).rejects.toThrow(/format version 2.*only format version 1/);
+    await expect(listCheckpoints(store)).rejects.toBeInstanceOf(SnapshotError);
+  });
+
+  it('detects a flipped byte in any record', async () => {
+    const store = freshStore();
+    const specs: PageSpec[] = [{ k: 'rand', seed: 1 }, { k: 'zero' }, { k: 'fill', v: 1 }, { k: 'fill', v: 1 }, { k: 'hole' }, { k: 'rand', seed: 2 }];
+    const mem = makeMemory(specs, false);
+    const s = await writeCheckpoint(store, { blob: new Uint8Array(GRAPH_CHUNK_BYTES + 10).fill(5), big: 2n ** 70n, text: 'hello' }, mem, { name: 'victim' });
+    const readAll = async (): Promise<void> => {
+      await loadCheckpoint(store, s.id);
+      await restoreMemory(store, s.id, () => {});
+    };
+    await readAll(); // intact
+
+    const kinds = ['manifest/', 'graph/', 'pagemap/', 'page/'] as const;
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...kinds), fc.nat(), fc.nat(), fc.integer({ min: 0, max: 7 }), async (kind, which, pos, bit) => {
+        const keys = await keysWith(store, kind);
+        const key = keys[which % keys.length];
+        const original = await withDb(store, async (db) => {
+          const value = Uint8Array.from((await db.get(key))!);
+          const bad = Uint8Array.from(value);
+          bad[pos % bad.length] ^= 1 << bit;
+          await db.put(key, bad);
+          return value;
+        });
+        try {
+          const err = await readAll().then(() => undefined, (e: unknown) => e);
+          expect(err).toBeInstanceOf(SnapshotError);
+          expect((err as Error).message).toMatch(/corrupt|format version/);
+          expect((err as Error).message).not.toContain('\n');
+        } finally {
+          await withDb(store, (db) => db.put(key, original));
+        }
+      }),
+      { numRuns: 30 },
+    );
+    await readAll(); // intact again
+
+    // A missing page or graph chunk is an error too.
+    for (const key of [(await keysWith(store, 'page/'))[0], graphKey(s.id, 1)]) {
+      const original = await withDb(store, async (db) => {
+        const v = (await db.get(key))!;
+        await db.del(key);
+        return v;
+      });
+      await expect(readAll()).rejects.toThrow(/is missing/);
+      await withDb(store, (db) => db.put(key, original));
+    }
+  });
+
+  it('checkpoints 30 MB of mostly distinct pages quickly', async () => {
+    const store = freshStore();
+    const size = 30 * 1024 * 1024;
+    const backing = Buffer.alloc(size);
+    for (let p = 0; p < size; p += PAGE) if ((p / PAGE) % 8 !== 0) randomFillSync(backing, p, PAGE);
+    const mem: MemorySource = { sizeBytes: size, populated: [[0, size]], read: (o, l) => backing.subarray(o, o + l) };
+    const t0 = performance.now();
+    const s = await writeCheckpoint(store, { big: true }, mem);
+    const ms = performance.now() - t0;
+    expect(s.pages).toBe((size / PAGE) * 7 / 8);
+    expect(ms).toBeLessThan(2000); // typically ~200 ms; generous for slow CI machines
+    const { image } = await restoreImage(store, s.id, size);
+    expect(Buffer.from(image).equals(backing)).toBe(true);
+  });
+});

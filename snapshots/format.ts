@@ -1,0 +1,296 @@
+/**
+ * On-disk format of the snapshot store (format version 1): constants, key layout and
+ * the small pure helpers that encode, seal and check records. The store itself
+ * (opening LevelDB, batching, resolving ids) lives in `./store.ts`; the format is
+ * described for humans in `docs/snapshot-format.md` — keep the three in step.
+ *
+ * Everything here is synchronous and free of I/O so it can be unit-tested directly.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { Decoder, Encoder } from 'cbor-x';
+
+/** Value of the `magic` field of every manifest. */
+export const FORMAT_MAGIC = 'snapvisor-checkpoint';
+/** The only manifest `formatVersion` this code reads and writes. Bump on any incompatible change. */
+export const FORMAT_VERSION = 1;
+
+/** Size of a guest page and of every `page/` record, in bytes. */
+export const PAGE_SIZE = 4096;
+/** Size of a sha256 digest, in bytes. */
+export const HASH_BYTES = 32;
+/** Maximum size of one `graph/<id>/<n>` chunk, in bytes (1 MiB). */
+export const GRAPH_CHUNK_BYTES = 1 << 20;
+
+/** Length of a checkpoint id in hex characters (8 random bytes). */
+export const ID_HEX_CHARS = 16;
+/** Shortest id prefix accepted where an id is expected, in hex characters. */
+export const MIN_ID_PREFIX = 4;
+
+/** Key prefixes. Keys are UTF-8 strings; values are raw bytes. */
+export const KEY = {
+  manifest: 'manifest/',
+  graph: 'graph/',
+  page: 'page/',
+  pagemap: 'pagemap/',
+} as const;
+
+/** `manifest/<id>`: sealed CBOR manifest (see {@link sealManifest}). */
+export const manifestKey = (id: string): string => KEY.manifest + id;
+/** `graph/<id>/<index>`: chunk `index` (decimal, from 0) of the CBOR-encoded graph. */
+export const graphKey = (id: string, index: number): string => `${KEY.graph}${id}/${index}`;
+/** `page/<sha256hex>`: one 4096-byte page, keyed by the sha256 of its contents. */
+export const pageKey = (hashHex: string): string => KEY.page + hashHex;
+/** `pagemap/<id>`: CBOR run list of the checkpoint's non-zero pages (see {@link encodePagemap}). */
+export const pagemapKey = (id: string): string => KEY.pagemap + id;
+
+/**
+ * Key range holding exactly the keys that start with `prefix`, for LevelDB iterators,
+ * `clear` and friends. Works for any prefix ending in '/' (the next code point is '0')
+ * and for hex-id prefixes (every hex digit sorts below '~').
+ */
+export function prefixRange(prefix: string): { gte: string; lt: string } {
+  if (prefix.endsWith('/')) return { gte: prefix, lt: prefix.slice(0, -1) + '0' };
+  return { gte: prefix, lt: prefix + '~' };
+}
+/** Range of all `graph/<id>/…` chunk keys of one checkpoint. */
+export const graphRange = (id: string): { gte: string; lt: string } => prefixRange(`${KEY.graph}${id}/`);
+
+/** A fresh checkpoint id: 16 lowercase hex characters from 8 random bytes. */
+export function newCheckpointId(): string {
+  return randomBytes(ID_HEX_CHARS / 2).toString('hex');
+}
+/** True for a full checkpoint id (16 lowercase hex characters). */
+export function isCheckpointId(s: string): boolean {
+  return /^[0-9a-f]{16}$/.test(s);
+}
+/** True for something usable as an id or id prefix (4–16 hex characters, any case). */
+export function isCheckpointIdPrefix(s: string): boolean {
+  return /^[0-9a-fA-F]{4,16}$/.test(s);
+}
+
+/** sha256 of `data` as 32 raw bytes. */
+export function sha256(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+/** sha256 of `data` as 64 lowercase hex characters. */
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** A page of zeros, for fast comparisons (never mutate it). */
+export const ZERO_PAGE: Buffer = Buffer.alloc(PAGE_SIZE);
+
+/**
+ * True if the `PAGE_SIZE` bytes of `buf` starting at byte `at` are all zero
+ * (a native memcmp against {@link ZERO_PAGE}; `buf` must hold the whole page).
+ */
+export function isZeroPage(buf: Buffer, at: number): boolean {
+  return buf.compare(ZERO_PAGE, 0, PAGE_SIZE, at, at + PAGE_SIZE) === 0;
+}
+
+// ---------------------------------------------------------------------------
+// CBOR
+
+/**
+ * Options for every CBOR encoding in the store: no cbor-x record extension (plain
+ * RFC 8949 maps), maps decode to plain objects, Uint8Array and other typed arrays
+ * carry their RFC 8746 tags, bigint uses 64-bit integers or tags 2/3 (so it always
+ * decodes as bigint), decoded byte strings are copies (not views of the record).
+ */
+const CBOR_OPTIONS = { useRecords: false, mapsAsObjects: true, copyBuffers: true } as const;
+const encoder = new Encoder(CBOR_OPTIONS);
+
+/**
+ * Encode `value` as CBOR into a fresh, unshared buffer.
+ * Throws (a plain Error from cbor-x) for values CBOR cannot carry: functions, symbols.
+ * Known lossy cases: `-0` is stored as `0`, and an own key named `__proto__` is renamed
+ * `__proto_` by cbor-x's prototype-pollution guard; class instances lose their prototype.
+ */
+export function encodeCbor(value: unknown): Buffer {
+  // cbor-x returns a view into a reused scratch buffer: copy it before anyone keeps it.
+  return Buffer.from(encoder.encode(value));
+}
+
+/**
+ * Decode one CBOR item that must span all of `bytes`. A fresh decoder is used every
+ * time so that hostile input can never leave state behind in a shared decoder.
+ * Throws a plain Error on malformed input or trailing bytes.
+ */
+export function decodeCbor(bytes: Uint8Array): unknown {
+  return new Decoder(CBOR_OPTIONS).decode(bytes);
+}
+
+// ---------------------------------------------------------------------------
+// Manifest
+
+/** Name of the manifest field that holds its own checksum; always the last field. */
+export const MANIFEST_CHECKSUM_FIELD = 'manifestSha256';
+
+/** The fields of a format-1 manifest (all sizes in bytes, all times in milliseconds). */
+export interface ManifestV1 {
+  magic: typeof FORMAT_MAGIC;
+  formatVersion: typeof FORMAT_VERSION;
+  /** 16 hex characters; equals the `<id>` of its key. */
+  id: string;
+  /** 1 + the highest `seq` in the store when written; orders checkpoints oldest first. */
+  seq: number;
+  /** Wall-clock creation time, ms since the Unix epoch. */
+  createdMs: number;
+  name?: string;
+  parent?: string;
+  note?: string;
+  /** sha256 (hex) of the whole CBOR-encoded graph (all chunks concatenated). */
+  graphSha256: string;
+  /** Length of the CBOR-encoded graph. */
+  graphBytes: number;
+  /** Number of `graph/<id>/<n>` records: ceil(graphBytes / GRAPH_CHUNK_BYTES). */
+  graphChunks: number;
+  /** sha256 (hex) of the `pagemap/<id>` value. */
+  pagemapSha256: string;
+  /** Length of the `pagemap/<id>` value. */
+  pagemapBytes: number;
+  /** Logical size of the memory file. */
+  memorySizeBytes: number;
+  /** Non-zero pages in the pagemap (= pages a restore writes). */
+  pages: number;
+  /** Pages inside the populated ranges that were all zero and so not stored. */
+  zeroPages: number;
+  /** Pages this checkpoint added to the store (the others were already present). */
+  newPages: number;
+  /** newPages × PAGE_SIZE. */
+  storedPageBytes: number;
+  /** Time spent writing, up to the final batch. */
+  durationMs: number;
+  /** Where the checkpoint was taken: `os.release()` and `process.arch`. */
+  host: { kernelRelease: string; arch: string };
+  [extra: string]: unknown;
+}
+
+/** Manifest fields a caller may not set through checkpoint metadata. */
+export const RESERVED_MANIFEST_FIELDS: ReadonlySet<string> = new Set([
+  'magic', 'formatVersion', 'id', 'seq', 'createdMs', 'graphSha256', 'graphBytes', 'graphChunks',
+  'pagemapSha256', 'pagemapBytes', 'memorySizeBytes', 'pages', 'zeroPages', 'newPages',
+  'storedPageBytes', 'durationMs', 'host', MANIFEST_CHECKSUM_FIELD,
+]);
+
+/**
+ * Encode a manifest and seal it: the object is encoded with a last field
+ * `manifestSha256` holding 32 zero bytes, then those bytes — the last 32 bytes of the
+ * encoding — are replaced by the sha256 of the whole encoding (with the zeros in place).
+ * The result is still a single ordinary CBOR map. Any `manifestSha256` in `fields` is
+ * replaced.
+ */
+export function sealManifest(fields: Record<string, unknown>): Buffer {
+  const obj: Record<string, unknown> = {};
+  for (const k of Object.keys(fields)) if (k !== MANIFEST_CHECKSUM_FIELD) obj[k] = fields[k];
+  obj[MANIFEST_CHECKSUM_FIELD] = new Uint8Array(HASH_BYTES);
+  const bytes = encodeCbor(obj);
+  bytes.set(sha256(bytes), bytes.length - HASH_BYTES);
+  return bytes;
+}
+
+/**
+ * True if `bytes` carries a valid seal (see {@link sealManifest}): its last 32 bytes
+ * are the sha256 of `bytes` with those 32 bytes zeroed. Checks raw bytes only; does
+ * not decode.
+ */
+export function manifestSealIsValid(bytes: Uint8Array): boolean {
+  if (bytes.length <= HASH_BYTES) return false;
+  const copy = Buffer.from(bytes);
+  const stored = Buffer.from(copy.subarray(copy.length - HASH_BYTES));
+  copy.fill(0, copy.length - HASH_BYTES);
+  return sha256(copy).equals(stored);
+}
+
+/**
+ * Project a sealed and decoded manifest to its user-visible form: everything but the
+ * checksum field.
+ */
+export function stripManifestChecksum(m: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(m)) if (k !== MANIFEST_CHECKSUM_FIELD) out[k] = m[k];
+  return out;
+}
+
+/**
+ * Check the structure of a decoded format-1 manifest (after its seal and version were
+ * checked). Returns a short reason if something is wrong, else undefined.
+ */
+export function manifestProblem(m: Record<string, unknown>, expectedId: string): string | undefined {
+  if (m.id !== expectedId) return `manifest id ${String(m.id)} does not match its key`;
+  const count = (k: string): boolean => Number.isSafeInteger(m[k]) && (m[k] as number) >= 0;
+  for (const k of ['seq', 'graphBytes', 'graphChunks', 'pagemapBytes', 'memorySizeBytes', 'pages',
+    'zeroPages', 'newPages', 'storedPageBytes']) {
+    if (!count(k)) return `manifest field ${k} is not a non-negative integer`;
+  }
+  for (const k of ['createdMs', 'durationMs']) {
+    if (typeof m[k] !== 'number' || !Number.isFinite(m[k])) return `manifest field ${k} is not a number`;
+  }
+  for (const k of ['graphSha256', 'pagemapSha256']) {
+    if (typeof m[k] !== 'string' || !/^[0-9a-f]{64}$/.test(m[k] as string)) return `manifest field ${k} is not a sha256`;
+  }
+  for (const k of ['name', 'parent', 'note']) {
+    if (m[k] !== undefined && typeof m[k] !== 'string') return `manifest field ${k} is not a string`;
+  }
+  const graphBytes = m.graphBytes as number;
+  if (graphBytes < 1 || m.graphChunks !== Math.ceil(graphBytes / GRAPH_CHUNK_BYTES)) {
+    return 'manifest graph size and chunk count disagree';
+  }
+  if ((m.pages as number) > pageCount(m.memorySizeBytes as number)) return 'manifest page count exceeds memory size';
+  return undefined;
+}
+
+/** Number of pages covering `sizeBytes` (the last one may be partial). */
+export function pageCount(sizeBytes: number): number {
+  return Math.ceil(sizeBytes / PAGE_SIZE);
+}
+
+// ---------------------------------------------------------------------------
+// Pagemap
+
+/**
+ * One run of consecutive non-zero pages: the byte offset of its first page in the
+ * memory file (a multiple of PAGE_SIZE) and the sha256 of each page, concatenated
+ * (32 bytes per page, in address order).
+ */
+export type PagemapRun = [memOffset: number, hashes: Uint8Array];
+
+/** Encode a run list (runs in increasing offset order, non-overlapping). */
+export function encodePagemap(runs: PagemapRun[]): Buffer {
+  return encodeCbor(runs);
+}
+
+/**
+ * Decode and validate a pagemap for a memory file of `memorySizeBytes`. Returns the runs
+ * and the total page count, or a short reason string if the value is malformed.
+ */
+export function decodePagemap(
+  bytes: Uint8Array,
+  memorySizeBytes: number,
+): { runs: PagemapRun[]; pages: number } | string {
+  let value: unknown;
+  try {
+    value = decodeCbor(bytes);
+  } catch {
+    return 'pagemap cannot be decoded';
+  }
+  if (!Array.isArray(value)) return 'pagemap is not a run list';
+  const limit = pageCount(memorySizeBytes) * PAGE_SIZE;
+  let pages = 0;
+  let end = 0;
+  for (const run of value as unknown[]) {
+    if (!Array.isArray(run) || run.length !== 2) return 'pagemap run is malformed';
+    const [off, hashes] = run as [unknown, unknown];
+    if (!Number.isSafeInteger(off) || (off as number) < end || (off as number) % PAGE_SIZE !== 0) {
+      return 'pagemap run offset is invalid';
+    }
+    if (!(hashes instanceof Uint8Array) || hashes.length === 0 || hashes.length % HASH_BYTES !== 0) {
+      return 'pagemap run hashes are malformed';
+    }
+    const n = hashes.length / HASH_BYTES;
+    end = (off as number) + n * PAGE_SIZE;
+    if (end > limit) return 'pagemap run extends past the memory size';
+    pages += n;
+  }
+  return { runs: value as PagemapRun[], pages };
+}

@@ -1,0 +1,37 @@
+/**
+ * The kernel's one clock: every time the guest sees comes from here, so it can be kept
+ * continuous across checkpoint/restore (and virtualized later for deterministic runs).
+ * CLOCK_MONOTONIC/BOOTTIME = host monotonic + an offset saved in the graph (like a time
+ * namespace's offsets, compare CRIU); CLOCK_REALTIME follows the host.
+ */
+import type { ClockState } from './state.js';
+
+export const NS_PER_SEC = 1_000_000_000n;
+
+export class Clock {
+  private readonly realBase = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)) - process.hrtime.bigint();
+  constructor(readonly state: ClockState) {}
+
+  /** Guest CLOCK_MONOTONIC in ns. */
+  monotonicNs(): bigint { return process.hrtime.bigint() + this.state.monotonicOffsetNs; }
+  /** Guest CLOCK_REALTIME in ns since the epoch. */
+  realtimeNs(): bigint { return process.hrtime.bigint() + this.realBase; }
+  /** Record the guest's monotonic time in the graph (at checkpoint). */
+  save(): void { this.state.monotonicAtSaveNs = this.monotonicNs(); }
+  /** Continue monotonic time from the saved value (on restore): the time spent saved does not pass. */
+  restore(): void { this.state.monotonicOffsetNs = this.state.monotonicAtSaveNs - process.hrtime.bigint(); }
+}
+
+/** Decode a guest `struct timespec` (16 bytes) to ns; EINVAL semantics are the caller's. */
+export function timespecToNs(b: Uint8Array): { sec: bigint; nsec: bigint } {
+  const v = new DataView(b.buffer, b.byteOffset, 16);
+  return { sec: v.getBigInt64(0, true), nsec: v.getBigInt64(8, true) };
+}
+
+export function nsToTimespec(ns: bigint): Uint8Array {
+  const b = new Uint8Array(16);
+  const v = new DataView(b.buffer);
+  v.setBigInt64(0, ns / NS_PER_SEC, true);
+  v.setBigInt64(8, ns % NS_PER_SEC, true);
+  return b;
+}

@@ -1,0 +1,79 @@
+/**
+ * Creating a sandbox: a fresh state graph with one thread group (pid 1 in the sandbox's
+ * pid namespace), stdio attached to the caller's fds 0–2, and the program loaded.
+ */
+import path from 'node:path';
+import { PtracePlatform } from '../../platforms/ptrace/ptrace-platform.js';
+import type { Platform } from '../../platforms/platform.js';
+import { E } from '../errno.js';
+import { AddressSpace } from '../mm/address-space.js';
+import { ExecError, execProgram } from '../loader/exec.js';
+import { Kernel, KernelOptions } from './kernel.js';
+import { O_RDONLY, O_WRONLY, O_RDWR } from '../syscalls/file.js';
+import { isDir } from '../vfs/stat.js';
+import { modeOf } from '../vfs/vfs.js';
+
+export interface SandboxSpec extends KernelOptions {
+  /** Host directory shown read-only as `/` (default `/`). */
+  rootfs: string;
+  /** Working directory inside the sandbox (default `/`). */
+  cwd: string;
+  /** Program (absolute, relative to cwd, or searched in the environment's PATH) and its argv. */
+  argv: string[];
+  /** Environment as K=V strings. */
+  env: string[];
+  platform?: Platform;
+}
+
+/** Create a sandbox ready to run. Throws ExecError (errno + one-line message) if the program can't start. */
+export function createSandbox(spec: SandboxSpec): Kernel {
+  const state = Kernel.emptyState(path.resolve(spec.rootfs));
+  const kernel = new Kernel(state, spec.platform ?? new PtracePlatform(), spec);
+  try {
+    const cwdNode = kernel.vfs.walk(spec.cwd || '/', '/', true);
+    if (!cwdNode.node || !isDir(modeOf(cwdNode.node))) throw new ExecError(E.ENOENT, `working directory ${spec.cwd} does not exist in the sandbox`);
+    const tgid = state.nextPid++;
+    const uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0;
+    state.threadGroups[tgid] = {
+      tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: 0o022, rlimits: {},
+      pendingSignals: 0n, uid, gid, cpuTimeNs: 0n,
+    };
+    const asId = kernel.newId();
+    state.addressSpaces[asId] = AddressSpace.emptyState(asId);
+    const fdTableId = kernel.newId();
+    state.fdTables[fdTableId] = { id: fdTableId, fds: {} };
+    state.tasks[tgid] = {
+      tid: tgid, tgid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0), runState: 'user',
+      sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '',
+    };
+    const task = kernel.attachTask(state.tasks[tgid], false);
+    const modes = [O_RDONLY, O_WRONLY, O_WRONLY];
+    for (const fd of [0, 1, 2]) {
+      const f = kernel.newOpenFile({ kind: 'hostfd', path: `/dev/stdio/${fd}`, flags: modes[fd] === O_RDONLY ? O_RDONLY : modes[fd] | (fd === 0 ? 0 : 0), hostFd: fd });
+      if (fd > 0) f.flags = O_RDWR;
+      kernel.installFdAt(task, fd, f.id, false);
+    }
+    const program = findProgram(kernel, spec.argv[0], spec.env, cwdNode.path);
+    const enc = new TextEncoder();
+    execProgram(task, program, spec.argv.map((a) => enc.encode(a)), spec.env.map((e) => enc.encode(e)));
+    return kernel;
+  } catch (e) {
+    kernel.destroy();
+    throw e;
+  }
+}
+
+/** Resolve a command like execvp does: names without '/' are searched in PATH inside the sandbox. */
+function findProgram(kernel: Kernel, name: string, env: string[], cwd: string): string {
+  if (!name) throw new ExecError(E.ENOENT, 'no program given');
+  if (name.includes('/')) return name.startsWith('/') ? name : path.posix.join(cwd, name);
+  const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/bin:/usr/bin:/bin';
+  for (const dir of pathVar.split(':')) {
+    const candidate = path.posix.join(dir || '.', name);
+    try {
+      const r = kernel.vfs.walk(candidate, cwd, true);
+      if (r.node && !isDir(modeOf(r.node))) return candidate;
+    } catch { /* not there: keep searching */ }
+  }
+  throw new ExecError(E.ENOENT, `${name}: command not found`);
+}

@@ -1,0 +1,223 @@
+/**
+ * The state graph: every kernel object as plain data with numeric ids. It holds no
+ * closures, host fds, host pointers or timers, so it can be encoded with cbor-x at any
+ * quiescent point and decoded into an identical graph (snapshots/). What cannot be
+ * saved (stub processes, the memory file's host fd and views, host file handles,
+ * subscriptions) lives in the runtime (src/kernel/runtime.ts), keyed by these ids and
+ * rebuilt from the graph on restore.
+ *
+ * Names follow Linux and gVisor: task, thread group, fd table, open file description,
+ * inode, mount, VMA, address space, waiter.
+ */
+
+/** Format version of the graph; bump when a saved graph could be misread. */
+export const GRAPH_VERSION = 1;
+
+export interface KernelState {
+  graphVersion: number;
+  /** Next object id handed out for open files, inodes, address spaces, fd tables. */
+  nextId: number;
+  /** Next guest pid/tid (virtual pid namespace: the first task is 1). */
+  nextPid: number;
+  clock: ClockState;
+  memoryFile: MemoryFileState;
+  tasks: Record<number, TaskState>;
+  threadGroups: Record<number, ThreadGroupState>;
+  addressSpaces: Record<number, AddressSpaceState>;
+  fdTables: Record<number, FdTableState>;
+  openFiles: Record<number, OpenFileState>;
+  fs: FilesystemState;
+  /** The sandbox's configuration, fixed at creation. */
+  config: SandboxConfig;
+}
+
+export interface SandboxConfig {
+  /** Host directory shown read-only as the sandbox's `/`. */
+  rootfs: string;
+  hostname: string;
+}
+
+/** The kernel's one clock. All guest-visible time is host time plus these offsets (ns). */
+export interface ClockState {
+  /** Added to the host CLOCK_MONOTONIC (ns) to get the guest's CLOCK_MONOTONIC/BOOTTIME. */
+  monotonicOffsetNs: bigint;
+  /** Guest monotonic time (ns) at the last checkpoint; used to keep time continuous on restore. */
+  monotonicAtSaveNs: bigint;
+}
+
+/**
+ * The memory file: one sparse file holding every guest page. VMAs refer to byte
+ * ranges of it. This is the allocator's state; the host memfd is runtime.
+ */
+export interface MemoryFileState {
+  /** Bytes handed out so far from the top (bump pointer), multiple of 4096. */
+  end: number;
+  /** Freed ranges [offset, length] in bytes, reused first-fit. */
+  free: Array<[number, number]>;
+}
+
+/** A virtual memory area: [start, end) guest addresses backed by memory-file bytes. */
+export interface Vma {
+  start: number;
+  end: number;
+  /** PROT_READ | PROT_WRITE | PROT_EXEC. */
+  prot: number;
+  /** mmap flags as the guest asked (MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS…). */
+  flags: number;
+  /** Memory-file byte offset backing `start`. */
+  fileOffset: number;
+  /** What the guest mapped, for /proc/self/maps: a guest path, "[heap]", "[stack]", or "". */
+  name: string;
+  /** Offset in the mapped guest file (bytes), for /proc/self/maps. */
+  pgoff: number;
+}
+
+export interface AddressSpaceState {
+  id: number;
+  /** Sorted by start, non-overlapping. */
+  vmas: Vma[];
+  /** Program break: heap start and current break (guest addresses). */
+  brkStart: number;
+  brk: number;
+  /** Where the next mmap without a hint is placed (top-down allocation below this). */
+  mmapBase: number;
+  /** Guest addresses of the argv and envp strings (for /proc/self/cmdline, environ). */
+  argStart: number; argEnd: number; envStart: number; envEnd: number;
+  /** The auxiliary vector the image started with (for /proc/self/auxv). */
+  auxv: Array<[number, number]>;
+  /** Guest path of the executable (for /proc/self/exe). */
+  exe: string;
+}
+
+/** Run state of a task as the runtime must resume it. */
+export type TaskRunState =
+  /** Registers are a user-mode state: resume guest code. */
+  | 'user'
+  /** Registers hold a syscall at entry that has not completed: dispatch it (again). */
+  | 'syscall'
+  | 'exited';
+
+/** A blocked syscall, as data (compare Linux's restart_block). */
+export interface Waiter {
+  /** What the task waits for: 'sleep', 'read', 'futex', … (a key into the runtime's waiter kinds). */
+  kind: string;
+  /** Absolute deadline on the guest's CLOCK_MONOTONIC (ns), if any. */
+  deadlineNs?: bigint;
+  /** Open file it waits on, if any. */
+  fileId?: number;
+}
+
+export interface TaskState {
+  tid: number;
+  tgid: number;
+  addressSpaceId: number;
+  fdTableId: number;
+  /** 27 x u64 registers (struct user_regs_struct), little-endian bytes. */
+  regs: Uint8Array;
+  /** XSAVE (or FXSAVE) image of the FP/SSE/AVX state. */
+  fpState: Uint8Array;
+  runState: TaskRunState;
+  waiter?: Waiter;
+  /** Blocked signal mask (64 bits as bigint). */
+  sigmask: bigint;
+  /** set_tid_address(2) pointer (guest address), 0 if none. */
+  clearChildTid: number;
+  robustList: number;
+  comm: string;
+}
+
+export interface SigAction {
+  handler: number;
+  flags: number;
+  restorer: number;
+  mask: bigint;
+}
+
+export interface ThreadGroupState {
+  tgid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  tids: number[];
+  /** rt_sigaction(2) dispositions by signal number (1–64); absent = SIG_DFL. */
+  sigactions: Record<number, SigAction>;
+  /** Working directory (guest path) and umask (CLONE_FS state). */
+  cwd: string;
+  umask: number;
+  /** setrlimit/prlimit64 values set by the guest: resource -> [soft, hard] (bigint, RLIM_INFINITY = 2^64-1). */
+  rlimits: Record<number, [bigint, bigint]>;
+  exitStatus?: number;
+  /** Process-wide pending signals (bitmask). */
+  pendingSignals: bigint;
+  /** Guest-visible identity. */
+  uid: number; gid: number;
+  /** Checkpointed CPU time (ns) of earlier runs, added to the live counters. */
+  cpuTimeNs: bigint;
+}
+
+export interface FdEntry {
+  fileId: number;
+  cloexec: boolean;
+}
+
+export interface FdTableState {
+  id: number;
+  /** Guest fd number -> entry. */
+  fds: Record<number, FdEntry>;
+}
+
+/**
+ * An open file description (Linux `struct file`): shared by dup'd fds and across fork.
+ * `kind` says which implementation in src/vfs serves it.
+ */
+export interface OpenFileState {
+  id: number;
+  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir';
+  /** Guest path it was opened by (for /proc/self/fd, re-opening host files on restore). */
+  path: string;
+  /** open(2) flags (O_ACCMODE, O_APPEND, O_NONBLOCK…). */
+  flags: number;
+  /** File position in bytes. */
+  offset: number;
+  /** Number of fd-table entries referring to it. */
+  refs: number;
+  /** 'upper': inode id in fs.inodes. */
+  inodeId?: number;
+  /** 'hostfd': the caller's stdio fd (0, 1, 2) it is attached to; re-attached on restore. */
+  hostFd?: number;
+  /** 'dev': which device ('null', 'zero', 'urandom', 'full', 'tty'). */
+  dev?: string;
+  /** 'synthetic': bytes generated at open (/proc files), like a seq_file. */
+  content?: Uint8Array;
+  /** 'dir': directory entries captured at the first getdents (stable order across restore). */
+  entries?: DirEntry[];
+  /** 'host': identity of the host file when opened, checked on restore. */
+  hostIdentity?: { size: number; mtimeMs: number };
+}
+
+export interface DirEntry { name: string; ino: number; type: number }
+
+/** An inode of the writable upper layer (tmpfs-like; contents live in the graph). */
+export interface InodeState {
+  id: number;
+  /** S_IFREG, S_IFDIR, S_IFLNK bits plus permissions. */
+  mode: number;
+  uid: number; gid: number;
+  nlink: number;
+  /** Regular file contents (length = size in bytes). */
+  data?: Uint8Array;
+  size: number;
+  /** Symlink target. */
+  target?: string;
+  atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint;
+}
+
+/**
+ * The sandbox filesystem: the host rootfs as a read-only lower layer, overlaid by an
+ * upper layer in the graph. `upper` maps an absolute guest path to an inode id, or to
+ * 0 for a whiteout (deleted from the lower layer).
+ */
+export interface FilesystemState {
+  upper: Record<string, number>;
+  inodes: Record<number, InodeState>;
+}

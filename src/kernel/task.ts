@@ -1,0 +1,69 @@
+/**
+ * A task's runtime half: its graph record (TaskState) bound to the live platform
+ * context and address space. Syscall handlers receive a Task and read their
+ * arguments through it (x86-64 syscall ABI: rdi, rsi, rdx, r10, r8, r9).
+ */
+import type { Observable } from 'rxjs';
+import type { PlatformTask } from '../../platforms/platform.js';
+import { REG } from '../../platforms/platform.js';
+import type { AddressSpace } from '../mm/address-space.js';
+import type { Kernel } from './kernel.js';
+import type { TaskState, ThreadGroupState, FdTableState, Waiter } from './state.js';
+
+const ARG_WORDS = [REG.rdi, REG.rsi, REG.rdx, REG.r10, REG.r8, REG.r9];
+const TWO32 = 4294967296;
+
+/**
+ * A blocked syscall: the waiter record (data, saved in the graph) plus the live
+ * stream that completes with the syscall's result (runtime, never saved).
+ */
+export interface Block {
+  waiter: Waiter;
+  result$: Observable<number>;
+}
+
+export type SyscallResult = number | Block;
+
+export class Task {
+  /** Set on restore for a task that was blocked: the waiter it had (deadline etc.). */
+  restoredWaiter?: Waiter;
+
+  constructor(
+    readonly kernel: Kernel,
+    readonly state: TaskState,
+    readonly platform: PlatformTask,
+    readonly mm: AddressSpace,
+  ) {}
+
+  get tid(): number { return this.state.tid; }
+  get tg(): ThreadGroupState { return this.kernel.state.threadGroups[this.state.tgid]; }
+  get fdTable(): FdTableState { return this.kernel.state.fdTables[this.state.fdTableId]; }
+
+  /** Syscall number at entry. */
+  get sysno(): number { return this.platform.regs32[REG.orig_rax * 2]; }
+
+  /** Argument i as an unsigned integer (exact below 2^53: addresses, sizes). */
+  arg(i: number): number {
+    const w = ARG_WORDS[i] * 2;
+    const r = this.platform.regs32;
+    return r[w] + r[w + 1] * TWO32;
+  }
+  /** Argument i as a C `int` (low 32 bits, signed): fds, flags, AT_FDCWD. */
+  argInt(i: number): number { return this.platform.regs32[ARG_WORDS[i] * 2] | 0; }
+  /** Argument i as a C `unsigned int`. */
+  argU32(i: number): number { return this.platform.regs32[ARG_WORDS[i] * 2]; }
+  /** Argument i as a signed 64-bit value (off_t, long). */
+  argI64(i: number): number {
+    const w = ARG_WORDS[i] * 2;
+    const r = this.platform.regs32;
+    return r[w] + (r[w + 1] | 0) * TWO32;
+  }
+  argBig(i: number): bigint { return this.platform.regs[ARG_WORDS[i]]; }
+
+  /** Set the syscall's return value (negative = -errno) in rax. */
+  setReturn(v: number): void {
+    const r = this.platform.regs32;
+    r[REG.rax * 2] = v >>> 0;
+    r[REG.rax * 2 + 1] = v < 0 ? (Math.floor(v / TWO32) >>> 0) : Math.floor(v / TWO32);
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * execve's image loading (fs/exec.c, fs/binfmt_elf.c load_elf_binary, fs/binfmt_script.c):
+ * resolve the program in the sandbox filesystem, follow `#!` lines, load PT_LOAD
+ * segments of the executable and of its PT_INTERP into a cleared address space, build
+ * the initial stack, and point the registers at the entry. No vDSO is given to the
+ * guest (no AT_SYSINFO_EHDR), so libc makes real clock syscalls, which we trap.
+ *
+ * Errors before the point of no return are ExecError with the errno execve returns
+ * (ENOENT, EACCES, ENOEXEC, ELOOP, E2BIG) and a one-line message.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { E, SyscallError } from '../errno.js';
+import { REG } from '../../platforms/platform.js';
+import type { Task } from '../kernel/task.js';
+import { ElfError, ElfImage, PF_R, PF_W, PF_X, PT_LOAD, isShebang, parseElf, parseShebang } from './elf.js';
+import { AT, buildInitialStack } from './stack.js';
+import { MAP_FIXED, MAP_PRIVATE, MAP_ANONYMOUS, PROT_READ, PROT_WRITE, STACK_SIZE, STACK_TOP, MMAP_BASE } from '../mm/address-space.js';
+import { PAGE_SIZE, pageRoundDown, pageRoundUp } from '../mm/memory-file.js';
+import { modeOf } from '../vfs/vfs.js';
+import { isDir, isReg } from '../vfs/stat.js';
+
+export class ExecError extends Error {
+  constructor(readonly errno: number, message: string) { super(message); }
+}
+
+/** Where ET_DYN executables are loaded (Linux ELF_ET_DYN_BASE without ASLR). */
+const ET_DYN_BASE = 0x5555_5555_4000;
+const MAX_INTERPRETER_DEPTH = 4;
+const MAX_ARG_BYTES = 2 * 1024 * 1024;
+
+interface Program { path: string; bytes: Uint8Array; elf: ElfImage }
+
+/** Read an executable file of the sandbox (EACCES for non-regular or non-executable files). */
+function readProgram(t: Task, path: string, cwd: string): { path: string; bytes: Uint8Array } {
+  let n;
+  try {
+    const r = t.kernel.vfs.walk(path, cwd, true);
+    if (!r.node) throw new ExecError(E.ENOENT, `${path}: No such file or directory`);
+    n = r.node;
+    path = r.path;
+  } catch (e) {
+    if (e instanceof SyscallError) throw new ExecError(e.errno, `${path}: ${e.message}`);
+    throw e;
+  }
+  const mode = modeOf(n);
+  if (isDir(mode)) throw new ExecError(E.EACCES, `${path}: Is a directory`);
+  if (!isReg(mode) || !(mode & 0o111)) throw new ExecError(E.EACCES, `${path}: Permission denied`);
+  let bytes: Uint8Array;
+  if (n.kind === 'host') bytes = fs.readFileSync(n.hostPath);
+  else if (n.kind === 'upper') bytes = n.inode.data!.subarray(0, n.inode.size);
+  else throw new ExecError(E.EACCES, `${path}: Permission denied`);
+  return { path, bytes };
+}
+
+function parse(path: string, bytes: Uint8Array): ElfImage {
+  try {
+    return parseElf(bytes);
+  } catch (e) {
+    if (e instanceof ElfError) throw new ExecError(E.ENOEXEC, `${path}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** Host AT_HWCAP/AT_HWCAP2/AT_MINSIGSTKSZ, read once from our own auxv. */
+let hostAux: Map<number, number> | undefined;
+function hostAuxv(): Map<number, number> {
+  if (!hostAux) {
+    hostAux = new Map();
+    try {
+      const b = fs.readFileSync('/proc/self/auxv');
+      const v = new DataView(b.buffer, b.byteOffset, b.length);
+      for (let i = 0; i + 16 <= b.length; i += 16) hostAux.set(Number(v.getBigUint64(i, true)), Number(v.getBigUint64(i + 8, true)));
+    } catch { /* no auxv: leave the entries out */ }
+  }
+  return hostAux;
+}
+
+const protOf = (flags: number) => (flags & PF_R ? PROT_READ : 0) | (flags & PF_W ? PROT_WRITE : 0) | (flags & PF_X ? 4 : 0);
+
+/** Map an ELF image's PT_LOAD segments at `bias`; returns [lowest, highest) mapped addresses. */
+function loadSegments(t: Task, prog: Program, bias: number): { end: number } {
+  let end = 0;
+  for (const ph of prog.elf.phdrs) {
+    if (ph.type !== PT_LOAD || ph.memsz === 0) continue;
+    const start = pageRoundDown(ph.vaddr + bias);
+    const segEnd = pageRoundUp(ph.vaddr + bias + ph.memsz);
+    const inPage = (ph.vaddr + bias) - start;
+    const fileStart = ph.offset - inPage;
+    const fileBytes = prog.bytes.subarray(fileStart, ph.offset + ph.filesz);
+    t.mm.map(start, segEnd - start, protOf(ph.flags), MAP_PRIVATE | MAP_FIXED, prog.path, fileStart, fileBytes);
+    end = Math.max(end, segEnd);
+  }
+  return { end };
+}
+
+/**
+ * Replace the task's image with the program at `path` (execve(2)). Throws ExecError
+ * before anything of the old image is touched; afterwards the task runs the new image.
+ */
+export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uint8Array[]): void {
+  let { path: realPath, bytes } = readProgram(t, path, t.tg.cwd);
+  const execfn = path;
+  // #! scripts (binfmt_script): interpreter [arg] script args...
+  for (let depth = 0; isShebang(bytes); depth++) {
+    if (depth >= MAX_INTERPRETER_DEPTH) throw new ExecError(E.ELOOP, `${path}: too many levels of #! interpreters`);
+    let sb;
+    try { sb = parseShebang(bytes); } catch (e) { throw new ExecError(E.ENOEXEC, `${realPath}: ${(e as Error).message}`); }
+    const enc = new TextEncoder();
+    argv = [enc.encode(sb.interpreter), ...(sb.arg !== undefined ? [enc.encode(sb.arg)] : []), enc.encode(depth === 0 ? path : realPath), ...argv.slice(1)];
+    ({ path: realPath, bytes } = readProgram(t, sb.interpreter, t.tg.cwd));
+  }
+  const main: Program = { path: realPath, bytes, elf: parse(realPath, bytes) };
+  let interp: Program | undefined;
+  if (main.elf.interp) {
+    let r;
+    try { r = readProgram(t, main.elf.interp, '/'); } catch (e) {
+      if (e instanceof ExecError && e.errno === E.ENOENT) throw new ExecError(E.ENOENT, `${realPath}: interpreter ${main.elf.interp} not found`);
+      throw e;
+    }
+    interp = { path: r.path, bytes: r.bytes, elf: parse(r.path, r.bytes) };
+  }
+  const argBytes = [...argv, ...envp].reduce((n, a) => n + a.length + 1, 0);
+  if (argBytes > MAX_ARG_BYTES) throw new ExecError(E.E2BIG, `${path}: argument list too long`);
+
+  // Point of no return: tear down the old image.
+  const mm = t.mm;
+  mm.clear();
+  const as = mm.state;
+  as.mmapBase = MMAP_BASE;
+  const bias = main.elf.type === 'dyn' ? ET_DYN_BASE - main.elf.minVaddr : 0;
+  const { end } = loadSegments(t, main, bias);
+  as.brkStart = as.brk = end;
+  let interpBias = 0;
+  if (interp) {
+    const span = interp.elf.maxVaddr - interp.elf.minVaddr;
+    const at = mm.findGap(span);
+    interpBias = at - interp.elf.minVaddr;
+    loadSegments(t, interp, interpBias);
+  }
+  mm.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, '[stack]', 0);
+
+  const h = hostAuxv();
+  const tg = t.tg;
+  const auxv: Array<[number, number]> = [
+    [AT.HWCAP, h.get(AT.HWCAP) ?? 0],
+    [AT.PAGESZ, PAGE_SIZE],
+    [AT.CLKTCK, 100],
+    [AT.PHDR, main.elf.phdrVaddr + bias],
+    [AT.PHENT, 56],
+    [AT.PHNUM, main.elf.phnum],
+    [AT.BASE, interp ? interp.elf.minVaddr + interpBias : 0],
+    [AT.FLAGS, 0],
+    [AT.ENTRY, main.elf.entry + bias],
+    [AT.UID, tg.uid], [AT.EUID, tg.uid], [AT.GID, tg.gid], [AT.EGID, tg.gid],
+    [AT.SECURE, 0],
+  ];
+  if (h.has(AT.HWCAP2)) auxv.push([AT.HWCAP2, h.get(AT.HWCAP2)!]);
+  if (h.has(AT.MINSIGSTKSZ)) auxv.push([AT.MINSIGSTKSZ, h.get(AT.MINSIGSTKSZ)!]);
+  const stack = buildInitialStack({ stackTop: STACK_TOP, argv, envp, execfn, platform: 'x86_64', random: crypto.randomBytes(16), auxv });
+  mm.writeForce(stack.sp, stack.bytes);
+  as.argStart = stack.argvStart; as.argEnd = stack.envStart; as.envStart = stack.envStart; as.envEnd = stack.envEnd;
+  as.auxv = auxv;
+  as.exe = realPath;
+
+  const r = t.platform.regs;
+  for (let i = 0; i < r.length; i++) {
+    if (i === REG.cs || i === REG.ss || i === REG.ds || i === REG.es || i === REG.fs || i === REG.gs) continue;
+    r[i] = 0n;
+  }
+  r[REG.eflags] = 0x202n;
+  r[REG.rsp] = BigInt(stack.sp);
+  r[REG.rip] = BigInt(interp ? interp.elf.entry + interpBias : main.elf.entry + bias);
+  r[REG.orig_rax] = 0xffffffffffffffffn;
+  if (t.kernel.initialFpState) t.platform.setFpState(t.kernel.initialFpState);
+  const base = realPath.slice(realPath.lastIndexOf('/') + 1);
+  t.state.comm = base.slice(0, 15);
+  // close-on-exec fds (fs/exec.c do_close_on_exec); handlers reset to default (keep ignored).
+  for (const [fd, e] of Object.entries(t.fdTable.fds)) if (e.cloexec) t.kernel.closeFd(t, Number(fd));
+  for (const [sig, act] of Object.entries(tg.sigactions)) if (act.handler !== 1 /* SIG_IGN */) delete tg.sigactions[Number(sig)];
+  if (t.kernel.events$.observed) t.kernel.events$.next({ type: 'task.exec', tid: t.tid, path: realPath });
+}

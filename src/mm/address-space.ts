@@ -1,0 +1,340 @@
+/**
+ * Address spaces: VMA bookkeeping (mmap, munmap, mprotect, brk, mremap) over the
+ * memory file, mirrored into the platform, and guest-memory access for syscall
+ * handlers (compare Linux mm/mmap.c, mm/mprotect.c, mm/mremap.c; gVisor pkg/sentry/mm).
+ *
+ * Every guest access goes through `chunks`/`read`/`write`, which check the VMAs and
+ * throw SyscallError(EFAULT) for an unmapped or wrongly protected address, so a guest
+ * passing garbage pointers gets EFAULT and never crashes the kernel.
+ */
+import { E, SyscallError } from '../errno.js';
+import type { PlatformTask } from '../../platforms/platform.js';
+import type { AddressSpaceState, Vma } from '../kernel/state.js';
+import { MemoryFile, PAGE_SIZE, pageRoundUp } from './memory-file.js';
+import { STUB_BASE } from '../../platforms/ptrace/stub.js';
+
+export const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
+export const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20;
+export const MAP_GROWSDOWN = 0x100, MAP_NORESERVE = 0x4000, MAP_POPULATE = 0x8000, MAP_FIXED_NOREPLACE = 0x100000;
+
+/** Highest guest user address + 1 (47-bit user space, as Linux's TASK_SIZE less a guard page). */
+export const TASK_SIZE = 0x7fff_ffff_f000;
+/** Top of the initial stack, and its reserved size (bytes). */
+export const STACK_TOP = 0x7fff_ffff_f000;
+export const STACK_SIZE = 8 * 1024 * 1024;
+/** Top of the mmap area (top-down allocation), below the stub's page. */
+export const MMAP_BASE = 0x7fff_e000_0000;
+/** Lowest address mmap hands out without a hint or accepts (vm.mmap_min_addr). */
+export const MMAP_MIN_ADDR = 0x10000;
+/** Reserved range around the stub page that the guest can never map. */
+const STUB_RESERVED: [number, number] = [STUB_BASE, STUB_BASE + 0x10_0000];
+
+export class AddressSpace {
+  /** Index of the VMA that satisfied the last lookup (accesses are local). */
+  private hint = 0;
+
+  constructor(readonly state: AddressSpaceState, readonly mf: MemoryFile, readonly platform: PlatformTask) {}
+
+  static emptyState(id: number): AddressSpaceState {
+    return { id, vmas: [], brkStart: 0, brk: 0, mmapBase: MMAP_BASE, argStart: 0, argEnd: 0, envStart: 0, envEnd: 0, auxv: [], exe: '' };
+  }
+
+  /** Re-create every VMA in a fresh platform address space (restore, exec). */
+  replay(): void {
+    for (const v of this.state.vmas) this.platform.map(v.start, v.end - v.start, v.prot, v.fileOffset);
+  }
+
+  /** The VMA containing `addr`, or undefined. */
+  find(addr: number): Vma | undefined {
+    const vmas = this.state.vmas;
+    const h = vmas[this.hint];
+    if (h && addr >= h.start && addr < h.end) return h;
+    let lo = 0, hi = vmas.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const v = vmas[mid];
+      if (addr < v.start) hi = mid - 1;
+      else if (addr >= v.end) lo = mid + 1;
+      else { this.hint = mid; return v; }
+    }
+    return undefined;
+  }
+
+  /**
+   * Zero-copy views of guest memory [addr, addr+len), split at VMA and window
+   * boundaries. Throws SyscallError(EFAULT) if any byte is unmapped or lacks `prot`.
+   */
+  chunks(addr: number, len: number, prot: number, fn: (view: Uint8Array, rangeOffset: number) => void): void {
+    if (len === 0) return;
+    if (!(addr >= 0) || addr + len > TASK_SIZE || !Number.isSafeInteger(addr)) throw new SyscallError(E.EFAULT);
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const v = this.find(a);
+      if (!v || (v.prot & prot) !== prot) throw new SyscallError(E.EFAULT);
+      const n = Math.min(len - done, v.end - a);
+      const base = done;
+      this.mf.forEachChunk(v.fileOffset + (a - v.start), n, (view, ro) => fn(view, base + ro));
+      done += n;
+    }
+  }
+
+  /** Copy guest bytes out (the result is the kernel's own copy when it spans pieces, else a live view). */
+  read(addr: number, len: number): Uint8Array {
+    const v = this.find(addr);
+    if (v && addr + len <= v.end && (v.prot & PROT_READ)) {
+      return this.mf.read(v.fileOffset + (addr - v.start), len);
+    }
+    const out = new Uint8Array(len);
+    this.chunks(addr, len, PROT_READ, (view, ro) => out.set(view, ro));
+    return out;
+  }
+
+  /** Copy bytes into guest memory; EFAULT unless the whole range is mapped writable. */
+  write(addr: number, data: Uint8Array): void {
+    this.chunks(addr, data.length, PROT_WRITE, (view, ro) => view.set(data.subarray(ro, ro + view.length)));
+  }
+
+  /** Write into guest memory ignoring protection (the loader filling read-only segments). */
+  writeForce(addr: number, data: Uint8Array): void {
+    this.chunks(addr, data.length, 0, (view, ro) => view.set(data.subarray(ro, ro + view.length)));
+  }
+
+  /** A NUL-terminated guest string of at most `max` bytes (ENAMETOOLONG past that, EFAULT if unmapped). */
+  readCString(addr: number, max = 4096): string {
+    const bytes = this.readCStringBytes(addr, max);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
+  }
+
+  readCStringBytes(addr: number, max = 4096): Uint8Array {
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    let a = addr;
+    for (;;) {
+      const v = this.find(a);
+      if (!v || !(v.prot & PROT_READ)) throw new SyscallError(E.EFAULT);
+      const n = Math.min(v.end - a, 4096);
+      const view = this.mf.read(v.fileOffset + (a - v.start), n);
+      const z = view.indexOf(0);
+      if (z >= 0) {
+        parts.push(view.subarray(0, z)); total += z;
+        if (total > max) throw new SyscallError(E.ENAMETOOLONG);
+        break;
+      }
+      parts.push(view); total += n; a += n;
+      if (total > max) throw new SyscallError(E.ENAMETOOLONG);
+    }
+    if (parts.length === 1) return new Uint8Array(parts[0]);
+    const out = new Uint8Array(total);
+    let o = 0;
+    for (const p of parts) { out.set(p, o); o += p.length; }
+    return out;
+  }
+
+  readU64(addr: number): bigint {
+    const b = this.read(addr, 8);
+    return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true);
+  }
+  readU32(addr: number): number {
+    const b = this.read(addr, 4);
+    return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, true);
+  }
+  writeU64(addr: number, v: bigint | number): void {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, BigInt(v)), true);
+    this.write(addr, b);
+  }
+  writeU32(addr: number, v: number): void {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v >>> 0, true);
+    this.write(addr, b);
+  }
+  /** Read a NULL-terminated array of string pointers (argv/envp of execve). */
+  readStringArray(addr: number, maxEntries = 65536): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    if (addr === 0) return out;
+    for (let i = 0; ; i++) {
+      if (i >= maxEntries) throw new SyscallError(E.E2BIG);
+      const p = Number(this.readU64(addr + i * 8));
+      if (p === 0) break;
+      out.push(this.readCStringBytes(p, 128 * 1024));
+    }
+    return out;
+  }
+
+  private isFree(start: number, end: number): boolean {
+    if (start < MMAP_MIN_ADDR || end > TASK_SIZE) return false;
+    if (start < STUB_RESERVED[1] && end > STUB_RESERVED[0]) return false;
+    for (const v of this.state.vmas) if (v.start < end && v.end > start) return false;
+    return true;
+  }
+
+  /** Top-down search for a free gap of `len` bytes below `below` (compare mm/mmap.c unmapped_area_topdown). */
+  findGap(len: number, below = this.state.mmapBase): number {
+    let top = below;
+    const vmas = this.state.vmas;
+    for (let i = vmas.length - 1; i >= -1; i--) {
+      const v = vmas[i];
+      if (v && v.start >= top) continue;
+      const floor = v ? v.end : MMAP_MIN_ADDR;
+      if (top - floor >= len) {
+        const start = top - len;
+        if (this.isFree(start, top)) return start;
+      }
+      if (v) top = Math.min(top, v.start);
+    }
+    throw new SyscallError(E.ENOMEM);
+  }
+
+  /**
+   * Map a new VMA (mmap(2) semantics for placement). `contents`, if given, is copied to
+   * the start of the new memory (private file mappings); the rest reads as zeros.
+   * Returns the guest address. Errors: ENOMEM (no room), EEXIST (MAP_FIXED_NOREPLACE), EINVAL.
+   */
+  map(hint: number, len: number, prot: number, flags: number, name: string, pgoff: number, contents?: Uint8Array): number {
+    len = pageRoundUp(len);
+    if (len === 0 || len > TASK_SIZE) throw new SyscallError(E.ENOMEM);
+    let addr: number;
+    if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+      if (hint % PAGE_SIZE) throw new SyscallError(E.EINVAL);
+      if (hint < MMAP_MIN_ADDR || hint + len > TASK_SIZE) throw new SyscallError(flags & MAP_FIXED ? E.EPERM : E.ENOMEM);
+      if (hint < STUB_RESERVED[1] && hint + len > STUB_RESERVED[0]) throw new SyscallError(E.ENOMEM);
+      if (flags & MAP_FIXED_NOREPLACE) {
+        if (!this.isFree(hint, hint + len)) throw new SyscallError(E.EEXIST);
+      } else this.unmap(hint, len);
+      addr = hint;
+    } else if (hint && hint % PAGE_SIZE === 0 && this.isFree(hint, hint + len)) {
+      addr = hint;
+    } else {
+      addr = this.findGap(len);
+    }
+    const fileOffset = this.mf.allocate(len);
+    if (contents && contents.length) this.mf.write(fileOffset, contents.subarray(0, Math.min(contents.length, len)));
+    const vma: Vma = { start: addr, end: addr + len, prot, flags, fileOffset, name, pgoff };
+    this.insert(vma);
+    this.platform.map(addr, len, prot, fileOffset);
+    return addr;
+  }
+
+  private insert(vma: Vma): void {
+    const vmas = this.state.vmas;
+    let i = vmas.length;
+    while (i > 0 && vmas[i - 1].start > vma.start) i--;
+    vmas.splice(i, 0, vma);
+  }
+
+  /** Split VMAs so that `addr` is a boundary. */
+  private splitAt(addr: number): void {
+    const v = this.find(addr);
+    if (!v || v.start === addr) return;
+    const right: Vma = { ...v, start: addr, fileOffset: v.fileOffset + (addr - v.start), pgoff: v.pgoff + (addr - v.start) };
+    v.end = addr;
+    this.insert(right);
+  }
+
+  /** munmap(2): remove [addr, addr+len); the freed memory-file pages are released. EINVAL on misalignment. */
+  unmap(addr: number, len: number): void {
+    if (addr % PAGE_SIZE || len <= 0) throw new SyscallError(E.EINVAL);
+    len = pageRoundUp(len);
+    const end = addr + len;
+    if (end > TASK_SIZE) throw new SyscallError(E.EINVAL);
+    this.splitAt(addr);
+    this.splitAt(end);
+    const keep: Vma[] = [];
+    let removed = false;
+    for (const v of this.state.vmas) {
+      if (v.start >= addr && v.end <= end) {
+        this.mf.release(v.fileOffset, v.end - v.start);
+        removed = true;
+      } else keep.push(v);
+    }
+    this.state.vmas = keep;
+    this.hint = 0;
+    if (removed) this.platform.unmap(addr, len);
+  }
+
+  /** mprotect(2): ENOMEM if any page of the range is unmapped, EINVAL on misalignment. */
+  protect(addr: number, len: number, prot: number): void {
+    if (addr % PAGE_SIZE) throw new SyscallError(E.EINVAL);
+    len = pageRoundUp(len);
+    const end = addr + len;
+    for (let a = addr; a < end;) {
+      const v = this.find(a);
+      if (!v) throw new SyscallError(E.ENOMEM);
+      a = v.end;
+    }
+    this.splitAt(addr);
+    this.splitAt(end);
+    for (const v of this.state.vmas) if (v.start >= addr && v.end <= end) v.prot = prot;
+    this.hint = 0;
+    this.platform.protect(addr, len, prot);
+  }
+
+  /**
+   * brk(2): move the program break; returns the new break, or the old one on failure
+   * (Linux returns the unchanged break rather than an errno).
+   */
+  setBrk(newBrk: number): number {
+    const s = this.state;
+    if (newBrk < s.brkStart) return s.brk;
+    const oldTop = pageRoundUp(s.brk), newTop = pageRoundUp(newBrk);
+    if (newTop > oldTop) {
+      if (!this.isFree(oldTop, newTop)) return s.brk;
+      this.map(oldTop, newTop - oldTop, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, '[heap]', 0);
+      this.mergeAdjacent();
+    } else if (newTop < oldTop) {
+      this.unmap(newTop, oldTop - newTop);
+    }
+    s.brk = newBrk;
+    return newBrk;
+  }
+
+  /** Merge neighbouring VMAs that continue each other in the memory file (keeps the VMA list short). */
+  private mergeAdjacent(): void {
+    const vmas = this.state.vmas;
+    for (let i = vmas.length - 1; i > 0; i--) {
+      const a = vmas[i - 1], b = vmas[i];
+      if (a.end === b.start && a.prot === b.prot && a.flags === b.flags && a.name === b.name && a.fileOffset + (a.end - a.start) === b.fileOffset) {
+        a.end = b.end;
+        vmas.splice(i, 1);
+      }
+    }
+    this.hint = 0;
+  }
+
+  /**
+   * mremap(2) without MREMAP_FIXED: shrink in place, grow in place when the pages after
+   * are free, else move when MREMAP_MAYMOVE (contents copied in the memory file).
+   * Errors: EFAULT (old range not one VMA), ENOMEM (cannot grow), EINVAL.
+   */
+  remap(oldAddr: number, oldLen: number, newLen: number, mayMove: boolean): number {
+    if (oldAddr % PAGE_SIZE) throw new SyscallError(E.EINVAL);
+    oldLen = pageRoundUp(oldLen); newLen = pageRoundUp(newLen);
+    if (newLen === 0) throw new SyscallError(E.EINVAL);
+    const v = this.find(oldAddr);
+    if (!v || oldAddr + oldLen > v.end) throw new SyscallError(E.EFAULT);
+    if (newLen <= oldLen) {
+      if (newLen < oldLen) this.unmap(oldAddr + newLen, oldLen - newLen);
+      return oldAddr;
+    }
+    if (oldAddr + oldLen === v.end && this.isFree(v.end, oldAddr + newLen)) {
+      this.splitAt(oldAddr);
+      const cur = this.find(oldAddr)!;
+      this.map(cur.end, newLen - oldLen, cur.prot, (cur.flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED, cur.name, cur.pgoff + (cur.end - cur.start));
+      return oldAddr;
+    }
+    if (!mayMove) throw new SyscallError(E.ENOMEM);
+    const newAddr = this.findGap(newLen);
+    const src = this.find(oldAddr)!;
+    const srcOff = src.fileOffset + (oldAddr - src.start);
+    const contents = new Uint8Array(this.mf.read(srcOff, oldLen));
+    this.map(newAddr, newLen, src.prot, (src.flags & ~(MAP_FIXED | MAP_FIXED_NOREPLACE)) | MAP_FIXED, src.name, src.pgoff + (oldAddr - src.start), contents);
+    this.unmap(oldAddr, oldLen);
+    return newAddr;
+  }
+
+  /** Remove every VMA (execve, exit). */
+  clear(): void {
+    for (const v of [...this.state.vmas]) this.unmap(v.start, v.end - v.start);
+  }
+}

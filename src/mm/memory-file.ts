@@ -1,0 +1,135 @@
+/**
+ * The memory file (runtime side): one sparse memfd holding every guest page of a
+ * sandbox (compare gVisor pkg/sentry/pgalloc). The kernel maps it into its own address
+ * space in windows and reads and writes guest memory through zero-copy views; platforms
+ * map ranges of the same memfd into guest address spaces. The allocator's state
+ * (MemoryFileState) is plain data in the graph; the memfd and the views are runtime.
+ */
+import * as libc from '../../platforms/host/libc.js';
+import type { MemoryFileState } from '../kernel/state.js';
+
+export const PAGE_SIZE = 4096;
+/** Size of one kernel-side window over the memory file (bytes); views stay well under 4 GiB. */
+const WINDOW_SIZE = 256 * 1024 * 1024;
+/** Logical size of the memfd: sparse, so only touched pages cost memory. */
+const FILE_SIZE = 64 * 1024 * 1024 * 1024;
+
+export const pageRoundUp = (n: number): number => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
+export const pageRoundDown = (n: number): number => Math.floor(n / PAGE_SIZE) * PAGE_SIZE;
+
+export class MemoryFileError extends Error {}
+
+export class MemoryFile {
+  /** Host fd of the memfd (runtime only). */
+  readonly fd: number;
+  private readonly windows: Uint8Array[] = [];
+  private readonly pointers: unknown[] = [];
+
+  constructor(readonly state: MemoryFileState) {
+    this.fd = libc.memfdCreate('snapvisor-memory', libc.MFD_CLOEXEC);
+    if (this.fd < 0) throw new MemoryFileError(`memfd_create failed: errno ${libc.errno()}`);
+    if (libc.ftruncate(this.fd, FILE_SIZE) < 0) throw new MemoryFileError(`ftruncate of the memory file failed: errno ${libc.errno()}`);
+  }
+
+  /** Allocate `len` bytes (page multiple) of zeroed memory-file space; returns the byte offset. */
+  allocate(len: number): number {
+    const free = this.state.free;
+    for (let i = 0; i < free.length; i++) {
+      const [off, flen] = free[i];
+      if (flen >= len) {
+        if (flen === len) free.splice(i, 1); else free[i] = [off + len, flen - len];
+        return off;
+      }
+    }
+    const off = this.state.end;
+    if (off + len > FILE_SIZE) throw new MemoryFileError('memory file exhausted');
+    this.state.end += len;
+    return off;
+  }
+
+  /** Return a range to the allocator and drop its pages (FALLOC_FL_PUNCH_HOLE), so it reads as zeros. */
+  release(off: number, len: number): void {
+    if (len <= 0) return;
+    libc.fallocate(this.fd, libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, off, len);
+    const free = this.state.free;
+    free.push([off, len]);
+    free.sort((a, b) => a[0] - b[0]);
+    // Coalesce neighbours; give the tail back to the bump pointer.
+    for (let i = free.length - 1; i > 0; i--) {
+      if (free[i - 1][0] + free[i - 1][1] === free[i][0]) { free[i - 1][1] += free[i][1]; free.splice(i, 1); }
+    }
+    const last = free[free.length - 1];
+    if (last && last[0] + last[1] === this.state.end) { this.state.end = last[0]; free.pop(); }
+  }
+
+  private window(index: number): Uint8Array {
+    let w = this.windows[index];
+    if (!w) {
+      const ptr = libc.mmap(null, WINDOW_SIZE, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED, this.fd, index * WINDOW_SIZE);
+      if (libc.pointerIsFailed(ptr)) throw new MemoryFileError(`mmap of a memory-file window failed: errno ${libc.errno()}`);
+      w = new Uint8Array(libc.view(ptr, WINDOW_SIZE));
+      this.windows[index] = w;
+      this.pointers[index] = ptr;
+    }
+    return w;
+  }
+
+  /**
+   * Zero-copy views covering [off, off+len) of the memory file, split at window
+   * boundaries; `fn` is called for each piece in order with its offset into the range.
+   */
+  forEachChunk(off: number, len: number, fn: (view: Uint8Array, rangeOffset: number) => void): void {
+    let done = 0;
+    while (done < len) {
+      const abs = off + done;
+      const wi = Math.floor(abs / WINDOW_SIZE);
+      const wo = abs - wi * WINDOW_SIZE;
+      const n = Math.min(len - done, WINDOW_SIZE - wo);
+      fn(this.window(wi).subarray(wo, wo + n), done);
+      done += n;
+    }
+  }
+
+  /** Bytes [off, off+len): a view when inside one window, else a copy. */
+  read(off: number, len: number): Uint8Array {
+    const wi = Math.floor(off / WINDOW_SIZE);
+    const wo = off - wi * WINDOW_SIZE;
+    if (wo + len <= WINDOW_SIZE) return this.window(wi).subarray(wo, wo + len);
+    const out = new Uint8Array(len);
+    this.forEachChunk(off, len, (v, ro) => out.set(v, ro));
+    return out;
+  }
+
+  write(off: number, data: Uint8Array): void {
+    this.forEachChunk(off, data.length, (v, ro) => v.set(data.subarray(ro, ro + v.length)));
+  }
+
+  /** Copy len bytes within the memory file (for mremap and copy-on-write). */
+  copy(dstOff: number, srcOff: number, len: number): void {
+    this.write(dstOff, new Uint8Array(this.read(srcOff, len)));
+  }
+
+  /** Byte ranges [offset, length] that may hold data (SEEK_DATA/SEEK_HOLE over the allocated part). */
+  populatedRanges(): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    let pos = 0;
+    const end = this.state.end;
+    while (pos < end) {
+      const data = libc.lseek(this.fd, pos, libc.SEEK_DATA);
+      if (data < 0 || data >= end) break;
+      let hole = libc.lseek(this.fd, data, libc.SEEK_HOLE);
+      if (hole < 0 || hole > end) hole = end;
+      out.push([data, hole - data]);
+      pos = hole;
+    }
+    return out;
+  }
+
+  /** Unmap the kernel's windows and close the memfd. Views must not be used afterwards. */
+  destroy(): void {
+    this.windows.length = 0;
+    for (const p of this.pointers) if (p) libc.munmap(p, WINDOW_SIZE);
+    this.pointers.length = 0;
+    libc.close(this.fd);
+  }
+}

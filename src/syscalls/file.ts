@@ -1,0 +1,561 @@
+/**
+ * File syscalls: open files and what is done through an fd (man 2 open, read, write,
+ * stat, getdents64, lseek, fcntl, ioctl, dup). Compare Linux fs/open.c, fs/read_write.c,
+ * fs/stat.c, fs/readdir.c, fs/fcntl.c.
+ */
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+import { from, map } from 'rxjs';
+import { E, SyscallError } from '../errno.js';
+import * as libc from '../../platforms/host/libc.js';
+import type { Task, SyscallResult } from '../kernel/task.js';
+import type { OpenFileState, InodeState } from '../kernel/state.js';
+import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
+import { Node, modeOf } from '../vfs/vfs.js';
+import { S_IFREG, Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
+import { syscall } from './table.js';
+
+export const AT_FDCWD = -100;
+export const AT_SYMLINK_NOFOLLOW = 0x100, AT_REMOVEDIR = 0x200, AT_SYMLINK_FOLLOW = 0x400, AT_EMPTY_PATH = 0x1000;
+export const O_ACCMODE = 3, O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2;
+export const O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000, O_APPEND = 0o2000, O_NONBLOCK = 0o4000;
+export const O_DIRECTORY = 0o200000, O_NOFOLLOW = 0o400000, O_CLOEXEC = 0o2000000, O_PATH = 0o10000000, O_TMPFILE = 0o20000000;
+const MAX_RW = 0x7ffff000;
+
+/** The directory a *at() path is relative to: cwd for AT_FDCWD, else the dir fd's path (EBADF, ENOTDIR). */
+export function baseDir(t: Task, dirfd: number, path: string): string {
+  if (path.startsWith('/') || dirfd === AT_FDCWD) return t.tg.cwd;
+  const f = t.kernel.file(t, dirfd);
+  if (f.kind !== 'dir') throw new SyscallError(E.ENOTDIR);
+  return f.path;
+}
+
+/** The filesystem node behind an open file (EBADF when it has none). */
+export function nodeOfFile(t: Task, f: OpenFileState): Node | undefined {
+  if (f.kind === 'upper') return { kind: 'upper', path: f.path, inode: t.kernel.state.fs.inodes[f.inodeId!] };
+  if (f.kind === 'hostfd') return undefined;
+  return t.kernel.vfs.lookup(f.path);
+}
+
+/** stat of an open file (fstat). */
+export function statOfFile(t: Task, f: OpenFileState): Stat {
+  if (f.kind === 'hostfd') {
+    const s = fs.fstatSync(f.hostFd!, { bigint: true });
+    return {
+      dev: Number(s.dev), ino: Number(s.ino), nlink: Number(s.nlink), mode: Number(s.mode), uid: Number(s.uid), gid: Number(s.gid),
+      rdev: Number(s.rdev), size: Number(s.size), blksize: Number(s.blksize), blocks: Number(s.blocks),
+      atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs,
+    };
+  }
+  const n = nodeOfFile(t, f);
+  if (!n) {
+    if (f.kind === 'synthetic') return { dev: 0x2c, ino: 1, nlink: 1, mode: S_IFREG | 0o444, uid: 0, gid: 0, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
+    throw new SyscallError(E.EBADF);
+  }
+  const s = t.kernel.vfs.stat(n);
+  if (f.kind === 'synthetic') s.size = 0;
+  return s;
+}
+
+/** Open a node as a new open file description (the body of openat after the walk). */
+export function openNode(t: Task, n: Node, flags: number): OpenFileState {
+  const k = t.kernel;
+  const acc = flags & O_ACCMODE;
+  const writing = acc === O_WRONLY || acc === O_RDWR;
+  const mode = modeOf(n);
+  if (flags & O_PATH) return k.newOpenFile({ kind: isDir(mode) ? 'dir' : 'synthetic', path: n.path, flags, content: new Uint8Array(0) });
+  if (isDir(mode)) {
+    if (writing || (flags & O_CREAT)) throw new SyscallError(E.EISDIR);
+    return k.newOpenFile({ kind: 'dir', path: n.path, flags });
+  }
+  if (flags & O_DIRECTORY) throw new SyscallError(E.ENOTDIR);
+  if (n.kind === 'synthetic') {
+    if (n.node.dev) return k.newOpenFile({ kind: 'dev', path: n.path, flags, dev: n.node.dev });
+    if (writing) throw new SyscallError(E.EACCES);
+    return k.newOpenFile({ kind: 'synthetic', path: n.path, flags, content: n.node.content?.() ?? new Uint8Array(0) });
+  }
+  if (writing || (flags & O_TRUNC)) {
+    if (n.kind === 'host' && !n.st.isFile()) throw new SyscallError(E.EACCES); // host devices, fifos: not writable from the sandbox
+    const inode = k.vfs.copyUp(n);
+    if ((flags & O_TRUNC) && isReg(inode.mode) && writing) truncateInode(t, inode, 0);
+    return k.newOpenFile({ kind: 'upper', path: n.path, flags, inodeId: inode.id });
+  }
+  if (n.kind === 'upper') return k.newOpenFile({ kind: 'upper', path: n.path, flags, inodeId: n.inode.id });
+  if (!n.st.isFile()) throw new SyscallError(E.ENXIO); // host fifos/sockets/devices are not reachable from the sandbox
+  return k.newOpenFile({ kind: 'host', path: n.path, flags });
+}
+
+export function truncateInode(t: Task, inode: InodeState, size: number): void {
+  const data = inode.data ?? new Uint8Array(0);
+  if (size <= data.length) data.fill(0, size);
+  else inode.data = growBuffer(data, size);
+  inode.size = size;
+  inode.mtimeNs = inode.ctimeNs = t.kernel.clock.realtimeNs();
+}
+
+function growBuffer(data: Uint8Array, need: number): Uint8Array {
+  if (need <= data.length) return data;
+  const nb = new Uint8Array(Math.max(need, data.length * 2, 4096));
+  nb.set(data);
+  return nb;
+}
+
+function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: number): number {
+  const path = t.mm.readCString(pathAddr);
+  const k = t.kernel;
+  if ((flags & O_TMPFILE) === O_TMPFILE) return -E.EOPNOTSUPP;
+  const base = baseDir(t, dirfd, path);
+  const excl = (flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL);
+  const r = k.vfs.walk(path, base, !(flags & O_NOFOLLOW) && !excl);
+  let n = r.node;
+  if (n && excl) return -E.EEXIST;
+  if (!n) {
+    if (!(flags & O_CREAT)) return -E.ENOENT;
+    if (path.endsWith('/')) return -E.EISDIR;
+    const inode = k.vfs.create(r.path, S_IFREG | (mode & 0o7777 & ~t.tg.umask), t.tg.uid, t.tg.gid);
+    n = { kind: 'upper', path: r.path, inode };
+  } else if (isLnk(modeOf(n)) && !(flags & O_PATH)) {
+    return -E.ELOOP; // O_NOFOLLOW on a symlink
+  }
+  const f = openNode(t, n, flags);
+  const fd = k.installFd(t, f.id, !!(flags & O_CLOEXEC));
+  if (fd < 0) delete k.state.openFiles[f.id];
+  return fd;
+}
+
+/** Copy from a byte source into guest memory at buf (up to count bytes). Returns bytes copied. */
+function copyToGuest(t: Task, buf: number, src: Uint8Array): number {
+  t.mm.chunks(buf, src.length, PROT_WRITE, (view, ro) => view.set(src.subarray(ro, ro + view.length)));
+  return src.length;
+}
+
+const hostFdIsStream = new Map<number, boolean>();
+/** Whether a caller's stdio fd is a pipe, socket or terminal (reads may block). */
+function isStream(hostFd: number): boolean {
+  let v = hostFdIsStream.get(hostFd);
+  if (v === undefined) {
+    try { const s = fs.fstatSync(hostFd); v = s.isFIFO() || s.isSocket() || s.isCharacterDevice(); } catch { v = false; }
+    hostFdIsStream.set(hostFd, v);
+  }
+  return v;
+}
+
+/** read(2) body for one open file at `pos` (or its offset); advances the offset when `advance`. */
+function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: number | null): SyscallResult {
+  if ((f.flags & O_ACCMODE) === O_WRONLY || (f.flags & O_PATH)) return -E.EBADF;
+  count = Math.min(count, MAX_RW);
+  const usePos = pos ?? f.offset;
+  const advance = (n: number) => { if (pos === null && n > 0) f.offset += n; return n; };
+  switch (f.kind) {
+    case 'dir': return -E.EISDIR;
+    case 'host': {
+      if (count === 0) return 0;
+      const hfd = t.kernel.hostFiles.fd(f);
+      let total = 0;
+      let short = false;
+      t.mm.chunks(buf, count, PROT_WRITE, (view) => {
+        if (short) return;
+        const n = fs.readSync(hfd, view, 0, view.length, usePos + total);
+        total += n;
+        if (n < view.length) short = true;
+      });
+      return advance(total);
+    }
+    case 'upper': {
+      const ino = t.kernel.state.fs.inodes[f.inodeId!];
+      if (!isReg(ino.mode)) return -E.EINVAL;
+      const end = Math.min(ino.size, usePos + count);
+      if (end <= usePos) return 0;
+      return advance(copyToGuest(t, buf, ino.data!.subarray(usePos, end)));
+    }
+    case 'synthetic': {
+      const c = f.content!;
+      const end = Math.min(c.length, usePos + count);
+      if (end <= usePos) return 0;
+      return advance(copyToGuest(t, buf, c.subarray(usePos, end)));
+    }
+    case 'dev': {
+      if (f.dev === 'null') return 0;
+      if (f.dev === 'tty') return -E.ENXIO;
+      t.mm.chunks(buf, count, PROT_WRITE, (view) => {
+        if (f.dev === 'random' || f.dev === 'urandom') crypto.randomFillSync(view); else view.fill(0);
+      });
+      return count;
+    }
+    case 'hostfd': {
+      const hfd = f.hostFd!;
+      if (count === 0) return 0;
+      t.mm.chunks(buf, Math.min(count, 1), PROT_WRITE, () => undefined); // EFAULT before blocking
+      if (!isStream(hfd)) {
+        let total = 0, short = false;
+        t.mm.chunks(buf, count, PROT_WRITE, (view) => {
+          if (short) return;
+          const n = fs.readSync(hfd, view, 0, view.length, null);
+          total += n;
+          if (n < view.length) short = true;
+        });
+        return total;
+      }
+      // A pipe or terminal: read on libuv's thread pool so the event loop (and other tasks) go on.
+      const tmp = Buffer.alloc(Math.min(count, 65536));
+      const p = new Promise<number>((resolve, reject) => fs.read(hfd, tmp, 0, tmp.length, null, (err, n) => {
+        if (err) reject(new SyscallError((err as NodeJS.ErrnoException).errno ? -(err as NodeJS.ErrnoException).errno! : E.EIO));
+        else resolve(n);
+      }));
+      return {
+        waiter: { kind: 'read', fileId: f.id },
+        result$: from(p).pipe(map((n) => copyToGuest(t, buf, tmp.subarray(0, n)))),
+      };
+    }
+  }
+}
+
+function writeHostFd(hfd: number, view: Uint8Array): number {
+  let off = 0;
+  while (off < view.length) {
+    try {
+      off += fs.writeSync(hfd, view, off, view.length - off);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); continue; }
+      if (code === 'EPIPE') throw new SyscallError(E.EPIPE);
+      throw new SyscallError(E.EIO);
+    }
+  }
+  return off;
+}
+
+function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: number | null): number {
+  const acc = f.flags & O_ACCMODE;
+  if (acc === O_RDONLY || (f.flags & O_PATH)) return -E.EBADF;
+  count = Math.min(count, MAX_RW);
+  switch (f.kind) {
+    case 'hostfd': {
+      let total = 0;
+      t.mm.chunks(buf, count, PROT_READ, (view) => { total += writeHostFd(f.hostFd!, view); });
+      return total;
+    }
+    case 'upper': {
+      const ino = t.kernel.state.fs.inodes[f.inodeId!];
+      let at = pos ?? ((f.flags & O_APPEND) ? ino.size : f.offset);
+      const end = at + count;
+      ino.data = growBuffer(ino.data ?? new Uint8Array(0), end);
+      const data = ino.data;
+      t.mm.chunks(buf, count, PROT_READ, (view, ro) => data.set(view, at + ro));
+      if (end > ino.size) ino.size = end;
+      ino.mtimeNs = ino.ctimeNs = t.kernel.clock.realtimeNs();
+      if (pos === null) f.offset = end;
+      at = end;
+      return count;
+    }
+    case 'dev':
+      if (f.dev === 'full') return -E.ENOSPC;
+      t.mm.chunks(buf, count, PROT_READ, () => undefined);
+      return count;
+    case 'dir': return -E.EISDIR;
+    default: return -E.EBADF;
+  }
+}
+
+/** Gather an iovec array (man 2 readv): [base, len] pairs, EINVAL past IOV_MAX or a negative total. */
+function readIovec(t: Task, iov: number, cnt: number): Array<[number, number]> {
+  if (cnt < 0 || cnt > 1024) throw new SyscallError(E.EINVAL);
+  const raw = t.mm.read(iov, cnt * 16);
+  const v = new DataView(raw.buffer, raw.byteOffset, raw.length);
+  const out: Array<[number, number]> = [];
+  let total = 0;
+  for (let i = 0; i < cnt; i++) {
+    const base = Number(v.getBigUint64(i * 16, true)), len = Number(v.getBigUint64(i * 16 + 8, true));
+    if (len > 0x7fffffffffff) throw new SyscallError(E.EINVAL);
+    total += len;
+    out.push([base, len]);
+  }
+  if (total > 0x7fffffffffff) throw new SyscallError(E.EINVAL);
+  return out;
+}
+
+function readv(t: Task, fd: number, iov: number, cnt: number, pos: number | null): SyscallResult {
+  const f = t.kernel.file(t, fd);
+  const vecs = readIovec(t, iov, cnt);
+  let total = 0;
+  for (const [base, len] of vecs) {
+    if (len === 0) continue;
+    const r = readFile(t, f, base, len, pos === null ? null : pos + total);
+    if (typeof r !== 'number') return total > 0 ? total : r;
+    if (r < 0) return total > 0 ? total : r;
+    total += r;
+    if (r < len) break;
+  }
+  return total;
+}
+
+function writev(t: Task, fd: number, iov: number, cnt: number, pos: number | null): number {
+  const f = t.kernel.file(t, fd);
+  const vecs = readIovec(t, iov, cnt);
+  let total = 0;
+  for (const [base, len] of vecs) {
+    if (len === 0) continue;
+    let r: number;
+    try { r = writeFile(t, f, base, len, pos === null ? null : pos + total); } catch (e) { if (total > 0) return total; throw e; }
+    if (r < 0) return total > 0 ? total : r;
+    total += r;
+  }
+  return total;
+}
+
+function fileSize(t: Task, f: OpenFileState): number {
+  if (f.kind === 'upper') return t.kernel.state.fs.inodes[f.inodeId!].size;
+  if (f.kind === 'synthetic') return f.content!.length;
+  return statOfFile(t, f).size;
+}
+
+const SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
+function lseek(t: Task): number {
+  const f = t.kernel.file(t, t.argInt(0));
+  const off = t.argI64(1), whence = t.argInt(2);
+  if (f.kind === 'hostfd' && isStream(f.hostFd!)) return -E.ESPIPE;
+  if (f.kind === 'dev') return 0;
+  let base: number;
+  switch (whence) {
+    case SEEK_SET: base = 0; break;
+    case SEEK_CUR: base = f.offset; break;
+    case SEEK_END: base = f.kind === 'dir' ? 0 : fileSize(t, f); break;
+    case SEEK_DATA: case SEEK_HOLE: {
+      const size = fileSize(t, f);
+      if (off >= size) return -E.ENXIO;
+      return f.offset = whence === SEEK_DATA ? off : size;
+    }
+    default: return -E.EINVAL;
+  }
+  const n = base + off;
+  if (n < 0) return -E.EINVAL;
+  if (f.kind === 'dir' && n === 0) f.entries = undefined;
+  f.offset = n;
+  return n;
+}
+
+function statPath(t: Task, dirfd: number, pathAddr: number, flags: number): Stat {
+  const path = t.mm.readCString(pathAddr);
+  if (path === '') {
+    if (!(flags & AT_EMPTY_PATH)) throw new SyscallError(E.ENOENT);
+    if (dirfd === AT_FDCWD) return t.kernel.vfs.stat(t.kernel.vfs.resolve(t.tg.cwd, '/'));
+    return statOfFile(t, t.kernel.file(t, dirfd));
+  }
+  const n = t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), !(flags & AT_SYMLINK_NOFOLLOW));
+  return t.kernel.vfs.stat(n);
+}
+
+/** getdents64(2): struct linux_dirent64 records; EINVAL if the first does not fit. */
+function getdents64(t: Task): number {
+  const f = t.kernel.file(t, t.argInt(0));
+  const buf = t.arg(1), count = t.argU32(2);
+  if (f.kind !== 'dir') return -E.ENOTDIR;
+  if (!f.entries) {
+    const n = t.kernel.vfs.lookup(f.path);
+    if (!n) return -E.ENOENT;
+    const self = t.kernel.vfs.stat(n).ino;
+    f.entries = [{ name: '.', ino: self, type: 4 }, { name: '..', ino: 2, type: 4 }, ...t.kernel.vfs.listDir(n)];
+  }
+  const out = new Uint8Array(Math.min(count, 65536));
+  const v = new DataView(out.buffer);
+  let pos = 0;
+  const enc = new TextEncoder();
+  while (f.offset < f.entries.length) {
+    const e = f.entries[f.offset];
+    const name = enc.encode(e.name);
+    const reclen = (19 + name.length + 1 + 7) & ~7;
+    if (pos + reclen > out.length) {
+      if (pos === 0) return -E.EINVAL;
+      break;
+    }
+    v.setBigUint64(pos, BigInt(e.ino), true);
+    v.setBigInt64(pos + 8, BigInt(f.offset + 1), true);
+    v.setUint16(pos + 16, reclen, true);
+    out[pos + 18] = e.type;
+    out.set(name, pos + 19);
+    pos += reclen;
+    f.offset++;
+  }
+  if (pos) t.mm.write(buf, out.subarray(0, pos));
+  return pos;
+}
+
+const F_DUPFD = 0, F_GETFD = 1, F_SETFD = 2, F_GETFL = 3, F_SETFL = 4, F_GETLK = 5, F_SETLK = 6, F_SETLKW = 7;
+const F_SETOWN = 8, F_GETOWN = 9, F_DUPFD_CLOEXEC = 1030, F_GETPIPE_SZ = 1032, F_OFD_GETLK = 36, F_OFD_SETLK = 37, F_OFD_SETLKW = 38;
+const FD_CLOEXEC = 1;
+function fcntl(t: Task): number {
+  const fd = t.argInt(0), cmd = t.argInt(1);
+  const k = t.kernel;
+  const f = k.file(t, fd);
+  const entry = t.fdTable.fds[fd];
+  switch (cmd) {
+    case F_DUPFD: case F_DUPFD_CLOEXEC: {
+      const min = t.argInt(2);
+      if (min < 0 || min >= k.fdLimit(t)) return -E.EINVAL;
+      return k.installFd(t, entry.fileId, cmd === F_DUPFD_CLOEXEC, min);
+    }
+    case F_GETFD: return entry.cloexec ? FD_CLOEXEC : 0;
+    case F_SETFD: entry.cloexec = !!(t.argInt(2) & FD_CLOEXEC); return 0;
+    case F_GETFL: return f.flags & ~(O_CLOEXEC | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC);
+    case F_SETFL: {
+      const settable = O_APPEND | O_NONBLOCK | 0o40000 /* O_DIRECT */ | 0o1000000 /* O_NOATIME */ | 0o20000 /* O_ASYNC */;
+      f.flags = (f.flags & ~settable) | (t.argInt(2) & settable);
+      return 0;
+    }
+    case F_GETLK: case F_OFD_GETLK: {
+      // No other process can hold a lock on our files yet: report F_UNLCK (l_type at offset 0, 2).
+      const p = t.arg(2);
+      const b = t.mm.read(p, 32);
+      const copy = new Uint8Array(b);
+      copy[0] = 2; copy[1] = 0;
+      t.mm.write(p, copy);
+      return 0;
+    }
+    case F_SETLK: case F_SETLKW: case F_OFD_SETLK: case F_OFD_SETLKW:
+      t.mm.read(t.arg(2), 32);
+      return 0;
+    case F_SETOWN: return 0;
+    case F_GETOWN: return 0;
+    case F_GETPIPE_SZ: return -E.EINVAL;
+    default: return -E.EINVAL;
+  }
+}
+
+const TCGETS = 0x5401, TCSETS = 0x5402, TCSETSW = 0x5403, TCSETSF = 0x5404, TIOCGPGRP = 0x540f, TIOCSPGRP = 0x5410;
+const TIOCGWINSZ = 0x5413, TIOCSWINSZ = 0x5414, FIONREAD = 0x541b, FIONBIO = 0x5421, FIONCLEX = 0x5450, FIOCLEX = 0x5451;
+const TIOCGSID = 0x5429;
+/** ioctl(2): terminal requests reach the caller's real terminal for stdio; everything else ENOTTY. */
+function ioctl(t: Task): number {
+  const fd = t.argInt(0), req = t.argU32(1), arg = t.arg(2);
+  const f = t.kernel.file(t, fd);
+  switch (req) {
+    case FIOCLEX: t.fdTable.fds[fd].cloexec = true; return 0;
+    case FIONCLEX: t.fdTable.fds[fd].cloexec = false; return 0;
+    case FIONBIO: f.flags = t.mm.readU32(arg) ? f.flags | O_NONBLOCK : f.flags & ~O_NONBLOCK; return 0;
+    case FIONREAD: {
+      if (f.kind === 'upper') { t.mm.writeU32(arg, Math.max(0, t.kernel.state.fs.inodes[f.inodeId!].size - f.offset)); return 0; }
+      if (f.kind === 'host') { t.mm.writeU32(arg, Math.max(0, fileSize(t, f) - f.offset)); return 0; }
+      break;
+    }
+  }
+  if (f.kind !== 'hostfd') return -E.ENOTTY;
+  const hfd = f.hostFd!;
+  const sizes: Record<number, [number, boolean]> = {
+    [TCGETS]: [60, false], [TCSETS]: [60, true], [TCSETSW]: [60, true], [TCSETSF]: [60, true],
+    [TIOCGWINSZ]: [8, false], [TIOCSWINSZ]: [8, true], [TIOCGPGRP]: [4, false], [TIOCSPGRP]: [4, true], [TIOCGSID]: [4, false], [FIONREAD]: [4, false],
+  };
+  const spec = sizes[req];
+  if (!spec) return -E.ENOTTY;
+  const [size, input] = spec;
+  const b = new Uint8Array(size);
+  if (input) b.set(t.mm.read(arg, size));
+  const r = libc.ioctlBuf(hfd, req, b);
+  if (r < 0) return -libc.errno();
+  if (req === TIOCGPGRP || req === TIOCGSID) { t.mm.writeU32(arg, t.tg.pgid); return 0; }
+  if (!input) t.mm.write(arg, b);
+  return r;
+}
+
+function dup3(t: Task, oldfd: number, newfd: number, flags: number, isDup2: boolean): number {
+  const k = t.kernel;
+  const e = t.fdTable.fds[oldfd];
+  if (!e) return -E.EBADF;
+  if (isDup2 && oldfd === newfd) return newfd;
+  if (!isDup2 && (oldfd === newfd || (flags & ~O_CLOEXEC))) return -E.EINVAL;
+  if (newfd < 0 || newfd >= k.fdLimit(t)) return -E.EBADF;
+  k.installFdAt(t, newfd, e.fileId, !!(flags & O_CLOEXEC));
+  return newfd;
+}
+
+function sendfile(t: Task): number {
+  const outFd = t.argInt(0), inFd = t.argInt(1), offPtr = t.arg(2), count = Math.min(t.arg(3), MAX_RW);
+  const k = t.kernel;
+  const fin = k.file(t, inFd), fout = k.file(t, outFd);
+  let pos = offPtr ? Number(t.mm.readU64(offPtr)) : fin.offset;
+  // Through a kernel bounce buffer: read from the input file, write to the output file.
+  const chunk = 65536;
+  let total = 0;
+  const tmpAddr = scratch(t, chunk);
+  while (total < count) {
+    const r = readFile(t, fin, tmpAddr, Math.min(chunk, count - total), pos);
+    if (typeof r !== 'number') return total || -E.EAGAIN;
+    if (r <= 0) { if (r < 0 && total === 0) return r; break; }
+    const w = writeFile(t, fout, tmpAddr, r, null);
+    if (w < 0) return total || w;
+    total += w; pos += w;
+    if (r < Math.min(chunk, count - total + w)) break;
+  }
+  if (offPtr) t.mm.writeU64(offPtr, pos); else fin.offset = pos;
+  return total;
+}
+
+/** A kernel-owned guest mapping used as a bounce buffer (sendfile), created on first use. */
+function scratch(t: Task, len: number): number {
+  const as = t.mm.state as typeof t.mm.state & { scratchAddr?: number };
+  if (!as.scratchAddr) as.scratchAddr = t.mm.map(0, len, PROT_READ | PROT_WRITE, 0x22, '[snapvisor-bounce]', 0);
+  return as.scratchAddr;
+}
+
+function ftruncateFile(t: Task, f: OpenFileState, len: number): number {
+  if (len < 0) return -E.EINVAL;
+  if (f.kind !== 'upper') return (f.flags & O_ACCMODE) === O_RDONLY ? -E.EINVAL : -E.EINVAL;
+  if ((f.flags & O_ACCMODE) === O_RDONLY) return -E.EINVAL;
+  const ino = t.kernel.state.fs.inodes[f.inodeId!];
+  if (!isReg(ino.mode)) return -E.EINVAL;
+  truncateInode(t, ino, len);
+  return 0;
+}
+
+export const fileSyscalls = [
+  syscall('read', 3, (t) => readFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null), 'partial', 'pipes and sockets come with later issues'),
+  syscall('write', 3, (t) => writeFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null), 'partial', 'no SIGPIPE yet: EPIPE is returned'),
+  syscall('pread64', 4, (t) => {
+    const f = t.kernel.file(t, t.argInt(0));
+    if (t.argI64(3) < 0) return -E.EINVAL;
+    if (f.kind === 'hostfd' && isStream(f.hostFd!)) return -E.ESPIPE;
+    return readFile(t, f, t.arg(1), t.arg(2), t.argI64(3));
+  }),
+  syscall('pwrite64', 4, (t) => {
+    const f = t.kernel.file(t, t.argInt(0));
+    if (t.argI64(3) < 0) return -E.EINVAL;
+    if (f.kind === 'hostfd') return -E.ESPIPE;
+    return writeFile(t, f, t.arg(1), t.arg(2), t.argI64(3));
+  }),
+  syscall('readv', 3, (t) => readv(t, t.argInt(0), t.arg(1), t.argInt(2), null)),
+  syscall('writev', 3, (t) => writev(t, t.argInt(0), t.arg(1), t.argInt(2), null)),
+  syscall('preadv', 4, (t) => readv(t, t.argInt(0), t.arg(1), t.argInt(2), t.argI64(3))),
+  syscall('pwritev', 4, (t) => writev(t, t.argInt(0), t.arg(1), t.argInt(2), t.argI64(3))),
+  syscall('open', 3, (t) => doOpen(t, AT_FDCWD, t.arg(0), t.argInt(1), t.argU32(2))),
+  syscall('openat', 4, (t) => doOpen(t, t.argInt(0), t.arg(1), t.argInt(2), t.argU32(3))),
+  syscall('creat', 2, (t) => doOpen(t, AT_FDCWD, t.arg(0), O_CREAT | O_WRONLY | O_TRUNC, t.argU32(1))),
+  syscall('close', 1, (t) => t.kernel.closeFd(t, t.argInt(0))),
+  syscall('close_range', 3, (t) => {
+    const first = t.argU32(0), last = t.argU32(1), flags = t.argU32(2);
+    if (first > last || (flags & ~6)) return -E.EINVAL;
+    for (const fd of Object.keys(t.fdTable.fds).map(Number)) {
+      if (fd < first || fd > last) continue;
+      if (flags & 4 /* CLOSE_RANGE_CLOEXEC */) t.fdTable.fds[fd].cloexec = true; else t.kernel.closeFd(t, fd);
+    }
+    return 0;
+  }),
+  syscall('lseek', 3, lseek),
+  syscall('fstat', 2, (t) => { t.mm.write(t.arg(1), encodeStat(statOfFile(t, t.kernel.file(t, t.argInt(0))))); return 0; }),
+  syscall('stat', 2, (t) => { t.mm.write(t.arg(1), encodeStat(statPath(t, AT_FDCWD, t.arg(0), 0))); return 0; }),
+  syscall('lstat', 2, (t) => { t.mm.write(t.arg(1), encodeStat(statPath(t, AT_FDCWD, t.arg(0), AT_SYMLINK_NOFOLLOW))); return 0; }),
+  syscall('newfstatat', 4, (t) => { t.mm.write(t.arg(2), encodeStat(statPath(t, t.argInt(0), t.arg(1), t.argInt(3)))); return 0; }),
+  syscall('statx', 5, (t) => { t.mm.write(t.arg(4), encodeStatx(statPath(t, t.argInt(0), t.arg(1), t.argInt(2)))); return 0; }, 'partial', 'reports STATX_BASIC_STATS, no btime'),
+  syscall('getdents64', 3, getdents64),
+  syscall('fcntl', 3, fcntl, 'partial', 'record locks always succeed (single sandbox owns its files)'),
+  syscall('ioctl', 3, ioctl, 'partial', 'terminal requests on stdio pass to the caller\'s terminal; others ENOTTY'),
+  syscall('dup', 1, (t) => { const e = t.fdTable.fds[t.argInt(0)]; return e ? t.kernel.installFd(t, e.fileId, false) : -E.EBADF; }),
+  syscall('dup2', 2, (t) => dup3(t, t.argInt(0), t.argInt(1), 0, true)),
+  syscall('dup3', 3, (t) => dup3(t, t.argInt(0), t.argInt(1), t.argInt(2), false)),
+  syscall('fsync', 1, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }),
+  syscall('fdatasync', 1, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }),
+  syscall('syncfs', 1, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }),
+  syscall('sync', 0, () => 0),
+  syscall('fadvise64', 4, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }),
+  syscall('flock', 2, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'no other sandbox can contend for the lock'),
+  syscall('ftruncate', 2, (t) => ftruncateFile(t, t.kernel.file(t, t.argInt(0)), t.argI64(1))),
+  syscall('sendfile', 4, sendfile),
+];

@@ -1,0 +1,267 @@
+/**
+ * Path syscalls (man 2 access, readlink, getcwd, chdir, mkdir, unlink, rename, symlink,
+ * link, chmod, chown, utimensat, truncate, statfs). Compare Linux fs/namei.c, fs/open.c.
+ * The guest runs as root inside its sandbox: permission bits are recorded, and only
+ * the executable bit is enforced (by execve and access(X_OK)).
+ */
+import { E, SyscallError } from '../errno.js';
+import type { Task } from '../kernel/task.js';
+import { Node, modeOf } from '../vfs/vfs.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, isDir, isLnk } from '../vfs/stat.js';
+import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, baseDir, nodeOfFile, truncateInode } from './file.js';
+import { syscall } from './table.js';
+
+const enc = new TextEncoder();
+
+function pathArg(t: Task, addr: number): string {
+  return t.mm.readCString(addr);
+}
+
+function accessAt(t: Task, dirfd: number, pathAddr: number, mode: number, flags: number): number {
+  if (mode & ~7) return -E.EINVAL;
+  const path = pathArg(t, pathAddr);
+  const n = t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), !(flags & AT_SYMLINK_NOFOLLOW));
+  const m = modeOf(n);
+  if ((mode & 1) && !isDir(m) && !(m & 0o111)) return -E.EACCES;
+  if ((mode & 2) && n.kind === 'synthetic' && !n.node.dev) return -E.EACCES;
+  return 0;
+}
+
+function readlinkAt(t: Task, dirfd: number, pathAddr: number, buf: number, size: number): number {
+  if (size <= 0) return -E.EINVAL;
+  const path = pathArg(t, pathAddr);
+  const n = t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), false);
+  if (!isLnk(modeOf(n))) return -E.EINVAL;
+  const target = enc.encode(t.kernel.vfs.readlinkNode(n));
+  const out = target.subarray(0, Math.min(size, target.length));
+  t.mm.write(buf, out);
+  return out.length;
+}
+
+function chdirTo(t: Task, n: Node, path: string): number {
+  if (!isDir(modeOf(n))) return -E.ENOTDIR;
+  t.tg.cwd = path;
+  return 0;
+}
+
+function mkdirAt(t: Task, dirfd: number, pathAddr: number, mode: number): number {
+  const path = pathArg(t, pathAddr);
+  const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
+  if (r.node) return -E.EEXIST;
+  t.kernel.vfs.create(r.path, S_IFDIR | (mode & 0o7777 & ~t.tg.umask), t.tg.uid, t.tg.gid);
+  return 0;
+}
+
+function unlinkAt(t: Task, dirfd: number, pathAddr: number, flags: number): number {
+  if (flags & ~AT_REMOVEDIR) return -E.EINVAL;
+  const path = pathArg(t, pathAddr);
+  const vfs = t.kernel.vfs;
+  const r = vfs.walk(path, baseDir(t, dirfd, path), false);
+  if (!r.node) return -E.ENOENT;
+  if (r.path === '/') return -E.EBUSY;
+  if (r.node.kind === 'synthetic') return -E.EPERM;
+  const dir = isDir(modeOf(r.node));
+  if (flags & AT_REMOVEDIR) {
+    if (!dir) return -E.ENOTDIR;
+    if (path.endsWith('/.') || path === '.') return -E.EINVAL;
+    if (vfs.listDir(r.node).length > 0) return -E.ENOTEMPTY;
+  } else if (dir) return -E.EISDIR;
+  vfs.remove(r.path);
+  return 0;
+}
+
+function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, newAddr: number, flags: number): number {
+  const RENAME_NOREPLACE = 1;
+  if (flags & ~RENAME_NOREPLACE) return -E.EINVAL;
+  const vfs = t.kernel.vfs;
+  const oldPath = pathArg(t, oldAddr), newPath = pathArg(t, newAddr);
+  const from = vfs.walk(oldPath, baseDir(t, olddirfd, oldPath), false);
+  if (!from.node) return -E.ENOENT;
+  const to = vfs.walk(newPath, baseDir(t, newdirfd, newPath), false);
+  if (from.path === to.path) return 0;
+  if (to.path.startsWith(from.path + '/')) return -E.EINVAL;
+  const fromDir = isDir(modeOf(from.node));
+  if (to.node) {
+    if (flags & RENAME_NOREPLACE) return -E.EEXIST;
+    const toDir = isDir(modeOf(to.node));
+    if (fromDir && !toDir) return -E.ENOTDIR;
+    if (!fromDir && toDir) return -E.EISDIR;
+    if (toDir && vfs.listDir(to.node).length > 0) return -E.ENOTEMPTY;
+  } else {
+    const parent = to.path.slice(0, to.path.lastIndexOf('/')) || '/';
+    const pn = vfs.lookup(parent);
+    if (!pn) return -E.ENOENT;
+  }
+  vfs.rename(from.node, to.path);
+  return 0;
+}
+
+function symlinkAt(t: Task, targetAddr: number, dirfd: number, pathAddr: number): number {
+  const target = pathArg(t, targetAddr);
+  const path = pathArg(t, pathAddr);
+  const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
+  if (r.node) return -E.EEXIST;
+  t.kernel.vfs.create(r.path, S_IFLNK | 0o777, t.tg.uid, t.tg.gid, { target, size: enc.encode(target).length });
+  return 0;
+}
+
+function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, newAddr: number, flags: number): number {
+  const vfs = t.kernel.vfs;
+  const oldPath = pathArg(t, oldAddr), newPath = pathArg(t, newAddr);
+  const from = vfs.resolve(oldPath, baseDir(t, olddirfd, oldPath), !!(flags & AT_SYMLINK_FOLLOW));
+  if (isDir(modeOf(from))) return -E.EPERM;
+  const to = vfs.walk(newPath, baseDir(t, newdirfd, newPath), false);
+  if (to.node) return -E.EEXIST;
+  const inode = vfs.copyUp(from);
+  inode.nlink++;
+  t.kernel.state.fs.upper[to.path] = inode.id;
+  return 0;
+}
+
+/** Resolve a path (or an fd with AT_EMPTY_PATH) to a node for chmod/chown/utimensat. */
+function nodeAt(t: Task, dirfd: number, pathAddr: number, flags: number): Node {
+  const path = pathAddr ? pathArg(t, pathAddr) : '';
+  if (path === '') {
+    if (!(flags & AT_EMPTY_PATH) && pathAddr) throw new SyscallError(E.ENOENT);
+    const f = t.kernel.file(t, dirfd);
+    const n = nodeOfFile(t, f);
+    if (!n) throw new SyscallError(E.EPERM);
+    return n;
+  }
+  return t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), !(flags & AT_SYMLINK_NOFOLLOW));
+}
+
+function chmodNode(t: Task, n: Node, mode: number): number {
+  if (n.kind === 'synthetic') return -E.EPERM;
+  const ino = t.kernel.vfs.copyUp(n);
+  ino.mode = (ino.mode & S_IFMT) | (mode & 0o7777);
+  ino.ctimeNs = t.kernel.clock.realtimeNs();
+  return 0;
+}
+
+function chownNode(t: Task, n: Node, uid: number, gid: number): number {
+  if (n.kind === 'synthetic') return -E.EPERM;
+  const ino = t.kernel.vfs.copyUp(n);
+  if (uid !== 0xffffffff) ino.uid = uid;
+  if (gid !== 0xffffffff) ino.gid = gid;
+  ino.ctimeNs = t.kernel.clock.realtimeNs();
+  return 0;
+}
+
+const UTIME_NOW = (1 << 30) - 1, UTIME_OMIT = (1 << 30) - 2;
+function utimensat(t: Task): number {
+  const dirfd = t.argInt(0), pathAddr = t.arg(1), times = t.arg(2), flags = t.argInt(3);
+  const n = nodeAt(t, dirfd, pathAddr, flags | (pathAddr ? 0 : AT_EMPTY_PATH));
+  if (n.kind === 'synthetic') return 0;
+  const now = t.kernel.clock.realtimeNs();
+  let at = now, mt = now, omitA = false, omitM = false;
+  if (times) {
+    const b = t.mm.read(times, 32);
+    const v = new DataView(b.buffer, b.byteOffset, 32);
+    const sec = (i: number) => v.getBigInt64(i * 16, true), nsec = (i: number) => Number(v.getBigInt64(i * 16 + 8, true));
+    for (const i of [0, 1]) {
+      const ns = nsec(i);
+      if (ns !== UTIME_NOW && ns !== UTIME_OMIT && (ns < 0 || ns >= 1e9)) return -E.EINVAL;
+    }
+    if (nsec(0) === UTIME_OMIT) omitA = true; else if (nsec(0) !== UTIME_NOW) at = sec(0) * 1_000_000_000n + BigInt(nsec(0));
+    if (nsec(1) === UTIME_OMIT) omitM = true; else if (nsec(1) !== UTIME_NOW) mt = sec(1) * 1_000_000_000n + BigInt(nsec(1));
+  }
+  if (omitA && omitM) return 0;
+  const ino = t.kernel.vfs.copyUp(n);
+  if (!omitA) ino.atimeNs = at;
+  if (!omitM) ino.mtimeNs = mt;
+  ino.ctimeNs = now;
+  return 0;
+}
+
+/** struct statfs (120 bytes) describing the sandbox's overlay. */
+function statfsBytes(): Uint8Array {
+  const b = new Uint8Array(120);
+  const v = new DataView(b.buffer);
+  v.setBigInt64(0, 0x794c7630n, true);        // f_type OVERLAYFS_SUPER_MAGIC
+  v.setBigInt64(8, 4096n, true);              // f_bsize
+  v.setBigUint64(16, 1n << 24n, true);        // f_blocks
+  v.setBigUint64(24, 1n << 23n, true);        // f_bfree
+  v.setBigUint64(32, 1n << 23n, true);        // f_bavail
+  v.setBigUint64(40, 1n << 20n, true);        // f_files
+  v.setBigUint64(48, 1n << 19n, true);        // f_ffree
+  v.setBigInt64(64, 255n, true);              // f_namelen
+  v.setBigInt64(72, 4096n, true);             // f_frsize
+  return b;
+}
+
+/** *getxattr/*listxattr: no extended attributes exist in the sandbox (ENODATA, an empty list). */
+function xattrLookup(t: Task, pathAddr: number, follow: boolean): number {
+  t.kernel.vfs.resolve(pathArg(t, pathAddr), t.tg.cwd, follow);
+  return -E.ENODATA;
+}
+function xattrList(t: Task, pathAddr: number, follow: boolean): number {
+  t.kernel.vfs.resolve(pathArg(t, pathAddr), t.tg.cwd, follow);
+  return 0;
+}
+
+export const fsSyscalls = [
+  syscall('getxattr', 4, (t) => xattrLookup(t, t.arg(0), true), 'partial', 'no extended attributes: ENODATA'),
+  syscall('lgetxattr', 4, (t) => xattrLookup(t, t.arg(0), false), 'partial', 'no extended attributes: ENODATA'),
+  syscall('fgetxattr', 4, (t) => { t.kernel.file(t, t.argInt(0)); return -E.ENODATA; }, 'partial', 'no extended attributes: ENODATA'),
+  syscall('listxattr', 3, (t) => xattrList(t, t.arg(0), true), 'partial', 'no extended attributes: empty list'),
+  syscall('llistxattr', 3, (t) => xattrList(t, t.arg(0), false), 'partial', 'no extended attributes: empty list'),
+  syscall('flistxattr', 3, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'partial', 'no extended attributes: empty list'),
+  syscall('setxattr', 5, () => -E.EOPNOTSUPP, 'partial', 'extended attributes are not supported'),
+  syscall('lsetxattr', 5, () => -E.EOPNOTSUPP, 'partial', 'extended attributes are not supported'),
+  syscall('fsetxattr', 5, () => -E.EOPNOTSUPP, 'partial', 'extended attributes are not supported'),
+  syscall('access', 2, (t) => accessAt(t, AT_FDCWD, t.arg(0), t.argInt(1), 0)),
+  syscall('faccessat', 3, (t) => accessAt(t, t.argInt(0), t.arg(1), t.argInt(2), 0)),
+  syscall('faccessat2', 4, (t) => accessAt(t, t.argInt(0), t.arg(1), t.argInt(2), t.argInt(3))),
+  syscall('readlink', 3, (t) => readlinkAt(t, AT_FDCWD, t.arg(0), t.arg(1), t.argInt(2))),
+  syscall('readlinkat', 4, (t) => readlinkAt(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3))),
+  syscall('getcwd', 2, (t) => {
+    const cwd = enc.encode(t.tg.cwd + '\0');
+    if (t.arg(1) < cwd.length) return -E.ERANGE;
+    t.mm.write(t.arg(0), cwd);
+    return cwd.length;
+  }),
+  syscall('chdir', 1, (t) => {
+    const path = pathArg(t, t.arg(0));
+    const r = t.kernel.vfs.walk(path, t.tg.cwd, true);
+    if (!r.node) return -E.ENOENT;
+    return chdirTo(t, r.node, r.path);
+  }),
+  syscall('fchdir', 1, (t) => {
+    const f = t.kernel.file(t, t.argInt(0));
+    if (f.kind !== 'dir') return -E.ENOTDIR;
+    t.tg.cwd = f.path;
+    return 0;
+  }),
+  syscall('chroot', 1, () => -E.EPERM, 'stub', 'the sandbox root is fixed'),
+  syscall('mkdir', 2, (t) => mkdirAt(t, AT_FDCWD, t.arg(0), t.argU32(1))),
+  syscall('mkdirat', 3, (t) => mkdirAt(t, t.argInt(0), t.arg(1), t.argU32(2))),
+  syscall('rmdir', 1, (t) => unlinkAt(t, AT_FDCWD, t.arg(0), AT_REMOVEDIR)),
+  syscall('unlink', 1, (t) => unlinkAt(t, AT_FDCWD, t.arg(0), 0)),
+  syscall('unlinkat', 3, (t) => unlinkAt(t, t.argInt(0), t.arg(1), t.argInt(2))),
+  syscall('rename', 2, (t) => renameAt(t, AT_FDCWD, t.arg(0), AT_FDCWD, t.arg(1), 0)),
+  syscall('renameat', 4, (t) => renameAt(t, t.argInt(0), t.arg(1), t.argInt(2), t.arg(3), 0)),
+  syscall('renameat2', 5, (t) => renameAt(t, t.argInt(0), t.arg(1), t.argInt(2), t.arg(3), t.argU32(4)), 'partial', 'RENAME_EXCHANGE and RENAME_WHITEOUT give EINVAL'),
+  syscall('symlink', 2, (t) => symlinkAt(t, t.arg(0), AT_FDCWD, t.arg(1))),
+  syscall('symlinkat', 3, (t) => symlinkAt(t, t.arg(0), t.argInt(1), t.arg(2))),
+  syscall('link', 2, (t) => linkAt(t, AT_FDCWD, t.arg(0), AT_FDCWD, t.arg(1), 0)),
+  syscall('linkat', 5, (t) => linkAt(t, t.argInt(0), t.arg(1), t.argInt(2), t.arg(3), t.argInt(4))),
+  syscall('chmod', 2, (t) => chmodNode(t, nodeAt(t, AT_FDCWD, t.arg(0), 0), t.argU32(1))),
+  syscall('fchmod', 2, (t) => chmodNode(t, nodeAt(t, t.argInt(0), 0, AT_EMPTY_PATH), t.argU32(1))),
+  syscall('fchmodat', 3, (t) => chmodNode(t, nodeAt(t, t.argInt(0), t.arg(1), 0), t.argU32(2))),
+  syscall('chown', 3, (t) => chownNode(t, nodeAt(t, AT_FDCWD, t.arg(0), 0), t.argU32(1), t.argU32(2))),
+  syscall('lchown', 3, (t) => chownNode(t, nodeAt(t, AT_FDCWD, t.arg(0), AT_SYMLINK_NOFOLLOW), t.argU32(1), t.argU32(2))),
+  syscall('fchown', 3, (t) => chownNode(t, nodeAt(t, t.argInt(0), 0, AT_EMPTY_PATH), t.argU32(1), t.argU32(2))),
+  syscall('fchownat', 5, (t) => chownNode(t, nodeAt(t, t.argInt(0), t.arg(1), t.argInt(4)), t.argU32(2), t.argU32(3))),
+  syscall('utimensat', 4, utimensat),
+  syscall('truncate', 2, (t) => {
+    const n = t.kernel.vfs.resolve(pathArg(t, t.arg(0)), t.tg.cwd, true);
+    if (isDir(modeOf(n))) return -E.EISDIR;
+    if (t.argI64(1) < 0) return -E.EINVAL;
+    truncateInode(t, t.kernel.vfs.copyUp(n), t.argI64(1));
+    return 0;
+  }),
+  syscall('umask', 1, (t) => { const old = t.tg.umask; t.tg.umask = t.argU32(0) & 0o777; return old; }),
+  syscall('statfs', 2, (t) => { t.kernel.vfs.resolve(pathArg(t, t.arg(0)), t.tg.cwd, true); t.mm.write(t.arg(1), statfsBytes()); return 0; }, 'partial', 'reports an overlay filesystem with fixed sizes'),
+  syscall('fstatfs', 2, (t) => { t.kernel.file(t, t.argInt(0)); t.mm.write(t.arg(1), statfsBytes()); return 0; }, 'partial', 'reports an overlay filesystem with fixed sizes'),
+];

@@ -1,0 +1,97 @@
+/**
+ * Memory syscalls (man 2 mmap, munmap, mprotect, brk, mremap, madvise). Compare Linux
+ * mm/mmap.c, mm/mprotect.c, mm/mremap.c, mm/madvise.c. File mappings are private copies
+ * made in the memory file at map time; MAP_SHARED file mappings are coherent only
+ * within the mapping (no file is written back), which is noted in the table.
+ */
+import fs from 'node:fs';
+import { E } from '../errno.js';
+import * as libc from '../../platforms/host/libc.js';
+import type { Task } from '../kernel/task.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_WRITE } from '../mm/address-space.js';
+import { PAGE_SIZE, pageRoundUp } from '../mm/memory-file.js';
+import { O_ACCMODE, O_WRONLY, O_RDONLY } from './file.js';
+import { syscall } from './table.js';
+
+const MAP_SHARED_VALIDATE = 3;
+const PROT_ALL = 7, PROT_GROWSDOWN = 0x01000000, PROT_GROWSUP = 0x02000000;
+
+function mmap(t: Task): number {
+  const addr = t.arg(0), len = t.arg(1), prot = t.argInt(2), flags = t.argInt(3), fd = t.argInt(4), off = t.argI64(5);
+  if (len === 0 || off % PAGE_SIZE || off < 0) return -E.EINVAL;
+  if (prot & ~PROT_ALL) return -E.EINVAL;
+  const type = flags & 3;
+  if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) return -E.EINVAL;
+  if (pageRoundUp(len) > 0x7fff_ffff_f000) return -E.ENOMEM;
+  const mm = t.mm;
+  if (flags & MAP_ANONYMOUS) return mm.map(addr, len, prot, flags, '', 0);
+  const f = t.kernel.file(t, fd);
+  if (f.kind === 'dir') return -E.ENODEV;
+  if ((f.flags & O_ACCMODE) === O_WRONLY) return -E.EACCES;
+  if (type !== MAP_PRIVATE && (prot & PROT_WRITE) && (f.flags & O_ACCMODE) === O_RDONLY) return -E.EACCES;
+  if (f.kind === 'dev' && f.dev === 'zero') return mm.map(addr, len, prot, flags | MAP_ANONYMOUS, '/dev/zero (deleted)', 0);
+  if (f.kind === 'hostfd' || f.kind === 'dev') return -E.ENODEV;
+  const at = mm.map(addr, len, prot, flags, f.path, off);
+  // Fill the new pages from the file (rest stays zero, like the tail of a file's last page).
+  if (f.kind === 'host') {
+    const hfd = t.kernel.hostFiles.fd(f);
+    let short = false, done = 0;
+    mm.chunks(at, pageRoundUp(len), 0, (view) => {
+      if (short) return;
+      const n = fs.readSync(hfd, view, 0, view.length, off + done);
+      done += n;
+      if (n < view.length) short = true;
+    });
+  } else {
+    const src = f.kind === 'upper' ? t.kernel.state.fs.inodes[f.inodeId!].data!.subarray(0, t.kernel.state.fs.inodes[f.inodeId!].size) : f.content!;
+    if (off < src.length) mm.writeForce(at, src.subarray(off, Math.min(src.length, off + len)));
+  }
+  return at;
+}
+
+const MADV_DONTNEED = 4, MADV_FREE = 8, MADV_REMOVE = 9;
+function madvise(t: Task): number {
+  const addr = t.arg(0), len = pageRoundUp(t.arg(1)), advice = t.argInt(2);
+  if (addr % PAGE_SIZE) return -E.EINVAL;
+  for (let a = addr; a < addr + len;) {
+    const v = t.mm.find(a);
+    if (!v) return -E.ENOMEM;
+    const end = Math.min(v.end, addr + len);
+    if ((advice === MADV_DONTNEED || advice === MADV_FREE || advice === MADV_REMOVE) && !(v.flags & MAP_SHARED)) {
+      // Private pages read back as zero (anonymous) — drop them from the memory file.
+      libc.fallocate(t.mm.mf.fd, libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, v.fileOffset + (a - v.start), end - a);
+    }
+    a = end;
+  }
+  return 0;
+}
+
+export const mmSyscalls = [
+  syscall('mmap', 6, mmap, 'partial', 'file mappings are private copies; MAP_SHARED writes do not reach the file'),
+  syscall('munmap', 2, (t) => { t.mm.unmap(t.arg(0), t.arg(1)); return 0; }),
+  syscall('mprotect', 3, (t) => {
+    const prot = t.argInt(2);
+    if (prot & ~(PROT_ALL | PROT_GROWSDOWN | PROT_GROWSUP)) return -E.EINVAL;
+    t.mm.protect(t.arg(0), t.arg(1), prot & PROT_ALL);
+    return 0;
+  }),
+  syscall('brk', 1, (t) => (t.arg(0) === 0 ? t.mm.state.brk : t.mm.setBrk(t.arg(0)))),
+  syscall('mremap', 5, (t) => {
+    const flags = t.argInt(3);
+    if (flags & ~1) return -E.EINVAL; // MREMAP_FIXED / MREMAP_DONTUNMAP not yet
+    return t.mm.remap(t.arg(0), t.arg(1), t.arg(2), !!(flags & 1));
+  }, 'partial', 'MREMAP_FIXED and MREMAP_DONTUNMAP give EINVAL'),
+  syscall('madvise', 3, madvise, 'partial', 'DONTNEED/FREE/REMOVE drop private pages; other advice is accepted and ignored'),
+  syscall('msync', 3, (t) => (t.arg(0) % PAGE_SIZE ? -E.EINVAL : 0)),
+  syscall('mlock', 2, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
+  syscall('munlock', 2, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
+  syscall('mlockall', 1, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
+  syscall('munlockall', 0, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
+  syscall('mincore', 3, (t) => {
+    const addr = t.arg(0), len = pageRoundUp(t.arg(1));
+    if (addr % PAGE_SIZE) return -E.EINVAL;
+    for (let a = addr; a < addr + len; a += PAGE_SIZE) if (!t.mm.find(a)) return -E.ENOMEM;
+    t.mm.write(t.arg(2), new Uint8Array(len / PAGE_SIZE).fill(1));
+    return 0;
+  }),
+];

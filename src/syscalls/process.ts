@@ -1,0 +1,192 @@
+/**
+ * Process syscalls: identity, exit, execve, uname, resource limits, arch_prctl,
+ * set_tid_address, prctl (man 2 getpid, exit_group, execve, uname, prlimit, arch_prctl).
+ * fork/clone/wait come with the processes issue; until then wait4 has no children.
+ */
+import { E } from '../errno.js';
+import { REG } from '../../platforms/platform.js';
+import type { Task } from '../kernel/task.js';
+import { ExitGroup } from '../kernel/kernel.js';
+import { ExecError, execProgram } from '../loader/exec.js';
+import { KERNEL_RELEASE } from '../vfs/proc.js';
+import { AT_EMPTY_PATH, baseDir } from './file.js';
+import { syscall } from './table.js';
+
+const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
+/** Default limits (as a Debian login shell has them): resource -> [soft, hard]. */
+const DEFAULT_RLIMITS: Record<number, [bigint, bigint]> = {
+  0: [RLIM_INFINITY, RLIM_INFINITY],   // CPU
+  1: [RLIM_INFINITY, RLIM_INFINITY],   // FSIZE
+  2: [RLIM_INFINITY, RLIM_INFINITY],   // DATA
+  3: [8n << 20n, RLIM_INFINITY],       // STACK
+  4: [0n, RLIM_INFINITY],              // CORE
+  5: [RLIM_INFINITY, RLIM_INFINITY],   // RSS
+  6: [4096n, 4096n],                   // NPROC
+  7: [1024n, 1048576n],                // NOFILE
+  8: [8n << 20n, 8n << 20n],           // MEMLOCK
+  9: [RLIM_INFINITY, RLIM_INFINITY],   // AS
+  10: [RLIM_INFINITY, RLIM_INFINITY],  // LOCKS
+  11: [4096n, 4096n],                  // SIGPENDING
+  12: [819200n, 819200n],              // MSGQUEUE
+  13: [0n, 0n],                        // NICE
+  14: [0n, 0n],                        // RTPRIO
+  15: [RLIM_INFINITY, RLIM_INFINITY],  // RTTIME
+};
+
+function rlimit(t: Task, res: number): [bigint, bigint] {
+  return t.tg.rlimits[res] ?? DEFAULT_RLIMITS[res];
+}
+
+/** prlimit64(2) for the caller (pid 0 or its own pid): EINVAL for a bad resource or soft > hard, EPERM to raise hard. */
+function prlimit(t: Task, pid: number, res: number, newAddr: number, oldAddr: number): number {
+  if (pid !== 0 && pid !== t.state.tgid) return -E.ESRCH;
+  if (!(res in DEFAULT_RLIMITS)) return -E.EINVAL;
+  const old = rlimit(t, res);
+  let next: [bigint, bigint] | undefined;
+  if (newAddr) {
+    const b = t.mm.read(newAddr, 16);
+    const v = new DataView(b.buffer, b.byteOffset, 16);
+    next = [v.getBigUint64(0, true), v.getBigUint64(8, true)];
+    if (next[0] > next[1]) return -E.EINVAL;
+    if (res === 7 && next[1] > 1048576n) return -E.EPERM;
+  }
+  if (oldAddr) {
+    const b = new Uint8Array(16);
+    const v = new DataView(b.buffer);
+    v.setBigUint64(0, old[0], true); v.setBigUint64(8, old[1], true);
+    t.mm.write(oldAddr, b);
+  }
+  if (next) t.tg.rlimits[res] = next;
+  return 0;
+}
+
+function uname(t: Task): number {
+  const b = new Uint8Array(65 * 6);
+  const enc = new TextEncoder();
+  ['Linux', t.kernel.state.config.hostname, KERNEL_RELEASE, '#1 SMP snapvisor', 'x86_64', '(none)'].forEach((s, i) => b.set(enc.encode(s).subarray(0, 64), i * 65));
+  t.mm.write(t.arg(0), b);
+  return 0;
+}
+
+const ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003, ARCH_GET_GS = 0x1004, ARCH_GET_CPUID = 0x1011, ARCH_SET_CPUID = 0x1012;
+function archPrctl(t: Task): number {
+  const code = t.argInt(0), addr = t.arg(1);
+  const r = t.platform.regs;
+  switch (code) {
+    case ARCH_SET_FS: case ARCH_SET_GS:
+      if (addr >= 0x8000_0000_0000) return -E.EPERM;
+      r[code === ARCH_SET_FS ? REG.fs_base : REG.gs_base] = BigInt(addr);
+      return 0;
+    case ARCH_GET_FS: t.mm.writeU64(addr, r[REG.fs_base]); return 0;
+    case ARCH_GET_GS: t.mm.writeU64(addr, r[REG.gs_base]); return 0;
+    case ARCH_GET_CPUID: return 1;
+    case ARCH_SET_CPUID: return 0;
+    default: return -E.EINVAL;
+  }
+}
+
+const PR_SET_PDEATHSIG = 1, PR_GET_PDEATHSIG = 2, PR_GET_DUMPABLE = 3, PR_SET_DUMPABLE = 4, PR_SET_NAME = 15, PR_GET_NAME = 16;
+const PR_GET_SECCOMP = 21, PR_SET_NO_NEW_PRIVS = 38, PR_GET_NO_NEW_PRIVS = 39, PR_CAPBSET_READ = 23, PR_SET_VMA = 0x53564d41;
+function prctl(t: Task): number {
+  const op = t.argInt(0);
+  switch (op) {
+    case PR_SET_NAME: t.state.comm = t.mm.readCString(t.arg(1), 4096).slice(0, 15); return 0;
+    case PR_GET_NAME: {
+      const b = new Uint8Array(16);
+      b.set(new TextEncoder().encode(t.state.comm).subarray(0, 15));
+      t.mm.write(t.arg(1), b);
+      return 0;
+    }
+    case PR_SET_PDEATHSIG: return 0;
+    case PR_GET_PDEATHSIG: t.mm.writeU32(t.arg(1), 0); return 0;
+    case PR_GET_DUMPABLE: return 1;
+    case PR_SET_DUMPABLE: return 0;
+    case PR_GET_SECCOMP: return 0;
+    case PR_SET_NO_NEW_PRIVS: return 0;
+    case PR_GET_NO_NEW_PRIVS: return 0;
+    case PR_CAPBSET_READ: return t.argInt(1) <= 40 ? 1 : -E.EINVAL;
+    case PR_SET_VMA: return 0;
+    default: return -E.EINVAL;
+  }
+}
+
+/** execve(2)/execveat(2): errors before the point of no return come back as -errno. */
+function execve(t: Task, dirfd: number, pathAddr: number, argvAddr: number, envpAddr: number, flags: number): number {
+  let path = t.mm.readCString(pathAddr);
+  const argv = t.mm.readStringArray(argvAddr);
+  const envp = t.mm.readStringArray(envpAddr);
+  if (path === '' && (flags & AT_EMPTY_PATH)) path = t.kernel.file(t, dirfd).path;
+  else if (!path.startsWith('/')) path = baseDir(t, dirfd, path) + '/' + path;
+  if (argv.length === 0) argv.push(new Uint8Array(0));
+  try {
+    execProgram(t, path, argv, envp);
+  } catch (e) {
+    if (e instanceof ExecError) return -e.errno;
+    throw e;
+  }
+  return 0;
+}
+
+function idQuery(t: Task, addrs: number[], v: number): number {
+  for (const a of addrs) t.mm.writeU32(a, v);
+  return 0;
+}
+
+export const processSyscalls = [
+  syscall('getpid', 0, (t) => t.state.tgid),
+  syscall('gettid', 0, (t) => t.tid),
+  syscall('getppid', 0, (t) => t.tg.ppid),
+  syscall('getuid', 0, (t) => t.tg.uid),
+  syscall('geteuid', 0, (t) => t.tg.uid),
+  syscall('getgid', 0, (t) => t.tg.gid),
+  syscall('getegid', 0, (t) => t.tg.gid),
+  syscall('getresuid', 3, (t) => idQuery(t, [t.arg(0), t.arg(1), t.arg(2)], t.tg.uid)),
+  syscall('getresgid', 3, (t) => idQuery(t, [t.arg(0), t.arg(1), t.arg(2)], t.tg.gid)),
+  syscall('getgroups', 2, (t) => {
+    if (t.argInt(0) < 0) return -E.EINVAL;
+    if (t.argInt(0) === 0) return 1;
+    t.mm.writeU32(t.arg(1), t.tg.gid);
+    return 1;
+  }),
+  syscall('setuid', 1, (t) => (t.argU32(0) === t.tg.uid ? 0 : -E.EPERM), 'partial', 'identity is fixed for now: only a no-op change succeeds'),
+  syscall('setgid', 1, (t) => (t.argU32(0) === t.tg.gid ? 0 : -E.EPERM), 'partial', 'identity is fixed for now: only a no-op change succeeds'),
+  syscall('setgroups', 2, () => 0, 'stub', 'supplementary groups are not modelled'),
+  syscall('getpgrp', 0, (t) => t.tg.pgid),
+  syscall('getpgid', 1, (t) => (t.argInt(0) === 0 || t.argInt(0) === t.state.tgid ? t.tg.pgid : -E.ESRCH)),
+  syscall('getsid', 1, (t) => (t.argInt(0) === 0 || t.argInt(0) === t.state.tgid ? t.tg.sid : -E.ESRCH)),
+  syscall('setpgid', 2, (t) => {
+    const pid = t.argInt(0) || t.state.tgid, pgid = t.argInt(1) || pid;
+    if (pid !== t.state.tgid) return -E.ESRCH;
+    if (t.tg.sid === t.state.tgid) return -E.EPERM; // a session leader cannot change its group
+    t.tg.pgid = pgid;
+    return 0;
+  }),
+  syscall('setsid', 0, (t) => {
+    if (t.tg.pgid === t.state.tgid) return -E.EPERM;
+    t.tg.sid = t.tg.pgid = t.state.tgid;
+    return t.state.tgid;
+  }),
+  syscall('exit', 1, (t) => { throw new ExitGroup({ code: t.argInt(0) & 0xff }); }, 'partial', 'ends the whole sandbox until threads exist'),
+  syscall('exit_group', 1, (t) => { throw new ExitGroup({ code: t.argInt(0) & 0xff }); }),
+  syscall('execve', 3, (t) => execve(t, -100, t.arg(0), t.arg(1), t.arg(2), 0), 'partial', 'single-threaded images'),
+  syscall('execveat', 5, (t) => execve(t, t.argInt(0), t.arg(1), t.arg(2), t.arg(3), t.argInt(4)), 'partial', 'single-threaded images'),
+  syscall('wait4', 4, () => -E.ECHILD, 'partial', 'no child processes until fork exists'),
+  syscall('waitid', 5, () => -E.ECHILD, 'partial', 'no child processes until fork exists'),
+  syscall('uname', 1, uname),
+  syscall('sethostname', 2, (t) => { const n = t.argInt(1); if (n < 0 || n > 64) return -E.EINVAL; t.kernel.state.config.hostname = new TextDecoder().decode(t.mm.read(t.arg(0), n)); return 0; }),
+  syscall('prlimit64', 4, (t) => prlimit(t, t.argInt(0), t.argInt(1), t.arg(2), t.arg(3))),
+  syscall('getrlimit', 2, (t) => prlimit(t, 0, t.argInt(0), 0, t.arg(1))),
+  syscall('setrlimit', 2, (t) => prlimit(t, 0, t.argInt(0), t.arg(1), 0)),
+  syscall('arch_prctl', 2, archPrctl),
+  syscall('set_tid_address', 1, (t) => { t.state.clearChildTid = t.arg(0); return t.tid; }),
+  syscall('set_robust_list', 2, (t) => { if (t.arg(1) !== 24) return -E.EINVAL; t.state.robustList = t.arg(0); return 0; }),
+  syscall('get_robust_list', 3, (t) => { t.mm.writeU64(t.arg(1), t.state.robustList); t.mm.writeU64(t.arg(2), 24); return 0; }),
+  syscall('prctl', 5, prctl, 'partial', 'names, dumpable, no_new_privs; others EINVAL'),
+  syscall('capget', 2, (t) => {
+    if (t.arg(1)) t.mm.write(t.arg(1), new Uint8Array(24).fill(0xff));
+    return 0;
+  }, 'partial', 'reports full capabilities (the guest is root in its sandbox)'),
+  syscall('capset', 2, () => 0, 'stub', 'capabilities are not enforced'),
+  syscall('getpriority', 2, () => 20),
+  syscall('setpriority', 3, () => 0, 'stub', 'scheduling priority is the host\'s'),
+];

@@ -1,0 +1,128 @@
+/**
+ * /proc: generated from the state graph at open time (like seq_file), so what a guest
+ * reads is a copy held by its open file and survives checkpoint/restore unchanged.
+ * Covers what libc, python and coreutils read: self, <pid>/{exe,cwd,root,cmdline,
+ * environ,maps,stat,status,fd/,auxv,comm,mounts}, cpuinfo, meminfo, uptime, version,
+ * filesystems, mounts, sys/kernel/{hostname,osrelease,ostype}.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import type { Kernel } from '../kernel/kernel.js';
+import { S_IFDIR, S_IFLNK, S_IFREG } from './stat.js';
+import type { SyntheticMount, SyntheticNode } from './vfs.js';
+
+const enc = new TextEncoder();
+const text = (s: string) => enc.encode(s);
+const file = (ino: number, gen: () => string | Uint8Array): SyntheticNode => ({
+  mode: S_IFREG | 0o444, ino, content: () => { const v = gen(); return typeof v === 'string' ? text(v) : v; },
+});
+const dir = (ino: number, list: () => string[]): SyntheticNode => ({ mode: S_IFDIR | 0o555, ino, list });
+const link = (ino: number, target: () => string): SyntheticNode => ({ mode: S_IFLNK | 0o777, ino, target });
+
+function hostFile(p: string): string {
+  try { return fs.readFileSync(p, 'utf8'); } catch { return ''; }
+}
+
+/** The kernel release the guest sees (uname, /proc): the host's, so version checks pass as natively. */
+export const KERNEL_RELEASE = os.release();
+
+export function procMount(k: Kernel): SyntheticMount {
+  const firstTgid = () => Math.min(...Object.keys(k.state.threadGroups).map(Number));
+  const pidDir = (pid: number, p: string): SyntheticNode | undefined => {
+    const tg = k.state.threadGroups[pid];
+    if (!tg) return undefined;
+    const task = k.tasks.get(tg.tids[0]);
+    const ts = k.state.tasks[tg.tids[0]];
+    if (!ts) return undefined;
+    const as = k.state.addressSpaces[ts.addressSpaceId];
+    const base = 0x10000 * (pid + 1);
+    const mem = (from: number, to: number): Uint8Array => {
+      try { return task ? new Uint8Array(task.mm.read(from, to - from)) : new Uint8Array(0); } catch { return new Uint8Array(0); }
+    };
+    const parts = p.split('/');
+    const rest = parts.slice(3).join('/');
+    const fds = k.state.fdTables[ts.fdTableId].fds;
+    const fdTarget = (fd: number): string => {
+      const f = k.state.openFiles[fds[fd].fileId];
+      if (f.kind === 'hostfd') { try { return fs.readlinkSync(`/proc/self/fd/${f.hostFd}`); } catch { return '/dev/null'; } }
+      return f.path;
+    };
+    switch (rest) {
+      case '': return dir(base, () => ['exe', 'cwd', 'root', 'cmdline', 'environ', 'maps', 'stat', 'status', 'fd', 'auxv', 'comm', 'mounts', 'task']);
+      case 'exe': return link(base + 1, () => as.exe);
+      case 'cwd': return link(base + 2, () => tg.cwd);
+      case 'root': return link(base + 3, () => '/');
+      case 'cmdline': return file(base + 4, () => mem(as.argStart, as.argEnd));
+      case 'environ': return file(base + 5, () => mem(as.envStart, as.envEnd));
+      case 'maps': return file(base + 6, () => as.vmas.map((v) => {
+        const perms = (v.prot & 1 ? 'r' : '-') + (v.prot & 2 ? 'w' : '-') + (v.prot & 4 ? 'x' : '-') + (v.flags & 1 ? 's' : 'p');
+        const head = `${v.start.toString(16).padStart(8, '0')}-${v.end.toString(16).padStart(8, '0')} ${perms} ${v.pgoff.toString(16).padStart(8, '0')} 00:00 0`;
+        return v.name ? head.padEnd(73) + v.name : head;
+      }).join('\n') + '\n');
+      case 'stat': return file(base + 7, () => {
+        const comm = ts.comm;
+        return `${pid} (${comm}) R ${tg.ppid} ${tg.pgid} ${tg.sid} 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 ${tg.tids.length} 0 0 0 0 ` +
+          `18446744073709551615 0 0 ${as.envEnd} 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 ${as.argStart} ${as.argEnd} ${as.envStart} ${as.envEnd} 0\n`;
+      });
+      case 'status': return file(base + 8, () => `Name:\t${ts.comm}\nUmask:\t${tg.umask.toString(8).padStart(4, '0')}\nState:\tR (running)\nTgid:\t${pid}\nNgid:\t0\nPid:\t${pid}\nPPid:\t${tg.ppid}\nTracerPid:\t0\n` +
+        `Uid:\t${tg.uid}\t${tg.uid}\t${tg.uid}\t${tg.uid}\nGid:\t${tg.gid}\t${tg.gid}\t${tg.gid}\t${tg.gid}\nFDSize:\t64\nGroups:\t\nThreads:\t${tg.tids.length}\n` +
+        `SigBlk:\t${ts.sigmask.toString(16).padStart(16, '0')}\nCpus_allowed_list:\t0-${os.cpus().length - 1}\n`);
+      case 'fd': return dir(base + 9, () => Object.keys(fds));
+      case 'auxv': return file(base + 10, () => {
+        const b = new Uint8Array((as.auxv.length + 1) * 16);
+        const v = new DataView(b.buffer);
+        as.auxv.forEach(([t, val], i) => { v.setBigUint64(i * 16, BigInt(t), true); v.setBigUint64(i * 16 + 8, BigInt(val), true); });
+        return b;
+      });
+      case 'comm': return file(base + 11, () => ts.comm + '\n');
+      case 'mounts': return file(base + 12, () => mountsText());
+      case 'task': return dir(base + 13, () => tg.tids.map(String));
+    }
+    if (rest.startsWith('fd/')) {
+      const fd = Number(rest.slice(3));
+      if (!Number.isInteger(fd) || !fds[fd]) return undefined;
+      return link(base + 0x100 + fd, () => fdTarget(fd));
+    }
+    if (rest.startsWith('task/')) {
+      const tid = Number(parts[4]);
+      if (!tg.tids.includes(tid)) return undefined;
+      if (parts.length === 5) return dir(base + 14, () => ['stat', 'status', 'comm']);
+      return pidDir(pid, `/proc/${pid}/${parts.slice(5).join('/')}`);
+    }
+    return undefined;
+  };
+  const mountsText = () => 'none / overlay rw,relatime 0 0\nproc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\nnone /dev tmpfs rw,nosuid 0 0\n';
+
+  return {
+    prefix: '/proc',
+    lookup(p: string): SyntheticNode | undefined {
+      if (p === '/proc') return dir(1, () => ['self', 'thread-self', 'cpuinfo', 'meminfo', 'uptime', 'version', 'filesystems', 'mounts', 'stat', 'loadavg', 'sys', ...Object.keys(k.state.threadGroups)]);
+      const parts = p.split('/');
+      const top = parts[2];
+      if (top === 'self' && parts.length === 3) return link(2, () => String(firstTgid()));
+      if (top === 'thread-self' && parts.length === 3) return link(3, () => `${firstTgid()}/task/${firstTgid()}`);
+      if (top === 'self') return pidDir(firstTgid(), `/proc/${firstTgid()}/${parts.slice(3).join('/')}`);
+      if (/^\d+$/.test(top)) return pidDir(Number(top), p);
+      switch (p) {
+        case '/proc/cpuinfo': return file(10, () => hostFile('/proc/cpuinfo'));
+        case '/proc/meminfo': return file(11, () => hostFile('/proc/meminfo'));
+        case '/proc/stat': return file(12, () => hostFile('/proc/stat'));
+        case '/proc/loadavg': return file(13, () => '0.00 0.00 0.00 1/1 1\n');
+        case '/proc/uptime': return file(14, () => { const s = Number(k.clock.monotonicNs()) / 1e9; return `${s.toFixed(2)} ${s.toFixed(2)}\n`; });
+        case '/proc/version': return file(15, () => `Linux version ${KERNEL_RELEASE} (snapvisor) #1 SMP\n`);
+        case '/proc/filesystems': return file(16, () => 'nodev\tproc\nnodev\ttmpfs\nnodev\toverlay\n');
+        case '/proc/mounts': return file(17, mountsText);
+        case '/proc/sys': return dir(18, () => ['kernel', 'vm']);
+        case '/proc/sys/kernel': return dir(19, () => ['hostname', 'osrelease', 'ostype', 'pid_max', 'ngroups_max']);
+        case '/proc/sys/kernel/hostname': return file(20, () => k.state.config.hostname + '\n');
+        case '/proc/sys/kernel/osrelease': return file(21, () => KERNEL_RELEASE + '\n');
+        case '/proc/sys/kernel/ostype': return file(22, () => 'Linux\n');
+        case '/proc/sys/kernel/pid_max': return file(23, () => '4194304\n');
+        case '/proc/sys/kernel/ngroups_max': return file(24, () => '65536\n');
+        case '/proc/sys/vm': return dir(25, () => ['overcommit_memory']);
+        case '/proc/sys/vm/overcommit_memory': return file(26, () => '0\n');
+      }
+      return undefined;
+    },
+  };
+}

@@ -1,0 +1,303 @@
+/**
+ * The sandbox filesystem: path walking (fs/namei.c) over three sources, first match wins:
+ *   1. synthetic mounts: /proc (src/vfs/proc.ts) and /dev (src/vfs/dev.ts);
+ *   2. the upper layer: files the guest wrote, as inodes in the state graph;
+ *   3. the lower layer: the host rootfs directory, read-only (never written).
+ * Writing to a lower file copies it up first, as overlayfs does; deleting one leaves a
+ * whiteout. Renaming a lower directory gives EXDEV, as overlayfs without redirect_dir.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { E, SyscallError } from '../errno.js';
+import type { FilesystemState, InodeState, DirEntry } from '../kernel/state.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, dtypeOfMode, isDir, isLnk } from './stat.js';
+
+/** A synthetic file or directory (/proc, /dev). */
+export interface SyntheticNode {
+  mode: number;
+  /** Regular file: contents generated now (seq_file-like). */
+  content?: () => Uint8Array;
+  /** Symlink target. */
+  target?: () => string;
+  /** Directory: entry names. */
+  list?: () => string[];
+  /** Character device name served by src/vfs/dev.ts. */
+  dev?: string;
+  ino: number;
+  rdev?: number;
+}
+
+export type Node =
+  | { kind: 'upper'; path: string; inode: InodeState }
+  | { kind: 'host'; path: string; hostPath: string; st: fs.BigIntStats }
+  | { kind: 'synthetic'; path: string; node: SyntheticNode };
+
+/** A source of synthetic files mounted at a guest path prefix. */
+export interface SyntheticMount {
+  prefix: string;
+  /** Look up a path under the mount (the prefix itself included); undefined = ENOENT. */
+  lookup(guestPath: string): SyntheticNode | undefined;
+}
+
+const MAX_SYMLINKS = 40;
+const UPPER_DEV = 0x2b;
+const UPPER_INO_BASE = 0x4000_0000;
+const SYNTHETIC_DEV = 0x2c;
+
+export interface WalkResult {
+  /** Canonical guest path (symlinks of all but a not-followed last component resolved). */
+  path: string;
+  node?: Node;
+}
+
+export class Vfs {
+  readonly mounts: SyntheticMount[] = [];
+
+  constructor(readonly state: FilesystemState, readonly rootfs: string, private readonly newId: () => number, private readonly nowNs: () => bigint) {}
+
+  /** Host path of a guest path in the lower layer. */
+  hostPath(guestPath: string): string {
+    return this.rootfs === '/' ? guestPath : path.join(this.rootfs, guestPath);
+  }
+
+  /** Look up one canonical guest path, without following a final symlink. */
+  lookup(p: string): Node | undefined {
+    for (const m of this.mounts) {
+      if (p === m.prefix || p.startsWith(m.prefix + '/')) {
+        const node = m.lookup(p);
+        return node ? { kind: 'synthetic', path: p, node } : undefined;
+      }
+    }
+    const up = this.state.upper[p];
+    if (up !== undefined) {
+      if (up === 0) return undefined;
+      return { kind: 'upper', path: p, inode: this.state.inodes[up] };
+    }
+    // A whiteout of an ancestor hides everything below it.
+    if (this.hiddenByAncestor(p)) return undefined;
+    try {
+      const st = fs.lstatSync(this.hostPath(p), { bigint: true, throwIfNoEntry: false });
+      return st ? { kind: 'host', path: p, hostPath: this.hostPath(p), st } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private hiddenByAncestor(p: string): boolean {
+    let q = p;
+    for (;;) {
+      const i = q.lastIndexOf('/');
+      if (i <= 0) return false;
+      q = q.slice(0, i);
+      const up = this.state.upper[q];
+      if (up === 0) return true;
+      if (up !== undefined && !isDir(this.state.inodes[up].mode)) return true;
+    }
+  }
+
+  readlinkNode(n: Node): string {
+    if (n.kind === 'upper') { if (n.inode.target === undefined) throw new SyscallError(E.EINVAL); return n.inode.target; }
+    if (n.kind === 'host') { if (!n.st.isSymbolicLink()) throw new SyscallError(E.EINVAL); return fs.readlinkSync(n.hostPath); }
+    if (!n.node.target) throw new SyscallError(E.EINVAL);
+    return n.node.target();
+  }
+
+  /**
+   * Walk `p` relative to `cwd` (absolute guest paths). Follows symlinks in every
+   * component, and in the last one when `followLast`. Errors: ENOENT (missing
+   * intermediate), ENOTDIR, ELOOP, ENAMETOOLONG. A missing last component gives a
+   * result without `node` (for O_CREAT, mkdir…).
+   */
+  walk(p: string, cwd: string, followLast: boolean): WalkResult {
+    if (p.length === 0) throw new SyscallError(E.ENOENT);
+    if (p.length >= 4096) throw new SyscallError(E.ENAMETOOLONG);
+    let rest = (p.startsWith('/') ? p : cwd + '/' + p).split('/');
+    let cur = '';
+    let links = 0;
+    let node: Node | undefined = undefined;
+    const trailingSlash = p.endsWith('/');
+    for (let i = 0; i < rest.length; i++) {
+      const c = rest[i];
+      if (c === '' || c === '.') continue;
+      if (c === '..') { cur = cur.slice(0, Math.max(0, cur.lastIndexOf('/'))); node = undefined; continue; }
+      if (c.length > 255) throw new SyscallError(E.ENAMETOOLONG);
+      const next = cur + '/' + c;
+      const isLast = rest.slice(i + 1).every((x) => x === '' || x === '.');
+      const n = this.lookup(next);
+      if (!n) {
+        if (isLast) return { path: next };
+        throw new SyscallError(E.ENOENT);
+      }
+      const mode = modeOf(n);
+      if (isLnk(mode) && (!isLast || followLast || trailingSlash)) {
+        if (++links > MAX_SYMLINKS) throw new SyscallError(E.ELOOP);
+        const target = this.readlinkNode(n);
+        const remaining = rest.slice(i + 1);
+        if (target.startsWith('/')) cur = '';
+        rest = [...target.split('/'), ...remaining];
+        i = -1;
+        node = undefined;
+        continue;
+      }
+      if (!isLast && !isDir(mode)) throw new SyscallError(E.ENOTDIR);
+      cur = next;
+      node = n;
+    }
+    if (cur === '') return { path: '/', node: this.lookup('/') ?? this.rootNode() };
+    if (trailingSlash && node && !isDir(modeOf(node))) throw new SyscallError(E.ENOTDIR);
+    return { path: cur, node };
+  }
+
+  private rootNode(): Node {
+    return { kind: 'host', path: '/', hostPath: this.hostPath('/'), st: fs.lstatSync(this.hostPath('/'), { bigint: true }) };
+  }
+
+  /** Resolve to an existing node or throw ENOENT. */
+  resolve(p: string, cwd: string, followLast = true): Node {
+    const r = this.walk(p, cwd, followLast);
+    if (!r.node) throw new SyscallError(E.ENOENT);
+    return r.node;
+  }
+
+  stat(n: Node): Stat {
+    if (n.kind === 'host') {
+      const s = n.st;
+      return {
+        dev: Number(s.dev), ino: Number(s.ino), nlink: Number(s.nlink), mode: Number(s.mode), uid: Number(s.uid), gid: Number(s.gid),
+        rdev: Number(s.rdev), size: Number(s.size), blksize: Number(s.blksize), blocks: Number(s.blocks),
+        atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs,
+      };
+    }
+    if (n.kind === 'upper') {
+      const i = n.inode;
+      return {
+        dev: UPPER_DEV, ino: UPPER_INO_BASE + i.id, nlink: i.nlink, mode: i.mode, uid: i.uid, gid: i.gid, rdev: 0,
+        size: i.size, blksize: 4096, blocks: Math.ceil(i.size / 512), atimeNs: i.atimeNs, mtimeNs: i.mtimeNs, ctimeNs: i.ctimeNs,
+      };
+    }
+    const s = n.node;
+    const t = this.nowNs();
+    const size = (s.mode & S_IFMT) === S_IFLNK && s.target ? s.target().length : 0;
+    return { dev: SYNTHETIC_DEV, ino: s.ino, nlink: isDir(s.mode) ? 2 : 1, mode: s.mode, uid: 0, gid: 0, rdev: s.rdev ?? 0, size, blksize: 4096, blocks: 0, atimeNs: t, mtimeNs: t, ctimeNs: t };
+  }
+
+  /** Directory entries of a directory node (without "." and ".."), merged across layers. */
+  listDir(n: Node): DirEntry[] {
+    if (n.kind === 'synthetic') {
+      return (n.node.list?.() ?? []).map((name) => {
+        const c = this.lookup(n.path === '/' ? '/' + name : n.path + '/' + name);
+        return { name, ino: c ? this.stat(c).ino : 1, type: c ? dtypeOfMode(modeOf(c)) : 0 };
+      });
+    }
+    const out = new Map<string, DirEntry>();
+    const base = n.path === '/' ? '' : n.path;
+    if (n.kind === 'host' || (n.kind === 'upper' && this.lowerExists(n.path))) {
+      try {
+        for (const d of fs.readdirSync(this.hostPath(n.path), { withFileTypes: true })) {
+          const dtype = d.isDirectory() ? 4 : d.isSymbolicLink() ? 10 : d.isFile() ? 8 : d.isCharacterDevice() ? 2 : d.isBlockDevice() ? 6 : d.isFIFO() ? 1 : d.isSocket() ? 12 : 0;
+          out.set(d.name, { name: d.name, ino: 0, type: dtype });
+        }
+      } catch { /* unreadable lower dir: show the upper part only */ }
+    }
+    for (const m of this.mounts) {
+      const parent = m.prefix.slice(0, m.prefix.lastIndexOf('/')) || '/';
+      if (parent === n.path) out.set(m.prefix.slice(parent.length === 1 ? 1 : parent.length + 1), { name: m.prefix.slice(m.prefix.lastIndexOf('/') + 1), ino: 1, type: 4 });
+    }
+    const prefix = base + '/';
+    for (const [p, id] of Object.entries(this.state.upper)) {
+      if (!p.startsWith(prefix) || p.length === prefix.length || p.indexOf('/', prefix.length) >= 0) continue;
+      const name = p.slice(prefix.length);
+      if (id === 0) out.delete(name);
+      else out.set(name, { name, ino: UPPER_INO_BASE + id, type: dtypeOfMode(this.state.inodes[id].mode) });
+    }
+    // Inode numbers for lower entries, as getdents reports them.
+    const entries = [...out.values()];
+    for (const e of entries) {
+      if (e.ino === 0) {
+        try { e.ino = Number(fs.lstatSync(this.hostPath(prefix + e.name), { bigint: true }).ino); } catch { e.ino = 1; }
+      }
+    }
+    return entries;
+  }
+
+  private lowerExists(p: string): boolean {
+    try { return fs.lstatSync(this.hostPath(p), { throwIfNoEntry: false }) !== undefined; } catch { return false; }
+  }
+
+  /** Create an upper-layer inode at `p` (the parent must exist and be a directory). */
+  create(p: string, mode: number, uid: number, gid: number, extra: Partial<InodeState> = {}): InodeState {
+    this.checkParentDir(p);
+    const id = this.newId();
+    const t = this.nowNs();
+    const inode: InodeState = { id, mode, uid, gid, nlink: isDir(mode) ? 2 : 1, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...extra };
+    if ((mode & S_IFMT) === S_IFREG && !inode.data) inode.data = new Uint8Array(0);
+    this.state.inodes[id] = inode;
+    this.state.upper[p] = id;
+    return inode;
+  }
+
+  private checkParentDir(p: string): void {
+    const parent = p.slice(0, p.lastIndexOf('/')) || '/';
+    const n = this.lookup(parent);
+    if (!n) throw new SyscallError(E.ENOENT);
+    if (!isDir(modeOf(n))) throw new SyscallError(E.ENOTDIR);
+    if (n.kind === 'synthetic') throw new SyscallError(E.EACCES);
+  }
+
+  /**
+   * Copy a lower file up into the upper layer so it can be written (overlayfs copy_up).
+   * Directories are copied as empty upper directories (their lower entries stay visible).
+   */
+  copyUp(n: Node): InodeState {
+    if (n.kind === 'upper') return n.inode;
+    if (n.kind === 'synthetic') throw new SyscallError(E.EACCES);
+    const s = this.stat(n);
+    const extra: Partial<InodeState> = { atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs };
+    if (n.st.isSymbolicLink()) extra.target = fs.readlinkSync(n.hostPath);
+    const inode = this.create(n.path, s.mode, s.uid, s.gid, extra);
+    if (n.st.isFile()) {
+      const data = fs.readFileSync(n.hostPath);
+      inode.data = new Uint8Array(data.buffer, data.byteOffset, data.length);
+      inode.size = data.length;
+    }
+    return inode;
+  }
+
+  /** Remove a name (unlink/rmdir): drop the upper entry, whiteout the lower one. */
+  remove(p: string): void {
+    const id = this.state.upper[p];
+    // The inode itself stays while open files may refer to it (Linux frees it on last close).
+    if (id) this.state.inodes[id].nlink = Math.max(0, this.state.inodes[id].nlink - (isDir(this.state.inodes[id].mode) ? 2 : 1));
+    if (this.lowerExists(p) && !this.hiddenByAncestor(p)) this.state.upper[p] = 0;
+    else delete this.state.upper[p];
+  }
+
+  /** rename(2) within the sandbox. EXDEV for a lower directory (overlayfs without redirect_dir). */
+  rename(from: Node, toPath: string): void {
+    if (from.kind === 'synthetic') throw new SyscallError(E.EXDEV);
+    if (from.kind === 'host' && from.st.isDirectory()) throw new SyscallError(E.EXDEV);
+    const inode = this.copyUp(from);
+    const fromPath = from.path;
+    if (isDir(inode.mode)) {
+      // Move the upper subtree.
+      for (const key of Object.keys(this.state.upper)) {
+        if (key.startsWith(fromPath + '/')) {
+          this.state.upper[toPath + key.slice(fromPath.length)] = this.state.upper[key];
+          delete this.state.upper[key];
+        }
+      }
+    }
+    this.state.upper[toPath] = inode.id;
+    delete this.state.upper[fromPath];
+    if (this.lowerExists(fromPath)) this.state.upper[fromPath] = 0;
+    inode.ctimeNs = this.nowNs();
+  }
+}
+
+export function modeOf(n: Node): number {
+  if (n.kind === 'host') return Number(n.st.mode);
+  if (n.kind === 'upper') return n.inode.mode;
+  return n.node.mode;
+}
+
+export { S_IFDIR, S_IFREG, S_IFLNK };
