@@ -1,5 +1,108 @@
-/** Placeholder replaced below. */
+/**
+ * Named sandboxes: `run --name NAME` registers the sandbox in the state directory
+ * (`--root`, default $XDG_RUNTIME_DIR/snapvisor or /run/snapvisor, as runc/runsc do)
+ * with a unix control socket NAME.sock. `snapvisor checkpoint NAME` talks to it with
+ * one JSON line per request and gets one JSON line back.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { Kernel } from '../src/kernel/kernel.js';
-export async function serveControl(_root: string | undefined, _name: string, _k: Kernel): Promise<{ close(): Promise<void> }> {
-  return { close: async () => undefined };
+import { checkpointKernel } from '../snapshots/checkpoint.js';
+
+export function stateDir(root?: string): string {
+  if (root) return path.resolve(root);
+  if (process.env.XDG_RUNTIME_DIR) return path.join(process.env.XDG_RUNTIME_DIR, 'snapvisor');
+  return process.getuid?.() === 0 ? '/run/snapvisor' : path.join(os.tmpdir(), `snapvisor-${process.getuid?.()}`);
+}
+
+/** Default checkpoint store: $SNAPVISOR_STORE, else $XDG_DATA_HOME/snapvisor/checkpoints (~/.local/share/…). */
+export function defaultStore(): string {
+  if (process.env.SNAPVISOR_STORE) return path.resolve(process.env.SNAPVISOR_STORE);
+  const data = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(data, 'snapvisor', 'checkpoints');
+}
+
+export interface ControlRequest { op: 'checkpoint' | 'kill' | 'status'; store?: string; leaveRunning?: boolean }
+export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; error: string };
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export function checkName(name: string): void {
+  if (!NAME_RE.test(name)) throw new Error(`invalid sandbox name '${name}' (letters, digits, _ . -; at most 64)`);
+}
+
+/** Serve the control socket of a named sandbox until `close`. Throws if the name is taken by a live sandbox. */
+export async function serveControl(root: string | undefined, name: string, kernel: Kernel): Promise<{ close(): Promise<void> }> {
+  checkName(name);
+  const dir = stateDir(root);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const sock = path.join(dir, `${name}.sock`);
+  const meta = path.join(dir, `${name}.json`);
+  if (fs.existsSync(sock)) {
+    const live = await request(sock, { op: 'status' }).then(() => true, () => false);
+    if (live) throw new Error(`a sandbox named '${name}' is already running`);
+    fs.rmSync(sock, { force: true });
+  }
+  let busy = false;
+  const server = net.createServer((conn) => {
+    let buf = '';
+    conn.on('data', async (d) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      let req: ControlRequest;
+      try { req = JSON.parse(buf.slice(0, nl)); } catch { conn.end(JSON.stringify({ ok: false, error: 'bad request' }) + '\n'); return; }
+      const reply = (r: ControlResponse) => conn.end(JSON.stringify(r) + '\n');
+      if (req.op === 'status') return reply({ ok: true, pid: process.pid, name });
+      if (req.op === 'kill') { kernel.kill(); return reply({ ok: true }); }
+      if (req.op === 'checkpoint') {
+        if (busy) return reply({ ok: false, error: 'a checkpoint of this sandbox is already in progress' });
+        busy = true;
+        try {
+          const r = await checkpointKernel(kernel, req.store!, { leaveRunning: !!req.leaveRunning, name });
+          reply({ ok: true, ...r });
+        } catch (e) {
+          reply({ ok: false, error: (e as Error).message });
+        } finally {
+          busy = false;
+        }
+        return;
+      }
+      reply({ ok: false, error: `unknown op ${(req as { op: string }).op}` });
+    });
+    conn.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(sock, () => resolve()); });
+  server.unref();
+  fs.writeFileSync(meta, JSON.stringify({ name, pid: process.pid, started: new Date().toISOString() }) + '\n');
+  return {
+    close: async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+      fs.rmSync(sock, { force: true });
+      fs.rmSync(meta, { force: true });
+    },
+  };
+}
+
+/** Send one request to a control socket and wait for the answer. */
+export function request(sock: string, req: ControlRequest): Promise<ControlResponse> {
+  return new Promise((resolve, reject) => {
+    const c = net.createConnection(sock);
+    let buf = '';
+    c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
+    c.on('data', (d) => { buf += d.toString(); });
+    c.on('end', () => {
+      try { resolve(JSON.parse(buf)); } catch { reject(new Error('the sandbox closed the control connection without an answer')); }
+    });
+    c.on('error', reject);
+  });
+}
+
+/** Control socket path of a named sandbox, or an error if it is not running. */
+export function controlSocket(root: string | undefined, name: string): string {
+  checkName(name);
+  const sock = path.join(stateDir(root), `${name}.sock`);
+  if (!fs.existsSync(sock)) throw new Error(`no running sandbox named '${name}' (in ${stateDir(root)})`);
+  return sock;
 }

@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 /**
- * The `snapvisor` command (docs/cli.md): run, checkpoint, restore, checkpoints, demo,
- * syscalls. Errors are one line on stderr with the exit status a shell would give.
+ * The `snapvisor` command (docs/cli.md): run, checkpoint, restore, checkpoints, delete,
+ * demo, syscalls. Errors are one line on stderr with the exit status a shell would give.
  */
 import { Command, Option } from 'commander';
-import { runCommand } from './run.js';
+import { runCommand, restoreCommand, fail } from './run.js';
+import { controlSocket, defaultStore, request } from './control.js';
+import { listCheckpoints, deleteCheckpoint } from '../snapshots/store.js';
+import { syscallsCommand } from './syscalls.js';
+import { demoCommand } from './demo.js';
 
 const program = new Command();
 program
@@ -14,13 +18,16 @@ program
   .enablePositionalOptions()
   .showHelpAfterError();
 
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+const mib = (n: number) => (n / 1048576).toFixed(1) + ' MiB';
+
 program
   .command('run')
   .description('run PROGRAM ARGS… in a new sandbox')
   .passThroughOptions()
   .option('--rootfs <dir>', 'host directory shown read-only as the sandbox root', '/')
   .option('--cwd <dir>', 'working directory inside the sandbox', '/')
-  .addOption(new Option('--env <K=V>', 'environment variable (repeatable; default: the caller\'s environment)').argParser((v: string, prev: string[] = []) => [...prev, v]))
+  .addOption(new Option('--env <K=V>', 'environment variable (repeatable; added to the caller\'s environment)').argParser(collect))
   .option('--clear-env', 'start from an empty environment instead of the caller\'s')
   .option('--strace', 'print each syscall on stderr')
   .option('--name <name>', 'register the sandbox under NAME so it can be checkpointed')
@@ -30,7 +37,84 @@ program
     process.exitCode = await runCommand(program.opts().root, prog, args, opts);
   });
 
+program
+  .command('checkpoint')
+  .description('checkpoint the running sandbox NAME into the store; prints the checkpoint id last')
+  .argument('<name>', 'name given to run --name')
+  .option('--store <dir>', 'checkpoint store (default $SNAPVISOR_STORE or ~/.local/share/snapvisor/checkpoints)')
+  .option('--leave-running', 'let the sandbox continue after the checkpoint')
+  .action(async (name: string, opts) => {
+    try {
+      const store = opts.store ?? defaultStore();
+      const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning });
+      if (!r.ok) { fail(`checkpoint of '${name}' failed: ${r.error}`); process.exitCode = 1; return; }
+      const s = r as unknown as { id: string; pages: number; newPages: number; storedPageBytes: number; pauseMs: number; durationMs: number };
+      process.stdout.write(`checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`);
+    } catch (e) {
+      fail((e as Error).message);
+      process.exitCode = 1;
+    }
+  });
+
+program
+  .command('restore')
+  .description('restore checkpoint ID and run it to the end (stdio attached to this command)')
+  .argument('<id>', 'checkpoint id or unique prefix')
+  .option('--store <dir>', 'checkpoint store')
+  .option('--name <name>', 'register the restored sandbox under NAME')
+  .option('--strace', 'print each syscall on stderr')
+  .action(async (id: string, opts) => {
+    process.exitCode = await restoreCommand(program.opts().root, id, opts);
+  });
+
+program
+  .command('checkpoints')
+  .description('list the checkpoints in a store, oldest first')
+  .option('--store <dir>', 'checkpoint store')
+  .option('--json', 'print JSON')
+  .action(async (opts) => {
+    try {
+      const list = await listCheckpoints(opts.store ?? defaultStore());
+      if (opts.json) { process.stdout.write(JSON.stringify(list, null, 1) + '\n'); return; }
+      const rows = [['ID', 'CREATED', 'NAME', 'PAGES', 'STORED'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', String(c.pages), mib(c.storedPageBytes)])];
+      const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+      for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd() + '\n');
+    } catch (e) {
+      fail((e as Error).message);
+      process.exitCode = 1;
+    }
+  });
+
+program
+  .command('delete')
+  .description('delete a checkpoint (pages no other checkpoint uses are freed)')
+  .argument('<id>', 'checkpoint id or unique prefix')
+  .option('--store <dir>', 'checkpoint store')
+  .action(async (id: string, opts) => {
+    try { await deleteCheckpoint(opts.store ?? defaultStore(), id); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
+  });
+
+program
+  .command('kill')
+  .description('kill the running sandbox NAME')
+  .argument('<name>')
+  .action(async (name: string) => {
+    try { await request(controlSocket(program.opts().root, name), { op: 'kill' }); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
+  });
+
+program
+  .command('demo')
+  .description('run a python3 counter, checkpoint it mid-way, kill it, restore it, and show it continuing')
+  .option('--store <dir>', 'checkpoint store (default: a temporary directory)')
+  .action(async (opts) => { process.exitCode = await demoCommand(opts); });
+
+program
+  .command('syscalls')
+  .description('print the syscall table: number, name, support level, note')
+  .option('--markdown', 'as the Markdown table of docs/syscalls.md')
+  .action((opts) => syscallsCommand(opts));
+
 program.parseAsync(process.argv).catch((e) => {
-  process.stderr.write(`snapvisor: ${(e as Error).message}\n`);
+  fail((e as Error).message);
   process.exit(1);
 });

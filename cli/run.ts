@@ -1,9 +1,12 @@
-/** `snapvisor run`: create a sandbox, run it to the end, exit with its status. */
+/** `snapvisor run` and `snapvisor restore`: start a sandbox (new or from a checkpoint), run it to the end, exit with its status. */
 import fs from 'node:fs';
 import { createSandbox } from '../src/kernel/sandbox.js';
 import { ExecError } from '../src/loader/exec.js';
 import { E } from '../src/errno.js';
 import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
+import { restoreKernel } from '../snapshots/checkpoint.js';
+import { SnapshotError } from '../snapshots/store.js';
+import { serveControl, defaultStore } from './control.js';
 
 export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string }
 
@@ -12,8 +15,29 @@ export function exitStatus(info: ExitInfo): number {
   return 'code' in info ? info.code : 128 + info.signal;
 }
 
-function fail(msg: string): void {
+export function fail(msg: string): void {
   fs.writeSync(2, `snapvisor: ${msg}\n`);
+}
+
+/** Run a kernel to its end, serving the control socket when named. */
+async function runToEnd(kernel: Kernel, root: string | undefined, name: string | undefined): Promise<number> {
+  let control;
+  try {
+    control = name ? await serveControl(root, name, kernel) : undefined;
+  } catch (e) {
+    kernel.destroy();
+    fail((e as Error).message);
+    return 125;
+  }
+  const stop = () => kernel.kill();
+  process.on('SIGTERM', stop);
+  process.on('SIGHUP', stop);
+  const info = await kernel.run();
+  process.off('SIGTERM', stop);
+  process.off('SIGHUP', stop);
+  await control?.close();
+  kernel.destroy();
+  return exitStatus(info);
 }
 
 export async function runCommand(root: string | undefined, prog: string, args: string[], opts: RunOptions): Promise<number> {
@@ -32,10 +56,16 @@ export async function runCommand(root: string | undefined, prog: string, args: s
     fail((e as Error).message);
     return 125;
   }
-  const { serveControl } = await import('./control.js');
-  const control = opts.name ? await serveControl(root, opts.name, kernel) : undefined;
-  const info = await kernel.run();
-  await control?.close();
-  kernel.destroy();
-  return exitStatus(info);
+  return runToEnd(kernel, root, opts.name);
+}
+
+export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean }): Promise<number> {
+  let restored;
+  try {
+    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace });
+  } catch (e) {
+    fail(e instanceof SnapshotError ? e.message : `restore failed: ${(e as Error).message}`);
+    return 125;
+  }
+  return runToEnd(restored.kernel, root, opts.name);
 }

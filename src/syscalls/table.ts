@@ -33,6 +33,8 @@ export interface SyscallEntry {
   handler: (t: Task) => SyscallResult;
   support: Support;
   note?: string;
+  /** The family file that implements it (file, fs, mm, process, signal, time, misc). */
+  family?: string;
 }
 
 export type SyscallName = keyof typeof SYS;
@@ -52,9 +54,12 @@ import { miscSyscalls } from './misc.js';
 
 /** Indexed by syscall number. */
 export const SYSCALL_TABLE: (SyscallEntry | undefined)[] = [];
-for (const e of [...fileSyscalls, ...fsSyscalls, ...mmSyscalls, ...processSyscalls, ...signalSyscalls, ...timeSyscalls, ...miscSyscalls]) {
-  if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);
-  SYSCALL_TABLE[e.nr] = e;
+const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, misc: miscSyscalls };
+for (const [family, entries] of Object.entries(FAMILIES)) {
+  for (const e of entries) {
+    if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);
+    SYSCALL_TABLE[e.nr] = { ...e, family };
+  }
 }
 
 /** Every syscall number with its entry (or none), for the coverage table. */
