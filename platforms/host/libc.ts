@@ -73,3 +73,5 @@ export const schedGetaffinity = libc.func('int sched_getaffinity(int pid, size_t
 export const ioctlBuf = libc.func('int ioctl(int fd, unsigned long request, void *arg)') as (fd: number, req: number, arg: Uint8Array) => number;
 /** clock_gettime(2) into a BigInt64Array(2) [sec, nsec]: CPU clocks of stub processes. */
 export const clockGettime = libc.func('int clock_gettime(int clk, void *ts)') as (clk: number, ts: BigInt64Array) => number;
+/** poll(2) on host fds: `fds` is an array of struct pollfd (8 bytes each: fd i32, events i16, revents i16). */
+export const poll = libc.func('int poll(void *fds, uint64_t nfds, int timeout)') as (fds: Uint8Array, n: number, timeout: number) => number;

@@ -5,14 +5,16 @@
  * → `dispatch` looks the number up in the syscall table (src/syscalls/table.ts) → the
  * handler reads guest memory through the task's AddressSpace (EFAULT on bad pointers),
  * changes the graph, and returns a value, an errno, or a Block (a Waiter record plus an
- * RxJS stream of the result) → the result goes into rax and the task resumes.
+ * RxJS stream of the result) → the result goes into rax, pending signals are delivered
+ * (src/kernel/signals.ts), and the task resumes.
  *
  * Checkpoints happen at a quiescent point: `quiesce` freezes every task at a syscall
  * boundary, in a waiter, or interrupted in user code; `capture` then copies registers
  * into the graph and the memory file's pages into a buffer, and the guest may go on.
+ * While frozen, wake-ups do not touch the graph (`whenRunnable`).
  */
 import fs from 'node:fs';
-import { Subject, firstValueFrom, race, filter, map, take } from 'rxjs';
+import { Observable, Subject, firstValueFrom, race, filter, map, take, merge } from 'rxjs';
 import { E, ERRNO_NAME, SyscallError } from '../errno.js';
 import type { Platform } from '../../platforms/platform.js';
 import { REG } from '../../platforms/platform.js';
@@ -23,15 +25,18 @@ import { procMount } from '../vfs/proc.js';
 import { devMount } from '../vfs/dev.js';
 import { SYSCALL_TABLE } from '../syscalls/table.js';
 import { SYSCALL_NAME } from '../syscalls/numbers.js';
-import { Task, SyscallResult } from './task.js';
+import { Task, SyscallResult, NO_RETURN } from './task.js';
 import { GRAPH_VERSION, KernelState, TaskState, OpenFileState } from './state.js';
 import { Clock } from './clock.js';
 import { HostFiles } from '../vfs/host-files.js';
+import { Signals } from './signals.js';
+import { Processes } from './processes.js';
+import { Pipes } from '../ipc/pipe.js';
 
-/** How a sandbox ended: exit status, or the signal that killed it. */
+/** How a sandbox or process ended: exit status, or the signal that killed it. */
 export type ExitInfo = { code: number } | { signal: number; core: boolean };
 
-/** Thrown by exit/exit_group handlers to end the thread group. */
+/** Thrown by exit_group (and fatal default signal actions) to end the caller's thread group. */
 export class ExitGroup {
   constructor(readonly info: ExitInfo) {}
 }
@@ -40,28 +45,42 @@ export class ExitGroup {
 export type KernelEvent =
   | { type: 'fd.installed'; tid: number; fd: number; fileId: number }
   | { type: 'fd.closed'; tid: number; fd: number }
+  | { type: 'task.created'; tid: number; parent: number }
   | { type: 'task.exec'; tid: number; path: string }
   | { type: 'task.exited'; tid: number; info: ExitInfo }
+  | { type: 'signal.sent'; tid: number; sig: number }
   | { type: 'checkpoint.captured' };
 
 export interface KernelOptions {
   strace?: boolean;
   /** Where --strace lines and kernel warnings go (host fd). */
   logFd?: number;
+  /** Most tasks alive at once (fork/clone give EAGAIN past it). */
+  maxTasks?: number;
 }
+
+/** Whether a task has ended (read through a call: it changes while a task awaits). */
+const isExited = (t: Task): boolean => t.state.runState === 'exited';
+
+/** Why a blocked syscall was abandoned. */
+export const INTERRUPTED = -0x7fff_0001, KILLED = -0x7fff_0002;
 
 export class Kernel {
   readonly tasks = new Map<number, Task>();
+  readonly addressSpaces = new Map<number, AddressSpace>();
   readonly mf: MemoryFile;
   readonly vfs: Vfs;
   readonly clock: Clock;
   readonly hostFiles: HostFiles;
+  readonly signals: Signals;
+  readonly processes: Processes;
+  readonly pipes: Pipes;
   readonly events$ = new Subject<KernelEvent>();
-  /** Fires when a task must abandon a blocked syscall (kill, exit of the group). */
-  readonly abort$ = new Subject<number>();
+  /** A blocked task must abandon its syscall: [tid, INTERRUPTED | KILLED]. */
+  readonly interrupt$ = new Subject<[number, number]>();
   private readonly parkChanged$ = new Subject<void>();
-  private readonly thaw$ = new Subject<void>();
-  private frozen = false;
+  readonly thaw$ = new Subject<void>();
+  frozen = false;
   private readonly parked = new Set<number>();
   private readonly running = new Set<number>();
   private readonly reportedUnimplemented = new Set<number>();
@@ -70,6 +89,7 @@ export class Kernel {
   exitInfo?: ExitInfo;
   strace: boolean;
   logFd: number;
+  readonly maxTasks: number;
   /** The FP state a fresh task starts with (captured from the first stub). */
   initialFpState?: Uint8Array;
 
@@ -77,11 +97,15 @@ export class Kernel {
     if (state.graphVersion !== GRAPH_VERSION) throw new Error(`state graph version ${state.graphVersion} is not supported (expected ${GRAPH_VERSION})`);
     this.strace = !!opts.strace;
     this.logFd = opts.logFd ?? 2;
+    this.maxTasks = opts.maxTasks ?? 512;
     this.mf = new MemoryFile(state.memoryFile);
     this.clock = new Clock(state.clock);
     this.vfs = new Vfs(state.fs, state.config.rootfs, () => this.newId(), () => this.clock.realtimeNs());
     this.vfs.mounts.push(procMount(this), devMount());
     this.hostFiles = new HostFiles(this);
+    this.signals = new Signals(this);
+    this.processes = new Processes(this);
+    this.pipes = new Pipes(this);
     this.exited = new Promise((res) => { this.exitResolve = res; });
   }
 
@@ -90,8 +114,8 @@ export class Kernel {
     return {
       graphVersion: GRAPH_VERSION, nextId: 1, nextPid: 1,
       clock: { monotonicOffsetNs: 0n, monotonicAtSaveNs: 0n },
-      memoryFile: { end: 0, free: [] },
-      tasks: {}, threadGroups: {}, addressSpaces: {}, fdTables: {}, openFiles: {},
+      memoryFile: { end: 0, free: [], blocks: {} },
+      tasks: {}, threadGroups: {}, addressSpaces: {}, fdTables: {}, openFiles: {}, pipes: {},
       fs: { upper: {}, inodes: {} },
       config: { rootfs, hostname },
     };
@@ -99,12 +123,23 @@ export class Kernel {
 
   newId(): number { return this.state.nextId++; }
 
-  /** Create the runtime half of a task from its graph record (new platform context, mappings replayed). */
+  /** The runtime address space for a graph id (created on first use). */
+  addressSpace(id: number): AddressSpace {
+    let as = this.addressSpaces.get(id);
+    if (!as) {
+      as = new AddressSpace(this.state.addressSpaces[id], this.mf);
+      this.addressSpaces.set(id, as);
+    }
+    return as;
+  }
+
+  /** Create the runtime half of a task: a new platform context in its address space (mappings replayed when `replay`). */
   attachTask(ts: TaskState, replay: boolean): Task {
     const pt = this.platform.createTask(this.mf.fd);
     if (!this.initialFpState) this.initialFpState = pt.getFpState();
-    const mm = new AddressSpace(this.state.addressSpaces[ts.addressSpaceId], this.mf, pt);
-    if (replay) mm.replay();
+    const mm = this.addressSpace(ts.addressSpaceId);
+    mm.contexts.push(pt);
+    if (replay) mm.replay(pt);
     const t = new Task(this, ts, pt, mm);
     this.tasks.set(ts.tid, t);
     return t;
@@ -125,9 +160,9 @@ export class Kernel {
 
   installFdAt(t: Task, fd: number, fileId: number, cloexec: boolean): void {
     const fds = t.fdTable.fds;
+    this.state.openFiles[fileId].refs++;
     if (fds[fd] !== undefined) this.closeFd(t, fd);
     fds[fd] = { fileId, cloexec };
-    this.state.openFiles[fileId].refs++;
     if (this.events$.observed) this.events$.next({ type: 'fd.installed', tid: t.tid, fd, fileId });
   }
 
@@ -142,14 +177,17 @@ export class Kernel {
     const e = fds[fd];
     if (!e) return -E.EBADF;
     delete fds[fd];
-    const f = this.state.openFiles[e.fileId];
-    if (f && --f.refs <= 0) this.releaseFile(f);
+    this.unrefFile(e.fileId);
     if (this.events$.observed) this.events$.next({ type: 'fd.closed', tid: t.tid, fd });
     return 0;
   }
 
-  private releaseFile(f: OpenFileState): void {
+  /** Drop one reference to an open file description; the last one releases it (pipe ends, host handles). */
+  unrefFile(id: number): void {
+    const f = this.state.openFiles[id];
+    if (!f || --f.refs > 0) return;
     this.hostFiles.close(f.id);
+    if (f.kind === 'pipe') this.pipes.release(f);
     delete this.state.openFiles[f.id];
   }
 
@@ -169,49 +207,71 @@ export class Kernel {
 
   // ---- running ----
 
-  /** Run every task until the sandbox exits. */
+  /** Run every task until the sandbox ends (its init process exits). */
   run(): Promise<ExitInfo> {
-    for (const t of this.tasks.values()) if (t.state.runState !== 'exited') void this.runTask(t);
+    this.signals.rearmTimers();
+    for (const t of this.tasks.values()) this.startTask(t);
     return this.exited;
+  }
+
+  /** Start the run loop of a (new or restored) task. */
+  startTask(t: Task): void {
+    if (t.state.runState !== 'exited') void this.runTask(t);
   }
 
   private async gate(t: Task): Promise<void> {
     if (!this.frozen) return;
     this.parked.add(t.tid);
     this.parkChanged$.next();
-    await firstValueFrom(this.thaw$);
+    while (this.frozen && !this.exitInfo) await firstValueFrom(this.thaw$);
     this.parked.delete(t.tid);
+  }
+
+  /**
+   * A wake-up stream for blocked syscalls: on each trigger (and on thaw), while the kernel
+   * is not frozen, try `attempt`; emit its first defined result. Attempts may change the graph.
+   */
+  whenRunnable(trigger$: Observable<unknown>, attempt: () => number | undefined): Observable<number> {
+    return merge(trigger$, this.thaw$).pipe(
+      filter(() => !this.frozen && !this.exitInfo),
+      map(() => attempt()),
+      filter((v): v is number => v !== undefined),
+      take(1),
+    );
   }
 
   private async runTask(t: Task): Promise<void> {
     try {
       for (;;) {
-        if (this.exitInfo) return;
+        if (this.exitInfo || isExited(t)) return;
         await this.gate(t);
-        if (this.exitInfo) return;
+        if (this.exitInfo || isExited(t)) return;
         if (t.state.runState === 'syscall') {
           await this.dispatch(t);
           continue;
         }
+        if (this.signals.deliverPending(t)) continue;
+        if (t.state.runState !== 'user') continue;
         this.running.add(t.tid);
         const trap = await t.platform.switch();
         this.running.delete(t.tid);
-        if (this.exitInfo) return;
+        if (this.exitInfo || isExited(t)) return;
         if (trap.kind === 'syscall') t.state.runState = 'syscall';
         else if (trap.kind === 'interrupted') continue;
-        else if (trap.kind === 'fault' || trap.kind === 'signal') {
-          // Signal delivery to guest handlers comes with the signals issue; the default action is death.
-          const core = [3, 4, 5, 6, 7, 8, 11, 24, 25, 31].includes(trap.signo);
-          this.exitGroup(t, { signal: trap.signo, core });
-          return;
+        else if (trap.kind === 'fault') {
+          if (trap.signo === 11 && trap.code === 2 /* SEGV_ACCERR */ && t.mm.handleWriteFault(trap.addr)) continue;
+          this.signals.forceFault(t, trap.signo, trap.code, trap.addr);
+        } else if (trap.kind === 'signal') {
+          this.signals.forceFault(t, trap.signo, 0x80 /* SI_KERNEL */, 0);
         } else if (trap.kind === 'died') {
-          this.exitGroup(t, { signal: 9, core: false });
+          this.processes.exitThreadGroup(t.tg, { signal: 9, core: false });
           return;
         }
       }
     } catch (e) {
+      if (e instanceof ExitGroup) { this.processes.exitThreadGroup(t.tg, e.info); return; }
       this.log(`snapvisor: internal error in task ${t.tid}: ${(e as Error).stack ?? e}`);
-      this.exitGroup(t, { signal: 9, core: false });
+      this.processes.exitThreadGroup(t.tg, { signal: 9, core: false });
     }
   }
 
@@ -221,43 +281,60 @@ export class Kernel {
     let r: SyscallResult;
     try {
       if (entry?.handler) r = entry.handler(t);
-      else r = this.unimplemented(t, nr);
+      else r = this.unimplemented(nr);
     } catch (e) {
       if (e instanceof SyscallError) r = -e.errno;
-      else if (e instanceof ExitGroup) { this.traceExit(t, nr); this.exitGroup(t, e.info); return; }
+      else if (e instanceof ExitGroup) { this.traceExit(t, nr); throw e; }
       else {
         this.log(`snapvisor: internal error in ${SYSCALL_NAME[nr] ?? nr}: ${(e as Error).stack ?? e}`);
         r = -E.EIO;
       }
     }
     if (typeof r !== 'number') {
-      t.state.waiter = r.waiter;
+      const waiter = r.waiter;
+      t.state.waiter = waiter;
       this.parked.add(t.tid);
       this.parkChanged$.next();
-      let v: number | undefined;
+      let v: number;
       try {
-        v = await firstValueFrom(race(r.result$, this.abort$.pipe(filter((tid) => tid === t.tid || tid === 0), map(() => undefined), take(1))));
+        // A signal may already be waiting: then don't block at all.
+        if (waiter.interruptible && this.signals.hasDeliverable(t)) v = INTERRUPTED;
+        else v = await firstValueFrom(race(r.result$, this.interrupt$.pipe(filter(([tid]) => tid === t.tid), map(([, why]) => why), take(1))));
       } catch (e) {
         v = e instanceof SyscallError ? -e.errno : -E.EIO;
       }
       this.parked.delete(t.tid);
-      if (v === undefined || this.exitInfo) return;
+      if (v === KILLED || this.exitInfo || isExited(t)) return;
       await this.gate(t);
+      if (this.exitInfo || isExited(t)) return;
       t.state.waiter = undefined;
       t.restoredWaiter = undefined;
+      if (v === INTERRUPTED && waiter.progress) v = waiter.progress; // a partly done write returns its count
+      if (v === INTERRUPTED) {
+        if (waiter.restartable && this.signals.restartAfterHandler(t)) {
+          // Re-execute the syscall instruction once the handler returns (ERESTARTSYS).
+          const regs = t.platform.regs;
+          regs[REG.rip] -= 2n;
+          regs[REG.rax] = regs[REG.orig_rax];
+          t.state.runState = 'user';
+          if (this.strace) this.log(`[${t.tid}] ${SYSCALL_NAME[nr]}(…) = ? ERESTARTSYS`);
+          return;
+        }
+        v = -E.EINTR;
+      }
       r = v;
     }
+    if (isExited(t)) return;
     if (this.strace) this.traceLine(t, nr, r);
-    t.setReturn(r);
+    if (r !== NO_RETURN) t.setReturn(r);
     if (t.state.runState === 'syscall') t.state.runState = 'user';
   }
 
-  private unimplemented(t: Task, nr: number): number {
+  private unimplemented(nr: number): number {
     if (!this.reportedUnimplemented.has(nr)) {
       this.reportedUnimplemented.add(nr);
       this.log(`snapvisor: unimplemented syscall ${nr} (${SYSCALL_NAME[nr] ?? '?'}) returns ENOSYS`);
     }
-    void t;
     return -E.ENOSYS;
   }
 
@@ -267,7 +344,7 @@ export class Kernel {
       const v = t.argI64(i);
       return Math.abs(v) < 4096 ? String(v) : '0x' + t.arg(i).toString(16);
     });
-    const res = r < 0 && r > -4096 ? `-1 ${ERRNO_NAME[-r] ?? -r}` : r > 65535 ? '0x' + r.toString(16) : String(r);
+    const res = r === NO_RETURN ? '?' : r < 0 && r > -4096 ? `-1 ${ERRNO_NAME[-r] ?? -r}` : r > 65535 ? '0x' + r.toString(16) : String(r);
     this.log(`[${t.tid}] ${name}(${args.join(', ')}) = ${res}`);
   }
   private traceExit(t: Task, nr: number): void {
@@ -278,18 +355,25 @@ export class Kernel {
     try { fs.writeSync(this.logFd, msg + '\n'); } catch { /* the log fd is gone: nothing to do */ }
   }
 
-  /** End the sandbox (single thread group for now): all tasks die, the run promise resolves. */
-  exitGroup(t: Task, info: ExitInfo): void {
+  /** Stop the task's host context and forget its runtime (the graph keeps what the caller leaves). */
+  detachTask(t: Task): void {
+    t.state.runState = 'exited';
+    this.running.delete(t.tid);
+    this.parked.delete(t.tid);
+    t.platform.destroy();
+    const i = t.mm.contexts.indexOf(t.platform);
+    if (i >= 0) t.mm.contexts.splice(i, 1);
+    this.tasks.delete(t.tid);
+    this.interrupt$.next([t.tid, KILLED]);
+    this.parkChanged$.next();
+  }
+
+  /** The sandbox ends (its init exited or it was killed): every task dies, `run` resolves. */
+  endSandbox(info: ExitInfo): void {
     if (this.exitInfo) return;
     this.exitInfo = info;
-    const tg = t.tg;
-    tg.exitStatus = 'code' in info ? info.code : 128 + info.signal;
-    for (const task of this.tasks.values()) {
-      task.state.runState = 'exited';
-      task.platform.destroy();
-      if (this.events$.observed) this.events$.next({ type: 'task.exited', tid: task.tid, info });
-    }
-    this.abort$.next(0);
+    for (const t of [...this.tasks.values()]) this.detachTask(t);
+    this.signals.disarmAll();
     this.thaw$.next();
     this.exitResolve(info);
   }
@@ -297,9 +381,11 @@ export class Kernel {
   /** Stop every task at a consistent point (syscall boundary, waiter, or interrupted user code). */
   async quiesce(): Promise<void> {
     this.frozen = true;
-    for (const tid of this.running) this.tasks.get(tid)?.platform.interrupt();
-    const allParked = () => [...this.tasks.values()].every((t) => t.state.runState === 'exited' || this.parked.has(t.tid));
-    while (!allParked() && !this.exitInfo) await firstValueFrom(this.parkChanged$);
+    const allParked = () => [...this.tasks.values()].every((t) => isExited(t) || this.parked.has(t.tid));
+    while (!allParked() && !this.exitInfo) {
+      for (const tid of this.running) this.tasks.get(tid)?.platform.interrupt();
+      await firstValueFrom(this.parkChanged$);
+    }
   }
 
   /** Let frozen tasks run again. */
@@ -314,12 +400,13 @@ export class Kernel {
    */
   capture(): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array } } {
     for (const t of this.tasks.values()) {
-      if (t.state.runState === 'exited') continue;
+      if (isExited(t)) continue;
       t.state.regs = new Uint8Array(t.platform.regs.buffer.slice(0));
       t.state.fpState = t.platform.getFpState();
     }
     this.clock.save();
     const graph = structuredClone(this.state);
+    for (const ino of Object.values(graph.fs.inodes)) if (ino.data && ino.data.length > ino.size) ino.data = ino.data.slice(0, ino.size);
     const populated = this.mf.populatedRanges();
     const copies = new Map<number, Uint8Array>();
     for (const [off, len] of populated) copies.set(off, new Uint8Array(this.mf.read(off, len)));
@@ -351,18 +438,15 @@ export class Kernel {
 
   /** Kill the sandbox now (SIGKILL semantics). */
   kill(): void {
-    const t = this.tasks.values().next().value;
-    if (t) this.exitGroup(t, { signal: 9, core: false });
+    this.endSandbox({ signal: 9, core: false });
   }
 
   destroy(): void {
     for (const t of this.tasks.values()) t.platform.destroy();
+    this.signals.disarmAll();
     this.hostFiles.closeAll();
     this.mf.destroy();
   }
-
-  /** The registers of a task as a typed view (for the loader). */
-  static regsOf(t: Task) { return t.platform.regs; }
 }
 
 export { REG };

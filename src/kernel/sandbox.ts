@@ -36,7 +36,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
     const uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0;
     state.threadGroups[tgid] = {
       tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: 0o022, rlimits: {},
-      pendingSignals: 0n, uid, gid, cpuTimeNs: 0n,
+      pendingSignals: 0n, uid, gid, cpuTimeNs: 0n, exitSignal: 17,
     };
     const asId = kernel.newId();
     state.addressSpaces[asId] = AddressSpace.emptyState(asId);
@@ -44,7 +44,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
     state.fdTables[fdTableId] = { id: fdTableId, fds: {} };
     state.tasks[tgid] = {
       tid: tgid, tgid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0), runState: 'user',
-      sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '',
+      sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '', pendingSignals: 0n, pendingInfo: {},
     };
     const task = kernel.attachTask(state.tasks[tgid], false);
     const modes = [O_RDONLY, O_WRONLY, O_WRONLY];

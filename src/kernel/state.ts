@@ -26,6 +26,7 @@ export interface KernelState {
   addressSpaces: Record<number, AddressSpaceState>;
   fdTables: Record<number, FdTableState>;
   openFiles: Record<number, OpenFileState>;
+  pipes: Record<number, PipeState>;
   fs: FilesystemState;
   /** The sandbox's configuration, fixed at creation. */
   config: SandboxConfig;
@@ -54,6 +55,17 @@ export interface MemoryFileState {
   end: number;
   /** Freed ranges [offset, length] in bytes, reused first-fit. */
   free: Array<[number, number]>;
+  /**
+   * Allocated blocks by offset: their length and how many VMAs of each address space
+   * refer to them. Fork shares blocks copy-on-write; a block is freed when no VMA is left.
+   */
+  blocks: Record<number, MemoryBlock>;
+}
+
+export interface MemoryBlock {
+  len: number;
+  /** Address space id -> number of its VMAs referring to this block. */
+  users: Record<number, number>;
 }
 
 /** A virtual memory area: [start, end) guest addresses backed by memory-file bytes. */
@@ -66,6 +78,10 @@ export interface Vma {
   flags: number;
   /** Memory-file byte offset backing `start`. */
   fileOffset: number;
+  /** Offset of the memory-file block it lies in (MemoryFileState.blocks key). */
+  block: number;
+  /** Private pages shared with another address space since fork: writes must copy first. */
+  cow: boolean;
   /** What the guest mapped, for /proc/self/maps: a guest path, "[heap]", "[stack]", or "". */
   name: string;
   /** Offset in the mapped guest file (bytes), for /proc/self/maps. */
@@ -99,8 +115,14 @@ export type TaskRunState =
 
 /** A blocked syscall, as data (compare Linux's restart_block). */
 export interface Waiter {
-  /** What the task waits for: 'sleep', 'read', 'futex', … (a key into the runtime's waiter kinds). */
+  /** What the task waits for: 'sleep', 'read', 'pipe-read', 'pipe-write', 'wait', 'futex', 'vfork', 'pause'. */
   kind: string;
+  /** Whether a signal ends the wait with EINTR (or a restart under SA_RESTART when `restartable`). */
+  interruptible?: boolean;
+  /** Restarted after a handler with SA_RESTART instead of failing with EINTR. */
+  restartable?: boolean;
+  /** Bytes already moved by a blocking write that is partly done (resumed, never repeated, on restore). */
+  progress?: number;
   /** Absolute deadline on the guest's CLOCK_MONOTONIC (ns), if any. */
   deadlineNs?: bigint;
   /** Open file it waits on, if any. */
@@ -124,6 +146,26 @@ export interface TaskState {
   clearChildTid: number;
   robustList: number;
   comm: string;
+  /** Signals pending for this thread only (tgkill), bitmask of signal n at bit n-1. */
+  pendingSignals: bigint;
+  /** siginfo of pending signals (one per standard signal), by number. */
+  pendingInfo: Record<number, SigInfo>;
+  /** sigaltstack(2): alternate signal stack (guest address, bytes). */
+  altStack?: { sp: number; flags: number; size: number };
+  /** rt_sigsuspend/ppoll: the mask to restore once a handler has run. */
+  savedSigmask?: bigint;
+  /** A vfork parent waits for this child to exec or exit (child's tid). */
+  vforkChild?: number;
+}
+
+/** The parts of a siginfo_t this kernel fills (man 2 sigaction). */
+export interface SigInfo {
+  signo: number;
+  code: number;
+  pid?: number;
+  uid?: number;
+  status?: number;
+  addr?: number;
 }
 
 export interface SigAction {
@@ -153,6 +195,24 @@ export interface ThreadGroupState {
   uid: number; gid: number;
   /** Checkpointed CPU time (ns) of earlier runs, added to the live counters. */
   cpuTimeNs: bigint;
+  /** Exited and not yet reaped: the wait status (man 2 wait4 encoding) waits for the parent. */
+  zombie?: boolean;
+  waitStatus?: number;
+  /** Signal sent to the parent on exit (clone's exit signal; SIGCHLD for fork). */
+  exitSignal: number;
+  /** ITIMER_REAL / alarm(2): absolute deadline on guest CLOCK_MONOTONIC (ns) and interval (ns). */
+  itimerReal?: { deadlineNs: bigint; intervalNs: bigint };
+}
+
+/** A pipe (fs/pipe.c): a 64 KiB buffer between read and write open files. */
+export interface PipeState {
+  id: number;
+  /** Buffered bytes (the first `len` bytes of `buf` are unread data). */
+  buf: Uint8Array;
+  len: number;
+  /** Open file descriptions of each end. */
+  readers: number;
+  writers: number;
 }
 
 export interface FdEntry {
@@ -172,7 +232,7 @@ export interface FdTableState {
  */
 export interface OpenFileState {
   id: number;
-  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir';
+  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir' | 'pipe' | 'epoll';
   /** Guest path it was opened by (for /proc/self/fd, re-opening host files on restore). */
   path: string;
   /** open(2) flags (O_ACCMODE, O_APPEND, O_NONBLOCK…). */
@@ -189,6 +249,10 @@ export interface OpenFileState {
   dev?: string;
   /** 'synthetic': bytes generated at open (/proc files), like a seq_file. */
   content?: Uint8Array;
+  /** 'epoll': the interest list by guest fd (the file it named, events mask, user data). */
+  epollInterest?: Record<number, { fileId: number; events: number; data: bigint }>;
+  /** 'pipe': which pipe and which end. */
+  pipeId?: number;
   /** 'dir': directory entries captured at the first getdents (stable order across restore). */
   entries?: DirEntry[];
   /** 'host': identity of the host file when opened, checked on restore. */

@@ -24,6 +24,9 @@ export interface Block {
 
 export type SyscallResult = number | Block;
 
+/** Returned by handlers that set every register themselves (rt_sigreturn): rax is left alone. */
+export const NO_RETURN = Number.MIN_SAFE_INTEGER;
+
 export class Task {
   /** Set on restore for a task that was blocked: the waiter it had (deadline etc.). */
   restoredWaiter?: Waiter;
@@ -36,6 +39,7 @@ export class Task {
   ) {}
 
   get tid(): number { return this.state.tid; }
+  get tgid(): number { return this.state.tgid; }
   get tg(): ThreadGroupState { return this.kernel.state.threadGroups[this.state.tgid]; }
   get fdTable(): FdTableState { return this.kernel.state.fdTables[this.state.fdTableId]; }
 

@@ -10,7 +10,7 @@
 import { E, SyscallError } from '../errno.js';
 import type { PlatformTask } from '../../platforms/platform.js';
 import type { AddressSpaceState, Vma } from '../kernel/state.js';
-import { MemoryFile, PAGE_SIZE, pageRoundUp } from './memory-file.js';
+import { MemoryFile, PAGE_SIZE, pageRoundDown, pageRoundUp } from './memory-file.js';
 import { STUB_BASE } from '../../platforms/ptrace/stub.js';
 
 export const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
@@ -29,19 +29,34 @@ export const MMAP_MIN_ADDR = 0x10000;
 /** Reserved range around the stub page that the guest can never map. */
 const STUB_RESERVED: [number, number] = [STUB_BASE, STUB_BASE + 0x10_0000];
 
+/** Pages copied at once when a copy-on-write page is first written (fewer faults for sequential writes). */
+const COW_CHUNK = 16 * PAGE_SIZE;
+
 export class AddressSpace {
   /** Index of the VMA that satisfied the last lookup (accesses are local). */
   private hint = 0;
+  /** Platform contexts running in this address space (one per stub); mapping changes go to each. */
+  readonly contexts: PlatformTask[] = [];
 
-  constructor(readonly state: AddressSpaceState, readonly mf: MemoryFile, readonly platform: PlatformTask) {}
+  constructor(readonly state: AddressSpaceState, readonly mf: MemoryFile, platform?: PlatformTask) {
+    if (platform) this.contexts.push(platform);
+  }
+
+  get id(): number { return this.state.id; }
+
+  private hostMap(addr: number, len: number, prot: number, off: number): void { for (const c of this.contexts) c.map(addr, len, prot, off); }
+  private hostUnmap(addr: number, len: number): void { for (const c of this.contexts) c.unmap(addr, len); }
+  private hostProtect(addr: number, len: number, prot: number): void { for (const c of this.contexts) c.protect(addr, len, prot); }
+  /** Protection the host mapping gets: copy-on-write pages are mapped read-only until copied. */
+  private static hostProt(v: Vma): number { return v.cow ? v.prot & ~PROT_WRITE : v.prot; }
 
   static emptyState(id: number): AddressSpaceState {
     return { id, vmas: [], brkStart: 0, brk: 0, mmapBase: MMAP_BASE, argStart: 0, argEnd: 0, envStart: 0, envEnd: 0, auxv: [], exe: '' };
   }
 
   /** Re-create every VMA in a fresh platform address space (restore, exec). */
-  replay(): void {
-    for (const v of this.state.vmas) this.platform.map(v.start, v.end - v.start, v.prot, v.fileOffset);
+  replay(ctx: PlatformTask = this.contexts[0]): void {
+    for (const v of this.state.vmas) ctx.map(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
   }
 
   /** The VMA containing `addr`, or undefined. */
@@ -70,8 +85,12 @@ export class AddressSpace {
     let done = 0;
     while (done < len) {
       const a = addr + done;
-      const v = this.find(a);
+      let v = this.find(a);
       if (!v || (v.prot & prot) !== prot) throw new SyscallError(E.EFAULT);
+      if (v.cow && (prot & PROT_WRITE)) {
+        this.breakCow(a, Math.min(len - done, v.end - a));
+        v = this.find(a)!;
+      }
       const n = Math.min(len - done, v.end - a);
       const base = done;
       this.mf.forEachChunk(v.fileOffset + (a - v.start), n, (view, ro) => fn(view, base + ro));
@@ -208,11 +227,11 @@ export class AddressSpace {
     } else {
       addr = this.findGap(len);
     }
-    const fileOffset = this.mf.allocate(len);
+    const fileOffset = this.mf.newBlock(len, this.id);
     if (contents && contents.length) this.mf.write(fileOffset, contents.subarray(0, Math.min(contents.length, len)));
-    const vma: Vma = { start: addr, end: addr + len, prot, flags, fileOffset, name, pgoff };
+    const vma: Vma = { start: addr, end: addr + len, prot, flags, fileOffset, block: fileOffset, cow: false, name, pgoff };
     this.insert(vma);
-    this.platform.map(addr, len, prot, fileOffset);
+    this.hostMap(addr, len, prot, fileOffset);
     return addr;
   }
 
@@ -230,6 +249,7 @@ export class AddressSpace {
     const right: Vma = { ...v, start: addr, fileOffset: v.fileOffset + (addr - v.start), pgoff: v.pgoff + (addr - v.start) };
     v.end = addr;
     this.insert(right);
+    this.mf.ref(v.block, this.id, 1);
   }
 
   /** munmap(2): remove [addr, addr+len); the freed memory-file pages are released. EINVAL on misalignment. */
@@ -244,13 +264,19 @@ export class AddressSpace {
     let removed = false;
     for (const v of this.state.vmas) {
       if (v.start >= addr && v.end <= end) {
-        this.mf.release(v.fileOffset, v.end - v.start);
+        this.dropVma(v);
         removed = true;
       } else keep.push(v);
     }
     this.state.vmas = keep;
     this.hint = 0;
-    if (removed) this.platform.unmap(addr, len);
+    if (removed) this.hostUnmap(addr, len);
+  }
+
+  /** Give up one VMA's reference to its block; its pages go at once when nobody else can see them. */
+  private dropVma(v: Vma): void {
+    if (this.mf.exclusive(v.block, this.id)) this.mf.punch(v.fileOffset, v.end - v.start);
+    this.mf.ref(v.block, this.id, -1);
   }
 
   /** mprotect(2): ENOMEM if any page of the range is unmapped, EINVAL on misalignment. */
@@ -265,9 +291,13 @@ export class AddressSpace {
     }
     this.splitAt(addr);
     this.splitAt(end);
-    for (const v of this.state.vmas) if (v.start >= addr && v.end <= end) v.prot = prot;
+    for (const v of this.state.vmas) {
+      if (v.start >= addr && v.end <= end) {
+        v.prot = prot;
+        this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v));
+      }
+    }
     this.hint = 0;
-    this.platform.protect(addr, len, prot);
   }
 
   /**
@@ -294,9 +324,10 @@ export class AddressSpace {
     const vmas = this.state.vmas;
     for (let i = vmas.length - 1; i > 0; i--) {
       const a = vmas[i - 1], b = vmas[i];
-      if (a.end === b.start && a.prot === b.prot && a.flags === b.flags && a.name === b.name && a.fileOffset + (a.end - a.start) === b.fileOffset) {
+      if (a.end === b.start && a.prot === b.prot && a.flags === b.flags && a.name === b.name && a.block === b.block && a.cow === b.cow && a.fileOffset + (a.end - a.start) === b.fileOffset) {
         a.end = b.end;
         vmas.splice(i, 1);
+        this.mf.ref(a.block, this.id, -1);
       }
     }
     this.hint = 0;
@@ -333,8 +364,80 @@ export class AddressSpace {
     return newAddr;
   }
 
-  /** Remove every VMA (execve, exit). */
+  /** Remove every VMA (execve). */
   clear(): void {
     for (const v of [...this.state.vmas]) this.unmap(v.start, v.end - v.start);
+  }
+
+  /** Drop every VMA's memory without touching host mappings (the last task of the address space exited). */
+  release(): void {
+    for (const v of this.state.vmas) this.dropVma(v);
+    this.state.vmas = [];
+    this.hint = 0;
+  }
+
+  /**
+   * fork(2)'s copy of this address space into `child` (an empty state): private VMAs are
+   * shared copy-on-write (both sides map them read-only until a write copies the page),
+   * MAP_SHARED ones stay shared. Nothing is copied up front (compare mm/memory.c copy_page_range).
+   */
+  forkInto(child: AddressSpace): void {
+    const cs = child.state;
+    Object.assign(cs, { ...this.state, id: cs.id, vmas: [], auxv: [...this.state.auxv] });
+    for (const v of this.state.vmas) {
+      const priv = !(v.flags & MAP_SHARED);
+      if (priv && !v.cow && (v.prot & PROT_WRITE)) {
+        v.cow = true;
+        this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v));
+      } else if (priv) v.cow = true;
+      cs.vmas.push({ ...v });
+      this.mf.ref(v.block, cs.id, 1);
+    }
+    for (const ctx of child.contexts) child.replay(ctx);
+  }
+
+  /**
+   * Give this address space its own copy of the copy-on-write pages in [addr, addr+len)
+   * (whole COW_CHUNK-aligned chunks within the VMA), or just make them writable when no
+   * other address space still shares the block.
+   */
+  breakCow(addr: number, len: number): void {
+    const end = addr + len;
+    for (let a = addr; a < end;) {
+      const v = this.find(a);
+      if (!v) return;
+      const next = v.end;
+      if (v.cow) {
+        if (this.mf.exclusive(v.block, this.id)) {
+          // Last one holding the block: every VMA of ours on it may write in place.
+          for (const w of this.state.vmas) {
+            if (w.block === v.block && w.cow) { w.cow = false; this.hostProtect(w.start, w.end - w.start, w.prot); }
+          }
+        } else {
+          const lo = Math.max(v.start, Math.floor(a / COW_CHUNK) * COW_CHUNK);
+          const hi = Math.min(v.end, Math.ceil(Math.min(end, v.end) / COW_CHUNK) * COW_CHUNK);
+          this.splitAt(lo);
+          this.splitAt(hi);
+          const mid = this.find(lo)!;
+          const copy = this.mf.newBlock(hi - lo, this.id);
+          this.mf.copy(copy, mid.fileOffset, hi - lo);
+          this.mf.ref(mid.block, this.id, -1);
+          mid.block = copy; mid.fileOffset = copy; mid.cow = false;
+          this.hostMap(lo, hi - lo, mid.prot, copy);
+          this.hint = 0;
+          a = hi;
+          continue;
+        }
+      }
+      a = next;
+    }
+  }
+
+  /** A write fault at `addr`: true if it was a copy-on-write page and is now writable. */
+  handleWriteFault(addr: number): boolean {
+    const v = this.find(addr);
+    if (!v || !v.cow || !(v.prot & PROT_WRITE)) return false;
+    this.breakCow(pageRoundDown(addr), PAGE_SIZE);
+    return true;
   }
 }

@@ -47,6 +47,37 @@ export class MemoryFile {
     return off;
   }
 
+  /** Allocate a block of `len` bytes with one VMA reference from address space `asId`. */
+  newBlock(len: number, asId: number): number {
+    const off = this.allocate(len);
+    this.state.blocks[off] = { len, users: { [asId]: 1 } };
+    return off;
+  }
+
+  /** Add `delta` VMA references of address space `asId` to a block; frees it when none are left. */
+  ref(block: number, asId: number, delta: number): void {
+    const b = this.state.blocks[block];
+    if (!b) return;
+    const n = (b.users[asId] ?? 0) + delta;
+    if (n > 0) b.users[asId] = n; else delete b.users[asId];
+    for (const _ in b.users) return;
+    delete this.state.blocks[block];
+    this.release(block, b.len);
+  }
+
+  /** Whether only address space `asId` refers to a block (its private pages may be written in place). */
+  exclusive(block: number, asId: number): boolean {
+    const b = this.state.blocks[block];
+    if (!b) return true;
+    for (const k in b.users) if (Number(k) !== asId) return false;
+    return true;
+  }
+
+  /** Drop the pages of a range (they read back as zeros) without freeing it. */
+  punch(off: number, len: number): void {
+    if (len > 0) libc.fallocate(this.fd, libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, off, len);
+  }
+
   /** Return a range to the allocator and drop its pages (FALLOC_FL_PUNCH_HOLE), so it reads as zeros. */
   release(off: number, len: number): void {
     if (len <= 0) return;

@@ -12,7 +12,8 @@ import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, InodeState } from '../kernel/state.js';
 import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
 import { Node, modeOf } from '../vfs/vfs.js';
-import { S_IFREG, Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
+import { SIGPIPE } from '../kernel/signals.js';
+import { S_IFIFO, S_IFREG, Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
 import { syscall } from './table.js';
 
 export const AT_FDCWD = -100;
@@ -39,6 +40,9 @@ export function nodeOfFile(t: Task, f: OpenFileState): Node | undefined {
 
 /** stat of an open file (fstat). */
 export function statOfFile(t: Task, f: OpenFileState): Stat {
+  if (f.kind === 'pipe') {
+    return { dev: 0xc, ino: 0x10000 + f.pipeId!, nlink: 1, mode: S_IFIFO | 0o600, uid: t.tg.uid, gid: t.tg.gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
+  }
   if (f.kind === 'hostfd') {
     const s = fs.fstatSync(f.hostFd!, { bigint: true });
     return {
@@ -148,6 +152,8 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
   const advance = (n: number) => { if (pos === null && n > 0) f.offset += n; return n; };
   switch (f.kind) {
     case 'dir': return -E.EISDIR;
+    case 'epoll': return -E.EINVAL;
+    case 'pipe': return t.kernel.pipes.read(t, f, buf, count);
     case 'host': {
       if (count === 0) return 0;
       const hfd = t.kernel.hostFiles.fd(f);
@@ -203,7 +209,7 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
         else resolve(n);
       }));
       return {
-        waiter: { kind: 'read', fileId: f.id },
+        waiter: { kind: 'read', fileId: f.id, interruptible: true, restartable: true },
         result$: from(p).pipe(map((n) => copyToGuest(t, buf, tmp.subarray(0, n)))),
       };
     }
@@ -225,14 +231,24 @@ function writeHostFd(hfd: number, view: Uint8Array): number {
   return off;
 }
 
-function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: number | null): number {
+function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: number | null): SyscallResult {
   const acc = f.flags & O_ACCMODE;
   if (acc === O_RDONLY || (f.flags & O_PATH)) return -E.EBADF;
   count = Math.min(count, MAX_RW);
   switch (f.kind) {
+    case 'pipe': return t.kernel.pipes.write(t, f, buf, count);
     case 'hostfd': {
       let total = 0;
-      t.mm.chunks(buf, count, PROT_READ, (view) => { total += writeHostFd(f.hostFd!, view); });
+      try {
+        t.mm.chunks(buf, count, PROT_READ, (view) => { total += writeHostFd(f.hostFd!, view); });
+      } catch (e) {
+        if (e instanceof SyscallError && e.errno === E.EPIPE) {
+          t.kernel.signals.send(t.tgid, SIGPIPE, { signo: SIGPIPE, code: 0, pid: t.tgid }, t.tid);
+          if (total === 0) return -E.EPIPE;
+          return total;
+        }
+        throw e;
+      }
       return total;
     }
     case 'upper': {
@@ -289,16 +305,23 @@ function readv(t: Task, fd: number, iov: number, cnt: number, pos: number | null
   return total;
 }
 
-function writev(t: Task, fd: number, iov: number, cnt: number, pos: number | null): number {
+function writev(t: Task, fd: number, iov: number, cnt: number, pos: number | null): SyscallResult {
   const f = t.kernel.file(t, fd);
   const vecs = readIovec(t, iov, cnt);
+  if (f.kind === 'pipe') {
+    // Gather into one write so PIPE_BUF atomicity and blocking hold for the whole vector.
+    const nonEmpty = vecs.filter(([, len]) => len > 0);
+    if (nonEmpty.length === 1) return t.kernel.pipes.write(t, f, nonEmpty[0][0], nonEmpty[0][1]);
+  }
   let total = 0;
   for (const [base, len] of vecs) {
     if (len === 0) continue;
-    let r: number;
+    let r: SyscallResult;
     try { r = writeFile(t, f, base, len, pos === null ? null : pos + total); } catch (e) { if (total > 0) return total; throw e; }
+    if (typeof r !== 'number') return total > 0 ? total : r;
     if (r < 0) return total > 0 ? total : r;
     total += r;
+    if (r < len) break;
   }
   return total;
 }
@@ -313,7 +336,7 @@ const SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
 function lseek(t: Task): number {
   const f = t.kernel.file(t, t.argInt(0));
   const off = t.argI64(1), whence = t.argInt(2);
-  if (f.kind === 'hostfd' && isStream(f.hostFd!)) return -E.ESPIPE;
+  if ((f.kind === 'hostfd' && isStream(f.hostFd!)) || f.kind === 'pipe') return -E.ESPIPE;
   if (f.kind === 'dev') return 0;
   let base: number;
   switch (whence) {
@@ -416,7 +439,7 @@ function fcntl(t: Task): number {
       return 0;
     case F_SETOWN: return 0;
     case F_GETOWN: return 0;
-    case F_GETPIPE_SZ: return -E.EINVAL;
+    case F_GETPIPE_SZ: return f.kind === 'pipe' ? 65536 : -E.EINVAL;
     default: return -E.EINVAL;
   }
 }
@@ -435,6 +458,7 @@ function ioctl(t: Task): number {
     case FIONREAD: {
       if (f.kind === 'upper') { t.mm.writeU32(arg, Math.max(0, t.kernel.state.fs.inodes[f.inodeId!].size - f.offset)); return 0; }
       if (f.kind === 'host') { t.mm.writeU32(arg, Math.max(0, fileSize(t, f) - f.offset)); return 0; }
+      if (f.kind === 'pipe') { t.mm.writeU32(arg, t.kernel.pipes.available(f)); return 0; }
       break;
     }
   }
@@ -481,6 +505,7 @@ function sendfile(t: Task): number {
     if (typeof r !== 'number') return total || -E.EAGAIN;
     if (r <= 0) { if (r < 0 && total === 0) return r; break; }
     const w = writeFile(t, fout, tmpAddr, r, null);
+    if (typeof w !== 'number') return total || -E.EAGAIN;
     if (w < 0) return total || w;
     total += w; pos += w;
     if (r < Math.min(chunk, count - total + w)) break;
@@ -506,19 +531,32 @@ function ftruncateFile(t: Task, f: OpenFileState, len: number): number {
   return 0;
 }
 
+function pipe2(t: Task, fdsAddr: number, flags: number): number {
+  t.mm.chunks(fdsAddr, 8, PROT_WRITE, () => undefined);
+  const r = t.kernel.pipes.create(t, flags);
+  if (typeof r === 'number') return r;
+  const b = new Uint8Array(8);
+  const v = new DataView(b.buffer);
+  v.setInt32(0, r[0], true); v.setInt32(4, r[1], true);
+  t.mm.write(fdsAddr, b);
+  return 0;
+}
+
 export const fileSyscalls = [
-  syscall('read', 3, (t) => readFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null), 'partial', 'pipes and sockets come with later issues'),
-  syscall('write', 3, (t) => writeFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null), 'partial', 'no SIGPIPE yet: EPIPE is returned'),
+  syscall('read', 3, (t) => readFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null), 'partial', 'sockets come with the network issue'),
+  syscall('write', 3, (t) => writeFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null), 'partial', 'sockets come with the network issue'),
+  syscall('pipe', 1, (t) => pipe2(t, t.arg(0), 0)),
+  syscall('pipe2', 2, (t) => pipe2(t, t.arg(0), t.argInt(1)), 'partial', 'O_DIRECT (packet mode) is accepted but behaves as a byte stream'),
   syscall('pread64', 4, (t) => {
     const f = t.kernel.file(t, t.argInt(0));
     if (t.argI64(3) < 0) return -E.EINVAL;
-    if (f.kind === 'hostfd' && isStream(f.hostFd!)) return -E.ESPIPE;
+    if ((f.kind === 'hostfd' && isStream(f.hostFd!)) || f.kind === 'pipe') return -E.ESPIPE;
     return readFile(t, f, t.arg(1), t.arg(2), t.argI64(3));
   }),
   syscall('pwrite64', 4, (t) => {
     const f = t.kernel.file(t, t.argInt(0));
     if (t.argI64(3) < 0) return -E.EINVAL;
-    if (f.kind === 'hostfd') return -E.ESPIPE;
+    if (f.kind === 'hostfd' || f.kind === 'pipe') return -E.ESPIPE;
     return writeFile(t, f, t.arg(1), t.arg(2), t.argI64(3));
   }),
   syscall('readv', 3, (t) => readv(t, t.argInt(0), t.arg(1), t.argInt(2), null)),

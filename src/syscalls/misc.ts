@@ -28,13 +28,13 @@ function futex(t: Task): SyscallResult {
     case FUTEX_WAIT: case FUTEX_WAIT_BITSET: {
       if (op === FUTEX_WAIT_BITSET && t.argU32(5) === 0) return -E.EINVAL;
       if (t.mm.readU32(uaddr) !== val) return -E.EAGAIN;
-      if (!timeout) return { waiter: { kind: 'futex' }, result$: NEVER };
+      if (!timeout) return { waiter: { kind: 'futex', interruptible: true, restartable: true }, result$: NEVER };
       const b = t.mm.read(timeout, 16);
       const v = new DataView(b.buffer, b.byteOffset, 16);
       let ns = v.getBigInt64(0, true) * NS_PER_SEC + v.getBigInt64(8, true);
       if (op === FUTEX_WAIT_BITSET) ns -= t.kernel.clock.monotonicNs(); // absolute deadline
       const ms = Math.max(0, Number(ns) / 1e6);
-      return { waiter: { kind: 'futex', deadlineNs: t.kernel.clock.monotonicNs() + BigInt(Math.round(ms * 1e6)) }, result$: timer(ms).pipe(map(() => -E.ETIMEDOUT)) };
+      return { waiter: { kind: 'futex', interruptible: true, deadlineNs: t.kernel.clock.monotonicNs() + BigInt(Math.round(ms * 1e6)) }, result$: timer(ms).pipe(map(() => -E.ETIMEDOUT)) };
     }
     case FUTEX_WAKE: case FUTEX_WAKE_BITSET: case FUTEX_REQUEUE: case FUTEX_CMP_REQUEUE: case FUTEX_WAKE_OP:
       t.mm.readU32(uaddr);
@@ -82,8 +82,4 @@ export const miscSyscalls = [
   syscall('membarrier', 3, (t) => (t.argInt(0) === 0 ? 0 : -E.EINVAL), 'partial', 'QUERY reports no commands'),
   syscall('personality', 1, (t) => (t.argU32(0) === 0xffffffff || t.argU32(0) === 0 ? 0 : -E.EINVAL)),
   syscall('socket', 3, () => -E.EAFNOSUPPORT, 'stub', 'networking comes with the network issue'),
-  syscall('fork', 0, () => -E.ENOSYS, 'stub', 'processes come with the processes issue'),
-  syscall('vfork', 0, () => -E.ENOSYS, 'stub', 'processes come with the processes issue'),
-  syscall('clone', 5, () => -E.ENOSYS, 'stub', 'processes come with the processes issue'),
-  syscall('clone3', 2, () => -E.ENOSYS, 'stub', 'glibc falls back to clone'),
 ];

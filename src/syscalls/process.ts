@@ -3,9 +3,13 @@
  * set_tid_address, prctl (man 2 getpid, exit_group, execve, uname, prlimit, arch_prctl).
  * fork/clone/wait come with the processes issue; until then wait4 has no children.
  */
+import { map } from 'rxjs';
 import { E } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
-import type { Task } from '../kernel/task.js';
+import type { Task, SyscallResult } from '../kernel/task.js';
+import type { ThreadGroupState } from '../kernel/state.js';
+import { CloneArgs, CLONE_PIDFD, CLONE_VFORK, CLONE_VM } from '../kernel/processes.js';
+import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, SIGCHLD, encodeSiginfo } from '../kernel/signals.js';
 import { ExitGroup } from '../kernel/kernel.js';
 import { ExecError, execProgram } from '../loader/exec.js';
 import { KERNEL_RELEASE } from '../vfs/proc.js';
@@ -127,6 +131,71 @@ function execve(t: Task, dirfd: number, pathAddr: number, argvAddr: number, envp
   return 0;
 }
 
+/** fork/vfork/clone: the child's pid in the parent; a vfork parent blocks until the child execs or exits. */
+function cloneProcess(t: Task, a: CloneArgs): SyscallResult {
+  const pid = t.kernel.processes.clone(t, a);
+  if (!(a.flags & CLONE_VFORK)) return pid;
+  const k = t.kernel;
+  return {
+    waiter: { kind: 'vfork' },
+    result$: k.whenRunnable(k.processes.childEvent$, () => (t.state.vforkChild === undefined ? pid : undefined)),
+  };
+}
+
+function clone3(t: Task): SyscallResult {
+  const size = t.arg(1);
+  if (size < 64) return -E.EINVAL;
+  const b = t.mm.read(t.arg(0), 64);
+  const v = new DataView(b.buffer, b.byteOffset, 64);
+  const u = (i: number) => Number(v.getBigUint64(i * 8, true));
+  const flags = u(0), stack = u(5), stackSize = u(6);
+  if (flags & CLONE_PIDFD) return -E.EINVAL;
+  return cloneProcess(t, { flags, childTid: u(2), parentTid: u(3), exitSignal: u(4), stack: stack ? stack + stackSize : 0, tls: u(7) });
+}
+
+const WNOHANG = 1, WUNTRACED = 2, WEXITED = 4, WCONTINUED = 8, WNOWAIT = 0x01000000, __WNOTHREAD = 0x20000000, __WALL = 0x40000000, __WCLONE = 0x80000000;
+
+/** wait4(2): reap a zombie child matching pid (>0 that pid, 0 own group, -1 any, < -1 group -pid). */
+function wait4(t: Task, pid: number, statusAddr: number, options: number, rusage: number): SyscallResult {
+  if (options & ~(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WALL | __WCLONE)) return -E.EINVAL;
+  const match = (c: ThreadGroupState) => (pid > 0 ? c.tgid === pid : pid === 0 ? c.pgid === t.tg.pgid : pid === -1 ? true : c.pgid === -pid);
+  const report = (c: ThreadGroupState) => {
+    if (statusAddr) t.mm.writeU32(statusAddr, c.waitStatus ?? 0);
+    if (rusage) t.mm.write(rusage, new Uint8Array(144));
+  };
+  return waitFor(t, match, false, !!(options & WNOHANG), report);
+}
+
+function waitFor(t: Task, match: (c: ThreadGroupState) => boolean, noWait: boolean, noHang: boolean, report: (c: ThreadGroupState) => void): SyscallResult {
+  const k = t.kernel;
+  const attempt = () => {
+    const r = k.processes.tryWait(t, match, noWait, report);
+    return r === 0 && !noHang ? undefined : r;
+  };
+  const now = attempt();
+  if (now !== undefined) return now;
+  return { waiter: { kind: 'wait', interruptible: true, restartable: true }, result$: k.whenRunnable(k.processes.childEvent$, attempt) };
+}
+
+const P_ALL = 0, P_PID = 1, P_PGID = 2;
+/** waitid(2): like wait4 but reports a siginfo_t (si_code CLD_EXITED/KILLED/DUMPED). */
+function waitid(t: Task, idtype: number, id: number, infop: number, options: number): SyscallResult {
+  if (!(options & (WEXITED | WUNTRACED | WCONTINUED))) return -E.EINVAL;
+  if (idtype !== P_ALL && idtype !== P_PID && idtype !== P_PGID) return -E.EINVAL;
+  const match = (c: ThreadGroupState) => (idtype === P_ALL ? true : idtype === P_PID ? c.tgid === id : c.pgid === (id || t.tg.pgid));
+  if (!(options & WEXITED)) return (options & WNOHANG) ? 0 : -E.ECHILD;
+  const report = (c: ThreadGroupState) => {
+    if (!infop) return;
+    const ws = c.waitStatus ?? 0;
+    const killed = (ws & 0x7f) !== 0;
+    t.mm.write(infop, encodeSiginfo({ signo: SIGCHLD, code: killed ? ((ws & 0x80) ? CLD_DUMPED : CLD_KILLED) : CLD_EXITED, pid: c.tgid, uid: c.uid, status: killed ? ws & 0x7f : (ws >> 8) & 0xff }));
+  };
+  const r = waitFor(t, match, !!(options & WNOWAIT), !!(options & WNOHANG), report);
+  if (r === 0 && infop) t.mm.write(infop, new Uint8Array(128)); // WNOHANG and nothing yet: si_pid = 0
+  if (typeof r !== 'number') return { waiter: r.waiter, result$: r.result$.pipe(map((v) => (v > 0 ? 0 : v))) };
+  return r > 0 ? 0 : r;
+}
+
 function idQuery(t: Task, addrs: number[], v: number): number {
   for (const a of addrs) t.mm.writeU32(a, v);
   return 0;
@@ -166,12 +235,16 @@ export const processSyscalls = [
     t.tg.sid = t.tg.pgid = t.state.tgid;
     return t.state.tgid;
   }),
-  syscall('exit', 1, (t) => { throw new ExitGroup({ code: t.argInt(0) & 0xff }); }, 'partial', 'ends the whole sandbox until threads exist'),
+  syscall('exit', 1, (t) => { throw new ExitGroup({ code: t.argInt(0) & 0xff }); }, 'partial', 'ends the thread group until threads exist'),
   syscall('exit_group', 1, (t) => { throw new ExitGroup({ code: t.argInt(0) & 0xff }); }),
   syscall('execve', 3, (t) => execve(t, -100, t.arg(0), t.arg(1), t.arg(2), 0), 'partial', 'single-threaded images'),
   syscall('execveat', 5, (t) => execve(t, t.argInt(0), t.arg(1), t.arg(2), t.arg(3), t.argInt(4)), 'partial', 'single-threaded images'),
-  syscall('wait4', 4, () => -E.ECHILD, 'partial', 'no child processes until fork exists'),
-  syscall('waitid', 5, () => -E.ECHILD, 'partial', 'no child processes until fork exists'),
+  syscall('fork', 0, (t) => cloneProcess(t, { flags: 0, stack: 0, parentTid: 0, childTid: 0, tls: 0, exitSignal: SIGCHLD })),
+  syscall('vfork', 0, (t) => cloneProcess(t, { flags: CLONE_VM | CLONE_VFORK, stack: 0, parentTid: 0, childTid: 0, tls: 0, exitSignal: SIGCHLD }), 'partial', 'the child gets a copy-on-write copy instead of the shared memory; the parent waits for its exec or exit'),
+  syscall('clone', 5, (t) => cloneProcess(t, { flags: t.argU32(0) & ~0xff, stack: t.arg(1), parentTid: t.arg(2), childTid: t.arg(3), tls: t.arg(4), exitSignal: t.argU32(0) & 0xff }), 'partial', 'processes; CLONE_THREAD gives ENOSYS until threads land'),
+  syscall('clone3', 2, clone3, 'partial', 'as clone; set_tid and cgroup are not supported'),
+  syscall('wait4', 4, (t) => wait4(t, t.argInt(0), t.arg(1), t.argInt(2), t.arg(3)), 'partial', 'no stopped/continued children (WUNTRACED/WCONTINUED report nothing)'),
+  syscall('waitid', 5, (t) => waitid(t, t.argInt(0), t.argInt(1), t.arg(2), t.argInt(3)), 'partial', 'P_PIDFD is not supported; no stopped/continued children'),
   syscall('uname', 1, uname),
   syscall('sethostname', 2, (t) => { const n = t.argInt(1); if (n < 0 || n > 64) return -E.EINVAL; t.kernel.state.config.hostname = new TextDecoder().decode(t.mm.read(t.arg(0), n)); return 0; }),
   syscall('prlimit64', 4, (t) => prlimit(t, t.argInt(0), t.argInt(1), t.arg(2), t.arg(3))),

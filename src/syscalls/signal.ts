@@ -1,21 +1,19 @@
 /**
- * Signal syscalls (man 2 rt_sigaction, rt_sigprocmask, sigaltstack, kill, tgkill).
- * Dispositions and masks are kept in the graph exactly; delivery to guest handlers
- * (rt_sigframe) comes with the signals issue, so a signal sent to a handled disposition
- * is reported as ENOSYS for now, default-fatal signals end the sandbox, and ignored
- * ones are dropped, as Linux would.
+ * Signal syscalls (man 2 rt_sigaction, rt_sigprocmask, rt_sigpending, rt_sigsuspend,
+ * rt_sigtimedwait, rt_sigreturn, sigaltstack, kill, tgkill, tkill, rt_sigqueueinfo,
+ * pause, alarm, setitimer, getitimer). Delivery, frames and defaults live in
+ * src/kernel/signals.ts (compare Linux kernel/signal.c, arch/x86/kernel/signal.c).
  */
+import { NEVER, map, merge, timer } from 'rxjs';
 import { E } from '../errno.js';
-import type { Task } from '../kernel/task.js';
-import { ExitGroup } from '../kernel/kernel.js';
+import type { Task, SyscallResult } from '../kernel/task.js';
+import { NO_RETURN } from '../kernel/task.js';
+import { SIGKILL, SIGSTOP, SI_TKILL, SI_USER, SIG_DFL, checkSignal, encodeSiginfo, sigbit } from '../kernel/signals.js';
+import type { SigInfo } from '../kernel/state.js';
+import { NS_PER_SEC } from '../kernel/clock.js';
 import { syscall } from './table.js';
 
-export const SIGKILL = 9, SIGSTOP = 19, SIGCHLD = 17, SIGCONT = 18, SIGWINCH = 28, SIGURG = 23;
-const SIG_DFL = 0, SIG_IGN = 1;
-/** Signals whose default action is to ignore (man 7 signal). */
-const DEFAULT_IGNORE = new Set([SIGCHLD, SIGCONT, SIGWINCH, SIGURG]);
-const CORE = new Set([3, 4, 5, 6, 7, 8, 11, 24, 25, 31]);
-const UNBLOCKABLE = (1n << BigInt(SIGKILL - 1)) | (1n << BigInt(SIGSTOP - 1));
+const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
 
 function rtSigaction(t: Task): number {
   const sig = t.argInt(0), act = t.arg(1), oact = t.arg(2);
@@ -39,6 +37,8 @@ function rtSigaction(t: Task): number {
   }
   if (next) {
     if (next.handler === SIG_DFL) delete tg.sigactions[sig]; else tg.sigactions[sig] = next;
+    // Setting SIG_IGN discards a pending instance (kernel/signal.c do_sigaction).
+    if (next.handler === 1) for (const tid of tg.tids) { const ts = t.kernel.state.tasks[tid]; if (ts) { ts.pendingSignals &= ~sigbit(sig); delete ts.pendingInfo[sig]; } }
   }
   return 0;
 }
@@ -59,28 +59,46 @@ function rtSigprocmask(t: Task): number {
   return 0;
 }
 
-/** Send `sig` to the caller's own thread group (the only one until fork exists). */
-function sendToSelf(t: Task, sig: number): number {
-  if (sig === 0) return 0;
+/** kill(2): pid > 0 one process, 0 the caller's group, -1 every process but init, < -1 group -pid. */
+function kill(t: Task, pid: number, sig: number): number {
   if (sig < 0 || sig > 64) return -E.EINVAL;
-  const act = t.tg.sigactions[sig];
-  if (sig === SIGKILL || !act || act.handler === SIG_DFL) {
-    if (DEFAULT_IGNORE.has(sig)) return 0;
-    if (sig === SIGSTOP || sig === 20 || sig === 21 || sig === 22) return 0; // job-control stops: no controlling shell yet
-    throw new ExitGroup({ signal: sig, core: CORE.has(sig) });
+  const k = t.kernel;
+  const info: SigInfo = { signo: sig, code: SI_USER, pid: t.tgid, uid: t.tg.uid };
+  const tgs = Object.values(k.state.threadGroups).filter((g) => !g.zombie);
+  let targets;
+  if (pid > 0) targets = tgs.filter((g) => g.tgid === pid);
+  else if (pid === 0) targets = tgs.filter((g) => g.pgid === t.tg.pgid);
+  else if (pid === -1) targets = tgs.filter((g) => g.tgid !== 1 && g.tgid !== t.tgid);
+  else targets = tgs.filter((g) => g.pgid === -pid);
+  if (targets.length === 0) {
+    // A zombie still "exists" for kill(pid, 0) and kill(pid, sig) (no error, nothing happens).
+    if (pid > 0 && k.state.threadGroups[pid]) return 0;
+    return -E.ESRCH;
   }
-  if (act.handler === SIG_IGN) return 0;
-  return -E.ENOSYS;
+  // The caller's own group last, so a fatal signal to itself doesn't stop the others being signalled.
+  targets.sort((a, b) => (a.tgid === t.tgid ? 1 : b.tgid === t.tgid ? -1 : 0));
+  for (const g of targets) k.signals.send(g.tgid, sig, info);
+  return 0;
+}
+
+function tgkill(t: Task, tgid: number, tid: number, sig: number): number {
+  if (sig < 0 || sig > 64 || tid <= 0 || (tgid !== -1 && tgid <= 0)) return -E.EINVAL;
+  const ts = t.kernel.state.tasks[tid];
+  if (!ts || (tgid !== -1 && ts.tgid !== tgid)) return -E.ESRCH;
+  t.kernel.signals.send(ts.tgid, sig, { signo: sig, code: SI_TKILL, pid: t.tgid, uid: t.tg.uid }, tid);
+  return 0;
 }
 
 function sigaltstack(t: Task): number {
   const ss = t.arg(0), old = t.arg(1);
-  const st = t.state as typeof t.state & { altStack?: { sp: number; flags: number; size: number } };
+  const st = t.state;
   if (old) {
     const b = new Uint8Array(24);
     const v = new DataView(b.buffer);
     const cur = st.altStack ?? { sp: 0, flags: 2 /* SS_DISABLE */, size: 0 };
-    v.setBigUint64(0, BigInt(cur.sp), true); v.setInt32(8, cur.flags, true); v.setBigUint64(16, BigInt(cur.size), true);
+    const sp = Number(t.platform.regs[19 /* rsp */]);
+    const on = cur.flags !== 2 && sp > cur.sp && sp <= cur.sp + cur.size;
+    v.setBigUint64(0, BigInt(cur.sp), true); v.setInt32(8, on ? 1 : cur.flags, true); v.setBigUint64(16, BigInt(cur.size), true);
     t.mm.write(old, b);
   }
   if (ss) {
@@ -89,18 +107,140 @@ function sigaltstack(t: Task): number {
     const flags = v.getInt32(8, true);
     if (flags & ~(2 | 0x80000000)) return -E.EINVAL;
     const size = Number(v.getBigUint64(16, true));
+    const cur = st.altStack;
+    const sp = Number(t.platform.regs[19]);
+    if (cur && cur.flags !== 2 && sp > cur.sp && sp <= cur.sp + cur.size) return -E.EPERM; // on the alternate stack now
     if (!(flags & 2) && size < 2048) return -E.ENOMEM;
-    st.altStack = { sp: Number(v.getBigUint64(0, true)), flags, size };
+    st.altStack = { sp: Number(v.getBigUint64(0, true)), flags: flags & 2, size };
   }
+  return 0;
+}
+
+/** Block until a handler has run (pause, rt_sigsuspend): always ends with EINTR. */
+function waitForSignal(t: Task, kind: string): SyscallResult {
+  return { waiter: { kind, interruptible: true }, result$: NEVER };
+}
+
+function rtSigsuspend(t: Task): SyscallResult {
+  if (t.arg(1) !== 8) return -E.EINVAL;
+  const mask = t.mm.readU64(t.arg(0));
+  t.state.savedSigmask = t.state.savedSigmask ?? t.state.sigmask;
+  t.state.sigmask = mask & ~UNBLOCKABLE;
+  return waitForSignal(t, 'sigsuspend');
+}
+
+/** rt_sigtimedwait(2): take a pending signal from `set` without running its handler. */
+function rtSigtimedwait(t: Task): SyscallResult {
+  const setAddr = t.arg(0), infoAddr = t.arg(1), timeout = t.arg(2);
+  if (t.arg(3) !== 8) return -E.EINVAL;
+  const set = t.mm.readU64(setAddr) & ~UNBLOCKABLE;
+  const take = (): number | undefined => {
+    const ts = t.state;
+    const tgPending = ts.pendingSignals & set;
+    if (!tgPending) return undefined;
+    let sig = 1;
+    while (!(tgPending & sigbit(sig))) sig++;
+    ts.pendingSignals &= ~sigbit(sig);
+    const info = ts.pendingInfo[sig] ?? { signo: sig, code: SI_USER };
+    delete ts.pendingInfo[sig];
+    if (infoAddr) t.mm.write(infoAddr, encodeSiginfo(info));
+    return sig;
+  };
+  const now = take();
+  if (now !== undefined) return now;
+  let ms: number | undefined;
+  if (timeout) {
+    const b = t.mm.read(timeout, 16);
+    const v = new DataView(b.buffer, b.byteOffset, 16);
+    const sec = v.getBigInt64(0, true), nsec = v.getBigInt64(8, true);
+    if (sec < 0n || nsec < 0n || nsec >= NS_PER_SEC) return -E.EINVAL;
+    ms = Number(sec * NS_PER_SEC + nsec) / 1e6;
+    if (ms === 0) return -E.EAGAIN;
+  }
+  // Signals in `set` are unblocked while waiting so they wake us, but are taken, not delivered.
+  const k = t.kernel;
+  const oldMask = t.state.sigmask;
+  t.state.sigmask &= ~set;
+  const wake$ = k.events$.pipe(map(() => 0));
+  const deadline$ = ms === undefined ? NEVER : (k.whenRunnable(timer(ms), () => -E.EAGAIN));
+  return {
+    waiter: { kind: 'sigtimedwait' },
+    result$: k.whenRunnable(merge(wake$, deadline$), () => {
+      const s = take();
+      if (s !== undefined) { t.state.sigmask = oldMask; return s; }
+      return undefined;
+    }).pipe(map((v) => v)),
+  };
+}
+
+const ITIMER_REAL = 0, ITIMER_VIRTUAL = 1, ITIMER_PROF = 2;
+function itimerval(intervalNs: bigint, valueNs: bigint): Uint8Array {
+  const b = new Uint8Array(32);
+  const v = new DataView(b.buffer);
+  v.setBigInt64(0, intervalNs / NS_PER_SEC, true); v.setBigInt64(8, (intervalNs % NS_PER_SEC) / 1000n, true);
+  v.setBigInt64(16, valueNs / NS_PER_SEC, true); v.setBigInt64(24, (valueNs % NS_PER_SEC) / 1000n, true);
+  return b;
+}
+function currentItimer(t: Task): [bigint, bigint] {
+  const it = t.tg.itimerReal;
+  if (!it) return [0n, 0n];
+  const left = it.deadlineNs - t.kernel.clock.monotonicNs();
+  return [it.intervalNs, left > 0n ? left : 1000n];
+}
+/** Arm ITIMER_REAL: `valueNs` from now (0 disarms), then every `intervalNs`. */
+function setItimerReal(t: Task, valueNs: bigint, intervalNs: bigint): void {
+  t.tg.itimerReal = valueNs > 0n ? { deadlineNs: t.kernel.clock.monotonicNs() + valueNs, intervalNs } : undefined;
+  t.kernel.signals.armItimer(t.tg);
+}
+
+function setitimer(t: Task): number {
+  const which = t.argInt(0), newAddr = t.arg(1), oldAddr = t.arg(2);
+  if (which !== ITIMER_REAL) return which === ITIMER_VIRTUAL || which === ITIMER_PROF ? -E.ENOSYS : -E.EINVAL;
+  const [oi, ov] = currentItimer(t);
+  if (newAddr) {
+    const b = t.mm.read(newAddr, 32);
+    const v = new DataView(b.buffer, b.byteOffset, 32);
+    const us = (i: number) => v.getBigInt64(i * 8, true);
+    if (us(1) < 0n || us(1) >= 1_000_000n || us(3) < 0n || us(3) >= 1_000_000n || us(0) < 0n || us(2) < 0n) return -E.EINVAL;
+    if (oldAddr) t.mm.write(oldAddr, itimerval(oi, ov));
+    setItimerReal(t, us(2) * NS_PER_SEC + us(3) * 1000n, us(0) * NS_PER_SEC + us(1) * 1000n);
+  } else if (oldAddr) t.mm.write(oldAddr, itimerval(oi, ov));
   return 0;
 }
 
 export const signalSyscalls = [
   syscall('rt_sigaction', 4, rtSigaction),
   syscall('rt_sigprocmask', 4, rtSigprocmask),
-  syscall('rt_sigpending', 2, (t) => { if (t.arg(1) > 8) return -E.EINVAL; t.mm.writeU64(t.arg(0), 0n); return 0; }),
+  syscall('rt_sigpending', 2, (t) => { if (t.arg(1) > 8) return -E.EINVAL; t.mm.writeU64(t.arg(0), t.state.pendingSignals & t.state.sigmask); return 0; }),
+  syscall('rt_sigreturn', 0, (t) => { t.kernel.signals.sigreturn(t); return NO_RETURN; }),
+  syscall('rt_sigsuspend', 2, rtSigsuspend),
+  syscall('rt_sigtimedwait', 4, rtSigtimedwait),
+  syscall('rt_sigqueueinfo', 3, (t) => {
+    const sig = t.argInt(1);
+    checkSignal(sig);
+    const b = t.mm.read(t.arg(2), 128);
+    const code = new DataView(b.buffer, b.byteOffset, 128).getInt32(8, true);
+    if (code >= 0 && t.argInt(0) !== t.tgid) return -E.EPERM;
+    const g = t.kernel.state.threadGroups[t.argInt(0)];
+    if (!g || g.zombie) return -E.ESRCH;
+    t.kernel.signals.send(g.tgid, sig, { signo: sig, code, pid: t.tgid, uid: t.tg.uid });
+    return 0;
+  }, 'partial', 'the sigval payload is not carried'),
   syscall('sigaltstack', 2, sigaltstack),
-  syscall('kill', 2, (t) => (t.argInt(0) === t.state.tgid || t.argInt(0) === 0 || t.argInt(0) === -1 || t.argInt(0) === -t.tg.pgid ? sendToSelf(t, t.argInt(1)) : -E.ESRCH), 'partial', 'no delivery to guest handlers yet'),
-  syscall('tgkill', 3, (t) => (t.argInt(0) === t.state.tgid && t.argInt(1) === t.tid ? sendToSelf(t, t.argInt(2)) : -E.ESRCH), 'partial', 'no delivery to guest handlers yet'),
-  syscall('tkill', 2, (t) => (t.argInt(0) === t.tid ? sendToSelf(t, t.argInt(1)) : -E.ESRCH), 'partial', 'no delivery to guest handlers yet'),
+  syscall('kill', 2, (t) => kill(t, t.argInt(0), t.argInt(1))),
+  syscall('tgkill', 3, (t) => tgkill(t, t.argInt(0), t.argInt(1), t.argInt(2))),
+  syscall('tkill', 2, (t) => tgkill(t, -1, t.argInt(0), t.argInt(1))),
+  syscall('pause', 0, (t) => waitForSignal(t, 'pause')),
+  syscall('alarm', 1, (t) => {
+    const [, left] = currentItimer(t);
+    setItimerReal(t, BigInt(t.argU32(0)) * NS_PER_SEC, 0n);
+    return Number((left + NS_PER_SEC / 2n) / NS_PER_SEC) || (left > 0n ? 1 : 0);
+  }),
+  syscall('setitimer', 3, setitimer, 'partial', 'ITIMER_REAL only; VIRTUAL and PROF give ENOSYS'),
+  syscall('getitimer', 2, (t) => {
+    if (t.argInt(0) !== ITIMER_REAL) return t.argInt(0) <= 2 && t.argInt(0) >= 0 ? (t.mm.write(t.arg(1), itimerval(0n, 0n)), 0) : -E.EINVAL;
+    const [i, v] = currentItimer(t);
+    t.mm.write(t.arg(1), itimerval(i, v));
+    return 0;
+  }),
 ];

@@ -11,6 +11,7 @@
  *   process.ts — identity, exit, execve, uname, rlimits, arch_prctl, set_tid_address
  *   signal.ts  — rt_sigaction, rt_sigprocmask, sigaltstack
  *   time.ts    — clock_gettime, nanosleep, clock_nanosleep, gettimeofday, times
+ *   poll.ts    — poll, ppoll, select, pselect6, epoll
  *   misc.ts    — getrandom, futex, rseq, sysinfo, membarrier…
  */
 import type { Task, SyscallResult } from '../kernel/task.js';
@@ -51,10 +52,11 @@ import { processSyscalls } from './process.js';
 import { signalSyscalls } from './signal.js';
 import { timeSyscalls } from './time.js';
 import { miscSyscalls } from './misc.js';
+import { pollSyscalls } from './poll.js';
 
 /** Indexed by syscall number. */
 export const SYSCALL_TABLE: (SyscallEntry | undefined)[] = [];
-const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, misc: miscSyscalls };
+const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, misc: miscSyscalls };
 for (const [family, entries] of Object.entries(FAMILIES)) {
   for (const e of entries) {
     if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);

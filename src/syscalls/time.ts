@@ -53,7 +53,7 @@ export function sleepUntil(t: Task, deadlineNs: bigint): SyscallResult {
   const deadline = t.restoredWaiter?.kind === 'sleep' && t.restoredWaiter.deadlineNs !== undefined ? t.restoredWaiter.deadlineNs : deadlineNs;
   const remainingMs = Number(deadline - t.kernel.clock.monotonicNs()) / 1e6;
   if (remainingMs <= 0) return 0;
-  return { waiter: { kind: 'sleep', deadlineNs: deadline }, result$: timer(remainingMs).pipe(map(() => 0)) };
+  return { waiter: { kind: 'sleep', deadlineNs: deadline, interruptible: true }, result$: timer(remainingMs).pipe(map(() => 0)) };
 }
 
 function clockNanosleep(t: Task, clk: number, flags: number, req: number): SyscallResult {

@@ -1,0 +1,117 @@
+/**
+ * Pipes (fs/pipe.c, man 7 pipe): a 64 KiB buffer in the graph between a read and a write
+ * open file. Writes of at most PIPE_BUF bytes are atomic; a reader blocks while the pipe
+ * is empty and a writer exists; writing with no reader gives EPIPE and SIGPIPE. Blocked
+ * readers and writers are Waiters woken through `changed$`; a partly done blocking write
+ * keeps its progress in the waiter, so a restored task never writes a byte twice.
+ */
+import { Subject, filter } from 'rxjs';
+import { E } from '../errno.js';
+import type { Kernel } from '../kernel/kernel.js';
+import type { Task, SyscallResult } from '../kernel/task.js';
+import type { OpenFileState, PipeState } from '../kernel/state.js';
+import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
+import { SIGPIPE, SI_USER } from '../kernel/signals.js';
+
+export const PIPE_CAPACITY = 65536;
+export const PIPE_BUF = 4096;
+const O_WRONLY = 1, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000, O_DIRECT = 0o40000;
+
+export class Pipes {
+  /** Fires with a pipe's id whenever its buffer or its ends change. */
+  readonly changed$ = new Subject<number>();
+
+  constructor(private readonly k: Kernel) {}
+
+  /** pipe2(2): a new pipe; returns [read fd, write fd]. EINVAL for unknown flags, EMFILE. */
+  create(t: Task, flags: number): [number, number] | number {
+    if (flags & ~(O_NONBLOCK | O_CLOEXEC | O_DIRECT)) return -E.EINVAL;
+    const k = this.k;
+    const id = k.newId();
+    const p: PipeState = { id, buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers: 1, writers: 1 };
+    k.state.pipes[id] = p;
+    const nb = flags & O_NONBLOCK;
+    const r = k.newOpenFile({ kind: 'pipe', path: `pipe:[${id}]`, flags: nb, pipeId: id });
+    const w = k.newOpenFile({ kind: 'pipe', path: `pipe:[${id}]`, flags: O_WRONLY | nb, pipeId: id });
+    const cloexec = !!(flags & O_CLOEXEC);
+    const rfd = k.installFd(t, r.id, cloexec);
+    if (rfd < 0) { delete k.state.openFiles[r.id]; delete k.state.openFiles[w.id]; delete k.state.pipes[id]; return rfd; }
+    const wfd = k.installFd(t, w.id, cloexec);
+    if (wfd < 0) { k.closeFd(t, rfd); delete k.state.openFiles[w.id]; return wfd; }
+    return [rfd, wfd];
+  }
+
+  /** The last fd of one end was closed. */
+  release(f: OpenFileState): void {
+    const p = this.k.state.pipes[f.pipeId!];
+    if (!p) return;
+    if ((f.flags & 3) === O_WRONLY) p.writers--; else p.readers--;
+    if (p.readers <= 0 && p.writers <= 0) delete this.k.state.pipes[p.id];
+    this.changed$.next(p.id);
+  }
+
+  private wake$(id: number) {
+    return this.changed$.pipe(filter((x) => x === id));
+  }
+
+  /** Bytes readable now (FIONREAD). */
+  available(f: OpenFileState): number {
+    return this.k.state.pipes[f.pipeId!]?.len ?? 0;
+  }
+
+  /** read(2) on a pipe's read end. */
+  read(t: Task, f: OpenFileState, buf: number, count: number): SyscallResult {
+    if (count === 0) return 0;
+    t.mm.chunks(buf, 1, PROT_WRITE, () => undefined); // EFAULT before blocking
+    const attempt = (): number | undefined => {
+      const p = this.k.state.pipes[f.pipeId!];
+      if (!p) return 0;
+      if (p.len > 0) {
+        const n = Math.min(count, p.len);
+        t.mm.chunks(buf, n, PROT_WRITE, (view, ro) => view.set(p.buf.subarray(ro, ro + view.length)));
+        p.buf.copyWithin(0, n, p.len);
+        p.len -= n;
+        this.changed$.next(p.id);
+        return n;
+      }
+      if (p.writers === 0) return 0;
+      return undefined;
+    };
+    const now = attempt();
+    if (now !== undefined) return now;
+    if (f.flags & O_NONBLOCK) return -E.EAGAIN;
+    return { waiter: { kind: 'pipe-read', fileId: f.id, interruptible: true, restartable: true }, result$: this.k.whenRunnable(this.wake$(f.pipeId!), attempt) };
+  }
+
+  /** write(2) on a pipe's write end (PIPE_BUF atomicity; a blocking write completes fully). */
+  write(t: Task, f: OpenFileState, buf: number, count: number): SyscallResult {
+    if (count === 0) return 0;
+    t.mm.chunks(buf, Math.min(count, 1), PROT_READ, () => undefined);
+    const resumed = t.restoredWaiter?.kind === 'pipe-write' ? t.restoredWaiter.progress ?? 0 : 0;
+    const waiter = { kind: 'pipe-write', fileId: f.id, interruptible: true, restartable: true, progress: resumed };
+    const attempt = (): number | undefined => {
+      const p = this.k.state.pipes[f.pipeId!];
+      if (!p || p.readers === 0) {
+        this.k.signals.send(t.tgid, SIGPIPE, { signo: SIGPIPE, code: SI_USER, pid: t.tgid }, t.tid);
+        return waiter.progress > 0 ? waiter.progress : -E.EPIPE;
+      }
+      const space = PIPE_CAPACITY - p.len;
+      const left = count - waiter.progress;
+      // Writes of at most PIPE_BUF bytes go in whole or not at all.
+      const n = left <= PIPE_BUF ? (space >= left ? left : 0) : Math.min(space, left);
+      if (n > 0) {
+        const at = p.len;
+        t.mm.chunks(buf + waiter.progress, n, PROT_READ, (view, ro) => p.buf.set(view, at + ro));
+        p.len += n;
+        waiter.progress += n;
+        this.changed$.next(p.id);
+      }
+      if (waiter.progress === count) return count;
+      if (f.flags & O_NONBLOCK) return waiter.progress > 0 ? waiter.progress : -E.EAGAIN;
+      return undefined;
+    };
+    const now = attempt();
+    if (now !== undefined) return now;
+    return { waiter, result$: this.k.whenRunnable(this.wake$(f.pipeId!), attempt) };
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * Process lifecycle: clone/fork/vfork (kernel/fork.c copy_process), exit
+ * (kernel/exit.c do_exit, exit_notify, forget_original_parent), and wait4/waitid
+ * (kernel/exit.c do_wait). Pids are virtual: the sandbox's first process is pid 1, and
+ * when it exits the whole sandbox ends, as a pid namespace does.
+ */
+import { Subject } from 'rxjs';
+import { E, SyscallError } from '../errno.js';
+import { REG } from '../../platforms/platform.js';
+import { AddressSpace } from '../mm/address-space.js';
+import type { ExitInfo, Kernel } from './kernel.js';
+import type { Task } from './task.js';
+import type { ThreadGroupState, TaskState } from './state.js';
+import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, SA_NOCLDWAIT, SIGCHLD, SIG_IGN } from './signals.js';
+
+export const CLONE_VM = 0x100, CLONE_FS = 0x200, CLONE_FILES = 0x400, CLONE_SIGHAND = 0x800, CLONE_PIDFD = 0x1000;
+export const CLONE_PTRACE = 0x2000, CLONE_VFORK = 0x4000, CLONE_PARENT = 0x8000, CLONE_THREAD = 0x10000;
+export const CLONE_NEWNS = 0x20000, CLONE_SYSVSEM = 0x40000, CLONE_SETTLS = 0x80000, CLONE_PARENT_SETTID = 0x100000;
+export const CLONE_CHILD_CLEARTID = 0x200000, CLONE_DETACHED = 0x400000, CLONE_UNTRACED = 0x800000, CLONE_CHILD_SETTID = 0x1000000;
+
+/** wait status encoding (man 2 wait4: WIFEXITED/WIFSIGNALED/WCOREDUMP). */
+export function waitStatus(info: ExitInfo): number {
+  return 'code' in info ? (info.code & 0xff) << 8 : (info.signal & 0x7f) | (info.core ? 0x80 : 0);
+}
+
+export interface CloneArgs {
+  flags: number;
+  /** New stack pointer for the child (0 = same as the parent's). */
+  stack: number;
+  parentTid: number;
+  childTid: number;
+  tls: number;
+  exitSignal: number;
+}
+
+export class Processes {
+  /** Fires with the tgid of a parent whose child changed state (exit), and on vfork releases. */
+  readonly childEvent$ = new Subject<number>();
+
+  constructor(private readonly k: Kernel) {}
+
+  /**
+   * clone(2) of a new process (threads come with CLONE_THREAD support). The child gets a
+   * copy-on-write copy of the address space, a copy (or with CLONE_FILES, the same) fd
+   * table, the signal dispositions, and the parent's registers with rax = 0.
+   * Errors: EAGAIN (task limit), EINVAL (unsupported flag combinations).
+   */
+  clone(parent: Task, a: CloneArgs): number {
+    const k = this.k;
+    const s = k.state;
+    if (a.flags & CLONE_THREAD) throw new SyscallError(E.ENOSYS); // threads: next step of the processes issue
+    if ((a.flags & CLONE_SIGHAND) && !(a.flags & CLONE_VM)) throw new SyscallError(E.EINVAL);
+    if (k.tasks.size >= k.maxTasks) throw new SyscallError(E.EAGAIN);
+    const nproc = parent.tg.rlimits[6];
+    if (nproc && BigInt(Object.keys(s.threadGroups).length) >= nproc[0]) throw new SyscallError(E.EAGAIN);
+
+    const pid = s.nextPid++;
+    const ptg = parent.tg;
+    // Address space: a copy-on-write copy (CLONE_VM without CLONE_THREAD is vfork-style: the
+    // parent waits for the child's exec or exit, and the copy stands in for the sharing).
+    const asId = k.newId();
+    s.addressSpaces[asId] = AddressSpace.emptyState(asId);
+    // File table.
+    let fdTableId = parent.state.fdTableId;
+    if (!(a.flags & CLONE_FILES)) {
+      fdTableId = k.newId();
+      const fds = structuredClone(parent.fdTable.fds);
+      for (const e of Object.values(fds)) s.openFiles[e.fileId].refs++;
+      s.fdTables[fdTableId] = { id: fdTableId, fds };
+    }
+    s.threadGroups[pid] = {
+      tgid: pid, ppid: (a.flags & CLONE_PARENT) ? ptg.ppid : ptg.tgid, pgid: ptg.pgid, sid: ptg.sid, tids: [pid],
+      sigactions: structuredClone(ptg.sigactions), cwd: ptg.cwd, umask: ptg.umask, rlimits: structuredClone(ptg.rlimits),
+      pendingSignals: 0n, uid: ptg.uid, gid: ptg.gid, cpuTimeNs: 0n, exitSignal: a.exitSignal,
+    };
+    const ts: TaskState = {
+      tid: pid, tgid: pid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0),
+      runState: 'user', sigmask: parent.state.sigmask, clearChildTid: (a.flags & CLONE_CHILD_CLEARTID) ? a.childTid : 0,
+      robustList: 0, comm: parent.state.comm, pendingSignals: 0n, pendingInfo: {}, altStack: parent.state.altStack ? { ...parent.state.altStack } : undefined,
+    };
+    s.tasks[pid] = ts;
+    let child: Task;
+    try {
+      child = k.attachTask(ts, false);
+      parent.mm.forkInto(child.mm);
+    } catch (e) {
+      this.forget(pid);
+      throw e;
+    }
+    const regs = child.platform.regs;
+    regs.set(parent.platform.regs);
+    regs[REG.rax] = 0n;
+    regs[REG.orig_rax] = 0xffffffffffffffffn;
+    if (a.stack) regs[REG.rsp] = BigInt(a.stack);
+    if (a.flags & CLONE_SETTLS) regs[REG.fs_base] = BigInt(a.tls);
+    child.platform.setFpState(parent.platform.getFpState());
+    if (a.flags & CLONE_PARENT_SETTID) { parent.mm.writeU32(a.parentTid, pid); }
+    if (a.flags & CLONE_CHILD_SETTID) child.mm.writeU32(a.childTid, pid);
+    if (k.events$.observed) k.events$.next({ type: 'task.created', tid: pid, parent: parent.tid });
+    if (a.flags & CLONE_VFORK) parent.state.vforkChild = pid;
+    k.startTask(child);
+    return pid;
+  }
+
+  /** Undo a half-made child (its stub failed to start). */
+  private forget(pid: number): void {
+    const s = this.k.state;
+    const ts = s.tasks[pid];
+    if (!ts) return;
+    const t = this.k.tasks.get(pid);
+    if (t) this.k.detachTask(t);
+    delete s.tasks[pid];
+    delete s.threadGroups[pid];
+  }
+
+  /** The vfork parent may go on once its child has exec'd or exited. */
+  releaseVforkParent(child: Task): void {
+    const ptg = this.k.state.threadGroups[child.tg.ppid];
+    for (const tid of ptg?.tids ?? []) {
+      const ts = this.k.state.tasks[tid];
+      if (ts?.vforkChild === child.tid) { ts.vforkChild = undefined; this.childEvent$.next(ptg.tgid); }
+    }
+  }
+
+  /**
+   * The thread group ends (exit_group, a fatal signal, SIGKILL): its tasks stop, its
+   * memory and files are released, children go to init, and the parent is notified
+   * (SIGCHLD + wait). When init (pid 1) ends, the sandbox ends.
+   */
+  exitThreadGroup(tg: ThreadGroupState, info: ExitInfo): void {
+    const k = this.k;
+    const s = k.state;
+    if (tg.zombie || k.exitInfo) return;
+    for (const tid of [...tg.tids]) {
+      const t = k.tasks.get(tid);
+      if (t) {
+        this.releaseVforkParent(t);
+        k.detachTask(t);
+      }
+      const ts = s.tasks[tid];
+      if (ts) {
+        ts.runState = 'exited';
+        this.releaseTaskResources(ts);
+        delete s.tasks[tid];
+      }
+    }
+    tg.tids = [];
+    k.signals.disarm(tg.tgid);
+    tg.itimerReal = undefined;
+    tg.zombie = true;
+    tg.waitStatus = waitStatus(info);
+    if (k.events$.observed) k.events$.next({ type: 'task.exited', tid: tg.tgid, info });
+    if (tg.tgid === 1) { k.endSandbox(info); return; }
+    // Orphans are adopted by init (kernel/exit.c forget_original_parent).
+    for (const c of Object.values(s.threadGroups)) {
+      if (c.ppid === tg.tgid) {
+        c.ppid = 1;
+        if (c.zombie) this.childEvent$.next(1);
+      }
+    }
+    const parent = s.threadGroups[tg.ppid];
+    if (!parent || parent.zombie) { delete s.threadGroups[tg.tgid]; return; }
+    const act = parent.sigactions[SIGCHLD];
+    if (tg.exitSignal === SIGCHLD && (act?.handler === SIG_IGN || (act && act.flags & SA_NOCLDWAIT))) {
+      delete s.threadGroups[tg.tgid]; // auto-reaped
+    } else if (tg.exitSignal > 0) {
+      const code = 'code' in info ? CLD_EXITED : info.core ? CLD_DUMPED : CLD_KILLED;
+      k.signals.send(parent.tgid, tg.exitSignal, { signo: tg.exitSignal, code, pid: tg.tgid, uid: tg.uid, status: 'code' in info ? info.code : info.signal });
+    }
+    this.childEvent$.next(parent.tgid);
+  }
+
+  /** Address space and fd table of an exiting task, when no other task uses them. */
+  private releaseTaskResources(ts: TaskState): void {
+    const k = this.k;
+    const s = k.state;
+    const others = Object.values(s.tasks).filter((o) => o.tid !== ts.tid && o.runState !== 'exited');
+    if (!others.some((o) => o.addressSpaceId === ts.addressSpaceId)) {
+      const as = k.addressSpaces.get(ts.addressSpaceId);
+      if (as) as.release();
+      k.addressSpaces.delete(ts.addressSpaceId);
+      delete s.addressSpaces[ts.addressSpaceId];
+    }
+    if (!others.some((o) => o.fdTableId === ts.fdTableId)) {
+      const table = s.fdTables[ts.fdTableId];
+      if (table) for (const e of Object.values(table.fds)) k.unrefFile(e.fileId);
+      delete s.fdTables[ts.fdTableId];
+    }
+  }
+
+  /**
+   * One attempt of wait4/waitid for `caller`: the pid of a reaped (or, with WNOWAIT, seen)
+   * zombie child matching `match`, 0 if children exist but none has exited, -ECHILD if none match.
+   */
+  tryWait(caller: Task, match: (c: ThreadGroupState) => boolean, noWait: boolean, report: (c: ThreadGroupState) => void): number {
+    const s = this.k.state;
+    let any = false;
+    for (const c of Object.values(s.threadGroups)) {
+      if (c.ppid !== caller.tgid || !match(c)) continue;
+      any = true;
+      if (c.zombie) {
+        report(c);
+        if (!noWait) delete s.threadGroups[c.tgid];
+        return c.tgid;
+      }
+    }
+    return any ? 0 : -E.ECHILD;
+  }
+}

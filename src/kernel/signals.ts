@@ -1,0 +1,293 @@
+/**
+ * Signals: sending (kernel/signal.c send_signal, complete_signal), delivery to guest
+ * handlers with an x86-64 rt_sigframe (arch/x86/kernel/signal.c setup_rt_frame,
+ * signal_64.c), rt_sigreturn, default actions (man 7 signal), and ITIMER_REAL/alarm.
+ *
+ * Pending signals and dispositions are data in the graph; timers are re-armed from
+ * their deadlines on restore.
+ */
+import { Subscription, timer } from 'rxjs';
+import { E, SyscallError } from '../errno.js';
+import { REG } from '../../platforms/platform.js';
+import type { Kernel } from './kernel.js';
+import { INTERRUPTED } from './kernel.js';
+import type { Task } from './task.js';
+import type { SigInfo, ThreadGroupState } from './state.js';
+
+export const SIGHUP = 1, SIGINT = 2, SIGQUIT = 3, SIGILL = 4, SIGTRAP = 5, SIGABRT = 6, SIGBUS = 7, SIGFPE = 8, SIGKILL = 9;
+export const SIGUSR1 = 10, SIGSEGV = 11, SIGUSR2 = 12, SIGPIPE = 13, SIGALRM = 14, SIGTERM = 15, SIGCHLD = 17, SIGCONT = 18;
+export const SIGSTOP = 19, SIGTSTP = 20, SIGTTIN = 21, SIGTTOU = 22, SIGURG = 23, SIGWINCH = 28, SIGSYS = 31;
+export const SIG_DFL = 0, SIG_IGN = 1;
+export const SA_NOCLDSTOP = 1, SA_NOCLDWAIT = 2, SA_SIGINFO = 4, SA_ONSTACK = 0x08000000, SA_RESTART = 0x10000000;
+export const SA_NODEFER = 0x40000000, SA_RESETHAND = 0x80000000, SA_RESTORER = 0x04000000;
+export const SI_USER = 0, SI_KERNEL = 0x80, SI_TKILL = -6, SI_TIMER = -2;
+export const CLD_EXITED = 1, CLD_KILLED = 2, CLD_DUMPED = 3;
+
+/** Default action "ignore" (man 7 signal). */
+const DEFAULT_IGNORE = new Set([SIGCHLD, SIGCONT, SIGURG, SIGWINCH]);
+/** Default action "stop": job control stops are not modelled yet, so they are ignored. */
+const DEFAULT_STOP = new Set([SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU]);
+/** Default action "core": terminate with the core bit in the wait status. */
+const DEFAULT_CORE = new Set([SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, 24, 25, SIGSYS]);
+/** Synchronous (fault) signals are delivered before others (kernel/signal.c SYNCHRONOUS_MASK). */
+const SYNCHRONOUS = [SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGSYS];
+
+export const sigbit = (sig: number): bigint => 1n << BigInt(sig - 1);
+const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
+
+const UC_FP_XSTATE = 1, UC_SIGCONTEXT_SS = 2, UC_STRICT_RESTORE_SS = 4;
+const SS_ONSTACK = 1, SS_DISABLE = 2;
+/** sizeof(struct ucontext) on x86-64 with the kernel's 8-byte sigset. */
+const UCONTEXT_SIZE = 304, SIGINFO_SIZE = 128;
+/** sigcontext register order (struct sigcontext_64) as user_regs_struct indices. */
+const SIGCONTEXT_REGS = [REG.r8, REG.r9, REG.r10, REG.r11, REG.r12, REG.r13, REG.r14, REG.r15, REG.rdi, REG.rsi, REG.rbp, REG.rbx, REG.rdx, REG.rax, REG.rcx, REG.rsp, REG.rip, REG.eflags];
+
+export class Signals {
+  private readonly timers = new Map<number, Subscription>();
+
+  constructor(private readonly k: Kernel) {}
+
+  private action(tg: ThreadGroupState, sig: number) {
+    return tg.sigactions[sig];
+  }
+
+  /** Would `sig` be dropped at once (ignored and not blocked)? (kernel/signal.c sig_ignored) */
+  private ignored(tg: ThreadGroupState, sig: number, blocked: boolean): boolean {
+    if (blocked) return false;
+    const act = this.action(tg, sig);
+    if (act?.handler === SIG_IGN) return true;
+    return !act && (DEFAULT_IGNORE.has(sig) || DEFAULT_STOP.has(sig));
+  }
+
+  /**
+   * Send `sig` to a thread group (kill) or one thread (tgkill). SIGKILL ends the group at
+   * once; otherwise the signal is made pending on a thread that doesn't block it, and that
+   * thread is woken (its blocking syscall interrupted, or its guest code interrupted).
+   */
+  send(tgid: number, sig: number, info: SigInfo, tid?: number): void {
+    const k = this.k;
+    const tg = k.state.threadGroups[tgid];
+    if (!tg || tg.zombie || sig === 0) return;
+    if (sig === SIGKILL) { k.processes.exitThreadGroup(tg, { signal: SIGKILL, core: false }); return; }
+    const tids = tid ? [tid] : tg.tids;
+    const target = tids.map((t) => k.state.tasks[t]).find((ts) => ts && !(ts.sigmask & sigbit(sig))) ?? k.state.tasks[tids[0]];
+    if (!target) return;
+    if (this.ignored(tg, sig, !!(target.sigmask & sigbit(sig)))) return;
+    target.pendingSignals |= sigbit(sig);
+    if (!target.pendingInfo[sig] || sig >= 32) target.pendingInfo[sig] = info;
+    if (k.events$.observed) k.events$.next({ type: 'signal.sent', tid: target.tid, sig });
+    if (target.sigmask & sigbit(sig)) return;
+    this.wake(target.tid);
+  }
+
+  /** Make a task notice a deliverable signal: interrupt its wait, or its guest code. */
+  wake(tid: number): void {
+    const ts = this.k.state.tasks[tid];
+    const t = this.k.tasks.get(tid);
+    if (!ts || !t) return;
+    if (ts.waiter) {
+      if (ts.waiter.interruptible) this.k.interrupt$.next([tid, INTERRUPTED]);
+    } else t.platform.interrupt();
+  }
+
+  /** Whether a signal is pending and not blocked. */
+  hasDeliverable(t: Task): boolean {
+    return (t.state.pendingSignals & ~t.state.sigmask) !== 0n;
+  }
+
+  private nextDeliverable(t: Task): number {
+    const ready = t.state.pendingSignals & ~t.state.sigmask;
+    if (!ready) return 0;
+    for (const s of SYNCHRONOUS) if (ready & sigbit(s)) return s;
+    for (let s = 1; s <= 64; s++) if (ready & sigbit(s)) return s;
+    return 0;
+  }
+
+  /** After an interrupted restartable syscall: restart it (SA_RESTART handler next) or fail with EINTR. */
+  restartAfterHandler(t: Task): boolean {
+    const sig = this.nextDeliverable(t);
+    if (!sig) return true; // the signal went away (ignored meanwhile): just restart
+    const act = this.action(t.tg, sig);
+    return !!act && act.handler > SIG_IGN && !!(act.flags & SA_RESTART);
+  }
+
+  /**
+   * Deliver pending signals before the task returns to guest code (arch/x86 handle_signal).
+   * Returns true if the task no longer runs this image (killed).
+   */
+  deliverPending(t: Task): boolean {
+    for (;;) {
+      const sig = this.nextDeliverable(t);
+      if (!sig) {
+        if (t.state.savedSigmask !== undefined) { t.state.sigmask = t.state.savedSigmask; t.state.savedSigmask = undefined; }
+        return false;
+      }
+      t.state.pendingSignals &= ~sigbit(sig);
+      const info = t.state.pendingInfo[sig] ?? { signo: sig, code: SI_KERNEL };
+      delete t.state.pendingInfo[sig];
+      const tg = t.tg;
+      const act = this.action(tg, sig);
+      if (act?.handler === SIG_IGN) continue;
+      if (!act) {
+        if (DEFAULT_IGNORE.has(sig) || DEFAULT_STOP.has(sig)) continue;
+        this.k.processes.exitThreadGroup(tg, { signal: sig, core: DEFAULT_CORE.has(sig) });
+        return true;
+      }
+      try {
+        this.setupFrame(t, sig, info, act);
+      } catch (e) {
+        if (!(e instanceof SyscallError)) throw e;
+        // The frame could not be written (bad stack): the task dies of SIGSEGV (force_sigsegv).
+        this.k.processes.exitThreadGroup(tg, { signal: SIGSEGV, core: true });
+        return true;
+      }
+      const mask = act.mask | (act.flags & SA_NODEFER ? 0n : sigbit(sig));
+      t.state.sigmask = (t.state.sigmask | mask) & ~UNBLOCKABLE;
+      t.state.savedSigmask = undefined;
+      if (act.flags & SA_RESETHAND) delete tg.sigactions[sig];
+      return false;
+    }
+  }
+
+  /** A synchronous fault in guest code: deliver it to a handler, or kill with the default action. */
+  forceFault(t: Task, sig: number, code: number, addr: number): void {
+    const act = this.action(t.tg, sig);
+    const blocked = !!(t.state.sigmask & sigbit(sig));
+    if (!act || act.handler === SIG_IGN || blocked) {
+      // force_sig_info: an ignored or blocked fault signal still kills.
+      this.k.processes.exitThreadGroup(t.tg, { signal: sig, core: DEFAULT_CORE.has(sig) });
+      return;
+    }
+    t.state.pendingSignals |= sigbit(sig);
+    t.state.pendingInfo[sig] = { signo: sig, code, addr };
+  }
+
+  /** Build the rt_sigframe on the guest stack and point the registers at the handler. */
+  private setupFrame(t: Task, sig: number, info: SigInfo, act: { handler: number; flags: number; restorer: number; mask: bigint }): void {
+    const regs = t.platform.regs;
+    const mm = t.mm;
+    const fp = t.platform.getFpState();
+    const rsp = Number(regs[REG.rsp]);
+    const alt = t.state.altStack;
+    const onAlt = !!alt && alt.flags !== SS_DISABLE && rsp > alt.sp && rsp <= alt.sp + alt.size;
+    let sp = (act.flags & SA_ONSTACK) && alt && alt.flags !== SS_DISABLE && !onAlt ? alt.sp + alt.size : rsp - 128; // skip the red zone
+    sp = Math.floor((sp - fp.length) / 64) * 64; // fpstate, 64-byte aligned for XRSTOR
+    const fpAddr = sp;
+    let frame = sp - (8 + UCONTEXT_SIZE + SIGINFO_SIZE);
+    frame = Math.floor(frame / 16) * 16 - 8; // as if called: (frame + 8) % 16 == 0
+    const buf = new Uint8Array(8 + UCONTEXT_SIZE + SIGINFO_SIZE);
+    const v = new DataView(buf.buffer);
+    v.setBigUint64(0, BigInt(act.restorer), true);          // pretcode
+    const uc = 8;
+    v.setBigUint64(uc, BigInt(UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS), true);
+    v.setBigUint64(uc + 8, 0n, true);                        // uc_link
+    v.setBigUint64(uc + 16, BigInt(alt?.sp ?? 0), true);     // uc_stack
+    v.setInt32(uc + 24, alt ? (onAlt ? SS_ONSTACK : alt.flags) : SS_DISABLE, true);
+    v.setBigUint64(uc + 32, BigInt(alt?.size ?? 0), true);
+    const mc = uc + 40;                                      // uc_mcontext (struct sigcontext)
+    SIGCONTEXT_REGS.forEach((r, i) => v.setBigUint64(mc + i * 8, regs[r], true));
+    v.setUint16(mc + 144, Number(regs[REG.cs]), true);
+    v.setUint16(mc + 150, Number(regs[REG.ss]), true);
+    v.setBigUint64(mc + 160, BigInt(info.signo === SIGSEGV ? 4 : 0), true);  // err
+    v.setBigUint64(mc + 168, BigInt(info.signo === SIGSEGV ? 14 : 0), true); // trapno (#PF)
+    v.setBigUint64(mc + 176, t.state.sigmask & 0xffffffffn, true);           // oldmask
+    v.setBigUint64(mc + 184, BigInt(info.addr ?? 0), true);                   // cr2
+    v.setBigUint64(mc + 192, BigInt(fpAddr), true);                           // fpstate
+    v.setBigUint64(uc + 296, t.state.savedSigmask ?? t.state.sigmask, true); // uc_sigmask
+    buf.set(encodeSiginfo(info), 8 + UCONTEXT_SIZE);
+    mm.write(fpAddr, fp);
+    mm.write(frame, buf);
+    regs[REG.rsp] = BigInt(frame);
+    regs[REG.rip] = BigInt(act.handler);
+    regs[REG.rdi] = BigInt(sig);
+    regs[REG.rsi] = BigInt(frame + 8 + UCONTEXT_SIZE);
+    regs[REG.rdx] = BigInt(frame + 8);
+    regs[REG.rax] = 0n;
+    regs[REG.eflags] &= ~0x40500n; // clear DF, TF, AC as the kernel does
+    regs[REG.orig_rax] = 0xffffffffffffffffn;
+  }
+
+  /** rt_sigreturn(2): restore registers, FP state, mask and altstack from the frame at rsp. */
+  sigreturn(t: Task): void {
+    const regs = t.platform.regs;
+    const uc = Number(regs[REG.rsp]);
+    const b = t.mm.read(uc, UCONTEXT_SIZE);
+    const v = new DataView(b.buffer, b.byteOffset, UCONTEXT_SIZE);
+    const mc = 40;
+    SIGCONTEXT_REGS.forEach((r, i) => { regs[r] = v.getBigUint64(mc + i * 8, true); });
+    regs[REG.eflags] = (regs[REG.eflags] & 0x2ffdd5n) | 0x202n; // user-settable flags only (FIX_EFLAGS), IF on
+    const fpAddr = Number(v.getBigUint64(mc + 192, true));
+    if (fpAddr) {
+      const size = t.platform.getFpState().length;
+      t.platform.setFpState(new Uint8Array(t.mm.read(fpAddr, size)));
+    }
+    t.state.sigmask = v.getBigUint64(296, true) & ~UNBLOCKABLE;
+    regs[REG.orig_rax] = 0xffffffffffffffffn; // no syscall restart on the way out
+  }
+
+  // ---- ITIMER_REAL / alarm ----
+
+  /** (Re)arm the real-time interval timer of a thread group from its graph record. */
+  armItimer(tg: ThreadGroupState): void {
+    this.timers.get(tg.tgid)?.unsubscribe();
+    this.timers.delete(tg.tgid);
+    const it = tg.itimerReal;
+    if (!it) return;
+    const ms = Math.max(0, Number(it.deadlineNs - this.k.clock.monotonicNs()) / 1e6);
+    const sub = timer(ms).subscribe(() => this.fireItimer(tg.tgid));
+    this.timers.set(tg.tgid, sub);
+  }
+
+  private fireItimer(tgid: number): void {
+    const tg = this.k.state.threadGroups[tgid];
+    if (!tg?.itimerReal || tg.zombie) return;
+    if (this.k.frozen) { // don't touch the graph while a checkpoint is being taken
+      const sub = this.k.thaw$.subscribe(() => { sub.unsubscribe(); this.fireItimer(tgid); });
+      return;
+    }
+    const it = tg.itimerReal;
+    if (it.intervalNs > 0n) {
+      it.deadlineNs += it.intervalNs;
+      this.armItimer(tg);
+    } else {
+      tg.itimerReal = undefined;
+      this.timers.delete(tgid);
+    }
+    this.send(tgid, SIGALRM, { signo: SIGALRM, code: SI_KERNEL });
+  }
+
+  rearmTimers(): void {
+    for (const tg of Object.values(this.k.state.threadGroups)) if (tg.itimerReal) this.armItimer(tg);
+  }
+
+  disarm(tgid: number): void {
+    this.timers.get(tgid)?.unsubscribe();
+    this.timers.delete(tgid);
+  }
+
+  disarmAll(): void {
+    for (const s of this.timers.values()) s.unsubscribe();
+    this.timers.clear();
+  }
+}
+
+/** Encode a siginfo_t (128 bytes, x86-64 layout). */
+export function encodeSiginfo(info: SigInfo): Uint8Array {
+  const b = new Uint8Array(SIGINFO_SIZE);
+  const v = new DataView(b.buffer);
+  v.setInt32(0, info.signo, true);
+  v.setInt32(8, info.code, true);
+  if (info.addr !== undefined && [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP].includes(info.signo)) {
+    v.setBigUint64(16, BigInt(info.addr), true);
+  } else {
+    v.setInt32(16, info.pid ?? 0, true);
+    v.setUint32(20, info.uid ?? 0, true);
+    if (info.signo === SIGCHLD) v.setInt32(24, info.status ?? 0, true);
+  }
+  return b;
+}
+
+/** EINVAL unless 1 ≤ sig ≤ 64. */
+export function checkSignal(sig: number): void {
+  if (sig < 1 || sig > 64) throw new SyscallError(E.EINVAL);
+}

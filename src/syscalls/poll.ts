@@ -1,0 +1,248 @@
+/**
+ * I/O multiplexing (man 2 poll, ppoll, select, pselect6, epoll_create1, epoll_ctl,
+ * epoll_wait): readiness of each open file kind, and blocking until a pipe changes, a
+ * host stream becomes ready (checked every few ms), a signal arrives, or the deadline.
+ * epoll interest lists are data in the graph (level-triggered; EPOLLONESHOT honoured,
+ * EPOLLET reported as level-triggered).
+ */
+import { interval, merge, timer, map } from 'rxjs';
+import { E } from '../errno.js';
+import * as libc from '../../platforms/host/libc.js';
+import type { Task, SyscallResult } from '../kernel/task.js';
+import type { OpenFileState } from '../kernel/state.js';
+import { NS_PER_SEC } from '../kernel/clock.js';
+import { PIPE_BUF, PIPE_CAPACITY } from '../ipc/pipe.js';
+import { syscall } from './table.js';
+
+const POLLIN = 1, POLLPRI = 2, POLLOUT = 4, POLLERR = 8, POLLHUP = 0x10, POLLNVAL = 0x20, POLLRDNORM = 0x40, POLLWRNORM = 0x100;
+const EPOLLRDHUP = 0x2000, EPOLLONESHOT = 1 << 30, EPOLLET = 1 << 31;
+/** How often host streams (the caller's stdin, a pipe or terminal) are re-checked while blocked, ms. */
+const HOST_POLL_MS = 5;
+
+/** Current readiness (POLL* bits) of an open file. */
+export function readiness(t: Task, f: OpenFileState): number {
+  const acc = f.flags & 3;
+  switch (f.kind) {
+    case 'pipe': {
+      const p = t.kernel.state.pipes[f.pipeId!];
+      if (!p) return POLLERR;
+      if (acc === 1) return p.readers === 0 ? POLLERR | POLLOUT : PIPE_CAPACITY - p.len >= PIPE_BUF ? POLLOUT | POLLWRNORM : 0;
+      return (p.len > 0 ? POLLIN | POLLRDNORM : 0) | (p.writers === 0 ? POLLHUP : 0);
+    }
+    case 'hostfd': {
+      const pfd = new Uint8Array(8);
+      const v = new DataView(pfd.buffer);
+      v.setInt32(0, f.hostFd!, true);
+      v.setInt16(4, POLLIN | POLLOUT, true);
+      if (libc.poll(pfd, 1, 0) < 0) return POLLERR;
+      return v.getInt16(6, true) & 0xffff;
+    }
+    case 'epoll': return epollReady(t, f, false).length ? POLLIN : 0;
+    default: return POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
+  }
+}
+
+function involvesHost(t: Task, files: (OpenFileState | undefined)[]): boolean {
+  return files.some((f) => f && (f.kind === 'hostfd' || f.kind === 'epoll' && Object.values(f.epollInterest ?? {}).some((i) => t.kernel.state.openFiles[i.fileId]?.kind === 'hostfd')));
+}
+
+/**
+ * Block until `attempt` gives a result: re-tried when a pipe changes, every few ms for host
+ * streams, and at the deadline (ms from now; undefined = none) when `onTimeout` answers.
+ */
+function blockUntil(t: Task, kind: string, timeoutMs: number | undefined, host: boolean, attempt: () => number | undefined, onTimeout: () => number): SyscallResult {
+  const k = t.kernel;
+  const deadlineNs = timeoutMs === undefined ? undefined : k.clock.monotonicNs() + BigInt(Math.round(timeoutMs * 1e6));
+  const restored = t.restoredWaiter?.kind === kind ? t.restoredWaiter.deadlineNs : undefined;
+  const deadline = restored ?? deadlineNs;
+  const triggers = [k.pipes.changed$, k.processes.childEvent$] as import('rxjs').Observable<unknown>[];
+  if (host) triggers.push(interval(HOST_POLL_MS));
+  let timedOut = false;
+  if (deadline !== undefined) triggers.push(timer(Math.max(0, Number(deadline - k.clock.monotonicNs()) / 1e6)).pipe(map(() => { timedOut = true; })));
+  return {
+    waiter: { kind, deadlineNs: deadline, interruptible: true },
+    result$: k.whenRunnable(merge(...triggers), () => { const r = attempt(); return r !== undefined ? r : timedOut ? onTimeout() : undefined; }),
+  };
+}
+
+function readTimespecMs(t: Task, addr: number): number | undefined {
+  if (!addr) return undefined;
+  const b = t.mm.read(addr, 16);
+  const v = new DataView(b.buffer, b.byteOffset, 16);
+  const sec = v.getBigInt64(0, true), nsec = v.getBigInt64(8, true);
+  if (sec < 0n || nsec < 0n || nsec >= NS_PER_SEC) throw new (class extends Error {})('EINVAL');
+  return Number(sec * NS_PER_SEC + nsec) / 1e6;
+}
+
+function doPoll(t: Task, fdsAddr: number, nfds: number, timeoutMs: number | undefined): SyscallResult {
+  if (nfds > t.kernel.fdLimit(t)) return -E.EINVAL;
+  const raw = new Uint8Array(t.mm.read(fdsAddr, nfds * 8));
+  const v = new DataView(raw.buffer);
+  const entries = Array.from({ length: nfds }, (_, i) => ({ fd: v.getInt32(i * 8, true), events: v.getInt16(i * 8 + 4, true) & 0xffff }));
+  const files = entries.map((e) => (e.fd >= 0 && t.fdTable.fds[e.fd] ? t.kernel.state.openFiles[t.fdTable.fds[e.fd].fileId] : undefined));
+  const scan = (): number => {
+    let n = 0;
+    entries.forEach((e, i) => {
+      let rev = 0;
+      if (e.fd >= 0) {
+        const f = files[i];
+        rev = f ? readiness(t, f) & (e.events | POLLERR | POLLHUP) : POLLNVAL;
+      }
+      v.setInt16(i * 8 + 6, rev, true);
+      if (rev) n++;
+    });
+    return n;
+  };
+  const attempt = () => { const n = scan(); if (n > 0) { t.mm.write(fdsAddr, raw); return n; } return undefined; };
+  const now = attempt();
+  if (now !== undefined) return now;
+  if (timeoutMs === 0) { t.mm.write(fdsAddr, raw); return 0; }
+  return blockUntil(t, 'poll', timeoutMs, involvesHost(t, files), attempt, () => { t.mm.write(fdsAddr, raw); return 0; });
+}
+
+/** ppoll/pselect6 sigmask argument: applied while waiting, restored afterwards. */
+function applyWaitMask(t: Task, maskAddr: number): void {
+  if (!maskAddr) return;
+  t.state.savedSigmask = t.state.sigmask;
+  t.state.sigmask = t.mm.readU64(maskAddr) & ~((1n << 8n) | (1n << 18n));
+}
+
+function doSelect(t: Task, nfds: number, rAddr: number, wAddr: number, eAddr: number, timeoutMs: number | undefined): SyscallResult {
+  if (nfds < 0 || nfds > t.kernel.fdLimit(t)) return -E.EINVAL;
+  const bytes = Math.ceil(nfds / 64) * 8;
+  const sets = [rAddr, wAddr, eAddr].map((a) => (a ? new Uint8Array(t.mm.read(a, bytes)) : undefined));
+  const want = sets.map((s) => s && new Uint8Array(s));
+  const out = sets.map((s) => s && new Uint8Array(s.length));
+  for (let fd = 0; fd < nfds; fd++) {
+    const asked = want.some((w) => w && w[fd >> 3] & (1 << (fd & 7)));
+    if (asked && !t.fdTable.fds[fd]) return -E.EBADF;
+  }
+  const files: (OpenFileState | undefined)[] = [];
+  const attempt = (): number | undefined => {
+    let n = 0;
+    out.forEach((o) => o?.fill(0));
+    for (let fd = 0; fd < nfds; fd++) {
+      const asked = want.map((w) => !!w && !!(w[fd >> 3] & (1 << (fd & 7))));
+      if (!asked.some(Boolean)) continue;
+      const f = t.kernel.state.openFiles[t.fdTable.fds[fd]?.fileId];
+      files[fd] = f;
+      const r = f ? readiness(t, f) : POLLERR;
+      const hits = [r & (POLLIN | POLLHUP | POLLERR), r & (POLLOUT | POLLERR), r & POLLPRI];
+      hits.forEach((h, i) => { if (asked[i] && h) { out[i]![fd >> 3] |= 1 << (fd & 7); n++; } });
+    }
+    if (n === 0) return undefined;
+    [rAddr, wAddr, eAddr].forEach((a, i) => { if (a) t.mm.write(a, out[i]!); });
+    return n;
+  };
+  const now = attempt();
+  if (now !== undefined) return now;
+  const zero = () => { [rAddr, wAddr, eAddr].forEach((a) => { if (a) t.mm.write(a, new Uint8Array(bytes)); }); return 0; };
+  if (timeoutMs === 0) return zero();
+  return blockUntil(t, 'select', timeoutMs, involvesHost(t, files), attempt, zero);
+}
+
+// ---- epoll ----
+
+function epollReady(t: Task, ep: OpenFileState, consume: boolean): Array<[number, bigint]> {
+  const out: Array<[number, bigint]> = [];
+  for (const [fd, it] of Object.entries(ep.epollInterest ?? {})) {
+    const f = t.kernel.state.openFiles[it.fileId];
+    if (!f || !it.events) continue;
+    const r = readiness(t, f) & (it.events | POLLERR | POLLHUP);
+    if (r) {
+      out.push([r, it.data]);
+      if (consume && (it.events & EPOLLONESHOT)) it.events = 0;
+    }
+    void fd;
+  }
+  return out;
+}
+
+function epollCreate(t: Task, flags: number): number {
+  if (flags & ~0o2000000) return -E.EINVAL;
+  const f = t.kernel.newOpenFile({ kind: 'epoll', path: 'anon_inode:[eventpoll]', flags: 2, epollInterest: {} });
+  const fd = t.kernel.installFd(t, f.id, !!(flags & 0o2000000));
+  if (fd < 0) delete t.kernel.state.openFiles[f.id];
+  return fd;
+}
+
+const EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
+function epollCtl(t: Task): number {
+  const epfd = t.argInt(0), op = t.argInt(1), fd = t.argInt(2), evAddr = t.arg(3);
+  const ep = t.kernel.file(t, epfd);
+  const target = t.kernel.file(t, fd);
+  if (ep.kind !== 'epoll' || epfd === fd) return -E.EINVAL;
+  if (target.kind === 'upper' || target.kind === 'host' || target.kind === 'dir') return -E.EPERM; // regular files can't be polled
+  const interest = ep.epollInterest!;
+  let events = 0, data = 0n;
+  if (op !== EPOLL_CTL_DEL) {
+    const b = t.mm.read(evAddr, 12);
+    const v = new DataView(b.buffer, b.byteOffset, 12);
+    events = v.getUint32(0, true) & ~(EPOLLET | 0); data = v.getBigUint64(4, true);
+    void EPOLLRDHUP;
+  }
+  switch (op) {
+    case EPOLL_CTL_ADD: if (interest[fd]) return -E.EEXIST; interest[fd] = { fileId: target.id, events, data }; return 0;
+    case EPOLL_CTL_MOD: if (!interest[fd]) return -E.ENOENT; interest[fd] = { fileId: target.id, events, data }; return 0;
+    case EPOLL_CTL_DEL: if (!interest[fd]) return -E.ENOENT; delete interest[fd]; return 0;
+    default: return -E.EINVAL;
+  }
+}
+
+function epollWait(t: Task, epfd: number, evAddr: number, max: number, timeout: number): SyscallResult {
+  if (max <= 0 || max > 1_000_000) return -E.EINVAL;
+  const ep = t.kernel.file(t, epfd);
+  if (ep.kind !== 'epoll') return -E.EINVAL;
+  t.mm.chunks(evAddr, max * 12, 2, () => undefined);
+  const attempt = (): number | undefined => {
+    const ready = epollReady(t, ep, true).slice(0, max);
+    if (!ready.length) return undefined;
+    const b = new Uint8Array(ready.length * 12);
+    const v = new DataView(b.buffer);
+    ready.forEach(([ev, data], i) => { v.setUint32(i * 12, ev, true); v.setBigUint64(i * 12 + 4, data, true); });
+    t.mm.write(evAddr, b);
+    return ready.length;
+  };
+  const now = attempt();
+  if (now !== undefined) return now;
+  if (timeout === 0) return 0;
+  const files = Object.values(ep.epollInterest!).map((i) => t.kernel.state.openFiles[i.fileId]);
+  return blockUntil(t, 'epoll', timeout < 0 ? undefined : timeout, involvesHost(t, files), attempt, () => 0);
+}
+
+export const pollSyscalls = [
+  syscall('poll', 3, (t) => doPoll(t, t.arg(0), t.argU32(1), t.argInt(2) < 0 ? undefined : t.argInt(2))),
+  syscall('ppoll', 5, (t) => {
+    let ms: number | undefined;
+    try { ms = readTimespecMs(t, t.arg(2)); } catch { return -E.EINVAL; }
+    if (t.arg(4) !== 8 && t.arg(3)) return -E.EINVAL;
+    applyWaitMask(t, t.arg(3));
+    return doPoll(t, t.arg(0), t.argU32(1), ms);
+  }),
+  syscall('select', 5, (t) => {
+    let ms: number | undefined;
+    if (t.arg(4)) {
+      const b = t.mm.read(t.arg(4), 16);
+      const v = new DataView(b.buffer, b.byteOffset, 16);
+      const s = v.getBigInt64(0, true), us = v.getBigInt64(8, true);
+      if (s < 0n || us < 0n) return -E.EINVAL;
+      ms = Number(s) * 1000 + Number(us) / 1000;
+    }
+    return doSelect(t, t.argInt(0), t.arg(1), t.arg(2), t.arg(3), ms);
+  }),
+  syscall('pselect6', 6, (t) => {
+    let ms: number | undefined;
+    try { ms = readTimespecMs(t, t.arg(4)); } catch { return -E.EINVAL; }
+    if (t.arg(5)) {
+      const b = t.mm.read(t.arg(5), 16);
+      const maskPtr = Number(new DataView(b.buffer, b.byteOffset, 16).getBigUint64(0, true));
+      applyWaitMask(t, maskPtr);
+    }
+    return doSelect(t, t.argInt(0), t.arg(1), t.arg(2), t.arg(3), ms);
+  }),
+  syscall('epoll_create', 1, (t) => (t.argInt(0) <= 0 ? -E.EINVAL : epollCreate(t, 0))),
+  syscall('epoll_create1', 1, (t) => epollCreate(t, t.argInt(0))),
+  syscall('epoll_ctl', 4, epollCtl, 'partial', 'EPOLLET is reported level-triggered'),
+  syscall('epoll_wait', 4, (t) => epollWait(t, t.argInt(0), t.arg(1), t.argInt(2), t.argInt(3))),
+  syscall('epoll_pwait', 6, (t) => { applyWaitMask(t, t.arg(4)); return epollWait(t, t.argInt(0), t.arg(1), t.argInt(2), t.argInt(3)); }),
+];
