@@ -203,7 +203,7 @@ class PtraceTask implements PlatformTask {
       this.running = false;
       if ((st & 0xff) !== 0x7f) { this.dead = true; return { kind: 'died', status: st }; }
       const sig = (st >> 8) & 0xff, event = st >> 16;
-      this.getRegs();
+      if (libc.ptraceBuf(PTRACE_GETREGS, this.pid, 0, this.regs) < 0) { this.dead = true; return { kind: 'died', status: st }; } // killed meanwhile
       if (sig === (SIGTRAP | 0x80)) {
         if (this.interruptRequested) { this.interruptRequested = false; this.pendingInterruptAck = true; }
         return { kind: 'syscall' };
@@ -280,8 +280,9 @@ class PtraceTask implements PlatformTask {
     if (this.dead) return;
     this.dead = true;
     libc.kill(this.pid, SIGKILL);
-    // Reap it so no zombie is left; the kill makes this prompt.
-    libc.waitpid(this.pid, this.status, libc.__WALL);
+    // Reap it so no zombie is left (the kill makes this prompt) — unless a waitpid on a
+    // worker thread is already pending for it: that one reaps it.
+    if (!this.running) libc.waitpid(this.pid, this.status, libc.__WALL);
   }
 }
 

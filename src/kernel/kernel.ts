@@ -14,7 +14,7 @@
  * While frozen, wake-ups do not touch the graph (`whenRunnable`).
  */
 import fs from 'node:fs';
-import { Observable, Subject, firstValueFrom, race, filter, map, take, merge } from 'rxjs';
+import { Observable, Subject, asapScheduler, firstValueFrom, race, filter, map, take, merge, observeOn, tap } from 'rxjs';
 import { E, ERRNO_NAME, SyscallError } from '../errno.js';
 import type { Platform } from '../../platforms/platform.js';
 import { REG } from '../../platforms/platform.js';
@@ -90,6 +90,8 @@ export class Kernel {
   strace: boolean;
   logFd: number;
   readonly maxTasks: number;
+  /** The task whose syscall handler is running (for /proc/self); valid only during a handler. */
+  current?: Task;
   /** The FP state a fresh task starts with (captured from the first stub). */
   initialFpState?: Uint8Array;
 
@@ -232,10 +234,15 @@ export class Kernel {
    * is not frozen, try `attempt`; emit its first defined result. Attempts may change the graph.
    */
   whenRunnable(trigger$: Observable<unknown>, attempt: () => number | undefined): Observable<number> {
+    let done = false;
+    // Triggers arrive as microtasks: an attempt never runs inside another task's attempt
+    // (a reader draining a pipe must not re-enter itself through the writer it wakes).
     return merge(trigger$, this.thaw$).pipe(
-      filter(() => !this.frozen && !this.exitInfo),
+      observeOn(asapScheduler),
+      filter(() => !done && !this.frozen && !this.exitInfo),
       map(() => attempt()),
       filter((v): v is number => v !== undefined),
+      tap(() => { done = true; }),
       take(1),
     );
   }
@@ -279,6 +286,7 @@ export class Kernel {
     const nr = t.sysno;
     const entry = SYSCALL_TABLE[nr];
     let r: SyscallResult;
+    this.current = t;
     try {
       if (entry?.handler) r = entry.handler(t);
       else r = this.unimplemented(nr);

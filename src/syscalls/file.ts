@@ -13,7 +13,7 @@ import type { OpenFileState, InodeState } from '../kernel/state.js';
 import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
 import { Node, modeOf } from '../vfs/vfs.js';
 import { SIGPIPE } from '../kernel/signals.js';
-import { S_IFIFO, S_IFREG, Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
+import { S_IFIFO, S_IFMT, S_IFREG, Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
 import { syscall } from './table.js';
 
 export const AT_FDCWD = -100;
@@ -56,6 +56,7 @@ export function statOfFile(t: Task, f: OpenFileState): Stat {
     if (f.kind === 'synthetic') return { dev: 0x2c, ino: 1, nlink: 1, mode: S_IFREG | 0o444, uid: 0, gid: 0, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
     throw new SyscallError(E.EBADF);
   }
+  if (n.kind === 'synthetic' && n.node.magicFileId !== undefined && t.kernel.state.openFiles[n.node.magicFileId]) return statOfFile(t, t.kernel.state.openFiles[n.node.magicFileId]);
   const s = t.kernel.vfs.stat(n);
   if (f.kind === 'synthetic') s.size = 0;
   return s;
@@ -67,7 +68,9 @@ export function openNode(t: Task, n: Node, flags: number): OpenFileState {
   const acc = flags & O_ACCMODE;
   const writing = acc === O_WRONLY || acc === O_RDWR;
   const mode = modeOf(n);
+  if (n.kind === 'synthetic' && n.node.magicFileId !== undefined) return reopen(t, n.node.magicFileId, flags);
   if (flags & O_PATH) return k.newOpenFile({ kind: isDir(mode) ? 'dir' : 'synthetic', path: n.path, flags, content: new Uint8Array(0) });
+  if ((mode & S_IFMT) === S_IFIFO) throw new SyscallError(E.ENXIO); // named pipes: not yet
   if (isDir(mode)) {
     if (writing || (flags & O_CREAT)) throw new SyscallError(E.EISDIR);
     return k.newOpenFile({ kind: 'dir', path: n.path, flags });
@@ -87,6 +90,30 @@ export function openNode(t: Task, n: Node, flags: number): OpenFileState {
   if (n.kind === 'upper') return k.newOpenFile({ kind: 'upper', path: n.path, flags, inodeId: n.inode.id });
   if (!n.st.isFile()) throw new SyscallError(E.ENXIO); // host fifos/sockets/devices are not reachable from the sandbox
   return k.newOpenFile({ kind: 'host', path: n.path, flags });
+}
+
+/** Open /proc/self/fd/N again: a new open file description of the same object (offset 0). */
+function reopen(t: Task, fileId: number, flags: number): OpenFileState {
+  const k = t.kernel;
+  const target = k.state.openFiles[fileId];
+  if (!target) throw new SyscallError(E.ENOENT);
+  const acc = flags & O_ACCMODE;
+  const base = { path: target.path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC) };
+  switch (target.kind) {
+    case 'pipe': {
+      const p = k.state.pipes[target.pipeId!];
+      if (!p || acc === O_RDWR) throw new SyscallError(acc === O_RDWR ? E.EINVAL : E.ENOENT);
+      if (acc === O_WRONLY) p.writers++; else p.readers++;
+      return k.newOpenFile({ ...base, kind: 'pipe', pipeId: p.id });
+    }
+    case 'hostfd': return k.newOpenFile({ ...base, kind: 'hostfd', hostFd: target.hostFd });
+    case 'epoll': throw new SyscallError(E.ENXIO);
+    default: {
+      const f = k.newOpenFile({ ...target, ...base, offset: 0, entries: undefined });
+      if (f.kind === 'upper' && (flags & O_TRUNC) && acc !== O_RDONLY) truncateInode(t, k.state.fs.inodes[f.inodeId!], 0);
+      return f;
+    }
+  }
 }
 
 export function truncateInode(t: Task, inode: InodeState, size: number): void {
@@ -118,7 +145,7 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
     if (path.endsWith('/')) return -E.EISDIR;
     const inode = k.vfs.create(r.path, S_IFREG | (mode & 0o7777 & ~t.tg.umask), t.tg.uid, t.tg.gid);
     n = { kind: 'upper', path: r.path, inode };
-  } else if (isLnk(modeOf(n)) && !(flags & O_PATH)) {
+  } else if (isLnk(modeOf(n)) && !(flags & O_PATH) && !(n.kind === 'synthetic' && n.node.magicFileId !== undefined)) {
     return -E.ELOOP; // O_NOFOLLOW on a symlink
   }
   const f = openNode(t, n, flags);
@@ -127,9 +154,18 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
   return fd;
 }
 
-/** Copy from a byte source into guest memory at buf (up to count bytes). Returns bytes copied. */
+/**
+ * Copy bytes into guest memory at buf. Returns the bytes copied: short when the buffer
+ * becomes unmapped part-way (as Linux's copy_to_user), EFAULT only when nothing fits.
+ */
 function copyToGuest(t: Task, buf: number, src: Uint8Array): number {
-  t.mm.chunks(buf, src.length, PROT_WRITE, (view, ro) => view.set(src.subarray(ro, ro + view.length)));
+  let done = 0;
+  try {
+    t.mm.chunks(buf, src.length, PROT_WRITE, (view, ro) => { view.set(src.subarray(ro, ro + view.length)); done = ro + view.length; });
+  } catch (e) {
+    if (e instanceof SyscallError && e.errno === E.EFAULT && done > 0) return done;
+    throw e;
+  }
   return src.length;
 }
 
@@ -159,12 +195,16 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
       const hfd = t.kernel.hostFiles.fd(f);
       let total = 0;
       let short = false;
-      t.mm.chunks(buf, count, PROT_WRITE, (view) => {
-        if (short) return;
-        const n = fs.readSync(hfd, view, 0, view.length, usePos + total);
-        total += n;
-        if (n < view.length) short = true;
-      });
+      try {
+        t.mm.chunks(buf, count, PROT_WRITE, (view) => {
+          if (short) return;
+          const n = fs.readSync(hfd, view, 0, view.length, usePos + total);
+          total += n;
+          if (n < view.length) short = true;
+        });
+      } catch (e) {
+        if (!(e instanceof SyscallError && e.errno === E.EFAULT && total > 0)) throw e; // a short read up to the bad page
+      }
       return advance(total);
     }
     case 'upper': {
@@ -239,6 +279,7 @@ function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: n
     case 'pipe': return t.kernel.pipes.write(t, f, buf, count);
     case 'hostfd': {
       let total = 0;
+      t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before any byte leaves
       try {
         t.mm.chunks(buf, count, PROT_READ, (view) => { total += writeHostFd(f.hostFd!, view); });
       } catch (e) {
@@ -365,6 +406,10 @@ function statPath(t: Task, dirfd: number, pathAddr: number, flags: number): Stat
     return statOfFile(t, t.kernel.file(t, dirfd));
   }
   const n = t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), !(flags & AT_SYMLINK_NOFOLLOW));
+  if (n.kind === 'synthetic' && n.node.magicFileId !== undefined && !(flags & AT_SYMLINK_NOFOLLOW)) {
+    const f = t.kernel.state.openFiles[n.node.magicFileId];
+    if (f) return statOfFile(t, f);
+  }
   return t.kernel.vfs.stat(n);
 }
 
@@ -491,34 +536,41 @@ function dup3(t: Task, oldfd: number, newfd: number, flags: number, isDup2: bool
   return newfd;
 }
 
+/**
+ * sendfile(2) from a regular file to a regular file or the caller's stdio, through a kernel
+ * buffer, at most 1 MiB per call (short counts are allowed). Other pairs give EINVAL, which
+ * callers (busybox, coreutils, python's shutil) answer by falling back to read/write.
+ */
 function sendfile(t: Task): number {
-  const outFd = t.argInt(0), inFd = t.argInt(1), offPtr = t.arg(2), count = Math.min(t.arg(3), MAX_RW);
+  const outFd = t.argInt(0), inFd = t.argInt(1), offPtr = t.arg(2);
   const k = t.kernel;
   const fin = k.file(t, inFd), fout = k.file(t, outFd);
-  let pos = offPtr ? Number(t.mm.readU64(offPtr)) : fin.offset;
-  // Through a kernel bounce buffer: read from the input file, write to the output file.
-  const chunk = 65536;
-  let total = 0;
-  const tmpAddr = scratch(t, chunk);
-  while (total < count) {
-    const r = readFile(t, fin, tmpAddr, Math.min(chunk, count - total), pos);
-    if (typeof r !== 'number') return total || -E.EAGAIN;
-    if (r <= 0) { if (r < 0 && total === 0) return r; break; }
-    const w = writeFile(t, fout, tmpAddr, r, null);
-    if (typeof w !== 'number') return total || -E.EAGAIN;
-    if (w < 0) return total || w;
-    total += w; pos += w;
-    if (r < Math.min(chunk, count - total + w)) break;
+  if ((fin.flags & O_ACCMODE) === O_WRONLY || (fout.flags & O_ACCMODE) === O_RDONLY) return -E.EBADF;
+  if (!(fin.kind === 'host' || fin.kind === 'upper') || !(fout.kind === 'upper' || fout.kind === 'hostfd')) return -E.EINVAL;
+  const count = Math.min(t.arg(3), 1 << 20);
+  const pos = offPtr ? Number(t.mm.readU64(offPtr)) : fin.offset;
+  if (pos < 0) return -E.EINVAL;
+  let data: Uint8Array;
+  if (fin.kind === 'host') {
+    const buf = Buffer.alloc(count);
+    data = buf.subarray(0, fs.readSync(k.hostFiles.fd(fin), buf, 0, count, pos));
+  } else {
+    const ino = k.state.fs.inodes[fin.inodeId!];
+    data = new Uint8Array(ino.data!.subarray(Math.min(pos, ino.size), Math.min(ino.size, pos + count)));
   }
-  if (offPtr) t.mm.writeU64(offPtr, pos); else fin.offset = pos;
-  return total;
-}
-
-/** A kernel-owned guest mapping used as a bounce buffer (sendfile), created on first use. */
-function scratch(t: Task, len: number): number {
-  const as = t.mm.state as typeof t.mm.state & { scratchAddr?: number };
-  if (!as.scratchAddr) as.scratchAddr = t.mm.map(0, len, PROT_READ | PROT_WRITE, 0x22, '[snapvisor-bounce]', 0);
-  return as.scratchAddr;
+  let n: number;
+  if (fout.kind === 'hostfd') n = writeHostFd(fout.hostFd!, data);
+  else {
+    const ino = k.state.fs.inodes[fout.inodeId!];
+    const at = (fout.flags & O_APPEND) ? ino.size : fout.offset;
+    ino.data = growBuffer(ino.data ?? new Uint8Array(0), at + data.length);
+    ino.data.set(data, at);
+    ino.size = Math.max(ino.size, at + data.length);
+    fout.offset = at + data.length;
+    n = data.length;
+  }
+  if (offPtr) t.mm.writeU64(offPtr, pos + n); else fin.offset = pos + n;
+  return n;
 }
 
 function ftruncateFile(t: Task, f: OpenFileState, len: number): number {
@@ -595,5 +647,5 @@ export const fileSyscalls = [
   syscall('fadvise64', 4, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }),
   syscall('flock', 2, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'no other sandbox can contend for the lock'),
   syscall('ftruncate', 2, (t) => ftruncateFile(t, t.kernel.file(t, t.argInt(0)), t.argI64(1))),
-  syscall('sendfile', 4, sendfile),
+  syscall('sendfile', 4, sendfile, 'partial', 'regular file to regular file or stdio; other pairs give EINVAL (callers fall back to read/write)'),
 ];

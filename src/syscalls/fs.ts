@@ -7,7 +7,7 @@
 import { E, SyscallError } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import { Node, modeOf } from '../vfs/vfs.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, isDir, isLnk } from '../vfs/stat.js';
+import { S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, isDir, isLnk } from '../vfs/stat.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, baseDir, nodeOfFile, truncateInode } from './file.js';
 import { syscall } from './table.js';
 
@@ -79,6 +79,9 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
   if (!from.node) return -E.ENOENT;
   const to = vfs.walk(newPath, baseDir(t, newdirfd, newPath), false);
   if (from.path === to.path) return 0;
+  // Two names of one inode: rename does nothing (man 2 rename).
+  if (to.node && from.node.kind === 'upper' && to.node.kind === 'upper' && from.node.inode.id === to.node.inode.id) return 0;
+  if (to.node && from.node.kind === 'host' && to.node.kind === 'host' && from.node.st.ino === to.node.st.ino && from.node.st.dev === to.node.st.dev) return 0;
   if (to.path.startsWith(from.path + '/')) return -E.EINVAL;
   const fromDir = isDir(modeOf(from.node));
   if (to.node) {
@@ -200,7 +203,20 @@ function xattrList(t: Task, pathAddr: number, follow: boolean): number {
   return 0;
 }
 
+/** mknod(2): FIFOs and regular files; device nodes need CAP_MKNOD, which the sandbox doesn't grant. */
+function mknodAt(t: Task, dirfd: number, pathAddr: number, mode: number): number {
+  const type = mode & S_IFMT;
+  if (type !== 0 && type !== S_IFREG && type !== S_IFIFO) return type === 0o020000 || type === 0o060000 ? -E.EPERM : -E.EINVAL;
+  const path = pathArg(t, pathAddr);
+  const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
+  if (r.node) return -E.EEXIST;
+  t.kernel.vfs.create(r.path, (type || S_IFREG) | (mode & 0o7777 & ~t.tg.umask), t.tg.uid, t.tg.gid);
+  return 0;
+}
+
 export const fsSyscalls = [
+  syscall('mknod', 3, (t) => mknodAt(t, AT_FDCWD, t.arg(0), t.argU32(1)), 'partial', 'FIFOs and regular files; opening a FIFO gives ENXIO for now'),
+  syscall('mknodat', 4, (t) => mknodAt(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'FIFOs and regular files; opening a FIFO gives ENXIO for now'),
   syscall('getxattr', 4, (t) => xattrLookup(t, t.arg(0), true), 'partial', 'no extended attributes: ENODATA'),
   syscall('lgetxattr', 4, (t) => xattrLookup(t, t.arg(0), false), 'partial', 'no extended attributes: ENODATA'),
   syscall('fgetxattr', 4, (t) => { t.kernel.file(t, t.argInt(0)); return -E.ENODATA; }, 'partial', 'no extended attributes: ENODATA'),

@@ -27,7 +27,9 @@ function hostFile(p: string): string {
 export const KERNEL_RELEASE = os.release();
 
 export function procMount(k: Kernel): SyntheticMount {
-  const firstTgid = () => Math.min(...Object.keys(k.state.threadGroups).map(Number));
+  /** The caller's pid (the task whose syscall is being served), else init's. */
+  const selfTgid = () => k.current?.tgid ?? Math.min(...Object.keys(k.state.threadGroups).map(Number));
+  const selfTid = () => k.current?.tid ?? selfTgid();
   const pidDir = (pid: number, p: string): SyntheticNode | undefined => {
     const tg = k.state.threadGroups[pid];
     if (!tg) return undefined;
@@ -81,7 +83,7 @@ export function procMount(k: Kernel): SyntheticMount {
     if (rest.startsWith('fd/')) {
       const fd = Number(rest.slice(3));
       if (!Number.isInteger(fd) || !fds[fd]) return undefined;
-      return link(base + 0x100 + fd, () => fdTarget(fd));
+      return { ...link(base + 0x100 + fd, () => fdTarget(fd)), magicFileId: fds[fd].fileId };
     }
     if (rest.startsWith('task/')) {
       const tid = Number(parts[4]);
@@ -99,9 +101,9 @@ export function procMount(k: Kernel): SyntheticMount {
       if (p === '/proc') return dir(1, () => ['self', 'thread-self', 'cpuinfo', 'meminfo', 'uptime', 'version', 'filesystems', 'mounts', 'stat', 'loadavg', 'sys', ...Object.keys(k.state.threadGroups)]);
       const parts = p.split('/');
       const top = parts[2];
-      if (top === 'self' && parts.length === 3) return link(2, () => String(firstTgid()));
-      if (top === 'thread-self' && parts.length === 3) return link(3, () => `${firstTgid()}/task/${firstTgid()}`);
-      if (top === 'self') return pidDir(firstTgid(), `/proc/${firstTgid()}/${parts.slice(3).join('/')}`);
+      if (top === 'self' && parts.length === 3) return link(2, () => String(selfTgid()));
+      if (top === 'thread-self' && parts.length === 3) return link(3, () => `${selfTgid()}/task/${selfTid()}`);
+      if (top === 'self') return pidDir(selfTgid(), `/proc/${selfTgid()}/${parts.slice(3).join('/')}`);
       if (/^\d+$/.test(top)) return pidDir(Number(top), p);
       switch (p) {
         case '/proc/cpuinfo': return file(10, () => hostFile('/proc/cpuinfo'));

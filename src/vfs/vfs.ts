@@ -25,6 +25,8 @@ export interface SyntheticNode {
   dev?: string;
   ino: number;
   rdev?: number;
+  /** A /proc/<pid>/fd/N "magic link": opening it reaches this open file, whatever its path says. */
+  magicFileId?: number;
 }
 
 export type Node =
@@ -129,6 +131,10 @@ export class Vfs {
         throw new SyscallError(E.ENOENT);
       }
       const mode = modeOf(n);
+      if (n.kind === 'synthetic' && n.node.magicFileId !== undefined && isLast && followLast) {
+        // Magic links resolve to the open file itself (pipes, deleted files), not to its name.
+        return { path: next, node: n };
+      }
       if (isLnk(mode) && (!isLast || followLast || trailingSlash)) {
         if (++links > MAX_SYMLINKS) throw new SyscallError(E.ELOOP);
         const target = this.readlinkNode(n);
@@ -144,6 +150,7 @@ export class Vfs {
       node = n;
     }
     if (cur === '') return { path: '/', node: this.lookup('/') ?? this.rootNode() };
+    if (!node) node = this.lookup(cur); // the walk ended on '..'
     if (trailingSlash && node && !isDir(modeOf(node))) throw new SyscallError(E.ENOTDIR);
     return { path: cur, node };
   }
