@@ -1,0 +1,168 @@
+/**
+ * Checkpoint and restore through the real CLI, as separate processes (as `snapvisor demo`
+ * does): `run --name`, `checkpoint`, `restore`, `checkpoints`. Each test has its own
+ * state directory (--root) and store (--store).
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { freshDir, snapvisor, snapvisorStreaming, type Streaming } from './helpers.js';
+
+const N = 40;
+/**
+ * Prints START {pid,cwd,mark}, then 1..N every 50 ms (each also appended to a file it
+ * keeps open), then appends "end", rereads the file and prints END {pid,cwd,mark,log}.
+ */
+const COUNTER = [
+  'import json, os, time',
+  "f = open('counter.log', 'w+')",
+  "def info(): return {'pid': os.getpid(), 'cwd': os.getcwd(), 'mark': os.environ.get('SV_MARK')}",
+  "print('START ' + json.dumps(info()), flush=True)",
+  `for i in range(1, ${N + 1}):`,
+  '    print(i, flush=True)',
+  "    f.write(f'{i}\\n'); f.flush()",
+  '    time.sleep(0.05)',
+  "f.write('end\\n'); f.flush()",
+  'f.seek(0)',
+  "d = info(); d['log'] = f.read().split()",
+  "print('END ' + json.dumps(d), flush=True)",
+].join('\n');
+
+const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
+const numbersIn = (lines: string[]) => lines.filter((l) => /^\d+$/.test(l)).map(Number);
+const jsonLine = (lines: string[], tag: string): Record<string, unknown> | undefined => {
+  const l = lines.find((x) => x.startsWith(tag + ' '));
+  return l === undefined ? undefined : JSON.parse(l.slice(tag.length + 1));
+};
+const lastWord = (s: string) => s.trim().split(/\s+/).pop()!;
+
+interface Setup { root: string; store: string; name: string; mark: string }
+function setup(): Setup {
+  return { root: freshDir('root'), store: freshDir('store'), name: `sv-${randomBytes(4).toString('hex')}`, mark: `m-${randomBytes(6).toString('hex')}` };
+}
+
+function startCounter(s: Setup): Streaming {
+  return snapvisorStreaming(['--root', s.root, 'run', '--name', s.name, '--cwd', '/tmp', '--env', `SV_MARK=${s.mark}`, '--', '/usr/bin/python3', '-c', COUNTER]);
+}
+
+/** Checkpoint the named sandbox; returns the id and how many numbers the test had seen before and after. */
+async function checkpoint(s: Setup, run: Streaming, extra: string[] = []) {
+  const seenBefore = numbersIn(run.lines).length;
+  const cp = await snapvisor(['--root', s.root, 'checkpoint', s.name, '--store', s.store, ...extra], { timeoutMs: 20_000 });
+  const seenAfter = numbersIn(run.lines).length;
+  expect(cp.stderr).toBe('');
+  expect(cp.status).toBe(0);
+  const id = lastWord(cp.stdout.toString());
+  expect(id).toMatch(/^[0-9a-f]{16}$/);
+  return { id, seenBefore, seenAfter, stdout: cp.stdout.toString() };
+}
+
+/** Restore `id` and check it continues from `last`+1 to N, with the same pid/cwd/env and its open file. */
+async function expectRestoreContinues(s: Setup, id: string, last: number, start: Record<string, unknown>) {
+  const r = await snapvisor(['--root', s.root, 'restore', id, '--store', s.store], { timeoutMs: 20_000 });
+  const lines = r.stdout.toString().split('\n').filter((l) => l !== '');
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  expect(numbersIn(lines)).toEqual(range(last + 1, N));
+  expect(lines.filter((l) => !/^\d+$/.test(l) && !l.startsWith('END '))).toEqual([]);
+  expect(jsonLine(lines, 'END')).toEqual({ ...start, log: [...range(1, N).map(String), 'end'] });
+  return lines;
+}
+
+describe('checkpoint and restore (python3 counter)', () => {
+  it('(a) checkpoint stops the sandbox; restore continues from the next number with pid, cwd, env and open file', async () => {
+    const s = setup();
+    const run = startCounter(s);
+    await run.waitFor((l) => l === '10');
+    const { id } = await checkpoint(s, run);
+    expect(await run.done).toBe(137);
+    const before = numbersIn(run.lines);
+    expect(before.length).toBeGreaterThanOrEqual(10);
+    expect(before.length).toBeLessThan(N);
+    expect(before).toEqual(range(1, before.length));
+    expect(jsonLine(run.lines, 'END')).toBeUndefined();
+    const start = jsonLine(run.lines, 'START')!;
+    expect(start).toEqual({ pid: expect.any(Number), cwd: '/tmp', mark: s.mark });
+    await expectRestoreContinues(s, id, before.length, start);
+  });
+
+  it('(b) the same checkpoint can be restored twice, with the same continuation', async () => {
+    const s = setup();
+    const run = startCounter(s);
+    await run.waitFor((l) => l === '8');
+    const { id } = await checkpoint(s, run);
+    expect(await run.done).toBe(137);
+    const last = numbersIn(run.lines).length;
+    const start = jsonLine(run.lines, 'START')!;
+    const first = await expectRestoreContinues(s, id, last, start);
+    const second = await expectRestoreContinues(s, id, last, start);
+    expect(second).toEqual(first);
+  });
+
+  it('(c) --leave-running: the original goes on to the end, and the checkpoint restores from the right number', async () => {
+    const s = setup();
+    const run = startCounter(s);
+    await run.waitFor((l) => l === '10');
+    const { id, seenBefore, seenAfter } = await checkpoint(s, run, ['--leave-running']);
+    expect(await run.done).toBe(0);
+    expect(numbersIn(run.lines)).toEqual(range(1, N));
+    const start = jsonLine(run.lines, 'START')!;
+    expect(jsonLine(run.lines, 'END')).toEqual({ ...start, log: [...range(1, N).map(String), 'end'] });
+
+    const r = await snapvisor(['--root', s.root, 'restore', id, '--store', s.store], { timeoutMs: 20_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const lines = r.stdout.toString().split('\n').filter((l) => l !== '');
+    const nums = numbersIn(lines);
+    // The guest was captured after printing `k`: at least what the test had seen when it
+    // asked, at most what it had seen when the checkpoint was reported done.
+    const k = nums[0] - 1;
+    expect(k).toBeGreaterThanOrEqual(seenBefore);
+    expect(k).toBeLessThanOrEqual(seenAfter);
+    expect(nums).toEqual(range(k + 1, N));
+    expect(jsonLine(lines, 'END')).toEqual({ ...start, log: [...range(1, N).map(String), 'end'] });
+  });
+
+  it('(d) checkpoints lists the ids, oldest first; kill ends the sandbox', async () => {
+    const s = setup();
+    const run = startCounter(s);
+    await run.waitFor((l) => l === '3');
+    const first = await checkpoint(s, run, ['--leave-running']);
+    await run.waitFor((l) => l === '6');
+    const second = await checkpoint(s, run, ['--leave-running']);
+    const k = await snapvisor(['--root', s.root, 'kill', s.name]);
+    expect(k.status).toBe(0);
+    expect(await run.done).toBe(137);
+    expect(numbersIn(run.lines).length).toBeLessThan(N);
+
+    const list = await snapvisor(['checkpoints', '--store', s.store]);
+    expect(list.status).toBe(0);
+    const rows = list.stdout.toString().trim().split('\n');
+    expect(rows[0]).toMatch(/^ID\s+CREATED\s+NAME\s+PAGES\s+STORED$/);
+    expect(rows.slice(1).map((r) => r.split(/\s+/)[0])).toEqual([first.id, second.id]);
+    expect(rows.slice(1).map((r) => r.split(/\s+/)[2])).toEqual([s.name, s.name]);
+
+    const json = await snapvisor(['checkpoints', '--store', s.store, '--json']);
+    expect(json.status).toBe(0);
+    expect((JSON.parse(json.stdout.toString()) as Array<{ id: string }>).map((c) => c.id)).toEqual([first.id, second.id]);
+  });
+});
+
+const BUSYBOX_LOOP = 'i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo $i; sleep 0.05; done';
+
+describe('checkpoint and restore (busybox sh)', () => {
+  // busybox sh runs `sleep` as a child process: this needs fork, wait4 and checkpoints of several processes.
+  it('(e) a busybox shell loop continues after restore', async () => {
+    const s = setup();
+    const run = snapvisorStreaming(['--root', s.root, 'run', '--name', s.name, '--', '/bin/busybox', 'sh', '-c', BUSYBOX_LOOP]);
+    await run.waitFor((l) => l === '10');
+    const { id } = await checkpoint(s, run);
+    expect(await run.done).toBe(137);
+    const before = numbersIn(run.lines);
+    expect(before).toEqual(range(1, before.length));
+    const r = await snapvisor(['--root', s.root, 'restore', id, '--store', s.store], { timeoutMs: 20_000 });
+    expect(before.length).toBeLessThan(60);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(numbersIn(r.stdout.toString().split('\n'))).toEqual(range(before.length + 1, 60));
+  });
+});

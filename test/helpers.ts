@@ -1,0 +1,203 @@
+/**
+ * Helpers for the end-to-end tests: run the real `snapvisor` CLI (dist/cli/main.js, built
+ * by `npx tsc -p tsconfig.json`; `npm test` builds first) as a child process, run programs
+ * natively for comparison, and compile small static C guests.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const CLI = path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
+
+export interface RunOpts {
+  /** Bytes written to the child's stdin (then closed). Without it stdin is /dev/null. */
+  input?: string | Buffer;
+  /** The child's whole environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Kill the child (SIGTERM, then SIGKILL 2 s later) after this long; default 30 s. */
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  /** Exit code, or 128+N for death by signal N (as a shell reports it). */
+  status: number;
+  stdout: Buffer;
+  stderr: string;
+  /** True if the child had to be killed because it ran past timeoutMs. */
+  timedOut: boolean;
+}
+
+function signalStatus(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  return 128 + (signal ? os.constants.signals[signal] : 0);
+}
+
+/** Spawn argv[0] with argv[1…] and collect everything. Rejects only if the program cannot be spawned at all. */
+function collect(argv: string[], opts: RunOpts = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), {
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (d: Buffer) => out.push(d));
+    child.stderr!.on('data', (d: Buffer) => err.push(d));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+    }, opts.timeoutMs ?? 30_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    if (opts.input !== undefined) {
+      child.stdin!.on('error', () => undefined); // the program may exit without reading it all
+      child.stdin!.end(opts.input);
+    }
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ status: signalStatus(code, signal), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString(), timedOut });
+    });
+  });
+}
+
+/** Run `node dist/cli/main.js ARGS…`. */
+export function snapvisor(args: string[], opts: RunOpts = {}): Promise<RunResult> {
+  return collect([process.execPath, CLI, ...args], opts);
+}
+
+/** Run a program natively (no sandbox), for comparison. */
+export function native(argv: string[], opts: RunOpts = {}): Promise<RunResult> {
+  return collect(argv, opts);
+}
+
+/** A running `snapvisor` whose stdout is followed line by line. */
+export interface Streaming {
+  child: ChildProcess;
+  /** stdout lines seen so far. */
+  lines: string[];
+  /** stderr so far. */
+  stderr(): string;
+  /** Resolves with the status once the process has exited and its output is all read. */
+  done: Promise<number>;
+  /** Resolves when a stdout line satisfies `pred` (checked against lines already seen too). */
+  waitFor(pred: (line: string, all: string[]) => boolean, timeoutMs?: number): Promise<string>;
+}
+
+/** Start `snapvisor ARGS…` and follow its stdout as it comes. */
+export function snapvisorStreaming(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Streaming {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  const lines: string[] = [];
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const waiters: Array<{ pred: (l: string, all: string[]) => boolean; resolve: (l: string) => void }> = [];
+  readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+    lines.push(l);
+    for (const w of [...waiters]) {
+      if (w.pred(l, lines)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(l);
+      }
+    }
+  });
+  const timer = setTimeout(() => {
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+  }, opts.timeoutMs ?? 30_000);
+  const stdoutEnded = new Promise<void>((r) => child.stdout!.on('close', () => r()));
+  const exited = new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(signalStatus(code, signal))));
+  const done = Promise.all([exited, stdoutEnded]).then(([s]) => {
+    clearTimeout(timer);
+    return s;
+  });
+  return {
+    child,
+    lines,
+    stderr: () => err,
+    done,
+    waitFor(pred, timeoutMs = 15_000) {
+      const hit = lines.find((l) => pred(l, lines));
+      if (hit !== undefined) return Promise.resolve(hit);
+      return new Promise<string>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no matching line within ${timeoutMs} ms; stdout so far: ${JSON.stringify(lines.slice(-5))}; stderr: ${err.slice(-500)}`)), timeoutMs);
+        const w = { pred, resolve: (l: string) => { clearTimeout(t); resolve(l); } };
+        waiters.push(w);
+        void done.then(() => {
+          if (!waiters.includes(w)) return;
+          waiters.splice(waiters.indexOf(w), 1);
+          clearTimeout(t);
+          reject(new Error(`process exited before a matching line; stdout: ${JSON.stringify(lines.slice(-5))}; stderr: ${err.slice(-500)}`));
+        });
+      });
+    },
+  };
+}
+
+let tmpRoot: string | undefined;
+/** compileStatic's cache: hash of (name, source) → executable path. */
+const compiled = new Map<string, string>();
+
+// Each test file gets its own copy of this module (vitest isolates files), hence its own
+// temp directory, removed after the file's tests.
+afterAll(() => {
+  if (tmpRoot) fs.rmSync(tmpRoot, { recursive: true, force: true });
+  tmpRoot = undefined;
+  compiled.clear();
+});
+
+/** A temp directory for this test file's run (removed after its tests). */
+export function testTmpDir(): string {
+  if (!tmpRoot) tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'snapvisor-test-'));
+  return tmpRoot;
+}
+
+/** A fresh, empty temp directory inside the run's temp directory. */
+export function freshDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(testTmpDir(), prefix + '-'));
+}
+
+
+/**
+ * Compile C source into a static executable with `gcc -static -O1` in the run's temp
+ * directory; returns its absolute path. Compiles each (name, source) once per run.
+ * Throws a clear error if gcc is missing or the compile fails.
+ */
+export function compileStatic(name: string, cSource: string): string {
+  const key = createHash('sha256').update(name).update('\0').update(cSource).digest('hex');
+  const cached = compiled.get(key);
+  if (cached) return cached;
+  const dir = fs.mkdtempSync(path.join(testTmpDir(), `cc-${name}-`));
+  const src = path.join(dir, `${name}.c`);
+  const out = path.join(dir, name);
+  fs.writeFileSync(src, cSource);
+  const r = spawnSync('gcc', ['-static', '-O1', '-o', out, src], { encoding: 'utf8' });
+  if (r.error) {
+    if ((r.error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error('compileStatic: gcc is not installed (or not in PATH); these tests need gcc and a static libc (e.g. apt-get install gcc libc6-dev)');
+    }
+    throw new Error(`compileStatic: cannot run gcc: ${r.error.message}`);
+  }
+  if (r.status !== 0) throw new Error(`compileStatic: gcc failed for ${name} (status ${r.status}):\n${r.stderr}`);
+  compiled.set(key, out);
+  return out;
+}
+
+export function sha256(data: Buffer | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Assert-friendly view of a one-line CLI error: the lines of stderr, without the trailing newline. */
+export function stderrLines(stderr: string): string[] {
+  return stderr.replace(/\n$/, '').split('\n');
+}
