@@ -47,6 +47,8 @@ export interface PlatformTask {
   switch(): Promise<Trap>;
   /** Make a running `switch` return `{kind:'interrupted'}` soon (for checkpoints and kills). */
   interrupt(): void;
+  /** True while guest code runs (inside `switch`): mapping changes must wait until it stops. */
+  isRunning(): boolean;
   /** Extended FP/SSE/AVX state (XSAVE layout, or 512-byte FXSAVE where XSTATE is unavailable). */
   getFpState(): Uint8Array;
   setFpState(state: Uint8Array): void;

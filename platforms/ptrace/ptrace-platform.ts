@@ -246,6 +246,8 @@ class PtraceTask implements PlatformTask {
     });
   }
 
+  isRunning(): boolean { return this.running && !this.dead; }
+
   interrupt(): void {
     if (this.dead) return;
     this.interruptRequested = true;

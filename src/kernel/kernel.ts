@@ -32,6 +32,7 @@ import { HostFiles } from '../vfs/host-files.js';
 import { Signals } from './signals.js';
 import { Processes } from './processes.js';
 import { Pipes } from '../ipc/pipe.js';
+import { Futexes } from '../ipc/futex.js';
 
 /** How a sandbox or process ended: exit status, or the signal that killed it. */
 export type ExitInfo = { code: number } | { signal: number; core: boolean };
@@ -39,6 +40,11 @@ export type ExitInfo = { code: number } | { signal: number; core: boolean };
 /** Thrown by exit_group (and fatal default signal actions) to end the caller's thread group. */
 export class ExitGroup {
   constructor(readonly info: ExitInfo) {}
+}
+
+/** Thrown by exit(2) to end only the calling thread. */
+export class ExitThread {
+  constructor(readonly code: number) {}
 }
 
 /** Events emitted by structural mutations of the graph (the one door). */
@@ -75,6 +81,7 @@ export class Kernel {
   readonly signals: Signals;
   readonly processes: Processes;
   readonly pipes: Pipes;
+  readonly futexes: Futexes;
   readonly events$ = new Subject<KernelEvent>();
   /** A blocked task must abandon its syscall: [tid, INTERRUPTED | KILLED]. */
   readonly interrupt$ = new Subject<[number, number]>();
@@ -108,6 +115,7 @@ export class Kernel {
     this.signals = new Signals(this);
     this.processes = new Processes(this);
     this.pipes = new Pipes(this);
+    this.futexes = new Futexes(this);
     this.exited = new Promise((res) => { this.exitResolve = res; });
   }
 
@@ -263,10 +271,14 @@ export class Kernel {
         const trap = await t.platform.switch();
         this.running.delete(t.tid);
         if (this.exitInfo || isExited(t)) return;
-        if (trap.kind === 'syscall') t.state.runState = 'syscall';
+        t.mm.flush(t.platform);
+        if (trap.kind === 'syscall') { t.state.runState = 'syscall'; t.faultRetries = 0; }
         else if (trap.kind === 'interrupted') continue;
         else if (trap.kind === 'fault') {
           if (trap.signo === 11 && trap.code === 2 /* SEGV_ACCERR */ && t.mm.handleWriteFault(trap.addr)) continue;
+          // A fault on memory the VMAs allow: the host mapping was stale (another thread's change had
+          // not reached this stub yet); it has been applied now, so run the instruction again.
+          if (trap.signo === 11 && t.mm.allows(trap.addr, 1) && t.faultRetries++ < 3) continue;
           this.signals.forceFault(t, trap.signo, trap.code, trap.addr);
         } else if (trap.kind === 'signal') {
           this.signals.forceFault(t, trap.signo, 0x80 /* SI_KERNEL */, 0);
@@ -277,6 +289,7 @@ export class Kernel {
       }
     } catch (e) {
       if (e instanceof ExitGroup) { this.processes.exitThreadGroup(t.tg, e.info); return; }
+      if (e instanceof ExitThread) { this.processes.exitThread(t, e.code); return; }
       this.log(`snapvisor: internal error in task ${t.tid}: ${(e as Error).stack ?? e}`);
       this.processes.exitThreadGroup(t.tg, { signal: 9, core: false });
     }
@@ -292,7 +305,7 @@ export class Kernel {
       else r = this.unimplemented(nr);
     } catch (e) {
       if (e instanceof SyscallError) r = -e.errno;
-      else if (e instanceof ExitGroup) { this.traceExit(t, nr); throw e; }
+      else if (e instanceof ExitGroup || e instanceof ExitThread) { this.traceExit(t, nr); throw e; }
       else {
         this.log(`snapvisor: internal error in ${SYSCALL_NAME[nr] ?? nr}: ${(e as Error).stack ?? e}`);
         r = -E.EIO;
@@ -332,6 +345,10 @@ export class Kernel {
       }
       r = v;
     }
+    if (t.mm.hasDeferred()) {
+      // Other threads of this address space must see a mapping change before the caller goes on.
+      await firstValueFrom(merge(t.mm.synced$, this.thaw$).pipe(filter(() => !t.mm.hasDeferred() || !!this.exitInfo)), { defaultValue: undefined });
+    }
     if (isExited(t)) return;
     if (this.strace) this.traceLine(t, nr, r);
     if (r !== NO_RETURN) t.setReturn(r);
@@ -369,8 +386,7 @@ export class Kernel {
     this.running.delete(t.tid);
     this.parked.delete(t.tid);
     t.platform.destroy();
-    const i = t.mm.contexts.indexOf(t.platform);
-    if (i >= 0) t.mm.contexts.splice(i, 1);
+    t.mm.detach(t.platform);
     this.tasks.delete(t.tid);
     this.interrupt$.next([t.tid, KILLED]);
     this.parkChanged$.next();

@@ -48,9 +48,10 @@ export class Processes {
   clone(parent: Task, a: CloneArgs): number {
     const k = this.k;
     const s = k.state;
-    if (a.flags & CLONE_THREAD) throw new SyscallError(E.ENOSYS); // threads: next step of the processes issue
+    if ((a.flags & CLONE_THREAD) && !(a.flags & CLONE_SIGHAND)) throw new SyscallError(E.EINVAL);
     if ((a.flags & CLONE_SIGHAND) && !(a.flags & CLONE_VM)) throw new SyscallError(E.EINVAL);
     if (k.tasks.size >= k.maxTasks) throw new SyscallError(E.EAGAIN);
+    if (a.flags & CLONE_THREAD) return this.cloneThread(parent, a);
     const nproc = parent.tg.rlimits[6];
     if (nproc && BigInt(Object.keys(s.threadGroups).length) >= nproc[0]) throw new SyscallError(E.EAGAIN);
 
@@ -100,6 +101,89 @@ export class Processes {
     if (a.flags & CLONE_VFORK) parent.state.vforkChild = pid;
     k.startTask(child);
     return pid;
+  }
+
+  /**
+   * A new thread in the caller's thread group: same address space (a new stub maps the
+   * same memory-file ranges, so memory is truly shared), same fd table and dispositions,
+   * its own registers, TLS, signal mask and pending set.
+   */
+  private cloneThread(parent: Task, a: CloneArgs): number {
+    const k = this.k;
+    const s = k.state;
+    const tid = s.nextPid++;
+    let fdTableId = parent.state.fdTableId;
+    if (!(a.flags & CLONE_FILES)) {
+      fdTableId = k.newId();
+      const fds = structuredClone(parent.fdTable.fds);
+      for (const e of Object.values(fds)) s.openFiles[e.fileId].refs++;
+      s.fdTables[fdTableId] = { id: fdTableId, fds };
+    }
+    const ts: TaskState = {
+      tid, tgid: parent.tgid, addressSpaceId: parent.state.addressSpaceId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0),
+      runState: 'user', sigmask: parent.state.sigmask, clearChildTid: (a.flags & CLONE_CHILD_CLEARTID) ? a.childTid : 0,
+      robustList: 0, comm: parent.state.comm, pendingSignals: 0n, pendingInfo: {},
+    };
+    s.tasks[tid] = ts;
+    let child: Task;
+    try {
+      child = k.attachTask(ts, true);
+    } catch (e) {
+      delete s.tasks[tid];
+      throw e;
+    }
+    parent.tg.tids.push(tid);
+    const regs = child.platform.regs;
+    regs.set(parent.platform.regs);
+    regs[REG.rax] = 0n;
+    regs[REG.orig_rax] = 0xffffffffffffffffn;
+    if (a.stack) regs[REG.rsp] = BigInt(a.stack);
+    if (a.flags & CLONE_SETTLS) regs[REG.fs_base] = BigInt(a.tls);
+    child.platform.setFpState(parent.platform.getFpState());
+    if (a.flags & CLONE_PARENT_SETTID) parent.mm.writeU32(a.parentTid, tid);
+    if (a.flags & CLONE_CHILD_SETTID) parent.mm.writeU32(a.childTid, tid);
+    if (k.events$.observed) k.events$.next({ type: 'task.created', tid, parent: parent.tid });
+    k.startTask(child);
+    return tid;
+  }
+
+  /** exit(2) of one thread; the last thread's exit ends the group with that status. */
+  exitThread(t: Task, code: number): void {
+    const tg = t.tg;
+    if (tg.tids.length <= 1) { this.exitThreadGroup(tg, { code }); return; }
+    const k = this.k;
+    k.futexes.exitCleanup(t);
+    k.detachTask(t);
+    tg.tids = tg.tids.filter((x) => x !== t.tid);
+    t.state.runState = 'exited';
+    this.releaseTaskResources(t.state);
+    delete k.state.tasks[t.tid];
+    if (k.events$.observed) k.events$.next({ type: 'task.exited', tid: t.tid, info: { code } });
+  }
+
+  /**
+   * execve in a multi-threaded process (fs/exec.c de_thread): every other thread dies, and
+   * the caller takes over the group leader's tid.
+   */
+  deThread(t: Task): void {
+    const k = this.k;
+    const s = k.state;
+    const tg = t.tg;
+    for (const tid of [...tg.tids]) {
+      if (tid === t.tid) continue;
+      const o = k.tasks.get(tid);
+      if (o) k.detachTask(o);
+      if (s.tasks[tid]) { s.tasks[tid].runState = 'exited'; this.releaseTaskResources(s.tasks[tid]); delete s.tasks[tid]; }
+    }
+    tg.tids = [t.tid];
+    if (t.tid !== tg.tgid) {
+      delete s.tasks[t.tid];
+      k.tasks.delete(t.tid);
+      t.state.tid = tg.tgid;
+      s.tasks[tg.tgid] = t.state;
+      k.tasks.set(tg.tgid, t);
+      tg.tids = [tg.tgid];
+    }
   }
 
   /** Undo a half-made child (its stub failed to start). */

@@ -30,6 +30,8 @@ export const NO_RETURN = Number.MIN_SAFE_INTEGER;
 export class Task {
   /** Set on restore for a task that was blocked: the waiter it had (deadline etc.). */
   restoredWaiter?: Waiter;
+  /** Consecutive faults retried as stale host mappings (bounded so a real fault is delivered). */
+  faultRetries = 0;
 
   constructor(
     readonly kernel: Kernel,

@@ -123,7 +123,8 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
   const argBytes = [...argv, ...envp].reduce((n, a) => n + a.length + 1, 0);
   if (argBytes > MAX_ARG_BYTES) throw new ExecError(E.E2BIG, `${path}: argument list too long`);
 
-  // Point of no return: tear down the old image.
+  // Point of no return: other threads die, then the old image goes.
+  if (t.tg.tids.length > 1) t.kernel.processes.deThread(t);
   const mm = t.mm;
   mm.clear();
   const as = mm.state;

@@ -7,6 +7,7 @@
  * throw SyscallError(EFAULT) for an unmapped or wrongly protected address, so a guest
  * passing garbage pointers gets EFAULT and never crashes the kernel.
  */
+import { Subject } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { PlatformTask } from '../../platforms/platform.js';
 import type { AddressSpaceState, Vma } from '../kernel/state.js';
@@ -44,9 +45,52 @@ export class AddressSpace {
 
   get id(): number { return this.state.id; }
 
-  private hostMap(addr: number, len: number, prot: number, off: number): void { for (const c of this.contexts) c.map(addr, len, prot, off); }
-  private hostUnmap(addr: number, len: number): void { for (const c of this.contexts) c.unmap(addr, len); }
-  private hostProtect(addr: number, len: number, prot: number): void { for (const c of this.contexts) c.protect(addr, len, prot); }
+  /** Mapping changes waiting for a context that was running guest code (threads of this address space). */
+  private readonly deferred = new Map<PlatformTask, Array<(c: PlatformTask) => void>>();
+  /** Fires when a context has caught up with deferred mapping changes. */
+  readonly synced$ = new Subject<void>();
+
+  /**
+   * Apply a host mapping change to every context: at once where the stub is stopped, and
+   * for one running guest code, when it next stops (it is interrupted now; callers wait on
+   * `hasDeferred`/`synced$`, like a TLB shootdown).
+   */
+  private hostOp(op: (c: PlatformTask) => void): void {
+    for (const c of this.contexts) {
+      if (c.isRunning()) {
+        let q = this.deferred.get(c);
+        if (!q) this.deferred.set(c, q = []);
+        q.push(op);
+        c.interrupt();
+      } else op(c);
+    }
+  }
+  /** Run the changes deferred for `c` (now stopped). */
+  flush(c: PlatformTask): void {
+    const q = this.deferred.get(c);
+    if (!q) return;
+    this.deferred.delete(c);
+    for (const op of q) op(c);
+    this.synced$.next();
+  }
+  /** Whether some context still has mapping changes to apply. */
+  hasDeferred(): boolean { return this.deferred.size > 0; }
+  /** Forget a context that left (its task exited). */
+  detach(c: PlatformTask): void {
+    const i = this.contexts.indexOf(c);
+    if (i >= 0) this.contexts.splice(i, 1);
+    if (this.deferred.delete(c)) this.synced$.next();
+  }
+
+  private hostMap(addr: number, len: number, prot: number, off: number): void { this.hostOp((c) => c.map(addr, len, prot, off)); }
+  private hostUnmap(addr: number, len: number): void { this.hostOp((c) => c.unmap(addr, len)); }
+  private hostProtect(addr: number, len: number, prot: number): void { this.hostOp((c) => c.protect(addr, len, prot)); }
+
+  /** Whether an access of kind `prot` at addr is allowed by the VMAs (a fault there was a stale host mapping). */
+  allows(addr: number, prot: number): boolean {
+    const v = this.find(addr);
+    return !!v && (v.prot & prot) === prot && !(v.cow && (prot & PROT_WRITE));
+  }
   /** Protection the host mapping gets: copy-on-write pages are mapped read-only until copied. */
   private static hostProt(v: Vma): number { return v.cow ? v.prot & ~PROT_WRITE : v.prot; }
 

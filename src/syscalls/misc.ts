@@ -4,7 +4,6 @@
  */
 import crypto from 'node:crypto';
 import os from 'node:os';
-import { NEVER, map, timer } from 'rxjs';
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { PROT_WRITE } from '../mm/address-space.js';
@@ -19,26 +18,33 @@ function getrandom(t: Task): number {
 }
 
 const FUTEX_WAIT = 0, FUTEX_WAKE = 1, FUTEX_REQUEUE = 3, FUTEX_CMP_REQUEUE = 4, FUTEX_WAKE_OP = 5, FUTEX_WAIT_BITSET = 9, FUTEX_WAKE_BITSET = 10;
-const FUTEX_CMD_MASK = ~(128 | 256);
-/** futex(2) for one task: there is nobody else to wake or be woken by. */
+const FUTEX_PRIVATE_FLAG = 128, FUTEX_CLOCK_REALTIME = 256;
+/** futex(2): wait queues in src/ipc/futex.ts. PI futexes are not supported (ENOSYS). */
 function futex(t: Task): SyscallResult {
-  const uaddr = t.arg(0), op = t.argInt(1) & FUTEX_CMD_MASK, val = t.argU32(2), timeout = t.arg(3);
-  if (uaddr % 4) return -E.EINVAL;
+  const uaddr = t.arg(0), opFull = t.argInt(1), val = t.argU32(2), timeout = t.arg(3), uaddr2 = t.arg(4), val3 = t.argU32(5);
+  const op = opFull & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+  const priv = !!(opFull & FUTEX_PRIVATE_FLAG);
+  const fx = t.kernel.futexes;
   switch (op) {
     case FUTEX_WAIT: case FUTEX_WAIT_BITSET: {
-      if (op === FUTEX_WAIT_BITSET && t.argU32(5) === 0) return -E.EINVAL;
-      if (t.mm.readU32(uaddr) !== val) return -E.EAGAIN;
-      if (!timeout) return { waiter: { kind: 'futex', interruptible: true, restartable: true }, result$: NEVER };
-      const b = t.mm.read(timeout, 16);
-      const v = new DataView(b.buffer, b.byteOffset, 16);
-      let ns = v.getBigInt64(0, true) * NS_PER_SEC + v.getBigInt64(8, true);
-      if (op === FUTEX_WAIT_BITSET) ns -= t.kernel.clock.monotonicNs(); // absolute deadline
-      const ms = Math.max(0, Number(ns) / 1e6);
-      return { waiter: { kind: 'futex', interruptible: true, deadlineNs: t.kernel.clock.monotonicNs() + BigInt(Math.round(ms * 1e6)) }, result$: timer(ms).pipe(map(() => -E.ETIMEDOUT)) };
+      let deadline: bigint | undefined;
+      if (timeout) {
+        const b = t.mm.read(timeout, 16);
+        const v = new DataView(b.buffer, b.byteOffset, 16);
+        const sec = v.getBigInt64(0, true), nsec = v.getBigInt64(8, true);
+        if (sec < 0n || nsec < 0n || nsec >= NS_PER_SEC) return -E.EINVAL;
+        const ns = sec * NS_PER_SEC + nsec;
+        const mono = t.kernel.clock.monotonicNs();
+        if (op === FUTEX_WAIT) deadline = mono + ns; // relative
+        else deadline = opFull & FUTEX_CLOCK_REALTIME ? mono + (ns - t.kernel.clock.realtimeNs()) : ns; // absolute
+      }
+      return fx.wait(t, uaddr, val, op === FUTEX_WAIT ? 0xffffffff : val3, deadline, priv);
     }
-    case FUTEX_WAKE: case FUTEX_WAKE_BITSET: case FUTEX_REQUEUE: case FUTEX_CMP_REQUEUE: case FUTEX_WAKE_OP:
-      t.mm.readU32(uaddr);
-      return 0;
+    case FUTEX_WAKE: return fx.wake(t, uaddr, val, 0xffffffff, priv);
+    case FUTEX_WAKE_BITSET: return fx.wake(t, uaddr, val, val3, priv);
+    case FUTEX_REQUEUE: return fx.requeue(t, uaddr, val, uaddr2, timeout, undefined, priv);
+    case FUTEX_CMP_REQUEUE: return fx.requeue(t, uaddr, val, uaddr2, timeout, val3, priv);
+    case FUTEX_WAKE_OP: return fx.wakeOp(t, uaddr, val, uaddr2, timeout, val3, priv);
     default: return -E.ENOSYS;
   }
 }
@@ -68,7 +74,7 @@ function schedGetaffinity(t: Task): number {
 
 export const miscSyscalls = [
   syscall('getrandom', 3, getrandom),
-  syscall('futex', 6, futex, 'partial', 'one task per sandbox: waits only time out; wakes find no waiter'),
+  syscall('futex', 6, futex, 'partial', 'no priority-inheritance (PI) operations'),
   syscall('rseq', 4, () => -E.ENOSYS, 'stub', 'glibc runs without restartable sequences when registration fails'),
   syscall('sysinfo', 1, sysinfo),
   syscall('sched_getaffinity', 3, schedGetaffinity),

@@ -10,7 +10,7 @@ import type { Task, SyscallResult } from '../kernel/task.js';
 import type { ThreadGroupState } from '../kernel/state.js';
 import { CloneArgs, CLONE_PIDFD, CLONE_VFORK, CLONE_VM } from '../kernel/processes.js';
 import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, SIGCHLD, encodeSiginfo } from '../kernel/signals.js';
-import { ExitGroup } from '../kernel/kernel.js';
+import { ExitGroup, ExitThread } from '../kernel/kernel.js';
 import { ExecError, execProgram } from '../loader/exec.js';
 import { KERNEL_RELEASE } from '../vfs/proc.js';
 import { AT_EMPTY_PATH, baseDir } from './file.js';
@@ -235,13 +235,13 @@ export const processSyscalls = [
     t.tg.sid = t.tg.pgid = t.state.tgid;
     return t.state.tgid;
   }),
-  syscall('exit', 1, (t) => { throw new ExitGroup({ code: t.argInt(0) & 0xff }); }, 'partial', 'ends the thread group until threads exist'),
+  syscall('exit', 1, (t) => { throw new ExitThread(t.argInt(0) & 0xff); }),
   syscall('exit_group', 1, (t) => { throw new ExitGroup({ code: t.argInt(0) & 0xff }); }),
   syscall('execve', 3, (t) => execve(t, -100, t.arg(0), t.arg(1), t.arg(2), 0), 'partial', 'single-threaded images'),
   syscall('execveat', 5, (t) => execve(t, t.argInt(0), t.arg(1), t.arg(2), t.arg(3), t.argInt(4)), 'partial', 'single-threaded images'),
   syscall('fork', 0, (t) => cloneProcess(t, { flags: 0, stack: 0, parentTid: 0, childTid: 0, tls: 0, exitSignal: SIGCHLD })),
   syscall('vfork', 0, (t) => cloneProcess(t, { flags: CLONE_VM | CLONE_VFORK, stack: 0, parentTid: 0, childTid: 0, tls: 0, exitSignal: SIGCHLD }), 'partial', 'the child gets a copy-on-write copy instead of the shared memory; the parent waits for its exec or exit'),
-  syscall('clone', 5, (t) => cloneProcess(t, { flags: t.argU32(0) & ~0xff, stack: t.arg(1), parentTid: t.arg(2), childTid: t.arg(3), tls: t.arg(4), exitSignal: t.argU32(0) & 0xff }), 'partial', 'processes; CLONE_THREAD gives ENOSYS until threads land'),
+  syscall('clone', 5, (t) => cloneProcess(t, { flags: t.argU32(0) & ~0xff, stack: t.arg(1), parentTid: t.arg(2), childTid: t.arg(3), tls: t.arg(4), exitSignal: t.argU32(0) & 0xff }), 'partial', 'namespaces, CLONE_PIDFD and CLONE_PTRACE are not supported; CLONE_VM without CLONE_THREAD copies on write'),
   syscall('clone3', 2, clone3, 'partial', 'as clone; set_tid and cgroup are not supported'),
   syscall('wait4', 4, (t) => wait4(t, t.argInt(0), t.arg(1), t.argInt(2), t.arg(3)), 'partial', 'no stopped/continued children (WUNTRACED/WCONTINUED report nothing)'),
   syscall('waitid', 5, (t) => waitid(t, t.argInt(0), t.argInt(1), t.arg(2), t.argInt(3)), 'partial', 'P_PIDFD is not supported; no stopped/continued children'),
