@@ -9,7 +9,7 @@ import { Subject, filter } from 'rxjs';
 import { E } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
-import type { OpenFileState, PipeState } from '../kernel/state.js';
+import type { InodeState, OpenFileState, PipeState } from '../kernel/state.js';
 import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
 import { SIGPIPE, SI_USER } from '../kernel/signals.js';
 
@@ -41,11 +41,46 @@ export class Pipes {
     return [rfd, wfd];
   }
 
+  /**
+   * open(2) of a FIFO (man 7 fifo): both ends meet in one pipe. O_RDWR never blocks; a
+   * reader waits for a writer and a writer for a reader unless O_NONBLOCK (then a lone
+   * writer gets ENXIO).
+   */
+  openFifo(t: Task, inode: InodeState, path: string, flags: number): SyscallResult {
+    const k = this.k;
+    let p = inode.fifoPipeId !== undefined ? k.state.pipes[inode.fifoPipeId] : undefined;
+    if (!p) {
+      p = { id: k.newId(), buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers: 0, writers: 0 };
+      k.state.pipes[p.id] = p;
+      inode.fifoPipeId = p.id;
+    }
+    const pipe = p;
+    const acc = flags & 3;
+    if (acc === O_WRONLY && (flags & O_NONBLOCK) && pipe.readers === 0) return -E.ENXIO;
+    if (acc !== O_WRONLY) pipe.readers++;
+    if (acc !== 0) pipe.writers++;
+    const f = k.newOpenFile({ kind: 'pipe', path, flags: flags & ~(0o100 | 0o200 | 0o1000), pipeId: pipe.id });
+    const install = () => {
+      const fd = k.installFd(t, f.id, !!(flags & O_CLOEXEC));
+      if (fd < 0) { f.refs = 1; k.unrefFile(f.id); }
+      return fd;
+    };
+    this.changed$.next(pipe.id);
+    const peerMissing = () => (acc === 0 ? pipe.writers === 0 : acc === O_WRONLY ? pipe.readers === 0 : false);
+    if (!peerMissing() || (flags & O_NONBLOCK)) return install();
+    return {
+      waiter: { kind: 'fifo-open', interruptible: true, restartable: true },
+      result$: this.k.whenRunnable(this.wake$(pipe.id), () => (peerMissing() ? undefined : install())),
+    };
+  }
+
   /** The last fd of one end was closed. */
   release(f: OpenFileState): void {
     const p = this.k.state.pipes[f.pipeId!];
     if (!p) return;
-    if ((f.flags & 3) === O_WRONLY) p.writers--; else p.readers--;
+    const acc = f.flags & 3;
+    if (acc !== O_WRONLY) p.readers--;
+    if (acc !== 0) p.writers--;
     if (p.readers <= 0 && p.writers <= 0) delete this.k.state.pipes[p.id];
     this.changed$.next(p.id);
   }

@@ -220,6 +220,10 @@ export class Kernel {
   /** Run every task until the sandbox ends (its init process exits). */
   run(): Promise<ExitInfo> {
     this.signals.rearmTimers();
+    // Guests blocked forever (pause, a deadlock) must keep the sandbox alive as Linux would,
+    // not let Node's event loop drain and exit.
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    void this.exited.then(() => clearInterval(keepAlive));
     for (const t of this.tasks.values()) this.startTask(t);
     return this.exited;
   }

@@ -47,6 +47,11 @@ export function createSandbox(spec: SandboxSpec): Kernel {
       sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '', pendingSignals: 0n, pendingInfo: {},
     };
     const task = kernel.attachTask(state.tasks[tgid], false);
+    // POSIX shared memory and semaphores (shm_open, sem_open) live in a writable /dev/shm.
+    const shm = kernel.newId();
+    const now = kernel.clock.realtimeNs();
+    state.fs.inodes[shm] = { id: shm, mode: 0o041777, uid: 0, gid: 0, nlink: 2, size: 0, atimeNs: now, mtimeNs: now, ctimeNs: now };
+    state.fs.upper['/dev/shm'] = shm;
     const modes = [O_RDONLY, O_WRONLY, O_WRONLY];
     for (const fd of [0, 1, 2]) {
       const f = kernel.newOpenFile({ kind: 'hostfd', path: `/dev/stdio/${fd}`, flags: modes[fd] === O_RDONLY ? O_RDONLY : modes[fd] | (fd === 0 ? 0 : 0), hostFd: fd });

@@ -273,6 +273,8 @@ export interface InodeState {
   size: number;
   /** Symlink target. */
   target?: string;
+  /** FIFO: the pipe its open ends share while any is open. */
+  fifoPipeId?: number;
   atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint;
 }
 

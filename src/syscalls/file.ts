@@ -131,7 +131,7 @@ function growBuffer(data: Uint8Array, need: number): Uint8Array {
   return nb;
 }
 
-function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: number): number {
+function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: number): SyscallResult {
   const path = t.mm.readCString(pathAddr);
   const k = t.kernel;
   if ((flags & O_TMPFILE) === O_TMPFILE) return -E.EOPNOTSUPP;
@@ -148,6 +148,7 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
   } else if (isLnk(modeOf(n)) && !(flags & O_PATH) && !(n.kind === 'synthetic' && n.node.magicFileId !== undefined)) {
     return -E.ELOOP; // O_NOFOLLOW on a symlink
   }
+  if (n.kind === 'upper' && (n.inode.mode & S_IFMT) === S_IFIFO && !(flags & O_PATH)) return k.pipes.openFifo(t, n.inode, n.path, flags);
   const f = openNode(t, n, flags);
   const fd = k.installFd(t, f.id, !!(flags & O_CLOEXEC));
   if (fd < 0) delete k.state.openFiles[f.id];

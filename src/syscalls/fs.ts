@@ -215,8 +215,8 @@ function mknodAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
 }
 
 export const fsSyscalls = [
-  syscall('mknod', 3, (t) => mknodAt(t, AT_FDCWD, t.arg(0), t.argU32(1)), 'partial', 'FIFOs and regular files; opening a FIFO gives ENXIO for now'),
-  syscall('mknodat', 4, (t) => mknodAt(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'FIFOs and regular files; opening a FIFO gives ENXIO for now'),
+  syscall('mknod', 3, (t) => mknodAt(t, AT_FDCWD, t.arg(0), t.argU32(1)), 'partial', 'FIFOs and regular files; device nodes give EPERM'),
+  syscall('mknodat', 4, (t) => mknodAt(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'FIFOs and regular files; device nodes give EPERM'),
   syscall('getxattr', 4, (t) => xattrLookup(t, t.arg(0), true), 'partial', 'no extended attributes: ENODATA'),
   syscall('lgetxattr', 4, (t) => xattrLookup(t, t.arg(0), false), 'partial', 'no extended attributes: ENODATA'),
   syscall('fgetxattr', 4, (t) => { t.kernel.file(t, t.argInt(0)); return -E.ENODATA; }, 'partial', 'no extended attributes: ENODATA'),

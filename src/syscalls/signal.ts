@@ -161,15 +161,16 @@ function rtSigtimedwait(t: Task): SyscallResult {
   const k = t.kernel;
   const oldMask = t.state.sigmask;
   t.state.sigmask &= ~set;
+  let timedOut = false;
   const wake$ = k.events$.pipe(map(() => 0));
-  const deadline$ = ms === undefined ? NEVER : (k.whenRunnable(timer(ms), () => -E.EAGAIN));
+  const deadline$ = ms === undefined ? NEVER : timer(ms).pipe(map(() => { timedOut = true; }));
   return {
     waiter: { kind: 'sigtimedwait' },
     result$: k.whenRunnable(merge(wake$, deadline$), () => {
       const s = take();
-      if (s !== undefined) { t.state.sigmask = oldMask; return s; }
+      if (s !== undefined || timedOut) { t.state.sigmask = oldMask; return s ?? -E.EAGAIN; }
       return undefined;
-    }).pipe(map((v) => v)),
+    }),
   };
 }
 

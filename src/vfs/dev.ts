@@ -20,6 +20,7 @@ export function devMount(): SyntheticMount {
   const names = [...Object.keys(DEVICES), ...Object.keys(LINKS)];
   return {
     prefix: '/dev',
+    passthrough: ['/dev/shm'],
     lookup(p: string): SyntheticNode | undefined {
       if (p === '/dev') return { mode: S_IFDIR | 0o755, list: () => names, ino: 0x1000 };
       const name = p.slice(5);

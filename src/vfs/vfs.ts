@@ -39,6 +39,8 @@ export interface SyntheticMount {
   prefix: string;
   /** Look up a path under the mount (the prefix itself included); undefined = ENOENT. */
   lookup(guestPath: string): SyntheticNode | undefined;
+  /** Paths under the mount that are ordinary writable directories of the upper layer (/dev/shm). */
+  passthrough?: string[];
 }
 
 const MAX_SYMLINKS = 40;
@@ -66,6 +68,7 @@ export class Vfs {
   lookup(p: string): Node | undefined {
     for (const m of this.mounts) {
       if (p === m.prefix || p.startsWith(m.prefix + '/')) {
+        if (m.passthrough?.some((x) => p === x || p.startsWith(x + '/'))) break;
         const node = m.lookup(p);
         return node ? { kind: 'synthetic', path: p, node } : undefined;
       }
@@ -191,7 +194,11 @@ export class Vfs {
   /** Directory entries of a directory node (without "." and ".."), merged across layers. */
   listDir(n: Node): DirEntry[] {
     if (n.kind === 'synthetic') {
-      return (n.node.list?.() ?? []).map((name) => {
+      const names = new Set(n.node.list?.() ?? []);
+      for (const p of Object.keys(this.state.upper)) {
+        if (p.startsWith(n.path + '/') && p.indexOf('/', n.path.length + 1) < 0 && this.state.upper[p]) names.add(p.slice(n.path.length + 1));
+      }
+      return [...names].map((name) => {
         const c = this.lookup(n.path === '/' ? '/' + name : n.path + '/' + name);
         return { name, ino: c ? this.stat(c).ino : 1, type: c ? dtypeOfMode(modeOf(c)) : 0 };
       });
