@@ -82,7 +82,7 @@ export const mmSyscalls = [
     return t.mm.remap(t.arg(0), t.arg(1), t.arg(2), !!(flags & 1));
   }, 'partial', 'MREMAP_FIXED and MREMAP_DONTUNMAP give EINVAL'),
   syscall('madvise', 3, madvise, 'partial', 'DONTNEED/FREE/REMOVE drop private pages; other advice is accepted and ignored'),
-  syscall('msync', 3, (t) => (t.arg(0) % PAGE_SIZE ? -E.EINVAL : 0)),
+  syscall('msync', 3, (t) => (t.arg(0) % PAGE_SIZE ? -E.EINVAL : 0), 'stub', 'file mappings are private copies: nothing to write back'),
   syscall('mlock', 2, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
   syscall('munlock', 2, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
   syscall('mlockall', 1, () => 0, 'stub', 'guest memory is never swapped by this kernel'),

@@ -260,6 +260,6 @@ export const processSyscalls = [
     return 0;
   }, 'partial', 'reports full capabilities (the guest is root in its sandbox)'),
   syscall('capset', 2, () => 0, 'stub', 'capabilities are not enforced'),
-  syscall('getpriority', 2, () => 20),
+  syscall('getpriority', 2, () => 20, 'stub', 'always nice 0'),
   syscall('setpriority', 3, () => 0, 'stub', 'scheduling priority is the host\'s'),
 ];

@@ -117,6 +117,6 @@ export const timeSyscalls = [
       t.mm.write(t.arg(0), b);
     }
     return Number(t.kernel.clock.monotonicNs() / 10_000_000n);
-  }),
+  }, 'partial', 'CPU time is reported as user time; children\'s times are 0'),
   syscall('getrusage', 2, getrusage, 'partial', 'CPU time is the total (user + system) reported as user time'),
 ];
