@@ -257,12 +257,52 @@ export class Signals {
   }
 
   rearmTimers(): void {
-    for (const tg of Object.values(this.k.state.threadGroups)) if (tg.itimerReal) this.armItimer(tg);
+    for (const tg of Object.values(this.k.state.threadGroups)) {
+      if (tg.itimerReal) this.armItimer(tg);
+      for (const pt of Object.values(tg.posixTimers ?? {})) this.armPosixTimer(tg, pt.id);
+    }
+  }
+
+  /** (Re)arm a timer_create timer from its graph record. */
+  armPosixTimer(tg: ThreadGroupState, id: number): void {
+    const key = -(tg.tgid * 100000 + id + 1); // runtime key, apart from the ITIMER_REAL keys (tgid)
+    this.timers.get(key)?.unsubscribe();
+    this.timers.delete(key);
+    const pt = tg.posixTimers?.[id];
+    if (!pt || pt.deadlineNs === undefined) return;
+    const ms = Math.max(0, Number(pt.deadlineNs - this.k.clock.monotonicNs()) / 1e6);
+    this.timers.set(key, timer(ms).subscribe(() => this.firePosixTimer(tg.tgid, id)));
+  }
+
+  private firePosixTimer(tgid: number, id: number): void {
+    const tg = this.k.state.threadGroups[tgid];
+    const pt = tg?.posixTimers?.[id];
+    if (!pt || pt.deadlineNs === undefined || tg.zombie) return;
+    if (this.k.frozen) {
+      const sub = this.k.thaw$.subscribe(() => { sub.unsubscribe(); this.firePosixTimer(tgid, id); });
+      return;
+    }
+    const target = pt.notify === 4 ? this.k.state.tasks[pt.tid!] : this.k.state.tasks[tg.tids[0]];
+    if (pt.notify !== 1 && target) {
+      if (target.pendingSignals & sigbit(pt.signo)) pt.overrun++;
+      else {
+        this.send(tgid, pt.signo, { signo: pt.signo, code: SI_TIMER, timerId: id, overrun: pt.overrun, value: pt.value }, pt.notify === 4 ? pt.tid : undefined);
+        pt.overrun = 0;
+      }
+    }
+    if (pt.intervalNs > 0n) pt.deadlineNs += pt.intervalNs; else pt.deadlineNs = undefined;
+    this.armPosixTimer(tg, id);
   }
 
   disarm(tgid: number): void {
     this.timers.get(tgid)?.unsubscribe();
     this.timers.delete(tgid);
+    const tg = this.k.state.threadGroups[tgid];
+    for (const id of Object.keys(tg?.posixTimers ?? {})) {
+      const key = -(tgid * 100000 + Number(id) + 1);
+      this.timers.get(key)?.unsubscribe();
+      this.timers.delete(key);
+    }
   }
 
   disarmAll(): void {
@@ -279,6 +319,10 @@ export function encodeSiginfo(info: SigInfo): Uint8Array {
   v.setInt32(8, info.code, true);
   if (info.addr !== undefined && [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP].includes(info.signo)) {
     v.setBigUint64(16, BigInt(info.addr), true);
+  } else if (info.code === SI_TIMER) {
+    v.setInt32(16, info.timerId ?? 0, true);
+    v.setInt32(20, info.overrun ?? 0, true);
+    v.setBigUint64(24, info.value ?? 0n, true);
   } else {
     v.setInt32(16, info.pid ?? 0, true);
     v.setUint32(20, info.uid ?? 0, true);

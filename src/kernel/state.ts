@@ -166,6 +166,10 @@ export interface SigInfo {
   uid?: number;
   status?: number;
   addr?: number;
+  /** SI_TIMER: timer id, overrun count and sigev_value. */
+  timerId?: number;
+  overrun?: number;
+  value?: bigint;
 }
 
 export interface SigAction {
@@ -202,6 +206,26 @@ export interface ThreadGroupState {
   exitSignal: number;
   /** ITIMER_REAL / alarm(2): absolute deadline on guest CLOCK_MONOTONIC (ns) and interval (ns). */
   itimerReal?: { deadlineNs: bigint; intervalNs: bigint };
+  /** timer_create(2) timers by id. */
+  posixTimers?: Record<number, PosixTimer>;
+}
+
+/** A POSIX interval timer (man 2 timer_create); deadline on guest CLOCK_MONOTONIC (ns). */
+export interface PosixTimer {
+  id: number;
+  clock: number;
+  /** SIGEV_SIGNAL (0), SIGEV_NONE (1), SIGEV_THREAD_ID (4). */
+  notify: number;
+  signo: number;
+  /** Target thread for SIGEV_THREAD_ID. */
+  tid?: number;
+  /** sigev_value, delivered in si_value. */
+  value: bigint;
+  /** Armed: next expiry; absent when disarmed. */
+  deadlineNs?: bigint;
+  intervalNs: bigint;
+  /** Expirations missed while the signal was still pending. */
+  overrun: number;
 }
 
 /** A pipe (fs/pipe.c): a 64 KiB buffer between read and write open files. */

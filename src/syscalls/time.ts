@@ -15,16 +15,21 @@ const CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1, CLOCK_PROCESS_CPUTIME_ID = 2, CLO
 const CLOCK_REALTIME_COARSE = 5, CLOCK_MONOTONIC_COARSE = 6, CLOCK_BOOTTIME = 7, CLOCK_REALTIME_ALARM = 8, CLOCK_BOOTTIME_ALARM = 9, CLOCK_TAI = 11;
 const TIMER_ABSTIME = 1;
 
-/** CPU time (ns) the task's host stub has used, plus what earlier runs used before a checkpoint. */
-function cpuTimeNs(t: Task): bigint {
-  const pid = (t.platform as unknown as { pid?: number }).pid;
-  let live = 0n;
-  if (pid) {
-    const ts = new BigInt64Array(2);
-    // CPUCLOCK_SCHED of another process: clockid = (~pid << 3) | 2 (include/linux/posix-timers.h).
-    if (libc.clockGettime((~pid << 3) | 2, ts) === 0) live = ts[0] * NS_PER_SEC + ts[1];
-  }
-  return t.tg.cpuTimeNs + live;
+/** CPU time (ns) of one task's host stub (each guest thread has its own stub process). */
+function stubCpuNs(pid: number | undefined): bigint {
+  if (!pid) return 0n;
+  const ts = new BigInt64Array(2);
+  // CPUCLOCK_SCHED of another process: clockid = (~pid << 3) | 2 (include/linux/posix-timers.h).
+  return libc.clockGettime((~pid << 3) | 2, ts) === 0 ? ts[0] * NS_PER_SEC + ts[1] : 0n;
+}
+
+/** CPU time (ns) of the calling thread, or of its whole thread group plus what earlier runs used before a checkpoint. */
+function cpuTimeNs(t: Task, threadOnly = false): bigint {
+  const pidOf = (x: Task) => (x.platform as unknown as { pid?: number }).pid;
+  if (threadOnly) return stubCpuNs(pidOf(t));
+  let sum = t.tg.cpuTimeNs;
+  for (const tid of t.tg.tids) { const x = t.kernel.tasks.get(tid); if (x) sum += stubCpuNs(pidOf(x)); }
+  return sum;
 }
 
 /** The guest's time on clock `clk` in ns; EINVAL for an unknown clock. */
@@ -33,7 +38,8 @@ export function clockNow(t: Task, clk: number): bigint {
   switch (clk) {
     case CLOCK_REALTIME: case CLOCK_REALTIME_COARSE: case CLOCK_REALTIME_ALARM: case CLOCK_TAI: return c.realtimeNs();
     case CLOCK_MONOTONIC: case CLOCK_MONOTONIC_RAW: case CLOCK_MONOTONIC_COARSE: case CLOCK_BOOTTIME: case CLOCK_BOOTTIME_ALARM: return c.monotonicNs();
-    case CLOCK_PROCESS_CPUTIME_ID: case CLOCK_THREAD_CPUTIME_ID: return cpuTimeNs(t);
+    case CLOCK_PROCESS_CPUTIME_ID: return cpuTimeNs(t);
+    case CLOCK_THREAD_CPUTIME_ID: return cpuTimeNs(t, true);
   }
   // Dynamic CPU clocks of a pid/tid (negative clockids): only our own.
   if (clk < 0) return cpuTimeNs(t);
@@ -82,7 +88,78 @@ function getrusage(t: Task): number {
   return 0;
 }
 
+const SIGEV_SIGNAL = 0, SIGEV_NONE = 1, SIGEV_THREAD_ID = 4;
+const TIMER_CLOCKS = [CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID, CLOCK_BOOTTIME, CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM, CLOCK_TAI];
+
+/** timer_create(2): SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID (glibc's SIGEV_THREAD is built on it). */
+function timerCreate(t: Task): number {
+  const clk = t.argInt(0), sevp = t.arg(1), idAddr = t.arg(2);
+  if (!TIMER_CLOCKS.includes(clk)) return -E.EINVAL;
+  const tg = t.tg;
+  tg.posixTimers ??= {};
+  let id = 0;
+  while (tg.posixTimers[id]) id++;
+  let notify = SIGEV_SIGNAL, signo = 14, value = BigInt(id), tid: number | undefined;
+  if (sevp) {
+    const b = t.mm.read(sevp, 64);
+    const v = new DataView(b.buffer, b.byteOffset, 64);
+    value = v.getBigUint64(0, true);
+    signo = v.getInt32(8, true);
+    notify = v.getInt32(12, true);
+    tid = v.getInt32(16, true);
+    if (notify !== SIGEV_NONE && (signo < 1 || signo > 64)) return -E.EINVAL;
+    if (notify === SIGEV_THREAD_ID) { const ts = t.kernel.state.tasks[tid]; if (!ts || ts.tgid !== t.tgid) return -E.EINVAL; }
+    else if (notify !== SIGEV_SIGNAL && notify !== SIGEV_NONE) return -E.EINVAL;
+  }
+  t.mm.writeU32(idAddr, id);
+  tg.posixTimers[id] = { id, clock: clk, notify, signo, tid, value, intervalNs: 0n, overrun: 0 };
+  return 0;
+}
+
+function posixTimer(t: Task, id: number) {
+  const pt = t.tg.posixTimers?.[id];
+  if (!pt) throw new SyscallError(E.EINVAL);
+  return pt;
+}
+
+function itimerspec(intervalNs: bigint, valueNs: bigint): Uint8Array {
+  const b = new Uint8Array(32);
+  b.set(nsToTimespec(intervalNs), 0);
+  b.set(nsToTimespec(valueNs), 16);
+  return b;
+}
+
+function timerRemaining(t: Task, id: number): Uint8Array {
+  const pt = posixTimer(t, id);
+  const left = pt.deadlineNs === undefined ? 0n : pt.deadlineNs - t.kernel.clock.monotonicNs();
+  return itimerspec(pt.intervalNs, left > 0n ? left : pt.deadlineNs === undefined ? 0n : 1n);
+}
+
+function timerSettime(t: Task): number {
+  const id = t.argInt(0), flags = t.argInt(1), newAddr = t.arg(2), oldAddr = t.arg(3);
+  const pt = posixTimer(t, id);
+  const interval = readTimespec(t, newAddr), value = readTimespec(t, newAddr + 16);
+  if (oldAddr) t.mm.write(oldAddr, timerRemaining(t, id));
+  pt.intervalNs = interval;
+  pt.overrun = 0;
+  if (value === 0n) pt.deadlineNs = undefined;
+  else if (flags & TIMER_ABSTIME) pt.deadlineNs = t.kernel.clock.monotonicNs() + (value - clockNow(t, pt.clock));
+  else pt.deadlineNs = t.kernel.clock.monotonicNs() + value;
+  t.kernel.signals.armPosixTimer(t.tg, id);
+  return 0;
+}
+
 export const timeSyscalls = [
+  syscall('timer_create', 3, timerCreate, 'partial', 'CPU-time clocks count wall time'),
+  syscall('timer_settime', 4, timerSettime),
+  syscall('timer_gettime', 2, (t) => { t.mm.write(t.arg(1), timerRemaining(t, t.argInt(0))); return 0; }),
+  syscall('timer_getoverrun', 1, (t) => posixTimer(t, t.argInt(0)).overrun),
+  syscall('timer_delete', 1, (t) => {
+    posixTimer(t, t.argInt(0)).deadlineNs = undefined;
+    t.kernel.signals.armPosixTimer(t.tg, t.argInt(0));
+    delete t.tg.posixTimers![t.argInt(0)];
+    return 0;
+  }),
   syscall('clock_gettime', 2, (t) => { t.mm.write(t.arg(1), nsToTimespec(clockNow(t, t.argInt(0)))); return 0; }),
   syscall('clock_getres', 2, (t) => {
     const clk = t.argInt(0);
