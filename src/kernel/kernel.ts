@@ -259,6 +259,16 @@ export class Kernel {
     );
   }
 
+  /** A task of a stopped thread group waits for SIGCONT (or death); it counts as parked for checkpoints. */
+  private async waitWhileStopped(t: Task): Promise<void> {
+    this.parked.add(t.tid);
+    this.parkChanged$.next();
+    while (t.tg.stopped && !this.exitInfo && !isExited(t)) {
+      await firstValueFrom(merge(this.signals.continued$, this.interrupt$.pipe(filter(([tid]) => tid === t.tid))));
+    }
+    this.parked.delete(t.tid);
+  }
+
   private async runTask(t: Task): Promise<void> {
     try {
       for (;;) {
@@ -269,8 +279,9 @@ export class Kernel {
           await this.dispatch(t);
           continue;
         }
+        if (t.tg.stopped) { await this.waitWhileStopped(t); continue; }
         if (this.signals.deliverPending(t)) continue;
-        if (t.state.runState !== 'user') continue;
+        if (t.tg.stopped || t.state.runState !== 'user') continue;
         this.running.add(t.tid);
         const trap = await t.platform.switch();
         this.running.delete(t.tid);

@@ -276,15 +276,25 @@ export class Processes {
    * One attempt of wait4/waitid for `caller`: the pid of a reaped (or, with WNOWAIT, seen)
    * zombie child matching `match`, 0 if children exist but none has exited, -ECHILD if none match.
    */
-  tryWait(caller: Task, match: (c: ThreadGroupState) => boolean, noWait: boolean, report: (c: ThreadGroupState) => void): number {
+  tryWait(caller: Task, match: (c: ThreadGroupState) => boolean, noWait: boolean, report: (c: ThreadGroupState, status: number) => void, opts: { exited?: boolean; stopped?: boolean; continued?: boolean } = { exited: true }): number {
     const s = this.k.state;
     let any = false;
     for (const c of Object.values(s.threadGroups)) {
       if (c.ppid !== caller.tgid || !match(c)) continue;
       any = true;
-      if (c.zombie) {
-        report(c);
+      if (c.zombie && opts.exited !== false) {
+        report(c, c.waitStatus ?? 0);
         if (!noWait) delete s.threadGroups[c.tgid];
+        return c.tgid;
+      }
+      if (!c.zombie && opts.stopped && c.stopReport === 'stopped' && c.stopped) {
+        report(c, ((c.stopSignal ?? 19) << 8) | 0x7f);
+        if (!noWait) c.stopReport = undefined;
+        return c.tgid;
+      }
+      if (!c.zombie && opts.continued && c.stopReport === 'continued') {
+        report(c, 0xffff);
+        if (!noWait) c.stopReport = undefined;
         return c.tgid;
       }
     }

@@ -6,7 +6,7 @@
  * Pending signals and dispositions are data in the graph; timers are re-armed from
  * their deadlines on restore.
  */
-import { Subscription, timer } from 'rxjs';
+import { Subject, Subscription, timer } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Kernel } from './kernel.js';
@@ -21,7 +21,7 @@ export const SIG_DFL = 0, SIG_IGN = 1;
 export const SA_NOCLDSTOP = 1, SA_NOCLDWAIT = 2, SA_SIGINFO = 4, SA_ONSTACK = 0x08000000, SA_RESTART = 0x10000000;
 export const SA_NODEFER = 0x40000000, SA_RESETHAND = 0x80000000, SA_RESTORER = 0x04000000;
 export const SI_USER = 0, SI_KERNEL = 0x80, SI_TKILL = -6, SI_TIMER = -2;
-export const CLD_EXITED = 1, CLD_KILLED = 2, CLD_DUMPED = 3;
+export const CLD_EXITED = 1, CLD_KILLED = 2, CLD_DUMPED = 3, CLD_STOPPED = 5, CLD_CONTINUED = 6;
 
 /** Default action "ignore" (man 7 signal). */
 const DEFAULT_IGNORE = new Set([SIGCHLD, SIGCONT, SIGURG, SIGWINCH]);
@@ -56,7 +56,7 @@ export class Signals {
     if (blocked) return false;
     const act = this.action(tg, sig);
     if (act?.handler === SIG_IGN) return true;
-    return !act && (DEFAULT_IGNORE.has(sig) || DEFAULT_STOP.has(sig));
+    return !act && DEFAULT_IGNORE.has(sig);
   }
 
   /**
@@ -69,6 +69,14 @@ export class Signals {
     const tg = k.state.threadGroups[tgid];
     if (!tg || tg.zombie || sig === 0) return;
     if (sig === SIGKILL) { k.processes.exitThreadGroup(tg, { signal: SIGKILL, core: false }); return; }
+    // SIGCONT resumes a stopped group whatever its disposition, and cancels pending stops;
+    // a stop signal cancels a pending SIGCONT (kernel/signal.c prepare_signal).
+    if (sig === SIGCONT) {
+      for (const tid of tg.tids) { const ts = k.state.tasks[tid]; if (ts) for (const s of DEFAULT_STOP) { ts.pendingSignals &= ~sigbit(s); delete ts.pendingInfo[s]; } }
+      if (tg.stopped) this.continueGroup(tg);
+    } else if (DEFAULT_STOP.has(sig)) {
+      for (const tid of tg.tids) { const ts = k.state.tasks[tid]; if (ts) { ts.pendingSignals &= ~sigbit(SIGCONT); delete ts.pendingInfo[SIGCONT]; } }
+    }
     const tids = tid ? [tid] : tg.tids;
     const target = tids.map((t) => k.state.tasks[t]).find((ts) => ts && !(ts.sigmask & sigbit(sig))) ?? k.state.tasks[tids[0]];
     if (!target) return;
@@ -129,7 +137,8 @@ export class Signals {
       const act = this.action(tg, sig);
       if (act?.handler === SIG_IGN) continue;
       if (!act) {
-        if (DEFAULT_IGNORE.has(sig) || DEFAULT_STOP.has(sig)) continue;
+        if (DEFAULT_IGNORE.has(sig)) continue;
+        if (DEFAULT_STOP.has(sig)) { this.stopGroup(tg, sig); return false; }
         this.k.processes.exitThreadGroup(tg, { signal: sig, core: DEFAULT_CORE.has(sig) });
         return true;
       }
@@ -147,6 +156,35 @@ export class Signals {
       if (act.flags & SA_RESETHAND) delete tg.sigactions[sig];
       return false;
     }
+  }
+
+  /** Fires with a tgid when a stopped thread group is continued. */
+  readonly continued$ = new Subject<number>();
+
+  /** Default action "stop" (job control): every thread of the group stops; the parent hears of it. */
+  stopGroup(tg: ThreadGroupState, sig: number): void {
+    const k = this.k;
+    tg.stopped = true;
+    tg.stopSignal = sig;
+    tg.stopReport = 'stopped';
+    for (const tid of tg.tids) k.tasks.get(tid)?.platform.interrupt();
+    this.notifyParent(tg, CLD_STOPPED, sig);
+  }
+
+  /** SIGCONT on a stopped group. */
+  continueGroup(tg: ThreadGroupState): void {
+    tg.stopped = false;
+    tg.stopReport = 'continued';
+    this.continued$.next(tg.tgid);
+    this.notifyParent(tg, CLD_CONTINUED, SIGCONT);
+  }
+
+  private notifyParent(tg: ThreadGroupState, code: number, status: number): void {
+    const parent = this.k.state.threadGroups[tg.ppid];
+    if (!parent || parent.zombie) return;
+    const act = parent.sigactions[SIGCHLD];
+    if (!(act && act.flags & SA_NOCLDSTOP)) this.send(parent.tgid, SIGCHLD, { signo: SIGCHLD, code, pid: tg.tgid, uid: tg.uid, status });
+    this.k.processes.childEvent$.next(parent.tgid);
   }
 
   /** A synchronous fault in guest code: deliver it to a handler, or kill with the default action. */

@@ -206,6 +206,10 @@ export interface ThreadGroupState {
   exitSignal: number;
   /** ITIMER_REAL / alarm(2): absolute deadline on guest CLOCK_MONOTONIC (ns) and interval (ns). */
   itimerReal?: { deadlineNs: bigint; intervalNs: bigint };
+  /** Job control: stopped by a stop signal (until SIGCONT), and what wait() has yet to report. */
+  stopped?: boolean;
+  stopSignal?: number;
+  stopReport?: 'stopped' | 'continued';
   /** timer_create(2) timers by id. */
   posixTimers?: Record<number, PosixTimer>;
 }

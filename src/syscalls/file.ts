@@ -510,6 +510,20 @@ function ioctl(t: Task): number {
   }
   if (f.kind !== 'hostfd') return -E.ENOTTY;
   const hfd = f.hostFd!;
+  if (req === TIOCGPGRP || req === TIOCSPGRP || req === TIOCGSID) {
+    // The controlling terminal's foreground process group is the sandbox's own (pids are virtual).
+    if (libc.ioctlBuf(hfd, TCGETS, new Uint8Array(60)) < 0) return -E.ENOTTY;
+    const cfg = t.kernel.state.config as typeof t.kernel.state.config & { ttyForegroundPgid?: number };
+    if (req === TIOCSPGRP) {
+      const pgid = t.mm.readU32(arg) | 0;
+      if (pgid <= 0) return -E.EINVAL;
+      if (!Object.values(t.kernel.state.threadGroups).some((g) => g.pgid === pgid && !g.zombie)) return -E.EPERM;
+      cfg.ttyForegroundPgid = pgid;
+      return 0;
+    }
+    t.mm.writeU32(arg, req === TIOCGSID ? t.tg.sid : cfg.ttyForegroundPgid ?? 1);
+    return 0;
+  }
   const sizes: Record<number, [number, boolean]> = {
     [TCGETS]: [60, false], [TCSETS]: [60, true], [TCSETSW]: [60, true], [TCSETSF]: [60, true],
     [TIOCGWINSZ]: [8, false], [TIOCSWINSZ]: [8, true], [TIOCGPGRP]: [4, false], [TIOCSPGRP]: [4, true], [TIOCGSID]: [4, false], [FIONREAD]: [4, false],
@@ -521,7 +535,6 @@ function ioctl(t: Task): number {
   if (input) b.set(t.mm.read(arg, size));
   const r = libc.ioctlBuf(hfd, req, b);
   if (r < 0) return -libc.errno();
-  if (req === TIOCGPGRP || req === TIOCGSID) { t.mm.writeU32(arg, t.tg.pgid); return 0; }
   if (!input) t.mm.write(arg, b);
   return r;
 }

@@ -9,7 +9,7 @@ import { REG } from '../../platforms/platform.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { ThreadGroupState } from '../kernel/state.js';
 import { CloneArgs, CLONE_PIDFD, CLONE_VFORK, CLONE_VM } from '../kernel/processes.js';
-import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, SIGCHLD, encodeSiginfo } from '../kernel/signals.js';
+import { CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, SIGCHLD, encodeSiginfo } from '../kernel/signals.js';
 import { ExitGroup, ExitThread } from '../kernel/kernel.js';
 import { ExecError, execProgram } from '../loader/exec.js';
 import { KERNEL_RELEASE } from '../vfs/proc.js';
@@ -155,21 +155,21 @@ function clone3(t: Task): SyscallResult {
 
 const WNOHANG = 1, WUNTRACED = 2, WEXITED = 4, WCONTINUED = 8, WNOWAIT = 0x01000000, __WNOTHREAD = 0x20000000, __WALL = 0x40000000, __WCLONE = 0x80000000;
 
-/** wait4(2): reap a zombie child matching pid (>0 that pid, 0 own group, -1 any, < -1 group -pid). */
+/** wait4(2): reap a zombie child matching pid (>0 that pid, 0 own group, -1 any, < -1 group -pid); WUNTRACED/WCONTINUED report job-control changes. */
 function wait4(t: Task, pid: number, statusAddr: number, options: number, rusage: number): SyscallResult {
   if (options & ~(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WALL | __WCLONE)) return -E.EINVAL;
   const match = (c: ThreadGroupState) => (pid > 0 ? c.tgid === pid : pid === 0 ? c.pgid === t.tg.pgid : pid === -1 ? true : c.pgid === -pid);
-  const report = (c: ThreadGroupState) => {
-    if (statusAddr) t.mm.writeU32(statusAddr, c.waitStatus ?? 0);
+  const report = (_c: ThreadGroupState, status: number) => {
+    if (statusAddr) t.mm.writeU32(statusAddr, status);
     if (rusage) t.mm.write(rusage, new Uint8Array(144));
   };
-  return waitFor(t, match, false, !!(options & WNOHANG), report);
+  return waitFor(t, match, false, !!(options & WNOHANG), report, { exited: true, stopped: !!(options & WUNTRACED), continued: !!(options & WCONTINUED) });
 }
 
-function waitFor(t: Task, match: (c: ThreadGroupState) => boolean, noWait: boolean, noHang: boolean, report: (c: ThreadGroupState) => void): SyscallResult {
+function waitFor(t: Task, match: (c: ThreadGroupState) => boolean, noWait: boolean, noHang: boolean, report: (c: ThreadGroupState, status: number) => void, opts: { exited: boolean; stopped: boolean; continued: boolean }): SyscallResult {
   const k = t.kernel;
   const attempt = () => {
-    const r = k.processes.tryWait(t, match, noWait, report);
+    const r = k.processes.tryWait(t, match, noWait, report, opts);
     return r === 0 && !noHang ? undefined : r;
   };
   const now = attempt();
@@ -178,19 +178,21 @@ function waitFor(t: Task, match: (c: ThreadGroupState) => boolean, noWait: boole
 }
 
 const P_ALL = 0, P_PID = 1, P_PGID = 2;
-/** waitid(2): like wait4 but reports a siginfo_t (si_code CLD_EXITED/KILLED/DUMPED). */
+/** waitid(2): like wait4 but reports a siginfo_t (si_code CLD_EXITED/KILLED/DUMPED/STOPPED/CONTINUED). */
 function waitid(t: Task, idtype: number, id: number, infop: number, options: number): SyscallResult {
   if (!(options & (WEXITED | WUNTRACED | WCONTINUED))) return -E.EINVAL;
   if (idtype !== P_ALL && idtype !== P_PID && idtype !== P_PGID) return -E.EINVAL;
   const match = (c: ThreadGroupState) => (idtype === P_ALL ? true : idtype === P_PID ? c.tgid === id : c.pgid === (id || t.tg.pgid));
-  if (!(options & WEXITED)) return (options & WNOHANG) ? 0 : -E.ECHILD;
-  const report = (c: ThreadGroupState) => {
+  const report = (c: ThreadGroupState, ws: number) => {
     if (!infop) return;
-    const ws = c.waitStatus ?? 0;
-    const killed = (ws & 0x7f) !== 0;
-    t.mm.write(infop, encodeSiginfo({ signo: SIGCHLD, code: killed ? ((ws & 0x80) ? CLD_DUMPED : CLD_KILLED) : CLD_EXITED, pid: c.tgid, uid: c.uid, status: killed ? ws & 0x7f : (ws >> 8) & 0xff }));
+    let code: number, status: number;
+    if (ws === 0xffff) { code = CLD_CONTINUED; status = 18; }
+    else if ((ws & 0xff) === 0x7f) { code = CLD_STOPPED; status = (ws >> 8) & 0xff; }
+    else if (ws & 0x7f) { code = ws & 0x80 ? CLD_DUMPED : CLD_KILLED; status = ws & 0x7f; }
+    else { code = CLD_EXITED; status = (ws >> 8) & 0xff; }
+    t.mm.write(infop, encodeSiginfo({ signo: SIGCHLD, code, pid: c.tgid, uid: c.uid, status }));
   };
-  const r = waitFor(t, match, !!(options & WNOWAIT), !!(options & WNOHANG), report);
+  const r = waitFor(t, match, !!(options & WNOWAIT), !!(options & WNOHANG), report, { exited: !!(options & WEXITED), stopped: !!(options & WUNTRACED), continued: !!(options & WCONTINUED) });
   if (r === 0 && infop) t.mm.write(infop, new Uint8Array(128)); // WNOHANG and nothing yet: si_pid = 0
   if (typeof r !== 'number') return { waiter: r.waiter, result$: r.result$.pipe(map((v) => (v > 0 ? 0 : v))) };
   return r > 0 ? 0 : r;
@@ -243,8 +245,8 @@ export const processSyscalls = [
   syscall('vfork', 0, (t) => cloneProcess(t, { flags: CLONE_VM | CLONE_VFORK, stack: 0, parentTid: 0, childTid: 0, tls: 0, exitSignal: SIGCHLD }), 'partial', 'the child gets a copy-on-write copy instead of the shared memory; the parent waits for its exec or exit'),
   syscall('clone', 5, (t) => cloneProcess(t, { flags: t.argU32(0) & ~0xff, stack: t.arg(1), parentTid: t.arg(2), childTid: t.arg(3), tls: t.arg(4), exitSignal: t.argU32(0) & 0xff }), 'partial', 'namespaces, CLONE_PIDFD and CLONE_PTRACE are not supported; CLONE_VM without CLONE_THREAD copies on write'),
   syscall('clone3', 2, clone3, 'partial', 'as clone; set_tid and cgroup are not supported'),
-  syscall('wait4', 4, (t) => wait4(t, t.argInt(0), t.arg(1), t.argInt(2), t.arg(3)), 'partial', 'no stopped/continued children (WUNTRACED/WCONTINUED report nothing)'),
-  syscall('waitid', 5, (t) => waitid(t, t.argInt(0), t.argInt(1), t.arg(2), t.argInt(3)), 'partial', 'P_PIDFD is not supported; no stopped/continued children'),
+  syscall('wait4', 4, (t) => wait4(t, t.argInt(0), t.arg(1), t.argInt(2), t.arg(3)), 'partial', 'rusage of children is zero'),
+  syscall('waitid', 5, (t) => waitid(t, t.argInt(0), t.argInt(1), t.arg(2), t.argInt(3)), 'partial', 'P_PIDFD is not supported'),
   syscall('uname', 1, uname),
   syscall('sethostname', 2, (t) => { const n = t.argInt(1); if (n < 0 || n > 64) return -E.EINVAL; t.kernel.state.config.hostname = new TextDecoder().decode(t.mm.read(t.arg(0), n)); return 0; }),
   syscall('prlimit64', 4, (t) => prlimit(t, t.argInt(0), t.argInt(1), t.arg(2), t.arg(3))),
