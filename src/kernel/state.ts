@@ -260,7 +260,7 @@ export interface FdTableState {
  */
 export interface OpenFileState {
   id: number;
-  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir' | 'pipe' | 'epoll';
+  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir' | 'pipe' | 'epoll' | 'pidfd';
   /** Guest path it was opened by (for /proc/self/fd, re-opening host files on restore). */
   path: string;
   /** open(2) flags (O_ACCMODE, O_APPEND, O_NONBLOCK…). */
@@ -279,6 +279,8 @@ export interface OpenFileState {
   content?: Uint8Array;
   /** 'epoll': the interest list by guest fd (the file it named, events mask, user data). */
   epollInterest?: Record<number, { fileId: number; events: number; data: bigint }>;
+  /** 'pidfd': the process (thread group id) it refers to. */
+  pidfdTgid?: number;
   /** 'pipe': which pipe and which end. */
   pipeId?: number;
   /** 'dir': directory entries captured at the first getdents (stable order across restore). */

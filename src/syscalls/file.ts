@@ -107,7 +107,7 @@ function reopen(t: Task, fileId: number, flags: number): OpenFileState {
       return k.newOpenFile({ ...base, kind: 'pipe', pipeId: p.id });
     }
     case 'hostfd': return k.newOpenFile({ ...base, kind: 'hostfd', hostFd: target.hostFd });
-    case 'epoll': throw new SyscallError(E.ENXIO);
+    case 'epoll': case 'pidfd': throw new SyscallError(E.ENXIO);
     default: {
       const f = k.newOpenFile({ ...target, ...base, offset: 0, entries: undefined });
       if (f.kind === 'upper' && (flags & O_TRUNC) && acc !== O_RDONLY) truncateInode(t, k.state.fs.inodes[f.inodeId!], 0);
@@ -189,7 +189,7 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
   const advance = (n: number) => { if (pos === null && n > 0) f.offset += n; return n; };
   switch (f.kind) {
     case 'dir': return -E.EISDIR;
-    case 'epoll': return -E.EINVAL;
+    case 'epoll': case 'pidfd': return -E.EINVAL;
     case 'pipe': return t.kernel.pipes.read(t, f, buf, count);
     case 'host': {
       if (count === 0) return 0;

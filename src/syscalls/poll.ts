@@ -38,6 +38,7 @@ export function readiness(t: Task, f: OpenFileState): number {
       return v.getInt16(6, true) & 0xffff;
     }
     case 'epoll': return epollReady(t, f, false).length ? POLLIN : 0;
+    case 'pidfd': { const g = t.kernel.state.threadGroups[f.pidfdTgid!]; return !g || g.zombie ? POLLIN | POLLHUP : 0; }
     default: return POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
   }
 }

@@ -8,7 +8,7 @@ import { E } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { ThreadGroupState } from '../kernel/state.js';
-import { CloneArgs, CLONE_PIDFD, CLONE_VFORK, CLONE_VM } from '../kernel/processes.js';
+import { CloneArgs, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM } from '../kernel/processes.js';
 import { CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, SIGCHLD, encodeSiginfo } from '../kernel/signals.js';
 import { ExitGroup, ExitThread } from '../kernel/kernel.js';
 import { ExecError, execProgram } from '../loader/exec.js';
@@ -131,9 +131,22 @@ function execve(t: Task, dirfd: number, pathAddr: number, argvAddr: number, envp
   return 0;
 }
 
+/** A pidfd for process `tgid` (man 2 pidfd_open): pollable, readable once the process has exited. */
+export function newPidfd(t: Task, tgid: number, cloexec = true): number {
+  const f = t.kernel.newOpenFile({ kind: 'pidfd', path: 'anon_inode:[pidfd]', flags: 2, pidfdTgid: tgid });
+  const fd = t.kernel.installFd(t, f.id, cloexec);
+  if (fd < 0) delete t.kernel.state.openFiles[f.id];
+  return fd;
+}
+
 /** fork/vfork/clone: the child's pid in the parent; a vfork parent blocks until the child execs or exits. */
-function cloneProcess(t: Task, a: CloneArgs): SyscallResult {
+function cloneProcess(t: Task, a: CloneArgs, pidfdAddr = 0): SyscallResult {
+  if ((a.flags & CLONE_PIDFD) && (a.flags & CLONE_THREAD)) return -E.EINVAL;
   const pid = t.kernel.processes.clone(t, a);
+  if (a.flags & CLONE_PIDFD) {
+    const fd = newPidfd(t, pid);
+    if (fd >= 0) t.mm.writeU32(pidfdAddr || a.parentTid, fd);
+  }
   if (!(a.flags & CLONE_VFORK)) return pid;
   const k = t.kernel;
   return {
@@ -149,8 +162,7 @@ function clone3(t: Task): SyscallResult {
   const v = new DataView(b.buffer, b.byteOffset, 64);
   const u = (i: number) => Number(v.getBigUint64(i * 8, true));
   const flags = u(0), stack = u(5), stackSize = u(6);
-  if (flags & CLONE_PIDFD) return -E.EINVAL;
-  return cloneProcess(t, { flags, childTid: u(2), parentTid: u(3), exitSignal: u(4), stack: stack ? stack + stackSize : 0, tls: u(7) });
+  return cloneProcess(t, { flags, childTid: u(2), parentTid: u(3), exitSignal: u(4), stack: stack ? stack + stackSize : 0, tls: u(7) }, u(1));
 }
 
 const WNOHANG = 1, WUNTRACED = 2, WEXITED = 4, WCONTINUED = 8, WNOWAIT = 0x01000000, __WNOTHREAD = 0x20000000, __WALL = 0x40000000, __WCLONE = 0x80000000;
@@ -177,10 +189,15 @@ function waitFor(t: Task, match: (c: ThreadGroupState) => boolean, noWait: boole
   return { waiter: { kind: 'wait', interruptible: true, restartable: true }, result$: k.whenRunnable(k.processes.childEvent$, attempt) };
 }
 
-const P_ALL = 0, P_PID = 1, P_PGID = 2;
+const P_ALL = 0, P_PID = 1, P_PGID = 2, P_PIDFD = 3;
 /** waitid(2): like wait4 but reports a siginfo_t (si_code CLD_EXITED/KILLED/DUMPED/STOPPED/CONTINUED). */
 function waitid(t: Task, idtype: number, id: number, infop: number, options: number): SyscallResult {
   if (!(options & (WEXITED | WUNTRACED | WCONTINUED))) return -E.EINVAL;
+  if (idtype === P_PIDFD) {
+    const f = t.kernel.file(t, id);
+    if (f.kind !== 'pidfd') return -E.EINVAL;
+    idtype = P_PID; id = f.pidfdTgid!;
+  }
   if (idtype !== P_ALL && idtype !== P_PID && idtype !== P_PGID) return -E.EINVAL;
   const match = (c: ThreadGroupState) => (idtype === P_ALL ? true : idtype === P_PID ? c.tgid === id : c.pgid === (id || t.tg.pgid));
   const report = (c: ThreadGroupState, ws: number) => {
@@ -243,10 +260,28 @@ export const processSyscalls = [
   syscall('execveat', 5, (t) => execve(t, t.argInt(0), t.arg(1), t.arg(2), t.arg(3), t.argInt(4)), 'partial', 'single-threaded images'),
   syscall('fork', 0, (t) => cloneProcess(t, { flags: 0, stack: 0, parentTid: 0, childTid: 0, tls: 0, exitSignal: SIGCHLD })),
   syscall('vfork', 0, (t) => cloneProcess(t, { flags: CLONE_VM | CLONE_VFORK, stack: 0, parentTid: 0, childTid: 0, tls: 0, exitSignal: SIGCHLD }), 'partial', 'the child gets a copy-on-write copy instead of the shared memory; the parent waits for its exec or exit'),
-  syscall('clone', 5, (t) => cloneProcess(t, { flags: t.argU32(0) & ~0xff, stack: t.arg(1), parentTid: t.arg(2), childTid: t.arg(3), tls: t.arg(4), exitSignal: t.argU32(0) & 0xff }), 'partial', 'namespaces, CLONE_PIDFD and CLONE_PTRACE are not supported; CLONE_VM without CLONE_THREAD copies on write'),
+  syscall('clone', 5, (t) => cloneProcess(t, { flags: t.argU32(0) & ~0xff, stack: t.arg(1), parentTid: t.arg(2), childTid: t.arg(3), tls: t.arg(4), exitSignal: t.argU32(0) & 0xff }), 'partial', 'namespaces and CLONE_PTRACE are not supported; CLONE_VM without CLONE_THREAD copies on write'),
   syscall('clone3', 2, clone3, 'partial', 'as clone; set_tid and cgroup are not supported'),
   syscall('wait4', 4, (t) => wait4(t, t.argInt(0), t.arg(1), t.argInt(2), t.arg(3)), 'partial', 'rusage of children is zero'),
-  syscall('waitid', 5, (t) => waitid(t, t.argInt(0), t.argInt(1), t.arg(2), t.argInt(3)), 'partial', 'P_PIDFD is not supported'),
+  syscall('waitid', 5, (t) => waitid(t, t.argInt(0), t.argInt(1), t.arg(2), t.argInt(3)), 'partial', 'rusage of children is zero'),
+  syscall('pidfd_open', 2, (t) => {
+    const pid = t.argInt(0), flags = t.argU32(1);
+    if (flags & ~0o4000 || pid <= 0) return -E.EINVAL;
+    const g = t.kernel.state.threadGroups[pid];
+    if (!g) return -E.ESRCH;
+    return newPidfd(t, pid);
+  }),
+  syscall('pidfd_send_signal', 4, (t) => {
+    const f = t.kernel.file(t, t.argInt(0));
+    if (f.kind !== 'pidfd') return -E.EBADF;
+    if (t.argU32(3)) return -E.EINVAL;
+    const sig = t.argInt(1);
+    if (sig < 0 || sig > 64) return -E.EINVAL;
+    const g = t.kernel.state.threadGroups[f.pidfdTgid!];
+    if (!g || g.zombie) return -E.ESRCH;
+    t.kernel.signals.send(g.tgid, sig, { signo: sig, code: 0, pid: t.tgid, uid: t.tg.uid });
+    return 0;
+  }, 'partial', 'a caller-supplied siginfo is not used'),
   syscall('uname', 1, uname),
   syscall('sethostname', 2, (t) => { const n = t.argInt(1); if (n < 0 || n > 64) return -E.EINVAL; t.kernel.state.config.hostname = new TextDecoder().decode(t.mm.read(t.arg(0), n)); return 0; }),
   syscall('prlimit64', 4, (t) => prlimit(t, t.argInt(0), t.argInt(1), t.arg(2), t.arg(3))),
