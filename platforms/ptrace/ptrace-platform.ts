@@ -198,6 +198,7 @@ class PtraceTask implements PlatformTask {
       let st: number | undefined;
       for (let i = 0; i < SPIN_POLLS; i++) {
         if (libc.waitpid(this.pid, this.status, libc.WNOHANG | libc.__WALL) === this.pid) { st = this.status[0]; break; }
+        libc.schedYield(); // the stub shares our CPU: give it the CPU rather than spin against it
       }
       if (st === undefined) st = await this.waitAsync();
       this.running = false;

@@ -270,8 +270,13 @@ export class Kernel {
   }
 
   private async runTask(t: Task): Promise<void> {
+    let sinceYield = 0;
     try {
       for (;;) {
+        // A task whose traps all complete synchronously would keep the event loop to itself
+        // (await on a settled promise is only a microtask): let I/O, timers, other tasks'
+        // waitpid completions and control requests in every few dozen traps.
+        if (++sinceYield >= 32) { sinceYield = 0; await new Promise<void>((r) => setImmediate(r)); }
         if (this.exitInfo || isExited(t)) return;
         await this.gate(t);
         if (this.exitInfo || isExited(t)) return;
