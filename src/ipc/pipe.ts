@@ -130,7 +130,7 @@ export class Pipes {
         this.k.signals.send(t.tgid, SIGPIPE, { signo: SIGPIPE, code: SI_USER, pid: t.tgid }, t.tid);
         return waiter.progress > 0 ? waiter.progress : -E.EPIPE;
       }
-      const space = PIPE_CAPACITY - p.len;
+      const space = p.buf.length - p.len;
       const left = count - waiter.progress;
       // Writes of at most PIPE_BUF bytes go in whole or not at all.
       const n = left <= PIPE_BUF ? (space >= left ? left : 0) : Math.min(space, left);

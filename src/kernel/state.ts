@@ -195,8 +195,16 @@ export interface ThreadGroupState {
   exitStatus?: number;
   /** Process-wide pending signals (bitmask). */
   pendingSignals: bigint;
-  /** Guest-visible identity. */
+  /** Guest-visible identity: real uid/gid (the rest of the credentials are in `cred`). */
   uid: number; gid: number;
+  /** Full credentials (man 7 credentials), created on the first set*id call. */
+  cred?: Credentials;
+  /** Nice value (-20..19), as setpriority(2) set it. */
+  nice?: number;
+  /** CPU mask as sched_setaffinity(2) set it. */
+  affinity?: Uint8Array;
+  /** Scheduling policy and priority as sched_setscheduler(2) set them. */
+  sched?: { policy: number; priority: number };
   /** Checkpointed CPU time (ns) of earlier runs, added to the live counters. */
   cpuTimeNs: bigint;
   /** Exited and not yet reaped: the wait status (man 2 wait4 encoding) waits for the parent. */
@@ -232,6 +240,12 @@ export interface PosixTimer {
   overrun: number;
 }
 
+export interface Credentials {
+  ruid: number; euid: number; suid: number; fsuid: number;
+  rgid: number; egid: number; sgid: number; fsgid: number;
+  groups: number[];
+}
+
 /** A pipe (fs/pipe.c): a 64 KiB buffer between read and write open files. */
 export interface PipeState {
   id: number;
@@ -260,7 +274,7 @@ export interface FdTableState {
  */
 export interface OpenFileState {
   id: number;
-  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir' | 'pipe' | 'epoll' | 'pidfd';
+  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir' | 'pipe' | 'epoll' | 'pidfd' | 'eventfd';
   /** Guest path it was opened by (for /proc/self/fd, re-opening host files on restore). */
   path: string;
   /** open(2) flags (O_ACCMODE, O_APPEND, O_NONBLOCK…). */
@@ -279,6 +293,8 @@ export interface OpenFileState {
   content?: Uint8Array;
   /** 'epoll': the interest list by guest fd (the file it named, events mask, user data). */
   epollInterest?: Record<number, { fileId: number; events: number; data: bigint }>;
+  /** 'eventfd': the 64-bit counter and whether it is a semaphore (EFD_SEMAPHORE). */
+  eventfd?: { count: bigint; semaphore: boolean };
   /** 'pidfd': the process (thread group id) it refers to. */
   pidfdTgid?: number;
   /** 'pipe': which pipe and which end. */

@@ -179,6 +179,7 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
   // close-on-exec fds (fs/exec.c do_close_on_exec); handlers reset to default (keep ignored).
   for (const [fd, e] of Object.entries(t.fdTable.fds)) if (e.cloexec) t.kernel.closeFd(t, Number(fd));
   for (const [sig, act] of Object.entries(tg.sigactions)) if (act.handler !== 1 /* SIG_IGN */) delete tg.sigactions[Number(sig)];
+  t.state.altStack = undefined; // the new image has no alternate signal stack (fs/exec.c)
   t.kernel.processes.releaseVforkParent(t);
   if (t.kernel.events$.observed) t.kernel.events$.next({ type: 'task.exec', tid: t.tid, path: realPath });
 }

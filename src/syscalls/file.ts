@@ -13,6 +13,7 @@ import type { OpenFileState, InodeState } from '../kernel/state.js';
 import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
 import { Node, modeOf } from '../vfs/vfs.js';
 import { SIGPIPE } from '../kernel/signals.js';
+import { eventfdRead, eventfdWrite } from '../ipc/eventfd.js';
 import { S_IFIFO, S_IFMT, S_IFREG, Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
 import { syscall } from './table.js';
 
@@ -107,7 +108,7 @@ function reopen(t: Task, fileId: number, flags: number): OpenFileState {
       return k.newOpenFile({ ...base, kind: 'pipe', pipeId: p.id });
     }
     case 'hostfd': return k.newOpenFile({ ...base, kind: 'hostfd', hostFd: target.hostFd });
-    case 'epoll': case 'pidfd': throw new SyscallError(E.ENXIO);
+    case 'epoll': case 'pidfd': case 'eventfd': throw new SyscallError(E.ENXIO);
     default: {
       const f = k.newOpenFile({ ...target, ...base, offset: 0, entries: undefined });
       if (f.kind === 'upper' && (flags & O_TRUNC) && acc !== O_RDONLY) truncateInode(t, k.state.fs.inodes[f.inodeId!], 0);
@@ -124,9 +125,13 @@ export function truncateInode(t: Task, inode: InodeState, size: number): void {
   inode.mtimeNs = inode.ctimeNs = t.kernel.clock.realtimeNs();
 }
 
+/** Largest upper-layer file (bytes): contents live in one buffer of the graph. */
+export const MAX_UPPER_FILE = 1 << 30;
+
 function growBuffer(data: Uint8Array, need: number): Uint8Array {
   if (need <= data.length) return data;
-  const nb = new Uint8Array(Math.max(need, data.length * 2, 4096));
+  if (need > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
+  const nb = new Uint8Array(Math.min(MAX_UPPER_FILE, Math.max(need, data.length * 2, 4096)));
   nb.set(data);
   return nb;
 }
@@ -190,6 +195,7 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
   switch (f.kind) {
     case 'dir': return -E.EISDIR;
     case 'epoll': case 'pidfd': return -E.EINVAL;
+    case 'eventfd': return eventfdRead(t, f, buf, count);
     case 'pipe': return t.kernel.pipes.read(t, f, buf, count);
     case 'host': {
       if (count === 0) return 0;
@@ -278,6 +284,7 @@ function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: n
   count = Math.min(count, MAX_RW);
   switch (f.kind) {
     case 'pipe': return t.kernel.pipes.write(t, f, buf, count);
+    case 'eventfd': return eventfdWrite(t, f, buf, count);
     case 'hostfd': {
       let total = 0;
       t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before any byte leaves
@@ -450,7 +457,7 @@ function getdents64(t: Task): number {
 }
 
 const F_DUPFD = 0, F_GETFD = 1, F_SETFD = 2, F_GETFL = 3, F_SETFL = 4, F_GETLK = 5, F_SETLK = 6, F_SETLKW = 7;
-const F_SETOWN = 8, F_GETOWN = 9, F_DUPFD_CLOEXEC = 1030, F_GETPIPE_SZ = 1032, F_OFD_GETLK = 36, F_OFD_SETLK = 37, F_OFD_SETLKW = 38;
+const F_SETOWN = 8, F_GETOWN = 9, F_DUPFD_CLOEXEC = 1030, F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032, F_OFD_GETLK = 36, F_OFD_SETLK = 37, F_OFD_SETLKW = 38;
 const FD_CLOEXEC = 1;
 function fcntl(t: Task): number {
   const fd = t.argInt(0), cmd = t.argInt(1);
@@ -484,8 +491,23 @@ function fcntl(t: Task): number {
       t.mm.read(t.arg(2), 32);
       return 0;
     case F_SETOWN: return 0;
+    case 1033 /* F_ADD_SEALS */: return f.kind === 'upper' ? 0 : -E.EINVAL;
+    case 1034 /* F_GET_SEALS */: return f.kind === 'upper' ? 0 : -E.EINVAL;
     case F_GETOWN: return 0;
-    case F_GETPIPE_SZ: return f.kind === 'pipe' ? 65536 : -E.EINVAL;
+    case F_GETPIPE_SZ: return f.kind === 'pipe' ? t.kernel.state.pipes[f.pipeId!]?.buf.length ?? 65536 : -E.EINVAL;
+    case F_SETPIPE_SZ: {
+      if (f.kind !== 'pipe') return -E.EBADF;
+      const want = t.argInt(2);
+      if (want < 0 || want > 1048576) return want < 0 ? -E.EINVAL : -E.EPERM;
+      const p = t.kernel.state.pipes[f.pipeId!];
+      let size = 4096;
+      while (size < want) size *= 2;
+      if (size < p.len) return -E.EBUSY;
+      const nb = new Uint8Array(size);
+      nb.set(p.buf.subarray(0, p.len));
+      p.buf = nb;
+      return size;
+    }
     default: return -E.EINVAL;
   }
 }
@@ -660,6 +682,38 @@ export const fileSyscalls = [
   syscall('sync', 0, () => 0, 'stub', 'the upper layer lives in memory: nothing to flush'),
   syscall('fadvise64', 4, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'advice only'),
   syscall('flock', 2, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'no other sandbox can contend for the lock'),
+  syscall('memfd_create', 2, (t) => {
+    const name = t.mm.readCString(t.arg(0), 249);
+    const flags = t.argU32(1);
+    if (flags & ~(1 | 2 | 4 | 8 | 0x10)) return -E.EINVAL; // CLOEXEC, ALLOW_SEALING, HUGETLB, NOEXEC_SEAL, EXEC
+    const k = t.kernel;
+    const id = k.newId();
+    const now = k.clock.realtimeNs();
+    // An upper-layer inode with no name: it lives while an fd (or mapping) holds it.
+    k.state.fs.inodes[id] = { id, mode: S_IFREG | 0o777, uid: t.tg.uid, gid: t.tg.gid, nlink: 0, size: 0, data: new Uint8Array(0), atimeNs: now, mtimeNs: now, ctimeNs: now };
+    const f = k.newOpenFile({ kind: 'upper', path: `/memfd:${name} (deleted)`, flags: O_RDWR, inodeId: id });
+    const fd = k.installFd(t, f.id, !!(flags & 1));
+    if (fd < 0) { delete k.state.openFiles[f.id]; delete k.state.fs.inodes[id]; }
+    return fd;
+  }, 'partial', 'seals are accepted but not enforced; MAP_SHARED mappings are copies'),
+  syscall('fallocate', 4, (t) => {
+    const f = t.kernel.file(t, t.argInt(0));
+    const mode = t.argInt(1), off = t.argI64(2), len = t.argI64(3);
+    if (off < 0 || len <= 0) return -E.EINVAL;
+    if ((f.flags & O_ACCMODE) === O_RDONLY) return -E.EBADF;
+    if (f.kind === 'pipe') return -E.ESPIPE;
+    if (f.kind !== 'upper') return -E.ENODEV;
+    const ino = t.kernel.state.fs.inodes[f.inodeId!];
+    if (!isReg(ino.mode)) return -E.ENODEV;
+    const KEEP_SIZE = 1, PUNCH_HOLE = 2, ZERO_RANGE = 0x10;
+    if (mode & ~(KEEP_SIZE | PUNCH_HOLE | ZERO_RANGE)) return -E.EOPNOTSUPP;
+    if ((mode & PUNCH_HOLE) && !(mode & KEEP_SIZE)) return -E.EINVAL;
+    const end = off + len;
+    if (end > MAX_UPPER_FILE) return -E.EFBIG;
+    if (mode & (PUNCH_HOLE | ZERO_RANGE)) ino.data?.fill(0, off, Math.min(end, ino.size));
+    if (!(mode & KEEP_SIZE) && end > ino.size) truncateInode(t, ino, end);
+    return 0;
+  }, 'partial', 'COLLAPSE/INSERT_RANGE give EOPNOTSUPP'),
   syscall('ftruncate', 2, (t) => ftruncateFile(t, t.kernel.file(t, t.argInt(0)), t.argI64(1))),
   syscall('sendfile', 4, sendfile, 'partial', 'regular file to regular file or stdio; other pairs give EINVAL (callers fall back to read/write)'),
 ];

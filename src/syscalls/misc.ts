@@ -61,29 +61,11 @@ function sysinfo(t: Task): number {
   return 0;
 }
 
-function schedGetaffinity(t: Task): number {
-  const len = t.arg(1);
-  const ncpu = os.cpus().length;
-  const bytes = Math.ceil(ncpu / 64) * 8;
-  if (len < bytes || len % 8) return -E.EINVAL;
-  const b = new Uint8Array(bytes);
-  for (let i = 0; i < ncpu; i++) b[i >> 3] |= 1 << (i & 7);
-  t.mm.write(t.arg(2), b);
-  return bytes;
-}
-
 export const miscSyscalls = [
   syscall('getrandom', 3, getrandom),
   syscall('futex', 6, futex, 'partial', 'no priority-inheritance (PI) operations'),
   syscall('rseq', 4, () => -E.ENOSYS, 'stub', 'glibc runs without restartable sequences when registration fails'),
   syscall('sysinfo', 1, sysinfo),
-  syscall('sched_getaffinity', 3, schedGetaffinity),
-  syscall('sched_setaffinity', 3, (t) => { t.mm.read(t.arg(2), Math.min(t.arg(1), 128)); return 0; }, 'stub', 'placement is the host\'s'),
-  syscall('sched_yield', 0, () => 0),
-  syscall('sched_getscheduler', 1, () => 0, 'stub', 'every task reports SCHED_OTHER'),
-  syscall('sched_getparam', 2, (t) => { t.mm.writeU32(t.arg(1), 0); return 0; }, 'stub', 'priority 0 (SCHED_OTHER)'),
-  syscall('sched_get_priority_max', 1, (t) => (t.argInt(0) === 1 || t.argInt(0) === 2 ? 99 : 0)),
-  syscall('sched_get_priority_min', 1, (t) => (t.argInt(0) === 1 || t.argInt(0) === 2 ? 1 : 0)),
   syscall('getcpu', 3, (t) => { if (t.arg(0)) t.mm.writeU32(t.arg(0), 0); if (t.arg(1)) t.mm.writeU32(t.arg(1), 0); return 0; }, 'stub', 'always CPU 0, node 0'),
   syscall('membarrier', 3, (t) => (t.argInt(0) === 0 ? 0 : -E.EINVAL), 'partial', 'QUERY reports no commands'),
   syscall('personality', 1, (t) => (t.argU32(0) === 0xffffffff || t.argU32(0) === 0 ? 0 : -E.EINVAL), 'partial', 'only the query and PER_LINUX'),

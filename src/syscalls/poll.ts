@@ -11,7 +11,7 @@ import * as libc from '../../platforms/host/libc.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState } from '../kernel/state.js';
 import { NS_PER_SEC } from '../kernel/clock.js';
-import { PIPE_BUF, PIPE_CAPACITY } from '../ipc/pipe.js';
+import { PIPE_BUF } from '../ipc/pipe.js';
 import { syscall } from './table.js';
 
 const POLLIN = 1, POLLPRI = 2, POLLOUT = 4, POLLERR = 8, POLLHUP = 0x10, POLLNVAL = 0x20, POLLRDNORM = 0x40, POLLWRNORM = 0x100;
@@ -26,7 +26,7 @@ export function readiness(t: Task, f: OpenFileState): number {
     case 'pipe': {
       const p = t.kernel.state.pipes[f.pipeId!];
       if (!p) return POLLERR;
-      if (acc === 1) return p.readers === 0 ? POLLERR | POLLOUT : PIPE_CAPACITY - p.len >= PIPE_BUF ? POLLOUT | POLLWRNORM : 0;
+      if (acc === 1) return p.readers === 0 ? POLLERR | POLLOUT : p.buf.length - p.len >= PIPE_BUF ? POLLOUT | POLLWRNORM : 0;
       return (p.len > 0 ? POLLIN | POLLRDNORM : 0) | (p.writers === 0 ? POLLHUP : 0);
     }
     case 'hostfd': {
@@ -38,6 +38,7 @@ export function readiness(t: Task, f: OpenFileState): number {
       return v.getInt16(6, true) & 0xffff;
     }
     case 'epoll': return epollReady(t, f, false).length ? POLLIN : 0;
+    case 'eventfd': { const c = f.eventfd!.count; return (c > 0n ? POLLIN | POLLRDNORM : 0) | (c < 0xfffffffffffffffen ? POLLOUT | POLLWRNORM : 0); }
     case 'pidfd': { const g = t.kernel.state.threadGroups[f.pidfdTgid!]; return !g || g.zombie ? POLLIN | POLLHUP : 0; }
     default: return POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
   }

@@ -215,30 +215,11 @@ function waitid(t: Task, idtype: number, id: number, infop: number, options: num
   return r > 0 ? 0 : r;
 }
 
-function idQuery(t: Task, addrs: number[], v: number): number {
-  for (const a of addrs) t.mm.writeU32(a, v);
-  return 0;
-}
 
 export const processSyscalls = [
   syscall('getpid', 0, (t) => t.state.tgid),
   syscall('gettid', 0, (t) => t.tid),
   syscall('getppid', 0, (t) => t.tg.ppid),
-  syscall('getuid', 0, (t) => t.tg.uid),
-  syscall('geteuid', 0, (t) => t.tg.uid),
-  syscall('getgid', 0, (t) => t.tg.gid),
-  syscall('getegid', 0, (t) => t.tg.gid),
-  syscall('getresuid', 3, (t) => idQuery(t, [t.arg(0), t.arg(1), t.arg(2)], t.tg.uid)),
-  syscall('getresgid', 3, (t) => idQuery(t, [t.arg(0), t.arg(1), t.arg(2)], t.tg.gid)),
-  syscall('getgroups', 2, (t) => {
-    if (t.argInt(0) < 0) return -E.EINVAL;
-    if (t.argInt(0) === 0) return 1;
-    t.mm.writeU32(t.arg(1), t.tg.gid);
-    return 1;
-  }),
-  syscall('setuid', 1, (t) => (t.argU32(0) === t.tg.uid ? 0 : -E.EPERM), 'partial', 'identity is fixed for now: only a no-op change succeeds'),
-  syscall('setgid', 1, (t) => (t.argU32(0) === t.tg.gid ? 0 : -E.EPERM), 'partial', 'identity is fixed for now: only a no-op change succeeds'),
-  syscall('setgroups', 2, () => 0, 'stub', 'supplementary groups are not modelled'),
   syscall('getpgrp', 0, (t) => t.tg.pgid),
   syscall('getpgid', 1, (t) => (t.argInt(0) === 0 || t.argInt(0) === t.state.tgid ? t.tg.pgid : -E.ESRCH)),
   syscall('getsid', 1, (t) => (t.argInt(0) === 0 || t.argInt(0) === t.state.tgid ? t.tg.sid : -E.ESRCH)),
@@ -273,7 +254,10 @@ export const processSyscalls = [
   }),
   syscall('pidfd_send_signal', 4, (t) => {
     const f = t.kernel.file(t, t.argInt(0));
-    if (f.kind !== 'pidfd') return -E.EBADF;
+    // A pidfd, or an fd of a /proc/<pid> directory (both name a process).
+    const procPid = f.kind === 'dir' ? /^\/proc\/(\d+)$/.exec(f.path)?.[1] : undefined;
+    if (f.kind !== 'pidfd' && !procPid) return -E.EBADF;
+    if (procPid) f.pidfdTgid = Number(procPid);
     if (t.argU32(3)) return -E.EINVAL;
     const sig = t.argInt(1);
     if (sig < 0 || sig > 64) return -E.EINVAL;
@@ -297,6 +281,4 @@ export const processSyscalls = [
     return 0;
   }, 'partial', 'reports full capabilities (the guest is root in its sandbox)'),
   syscall('capset', 2, () => 0, 'stub', 'capabilities are not enforced'),
-  syscall('getpriority', 2, () => 20, 'stub', 'always nice 0'),
-  syscall('setpriority', 3, () => 0, 'stub', 'scheduling priority is the host\'s'),
 ];

@@ -12,6 +12,8 @@
  *   signal.ts  — rt_sigaction, rt_sigprocmask, sigaltstack
  *   time.ts    — clock_gettime, nanosleep, clock_nanosleep, gettimeofday, times
  *   poll.ts    — poll, ppoll, select, pselect6, epoll
+ *   creds.ts   — uids, gids, groups
+ *   sched.ts   — sched_*, nice
  *   misc.ts    — getrandom, futex, rseq, sysinfo, membarrier…
  */
 import type { Task, SyscallResult } from '../kernel/task.js';
@@ -53,10 +55,13 @@ import { signalSyscalls } from './signal.js';
 import { timeSyscalls } from './time.js';
 import { miscSyscalls } from './misc.js';
 import { pollSyscalls } from './poll.js';
+import { credSyscalls } from './creds.js';
+import { schedSyscalls } from './sched.js';
+import { eventfdSyscalls } from '../ipc/eventfd.js';
 
 /** Indexed by syscall number. */
 export const SYSCALL_TABLE: (SyscallEntry | undefined)[] = [];
-const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, misc: miscSyscalls };
+const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, misc: miscSyscalls };
 for (const [family, entries] of Object.entries(FAMILIES)) {
   for (const e of entries) {
     if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);

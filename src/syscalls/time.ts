@@ -150,6 +150,15 @@ function timerSettime(t: Task): number {
 }
 
 export const timeSyscalls = [
+  syscall('clock_settime', 2, (t) => {
+    const clk = t.argInt(0);
+    readTimespec(t, t.arg(1));
+    if (clk === CLOCK_REALTIME || clk === CLOCK_TAI) return -E.EPERM; // no CAP_SYS_TIME in a sandbox
+    clockNow(t, clk);
+    return -E.EINVAL;
+  }),
+  syscall('settimeofday', 2, () => -E.EPERM),
+  syscall('adjtimex', 1, (t) => { const b = new Uint8Array(t.mm.read(t.arg(0), 208)); if (new DataView(b.buffer).getUint32(0, true)) return -E.EPERM; t.mm.write(t.arg(0), b); return 0; }, 'partial', 'reads only (TIME_OK); setting gives EPERM'),
   syscall('timer_create', 3, timerCreate, 'partial', 'CPU-time clocks count wall time'),
   syscall('timer_settime', 4, timerSettime),
   syscall('timer_gettime', 2, (t) => { t.mm.write(t.arg(1), timerRemaining(t, t.argInt(0))); return 0; }),
