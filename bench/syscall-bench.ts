@@ -1,0 +1,230 @@
+/**
+ * `npm run bench`: snapvisor against native execution and gVisor (runsc, ptrace
+ * platform), side by side, in one run (docs/benchmarks.md explains every number).
+ *
+ *  1. Time per trapped syscall: a generated static guest makes N getppid calls, then
+ *     exit_group(0); per-syscall = (time(N) − time(0)) / N, so start-up cancels out.
+ *  2. Start-up: wall time of `run -- /bin/true`.
+ *  3. Checkpoint and restore of a python3 counter through the real CLI.
+ *
+ * Every node child runs with NODE_EXTRA_CA_CERTS unset (loading a CA bundle adds
+ * start-up time to every node process). If runsc is missing or fails, its rows say
+ * n/a with the reason, and the benchmark still exits 0.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { benchTempDir, writeGetppidLoop } from './getppid-elf.js';
+import { envWithout, failure, median, timeRun, type TimedRun } from './proc.js';
+import { checkpointRound, type CheckpointRound } from './checkpoint-bench.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const CLI = path.join(HERE, '..', 'cli', 'main.js');
+const NODE = process.execPath;
+const RUNSC = 'runsc';
+const RUNSC_ARGS = ['--platform=ptrace', '--network=none', 'do'];
+
+const SYSCALL_REPS = 3;
+const STARTUP_REPS = 5;
+const CHECKPOINT_ROUNDS = 3;
+
+const progress = (s: string) => { if (process.stderr.isTTY) process.stderr.write(`\x1b[2m… ${s}\x1b[0m\n`); };
+const out = (s = '') => process.stdout.write(s + '\n');
+
+const CA_VAR = 'NODE_EXTRA_CA_CERTS';
+const caWasSet = process.env[CA_VAR] !== undefined;
+const SV_ENV = envWithout(CA_VAR);
+const SV_NOPIN_ENV = { ...SV_ENV, SNAPVISOR_NO_PIN: '1' };
+
+interface Mechanism {
+  label: string;
+  /** Syscalls per measured run, chosen so one run takes ~1–2 s on the 2-vCPU VM. */
+  n: number;
+  cmd: (file: string) => [string, string[]];
+  env?: NodeJS.ProcessEnv;
+}
+
+const NATIVE: Mechanism = { label: 'native', n: 15_000_000, cmd: (f) => [f, []] };
+const SNAPVISOR: Mechanism = { label: 'snapvisor (ptrace, pinned)', n: 200_000, cmd: (f) => [NODE, [CLI, 'run', '--', f]], env: SV_ENV };
+const SNAPVISOR_NOPIN: Mechanism = { label: 'snapvisor SNAPVISOR_NO_PIN=1', n: 20_000, cmd: (f) => [NODE, [CLI, 'run', '--', f]], env: SV_NOPIN_ENV };
+const RUNSC_PTRACE: Mechanism = { label: 'gVisor runsc --platform=ptrace', n: 20_000, cmd: (f) => [RUNSC, [...RUNSC_ARGS, f]] };
+
+// ---------------------------------------------------------------------------- formatting
+
+function table(head: string[], rows: string[][], rightAlignFrom = 1): string[] {
+  const all = [head, ...rows];
+  const w = head.map((_, i) => Math.max(...all.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => (i >= rightAlignFrom ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ').trimEnd();
+  return [line(head), w.map((x) => '-'.repeat(x)).join('  '), ...rows.map(line)];
+}
+
+const ratio = (a: number | undefined, b: number | undefined): string => {
+  if (a === undefined || b === undefined || !(b > 0)) return 'n/a';
+  const r = a / b;
+  return (r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r >= 1 ? r.toFixed(2) : r.toFixed(3)) + '×';
+};
+const num = (x: number | undefined, digits: number) => (x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(digits));
+const thousands = (n: number) => n.toLocaleString('en-US');
+
+function sh(cmd: string, args: string[]): string {
+  try { return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch { return 'unknown'; }
+}
+
+function cpuModel(): string {
+  const m = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+  return m ? m[1].trim() : os.cpus()[0]?.model ?? 'unknown';
+}
+
+const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
+
+// ---------------------------------------------------------------------------- measurements
+
+interface Result { value?: number; note?: string; min?: number; max?: number }
+
+async function runOk(m: Mechanism, file: string): Promise<TimedRun & { ok: boolean }> {
+  const [cmd, args] = m.cmd(file);
+  const r = await timeRun(cmd, args, m.env ?? process.env);
+  return { ...r, ok: r.status === 0 && !r.error };
+}
+
+/** Median over reps of (time(N) − time(0)) / N, in µs. */
+async function perSyscall(m: Mechanism, dir: string): Promise<Result> {
+  const zero = writeGetppidLoop(dir, 0);
+  const many = writeGetppidLoop(dir, m.n);
+  const per: number[] = [];
+  for (let i = 0; i < SYSCALL_REPS; i++) {
+    progress(`${m.label}: round ${i + 1}/${SYSCALL_REPS} (N = ${thousands(m.n)})`);
+    const a = await runOk(m, zero);
+    if (!a.ok) return { note: failure(a) };
+    const b = await runOk(m, many);
+    if (!b.ok) return { note: failure(b) };
+    per.push(((b.ms - a.ms) * 1000) / m.n);
+  }
+  return { value: median(per), min: Math.min(...per), max: Math.max(...per) };
+}
+
+/** Median wall time in ms of PROGRAM under a mechanism, after one untimed warm-up run. */
+async function startup(label: string, cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Result> {
+  const times: number[] = [];
+  for (let i = 0; i <= STARTUP_REPS; i++) {
+    progress(`start-up ${label}: ${i === 0 ? 'warm-up' : `run ${i}/${STARTUP_REPS}`}`);
+    const r = await timeRun(cmd, args, env);
+    if (r.status !== 0 || r.error) return { note: failure(r) };
+    if (i > 0) times.push(r.ms);
+  }
+  return { value: median(times) };
+}
+
+/** Why runsc cannot be measured here, or undefined if it can. */
+async function runscProblem(): Promise<string | undefined> {
+  const r = await timeRun(RUNSC, [...RUNSC_ARGS, '/bin/true'], process.env, 30_000);
+  if (r.error) return `runsc not usable: ${r.error}${/ENOENT/.test(r.error) ? ' (install the Debian package runsc)' : ''}`;
+  if (r.status !== 0) return `runsc ${RUNSC_ARGS.join(' ')} /bin/true failed (${failure(r)})${process.getuid?.() !== 0 ? '; runsc needs root' : ''}`;
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  const dir = benchTempDir();
+  let failed = false;
+  try {
+    const command = process.env.npm_lifecycle_event === 'bench'
+      ? `npm run bench  (= npm run build && node ${path.relative(process.cwd(), process.argv[1])})`
+      : [path.basename(process.argv[0]), ...process.argv.slice(1).map((a) => path.relative(process.cwd(), a) || a)].join(' ');
+    out('snapvisor benchmark');
+    out(`date:     ${new Date().toISOString()}`);
+    out(`kernel:   ${sh('uname', ['-r'])}`);
+    out(`cpu:      ${cpuModel()} (${os.cpus().length} CPUs visible)`);
+    out(`node:     ${process.version}`);
+    out(`runsc:    ${sh(RUNSC, ['--version']).split('\n')[0]}`);
+    out(`command:  ${command}`);
+    out(`load avg: ${loadavg()} at start (other work on the machine skews cross-CPU wake-ups; see docs/benchmarks.md)`);
+    out(`${CA_VAR}: ${caWasSet ? `set in this environment; UNSET for every snapvisor (node) child, since it adds start-up time to each node process` : 'not set'}`);
+    out();
+
+    progress('checking runsc');
+    const runscWhy = await runscProblem();
+    if (runscWhy) out(`NOTE: gVisor rows are n/a: ${runscWhy}`), out();
+
+    // 1. Per-syscall cost.
+    const mechs = [NATIVE, SNAPVISOR, SNAPVISOR_NOPIN, RUNSC_PTRACE];
+    const res = new Map<Mechanism, Result>();
+    for (const m of mechs) res.set(m, m === RUNSC_PTRACE && runscWhy ? { note: 'runsc unavailable' } : await perSyscall(m, dir));
+    const nat = res.get(NATIVE)!.value;
+    const gv = res.get(RUNSC_PTRACE)!.value;
+    out(`1. Time per trapped syscall: getppid loop, (time(N) − time(0)) / N, median of ${SYSCALL_REPS}`);
+    out();
+    const digits = (x: number) => (x < 1 ? 3 : x < 10 ? 2 : 1);
+    for (const l of table(['mechanism', 'N', 'µs/syscall', 'vs native', 'vs runsc-ptrace', `range of ${SYSCALL_REPS} (µs)`],
+      mechs.map((m) => {
+        const r = res.get(m)!;
+        const v = r.value;
+        const range = r.min !== undefined && r.max !== undefined ? `${r.min.toFixed(digits(r.min))}–${r.max.toFixed(digits(r.max))}` : 'n/a';
+        return [m.label, thousands(m.n), num(v, v !== undefined ? digits(v) : 0), ratio(v, nat), ratio(v, gv), range];
+      }))) out('  ' + l);
+    for (const m of mechs) { const r = res.get(m)!; if (r.note && !(m === RUNSC_PTRACE && runscWhy)) { out(`  ${m.label}: n/a: ${r.note}`); if (m !== RUNSC_PTRACE) failed = true; } }
+    const sv = res.get(SNAPVISOR)!.value, np = res.get(SNAPVISOR_NOPIN)!.value;
+    if (sv && gv) out(`  → a trapped syscall costs ${ratio(gv, sv)} less in snapvisor than in runsc-ptrace on this machine.`);
+    if (sv && np) out(`  → pinning tracer and stub to one CPU (the default) makes it ${ratio(np, sv)} faster than SNAPVISOR_NO_PIN=1.`);
+    out();
+
+    // 2. Start-up.
+    const st: [string, Result][] = [];
+    st.push(['native /bin/true', await startup('native', '/bin/true', [], process.env)]);
+    st.push([`snapvisor run -- /bin/true (${CA_VAR} unset)`, await startup('snapvisor', NODE, [CLI, 'run', '--', '/bin/true'], SV_ENV)]);
+    if (caWasSet) st.push([`snapvisor run -- /bin/true (${CA_VAR} set)`, await startup('snapvisor+CA', NODE, [CLI, 'run', '--', '/bin/true'], process.env)]);
+    st.push([`snapvisor --help (CLI start-up only, no sandbox)`, await startup('snapvisor --help', NODE, [CLI, '--help'], SV_ENV)]);
+    st.push([`node -e 0 (${CA_VAR} unset; node alone)`, await startup('node', NODE, ['-e', '0'], SV_ENV)]);
+    st.push([`runsc ${RUNSC_ARGS.join(' ')} /bin/true`, runscWhy ? { note: 'runsc unavailable' } : await startup('runsc', RUNSC, [...RUNSC_ARGS, '/bin/true'], process.env)]);
+    const stNat = st[0][1].value, stGv = st[st.length - 1][1].value;
+    out(`2. Start-up: wall time of /bin/true, spawn to exit, median of ${STARTUP_REPS} (after one warm-up)`);
+    out();
+    for (const l of table(['mechanism', 'ms', 'vs native', 'vs runsc-ptrace'],
+      st.map(([label, r]) => [label, num(r.value, 1), ratio(r.value, stNat), ratio(r.value, stGv)]))) out('  ' + l);
+    for (const [label, r] of st) if (r.note && r.note !== 'runsc unavailable') { out(`  ${label}: n/a: ${r.note}`); if (!label.startsWith('runsc')) failed = true; }
+    out();
+
+    // 3. Checkpoint and restore.
+    out(`3. Checkpoint/restore of a python3 counter (prints 1, 2, 3, … every 50 ms), median of ${CHECKPOINT_ROUNDS} rounds`);
+    out(`   run --name; after 10 lines: checkpoint NAME --store TMP; then restore ID --store TMP (all with ${CA_VAR} unset)`);
+    out();
+    const rounds: CheckpointRound[] = [];
+    let cpError: string | undefined;
+    for (let i = 0; i < CHECKPOINT_ROUNDS && !cpError; i++) {
+      progress(`checkpoint/restore round ${i + 1}/${CHECKPOINT_ROUNDS}`);
+      const root = fs.mkdtempSync(path.join(dir, 'root-'));
+      const store = fs.mkdtempSync(path.join(dir, 'store-'));
+      try {
+        rounds.push(await checkpointRound(NODE, CLI, SV_ENV, root, store, `bench-${process.pid}-${i}`));
+      } catch (e) {
+        cpError = (e as Error).message;
+      }
+    }
+    if (cpError) { out(`  checkpoint/restore failed: ${cpError}`); failed = true; }
+    if (rounds.length) {
+      const med = (f: (r: CheckpointRound) => number) => median(rounds.map(f));
+      const rows: string[][] = [
+        ['checkpoint command, wall (spawn to exit)', num(med((r) => r.checkpointMs), 1), rounds.map((r) => r.checkpointMs.toFixed(0)).join(', ')],
+        ['  of which guest paused (its own report)', num(med((r) => r.pausedMs), 1), rounds.map((r) => String(r.pausedMs)).join(', ')],
+        ['  of which written (its own report)', num(med((r) => r.writtenMs), 1), rounds.map((r) => String(r.writtenMs)).join(', ')],
+        ['restore: spawn to the guest\'s next line', num(med((r) => r.restoreFirstOutputMs), 1), rounds.map((r) => r.restoreFirstOutputMs.toFixed(0)).join(', ')],
+      ];
+      for (const l of table(['measure', 'median ms', 'rounds (ms)'], rows)) out('  ' + l);
+      out(`  guest memory captured: ${rounds.map((r) => r.pages).join(', ')} pages`);
+      out(`  continuity: ${rounds.map((r) => `${r.lastBefore} → ${r.firstAfter}`).join(', ')} (last line before the checkpoint → first line after restore)`);
+      out(`  both wall times include a node process start-up and CLI load (table 2: snapvisor --help).`);
+    }
+    out();
+    out(`load avg: ${loadavg()} at end`);
+    out(`total bench time ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return failed ? 1 : 0;
+}
+
+main().then((code) => { process.exitCode = code; }, (e) => { process.stderr.write(`bench failed: ${(e as Error).stack}\n`); process.exitCode = 1; });
