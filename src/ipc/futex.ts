@@ -12,7 +12,8 @@ import { E, SyscallError } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { PROT_READ } from '../mm/address-space.js';
-import { timer, merge, map } from 'rxjs';
+import { merge, map } from 'rxjs';
+import { untilDeadline } from '../syscalls/time.js';
 
 interface QueuedWaiter { tid: number; bitset: number; wake$: Subject<number> }
 
@@ -51,12 +52,10 @@ export class Futexes {
       if (!qq.length) this.queues.delete(key);
     };
     const sources = [entry.wake$.asObservable()];
-    if (deadlineNs !== undefined) {
-      const ms = Math.max(0, Number(deadlineNs - this.k.clock.monotonicNs()) / 1e6);
-      sources.push(timer(ms).pipe(map(() => -E.ETIMEDOUT)));
-    }
+    if (deadlineNs !== undefined) sources.push(untilDeadline(t, deadlineNs).pipe(map(() => -E.ETIMEDOUT)));
     return {
-      waiter: { kind: 'futex', interruptible: true, restartable: true, deadlineNs },
+      // A timed wait is not restarted after a handler (restart_block gives EINTR); an untimed one is.
+      waiter: { kind: 'futex', interruptible: true, restartable: deadlineNs === undefined, deadlineNs },
       result$: merge(...sources).pipe(take(1), finalize(remove)),
     };
   }

@@ -362,6 +362,7 @@ export class Kernel {
           return;
         }
         v = -E.EINTR;
+        r.onInterrupt?.();
       }
       r = v;
     }

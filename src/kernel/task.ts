@@ -20,6 +20,8 @@ const TWO32 = 4294967296;
 export interface Block {
   waiter: Waiter;
   result$: Observable<number>;
+  /** Runs when a signal handler ends the wait with EINTR (e.g. nanosleep storing the time left). */
+  onInterrupt?: () => void;
 }
 
 export type SyscallResult = number | Block;

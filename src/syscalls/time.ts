@@ -4,7 +4,7 @@
  * Sleeps are Waiters with an absolute deadline on the guest's CLOCK_MONOTONIC, so a
  * task restored from a checkpoint wakes at the same remaining time.
  */
-import { timer, map } from 'rxjs';
+import { Observable, defer, filter, map, repeat, take, timer } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import * as libc from '../../platforms/host/libc.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
@@ -54,12 +54,33 @@ function readTimespec(t: Task, addr: number): bigint {
   return sec * NS_PER_SEC + nsec;
 }
 
-/** Block until guest CLOCK_MONOTONIC reaches `deadline` (ns); the waiter is saved with checkpoints. */
-export function sleepUntil(t: Task, deadlineNs: bigint): SyscallResult {
+/** A stream that emits once guest CLOCK_MONOTONIC has reached `deadline` (ns): never early, as timers may round down. */
+export function untilDeadline(t: Task, deadline: bigint): Observable<void> {
+  const clock = t.kernel.clock;
+  return defer(() => timer(Math.max(0, Math.ceil(Number(deadline - clock.monotonicNs()) / 1e6)))).pipe(
+    repeat({ delay: () => timer(0) }),
+    filter(() => clock.monotonicNs() >= deadline),
+    take(1),
+    map(() => undefined),
+  );
+}
+
+/**
+ * Block until guest CLOCK_MONOTONIC reaches `deadline` (ns); the waiter is saved with
+ * checkpoints. Interrupted by a handler it fails with EINTR (never restarted, man 7 signal)
+ * and, when `remAddr` is given, stores the time left there (nanosleep's rem).
+ */
+export function sleepUntil(t: Task, deadlineNs: bigint, remAddr = 0): SyscallResult {
   const deadline = t.restoredWaiter?.kind === 'sleep' && t.restoredWaiter.deadlineNs !== undefined ? t.restoredWaiter.deadlineNs : deadlineNs;
-  const remainingMs = Number(deadline - t.kernel.clock.monotonicNs()) / 1e6;
-  if (remainingMs <= 0) return 0;
-  return { waiter: { kind: 'sleep', deadlineNs: deadline, interruptible: true }, result$: timer(remainingMs).pipe(map(() => 0)) };
+  if (deadline <= t.kernel.clock.monotonicNs()) return 0;
+  return {
+    waiter: { kind: 'sleep', deadlineNs: deadline, interruptible: true },
+    result$: untilDeadline(t, deadline).pipe(map(() => 0)),
+    onInterrupt: remAddr ? () => {
+      const left = deadline - t.kernel.clock.monotonicNs();
+      try { t.mm.write(remAddr, nsToTimespec(left > 0n ? left : 0n)); } catch { /* EFAULT on rem is ignored, as Linux does */ }
+    } : undefined,
+  };
 }
 
 function clockNanosleep(t: Task, clk: number, flags: number, req: number): SyscallResult {
@@ -71,7 +92,7 @@ function clockNanosleep(t: Task, clk: number, flags: number, req: number): Sysca
     const now = clockNow(t, clk);
     return sleepUntil(t, mono + (ns - now));
   }
-  return sleepUntil(t, mono + ns);
+  return sleepUntil(t, mono + ns, t.arg(3));
 }
 
 function getrusage(t: Task): number {
@@ -193,8 +214,8 @@ export const timeSyscalls = [
     if (t.arg(0)) t.mm.writeU64(t.arg(0), s);
     return s;
   }),
-  syscall('nanosleep', 2, (t) => sleepUntil(t, t.kernel.clock.monotonicNs() + readTimespec(t, t.arg(0))), 'partial', 'not interrupted by signals until signal delivery exists'),
-  syscall('clock_nanosleep', 4, (t) => clockNanosleep(t, t.argInt(0), t.argInt(1), t.arg(2)), 'partial', 'not interrupted by signals until signal delivery exists'),
+  syscall('nanosleep', 2, (t) => sleepUntil(t, t.kernel.clock.monotonicNs() + readTimespec(t, t.arg(0)), t.arg(1))),
+  syscall('clock_nanosleep', 4, (t) => clockNanosleep(t, t.argInt(0), t.argInt(1), t.arg(2)), 'partial', 'CPU-time clocks sleep in wall time'),
   syscall('times', 1, (t) => {
     const cpu = cpuTimeNs(t) / 10_000_000n;
     if (t.arg(0)) {
