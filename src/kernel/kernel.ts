@@ -324,6 +324,7 @@ export class Kernel {
       if (entry?.handler) r = entry.handler(t);
       else r = this.unimplemented(nr);
     } catch (e) {
+      t.restoredWaiter = undefined;
       if (e instanceof SyscallError) r = -e.errno;
       else if (e instanceof ExitGroup || e instanceof ExitThread) { this.traceExit(t, nr); throw e; }
       else {
@@ -331,6 +332,8 @@ export class Kernel {
         r = -E.EIO;
       }
     }
+    // A restored waiter (deadline, progress) applies to the first re-entry of its syscall only.
+    t.restoredWaiter = undefined;
     if (typeof r !== 'number') {
       const waiter = r.waiter;
       t.state.waiter = waiter;
