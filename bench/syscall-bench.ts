@@ -21,7 +21,7 @@ import { envWithout, failure, median, timeRun, type TimedRun } from './proc.js';
 import { checkpointRound, type CheckpointRound } from './checkpoint-bench.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CLI = path.join(HERE, '..', 'cli', 'main.js');
+const CLI = path.join(HERE, '..', 'bundle', 'main.js');
 const NODE = process.execPath;
 const RUNSC = 'runsc';
 const RUNSC_ARGS = ['--platform=ptrace', '--network=none', 'do'];

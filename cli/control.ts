@@ -9,7 +9,6 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Kernel } from '../src/kernel/kernel.js';
-import { checkpointKernel } from '../snapshots/checkpoint.js';
 
 export function stateDir(root?: string): string {
   if (root) return path.resolve(root);
@@ -60,6 +59,7 @@ export async function serveControl(root: string | undefined, name: string, kerne
         if (busy) return reply({ ok: false, error: 'a checkpoint of this sandbox is already in progress' });
         busy = true;
         try {
+          const { checkpointKernel } = await import('../snapshots/checkpoint.js');
           const r = await checkpointKernel(kernel, req.store!, { leaveRunning: !!req.leaveRunning, name });
           reply({ ok: true, ...r });
         } catch (e) {

@@ -6,7 +6,6 @@
 import { Command, Option } from 'commander';
 import { runCommand, restoreCommand, fail } from './run.js';
 import { controlSocket, defaultStore, request } from './control.js';
-import { listCheckpoints, deleteCheckpoint } from '../snapshots/store.js';
 import { syscallsCommand } from './syscalls.js';
 import { demoCommand } from './demo.js';
 
@@ -74,6 +73,7 @@ program
   .option('--json', 'print JSON')
   .action(async (opts) => {
     try {
+      const { listCheckpoints } = await import('../snapshots/store.js');
       const list = await listCheckpoints(opts.store ?? defaultStore());
       if (opts.json) { process.stdout.write(JSON.stringify(list, null, 1) + '\n'); return; }
       const rows = [['ID', 'CREATED', 'NAME', 'PAGES', 'STORED'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', String(c.pages), mib(c.storedPageBytes)])];
@@ -91,7 +91,7 @@ program
   .argument('<id>', 'checkpoint id or unique prefix')
   .option('--store <dir>', 'checkpoint store')
   .action(async (id: string, opts) => {
-    try { await deleteCheckpoint(opts.store ?? defaultStore(), id); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
+    try { const { deleteCheckpoint } = await import('../snapshots/store.js'); await deleteCheckpoint(opts.store ?? defaultStore(), id); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
   });
 
 program

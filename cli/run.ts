@@ -4,8 +4,6 @@ import { createSandbox } from '../src/kernel/sandbox.js';
 import { ExecError } from '../src/loader/exec.js';
 import { E } from '../src/errno.js';
 import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
-import { restoreKernel } from '../snapshots/checkpoint.js';
-import { SnapshotError } from '../snapshots/store.js';
 import { serveControl, defaultStore } from './control.js';
 
 export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string }
@@ -60,6 +58,9 @@ export async function runCommand(root: string | undefined, prog: string, args: s
 }
 
 export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean }): Promise<number> {
+  // The store (LevelDB, cbor-x) is loaded only by the commands that use it: `run` starts faster.
+  const { restoreKernel } = await import('../snapshots/checkpoint.js');
+  const { SnapshotError } = await import('../snapshots/store.js');
   let restored;
   try {
     restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace });

@@ -12,7 +12,7 @@ export function syscallsCommand(opts: { markdown?: boolean }): void {
   const out: string[] = [
     '# Syscall coverage',
     '',
-    'Generated from the syscall table (`src/syscalls/table.ts`) by `node dist/cli/main.js syscalls --markdown > docs/syscalls.md`.',
+    'Generated from the syscall table (`src/syscalls/table.ts`) by `node dist/bundle/main.js syscalls --markdown > docs/syscalls.md`.',
     '',
     `${implemented.length} of ${rows.length} x86-64 syscalls have an entry: ${count('full')} full, ${count('partial')} partial, ${count('stub')} stub. Every other number returns ENOSYS and is reported once on stderr.`,
     '',

@@ -30,7 +30,9 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   const state = Kernel.emptyState(path.resolve(spec.rootfs));
   const kernel = new Kernel(state, spec.platform ?? new PtracePlatform(), spec);
   try {
-    const cwdNode = kernel.vfs.walk(spec.cwd || '/', '/', true);
+    // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.
+    const latin1 = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
+    const cwdNode = kernel.vfs.walk(latin1(spec.cwd || '/'), '/', true);
     if (!cwdNode.node || !isDir(modeOf(cwdNode.node))) throw new ExecError(E.ENOENT, `working directory ${spec.cwd} does not exist in the sandbox`);
     const tgid = state.nextPid++;
     const uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0;
@@ -58,7 +60,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
       if (fd > 0) f.flags = O_RDWR;
       kernel.installFdAt(task, fd, f.id, false);
     }
-    const program = findProgram(kernel, spec.argv[0], spec.env, cwdNode.path);
+    const program = findProgram(kernel, latin1(spec.argv[0]), spec.env.map(latin1), cwdNode.path);
     const enc = new TextEncoder();
     execProgram(task, program, spec.argv.map((a) => enc.encode(a)), spec.env.map((e) => enc.encode(e)));
     return kernel;

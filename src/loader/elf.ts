@@ -97,7 +97,8 @@ const PATH_MAX = 4096;
 
 const ET_NAMES: Record<number, string> = { 0: 'none', 1: 'relocatable', 4: 'core' };
 
-const utf8 = new TextDecoder('utf-8');
+/** Paths are bytes: decode one char per byte (latin1), as the rest of the kernel keeps them. */
+const bytesToString = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
 
 function pageDown(x: number): number {
   return x - (x % PAGE);
@@ -216,7 +217,7 @@ export function parseElf(file: Uint8Array): ElfImage {
         throw new ElfError('PT_INTERP is not NUL-terminated');
       }
       const nul = raw.indexOf(0);
-      interp = utf8.decode(raw.subarray(0, nul));
+      interp = bytesToString(raw.subarray(0, nul));
       if (interp === '') {
         throw new ElfError('PT_INTERP is empty');
       }
@@ -324,7 +325,7 @@ export function parseShebang(file: Uint8Array): { interpreter: string; arg?: str
   const cstr = (from: number, to: number): string => {
     const piece = buf.subarray(from, to);
     const nul = piece.indexOf(0);
-    return utf8.decode(nul < 0 ? piece : piece.subarray(0, nul));
+    return bytesToString(nul < 0 ? piece : piece.subarray(0, nul));
   };
   const interpreter = cstr(iName, iArg < 0 ? iEnd : iSep);
   // e.g. "#!" followed by NUL: Linux would go on to fail opening "" (ENOENT).

@@ -106,8 +106,8 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
     if (depth >= MAX_INTERPRETER_DEPTH) throw new ExecError(E.ELOOP, `${path}: too many levels of #! interpreters`);
     let sb;
     try { sb = parseShebang(bytes); } catch (e) { throw new ExecError(E.ENOEXEC, `${realPath}: ${(e as Error).message}`); }
-    const enc = new TextEncoder();
-    argv = [enc.encode(sb.interpreter), ...(sb.arg !== undefined ? [enc.encode(sb.arg)] : []), enc.encode(depth === 0 ? path : realPath), ...argv.slice(1)];
+    const raw = (s: string) => Buffer.from(s, 'latin1');
+    argv = [raw(sb.interpreter), ...(sb.arg !== undefined ? [raw(sb.arg)] : []), raw(depth === 0 ? path : realPath), ...argv.slice(1)];
     ({ path: realPath, bytes } = readProgram(t, sb.interpreter, t.tg.cwd));
   }
   const main: Program = { path: realPath, bytes, elf: parse(realPath, bytes) };
@@ -158,7 +158,7 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
   ];
   if (h.has(AT.HWCAP2)) auxv.push([AT.HWCAP2, h.get(AT.HWCAP2)!]);
   if (h.has(AT.MINSIGSTKSZ)) auxv.push([AT.MINSIGSTKSZ, h.get(AT.MINSIGSTKSZ)!]);
-  const stack = buildInitialStack({ stackTop: STACK_TOP, argv, envp, execfn, platform: 'x86_64', random: crypto.randomBytes(16), auxv });
+  const stack = buildInitialStack({ stackTop: STACK_TOP, argv, envp, execfn: Buffer.from(execfn, 'latin1'), platform: 'x86_64', random: crypto.randomBytes(16), auxv });
   mm.writeForce(stack.sp, stack.bytes);
   as.argStart = stack.argvStart; as.argEnd = stack.envStart; as.envStart = stack.envStart; as.envEnd = stack.envEnd;
   as.auxv = auxv;

@@ -56,7 +56,7 @@ export interface InitialStackInput {
   /** Environment strings ("NAME=value"), in order. */
   envp: Uint8Array[] | string[];
   /** The path given to execve() (bprm->filename); AT_EXECFN points at it. */
-  execfn: string;
+  execfn: string | Uint8Array;
   /** AT_PLATFORM string, "x86_64" on x86-64 (ELF_PLATFORM); '' means no AT_PLATFORM. */
   platform: string;
   /** Exactly 16 bytes for AT_RANDOM. */

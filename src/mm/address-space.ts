@@ -163,10 +163,14 @@ export class AddressSpace {
     this.chunks(addr, data.length, 0, (view, ro) => view.set(data.subarray(ro, ro + view.length)));
   }
 
-  /** A NUL-terminated guest string of at most `max` bytes (ENAMETOOLONG past that, EFAULT if unmapped). */
+  /**
+   * A NUL-terminated guest string of at most `max` bytes (ENAMETOOLONG past that, EFAULT if
+   * unmapped), as a latin1 string: one char per byte, so any byte sequence round-trips
+   * (Linux paths are bytes, not UTF-8).
+   */
   readCString(addr: number, max = 4096): string {
     const bytes = this.readCStringBytes(addr, max);
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
   }
 
   readCStringBytes(addr: number, max = 4096): Uint8Array {

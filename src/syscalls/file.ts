@@ -435,10 +435,9 @@ function getdents64(t: Task): number {
   const out = new Uint8Array(Math.min(count, 65536));
   const v = new DataView(out.buffer);
   let pos = 0;
-  const enc = new TextEncoder();
   while (f.offset < f.entries.length) {
     const e = f.entries[f.offset];
-    const name = enc.encode(e.name);
+    const name = Buffer.from(e.name, 'latin1');
     const reclen = (19 + name.length + 1 + 7) & ~7;
     if (pos + reclen > out.length) {
       if (pos === 0) return -E.EINVAL;

@@ -11,7 +11,8 @@ import { S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, isDir, isLnk } from '../vfs
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, baseDir, nodeOfFile, truncateInode } from './file.js';
 import { syscall } from './table.js';
 
-const enc = new TextEncoder();
+/** Guest strings are latin1 (one char per byte): back to the bytes they came from. */
+const bytesOf = (s: string): Uint8Array => Buffer.from(s, 'latin1');
 
 function pathArg(t: Task, addr: number): string {
   return t.mm.readCString(addr);
@@ -32,7 +33,7 @@ function readlinkAt(t: Task, dirfd: number, pathAddr: number, buf: number, size:
   const path = pathArg(t, pathAddr);
   const n = t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), false);
   if (!isLnk(modeOf(n))) return -E.EINVAL;
-  const target = enc.encode(t.kernel.vfs.readlinkNode(n));
+  const target = bytesOf(t.kernel.vfs.readlinkNode(n));
   const out = target.subarray(0, Math.min(size, target.length));
   t.mm.write(buf, out);
   return out.length;
@@ -104,7 +105,7 @@ function symlinkAt(t: Task, targetAddr: number, dirfd: number, pathAddr: number)
   const path = pathArg(t, pathAddr);
   const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
-  t.kernel.vfs.create(r.path, S_IFLNK | 0o777, t.tg.uid, t.tg.gid, { target, size: enc.encode(target).length });
+  t.kernel.vfs.create(r.path, S_IFLNK | 0o777, t.tg.uid, t.tg.gid, { target, size: bytesOf(target).length });
   return 0;
 }
 
@@ -232,7 +233,7 @@ export const fsSyscalls = [
   syscall('readlink', 3, (t) => readlinkAt(t, AT_FDCWD, t.arg(0), t.arg(1), t.argInt(2))),
   syscall('readlinkat', 4, (t) => readlinkAt(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3))),
   syscall('getcwd', 2, (t) => {
-    const cwd = enc.encode(t.tg.cwd + '\0');
+    const cwd = bytesOf(t.tg.cwd + '\0');
     if (t.arg(1) < cwd.length) return -E.ERANGE;
     t.mm.write(t.arg(0), cwd);
     return cwd.length;

@@ -2,7 +2,7 @@
  * The syscall table: for every x86-64 syscall number, its name, handler and how
  * complete it is (compare gVisor pkg/sentry/syscalls/linux/linux64.go). Numbers
  * without an entry return ENOSYS and are reported once. `docs/syscalls.md` is
- * generated from this table (`node dist/cli/main.js syscalls --markdown`).
+ * generated from this table (`node dist/bundle/main.js syscalls --markdown`).
  *
  * Where each family lives:
  *   file.ts    — open/read/write/stat/getdents/fcntl/ioctl/dup on open files

@@ -31,7 +31,7 @@ export interface SyntheticNode {
 
 export type Node =
   | { kind: 'upper'; path: string; inode: InodeState }
-  | { kind: 'host'; path: string; hostPath: string; st: fs.BigIntStats }
+  | { kind: 'host'; path: string; hostPath: Buffer; st: fs.BigIntStats }
   | { kind: 'synthetic'; path: string; node: SyntheticNode };
 
 /** A source of synthetic files mounted at a guest path prefix. */
@@ -59,10 +59,15 @@ export class Vfs {
 
   constructor(readonly state: FilesystemState, readonly rootfs: string, private readonly newId: () => number, private readonly nowNs: () => bigint) {}
 
-  /** Host path of a guest path in the lower layer. */
-  hostPath(guestPath: string): string {
-    return this.rootfs === '/' ? guestPath : path.join(this.rootfs, guestPath);
+  /**
+   * Host path of a guest path in the lower layer, as bytes. Guest paths are kept as
+   * latin1 strings (one char per byte), so names that are not valid UTF-8 survive intact.
+   */
+  hostPath(guestPath: string): Buffer {
+    const g = Buffer.from(guestPath, 'latin1');
+    return this.rootfs === '/' ? g : Buffer.concat([this.rootfsBytes, g]);
   }
+  private get rootfsBytes(): Buffer { return Buffer.from(this.rootfs.replace(/\/+$/, ''), 'utf8'); }
 
   /** Look up one canonical guest path, without following a final symlink. */
   lookup(p: string): Node | undefined {
@@ -102,7 +107,7 @@ export class Vfs {
 
   readlinkNode(n: Node): string {
     if (n.kind === 'upper') { if (n.inode.target === undefined) throw new SyscallError(E.EINVAL); return n.inode.target; }
-    if (n.kind === 'host') { if (!n.st.isSymbolicLink()) throw new SyscallError(E.EINVAL); return fs.readlinkSync(n.hostPath); }
+    if (n.kind === 'host') { if (!n.st.isSymbolicLink()) throw new SyscallError(E.EINVAL); return fs.readlinkSync(n.hostPath, { encoding: 'buffer' }).toString('latin1'); }
     if (!n.node.target) throw new SyscallError(E.EINVAL);
     return n.node.target();
   }
@@ -207,9 +212,10 @@ export class Vfs {
     const base = n.path === '/' ? '' : n.path;
     if (n.kind === 'host' || (n.kind === 'upper' && this.lowerExists(n.path))) {
       try {
-        for (const d of fs.readdirSync(this.hostPath(n.path), { withFileTypes: true })) {
+        for (const d of fs.readdirSync(this.hostPath(n.path), { withFileTypes: true, encoding: 'buffer' })) {
           const dtype = d.isDirectory() ? 4 : d.isSymbolicLink() ? 10 : d.isFile() ? 8 : d.isCharacterDevice() ? 2 : d.isBlockDevice() ? 6 : d.isFIFO() ? 1 : d.isSocket() ? 12 : 0;
-          out.set(d.name, { name: d.name, ino: 0, type: dtype });
+          const name = (d.name as unknown as Buffer).toString('latin1');
+          out.set(name, { name, ino: 0, type: dtype });
         }
       } catch { /* unreadable lower dir: show the upper part only */ }
     }
@@ -267,7 +273,7 @@ export class Vfs {
     if (n.kind === 'synthetic') throw new SyscallError(E.EACCES);
     const s = this.stat(n);
     const extra: Partial<InodeState> = { atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs };
-    if (n.st.isSymbolicLink()) extra.target = fs.readlinkSync(n.hostPath);
+    if (n.st.isSymbolicLink()) extra.target = fs.readlinkSync(n.hostPath, { encoding: 'buffer' }).toString('latin1');
     const inode = this.create(n.path, s.mode, s.uid, s.gid, extra);
     if (n.st.isFile()) {
       const data = fs.readFileSync(n.hostPath);
