@@ -6,7 +6,8 @@
  * Pending signals and dispositions are data in the graph; timers are re-armed from
  * their deadlines on restore.
  */
-import { Subject, Subscription, timer } from 'rxjs';
+import { Subject, Subscription, interval, timer } from 'rxjs';
+import { groupCpuNs } from './cputime.js';
 import { E, SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Kernel } from './kernel.js';
@@ -294,9 +295,31 @@ export class Signals {
     this.send(tgid, SIGALRM, { signo: SIGALRM, code: SI_KERNEL });
   }
 
+  /**
+   * ITIMER_VIRTUAL/ITIMER_PROF: the host has no timer on another process's CPU clock that
+   * we can wait on, so armed groups' CPU time is sampled every 10 ms (their resolution here).
+   */
+  armCpuTimers(tg: ThreadGroupState): void {
+    const key = -(tg.tgid * 100000 + 99999);
+    this.timers.get(key)?.unsubscribe();
+    this.timers.delete(key);
+    if (!tg.itimerCpu || !Object.keys(tg.itimerCpu).length) return;
+    this.timers.set(key, interval(10).subscribe(() => {
+      if (this.k.frozen || tg.zombie || !tg.itimerCpu) return;
+      const cpu = groupCpuNs(this.k, tg);
+      for (const [which, it] of Object.entries(tg.itimerCpu)) {
+        if (cpu < it.deadlineNs) continue;
+        if (it.intervalNs > 0n) it.deadlineNs = cpu + it.intervalNs; else delete tg.itimerCpu[Number(which)];
+        this.send(tg.tgid, Number(which) === 1 ? 26 /* SIGVTALRM */ : 27 /* SIGPROF */, { signo: Number(which) === 1 ? 26 : 27, code: SI_KERNEL });
+      }
+      if (!Object.keys(tg.itimerCpu).length) this.armCpuTimers(tg);
+    }));
+  }
+
   rearmTimers(): void {
     for (const tg of Object.values(this.k.state.threadGroups)) {
       if (tg.itimerReal) this.armItimer(tg);
+      if (tg.itimerCpu) this.armCpuTimers(tg);
       for (const pt of Object.values(tg.posixTimers ?? {})) this.armPosixTimer(tg, pt.id);
     }
   }
@@ -335,6 +358,9 @@ export class Signals {
   disarm(tgid: number): void {
     this.timers.get(tgid)?.unsubscribe();
     this.timers.delete(tgid);
+    const cpuKey = -(tgid * 100000 + 99999);
+    this.timers.get(cpuKey)?.unsubscribe();
+    this.timers.delete(cpuKey);
     const tg = this.k.state.threadGroups[tgid];
     for (const id of Object.keys(tg?.posixTimers ?? {})) {
       const key = -(tgid * 100000 + Number(id) + 1);

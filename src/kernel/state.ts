@@ -214,6 +214,8 @@ export interface ThreadGroupState {
   exitSignal: number;
   /** ITIMER_REAL / alarm(2): absolute deadline on guest CLOCK_MONOTONIC (ns) and interval (ns). */
   itimerReal?: { deadlineNs: bigint; intervalNs: bigint };
+  /** ITIMER_VIRTUAL (1) and ITIMER_PROF (2): deadline and interval in process CPU time (ns). */
+  itimerCpu?: Record<number, { deadlineNs: bigint; intervalNs: bigint }>;
   /** Job control: stopped by a stop signal (until SIGCONT), and what wait() has yet to report. */
   stopped?: boolean;
   stopSignal?: number;

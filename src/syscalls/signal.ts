@@ -11,6 +11,7 @@ import { NO_RETURN } from '../kernel/task.js';
 import { SIGKILL, SIGSTOP, SI_TKILL, SI_USER, SIG_DFL, checkSignal, encodeSiginfo, sigbit } from '../kernel/signals.js';
 import type { SigInfo } from '../kernel/state.js';
 import { NS_PER_SEC } from '../kernel/clock.js';
+import { cpuTimeNs } from '../kernel/cputime.js';
 import { syscall } from './table.js';
 
 const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
@@ -194,17 +195,32 @@ function setItimerReal(t: Task, valueNs: bigint, intervalNs: bigint): void {
   t.kernel.signals.armItimer(t.tg);
 }
 
+/** ITIMER_VIRTUAL/PROF: [interval, value left] in CPU ns. */
+function currentCpuItimer(t: Task, which: number): [bigint, bigint] {
+  const it = t.tg.itimerCpu?.[which];
+  if (!it) return [0n, 0n];
+  const left = it.deadlineNs - cpuTimeNs(t);
+  return [it.intervalNs, left > 0n ? left : 1000n];
+}
+
 function setitimer(t: Task): number {
   const which = t.argInt(0), newAddr = t.arg(1), oldAddr = t.arg(2);
-  if (which !== ITIMER_REAL) return which === ITIMER_VIRTUAL || which === ITIMER_PROF ? -E.ENOSYS : -E.EINVAL;
-  const [oi, ov] = currentItimer(t);
+  if (which !== ITIMER_REAL && which !== ITIMER_VIRTUAL && which !== ITIMER_PROF) return -E.EINVAL;
+  const [oi, ov] = which === ITIMER_REAL ? currentItimer(t) : currentCpuItimer(t, which);
   if (newAddr) {
     const b = t.mm.read(newAddr, 32);
     const v = new DataView(b.buffer, b.byteOffset, 32);
     const us = (i: number) => v.getBigInt64(i * 8, true);
     if (us(1) < 0n || us(1) >= 1_000_000n || us(3) < 0n || us(3) >= 1_000_000n || us(0) < 0n || us(2) < 0n) return -E.EINVAL;
     if (oldAddr) t.mm.write(oldAddr, itimerval(oi, ov));
-    setItimerReal(t, us(2) * NS_PER_SEC + us(3) * 1000n, us(0) * NS_PER_SEC + us(1) * 1000n);
+    const value = us(2) * NS_PER_SEC + us(3) * 1000n, every = us(0) * NS_PER_SEC + us(1) * 1000n;
+    if (which === ITIMER_REAL) setItimerReal(t, value, every);
+    else {
+      t.tg.itimerCpu ??= {};
+      if (value > 0n) t.tg.itimerCpu[which] = { deadlineNs: cpuTimeNs(t) + value, intervalNs: every };
+      else delete t.tg.itimerCpu[which];
+      t.kernel.signals.armCpuTimers(t.tg);
+    }
   } else if (oldAddr) t.mm.write(oldAddr, itimerval(oi, ov));
   return 0;
 }
@@ -237,10 +253,11 @@ export const signalSyscalls = [
     setItimerReal(t, BigInt(t.argU32(0)) * NS_PER_SEC, 0n);
     return Number((left + NS_PER_SEC / 2n) / NS_PER_SEC) || (left > 0n ? 1 : 0);
   }),
-  syscall('setitimer', 3, setitimer, 'partial', 'ITIMER_REAL only; VIRTUAL and PROF give ENOSYS'),
+  syscall('setitimer', 3, setitimer, 'partial', 'VIRTUAL and PROF both count user+system CPU time, sampled every 10 ms'),
   syscall('getitimer', 2, (t) => {
-    if (t.argInt(0) !== ITIMER_REAL) return t.argInt(0) <= 2 && t.argInt(0) >= 0 ? (t.mm.write(t.arg(1), itimerval(0n, 0n)), 0) : -E.EINVAL;
-    const [i, v] = currentItimer(t);
+    const which = t.argInt(0);
+    if (which < 0 || which > 2) return -E.EINVAL;
+    const [i, v] = which === ITIMER_REAL ? currentItimer(t) : currentCpuItimer(t, which);
     t.mm.write(t.arg(1), itimerval(i, v));
     return 0;
   }),

@@ -9,28 +9,12 @@ import { E, SyscallError } from '../errno.js';
 import * as libc from '../../platforms/host/libc.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { NS_PER_SEC, nsToTimespec } from '../kernel/clock.js';
+import { cpuTimeNs } from '../kernel/cputime.js';
 import { syscall } from './table.js';
 
 const CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1, CLOCK_PROCESS_CPUTIME_ID = 2, CLOCK_THREAD_CPUTIME_ID = 3, CLOCK_MONOTONIC_RAW = 4;
 const CLOCK_REALTIME_COARSE = 5, CLOCK_MONOTONIC_COARSE = 6, CLOCK_BOOTTIME = 7, CLOCK_REALTIME_ALARM = 8, CLOCK_BOOTTIME_ALARM = 9, CLOCK_TAI = 11;
 const TIMER_ABSTIME = 1;
-
-/** CPU time (ns) of one task's host stub (each guest thread has its own stub process). */
-function stubCpuNs(pid: number | undefined): bigint {
-  if (!pid) return 0n;
-  const ts = new BigInt64Array(2);
-  // CPUCLOCK_SCHED of another process: clockid = (~pid << 3) | 2 (include/linux/posix-timers.h).
-  return libc.clockGettime((~pid << 3) | 2, ts) === 0 ? ts[0] * NS_PER_SEC + ts[1] : 0n;
-}
-
-/** CPU time (ns) of the calling thread, or of its whole thread group plus what earlier runs used before a checkpoint. */
-function cpuTimeNs(t: Task, threadOnly = false): bigint {
-  const pidOf = (x: Task) => (x.platform as unknown as { pid?: number }).pid;
-  if (threadOnly) return stubCpuNs(pidOf(t));
-  let sum = t.tg.cpuTimeNs;
-  for (const tid of t.tg.tids) { const x = t.kernel.tasks.get(tid); if (x) sum += stubCpuNs(pidOf(x)); }
-  return sum;
-}
 
 /** The guest's time on clock `clk` in ns; EINVAL for an unknown clock. */
 export function clockNow(t: Task, clk: number): bigint {
