@@ -74,8 +74,30 @@ export class Pipes {
     };
   }
 
+  /** A new pipe with the given ends open (socketpair builds a stream of two of these). */
+  newPipe(readers: number, writers: number): PipeState {
+    const p: PipeState = { id: this.k.newId(), buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers, writers };
+    this.k.state.pipes[p.id] = p;
+    return p;
+  }
+
+  /** Close one end of a pipe by id (socket shutdown and release). */
+  closeEnd(pipeId: number, end: 'read' | 'write'): void {
+    const p = this.k.state.pipes[pipeId];
+    if (!p) return;
+    if (end === 'read') p.readers--; else p.writers--;
+    if (p.readers <= 0 && p.writers <= 0) delete this.k.state.pipes[p.id];
+    this.changed$.next(p.id);
+  }
+
   /** The last fd of one end was closed. */
   release(f: OpenFileState): void {
+    if (f.kind === 'socket') {
+      const so = f.socket!;
+      if (!so.shutRd) this.closeEnd(so.rx, 'read');
+      if (!so.shutWr) this.closeEnd(so.tx, 'write');
+      return;
+    }
     const p = this.k.state.pipes[f.pipeId!];
     if (!p) return;
     const acc = f.flags & 3;
@@ -95,11 +117,11 @@ export class Pipes {
   }
 
   /** read(2) on a pipe's read end. */
-  read(t: Task, f: OpenFileState, buf: number, count: number): SyscallResult {
+  read(t: Task, f: OpenFileState, buf: number, count: number, pipeId = f.pipeId!, nonblock = !!(f.flags & O_NONBLOCK)): SyscallResult {
     if (count === 0) return 0;
     t.mm.chunks(buf, 1, PROT_WRITE, () => undefined); // EFAULT before blocking
     const attempt = (): number | undefined => {
-      const p = this.k.state.pipes[f.pipeId!];
+      const p = this.k.state.pipes[pipeId];
       if (!p) return 0;
       if (p.len > 0) {
         const n = Math.min(count, p.len);
@@ -114,20 +136,20 @@ export class Pipes {
     };
     const now = attempt();
     if (now !== undefined) return now;
-    if (f.flags & O_NONBLOCK) return -E.EAGAIN;
-    return { waiter: { kind: 'pipe-read', fileId: f.id, interruptible: true, restartable: true }, result$: this.k.whenRunnable(this.wake$(f.pipeId!), attempt) };
+    if (nonblock) return -E.EAGAIN;
+    return { waiter: { kind: 'pipe-read', fileId: f.id, interruptible: true, restartable: true }, result$: this.k.whenRunnable(this.wake$(pipeId), attempt) };
   }
 
   /** write(2) on a pipe's write end (PIPE_BUF atomicity; a blocking write completes fully). */
-  write(t: Task, f: OpenFileState, buf: number, count: number): SyscallResult {
+  write(t: Task, f: OpenFileState, buf: number, count: number, pipeId = f.pipeId!, nonblock = !!(f.flags & O_NONBLOCK), sigpipe = true): SyscallResult {
     if (count === 0) return 0;
     t.mm.chunks(buf, Math.min(count, 1), PROT_READ, () => undefined);
     const resumed = t.restoredWaiter?.kind === 'pipe-write' ? t.restoredWaiter.progress ?? 0 : 0;
     const waiter = { kind: 'pipe-write', fileId: f.id, interruptible: true, restartable: true, progress: resumed };
     const attempt = (): number | undefined => {
-      const p = this.k.state.pipes[f.pipeId!];
+      const p = this.k.state.pipes[pipeId];
       if (!p || p.readers === 0) {
-        this.k.signals.send(t.tgid, SIGPIPE, { signo: SIGPIPE, code: SI_USER, pid: t.tgid }, t.tid);
+        if (sigpipe) this.k.signals.send(t.tgid, SIGPIPE, { signo: SIGPIPE, code: SI_USER, pid: t.tgid }, t.tid);
         return waiter.progress > 0 ? waiter.progress : -E.EPIPE;
       }
       const space = p.buf.length - p.len;
@@ -142,11 +164,11 @@ export class Pipes {
         this.changed$.next(p.id);
       }
       if (waiter.progress === count) return count;
-      if (f.flags & O_NONBLOCK) return waiter.progress > 0 ? waiter.progress : -E.EAGAIN;
+      if (nonblock) return waiter.progress > 0 ? waiter.progress : -E.EAGAIN;
       return undefined;
     };
     const now = attempt();
     if (now !== undefined) return now;
-    return { waiter, result$: this.k.whenRunnable(this.wake$(f.pipeId!), attempt) };
+    return { waiter, result$: this.k.whenRunnable(this.wake$(pipeId), attempt) };
   }
 }

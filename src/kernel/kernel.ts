@@ -197,7 +197,7 @@ export class Kernel {
     const f = this.state.openFiles[id];
     if (!f || --f.refs > 0) return;
     this.hostFiles.close(f.id);
-    if (f.kind === 'pipe') this.pipes.release(f);
+    if (f.kind === 'pipe' || f.kind === 'socket') this.pipes.release(f);
     delete this.state.openFiles[f.id];
   }
 

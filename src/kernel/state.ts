@@ -276,7 +276,7 @@ export interface FdTableState {
  */
 export interface OpenFileState {
   id: number;
-  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir' | 'pipe' | 'epoll' | 'pidfd' | 'eventfd';
+  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir' | 'pipe' | 'epoll' | 'pidfd' | 'eventfd' | 'socket';
   /** Guest path it was opened by (for /proc/self/fd, re-opening host files on restore). */
   path: string;
   /** open(2) flags (O_ACCMODE, O_APPEND, O_NONBLOCK…). */
@@ -297,6 +297,8 @@ export interface OpenFileState {
   epollInterest?: Record<number, { fileId: number; events: number; data: bigint }>;
   /** 'eventfd': the 64-bit counter and whether it is a semaphore (EFD_SEMAPHORE). */
   eventfd?: { count: bigint; semaphore: boolean };
+  /** 'socket': a connected AF_UNIX stream from socketpair(2): the pipe it reads and the one it writes. */
+  socket?: { rx: number; tx: number; shutRd: boolean; shutWr: boolean };
   /** 'pidfd': the process (thread group id) it refers to. */
   pidfdTgid?: number;
   /** 'pipe': which pipe and which end. */

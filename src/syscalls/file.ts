@@ -14,6 +14,7 @@ import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
 import { Node, modeOf } from '../vfs/vfs.js';
 import { SIGPIPE } from '../kernel/signals.js';
 import { eventfdRead, eventfdWrite } from '../ipc/eventfd.js';
+import { socketRead, socketWrite } from '../net/socketpair.js';
 import { S_IFIFO, S_IFMT, S_IFREG, Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
 import { syscall } from './table.js';
 
@@ -41,6 +42,9 @@ export function nodeOfFile(t: Task, f: OpenFileState): Node | undefined {
 
 /** stat of an open file (fstat). */
 export function statOfFile(t: Task, f: OpenFileState): Stat {
+  if (f.kind === 'socket') {
+    return { dev: 0x8, ino: 0x10000 + f.socket!.tx, nlink: 1, mode: 0o140777, uid: t.tg.uid, gid: t.tg.gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
+  }
   if (f.kind === 'pipe') {
     return { dev: 0xc, ino: 0x10000 + f.pipeId!, nlink: 1, mode: S_IFIFO | 0o600, uid: t.tg.uid, gid: t.tg.gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
   }
@@ -108,7 +112,7 @@ function reopen(t: Task, fileId: number, flags: number): OpenFileState {
       return k.newOpenFile({ ...base, kind: 'pipe', pipeId: p.id });
     }
     case 'hostfd': return k.newOpenFile({ ...base, kind: 'hostfd', hostFd: target.hostFd });
-    case 'epoll': case 'pidfd': case 'eventfd': throw new SyscallError(E.ENXIO);
+    case 'epoll': case 'pidfd': case 'eventfd': case 'socket': throw new SyscallError(E.ENXIO);
     default: {
       const f = k.newOpenFile({ ...target, ...base, offset: 0, entries: undefined });
       if (f.kind === 'upper' && (flags & O_TRUNC) && acc !== O_RDONLY) truncateInode(t, k.state.fs.inodes[f.inodeId!], 0);
@@ -196,6 +200,7 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
     case 'dir': return -E.EISDIR;
     case 'epoll': case 'pidfd': return -E.EINVAL;
     case 'eventfd': return eventfdRead(t, f, buf, count);
+    case 'socket': return socketRead(t, f, buf, count);
     case 'pipe': return t.kernel.pipes.read(t, f, buf, count);
     case 'host': {
       if (count === 0) return 0;
@@ -285,6 +290,7 @@ function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: n
   switch (f.kind) {
     case 'pipe': return t.kernel.pipes.write(t, f, buf, count);
     case 'eventfd': return eventfdWrite(t, f, buf, count);
+    case 'socket': return socketWrite(t, f, buf, count);
     case 'hostfd': {
       let total = 0;
       t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before any byte leaves
@@ -385,7 +391,7 @@ const SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
 function lseek(t: Task): number {
   const f = t.kernel.file(t, t.argInt(0));
   const off = t.argI64(1), whence = t.argInt(2);
-  if ((f.kind === 'hostfd' && isStream(f.hostFd!)) || f.kind === 'pipe') return -E.ESPIPE;
+  if ((f.kind === 'hostfd' && isStream(f.hostFd!)) || f.kind === 'pipe' || f.kind === 'socket') return -E.ESPIPE;
   if (f.kind === 'dev') return 0;
   let base: number;
   switch (whence) {

@@ -38,6 +38,16 @@ export function readiness(t: Task, f: OpenFileState): number {
       return v.getInt16(6, true) & 0xffff;
     }
     case 'epoll': return epollReady(t, f, false).length ? POLLIN : 0;
+    case 'socket': {
+      const so = f.socket!, rx = t.kernel.state.pipes[so.rx], tx = t.kernel.state.pipes[so.tx];
+      let r = 0;
+      if (so.shutRd || !rx || rx.len > 0 || rx.writers === 0) r |= POLLIN | POLLRDNORM;
+      if (!so.shutWr && tx && tx.readers > 0 && tx.buf.length - tx.len >= PIPE_BUF) r |= POLLOUT | POLLWRNORM;
+      if ((!rx || rx.writers === 0) && (so.shutWr || !tx || tx.readers === 0)) r |= POLLHUP;
+      if (!rx || rx.writers === 0) r |= 0x2000; // POLLRDHUP
+      if (!so.shutWr && (!tx || tx.readers === 0)) r |= POLLERR;
+      return r;
+    }
     case 'eventfd': { const c = f.eventfd!.count; return (c > 0n ? POLLIN | POLLRDNORM : 0) | (c < 0xfffffffffffffffen ? POLLOUT | POLLWRNORM : 0); }
     case 'pidfd': { const g = t.kernel.state.threadGroups[f.pidfdTgid!]; return !g || g.zombie ? POLLIN | POLLHUP : 0; }
     default: return POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
