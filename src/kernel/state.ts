@@ -123,6 +123,8 @@ export interface Waiter {
   restartable?: boolean;
   /** Bytes already moved by a blocking write that is partly done (resumed, never repeated, on restore). */
   progress?: number;
+  /** 'vfork': the child the parent waits for (a restored parent must not fork again). */
+  pid?: number;
   /** Absolute deadline on the guest's CLOCK_MONOTONIC (ns), if any. */
   deadlineNs?: bigint;
   /** Open file it waits on, if any. */

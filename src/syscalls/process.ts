@@ -142,6 +142,13 @@ export function newPidfd(t: Task, tgid: number, cloexec = true): number {
 /** fork/vfork/clone: the child's pid in the parent; a vfork parent blocks until the child execs or exits. */
 function cloneProcess(t: Task, a: CloneArgs, pidfdAddr = 0): SyscallResult {
   if ((a.flags & CLONE_PIDFD) && (a.flags & CLONE_THREAD)) return -E.EINVAL;
+  const restored = t.restoredWaiter?.kind === 'vfork' ? t.restoredWaiter.pid : undefined;
+  if (restored !== undefined) {
+    // Restored while suspended in vfork: the child exists already; keep waiting for it.
+    const k = t.kernel;
+    if (t.state.vforkChild === undefined) return restored;
+    return { waiter: { kind: 'vfork', pid: restored }, result$: k.whenRunnable(k.processes.childEvent$, () => (t.state.vforkChild === undefined ? restored : undefined)) };
+  }
   const pid = t.kernel.processes.clone(t, a);
   if (a.flags & CLONE_PIDFD) {
     const fd = newPidfd(t, pid);
@@ -150,7 +157,7 @@ function cloneProcess(t: Task, a: CloneArgs, pidfdAddr = 0): SyscallResult {
   if (!(a.flags & CLONE_VFORK)) return pid;
   const k = t.kernel;
   return {
-    waiter: { kind: 'vfork' },
+    waiter: { kind: 'vfork', pid },
     result$: k.whenRunnable(k.processes.childEvent$, () => (t.state.vforkChild === undefined ? pid : undefined)),
   };
 }
