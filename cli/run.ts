@@ -1,5 +1,6 @@
 /** `snapvisor run` and `snapvisor restore`: start a sandbox (new or from a checkpoint), run it to the end, exit with its status. */
 import fs from 'node:fs';
+import os from 'node:os';
 import { createSandbox } from '../src/kernel/sandbox.js';
 import { ExecError } from '../src/loader/exec.js';
 import { E } from '../src/errno.js';
@@ -30,9 +31,17 @@ async function runToEnd(kernel: Kernel, root: string | undefined, name: string |
   const stop = () => kernel.kill();
   process.on('SIGTERM', stop);
   process.on('SIGHUP', stop);
+  // Keyboard signals from the caller's terminal (^C, ^\, ^Z) and window changes reach the
+  // snapvisor process; they belong to the guest's foreground process group.
+  const forward = Object.fromEntries((['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH'] as const).map((name) => {
+    const handler = () => kernel.signalForegroundGroup(os.constants.signals[name]);
+    process.on(name, handler);
+    return [name, handler];
+  }));
   const info = await kernel.run();
   process.off('SIGTERM', stop);
   process.off('SIGHUP', stop);
+  for (const [name, handler] of Object.entries(forward)) process.off(name, handler);
   await control?.close();
   kernel.destroy();
   return exitStatus(info);

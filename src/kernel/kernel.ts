@@ -484,6 +484,18 @@ export class Kernel {
     }
   }
 
+  /**
+   * Send `sig` to the foreground process group of the sandbox's terminal (what a terminal
+   * driver does for ^C, ^\, ^Z): the group set with TIOCSPGRP, else init's.
+   */
+  signalForegroundGroup(sig: number): void {
+    if (this.exitInfo) return;
+    const fg = (this.state.config as { ttyForegroundPgid?: number }).ttyForegroundPgid ?? this.state.threadGroups[1]?.pgid ?? 1;
+    for (const tg of Object.values(this.state.threadGroups)) {
+      if (tg.pgid === fg && !tg.zombie) this.signals.send(tg.tgid, sig, { signo: sig, code: 0x80 /* SI_KERNEL */ });
+    }
+  }
+
   /** Kill the sandbox now (SIGKILL semantics). */
   kill(): void {
     this.endSandbox({ signal: 9, core: false });

@@ -82,6 +82,12 @@ export function openNode(t: Task, n: Node, flags: number): OpenFileState {
   }
   if (flags & O_DIRECTORY) throw new SyscallError(E.ENOTDIR);
   if (n.kind === 'synthetic') {
+    if (n.node.dev === 'tty') {
+      // The controlling terminal is the caller's terminal, if its stdio is one.
+      const ttyFd = [0, 1, 2].find((fd) => libc.ioctlBuf(fd, TCGETS, new Uint8Array(60)) === 0);
+      if (ttyFd === undefined) throw new SyscallError(E.ENXIO);
+      return k.newOpenFile({ kind: 'hostfd', path: '/dev/tty', flags, hostFd: ttyFd });
+    }
     if (n.node.dev) return k.newOpenFile({ kind: 'dev', path: n.path, flags, dev: n.node.dev });
     if (writing) throw new SyscallError(E.EACCES);
     return k.newOpenFile({ kind: 'synthetic', path: n.path, flags, content: n.node.content?.() ?? new Uint8Array(0) });
@@ -552,7 +558,7 @@ function ioctl(t: Task): number {
     return 0;
   }
   const sizes: Record<number, [number, boolean]> = {
-    [TCGETS]: [60, false], [TCSETS]: [60, true], [TCSETSW]: [60, true], [TCSETSF]: [60, true],
+    [TCGETS]: [36, false], [TCSETS]: [36, true], [TCSETSW]: [36, true], [TCSETSF]: [36, true], // struct termios (kernel): 36 bytes
     [TIOCGWINSZ]: [8, false], [TIOCSWINSZ]: [8, true], [TIOCGPGRP]: [4, false], [TIOCSPGRP]: [4, true], [TIOCGSID]: [4, false], [FIONREAD]: [4, false],
   };
   const spec = sizes[req];
