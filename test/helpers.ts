@@ -1,5 +1,5 @@
 /**
- * Helpers for the end-to-end tests: run the real `snapvisor` CLI (dist/cli/main.js, built
+ * Helpers for the end-to-end tests: run the real `snapvisor` CLI (dist/bundle/main.js, built
  * by `npx tsc -p tsconfig.json`; `npm test` builds first) as a child process, run programs
  * natively for comparison, and compile small static C guests.
  */
@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const CLI = path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
+/** The CLI under test; SNAPVISOR_CLI=/path/to/main.js runs the tests against another build. */
+export const CLI = process.env.SNAPVISOR_CLI ? path.resolve(process.env.SNAPVISOR_CLI) : path.join(REPO_ROOT, 'dist', 'bundle', 'main.js');
 
 export interface RunOpts {
   /** Bytes written to the child's stdin (then closed). Without it stdin is /dev/null. */
@@ -169,19 +170,20 @@ export function freshDir(prefix: string): string {
 
 
 /**
- * Compile C source into a static executable with `gcc -static -O1` in the run's temp
- * directory; returns its absolute path. Compiles each (name, source) once per run.
- * Throws a clear error if gcc is missing or the compile fails.
+ * Compile C source into a static executable with `gcc -static -O1` (plus `extraFlags`,
+ * e.g. ['-pthread']) in the run's temp directory; returns its absolute path. Compiles
+ * each (name, source, flags) once per run. Throws a clear error if gcc is missing or the
+ * compile fails.
  */
-export function compileStatic(name: string, cSource: string): string {
-  const key = createHash('sha256').update(name).update('\0').update(cSource).digest('hex');
+export function compileStatic(name: string, cSource: string, extraFlags: string[] = []): string {
+  const key = createHash('sha256').update(name).update('\0').update(cSource).update('\0').update(extraFlags.join('\0')).digest('hex');
   const cached = compiled.get(key);
   if (cached) return cached;
   const dir = fs.mkdtempSync(path.join(testTmpDir(), `cc-${name}-`));
   const src = path.join(dir, `${name}.c`);
   const out = path.join(dir, name);
   fs.writeFileSync(src, cSource);
-  const r = spawnSync('gcc', ['-static', '-O1', '-o', out, src], { encoding: 'utf8' });
+  const r = spawnSync('gcc', ['-static', '-O1', ...extraFlags, '-o', out, src], { encoding: 'utf8' });
   if (r.error) {
     if ((r.error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new Error('compileStatic: gcc is not installed (or not in PATH); these tests need gcc and a static libc (e.g. apt-get install gcc libc6-dev)');
