@@ -18,6 +18,10 @@ program
   .showHelpAfterError();
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+/** An action whose errors become one `snapvisor: …` line and exit status 1. */
+const guarded = <A extends unknown[]>(fn: (...args: A) => Promise<void>) => async (...args: A) => {
+  try { await fn(...args); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
+};
 const mib = (n: number) => (n / 1048576).toFixed(1) + ' MiB';
 
 program
@@ -42,18 +46,13 @@ program
   .argument('<name>', 'name given to run --name')
   .option('--store <dir>', 'checkpoint store (default $SNAPVISOR_STORE or ~/.local/share/snapvisor/checkpoints)')
   .option('--leave-running', 'let the sandbox continue after the checkpoint')
-  .action(async (name: string, opts) => {
-    try {
-      const store = opts.store ?? defaultStore();
-      const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning });
-      if (!r.ok) { fail(`checkpoint of '${name}' failed: ${r.error}`); process.exitCode = 1; return; }
-      const s = r as unknown as { id: string; pages: number; newPages: number; storedPageBytes: number; pauseMs: number; durationMs: number };
-      process.stdout.write(`checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`);
-    } catch (e) {
-      fail((e as Error).message);
-      process.exitCode = 1;
-    }
-  });
+  .action(guarded(async (name: string, opts) => {
+    const store = opts.store ?? defaultStore();
+    const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning });
+    if (!r.ok) throw new Error(`checkpoint of '${name}' failed: ${r.error}`);
+    const s = r as unknown as { id: string; pages: number; newPages: number; storedPageBytes: number; pauseMs: number; durationMs: number };
+    process.stdout.write(`checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`);
+  }));
 
 program
   .command('restore')
@@ -71,36 +70,32 @@ program
   .description('list the checkpoints in a store, oldest first')
   .option('--store <dir>', 'checkpoint store')
   .option('--json', 'print JSON')
-  .action(async (opts) => {
-    try {
-      const { listCheckpoints } = await import('../snapshots/store.js');
-      const list = await listCheckpoints(opts.store ?? defaultStore());
-      if (opts.json) { process.stdout.write(JSON.stringify(list, null, 1) + '\n'); return; }
-      const rows = [['ID', 'CREATED', 'NAME', 'PAGES', 'STORED'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', String(c.pages), mib(c.storedPageBytes)])];
-      const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-      for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd() + '\n');
-    } catch (e) {
-      fail((e as Error).message);
-      process.exitCode = 1;
-    }
-  });
+  .action(guarded(async (opts) => {
+    const { listCheckpoints } = await import('../snapshots/store.js');
+    const list = await listCheckpoints(opts.store ?? defaultStore());
+    if (opts.json) { process.stdout.write(JSON.stringify(list, null, 1) + '\n'); return; }
+    const rows = [['ID', 'CREATED', 'NAME', 'PAGES', 'STORED'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', String(c.pages), mib(c.storedPageBytes)])];
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd() + '\n');
+  }));
 
 program
   .command('delete')
   .description('delete a checkpoint (pages no other checkpoint uses are freed)')
   .argument('<id>', 'checkpoint id or unique prefix')
   .option('--store <dir>', 'checkpoint store')
-  .action(async (id: string, opts) => {
-    try { const { deleteCheckpoint } = await import('../snapshots/store.js'); await deleteCheckpoint(opts.store ?? defaultStore(), id); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
-  });
+  .action(guarded(async (id: string, opts) => {
+    const { deleteCheckpoint } = await import('../snapshots/store.js');
+    await deleteCheckpoint(opts.store ?? defaultStore(), id);
+  }));
 
 program
   .command('kill')
   .description('kill the running sandbox NAME')
   .argument('<name>')
-  .action(async (name: string) => {
-    try { await request(controlSocket(program.opts().root, name), { op: 'kill' }); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
-  });
+  .action(guarded(async (name: string) => {
+    await request(controlSocket(program.opts().root, name), { op: 'kill' });
+  }));
 
 program
   .command('demo')

@@ -61,14 +61,7 @@ export class Processes {
     // parent waits for the child's exec or exit, and the copy stands in for the sharing).
     const asId = k.newId();
     s.addressSpaces[asId] = AddressSpace.emptyState(asId);
-    // File table.
-    let fdTableId = parent.state.fdTableId;
-    if (!(a.flags & CLONE_FILES)) {
-      fdTableId = k.newId();
-      const fds = structuredClone(parent.fdTable.fds);
-      for (const e of Object.values(fds)) s.openFiles[e.fileId].refs++;
-      s.fdTables[fdTableId] = { id: fdTableId, fds };
-    }
+    const fdTableId = this.fdTableFor(parent, a.flags);
     s.threadGroups[pid] = {
       tgid: pid, ppid: (a.flags & CLONE_PARENT) ? ptg.ppid : ptg.tgid, pgid: ptg.pgid, sid: ptg.sid, tids: [pid],
       sigactions: structuredClone(ptg.sigactions), cwd: ptg.cwd, umask: ptg.umask, rlimits: structuredClone(ptg.rlimits),
@@ -88,16 +81,7 @@ export class Processes {
       this.forget(pid);
       throw e;
     }
-    const regs = child.platform.regs;
-    regs.set(parent.platform.regs);
-    regs[REG.rax] = 0n;
-    regs[REG.orig_rax] = 0xffffffffffffffffn;
-    if (a.stack) regs[REG.rsp] = BigInt(a.stack);
-    if (a.flags & CLONE_SETTLS) regs[REG.fs_base] = BigInt(a.tls);
-    child.platform.setFpState(parent.platform.getFpState());
-    if (a.flags & CLONE_PARENT_SETTID) { parent.mm.writeU32(a.parentTid, pid); }
-    if (a.flags & CLONE_CHILD_SETTID) child.mm.writeU32(a.childTid, pid);
-    if (k.events$.observed) k.events$.next({ type: 'task.created', tid: pid, parent: parent.tid });
+    this.startAsChild(parent, child, a);
     if (a.flags & CLONE_VFORK) parent.state.vforkChild = pid;
     k.startTask(child);
     return pid;
@@ -112,13 +96,7 @@ export class Processes {
     const k = this.k;
     const s = k.state;
     const tid = s.nextPid++;
-    let fdTableId = parent.state.fdTableId;
-    if (!(a.flags & CLONE_FILES)) {
-      fdTableId = k.newId();
-      const fds = structuredClone(parent.fdTable.fds);
-      for (const e of Object.values(fds)) s.openFiles[e.fileId].refs++;
-      s.fdTables[fdTableId] = { id: fdTableId, fds };
-    }
+    const fdTableId = this.fdTableFor(parent, a.flags);
     const ts: TaskState = {
       tid, tgid: parent.tgid, addressSpaceId: parent.state.addressSpaceId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0),
       runState: 'user', sigmask: parent.state.sigmask, clearChildTid: (a.flags & CLONE_CHILD_CLEARTID) ? a.childTid : 0,
@@ -133,16 +111,7 @@ export class Processes {
       throw e;
     }
     parent.tg.tids.push(tid);
-    const regs = child.platform.regs;
-    regs.set(parent.platform.regs);
-    regs[REG.rax] = 0n;
-    regs[REG.orig_rax] = 0xffffffffffffffffn;
-    if (a.stack) regs[REG.rsp] = BigInt(a.stack);
-    if (a.flags & CLONE_SETTLS) regs[REG.fs_base] = BigInt(a.tls);
-    child.platform.setFpState(parent.platform.getFpState());
-    if (a.flags & CLONE_PARENT_SETTID) parent.mm.writeU32(a.parentTid, tid);
-    if (a.flags & CLONE_CHILD_SETTID) parent.mm.writeU32(a.childTid, tid);
-    if (k.events$.observed) k.events$.next({ type: 'task.created', tid, parent: parent.tid });
+    this.startAsChild(parent, child, a);
     k.startTask(child);
     return tid;
   }
@@ -184,6 +153,34 @@ export class Processes {
       k.tasks.set(tg.tgid, t);
       tg.tids = [tg.tgid];
     }
+  }
+
+  /**
+   * The new task resumes where the parent made the clone call, with rax = 0, the stack and
+   * TLS the caller gave, the parent's FP state, and the tid stored where clone was asked to.
+   */
+  private startAsChild(parent: Task, child: Task, a: CloneArgs): void {
+    const regs = child.platform.regs;
+    regs.set(parent.platform.regs);
+    regs[REG.rax] = 0n;
+    regs[REG.orig_rax] = 0xffffffffffffffffn;
+    if (a.stack) regs[REG.rsp] = BigInt(a.stack);
+    if (a.flags & CLONE_SETTLS) regs[REG.fs_base] = BigInt(a.tls);
+    child.platform.setFpState(parent.platform.getFpState());
+    if (a.flags & CLONE_PARENT_SETTID) parent.mm.writeU32(a.parentTid, child.tid);
+    if (a.flags & CLONE_CHILD_SETTID) child.mm.writeU32(a.childTid, child.tid);
+    if (this.k.events$.observed) this.k.events$.next({ type: 'task.created', tid: child.tid, parent: parent.tid });
+  }
+
+  /** The fd table for a new task: the parent's own with CLONE_FILES, else a copy sharing its open files. */
+  private fdTableFor(parent: Task, flags: number): number {
+    if (flags & CLONE_FILES) return parent.state.fdTableId;
+    const k = this.k;
+    const id = k.newId();
+    const fds = structuredClone(parent.fdTable.fds);
+    for (const e of Object.values(fds)) k.state.openFiles[e.fileId].refs++;
+    k.state.fdTables[id] = { id, fds };
+    return id;
   }
 
   /** Undo a half-made child (its stub failed to start). */
