@@ -33,6 +33,7 @@ import { Signals } from './signals.js';
 import { Processes } from './processes.js';
 import { Pipes } from '../ipc/pipe.js';
 import { Futexes } from '../ipc/futex.js';
+import { Ptys } from '../ipc/pty.js';
 
 /** How a sandbox or process ended: exit status, or the signal that killed it. */
 export type ExitInfo = { code: number } | { signal: number; core: boolean };
@@ -82,6 +83,7 @@ export class Kernel {
   readonly processes: Processes;
   readonly pipes: Pipes;
   readonly futexes: Futexes;
+  readonly ptys: Ptys;
   readonly events$ = new Subject<KernelEvent>();
   /** A blocked task must abandon its syscall: [tid, INTERRUPTED | KILLED]. */
   readonly interrupt$ = new Subject<[number, number]>();
@@ -110,12 +112,13 @@ export class Kernel {
     this.mf = new MemoryFile(state.memoryFile);
     this.clock = new Clock(state.clock);
     this.vfs = new Vfs(state.fs, state.config.rootfs, () => this.newId(), () => this.clock.realtimeNs());
-    this.vfs.mounts.push(procMount(this), devMount());
+    this.vfs.mounts.push(procMount(this), devMount(this));
     this.hostFiles = new HostFiles(this);
     this.signals = new Signals(this);
     this.processes = new Processes(this);
     this.pipes = new Pipes(this);
     this.futexes = new Futexes(this);
+    this.ptys = new Ptys(this);
     this.exited = new Promise((res) => { this.exitResolve = res; });
   }
 
@@ -198,6 +201,7 @@ export class Kernel {
     if (!f || --f.refs > 0) return;
     this.hostFiles.close(f.id);
     if (f.kind === 'pipe' || f.kind === 'socket') this.pipes.release(f);
+    if (f.kind === 'pty') this.ptys.release(f);
     delete this.state.openFiles[f.id];
   }
 

@@ -27,6 +27,8 @@ export interface KernelState {
   fdTables: Record<number, FdTableState>;
   openFiles: Record<number, OpenFileState>;
   pipes: Record<number, PipeState>;
+  /** Pseudo-terminals by id (src/ipc/pty.ts). */
+  ptys?: Record<number, PtyState>;
   fs: FilesystemState;
   /** The sandbox's configuration, fixed at creation. */
   config: SandboxConfig;
@@ -250,6 +252,30 @@ export interface Credentials {
   groups: number[];
 }
 
+/** A pseudo-terminal pair with its line discipline's queues (src/ipc/pty.ts). */
+export interface PtyState {
+  id: number;
+  /** N in /dev/pts/N. */
+  index: number;
+  /** struct termios (36 bytes) and struct winsize (8 bytes). */
+  termios: Uint8Array;
+  winsize: Uint8Array;
+  /** Bytes the slave can read; the canonical line being edited; bytes the master can read. */
+  input: Uint8Array;
+  line: Uint8Array;
+  output: Uint8Array;
+  /** End-of-file marks (VEOF on an empty line) the slave has yet to read. */
+  eofPending?: number;
+  masterOpen: boolean;
+  slaveOpens: number;
+  everOpened?: boolean;
+  /** unlockpt(3) state. */
+  locked: boolean;
+  /** The session it is the controlling terminal of, and its foreground process group. */
+  sid: number;
+  fgPgid: number;
+}
+
 /** A pipe (fs/pipe.c): a 64 KiB buffer between read and write open files. */
 export interface PipeState {
   id: number;
@@ -278,7 +304,7 @@ export interface FdTableState {
  */
 export interface OpenFileState {
   id: number;
-  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir' | 'pipe' | 'epoll' | 'pidfd' | 'eventfd' | 'socket';
+  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir' | 'pipe' | 'epoll' | 'pidfd' | 'eventfd' | 'socket' | 'pty';
   /** Guest path it was opened by (for /proc/self/fd, re-opening host files on restore). */
   path: string;
   /** open(2) flags (O_ACCMODE, O_APPEND, O_NONBLOCK…). */
@@ -301,6 +327,8 @@ export interface OpenFileState {
   eventfd?: { count: bigint; semaphore: boolean };
   /** 'socket': a connected AF_UNIX stream from socketpair(2): the pipe it reads and the one it writes. */
   socket?: { rx: number; tx: number; shutRd: boolean; shutWr: boolean };
+  /** 'pty': which pseudo-terminal, and whether this is its master side. */
+  pty?: { id: number; master: boolean };
   /** 'pidfd': the process (thread group id) it refers to. */
   pidfdTgid?: number;
   /** 'pipe': which pipe and which end. */

@@ -88,6 +88,12 @@ export function openNode(t: Task, n: Node, flags: number): OpenFileState {
       if (ttyFd === undefined) throw new SyscallError(E.ENXIO);
       return k.newOpenFile({ kind: 'hostfd', path: '/dev/tty', flags, hostFd: ttyFd });
     }
+    if (n.node.dev === 'ptmx') return k.ptys.openMaster(flags);
+    if (n.node.dev?.startsWith('pts:')) {
+      const p = k.ptys.byIndex(Number(n.node.dev.slice(4)));
+      if (!p) throw new SyscallError(E.EIO);
+      return k.ptys.openSlave(p, flags);
+    }
     if (n.node.dev) return k.newOpenFile({ kind: 'dev', path: n.path, flags, dev: n.node.dev });
     if (writing) throw new SyscallError(E.EACCES);
     return k.newOpenFile({ kind: 'synthetic', path: n.path, flags, content: n.node.content?.() ?? new Uint8Array(0) });
@@ -119,6 +125,11 @@ function reopen(t: Task, fileId: number, flags: number): OpenFileState {
     }
     case 'hostfd': return k.newOpenFile({ ...base, kind: 'hostfd', hostFd: target.hostFd });
     case 'epoll': case 'pidfd': case 'eventfd': case 'socket': throw new SyscallError(E.ENXIO);
+    case 'pty': {
+      const p = k.state.ptys?.[target.pty!.id];
+      if (!p) throw new SyscallError(E.EIO);
+      return target.pty!.master ? (() => { throw new SyscallError(E.ENXIO); })() : k.ptys.openSlave(p, flags);
+    }
     default: {
       const f = k.newOpenFile({ ...target, ...base, offset: 0, entries: undefined });
       if (f.kind === 'upper' && (flags & O_TRUNC) && acc !== O_RDONLY) truncateInode(t, k.state.fs.inodes[f.inodeId!], 0);
@@ -207,6 +218,7 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
     case 'epoll': case 'pidfd': return -E.EINVAL;
     case 'eventfd': return eventfdRead(t, f, buf, count);
     case 'socket': return socketRead(t, f, buf, count);
+    case 'pty': return t.kernel.ptys.read(t, f, buf, count);
     case 'pipe': return t.kernel.pipes.read(t, f, buf, count);
     case 'host': {
       if (count === 0) return 0;
@@ -297,6 +309,7 @@ function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: n
     case 'pipe': return t.kernel.pipes.write(t, f, buf, count);
     case 'eventfd': return eventfdWrite(t, f, buf, count);
     case 'socket': return socketWrite(t, f, buf, count);
+    case 'pty': return t.kernel.ptys.write(t, f, buf, count);
     case 'hostfd': {
       let total = 0;
       t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before any byte leaves
@@ -397,7 +410,7 @@ const SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
 function lseek(t: Task): number {
   const f = t.kernel.file(t, t.argInt(0));
   const off = t.argI64(1), whence = t.argInt(2);
-  if ((f.kind === 'hostfd' && isStream(f.hostFd!)) || f.kind === 'pipe' || f.kind === 'socket') return -E.ESPIPE;
+  if ((f.kind === 'hostfd' && isStream(f.hostFd!)) || f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'pty') return -E.ESPIPE;
   if (f.kind === 'dev') return 0;
   let base: number;
   switch (whence) {
@@ -541,6 +554,7 @@ function ioctl(t: Task): number {
       break;
     }
   }
+  if (f.kind === 'pty') return t.kernel.ptys.ioctl(t, f, req, arg);
   if (f.kind !== 'hostfd') return -E.ENOTTY;
   const hfd = f.hostFd!;
   if (req === TIOCGPGRP || req === TIOCSPGRP || req === TIOCGSID) {

@@ -38,6 +38,7 @@ export function readiness(t: Task, f: OpenFileState): number {
       return v.getInt16(6, true) & 0xffff;
     }
     case 'epoll': return epollReady(t, f, false).length ? POLLIN : 0;
+    case 'pty': return t.kernel.ptys.readiness(f);
     case 'socket': {
       const so = f.socket!, rx = t.kernel.state.pipes[so.rx], tx = t.kernel.state.pipes[so.tx];
       let r = 0;
