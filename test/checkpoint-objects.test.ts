@@ -1,0 +1,70 @@
+/**
+ * Every kind of kernel object a guest can hold survives checkpoint and restore: the guest
+ * creates them, checkpoints while it sleeps (the sandbox is killed), and after restore uses
+ * each one. The restored output must equal an uninterrupted native run's.
+ * Objects: an eventfd with a count, a socketpair with bytes queued, a pty with typed input
+ * and echo pending, an epoll set, a memfd, a FIFO with data, an interval timer, a pidfd of
+ * an exited child, a stopped child, a file in the upper layer.
+ */
+import { describe, expect, it } from 'vitest';
+import { freshDir, native, snapvisor, snapvisorStreaming } from './helpers.js';
+
+const GUEST = String.raw`
+import os, sys, time, socket, select, signal, pty
+os.chdir(sys.argv[1])
+efd = os.eventfd(5)
+a, b = socket.socketpair(); a.sendall(b"queued bytes")
+m, s = pty.openpty(); os.write(m, b"typed line\n")
+ep = select.epoll(); ep.register(efd, select.EPOLLIN)
+mfd = os.memfd_create("blob"); os.write(mfd, b"memfd contents"); os.lseek(mfd, 0, 0)
+os.mkfifo("fifo"); fr = os.open("fifo", os.O_RDONLY | os.O_NONBLOCK); fw = os.open("fifo", os.O_WRONLY); os.write(fw, b"fifo data")
+ticks = []
+signal.signal(signal.SIGALRM, lambda *_: ticks.append(1))
+signal.setitimer(signal.ITIMER_REAL, 0.4, 0.4)
+child = os.fork()
+if child == 0: os._exit(9)
+pfd = os.pidfd_open(child)
+stopped = os.fork()
+if stopped == 0:
+    time.sleep(30); os._exit(0)
+os.kill(stopped, signal.SIGSTOP); os.waitpid(stopped, os.WUNTRACED)
+with open("upper.txt", "w") as f: f.write("written before")
+print("ready", flush=True)
+time.sleep(1.5)
+print("eventfd", os.eventfd_read(efd))
+print("socketpair", b.recv(100)); b.sendall(b"reply"); print("reply", a.recv(100))
+print("pty slave", os.read(s, 100)); print("pty master", os.read(m, 100))
+os.eventfd_write(efd, 3); print("epoll", [e for _, e in ep.poll(1)])
+print("memfd", os.read(mfd, 100))
+print("fifo", os.read(fr, 100))
+print("pidfd", select.select([pfd], [], [], 2)[0] == [pfd], os.waitid(os.P_PIDFD, pfd, os.WEXITED).si_status)
+os.kill(stopped, signal.SIGCONT); os.kill(stopped, signal.SIGTERM); print("stopped child", os.waitpid(stopped, 0)[1])
+t0 = time.monotonic(); n0 = len(ticks)
+while len(ticks) < n0 + 2 and time.monotonic() - t0 < 5: time.sleep(0.05)
+print("timer ticks on", len(ticks) >= n0 + 2)
+print("upper", open("upper.txt").read())
+`;
+
+describe('checkpoint/restore of every kind of kernel object', () => {
+  it('eventfd, socketpair, pty, epoll, memfd, FIFO, itimer, pidfd, stopped child, upper file', async () => {
+    const scratch = freshDir('objects-native');
+    const expected = await native(['/usr/bin/python3', '-c', GUEST, scratch], { timeoutMs: 30_000 });
+    expect(expected.status).toBe(0);
+    const want = expected.stdout.toString().split('\n').filter((l) => l && l !== 'ready');
+
+    const root = freshDir('objects-root'), store = freshDir('objects-store'), dir = freshDir('objects-sandbox');
+    const name = `objects-${process.pid}`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', GUEST, dir]);
+    await run.waitFor((l) => l === 'ready', 20_000);
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
+    expect(cp.stderr).toBe('');
+    expect(cp.status).toBe(0);
+    expect(await run.done).toBe(137);
+    expect(run.lines).toEqual(['ready']);
+    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+    const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(want);
+  });
+});
