@@ -73,6 +73,10 @@ let pinned = false;
  * and 16–70 µs when the wake-up crosses CPUs of this VM (npm run bench shows it).
  * SNAPVISOR_NO_PIN=1 turns it off.
  */
+/** CPU masks: every CPU we may use, and the tracer's own (undefined when not pinned). */
+let allCpus: Uint8Array | undefined;
+let tracerCpu: Uint8Array | undefined;
+
 function pinToOneCpu(): void {
   if (pinned || process.env.SNAPVISOR_NO_PIN) return;
   pinned = true;
@@ -81,11 +85,22 @@ function pinToOneCpu(): void {
   const cpus: number[] = [];
   for (let i = 0; i < mask.length * 8; i++) if (mask[i >> 3] & (1 << (i & 7))) cpus.push(i);
   if (cpus.length < 2) return;
+  allCpus = new Uint8Array(mask);
   const cpu = cpus[process.pid % cpus.length];
   mask.fill(0);
   mask[cpu >> 3] |= 1 << (cpu & 7);
+  tracerCpu = new Uint8Array(mask);
   libc.schedSetaffinity(0, mask.length, mask);
 }
+
+/**
+ * Stubs that trap often stay on the tracer's CPU (cheap wake-ups); a stub that runs guest
+ * code for milliseconds between traps is let onto every CPU, so compute-bound tasks run in
+ * parallel. It comes back after this many quick traps in a row.
+ */
+const QUICK_TRAPS_TO_REPIN = 16;
+/** Guest code running this long between traps (ms) counts as compute. */
+const SPREAD_AFTER_MS = 2;
 
 class PtraceTask implements PlatformTask {
   readonly regs = new BigUint64Array(REG_COUNT);
@@ -97,6 +112,9 @@ class PtraceTask implements PlatformTask {
   private running = false;
   private readonly iov = new BigUint64Array(2);
   private readonly xstate = libc.nativeBuffer(XSTATE_MAX);
+  /** Whether the stub may run on every CPU (it computes) rather than only the tracer's. */
+  private spread = false;
+  private quickTraps = 0;
   private useXstate = true;
 
   constructor(readonly pid: number) {}
@@ -200,7 +218,18 @@ class PtraceTask implements PlatformTask {
         if (libc.waitpid(this.pid, this.status, libc.WNOHANG | libc.__WALL) === this.pid) { st = this.status[0]; break; }
         libc.schedYield(); // the stub shares our CPU: give it the CPU rather than spin against it
       }
-      if (st === undefined) st = await this.waitAsync();
+      if (st === undefined) {
+        this.quickTraps = 0;
+        // Guest code still running after a few milliseconds is compute: let it onto every CPU.
+        const spreadTimer = !this.spread && allCpus ? setTimeout(() => {
+          if (this.running && !this.dead && allCpus) { this.spread = true; libc.schedSetaffinity(this.pid, allCpus.length, allCpus); }
+        }, SPREAD_AFTER_MS) : undefined;
+        st = await this.waitAsync();
+        if (spreadTimer) clearTimeout(spreadTimer);
+      } else if (this.spread && ++this.quickTraps >= QUICK_TRAPS_TO_REPIN && tracerCpu) {
+        this.spread = false;
+        libc.schedSetaffinity(this.pid, tracerCpu.length, tracerCpu);
+      }
       this.running = false;
       if ((st & 0xff) !== 0x7f) { this.dead = true; return { kind: 'died', status: st }; }
       const sig = (st >> 8) & 0xff, event = st >> 16;
