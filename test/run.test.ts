@@ -3,6 +3,7 @@
  * exit status as when run natively.
  */
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -96,6 +97,17 @@ describe('run: same output and status as native', () => {
     const { sv } = await expectSameAsNative([script, 'a', 'b c']);
     expect(sv.status).toBe(7);
     expect(sv.stdout.toString()).toBe(`['${script}', 'a', 'b c']\n`);
+  });
+
+  it('a static-pie executable (compiled here with gcc -static-pie), its argv[0] and exit status', async () => {
+    const dir = freshDir('static-pie');
+    const src = path.join(dir, 'sp.c'), exe = path.join(dir, 'sp');
+    fs.writeFileSync(src, '#include <stdio.h>\nint main(int c, char **v) { printf("static-pie %s %d\\n", v[0], c); return 3; }\n');
+    execFileSync('gcc', ['-static-pie', '-O1', '-o', exe, src]);
+    const [a, b] = await Promise.all([snapvisor(['run', '--', exe, 'x']), native([exe, 'x'])]);
+    expect(a.stdout.toString()).toBe(`static-pie ${exe} 2\n`);
+    expect(a.stdout.equals(b.stdout)).toBe(true);
+    expect(a.status).toBe(3);
   });
 
   it('dash arithmetic and cd', async () => {
