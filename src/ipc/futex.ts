@@ -9,9 +9,7 @@
  */
 import { Subject, take, finalize } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
-import type { Kernel } from '../kernel/kernel.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
-import { PROT_READ } from '../mm/address-space.js';
 import { merge, map } from 'rxjs';
 import { untilDeadline } from '../syscalls/time.js';
 
@@ -22,8 +20,6 @@ const FUTEX_OWNER_DIED = 0x40000000, FUTEX_WAITERS = 0x80000000, FUTEX_TID_MASK 
 
 export class Futexes {
   private readonly queues = new Map<string, QueuedWaiter[]>();
-
-  constructor(private readonly k: Kernel) {}
 
   /** The futex key of `addr` (EFAULT if unmapped, EINVAL if misaligned). */
   key(t: Task, addr: number, priv: boolean): string {
@@ -150,6 +146,5 @@ export class Futexes {
         this.wakeKey(this.key(t, ctid, true), 1);
       } catch { /* unmapped: nothing to clear */ }
     }
-    void PROT_READ;
   }
 }

@@ -117,7 +117,7 @@ export class Kernel {
     this.signals = new Signals(this);
     this.processes = new Processes(this);
     this.pipes = new Pipes(this);
-    this.futexes = new Futexes(this);
+    this.futexes = new Futexes();
     this.ptys = new Ptys(this);
     this.exited = new Promise((res) => { this.exitResolve = res; });
   }

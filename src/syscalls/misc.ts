@@ -9,6 +9,7 @@ import type { Task, SyscallResult } from '../kernel/task.js';
 import { PROT_WRITE } from '../mm/address-space.js';
 import { NS_PER_SEC } from '../kernel/clock.js';
 import { syscall } from './table.js';
+import { readTimespec } from './time.js';
 
 function getrandom(t: Task): number {
   const buf = t.arg(0), len = Math.min(t.arg(1), 33554431), flags = t.argU32(2);
@@ -29,11 +30,7 @@ function futex(t: Task): SyscallResult {
     case FUTEX_WAIT: case FUTEX_WAIT_BITSET: {
       let deadline: bigint | undefined;
       if (timeout) {
-        const b = t.mm.read(timeout, 16);
-        const v = new DataView(b.buffer, b.byteOffset, 16);
-        const sec = v.getBigInt64(0, true), nsec = v.getBigInt64(8, true);
-        if (sec < 0n || nsec < 0n || nsec >= NS_PER_SEC) return -E.EINVAL;
-        const ns = sec * NS_PER_SEC + nsec;
+        const ns = readTimespec(t, timeout);
         const mono = t.kernel.clock.monotonicNs();
         if (op === FUTEX_WAIT) deadline = mono + ns; // relative
         else deadline = opFull & FUTEX_CLOCK_REALTIME ? mono + (ns - t.kernel.clock.realtimeNs()) : ns; // absolute

@@ -10,9 +10,9 @@ import { E } from '../errno.js';
 import * as libc from '../../platforms/host/libc.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState } from '../kernel/state.js';
-import { NS_PER_SEC } from '../kernel/clock.js';
 import { PIPE_BUF } from '../ipc/pipe.js';
 import { syscall } from './table.js';
+import { readTimespec } from './time.js';
 
 const POLLIN = 1, POLLPRI = 2, POLLOUT = 4, POLLERR = 8, POLLHUP = 0x10, POLLNVAL = 0x20, POLLRDNORM = 0x40, POLLWRNORM = 0x100;
 const EPOLLRDHUP = 0x2000, EPOLLONESHOT = 1 << 30, EPOLLET = 1 << 31;
@@ -79,12 +79,7 @@ function blockUntil(t: Task, kind: string, timeoutMs: number | undefined, host: 
 }
 
 function readTimespecMs(t: Task, addr: number): number | undefined {
-  if (!addr) return undefined;
-  const b = t.mm.read(addr, 16);
-  const v = new DataView(b.buffer, b.byteOffset, 16);
-  const sec = v.getBigInt64(0, true), nsec = v.getBigInt64(8, true);
-  if (sec < 0n || nsec < 0n || nsec >= NS_PER_SEC) throw new (class extends Error {})('EINVAL');
-  return Number(sec * NS_PER_SEC + nsec) / 1e6;
+  return addr ? Number(readTimespec(t, addr)) / 1e6 : undefined;
 }
 
 function doPoll(t: Task, fdsAddr: number, nfds: number, timeoutMs: number | undefined): SyscallResult {
@@ -226,8 +221,7 @@ function epollWait(t: Task, epfd: number, evAddr: number, max: number, timeout: 
 export const pollSyscalls = [
   syscall('poll', 3, (t) => doPoll(t, t.arg(0), t.argU32(1), t.argInt(2) < 0 ? undefined : t.argInt(2))),
   syscall('ppoll', 5, (t) => {
-    let ms: number | undefined;
-    try { ms = readTimespecMs(t, t.arg(2)); } catch { return -E.EINVAL; }
+    const ms = readTimespecMs(t, t.arg(2));
     if (t.arg(4) !== 8 && t.arg(3)) return -E.EINVAL;
     applyWaitMask(t, t.arg(3));
     return doPoll(t, t.arg(0), t.argU32(1), ms);
@@ -244,8 +238,7 @@ export const pollSyscalls = [
     return doSelect(t, t.argInt(0), t.arg(1), t.arg(2), t.arg(3), ms);
   }),
   syscall('pselect6', 6, (t) => {
-    let ms: number | undefined;
-    try { ms = readTimespecMs(t, t.arg(4)); } catch { return -E.EINVAL; }
+    const ms = readTimespecMs(t, t.arg(4));
     if (t.arg(5)) {
       const b = t.mm.read(t.arg(5), 16);
       const maskPtr = Number(new DataView(b.buffer, b.byteOffset, 16).getBigUint64(0, true));

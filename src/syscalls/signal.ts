@@ -13,6 +13,7 @@ import type { SigInfo } from '../kernel/state.js';
 import { NS_PER_SEC } from '../kernel/clock.js';
 import { cpuTimeNs } from '../kernel/cputime.js';
 import { syscall } from './table.js';
+import { readTimespec } from './time.js';
 
 const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
 
@@ -151,11 +152,7 @@ function rtSigtimedwait(t: Task): SyscallResult {
   if (now !== undefined) return now;
   let ms: number | undefined;
   if (timeout) {
-    const b = t.mm.read(timeout, 16);
-    const v = new DataView(b.buffer, b.byteOffset, 16);
-    const sec = v.getBigInt64(0, true), nsec = v.getBigInt64(8, true);
-    if (sec < 0n || nsec < 0n || nsec >= NS_PER_SEC) return -E.EINVAL;
-    ms = Number(sec * NS_PER_SEC + nsec) / 1e6;
+    ms = Number(readTimespec(t, timeout)) / 1e6;
     if (ms === 0) return -E.EAGAIN;
   }
   // Signals in `set` are unblocked while waiting so they wake us, but are taken, not delivered.

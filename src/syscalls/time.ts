@@ -6,7 +6,6 @@
  */
 import { Observable, defer, filter, map, repeat, take, timer } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
-import * as libc from '../../platforms/host/libc.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { NS_PER_SEC, nsToTimespec } from '../kernel/clock.js';
 import { cpuTimeNs } from '../kernel/cputime.js';
@@ -30,7 +29,8 @@ export function clockNow(t: Task, clk: number): bigint {
   throw new SyscallError(E.EINVAL);
 }
 
-function readTimespec(t: Task, addr: number): bigint {
+/** A guest `struct timespec` as ns; EINVAL for a negative or unnormalized one (EFAULT if unmapped). */
+export function readTimespec(t: Task, addr: number): bigint {
   const b = t.mm.read(addr, 16);
   const v = new DataView(b.buffer, b.byteOffset, 16);
   const sec = v.getBigInt64(0, true), nsec = v.getBigInt64(8, true);

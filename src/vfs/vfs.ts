@@ -7,7 +7,6 @@
  * whiteout. Renaming a lower directory gives EXDEV, as overlayfs without redirect_dir.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { E, SyscallError } from '../errno.js';
 import type { FilesystemState, InodeState, DirEntry } from '../kernel/state.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, dtypeOfMode, isDir, isLnk } from './stat.js';
