@@ -92,12 +92,6 @@ export class Pipes {
 
   /** The last fd of one end was closed. */
   release(f: OpenFileState): void {
-    if (f.kind === 'socket') {
-      const so = f.socket!;
-      if (!so.shutRd) this.closeEnd(so.rx, 'read');
-      if (!so.shutWr) this.closeEnd(so.tx, 'write');
-      return;
-    }
     const p = this.k.state.pipes[f.pipeId!];
     if (!p) return;
     const acc = f.flags & 3;

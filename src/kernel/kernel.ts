@@ -34,6 +34,7 @@ import { Processes } from './processes.js';
 import { Pipes } from '../ipc/pipe.js';
 import { Futexes } from '../ipc/futex.js';
 import { Ptys } from '../ipc/pty.js';
+import { releaseSocket } from '../net/socket.js';
 
 /** How a sandbox or process ended: exit status, or the signal that killed it. */
 export type ExitInfo = { code: number } | { signal: number; core: boolean };
@@ -200,7 +201,8 @@ export class Kernel {
     const f = this.state.openFiles[id];
     if (!f || --f.refs > 0) return;
     this.hostFiles.close(f.id);
-    if (f.kind === 'pipe' || f.kind === 'socket') this.pipes.release(f);
+    if (f.kind === 'pipe') this.pipes.release(f);
+    if (f.kind === 'socket') releaseSocket(this, f);
     if (f.kind === 'pty') this.ptys.release(f);
     delete this.state.openFiles[f.id];
   }

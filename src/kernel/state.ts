@@ -27,6 +27,8 @@ export interface KernelState {
   fdTables: Record<number, FdTableState>;
   openFiles: Record<number, OpenFileState>;
   pipes: Record<number, PipeState>;
+  /** The sandbox's own loopback network (src/net/inet.ts). */
+  net?: NetState;
   /** Pseudo-terminals by id (src/ipc/pty.ts). */
   ptys?: Record<number, PtyState>;
   fs: FilesystemState;
@@ -252,6 +254,38 @@ export interface Credentials {
   groups: number[];
 }
 
+/** A socket address: AF_INET/AF_INET6 (ip text, port) or AF_UNIX (path; abstract names start with NUL). */
+export interface SockAddr { family: number; ip?: string; port?: number; path?: string }
+
+/**
+ * A socket (src/net): a connected stream reads pipe `rx` and writes pipe `tx` (0 = none);
+ * a listener queues accepted-to-be connections; a datagram socket queues messages.
+ */
+export interface SocketState {
+  rx: number; tx: number; shutRd: boolean; shutWr: boolean;
+  domain?: number;
+  /** SOCK_STREAM (1) or SOCK_DGRAM (2). */
+  type?: number;
+  state?: 'unbound' | 'bound' | 'listening' | 'connected';
+  local?: SockAddr;
+  peer?: SockAddr;
+  /** Listening: open-file ids of connections waiting for accept(2), and the backlog. */
+  backlog?: number[];
+  backlogMax?: number;
+  /** Datagram: queued messages with their sender. */
+  dgrams?: Array<{ from: SockAddr; data: Uint8Array }>;
+  /** setsockopt values by "level:option". */
+  opts?: Record<string, number>;
+  /** A connection was refused or reset: reported once by the next call (SO_ERROR). */
+  error?: number;
+}
+
+/** Loopback network: which socket (open-file id) holds each bound address, and the next ephemeral port. */
+export interface NetState {
+  bound: Record<string, number>;
+  nextPort: number;
+}
+
 /** A pseudo-terminal pair with its line discipline's queues (src/ipc/pty.ts). */
 export interface PtyState {
   id: number;
@@ -326,7 +360,7 @@ export interface OpenFileState {
   /** 'eventfd': the 64-bit counter and whether it is a semaphore (EFD_SEMAPHORE). */
   eventfd?: { count: bigint; semaphore: boolean };
   /** 'socket': a connected AF_UNIX stream from socketpair(2): the pipe it reads and the one it writes. */
-  socket?: { rx: number; tx: number; shutRd: boolean; shutWr: boolean };
+  socket?: SocketState;
   /** 'pty': which pseudo-terminal, and whether this is its master side. */
   pty?: { id: number; master: boolean };
   /** 'pidfd': the process (thread group id) it refers to. */

@@ -14,7 +14,7 @@ import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
 import { Node, modeOf } from '../vfs/vfs.js';
 import { SIGPIPE } from '../kernel/signals.js';
 import { eventfdRead, eventfdWrite } from '../ipc/eventfd.js';
-import { socketRead, socketWrite } from '../net/socketpair.js';
+import { socketRead, socketWrite } from '../net/socket.js';
 import { S_IFIFO, S_IFMT, S_IFREG, Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
 import { syscall } from './table.js';
 

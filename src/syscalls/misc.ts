@@ -66,5 +66,4 @@ export const miscSyscalls = [
   syscall('getcpu', 3, (t) => { if (t.arg(0)) t.mm.writeU32(t.arg(0), 0); if (t.arg(1)) t.mm.writeU32(t.arg(1), 0); return 0; }, 'stub', 'always CPU 0, node 0'),
   syscall('membarrier', 3, (t) => (t.argInt(0) === 0 ? 0 : -E.EINVAL), 'partial', 'QUERY reports no commands'),
   syscall('personality', 1, (t) => (t.argU32(0) === 0xffffffff || t.argU32(0) === 0 ? 0 : -E.EINVAL), 'partial', 'only the query and PER_LINUX'),
-  syscall('socket', 3, () => -E.EAFNOSUPPORT, 'stub', 'networking comes with the network issue'),
 ];

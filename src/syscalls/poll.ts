@@ -11,6 +11,7 @@ import * as libc from '../../platforms/host/libc.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState } from '../kernel/state.js';
 import { PIPE_BUF } from '../ipc/pipe.js';
+import { socketReadiness } from '../net/socket.js';
 import { syscall } from './table.js';
 import { readTimespec } from './time.js';
 
@@ -39,16 +40,7 @@ export function readiness(t: Task, f: OpenFileState): number {
     }
     case 'epoll': return epollReady(t, f, false).length ? POLLIN : 0;
     case 'pty': return t.kernel.ptys.readiness(f);
-    case 'socket': {
-      const so = f.socket!, rx = t.kernel.state.pipes[so.rx], tx = t.kernel.state.pipes[so.tx];
-      let r = 0;
-      if (so.shutRd || !rx || rx.len > 0 || rx.writers === 0) r |= POLLIN | POLLRDNORM;
-      if (!so.shutWr && tx && tx.readers > 0 && tx.buf.length - tx.len >= PIPE_BUF) r |= POLLOUT | POLLWRNORM;
-      if ((!rx || rx.writers === 0) && (so.shutWr || !tx || tx.readers === 0)) r |= POLLHUP;
-      if (!rx || rx.writers === 0) r |= 0x2000; // POLLRDHUP
-      if (!so.shutWr && (!tx || tx.readers === 0)) r |= POLLERR;
-      return r;
-    }
+    case 'socket': return socketReadiness(t, f, PIPE_BUF);
     case 'eventfd': { const c = f.eventfd!.count; return (c > 0n ? POLLIN | POLLRDNORM : 0) | (c < 0xfffffffffffffffen ? POLLOUT | POLLWRNORM : 0); }
     case 'pidfd': { const g = t.kernel.state.threadGroups[f.pidfdTgid!]; return !g || g.zombie ? POLLIN | POLLHUP : 0; }
     default: return POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;

@@ -58,11 +58,11 @@ import { pollSyscalls } from './poll.js';
 import { credSyscalls } from './creds.js';
 import { schedSyscalls } from './sched.js';
 import { eventfdSyscalls } from '../ipc/eventfd.js';
-import { socketpairSyscalls } from '../net/socketpair.js';
+import { socketSyscalls } from '../net/socket.js';
 
 /** Indexed by syscall number. */
 export const SYSCALL_TABLE: (SyscallEntry | undefined)[] = [];
-const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, socketpair: socketpairSyscalls, misc: miscSyscalls };
+const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, socket: socketSyscalls, misc: miscSyscalls };
 for (const [family, entries] of Object.entries(FAMILIES)) {
   for (const e of entries) {
     if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);

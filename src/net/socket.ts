@@ -1,0 +1,516 @@
+/**
+ * Sockets (man 7 socket, unix, ip, tcp, udp): the sandbox has its own loopback network and
+ * nothing else. AF_INET/AF_INET6 on 127.0.0.0/8 and ::1, and AF_UNIX (paths and abstract
+ * names), stream and datagram. A connected stream is two pipes in the graph (each end reads
+ * one, writes the other), so sockets with bytes in flight checkpoint like pipes; listeners
+ * keep their accept queue and datagram sockets their messages in the graph too. Other
+ * addresses give ENETUNREACH (connect) or EADDRNOTAVAIL (bind).
+ * Compare net/socket.c, net/unix/af_unix.c, net/ipv4/af_inet.c.
+ */
+import { filter } from 'rxjs';
+import { E, SyscallError } from '../errno.js';
+import type { Task, SyscallResult } from '../kernel/task.js';
+import type { Kernel } from '../kernel/kernel.js';
+import type { NetState, OpenFileState, SockAddr, SocketState } from '../kernel/state.js';
+import { syscall } from '../syscalls/table.js';
+import { baseDir } from '../syscalls/file.js';
+
+export const AF_UNIX = 1, AF_INET = 2, AF_INET6 = 10;
+const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_TYPE_MASK = 0xf, SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000;
+const MSG_PEEK = 2, MSG_TRUNC = 0x20, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000, MSG_CMSG_CLOEXEC = 0x40000000;
+const SOL_SOCKET = 1, SO_TYPE = 3, SO_ERROR = 4, SO_SNDBUF = 7, SO_RCVBUF = 8, SO_PEERCRED = 17, SO_ACCEPTCONN = 30, SO_PROTOCOL = 38, SO_DOMAIN = 39;
+const IPPROTO_TCP = 6, IPPROTO_UDP = 17;
+const O_NONBLOCK = 0o4000;
+/** Bytes of datagrams a socket may have queued before senders' messages are dropped (UDP) or wait. */
+const DGRAM_QUEUE_BYTES = 212992;
+const EPHEMERAL_FIRST = 32768, EPHEMERAL_LAST = 60999;
+
+const so = (f: OpenFileState): SocketState => f.socket!;
+const nonblocking = (f: OpenFileState, flags: number) => !!(f.flags & O_NONBLOCK) || !!(flags & MSG_DONTWAIT);
+
+function net(t: Task): NetState {
+  return (t.kernel.state.net ??= { bound: {}, nextPort: EPHEMERAL_FIRST });
+}
+
+/** The socket behind fd: EBADF, or ENOTSOCK for another kind of file. */
+function sockFile(t: Task, fd: number): OpenFileState {
+  const f = t.kernel.file(t, fd);
+  if (f.kind !== 'socket') throw new SyscallError(E.ENOTSOCK);
+  return f;
+}
+
+function wake(t: Task, id: number): void { t.kernel.pipes.changed$.next(id); }
+function changed$(t: Task, id: number) { return t.kernel.pipes.changed$.pipe(filter((x) => x === id)); }
+
+// ---- addresses ----
+
+function isLoopbackV4(ip: string) { return ip.startsWith('127.'); }
+
+/** Decode a guest sockaddr of `len` bytes. EINVAL for a short or foreign one, EAFNOSUPPORT for another family. */
+function readAddr(t: Task, addr: number, len: number, domain: number): SockAddr {
+  if (len < 2) throw new SyscallError(E.EINVAL);
+  const b = t.mm.read(addr, Math.min(len, 128));
+  const v = new DataView(b.buffer, b.byteOffset, b.length);
+  const family = v.getUint16(0, true);
+  if (family !== domain) throw new SyscallError(domain === AF_UNIX ? E.EINVAL : E.EAFNOSUPPORT);
+  if (family === AF_INET) {
+    if (len < 16) throw new SyscallError(E.EINVAL);
+    return { family, port: v.getUint16(2, false), ip: [...b.subarray(4, 8)].join('.') };
+  }
+  if (family === AF_INET6) {
+    if (len < 24) throw new SyscallError(E.EINVAL);
+    const words = [];
+    for (let i = 0; i < 8; i++) words.push(v.getUint16(8 + i * 2, false).toString(16));
+    return { family, port: v.getUint16(2, false), ip: compressV6(words) };
+  }
+  // AF_UNIX: a path (NUL-terminated within len) or an abstract name (leading NUL).
+  const raw = b.subarray(2, Math.min(len, 110));
+  if (raw.length && raw[0] === 0) return { family, path: '\0' + Buffer.from(raw.subarray(1)).toString('latin1') };
+  const nul = raw.indexOf(0);
+  return { family, path: Buffer.from(nul >= 0 ? raw.subarray(0, nul) : raw).toString('latin1') };
+}
+
+function compressV6(words: string[]): string {
+  const s = words.join(':');
+  if (s === '0:0:0:0:0:0:0:1') return '::1';
+  if (s === '0:0:0:0:0:0:0:0') return '::';
+  return s.replace(/(^|:)0(:0)+(:|$)/, '::');
+}
+
+/** Encode a sockaddr; returns the bytes (the full length the kernel reports). */
+function encodeAddr(a: SockAddr | undefined, domain: number): Uint8Array {
+  const fam = a?.family ?? domain;
+  if (fam === AF_INET) {
+    const b = new Uint8Array(16);
+    const v = new DataView(b.buffer);
+    v.setUint16(0, AF_INET, true); v.setUint16(2, a?.port ?? 0, false);
+    (a?.ip ?? '0.0.0.0').split('.').forEach((x, i) => { b[4 + i] = Number(x); });
+    return b;
+  }
+  if (fam === AF_INET6) {
+    const b = new Uint8Array(28);
+    const v = new DataView(b.buffer);
+    v.setUint16(0, AF_INET6, true); v.setUint16(2, a?.port ?? 0, false);
+    if ((a?.ip ?? '::') === '::1') b[23] = 1;
+    return b;
+  }
+  const path = a?.path ? Buffer.from(a.path, 'latin1') : Buffer.alloc(0);
+  const b = new Uint8Array(2 + path.length + (path.length && path[0] !== 0 ? 1 : 0));
+  new DataView(b.buffer).setUint16(0, AF_UNIX, true);
+  b.set(path, 2);
+  return b;
+}
+
+/** Store a sockaddr at addr with its length at lenAddr (truncated to the room given, as Linux does). */
+function writeAddr(t: Task, addr: number, lenAddr: number, a: SockAddr | undefined, domain: number): void {
+  if (!addr || !lenAddr) return;
+  const bytes = encodeAddr(a, domain);
+  const room = t.mm.readU32(lenAddr);
+  if ((room | 0) < 0) throw new SyscallError(E.EINVAL);
+  t.mm.write(addr, bytes.subarray(0, Math.min(room, bytes.length)));
+  t.mm.writeU32(lenAddr, bytes.length);
+}
+
+/** Key of a bound address in the port table (all loopback addresses of a family share ports). */
+function key(type: number, a: SockAddr): string {
+  if (a.family === AF_UNIX) return `unix:${type}:${a.path}`;
+  return `${a.family === AF_INET6 ? 'in6' : 'in'}:${type}:${a.port}`;
+}
+
+function ephemeralPort(t: Task, type: number, family: number): number {
+  const n = net(t);
+  for (let i = 0; i <= EPHEMERAL_LAST - EPHEMERAL_FIRST; i++) {
+    const port = n.nextPort;
+    n.nextPort = port >= EPHEMERAL_LAST ? EPHEMERAL_FIRST : port + 1;
+    if (!n.bound[key(type, { family, port })]) return port;
+  }
+  throw new SyscallError(E.EADDRINUSE);
+}
+
+function loopbackOf(family: number): string { return family === AF_INET6 ? '::1' : '127.0.0.1'; }
+
+/** Bind `f` to `a` (port 0: an ephemeral one). EADDRINUSE, EADDRNOTAVAIL, EINVAL if already bound. */
+function doBind(t: Task, f: OpenFileState, a: SockAddr): void {
+  const s = so(f);
+  if (s.local) throw new SyscallError(E.EINVAL);
+  if (a.family === AF_UNIX) {
+    if (!a.path) { a = { family: AF_UNIX, path: `\0${String(f.id).padStart(5, '0')}` }; }
+    else if (!a.path.startsWith('\0')) {
+      // A named socket is a file: creating it fails if the name exists.
+      const r = t.kernel.vfs.walk(a.path, baseDir(t, -100, a.path), false);
+      if (r.node) throw new SyscallError(E.EADDRINUSE);
+      t.kernel.vfs.create(r.path, 0o140000 | (0o777 & ~t.tg.umask), t.tg.uid, t.tg.gid);
+      a = { family: AF_UNIX, path: r.path };
+    }
+  } else {
+    const ip = a.ip!;
+    const any = ip === '0.0.0.0' || ip === '::';
+    if (!any && !(a.family === AF_INET ? isLoopbackV4(ip) : ip === '::1')) throw new SyscallError(E.EADDRNOTAVAIL);
+    a = { family: a.family, ip: any ? ip : ip, port: a.port || ephemeralPort(t, s.type!, a.family) };
+  }
+  const k = key(s.type!, a);
+  if (net(t).bound[k] !== undefined) throw new SyscallError(E.EADDRINUSE);
+  net(t).bound[k] = f.id;
+  s.local = a;
+  s.state = 'bound';
+}
+
+function autobind(t: Task, f: OpenFileState): void {
+  const s = so(f);
+  if (s.local) return;
+  doBind(t, f, s.domain === AF_UNIX ? { family: AF_UNIX, path: '' } : { family: s.domain!, ip: loopbackOf(s.domain!), port: 0 });
+}
+
+/** The socket bound to `a` for `type`, if any (connect and sendto targets). */
+function lookup(t: Task, type: number, a: SockAddr): OpenFileState | undefined {
+  if (a.family !== AF_UNIX) {
+    const ip = a.ip!;
+    const reachable = a.family === AF_INET ? isLoopbackV4(ip) || ip === '0.0.0.0' : ip === '::1' || ip === '::';
+    if (!reachable) throw new SyscallError(E.ENETUNREACH);
+  } else if (a.path && !a.path.startsWith('\0')) {
+    const r = t.kernel.vfs.walk(a.path, baseDir(t, -100, a.path), true);
+    if (!r.node) throw new SyscallError(E.ENOENT);
+    a = { family: AF_UNIX, path: r.path };
+  }
+  const id = net(t).bound[key(type, a)];
+  return id === undefined ? undefined : t.kernel.state.openFiles[id];
+}
+
+// ---- socket(2) and friends ----
+
+function newSocket(t: Task, domain: number, type: number, state: SocketState): OpenFileState {
+  return t.kernel.newOpenFile({ kind: 'socket', path: `socket:[${t.kernel.state.nextId}]`, flags: 2 | (type & SOCK_NONBLOCK ? O_NONBLOCK : 0), socket: { ...state, domain, type: type & SOCK_TYPE_MASK } });
+}
+
+function install(t: Task, f: OpenFileState, cloexec: boolean): number {
+  const fd = t.kernel.installFd(t, f.id, cloexec);
+  if (fd < 0) { f.refs = 1; t.kernel.unrefFile(f.id); }
+  return fd;
+}
+
+function socket(t: Task): number {
+  const domain = t.argInt(0), type = t.argInt(1), proto = t.argInt(2);
+  if (![AF_UNIX, AF_INET, AF_INET6].includes(domain)) return -E.EAFNOSUPPORT;
+  const base = type & SOCK_TYPE_MASK;
+  if (type & ~(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
+  if (base !== SOCK_STREAM && base !== SOCK_DGRAM) return -E.ESOCKTNOSUPPORT;
+  if (proto !== 0 && !(domain !== AF_UNIX && proto === (base === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP))) return -E.EPROTONOSUPPORT;
+  const f = newSocket(t, domain, type, { rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'unbound', opts: {}, dgrams: base === SOCK_DGRAM ? [] : undefined });
+  return install(t, f, !!(type & SOCK_CLOEXEC));
+}
+
+function socketpair(t: Task): number {
+  const domain = t.argInt(0), type = t.argInt(1), proto = t.argInt(2), sv = t.arg(3);
+  if (domain !== AF_UNIX) return domain === AF_INET || domain === AF_INET6 ? -E.EOPNOTSUPP : -E.EAFNOSUPPORT;
+  if ((type & SOCK_TYPE_MASK) !== SOCK_STREAM) return -E.EOPNOTSUPP; // datagram pairs: not yet
+  if (type & ~(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
+  if (proto !== 0) return -E.EPROTONOSUPPORT;
+  t.mm.chunks(sv, 8, 2, () => undefined);
+  const k = t.kernel;
+  const ab = k.pipes.newPipe(1, 1), ba = k.pipes.newPipe(1, 1);
+  const a = newSocket(t, AF_UNIX, type, { rx: ba.id, tx: ab.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
+  const b = newSocket(t, AF_UNIX, type, { rx: ab.id, tx: ba.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
+  const cloexec = !!(type & SOCK_CLOEXEC);
+  const fa = install(t, a, cloexec);
+  if (fa < 0) { b.refs = 1; k.unrefFile(b.id); return fa; }
+  const fb = install(t, b, cloexec);
+  if (fb < 0) { k.closeFd(t, fa); return fb; }
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setInt32(0, fa, true);
+  new DataView(out.buffer).setInt32(4, fb, true);
+  t.mm.write(sv, out);
+  return 0;
+}
+
+function listen(t: Task, fd: number, backlog: number): number {
+  const f = sockFile(t, fd);
+  const s = so(f);
+  if (s.type !== SOCK_STREAM) return -E.EOPNOTSUPP;
+  if (s.state === 'connected') return -E.EINVAL;
+  autobind(t, f);
+  s.state = 'listening';
+  s.backlog ??= [];
+  s.backlogMax = Math.max(1, Math.min(backlog, 4096));
+  return 0;
+}
+
+/** connect(2): streams get a connection queued on the listener at once (loopback never waits). */
+function connect(t: Task, fd: number, addrPtr: number, len: number): number {
+  const f = sockFile(t, fd);
+  const s = so(f);
+  const a = readAddr(t, addrPtr, len, s.domain!);
+  if (s.type === SOCK_DGRAM) {
+    autobind(t, f);
+    s.peer = a.family === AF_UNIX ? a : { ...a, ip: a.ip === '0.0.0.0' ? '127.0.0.1' : a.ip === '::' ? '::1' : a.ip };
+    return 0;
+  }
+  if (s.state === 'connected') return -E.EISCONN;
+  if (s.state === 'listening') return -E.EINVAL;
+  const listener = lookup(t, SOCK_STREAM, a);
+  const ls = listener && so(listener);
+  if (!ls || ls.state !== 'listening') return a.family === AF_UNIX && !ls ? -E.ECONNREFUSED : -E.ECONNREFUSED;
+  if (ls.backlog!.length > ls.backlogMax!) return -E.EAGAIN;
+  autobind(t, f);
+  const k = t.kernel;
+  const up = k.pipes.newPipe(1, 1), down = k.pipes.newPipe(1, 1);
+  const server = newSocket(t, s.domain!, SOCK_STREAM, {
+    rx: up.id, tx: down.id, shutRd: false, shutWr: false, state: 'connected', opts: {},
+    local: ls.local!.family === AF_UNIX ? ls.local : { ...ls.local!, ip: loopbackOf(s.domain!) }, peer: s.local,
+  });
+  server.refs = 0;
+  ls.backlog!.push(server.id);
+  s.rx = down.id; s.tx = up.id; s.state = 'connected';
+  s.peer = ls.local!.family === AF_UNIX ? ls.local : { ...ls.local!, ip: a.ip === '0.0.0.0' || a.ip === '::' ? loopbackOf(s.domain!) : a.ip };
+  wake(t, listener!.id);
+  return 0;
+}
+
+function accept(t: Task, fd: number, addr: number, lenAddr: number, flags: number): SyscallResult {
+  if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
+  const f = sockFile(t, fd);
+  const s = so(f);
+  if (s.state !== 'listening') return -E.EINVAL;
+  const attempt = (): number | undefined => {
+    const id = s.backlog?.shift();
+    if (id === undefined) return undefined;
+    const c = t.kernel.state.openFiles[id];
+    if (flags & SOCK_NONBLOCK) c.flags |= O_NONBLOCK;
+    writeAddr(t, addr, lenAddr, so(c).peer, s.domain!);
+    return install(t, c, !!(flags & SOCK_CLOEXEC));
+  };
+  const now = attempt();
+  if (now !== undefined) return now;
+  if (f.flags & O_NONBLOCK) return -E.EAGAIN;
+  return { waiter: { kind: 'accept', fileId: f.id, interruptible: true, restartable: true }, result$: t.kernel.whenRunnable(changed$(t, f.id), attempt) };
+}
+
+// ---- data ----
+
+/** read/recv on a stream or datagram socket. `from`, if given, receives the sender's address. */
+export function socketRead(t: Task, f: OpenFileState, buf: number, count: number, flags = 0, from?: [number, number]): SyscallResult {
+  const s = so(f);
+  if (s.type === SOCK_DGRAM) return dgramRecv(t, f, buf, count, flags, from);
+  if (s.state !== 'connected') return -E.ENOTCONN;
+  if (s.shutRd) return 0;
+  if (from) writeAddr(t, from[0], from[1], s.peer, s.domain!);
+  if (flags & MSG_PEEK) {
+    const p = t.kernel.state.pipes[s.rx];
+    const n = Math.min(count, p?.len ?? 0);
+    if (n > 0) { t.mm.write(buf, p!.buf.subarray(0, n)); return n; }
+    if (!p || p.writers === 0) return 0;
+    if (nonblocking(f, flags)) return -E.EAGAIN;
+  }
+  return t.kernel.pipes.read(t, f, buf, count, s.rx, nonblocking(f, flags));
+}
+
+/** write/send on a socket: EPIPE (and SIGPIPE unless MSG_NOSIGNAL) once the peer is gone. */
+export function socketWrite(t: Task, f: OpenFileState, buf: number, count: number, flags = 0, to?: SockAddr): SyscallResult {
+  const s = so(f);
+  if (s.type === SOCK_DGRAM) return dgramSend(t, f, buf, count, to ?? s.peer);
+  if (s.state !== 'connected') return -E.ENOTCONN;
+  if (s.shutWr) {
+    if (!(flags & MSG_NOSIGNAL)) t.kernel.signals.send(t.tgid, 13, { signo: 13, code: 0, pid: t.tgid }, t.tid);
+    return -E.EPIPE;
+  }
+  return t.kernel.pipes.write(t, f, buf, count, s.tx, nonblocking(f, flags), !(flags & MSG_NOSIGNAL));
+}
+
+function dgramSend(t: Task, f: OpenFileState, buf: number, count: number, to: SockAddr | undefined): number {
+  const s = so(f);
+  if (!to) return -E.EDESTADDRREQ;
+  if (count > 65507 && s.domain !== AF_UNIX) return -E.EMSGSIZE;
+  autobind(t, f);
+  const target = lookup(t, SOCK_DGRAM, to);
+  const data = new Uint8Array(t.mm.read(buf, count));
+  if (!target) return s.domain === AF_UNIX ? -E.ECONNREFUSED : count; // UDP to a closed port: the datagram is lost
+  const ts = so(target);
+  const queued = ts.dgrams!.reduce((n, d) => n + d.data.length, 0);
+  if (queued + count > DGRAM_QUEUE_BYTES) return s.domain === AF_UNIX ? -E.EAGAIN : count;
+  ts.dgrams!.push({ from: s.local!, data });
+  wake(t, target.id);
+  return count;
+}
+
+function dgramRecv(t: Task, f: OpenFileState, buf: number, count: number, flags: number, from?: [number, number]): SyscallResult {
+  const s = so(f);
+  const attempt = (): number | undefined => {
+    const d = s.dgrams![0];
+    if (!d) return undefined;
+    if (!(flags & MSG_PEEK)) s.dgrams!.shift();
+    const n = Math.min(count, d.data.length);
+    t.mm.write(buf, d.data.subarray(0, n));
+    if (from) writeAddr(t, from[0], from[1], d.from, s.domain!);
+    return flags & MSG_TRUNC ? d.data.length : n;
+  };
+  const now = attempt();
+  if (now !== undefined) return now;
+  if (nonblocking(f, flags)) return -E.EAGAIN;
+  return { waiter: { kind: 'recv', fileId: f.id, interruptible: true, restartable: true }, result$: t.kernel.whenRunnable(changed$(t, f.id), attempt) };
+}
+
+/** struct msghdr (56 bytes): name, iovecs. */
+function readMsghdr(t: Task, msg: number) {
+  const b = t.mm.read(msg, 56);
+  const v = new DataView(b.buffer, b.byteOffset, 56);
+  const iovAddr = Number(v.getBigUint64(16, true)), iovLen = Number(v.getBigUint64(24, true));
+  if (iovLen > 1024) throw new SyscallError(E.EMSGSIZE);
+  const iov: Array<[number, number]> = [];
+  const raw = t.mm.read(iovAddr, iovLen * 16);
+  const rv = new DataView(raw.buffer, raw.byteOffset, raw.length);
+  for (let i = 0; i < iovLen; i++) iov.push([Number(rv.getBigUint64(i * 16, true)), Number(rv.getBigUint64(i * 16 + 8, true))]);
+  return { iov, name: Number(v.getBigUint64(0, true)), nameLen: v.getUint32(8, true) };
+}
+
+function gather(t: Task, iov: Array<[number, number]>): Uint8Array {
+  const total = iov.reduce((n, [, l]) => n + l, 0);
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const [base, len] of iov) { if (len) { out.set(t.mm.read(base, len), o); o += len; } }
+  return out;
+}
+
+function sendmsg(t: Task, f: OpenFileState, msg: number, flags: number): SyscallResult {
+  const { iov, name, nameLen } = readMsghdr(t, msg);
+  const to = name && nameLen ? readAddr(t, name, nameLen, so(f).domain!) : undefined;
+  const parts = iov.filter(([, n]) => n > 0);
+  if (parts.length <= 1) return socketWrite(t, f, parts[0]?.[0] ?? 0, parts[0]?.[1] ?? 0, flags, to);
+  // Several buffers: one message (datagram) or one write (stream), through a kernel copy in guest scratch.
+  const data = gather(t, parts);
+  if (so(f).type === SOCK_DGRAM) {
+    const target = to ?? so(f).peer;
+    if (!target) return -E.EDESTADDRREQ;
+    autobind(t, f);
+    const dst = lookup(t, SOCK_DGRAM, target);
+    if (dst) { so(dst).dgrams!.push({ from: so(f).local!, data }); wake(t, dst.id); }
+    return data.length;
+  }
+  let total = 0;
+  for (const [base, len] of parts) {
+    const r = socketWrite(t, f, base, len, flags | MSG_DONTWAIT);
+    if (typeof r !== 'number' || r < 0) return total || (typeof r === 'number' ? r : -E.EAGAIN);
+    total += r;
+    if (r < len) break;
+  }
+  return total;
+}
+
+function recvmsg(t: Task, f: OpenFileState, msg: number, flags: number): SyscallResult {
+  const { iov, name } = readMsghdr(t, msg);
+  const hdr = new Uint8Array(t.mm.read(msg, 56));
+  const hv = new DataView(hdr.buffer);
+  hv.setBigUint64(40, 0n, true); hv.setInt32(48, 0, true); // no ancillary data, no flags
+  const first = iov.find(([, n]) => n > 0);
+  // The sender's address goes to msg_name; its length to msg_namelen (in the header we write back).
+  let from: [number, number] | undefined;
+  if (name) {
+    const lenAddr = msg + 8;
+    from = [name, lenAddr];
+  } else hv.setUint32(8, 0, true);
+  if (!name) t.mm.write(msg, hdr);
+  else { t.mm.write(msg + 40, hdr.subarray(40, 56)); }
+  if (!first) return 0;
+  return socketRead(t, f, first[0], first[1], flags, from);
+}
+
+function optKey(level: number, opt: number) { return `${level}:${opt}`; }
+
+function getsockopt(t: Task, f: OpenFileState, level: number, opt: number, val: number, lenAddr: number): number {
+  const s = so(f);
+  let v: number | Uint8Array;
+  if (level === SOL_SOCKET) {
+    switch (opt) {
+      case SO_TYPE: v = s.type!; break;
+      case SO_ERROR: v = s.error ?? 0; s.error = undefined; break;
+      case SO_DOMAIN: v = s.domain!; break;
+      case SO_PROTOCOL: v = s.domain === AF_UNIX ? 0 : s.type === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP; break;
+      case SO_ACCEPTCONN: v = s.state === 'listening' ? 1 : 0; break;
+      case SO_SNDBUF: case SO_RCVBUF: v = s.opts?.[optKey(level, opt)] ?? 212992; break;
+      case SO_PEERCRED: {
+        const b = new Uint8Array(12);
+        const dv = new DataView(b.buffer);
+        dv.setInt32(0, t.tgid, true); dv.setUint32(4, t.tg.uid, true); dv.setUint32(8, t.tg.gid, true);
+        v = b; break;
+      }
+      default: v = s.opts?.[optKey(level, opt)] ?? 0;
+    }
+  } else if (level === IPPROTO_TCP || level === IPPROTO_UDP || level === 0 /* IP */ || level === 41 /* IPV6 */) {
+    v = s.opts?.[optKey(level, opt)] ?? 0;
+  } else return -E.ENOPROTOOPT;
+  const bytes = typeof v === 'number' ? new Uint8Array(new Int32Array([v]).buffer) : v;
+  const room = t.mm.readU32(lenAddr);
+  t.mm.write(val, bytes.subarray(0, Math.min(room, bytes.length)));
+  t.mm.writeU32(lenAddr, Math.min(room, bytes.length));
+  return 0;
+}
+
+function setsockopt(t: Task, f: OpenFileState, level: number, opt: number, val: number, len: number): number {
+  if (len < 0) return -E.EINVAL;
+  if (![SOL_SOCKET, IPPROTO_TCP, IPPROTO_UDP, 0, 41].includes(level)) return -E.ENOPROTOOPT;
+  const s = so(f);
+  const v = len >= 4 ? t.mm.readU32(val) | 0 : len >= 1 ? t.mm.read(val, 1)[0] : 0;
+  s.opts ??= {};
+  // Buffer sizes read back doubled, as Linux keeps room for its bookkeeping.
+  s.opts[optKey(level, opt)] = level === SOL_SOCKET && (opt === SO_SNDBUF || opt === SO_RCVBUF) ? v * 2 : v;
+  return 0;
+}
+
+/** The last fd of a socket closed: connected streams close their pipe ends; bound names are freed. */
+export function releaseSocket(k: Kernel, f: OpenFileState): void {
+  const s = so(f);
+  if (s.rx && !s.shutRd) k.pipes.closeEnd(s.rx, 'read');
+  if (s.tx && !s.shutWr) k.pipes.closeEnd(s.tx, 'write');
+  const n = k.state.net;
+  if (n && s.local && s.type) {
+    const kk = key(s.type, s.local);
+    if (n.bound[kk] === f.id) delete n.bound[kk];
+  }
+  // Connections nobody accepted are reset.
+  for (const id of s.backlog ?? []) {
+    const c = k.state.openFiles[id];
+    if (c) { c.refs = 1; k.unrefFile(id); }
+  }
+}
+
+/** Poll readiness of a socket (POLLIN 1, POLLOUT 4, POLLERR 8, POLLHUP 0x10, POLLRDHUP 0x2000). */
+export function socketReadiness(t: Task, f: OpenFileState, pipeBuf: number): number {
+  const s = so(f);
+  if (s.state === 'listening') return s.backlog!.length ? 1 : 0;
+  if (s.type === SOCK_DGRAM) return (s.dgrams!.length ? 1 : 0) | 4;
+  if (s.state !== 'connected') return 4 | 0x10;
+  const rx = t.kernel.state.pipes[s.rx], tx = t.kernel.state.pipes[s.tx];
+  let r = 0;
+  if (s.shutRd || !rx || rx.len > 0 || rx.writers === 0) r |= 1 | 0x40;
+  if (!s.shutWr && tx && tx.readers > 0 && tx.buf.length - tx.len >= pipeBuf) r |= 4 | 0x100;
+  if ((!rx || rx.writers === 0) && (s.shutWr || !tx || tx.readers === 0)) r |= 0x10;
+  if (!rx || rx.writers === 0) r |= 0x2000;
+  if (!s.shutWr && (!tx || tx.readers === 0)) r |= 8;
+  return r;
+}
+
+const withSock = <T>(t: Task, fd: number, fn: (f: OpenFileState) => T): T => fn(sockFile(t, fd));
+
+export const socketSyscalls = [
+  syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 on 127.0.0.0/8 and ::1, AF_UNIX; stream and datagram'),
+  syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX SOCK_STREAM; datagram pairs give EOPNOTSUPP'),
+  syscall('bind', 3, (t) => withSock(t, t.argInt(0), (f) => { doBind(t, f, readAddr(t, t.arg(1), t.argU32(2), so(f).domain!)); return 0; })),
+  syscall('listen', 2, (t) => listen(t, t.argInt(0), t.argInt(1))),
+  syscall('connect', 3, (t) => connect(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'loopback connects complete at once, even non-blocking'),
+  syscall('accept', 3, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), 0)),
+  syscall('accept4', 4, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3))),
+  syscall('sendto', 6, (t) => withSock(t, t.argInt(0), (f) => socketWrite(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? readAddr(t, t.arg(4), t.argU32(5), so(f).domain!) : undefined))),
+  syscall('recvfrom', 6, (t) => withSock(t, t.argInt(0), (f) => socketRead(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? [t.arg(4), t.arg(5)] : undefined))),
+  syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'no ancillary data (SCM_RIGHTS, SCM_CREDENTIALS)'),
+  syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2) & ~MSG_CMSG_CLOEXEC)), 'partial', 'no ancillary data; fills the first non-empty iovec'),
+  syscall('shutdown', 2, (t) => withSock(t, t.argInt(0), (f) => {
+    const how = t.argInt(1), s = so(f);
+    if (how < 0 || how > 2) return -E.EINVAL;
+    if (s.state !== 'connected' || s.type !== SOCK_STREAM) return -E.ENOTCONN;
+    if ((how === 0 || how === 2) && !s.shutRd) { s.shutRd = true; t.kernel.pipes.closeEnd(s.rx, 'read'); }
+    if ((how === 1 || how === 2) && !s.shutWr) { s.shutWr = true; t.kernel.pipes.closeEnd(s.tx, 'write'); }
+    return 0;
+  })),
+  syscall('getsockopt', 5, (t) => withSock(t, t.argInt(0), (f) => getsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.arg(4))), 'partial', 'options are stored and read back; they change no behaviour'),
+  syscall('setsockopt', 5, (t) => withSock(t, t.argInt(0), (f) => setsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.argInt(4))), 'partial', 'options are stored and read back; they change no behaviour'),
+  syscall('getsockname', 3, (t) => withSock(t, t.argInt(0), (f) => { const s = so(f); writeAddr(t, t.arg(1), t.arg(2), s.local, s.domain!); return 0; })),
+  syscall('getpeername', 3, (t) => withSock(t, t.argInt(0), (f) => { const s = so(f); if (!s.peer && s.state !== 'connected') return -E.ENOTCONN; writeAddr(t, t.arg(1), t.arg(2), s.peer, s.domain!); return 0; })),
+];
