@@ -4,7 +4,9 @@
  * each one. The restored output must equal an uninterrupted native run's.
  * Objects: an eventfd with a count, a socketpair with bytes queued, a pty with typed input
  * and echo pending, an epoll set, a memfd, a FIFO with data, an interval timer, a pidfd of
- * an exited child, a stopped child, a file in the upper layer.
+ * an exited child, a stopped child, a file in the upper layer, a TCP listener with a
+ * connection waiting to be accepted (bytes sent), a UDP socket with a queued datagram,
+ * a named AF_UNIX listener.
  */
 import { describe, expect, it } from 'vitest';
 import { freshDir, native, snapvisor, snapvisorStreaming } from './helpers.js';
@@ -29,6 +31,11 @@ if stopped == 0:
     time.sleep(30); os._exit(0)
 os.kill(stopped, signal.SIGSTOP); os.waitpid(stopped, os.WUNTRACED)
 with open("upper.txt", "w") as f: f.write("written before")
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4); port = srv.getsockname()[1]
+pending = socket.create_connection(("127.0.0.1", port)); pending.sendall(b"sent before accept")
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("127.0.0.1", 0))
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"queued datagram", udp.getsockname())
+usrv = socket.socket(socket.AF_UNIX); usrv.bind("unix.sock"); usrv.listen(1)
 print("ready", flush=True)
 time.sleep(1.5)
 print("eventfd", os.eventfd_read(efd))
@@ -43,10 +50,14 @@ t0 = time.monotonic(); n0 = len(ticks)
 while len(ticks) < n0 + 2 and time.monotonic() - t0 < 5: time.sleep(0.05)
 print("timer ticks on", len(ticks) >= n0 + 2)
 print("upper", open("upper.txt").read())
+conn, _ = srv.accept(); print("tcp accepted", conn.recv(100)); conn.sendall(b"answer"); print("tcp reply", pending.recv(100))
+print("udp", udp.recvfrom(100)[0])
+uc = socket.socket(socket.AF_UNIX); uc.connect("unix.sock"); us, _ = usrv.accept(); uc.sendall(b"over unix"); print("unix", us.recv(100))
+print("port kept", srv.getsockname()[1] == port)
 `;
 
 describe('checkpoint/restore of every kind of kernel object', () => {
-  it('eventfd, socketpair, pty, epoll, memfd, FIFO, itimer, pidfd, stopped child, upper file', async () => {
+  it('eventfd, socketpair, pty, epoll, memfd, FIFO, itimer, pidfd, stopped child, upper file, TCP/UDP/unix sockets', async () => {
     const scratch = freshDir('objects-native');
     const expected = await native(['/usr/bin/python3', '-c', GUEST, scratch], { timeoutMs: 30_000 });
     expect(expected.status).toBe(0);
