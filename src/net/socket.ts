@@ -158,7 +158,15 @@ function doBind(t: Task, f: OpenFileState, a: SockAddr): void {
 function autobind(t: Task, f: OpenFileState): void {
   const s = so(f);
   if (s.local) return;
-  doBind(t, f, s.domain === AF_UNIX ? { family: AF_UNIX, path: '' } : { family: s.domain!, ip: loopbackOf(s.domain!), port: 0 });
+  // Implicit binds take the wildcard address (getsockname shows 0.0.0.0 until a connect picks a source).
+  doBind(t, f, s.domain === AF_UNIX ? { family: AF_UNIX, path: '' } : { family: s.domain!, ip: s.domain === AF_INET6 ? '::' : '0.0.0.0', port: 0 });
+}
+
+/** The address a socket's packets come from: its bound one, the wildcard replaced by loopback. */
+function sourceOf(s: SocketState): SockAddr {
+  const l = s.local!;
+  if (l.family === AF_UNIX || (l.ip !== '0.0.0.0' && l.ip !== '::')) return l;
+  return { ...l, ip: loopbackOf(l.family) };
 }
 
 /** The socket bound to `a` for `type`, if any (connect and sendto targets). */
@@ -242,6 +250,7 @@ function connect(t: Task, fd: number, addrPtr: number, len: number): number {
   if (s.type === SOCK_DGRAM) {
     autobind(t, f);
     s.peer = a.family === AF_UNIX ? a : { ...a, ip: a.ip === '0.0.0.0' ? '127.0.0.1' : a.ip === '::' ? '::1' : a.ip };
+    s.local = sourceOf(s);
     return 0;
   }
   if (s.state === 'connected') return -E.EISCONN;
@@ -251,6 +260,7 @@ function connect(t: Task, fd: number, addrPtr: number, len: number): number {
   if (!ls || ls.state !== 'listening') return a.family === AF_UNIX && !ls ? -E.ECONNREFUSED : -E.ECONNREFUSED;
   if (ls.backlog!.length > ls.backlogMax!) return -E.EAGAIN;
   autobind(t, f);
+  s.local = sourceOf(s);
   const k = t.kernel;
   const up = k.pipes.newPipe(1, 1), down = k.pipes.newPipe(1, 1);
   const server = newSocket(t, s.domain!, SOCK_STREAM, {
@@ -326,7 +336,7 @@ function dgramSend(t: Task, f: OpenFileState, buf: number, count: number, to: So
   const ts = so(target);
   const queued = ts.dgrams!.reduce((n, d) => n + d.data.length, 0);
   if (queued + count > DGRAM_QUEUE_BYTES) return s.domain === AF_UNIX ? -E.EAGAIN : count;
-  ts.dgrams!.push({ from: s.local!, data });
+  ts.dgrams!.push({ from: sourceOf(s), data });
   wake(t, target.id);
   return count;
 }
@@ -381,7 +391,7 @@ function sendmsg(t: Task, f: OpenFileState, msg: number, flags: number): Syscall
     if (!target) return -E.EDESTADDRREQ;
     autobind(t, f);
     const dst = lookup(t, SOCK_DGRAM, target);
-    if (dst) { so(dst).dgrams!.push({ from: so(f).local!, data }); wake(t, dst.id); }
+    if (dst) { so(dst).dgrams!.push({ from: sourceOf(so(f)), data }); wake(t, dst.id); }
     return data.length;
   }
   let total = 0;
