@@ -852,3 +852,24 @@ describe('copy-on-write fork of a large process', () => {
     expect(ms).toBeLessThan(1000);
   });
 });
+
+describe('credentials', () => {
+  it('set*id rules match Linux: root may set anything, then an unprivileged process only ids it holds', async () => {
+    const script = [
+      'import os',
+      'def tryit(name, f, *a):',
+      '    try: f(*a); print(name, "ok", os.getresuid(), os.getresgid())',
+      '    except OSError as e: print(name, "errno", e.errno)',
+      'tryit("setgroups", os.setgroups, [5, 6]); print(sorted(os.getgroups()))',
+      'tryit("setresgid", os.setresgid, 1000, 1000, 1000)',
+      'tryit("setreuid", os.setreuid, 1000, 1001)',
+      'tryit("setuid-back-to-saved", os.setuid, 1000)',
+      'tryit("setuid-root", os.setuid, 0)',
+      'tryit("seteuid-real", os.seteuid, 1000)',
+      'tryit("setgroups-unpriv", os.setgroups, [])',
+    ].join('\n');
+    const [a, b] = await Promise.all([snapvisor(['run', '--', '/usr/bin/python3', '-c', script]), native(['/usr/bin/python3', '-c', script])]);
+    expect(b.status).toBe(0);
+    expect(a.stdout.toString()).toBe(b.stdout.toString());
+  });
+});

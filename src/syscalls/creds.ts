@@ -19,58 +19,37 @@ export function cred(t: Task): Credentials {
 
 const privileged = (c: Credentials) => c.euid === 0;
 
-function setresuid(t: Task, r: number, e: number, s: number): number {
+/** The four ids of one kind (user or group) within Credentials, and the graph field that mirrors the real one. */
+interface IdSet { r: 'ruid' | 'rgid'; e: 'euid' | 'egid'; s: 'suid' | 'sgid'; fs: 'fsuid' | 'fsgid'; mirror: 'uid' | 'gid' }
+const UIDS: IdSet = { r: 'ruid', e: 'euid', s: 'suid', fs: 'fsuid', mirror: 'uid' };
+const GIDS: IdSet = { r: 'rgid', e: 'egid', s: 'sgid', fs: 'fsgid', mirror: 'gid' };
+
+/** setresuid(2)/setresgid(2): unprivileged callers may only pick ids they already hold. */
+function setres(t: Task, k: IdSet, r: number, e: number, s: number): number {
   const c = cred(t);
-  const held = [c.ruid, c.euid, c.suid];
+  const held = [c[k.r], c[k.e], c[k.s]];
   if (!privileged(c) && [r, e, s].some((x) => x !== NONE && !held.includes(x))) return -E.EPERM;
-  if (r !== NONE) c.ruid = r;
-  if (e !== NONE) c.euid = e;
-  if (s !== NONE) c.suid = s;
-  c.fsuid = c.euid;
-  t.tg.uid = c.ruid;
+  if (r !== NONE) c[k.r] = r;
+  if (e !== NONE) c[k.e] = e;
+  if (s !== NONE) c[k.s] = s;
+  c[k.fs] = c[k.e];
+  t.tg[k.mirror] = c[k.r];
   return 0;
 }
 
-function setresgid(t: Task, r: number, e: number, s: number): number {
-  const c = cred(t);
-  const held = [c.rgid, c.egid, c.sgid];
-  if (!privileged(c) && [r, e, s].some((x) => x !== NONE && !held.includes(x))) return -E.EPERM;
-  if (r !== NONE) c.rgid = r;
-  if (e !== NONE) c.egid = e;
-  if (s !== NONE) c.sgid = s;
-  c.fsgid = c.egid;
-  t.tg.gid = c.rgid;
-  return 0;
-}
-
-/** setreuid(2): an unprivileged caller may swap real and effective; the saved id follows a changed effective one. */
-function setreuid(t: Task, r: number, e: number): number {
+/** setreuid(2)/setregid(2): an unprivileged caller may swap real and effective; the saved id follows a changed effective one. */
+function setre(t: Task, k: IdSet, r: number, e: number): number {
   const c = cred(t);
   if (!privileged(c)) {
-    if (r !== NONE && r !== c.ruid && r !== c.euid) return -E.EPERM;
-    if (e !== NONE && e !== c.ruid && e !== c.euid && e !== c.suid) return -E.EPERM;
+    if (r !== NONE && r !== c[k.r] && r !== c[k.e]) return -E.EPERM;
+    if (e !== NONE && e !== c[k.r] && e !== c[k.e] && e !== c[k.s]) return -E.EPERM;
   }
-  const oldR = c.ruid;
-  if (r !== NONE) c.ruid = r;
-  if (e !== NONE) c.euid = e;
-  if (r !== NONE || (e !== NONE && e !== oldR)) c.suid = c.euid;
-  c.fsuid = c.euid;
-  t.tg.uid = c.ruid;
-  return 0;
-}
-
-function setregid(t: Task, r: number, e: number): number {
-  const c = cred(t);
-  if (!privileged(c)) {
-    if (r !== NONE && r !== c.rgid && r !== c.egid) return -E.EPERM;
-    if (e !== NONE && e !== c.rgid && e !== c.egid && e !== c.sgid) return -E.EPERM;
-  }
-  const oldR = c.rgid;
-  if (r !== NONE) c.rgid = r;
-  if (e !== NONE) c.egid = e;
-  if (r !== NONE || (e !== NONE && e !== oldR)) c.sgid = c.egid;
-  c.fsgid = c.egid;
-  t.tg.gid = c.rgid;
+  const oldR = c[k.r];
+  if (r !== NONE) c[k.r] = r;
+  if (e !== NONE) c[k.e] = e;
+  if (r !== NONE || (e !== NONE && e !== oldR)) c[k.s] = c[k.e];
+  c[k.fs] = c[k.e];
+  t.tg[k.mirror] = c[k.r];
   return 0;
 }
 
@@ -89,19 +68,19 @@ export const credSyscalls = [
   syscall('setuid', 1, (t) => {
     const c = cred(t), u = t.argU32(0);
     if (u === NONE) return -E.EINVAL;
-    if (privileged(c)) return setresuid(t, u, u, u);
-    return u === c.ruid || u === c.suid ? setresuid(t, NONE, u, NONE) : -E.EPERM;
+    if (privileged(c)) return setres(t, UIDS, u, u, u);
+    return u === c.ruid || u === c.suid ? setres(t, UIDS, NONE, u, NONE) : -E.EPERM;
   }),
   syscall('setgid', 1, (t) => {
     const c = cred(t), g = t.argU32(0);
     if (g === NONE) return -E.EINVAL;
-    if (privileged(c)) return setresgid(t, g, g, g);
-    return g === c.rgid || g === c.sgid ? setresgid(t, NONE, g, NONE) : -E.EPERM;
+    if (privileged(c)) return setres(t, GIDS, g, g, g);
+    return g === c.rgid || g === c.sgid ? setres(t, GIDS, NONE, g, NONE) : -E.EPERM;
   }),
-  syscall('setreuid', 2, (t) => setreuid(t, t.argU32(0), t.argU32(1))),
-  syscall('setregid', 2, (t) => setregid(t, t.argU32(0), t.argU32(1))),
-  syscall('setresuid', 3, (t) => setresuid(t, t.argU32(0), t.argU32(1), t.argU32(2))),
-  syscall('setresgid', 3, (t) => setresgid(t, t.argU32(0), t.argU32(1), t.argU32(2))),
+  syscall('setreuid', 2, (t) => setre(t, UIDS, t.argU32(0), t.argU32(1))),
+  syscall('setregid', 2, (t) => setre(t, GIDS, t.argU32(0), t.argU32(1))),
+  syscall('setresuid', 3, (t) => setres(t, UIDS, t.argU32(0), t.argU32(1), t.argU32(2))),
+  syscall('setresgid', 3, (t) => setres(t, GIDS, t.argU32(0), t.argU32(1), t.argU32(2))),
   syscall('setfsuid', 1, (t) => { const c = cred(t), old = c.fsuid, u = t.argU32(0); if (privileged(c) || [c.ruid, c.euid, c.suid].includes(u)) c.fsuid = u; return old; }),
   syscall('setfsgid', 1, (t) => { const c = cred(t), old = c.fsgid, g = t.argU32(0); if (privileged(c) || [c.rgid, c.egid, c.sgid].includes(g)) c.fsgid = g; return old; }),
   syscall('getgroups', 2, (t) => {
