@@ -356,7 +356,7 @@ export interface OpenFileState {
   /** 'synthetic': bytes generated at open (/proc files), like a seq_file. */
   content?: Uint8Array;
   /** 'epoll': the interest list by guest fd (the file it named, events mask, user data). */
-  epollInterest?: Record<number, { fileId: number; events: number; data: bigint }>;
+  epollInterest?: Record<number, { fileId: number; events: number; data: bigint; edge?: boolean; seen?: number }>;
   /** 'eventfd': the 64-bit counter and whether it is a semaphore (EFD_SEMAPHORE). */
   eventfd?: { count: bigint; semaphore: boolean };
   /** 'socket': a connected AF_UNIX stream from socketpair(2): the pipe it reads and the one it writes. */

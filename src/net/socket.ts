@@ -272,7 +272,9 @@ function connect(t: Task, fd: number, addrPtr: number, len: number): number {
   s.rx = down.id; s.tx = up.id; s.state = 'connected';
   s.peer = ls.local!.family === AF_UNIX ? ls.local : { ...ls.local!, ip: a.ip === '0.0.0.0' || a.ip === '::' ? loopbackOf(s.domain!) : a.ip };
   wake(t, listener!.id);
-  return 0;
+  // A non-blocking TCP connect reports EINPROGRESS even on loopback (the connection is made;
+  // poll shows it writable and SO_ERROR reads 0), as Linux does; AF_UNIX completes at once.
+  return s.domain !== AF_UNIX && (f.flags & O_NONBLOCK) ? -E.EINPROGRESS : 0;
 }
 
 function accept(t: Task, fd: number, addr: number, lenAddr: number, flags: number): SyscallResult {
@@ -504,7 +506,7 @@ export const socketSyscalls = [
   syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX SOCK_STREAM; datagram pairs give EOPNOTSUPP'),
   syscall('bind', 3, (t) => withSock(t, t.argInt(0), (f) => { doBind(t, f, readAddr(t, t.arg(1), t.argU32(2), so(f).domain!)); return 0; })),
   syscall('listen', 2, (t) => listen(t, t.argInt(0), t.argInt(1))),
-  syscall('connect', 3, (t) => connect(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'loopback connects complete at once, even non-blocking'),
+  syscall('connect', 3, (t) => connect(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'loopback connects are made at once (non-blocking TCP still reports EINPROGRESS)'),
   syscall('accept', 3, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), 0)),
   syscall('accept4', 4, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3))),
   syscall('sendto', 6, (t) => withSock(t, t.argInt(0), (f) => socketWrite(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? readAddr(t, t.arg(4), t.argU32(5), so(f).domain!) : undefined))),

@@ -598,18 +598,21 @@ function dup3(t: Task, oldfd: number, newfd: number, flags: number, isDup2: bool
 }
 
 /**
- * sendfile(2) from a regular file to a regular file or the caller's stdio, through a kernel
- * buffer, at most 1 MiB per call (short counts are allowed). Other pairs give EINVAL, which
- * callers (busybox, coreutils, python's shutil) answer by falling back to read/write.
+ * sendfile(2) from a regular file to a regular file, the caller's stdio, a pipe or a connected
+ * stream socket, through a kernel buffer, at most 1 MiB (or what the pipe has room for) per
+ * call; short counts are allowed. Other pairs give EINVAL, which callers (busybox, coreutils,
+ * python's shutil) answer by falling back to read/write.
  */
 function sendfile(t: Task): number {
   const outFd = t.argInt(0), inFd = t.argInt(1), offPtr = t.arg(2);
   const k = t.kernel;
   const fin = k.file(t, inFd), fout = k.file(t, outFd);
   if ((fin.flags & O_ACCMODE) === O_WRONLY || (fout.flags & O_ACCMODE) === O_RDONLY) return -E.EBADF;
-  if (!(fin.kind === 'host' || fin.kind === 'upper') || !(fout.kind === 'upper' || fout.kind === 'hostfd')) return -E.EINVAL;
+  // Into a pipe or a connected stream socket: whatever fits now (sendfile may return short).
+  const outPipe = fout.kind === 'pipe' ? fout.pipeId : fout.kind === 'socket' && fout.socket!.type === 1 && fout.socket!.state === 'connected' ? fout.socket!.tx : undefined;
+  if (!(fin.kind === 'host' || fin.kind === 'upper') || !(fout.kind === 'upper' || fout.kind === 'hostfd' || outPipe)) return -E.EINVAL;
   const count = Math.min(t.arg(3), 1 << 20);
-  const pos = offPtr ? Number(t.mm.readU64(offPtr)) : fin.offset;
+  const pos = offPtr ? Number(BigInt.asIntN(64, t.mm.readU64(offPtr))) : fin.offset;
   if (pos < 0) return -E.EINVAL;
   let data: Uint8Array;
   if (fin.kind === 'host') {
@@ -620,7 +623,15 @@ function sendfile(t: Task): number {
     data = new Uint8Array(ino.data!.subarray(Math.min(pos, ino.size), Math.min(ino.size, pos + count)));
   }
   let n: number;
-  if (fout.kind === 'hostfd') n = writeHostFd(fout.hostFd!, data);
+  if (outPipe) {
+    const p = k.state.pipes[outPipe];
+    if (!p || p.readers === 0) { k.signals.send(t.tgid, SIGPIPE, { signo: SIGPIPE, code: 0, pid: t.tgid }, t.tid); return -E.EPIPE; }
+    n = Math.min(data.length, p.buf.length - p.len);
+    if (n === 0 && data.length) return -E.EAGAIN;
+    p.buf.set(data.subarray(0, n), p.len);
+    p.len += n;
+    k.pipes.changed$.next(p.id);
+  } else if (fout.kind === 'hostfd') n = writeHostFd(fout.hostFd!, data);
   else {
     const ino = k.state.fs.inodes[fout.inodeId!];
     const at = (fout.flags & O_APPEND) ? ino.size : fout.offset;
@@ -740,5 +751,5 @@ export const fileSyscalls = [
     return 0;
   }, 'partial', 'COLLAPSE/INSERT_RANGE give EOPNOTSUPP'),
   syscall('ftruncate', 2, (t) => ftruncateFile(t, t.kernel.file(t, t.argInt(0)), t.argI64(1))),
-  syscall('sendfile', 4, sendfile, 'partial', 'regular file to regular file or stdio; other pairs give EINVAL (callers fall back to read/write)'),
+  syscall('sendfile', 4, sendfile, 'partial', 'from regular files; into a full pipe or socket it gives EAGAIN rather than blocking'),
 ];

@@ -2,8 +2,7 @@
  * I/O multiplexing (man 2 poll, ppoll, select, pselect6, epoll_create1, epoll_ctl,
  * epoll_wait): readiness of each open file kind, and blocking until a pipe changes, a
  * host stream becomes ready (checked every few ms), a signal arrives, or the deadline.
- * epoll interest lists are data in the graph (level-triggered; EPOLLONESHOT honoured,
- * EPOLLET reported as level-triggered).
+ * epoll interest lists are data in the graph (level- and edge-triggered, EPOLLONESHOT).
  */
 import { interval, merge, timer, map } from 'rxjs';
 import { E } from '../errno.js';
@@ -149,6 +148,12 @@ function epollReady(t: Task, ep: OpenFileState, consume: boolean): Array<[number
     const f = t.kernel.state.openFiles[it.fileId];
     if (!f || !it.events) continue;
     const r = readiness(t, f) & (it.events | POLLERR | POLLHUP);
+    // Edge-triggered: report only when something became ready since the last report.
+    if (it.edge) {
+      const fresh = r & ~(it.seen ?? 0);
+      if (consume) it.seen = r;
+      if (!fresh) continue;
+    }
     if (r) {
       out.push([r, it.data]);
       if (consume && (it.events & EPOLLONESHOT)) it.events = 0;
@@ -178,12 +183,12 @@ function epollCtl(t: Task): number {
   if (op !== EPOLL_CTL_DEL) {
     const b = t.mm.read(evAddr, 12);
     const v = new DataView(b.buffer, b.byteOffset, 12);
-    events = v.getUint32(0, true) & ~(EPOLLET | 0); data = v.getBigUint64(4, true);
+    events = v.getUint32(0, true); data = v.getBigUint64(4, true);
     void EPOLLRDHUP;
   }
   switch (op) {
-    case EPOLL_CTL_ADD: if (interest[fd]) return -E.EEXIST; interest[fd] = { fileId: target.id, events, data }; return 0;
-    case EPOLL_CTL_MOD: if (!interest[fd]) return -E.ENOENT; interest[fd] = { fileId: target.id, events, data }; return 0;
+    case EPOLL_CTL_ADD: if (interest[fd]) return -E.EEXIST; interest[fd] = { fileId: target.id, events: events & ~EPOLLET, data, edge: !!(events & EPOLLET) }; return 0;
+    case EPOLL_CTL_MOD: if (!interest[fd]) return -E.ENOENT; interest[fd] = { fileId: target.id, events: events & ~EPOLLET, data, edge: !!(events & EPOLLET) }; return 0;
     case EPOLL_CTL_DEL: if (!interest[fd]) return -E.ENOENT; delete interest[fd]; return 0;
     default: return -E.EINVAL;
   }
@@ -240,7 +245,7 @@ export const pollSyscalls = [
   }),
   syscall('epoll_create', 1, (t) => (t.argInt(0) <= 0 ? -E.EINVAL : epollCreate(t, 0))),
   syscall('epoll_create1', 1, (t) => epollCreate(t, t.argInt(0))),
-  syscall('epoll_ctl', 4, epollCtl, 'partial', 'EPOLLET is reported level-triggered'),
+  syscall('epoll_ctl', 4, epollCtl, 'partial', 'EPOLLET reports when readiness grows since the last report; EPOLLEXCLUSIVE is ignored'),
   syscall('epoll_wait', 4, (t) => epollWait(t, t.argInt(0), t.arg(1), t.argInt(2), t.argInt(3))),
   syscall('epoll_pwait', 6, (t) => { applyWaitMask(t, t.arg(4)); return epollWait(t, t.argInt(0), t.arg(1), t.argInt(2), t.argInt(3)); }),
 ];
