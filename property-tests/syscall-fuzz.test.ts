@@ -3,7 +3,8 @@
  * syscalls with random numbers and random arguments (garbage pointers, huge lengths,
  * negative fds) chosen by a fast-check seed; whatever the guest's fate, snapvisor must
  * exit with the guest's status, report no internal error, and leave no stub behind.
- * Syscalls that would only block, end, or multiply the guest are left out.
+ * Syscalls that would only block (reads, waits, sleeps), end, or multiply the guest are left
+ * out; everything else, mmap/munmap/mprotect and signal setup included, is fair game.
  */
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
@@ -22,11 +23,7 @@ static const int skip[] = { SYS_exit, SYS_exit_group, SYS_kill, SYS_tkill, SYS_t
   SYS_clone, SYS_clone3, SYS_fork, SYS_vfork, SYS_execve, SYS_execveat, SYS_pause, SYS_rt_sigsuspend, SYS_wait4, SYS_waitid,
   SYS_nanosleep, SYS_clock_nanosleep, SYS_select, SYS_pselect6, SYS_poll, SYS_ppoll, SYS_epoll_wait, SYS_epoll_pwait, SYS_epoll_pwait2,
   SYS_futex, SYS_rt_sigtimedwait, SYS_accept, SYS_accept4, SYS_recvfrom, SYS_recvmsg, SYS_read, SYS_readv, SYS_pread64, SYS_preadv,
-  SYS_msgrcv, SYS_semop, SYS_semtimedop, SYS_alarm, SYS_setitimer, SYS_timer_settime, SYS_ptrace, SYS_rt_sigreturn,
-  SYS_munmap, SYS_mremap, SYS_mprotect, SYS_brk, SYS_madvise, SYS_arch_prctl, SYS_prctl, SYS_seccomp, SYS_rseq, SYS_sigaltstack,
-  SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_setrlimit, SYS_prlimit64, SYS_close, SYS_close_range, SYS_dup2, SYS_dup3,
-  SYS_write, SYS_writev, SYS_pwrite64, SYS_pwritev, SYS_sendto, SYS_sendmsg, SYS_sendfile, SYS_connect, SYS_flock, SYS_fcntl,
-  SYS_setsid, SYS_setpgid, SYS_shutdown, SYS_set_tid_address, SYS_set_robust_list, SYS_open, SYS_openat, SYS_mknod, SYS_mknodat };
+  SYS_msgrcv, SYS_semop, SYS_semtimedop, SYS_ptrace, SYS_sendfile, SYS_flock, SYS_fcntl };
 static int skipped(long nr) { for (unsigned i = 0; i < sizeof skip / sizeof *skip; i++) if (skip[i] == nr) return 1; return 0; }
 static uint64_t arg(void) {
   switch (rnd() % 6) {
@@ -61,7 +58,7 @@ describe('syscall fuzzing', () => {
       expect(r.stderr).not.toMatch(/^\s+at /m); // no JS stack trace
       expect(r.status).toBeGreaterThanOrEqual(0);
       expect(r.status).toBeLessThan(256);
-    }), { numRuns: 12 });
+    }), { numRuns: 40, seed: 20261129 }); // a fixed seed: CI runs the same 40 guests every time
     // No stub outlives its sandbox (PTRACE_O_EXITKILL and the kernel's own cleanup): a stub
     // whose snapvisor has exited would be an orphan adopted by pid 1.
     const orphans = execFileSync('ps', ['-eo', 'ppid=,args=']).toString().split('\n')
