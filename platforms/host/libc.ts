@@ -77,3 +77,5 @@ export const clockGettime = libc.func('int clock_gettime(int clk, void *ts)') as
 export const poll = libc.func('int poll(void *fds, uint64_t nfds, int timeout)') as (fds: Uint8Array, n: number, timeout: number) => number;
 /** sched_yield(2): let the stub (pinned to our CPU) run while we wait for its next stop. */
 export const schedYield = libc.func('int sched_yield(void)') as () => number;
+/** getrlimit(2) of the kernel's own process into a BigUint64Array(2) [soft, hard]. */
+export const getrlimit = libc.func('int getrlimit(int resource, void *rlim)') as (res: number, out: BigUint64Array) => number;

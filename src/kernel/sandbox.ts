@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { PtracePlatform } from '../../platforms/ptrace/ptrace-platform.js';
+import * as libc from '../../platforms/host/libc.js';
 import type { Platform } from '../../platforms/platform.js';
 import { E } from '../errno.js';
 import { AddressSpace } from '../mm/address-space.js';
@@ -37,7 +38,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
     const tgid = state.nextPid++;
     const uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0;
     state.threadGroups[tgid] = {
-      tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: 0o022, rlimits: {},
+      tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: 0o022, rlimits: callerRlimits(),
       pendingSignals: 0n, uid, gid, cpuTimeNs: 0n, exitSignal: 17,
     };
     const asId = kernel.newId();
@@ -68,6 +69,21 @@ export function createSandbox(spec: SandboxSpec): Kernel {
     kernel.destroy();
     throw e;
   }
+}
+
+/**
+ * The caller's resource limits, as a process started by the caller would inherit them
+ * (RLIMIT_NOFILE, STACK, CORE, …), except RLIMIT_NPROC, which the sandbox keeps at its own
+ * default (its pids are its own).
+ */
+function callerRlimits(): Record<number, [bigint, bigint]> {
+  const out: Record<number, [bigint, bigint]> = {};
+  const lim = new BigUint64Array(2);
+  for (let res = 0; res <= 15; res++) {
+    if (res === 6 /* RLIMIT_NPROC */) continue;
+    if (libc.getrlimit(res, lim) === 0) out[res] = [lim[0], lim[1]];
+  }
+  return out;
 }
 
 /** Resolve a command like execvp does: names without '/' are searched in PATH inside the sandbox. */
