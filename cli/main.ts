@@ -90,6 +90,29 @@ program
   }));
 
 program
+  .command('export')
+  .description('write checkpoint ID to one file (to move it to another store or host)')
+  .argument('<id>', 'checkpoint id or unique prefix')
+  .requiredOption('-o, --output <file>', 'file to write')
+  .option('--store <dir>', 'checkpoint store')
+  .action(guarded(async (id: string, opts) => {
+    const { exportCheckpoint } = await import('../snapshots/export.js');
+    const r = await exportCheckpoint(opts.store ?? defaultStore(), id, opts.output);
+    process.stdout.write(`exported ${r.id} to ${opts.output} (${mib(r.bytes)})\n`);
+  }));
+
+program
+  .command('import')
+  .description('add an exported checkpoint file to a store; prints the new checkpoint id last')
+  .argument('<file>', 'file written by export')
+  .option('--store <dir>', 'checkpoint store')
+  .action(guarded(async (file: string, opts) => {
+    const { importCheckpoint } = await import('../snapshots/export.js');
+    const r = await importCheckpoint(opts.store ?? defaultStore(), file);
+    process.stdout.write(`imported ${r.sourceId}: ${r.pages} pages (${r.newPages} new): ${r.id}\n`);
+  }));
+
+program
   .command('kill')
   .description('kill the running sandbox NAME')
   .argument('<name>')

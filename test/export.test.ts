@@ -1,0 +1,53 @@
+/**
+ * Migration: a checkpoint exported to one file and imported into another store restores and
+ * continues as the original would; a truncated or corrupted export is refused with one line
+ * and adds nothing to the store.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { freshDir, snapvisor, snapvisorStreaming } from './helpers.js';
+
+const COUNTER = 'import time\nfor i in range(1, 41):\n    print(i, flush=True); time.sleep(0.05)';
+
+describe('export and import', () => {
+  it('an exported checkpoint restores from another store; a damaged export is refused', async () => {
+    const root = freshDir('exp-root'), storeA = freshDir('exp-a'), storeB = freshDir('exp-b');
+    const name = `exp-${process.pid}`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', COUNTER]);
+    await run.waitFor((l) => l === '5', 20_000);
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', storeA]);
+    expect(cp.status).toBe(0);
+    await run.done;
+    const last = Number(run.lines[run.lines.length - 1]);
+    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+
+    const file = path.join(freshDir('exp-file'), 'counter.svx');
+    const ex = await snapvisor(['export', id, '--store', storeA, '-o', file]);
+    expect(ex.stderr).toBe('');
+    expect(ex.status).toBe(0);
+    const im = await snapvisor(['import', file, '--store', storeB]);
+    expect(im.status).toBe(0);
+    const newId = im.stdout.toString().trim().split(/\s+/).pop()!;
+    expect(newId).toMatch(/^[0-9a-f]{16}$/);
+    const r = await snapvisor(['restore', newId, '--store', storeB], { timeoutMs: 20_000 });
+    expect(r.status).toBe(0);
+    const numbers = r.stdout.toString().trim().split('\n').map(Number);
+    expect(numbers).toEqual(Array.from({ length: 40 - last }, (_, i) => last + 1 + i));
+
+    const bytes = fs.readFileSync(file);
+    const truncated = path.join(path.dirname(file), 'truncated.svx');
+    fs.writeFileSync(truncated, bytes.subarray(0, bytes.length >> 1));
+    const flipped = path.join(path.dirname(file), 'flipped.svx');
+    const copy = Buffer.from(bytes); copy[copy.length - 100] ^= 1;
+    fs.writeFileSync(flipped, copy);
+    for (const bad of [truncated, flipped]) {
+      const b = await snapvisor(['import', bad, '--store', storeB]);
+      expect(b.status).toBe(1);
+      expect(b.stderr.trim().split('\n')).toHaveLength(1);
+      expect(b.stderr).toMatch(/corrupt or truncated/);
+    }
+    const list = await snapvisor(['checkpoints', '--store', storeB, '--json']);
+    expect(JSON.parse(list.stdout.toString()).map((c: { id: string }) => c.id)).toEqual([newId]);
+  });
+});
