@@ -515,6 +515,7 @@ function fcntl(t: Task): number {
       t.mm.read(t.arg(2), 32);
       return 0;
     case F_SETOWN: return 0;
+    case 1026 /* F_NOTIFY */: return f.kind === 'dir' ? 0 : -E.ENOTDIR; // dnotify: accepted, no events are ever sent
     case 1033 /* F_ADD_SEALS */: return f.kind === 'upper' ? 0 : -E.EINVAL;
     case 1034 /* F_GET_SEALS */: return f.kind === 'upper' ? 0 : -E.EINVAL;
     case F_GETOWN: return 0;
@@ -707,7 +708,7 @@ export const fileSyscalls = [
   syscall('newfstatat', 4, (t) => { t.mm.write(t.arg(2), encodeStat(statPath(t, t.argInt(0), t.arg(1), t.argInt(3)))); return 0; }),
   syscall('statx', 5, (t) => { t.mm.write(t.arg(4), encodeStatx(statPath(t, t.argInt(0), t.arg(1), t.argInt(2)))); return 0; }, 'partial', 'reports STATX_BASIC_STATS, no btime'),
   syscall('getdents64', 3, getdents64),
-  syscall('fcntl', 3, fcntl, 'partial', 'record locks always succeed (single sandbox owns its files)'),
+  syscall('fcntl', 3, fcntl, 'partial', 'record locks always succeed (one sandbox owns its files); F_NOTIFY is accepted but sends no events; no leases'),
   syscall('ioctl', 3, ioctl, 'partial', 'terminal requests on stdio pass to the caller\'s terminal; others ENOTTY'),
   syscall('dup', 1, (t) => { const e = t.fdTable.fds[t.argInt(0)]; return e ? t.kernel.installFd(t, e.fileId, false) : -E.EBADF; }),
   syscall('dup2', 2, (t) => dup3(t, t.argInt(0), t.argInt(1), 0, true)),
