@@ -6,13 +6,13 @@
  * and echo pending, an epoll set, a memfd, a FIFO with data, an interval timer, a pidfd of
  * an exited child, a stopped child, a file in the upper layer, a TCP listener with a
  * connection waiting to be accepted (bytes sent), a UDP socket with a queued datagram,
- * a named AF_UNIX listener.
+ * a named AF_UNIX listener, a MAP_SHARED mapping of a file the sandbox wrote.
  */
 import { describe, expect, it } from 'vitest';
 import { freshDir, native, snapvisor, snapvisorStreaming } from './helpers.js';
 
 const GUEST = String.raw`
-import os, sys, time, socket, select, signal, pty
+import os, sys, time, socket, select, signal, pty, mmap
 os.chdir(sys.argv[1])
 efd = os.eventfd(5)
 a, b = socket.socketpair(); a.sendall(b"queued bytes")
@@ -36,6 +36,7 @@ pending = socket.create_connection(("127.0.0.1", port)); pending.sendall(b"sent 
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("127.0.0.1", 0))
 socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"queued datagram", udp.getsockname())
 usrv = socket.socket(socket.AF_UNIX); usrv.bind("unix.sock"); usrv.listen(1)
+sf = open("shared.bin", "w+b"); sf.write(b"x" * 8192); sf.flush(); sm = mmap.mmap(sf.fileno(), 8192); sm[0:6] = b"before"
 print("ready", flush=True)
 time.sleep(1.5)
 print("eventfd", os.eventfd_read(efd))
@@ -54,6 +55,8 @@ conn, _ = srv.accept(); print("tcp accepted", conn.recv(100)); conn.sendall(b"an
 print("udp", udp.recvfrom(100)[0])
 uc = socket.socket(socket.AF_UNIX); uc.connect("unix.sock"); us, _ = usrv.accept(); uc.sendall(b"over unix"); print("unix", us.recv(100))
 print("port kept", srv.getsockname()[1] == port)
+print("shared mmap", os.pread(sf.fileno(), 6, 0)); sm[100:105] = b"after"; print(os.pread(sf.fileno(), 5, 100))
+os.pwrite(sf.fileno(), b"viafd", 200); print(sm[200:205])
 `;
 
 describe('checkpoint/restore of every kind of kernel object', () => {

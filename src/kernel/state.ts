@@ -382,8 +382,10 @@ export interface InodeState {
   mode: number;
   uid: number; gid: number;
   nlink: number;
-  /** Regular file contents (length = size in bytes). */
+  /** Regular file contents (the first `size` bytes; the buffer may be longer). */
   data?: Uint8Array;
+  /** Contents moved to a memory-file block because the file is mapped MAP_SHARED (then `data` is unset). */
+  shared?: { offset: number; capacity: number };
   size: number;
   /** Symlink target. */
   target?: string;

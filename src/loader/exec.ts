@@ -19,6 +19,7 @@ import { MAP_FIXED, MAP_PRIVATE, MAP_ANONYMOUS, PROT_READ, PROT_WRITE, STACK_SIZ
 import { PAGE_SIZE, pageRoundDown, pageRoundUp } from '../mm/memory-file.js';
 import { modeOf } from '../vfs/vfs.js';
 import { isDir, isReg } from '../vfs/stat.js';
+import { inodeRead } from '../vfs/inode-data.js';
 
 export class ExecError extends Error {
   constructor(readonly errno: number, message: string) { super(message); }
@@ -48,7 +49,7 @@ function readProgram(t: Task, path: string, cwd: string): { path: string; bytes:
   if (!isReg(mode) || !(mode & 0o111)) throw new ExecError(E.EACCES, `${path}: Permission denied`);
   let bytes: Uint8Array;
   if (n.kind === 'host') bytes = fs.readFileSync(n.hostPath);
-  else if (n.kind === 'upper') bytes = n.inode.data!.subarray(0, n.inode.size);
+  else if (n.kind === 'upper') bytes = inodeRead(t.kernel, n.inode, 0, n.inode.size);
   else throw new ExecError(E.EACCES, `${path}: Permission denied`);
   return { path, bytes };
 }

@@ -283,6 +283,26 @@ export class AddressSpace {
     return addr;
   }
 
+  /**
+   * Map an existing memory-file block (a MAP_SHARED file mapping: every mapper and the file
+   * itself see the same pages). `blockOffset` is where the mapping starts inside the block.
+   */
+  mapBlock(hint: number, len: number, prot: number, flags: number, name: string, pgoff: number, block: number, blockOffset: number): number {
+    len = pageRoundUp(len);
+    let addr: number;
+    if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+      if (hint % PAGE_SIZE || hint < MMAP_MIN_ADDR || hint + len > TASK_SIZE) throw new SyscallError(E.EINVAL);
+      if (hint < STUB_RESERVED[1] && hint + len > STUB_RESERVED[0]) throw new SyscallError(E.ENOMEM);
+      if (flags & MAP_FIXED_NOREPLACE) { if (!this.isFree(hint, hint + len)) throw new SyscallError(E.EEXIST); } else this.unmap(hint, len);
+      addr = hint;
+    } else addr = hint && hint % PAGE_SIZE === 0 && this.isFree(hint, hint + len) ? hint : this.findGap(len);
+    this.mf.ref(block, this.id, 1);
+    const fileOffset = block + blockOffset;
+    this.insert({ start: addr, end: addr + len, prot, flags, fileOffset, block, cow: false, name, pgoff });
+    this.hostMap(addr, len, prot, fileOffset);
+    return addr;
+  }
+
   private insert(vma: Vma): void {
     const vmas = this.state.vmas;
     let i = vmas.length;

@@ -14,6 +14,7 @@ import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
 import { Node, modeOf } from '../vfs/vfs.js';
 import { SIGPIPE } from '../kernel/signals.js';
 import { eventfdRead, eventfdWrite } from '../ipc/eventfd.js';
+import { MAX_UPPER_FILE, inodeRead, inodeTruncate, inodeWrite, inodeZero } from '../vfs/inode-data.js';
 import { socketRead, socketWrite } from '../net/socket.js';
 import { S_IFIFO, S_IFMT, S_IFREG, Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
 import { syscall } from './table.js';
@@ -139,22 +140,8 @@ function reopen(t: Task, fileId: number, flags: number): OpenFileState {
 }
 
 export function truncateInode(t: Task, inode: InodeState, size: number): void {
-  const data = inode.data ?? new Uint8Array(0);
-  if (size <= data.length) data.fill(0, size);
-  else inode.data = growBuffer(data, size);
-  inode.size = size;
+  inodeTruncate(t.kernel, inode, size);
   inode.mtimeNs = inode.ctimeNs = t.kernel.clock.realtimeNs();
-}
-
-/** Largest upper-layer file (bytes): contents live in one buffer of the graph. */
-export const MAX_UPPER_FILE = 1 << 30;
-
-function growBuffer(data: Uint8Array, need: number): Uint8Array {
-  if (need <= data.length) return data;
-  if (need > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
-  const nb = new Uint8Array(Math.min(MAX_UPPER_FILE, Math.max(need, data.length * 2, 4096)));
-  nb.set(data);
-  return nb;
 }
 
 function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: number): SyscallResult {
@@ -242,7 +229,7 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
       if (!isReg(ino.mode)) return -E.EINVAL;
       const end = Math.min(ino.size, usePos + count);
       if (end <= usePos) return 0;
-      return advance(copyToGuest(t, buf, ino.data!.subarray(usePos, end)));
+      return advance(copyToGuest(t, buf, inodeRead(t.kernel, ino, usePos, end)));
     }
     case 'synthetic': {
       const c = f.content!;
@@ -327,15 +314,12 @@ function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: n
     }
     case 'upper': {
       const ino = t.kernel.state.fs.inodes[f.inodeId!];
-      let at = pos ?? ((f.flags & O_APPEND) ? ino.size : f.offset);
+      const at = pos ?? ((f.flags & O_APPEND) ? ino.size : f.offset);
       const end = at + count;
-      ino.data = growBuffer(ino.data ?? new Uint8Array(0), end);
-      const data = ino.data;
-      t.mm.chunks(buf, count, PROT_READ, (view, ro) => data.set(view, at + ro));
-      if (end > ino.size) ino.size = end;
+      t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before the file changes
+      inodeWrite(t.kernel, ino, at, count, (put) => t.mm.chunks(buf, count, PROT_READ, (view, ro) => put(view, ro)));
       ino.mtimeNs = ino.ctimeNs = t.kernel.clock.realtimeNs();
       if (pos === null) f.offset = end;
-      at = end;
       return count;
     }
     case 'dev':
@@ -621,7 +605,7 @@ function sendfile(t: Task): number {
     data = buf.subarray(0, fs.readSync(k.hostFiles.fd(fin), buf, 0, count, pos));
   } else {
     const ino = k.state.fs.inodes[fin.inodeId!];
-    data = new Uint8Array(ino.data!.subarray(Math.min(pos, ino.size), Math.min(ino.size, pos + count)));
+    data = new Uint8Array(inodeRead(k, ino, pos, pos + count));
   }
   let n: number;
   if (outPipe) {
@@ -636,9 +620,7 @@ function sendfile(t: Task): number {
   else {
     const ino = k.state.fs.inodes[fout.inodeId!];
     const at = (fout.flags & O_APPEND) ? ino.size : fout.offset;
-    ino.data = growBuffer(ino.data ?? new Uint8Array(0), at + data.length);
-    ino.data.set(data, at);
-    ino.size = Math.max(ino.size, at + data.length);
+    inodeWrite(k, ino, at, data.length, (put) => put(data, 0));
     fout.offset = at + data.length;
     n = data.length;
   }
@@ -747,7 +729,7 @@ export const fileSyscalls = [
     if ((mode & PUNCH_HOLE) && !(mode & KEEP_SIZE)) return -E.EINVAL;
     const end = off + len;
     if (end > MAX_UPPER_FILE) return -E.EFBIG;
-    if (mode & (PUNCH_HOLE | ZERO_RANGE)) ino.data?.fill(0, off, Math.min(end, ino.size));
+    if (mode & (PUNCH_HOLE | ZERO_RANGE)) inodeZero(t.kernel, ino, off, end);
     if (!(mode & KEEP_SIZE) && end > ino.size) truncateInode(t, ino, end);
     return 0;
   }, 'partial', 'COLLAPSE/INSERT_RANGE give EOPNOTSUPP'),

@@ -11,6 +11,7 @@ import type { Task } from '../kernel/task.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_WRITE } from '../mm/address-space.js';
 import { PAGE_SIZE, pageRoundUp } from '../mm/memory-file.js';
 import { O_ACCMODE, O_WRONLY, O_RDONLY } from './file.js';
+import { inodeRead, inodeShare } from '../vfs/inode-data.js';
 import { syscall } from './table.js';
 
 const MAP_SHARED_VALIDATE = 3;
@@ -31,6 +32,12 @@ function mmap(t: Task): number {
   if (type !== MAP_PRIVATE && (prot & PROT_WRITE) && (f.flags & O_ACCMODE) === O_RDONLY) return -E.EACCES;
   if (f.kind === 'dev' && f.dev === 'zero') return mm.map(addr, len, prot, flags | MAP_ANONYMOUS, '/dev/zero (deleted)', 0);
   if (f.kind === 'hostfd' || f.kind === 'dev') return -E.ENODEV;
+  if (f.kind === 'upper' && type !== MAP_PRIVATE) {
+    // Shared file mapping: the file's bytes move into the memory file and are mapped, not copied.
+    const ino = t.kernel.state.fs.inodes[f.inodeId!];
+    const block = inodeShare(t.kernel, ino, off + pageRoundUp(len));
+    return mm.mapBlock(addr, len, prot, flags, f.path, off, block.offset, off);
+  }
   const at = mm.map(addr, len, prot, flags, f.path, off);
   // Fill the new pages from the file (rest stays zero, like the tail of a file's last page).
   if (f.kind === 'host') {
@@ -43,8 +50,8 @@ function mmap(t: Task): number {
       if (n < view.length) short = true;
     });
   } else {
-    const src = f.kind === 'upper' ? t.kernel.state.fs.inodes[f.inodeId!].data!.subarray(0, t.kernel.state.fs.inodes[f.inodeId!].size) : f.content!;
-    if (off < src.length) mm.writeForce(at, src.subarray(off, Math.min(src.length, off + len)));
+    const src = f.kind === 'upper' ? inodeRead(t.kernel, t.kernel.state.fs.inodes[f.inodeId!], off, off + len) : f.content!.subarray(off, off + len);
+    if (src.length) mm.writeForce(at, src);
   }
   return at;
 }
@@ -67,7 +74,7 @@ function madvise(t: Task): number {
 }
 
 export const mmSyscalls = [
-  syscall('mmap', 6, mmap, 'partial', 'file mappings are private copies; MAP_SHARED writes do not reach the file'),
+  syscall('mmap', 6, mmap, 'partial', 'MAP_SHARED is coherent for files the sandbox wrote; host files are mapped as copies'),
   syscall('munmap', 2, (t) => { t.mm.unmap(t.arg(0), t.arg(1)); return 0; }),
   syscall('mprotect', 3, (t) => {
     const prot = t.argInt(2);
@@ -82,7 +89,7 @@ export const mmSyscalls = [
     return t.mm.remap(t.arg(0), t.arg(1), t.arg(2), !!(flags & 1));
   }, 'partial', 'MREMAP_FIXED and MREMAP_DONTUNMAP give EINVAL'),
   syscall('madvise', 3, madvise, 'partial', 'DONTNEED/FREE/REMOVE drop private pages; other advice is accepted and ignored'),
-  syscall('msync', 3, (t) => (t.arg(0) % PAGE_SIZE ? -E.EINVAL : 0), 'stub', 'file mappings are private copies: nothing to write back'),
+  syscall('msync', 3, (t) => (t.arg(0) % PAGE_SIZE ? -E.EINVAL : 0), 'stub', 'shared mappings and the file share pages: nothing to write back'),
   syscall('mlock', 2, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
   syscall('munlock', 2, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
   syscall('mlockall', 1, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
