@@ -26,7 +26,8 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   if (kernel.exitInfo) throw new SnapshotError('the sandbox exited before it could be checkpointed');
   let captured;
   try {
-    captured = kernel.capture();
+    // A checkpoint that ends the sandbox keeps it frozen until written: no need to copy memory.
+    captured = kernel.capture(opts.leaveRunning);
   } catch (e) {
     kernel.thaw();
     throw e;

@@ -450,11 +450,14 @@ export class Kernel {
 
   /**
    * Copy live state into the graph (registers, FP state, clock) and return a deep copy
-   * of it plus a copy of the memory file's populated ranges. Call between quiesce and thaw.
+   * of it plus the memory file's populated ranges. Call between quiesce and thaw. With
+   * `copyMemory` the pages are copied now (the guest may run on while they are written);
+   * without it they are read from the live memory file, which is only right while the
+   * guest stays frozen until the write is done (a checkpoint that ends the sandbox).
    */
-  capture(): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array } } {
+  capture(copyMemory = true): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array } } {
     for (const t of this.tasks.values()) {
-      if (isExited(t)) continue;
+      if (t.state.runState === 'exited') continue;
       t.state.regs = new Uint8Array(t.platform.regs.buffer.slice(0));
       t.state.fpState = t.platform.getFpState();
     }
@@ -462,9 +465,11 @@ export class Kernel {
     const graph = structuredClone(this.state);
     for (const ino of Object.values(graph.fs.inodes)) if (ino.data && ino.data.length > ino.size) ino.data = ino.data.slice(0, ino.size);
     const populated = this.mf.populatedRanges();
-    const copies = new Map<number, Uint8Array>();
-    for (const [off, len] of populated) copies.set(off, new Uint8Array(this.mf.read(off, len)));
     if (this.events$.observed) this.events$.next({ type: 'checkpoint.captured' });
+    const mf = this.mf;
+    if (!copyMemory) return { graph, memory: { sizeBytes: this.state.memoryFile.end, populated, read: (off, len) => mf.read(off, len) } };
+    const copies = new Map<number, Uint8Array>();
+    for (const [off, len] of populated) copies.set(off, new Uint8Array(mf.read(off, len)));
     return {
       graph,
       memory: {
