@@ -64,6 +64,11 @@ export interface MemoryFileState {
    * refer to them. Fork shares blocks copy-on-write; a block is freed when no VMA is left.
    */
   blocks: Record<number, MemoryBlock>;
+  /**
+   * Page cache of host files: (path, size, mtime, offset, length) -> block holding those file
+   * bytes, mapped copy-on-write by every private mapping of them (src/mm/page-cache.ts).
+   */
+  pageCache?: Record<string, number>;
 }
 
 export interface MemoryBlock {

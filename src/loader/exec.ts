@@ -20,6 +20,7 @@ import { PAGE_SIZE, pageRoundDown, pageRoundUp } from '../mm/memory-file.js';
 import { modeOf } from '../vfs/vfs.js';
 import { isDir, isReg } from '../vfs/stat.js';
 import { inodeRead } from '../vfs/inode-data.js';
+import { pageCacheBlock } from '../mm/page-cache.js';
 
 export class ExecError extends Error {
   constructor(readonly errno: number, message: string) { super(message); }
@@ -30,10 +31,10 @@ const ET_DYN_BASE = 0x5555_5555_4000;
 const MAX_INTERPRETER_DEPTH = 4;
 const MAX_ARG_BYTES = 2 * 1024 * 1024;
 
-interface Program { path: string; bytes: Uint8Array; elf: ElfImage }
+interface Program { path: string; bytes: Uint8Array; elf: ElfImage; identity?: { size: number; mtimeMs: number } }
 
 /** Read an executable file of the sandbox (EACCES for non-regular or non-executable files). */
-function readProgram(t: Task, path: string, cwd: string): { path: string; bytes: Uint8Array } {
+function readProgram(t: Task, path: string, cwd: string): { path: string; bytes: Uint8Array; identity?: { size: number; mtimeMs: number } } {
   let n;
   try {
     const r = t.kernel.vfs.walk(path, cwd, true);
@@ -48,10 +49,11 @@ function readProgram(t: Task, path: string, cwd: string): { path: string; bytes:
   if (isDir(mode)) throw new ExecError(E.EACCES, `${path}: Is a directory`);
   if (!isReg(mode) || !(mode & 0o111)) throw new ExecError(E.EACCES, `${path}: Permission denied`);
   let bytes: Uint8Array;
-  if (n.kind === 'host') bytes = fs.readFileSync(n.hostPath);
+  let identity: { size: number; mtimeMs: number } | undefined;
+  if (n.kind === 'host') { bytes = fs.readFileSync(n.hostPath); identity = { size: Number(n.st.size), mtimeMs: Number(n.st.mtimeMs) }; }
   else if (n.kind === 'upper') bytes = inodeRead(t.kernel, n.inode, 0, n.inode.size);
   else throw new ExecError(E.EACCES, `${path}: Permission denied`);
-  return { path, bytes };
+  return { path, bytes, identity };
 }
 
 function parse(path: string, bytes: Uint8Array): ElfImage {
@@ -89,7 +91,16 @@ function loadSegments(t: Task, prog: Program, bias: number): { end: number } {
     const inPage = (ph.vaddr + bias) - start;
     const fileStart = ph.offset - inPage;
     const fileBytes = prog.bytes.subarray(fileStart, ph.offset + ph.filesz);
-    t.mm.map(start, segEnd - start, protOf(ph.flags), MAP_PRIVATE | MAP_FIXED, prog.path, fileStart, fileBytes);
+    if (prog.identity && fileBytes.length) {
+      // Host executables: the file part comes from the page cache (copy-on-write), bss is anonymous.
+      const fileLen = pageRoundUp(fileBytes.length);
+      const k = t.kernel;
+      const block = pageCacheBlock(k, prog.path, prog.identity.size, prog.identity.mtimeMs, fileStart, fileBytes.length, (b) => k.mf.write(b, fileBytes));
+      t.mm.mapBlock(start, fileLen, protOf(ph.flags), MAP_PRIVATE | MAP_FIXED, prog.path, fileStart, block, 0, true);
+      if (segEnd > start + fileLen) t.mm.map(start + fileLen, segEnd - start - fileLen, protOf(ph.flags), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, '', 0);
+    } else {
+      t.mm.map(start, segEnd - start, protOf(ph.flags), MAP_PRIVATE | MAP_FIXED, prog.path, fileStart, fileBytes);
+    }
     end = Math.max(end, segEnd);
   }
   return { end };
@@ -100,7 +111,7 @@ function loadSegments(t: Task, prog: Program, bias: number): { end: number } {
  * before anything of the old image is touched; afterwards the task runs the new image.
  */
 export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uint8Array[]): void {
-  let { path: realPath, bytes } = readProgram(t, path, t.tg.cwd);
+  let { path: realPath, bytes, identity: mainIdentity } = readProgram(t, path, t.tg.cwd);
   const execfn = path;
   // #! scripts (binfmt_script): interpreter [arg] script args...
   for (let depth = 0; isShebang(bytes); depth++) {
@@ -109,9 +120,9 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
     try { sb = parseShebang(bytes); } catch (e) { throw new ExecError(E.ENOEXEC, `${realPath}: ${(e as Error).message}`); }
     const raw = (s: string) => Buffer.from(s, 'latin1');
     argv = [raw(sb.interpreter), ...(sb.arg !== undefined ? [raw(sb.arg)] : []), raw(depth === 0 ? path : realPath), ...argv.slice(1)];
-    ({ path: realPath, bytes } = readProgram(t, sb.interpreter, t.tg.cwd));
+    ({ path: realPath, bytes, identity: mainIdentity } = readProgram(t, sb.interpreter, t.tg.cwd));
   }
-  const main: Program = { path: realPath, bytes, elf: parse(realPath, bytes) };
+  const main: Program = { path: realPath, bytes, elf: parse(realPath, bytes), identity: mainIdentity };
   let interp: Program | undefined;
   if (main.elf.interp) {
     let r;
@@ -119,7 +130,7 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
       if (e instanceof ExecError && e.errno === E.ENOENT) throw new ExecError(E.ENOENT, `${realPath}: interpreter ${main.elf.interp} not found`);
       throw e;
     }
-    interp = { path: r.path, bytes: r.bytes, elf: parse(r.path, r.bytes) };
+    interp = { path: r.path, bytes: r.bytes, elf: parse(r.path, r.bytes), identity: r.identity };
   }
   const argBytes = [...argv, ...envp].reduce((n, a) => n + a.length + 1, 0);
   if (argBytes > MAX_ARG_BYTES) throw new ExecError(E.E2BIG, `${path}: argument list too long`);

@@ -160,6 +160,7 @@ export class AddressSpace {
 
   /** Write into guest memory ignoring protection (the loader filling read-only segments). */
   writeForce(addr: number, data: Uint8Array): void {
+    this.breakCow(addr, data.length); // never write into pages another address space (or the page cache) shares
     this.chunks(addr, data.length, 0, (view, ro) => view.set(data.subarray(ro, ro + view.length)));
   }
 
@@ -284,10 +285,11 @@ export class AddressSpace {
   }
 
   /**
-   * Map an existing memory-file block (a MAP_SHARED file mapping: every mapper and the file
-   * itself see the same pages). `blockOffset` is where the mapping starts inside the block.
+   * Map an existing memory-file block: a MAP_SHARED file mapping (every mapper and the file
+   * see the same pages), or with `cow` a private mapping of page-cache pages that are copied
+   * on the first write. `blockOffset` is where the mapping starts inside the block.
    */
-  mapBlock(hint: number, len: number, prot: number, flags: number, name: string, pgoff: number, block: number, blockOffset: number): number {
+  mapBlock(hint: number, len: number, prot: number, flags: number, name: string, pgoff: number, block: number, blockOffset: number, cow = false): number {
     len = pageRoundUp(len);
     let addr: number;
     if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
@@ -298,8 +300,9 @@ export class AddressSpace {
     } else addr = hint && hint % PAGE_SIZE === 0 && this.isFree(hint, hint + len) ? hint : this.findGap(len);
     this.mf.ref(block, this.id, 1);
     const fileOffset = block + blockOffset;
-    this.insert({ start: addr, end: addr + len, prot, flags, fileOffset, block, cow: false, name, pgoff });
-    this.hostMap(addr, len, prot, fileOffset);
+    const vma: Vma = { start: addr, end: addr + len, prot, flags, fileOffset, block, cow, name, pgoff };
+    this.insert(vma);
+    this.hostMap(addr, len, AddressSpace.hostProt(vma), fileOffset);
     return addr;
   }
 

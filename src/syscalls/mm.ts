@@ -12,6 +12,7 @@ import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_WRITE } from '../mm/addres
 import { PAGE_SIZE, pageRoundUp } from '../mm/memory-file.js';
 import { O_ACCMODE, O_WRONLY, O_RDONLY } from './file.js';
 import { inodeRead, inodeShare } from '../vfs/inode-data.js';
+import { pageCacheBlock } from '../mm/page-cache.js';
 import { syscall } from './table.js';
 
 const MAP_SHARED_VALIDATE = 3;
@@ -38,18 +39,25 @@ function mmap(t: Task): number {
     const block = inodeShare(t.kernel, ino, off + pageRoundUp(len));
     return mm.mapBlock(addr, len, prot, flags, f.path, off, block.offset, off);
   }
-  const at = mm.map(addr, len, prot, flags, f.path, off);
-  // Fill the new pages from the file (rest stays zero, like the tail of a file's last page).
   if (f.kind === 'host') {
-    const hfd = t.kernel.hostFiles.fd(f);
-    let short = false, done = 0;
-    mm.chunks(at, pageRoundUp(len), 0, (view) => {
-      if (short) return;
-      const n = fs.readSync(hfd, view, 0, view.length, off + done);
-      done += n;
-      if (n < view.length) short = true;
+    // Host files: pages come from the page cache, shared copy-on-write by every mapping of them.
+    const k = t.kernel;
+    const hfd = k.hostFiles.fd(f);
+    const id = f.hostIdentity!;
+    const mapLen = pageRoundUp(len);
+    const block = pageCacheBlock(k, f.path, id.size, id.mtimeMs, off, mapLen, (b) => {
+      let short = false, done = 0;
+      k.mf.forEachChunk(b, mapLen, (view) => {
+        if (short) return;
+        const n = fs.readSync(hfd, view, 0, view.length, off + done);
+        done += n;
+        if (n < view.length) short = true; // the rest stays zero, like the tail of a file's last page
+      });
     });
-  } else {
+    return mm.mapBlock(addr, len, prot, flags, f.path, off, block, 0, true);
+  }
+  const at = mm.map(addr, len, prot, flags, f.path, off);
+  {
     const src = f.kind === 'upper' ? inodeRead(t.kernel, t.kernel.state.fs.inodes[f.inodeId!], off, off + len) : f.content!.subarray(off, off + len);
     if (src.length) mm.writeForce(at, src);
   }

@@ -1,0 +1,28 @@
+/**
+ * A page cache for host files: the bytes of a (file, offset, length) range are read into
+ * the memory file once per sandbox and mapped copy-on-write by every private mapping and
+ * every exec of them, as Linux's page cache serves private file mappings. A python3
+ * process tree then holds one copy of libc and libpython, not one per process, and exec
+ * does not re-read them. Keys include the host file's size and mtime, so a changed file
+ * gets new pages; cached blocks live as long as the sandbox (and travel with checkpoints).
+ */
+import type { Kernel } from '../kernel/kernel.js';
+import { pageRoundUp } from './memory-file.js';
+
+/** The memory-file user id under which the cache holds its blocks (address spaces are positive). */
+const CACHE_USER = -0x7fff_ffff;
+
+/**
+ * The block caching `len` bytes of a host file at `offset`, filled by `fill` the first time
+ * (it receives the block's offset in the memory file and must write at most `len` bytes).
+ */
+export function pageCacheBlock(k: Kernel, hostPath: string, size: number, mtimeMs: number, offset: number, len: number, fill: (blockOffset: number) => void): number {
+  const cache = (k.state.memoryFile.pageCache ??= {});
+  const key = `${hostPath}\0${size}\0${mtimeMs}\0${offset}\0${len}`;
+  const cached = cache[key];
+  if (cached !== undefined && k.state.memoryFile.blocks[cached]) return cached;
+  const block = k.mf.newBlock(pageRoundUp(Math.max(len, 1)), CACHE_USER);
+  fill(block);
+  cache[key] = block;
+  return block;
+}
