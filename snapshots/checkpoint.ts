@@ -26,7 +26,7 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   if (kernel.exitInfo) throw new SnapshotError('the sandbox exited before it could be checkpointed');
   let captured;
   try {
-    // A checkpoint that ends the sandbox keeps it frozen until written: no need to copy memory.
+    // Ending the sandbox: it stays frozen until written. Running on: copy-on-write, held until written.
     captured = kernel.capture(opts.leaveRunning);
   } catch (e) {
     kernel.thaw();
@@ -40,6 +40,8 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   } catch (e) {
     if (!opts.leaveRunning) kernel.thaw();
     throw e;
+  } finally {
+    captured.release();
   }
   if (!opts.leaveRunning) kernel.kill();
   return { ...summary, pauseMs };

@@ -449,27 +449,37 @@ export class Kernel {
   }
 
   /**
-   * Copy live state into the graph (registers, FP state, clock) and return a deep copy
-   * of it plus the memory file's populated ranges. Call between quiesce and thaw. With
-   * `copyMemory` the pages are copied now (the guest may run on while they are written);
-   * without it they are read from the live memory file, which is only right while the
-   * guest stays frozen until the write is done (a checkpoint that ends the sandbox).
+   * Copy live state into the graph (registers, FP state, clock) and return a deep copy of it
+   * plus a view of the memory file's populated ranges. Call between quiesce and thaw.
+   * - `runOn` false (a checkpoint that ends the sandbox): pages are read from the live memory
+   *   file while the write runs; the guest must stay frozen until then.
+   * - `runOn` true (--leave-running): nothing is copied up front but what other processes can
+   *   still write (MAP_SHARED mappings, shared files); private pages become copy-on-write and
+   *   their blocks are held until `release()`, so the guest can run on at once.
    */
-  capture(copyMemory = true): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array } } {
+  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array }; release(): void } {
     for (const t of this.tasks.values()) {
       if (t.state.runState === 'exited') continue;
       t.state.regs = new Uint8Array(t.platform.regs.buffer.slice(0));
       t.state.fpState = t.platform.getFpState();
     }
     this.clock.save();
+    const mf = this.mf;
+    const held = new Set<number>();
+    const user = -(0x7ff0_0000 + (Kernel.snapshots++ % 0xffff));
+    const copies: Array<[number, Uint8Array]> = [];
+    if (runOn) {
+      for (const as of this.addressSpaces.values()) {
+        for (const [off, len] of as.holdForSnapshot(user, held)) copies.push([off, new Uint8Array(mf.read(off, len))]);
+      }
+      for (const ino of Object.values(this.state.fs.inodes)) {
+        if (ino.shared) copies.push([ino.shared.offset, new Uint8Array(mf.read(ino.shared.offset, ino.shared.capacity))]);
+      }
+    }
     const graph = structuredClone(this.state);
     for (const ino of Object.values(graph.fs.inodes)) if (ino.data && ino.data.length > ino.size) ino.data = ino.data.slice(0, ino.size);
-    const populated = this.mf.populatedRanges();
+    const populated = mf.populatedRanges();
     if (this.events$.observed) this.events$.next({ type: 'checkpoint.captured' });
-    const mf = this.mf;
-    if (!copyMemory) return { graph, memory: { sizeBytes: this.state.memoryFile.end, populated, read: (off, len) => mf.read(off, len) } };
-    const copies = new Map<number, Uint8Array>();
-    for (const [off, len] of populated) copies.set(off, new Uint8Array(mf.read(off, len)));
     return {
       graph,
       memory: {
@@ -477,11 +487,13 @@ export class Kernel {
         populated,
         read(off: number, len: number): Uint8Array {
           for (const [o, buf] of copies) if (off >= o && off + len <= o + buf.length) return buf.subarray(off - o, off - o + len);
-          return new Uint8Array(len);
+          return mf.read(off, len);
         },
       },
+      release: () => { for (const b of held) mf.ref(b, user, -1); held.clear(); },
     };
   }
+  private static snapshots = 0;
 
   /** Rebuild tasks from a restored graph whose memory file has been filled. */
   resumeRestored(): void {

@@ -504,6 +504,25 @@ export class AddressSpace {
     }
   }
 
+  /**
+   * Prepare a copy-on-write snapshot (a checkpoint the guest runs on through): every private
+   * page becomes copy-on-write and every block is held under `user`, so the blocks keep the
+   * bytes they have now however the guest goes on. Returns the blocks held, and the byte
+   * ranges of MAP_SHARED mappings, which stay writable and must be copied now.
+   */
+  holdForSnapshot(user: number, held: Set<number>): Array<[number, number]> {
+    const shared: Array<[number, number]> = [];
+    for (const v of this.state.vmas) {
+      if (v.flags & MAP_SHARED) { shared.push([v.fileOffset, v.end - v.start]); continue; }
+      if (!v.cow) {
+        v.cow = true;
+        if (v.prot & PROT_WRITE) this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v));
+      }
+      if (!held.has(v.block)) { held.add(v.block); this.mf.ref(v.block, user, 1); }
+    }
+    return shared;
+  }
+
   /** A write fault at `addr`: true if it was a copy-on-write page and is now writable. */
   handleWriteFault(addr: number): boolean {
     const v = this.find(addr);
