@@ -477,7 +477,6 @@ export class Kernel {
       }
     }
     const graph = structuredClone(this.state);
-    for (const ino of Object.values(graph.fs.inodes)) if (ino.data && ino.data.length > ino.size) ino.data = ino.data.slice(0, ino.size);
     const populated = mf.populatedRanges();
     if (this.events$.observed) this.events$.next({ type: 'checkpoint.captured' });
     return {

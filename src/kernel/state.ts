@@ -387,9 +387,9 @@ export interface InodeState {
   mode: number;
   uid: number; gid: number;
   nlink: number;
-  /** Regular file contents (the first `size` bytes; the buffer may be longer). */
-  data?: Uint8Array;
-  /** Contents moved to a memory-file block because the file is mapped MAP_SHARED (then `data` is unset). */
+  /** Regular file contents as 64 KiB chunks by index (missing chunks are holes: zeros). */
+  chunks?: Record<number, Uint8Array>;
+  /** Contents moved to a memory-file block because the file is mapped MAP_SHARED (then `chunks` is unset). */
   shared?: { offset: number; capacity: number };
   size: number;
   /** Symlink target. */

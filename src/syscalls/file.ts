@@ -709,7 +709,7 @@ export const fileSyscalls = [
     const id = k.newId();
     const now = k.clock.realtimeNs();
     // An upper-layer inode with no name: it lives while an fd (or mapping) holds it.
-    k.state.fs.inodes[id] = { id, mode: S_IFREG | 0o777, uid: t.tg.uid, gid: t.tg.gid, nlink: 0, size: 0, data: new Uint8Array(0), atimeNs: now, mtimeNs: now, ctimeNs: now };
+    k.state.fs.inodes[id] = { id, mode: S_IFREG | 0o777, uid: t.tg.uid, gid: t.tg.gid, nlink: 0, size: 0, atimeNs: now, mtimeNs: now, ctimeNs: now };
     const f = k.newOpenFile({ kind: 'upper', path: `/memfd:${name} (deleted)`, flags: O_RDWR, inodeId: id });
     const fd = k.installFd(t, f.id, !!(flags & 1));
     if (fd < 0) { delete k.state.openFiles[f.id]; delete k.state.fs.inodes[id]; }

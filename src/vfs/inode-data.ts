@@ -1,77 +1,101 @@
 /**
- * Contents of upper-layer (sandbox-written) regular files. A file lives in the graph as a
- * byte buffer until something maps it MAP_SHARED; then its bytes move into a block of the
- * memory file, which the mappings share, so stores through a mapping and read(2)/write(2)
- * see the same bytes (compare the page cache). Either way the contents are checkpointed:
- * buffers with the graph, memory-file blocks with the guest's pages.
+ * Contents of upper-layer (sandbox-written) regular files. A file lives in the graph as
+ * sparse 64 KiB chunks (holes read as zeros, so a file with data at 4 GiB costs 64 KiB)
+ * until something maps it MAP_SHARED; then its bytes move into a block of the memory file,
+ * which the mappings share, so stores through a mapping and read(2)/write(2) see the same
+ * bytes (compare the page cache). Either way the contents are checkpointed: chunks with
+ * the graph, memory-file blocks with the guest's pages.
  */
 import { E, SyscallError } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { InodeState } from '../kernel/state.js';
 import { PAGE_SIZE, pageRoundUp } from '../mm/memory-file.js';
 
-/** Largest upper-layer file (bytes). */
-export const MAX_UPPER_FILE = 1 << 30;
+/** Largest upper-layer file (bytes); shared (memory-file) files are bounded by MAX_SHARED_FILE. */
+export const MAX_UPPER_FILE = 2 ** 40;
+const MAX_SHARED_FILE = 1 << 30;
+const CHUNK = 65536;
 
 /** The memory-file user id an inode holds its shared block under (address spaces are positive). */
 const inodeUser = (ino: InodeState) => -ino.id;
 
-/** Bytes [pos, end) of a file (a copy when the file lives in the memory file). */
+/** Visit the chunk pieces covering [pos, end): (chunk index, offset in chunk, length, offset in range). */
+function pieces(pos: number, end: number, fn: (index: number, at: number, len: number, ro: number) => void): void {
+  for (let p = pos; p < end;) {
+    const index = Math.floor(p / CHUNK), at = p - index * CHUNK, len = Math.min(CHUNK - at, end - p);
+    fn(index, at, len, p - pos);
+    p += len;
+  }
+}
+
+/** Bytes [pos, end) of a file (always a copy). */
 export function inodeRead(k: Kernel, ino: InodeState, pos: number, end: number): Uint8Array {
   end = Math.min(end, ino.size);
   if (end <= pos) return new Uint8Array(0);
   if (ino.shared) return new Uint8Array(k.mf.read(ino.shared.offset + pos, end - pos));
-  return ino.data!.subarray(pos, end);
+  const out = new Uint8Array(end - pos);
+  const chunks = ino.chunks ?? {};
+  pieces(pos, end, (i, at, len, ro) => { const c = chunks[i]; if (c) out.set(c.subarray(at, at + len), ro); });
+  return out;
 }
 
-/** Make room for `size` bytes (growing the buffer, or moving a too-small shared block). EFBIG past the limit. */
-function reserve(k: Kernel, ino: InodeState, size: number): void {
-  if (size > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
-  if (ino.shared) {
-    if (size <= ino.shared.capacity) return;
-    // Existing mappings keep the old block (they map at most the old size, as a mapping past EOF would not see growth).
-    const capacity = pageRoundUp(Math.max(size, ino.shared.capacity * 2));
-    const offset = k.mf.newBlock(capacity, inodeUser(ino));
-    k.mf.copy(offset, ino.shared.offset, ino.size);
-    k.mf.ref(ino.shared.offset, inodeUser(ino), -1);
-    ino.shared = { offset, capacity };
-    return;
-  }
-  const data = ino.data ?? new Uint8Array(0);
-  if (size <= data.length) return;
-  const nb = new Uint8Array(Math.min(MAX_UPPER_FILE, Math.max(size, data.length * 2, 4096)));
-  nb.set(data.subarray(0, ino.size));
-  ino.data = nb;
-}
-
-/** Write `len` bytes at `at`, produced by `fill(view, offsetInRange)` into the file's storage. */
+/** Write `len` bytes at `at`, produced by `fill(put)` calls of (bytes, offset in the range). EFBIG past the limit. */
 export function inodeWrite(k: Kernel, ino: InodeState, at: number, len: number, fill: (put: (src: Uint8Array, ro: number) => void) => void): void {
-  reserve(k, ino, at + len);
+  if (at + len > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
   if (ino.shared) {
+    if (at + len > ino.shared.capacity) growShared(k, ino, at + len);
     const base = ino.shared.offset + at;
     fill((src, ro) => k.mf.write(base + ro, src));
   } else {
-    const data = ino.data!;
-    fill((src, ro) => data.set(src, at + ro));
+    const chunks = (ino.chunks ??= {});
+    fill((src, ro) => pieces(at + ro, at + ro + src.length, (i, off, n, sro) => {
+      (chunks[i] ??= new Uint8Array(CHUNK)).set(src.subarray(sro, sro + n), off);
+    }));
   }
   if (at + len > ino.size) ino.size = at + len;
 }
 
+/** Move a shared file that outgrew its block to a larger one (mappings made before keep the old pages). */
+function growShared(k: Kernel, ino: InodeState, size: number): void {
+  if (size > MAX_SHARED_FILE) throw new SyscallError(E.EFBIG);
+  const capacity = pageRoundUp(Math.max(size, ino.shared!.capacity * 2));
+  const offset = k.mf.newBlock(capacity, inodeUser(ino));
+  k.mf.copy(offset, ino.shared!.offset, ino.size);
+  k.mf.ref(ino.shared!.offset, inodeUser(ino), -1);
+  ino.shared = { offset, capacity };
+}
+
 /** Set the size; bytes past it read as zeros if the file grows again (ftruncate semantics). */
 export function inodeTruncate(k: Kernel, ino: InodeState, size: number): void {
-  if (size > ino.size) reserve(k, ino, size);
-  const from = Math.min(size, ino.size), to = Math.max(size, ino.size);
-  if (ino.shared) k.mf.write(ino.shared.offset + from, new Uint8Array(Math.max(0, Math.min(to, ino.shared.capacity) - from)));
-  else ino.data!.fill(0, from, Math.min(to, ino.data!.length));
+  if (size > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
+  if (size < ino.size) inodeZero(k, ino, size, ino.size);
+  if (ino.shared && size > ino.shared.capacity) growShared(k, ino, size);
+  if (!ino.shared && ino.chunks) {
+    // Drop whole chunks past the end: they are holes now.
+    for (const i of Object.keys(ino.chunks)) if (Number(i) * CHUNK >= size) delete ino.chunks[Number(i)];
+  }
   ino.size = size;
 }
 
-/** Zero [from, to) inside the file (fallocate PUNCH_HOLE / ZERO_RANGE). */
+/** Zero [from, to) inside the file (truncation, fallocate PUNCH_HOLE / ZERO_RANGE). */
 export function inodeZero(k: Kernel, ino: InodeState, from: number, to: number): void {
   to = Math.min(to, ino.size);
   if (to <= from) return;
-  if (ino.shared) k.mf.write(ino.shared.offset + from, new Uint8Array(to - from));
-  else ino.data!.fill(0, from, to);
+  if (ino.shared) { k.mf.write(ino.shared.offset + from, new Uint8Array(to - from)); return; }
+  const chunks = ino.chunks ?? {};
+  pieces(from, to, (i, at, len) => {
+    const c = chunks[i];
+    if (!c) return;
+    if (at === 0 && len === CHUNK) delete chunks[i]; else c.fill(0, at, at + len);
+  });
+}
+
+/** Replace a file's contents (copy-up of a host file). */
+export function inodeSetContents(ino: InodeState, bytes: Uint8Array): void {
+  ino.chunks = {};
+  ino.size = 0;
+  pieces(0, bytes.length, (i, at, len, ro) => { (ino.chunks![i] ??= new Uint8Array(CHUNK)).set(bytes.subarray(ro, ro + len), at); });
+  ino.size = bytes.length;
 }
 
 /**
@@ -81,13 +105,16 @@ export function inodeZero(k: Kernel, ino: InodeState, from: number, to: number):
 export function inodeShare(k: Kernel, ino: InodeState, minBytes: number): { offset: number; capacity: number } {
   if (!ino.shared) {
     const capacity = pageRoundUp(Math.max(ino.size, minBytes, PAGE_SIZE));
-    if (capacity > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
+    if (capacity > MAX_SHARED_FILE) throw new SyscallError(E.EFBIG);
     const offset = k.mf.newBlock(capacity, inodeUser(ino));
-    if (ino.size) k.mf.write(offset, ino.data!.subarray(0, ino.size));
+    for (const [i, c] of Object.entries(ino.chunks ?? {})) {
+      const at = Number(i) * CHUNK;
+      if (at < ino.size) k.mf.write(offset + at, c.subarray(0, Math.min(CHUNK, ino.size - at)));
+    }
     ino.shared = { offset, capacity };
-    ino.data = undefined;
+    ino.chunks = undefined;
   } else if (minBytes > ino.shared.capacity) {
-    reserve(k, ino, minBytes);
+    growShared(k, ino, minBytes);
   }
   return ino.shared;
 }

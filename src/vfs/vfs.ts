@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import { E, SyscallError } from '../errno.js';
 import type { FilesystemState, InodeState, DirEntry } from '../kernel/state.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, dtypeOfMode, isDir, isLnk } from './stat.js';
+import { inodeSetContents } from './inode-data.js';
 
 /** A synthetic file or directory (/proc, /dev). */
 export interface SyntheticNode {
@@ -249,7 +250,6 @@ export class Vfs {
     const id = this.newId();
     const t = this.nowNs();
     const inode: InodeState = { id, mode, uid, gid, nlink: isDir(mode) ? 2 : 1, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...extra };
-    if ((mode & S_IFMT) === S_IFREG && !inode.data) inode.data = new Uint8Array(0);
     this.state.inodes[id] = inode;
     this.state.upper[p] = id;
     return inode;
@@ -276,8 +276,7 @@ export class Vfs {
     const inode = this.create(n.path, s.mode, s.uid, s.gid, extra);
     if (n.st.isFile()) {
       const data = fs.readFileSync(n.hostPath);
-      inode.data = new Uint8Array(data.buffer, data.byteOffset, data.length);
-      inode.size = data.length;
+      inodeSetContents(inode, new Uint8Array(data.buffer, data.byteOffset, data.length));
     }
     return inode;
   }
