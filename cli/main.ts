@@ -15,7 +15,12 @@ program
   .description('Run Linux programs in a TypeScript application kernel, and checkpoint/restore them')
   .option('--root <dir>', 'state directory for named sandboxes (default $XDG_RUNTIME_DIR/snapvisor or /run/snapvisor)')
   .enablePositionalOptions()
-  .showHelpAfterError();
+  .exitOverride()
+  .configureOutput({ outputError: (str) => fail(`${str.replace(/^error: /, '').trim()} (see snapvisor --help)`) });
+
+// Output into a pipe that closed early (`snapvisor checkpoints | head -1`): stop quietly, as a
+// program killed by SIGPIPE would.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(141); throw e; });
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 /** An action whose errors become one `snapvisor: …` line and exit status 1. */
@@ -72,7 +77,10 @@ program
   .option('--json', 'print JSON')
   .action(guarded(async (opts) => {
     const { listCheckpoints } = await import('../snapshots/store.js');
-    const list = await listCheckpoints(opts.store ?? defaultStore());
+    const fs = await import('node:fs');
+    const dir = opts.store ?? defaultStore();
+    // No store yet (nothing was ever checkpointed there): an empty list, not an error.
+    const list = fs.existsSync(dir) ? await listCheckpoints(dir) : [];
     if (opts.json) { process.stdout.write(JSON.stringify(list, null, 1) + '\n'); return; }
     const rows = [['ID', 'CREATED', 'NAME', 'PAGES', 'STORED'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', String(c.pages), mib(c.storedPageBytes)])];
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -132,7 +140,9 @@ program
   .option('--markdown', 'as the Markdown table of docs/syscalls.md')
   .action((opts) => syscallsCommand(opts));
 
-program.parseAsync(process.argv).catch((e) => {
-  fail((e as Error).message);
+program.parseAsync(process.argv).catch((e: Error & { code?: string; exitCode?: number }) => {
+  // Commander's own exits (help, version, usage errors): the message is already out.
+  if (e.code?.startsWith('commander.')) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
+  fail(e.message);
   process.exit(1);
 });

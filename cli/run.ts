@@ -28,9 +28,9 @@ async function runToEnd(kernel: Kernel, root: string | undefined, name: string |
     fail((e as Error).message);
     return 125;
   }
-  const stop = () => kernel.kill();
-  process.on('SIGTERM', stop);
-  process.on('SIGHUP', stop);
+  // SIGTERM/SIGHUP to snapvisor go to the sandbox's init, as a container runtime forwards them
+  // (the guest may clean up; by default it dies of it). `snapvisor kill` is the SIGKILL.
+  const stop = (sig: NodeJS.Signals) => kernel.signals.send(1, os.constants.signals[sig], { signo: os.constants.signals[sig], code: 0 });
   // Keyboard signals from the caller's terminal (^C, ^\, ^Z) and window changes reach the
   // snapvisor process; they belong to the guest's foreground process group.
   const forward = Object.fromEntries((['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH'] as const).map((name) => {
@@ -38,6 +38,8 @@ async function runToEnd(kernel: Kernel, root: string | undefined, name: string |
     process.on(name, handler);
     return [name, handler];
   }));
+  process.on('SIGTERM', stop);
+  process.on('SIGHUP', stop);
   const info = await kernel.run();
   process.off('SIGTERM', stop);
   process.off('SIGHUP', stop);

@@ -37,7 +37,7 @@ export async function exportCheckpoint(storeDir: string, id: string, file: strin
   const encoded = encodeCbor(body);
   const digest = createHash('sha256').update(encoded).digest();
   const out = Buffer.concat([MAGIC, digest, encoded]);
-  await fs.writeFile(file, out);
+  try { await fs.writeFile(file, out); } catch (e) { throw new SnapshotError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
   return { id: loaded.id, bytes: out.length };
 }
 

@@ -143,3 +143,12 @@ export const ERRNO_NAME: Record<number, string> = Object.fromEntries(Object.entr
 export class SyscallError extends Error {
   constructor(readonly errno: number) { super(ERRNO_NAME[errno] ?? `errno ${errno}`); }
 }
+
+/** strerror(3) texts for the errors users meet at the command line. */
+const STRERROR: Record<number, string> = {
+  2: 'No such file or directory', 13: 'Permission denied', 20: 'Not a directory', 21: 'Is a directory',
+  36: 'File name too long', 40: 'Too many levels of symbolic links', 8: 'Exec format error', 7: 'Argument list too long',
+};
+export function strerror(errno: number): string {
+  return STRERROR[errno] ?? ERRNO_NAME[errno] ?? `errno ${errno}`;
+}

@@ -2,6 +2,7 @@
  * Creating a sandbox: a fresh state graph with one thread group (pid 1 in the sandbox's
  * pid namespace), stdio attached to the caller's fds 0–2, and the program loaded.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { PtracePlatform } from '../../platforms/ptrace/ptrace-platform.js';
 import * as libc from '../../platforms/host/libc.js';
@@ -28,13 +29,15 @@ export interface SandboxSpec extends KernelOptions {
 
 /** Create a sandbox ready to run. Throws ExecError (errno + one-line message) if the program can't start. */
 export function createSandbox(spec: SandboxSpec): Kernel {
-  const state = Kernel.emptyState(path.resolve(spec.rootfs));
+  const rootfs = path.resolve(spec.rootfs);
+  if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`rootfs ${spec.rootfs} is not a directory`);
+  const state = Kernel.emptyState(rootfs);
   const kernel = new Kernel(state, spec.platform ?? new PtracePlatform(), spec);
   try {
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.
     const latin1 = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
     const cwdNode = kernel.vfs.walk(latin1(spec.cwd || '/'), '/', true);
-    if (!cwdNode.node || !isDir(modeOf(cwdNode.node))) throw new ExecError(E.ENOENT, `working directory ${spec.cwd} does not exist in the sandbox`);
+    if (!cwdNode.node || !isDir(modeOf(cwdNode.node))) throw new Error(`working directory ${spec.cwd} does not exist in the sandbox`);
     const tgid = state.nextPid++;
     const uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0;
     state.threadGroups[tgid] = {

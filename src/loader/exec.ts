@@ -10,7 +10,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { E, SyscallError } from '../errno.js';
+import { E, SyscallError, strerror } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Task } from '../kernel/task.js';
 import { ElfError, ElfImage, PF_R, PF_W, PF_X, PT_LOAD, isShebang, parseElf, parseShebang } from './elf.js';
@@ -42,7 +42,7 @@ function readProgram(t: Task, path: string, cwd: string): { path: string; bytes:
     n = r.node;
     path = r.path;
   } catch (e) {
-    if (e instanceof SyscallError) throw new ExecError(e.errno, `${path}: ${e.message}`);
+    if (e instanceof SyscallError) throw new ExecError(e.errno, `${path}: ${strerror(e.errno)}`);
     throw e;
   }
   const mode = modeOf(n);

@@ -650,8 +650,8 @@ function pipe2(t: Task, fdsAddr: number, flags: number): number {
 }
 
 export const fileSyscalls = [
-  syscall('read', 3, (t) => readFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null), 'partial', 'sockets come with the network issue'),
-  syscall('write', 3, (t) => writeFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null), 'partial', 'sockets come with the network issue'),
+  syscall('read', 3, (t) => readFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null)),
+  syscall('write', 3, (t) => writeFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null)),
   syscall('pipe', 1, (t) => pipe2(t, t.arg(0), 0)),
   syscall('pipe2', 2, (t) => pipe2(t, t.arg(0), t.argInt(1)), 'partial', 'O_DIRECT (packet mode) is accepted but behaves as a byte stream'),
   syscall('pread64', 4, (t) => {
