@@ -67,6 +67,12 @@ export interface KernelOptions {
   maxTasks?: number;
 }
 
+/** Which argument of a syscall is a path, for --strace. */
+const TRACE_PATH_ARGS: Record<string, number> = {
+  open: 0, creat: 0, stat: 0, lstat: 0, access: 0, readlink: 0, chdir: 0, mkdir: 0, rmdir: 0, unlink: 0, execve: 0, chmod: 0, truncate: 0, statfs: 0,
+  openat: 1, newfstatat: 1, statx: 1, faccessat: 1, faccessat2: 1, readlinkat: 1, mkdirat: 1, unlinkat: 1, execveat: 1, fchmodat: 1, utimensat: 1,
+};
+
 /** Whether a task has ended (read through a call: it changes while a task awaits). */
 const isExited = (t: Task): boolean => t.state.runState === 'exited';
 
@@ -326,6 +332,7 @@ export class Kernel {
     const entry = SYSCALL_TABLE[nr];
     let r: SyscallResult;
     this.current = t;
+    const traced = this.strace ? this.traceArgs(t, nr) : '';
     try {
       if (entry?.handler) r = entry.handler(t);
       else r = this.unimplemented(nr);
@@ -380,7 +387,7 @@ export class Kernel {
       await firstValueFrom(merge(t.mm.synced$, this.thaw$).pipe(filter(() => !t.mm.hasDeferred() || !!this.exitInfo)), { defaultValue: undefined });
     }
     if (isExited(t)) return;
-    if (this.strace) this.traceLine(t, nr, r);
+    if (this.strace) this.traceLine(t, nr, r, traced);
     if (r !== NO_RETURN) t.setReturn(r);
     if (t.state.runState === 'syscall') t.state.runState = 'user';
   }
@@ -393,14 +400,23 @@ export class Kernel {
     return -E.ENOSYS;
   }
 
-  private traceLine(t: Task, nr: number, r: number): void {
-    const name = SYSCALL_NAME[nr] ?? `syscall_${nr}`;
-    const args = [0, 1, 2, 3, 4, 5].slice(0, SYSCALL_TABLE[nr]?.nargs ?? 3).map((i) => {
+  /** --strace arguments, read at syscall entry (execve replaces the registers): paths as strings, AT_FDCWD by name. */
+  private traceArgs(t: Task, nr: number): string {
+    const pathArg = TRACE_PATH_ARGS[SYSCALL_NAME[nr]];
+    return [0, 1, 2, 3, 4, 5].slice(0, SYSCALL_TABLE[nr]?.nargs ?? 3).map((i) => {
+      if (i === pathArg && t.arg(i)) {
+        try { return JSON.stringify(t.mm.readCString(t.arg(i), 4096)); } catch { /* a bad pointer: print it as a number */ }
+      }
+      if (pathArg !== undefined && i === pathArg - 1 && t.argInt(i) === -100) return 'AT_FDCWD';
       const v = t.argI64(i);
       return Math.abs(v) < 4096 ? String(v) : '0x' + t.arg(i).toString(16);
-    });
+    }).join(', ');
+  }
+
+  private traceLine(t: Task, nr: number, r: number, args: string): void {
+    const name = SYSCALL_NAME[nr] ?? `syscall_${nr}`;
     const res = r === NO_RETURN ? '?' : r < 0 && r > -4096 ? `-1 ${ERRNO_NAME[-r] ?? -r}` : r > 65535 ? '0x' + r.toString(16) : String(r);
-    this.log(`[${t.tid}] ${name}(${args.join(', ')}) = ${res}`);
+    this.log(`[${t.tid}] ${name}(${args}) = ${res}`);
   }
   private traceExit(t: Task, nr: number): void {
     if (this.strace) this.log(`[${t.tid}] ${SYSCALL_NAME[nr]}(${t.argInt(0)}) = ?`);
