@@ -20,7 +20,7 @@ const COUNTER = [
   `for i in range(1, ${N + 1}):`,
   '    print(i, flush=True)',
   "    f.write(f'{i}\\n'); f.flush()",
-  '    time.sleep(0.05)',
+  "    time.sleep(float(os.environ.get('SV_DELAY', '0.05')))",
   "f.write('end\\n'); f.flush()",
   'f.seek(0)',
   "d = info(); d['log'] = f.read().split()",
@@ -40,8 +40,8 @@ function setup(): Setup {
   return { root: freshDir('root'), store: freshDir('store'), name: `sv-${randomBytes(4).toString('hex')}`, mark: `m-${randomBytes(6).toString('hex')}` };
 }
 
-function startCounter(s: Setup): Streaming {
-  return snapvisorStreaming(['--root', s.root, 'run', '--name', s.name, '--cwd', '/tmp', '--env', `SV_MARK=${s.mark}`, '--', '/usr/bin/python3', '-c', COUNTER]);
+function startCounter(s: Setup, delay = '0.05'): Streaming {
+  return snapvisorStreaming(['--root', s.root, 'run', '--name', s.name, '--cwd', '/tmp', '--env', `SV_MARK=${s.mark}`, '--env', `SV_DELAY=${delay}`, '--', '/usr/bin/python3', '-c', COUNTER]);
 }
 
 /** Checkpoint the named sandbox; returns the id and how many numbers the test had seen before and after. */
@@ -124,7 +124,7 @@ describe('checkpoint and restore (python3 counter)', () => {
 
   it('(d) checkpoints lists the ids, oldest first; kill ends the sandbox', async () => {
     const s = setup();
-    const run = startCounter(s);
+    const run = startCounter(s, '0.2'); // slow enough that two checkpoints and a kill come first, even under load
     await run.waitFor((l) => l === '3');
     const first = await checkpoint(s, run, ['--leave-running']);
     await run.waitFor((l) => l === '6');
