@@ -6,7 +6,8 @@
  * and echo pending, an epoll set, a memfd, a FIFO with data, an interval timer, a pidfd of
  * an exited child, a stopped child, a file in the upper layer, a TCP listener with a
  * connection waiting to be accepted (bytes sent), a UDP socket with a queued datagram,
- * a named AF_UNIX listener, a MAP_SHARED mapping of a file the sandbox wrote.
+ * a named AF_UNIX listener, a MAP_SHARED mapping of a file the sandbox wrote, an open file in
+ * flight over a unix socket (SCM_RIGHTS).
  */
 import { describe, expect, it } from 'vitest';
 import { freshDir, native, snapvisor, snapvisorStreaming } from './helpers.js';
@@ -37,6 +38,7 @@ udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("127.0.0.1", 0
 socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"queued datagram", udp.getsockname())
 usrv = socket.socket(socket.AF_UNIX); usrv.bind("unix.sock"); usrv.listen(1)
 sf = open("shared.bin", "w+b"); sf.write(b"x" * 8192); sf.flush(); sm = mmap.mmap(sf.fileno(), 8192); sm[0:6] = b"before"
+ua, ub = socket.socketpair(socket.AF_UNIX); pr, pw = os.pipe(); os.write(pw, b"in flight"); socket.send_fds(ua, [b"fd"], [pr]); os.close(pr)
 print("ready", flush=True)
 time.sleep(1.5)
 print("eventfd", os.eventfd_read(efd))
@@ -57,6 +59,7 @@ uc = socket.socket(socket.AF_UNIX); uc.connect("unix.sock"); us, _ = usrv.accept
 print("port kept", srv.getsockname()[1] == port)
 print("shared mmap", os.pread(sf.fileno(), 6, 0)); sm[100:105] = b"after"; print(os.pread(sf.fileno(), 5, 100))
 os.pwrite(sf.fileno(), b"viafd", 200); print(sm[200:205])
+_, got, _, _ = socket.recv_fds(ub, 10, 1); print("fd in flight", os.read(got[0], 20))
 `;
 
 describe('checkpoint/restore of every kind of kernel object', () => {

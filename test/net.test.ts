@@ -42,6 +42,21 @@ try:
     socket.socket(socket.AF_UNIX).bind("s.sock")
 except OSError as x: print("rebind", x.errno == 98)
 `,
+  'SCM_RIGHTS: open files passed over unix sockets, across fork, and dropped when read plainly': String.raw`
+import os, socket
+a, b = socket.socketpair()
+r, w = os.pipe(); os.write(w, b"through the passed fd")
+socket.send_fds(a, [b"hello"], [r]); os.close(r)
+msg, fds, flags, addr = socket.recv_fds(b, 100, 4)
+print(msg, len(fds), os.read(fds[0], 100))
+pid = os.fork()
+if pid == 0:
+    f = open("/etc/hostname", "rb"); socket.send_fds(b, [b"x"], [f.fileno()]); os._exit(0)
+os.waitpid(pid, 0)
+m, fds2, _, _ = socket.recv_fds(a, 10, 2); print(m, len(fds2), len(os.read(fds2[0], 3)))
+socket.send_fds(a, [b"ignored"], [w]); print(b.recv(100))
+a.sendall(b"plain"); print(b.recv(10))
+`,
   'errors: refused, in use, unreachable; readiness through poll and epoll': String.raw`
 import errno, select, socket
 p = socket.socket(); p.bind(("127.0.0.1", 0)); port = p.getsockname()[1]; p.close()

@@ -86,8 +86,14 @@ export class Pipes {
     const p = this.k.state.pipes[pipeId];
     if (!p) return;
     if (end === 'read') p.readers--; else p.writers--;
-    if (p.readers <= 0 && p.writers <= 0) delete this.k.state.pipes[p.id];
+    if (p.readers <= 0 && p.writers <= 0) this.drop(p);
     this.changed$.next(p.id);
+  }
+
+  /** A pipe nobody holds: gone, with any files that were in flight on it. */
+  private drop(p: PipeState): void {
+    delete this.k.state.pipes[p.id];
+    for (const r of p.rights ?? []) for (const id of r.fileIds) this.k.unrefFile(id);
   }
 
   /** The last fd of one end was closed. */
@@ -111,17 +117,29 @@ export class Pipes {
   }
 
   /** read(2) on a pipe's read end. */
-  read(t: Task, f: OpenFileState, buf: number, count: number, pipeId = f.pipeId!, nonblock = !!(f.flags & O_NONBLOCK)): SyscallResult {
+  read(t: Task, f: OpenFileState, buf: number, count: number, pipeId = f.pipeId!, nonblock = !!(f.flags & O_NONBLOCK), onRights?: (fileIds: number[]) => void): SyscallResult {
     if (count === 0) return 0;
     t.mm.chunks(buf, 1, PROT_WRITE, () => undefined); // EFAULT before blocking
     const attempt = (): number | undefined => {
       const p = this.k.state.pipes[pipeId];
       if (!p) return 0;
       if (p.len > 0) {
-        const n = Math.min(count, p.len);
+        let n = Math.min(count, p.len);
+        // Files passed with SCM_RIGHTS arrive with their byte; a read never runs past the next such byte.
+        const pos = p.readTotal ?? 0;
+        if (p.rights?.length) {
+          const head = p.rights[0];
+          if (head.at === pos) {
+            p.rights.shift();
+            if (onRights) onRights(head.fileIds); else for (const id of head.fileIds) this.k.unrefFile(id);
+          }
+          const next = p.rights[0];
+          if (next && next.at > pos) n = Math.min(n, next.at - pos);
+        }
         t.mm.chunks(buf, n, PROT_WRITE, (view, ro) => view.set(p.buf.subarray(ro, ro + view.length)));
         p.buf.copyWithin(0, n, p.len);
         p.len -= n;
+        p.readTotal = pos + n;
         this.changed$.next(p.id);
         return n;
       }
@@ -154,6 +172,7 @@ export class Pipes {
         const at = p.len;
         t.mm.chunks(buf + waiter.progress, n, PROT_READ, (view, ro) => p.buf.set(view, at + ro));
         p.len += n;
+        p.written = (p.written ?? 0) + n;
         waiter.progress += n;
         this.changed$.next(p.id);
       }

@@ -324,6 +324,11 @@ export interface PipeState {
   /** Open file descriptions of each end. */
   readers: number;
   writers: number;
+  /** Bytes ever written and read (positions for fds in flight). */
+  written?: number;
+  readTotal?: number;
+  /** SCM_RIGHTS in flight on a unix stream: open files (holding a reference) that arrive with the byte at `at`. */
+  rights?: Array<{ at: number; fileIds: number[] }>;
 }
 
 export interface FdEntry {

@@ -381,10 +381,63 @@ function gather(t: Task, iov: Array<[number, number]>): Uint8Array {
   return out;
 }
 
+const SCM_RIGHTS = 1;
+
+/** The fds of SCM_RIGHTS messages in a msghdr's control buffer (EBADF for a closed one, EINVAL for bad lengths). */
+function readRights(t: Task, msg: number): number[] {
+  const b = t.mm.read(msg, 56);
+  const v = new DataView(b.buffer, b.byteOffset, 56);
+  const ctl = Number(v.getBigUint64(32, true)), ctlLen = Number(v.getBigUint64(40, true));
+  if (!ctl || ctlLen < 16) return [];
+  const raw = t.mm.read(ctl, Math.min(ctlLen, 4096));
+  const cv = new DataView(raw.buffer, raw.byteOffset, raw.length);
+  const fds: number[] = [];
+  for (let off = 0; off + 16 <= raw.length;) {
+    const len = Number(cv.getBigUint64(off, true));
+    if (len < 16 || off + len > raw.length) throw new SyscallError(E.EINVAL);
+    if (cv.getInt32(off + 8, true) === SOL_SOCKET && cv.getInt32(off + 12, true) === SCM_RIGHTS) {
+      for (let p = off + 16; p + 4 <= off + len; p += 4) {
+        const fd = cv.getInt32(p, true);
+        if (!t.fdTable.fds[fd]) throw new SyscallError(E.EBADF);
+        fds.push(fd);
+      }
+    }
+    off += (len + 7) & ~7;
+  }
+  if (fds.length > 253) throw new SyscallError(E.EINVAL); // SCM_MAX_FD
+  return fds;
+}
+
+/**
+ * Attach files to the next byte written to a unix stream (SCM_RIGHTS): each holds a
+ * reference while in flight, and arrives with that byte at the receiver's recvmsg.
+ */
+function attachRights(t: Task, f: OpenFileState, fds: number[]): (() => void) | undefined {
+  const s = so(f);
+  if (!fds.length) return undefined;
+  if (s.domain !== AF_UNIX || s.type !== SOCK_STREAM || s.state !== 'connected') throw new SyscallError(E.EOPNOTSUPP);
+  const p = t.kernel.state.pipes[s.tx];
+  if (!p) throw new SyscallError(E.EPIPE);
+  const fileIds = fds.map((fd) => t.fdTable.fds[fd].fileId);
+  for (const id of fileIds) t.kernel.state.openFiles[id].refs++;
+  const entry = { at: p.written ?? 0, fileIds }; // the next byte written
+  (p.rights ??= []).push(entry);
+  return () => { // the send failed: nothing is in flight
+    const i = p.rights?.indexOf(entry) ?? -1;
+    if (i >= 0) { p.rights!.splice(i, 1); for (const id of fileIds) t.kernel.unrefFile(id); }
+  };
+}
+
 function sendmsg(t: Task, f: OpenFileState, msg: number, flags: number): SyscallResult {
   const { iov, name, nameLen } = readMsghdr(t, msg);
   const to = name && nameLen ? readAddr(t, name, nameLen, so(f).domain!) : undefined;
   const parts = iov.filter(([, n]) => n > 0);
+  const undo = attachRights(t, f, readRights(t, msg));
+  if (undo) {
+    const r = parts.length ? socketWrite(t, f, parts[0][0], parts[0][1], flags) : 0;
+    if (typeof r === 'number' && r <= 0) undo();
+    return r;
+  }
   if (parts.length <= 1) return socketWrite(t, f, parts[0]?.[0] ?? 0, parts[0]?.[1] ?? 0, flags, to);
   // Several buffers: one message (datagram) or one write (stream), through a kernel copy in guest scratch.
   const data = gather(t, parts);
@@ -410,6 +463,7 @@ function recvmsg(t: Task, f: OpenFileState, msg: number, flags: number): Syscall
   const { iov, name } = readMsghdr(t, msg);
   const hdr = new Uint8Array(t.mm.read(msg, 56));
   const hv = new DataView(hdr.buffer);
+  const ctl = Number(hv.getBigUint64(32, true)), ctlRoom = Number(hv.getBigUint64(40, true));
   hv.setBigUint64(40, 0n, true); hv.setInt32(48, 0, true); // no ancillary data, no flags
   const first = iov.find(([, n]) => n > 0);
   // The sender's address goes to msg_name; its length to msg_namelen (in the header we write back).
@@ -421,6 +475,33 @@ function recvmsg(t: Task, f: OpenFileState, msg: number, flags: number): Syscall
   if (!name) t.mm.write(msg, hdr);
   else { t.mm.write(msg + 40, hdr.subarray(40, 56)); }
   if (!first) return 0;
+  const s = so(f);
+  if (s.type === SOCK_STREAM && s.state === 'connected' && !(flags & MSG_PEEK)) {
+    // Files that arrive with these bytes go into the control buffer as SCM_RIGHTS.
+    const onRights = (fileIds: number[]) => {
+      const room = ctl ? Math.max(0, Math.floor((ctlRoom - 16) / 4)) : 0;
+      const fds: number[] = [];
+      fileIds.forEach((id, i) => {
+        if (i < room) {
+          const fd = t.kernel.installFd(t, id, !!(flags & MSG_CMSG_CLOEXEC));
+          if (fd >= 0) fds.push(fd);
+        }
+        t.kernel.unrefFile(id); // the in-flight reference
+      });
+      const cmsgLen = 16 + fds.length * 4;
+      if (fds.length && ctl) {
+        const c = new Uint8Array(cmsgLen);
+        const cv = new DataView(c.buffer);
+        cv.setBigUint64(0, BigInt(cmsgLen), true); cv.setInt32(8, SOL_SOCKET, true); cv.setInt32(12, SCM_RIGHTS, true);
+        fds.forEach((fd, i) => cv.setInt32(16 + i * 4, fd, true));
+        t.mm.write(ctl, c);
+        t.mm.writeU64(msg + 40, (cmsgLen + 7) & ~7);
+      }
+      if (fds.length < fileIds.length) t.mm.writeU32(msg + 48, 8 /* MSG_CTRUNC */);
+    };
+    if (s.shutRd) return 0;
+    return t.kernel.pipes.read(t, f, first[0], first[1], s.rx, nonblocking(f, flags), onRights);
+  }
   return socketRead(t, f, first[0], first[1], flags, from);
 }
 
@@ -511,8 +592,8 @@ export const socketSyscalls = [
   syscall('accept4', 4, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3))),
   syscall('sendto', 6, (t) => withSock(t, t.argInt(0), (f) => socketWrite(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? readAddr(t, t.arg(4), t.argU32(5), so(f).domain!) : undefined))),
   syscall('recvfrom', 6, (t) => withSock(t, t.argInt(0), (f) => socketRead(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? [t.arg(4), t.arg(5)] : undefined))),
-  syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'no ancillary data (SCM_RIGHTS, SCM_CREDENTIALS)'),
-  syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2) & ~MSG_CMSG_CLOEXEC)), 'partial', 'no ancillary data; fills the first non-empty iovec'),
+  syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS on unix streams; no SCM_CREDENTIALS'),
+  syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS on unix streams; fills the first non-empty iovec'),
   syscall('shutdown', 2, (t) => withSock(t, t.argInt(0), (f) => {
     const how = t.argInt(1), s = so(f);
     if (how < 0 || how > 2) return -E.EINVAL;

@@ -615,6 +615,7 @@ function sendfile(t: Task): number {
     if (n === 0 && data.length) return -E.EAGAIN;
     p.buf.set(data.subarray(0, n), p.len);
     p.len += n;
+    p.written = (p.written ?? 0) + n;
     k.pipes.changed$.next(p.id);
   } else if (fout.kind === 'hostfd') n = writeHostFd(fout.hostFd!, data);
   else {
