@@ -873,3 +873,21 @@ describe('credentials', () => {
     expect(a.stdout.toString()).toBe(b.stdout.toString());
   });
 });
+
+describe('madvise after fork', () => {
+  it("a child's MADV_DONTNEED zeroes its own copy-on-write pages, never its parent's", async () => {
+    const script = [
+      'import mmap, os',
+      'm = mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS); m[0:5] = b"hello"',
+      'pid = os.fork()',
+      'if pid == 0:',
+      '    m.madvise(mmap.MADV_DONTNEED); print("child", m[0:5]); os._exit(0)',
+      'os.waitpid(pid, 0); print("parent", m[0:5])',
+      'm.madvise(mmap.MADV_DONTNEED); print("after", m[0:5])',
+    ].join('\n');
+    const [a, b] = await Promise.all([snapvisor(['run', '--', '/usr/bin/python3', '-c', script]), native(['/usr/bin/python3', '-c', script])]);
+    expect(b.status).toBe(0);
+    expect(a.stdout.toString()).toBe(b.stdout.toString());
+    expect(a.stdout.toString()).toMatch(/^parent b'hello'$/m);
+  });
+});

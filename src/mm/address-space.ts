@@ -523,6 +523,25 @@ export class AddressSpace {
     return shared;
   }
 
+  /**
+   * madvise(MADV_DONTNEED/FREE/REMOVE) of private pages: anonymous ones read back as zeros.
+   * Pages shared copy-on-write (with a fork's other side, a snapshot, or the page cache) are
+   * never touched: an anonymous range gets fresh zero pages, a file-backed one still holds
+   * the file's bytes, which is what it would read back anyway. MAP_SHARED ranges are left.
+   */
+  discard(addr: number, len: number): void {
+    for (let a = addr; a < addr + len;) {
+      const v = this.find(a);
+      if (!v) return;
+      const end = Math.min(v.end, addr + len);
+      if (!(v.flags & MAP_SHARED)) {
+        if (!v.cow && this.mf.exclusive(v.block, this.id)) this.mf.punch(v.fileOffset + (a - v.start), end - a);
+        else if (v.flags & MAP_ANONYMOUS) this.map(a, end - a, v.prot, (v.flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED, v.name, 0);
+      }
+      a = end;
+    }
+  }
+
   /** A write fault at `addr`: true if it was a copy-on-write page and is now writable. */
   handleWriteFault(addr: number): boolean {
     const v = this.find(addr);

@@ -6,7 +6,6 @@
  */
 import fs from 'node:fs';
 import { E } from '../errno.js';
-import * as libc from '../../platforms/host/libc.js';
 import type { Task } from '../kernel/task.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_WRITE } from '../mm/address-space.js';
 import { PAGE_SIZE, pageRoundUp } from '../mm/memory-file.js';
@@ -68,17 +67,17 @@ const MADV_DONTNEED = 4, MADV_FREE = 8, MADV_REMOVE = 9;
 function madvise(t: Task): number {
   const addr = t.arg(0), len = pageRoundUp(t.arg(1)), advice = t.argInt(2);
   if (addr % PAGE_SIZE) return -E.EINVAL;
-  for (let a = addr; a < addr + len;) {
+  const discard = advice === MADV_DONTNEED || advice === MADV_FREE || advice === MADV_REMOVE;
+  // Like Linux, advice applies to the mapped parts; an unmapped page anywhere gives ENOMEM.
+  let gap = false;
+  for (let a = addr; a < addr + len; a += PAGE_SIZE) {
     const v = t.mm.find(a);
-    if (!v) return -E.ENOMEM;
+    if (!v) { gap = true; continue; }
     const end = Math.min(v.end, addr + len);
-    if ((advice === MADV_DONTNEED || advice === MADV_FREE || advice === MADV_REMOVE) && !(v.flags & MAP_SHARED)) {
-      // Private pages read back as zero (anonymous) — drop them from the memory file.
-      libc.fallocate(t.mm.mf.fd, libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, v.fileOffset + (a - v.start), end - a);
-    }
-    a = end;
+    if (discard) t.mm.discard(a, end - a);
+    a = end - PAGE_SIZE;
   }
-  return 0;
+  return gap ? -E.ENOMEM : 0;
 }
 
 export const mmSyscalls = [
