@@ -7,13 +7,13 @@
  * an exited child, a stopped child, a file in the upper layer, a TCP listener with a
  * connection waiting to be accepted (bytes sent), a UDP socket with a queued datagram,
  * a named AF_UNIX listener, a MAP_SHARED mapping of a file the sandbox wrote, an open file in
- * flight over a unix socket (SCM_RIGHTS).
+ * flight over a unix socket (SCM_RIGHTS), a timer_create(2) interval timer.
  */
 import { describe, expect, it } from 'vitest';
 import { freshDir, native, snapvisor, snapvisorStreaming } from './helpers.js';
 
 const GUEST = String.raw`
-import os, sys, time, socket, select, signal, pty, mmap
+import os, sys, time, socket, select, signal, pty, mmap, ctypes, struct
 os.chdir(sys.argv[1])
 efd = os.eventfd(5)
 a, b = socket.socketpair(); a.sendall(b"queued bytes")
@@ -38,6 +38,12 @@ udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("127.0.0.1", 0
 socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"queued datagram", udp.getsockname())
 usrv = socket.socket(socket.AF_UNIX); usrv.bind("unix.sock"); usrv.listen(1)
 sf = open("shared.bin", "w+b"); sf.write(b"x" * 8192); sf.flush(); sm = mmap.mmap(sf.fileno(), 8192); sm[0:6] = b"before"
+libc = ctypes.CDLL(None, use_errno=True); ptimer_hits = []
+signal.signal(signal.SIGUSR2, lambda *_: ptimer_hits.append(1))
+sev = ctypes.create_string_buffer(struct.pack("qii", 0, signal.SIGUSR2, 0) + bytes(48)); tid = ctypes.c_int(0)
+assert libc.timer_create(1, sev, ctypes.byref(tid)) == 0
+spec = ctypes.create_string_buffer(struct.pack("qqqq", 0, 300_000_000, 0, 300_000_000))
+assert libc.timer_settime(tid, 0, spec, None) == 0
 ua, ub = socket.socketpair(socket.AF_UNIX); pr, pw = os.pipe(); os.write(pw, b"in flight"); socket.send_fds(ua, [b"fd"], [pr]); os.close(pr)
 print("ready", flush=True)
 time.sleep(1.5)
@@ -60,6 +66,9 @@ print("port kept", srv.getsockname()[1] == port)
 print("shared mmap", os.pread(sf.fileno(), 6, 0)); sm[100:105] = b"after"; print(os.pread(sf.fileno(), 5, 100))
 os.pwrite(sf.fileno(), b"viafd", 200); print(sm[200:205])
 _, got, _, _ = socket.recv_fds(ub, 10, 1); print("fd in flight", os.read(got[0], 20))
+n0 = len(ptimer_hits); t0 = time.monotonic()
+while len(ptimer_hits) < n0 + 2 and time.monotonic() - t0 < 5: time.sleep(0.05)
+print("posix timer ticks on", len(ptimer_hits) >= n0 + 2)
 `;
 
 describe('checkpoint/restore of every kind of kernel object', () => {
