@@ -28,6 +28,7 @@ import { SYSCALL_NAME } from '../syscalls/numbers.js';
 import { Task, SyscallResult, NO_RETURN } from './task.js';
 import { GRAPH_VERSION, KernelState, TaskState, OpenFileState } from './state.js';
 import { Clock } from './clock.js';
+import { groupCpuNs } from './cputime.js';
 import { HostFiles } from '../vfs/host-files.js';
 import { Signals } from './signals.js';
 import { Processes } from './processes.js';
@@ -493,6 +494,8 @@ export class Kernel {
       }
     }
     const graph = structuredClone(this.state);
+    // CPU time used so far goes with the checkpoint: the restored stubs start from zero.
+    for (const tg of Object.values(this.state.threadGroups)) graph.threadGroups[tg.tgid].cpuTimeNs = groupCpuNs(this, tg);
     const populated = mf.populatedRanges();
     if (this.events$.observed) this.events$.next({ type: 'checkpoint.captured' });
     return {
