@@ -45,6 +45,9 @@ assert libc.timer_create(1, sev, ctypes.byref(tid)) == 0
 spec = ctypes.create_string_buffer(struct.pack("qqqq", 0, 300_000_000, 0, 300_000_000))
 assert libc.timer_settime(tid, 0, spec, None) == 0
 ua, ub = socket.socketpair(socket.AF_UNIX); pr, pw = os.pipe(); os.write(pw, b"in flight"); socket.send_fds(ua, [b"fd"], [pr]); os.close(pr)
+t_busy = time.process_time()
+while time.process_time() - t_busy < 0.3: pass
+cpu_before = time.process_time()
 print("ready", flush=True)
 time.sleep(1.5)
 print("eventfd", os.eventfd_read(efd))
@@ -69,6 +72,7 @@ _, got, _, _ = socket.recv_fds(ub, 10, 1); print("fd in flight", os.read(got[0],
 n0 = len(ptimer_hits); t0 = time.monotonic()
 while len(ptimer_hits) < n0 + 2 and time.monotonic() - t0 < 5: time.sleep(0.05)
 print("posix timer ticks on", len(ptimer_hits) >= n0 + 2)
+print("cpu time carried on", time.process_time() >= cpu_before)
 `;
 
 describe('checkpoint/restore of every kind of kernel object', () => {
