@@ -66,6 +66,7 @@ export async function restoreKernel(storeDir: string, id: string, opts: KernelOp
   validateGraph(loaded.graph);
   const kernel = new Kernel(loaded.graph, opts.platform ?? new PtracePlatform(), opts);
   try {
+    kernel.hostFiles.verifyAll();
     await restoreMemory(storeDir, loaded.id, (off, data) => kernel.mf.write(off, data));
     kernel.resumeRestored();
   } catch (e) {

@@ -21,6 +21,7 @@ import { REG } from '../../platforms/platform.js';
 import { AddressSpace } from '../mm/address-space.js';
 import { MemoryFile } from '../mm/memory-file.js';
 import { Vfs } from '../vfs/vfs.js';
+import { HostTree } from '../../platforms/host/host-tree.js';
 import { procMount } from '../vfs/proc.js';
 import { devMount } from '../vfs/dev.js';
 import { SYSCALL_TABLE } from '../syscalls/table.js';
@@ -117,9 +118,11 @@ export class Kernel {
     this.strace = !!opts.strace;
     this.logFd = opts.logFd ?? 2;
     this.maxTasks = opts.maxTasks ?? 512;
+    // The rootfs first: a sandbox (or restore) whose rootfs is gone fails here, naming it.
+    const lower = new HostTree(state.config.rootfs);
     this.mf = new MemoryFile(state.memoryFile);
     this.clock = new Clock(state.clock);
-    this.vfs = new Vfs(state.fs, state.config.rootfs, () => this.newId(), () => this.clock.realtimeNs());
+    this.vfs = new Vfs(state.fs, lower, () => this.newId(), () => this.clock.realtimeNs());
     this.vfs.mounts.push(procMount(this), devMount(this));
     this.hostFiles = new HostFiles(this);
     this.signals = new Signals(this);
@@ -546,6 +549,7 @@ export class Kernel {
     for (const t of this.tasks.values()) t.platform.destroy();
     this.signals.disarmAll();
     this.hostFiles.closeAll();
+    this.vfs.lower.close();
     this.mf.destroy();
   }
 }

@@ -399,6 +399,11 @@ export interface InodeState {
   size: number;
   /** Symlink target. */
   target?: string;
+  /**
+   * Directory: opaque (created in the upper layer, not copied up): nothing of the lower
+   * layer at or below its path shows through (overlayfs's trusted.overlay.opaque).
+   */
+  opaque?: boolean;
   /** FIFO: the pipe its open ends share while any is open. */
   fifoPipeId?: number;
   atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint;

@@ -10,6 +10,8 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { HostError } from '../../platforms/host/host-tree.js';
+import { hostIdentity } from '../vfs/host-files.js';
 import { E, SyscallError, strerror } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Task } from '../kernel/task.js';
@@ -50,7 +52,15 @@ function readProgram(t: Task, path: string, cwd: string): { path: string; bytes:
   if (!isReg(mode) || !(mode & 0o111)) throw new ExecError(E.EACCES, `${path}: Permission denied`);
   let bytes: Uint8Array;
   let identity: { size: number; mtimeMs: number } | undefined;
-  if (n.kind === 'host') { bytes = fs.readFileSync(n.hostPath); identity = { size: Number(n.st.size), mtimeMs: Number(n.st.mtimeMs) }; }
+  if (n.kind === 'host') {
+    let r;
+    try { r = t.kernel.vfs.lower.readFile(n.path); } catch (e) {
+      const errno = e instanceof HostError ? e.errno : E.EIO;
+      throw new ExecError(errno, `${path}: ${strerror(errno)}`);
+    }
+    bytes = r.bytes;
+    identity = hostIdentity(r.st);
+  }
   else if (n.kind === 'upper') bytes = inodeRead(t.kernel, n.inode, 0, n.inode.size);
   else throw new ExecError(E.EACCES, `${path}: Permission denied`);
   return { path, bytes, identity };

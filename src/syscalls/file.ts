@@ -100,14 +100,22 @@ export function openNode(t: Task, n: Node, flags: number): OpenFileState {
     return k.newOpenFile({ kind: 'synthetic', path: n.path, flags, content: n.node.content?.() ?? new Uint8Array(0) });
   }
   if (writing || (flags & O_TRUNC)) {
-    if (n.kind === 'host' && !n.st.isFile()) throw new SyscallError(E.EACCES); // host devices, fifos: not writable from the sandbox
+    if (n.kind === 'host' && !isReg(n.st.mode) && !isDir(n.st.mode) && !isLnk(n.st.mode)) throw new SyscallError(E.EACCES); // host devices, fifos: not writable from the sandbox
     const inode = k.vfs.copyUp(n);
     if ((flags & O_TRUNC) && isReg(inode.mode) && writing) truncateInode(t, inode, 0);
     return k.newOpenFile({ kind: 'upper', path: n.path, flags, inodeId: inode.id });
   }
   if (n.kind === 'upper') return k.newOpenFile({ kind: 'upper', path: n.path, flags, inodeId: n.inode.id });
-  if (!n.st.isFile()) throw new SyscallError(E.ENXIO); // host fifos/sockets/devices are not reachable from the sandbox
-  return k.newOpenFile({ kind: 'host', path: n.path, flags });
+  if (!isReg(n.st.mode)) throw new SyscallError(E.ENXIO); // host fifos/sockets/devices are not reachable from the sandbox
+  // Held by fd from now on: a host-side rename or swap of the path cannot redirect it.
+  const f = k.newOpenFile({ kind: 'host', path: n.path, flags });
+  try {
+    k.hostFiles.open(f);
+  } catch (e) {
+    delete k.state.openFiles[f.id];
+    throw e;
+  }
+  return f;
 }
 
 /** Open /proc/self/fd/N again: a new open file description of the same object (offset 0). */

@@ -1,42 +1,70 @@
 /**
- * Host file handles behind 'host' open files (runtime only, keyed by open-file id).
- * They are opened lazily by guest path, so a restored sandbox re-opens them on first
- * use; a host file that changed since it was first opened is refused with EIO rather
- * than read as silently different data.
+ * Host file handles behind 'host' open files (runtime only, keyed by open-file id). A
+ * host file is opened once, beneath the rootfs handle, when the guest opens it, and is
+ * held by that fd: host-side renames or swaps of its path cannot redirect it. The graph
+ * keeps what is needed to open it again on restore: the guest path and the file's
+ * identity (size, mtime). `verifyAll` re-opens every one at restore and refuses a file
+ * that vanished or changed with one line naming it.
  */
-import fs from 'node:fs';
 import { E, SyscallError } from '../errno.js';
+import { HostError, HostStat, hostClose } from '../../platforms/host/host-tree.js';
 import type { OpenFileState } from '../kernel/state.js';
 import type { Kernel } from '../kernel/kernel.js';
+
+/** Identity of a host file as the graph records it (bytes; ms since the epoch). */
+export const hostIdentity = (st: HostStat) => ({ size: st.size, mtimeMs: Number(st.mtimeNs / 1000n) / 1000 });
 
 export class HostFiles {
   private readonly fds = new Map<number, number>();
   constructor(private readonly kernel: Kernel) {}
 
-  /** Host fd for an open file of kind 'host' (opened read-only on first use). */
+  /** Open the host file behind a new 'host' open file now (ENOENT/ELOOP/EACCES as the host says), and record its identity. */
+  open(f: OpenFileState): number {
+    let o;
+    try { o = this.kernel.vfs.lower.openFile(f.path); } catch (e) { throw new SyscallError(e instanceof HostError ? e.errno : E.EIO); }
+    f.hostIdentity = hostIdentity(o.st);
+    this.fds.set(f.id, o.fd);
+    return o.fd;
+  }
+
+  /** Host fd of a 'host' open file (re-opened after a restore: EIO if it vanished or changed). */
   fd(f: OpenFileState): number {
-    let fd = this.fds.get(f.id);
+    const fd = this.fds.get(f.id);
     if (fd !== undefined) return fd;
-    const hostPath = this.kernel.vfs.hostPath(f.path);
-    try {
-      fd = fs.openSync(hostPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    } catch {
+    const why = this.reopen(f);
+    if (why) {
+      this.kernel.log(`snapvisor: ${why}; reads return EIO`);
       throw new SyscallError(E.EIO);
     }
-    const st = fs.fstatSync(fd);
-    if (f.hostIdentity && (f.hostIdentity.size !== st.size || f.hostIdentity.mtimeMs !== st.mtimeMs)) {
-      fs.closeSync(fd);
-      this.kernel.log(`snapvisor: host file ${f.path} changed since the checkpoint; reads return EIO`);
-      throw new SyscallError(E.EIO);
+    return this.fds.get(f.id)!;
+  }
+
+  /** Re-open a restored file; returns why it cannot be (one line) or undefined. */
+  private reopen(f: OpenFileState): string | undefined {
+    let o;
+    try { o = this.kernel.vfs.lower.openFile(f.path); } catch { return `host file ${f.path} of the rootfs is gone`; }
+    const id = hostIdentity(o.st);
+    if (f.hostIdentity && (f.hostIdentity.size !== id.size || f.hostIdentity.mtimeMs !== id.mtimeMs)) {
+      hostClose(o.fd);
+      return `host file ${f.path} of the rootfs changed since the checkpoint`;
     }
-    f.hostIdentity = { size: st.size, mtimeMs: st.mtimeMs };
-    this.fds.set(f.id, fd);
-    return fd;
+    f.hostIdentity = id;
+    this.fds.set(f.id, o.fd);
+    return undefined;
+  }
+
+  /** At restore: open every host file the graph holds open. Throws Error with one line naming the first that vanished or changed. */
+  verifyAll(): void {
+    for (const f of Object.values(this.kernel.state.openFiles)) {
+      if (f.kind !== 'host' || this.fds.has(f.id)) continue;
+      const why = this.reopen(f);
+      if (why) throw new Error(`cannot restore: ${why}`);
+    }
   }
 
   close(id: number): void {
     const fd = this.fds.get(id);
-    if (fd !== undefined) { fs.closeSync(fd); this.fds.delete(id); }
+    if (fd !== undefined) { hostClose(fd); this.fds.delete(id); }
   }
 
   closeAll(): void {

@@ -15,6 +15,7 @@ import { PAGE_SIZE, pageRoundUp } from '../mm/memory-file.js';
 export const MAX_UPPER_FILE = 2 ** 40;
 const MAX_SHARED_FILE = 1 << 30;
 const CHUNK = 65536;
+const ZERO_CHUNK = Buffer.alloc(CHUNK);
 
 /** The memory-file user id an inode holds its shared block under (address spaces are positive). */
 const inodeUser = (ino: InodeState) => -ino.id;
@@ -90,12 +91,31 @@ export function inodeZero(k: Kernel, ino: InodeState, from: number, to: number):
   });
 }
 
-/** Replace a file's contents (copy-up of a host file). */
-export function inodeSetContents(ino: InodeState, bytes: Uint8Array): void {
-  ino.chunks = {};
-  ino.size = 0;
-  pieces(0, bytes.length, (i, at, len, ro) => { (ino.chunks![i] ??= new Uint8Array(CHUNK)).set(bytes.subarray(ro, ro + len), at); });
-  ino.size = bytes.length;
+/**
+ * Fill a new file of `size` bytes (copy-up of a host file): only the data ranges
+ * ([start, end) byte pairs, from SEEK_DATA/SEEK_HOLE) are read, through `read(buf, offset)`
+ * (returns bytes read, 0 at end of file), chunk by chunk; holes stay holes. A chunk that
+ * reads as all zeros is not kept either.
+ */
+export function inodeSetContents(ino: InodeState, size: number, ranges: Array<[number, number]>, read: (buf: Uint8Array, offset: number) => number): void {
+  if (size > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
+  const chunks: Record<number, Uint8Array> = {};
+  for (const [start, end] of ranges) {
+    for (let i = Math.floor(start / CHUNK); i * CHUNK < Math.min(end, size); i++) {
+      if (chunks[i]) continue;
+      const c = new Uint8Array(CHUNK);
+      let done = 0;
+      const len = Math.min(CHUNK, size - i * CHUNK);
+      while (done < len) {
+        const n = read(c.subarray(done, len), i * CHUNK + done);
+        if (n <= 0) break;
+        done += n;
+      }
+      if (!ZERO_CHUNK.equals(c)) chunks[i] = c;
+    }
+  }
+  ino.chunks = chunks;
+  ino.size = size;
 }
 
 /**

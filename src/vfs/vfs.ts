@@ -6,8 +6,8 @@
  * Writing to a lower file copies it up first, as overlayfs does; deleting one leaves a
  * whiteout. Renaming a lower directory gives EXDEV, as overlayfs without redirect_dir.
  */
-import fs from 'node:fs';
 import { E, SyscallError } from '../errno.js';
+import { HostError, HostTree, HostStat, hostDataRanges, hostPread, hostClose, hostIsLnk, hostIsReg, hostIsDir } from '../../platforms/host/host-tree.js';
 import type { FilesystemState, InodeState, DirEntry } from '../kernel/state.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, dtypeOfMode, isDir, isLnk } from './stat.js';
 import { inodeSetContents } from './inode-data.js';
@@ -31,7 +31,7 @@ export interface SyntheticNode {
 
 export type Node =
   | { kind: 'upper'; path: string; inode: InodeState }
-  | { kind: 'host'; path: string; hostPath: Buffer; st: fs.BigIntStats }
+  | { kind: 'host'; path: string; st: HostStat }
   | { kind: 'synthetic'; path: string; node: SyntheticNode };
 
 /** A source of synthetic files mounted at a guest path prefix. */
@@ -57,17 +57,12 @@ export interface WalkResult {
 export class Vfs {
   readonly mounts: SyntheticMount[] = [];
 
-  constructor(readonly state: FilesystemState, readonly rootfs: string, private readonly newId: () => number, private readonly nowNs: () => bigint) {}
-
   /**
-   * Host path of a guest path in the lower layer, as bytes. Guest paths are kept as
-   * latin1 strings (one char per byte), so names that are not valid UTF-8 survive intact.
+   * `lower` is the host rootfs, reached only beneath its root handle (guest paths are
+   * its tree paths: latin1 strings, one char per byte, so names that are not valid UTF-8
+   * survive intact).
    */
-  hostPath(guestPath: string): Buffer {
-    const g = Buffer.from(guestPath, 'latin1');
-    return this.rootfs === '/' ? g : Buffer.concat([this.rootfsBytes, g]);
-  }
-  private get rootfsBytes(): Buffer { return Buffer.from(this.rootfs.replace(/\/+$/, ''), 'utf8'); }
+  constructor(readonly state: FilesystemState, readonly lower: HostTree, private readonly newId: () => number, private readonly nowNs: () => bigint) {}
 
   /** Look up one canonical guest path, without following a final symlink. */
   lookup(p: string): Node | undefined {
@@ -83,16 +78,13 @@ export class Vfs {
       if (up === 0) return undefined;
       return { kind: 'upper', path: p, inode: this.state.inodes[up] };
     }
-    // A whiteout of an ancestor hides everything below it.
+    // A whiteout, a non-directory or an opaque directory of the upper layer above p hides the lower layer below it.
     if (this.hiddenByAncestor(p)) return undefined;
-    try {
-      const st = fs.lstatSync(this.hostPath(p), { bigint: true, throwIfNoEntry: false });
-      return st ? { kind: 'host', path: p, hostPath: this.hostPath(p), st } : undefined;
-    } catch {
-      return undefined;
-    }
+    const st = this.lower.lstat(p);
+    return st ? { kind: 'host', path: p, st } : undefined;
   }
 
+  /** Whether the lower layer's entry at p is hidden by the upper layer above it (overlayfs: whiteouts, opaque directories). */
   private hiddenByAncestor(p: string): boolean {
     let q = p;
     for (;;) {
@@ -100,14 +92,19 @@ export class Vfs {
       if (i <= 0) return false;
       q = q.slice(0, i);
       const up = this.state.upper[q];
+      if (up === undefined) continue;
       if (up === 0) return true;
-      if (up !== undefined && !isDir(this.state.inodes[up].mode)) return true;
+      const ino = this.state.inodes[up];
+      if (!isDir(ino.mode) || ino.opaque) return true;
     }
   }
 
   readlinkNode(n: Node): string {
     if (n.kind === 'upper') { if (n.inode.target === undefined) throw new SyscallError(E.EINVAL); return n.inode.target; }
-    if (n.kind === 'host') { if (!n.st.isSymbolicLink()) throw new SyscallError(E.EINVAL); return fs.readlinkSync(n.hostPath, { encoding: 'buffer' }).toString('latin1'); }
+    if (n.kind === 'host') {
+      if (!hostIsLnk(n.st)) throw new SyscallError(E.EINVAL);
+      try { return this.lower.readlink(n.path); } catch (e) { throw new SyscallError(e instanceof HostError ? E.ENOENT : E.EIO); }
+    }
     if (!n.node.target) throw new SyscallError(E.EINVAL);
     return n.node.target();
   }
@@ -164,7 +161,7 @@ export class Vfs {
   }
 
   private rootNode(): Node {
-    return { kind: 'host', path: '/', hostPath: this.hostPath('/'), st: fs.lstatSync(this.hostPath('/'), { bigint: true }) };
+    return { kind: 'host', path: '/', st: this.lower.lstat('/')! };
   }
 
   /** Resolve to an existing node or throw ENOENT. */
@@ -175,14 +172,7 @@ export class Vfs {
   }
 
   stat(n: Node): Stat {
-    if (n.kind === 'host') {
-      const s = n.st;
-      return {
-        dev: Number(s.dev), ino: Number(s.ino), nlink: Number(s.nlink), mode: Number(s.mode), uid: Number(s.uid), gid: Number(s.gid),
-        rdev: Number(s.rdev), size: Number(s.size), blksize: Number(s.blksize), blocks: Number(s.blocks),
-        atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs,
-      };
-    }
+    if (n.kind === 'host') return { ...n.st };
     if (n.kind === 'upper') {
       const i = n.inode;
       return {
@@ -210,13 +200,9 @@ export class Vfs {
     }
     const out = new Map<string, DirEntry>();
     const base = n.path === '/' ? '' : n.path;
-    if (n.kind === 'host' || (n.kind === 'upper' && this.lowerExists(n.path))) {
+    if (n.kind === 'host' || (n.kind === 'upper' && !n.inode.opaque && !this.hiddenByAncestor(n.path) && this.lowerIsDir(n.path))) {
       try {
-        for (const d of fs.readdirSync(this.hostPath(n.path), { withFileTypes: true, encoding: 'buffer' })) {
-          const dtype = d.isDirectory() ? 4 : d.isSymbolicLink() ? 10 : d.isFile() ? 8 : d.isCharacterDevice() ? 2 : d.isBlockDevice() ? 6 : d.isFIFO() ? 1 : d.isSocket() ? 12 : 0;
-          const name = (d.name as unknown as Buffer).toString('latin1');
-          out.set(name, { name, ino: 0, type: dtype });
-        }
+        for (const d of this.lower.readdir(n.path)) out.set(d.name, d);
       } catch { /* unreadable lower dir: show the upper part only */ }
     }
     for (const m of this.mounts) {
@@ -230,26 +216,28 @@ export class Vfs {
       if (id === 0) out.delete(name);
       else out.set(name, { name, ino: UPPER_INO_BASE + id, type: dtypeOfMode(this.state.inodes[id].mode) });
     }
-    // Inode numbers for lower entries, as getdents reports them.
-    const entries = [...out.values()];
-    for (const e of entries) {
-      if (e.ino === 0) {
-        try { e.ino = Number(fs.lstatSync(this.hostPath(prefix + e.name), { bigint: true }).ino); } catch { e.ino = 1; }
-      }
-    }
-    return entries;
+    return [...out.values()];
   }
 
   private lowerExists(p: string): boolean {
-    try { return fs.lstatSync(this.hostPath(p), { throwIfNoEntry: false }) !== undefined; } catch { return false; }
+    return this.lower.lstat(p) !== undefined;
   }
 
-  /** Create an upper-layer inode at `p` (the parent must exist and be a directory). */
+  private lowerIsDir(p: string): boolean {
+    const st = this.lower.lstat(p);
+    return st !== undefined && hostIsDir(st);
+  }
+
+  /**
+   * Create an upper-layer inode at `p` (the parent must exist and be a directory). A new
+   * directory is opaque (overlayfs's trusted.overlay.opaque): nothing of the lower layer
+   * at or below its path shows through it, whatever was there (a whiteout, a symlink).
+   */
   create(p: string, mode: number, uid: number, gid: number, extra: Partial<InodeState> = {}): InodeState {
     this.checkParentDir(p);
     const id = this.newId();
     const t = this.nowNs();
-    const inode: InodeState = { id, mode, uid, gid, nlink: isDir(mode) ? 2 : 1, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...extra };
+    const inode: InodeState = { id, mode, uid, gid, nlink: isDir(mode) ? 2 : 1, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...(isDir(mode) ? { opaque: true } : {}), ...extra };
     this.state.inodes[id] = inode;
     this.state.upper[p] = id;
     return inode;
@@ -265,20 +253,27 @@ export class Vfs {
 
   /**
    * Copy a lower file up into the upper layer so it can be written (overlayfs copy_up).
-   * Directories are copied as empty upper directories (their lower entries stay visible).
+   * Directories are copied as empty, non-opaque upper directories (their lower entries
+   * stay visible). A regular file is read through one fd, data range by data range
+   * (SEEK_DATA/SEEK_HOLE), so holes stay holes. EIO if the host file cannot be read.
    */
   copyUp(n: Node): InodeState {
     if (n.kind === 'upper') return n.inode;
     if (n.kind === 'synthetic') throw new SyscallError(E.EACCES);
     const s = this.stat(n);
-    const extra: Partial<InodeState> = { atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs };
-    if (n.st.isSymbolicLink()) extra.target = fs.readlinkSync(n.hostPath, { encoding: 'buffer' }).toString('latin1');
-    const inode = this.create(n.path, s.mode, s.uid, s.gid, extra);
-    if (n.st.isFile()) {
-      const data = fs.readFileSync(n.hostPath);
-      inodeSetContents(inode, new Uint8Array(data.buffer, data.byteOffset, data.length));
+    const extra: Partial<InodeState> = { atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, opaque: false };
+    if (hostIsLnk(n.st)) extra.target = this.readlinkNode(n);
+    let src: { fd: number; size: number } | undefined;
+    if (hostIsReg(n.st)) {
+      try { const o = this.lower.openFile(n.path); src = { fd: o.fd, size: o.st.size }; } catch { throw new SyscallError(E.EIO); }
     }
-    return inode;
+    try {
+      const inode = this.create(n.path, s.mode, s.uid, s.gid, extra);
+      if (src) inodeSetContents(inode, src.size, hostDataRanges(src.fd, src.size), (buf, off) => hostPread(src!.fd, buf, off));
+      return inode;
+    } finally {
+      if (src) hostClose(src.fd);
+    }
   }
 
   /** Remove a name (unlink/rmdir): drop the upper entry, whiteout the lower one. */
@@ -293,7 +288,9 @@ export class Vfs {
   /** rename(2) within the sandbox. EXDEV for a lower directory (overlayfs without redirect_dir). */
   rename(from: Node, toPath: string): void {
     if (from.kind === 'synthetic') throw new SyscallError(E.EXDEV);
-    if (from.kind === 'host' && from.st.isDirectory()) throw new SyscallError(E.EXDEV);
+    if (from.kind === 'host' && hostIsDir(from.st)) throw new SyscallError(E.EXDEV);
+    // A merged directory (copied up, lower entries showing through) cannot move either.
+    if (from.kind === 'upper' && isDir(from.inode.mode) && !from.inode.opaque && this.lowerIsDir(from.path)) throw new SyscallError(E.EXDEV);
     const inode = this.copyUp(from);
     const fromPath = from.path;
     if (isDir(inode.mode)) {
@@ -313,7 +310,7 @@ export class Vfs {
 }
 
 export function modeOf(n: Node): number {
-  if (n.kind === 'host') return Number(n.st.mode);
+  if (n.kind === 'host') return n.st.mode;
   if (n.kind === 'upper') return n.inode.mode;
   return n.node.mode;
 }

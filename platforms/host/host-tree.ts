@@ -1,0 +1,269 @@
+/**
+ * A host directory tree reached only beneath a handle of its root, as gVisor's gofer
+ * serves a rootfs: every file and directory is opened relative to the root's fd with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) (or, where
+ * openat2 is missing, component by component with O_PATH | O_NOFOLLOW), never by a host
+ * path string. A symlink anywhere on the way fails the open (ELOOP): symlinks are read
+ * with readlinkat and resolved by the caller in its own namespace. Attributes come from
+ * fstatat(parent handle, one name, AT_SYMLINK_NOFOLLOW), so no host path walk ever
+ * follows a link either.
+ *
+ * Paths given to this module are "tree paths": absolute, canonical ('/' or '/a/b', no
+ * '.', '..' or empty components), as latin1 strings (one char per byte). Handles of
+ * directories are cached (a bounded map of O_PATH fds): a path lookup costs one fstatat.
+ * The tree is assumed not to be rearranged on the host while a sandbox runs; if it is,
+ * cached handles keep serving the directories they were opened on (never anything
+ * outside the root, unless the host itself moves a directory out of it).
+ */
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+const sys5 = libc.func('syscall', 'long', ['long', 'int', 'void *', 'void *', 'size_t']) as (nr: number, a: number, b: Uint8Array, c: Uint8Array, d: number) => number;
+const openat = libc.func('int openat(int dirfd, void *path, int flags, int mode)') as (dirfd: number, path: Uint8Array, flags: number, mode: number) => number;
+const fstatat = libc.func('int fstatat(int dirfd, void *path, void *st, int flags)') as (dirfd: number, path: Uint8Array, st: Uint8Array, flags: number) => number;
+const readlinkat = libc.func('int64_t readlinkat(int dirfd, void *path, void *buf, size_t size)') as (dirfd: number, path: Uint8Array, buf: Uint8Array, size: number) => number;
+const getdents64 = libc.func('int64_t getdents64(int fd, void *buf, size_t size)') as (fd: number, buf: Uint8Array, size: number) => number;
+const closeFd = libc.func('int close(int fd)') as (fd: number) => number;
+const pread = libc.func('int64_t pread(int fd, void *buf, size_t count, int64_t off)') as (fd: number, buf: Uint8Array, count: number, off: number) => number;
+const lseek = libc.func('int64_t lseek(int fd, int64_t off, int whence)') as (fd: number, off: number, whence: number) => number;
+
+const SYS_openat2 = 437;
+const O_RDONLY = 0, O_NOCTTY = 0o400, O_NONBLOCK = 0o4000, O_DIRECTORY = 0o200000, O_NOFOLLOW = 0o400000, O_CLOEXEC = 0o2000000, O_PATH = 0o10000000;
+const RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08;
+const AT_SYMLINK_NOFOLLOW = 0x100, AT_EMPTY_PATH = 0x1000;
+const ENOSYS = 38, EINTR = 4, EAGAIN = 11, ELOOP = 40;
+const SEEK_DATA = 3, SEEK_HOLE = 4;
+const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFLNK = 0o120000;
+/** Directory handles kept open (O_PATH fds). */
+const DIR_CACHE_MAX = 256;
+
+/** Attributes of a host file (struct stat, x86-64). Times in ns since the epoch; size in bytes; blocks in 512-byte units. */
+export interface HostStat {
+  dev: number; ino: number; nlink: number; mode: number; uid: number; gid: number; rdev: number;
+  size: number; blksize: number; blocks: number;
+  atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint;
+}
+
+/** A directory entry as getdents64 reports it: name (latin1), inode number, d_type. */
+export interface HostDirEntry { name: string; ino: number; type: number }
+
+/** Error from the host with its errno (ENOENT, ELOOP, EACCES…). */
+export class HostError extends Error {
+  constructor(readonly errno: number, what: string) { super(`${what}: errno ${errno}`); }
+}
+
+const cstr = (s: string): Uint8Array => Buffer.from(s + '\0', 'latin1');
+const statBuf = new Uint8Array(144);
+const statView = new DataView(statBuf.buffer);
+
+function parseStat(): HostStat {
+  const v = statView;
+  const u64 = (o: number) => Number(v.getBigUint64(o, true));
+  const ts = (o: number) => v.getBigInt64(o, true) * 1_000_000_000n + v.getBigInt64(o + 8, true);
+  return {
+    dev: u64(0), ino: u64(8), nlink: u64(16), mode: v.getUint32(24, true), uid: v.getUint32(28, true), gid: v.getUint32(32, true),
+    rdev: u64(40), size: Number(v.getBigInt64(48, true)), blksize: Number(v.getBigInt64(56, true)), blocks: Number(v.getBigInt64(64, true)),
+    atimeNs: ts(72), mtimeNs: ts(88), ctimeNs: ts(104),
+  };
+}
+
+export const hostIsDir = (s: HostStat) => (s.mode & S_IFMT) === S_IFDIR;
+export const hostIsReg = (s: HostStat) => (s.mode & S_IFMT) === S_IFREG;
+export const hostIsLnk = (s: HostStat) => (s.mode & S_IFMT) === S_IFLNK;
+
+/** fstat(2) of a host fd held by the caller. */
+export function hostFstat(fd: number): HostStat {
+  if (fstatat(fd, cstr(''), statBuf, AT_EMPTY_PATH) !== 0) throw new HostError(koffi.errno(), 'fstat');
+  return parseStat();
+}
+
+/** pread(2) into `buf` at byte offset `off`; returns bytes read (0 at end of file). */
+export function hostPread(fd: number, buf: Uint8Array, off: number): number {
+  for (;;) {
+    const n = pread(fd, buf, buf.length, off);
+    if (n >= 0) return n;
+    const e = koffi.errno();
+    if (e !== EINTR && e !== EAGAIN) throw new HostError(e, 'pread');
+  }
+}
+
+/**
+ * The data ranges of a host file at or after `from` as [start, end) byte pairs
+ * (SEEK_DATA/SEEK_HOLE; one range covering the file where holes are not reported).
+ */
+export function hostDataRanges(fd: number, size: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let pos = 0;
+  while (pos < size) {
+    const d = lseek(fd, pos, SEEK_DATA);
+    if (d < 0) { if (koffi.errno() === 6 /* ENXIO: only a hole is left */) break; out.push([pos, size]); break; }
+    let h = lseek(fd, d, SEEK_HOLE);
+    if (h < 0 || h > size) h = size;
+    out.push([d, h]);
+    pos = h;
+  }
+  return out;
+}
+
+export function hostClose(fd: number): void { closeFd(fd); }
+
+/** One host directory tree, reached beneath the handle of its root (see the module comment). */
+export class HostTree {
+  private readonly rootFd: number;
+  private readonly dirs = new Map<string, number>();
+  private readonly how = new Uint8Array(24);
+  private haveOpenat2 = true;
+
+  /** Open `rootPath` (the one host path string this module uses). Throws Error naming it if it is missing or not a directory. */
+  constructor(readonly rootPath: string) {
+    const fd = openat(-100, cstr(rootPath), O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+    if (fd < 0) throw new Error(`rootfs ${rootPath} is missing or not a directory (errno ${koffi.errno()})`);
+    this.rootFd = fd;
+  }
+
+  /**
+   * Open `rel` (a canonical tree path, '/' for the root) beneath the root with `flags`;
+   * no symlink or magic link may appear in it, nor '..'. Returns the fd or -errno.
+   */
+  private openBeneath(rel: string, flags: number): number {
+    const p = rel === '/' ? '.' : rel.slice(1);
+    if (this.haveOpenat2) {
+      const v = new DataView(this.how.buffer);
+      v.setBigUint64(0, BigInt(flags | O_CLOEXEC), true);
+      v.setBigUint64(8, 0n, true);
+      v.setBigUint64(16, BigInt(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), true);
+      for (;;) {
+        const fd = sys5(SYS_openat2, this.rootFd, cstr(p), this.how, 24);
+        if (fd >= 0) return fd;
+        const e = koffi.errno();
+        if (e === EINTR || e === EAGAIN) continue;
+        if (e !== ENOSYS) return -e;
+        this.haveOpenat2 = false;
+        break;
+      }
+    }
+    // No openat2: walk component by component, never following a link.
+    const parts = p === '.' ? [] : p.split('/');
+    let dir = this.rootFd;
+    for (let i = 0; i < parts.length; i++) {
+      const c = parts[i];
+      if (c === '' || c === '.' || c === '..') { if (dir !== this.rootFd) closeFd(dir); return -ELOOP; }
+      const last = i === parts.length - 1;
+      const fd = openat(dir, cstr(c), last ? flags | O_NOFOLLOW | O_CLOEXEC : O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+      const e = koffi.errno();
+      if (dir !== this.rootFd) closeFd(dir);
+      if (fd < 0) return -e;
+      if (last) return fd;
+      dir = fd;
+    }
+    return openat(this.rootFd, cstr('.'), flags | O_CLOEXEC, 0);
+  }
+
+  /** An O_PATH handle of directory `rel` (cached; owned by the tree: never close it). -errno if it is not a directory beneath the root. */
+  private dirHandle(rel: string): number {
+    if (rel === '/') return this.rootFd;
+    const cached = this.dirs.get(rel);
+    if (cached !== undefined) return cached;
+    const fd = this.openBeneath(rel, O_PATH | O_DIRECTORY);
+    if (fd < 0) return fd;
+    if (this.dirs.size >= DIR_CACHE_MAX) {
+      // Drop the oldest half: directories looked up recently stay.
+      let n = DIR_CACHE_MAX / 2;
+      for (const [k, v] of this.dirs) { if (n-- <= 0) break; closeFd(v); this.dirs.delete(k); }
+    }
+    this.dirs.set(rel, fd);
+    return fd;
+  }
+
+  private split(rel: string): [string, string] {
+    const i = rel.lastIndexOf('/');
+    return [i <= 0 ? '/' : rel.slice(0, i), rel.slice(i + 1)];
+  }
+
+  /** lstat of `rel` (never following a final symlink); undefined if it is not there (ENOENT, ENOTDIR, a link on the way). */
+  lstat(rel: string): HostStat | undefined {
+    if (rel === '/') return hostFstat(this.rootFd);
+    const [parent, name] = this.split(rel);
+    const d = this.dirHandle(parent);
+    if (d < 0) return undefined;
+    if (fstatat(d, cstr(name), statBuf, AT_SYMLINK_NOFOLLOW) !== 0) return undefined;
+    return parseStat();
+  }
+
+  /** The target of symlink `rel`, as latin1. Throws HostError (EINVAL if not a link). */
+  readlink(rel: string): string {
+    const [parent, name] = this.split(rel);
+    const d = this.dirHandle(parent);
+    if (d < 0) throw new HostError(-d, 'readlink');
+    const buf = new Uint8Array(4096);
+    const n = readlinkat(d, cstr(name), buf, buf.length);
+    if (n < 0) throw new HostError(koffi.errno(), 'readlink');
+    return Buffer.from(buf.buffer, 0, n).toString('latin1');
+  }
+
+  /** Entries of directory `rel` (without '.' and '..'). Throws HostError. */
+  readdir(rel: string): HostDirEntry[] {
+    const fd = this.openBeneath(rel, O_RDONLY | O_DIRECTORY | O_NONBLOCK);
+    if (fd < 0) throw new HostError(-fd, 'opendir');
+    const out: HostDirEntry[] = [];
+    try {
+      const buf = new Uint8Array(32768);
+      const v = new DataView(buf.buffer);
+      for (;;) {
+        const n = getdents64(fd, buf, buf.length);
+        if (n < 0) throw new HostError(koffi.errno(), 'getdents64');
+        if (n === 0) break;
+        for (let off = 0; off < n;) {
+          const ino = Number(v.getBigUint64(off, true));
+          const reclen = v.getUint16(off + 16, true);
+          const type = buf[off + 18];
+          let end = off + 19;
+          while (buf[end] !== 0) end++;
+          const name = Buffer.from(buf.buffer, off + 19, end - off - 19).toString('latin1');
+          if (name !== '.' && name !== '..') out.push({ name, ino, type });
+          off += reclen;
+        }
+      }
+    } finally {
+      closeFd(fd);
+    }
+    return out;
+  }
+
+  /**
+   * Open regular file `rel` read-only: the caller owns the returned fd (close it with
+   * hostClose). Throws HostError: ENOENT/ELOOP/… from the open, EACCES if it is not a
+   * regular file (fifos, devices and sockets of the tree are never opened for I/O).
+   */
+  openFile(rel: string): { fd: number; st: HostStat } {
+    const fd = this.openBeneath(rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) throw new HostError(-fd, 'open');
+    const st = hostFstat(fd);
+    if (!hostIsReg(st)) { closeFd(fd); throw new HostError(13, 'open'); }
+    return { fd, st };
+  }
+
+  /** The whole contents of regular file `rel` (read through one fd). Throws HostError. */
+  readFile(rel: string): { bytes: Uint8Array; st: HostStat } {
+    const { fd, st } = this.openFile(rel);
+    try {
+      const bytes = new Uint8Array(st.size);
+      let done = 0;
+      while (done < bytes.length) {
+        const n = hostPread(fd, bytes.subarray(done), done);
+        if (n === 0) break;
+        done += n;
+      }
+      return { bytes: done === bytes.length ? bytes : bytes.subarray(0, done), st };
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  /** Close every handle (the tree is unusable afterwards). */
+  close(): void {
+    for (const fd of this.dirs.values()) closeFd(fd);
+    this.dirs.clear();
+    closeFd(this.rootFd);
+  }
+}

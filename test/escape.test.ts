@@ -1,0 +1,236 @@
+/**
+ * The lower layer is reached only beneath the rootfs's handle (issue 9, gofer-like):
+ * attempts to read or write host files outside `--rootfs` fail inside the sandbox and leave
+ * the host untouched. Every test keeps a marker file outside the rootfs and asserts that its
+ * content never appears in what the guest prints, and that the host files are unchanged.
+ */
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { compileStatic, freshDir, sha256, snapvisor, snapvisorStreaming } from './helpers.js';
+
+const MARKER = 'SNAPVISOR-OUTSIDE-' + crypto.randomBytes(8).toString('hex');
+let outside: string, root: string, hostState: () => string;
+
+/** A listing of every file under dir with its content hash (symlinks by target). */
+function tree(dir: string): string {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(d, e.name);
+      if (e.isSymbolicLink()) out.push(`${p} -> ${fs.readlinkSync(p)}`);
+      else if (e.isDirectory()) { out.push(`${p}/`); walk(p); }
+      else out.push(`${p} ${sha256(fs.readFileSync(p))} ${fs.statSync(p).mode.toString(8)}`);
+    }
+  };
+  walk(dir);
+  return out.join('\n');
+}
+
+beforeAll(() => {
+  const base = freshDir('escape');
+  outside = path.join(base, 'outside');
+  fs.mkdirSync(outside);
+  fs.writeFileSync(path.join(outside, 'secret'), MARKER + '\n');
+  root = path.join(base, 'root');
+  fs.mkdirSync(path.join(root, 'bin'), { recursive: true });
+  fs.copyFileSync('/bin/busybox', path.join(root, 'bin', 'busybox'));
+  fs.chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
+  fs.writeFileSync(path.join(root, 'data'), 'lower data\n');
+  fs.symlinkSync('/', path.join(root, 'x'));                             // covered later by an upper dir
+  fs.symlinkSync(outside, path.join(root, 'abs'));                       // absolute symlink out
+  fs.symlinkSync('../'.repeat(12) + outside.slice(1), path.join(root, 'rel')); // relative symlink out
+  fs.mkdirSync(path.join(root, 'sub'));
+  fs.symlinkSync('../../../..' + outside, path.join(root, 'sub', 'up'));
+  hostState = () => tree(path.dirname(outside));
+});
+
+async function guest(script: string) {
+  const before = hostState();
+  const r = await snapvisor(['run', '--rootfs', root, '--', '/bin/busybox', 'sh', '-c', script]);
+  expect(r.timedOut).toBe(false);
+  const all = r.stdout.toString() + r.stderr;
+  expect(all).not.toContain(MARKER);
+  expect(hostState()).toBe(before);
+  return { ...r, out: r.stdout.toString() };
+}
+
+describe('escapes from --rootfs fail and leave the host untouched', () => {
+  it('the covered symlink: rm /x (-> /), mkdir /x, read /x/… (the issue\'s reproducer)', async () => {
+    const r = await guest(`busybox rm /x; busybox mkdir /x; busybox head -1 /x${outside}/secret; busybox head -1 /x/etc/shadow; busybox ls /x; echo done`);
+    expect(r.out).toBe('done\n');
+    expect(r.stderr).toMatch(/No such file or directory/);
+  });
+
+  it('a covered symlink made by the guest: whiteout, mkdir, then mkdir -p below', async () => {
+    const r = await guest(`busybox rm /abs; busybox mkdir -p /abs/secret.d; busybox cat /abs/secret; busybox ls -a /abs; echo done`);
+    expect(r.out).toBe('.\n..\nsecret.d\ndone\n');
+  });
+
+  it('absolute and relative symlinks, ../ chains, symlinks the guest makes', async () => {
+    const r = await guest([
+      `busybox cat /abs/secret`, `busybox cat /rel/secret`, `busybox cat /sub/up/secret`,
+      `busybox cat /../../../..${outside}/secret`, `busybox cat /bin/../../../..${outside}/secret`,
+      `busybox ln -s ${outside} /mine; busybox cat /mine/secret`,
+      `busybox ln -s ../../../../../../..${outside}/secret /bin/rel2; busybox cat /bin/rel2`,
+      `busybox ls /x${outside}`, `echo done`,
+    ].join('; '));
+    expect(r.out).toBe('done\n');
+    expect(r.stderr.match(/No such file or directory/g)?.length).toBe(8);
+  });
+
+  it('/proc/self/root and /proc/self/cwd (after chdir) resolve inside the sandbox', async () => {
+    const r = await guest([
+      `busybox cat /proc/self/root${outside}/secret`, `busybox cat /proc/self/root/../../..${outside}/secret`,
+      `cd /bin && busybox cat /proc/self/cwd/../../../..${outside}/secret`,
+      `cd /sub && busybox cat /proc/self/cwd/up/secret`,
+      `busybox readlink /proc/self/root`, `echo done`,
+    ].join('; '));
+    expect(r.out).toBe('/\ndone\n');
+  });
+
+  it('hard links and writes through links change only the sandbox', async () => {
+    const r = await guest([
+      `busybox ln /abs/secret /h1`, `busybox ln /x${outside}/secret /h2`,
+      `busybox ln /data /h3 && echo more >> /h3 && busybox cat /data`,
+      `echo overwritten > /abs/secret`, `busybox mkdir -p ${outside} && echo planted > ${outside}/secret && busybox cat ${outside}/secret`,
+      `echo x >> /bin/busybox.new`, `echo done`,
+    ].join('; '));
+    expect(r.out).toBe('lower data\nmore\nplanted\ndone\n');
+    expect(fs.readFileSync(path.join(root, 'data'), 'utf8')).toBe('lower data\n');
+    expect(fs.readFileSync(path.join(outside, 'secret'), 'utf8')).toBe(MARKER + '\n');
+  });
+});
+
+const READER = String.raw`
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <errno.h>
+#include <dirent.h>
+int main(int argc, char **argv) {
+  int n = atoi(argv[1]), ok = 0, missing = 0, leaked = 0, other = 0;
+  char buf[256];
+  for (int i = 0; i < n; i++) {
+    int fd = open(i % 2 ? "/d/f" : "/d/../d/f", O_RDONLY);
+    if (fd < 0) { if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) missing++; else other++; continue; }
+    int r = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (r < 0) { other++; continue; }
+    buf[r] = 0;
+    if (strcmp(buf, "safe\n") == 0) ok++;
+    else { leaked++; fputs(buf, stdout); }
+    if (i % 50 == 0) {
+      DIR *d = opendir("/d");
+      if (d) { struct dirent *e; while ((e = readdir(d))) if (strcmp(e->d_name, "marker-only-outside") == 0) leaked++; closedir(d); }
+    }
+  }
+  printf("ok=%d missing=%d leaked=%d other=%d\n", ok, missing, leaked, other);
+  return 0;
+}
+`;
+
+const SWAPPER = String.raw`
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/fs.h>
+static volatile sig_atomic_t stop;
+static void on_term(int s) { (void)s; stop = 1; }
+int main(int argc, char **argv) {
+  signal(SIGTERM, on_term);
+  long swaps = 0;
+  /* argv[1] = directory d, argv[2] = symlink dlink: exchange them atomically, forever. */
+  while (!stop) {
+    if (syscall(SYS_renameat2, AT_FDCWD, argv[1], AT_FDCWD, argv[2], RENAME_EXCHANGE) == 0) swaps++;
+  }
+  printf("%ld\n", swaps);
+  return 0;
+}
+`;
+
+describe('a host-side directory <-> symlink swap while the guest reads', () => {
+  it('10,000 reads of /d/f while the host exchanges d and a symlink out: no byte leaks', async () => {
+    const reader = compileStatic('swap-reader', READER);
+    const swapper = compileStatic('swap-host', SWAPPER);
+    fs.copyFileSync(reader, path.join(root, 'bin', 'reader'));
+    fs.chmodSync(path.join(root, 'bin', 'reader'), 0o755);
+    fs.mkdirSync(path.join(root, 'd'));
+    fs.writeFileSync(path.join(root, 'd', 'f'), 'safe\n');
+    fs.writeFileSync(path.join(outside, 'f'), MARKER + '\n');
+    fs.writeFileSync(path.join(outside, 'marker-only-outside'), MARKER);
+    fs.symlinkSync(outside, path.join(root, 'dlink'));
+    const sw = spawn(swapper, [path.join(root, 'd'), path.join(root, 'dlink')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let swaps = '';
+    sw.stdout!.on('data', (d) => { swaps += d; });
+    const swapperDone = new Promise<void>((res) => sw.on('close', () => res()));
+    try {
+      const t0 = Date.now();
+      const r = await snapvisor(['run', '--rootfs', root, '--', '/bin/reader', '10000'], { timeoutMs: 60_000 });
+      expect(r.timedOut).toBe(false);
+      const out = r.stdout.toString();
+      expect(out + r.stderr).not.toContain(MARKER);
+      const m = /^ok=(\d+) missing=(\d+) leaked=(\d+) other=(\d+)\n$/.exec(out);
+      expect(m, out + r.stderr).not.toBeNull();
+      const [ok, missing, leaked, other] = m!.slice(1).map(Number);
+      expect(leaked).toBe(0);
+      expect(other).toBe(0);
+      expect(ok + missing).toBe(10000);
+      // Both states were seen: the swap really raced the reads.
+      expect(ok).toBeGreaterThan(0);
+      expect(missing).toBeGreaterThan(0);
+      console.log(`swap race: ${ok} reads of the rootfs file, ${missing} ENOENT/ELOOP, in ${Date.now() - t0} ms`);
+    } finally {
+      sw.kill('SIGTERM');
+      await swapperDone;
+    }
+    expect(Number(swaps)).toBeGreaterThan(1000);
+  }, 90_000);
+});
+
+describe('host files across checkpoint/restore', () => {
+  it('an open rootfs file is reopened by guest path; a changed or vanished file, or a missing rootfs, refuses the restore with one line', async () => {
+    const base = freshDir('lower-restore');
+    const r0 = path.join(base, 'root');
+    fs.mkdirSync(path.join(r0, 'bin'), { recursive: true });
+    fs.copyFileSync('/bin/busybox', path.join(r0, 'bin', 'busybox'));
+    fs.chmodSync(path.join(r0, 'bin', 'busybox'), 0o755);
+    fs.writeFileSync(path.join(r0, 'data'), 'line one\nline two\n');
+    const store = path.join(base, 'store'), state = path.join(base, 'state');
+    const name = `lower-${process.pid}`;
+    const run = snapvisorStreaming(['--root', state, 'run', '--name', name, '--rootfs', r0, '--', '/bin/busybox', 'sh', '-c',
+      'exec 3< /data; read -r a <&3; echo "$a"; echo ready; busybox sleep 2; read -r b <&3; echo "$b"']);
+    await run.waitFor((l) => l === 'ready', 20_000);
+    const cp = await snapvisor(['--root', state, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
+    expect(cp.status).toBe(0);
+    expect(await run.done).toBe(137);
+    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+
+    const ok = await snapvisor(['--root', state, 'restore', id, '--store', store], { timeoutMs: 20_000 });
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout.toString()).toBe('line two\n');
+
+    fs.writeFileSync(path.join(r0, 'data'), 'line one\nline 2!\n');
+    const changed = await snapvisor(['--root', state, 'restore', id, '--store', store], { timeoutMs: 20_000 });
+    expect(changed.status).not.toBe(0);
+    expect(changed.stderr).toMatch(/^snapvisor: [^\n]*\/data[^\n]*changed[^\n]*\n$/);
+    expect(changed.stdout.length).toBe(0);
+
+    fs.rmSync(path.join(r0, 'data'));
+    const gone = await snapvisor(['--root', state, 'restore', id, '--store', store], { timeoutMs: 20_000 });
+    expect(gone.status).not.toBe(0);
+    expect(gone.stderr).toMatch(/^snapvisor: [^\n]*\/data[^\n]*gone[^\n]*\n$/);
+
+    fs.renameSync(r0, r0 + '.moved');
+    const noRoot = await snapvisor(['--root', state, 'restore', id, '--store', store], { timeoutMs: 20_000 });
+    expect(noRoot.status).not.toBe(0);
+    expect(noRoot.stderr).toMatch(new RegExp(`^snapvisor: [^\\n]*rootfs ${r0}[^\\n]*missing[^\\n]*\\n$`));
+  }, 90_000);
+});
