@@ -4,6 +4,7 @@
  * demo, syscalls. Errors are one line on stderr with the exit status a shell would give.
  */
 import { Command, Option } from 'commander';
+import { DEFAULT_PLATFORM, PLATFORMS } from '../platforms/registry.js';
 import { runCommand, restoreCommand, fail } from './run.js';
 import { controlSocket, defaultStore, request } from './control.js';
 import { syscallsCommand } from './syscalls.js';
@@ -39,6 +40,7 @@ program
   .option('--clear-env', 'start from an empty environment instead of the caller\'s')
   .option('--strace', 'print each syscall on stderr')
   .option('--name <name>', 'register the sandbox under NAME so it can be checkpointed')
+  .option('--platform <name>', `platform that runs guest code (${Object.keys(PLATFORMS).join(', ')})`, DEFAULT_PLATFORM)
   .argument('<program>', 'program to run')
   .argument('[args...]', 'its arguments')
   .action(async (prog: string, args: string[], opts) => {
@@ -65,6 +67,7 @@ program
   .argument('<id>', 'checkpoint id or unique prefix')
   .option('--store <dir>', 'checkpoint store')
   .option('--name <name>', 'register the restored sandbox under NAME')
+  .option('--platform <name>', `platform that runs guest code (${Object.keys(PLATFORMS).join(', ')})`, DEFAULT_PLATFORM)
   .option('--strace', 'print each syscall on stderr')
   .action(async (id: string, opts) => {
     process.exitCode = await restoreCommand(program.opts().root, id, opts);

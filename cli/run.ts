@@ -1,13 +1,25 @@
 /** `snapvisor run` and `snapvisor restore`: start a sandbox (new or from a checkpoint), run it to the end, exit with its status. */
 import fs from 'node:fs';
 import os from 'node:os';
-import { createSandbox } from '../src/kernel/sandbox.js';
+import { createSandbox } from '../src/sandbox/create.js';
+import { UnknownPlatformError, createPlatform } from '../platforms/registry.js';
+import type { Platform } from '../platforms/platform.js';
 import { ExecError } from '../src/loader/exec.js';
 import { E } from '../src/errno.js';
 import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
 import { serveControl, defaultStore } from './control.js';
 
-export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string }
+export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string }
+
+/** The platform named on the command line, or undefined after printing a one-line error (unknown name). */
+function platformOf(name: string | undefined): Platform | undefined {
+  try {
+    return createPlatform(name);
+  } catch (e) {
+    if (e instanceof UnknownPlatformError) { fail(e.message); return undefined; }
+    throw e;
+  }
+}
 
 /** The shell's view of an exit: status, or 128+N for death by signal N. */
 export function exitStatus(info: ExitInfo): number {
@@ -54,9 +66,11 @@ export async function runCommand(root: string | undefined, prog: string, args: s
     ...(opts.clearEnv ? [] : Object.entries(process.env).filter(([k]) => !(opts.env ?? []).some((e) => e.startsWith(k + '='))).map(([k, v]) => `${k}=${v}`)),
     ...(opts.env ?? []),
   ];
+  const platform = platformOf(opts.platform);
+  if (!platform) return 2;
   let kernel: Kernel;
   try {
-    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace });
+    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace, platform });
   } catch (e) {
     if (e instanceof ExecError) {
       fail(e.message);
@@ -68,13 +82,15 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   return runToEnd(kernel, root, opts.name);
 }
 
-export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean }): Promise<number> {
+export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean; platform?: string }): Promise<number> {
+  const platform = platformOf(opts.platform);
+  if (!platform) return 2;
   // The store (LevelDB, cbor-x) is loaded only by the commands that use it: `run` starts faster.
   const { restoreKernel } = await import('../snapshots/checkpoint.js');
   const { SnapshotError } = await import('../snapshots/store.js');
   let restored;
   try {
-    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace });
+    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace, platform });
   } catch (e) {
     fail(e instanceof SnapshotError ? e.message : `restore failed: ${(e as Error).message}`);
     return 125;

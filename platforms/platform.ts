@@ -4,8 +4,9 @@
  * ranges of the kernel's memory file into guest address spaces. It knows nothing of
  * files, signals or the state graph (compare gVisor pkg/sentry/platform/platform.go).
  *
- * Implementations: `platforms/ptrace` (PTRACE_SYSEMU, portable baseline). The
- * seccomp and KVM platforms of later issues implement the same interface.
+ * Implementations: `platforms/ptrace` (PTRACE_SYSEMU, portable baseline), chosen by name
+ * from `platforms/registry.ts`. The seccomp and KVM platforms of later issues implement
+ * the same interface in a folder of their own plus one registry line.
  */
 
 /** x86-64 `struct user_regs_struct` (27 × u64) word indices, as <sys/user.h> orders them. */
@@ -52,12 +53,27 @@ export interface PlatformTask {
   /** Extended FP/SSE/AVX state (XSAVE layout, or 512-byte FXSAVE where XSTATE is unavailable). */
   getFpState(): Uint8Array;
   setFpState(state: Uint8Array): void;
+  /** CPU time this context has used running guest code (ns); 0 once it is gone. */
+  cpuTimeNs(): bigint;
   /** Kill the host process behind this task; idempotent. */
   destroy(): void;
 }
 
+/**
+ * The guest virtual addresses a platform can give guests (compare gVisor's
+ * platform.MinUserAddress/MaxUserAddress): [min, max) in bytes, less `reserved` ranges
+ * [start, end) the platform keeps for itself (the ptrace stub's code page).
+ */
+export interface GuestAddressRange {
+  min: number;
+  max: number;
+  reserved: ReadonlyArray<readonly [number, number]>;
+}
+
 export interface Platform {
   readonly name: string;
+  /** Where guest mappings may go; the kernel's address spaces never map outside it. */
+  readonly addressRange: GuestAddressRange;
   /**
    * Start a new empty address space with one context. `memoryFileFd` is the host fd of
    * the kernel's memory file, which `map` offsets refer to.

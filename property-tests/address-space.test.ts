@@ -9,8 +9,10 @@ import fs from 'node:fs';
 import { describe, expect, it, afterAll } from 'vitest';
 import fc from 'fast-check';
 import { PtracePlatform } from '../platforms/ptrace/ptrace-platform.js';
+import { HostMemfd } from '../platforms/host/host-services.js';
 import { MemoryFile } from '../src/mm/memory-file.js';
-import { AddressSpace, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED } from '../src/mm/address-space.js';
+import { AddressSpace } from '../src/mm/address-space.js';
+import { PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED } from '../src/abi/linux.js';
 import { SyscallError } from '../src/errno.js';
 import type { MemoryFileState } from '../src/kernel/state.js';
 
@@ -61,7 +63,7 @@ function vmaMaps(as: AddressSpace): Array<[number, number, string]> {
 function newSpace(mfState: MemoryFileState, mf: MemoryFile, id: number): { as: AddressSpace; pid: number } {
   const pt = platform.createTask(mf.fd) as ReturnType<PtracePlatform['createTask']> & { pid: number };
   cleanups.push(() => pt.destroy());
-  const as = new AddressSpace(AddressSpace.emptyState(id), mf, pt);
+  const as = new AddressSpace(AddressSpace.emptyState(id), mf, platform.addressRange, pt);
   void mfState;
   return { as, pid: pt.pid };
 }
@@ -93,7 +95,7 @@ describe('address space bookkeeping vs the host', () => {
   it('VMAs match the stub\'s real mappings after any op sequence; blocks are refcounted exactly', () => {
     fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 25 }), (ops) => {
       const mfState: MemoryFileState = { end: 0, free: [], blocks: {} };
-      const mf = new MemoryFile(mfState);
+      const mf = new MemoryFile(mfState, (name, size) => new HostMemfd(name, size));
       const { as, pid } = newSpace(mfState, mf, 1);
       try {
         for (const o of ops) apply(as, o);
@@ -109,7 +111,7 @@ describe('address space bookkeeping vs the host', () => {
   it('fork is copy-on-write: the child keeps what it saw, both match the host, refcounts stay exact', () => {
     fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 12 }), fc.array(opArb, { maxLength: 12 }), (before, after) => {
       const mfState: MemoryFileState = { end: 0, free: [], blocks: {} };
-      const mf = new MemoryFile(mfState);
+      const mf = new MemoryFile(mfState, (name, size) => new HostMemfd(name, size));
       const parent = newSpace(mfState, mf, 1);
       const child = newSpace(mfState, mf, 2);
       try {

@@ -4,9 +4,8 @@
  * graph and the populated memory ranges are copied (`Kernel.capture`); the store write
  * happens after, with the guest running again if it is to go on.
  */
-import type { Platform } from '../platforms/platform.js';
-import { PtracePlatform } from '../platforms/ptrace/ptrace-platform.js';
-import { Kernel, KernelOptions } from '../src/kernel/kernel.js';
+import type { Kernel } from '../src/kernel/kernel.js';
+import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState } from '../src/kernel/state.js';
 import { CheckpointSummary, SnapshotError, loadCheckpoint, restoreMemory, writeCheckpoint } from './store.js';
 
@@ -60,11 +59,11 @@ function validateGraph(g: unknown): asserts g is KernelState {
  * memory file (page hashes verified), start new stubs, replay mappings and registers.
  * The returned kernel is ready to `run()`. Throws SnapshotError before any guest starts.
  */
-export async function restoreKernel(storeDir: string, id: string, opts: KernelOptions & { platform?: Platform } = {}): Promise<{ kernel: Kernel; id: string; restoreMs: number }> {
+export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions = {}): Promise<{ kernel: Kernel; id: string; restoreMs: number }> {
   const t0 = performance.now();
   const loaded = await loadCheckpoint(storeDir, id);
   validateGraph(loaded.graph);
-  const kernel = new Kernel(loaded.graph, opts.platform ?? new PtracePlatform(), opts);
+  const kernel = assembleKernel(loaded.graph, opts);
   try {
     kernel.hostFiles.verifyAll();
     await restoreMemory(storeDir, loaded.id, (off, data) => kernel.mf.write(off, data));

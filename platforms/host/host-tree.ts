@@ -16,6 +16,9 @@
  * outside the root, unless the host itself moves a directory out of it).
  */
 import koffi from 'koffi';
+import { HostError, type HostDirEntry, type HostStat, type HostTree } from '../host-services.js';
+
+export { HostError, type HostDirEntry, type HostStat };
 
 const libc = koffi.load('libc.so.6');
 const sys5 = libc.func('syscall', 'long', ['long', 'int', 'void *', 'void *', 'size_t']) as (nr: number, a: number, b: Uint8Array, c: Uint8Array, d: number) => number;
@@ -36,21 +39,6 @@ const SEEK_DATA = 3, SEEK_HOLE = 4;
 const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFLNK = 0o120000;
 /** Directory handles kept open (O_PATH fds). */
 const DIR_CACHE_MAX = 256;
-
-/** Attributes of a host file (struct stat, x86-64). Times in ns since the epoch; size in bytes; blocks in 512-byte units. */
-export interface HostStat {
-  dev: number; ino: number; nlink: number; mode: number; uid: number; gid: number; rdev: number;
-  size: number; blksize: number; blocks: number;
-  atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint;
-}
-
-/** A directory entry as getdents64 reports it: name (latin1), inode number, d_type. */
-export interface HostDirEntry { name: string; ino: number; type: number }
-
-/** Error from the host with its errno (ENOENT, ELOOP, EACCES…). */
-export class HostError extends Error {
-  constructor(readonly errno: number, what: string) { super(`${what}: errno ${errno}`); }
-}
 
 const cstr = (s: string): Uint8Array => Buffer.from(s + '\0', 'latin1');
 const statBuf = new Uint8Array(144);
@@ -108,7 +96,7 @@ export function hostDataRanges(fd: number, size: number): Array<[number, number]
 export function hostClose(fd: number): void { closeFd(fd); }
 
 /** One host directory tree, reached beneath the handle of its root (see the module comment). */
-export class HostTree {
+export class LinuxHostTree implements HostTree {
   private readonly rootFd: number;
   private readonly dirs = new Map<string, number>();
   private readonly how = new Uint8Array(24);
@@ -259,6 +247,10 @@ export class HostTree {
       closeFd(fd);
     }
   }
+
+  pread(fd: number, buf: Uint8Array, off: number): number { return hostPread(fd, buf, off); }
+  dataRanges(fd: number, size: number): Array<[number, number]> { return hostDataRanges(fd, size); }
+  closeFile(fd: number): void { hostClose(fd); }
 
   /** Close every handle (the tree is unusable afterwards). */
   close(): void {

@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as libc from '../host/libc.js';
-import { Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
+import { GuestAddressRange, Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
 import { STUB_BASE, STUB_MEMFD, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
 
 const PTRACE_CONT = 7, PTRACE_KILL = 8, PTRACE_GETREGS = 12, PTRACE_SETREGS = 13;
@@ -308,6 +308,13 @@ class PtraceTask implements PlatformTask {
     if (libc.ptraceBuf(PTRACE_SETFPREGS, this.pid, 0, new Uint8Array(state)) < 0) throw new PtraceError(`PTRACE_SETFPREGS: errno ${libc.errno()}`);
   }
 
+  cpuTimeNs(): bigint {
+    if (this.dead) return 0n;
+    // CPUCLOCK_SCHED of another process: clockid = (~pid << 3) | 2 (include/linux/posix-timers.h).
+    return libc.clockGettime((~this.pid << 3) | 2, this.cpuTs) === 0 ? this.cpuTs[0] * 1_000_000_000n + this.cpuTs[1] : 0n;
+  }
+  private readonly cpuTs = new BigInt64Array(2);
+
   destroy(): void {
     if (this.dead) return;
     this.dead = true;
@@ -319,8 +326,12 @@ class PtraceTask implements PlatformTask {
 }
 
 /** The PTRACE_SYSEMU platform (portable; needs ptrace permission over our own children). */
+/** Guest user addresses on x86-64 with 4-level paging, less the stub's reserved megabyte. */
+const PTRACE_ADDRESS_RANGE: GuestAddressRange = { min: 0, max: 0x7fff_ffff_f000, reserved: [[STUB_BASE, STUB_BASE + 0x10_0000]] };
+
 export class PtracePlatform implements Platform {
   readonly name = 'ptrace';
+  readonly addressRange = PTRACE_ADDRESS_RANGE;
   constructor() { pinToOneCpu(); }
   createTask(memoryFileFd: number): PlatformTask & { inject(nr: number, args: number[]): number } {
     return PtraceTask.start(memoryFileFd);

@@ -6,11 +6,11 @@
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState } from '../kernel/state.js';
+import type { Kernel } from '../kernel/kernel.js';
 import { filter } from 'rxjs';
-import { syscall } from '../syscalls/table.js';
+import { EFD_NONBLOCK, EFD_SEMAPHORE } from '../abi/linux.js';
 
 const MAX = 0xfffffffffffffffen;
-const EFD_SEMAPHORE = 1, EFD_NONBLOCK = 0o4000, EFD_CLOEXEC = 0o2000000;
 
 function changed(t: Task, f: OpenFileState) {
   return t.kernel.pipes.changed$.pipe(filter((id) => id === f.id));
@@ -51,15 +51,7 @@ export function eventfdWrite(t: Task, f: OpenFileState, buf: number, count: numb
   return { waiter: { kind: 'eventfd-write', fileId: f.id, interruptible: true, restartable: true }, result$: t.kernel.whenRunnable(changed(t, f), attempt) };
 }
 
-function eventfd2(t: Task, initval: number, flags: number): number {
-  if (flags & ~(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC)) return -E.EINVAL;
-  const f = t.kernel.newOpenFile({ kind: 'eventfd', path: 'anon_inode:[eventfd]', flags: 2 | (flags & EFD_NONBLOCK), eventfd: { count: BigInt(initval), semaphore: !!(flags & EFD_SEMAPHORE) } });
-  const fd = t.kernel.installFd(t, f.id, !!(flags & EFD_CLOEXEC));
-  if (fd < 0) delete t.kernel.state.openFiles[f.id];
-  return fd;
+/** A new eventfd open file (refs 0 until installed) with counter `initval`; EFD_SEMAPHORE and EFD_NONBLOCK from `flags`. */
+export function newEventfd(k: Kernel, initval: number, flags: number): OpenFileState {
+  return k.newOpenFile({ kind: 'eventfd', path: 'anon_inode:[eventfd]', flags: 2 | (flags & EFD_NONBLOCK), eventfd: { count: BigInt(initval), semaphore: !!(flags & EFD_SEMAPHORE) } });
 }
-
-export const eventfdSyscalls = [
-  syscall('eventfd', 1, (t) => eventfd2(t, t.argU32(0), 0)),
-  syscall('eventfd2', 2, (t) => eventfd2(t, t.argU32(0), t.argInt(1))),
-];

@@ -11,12 +11,10 @@ import { Subject, take, finalize } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { merge, map } from 'rxjs';
-import { untilDeadline } from '../syscalls/time.js';
+import { untilDeadline } from '../kernel/deadline.js';
+import { FUTEX_BITSET_MATCH_ANY, FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS } from '../abi/linux.js';
 
 interface QueuedWaiter { tid: number; bitset: number; wake$: Subject<number> }
-
-export const FUTEX_BITSET_MATCH_ANY = 0xffffffff;
-const FUTEX_OWNER_DIED = 0x40000000, FUTEX_WAITERS = 0x80000000, FUTEX_TID_MASK = 0x3fffffff;
 
 export class Futexes {
   private readonly queues = new Map<string, QueuedWaiter[]>();

@@ -10,12 +10,9 @@ import { E } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { InodeState, OpenFileState, PipeState } from '../kernel/state.js';
-import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
-import { SIGPIPE, SI_USER } from '../kernel/signals.js';
+import { O_CLOEXEC, O_DIRECT, O_NONBLOCK, O_WRONLY, PIPE_BUF, PROT_READ, PROT_WRITE, SIGPIPE, SI_USER } from '../abi/linux.js';
 
 export const PIPE_CAPACITY = 65536;
-export const PIPE_BUF = 4096;
-const O_WRONLY = 1, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000, O_DIRECT = 0o40000;
 
 export class Pipes {
   /** Fires with a pipe's id whenever its buffer or its ends change. */

@@ -10,17 +10,10 @@ import { E, SyscallError } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, PtyState } from '../kernel/state.js';
-import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
+import { ECHO, ECHOCTL, ECHOE, ECHOK, ECHOKE, ECHONL, ICANON, ICRNL, IEXTEN, ISIG, IXON, ONLCR, OPOST, O_NONBLOCK, PROT_READ, PROT_WRITE, SIGINT, SIGQUIT, SIGTSTP, VEOF, VEOL, VERASE, VINTR, VKILL, VMIN, VQUIT, VSUSP } from '../abi/linux.js';
 
-// termios flags (include/uapi/asm-generic/termbits.h)
-const ICRNL = 0o400, IXON = 0o2000, OPOST = 1, ONLCR = 4;
-const ISIG = 1, ICANON = 2, ECHO = 0o10, ECHOE = 0o20, ECHOK = 0o40, ECHONL = 0o100, ECHOCTL = 0o1000, ECHOKE = 0o4000, IEXTEN = 0o100000;
-const VINTR = 0, VQUIT = 1, VERASE = 2, VKILL = 3, VEOF = 4, VMIN = 6, VSUSP = 10, VEOL = 11;
-const SIGINT = 2, SIGQUIT = 3, SIGTSTP = 20;
-const O_NONBLOCK = 0o4000;
 /** Characters one side may have queued (bytes); writers block past it. */
 const QUEUE_LIMIT = 65536;
-export const PTS_MAJOR = 136;
 
 /** Linux's tty_std_termios for a new pty (struct termios, 36 bytes). */
 function defaultTermios(): Uint8Array {

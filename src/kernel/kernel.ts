@@ -2,7 +2,8 @@
  * The kernel: the state graph plus the runtime that executes it.
  *
  * How a syscall flows: platform trap (PlatformTask.switch) → `runTask` sees a syscall
- * → `dispatch` looks the number up in the syscall table (src/syscalls/table.ts) → the
+ * → `dispatch` looks the number up in the syscall table it was given (src/syscalls/table.ts,
+ * handed over by the composition root, src/sandbox/) → the
  * handler reads guest memory through the task's AddressSpace (EFAULT on bad pointers),
  * changes the graph, and returns a value, an errno, or a Block (a Waiter record plus an
  * RxJS stream of the result) → the result goes into rax, pending signals are delivered
@@ -17,16 +18,15 @@ import fs from 'node:fs';
 import { Observable, Subject, asapScheduler, firstValueFrom, race, filter, map, take, merge, observeOn, tap } from 'rxjs';
 import { E, ERRNO_NAME, SyscallError } from '../errno.js';
 import type { Platform } from '../../platforms/platform.js';
+import type { HostServices } from '../../platforms/host-services.js';
 import { REG } from '../../platforms/platform.js';
 import { AddressSpace } from '../mm/address-space.js';
 import { MemoryFile } from '../mm/memory-file.js';
 import { Vfs } from '../vfs/vfs.js';
-import { HostTree } from '../../platforms/host/host-tree.js';
 import { procMount } from '../vfs/proc.js';
 import { devMount } from '../vfs/dev.js';
-import { SYSCALL_TABLE } from '../syscalls/table.js';
-import { SYSCALL_NAME } from '../syscalls/numbers.js';
-import { Task, SyscallResult, NO_RETURN } from './task.js';
+import { SYSCALL_NAME } from '../abi/syscall-numbers.js';
+import { Task, SyscallResult, SyscallTable, NO_RETURN, ExitGroup, ExitThread, INTERRUPTED, KILLED, type ExitInfo } from './task.js';
 import { GRAPH_VERSION, KernelState, TaskState, OpenFileState } from './state.js';
 import { Clock } from './clock.js';
 import { groupCpuNs } from './cputime.js';
@@ -38,18 +38,8 @@ import { Futexes } from '../ipc/futex.js';
 import { Ptys } from '../ipc/pty.js';
 import { releaseSocket } from '../net/socket.js';
 
-/** How a sandbox or process ended: exit status, or the signal that killed it. */
-export type ExitInfo = { code: number } | { signal: number; core: boolean };
-
-/** Thrown by exit_group (and fatal default signal actions) to end the caller's thread group. */
-export class ExitGroup {
-  constructor(readonly info: ExitInfo) {}
-}
-
-/** Thrown by exit(2) to end only the calling thread. */
-export class ExitThread {
-  constructor(readonly code: number) {}
-}
+export { ExitGroup, ExitThread, INTERRUPTED, KILLED } from './task.js';
+export type { ExitInfo } from './task.js';
 
 /** Events emitted by structural mutations of the graph (the one door). */
 export type KernelEvent =
@@ -60,6 +50,17 @@ export type KernelEvent =
   | { type: 'task.exited'; tid: number; info: ExitInfo }
   | { type: 'signal.sent'; tid: number; sig: number }
   | { type: 'checkpoint.captured' };
+
+/**
+ * What a kernel is built from (the composition root, src/sandbox/, assembles it): the
+ * platform that executes guest code, the syscall table it dispatches through (as gVisor's
+ * RegisterSyscallTable), and the host runtime services (stdio, host poll, memory backing).
+ */
+export interface KernelDeps {
+  platform: Platform;
+  syscalls: SyscallTable;
+  host: HostServices;
+}
 
 export interface KernelOptions {
   strace?: boolean;
@@ -77,9 +78,6 @@ const TRACE_PATH_ARGS: Record<string, number> = {
 
 /** Whether a task has ended (read through a call: it changes while a task awaits). */
 const isExited = (t: Task): boolean => t.state.runState === 'exited';
-
-/** Why a blocked syscall was abandoned. */
-export const INTERRUPTED = -0x7fff_0001, KILLED = -0x7fff_0002;
 
 export class Kernel {
   readonly tasks = new Map<number, Task>();
@@ -113,14 +111,23 @@ export class Kernel {
   /** The FP state a fresh task starts with (captured from the first stub). */
   initialFpState?: Uint8Array;
 
-  constructor(readonly state: KernelState, readonly platform: Platform, opts: KernelOptions = {}) {
+  readonly platform: Platform;
+  /** The syscall table, indexed by number (src/syscalls/table.ts, injected). */
+  readonly syscalls: SyscallTable;
+  /** Host runtime services: the caller's stdio and terminal, host poll, memory backing. */
+  readonly host: HostServices;
+
+  constructor(readonly state: KernelState, deps: KernelDeps, opts: KernelOptions = {}) {
     if (state.graphVersion !== GRAPH_VERSION) throw new Error(`state graph version ${state.graphVersion} is not supported (expected ${GRAPH_VERSION})`);
+    this.platform = deps.platform;
+    this.syscalls = deps.syscalls;
+    this.host = deps.host;
     this.strace = !!opts.strace;
     this.logFd = opts.logFd ?? 2;
     this.maxTasks = opts.maxTasks ?? 512;
     // The rootfs first: a sandbox (or restore) whose rootfs is gone fails here, naming it.
-    const lower = new HostTree(state.config.rootfs);
-    this.mf = new MemoryFile(state.memoryFile);
+    const lower = deps.host.openTree(state.config.rootfs);
+    this.mf = new MemoryFile(state.memoryFile, (name, size) => deps.host.createMemoryBacking(name, size));
     this.clock = new Clock(state.clock);
     this.vfs = new Vfs(state.fs, lower, () => this.newId(), () => this.clock.realtimeNs());
     this.vfs.mounts.push(procMount(this), devMount(this));
@@ -151,7 +158,7 @@ export class Kernel {
   addressSpace(id: number): AddressSpace {
     let as = this.addressSpaces.get(id);
     if (!as) {
-      as = new AddressSpace(this.state.addressSpaces[id], this.mf);
+      as = new AddressSpace(this.state.addressSpaces[id], this.mf, this.platform.addressRange);
       this.addressSpaces.set(id, as);
     }
     return as;
@@ -333,7 +340,7 @@ export class Kernel {
 
   private async dispatch(t: Task): Promise<void> {
     const nr = t.sysno;
-    const entry = SYSCALL_TABLE[nr];
+    const entry = this.syscalls[nr];
     let r: SyscallResult;
     this.current = t;
     const traced = this.strace ? this.traceArgs(t, nr) : '';
@@ -407,7 +414,7 @@ export class Kernel {
   /** --strace arguments, read at syscall entry (execve replaces the registers): paths as strings, AT_FDCWD by name. */
   private traceArgs(t: Task, nr: number): string {
     const pathArg = TRACE_PATH_ARGS[SYSCALL_NAME[nr]];
-    return [0, 1, 2, 3, 4, 5].slice(0, SYSCALL_TABLE[nr]?.nargs ?? 3).map((i) => {
+    return [0, 1, 2, 3, 4, 5].slice(0, this.syscalls[nr]?.nargs ?? 3).map((i) => {
       if (i === pathArg && t.arg(i)) {
         try { return JSON.stringify(t.mm.readCString(t.arg(i), 4096)); } catch { /* a bad pointer: print it as a number */ }
       }

@@ -11,12 +11,7 @@ import { AddressSpace } from '../mm/address-space.js';
 import type { ExitInfo, Kernel } from './kernel.js';
 import type { Task } from './task.js';
 import type { ThreadGroupState, TaskState } from './state.js';
-import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, SA_NOCLDWAIT, SIGCHLD, SIG_IGN } from './signals.js';
-
-export const CLONE_VM = 0x100, CLONE_FS = 0x200, CLONE_FILES = 0x400, CLONE_SIGHAND = 0x800, CLONE_PIDFD = 0x1000;
-export const CLONE_PTRACE = 0x2000, CLONE_VFORK = 0x4000, CLONE_PARENT = 0x8000, CLONE_THREAD = 0x10000;
-export const CLONE_NEWNS = 0x20000, CLONE_SYSVSEM = 0x40000, CLONE_SETTLS = 0x80000, CLONE_PARENT_SETTID = 0x100000;
-export const CLONE_CHILD_CLEARTID = 0x200000, CLONE_DETACHED = 0x400000, CLONE_UNTRACED = 0x800000, CLONE_CHILD_SETTID = 0x1000000;
+import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_FILES, CLONE_PARENT, CLONE_PARENT_SETTID, CLONE_SETTLS, CLONE_SIGHAND, CLONE_THREAD, CLONE_VFORK, CLONE_VM, SA_NOCLDWAIT, SIGCHLD, SIG_IGN } from '../abi/linux.js';
 
 /** wait status encoding (man 2 wait4: WIFEXITED/WIFSIGNALED/WCOREDUMP). */
 export function waitStatus(info: ExitInfo): number {

@@ -11,18 +11,10 @@ import { groupCpuNs } from './cputime.js';
 import { E, SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Kernel } from './kernel.js';
-import { INTERRUPTED } from './kernel.js';
+import { INTERRUPTED } from './task.js';
 import type { Task } from './task.js';
 import type { SigInfo, ThreadGroupState } from './state.js';
-
-export const SIGHUP = 1, SIGINT = 2, SIGQUIT = 3, SIGILL = 4, SIGTRAP = 5, SIGABRT = 6, SIGBUS = 7, SIGFPE = 8, SIGKILL = 9;
-export const SIGUSR1 = 10, SIGSEGV = 11, SIGUSR2 = 12, SIGPIPE = 13, SIGALRM = 14, SIGTERM = 15, SIGCHLD = 17, SIGCONT = 18;
-export const SIGSTOP = 19, SIGTSTP = 20, SIGTTIN = 21, SIGTTOU = 22, SIGURG = 23, SIGWINCH = 28, SIGSYS = 31;
-export const SIG_DFL = 0, SIG_IGN = 1;
-export const SA_NOCLDSTOP = 1, SA_NOCLDWAIT = 2, SA_SIGINFO = 4, SA_ONSTACK = 0x08000000, SA_RESTART = 0x10000000;
-export const SA_NODEFER = 0x40000000, SA_RESETHAND = 0x80000000, SA_RESTORER = 0x04000000;
-export const SI_USER = 0, SI_KERNEL = 0x80, SI_TKILL = -6, SI_TIMER = -2;
-export const CLD_EXITED = 1, CLD_KILLED = 2, CLD_DUMPED = 3, CLD_STOPPED = 5, CLD_CONTINUED = 6;
+import { CLD_CONTINUED, CLD_STOPPED, SA_NOCLDSTOP, SA_NODEFER, SA_ONSTACK, SA_RESETHAND, SA_RESTART, SIGABRT, SIGALRM, SIGBUS, SIGCHLD, SIGCONT, SIGFPE, SIGILL, SIGINFO_SIZE, SIGKILL, SIGQUIT, SIGSEGV, SIGSTOP, SIGSYS, SIGTRAP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH, SIG_IGN, SI_KERNEL, SI_TIMER, SS_DISABLE, SS_ONSTACK, UCONTEXT_SIZE, UC_FP_XSTATE, UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS } from '../abi/linux.js';
 
 /** Default action "ignore" (man 7 signal). */
 const DEFAULT_IGNORE = new Set([SIGCHLD, SIGCONT, SIGURG, SIGWINCH]);
@@ -36,10 +28,6 @@ const SYNCHRONOUS = [SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGSYS];
 export const sigbit = (sig: number): bigint => 1n << BigInt(sig - 1);
 const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
 
-const UC_FP_XSTATE = 1, UC_SIGCONTEXT_SS = 2, UC_STRICT_RESTORE_SS = 4;
-const SS_ONSTACK = 1, SS_DISABLE = 2;
-/** sizeof(struct ucontext) on x86-64 with the kernel's 8-byte sigset. */
-const UCONTEXT_SIZE = 304, SIGINFO_SIZE = 128;
 /** sigcontext register order (struct sigcontext_64) as user_regs_struct indices. */
 const SIGCONTEXT_REGS = [REG.r8, REG.r9, REG.r10, REG.r11, REG.r12, REG.r13, REG.r14, REG.r15, REG.rdi, REG.rsi, REG.rbp, REG.rbx, REG.rdx, REG.rax, REG.rcx, REG.rsp, REG.rip, REG.eflags];
 

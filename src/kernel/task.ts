@@ -29,6 +29,37 @@ export type SyscallResult = number | Block;
 /** Returned by handlers that set every register themselves (rt_sigreturn): rax is left alone. */
 export const NO_RETURN = Number.MIN_SAFE_INTEGER;
 
+/** Why a blocked syscall was abandoned (values a Block's race resolves to, never returned to a guest). */
+export const INTERRUPTED = -0x7fff_0001, KILLED = -0x7fff_0002;
+
+/** How a sandbox or process ended: exit status, or the signal that killed it. */
+export type ExitInfo = { code: number } | { signal: number; core: boolean };
+
+/** Thrown by exit_group (and fatal default signal actions) to end the caller's thread group. */
+export class ExitGroup {
+  constructor(readonly info: ExitInfo) {}
+}
+
+/** Thrown by exit(2) to end only the calling thread. */
+export class ExitThread {
+  constructor(readonly code: number) {}
+}
+
+/**
+ * What the kernel needs of a syscall table entry: the syscall layer (src/syscalls/entry.ts)
+ * declares richer entries and the composition root hands the kernel the table, as gVisor's
+ * RegisterSyscallTable does. `handler` returns the result (≥ 0), -errno, or a Block.
+ */
+export interface SyscallHandlerEntry {
+  name: string;
+  /** Number of arguments (for --strace). */
+  nargs: number;
+  handler: (t: Task) => SyscallResult;
+}
+
+/** A syscall table indexed by x86-64 syscall number; holes return ENOSYS. */
+export type SyscallTable = ReadonlyArray<SyscallHandlerEntry | undefined>;
+
 export class Task {
   /** Set on restore for a task that was blocked: the waiter it had (deadline etc.). */
   restoredWaiter?: Waiter;

@@ -10,19 +10,20 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { HostError } from '../../platforms/host/host-tree.js';
+import { HostError } from '../../platforms/host-services.js';
 import { hostIdentity } from '../vfs/host-files.js';
 import { E, SyscallError, strerror } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Task } from '../kernel/task.js';
 import { ElfError, ElfImage, PF_R, PF_W, PF_X, PT_LOAD, isShebang, parseElf, parseShebang } from './elf.js';
 import { AT, buildInitialStack } from './stack.js';
-import { MAP_FIXED, MAP_PRIVATE, MAP_ANONYMOUS, PROT_READ, PROT_WRITE, STACK_SIZE, STACK_TOP, MMAP_BASE } from '../mm/address-space.js';
-import { PAGE_SIZE, pageRoundDown, pageRoundUp } from '../mm/memory-file.js';
+import { STACK_SIZE, STACK_TOP, MMAP_BASE } from '../mm/address-space.js';
+import { pageRoundDown, pageRoundUp } from '../mm/memory-file.js';
 import { modeOf } from '../vfs/vfs.js';
 import { isDir, isReg } from '../vfs/stat.js';
 import { inodeRead } from '../vfs/inode-data.js';
 import { pageCacheBlock } from '../mm/page-cache.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../abi/linux.js';
 
 export class ExecError extends Error {
   constructor(readonly errno: number, message: string) { super(message); }

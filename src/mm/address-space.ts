@@ -9,14 +9,10 @@
  */
 import { Subject } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
-import type { PlatformTask } from '../../platforms/platform.js';
+import type { GuestAddressRange, PlatformTask } from '../../platforms/platform.js';
 import type { AddressSpaceState, Vma } from '../kernel/state.js';
-import { MemoryFile, PAGE_SIZE, pageRoundDown, pageRoundUp } from './memory-file.js';
-import { STUB_BASE } from '../../platforms/ptrace/stub.js';
-
-export const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
-export const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20;
-export const MAP_GROWSDOWN = 0x100, MAP_NORESERVE = 0x4000, MAP_POPULATE = 0x8000, MAP_FIXED_NOREPLACE = 0x100000;
+import { MemoryFile, pageRoundDown, pageRoundUp } from './memory-file.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../abi/linux.js';
 
 /** Highest guest user address + 1 (47-bit user space, as Linux's TASK_SIZE less a guard page). */
 export const TASK_SIZE = 0x7fff_ffff_f000;
@@ -27,8 +23,6 @@ export const STACK_SIZE = 8 * 1024 * 1024;
 export const MMAP_BASE = 0x7fff_e000_0000;
 /** Lowest address mmap hands out without a hint or accepts (vm.mmap_min_addr). */
 export const MMAP_MIN_ADDR = 0x10000;
-/** Reserved range around the stub page that the guest can never map. */
-const STUB_RESERVED: [number, number] = [STUB_BASE, STUB_BASE + 0x10_0000];
 
 /** Pages copied at once when a copy-on-write page is first written (fewer faults for sequential writes). */
 const COW_CHUNK = 16 * PAGE_SIZE;
@@ -39,8 +33,24 @@ export class AddressSpace {
   /** Platform contexts running in this address space (one per stub); mapping changes go to each. */
   readonly contexts: PlatformTask[] = [];
 
-  constructor(readonly state: AddressSpaceState, readonly mf: MemoryFile, platform?: PlatformTask) {
+  /** Lowest and highest+1 guest address a mapping may use (bytes): the platform's range within Linux's. */
+  private readonly minAddr: number;
+  private readonly maxAddr: number;
+  /** Ranges [start, end) the platform keeps for itself (the ptrace stub's page): never mapped. */
+  private readonly reserved: ReadonlyArray<readonly [number, number]>;
+
+  /** `range` is the platform's guest address range (Platform.addressRange). */
+  constructor(readonly state: AddressSpaceState, readonly mf: MemoryFile, range: GuestAddressRange, platform?: PlatformTask) {
+    this.minAddr = Math.max(MMAP_MIN_ADDR, range.min);
+    this.maxAddr = Math.min(TASK_SIZE, range.max);
+    this.reserved = range.reserved;
     if (platform) this.contexts.push(platform);
+  }
+
+  /** Whether [start, end) touches a platform-reserved range. */
+  private inReserved(start: number, end: number): boolean {
+    for (const [lo, hi] of this.reserved) if (start < hi && end > lo) return true;
+    return false;
   }
 
   get id(): number { return this.state.id; }
@@ -125,7 +135,7 @@ export class AddressSpace {
    */
   chunks(addr: number, len: number, prot: number, fn: (view: Uint8Array, rangeOffset: number) => void): void {
     if (len === 0) return;
-    if (!(addr >= 0) || addr + len > TASK_SIZE || !Number.isSafeInteger(addr)) throw new SyscallError(E.EFAULT);
+    if (!(addr >= 0) || addr + len > this.maxAddr || !Number.isSafeInteger(addr)) throw new SyscallError(E.EFAULT);
     let done = 0;
     while (done < len) {
       const a = addr + done;
@@ -231,8 +241,8 @@ export class AddressSpace {
   }
 
   private isFree(start: number, end: number): boolean {
-    if (start < MMAP_MIN_ADDR || end > TASK_SIZE) return false;
-    if (start < STUB_RESERVED[1] && end > STUB_RESERVED[0]) return false;
+    if (start < this.minAddr || end > this.maxAddr) return false;
+    if (this.inReserved(start, end)) return false;
     for (const v of this.state.vmas) if (v.start < end && v.end > start) return false;
     return true;
   }
@@ -244,7 +254,7 @@ export class AddressSpace {
     for (let i = vmas.length - 1; i >= -1; i--) {
       const v = vmas[i];
       if (v && v.start >= top) continue;
-      const floor = v ? v.end : MMAP_MIN_ADDR;
+      const floor = v ? v.end : this.minAddr;
       if (top - floor >= len) {
         const start = top - len;
         if (this.isFree(start, top)) return start;
@@ -261,12 +271,12 @@ export class AddressSpace {
    */
   map(hint: number, len: number, prot: number, flags: number, name: string, pgoff: number, contents?: Uint8Array): number {
     len = pageRoundUp(len);
-    if (len === 0 || len > TASK_SIZE) throw new SyscallError(E.ENOMEM);
+    if (len === 0 || len > this.maxAddr) throw new SyscallError(E.ENOMEM);
     let addr: number;
     if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
       if (hint % PAGE_SIZE) throw new SyscallError(E.EINVAL);
-      if (hint < MMAP_MIN_ADDR || hint + len > TASK_SIZE) throw new SyscallError(flags & MAP_FIXED ? E.EPERM : E.ENOMEM);
-      if (hint < STUB_RESERVED[1] && hint + len > STUB_RESERVED[0]) throw new SyscallError(E.ENOMEM);
+      if (hint < this.minAddr || hint + len > this.maxAddr) throw new SyscallError(flags & MAP_FIXED ? E.EPERM : E.ENOMEM);
+      if (this.inReserved(hint, hint + len)) throw new SyscallError(E.ENOMEM);
       if (flags & MAP_FIXED_NOREPLACE) {
         if (!this.isFree(hint, hint + len)) throw new SyscallError(E.EEXIST);
       } else this.unmap(hint, len);
@@ -293,8 +303,8 @@ export class AddressSpace {
     len = pageRoundUp(len);
     let addr: number;
     if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
-      if (hint % PAGE_SIZE || hint < MMAP_MIN_ADDR || hint + len > TASK_SIZE) throw new SyscallError(E.EINVAL);
-      if (hint < STUB_RESERVED[1] && hint + len > STUB_RESERVED[0]) throw new SyscallError(E.ENOMEM);
+      if (hint % PAGE_SIZE || hint < this.minAddr || hint + len > this.maxAddr) throw new SyscallError(E.EINVAL);
+      if (this.inReserved(hint, hint + len)) throw new SyscallError(E.ENOMEM);
       if (flags & MAP_FIXED_NOREPLACE) { if (!this.isFree(hint, hint + len)) throw new SyscallError(E.EEXIST); } else this.unmap(hint, len);
       addr = hint;
     } else addr = hint && hint % PAGE_SIZE === 0 && this.isFree(hint, hint + len) ? hint : this.findGap(len);
@@ -328,7 +338,7 @@ export class AddressSpace {
     if (addr % PAGE_SIZE || len <= 0) throw new SyscallError(E.EINVAL);
     len = pageRoundUp(len);
     const end = addr + len;
-    if (end > TASK_SIZE) throw new SyscallError(E.EINVAL);
+    if (end > this.maxAddr) throw new SyscallError(E.EINVAL);
     this.splitAt(addr);
     this.splitAt(end);
     const keep: Vma[] = [];

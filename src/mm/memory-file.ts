@@ -5,10 +5,10 @@
  * map ranges of the same memfd into guest address spaces. The allocator's state
  * (MemoryFileState) is plain data in the graph; the memfd and the views are runtime.
  */
-import * as libc from '../../platforms/host/libc.js';
+import type { MemoryBacking } from '../../platforms/host-services.js';
 import type { MemoryFileState } from '../kernel/state.js';
+import { PAGE_SIZE } from '../abi/linux.js';
 
-export const PAGE_SIZE = 4096;
 /** Size of one kernel-side window over the memory file (bytes); views stay well under 4 GiB. */
 const WINDOW_SIZE = 256 * 1024 * 1024;
 /** Logical size of the memfd: sparse, so only touched pages cost memory. */
@@ -23,12 +23,16 @@ export class MemoryFile {
   /** Host fd of the memfd (runtime only). */
   readonly fd: number;
   private readonly windows: Uint8Array[] = [];
-  private readonly pointers: unknown[] = [];
+  private readonly backing: MemoryBacking;
 
-  constructor(readonly state: MemoryFileState) {
-    this.fd = libc.memfdCreate('snapvisor-memory', libc.MFD_CLOEXEC);
-    if (this.fd < 0) throw new MemoryFileError(`memfd_create failed: errno ${libc.errno()}`);
-    if (libc.ftruncate(this.fd, FILE_SIZE) < 0) throw new MemoryFileError(`ftruncate of the memory file failed: errno ${libc.errno()}`);
+  /** `createBacking(size)` makes the sparse host memory (HostServices.createMemoryBacking). */
+  constructor(readonly state: MemoryFileState, createBacking: (name: string, size: number) => MemoryBacking) {
+    try {
+      this.backing = createBacking('snapvisor-memory', FILE_SIZE);
+    } catch (e) {
+      throw new MemoryFileError((e as Error).message);
+    }
+    this.fd = this.backing.fd;
   }
 
   /** Allocate `len` bytes (page multiple) of zeroed memory-file space; returns the byte offset. */
@@ -75,13 +79,13 @@ export class MemoryFile {
 
   /** Drop the pages of a range (they read back as zeros) without freeing it. */
   punch(off: number, len: number): void {
-    if (len > 0) libc.fallocate(this.fd, libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, off, len);
+    if (len > 0) this.backing.punchHole(off, len);
   }
 
   /** Return a range to the allocator and drop its pages (FALLOC_FL_PUNCH_HOLE), so it reads as zeros. */
   release(off: number, len: number): void {
     if (len <= 0) return;
-    libc.fallocate(this.fd, libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, off, len);
+    this.backing.punchHole(off, len);
     const free = this.state.free;
     free.push([off, len]);
     free.sort((a, b) => a[0] - b[0]);
@@ -96,11 +100,12 @@ export class MemoryFile {
   private window(index: number): Uint8Array {
     let w = this.windows[index];
     if (!w) {
-      const ptr = libc.mmap(null, WINDOW_SIZE, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED, this.fd, index * WINDOW_SIZE);
-      if (libc.pointerIsFailed(ptr)) throw new MemoryFileError(`mmap of a memory-file window failed: errno ${libc.errno()}`);
-      w = new Uint8Array(libc.view(ptr, WINDOW_SIZE));
+      try {
+        w = this.backing.mapView(index * WINDOW_SIZE, WINDOW_SIZE);
+      } catch (e) {
+        throw new MemoryFileError((e as Error).message);
+      }
       this.windows[index] = w;
-      this.pointers[index] = ptr;
     }
     return w;
   }
@@ -146,9 +151,9 @@ export class MemoryFile {
     let pos = 0;
     const end = this.state.end;
     while (pos < end) {
-      const data = libc.lseek(this.fd, pos, libc.SEEK_DATA);
+      const data = this.backing.seekData(pos);
       if (data < 0 || data >= end) break;
-      let hole = libc.lseek(this.fd, data, libc.SEEK_HOLE);
+      let hole = this.backing.seekHole(data);
       if (hole < 0 || hole > end) hole = end;
       out.push([data, hole - data]);
       pos = hole;
@@ -159,8 +164,6 @@ export class MemoryFile {
   /** Unmap the kernel's windows and close the memfd. Views must not be used afterwards. */
   destroy(): void {
     this.windows.length = 0;
-    for (const p of this.pointers) if (p) libc.munmap(p, WINDOW_SIZE);
-    this.pointers.length = 0;
-    libc.close(this.fd);
+    this.backing.destroy();
   }
 }

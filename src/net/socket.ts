@@ -12,20 +12,14 @@ import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { NetState, OpenFileState, SockAddr, SocketState } from '../kernel/state.js';
-import { syscall } from '../syscalls/table.js';
-import { baseDir } from '../syscalls/file.js';
+import { baseDir } from '../kernel/dirfd.js';
+import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SCM_RIGHTS, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
 
-export const AF_UNIX = 1, AF_INET = 2, AF_INET6 = 10;
-const SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_TYPE_MASK = 0xf, SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000;
-const MSG_PEEK = 2, MSG_TRUNC = 0x20, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000, MSG_CMSG_CLOEXEC = 0x40000000;
-const SOL_SOCKET = 1, SO_TYPE = 3, SO_ERROR = 4, SO_SNDBUF = 7, SO_RCVBUF = 8, SO_PEERCRED = 17, SO_ACCEPTCONN = 30, SO_PROTOCOL = 38, SO_DOMAIN = 39;
-const IPPROTO_TCP = 6, IPPROTO_UDP = 17;
-const O_NONBLOCK = 0o4000;
 /** Bytes of datagrams a socket may have queued before senders' messages are dropped (UDP) or wait. */
 const DGRAM_QUEUE_BYTES = 212992;
 const EPHEMERAL_FIRST = 32768, EPHEMERAL_LAST = 60999;
 
-const so = (f: OpenFileState): SocketState => f.socket!;
+export const so = (f: OpenFileState): SocketState => f.socket!;
 const nonblocking = (f: OpenFileState, flags: number) => !!(f.flags & O_NONBLOCK) || !!(flags & MSG_DONTWAIT);
 
 function net(t: Task): NetState {
@@ -33,7 +27,7 @@ function net(t: Task): NetState {
 }
 
 /** The socket behind fd: EBADF, or ENOTSOCK for another kind of file. */
-function sockFile(t: Task, fd: number): OpenFileState {
+export function sockFile(t: Task, fd: number): OpenFileState {
   const f = t.kernel.file(t, fd);
   if (f.kind !== 'socket') throw new SyscallError(E.ENOTSOCK);
   return f;
@@ -47,7 +41,7 @@ function changed$(t: Task, id: number) { return t.kernel.pipes.changed$.pipe(fil
 function isLoopbackV4(ip: string) { return ip.startsWith('127.'); }
 
 /** Decode a guest sockaddr of `len` bytes. EINVAL for a short or foreign one, EAFNOSUPPORT for another family. */
-function readAddr(t: Task, addr: number, len: number, domain: number): SockAddr {
+export function readAddr(t: Task, addr: number, len: number, domain: number): SockAddr {
   if (len < 2) throw new SyscallError(E.EINVAL);
   const b = t.mm.read(addr, Math.min(len, 128));
   const v = new DataView(b.buffer, b.byteOffset, b.length);
@@ -102,7 +96,7 @@ function encodeAddr(a: SockAddr | undefined, domain: number): Uint8Array {
 }
 
 /** Store a sockaddr at addr with its length at lenAddr (truncated to the room given, as Linux does). */
-function writeAddr(t: Task, addr: number, lenAddr: number, a: SockAddr | undefined, domain: number): void {
+export function writeAddr(t: Task, addr: number, lenAddr: number, a: SockAddr | undefined, domain: number): void {
   if (!addr || !lenAddr) return;
   const bytes = encodeAddr(a, domain);
   const room = t.mm.readU32(lenAddr);
@@ -130,7 +124,7 @@ function ephemeralPort(t: Task, type: number, family: number): number {
 function loopbackOf(family: number): string { return family === AF_INET6 ? '::1' : '127.0.0.1'; }
 
 /** Bind `f` to `a` (port 0: an ephemeral one). EADDRINUSE, EADDRNOTAVAIL, EINVAL if already bound. */
-function doBind(t: Task, f: OpenFileState, a: SockAddr): void {
+export function doBind(t: Task, f: OpenFileState, a: SockAddr): void {
   const s = so(f);
   if (s.local) throw new SyscallError(E.EINVAL);
   if (a.family === AF_UNIX) {
@@ -186,51 +180,19 @@ function lookup(t: Task, type: number, a: SockAddr): OpenFileState | undefined {
 
 // ---- socket(2) and friends ----
 
-function newSocket(t: Task, domain: number, type: number, state: SocketState): OpenFileState {
+/** A new socket open file (refs 0 until installed); SOCK_NONBLOCK in `type` sets O_NONBLOCK. */
+export function newSocket(t: Task, domain: number, type: number, state: SocketState): OpenFileState {
   return t.kernel.newOpenFile({ kind: 'socket', path: `socket:[${t.kernel.state.nextId}]`, flags: 2 | (type & SOCK_NONBLOCK ? O_NONBLOCK : 0), socket: { ...state, domain, type: type & SOCK_TYPE_MASK } });
 }
 
-function install(t: Task, f: OpenFileState, cloexec: boolean): number {
+/** Install a socket at the lowest free fd; on EMFILE the socket is released. Returns the fd or -EMFILE. */
+export function installSocket(t: Task, f: OpenFileState, cloexec: boolean): number {
   const fd = t.kernel.installFd(t, f.id, cloexec);
   if (fd < 0) { f.refs = 1; t.kernel.unrefFile(f.id); }
   return fd;
 }
 
-function socket(t: Task): number {
-  const domain = t.argInt(0), type = t.argInt(1), proto = t.argInt(2);
-  if (![AF_UNIX, AF_INET, AF_INET6].includes(domain)) return -E.EAFNOSUPPORT;
-  const base = type & SOCK_TYPE_MASK;
-  if (type & ~(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
-  if (base !== SOCK_STREAM && base !== SOCK_DGRAM) return -E.ESOCKTNOSUPPORT;
-  if (proto !== 0 && !(domain !== AF_UNIX && proto === (base === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP))) return -E.EPROTONOSUPPORT;
-  const f = newSocket(t, domain, type, { rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'unbound', opts: {}, dgrams: base === SOCK_DGRAM ? [] : undefined });
-  return install(t, f, !!(type & SOCK_CLOEXEC));
-}
-
-function socketpair(t: Task): number {
-  const domain = t.argInt(0), type = t.argInt(1), proto = t.argInt(2), sv = t.arg(3);
-  if (domain !== AF_UNIX) return domain === AF_INET || domain === AF_INET6 ? -E.EOPNOTSUPP : -E.EAFNOSUPPORT;
-  if ((type & SOCK_TYPE_MASK) !== SOCK_STREAM) return -E.EOPNOTSUPP; // datagram pairs: not yet
-  if (type & ~(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
-  if (proto !== 0) return -E.EPROTONOSUPPORT;
-  t.mm.chunks(sv, 8, 2, () => undefined);
-  const k = t.kernel;
-  const ab = k.pipes.newPipe(1, 1), ba = k.pipes.newPipe(1, 1);
-  const a = newSocket(t, AF_UNIX, type, { rx: ba.id, tx: ab.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
-  const b = newSocket(t, AF_UNIX, type, { rx: ab.id, tx: ba.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
-  const cloexec = !!(type & SOCK_CLOEXEC);
-  const fa = install(t, a, cloexec);
-  if (fa < 0) { b.refs = 1; k.unrefFile(b.id); return fa; }
-  const fb = install(t, b, cloexec);
-  if (fb < 0) { k.closeFd(t, fa); return fb; }
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setInt32(0, fa, true);
-  new DataView(out.buffer).setInt32(4, fb, true);
-  t.mm.write(sv, out);
-  return 0;
-}
-
-function listen(t: Task, fd: number, backlog: number): number {
+export function listen(t: Task, fd: number, backlog: number): number {
   const f = sockFile(t, fd);
   const s = so(f);
   if (s.type !== SOCK_STREAM) return -E.EOPNOTSUPP;
@@ -243,7 +205,7 @@ function listen(t: Task, fd: number, backlog: number): number {
 }
 
 /** connect(2): streams get a connection queued on the listener at once (loopback never waits). */
-function connect(t: Task, fd: number, addrPtr: number, len: number): number {
+export function connect(t: Task, fd: number, addrPtr: number, len: number): number {
   const f = sockFile(t, fd);
   const s = so(f);
   const a = readAddr(t, addrPtr, len, s.domain!);
@@ -277,7 +239,7 @@ function connect(t: Task, fd: number, addrPtr: number, len: number): number {
   return s.domain !== AF_UNIX && (f.flags & O_NONBLOCK) ? -E.EINPROGRESS : 0;
 }
 
-function accept(t: Task, fd: number, addr: number, lenAddr: number, flags: number): SyscallResult {
+export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags: number): SyscallResult {
   if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
   const f = sockFile(t, fd);
   const s = so(f);
@@ -288,7 +250,7 @@ function accept(t: Task, fd: number, addr: number, lenAddr: number, flags: numbe
     const c = t.kernel.state.openFiles[id];
     if (flags & SOCK_NONBLOCK) c.flags |= O_NONBLOCK;
     writeAddr(t, addr, lenAddr, so(c).peer, s.domain!);
-    return install(t, c, !!(flags & SOCK_CLOEXEC));
+    return installSocket(t, c, !!(flags & SOCK_CLOEXEC));
   };
   const now = attempt();
   if (now !== undefined) return now;
@@ -381,8 +343,6 @@ function gather(t: Task, iov: Array<[number, number]>): Uint8Array {
   return out;
 }
 
-const SCM_RIGHTS = 1;
-
 /** The fds of SCM_RIGHTS messages in a msghdr's control buffer (EBADF for a closed one, EINVAL for bad lengths). */
 function readRights(t: Task, msg: number): number[] {
   const b = t.mm.read(msg, 56);
@@ -428,7 +388,7 @@ function attachRights(t: Task, f: OpenFileState, fds: number[]): (() => void) | 
   };
 }
 
-function sendmsg(t: Task, f: OpenFileState, msg: number, flags: number): SyscallResult {
+export function sendmsg(t: Task, f: OpenFileState, msg: number, flags: number): SyscallResult {
   const { iov, name, nameLen } = readMsghdr(t, msg);
   const to = name && nameLen ? readAddr(t, name, nameLen, so(f).domain!) : undefined;
   const parts = iov.filter(([, n]) => n > 0);
@@ -459,7 +419,7 @@ function sendmsg(t: Task, f: OpenFileState, msg: number, flags: number): Syscall
   return total;
 }
 
-function recvmsg(t: Task, f: OpenFileState, msg: number, flags: number): SyscallResult {
+export function recvmsg(t: Task, f: OpenFileState, msg: number, flags: number): SyscallResult {
   const { iov, name } = readMsghdr(t, msg);
   const hdr = new Uint8Array(t.mm.read(msg, 56));
   const hv = new DataView(hdr.buffer);
@@ -507,7 +467,7 @@ function recvmsg(t: Task, f: OpenFileState, msg: number, flags: number): Syscall
 
 function optKey(level: number, opt: number) { return `${level}:${opt}`; }
 
-function getsockopt(t: Task, f: OpenFileState, level: number, opt: number, val: number, lenAddr: number): number {
+export function getsockopt(t: Task, f: OpenFileState, level: number, opt: number, val: number, lenAddr: number): number {
   const s = so(f);
   let v: number | Uint8Array;
   if (level === SOL_SOCKET) {
@@ -536,7 +496,7 @@ function getsockopt(t: Task, f: OpenFileState, level: number, opt: number, val: 
   return 0;
 }
 
-function setsockopt(t: Task, f: OpenFileState, level: number, opt: number, val: number, len: number): number {
+export function setsockopt(t: Task, f: OpenFileState, level: number, opt: number, val: number, len: number): number {
   if (len < 0) return -E.EINVAL;
   if (![SOL_SOCKET, IPPROTO_TCP, IPPROTO_UDP, 0, 41].includes(level)) return -E.ENOPROTOOPT;
   const s = so(f);
@@ -579,31 +539,3 @@ export function socketReadiness(t: Task, f: OpenFileState, pipeBuf: number): num
   if (!s.shutWr && (!tx || tx.readers === 0)) r |= 8;
   return r;
 }
-
-const withSock = <T>(t: Task, fd: number, fn: (f: OpenFileState) => T): T => fn(sockFile(t, fd));
-
-export const socketSyscalls = [
-  syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 on 127.0.0.0/8 and ::1, AF_UNIX; stream and datagram'),
-  syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX SOCK_STREAM; datagram pairs give EOPNOTSUPP'),
-  syscall('bind', 3, (t) => withSock(t, t.argInt(0), (f) => { doBind(t, f, readAddr(t, t.arg(1), t.argU32(2), so(f).domain!)); return 0; })),
-  syscall('listen', 2, (t) => listen(t, t.argInt(0), t.argInt(1))),
-  syscall('connect', 3, (t) => connect(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'loopback connects are made at once (non-blocking TCP still reports EINPROGRESS)'),
-  syscall('accept', 3, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), 0)),
-  syscall('accept4', 4, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3))),
-  syscall('sendto', 6, (t) => withSock(t, t.argInt(0), (f) => socketWrite(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? readAddr(t, t.arg(4), t.argU32(5), so(f).domain!) : undefined))),
-  syscall('recvfrom', 6, (t) => withSock(t, t.argInt(0), (f) => socketRead(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? [t.arg(4), t.arg(5)] : undefined))),
-  syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS on unix streams; no SCM_CREDENTIALS'),
-  syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS on unix streams; fills the first non-empty iovec'),
-  syscall('shutdown', 2, (t) => withSock(t, t.argInt(0), (f) => {
-    const how = t.argInt(1), s = so(f);
-    if (how < 0 || how > 2) return -E.EINVAL;
-    if (s.state !== 'connected' || s.type !== SOCK_STREAM) return -E.ENOTCONN;
-    if ((how === 0 || how === 2) && !s.shutRd) { s.shutRd = true; t.kernel.pipes.closeEnd(s.rx, 'read'); }
-    if ((how === 1 || how === 2) && !s.shutWr) { s.shutWr = true; t.kernel.pipes.closeEnd(s.tx, 'write'); }
-    return 0;
-  })),
-  syscall('getsockopt', 5, (t) => withSock(t, t.argInt(0), (f) => getsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.arg(4))), 'partial', 'options are stored and read back; they change no behaviour'),
-  syscall('setsockopt', 5, (t) => withSock(t, t.argInt(0), (f) => setsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.argInt(4))), 'partial', 'options are stored and read back; they change no behaviour'),
-  syscall('getsockname', 3, (t) => withSock(t, t.argInt(0), (f) => { const s = so(f); writeAddr(t, t.arg(1), t.arg(2), s.local, s.domain!); return 0; })),
-  syscall('getpeername', 3, (t) => withSock(t, t.argInt(0), (f) => { const s = so(f); if (!s.peer && s.state !== 'connected') return -E.ENOTCONN; writeAddr(t, t.arg(1), t.arg(2), s.peer, s.domain!); return 0; })),
-];

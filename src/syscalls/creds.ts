@@ -7,7 +7,7 @@
 import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { Credentials } from '../kernel/state.js';
-import { syscall } from './table.js';
+import { syscall } from './entry.js';
 
 const NONE = 0xffffffff; // -1: leave unchanged
 

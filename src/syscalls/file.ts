@@ -7,32 +7,16 @@ import fs from 'node:fs';
 import crypto from 'node:crypto';
 import { from, map } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
-import * as libc from '../../platforms/host/libc.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, InodeState } from '../kernel/state.js';
-import { PROT_READ, PROT_WRITE } from '../mm/address-space.js';
 import { Node, modeOf } from '../vfs/vfs.js';
-import { SIGPIPE } from '../kernel/signals.js';
 import { eventfdRead, eventfdWrite } from '../ipc/eventfd.js';
 import { MAX_UPPER_FILE, inodeRead, inodeTruncate, inodeWrite, inodeZero } from '../vfs/inode-data.js';
 import { socketRead, socketWrite } from '../net/socket.js';
-import { S_IFIFO, S_IFMT, S_IFREG, Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
-import { syscall } from './table.js';
-
-export const AT_FDCWD = -100;
-export const AT_SYMLINK_NOFOLLOW = 0x100, AT_REMOVEDIR = 0x200, AT_SYMLINK_FOLLOW = 0x400, AT_EMPTY_PATH = 0x1000;
-export const O_ACCMODE = 3, O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2;
-export const O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000, O_APPEND = 0o2000, O_NONBLOCK = 0o4000;
-export const O_DIRECTORY = 0o200000, O_NOFOLLOW = 0o400000, O_CLOEXEC = 0o2000000, O_PATH = 0o10000000, O_TMPFILE = 0o20000000;
-const MAX_RW = 0x7ffff000;
-
-/** The directory a *at() path is relative to: cwd for AT_FDCWD, else the dir fd's path (EBADF, ENOTDIR). */
-export function baseDir(t: Task, dirfd: number, path: string): string {
-  if (path.startsWith('/') || dirfd === AT_FDCWD) return t.tg.cwd;
-  const f = t.kernel.file(t, dirfd);
-  if (f.kind !== 'dir') throw new SyscallError(E.ENOTDIR);
-  return f.path;
-}
+import { Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
+import { syscall } from './entry.js';
+import { baseDir } from '../kernel/dirfd.js';
+import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, FIONREAD, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, MAX_RW, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_READ, PROT_WRITE, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, SIGPIPE, S_IFIFO, S_IFMT, S_IFREG, TCGETS, TCSETS, TCSETSF, TCSETSW, TIOCGPGRP, TIOCGSID, TIOCGWINSZ, TIOCSPGRP, TIOCSWINSZ, TERMIOS_SIZE, WINSIZE_SIZE } from '../abi/linux.js';
 
 /** The filesystem node behind an open file (EBADF when it has none). */
 export function nodeOfFile(t: Task, f: OpenFileState): Node | undefined {
@@ -50,12 +34,7 @@ export function statOfFile(t: Task, f: OpenFileState): Stat {
     return { dev: 0xc, ino: 0x10000 + f.pipeId!, nlink: 1, mode: S_IFIFO | 0o600, uid: t.tg.uid, gid: t.tg.gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
   }
   if (f.kind === 'hostfd') {
-    const s = fs.fstatSync(f.hostFd!, { bigint: true });
-    return {
-      dev: Number(s.dev), ino: Number(s.ino), nlink: Number(s.nlink), mode: Number(s.mode), uid: Number(s.uid), gid: Number(s.gid),
-      rdev: Number(s.rdev), size: Number(s.size), blksize: Number(s.blksize), blocks: Number(s.blocks),
-      atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs,
-    };
+    return t.kernel.host.fstat(f.hostFd!);
   }
   const n = nodeOfFile(t, f);
   if (!n) {
@@ -85,7 +64,7 @@ export function openNode(t: Task, n: Node, flags: number): OpenFileState {
   if (n.kind === 'synthetic') {
     if (n.node.dev === 'tty') {
       // The controlling terminal is the caller's terminal, if its stdio is one.
-      const ttyFd = [0, 1, 2].find((fd) => libc.ioctlBuf(fd, TCGETS, new Uint8Array(60)) === 0);
+      const ttyFd = [0, 1, 2].find((fd) => k.host.isTerminal(fd));
       if (ttyFd === undefined) throw new SyscallError(E.ENXIO);
       return k.newOpenFile({ kind: 'hostfd', path: '/dev/tty', flags, hostFd: ttyFd });
     }
@@ -191,17 +170,6 @@ function copyToGuest(t: Task, buf: number, src: Uint8Array): number {
   return src.length;
 }
 
-const hostFdIsStream = new Map<number, boolean>();
-/** Whether a caller's stdio fd is a pipe, socket or terminal (reads may block). */
-function isStream(hostFd: number): boolean {
-  let v = hostFdIsStream.get(hostFd);
-  if (v === undefined) {
-    try { const s = fs.fstatSync(hostFd); v = s.isFIFO() || s.isSocket() || s.isCharacterDevice(); } catch { v = false; }
-    hostFdIsStream.set(hostFd, v);
-  }
-  return v;
-}
-
 /** read(2) body for one open file at `pos` (or its offset); advances the offset when `advance`. */
 function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: number | null): SyscallResult {
   if ((f.flags & O_ACCMODE) === O_WRONLY || (f.flags & O_PATH)) return -E.EBADF;
@@ -257,11 +225,12 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
       const hfd = f.hostFd!;
       if (count === 0) return 0;
       t.mm.chunks(buf, Math.min(count, 1), PROT_WRITE, () => undefined); // EFAULT before blocking
-      if (!isStream(hfd)) {
+      const host = t.kernel.host;
+      if (!host.isStream(hfd)) {
         let total = 0, short = false;
         t.mm.chunks(buf, count, PROT_WRITE, (view) => {
           if (short) return;
-          const n = fs.readSync(hfd, view, 0, view.length, null);
+          const n = host.readSync(hfd, view, null);
           total += n;
           if (n < view.length) short = true;
         });
@@ -269,10 +238,7 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
       }
       // A pipe or terminal: read on libuv's thread pool so the event loop (and other tasks) go on.
       const tmp = Buffer.alloc(Math.min(count, 65536));
-      const p = new Promise<number>((resolve, reject) => fs.read(hfd, tmp, 0, tmp.length, null, (err, n) => {
-        if (err) reject(new SyscallError((err as NodeJS.ErrnoException).errno ? -(err as NodeJS.ErrnoException).errno! : E.EIO));
-        else resolve(n);
-      }));
+      const p = host.readAsync(hfd, tmp).catch((errno: number) => { throw new SyscallError(errno); });
       return {
         waiter: { kind: 'read', fileId: f.id, interruptible: true, restartable: true },
         result$: from(p).pipe(map((n) => copyToGuest(t, buf, tmp.subarray(0, n)))),
@@ -281,11 +247,11 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
   }
 }
 
-function writeHostFd(hfd: number, view: Uint8Array): number {
+function writeHostFd(t: Task, hfd: number, view: Uint8Array): number {
   let off = 0;
   while (off < view.length) {
     try {
-      off += fs.writeSync(hfd, view, off, view.length - off);
+      off += t.kernel.host.writeSync(hfd, view, off, view.length - off);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN') { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); continue; }
@@ -309,7 +275,7 @@ function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: n
       let total = 0;
       t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before any byte leaves
       try {
-        t.mm.chunks(buf, count, PROT_READ, (view) => { total += writeHostFd(f.hostFd!, view); });
+        t.mm.chunks(buf, count, PROT_READ, (view) => { total += writeHostFd(t, f.hostFd!, view); });
       } catch (e) {
         if (e instanceof SyscallError && e.errno === E.EPIPE) {
           t.kernel.signals.send(t.tgid, SIGPIPE, { signo: SIGPIPE, code: 0, pid: t.tgid }, t.tid);
@@ -398,11 +364,10 @@ function fileSize(t: Task, f: OpenFileState): number {
   return statOfFile(t, f).size;
 }
 
-const SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
 function lseek(t: Task): number {
   const f = t.kernel.file(t, t.argInt(0));
   const off = t.argI64(1), whence = t.argInt(2);
-  if ((f.kind === 'hostfd' && isStream(f.hostFd!)) || f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'pty') return -E.ESPIPE;
+  if ((f.kind === 'hostfd' && t.kernel.host.isStream(f.hostFd!)) || f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'pty') return -E.ESPIPE;
   if (f.kind === 'dev') return 0;
   let base: number;
   switch (whence) {
@@ -472,9 +437,6 @@ function getdents64(t: Task): number {
   return pos;
 }
 
-const F_DUPFD = 0, F_GETFD = 1, F_SETFD = 2, F_GETFL = 3, F_SETFL = 4, F_GETLK = 5, F_SETLK = 6, F_SETLKW = 7;
-const F_SETOWN = 8, F_GETOWN = 9, F_DUPFD_CLOEXEC = 1030, F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032, F_OFD_GETLK = 36, F_OFD_SETLK = 37, F_OFD_SETLKW = 38;
-const FD_CLOEXEC = 1;
 function fcntl(t: Task): number {
   const fd = t.argInt(0), cmd = t.argInt(1);
   const k = t.kernel;
@@ -529,9 +491,6 @@ function fcntl(t: Task): number {
   }
 }
 
-const TCGETS = 0x5401, TCSETS = 0x5402, TCSETSW = 0x5403, TCSETSF = 0x5404, TIOCGPGRP = 0x540f, TIOCSPGRP = 0x5410;
-const TIOCGWINSZ = 0x5413, TIOCSWINSZ = 0x5414, FIONREAD = 0x541b, FIONBIO = 0x5421, FIONCLEX = 0x5450, FIOCLEX = 0x5451;
-const TIOCGSID = 0x5429;
 /** ioctl(2): terminal requests reach the caller's real terminal for stdio; everything else ENOTTY. */
 function ioctl(t: Task): number {
   const fd = t.argInt(0), req = t.argU32(1), arg = t.arg(2);
@@ -552,7 +511,7 @@ function ioctl(t: Task): number {
   const hfd = f.hostFd!;
   if (req === TIOCGPGRP || req === TIOCSPGRP || req === TIOCGSID) {
     // The controlling terminal's foreground process group is the sandbox's own (pids are virtual).
-    if (libc.ioctlBuf(hfd, TCGETS, new Uint8Array(60)) < 0) return -E.ENOTTY;
+    if (!t.kernel.host.isTerminal(hfd)) return -E.ENOTTY;
     const cfg = t.kernel.state.config as typeof t.kernel.state.config & { ttyForegroundPgid?: number };
     if (req === TIOCSPGRP) {
       const pgid = t.mm.readU32(arg) | 0;
@@ -565,16 +524,16 @@ function ioctl(t: Task): number {
     return 0;
   }
   const sizes: Record<number, [number, boolean]> = {
-    [TCGETS]: [36, false], [TCSETS]: [36, true], [TCSETSW]: [36, true], [TCSETSF]: [36, true], // struct termios (kernel): 36 bytes
-    [TIOCGWINSZ]: [8, false], [TIOCSWINSZ]: [8, true], [TIOCGPGRP]: [4, false], [TIOCSPGRP]: [4, true], [TIOCGSID]: [4, false], [FIONREAD]: [4, false],
+    [TCGETS]: [TERMIOS_SIZE, false], [TCSETS]: [TERMIOS_SIZE, true], [TCSETSW]: [TERMIOS_SIZE, true], [TCSETSF]: [TERMIOS_SIZE, true],
+    [TIOCGWINSZ]: [WINSIZE_SIZE, false], [TIOCSWINSZ]: [WINSIZE_SIZE, true], [TIOCGPGRP]: [4, false], [TIOCSPGRP]: [4, true], [TIOCGSID]: [4, false], [FIONREAD]: [4, false],
   };
   const spec = sizes[req];
   if (!spec) return -E.ENOTTY;
   const [size, input] = spec;
   const b = new Uint8Array(size);
   if (input) b.set(t.mm.read(arg, size));
-  const r = libc.ioctlBuf(hfd, req, b);
-  if (r < 0) return -libc.errno();
+  const r = t.kernel.host.ioctl(hfd, req, b);
+  if (r < 0) return r;
   if (!input) t.mm.write(arg, b);
   return r;
 }
@@ -625,7 +584,7 @@ function sendfile(t: Task): number {
     p.len += n;
     p.written = (p.written ?? 0) + n;
     k.pipes.changed$.next(p.id);
-  } else if (fout.kind === 'hostfd') n = writeHostFd(fout.hostFd!, data);
+  } else if (fout.kind === 'hostfd') n = writeHostFd(t, fout.hostFd!, data);
   else {
     const ino = k.state.fs.inodes[fout.inodeId!];
     const at = (fout.flags & O_APPEND) ? ino.size : fout.offset;
@@ -666,7 +625,7 @@ export const fileSyscalls = [
   syscall('pread64', 4, (t) => {
     const f = t.kernel.file(t, t.argInt(0));
     if (t.argI64(3) < 0) return -E.EINVAL;
-    if ((f.kind === 'hostfd' && isStream(f.hostFd!)) || f.kind === 'pipe') return -E.ESPIPE;
+    if ((f.kind === 'hostfd' && t.kernel.host.isStream(f.hostFd!)) || f.kind === 'pipe') return -E.ESPIPE;
     return readFile(t, f, t.arg(1), t.arg(2), t.argI64(3));
   }),
   syscall('pwrite64', 4, (t) => {

@@ -7,9 +7,11 @@
 import { E, SyscallError } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import { Node, modeOf } from '../vfs/vfs.js';
-import { S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, isDir, isLnk } from '../vfs/stat.js';
-import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, baseDir, nodeOfFile, truncateInode } from './file.js';
-import { syscall } from './table.js';
+import { isDir, isLnk } from '../vfs/stat.js';
+import { nodeOfFile, truncateInode } from './file.js';
+import { syscall } from './entry.js';
+import { baseDir } from '../kernel/dirfd.js';
+import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT } from '../abi/linux.js';
 
 /** Guest strings are latin1 (one char per byte): back to the bytes they came from. */
 const bytesOf = (s: string): Uint8Array => Buffer.from(s, 'latin1');
@@ -152,7 +154,6 @@ function chownNode(t: Task, n: Node, uid: number, gid: number): number {
   return 0;
 }
 
-const UTIME_NOW = (1 << 30) - 1, UTIME_OMIT = (1 << 30) - 2;
 function utimensat(t: Task): number {
   const dirfd = t.argInt(0), pathAddr = t.arg(1), times = t.arg(2), flags = t.argInt(3);
   const n = nodeAt(t, dirfd, pathAddr, flags | (pathAddr ? 0 : AT_EMPTY_PATH));

@@ -6,10 +6,10 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
-import { PROT_WRITE } from '../mm/address-space.js';
 import { NS_PER_SEC } from '../kernel/clock.js';
-import { syscall } from './table.js';
+import { syscall } from './entry.js';
 import { readTimespec } from './time.js';
+import { FUTEX_CLOCK_REALTIME, FUTEX_CMP_REQUEUE, FUTEX_PRIVATE_FLAG, FUTEX_REQUEUE, FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAKE, FUTEX_WAKE_BITSET, FUTEX_WAKE_OP, PROT_WRITE } from '../abi/linux.js';
 
 function getrandom(t: Task): number {
   const buf = t.arg(0), len = Math.min(t.arg(1), 33554431), flags = t.argU32(2);
@@ -18,8 +18,6 @@ function getrandom(t: Task): number {
   return len;
 }
 
-const FUTEX_WAIT = 0, FUTEX_WAKE = 1, FUTEX_REQUEUE = 3, FUTEX_CMP_REQUEUE = 4, FUTEX_WAKE_OP = 5, FUTEX_WAIT_BITSET = 9, FUTEX_WAKE_BITSET = 10;
-const FUTEX_PRIVATE_FLAG = 128, FUTEX_CLOCK_REALTIME = 256;
 /** futex(2): wait queues in src/ipc/futex.ts. PI futexes are not supported (ENOSYS). */
 function futex(t: Task): SyscallResult {
   const uaddr = t.arg(0), opFull = t.argInt(1), val = t.argU32(2), timeout = t.arg(3), uaddr2 = t.arg(4), val3 = t.argU32(5);

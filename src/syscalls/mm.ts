@@ -7,15 +7,13 @@
 import fs from 'node:fs';
 import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_WRITE } from '../mm/address-space.js';
-import { PAGE_SIZE, pageRoundUp } from '../mm/memory-file.js';
-import { O_ACCMODE, O_WRONLY, O_RDONLY } from './file.js';
+import { pageRoundUp } from '../mm/memory-file.js';
 import { inodeRead, inodeShare } from '../vfs/inode-data.js';
 import { pageCacheBlock } from '../mm/page-cache.js';
-import { syscall } from './table.js';
+import { syscall } from './entry.js';
+import { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, O_ACCMODE, O_RDONLY, O_WRONLY, PAGE_SIZE, PROT_GROWSDOWN, PROT_GROWSUP, PROT_WRITE } from '../abi/linux.js';
 
-const MAP_SHARED_VALIDATE = 3;
-const PROT_ALL = 7, PROT_GROWSDOWN = 0x01000000, PROT_GROWSUP = 0x02000000;
+const PROT_ALL = 7;
 
 function mmap(t: Task): number {
   const addr = t.arg(0), len = t.arg(1), prot = t.argInt(2), flags = t.argInt(3), fd = t.argInt(4), off = t.argI64(5);
@@ -63,7 +61,6 @@ function mmap(t: Task): number {
   return at;
 }
 
-const MADV_DONTNEED = 4, MADV_FREE = 8, MADV_REMOVE = 9;
 function madvise(t: Task): number {
   const addr = t.arg(0), len = pageRoundUp(t.arg(1)), advice = t.argInt(2);
   if (addr % PAGE_SIZE) return -E.EINVAL;

@@ -6,16 +6,13 @@
  */
 import { interval, merge, timer, map } from 'rxjs';
 import { E } from '../errno.js';
-import * as libc from '../../platforms/host/libc.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState } from '../kernel/state.js';
-import { PIPE_BUF } from '../ipc/pipe.js';
 import { socketReadiness } from '../net/socket.js';
-import { syscall } from './table.js';
+import { syscall } from './entry.js';
 import { readTimespec } from './time.js';
+import { EPOLLET, EPOLLONESHOT, EPOLLRDHUP, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, PIPE_BUF, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDNORM, POLLWRNORM } from '../abi/linux.js';
 
-const POLLIN = 1, POLLPRI = 2, POLLOUT = 4, POLLERR = 8, POLLHUP = 0x10, POLLNVAL = 0x20, POLLRDNORM = 0x40, POLLWRNORM = 0x100;
-const EPOLLRDHUP = 0x2000, EPOLLONESHOT = 1 << 30, EPOLLET = 1 << 31;
 /** How often host streams (the caller's stdin, a pipe or terminal) are re-checked while blocked, ms. */
 const HOST_POLL_MS = 5;
 
@@ -30,12 +27,8 @@ export function readiness(t: Task, f: OpenFileState): number {
       return (p.len > 0 ? POLLIN | POLLRDNORM : 0) | (p.writers === 0 ? POLLHUP : 0);
     }
     case 'hostfd': {
-      const pfd = new Uint8Array(8);
-      const v = new DataView(pfd.buffer);
-      v.setInt32(0, f.hostFd!, true);
-      v.setInt16(4, POLLIN | POLLOUT, true);
-      if (libc.poll(pfd, 1, 0) < 0) return POLLERR;
-      return v.getInt16(6, true) & 0xffff;
+      const r = t.kernel.host.pollOnce(f.hostFd!, POLLIN | POLLOUT);
+      return r < 0 ? POLLERR : r;
     }
     case 'epoll': return epollReady(t, f, false).length ? POLLIN : 0;
     case 'pty': return t.kernel.ptys.readiness(f);
@@ -171,7 +164,6 @@ function epollCreate(t: Task, flags: number): number {
   return fd;
 }
 
-const EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
 function epollCtl(t: Task): number {
   const epfd = t.argInt(0), op = t.argInt(1), fd = t.argInt(2), evAddr = t.arg(3);
   const ep = t.kernel.file(t, epfd);

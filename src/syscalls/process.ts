@@ -8,15 +8,15 @@ import { E } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { ThreadGroupState } from '../kernel/state.js';
-import { CloneArgs, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM } from '../kernel/processes.js';
-import { CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, SIGCHLD, encodeSiginfo } from '../kernel/signals.js';
-import { ExitGroup, ExitThread } from '../kernel/kernel.js';
+import { CloneArgs } from '../kernel/processes.js';
+import { encodeSiginfo } from '../kernel/signals.js';
+import { ExitGroup, ExitThread } from '../kernel/task.js';
 import { ExecError, execProgram } from '../loader/exec.js';
 import { KERNEL_RELEASE } from '../vfs/proc.js';
-import { AT_EMPTY_PATH, baseDir } from './file.js';
-import { syscall } from './table.js';
+import { baseDir } from '../kernel/dirfd.js';
+import { syscall } from './entry.js';
+import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_CAPBSET_READ, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_NO_NEW_PRIVS, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
 
-const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
 /** Default limits (as a Debian login shell has them): resource -> [soft, hard]. */
 const DEFAULT_RLIMITS: Record<number, [bigint, bigint]> = {
   0: [RLIM_INFINITY, RLIM_INFINITY],   // CPU
@@ -72,7 +72,6 @@ function uname(t: Task): number {
   return 0;
 }
 
-const ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003, ARCH_GET_GS = 0x1004, ARCH_GET_CPUID = 0x1011, ARCH_SET_CPUID = 0x1012;
 function archPrctl(t: Task): number {
   const code = t.argInt(0), addr = t.arg(1);
   const r = t.platform.regs;
@@ -89,8 +88,6 @@ function archPrctl(t: Task): number {
   }
 }
 
-const PR_SET_PDEATHSIG = 1, PR_GET_PDEATHSIG = 2, PR_GET_DUMPABLE = 3, PR_SET_DUMPABLE = 4, PR_SET_NAME = 15, PR_GET_NAME = 16;
-const PR_GET_SECCOMP = 21, PR_SET_NO_NEW_PRIVS = 38, PR_GET_NO_NEW_PRIVS = 39, PR_CAPBSET_READ = 23, PR_SET_VMA = 0x53564d41;
 function prctl(t: Task): number {
   const op = t.argInt(0);
   switch (op) {
@@ -172,8 +169,6 @@ function clone3(t: Task): SyscallResult {
   return cloneProcess(t, { flags, childTid: u(2), parentTid: u(3), exitSignal: u(4), stack: stack ? stack + stackSize : 0, tls: u(7) }, u(1));
 }
 
-const WNOHANG = 1, WUNTRACED = 2, WEXITED = 4, WCONTINUED = 8, WNOWAIT = 0x01000000, __WNOTHREAD = 0x20000000, __WALL = 0x40000000, __WCLONE = 0x80000000;
-
 /** wait4(2): reap a zombie child matching pid (>0 that pid, 0 own group, -1 any, < -1 group -pid); WUNTRACED/WCONTINUED report job-control changes. */
 function wait4(t: Task, pid: number, statusAddr: number, options: number, rusage: number): SyscallResult {
   if (options & ~(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WALL | __WCLONE)) return -E.EINVAL;
@@ -196,7 +191,6 @@ function waitFor(t: Task, match: (c: ThreadGroupState) => boolean, noWait: boole
   return { waiter: { kind: 'wait', interruptible: true, restartable: true }, result$: k.whenRunnable(k.processes.childEvent$, attempt) };
 }
 
-const P_ALL = 0, P_PID = 1, P_PGID = 2, P_PIDFD = 3;
 /** waitid(2): like wait4 but reports a siginfo_t (si_code CLD_EXITED/KILLED/DUMPED/STOPPED/CONTINUED). */
 function waitid(t: Task, idtype: number, id: number, infop: number, options: number): SyscallResult {
   if (!(options & (WEXITED | WUNTRACED | WCONTINUED))) return -E.EINVAL;
@@ -221,7 +215,6 @@ function waitid(t: Task, idtype: number, id: number, infop: number, options: num
   if (typeof r !== 'number') return { waiter: r.waiter, result$: r.result$.pipe(map((v) => (v > 0 ? 0 : v))) };
   return r > 0 ? 0 : r;
 }
-
 
 export const processSyscalls = [
   syscall('getpid', 0, (t) => t.state.tgid),

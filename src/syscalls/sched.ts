@@ -6,9 +6,9 @@
 import os from 'node:os';
 import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
-import { syscall } from './table.js';
+import { syscall } from './entry.js';
+import { PRIO_PGRP, PRIO_PROCESS, PRIO_USER, SCHED_BATCH, SCHED_FIFO, SCHED_IDLE, SCHED_OTHER, SCHED_RR } from '../abi/linux.js';
 
-const SCHED_OTHER = 0, SCHED_FIFO = 1, SCHED_RR = 2, SCHED_BATCH = 3, SCHED_IDLE = 5;
 const POLICIES = [SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE];
 const realtime = (p: number) => p === SCHED_FIFO || p === SCHED_RR;
 
@@ -40,7 +40,6 @@ function cpuMask(): Uint8Array {
   return b;
 }
 
-const PRIO_PROCESS = 0, PRIO_PGRP = 1, PRIO_USER = 2;
 function priorityTargets(t: Task, which: number, who: number) {
   const tgs = Object.values(t.kernel.state.threadGroups).filter((g) => !g.zombie);
   if (which === PRIO_PROCESS) return who === 0 ? [t.tg] : tgs.filter((g) => g.tgid === who || g.tids.includes(who));

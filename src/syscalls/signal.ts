@@ -8,12 +8,13 @@ import { NEVER, map, merge, timer } from 'rxjs';
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { NO_RETURN } from '../kernel/task.js';
-import { SIGKILL, SIGSTOP, SI_TKILL, SI_USER, SIG_DFL, checkSignal, encodeSiginfo, sigbit } from '../kernel/signals.js';
+import { checkSignal, encodeSiginfo, sigbit } from '../kernel/signals.js';
 import type { SigInfo } from '../kernel/state.js';
 import { NS_PER_SEC } from '../kernel/clock.js';
 import { cpuTimeNs } from '../kernel/cputime.js';
-import { syscall } from './table.js';
+import { syscall } from './entry.js';
 import { readTimespec } from './time.js';
+import { ITIMER_PROF, ITIMER_REAL, ITIMER_VIRTUAL, SIGKILL, SIGSTOP, SIG_DFL, SI_TKILL, SI_USER } from '../abi/linux.js';
 
 const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
 
@@ -172,7 +173,6 @@ function rtSigtimedwait(t: Task): SyscallResult {
   };
 }
 
-const ITIMER_REAL = 0, ITIMER_VIRTUAL = 1, ITIMER_PROF = 2;
 function itimerval(intervalNs: bigint, valueNs: bigint): Uint8Array {
   const b = new Uint8Array(32);
   const v = new DataView(b.buffer);

@@ -3,8 +3,10 @@
  * complete it is (compare gVisor pkg/sentry/syscalls/linux/linux64.go). Numbers
  * without an entry return ENOSYS and are reported once. `docs/syscalls.md` is
  * generated from this table (`node dist/bundle/main.js syscalls --markdown`).
+ * The composition root (src/sandbox/) hands it to the kernel, as gVisor's
+ * RegisterSyscallTable does; nothing below this layer imports it.
  *
- * Where each family lives:
+ * Where each family lives (one file per family; entries are declared with `syscall()` from entry.ts):
  *   file.ts    — open/read/write/stat/getdents/fcntl/ioctl/dup on open files
  *   fs.ts      — path operations: access, readlink, getcwd/chdir, mkdir, unlink, rename…
  *   mm.ts      — mmap, munmap, mprotect, brk, mremap, madvise
@@ -14,39 +16,12 @@
  *   poll.ts    — poll, ppoll, select, pselect6, epoll
  *   creds.ts   — uids, gids, groups
  *   sched.ts   — sched_*, nice
+ *   eventfd.ts — eventfd, eventfd2
+ *   net.ts     — socket, socketpair, bind, listen, connect, accept, send*, recv*, *sockopt…
  *   misc.ts    — getrandom, futex, rseq, sysinfo, membarrier…
  */
-import type { Task, SyscallResult } from '../kernel/task.js';
-import { SYS, SYSCALL_NAME } from './numbers.js';
-
-/** How much of Linux's behaviour an entry implements. */
-export type Support =
-  /** Linux semantics for every flag and error the man page lists. */
-  | 'full'
-  /** Common cases exact; `note` says what is missing. */
-  | 'partial'
-  /** Accepted and answered plausibly without doing the work (note says why that is safe). */
-  | 'stub';
-
-export interface SyscallEntry {
-  nr: number;
-  name: string;
-  /** Number of arguments (for --strace). */
-  nargs: number;
-  handler: (t: Task) => SyscallResult;
-  support: Support;
-  note?: string;
-  /** The family file that implements it (file, fs, mm, process, signal, time, misc). */
-  family?: string;
-}
-
-export type SyscallName = keyof typeof SYS;
-
-/** Declare a table entry. */
-export function syscall(name: SyscallName, nargs: number, handler: (t: Task) => SyscallResult, support: Support = 'full', note?: string): SyscallEntry {
-  return { nr: SYS[name], name, nargs, handler, support, note };
-}
-
+import { SYSCALL_NAME } from '../abi/syscall-numbers.js';
+import type { SyscallEntry } from './entry.js';
 import { fileSyscalls } from './file.js';
 import { fsSyscalls } from './fs.js';
 import { mmSyscalls } from './mm.js';
@@ -57,12 +32,15 @@ import { miscSyscalls } from './misc.js';
 import { pollSyscalls } from './poll.js';
 import { credSyscalls } from './creds.js';
 import { schedSyscalls } from './sched.js';
-import { eventfdSyscalls } from '../ipc/eventfd.js';
-import { socketSyscalls } from '../net/socket.js';
+import { eventfdSyscalls } from './eventfd.js';
+import { netSyscalls } from './net.js';
+
+export type { Support, SyscallEntry, SyscallName } from './entry.js';
+export { syscall } from './entry.js';
 
 /** Indexed by syscall number. */
 export const SYSCALL_TABLE: (SyscallEntry | undefined)[] = [];
-const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, socket: socketSyscalls, misc: miscSyscalls };
+const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, net: netSyscalls, misc: miscSyscalls };
 for (const [family, entries] of Object.entries(FAMILIES)) {
   for (const e of entries) {
     if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);

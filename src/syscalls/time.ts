@@ -4,16 +4,14 @@
  * Sleeps are Waiters with an absolute deadline on the guest's CLOCK_MONOTONIC, so a
  * task restored from a checkpoint wakes at the same remaining time.
  */
-import { Observable, defer, filter, map, repeat, take, timer } from 'rxjs';
+import { map } from 'rxjs';
+import { untilDeadline } from '../kernel/deadline.js';
 import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { NS_PER_SEC, nsToTimespec } from '../kernel/clock.js';
 import { cpuTimeNs } from '../kernel/cputime.js';
-import { syscall } from './table.js';
-
-const CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1, CLOCK_PROCESS_CPUTIME_ID = 2, CLOCK_THREAD_CPUTIME_ID = 3, CLOCK_MONOTONIC_RAW = 4;
-const CLOCK_REALTIME_COARSE = 5, CLOCK_MONOTONIC_COARSE = 6, CLOCK_BOOTTIME = 7, CLOCK_REALTIME_ALARM = 8, CLOCK_BOOTTIME_ALARM = 9, CLOCK_TAI = 11;
-const TIMER_ABSTIME = 1;
+import { syscall } from './entry.js';
+import { CLOCK_BOOTTIME, CLOCK_BOOTTIME_ALARM, CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, CLOCK_MONOTONIC_RAW, CLOCK_PROCESS_CPUTIME_ID, CLOCK_REALTIME, CLOCK_REALTIME_ALARM, CLOCK_REALTIME_COARSE, CLOCK_TAI, CLOCK_THREAD_CPUTIME_ID, SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD_ID, TIMER_ABSTIME } from '../abi/linux.js';
 
 /** The guest's time on clock `clk` in ns; EINVAL for an unknown clock. */
 export function clockNow(t: Task, clk: number): bigint {
@@ -36,17 +34,6 @@ export function readTimespec(t: Task, addr: number): bigint {
   const sec = v.getBigInt64(0, true), nsec = v.getBigInt64(8, true);
   if (sec < 0n || nsec < 0n || nsec >= NS_PER_SEC) throw new SyscallError(E.EINVAL);
   return sec * NS_PER_SEC + nsec;
-}
-
-/** A stream that emits once guest CLOCK_MONOTONIC has reached `deadline` (ns): never early, as timers may round down. */
-export function untilDeadline(t: Task, deadline: bigint): Observable<void> {
-  const clock = t.kernel.clock;
-  return defer(() => timer(Math.max(0, Math.ceil(Number(deadline - clock.monotonicNs()) / 1e6)))).pipe(
-    repeat({ delay: () => timer(0) }),
-    filter(() => clock.monotonicNs() >= deadline),
-    take(1),
-    map(() => undefined),
-  );
 }
 
 /**
@@ -93,7 +80,6 @@ function getrusage(t: Task): number {
   return 0;
 }
 
-const SIGEV_SIGNAL = 0, SIGEV_NONE = 1, SIGEV_THREAD_ID = 4;
 const TIMER_CLOCKS = [CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID, CLOCK_BOOTTIME, CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM, CLOCK_TAI];
 
 /** timer_create(2): SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID (glibc's SIGEV_THREAD is built on it). */

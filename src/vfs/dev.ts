@@ -3,9 +3,9 @@
  * zero, full, random/urandom) and the /proc/self/fd links. Reads and writes of these
  * devices are served in src/syscalls/file.ts by device name.
  */
-import { S_IFCHR, S_IFDIR, S_IFLNK } from './stat.js';
 import type { SyntheticMount, SyntheticNode } from './vfs.js';
 import type { Kernel } from '../kernel/kernel.js';
+import { S_IFCHR, S_IFDIR, S_IFLNK } from '../abi/linux.js';
 
 const mkdev = (major: number, minor: number) => (major << 8) | minor;
 

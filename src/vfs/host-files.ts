@@ -7,7 +7,7 @@
  * that vanished or changed with one line naming it.
  */
 import { E, SyscallError } from '../errno.js';
-import { HostError, HostStat, hostClose } from '../../platforms/host/host-tree.js';
+import { HostError, type HostStat } from '../../platforms/host-services.js';
 import type { OpenFileState } from '../kernel/state.js';
 import type { Kernel } from '../kernel/kernel.js';
 
@@ -45,7 +45,7 @@ export class HostFiles {
     try { o = this.kernel.vfs.lower.openFile(f.path); } catch { return `host file ${f.path} of the rootfs is gone`; }
     const id = hostIdentity(o.st);
     if (f.hostIdentity && (f.hostIdentity.size !== id.size || f.hostIdentity.mtimeMs !== id.mtimeMs)) {
-      hostClose(o.fd);
+      this.kernel.vfs.lower.closeFile(o.fd);
       return `host file ${f.path} of the rootfs changed since the checkpoint`;
     }
     f.hostIdentity = id;
@@ -64,7 +64,7 @@ export class HostFiles {
 
   close(id: number): void {
     const fd = this.fds.get(id);
-    if (fd !== undefined) { hostClose(fd); this.fds.delete(id); }
+    if (fd !== undefined) { this.kernel.vfs.lower.closeFile(fd); this.fds.delete(id); }
   }
 
   closeAll(): void {

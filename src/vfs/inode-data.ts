@@ -9,7 +9,8 @@
 import { E, SyscallError } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { InodeState } from '../kernel/state.js';
-import { PAGE_SIZE, pageRoundUp } from '../mm/memory-file.js';
+import { pageRoundUp } from '../mm/memory-file.js';
+import { PAGE_SIZE } from '../abi/linux.js';
 
 /** Largest upper-layer file (bytes); shared (memory-file) files are bounded by MAX_SHARED_FILE. */
 export const MAX_UPPER_FILE = 2 ** 40;

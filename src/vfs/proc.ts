@@ -8,8 +8,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Kernel } from '../kernel/kernel.js';
-import { S_IFDIR, S_IFLNK, S_IFREG } from './stat.js';
 import type { SyntheticMount, SyntheticNode } from './vfs.js';
+import { S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
 
 const enc = new TextEncoder();
 const text = (s: string) => enc.encode(s);

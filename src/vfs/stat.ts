@@ -2,11 +2,7 @@
  * File attributes as the kernel passes them around, and their guest encodings:
  * `struct stat` (x86-64, 144 bytes; man 2 stat) and `struct statx` (256 bytes; man 2 statx).
  */
-
-export const S_IFMT = 0o170000, S_IFSOCK = 0o140000, S_IFLNK = 0o120000, S_IFREG = 0o100000;
-export const S_IFBLK = 0o060000, S_IFDIR = 0o040000, S_IFCHR = 0o020000, S_IFIFO = 0o010000;
-/** d_type values of getdents64 (man 3 readdir). */
-export const DT_UNKNOWN = 0, DT_FIFO = 1, DT_CHR = 2, DT_DIR = 4, DT_BLK = 6, DT_REG = 8, DT_LNK = 10, DT_SOCK = 12;
+import { STATX_BASIC_STATS, STATX_SIZE, STAT_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../abi/linux.js';
 
 /** Attributes of a file. Times are ns since the epoch; sizes in bytes; blocks in 512-byte units. */
 export interface Stat {
@@ -24,7 +20,7 @@ const NS = 1_000_000_000n;
 
 /** Encode `struct stat` for stat/fstat/lstat/newfstatat (144 bytes). */
 export function encodeStat(s: Stat): Uint8Array {
-  const b = new Uint8Array(144);
+  const b = new Uint8Array(STAT_SIZE);
   const v = new DataView(b.buffer);
   v.setBigUint64(0, BigInt(s.dev), true);
   v.setBigUint64(8, BigInt(s.ino), true);
@@ -48,12 +44,9 @@ export function encodeStat(s: Stat): Uint8Array {
 const major = (d: number) => Number((BigInt(d) >> 8n) & 0xfffn);
 const minor = (d: number) => Number((BigInt(d) & 0xffn) | ((BigInt(d) >> 12n) & 0xfff00n));
 
-/** STATX_BASIC_STATS: every field this kernel fills. */
-export const STATX_BASIC_STATS = 0x7ff;
-
 /** Encode `struct statx` (256 bytes) with every basic field present. */
 export function encodeStatx(s: Stat): Uint8Array {
-  const b = new Uint8Array(256);
+  const b = new Uint8Array(STATX_SIZE);
   const v = new DataView(b.buffer);
   v.setUint32(0, STATX_BASIC_STATS, true);
   v.setUint32(4, s.blksize, true);

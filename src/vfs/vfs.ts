@@ -7,10 +7,11 @@
  * whiteout. Renaming a lower directory gives EXDEV, as overlayfs without redirect_dir.
  */
 import { E, SyscallError } from '../errno.js';
-import { HostError, HostTree, HostStat, hostDataRanges, hostPread, hostClose, hostIsLnk, hostIsReg, hostIsDir } from '../../platforms/host/host-tree.js';
+import { HostError, type HostTree, type HostStat } from '../../platforms/host-services.js';
 import type { FilesystemState, InodeState, DirEntry } from '../kernel/state.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, dtypeOfMode, isDir, isLnk } from './stat.js';
+import { Stat, dtypeOfMode, isDir, isLnk, isReg } from './stat.js';
 import { inodeSetContents } from './inode-data.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../abi/linux.js';
 
 /** A synthetic file or directory (/proc, /dev). */
 export interface SyntheticNode {
@@ -102,7 +103,7 @@ export class Vfs {
   readlinkNode(n: Node): string {
     if (n.kind === 'upper') { if (n.inode.target === undefined) throw new SyscallError(E.EINVAL); return n.inode.target; }
     if (n.kind === 'host') {
-      if (!hostIsLnk(n.st)) throw new SyscallError(E.EINVAL);
+      if (!isLnk(n.st.mode)) throw new SyscallError(E.EINVAL);
       try { return this.lower.readlink(n.path); } catch (e) { throw new SyscallError(e instanceof HostError ? E.ENOENT : E.EIO); }
     }
     if (!n.node.target) throw new SyscallError(E.EINVAL);
@@ -225,7 +226,7 @@ export class Vfs {
 
   private lowerIsDir(p: string): boolean {
     const st = this.lower.lstat(p);
-    return st !== undefined && hostIsDir(st);
+    return st !== undefined && isDir(st.mode);
   }
 
   /**
@@ -262,17 +263,17 @@ export class Vfs {
     if (n.kind === 'synthetic') throw new SyscallError(E.EACCES);
     const s = this.stat(n);
     const extra: Partial<InodeState> = { atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, opaque: false };
-    if (hostIsLnk(n.st)) extra.target = this.readlinkNode(n);
+    if (isLnk(n.st.mode)) extra.target = this.readlinkNode(n);
     let src: { fd: number; size: number } | undefined;
-    if (hostIsReg(n.st)) {
+    if (isReg(n.st.mode)) {
       try { const o = this.lower.openFile(n.path); src = { fd: o.fd, size: o.st.size }; } catch { throw new SyscallError(E.EIO); }
     }
     try {
       const inode = this.create(n.path, s.mode, s.uid, s.gid, extra);
-      if (src) inodeSetContents(inode, src.size, hostDataRanges(src.fd, src.size), (buf, off) => hostPread(src!.fd, buf, off));
+      if (src) inodeSetContents(inode, src.size, this.lower.dataRanges(src.fd, src.size), (buf, off) => this.lower.pread(src!.fd, buf, off));
       return inode;
     } finally {
-      if (src) hostClose(src.fd);
+      if (src) this.lower.closeFile(src.fd);
     }
   }
 
@@ -288,7 +289,7 @@ export class Vfs {
   /** rename(2) within the sandbox. EXDEV for a lower directory (overlayfs without redirect_dir). */
   rename(from: Node, toPath: string): void {
     if (from.kind === 'synthetic') throw new SyscallError(E.EXDEV);
-    if (from.kind === 'host' && hostIsDir(from.st)) throw new SyscallError(E.EXDEV);
+    if (from.kind === 'host' && isDir(from.st.mode)) throw new SyscallError(E.EXDEV);
     // A merged directory (copied up, lower entries showing through) cannot move either.
     if (from.kind === 'upper' && isDir(from.inode.mode) && !from.inode.opaque && this.lowerIsDir(from.path)) throw new SyscallError(E.EXDEV);
     const inode = this.copyUp(from);

@@ -4,18 +4,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { PtracePlatform } from '../../platforms/ptrace/ptrace-platform.js';
-import * as libc from '../../platforms/host/libc.js';
-import type { Platform } from '../../platforms/platform.js';
 import { E } from '../errno.js';
 import { AddressSpace } from '../mm/address-space.js';
 import { ExecError, execProgram } from '../loader/exec.js';
-import { Kernel, KernelOptions } from './kernel.js';
-import { O_RDONLY, O_WRONLY, O_RDWR } from '../syscalls/file.js';
+import { Kernel } from '../kernel/kernel.js';
+import { RLIMIT_NPROC } from '../abi/linux.js';
+import { AssembleOptions, assembleKernel } from './compose.js';
 import { isDir } from '../vfs/stat.js';
 import { modeOf } from '../vfs/vfs.js';
+import { O_RDONLY, O_RDWR, O_WRONLY } from '../abi/linux.js';
 
-export interface SandboxSpec extends KernelOptions {
+export interface SandboxSpec extends AssembleOptions {
   /** Host directory shown read-only as `/` (default `/`). */
   rootfs: string;
   /** Working directory inside the sandbox (default `/`). */
@@ -24,7 +23,6 @@ export interface SandboxSpec extends KernelOptions {
   argv: string[];
   /** Environment as K=V strings. */
   env: string[];
-  platform?: Platform;
 }
 
 /** Create a sandbox ready to run. Throws ExecError (errno + one-line message) if the program can't start. */
@@ -32,7 +30,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   const rootfs = path.resolve(spec.rootfs);
   if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`rootfs ${spec.rootfs} is not a directory`);
   const state = Kernel.emptyState(rootfs);
-  const kernel = new Kernel(state, spec.platform ?? new PtracePlatform(), spec);
+  const kernel = assembleKernel(state, spec);
   try {
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.
     const latin1 = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
@@ -41,7 +39,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
     const tgid = state.nextPid++;
     const uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0;
     state.threadGroups[tgid] = {
-      tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: 0o022, rlimits: callerRlimits(),
+      tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: 0o022, rlimits: callerRlimits(kernel),
       pendingSignals: 0n, uid, gid, cpuTimeNs: 0n, exitSignal: 17,
     };
     const asId = kernel.newId();
@@ -79,12 +77,12 @@ export function createSandbox(spec: SandboxSpec): Kernel {
  * (RLIMIT_NOFILE, STACK, CORE, …), except RLIMIT_NPROC, which the sandbox keeps at its own
  * default (its pids are its own).
  */
-function callerRlimits(): Record<number, [bigint, bigint]> {
+function callerRlimits(kernel: Kernel): Record<number, [bigint, bigint]> {
   const out: Record<number, [bigint, bigint]> = {};
-  const lim = new BigUint64Array(2);
   for (let res = 0; res <= 15; res++) {
-    if (res === 6 /* RLIMIT_NPROC */) continue;
-    if (libc.getrlimit(res, lim) === 0) out[res] = [lim[0], lim[1]];
+    if (res === RLIMIT_NPROC) continue;
+    const lim = kernel.host.getrlimit(res);
+    if (lim) out[res] = lim;
   }
   return out;
 }

@@ -1,0 +1,93 @@
+/**
+ * Host runtime services: what the kernel needs of the host beyond executing guest code —
+ * the caller's stdio and terminal, host poll, resource limits, and the memory file's host
+ * backing. The kernel receives one implementation (injected by the composition root,
+ * src/sandbox/) and never calls koffi or host syscalls itself; the implementation for a
+ * Linux host is platforms/host/host-services.ts. Nothing here knows the state graph.
+ */
+
+/** A host file's attributes, as fstat(2) reports them (times in ns since the epoch, sizes in bytes). */
+export interface HostStat {
+  dev: number; ino: number; nlink: number; mode: number; uid: number; gid: number; rdev: number;
+  size: number; blksize: number; blocks: number;
+  atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint;
+}
+
+/** A directory entry as getdents64 reports it: name (latin1), inode number, d_type. */
+export interface HostDirEntry { name: string; ino: number; type: number }
+
+/** Error from the host with its errno (ENOENT, ELOOP, EACCES…). */
+export class HostError extends Error {
+  constructor(readonly errno: number, what: string) { super(`${what}: errno ${errno}`); }
+}
+
+/**
+ * A host directory tree (the rootfs, the lower layer) reached only beneath a handle of its
+ * root, as gVisor's gofer serves one (platforms/host/host-tree.ts). Paths are "tree paths":
+ * absolute, canonical, latin1. Methods throw HostError with the host's errno.
+ */
+export interface HostTree {
+  readonly rootPath: string;
+  /** Attributes without following a final symlink; undefined if the path does not exist. */
+  lstat(rel: string): HostStat | undefined;
+  /** Target of a symlink (latin1). */
+  readlink(rel: string): string;
+  /** Entries of a directory (without . and ..). */
+  readdir(rel: string): HostDirEntry[];
+  /** Open a regular file read-only: its fd (the caller closes it with closeFile) and attributes. */
+  openFile(rel: string): { fd: number; st: HostStat };
+  /** A whole regular file's bytes and attributes. */
+  readFile(rel: string): { bytes: Uint8Array; st: HostStat };
+  /** pread(2) of an fd from openFile into `buf` at byte offset `off`: bytes read, 0 at the end. */
+  pread(fd: number, buf: Uint8Array, off: number): number;
+  /** Data ranges [start, end) (bytes) of an fd from openFile of `size` bytes (SEEK_DATA/SEEK_HOLE). */
+  dataRanges(fd: number, size: number): Array<[number, number]>;
+  /** Close an fd from openFile. */
+  closeFile(fd: number): void;
+  /** Close every handle; the tree is unusable afterwards. */
+  close(): void;
+}
+
+/**
+ * Sparse host memory that backs the kernel's memory file (a memfd on Linux). Offsets and
+ * lengths are bytes, multiples of 4096.
+ */
+export interface MemoryBacking {
+  /** Host fd the platform maps guest memory from. */
+  readonly fd: number;
+  /** Map [off, off+len) into the kernel's own process, shared: a zero-copy view (len ≤ 4 GiB). */
+  mapView(off: number, len: number): Uint8Array;
+  /** Drop the pages of a range (FALLOC_FL_PUNCH_HOLE): it reads back as zeros. */
+  punchHole(off: number, len: number): void;
+  /** lseek(SEEK_DATA): the first offset ≥ pos holding data, or -1 if none. */
+  seekData(pos: number): number;
+  /** lseek(SEEK_HOLE): the first offset ≥ pos in a hole (the size at the end), or -1. */
+  seekHole(pos: number): number;
+  /** Unmap every view and close the fd; views must not be used afterwards. */
+  destroy(): void;
+}
+
+export interface HostServices {
+  /** Open the host directory `rootPath` as a tree (throws Error naming it if missing or not a directory). */
+  openTree(rootPath: string): HostTree;
+  /** A new sparse backing of `size` bytes for a memory file (throws Error with errno text on failure). */
+  createMemoryBacking(name: string, size: number): MemoryBacking;
+  /** fstat(2) of a host fd (throws the Node error on failure). */
+  fstat(fd: number): HostStat;
+  /** Whether a host fd is a pipe, socket or character device (its reads may block). */
+  isStream(fd: number): boolean;
+  /** Whether a host fd is a terminal (TCGETS succeeds). */
+  isTerminal(fd: number): boolean;
+  /** ioctl(2) on a host fd with an in/out buffer: the result (≥ 0) or -errno. */
+  ioctl(fd: number, request: number, arg: Uint8Array): number;
+  /** poll(2) of one host fd without waiting: its revents (POLL* bits), or -errno. */
+  pollOnce(fd: number, events: number): number;
+  /** read(2) from a host fd at its own position, synchronously: bytes read (throws the Node error). */
+  readSync(fd: number, into: Uint8Array, position: number | null): number;
+  /** read(2) from a host fd on a worker thread, so the event loop goes on: bytes read, or rejects with the errno (a positive number). */
+  readAsync(fd: number, into: Uint8Array): Promise<number>;
+  /** write(2) to a host fd: bytes written (throws the Node error, e.g. code EAGAIN/EPIPE). */
+  writeSync(fd: number, from: Uint8Array, offset: number, length: number): number;
+  /** getrlimit(2) of the kernel's own process: [soft, hard], or undefined if it fails. */
+  getrlimit(resource: number): [bigint, bigint] | undefined;
+}

@@ -1,0 +1,105 @@
+/**
+ * HostServices for a Linux host, through libc (koffi) and node:fs. The kernel receives an
+ * instance from the composition root; nothing else in the kernel touches the host.
+ */
+import fs from 'node:fs';
+import * as libc from './libc.js';
+import type { HostServices, HostStat, HostTree, MemoryBacking } from '../host-services.js';
+import { LinuxHostTree } from './host-tree.js';
+
+/** A memfd (memfd_create(2), MFD_CLOEXEC) of `size` bytes, sparse, mapped into this process in views. */
+export class HostMemfd implements MemoryBacking {
+  readonly fd: number;
+  private readonly mappings: Array<[unknown, number]> = [];
+
+  constructor(name: string, size: number) {
+    this.fd = libc.memfdCreate(name, libc.MFD_CLOEXEC);
+    if (this.fd < 0) throw new Error(`memfd_create failed: errno ${libc.errno()}`);
+    if (libc.ftruncate(this.fd, size) < 0) {
+      const err = libc.errno();
+      libc.close(this.fd);
+      throw new Error(`ftruncate of the memory file failed: errno ${err}`);
+    }
+  }
+
+  mapView(off: number, len: number): Uint8Array {
+    const ptr = libc.mmap(null, len, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED, this.fd, off);
+    if (libc.pointerIsFailed(ptr)) throw new Error(`mmap of a memory-file window failed: errno ${libc.errno()}`);
+    this.mappings.push([ptr, len]);
+    return new Uint8Array(libc.view(ptr, len));
+  }
+
+  punchHole(off: number, len: number): void {
+    if (len > 0) libc.fallocate(this.fd, libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, off, len);
+  }
+
+  seekData(pos: number): number { return libc.lseek(this.fd, pos, libc.SEEK_DATA); }
+  seekHole(pos: number): number { return libc.lseek(this.fd, pos, libc.SEEK_HOLE); }
+
+  destroy(): void {
+    for (const [p, len] of this.mappings) libc.munmap(p, len);
+    this.mappings.length = 0;
+    libc.close(this.fd);
+  }
+}
+
+const TCGETS = 0x5401;
+
+/** The Linux host: the caller's fds, host poll and rlimits, memfd-backed memory files. */
+export class LinuxHostServices implements HostServices {
+  private readonly streams = new Map<number, boolean>();
+
+  openTree(rootPath: string): HostTree { return new LinuxHostTree(rootPath); }
+
+  createMemoryBacking(name: string, size: number): MemoryBacking { return new HostMemfd(name, size); }
+
+  fstat(fd: number): HostStat {
+    const s = fs.fstatSync(fd, { bigint: true });
+    return {
+      dev: Number(s.dev), ino: Number(s.ino), nlink: Number(s.nlink), mode: Number(s.mode), uid: Number(s.uid), gid: Number(s.gid),
+      rdev: Number(s.rdev), size: Number(s.size), blksize: Number(s.blksize), blocks: Number(s.blocks),
+      atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs,
+    };
+  }
+
+  isStream(fd: number): boolean {
+    let v = this.streams.get(fd);
+    if (v === undefined) {
+      try { const s = fs.fstatSync(fd); v = s.isFIFO() || s.isSocket() || s.isCharacterDevice(); } catch { v = false; }
+      this.streams.set(fd, v);
+    }
+    return v;
+  }
+
+  isTerminal(fd: number): boolean { return libc.ioctlBuf(fd, TCGETS, new Uint8Array(60)) === 0; }
+
+  ioctl(fd: number, request: number, arg: Uint8Array): number {
+    const r = libc.ioctlBuf(fd, request, arg);
+    return r < 0 ? -libc.errno() : r;
+  }
+
+  pollOnce(fd: number, events: number): number {
+    const pfd = new Uint8Array(8);
+    const v = new DataView(pfd.buffer);
+    v.setInt32(0, fd, true);
+    v.setInt16(4, events, true);
+    if (libc.poll(pfd, 1, 0) < 0) return -libc.errno();
+    return v.getInt16(6, true) & 0xffff;
+  }
+
+  readSync(fd: number, into: Uint8Array, position: number | null): number { return fs.readSync(fd, into, 0, into.length, position); }
+
+  readAsync(fd: number, into: Uint8Array): Promise<number> {
+    return new Promise((resolve, reject) => fs.read(fd, into, 0, into.length, null, (err, n) => {
+      if (err) reject((err as NodeJS.ErrnoException).errno ? -(err as NodeJS.ErrnoException).errno! : 5 /* EIO */);
+      else resolve(n);
+    }));
+  }
+
+  writeSync(fd: number, from: Uint8Array, offset: number, length: number): number { return fs.writeSync(fd, from, offset, length); }
+
+  getrlimit(resource: number): [bigint, bigint] | undefined {
+    const lim = new BigUint64Array(2);
+    return libc.getrlimit(resource, lim) === 0 ? [lim[0], lim[1]] : undefined;
+  }
+}

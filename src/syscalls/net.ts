@@ -1,0 +1,78 @@
+/**
+ * The socket syscalls (man 2 socket, socketpair, bind, listen, connect, accept, send, recv,
+ * getsockopt…): argument decoding and entries. The sockets themselves (loopback network,
+ * unix names, connections as pipe pairs, datagram queues) are src/net/socket.ts.
+ */
+import { E } from '../errno.js';
+import type { Task } from '../kernel/task.js';
+import type { OpenFileState } from '../kernel/state.js';
+import {
+  accept, connect, doBind, getsockopt, installSocket, listen, newSocket, readAddr, recvmsg, sendmsg, setsockopt, so, sockFile,
+  socketRead, socketWrite, writeAddr,
+} from '../net/socket.js';
+import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOCK_TYPE_MASK } from '../abi/linux.js';
+import { syscall } from './entry.js';
+
+/** socket(2): EAFNOSUPPORT, EINVAL, ESOCKTNOSUPPORT, EPROTONOSUPPORT, EMFILE. */
+function socket(t: Task): number {
+  const domain = t.argInt(0), type = t.argInt(1), proto = t.argInt(2);
+  if (![AF_UNIX, AF_INET, AF_INET6].includes(domain)) return -E.EAFNOSUPPORT;
+  const base = type & SOCK_TYPE_MASK;
+  if (type & ~(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
+  if (base !== SOCK_STREAM && base !== SOCK_DGRAM) return -E.ESOCKTNOSUPPORT;
+  if (proto !== 0 && !(domain !== AF_UNIX && proto === (base === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP))) return -E.EPROTONOSUPPORT;
+  const f = newSocket(t, domain, type, { rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'unbound', opts: {}, dgrams: base === SOCK_DGRAM ? [] : undefined });
+  return installSocket(t, f, !!(type & SOCK_CLOEXEC));
+}
+
+/** socketpair(2): AF_UNIX streams only (EOPNOTSUPP otherwise); EFAULT on a bad `sv`. */
+function socketpair(t: Task): number {
+  const domain = t.argInt(0), type = t.argInt(1), proto = t.argInt(2), sv = t.arg(3);
+  if (domain !== AF_UNIX) return domain === AF_INET || domain === AF_INET6 ? -E.EOPNOTSUPP : -E.EAFNOSUPPORT;
+  if ((type & SOCK_TYPE_MASK) !== SOCK_STREAM) return -E.EOPNOTSUPP; // datagram pairs: not yet
+  if (type & ~(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
+  if (proto !== 0) return -E.EPROTONOSUPPORT;
+  t.mm.chunks(sv, 8, 2, () => undefined);
+  const k = t.kernel;
+  const ab = k.pipes.newPipe(1, 1), ba = k.pipes.newPipe(1, 1);
+  const a = newSocket(t, AF_UNIX, type, { rx: ba.id, tx: ab.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
+  const b = newSocket(t, AF_UNIX, type, { rx: ab.id, tx: ba.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
+  const cloexec = !!(type & SOCK_CLOEXEC);
+  const fa = installSocket(t, a, cloexec);
+  if (fa < 0) { b.refs = 1; k.unrefFile(b.id); return fa; }
+  const fb = installSocket(t, b, cloexec);
+  if (fb < 0) { k.closeFd(t, fa); return fb; }
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setInt32(0, fa, true);
+  new DataView(out.buffer).setInt32(4, fb, true);
+  t.mm.write(sv, out);
+  return 0;
+}
+
+const withSock = <T>(t: Task, fd: number, fn: (f: OpenFileState) => T): T => fn(sockFile(t, fd));
+
+export const netSyscalls = [
+  syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 on 127.0.0.0/8 and ::1, AF_UNIX; stream and datagram'),
+  syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX SOCK_STREAM; datagram pairs give EOPNOTSUPP'),
+  syscall('bind', 3, (t) => withSock(t, t.argInt(0), (f) => { doBind(t, f, readAddr(t, t.arg(1), t.argU32(2), so(f).domain!)); return 0; })),
+  syscall('listen', 2, (t) => listen(t, t.argInt(0), t.argInt(1))),
+  syscall('connect', 3, (t) => connect(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'loopback connects are made at once (non-blocking TCP still reports EINPROGRESS)'),
+  syscall('accept', 3, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), 0)),
+  syscall('accept4', 4, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3))),
+  syscall('sendto', 6, (t) => withSock(t, t.argInt(0), (f) => socketWrite(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? readAddr(t, t.arg(4), t.argU32(5), so(f).domain!) : undefined))),
+  syscall('recvfrom', 6, (t) => withSock(t, t.argInt(0), (f) => socketRead(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? [t.arg(4), t.arg(5)] : undefined))),
+  syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS on unix streams; no SCM_CREDENTIALS'),
+  syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS on unix streams; fills the first non-empty iovec'),
+  syscall('shutdown', 2, (t) => withSock(t, t.argInt(0), (f) => {
+    const how = t.argInt(1), s = so(f);
+    if (how < 0 || how > 2) return -E.EINVAL;
+    if (s.state !== 'connected' || s.type !== SOCK_STREAM) return -E.ENOTCONN;
+    if ((how === 0 || how === 2) && !s.shutRd) { s.shutRd = true; t.kernel.pipes.closeEnd(s.rx, 'read'); }
+    if ((how === 1 || how === 2) && !s.shutWr) { s.shutWr = true; t.kernel.pipes.closeEnd(s.tx, 'write'); }
+    return 0;
+  })),
+  syscall('getsockopt', 5, (t) => withSock(t, t.argInt(0), (f) => getsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.arg(4))), 'partial', 'options are stored and read back; they change no behaviour'),
+  syscall('setsockopt', 5, (t) => withSock(t, t.argInt(0), (f) => setsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.argInt(4))), 'partial', 'options are stored and read back; they change no behaviour'),
+  syscall('getsockname', 3, (t) => withSock(t, t.argInt(0), (f) => { const s = so(f); writeAddr(t, t.arg(1), t.arg(2), s.local, s.domain!); return 0; })),
+  syscall('getpeername', 3, (t) => withSock(t, t.argInt(0), (f) => { const s = so(f); if (!s.peer && s.state !== 'connected') return -E.ENOTCONN; writeAddr(t, t.arg(1), t.arg(2), s.peer, s.domain!); return 0; })),
+];
