@@ -3,7 +3,7 @@
  * The `snapvisor` command (docs/cli.md): run, checkpoint, restore, checkpoints, delete,
  * demo, syscalls. Errors are one line on stderr with the exit status a shell would give.
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_PLATFORM, PLATFORMS } from '../platforms/registry.js';
 import { runCommand, restoreCommand, fail } from './run.js';
 import { controlSocket, defaultStore, request } from './control.js';
@@ -29,6 +29,12 @@ const guarded = <A extends unknown[]>(fn: (...args: A) => Promise<void>) => asyn
   try { await fn(...args); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
 };
 const mib = (n: number) => (n / 1048576).toFixed(1) + ' MiB';
+/** --user UID[:GID] (numeric; GID defaults to UID). */
+const parseUser = (v: string) => {
+  const m = /^(\d+)(?::(\d+))?$/.exec(v);
+  if (!m || Number(m[1]) > 0xfffffffe || Number(m[2] ?? m[1]) > 0xfffffffe) throw new InvalidArgumentError('expected UID or UID:GID (numbers)');
+  return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
+};
 
 program
   .command('run')
@@ -41,6 +47,7 @@ program
   .option('--strace', 'print each syscall on stderr')
   .option('--name <name>', 'register the sandbox under NAME so it can be checkpointed')
   .option('--platform <name>', `platform that runs guest code (${Object.keys(PLATFORMS).join(', ')})`, DEFAULT_PLATFORM)
+  .addOption(new Option('--user <uid[:gid]>', 'run as this user and group inside the sandbox, unprivileged (default: the caller\'s ids; uid 0 holds every capability)').argParser(parseUser))
   .argument('<program>', 'program to run')
   .argument('[args...]', 'its arguments')
   .action(async (prog: string, args: string[], opts) => {

@@ -7,6 +7,7 @@
 import { Subject } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
+import { copyCredentials, credsOf } from './creds.js';
 import { AddressSpace } from '../mm/address-space.js';
 import type { ExitInfo, Kernel } from './kernel.js';
 import type { Task } from './task.js';
@@ -60,7 +61,7 @@ export class Processes {
     s.threadGroups[pid] = {
       tgid: pid, ppid: (a.flags & CLONE_PARENT) ? ptg.ppid : ptg.tgid, pgid: ptg.pgid, sid: ptg.sid, tids: [pid],
       sigactions: structuredClone(ptg.sigactions), cwd: ptg.cwd, umask: ptg.umask, rlimits: structuredClone(ptg.rlimits),
-      pendingSignals: 0n, uid: ptg.uid, gid: ptg.gid, cpuTimeNs: 0n, exitSignal: a.exitSignal,
+      pendingSignals: 0n, uid: ptg.uid, gid: ptg.gid, cred: copyCredentials(credsOf(ptg)), cpuTimeNs: 0n, exitSignal: a.exitSignal,
     };
     const ts: TaskState = {
       tid: pid, tgid: pid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0),

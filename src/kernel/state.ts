@@ -253,10 +253,18 @@ export interface PosixTimer {
   overrun: number;
 }
 
+/** Credentials of a thread group (man 7 credentials, man 7 capabilities; src/kernel/creds.ts). */
 export interface Credentials {
   ruid: number; euid: number; suid: number; fsuid: number;
   rgid: number; egid: number; sgid: number; fsgid: number;
+  /** Supplementary groups (setgroups(2)). */
   groups: number[];
+  /** Capability sets: inheritable, permitted, effective, bounding, ambient (bit n = capability n). */
+  capInh: bigint; capPrm: bigint; capEff: bigint; capBnd: bigint; capAmb: bigint;
+  /** prctl(PR_SET_NO_NEW_PRIVS): execve never raises ids or capabilities again. */
+  noNewPrivs?: boolean;
+  /** prctl(PR_SET_KEEPCAPS): permitted capabilities survive dropping every root uid. */
+  keepCaps?: boolean;
 }
 
 /** A socket address: AF_INET/AF_INET6 (ip text, port) or AF_UNIX (path; abstract names start with NUL). */

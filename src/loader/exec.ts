@@ -12,6 +12,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { HostError } from '../../platforms/host-services.js';
 import { hostIdentity } from '../vfs/host-files.js';
+import { MAY_EXEC, credsOf, credsOnExec } from '../kernel/creds.js';
 import { E, SyscallError, strerror } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Task } from '../kernel/task.js';
@@ -34,13 +35,20 @@ const ET_DYN_BASE = 0x5555_5555_4000;
 const MAX_INTERPRETER_DEPTH = 4;
 const MAX_ARG_BYTES = 2 * 1024 * 1024;
 
-interface Program { path: string; bytes: Uint8Array; elf: ElfImage; identity?: { size: number; mtimeMs: number } }
+interface Owner { mode: number; uid: number; gid: number }
+interface Program { path: string; bytes: Uint8Array; elf: ElfImage; identity?: { size: number; mtimeMs: number }; owner: Owner }
 
-/** Read an executable file of the sandbox (EACCES for non-regular or non-executable files). */
-function readProgram(t: Task, path: string, cwd: string): { path: string; bytes: Uint8Array; identity?: { size: number; mtimeMs: number } } {
+/**
+ * Read an executable file of the sandbox, with the task's credentials: search permission
+ * on the way, execute permission on the file (EACCES for non-regular files, and for
+ * root when no execute bit is set at all).
+ */
+function readProgram(t: Task, path: string, cwd: string): { path: string; bytes: Uint8Array; identity?: { size: number; mtimeMs: number }; owner: Owner } {
   let n;
+  const vfs = t.kernel.vfs;
+  const c = credsOf(t.tg);
   try {
-    const r = t.kernel.vfs.walk(path, cwd, true);
+    const r = vfs.withCreds(c, () => vfs.walk(path, cwd, true));
     if (!r.node) throw new ExecError(E.ENOENT, `${path}: No such file or directory`);
     n = r.node;
     path = r.path;
@@ -50,7 +58,8 @@ function readProgram(t: Task, path: string, cwd: string): { path: string; bytes:
   }
   const mode = modeOf(n);
   if (isDir(mode)) throw new ExecError(E.EACCES, `${path}: Is a directory`);
-  if (!isReg(mode) || !(mode & 0o111)) throw new ExecError(E.EACCES, `${path}: Permission denied`);
+  if (!isReg(mode) || !vfs.permits(c, n, MAY_EXEC)) throw new ExecError(E.EACCES, `${path}: Permission denied`);
+  const owner = vfs.owner(n);
   let bytes: Uint8Array;
   let identity: { size: number; mtimeMs: number } | undefined;
   if (n.kind === 'host') {
@@ -64,7 +73,7 @@ function readProgram(t: Task, path: string, cwd: string): { path: string; bytes:
   }
   else if (n.kind === 'upper') bytes = inodeRead(t.kernel, n.inode, 0, n.inode.size);
   else throw new ExecError(E.EACCES, `${path}: Permission denied`);
-  return { path, bytes, identity };
+  return { path, bytes, identity, owner: { mode: owner.mode, uid: owner.uid, gid: owner.gid } };
 }
 
 function parse(path: string, bytes: Uint8Array): ElfImage {
@@ -122,7 +131,7 @@ function loadSegments(t: Task, prog: Program, bias: number): { end: number } {
  * before anything of the old image is touched; afterwards the task runs the new image.
  */
 export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uint8Array[]): void {
-  let { path: realPath, bytes, identity: mainIdentity } = readProgram(t, path, t.tg.cwd);
+  let { path: realPath, bytes, identity: mainIdentity, owner: mainOwner } = readProgram(t, path, t.tg.cwd);
   const execfn = path;
   // #! scripts (binfmt_script): interpreter [arg] script args...
   for (let depth = 0; isShebang(bytes); depth++) {
@@ -131,9 +140,9 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
     try { sb = parseShebang(bytes); } catch (e) { throw new ExecError(E.ENOEXEC, `${realPath}: ${(e as Error).message}`); }
     const raw = (s: string) => Buffer.from(s, 'latin1');
     argv = [raw(sb.interpreter), ...(sb.arg !== undefined ? [raw(sb.arg)] : []), raw(depth === 0 ? path : realPath), ...argv.slice(1)];
-    ({ path: realPath, bytes, identity: mainIdentity } = readProgram(t, sb.interpreter, t.tg.cwd));
+    ({ path: realPath, bytes, identity: mainIdentity, owner: mainOwner } = readProgram(t, sb.interpreter, t.tg.cwd));
   }
-  const main: Program = { path: realPath, bytes, elf: parse(realPath, bytes), identity: mainIdentity };
+  const main: Program = { path: realPath, bytes, elf: parse(realPath, bytes), identity: mainIdentity, owner: mainOwner };
   let interp: Program | undefined;
   if (main.elf.interp) {
     let r;
@@ -141,7 +150,7 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
       if (e instanceof ExecError && e.errno === E.ENOENT) throw new ExecError(E.ENOENT, `${realPath}: interpreter ${main.elf.interp} not found`);
       throw e;
     }
-    interp = { path: r.path, bytes: r.bytes, elf: parse(r.path, r.bytes), identity: r.identity };
+    interp = { path: r.path, bytes: r.bytes, elf: parse(r.path, r.bytes), identity: r.identity, owner: r.owner };
   }
   const argBytes = [...argv, ...envp].reduce((n, a) => n + a.length + 1, 0);
   if (argBytes > MAX_ARG_BYTES) throw new ExecError(E.E2BIG, `${path}: argument list too long`);
@@ -166,6 +175,9 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
 
   const h = hostAuxv();
   const tg = t.tg;
+  // New credentials: set-user-ID/set-group-ID of the program (of the interpreter of a #! script, as Linux), capabilities.
+  const cred = credsOf(tg);
+  const secure = credsOnExec(cred, main.owner.mode, main.owner.uid, main.owner.gid);
   const auxv: Array<[number, number]> = [
     [AT.HWCAP, h.get(AT.HWCAP) ?? 0],
     [AT.PAGESZ, PAGE_SIZE],
@@ -176,8 +188,8 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
     [AT.BASE, interp ? interp.elf.minVaddr + interpBias : 0],
     [AT.FLAGS, 0],
     [AT.ENTRY, main.elf.entry + bias],
-    [AT.UID, tg.uid], [AT.EUID, tg.uid], [AT.GID, tg.gid], [AT.EGID, tg.gid],
-    [AT.SECURE, 0],
+    [AT.UID, cred.ruid], [AT.EUID, cred.euid], [AT.GID, cred.rgid], [AT.EGID, cred.egid],
+    [AT.SECURE, secure ? 1 : 0],
   ];
   if (h.has(AT.HWCAP2)) auxv.push([AT.HWCAP2, h.get(AT.HWCAP2)!]);
   if (h.has(AT.MINSIGSTKSZ)) auxv.push([AT.MINSIGSTKSZ, h.get(AT.MINSIGSTKSZ)!]);

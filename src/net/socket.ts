@@ -133,7 +133,7 @@ export function doBind(t: Task, f: OpenFileState, a: SockAddr): void {
       // A named socket is a file: creating it fails if the name exists.
       const r = t.kernel.vfs.walk(a.path, baseDir(t, -100, a.path), false);
       if (r.node) throw new SyscallError(E.EADDRINUSE);
-      t.kernel.vfs.create(r.path, 0o140000 | (0o777 & ~t.tg.umask), t.tg.uid, t.tg.gid);
+      t.kernel.vfs.create(r.path, 0o140000 | (0o777 & ~t.tg.umask));
       a = { family: AF_UNIX, path: r.path };
     }
   } else {

@@ -10,6 +10,7 @@ import { ExecError, execProgram } from '../loader/exec.js';
 import { Kernel } from '../kernel/kernel.js';
 import { RLIMIT_NPROC } from '../abi/linux.js';
 import { AssembleOptions, assembleKernel } from './compose.js';
+import { newCredentials } from '../kernel/creds.js';
 import { isDir } from '../vfs/stat.js';
 import { modeOf } from '../vfs/vfs.js';
 import { O_RDONLY, O_RDWR, O_WRONLY } from '../abi/linux.js';
@@ -23,6 +24,8 @@ export interface SandboxSpec extends AssembleOptions {
   argv: string[];
   /** Environment as K=V strings. */
   env: string[];
+  /** Guest uid and gid of the first process (default: the caller's). Non-zero uids start with no capabilities. */
+  user?: { uid: number; gid: number };
 }
 
 /** Create a sandbox ready to run. Throws ExecError (errno + one-line message) if the program can't start. */
@@ -37,10 +40,10 @@ export function createSandbox(spec: SandboxSpec): Kernel {
     const cwdNode = kernel.vfs.walk(latin1(spec.cwd || '/'), '/', true);
     if (!cwdNode.node || !isDir(modeOf(cwdNode.node))) throw new Error(`working directory ${spec.cwd} does not exist in the sandbox`);
     const tgid = state.nextPid++;
-    const uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0;
+    const uid = spec.user?.uid ?? process.getuid?.() ?? 0, gid = spec.user?.gid ?? process.getgid?.() ?? 0;
     state.threadGroups[tgid] = {
       tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: 0o022, rlimits: callerRlimits(kernel),
-      pendingSignals: 0n, uid, gid, cpuTimeNs: 0n, exitSignal: 17,
+      pendingSignals: 0n, uid, gid, cred: newCredentials(uid, gid), cpuTimeNs: 0n, exitSignal: 17,
     };
     const asId = kernel.newId();
     state.addressSpaces[asId] = AddressSpace.emptyState(asId);
@@ -54,7 +57,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
     // POSIX shared memory and semaphores (shm_open, sem_open) live in a writable /dev/shm.
     const shm = kernel.newId();
     const now = kernel.clock.realtimeNs();
-    state.fs.inodes[shm] = { id: shm, mode: 0o041777, uid: 0, gid: 0, nlink: 2, size: 0, atimeNs: now, mtimeNs: now, ctimeNs: now };
+    state.fs.inodes[shm] = { id: shm, mode: 0o041777, uid: 0, gid: 0, nlink: 2, size: 0, atimeNs: now, mtimeNs: now, ctimeNs: now, opaque: true };
     state.fs.upper['/dev/shm'] = shm;
     const modes = [O_RDONLY, O_WRONLY, O_WRONLY];
     for (const fd of [0, 1, 2]) {

@@ -17,7 +17,7 @@ import { Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.
 import { syscall } from './entry.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, FIONREAD, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, MAX_RW, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_READ, PROT_WRITE, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, SIGPIPE, S_IFIFO, S_IFMT, S_IFREG, TCGETS, TCSETS, TCSETSF, TCSETSW, TIOCGPGRP, TIOCGSID, TIOCGWINSZ, TIOCSPGRP, TIOCSWINSZ, TERMIOS_SIZE, WINSIZE_SIZE } from '../abi/linux.js';
-
+import { MAY_READ, MAY_WRITE } from '../kernel/creds.js';
 /** The filesystem node behind an open file (EBADF when it has none). */
 export function nodeOfFile(t: Task, f: OpenFileState): Node | undefined {
   if (f.kind === 'upper') return { kind: 'upper', path: f.path, inode: t.kernel.state.fs.inodes[f.inodeId!] };
@@ -47,14 +47,19 @@ export function statOfFile(t: Task, f: OpenFileState): Stat {
   return s;
 }
 
-/** Open a node as a new open file description (the body of openat after the walk). */
-export function openNode(t: Task, n: Node, flags: number): OpenFileState {
+/**
+ * Open a node as a new open file description (the body of openat after the walk). Unless
+ * the file was just created, the caller needs read and/or write permission as the access
+ * mode and O_TRUNC ask (may_open: EACCES).
+ */
+export function openNode(t: Task, n: Node, flags: number, created = false): OpenFileState {
   const k = t.kernel;
   const acc = flags & O_ACCMODE;
   const writing = acc === O_WRONLY || acc === O_RDWR;
   const mode = modeOf(n);
   if (n.kind === 'synthetic' && n.node.magicFileId !== undefined) return reopen(t, n.node.magicFileId, flags);
   if (flags & O_PATH) return k.newOpenFile({ kind: isDir(mode) ? 'dir' : 'synthetic', path: n.path, flags, content: new Uint8Array(0) });
+  if (!created) k.vfs.checkAccess(n, (acc === O_WRONLY ? 0 : MAY_READ) | (writing || (flags & O_TRUNC) ? MAY_WRITE : 0));
   if ((mode & S_IFMT) === S_IFIFO) throw new SyscallError(E.ENXIO); // named pipes: not yet
   if (isDir(mode)) {
     if (writing || (flags & O_CREAT)) throw new SyscallError(E.EISDIR);
@@ -139,17 +144,23 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
   const excl = (flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL);
   const r = k.vfs.walk(path, base, !(flags & O_NOFOLLOW) && !excl);
   let n = r.node;
+  let created = false;
   if (n && excl) return -E.EEXIST;
   if (!n) {
     if (!(flags & O_CREAT)) return -E.ENOENT;
     if (path.endsWith('/')) return -E.EISDIR;
-    const inode = k.vfs.create(r.path, S_IFREG | (mode & 0o7777 & ~t.tg.umask), t.tg.uid, t.tg.gid);
+    const inode = k.vfs.create(r.path, S_IFREG | (mode & 0o7777 & ~t.tg.umask));
     n = { kind: 'upper', path: r.path, inode };
+    created = true;
   } else if (isLnk(modeOf(n)) && !(flags & O_PATH) && !(n.kind === 'synthetic' && n.node.magicFileId !== undefined)) {
     return -E.ELOOP; // O_NOFOLLOW on a symlink
   }
-  if (n.kind === 'upper' && (n.inode.mode & S_IFMT) === S_IFIFO && !(flags & O_PATH)) return k.pipes.openFifo(t, n.inode, n.path, flags);
-  const f = openNode(t, n, flags);
+  if (n.kind === 'upper' && (n.inode.mode & S_IFMT) === S_IFIFO && !(flags & O_PATH)) {
+    const acc = flags & O_ACCMODE;
+    if (!created) k.vfs.checkAccess(n, (acc === O_WRONLY ? 0 : MAY_READ) | (acc !== O_RDONLY ? MAY_WRITE : 0));
+    return k.pipes.openFifo(t, n.inode, n.path, flags);
+  }
+  const f = openNode(t, n, flags, created);
   const fd = k.installFd(t, f.id, !!(flags & O_CLOEXEC));
   if (fd < 0) delete k.state.openFiles[f.id];
   return fd;

@@ -1,8 +1,10 @@
 /**
  * Path syscalls (man 2 access, readlink, getcwd, chdir, mkdir, unlink, rename, symlink,
- * link, chmod, chown, utimensat, truncate, statfs). Compare Linux fs/namei.c, fs/open.c.
- * The guest runs as root inside its sandbox: permission bits are recorded, and only
- * the executable bit is enforced (by execve and access(X_OK)).
+ * link, chmod, chown, utimensat, truncate, statfs). Compare Linux fs/namei.c, fs/open.c,
+ * fs/attr.c. Permissions are Linux's discretionary access control (src/kernel/creds.ts):
+ * search permission on every directory walked (in the VFS walk), write and search on a
+ * parent to create or delete, the sticky bit, ownership or CAP_FOWNER/CAP_CHOWN for
+ * attribute changes.
  */
 import { E, SyscallError } from '../errno.js';
 import type { Task } from '../kernel/task.js';
@@ -12,6 +14,8 @@ import { nodeOfFile, truncateInode } from './file.js';
 import { syscall } from './entry.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT } from '../abi/linux.js';
+import { CAP_CHOWN, CAP_FOWNER, CAP_FSETID, MAY_EXEC, MAY_READ, MAY_WRITE, capable, inGroup, ownerOrCapable } from '../kernel/creds.js';
+import { cred } from './creds.js';
 
 /** Guest strings are latin1 (one char per byte): back to the bytes they came from. */
 const bytesOf = (s: string): Uint8Array => Buffer.from(s, 'latin1');
@@ -20,14 +24,23 @@ function pathArg(t: Task, addr: number): string {
   return t.mm.readCString(addr);
 }
 
+const AT_EACCESS = 0x200;
+/**
+ * faccessat2(2): checks with the real uid and gid (and, for a non-root real uid, no
+ * capabilities) unless AT_EACCESS; EACCES as open/exec would give.
+ */
 function accessAt(t: Task, dirfd: number, pathAddr: number, mode: number, flags: number): number {
   if (mode & ~7) return -E.EINVAL;
+  if (flags & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)) return -E.EINVAL;
   const path = pathArg(t, pathAddr);
-  const n = t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), !(flags & AT_SYMLINK_NOFOLLOW));
-  const m = modeOf(n);
-  if ((mode & 1) && !isDir(m) && !(m & 0o111)) return -E.EACCES;
-  if ((mode & 2) && n.kind === 'synthetic' && !n.node.dev) return -E.EACCES;
-  return 0;
+  const c = cred(t);
+  const as = (flags & AT_EACCESS) ? c : { ...c, fsuid: c.ruid, fsgid: c.rgid, capEff: c.ruid === 0 ? c.capPrm : 0n };
+  return t.kernel.vfs.withCreds(as, () => {
+    const n = t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), !(flags & AT_SYMLINK_NOFOLLOW));
+    if (!t.kernel.vfs.permits(as, n, mode)) return -E.EACCES;
+    if ((mode & 2) && n.kind === 'synthetic' && !n.node.dev) return -E.EACCES;
+    return 0;
+  });
 }
 
 function readlinkAt(t: Task, dirfd: number, pathAddr: number, buf: number, size: number): number {
@@ -43,6 +56,7 @@ function readlinkAt(t: Task, dirfd: number, pathAddr: number, buf: number, size:
 
 function chdirTo(t: Task, n: Node, path: string): number {
   if (!isDir(modeOf(n))) return -E.ENOTDIR;
+  t.kernel.vfs.checkAccess(n, MAY_EXEC);
   t.tg.cwd = path;
   return 0;
 }
@@ -51,7 +65,7 @@ function mkdirAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
   const path = pathArg(t, pathAddr);
   const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
-  t.kernel.vfs.create(r.path, S_IFDIR | (mode & 0o7777 & ~t.tg.umask), t.tg.uid, t.tg.gid);
+  t.kernel.vfs.create(r.path, S_IFDIR | (mode & 0o7777 & ~t.tg.umask));
   return 0;
 }
 
@@ -69,6 +83,7 @@ function unlinkAt(t: Task, dirfd: number, pathAddr: number, flags: number): numb
     if (path.endsWith('/.') || path === '.') return -E.EINVAL;
     if (vfs.listDir(r.node).length > 0) return -E.ENOTEMPTY;
   } else if (dir) return -E.EISDIR;
+  vfs.checkDelete(r.path, r.node);
   vfs.remove(r.path);
   return 0;
 }
@@ -86,7 +101,11 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
   if (to.node && from.node.kind === 'upper' && to.node.kind === 'upper' && from.node.inode.id === to.node.inode.id) return 0;
   if (to.node && from.node.kind === 'host' && to.node.kind === 'host' && from.node.st.ino === to.node.st.ino && from.node.st.dev === to.node.st.dev) return 0;
   if (to.path.startsWith(from.path + '/')) return -E.EINVAL;
+  vfs.checkDelete(from.path, from.node);
+  if (to.node) vfs.checkDelete(to.path, to.node); else vfs.checkCreate(to.path);
   const fromDir = isDir(modeOf(from.node));
+  // Moving a directory to another parent rewrites its "..": write permission on it (may_delete of a directory).
+  if (fromDir && to.path.slice(0, to.path.lastIndexOf('/')) !== from.path.slice(0, from.path.lastIndexOf('/'))) vfs.checkAccess(from.node, MAY_WRITE);
   if (to.node) {
     if (flags & RENAME_NOREPLACE) return -E.EEXIST;
     const toDir = isDir(modeOf(to.node));
@@ -107,7 +126,7 @@ function symlinkAt(t: Task, targetAddr: number, dirfd: number, pathAddr: number)
   const path = pathArg(t, pathAddr);
   const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
-  t.kernel.vfs.create(r.path, S_IFLNK | 0o777, t.tg.uid, t.tg.gid, { target, size: bytesOf(target).length });
+  t.kernel.vfs.create(r.path, S_IFLNK | 0o777, { target, size: bytesOf(target).length });
   return 0;
 }
 
@@ -118,6 +137,13 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   if (isDir(modeOf(from))) return -E.EPERM;
   const to = vfs.walk(newPath, baseDir(t, newdirfd, newPath), false);
   if (to.node) return -E.EEXIST;
+  vfs.checkCreate(to.path);
+  // fs.protected_hardlinks (default 1): a file of another user only if it is a plain file we may read and write.
+  const c = cred(t), o = vfs.owner(from);
+  if (c.fsuid !== o.uid && !capable(c, CAP_FOWNER)) {
+    const safe = (o.mode & S_IFMT) === S_IFREG && !(o.mode & 0o4000) && (o.mode & 0o2010) !== 0o2010 && vfs.permits(c, from, MAY_READ | MAY_WRITE);
+    if (!safe) return -E.EPERM;
+  }
   const inode = vfs.copyUp(from);
   inode.nlink++;
   t.kernel.state.fs.upper[to.path] = inode.id;
@@ -137,19 +163,37 @@ function nodeAt(t: Task, dirfd: number, pathAddr: number, flags: number): Node {
   return t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), !(flags & AT_SYMLINK_NOFOLLOW));
 }
 
+/** chmod(2): the owner or CAP_FOWNER (EPERM); set-group-ID is dropped for a group the caller is not in, without CAP_FSETID. */
 function chmodNode(t: Task, n: Node, mode: number): number {
   if (n.kind === 'synthetic') return -E.EPERM;
+  const c = cred(t), o = t.kernel.vfs.owner(n);
+  if (!ownerOrCapable(c, o.uid)) return -E.EPERM;
+  mode &= 0o7777;
+  if (!inGroup(c, o.gid) && !capable(c, CAP_FSETID)) mode &= ~0o2000;
   const ino = t.kernel.vfs.copyUp(n);
-  ino.mode = (ino.mode & S_IFMT) | (mode & 0o7777);
+  ino.mode = (ino.mode & S_IFMT) | mode;
   ino.ctimeNs = t.kernel.clock.realtimeNs();
   return 0;
 }
 
+/**
+ * chown(2) (fs/attr.c chown_ok, chgrp_ok): a new owner needs CAP_CHOWN; the owner may give
+ * the file to a group it is in. A regular file loses set-user-ID (and set-group-ID when
+ * group-executable).
+ */
 function chownNode(t: Task, n: Node, uid: number, gid: number): number {
   if (n.kind === 'synthetic') return -E.EPERM;
+  const c = cred(t), o = t.kernel.vfs.owner(n);
+  if (uid !== 0xffffffff && uid !== o.uid && !capable(c, CAP_CHOWN)) return -E.EPERM;
+  if (uid !== 0xffffffff && uid === o.uid && c.fsuid !== o.uid && !capable(c, CAP_CHOWN)) return -E.EPERM;
+  if (gid !== 0xffffffff && !capable(c, CAP_CHOWN) && !(c.fsuid === o.uid && (gid === o.gid || inGroup(c, gid)))) return -E.EPERM;
   const ino = t.kernel.vfs.copyUp(n);
   if (uid !== 0xffffffff) ino.uid = uid;
   if (gid !== 0xffffffff) ino.gid = gid;
+  if ((uid !== 0xffffffff || gid !== 0xffffffff) && (ino.mode & S_IFMT) === S_IFREG) {
+    ino.mode &= ~0o4000;
+    if (ino.mode & 0o010) ino.mode &= ~0o2000;
+  }
   ino.ctimeNs = t.kernel.clock.realtimeNs();
   return 0;
 }
@@ -159,7 +203,7 @@ function utimensat(t: Task): number {
   const n = nodeAt(t, dirfd, pathAddr, flags | (pathAddr ? 0 : AT_EMPTY_PATH));
   if (n.kind === 'synthetic') return 0;
   const now = t.kernel.clock.realtimeNs();
-  let at = now, mt = now, omitA = false, omitM = false;
+  let at = now, mt = now, omitA = false, omitM = false, explicit = false;
   if (times) {
     const b = t.mm.read(times, 32);
     const v = new DataView(b.buffer, b.byteOffset, 32);
@@ -168,10 +212,16 @@ function utimensat(t: Task): number {
       const ns = nsec(i);
       if (ns !== UTIME_NOW && ns !== UTIME_OMIT && (ns < 0 || ns >= 1e9)) return -E.EINVAL;
     }
-    if (nsec(0) === UTIME_OMIT) omitA = true; else if (nsec(0) !== UTIME_NOW) at = sec(0) * 1_000_000_000n + BigInt(nsec(0));
-    if (nsec(1) === UTIME_OMIT) omitM = true; else if (nsec(1) !== UTIME_NOW) mt = sec(1) * 1_000_000_000n + BigInt(nsec(1));
+    if (nsec(0) === UTIME_OMIT) omitA = true; else if (nsec(0) !== UTIME_NOW) { at = sec(0) * 1_000_000_000n + BigInt(nsec(0)); explicit = true; }
+    if (nsec(1) === UTIME_OMIT) omitM = true; else if (nsec(1) !== UTIME_NOW) { mt = sec(1) * 1_000_000_000n + BigInt(nsec(1)); explicit = true; }
   }
   if (omitA && omitM) return 0;
+  // Explicit times: the owner or CAP_FOWNER (EPERM); "now": also anyone who may write it (EACCES).
+  const c = cred(t), o = t.kernel.vfs.owner(n);
+  if (!ownerOrCapable(c, o.uid)) {
+    if (explicit) return -E.EPERM;
+    if (!t.kernel.vfs.permits(c, n, MAY_WRITE)) return -E.EACCES;
+  }
   const ino = t.kernel.vfs.copyUp(n);
   if (!omitA) ino.atimeNs = at;
   if (!omitM) ino.mtimeNs = mt;
@@ -212,7 +262,7 @@ function mknodAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
   const path = pathArg(t, pathAddr);
   const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
-  t.kernel.vfs.create(r.path, (type || S_IFREG) | (mode & 0o7777 & ~t.tg.umask), t.tg.uid, t.tg.gid);
+  t.kernel.vfs.create(r.path, (type || S_IFREG) | (mode & 0o7777 & ~t.tg.umask));
   return 0;
 }
 
@@ -248,6 +298,8 @@ export const fsSyscalls = [
   syscall('fchdir', 1, (t) => {
     const f = t.kernel.file(t, t.argInt(0));
     if (f.kind !== 'dir') return -E.ENOTDIR;
+    const n = t.kernel.vfs.lookup(f.path);
+    if (n) t.kernel.vfs.checkAccess(n, MAY_EXEC);
     t.tg.cwd = f.path;
     return 0;
   }),
@@ -275,6 +327,7 @@ export const fsSyscalls = [
   syscall('truncate', 2, (t) => {
     const n = t.kernel.vfs.resolve(pathArg(t, t.arg(0)), t.tg.cwd, true);
     if (isDir(modeOf(n))) return -E.EISDIR;
+    t.kernel.vfs.checkAccess(n, MAY_WRITE);
     if (t.argI64(1) < 0) return -E.EINVAL;
     truncateInode(t, t.kernel.vfs.copyUp(n), t.argI64(1));
     return 0;

@@ -15,7 +15,8 @@ import { ExecError, execProgram } from '../loader/exec.js';
 import { KERNEL_RELEASE } from '../vfs/proc.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { syscall } from './entry.js';
-import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_CAPBSET_READ, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_NO_NEW_PRIVS, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
+import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
+import { prctlCreds } from './creds.js';
 
 /** Default limits (as a Debian login shell has them): resource -> [soft, hard]. */
 const DEFAULT_RLIMITS: Record<number, [bigint, bigint]> = {
@@ -103,11 +104,8 @@ function prctl(t: Task): number {
     case PR_GET_DUMPABLE: return 1;
     case PR_SET_DUMPABLE: return 0;
     case PR_GET_SECCOMP: return 0;
-    case PR_SET_NO_NEW_PRIVS: return 0;
-    case PR_GET_NO_NEW_PRIVS: return 0;
-    case PR_CAPBSET_READ: return t.argInt(1) <= 40 ? 1 : -E.EINVAL;
     case PR_SET_VMA: return 0;
-    default: return -E.EINVAL;
+    default: return prctlCreds(t, op) ?? -E.EINVAL;
   }
 }
 
@@ -275,10 +273,5 @@ export const processSyscalls = [
   syscall('set_tid_address', 1, (t) => { t.state.clearChildTid = t.arg(0); return t.tid; }),
   syscall('set_robust_list', 2, (t) => { if (t.arg(1) !== 24) return -E.EINVAL; t.state.robustList = t.arg(0); return 0; }),
   syscall('get_robust_list', 3, (t) => { t.mm.writeU64(t.arg(1), t.state.robustList); t.mm.writeU64(t.arg(2), 24); return 0; }),
-  syscall('prctl', 5, prctl, 'partial', 'names, dumpable, no_new_privs; others EINVAL'),
-  syscall('capget', 2, (t) => {
-    if (t.arg(1)) t.mm.write(t.arg(1), new Uint8Array(24).fill(0xff));
-    return 0;
-  }, 'partial', 'reports full capabilities (the guest is root in its sandbox)'),
-  syscall('capset', 2, () => 0, 'stub', 'capabilities are not enforced'),
+  syscall('prctl', 5, prctl, 'partial', 'names, dumpable, no_new_privs, keepcaps, capability bounding and ambient sets; others EINVAL'),
 ];

@@ -9,12 +9,13 @@ import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { NO_RETURN } from '../kernel/task.js';
 import { checkSignal, encodeSiginfo, sigbit } from '../kernel/signals.js';
-import type { SigInfo } from '../kernel/state.js';
+import type { SigInfo, ThreadGroupState } from '../kernel/state.js';
+import { CAP_KILL, capable, credsOf } from '../kernel/creds.js';
 import { NS_PER_SEC } from '../kernel/clock.js';
 import { cpuTimeNs } from '../kernel/cputime.js';
 import { syscall } from './entry.js';
 import { readTimespec } from './time.js';
-import { ITIMER_PROF, ITIMER_REAL, ITIMER_VIRTUAL, SIGKILL, SIGSTOP, SIG_DFL, SI_TKILL, SI_USER } from '../abi/linux.js';
+import { ITIMER_PROF, ITIMER_REAL, ITIMER_VIRTUAL, SIGCONT, SIGKILL, SIGSTOP, SIG_DFL, SI_TKILL, SI_USER } from '../abi/linux.js';
 
 const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
 
@@ -62,7 +63,19 @@ function rtSigprocmask(t: Task): number {
   return 0;
 }
 
-/** kill(2): pid > 0 one process, 0 the caller's group, -1 every process but init, < -1 group -pid. */
+/**
+ * May `t` signal thread group `g`? (kernel/signal.c kill_ok_by_cred): its real or
+ * effective uid matches the target's real or saved uid, or CAP_KILL; SIGCONT within the
+ * session is always allowed.
+ */
+export function maySignal(t: Task, g: ThreadGroupState, sig: number): boolean {
+  const c = credsOf(t.tg), tc = credsOf(g);
+  if (capable(c, CAP_KILL)) return true;
+  if (c.euid === tc.suid || c.euid === tc.ruid || c.ruid === tc.suid || c.ruid === tc.ruid) return true;
+  return sig === SIGCONT && g.sid === t.tg.sid;
+}
+
+/** kill(2): pid > 0 one process, 0 the caller's group, -1 every process but init, < -1 group -pid. EPERM when no target may be signalled. */
 function kill(t: Task, pid: number, sig: number): number {
   if (sig < 0 || sig > 64) return -E.EINVAL;
   const k = t.kernel;
@@ -78,9 +91,11 @@ function kill(t: Task, pid: number, sig: number): number {
     if (pid > 0 && k.state.threadGroups[pid]) return 0;
     return -E.ESRCH;
   }
+  const allowed = targets.filter((g) => maySignal(t, g, sig));
+  if (allowed.length === 0) return -E.EPERM;
   // The caller's own group last, so a fatal signal to itself doesn't stop the others being signalled.
-  targets.sort((a, b) => (a.tgid === t.tgid ? 1 : b.tgid === t.tgid ? -1 : 0));
-  for (const g of targets) k.signals.send(g.tgid, sig, info);
+  allowed.sort((a, b) => (a.tgid === t.tgid ? 1 : b.tgid === t.tgid ? -1 : 0));
+  for (const g of allowed) k.signals.send(g.tgid, sig, info);
   return 0;
 }
 
@@ -88,6 +103,8 @@ function tgkill(t: Task, tgid: number, tid: number, sig: number): number {
   if (sig < 0 || sig > 64 || tid <= 0 || (tgid !== -1 && tgid <= 0)) return -E.EINVAL;
   const ts = t.kernel.state.tasks[tid];
   if (!ts || (tgid !== -1 && ts.tgid !== tgid)) return -E.ESRCH;
+  const g = t.kernel.state.threadGroups[ts.tgid];
+  if (g && !maySignal(t, g, sig)) return -E.EPERM;
   t.kernel.signals.send(ts.tgid, sig, { signo: sig, code: SI_TKILL, pid: t.tgid, uid: t.tg.uid }, tid);
   return 0;
 }

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Kernel } from '../kernel/kernel.js';
+import { credsOf } from '../kernel/creds.js';
 import type { SyntheticMount, SyntheticNode } from './vfs.js';
 import { S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
 
@@ -43,6 +44,8 @@ export function procMount(k: Kernel): SyntheticMount {
     };
     const parts = p.split('/');
     const rest = parts.slice(3).join('/');
+    const c = () => credsOf(tg);
+    const hex = (x: bigint) => x.toString(16).padStart(16, '0');
     const fds = k.state.fdTables[ts.fdTableId].fds;
     const fdTarget = (fd: number): string => {
       const f = k.state.openFiles[fds[fd].fileId];
@@ -67,8 +70,10 @@ export function procMount(k: Kernel): SyntheticMount {
           `18446744073709551615 0 0 ${as.envEnd} 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 ${as.argStart} ${as.argEnd} ${as.envStart} ${as.envEnd} 0\n`;
       });
       case 'status': return file(base + 8, () => `Name:\t${ts.comm}\nUmask:\t${tg.umask.toString(8).padStart(4, '0')}\nState:\tR (running)\nTgid:\t${pid}\nNgid:\t0\nPid:\t${pid}\nPPid:\t${tg.ppid}\nTracerPid:\t0\n` +
-        `Uid:\t${tg.uid}\t${tg.uid}\t${tg.uid}\t${tg.uid}\nGid:\t${tg.gid}\t${tg.gid}\t${tg.gid}\t${tg.gid}\nFDSize:\t64\nGroups:\t\nThreads:\t${tg.tids.length}\n` +
-        `SigBlk:\t${ts.sigmask.toString(16).padStart(16, '0')}\nCpus_allowed_list:\t0-${os.cpus().length - 1}\n`);
+        `Uid:\t${c().ruid}\t${c().euid}\t${c().suid}\t${c().fsuid}\nGid:\t${c().rgid}\t${c().egid}\t${c().sgid}\t${c().fsgid}\nFDSize:\t64\nGroups:\t${c().groups.map((g) => g + ' ').join('')}\nThreads:\t${tg.tids.length}\n` +
+        `SigBlk:\t${ts.sigmask.toString(16).padStart(16, '0')}\n` +
+        `CapInh:\t${hex(c().capInh)}\nCapPrm:\t${hex(c().capPrm)}\nCapEff:\t${hex(c().capEff)}\nCapBnd:\t${hex(c().capBnd)}\nCapAmb:\t${hex(c().capAmb)}\nNoNewPrivs:\t${c().noNewPrivs ? 1 : 0}\n` +
+        `Cpus_allowed_list:\t0-${os.cpus().length - 1}\n`);
       case 'fd': return dir(base + 9, () => Object.keys(fds));
       case 'auxv': return file(base + 10, () => {
         const b = new Uint8Array((as.auxv.length + 1) * 16);
@@ -93,7 +98,8 @@ export function procMount(k: Kernel): SyntheticMount {
     }
     return undefined;
   };
-  const mountsText = () => 'none / overlay rw,relatime 0 0\nproc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\nnone /dev tmpfs rw,nosuid 0 0\n';
+  const mountsText = () => 'none / overlay rw,relatime 0 0\nproc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\nnone /dev tmpfs rw,nosuid 0 0\n' +
+    'shm /dev/shm tmpfs rw,nosuid,nodev 0 0\nsysfs /sys sysfs ro,nosuid,nodev,noexec,relatime 0 0\n';
 
   return {
     prefix: '/proc',

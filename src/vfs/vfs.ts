@@ -8,7 +8,8 @@
  */
 import { E, SyscallError } from '../errno.js';
 import { HostError, type HostTree, type HostStat } from '../../platforms/host-services.js';
-import type { FilesystemState, InodeState, DirEntry } from '../kernel/state.js';
+import type { Credentials, FilesystemState, InodeState, DirEntry } from '../kernel/state.js';
+import { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, MAY_EXEC, MAY_WRITE, capable, permits } from '../kernel/creds.js';
 import { Stat, dtypeOfMode, isDir, isLnk, isReg } from './stat.js';
 import { inodeSetContents } from './inode-data.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../abi/linux.js';
@@ -57,6 +58,12 @@ export interface WalkResult {
 
 export class Vfs {
   readonly mounts: SyntheticMount[] = [];
+  /**
+   * The credentials permission checks are made with: the calling task's (set by the
+   * kernel), or undefined for the kernel's own lookups (no checks).
+   */
+  creds: () => Credentials | undefined = () => undefined;
+  private credOverride?: Credentials;
 
   /**
    * `lower` is the host rootfs, reached only beneath its root handle (guest paths are
@@ -124,9 +131,17 @@ export class Vfs {
     let links = 0;
     let node: Node | undefined = undefined;
     const trailingSlash = p.endsWith('/');
+    const cred = this.currentCreds();
+    // Search permission on every directory walked through (may_lookup), unless the caller may bypass it.
+    const search = cred && !capable(cred, CAP_DAC_READ_SEARCH) && !capable(cred, CAP_DAC_OVERRIDE) ? cred : undefined;
     for (let i = 0; i < rest.length; i++) {
       const c = rest[i];
-      if (c === '' || c === '.') continue;
+      if (c === '') continue;
+      if (search) {
+        const d = node ?? (cur === '' ? this.lookup('/') ?? this.rootNode() : this.lookup(cur));
+        if (d && !this.permits(search, d, MAY_EXEC)) throw new SyscallError(E.EACCES);
+      }
+      if (c === '.') continue;
       if (c === '..') { cur = cur.slice(0, Math.max(0, cur.lastIndexOf('/'))); node = undefined; continue; }
       if (c.length > 255) throw new SyscallError(E.ENAMETOOLONG);
       const next = cur + '/' + c;
@@ -163,6 +178,57 @@ export class Vfs {
 
   private rootNode(): Node {
     return { kind: 'host', path: '/', st: this.lower.lstat('/')! };
+  }
+
+  /** The credentials checks are made with now (an override from withCreds first). */
+  currentCreds(): Credentials | undefined {
+    return this.credOverride ?? this.creds();
+  }
+
+  /** Run `fn` with permission checks made as `c` (access(2) checks with the real ids). */
+  withCreds<T>(c: Credentials, fn: () => T): T {
+    const saved = this.credOverride;
+    this.credOverride = c;
+    try { return fn(); } finally { this.credOverride = saved; }
+  }
+
+  /** Owner, group and mode of a node (synthetic files belong to root). */
+  owner(n: Node): { mode: number; uid: number; gid: number } {
+    if (n.kind === 'host') return n.st;
+    if (n.kind === 'upper') return n.inode;
+    return { mode: n.node.mode, uid: 0, gid: 0 };
+  }
+
+  /** generic_permission of `mask` (MAY_READ | MAY_WRITE | MAY_EXEC) on a node for `c`. */
+  permits(c: Credentials, n: Node, mask: number): boolean {
+    const o = this.owner(n);
+    return permits(c, o.mode, o.uid, o.gid, mask, isDir(o.mode));
+  }
+
+  /** EACCES unless the caller (if any) may access node `n` for `mask`. */
+  checkAccess(n: Node, mask: number): void {
+    const c = this.currentCreds();
+    if (c && !this.permits(c, n, mask)) throw new SyscallError(E.EACCES);
+  }
+
+  /** may_create: write and search permission on the parent directory of `p` (EACCES). */
+  checkCreate(p: string): void {
+    const parent = this.lookup(p.slice(0, p.lastIndexOf('/')) || '/');
+    if (parent) this.checkAccess(parent, MAY_WRITE | MAY_EXEC);
+  }
+
+  /**
+   * may_delete: write and search permission on the parent of `p` (EACCES), and in a sticky
+   * directory only the owner of the file or of the directory, or CAP_FOWNER (EPERM).
+   */
+  checkDelete(p: string, n: Node): void {
+    const c = this.currentCreds();
+    if (!c) return;
+    const parent = this.lookup(p.slice(0, p.lastIndexOf('/')) || '/');
+    if (!parent) return;
+    if (!this.permits(c, parent, MAY_WRITE | MAY_EXEC)) throw new SyscallError(E.EACCES);
+    const d = this.owner(parent);
+    if ((d.mode & 0o1000) && c.fsuid !== this.owner(n).uid && c.fsuid !== d.uid && !capable(c, CAP_FOWNER)) throw new SyscallError(E.EPERM);
   }
 
   /** Resolve to an existing node or throw ENOENT. */
@@ -234,7 +300,23 @@ export class Vfs {
    * directory is opaque (overlayfs's trusted.overlay.opaque): nothing of the lower layer
    * at or below its path shows through it, whatever was there (a whiteout, a symlink).
    */
-  create(p: string, mode: number, uid: number, gid: number, extra: Partial<InodeState> = {}): InodeState {
+  create(p: string, mode: number, extra: Partial<InodeState> = {}): InodeState {
+    const parent = this.checkParentDir(p);
+    const c = this.currentCreds();
+    let uid = 0, gid = 0;
+    if (c) {
+      if (!this.permits(c, parent, MAY_WRITE | MAY_EXEC)) throw new SyscallError(E.EACCES);
+      // New files belong to the fsuid; a set-group-ID directory gives its group (and, to directories, its bit).
+      const po = this.owner(parent);
+      uid = c.fsuid;
+      gid = (po.mode & 0o2000) ? po.gid : c.fsgid;
+      if ((po.mode & 0o2000) && isDir(mode)) mode |= 0o2000;
+    }
+    return this.insert(p, mode, uid, gid, extra);
+  }
+
+  /** Put a new inode at `p` in the upper layer (no permission check: copy-up, the kernel's own files). */
+  private insert(p: string, mode: number, uid: number, gid: number, extra: Partial<InodeState> = {}): InodeState {
     this.checkParentDir(p);
     const id = this.newId();
     const t = this.nowNs();
@@ -244,12 +326,13 @@ export class Vfs {
     return inode;
   }
 
-  private checkParentDir(p: string): void {
+  private checkParentDir(p: string): Node {
     const parent = p.slice(0, p.lastIndexOf('/')) || '/';
     const n = this.lookup(parent);
     if (!n) throw new SyscallError(E.ENOENT);
     if (!isDir(modeOf(n))) throw new SyscallError(E.ENOTDIR);
     if (n.kind === 'synthetic') throw new SyscallError(E.EACCES);
+    return n;
   }
 
   /**
@@ -269,7 +352,7 @@ export class Vfs {
       try { const o = this.lower.openFile(n.path); src = { fd: o.fd, size: o.st.size }; } catch { throw new SyscallError(E.EIO); }
     }
     try {
-      const inode = this.create(n.path, s.mode, s.uid, s.gid, extra);
+      const inode = this.insert(n.path, s.mode, s.uid, s.gid, extra);
       if (src) inodeSetContents(inode, src.size, this.lower.dataRanges(src.fd, src.size), (buf, off) => this.lower.pread(src!.fd, buf, off));
       return inode;
     } finally {
@@ -295,6 +378,7 @@ export class Vfs {
     const inode = this.copyUp(from);
     const fromPath = from.path;
     if (isDir(inode.mode)) {
+      inode.opaque = true; // a moved directory shows nothing of the lower layer at its new path
       // Move the upper subtree.
       for (const key of Object.keys(this.state.upper)) {
         if (key.startsWith(fromPath + '/')) {
