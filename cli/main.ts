@@ -29,6 +29,15 @@ const guarded = <A extends unknown[]>(fn: (...args: A) => Promise<void>) => asyn
   try { await fn(...args); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
 };
 const mib = (n: number) => (n / 1048576).toFixed(1) + ' MiB';
+/** --disk SIZE: bytes, with an optional K, M, G or T suffix (powers of 1024). */
+const parseSize = (v: string) => {
+  const m = /^(\d+(?:\.\d+)?)([KMGT]i?B?)?$/i.exec(v);
+  if (!m) throw new InvalidArgumentError('expected a size like 512M or 2G');
+  const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[(m[2] ?? '').charAt(0).toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const n = Math.floor(Number(m[1]) * mult);
+  if (n < 65536) throw new InvalidArgumentError('at least 64K');
+  return n;
+};
 /** --user UID[:GID] (numeric; GID defaults to UID). */
 const parseUser = (v: string) => {
   const m = /^(\d+)(?::(\d+))?$/.exec(v);
@@ -48,6 +57,7 @@ program
   .option('--name <name>', 'register the sandbox under NAME so it can be checkpointed')
   .option('--platform <name>', `platform that runs guest code (${Object.keys(PLATFORMS).join(', ')})`, DEFAULT_PLATFORM)
   .addOption(new Option('--user <uid[:gid]>', 'run as this user and group inside the sandbox, unprivileged (default: the caller\'s ids; uid 0 holds every capability)').argParser(parseUser))
+  .addOption(new Option('--disk <size>', 'most file data the sandbox may write (e.g. 512M, 2G); writes past it fail with ENOSPC (default: no limit but the memory file)').argParser(parseSize))
   .argument('<program>', 'program to run')
   .argument('[args...]', 'its arguments')
   .action(async (prog: string, args: string[], opts) => {

@@ -9,7 +9,7 @@ import { E } from '../src/errno.js';
 import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
 import { serveControl, defaultStore } from './control.js';
 
-export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number } }
+export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number }
 
 /** The platform named on the command line, or undefined after printing a one-line error (unknown name). */
 function platformOf(name: string | undefined): Platform | undefined {
@@ -70,7 +70,7 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   if (!platform) return 2;
   let kernel: Kernel;
   try {
-    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user });
+    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk });
   } catch (e) {
     if (e instanceof ExecError) {
       fail(e.message);

@@ -57,6 +57,10 @@ export interface MemoryBacking {
   readonly fd: number;
   /** Map [off, off+len) into the kernel's own process, shared: a zero-copy view (len ≤ 4 GiB). */
   mapView(off: number, len: number): Uint8Array;
+  /** pread(2) into `buf` from byte `off` (zeros past the end); the pages are not mapped into the kernel. */
+  read(off: number, buf: Uint8Array): void;
+  /** pwrite(2) of `data` at byte `off`, without mapping the pages into the kernel. */
+  write(off: number, data: Uint8Array): void;
   /** Drop the pages of a range (FALLOC_FL_PUNCH_HOLE): it reads back as zeros. */
   punchHole(off: number, len: number): void;
   /** lseek(SEEK_DATA): the first offset ≥ pos holding data, or -1 if none. */

@@ -29,6 +29,20 @@ export class HostMemfd implements MemoryBacking {
     return new Uint8Array(libc.view(ptr, len));
   }
 
+  read(off: number, buf: Uint8Array): void {
+    let done = 0;
+    while (done < buf.length) {
+      const n = fs.readSync(this.fd, buf, done, buf.length - done, off + done);
+      if (n <= 0) { buf.fill(0, done); return; }
+      done += n;
+    }
+  }
+
+  write(off: number, data: Uint8Array): void {
+    let done = 0;
+    while (done < data.length) done += fs.writeSync(this.fd, data, done, data.length - done, off + done);
+  }
+
   punchHole(off: number, len: number): void {
     if (len > 0) libc.fallocate(this.fd, libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, off, len);
   }

@@ -23,6 +23,7 @@ import { REG } from '../../platforms/platform.js';
 import { AddressSpace } from '../mm/address-space.js';
 import { MemoryFile } from '../mm/memory-file.js';
 import { Vfs } from '../vfs/vfs.js';
+import { inodeRelease } from '../vfs/inode-data.js';
 import { procMount } from '../vfs/proc.js';
 import { devMount, sysMount } from '../vfs/dev.js';
 import { credsOf } from './creds.js';
@@ -133,6 +134,7 @@ export class Kernel {
     this.vfs = new Vfs(state.fs, lower, () => this.newId(), () => this.clock.realtimeNs());
     this.vfs.mounts.push(procMount(this), devMount(this), sysMount());
     this.vfs.creds = () => (this.current ? credsOf(this.current.tg) : undefined);
+    this.vfs.data = this;
     this.hostFiles = new HostFiles(this);
     this.signals = new Signals(this);
     this.processes = new Processes(this);
@@ -224,6 +226,18 @@ export class Kernel {
     if (f.kind === 'socket') releaseSocket(this, f);
     if (f.kind === 'pty') this.ptys.release(f);
     delete this.state.openFiles[f.id];
+    if (f.kind === 'upper') this.releaseInodeIfUnused(f.inodeId);
+  }
+
+  /**
+   * Free an upper-layer file's data once its last link and last open file are gone (Linux
+   * frees the inode on the last iput). Safe to call for any inode id.
+   */
+  releaseInodeIfUnused(id: number | undefined): void {
+    const ino = id ? this.state.fs.inodes[id] : undefined;
+    if (!ino || ino.nlink > 0) return;
+    for (const f of Object.values(this.state.openFiles)) if (f.inodeId === id) return;
+    inodeRelease(this, ino);
   }
 
   /** A new open file description (refs 0 until installed). */

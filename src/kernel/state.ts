@@ -40,6 +40,8 @@ export interface SandboxConfig {
   /** Host directory shown read-only as the sandbox's `/`. */
   rootfs: string;
   hostname: string;
+  /** run --disk: bytes the upper layer's file data may hold (ENOSPC past it); none when absent. */
+  diskLimit?: number;
 }
 
 /** The kernel's one clock. All guest-visible time is host time plus these offsets (ns). */
@@ -400,7 +402,9 @@ export interface InodeState {
   mode: number;
   uid: number; gid: number;
   nlink: number;
-  /** Regular file contents as 64 KiB chunks by index (missing chunks are holes: zeros). */
+  /** Regular file contents: memory-file offsets of 64 KiB blocks by chunk index (missing blocks are holes: zeros). */
+  blocks?: Record<number, number>;
+  /** Contents as written by older graphs (bytes in the graph); moved into `blocks` on first use. */
   chunks?: Record<number, Uint8Array>;
   /** Contents moved to a memory-file block because the file is mapped MAP_SHARED (then `chunks` is unset). */
   shared?: { offset: number; capacity: number };
@@ -425,4 +429,6 @@ export interface InodeState {
 export interface FilesystemState {
   upper: Record<string, number>;
   inodes: Record<number, InodeState>;
+  /** Bytes of memory-file blocks held by upper-layer files (counted against SandboxConfig.diskLimit). */
+  diskBytes?: number;
 }

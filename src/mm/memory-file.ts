@@ -140,6 +140,19 @@ export class MemoryFile {
     this.forEachChunk(off, data.length, (v, ro) => v.set(data.subarray(ro, ro + v.length)));
   }
 
+  /**
+   * pread(2) of the memfd into `buf` from byte `off`: the pages are not mapped into the
+   * kernel's own address space (file data of the upper layer; keeps the kernel's RSS small).
+   */
+  pread(off: number, buf: Uint8Array): void {
+    this.backing.read(off, buf);
+  }
+
+  /** pwrite(2) of `data` to the memfd at byte `off` (see pread). */
+  pwrite(off: number, data: Uint8Array): void {
+    this.backing.write(off, data);
+  }
+
   /** Copy len bytes within the memory file (for mremap and copy-on-write). */
   copy(dstOff: number, srcOff: number, len: number): void {
     this.write(dstOff, new Uint8Array(this.read(srcOff, len)));

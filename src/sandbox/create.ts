@@ -26,6 +26,8 @@ export interface SandboxSpec extends AssembleOptions {
   env: string[];
   /** Guest uid and gid of the first process (default: the caller's). Non-zero uids start with no capabilities. */
   user?: { uid: number; gid: number };
+  /** Bytes the upper layer's file data may hold (ENOSPC past it); unlimited when absent. */
+  diskLimit?: number;
 }
 
 /** Create a sandbox ready to run. Throws ExecError (errno + one-line message) if the program can't start. */
@@ -33,6 +35,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   const rootfs = path.resolve(spec.rootfs);
   if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`rootfs ${spec.rootfs} is not a directory`);
   const state = Kernel.emptyState(rootfs);
+  if (spec.diskLimit !== undefined) state.config.diskLimit = spec.diskLimit;
   const kernel = assembleKernel(state, spec);
   try {
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.

@@ -85,6 +85,7 @@ function unlinkAt(t: Task, dirfd: number, pathAddr: number, flags: number): numb
   } else if (dir) return -E.EISDIR;
   vfs.checkDelete(r.path, r.node);
   vfs.remove(r.path);
+  if (r.node.kind === 'upper') t.kernel.releaseInodeIfUnused(r.node.inode.id);
   return 0;
 }
 
@@ -117,7 +118,7 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
     const pn = vfs.lookup(parent);
     if (!pn) return -E.ENOENT;
   }
-  vfs.rename(from.node, to.path);
+  t.kernel.releaseInodeIfUnused(vfs.rename(from.node, to.path));
   return 0;
 }
 
@@ -229,15 +230,18 @@ function utimensat(t: Task): number {
   return 0;
 }
 
-/** struct statfs (120 bytes) describing the sandbox's overlay. */
-function statfsBytes(): Uint8Array {
+/** struct statfs (120 bytes) describing the sandbox's overlay: with --disk, its size and what is left of it. */
+function statfsBytes(t: Task): Uint8Array {
   const b = new Uint8Array(120);
   const v = new DataView(b.buffer);
+  const limit = t.kernel.state.config.diskLimit, used = t.kernel.state.fs.diskBytes ?? 0;
+  const total = limit !== undefined ? BigInt(Math.floor(limit / 4096)) : 1n << 24n;
+  const free = limit !== undefined ? BigInt(Math.max(0, Math.floor((limit - used) / 4096))) : 1n << 23n;
   v.setBigInt64(0, 0x794c7630n, true);        // f_type OVERLAYFS_SUPER_MAGIC
   v.setBigInt64(8, 4096n, true);              // f_bsize
-  v.setBigUint64(16, 1n << 24n, true);        // f_blocks
-  v.setBigUint64(24, 1n << 23n, true);        // f_bfree
-  v.setBigUint64(32, 1n << 23n, true);        // f_bavail
+  v.setBigUint64(16, total, true);            // f_blocks
+  v.setBigUint64(24, free, true);             // f_bfree
+  v.setBigUint64(32, free, true);             // f_bavail
   v.setBigUint64(40, 1n << 20n, true);        // f_files
   v.setBigUint64(48, 1n << 19n, true);        // f_ffree
   v.setBigInt64(64, 255n, true);              // f_namelen
@@ -333,6 +337,6 @@ export const fsSyscalls = [
     return 0;
   }),
   syscall('umask', 1, (t) => { const old = t.tg.umask; t.tg.umask = t.argU32(0) & 0o777; return old; }),
-  syscall('statfs', 2, (t) => { t.kernel.vfs.resolve(pathArg(t, t.arg(0)), t.tg.cwd, true); t.mm.write(t.arg(1), statfsBytes()); return 0; }, 'partial', 'reports an overlay filesystem with fixed sizes'),
-  syscall('fstatfs', 2, (t) => { t.kernel.file(t, t.argInt(0)); t.mm.write(t.arg(1), statfsBytes()); return 0; }, 'partial', 'reports an overlay filesystem with fixed sizes'),
+  syscall('statfs', 2, (t) => { t.kernel.vfs.resolve(pathArg(t, t.arg(0)), t.tg.cwd, true); t.mm.write(t.arg(1), statfsBytes(t)); return 0; }, 'partial', 'reports an overlay filesystem (its size from --disk, else fixed)'),
+  syscall('fstatfs', 2, (t) => { t.kernel.file(t, t.argInt(0)); t.mm.write(t.arg(1), statfsBytes(t)); return 0; }, 'partial', 'reports an overlay filesystem (its size from --disk, else fixed)'),
 ];

@@ -1,24 +1,34 @@
 /**
- * Contents of upper-layer (sandbox-written) regular files. A file lives in the graph as
- * sparse 64 KiB chunks (holes read as zeros, so a file with data at 4 GiB costs 64 KiB)
- * until something maps it MAP_SHARED; then its bytes move into a block of the memory file,
- * which the mappings share, so stores through a mapping and read(2)/write(2) see the same
- * bytes (compare the page cache). Either way the contents are checkpointed: chunks with
- * the graph, memory-file blocks with the guest's pages.
+ * Contents of upper-layer (sandbox-written) regular files. A file's data lives in the
+ * memory file, off the kernel's heap: sparse 64 KiB blocks by chunk index (holes read as
+ * zeros, so a file with data at 4 GiB costs 64 KiB), read and written with pread/pwrite on
+ * the memfd so the pages are not mapped into the kernel (they do not add to its RSS). When
+ * something maps the file MAP_SHARED, its bytes move into one contiguous memory-file block
+ * the mappings share, so stores through a mapping and read(2)/write(2) see the same bytes
+ * (compare the page cache). Either way the graph holds only offsets and the data is
+ * checkpointed with the memory file's pages (deduplicated, zero pages skipped).
+ *
+ * The bytes held by upper files are counted in FilesystemState.diskBytes; past
+ * SandboxConfig.diskLimit (run --disk) a write that needs a new block fails with ENOSPC.
+ * Graphs written before this (contents as `chunks` of bytes in the graph) are moved into
+ * blocks the first time the file is touched.
  */
 import { E, SyscallError } from '../errno.js';
-import type { Kernel } from '../kernel/kernel.js';
-import type { InodeState } from '../kernel/state.js';
-import { pageRoundUp } from '../mm/memory-file.js';
+import type { FilesystemState, InodeState, SandboxConfig } from '../kernel/state.js';
+import { MemoryFile, MemoryFileError, pageRoundUp } from '../mm/memory-file.js';
 import { PAGE_SIZE } from '../abi/linux.js';
+
+/** What file data needs from the kernel: the memory file and the graph's filesystem and configuration. */
+export interface DataStore { readonly mf: MemoryFile; readonly state: { fs: FilesystemState; config: SandboxConfig } }
 
 /** Largest upper-layer file (bytes); shared (memory-file) files are bounded by MAX_SHARED_FILE. */
 export const MAX_UPPER_FILE = 2 ** 40;
 const MAX_SHARED_FILE = 1 << 30;
-const CHUNK = 65536;
+/** Bytes per block of file data (a multiple of the page size). */
+export const CHUNK = 65536;
 const ZERO_CHUNK = Buffer.alloc(CHUNK);
 
-/** The memory-file user id an inode holds its shared block under (address spaces are positive). */
+/** The memory-file user id an inode holds its blocks under (address spaces are positive). */
 const inodeUser = (ino: InodeState) => -ino.id;
 
 /** Visit the chunk pieces covering [pos, end): (chunk index, offset in chunk, length, offset in range). */
@@ -30,81 +40,130 @@ function pieces(pos: number, end: number, fn: (index: number, at: number, len: n
   }
 }
 
+/** ENOSPC unless `n` more blocks fit under the sandbox's disk limit. */
+function reserve(k: DataStore, n: number): void {
+  const limit = k.state.config.diskLimit;
+  if (n > 0 && limit !== undefined && (k.state.fs.diskBytes ?? 0) + n * CHUNK > limit) throw new SyscallError(E.ENOSPC);
+}
+
+/** A new zeroed block for chunk `i` of `ino` (ENOSPC when the memory file is exhausted). */
+function newChunk(k: DataStore, ino: InodeState, i: number): number {
+  let off: number;
+  try { off = k.mf.newBlock(CHUNK, inodeUser(ino)); } catch (e) {
+    if (e instanceof MemoryFileError) throw new SyscallError(E.ENOSPC);
+    throw e;
+  }
+  ino.blocks![i] = off;
+  k.state.fs.diskBytes = (k.state.fs.diskBytes ?? 0) + CHUNK;
+  return off;
+}
+
+function dropChunk(k: DataStore, ino: InodeState, i: number): void {
+  const off = ino.blocks![i];
+  if (off === undefined) return;
+  delete ino.blocks![i];
+  k.mf.ref(off, inodeUser(ino), -1);
+  k.state.fs.diskBytes = Math.max(0, (k.state.fs.diskBytes ?? 0) - CHUNK);
+}
+
+/** The blocks of a file, moving bytes of an older graph (`chunks`) into the memory file first. */
+function blocksOf(k: DataStore, ino: InodeState): Record<number, number> {
+  if (!ino.blocks) {
+    ino.blocks = {};
+    const legacy = ino.chunks;
+    ino.chunks = undefined;
+    for (const [i, c] of Object.entries(legacy ?? {})) k.mf.pwrite(newChunk(k, ino, Number(i)), c);
+  }
+  return ino.blocks;
+}
+
 /** Bytes [pos, end) of a file (always a copy). */
-export function inodeRead(k: Kernel, ino: InodeState, pos: number, end: number): Uint8Array {
+export function inodeRead(k: DataStore, ino: InodeState, pos: number, end: number): Uint8Array {
   end = Math.min(end, ino.size);
   if (end <= pos) return new Uint8Array(0);
   if (ino.shared) return new Uint8Array(k.mf.read(ino.shared.offset + pos, end - pos));
   const out = new Uint8Array(end - pos);
-  const chunks = ino.chunks ?? {};
-  pieces(pos, end, (i, at, len, ro) => { const c = chunks[i]; if (c) out.set(c.subarray(at, at + len), ro); });
+  const blocks = blocksOf(k, ino);
+  pieces(pos, end, (i, at, len, ro) => { const b = blocks[i]; if (b !== undefined) k.mf.pread(b + at, out.subarray(ro, ro + len)); });
   return out;
 }
 
-/** Write `len` bytes at `at`, produced by `fill(put)` calls of (bytes, offset in the range). EFBIG past the limit. */
-export function inodeWrite(k: Kernel, ino: InodeState, at: number, len: number, fill: (put: (src: Uint8Array, ro: number) => void) => void): void {
+/**
+ * Write `len` bytes at `at`, produced by `fill(put)` calls of (bytes, offset in the range).
+ * EFBIG past the largest file; ENOSPC (nothing written) when the new blocks it needs do
+ * not fit under the disk limit.
+ */
+export function inodeWrite(k: DataStore, ino: InodeState, at: number, len: number, fill: (put: (src: Uint8Array, ro: number) => void) => void): void {
   if (at + len > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
   if (ino.shared) {
     if (at + len > ino.shared.capacity) growShared(k, ino, at + len);
     const base = ino.shared.offset + at;
     fill((src, ro) => k.mf.write(base + ro, src));
   } else {
-    const chunks = (ino.chunks ??= {});
+    const blocks = blocksOf(k, ino);
+    let missing = 0;
+    pieces(at, at + len, (i) => { if (blocks[i] === undefined) missing++; });
+    reserve(k, missing);
     fill((src, ro) => pieces(at + ro, at + ro + src.length, (i, off, n, sro) => {
-      (chunks[i] ??= new Uint8Array(CHUNK)).set(src.subarray(sro, sro + n), off);
+      k.mf.pwrite((blocks[i] ?? newChunk(k, ino, i)) + off, src.subarray(sro, sro + n));
     }));
   }
   if (at + len > ino.size) ino.size = at + len;
 }
 
 /** Move a shared file that outgrew its block to a larger one (mappings made before keep the old pages). */
-function growShared(k: Kernel, ino: InodeState, size: number): void {
+function growShared(k: DataStore, ino: InodeState, size: number): void {
   if (size > MAX_SHARED_FILE) throw new SyscallError(E.EFBIG);
   const capacity = pageRoundUp(Math.max(size, ino.shared!.capacity * 2));
   const offset = k.mf.newBlock(capacity, inodeUser(ino));
   k.mf.copy(offset, ino.shared!.offset, ino.size);
   k.mf.ref(ino.shared!.offset, inodeUser(ino), -1);
+  k.state.fs.diskBytes = (k.state.fs.diskBytes ?? 0) + capacity - ino.shared!.capacity;
   ino.shared = { offset, capacity };
 }
 
 /** Set the size; bytes past it read as zeros if the file grows again (ftruncate semantics). */
-export function inodeTruncate(k: Kernel, ino: InodeState, size: number): void {
+export function inodeTruncate(k: DataStore, ino: InodeState, size: number): void {
   if (size > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
   if (size < ino.size) inodeZero(k, ino, size, ino.size);
   if (ino.shared && size > ino.shared.capacity) growShared(k, ino, size);
-  if (!ino.shared && ino.chunks) {
-    // Drop whole chunks past the end: they are holes now.
-    for (const i of Object.keys(ino.chunks)) if (Number(i) * CHUNK >= size) delete ino.chunks[Number(i)];
+  if (!ino.shared) {
+    // Drop whole blocks past the end: they are holes now.
+    const blocks = blocksOf(k, ino);
+    for (const i of Object.keys(blocks)) if (Number(i) * CHUNK >= size) dropChunk(k, ino, Number(i));
   }
   ino.size = size;
 }
 
-/** Zero [from, to) inside the file (truncation, fallocate PUNCH_HOLE / ZERO_RANGE). */
-export function inodeZero(k: Kernel, ino: InodeState, from: number, to: number): void {
+/** Zero [from, to) inside the file (truncation, fallocate PUNCH_HOLE / ZERO_RANGE); whole blocks become holes. */
+export function inodeZero(k: DataStore, ino: InodeState, from: number, to: number): void {
   to = Math.min(to, ino.size);
   if (to <= from) return;
   if (ino.shared) { k.mf.write(ino.shared.offset + from, new Uint8Array(to - from)); return; }
-  const chunks = ino.chunks ?? {};
+  const blocks = blocksOf(k, ino);
   pieces(from, to, (i, at, len) => {
-    const c = chunks[i];
-    if (!c) return;
-    if (at === 0 && len === CHUNK) delete chunks[i]; else c.fill(0, at, at + len);
+    const b = blocks[i];
+    if (b === undefined) return;
+    if (at === 0 && len === CHUNK) dropChunk(k, ino, i); else k.mf.pwrite(b + at, ZERO_CHUNK.subarray(0, len));
   });
 }
 
 /**
  * Fill a new file of `size` bytes (copy-up of a host file): only the data ranges
  * ([start, end) byte pairs, from SEEK_DATA/SEEK_HOLE) are read, through `read(buf, offset)`
- * (returns bytes read, 0 at end of file), chunk by chunk; holes stay holes. A chunk that
- * reads as all zeros is not kept either.
+ * (returns bytes read, 0 at end of file), block by block; holes stay holes, and a block
+ * that reads as all zeros is not kept either. ENOSPC past the disk limit.
  */
-export function inodeSetContents(ino: InodeState, size: number, ranges: Array<[number, number]>, read: (buf: Uint8Array, offset: number) => number): void {
+export function inodeSetContents(k: DataStore, ino: InodeState, size: number, ranges: Array<[number, number]>, read: (buf: Uint8Array, offset: number) => number): void {
   if (size > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
-  const chunks: Record<number, Uint8Array> = {};
+  ino.blocks = {};
+  ino.chunks = undefined;
+  ino.size = size;
+  const c = new Uint8Array(CHUNK);
   for (const [start, end] of ranges) {
     for (let i = Math.floor(start / CHUNK); i * CHUNK < Math.min(end, size); i++) {
-      if (chunks[i]) continue;
-      const c = new Uint8Array(CHUNK);
+      if (ino.blocks[i] !== undefined) continue;
+      c.fill(0);
       let done = 0;
       const len = Math.min(CHUNK, size - i * CHUNK);
       while (done < len) {
@@ -112,28 +171,48 @@ export function inodeSetContents(ino: InodeState, size: number, ranges: Array<[n
         if (n <= 0) break;
         done += n;
       }
-      if (!ZERO_CHUNK.equals(c)) chunks[i] = c;
+      if (ZERO_CHUNK.equals(c)) continue;
+      try {
+        reserve(k, 1);
+        k.mf.pwrite(newChunk(k, ino, i), c);
+      } catch (e) {
+        inodeRelease(k, ino);
+        throw e;
+      }
     }
   }
-  ino.chunks = chunks;
-  ino.size = size;
+}
+
+/** Free a file's data (its last link and last open file are gone). */
+export function inodeRelease(k: DataStore, ino: InodeState): void {
+  if (ino.blocks) for (const i of Object.keys(ino.blocks)) dropChunk(k, ino, Number(i));
+  ino.chunks = undefined;
+  if (ino.shared) {
+    k.mf.ref(ino.shared.offset, inodeUser(ino), -1);
+    k.state.fs.diskBytes = Math.max(0, (k.state.fs.diskBytes ?? 0) - ino.shared.capacity);
+    ino.shared = undefined;
+  }
+  ino.size = 0;
 }
 
 /**
  * The memory-file block behind a file, for a MAP_SHARED mapping of at least `minBytes`:
- * the first such mapping moves the file's bytes out of the graph into the memory file.
+ * the first such mapping moves the file's blocks into one contiguous block.
  */
-export function inodeShare(k: Kernel, ino: InodeState, minBytes: number): { offset: number; capacity: number } {
+export function inodeShare(k: DataStore, ino: InodeState, minBytes: number): { offset: number; capacity: number } {
   if (!ino.shared) {
     const capacity = pageRoundUp(Math.max(ino.size, minBytes, PAGE_SIZE));
     if (capacity > MAX_SHARED_FILE) throw new SyscallError(E.EFBIG);
+    const blocks = blocksOf(k, ino);
     const offset = k.mf.newBlock(capacity, inodeUser(ino));
-    for (const [i, c] of Object.entries(ino.chunks ?? {})) {
+    for (const [i, b] of Object.entries(blocks)) {
       const at = Number(i) * CHUNK;
-      if (at < ino.size) k.mf.write(offset + at, c.subarray(0, Math.min(CHUNK, ino.size - at)));
+      if (at < ino.size) k.mf.copy(offset + at, b, Math.min(CHUNK, ino.size - at));
+      dropChunk(k, ino, Number(i));
     }
+    k.state.fs.diskBytes = (k.state.fs.diskBytes ?? 0) + capacity;
     ino.shared = { offset, capacity };
-    ino.chunks = undefined;
+    ino.blocks = undefined;
   } else if (minBytes > ino.shared.capacity) {
     growShared(k, ino, minBytes);
   }

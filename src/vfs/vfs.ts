@@ -11,7 +11,7 @@ import { HostError, type HostTree, type HostStat } from '../../platforms/host-se
 import type { Credentials, FilesystemState, InodeState, DirEntry } from '../kernel/state.js';
 import { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, MAY_EXEC, MAY_WRITE, capable, permits } from '../kernel/creds.js';
 import { Stat, dtypeOfMode, isDir, isLnk, isReg } from './stat.js';
-import { inodeSetContents } from './inode-data.js';
+import { DataStore, inodeSetContents } from './inode-data.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../abi/linux.js';
 
 /** A synthetic file or directory (/proc, /dev). */
@@ -63,6 +63,8 @@ export class Vfs {
    * kernel), or undefined for the kernel's own lookups (no checks).
    */
   creds: () => Credentials | undefined = () => undefined;
+  /** Where upper-layer file data lives (the kernel's memory file; set by the kernel). */
+  data?: DataStore;
   private credOverride?: Credentials;
 
   /**
@@ -353,7 +355,7 @@ export class Vfs {
     }
     try {
       const inode = this.insert(n.path, s.mode, s.uid, s.gid, extra);
-      if (src) inodeSetContents(inode, src.size, this.lower.dataRanges(src.fd, src.size), (buf, off) => this.lower.pread(src!.fd, buf, off));
+      if (src) inodeSetContents(this.data!, inode, src.size, this.lower.dataRanges(src.fd, src.size), (buf, off) => this.lower.pread(src!.fd, buf, off));
       return inode;
     } finally {
       if (src) this.lower.closeFile(src.fd);
@@ -369,8 +371,11 @@ export class Vfs {
     else delete this.state.upper[p];
   }
 
-  /** rename(2) within the sandbox. EXDEV for a lower directory (overlayfs without redirect_dir). */
-  rename(from: Node, toPath: string): void {
+  /**
+   * rename(2) within the sandbox. EXDEV for a lower directory (overlayfs without
+   * redirect_dir). Returns the id of an upper inode the new name replaced (it lost a link), if any.
+   */
+  rename(from: Node, toPath: string): number | undefined {
     if (from.kind === 'synthetic') throw new SyscallError(E.EXDEV);
     if (from.kind === 'host' && isDir(from.st.mode)) throw new SyscallError(E.EXDEV);
     // A merged directory (copied up, lower entries showing through) cannot move either.
@@ -387,10 +392,17 @@ export class Vfs {
         }
       }
     }
+    const replaced = this.state.upper[toPath];
     this.state.upper[toPath] = inode.id;
     delete this.state.upper[fromPath];
     if (this.lowerExists(fromPath)) this.state.upper[fromPath] = 0;
     inode.ctimeNs = this.nowNs();
+    if (replaced && replaced !== inode.id) {
+      const old = this.state.inodes[replaced];
+      old.nlink = Math.max(0, old.nlink - (isDir(old.mode) ? 2 : 1));
+      return replaced;
+    }
+    return undefined;
   }
 }
 

@@ -1,0 +1,99 @@
+/**
+ * The upper layer's file data (issue 9, disk): copy-up reads a host file range by range and
+ * keeps its holes, so a 1-byte write into a 4 GiB sparse rootfs file costs one chunk, not
+ * 4 GiB; the host file is never touched.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { freshDir, snapvisor, snapvisorStreaming } from './helpers.js';
+
+const GUEST = String.raw`
+import os, sys, time
+p = sys.argv[1]
+t0 = time.monotonic()
+fd = os.open(p, os.O_WRONLY)
+os.pwrite(fd, b'x', 1000)
+os.close(fd)
+dt = time.monotonic() - t0
+with open(p, 'rb') as f:
+    f.seek(999); a = f.read(3)
+    f.seek(2**31); b = f.read(5)
+    f.seek(4 * 2**30 - 1); c = f.read(2)
+print(os.stat(p).st_size, a, b, c)
+print('copy-up seconds', round(dt, 3))
+`;
+
+describe('copy-up of sparse host files', () => {
+  it('a 1-byte write into a 4 GiB sparse rootfs file copies up in under a second, holes kept, host untouched', async () => {
+    const dir = freshDir('sparse');
+    const p = path.join(dir, 'big');
+    const fd = fs.openSync(p, 'w');
+    fs.ftruncateSync(fd, 4 * 2 ** 30);
+    fs.writeSync(fd, 'hello', 0, 'latin1');
+    fs.writeSync(fd, 'hello', 2 ** 31, 'latin1');
+    fs.closeSync(fd);
+    const before = fs.statSync(p);
+    const r = await snapvisor(['run', '--', '/usr/bin/python3', '-c', GUEST, p], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    const [first, second] = r.stdout.toString().split('\n');
+    expect(first).toBe(`${4 * 2 ** 30} b'\\x00x\\x00' b'hello' b'\\x00'`);
+    const secs = Number(second.split(' ').pop());
+    console.log(`copy-up of a 4 GiB sparse file: ${secs} s`);
+    expect(secs).toBeLessThan(1);
+    const after = fs.statSync(p);
+    expect(after.size).toBe(before.size);
+    expect(after.mtimeMs).toBe(before.mtimeMs);
+    const b = Buffer.alloc(1);
+    const rfd = fs.openSync(p, 'r');
+    fs.readSync(rfd, b, 0, 1, 1000);
+    fs.closeSync(rfd);
+    expect(b[0]).toBe(0);
+  }, 90_000);
+});
+
+describe('upper-layer file data lives off the kernel heap, within --disk', () => {
+  it('a 1 GiB file written to /tmp adds less than 100 MB to the kernel\'s RSS', async () => {
+    const script = 'import os, time\n' +
+      'print("start", flush=True); time.sleep(1)\n' +
+      'fd = os.open("/tmp/big", os.O_WRONLY | os.O_CREAT, 0o644); blk = bytes(range(256)) * 4096\n' +
+      'for i in range(1024): os.write(fd, blk)\n' +
+      'os.close(fd); print("written", os.stat("/tmp/big").st_size, flush=True); time.sleep(2)\n' +
+      'f = open("/tmp/big", "rb"); f.seek(512 * 2**20 + 300); print(f.read(2).hex(), flush=True)\n';
+    const run = snapvisorStreaming(['run', '--', '/usr/bin/python3', '-c', script], { timeoutMs: 120_000 });
+    const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${run.child.pid}/status`, 'utf8'))![1]) * 1024;
+    await run.waitFor((l) => l === 'start', 30_000);
+    const before = rss();
+    await run.waitFor((l) => l.startsWith('written'), 90_000);
+    const after = rss();
+    expect(await run.done).toBe(0);
+    expect(run.lines).toEqual(['start', `written ${2 ** 30}`, '2c2d']);
+    console.log(`kernel RSS: ${(before / 2 ** 20).toFixed(0)} MiB before, ${(after / 2 ** 20).toFixed(0)} MiB after writing 1 GiB to /tmp`);
+    expect(after - before).toBeLessThan(100 * 2 ** 20);
+  }, 150_000);
+
+  it('--disk 4M: writes past it fail with ENOSPC, deleting frees the space, statfs shows the size', async () => {
+    const script = 'import os, errno\n' +
+      'st = os.statvfs("/tmp"); print("statfs", st.f_blocks * st.f_frsize)\n' +
+      'def fill(name):\n' +
+      '  fd = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644); n = 0\n' +
+      '  try:\n' +
+      '    while True: os.write(fd, b"x" * 65536); n += 1\n' +
+      '  except OSError as e: print(name, n, errno.errorcode[e.errno])\n' +
+      '  os.close(fd)\n' +
+      'fill("/tmp/a"); os.unlink("/tmp/a"); fill("/tmp/b")\n' +
+      'os.truncate("/tmp/b", 0); fill("/tmp/c")\n';
+    const r = await snapvisor(['run', '--disk', '4M', '--', '/usr/bin/python3', '-c', script], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.toString().trim().split('\n');
+    expect(lines[0]).toBe(`statfs ${4 * 2 ** 20}`);
+    // Python's own files (.pyc caches are not written: the rootfs's are read) leave the whole 4 MiB to the guest.
+    expect(lines.slice(1)).toEqual(['/tmp/a 64 ENOSPC', '/tmp/b 64 ENOSPC', '/tmp/c 64 ENOSPC']);
+  }, 90_000);
+
+  it('--disk with a bad size is a one-line usage error', async () => {
+    const r = await snapvisor(['run', '--disk', 'lots', '--', '/bin/true']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^snapvisor: [^\n]*--disk[^\n]*\n$/);
+  });
+});
