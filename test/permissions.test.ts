@@ -254,7 +254,7 @@ describe('credentials across checkpoint/restore', () => {
       '  print(os.getresuid(), os.getresgid(), os.getgroups(), [st[k] for k in ("CapPrm", "CapEff", "CapBnd", "NoNewPrivs")], flush=True)\n' +
       '  try: open("/etc/shadow"); print("read shadow")\n' +
       '  except PermissionError: print("shadow denied", flush=True)\n' +
-      'show(); print("ready", flush=True); time.sleep(2); show()\n';
+      'show(); print("ready", flush=True); time.sleep(4); show()\n';
     const run = snapvisorStreaming(['--root', state, 'run', '--name', name, '--', '/usr/bin/python3', '-c', script]);
     await run.waitFor((l) => l === 'ready', 20_000);
     const cp = await snapvisor(['--root', state, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
