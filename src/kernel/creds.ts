@@ -5,20 +5,15 @@
  * capability sets are 64-bit masks (bigint) with bit n = capability n.
  */
 import type { Credentials, ThreadGroupState } from './state.js';
+import { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_LAST_CAP, CAP_LINUX_IMMUTABLE, CAP_MAC_OVERRIDE, CAP_MKNOD, MAY_EXEC, MAY_READ, MAY_WRITE } from '../abi/linux.js';
 
-export const CAP_CHOWN = 0, CAP_DAC_OVERRIDE = 1, CAP_DAC_READ_SEARCH = 2, CAP_FOWNER = 3, CAP_FSETID = 4, CAP_KILL = 5;
-export const CAP_SETGID = 6, CAP_SETUID = 7, CAP_SETPCAP = 8, CAP_LINUX_IMMUTABLE = 9, CAP_SYS_ADMIN = 21, CAP_SYS_NICE = 23;
-export const CAP_SYS_RESOURCE = 24, CAP_MKNOD = 27, CAP_MAC_OVERRIDE = 32;
-/** Highest capability number Linux 6.x knows (CAP_CHECKPOINT_RESTORE). */
-export const CAP_LAST_CAP = 40;
+export { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_LAST_CAP, CAP_SETGID, CAP_SETPCAP, CAP_SETUID, MAY_EXEC, MAY_READ, MAY_WRITE } from '../abi/linux.js';
 /** Every capability. */
 export const CAP_FULL = (1n << BigInt(CAP_LAST_CAP + 1)) - 1n;
 const bit = (c: number) => 1n << BigInt(c);
 /** Capabilities that follow the filesystem uid (security/commoncap.c CAP_FS_MASK). */
 export const CAP_FS_MASK = bit(CAP_CHOWN) | bit(CAP_DAC_OVERRIDE) | bit(CAP_DAC_READ_SEARCH) | bit(CAP_FOWNER) | bit(CAP_FSETID) | bit(CAP_LINUX_IMMUTABLE) | bit(CAP_MKNOD) | bit(CAP_MAC_OVERRIDE);
 
-/** Access wanted, as Linux's MAY_* bits. */
-export const MAY_EXEC = 1, MAY_WRITE = 2, MAY_READ = 4;
 
 /** Fresh credentials for uid/gid: root holds every capability, others none (the bounding set is full for both). */
 export function newCredentials(uid: number, gid: number, groups: number[] = []): Credentials {

@@ -9,6 +9,7 @@ import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { Credentials } from '../kernel/state.js';
 import { CAP_FULL, CAP_LAST_CAP, CAP_SETGID, CAP_SETPCAP, CAP_SETUID, capable, credsOf, fixCapsAfterSetuid } from '../kernel/creds.js';
+import { LINUX_CAPABILITY_VERSION_1, LINUX_CAPABILITY_VERSION_2, LINUX_CAPABILITY_VERSION_3, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_IS_SET, PR_CAP_AMBIENT_LOWER, PR_CAP_AMBIENT_RAISE, PR_GET_KEEPCAPS, PR_GET_NO_NEW_PRIVS, PR_GET_SECUREBITS, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS } from '../abi/linux.js';
 import { syscall } from './entry.js';
 
 const NONE = 0xffffffff; // -1: leave unchanged
@@ -78,7 +79,7 @@ function writeIds(t: Task, addrs: number[], ids: number[]): number {
   return 0;
 }
 
-const CAP_V1 = 0x19980330, CAP_V2 = 0x20071026, CAP_V3 = 0x20080522;
+const CAP_V1 = LINUX_CAPABILITY_VERSION_1, CAP_V2 = LINUX_CAPABILITY_VERSION_2, CAP_V3 = LINUX_CAPABILITY_VERSION_3;
 
 /** The number of 32-bit words of each set for a capability header's version, or -EINVAL (the preferred version is written back). */
 function capWords(t: Task, hdr: number): number {
@@ -135,9 +136,6 @@ function capset(t: Task): number {
   return 0;
 }
 
-const PR_GET_KEEPCAPS = 7, PR_SET_KEEPCAPS = 8, PR_CAPBSET_READ = 23, PR_CAPBSET_DROP = 24, PR_GET_SECUREBITS = 27;
-const PR_SET_NO_NEW_PRIVS = 38, PR_GET_NO_NEW_PRIVS = 39, PR_CAP_AMBIENT = 47;
-const PR_CAP_AMBIENT_IS_SET = 1, PR_CAP_AMBIENT_RAISE = 2, PR_CAP_AMBIENT_LOWER = 3, PR_CAP_AMBIENT_CLEAR_ALL = 4;
 
 /** The prctl(2) options about credentials (kernel/sys.c, commoncap.c cap_task_prctl); undefined for any other option. */
 export function prctlCreds(t: Task, op: number): number | undefined {

@@ -13,7 +13,7 @@ import { isDir, isLnk } from '../vfs/stat.js';
 import { nodeOfFile, truncateInode } from './file.js';
 import { syscall } from './entry.js';
 import { baseDir } from '../kernel/dirfd.js';
-import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT } from '../abi/linux.js';
+import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT, AT_EACCESS } from '../abi/linux.js';
 import { CAP_CHOWN, CAP_FOWNER, CAP_FSETID, MAY_EXEC, MAY_READ, MAY_WRITE, capable, inGroup, ownerOrCapable } from '../kernel/creds.js';
 import { cred } from './creds.js';
 
@@ -24,7 +24,6 @@ function pathArg(t: Task, addr: number): string {
   return t.mm.readCString(addr);
 }
 
-const AT_EACCESS = 0x200;
 /**
  * faccessat2(2): checks with the real uid and gid (and, for a non-root real uid, no
  * capabilities) unless AT_EACCESS; EACCES as open/exec would give.
