@@ -173,7 +173,7 @@ describe('a host-side directory <-> symlink swap while the guest reads', () => {
     const swapperDone = new Promise<void>((res) => sw.on('close', () => res()));
     try {
       const t0 = Date.now();
-      const r = await snapvisor(['run', '--rootfs', root, '--', '/bin/reader', '10000'], { timeoutMs: 60_000 });
+      const r = await snapvisor(['run', '--rootfs', root, '--', '/bin/reader', '10000'], { timeoutMs: 150_000 });
       expect(r.timedOut).toBe(false);
       const out = r.stdout.toString();
       expect(out + r.stderr).not.toContain(MARKER);
@@ -192,7 +192,7 @@ describe('a host-side directory <-> symlink swap while the guest reads', () => {
       await swapperDone;
     }
     expect(Number(swaps)).toBeGreaterThan(1000);
-  }, 90_000);
+  }, 180_000);
 });
 
 describe('host files across checkpoint/restore', () => {
@@ -206,7 +206,7 @@ describe('host files across checkpoint/restore', () => {
     const store = path.join(base, 'store'), state = path.join(base, 'state');
     const name = `lower-${process.pid}`;
     const run = snapvisorStreaming(['--root', state, 'run', '--name', name, '--rootfs', r0, '--', '/bin/busybox', 'sh', '-c',
-      'exec 3< /data; read -r a <&3; echo "$a"; echo ready; busybox sleep 2; read -r b <&3; echo "$b"']);
+      'exec 3< /data; read -r a <&3; echo "$a"; echo ready; busybox sleep 5; read -r b <&3; echo "$b"']);
     await run.waitFor((l) => l === 'ready', 20_000);
     const cp = await snapvisor(['--root', state, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
     expect(cp.status).toBe(0);
