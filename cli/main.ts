@@ -140,6 +140,20 @@ program
     process.stdout.write(`imported ${r.sourceId}: ${r.pages} pages (${r.newPages} new): ${r.id}\n`);
   }));
 
+const store = program.command('store').description('maintain a checkpoint store');
+store
+  .command('check')
+  .description('verify every record and page of every checkpoint in the store; one line per damaged checkpoint, exit 1 if any')
+  .option('--store <dir>', 'checkpoint store')
+  .action(guarded(async (opts) => {
+    const { checkStore } = await import('../snapshots/store.js');
+    const dir = opts.store ?? defaultStore();
+    const r = await checkStore(dir);
+    for (const p of r.problems) fail(p);
+    if (r.problems.length) { process.exitCode = 1; return; }
+    process.stdout.write(`store ${dir}: ${r.ok.length} checkpoint${r.ok.length === 1 ? '' : 's'} verified, no damage found\n`);
+  }));
+
 program
   .command('kill')
   .description('kill the running sandbox NAME')

@@ -95,5 +95,9 @@ export async function restoreCommand(root: string | undefined, id: string, opts:
     fail(e instanceof SnapshotError ? e.message : `restore failed: ${(e as Error).message}`);
     return 125;
   }
-  return runToEnd(restored.kernel, root, opts.name);
+  // A page that fails its background check stops the sandbox (the kernel logs the line): snapvisor's failure.
+  let corrupt: string | undefined;
+  void restored.verified.then((bad) => { corrupt = bad; });
+  const status = await runToEnd(restored.kernel, root, opts.name);
+  return corrupt !== undefined ? 125 : status;
 }

@@ -71,11 +71,26 @@ export interface MemoryBacking {
   destroy(): void;
 }
 
+/**
+ * A read-only host file mapped into the kernel's own process (a restored checkpoint's page
+ * file): views are read-only memory, never to be written. Offsets and lengths in bytes.
+ */
+export interface ReadOnlyFileMapping {
+  /** Host fd of the file (opened read-only); the platform maps guest pages from it. */
+  readonly fd: number;
+  /** Map [off, off+len) read-only and shared (len ≤ 4 GiB; past the file's end must not be read). */
+  mapView(off: number, len: number): Uint8Array;
+  /** Unmap every view and close the fd; views must not be used afterwards. */
+  destroy(): void;
+}
+
 export interface HostServices {
   /** Open the host directory `rootPath` as a tree (throws Error naming it if missing or not a directory). */
   openTree(rootPath: string): HostTree;
   /** A new sparse backing of `size` bytes for a memory file (throws Error with errno text on failure). */
   createMemoryBacking(name: string, size: number): MemoryBacking;
+  /** Take over host fd `fd` (a file opened read-only) to map it read-only (ReadOnlyFileMapping). */
+  mapReadOnlyFile(fd: number): ReadOnlyFileMapping;
   /** fstat(2) of a host fd (throws the Node error on failure). */
   fstat(fd: number): HostStat;
   /** Whether a host fd is a pipe, socket or character device (its reads may block). */

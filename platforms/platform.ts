@@ -40,8 +40,12 @@ export interface PlatformTask {
   readonly regs: BigUint64Array;
   /** The same buffer as 54 u32 halves, for cheap integer access on the hot path. */
   readonly regs32: Uint32Array;
-  /** Map `len` bytes of the memory file at `fileOffset` at guest address `addr` (MAP_FIXED, shared). */
-  map(addr: number, len: number, prot: Prot, fileOffset: number): void;
+  /**
+   * Map `len` bytes of the memory file at `fileOffset` at guest address `addr` (MAP_FIXED,
+   * shared). With `backing`, the bytes come from the read-only backing file given to
+   * `createTask` instead (same offsets; `prot` must not include PROT_WRITE).
+   */
+  map(addr: number, len: number, prot: Prot, fileOffset: number, backing?: boolean): void;
   unmap(addr: number, len: number): void;
   protect(addr: number, len: number, prot: Prot): void;
   /** Run guest code until the next trap; `regs` hold the state at the trap. Never blocks the event loop for long. */
@@ -76,7 +80,8 @@ export interface Platform {
   readonly addressRange: GuestAddressRange;
   /**
    * Start a new empty address space with one context. `memoryFileFd` is the host fd of
-   * the kernel's memory file, which `map` offsets refer to.
+   * the kernel's memory file, which `map` offsets refer to; `backingFileFd`, if given, is a
+   * read-only file that `map(…, backing = true)` maps from (a checkpoint's page file).
    */
-  createTask(memoryFileFd: number): PlatformTask;
+  createTask(memoryFileFd: number, backingFileFd?: number): PlatformTask;
 }

@@ -1,9 +1,10 @@
 /**
  * Property tests of the snapshot store (snapshots/store.ts): round trips of arbitrary
- * graphs and sparse memory, page deduplication, ordering, visibility of incomplete
- * writes, prefix ids, deletion with page GC, and corruption of every kind of record.
+ * graphs and sparse memory, page files (non-zero pages only, zero pages as holes),
+ * ordering, visibility of incomplete writes, prefix ids, deletion with its sweep, lock-free
+ * opening for restore, and corruption of every kind of record and file.
  */
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync, closeSync, openSync, writeSync, readSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomFillSync } from 'node:crypto';
@@ -11,11 +12,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Level } from 'level';
 import {
-  SnapshotError, deleteCheckpoint, listCheckpoints, loadCheckpoint, restoreMemory, writeCheckpoint,
+  SnapshotError, checkStore, deleteCheckpoint, listCheckpoints, loadCheckpoint, openCheckpoint, restoreMemory, writeCheckpoint,
   type MemorySource,
 } from '../snapshots/store.js';
 import {
-  GRAPH_CHUNK_BYTES, PAGE_SIZE, decodeCbor, graphKey, manifestKey, pageKey, pagemapKey, sealManifest,
+  FORMAT_VERSION, GRAPH_CHUNK_BYTES, PAGE_SIZE, decodeCbor, graphKey, manifestKey, pagemapKey, sealManifest,
 } from '../snapshots/format.js';
 
 const PAGE = PAGE_SIZE;
@@ -42,6 +43,17 @@ async function withDb<T>(store: string, fn: (db: Level<string, Uint8Array>) => P
     await db.close();
   }
 }
+/** Names of the files in the store's pages/ and meta/ directories. */
+function storeFiles(store: string): string[] {
+  const out: string[] = [];
+  for (const d of ['pages', 'meta']) {
+    try { for (const n of readdirSync(join(store, d))) out.push(`${d}/${n}`); } catch { /* not made yet */ }
+  }
+  return out.sort();
+}
+/** Bytes of disk a file really uses (holes cost nothing). */
+const allocatedBytes = (path: string): number => statSync(path).blocks * 512;
+
 async function keysWith(store: string, prefix: string): Promise<string[]> {
   return withDb(store, async (db) => {
     const keys: string[] = [];
@@ -186,20 +198,31 @@ describe('snapshot store', () => {
         expect(summary.id).toMatch(/^[0-9a-f]{16}$/);
         expect(summary.pages).toBe(mem.nonZero.length);
         expect(summary.zeroPages).toBe(mem.zeroPopulated);
-        expect(summary.newPages).toBe(mem.distinct);
-        expect(summary.storedPageBytes).toBe(mem.distinct * PAGE);
+        expect(summary.newPages).toBe(mem.nonZero.length);
+        expect(summary.storedPageBytes).toBe(mem.nonZero.length * PAGE);
 
         const loaded = await loadCheckpoint(store, summary.id);
         expect(loaded.id).toBe(summary.id);
         expect(loaded.graph).toEqual(graph);
         expect(loaded.memorySizeBytes).toBe(mem.sizeBytes);
-        expect(loaded.manifest).toMatchObject({ ...summary, note: 'round trip', custom: [1n, 'x'], formatVersion: 1 });
+        expect(loaded.manifest).toMatchObject({ ...summary, note: 'round trip', custom: [1n, 'x'], formatVersion: FORMAT_VERSION });
 
         const { image, written, pages } = await restoreImage(store, summary.id, mem.sizeBytes);
         expect(pages).toBe(mem.nonZero.length);
         expect([...written].sort((a, b) => a - b)).toEqual(mem.nonZero);
         expect(Buffer.from(image).equals(Buffer.from(mem.expected))).toBe(true);
-        expect((await keysWith(store, 'page/')).length).toBe(mem.distinct);
+        // The page file is the memory image itself: same offsets, only non-zero pages allocated.
+        const pageFile = join(store, 'pages', summary.id);
+        expect(readFileSync(pageFile).equals(Buffer.from(mem.expected))).toBe(true);
+        expect(allocatedBytes(pageFile)).toBeLessThanOrEqual(mem.nonZero.length * PAGE);
+        expect(storeFiles(store)).toEqual([`meta/${summary.id}`, `pages/${summary.id}`]);
+        // The lock-free path used by restores sees the same checkpoint.
+        const opened = await openCheckpoint(store, summary.id);
+        closeSync(opened.pageFd);
+        expect(opened.graph).toEqual(graph);
+        expect(opened.manifest).toEqual(loaded.manifest);
+        expect(opened.runs.reduce((n, r) => n + r[1].length / 4, 0)).toBe(mem.nonZero.length);
+        expect(await checkStore(store)).toEqual({ ok: [summary.id], problems: [] });
         cleanup();
       }),
       { numRuns: 30 },
@@ -225,31 +248,34 @@ describe('snapshot store', () => {
     expect(Buffer.from(image).equals(Buffer.from(backing))).toBe(true);
   });
 
-  it('stores each page once: a second checkpoint of the same memory adds no pages', async () => {
+  it('gives each checkpoint its own page file: deleting one keeps the other whole, deleting both leaves nothing', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(pageSpecArb, { minLength: 1, maxLength: 30 }), async (specs) => {
         const store = freshStore();
         const mem = makeMemory(specs, false);
         const a = await writeCheckpoint(store, { n: 1 }, mem, { name: 'a' });
         const b = await writeCheckpoint(store, { n: 2 }, mem, { name: 'b', parent: a.id });
-        expect(a.newPages).toBe(mem.distinct);
-        expect(b.newPages).toBe(0);
-        expect(b.storedPageBytes).toBe(0);
+        expect(a.newPages).toBe(mem.nonZero.length);
+        expect(b.newPages).toBe(mem.nonZero.length);
+        expect(b.storedPageBytes).toBe(mem.nonZero.length * PAGE);
         expect(b.pages).toBe(a.pages);
-        expect((await keysWith(store, 'page/')).length).toBe(mem.distinct);
+        for (const id of [a.id, b.id]) expect(allocatedBytes(join(store, 'pages', id))).toBeLessThanOrEqual(mem.nonZero.length * PAGE);
+        expect(storeFiles(store)).toEqual([`meta/${a.id}`, `meta/${b.id}`, `pages/${a.id}`, `pages/${b.id}`].sort());
 
         const list = await listCheckpoints(store);
         expect(list.map((c) => c.id)).toEqual([a.id, b.id]);
         expect(list[1]).toEqual(b);
         expect(list[1].parent).toBe(a.id);
 
-        // Deleting one keeps the shared pages; deleting both removes everything.
+        // Deleting one keeps the other restorable; deleting both removes everything.
         await deleteCheckpoint(store, a.id);
         expect((await listCheckpoints(store)).map((c) => c.id)).toEqual([b.id]);
         expect((await restoreImage(store, b.id, mem.sizeBytes)).image).toEqual(mem.expected);
+        expect(storeFiles(store)).toEqual([`meta/${b.id}`, `pages/${b.id}`]);
         await deleteCheckpoint(store, b.id.slice(0, 5));
         expect(await listCheckpoints(store)).toEqual([]);
         expect(await keysWith(store, '')).toEqual([]);
+        expect(storeFiles(store)).toEqual([]);
         cleanup();
       }),
       { numRuns: 15 },
@@ -273,18 +299,20 @@ describe('snapshot store', () => {
     const mem = makeMemory([{ k: 'fill', v: 3 }], false);
     const done = await writeCheckpoint(store, { ok: true }, mem);
     const ghost = 'abcdef0123456789';
-    const page = new Uint8Array(PAGE).fill(9);
-    const hash = createHash('sha256').update(page).digest('hex');
+    // What a write killed before its final batch leaves: a page file, an unfinished restore record, catalogue records.
+    writeFileSync(join(store, 'pages', ghost), new Uint8Array(PAGE).fill(9));
+    writeFileSync(join(store, 'meta', `${ghost}.tmp`), new Uint8Array([1, 2, 3]));
     await withDb(store, (db) => db.batch([
-      { type: 'put', key: pageKey(hash), value: page },
       { type: 'put', key: graphKey(ghost, 0), value: new Uint8Array([0xa0]) },
       { type: 'put', key: pagemapKey(ghost), value: new Uint8Array([0x80]) },
     ]));
     expect((await listCheckpoints(store)).map((c) => c.id)).toEqual([done.id]);
     await expect(loadCheckpoint(store, ghost)).rejects.toThrow(/not found in store/);
+    await expect(openCheckpoint(store, ghost)).rejects.toThrow(/not found in store/);
     await expect(restoreMemory(store, 'abcd', () => {})).rejects.toBeInstanceOf(SnapshotError);
     await deleteCheckpoint(store, done.id);
     expect(await keysWith(store, '')).toEqual([]);
+    expect(storeFiles(store)).toEqual([]);
   });
 
   it('accepts unique id prefixes and rejects unknown, short or ambiguous ones', async () => {
@@ -312,6 +340,7 @@ describe('snapshot store', () => {
     for (const op of [
       () => loadCheckpoint(store, 'abcd'), () => listCheckpoints(store),
       () => restoreMemory(store, 'abcd', () => {}), () => deleteCheckpoint(store, 'abcd'),
+      () => openCheckpoint(store, 'abcd'), () => checkStore(store),
     ]) {
       await expect(op()).rejects.toThrow(`no checkpoint store at ${store}`);
     }
@@ -323,13 +352,13 @@ describe('snapshot store', () => {
     const s = await writeCheckpoint(store, { v: 1 }, makeMemory([{ k: 'fill', v: 2 }], false));
     await withDb(store, async (db) => {
       const m = decodeCbor((await db.get(manifestKey(s.id)))!) as Record<string, unknown>;
-      await db.put(manifestKey(s.id), sealManifest({ ...m, formatVersion: 2 }));
+      await db.put(manifestKey(s.id), sealManifest({ ...m, formatVersion: FORMAT_VERSION + 1 }));
     });
-    await expect(loadCheckpoint(store, s.id)).rejects.toThrow(/format version 2.*only format version 1/);
+    await expect(loadCheckpoint(store, s.id)).rejects.toThrow(new RegExp(`format version ${FORMAT_VERSION + 1}.*only format version ${FORMAT_VERSION}`));
     await expect(listCheckpoints(store)).rejects.toBeInstanceOf(SnapshotError);
   });
 
-  it('detects a flipped byte in any record', async () => {
+  it('detects a flipped byte in any record or file, naming the checkpoint', async () => {
     const store = freshStore();
     const specs: PageSpec[] = [{ k: 'rand', seed: 1 }, { k: 'zero' }, { k: 'fill', v: 1 }, { k: 'fill', v: 1 }, { k: 'hole' }, { k: 'rand', seed: 2 }];
     const mem = makeMemory(specs, false);
@@ -337,44 +366,109 @@ describe('snapshot store', () => {
     const readAll = async (): Promise<void> => {
       await loadCheckpoint(store, s.id);
       await restoreMemory(store, s.id, () => {});
+      closeSync((await openCheckpoint(store, s.id)).pageFd);
+      const check = await checkStore(store);
+      if (check.problems.length) throw new SnapshotError(check.problems.join('; '));
+      expect(check.ok).toEqual([s.id]);
     };
     await readAll(); // intact
 
-    const kinds = ['manifest/', 'graph/', 'pagemap/', 'page/'] as const;
+    const files = { meta: join(store, 'meta', s.id), pages: join(store, 'pages', s.id) };
+    const kinds = ['manifest/', 'graph/', 'pagemap/', 'meta', 'pages'] as const;
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...kinds), fc.nat(), fc.nat(), fc.integer({ min: 0, max: 7 }), async (kind, which, pos, bit) => {
-        const keys = await keysWith(store, kind);
-        const key = keys[which % keys.length];
-        const original = await withDb(store, async (db) => {
-          const value = Uint8Array.from((await db.get(key))!);
-          const bad = Uint8Array.from(value);
+        let restoreOriginal: () => Promise<void>;
+        if (kind === 'meta' || kind === 'pages') {
+          const file = files[kind];
+          const original = readFileSync(file);
+          const bad = Buffer.from(original);
           bad[pos % bad.length] ^= 1 << bit;
-          await db.put(key, bad);
-          return value;
-        });
+          writeFileSync(file, bad);
+          restoreOriginal = async () => writeFileSync(file, original);
+        } else {
+          const keys = await keysWith(store, kind);
+          const key = keys[which % keys.length];
+          const original = await withDb(store, async (db) => {
+            const value = Uint8Array.from((await db.get(key))!);
+            const bad = Uint8Array.from(value);
+            bad[pos % bad.length] ^= 1 << bit;
+            await db.put(key, bad);
+            return value;
+          });
+          restoreOriginal = () => withDb(store, (db) => db.put(key, original));
+        }
         try {
           const err = await readAll().then(() => undefined, (e: unknown) => e);
           expect(err).toBeInstanceOf(SnapshotError);
           expect((err as Error).message).toMatch(/corrupt|format version/);
+          expect((err as Error).message).toContain(s.id);
           expect((err as Error).message).not.toContain('\n');
         } finally {
-          await withDb(store, (db) => db.put(key, original));
+          await restoreOriginal();
         }
       }),
-      { numRuns: 30 },
+      { numRuns: 40 },
     );
     await readAll(); // intact again
 
-    // A missing page or graph chunk is an error too.
-    for (const key of [(await keysWith(store, 'page/'))[0], graphKey(s.id, 1)]) {
-      const original = await withDb(store, async (db) => {
-        const v = (await db.get(key))!;
-        await db.del(key);
-        return v;
-      });
+    // A missing page file, restore record or graph chunk is an error too.
+    for (const file of [files.pages, files.meta]) {
+      const original = readFileSync(file);
+      rmSync(file);
       await expect(readAll()).rejects.toThrow(/is missing/);
-      await withDb(store, (db) => db.put(key, original));
+      writeFileSync(file, original);
     }
+    const key = graphKey(s.id, 1);
+    const original = await withDb(store, async (db) => {
+      const v = (await db.get(key))!;
+      await db.del(key);
+      return v;
+    });
+    await expect(readAll()).rejects.toThrow(/is missing/);
+    await withDb(store, (db) => db.put(key, original));
+    await readAll();
+  });
+
+  it('opens a checkpoint for restore while another process holds the catalogue', async () => {
+    const store = freshStore();
+    const mem = makeMemory([{ k: 'rand', seed: 5 }, { k: 'zero' }, { k: 'fill', v: 7 }], false);
+    const s = await writeCheckpoint(store, { lockFree: true }, mem);
+    await withDb(store, async () => {
+      // LevelDB is open (and locked) here: the catalogue calls must wait or fail, restores must not.
+      const opened = await openCheckpoint(store, s.id.slice(0, 6));
+      try {
+        expect(opened.id).toBe(s.id);
+        expect(opened.graph).toEqual({ lockFree: true });
+        const image = Buffer.alloc(opened.pageFileBytes);
+        readSync(opened.pageFd, image, 0, image.length, 0);
+        expect(image.equals(Buffer.from(mem.expected))).toBe(true);
+      } finally {
+        closeSync(opened.pageFd);
+      }
+    });
+  });
+
+  it('a LevelDB log record damaged on disk is reported by name, never listed as an empty store', async () => {
+    const store = freshStore();
+    const mem = makeMemory([{ k: 'rand', seed: 3 }], false);
+    const s = await writeCheckpoint(store, { small: true }, mem, { name: 'logged' });
+    // The records are still in the newest .log file (too small to have been compacted): flip a byte of the manifest record.
+    const log = readdirSync(store).filter((n) => n.endsWith('.log')).sort().pop()!;
+    const bytes = readFileSync(join(store, log));
+    const at = bytes.lastIndexOf(Buffer.from(`manifest/${s.id}`));
+    expect(at).toBeGreaterThan(0);
+    bytes[at + 30] ^= 0x10;
+    writeFileSync(join(store, log), bytes);
+    const err = await listCheckpoints(store).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(SnapshotError);
+    expect((err as Error).message).toContain(s.id);
+    const check = await checkStore(store);
+    expect(check.ok).toEqual([]);
+    expect(check.problems.join('\n')).toContain(s.id);
+    // The restore record still has everything: the checkpoint still restores.
+    const opened = await openCheckpoint(store, s.id);
+    closeSync(opened.pageFd);
+    expect(opened.graph).toEqual({ small: true });
   });
 
   it('checkpoints 30 MB of mostly distinct pages quickly', async () => {

@@ -5,7 +5,8 @@
 import { build } from 'esbuild';
 
 await build({
-  entryPoints: ['cli/main.ts'],
+  // The restore's page verifier runs in a worker thread: its own entry, loaded by URL.
+  entryPoints: { main: 'cli/main.ts', 'verify-worker': 'snapshots/verify-worker.ts' },
   bundle: true,
   splitting: true,
   format: 'esm',

@@ -4,10 +4,13 @@
  * graph and the populated memory ranges are copied (`Kernel.capture`); the store write
  * happens after, with the guest running again if it is to go on.
  */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import type { Kernel } from '../src/kernel/kernel.js';
 import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState } from '../src/kernel/state.js';
-import { CheckpointSummary, SnapshotError, loadCheckpoint, restoreMemory, writeCheckpoint } from './store.js';
+import { CheckpointSummary, OpenedCheckpoint, SnapshotError, openCheckpoint, writeCheckpoint } from './store.js';
 
 export interface CheckpointResult extends CheckpointSummary {
   /** Time the guest was stopped (quiesce + capture), ms. */
@@ -54,23 +57,102 @@ function validateGraph(g: unknown): asserts g is KernelState {
   }
 }
 
+/** What restoreKernel gives back. */
+export interface RestoredKernel {
+  kernel: Kernel;
+  /** Full checkpoint id. */
+  id: string;
+  /** From the call to the kernel being ready to run, ms. */
+  restoreMs: number;
+  /**
+   * Settles when the background check of every page is done: undefined if all pages were
+   * good, else the one-line error with which the sandbox was stopped (it names the
+   * checkpoint and the page). Never rejects.
+   */
+  verified: Promise<string | undefined>;
+}
+
 /**
- * Rebuild a kernel from checkpoint `id`: decode and check the graph, refill a fresh
- * memory file (page hashes verified), start new stubs, replay mappings and registers.
- * The returned kernel is ready to `run()`. Throws SnapshotError before any guest starts.
+ * Rebuild a kernel from checkpoint `id` without copying its memory: decode and check the
+ * graph (read from the restore record, without the store's lock), map the checkpoint's
+ * page file under a fresh, empty memory file (pages are copied in on their first write),
+ * start new stubs, replay mappings and registers, and give the sandbox a new identity
+ * (boot id, generation). Page checksums are verified in a worker thread while the guest
+ * runs; a bad page stops the sandbox with a line on the kernel's log. The returned kernel
+ * is ready to `run()`. Throws SnapshotError before any guest starts (unknown id, damaged
+ * records, missing rootfs).
  */
-export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions = {}): Promise<{ kernel: Kernel; id: string; restoreMs: number }> {
+export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions = {}): Promise<RestoredKernel> {
   const t0 = performance.now();
-  const loaded = await loadCheckpoint(storeDir, id);
-  validateGraph(loaded.graph);
-  const kernel = assembleKernel(loaded.graph, opts);
+  const trace = process.env.SNAPVISOR_TRACE_RESTORE ? (what: string) => process.stderr.write(`[restore ${performance.now().toFixed(1)} ms] ${what}\n`) : undefined;
+  trace?.('start');
+  const opened = await openCheckpoint(storeDir, id);
+  trace?.('opened');
+  let kernel: Kernel;
   try {
+    validateGraph(opened.graph);
+    const rootfs = opened.graph.config.rootfs;
+    let isDir = false;
+    try { isDir = fs.statSync(rootfs).isDirectory(); } catch { /* missing */ }
+    if (!isDir) throw new SnapshotError(`checkpoint ${opened.id} needs the rootfs ${rootfs}, which is missing or not a directory`);
+    beginGeneration(opened.graph);
+    kernel = assembleKernel(opened.graph, opts);
+    trace?.('kernel');
+  } catch (e) {
+    fs.closeSync(opened.pageFd);
+    throw e;
+  }
+  try {
+    kernel.attachPageFile(opened.pageFd);
     kernel.hostFiles.verifyAll();
-    await restoreMemory(storeDir, loaded.id, (off, data) => kernel.mf.write(off, data));
     kernel.resumeRestored();
+    trace?.('resumed');
   } catch (e) {
     kernel.destroy();
     throw e;
   }
-  return { kernel, id: loaded.id, restoreMs: performance.now() - t0 };
+  const verified = verifyInBackground(kernel, opened);
+  return { kernel, id: opened.id, restoreMs: performance.now() - t0, verified };
+}
+
+/**
+ * A restored sandbox is a new sandbox: a new boot id and the next generation (see
+ * /proc/snapvisor/generation in docs/snapshot-format.md). Everything else is as captured.
+ */
+function beginGeneration(graph: KernelState): void {
+  graph.config.bootId = randomUUID();
+  graph.config.generation = (graph.config.generation ?? 0) + 1;
+}
+
+/** Check every page of the opened checkpoint in a worker; stop the sandbox on a bad one. */
+function verifyInBackground(kernel: Kernel, opened: OpenedCheckpoint): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let worker: Worker;
+    try {
+      // The worker opens its own descriptor of the same file (the memory file owns pageFd).
+      const path = `/proc/self/fd/${opened.pageFd}`;
+      worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: opened.runs, pageFileBytes: opened.pageFileBytes } });
+    } catch (e) {
+      const msg = `checkpoint ${opened.id}: cannot verify its pages (${(e as Error).message}); stopping the sandbox`;
+      kernel.log(`snapvisor: ${msg}`);
+      kernel.kill();
+      resolve(msg);
+      return;
+    }
+    worker.unref();
+    let done = false;
+    const finish = (bad: string | undefined): void => {
+      if (done) return;
+      done = true;
+      if (bad !== undefined && !kernel.exitInfo) {
+        kernel.log(`snapvisor: ${bad}; stopping the sandbox`);
+        kernel.kill();
+      }
+      resolve(bad);
+    };
+    worker.on('message', (m: string | null) => finish(m === null ? undefined : `checkpoint ${opened.id} is corrupt: ${m}`));
+    worker.on('error', (e) => finish(`checkpoint ${opened.id}: page verification failed (${e.message})`));
+    worker.on('exit', () => finish(`checkpoint ${opened.id}: page verification ended without a result`));
+    void kernel.exited.then(() => { if (!done) { done = true; resolve(undefined); void worker.terminate(); } });
+  });
 }

@@ -57,7 +57,13 @@ export async function importCheckpoint(storeDir: string, file: string): Promise<
     populated: runs.map(([o, d]) => [o, d.length] as [number, number]),
     read(offset: number, length: number): Uint8Array {
       for (const [o, d] of runs) if (offset >= o && offset + length <= o + d.length) return d.subarray(offset - o, offset - o + length);
-      return new Uint8Array(length);
+      // A read spanning several runs (the store merges touching ranges): assemble it.
+      const out = new Uint8Array(length);
+      for (const [o, d] of runs) {
+        const lo = Math.max(o, offset), hi = Math.min(o + d.length, offset + length);
+        if (lo < hi) out.set(d.subarray(lo - o, hi - o), lo - offset);
+      }
+      return out;
     },
   };
   const summary = await writeCheckpoint(storeDir, body.graph, memory, { name: body.source.name, note: `imported from checkpoint ${body.source.id}` });

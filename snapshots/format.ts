@@ -1,5 +1,5 @@
 /**
- * On-disk format of the snapshot store (format version 1): constants, key layout and
+ * On-disk format of the snapshot store (format version 2): constants, key layout and
  * the small pure helpers that encode, seal and check records. The store itself
  * (opening LevelDB, batching, resolving ids) lives in `./store.ts`; the format is
  * described for humans in `docs/snapshot-format.md` — keep the three in step.
@@ -7,17 +7,20 @@
  * Everything here is synchronous and free of I/O so it can be unit-tested directly.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { Decoder, Encoder } from 'cbor-x';
 
 /** Value of the `magic` field of every manifest. */
 export const FORMAT_MAGIC = 'snapvisor-checkpoint';
 /** The only manifest `formatVersion` this code reads and writes. Bump on any incompatible change. */
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 
 /** Size of a guest page and of every `page/` record, in bytes. */
 export const PAGE_SIZE = 4096;
 /** Size of a sha256 digest, in bytes. */
 export const HASH_BYTES = 32;
+/** Size of a page checksum in the pagemap (CRC-32, little-endian), in bytes. */
+export const PAGE_CHECK_BYTES = 4;
 /** Maximum size of one `graph/<id>/<n>` chunk, in bytes (1 MiB). */
 export const GRAPH_CHUNK_BYTES = 1 << 20;
 
@@ -30,16 +33,20 @@ export const MIN_ID_PREFIX = 4;
 export const KEY = {
   manifest: 'manifest/',
   graph: 'graph/',
-  page: 'page/',
   pagemap: 'pagemap/',
 } as const;
+
+/** Directory (inside the store) of the page files: `pages/<id>`. */
+export const PAGES_DIR = 'pages';
+/** Directory (inside the store) of the restore records: `meta/<id>`. */
+export const META_DIR = 'meta';
+/** First 8 bytes of a restore record. */
+export const META_MAGIC = Buffer.from('SVMETA02');
 
 /** `manifest/<id>`: sealed CBOR manifest (see {@link sealManifest}). */
 export const manifestKey = (id: string): string => KEY.manifest + id;
 /** `graph/<id>/<index>`: chunk `index` (decimal, from 0) of the CBOR-encoded graph. */
 export const graphKey = (id: string, index: number): string => `${KEY.graph}${id}/${index}`;
-/** `page/<sha256hex>`: one 4096-byte page, keyed by the sha256 of its contents. */
-export const pageKey = (hashHex: string): string => KEY.page + hashHex;
 /** `pagemap/<id>`: CBOR run list of the checkpoint's non-zero pages (see {@link encodePagemap}). */
 export const pagemapKey = (id: string): string => KEY.pagemap + id;
 
@@ -75,6 +82,11 @@ export function sha256(data: Uint8Array): Buffer {
 /** sha256 of `data` as 64 lowercase hex characters. */
 export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/** CRC-32 (zlib's, as gzip uses) of `len` bytes of `buf` from byte `at`. */
+export function pageCheck(buf: Uint8Array, at = 0, len = PAGE_SIZE): number {
+  return crc32(buf.subarray(at, at + len)) >>> 0;
 }
 
 /** A page of zeros, for fast comparisons (never mutate it). */
@@ -127,7 +139,7 @@ export function decodeCbor(bytes: Uint8Array): unknown {
 export const MANIFEST_CHECKSUM_FIELD = 'manifestSha256';
 
 /** The fields of a format-1 manifest (all sizes in bytes, all times in milliseconds). */
-export interface ManifestV1 {
+export interface ManifestV2 {
   magic: typeof FORMAT_MAGIC;
   formatVersion: typeof FORMAT_VERSION;
   /** 16 hex characters; equals the `<id>` of its key. */
@@ -151,14 +163,16 @@ export interface ManifestV1 {
   pagemapBytes: number;
   /** Logical size of the memory file. */
   memorySizeBytes: number;
-  /** Non-zero pages in the pagemap (= pages a restore writes). */
+  /** Non-zero pages in the pagemap (= pages in the page file). */
   pages: number;
   /** Pages inside the populated ranges that were all zero and so not stored. */
   zeroPages: number;
-  /** Pages this checkpoint added to the store (the others were already present). */
+  /** Pages this checkpoint added to the store (its page file holds each of its pages: = pages). */
   newPages: number;
-  /** newPages × PAGE_SIZE. */
+  /** newPages × PAGE_SIZE: the data bytes of the page file. */
   storedPageBytes: number;
+  /** Logical size of the page file `pages/<id>` (= memorySizeBytes rounded up to a page). */
+  pageFileBytes: number;
   /** Time spent writing, up to the final batch. */
   durationMs: number;
   /** Where the checkpoint was taken: `os.release()` and `process.arch`. */
@@ -170,7 +184,7 @@ export interface ManifestV1 {
 export const RESERVED_MANIFEST_FIELDS: ReadonlySet<string> = new Set([
   'magic', 'formatVersion', 'id', 'seq', 'createdMs', 'graphSha256', 'graphBytes', 'graphChunks',
   'pagemapSha256', 'pagemapBytes', 'memorySizeBytes', 'pages', 'zeroPages', 'newPages',
-  'storedPageBytes', 'durationMs', 'host', MANIFEST_CHECKSUM_FIELD,
+  'storedPageBytes', 'pageFileBytes', 'durationMs', 'host', MANIFEST_CHECKSUM_FIELD,
 ]);
 
 /**
@@ -220,7 +234,7 @@ export function manifestProblem(m: Record<string, unknown>, expectedId: string):
   if (m.id !== expectedId) return `manifest id ${String(m.id)} does not match its key`;
   const count = (k: string): boolean => Number.isSafeInteger(m[k]) && (m[k] as number) >= 0;
   for (const k of ['seq', 'graphBytes', 'graphChunks', 'pagemapBytes', 'memorySizeBytes', 'pages',
-    'zeroPages', 'newPages', 'storedPageBytes']) {
+    'zeroPages', 'newPages', 'storedPageBytes', 'pageFileBytes']) {
     if (!count(k)) return `manifest field ${k} is not a non-negative integer`;
   }
   for (const k of ['createdMs', 'durationMs']) {
@@ -237,6 +251,7 @@ export function manifestProblem(m: Record<string, unknown>, expectedId: string):
     return 'manifest graph size and chunk count disagree';
   }
   if ((m.pages as number) > pageCount(m.memorySizeBytes as number)) return 'manifest page count exceeds memory size';
+  if (m.pageFileBytes !== pageCount(m.memorySizeBytes as number) * PAGE_SIZE) return 'manifest page file size disagrees with the memory size';
   return undefined;
 }
 
@@ -250,10 +265,10 @@ export function pageCount(sizeBytes: number): number {
 
 /**
  * One run of consecutive non-zero pages: the byte offset of its first page in the
- * memory file (a multiple of PAGE_SIZE) and the sha256 of each page, concatenated
- * (32 bytes per page, in address order).
+ * memory file (a multiple of PAGE_SIZE) and the CRC-32 of each page, concatenated
+ * (4 bytes little-endian per page, in address order).
  */
-export type PagemapRun = [memOffset: number, hashes: Uint8Array];
+export type PagemapRun = [memOffset: number, checks: Uint8Array];
 
 /** Encode a run list (runs in increasing offset order, non-overlapping). */
 export function encodePagemap(runs: PagemapRun[]): Buffer {
@@ -284,13 +299,40 @@ export function decodePagemap(
     if (!Number.isSafeInteger(off) || (off as number) < end || (off as number) % PAGE_SIZE !== 0) {
       return 'pagemap run offset is invalid';
     }
-    if (!(hashes instanceof Uint8Array) || hashes.length === 0 || hashes.length % HASH_BYTES !== 0) {
-      return 'pagemap run hashes are malformed';
+    if (!(hashes instanceof Uint8Array) || hashes.length === 0 || hashes.length % PAGE_CHECK_BYTES !== 0) {
+      return 'pagemap run checksums are malformed';
     }
-    const n = hashes.length / HASH_BYTES;
+    const n = hashes.length / PAGE_CHECK_BYTES;
     end = (off as number) + n * PAGE_SIZE;
     if (end > limit) return 'pagemap run extends past the memory size';
     pages += n;
   }
   return { runs: value as PagemapRun[], pages };
+}
+
+// ---------------------------------------------------------------------------
+// Restore record (meta/<id>)
+
+/**
+ * A restore record: everything a restore needs besides the pages, in one file that any
+ * number of processes can read without LevelDB's lock. Layout: `SVMETA02`, the sealed
+ * manifest's length (u32 little-endian), the sealed manifest (the same bytes as
+ * `manifest/<id>`), the CBOR graph (`graphBytes`), the pagemap (`pagemapBytes`).
+ */
+export function encodeMeta(sealedManifest: Uint8Array, graph: Uint8Array, pagemap: Uint8Array): Buffer {
+  const head = Buffer.alloc(12);
+  META_MAGIC.copy(head, 0);
+  head.writeUInt32LE(sealedManifest.length, 8);
+  return Buffer.concat([head, sealedManifest, graph, pagemap]);
+}
+
+/**
+ * Split a restore record into its sealed manifest, graph and pagemap bytes (no checks
+ * beyond the framing), or a short reason string.
+ */
+export function splitMeta(bytes: Uint8Array): { manifest: Uint8Array; rest: Uint8Array } | string {
+  if (bytes.length < 12 || !Buffer.from(bytes.buffer, bytes.byteOffset, 8).equals(META_MAGIC)) return 'restore record has no SVMETA02 header';
+  const len = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).readUInt32LE(8);
+  if (12 + len > bytes.length) return 'restore record is truncated';
+  return { manifest: bytes.subarray(12, 12 + len), rest: bytes.subarray(12 + len) };
 }

@@ -1,25 +1,30 @@
 /**
  * The snapshot store: checkpoints (a state graph plus the guest memory file) kept in a
- * LevelDB directory, with memory pages content-addressed and shared between
- * checkpoints. Record layout and integrity rules: `./format.ts` and
- * `docs/snapshot-format.md`.
+ * directory. A LevelDB database there is the catalogue (manifests, graphs, pagemaps);
+ * each checkpoint's pages are one flat page file (`pages/<id>`, laid out like the memory
+ * file, zero pages as holes) and everything a restore needs besides the pages is one
+ * restore record (`meta/<id>`). Restores read only those two files, so any number of
+ * processes restore from one store at once and map the page file copy-on-write.
+ * Record layout and integrity rules: `./format.ts` and `docs/snapshot-format.md`.
  *
- * Every call opens the store, does its work and closes it again (LevelDB allows one
- * opener per directory). Calls on the same directory from this process are queued
+ * Every catalogue call opens LevelDB, does its work and closes it again (LevelDB allows
+ * one opener per directory). Calls on the same directory from this process are queued
  * one after another; a store held open by another process yields a SnapshotError.
  */
+import fs from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Level } from 'level';
+import type { Level } from 'level';
 import {
-  FORMAT_MAGIC, FORMAT_VERSION, GRAPH_CHUNK_BYTES, HASH_BYTES, KEY, MIN_ID_PREFIX, PAGE_SIZE,
-  RESERVED_MANIFEST_FIELDS, type ManifestV1, type PagemapRun,
-  decodeCbor, decodePagemap, encodeCbor, encodePagemap, graphKey, graphRange, isCheckpointIdPrefix,
-  isZeroPage, manifestKey, manifestProblem, manifestSealIsValid, newCheckpointId, pageCount, pageKey,
-  pagemapKey, prefixRange, sealManifest, sha256, sha256Hex, stripManifestChecksum,
+  FORMAT_MAGIC, FORMAT_VERSION, GRAPH_CHUNK_BYTES, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
+  RESERVED_MANIFEST_FIELDS, type ManifestV2, type PagemapRun,
+  decodeCbor, decodePagemap, encodeCbor, encodeMeta, encodePagemap, graphKey, graphRange, isCheckpointId, isCheckpointIdPrefix,
+  isZeroPage, manifestKey, manifestProblem, manifestSealIsValid, newCheckpointId, pageCheck, pageCount,
+  pagemapKey, prefixRange, sealManifest, sha256Hex, splitMeta, stripManifestChecksum,
 } from './format.js';
+import { verifyPages } from './pages.js';
 
 /**
  * Every failure of the store that a user can act on: missing store or checkpoint,
@@ -94,9 +99,9 @@ type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: 
 const BATCH_MAX_OPS = 2048;
 /** …or this many bytes of values. */
 const BATCH_MAX_BYTES = 8 << 20;
-/** Bytes read from the memory source per `read` call (256 pages). */
-const READ_CHUNK_BYTES = 1 << 20;
-/** Pages fetched per `getMany` and handed to `write` per call at most on restore (1 MiB). */
+/** Bytes read from the memory source per `read` call (1024 pages). */
+const READ_CHUNK_BYTES = 4 << 20;
+/** Pages read and handed to `write` per call at most by restoreMemory (1 MiB). */
 const RESTORE_PAGES_PER_CALL = 256;
 
 // ---------------------------------------------------------------------------
@@ -106,12 +111,14 @@ const RESTORE_PAGES_PER_CALL = 256;
  * Write a checkpoint of `graph` (plain data: objects, arrays, strings, numbers, bigint,
  * booleans, null, undefined, Uint8Array and other typed arrays, Date, Map, Set) and of
  * the non-zero pages of `memory` into the store at `storeDir`, creating the store if
- * needed. Pages already in the store are not written again. The checkpoint becomes
- * visible only when completely written (its manifest goes in the final batch).
- * Returns its summary (sizes in bytes, times in ms).
+ * needed. The pages go into the checkpoint's own page file, then the restore record, then
+ * (one synced batch) the catalogue records; the checkpoint becomes visible only when its
+ * manifest is written, and to lock-free restores only when its restore record is renamed
+ * into place after that. Returns its summary (sizes in bytes, times in ms).
  * Throws SnapshotError if the graph or metadata cannot be encoded, metadata uses a
- * reserved field, the memory source is inconsistent, or the store cannot be opened;
- * errors thrown by `memory.read` propagate unchanged.
+ * reserved field, the memory source is inconsistent, or the store cannot be opened or
+ * written; errors thrown by `memory.read` propagate unchanged. Nothing partly written is
+ * ever visible, and a failed write removes its files.
  */
 export async function writeCheckpoint(
   storeDir: string,
@@ -131,113 +138,80 @@ export async function writeCheckpoint(
   const ranges = normaliseRanges(memory);
 
   return withStore(storeDir, 'create', async (db) => {
+    const dir = resolvePath(storeDir);
+    await mkdir(join(dir, PAGES_DIR), { recursive: true });
+    await mkdir(join(dir, META_DIR), { recursive: true });
     let id = newCheckpointId();
-    while (await db.has(manifestKey(id))) id = newCheckpointId();
+    while (await db.has(manifestKey(id)) || fs.existsSync(pagePath(dir, id)) || fs.existsSync(metaPath(dir, id))) id = newCheckpointId();
     const seq = (await highestSeq(db)) + 1;
-    const batch = new BatchWriter(db);
-
-    // Pages: hash every non-zero page, store the ones the store lacks, build the run list.
-    const runs: PagemapRun[] = [];
-    let runStart = -1;
-    let runHashes: Buffer[] = [];
-    const closeRun = (): void => {
-      if (runHashes.length > 0) runs.push([runStart, Buffer.concat(runHashes)]);
-      runHashes = [];
-    };
-    const seen = new Set<string>();
-    let candidates: Array<{ key: string; value: Buffer }> = [];
-    let pages = 0;
-    let zeroPages = 0;
-    let newPages = 0;
-    const storeCandidates = async (): Promise<void> => {
-      if (candidates.length === 0) return;
-      const present = await db.hasMany(candidates.map((c) => c.key));
-      for (let i = 0; i < candidates.length; i++) {
-        if (present[i]) continue;
-        newPages++;
-        await batch.put(candidates[i].key, candidates[i].value);
-      }
-      candidates = [];
-    };
-
-    for (const [start, end] of ranges) {
-      for (let off = start; off < end; off += READ_CHUNK_BYTES) {
-        const len = Math.min(READ_CHUNK_BYTES, end - off);
-        const buf = readCopy(memory, off, len);
-        for (let p = 0; p < len; p += PAGE_SIZE) {
-          if (isZeroPage(buf, p)) {
-            zeroPages++;
-            closeRun();
-            continue;
-          }
-          const page = buf.subarray(p, p + PAGE_SIZE);
-          const hash = sha256(page);
-          if (runHashes.length === 0 || runStart + runHashes.length * PAGE_SIZE !== off + p) {
-            closeRun();
-            runStart = off + p;
-          }
-          runHashes.push(hash);
-          pages++;
-          const hex = hash.toString('hex');
-          if (!seen.has(hex)) {
-            seen.add(hex);
-            candidates.push({ key: pageKey(hex), value: page });
-          }
-        }
-        if (candidates.length >= BATCH_MAX_OPS / 2) await storeCandidates();
-      }
-    }
-    closeRun();
-    await storeCandidates();
-    await batch.flush();
-
-    // Graph chunks, pagemap and — last — the manifest, in one batch.
-    const final: Op[] = [];
-    const graphChunks = Math.ceil(graphBytes.length / GRAPH_CHUNK_BYTES);
-    for (let i = 0; i < graphChunks; i++) {
-      final.push({ type: 'put', key: graphKey(id, i), value: graphBytes.subarray(i * GRAPH_CHUNK_BYTES, (i + 1) * GRAPH_CHUNK_BYTES) });
-    }
-    const pagemap = encodePagemap(runs);
-    final.push({ type: 'put', key: pagemapKey(id), value: pagemap });
-    const manifest: ManifestV1 = {
-      magic: FORMAT_MAGIC,
-      formatVersion: FORMAT_VERSION,
-      id,
-      seq,
-      createdMs,
-      ...optionalStrings(meta),
-      graphSha256: sha256Hex(graphBytes),
-      graphBytes: graphBytes.length,
-      graphChunks,
-      pagemapSha256: sha256Hex(pagemap),
-      pagemapBytes: pagemap.length,
-      memorySizeBytes: memory.sizeBytes,
-      pages,
-      zeroPages,
-      newPages,
-      storedPageBytes: newPages * PAGE_SIZE,
-      durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
-      host: { kernelRelease: release(), arch: process.arch },
-      ...extra,
-    };
-    let sealed: Buffer;
+    const pageFile = pagePath(dir, id);
+    const metaTmp = metaPath(dir, id) + '.tmp';
     try {
-      sealed = sealManifest(manifest);
+      // Pages: every non-zero page goes to its own offset in the page file (zero pages stay holes).
+      const { runs, pages, zeroPages } = writePageFile(pageFile, memory, ranges);
+
+      const graphChunks = Math.ceil(graphBytes.length / GRAPH_CHUNK_BYTES);
+      const pagemap = encodePagemap(runs);
+      const manifest: ManifestV2 = {
+        magic: FORMAT_MAGIC,
+        formatVersion: FORMAT_VERSION,
+        id,
+        seq,
+        createdMs,
+        ...optionalStrings(meta),
+        graphSha256: sha256Hex(graphBytes),
+        graphBytes: graphBytes.length,
+        graphChunks,
+        pagemapSha256: sha256Hex(pagemap),
+        pagemapBytes: pagemap.length,
+        memorySizeBytes: memory.sizeBytes,
+        pages,
+        zeroPages,
+        newPages: pages,
+        storedPageBytes: pages * PAGE_SIZE,
+        pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE,
+        durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
+        host: { kernelRelease: release(), arch: process.arch },
+        ...extra,
+      };
+      let sealed: Buffer;
+      try {
+        sealed = sealManifest(manifest);
+      } catch (err) {
+        throw new SnapshotError(`cannot encode checkpoint metadata: ${errorMessage(err)}`);
+      }
+      writeFileSynced(metaTmp, encodeMeta(sealed, graphBytes, pagemap));
+
+      // Catalogue: graph chunks, pagemap and — last — the manifest, in one synced batch.
+      const final: Op[] = [];
+      for (let i = 0; i < graphChunks; i++) {
+        final.push({ type: 'put', key: graphKey(id, i), value: graphBytes.subarray(i * GRAPH_CHUNK_BYTES, (i + 1) * GRAPH_CHUNK_BYTES) });
+      }
+      final.push({ type: 'put', key: pagemapKey(id), value: pagemap });
+      final.push({ type: 'put', key: manifestKey(id), value: sealed });
+      await db.batch(final, { sync: true });
+      fs.renameSync(metaTmp, metaPath(dir, id));
+      syncDir(join(dir, META_DIR));
+      return summaryOf(manifest);
     } catch (err) {
-      throw new SnapshotError(`cannot encode checkpoint metadata: ${errorMessage(err)}`);
+      if (!(await db.has(manifestKey(id)).catch(() => false))) {
+        fs.rmSync(pageFile, { force: true });
+        fs.rmSync(metaTmp, { force: true });
+      }
+      if (err instanceof Error && 'code' in err && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
+        throw new SnapshotError(`cannot write checkpoint into ${storeDir}: ${(err as NodeJS.ErrnoException).code} (${(err as NodeJS.ErrnoException).syscall})`);
+      }
+      throw err;
     }
-    final.push({ type: 'put', key: manifestKey(id), value: sealed });
-    await db.batch(final, { sync: true });
-    return summaryOf(manifest);
   });
 }
 
 /**
- * Read a checkpoint's manifest and graph. `id` is a full id or a unique prefix of at
- * least 4 hex characters. Verifies the manifest seal and format version, the graph
- * checksum and the pagemap checksum (page contents are checked by restoreMemory).
+ * Read a checkpoint's manifest and graph from the catalogue. `id` is a full id or a unique
+ * prefix of at least 4 hex characters. Verifies the manifest seal and format version, the
+ * graph checksum and the pagemap checksum (page contents are checked by restoreMemory).
  * Throws SnapshotError if the store or checkpoint does not exist, the prefix is
- * ambiguous, the format version is not 1, or any record is missing or corrupt.
+ * ambiguous, the format version is not 2, or any record is missing or corrupt.
  */
 export async function loadCheckpoint(storeDir: string, id: string): Promise<LoadedCheckpoint> {
   return withStore(storeDir, 'existing', async (db) => {
@@ -267,15 +241,78 @@ export async function loadCheckpoint(storeDir: string, id: string): Promise<Load
   });
 }
 
+/** A checkpoint opened for restore without the catalogue's lock (see openCheckpoint). */
+export interface OpenedCheckpoint extends LoadedCheckpoint {
+  /** The pagemap: runs of non-zero pages with their CRC-32s. */
+  runs: PagemapRun[];
+  /** Path of the page file (laid out like the memory file; holes are zero pages). */
+  pageFile: string;
+  /** Host fd of the page file, opened read-only; the caller owns it. */
+  pageFd: number;
+  /** Logical size of the page file, bytes. */
+  pageFileBytes: number;
+}
+
+/**
+ * Open checkpoint `id` (full id or unique prefix ≥ 4 hex characters) for a restore,
+ * reading only its restore record and page file: no LevelDB lock, so any number of
+ * processes can do this at once, also while another writes to the store. Verifies the
+ * record's manifest seal and version, graph and pagemap checksums, and the page file's
+ * size; page contents are left to `verifyPages` (in the background). Throws
+ * SnapshotError: no store, unknown or ambiguous id, a damaged or missing record or page
+ * file (naming the checkpoint).
+ */
+export async function openCheckpoint(storeDir: string, id: string): Promise<OpenedCheckpoint> {
+  const dir = resolvePath(storeDir);
+  if (!(await exists(join(dir, 'CURRENT')))) throw new SnapshotError(`no checkpoint store at ${storeDir}`);
+  if (typeof id !== 'string' || !isCheckpointIdPrefix(id)) {
+    throw new SnapshotError(`invalid checkpoint id '${String(id)}': expected ${MIN_ID_PREFIX} to 16 hex characters`);
+  }
+  const prefix = id.toLowerCase();
+  const matches = metaIds(dir).filter((m) => m.startsWith(prefix));
+  if (matches.length > 1) throw new SnapshotError(`checkpoint id ${id} is ambiguous in store ${storeDir} (matches ${matches.slice(0, 2).join(', ')}${matches.length > 2 ? ', …' : ''})`);
+  if (matches.length === 0) {
+    // Not restorable; say why if the catalogue knows it (it may be busy: then just "not found").
+    const known = await withStore(storeDir, 'existing', (db) => resolveId(db, storeDir, id)).catch(() => undefined);
+    if (known) throw corrupt(known, `its restore record ${META_DIR}/${known} is missing`);
+    throw new SnapshotError(`checkpoint ${id} not found in store ${storeDir}`);
+  }
+  const fullId = matches[0];
+  const r = readMetaFile(dir, fullId);
+  const pageFile = pagePath(dir, fullId);
+  let pageFd: number;
+  try {
+    pageFd = fs.openSync(pageFile, fs.constants.O_RDONLY);
+  } catch (err) {
+    throw corrupt(fullId, `its page file ${PAGES_DIR}/${fullId} cannot be opened (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+  }
+  const size = fs.fstatSync(pageFd).size;
+  if (size !== r.manifest.pageFileBytes) {
+    fs.closeSync(pageFd);
+    throw corrupt(fullId, `its page file is ${size} bytes, expected ${r.manifest.pageFileBytes}`);
+  }
+  return {
+    id: fullId,
+    manifest: stripManifestChecksum(r.manifest) as CheckpointSummary & Record<string, unknown>,
+    graph: r.graph,
+    memorySizeBytes: r.manifest.memorySizeBytes,
+    runs: r.runs,
+    pageFile,
+    pageFd,
+    pageFileBytes: r.manifest.pageFileBytes,
+  };
+}
+
 /**
  * Replay a checkpoint's memory: calls `write(offset, data)` (offset in bytes into the
  * memory file) for every non-zero 4 KiB page, in increasing offset order, coalescing
  * consecutive pages into one call of up to 1 MiB; `data` is a fresh buffer the caller
  * may keep. Pages not written are zero. A final partial page is cut at the memory size.
- * Every page's sha256 is verified before it is handed out. Returns the number of pages
- * written. Throws SnapshotError (see loadCheckpoint) and also on a missing or corrupt
- * page; pages before the bad one may already have been written. Errors thrown by
- * `write` propagate unchanged.
+ * Every page's CRC-32 is verified before it is handed out. Returns the number of pages
+ * written. Throws SnapshotError (see loadCheckpoint) and also on a missing page file or
+ * a page that fails its check; pages before the bad one may already have been written.
+ * Errors thrown by `write` propagate unchanged. (Restores map the page file instead:
+ * this is for export and tests.)
  */
 export async function restoreMemory(
   storeDir: string,
@@ -286,30 +323,35 @@ export async function restoreMemory(
     const fullId = await resolveId(db, storeDir, id);
     const m = await readManifest(db, fullId);
     const runs = await readPagemap(db, m);
+    let fd: number;
+    try {
+      fd = fs.openSync(pagePath(resolvePath(storeDir), fullId), 'r');
+    } catch {
+      throw corrupt(fullId, `its page file ${PAGES_DIR}/${fullId} is missing`);
+    }
     let pages = 0;
-    for (const [runOffset, hashes] of runs) {
-      const n = hashes.length / HASH_BYTES;
-      for (let first = 0; first < n; first += RESTORE_PAGES_PER_CALL) {
-        const count = Math.min(RESTORE_PAGES_PER_CALL, n - first);
-        const hexes: string[] = [];
-        for (let j = 0; j < count; j++) {
-          const h = hashes.subarray((first + j) * HASH_BYTES, (first + j + 1) * HASH_BYTES);
-          hexes.push(Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString('hex'));
+    try {
+      if (fs.fstatSync(fd).size !== m.pageFileBytes) throw corrupt(fullId, 'its page file is truncated');
+      for (const [runOffset, checks] of runs) {
+        const n = checks.length / PAGE_CHECK_BYTES;
+        const c = Buffer.from(checks.buffer, checks.byteOffset, checks.byteLength);
+        for (let first = 0; first < n; first += RESTORE_PAGES_PER_CALL) {
+          const count = Math.min(RESTORE_PAGES_PER_CALL, n - first);
+          const offset = runOffset + first * PAGE_SIZE;
+          const data = Buffer.alloc(count * PAGE_SIZE);
+          fs.readSync(fd, data, 0, data.length, offset);
+          for (let j = 0; j < count; j++) {
+            if (pageCheck(data, j * PAGE_SIZE) !== c.readUInt32LE((first + j) * PAGE_CHECK_BYTES)) {
+              throw corrupt(fullId, `page at offset 0x${(offset + j * PAGE_SIZE).toString(16)} failed its checksum`);
+            }
+          }
+          const end = Math.min(offset + data.length, m.memorySizeBytes);
+          write(offset, end === offset + data.length ? data : data.subarray(0, end - offset));
+          pages += count;
         }
-        const values = await db.getMany(hexes.map(pageKey));
-        const offset = runOffset + first * PAGE_SIZE;
-        const data = Buffer.allocUnsafe(count * PAGE_SIZE);
-        for (let j = 0; j < count; j++) {
-          const v = values[j];
-          const where = `page ${hexes[j].slice(0, 12)}… at offset 0x${(offset + j * PAGE_SIZE).toString(16)}`;
-          if (v === undefined) throw corrupt(fullId, `${where} is missing`);
-          if (v.length !== PAGE_SIZE || sha256Hex(v) !== hexes[j]) throw corrupt(fullId, `${where} failed its checksum`);
-          data.set(v, j * PAGE_SIZE);
-        }
-        const end = Math.min(offset + data.length, m.memorySizeBytes);
-        write(offset, end === offset + data.length ? data : data.subarray(0, end - offset));
-        pages += count;
       }
+    } finally {
+      fs.closeSync(fd);
     }
     return { pages };
   });
@@ -317,14 +359,29 @@ export async function restoreMemory(
 
 /**
  * Summaries of all complete checkpoints in the store, oldest first (by `seq`, then
- * creation time). Incomplete writes (no manifest) are invisible. Throws SnapshotError
- * if the store does not exist or any manifest is corrupt or of another format version.
+ * creation time). Incomplete writes (no manifest) are invisible. Throws SnapshotError if
+ * the store does not exist, any manifest is corrupt or of another format version, or a
+ * listed checkpoint is incomplete: its restore record or page file is missing or of the
+ * wrong size, or a restore record exists whose catalogue entry was lost (LevelDB drops a
+ * damaged log record when it opens) — the message names the checkpoint.
  */
 export async function listCheckpoints(storeDir: string): Promise<CheckpointSummary[]> {
   return withStore(storeDir, 'existing', async (db) => {
-    const manifests: ManifestV1[] = [];
+    const dir = resolvePath(storeDir);
+    const manifests: ManifestV2[] = [];
+    const sealedBytes = new Map<string, number>();
     for await (const [key, value] of db.iterator(prefixRange(KEY.manifest))) {
-      manifests.push(parseManifest(key.slice(KEY.manifest.length), value));
+      const m = parseManifest(key.slice(KEY.manifest.length), value);
+      manifests.push(m);
+      sealedBytes.set(m.id, value.length);
+    }
+    const ids = new Set(manifests.map((m) => m.id));
+    for (const m of manifests) {
+      const problem = filesProblem(dir, m, sealedBytes.get(m.id)!);
+      if (problem) throw corrupt(m.id, problem);
+    }
+    for (const id of metaIds(dir)) {
+      if (!ids.has(id)) throw corrupt(id, `the catalogue lost its record (its restore record ${META_DIR}/${id} is still there; see snapvisor store check)`);
     }
     manifests.sort((a, b) => a.seq - b.seq || a.createdMs - b.createdMs || (a.id < b.id ? -1 : 1));
     return manifests.map(summaryOf);
@@ -333,21 +390,245 @@ export async function listCheckpoints(storeDir: string): Promise<CheckpointSumma
 
 /**
  * Delete a checkpoint (full id or unique prefix of ≥ 4 hex characters), even a corrupt
- * one: its manifest, graph chunks and pagemap go in one atomic batch. Then the store is
- * swept: graph/pagemap records without a manifest (left by interrupted writes) and
- * pages no remaining checkpoint references are deleted. If a remaining checkpoint's
- * manifest or pagemap is unreadable the page sweep is skipped, so no page is ever
- * removed on a guess. Throws SnapshotError if the store or checkpoint does not exist or
- * the prefix is ambiguous.
+ * one: its restore record first (restores stop finding it), then its catalogue records
+ * in one atomic batch, then its page file (restores already running keep their open
+ * copy). Then the store is swept: catalogue records and page files without a manifest
+ * (left by interrupted writes) are deleted. Throws SnapshotError if the store or
+ * checkpoint does not exist or the prefix is ambiguous.
  */
 export async function deleteCheckpoint(storeDir: string, id: string): Promise<void> {
   await withStore(storeDir, 'existing', async (db) => {
-    const fullId = await resolveId(db, storeDir, id);
+    const dir = resolvePath(storeDir);
+    const fullId = await resolveId(db, storeDir, id, metaIds(dir));
+    fs.rmSync(metaPath(dir, fullId), { force: true });
     const ops: Op[] = [{ type: 'del', key: manifestKey(fullId) }, { type: 'del', key: pagemapKey(fullId) }];
     for await (const key of db.keys(graphRange(fullId))) ops.push({ type: 'del', key });
     await db.batch(ops);
-    await collectGarbage(db);
+    fs.rmSync(pagePath(dir, fullId), { force: true });
+    await collectGarbage(db, dir);
   });
+}
+
+/** What `checkStore` found. */
+export interface StoreCheck {
+  /** Checkpoints whose every record and page verified. */
+  ok: string[];
+  /** One line per problem, each naming the damaged checkpoint (or the catalogue). */
+  problems: string[];
+}
+
+/**
+ * Verify the whole store: the catalogue opens, every manifest's seal, graph and pagemap,
+ * every restore record (and that it matches the catalogue), every page of every page file
+ * (CRC-32s, zero elsewhere), and that no restore record lacks its catalogue entry. Reports
+ * rather than throws, so one damaged checkpoint does not hide the others; throws
+ * SnapshotError only if there is no store at `storeDir`.
+ */
+export async function checkStore(storeDir: string): Promise<StoreCheck> {
+  const dir = resolvePath(storeDir);
+  if (!(await exists(join(dir, 'CURRENT')))) throw new SnapshotError(`no checkpoint store at ${storeDir}`);
+  const ok: string[] = [];
+  const problems: string[] = [];
+  const catalogue = new Map<string, Uint8Array | string>();
+  let catalogueOpened = false;
+  try {
+    await withStore(storeDir, 'existing', async (db) => {
+      catalogueOpened = true;
+      for await (const [key, value] of db.iterator(prefixRange(KEY.manifest))) {
+        const id = key.slice(KEY.manifest.length);
+        try {
+          const m = parseManifest(id, value);
+          await readPagemap(db, m);
+          const chunks = await db.getMany(Array.from({ length: m.graphChunks }, (_, i) => graphKey(id, i)));
+          const missing = chunks.findIndex((c) => c === undefined);
+          if (missing >= 0) throw corrupt(id, `graph chunk ${missing} is missing`);
+          const bytes = Buffer.concat(chunks as Uint8Array[]);
+          if (bytes.length !== m.graphBytes || sha256Hex(bytes) !== m.graphSha256) throw corrupt(id, 'graph checksum mismatch');
+          catalogue.set(id, Uint8Array.from(value));
+        } catch (err) {
+          if (!(err instanceof SnapshotError)) throw err;
+          catalogue.set(id, err.message);
+        }
+      }
+    });
+  } catch (err) {
+    if (!(err instanceof SnapshotError)) throw err;
+    problems.push(catalogueOpened ? err.message : `the catalogue (LevelDB) cannot be read: ${err.message}`);
+  }
+  const ids = new Set([...catalogue.keys(), ...metaIds(dir)]);
+  for (const id of [...ids].sort()) {
+    const entry = catalogue.get(id);
+    if (typeof entry === 'string') { problems.push(entry); continue; }
+    try {
+      const r = readMetaFile(dir, id);
+      if (entry === undefined) {
+        if (catalogueOpened) throw corrupt(id, `the catalogue lost its record (its restore record ${META_DIR}/${id} is intact)`);
+      } else if (!Buffer.from(r.manifestBytes).equals(entry)) {
+        throw corrupt(id, 'its restore record does not match the catalogue');
+      }
+      let fd: number;
+      try {
+        fd = fs.openSync(pagePath(dir, id), 'r');
+      } catch {
+        throw corrupt(id, `its page file ${PAGES_DIR}/${id} is missing`);
+      }
+      try {
+        const size = fs.fstatSync(fd).size;
+        if (size !== r.manifest.pageFileBytes) throw corrupt(id, `its page file is ${size} bytes, expected ${r.manifest.pageFileBytes}`);
+        const bad = verifyPages(fd, r.runs, r.manifest.pageFileBytes);
+        if (bad) throw corrupt(id, bad);
+      } finally {
+        fs.closeSync(fd);
+      }
+      ok.push(id);
+    } catch (err) {
+      if (!(err instanceof SnapshotError)) throw err;
+      problems.push(err.message);
+    }
+  }
+  return { ok, problems };
+}
+
+// ---------------------------------------------------------------------------
+// Files of a checkpoint
+
+const pagePath = (dir: string, id: string): string => join(dir, PAGES_DIR, id);
+const metaPath = (dir: string, id: string): string => join(dir, META_DIR, id);
+
+/** Ids of the restore records present (complete checkpoints, or ones whose catalogue entry was lost). */
+function metaIds(dir: string): string[] {
+  try {
+    return fs.readdirSync(join(dir, META_DIR)).filter(isCheckpointId).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Why a catalogued checkpoint's files are incomplete (cheap: existence and sizes), or undefined. */
+function filesProblem(dir: string, m: ManifestV2, sealedBytes: number): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(metaPath(dir, m.id));
+  } catch {
+    return `its restore record ${META_DIR}/${m.id} is missing`;
+  }
+  const expected = 12 + sealedBytes + m.graphBytes + m.pagemapBytes;
+  if (st.size !== expected) return `its restore record is ${st.size} bytes, expected ${expected}`;
+  try {
+    st = fs.statSync(pagePath(dir, m.id));
+  } catch {
+    return `its page file ${PAGES_DIR}/${m.id} is missing`;
+  }
+  if (st.size !== m.pageFileBytes) return `its page file is ${st.size} bytes, expected ${m.pageFileBytes}`;
+  return undefined;
+}
+
+/** Read and check a restore record: framing, manifest seal and version, graph and pagemap checksums. */
+function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifestBytes: Uint8Array; graph: unknown; runs: PagemapRun[] } {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(metaPath(dir, id));
+  } catch (err) {
+    throw corrupt(id, `its restore record ${META_DIR}/${id} cannot be read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+  }
+  const split = splitMeta(bytes);
+  if (typeof split === 'string') throw corrupt(id, split);
+  const m = parseManifest(id, split.manifest);
+  const rest = split.rest;
+  if (rest.length !== m.graphBytes + m.pagemapBytes) throw corrupt(id, 'restore record size mismatch');
+  const graphBytes = rest.subarray(0, m.graphBytes);
+  const pagemap = rest.subarray(m.graphBytes);
+  if (sha256Hex(graphBytes) !== m.graphSha256) throw corrupt(id, 'graph checksum mismatch in its restore record');
+  if (sha256Hex(pagemap) !== m.pagemapSha256) throw corrupt(id, 'pagemap checksum mismatch in its restore record');
+  const decoded = decodePagemap(pagemap, m.memorySizeBytes);
+  if (typeof decoded === 'string') throw corrupt(id, decoded);
+  if (decoded.pages !== m.pages) throw corrupt(id, 'pagemap page count mismatch');
+  let graph: unknown;
+  try {
+    graph = decodeCbor(graphBytes);
+  } catch (err) {
+    throw corrupt(id, `graph cannot be decoded (${errorMessage(err)})`);
+  }
+  return { manifest: m, manifestBytes: split.manifest, graph, runs: decoded.runs };
+}
+
+/**
+ * Write the non-zero pages of `memory` (within the sorted `ranges`) to a new page file at
+ * the same offsets, leaving zero pages as holes, and fdatasync it. Returns the pagemap
+ * runs (CRC-32 per page) and the page counts.
+ */
+function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>): { runs: PagemapRun[]; pages: number; zeroPages: number } {
+  const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  try {
+    fs.ftruncateSync(fd, pageCount(memory.sizeBytes) * PAGE_SIZE);
+    const runs: PagemapRun[] = [];
+    let runStart = -1;
+    let runChecks: number[] = [];
+    const closeRun = (): void => {
+      if (runChecks.length === 0) return;
+      const c = Buffer.allocUnsafe(runChecks.length * PAGE_CHECK_BYTES);
+      runChecks.forEach((v, i) => c.writeUInt32LE(v, i * PAGE_CHECK_BYTES));
+      runs.push([runStart, c]);
+      runChecks = [];
+    };
+    let pages = 0;
+    let zeroPages = 0;
+    for (const [start, end] of ranges) {
+      for (let off = start; off < end; off += READ_CHUNK_BYTES) {
+        const len = Math.min(READ_CHUNK_BYTES, end - off);
+        const buf = readView(memory, off, len);
+        let pending = -1; // first page of a stretch of non-zero pages not yet written
+        const flush = (upTo: number): void => {
+          if (pending < 0) return;
+          writeAll(fd, buf, pending, upTo - pending, off + pending);
+          pending = -1;
+        };
+        for (let p = 0; p < len; p += PAGE_SIZE) {
+          if (isZeroPage(buf, p)) {
+            zeroPages++;
+            closeRun();
+            flush(p);
+            continue;
+          }
+          if (runChecks.length === 0 || runStart + runChecks.length * PAGE_SIZE !== off + p) {
+            closeRun();
+            runStart = off + p;
+          }
+          runChecks.push(pageCheck(buf, p));
+          pages++;
+          if (pending < 0) pending = p;
+        }
+        flush(len);
+      }
+    }
+    closeRun();
+    fs.fdatasyncSync(fd);
+    return { runs, pages, zeroPages };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function writeAll(fd: number, buf: Uint8Array, at: number, len: number, position: number): void {
+  let done = 0;
+  while (done < len) done += fs.writeSync(fd, buf, at + done, len - done, position + done);
+}
+
+function writeFileSynced(path: string, data: Uint8Array): void {
+  const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
+  try {
+    writeAll(fd, data, 0, data.length, 0);
+    fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function syncDir(path: string): void {
+  try {
+    const fd = fs.openSync(path, 'r');
+    try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+  } catch { /* some filesystems refuse fsync on directories: the rename is still atomic */ }
 }
 
 // ---------------------------------------------------------------------------
@@ -373,7 +654,9 @@ async function withStore<T>(storeDir: string, mode: 'existing' | 'create', fn: (
     } else {
       await mkdir(key, { recursive: true });
     }
-    const db: Db = new Level<string, Uint8Array>(key, { keyEncoding: 'utf8', valueEncoding: 'view' });
+    // Loaded here, not at the top: restores (openCheckpoint) never load LevelDB's native module.
+    const { Level: LevelDb } = await import('level');
+    const db: Db = new LevelDb<string, Uint8Array>(key, { keyEncoding: 'utf8', valueEncoding: 'view' });
     try {
       await db.open({ createIfMissing: mode === 'create' });
     } catch (err) {
@@ -398,7 +681,7 @@ async function withStore<T>(storeDir: string, mode: 'existing' | 'create', fn: (
 }
 
 /** Full id of the single checkpoint whose id starts with `given` (≥ 4 hex characters). */
-async function resolveId(db: Db, storeDir: string, given: string): Promise<string> {
+async function resolveId(db: Db, storeDir: string, given: string, extraIds: string[] = []): Promise<string> {
   if (typeof given !== 'string' || !isCheckpointIdPrefix(given)) {
     throw new SnapshotError(`invalid checkpoint id '${String(given)}': expected ${MIN_ID_PREFIX} to 16 hex characters`);
   }
@@ -407,6 +690,8 @@ async function resolveId(db: Db, storeDir: string, given: string): Promise<strin
   for await (const key of db.keys({ ...prefixRange(KEY.manifest + prefix), limit: 3 })) {
     matches.push(key.slice(KEY.manifest.length));
   }
+  // Restore records whose catalogue entry was lost can still be named (to delete them).
+  for (const id of extraIds) if (id.startsWith(prefix) && !matches.includes(id)) matches.push(id);
   if (matches.length === 0) throw new SnapshotError(`checkpoint ${given} not found in store ${storeDir}`);
   if (matches.length > 1) {
     throw new SnapshotError(`checkpoint id ${given} is ambiguous in store ${storeDir} (matches ${matches.slice(0, 2).join(', ')}${matches.length > 2 ? ', …' : ''})`);
@@ -414,7 +699,7 @@ async function resolveId(db: Db, storeDir: string, given: string): Promise<strin
   return matches[0];
 }
 
-async function readManifest(db: Db, id: string): Promise<ManifestV1> {
+async function readManifest(db: Db, id: string): Promise<ManifestV2> {
   const bytes = await db.get(manifestKey(id));
   if (bytes === undefined) throw new SnapshotError(`checkpoint ${id} not found`);
   return parseManifest(id, bytes);
@@ -426,7 +711,7 @@ async function readManifest(db: Db, id: string): Promise<ManifestV1> {
  * that version (a future format may seal differently); otherwise a broken seal means
  * corruption.
  */
-function parseManifest(id: string, bytes: Uint8Array): ManifestV1 {
+function parseManifest(id: string, bytes: Uint8Array): ManifestV2 {
   const sealed = manifestSealIsValid(bytes);
   let m: unknown;
   try {
@@ -449,11 +734,11 @@ function parseManifest(id: string, bytes: Uint8Array): ManifestV1 {
   if (obj.magic !== FORMAT_MAGIC) throw new SnapshotError(`checkpoint ${id} has a corrupt manifest (not a snapvisor checkpoint)`);
   const problem = manifestProblem(obj, id);
   if (problem !== undefined) throw new SnapshotError(`checkpoint ${id} has a corrupt manifest (${problem})`);
-  return obj as ManifestV1;
+  return obj as ManifestV2;
 }
 
 /** Read, checksum and decode a checkpoint's pagemap. */
-async function readPagemap(db: Db, m: ManifestV1): Promise<PagemapRun[]> {
+async function readPagemap(db: Db, m: ManifestV2): Promise<PagemapRun[]> {
   const bytes = await db.get(pagemapKey(m.id));
   if (bytes === undefined) throw corrupt(m.id, 'pagemap is missing');
   if (bytes.length !== m.pagemapBytes || sha256Hex(bytes) !== m.pagemapSha256) throw corrupt(m.id, 'pagemap checksum mismatch');
@@ -477,49 +762,32 @@ async function highestSeq(db: Db): Promise<number> {
 }
 
 /**
- * Delete orphaned graph/pagemap records and (if every pagemap is readable) unreferenced
- * pages, then compact the page range so the disk space is given back.
+ * Delete catalogue records (graph chunks, pagemaps) and files (page files, unfinished
+ * restore records) of checkpoints that have no manifest: what interrupted writes left.
+ * Restore records with a final name are kept even without a manifest: they are the
+ * evidence (and the data) of a catalogue entry LevelDB lost, which `listCheckpoints`
+ * and `checkStore` report.
  */
-async function collectGarbage(db: Db): Promise<void> {
+async function collectGarbage(db: Db, dir: string): Promise<void> {
   const ids = new Set<string>();
   for await (const key of db.keys(prefixRange(KEY.manifest))) ids.add(key.slice(KEY.manifest.length));
+  const kept = new Set([...ids, ...metaIds(dir)]);
   const batch = new BatchWriter(db);
   for await (const key of db.keys(prefixRange(KEY.graph))) {
     const id = key.slice(KEY.graph.length).split('/')[0];
-    if (!ids.has(id)) await batch.del(key);
+    if (!kept.has(id)) await batch.del(key);
   }
   for await (const key of db.keys(prefixRange(KEY.pagemap))) {
-    if (!ids.has(key.slice(KEY.pagemap.length))) await batch.del(key);
+    if (!kept.has(key.slice(KEY.pagemap.length))) await batch.del(key);
   }
   await batch.flush();
-
-  const referenced = new Set<string>();
-  for (const id of ids) {
-    let runs: PagemapRun[];
-    try {
-      runs = await readPagemap(db, await readManifest(db, id));
-    } catch (err) {
-      if (err instanceof SnapshotError) return; // cannot tell what it references: keep every page
-      throw err;
+  for (const [sub, keep] of [[PAGES_DIR, (n: string) => kept.has(n)], [META_DIR, (n: string) => isCheckpointId(n)]] as const) {
+    let names: string[] = [];
+    try { names = fs.readdirSync(join(dir, sub)); } catch { /* no such directory yet */ }
+    for (const n of names) {
+      const id = n.replace(/\.tmp$/, '');
+      if (!keep(n) && !ids.has(id)) fs.rmSync(join(dir, sub, n), { force: true });
     }
-    for (const [, hashes] of runs) {
-      const h = Buffer.from(hashes.buffer, hashes.byteOffset, hashes.byteLength);
-      for (let i = 0; i < h.length; i += HASH_BYTES) referenced.add(h.toString('hex', i, i + HASH_BYTES));
-    }
-  }
-  let swept = 0;
-  for await (const key of db.keys(prefixRange(KEY.page))) {
-    if (!referenced.has(key.slice(KEY.page.length))) {
-      swept++;
-      await batch.del(key);
-    }
-  }
-  await batch.flush();
-  // LevelDB frees the space of deleted records only when it compacts them.
-  const compact = (db as unknown as { compactRange?: (start: string, end: string) => Promise<void> }).compactRange;
-  if (swept > 0 && typeof compact === 'function') {
-    const range = prefixRange(KEY.page);
-    await compact.call(db, range.gte, range.lt);
   }
 }
 
@@ -577,14 +845,17 @@ function normaliseRanges(memory: MemorySource): Array<[number, number]> {
   return merged;
 }
 
-/** Copy `len` bytes from `off` out of the memory source, zero-padding past its size. */
-function readCopy(memory: MemorySource, off: number, len: number): Buffer {
+/**
+ * `len` bytes from `off` of the memory source, zero-padding past its size: the source's
+ * own view when it is whole (used before the next read), else a padded copy.
+ */
+function readView(memory: MemorySource, off: number, len: number): Buffer {
   const want = Math.min(len, memory.sizeBytes - off);
   const data = memory.read(off, want);
   if (!(data instanceof Uint8Array) || data.length !== want) {
     throw new SnapshotError(`memory source returned ${data instanceof Uint8Array ? data.length : 'no'} bytes for a read of ${want} bytes at offset ${off}`);
   }
-  if (want === len) return Buffer.from(data);
+  if (want === len) return Buffer.from(data.buffer, data.byteOffset, data.length);
   const buf = Buffer.alloc(len);
   buf.set(data);
   return buf;
@@ -613,7 +884,7 @@ function optionalStrings(meta: CheckpointMeta): { name?: string; parent?: string
   return out;
 }
 
-function summaryOf(m: ManifestV1): CheckpointSummary {
+function summaryOf(m: ManifestV2): CheckpointSummary {
   const s: CheckpointSummary = {
     id: m.id,
     createdMs: m.createdMs,

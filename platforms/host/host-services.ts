@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import * as libc from './libc.js';
-import type { HostServices, HostStat, HostTree, MemoryBacking } from '../host-services.js';
+import type { HostServices, HostStat, HostTree, MemoryBacking, ReadOnlyFileMapping } from '../host-services.js';
 import { LinuxHostTree } from './host-tree.js';
 
 /** A memfd (memfd_create(2), MFD_CLOEXEC) of `size` bytes, sparse, mapped into this process in views. */
@@ -57,6 +57,25 @@ export class HostMemfd implements MemoryBacking {
   }
 }
 
+/** A read-only file (a checkpoint's page file) mapped into the kernel with PROT_READ. */
+export class HostReadOnlyFile implements ReadOnlyFileMapping {
+  private readonly mappings: Array<[unknown, number]> = [];
+  constructor(readonly fd: number) {}
+
+  mapView(off: number, len: number): Uint8Array {
+    const ptr = libc.mmap(null, len, libc.PROT_READ, libc.MAP_SHARED, this.fd, off);
+    if (libc.pointerIsFailed(ptr)) throw new Error(`mmap of a page-file window failed: errno ${libc.errno()}`);
+    this.mappings.push([ptr, len]);
+    return new Uint8Array(libc.view(ptr, len));
+  }
+
+  destroy(): void {
+    for (const [p, len] of this.mappings) libc.munmap(p, len);
+    this.mappings.length = 0;
+    libc.close(this.fd);
+  }
+}
+
 const TCGETS = 0x5401;
 
 /** The Linux host: the caller's fds, host poll and rlimits, memfd-backed memory files. */
@@ -66,6 +85,8 @@ export class LinuxHostServices implements HostServices {
   openTree(rootPath: string): HostTree { return new LinuxHostTree(rootPath); }
 
   createMemoryBacking(name: string, size: number): MemoryBacking { return new HostMemfd(name, size); }
+
+  mapReadOnlyFile(fd: number): ReadOnlyFileMapping { return new HostReadOnlyFile(fd); }
 
   fstat(fd: number): HostStat {
     const s = fs.fstatSync(fd, { bigint: true });

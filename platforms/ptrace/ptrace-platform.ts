@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as libc from '../host/libc.js';
 import { GuestAddressRange, Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
-import { STUB_BASE, STUB_MEMFD, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
+import { STUB_BACKING_FD, STUB_BASE, STUB_MEMFD, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
 
 const PTRACE_CONT = 7, PTRACE_KILL = 8, PTRACE_GETREGS = 12, PTRACE_SETREGS = 13;
 const PTRACE_SYSEMU = 31, PTRACE_SEIZE = 0x4206, PTRACE_INTERRUPT = 0x4207;
@@ -44,10 +44,15 @@ function stubExecutable(): string {
   return stubPath;
 }
 
-function spawnStub(memoryFileFd: number): number {
+function spawnStub(memoryFileFd: number, backingFileFd?: number): number {
+  // dup2 to 3 first, then 4: a source fd numbered 3 or 4 would be clobbered on the way.
+  if (memoryFileFd === STUB_BACKING_FD || (backingFileFd !== undefined && backingFileFd <= STUB_BACKING_FD)) {
+    throw new PtraceError(`memory file fds ${memoryFileFd}/${backingFileFd} collide with the stub's fds ${STUB_MEMFD}/${STUB_BACKING_FD}`);
+  }
   const fa = new Uint8Array(256), attr = new Uint8Array(512), sigs = new Uint8Array(128), mask = new Uint8Array(128);
   libc.posixSpawnFileActionsInit(fa);
   libc.posixSpawnFileActionsAddDup2(fa, memoryFileFd, STUB_MEMFD);
+  if (backingFileFd !== undefined) libc.posixSpawnFileActionsAddDup2(fa, backingFileFd, STUB_BACKING_FD);
   libc.posixSpawnattrInit(attr);
   libc.sigfillset(sigs);
   libc.sigemptyset(mask);
@@ -119,8 +124,8 @@ class PtraceTask implements PlatformTask {
 
   constructor(readonly pid: number) {}
 
-  static start(memoryFileFd: number): PtraceTask {
-    const pid = spawnStub(memoryFileFd);
+  static start(memoryFileFd: number, backingFileFd?: number): PtraceTask {
+    const pid = spawnStub(memoryFileFd, backingFileFd);
     const t = new PtraceTask(pid);
     // Wait until the stub has stopped itself, then seize it.
     const st = t.status;
@@ -201,8 +206,8 @@ class PtraceTask implements PlatformTask {
     return res;
   }
 
-  map(addr: number, len: number, prot: number, fileOffset: number): void {
-    this.injectChecked(SYS_mmap, [addr, len, prot, libc.MAP_SHARED | libc.MAP_FIXED, STUB_MEMFD, fileOffset]);
+  map(addr: number, len: number, prot: number, fileOffset: number, backing = false): void {
+    this.injectChecked(SYS_mmap, [addr, len, prot, libc.MAP_SHARED | libc.MAP_FIXED, backing ? STUB_BACKING_FD : STUB_MEMFD, fileOffset]);
   }
   unmap(addr: number, len: number): void { this.injectChecked(SYS_munmap, [addr, len]); }
   protect(addr: number, len: number, prot: number): void { this.injectChecked(SYS_mprotect, [addr, len, prot]); }
@@ -333,8 +338,8 @@ export class PtracePlatform implements Platform {
   readonly name = 'ptrace';
   readonly addressRange = PTRACE_ADDRESS_RANGE;
   constructor() { pinToOneCpu(); }
-  createTask(memoryFileFd: number): PlatformTask & { inject(nr: number, args: number[]): number } {
-    return PtraceTask.start(memoryFileFd);
+  createTask(memoryFileFd: number, backingFileFd?: number): PlatformTask & { inject(nr: number, args: number[]): number } {
+    return PtraceTask.start(memoryFileFd, backingFileFd);
   }
 }
 void os; void path; void PTRACE_KILL;

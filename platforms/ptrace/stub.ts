@@ -22,6 +22,8 @@ const CODE = [
 export const STUB_SYSCALL_ADDR = STUB_BASE + CODE_OFFSET + 21;
 /** Host fd number at which the stub receives the kernel's memory file. */
 export const STUB_MEMFD = 3;
+/** Host fd number at which the stub receives a restored checkpoint's page file (read-only), if any. */
+export const STUB_BACKING_FD = 4;
 
 /** The stub executable's bytes (ELF64, ET_EXEC, one R+X PT_LOAD at STUB_BASE). */
 export function stubElf(): Uint8Array {

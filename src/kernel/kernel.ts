@@ -130,6 +130,8 @@ export class Kernel {
     // The rootfs first: a sandbox (or restore) whose rootfs is gone fails here, naming it.
     const lower = deps.host.openTree(state.config.rootfs);
     this.mf = new MemoryFile(state.memoryFile, (name, size) => deps.host.createMemoryBacking(name, size));
+    // Pages moved out of a restored checkpoint's page file: every mapping of them now uses the memfd.
+    this.mf.onMaterialized = (off, len) => { for (const as of this.addressSpaces.values()) as.remapFileRange(off, len); };
     this.clock = new Clock(state.clock);
     this.vfs = new Vfs(state.fs, lower, () => this.newId(), () => this.clock.realtimeNs());
     this.vfs.mounts.push(procMount(this), devMount(this), sysMount());
@@ -170,7 +172,7 @@ export class Kernel {
 
   /** Create the runtime half of a task: a new platform context in its address space (mappings replayed when `replay`). */
   attachTask(ts: TaskState, replay: boolean): Task {
-    const pt = this.platform.createTask(this.mf.fd);
+    const pt = this.platform.createTask(this.mf.fd, this.mf.backingFd);
     if (!this.initialFpState) this.initialFpState = pt.getFpState();
     const mm = this.addressSpace(ts.addressSpaceId);
     mm.contexts.push(pt);
@@ -538,6 +540,15 @@ export class Kernel {
     };
   }
   private static snapshots = 0;
+
+  /**
+   * Serve this (restored) kernel's memory from a checkpoint's page file, host fd `fd`
+   * (read-only, laid out like the memory file; ownership passes to the memory file): pages
+   * are mapped from it and copied into the memory file on first write. Before resumeRestored.
+   */
+  attachPageFile(fd: number): void {
+    this.mf.attachPageFile(this.host.mapReadOnlyFile(fd));
+  }
 
   /** Rebuild tasks from a restored graph whose memory file has been filled. */
   resumeRestored(): void {

@@ -42,6 +42,13 @@ export interface SandboxConfig {
   hostname: string;
   /** run --disk: bytes the upper layer's file data may hold (ENOSPC past it); none when absent. */
   diskLimit?: number;
+  /**
+   * /proc/sys/kernel/random/boot_id (a UUID): made when first read, and anew by every
+   * restore (each restored clone is a new sandbox).
+   */
+  bootId?: string;
+  /** /proc/snapvisor/generation: 0 for a sandbox never restored, +1 on every restore. */
+  generation?: number;
 }
 
 /** The kernel's one clock. All guest-visible time is host time plus these offsets (ns). */

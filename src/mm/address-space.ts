@@ -92,9 +92,34 @@ export class AddressSpace {
     if (this.deferred.delete(c)) this.synced$.next();
   }
 
-  private hostMap(addr: number, len: number, prot: number, off: number): void { this.hostOp((c) => c.map(addr, len, prot, off)); }
+  /**
+   * Map guest [addr, addr+len) to memory-file offset `off` in one context: pages still in a
+   * restored checkpoint's page file are mapped from it read-only (a write faults and
+   * materializes them, see handleWriteFault), the rest from the memfd.
+   */
+  private mapInto(c: PlatformTask, addr: number, len: number, prot: number, off: number): void {
+    this.mf.segments(off, len, (o, n, backed) => c.map(addr + (o - off), n, backed ? prot & ~PROT_WRITE : prot, o, backed));
+  }
+  private hostMap(addr: number, len: number, prot: number, off: number): void { this.hostOp((c) => this.mapInto(c, addr, len, prot, off)); }
   private hostUnmap(addr: number, len: number): void { this.hostOp((c) => c.unmap(addr, len)); }
-  private hostProtect(addr: number, len: number, prot: number): void { this.hostOp((c) => c.protect(addr, len, prot)); }
+  /** mprotect of guest [addr, addr+len) mapped at memory-file offset `off` (backed pages never become writable). */
+  private hostProtect(addr: number, len: number, prot: number, off: number): void {
+    this.hostOp((c) => this.mf.segments(off, len, (o, n, backed) => c.protect(addr + (o - off), n, backed ? prot & ~PROT_WRITE : prot)));
+  }
+
+  /**
+   * Pages of memory-file range [off, off+len) moved from the backing page file into the
+   * memfd: point every guest mapping of them at the memfd, with the VMA's own protection.
+   */
+  remapFileRange(off: number, len: number): void {
+    const end = off + len;
+    for (const v of this.state.vmas) {
+      const vEnd = v.fileOffset + (v.end - v.start);
+      const lo = Math.max(off, v.fileOffset), hi = Math.min(end, vEnd);
+      if (lo >= hi) continue;
+      this.hostMap(v.start + (lo - v.fileOffset), hi - lo, AddressSpace.hostProt(v), lo);
+    }
+  }
 
   /** Whether an access of kind `prot` at addr is allowed by the VMAs (a fault there was a stale host mapping). */
   allows(addr: number, prot: number): boolean {
@@ -108,9 +133,20 @@ export class AddressSpace {
     return { id, vmas: [], brkStart: 0, brk: 0, mmapBase: MMAP_BASE, argStart: 0, argEnd: 0, envStart: 0, envEnd: 0, auxv: [], exe: '' };
   }
 
-  /** Re-create every VMA in a fresh platform address space (restore, exec). */
+  /**
+   * Re-create every VMA in a fresh platform address space (restore, fork, exec). Neighbouring
+   * VMAs that continue each other in the memory file with the same host protection become
+   * one host mapping (a python heap grown by brk is hundreds of VMAs but one range).
+   */
   replay(ctx: PlatformTask = this.contexts[0]): void {
-    for (const v of this.state.vmas) ctx.map(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
+    let start = 0, end = 0, off = 0, prot = -1;
+    for (const v of this.state.vmas) {
+      const hp = AddressSpace.hostProt(v);
+      if (prot === hp && end === v.start && off + (end - start) === v.fileOffset) { end = v.end; continue; }
+      if (prot >= 0) this.mapInto(ctx, start, end - start, prot, off);
+      start = v.start; end = v.end; off = v.fileOffset; prot = hp;
+    }
+    if (prot >= 0) this.mapInto(ctx, start, end - start, prot, off);
   }
 
   /** The VMA containing `addr`, or undefined. */
@@ -133,7 +169,7 @@ export class AddressSpace {
    * Zero-copy views of guest memory [addr, addr+len), split at VMA and window
    * boundaries. Throws SyscallError(EFAULT) if any byte is unmapped or lacks `prot`.
    */
-  chunks(addr: number, len: number, prot: number, fn: (view: Uint8Array, rangeOffset: number) => void): void {
+  chunks(addr: number, len: number, prot: number, fn: (view: Uint8Array, rangeOffset: number) => void, forceWrite = false): void {
     if (len === 0) return;
     if (!(addr >= 0) || addr + len > this.maxAddr || !Number.isSafeInteger(addr)) throw new SyscallError(E.EFAULT);
     let done = 0;
@@ -147,7 +183,7 @@ export class AddressSpace {
       }
       const n = Math.min(len - done, v.end - a);
       const base = done;
-      this.mf.forEachChunk(v.fileOffset + (a - v.start), n, (view, ro) => fn(view, base + ro));
+      this.mf.forEachChunk(v.fileOffset + (a - v.start), n, (view, ro) => fn(view, base + ro), forceWrite || (prot & PROT_WRITE) !== 0);
       done += n;
     }
   }
@@ -171,7 +207,7 @@ export class AddressSpace {
   /** Write into guest memory ignoring protection (the loader filling read-only segments). */
   writeForce(addr: number, data: Uint8Array): void {
     this.breakCow(addr, data.length); // never write into pages another address space (or the page cache) shares
-    this.chunks(addr, data.length, 0, (view, ro) => view.set(data.subarray(ro, ro + view.length)));
+    this.chunks(addr, data.length, 0, (view, ro) => view.set(data.subarray(ro, ro + view.length)), true);
   }
 
   /**
@@ -375,7 +411,7 @@ export class AddressSpace {
     for (const v of this.state.vmas) {
       if (v.start >= addr && v.end <= end) {
         v.prot = prot;
-        this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v));
+        this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
       }
     }
     this.hint = 0;
@@ -469,7 +505,7 @@ export class AddressSpace {
       const priv = !(v.flags & MAP_SHARED);
       if (priv && !v.cow && (v.prot & PROT_WRITE)) {
         v.cow = true;
-        this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v));
+        this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
       } else if (priv) v.cow = true;
       cs.vmas.push({ ...v });
       this.mf.ref(v.block, cs.id, 1);
@@ -492,7 +528,7 @@ export class AddressSpace {
         if (this.mf.exclusive(v.block, this.id)) {
           // Last one holding the block: every VMA of ours on it may write in place.
           for (const w of this.state.vmas) {
-            if (w.block === v.block && w.cow) { w.cow = false; this.hostProtect(w.start, w.end - w.start, w.prot); }
+            if (w.block === v.block && w.cow) { w.cow = false; this.hostProtect(w.start, w.end - w.start, w.prot, w.fileOffset); }
           }
         } else {
           const lo = Math.max(v.start, Math.floor(a / COW_CHUNK) * COW_CHUNK);
@@ -526,7 +562,7 @@ export class AddressSpace {
       if (v.flags & MAP_SHARED) { shared.push([v.fileOffset, v.end - v.start]); continue; }
       if (!v.cow) {
         v.cow = true;
-        if (v.prot & PROT_WRITE) this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v));
+        if (v.prot & PROT_WRITE) this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
       }
       if (!held.has(v.block)) { held.add(v.block); this.mf.ref(v.block, user, 1); }
     }
@@ -545,7 +581,11 @@ export class AddressSpace {
       if (!v) return;
       const end = Math.min(v.end, addr + len);
       if (!(v.flags & MAP_SHARED)) {
-        if (!v.cow && this.mf.exclusive(v.block, this.id)) this.mf.punch(v.fileOffset + (a - v.start), end - a);
+        if (!v.cow && this.mf.exclusive(v.block, this.id)) {
+          const off = v.fileOffset + (a - v.start);
+          // Pages that were still in a restored page file: the mapping must now show the memfd's zeros.
+          if (this.mf.punch(off, end - a)) this.remapFileRange(off, end - a);
+        }
         else if (v.flags & MAP_ANONYMOUS) this.map(a, end - a, v.prot, (v.flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED, v.name, 0);
       }
       a = end;
@@ -554,9 +594,23 @@ export class AddressSpace {
 
   /** A write fault at `addr`: true if it was a copy-on-write page and is now writable. */
   handleWriteFault(addr: number): boolean {
-    const v = this.find(addr);
-    if (!v || !v.cow || !(v.prot & PROT_WRITE)) return false;
-    this.breakCow(pageRoundDown(addr), PAGE_SIZE);
-    return true;
+    let v = this.find(addr);
+    if (!v || !(v.prot & PROT_WRITE)) return false;
+    const page = pageRoundDown(addr);
+    const wasCow = v.cow;
+    if (wasCow) {
+      this.breakCow(page, PAGE_SIZE);
+      v = this.find(addr)!;
+    }
+    const off = v.fileOffset + (page - v.start);
+    if (this.mf.isBacked(off)) {
+      // A page still in a restored checkpoint's page file: copy its chunk into the memfd; the
+      // memory file repoints every mapping of it (remapFileRange), writable where allowed.
+      const lo = Math.max(v.fileOffset, Math.floor(off / COW_CHUNK) * COW_CHUNK);
+      const hi = Math.min(v.fileOffset + (v.end - v.start), lo + COW_CHUNK);
+      this.mf.materialize(lo, hi - lo);
+      return true;
+    }
+    return wasCow;
   }
 }

@@ -5,7 +5,7 @@
  * map ranges of the same memfd into guest address spaces. The allocator's state
  * (MemoryFileState) is plain data in the graph; the memfd and the views are runtime.
  */
-import type { MemoryBacking } from '../../platforms/host-services.js';
+import type { MemoryBacking, ReadOnlyFileMapping } from '../../platforms/host-services.js';
 import type { MemoryFileState } from '../kernel/state.js';
 import { PAGE_SIZE } from '../abi/linux.js';
 
@@ -19,11 +19,32 @@ export const pageRoundDown = (n: number): number => Math.floor(n / PAGE_SIZE) * 
 
 export class MemoryFileError extends Error {}
 
+/**
+ * A read-only page file under a restored memory file (runtime only, never in the graph): a
+ * checkpoint's page file, laid out like the memory file (byte X of the page file is byte X
+ * of the memory file; holes read as zeros). Pages marked in `backed` still live there:
+ * stubs map them read-only straight from the page file (shared through the host's page
+ * cache by every clone of the checkpoint) and the kernel reads them through read-only
+ * windows. The first write to such a page copies it into the memfd (`materialize`).
+ */
+interface PageFile {
+  file: ReadOnlyFileMapping;
+  /** One byte per memory-file page: 1 while the page's bytes are still in the page file. */
+  backed: Uint8Array;
+  windows: Uint8Array[];
+}
+
 export class MemoryFile {
   /** Host fd of the memfd (runtime only). */
   readonly fd: number;
   private readonly windows: Uint8Array[] = [];
   private readonly backing: MemoryBacking;
+  private pageFile?: PageFile;
+  /**
+   * Called after pages of [off, off+len) moved from the page file into the memfd, so every
+   * guest mapping of them can be pointed at the memfd (set by the kernel).
+   */
+  onMaterialized?: (off: number, len: number) => void;
 
   /** `createBacking(size)` makes the sparse host memory (HostServices.createMemoryBacking). */
   constructor(readonly state: MemoryFileState, createBacking: (name: string, size: number) => MemoryBacking) {
@@ -77,15 +98,21 @@ export class MemoryFile {
     return true;
   }
 
-  /** Drop the pages of a range (they read back as zeros) without freeing it. */
-  punch(off: number, len: number): void {
-    if (len > 0) this.backing.punchHole(off, len);
+  /**
+   * Drop the pages of a range (they read back as zeros) without freeing it. Returns true if
+   * some were still in a page file: mappings of them must then be pointed at the memfd.
+   */
+  punch(off: number, len: number): boolean {
+    if (len <= 0) return false;
+    this.backing.punchHole(off, len);
+    return this.forget(off, len);
   }
 
   /** Return a range to the allocator and drop its pages (FALLOC_FL_PUNCH_HOLE), so it reads as zeros. */
   release(off: number, len: number): void {
     if (len <= 0) return;
     this.backing.punchHole(off, len);
+    this.forget(off, len);
     const free = this.state.free;
     free.push([off, len]);
     free.sort((a, b) => a[0] - b[0]);
@@ -110,34 +137,174 @@ export class MemoryFile {
     return w;
   }
 
+  /** A read-only window over the page file (never written through: it is mapped PROT_READ). */
+  private backingWindow(index: number): Uint8Array {
+    const b = this.pageFile!;
+    let w = b.windows[index];
+    if (!w) {
+      try {
+        w = b.file.mapView(index * WINDOW_SIZE, WINDOW_SIZE);
+      } catch (e) {
+        throw new MemoryFileError((e as Error).message);
+      }
+      b.windows[index] = w;
+    }
+    return w;
+  }
+
+  // ---- the backing file (lazy restore) ----
+
   /**
-   * Zero-copy views covering [off, off+len) of the memory file, split at window
-   * boundaries; `fn` is called for each piece in order with its offset into the range.
+   * Serve the allocated part of this memory file from a checkpoint's page file (read-only,
+   * laid out like the memory file) until each page is first written. Every page of every
+   * allocated block counts as backed (zero pages are holes of the page file). The memfd
+   * must be empty. The mapping is owned from now on (destroyed by `destroy`).
    */
-  forEachChunk(off: number, len: number, fn: (view: Uint8Array, rangeOffset: number) => void): void {
+  attachPageFile(file: ReadOnlyFileMapping): void {
+    const pages = Math.ceil(this.state.end / PAGE_SIZE);
+    const backed = new Uint8Array(pages);
+    for (const k of Object.keys(this.state.blocks)) {
+      const off = Number(k), len = this.state.blocks[off].len;
+      backed.fill(1, off / PAGE_SIZE, Math.min(pages, (off + len) / PAGE_SIZE));
+    }
+    this.pageFile = { file, backed, windows: [] };
+  }
+
+  /** Host fd of the page file, if this memory file has one (the platform's stubs map it). */
+  get backingFd(): number | undefined { return this.pageFile?.file.fd; }
+
+  /** Whether the page at byte `off` still lives in the backing file. */
+  isBacked(off: number): boolean {
+    const b = this.pageFile;
+    return !!b && b.backed[Math.floor(off / PAGE_SIZE)] === 1;
+  }
+
+  /** Pages backed in [off, off+len) stop being backed (their contents were dropped); true if there were any. */
+  private forget(off: number, len: number): boolean {
+    const b = this.pageFile;
+    if (!b) return false;
+    const first = Math.floor(off / PAGE_SIZE), last = Math.min(b.backed.length, Math.ceil((off + len) / PAGE_SIZE));
+    if (first >= last || b.backed.subarray(first, last).indexOf(1) < 0) return false;
+    b.backed.fill(0, first, last);
+    return true;
+  }
+
+  /**
+   * Split [off, off+len) (page aligned) into runs that live in the backing file or in the
+   * memfd: `fn(offset, length, backed)` in order. Without a backing file: one run.
+   */
+  segments(off: number, len: number, fn: (off: number, len: number, backed: boolean) => void): void {
+    const b = this.pageFile;
+    if (!b || off >= b.backed.length * PAGE_SIZE) { if (len > 0) fn(off, len, false); return; }
+    const end = off + len;
+    let runStart = off;
+    let runBacked = this.isBacked(off);
+    for (let p = off + PAGE_SIZE; p < end; p += PAGE_SIZE) {
+      const bk = this.isBacked(p);
+      if (bk !== runBacked) { fn(runStart, p - runStart, runBacked); runStart = p; runBacked = bk; }
+    }
+    fn(runStart, end - runStart, runBacked);
+  }
+
+  /**
+   * Copy the backed pages of [off, off+len) into the memfd (all-zero ones stay holes) and
+   * mark them as no longer backed; then `onMaterialized` repoints guest mappings of each
+   * run that moved. Called before any write into those pages.
+   */
+  materialize(off: number, len: number): void {
+    const b = this.pageFile;
+    if (!b) return;
+    const first = Math.floor(off / PAGE_SIZE), last = Math.min(b.backed.length, Math.ceil((off + len) / PAGE_SIZE));
+    for (let p = first; p < last;) {
+      if (!b.backed[p]) { p++; continue; }
+      let q = p;
+      while (q < last && b.backed[q]) q++;
+      const runOff = p * PAGE_SIZE, runLen = (q - p) * PAGE_SIZE;
+      this.eachWindowPiece(runOff, runLen, (wi, wo, n) => {
+        const src = this.backingWindow(wi).subarray(wo, wo + n);
+        const dst = this.window(wi).subarray(wo, wo + n);
+        for (let i = 0; i < n; i += PAGE_SIZE) {
+          if (!isZero(src, i)) dst.set(src.subarray(i, i + PAGE_SIZE), i);
+        }
+      });
+      b.backed.fill(0, p, q);
+      this.onMaterialized?.(runOff, runLen);
+      p = q;
+    }
+  }
+
+  /** Byte ranges [offset, length] still served by the backing file. */
+  backedRanges(): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    const b = this.pageFile;
+    if (!b) return out;
+    for (let p = 0; p < b.backed.length;) {
+      if (!b.backed[p]) { p++; continue; }
+      let q = p;
+      while (q < b.backed.length && b.backed[q]) q++;
+      out.push([p * PAGE_SIZE, (q - p) * PAGE_SIZE]);
+      p = q;
+    }
+    return out;
+  }
+
+  /** Pieces of [off, off+len) within one window each: fn(windowIndex, offsetInWindow, length). */
+  private eachWindowPiece(off: number, len: number, fn: (wi: number, wo: number, n: number) => void): void {
     let done = 0;
     while (done < len) {
       const abs = off + done;
       const wi = Math.floor(abs / WINDOW_SIZE);
       const wo = abs - wi * WINDOW_SIZE;
       const n = Math.min(len - done, WINDOW_SIZE - wo);
-      fn(this.window(wi).subarray(wo, wo + n), done);
+      fn(wi, wo, n);
       done += n;
     }
   }
 
-  /** Bytes [off, off+len): a view when inside one window, else a copy. */
+  /**
+   * Zero-copy views covering [off, off+len) of the memory file, split at window and
+   * backing boundaries; `fn` is called for each piece in order with its offset into the
+   * range. With `forWrite` the range is materialized first and every view is writable;
+   * otherwise views of backed pages are read-only memory and must not be written.
+   */
+  forEachChunk(off: number, len: number, fn: (view: Uint8Array, rangeOffset: number) => void, forWrite = false): void {
+    if (!this.pageFile) {
+      this.eachWindowPiece(off, len, (wi, wo, n) => fn(this.window(wi).subarray(wo, wo + n), wo + wi * WINDOW_SIZE - off));
+      return;
+    }
+    if (forWrite) {
+      this.materialize(pageRoundDown(off), pageRoundUp(off + len) - pageRoundDown(off));
+      this.eachWindowPiece(off, len, (wi, wo, n) => fn(this.window(wi).subarray(wo, wo + n), wo + wi * WINDOW_SIZE - off));
+      return;
+    }
+    const lo = pageRoundDown(off), hi = off + len;
+    this.segments(lo, pageRoundUp(hi) - lo, (so, sl, backed) => {
+      const a = Math.max(so, off), e = Math.min(so + sl, hi);
+      if (a >= e) return;
+      this.eachWindowPiece(a, e - a, (wi, wo, n) => {
+        const w = backed ? this.backingWindow(wi) : this.window(wi);
+        fn(w.subarray(wo, wo + n), wo + wi * WINDOW_SIZE - off);
+      });
+    });
+  }
+
+  /** Bytes [off, off+len) for reading: a view when inside one window and one backing run, else a copy. Never write into it. */
   read(off: number, len: number): Uint8Array {
     const wi = Math.floor(off / WINDOW_SIZE);
     const wo = off - wi * WINDOW_SIZE;
-    if (wo + len <= WINDOW_SIZE) return this.window(wi).subarray(wo, wo + len);
+    if (wo + len <= WINDOW_SIZE) {
+      if (!this.pageFile) return this.window(wi).subarray(wo, wo + len);
+      let pieces = 0, backed = false;
+      this.segments(pageRoundDown(off), pageRoundUp(off + len) - pageRoundDown(off), (_o, _l, bk) => { pieces++; backed = bk; });
+      if (pieces <= 1) return (backed ? this.backingWindow(wi) : this.window(wi)).subarray(wo, wo + len);
+    }
     const out = new Uint8Array(len);
     this.forEachChunk(off, len, (v, ro) => out.set(v, ro));
     return out;
   }
 
   write(off: number, data: Uint8Array): void {
-    this.forEachChunk(off, data.length, (v, ro) => v.set(data.subarray(ro, ro + v.length)));
+    this.forEachChunk(off, data.length, (v, ro) => v.set(data.subarray(ro, ro + v.length)), true);
   }
 
   /**
@@ -158,7 +325,10 @@ export class MemoryFile {
     this.write(dstOff, new Uint8Array(this.read(srcOff, len)));
   }
 
-  /** Byte ranges [offset, length] that may hold data (SEEK_DATA/SEEK_HOLE over the allocated part). */
+  /**
+   * Byte ranges [offset, length] that may hold data: SEEK_DATA/SEEK_HOLE over the allocated
+   * part of the memfd, plus the ranges still served by a backing file (sorted, may touch).
+   */
   populatedRanges(): Array<[number, number]> {
     const out: Array<[number, number]> = [];
     let pos = 0;
@@ -171,6 +341,10 @@ export class MemoryFile {
       out.push([data, hole - data]);
       pos = hole;
     }
+    if (this.pageFile) {
+      out.push(...this.backedRanges());
+      out.sort((a, b) => a[0] - b[0]);
+    }
     return out;
   }
 
@@ -178,5 +352,16 @@ export class MemoryFile {
   destroy(): void {
     this.windows.length = 0;
     this.backing.destroy();
+    if (this.pageFile) {
+      this.pageFile.windows.length = 0;
+      this.pageFile.file.destroy();
+      this.pageFile = undefined;
+    }
   }
+}
+
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+/** Whether the page at byte `at` of `buf` is all zeros (a native memcmp). */
+function isZero(buf: Uint8Array, at: number): boolean {
+  return Buffer.compare(buf.subarray(at, at + PAGE_SIZE), ZERO_PAGE) === 0;
 }

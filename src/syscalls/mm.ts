@@ -49,7 +49,7 @@ function mmap(t: Task): number {
         const n = fs.readSync(hfd, view, 0, view.length, off + done);
         done += n;
         if (n < view.length) short = true; // the rest stays zero, like the tail of a file's last page
-      });
+      }, true);
     });
     return mm.mapBlock(addr, len, prot, flags, f.path, off, block, 0, true);
   }

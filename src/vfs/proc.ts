@@ -5,6 +5,7 @@
  * environ,maps,stat,status,fd/,auxv,comm,mounts}, cpuinfo, meminfo, uptime, version,
  * filesystems, mounts, sys/kernel/{hostname,osrelease,ostype}.
  */
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Kernel } from '../kernel/kernel.js';
@@ -104,7 +105,7 @@ export function procMount(k: Kernel): SyntheticMount {
   return {
     prefix: '/proc',
     lookup(p: string): SyntheticNode | undefined {
-      if (p === '/proc') return dir(1, () => ['self', 'thread-self', 'cpuinfo', 'meminfo', 'uptime', 'version', 'filesystems', 'mounts', 'stat', 'loadavg', 'sys', ...Object.keys(k.state.threadGroups)]);
+      if (p === '/proc') return dir(1, () => ['self', 'thread-self', 'cpuinfo', 'meminfo', 'uptime', 'version', 'filesystems', 'mounts', 'stat', 'loadavg', 'sys', 'snapvisor', ...Object.keys(k.state.threadGroups)]);
       const parts = p.split('/');
       const top = parts[2];
       if (top === 'self' && parts.length === 3) return link(2, () => String(selfTgid()));
@@ -121,7 +122,14 @@ export function procMount(k: Kernel): SyntheticMount {
         case '/proc/filesystems': return file(16, () => 'nodev\tproc\nnodev\ttmpfs\nnodev\toverlay\n');
         case '/proc/mounts': return file(17, mountsText);
         case '/proc/sys': return dir(18, () => ['kernel', 'vm']);
-        case '/proc/sys/kernel': return dir(19, () => ['hostname', 'osrelease', 'ostype', 'pid_max', 'ngroups_max']);
+        case '/proc/sys/kernel': return dir(19, () => ['hostname', 'osrelease', 'ostype', 'pid_max', 'ngroups_max', 'random']);
+        case '/proc/sys/kernel/random': return dir(27, () => ['boot_id', 'uuid']);
+        // A UUID per sandbox, as per boot on Linux: a restored clone is a new sandbox and gets a new one.
+        case '/proc/sys/kernel/random/boot_id': return file(28, () => (k.state.config.bootId ??= randomUUID()) + '\n');
+        case '/proc/sys/kernel/random/uuid': return file(29, () => randomUUID() + '\n');
+        case '/proc/snapvisor': return dir(30, () => ['generation']);
+        // How many restores this sandbox's state went through (docs/snapshot-format.md, "Clones").
+        case '/proc/snapvisor/generation': return file(31, () => `${k.state.config.generation ?? 0}\n`);
         case '/proc/sys/kernel/hostname': return file(20, () => k.state.config.hostname + '\n');
         case '/proc/sys/kernel/osrelease': return file(21, () => KERNEL_RELEASE + '\n');
         case '/proc/sys/kernel/ostype': return file(22, () => 'Linux\n');
