@@ -5,7 +5,9 @@
  *  1. Time per trapped syscall: a generated static guest makes N getppid calls, then
  *     exit_group(0); per-syscall = (time(N) − time(0)) / N, so start-up cancels out.
  *  2. Start-up: wall time of `run -- /bin/true`.
- *  3. Checkpoint and restore of a python3 counter through the real CLI.
+ *  3. The warmed-up python3 workload of issue 7 (bench/restore-bench.ts): cold start,
+ *     checkpoint, stored bytes and restore to the next output line, under snapvisor and
+ *     under runsc (an OCI bundle, runsc checkpoint/restore), side by side.
  *
  * Every node child runs with NODE_EXTRA_CA_CERTS unset (loading a CA bundle adds
  * start-up time to every node process). If runsc is missing or fails, its rows say
@@ -18,7 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchTempDir, writeGetppidLoop } from './getppid-elf.js';
 import { envWithout, failure, median, timeRun, type TimedRun } from './proc.js';
-import { checkpointRound, type CheckpointRound } from './checkpoint-bench.js';
+import { nativeColdStart, runscRound, snapvisorRound, type RunscRound, type SnapvisorRound } from './restore-bench.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(HERE, '..', 'bundle', 'main.js');
@@ -28,7 +30,10 @@ const RUNSC_ARGS = ['--platform=ptrace', '--network=none', 'do'];
 
 const SYSCALL_REPS = 3;
 const STARTUP_REPS = 5;
-const CHECKPOINT_ROUNDS = 3;
+/** Restores timed per configuration (the checkpoint is taken once). */
+const RESTORE_REPS = 3;
+/** Objects of 1,000 bytes the workload allocates (~200 MB); BENCH_OBJECTS overrides (e.g. 2000000 for ~2 GB). */
+const OBJECTS = Number(process.env.BENCH_OBJECTS ?? 200_000);
 
 const progress = (s: string) => { if (process.stderr.isTTY) process.stderr.write(`\x1b[2m… ${s}\x1b[0m\n`); };
 const out = (s = '') => process.stdout.write(s + '\n');
@@ -188,36 +193,41 @@ async function main(): Promise<number> {
     for (const [label, r] of st) if (r.note && r.note !== 'runsc unavailable') { out(`  ${label}: n/a: ${r.note}`); if (!label.startsWith('runsc')) failed = true; }
     out();
 
-    // 3. Checkpoint and restore.
-    out(`3. Checkpoint/restore of a python3 counter (prints 1, 2, 3, … every 50 ms), median of ${CHECKPOINT_ROUNDS} rounds`);
-    out(`   run --name; after 10 lines: checkpoint NAME --store TMP; then restore ID --store TMP (all with ${CA_VAR} unset)`);
+    // 3. The warmed-up workload, cold and restored.
+    out(`3. Warmed-up python3 (imports json, decimal, asyncio, email, http.client, xml.dom.minidom, sqlite3,`);
+    out(`   unittest, argparse, logging; allocates ${OBJECTS.toLocaleString('en-US')} objects of 1,000 bytes; prints ready, then counts every 10 ms)`);
+    out(`   snapvisor: run --name; after "3": checkpoint NAME --store TMP; restore ID --store TMP, ${RESTORE_REPS}× (median)`);
+    out(`   runsc: run --bundle (OCI, root / read-only); after "3": runsc checkpoint --image-path; runsc restore --image-path`);
     out();
-    const rounds: CheckpointRound[] = [];
-    let cpError: string | undefined;
-    for (let i = 0; i < CHECKPOINT_ROUNDS && !cpError; i++) {
-      progress(`checkpoint/restore round ${i + 1}/${CHECKPOINT_ROUNDS}`);
-      const root = fs.mkdtempSync(path.join(dir, 'root-'));
-      const store = fs.mkdtempSync(path.join(dir, 'store-'));
-      try {
-        rounds.push(await checkpointRound(NODE, CLI, SV_ENV, root, store, `bench-${process.pid}-${i}`));
-      } catch (e) {
-        cpError = (e as Error).message;
-      }
+    const natives: number[] = [];
+    for (let i = 0; i < 3; i++) { progress(`native cold start ${i + 1}/3`); natives.push(await nativeColdStart(OBJECTS)); }
+    let svr: SnapvisorRound | undefined, gvr: RunscRound | undefined, svErr: string | undefined, gvErr: string | undefined;
+    progress('snapvisor: run, checkpoint, restores');
+    try { svr = await snapvisorRound(NODE, CLI, SV_ENV, caWasSet ? process.env : undefined, dir, OBJECTS, RESTORE_REPS); } catch (e) { svErr = (e as Error).message; failed = true; }
+    if (runscWhy) gvErr = 'runsc unavailable';
+    else {
+      progress('runsc: run, checkpoint, restore');
+      try { gvr = await runscRound(RUNSC, ['--platform=ptrace', '--network=none'], dir, OBJECTS); } catch (e) { gvErr = (e as Error).message; }
     }
-    if (cpError) { out(`  checkpoint/restore failed: ${cpError}`); failed = true; }
-    if (rounds.length) {
-      const med = (f: (r: CheckpointRound) => number) => median(rounds.map(f));
-      const rows: string[][] = [
-        ['checkpoint command, wall (spawn to exit)', num(med((r) => r.checkpointMs), 1), rounds.map((r) => r.checkpointMs.toFixed(0)).join(', ')],
-        ['  of which guest paused (its own report)', num(med((r) => r.pausedMs), 1), rounds.map((r) => String(r.pausedMs)).join(', ')],
-        ['  of which written (its own report)', num(med((r) => r.writtenMs), 1), rounds.map((r) => String(r.writtenMs)).join(', ')],
-        ['restore: spawn to the guest\'s next line', num(med((r) => r.restoreFirstOutputMs), 1), rounds.map((r) => r.restoreFirstOutputMs.toFixed(0)).join(', ')],
-      ];
-      for (const l of table(['measure', 'median ms', 'rounds (ms)'], rows)) out('  ' + l);
-      out(`  guest memory captured: ${rounds.map((r) => r.pages).join(', ')} pages`);
-      out(`  continuity: ${rounds.map((r) => `${r.lastBefore} → ${r.firstAfter}`).join(', ')} (last line before the checkpoint → first line after restore)`);
-      out(`  both wall times include a node process start-up and CLI load (table 2: snapvisor --help).`);
+    const mib = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 1048576).toFixed(1)} MiB`);
+    const natMs = median(natives);
+    const svRestore = svr ? median(svr.restoreMs) : undefined;
+    const rows: string[][] = [
+      ["cold start to ready (ms)", num(natMs, 0), num(svr?.coldStartMs, 0), num(gvr?.coldStartMs, 0), ratio(svr?.coldStartMs, gvr?.coldStartMs)],
+      ['checkpoint, ending the sandbox (ms, spawn to exit)', '—', num(svr?.checkpointMs, 0), num(gvr?.checkpointMs, 0), ratio(svr?.checkpointMs, gvr?.checkpointMs)],
+      ['checkpoint on disk', '—', mib(svr?.storedBytes), mib(gvr?.imageBytes), ratio(svr?.storedBytes, gvr?.imageBytes)],
+      [`restore to the next line (ms, spawn to line; ${CA_VAR} unset)`, '—', num(svRestore, 0), num(gvr?.restoreMs, 0), ratio(svRestore, gvr?.restoreMs)],
+    ];
+    if (svr?.restoreWithCaMs.length) rows.push([`restore to the next line (ms; ${CA_VAR} set)`, '—', num(median(svr.restoreWithCaMs), 0), '—', ratio(median(svr.restoreWithCaMs), gvr?.restoreMs)]);
+    for (const l of table(['measure', 'native', 'snapvisor', 'runsc-ptrace', 'snapvisor / runsc'], rows)) out('  ' + l);
+    if (svr) {
+      out(`  snapvisor checkpoint: ${svr.pages} pages, guest paused ${svr.pausedMs} ms, written in ${svr.writtenMs} ms (its own report); continuity ${svr.continuity}`);
+      out(`  snapvisor restores (ms): ${svr.restoreMs.map((x) => x.toFixed(0)).join(', ')}${svr.restoreWithCaMs.length ? `; with ${CA_VAR}: ${svr.restoreWithCaMs.map((x) => x.toFixed(0)).join(', ')}` : ''}`);
     }
+    if (gvr) out(`  runsc continuity ${gvr.continuity}`);
+    if (svErr) out(`  snapvisor: n/a: ${svErr}`);
+    if (gvErr && gvErr !== 'runsc unavailable') out(`  runsc: n/a: ${gvErr}`);
+    out(`  native cold starts (ms): ${natives.map((x) => x.toFixed(0)).join(', ')}. snapvisor's times include a node start-up and CLI load (table 2).`);
     out();
     out(`load avg: ${loadavg()} at end`);
     out(`total bench time ${((Date.now() - started) / 1000).toFixed(1)} s`);

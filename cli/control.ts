@@ -10,6 +10,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Kernel } from '../src/kernel/kernel.js';
 
+/** Print `snapvisor: MSG` as one line on stderr. */
+export function fail(msg: string): void {
+  fs.writeSync(2, `snapvisor: ${msg}\n`);
+}
+
 export function stateDir(root?: string): string {
   if (root) return path.resolve(root);
   if (process.env.XDG_RUNTIME_DIR) return path.join(process.env.XDG_RUNTIME_DIR, 'snapvisor');
@@ -75,6 +80,9 @@ export async function serveControl(root: string | undefined, name: string, kerne
   });
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(sock, () => resolve()); });
   server.unref();
+  // A named sandbox is there to be checkpointed: load the store's code once things are quiet,
+  // not while the checkpoint request waits.
+  setTimeout(() => { void import('../snapshots/checkpoint.js').catch(() => undefined); }, 500).unref();
   fs.writeFileSync(meta, JSON.stringify({ name, pid: process.pid, started: new Date().toISOString() }) + '\n');
   return {
     close: async () => {

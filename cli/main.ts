@@ -5,10 +5,10 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_PLATFORM, PLATFORMS } from '../platforms/registry.js';
-import { runCommand, restoreCommand, fail } from './run.js';
-import { controlSocket, defaultStore, request } from './control.js';
-import { syscallsCommand } from './syscalls.js';
-import { demoCommand } from './demo.js';
+// Only what every command needs is loaded at start-up: the kernel (run, restore), the store
+// and the syscall table are imported by the commands that use them, so `checkpoint`,
+// `checkpoints` and `--help` start without parsing the kernel.
+import { controlSocket, defaultStore, fail, request } from './control.js';
 
 const program = new Command();
 program
@@ -61,6 +61,7 @@ program
   .argument('<program>', 'program to run')
   .argument('[args...]', 'its arguments')
   .action(async (prog: string, args: string[], opts) => {
+    const { runCommand } = await import('./run.js');
     process.exitCode = await runCommand(program.opts().root, prog, args, opts);
   });
 
@@ -87,6 +88,7 @@ program
   .option('--platform <name>', `platform that runs guest code (${Object.keys(PLATFORMS).join(', ')})`, DEFAULT_PLATFORM)
   .option('--strace', 'print each syscall on stderr')
   .action(async (id: string, opts) => {
+    const { restoreCommand } = await import('./run.js');
     process.exitCode = await restoreCommand(program.opts().root, id, opts);
   });
 
@@ -166,13 +168,13 @@ program
   .command('demo')
   .description('run a python3 counter, checkpoint it mid-way, kill it, restore it, and show it continuing')
   .option('--store <dir>', 'checkpoint store (default: a temporary directory)')
-  .action(async (opts) => { process.exitCode = await demoCommand(opts); });
+  .action(async (opts) => { process.exitCode = await (await import('./demo.js')).demoCommand(opts); });
 
 program
   .command('syscalls')
   .description('print the syscall table: number, name, support level, note')
   .option('--markdown', 'as the Markdown table of docs/syscalls.md')
-  .action((opts) => syscallsCommand(opts));
+  .action(async (opts) => (await import('./syscalls.js')).syscallsCommand(opts));
 
 program.parseAsync(process.argv).catch((e: Error & { code?: string; exitCode?: number }) => {
   // Commander's own exits (help, version, usage errors): the message is already out.

@@ -1,5 +1,4 @@
 /** `snapvisor run` and `snapvisor restore`: start a sandbox (new or from a checkpoint), run it to the end, exit with its status. */
-import fs from 'node:fs';
 import os from 'node:os';
 import { createSandbox } from '../src/sandbox/create.js';
 import { UnknownPlatformError, createPlatform } from '../platforms/registry.js';
@@ -7,7 +6,9 @@ import type { Platform } from '../platforms/platform.js';
 import { ExecError } from '../src/loader/exec.js';
 import { E } from '../src/errno.js';
 import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
-import { serveControl, defaultStore } from './control.js';
+import { serveControl, defaultStore, fail } from './control.js';
+
+export { fail };
 
 export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number }
 
@@ -24,10 +25,6 @@ function platformOf(name: string | undefined): Platform | undefined {
 /** The shell's view of an exit: status, or 128+N for death by signal N. */
 export function exitStatus(info: ExitInfo): number {
   return 'code' in info ? info.code : 128 + info.signal;
-}
-
-export function fail(msg: string): void {
-  fs.writeSync(2, `snapvisor: ${msg}\n`);
 }
 
 /** Run a kernel to its end, serving the control socket when named. */

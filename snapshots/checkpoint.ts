@@ -11,6 +11,7 @@ import type { Kernel } from '../src/kernel/kernel.js';
 import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState } from '../src/kernel/state.js';
 import { CheckpointSummary, OpenedCheckpoint, SnapshotError, openCheckpoint, writeCheckpoint } from './store.js';
+import { verifyPages } from './pages.js';
 
 export interface CheckpointResult extends CheckpointSummary {
   /** Time the guest was stopped (quiesce + capture), ms. */
@@ -57,6 +58,14 @@ function validateGraph(g: unknown): asserts g is KernelState {
   }
 }
 
+/**
+ * Checkpoints with at most this many bytes of pages (and a page file at most
+ * SYNC_VERIFY_FILE_BYTES long) are verified before the guest starts: it costs a few ms.
+ * Larger ones are verified by a worker thread while the guest runs.
+ */
+const SYNC_VERIFY_BYTES = 8 << 20;
+const SYNC_VERIFY_FILE_BYTES = 64 << 20;
+
 /** What restoreKernel gives back. */
 export interface RestoredKernel {
   kernel: Kernel;
@@ -77,8 +86,9 @@ export interface RestoredKernel {
  * graph (read from the restore record, without the store's lock), map the checkpoint's
  * page file under a fresh, empty memory file (pages are copied in on their first write),
  * start new stubs, replay mappings and registers, and give the sandbox a new identity
- * (boot id, generation). Page checksums are verified in a worker thread while the guest
- * runs; a bad page stops the sandbox with a line on the kernel's log. The returned kernel
+ * (boot id, generation). Page checksums are verified before the guest starts for small
+ * checkpoints (≤ 8 MiB of pages), else in a worker thread while the guest runs: a bad page
+ * then stops the sandbox with a line on the kernel's log. The returned kernel
  * is ready to `run()`. Throws SnapshotError before any guest starts (unknown id, damaged
  * records, missing rootfs).
  */
@@ -88,6 +98,19 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   trace?.('start');
   const opened = await openCheckpoint(storeDir, id);
   trace?.('opened');
+  let verifier: Worker | Error | undefined;
+  if (opened.manifest.storedPageBytes <= SYNC_VERIFY_BYTES && opened.pageFileBytes <= SYNC_VERIFY_FILE_BYTES) {
+    // Small: check every page now (a few ms), so a damaged checkpoint never runs at all.
+    const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes);
+    if (bad !== undefined) {
+      fs.closeSync(opened.pageFd);
+      throw new SnapshotError(`checkpoint ${opened.id} is corrupt: ${bad}`);
+    }
+  } else {
+    // Started before the platform pins this thread to one CPU (threads inherit it): the check
+    // runs on another CPU than the tracer and its stubs.
+    verifier = startVerifier(opened);
+  }
   let kernel: Kernel;
   try {
     validateGraph(opened.graph);
@@ -100,6 +123,7 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     trace?.('kernel');
   } catch (e) {
     fs.closeSync(opened.pageFd);
+    if (verifier && !(verifier instanceof Error)) void verifier.terminate();
     throw e;
   }
   try {
@@ -109,9 +133,10 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     trace?.('resumed');
   } catch (e) {
     kernel.destroy();
+    if (verifier && !(verifier instanceof Error)) void verifier.terminate();
     throw e;
   }
-  const verified = verifyInBackground(kernel, opened);
+  const verified = verifier ? watchVerifier(kernel, opened, verifier) : Promise.resolve(undefined);
   return { kernel, id: opened.id, restoreMs: performance.now() - t0, verified };
 }
 
@@ -124,22 +149,22 @@ function beginGeneration(graph: KernelState): void {
   graph.config.generation = (graph.config.generation ?? 0) + 1;
 }
 
-/** Check every page of the opened checkpoint in a worker; stop the sandbox on a bad one. */
-function verifyInBackground(kernel: Kernel, opened: OpenedCheckpoint): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    let worker: Worker;
-    try {
-      // The worker opens its own descriptor of the same file (the memory file owns pageFd).
-      const path = `/proc/self/fd/${opened.pageFd}`;
-      worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: opened.runs, pageFileBytes: opened.pageFileBytes } });
-    } catch (e) {
-      const msg = `checkpoint ${opened.id}: cannot verify its pages (${(e as Error).message}); stopping the sandbox`;
-      kernel.log(`snapvisor: ${msg}`);
-      kernel.kill();
-      resolve(msg);
-      return;
-    }
+/** A worker thread checking every page of the opened checkpoint (snapshots/verify-worker.ts), or why none could start. */
+function startVerifier(opened: OpenedCheckpoint): Worker | Error {
+  try {
+    // The worker opens its own descriptor of the same file (the memory file owns pageFd).
+    const path = `/proc/self/fd/${opened.pageFd}`;
+    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: opened.runs, pageFileBytes: opened.pageFileBytes } });
     worker.unref();
+    return worker;
+  } catch (e) {
+    return e as Error;
+  }
+}
+
+/** Stop the sandbox when the verifier finds a bad page (or cannot run); settle with its verdict. */
+function watchVerifier(kernel: Kernel, opened: OpenedCheckpoint, worker: Worker | Error): Promise<string | undefined> {
+  return new Promise((resolve) => {
     let done = false;
     const finish = (bad: string | undefined): void => {
       if (done) return;
@@ -150,6 +175,10 @@ function verifyInBackground(kernel: Kernel, opened: OpenedCheckpoint): Promise<s
       }
       resolve(bad);
     };
+    if (worker instanceof Error) {
+      finish(`checkpoint ${opened.id}: cannot verify its pages (${worker.message})`);
+      return;
+    }
     worker.on('message', (m: string | null) => finish(m === null ? undefined : `checkpoint ${opened.id} is corrupt: ${m}`));
     worker.on('error', (e) => finish(`checkpoint ${opened.id}: page verification failed (${e.message})`));
     worker.on('exit', () => finish(`checkpoint ${opened.id}: page verification ended without a result`));

@@ -1,0 +1,249 @@
+/**
+ * Section 3 of `npm run bench` (issue 7 point 8): the warmed-up python3 workload, cold and
+ * restored, under snapvisor and under gVisor (runsc, ptrace platform), through each one's
+ * own command line as separate processes.
+ *
+ * The workload imports a dozen stdlib modules, allocates ~200 MB (200,000 objects of
+ * 1,000 bytes: mostly zeros inside objects, like a real heap), prints `ready`, then prints
+ * 1, 2, 3, … every 10 ms. Measured: spawn → `ready` (cold start), the checkpoint command
+ * (spawn → exit; the sandbox ends), the bytes the checkpoint occupies on disk, and
+ * restore (spawn → the workload's next line).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+
+/** The workload; argv[1] is the number of 1,000-byte objects (200,000 ≈ 200 MB). */
+export const WORKLOAD = [
+  'import json, decimal, asyncio, email, http.client, xml.dom.minidom, sqlite3, unittest, argparse, logging, sys, time',
+  'data = [bytes(1000) for _ in range(int(sys.argv[1]))]',
+  "print('ready', flush=True)",
+  'i = 0',
+  'while True:',
+  '    i += 1',
+  '    print(i, flush=True)',
+  '    time.sleep(0.01)',
+].join('\n');
+
+const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/** A spawned process whose stdout lines are followed. */
+interface Followed {
+  child: ChildProcess;
+  lines: string[];
+  stderr: () => string;
+  /** Time (ms, `now()` clock) at which the first line matching `pred` arrived. */
+  waitLine(pred: (l: string) => boolean, timeoutMs: number): Promise<{ line: string; at: number }>;
+  exited: Promise<number>;
+}
+
+function follow(cmd: string, args: string[], env: NodeJS.ProcessEnv): Followed {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const lines: string[] = [];
+  const stamps: number[] = [];
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => { if (err.length < 8192) err += d.toString(); });
+  const waiters: Array<() => void> = [];
+  readline.createInterface({ input: child.stdout! }).on('line', (l) => { lines.push(l); stamps.push(now()); for (const w of [...waiters]) w(); });
+  const exited = new Promise<number>((resolve) => child.on('close', (code, sig) => { resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0)); for (const w of [...waiters]) w(); }));
+  let dead = false;
+  void exited.then(() => { dead = true; });
+  return {
+    child, lines, stderr: () => err, exited,
+    waitLine(pred, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const check = (): boolean => {
+          const i = lines.findIndex(pred);
+          if (i >= 0) { resolve({ line: lines[i], at: stamps[i] }); return true; }
+          if (dead) { reject(new Error(`${path.basename(cmd)} ${args[0] ?? ''} ended before the expected line; stderr: ${err.trim().split('\n').pop() ?? ''}`)); return true; }
+          return false;
+        };
+        if (check()) return;
+        const timer = setTimeout(() => { waiters.splice(waiters.indexOf(w), 1); reject(new Error(`no expected line within ${timeoutMs} ms; stderr: ${err.trim().split('\n').pop() ?? ''}`)); }, timeoutMs);
+        const w = (): void => { if (check()) { clearTimeout(timer); waiters.splice(waiters.indexOf(w), 1); } };
+        waiters.push(w);
+      });
+    },
+  };
+}
+
+/** Run a command to its end; resolves with wall ms, status and output. */
+function runTimed(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<{ ms: number; status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const t0 = now();
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let stdout = '', stderr = '';
+    child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', () => { (child as unknown as { ms: number }).ms = now() - t0; });
+    child.on('close', (code, sig) => { clearTimeout(timer); resolve({ ms: (child as unknown as { ms: number }).ms ?? now() - t0, status: code ?? 128 + (sig ? os.constants.signals[sig] : 0), stdout, stderr }); });
+    child.on('error', (e) => { clearTimeout(timer); resolve({ ms: 0, status: -1, stdout, stderr: e.message }); });
+  });
+}
+
+/** Bytes a directory tree occupies on disk (allocated blocks: holes of sparse files cost nothing). */
+export function diskBytes(dir: string): number {
+  let total = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) total += diskBytes(p);
+    else if (e.isFile()) total += fs.statSync(p).blocks * 512;
+  }
+  return total;
+}
+
+const lastLine = (s: string): string => s.trim().split('\n').pop() ?? '';
+
+/** Native cold start: spawn → `ready`. */
+export async function nativeColdStart(objects: number): Promise<number> {
+  const t0 = now();
+  const f = follow('/usr/bin/python3', ['-c', WORKLOAD, String(objects)], process.env);
+  try {
+    return (await f.waitLine((l) => l === 'ready', 60_000)).at - t0;
+  } finally {
+    f.child.kill('SIGKILL');
+    await f.exited;
+  }
+}
+
+export interface SnapvisorRound {
+  coldStartMs: number;
+  checkpointMs: number;
+  /** What the checkpoint command printed: guest paused, written in (ms), pages. */
+  pausedMs: number;
+  writtenMs: number;
+  pages: number;
+  /** Bytes the store occupies on disk after the checkpoint (page file, restore record, LevelDB). */
+  storedBytes: number;
+  /** Restores, spawn → next line, in order (the first is the first read of the page file after it was written). */
+  restoreMs: number[];
+  /** Restores with NODE_EXTRA_CA_CERTS set as the caller had it (if it was). */
+  restoreWithCaMs: number[];
+  continuity: string;
+}
+
+/**
+ * One round under snapvisor: run --name (cold start to `ready`), checkpoint after three more
+ * lines (the sandbox ends), then `restores` restores, each timed spawn → next line and checked
+ * to go on from the last number the original printed.
+ */
+export async function snapvisorRound(node: string, cli: string, env: NodeJS.ProcessEnv, caEnv: NodeJS.ProcessEnv | undefined, dir: string, objects: number, restores: number): Promise<SnapvisorRound> {
+  const root = fs.mkdtempSync(path.join(dir, 'root-'));
+  const store = fs.mkdtempSync(path.join(dir, 'store-'));
+  const name = `bench-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
+  const t0 = now();
+  const run = follow(node, [cli, '--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)], env);
+  let coldStartMs: number;
+  let cp;
+  try {
+    coldStartMs = (await run.waitLine((l) => l === 'ready', 120_000)).at - t0;
+    await run.waitLine((l) => l === '3', 30_000);
+    cp = await runTimed(node, [cli, '--root', root, 'checkpoint', name, '--store', store], env);
+  } finally {
+    if (!cp || cp.status !== 0) run.child.kill('SIGKILL');
+  }
+  await run.exited;
+  if (cp.status !== 0) throw new Error(`snapvisor checkpoint exited ${cp.status}: ${lastLine(cp.stderr)}`);
+  const id = cp.stdout.trim().split(/\s+/).pop()!;
+  const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
+  const m = (re: RegExp) => Number(re.exec(cp.stdout)?.[1] ?? NaN);
+  const one = async (e: NodeJS.ProcessEnv): Promise<number> => {
+    const s0 = now();
+    const r = follow(node, [cli, 'restore', id, '--store', store], e);
+    try {
+      const first = await r.waitLine(() => true, 60_000);
+      if (Number(first.line) !== last + 1) throw new Error(`snapvisor restore went on from ${first.line}, expected ${last + 1}`);
+      return first.at - s0;
+    } finally {
+      r.child.kill('SIGKILL');
+      await r.exited;
+    }
+  };
+  const restoreMs: number[] = [];
+  for (let i = 0; i < restores; i++) restoreMs.push(await one(env));
+  const restoreWithCaMs: number[] = [];
+  if (caEnv) for (let i = 0; i < restores; i++) restoreWithCaMs.push(await one(caEnv));
+  return {
+    coldStartMs, checkpointMs: cp.ms, pausedMs: m(/guest paused (\d+(?:\.\d+)?) ms/), writtenMs: m(/written in (\d+(?:\.\d+)?) ms/),
+    pages: m(/(\d+) pages/), storedBytes: diskBytes(store), restoreMs, restoreWithCaMs, continuity: `${last} → ${last + 1}`,
+  };
+}
+
+export interface RunscRound {
+  coldStartMs: number;
+  checkpointMs: number;
+  imageBytes: number;
+  restoreMs: number;
+  continuity: string;
+}
+
+/** An OCI bundle running the workload read-only on the host's root. */
+function writeBundle(dir: string, objects: number): string {
+  const bundle = fs.mkdtempSync(path.join(dir, 'oci-'));
+  const config = {
+    ociVersion: '1.0.0',
+    process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['/usr/bin/python3', '-c', WORKLOAD, String(objects)], env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/root'], cwd: '/' },
+    root: { path: '/', readonly: true },
+    hostname: 'bench',
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs' },
+    ],
+    linux: { namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
+  };
+  fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(config, null, 1));
+  return bundle;
+}
+
+/**
+ * The same round under `runsc --platform=ptrace`: `runsc run` of an OCI bundle (cold start to
+ * `ready`), `runsc checkpoint --image-path` after three more lines (the container ends), then
+ * `runsc restore` timed spawn → next line.
+ */
+export async function runscRound(runsc: string, globalArgs: string[], dir: string, objects: number): Promise<RunscRound> {
+  const state = fs.mkdtempSync(path.join(dir, 'runsc-state-'));
+  const image = fs.mkdtempSync(path.join(dir, 'runsc-image-'));
+  const bundle = writeBundle(dir, objects);
+  const g = [...globalArgs, '--root', state];
+  const tag = `${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
+  const id = `svbench-${tag}`, id2 = `svbench-r-${tag}`;
+  const cleanup = async (cid: string) => { await runTimed(runsc, [...g, 'delete', '-force', cid], process.env, 30_000); };
+  try {
+    const t0 = now();
+    const run = follow(runsc, [...g, 'run', '--bundle', bundle, id], process.env);
+    let cp;
+    let coldStartMs: number;
+    try {
+      coldStartMs = (await run.waitLine((l) => l === 'ready', 120_000)).at - t0;
+      await run.waitLine((l) => l === '3', 30_000);
+      cp = await runTimed(runsc, [...g, 'checkpoint', '--image-path', image, id], process.env);
+    } finally {
+      if (!cp || cp.status !== 0) run.child.kill('SIGKILL');
+    }
+    await Promise.race([run.exited, new Promise((r) => setTimeout(r, 10_000))]);
+    if (cp.status !== 0) throw new Error(`runsc checkpoint exited ${cp.status}: ${lastLine(cp.stderr)}`);
+    const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
+    await cleanup(id);
+    const s0 = now();
+    const r = follow(runsc, [...g, 'restore', '--bundle', bundle, '--image-path', image, id2], process.env);
+    let restoreMs: number;
+    let first: string;
+    try {
+      const got = await r.waitLine(() => true, 60_000);
+      restoreMs = got.at - s0;
+      first = got.line;
+    } finally {
+      r.child.kill('SIGKILL');
+      await cleanup(id2);
+      await Promise.race([r.exited, new Promise((res) => setTimeout(res, 10_000))]);
+    }
+    return { coldStartMs, checkpointMs: cp.ms, imageBytes: diskBytes(image), restoreMs, continuity: `${last} → ${first}` };
+  } finally {
+    await cleanup(id);
+    await cleanup(id2);
+  }
+}
