@@ -8,15 +8,20 @@ import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { verifyPages } from './pages.js';
 
-const { path, runs, pageFileBytes } = workerData as { path: string; runs: Array<[number, Uint8Array]>; pageFileBytes: number };
-let result: string | undefined;
-let fd = -1;
-try {
-  fd = fs.openSync(path, 'r');
-  result = verifyPages(fd, runs, pageFileBytes);
-} catch (e) {
-  result = `its page file cannot be read (${(e as Error).message})`;
-} finally {
-  if (fd >= 0) fs.closeSync(fd);
+/** Check the page file and post the verdict (only when running as the restore's worker). */
+function main(): void {
+  const { path, runs, pageFileBytes } = workerData as { path: string; runs: Array<[number, Uint8Array]>; pageFileBytes: number };
+  let result: string | undefined;
+  let fd = -1;
+  try {
+    fd = fs.openSync(path, 'r');
+    result = verifyPages(fd, runs, pageFileBytes);
+  } catch (e) {
+    result = `its page file cannot be read (${(e as Error).message})`;
+  } finally {
+    if (fd >= 0) fs.closeSync(fd);
+  }
+  parentPort!.postMessage(result ?? null);
 }
-parentPort!.postMessage(result ?? null);
+
+if (parentPort && workerData) main();
