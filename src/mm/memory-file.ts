@@ -312,11 +312,22 @@ export class MemoryFile {
    * kernel's own address space (file data of the upper layer; keeps the kernel's RSS small).
    */
   pread(off: number, buf: Uint8Array): void {
-    this.backing.read(off, buf);
+    if (!this.pageFile) { this.backing.read(off, buf); return; }
+    // Pages still in a restored checkpoint's page file are read from there.
+    const end = off + buf.length;
+    const lo = pageRoundDown(off);
+    this.segments(lo, pageRoundUp(end) - lo, (so, sl, backed) => {
+      const a = Math.max(so, off), e = Math.min(so + sl, end);
+      if (a >= e) return;
+      const into = buf.subarray(a - off, e - off);
+      if (!backed) { this.backing.read(a, into); return; }
+      this.eachWindowPiece(a, e - a, (wi, wo, n) => into.set(this.backingWindow(wi).subarray(wo, wo + n), wo + wi * WINDOW_SIZE - a));
+    });
   }
 
-  /** pwrite(2) of `data` to the memfd at byte `off` (see pread). */
+  /** pwrite(2) of `data` to the memfd at byte `off` (see pread); pages still in a page file are copied in first. */
   pwrite(off: number, data: Uint8Array): void {
+    if (this.pageFile) this.materialize(pageRoundDown(off), pageRoundUp(off + data.length) - pageRoundDown(off));
     this.backing.write(off, data);
   }
 
