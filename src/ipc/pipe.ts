@@ -14,6 +14,12 @@ import { O_CLOEXEC, O_DIRECT, O_NONBLOCK, O_WRONLY, PIPE_BUF, PROT_READ, PROT_WR
 
 export const PIPE_CAPACITY = 65536;
 
+/** A new pipe's owner: the creating task's filesystem uid and gid. */
+function ownerOf(t: Task): [number, number] {
+  const tg = t.tg;
+  return [tg.cred?.fsuid ?? tg.uid, tg.cred?.fsgid ?? tg.gid];
+}
+
 export class Pipes {
   /** Fires with a pipe's id whenever its buffer or its ends change. */
   readonly changed$ = new Subject<number>();
@@ -25,7 +31,7 @@ export class Pipes {
     if (flags & ~(O_NONBLOCK | O_CLOEXEC | O_DIRECT)) return -E.EINVAL;
     const k = this.k;
     const id = k.newId();
-    const p: PipeState = { id, buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers: 1, writers: 1 };
+    const p: PipeState = { id, buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers: 1, writers: 1, owner: ownerOf(t) };
     k.state.pipes[id] = p;
     const nb = flags & O_NONBLOCK;
     const r = k.newOpenFile({ kind: 'pipe', path: `pipe:[${id}]`, flags: nb, pipeId: id });
@@ -73,7 +79,7 @@ export class Pipes {
 
   /** A new pipe with the given ends open (socketpair builds a stream of two of these). */
   newPipe(readers: number, writers: number): PipeState {
-    const p: PipeState = { id: this.k.newId(), buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers, writers };
+    const p: PipeState = { id: this.k.newId(), buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers, writers, owner: this.k.current && ownerOf(this.k.current) };
     this.k.state.pipes[p.id] = p;
     return p;
   }

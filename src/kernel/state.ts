@@ -341,6 +341,8 @@ export interface PipeState {
   /** Open file descriptions of each end. */
   readers: number;
   writers: number;
+  /** The creator's filesystem uid and gid (fstat's st_uid/st_gid, as pipefs records them); absent in older graphs: the caller's. */
+  owner?: [number, number];
   /** Bytes ever written and read (positions for fds in flight). */
   written?: number;
   readTotal?: number;

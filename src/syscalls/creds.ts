@@ -200,11 +200,13 @@ export const credSyscalls = [
   }),
   syscall('setgroups', 2, (t) => {
     const n = t.argInt(0);
-    if (n < 0 || n > 65536) return -E.EINVAL;
+    // kernel/groups.c order: permission, size, then each gid ((gid_t)-1 is not a valid id); the list is kept sorted, duplicates too.
     if (!capable(cred(t), CAP_SETGID)) return -E.EPERM;
+    if (n < 0 || n > 65536) return -E.EINVAL;
     const groups: number[] = [];
     for (let i = 0; i < n; i++) groups.push(t.mm.readU32(t.arg(1) + i * 4));
-    cred(t).groups = [...new Set(groups)].sort((a, b) => a - b);
+    if (groups.includes(NONE)) return -E.EINVAL;
+    cred(t).groups = groups.sort((a, b) => a - b);
     return 0;
   }),
   syscall('capget', 2, capget),

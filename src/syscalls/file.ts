@@ -27,11 +27,15 @@ export function nodeOfFile(t: Task, f: OpenFileState): Node | undefined {
 
 /** stat of an open file (fstat). */
 export function statOfFile(t: Task, f: OpenFileState): Stat {
+  // Pipes and sockets belong to their creator (pipefs/sockfs inodes), whoever asks later.
+  const owner = (pipeId: number | undefined) => t.kernel.state.pipes[pipeId ?? -1]?.owner ?? [t.tg.uid, t.tg.gid];
   if (f.kind === 'socket') {
-    return { dev: 0x8, ino: 0x10000 + f.socket!.tx, nlink: 1, mode: 0o140777, uid: t.tg.uid, gid: t.tg.gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
+    const [uid, gid] = owner(f.socket!.tx);
+    return { dev: 0x8, ino: 0x10000 + f.socket!.tx, nlink: 1, mode: 0o140777, uid, gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
   }
   if (f.kind === 'pipe') {
-    return { dev: 0xc, ino: 0x10000 + f.pipeId!, nlink: 1, mode: S_IFIFO | 0o600, uid: t.tg.uid, gid: t.tg.gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
+    const [uid, gid] = owner(f.pipeId);
+    return { dev: 0xc, ino: 0x10000 + f.pipeId!, nlink: 1, mode: S_IFIFO | 0o600, uid, gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
   }
   if (f.kind === 'hostfd') {
     return t.kernel.host.fstat(f.hostFd!);
@@ -55,14 +59,14 @@ export function statOfFile(t: Task, f: OpenFileState): Stat {
 export function openNode(t: Task, n: Node, flags: number, created = false): OpenFileState {
   const k = t.kernel;
   const acc = flags & O_ACCMODE;
-  const writing = acc === O_WRONLY || acc === O_RDWR;
+  const writing = acc !== O_RDONLY; // 3 (O_ACCMODE) asks for read and write permission, as Linux's ACC_MODE
   const mode = modeOf(n);
   if (n.kind === 'synthetic' && n.node.magicFileId !== undefined) return reopen(t, n.node.magicFileId, flags);
   if (flags & O_PATH) return k.newOpenFile({ kind: isDir(mode) ? 'dir' : 'synthetic', path: n.path, flags, content: new Uint8Array(0) });
   if (!created) k.vfs.checkAccess(n, (acc === O_WRONLY ? 0 : MAY_READ) | (writing || (flags & O_TRUNC) ? MAY_WRITE : 0));
   if ((mode & S_IFMT) === S_IFIFO) throw new SyscallError(E.ENXIO); // named pipes: not yet
   if (isDir(mode)) {
-    if (writing || (flags & O_CREAT)) throw new SyscallError(E.EISDIR);
+    if (writing || (flags & (O_CREAT | O_TRUNC))) throw new SyscallError(E.EISDIR);
     return k.newOpenFile({ kind: 'dir', path: n.path, flags });
   }
   if (flags & O_DIRECTORY) throw new SyscallError(E.ENOTDIR);
@@ -140,6 +144,7 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
   const path = t.mm.readCString(pathAddr);
   const k = t.kernel;
   if ((flags & O_TMPFILE) === O_TMPFILE) return -E.EOPNOTSUPP;
+  if ((flags & O_CREAT) && (flags & O_DIRECTORY)) return -E.EINVAL; // build_open_flags (Linux 6.4+)
   const base = baseDir(t, dirfd, path);
   const excl = (flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL);
   const r = k.vfs.walk(path, base, !(flags & O_NOFOLLOW) && !excl);
@@ -183,7 +188,8 @@ function copyToGuest(t: Task, buf: number, src: Uint8Array): number {
 
 /** read(2) body for one open file at `pos` (or its offset); advances the offset when `advance`. */
 function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: number | null): SyscallResult {
-  if ((f.flags & O_ACCMODE) === O_WRONLY || (f.flags & O_PATH)) return -E.EBADF;
+  // Access mode 3 (O_ACCMODE) opens a file for neither reading nor writing (Linux's FMODE bits).
+  if ((f.flags & O_ACCMODE) === O_WRONLY || (f.flags & O_ACCMODE) === O_ACCMODE || (f.flags & O_PATH)) return -E.EBADF;
   count = Math.min(count, MAX_RW);
   const usePos = pos ?? f.offset;
   const advance = (n: number) => { if (pos === null && n > 0) f.offset += n; return n; };
@@ -275,7 +281,7 @@ function writeHostFd(t: Task, hfd: number, view: Uint8Array): number {
 
 function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: number | null): SyscallResult {
   const acc = f.flags & O_ACCMODE;
-  if (acc === O_RDONLY || (f.flags & O_PATH)) return -E.EBADF;
+  if (acc === O_RDONLY || acc === O_ACCMODE || (f.flags & O_PATH)) return -E.EBADF;
   count = Math.min(count, MAX_RW);
   switch (f.kind) {
     case 'pipe': return t.kernel.pipes.write(t, f, buf, count);
@@ -378,6 +384,7 @@ function fileSize(t: Task, f: OpenFileState): number {
 function lseek(t: Task): number {
   const f = t.kernel.file(t, t.argInt(0));
   const off = t.argI64(1), whence = t.argInt(2);
+  if (whence < 0 || whence > 4 /* SEEK_HOLE */) return -E.EINVAL; // before the file's own llseek (ksys_lseek)
   if ((f.kind === 'hostfd' && t.kernel.host.isStream(f.hostFd!)) || f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'pty') return -E.ESPIPE;
   if (f.kind === 'dev') return 0;
   let base: number;
@@ -448,6 +455,32 @@ function getdents64(t: Task): number {
   return pos;
 }
 
+
+/**
+ * The checks Linux makes on a struct flock (32 bytes: l_type s16, l_whence s16, l_start s64,
+ * l_len s64, l_pid s32) before looking for conflicts (fs/locks.c flock_to_posix_lock,
+ * fcntl_getlk/fcntl_setlk): EINVAL for an unknown type or whence, a negative start, or an OFD
+ * command with l_pid set; EBADF when setting a read lock on a file not open for reading or a
+ * write lock on one not open for writing. Returns 0 when the lock is acceptable.
+ */
+function checkFlock(t: Task, f: OpenFileState, fl: Uint8Array, cmd: number, setting: boolean): number {
+  const v = new DataView(fl.buffer, fl.byteOffset, fl.byteLength);
+  const type = v.getInt16(0, true), whence = v.getInt16(2, true), start = v.getBigInt64(8, true), len = v.getBigInt64(16, true), pid = v.getInt32(24, true);
+  const F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2;
+  if (type !== F_RDLCK && type !== F_WRLCK && type !== F_UNLCK) return -E.EINVAL;
+  if ((cmd === F_OFD_GETLK || cmd === F_OFD_SETLK || cmd === F_OFD_SETLKW) && pid !== 0) return -E.EINVAL;
+  if (!setting && type === F_UNLCK) return -E.EINVAL; // F_GETLK asks about a lock it would take
+  if (whence < 0 || whence > 2) return -E.EINVAL;
+  if (whence === 0 && (start < 0n || (len < 0n && start + len < 0n))) return -E.EINVAL;
+  if (setting) {
+    const acc = f.flags & O_ACCMODE;
+    if (type === F_RDLCK && acc === O_WRONLY) return -E.EBADF;
+    if (type === F_WRLCK && acc === O_RDONLY) return -E.EBADF;
+  }
+  void t;
+  return 0;
+}
+
 function fcntl(t: Task): number {
   const fd = t.argInt(0), cmd = t.argInt(1);
   const k = t.kernel;
@@ -468,17 +501,17 @@ function fcntl(t: Task): number {
       return 0;
     }
     case F_GETLK: case F_OFD_GETLK: {
-      // No other process can hold a lock on our files yet: report F_UNLCK (l_type at offset 0, 2).
       const p = t.arg(2);
-      const b = t.mm.read(p, 32);
-      const copy = new Uint8Array(b);
+      const copy = new Uint8Array(t.mm.read(p, 32));
+      const bad = checkFlock(t, f, copy, cmd, false);
+      if (bad) return bad;
+      // No other process can hold a lock on our files yet: report F_UNLCK (l_type at offset 0, 2).
       copy[0] = 2; copy[1] = 0;
       t.mm.write(p, copy);
       return 0;
     }
     case F_SETLK: case F_SETLKW: case F_OFD_SETLK: case F_OFD_SETLKW:
-      t.mm.read(t.arg(2), 32);
-      return 0;
+      return checkFlock(t, f, new Uint8Array(t.mm.read(t.arg(2), 32)), cmd, true);
     case F_SETOWN: return 0;
     case 1026 /* F_NOTIFY */: return f.kind === 'dir' ? 0 : -E.ENOTDIR; // dnotify: accepted, no events are ever sent
     case 1033 /* F_ADD_SEALS */: return f.kind === 'upper' ? 0 : -E.EINVAL;
@@ -628,21 +661,26 @@ function pipe2(t: Task, fdsAddr: number, flags: number): number {
   return 0;
 }
 
+/** fsync/fdatasync: 0, or EINVAL for files with no fsync operation (pipes, sockets, eventfds: vfs_fsync_range). */
+function syncable(f: OpenFileState): number {
+  return f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'eventfd' ? -E.EINVAL : 0;
+}
+
 export const fileSyscalls = [
   syscall('read', 3, (t) => readFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null)),
   syscall('write', 3, (t) => writeFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null)),
   syscall('pipe', 1, (t) => pipe2(t, t.arg(0), 0)),
   syscall('pipe2', 2, (t) => pipe2(t, t.arg(0), t.argInt(1)), 'partial', 'O_DIRECT (packet mode) is accepted but behaves as a byte stream'),
   syscall('pread64', 4, (t) => {
+    if (t.argI64(3) < 0) return -E.EINVAL; // before the fd, as ksys_pread64
     const f = t.kernel.file(t, t.argInt(0));
-    if (t.argI64(3) < 0) return -E.EINVAL;
-    if ((f.kind === 'hostfd' && t.kernel.host.isStream(f.hostFd!)) || f.kind === 'pipe') return -E.ESPIPE;
+    if ((f.kind === 'hostfd' && t.kernel.host.isStream(f.hostFd!)) || f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'pty') return -E.ESPIPE;
     return readFile(t, f, t.arg(1), t.arg(2), t.argI64(3));
   }),
   syscall('pwrite64', 4, (t) => {
+    if (t.argI64(3) < 0) return -E.EINVAL; // before the fd, as ksys_pwrite64
     const f = t.kernel.file(t, t.argInt(0));
-    if (t.argI64(3) < 0) return -E.EINVAL;
-    if (f.kind === 'hostfd' || f.kind === 'pipe') return -E.ESPIPE;
+    if (f.kind === 'hostfd' || f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'pty') return -E.ESPIPE;
     return writeFile(t, f, t.arg(1), t.arg(2), t.argI64(3));
   }),
   syscall('readv', 3, (t) => readv(t, t.argInt(0), t.arg(1), t.argInt(2), null)),
@@ -674,12 +712,18 @@ export const fileSyscalls = [
   syscall('dup', 1, (t) => { const e = t.fdTable.fds[t.argInt(0)]; return e ? t.kernel.installFd(t, e.fileId, false) : -E.EBADF; }),
   syscall('dup2', 2, (t) => dup3(t, t.argInt(0), t.argInt(1), 0, true)),
   syscall('dup3', 3, (t) => dup3(t, t.argInt(0), t.argInt(1), t.argInt(2), false)),
-  syscall('fsync', 1, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'the upper layer lives in memory: nothing to flush'),
-  syscall('fdatasync', 1, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'the upper layer lives in memory: nothing to flush'),
+  syscall('fsync', 1, (t) => syncable(t.kernel.file(t, t.argInt(0))), 'stub', 'the upper layer lives in memory: nothing to flush; EINVAL for pipes and sockets'),
+  syscall('fdatasync', 1, (t) => syncable(t.kernel.file(t, t.argInt(0))), 'stub', 'the upper layer lives in memory: nothing to flush; EINVAL for pipes and sockets'),
   syscall('syncfs', 1, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'the upper layer lives in memory: nothing to flush'),
   syscall('sync', 0, () => 0, 'stub', 'the upper layer lives in memory: nothing to flush'),
   syscall('fadvise64', 4, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'advice only'),
-  syscall('flock', 2, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'no other sandbox can contend for the lock'),
+  syscall('flock', 2, (t) => {
+    // The operation is checked before the fd (fs/locks.c, flock_translate_cmd): LOCK_SH, LOCK_EX or LOCK_UN, with LOCK_NB.
+    const op = t.argInt(1) & ~4 /* LOCK_NB */;
+    if (op !== 1 && op !== 2 && op !== 8) return -E.EINVAL;
+    t.kernel.file(t, t.argInt(0));
+    return 0;
+  }, 'stub', 'locks are not enforced between processes (issue 10); arguments are checked as Linux does'),
   syscall('memfd_create', 2, (t) => {
     const name = t.mm.readCString(t.arg(0), 249);
     const flags = t.argU32(1);
@@ -712,6 +756,6 @@ export const fileSyscalls = [
     if (!(mode & KEEP_SIZE) && end > ino.size) truncateInode(t, ino, end);
     return 0;
   }, 'partial', 'COLLAPSE/INSERT_RANGE give EOPNOTSUPP'),
-  syscall('ftruncate', 2, (t) => ftruncateFile(t, t.kernel.file(t, t.argInt(0)), t.argI64(1))),
+  syscall('ftruncate', 2, (t) => (t.argI64(1) < 0 ? -E.EINVAL /* before the fd, as do_sys_ftruncate */ : ftruncateFile(t, t.kernel.file(t, t.argInt(0)), t.argI64(1)))),
   syscall('sendfile', 4, sendfile, 'partial', 'from regular files; into a full pipe or socket it gives EAGAIN rather than blocking'),
 ];

@@ -62,7 +62,8 @@ function chdirTo(t: Task, n: Node, path: string): number {
 
 function mkdirAt(t: Task, dirfd: number, pathAddr: number, mode: number): number {
   const path = pathArg(t, pathAddr);
-  const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
+  // Trailing slashes name the directory to make; an existing non-directory there is EEXIST, not ENOTDIR.
+  const r = t.kernel.vfs.walk(path.replace(/(.)\/+$/, '$1'), baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
   t.kernel.vfs.create(r.path, S_IFDIR | (mode & 0o7777 & ~t.tg.umask));
   return 0;
@@ -93,6 +94,17 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
   if (flags & ~RENAME_NOREPLACE) return -E.EINVAL;
   const vfs = t.kernel.vfs;
   const oldPath = pathArg(t, oldAddr), newPath = pathArg(t, newAddr);
+  // A last component of "." or ".." on either side is EBUSY before the old name is looked up (do_renameat2).
+  const dotLast = (p: string) => /(^|\/)\.\.?\/*$/.test(p);
+  // Both parents are looked up first (filename_parentat): a missing one is ENOENT.
+  const parentMissing = (p: string, dirfd: number) => {
+    const i = p.replace(/\/+$/, '').lastIndexOf('/');
+    return i > 0 && !vfs.walk(p.slice(0, i), baseDir(t, dirfd, p), true).node;
+  };
+  if (dotLast(oldPath) || dotLast(newPath)) {
+    if (parentMissing(oldPath, olddirfd) || parentMissing(newPath, newdirfd)) return -E.ENOENT;
+    return -E.EBUSY;
+  }
   const from = vfs.walk(oldPath, baseDir(t, olddirfd, oldPath), false);
   if (!from.node) return -E.ENOENT;
   const to = vfs.walk(newPath, baseDir(t, newdirfd, newPath), false);
@@ -126,6 +138,7 @@ function symlinkAt(t: Task, targetAddr: number, dirfd: number, pathAddr: number)
   const path = pathArg(t, pathAddr);
   const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
+  if (path.endsWith('/')) return -E.ENOENT; // a new non-directory named with a trailing slash (filename_create)
   t.kernel.vfs.create(r.path, S_IFLNK | 0o777, { target, size: bytesOf(target).length });
   return 0;
 }
@@ -134,16 +147,16 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   const vfs = t.kernel.vfs;
   const oldPath = pathArg(t, oldAddr), newPath = pathArg(t, newAddr);
   const from = vfs.resolve(oldPath, baseDir(t, olddirfd, oldPath), !!(flags & AT_SYMLINK_FOLLOW));
-  if (isDir(modeOf(from))) return -E.EPERM;
   const to = vfs.walk(newPath, baseDir(t, newdirfd, newPath), false);
   if (to.node) return -E.EEXIST;
-  vfs.checkCreate(to.path);
   // fs.protected_hardlinks (default 1): a file of another user only if it is a plain file we may read and write.
   const c = cred(t), o = vfs.owner(from);
   if (c.fsuid !== o.uid && !capable(c, CAP_FOWNER)) {
     const safe = (o.mode & S_IFMT) === S_IFREG && !(o.mode & 0o4000) && (o.mode & 0o2010) !== 0o2010 && vfs.permits(c, from, MAY_READ | MAY_WRITE);
     if (!safe) return -E.EPERM;
   }
+  vfs.checkCreate(to.path);
+  if (isDir(modeOf(from))) return -E.EPERM; // after the new name's checks, as vfs_link
   const inode = vfs.copyUp(from);
   inode.nlink++;
   t.kernel.state.fs.upper[to.path] = inode.id;
@@ -265,6 +278,7 @@ function mknodAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
   const path = pathArg(t, pathAddr);
   const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
+  if (path.endsWith('/')) return -E.ENOENT; // a new non-directory named with a trailing slash (filename_create)
   t.kernel.vfs.create(r.path, (type || S_IFREG) | (mode & 0o7777 & ~t.tg.umask));
   return 0;
 }
@@ -328,10 +342,10 @@ export const fsSyscalls = [
   syscall('fchownat', 5, (t) => chownNode(t, nodeAt(t, t.argInt(0), t.arg(1), t.argInt(4)), t.argU32(2), t.argU32(3))),
   syscall('utimensat', 4, utimensat),
   syscall('truncate', 2, (t) => {
+    if (t.argI64(1) < 0) return -E.EINVAL; // before the path, as do_sys_truncate
     const n = t.kernel.vfs.resolve(pathArg(t, t.arg(0)), t.tg.cwd, true);
     if (isDir(modeOf(n))) return -E.EISDIR;
     t.kernel.vfs.checkAccess(n, MAY_WRITE);
-    if (t.argI64(1) < 0) return -E.EINVAL;
     truncateInode(t, t.kernel.vfs.copyUp(n), t.argI64(1));
     return 0;
   }),

@@ -11,20 +11,33 @@ import { pageRoundUp } from '../mm/memory-file.js';
 import { inodeRead, inodeShare } from '../vfs/inode-data.js';
 import { pageCacheBlock } from '../mm/page-cache.js';
 import { syscall } from './entry.js';
-import { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, O_ACCMODE, O_RDONLY, O_WRONLY, PAGE_SIZE, PROT_GROWSDOWN, PROT_GROWSUP, PROT_WRITE } from '../abi/linux.js';
+import { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, O_ACCMODE, O_RDONLY, O_WRONLY, PAGE_SIZE, PROT_GROWSDOWN, PROT_GROWSUP, PROT_SEM, PROT_WRITE } from '../abi/linux.js';
 
 const PROT_ALL = 7;
+/** mmap_min_addr: fixed mappings below it need CAP_SYS_RAWIO. */
+const MMAP_MIN_ADDR = 65536;
+
+/** Whether argument i (an address or offset) is not page-aligned (exact on all 64 bits). */
+const unaligned = (t: Task, i: number) => (t.argBig(i) & 0xfffn) !== 0n;
 
 function mmap(t: Task): number {
-  const addr = t.arg(0), len = t.arg(1), prot = t.argInt(2), flags = t.argInt(3), fd = t.argInt(4), off = t.argI64(5);
-  if (len === 0 || off % PAGE_SIZE || off < 0) return -E.EINVAL;
-  if (prot & ~PROT_ALL) return -E.EINVAL;
+  const addr = t.arg(0), len = t.arg(1), flags = t.argInt(3), fd = t.argInt(4), off = t.argI64(5);
+  // Linux ignores protection bits it does not know (do_mmap does not check them).
+  const prot = t.argInt(2) & PROT_ALL;
+  // The order of Linux's checks: the offset's alignment (sys_mmap), the fd (ksys_mmap_pgoff), then do_mmap's.
+  if (unaligned(t, 5)) return -E.EINVAL;
+  const f = flags & MAP_ANONYMOUS ? undefined : t.kernel.file(t, fd);
+  if (len === 0 || off < 0) return -E.EINVAL;
   const type = flags & 3;
   if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) return -E.EINVAL;
   if (pageRoundUp(len) > 0x7fff_ffff_f000) return -E.ENOMEM;
+  // A fixed mapping below mmap_min_addr (64 KiB) needs CAP_SYS_RAWIO, which the sandbox never grants (security_mmap_addr).
+  if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+    if (unaligned(t, 0)) return -E.EINVAL;
+    if (addr < MMAP_MIN_ADDR) return -E.EPERM;
+  }
   const mm = t.mm;
-  if (flags & MAP_ANONYMOUS) return mm.map(addr, len, prot, flags, '', 0);
-  const f = t.kernel.file(t, fd);
+  if (!f) return mm.map(addr, len, prot, flags, '', 0);
   if (f.kind === 'dir') return -E.ENODEV;
   if ((f.flags & O_ACCMODE) === O_WRONLY) return -E.EACCES;
   if (type !== MAP_PRIVATE && (prot & PROT_WRITE) && (f.flags & O_ACCMODE) === O_RDONLY) return -E.EACCES;
@@ -61,9 +74,14 @@ function mmap(t: Task): number {
   return at;
 }
 
+/** Advice values Linux knows (madvise_behavior_valid): NORMAL..DONTNEED, FREE..COLLAPSE. */
+const validAdvice = (a: number) => (a >= 0 && a <= 4) || (a >= 8 && a <= 25);
 function madvise(t: Task): number {
   const addr = t.arg(0), len = pageRoundUp(t.arg(1)), advice = t.argInt(2);
-  if (addr % PAGE_SIZE) return -E.EINVAL;
+  // mm/madvise.c order: the advice, the alignment, then an empty range succeeds.
+  if (!validAdvice(advice)) return -E.EINVAL;
+  if (unaligned(t, 0)) return -E.EINVAL;
+  if (len === 0) return t.arg(1) === 0 ? 0 : -E.EINVAL;
   const discard = advice === MADV_DONTNEED || advice === MADV_FREE || advice === MADV_REMOVE;
   // Like Linux, advice applies to the mapped parts; an unmapped page anywhere gives ENOMEM.
   let gap = false;
@@ -82,7 +100,11 @@ export const mmSyscalls = [
   syscall('munmap', 2, (t) => { t.mm.unmap(t.arg(0), t.arg(1)); return 0; }),
   syscall('mprotect', 3, (t) => {
     const prot = t.argInt(2);
-    if (prot & ~(PROT_ALL | PROT_GROWSDOWN | PROT_GROWSUP)) return -E.EINVAL;
+    // mm/mprotect.c order: both GROWS bits, the alignment, an empty range (succeeds), then unknown bits (PROT_SEM is allowed).
+    if ((prot & PROT_GROWSDOWN) && (prot & PROT_GROWSUP)) return -E.EINVAL;
+    if (unaligned(t, 0)) return -E.EINVAL;
+    if (t.arg(1) === 0) return 0;
+    if (prot & ~(PROT_ALL | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP)) return -E.EINVAL;
     t.mm.protect(t.arg(0), t.arg(1), prot & PROT_ALL);
     return 0;
   }),
