@@ -1,0 +1,91 @@
+/**
+ * Known differences between Linux and snapvisor found by the differential tests: each has a
+ * name, the reason, who is to fix it, a matcher for the first differing step it causes, and a
+ * named regression program that shows it today. The vitest property checks the table is
+ * accurate: every regression program must still differ in exactly that way (a fixed one
+ * fails the test until its entry is removed), and a difference no entry explains fails it.
+ *
+ * A program's comparison stops at its first difference (what follows may only be its
+ * consequence), so a known difference can hide a later one in the same program; the
+ * regression programs keep each difference visible on its own.
+ */
+import type { Difference } from './trace.js';
+import { fieldOf } from './trace.js';
+
+export interface KnownDifference {
+  name: string;
+  /** Why snapvisor differs, and what Linux does. */
+  reason: string;
+  /** Who fixes it (an issue, a helper's area), or "by design". */
+  owner: string;
+  /** Whether a first difference is this one; `step` is the program's step in executor text form (`op arg…`), '' for the end line. */
+  matches(d: Difference, step: string): boolean;
+  /** A program (executor text form, steps only) whose first difference is this one. */
+  regression: string;
+}
+
+const e = (line: string) => fieldOf(line, 'e');
+const r = (line: string) => fieldOf(line, 'r');
+const words = (step: string) => step.split(' ');
+const isDirStat = (line: string) => /^mode=04/.test(line.split(' ').find((f) => f.startsWith('mode=')) ?? '');
+
+export const KNOWN_DIFFERENCES: KnownDifference[] = [
+  {
+    name: 'unix-datagram-socketpair',
+    reason: 'socketpair(AF_UNIX, SOCK_DGRAM / SOCK_SEQPACKET / SOCK_RAW) gives EOPNOTSUPP; Linux creates datagram (SOCK_RAW is SOCK_DGRAM for unix) and seqpacket pairs',
+    owner: 'issue 10 §2 (unix SOCK_DGRAM and SOCK_SEQPACKET sockets)',
+    matches: (d) => d.op === 'socketpair' && r(d.native) === '0' && e(d.sandbox) === 'EOPNOTSUPP',
+    regression: 'socketpair 2',
+  },
+  {
+    name: 'locks-not-enforced',
+    reason: 'flock, POSIX record locks and OFD locks always succeed and F_GETLK always reports F_UNLCK; Linux makes locks of other open files / processes conflict (EAGAIN, or the conflicting lock from F_GETLK)',
+    owner: 'issue 10 §1 (locks)',
+    matches: (d, step) => {
+      const [op, ...a] = words(step);
+      if (op === 'flock') return true;
+      if (op === 'fcntl' && ['5', '6', '36', '37'].includes(a[1])) return true;
+      return op === 'fork' && ['3', '4', '8'].includes(a[0]);
+    },
+    regression: "open 'a 66 420\nopen 'a 2 0\nflock @0 2\nflock @1 2",
+  },
+  {
+    name: 'dac-permission-checks',
+    reason: 'file permission bits are not checked (open, access, mkdir, unlink… succeed for any uid, and root\'s X_OK needs no x bit); Linux gives EACCES/EPERM',
+    owner: 'issue 9 (DAC permission checks, another helper)',
+    matches: (d, step) => {
+      const [op, ...a] = words(step);
+      if (op === 'fork' && ['5', '6'].includes(a[0])) return true;
+      return (e(d.native) === 'EACCES' || e(d.native) === 'EPERM') && e(d.sandbox) !== e(d.native) && d.op !== 'mmap';
+    },
+    regression: "open 'a 65 0\nsetresuid 1000 1000 1000\nopen 'a 0 0",
+  },
+  {
+    name: 'directory-nlink',
+    reason: 'a directory\'s st_nlink stays 2 when subdirectories are made in it; Linux counts each subdirectory\'s ".." (2 + subdirectories)',
+    owner: 'issue 9 (filesystem layer, src/vfs)',
+    matches: (d) => ['stat', 'lstat', 'fstat'].includes(d.op) && isDirStat(d.native) && fieldOf(d.native, 'nlink') !== fieldOf(d.sandbox, 'nlink'),
+    regression: "mkdir 'd 493\nstat '.",
+  },
+  {
+    name: 'symlink-blocks',
+    reason: 'a symlink reports allocated blocks for its target text; Linux keeps short targets in the inode (fast symlinks: st_blocks 0)',
+    owner: 'issue 9 (filesystem layer, src/vfs)',
+    matches: (d) => ['stat', 'lstat', 'fstat'].includes(d.op) && fieldOf(d.native, 'mode') === '0120777' && fieldOf(d.native, 'blocks') !== fieldOf(d.sandbox, 'blocks'),
+    regression: "symlink 'a 'l\nlstat 'l",
+  },
+  {
+    name: 'fchmod-fchown-pipes-sockets',
+    reason: 'fchmod/fchown on a pipe or socket gives EPERM; Linux changes the pipefs/sockfs inode and succeeds',
+    owner: 'issue 9 (filesystem layer: chmod/chown of non-filesystem files)',
+    matches: (d) => (d.op === 'fchmod' || d.op === 'fchown') && r(d.native) === '0' && e(d.sandbox) === 'EPERM',
+    regression: 'pipe 0\nfchmod @0 384',
+  },
+  {
+    name: 'mmap-below-mmap-min-addr',
+    reason: 'a MAP_FIXED mapping below 64 KiB (mmap_min_addr) gives EPERM: the sandbox never grants CAP_SYS_RAWIO; natively the test runs as root, which may map page 0',
+    owner: 'by design (as gVisor)',
+    matches: (d) => d.op === 'mmap' && e(d.sandbox) === 'EPERM' && r(d.native) === '0',
+    regression: 'mmap 4096 3 1048610 -1 0 0 0',
+  },
+];
