@@ -1,16 +1,20 @@
 /** `snapvisor run` and `snapvisor restore`: start a sandbox (new or from a checkpoint), run it to the end, exit with its status. */
+import fs from 'node:fs';
 import os from 'node:os';
 import { createSandbox } from '../src/sandbox/create.js';
 import { UnknownPlatformError, createPlatform } from '../platforms/registry.js';
 import type { Platform } from '../platforms/platform.js';
+import { randomBytes } from 'node:crypto';
 import { ExecError } from '../src/loader/exec.js';
 import { E } from '../src/errno.js';
 import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
+import type { SyscallHook } from '../src/kernel/task.js';
+import { FaultInjector, InjectSpecError, parseInjectSpec } from '../src/sandbox/fault-injection.js';
 import { serveControl, defaultStore, fail } from './control.js';
 
 export { fail };
 
-export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number }
+export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; inject?: string; seed?: string }
 
 /** The platform named on the command line, or undefined after printing a one-line error (unknown name). */
 function platformOf(name: string | undefined): Platform | undefined {
@@ -20,6 +24,29 @@ function platformOf(name: string | undefined): Platform | undefined {
     if (e instanceof UnknownPlatformError) { fail(e.message); return undefined; }
     throw e;
   }
+}
+
+/**
+ * --inject SPEC [--seed N]: the fault injector's hook, after printing the seed on stderr (a
+ * random one when --seed is not given), or a one-line error (exit 2) for a bad SPEC or seed.
+ */
+function faultHook(opts: RunOptions): { hook?: SyscallHook; error?: string } {
+  if (opts.inject === undefined) return opts.seed === undefined ? {} : { error: '--seed needs --inject' };
+  let rules;
+  try {
+    rules = parseInjectSpec(opts.inject);
+  } catch (e) {
+    if (e instanceof InjectSpecError) return { error: e.message };
+    throw e;
+  }
+  if (opts.seed !== undefined && !/^\d+$/.test(opts.seed)) return { error: `--seed: '${opts.seed}' is not a number from 0 to 4294967295` };
+  const seed = opts.seed !== undefined ? Number(opts.seed) : randomBytes(4).readUInt32LE(0);
+  if (seed > 0xffffffff) return { error: `--seed: '${opts.seed}' is not a number from 0 to 4294967295` };
+  fs.writeSync(2, `snapvisor: injecting faults (${opts.inject}) with seed ${seed}\n`);
+  const injector = new FaultInjector(rules, seed, opts.strace
+    ? (t, rule, d) => fs.writeSync(2, `[${t.tid}] injecting ${'result' in d ? rule.fault : `a short count (${d.value})`} into ${rule.syscall}\n`)
+    : undefined);
+  return { hook: injector.hook };
 }
 
 /** The shell's view of an exit: status, or 128+N for death by signal N. */
@@ -65,9 +92,11 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   ];
   const platform = platformOf(opts.platform);
   if (!platform) return 2;
+  const faults = faultHook(opts);
+  if (faults.error) { fail(faults.error); return 2; }
   let kernel: Kernel;
   try {
-    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk });
+    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, syscallHook: faults.hook });
   } catch (e) {
     if (e instanceof ExecError) {
       fail(e.message);

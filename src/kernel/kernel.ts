@@ -28,7 +28,7 @@ import { procMount } from '../vfs/proc.js';
 import { devMount, sysMount } from '../vfs/dev.js';
 import { credsOf } from './creds.js';
 import { SYSCALL_NAME } from '../abi/syscall-numbers.js';
-import { Task, SyscallResult, SyscallTable, NO_RETURN, ExitGroup, ExitThread, INTERRUPTED, KILLED, type ExitInfo } from './task.js';
+import { Task, SyscallResult, SyscallTable, SyscallHook, NO_RETURN, ExitGroup, ExitThread, INTERRUPTED, KILLED, type ExitInfo } from './task.js';
 import { GRAPH_VERSION, KernelState, TaskState, OpenFileState } from './state.js';
 import { Clock } from './clock.js';
 import { groupCpuNs } from './cputime.js';
@@ -70,6 +70,8 @@ export interface KernelOptions {
   logFd?: number;
   /** Most tasks alive at once (fork/clone give EAGAIN past it). */
   maxTasks?: number;
+  /** Called at every syscall entry before its handler (fault injection); see SyscallHook. */
+  syscallHook?: SyscallHook;
 }
 
 /** Which argument of a syscall is a path, for --strace. */
@@ -108,6 +110,7 @@ export class Kernel {
   strace: boolean;
   logFd: number;
   readonly maxTasks: number;
+  private readonly syscallHook?: SyscallHook;
   /** The task whose syscall handler is running (for /proc/self); valid only during a handler. */
   current?: Task;
   /** The FP state a fresh task starts with (captured from the first stub). */
@@ -127,6 +130,7 @@ export class Kernel {
     this.strace = !!opts.strace;
     this.logFd = opts.logFd ?? 2;
     this.maxTasks = opts.maxTasks ?? 512;
+    this.syscallHook = opts.syscallHook;
     // The rootfs first: a sandbox (or restore) whose rootfs is gone fails here, naming it.
     const lower = deps.host.openTree(state.config.rootfs);
     this.mf = new MemoryFile(state.memoryFile, (name, size) => deps.host.createMemoryBacking(name, size));
@@ -356,14 +360,28 @@ export class Kernel {
     }
   }
 
+  /** One syscall: the hook's decision (if a hook was given), then the handler. */
   private async dispatch(t: Task): Promise<void> {
+    const decision = this.syscallHook?.(t, t.sysno);
+    if (!decision) return this.dispatchSyscall(t);
+    if ('result' in decision) return this.dispatchSyscall(t, decision.result);
+    const old = t.swapArg(decision.arg, BigInt(decision.value));
+    try {
+      await this.dispatchSyscall(t);
+    } finally {
+      if (!isExited(t)) t.swapArg(decision.arg, old); // Linux leaves argument registers as they were
+    }
+  }
+
+  private async dispatchSyscall(t: Task, forced?: number): Promise<void> {
     const nr = t.sysno;
     const entry = this.syscalls[nr];
     let r: SyscallResult;
     this.current = t;
     const traced = this.strace ? this.traceArgs(t, nr) : '';
     try {
-      if (entry?.handler) r = entry.handler(t);
+      if (forced !== undefined) r = forced;
+      else if (entry?.handler) r = entry.handler(t);
       else r = this.unimplemented(nr);
     } catch (e) {
       t.restoredWaiter = undefined;

@@ -26,6 +26,21 @@ export interface Block {
 
 export type SyscallResult = number | Block;
 
+/**
+ * What a syscall hook decides at syscall entry (fault injection, `snapvisor run --inject`):
+ * `{ result }` skips the handler and returns `result` (a negative errno such as -EINTR);
+ * `{ arg, value }` runs the handler with argument `arg` (0–5) read as `value` instead (a shorter
+ * byte count); the guest's register is put back before it resumes.
+ */
+export type SyscallHookDecision = { result: number } | { arg: number; value: number };
+
+/**
+ * A hook the kernel receives (KernelOptions.syscallHook) and calls before each syscall's
+ * handler with the task and the syscall number; undefined lets the syscall run as usual.
+ * It must be deterministic in what it is given if runs are to be replayed.
+ */
+export type SyscallHook = (t: Task, nr: number) => SyscallHookDecision | undefined;
+
 /** Returned by handlers that set every register themselves (rt_sigreturn): rax is left alone. */
 export const NO_RETURN = Number.MIN_SAFE_INTEGER;
 
@@ -98,6 +113,12 @@ export class Task {
     return r[w] + (r[w + 1] | 0) * TWO32;
   }
   argBig(i: number): bigint { return this.platform.regs[ARG_WORDS[i]]; }
+  /** Replace argument i's register (a syscall hook's shorter count); returns the old value to put back. */
+  swapArg(i: number, v: bigint): bigint {
+    const old = this.platform.regs[ARG_WORDS[i]];
+    this.platform.regs[ARG_WORDS[i]] = v;
+    return old;
+  }
 
   /** Set the syscall's return value (negative = -errno) in rax. */
   setReturn(v: number): void {
