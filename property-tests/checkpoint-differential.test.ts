@@ -2,9 +2,9 @@
  * Checkpoint property: for a generated program (difftest/program.ts) and a cut point, running
  * it under snapvisor, checkpointing the sandbox at the cut (which kills it) and restoring the
  * checkpoint gives the same trace as running it straight through. The executor prints `C`
- * after the cut step and sleeps 1.5 s; the test checkpoints when it sees that line. Whatever
- * moment the checkpoint really lands on, the output before it plus the restored run's output
- * must be the whole trace.
+ * after the cut step and waits for a file `go` in its directory; the test checkpoints when it
+ * sees that line, makes the file on the host (the sandbox sees it through its lower layer), and
+ * restores: the output before the checkpoint plus the restored run's output must be the whole trace.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -33,13 +33,15 @@ async function straight(progFile: string): Promise<string> {
 async function cutAndRestore(progFile: string, cut: number): Promise<{ before: string; after: string }> {
   const root = ws.freshDir('root'), store = ws.freshDir('store');
   const name = `dt-${randomBytes(4).toString('hex')}`;
-  const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--cwd', ws.freshDir('cut'), '--', ws.executor, progFile, '0', String(cut)], { timeoutMs: 60_000 });
+  const dir = ws.freshDir('cut');
+  const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--cwd', dir, '--', ws.executor, progFile, '0', String(cut)], { timeoutMs: 90_000 });
   await run.waitFor((l) => l === 'C', 30_000);
   const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 30_000 });
   expect(cp.stderr).toBe('');
   expect(cp.status).toBe(0);
   expect(await run.done).toBe(137);
   const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+  fs.writeFileSync(path.join(dir, 'go'), '');
   const restored = await snapvisor(['restore', id, '--store', store], { timeoutMs: 60_000 });
   expect(restored.stderr).toBe('');
   expect(restored.status).toBe(0);

@@ -24,7 +24,9 @@
  * O_NONBLOCK; locks are taken without waiting).
  *
  * With CUT-PROGRAM and CUT-STEP, the program with that id prints `C` after that step and
- * sleeps 1.5 s: the checkpoint property checkpoints the sandbox then.
+ * waits (at most 60 s) until a file `go` appears in the current directory: the checkpoint
+ * property checkpoints the sandbox meanwhile, then makes the file (on the host, which the
+ * sandbox sees through its lower layer) and restores.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -563,10 +565,13 @@ static void run_program(struct program *p, long cut_step) {
     st = &p->steps[cur];
     run_step();
     if (cur == cut_step) {
+      /* Wait (at most 60 s) for the file ../go, which the test makes once it has checkpointed the sandbox. */
       out("C");
       flush_line();
-      struct timespec ts = { 1, 500000000 };
-      while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+      for (int i = 0; i < 1200 && access("../go", F_OK) != 0; i++) {
+        struct timespec ts = { 0, 50000000 };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+      }
     }
   }
   for (int i = 0; i < nspawned; i++) if (spawned[i] > 0) { kill(spawned[i], SIGKILL); waitpid(spawned[i], 0, 0); }
@@ -607,7 +612,7 @@ int main(int argc, char **argv) {
         pid_t c = fork();
         if (c == 0) { fclose(f); run_program(&prog, prog.id == cut_prog ? cut_step : -1); }
         running_child = c;
-        alarm(cut_prog >= 0 ? 60 : 20);
+        alarm(cut_prog >= 0 ? 90 : 20);
         int status;
         pid_t w;
         while ((w = waitpid(c, &status, 0)) < 0 && errno == EINTR) {}
