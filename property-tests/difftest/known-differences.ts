@@ -50,17 +50,6 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     regression: "open 'a 66 420\nopen 'a 2 0\nflock @0 2\nflock @1 2",
   },
   {
-    name: 'dac-permission-checks',
-    reason: 'file permission bits are not checked (open, access, mkdir, unlink… succeed for any uid, and root\'s X_OK needs no x bit); Linux gives EACCES/EPERM',
-    owner: 'issue 9 (DAC permission checks, another helper)',
-    matches: (d, step) => {
-      const [op, ...a] = words(step);
-      if (op === 'fork' && ['5', '6'].includes(a[0])) return true;
-      return (e(d.native) === 'EACCES' || e(d.native) === 'EPERM') && e(d.sandbox) !== e(d.native) && d.op !== 'mmap';
-    },
-    regression: "open 'a 65 0\nsetresuid 1000 1000 1000\nopen 'a 0 0",
-  },
-  {
     name: 'directory-nlink',
     reason: 'a directory\'s st_nlink stays 2 when subdirectories are made in it; Linux counts each subdirectory\'s ".." (2 + subdirectories)',
     owner: 'issue 9 (filesystem layer, src/vfs)',
