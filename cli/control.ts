@@ -8,11 +8,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { logLine } from './oci/log.js';
 import type { Kernel } from '../src/kernel/kernel.js';
 
 /** Print `snapvisor: MSG` as one line on stderr. */
 export function fail(msg: string): void {
   fs.writeSync(2, `snapvisor: ${msg}\n`);
+  logLine('error', msg);
 }
 
 export function stateDir(root?: string): string {
@@ -28,7 +30,7 @@ export function defaultStore(): string {
   return path.join(data, 'snapvisor', 'checkpoints');
 }
 
-export interface ControlRequest { op: 'checkpoint' | 'kill' | 'status'; store?: string; leaveRunning?: boolean }
+export interface ControlRequest { op: string; store?: string; leaveRunning?: boolean; [k: string]: unknown }
 export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; error: string };
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -36,8 +38,14 @@ export function checkName(name: string): void {
   if (!NAME_RE.test(name)) throw new Error(`invalid sandbox name '${name}' (letters, digits, _ . -; at most 64)`);
 }
 
+/**
+ * Another request handler (the OCI runtime's ops, cli/oci/init.ts): returns true if it took
+ * the request; it then answers on `conn` itself (it may keep it open to report later).
+ */
+export type ControlHandler = (req: ControlRequest, conn: net.Socket) => boolean;
+
 /** Serve the control socket of a named sandbox until `close`. Throws if the name is taken by a live sandbox. */
-export async function serveControl(root: string | undefined, name: string, kernel: Kernel): Promise<{ close(): Promise<void> }> {
+export async function serveControl(root: string | undefined, name: string, kernel: Kernel, handler?: ControlHandler): Promise<{ close(): Promise<void> }> {
   checkName(name);
   const dir = stateDir(root);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -54,12 +62,23 @@ export async function serveControl(root: string | undefined, name: string, kerne
     conn.on('data', async (d) => {
       buf += d.toString();
       const nl = buf.indexOf('\n');
-      if (nl < 0) return;
+      if (nl < 0 || conn.readableEnded) return;
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
       let req: ControlRequest;
-      try { req = JSON.parse(buf.slice(0, nl)); } catch { conn.end(JSON.stringify({ ok: false, error: 'bad request' }) + '\n'); return; }
+      try { req = JSON.parse(line); } catch { conn.end(JSON.stringify({ ok: false, error: 'bad request' }) + '\n'); return; }
       const reply = (r: ControlResponse) => conn.end(JSON.stringify(r) + '\n');
+      if (handler?.(req, conn)) return;
       if (req.op === 'status') return reply({ ok: true, pid: process.pid, name });
       if (req.op === 'kill') { kernel.kill(); return reply({ ok: true }); }
+      if (req.op === 'signal') {
+        const sig = Number(req.signal);
+        if (!(sig >= 1 && sig <= 64)) return reply({ ok: false, error: `invalid signal ${String(req.signal)}` });
+        const groups = req.all ? Object.values(kernel.state.threadGroups).filter((g) => !g.zombie).map((g) => g.tgid) : [1];
+        for (const g of groups) kernel.signals.send(g, sig, { signo: sig, code: 0 /* SI_USER */ });
+        return reply({ ok: true });
+      }
+      if (req.op === 'ps') return reply({ ok: true, hostPid: process.pid, processes: guestProcesses(kernel) });
       if (req.op === 'checkpoint') {
         if (busy) return reply({ ok: false, error: 'a checkpoint of this sandbox is already in progress' });
         busy = true;
@@ -93,6 +112,20 @@ export async function serveControl(root: string | undefined, name: string, kerne
   };
 }
 
+/** A guest process as `snapvisor ps` shows it. */
+export interface GuestProcess { pid: number; ppid: number; uid: number; state: string; cmd: string }
+
+/** The sandbox's live processes (thread groups), pid order: guest pid, parent, uid, state (R, S, T, Z), command name. */
+export function guestProcesses(kernel: Kernel): GuestProcess[] {
+  const s = kernel.state;
+  return Object.values(s.threadGroups).sort((a, b) => a.tgid - b.tgid).map((tg) => {
+    const leader = s.tasks[tg.tids[0]];
+    const state = tg.zombie ? 'Z' : tg.stopped ? 'T' : leader?.waiter ? 'S' : 'R';
+    const exe = leader ? s.addressSpaces[leader.addressSpaceId]?.exe : undefined;
+    return { pid: tg.tgid, ppid: tg.ppid, uid: tg.uid, state, cmd: exe || leader?.comm || '' };
+  });
+}
+
 /** Send one request to a control socket and wait for the answer. */
 export function request(sock: string, req: ControlRequest): Promise<ControlResponse> {
   return new Promise((resolve, reject) => {
@@ -111,6 +144,6 @@ export function request(sock: string, req: ControlRequest): Promise<ControlRespo
 export function controlSocket(root: string | undefined, name: string): string {
   checkName(name);
   const sock = path.join(stateDir(root), `${name}.sock`);
-  if (!fs.existsSync(sock)) throw new Error(`no running sandbox named '${name}' (in ${stateDir(root)})`);
+  if (!fs.existsSync(sock)) throw new Error(`container ${name} does not exist (nor a running sandbox of that name in ${stateDir(root)})`);
   return sock;
 }

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 /**
  * The `snapvisor` command (docs/cli.md): run, checkpoint, restore, checkpoints, delete,
- * demo, syscalls. Errors are one line on stderr with the exit status a shell would give.
+ * demo, syscalls, and the OCI runtime's command set with runc's flag names (create, start,
+ * state, kill, delete, list, ps, exec, pause, resume, update, events, spec, features;
+ * cli/oci/). Errors are one line on stderr (and, with --log, runc's JSON error line) with
+ * the exit status a shell would give.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_PLATFORM, PLATFORMS } from '../platforms/registry.js';
@@ -9,12 +12,38 @@ import { DEFAULT_PLATFORM, PLATFORMS } from '../platforms/registry.js';
 // and the syscall table are imported by the commands that use them, so `checkpoint`,
 // `checkpoints` and `--help` start without parsing the kernel.
 import { controlSocket, defaultStore, fail, request } from './control.js';
+import { configureLog } from './oci/log.js';
+import * as oci from './oci/commands.js';
+
+// Internal entry points: the process hosting an OCI container, and an exec'd process's waiter.
+if (process.argv[2] === '__oci-init') {
+  const { ociInit } = await import('./oci/init.js');
+  await ociInit(process.argv[3], process.argv[4]);
+} else if (process.argv[2] === '__oci-exec-wait') {
+  await oci.execWait(process.argv[3], process.argv[4], process.argv[5]);
+} else {
 
 const program = new Command();
 program
   .name('snapvisor')
   .description('Run Linux programs in a TypeScript application kernel, and checkpoint/restore them')
-  .option('--root <dir>', 'state directory for named sandboxes (default $XDG_RUNTIME_DIR/snapvisor or /run/snapvisor)')
+  .option('--root <dir>', 'state directory for named sandboxes and OCI containers (default $XDG_RUNTIME_DIR/snapvisor or /run/snapvisor)')
+  .option('--log <file>', 'append errors (and warnings, debug lines) to FILE, as runc does')
+  .option('--log-format <format>', 'log line format: text or json (runc\'s {"level","msg","time"})', 'text')
+  .option('--debug', 'also log debug lines')
+  .option('--systemd-cgroup', 'accepted for runc compatibility (snapvisor makes no cgroups)')
+  .option('--rootless <value>', 'accepted for runc compatibility')
+  .option('--criu <path>', 'accepted for runc compatibility (checkpoints are snapvisor\'s own)')
+  .version('snapvisor version 0.1.0\nspec: 1.0.2', '-v, --version', 'print the version')
+  .addHelpText('after', `
+Examples:
+  snapvisor run -- /usr/bin/python3 -c 'print(1)'
+  snapvisor --root /run/sv create --bundle ./bundle --pid-file pid c1 && snapvisor --root /run/sv start c1
+  ctr run --runc-binary $(command -v snapvisor) docker.io/library/busybox:latest c1 echo hi`)
+  .hook('preAction', () => {
+    const g = program.opts();
+    configureLog({ file: g.log, format: g.logFormat, debug: !!g.debug });
+  })
   .enablePositionalOptions()
   .exitOverride()
   .configureOutput({ outputError: (str) => fail(`${str.replace(/^error: /, '').trim()} (see snapvisor --help)`) });
@@ -24,6 +53,29 @@ program
 process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(141); throw e; });
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/**
+ * runc's flag parser (urfave/cli) takes long flags with one dash too, and engines use that
+ * (go-runc passes `-no-subreaper`): rewrite `-name`/`-name=v` to `--name` for runc's long
+ * flags, up to a `--`, except in `run`'s program arguments.
+ */
+function runcArgv(argv: string[]): string[] {
+  const LONG = new Set(['no-subreaper', 'no-pivot', 'no-new-keyring', 'detach', 'bundle', 'pid-file', 'console-socket', 'image-path', 'work-path',
+    'leave-running', 'tcp-established', 'ext-unix-sk', 'shell-job', 'file-locks', 'empty-ns', 'auto-dedup', 'lazy-pages', 'status-fd',
+    'manage-cgroups-mode', 'parent-path', 'pre-dump', 'page-server', 'force', 'all', 'format', 'root', 'log', 'log-format', 'debug',
+    'systemd-cgroup', 'criu', 'rootless', 'process', 'preserve-fds', 'keep', 'stats', 'interval', 'resources', 'quiet', 'tcp-skip-in-flight',
+    'link-remap', 'lsm-profile', 'lsm-mount-context', 'pids-limit', 'memory']);
+  const out = argv.slice(0, 2);
+  let cmdSeen = false, passthrough = false;
+  for (const a of argv.slice(2)) {
+    const m = /^-([a-z][a-z-]+)(=.*)?$/.exec(a);
+    if (!passthrough && m && LONG.has(m[1])) { out.push('-' + a); continue; }
+    if (a === '--') passthrough = true;
+    if (!cmdSeen && !a.startsWith('-')) { cmdSeen = true; if (a === 'run') passthrough = true; }
+    out.push(a);
+  }
+  return out;
+}
 /** An action whose errors become one `snapvisor: …` line and exit status 1. */
 const guarded = <A extends unknown[]>(fn: (...args: A) => Promise<void>) => async (...args: A) => {
   try { await fn(...args); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
@@ -60,20 +112,64 @@ program
   .addOption(new Option('--disk <size>', 'most file data the sandbox may write (e.g. 512M, 2G); writes past it fail with ENOSPC (default: no limit but the memory file)').argParser(parseSize))
   .option('--inject <spec>', 'make syscalls fail: SYSCALL:FAULT:PROBABILITY,… (FAULT: EINTR, EAGAIN, ENOSPC, ENOMEM, EIO, short); see docs/cli.md')
   .option('--seed <n>', 'seed of --inject (default: random; printed on stderr)')
-  .argument('<program>', 'program to run')
+  .option('-b, --bundle <dir>', 'OCI: run the bundle DIR as container PROGRAM (an id), as runc run does')
+  .option('-d, --detach', 'OCI: detach from the container\'s process')
+  .option('--pid-file <file>', 'OCI: write the container process\'s pid to FILE')
+  .option('--console-socket <path>', 'OCI: send the pty master of a terminal container to this unix socket')
+  .option('--keep', 'OCI: keep the container after it exits')
+  .option('--no-subreaper', 'OCI: accepted for runc compatibility')
+  .option('--no-pivot', 'OCI: accepted for runc compatibility')
+  .option('--no-new-keyring', 'OCI: accepted for runc compatibility')
+  .option('--preserve-fds <n>', 'OCI: accepted for runc compatibility (only fds 0-2 reach the guest)')
+  .argument('<program>', 'program to run (with --bundle: the container id)')
   .argument('[args...]', 'its arguments')
+  .addHelpText('after', `
+Examples:
+  snapvisor run -- /bin/ls -l
+  snapvisor run --name counter --rootfs /srv/rootfs -- /bin/sh -c 'i=0; while :; do echo $i; i=$((i+1)); sleep 1; done'
+  snapvisor run --bundle ./bundle c1`)
   .action(async (prog: string, args: string[], opts) => {
     const { runCommand } = await import('./run.js');
+    if (opts.bundle || opts.detach || opts.pidFile || opts.consoleSocket) {
+      if (args.length) throw new Error('with --bundle, run takes only the container id');
+      process.exitCode = await oci.launch(program.opts().root, prog, 'run', { bundle: opts.bundle, pidFile: opts.pidFile, consoleSocket: opts.consoleSocket, detach: !!opts.detach, keep: !!opts.keep });
+      return;
+    }
     process.exitCode = await runCommand(program.opts().root, prog, args, opts);
   });
 
 program
   .command('checkpoint')
-  .description('checkpoint the running sandbox NAME into the store; prints the checkpoint id last')
-  .argument('<name>', 'name given to run --name')
+  .description('checkpoint the running sandbox or container NAME into the store (or --image-path); prints the checkpoint id last')
+  .argument('<name>', 'name given to run --name, or an OCI container id')
   .option('--store <dir>', 'checkpoint store (default $SNAPVISOR_STORE or ~/.local/share/snapvisor/checkpoints)')
   .option('--leave-running', 'let the sandbox continue after the checkpoint')
+  .option('--image-path <dir>', 'OCI: write the checkpoint into DIR (as runc checkpoint; restore --image-path reads it)')
+  .option('--work-path <dir>', 'OCI: directory for the checkpoint\'s log (dump.log)')
+  .option('--tcp-established', 'accepted for runc compatibility')
+  .option('--ext-unix-sk', 'accepted for runc compatibility')
+  .option('--shell-job', 'accepted for runc compatibility')
+  .option('--file-locks', 'accepted for runc compatibility')
+  .option('--pre-dump', 'accepted for runc compatibility')
+  .option('--lazy-pages', 'accepted for runc compatibility')
+  .option('--auto-dedup', 'accepted for runc compatibility')
+  .option('--tcp-skip-in-flight', 'accepted for runc compatibility')
+  .option('--link-remap', 'accepted for runc compatibility')
+  .option('--parent-path <dir>', 'accepted for runc compatibility')
+  .option('--page-server <addr>', 'accepted for runc compatibility')
+  .option('--status-fd <fd>', 'accepted for runc compatibility')
+  .option('--manage-cgroups-mode <mode>', 'accepted for runc compatibility')
+  .addOption(new Option('--empty-ns <ns>', 'accepted for runc compatibility').argParser(collect))
+  .addHelpText('after', `
+Examples:
+  snapvisor checkpoint counter --store ./store
+  snapvisor checkpoint --image-path /tmp/ck --leave-running c1`)
   .action(guarded(async (name: string, opts) => {
+    if (opts.imagePath) {
+      const line = await oci.checkpointToImage(program.opts().root, name, { imagePath: opts.imagePath, workPath: opts.workPath, leaveRunning: !!opts.leaveRunning });
+      if (program.opts().debug) process.stderr.write(line + '\n');
+      return;
+    }
     const store = opts.store ?? defaultStore();
     const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning });
     if (!r.ok) throw new Error(`checkpoint of '${name}' failed: ${r.error}`);
@@ -83,14 +179,44 @@ program
 
 program
   .command('restore')
-  .description('restore checkpoint ID and run it to the end (stdio attached to this command)')
-  .argument('<id>', 'checkpoint id or unique prefix')
+  .description('restore checkpoint ID and run it to the end (stdio attached to this command); OCI: restore container ID from --image-path')
+  .argument('<id>', 'checkpoint id or unique prefix (OCI: the container id)')
   .option('--store <dir>', 'checkpoint store')
   .option('--name <name>', 'register the restored sandbox under NAME')
   .option('--platform <name>', `platform that runs guest code (${Object.keys(PLATFORMS).join(', ')})`, DEFAULT_PLATFORM)
   .option('--strace', 'print each syscall on stderr')
+  .option('--image-path <dir>', 'OCI: the directory checkpoint --image-path wrote')
+  .option('-b, --bundle <dir>', 'OCI: the container\'s bundle')
+  .option('-d, --detach', 'OCI: detach from the container\'s process')
+  .option('--pid-file <file>', 'OCI: write the container process\'s pid to FILE')
+  .option('--console-socket <path>', 'OCI: send the pty master of a terminal container to this unix socket')
+  .option('--work-path <dir>', 'accepted for runc compatibility')
+  .option('--tcp-established', 'accepted for runc compatibility')
+  .option('--ext-unix-sk', 'accepted for runc compatibility')
+  .option('--shell-job', 'accepted for runc compatibility')
+  .option('--file-locks', 'accepted for runc compatibility')
+  .option('--no-subreaper', 'accepted for runc compatibility')
+  .option('--no-pivot', 'accepted for runc compatibility')
+  .option('--auto-dedup', 'accepted for runc compatibility')
+  .option('--lazy-pages', 'accepted for runc compatibility')
+  .option('--tcp-skip-in-flight', 'accepted for runc compatibility')
+  .option('--link-remap', 'accepted for runc compatibility')
+  .option('--manage-cgroups-mode <mode>', 'accepted for runc compatibility')
+  .option('--lsm-profile <p>', 'accepted for runc compatibility')
+  .option('--lsm-mount-context <c>', 'accepted for runc compatibility')
+  .addOption(new Option('--empty-ns <ns>', 'accepted for runc compatibility').argParser(collect))
+  .addHelpText('after', `
+Examples:
+  snapvisor restore 3f2a9c --store ./store
+  snapvisor restore --image-path /tmp/ck --bundle ./bundle --detach --pid-file pid c1`)
   .action(async (id: string, opts) => {
     const { restoreCommand } = await import('./run.js');
+    if (opts.imagePath || opts.bundle) {
+      try {
+        process.exitCode = await oci.launch(program.opts().root, id, 'restore', { bundle: opts.bundle, imagePath: opts.imagePath, pidFile: opts.pidFile, consoleSocket: opts.consoleSocket, detach: !!opts.detach });
+      } catch (e) { fail((e as Error).message); process.exitCode = 1; }
+      return;
+    }
     process.exitCode = await restoreCommand(program.opts().root, id, opts);
   });
 
@@ -113,12 +239,25 @@ program
 
 program
   .command('delete')
-  .description('delete a checkpoint (pages no other checkpoint uses are freed)')
-  .argument('<id>', 'checkpoint id or unique prefix')
+  .description('delete an OCI container (stopped, or any with --force), or a checkpoint (pages no other checkpoint uses are freed)')
+  .argument('<id>', 'container id, or checkpoint id or unique prefix')
   .option('--store <dir>', 'checkpoint store')
+  .option('-f, --force', 'OCI: kill a running container first')
+  .addHelpText('after', `
+Examples:
+  snapvisor delete --force c1
+  snapvisor delete 3f2a9c --store ./store`)
   .action(guarded(async (id: string, opts) => {
+    const root = program.opts().root;
+    if (!opts.store && (opts.force || oci.containerExists(root, id))) return oci.deleteContainer(root, id, !!opts.force);
+    if (!opts.store && !/^[0-9a-f]{4,16}$/.test(id)) throw new Error(`container ${id} does not exist`);
     const { deleteCheckpoint } = await import('../snapshots/store.js');
-    await deleteCheckpoint(opts.store ?? defaultStore(), id);
+    try {
+      await deleteCheckpoint(opts.store ?? defaultStore(), id);
+    } catch (e) {
+      if (!opts.store && /not found|no checkpoint store/.test((e as Error).message)) throw new Error(`container or checkpoint ${id} does not exist`);
+      throw e;
+    }
   }));
 
 program
@@ -160,11 +299,142 @@ store
 
 program
   .command('kill')
-  .description('kill the running sandbox NAME')
-  .argument('<name>')
-  .action(guarded(async (name: string) => {
-    await request(controlSocket(program.opts().root, name), { op: 'kill' });
+  .description('send SIGNAL to an OCI container\'s init (default SIGTERM), or kill the run --name sandbox NAME (default SIGKILL)')
+  .argument('<name>', 'container id or sandbox name')
+  .argument('[signal]', 'signal number or name (TERM, SIGTERM, 15)')
+  .option('-a, --all', 'OCI: send the signal to every process of the container')
+  .addHelpText('after', `
+Examples:
+  snapvisor kill c1 KILL
+  snapvisor kill counter`)
+  .action(guarded(async (name: string, signal: string | undefined, opts) => {
+    const root = program.opts().root;
+    if (oci.containerExists(root, name)) return oci.killContainer(root, name, signal, !!opts.all);
+    const sig = oci.parseSignal(signal ?? 'KILL');
+    const r = await request(controlSocket(root, name), sig === 9 ? { op: 'kill' } : { op: 'signal', signal: sig, all: !!opts.all });
+    if (!r.ok) throw new Error((r as { error: string }).error);
   }));
+
+program
+  .command('create')
+  .description('OCI: create container ID from a bundle; its process waits for start')
+  .argument('<id>', 'container id')
+  .option('-b, --bundle <dir>', 'bundle directory (config.json and the root filesystem)', '.')
+  .option('--pid-file <file>', 'write the container process\'s pid to FILE (the engine\'s shim waits on it)')
+  .option('--console-socket <path>', 'send the pty master of a terminal container to this unix socket (SCM_RIGHTS)')
+  .option('--no-pivot', 'accepted for runc compatibility')
+  .option('--no-new-keyring', 'accepted for runc compatibility')
+  .option('--preserve-fds <n>', 'accepted for runc compatibility (only fds 0-2 reach the guest)')
+  .addHelpText('after', `
+Example:
+  snapvisor create --bundle ./bundle --pid-file /run/c1.pid c1`)
+  .action(guarded(async (id: string, opts) => {
+    await oci.launch(program.opts().root, id, 'create', { bundle: opts.bundle, pidFile: opts.pidFile, consoleSocket: opts.consoleSocket, detach: true });
+  }));
+
+program
+  .command('start')
+  .description('OCI: start the process of created container ID')
+  .argument('<id>', 'container id')
+  .addHelpText('after', '\nExample:\n  snapvisor start c1')
+  .action(guarded(async (id: string) => oci.startContainer(program.opts().root, id)));
+
+program
+  .command('state')
+  .description('OCI: print the state of container ID (runtime-spec JSON)')
+  .argument('<id>', 'container id')
+  .addHelpText('after', '\nExample:\n  snapvisor state c1')
+  .action(guarded(async (id: string) => { process.stdout.write(oci.containerState(program.opts().root, id)); }));
+
+program
+  .command('list')
+  .description('list OCI containers and run --name sandboxes')
+  .option('-f, --format <format>', 'table or json', 'table')
+  .option('-q, --quiet', 'print ids only')
+  .addHelpText('after', '\nExample:\n  snapvisor list --format json')
+  .action(guarded(async (opts) => { process.stdout.write(oci.formatList(oci.listAll(program.opts().root), opts.format, !!opts.quiet)); }));
+
+program
+  .command('ps')
+  .description('list the processes of an OCI container or run --name sandbox (json: host pids, as runc ps)')
+  .argument('<name>', 'container id or sandbox name')
+  .option('-f, --format <format>', 'table or json', 'table')
+  .addHelpText('after', '\nExample:\n  snapvisor ps counter')
+  .action(guarded(async (name: string, opts) => { process.stdout.write(await oci.psContainer(program.opts().root, name, opts.format)); }));
+
+program
+  .command('exec')
+  .description('OCI: run a new process in running container ID')
+  .argument('<id>', 'container id')
+  .argument('[command...]', 'command and arguments (or --process)')
+  .passThroughOptions()
+  .option('-p, --process <file>', 'the process as an OCI process JSON file')
+  .option('-d, --detach', 'detach from the process (its waiter\'s pid goes to --pid-file)')
+  .option('--pid-file <file>', 'write the pid of the process the engine waits on to FILE')
+  .option('--console-socket <path>', 'send the pty master of a terminal process to this unix socket')
+  .option('-t, --tty', 'allocate a terminal')
+  .option('--cwd <dir>', 'working directory in the container')
+  .addOption(new Option('-e, --env <K=V>', 'environment variable (repeatable)').argParser(collect))
+  .option('-u, --user <uid[:gid]>', 'user to run as')
+  .addOption(new Option('-g, --additional-gids <gid>', 'supplementary group (repeatable)').argParser(collect))
+  .option('--no-new-privs', 'accepted for runc compatibility')
+  .addOption(new Option('-c, --cap <cap>', 'accepted for runc compatibility').argParser(collect))
+  .option('--apparmor <profile>', 'accepted for runc compatibility')
+  .option('--process-label <label>', 'accepted for runc compatibility')
+  .option('--preserve-fds <n>', 'accepted for runc compatibility')
+  .option('--ignore-paused', 'accepted for runc compatibility')
+  .option('--cgroup <path>', 'accepted for runc compatibility')
+  .addHelpText('after', `
+Examples:
+  snapvisor exec c1 ps
+  snapvisor exec --detach --pid-file /run/e1.pid --process proc.json c1`)
+  .action(async (id: string, cmd: string[], opts) => {
+    try {
+      process.exitCode = await oci.execContainer(program.opts().root, id, cmd, opts);
+    } catch (e) { fail((e as Error).message); process.exitCode = 1; }
+  });
+
+for (const op of ['pause', 'resume'] as const) {
+  program
+    .command(op)
+    .description(op === 'pause' ? 'OCI: freeze every process of container ID' : 'OCI: let the processes of paused container ID run again')
+    .argument('<id>', 'container id')
+    .addHelpText('after', `\nExample:\n  snapvisor ${op} c1`)
+    .action(guarded(async (id: string) => oci.pauseContainer(program.opts().root, id, op)));
+}
+
+program
+  .command('update')
+  .description('OCI: change the resources of container ID (pids.limit is enforced; others are recorded)')
+  .argument('<id>', 'container id')
+  .option('-r, --resources <file>', 'linux.resources JSON from FILE, or - for stdin')
+  .option('--pids-limit <n>', 'most processes and threads')
+  .option('--memory <bytes>', 'memory limit (recorded, not enforced yet)')
+  .addHelpText('after', '\nExample:\n  snapvisor update --pids-limit 64 c1')
+  .action(guarded(async (id: string, opts) => oci.updateContainer(program.opts().root, id, opts)));
+
+program
+  .command('events')
+  .description('OCI: print stats of container ID as JSON event lines')
+  .argument('<id>', 'container id')
+  .option('--stats', 'print once and exit')
+  .option('--interval <duration>', 'time between stats (5s, 500ms)', '5s')
+  .addHelpText('after', '\nExample:\n  snapvisor events --stats c1')
+  .action(guarded(async (id: string, opts) => oci.eventsContainer(program.opts().root, id, opts)));
+
+program
+  .command('spec')
+  .description('OCI: write a default config.json (sh on a terminal, root in ./rootfs)')
+  .option('-b, --bundle <dir>', 'bundle directory (default: the current directory)')
+  .option('--rootless', 'accepted for runc compatibility')
+  .addHelpText('after', '\nExample:\n  snapvisor spec --bundle b   # then put the root filesystem in b/rootfs')
+  .action(guarded(async (opts) => oci.writeSpec(opts.bundle)));
+
+program
+  .command('features')
+  .description('OCI: print what this runtime implements (JSON)')
+  .addHelpText('after', '\nExample:\n  snapvisor features')
+  .action(guarded(async () => { process.stdout.write(oci.features()); }));
 
 program
   .command('demo')
@@ -178,9 +448,10 @@ program
   .option('--markdown', 'as the Markdown table of docs/syscalls.md')
   .action(async (opts) => (await import('./syscalls.js')).syscallsCommand(opts));
 
-program.parseAsync(process.argv).catch((e: Error & { code?: string; exitCode?: number }) => {
+program.parseAsync(runcArgv(process.argv)).catch((e: Error & { code?: string; exitCode?: number }) => {
   // Commander's own exits (help, version, usage errors): the message is already out.
   if (e.code?.startsWith('commander.')) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
   fail(e.message);
   process.exit(1);
 });
+}

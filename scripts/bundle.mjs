@@ -3,6 +3,7 @@
 // (LevelDB, cbor-x) split into a chunk loaded only by checkpoint/restore. Native packages
 // stay external. Measured here: `run -- /bin/true` 229 ms unbundled → see docs/benchmarks.md.
 import { build } from 'esbuild';
+import { chmodSync } from 'node:fs';
 
 await build({
   // The restore's page verifier runs in a worker thread: its own entry, loaded by URL.
@@ -19,3 +20,5 @@ await build({
   banner: { js: "import { createRequire as __svCreateRequire } from 'module'; const require = __svCreateRequire(import.meta.url);" },
   logLevel: 'warning',
 });
+// The `bin` entry is run directly by container engines (ctr --runc-binary, podman --runtime).
+chmodSync('dist/bundle/main.js', 0o755);

@@ -1,0 +1,102 @@
+/**
+ * Processes added to a running sandbox from outside (an OCI runtime's `exec`): a new thread
+ * group with no parent in the sandbox, as runc's exec'd process has none in the container's pid
+ * namespace, and its own session and process group. Also the identity (ids, groups, umask,
+ * rlimits) a container's process spec gives a thread group.
+ */
+import path from 'node:path';
+import type { Kernel } from '../kernel/kernel.js';
+import { AddressSpace } from '../mm/address-space.js';
+import { ExecError, execProgram } from '../loader/exec.js';
+import { E } from '../errno.js';
+import { O_RDONLY, O_RDWR } from '../abi/linux.js';
+import { isDir } from '../vfs/stat.js';
+import { modeOf } from '../vfs/vfs.js';
+import type { ThreadGroupState } from '../kernel/state.js';
+import { newCredentials } from '../kernel/creds.js';
+
+/** A process to start: argv, K=V environment, guest cwd, real/effective ids, supplementary groups, umask, rlimits (resource -> [soft, hard]). */
+export interface GuestProcessSpec {
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  umask?: number;
+  rlimits: Record<number, [bigint, bigint]>;
+}
+
+const latin1 = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
+
+/** Give a thread group the process spec's identity and limits (uid/gid, supplementary groups, umask, rlimits). */
+export function applyIdentity(tg: ThreadGroupState, p: GuestProcessSpec): void {
+  tg.uid = p.uid;
+  tg.gid = p.gid;
+  tg.cred = newCredentials(p.uid, p.gid, [...p.additionalGids]);
+  if (p.umask !== undefined) tg.umask = p.umask;
+  for (const [res, lim] of Object.entries(p.rlimits)) tg.rlimits[Number(res)] = [lim[0], lim[1]];
+}
+
+/**
+ * Add process `p` to running `kernel`, its stdio on host fds `stdio` (0, 1, 2 of the guest).
+ * Returns the guest pid. The process is in its own session and process group, with no parent
+ * in the sandbox (it is reaped by the kernel at exit; its status comes on kernel.events$ as
+ * 'task.exited' with tid = the pid). Throws ExecError (ENOENT, EACCES…) or Error (bad cwd)
+ * before anything is added.
+ */
+export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number, number, number]): number {
+  const state = kernel.state;
+  const cwdNode = kernel.vfs.walk(latin1(p.cwd || '/'), '/', true);
+  if (!cwdNode.node || !isDir(modeOf(cwdNode.node))) throw new Error(`working directory ${p.cwd} does not exist in the container`);
+  const program = findProgram(kernel, latin1(p.args[0]), p.env.map(latin1), cwdNode.path);
+  const init = state.threadGroups[1];
+  const tgid = state.nextPid++;
+  const tg: ThreadGroupState = {
+    tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: init?.umask ?? 0o022,
+    rlimits: structuredClone(init?.rlimits ?? {}), pendingSignals: 0n, uid: 0, gid: 0, cpuTimeNs: 0n, exitSignal: 17,
+  };
+  applyIdentity(tg, p);
+  state.threadGroups[tgid] = tg;
+  const asId = kernel.newId();
+  state.addressSpaces[asId] = AddressSpace.emptyState(asId);
+  const fdTableId = kernel.newId();
+  state.fdTables[fdTableId] = { id: fdTableId, fds: {} };
+  state.tasks[tgid] = {
+    tid: tgid, tgid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0), runState: 'user',
+    sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '', pendingSignals: 0n, pendingInfo: {},
+  };
+  let task;
+  try {
+    task = kernel.attachTask(state.tasks[tgid], false);
+    for (const fd of [0, 1, 2] as const) {
+      const f = kernel.newOpenFile({ kind: 'hostfd', path: `/dev/stdio/${fd}`, flags: fd === 0 ? O_RDONLY : O_RDWR, hostFd: stdio[fd] });
+      kernel.installFdAt(task, fd, f.id, false);
+    }
+    const enc = new TextEncoder();
+    execProgram(task, program, p.args.map((a) => enc.encode(a)), p.env.map((e) => enc.encode(e)));
+  } catch (e) {
+    // Undo: nothing of the half-made process stays in the graph.
+    if (task) kernel.processes.exitThreadGroup(tg, { code: 127 });
+    else { delete state.tasks[tgid]; delete state.fdTables[fdTableId]; delete state.addressSpaces[asId]; }
+    delete state.threadGroups[tgid];
+    throw e;
+  }
+  kernel.startTask(task);
+  return tgid;
+}
+
+/** Resolve a command as execvp does, inside the sandbox (names without '/' are searched in PATH). */
+function findProgram(kernel: Kernel, name: string, env: string[], cwd: string): string {
+  if (!name) throw new ExecError(E.ENOENT, 'no program given');
+  if (name.includes('/')) return name.startsWith('/') ? name : path.posix.join(cwd, name);
+  const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/bin:/usr/bin:/bin';
+  for (const dir of pathVar.split(':')) {
+    const candidate = path.posix.join(dir || '.', name);
+    try {
+      const r = kernel.vfs.walk(candidate, cwd, true);
+      if (r.node && !isDir(modeOf(r.node))) return candidate;
+    } catch { /* not there: keep searching */ }
+  }
+  throw new ExecError(E.ENOENT, `exec: "${name}": executable file not found in $PATH`);
+}
