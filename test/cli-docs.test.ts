@@ -17,7 +17,7 @@ describe('docs/cli.md matches the help text', () => {
     for (const opt of [...top.slice(0, top.indexOf('Commands:')).matchAll(/ (--[\w-]+)/g)].map((m) => m[1])) {
       if (opt !== '--help') expect(doc, `global option ${opt}`).toContain(opt);
     }
-    const helps = await Promise.all(commands.map((c) => snapvisor([c, '--help'])));
+    const helps = await Promise.all(commands.map((c) => snapvisor([c, '--help'], { timeoutMs: 150_000 })));
     commands.forEach((c, i) => {
       expect(doc, `command ${c}`).toMatch(new RegExp('`' + c + '[ `]'));
       const help = helps[i].stdout.toString();
@@ -28,5 +28,5 @@ describe('docs/cli.md matches the help text', () => {
         expect(doc, `${c} ${opt}`).toContain(opt);
       }
     });
-  }, 120_000);
+  }, 200_000);
 });
