@@ -21,7 +21,7 @@ describe('docs/cli.md matches the help text', () => {
     commands.forEach((c, i) => {
       expect(doc, `command ${c}`).toMatch(new RegExp('`' + c + '[ `]'));
       const help = helps[i].stdout.toString();
-      if (!['demo', 'syscalls', 'checkpoints', 'export', 'import'].includes(c)) expect(help, `example in ${c} --help`).toMatch(/Examples?:\n {2}snapvisor /);
+      if (!['demo', 'syscalls', 'checkpoints', 'export', 'import', 'store'].includes(c)) expect(help, `example in ${c} --help`).toMatch(/Examples?:\n {2}snapvisor /);
       for (const line of help.split('\n').filter((l) => /^ {2}-/.test(l))) {
         const opt = /(--[\w-]+)/.exec(line)?.[1];
         if (!opt || opt === '--help' || line.includes('accepted for runc compatibility')) continue;
