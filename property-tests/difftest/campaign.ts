@@ -55,6 +55,7 @@ async function main(): Promise<number> {
     const r = await checkSeed(ws, seed, runs, {
       batchSize: batch,
       shrink: true,
+      onFailure: (f) => console.log(`  unexplained difference: seed ${f.seed} path ${f.path} (${f.finding.diff.op}: native '${f.finding.diff.native}', snapvisor '${f.finding.diff.sandbox}'); shrunk at the end`),
       onBatch: (done) => {
         if (Date.now() - lastReport > 30_000 || done === runs) {
           lastReport = Date.now();

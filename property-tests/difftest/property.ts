@@ -28,7 +28,7 @@ export interface CampaignResult {
 }
 
 /** Run programs 0..count-1 of `seed` in batches of `batchSize`; shrink each unexplained difference when `shrink`. */
-export async function checkSeed(ws: Workspace, seed: number, count: number, opts: { batchSize?: number; shrink?: boolean; maxSteps?: number; onBatch?: (done: number) => void } = {}): Promise<CampaignResult> {
+export async function checkSeed(ws: Workspace, seed: number, count: number, opts: { batchSize?: number; shrink?: boolean; maxSteps?: number; onBatch?: (done: number) => void; onFailure?: (f: Failure) => void } = {}): Promise<CampaignResult> {
   const batchSize = opts.batchSize ?? 50;
   const arb = programArb(opts.maxSteps);
   const programs = fc.sample(arb, { seed, numRuns: count });
@@ -40,7 +40,9 @@ export async function checkSeed(ws: Workspace, seed: number, count: number, opts
     for (const f of r.findings) {
       if (f.known) { result.known.set(f.known.name, (result.known.get(f.known.name) ?? 0) + 1); continue; }
       const path = start + f.diff.programId;
-      result.failures.push({ seed, path, finding: f, report: describeFinding(f, r.native.get(f.diff.programId), r.sandbox.get(f.diff.programId)) });
+      const failure: Failure = { seed, path, finding: f, report: describeFinding(f, r.native.get(f.diff.programId), r.sandbox.get(f.diff.programId)) };
+      result.failures.push(failure);
+      opts.onFailure?.(failure);
     }
     opts.onBatch?.(result.programs);
   }
