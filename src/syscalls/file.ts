@@ -157,8 +157,10 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
     const inode = k.vfs.create(r.path, S_IFREG | (mode & 0o7777 & ~t.tg.umask));
     n = { kind: 'upper', path: r.path, inode };
     created = true;
-  } else if (isLnk(modeOf(n)) && !(flags & O_PATH) && !(n.kind === 'synthetic' && n.node.magicFileId !== undefined)) {
-    return -E.ELOOP; // O_NOFOLLOW on a symlink
+  } else if (isLnk(modeOf(n)) && !(n.kind === 'synthetic' && n.node.magicFileId !== undefined)) {
+    // An unfollowed symlink (O_NOFOLLOW): O_DIRECTORY asks for a directory first (ENOTDIR), then ELOOP unless O_PATH.
+    if (flags & O_DIRECTORY) return -E.ENOTDIR;
+    if (!(flags & O_PATH)) return -E.ELOOP;
   }
   if (n.kind === 'upper' && (n.inode.mode & S_IFMT) === S_IFIFO && !(flags & O_PATH)) {
     const acc = flags & O_ACCMODE;
