@@ -203,3 +203,12 @@ export function sha256(data: Buffer | Uint8Array): string {
 export function stderrLines(stderr: string): string[] {
   return stderr.replace(/\n$/, '').split('\n');
 }
+
+/**
+ * Stub processes whose snapvisor is gone (adopted by pid 1): a sandbox must never leave one.
+ * Returns their `ps` lines (empty when none).
+ */
+export function orphanStubs(): string[] {
+  const out = spawnSync('ps', ['-eo', 'ppid=,pid=,args='], { encoding: 'utf8' }).stdout ?? '';
+  return out.split('\n').filter((l) => l.trim().endsWith('snapvisor-stub') && l.trim().split(/\s+/)[0] === '1');
+}

@@ -24,7 +24,7 @@ const PTRACE_GETFPREGS = 14, PTRACE_SETFPREGS = 15;
 const PTRACE_O_TRACESYSGOOD = 1, PTRACE_O_EXITKILL = 0x100000;
 const PTRACE_EVENT_STOP = 128;
 const NT_X86_XSTATE = 0x202;
-const SIGTRAP = 5, SIGSTOP = 19, SIGKILL = 9;
+const SIGILL = 4, SIGTRAP = 5, SIGBUS = 7, SIGSEGV = 11, SIGSTOP = 19, SIGKILL = 9;
 const SYS_mmap = 9, SYS_mprotect = 10, SYS_munmap = 11;
 
 /** How many non-blocking waitpid polls before handing the wait to a worker thread. */
@@ -190,6 +190,11 @@ class PtraceTask implements PlatformTask {
       if ((st & 0xff) !== 0x7f) { this.dead = true; throw new PtraceError(`stub died during an injected syscall (status 0x${st.toString(16)})`); }
       const sig = (st >> 8) & 0xff;
       if (sig === SIGTRAP && (st >> 16) === 0) break;
+      if ((st >> 16) === 0 && (sig === SIGSEGV || sig === SIGBUS || sig === SIGILL)) {
+        // The injection site itself faulted (its page is gone): resuming would fault forever.
+        this.destroy();
+        throw new PtraceError(`stub's injection site faulted (signal ${sig}) during injected syscall ${nr}`);
+      }
       // A group-stop or other event: keep going until the int3.
       libc.ptraceInt(PTRACE_CONT, this.pid, 0, 0);
     }

@@ -101,6 +101,9 @@ export const PROT_GROWSDOWN = 0x01000000, PROT_GROWSUP = 0x02000000;
 export const MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_SHARED_VALIDATE = 0x03, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20;
 export const MAP_GROWSDOWN = 0x100, MAP_NORESERVE = 0x4000, MAP_POPULATE = 0x8000, MAP_FIXED_NOREPLACE = 0x100000;
 export const MADV_DONTNEED = 4, MADV_FREE = 8, MADV_REMOVE = 9;
+/** msync(2) flags and mlockall(2) flags. */
+export const MS_ASYNC = 1, MS_INVALIDATE = 2, MS_SYNC = 4;
+export const MCL_CURRENT = 1, MCL_FUTURE = 2, MCL_ONFAULT = 4;
 /** Guest page size, bytes. */
 export const PAGE_SIZE = 4096;
 

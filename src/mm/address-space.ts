@@ -369,12 +369,17 @@ export class AddressSpace {
     this.mf.ref(v.block, this.id, 1);
   }
 
-  /** munmap(2): remove [addr, addr+len); the freed memory-file pages are released. EINVAL on misalignment. */
+  /**
+   * munmap(2): remove [addr, addr+len); the freed memory-file pages are released. EINVAL on
+   * misalignment, past TASK_SIZE, or over the platform's reserved range (the stub's own pages,
+   * which the guest can never map: treated as Linux treats addresses above TASK_SIZE).
+   */
   unmap(addr: number, len: number): void {
     if (addr % PAGE_SIZE || len <= 0) throw new SyscallError(E.EINVAL);
     len = pageRoundUp(len);
     const end = addr + len;
     if (end > this.maxAddr) throw new SyscallError(E.EINVAL);
+    if (this.inReserved(addr, end)) throw new SyscallError(E.EINVAL);
     this.splitAt(addr);
     this.splitAt(end);
     const keep: Vma[] = [];
@@ -396,16 +401,39 @@ export class AddressSpace {
     this.mf.ref(v.block, this.id, -1);
   }
 
+  /**
+   * Whether every page of [addr, end) (guest addresses, page-aligned) lies in some VMA. Walks the
+   * VMAs, never the pages, so a guest-supplied range of any size costs O(VMAs).
+   */
+  covers(addr: number, end: number): boolean {
+    for (let a = addr; a < end;) {
+      const v = this.find(a);
+      if (!v) return false;
+      a = v.end;
+    }
+    return true;
+  }
+
+  /**
+   * The mapped pieces of [addr, end) (guest addresses), VMA by VMA, in order: [start, end) pairs.
+   * O(VMAs) whatever the range's size.
+   */
+  mappedPieces(addr: number, end: number): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    for (const v of this.state.vmas) {
+      if (v.end <= addr) continue;
+      if (v.start >= end) break;
+      out.push([Math.max(v.start, addr), Math.min(v.end, end)]);
+    }
+    return out;
+  }
+
   /** mprotect(2): ENOMEM if any page of the range is unmapped, EINVAL on misalignment. */
   protect(addr: number, len: number, prot: number): void {
     if (addr % PAGE_SIZE) throw new SyscallError(E.EINVAL);
     len = pageRoundUp(len);
     const end = addr + len;
-    for (let a = addr; a < end;) {
-      const v = this.find(a);
-      if (!v) throw new SyscallError(E.ENOMEM);
-      a = v.end;
-    }
+    if (!this.covers(addr, end)) throw new SyscallError(E.ENOMEM);
     this.splitAt(addr);
     this.splitAt(end);
     for (const v of this.state.vmas) {

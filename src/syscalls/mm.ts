@@ -8,10 +8,11 @@ import fs from 'node:fs';
 import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import { pageRoundUp } from '../mm/memory-file.js';
+import { TASK_SIZE } from '../mm/address-space.js';
 import { inodeRead, inodeShare } from '../vfs/inode-data.js';
 import { pageCacheBlock } from '../mm/page-cache.js';
 import { syscall } from './entry.js';
-import { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, O_ACCMODE, O_RDONLY, O_WRONLY, PAGE_SIZE, PROT_GROWSDOWN, PROT_GROWSUP, PROT_SEM, PROT_WRITE } from '../abi/linux.js';
+import { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MS_ASYNC, MS_INVALIDATE, MS_SYNC, O_ACCMODE, O_RDONLY, O_WRONLY, PAGE_SIZE, PROT_GROWSDOWN, PROT_GROWSUP, PROT_SEM, PROT_WRITE } from '../abi/linux.js';
 
 const PROT_ALL = 7;
 /** mmap_min_addr: fixed mappings below it need CAP_SYS_RAWIO. */
@@ -74,25 +75,86 @@ function mmap(t: Task): number {
   return at;
 }
 
-/** Advice values Linux knows (madvise_behavior_valid): NORMAL..DONTNEED, FREE..COLLAPSE. */
-const validAdvice = (a: number) => (a >= 0 && a <= 4) || (a >= 8 && a <= 25);
+/**
+ * A guest-supplied range [start, start + PAGE_ALIGN(len)) computed on 64-bit unsigned values, as
+ * Linux does: `wraps` when the end passes 2^64, `beyond` when it passes TASK_SIZE (no VMA lies
+ * there, so that part is a hole); `start`/`end` are clamped to TASK_SIZE. Guest addresses, bytes.
+ */
+function guestRange(startArg: bigint, lenArg: bigint): { start: number; end: number; empty: boolean; wraps: boolean; beyond: boolean } {
+  const len = BigInt.asUintN(64, (lenArg + 4095n) & ~4095n);
+  const endBig = startArg + len;
+  const limit = BigInt(TASK_SIZE);
+  return {
+    start: Number(startArg > limit ? limit : startArg), end: Number(endBig > limit ? limit : endBig),
+    empty: len === 0n, wraps: endBig >= 1n << 64n, beyond: endBig > limit,
+  };
+}
+/** Whether every page of a guestRange lies in a VMA. */
+const allMapped = (t: Task, r: ReturnType<typeof guestRange>): boolean => !r.beyond && t.mm.covers(r.start, r.end);
+
+/** Advice values madvise(2) knows (include/uapi/asm-generic/mman-common.h): 0–4 and 8–25. */
+const madviceValid = (a: number): boolean => (a >= 0 && a <= 4) || (a >= 8 && a <= 25);
+/**
+ * madvise(2) (mm/madvise.c do_madvise): EINVAL for unknown advice, an unaligned start, a length
+ * that wraps; advice applies to the mapped parts and any hole gives ENOMEM. Walks VMAs, not pages.
+ */
 function madvise(t: Task): number {
-  const addr = t.arg(0), len = pageRoundUp(t.arg(1)), advice = t.argInt(2);
-  // mm/madvise.c order: the advice, the alignment, then an empty range succeeds.
-  if (!validAdvice(advice)) return -E.EINVAL;
+  const advice = t.argInt(2);
+  if (!madviceValid(advice)) return -E.EINVAL;
   if (unaligned(t, 0)) return -E.EINVAL;
-  if (len === 0) return t.arg(1) === 0 ? 0 : -E.EINVAL;
+  const lenArg = t.argBig(1);
+  const r = guestRange(t.argBig(0), lenArg);
+  if (r.empty && lenArg !== 0n) return -E.EINVAL; // a small negative length rounded up to zero
+  if (r.wraps) return -E.EINVAL;
+  if (r.empty) return 0;
   const discard = advice === MADV_DONTNEED || advice === MADV_FREE || advice === MADV_REMOVE;
-  // Like Linux, advice applies to the mapped parts; an unmapped page anywhere gives ENOMEM.
-  let gap = false;
-  for (let a = addr; a < addr + len; a += PAGE_SIZE) {
+  if (discard) for (const [a, e] of t.mm.mappedPieces(r.start, r.end)) t.mm.discard(a, e - a);
+  return allMapped(t, r) ? 0 : -E.ENOMEM;
+}
+
+/**
+ * mincore(2) (mm/mincore.c): EINVAL for an unaligned start, ENOMEM when the range passes
+ * TASK_SIZE or reaches a hole (the vector is filled up to it), EFAULT for a bad vector. Every
+ * mapped page is reported resident (guest memory is never paged out by this kernel).
+ */
+function mincore(t: Task): number {
+  const start = t.arg(0), lenArg = t.argBig(1), vecArg = t.argBig(2);
+  if (start % PAGE_SIZE) return -E.EINVAL;
+  if (BigInt(start) + lenArg > BigInt(TASK_SIZE)) return -E.ENOMEM;
+  const pages = Number((lenArg + 4095n) / 4096n);
+  if (vecArg + BigInt(pages) > BigInt(TASK_SIZE)) return -E.EFAULT;
+  let vec = Number(vecArg), left = pages, a = start;
+  while (left > 0) {
     const v = t.mm.find(a);
-    if (!v) { gap = true; continue; }
-    const end = Math.min(v.end, addr + len);
-    if (discard) t.mm.discard(a, end - a);
-    a = end - PAGE_SIZE;
+    if (!v) return -E.ENOMEM;
+    const n = Math.min(left, (v.end - a) / PAGE_SIZE, PAGE_SIZE); // a page of vector at a time, as Linux
+    t.mm.write(vec, new Uint8Array(n).fill(1));
+    vec += n; left -= n; a += n * PAGE_SIZE;
   }
-  return gap ? -E.ENOMEM : 0;
+  return 0;
+}
+
+/** msync(2) (mm/msync.c): flags and alignment checked, ENOMEM for a wrapping range or any hole. */
+function msync(t: Task): number {
+  const flags = t.argInt(2);
+  if (flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) || t.arg(0) % PAGE_SIZE || ((flags & MS_ASYNC) && (flags & MS_SYNC))) return -E.EINVAL;
+  const r = guestRange(t.argBig(0), t.argBig(1));
+  if (r.wraps) return -E.ENOMEM;
+  if (r.empty) return 0;
+  return allMapped(t, r) ? 0 : -E.ENOMEM;
+}
+
+/**
+ * mlock(2)/munlock(2) (mm/mlock.c do_mlock, apply_vma_lock_flags): the range is widened to whole
+ * pages; EINVAL if it wraps, ENOMEM for any hole. Nothing else to do: guest memory is never swapped.
+ */
+function mlockRange(t: Task): number {
+  const startArg = t.argBig(0);
+  const off = startArg & 4095n;
+  const r = guestRange(startArg - off, BigInt.asUintN(64, t.argBig(1) + off));
+  if (r.wraps) return -E.EINVAL;
+  if (r.empty) return 0;
+  return allMapped(t, r) ? 0 : -E.ENOMEM;
 }
 
 export const mmSyscalls = [
@@ -115,16 +177,13 @@ export const mmSyscalls = [
     return t.mm.remap(t.arg(0), t.arg(1), t.arg(2), !!(flags & 1));
   }, 'partial', 'MREMAP_FIXED and MREMAP_DONTUNMAP give EINVAL'),
   syscall('madvise', 3, madvise, 'partial', 'DONTNEED/FREE/REMOVE drop private pages; other advice is accepted and ignored'),
-  syscall('msync', 3, (t) => (t.arg(0) % PAGE_SIZE ? -E.EINVAL : 0), 'stub', 'shared mappings and the file share pages: nothing to write back'),
-  syscall('mlock', 2, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
-  syscall('munlock', 2, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
-  syscall('mlockall', 1, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
+  syscall('msync', 3, msync, 'stub', 'shared mappings and the file share pages: nothing to write back'),
+  syscall('mlock', 2, mlockRange, 'stub', 'guest memory is never swapped by this kernel'),
+  syscall('munlock', 2, mlockRange, 'stub', 'guest memory is never swapped by this kernel'),
+  syscall('mlockall', 1, (t) => {
+    const flags = t.argInt(0);
+    return !flags || (flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)) || flags === MCL_ONFAULT ? -E.EINVAL : 0;
+  }, 'stub', 'guest memory is never swapped by this kernel'),
   syscall('munlockall', 0, () => 0, 'stub', 'guest memory is never swapped by this kernel'),
-  syscall('mincore', 3, (t) => {
-    const addr = t.arg(0), len = pageRoundUp(t.arg(1));
-    if (addr % PAGE_SIZE) return -E.EINVAL;
-    for (let a = addr; a < addr + len; a += PAGE_SIZE) if (!t.mm.find(a)) return -E.ENOMEM;
-    t.mm.write(t.arg(2), new Uint8Array(len / PAGE_SIZE).fill(1));
-    return 0;
-  }),
+  syscall('mincore', 3, mincore),
 ];

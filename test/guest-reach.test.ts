@@ -1,0 +1,132 @@
+/**
+ * Nothing a guest does can hang or crash the kernel (issue 9, point 3): loops over guest-supplied
+ * ranges walk VMAs, not pages, and the stub's own pages are out of the guest's reach.
+ */
+import { describe, expect, it } from 'vitest';
+import { compileStatic, native, orphanStubs, snapvisor } from './helpers.js';
+
+/** Memory syscalls over huge, unmapped, wrapping and partly mapped ranges, with their errno. */
+const MM_RANGES_C = String.raw`
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+#define R(name, call) do { errno = 0; long r = (long)(call); printf("%s %ld %d\n", name, r, r < 0 ? errno : 0); } while (0)
+static unsigned char vec[64];
+int main(void) {
+  const size_t TiB = 1ULL << 40;
+  void *lo = (void *)0x200000000000ULL; /* unmapped in both worlds */
+  double t0 = now();
+  R("madvise-1tib-dontneed", syscall(SYS_madvise, lo, TiB, MADV_DONTNEED));
+  R("madvise-1tib-normal", syscall(SYS_madvise, lo, TiB, MADV_NORMAL));
+  R("madvise-neg", syscall(SYS_madvise, (void *)0x100000, (size_t)-4096, MADV_DONTNEED));
+  R("madvise-badadvice", syscall(SYS_madvise, lo, 4096, 12345));
+  R("madvise-zero", syscall(SYS_madvise, lo, 0, MADV_DONTNEED));
+  R("madvise-unaligned", syscall(SYS_madvise, (char *)lo + 1, 4096, MADV_DONTNEED));
+  R("madvise-beyond", syscall(SYS_madvise, (void *)0x7ffffffff000ULL, TiB, MADV_DONTNEED));
+  R("mincore-1tib", syscall(SYS_mincore, lo, TiB, vec));
+  R("mincore-neg", syscall(SYS_mincore, (void *)0x100000, (size_t)-4096, vec));
+  R("mincore-beyond", syscall(SYS_mincore, (void *)0x7ffffffff000ULL, 8192, vec));
+  R("mprotect-1tib", syscall(SYS_mprotect, lo, TiB, PROT_READ));
+  R("mprotect-neg", syscall(SYS_mprotect, (void *)0x100000, (size_t)-4096, PROT_READ));
+  R("munmap-1tib", syscall(SYS_munmap, lo, TiB));
+  R("munmap-neg", syscall(SYS_munmap, (void *)0x100000, (size_t)-4096));
+  R("munmap-beyond", syscall(SYS_munmap, (void *)0x7ffffffff000ULL, 8192));
+  R("msync-1tib", syscall(SYS_msync, lo, TiB, MS_ASYNC));
+  R("msync-neg", syscall(SYS_msync, (void *)0x100000, (size_t)-4096, MS_ASYNC));
+  R("msync-badflags", syscall(SYS_msync, lo, 4096, MS_ASYNC | MS_SYNC));
+  R("msync-zero", syscall(SYS_msync, lo, 0, MS_ASYNC));
+  R("mlock-1tib", syscall(SYS_mlock, lo, TiB));
+  R("mlock-neg", syscall(SYS_mlock, (void *)0x100000, (size_t)-4096));
+  R("munlock-1tib", syscall(SYS_munlock, lo, TiB));
+  R("munlock-neg", syscall(SYS_munlock, (void *)0x100000, (size_t)-4096));
+  R("mlockall-0", syscall(SYS_mlockall, 0));
+  R("mremap-1tib", syscall(SYS_mremap, lo, TiB, 4096, 0));
+  char *m = mmap(0, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  m[0] = 1; m[2 * 4096] = 2;
+  munmap(m + 4096, 4096);
+  R("madvise-gap", syscall(SYS_madvise, m, 3 * 4096, MADV_DONTNEED));
+  printf("after-dontneed %d %d\n", m[0], m[2 * 4096]);
+  R("mincore-gap", syscall(SYS_mincore, m, 3 * 4096, vec));
+  R("mincore-badvec", syscall(SYS_mincore, m, 4096, (void *)8));
+  R("mincore-gap-badvec", syscall(SYS_mincore, m + 4096, 4096, (void *)8));
+  R("msync-gap", syscall(SYS_msync, m, 3 * 4096, MS_ASYNC));
+  R("mlock-gap", syscall(SYS_mlock, m, 3 * 4096));
+  R("mlock-ok", syscall(SYS_mlock, m, 4096));
+  R("mlock-unaligned", syscall(SYS_mlock, m + 10, 100));
+  R("munlock-ok", syscall(SYS_munlock, m, 4096));
+  R("mprotect-gap", syscall(SYS_mprotect, m, 3 * 4096, PROT_READ));
+  printf("fast %d\n", now() - t0 < 0.5);
+  return 0;
+}
+`;
+
+/** The stub's page sits at 0x7ffff0000000 in every guest address space: the guest cannot touch it. */
+const STUB_REACH_C = String.raw`
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define R(name, call) do { errno = 0; long r = (long)(call); printf("%s %d\n", name, r < 0 ? errno : 0); fflush(stdout); } while (0)
+int main(void) {
+  void *hint = (void *)0x7fffeffff000ULL;
+  char *m = mmap(hint, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  printf("mmap-at-hint %d\n", m == hint);
+  R("munmap-over-stub", syscall(SYS_munmap, hint, 0x200000));
+  R("munmap-stub", syscall(SYS_munmap, (void *)0x7ffff0000000ULL, 4096));
+  R("mprotect-over-stub", syscall(SYS_mprotect, hint, 0x200000, PROT_NONE));
+  R("mmap-fixed-stub", mmap((void *)0x7ffff0000000ULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
+  R("madvise-over-stub", syscall(SYS_madvise, hint, 0x200000, MADV_DONTNEED));
+  R("mremap-onto-stub", syscall(SYS_mremap, m, 4096, 0x200000, 0));
+  m[0] = 7;
+  /* More mappings after all that: the stub must still be able to map them. */
+  char *n = mmap(0, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  n[12345] = 1;
+  printf("alive %d %d\n", m[0], n[12345]);
+  return 0;
+}
+`;
+
+describe('no guest-reachable hang', () => {
+  it('madvise, mincore, mprotect, munmap, msync, mlock over 1 TiB and wrapping ranges answer at once with Linux errno', async () => {
+    const exe = compileStatic('mm-ranges', MM_RANGES_C);
+    const nat = await native([exe]);
+    const t0 = Date.now();
+    const sv = await snapvisor(['run', '--', exe], { timeoutMs: 20_000 });
+    const ms = Date.now() - t0;
+    expect(nat.status).toBe(0);
+    expect(nat.stdout.toString()).toMatch(/madvise-neg -1 22\n/);
+    expect(nat.stdout.toString()).toMatch(/fast 1\n/);
+    expect(sv.timedOut).toBe(false);
+    expect(sv.stderr).toBe('');
+    expect(sv.stdout.toString()).toBe(nat.stdout.toString());
+    expect(sv.status).toBe(0);
+    expect(ms).toBeLessThan(10_000);
+    expect(orphanStubs()).toEqual([]);
+  });
+
+  it("the stub's pages cannot be unmapped, protected or mapped over; the guest gets EINVAL/ENOMEM and goes on", async () => {
+    const exe = compileStatic('stub-reach', STUB_REACH_C);
+    const sv = await snapvisor(['run', '--', exe], { timeoutMs: 20_000 });
+    expect(sv.timedOut).toBe(false);
+    expect(sv.stderr).toBe('');
+    expect(sv.stdout.toString()).toBe([
+      'mmap-at-hint 1',
+      'munmap-over-stub 22', // a reserved range, as addresses above TASK_SIZE: EINVAL
+      'munmap-stub 22',
+      'mprotect-over-stub 12', // nothing the guest mapped there: ENOMEM
+      'mmap-fixed-stub 12',
+      'madvise-over-stub 12',
+      'mremap-onto-stub 12', // cannot grow in place over it, and may not move
+      'alive 7 1',
+    ].join('\n') + '\n');
+    expect(sv.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
+  });
+});
