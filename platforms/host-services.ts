@@ -103,8 +103,17 @@ export interface HostServices {
   pollOnce(fd: number, events: number): number;
   /** read(2) from a host fd at its own position, synchronously: bytes read (throws the Node error). */
   readSync(fd: number, into: Uint8Array, position: number | null): number;
-  /** read(2) from a host fd on a worker thread, so the event loop goes on: bytes read, or rejects with the errno (a positive number). */
-  readAsync(fd: number, into: Uint8Array): Promise<number>;
+  /**
+   * read(2) from a host stream (pipe, terminal, socket) without blocking, and without changing the
+   * caller's open file description (which other processes share): bytes read (0 at end of file), or
+   * undefined when nothing is there yet. Throws HostError with the host's errno.
+   */
+  readNow(fd: number, into: Uint8Array): number | undefined;
+  /**
+   * Call `ready` whenever host fd `fd` may have become readable (or hung up), until the returned
+   * function is called. Nothing is read meanwhile: an abandoned wait consumes no bytes.
+   */
+  onReadable(fd: number, ready: () => void): () => void;
   /** write(2) to a host fd: bytes written (throws the Node error, e.g. code EAGAIN/EPIPE). */
   writeSync(fd: number, from: Uint8Array, offset: number, length: number): number;
   /** getrlimit(2) of the kernel's own process: [soft, hard], or undefined if it fails. */

@@ -93,6 +93,42 @@ int main(void) {
 }
 `;
 
+/** N threads released at once from a barrier, each computing for a while; or N busy child processes. */
+const MANY_TASKS_C = String.raw`
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static pthread_barrier_t barrier;
+static unsigned long spin(unsigned long n) { volatile unsigned long x = 0; for (unsigned long i = 0; i < n; i++) x += i; return x; }
+static void *worker(void *arg) { (void)arg; pthread_barrier_wait(&barrier); spin(2000000); return 0; }
+int main(int argc, char **argv) {
+  int n = atoi(argv[2]);
+  if (!strcmp(argv[1], "threads")) {
+    pthread_t *th = calloc(n, sizeof *th);
+    pthread_attr_t a; pthread_attr_init(&a); pthread_attr_setstacksize(&a, 64 * 1024);
+    pthread_barrier_init(&barrier, 0, n + 1);
+    for (int i = 0; i < n; i++) if (pthread_create(&th[i], &a, worker, 0)) { printf("create %d failed\n", i); return 1; }
+    pthread_barrier_wait(&barrier);
+    for (int i = 0; i < n; i++) pthread_join(th[i], 0);
+    printf("joined %d threads\n", n);
+  } else {
+    for (int i = 0; i < n; i++) {
+      pid_t p = fork();
+      if (p < 0) { printf("fork %d failed\n", i); return 1; }
+      if (p == 0) { usleep(300000); spin(2000000); _exit(7); }
+    }
+    int ok = 0, st;
+    while (wait(&st) > 0) ok += WIFEXITED(st) && WEXITSTATUS(st) == 7;
+    printf("reaped %d processes\n", ok);
+  }
+  return 0;
+}
+`;
+
 describe('no guest-reachable hang', () => {
   it('madvise, mincore, mprotect, munmap, msync, mlock over 1 TiB and wrapping ranges answer at once with Linux errno', async () => {
     const exe = compileStatic('mm-ranges', MM_RANGES_C);
@@ -129,4 +165,17 @@ describe('no guest-reachable hang', () => {
     expect(sv.status).toBe(0);
     expect(orphanStubs()).toEqual([]);
   });
+
+  it('300 threads released from a barrier, and 300 busy processes, all run to the end', async () => {
+    const exe = compileStatic('many-tasks', MANY_TASKS_C, ['-pthread']);
+    for (const [kind, line] of [['threads', 'joined 300 threads'], ['processes', 'reaped 300 processes']]) {
+      const t0 = Date.now();
+      const sv = await snapvisor(['run', '--', exe, kind, '300'], { timeoutMs: 120_000 });
+      expect(sv.timedOut, `${kind}: ${Date.now() - t0} ms`).toBe(false);
+      expect(sv.stderr).toBe('');
+      expect(sv.stdout.toString()).toBe(line + '\n');
+      expect(sv.status).toBe(0);
+    }
+    expect(orphanStubs()).toEqual([]);
+  }, 300_000);
 });

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import * as libc from './libc.js';
 import type { HostServices, HostStat, HostTree, MemoryBacking, ReadOnlyFileMapping } from '../host-services.js';
 import { LinuxHostTree } from './host-tree.js';
+import { HostStreams } from './host-streams.js';
 
 /** A memfd (memfd_create(2), MFD_CLOEXEC) of `size` bytes, sparse, mapped into this process in views. */
 export class HostMemfd implements MemoryBacking {
@@ -81,6 +82,7 @@ const TCGETS = 0x5401;
 /** The Linux host: the caller's fds, host poll and rlimits, memfd-backed memory files. */
 export class LinuxHostServices implements HostServices {
   private readonly streams = new Map<number, boolean>();
+  private readonly hostStreams = new HostStreams();
 
   openTree(rootPath: string): HostTree { return new LinuxHostTree(rootPath); }
 
@@ -124,12 +126,9 @@ export class LinuxHostServices implements HostServices {
 
   readSync(fd: number, into: Uint8Array, position: number | null): number { return fs.readSync(fd, into, 0, into.length, position); }
 
-  readAsync(fd: number, into: Uint8Array): Promise<number> {
-    return new Promise((resolve, reject) => fs.read(fd, into, 0, into.length, null, (err, n) => {
-      if (err) reject((err as NodeJS.ErrnoException).errno ? -(err as NodeJS.ErrnoException).errno! : 5 /* EIO */);
-      else resolve(n);
-    }));
-  }
+  readNow(fd: number, into: Uint8Array): number | undefined { return this.hostStreams.readNow(fd, into); }
+
+  onReadable(fd: number, ready: () => void): () => void { return this.hostStreams.onReadable(fd, ready); }
 
   writeSync(fd: number, from: Uint8Array, offset: number, length: number): number { return fs.writeSync(fd, from, offset, length); }
 

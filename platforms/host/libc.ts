@@ -74,7 +74,7 @@ export const ioctlBuf = libc.func('int ioctl(int fd, unsigned long request, void
 /** clock_gettime(2) into a BigInt64Array(2) [sec, nsec]: CPU clocks of stub processes. */
 export const clockGettime = libc.func('int clock_gettime(int clk, void *ts)') as (clk: number, ts: BigInt64Array) => number;
 /** poll(2) on host fds: `fds` is an array of struct pollfd (8 bytes each: fd i32, events i16, revents i16). */
-export const poll = libc.func('int poll(void *fds, uint64_t nfds, int timeout)') as (fds: Uint8Array, n: number, timeout: number) => number;
+export const poll = libc.func('int poll(void *fds, uint64_t nfds, int timeout)') as ((fds: Uint8Array, n: number, timeout: number) => number) & { async: Function };
 /** sched_yield(2): let the stub (pinned to our CPU) run while we wait for its next stop. */
 export const schedYield = libc.func('int sched_yield(void)') as () => number;
 /** getrlimit(2) of the kernel's own process into a BigUint64Array(2) [soft, hard]. */

@@ -7,8 +7,9 @@
  * Facts it relies on (shared/design/platform-notes.md): registers move through a
  * BigUint64Array passed as `void *`; stubs are started with posix_spawn (never
  * child_process, whose SIGCHLD handler steals ptrace stops) with SETSID and SETSIGDEF;
- * ptrace requests must come from the thread that seized the tracee (the main thread),
- * while waitpid may run on a worker thread (koffi .async).
+ * ptrace requests must come from the thread that seized the tracee (the main thread); a stub
+ * that keeps running guest code is waited for through SIGCHLD (StopWatcher), never a blocking
+ * call per stub.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -106,6 +107,60 @@ function pinToOneCpu(): void {
 const QUICK_TRAPS_TO_REPIN = 16;
 /** Guest code running this long between traps (ms) counts as compute. */
 const SPREAD_AFTER_MS = 2;
+
+/**
+ * Waits for the next stop of stubs that are running guest code, for any number of them at once:
+ * the host sends the tracer SIGCHLD whenever a tracee stops or dies, and each SIGCHLD (plus a slow
+ * sweep, in case one was coalesced away before a stub was watched) polls every watched stub with
+ * waitpid(WNOHANG). No host call is left blocking on a worker thread per stub, so there is no cap
+ * on runnable tasks (koffi allows 256 concurrent async calls, and they would queue on libuv's
+ * 4-thread pool besides). Only our own stubs' pids are waited for; libuv's children are not touched.
+ */
+class StopWatcher {
+  private readonly watched = new Map<number, (status: number) => void>();
+  private readonly status = new Int32Array(1);
+  private listening = false;
+  private sweepTimer?: NodeJS.Timeout;
+  /** Safety sweep period (ms) while any stub is watched. */
+  private static readonly SWEEP_MS = 20;
+
+  /** Resolves with the wait status of `pid`'s next stop (or death). */
+  watch(pid: number): Promise<number> {
+    if (!this.listening) {
+      this.listening = true;
+      process.on('SIGCHLD', () => this.sweep());
+    }
+    return new Promise<number>((resolve) => {
+      this.watched.set(pid, resolve);
+      // A stop that came before we watched: its SIGCHLD may already be handled.
+      this.poll(pid, resolve);
+      if (this.watched.size && !this.sweepTimer) {
+        this.sweepTimer = setInterval(() => this.sweep(), StopWatcher.SWEEP_MS);
+        this.sweepTimer.unref();
+      }
+    });
+  }
+
+  private poll(pid: number, resolve: (status: number) => void): void {
+    for (;;) {
+      const r = libc.waitpid(pid, this.status, libc.WNOHANG | libc.__WALL);
+      if (r === pid) break;
+      if (r === 0) return;
+      const e = libc.errno();
+      if (e === 4 /* EINTR */) continue;
+      this.status[0] = 0; // ECHILD: reaped elsewhere (destroyed); report it as gone
+      break;
+    }
+    this.watched.delete(pid);
+    resolve(this.status[0]);
+  }
+
+  private sweep(): void {
+    for (const [pid, resolve] of this.watched) this.poll(pid, resolve);
+    if (!this.watched.size && this.sweepTimer) { clearInterval(this.sweepTimer); this.sweepTimer = undefined; }
+  }
+}
+const stopWatcher = new StopWatcher();
 
 class PtraceTask implements PlatformTask {
   readonly regs = new BigUint64Array(REG_COUNT);
@@ -275,15 +330,7 @@ class PtraceTask implements PlatformTask {
   }
 
   private waitAsync(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const st = new Int32Array(1);
-      const again = () => libc.waitpid.async(this.pid, st, libc.__WALL, (err: unknown, r: number) => {
-        if (err) return reject(err);
-        if (r === this.pid) return resolve(st[0]);
-        again(); // EINTR
-      });
-      again();
-    });
+    return stopWatcher.watch(this.pid);
   }
 
   isRunning(): boolean { return this.running && !this.dead; }

@@ -31,7 +31,7 @@ export class Futexes {
   /** FUTEX_WAIT/WAIT_BITSET: block while *addr == val, until woken, the deadline (guest monotonic ns), or a signal. */
   wait(t: Task, addr: number, val: number, bitset: number, deadlineNs: bigint | undefined, priv: boolean): SyscallResult {
     if (bitset === 0) return -E.EINVAL;
-    if (t.restoredWaiter?.kind === 'futex') return 0; // restored mid-wait: a spurious wake-up
+    if (t.resumed('futex')) return 0; // restored mid-wait: a spurious wake-up
     const key = this.key(t, addr, priv);
     if (t.mm.readU32(addr) !== val) return -E.EAGAIN;
     const entry: QueuedWaiter = { tid: t.tid, bitset, wake$: new Subject<number>() };
@@ -49,7 +49,7 @@ export class Futexes {
     if (deadlineNs !== undefined) sources.push(untilDeadline(t, deadlineNs).pipe(map(() => -E.ETIMEDOUT)));
     return {
       // A timed wait is not restarted after a handler (restart_block gives EINTR); an untimed one is.
-      waiter: { kind: 'futex', interruptible: true, restartable: deadlineNs === undefined, deadlineNs },
+      waiter: { kind: 'futex', addr, interruptible: true, restartable: deadlineNs === undefined, deadlineNs },
       result$: merge(...sources).pipe(take(1), finalize(remove)),
     };
   }

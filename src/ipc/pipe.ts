@@ -9,7 +9,7 @@ import { Subject, filter } from 'rxjs';
 import { E } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
-import type { InodeState, OpenFileState, PipeState } from '../kernel/state.js';
+import type { InodeState, OpenFileState, PipeState, PipeWriteWaiter } from '../kernel/state.js';
 import { O_CLOEXEC, O_DIRECT, O_NONBLOCK, O_WRONLY, PIPE_BUF, PROT_READ, PROT_WRITE, SIGPIPE, SI_USER } from '../abi/linux.js';
 
 export const PIPE_CAPACITY = 65536;
@@ -159,8 +159,7 @@ export class Pipes {
   write(t: Task, f: OpenFileState, buf: number, count: number, pipeId = f.pipeId!, nonblock = !!(f.flags & O_NONBLOCK), sigpipe = true): SyscallResult {
     if (count === 0) return 0;
     t.mm.chunks(buf, Math.min(count, 1), PROT_READ, () => undefined);
-    const resumed = t.restoredWaiter?.kind === 'pipe-write' ? t.restoredWaiter.progress ?? 0 : 0;
-    const waiter = { kind: 'pipe-write', fileId: f.id, interruptible: true, restartable: true, progress: resumed };
+    const waiter: PipeWriteWaiter = { kind: 'pipe-write', fileId: f.id, interruptible: true, restartable: true, progress: t.resumed('pipe-write')?.progress ?? 0 };
     const attempt = (): number | undefined => {
       const p = this.k.state.pipes[pipeId];
       if (!p || p.readers === 0) {

@@ -409,11 +409,16 @@ export class Kernel {
       }
       this.parked.delete(t.tid);
       if (v === KILLED || this.exitInfo || isExited(t)) return;
+      // While a checkpoint is taken the graph must not change: the outcome applies after the gate
+      // (a checkpoint taken meanwhile still shows the task in its waiter, and a restore re-enters it).
       await this.gate(t);
       if (this.exitInfo || isExited(t)) return;
+      if (r.settle) {
+        try { v = r.settle(v); } catch (e) { v = e instanceof SyscallError ? -e.errno : -E.EIO; }
+      }
       t.state.waiter = undefined;
       t.restoredWaiter = undefined;
-      if (v === INTERRUPTED && waiter.progress) v = waiter.progress; // a partly done write returns its count
+      if (v === INTERRUPTED && waiter.kind === 'pipe-write' && waiter.progress) v = waiter.progress; // a partly done write returns its count
       if (v === INTERRUPTED) {
         if (waiter.restartable && this.signals.restartAfterHandler(t)) {
           // Re-execute the syscall instruction once the handler returns (ERESTARTSYS).

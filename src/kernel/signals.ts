@@ -69,7 +69,9 @@ export class Signals {
     const tids = tid ? [tid] : tg.tids;
     const target = tids.map((t) => k.state.tasks[t]).find((ts) => ts && !(ts.sigmask & sigbit(sig))) ?? k.state.tasks[tids[0]];
     if (!target) return;
-    if (this.ignored(tg, sig, !!(target.sigmask & sigbit(sig)))) return;
+    // A signal rt_sigtimedwait unblocked while it waits still counts as blocked here (Linux's real_blocked).
+    const realBlocked = target.waiter?.kind === 'sigtimedwait' ? target.waiter.savedMask : 0n;
+    if (this.ignored(tg, sig, !!((target.sigmask | realBlocked) & sigbit(sig)))) return;
     target.pendingSignals |= sigbit(sig);
     if (!target.pendingInfo[sig] || sig >= 32) target.pendingInfo[sig] = info;
     if (k.events$.observed) k.events$.next({ type: 'signal.sent', tid: target.tid, sig });

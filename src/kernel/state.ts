@@ -131,23 +131,74 @@ export type TaskRunState =
   | 'syscall'
   | 'exited';
 
-/** A blocked syscall, as data (compare Linux's restart_block). */
-export interface Waiter {
-  /** What the task waits for: 'sleep', 'read', 'pipe-read', 'pipe-write', 'wait', 'futex', 'vfork', 'pause'. */
-  kind: string;
-  /** Whether a signal ends the wait with EINTR (or a restart under SA_RESTART when `restartable`). */
+/**
+ * A blocked syscall, as data (compare Linux's restart_block and gVisor's kernel.Task blocking
+ * state): a discriminated union by `kind`, each kind carrying everything the wait needs — what it
+ * waits for, its deadline, the mask to put back, how far it got. The live wake-up stream is runtime
+ * (src/kernel/task.ts Block); nothing of the wait lives in a closure or an in-flight host call.
+ *
+ * Saved and restored with the task (`TaskState.waiter`): a restored task re-enters its syscall
+ * from the registers it trapped with, and the handler takes its waiter back (`Task.resumed(kind)`),
+ * so each kind goes on exactly as Linux goes on after a signal without a handler:
+ * - restart (ERESTARTSYS: as if never blocked): read, pipe-read, fifo-open, eventfd-*, pty-*,
+ *   accept, recv, wait;
+ * - continue with the saved state (ERESTART_RESTARTBLOCK / ERESTARTNOHAND): sleep and poll/select/
+ *   epoll (same deadline), pipe-write (from `progress`, never writing a byte twice), vfork (same
+ *   child), pause and sigsuspend (same masks), sigtimedwait (same set, deadline and saved mask);
+ * - futex: returns 0 (a spurious wake-up, which every futex user must accept).
+ */
+export type Waiter =
+  | SleepWaiter | PollWaiter | SigsuspendWaiter | PauseWaiter | SigtimedwaitWaiter | FutexWaiter
+  | ChildWaiter | VforkWaiter | FileWaiter | PipeWriteWaiter;
+
+/** What every waiter says about signals (Linux: TASK_INTERRUPTIBLE and the restart code). */
+export interface WaiterBase {
+  /** Whether a signal ends the wait (with EINTR, or a restart under SA_RESTART when `restartable`). */
   interruptible?: boolean;
   /** Restarted after a handler with SA_RESTART instead of failing with EINTR. */
   restartable?: boolean;
-  /** Bytes already moved by a blocking write that is partly done (resumed, never repeated, on restore). */
-  progress?: number;
-  /** 'vfork': the child the parent waits for (a restored parent must not fork again). */
-  pid?: number;
-  /** Absolute deadline on the guest's CLOCK_MONOTONIC (ns), if any. */
-  deadlineNs?: bigint;
-  /** Open file it waits on, if any. */
+}
+
+/** nanosleep, clock_nanosleep: until `deadlineNs` on guest CLOCK_MONOTONIC; `remAddr` gets the time left on EINTR. */
+export interface SleepWaiter extends WaiterBase { kind: 'sleep'; deadlineNs: bigint; remAddr?: number }
+
+/** poll/ppoll ('poll'), select/pselect6 ('select'), epoll_wait/epoll_pwait ('epoll'): until ready or `deadlineNs`. */
+export interface PollWaiter extends WaiterBase { kind: 'poll' | 'select' | 'epoll'; deadlineNs?: bigint }
+
+/** rt_sigsuspend: waits with `mask` until a handler runs; TaskState.savedSigmask holds the caller's mask. */
+export interface SigsuspendWaiter extends WaiterBase { kind: 'sigsuspend'; mask: bigint }
+
+/** pause: waits until a handler runs. */
+export interface PauseWaiter extends WaiterBase { kind: 'pause' }
+
+/**
+ * rt_sigtimedwait: waits for a signal of `set` (unblocked meanwhile, as Linux does), until
+ * `deadlineNs` (none: forever); `savedMask` is the caller's mask, put back however the wait ends.
+ */
+export interface SigtimedwaitWaiter extends WaiterBase { kind: 'sigtimedwait'; set: bigint; savedMask: bigint; deadlineNs?: bigint }
+
+/** FUTEX_WAIT/WAIT_BITSET on guest address `addr`, until woken or `deadlineNs`. */
+export interface FutexWaiter extends WaiterBase { kind: 'futex'; addr?: number; deadlineNs?: bigint }
+
+/** wait4/waitid: until a child matching the call's arguments changes state. */
+export interface ChildWaiter extends WaiterBase { kind: 'wait' }
+
+/** A vfork parent: until child `pid` execs or exits (a restored parent must not fork again). */
+export interface VforkWaiter extends WaiterBase { kind: 'vfork'; pid: number }
+
+/**
+ * Waits on open file `fileId` until it is ready: 'read' (a host stream such as the caller's stdin:
+ * readiness is polled and the bytes read only once there, so an interrupted read consumes nothing),
+ * 'pipe-read', 'fifo-open' (until the other end opens), 'eventfd-read'/'eventfd-write',
+ * 'pty-read'/'pty-write', 'accept', 'recv'.
+ */
+export interface FileWaiter extends WaiterBase {
+  kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'pty-read' | 'pty-write' | 'accept' | 'recv';
   fileId?: number;
 }
+
+/** A blocking pipe (or stream socket) write: `progress` bytes of it are in the pipe already. */
+export interface PipeWriteWaiter extends WaiterBase { kind: 'pipe-write'; fileId: number; progress: number }
 
 export interface TaskState {
   tid: number;
@@ -172,7 +223,7 @@ export interface TaskState {
   pendingInfo: Record<number, SigInfo>;
   /** sigaltstack(2): alternate signal stack (guest address, bytes). */
   altStack?: { sp: number; flags: number; size: number };
-  /** rt_sigsuspend/ppoll: the mask to restore once a handler has run. */
+  /** rt_sigsuspend/ppoll/pselect6/epoll_pwait: the caller's mask, put back once a handler has run (or the call returns). */
   savedSigmask?: bigint;
   /** A vfork parent waits for this child to exec or exit (child's tid). */
   vforkChild?: number;

@@ -20,6 +20,12 @@ const TWO32 = 4294967296;
 export interface Block {
   waiter: Waiter;
   result$: Observable<number>;
+  /**
+   * Runs first, however the wait ended, with the stream's result or INTERRUPTED (kernel.ts); returns
+   * the outcome to go on with (e.g. rt_sigtimedwait puts the caller's mask back and takes a signal
+   * of its set that woke it). Runs in the same turn as the wake-up, before any checkpoint can see it.
+   */
+  settle?: (v: number) => number;
   /** Runs when a signal handler ends the wait with EINTR (e.g. nanosleep storing the time left). */
   onInterrupt?: () => void;
 }
@@ -76,7 +82,7 @@ export interface SyscallHandlerEntry {
 export type SyscallTable = ReadonlyArray<SyscallHandlerEntry | undefined>;
 
 export class Task {
-  /** Set on restore for a task that was blocked: the waiter it had (deadline etc.). */
+  /** Set on restore for a task that was blocked: the waiter it had (deadline etc.); see `resumed`. */
   restoredWaiter?: Waiter;
   /** Consecutive faults retried as stale host mappings (bounded so a real fault is delivered). */
   faultRetries = 0;
@@ -87,6 +93,16 @@ export class Task {
     readonly platform: PlatformTask,
     readonly mm: AddressSpace,
   ) {}
+
+  /**
+   * The waiter this task was blocked in when the checkpoint it was restored from was taken, if of
+   * `kind`: the handler re-entered after a restore takes its saved state (deadline, masks, progress)
+   * from it. Valid during the first re-entry of the syscall only (dispatch clears it afterwards).
+   */
+  resumed<K extends Waiter['kind']>(kind: K): Extract<Waiter, { kind: K }> | undefined {
+    const w = this.restoredWaiter;
+    return w?.kind === kind ? (w as Extract<Waiter, { kind: K }>) : undefined;
+  }
 
   get tid(): number { return this.state.tid; }
   get tgid(): number { return this.state.tgid; }

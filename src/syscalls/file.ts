@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import crypto from 'node:crypto';
-import { from, map } from 'rxjs';
+import { Observable } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, InodeState } from '../kernel/state.js';
@@ -15,6 +15,7 @@ import { MAX_UPPER_FILE, inodeRead, inodeTruncate, inodeWrite, inodeZero } from 
 import { socketRead, socketWrite } from '../net/socket.js';
 import { Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
 import { syscall } from './entry.js';
+import { HostError } from '../../platforms/host-services.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, FIONREAD, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, MAX_RW, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_READ, PROT_WRITE, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, SIGPIPE, S_IFIFO, S_IFMT, S_IFREG, TCGETS, TCSETS, TCSETSF, TCSETSW, TIOCGPGRP, TIOCGSID, TIOCGWINSZ, TIOCSPGRP, TIOCSWINSZ, TERMIOS_SIZE, WINSIZE_SIZE } from '../abi/linux.js';
 import { MAY_READ, MAY_WRITE } from '../kernel/creds.js';
@@ -255,12 +256,20 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
         });
         return total;
       }
-      // A pipe or terminal: read on libuv's thread pool so the event loop (and other tasks) go on.
+      // A pipe, terminal or socket: take what is there without blocking; else wait for readiness
+      // (no host read in flight, so a signal that interrupts the wait loses no bytes).
       const tmp = Buffer.alloc(Math.min(count, 65536));
-      const p = host.readAsync(hfd, tmp).catch((errno: number) => { throw new SyscallError(errno); });
+      const attempt = (): number | undefined => {
+        let n: number | undefined;
+        try { n = host.readNow(hfd, tmp); } catch (e) { throw e instanceof HostError ? new SyscallError(e.errno) : e; }
+        return n === undefined ? undefined : copyToGuest(t, buf, tmp.subarray(0, n));
+      };
+      const now = attempt();
+      if (now !== undefined) return now;
+      if (f.flags & O_NONBLOCK) return -E.EAGAIN;
       return {
         waiter: { kind: 'read', fileId: f.id, interruptible: true, restartable: true },
-        result$: from(p).pipe(map((n) => copyToGuest(t, buf, tmp.subarray(0, n)))),
+        result$: t.kernel.whenRunnable(new Observable<void>((sub) => host.onReadable(hfd, () => sub.next())), attempt),
       };
     }
   }

@@ -7,7 +7,7 @@
 import { interval, merge, timer, map } from 'rxjs';
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
-import type { OpenFileState } from '../kernel/state.js';
+import type { OpenFileState, PollWaiter } from '../kernel/state.js';
 import { socketReadiness } from '../net/socket.js';
 import { syscall } from './entry.js';
 import { readTimespec } from './time.js';
@@ -47,11 +47,11 @@ function involvesHost(t: Task, files: (OpenFileState | undefined)[]): boolean {
  * Block until `attempt` gives a result: re-tried when a pipe changes, every few ms for host
  * streams, and at the deadline (ms from now; undefined = none) when `onTimeout` answers.
  */
-function blockUntil(t: Task, kind: string, timeoutMs: number | undefined, host: boolean, attempt: () => number | undefined, onTimeout: () => number): SyscallResult {
+function blockUntil(t: Task, kind: PollWaiter['kind'], timeoutMs: number | undefined, host: boolean, attempt: () => number | undefined, onTimeout: () => number): SyscallResult {
   const k = t.kernel;
   const deadlineNs = timeoutMs === undefined ? undefined : k.clock.monotonicNs() + BigInt(Math.round(timeoutMs * 1e6));
-  const restored = t.restoredWaiter?.kind === kind ? t.restoredWaiter.deadlineNs : undefined;
-  const deadline = restored ?? deadlineNs;
+  const restored = t.resumed(kind);
+  const deadline = restored ? restored.deadlineNs : deadlineNs;
   const triggers = [k.pipes.changed$, k.processes.childEvent$] as import('rxjs').Observable<unknown>[];
   if (host) triggers.push(interval(HOST_POLL_MS));
   let timedOut = false;

@@ -137,7 +137,7 @@ export function newPidfd(t: Task, tgid: number, cloexec = true): number {
 /** fork/vfork/clone: the child's pid in the parent; a vfork parent blocks until the child execs or exits. */
 function cloneProcess(t: Task, a: CloneArgs, pidfdAddr = 0): SyscallResult {
   if ((a.flags & CLONE_PIDFD) && (a.flags & CLONE_THREAD)) return -E.EINVAL;
-  const restored = t.restoredWaiter?.kind === 'vfork' ? t.restoredWaiter.pid : undefined;
+  const restored = t.resumed('vfork')?.pid;
   if (restored !== undefined) {
     // Restored while suspended in vfork: the child exists already; keep waiting for it.
     const k = t.kernel;

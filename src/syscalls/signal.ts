@@ -4,7 +4,7 @@
  * pause, alarm, setitimer, getitimer). Delivery, frames and defaults live in
  * src/kernel/signals.ts (compare Linux kernel/signal.c, arch/x86/kernel/signal.c).
  */
-import { NEVER, map, merge, timer } from 'rxjs';
+import { NEVER, map } from 'rxjs';
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { NO_RETURN } from '../kernel/task.js';
@@ -15,6 +15,7 @@ import { NS_PER_SEC } from '../kernel/clock.js';
 import { cpuTimeNs } from '../kernel/cputime.js';
 import { syscall } from './entry.js';
 import { readTimespec } from './time.js';
+import { untilDeadline } from '../kernel/deadline.js';
 import { ITIMER_PROF, ITIMER_REAL, ITIMER_VIRTUAL, SIGCONT, SIGKILL, SIGSTOP, SIG_DFL, SI_TKILL, SI_USER } from '../abi/linux.js';
 
 const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
@@ -136,57 +137,70 @@ function sigaltstack(t: Task): number {
   return 0;
 }
 
-/** Block until a handler has run (pause, rt_sigsuspend): always ends with EINTR. */
-function waitForSignal(t: Task, kind: string): SyscallResult {
-  return { waiter: { kind, interruptible: true }, result$: NEVER };
+/** pause(2): block until a handler has run; always ends with EINTR (ERESTARTNOHAND: a restore waits on). */
+function pause(): SyscallResult {
+  return { waiter: { kind: 'pause', interruptible: true }, result$: NEVER };
 }
 
+/**
+ * rt_sigsuspend(2): wait with the given mask until a handler runs, then EINTR; the caller's mask
+ * comes back when the handler returns (TaskState.savedSigmask). A restored task waits on with the
+ * mask its waiter saved.
+ */
 function rtSigsuspend(t: Task): SyscallResult {
   if (t.arg(1) !== 8) return -E.EINVAL;
-  const mask = t.mm.readU64(t.arg(0));
+  const mask = t.resumed('sigsuspend')?.mask ?? (t.mm.readU64(t.arg(0)) & ~UNBLOCKABLE);
   t.state.savedSigmask = t.state.savedSigmask ?? t.state.sigmask;
-  t.state.sigmask = mask & ~UNBLOCKABLE;
-  return waitForSignal(t, 'sigsuspend');
+  t.state.sigmask = mask;
+  return { waiter: { kind: 'sigsuspend', mask, interruptible: true }, result$: NEVER };
 }
 
-/** rt_sigtimedwait(2): take a pending signal from `set` without running its handler. */
+/**
+ * rt_sigtimedwait(2) (kernel/signal.c do_sigtimedwait): take a pending signal of `set` without
+ * running its handler. While waiting, the signals of `set` are unblocked so they wake the task;
+ * however the wait ends, the caller's mask is put back and a signal of `set` that arrived is taken;
+ * otherwise a handled signal ends it with EINTR (never restarted) and the timeout with EAGAIN.
+ * The set, the caller's mask and the deadline live in the waiter, so a restored task waits on
+ * with the same ones and returns with its own mask.
+ */
 function rtSigtimedwait(t: Task): SyscallResult {
-  const setAddr = t.arg(0), infoAddr = t.arg(1), timeout = t.arg(2);
+  const infoAddr = t.arg(1), timeout = t.arg(2);
   if (t.arg(3) !== 8) return -E.EINVAL;
-  const set = t.mm.readU64(setAddr) & ~UNBLOCKABLE;
+  const k = t.kernel;
+  const w = t.resumed('sigtimedwait');
+  const restored = w?.set !== undefined ? w : undefined; // a graph of before this field: start over
+  // A restored wait puts the caller's mask back first: it is blocked there with `set` unblocked.
+  if (restored) t.state.sigmask = restored.savedMask;
+  const set = restored ? restored.set : t.mm.readU64(t.arg(0)) & ~UNBLOCKABLE;
   const take = (): number | undefined => {
     const ts = t.state;
-    const tgPending = ts.pendingSignals & set;
-    if (!tgPending) return undefined;
+    const pending = (ts.pendingSignals | t.tg.pendingSignals) & set;
+    if (!pending) return undefined;
     let sig = 1;
-    while (!(tgPending & sigbit(sig))) sig++;
-    ts.pendingSignals &= ~sigbit(sig);
-    const info = ts.pendingInfo[sig] ?? { signo: sig, code: SI_USER };
-    delete ts.pendingInfo[sig];
+    while (!(pending & sigbit(sig))) sig++;
+    const own = !!(ts.pendingSignals & sigbit(sig));
+    const info = (own ? ts.pendingInfo[sig] : undefined) ?? { signo: sig, code: SI_USER };
+    if (own) { ts.pendingSignals &= ~sigbit(sig); delete ts.pendingInfo[sig]; } else t.tg.pendingSignals &= ~sigbit(sig);
     if (infoAddr) t.mm.write(infoAddr, encodeSiginfo(info));
     return sig;
   };
   const now = take();
   if (now !== undefined) return now;
-  let ms: number | undefined;
-  if (timeout) {
-    ms = Number(readTimespec(t, timeout)) / 1e6;
-    if (ms === 0) return -E.EAGAIN;
+  let deadlineNs = restored?.deadlineNs;
+  if (!restored && timeout) {
+    const ns = readTimespec(t, timeout);
+    if (ns === 0n) return -E.EAGAIN;
+    deadlineNs = k.clock.monotonicNs() + ns;
   }
-  // Signals in `set` are unblocked while waiting so they wake us, but are taken, not delivered.
-  const k = t.kernel;
-  const oldMask = t.state.sigmask;
+  const savedMask = t.state.sigmask;
   t.state.sigmask &= ~set;
-  let timedOut = false;
-  const wake$ = k.events$.pipe(map(() => 0));
-  const deadline$ = ms === undefined ? NEVER : timer(ms).pipe(map(() => { timedOut = true; }));
   return {
-    waiter: { kind: 'sigtimedwait' },
-    result$: k.whenRunnable(merge(wake$, deadline$), () => {
-      const s = take();
-      if (s !== undefined || timedOut) { t.state.sigmask = oldMask; return s ?? -E.EAGAIN; }
-      return undefined;
-    }),
+    waiter: { kind: 'sigtimedwait', set, savedMask, deadlineNs, interruptible: true },
+    result$: deadlineNs === undefined ? NEVER : untilDeadline(t, deadlineNs).pipe(map(() => -E.EAGAIN)),
+    settle: (v) => {
+      t.state.sigmask = savedMask;
+      return take() ?? v;
+    },
   };
 }
 
@@ -261,7 +275,7 @@ export const signalSyscalls = [
   syscall('kill', 2, (t) => kill(t, t.argInt(0), t.argInt(1))),
   syscall('tgkill', 3, (t) => tgkill(t, t.argInt(0), t.argInt(1), t.argInt(2))),
   syscall('tkill', 2, (t) => tgkill(t, -1, t.argInt(0), t.argInt(1))),
-  syscall('pause', 0, (t) => waitForSignal(t, 'pause')),
+  syscall('pause', 0, pause),
   syscall('alarm', 1, (t) => {
     const [, left] = currentItimer(t);
     setItimerReal(t, BigInt(t.argU32(0)) * NS_PER_SEC, 0n);

@@ -42,10 +42,10 @@ export function readTimespec(t: Task, addr: number): bigint {
  * and, when `remAddr` is given, stores the time left there (nanosleep's rem).
  */
 export function sleepUntil(t: Task, deadlineNs: bigint, remAddr = 0): SyscallResult {
-  const deadline = t.restoredWaiter?.kind === 'sleep' && t.restoredWaiter.deadlineNs !== undefined ? t.restoredWaiter.deadlineNs : deadlineNs;
+  const deadline = t.resumed('sleep')?.deadlineNs ?? deadlineNs;
   if (deadline <= t.kernel.clock.monotonicNs()) return 0;
   return {
-    waiter: { kind: 'sleep', deadlineNs: deadline, interruptible: true },
+    waiter: { kind: 'sleep', deadlineNs: deadline, remAddr: remAddr || undefined, interruptible: true },
     result$: untilDeadline(t, deadline).pipe(map(() => 0)),
     onInterrupt: remAddr ? () => {
       const left = deadline - t.kernel.clock.monotonicNs();
