@@ -126,17 +126,31 @@ export function guestProcesses(kernel: Kernel): GuestProcess[] {
   });
 }
 
-/** Send one request to a control socket and wait for the answer. */
-export function request(sock: string, req: ControlRequest): Promise<ControlResponse> {
+/** How long a client waits for each kind of answer by default (ms): a checkpoint writes the guest's memory. */
+export const CONTROL_TIMEOUT_MS: Partial<Record<ControlRequest['op'], number>> = { status: 5_000, kill: 10_000, checkpoint: 300_000 };
+
+/**
+ * Send one request to a control socket and wait for the answer, at most `timeoutMs` (default
+ * CONTROL_TIMEOUT_MS for the op). Rejects with a one-line Error when there is no answer in time,
+ * the connection fails, or the answer is not one JSON line.
+ */
+export function request(sock: string, req: ControlRequest, timeoutMs = CONTROL_TIMEOUT_MS[req.op] ?? 10_000): Promise<ControlResponse> {
   return new Promise((resolve, reject) => {
     const c = net.createConnection(sock);
     let buf = '';
+    const timer = setTimeout(() => {
+      c.destroy();
+      reject(new Error(`no answer from the sandbox to '${req.op}' within ${Math.round(timeoutMs / 1000)} s (${sock})`));
+    }, timeoutMs);
+    const done = <T>(f: (v: T) => void) => (v: T) => { clearTimeout(timer); f(v); };
     c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
     c.on('data', (d) => { buf += d.toString(); });
     c.on('end', () => {
-      try { resolve(JSON.parse(buf)); } catch { reject(new Error('the sandbox closed the control connection without an answer')); }
+      let r: ControlResponse;
+      try { r = JSON.parse(buf); } catch { done(reject)(new Error('the sandbox closed the control connection without an answer')); return; }
+      done(resolve)(r);
     });
-    c.on('error', reject);
+    c.on('error', (e) => done(reject)(new Error(`cannot reach the sandbox's control socket ${sock}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
   });
 }
 

@@ -96,6 +96,12 @@ const parseUser = (v: string) => {
   if (!m || Number(m[1]) > 0xfffffffe || Number(m[2] ?? m[1]) > 0xfffffffe) throw new InvalidArgumentError('expected UID or UID:GID (numbers)');
   return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
 };
+/** --timeout SECONDS (a positive number) as ms. */
+const parseTimeout = (v: string): number => {
+  const s = Number(v);
+  if (!(s > 0) || !Number.isFinite(s)) throw new InvalidArgumentError('expected a positive number of seconds');
+  return Math.round(s * 1000);
+};
 
 program
   .command('run')
@@ -160,6 +166,7 @@ program
   .option('--status-fd <fd>', 'accepted for runc compatibility')
   .option('--manage-cgroups-mode <mode>', 'accepted for runc compatibility')
   .addOption(new Option('--empty-ns <ns>', 'accepted for runc compatibility').argParser(collect))
+  .option('--timeout <seconds>', 'give up waiting for the sandbox after this long (default 300)', parseTimeout)
   .addHelpText('after', `
 Examples:
   snapvisor checkpoint counter --store ./store
@@ -171,7 +178,7 @@ Examples:
       return;
     }
     const store = opts.store ?? defaultStore();
-    const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning });
+    const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning }, opts.timeout);
     if (!r.ok) throw new Error(`checkpoint of '${name}' failed: ${r.error}`);
     const s = r as unknown as { id: string; pages: number; newPages: number; storedPageBytes: number; pauseMs: number; durationMs: number };
     process.stdout.write(`checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`);
@@ -303,6 +310,7 @@ program
   .argument('<name>', 'container id or sandbox name')
   .argument('[signal]', 'signal number or name (TERM, SIGTERM, 15)')
   .option('-a, --all', 'OCI: send the signal to every process of the container')
+  .option('--timeout <seconds>', 'give up waiting for the sandbox after this long (default 10)', parseTimeout)
   .addHelpText('after', `
 Examples:
   snapvisor kill c1 KILL
@@ -311,7 +319,7 @@ Examples:
     const root = program.opts().root;
     if (oci.containerExists(root, name)) return oci.killContainer(root, name, signal, !!opts.all);
     const sig = oci.parseSignal(signal ?? 'KILL');
-    const r = await request(controlSocket(root, name), sig === 9 ? { op: 'kill' } : { op: 'signal', signal: sig, all: !!opts.all });
+    const r = await request(controlSocket(root, name), sig === 9 ? { op: 'kill' } : { op: 'signal', signal: sig, all: !!opts.all }, opts.timeout);
     if (!r.ok) throw new Error((r as { error: string }).error);
   }));
 

@@ -21,7 +21,9 @@ export const SYSCALL_ARG_REGS = [REG.rdi, REG.rsi, REG.rdx, REG.r10, REG.r8, REG
 
 /** Why a task stopped running guest code. */
 export type Trap =
-  | { kind: 'syscall' }                              // registers hold a syscall at entry (orig_rax = number)
+  | { kind: 'syscall'; abi?: 'i386' }                // registers hold a syscall at entry (orig_rax = number); abi 'i386': made with `int 0x80`
+                                                     // (number and arguments in eax, ebx, ecx, edx, esi, edi, ebp). A call into the [vsyscall]
+                                                     // page is reported as the syscall it stands for, rip already at its caller.
   | { kind: 'fault'; signo: number; code: number; addr: number } // synchronous fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP)
   | { kind: 'signal'; signo: number }                // an asynchronous host signal reached the stub
   | { kind: 'interrupted' }                          // the kernel asked the task to stop (Context.interrupt)

@@ -2,8 +2,11 @@
  * Nothing a guest does can hang or crash the kernel (issue 9, point 3): loops over guest-supplied
  * ranges walk VMAs, not pages, and the stub's own pages are out of the guest's reach.
  */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compileStatic, native, orphanStubs, snapvisor } from './helpers.js';
+import { compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
 /** Memory syscalls over huge, unmapped, wrapping and partly mapped ranges, with their errno. */
 const MM_RANGES_C = String.raw`
@@ -104,7 +107,7 @@ const MANY_TASKS_C = String.raw`
 #include <unistd.h>
 static pthread_barrier_t barrier;
 static unsigned long spin(unsigned long n) { volatile unsigned long x = 0; for (unsigned long i = 0; i < n; i++) x += i; return x; }
-static void *worker(void *arg) { (void)arg; pthread_barrier_wait(&barrier); spin(2000000); return 0; }
+static void *worker(void *arg) { (void)arg; pthread_barrier_wait(&barrier); spin(500000); return 0; }
 int main(int argc, char **argv) {
   int n = atoi(argv[2]);
   if (!strcmp(argv[1], "threads")) {
@@ -119,12 +122,71 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++) {
       pid_t p = fork();
       if (p < 0) { printf("fork %d failed\n", i); return 1; }
-      if (p == 0) { usleep(300000); spin(2000000); _exit(7); }
+      if (p == 0) { usleep(300000); spin(500000); _exit(7); }
     }
     int ok = 0, st;
     while (wait(&st) > 0) ok += WIFEXITED(st) && WEXITSTATUS(st) == 7;
     printf("reaped %d processes\n", ok);
   }
+  return 0;
+}
+`;
+
+/** Calls into the [vsyscall] page at its fixed addresses: time, gettimeofday, getcpu. */
+const VSYSCALL_C = String.raw`
+#include <stdio.h>
+#include <sys/time.h>
+#include <time.h>
+typedef long (*time_fn)(long *);
+typedef long (*gtod_fn)(struct timeval *, void *);
+typedef long (*getcpu_fn)(unsigned *, unsigned *, void *);
+int main(void) {
+  long t = ((time_fn)0xffffffffff600400)(0);
+  struct timeval tv; long r = ((gtod_fn)0xffffffffff600000)(&tv, 0);
+  unsigned cpu = 99, node = 99; long g = ((getcpu_fn)0xffffffffff600800)(&cpu, &node, 0);
+  long now = time(0);
+  printf("time-ok %d gettimeofday %ld ok %d getcpu %ld cpu-ok %d node %u\n", now - t >= 0 && now - t < 5, r, now - tv.tv_sec >= 0 && now - tv.tv_sec < 5, g, cpu < 1024, node);
+  return 0;
+}
+`;
+
+/** int 0x80 from 64-bit code: i386 numbers (write 4, getpid 20, getuid32 199, exit 1); 13 (time) is not served. */
+const INT80_C = String.raw`
+#include <stdio.h>
+#include <unistd.h>
+static long int80(long nr, long a, long b, long c) {
+  long r;
+  __asm__ volatile ("int $0x80" : "=a"(r) : "a"(nr), "b"(a), "c"(b), "d"(c) : "memory");
+  return r;
+}
+static char msg[] = "hello via int 0x80\n";
+int main(void) {
+  setvbuf(stdout, 0, _IONBF, 0);
+  long w = int80(4, 1, (long)msg, sizeof msg - 1);
+  long p = int80(20, 0, 0, 0), u = int80(199, 0, 0, 0);
+  printf("write %ld getpid-ok %d getuid-ok %d\n", w, p == getpid(), u == (long)getuid());
+  printf("time %ld\n", int80(13, 0, 0, 0));
+  int80(1, 3, 0, 0);
+  return 0;
+}
+`;
+
+/** A guest that misbehaves in every thread: computing, hammering syscalls, blocked on its own full pipe. */
+const MISBEHAVE_C = String.raw`
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+static void *spin(void *a) { (void)a; volatile unsigned long x = 0; for (;;) x++; return 0; }
+static void *hammer(void *a) { (void)a; for (;;) { madvise((void *)0x200000000000ULL, 1ULL << 40, MADV_DONTNEED); getppid(); } return 0; }
+static void *stuck(void *a) { (void)a; int p[2]; pipe(p); static char buf[1 << 20]; memset(buf, 1, sizeof buf); write(p[1], buf, sizeof buf); return 0; }
+int main(void) {
+  pthread_t t;
+  pthread_create(&t, 0, spin, 0); pthread_create(&t, 0, hammer, 0); pthread_create(&t, 0, stuck, 0);
+  printf("misbehaving\n"); fflush(stdout);
+  spin(0);
   return 0;
 }
 `;
@@ -178,4 +240,76 @@ describe('no guest-reachable hang', () => {
     }
     expect(orphanStubs()).toEqual([]);
   }, 300_000);
+
+  it('the vsyscall page is trapped: time, gettimeofday and getcpu there are served by the kernel', async () => {
+    const exe = compileStatic('vsyscall', VSYSCALL_C);
+    const sv = await snapvisor(['run', '--strace', '--', exe], { timeoutMs: 20_000 });
+    expect(sv.timedOut).toBe(false);
+    expect(sv.status).toBe(0);
+    expect(sv.stdout.toString()).toBe('time-ok 1 gettimeofday 0 ok 1 getcpu 0 cpu-ok 1 node 0\n');
+    // Each call reached the kernel as the syscall it stands for (the host would answer it untrapped).
+    expect(sv.stderr).toMatch(/^\[1\] time\(0\) = /m);
+    expect(sv.stderr).toMatch(/^\[1\] gettimeofday\(0x[0-9a-f]+, 0\) = 0$/m);
+    expect(sv.stderr).toMatch(/^\[1\] getcpu\(0x[0-9a-f]+, 0x[0-9a-f]+, 0\) = 0$/m);
+    expect(orphanStubs()).toEqual([]);
+  });
+
+  it('int 0x80 is what the host makes it: the i386 table for the calls served (ENOSYS for others), or SIGSEGV where the host has no i386 entry', async () => {
+    const exe = compileStatic('int80', INT80_C);
+    const nat = await native([exe]);
+    const sv = await snapvisor(['run', '--', exe], { timeoutMs: 20_000 });
+    expect(sv.timedOut).toBe(false);
+    if (nat.status === 139) {
+      console.log('int 0x80: this host has no i386 syscall entry (native SIGSEGV); the sandbox must do the same');
+      expect(sv.status).toBe(139);
+      expect(sv.stdout.toString()).toBe('');
+      return;
+    }
+    expect(nat.stdout.toString()).toMatch(/^hello via int 0x80\nwrite 19 getpid-ok 1 getuid-ok 1\ntime \d+\n$/);
+    expect(nat.status).toBe(3);
+    expect(sv.stdout.toString()).toBe('hello via int 0x80\nwrite 19 getpid-ok 1 getuid-ok 1\ntime -38\n');
+    expect(sv.status).toBe(3);
+  });
+
+  it('kill and checkpoint answer in time while every thread of the guest misbehaves', async () => {
+    const exe = compileStatic('misbehave', MISBEHAVE_C, ['-pthread']);
+    const root = freshDir('misbehave-root'), store = freshDir('misbehave-store');
+    const name = `misbehave-${process.pid}`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', exe], { timeoutMs: 60_000 });
+    await run.waitFor((l) => l === 'misbehaving', 20_000);
+    let t0 = Date.now();
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, '--leave-running'], { timeoutMs: 30_000 });
+    expect(cp.timedOut).toBe(false);
+    expect(cp.stderr).toBe('');
+    expect(cp.status).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    t0 = Date.now();
+    const k = await snapvisor(['--root', root, 'kill', name], { timeoutMs: 20_000 });
+    expect(k.stderr).toBe('');
+    expect(k.status).toBe(0);
+    expect(await run.done).toBe(137);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
+
+  it('a control request with no answer gives up at its timeout with one line', async () => {
+    // A "sandbox" whose control socket accepts and never answers (as a wedged kernel would).
+    const root = freshDir('mute-root');
+    const server = net.createServer(() => undefined);
+    await new Promise<void>((r) => server.listen(path.join(root, 'mute.sock'), () => r()));
+    try {
+      for (const [cmd, extra] of [['kill', []], ['checkpoint', ['--store', freshDir('mute-store')]]] as const) {
+        const t0 = Date.now();
+        const r = await snapvisor(['--root', root, cmd, 'mute', ...extra, '--timeout', '1'], { timeoutMs: 20_000 });
+        expect(r.timedOut).toBe(false);
+        expect(r.status).toBe(1);
+        expect(stderrLines(r.stderr)).toHaveLength(1);
+        expect(r.stderr).toMatch(new RegExp(`no answer from the sandbox to '${cmd}' within 1 s`));
+        expect(Date.now() - t0).toBeLessThan(10_000);
+      }
+    } finally {
+      server.close();
+    }
+    expect(fs.existsSync(path.join(root, 'mute.sock'))).toBe(false);
+  });
 });

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as libc from '../host/libc.js';
 import { GuestAddressRange, Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
-import { STUB_BACKING_FD, STUB_BASE, STUB_MEMFD, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
+import { STUB_BACKING_FD, STUB_BASE, STUB_MEMFD, STUB_SECCOMP_FPROG_ADDR, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
 
 const PTRACE_CONT = 7, PTRACE_KILL = 8, PTRACE_GETREGS = 12, PTRACE_SETREGS = 13;
 const PTRACE_SYSEMU = 31, PTRACE_SEIZE = 0x4206, PTRACE_INTERRUPT = 0x4207;
@@ -26,7 +26,12 @@ const PTRACE_O_TRACESYSGOOD = 1, PTRACE_O_EXITKILL = 0x100000;
 const PTRACE_EVENT_STOP = 128;
 const NT_X86_XSTATE = 0x202;
 const SIGILL = 4, SIGTRAP = 5, SIGBUS = 7, SIGSEGV = 11, SIGSTOP = 19, SIGKILL = 9;
-const SYS_mmap = 9, SYS_mprotect = 10, SYS_munmap = 11;
+const SYS_mmap = 9, SYS_mprotect = 10, SYS_munmap = 11, SYS_prctl = 157, SYS_seccomp = 317;
+const PR_SET_NO_NEW_PRIVS = 38, SECCOMP_SET_MODE_FILTER = 1;
+const SIGSYS = 31, SYS_SECCOMP = 1;
+const PTRACE_GET_SYSCALL_INFO = 0x420e, AUDIT_ARCH_I386 = 0x40000003;
+/** The [vsyscall] page (fixed by the x86-64 ABI): gettimeofday at +0, time at +0x400, getcpu at +0x800. */
+const VSYSCALL_BASE = 0xffffffffff600000n;
 
 /** How many non-blocking waitpid polls before handing the wait to a worker thread. */
 const SPIN_POLLS = 64;
@@ -196,6 +201,7 @@ class PtraceTask implements PlatformTask {
     t.waitStop();
     t.getRegs();
     t.clearHostMappings();
+    t.trapVsyscalls();
     return t;
   }
 
@@ -224,6 +230,16 @@ class PtraceTask implements PlatformTask {
       if (lo === STUB_BASE || line.includes('[vsyscall]')) continue;
       this.injectChecked(SYS_munmap, [lo, hi - lo]);
     }
+  }
+
+  /**
+   * Install the stub's seccomp filter (stub.ts FILTER), so a guest call into the [vsyscall] page,
+   * which cannot be unmapped, stops with SIGSYS instead of running on the host. Kernels without
+   * seccomp filters leave it untrapped (best effort: nothing else depends on it).
+   */
+  private trapVsyscalls(): void {
+    if (this.inject(SYS_prctl, [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0]) < 0) return;
+    this.inject(SYS_seccomp, [SECCOMP_SET_MODE_FILTER, 0, STUB_SECCOMP_FPROG_ADDR]);
   }
 
   /**
@@ -301,6 +317,10 @@ class PtraceTask implements PlatformTask {
       if (libc.ptraceBuf(PTRACE_GETREGS, this.pid, 0, this.regs) < 0) { this.dead = true; return { kind: 'died', status: st }; } // killed meanwhile
       if (sig === (SIGTRAP | 0x80)) {
         if (this.interruptRequested) { this.interruptRequested = false; this.pendingInterruptAck = true; }
+        // The `syscall` instruction leaves rcx = rip and r11 = rflags; anything else may be `int 0x80`
+        // (the i386 ABI): the host tells which (PTRACE_GET_SYSCALL_INFO), only in that rare case.
+        const r = this.regs;
+        if ((r[REG.rcx] !== r[REG.rip] || r[REG.r11] !== r[REG.eflags]) && this.syscallArch() === AUDIT_ARCH_I386) return { kind: 'syscall', abi: 'i386' };
         return { kind: 'syscall' };
       }
       if (event === PTRACE_EVENT_STOP) {
@@ -319,11 +339,25 @@ class PtraceTask implements PlatformTask {
   }
   private pendingInterruptAck = false;
 
+  /** The audit arch of the syscall the stub stopped at (AUDIT_ARCH_X86_64 or AUDIT_ARCH_I386), or 0. */
+  private syscallArch(): number {
+    const info = new Uint32Array(22); // struct ptrace_syscall_info: op (u8), pad, arch (u32), …
+    if (libc.ptraceBuf(PTRACE_GET_SYSCALL_INFO, this.pid, info.byteLength, info) < 0) return 0;
+    return info[1];
+  }
+
   private siginfo(sig: number): Trap | undefined {
     const si = new BigUint64Array(16);
     if (libc.ptraceBuf(PTRACE_GETSIGINFO, this.pid, 0, si) < 0) return undefined;
     const s32 = new Int32Array(si.buffer);
     const code = s32[2];
+    if (sig === SIGSYS && code === SYS_SECCOMP && si[2] >= VSYSCALL_BASE && si[2] < VSYSCALL_BASE + 0x1000n) {
+      // A vsyscall our filter trapped: the host has already emulated its `ret` (rip is the caller's,
+      // rsp popped); hand it to the kernel as the syscall it stands for (si_syscall), then resume
+      // without the SIGSYS.
+      this.regs[REG.orig_rax] = BigInt(s32[6]);
+      return { kind: 'syscall' };
+    }
     // si_code > 0 means the kernel raised it for a fault in the stub (SEGV_MAPERR, BUS_ADRERR, …).
     if (code > 0 && [4, 5, 7, 8, 11].includes(sig)) return { kind: 'fault', signo: sig, code, addr: Number(si[2]) };
     return undefined;

@@ -25,9 +25,30 @@ export const STUB_MEMFD = 3;
 /** Host fd number at which the stub receives a restored checkpoint's page file (read-only), if any. */
 export const STUB_BACKING_FD = 4;
 
+/**
+ * A seccomp filter (classic BPF, struct sock_filter[]) that the platform installs in the stub:
+ * SECCOMP_RET_TRAP for a syscall whose instruction pointer is in the [vsyscall] page — the host
+ * kernel's vsyscall emulation consults seccomp, never ptrace, so without it a guest's call of
+ * time()/gettimeofday()/getcpu() at their fixed vsyscall addresses would run on the host,
+ * untrapped — and SECCOMP_RET_ALLOW for everything else (only the injected syscalls reach seccomp:
+ * PTRACE_SYSEMU stops guest syscalls before it).
+ */
+const FILTER: Array<[number, number, number, number]> = [
+  [0x20, 0, 0, 12],          // ld [instruction_pointer + 4] (high half)
+  [0x15, 0, 3, 0xffffffff],  // jeq 0xffffffff ? next : allow
+  [0x20, 0, 0, 8],           // ld [instruction_pointer] (low half)
+  [0x35, 0, 1, 0xff600000],  // jge 0xff600000 ? trap : allow
+  [0x06, 0, 0, 0x00030000],  // ret SECCOMP_RET_TRAP
+  [0x06, 0, 0, 0x7fff0000],  // ret SECCOMP_RET_ALLOW
+];
+const FILTER_OFFSET = Math.ceil((CODE_OFFSET + CODE.length) / 8) * 8;
+const FPROG_OFFSET = FILTER_OFFSET + FILTER.length * 8;
+/** Guest address of the filter's struct sock_fprog in the stub's page (for seccomp(SECCOMP_SET_MODE_FILTER)). */
+export const STUB_SECCOMP_FPROG_ADDR = STUB_BASE + FPROG_OFFSET;
+
 /** The stub executable's bytes (ELF64, ET_EXEC, one R+X PT_LOAD at STUB_BASE). */
 export function stubElf(): Uint8Array {
-  const size = CODE_OFFSET + CODE.length;
+  const size = FPROG_OFFSET + 16;
   const b = new Uint8Array(size);
   const v = new DataView(b.buffer);
   b.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]);
@@ -48,5 +69,13 @@ export function stubElf(): Uint8Array {
   v.setBigUint64(104, BigInt(size), true);
   v.setBigUint64(112, 0x1000n, true);
   b.set(CODE, CODE_OFFSET);
+  FILTER.forEach(([code, jt, jf, k], i) => {
+    v.setUint16(FILTER_OFFSET + i * 8, code, true);
+    b[FILTER_OFFSET + i * 8 + 2] = jt;
+    b[FILTER_OFFSET + i * 8 + 3] = jf;
+    v.setUint32(FILTER_OFFSET + i * 8 + 4, k, true);
+  });
+  v.setUint16(FPROG_OFFSET, FILTER.length, true);                                  // sock_fprog.len
+  v.setBigUint64(FPROG_OFFSET + 8, BigInt(STUB_BASE + FILTER_OFFSET), true);       // sock_fprog.filter
   return b;
 }

@@ -15,7 +15,7 @@
  * While frozen, wake-ups do not touch the graph (`whenRunnable`).
  */
 import fs from 'node:fs';
-import { Observable, Subject, asapScheduler, firstValueFrom, race, filter, map, take, merge, observeOn, tap } from 'rxjs';
+import { Observable, Subject, asapScheduler, firstValueFrom, race, filter, map, take, merge, observeOn, tap, timer } from 'rxjs';
 import { E, ERRNO_NAME, SyscallError } from '../errno.js';
 import type { Platform } from '../../platforms/platform.js';
 import type { HostServices } from '../../platforms/host-services.js';
@@ -61,6 +61,12 @@ export type KernelEvent =
 export interface KernelDeps {
   platform: Platform;
   syscalls: SyscallTable;
+  /**
+   * The i386 syscall numbers served for `int 0x80` (index: i386 number, value: the x86-64 number
+   * whose entry serves it, with i386 argument registers); numbers absent give ENOSYS. Never the
+   * x86-64 numbering through `int 0x80`.
+   */
+  syscalls32?: ReadonlyArray<number | undefined>;
   host: HostServices;
 }
 
@@ -119,6 +125,8 @@ export class Kernel {
   readonly platform: Platform;
   /** The syscall table, indexed by number (src/syscalls/table.ts, injected). */
   readonly syscalls: SyscallTable;
+  /** i386 number -> x86-64 number served for `int 0x80` (KernelDeps.syscalls32). */
+  readonly syscalls32: ReadonlyArray<number | undefined>;
   /** Host runtime services: the caller's stdio and terminal, host poll, memory backing. */
   readonly host: HostServices;
 
@@ -126,6 +134,7 @@ export class Kernel {
     if (state.graphVersion !== GRAPH_VERSION) throw new Error(`state graph version ${state.graphVersion} is not supported (expected ${GRAPH_VERSION})`);
     this.platform = deps.platform;
     this.syscalls = deps.syscalls;
+    this.syscalls32 = deps.syscalls32 ?? [];
     this.host = deps.host;
     this.strace = !!opts.strace;
     this.logFd = opts.logFd ?? 2;
@@ -337,7 +346,7 @@ export class Kernel {
         this.running.delete(t.tid);
         if (this.exitInfo || isExited(t)) return;
         t.mm.flush(t.platform);
-        if (trap.kind === 'syscall') { t.state.runState = 'syscall'; t.faultRetries = 0; }
+        if (trap.kind === 'syscall') { t.state.runState = 'syscall'; t.state.syscallAbi = trap.abi; t.faultRetries = 0; }
         else if (trap.kind === 'interrupted') continue;
         else if (trap.kind === 'fault') {
           if (trap.signo === 11 && trap.code === 2 /* SEGV_ACCERR */ && t.mm.handleWriteFault(trap.addr)) continue;
@@ -373,8 +382,22 @@ export class Kernel {
     }
   }
 
-  private async dispatchSyscall(t: Task, forced?: number): Promise<void> {
-    const nr = t.sysno;
+  private dispatchSyscall(t: Task, forced?: number): Promise<void> {
+    return t.state.syscallAbi === 'i386' ? this.dispatch32(t, forced) : this.dispatchAs(t, t.sysno, t.sysno, forced);
+  }
+
+  /** An `int 0x80` call (the platform said so at the trap): i386 numbers and argument registers. */
+  private async dispatch32(t: Task, forced?: number): Promise<void> {
+    t.i386 = true;
+    try {
+      await this.dispatchAs(t, this.syscalls32[t.sysno] ?? -1, t.sysno, forced);
+    } finally {
+      t.i386 = false;
+      if (t.state.runState !== 'syscall') t.state.syscallAbi = undefined;
+    }
+  }
+
+  private async dispatchAs(t: Task, nr: number, callerNr: number, forced?: number): Promise<void> {
     const entry = this.syscalls[nr];
     let r: SyscallResult;
     this.current = t;
@@ -382,7 +405,7 @@ export class Kernel {
     try {
       if (forced !== undefined) r = forced;
       else if (entry?.handler) r = entry.handler(t);
-      else r = this.unimplemented(nr);
+      else r = nr === -1 ? this.unimplemented32(callerNr) : this.unimplemented(nr);
     } catch (e) {
       t.restoredWaiter = undefined;
       if (e instanceof SyscallError) r = -e.errno;
@@ -444,6 +467,14 @@ export class Kernel {
     if (t.state.runState === 'syscall') t.state.runState = 'user';
   }
 
+  private unimplemented32(nr: number): number {
+    if (!this.reportedUnimplemented.has(-1 - nr)) {
+      this.reportedUnimplemented.add(-1 - nr);
+      this.log(`snapvisor: i386 syscall ${nr} (int 0x80) is not served: ENOSYS`);
+    }
+    return -E.ENOSYS;
+  }
+
   private unimplemented(nr: number): number {
     if (!this.reportedUnimplemented.has(nr)) {
       this.reportedUnimplemented.add(nr);
@@ -500,13 +531,23 @@ export class Kernel {
     this.exitResolve(info);
   }
 
-  /** Stop every task at a consistent point (syscall boundary, waiter, or interrupted user code). */
-  async quiesce(): Promise<void> {
+  /**
+   * Stop every task at a consistent point (syscall boundary, waiter, or interrupted user code).
+   * Gives up after `deadlineMs` (the tasks run on, unfrozen) and throws an Error saying so: a
+   * checkpoint request is answered in time whatever the guest does.
+   */
+  async quiesce(deadlineMs = 15_000): Promise<void> {
     this.frozen = true;
     const allParked = () => [...this.tasks.values()].every((t) => isExited(t) || this.parked.has(t.tid));
+    const end = Date.now() + deadlineMs;
     while (!allParked() && !this.exitInfo) {
       for (const tid of this.running) this.tasks.get(tid)?.platform.interrupt();
-      await firstValueFrom(this.parkChanged$);
+      const expired = timer(Math.max(0, end - Date.now())).pipe(map(() => 'expired' as const));
+      if (await firstValueFrom(race(this.parkChanged$, expired)) === 'expired') {
+        const stuck = [...this.tasks.values()].filter((t) => !isExited(t) && !this.parked.has(t.tid)).map((t) => t.tid);
+        this.thaw();
+        throw new Error(`tasks ${stuck.join(', ')} did not stop within ${deadlineMs / 1000} s`);
+      }
     }
   }
 

@@ -210,6 +210,8 @@ export interface TaskState {
   /** XSAVE (or FXSAVE) image of the FP/SSE/AVX state. */
   fpState: Uint8Array;
   runState: TaskRunState;
+  /** The pending syscall was made with `int 0x80` (numbers and arguments of the i386 ABI). */
+  syscallAbi?: 'i386';
   waiter?: Waiter;
   /** Blocked signal mask (64 bits as bigint). */
   sigmask: bigint;

@@ -11,6 +11,8 @@ import type { Kernel } from './kernel.js';
 import type { TaskState, ThreadGroupState, FdTableState, Waiter } from './state.js';
 
 const ARG_WORDS = [REG.rdi, REG.rsi, REG.rdx, REG.r10, REG.r8, REG.r9];
+/** i386 syscall ABI (`int 0x80`): ebx, ecx, edx, esi, edi, ebp. */
+const I386_ARG_WORDS = [REG.rbx, REG.rcx, REG.rdx, REG.rsi, REG.rdi, REG.rbp];
 const TWO32 = 4294967296;
 
 /**
@@ -109,30 +111,40 @@ export class Task {
   get tg(): ThreadGroupState { return this.kernel.state.threadGroups[this.state.tgid]; }
   get fdTable(): FdTableState { return this.kernel.state.fdTables[this.state.fdTableId]; }
 
-  /** Syscall number at entry. */
+  /** Syscall number at entry (the i386 number for an `int 0x80` call: see `i386`). */
   get sysno(): number { return this.platform.regs32[REG.orig_rax * 2]; }
+
+  /** Register words holding the arguments, and the weight of their high halves (0 for i386: ignored). */
+  private argWords: readonly number[] = ARG_WORDS;
+  private hiWeight = TWO32;
+  /**
+   * Whether the syscall being served was made with `int 0x80` (the i386 ABI): arguments come from
+   * ebx, ecx, edx, esi, edi, ebp, 32 bits each (zero-extended, as Linux's compat entry takes them).
+   */
+  get i386(): boolean { return this.hiWeight === 0; }
+  set i386(on: boolean) { this.argWords = on ? I386_ARG_WORDS : ARG_WORDS; this.hiWeight = on ? 0 : TWO32; }
 
   /** Argument i as an unsigned integer (exact below 2^53: addresses, sizes). */
   arg(i: number): number {
-    const w = ARG_WORDS[i] * 2;
+    const w = this.argWords[i] * 2;
     const r = this.platform.regs32;
-    return r[w] + r[w + 1] * TWO32;
+    return r[w] + r[w + 1] * this.hiWeight;
   }
   /** Argument i as a C `int` (low 32 bits, signed): fds, flags, AT_FDCWD. */
-  argInt(i: number): number { return this.platform.regs32[ARG_WORDS[i] * 2] | 0; }
+  argInt(i: number): number { return this.platform.regs32[this.argWords[i] * 2] | 0; }
   /** Argument i as a C `unsigned int`. */
-  argU32(i: number): number { return this.platform.regs32[ARG_WORDS[i] * 2]; }
-  /** Argument i as a signed 64-bit value (off_t, long). */
+  argU32(i: number): number { return this.platform.regs32[this.argWords[i] * 2]; }
+  /** Argument i as a signed 64-bit value (off_t, long; a 32-bit long for i386). */
   argI64(i: number): number {
-    const w = ARG_WORDS[i] * 2;
+    const w = this.argWords[i] * 2;
     const r = this.platform.regs32;
-    return r[w] + (r[w + 1] | 0) * TWO32;
+    return this.hiWeight ? r[w] + (r[w + 1] | 0) * TWO32 : r[w] | 0;
   }
-  argBig(i: number): bigint { return this.platform.regs[ARG_WORDS[i]]; }
+  argBig(i: number): bigint { return this.hiWeight ? this.platform.regs[this.argWords[i]] : BigInt(this.platform.regs32[this.argWords[i] * 2]); }
   /** Replace argument i's register (a syscall hook's shorter count); returns the old value to put back. */
   swapArg(i: number, v: bigint): bigint {
-    const old = this.platform.regs[ARG_WORDS[i]];
-    this.platform.regs[ARG_WORDS[i]] = v;
+    const old = this.platform.regs[this.argWords[i]];
+    this.platform.regs[this.argWords[i]] = v;
     return old;
   }
 

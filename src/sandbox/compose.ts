@@ -11,7 +11,7 @@ import { createPlatform } from '../../platforms/registry.js';
 import { LinuxHostServices } from '../../platforms/host/host-services.js';
 import { Kernel, KernelOptions } from '../kernel/kernel.js';
 import type { KernelState } from '../kernel/state.js';
-import { SYSCALL_TABLE } from '../syscalls/table.js';
+import { SYSCALL_TABLE, SYSCALL_TABLE_I386 } from '../syscalls/table.js';
 
 export { PLATFORMS, DEFAULT_PLATFORM, UnknownPlatformError } from '../../platforms/registry.js';
 
@@ -28,5 +28,5 @@ let defaultHost: HostServices | undefined;
 export function assembleKernel(state: KernelState, opts: AssembleOptions = {}): Kernel {
   const platform = typeof opts.platform === 'object' ? opts.platform : createPlatform(opts.platform);
   const host = opts.host ?? (defaultHost ??= new LinuxHostServices());
-  return new Kernel(state, { platform, syscalls: SYSCALL_TABLE, host }, opts);
+  return new Kernel(state, { platform, syscalls: SYSCALL_TABLE, syscalls32: SYSCALL_TABLE_I386, host }, opts);
 }

@@ -20,7 +20,7 @@
  *   net.ts     — socket, socketpair, bind, listen, connect, accept, send*, recv*, *sockopt…
  *   misc.ts    — getrandom, futex, rseq, sysinfo, membarrier…
  */
-import { SYSCALL_NAME } from '../abi/syscall-numbers.js';
+import { SYS, SYSCALL_NAME } from '../abi/syscall-numbers.js';
 import type { SyscallEntry } from './entry.js';
 import { fileSyscalls } from './file.js';
 import { fsSyscalls } from './fs.js';
@@ -52,3 +52,16 @@ for (const [family, entries] of Object.entries(FAMILIES)) {
 export function coverage(): Array<{ nr: number; name: string; entry?: SyscallEntry }> {
   return Object.entries(SYSCALL_NAME).map(([nr, name]) => ({ nr: Number(nr), name, entry: SYSCALL_TABLE[Number(nr)] }));
 }
+
+/**
+ * The i386 syscalls served for `int 0x80` from 64-bit code (arch/x86/entry/syscalls/syscall_32.tbl):
+ * i386 number -> the x86-64 number whose handler serves it with the i386 argument registers. Only
+ * calls whose arguments and results have the same layout in both ABIs (no structs, no longs in
+ * memory) are listed; every other i386 number gives ENOSYS rather than a wrong answer.
+ */
+export const SYSCALL_TABLE_I386: Array<number | undefined> = [];
+const I386: Record<number, keyof typeof SYS> = {
+  1: 'exit', 3: 'read', 4: 'write', 6: 'close', 20: 'getpid', 37: 'kill', 64: 'getppid',
+  199: 'getuid', 200: 'getgid', 201: 'geteuid', 202: 'getegid', 224: 'gettid', 252: 'exit_group',
+};
+for (const [nr, name] of Object.entries(I386)) SYSCALL_TABLE_I386[Number(nr)] = SYS[name];
