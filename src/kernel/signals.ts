@@ -6,7 +6,8 @@
  * Pending signals and dispositions are data in the graph; timers are re-armed from
  * their deadlines on restore.
  */
-import { Subject, Subscription, interval, timer } from 'rxjs';
+import { Subject, Subscription, interval } from 'rxjs';
+import { untilMonotonic } from './deadline.js';
 import { groupCpuNs } from './cputime.js';
 import { E, SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
@@ -262,8 +263,7 @@ export class Signals {
     this.timers.delete(tg.tgid);
     const it = tg.itimerReal;
     if (!it) return;
-    const ms = Math.max(0, Number(it.deadlineNs - this.k.clock.monotonicNs()) / 1e6);
-    const sub = timer(ms).subscribe(() => this.fireItimer(tg.tgid));
+    const sub = untilMonotonic(this.k.clock, it.deadlineNs).subscribe(() => this.fireItimer(tg.tgid));
     this.timers.set(tg.tgid, sub);
   }
 
@@ -321,8 +321,7 @@ export class Signals {
     this.timers.delete(key);
     const pt = tg.posixTimers?.[id];
     if (!pt || pt.deadlineNs === undefined) return;
-    const ms = Math.max(0, Number(pt.deadlineNs - this.k.clock.monotonicNs()) / 1e6);
-    this.timers.set(key, timer(ms).subscribe(() => this.firePosixTimer(tg.tgid, id)));
+    this.timers.set(key, untilMonotonic(this.k.clock, pt.deadlineNs).subscribe(() => this.firePosixTimer(tg.tgid, id)));
   }
 
   private firePosixTimer(tgid: number, id: number): void {

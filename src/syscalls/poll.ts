@@ -4,7 +4,8 @@
  * host stream becomes ready (checked every few ms), a signal arrives, or the deadline.
  * epoll interest lists are data in the graph (level- and edge-triggered, EPOLLONESHOT).
  */
-import { interval, merge, timer, map } from 'rxjs';
+import { interval, merge, map } from 'rxjs';
+import { untilDeadline } from '../kernel/deadline.js';
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, PollWaiter } from '../kernel/state.js';
@@ -55,7 +56,7 @@ function blockUntil(t: Task, kind: PollWaiter['kind'], timeoutMs: number | undef
   const triggers = [k.pipes.changed$, k.processes.childEvent$] as import('rxjs').Observable<unknown>[];
   if (host) triggers.push(interval(HOST_POLL_MS));
   let timedOut = false;
-  if (deadline !== undefined) triggers.push(timer(Math.max(0, Number(deadline - k.clock.monotonicNs()) / 1e6)).pipe(map(() => { timedOut = true; })));
+  if (deadline !== undefined) triggers.push(untilDeadline(t, deadline).pipe(map(() => { timedOut = true; })));
   return {
     waiter: { kind, deadlineNs: deadline, interruptible: true },
     result$: k.whenRunnable(merge(...triggers), () => { const r = attempt(); return r !== undefined ? r : timedOut ? onTimeout() : undefined; }),
