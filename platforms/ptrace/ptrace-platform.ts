@@ -319,8 +319,9 @@ class PtraceTask implements PlatformTask {
         if (this.interruptRequested) { this.interruptRequested = false; this.pendingInterruptAck = true; }
         // The `syscall` instruction leaves rcx = rip and r11 = rflags; anything else may be `int 0x80`
         // (the i386 ABI): the host tells which (PTRACE_GET_SYSCALL_INFO), only in that rare case.
-        const r = this.regs;
-        if ((r[REG.rcx] !== r[REG.rip] || r[REG.r11] !== r[REG.eflags]) && this.syscallArch() === AUDIT_ARCH_I386) return { kind: 'syscall', abi: 'i386' };
+        const r = this.regs32; // 32-bit halves: no BigInt on the hot path
+        const same = (a: number, b: number) => r[a * 2] === r[b * 2] && r[a * 2 + 1] === r[b * 2 + 1];
+        if ((!same(REG.rcx, REG.rip) || !same(REG.r11, REG.eflags)) && this.syscallArch() === AUDIT_ARCH_I386) return { kind: 'syscall', abi: 'i386' };
         return { kind: 'syscall' };
       }
       if (event === PTRACE_EVENT_STOP) {
