@@ -75,11 +75,11 @@ int main(void) {
   sigset_t set; sigemptyset(&set); sigaddset(&set, SIGUSR1);
   sigprocmask(SIG_BLOCK, &set, 0);
   pid_t child = fork();
-  if (child == 0) { sleep(3); kill(getppid(), SIGUSR1); usleep(300000); kill(getppid(), SIGUSR1); _exit(0); }
+  if (child == 0) { sleep(8); kill(getppid(), SIGUSR1); usleep(300000); kill(getppid(), SIGUSR1); _exit(0); } /* time for a checkpoint on a loaded machine */
   printf("waiting\n");
   siginfo_t si;
-  struct timespec ten = { 10, 0 };
-  int r = sigtimedwait(&set, &si, &ten);
+  struct timespec limit = { 30, 0 };
+  int r = sigtimedwait(&set, &si, &limit);
   sigset_t m; sigprocmask(SIG_BLOCK, 0, &m);
   printf("got %d usr1-blocked %d\n", r, sigismember(&m, SIGUSR1));
   waitpid(child, 0, 0);
