@@ -43,7 +43,8 @@ function mmap(t: Task): number {
   if ((f.flags & O_ACCMODE) === O_WRONLY) return -E.EACCES;
   if (type !== MAP_PRIVATE && (prot & PROT_WRITE) && (f.flags & O_ACCMODE) === O_RDONLY) return -E.EACCES;
   if (f.kind === 'dev' && f.dev === 'zero') return mm.map(addr, len, prot, flags | MAP_ANONYMOUS, '/dev/zero (deleted)', 0);
-  if (f.kind === 'hostfd' || f.kind === 'dev') return -E.ENODEV;
+  // Only files with pages can be mapped: pipes, sockets, eventfds, epoll… have no mmap (ENODEV).
+  if (f.kind === 'hostfd' || f.kind === 'dev' || (f.kind !== 'upper' && f.kind !== 'host' && !f.content)) return -E.ENODEV;
   if (f.kind === 'upper' && type !== MAP_PRIVATE) {
     // Shared file mapping: the file's bytes move into the memory file and are mapped, not copied.
     const ino = t.kernel.state.fs.inodes[f.inodeId!];
