@@ -4,9 +4,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { E } from '../errno.js';
 import { AddressSpace } from '../mm/address-space.js';
-import { ExecError, execProgram } from '../loader/exec.js';
+import { execProgram } from '../loader/exec.js';
 import { Kernel } from '../kernel/kernel.js';
 import { RLIMIT_NPROC } from '../abi/linux.js';
 import { AssembleOptions, assembleKernel } from './compose.js';
@@ -14,6 +13,7 @@ import { newCredentials } from '../kernel/creds.js';
 import { isDir } from '../vfs/stat.js';
 import { modeOf } from '../vfs/vfs.js';
 import { O_RDONLY, O_RDWR, O_WRONLY } from '../abi/linux.js';
+import { findProgram } from './spawn.js';
 
 export interface SandboxSpec extends AssembleOptions {
   /** Host directory shown read-only as `/` (default `/`). */
@@ -68,7 +68,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
       if (fd > 0) f.flags = O_RDWR;
       kernel.installFdAt(task, fd, f.id, false);
     }
-    const program = findProgram(kernel, latin1(spec.argv[0]), spec.env.map(latin1), cwdNode.path);
+    const program = findProgram(kernel, latin1(spec.argv[0]), spec.env.map(latin1), cwdNode.path, (n) => `${n}: command not found`);
     const enc = new TextEncoder();
     execProgram(task, program, spec.argv.map((a) => enc.encode(a)), spec.env.map((e) => enc.encode(e)));
     return kernel;
@@ -93,17 +93,3 @@ function callerRlimits(kernel: Kernel): Record<number, [bigint, bigint]> {
   return out;
 }
 
-/** Resolve a command like execvp does: names without '/' are searched in PATH inside the sandbox. */
-function findProgram(kernel: Kernel, name: string, env: string[], cwd: string): string {
-  if (!name) throw new ExecError(E.ENOENT, 'no program given');
-  if (name.includes('/')) return name.startsWith('/') ? name : path.posix.join(cwd, name);
-  const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/bin:/usr/bin:/bin';
-  for (const dir of pathVar.split(':')) {
-    const candidate = path.posix.join(dir || '.', name);
-    try {
-      const r = kernel.vfs.walk(candidate, cwd, true);
-      if (r.node && !isDir(modeOf(r.node))) return candidate;
-    } catch { /* not there: keep searching */ }
-  }
-  throw new ExecError(E.ENOENT, `${name}: command not found`);
-}

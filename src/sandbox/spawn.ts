@@ -86,8 +86,13 @@ export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number
   return tgid;
 }
 
-/** Resolve a command as execvp does, inside the sandbox (names without '/' are searched in PATH). */
-function findProgram(kernel: Kernel, name: string, env: string[], cwd: string): string {
+/**
+ * Resolve a command as execvp does, inside the sandbox: names without '/' are searched in PATH
+ * (default /usr/local/bin:/usr/bin:/bin), relative names are taken from `cwd` (guest path).
+ * Throws ExecError(ENOENT) with `notFound(name)` as its message when no search finds it.
+ */
+export function findProgram(kernel: Kernel, name: string, env: string[], cwd: string,
+  notFound: (name: string) => string = (n) => `exec: "${n}": executable file not found in $PATH`): string {
   if (!name) throw new ExecError(E.ENOENT, 'no program given');
   if (name.includes('/')) return name.startsWith('/') ? name : path.posix.join(cwd, name);
   const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/bin:/usr/bin:/bin';
@@ -98,5 +103,5 @@ function findProgram(kernel: Kernel, name: string, env: string[], cwd: string): 
       if (r.node && !isDir(modeOf(r.node))) return candidate;
     } catch { /* not there: keep searching */ }
   }
-  throw new ExecError(E.ENOENT, `exec: "${name}": executable file not found in $PATH`);
+  throw new ExecError(E.ENOENT, notFound(name));
 }
