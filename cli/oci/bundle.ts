@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { GuestProcessSpec } from '../../src/sandbox/spawn.js';
 
 /** A process as config.json's `process` (or `exec --process FILE`) describes it. */
 export interface OciProcess {
@@ -41,19 +42,10 @@ export interface OciResources {
   [k: string]: unknown;
 }
 
-/** The process to start, reduced to what the kernel takes. */
-export interface ProcessSpec {
-  args: string[];
-  env: string[];
-  cwd: string;
-  uid: number;
-  gid: number;
-  additionalGids: number[];
-  umask?: number;
+/** The process to start, reduced to what the kernel takes, plus its terminal (config.json `process.terminal`, `consoleSize`). */
+export interface ProcessSpec extends GuestProcessSpec {
   terminal: boolean;
   consoleSize?: { rows: number; cols: number };
-  /** resource number -> [soft, hard] */
-  rlimits: Record<number, [bigint, bigint]>;
 }
 
 /** Everything `create` needs from a bundle. */

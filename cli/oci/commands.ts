@@ -131,15 +131,8 @@ export async function launch(root: string | undefined, id: string, mode: 'create
     removeContainer(root, id);
     throw e;
   }
-  if (o.detach) {
-    child.unref();
-    (child.stdio[3] as net.Socket | null)?.destroy();
-    return 0;
-  }
-  const unforward = forwardSignals(child);
-  const status = await exitOf(child);
-  unforward();
-  if (!o.keep) removeContainer(root, id);
+  const status = await detachOrWait(child, o.detach);
+  if (!o.detach && !o.keep) removeContainer(root, id);
   return status;
 }
 
@@ -307,15 +300,7 @@ export async function execContainer(root: string | undefined, id: string, cmd: s
   } finally {
     if (pty) { fs.closeSync(pty.master); fs.closeSync(pty.slave); }
   }
-  if (o.detach) {
-    child.unref();
-    (child.stdio[3] as net.Socket | null)?.destroy();
-    return 0;
-  }
-  const unforward = forwardSignals(child);
-  const status = await exitOf(child);
-  unforward();
-  return status;
+  return detachOrWait(child, o.detach);
 }
 
 /**
@@ -440,4 +425,17 @@ export async function checkpointToImage(root: string | undefined, id: string, o:
 export function containerExists(root: string | undefined, id: string): boolean {
   try { checkId(id); } catch { return false; }
   return fs.existsSync(path.join(containerDir(root, id), 'state.json'));
+}
+
+/** `--detach`: let the child run on and return 0; else relay signals to it and return its exit status. */
+async function detachOrWait(child: ChildProcess, detach: boolean | undefined): Promise<number> {
+  if (detach) {
+    child.unref();
+    (child.stdio[3] as net.Socket | null)?.destroy();
+    return 0;
+  }
+  const unforward = forwardSignals(child);
+  const status = await exitOf(child);
+  unforward();
+  return status;
 }

@@ -4,7 +4,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { AddressSpace } from '../mm/address-space.js';
 import { execProgram } from '../loader/exec.js';
 import { Kernel } from '../kernel/kernel.js';
 import { RLIMIT_NPROC } from '../abi/linux.js';
@@ -13,7 +12,7 @@ import { newCredentials } from '../kernel/creds.js';
 import { isDir } from '../vfs/stat.js';
 import { modeOf } from '../vfs/vfs.js';
 import { O_RDONLY, O_RDWR, O_WRONLY } from '../abi/linux.js';
-import { findProgram } from './spawn.js';
+import { addProcessRecords, findProgram } from './spawn.js';
 
 export interface SandboxSpec extends AssembleOptions {
   /** Host directory shown read-only as `/` (default `/`). */
@@ -48,14 +47,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
       tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: 0o022, rlimits: callerRlimits(kernel),
       pendingSignals: 0n, uid, gid, cred: newCredentials(uid, gid), cpuTimeNs: 0n, exitSignal: 17,
     };
-    const asId = kernel.newId();
-    state.addressSpaces[asId] = AddressSpace.emptyState(asId);
-    const fdTableId = kernel.newId();
-    state.fdTables[fdTableId] = { id: fdTableId, fds: {} };
-    state.tasks[tgid] = {
-      tid: tgid, tgid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0), runState: 'user',
-      sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '', pendingSignals: 0n, pendingInfo: {},
-    };
+    addProcessRecords(kernel, tgid);
     const task = kernel.attachTask(state.tasks[tgid], false);
     // POSIX shared memory and semaphores (shm_open, sem_open) live in a writable /dev/shm.
     const shm = kernel.newId();

@@ -58,14 +58,7 @@ export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number
   };
   applyIdentity(tg, p);
   state.threadGroups[tgid] = tg;
-  const asId = kernel.newId();
-  state.addressSpaces[asId] = AddressSpace.emptyState(asId);
-  const fdTableId = kernel.newId();
-  state.fdTables[fdTableId] = { id: fdTableId, fds: {} };
-  state.tasks[tgid] = {
-    tid: tgid, tgid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0), runState: 'user',
-    sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '', pendingSignals: 0n, pendingInfo: {},
-  };
+  const { asId, fdTableId } = addProcessRecords(kernel, tgid);
   let task;
   try {
     task = kernel.attachTask(state.tasks[tgid], false);
@@ -84,6 +77,23 @@ export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number
   }
   kernel.startTask(task);
   return tgid;
+}
+
+/**
+ * Add the graph records of a new process's first task: an empty address space, an empty fd
+ * table and task `tgid` (no registers yet, run state 'user'). Returns the new ids.
+ */
+export function addProcessRecords(kernel: Kernel, tgid: number): { asId: number; fdTableId: number } {
+  const state = kernel.state;
+  const asId = kernel.newId();
+  state.addressSpaces[asId] = AddressSpace.emptyState(asId);
+  const fdTableId = kernel.newId();
+  state.fdTables[fdTableId] = { id: fdTableId, fds: {} };
+  state.tasks[tgid] = {
+    tid: tgid, tgid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0), runState: 'user',
+    sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '', pendingSignals: 0n, pendingInfo: {},
+  };
+  return { asId, fdTableId };
 }
 
 /**
