@@ -1,6 +1,7 @@
 /** `snapvisor run` and `snapvisor restore`: start a sandbox (new or from a checkpoint), run it to the end, exit with its status. */
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { createSandbox } from '../src/sandbox/create.js';
 import { UnknownPlatformError, createPlatform } from '../platforms/registry.js';
 import type { Platform } from '../platforms/platform.js';
@@ -14,7 +15,23 @@ import { serveControl, defaultStore, fail } from './control.js';
 
 export { fail };
 
-export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; inject?: string; seed?: string }
+export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string }
+
+/**
+ * --checkpoint-store DIR [--checkpoint-name NAME]: the kernel's `checkpointRequest` (a guest's
+ * write to /proc/snapvisor/checkpoint): checkpoint the sandbox into DIR, leaving it running,
+ * and give the kernel the line to log: `snapvisor: checkpoint [NAME ]taken at the guest's request: ID`.
+ */
+function guestCheckpoints(opts: { checkpointStore?: string; checkpointName?: string; name?: string }): ((k: Kernel) => Promise<string>) | undefined {
+  if (opts.checkpointStore === undefined) return undefined;
+  const store = path.resolve(opts.checkpointStore);
+  const name = opts.checkpointName ?? opts.name;
+  return async (k) => {
+    const { checkpointKernel } = await import('../snapshots/checkpoint.js');
+    const r = await checkpointKernel(k, store, { leaveRunning: true, name });
+    return `snapvisor: checkpoint ${name ? name + ' ' : ''}taken at the guest's request: ${r.id}`;
+  };
+}
 
 /** The platform named on the command line, or undefined after printing a one-line error (unknown name). */
 function platformOf(name: string | undefined): Platform | undefined {
@@ -96,7 +113,7 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   if (faults.error) { fail(faults.error); return 2; }
   let kernel: Kernel;
   try {
-    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, syscallHook: faults.hook });
+    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts) });
   } catch (e) {
     if (e instanceof ExecError) {
       fail(e.message);
@@ -108,7 +125,7 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   return runToEnd(kernel, root, opts.name);
 }
 
-export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean; platform?: string }): Promise<number> {
+export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string }): Promise<number> {
   const platform = platformOf(opts.platform);
   if (!platform) return 2;
   // The store (LevelDB, cbor-x) is loaded only by the commands that use it: `run` starts faster.
@@ -116,7 +133,7 @@ export async function restoreCommand(root: string | undefined, id: string, opts:
   const { SnapshotError } = await import('../snapshots/store.js');
   let restored;
   try {
-    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace, platform });
+    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace, platform, checkpointRequest: guestCheckpoints(opts) });
   } catch (e) {
     fail(e instanceof SnapshotError ? e.message : `restore failed: ${(e as Error).message}`);
     return 125;

@@ -78,6 +78,13 @@ export interface KernelOptions {
   maxTasks?: number;
   /** Called at every syscall entry before its handler (fault injection); see SyscallHook. */
   syscallHook?: SyscallHook;
+  /**
+   * Takes the checkpoint a guest asks for by writing /proc/snapvisor/checkpoint
+   * (src/kernel/guest-checkpoint.ts): checkpoint this kernel, leaving it running, and resolve
+   * once it is stored (with a line for the log, e.g. the checkpoint's id) or reject with an
+   * Error saying why not (the write fails with EIO). Absent: such writes fail with EOPNOTSUPP.
+   */
+  checkpointRequest?: (kernel: Kernel) => Promise<string | undefined>;
 }
 
 /** Which argument of a syscall is a path, for --strace. */
@@ -117,6 +124,8 @@ export class Kernel {
   logFd: number;
   readonly maxTasks: number;
   private readonly syscallHook?: SyscallHook;
+  /** KernelOptions.checkpointRequest. */
+  readonly checkpointRequest?: (kernel: Kernel) => Promise<string | undefined>;
   /** The task whose syscall handler is running (for /proc/self); valid only during a handler. */
   current?: Task;
   /** The FP state a fresh task starts with (captured from the first stub). */
@@ -140,6 +149,7 @@ export class Kernel {
     this.logFd = opts.logFd ?? 2;
     this.maxTasks = opts.maxTasks ?? 512;
     this.syscallHook = opts.syscallHook;
+    this.checkpointRequest = opts.checkpointRequest;
     // The rootfs first: a sandbox (or restore) whose rootfs is gone fails here, naming it.
     const lower = deps.host.openTree(state.config.rootfs);
     this.mf = new MemoryFile(state.memoryFile, (name, size) => deps.host.createMemoryBacking(name, size));

@@ -49,6 +49,12 @@ export interface SandboxConfig {
   bootId?: string;
   /** /proc/snapvisor/generation: 0 for a sandbox never restored, +1 on every restore. */
   generation?: number;
+  /**
+   * The generation this sandbox had when its guest last asked for a checkpoint
+   * (/proc/snapvisor/checkpoint): a read there says "original" while the generation is still
+   * this one, "restored" in a clone restored from that checkpoint (its generation is higher).
+   */
+  checkpointGeneration?: number;
 }
 
 /** The kernel's one clock. All guest-visible time is host time plus these offsets (ns). */
@@ -145,11 +151,12 @@ export type TaskRunState =
  * - continue with the saved state (ERESTART_RESTARTBLOCK / ERESTARTNOHAND): sleep and poll/select/
  *   epoll (same deadline), pipe-write (from `progress`, never writing a byte twice), vfork (same
  *   child), pause and sigsuspend (same masks), sigtimedwait (same set, deadline and saved mask);
- * - futex: returns 0 (a spurious wake-up, which every futex user must accept).
+ * - futex: returns 0 (a spurious wake-up, which every futex user must accept);
+ * - checkpoint (a write to /proc/snapvisor/checkpoint): returns its count (the checkpoint exists).
  */
 export type Waiter =
   | SleepWaiter | PollWaiter | SigsuspendWaiter | PauseWaiter | SigtimedwaitWaiter | FutexWaiter
-  | ChildWaiter | VforkWaiter | FileWaiter | PipeWriteWaiter;
+  | ChildWaiter | VforkWaiter | FileWaiter | PipeWriteWaiter | CheckpointWaiter;
 
 /** What every waiter says about signals (Linux: TASK_INTERRUPTIBLE and the restart code). */
 export interface WaiterBase {
@@ -199,6 +206,13 @@ export interface FileWaiter extends WaiterBase {
 
 /** A blocking pipe (or stream socket) write: `progress` bytes of it are in the pipe already. */
 export interface PipeWriteWaiter extends WaiterBase { kind: 'pipe-write'; fileId: number; progress: number }
+
+/**
+ * A write to /proc/snapvisor/checkpoint (src/kernel/guest-checkpoint.ts): until the checkpoint
+ * it asked for is stored. Captured in that very checkpoint: a restored clone re-enters the write,
+ * which then returns its count at once (no second checkpoint).
+ */
+export interface CheckpointWaiter extends WaiterBase { kind: 'checkpoint' }
 
 export interface TaskState {
   tid: number;
@@ -433,7 +447,7 @@ export interface OpenFileState {
   inodeId?: number;
   /** 'hostfd': the caller's stdio fd (0, 1, 2) it is attached to; re-attached on restore. */
   hostFd?: number;
-  /** 'dev': which device ('null', 'zero', 'urandom', 'full', 'tty'). */
+  /** 'dev': which device ('null', 'zero', 'urandom', 'full', 'tty', 'snapvisor-checkpoint'). */
   dev?: string;
   /** 'synthetic': bytes generated at open (/proc files), like a seq_file. */
   content?: Uint8Array;

@@ -19,6 +19,7 @@ import { HostError } from '../../platforms/host-services.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, FIONREAD, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, MAX_RW, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_READ, PROT_WRITE, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, SIGPIPE, S_IFIFO, S_IFMT, S_IFREG, TCGETS, TCSETS, TCSETSF, TCSETSW, TIOCGPGRP, TIOCGSID, TIOCGWINSZ, TIOCSPGRP, TIOCSWINSZ, TERMIOS_SIZE, WINSIZE_SIZE } from '../abi/linux.js';
 import { MAY_READ, MAY_WRITE } from '../kernel/creds.js';
+import { checkpointStatus, checkpointWrite } from '../kernel/guest-checkpoint.js';
 /** The filesystem node behind an open file (EBADF when it has none). */
 export function nodeOfFile(t: Task, f: OpenFileState): Node | undefined {
   if (f.kind === 'upper') return { kind: 'upper', path: f.path, inode: t.kernel.state.fs.inodes[f.inodeId!] };
@@ -236,6 +237,11 @@ function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: nu
     case 'dev': {
       if (f.dev === 'null') return 0;
       if (f.dev === 'tty') return -E.ENXIO;
+      if (f.dev === 'snapvisor-checkpoint') {
+        const c = new TextEncoder().encode(checkpointStatus(t.kernel));
+        const end = Math.min(c.length, usePos + count);
+        return end <= usePos ? 0 : advance(copyToGuest(t, buf, c.subarray(usePos, end)));
+      }
       t.mm.chunks(buf, count, PROT_WRITE, (view) => {
         if (f.dev === 'random' || f.dev === 'urandom') crypto.randomFillSync(view); else view.fill(0);
       });
@@ -327,6 +333,7 @@ function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: n
     case 'dev':
       if (f.dev === 'full') return -E.ENOSPC;
       t.mm.chunks(buf, count, PROT_READ, () => undefined);
+      if (f.dev === 'snapvisor-checkpoint') return checkpointWrite(t, count);
       return count;
     case 'dir': return -E.EISDIR;
     default: return -E.EBADF;

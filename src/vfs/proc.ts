@@ -127,9 +127,11 @@ export function procMount(k: Kernel): SyntheticMount {
         // A UUID per sandbox, as per boot on Linux: a restored clone is a new sandbox and gets a new one.
         case '/proc/sys/kernel/random/boot_id': return file(28, () => (k.state.config.bootId ??= randomUUID()) + '\n');
         case '/proc/sys/kernel/random/uuid': return file(29, () => randomUUID() + '\n');
-        case '/proc/snapvisor': return dir(30, () => ['generation']);
+        case '/proc/snapvisor': return dir(30, () => ['generation', 'checkpoint']);
         // How many restores this sandbox's state went through (docs/snapshot-format.md, "Clones").
         case '/proc/snapvisor/generation': return file(31, () => `${k.state.config.generation ?? 0}\n`);
+        // Write: checkpoint the sandbox here; read: original / restored / none (src/kernel/guest-checkpoint.ts).
+        case '/proc/snapvisor/checkpoint': return { mode: S_IFREG | 0o666, dev: 'snapvisor-checkpoint', ino: 32 };
         case '/proc/sys/kernel/hostname': return file(20, () => k.state.config.hostname + '\n');
         case '/proc/sys/kernel/osrelease': return file(21, () => KERNEL_RELEASE + '\n');
         case '/proc/sys/kernel/ostype': return file(22, () => 'Linux\n');
