@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `snapvisor` command (docs/cli.md): run, checkpoint, restore, checkpoints, delete,
+ * The `snapvisor` command (docs/cli.md): run, checkpoint, restore, checkpoints, inspect, delete,
  * demo, syscalls, and the OCI runtime's command set with runc's flag names (create, start,
  * state, kill, delete, list, ps, exec, pause, resume, update, events, spec, features;
  * cli/oci/). Errors are one line on stderr (and, with --log, runc's JSON error line) with
@@ -230,6 +230,24 @@ Examples:
     }
     process.exitCode = await restoreCommand(program.opts().root, id, opts);
   });
+
+program
+  .command('inspect')
+  .description('show what checkpoint ID holds: processes, threads, open files, mappings, pipes, sockets, timers, host files, sizes')
+  .argument('<id>', 'checkpoint id or unique prefix')
+  .option('--store <dir>', 'checkpoint store')
+  .option('--json', 'print stable JSON (docs/snapshot-format.md, "Inspect")')
+  .addHelpText('after', `
+Examples:
+  snapvisor inspect 3f2a9c --store ./store
+  snapvisor inspect 3f2a9c --store ./store --json | jq '.pipes'`)
+  .action(guarded(async (id: string, opts) => {
+    const { inspectCheckpoint } = await import('../snapshots/inspect.js');
+    const report = await inspectCheckpoint(opts.store ?? defaultStore(), id);
+    if (opts.json) { process.stdout.write(JSON.stringify(report, null, 2) + '\n'); return; }
+    const { renderInspect } = await import('./inspect.js');
+    process.stdout.write(renderInspect(report));
+  }));
 
 program
   .command('checkpoints')

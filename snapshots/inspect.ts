@@ -1,0 +1,272 @@
+/**
+ * `snapvisor inspect`: what a checkpoint holds, as plain data (issue 7 point 6; as CRIU's
+ * `crit` shows its images). Read from the checkpoint's restore record and page file only (no
+ * LevelDB lock: works while the store is busy). The shape is `InspectReport`, documented in
+ * docs/snapshot-format.md ("Inspect"); `inspectVersion` is bumped on any incompatible change.
+ * Guest addresses are hex strings ("0x7f…"), sizes are bytes, times are ns unless named
+ * otherwise; arrays are in a fixed order (pid, tid, fd, address, id) so the JSON is stable.
+ */
+import fs from 'node:fs';
+import type { AddressSpaceState, KernelState, OpenFileState, SockAddr } from '../src/kernel/state.js';
+import { O_PATH } from '../src/abi/linux.js';
+import type { PagemapRun } from './format.js';
+import { openCheckpoint } from './store.js';
+
+export const INSPECT_VERSION = 1;
+
+export interface InspectReport {
+  inspectVersion: number;
+  checkpoint: {
+    id: string; name: string | null; parent: string | null; note: string | null;
+    createdMs: number; created: string; formatVersion: number;
+    /** /proc/snapvisor/generation of the sandbox when captured. */
+    generation: number;
+    rootfs: string; hostname: string;
+    host: Record<string, unknown>;
+  };
+  sizes: {
+    /** CBOR graph, bytes. */ graphBytes: number;
+    /** Memory file size (the page file's logical size), bytes. */ memoryBytes: number;
+    /** Non-zero pages stored and their bytes (4096 each). */ pages: number; storedPageBytes: number;
+    /** Pages found all zero (not stored). */ zeroPages: number;
+    /** Bytes the page file and restore record take on disk. */ onDiskBytes: number;
+  };
+  processes: InspectProcess[];
+  pipes: InspectPipe[];
+  sockets: InspectSocket[];
+  hostFiles: InspectHostFile[];
+}
+
+export interface InspectProcess {
+  pid: number; ppid: number; pgid: number; sid: number; uid: number; gid: number;
+  /** R running, S blocked in a syscall, T stopped, Z zombie (as ps). */
+  state: 'R' | 'S' | 'T' | 'Z';
+  /** argv as read from the process's memory in the checkpoint ([] for a zombie). */
+  cmdline: string[];
+  exe: string; cwd: string;
+  threads: Array<{ tid: number; comm: string; state: 'running' | 'blocked'; waiting: string | null }>;
+  files: InspectFile[];
+  mappings: Array<{ start: string; end: string; sizeBytes: number; storedBytes: number; perms: string; name: string }>;
+  /** Sums over `mappings`: address space size, and bytes of it that are non-zero pages in the checkpoint. */
+  memory: { mappedBytes: number; storedBytes: number };
+  timers: Array<{ kind: 'ITIMER_REAL' | 'ITIMER_VIRTUAL' | 'ITIMER_PROF' | 'posix'; id: number | null; signal: number | null;
+    /** Time left at the checkpoint (guest monotonic or process CPU time, ns); null when disarmed. */ remainingNs: number | null; intervalNs: number }>;
+}
+
+export interface InspectFile {
+  fd: number; cloexec: boolean;
+  /** Open file description id (shared by dup'd fds and across fork). */
+  fileId: number;
+  kind: OpenFileState['kind'];
+  /** 'r', 'w', 'rw' or '-' (O_PATH / neither). */
+  access: string;
+  offset: number;
+  /** Guest path, or pipe:[id], socket:[id], the caller's stdio. */
+  what: string;
+}
+
+export interface InspectPipe {
+  id: number;
+  /** Bytes written and not yet read. */
+  bytesInFlight: number;
+  readers: number; writers: number;
+  /** Who holds which end: process, fd, 'read' or 'write'. */
+  ends: Array<{ pid: number; fd: number; end: 'read' | 'write' }>;
+  /** Guest path of a FIFO, or null for pipe(2). */
+  fifo: string | null;
+}
+
+export interface InspectSocket {
+  fileId: number; domain: string; type: string; state: string;
+  local: string | null; peer: string | null;
+  /** Bytes queued for this socket to read (streams), datagrams queued, connections waiting for accept. */
+  bytesInFlight: number; datagramsQueued: number; pendingConnections: number;
+  holders: Array<{ pid: number; fd: number }>;
+}
+
+export interface InspectHostFile {
+  path: string;
+  /** 'rootfs' (the sandbox's /), 'open' (a lower-layer file held open; refused on restore if changed), 'stdio' (the caller's fd N). */
+  role: 'rootfs' | 'open' | 'stdio';
+  sizeBytes: number | null; mtimeMs: number | null;
+}
+
+const hex = (n: number) => '0x' + n.toString(16);
+const DOMAINS: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6' };
+const TYPES: Record<number, string> = { 1: 'stream', 2: 'dgram', 5: 'seqpacket' };
+
+function addr(a: SockAddr | undefined): string | null {
+  if (!a) return null;
+  if (a.path !== undefined) return a.path.startsWith('\0') ? '@' + a.path.slice(1) : a.path;
+  if (a.ip !== undefined) return a.ip.includes(':') ? `[${a.ip}]:${a.port ?? 0}` : `${a.ip}:${a.port ?? 0}`;
+  return null;
+}
+
+/** Bytes of [off, off+len) of the memory file that are non-zero pages in the pagemap. */
+function storedIn(runs: PagemapRun[], off: number, len: number): number {
+  let lo = 0, hi = runs.length;
+  // First run that ends after `off`.
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const [o, c] = runs[mid];
+    if (o + (c.length / 4) * 4096 <= off) lo = mid + 1; else hi = mid;
+  }
+  let total = 0;
+  for (let i = lo; i < runs.length && runs[i][0] < off + len; i++) {
+    const s = Math.max(off, runs[i][0]), e = Math.min(off + len, runs[i][0] + (runs[i][1].length / 4) * 4096);
+    if (e > s) total += e - s;
+  }
+  return total;
+}
+
+/** Guest bytes [a, a+len) of address space `as`, read from the page file (unmapped parts are skipped). */
+function readGuest(fd: number, as: AddressSpaceState, a: number, len: number): Buffer {
+  const out: Buffer[] = [];
+  const end = a + Math.min(len, 1 << 20);
+  while (a < end) {
+    const v = as.vmas.find((m) => m.start <= a && a < m.end);
+    if (!v) break;
+    const n = Math.min(end, v.end) - a;
+    const b = Buffer.alloc(n);
+    fs.readSync(fd, b, 0, n, v.fileOffset + (a - v.start));
+    out.push(b);
+    a += n;
+  }
+  return Buffer.concat(out);
+}
+
+/** What an open file is, in a few words. */
+function describe(g: KernelState, f: OpenFileState): string {
+  switch (f.kind) {
+    case 'pipe': return `pipe:[${f.pipeId}]`;
+    case 'socket': return `socket:[${f.id}]`;
+    case 'hostfd': return `the caller's fd ${f.hostFd}`;
+    case 'pty': return f.pty ? (f.pty.master ? '/dev/ptmx' : `/dev/pts/${g.ptys?.[f.pty.id]?.index ?? '?'}`) : f.path;
+    case 'eventfd': return `anon_inode:[eventfd] ${f.eventfd?.count ?? 0n}`;
+    case 'epoll': return `anon_inode:[eventpoll] ${Object.keys(f.epollInterest ?? {}).length} fds`;
+    case 'pidfd': return `anon_inode:[pidfd] ${f.pidfdTgid}`;
+    default: return f.path;
+  }
+}
+
+/**
+ * Describe checkpoint `id` of `storeDir` (see InspectReport). Throws SnapshotError as
+ * openCheckpoint does (unknown id, damaged records).
+ */
+export async function inspectCheckpoint(storeDir: string, id: string): Promise<InspectReport> {
+  const opened = await openCheckpoint(storeDir, id);
+  try {
+    const g = opened.graph as KernelState;
+    const m = opened.manifest as Record<string, unknown> & typeof opened.manifest;
+    const atSave = g.clock.monotonicAtSaveNs;
+    const socketPipes = new Set<number>();
+    for (const f of Object.values(g.openFiles)) if (f.socket) { socketPipes.add(f.socket.rx); socketPipes.add(f.socket.tx); }
+    const pipeEnds = new Map<number, InspectPipe['ends']>();
+    const holders = new Map<number, InspectSocket['holders']>();
+
+    const processes: InspectProcess[] = Object.values(g.threadGroups).sort((a, b) => a.tgid - b.tgid).map((tg) => {
+      const tasks = tg.tids.map((t) => g.tasks[t]).filter((t) => t && t.runState !== 'exited');
+      const leader = g.tasks[tg.tids[0]] ?? tasks[0];
+      const as = leader ? g.addressSpaces[leader.addressSpaceId] : undefined;
+      const state = tg.zombie ? 'Z' : tg.stopped ? 'T' : leader?.waiter ? 'S' : 'R';
+      let cmdline: string[] = [];
+      if (as && !tg.zombie && as.argEnd > as.argStart) {
+        cmdline = readGuest(opened.pageFd, as, as.argStart, as.argEnd - as.argStart).toString('utf8').replace(/\0$/, '').split('\0');
+      }
+      const fdTable = leader ? g.fdTables[leader.fdTableId] : undefined;
+      const files: InspectFile[] = Object.entries(fdTable?.fds ?? {}).map(([fd, e]) => ({ fd: Number(fd), e })).sort((a, b) => a.fd - b.fd).map(({ fd, e }) => {
+        const f = g.openFiles[e.fileId];
+        const acc = f.flags & 3;
+        if (f.kind === 'pipe' && f.pipeId !== undefined) {
+          const ends = pipeEnds.get(f.pipeId) ?? [];
+          ends.push({ pid: tg.tgid, fd, end: acc === 0 ? 'read' : 'write' });
+          pipeEnds.set(f.pipeId, ends);
+        }
+        if (f.kind === 'socket') {
+          const h = holders.get(f.id) ?? [];
+          h.push({ pid: tg.tgid, fd });
+          holders.set(f.id, h);
+        }
+        return {
+          fd, cloexec: e.cloexec, fileId: f.id, kind: f.kind,
+          access: f.flags & O_PATH ? '-' : ['r', 'w', 'rw', '-'][acc],
+          offset: f.offset, what: describe(g, f),
+        };
+      });
+      const mappings = (as?.vmas ?? []).map((v) => {
+        const size = v.end - v.start;
+        return {
+          start: hex(v.start), end: hex(v.end), sizeBytes: size, storedBytes: storedIn(opened.runs, v.fileOffset, size),
+          perms: (v.prot & 1 ? 'r' : '-') + (v.prot & 2 ? 'w' : '-') + (v.prot & 4 ? 'x' : '-') + (v.flags & 1 ? 's' : 'p'),
+          name: v.name,
+        };
+      });
+      const timers: InspectProcess['timers'] = [];
+      if (tg.itimerReal) timers.push({ kind: 'ITIMER_REAL', id: null, signal: 14, remainingNs: Number(tg.itimerReal.deadlineNs - atSave), intervalNs: Number(tg.itimerReal.intervalNs) });
+      for (const [which, t] of Object.entries(tg.itimerCpu ?? {})) {
+        const used = tg.cpuTimeNs;
+        timers.push({ kind: which === '1' ? 'ITIMER_VIRTUAL' : 'ITIMER_PROF', id: null, signal: which === '1' ? 26 : 27, remainingNs: Number(t.deadlineNs - used), intervalNs: Number(t.intervalNs) });
+      }
+      for (const t of Object.values(tg.posixTimers ?? {}).sort((a, b) => a.id - b.id)) {
+        timers.push({ kind: 'posix', id: t.id, signal: t.notify === 1 ? null : t.signo, remainingNs: t.deadlineNs === undefined ? null : Number(t.deadlineNs - atSave), intervalNs: Number(t.intervalNs) });
+      }
+      return {
+        pid: tg.tgid, ppid: tg.ppid, pgid: tg.pgid, sid: tg.sid, uid: tg.uid, gid: tg.gid, state, cmdline,
+        exe: as?.exe ?? '', cwd: tg.cwd,
+        threads: tasks.sort((a, b) => a.tid - b.tid).map((t) => ({ tid: t.tid, comm: t.comm, state: t.waiter ? 'blocked' as const : 'running' as const, waiting: t.waiter?.kind ?? null })),
+        files, mappings,
+        memory: { mappedBytes: mappings.reduce((s, v) => s + v.sizeBytes, 0), storedBytes: mappings.reduce((s, v) => s + v.storedBytes, 0) },
+        timers,
+      };
+    });
+
+    const fifoOf = new Map<number, string>();
+    for (const [p, ino] of Object.entries(g.fs.upper)) { const i = g.fs.inodes[ino]; if (i?.fifoPipeId) fifoOf.set(i.fifoPipeId, p); }
+    const pipes: InspectPipe[] = Object.values(g.pipes).filter((p) => !socketPipes.has(p.id)).sort((a, b) => a.id - b.id).map((p) => ({
+      id: p.id, bytesInFlight: p.len, readers: p.readers, writers: p.writers,
+      ends: (pipeEnds.get(p.id) ?? []).sort((a, b) => a.pid - b.pid || a.fd - b.fd), fifo: fifoOf.get(p.id) ?? null,
+    }));
+    const sockets: InspectSocket[] = Object.values(g.openFiles).filter((f) => f.kind === 'socket' && f.socket).sort((a, b) => a.id - b.id).map((f) => {
+      const s = f.socket!;
+      return {
+        fileId: f.id, domain: DOMAINS[s.domain ?? 1] ?? String(s.domain), type: TYPES[s.type ?? 1] ?? String(s.type), state: s.state ?? 'connected',
+        local: addr(s.local), peer: addr(s.peer),
+        bytesInFlight: s.rx ? g.pipes[s.rx]?.len ?? 0 : 0, datagramsQueued: s.dgrams?.length ?? 0, pendingConnections: s.backlog?.length ?? 0,
+        holders: (holders.get(f.id) ?? []).sort((a, b) => a.pid - b.pid || a.fd - b.fd),
+      };
+    });
+    const hostFiles: InspectHostFile[] = [{ path: g.config.rootfs, role: 'rootfs', sizeBytes: null, mtimeMs: null }];
+    const seen = new Set<string>();
+    for (const f of Object.values(g.openFiles).sort((a, b) => a.id - b.id)) {
+      if (f.kind === 'host' && !seen.has('open:' + f.path)) {
+        seen.add('open:' + f.path);
+        hostFiles.push({ path: f.path, role: 'open', sizeBytes: f.hostIdentity?.size ?? null, mtimeMs: f.hostIdentity?.mtimeMs ?? null });
+      }
+      if (f.kind === 'hostfd' && !seen.has('stdio:' + f.hostFd)) {
+        seen.add('stdio:' + f.hostFd);
+        hostFiles.push({ path: `fd ${f.hostFd}`, role: 'stdio', sizeBytes: null, mtimeMs: null });
+      }
+    }
+    let onDisk = 0;
+    for (const p of [opened.pageFile, opened.pageFile.replace(/pages\/([0-9a-f]+)$/, 'meta/$1')]) {
+      try { onDisk += fs.statSync(p).blocks * 512; } catch { /* counted as 0 */ }
+    }
+    const str = (v: unknown) => (typeof v === 'string' ? v : null);
+    return {
+      inspectVersion: INSPECT_VERSION,
+      checkpoint: {
+        id: opened.id, name: str(m.name), parent: str(m.parent), note: str(m.note),
+        createdMs: m.createdMs, created: new Date(m.createdMs).toISOString(), formatVersion: Number(m.formatVersion),
+        generation: g.config.generation ?? 0, rootfs: g.config.rootfs, hostname: g.config.hostname,
+        host: (m.host ?? {}) as Record<string, unknown>,
+      },
+      sizes: {
+        graphBytes: m.graphBytes, memoryBytes: opened.memorySizeBytes, pages: m.pages, storedPageBytes: m.storedPageBytes,
+        zeroPages: m.zeroPages, onDiskBytes: onDisk,
+      },
+      processes, pipes, sockets, hostFiles,
+    };
+  } finally {
+    fs.closeSync(opened.pageFd);
+  }
+}
