@@ -91,7 +91,7 @@ export const MAY_EXEC = 1, MAY_WRITE = 2, MAY_READ = 4;
 export const AT_EACCESS = 0x200;
 export const ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003, ARCH_GET_GS = 0x1004, ARCH_GET_CPUID = 0x1011, ARCH_SET_CPUID = 0x1012;
 export const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
-export const RLIMIT_NPROC = 6, RLIMIT_NOFILE = 7;
+export const RLIMIT_FSIZE = 1, RLIMIT_DATA = 2, RLIMIT_NPROC = 6, RLIMIT_NOFILE = 7, RLIMIT_AS = 9;
 export const PRIO_PROCESS = 0, PRIO_PGRP = 1, PRIO_USER = 2;
 export const SCHED_OTHER = 0, SCHED_FIFO = 1, SCHED_RR = 2, SCHED_BATCH = 3, SCHED_IDLE = 5;
 

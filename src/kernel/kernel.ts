@@ -27,6 +27,8 @@ import { inodeRelease } from '../vfs/inode-data.js';
 import { procMount } from '../vfs/proc.js';
 import { devMount, sysMount } from '../vfs/dev.js';
 import { credsOf } from './creds.js';
+import { softLimit } from './rlimits.js';
+import { RLIMIT_AS, RLIMIT_DATA } from '../abi/linux.js';
 import { SYSCALL_NAME } from '../abi/syscall-numbers.js';
 import { Task, SyscallResult, SyscallTable, SyscallHook, NO_RETURN, ExitGroup, ExitThread, INTERRUPTED, KILLED, type ExitInfo } from './task.js';
 import { GRAPH_VERSION, KernelState, TaskState, OpenFileState } from './state.js';
@@ -201,6 +203,7 @@ export class Kernel {
     mm.contexts.push(pt);
     if (replay) mm.replay(pt);
     const t = new Task(this, ts, pt, mm);
+    mm.limits = () => ({ as: softLimit(t.tg, RLIMIT_AS), data: softLimit(t.tg, RLIMIT_DATA) });
     this.tasks.set(ts.tid, t);
     return t;
   }

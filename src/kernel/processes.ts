@@ -8,6 +8,7 @@ import { Subject } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import { copyCredentials, credsOf } from './creds.js';
+import { checkNproc } from './rlimits.js';
 import { AddressSpace } from '../mm/address-space.js';
 import type { ExitInfo, Kernel } from './kernel.js';
 import type { Task } from './task.js';
@@ -47,9 +48,8 @@ export class Processes {
     if ((a.flags & CLONE_THREAD) && !(a.flags & CLONE_SIGHAND)) throw new SyscallError(E.EINVAL);
     if ((a.flags & CLONE_SIGHAND) && !(a.flags & CLONE_VM)) throw new SyscallError(E.EINVAL);
     if (k.tasks.size >= k.maxTasks) throw new SyscallError(E.EAGAIN);
+    checkNproc(parent); // RLIMIT_NPROC counts threads too, per real uid
     if (a.flags & CLONE_THREAD) return this.cloneThread(parent, a);
-    const nproc = parent.tg.rlimits[6];
-    if (nproc && BigInt(Object.keys(s.threadGroups).length) >= nproc[0]) throw new SyscallError(E.EAGAIN);
 
     const pid = s.nextPid++;
     const ptg = parent.tg;

@@ -12,7 +12,7 @@ import { E, SyscallError } from '../errno.js';
 import type { GuestAddressRange, PlatformTask } from '../../platforms/platform.js';
 import type { AddressSpaceState, Vma } from '../kernel/state.js';
 import { MemoryFile, pageRoundDown, pageRoundUp } from './memory-file.js';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../abi/linux.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../abi/linux.js';
 
 /** Highest guest user address + 1 (47-bit user space, as Linux's TASK_SIZE less a guard page). */
 export const TASK_SIZE = 0x7fff_ffff_f000;
@@ -23,6 +23,8 @@ export const STACK_SIZE = 8 * 1024 * 1024;
 export const MMAP_BASE = 0x7fff_e000_0000;
 /** Lowest address mmap hands out without a hint or accepts (vm.mmap_min_addr). */
 export const MMAP_MIN_ADDR = 0x10000;
+
+const NO_LIMITS = { as: Infinity, data: Infinity };
 
 /** Pages copied at once when a copy-on-write page is first written (fewer faults for sequential writes). */
 const COW_CHUNK = 16 * PAGE_SIZE;
@@ -38,6 +40,12 @@ export class AddressSpace {
   private readonly maxAddr: number;
   /** Ranges [start, end) the platform keeps for itself (the ptrace stub's page): never mapped. */
   private readonly reserved: ReadonlyArray<readonly [number, number]>;
+
+  /**
+   * The RLIMIT_AS and RLIMIT_DATA soft limits (bytes; Infinity = none) of the thread group using
+   * this address space, read at each check (set by the kernel when a task attaches).
+   */
+  limits: () => { as: number; data: number } = () => NO_LIMITS;
 
   /** `range` is the platform's guest address range (Platform.addressRange). */
   constructor(readonly state: AddressSpaceState, readonly mf: MemoryFile, range: GuestAddressRange, platform?: PlatformTask) {
@@ -276,6 +284,39 @@ export class AddressSpace {
     return out;
   }
 
+  /**
+   * may_expand_vm (mm/mmap.c): may the address space grow by `len` bytes of a mapping with
+   * `prot`/`flags` (`name` '[stack]' marks the stack, never a data mapping), where `replaced`
+   * bytes of existing mappings go away (a MAP_FIXED mapping over them)? Throws
+   * SyscallError(ENOMEM) when the total mapped size would pass RLIMIT_AS, or, for a data
+   * mapping (private, writable, not the stack), the data size would pass RLIMIT_DATA.
+   * Walks the VMAs only when a limit is set.
+   */
+  checkExpand(len: number, prot: number, flags: number, name = '', replaced = 0): void {
+    const lim = this.limits();
+    if (lim.as === Infinity && lim.data === Infinity) return;
+    const grow = pageRoundUp(len) - replaced;
+    let total = 0, data = 0;
+    for (const v of this.state.vmas) {
+      total += v.end - v.start;
+      if (AddressSpace.isData(v.prot, v.flags, v.name)) data += v.end - v.start;
+    }
+    if (total + grow > lim.as) throw new SyscallError(E.ENOMEM);
+    if (AddressSpace.isData(prot, flags, name) && data + grow > lim.data) throw new SyscallError(E.ENOMEM);
+  }
+
+  /** is_data_mapping: private and writable, not the stack (VM_WRITE without VM_SHARED or VM_STACK). */
+  private static isData(prot: number, flags: number, name: string): boolean {
+    return (prot & PROT_WRITE) !== 0 && !(flags & MAP_SHARED) && !(flags & MAP_GROWSDOWN) && name !== '[stack]';
+  }
+
+  /** Bytes of [start, end) covered by VMAs (count_vma_pages_range, in bytes). */
+  mappedBytes(start: number, end: number): number {
+    let n = 0;
+    for (const [a, b] of this.mappedPieces(start, end)) n += b - a;
+    return n;
+  }
+
   private isFree(start: number, end: number): boolean {
     if (start < this.minAddr || end > this.maxAddr) return false;
     if (this.inReserved(start, end)) return false;
@@ -434,6 +475,17 @@ export class AddressSpace {
     len = pageRoundUp(len);
     const end = addr + len;
     if (!this.covers(addr, end)) throw new SyscallError(E.ENOMEM);
+    // mprotect_fixup: pages turning into data must fit RLIMIT_DATA (checked here for the whole range).
+    // (The RLIMIT_AS part of may_expand_vm cancels out there: the total does not change.)
+    const dataLimit = this.limits().data;
+    if (dataLimit !== Infinity) {
+      let becoming = 0, data = 0;
+      for (const v of this.state.vmas) {
+        if (AddressSpace.isData(v.prot, v.flags, v.name)) data += v.end - v.start;
+        else if (v.end > addr && v.start < end && AddressSpace.isData(prot, v.flags, v.name)) becoming += Math.min(v.end, end) - Math.max(v.start, addr);
+      }
+      if (becoming && data + becoming > dataLimit) throw new SyscallError(E.ENOMEM);
+    }
     this.splitAt(addr);
     this.splitAt(end);
     for (const v of this.state.vmas) {
@@ -452,9 +504,17 @@ export class AddressSpace {
   setBrk(newBrk: number): number {
     const s = this.state;
     if (newBrk < s.brkStart) return s.brk;
+    // check_data_rlimit: the heap (the data segment is not counted here) against RLIMIT_DATA, before shrinking too.
+    if (newBrk - s.brkStart > this.limits().data) return s.brk;
     const oldTop = pageRoundUp(s.brk), newTop = pageRoundUp(newBrk);
     if (newTop > oldTop) {
       if (!this.isFree(oldTop, newTop)) return s.brk;
+      try {
+        this.checkExpand(newTop - oldTop, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, '[heap]');
+      } catch (e) {
+        if (e instanceof SyscallError) return s.brk;
+        throw e;
+      }
       this.map(oldTop, newTop - oldTop, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, '[heap]', 0);
       this.mergeAdjacent();
     } else if (newTop < oldTop) {
@@ -493,6 +553,7 @@ export class AddressSpace {
       if (newLen < oldLen) this.unmap(oldAddr + newLen, oldLen - newLen);
       return oldAddr;
     }
+    this.checkExpand(newLen - oldLen, v.prot, v.flags, v.name); // vma_to_resize: only the growth counts
     if (oldAddr + oldLen === v.end && this.isFree(v.end, oldAddr + newLen)) {
       this.splitAt(oldAddr);
       const cur = this.find(oldAddr)!;

@@ -11,6 +11,7 @@ import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, InodeState } from '../kernel/state.js';
 import { Node, modeOf } from '../vfs/vfs.js';
 import { eventfdRead, eventfdWrite } from '../ipc/eventfd.js';
+import { checkFileGrowth, fileWriteLimit } from '../kernel/rlimits.js';
 import { MAX_UPPER_FILE, inodeRead, inodeTruncate, inodeWrite, inodeZero } from '../vfs/inode-data.js';
 import { socketRead, socketWrite } from '../net/socket.js';
 import { Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
@@ -137,7 +138,9 @@ function reopen(t: Task, fileId: number, flags: number): OpenFileState {
   }
 }
 
+/** Set a regular file's size (bytes); growing past RLIMIT_FSIZE is EFBIG + SIGXFSZ (thrown). */
 export function truncateInode(t: Task, inode: InodeState, size: number): void {
+  checkFileGrowth(t, inode.size, size);
   inodeTruncate(t.kernel, inode, size);
   inode.mtimeNs = inode.ctimeNs = t.kernel.clock.realtimeNs();
 }
@@ -323,6 +326,7 @@ function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: n
     case 'upper': {
       const ino = t.kernel.state.fs.inodes[f.inodeId!];
       const at = pos ?? ((f.flags & O_APPEND) ? ino.size : f.offset);
+      if (isReg(ino.mode)) count = fileWriteLimit(t, at, count); // RLIMIT_FSIZE: short write, or EFBIG + SIGXFSZ
       const end = at + count;
       t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before the file changes
       inodeWrite(t.kernel, ino, at, count, (put) => t.mm.chunks(buf, count, PROT_READ, (view, ro) => put(view, ro)));
@@ -650,6 +654,7 @@ function sendfile(t: Task): number {
   else {
     const ino = k.state.fs.inodes[fout.inodeId!];
     const at = (fout.flags & O_APPEND) ? ino.size : fout.offset;
+    data = data.subarray(0, fileWriteLimit(t, at, data.length));
     inodeWrite(k, ino, at, data.length, (put) => put(data, 0));
     fout.offset = at + data.length;
     n = data.length;

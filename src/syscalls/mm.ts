@@ -38,13 +38,16 @@ function mmap(t: Task): number {
     if (addr < MMAP_MIN_ADDR) return -E.EPERM;
   }
   const mm = t.mm;
-  if (!f) return mm.map(addr, len, prot, flags, '', 0);
+  // RLIMIT_AS / RLIMIT_DATA (mmap_region's may_expand_vm, after do_mmap's own checks); a fixed mapping's old pages are discounted.
+  const expand = () => mm.checkExpand(len, prot, flags, '', flags & MAP_FIXED ? mm.mappedBytes(addr, addr + pageRoundUp(len)) : 0);
+  if (!f) { expand(); return mm.map(addr, len, prot, flags, '', 0); }
   if (f.kind === 'dir') return -E.ENODEV;
   if ((f.flags & O_ACCMODE) === O_WRONLY) return -E.EACCES;
   if (type !== MAP_PRIVATE && (prot & PROT_WRITE) && (f.flags & O_ACCMODE) === O_RDONLY) return -E.EACCES;
-  if (f.kind === 'dev' && f.dev === 'zero') return mm.map(addr, len, prot, flags | MAP_ANONYMOUS, '/dev/zero (deleted)', 0);
+  if (f.kind === 'dev' && f.dev === 'zero') return expand(), mm.map(addr, len, prot, flags | MAP_ANONYMOUS, '/dev/zero (deleted)', 0);
   // Only files with pages can be mapped: pipes, sockets, eventfds, epoll… have no mmap (ENODEV).
   if (f.kind === 'hostfd' || f.kind === 'dev' || (f.kind !== 'upper' && f.kind !== 'host' && !f.content)) return -E.ENODEV;
+  expand();
   if (f.kind === 'upper' && type !== MAP_PRIVATE) {
     // Shared file mapping: the file's bytes move into the memory file and are mapped, not copied.
     const ino = t.kernel.state.fs.inodes[f.inodeId!];

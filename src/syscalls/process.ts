@@ -15,8 +15,9 @@ import { ExecError, execProgram } from '../loader/exec.js';
 import { KERNEL_RELEASE } from '../vfs/proc.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { syscall } from './entry.js';
-import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
+import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, CAP_SYS_RESOURCE, RLIMIT_NOFILE, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
 import { prctlCreds } from './creds.js';
+import { capable, credsOf } from '../kernel/creds.js';
 
 /** Default limits (as a Debian login shell has them): resource -> [soft, hard]. */
 const DEFAULT_RLIMITS: Record<number, [bigint, bigint]> = {
@@ -38,30 +39,47 @@ const DEFAULT_RLIMITS: Record<number, [bigint, bigint]> = {
   15: [RLIM_INFINITY, RLIM_INFINITY],  // RTTIME
 };
 
-function rlimit(t: Task, res: number): [bigint, bigint] {
-  return t.tg.rlimits[res] ?? DEFAULT_RLIMITS[res];
+function rlimit(tg: ThreadGroupState, res: number): [bigint, bigint] {
+  return tg.rlimits[res] ?? DEFAULT_RLIMITS[res];
 }
 
-/** prlimit64(2) for the caller (pid 0 or its own pid): EINVAL for a bad resource or soft > hard, EPERM to raise hard. */
+/**
+ * prlimit64(2) (kernel/sys.c prlimit64, do_prlimit): limits of the caller (pid 0) or of any task
+ * by tid. Errors: EFAULT (bad new-limit pointer), ESRCH (no such task), EPERM (another process
+ * whose real, effective and saved ids are not all the caller's, without CAP_SYS_RESOURCE; raising
+ * a hard limit without CAP_SYS_RESOURCE; RLIMIT_NOFILE above nr_open), EINVAL (bad resource,
+ * soft > hard). Limits are in bytes or counts, RLIM_INFINITY = 2^64-1.
+ */
 function prlimit(t: Task, pid: number, res: number, newAddr: number, oldAddr: number): number {
-  if (pid !== 0 && pid !== t.state.tgid) return -E.ESRCH;
-  if (!(res in DEFAULT_RLIMITS)) return -E.EINVAL;
-  const old = rlimit(t, res);
   let next: [bigint, bigint] | undefined;
   if (newAddr) {
     const b = t.mm.read(newAddr, 16);
     const v = new DataView(b.buffer, b.byteOffset, 16);
     next = [v.getBigUint64(0, true), v.getBigUint64(8, true)];
-    if (next[0] > next[1]) return -E.EINVAL;
-    if (res === 7 && next[1] > 1048576n) return -E.EPERM;
   }
+  const s = t.kernel.state;
+  const target = pid === 0 ? t.tg : s.tasks[pid] && s.threadGroups[s.tasks[pid].tgid];
+  if (!target || target.zombie) return -E.ESRCH;
+  const me = credsOf(t.tg);
+  if (target !== t.tg) {
+    const c = credsOf(target);
+    const idMatch = me.ruid === c.euid && me.ruid === c.suid && me.ruid === c.ruid && me.rgid === c.egid && me.rgid === c.sgid && me.rgid === c.rgid;
+    if (!idMatch && !capable(me, CAP_SYS_RESOURCE)) return -E.EPERM;
+  }
+  if (!(res in DEFAULT_RLIMITS)) return -E.EINVAL;
+  if (next) {
+    if (next[0] > next[1]) return -E.EINVAL;
+    if (res === RLIMIT_NOFILE && next[1] > 1048576n) return -E.EPERM;
+  }
+  const old = rlimit(target, res);
+  if (next && next[1] > old[1] && !capable(me, CAP_SYS_RESOURCE)) return -E.EPERM;
   if (oldAddr) {
     const b = new Uint8Array(16);
     const v = new DataView(b.buffer);
     v.setBigUint64(0, old[0], true); v.setBigUint64(8, old[1], true);
     t.mm.write(oldAddr, b);
   }
-  if (next) t.tg.rlimits[res] = next;
+  if (next) target.rlimits[res] = next;
   return 0;
 }
 

@@ -1,0 +1,193 @@
+/**
+ * Resource limits the sandbox enforces (issue 9 point 4): RLIMIT_AS, RLIMIT_DATA (mmap, brk,
+ * mremap, mprotect ENOMEM), RLIMIT_FSIZE (short writes, EFBIG plus SIGXFSZ, whose default action
+ * kills) and RLIMIT_NPROC (fork/clone EAGAIN per real uid, threads and zombies counted, root
+ * exempt). One C program per limit runs natively and in the sandbox; the outputs must be equal.
+ * Each also runs across a checkpoint taken after the limits are set (and, for NPROC, after the
+ * drop to another uid): the restored sandbox must go on exactly as the native run did.
+ */
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+
+const LIMITS = String.raw`
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#define MiB (1L << 20)
+static void report(const char *what, long r) { printf("%-32s %s\n", what, r < 0 ? strerrorname_np(errno) : "ok"); fflush(stdout); }
+static void reportn(const char *what, long r) { if (r < 0) report(what, r); else { printf("%-32s %ld\n", what, r); fflush(stdout); } }
+static void lim(int res, rlim_t soft, rlim_t hard) { struct rlimit r = { soft, hard }; if (setrlimit(res, &r)) { perror("setrlimit"); exit(2); } }
+static void ready(int argc, char **argv) { printf("ready\n"); fflush(stdout); if (argc > 3) sleep(atoi(argv[3])); }
+static long mapr(void *p) { return p == MAP_FAILED ? -1 : 0; }
+static volatile int xfsz;
+static void onxfsz(int s) { (void)s; xfsz++; }
+static void *idle(void *a) { (void)a; pause(); return 0; }
+static long sbrkr(long n) { return sbrk(n) == (void *)-1 ? -1 : 0; }
+
+int main(int argc, char **argv) {
+  const char *mode = argv[1];
+  printf("start %s\n", mode); fflush(stdout);
+  if (!strcmp(mode, "as")) {
+    lim(RLIMIT_AS, 64 * MiB, RLIM_INFINITY);
+    ready(argc, argv);
+    void *m[100]; int n = 0;
+    while (n < 100 && (m[n] = mmap(0, 16 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) != MAP_FAILED) n++;
+    printf("as: %d mappings of 16 MiB, then %s\n", n, strerrorname_np(errno));
+    report("PROT_NONE 16 MiB", mapr(mmap(0, 16 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)));
+    report("MAP_SHARED 16 MiB", mapr(mmap(0, 16 * MiB, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1, 0)));
+    report("MAP_FIXED over one", mapr(mmap(m[0], 16 * MiB, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)));
+    report("mremap grow by 16 MiB", mapr(mremap(m[0], 16 * MiB, 32 * MiB, MREMAP_MAYMOVE)));
+    report("sbrk 16 MiB", sbrkr(16 * MiB));
+    report("munmap one", munmap(m[1], 16 * MiB));
+    report("mmap 16 MiB again", mapr(mmap(0, 16 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)));
+    report("mmap 4 KiB more", mapr(mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)));
+  } else if (!strcmp(mode, "data")) {
+    lim(RLIMIT_DATA, 32 * MiB, RLIM_INFINITY);
+    ready(argc, argv);
+    report("sbrk 16 MiB", sbrkr(16 * MiB));
+    report("sbrk -16 MiB", sbrkr(-16 * MiB));
+    report("sbrk 40 MiB", sbrkr(40 * MiB));
+    int n = 0;
+    while (n < 100 && mmap(0, 8 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED) n++;
+    printf("data: %d private writable mappings of 8 MiB, then %s\n", n, strerrorname_np(errno));
+    void *ro = mmap(0, 8 * MiB, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    report("read-only private 8 MiB", mapr(ro));
+    report("shared writable 8 MiB", mapr(mmap(0, 8 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)));
+    report("mprotect it writable", mprotect(ro, 8 * MiB, PROT_READ | PROT_WRITE));
+    report("sbrk 8 MiB", sbrkr(8 * MiB));
+    report("stack-like MAP_GROWSDOWN", mapr(mmap(0, 8 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN, -1, 0)));
+  } else if (!strcmp(mode, "fsize")) {
+    const char *path = argv[2];
+    lim(RLIMIT_FSIZE, 10000, RLIM_INFINITY);
+    signal(SIGXFSZ, onxfsz);
+    int fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+    if (fd < 0) { perror("open"); return 2; }
+    ready(argc, argv);
+    static char buf[8000];
+    memset(buf, 'x', sizeof buf);
+    reportn("write 8000", write(fd, buf, 8000));
+    reportn("write 8000 again", write(fd, buf, 8000));
+    reportn("write 1 at the limit", write(fd, buf, 1));
+    reportn("write 0 at the limit", write(fd, buf, 0));
+    reportn("pwrite 10 at 20000", pwrite(fd, buf, 10, 20000));
+    reportn("pwrite 100 at 9950", pwrite(fd, buf, 100, 9950));
+    reportn("ftruncate 10001", ftruncate(fd, 10001));
+    reportn("ftruncate 10000", ftruncate(fd, 10000));
+    reportn("ftruncate 5000", ftruncate(fd, 5000));
+    reportn("truncate 20000", truncate(path, 20000));
+    reportn("fallocate 0..20000", fallocate(fd, 0, 0, 20000));
+    reportn("fallocate KEEP_SIZE", fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 20000));
+    int a = open(path, O_WRONLY | O_APPEND);
+    lseek(fd, 0, SEEK_SET);
+    reportn("O_APPEND write 8000 at 5000", write(a, buf, 8000));
+    printf("SIGXFSZ caught %d times\n", xfsz);
+    pid_t c = fork();
+    if (c == 0) { signal(SIGXFSZ, SIG_DFL); write(a, buf, 10); _exit(0); }
+    int st; waitpid(c, &st, 0);
+    printf("default action: %s %d\n", WIFSIGNALED(st) ? "killed by signal" : "exited", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    struct stat sb; fstat(fd, &sb);
+    printf("size %ld\n", (long)sb.st_size);
+    unlink(path);
+  } else if (!strcmp(mode, "nproc")) {
+    lim(RLIMIT_NPROC, 3, 3);
+    pid_t kids[5];
+    for (int i = 0; i < 5; i++) { kids[i] = fork(); if (kids[i] == 0) { pause(); _exit(0); } }
+    report("root forks past the limit", kids[4]);
+    for (int i = 0; i < 5; i++) { kill(kids[i], SIGKILL); waitpid(kids[i], 0, 0); }
+    report("setgid 54321", setgid(54321));
+    report("setuid 54321", setuid(54321));
+    ready(argc, argv);
+    pid_t a = fork();
+    if (a == 0) { pause(); _exit(0); }
+    report("fork (2 tasks)", a);
+    pthread_t th;
+    int e = pthread_create(&th, 0, idle, 0);
+    errno = e; report("thread (3 tasks)", e ? -1 : 0);
+    pid_t b = fork();
+    if (b == 0) _exit(0);
+    report("fork (4th task)", b);
+    e = pthread_create(&th, 0, idle, 0);
+    errno = e; report("thread (4th task)", e ? -1 : 0);
+    kill(a, SIGKILL);
+    siginfo_t si; waitid(P_PID, a, &si, WEXITED | WNOWAIT);
+    pid_t z = fork();
+    if (z == 0) _exit(0);
+    report("fork with a zombie left", z);
+    waitpid(a, 0, 0);
+    z = fork();
+    if (z == 0) _exit(0);
+    report("fork after reaping it", z);
+    if (z > 0) waitpid(z, 0, 0);
+    report("raise the hard limit", setrlimit(RLIMIT_NPROC, &(struct rlimit){ 3, 10 }));
+    report("lower the soft limit", setrlimit(RLIMIT_NPROC, &(struct rlimit){ 2, 3 }));
+    z = fork();
+    if (z == 0) _exit(0);
+    report("fork over the lowered limit", z);
+  }
+  printf("done\n");
+  return 0;
+}
+`;
+
+let prog: string;
+beforeAll(() => { prog = compileStatic('limits', LIMITS, ['-pthread']); });
+
+async function nativeLines(mode: string): Promise<string[]> {
+  const r = await native([prog, mode, path.join(freshDir(`limits-native-${mode}`), 'f')], { timeoutMs: 30_000 });
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return r.stdout.toString().split('\n').filter(Boolean);
+}
+
+describe('resource limits against native', () => {
+  for (const mode of ['as', 'data', 'fsize', 'nproc']) {
+    it(`${mode}: same results as Linux`, async () => {
+      const want = await nativeLines(mode);
+      expect(want[want.length - 1]).toBe('done');
+      const r = await snapvisor(['run', '--', prog, mode, path.join(freshDir(`limits-sandbox-${mode}`), 'f')], { timeoutMs: 30_000 });
+      expect(r.timedOut).toBe(false);
+      expect(r.stderr).toBe('');
+      expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(want);
+      expect(r.status).toBe(0);
+      expect(orphanStubs()).toEqual([]);
+    }, 60_000);
+  }
+});
+
+describe('resource limits across checkpoint/restore', () => {
+  for (const mode of ['as', 'data', 'fsize', 'nproc']) {
+    it(`${mode}: the restored sandbox keeps the limits`, async () => {
+      const all = await nativeLines(mode);
+      const want = all.slice(all.indexOf('ready') + 1);
+      const base = freshDir(`limits-cp-${mode}`);
+      const root = path.join(base, 'state'), store = path.join(base, 'store');
+      const name = `limits-${mode}-${process.pid}`;
+      const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', prog, mode, path.join(base, 'f'), '6'], { timeoutMs: 40_000 });
+      await run.waitFor((l) => l === 'ready', 20_000);
+      const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
+      expect(cp.stderr).toBe('');
+      expect(cp.status).toBe(0);
+      expect(await run.done).toBe(137);
+      expect(run.lines).toEqual(all.slice(0, all.indexOf('ready') + 1));
+      const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+      const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
+      expect(r.timedOut).toBe(false);
+      expect(r.stderr).toBe('');
+      expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(want);
+      expect(r.status).toBe(0);
+      expect(orphanStubs()).toEqual([]);
+    }, 90_000);
+  }
+});
