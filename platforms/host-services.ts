@@ -118,4 +118,11 @@ export interface HostServices {
   writeSync(fd: number, from: Uint8Array, offset: number, length: number): number;
   /** getrlimit(2) of the kernel's own process: [soft, hard], or undefined if it fails. */
   getrlimit(resource: number): [bigint, bigint] | undefined;
+  /**
+   * getsockname(2) (`peer` false) or getpeername(2) (`peer` true) of a host socket handed to the
+   * sandbox as stdio: the raw struct sockaddr bytes (at most 128), or -errno.
+   */
+  socketAddress(fd: number, peer: boolean): Uint8Array | number;
+  /** getsockopt(2) of an int-valued option of a host socket handed to the sandbox as stdio: its value, or -errno. */
+  socketIntOption(fd: number, level: number, name: number): number | { errno: number };
 }

@@ -136,4 +136,15 @@ export class LinuxHostServices implements HostServices {
     const lim = new BigUint64Array(2);
     return libc.getrlimit(resource, lim) === 0 ? [lim[0], lim[1]] : undefined;
   }
+
+  socketAddress(fd: number, peer: boolean): Uint8Array | number {
+    const addr = new Uint8Array(128), len = new Uint32Array([128]);
+    const r = peer ? libc.getpeername(fd, addr, len) : libc.getsockname(fd, addr, len);
+    return r < 0 ? -libc.errno() : addr.slice(0, Math.min(len[0], 128));
+  }
+
+  socketIntOption(fd: number, level: number, name: number): number | { errno: number } {
+    const val = new Int32Array(1), len = new Uint32Array([4]);
+    return libc.getsockopt(fd, level, name, val, len) < 0 ? { errno: libc.errno() } : val[0];
+  }
 }

@@ -78,4 +78,7 @@ export const poll = libc.func('int poll(void *fds, uint64_t nfds, int timeout)')
 /** sched_yield(2): let the stub (pinned to our CPU) run while we wait for its next stop. */
 export const schedYield = libc.func('int sched_yield(void)') as () => number;
 /** getrlimit(2) of the kernel's own process into a BigUint64Array(2) [soft, hard]. */
+export const getsockname = libc.func('int getsockname(int fd, void *addr, void *len)') as (fd: number, addr: Uint8Array, len: Uint32Array) => number;
+export const getpeername = libc.func('int getpeername(int fd, void *addr, void *len)') as (fd: number, addr: Uint8Array, len: Uint32Array) => number;
+export const getsockopt = libc.func('int getsockopt(int fd, int level, int name, void *val, void *len)') as (fd: number, level: number, name: number, val: Int32Array, len: Uint32Array) => number;
 export const getrlimit = libc.func('int getrlimit(int resource, void *rlim)') as (res: number, out: BigUint64Array) => number;

@@ -173,7 +173,15 @@ function nodeAt(t: Task, dirfd: number, pathAddr: number, flags: number): Node {
     if (!n) throw new SyscallError(E.EPERM);
     return n;
   }
-  return t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), !(flags & AT_SYMLINK_NOFOLLOW));
+  const n = t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), !(flags & AT_SYMLINK_NOFOLLOW));
+  // A followed /proc/<pid>/fd/N magic link names the open file's own inode (glibc's fchmodat with
+  // AT_SYMLINK_NOFOLLOW, used by tar, chmods "/proc/self/fd/N" of an O_PATH fd).
+  if (n.kind === 'synthetic' && n.node.magicFileId !== undefined && !(flags & AT_SYMLINK_NOFOLLOW)) {
+    const f = t.kernel.state.openFiles[n.node.magicFileId];
+    const target = f ? nodeOfFile(t, f) : undefined;
+    if (target) return target;
+  }
+  return n;
 }
 
 /** chmod(2): the owner or CAP_FOWNER (EPERM); set-group-ID is dropped for a group the caller is not in, without CAP_FSETID. */

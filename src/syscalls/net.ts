@@ -10,8 +10,56 @@ import {
   accept, connect, doBind, getsockopt, installSocket, listen, newSocket, readAddr, recvmsg, sendmsg, setsockopt, so, sockFile,
   socketRead, socketWrite, writeAddr,
 } from '../net/socket.js';
-import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOCK_TYPE_MASK } from '../abi/linux.js';
+import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET } from '../abi/linux.js';
 import { syscall } from './entry.js';
+
+/**
+ * The host fd behind guest fd arg 0 when it is a host socket the sandbox was given as stdio (a
+ * parent that spawns the sandbox with socketpair stdio, as Node's child_process does). Such an fd
+ * is a connected stream to the guest; its name and type are read from the host so that programs
+ * that ask what their stdio is (libuv's uv_guess_handle: fstat, getsockname, SO_TYPE) see a
+ * socket, as gVisor shows an imported host socket. Undefined for every other file.
+ */
+function hostStdioSocket(t: Task): number | undefined {
+  const e = t.fdTable.fds[t.argInt(0)];
+  const file = e ? t.kernel.state.openFiles[e.fileId] : undefined;
+  if (!file || file.kind !== 'hostfd' || file.hostFd === undefined || !t.kernel.host.isStream(file.hostFd)) return undefined;
+  try { return (t.kernel.host.fstat(file.hostFd).mode & S_IFMT) === S_IFSOCK ? file.hostFd : undefined; } catch { return undefined; }
+}
+
+/** getsockname(2)/getpeername(2) of a host stdio socket (hostStdioSocket): 0 or -errno; undefined if not one. EFAULT, EINVAL (negative length). */
+function hostStdioSocketAddress(t: Task, peer: boolean): number | undefined {
+  const hfd = hostStdioSocket(t);
+  if (hfd === undefined) return undefined;
+  const bytes = t.kernel.host.socketAddress(hfd, peer);
+  if (typeof bytes === 'number') return bytes;
+  const addr = t.arg(1), lenAddr = t.arg(2);
+  const room = t.mm.readU32(lenAddr);
+  if ((room | 0) < 0) return -E.EINVAL;
+  t.mm.write(addr, bytes.subarray(0, Math.min(room, bytes.length)));
+  t.mm.writeU32(lenAddr, bytes.length);
+  return 0;
+}
+
+/** The read-only SOL_SOCKET options of a host stdio socket (type, domain, protocol, listening, error, buffer sizes). */
+const HOST_STDIO_SOCKET_OPTIONS = new Set([SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN, SO_ERROR, SO_SNDBUF, SO_RCVBUF]);
+
+/** getsockopt(2) on a host stdio socket: int options above from the host, ENOPROTOOPT for others; undefined if not one. */
+function hostStdioSocketOption(t: Task): number | undefined {
+  const hfd = hostStdioSocket(t);
+  if (hfd === undefined) return undefined;
+  const level = t.argInt(1), name = t.argInt(2), valAddr = t.arg(3), lenAddr = t.arg(4);
+  if (level !== SOL_SOCKET || !HOST_STDIO_SOCKET_OPTIONS.has(name)) return -E.ENOPROTOOPT;
+  const room = t.mm.readU32(lenAddr);
+  if ((room | 0) < 0) return -E.EINVAL;
+  const v = t.kernel.host.socketIntOption(hfd, level, name);
+  if (typeof v !== 'number') return -v.errno;
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setInt32(0, v, true);
+  t.mm.write(valAddr, b.subarray(0, Math.min(room, 4)));
+  t.mm.writeU32(lenAddr, Math.min(room, 4));
+  return 0;
+}
 
 /** socket(2): EAFNOSUPPORT, EINVAL, ESOCKTNOSUPPORT, EPROTONOSUPPORT, EMFILE. */
 function socket(t: Task): number {
@@ -71,8 +119,8 @@ export const netSyscalls = [
     if ((how === 1 || how === 2) && !s.shutWr) { s.shutWr = true; t.kernel.pipes.closeEnd(s.tx, 'write'); }
     return 0;
   })),
-  syscall('getsockopt', 5, (t) => withSock(t, t.argInt(0), (f) => getsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.arg(4))), 'partial', 'options are stored and read back; they change no behaviour'),
+  syscall('getsockopt', 5, (t) => hostStdioSocketOption(t) ?? withSock(t, t.argInt(0), (f) => getsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.arg(4))), 'partial', 'options are stored and read back; they change no behaviour'),
   syscall('setsockopt', 5, (t) => withSock(t, t.argInt(0), (f) => setsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.argInt(4))), 'partial', 'options are stored and read back; they change no behaviour'),
-  syscall('getsockname', 3, (t) => withSock(t, t.argInt(0), (f) => { const s = so(f); writeAddr(t, t.arg(1), t.arg(2), s.local, s.domain!); return 0; })),
-  syscall('getpeername', 3, (t) => withSock(t, t.argInt(0), (f) => { const s = so(f); if (!s.peer && s.state !== 'connected') return -E.ENOTCONN; writeAddr(t, t.arg(1), t.arg(2), s.peer, s.domain!); return 0; })),
+  syscall('getsockname', 3, (t) => hostStdioSocketAddress(t, false) ?? withSock(t, t.argInt(0), (f) => { const s = so(f); writeAddr(t, t.arg(1), t.arg(2), s.local, s.domain!); return 0; })),
+  syscall('getpeername', 3, (t) => hostStdioSocketAddress(t, true) ?? withSock(t, t.argInt(0), (f) => { const s = so(f); if (!s.peer && s.state !== 'connected') return -E.ENOTCONN; writeAddr(t, t.arg(1), t.arg(2), s.peer, s.domain!); return 0; })),
 ];
