@@ -19,6 +19,9 @@ import * as oci from './oci/commands.js';
 if (process.argv[2] === '__oci-init') {
   const { ociInit } = await import('./oci/init.js');
   await ociInit(process.argv[3], process.argv[4]);
+} else if (process.argv[2] === '__pool-clone') {
+  const { poolClone } = await import('./pool.js');
+  process.exit(await poolClone(process.argv[3], process.argv[4]));
 } else if (process.argv[2] === '__oci-exec-wait') {
   await oci.execWait(process.argv[3], process.argv[4], process.argv[5]);
 } else {
@@ -248,6 +251,42 @@ Examples:
     const { renderInspect } = await import('./inspect.js');
     process.stdout.write(renderInspect(report));
   }));
+
+const pool = program.command('pool').description('warm pools: clones of a checkpoint kept restored and paused, handed out on request (docs/pools.md)')
+  .addHelpText('after', `
+Examples:
+  snapvisor pool serve --checkpoint 3f2a9c --store ./store --size 4 --listen /run/fn.sock
+  echo '{"n": 3}' | snapvisor pool take /run/fn.sock`);
+pool
+  .command('serve')
+  .description('keep --size clones of checkpoint --checkpoint restored and paused, and hand them out on the unix socket --listen')
+  .requiredOption('--checkpoint <id>', 'checkpoint id or unique prefix')
+  .option('--store <dir>', 'checkpoint store')
+  .requiredOption('--size <n>', 'clones kept ready', (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected a whole number from 1 to 64');
+    return n;
+  })
+  .requiredOption('--listen <socket>', 'path of the unix socket to serve on')
+  .addHelpText('after', `
+Examples:
+  snapvisor pool serve --checkpoint 3f2a9c --store ./store --size 4 --listen /run/fn.sock`)
+  .action(async (opts) => {
+    const { poolServe } = await import('./pool.js');
+    process.exitCode = await poolServe(opts);
+    process.exit();
+  });
+pool
+  .command('take')
+  .description('run a clone from the pool serving on SOCKET with this command\'s stdin, stdout and stderr; relay signals; exit with its status')
+  .argument('<socket>', 'the pool\'s --listen socket')
+  .addHelpText('after', `
+Examples:
+  echo '{"n": 3}' | snapvisor pool take /run/fn.sock`)
+  .action(async (socket: string) => {
+    const { poolTake } = await import('./pool.js');
+    process.exitCode = await poolTake(socket);
+  });
 
 program
   .command('checkpoints')

@@ -90,16 +90,19 @@ export interface RestoredKernel {
  * checkpoints (≤ 8 MiB of pages), else in a worker thread while the guest runs: a bad page
  * then stops the sandbox with a line on the kernel's log. The returned kernel
  * is ready to `run()`. Throws SnapshotError before any guest starts (unknown id, damaged
- * records, missing rootfs).
+ * records, missing rootfs). `pagesVerified`: the caller has checked every page of this
+ * checkpoint already (`verifyPages`; a warm pool does once at start), so no check is made.
  */
-export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions = {}): Promise<RestoredKernel> {
+export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions & { pagesVerified?: boolean } = {}): Promise<RestoredKernel> {
   const t0 = performance.now();
   const trace = process.env.SNAPVISOR_TRACE_RESTORE ? (what: string) => process.stderr.write(`[restore ${performance.now().toFixed(1)} ms] ${what}\n`) : undefined;
   trace?.('start');
   const opened = await openCheckpoint(storeDir, id);
   trace?.('opened');
   let verifier: Worker | Error | undefined;
-  if (opened.manifest.storedPageBytes <= SYNC_VERIFY_BYTES && opened.pageFileBytes <= SYNC_VERIFY_FILE_BYTES) {
+  if (opts.pagesVerified) {
+    // The caller checked every page of this checkpoint already (a warm pool, once at its start).
+  } else if (opened.manifest.storedPageBytes <= SYNC_VERIFY_BYTES && opened.pageFileBytes <= SYNC_VERIFY_FILE_BYTES) {
     // Small: check every page now (a few ms), so a damaged checkpoint never runs at all.
     const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes);
     if (bad !== undefined) {

@@ -1,0 +1,140 @@
+/**
+ * Warm pool take latency (issue 7 points 3 and 8; docs/pools.md): `node dist/bench/pool-bench.js
+ * [TAKES] [OBJECTS]` (defaults 50 and 200000).
+ *
+ * The workload is the bench's python3 (a dozen stdlib imports, OBJECTS objects of 1,000 bytes:
+ * 200,000 ≈ 200 MB) which asks for its own checkpoint (/proc/snapvisor/checkpoint) once warm and
+ * then prints one line and exits. A pool of 4 clones serves it. Measured:
+ * - TAKES takes through the socket protocol itself (as a platform's own server would: no
+ *   process started per take), one at a time, each once the pool is full again: from the
+ *   request reaching the pool (the pool's own clock, `requestMs`) and from the client's send,
+ *   to the first byte of the guest's output arriving on the take's stdout (a unix socket);
+ * - 10 takes through the `snapvisor pool take` command: spawn → first output byte (its own
+ *   start-up included).
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { closeFd, connectUnix, sendFds } from '../platforms/host/fd-passing.js';
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bundle', 'main.js');
+const nowMs = () => performance.timeOrigin + performance.now();
+
+const WORKLOAD = [
+  'import json, decimal, asyncio, email, http.client, xml.dom.minidom, sqlite3, unittest, argparse, logging, sys',
+  'data = [bytes(1000) for _ in range(int(sys.argv[1]))]',
+  "open('/proc/snapvisor/checkpoint', 'w').write('warm')",
+  "print(open('/proc/snapvisor/checkpoint').read().strip(), len(data), flush=True)",
+].join('\n');
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * (s.length - 1)))];
+}
+
+/** One JSON request to the pool without fds (status). */
+function status(sock: string): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    const c = net.createConnection(sock, () => c.write('{"op":"status"}\n'));
+    let buf = '';
+    c.on('data', (d) => { buf += d; });
+    c.on('end', () => { try { resolve(JSON.parse(buf)); } catch (e) { reject(e); } });
+    c.on('error', reject);
+  });
+}
+
+async function waitFull(sock: string, size: number): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const s = await status(sock);
+    if (s.ready >= size) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the pool did not refill within 30 s');
+}
+
+/** One take through the protocol: [request reached the pool → first byte, client send → first byte] in ms. */
+async function protocolTake(pool: string, dir: string, n: number): Promise<[number, number]> {
+  const outPath = path.join(dir, `out-${n}.sock`);
+  const first = new Promise<number>((resolve) => {
+    const srv = net.createServer((c) => { c.once('data', () => { resolve(nowMs()); }); c.on('end', () => srv.close()); c.resume(); });
+    srv.listen(outPath);
+  });
+  await new Promise((r) => setTimeout(r, 5));
+  const out = connectUnix(outPath);
+  const nul = fs.openSync('/dev/null', 'r');
+  const conn = connectUnix(pool);
+  const t0 = nowMs();
+  const r = sendFds(conn, Buffer.from('{"op":"take"}\n'), [nul, out, out]);
+  if (r < 0) throw new Error(`sendmsg: errno ${-r}`);
+  closeFd(out);
+  fs.closeSync(nul);
+  const s = new net.Socket({ fd: conn, readable: true, writable: true });
+  let buf = '';
+  s.on('data', (d) => { buf += d; });
+  await new Promise((r) => s.on('close', r));
+  const t1 = await first;
+  const started = buf.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((m) => m.event === 'started');
+  const exit = buf.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((m) => m.event === 'exit');
+  if (!started || exit?.status !== 0) throw new Error(`take ${n} failed: ${buf}`);
+  return [t1 - started.requestMs, t1 - t0];
+}
+
+/** One `snapvisor pool take` command: spawn → first stdout byte, ms. */
+function commandTake(pool: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = nowMs();
+    const c = spawn(process.execPath, [CLI, 'pool', 'take', pool], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let at = 0;
+    c.stdout.once('data', () => { at = nowMs(); });
+    c.stdout.resume();
+    c.on('exit', (code) => (code === 0 && at ? resolve(at - t0) : reject(new Error(`pool take exited ${code}`))));
+  });
+}
+
+async function main(): Promise<void> {
+  const takes = Number(process.argv[2] ?? 50), objects = Number(process.argv[3] ?? 200000);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'snapvisor-pool-bench-'));
+  try {
+    const store = path.join(dir, 'store');
+    const run = spawn(process.execPath, [CLI, 'run', '--checkpoint-store', store, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    run.stderr.on('data', (d) => { err += d; });
+    await new Promise((r) => run.on('exit', r));
+    const id = /request: ([0-9a-f]{16})/.exec(err)?.[1];
+    if (!id) throw new Error(`no checkpoint: ${err}`);
+    const sock = path.join(dir, 'pool.sock');
+    const size = 4;
+    const serve = spawn(process.execPath, [CLI, 'pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const t0 = nowMs();
+    await new Promise<void>((resolve, reject) => {
+      serve.stdout.on('data', (d) => { if (String(d).includes('pool serving')) resolve(); });
+      serve.on('exit', (c) => reject(new Error(`pool serve exited ${c}`)));
+    });
+    const fillMs = nowMs() - t0;
+    const fromPool: number[] = [], fromClient: number[] = [];
+    for (let i = 0; i < takes; i++) {
+      await waitFull(sock, size);
+      const [a, b] = await protocolTake(sock, dir, i);
+      fromPool.push(a);
+      fromClient.push(b);
+    }
+    const cmd: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      await waitFull(sock, size);
+      cmd.push(await commandTake(sock));
+    }
+    serve.kill('SIGTERM');
+    await new Promise((r) => serve.on('exit', r));
+    const f = (x: number) => x.toFixed(1);
+    console.log(`pool of ${size} clones of a python3 holding ${objects / 1000} MB: filled in ${f(fillMs)} ms`);
+    console.log(`take → first output byte, ${takes} takes through the socket protocol: from the request reaching the pool p50 ${f(pct(fromPool, 50))} ms, p99 ${f(pct(fromPool, 99))} ms; from the client's send p50 ${f(pct(fromClient, 50))} ms, p99 ${f(pct(fromClient, 99))} ms`);
+    console.log(`\`snapvisor pool take\` command, spawn → first output byte (its own start-up included), 10 takes: p50 ${f(pct(cmd, 50))} ms, p99 ${f(pct(cmd, 99))} ms`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

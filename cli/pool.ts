@@ -1,0 +1,308 @@
+/**
+ * Warm pools (docs/pools.md): `snapvisor pool serve` keeps N clones of a checkpoint restored and
+ * paused, each in a process of its own (`snapvisor __pool-clone`: the kernel rebuilt, stubs
+ * started, registers set, not yet run); `snapvisor pool take` hands one to the caller. The
+ * caller's stdin/stdout/stderr and its connection travel over the pool's unix socket with
+ * SCM_RIGHTS (platforms/host/fd-passing.ts) to the clone, which makes them its fds 0–2,
+ * resumes the guest and from then on talks to the caller directly (signals in, exit status
+ * out). The pool refills in the background; a clone that dies is only a clone lost.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeFd, connectUnix, dup2, recvFds, recvFdsNow, sendFds, waitReadable } from '../platforms/host/fd-passing.js';
+import { defaultStore, fail } from './control.js';
+
+/** Wall-clock time in ms with sub-ms resolution, comparable between processes. */
+const nowMs = () => performance.timeOrigin + performance.now();
+
+/** Signals `pool take` relays; the keyboard's go to the guest's foreground process group, the rest to its init. */
+const RELAYED = ['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH', 'SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGCONT'] as const;
+const KEYBOARD = new Set<number>(['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH'].map((n) => os.constants.signals[n as NodeJS.Signals]));
+
+/** Clones restoring at once while refilling (the machine's other work goes on meanwhile). */
+const MAX_STARTING = 2;
+/** A request must arrive within this long after connecting (ms). */
+const REQUEST_TIMEOUT_MS = 5000;
+
+interface Clone { child: ChildProcess; ctl: number; state: 'starting' | 'ready' | 'taken'; pid: number }
+interface Take { conn: net.Socket; connFd: number; stdio: number[]; requestMs: number }
+
+/** Write one JSON line, ignoring a peer that is gone. */
+function sendLine(sock: net.Socket, v: unknown): void {
+  if (!sock.destroyed) sock.write(JSON.stringify(v) + '\n');
+}
+
+/** Read JSON lines from `sock`, calling `on` for each (bad lines are ignored). */
+function lines(sock: net.Socket, on: (v: Record<string, unknown>) => void, prefix = ''): void {
+  let buf = prefix;
+  const drain = () => {
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      try { on(JSON.parse(line)); } catch { /* not JSON: ignored */ }
+    }
+  };
+  sock.on('data', (d) => { buf += d.toString(); drain(); });
+  drain();
+}
+
+/** The fd under a Node socket (libuv's; stable on Linux since Node 0.x). */
+const fdOf = (s: net.Socket | NodeJS.ReadableStream | null | undefined): number => (s as unknown as { _handle?: { fd?: number } })?._handle?.fd ?? -1;
+
+/**
+ * `snapvisor pool serve`: check the checkpoint (every page) and the socket path, start `size`
+ * clones, print `pool serving …` once they are ready, and serve until SIGTERM/SIGINT.
+ * Returns the exit status (1 with one line for a bad checkpoint, a taken socket, clones that
+ * cannot start).
+ */
+export async function poolServe(opts: { checkpoint: string; store?: string; size: number; listen: string }): Promise<number> {
+  const store = path.resolve(opts.store ?? defaultStore());
+  const sockPath = path.resolve(opts.listen);
+  // 1. The checkpoint: records and every page, once; clones then skip the page check.
+  const { openCheckpoint, SnapshotError } = await import('../snapshots/store.js');
+  const { verifyPages } = await import('../snapshots/pages.js');
+  let id: string;
+  try {
+    const opened = await openCheckpoint(store, opts.checkpoint);
+    id = opened.id;
+    try {
+      const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes);
+      if (bad !== undefined) throw new SnapshotError(`checkpoint ${id} is corrupt: ${bad}`);
+      const rootfs = (opened.graph as { config?: { rootfs?: string } }).config?.rootfs ?? '';
+      if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new SnapshotError(`checkpoint ${id} needs the rootfs ${rootfs}, which is missing or not a directory`);
+    } finally {
+      fs.closeSync(opened.pageFd);
+    }
+  } catch (e) {
+    fail(`pool: ${(e as Error).message}`);
+    return 1;
+  }
+  // 2. The socket path: refuse one a live pool serves or that is not a socket; remove a stale one.
+  const st = fs.lstatSync(sockPath, { throwIfNoEntry: false });
+  if (st) {
+    if (!st.isSocket()) { fail(`pool: ${sockPath} exists and is not a socket`); return 1; }
+    const live = await new Promise<boolean>((r) => { const c = net.createConnection(sockPath, () => { c.destroy(); r(true); }); c.on('error', () => r(false)); });
+    if (live) { fail(`pool: a pool is already serving on ${sockPath}`); return 1; }
+    fs.rmSync(sockPath, { force: true });
+  }
+
+  const clones = new Set<Clone>();
+  const waiting: Take[] = [];
+  let served = 0, failedInARow = 0, everReady = false, closing = false;
+  let startFailure: ((msg: string) => void) | undefined;
+  const ready = () => [...clones].filter((c) => c.state === 'ready');
+  const starting = () => [...clones].filter((c) => c.state === 'starting').length;
+
+  const refill = () => {
+    if (closing) return;
+    while (ready().length + starting() < opts.size && starting() < MAX_STARTING) startClone();
+  };
+  const startClone = () => {
+    // Its own session: the terminal's ^C to `pool serve` is not the clones' business.
+    const child = spawn(process.execPath, [...process.execArgv, process.argv[1], '__pool-clone', store, id], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true });
+    const clone: Clone = { child, ctl: fdOf(child.stdio[3] as net.Socket), state: 'starting', pid: child.pid ?? 0 };
+    clones.add(clone);
+    const ctl = child.stdio[3] as net.Socket;
+    lines(ctl, (m) => {
+      if (m.event === 'ready' && clone.state === 'starting') {
+        clone.state = 'ready';
+        failedInARow = 0;
+        everReady = true;
+        dispatch();
+        refill();
+      } else if (m.event === 'failed') {
+        fail(`pool: a clone of checkpoint ${id} failed to start: ${String(m.error)}`);
+      }
+    });
+    ctl.on('error', () => undefined);
+    child.on('exit', () => {
+      clones.delete(clone);
+      if (clone.state === 'starting') {
+        failedInARow++;
+        if (!everReady && failedInARow >= 2) { startFailure?.(`clones of checkpoint ${id} cannot start (see above)`); return; }
+      }
+      // A lost clone (killed while waiting, or after its take ended) is replaced; a run of failures backs off.
+      setTimeout(refill, failedInARow ? Math.min(5000, 100 * 2 ** failedInARow) : 0).unref();
+    });
+  };
+  /** Hand waiting takes to ready clones. */
+  const dispatch = () => {
+    while (waiting.length) {
+      const clone = ready()[0];
+      if (!clone) return;
+      const t = waiting.shift()!;
+      if (t.conn.destroyed) { t.stdio.forEach(closeFd); continue; }
+      const r = sendFds(clone.ctl, Buffer.from(JSON.stringify({ op: 'take', requestMs: t.requestMs }) + '\n'), [t.connFd, ...t.stdio]);
+      t.stdio.forEach(closeFd);
+      if (r < 0) {
+        // The clone is gone (its exit handler replaces it): give the take to the next one.
+        clone.state = 'taken';
+        clone.child.kill('SIGKILL');
+        waiting.unshift({ ...t, stdio: [] });
+        fail(`pool: handing a take to clone ${clone.pid} failed (errno ${-r}); trying another`);
+        continue;
+      }
+      clone.state = 'taken';
+      served++;
+      // The clone holds the caller's connection now; this copy goes.
+      t.conn.destroy();
+      refill();
+    }
+  };
+
+  const server = net.createServer({ pauseOnConnect: true }, (conn) => {
+    void (async () => {
+      const fd = fdOf(conn);
+      conn.on('error', () => undefined);
+      const deadline = Date.now() + REQUEST_TIMEOUT_MS;
+      let msg: Awaited<ReturnType<typeof recvFdsNow>>;
+      for (;;) {
+        try { msg = recvFdsNow(fd); } catch { conn.destroy(); return; }
+        if (msg !== 'again') break;
+        const left = deadline - Date.now();
+        if (left <= 0 || !(await waitReadable(fd, left))) { msg = 'eof'; break; }
+      }
+      const requestMs = nowMs();
+      if (msg === 'eof') { conn.destroy(); return; }
+      const got = msg;
+      let req: Record<string, unknown> = {};
+      try { req = JSON.parse(got.data.toString().split('\n')[0]); } catch { /* below */ }
+      const answer = (v: Record<string, unknown>) => { got.fds.forEach(closeFd); conn.resume(); conn.end(JSON.stringify(v) + '\n'); };
+      if (req.op === 'status') {
+        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, served, waiting: waiting.length, clones: [...clones].map((c) => ({ pid: c.pid, state: c.state })) });
+        return;
+      }
+      if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }
+      if (got.fds.length !== 3) { answer({ ok: false, error: `a take sends 3 fds (stdin, stdout, stderr) with SCM_RIGHTS, got ${got.fds.length}` }); return; }
+      if (closing) { answer({ ok: false, error: 'the pool is shutting down' }); return; }
+      waiting.push({ conn, connFd: fd, stdio: got.fds, requestMs });
+      dispatch();
+    })();
+  });
+  server.on('error', (e) => { fail(`pool: ${sockPath}: ${e.message}`); process.exit(1); });
+
+  // 3. Start the clones; the first ones prove the checkpoint restores here.
+  let timer: NodeJS.Timeout | undefined;
+  const started = new Promise<string | undefined>((resolve) => {
+    startFailure = resolve;
+    timer = setInterval(() => { if (ready().length >= opts.size) resolve(undefined); }, 20);
+  });
+  refill();
+  const failure = await started;
+  clearInterval(timer);
+  startFailure = undefined;
+  if (failure) {
+    closing = true;
+    for (const c of clones) c.child.kill('SIGKILL');
+    fail(`pool: ${failure}`);
+    return 1;
+  }
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(sockPath, () => resolve()); });
+  process.stdout.write(`pool serving checkpoint ${id} on ${sockPath} (${opts.size} clones ready)\n`);
+
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    process.once('SIGHUP', stop);
+  });
+  closing = true;
+  await new Promise<void>((r) => server.close(() => r()));
+  fs.rmSync(sockPath, { force: true });
+  // Waiting clones go (their control socket closes); taken ones belong to their callers.
+  for (const c of clones) if (c.state !== 'taken') c.child.kill('SIGKILL');
+  for (const t of waiting) { t.stdio.forEach(closeFd); t.conn.destroy(); }
+  return 0;
+}
+
+/**
+ * The process of one clone (`snapvisor __pool-clone STORE ID`, started by the pool with its
+ * control socket as fd 3): restore, say `ready`, wait for a take, then run the sandbox with
+ * the caller's fds as 0–2, talking to the caller over the connection that came with them.
+ */
+export async function poolClone(store: string, id: string): Promise<number> {
+  const CTL = 3;
+  const say = (v: unknown) => { try { fs.writeSync(CTL, JSON.stringify(v) + '\n'); } catch { /* the pool is gone */ } };
+  const { restoreKernel } = await import('../snapshots/checkpoint.js');
+  let restored;
+  try {
+    restored = await restoreKernel(store, id, { pagesVerified: true });
+  } catch (e) {
+    say({ event: 'failed', error: (e as Error).message });
+    return 125;
+  }
+  const kernel = restored.kernel;
+  say({ event: 'ready' });
+  let msg;
+  try { msg = await recvFds(CTL); } catch { msg = 'eof' as const; }
+  // The pool closed without handing us a caller: nothing to do.
+  if (msg === 'eof' || msg.fds.length !== 4) { kernel.destroy(); return 0; }
+  const [connFd, ...stdio] = msg.fds;
+  let requestMs = 0;
+  try { requestMs = Number(JSON.parse(msg.data.toString()).requestMs) || 0; } catch { /* unknown */ }
+  stdio.forEach((fd, i) => dup2(fd, i));
+  stdio.forEach(closeFd);
+  closeFd(CTL);
+  const conn = new net.Socket({ fd: connFd, readable: true, writable: true });
+  conn.on('error', () => undefined);
+  lines(conn, (m) => {
+    if (m.op !== 'signal') return;
+    const sig = Number(m.signal);
+    if (!(sig >= 1 && sig <= 64)) return;
+    if (sig === 9) kernel.kill();
+    else if (KEYBOARD.has(sig)) kernel.signalForegroundGroup(sig);
+    else kernel.signals.send(1, sig, { signo: sig, code: 0 /* SI_USER */ });
+  });
+  // The caller is gone (its connection closed before the end): so is its sandbox.
+  conn.on('close', () => { if (!kernel.exitInfo) kernel.kill(); });
+  const done = kernel.run();
+  sendLine(conn, { event: 'started', clone: process.pid, requestMs, resumedMs: nowMs() });
+  const info = await done;
+  kernel.destroy();
+  const status = 'code' in info ? info.code : 128 + info.signal;
+  await new Promise<void>((r) => { if (conn.destroyed) r(); else conn.end(JSON.stringify({ event: 'exit', status }) + '\n', () => r()); });
+  return status;
+}
+
+/**
+ * `snapvisor pool take SOCKET`: hand this command's stdin/stdout/stderr to a clone of the pool
+ * serving on SOCKET, relay signals to it, and return its exit status (125 with one line when
+ * there is no pool there, it refuses, or the clone dies before saying how it ended).
+ */
+export async function poolTake(socket: string): Promise<number> {
+  const sockPath = path.resolve(socket);
+  let fd: number;
+  try {
+    fd = connectUnix(sockPath);
+  } catch (e) {
+    fail(`no pool is serving on ${sockPath} (${(e as Error).message})`);
+    return 125;
+  }
+  const r = sendFds(fd, Buffer.from(JSON.stringify({ op: 'take' }) + '\n'), [0, 1, 2]);
+  if (r < 0) { closeFd(fd); fail(`pool on ${sockPath}: the request could not be sent (errno ${-r})`); return 125; }
+  const conn = new net.Socket({ fd, readable: true, writable: true });
+  return new Promise<number>((resolve) => {
+    let status: number | undefined, error: string | undefined, started = false;
+    const relays = RELAYED.map((name) => {
+      const sig = os.constants.signals[name];
+      const h = () => sendLine(conn, { op: 'signal', signal: sig });
+      process.on(name, h);
+      return [name, h] as const;
+    });
+    lines(conn, (m) => {
+      if (m.event === 'started') started = true;
+      else if (m.event === 'exit') status = Number(m.status);
+      else if (m.ok === false) error = String(m.error);
+    });
+    conn.on('error', () => undefined);
+    conn.on('close', () => {
+      for (const [name, h] of relays) process.off(name, h);
+      if (status !== undefined) { resolve(status); return; }
+      fail(error ? `pool on ${sockPath}: ${error}` : started ? 'the clone running this take died before its sandbox ended' : `pool on ${sockPath} closed the connection without handing over a clone`);
+      resolve(125);
+    });
+  });
+}

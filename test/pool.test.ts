@@ -1,0 +1,143 @@
+/**
+ * Warm pools (issue 7 point 3; cli/pool.ts, docs/pools.md): a pool of clones of a guest-requested
+ * checkpoint serves 50 takes, each with the taker's stdin/stdout and exit status; survives a
+ * clone killed mid-run; refuses a corrupted checkpoint, a taken socket and a missing pool with
+ * one line each.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { CLI, freshDir, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
+
+/** Checkpoints itself, then reads a line and answers with which side it is on; exits with the line's length. */
+const GUEST = ['/bin/busybox', 'sh', '-c', 'echo 1 > /proc/snapvisor/checkpoint; read l; echo "$(cat /proc/snapvisor/checkpoint) $l"; exit ${#l}'];
+
+async function makeCheckpoint(store: string): Promise<string> {
+  const r = await snapvisor(['run', '--checkpoint-store', store, '--', ...GUEST], { timeoutMs: 30_000 });
+  expect(r.stdout.toString()).toBe('original \n');
+  expect(r.status).toBe(0);
+  return /request: ([0-9a-f]{16})$/.exec(r.stderr.trim())![1];
+}
+
+/** The pool's status answer (a request without fds). */
+function poolStatus(sock: string): Promise<{ ready: number; served: number; running: number; clones: Array<{ pid: number; state: string }> }> {
+  return new Promise((resolve, reject) => {
+    const c = net.createConnection(sock, () => c.write('{"op":"status"}\n'));
+    let buf = '';
+    c.on('data', (d) => { buf += d; });
+    c.on('end', () => { try { resolve(JSON.parse(buf)); } catch (e) { reject(e); } });
+    c.on('error', reject);
+  });
+}
+
+function startPool(id: string, store: string, sock: string, size: number) {
+  return snapvisorStreaming(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock], { timeoutMs: 240_000 });
+}
+
+describe('warm pools', () => {
+  it('serves 50 takes, each with the caller\'s stdin, stdout and exit status, and refuses a second pool on its socket', async () => {
+    const store = freshDir('pool-store'), sock = path.join(freshDir('pool-sock'), 'p.sock');
+    const id = await makeCheckpoint(store);
+    const pool = startPool(id, store, sock, 3);
+    expect(await pool.waitFor((l) => l.startsWith('pool serving'), 60_000)).toBe(`pool serving checkpoint ${id} on ${sock} (3 clones ready)`);
+
+    const second = await snapvisor(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '1', '--listen', sock], { timeoutMs: 30_000 });
+    expect(second.status).toBe(1);
+    expect(stderrLines(second.stderr)).toEqual([`snapvisor: pool: a pool is already serving on ${sock}`]);
+
+    // 50 takes, 5 at a time (more than the pool holds: takes wait for refills).
+    for (let round = 0; round < 10; round++) {
+      const takes = await Promise.all(Array.from({ length: 5 }, (_, i) => {
+        const input = `take-${round * 5 + i}`;
+        return snapvisor(['pool', 'take', sock], { input: input + '\n', timeoutMs: 60_000 }).then((r) => ({ r, input }));
+      }));
+      for (const { r, input } of takes) {
+        expect(r.timedOut).toBe(false);
+        expect(r.stderr).toBe('');
+        expect(r.stdout.toString()).toBe(`restored ${input}\n`);
+        expect(r.status).toBe(input.length);
+      }
+    }
+    const st = await poolStatus(sock);
+    expect(st.served).toBe(50);
+
+    pool.child.kill('SIGTERM');
+    expect(await pool.done).toBe(0);
+    expect(fs.existsSync(sock)).toBe(false);
+    const gone = await snapvisor(['pool', 'take', sock]);
+    expect(gone.status).toBe(125);
+    expect(stderrLines(gone.stderr)).toEqual([`snapvisor: no pool is serving on ${sock} (No such file or directory)`]);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(orphanStubs()).toEqual([]);
+  }, 300_000);
+
+  it('a clone killed mid-run fails only its own take; the pool refills and serves on', async () => {
+    const store = freshDir('pool-kill-store'), sock = path.join(freshDir('pool-kill-sock'), 'p.sock');
+    const id = await makeCheckpoint(store);
+    const pool = startPool(id, store, sock, 2);
+    await pool.waitFor((l) => l.startsWith('pool serving'), 60_000);
+
+    // This take's guest waits for a line that never comes (stdin stays open).
+    const take = spawn(process.execPath, [CLI, 'pool', 'take', sock], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let err = '';
+    take.stderr.on('data', (d) => { err += d; });
+    const exited = new Promise<number | null>((r) => take.on('exit', (code) => r(code)));
+    let victim: number | undefined;
+    for (let i = 0; i < 200 && victim === undefined; i++) {
+      victim = (await poolStatus(sock)).clones.find((c) => c.state === 'taken')?.pid;
+      if (victim === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(victim).toBeDefined();
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(victim!, 'SIGKILL');
+    expect(await exited).toBe(125);
+    expect(stderrLines(err)).toEqual(['snapvisor: the clone running this take died before its sandbox ended']);
+    take.stdin.destroy();
+
+    const after = await snapvisor(['pool', 'take', sock], { input: 'still here\n', timeoutMs: 60_000 });
+    expect(after.stderr).toBe('');
+    expect(after.stdout.toString()).toBe('restored still here\n');
+    expect(after.status).toBe(10);
+    pool.child.kill('SIGTERM');
+    expect(await pool.done).toBe(0);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(orphanStubs()).toEqual([]);
+  }, 180_000);
+
+  it('refuses a corrupted checkpoint, an unknown one and a path that is not a socket at start, with one line', async () => {
+    const store = freshDir('pool-bad-store'), dir = freshDir('pool-bad-sock');
+    const sock = path.join(dir, 'p.sock');
+    const id = await makeCheckpoint(store);
+    const file = path.join(dir, 'file');
+    fs.writeFileSync(file, 'keep me');
+    const notSock = await snapvisor(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '2', '--listen', file]);
+    expect(notSock.status).toBe(1);
+    expect(stderrLines(notSock.stderr)).toEqual([`snapvisor: pool: ${file} exists and is not a socket`]);
+    expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
+    // Flip a byte of the last non-zero page of the page file.
+    const pageFile = path.join(store, 'pages', id);
+    const fd = fs.openSync(pageFile, 'r+');
+    const page = Buffer.alloc(4096);
+    let at = -1;
+    for (let off = fs.fstatSync(fd).size - 4096; off >= 0 && at < 0; off -= 4096) {
+      fs.readSync(fd, page, 0, 4096, off);
+      if (page.some((b) => b !== 0)) at = off + page.findIndex((b) => b !== 0);
+    }
+    fs.readSync(fd, page, 0, 1, at);
+    page[0] ^= 0x10;
+    fs.writeSync(fd, page, 0, 1, at);
+    fs.closeSync(fd);
+    const bad = await snapvisor(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '2', '--listen', sock], { timeoutMs: 30_000 });
+    expect(bad.status).toBe(1);
+    expect(stderrLines(bad.stderr)).toEqual([expect.stringMatching(new RegExp(`^snapvisor: pool: checkpoint ${id} is corrupt: page at offset 0x[0-9a-f]+ failed its checksum$`))]);
+    expect(bad.stdout.toString()).toBe('');
+    expect(fs.existsSync(sock)).toBe(false);
+
+    const unknown = await snapvisor(['pool', 'serve', '--checkpoint', 'abcd1234', '--store', store, '--size', '2', '--listen', sock]);
+    expect(unknown.status).toBe(1);
+    expect(stderrLines(unknown.stderr)).toEqual([`snapvisor: pool: checkpoint abcd1234 not found in store ${store}`]);
+
+  }, 120_000);
+});
