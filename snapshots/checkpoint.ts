@@ -131,7 +131,7 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   }
   try {
     kernel.attachPageFile(opened.pageFd);
-    kernel.hostFiles.verifyAll();
+    kernel.restoreFiles();
     kernel.resumeRestored();
     trace?.('resumed');
   } catch (e) {

@@ -11,6 +11,7 @@ import type { AddressSpaceState, KernelState, OpenFileState, SockAddr } from '..
 import { O_PATH } from '../src/abi/linux.js';
 import type { PagemapRun } from './format.js';
 import { openCheckpoint } from './store.js';
+import type { SocketFile } from '../src/files/socket.js';
 
 export const INSPECT_VERSION = 1;
 
@@ -160,7 +161,7 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
     const m = opened.manifest as Record<string, unknown> & typeof opened.manifest;
     const atSave = g.clock.monotonicAtSaveNs;
     const socketPipes = new Set<number>();
-    for (const f of Object.values(g.openFiles)) if (f.socket) { socketPipes.add(f.socket.rx); socketPipes.add(f.socket.tx); }
+    for (const f of Object.values(g.openFiles)) if (f.kind === 'socket') { socketPipes.add(f.socket.rx); socketPipes.add(f.socket.tx); }
     const pipeEnds = new Map<number, InspectPipe['ends']>();
     const holders = new Map<number, InspectSocket['holders']>();
 
@@ -226,8 +227,8 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
       id: p.id, bytesInFlight: p.len, readers: p.readers, writers: p.writers,
       ends: (pipeEnds.get(p.id) ?? []).sort((a, b) => a.pid - b.pid || a.fd - b.fd), fifo: fifoOf.get(p.id) ?? null,
     }));
-    const sockets: InspectSocket[] = Object.values(g.openFiles).filter((f) => f.kind === 'socket' && f.socket).sort((a, b) => a.id - b.id).map((f) => {
-      const s = f.socket!;
+    const sockets: InspectSocket[] = Object.values(g.openFiles).filter((f): f is SocketFile => f.kind === 'socket').sort((a, b) => a.id - b.id).map((f) => {
+      const s = f.socket;
       return {
         fileId: f.id, domain: DOMAINS[s.domain ?? 1] ?? String(s.domain), type: TYPES[s.type ?? 1] ?? String(s.type), state: s.state ?? 'connected',
         local: addr(s.local), peer: addr(s.peer),

@@ -5,11 +5,13 @@
  * readers and writers are Waiters woken through `changed$`; a partly done blocking write
  * keeps its progress in the waiter, so a restored task never writes a byte twice.
  */
+import type { PipeFile } from '../files/pipe.js';
+import type { SocketFile } from '../files/socket.js';
 import { Subject, filter } from 'rxjs';
 import { E } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
-import type { InodeState, OpenFileState, PipeState, PipeWriteWaiter } from '../kernel/state.js';
+import type { InodeState, PipeState, PipeWriteWaiter } from '../kernel/state.js';
 import { O_CLOEXEC, O_DIRECT, O_NONBLOCK, O_WRONLY, PIPE_BUF, PROT_READ, PROT_WRITE, SIGPIPE, SI_USER } from '../abi/linux.js';
 
 export const PIPE_CAPACITY = 65536;
@@ -100,8 +102,8 @@ export class Pipes {
   }
 
   /** The last fd of one end was closed. */
-  release(f: OpenFileState): void {
-    const p = this.k.state.pipes[f.pipeId!];
+  release(f: PipeFile): void {
+    const p = this.k.state.pipes[f.pipeId];
     if (!p) return;
     const acc = f.flags & 3;
     if (acc !== O_WRONLY) p.readers--;
@@ -115,12 +117,12 @@ export class Pipes {
   }
 
   /** Bytes readable now (FIONREAD). */
-  available(f: OpenFileState): number {
-    return this.k.state.pipes[f.pipeId!]?.len ?? 0;
+  available(f: PipeFile): number {
+    return this.k.state.pipes[f.pipeId]?.len ?? 0;
   }
 
   /** read(2) on a pipe's read end. */
-  read(t: Task, f: OpenFileState, buf: number, count: number, pipeId = f.pipeId!, nonblock = !!(f.flags & O_NONBLOCK), onRights?: (fileIds: number[]) => void): SyscallResult {
+  read(t: Task, f: PipeFile | SocketFile, buf: number, count: number, pipeId = (f as PipeFile).pipeId, nonblock = !!(f.flags & O_NONBLOCK), onRights?: (fileIds: number[]) => void): SyscallResult {
     if (count === 0) return 0;
     t.mm.chunks(buf, 1, PROT_WRITE, () => undefined); // EFAULT before blocking
     const attempt = (): number | undefined => {
@@ -156,7 +158,7 @@ export class Pipes {
   }
 
   /** write(2) on a pipe's write end (PIPE_BUF atomicity; a blocking write completes fully). */
-  write(t: Task, f: OpenFileState, buf: number, count: number, pipeId = f.pipeId!, nonblock = !!(f.flags & O_NONBLOCK), sigpipe = true): SyscallResult {
+  write(t: Task, f: PipeFile | SocketFile, buf: number, count: number, pipeId = (f as PipeFile).pipeId, nonblock = !!(f.flags & O_NONBLOCK), sigpipe = true): SyscallResult {
     if (count === 0) return 0;
     t.mm.chunks(buf, Math.min(count, 1), PROT_READ, () => undefined);
     const waiter: PipeWriteWaiter = { kind: 'pipe-write', fileId: f.id, interruptible: true, restartable: true, progress: t.resumed('pipe-write')?.progress ?? 0 };

@@ -5,6 +5,7 @@
  * terminal's foreground process group), raw mode with VMIN ≥ 1. All of it is data in the
  * graph (queues, termios, window size), so a pty checkpoints like a pipe.
  */
+import type { PtyFile } from '../files/pty.js';
 import { filter } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
@@ -73,16 +74,16 @@ export class Ptys {
   }
 
   /** The last fd of one side closed. */
-  release(f: OpenFileState): void {
-    const p = this.table[f.pty!.id];
+  release(f: PtyFile): void {
+    const p = this.table[f.pty.id];
     if (!p) return;
-    if (f.pty!.master) p.masterOpen = false; else p.slaveOpens--;
+    if (f.pty.master) p.masterOpen = false; else p.slaveOpens--;
     if (!p.masterOpen && p.slaveOpens <= 0) delete this.table[p.id];
     this.notify(p);
   }
 
-  state(f: OpenFileState): PtyState {
-    const p = this.table[f.pty!.id];
+  state(f: PtyFile): PtyState {
+    const p = this.table[f.pty.id];
     if (!p) throw new SyscallError(E.EIO);
     return p;
   }
@@ -134,12 +135,12 @@ export class Ptys {
   }
 
   /** read(2) on either side. */
-  read(t: Task, f: OpenFileState, buf: number, count: number): SyscallResult {
+  read(t: Task, f: PtyFile, buf: number, count: number): SyscallResult {
     if (count === 0) return 0;
     t.mm.chunks(buf, 1, PROT_WRITE, () => undefined);
-    const master = f.pty!.master;
+    const master = f.pty.master;
     const attempt = (): number | undefined => {
-      const p = this.table[f.pty!.id];
+      const p = this.table[f.pty.id];
       if (!p) return master ? -E.EIO : 0;
       if (master) {
         if (p.output.length) return this.take(t, p, 'output', buf, count);
@@ -174,9 +175,9 @@ export class Ptys {
   }
 
   /** write(2) on either side: the master types into the discipline, the slave writes output. */
-  write(t: Task, f: OpenFileState, buf: number, count: number): SyscallResult {
+  write(t: Task, f: PtyFile, buf: number, count: number): SyscallResult {
     const p = this.state(f);
-    if (f.pty!.master) {
+    if (f.pty.master) {
       const data = new Uint8Array(count);
       t.mm.chunks(buf, count, PROT_READ, (v, ro) => data.set(v, ro));
       for (const b of data) this.input(p, b);
@@ -200,15 +201,15 @@ export class Ptys {
   }
 
   /** Poll readiness (POLLIN 1, POLLOUT 4, POLLHUP 0x10). */
-  readiness(f: OpenFileState): number {
-    const p = this.table[f.pty!.id];
+  readiness(f: PtyFile): number {
+    const p = this.table[f.pty.id];
     if (!p) return 0x10 | 0x8;
-    if (f.pty!.master) return (p.output.length ? 1 : 0) | 4 | (p.slaveOpens <= 0 && p.everOpened ? 0x10 : 0);
+    if (f.pty.master) return (p.output.length ? 1 : 0) | 4 | (p.slaveOpens <= 0 && p.everOpened ? 0x10 : 0);
     return (p.input.length || p.eofPending ? 1 : 0) | (p.output.length < QUEUE_LIMIT ? 4 : 0) | (!p.masterOpen ? 0x10 : 0);
   }
 
   /** Terminal ioctls on a pty (TCGETS/TCSETS*, window size, pty number/lock, process groups). */
-  ioctl(t: Task, f: OpenFileState, req: number, arg: number): number {
+  ioctl(t: Task, f: PtyFile, req: number, arg: number): number {
     const p = this.state(f);
     switch (req) {
       case 0x5401: t.mm.write(arg, p.termios); return 0;                      // TCGETS
@@ -224,7 +225,7 @@ export class Ptys {
       case 0x40045431: p.locked = t.mm.readU32(arg) !== 0; return 0;         // TIOCSPTLCK
       case 0x80045439: t.mm.writeU32(arg, p.locked ? 1 : 0); return 0;       // TIOCGPTLCK
       case 0x5441: {                                                          // TIOCGPTPEER
-        if (!f.pty!.master) return -E.ENOTTY;
+        if (!f.pty.master) return -E.ENOTTY;
         const s = this.openSlave(p, arg);
         const fd = this.k.installFd(t, s.id, !!(arg & 0o2000000));
         if (fd < 0) { s.refs = 1; this.k.unrefFile(s.id); }
@@ -235,7 +236,7 @@ export class Ptys {
       case 0x540f: t.mm.writeU32(arg, p.fgPgid || t.tg.pgid); return 0;        // TIOCGPGRP
       case 0x5410: p.fgPgid = t.mm.readU32(arg); return 0;                     // TIOCSPGRP
       case 0x5429: t.mm.writeU32(arg, p.sid || t.tg.sid); return 0;            // TIOCGSID
-      case 0x541b: t.mm.writeU32(arg, f.pty!.master ? p.output.length : p.input.length); return 0; // FIONREAD
+      case 0x541b: t.mm.writeU32(arg, f.pty.master ? p.output.length : p.input.length); return 0; // FIONREAD
       case 0x540b: p.input = new Uint8Array(0); p.line = new Uint8Array(0); p.output = new Uint8Array(0); this.notify(p); return 0; // TCFLSH
       case 0x5409: case 0x540a: case 0x5425: return 0;                       // TCSBRK, TCXONC, TCSBRKP
       default: return -E.ENOTTY;

@@ -40,7 +40,8 @@ import { Processes } from './processes.js';
 import { Pipes } from '../ipc/pipe.js';
 import { Futexes } from '../ipc/futex.js';
 import { Ptys } from '../ipc/pty.js';
-import { releaseSocket } from '../net/socket.js';
+import { fileOpsOf } from '../files/registry.js';
+import type { FileOps } from '../files/file-ops.js';
 
 export { ExitGroup, ExitThread, INTERRUPTED, KILLED } from './task.js';
 export type { ExitInfo } from './task.js';
@@ -71,6 +72,9 @@ export interface KernelDeps {
   syscalls32?: ReadonlyArray<number | undefined>;
   host: HostServices;
 }
+
+/** What newOpenFile needs for a new open file: its kind's record less the kernel's id and refs (offset defaults to 0). */
+export type OpenFileInit = OpenFileState extends infer F ? (F extends OpenFileState ? Omit<F, 'id' | 'refs' | 'offset'> & { offset?: number } : never) : never;
 
 export interface KernelOptions {
   strace?: boolean;
@@ -249,12 +253,8 @@ export class Kernel {
   unrefFile(id: number): void {
     const f = this.state.openFiles[id];
     if (!f || --f.refs > 0) return;
-    this.hostFiles.close(f.id);
-    if (f.kind === 'pipe') this.pipes.release(f);
-    if (f.kind === 'socket') releaseSocket(this, f);
-    if (f.kind === 'pty') this.ptys.release(f);
     delete this.state.openFiles[f.id];
-    if (f.kind === 'upper') this.releaseInodeIfUnused(f.inodeId);
+    this.fileOps(f).release?.(this, f);
   }
 
   /**
@@ -264,15 +264,23 @@ export class Kernel {
   releaseInodeIfUnused(id: number | undefined): void {
     const ino = id ? this.state.fs.inodes[id] : undefined;
     if (!ino || ino.nlink > 0) return;
-    for (const f of Object.values(this.state.openFiles)) if (f.inodeId === id) return;
+    for (const f of Object.values(this.state.openFiles)) if (f.kind === 'upper' && f.inodeId === id) return;
     inodeRelease(this, ino);
   }
 
-  /** A new open file description (refs 0 until installed). */
-  newOpenFile(init: Omit<OpenFileState, 'id' | 'refs' | 'offset'> & { offset?: number }): OpenFileState {
-    const f: OpenFileState = { id: this.newId(), refs: 0, offset: 0, ...init };
-    this.state.openFiles[f.id] = f;
+  /** A new open file description of kind K (refs 0 until installed); `id` and `refs` are the kernel's to set. */
+  newOpenFile<I extends OpenFileInit>(init: I): Extract<OpenFileState, { kind: I['kind'] }> {
+    const id = this.newId();
+    const f = { id, refs: 0, offset: 0, ...init } as unknown as Extract<OpenFileState, { kind: I['kind'] }>;
+    f.id = id;
+    f.refs = 0;
+    this.state.openFiles[id] = f;
     return f;
+  }
+
+  /** The file operations of an open file's kind (src/files/registry.ts). */
+  fileOps(f: OpenFileState): FileOps {
+    return fileOpsOf(f);
   }
 
   /** The open file behind fd, or SyscallError(EBADF). */
@@ -625,6 +633,18 @@ export class Kernel {
    */
   attachPageFile(fd: number): void {
     this.mf.attachPageFile(this.host.mapReadOnlyFile(fd));
+  }
+
+  /**
+   * At restore, before any task runs: rebuild the runtime part of every open file (its
+   * kind's `restore`, e.g. re-open a held host file). Throws Error with one line naming the
+   * first that cannot be.
+   */
+  restoreFiles(): void {
+    for (const f of Object.values(this.state.openFiles)) {
+      const why = this.fileOps(f).restore?.(this, f);
+      if (why) throw new Error(`cannot restore: ${why}`);
+    }
   }
 
   /** Rebuild tasks from a restored graph whose memory file has been filled. */

@@ -9,6 +9,18 @@
  * Names follow Linux and gVisor: task, thread group, fd table, open file description,
  * inode, mount, VMA, address space, waiter.
  */
+import type { HostFile } from '../files/host.js';
+import type { UpperFile } from '../files/upper.js';
+import type { HostFdFile } from '../files/hostfd.js';
+import type { DevFile } from '../files/dev.js';
+import type { SyntheticFile } from '../files/synthetic.js';
+import type { DirFile } from '../files/dir.js';
+import type { PipeFile } from '../files/pipe.js';
+import type { EpollFile } from '../files/epoll.js';
+import type { PidFdFile } from '../files/pidfd.js';
+import type { EventFdFile } from '../files/eventfd.js';
+import type { SocketFile } from '../files/socket.js';
+import type { PtyFile } from '../files/pty.js';
 
 /** Format version of the graph; bump when a saved graph could be misread. */
 export const GRAPH_VERSION = 1;
@@ -429,45 +441,31 @@ export interface FdTableState {
 }
 
 /**
- * An open file description (Linux `struct file`): shared by dup'd fds and across fork.
- * `kind` says which implementation in src/vfs serves it.
+ * What every open file description (Linux `struct file`) has, whatever its kind: shared by
+ * dup'd fds and across fork.
  */
-export interface OpenFileState {
+export interface OpenFileBase {
   id: number;
-  kind: 'host' | 'upper' | 'hostfd' | 'dev' | 'synthetic' | 'dir' | 'pipe' | 'epoll' | 'pidfd' | 'eventfd' | 'socket' | 'pty';
   /** Guest path it was opened by (for /proc/self/fd, re-opening host files on restore). */
   path: string;
   /** open(2) flags (O_ACCMODE, O_APPEND, O_NONBLOCK…). */
   flags: number;
   /** File position in bytes. */
   offset: number;
-  /** Number of fd-table entries referring to it. */
+  /** Number of fd-table entries (and in-flight SCM_RIGHTS messages) referring to it. */
   refs: number;
-  /** 'upper': inode id in fs.inodes. */
-  inodeId?: number;
-  /** 'hostfd': the caller's stdio fd (0, 1, 2) it is attached to; re-attached on restore. */
-  hostFd?: number;
-  /** 'dev': which device ('null', 'zero', 'urandom', 'full', 'tty', 'snapvisor-checkpoint'). */
-  dev?: string;
-  /** 'synthetic': bytes generated at open (/proc files), like a seq_file. */
-  content?: Uint8Array;
-  /** 'epoll': the interest list by guest fd (the file it named, events mask, user data). */
-  epollInterest?: Record<number, { fileId: number; events: number; data: bigint; edge?: boolean; seen?: number }>;
-  /** 'eventfd': the 64-bit counter and whether it is a semaphore (EFD_SEMAPHORE). */
-  eventfd?: { count: bigint; semaphore: boolean };
-  /** 'socket': a connected AF_UNIX stream from socketpair(2): the pipe it reads and the one it writes. */
-  socket?: SocketState;
-  /** 'pty': which pseudo-terminal, and whether this is its master side. */
-  pty?: { id: number; master: boolean };
-  /** 'pidfd': the process (thread group id) it refers to. */
-  pidfdTgid?: number;
-  /** 'pipe': which pipe and which end. */
-  pipeId?: number;
-  /** 'dir': directory entries captured at the first getdents (stable order across restore). */
-  entries?: DirEntry[];
-  /** 'host': identity of the host file when opened, checked on restore. */
-  hostIdentity?: { size: number; mtimeMs: number };
 }
+
+/**
+ * An open file description, by kind. Each kind's record is declared beside its file
+ * operations in src/files/<kind>.ts and registered in src/files/registry.ts.
+ */
+export type OpenFileState =
+  | HostFile | UpperFile | HostFdFile | DevFile | SyntheticFile | DirFile
+  | PipeFile | EpollFile | PidFdFile | EventFdFile | SocketFile | PtyFile;
+
+/** The kinds of open file (the `kind` of an OpenFileState). */
+export type OpenFileKind = OpenFileState['kind'];
 
 export interface DirEntry { name: string; ino: number; type: number }
 

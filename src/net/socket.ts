@@ -7,11 +7,12 @@
  * addresses give ENETUNREACH (connect) or EADDRNOTAVAIL (bind).
  * Compare net/socket.c, net/unix/af_unix.c, net/ipv4/af_inet.c.
  */
+import type { SocketFile } from '../files/socket.js';
 import { filter } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { Kernel } from '../kernel/kernel.js';
-import type { NetState, OpenFileState, SockAddr, SocketState } from '../kernel/state.js';
+import type { NetState, SockAddr, SocketState } from '../kernel/state.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SCM_RIGHTS, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
 
@@ -19,15 +20,15 @@ import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, MSG_CMSG_CLOEXEC,
 const DGRAM_QUEUE_BYTES = 212992;
 const EPHEMERAL_FIRST = 32768, EPHEMERAL_LAST = 60999;
 
-export const so = (f: OpenFileState): SocketState => f.socket!;
-const nonblocking = (f: OpenFileState, flags: number) => !!(f.flags & O_NONBLOCK) || !!(flags & MSG_DONTWAIT);
+export const so = (f: SocketFile): SocketState => f.socket;
+const nonblocking = (f: SocketFile, flags: number) => !!(f.flags & O_NONBLOCK) || !!(flags & MSG_DONTWAIT);
 
 function net(t: Task): NetState {
   return (t.kernel.state.net ??= { bound: {}, nextPort: EPHEMERAL_FIRST });
 }
 
 /** The socket behind fd: EBADF, or ENOTSOCK for another kind of file. */
-export function sockFile(t: Task, fd: number): OpenFileState {
+export function sockFile(t: Task, fd: number): SocketFile {
   const f = t.kernel.file(t, fd);
   if (f.kind !== 'socket') throw new SyscallError(E.ENOTSOCK);
   return f;
@@ -124,7 +125,7 @@ function ephemeralPort(t: Task, type: number, family: number): number {
 function loopbackOf(family: number): string { return family === AF_INET6 ? '::1' : '127.0.0.1'; }
 
 /** Bind `f` to `a` (port 0: an ephemeral one). EADDRINUSE, EADDRNOTAVAIL, EINVAL if already bound. */
-export function doBind(t: Task, f: OpenFileState, a: SockAddr): void {
+export function doBind(t: Task, f: SocketFile, a: SockAddr): void {
   const s = so(f);
   if (s.local) throw new SyscallError(E.EINVAL);
   if (a.family === AF_UNIX) {
@@ -149,7 +150,7 @@ export function doBind(t: Task, f: OpenFileState, a: SockAddr): void {
   s.state = 'bound';
 }
 
-function autobind(t: Task, f: OpenFileState): void {
+function autobind(t: Task, f: SocketFile): void {
   const s = so(f);
   if (s.local) return;
   // Implicit binds take the wildcard address (getsockname shows 0.0.0.0 until a connect picks a source).
@@ -164,7 +165,7 @@ function sourceOf(s: SocketState): SockAddr {
 }
 
 /** The socket bound to `a` for `type`, if any (connect and sendto targets). */
-function lookup(t: Task, type: number, a: SockAddr): OpenFileState | undefined {
+function lookup(t: Task, type: number, a: SockAddr): SocketFile | undefined {
   if (a.family !== AF_UNIX) {
     const ip = a.ip!;
     const reachable = a.family === AF_INET ? isLoopbackV4(ip) || ip === '0.0.0.0' : ip === '::1' || ip === '::';
@@ -175,18 +176,18 @@ function lookup(t: Task, type: number, a: SockAddr): OpenFileState | undefined {
     a = { family: AF_UNIX, path: r.path };
   }
   const id = net(t).bound[key(type, a)];
-  return id === undefined ? undefined : t.kernel.state.openFiles[id];
+  return id === undefined ? undefined : t.kernel.state.openFiles[id] as SocketFile;
 }
 
 // ---- socket(2) and friends ----
 
 /** A new socket open file (refs 0 until installed); SOCK_NONBLOCK in `type` sets O_NONBLOCK. */
-export function newSocket(t: Task, domain: number, type: number, state: SocketState): OpenFileState {
+export function newSocket(t: Task, domain: number, type: number, state: SocketState): SocketFile {
   return t.kernel.newOpenFile({ kind: 'socket', path: `socket:[${t.kernel.state.nextId}]`, flags: 2 | (type & SOCK_NONBLOCK ? O_NONBLOCK : 0), socket: { ...state, domain, type: type & SOCK_TYPE_MASK } });
 }
 
 /** Install a socket at the lowest free fd; on EMFILE the socket is released. Returns the fd or -EMFILE. */
-export function installSocket(t: Task, f: OpenFileState, cloexec: boolean): number {
+export function installSocket(t: Task, f: SocketFile, cloexec: boolean): number {
   const fd = t.kernel.installFd(t, f.id, cloexec);
   if (fd < 0) { f.refs = 1; t.kernel.unrefFile(f.id); }
   return fd;
@@ -247,7 +248,7 @@ export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags
   const attempt = (): number | undefined => {
     const id = s.backlog?.shift();
     if (id === undefined) return undefined;
-    const c = t.kernel.state.openFiles[id];
+    const c = t.kernel.state.openFiles[id] as SocketFile;
     if (flags & SOCK_NONBLOCK) c.flags |= O_NONBLOCK;
     writeAddr(t, addr, lenAddr, so(c).peer, s.domain!);
     return installSocket(t, c, !!(flags & SOCK_CLOEXEC));
@@ -261,7 +262,7 @@ export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags
 // ---- data ----
 
 /** read/recv on a stream or datagram socket. `from`, if given, receives the sender's address. */
-export function socketRead(t: Task, f: OpenFileState, buf: number, count: number, flags = 0, from?: [number, number]): SyscallResult {
+export function socketRead(t: Task, f: SocketFile, buf: number, count: number, flags = 0, from?: [number, number]): SyscallResult {
   const s = so(f);
   if (s.type === SOCK_DGRAM) return dgramRecv(t, f, buf, count, flags, from);
   if (s.state !== 'connected') return -E.ENOTCONN;
@@ -278,7 +279,7 @@ export function socketRead(t: Task, f: OpenFileState, buf: number, count: number
 }
 
 /** write/send on a socket: EPIPE (and SIGPIPE unless MSG_NOSIGNAL) once the peer is gone. */
-export function socketWrite(t: Task, f: OpenFileState, buf: number, count: number, flags = 0, to?: SockAddr): SyscallResult {
+export function socketWrite(t: Task, f: SocketFile, buf: number, count: number, flags = 0, to?: SockAddr): SyscallResult {
   const s = so(f);
   if (s.type === SOCK_DGRAM) return dgramSend(t, f, buf, count, to ?? s.peer);
   if (s.state !== 'connected') return -E.ENOTCONN;
@@ -289,7 +290,7 @@ export function socketWrite(t: Task, f: OpenFileState, buf: number, count: numbe
   return t.kernel.pipes.write(t, f, buf, count, s.tx, nonblocking(f, flags), !(flags & MSG_NOSIGNAL));
 }
 
-function dgramSend(t: Task, f: OpenFileState, buf: number, count: number, to: SockAddr | undefined): number {
+function dgramSend(t: Task, f: SocketFile, buf: number, count: number, to: SockAddr | undefined): number {
   const s = so(f);
   if (!to) return -E.EDESTADDRREQ;
   if (count > 65507 && s.domain !== AF_UNIX) return -E.EMSGSIZE;
@@ -305,7 +306,7 @@ function dgramSend(t: Task, f: OpenFileState, buf: number, count: number, to: So
   return count;
 }
 
-function dgramRecv(t: Task, f: OpenFileState, buf: number, count: number, flags: number, from?: [number, number]): SyscallResult {
+function dgramRecv(t: Task, f: SocketFile, buf: number, count: number, flags: number, from?: [number, number]): SyscallResult {
   const s = so(f);
   const attempt = (): number | undefined => {
     const d = s.dgrams![0];
@@ -372,7 +373,7 @@ function readRights(t: Task, msg: number): number[] {
  * Attach files to the next byte written to a unix stream (SCM_RIGHTS): each holds a
  * reference while in flight, and arrives with that byte at the receiver's recvmsg.
  */
-function attachRights(t: Task, f: OpenFileState, fds: number[]): (() => void) | undefined {
+function attachRights(t: Task, f: SocketFile, fds: number[]): (() => void) | undefined {
   const s = so(f);
   if (!fds.length) return undefined;
   if (s.domain !== AF_UNIX || s.type !== SOCK_STREAM || s.state !== 'connected') throw new SyscallError(E.EOPNOTSUPP);
@@ -388,7 +389,7 @@ function attachRights(t: Task, f: OpenFileState, fds: number[]): (() => void) | 
   };
 }
 
-export function sendmsg(t: Task, f: OpenFileState, msg: number, flags: number): SyscallResult {
+export function sendmsg(t: Task, f: SocketFile, msg: number, flags: number): SyscallResult {
   const { iov, name, nameLen } = readMsghdr(t, msg);
   const to = name && nameLen ? readAddr(t, name, nameLen, so(f).domain!) : undefined;
   const parts = iov.filter(([, n]) => n > 0);
@@ -419,7 +420,7 @@ export function sendmsg(t: Task, f: OpenFileState, msg: number, flags: number): 
   return total;
 }
 
-export function recvmsg(t: Task, f: OpenFileState, msg: number, flags: number): SyscallResult {
+export function recvmsg(t: Task, f: SocketFile, msg: number, flags: number): SyscallResult {
   const { iov, name } = readMsghdr(t, msg);
   const hdr = new Uint8Array(t.mm.read(msg, 56));
   const hv = new DataView(hdr.buffer);
@@ -467,7 +468,7 @@ export function recvmsg(t: Task, f: OpenFileState, msg: number, flags: number): 
 
 function optKey(level: number, opt: number) { return `${level}:${opt}`; }
 
-export function getsockopt(t: Task, f: OpenFileState, level: number, opt: number, val: number, lenAddr: number): number {
+export function getsockopt(t: Task, f: SocketFile, level: number, opt: number, val: number, lenAddr: number): number {
   const s = so(f);
   let v: number | Uint8Array;
   if (level === SOL_SOCKET) {
@@ -496,7 +497,7 @@ export function getsockopt(t: Task, f: OpenFileState, level: number, opt: number
   return 0;
 }
 
-export function setsockopt(t: Task, f: OpenFileState, level: number, opt: number, val: number, len: number): number {
+export function setsockopt(t: Task, f: SocketFile, level: number, opt: number, val: number, len: number): number {
   if (len < 0) return -E.EINVAL;
   if (![SOL_SOCKET, IPPROTO_TCP, IPPROTO_UDP, 0, 41].includes(level)) return -E.ENOPROTOOPT;
   const s = so(f);
@@ -508,7 +509,7 @@ export function setsockopt(t: Task, f: OpenFileState, level: number, opt: number
 }
 
 /** The last fd of a socket closed: connected streams close their pipe ends; bound names are freed. */
-export function releaseSocket(k: Kernel, f: OpenFileState): void {
+export function releaseSocket(k: Kernel, f: SocketFile): void {
   const s = so(f);
   if (s.rx && !s.shutRd) k.pipes.closeEnd(s.rx, 'read');
   if (s.tx && !s.shutWr) k.pipes.closeEnd(s.tx, 'write');
@@ -525,7 +526,7 @@ export function releaseSocket(k: Kernel, f: OpenFileState): void {
 }
 
 /** Poll readiness of a socket (POLLIN 1, POLLOUT 4, POLLERR 8, POLLHUP 0x10, POLLRDHUP 0x2000). */
-export function socketReadiness(t: Task, f: OpenFileState, pipeBuf: number): number {
+export function socketReadiness(t: Task, f: SocketFile, pipeBuf: number): number {
   const s = so(f);
   if (s.state === 'listening') return s.backlog!.length ? 1 : 0;
   if (s.type === SOCK_DGRAM) return (s.dgrams!.length ? 1 : 0) | 4;

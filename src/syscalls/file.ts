@@ -4,54 +4,31 @@
  * fs/stat.c, fs/readdir.c, fs/fcntl.c.
  */
 import fs from 'node:fs';
-import crypto from 'node:crypto';
-import { Observable } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, InodeState } from '../kernel/state.js';
 import { Node, modeOf } from '../vfs/vfs.js';
-import { eventfdRead, eventfdWrite } from '../ipc/eventfd.js';
 import { checkFileGrowth, fileWriteLimit } from '../kernel/rlimits.js';
-import { MAX_UPPER_FILE, inodeRead, inodeTruncate, inodeWrite, inodeZero } from '../vfs/inode-data.js';
-import { socketRead, socketWrite } from '../net/socket.js';
+import { MAX_UPPER_FILE, inodeRead, inodeWrite, inodeZero } from '../vfs/inode-data.js';
 import { Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
 import { syscall } from './entry.js';
-import { HostError } from '../../platforms/host-services.js';
+import { fileIoctl, fileRead, fileReopen, fileSeek, fileWrite } from '../files/file-ops.js';
+import { truncateUpper, type UpperFile } from '../files/upper.js';
+import { writeHostFd } from '../files/hostfd.js';
 import { baseDir } from '../kernel/dirfd.js';
-import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, FIONREAD, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, MAX_RW, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_READ, PROT_WRITE, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET, SIGPIPE, S_IFIFO, S_IFMT, S_IFREG, TCGETS, TCSETS, TCSETSF, TCSETSW, TIOCGPGRP, TIOCGSID, TIOCGWINSZ, TIOCSPGRP, TIOCSWINSZ, TERMIOS_SIZE, WINSIZE_SIZE } from '../abi/linux.js';
+import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_WRITE, SIGPIPE, S_IFIFO, S_IFMT, S_IFREG } from '../abi/linux.js';
 import { MAY_READ, MAY_WRITE } from '../kernel/creds.js';
-import { checkpointStatus, checkpointWrite } from '../kernel/guest-checkpoint.js';
-/** The filesystem node behind an open file (EBADF when it has none). */
+
+/** The filesystem node behind an open file, for chmod/chown/utimensat through an fd (none for the caller's stdio). */
 export function nodeOfFile(t: Task, f: OpenFileState): Node | undefined {
-  if (f.kind === 'upper') return { kind: 'upper', path: f.path, inode: t.kernel.state.fs.inodes[f.inodeId!] };
+  if (f.kind === 'upper') return { kind: 'upper', path: f.path, inode: t.kernel.state.fs.inodes[f.inodeId] };
   if (f.kind === 'hostfd') return undefined;
   return t.kernel.vfs.lookup(f.path);
 }
 
-/** stat of an open file (fstat). */
+/** stat of an open file (fstat): its kind's `stat`. */
 export function statOfFile(t: Task, f: OpenFileState): Stat {
-  // Pipes and sockets belong to their creator (pipefs/sockfs inodes), whoever asks later.
-  const owner = (pipeId: number | undefined) => t.kernel.state.pipes[pipeId ?? -1]?.owner ?? [t.tg.uid, t.tg.gid];
-  if (f.kind === 'socket') {
-    const [uid, gid] = owner(f.socket!.tx);
-    return { dev: 0x8, ino: 0x10000 + f.socket!.tx, nlink: 1, mode: 0o140777, uid, gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
-  }
-  if (f.kind === 'pipe') {
-    const [uid, gid] = owner(f.pipeId);
-    return { dev: 0xc, ino: 0x10000 + f.pipeId!, nlink: 1, mode: S_IFIFO | 0o600, uid, gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
-  }
-  if (f.kind === 'hostfd') {
-    return t.kernel.host.fstat(f.hostFd!);
-  }
-  const n = nodeOfFile(t, f);
-  if (!n) {
-    if (f.kind === 'synthetic') return { dev: 0x2c, ino: 1, nlink: 1, mode: S_IFREG | 0o444, uid: 0, gid: 0, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
-    throw new SyscallError(E.EBADF);
-  }
-  if (n.kind === 'synthetic' && n.node.magicFileId !== undefined && t.kernel.state.openFiles[n.node.magicFileId]) return statOfFile(t, t.kernel.state.openFiles[n.node.magicFileId]);
-  const s = t.kernel.vfs.stat(n);
-  if (f.kind === 'synthetic') s.size = 0;
-  return s;
+  return t.kernel.fileOps(f).stat(t, f);
 }
 
 /**
@@ -65,7 +42,7 @@ export function openNode(t: Task, n: Node, flags: number, created = false): Open
   const writing = acc !== O_RDONLY; // 3 (O_ACCMODE) asks for read and write permission, as Linux's ACC_MODE
   const mode = modeOf(n);
   if (n.kind === 'synthetic' && n.node.magicFileId !== undefined) return reopen(t, n.node.magicFileId, flags);
-  if (flags & O_PATH) return k.newOpenFile({ kind: isDir(mode) ? 'dir' : 'synthetic', path: n.path, flags, content: new Uint8Array(0) });
+  if (flags & O_PATH) return isDir(mode) ? k.newOpenFile({ kind: 'dir', path: n.path, flags }) : k.newOpenFile({ kind: 'synthetic', path: n.path, flags, content: new Uint8Array(0) });
   if (!created) k.vfs.checkAccess(n, (acc === O_WRONLY ? 0 : MAY_READ) | (writing || (flags & O_TRUNC) ? MAY_WRITE : 0));
   if ((mode & S_IFMT) === S_IFIFO) throw new SyscallError(E.ENXIO); // named pipes: not yet
   if (isDir(mode)) {
@@ -109,40 +86,17 @@ export function openNode(t: Task, n: Node, flags: number, created = false): Open
   return f;
 }
 
-/** Open /proc/self/fd/N again: a new open file description of the same object (offset 0). */
+/** Open /proc/self/fd/N again: a new open file description of the same object (offset 0), as its kind's `reopen` says. */
 function reopen(t: Task, fileId: number, flags: number): OpenFileState {
-  const k = t.kernel;
-  const target = k.state.openFiles[fileId];
+  const target = t.kernel.state.openFiles[fileId];
   if (!target) throw new SyscallError(E.ENOENT);
-  const acc = flags & O_ACCMODE;
-  const base = { path: target.path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC) };
-  switch (target.kind) {
-    case 'pipe': {
-      const p = k.state.pipes[target.pipeId!];
-      if (!p || acc === O_RDWR) throw new SyscallError(acc === O_RDWR ? E.EINVAL : E.ENOENT);
-      if (acc === O_WRONLY) p.writers++; else p.readers++;
-      return k.newOpenFile({ ...base, kind: 'pipe', pipeId: p.id });
-    }
-    case 'hostfd': return k.newOpenFile({ ...base, kind: 'hostfd', hostFd: target.hostFd });
-    case 'epoll': case 'pidfd': case 'eventfd': case 'socket': throw new SyscallError(E.ENXIO);
-    case 'pty': {
-      const p = k.state.ptys?.[target.pty!.id];
-      if (!p) throw new SyscallError(E.EIO);
-      return target.pty!.master ? (() => { throw new SyscallError(E.ENXIO); })() : k.ptys.openSlave(p, flags);
-    }
-    default: {
-      const f = k.newOpenFile({ ...target, ...base, offset: 0, entries: undefined });
-      if (f.kind === 'upper' && (flags & O_TRUNC) && acc !== O_RDONLY) truncateInode(t, k.state.fs.inodes[f.inodeId!], 0);
-      return f;
-    }
-  }
+  return fileReopen(t, target, flags);
 }
 
-/** Set a regular file's size (bytes); growing past RLIMIT_FSIZE is EFBIG + SIGXFSZ (thrown). */
+/** Set an upper-layer regular file's size (bytes; mtime and ctime updated); growing past RLIMIT_FSIZE is EFBIG + SIGXFSZ (thrown). */
 export function truncateInode(t: Task, inode: InodeState, size: number): void {
   checkFileGrowth(t, inode.size, size);
-  inodeTruncate(t.kernel, inode, size);
-  inode.mtimeNs = inode.ctimeNs = t.kernel.clock.realtimeNs();
+  truncateUpper(t.kernel, inode, size);
 }
 
 function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: number): SyscallResult {
@@ -178,172 +132,6 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
   return fd;
 }
 
-/**
- * Copy bytes into guest memory at buf. Returns the bytes copied: short when the buffer
- * becomes unmapped part-way (as Linux's copy_to_user), EFAULT only when nothing fits.
- */
-function copyToGuest(t: Task, buf: number, src: Uint8Array): number {
-  let done = 0;
-  try {
-    t.mm.chunks(buf, src.length, PROT_WRITE, (view, ro) => { view.set(src.subarray(ro, ro + view.length)); done = ro + view.length; });
-  } catch (e) {
-    if (e instanceof SyscallError && e.errno === E.EFAULT && done > 0) return done;
-    throw e;
-  }
-  return src.length;
-}
-
-/** read(2) body for one open file at `pos` (or its offset); advances the offset when `advance`. */
-function readFile(t: Task, f: OpenFileState, buf: number, count: number, pos: number | null): SyscallResult {
-  // Access mode 3 (O_ACCMODE) opens a file for neither reading nor writing (Linux's FMODE bits).
-  if ((f.flags & O_ACCMODE) === O_WRONLY || (f.flags & O_ACCMODE) === O_ACCMODE || (f.flags & O_PATH)) return -E.EBADF;
-  count = Math.min(count, MAX_RW);
-  const usePos = pos ?? f.offset;
-  const advance = (n: number) => { if (pos === null && n > 0) f.offset += n; return n; };
-  switch (f.kind) {
-    case 'dir': return -E.EISDIR;
-    case 'epoll': case 'pidfd': return -E.EINVAL;
-    case 'eventfd': return eventfdRead(t, f, buf, count);
-    case 'socket': return socketRead(t, f, buf, count);
-    case 'pty': return t.kernel.ptys.read(t, f, buf, count);
-    case 'pipe': return t.kernel.pipes.read(t, f, buf, count);
-    case 'host': {
-      if (count === 0) return 0;
-      const hfd = t.kernel.hostFiles.fd(f);
-      let total = 0;
-      let short = false;
-      try {
-        t.mm.chunks(buf, count, PROT_WRITE, (view) => {
-          if (short) return;
-          const n = fs.readSync(hfd, view, 0, view.length, usePos + total);
-          total += n;
-          if (n < view.length) short = true;
-        });
-      } catch (e) {
-        if (!(e instanceof SyscallError && e.errno === E.EFAULT && total > 0)) throw e; // a short read up to the bad page
-      }
-      return advance(total);
-    }
-    case 'upper': {
-      const ino = t.kernel.state.fs.inodes[f.inodeId!];
-      if (!isReg(ino.mode)) return -E.EINVAL;
-      const end = Math.min(ino.size, usePos + count);
-      if (end <= usePos) return 0;
-      return advance(copyToGuest(t, buf, inodeRead(t.kernel, ino, usePos, end)));
-    }
-    case 'synthetic': {
-      const c = f.content!;
-      const end = Math.min(c.length, usePos + count);
-      if (end <= usePos) return 0;
-      return advance(copyToGuest(t, buf, c.subarray(usePos, end)));
-    }
-    case 'dev': {
-      if (f.dev === 'null') return 0;
-      if (f.dev === 'tty') return -E.ENXIO;
-      if (f.dev === 'snapvisor-checkpoint') {
-        const c = new TextEncoder().encode(checkpointStatus(t.kernel));
-        const end = Math.min(c.length, usePos + count);
-        return end <= usePos ? 0 : advance(copyToGuest(t, buf, c.subarray(usePos, end)));
-      }
-      t.mm.chunks(buf, count, PROT_WRITE, (view) => {
-        if (f.dev === 'random' || f.dev === 'urandom') crypto.randomFillSync(view); else view.fill(0);
-      });
-      return count;
-    }
-    case 'hostfd': {
-      const hfd = f.hostFd!;
-      if (count === 0) return 0;
-      t.mm.chunks(buf, Math.min(count, 1), PROT_WRITE, () => undefined); // EFAULT before blocking
-      const host = t.kernel.host;
-      if (!host.isStream(hfd)) {
-        let total = 0, short = false;
-        t.mm.chunks(buf, count, PROT_WRITE, (view) => {
-          if (short) return;
-          const n = host.readSync(hfd, view, null);
-          total += n;
-          if (n < view.length) short = true;
-        });
-        return total;
-      }
-      // A pipe, terminal or socket: take what is there without blocking; else wait for readiness
-      // (no host read in flight, so a signal that interrupts the wait loses no bytes).
-      const tmp = Buffer.alloc(Math.min(count, 65536));
-      const attempt = (): number | undefined => {
-        let n: number | undefined;
-        try { n = host.readNow(hfd, tmp); } catch (e) { throw e instanceof HostError ? new SyscallError(e.errno) : e; }
-        return n === undefined ? undefined : copyToGuest(t, buf, tmp.subarray(0, n));
-      };
-      const now = attempt();
-      if (now !== undefined) return now;
-      if (f.flags & O_NONBLOCK) return -E.EAGAIN;
-      return {
-        waiter: { kind: 'read', fileId: f.id, interruptible: true, restartable: true },
-        result$: t.kernel.whenRunnable(new Observable<void>((sub) => host.onReadable(hfd, () => sub.next())), attempt),
-      };
-    }
-  }
-}
-
-function writeHostFd(t: Task, hfd: number, view: Uint8Array): number {
-  let off = 0;
-  while (off < view.length) {
-    try {
-      off += t.kernel.host.writeSync(hfd, view, off, view.length - off);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EAGAIN') { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); continue; }
-      if (code === 'EPIPE') throw new SyscallError(E.EPIPE);
-      throw new SyscallError(E.EIO);
-    }
-  }
-  return off;
-}
-
-function writeFile(t: Task, f: OpenFileState, buf: number, count: number, pos: number | null): SyscallResult {
-  const acc = f.flags & O_ACCMODE;
-  if (acc === O_RDONLY || acc === O_ACCMODE || (f.flags & O_PATH)) return -E.EBADF;
-  count = Math.min(count, MAX_RW);
-  switch (f.kind) {
-    case 'pipe': return t.kernel.pipes.write(t, f, buf, count);
-    case 'eventfd': return eventfdWrite(t, f, buf, count);
-    case 'socket': return socketWrite(t, f, buf, count);
-    case 'pty': return t.kernel.ptys.write(t, f, buf, count);
-    case 'hostfd': {
-      let total = 0;
-      t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before any byte leaves
-      try {
-        t.mm.chunks(buf, count, PROT_READ, (view) => { total += writeHostFd(t, f.hostFd!, view); });
-      } catch (e) {
-        if (e instanceof SyscallError && e.errno === E.EPIPE) {
-          t.kernel.signals.send(t.tgid, SIGPIPE, { signo: SIGPIPE, code: 0, pid: t.tgid }, t.tid);
-          if (total === 0) return -E.EPIPE;
-          return total;
-        }
-        throw e;
-      }
-      return total;
-    }
-    case 'upper': {
-      const ino = t.kernel.state.fs.inodes[f.inodeId!];
-      const at = pos ?? ((f.flags & O_APPEND) ? ino.size : f.offset);
-      if (isReg(ino.mode)) count = fileWriteLimit(t, at, count); // RLIMIT_FSIZE: short write, or EFBIG + SIGXFSZ
-      const end = at + count;
-      t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before the file changes
-      inodeWrite(t.kernel, ino, at, count, (put) => t.mm.chunks(buf, count, PROT_READ, (view, ro) => put(view, ro)));
-      ino.mtimeNs = ino.ctimeNs = t.kernel.clock.realtimeNs();
-      if (pos === null) f.offset = end;
-      return count;
-    }
-    case 'dev':
-      if (f.dev === 'full') return -E.ENOSPC;
-      t.mm.chunks(buf, count, PROT_READ, () => undefined);
-      if (f.dev === 'snapvisor-checkpoint') return checkpointWrite(t, count);
-      return count;
-    case 'dir': return -E.EISDIR;
-    default: return -E.EBADF;
-  }
-}
-
 /** Gather an iovec array (man 2 readv): [base, len] pairs, EINVAL past IOV_MAX or a negative total. */
 function readIovec(t: Task, iov: number, cnt: number): Array<[number, number]> {
   if (cnt < 0 || cnt > 1024) throw new SyscallError(E.EINVAL);
@@ -367,7 +155,7 @@ function readv(t: Task, fd: number, iov: number, cnt: number, pos: number | null
   let total = 0;
   for (const [base, len] of vecs) {
     if (len === 0) continue;
-    const r = readFile(t, f, base, len, pos === null ? null : pos + total);
+    const r = fileRead(t, f, base, len, pos === null ? null : pos + total);
     if (typeof r !== 'number') return total > 0 ? total : r;
     if (r < 0) return total > 0 ? total : r;
     total += r;
@@ -388,7 +176,7 @@ function writev(t: Task, fd: number, iov: number, cnt: number, pos: number | nul
   for (const [base, len] of vecs) {
     if (len === 0) continue;
     let r: SyscallResult;
-    try { r = writeFile(t, f, base, len, pos === null ? null : pos + total); } catch (e) { if (total > 0) return total; throw e; }
+    try { r = fileWrite(t, f, base, len, pos === null ? null : pos + total); } catch (e) { if (total > 0) return total; throw e; }
     if (typeof r !== 'number') return total > 0 ? total : r;
     if (r < 0) return total > 0 ? total : r;
     total += r;
@@ -397,35 +185,9 @@ function writev(t: Task, fd: number, iov: number, cnt: number, pos: number | nul
   return total;
 }
 
-function fileSize(t: Task, f: OpenFileState): number {
-  if (f.kind === 'upper') return t.kernel.state.fs.inodes[f.inodeId!].size;
-  if (f.kind === 'synthetic') return f.content!.length;
-  return statOfFile(t, f).size;
-}
-
+/** lseek(2): the file's kind seeks (ESPIPE for pipes, sockets, terminals and other streams). */
 function lseek(t: Task): number {
-  const f = t.kernel.file(t, t.argInt(0));
-  const off = t.argI64(1), whence = t.argInt(2);
-  if (whence < 0 || whence > 4 /* SEEK_HOLE */) return -E.EINVAL; // before the file's own llseek (ksys_lseek)
-  if ((f.kind === 'hostfd' && t.kernel.host.isStream(f.hostFd!)) || f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'pty') return -E.ESPIPE;
-  if (f.kind === 'dev') return 0;
-  let base: number;
-  switch (whence) {
-    case SEEK_SET: base = 0; break;
-    case SEEK_CUR: base = f.offset; break;
-    case SEEK_END: base = f.kind === 'dir' ? 0 : fileSize(t, f); break;
-    case SEEK_DATA: case SEEK_HOLE: {
-      const size = fileSize(t, f);
-      if (off >= size) return -E.ENXIO;
-      return f.offset = whence === SEEK_DATA ? off : size;
-    }
-    default: return -E.EINVAL;
-  }
-  const n = base + off;
-  if (n < 0) return -E.EINVAL;
-  if (f.kind === 'dir' && n === 0) f.entries = undefined;
-  f.offset = n;
-  return n;
+  return fileSeek(t, t.kernel.file(t, t.argInt(0)), t.argI64(1), t.argInt(2));
 }
 
 function statPath(t: Task, dirfd: number, pathAddr: number, flags: number): Stat {
@@ -539,12 +301,12 @@ function fcntl(t: Task): number {
     case 1033 /* F_ADD_SEALS */: return f.kind === 'upper' ? 0 : -E.EINVAL;
     case 1034 /* F_GET_SEALS */: return f.kind === 'upper' ? 0 : -E.EINVAL;
     case F_GETOWN: return 0;
-    case F_GETPIPE_SZ: return f.kind === 'pipe' ? t.kernel.state.pipes[f.pipeId!]?.buf.length ?? 65536 : -E.EINVAL;
+    case F_GETPIPE_SZ: return f.kind === 'pipe' ? t.kernel.state.pipes[f.pipeId]?.buf.length ?? 65536 : -E.EINVAL;
     case F_SETPIPE_SZ: {
       if (f.kind !== 'pipe') return -E.EBADF;
       const want = t.argInt(2);
       if (want < 0 || want > 1048576) return want < 0 ? -E.EINVAL : -E.EPERM;
-      const p = t.kernel.state.pipes[f.pipeId!];
+      const p = t.kernel.state.pipes[f.pipeId];
       let size = 4096;
       while (size < want) size *= 2;
       if (size < p.len) return -E.EBUSY;
@@ -557,7 +319,7 @@ function fcntl(t: Task): number {
   }
 }
 
-/** ioctl(2): terminal requests reach the caller's real terminal for stdio; everything else ENOTTY. */
+/** ioctl(2): FIOCLEX, FIONCLEX and FIONBIO for every file; the rest is the file kind's (terminal requests, FIONREAD), else ENOTTY. */
 function ioctl(t: Task): number {
   const fd = t.argInt(0), req = t.argU32(1), arg = t.arg(2);
   const f = t.kernel.file(t, fd);
@@ -565,43 +327,8 @@ function ioctl(t: Task): number {
     case FIOCLEX: t.fdTable.fds[fd].cloexec = true; return 0;
     case FIONCLEX: t.fdTable.fds[fd].cloexec = false; return 0;
     case FIONBIO: f.flags = t.mm.readU32(arg) ? f.flags | O_NONBLOCK : f.flags & ~O_NONBLOCK; return 0;
-    case FIONREAD: {
-      if (f.kind === 'upper') { t.mm.writeU32(arg, Math.max(0, t.kernel.state.fs.inodes[f.inodeId!].size - f.offset)); return 0; }
-      if (f.kind === 'host') { t.mm.writeU32(arg, Math.max(0, fileSize(t, f) - f.offset)); return 0; }
-      if (f.kind === 'pipe') { t.mm.writeU32(arg, t.kernel.pipes.available(f)); return 0; }
-      break;
-    }
   }
-  if (f.kind === 'pty') return t.kernel.ptys.ioctl(t, f, req, arg);
-  if (f.kind !== 'hostfd') return -E.ENOTTY;
-  const hfd = f.hostFd!;
-  if (req === TIOCGPGRP || req === TIOCSPGRP || req === TIOCGSID) {
-    // The controlling terminal's foreground process group is the sandbox's own (pids are virtual).
-    if (!t.kernel.host.isTerminal(hfd)) return -E.ENOTTY;
-    const cfg = t.kernel.state.config as typeof t.kernel.state.config & { ttyForegroundPgid?: number };
-    if (req === TIOCSPGRP) {
-      const pgid = t.mm.readU32(arg) | 0;
-      if (pgid <= 0) return -E.EINVAL;
-      if (!Object.values(t.kernel.state.threadGroups).some((g) => g.pgid === pgid && !g.zombie)) return -E.EPERM;
-      cfg.ttyForegroundPgid = pgid;
-      return 0;
-    }
-    t.mm.writeU32(arg, req === TIOCGSID ? t.tg.sid : cfg.ttyForegroundPgid ?? 1);
-    return 0;
-  }
-  const sizes: Record<number, [number, boolean]> = {
-    [TCGETS]: [TERMIOS_SIZE, false], [TCSETS]: [TERMIOS_SIZE, true], [TCSETSW]: [TERMIOS_SIZE, true], [TCSETSF]: [TERMIOS_SIZE, true],
-    [TIOCGWINSZ]: [WINSIZE_SIZE, false], [TIOCSWINSZ]: [WINSIZE_SIZE, true], [TIOCGPGRP]: [4, false], [TIOCSPGRP]: [4, true], [TIOCGSID]: [4, false], [FIONREAD]: [4, false],
-  };
-  const spec = sizes[req];
-  if (!spec) return -E.ENOTTY;
-  const [size, input] = spec;
-  const b = new Uint8Array(size);
-  if (input) b.set(t.mm.read(arg, size));
-  const r = t.kernel.host.ioctl(hfd, req, b);
-  if (r < 0) return r;
-  if (!input) t.mm.write(arg, b);
-  return r;
+  return fileIoctl(t, f, req, arg);
 }
 
 function dup3(t: Task, oldfd: number, newfd: number, flags: number, isDup2: boolean): number {
@@ -627,7 +354,7 @@ function sendfile(t: Task): number {
   const fin = k.file(t, inFd), fout = k.file(t, outFd);
   if ((fin.flags & O_ACCMODE) === O_WRONLY || (fout.flags & O_ACCMODE) === O_RDONLY) return -E.EBADF;
   // Into a pipe or a connected stream socket: whatever fits now (sendfile may return short).
-  const outPipe = fout.kind === 'pipe' ? fout.pipeId : fout.kind === 'socket' && fout.socket!.type === 1 && fout.socket!.state === 'connected' ? fout.socket!.tx : undefined;
+  const outPipe = fout.kind === 'pipe' ? fout.pipeId : fout.kind === 'socket' && fout.socket.type === 1 && fout.socket.state === 'connected' ? fout.socket.tx : undefined;
   if (!(fin.kind === 'host' || fin.kind === 'upper') || !(fout.kind === 'upper' || fout.kind === 'hostfd' || outPipe)) return -E.EINVAL;
   const count = Math.min(t.arg(3), 1 << 20);
   const pos = offPtr ? Number(BigInt.asIntN(64, t.mm.readU64(offPtr))) : fin.offset;
@@ -637,7 +364,7 @@ function sendfile(t: Task): number {
     const buf = Buffer.alloc(count);
     data = buf.subarray(0, fs.readSync(k.hostFiles.fd(fin), buf, 0, count, pos));
   } else {
-    const ino = k.state.fs.inodes[fin.inodeId!];
+    const ino = k.state.fs.inodes[fin.inodeId];
     data = new Uint8Array(inodeRead(k, ino, pos, pos + count));
   }
   let n: number;
@@ -650,9 +377,9 @@ function sendfile(t: Task): number {
     p.len += n;
     p.written = (p.written ?? 0) + n;
     k.pipes.changed$.next(p.id);
-  } else if (fout.kind === 'hostfd') n = writeHostFd(t, fout.hostFd!, data);
+  } else if (fout.kind === 'hostfd') n = writeHostFd(t, fout.hostFd, data);
   else {
-    const ino = k.state.fs.inodes[fout.inodeId!];
+    const ino = k.state.fs.inodes[(fout as UpperFile).inodeId];
     const at = (fout.flags & O_APPEND) ? ino.size : fout.offset;
     data = data.subarray(0, fileWriteLimit(t, at, data.length));
     inodeWrite(k, ino, at, data.length, (put) => put(data, 0));
@@ -667,7 +394,7 @@ function ftruncateFile(t: Task, f: OpenFileState, len: number): number {
   if (len < 0) return -E.EINVAL;
   if (f.kind !== 'upper') return (f.flags & O_ACCMODE) === O_RDONLY ? -E.EINVAL : -E.EINVAL;
   if ((f.flags & O_ACCMODE) === O_RDONLY) return -E.EINVAL;
-  const ino = t.kernel.state.fs.inodes[f.inodeId!];
+  const ino = t.kernel.state.fs.inodes[f.inodeId];
   if (!isReg(ino.mode)) return -E.EINVAL;
   truncateInode(t, ino, len);
   return 0;
@@ -685,26 +412,26 @@ function pipe2(t: Task, fdsAddr: number, flags: number): number {
 }
 
 /** fsync/fdatasync: 0, or EINVAL for files with no fsync operation (pipes, sockets, eventfds: vfs_fsync_range). */
-function syncable(f: OpenFileState): number {
-  return f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'eventfd' ? -E.EINVAL : 0;
+function syncable(t: Task, f: OpenFileState): number {
+  return t.kernel.fileOps(f).syncable === false ? -E.EINVAL : 0;
 }
 
 export const fileSyscalls = [
-  syscall('read', 3, (t) => readFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null)),
-  syscall('write', 3, (t) => writeFile(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null)),
+  syscall('read', 3, (t) => fileRead(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null)),
+  syscall('write', 3, (t) => fileWrite(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null)),
   syscall('pipe', 1, (t) => pipe2(t, t.arg(0), 0)),
   syscall('pipe2', 2, (t) => pipe2(t, t.arg(0), t.argInt(1)), 'partial', 'O_DIRECT (packet mode) is accepted but behaves as a byte stream'),
   syscall('pread64', 4, (t) => {
     if (t.argI64(3) < 0) return -E.EINVAL; // before the fd, as ksys_pread64
     const f = t.kernel.file(t, t.argInt(0));
-    if ((f.kind === 'hostfd' && t.kernel.host.isStream(f.hostFd!)) || f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'pty') return -E.ESPIPE;
-    return readFile(t, f, t.arg(1), t.arg(2), t.argI64(3));
+    if (t.kernel.fileOps(f).preadable?.(t, f) === false) return -E.ESPIPE;
+    return fileRead(t, f, t.arg(1), t.arg(2), t.argI64(3));
   }),
   syscall('pwrite64', 4, (t) => {
     if (t.argI64(3) < 0) return -E.EINVAL; // before the fd, as ksys_pwrite64
     const f = t.kernel.file(t, t.argInt(0));
-    if (f.kind === 'hostfd' || f.kind === 'pipe' || f.kind === 'socket' || f.kind === 'pty') return -E.ESPIPE;
-    return writeFile(t, f, t.arg(1), t.arg(2), t.argI64(3));
+    if (t.kernel.fileOps(f).pwritable?.(t, f) === false) return -E.ESPIPE;
+    return fileWrite(t, f, t.arg(1), t.arg(2), t.argI64(3));
   }),
   syscall('readv', 3, (t) => readv(t, t.argInt(0), t.arg(1), t.argInt(2), null)),
   syscall('writev', 3, (t) => writev(t, t.argInt(0), t.arg(1), t.argInt(2), null)),
@@ -735,8 +462,8 @@ export const fileSyscalls = [
   syscall('dup', 1, (t) => { const e = t.fdTable.fds[t.argInt(0)]; return e ? t.kernel.installFd(t, e.fileId, false) : -E.EBADF; }),
   syscall('dup2', 2, (t) => dup3(t, t.argInt(0), t.argInt(1), 0, true)),
   syscall('dup3', 3, (t) => dup3(t, t.argInt(0), t.argInt(1), t.argInt(2), false)),
-  syscall('fsync', 1, (t) => syncable(t.kernel.file(t, t.argInt(0))), 'stub', 'the upper layer lives in memory: nothing to flush; EINVAL for pipes and sockets'),
-  syscall('fdatasync', 1, (t) => syncable(t.kernel.file(t, t.argInt(0))), 'stub', 'the upper layer lives in memory: nothing to flush; EINVAL for pipes and sockets'),
+  syscall('fsync', 1, (t) => syncable(t, t.kernel.file(t, t.argInt(0))), 'stub', 'the upper layer lives in memory: nothing to flush; EINVAL for pipes and sockets'),
+  syscall('fdatasync', 1, (t) => syncable(t, t.kernel.file(t, t.argInt(0))), 'stub', 'the upper layer lives in memory: nothing to flush; EINVAL for pipes and sockets'),
   syscall('syncfs', 1, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'the upper layer lives in memory: nothing to flush'),
   syscall('sync', 0, () => 0, 'stub', 'the upper layer lives in memory: nothing to flush'),
   syscall('fadvise64', 4, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'advice only'),
@@ -768,7 +495,7 @@ export const fileSyscalls = [
     if ((f.flags & O_ACCMODE) === O_RDONLY) return -E.EBADF;
     if (f.kind === 'pipe') return -E.ESPIPE;
     if (f.kind !== 'upper') return -E.ENODEV;
-    const ino = t.kernel.state.fs.inodes[f.inodeId!];
+    const ino = t.kernel.state.fs.inodes[f.inodeId];
     if (!isReg(ino.mode)) return -E.ENODEV;
     const KEEP_SIZE = 1, PUNCH_HOLE = 2, ZERO_RANGE = 0x10;
     if (mode & ~(KEEP_SIZE | PUNCH_HOLE | ZERO_RANGE)) return -E.EOPNOTSUPP;

@@ -5,7 +5,7 @@
  */
 import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
-import type { OpenFileState } from '../kernel/state.js';
+import type { SocketFile } from '../files/socket.js';
 import {
   accept, connect, doBind, getsockopt, installSocket, listen, newSocket, readAddr, recvmsg, sendmsg, setsockopt, so, sockFile,
   socketRead, socketWrite, writeAddr,
@@ -97,7 +97,7 @@ function socketpair(t: Task): number {
   return 0;
 }
 
-const withSock = <T>(t: Task, fd: number, fn: (f: OpenFileState) => T): T => fn(sockFile(t, fd));
+const withSock = <T>(t: Task, fd: number, fn: (f: SocketFile) => T): T => fn(sockFile(t, fd));
 
 export const netSyscalls = [
   syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 on 127.0.0.0/8 and ::1, AF_UNIX; stream and datagram'),

@@ -9,39 +9,22 @@ import { untilDeadline } from '../kernel/deadline.js';
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, PollWaiter } from '../kernel/state.js';
-import { socketReadiness } from '../net/socket.js';
 import { syscall } from './entry.js';
+import { epollReady } from '../files/epoll.js';
 import { readTimespec } from './time.js';
-import { EPOLLET, EPOLLONESHOT, EPOLLRDHUP, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, PIPE_BUF, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDNORM, POLLWRNORM } from '../abi/linux.js';
+import { EPOLLET, EPOLLRDHUP, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI } from '../abi/linux.js';
 
 /** How often host streams (the caller's stdin, a pipe or terminal) are re-checked while blocked, ms. */
 const HOST_POLL_MS = 5;
 
-/** Current readiness (POLL* bits) of an open file. */
+/** Current readiness (POLL* bits) of an open file: its kind's `readiness`. */
 export function readiness(t: Task, f: OpenFileState): number {
-  const acc = f.flags & 3;
-  switch (f.kind) {
-    case 'pipe': {
-      const p = t.kernel.state.pipes[f.pipeId!];
-      if (!p) return POLLERR;
-      if (acc === 1) return p.readers === 0 ? POLLERR | POLLOUT : p.buf.length - p.len >= PIPE_BUF ? POLLOUT | POLLWRNORM : 0;
-      return (p.len > 0 ? POLLIN | POLLRDNORM : 0) | (p.writers === 0 ? POLLHUP : 0);
-    }
-    case 'hostfd': {
-      const r = t.kernel.host.pollOnce(f.hostFd!, POLLIN | POLLOUT);
-      return r < 0 ? POLLERR : r;
-    }
-    case 'epoll': return epollReady(t, f, false).length ? POLLIN : 0;
-    case 'pty': return t.kernel.ptys.readiness(f);
-    case 'socket': return socketReadiness(t, f, PIPE_BUF);
-    case 'eventfd': { const c = f.eventfd!.count; return (c > 0n ? POLLIN | POLLRDNORM : 0) | (c < 0xfffffffffffffffen ? POLLOUT | POLLWRNORM : 0); }
-    case 'pidfd': { const g = t.kernel.state.threadGroups[f.pidfdTgid!]; return !g || g.zombie ? POLLIN | POLLHUP : 0; }
-    default: return POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
-  }
+  return t.kernel.fileOps(f).readiness(t, f);
 }
 
+/** Whether waiting on these files needs the host polled (the caller's stdio is among them). */
 function involvesHost(t: Task, files: (OpenFileState | undefined)[]): boolean {
-  return files.some((f) => f && (f.kind === 'hostfd' || f.kind === 'epoll' && Object.values(f.epollInterest ?? {}).some((i) => t.kernel.state.openFiles[i.fileId]?.kind === 'hostfd')));
+  return files.some((f) => !!f && !!t.kernel.fileOps(f).hostReadiness?.(t, f));
 }
 
 /**
@@ -136,27 +119,6 @@ function doSelect(t: Task, nfds: number, rAddr: number, wAddr: number, eAddr: nu
 
 // ---- epoll ----
 
-function epollReady(t: Task, ep: OpenFileState, consume: boolean): Array<[number, bigint]> {
-  const out: Array<[number, bigint]> = [];
-  for (const [fd, it] of Object.entries(ep.epollInterest ?? {})) {
-    const f = t.kernel.state.openFiles[it.fileId];
-    if (!f || !it.events) continue;
-    const r = readiness(t, f) & (it.events | POLLERR | POLLHUP);
-    // Edge-triggered: report only when something became ready since the last report.
-    if (it.edge) {
-      const fresh = r & ~(it.seen ?? 0);
-      if (consume) it.seen = r;
-      if (!fresh) continue;
-    }
-    if (r) {
-      out.push([r, it.data]);
-      if (consume && (it.events & EPOLLONESHOT)) it.events = 0;
-    }
-    void fd;
-  }
-  return out;
-}
-
 function epollCreate(t: Task, flags: number): number {
   if (flags & ~0o2000000) return -E.EINVAL;
   const f = t.kernel.newOpenFile({ kind: 'epoll', path: 'anon_inode:[eventpoll]', flags: 2, epollInterest: {} });
@@ -170,8 +132,8 @@ function epollCtl(t: Task): number {
   const ep = t.kernel.file(t, epfd);
   const target = t.kernel.file(t, fd);
   if (ep.kind !== 'epoll' || epfd === fd) return -E.EINVAL;
-  if (target.kind === 'upper' || target.kind === 'host' || target.kind === 'dir') return -E.EPERM; // regular files can't be polled
-  const interest = ep.epollInterest!;
+  if (t.kernel.fileOps(target).pollable === false) return -E.EPERM; // regular files and directories can't be polled
+  const interest = ep.epollInterest;
   let events = 0, data = 0n;
   if (op !== EPOLL_CTL_DEL) {
     const b = t.mm.read(evAddr, 12);
@@ -204,7 +166,7 @@ function epollWait(t: Task, epfd: number, evAddr: number, max: number, timeout: 
   const now = attempt();
   if (now !== undefined) return now;
   if (timeout === 0) return 0;
-  const files = Object.values(ep.epollInterest!).map((i) => t.kernel.state.openFiles[i.fileId]);
+  const files = Object.values(ep.epollInterest).map((i) => t.kernel.state.openFiles[i.fileId]);
   return blockUntil(t, 'epoll', timeout < 0 ? undefined : timeout, involvesHost(t, files), attempt, () => 0);
 }
 

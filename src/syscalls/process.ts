@@ -18,6 +18,7 @@ import { syscall } from './entry.js';
 import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, CAP_SYS_RESOURCE, RLIMIT_NOFILE, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
 import { prctlCreds } from './creds.js';
 import { capable, credsOf } from '../kernel/creds.js';
+import type { PidFdFile } from '../files/pidfd.js';
 
 /** Default limits (as a Debian login shell has them): resource -> [soft, hard]. */
 const DEFAULT_RLIMITS: Record<number, [bigint, bigint]> = {
@@ -273,11 +274,11 @@ export const processSyscalls = [
     // A pidfd, or an fd of a /proc/<pid> directory (both name a process).
     const procPid = f.kind === 'dir' ? /^\/proc\/(\d+)$/.exec(f.path)?.[1] : undefined;
     if (f.kind !== 'pidfd' && !procPid) return -E.EBADF;
-    if (procPid) f.pidfdTgid = Number(procPid);
+    const tgid = procPid ? Number(procPid) : (f as PidFdFile).pidfdTgid;
     if (t.argU32(3)) return -E.EINVAL;
     const sig = t.argInt(1);
     if (sig < 0 || sig > 64) return -E.EINVAL;
-    const g = t.kernel.state.threadGroups[f.pidfdTgid!];
+    const g = t.kernel.state.threadGroups[tgid];
     if (!g || g.zombie) return -E.ESRCH;
     t.kernel.signals.send(g.tgid, sig, { signo: sig, code: 0, pid: t.tgid, uid: t.tg.uid });
     return 0;

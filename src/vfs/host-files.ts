@@ -6,9 +6,9 @@
  * identity (size, mtime). `verifyAll` re-opens every one at restore and refuses a file
  * that vanished or changed with one line naming it.
  */
+import type { HostFile } from '../files/host.js';
 import { E, SyscallError } from '../errno.js';
 import { HostError, type HostStat } from '../../platforms/host-services.js';
-import type { OpenFileState } from '../kernel/state.js';
 import type { Kernel } from '../kernel/kernel.js';
 
 /** Identity of a host file as the graph records it (bytes; ms since the epoch). */
@@ -19,7 +19,7 @@ export class HostFiles {
   constructor(private readonly kernel: Kernel) {}
 
   /** Open the host file behind a new 'host' open file now (ENOENT/ELOOP/EACCES as the host says), and record its identity. */
-  open(f: OpenFileState): number {
+  open(f: HostFile): number {
     let o;
     try { o = this.kernel.vfs.lower.openFile(f.path); } catch (e) { throw new SyscallError(e instanceof HostError ? e.errno : E.EIO); }
     f.hostIdentity = hostIdentity(o.st);
@@ -28,7 +28,7 @@ export class HostFiles {
   }
 
   /** Host fd of a 'host' open file (re-opened after a restore: EIO if it vanished or changed). */
-  fd(f: OpenFileState): number {
+  fd(f: HostFile): number {
     const fd = this.fds.get(f.id);
     if (fd !== undefined) return fd;
     const why = this.reopen(f);
@@ -40,7 +40,7 @@ export class HostFiles {
   }
 
   /** Re-open a restored file; returns why it cannot be (one line) or undefined. */
-  private reopen(f: OpenFileState): string | undefined {
+  private reopen(f: HostFile): string | undefined {
     let o;
     try { o = this.kernel.vfs.lower.openFile(f.path); } catch { return `host file ${f.path} of the rootfs is gone`; }
     const id = hostIdentity(o.st);
@@ -53,13 +53,9 @@ export class HostFiles {
     return undefined;
   }
 
-  /** At restore: open every host file the graph holds open. Throws Error with one line naming the first that vanished or changed. */
-  verifyAll(): void {
-    for (const f of Object.values(this.kernel.state.openFiles)) {
-      if (f.kind !== 'host' || this.fds.has(f.id)) continue;
-      const why = this.reopen(f);
-      if (why) throw new Error(`cannot restore: ${why}`);
-    }
+  /** At restore: open the host file behind `f` again; returns why it cannot be (it vanished or changed), in one line, or undefined. */
+  reopenAtRestore(f: HostFile): string | undefined {
+    return this.fds.has(f.id) ? undefined : this.reopen(f);
   }
 
   close(id: number): void {

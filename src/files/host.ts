@@ -1,0 +1,71 @@
+/**
+ * 'host' files: regular files of the read-only lower layer (the host rootfs), opened once
+ * beneath the rootfs handle and held by fd (src/vfs/host-files.ts). Writes never reach
+ * them: opening for writing copies the file up into the upper layer (src/files/upper.ts).
+ */
+import fs from 'node:fs';
+import { E, SyscallError } from '../errno.js';
+import type { OpenFileBase } from '../kernel/state.js';
+import { FIONREAD, PROT_WRITE } from '../abi/linux.js';
+import { pageRoundUp } from '../mm/memory-file.js';
+import { pageCacheBlock } from '../mm/page-cache.js';
+import { ALWAYS_READY, FileOps, reopenFlags, seekBySize, statByPath } from './file-ops.js';
+
+/** Graph record: the path (re-opened beneath the rootfs on restore) and the identity it had (checked then). */
+export interface HostFile extends OpenFileBase {
+  kind: 'host';
+  /** Identity of the host file when opened (bytes; ms since the epoch), checked on restore. */
+  hostIdentity?: { size: number; mtimeMs: number };
+}
+
+export const hostFileOps: FileOps<HostFile> = {
+  read(t, f, buf, count, pos) {
+    if (count === 0) return 0;
+    const usePos = pos ?? f.offset;
+    const hfd = t.kernel.hostFiles.fd(f);
+    let total = 0;
+    let short = false;
+    try {
+      t.mm.chunks(buf, count, PROT_WRITE, (view) => {
+        if (short) return;
+        const n = fs.readSync(hfd, view, 0, view.length, usePos + total);
+        total += n;
+        if (n < view.length) short = true;
+      });
+    } catch (e) {
+      if (!(e instanceof SyscallError && e.errno === E.EFAULT && total > 0)) throw e; // a short read up to the bad page
+    }
+    if (pos === null && total > 0) f.offset += total;
+    return total;
+  },
+  write: () => -E.EBADF,
+  readiness: () => ALWAYS_READY,
+  stat: (t, f) => statByPath(t, f),
+  seek: (t, f, off, whence) => seekBySize(f, off, whence, () => statByPath(t, f).size),
+  ioctl(t, f, req, arg) {
+    if (req !== FIONREAD) return -E.ENOTTY;
+    t.mm.writeU32(arg, Math.max(0, statByPath(t, f).size - f.offset));
+    return 0;
+  },
+  reopen: (t, f, flags) => t.kernel.newOpenFile({ kind: 'host', path: f.path, flags: reopenFlags(flags), hostIdentity: f.hostIdentity }),
+  release: (k, f) => k.hostFiles.close(f.id),
+  mmap(t, f, addr, len, prot, flags, off) {
+    // Host files: pages come from the page cache, shared copy-on-write by every mapping of them.
+    const k = t.kernel;
+    const hfd = k.hostFiles.fd(f);
+    const id = f.hostIdentity!;
+    const mapLen = pageRoundUp(len);
+    const block = pageCacheBlock(k, f.path, id.size, id.mtimeMs, off, mapLen, (b) => {
+      let short = false, done = 0;
+      k.mf.forEachChunk(b, mapLen, (view) => {
+        if (short) return;
+        const n = fs.readSync(hfd, view, 0, view.length, off + done);
+        done += n;
+        if (n < view.length) short = true; // the rest stays zero, like the tail of a file's last page
+      }, true);
+    });
+    return t.mm.mapBlock(addr, len, prot, flags, f.path, off, block, 0, true);
+  },
+  pollable: false,
+  restore: (k, f) => k.hostFiles.reopenAtRestore(f),
+};

@@ -1,0 +1,39 @@
+/** 'pipe' files: either end of a pipe or an open FIFO (the pipe itself is src/ipc/pipe.ts). */
+import { E, SyscallError } from '../errno.js';
+import type { OpenFileBase } from '../kernel/state.js';
+import { FIONREAD, O_ACCMODE, O_RDWR, O_WRONLY, PIPE_BUF, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM, S_IFIFO } from '../abi/linux.js';
+import { FileOps, anonStat, reopenFlags } from './file-ops.js';
+
+/** Graph record: which pipe (pipes[pipeId]); which end is in `flags` (O_WRONLY: the write end). */
+export interface PipeFile extends OpenFileBase {
+  kind: 'pipe';
+  pipeId: number;
+}
+
+export const pipeFileOps: FileOps<PipeFile> = {
+  read: (t, f, buf, count) => t.kernel.pipes.read(t, f, buf, count),
+  write: (t, f, buf, count) => t.kernel.pipes.write(t, f, buf, count),
+  readiness(t, f) {
+    const p = t.kernel.state.pipes[f.pipeId];
+    if (!p) return POLLERR;
+    if ((f.flags & 3) === 1) return p.readers === 0 ? POLLERR | POLLOUT : p.buf.length - p.len >= PIPE_BUF ? POLLOUT | POLLWRNORM : 0;
+    return (p.len > 0 ? POLLIN | POLLRDNORM : 0) | (p.writers === 0 ? POLLHUP : 0);
+  },
+  stat: (t, f) => anonStat(t, 0xc, 0x10000 + f.pipeId, S_IFIFO | 0o600, f.pipeId),
+  ioctl(t, f, req, arg) {
+    if (req !== FIONREAD) return -E.ENOTTY;
+    t.mm.writeU32(arg, t.kernel.pipes.available(f));
+    return 0;
+  },
+  reopen(t, f, flags) {
+    const p = t.kernel.state.pipes[f.pipeId];
+    const acc = flags & O_ACCMODE;
+    if (!p || acc === O_RDWR) throw new SyscallError(acc === O_RDWR ? E.EINVAL : E.ENOENT);
+    if (acc === O_WRONLY) p.writers++; else p.readers++;
+    return t.kernel.newOpenFile({ kind: 'pipe', path: f.path, flags: reopenFlags(flags), pipeId: p.id });
+  },
+  release: (k, f) => k.pipes.release(f),
+  preadable: () => false,
+  pwritable: () => false,
+  syncable: false,
+};

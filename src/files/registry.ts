@@ -1,0 +1,40 @@
+/**
+ * Every kind of open file and its file operations: one line per kind. A new kind of file
+ * is a module in src/files/ (its graph record, extending OpenFileBase, and its FileOps)
+ * plus one line here and one member in the OpenFileState union (src/kernel/state.ts).
+ */
+import type { OpenFileKind, OpenFileState } from '../kernel/state.js';
+import type { FileOps } from './file-ops.js';
+import { hostFileOps } from './host.js';
+import { upperFileOps } from './upper.js';
+import { hostFdFileOps } from './hostfd.js';
+import { devFileOps } from './dev.js';
+import { syntheticFileOps } from './synthetic.js';
+import { dirFileOps } from './dir.js';
+import { pipeFileOps } from './pipe.js';
+import { epollFileOps } from './epoll.js';
+import { pidFdFileOps } from './pidfd.js';
+import { eventFdFileOps } from './eventfd.js';
+import { socketFileOps } from './socket.js';
+import { ptyFileOps } from './pty.js';
+
+/** File operations by kind (the type makes a missing or mistyped kind a compile error). */
+export const FILE_KINDS: { readonly [K in OpenFileKind]: FileOps<Extract<OpenFileState, { kind: K }>> } = {
+  host: hostFileOps,
+  upper: upperFileOps,
+  hostfd: hostFdFileOps,
+  dev: devFileOps,
+  synthetic: syntheticFileOps,
+  dir: dirFileOps,
+  pipe: pipeFileOps,
+  epoll: epollFileOps,
+  pidfd: pidFdFileOps,
+  eventfd: eventFdFileOps,
+  socket: socketFileOps,
+  pty: ptyFileOps,
+};
+
+/** The file operations of an open file. */
+export function fileOpsOf(f: OpenFileState): FileOps {
+  return FILE_KINDS[f.kind] as FileOps;
+}
