@@ -10,6 +10,7 @@ import { Worker } from 'node:worker_threads';
 import type { Kernel } from '../src/kernel/kernel.js';
 import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState } from '../src/kernel/state.js';
+import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
 import { CheckpointSummary, OpenedCheckpoint, SnapshotError, openCheckpoint, writeCheckpoint } from './store.js';
 import { verifyPages } from './pages.js';
 
@@ -52,6 +53,14 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
 
 /** Check that a decoded graph has the shape this kernel writes (refuse anything else before starting a guest). */
 function validateGraph(g: unknown): asserts g is KernelState {
+  if (g && typeof g === 'object') {
+    try {
+      migrateGraph(g as Record<string, unknown>);
+    } catch (e) {
+      if (e instanceof GraphVersionError) throw new SnapshotError(e.message);
+      throw e;
+    }
+  }
   const s = g as KernelState;
   if (!s || typeof s !== 'object' || s.graphVersion !== GRAPH_VERSION || typeof s.tasks !== 'object' || typeof s.memoryFile !== 'object' || typeof s.config?.rootfs !== 'string') {
     throw new SnapshotError(`checkpoint graph is not a snapvisor state graph of version ${GRAPH_VERSION}`);

@@ -5,6 +5,7 @@
  */
 import type { OpenFileKind, OpenFileState } from '../kernel/state.js';
 import type { FileOps } from './file-ops.js';
+import { byId, persisted, type PersistedKind } from '../kernel/persist.js';
 import { hostFileOps } from './host.js';
 import { upperFileOps } from './upper.js';
 import { hostFdFileOps } from './hostfd.js';
@@ -38,3 +39,25 @@ export const FILE_KINDS: { readonly [K in OpenFileKind]: FileOps<Extract<OpenFil
 export function fileOpsOf(f: OpenFileState): FileOps {
   return FILE_KINDS[f.kind] as FileOps;
 }
+
+/**
+ * Persistence of open files, one kind each: the record (its type beside its FileOps) is data;
+ * the runtime part is rebuilt by the kind's `restore` (host files are re-opened and checked).
+ */
+export const filePersists: PersistedKind<OpenFileState>[] = (Object.keys(FILE_KINDS) as OpenFileKind[]).map((kind) => persisted<OpenFileState>({
+  kind: `file:${kind}`,
+  records: (g) => byId(g.openFiles).filter(([, f]) => f.kind === kind),
+  restore(k) {
+    const ops = FILE_KINDS[kind] as FileOps;
+    if (!ops.restore) return undefined;
+    for (const f of Object.values(k.state.openFiles)) {
+      if (f.kind !== kind) continue;
+      const why = ops.restore(k, f);
+      if (why) return why;
+    }
+    return undefined;
+  },
+  rebuilds: kind === 'host' ? 'the host file is opened again beneath the rootfs handle and must have the recorded size and mtime'
+    : kind === 'hostfd' ? 'attached to the restoring command\'s own stdio fd of the same number'
+    : 'nothing: plain data',
+}));

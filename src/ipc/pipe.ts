@@ -5,6 +5,7 @@
  * readers and writers are Waiters woken through `changed$`; a partly done blocking write
  * keeps its progress in the waiter, so a restored task never writes a byte twice.
  */
+import { byId, persisted } from '../kernel/persist.js';
 import type { PipeFile } from '../files/pipe.js';
 import type { SocketFile } from '../files/socket.js';
 import { Subject, filter } from 'rxjs';
@@ -189,3 +190,10 @@ export class Pipes {
     return { waiter, result$: this.k.whenRunnable(this.wake$(pipeId), attempt) };
   }
 }
+
+/** Persistence: a pipe's buffer, counts and in-flight SCM_RIGHTS are data. */
+export const pipePersist = persisted<PipeState>({
+  kind: 'pipe',
+  records: (g) => byId(g.pipes),
+  rebuilds: 'nothing: plain data (wake-up streams are made by the waiters that need them)',
+});

@@ -5,6 +5,7 @@
  * terminal's foreground process group), raw mode with VMIN ≥ 1. All of it is data in the
  * graph (queues, termios, window size), so a pty checkpoints like a pipe.
  */
+import { byId, persisted } from '../kernel/persist.js';
 import type { PtyFile } from '../files/pty.js';
 import { filter } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
@@ -248,3 +249,10 @@ export class Ptys {
     return Object.values(this.table).filter((p) => p.masterOpen).map((p) => p.index).sort((a, b) => a - b);
   }
 }
+
+/** Persistence: a pseudo-terminal's termios, window size and queues are data. */
+export const ptyPersist = persisted<PtyState>({
+  kind: 'pty',
+  records: (g) => byId(g.ptys),
+  rebuilds: 'nothing: plain data',
+});

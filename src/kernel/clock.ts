@@ -4,6 +4,7 @@
  * CLOCK_MONOTONIC/BOOTTIME = host monotonic + an offset saved in the graph (like a time
  * namespace's offsets, compare CRIU); CLOCK_REALTIME follows the host.
  */
+import { persisted } from './persist.js';
 import type { ClockState } from './state.js';
 
 export const NS_PER_SEC = 1_000_000_000n;
@@ -35,3 +36,11 @@ export function nsToTimespec(ns: bigint): Uint8Array {
   v.setBigInt64(8, ns % NS_PER_SEC, true);
   return b;
 }
+
+/** Persistence: the clock's offsets; on restore guest monotonic time continues from the checkpoint. */
+export const clockPersist = persisted<ClockState>({
+  kind: 'clock',
+  records: (g) => [['clock', g.clock]],
+  restore(k) { k.clock.restore(); return undefined; },
+  rebuilds: 'monotonic offset recomputed so CLOCK_MONOTONIC continues from monotonicAtSaveNs',
+});

@@ -40,7 +40,8 @@ import { Processes } from './processes.js';
 import { Pipes } from '../ipc/pipe.js';
 import { Futexes } from '../ipc/futex.js';
 import { Ptys } from '../ipc/pty.js';
-import { fileOpsOf } from '../files/registry.js';
+import { fileOpsOf, filePersists } from '../files/registry.js';
+import { PERSISTED_KINDS } from './persisted-kinds.js';
 import type { FileOps } from '../files/file-ops.js';
 
 export { ExitGroup, ExitThread, INTERRUPTED, KILLED } from './task.js';
@@ -641,21 +642,18 @@ export class Kernel {
    * first that cannot be.
    */
   restoreFiles(): void {
-    for (const f of Object.values(this.state.openFiles)) {
-      const why = this.fileOps(f).restore?.(this, f);
+    for (const kind of filePersists) {
+      const why = kind.restore?.(this);
       if (why) throw new Error(`cannot restore: ${why}`);
     }
   }
 
   /** Rebuild tasks from a restored graph whose memory file has been filled. */
   resumeRestored(): void {
-    this.clock.restore();
-    for (const ts of Object.values(this.state.tasks)) {
-      if (ts.runState === 'exited') continue;
-      const t = this.attachTask(ts, true);
-      t.platform.regs.set(new BigUint64Array(new Uint8Array(ts.regs).buffer));
-      if (ts.fpState.length) t.platform.setFpState(ts.fpState);
-      if (ts.waiter) t.restoredWaiter = ts.waiter;
+    // Each kind of object rebuilds its runtime part, in PERSISTED_KINDS order (tasks last).
+    for (const kind of PERSISTED_KINDS) {
+      const why = kind.restore?.(this);
+      if (why) throw new Error(`cannot restore: ${why}`);
     }
   }
 

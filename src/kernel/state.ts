@@ -22,8 +22,12 @@ import type { EventFdFile } from '../files/eventfd.js';
 import type { SocketFile } from '../files/socket.js';
 import type { PtyFile } from '../files/pty.js';
 
-/** Format version of the graph; bump when a saved graph could be misread. */
-export const GRAPH_VERSION = 1;
+/**
+ * Format version of the graph; bump when a saved graph could be misread, and add the
+ * migration from the previous version to src/kernel/graph-schema.ts.
+ * 2: open files are a union by kind (src/files/).
+ */
+export const GRAPH_VERSION = 2;
 
 export interface KernelState {
   graphVersion: number;

@@ -3,6 +3,7 @@
  * context and address space. Syscall handlers receive a Task and read their
  * arguments through it (x86-64 syscall ABI: rdi, rsi, rdx, r10, r8, r9).
  */
+import { byId, persisted } from './persist.js';
 import type { Observable } from 'rxjs';
 import type { PlatformTask } from '../../platforms/platform.js';
 import { REG } from '../../platforms/platform.js';
@@ -155,3 +156,34 @@ export class Task {
     r[REG.rax * 2 + 1] = v < 0 ? (Math.floor(v / TWO32) >>> 0) : Math.floor(v / TWO32);
   }
 }
+
+/** Persistence: a task's registers, FP state, masks and waiter are data; its platform context is new. */
+export const taskPersist = persisted<TaskState>({
+  kind: 'task',
+  records: (g) => byId(g.tasks),
+  restore(k) {
+    for (const ts of Object.values(k.state.tasks)) {
+      if (ts.runState === 'exited') continue;
+      const t = k.attachTask(ts, true);
+      t.platform.regs.set(new BigUint64Array(new Uint8Array(ts.regs).buffer));
+      if (ts.fpState.length) t.platform.setFpState(ts.fpState);
+      if (ts.waiter) t.restoredWaiter = ts.waiter;
+    }
+    return undefined;
+  },
+  rebuilds: 'a new platform context (stub) per live task, its mappings replayed, registers and XSAVE state set; a blocked task re-enters its syscall with its waiter',
+});
+
+/** Persistence: thread groups (credentials, signal dispositions, rlimits, timers as deadlines) are data. */
+export const threadGroupPersist = persisted<ThreadGroupState>({
+  kind: 'thread-group',
+  records: (g) => byId(g.threadGroups),
+  rebuilds: 'interval timers are re-armed from their deadlines when the kernel runs (Signals.rearmTimers); CPU time goes on from cpuTimeNs',
+});
+
+/** Persistence: fd tables are data (fd -> open file id). */
+export const fdTablePersist = persisted<FdTableState>({
+  kind: 'fd-table',
+  records: (g) => byId(g.fdTables),
+  rebuilds: 'nothing: plain data',
+});

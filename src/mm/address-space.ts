@@ -7,6 +7,7 @@
  * throw SyscallError(EFAULT) for an unmapped or wrongly protected address, so a guest
  * passing garbage pointers gets EFAULT and never crashes the kernel.
  */
+import { byId, persisted } from '../kernel/persist.js';
 import { Subject } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { GuestAddressRange, PlatformTask } from '../../platforms/platform.js';
@@ -703,3 +704,10 @@ export class AddressSpace {
     return wasCow;
   }
 }
+
+/** Persistence: VMAs, brk and layout are data; the host mappings are replayed into each task's new platform context. */
+export const addressSpacePersist = persisted<AddressSpaceState>({
+  kind: 'address-space',
+  records: (g) => byId(g.addressSpaces),
+  rebuilds: 'the runtime AddressSpace is made on first use and its VMAs are mapped into every restored task (task restore)',
+});

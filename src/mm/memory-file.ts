@@ -5,6 +5,7 @@
  * map ranges of the same memfd into guest address spaces. The allocator's state
  * (MemoryFileState) is plain data in the graph; the memfd and the views are runtime.
  */
+import { persisted } from '../kernel/persist.js';
 import type { MemoryBacking, ReadOnlyFileMapping } from '../../platforms/host-services.js';
 import type { MemoryFileState } from '../kernel/state.js';
 import { PAGE_SIZE } from '../abi/linux.js';
@@ -376,3 +377,10 @@ const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 function isZero(buf: Uint8Array, at: number): boolean {
   return Buffer.compare(buf.subarray(at, at + PAGE_SIZE), ZERO_PAGE) === 0;
 }
+
+/** Persistence: the allocator's state is data; the pages are saved and refilled by the snapshot store. */
+export const memoryFilePersist = persisted<MemoryFileState>({
+  kind: 'memory-file',
+  records: (g) => [['memoryFile', g.memoryFile]],
+  rebuilds: 'a fresh, empty memfd is created and the page file of the checkpoint is mapped under it (Kernel.attachPageFile): pages are read from it and copied into the memfd on their first write (store format 2, docs/snapshot-format.md)',
+});

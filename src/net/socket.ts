@@ -7,6 +7,7 @@
  * addresses give ENETUNREACH (connect) or EADDRNOTAVAIL (bind).
  * Compare net/socket.c, net/unix/af_unix.c, net/ipv4/af_inet.c.
  */
+import { persisted } from '../kernel/persist.js';
 import type { SocketFile } from '../files/socket.js';
 import { filter } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
@@ -540,3 +541,10 @@ export function socketReadiness(t: Task, f: SocketFile, pipeBuf: number): number
   if (!s.shutWr && (!tx || tx.readers === 0)) r |= 8;
   return r;
 }
+
+/** Persistence: the loopback network's bound names and next ephemeral port are data (sockets are open files). */
+export const netPersist = persisted<NetState>({
+  kind: 'net',
+  records: (g) => (g.net ? [['net', g.net]] : []),
+  rebuilds: 'nothing: plain data',
+});

@@ -6,6 +6,7 @@
  * Writing to a lower file copies it up first, as overlayfs does; deleting one leaves a
  * whiteout. Renaming a lower directory gives EXDEV, as overlayfs without redirect_dir.
  */
+import { byId, persisted } from '../kernel/persist.js';
 import { E, SyscallError } from '../errno.js';
 import { HostError, type HostTree, type HostStat } from '../../platforms/host-services.js';
 import type { Credentials, FilesystemState, InodeState, DirEntry } from '../kernel/state.js';
@@ -413,3 +414,17 @@ export function modeOf(n: Node): number {
 }
 
 export { S_IFDIR, S_IFREG, S_IFLNK };
+
+/** Persistence: upper-layer inodes (contents as chunks, or a memory-file block once shared) and the path map are data. */
+export const inodePersist = persisted<InodeState>({
+  kind: 'inode',
+  records: (g) => byId(g.fs.inodes),
+  rebuilds: 'nothing: plain data (shared contents come back with the memory file)',
+});
+
+/** Persistence: the upper layer's path -> inode map (0 = whiteout). */
+export const upperPathsPersist = persisted<Record<string, number>>({
+  kind: 'upper-paths',
+  records: (g) => [['upper', g.fs.upper]],
+  rebuilds: 'the lower layer (host rootfs) is opened again beneath its root handle when the kernel is made',
+});

@@ -1,0 +1,128 @@
+/**
+ * Save/restore per object kind (src/kernel/persist.ts, PERSISTED_KINDS): a guest holding
+ * objects of every kind is checkpointed through the CLI; then, in this process, its graph is
+ * restored into a kernel (every kind rebuilds its runtime part), captured again, encoded with
+ * cbor-x and decoded, and each kind's records must equal the checkpoint's. Also the graph
+ * schema: an older graph is migrated, a newer or unknown one refused naming both versions.
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT, freshDir, snapvisor, snapvisorStreaming } from './helpers.js';
+import { loadCheckpoint } from '../snapshots/store.js';
+import { decodeCbor, encodeCbor } from '../snapshots/format.js';
+import { PERSISTED_KINDS } from '../src/kernel/persisted-kinds.js';
+import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
+import { GRAPH_VERSION, type KernelState } from '../src/kernel/state.js';
+
+const GUEST = String.raw`
+import os, sys, time, socket, select, signal, pty
+os.chdir(sys.argv[1])
+held = [os.open("/etc/passwd", os.O_RDONLY), os.open("/dev/null", os.O_RDWR), os.open("/proc/self/status", os.O_RDONLY), os.open("/usr", os.O_RDONLY | os.O_DIRECTORY)]
+os.read(held[0], 7)
+efd = os.eventfd(5)
+a, b = socket.socketpair(); a.sendall(b"queued bytes")
+m, s = pty.openpty(); os.write(m, b"typed line\n")
+ep = select.epoll(); ep.register(efd, select.EPOLLIN)
+mfd = os.memfd_create("blob"); os.write(mfd, b"memfd contents")
+pr, pw = os.pipe(); os.write(pw, b"in the pipe")
+with open("upper.txt", "w") as f: f.write("upper file")
+up = os.open("upper.txt", os.O_RDONLY)
+signal.setitimer(signal.ITIMER_REAL, 100, 100); signal.signal(signal.SIGALRM, lambda *_: None)
+child = os.fork()
+if child == 0:
+    time.sleep(60); os._exit(0)
+pfd = os.pidfd_open(child)
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4)
+print("ready", flush=True)
+time.sleep(60)
+`;
+
+/**
+ * The records of one kind with what moves on by design made comparable: the clock (time
+ * passes), CPU time (new stubs use some), the sandbox's identity (a restore is a new sandbox:
+ * a new boot id and the next generation, checked on their own below).
+ */
+function comparable(kind: string, records: Array<[string, unknown]>): Array<[string, unknown]> {
+  if (kind === 'clock') return [];
+  if (kind === 'config') return records.map(([id, c]) => [id, { ...(c as object), bootId: undefined, generation: undefined }]);
+  if (kind === 'thread-group') return records.map(([id, tg]) => [id, { ...(tg as object), cpuTimeNs: 0n }]);
+  return records;
+}
+
+describe('save/restore declared per object kind', () => {
+  let before: KernelState;
+  let after: KernelState;
+  let cpuGrowthNs: bigint[] = [];
+  let stubsLeft = -1;
+
+  beforeAll(async () => {
+    const root = freshDir('persist-root'), store = freshDir('persist-store'), dir = freshDir('persist-sandbox');
+    const name = `persist-${process.pid}`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', GUEST, dir]);
+    await run.waitFor((l) => l === 'ready', 30_000);
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 30_000 });
+    expect(cp.stderr).toBe('');
+    expect(cp.status).toBe(0);
+    expect(await run.done).toBe(137);
+    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+
+    before = (await loadCheckpoint(store, id)).graph as KernelState;
+    // The built restore (dist/): its page-verifying worker thread is a .js file beside it.
+    const { restoreKernel } = await import(pathToFileURL(path.join(REPO_ROOT, 'dist', 'snapshots', 'checkpoint.js')).href) as typeof import('../snapshots/checkpoint.js');
+    const { kernel, verified } = await restoreKernel(store, id);
+    const stubPids = [...kernel.tasks.values()].map((t) => (t.platform as unknown as { pid: number }).pid);
+    try {
+      expect(await verified).toBeUndefined(); // every page of the checkpoint checked out
+      const cap = kernel.capture(false);
+      cap.release();
+      after = decodeCbor(encodeCbor(cap.graph)) as KernelState;
+    } finally {
+      kernel.destroy();
+    }
+    cpuGrowthNs = Object.keys(before.threadGroups).map((k) => after.threadGroups[Number(k)].cpuTimeNs - before.threadGroups[Number(k)].cpuTimeNs);
+    const alive = spawnSync('ps', ['-o', 'pid=', '-p', stubPids.join(',')], { encoding: 'utf8' }).stdout.trim(); // ps exits 1 when none is left
+    stubsLeft = alive ? alive.split('\n').length : 0;
+  }, 120_000);
+
+  afterAll(() => undefined);
+
+  it('the restored kernel left no stub behind; CPU time only grew by the new stubs\' start-up; it is the next generation', () => {
+    expect(stubsLeft).toBe(0);
+    expect(after.config.generation).toBe((before.config.generation ?? 0) + 1);
+    expect(after.config.bootId).toBeTruthy();
+    expect(after.config.bootId).not.toBe(before.config.bootId);
+    for (const d of cpuGrowthNs) { expect(d).toBeGreaterThanOrEqual(0n); expect(d).toBeLessThan(500_000_000n); }
+  });
+
+  it.each(PERSISTED_KINDS.map((k) => [k.kind, k] as const))('%s: capture → cbor → restore → capture gives the same records', (kind, k) => {
+    const was = k.records(before);
+    expect(was.length, `the guest holds no ${kind}`).toBeGreaterThan(0);
+    expect(comparable(kind, k.records(after))).toEqual(comparable(kind, was));
+    expect(k.rebuilds.length).toBeGreaterThan(0);
+  });
+});
+
+describe('graph schema version', () => {
+  const graph = (v: number, openFiles: Record<number, object> = {}) => ({ graphVersion: v, openFiles });
+
+  it('a version-1 graph is migrated: directory records lose the fields version 2 dropped', () => {
+    const g = graph(1, { 7: { id: 7, kind: 'dir', path: '/usr', flags: 0, offset: 0, refs: 1, content: new Uint8Array(0), pidfdTgid: 3 }, 8: { id: 8, kind: 'pipe', path: 'pipe:[1]', flags: 0, offset: 0, refs: 1, pipeId: 2 } });
+    expect(migrateGraph(g)).toEqual([1]);
+    expect(g.graphVersion).toBe(GRAPH_VERSION);
+    expect(g.openFiles).toEqual({ 7: { id: 7, kind: 'dir', path: '/usr', flags: 0, offset: 0, refs: 1 }, 8: { id: 8, kind: 'pipe', path: 'pipe:[1]', flags: 0, offset: 0, refs: 1, pipeId: 2 } });
+  });
+
+  it('a current graph is left as it is', () => {
+    const g = graph(GRAPH_VERSION);
+    expect(migrateGraph(g)).toEqual([]);
+  });
+
+  it('a newer graph, or one older than any migration, is refused with one line naming both versions', () => {
+    expect(() => migrateGraph(graph(GRAPH_VERSION + 1))).toThrow(GraphVersionError);
+    expect(() => migrateGraph(graph(GRAPH_VERSION + 1))).toThrow(`checkpoint graph version ${GRAPH_VERSION + 1} is newer than this snapvisor's graph version ${GRAPH_VERSION}`);
+    expect(() => migrateGraph(graph(0))).toThrow(`checkpoint graph version 0 is too old for this snapvisor's graph version ${GRAPH_VERSION}`);
+    expect(() => migrateGraph({ openFiles: {} })).toThrow(GraphVersionError);
+  });
+});
