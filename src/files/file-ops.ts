@@ -138,11 +138,11 @@ export const reopenFlags = (flags: number): number => flags & ~(O_CREAT | O_EXCL
 
 /**
  * Attributes of an anonymous file (pipe, socket): mode bits, a device number and an inode
- * number of its own, owned by whoever created pipe `pipeId` (pipefs/sockfs inodes keep their
- * creator's ids, whoever asks later), else by the caller.
+ * number of its own, owned by whoever created pipe `pipeId` when given (pipefs/sockfs inodes
+ * keep their creator's ids, whoever asks later), else by the caller.
  */
-export function anonStat(t: Task, dev: number, ino: number, mode: number, pipeId: number): Stat {
-  const [uid, gid] = t.kernel.state.pipes[pipeId]?.owner ?? [t.tg.uid, t.tg.gid];
+export function anonStat(t: Task, dev: number, ino: number, mode: number, pipeId?: number): Stat {
+  const [uid, gid] = (pipeId === undefined ? undefined : t.kernel.state.pipes[pipeId]?.owner) ?? [t.tg.uid, t.tg.gid];
   return { dev, ino, nlink: 1, mode, uid, gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
 }
 

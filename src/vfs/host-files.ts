@@ -3,8 +3,9 @@
  * host file is opened once, beneath the rootfs handle, when the guest opens it, and is
  * held by that fd: host-side renames or swaps of its path cannot redirect it. The graph
  * keeps what is needed to open it again on restore: the guest path and the file's
- * identity (size, mtime). `verifyAll` re-opens every one at restore and refuses a file
- * that vanished or changed with one line naming it.
+ * identity (size, mtime). At restore, each one is re-opened (`reopenAtRestore`, called by the
+ * 'host' kind's FileOps.restore) and a file that vanished or changed is refused with one line
+ * naming it.
  */
 import type { HostFile } from '../files/host.js';
 import { E, SyscallError } from '../errno.js';
