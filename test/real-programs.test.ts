@@ -74,7 +74,7 @@ const CASES: Case[] = [
     needs: ['python3'],
     timeoutMs: 240_000,
     script: String.raw`
-      cd "$1" && python3 -m venv v && v/bin/python -c 'import sys; print(sys.prefix != sys.base_prefix)' &&
+      cd "$1" && /usr/bin/python3 -m venv v && v/bin/python -c 'import sys; print(sys.prefix != sys.base_prefix)' &&
       v/bin/pip --version | cut -d' ' -f1,2 | sed 's/ [0-9.]*$/ VERSION/'`,
   },
   {
@@ -83,9 +83,9 @@ const CASES: Case[] = [
     timeoutMs: 90_000,
     script: String.raw`
       cd "$1" && echo served-content > page.txt &&
-      python3 -m http.server 0 --bind 127.0.0.1 > server.log 2>&1 &
+      /usr/bin/python3 -m http.server 0 --bind 127.0.0.1 > server.log 2>&1 &
       server=$!
-      cd "$1" && python3 - "$server" <<'EOF'
+      cd "$1" && /usr/bin/python3 - "$server" <<'EOF'
 import re, time, urllib.request, os, sys
 port = None
 for _ in range(300):

@@ -13,7 +13,7 @@ import { AddressSpace } from '../mm/address-space.js';
 import type { ExitInfo, Kernel } from './kernel.js';
 import type { Task } from './task.js';
 import type { ThreadGroupState, TaskState } from './state.js';
-import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_FILES, CLONE_PARENT, CLONE_PARENT_SETTID, CLONE_SETTLS, CLONE_SIGHAND, CLONE_THREAD, CLONE_VFORK, CLONE_VM, SA_NOCLDWAIT, SIGCHLD, SIG_IGN } from '../abi/linux.js';
+import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_FILES, CLONE_PARENT, CLONE_PARENT_SETTID, CLONE_SETTLS, CLONE_SIGHAND, CLONE_THREAD, CLONE_VFORK, CLONE_VM, SA_NOCLDWAIT, SIGCHLD, SIG_IGN, SI_USER } from '../abi/linux.js';
 
 /** wait status encoding (man 2 wait4: WIFEXITED/WIFSIGNALED/WCOREDUMP). */
 export function waitStatus(info: ExitInfo): number {
@@ -228,11 +228,14 @@ export class Processes {
     tg.waitStatus = waitStatus(info);
     if (k.events$.observed) k.events$.next({ type: 'task.exited', tid: tg.tgid, info });
     if (tg.tgid === 1) { k.endSandbox(info); return; }
-    // Orphans are adopted by init (kernel/exit.c forget_original_parent).
+    // Orphans are adopted by the nearest live child subreaper among the ancestors, else by init
+    // (kernel/exit.c forget_original_parent, find_new_reaper); a PR_SET_PDEATHSIG child gets its signal.
+    const reaper = this.newReaper(tg);
     for (const c of Object.values(s.threadGroups)) {
       if (c.ppid === tg.tgid) {
-        c.ppid = 1;
-        if (c.zombie) this.childEvent$.next(1);
+        c.ppid = reaper;
+        if (c.parentDeathSignal && !c.zombie) k.signals.send(c.tgid, c.parentDeathSignal, { signo: c.parentDeathSignal, code: SI_USER, pid: tg.tgid, uid: tg.uid });
+        if (c.zombie) this.childEvent$.next(reaper);
       }
     }
     const parent = s.threadGroups[tg.ppid];
@@ -245,6 +248,16 @@ export class Processes {
       k.signals.send(parent.tgid, tg.exitSignal, { signo: tg.exitSignal, code, pid: tg.tgid, uid: tg.uid, status: 'code' in info ? info.code : info.signal });
     }
     this.childEvent$.next(parent.tgid);
+  }
+
+  /** The process that adopts an exiting process's children: the nearest live ancestor marked PR_SET_CHILD_SUBREAPER, else init (1). */
+  private newReaper(tg: ThreadGroupState): number {
+    const s = this.k.state;
+    for (let a = s.threadGroups[tg.ppid], hops = 0; a && hops < 100_000; a = s.threadGroups[a.ppid], hops++) {
+      if (a.childSubreaper && !a.zombie) return a.tgid;
+      if (a.tgid === 1 || a.ppid === a.tgid) break;
+    }
+    return 1;
   }
 
   /** Address space and fd table of an exiting task, when no other task uses them. */

@@ -325,6 +325,12 @@ export interface ThreadGroupState {
   stopReport?: 'stopped' | 'continued';
   /** timer_create(2) timers by id. */
   posixTimers?: Record<number, PosixTimer>;
+  /** PR_SET_CHILD_SUBREAPER: orphaned descendants are reparented here instead of to init. */
+  childSubreaper?: boolean;
+  /** PR_SET_PDEATHSIG: signal this process gets when its parent exits (0/absent: none). */
+  parentDeathSignal?: number;
+  /** Has called execve(2) since fork (setpgid(2) on it by its parent is then EACCES). */
+  execed?: boolean;
 }
 
 /** A POSIX interval timer (man 2 timer_create); deadline on guest CLOCK_MONOTONIC (ns). */

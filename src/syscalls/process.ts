@@ -15,7 +15,7 @@ import { ExecError, execProgram } from '../loader/exec.js';
 import { KERNEL_RELEASE } from '../vfs/proc.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { syscall } from './entry.js';
-import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, CAP_SYS_RESOURCE, RLIMIT_NOFILE, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
+import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_CHILD_SUBREAPER, PR_SET_CHILD_SUBREAPER, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, CAP_SYS_RESOURCE, RLIMIT_NOFILE, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
 import { prctlCreds } from './creds.js';
 import { capable, credsOf } from '../kernel/creds.js';
 import type { PidFdFile } from '../files/pidfd.js';
@@ -108,6 +108,34 @@ function archPrctl(t: Task): number {
   }
 }
 
+/** The process `pid` names (0: the caller), if it exists; zombies count, as in Linux's pid lookup. */
+function liveProcess(t: Task, pid: number): ThreadGroupState | undefined {
+  if (pid === 0) return t.tg;
+  if (pid < 0) return undefined;
+  return t.kernel.state.threadGroups[pid];
+}
+
+/**
+ * setpgid(2), after kernel/sys.c: the caller or one of its children (ESRCH otherwise); a child in
+ * another session (EPERM) or that has exec'd (EACCES); never a session leader (EPERM); the target
+ * group must be the process's own id or an existing group of the caller's session (EPERM).
+ * EINVAL for a negative pgid.
+ */
+function setpgid(t: Task): number {
+  const pid = t.argInt(0) || t.state.tgid, pgid = t.argInt(1) || pid;
+  if (t.argInt(1) < 0) return -E.EINVAL;
+  const p = t.kernel.state.threadGroups[pid];
+  if (!p || p.zombie) return -E.ESRCH;
+  if (p.ppid === t.state.tgid && p.tgid !== t.state.tgid) {
+    if (p.sid !== t.tg.sid) return -E.EPERM;
+    if (p.execed) return -E.EACCES;
+  } else if (p.tgid !== t.state.tgid) return -E.ESRCH;
+  if (p.sid === p.tgid) return -E.EPERM; // a session leader cannot change its group
+  if (pgid !== pid && !Object.values(t.kernel.state.threadGroups).some((g) => g.pgid === pgid && g.sid === t.tg.sid && !g.zombie)) return -E.EPERM;
+  p.pgid = pgid;
+  return 0;
+}
+
 function prctl(t: Task): number {
   const op = t.argInt(0);
   switch (op) {
@@ -118,8 +146,15 @@ function prctl(t: Task): number {
       t.mm.write(t.arg(1), b);
       return 0;
     }
-    case PR_SET_PDEATHSIG: return 0;
-    case PR_GET_PDEATHSIG: t.mm.writeU32(t.arg(1), 0); return 0;
+    case PR_SET_PDEATHSIG: {
+      const sig = t.arg(1);
+      if (sig > 64) return -E.EINVAL;
+      t.tg.parentDeathSignal = sig || undefined;
+      return 0;
+    }
+    case PR_GET_PDEATHSIG: t.mm.writeU32(t.arg(1), t.tg.parentDeathSignal ?? 0); return 0;
+    case PR_SET_CHILD_SUBREAPER: t.tg.childSubreaper = t.arg(1) !== 0 || undefined; return 0;
+    case PR_GET_CHILD_SUBREAPER: t.mm.writeU32(t.arg(1), t.tg.childSubreaper ? 1 : 0); return 0;
     case PR_GET_DUMPABLE: return 1;
     case PR_SET_DUMPABLE: return 0;
     case PR_GET_SECCOMP: return 0;
@@ -138,6 +173,7 @@ function execve(t: Task, dirfd: number, pathAddr: number, argvAddr: number, envp
   if (argv.length === 0) argv.push(new Uint8Array(0));
   try {
     execProgram(t, path, argv, envp);
+    t.tg.execed = true;
   } catch (e) {
     if (e instanceof ExecError) return -e.errno;
     throw e;
@@ -238,17 +274,12 @@ export const processSyscalls = [
   syscall('gettid', 0, (t) => t.tid),
   syscall('getppid', 0, (t) => t.tg.ppid),
   syscall('getpgrp', 0, (t) => t.tg.pgid),
-  syscall('getpgid', 1, (t) => (t.argInt(0) === 0 || t.argInt(0) === t.state.tgid ? t.tg.pgid : -E.ESRCH)),
-  syscall('getsid', 1, (t) => (t.argInt(0) === 0 || t.argInt(0) === t.state.tgid ? t.tg.sid : -E.ESRCH)),
-  syscall('setpgid', 2, (t) => {
-    const pid = t.argInt(0) || t.state.tgid, pgid = t.argInt(1) || pid;
-    if (pid !== t.state.tgid) return -E.ESRCH;
-    if (t.tg.sid === t.state.tgid) return -E.EPERM; // a session leader cannot change its group
-    t.tg.pgid = pgid;
-    return 0;
-  }),
+  syscall('getpgid', 1, (t) => liveProcess(t, t.argInt(0))?.pgid ?? -E.ESRCH),
+  syscall('getsid', 1, (t) => liveProcess(t, t.argInt(0))?.sid ?? -E.ESRCH),
+  syscall('setpgid', 2, setpgid),
   syscall('setsid', 0, (t) => {
-    if (t.tg.pgid === t.state.tgid) return -E.EPERM;
+    // EPERM when any process group already has the caller's pid as its id (kernel/sys.c ksys_setsid).
+    if (Object.values(t.kernel.state.threadGroups).some((g) => g.pgid === t.state.tgid)) return -E.EPERM;
     t.tg.sid = t.tg.pgid = t.state.tgid;
     return t.state.tgid;
   }),
