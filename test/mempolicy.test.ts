@@ -21,6 +21,7 @@ int main(void) {
   SHOW("addr without flag", syscall(SYS_get_mempolicy, &mode, 0, 0, (void *)&mode, 0));
   SHOW("bad flags", syscall(SYS_get_mempolicy, &mode, 0, 0, 0, 64));
   SHOW("bad mode pointer", syscall(SYS_get_mempolicy, (void *)8, 0, 0, 0, 0));
+  SHOW("mask past a page", syscall(SYS_get_mempolicy, &mode, mask, 1UL << 40, 0, 0));
   SHOW("set default", syscall(SYS_set_mempolicy, 0, 0, 0));
   SHOW("set bad mode", syscall(SYS_set_mempolicy, 9, 0, 0));
   SHOW("pkey_alloc", syscall(SYS_pkey_alloc, 0, 0));

@@ -18,15 +18,18 @@ const MPOL_F_STATIC_NODES = 1 << 15, MPOL_F_RELATIVE_NODES = 1 << 14, MPOL_F_NUM
 const NR_NODE_IDS = 1;
 
 /**
- * Write a node mask of `maxnode` bits (copy_nodes_to_user: ALIGN(maxnode - 1, 64) / 8 bytes) with
- * the given nodes set. EFAULT on a bad guest pointer.
+ * Write a node mask of `maxnode` bits (copy_nodes_to_user: ALIGN(maxnode - 1, 64) / 8 bytes, the
+ * part past the kernel's own mask zeroed) with the given nodes set: 0, or -EINVAL when that is more
+ * than a page. EFAULT (thrown) on a bad guest pointer.
  */
-function writeNodeMask(t: Task, addr: number, maxnode: number, nodes: number[]): void {
+function writeNodeMask(t: Task, addr: number, maxnode: number, nodes: number[]): number {
   const bytes = Math.ceil((maxnode - 1) / 64) * 8;
-  if (bytes <= 0) return;
+  if (bytes <= 0) return 0;
+  if (bytes > 4096) return -E.EINVAL;
   const mask = new Uint8Array(bytes);
   for (const n of nodes) if (n < (maxnode - 1)) mask[n >> 3] |= 1 << (n & 7);
   t.mm.write(addr, mask);
+  return 0;
 }
 
 /**
@@ -51,8 +54,7 @@ function getMempolicy(t: Task): number {
   }
   if (modeAddr) t.mm.writeU32(modeAddr, mode);
   // MPOL_DEFAULT reports an empty mask; MPOL_F_MEMS_ALLOWED the nodes the task may use.
-  if (maskAddr) writeNodeMask(t, maskAddr, maxnode, flags & MPOL_F_MEMS_ALLOWED ? [0] : []);
-  return 0;
+  return maskAddr ? writeNodeMask(t, maskAddr, maxnode, flags & MPOL_F_MEMS_ALLOWED ? [0] : []) : 0;
 }
 
 /**
