@@ -14,6 +14,7 @@ import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeFd, connectUnix, dup2, recvFds, recvFdsNow, sendFds, waitReadable } from '../platforms/host/fd-passing.js';
 import { defaultStore, fail } from './control.js';
+import type { Kernel } from '../src/kernel/kernel.js';
 
 /** Wall-clock time in ms with sub-ms resolution, comparable between processes. */
 const nowMs = () => performance.timeOrigin + performance.now();
@@ -27,7 +28,14 @@ const MAX_STARTING = 2;
 /** A request must arrive within this long after connecting (ms). */
 const REQUEST_TIMEOUT_MS = 5000;
 
-interface Clone { child: ChildProcess; ctl: number; state: 'starting' | 'ready' | 'taken'; pid: number }
+interface Clone { child: ChildProcess; ctl: number; state: 'starting' | 'ready' | 'taken'; pid: number; prefetched: boolean }
+
+/** A write fault to replay: [address space id, guest address]. */
+type Fault = [number, number];
+/** Most write faults a working set holds (each copies at most one 64 KiB chunk: 128 MiB). */
+const MAX_WORKING_SET = 2048;
+/** How long after resuming its guest a clone records the write faults it takes (ms). */
+const WORKING_SET_WINDOW_MS = 1000;
 interface Take { conn: net.Socket; connFd: number; stdio: number[]; requestMs: number }
 
 /** Write one JSON line, ignoring a peer that is gone. */
@@ -89,9 +97,19 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     fs.rmSync(sockPath, { force: true });
   }
 
+  // A clone makes no TLS connections: loading a CA bundle would only slow its start (~50 ms).
+  const cloneEnv = { ...process.env };
+  delete cloneEnv.NODE_EXTRA_CA_CERTS;
   const clones = new Set<Clone>();
   const waiting: Take[] = [];
   let served = 0, failedInARow = 0, everReady = false, closing = false;
+  /** The write faults the first take's guest made early on: replayed by every clone before it is ready. */
+  let workingSet: Fault[] | undefined;
+  const sendPrefetch = (clone: Clone) => {
+    clone.prefetched = true;
+    clone.state = 'starting';
+    (clone.child.stdio[3] as net.Socket).write(JSON.stringify({ op: 'prefetch', faults: workingSet }) + '\n');
+  };
   let startFailure: ((msg: string) => void) | undefined;
   const ready = () => [...clones].filter((c) => c.state === 'ready');
   const starting = () => [...clones].filter((c) => c.state === 'starting').length;
@@ -102,17 +120,21 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   };
   const startClone = () => {
     // Its own session: the terminal's ^C to `pool serve` is not the clones' business.
-    const child = spawn(process.execPath, [...process.execArgv, process.argv[1], '__pool-clone', store, id], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true });
-    const clone: Clone = { child, ctl: fdOf(child.stdio[3] as net.Socket), state: 'starting', pid: child.pid ?? 0 };
+    const child = spawn(process.execPath, [...process.execArgv, process.argv[1], '__pool-clone', store, id], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true, env: cloneEnv });
+    const clone: Clone = { child, ctl: fdOf(child.stdio[3] as net.Socket), state: 'starting', pid: child.pid ?? 0, prefetched: false };
     clones.add(clone);
     const ctl = child.stdio[3] as net.Socket;
     lines(ctl, (m) => {
       if (m.event === 'ready' && clone.state === 'starting') {
+        if (workingSet && !clone.prefetched) { sendPrefetch(clone); return; }
         clone.state = 'ready';
         failedInARow = 0;
         everReady = true;
         dispatch();
         refill();
+      } else if (m.event === 'working-set' && !workingSet && Array.isArray(m.faults) && m.faults.length) {
+        workingSet = (m.faults as Fault[]).filter((f) => Array.isArray(f) && f.length === 2 && f.every(Number.isSafeInteger)).slice(0, MAX_WORKING_SET);
+        for (const c of ready()) sendPrefetch(c);
       } else if (m.event === 'failed') {
         fail(`pool: a clone of checkpoint ${id} failed to start: ${String(m.error)}`);
       }
@@ -136,15 +158,15 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       const t = waiting.shift()!;
       if (t.conn.destroyed) { t.stdio.forEach(closeFd); continue; }
       const r = sendFds(clone.ctl, Buffer.from(JSON.stringify({ op: 'take', requestMs: t.requestMs }) + '\n'), [t.connFd, ...t.stdio]);
-      t.stdio.forEach(closeFd);
       if (r < 0) {
-        // The clone is gone (its exit handler replaces it): give the take to the next one.
+        // The clone is gone (its exit handler replaces it): the take goes to the next one.
         clone.state = 'taken';
         clone.child.kill('SIGKILL');
-        waiting.unshift({ ...t, stdio: [] });
+        waiting.unshift(t);
         fail(`pool: handing a take to clone ${clone.pid} failed (errno ${-r}); trying another`);
         continue;
       }
+      t.stdio.forEach(closeFd);
       clone.state = 'taken';
       served++;
       // The clone holds the caller's connection now; this copy goes.
@@ -172,7 +194,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       try { req = JSON.parse(got.data.toString().split('\n')[0]); } catch { /* below */ }
       const answer = (v: Record<string, unknown>) => { got.fds.forEach(closeFd); conn.resume(); conn.end(JSON.stringify(v) + '\n'); };
       if (req.op === 'status') {
-        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, served, waiting: waiting.length, clones: [...clones].map((c) => ({ pid: c.pid, state: c.state })) });
+        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, served, waiting: waiting.length, workingSet: workingSet?.length ?? 0, clones: [...clones].map((c) => ({ pid: c.pid, state: c.state })) });
         return;
       }
       if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }
@@ -219,6 +241,61 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
 }
 
 /**
+ * Record the write faults the restored address spaces take (through each one's
+ * `handleWriteFault`) while `on`: the working set a guest writes right after it resumes.
+ */
+function recordWriteFaults(kernel: Kernel): { on: boolean; list: Fault[] } {
+  const rec = { on: false, list: [] as Fault[] };
+  for (const as of kernel.addressSpaces.values()) {
+    const handle = as.handleWriteFault.bind(as);
+    as.handleWriteFault = (addr: number) => {
+      const r = handle(addr);
+      if (r && rec.on && rec.list.length < MAX_WORKING_SET) rec.list.push([as.id, addr]);
+      return r;
+    };
+  }
+  return rec;
+}
+
+/**
+ * Take `faults` now, while the guest is paused (its stubs stopped, so mappings change at once):
+ * each copies its chunk out of the shared page file (or breaks copy-on-write) as the guest's own
+ * write would, so a take does not wait for those faults. Returns how many did something.
+ */
+function prefetch(kernel: Kernel, faults: Fault[]): number {
+  let n = 0;
+  for (const f of faults.slice(0, MAX_WORKING_SET)) {
+    if (!Array.isArray(f) || !Number.isSafeInteger(f[0]) || !Number.isSafeInteger(f[1])) continue;
+    try { if (kernel.addressSpaces.get(f[0])?.handleWriteFault(f[1])) n++; } catch { /* not mapped in this clone: skipped */ }
+  }
+  return n;
+}
+
+/** JSON lines (with any fds that came along) from the pool's control socket of a clone. */
+class CtlReader {
+  private buf = '';
+  private fds: number[] = [];
+  constructor(private readonly fd: number) {}
+  async next(): Promise<{ line: string; fds: number[] } | 'eof'> {
+    for (;;) {
+      const nl = this.buf.indexOf('\n');
+      if (nl >= 0) {
+        const line = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        const fds = this.fds;
+        this.fds = [];
+        return { line, fds };
+      }
+      let m;
+      try { m = await recvFds(this.fd, 65536); } catch { return 'eof'; }
+      if (m === 'eof') return 'eof';
+      this.buf += m.data.toString();
+      this.fds.push(...m.fds);
+    }
+  }
+}
+
+/**
  * The process of one clone (`snapvisor __pool-clone STORE ID`, started by the pool with its
  * control socket as fd 3): restore, say `ready`, wait for a take, then run the sandbox with
  * the caller's fds as 0–2, talking to the caller over the connection that came with them.
@@ -235,17 +312,27 @@ export async function poolClone(store: string, id: string): Promise<number> {
     return 125;
   }
   const kernel = restored.kernel;
+  const faults = recordWriteFaults(kernel);
   say({ event: 'ready' });
+  const ctl = new CtlReader(CTL);
   let msg;
-  try { msg = await recvFds(CTL); } catch { msg = 'eof' as const; }
-  // The pool closed without handing us a caller: nothing to do.
-  if (msg === 'eof' || msg.fds.length !== 4) { kernel.destroy(); return 0; }
+  for (;;) {
+    msg = await ctl.next();
+    // The pool closed without handing us a caller: nothing to do.
+    if (msg === 'eof') { kernel.destroy(); return 0; }
+    let req: Record<string, unknown> = {};
+    try { req = JSON.parse(msg.line); } catch { /* ignored */ }
+    if (req.op === 'take' && msg.fds.length === 4) break;
+    msg.fds.forEach(closeFd);
+    if (req.op === 'prefetch' && Array.isArray(req.faults)) {
+      say({ event: 'ready', prefetched: prefetch(kernel, req.faults as Fault[]) });
+    }
+  }
   const [connFd, ...stdio] = msg.fds;
   let requestMs = 0;
-  try { requestMs = Number(JSON.parse(msg.data.toString()).requestMs) || 0; } catch { /* unknown */ }
+  try { requestMs = Number(JSON.parse(msg.line).requestMs) || 0; } catch { /* unknown */ }
   stdio.forEach((fd, i) => dup2(fd, i));
   stdio.forEach(closeFd);
-  closeFd(CTL);
   const conn = new net.Socket({ fd: connFd, readable: true, writable: true });
   conn.on('error', () => undefined);
   lines(conn, (m) => {
@@ -258,9 +345,19 @@ export async function poolClone(store: string, id: string): Promise<number> {
   });
   // The caller is gone (its connection closed before the end): so is its sandbox.
   conn.on('close', () => { if (!kernel.exitInfo) kernel.kill(); });
+  faults.on = true;
+  const report = () => {
+    if (!faults.on) return;
+    faults.on = false;
+    say({ event: 'working-set', faults: faults.list });
+    closeFd(CTL);
+  };
+  const window = setTimeout(report, WORKING_SET_WINDOW_MS);
   const done = kernel.run();
   sendLine(conn, { event: 'started', clone: process.pid, requestMs, resumedMs: nowMs() });
   const info = await done;
+  clearTimeout(window);
+  report();
   kernel.destroy();
   const status = 'code' in info ? info.code : 128 + info.signal;
   await new Promise<void>((r) => { if (conn.destroyed) r(); else conn.end(JSON.stringify({ event: 'exit', status }) + '\n', () => r()); });
