@@ -6,6 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { freshDir, orphanStubs, snapvisor, stderrLines } from './helpers.js';
+import { loadCheckpoint } from '../snapshots/store.js';
+import type { KernelState } from '../src/kernel/state.js';
 
 const GUEST = [
   'import json, decimal, asyncio, email, sqlite3, argparse, logging, os',
@@ -32,6 +34,16 @@ describe('guest-requested checkpoints', () => {
     const id = m![1];
     const orig = run.stdout.toString().trim().split(' ');
     expect(orig.slice(0, 3)).toEqual(['original', '0', '499500']);
+
+    // The checkpoint left the original running: its copy-on-write hold on the original's memory is
+    // not in the graph (no phantom user of any block, private VMAs copy-on-write only where shared).
+    const g = (await loadCheckpoint(store, id)).graph as KernelState;
+    for (const [b, blk] of Object.entries(g.memoryFile.blocks)) {
+      for (const u of Object.keys(blk.users).map(Number)) expect(u > 0 || u === -0x7fffffff /* the page cache */, `block ${b} user ${u}`).toBe(true);
+    }
+    for (const as of Object.values(g.addressSpaces)) {
+      for (const v of as.vmas) if (v.cow) expect(Object.keys(g.memoryFile.blocks[v.block].users).length, `VMA ${v.start.toString(16)}`).toBeGreaterThan(1);
+    }
 
     const list = await snapvisor(['checkpoints', '--store', store, '--json']);
     expect(list.status).toBe(0);

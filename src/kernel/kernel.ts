@@ -28,7 +28,7 @@ import { procMount } from '../vfs/proc.js';
 import { devMount, sysMount } from '../vfs/dev.js';
 import { credsOf } from './creds.js';
 import { softLimit } from './rlimits.js';
-import { RLIMIT_AS, RLIMIT_DATA } from '../abi/linux.js';
+import { MAP_SHARED, RLIMIT_AS, RLIMIT_DATA } from '../abi/linux.js';
 import { SYSCALL_NAME } from '../abi/syscall-numbers.js';
 import { Task, SyscallResult, SyscallTable, SyscallHook, NO_RETURN, ExitGroup, ExitThread, INTERRUPTED, KILLED, type ExitInfo } from './task.js';
 import { GRAPH_VERSION, KernelState, TaskState, OpenFileState } from './state.js';
@@ -599,8 +599,11 @@ export class Kernel {
     const held = new Set<number>();
     const user = -(0x7ff0_0000 + (Kernel.snapshots++ % 0xffff));
     const copies: Array<[number, Uint8Array]> = [];
+    /** Private VMAs ([address space id, index]) made copy-on-write only for this snapshot's hold. */
+    const heldOnly: Array<[number, number]> = [];
     if (runOn) {
       for (const as of this.addressSpaces.values()) {
+        as.state.vmas.forEach((v, i) => { if (!(v.flags & MAP_SHARED) && !v.cow) heldOnly.push([as.id, i]); });
         for (const [off, len] of as.holdForSnapshot(user, held)) copies.push([off, new Uint8Array(mf.read(off, len))]);
       }
       for (const ino of Object.values(this.state.fs.inodes)) {
@@ -608,6 +611,10 @@ export class Kernel {
       }
     }
     const graph = structuredClone(this.state);
+    // The hold belongs to the running sandbox, not to the one captured: a restore of this graph
+    // owns those blocks alone (no phantom user keeping them alive, no copy on its first writes).
+    for (const [id, i] of heldOnly) graph.addressSpaces[id].vmas[i].cow = false;
+    for (const b of held) delete graph.memoryFile.blocks[b]?.users[user];
     // CPU time used so far goes with the checkpoint: the restored stubs start from zero.
     for (const tg of Object.values(this.state.threadGroups)) graph.threadGroups[tg.tgid].cpuTimeNs = groupCpuNs(this, tg);
     const populated = mf.populatedRanges();
