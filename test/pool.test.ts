@@ -108,6 +108,31 @@ describe('warm pools', () => {
     expect(orphanStubs()).toEqual([]);
   }, 180_000);
 
+  it('pool take relays its signals to the guest and exits with the status the guest chose', async () => {
+    const store = freshDir('pool-sig-store'), sock = path.join(freshDir('pool-sig-sock'), 'p.sock');
+    const guest = ['/bin/busybox', 'sh', '-c', 'trap "echo caught USR1; exit 7" USR1; echo 1 > /proc/snapvisor/checkpoint; [ "$(cat /proc/snapvisor/checkpoint)" = original ] && exit 0; echo running; while :; do busybox sleep 0.1; done'];
+    const r = await snapvisor(['run', '--checkpoint-store', store, '--', ...guest], { timeoutMs: 30_000 });
+    expect(r.status).toBe(0);
+    const id = /request: ([0-9a-f]{16})$/.exec(r.stderr.trim().split('\n')[0])![1];
+    const pool = startPool(id, store, sock, 1);
+    await pool.waitFor((l) => l.startsWith('pool serving'), 60_000);
+    const take = spawn(process.execPath, [CLI, 'pool', 'take', sock], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    take.stdout.on('data', (d) => { out += d; });
+    take.stderr.on('data', (d) => { err += d; });
+    const exited = new Promise<number | null>((res) => take.on('exit', (code) => res(code)));
+    for (let i = 0; i < 200 && !out.includes('running'); i++) await new Promise((res) => setTimeout(res, 50));
+    expect(out).toBe('running\n');
+    take.kill('SIGUSR1');
+    expect(await exited).toBe(7);
+    expect(out).toBe('running\ncaught USR1\n');
+    expect(err).toBe('');
+    pool.child.kill('SIGTERM');
+    expect(await pool.done).toBe(0);
+    await new Promise((res) => setTimeout(res, 500));
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
+
   it('refuses a corrupted checkpoint, an unknown one and a path that is not a socket at start, with one line', async () => {
     const store = freshDir('pool-bad-store'), dir = freshDir('pool-bad-sock');
     const sock = path.join(dir, 'p.sock');
