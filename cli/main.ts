@@ -84,7 +84,7 @@ const guarded = <A extends unknown[]>(fn: (...args: A) => Promise<void>) => asyn
   try { await fn(...args); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
 };
 const mib = (n: number) => (n / 1048576).toFixed(1) + ' MiB';
-/** --disk SIZE: bytes, with an optional K, M, G or T suffix (powers of 1024). */
+/** --disk/--memory SIZE: bytes, with an optional K, M, G or T suffix (powers of 1024). */
 const parseSize = (v: string) => {
   const m = /^(\d+(?:\.\d+)?)([KMGT]i?B?)?$/i.exec(v);
   if (!m) throw new InvalidArgumentError('expected a size like 512M or 2G');
@@ -119,6 +119,7 @@ program
   .option('--platform <name>', `platform that runs guest code (${Object.keys(PLATFORMS).join(', ')})`, DEFAULT_PLATFORM)
   .addOption(new Option('--user <uid[:gid]>', 'run as this user and group inside the sandbox, unprivileged (default: the caller\'s ids; uid 0 holds every capability)').argParser(parseUser))
   .addOption(new Option('--disk <size>', 'most file data the sandbox may write (e.g. 512M, 2G); writes past it fail with ENOSPC (default: no limit but the memory file)').argParser(parseSize))
+  .addOption(new Option('--memory <size>', 'most memory the sandbox may use (e.g. 512M, 2G): guest memory it touched, file data in /tmp and the upper layer, pipe and socket buffers; past it the sandbox\'s OOM killer ends its biggest process (default: half the host\'s memory)').argParser(parseSize))
   .option('--inject <spec>', 'make syscalls fail: SYSCALL:FAULT:PROBABILITY,… (FAULT: EINTR, EAGAIN, ENOSPC, ENOMEM, EIO, short); see docs/cli.md')
   .option('--seed <n>', 'seed of --inject (default: random; printed on stderr)')
   .option('--checkpoint-store <dir>', 'where a checkpoint the guest asks for (a write to /proc/snapvisor/checkpoint) goes; without it such writes fail with EOPNOTSUPP')

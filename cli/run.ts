@@ -15,7 +15,7 @@ import { serveControl, defaultStore, fail } from './control.js';
 
 export { fail };
 
-export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string }
+export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string }
 
 /**
  * --checkpoint-store DIR [--checkpoint-name NAME]: the kernel's `checkpointRequest` (a guest's
@@ -113,7 +113,7 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   if (faults.error) { fail(faults.error); return 2; }
   let kernel: Kernel;
   try {
-    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts) });
+    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, memoryLimit: opts.memory, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts) });
   } catch (e) {
     if (e instanceof ExecError) {
       fail(e.message);

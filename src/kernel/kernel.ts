@@ -28,6 +28,7 @@ import { procMount } from '../vfs/proc.js';
 import { devMount, sysMount } from '../vfs/dev.js';
 import { credsOf } from './creds.js';
 import { softLimit } from './rlimits.js';
+import { MemoryLimit } from './memory-limit.js';
 import { MAP_SHARED, RLIMIT_AS, RLIMIT_DATA } from '../abi/linux.js';
 import { SYSCALL_NAME } from '../abi/syscall-numbers.js';
 import { Task, SyscallResult, SyscallTable, SyscallHook, NO_RETURN, ExitGroup, ExitThread, INTERRUPTED, KILLED, type ExitInfo } from './task.js';
@@ -135,6 +136,10 @@ export class Kernel {
   readonly checkpointRequest?: (kernel: Kernel) => Promise<string | undefined>;
   /** The task whose syscall handler is running (for /proc/self); valid only during a handler. */
   current?: Task;
+  /** The sandbox's memory limit (run --memory), if it has one. */
+  readonly memoryLimit?: MemoryLimit;
+  /** The task whose page fault is being served (it asks the memory limit for the memory). */
+  faulting?: Task;
   /** The FP state a fresh task starts with (captured from the first stub). */
   initialFpState?: Uint8Array;
 
@@ -162,6 +167,10 @@ export class Kernel {
     this.mf = new MemoryFile(state.memoryFile, (name, size) => deps.host.createMemoryBacking(name, size));
     // Pages moved out of a restored checkpoint's page file: every mapping of them now uses the memfd.
     this.mf.onMaterialized = (off, len) => { for (const as of this.addressSpaces.values()) as.remapFileRange(off, len); };
+    if (state.config.memoryLimit) {
+      const limit = this.memoryLimit = new MemoryLimit(this, state.config.memoryLimit);
+      this.mf.admit = (bytes, soft) => limit.admit(bytes, this.faulting ?? this.current, soft);
+    }
     this.clock = new Clock(state.clock);
     this.vfs = new Vfs(state.fs, lower, () => this.newId(), () => this.clock.realtimeNs());
     this.vfs.mounts.push(procMount(this), devMount(this), sysMount());
@@ -208,7 +217,7 @@ export class Kernel {
     mm.contexts.push(pt);
     if (replay) mm.replay(pt);
     const t = new Task(this, ts, pt, mm);
-    mm.limits = () => ({ as: softLimit(t.tg, RLIMIT_AS), data: softLimit(t.tg, RLIMIT_DATA) });
+    mm.limits = () => ({ as: softLimit(t.tg, RLIMIT_AS), data: softLimit(t.tg, RLIMIT_DATA), memory: this.memoryLimit?.limit ?? Infinity });
     this.tasks.set(ts.tid, t);
     return t;
   }
@@ -345,6 +354,39 @@ export class Kernel {
     this.parked.delete(t.tid);
   }
 
+  /**
+   * Faults the kernel resolves itself: a first access to memory never charged (charge and map it,
+   * see AddressSpace.handleMissing), a write to a copy-on-write or restored page. true: run the
+   * instruction again; 'exited': the task was killed (the OOM killer chose it); false: the
+   * guest's own fault. A charge the memory limit refuses without killing the task is SIGBUS.
+   */
+  private serveFault(t: Task, signo: number, code: number, addr: number): boolean | 'exited' {
+    if (signo !== 11) return false;
+    this.faulting = t;
+    try {
+      let r: boolean | 'refused' = false;
+      if (code === 1 /* SEGV_MAPERR */) {
+        // The same address missing again right after it was mapped is the guest's fault (bounded retries).
+        if (t.lastMissing === addr && t.missingRetries++ >= 3) return false;
+        if (t.lastMissing !== addr) { t.lastMissing = addr; t.missingRetries = 0; }
+        r = t.mm.handleMissing(addr, t.platform);
+      } else if (code === 2 /* SEGV_ACCERR */) {
+        try {
+          r = t.mm.handleWriteFault(addr);
+        } catch (e) {
+          if (!(e instanceof SyscallError) || e.errno !== E.ENOMEM) throw e;
+          r = 'refused';
+        }
+      }
+      if (r !== 'refused') return r;
+      if (isExited(t) || this.exitInfo) return 'exited';
+      this.signals.forceFault(t, 7 /* SIGBUS */, 2 /* BUS_ADRERR */, addr);
+      return true;
+    } finally {
+      this.faulting = undefined;
+    }
+  }
+
   private async runTask(t: Task): Promise<void> {
     let sinceYield = 0;
     try {
@@ -368,10 +410,12 @@ export class Kernel {
         this.running.delete(t.tid);
         if (this.exitInfo || isExited(t)) return;
         t.mm.flush(t.platform);
-        if (trap.kind === 'syscall') { t.state.runState = 'syscall'; t.state.syscallAbi = trap.abi; t.faultRetries = 0; }
+        if (trap.kind === 'syscall') { t.state.runState = 'syscall'; t.state.syscallAbi = trap.abi; t.faultRetries = 0; t.lastMissing = -1; }
         else if (trap.kind === 'interrupted') continue;
         else if (trap.kind === 'fault') {
-          if (trap.signo === 11 && trap.code === 2 /* SEGV_ACCERR */ && t.mm.handleWriteFault(trap.addr)) continue;
+          const served = this.serveFault(t, trap.signo, trap.code, trap.addr);
+          if (served === 'exited') return;
+          if (served) continue;
           // A fault on memory the VMAs allow: the host mapping was stale (another thread's change had
           // not reached this stub yet); it has been applied now, so run the instruction again.
           if (trap.signo === 11 && t.mm.allows(trap.addr, 1) && t.faultRetries++ < 3) continue;

@@ -59,6 +59,11 @@ export interface SandboxConfig {
   /** run --disk: bytes the upper layer's file data may hold (ENOSPC past it); none when absent. */
   diskLimit?: number;
   /**
+   * run --memory: bytes the sandbox's memory may use (src/kernel/memory-limit.ts: charged memory-file
+   * space plus the kernel's buffers); past it the OOM killer runs. None when absent (older graphs).
+   */
+  memoryLimit?: number;
+  /**
    * /proc/sys/kernel/random/boot_id (a UUID): made when first read, and anew by every
    * restore (each restored clone is a new sandbox).
    */

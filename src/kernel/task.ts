@@ -89,6 +89,9 @@ export class Task {
   restoredWaiter?: Waiter;
   /** Consecutive faults retried as stale host mappings (bounded so a real fault is delivered). */
   faultRetries = 0;
+  /** The last address a missing-mapping fault was served at, and how often in a row (AddressSpace.handleMissing). */
+  lastMissing = -1;
+  missingRetries = 0;
 
   constructor(
     readonly kernel: Kernel,

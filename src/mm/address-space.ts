@@ -12,8 +12,8 @@ import { Subject } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { GuestAddressRange, PlatformTask } from '../../platforms/platform.js';
 import type { AddressSpaceState, Vma } from '../kernel/state.js';
-import { MemoryFile, pageRoundDown, pageRoundUp } from './memory-file.js';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../abi/linux.js';
+import { CHARGE_UNIT, MemoryFile, PieceKind, pageRoundDown, pageRoundUp } from './memory-file.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../abi/linux.js';
 
 /** Highest guest user address + 1 (47-bit user space, as Linux's TASK_SIZE less a guard page). */
 export const TASK_SIZE = 0x7fff_ffff_f000;
@@ -25,7 +25,13 @@ export const MMAP_BASE = 0x7fff_e000_0000;
 /** Lowest address mmap hands out without a hint or accepts (vm.mmap_min_addr). */
 export const MMAP_MIN_ADDR = 0x10000;
 
-const NO_LIMITS = { as: Infinity, data: Infinity };
+const NO_LIMITS = { as: Infinity, data: Infinity, memory: Infinity };
+
+/**
+ * Bytes charged and mapped at once on a first touch (from the touched unit up, within the VMA)
+ * while the memory limit has room for them; one CHARGE_UNIT when it has not.
+ */
+const FAULT_AROUND = 1024 * 1024;
 
 /** Pages copied at once when a copy-on-write page is first written (fewer faults for sequential writes). */
 const COW_CHUNK = 16 * PAGE_SIZE;
@@ -46,7 +52,7 @@ export class AddressSpace {
    * The RLIMIT_AS and RLIMIT_DATA soft limits (bytes; Infinity = none) of the thread group using
    * this address space, read at each check (set by the kernel when a task attaches).
    */
-  limits: () => { as: number; data: number } = () => NO_LIMITS;
+  limits: () => { as: number; data: number; memory: number } = () => NO_LIMITS;
 
   /** `range` is the platform's guest address range (Platform.addressRange). */
   constructor(readonly state: AddressSpaceState, readonly mf: MemoryFile, range: GuestAddressRange, platform?: PlatformTask) {
@@ -107,13 +113,76 @@ export class AddressSpace {
    * materializes them, see handleWriteFault), the rest from the memfd.
    */
   private mapInto(c: PlatformTask, addr: number, len: number, prot: number, off: number): void {
-    this.mf.segments(off, len, (o, n, backed) => c.map(addr + (o - off), n, backed ? prot & ~PROT_WRITE : prot, o, backed));
+    // Never-charged space is left unmapped: the guest's first access traps (handleMissing) and charges it.
+    this.mf.pieces(off, len, (o, n, kind) => {
+      if (kind !== PieceKind.None) c.map(addr + (o - off), n, kind === PieceKind.Backed ? prot & ~PROT_WRITE : prot, o, kind === PieceKind.Backed);
+    });
   }
   private hostMap(addr: number, len: number, prot: number, off: number): void { this.hostOp((c) => this.mapInto(c, addr, len, prot, off)); }
   private hostUnmap(addr: number, len: number): void { this.hostOp((c) => c.unmap(addr, len)); }
   /** mprotect of guest [addr, addr+len) mapped at memory-file offset `off` (backed pages never become writable). */
   private hostProtect(addr: number, len: number, prot: number, off: number): void {
-    this.hostOp((c) => this.mf.segments(off, len, (o, n, backed) => c.protect(addr + (o - off), n, backed ? prot & ~PROT_WRITE : prot)));
+    // Mapped again rather than mprotect'ed: a context may not have faulted in every charged unit yet.
+    this.hostOp((c) => this.mapInto(c, addr, len, prot, off));
+  }
+
+  /**
+   * A fault at `addr` where context `c` has no host mapping: if a VMA allows some access there,
+   * charge the memory-file unit under the page (the memory limit may refuse, after its OOM
+   * killer ran: 'refused') and map that unit's part of the VMA into `c` (other contexts of this
+   * address space map it on their own first access). Returns true when the access should be
+   * retried, false when the fault is the guest's (no VMA, or PROT_NONE).
+   */
+  handleMissing(addr: number, c: PlatformTask): boolean | 'refused' {
+    const v = this.find(addr);
+    if (!v || v.prot === 0) return false;
+    const off = v.fileOffset + (pageRoundDown(addr) - v.start);
+    const vEnd = v.fileOffset + (v.end - v.start);
+    // Fault-around: FAULT_AROUND bytes from the faulting unit on (accesses mostly go up) when they
+    // fit under the limit as things are, else the one unit.
+    const unit0 = Math.floor(off / CHARGE_UNIT) * CHARGE_UNIT;
+    let lo = Math.max(v.fileOffset, unit0), hi = Math.min(vEnd, unit0 + FAULT_AROUND);
+    if (!this.mf.isBacked(off) && !this.mf.charge(lo, hi - lo, true)) {
+      hi = Math.min(vEnd, unit0 + CHARGE_UNIT);
+      if (!this.mf.charge(lo, hi - lo)) return 'refused';
+    }
+    this.mapInto(c, v.start + (lo - v.fileOffset), hi - lo, AddressSpace.hostProt(v), lo);
+    return true;
+  }
+
+  /**
+   * Call fn(i) for each memory-file run runs[i] (sorted, non-overlapping [offset, length]) that
+   * some VMA of this address space maps. O(VMAs · log runs).
+   */
+  private eachMappedRun(runs: ReadonlyArray<readonly [number, number]>, fn: (i: number, addr: number, len: number) => void): void {
+    for (const v of this.state.vmas) {
+      const vs = v.fileOffset, ve = v.fileOffset + (v.end - v.start);
+      let lo = 0, hi = runs.length;
+      while (lo < hi) { const m = (lo + hi) >> 1; if (runs[m][0] + runs[m][1] <= vs) lo = m + 1; else hi = m; }
+      for (let i = lo; i < runs.length && runs[i][0] < ve; i++) {
+        const a = Math.max(vs, runs[i][0]), b = Math.min(ve, runs[i][0] + runs[i][1]);
+        if (a < b) fn(i, v.start + (a - vs), b - a);
+      }
+    }
+  }
+
+  /** Whether some context of this address space is running guest code now. */
+  isRunning(): boolean { return this.contexts.some((c) => c.isRunning()); }
+
+  /** Indexes of the runs (see eachMappedRun) some VMA of this address space maps. */
+  mappedRuns(runs: ReadonlyArray<readonly [number, number]>): Set<number> {
+    const out = new Set<number>();
+    this.eachMappedRun(runs, (i) => out.add(i));
+    return out;
+  }
+
+  /**
+   * Remove every host mapping of the memory-file runs (sorted [offset, length]) from this address
+   * space's contexts, which must all be stopped; the memory limit then uncharges them, and a later
+   * access traps and charges again.
+   */
+  unmapFileRuns(runs: ReadonlyArray<readonly [number, number]>): void {
+    this.eachMappedRun(runs, (_i, addr, len) => this.hostUnmap(addr, len));
   }
 
   /**
@@ -295,6 +364,12 @@ export class AddressSpace {
    */
   checkExpand(len: number, prot: number, flags: number, name = '', replaced = 0): void {
     const lim = this.limits();
+    // Overcommit as Linux's heuristic mode (__vm_enough_memory, OVERCOMMIT_GUESS) with the sandbox's
+    // memory limit as its RAM: one accountable mapping (private writable, or shared anonymous;
+    // not MAP_NORESERVE) larger than all of it is refused; smaller ones succeed and are charged
+    // when touched.
+    const accountable = !(flags & MAP_NORESERVE) && ((prot & PROT_WRITE && !(flags & MAP_SHARED)) || ((flags & MAP_SHARED) && (flags & MAP_ANONYMOUS)));
+    if (accountable && pageRoundUp(len) > lim.memory) throw new SyscallError(E.ENOMEM);
     if (lim.as === Infinity && lim.data === Infinity) return;
     const grow = pageRoundUp(len) - replaced;
     let total = 0, data = 0;

@@ -9,11 +9,23 @@ import { persisted } from '../kernel/persist.js';
 import type { MemoryBacking, ReadOnlyFileMapping } from '../../platforms/host-services.js';
 import type { MemoryFileState } from '../kernel/state.js';
 import { PAGE_SIZE } from '../abi/linux.js';
+import { E, SyscallError } from '../errno.js';
 
 /** Size of one kernel-side window over the memory file (bytes); views stay well under 4 GiB. */
 const WINDOW_SIZE = 256 * 1024 * 1024;
 /** Logical size of the memfd: sparse, so only touched pages cost memory. */
 const FILE_SIZE = 64 * 1024 * 1024 * 1024;
+
+/**
+ * Bytes per charge unit of the memory limit (a multiple of PAGE_SIZE): memory-file space is
+ * charged a unit at a time, when first written or first touched by a guest (see charge()).
+ */
+export const CHARGE_UNIT = 64 * 1024;
+/** What backs a piece of the memory file: the memfd (charged), a restored page file, or nothing yet (reads as zeros). */
+export const PieceKind = { Memfd: 0, Backed: 1, None: 2 } as const;
+export type PieceKind = typeof PieceKind[keyof typeof PieceKind];
+/** Zeros handed out as read-only views of memory never charged (never written into). */
+const ZEROS = new Uint8Array(1 << 20);
 
 export const pageRoundUp = (n: number): number => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
 export const pageRoundDown = (n: number): number => Math.floor(n / PAGE_SIZE) * PAGE_SIZE;
@@ -46,6 +58,21 @@ export class MemoryFile {
    * guest mapping of them can be pointed at the memfd (set by the kernel).
    */
   onMaterialized?: (off: number, len: number) => void;
+  /**
+   * One byte per CHARGE_UNIT of the memory file: 1 when charged. Only a charged unit's memfd
+   * pages may hold data or be mapped into a guest; an uncharged one reads as zeros without
+   * touching the memfd, and a guest's first access to it traps (AddressSpace.handleMissing), so
+   * the memfd's pages never exceed the charged bytes. Runtime only: a restored memory file
+   * starts uncharged (its pages are in the page file until written).
+   */
+  private charged = new Uint8Array(4096);
+  /** Bytes charged (a multiple of CHARGE_UNIT). */
+  chargedBytes = 0;
+  /**
+   * Asked before `bytes` more are charged; true lets the charge go ahead (the kernel's memory
+   * limit, which may reclaim or OOM-kill first). Unset: no limit.
+   */
+  admit?: (bytes: number, soft: boolean) => boolean;
 
   /** `createBacking(size)` makes the sparse host memory (HostServices.createMemoryBacking). */
   constructor(readonly state: MemoryFileState, createBacking: (name: string, size: number) => MemoryBacking) {
@@ -114,6 +141,7 @@ export class MemoryFile {
     if (len <= 0) return;
     this.backing.punchHole(off, len);
     this.forget(off, len);
+    this.unchargeInside(off, len); // no guest maps a freed block; edge units shared with a neighbour stay charged
     const free = this.state.free;
     free.push([off, len]);
     free.sort((a, b) => a[0] - b[0]);
@@ -123,6 +151,139 @@ export class MemoryFile {
     }
     const last = free[free.length - 1];
     if (last && last[0] + last[1] === this.state.end) { this.state.end = last[0]; free.pop(); }
+  }
+
+  // ---- charging (the memory limit) ----
+
+  /** Whether the unit holding byte `off` is charged. */
+  isCharged(off: number): boolean { return this.charged[Math.floor(off / CHARGE_UNIT)] === 1; }
+
+  /**
+   * Charge every unit touching [off, off+len) (bytes of the memory file): asks `admit` for the
+   * units not charged yet. Returns false, charging nothing, when admit refuses. `soft`: only if
+   * they fit as things are (no reclaim, no OOM kill).
+   */
+  charge(off: number, len: number, soft = false): boolean {
+    if (len <= 0) return true;
+    const u0 = Math.floor(off / CHARGE_UNIT), u1 = Math.ceil((off + len) / CHARGE_UNIT);
+    if (u1 > this.charged.length) {
+      const grown = new Uint8Array(Math.max(u1, this.charged.length * 2));
+      grown.set(this.charged);
+      this.charged = grown;
+    }
+    let need = 0;
+    for (let u = this.charged.indexOf(0, u0); u >= 0 && u < u1; u = this.charged.indexOf(0, u + 1)) need++;
+    if (need === 0) return true;
+    if (this.admit && !this.admit(need * CHARGE_UNIT, soft)) return false;
+    this.charged.fill(1, u0, u1);
+    this.chargedBytes += need * CHARGE_UNIT;
+    return true;
+  }
+
+  /** charge(), throwing SyscallError(ENOMEM) when refused (the kernel's own writes). */
+  private chargeOrThrow(off: number, len: number): void {
+    if (!this.charge(off, len)) throw new SyscallError(E.ENOMEM);
+  }
+
+  /** Uncharge the units wholly inside [off, off+len) (their pages must already be dropped and unmapped everywhere). */
+  private unchargeInside(off: number, len: number): void {
+    const u0 = Math.ceil(off / CHARGE_UNIT), u1 = Math.min(this.charged.length, Math.floor((off + len) / CHARGE_UNIT));
+    for (let u = u0; u < u1; u++) {
+      if (this.charged[u]) { this.charged[u] = 0; this.chargedBytes -= CHARGE_UNIT; }
+    }
+  }
+
+  /**
+   * Charged units whose memfd pages are all holes (dropped by madvise, munmap of part of a
+   * block, …), as sorted [offset, length] runs, found with SEEK_DATA/SEEK_HOLE (a syscall pair
+   * per data run, not per unit). Guests may still map them: unmap before uncharging.
+   */
+  emptyChargedRuns(): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    const ch = this.charged;
+    let u = ch.indexOf(1);
+    while (u >= 0) {
+      const at = u * CHARGE_UNIT;
+      const data = this.backing.seekData(at);
+      const firstData = data < 0 ? ch.length : Math.floor(data / CHARGE_UNIT);
+      // Units u .. firstData-1 hold no data: report the charged ones.
+      for (let v = u; v < firstData && v < ch.length;) {
+        if (!ch[v]) { v = ch.indexOf(1, v); if (v < 0 || v >= firstData) break; continue; }
+        let w = v;
+        while (w < firstData && w < ch.length && ch[w]) w++;
+        out.push([v * CHARGE_UNIT, (w - v) * CHARGE_UNIT]);
+        v = w;
+      }
+      if (data < 0) break;
+      const hole = this.backing.seekHole(data);
+      const next = hole < 0 ? ch.length : Math.ceil(hole / CHARGE_UNIT);
+      u = next >= ch.length ? -1 : ch.indexOf(1, next);
+    }
+    return out;
+  }
+
+  /** Uncharge [off, off+len) (whole units) after the caller made sure no guest maps them; their pages are dropped. */
+  uncharge(off: number, len: number): void {
+    this.backing.punchHole(off, len);
+    this.unchargeInside(off, len);
+  }
+
+  /** Charged runs no block covers (freed space whose edge units stayed charged), as [offset, length]. */
+  unownedChargedRuns(): Array<[number, number]> {
+    const covered = new Uint8Array(this.charged.length);
+    for (const k of Object.keys(this.state.blocks)) {
+      const off = Number(k), len = this.state.blocks[off].len;
+      covered.fill(1, Math.floor(off / CHARGE_UNIT), Math.ceil((off + len) / CHARGE_UNIT));
+    }
+    const out: Array<[number, number]> = [];
+    for (let u = this.charged.indexOf(1); u >= 0;) {
+      let w = u;
+      while (w < this.charged.length && this.charged[w] && !covered[w]) w++;
+      if (w > u) out.push([u * CHARGE_UNIT, (w - u) * CHARGE_UNIT]);
+      u = this.charged.indexOf(1, Math.max(w, u + 1));
+    }
+    return out;
+  }
+
+  /** Charged bytes of [off, off+len) (whole units, clipped to the range). */
+  chargedIn(off: number, len: number): number {
+    const end = off + len;
+    let n = 0;
+    for (let u = this.charged.indexOf(1, Math.floor(off / CHARGE_UNIT)); u >= 0 && u * CHARGE_UNIT < end; u = this.charged.indexOf(1, u + 1)) {
+      n += Math.min(end, (u + 1) * CHARGE_UNIT) - Math.max(off, u * CHARGE_UNIT);
+    }
+    return n;
+  }
+
+  /**
+   * Split [off, off+len) into runs by what backs them (page file, charged memfd, or nothing):
+   * `fn(offset, length, kind)` in order. O(runs) without a page file.
+   */
+  pieces(off: number, len: number, fn: (off: number, len: number, kind: PieceKind) => void): void {
+    if (len <= 0) return;
+    const end = off + len;
+    const b = this.pageFile;
+    const ch = this.charged;
+    const kindAt = (p: number): PieceKind => (b && b.backed[Math.floor(p / PAGE_SIZE)] === 1 ? PieceKind.Backed : ch[Math.floor(p / CHARGE_UNIT)] === 1 ? PieceKind.Memfd : PieceKind.None);
+    const backedEnd = b ? b.backed.length * PAGE_SIZE : 0;
+    let start = off, kind = kindAt(off);
+    let p = off;
+    while (p < end) {
+      // The next place the kind may change: the next page inside the page file's range, else the next unit boundary where the charge changes.
+      let q: number;
+      if (p < backedEnd) q = pageRoundDown(p) + PAGE_SIZE;
+      else {
+        const u = Math.floor(p / CHARGE_UNIT);
+        const nu = u >= ch.length ? -1 : ch.indexOf(ch[u] ? 0 : 1, u + 1);
+        q = nu < 0 ? (ch[u] && u < ch.length ? ch.length * CHARGE_UNIT : end) : nu * CHARGE_UNIT;
+        if (q <= p) q = end;
+      }
+      if (q >= end) break;
+      const k = kindAt(q);
+      if (k !== kind) { fn(start, q - start, kind); start = q; kind = k; }
+      p = q;
+    }
+    fn(start, end - start, kind);
   }
 
   private window(index: number): Uint8Array {
@@ -221,6 +382,7 @@ export class MemoryFile {
       let q = p;
       while (q < last && b.backed[q]) q++;
       const runOff = p * PAGE_SIZE, runLen = (q - p) * PAGE_SIZE;
+      this.chargeOrThrow(runOff, runLen);
       this.eachWindowPiece(runOff, runLen, (wi, wo, n) => {
         const src = this.backingWindow(wi).subarray(wo, wo + n);
         const dst = this.window(wi).subarray(wo, wo + n);
@@ -265,26 +427,27 @@ export class MemoryFile {
   /**
    * Zero-copy views covering [off, off+len) of the memory file, split at window and
    * backing boundaries; `fn` is called for each piece in order with its offset into the
-   * range. With `forWrite` the range is materialized first and every view is writable;
-   * otherwise views of backed pages are read-only memory and must not be written.
+   * range. With `forWrite` the range is charged (SyscallError(ENOMEM) if the memory limit
+   * refuses) and materialized first and every view is writable; otherwise views of backed
+   * pages are read-only memory and views of never-charged space are shared zeros: neither
+   * may be written.
    */
   forEachChunk(off: number, len: number, fn: (view: Uint8Array, rangeOffset: number) => void, forWrite = false): void {
-    if (!this.pageFile) {
-      this.eachWindowPiece(off, len, (wi, wo, n) => fn(this.window(wi).subarray(wo, wo + n), wo + wi * WINDOW_SIZE - off));
-      return;
-    }
     if (forWrite) {
-      this.materialize(pageRoundDown(off), pageRoundUp(off + len) - pageRoundDown(off));
+      this.chargeOrThrow(off, len);
+      if (this.pageFile) this.materialize(pageRoundDown(off), pageRoundUp(off + len) - pageRoundDown(off));
       this.eachWindowPiece(off, len, (wi, wo, n) => fn(this.window(wi).subarray(wo, wo + n), wo + wi * WINDOW_SIZE - off));
       return;
     }
-    const lo = pageRoundDown(off), hi = off + len;
-    this.segments(lo, pageRoundUp(hi) - lo, (so, sl, backed) => {
-      const a = Math.max(so, off), e = Math.min(so + sl, hi);
-      if (a >= e) return;
-      this.eachWindowPiece(a, e - a, (wi, wo, n) => {
-        const w = backed ? this.backingWindow(wi) : this.window(wi);
-        fn(w.subarray(wo, wo + n), wo + wi * WINDOW_SIZE - off);
+    const hi = off + len;
+    this.pieces(off, len, (a, n, kind) => {
+      if (kind === PieceKind.None) {
+        for (let d = 0; d < n; d += ZEROS.length) fn(ZEROS.subarray(0, Math.min(ZEROS.length, n - d)), a + d - off);
+        return;
+      }
+      this.eachWindowPiece(a, Math.min(n, hi - a), (wi, wo, m) => {
+        const w = kind === PieceKind.Backed ? this.backingWindow(wi) : this.window(wi);
+        fn(w.subarray(wo, wo + m), wo + wi * WINDOW_SIZE - off);
       });
     });
   }
@@ -294,16 +457,19 @@ export class MemoryFile {
     const wi = Math.floor(off / WINDOW_SIZE);
     const wo = off - wi * WINDOW_SIZE;
     if (wo + len <= WINDOW_SIZE) {
-      if (!this.pageFile) return this.window(wi).subarray(wo, wo + len);
-      let pieces = 0, backed = false;
-      this.segments(pageRoundDown(off), pageRoundUp(off + len) - pageRoundDown(off), (_o, _l, bk) => { pieces++; backed = bk; });
-      if (pieces <= 1) return (backed ? this.backingWindow(wi) : this.window(wi)).subarray(wo, wo + len);
+      let pieces = 0, kind: PieceKind = PieceKind.None;
+      this.pieces(off, len, (_o, _l, k) => { pieces++; kind = k; });
+      if (pieces <= 1) {
+        if (kind === PieceKind.None) return len <= ZEROS.length ? ZEROS.subarray(0, len) : new Uint8Array(len);
+        return (kind === PieceKind.Backed ? this.backingWindow(wi) : this.window(wi)).subarray(wo, wo + len);
+      }
     }
     const out = new Uint8Array(len);
     this.forEachChunk(off, len, (v, ro) => out.set(v, ro));
     return out;
   }
 
+  /** Write `data` at byte `off` (charged first: SyscallError(ENOMEM) if the memory limit refuses). */
   write(off: number, data: Uint8Array): void {
     this.forEachChunk(off, data.length, (v, ro) => v.set(data.subarray(ro, ro + v.length)), true);
   }
@@ -326,15 +492,20 @@ export class MemoryFile {
     });
   }
 
-  /** pwrite(2) of `data` to the memfd at byte `off` (see pread); pages still in a page file are copied in first. */
+  /** pwrite(2) of `data` to the memfd at byte `off` (see pread); charged first (ENOMEM), pages still in a page file are copied in first. */
   pwrite(off: number, data: Uint8Array): void {
+    this.chargeOrThrow(off, data.length);
     if (this.pageFile) this.materialize(pageRoundDown(off), pageRoundUp(off + data.length) - pageRoundDown(off));
     this.backing.write(off, data);
   }
 
-  /** Copy len bytes within the memory file (for mremap and copy-on-write). */
+  /** Copy len bytes within the memory file (for mremap and copy-on-write); never-charged source pieces stay holes. */
   copy(dstOff: number, srcOff: number, len: number): void {
-    this.write(dstOff, new Uint8Array(this.read(srcOff, len)));
+    this.chargeOrThrow(dstOff, len);
+    this.pieces(srcOff, len, (o, n, kind) => {
+      if (kind === PieceKind.None) return; // the destination is fresh space: zeros already
+      this.write(dstOff + (o - srcOff), new Uint8Array(this.read(o, n)));
+    });
   }
 
   /**

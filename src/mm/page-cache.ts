@@ -26,3 +26,24 @@ export function pageCacheBlock(k: Kernel, hostPath: string, size: number, mtimeM
   cache[key] = block;
   return block;
 }
+
+/**
+ * Drop the cached blocks no mapping uses any more (only the cache holds them), as Linux reclaims
+ * clean page-cache pages under memory pressure; a later mapping reads the file again. Returns
+ * the bytes of memory file freed.
+ */
+export function shrinkPageCache(k: Kernel): number {
+  const cache = k.state.memoryFile.pageCache;
+  if (!cache) return 0;
+  let freed = 0;
+  for (const [key, block] of Object.entries(cache)) {
+    const b = k.state.memoryFile.blocks[block];
+    if (!b) { delete cache[key]; continue; }
+    const users = Object.keys(b.users);
+    if (users.length !== 1 || Number(users[0]) !== CACHE_USER) continue;
+    freed += b.len;
+    delete cache[key];
+    k.mf.ref(block, CACHE_USER, -1);
+  }
+  return freed;
+}

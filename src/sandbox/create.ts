@@ -3,9 +3,11 @@
  * pid namespace), stdio attached to the caller's fds 0–2, and the program loaded.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { execProgram } from '../loader/exec.js';
 import { Kernel } from '../kernel/kernel.js';
+import { DEFAULT_MEMORY_FRACTION } from '../kernel/memory-limit.js';
 import { RLIMIT_NPROC } from '../abi/linux.js';
 import { AssembleOptions, assembleKernel } from './compose.js';
 import { newCredentials } from '../kernel/creds.js';
@@ -27,6 +29,13 @@ export interface SandboxSpec extends AssembleOptions {
   user?: { uid: number; gid: number };
   /** Bytes the upper layer's file data may hold (ENOSPC past it); unlimited when absent. */
   diskLimit?: number;
+  /** Bytes the sandbox's memory may use (src/kernel/memory-limit.ts); default defaultMemoryLimit(). */
+  memoryLimit?: number;
+}
+
+/** The memory limit of a sandbox created without one: DEFAULT_MEMORY_FRACTION of the host's memory, whole MiB (bytes). */
+export function defaultMemoryLimit(): number {
+  return Math.floor(os.totalmem() * DEFAULT_MEMORY_FRACTION / 1048576) * 1048576;
 }
 
 /** Create a sandbox ready to run. Throws ExecError (errno + one-line message) if the program can't start. */
@@ -35,6 +44,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`rootfs ${spec.rootfs} is not a directory`);
   const state = Kernel.emptyState(rootfs);
   if (spec.diskLimit !== undefined) state.config.diskLimit = spec.diskLimit;
+  state.config.memoryLimit = spec.memoryLimit ?? defaultMemoryLimit();
   const kernel = assembleKernel(state, spec);
   try {
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.
