@@ -42,7 +42,7 @@ export class MemoryLimit {
     if (now - this.buffersAt < BUFFER_COUNT_MS) return this.buffers;
     let n = 0;
     for (const p of Object.values(this.k.state.pipes)) n += p.buf.length;
-    for (const f of Object.values(this.k.state.openFiles)) for (const d of f.socket?.dgrams ?? []) n += d.data.length;
+    for (const f of Object.values(this.k.state.openFiles)) if (f.kind === 'socket') for (const d of f.socket.dgrams ?? []) n += d.data.length;
     this.buffers = n;
     this.buffersAt = now;
     return n;
