@@ -26,7 +26,6 @@ export interface KnownDifference {
 
 const e = (line: string) => fieldOf(line, 'e');
 const r = (line: string) => fieldOf(line, 'r');
-const words = (step: string) => step.split(' ');
 const isDirStat = (line: string) => /^mode=04/.test(line.split(' ').find((f) => f.startsWith('mode=')) ?? '');
 
 export const KNOWN_DIFFERENCES: KnownDifference[] = [
@@ -36,18 +35,6 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     owner: 'issue 10 §2 (unix SOCK_DGRAM and SOCK_SEQPACKET sockets)',
     matches: (d) => d.op === 'socketpair' && r(d.native) === '0' && e(d.sandbox) === 'EOPNOTSUPP',
     regression: 'socketpair 2',
-  },
-  {
-    name: 'locks-not-enforced',
-    reason: 'flock, POSIX record locks and OFD locks always succeed and F_GETLK always reports F_UNLCK; Linux makes locks of other open files / processes conflict (EAGAIN, or the conflicting lock from F_GETLK)',
-    owner: 'issue 10 §1 (locks)',
-    matches: (d, step) => {
-      const [op, ...a] = words(step);
-      if (op === 'flock') return true;
-      if (op === 'fcntl' && ['5', '6', '36', '37'].includes(a[1])) return true;
-      return op === 'fork' && ['3', '4', '8'].includes(a[0]);
-    },
-    regression: "open 'a 66 420\nopen 'a 2 0\nflock @0 2\nflock @1 2",
   },
   {
     name: 'zero-length-socket-recv',

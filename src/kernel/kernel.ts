@@ -24,6 +24,7 @@ import { AddressSpace } from '../mm/address-space.js';
 import { MemoryFile } from '../mm/memory-file.js';
 import { Vfs } from '../vfs/vfs.js';
 import { inodeRelease } from '../vfs/inode-data.js';
+import { releaseFileLocks, releasePosixOnClose } from '../vfs/locks.js';
 import { procMount } from '../vfs/proc.js';
 import { devMount, sysMount } from '../vfs/dev.js';
 import { credsOf } from './creds.js';
@@ -254,6 +255,8 @@ export class Kernel {
     const e = fds[fd];
     if (!e) return -E.EBADF;
     delete fds[fd];
+    const f = this.state.openFiles[e.fileId];
+    if (f && this.state.fs.locks) releasePosixOnClose(this, t.tgid, f);
     this.unrefFile(e.fileId);
     if (this.events$.observed) this.events$.next({ type: 'fd.closed', tid: t.tid, fd });
     return 0;
@@ -264,6 +267,7 @@ export class Kernel {
     const f = this.state.openFiles[id];
     if (!f || --f.refs > 0) return;
     delete this.state.openFiles[f.id];
+    if (this.state.fs.locks) releaseFileLocks(this, f);
     this.fileOps(f).release?.(this, f);
   }
 

@@ -9,6 +9,7 @@ import { E, SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import { copyCredentials, credsOf } from './creds.js';
 import { checkNproc } from './rlimits.js';
+import { releaseProcessLocks } from '../vfs/locks.js';
 import { AddressSpace } from '../mm/address-space.js';
 import type { ExitInfo, Kernel } from './kernel.js';
 import type { Task } from './task.js';
@@ -226,6 +227,7 @@ export class Processes {
     tg.itimerReal = undefined;
     tg.zombie = true;
     tg.waitStatus = waitStatus(info);
+    releaseProcessLocks(k, tg.tgid);
     if (k.events$.observed) k.events$.next({ type: 'task.exited', tid: tg.tgid, info });
     if (tg.tgid === 1) { k.endSandbox(info); return; }
     // Orphans are adopted by the nearest live child subreaper among the ancestors, else by init

@@ -177,7 +177,7 @@ export type TaskRunState =
  */
 export type Waiter =
   | SleepWaiter | PollWaiter | SigsuspendWaiter | PauseWaiter | SigtimedwaitWaiter | FutexWaiter
-  | ChildWaiter | VforkWaiter | FileWaiter | PipeWriteWaiter | CheckpointWaiter;
+  | ChildWaiter | VforkWaiter | FileWaiter | PipeWriteWaiter | CheckpointWaiter | LockWaiter;
 
 /** What every waiter says about signals (Linux: TASK_INTERRUPTIBLE and the restart code). */
 export interface WaiterBase {
@@ -224,6 +224,12 @@ export interface FileWaiter extends WaiterBase {
   kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'pty-read' | 'pty-write' | 'accept' | 'recv';
   fileId?: number;
 }
+
+/**
+ * F_SETLKW, F_OFD_SETLKW or a blocking flock on open file `fileId`: until the lock can be taken. A
+ * restored waiter re-runs the call (the lock request is in its registers) and waits again.
+ */
+export interface LockWaiter extends WaiterBase { kind: 'lock'; fileId: number }
 
 /** A blocking pipe (or stream socket) write: `progress` bytes of it are in the pipe already. */
 export interface PipeWriteWaiter extends WaiterBase { kind: 'pipe-write'; fileId: number; progress: number }
@@ -520,4 +526,21 @@ export interface FilesystemState {
   inodes: Record<number, InodeState>;
   /** Bytes of memory-file blocks held by upper-layer files (counted against SandboxConfig.diskLimit). */
   diskBytes?: number;
+  /** Held advisory locks (fcntl record locks, OFD locks, flock) by lock key (src/vfs/locks.ts lockKey). */
+  locks?: Record<string, FileLock[]>;
+}
+
+/**
+ * One held advisory lock (src/vfs/locks.ts). `start`/`end`: inclusive byte offsets (end 2^63-1: to
+ * the end of the file). `owner`: the thread group id for 'posix', the open file description's id
+ * for 'ofd' and 'flock'. `pid`: what F_GETLK reports as l_pid (the tgid; -1 for OFD locks).
+ */
+export interface FileLock {
+  kind: 'posix' | 'ofd' | 'flock';
+  /** F_RDLCK (0) or F_WRLCK (1); a flock LOCK_SH is a read lock, LOCK_EX a write lock. */
+  type: 0 | 1;
+  start: bigint;
+  end: bigint;
+  owner: number;
+  pid: number;
 }

@@ -16,6 +16,7 @@ import { fileIoctl, fileRead, fileReopen, fileSeek, fileWrite } from '../files/f
 import { truncateUpper, type UpperFile } from '../files/upper.js';
 import { writeHostFd } from '../files/hostfd.js';
 import { baseDir } from '../kernel/dirfd.js';
+import { fcntlLock } from './locks.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_WRITE, SIGPIPE, S_IFIFO, S_IFMT, S_IFREG } from '../abi/linux.js';
 import { MAY_READ, MAY_WRITE } from '../kernel/creds.js';
 
@@ -240,32 +241,8 @@ function getdents64(t: Task): number {
 }
 
 
-/**
- * The checks Linux makes on a struct flock (32 bytes: l_type s16, l_whence s16, l_start s64,
- * l_len s64, l_pid s32) before looking for conflicts (fs/locks.c flock_to_posix_lock,
- * fcntl_getlk/fcntl_setlk): EINVAL for an unknown type or whence, a negative start, or an OFD
- * command with l_pid set; EBADF when setting a read lock on a file not open for reading or a
- * write lock on one not open for writing. Returns 0 when the lock is acceptable.
- */
-function checkFlock(t: Task, f: OpenFileState, fl: Uint8Array, cmd: number, setting: boolean): number {
-  const v = new DataView(fl.buffer, fl.byteOffset, fl.byteLength);
-  const type = v.getInt16(0, true), whence = v.getInt16(2, true), start = v.getBigInt64(8, true), len = v.getBigInt64(16, true), pid = v.getInt32(24, true);
-  const F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2;
-  if (type !== F_RDLCK && type !== F_WRLCK && type !== F_UNLCK) return -E.EINVAL;
-  if ((cmd === F_OFD_GETLK || cmd === F_OFD_SETLK || cmd === F_OFD_SETLKW) && pid !== 0) return -E.EINVAL;
-  if (!setting && type === F_UNLCK) return -E.EINVAL; // F_GETLK asks about a lock it would take
-  if (whence < 0 || whence > 2) return -E.EINVAL;
-  if (whence === 0 && (start < 0n || (len < 0n && start + len < 0n))) return -E.EINVAL;
-  if (setting) {
-    const acc = f.flags & O_ACCMODE;
-    if (type === F_RDLCK && acc === O_WRONLY) return -E.EBADF;
-    if (type === F_WRLCK && acc === O_RDONLY) return -E.EBADF;
-  }
-  void t;
-  return 0;
-}
 
-function fcntl(t: Task): number {
+function fcntl(t: Task): SyscallResult {
   const fd = t.argInt(0), cmd = t.argInt(1);
   const k = t.kernel;
   const f = k.file(t, fd);
@@ -284,18 +261,8 @@ function fcntl(t: Task): number {
       f.flags = (f.flags & ~settable) | (t.argInt(2) & settable);
       return 0;
     }
-    case F_GETLK: case F_OFD_GETLK: {
-      const p = t.arg(2);
-      const copy = new Uint8Array(t.mm.read(p, 32));
-      const bad = checkFlock(t, f, copy, cmd, false);
-      if (bad) return bad;
-      // No other process can hold a lock on our files yet: report F_UNLCK (l_type at offset 0, 2).
-      copy[0] = 2; copy[1] = 0;
-      t.mm.write(p, copy);
-      return 0;
-    }
-    case F_SETLK: case F_SETLKW: case F_OFD_SETLK: case F_OFD_SETLKW:
-      return checkFlock(t, f, new Uint8Array(t.mm.read(t.arg(2), 32)), cmd, true);
+    case F_GETLK: case F_OFD_GETLK: case F_SETLK: case F_SETLKW: case F_OFD_SETLK: case F_OFD_SETLKW:
+      return fcntlLock(t, f, cmd, t.arg(2), () => BigInt(statOfFile(t, f).size));
     case F_SETOWN: return 0;
     case 1026 /* F_NOTIFY */: return f.kind === 'dir' ? 0 : -E.ENOTDIR; // dnotify: accepted, no events are ever sent
     case 1033 /* F_ADD_SEALS */: return f.kind === 'upper' ? 0 : -E.EINVAL;
@@ -457,7 +424,7 @@ export const fileSyscalls = [
   syscall('newfstatat', 4, (t) => { t.mm.write(t.arg(2), encodeStat(statPath(t, t.argInt(0), t.arg(1), t.argInt(3)))); return 0; }),
   syscall('statx', 5, (t) => { t.mm.write(t.arg(4), encodeStatx(statPath(t, t.argInt(0), t.arg(1), t.argInt(2)))); return 0; }, 'partial', 'reports STATX_BASIC_STATS, no btime'),
   syscall('getdents64', 3, getdents64),
-  syscall('fcntl', 3, fcntl, 'partial', 'record locks always succeed (one sandbox owns its files); F_NOTIFY is accepted but sends no events; no leases'),
+  syscall('fcntl', 3, fcntl, 'partial', 'F_NOTIFY is accepted but sends no events; no leases'),
   syscall('ioctl', 3, ioctl, 'partial', 'terminal requests on stdio pass to the caller\'s terminal; others ENOTTY'),
   syscall('dup', 1, (t) => { const e = t.fdTable.fds[t.argInt(0)]; return e ? t.kernel.installFd(t, e.fileId, false) : -E.EBADF; }),
   syscall('dup2', 2, (t) => dup3(t, t.argInt(0), t.argInt(1), 0, true)),
@@ -467,13 +434,6 @@ export const fileSyscalls = [
   syscall('syncfs', 1, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'the upper layer lives in memory: nothing to flush'),
   syscall('sync', 0, () => 0, 'stub', 'the upper layer lives in memory: nothing to flush'),
   syscall('fadvise64', 4, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'stub', 'advice only'),
-  syscall('flock', 2, (t) => {
-    // The operation is checked before the fd (fs/locks.c, flock_translate_cmd): LOCK_SH, LOCK_EX or LOCK_UN, with LOCK_NB.
-    const op = t.argInt(1) & ~4 /* LOCK_NB */;
-    if (op !== 1 && op !== 2 && op !== 8) return -E.EINVAL;
-    t.kernel.file(t, t.argInt(0));
-    return 0;
-  }, 'stub', 'locks are not enforced between processes (issue 10); arguments are checked as Linux does'),
   syscall('memfd_create', 2, (t) => {
     const name = t.mm.readCString(t.arg(0), 249);
     const flags = t.argU32(1);

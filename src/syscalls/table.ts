@@ -35,13 +35,14 @@ import { schedSyscalls } from './sched.js';
 import { eventfdSyscalls } from './eventfd.js';
 import { netSyscalls } from './net.js';
 import { mempolicySyscalls } from './mempolicy.js';
+import { lockSyscalls } from './locks.js';
 
 export type { Support, SyscallEntry, SyscallName } from './entry.js';
 export { syscall } from './entry.js';
 
 /** Indexed by syscall number. */
 export const SYSCALL_TABLE: (SyscallEntry | undefined)[] = [];
-const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, net: netSyscalls, mempolicy: mempolicySyscalls, misc: miscSyscalls };
+const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, net: netSyscalls, mempolicy: mempolicySyscalls, locks: lockSyscalls, misc: miscSyscalls };
 for (const [family, entries] of Object.entries(FAMILIES)) {
   for (const e of entries) {
     if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);

@@ -13,6 +13,7 @@ import type { Credentials, FilesystemState, InodeState, DirEntry } from '../kern
 import { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, MAY_EXEC, MAY_WRITE, capable, permits } from '../kernel/creds.js';
 import { Stat, dtypeOfMode, isDir, isLnk, isReg } from './stat.js';
 import { DataStore, inodeSetContents } from './inode-data.js';
+import { moveLocksOnCopyUp } from './locks.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../abi/linux.js';
 
 /** A synthetic file or directory (/proc, /dev). */
@@ -356,6 +357,7 @@ export class Vfs {
     }
     try {
       const inode = this.insert(n.path, s.mode, s.uid, s.gid, extra);
+      moveLocksOnCopyUp(this.state, n.path, inode.id);
       if (src) inodeSetContents(this.data!, inode, src.size, this.lower.dataRanges(src.fd, src.size), (buf, off) => this.lower.pread(src!.fd, buf, off));
       return inode;
     } finally {
