@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { closeFd, connectUnix, sendFds } from '../platforms/host/fd-passing.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bundle', 'main.js');
@@ -33,7 +33,8 @@ const WORKLOAD = [
   'os._exit(0)',
 ].join('\n');
 
-function pct(xs: number[], p: number): number {
+/** The p-th percentile (nearest rank, rounding up) of xs. */
+export function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * (s.length - 1)))];
 }
@@ -86,10 +87,10 @@ async function protocolTake(pool: string, dir: string, n: number): Promise<[numb
 }
 
 /** One `snapvisor pool take` command: spawn → first stdout byte, ms. */
-function commandTake(pool: string): Promise<number> {
+function commandTake(node: string, cli: string, env: NodeJS.ProcessEnv, pool: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = nowMs();
-    const c = spawn(process.execPath, [CLI, 'pool', 'take', pool], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(node, [cli, 'pool', 'take', pool], { stdio: ['ignore', 'pipe', 'inherit'], env });
     let at = 0;
     c.stdout.once('data', () => { at = nowMs(); });
     c.stdout.resume();
@@ -97,21 +98,35 @@ function commandTake(pool: string): Promise<number> {
   });
 }
 
-async function main(): Promise<void> {
-  const takes = Number(process.argv[2] ?? 50), objects = Number(process.argv[3] ?? 200000);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'snapvisor-pool-bench-'));
+/** What one pool round measured (ms). */
+export interface PoolRound {
+  size: number;
+  /** `pool serve` spawn → `pool serving` (all clones restored). */
+  fillMs: number;
+  /** Per protocol take: request reaching the pool → first output byte; client send → first byte; request → guest resumed. */
+  fromPool: number[]; fromClient: number[]; handoff: number[];
+  /** Per `pool take` command: spawn → first output byte. */
+  command: number[];
+}
+
+/**
+ * Checkpoint the workload (it asks for its own checkpoint), serve it from a pool of 4, and time
+ * `takes` protocol takes and `commandTakes` `pool take` commands (each once the pool is full again).
+ * `node`/`cli`/`env` run snapvisor; `dir` is scratch space.
+ */
+export async function poolRound(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, objects: number, takes: number, commandTakes = 10): Promise<PoolRound> {
   let serve: ReturnType<typeof spawn> | undefined;
   try {
-    const store = path.join(dir, 'store');
-    const run = spawn(process.execPath, [CLI, 'run', '--checkpoint-store', store, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const store = path.join(dir, 'pool-store');
+    const run = spawn(node, [cli, 'run', '--checkpoint-store', store, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)], { stdio: ['ignore', 'ignore', 'pipe'], env });
     let err = '';
-    run.stderr.on('data', (d) => { err += d; });
+    run.stderr!.on('data', (d) => { err += d; });
     await new Promise((r) => run.on('exit', r));
     const id = /request: ([0-9a-f]{16})/.exec(err)?.[1];
-    if (!id) throw new Error(`no checkpoint: ${err}`);
+    if (!id) throw new Error(`no checkpoint: ${err.trim().split('\n').pop()}`);
     const sock = path.join(dir, 'pool.sock');
     const size = 4;
-    serve = spawn(process.execPath, [CLI, 'pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock], { stdio: ['ignore', 'pipe', 'inherit'] });
+    serve = spawn(node, [cli, 'pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock], { stdio: ['ignore', 'pipe', 'inherit'], env });
     const t0 = nowMs();
     await new Promise<void>((resolve, reject) => {
       serve!.stdout!.on('data', (d) => { if (String(d).includes('pool serving')) resolve(); });
@@ -126,22 +141,33 @@ async function main(): Promise<void> {
       fromPool.push(a);
       fromClient.push(b);
     }
-    const cmd: number[] = [];
-    for (let i = 0; i < 10; i++) {
+    const command: number[] = [];
+    for (let i = 0; i < commandTakes; i++) {
       await waitFull(sock, size);
-      cmd.push(await commandTake(sock));
+      command.push(await commandTake(node, cli, env, sock));
     }
     serve.kill('SIGTERM');
     await new Promise((r) => serve!.on('exit', r));
     serve = undefined;
-    const f = (x: number) => x.toFixed(1);
-    console.log(`pool of ${size} clones of a python3 holding ${objects / 1000} MB: filled in ${f(fillMs)} ms`);
-    console.log(`take → first output byte, ${takes} takes through the socket protocol: from the request reaching the pool p50 ${f(pct(fromPool, 50))} ms, p99 ${f(pct(fromPool, 99))} ms; from the client's send p50 ${f(pct(fromClient, 50))} ms, p99 ${f(pct(fromClient, 99))} ms; of which the pool's hand-off (request → guest resumed) p50 ${f(pct(handoff, 50))} ms, p99 ${f(pct(handoff, 99))} ms`);
-    console.log(`\`snapvisor pool take\` command, spawn → first output byte (its own start-up included), 10 takes: p50 ${f(pct(cmd, 50))} ms, p99 ${f(pct(cmd, 99))} ms`);
+    return { size, fillMs, fromPool, fromClient, handoff, command };
   } finally {
     serve?.kill('SIGTERM');
+  }
+}
+
+async function main(): Promise<void> {
+  const takes = Number(process.argv[2] ?? 50), objects = Number(process.argv[3] ?? 200000);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'snapvisor-pool-bench-'));
+  try {
+    const r = await poolRound(process.execPath, CLI, process.env, dir, objects, takes);
+    const f = (x: number) => x.toFixed(1);
+    console.log(`pool of ${r.size} clones of a python3 holding ${objects / 1000} MB: filled in ${f(r.fillMs)} ms`);
+    console.log(`take → first output byte, ${takes} takes through the socket protocol: from the request reaching the pool p50 ${f(pct(r.fromPool, 50))} ms, p99 ${f(pct(r.fromPool, 99))} ms; from the client's send p50 ${f(pct(r.fromClient, 50))} ms, p99 ${f(pct(r.fromClient, 99))} ms; of which the pool's hand-off (request → guest resumed) p50 ${f(pct(r.handoff, 50))} ms, p99 ${f(pct(r.handoff, 99))} ms`);
+    console.log(`\`snapvisor pool take\` command, spawn → first output byte (its own start-up included), ${r.command.length} takes: p50 ${f(pct(r.command, 50))} ms, p99 ${f(pct(r.command, 99))} ms`);
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-await main();
+// Run directly (node dist/bench/pool-bench.js); npm run bench imports poolRound.
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) await main();

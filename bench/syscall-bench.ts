@@ -8,6 +8,8 @@
  *  3. The warmed-up python3 workload of issue 7 (bench/restore-bench.ts): cold start,
  *     checkpoint, stored bytes and restore to the next output line, under snapvisor and
  *     under runsc (an OCI bundle, runsc checkpoint/restore), side by side.
+ *  4. A warm pool of that workload (bench/pool-bench.ts, docs/pools.md): take → first
+ *     output byte, p50/p99 over 50 takes, and the `pool take` command's own start-up.
  *
  * Every node child runs with NODE_EXTRA_CA_CERTS unset (loading a CA bundle adds
  * start-up time to every node process). If runsc is missing or fails, its rows say
@@ -21,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { benchTempDir, writeGetppidLoop } from './getppid-elf.js';
 import { envWithout, failure, median, timeRun, type TimedRun } from './proc.js';
 import { nativeColdStart, runscRound, snapvisorRound, type RunscRound, type SnapvisorRound } from './restore-bench.js';
+import { pct, poolRound } from './pool-bench.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(HERE, '..', 'bundle', 'main.js');
@@ -228,6 +231,29 @@ async function main(): Promise<number> {
     if (svErr) out(`  snapvisor: n/a: ${svErr}`);
     if (gvErr && gvErr !== 'runsc unavailable') out(`  runsc: n/a: ${gvErr}`);
     out(`  native cold starts (ms): ${natives.map((x) => x.toFixed(0)).join(', ')}. snapvisor's times include a node start-up and CLI load (table 2).`);
+    out();
+
+    // 4. A warm pool of the same workload.
+    const TAKES = 50;
+    out(`4. Warm pool: the same workload asking for its own checkpoint once warm (/proc/snapvisor/checkpoint),`);
+    out(`   then printing one line; pool serve --size 4; ${TAKES} takes through the socket protocol (no process`);
+    out(`   per take), each once the pool is full again; then 10 \`snapvisor pool take\` commands (docs/pools.md)`);
+    out();
+    progress('snapvisor: pool serve, takes');
+    try {
+      const pr = await poolRound(NODE, CLI, SV_ENV, dir, OBJECTS, TAKES);
+      const prow = (label: string, xs: number[]): string[] => [label, num(pct(xs, 50), 1), num(pct(xs, 99), 1)];
+      for (const l of table(['measure', 'p50 ms', 'p99 ms'], [
+        prow('take: request reaching the pool → first output byte', pr.fromPool),
+        prow('take: client\'s send → first output byte', pr.fromClient),
+        prow('  of which the pool\'s hand-off (request → guest resumed)', pr.handoff),
+        prow('`snapvisor pool take` command: spawn → first output byte', pr.command),
+      ])) out('  ' + l);
+      out(`  pool of ${pr.size} filled (every clone restored) in ${pr.fillMs.toFixed(0)} ms; the p99 includes the first take, made before the pool knows the guest's working set`);
+    } catch (e) {
+      out(`  snapvisor pool: n/a: ${(e as Error).message}`);
+      failed = true;
+    }
     out();
     out(`load avg: ${loadavg()} at end`);
     out(`total bench time ${((Date.now() - started) / 1000).toFixed(1)} s`);
