@@ -5,7 +5,7 @@
  * capability sets are 64-bit masks (bigint) with bit n = capability n.
  */
 import type { Credentials, ThreadGroupState } from './state.js';
-import { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_LAST_CAP, CAP_LINUX_IMMUTABLE, CAP_MAC_OVERRIDE, CAP_MKNOD, MAY_EXEC, MAY_READ, MAY_WRITE } from '../abi/linux.js';
+import { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_LAST_CAP, CAP_LINUX_IMMUTABLE, CAP_MAC_OVERRIDE, CAP_MKNOD, CAP_SYS_PTRACE, MAY_EXEC, MAY_READ, MAY_WRITE } from '../abi/linux.js';
 
 export { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_LAST_CAP, CAP_SETGID, CAP_SETPCAP, CAP_SETUID, MAY_EXEC, MAY_READ, MAY_WRITE } from '../abi/linux.js';
 /** Every capability. */
@@ -124,4 +124,17 @@ export function credsOnExec(c: Credentials, mode: number, uid: number, gid: numb
   }
   if ((c.capPrm & ~oldPrm) !== 0n && c.ruid !== 0) secure = true;
   return secure || c.euid !== c.ruid || c.egid !== c.rgid;
+}
+
+/**
+ * __ptrace_may_access with PTRACE_MODE_READ_FSCREDS (kernel/ptrace.c), as /proc/<pid>/environ,
+ * maps, fd/N, cwd, root and exe ask it: a thread group may inspect itself; another one only if
+ * the caller's fsuid and fsgid equal the target's real, effective and saved uids and gids, or the
+ * caller holds CAP_SYS_PTRACE. (Dumpability is not modelled: every process counts as dumpable.)
+ */
+export function ptraceMayAccess(caller: ThreadGroupState, target: ThreadGroupState): boolean {
+  if (caller === target) return true;
+  const c = credsOf(caller), tc = credsOf(target);
+  if (c.fsuid === tc.ruid && c.fsuid === tc.euid && c.fsuid === tc.suid && c.fsgid === tc.rgid && c.fsgid === tc.egid && c.fsgid === tc.sgid) return true;
+  return capable(c, CAP_SYS_PTRACE);
 }

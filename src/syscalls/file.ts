@@ -42,7 +42,11 @@ export function openNode(t: Task, n: Node, flags: number, created = false): Open
   const acc = flags & O_ACCMODE;
   const writing = acc !== O_RDONLY; // 3 (O_ACCMODE) asks for read and write permission, as Linux's ACC_MODE
   const mode = modeOf(n);
+  // /proc/<pid>/… of a process the caller may not trace: EACCES (a magic link even with O_PATH, as following it is checked).
+  const refused = n.kind === 'synthetic' && !!n.node.mayAccess && !n.node.mayAccess();
+  if (refused && n.node.magicFileId !== undefined) throw new SyscallError(E.EACCES);
   if (n.kind === 'synthetic' && n.node.magicFileId !== undefined) return reopen(t, n.node.magicFileId, flags);
+  if (refused && !(flags & O_PATH)) throw new SyscallError(E.EACCES);
   if (flags & O_PATH) return isDir(mode) ? k.newOpenFile({ kind: 'dir', path: n.path, flags }) : k.newOpenFile({ kind: 'synthetic', path: n.path, flags, content: new Uint8Array(0) });
   if (!created) k.vfs.checkAccess(n, (acc === O_WRONLY ? 0 : MAY_READ) | (writing || (flags & O_TRUNC) ? MAY_WRITE : 0));
   if ((mode & S_IFMT) === S_IFIFO) throw new SyscallError(E.ENXIO); // named pipes: not yet

@@ -9,14 +9,14 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Kernel } from '../kernel/kernel.js';
-import { credsOf } from '../kernel/creds.js';
+import { credsOf, ptraceMayAccess } from '../kernel/creds.js';
 import type { SyntheticMount, SyntheticNode } from './vfs.js';
 import { S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
 
 const enc = new TextEncoder();
 const text = (s: string) => enc.encode(s);
-const file = (ino: number, gen: () => string | Uint8Array): SyntheticNode => ({
-  mode: S_IFREG | 0o444, ino, content: () => { const v = gen(); return typeof v === 'string' ? text(v) : v; },
+const file = (ino: number, gen: () => string | Uint8Array, perm = 0o444): SyntheticNode => ({
+  mode: S_IFREG | perm, ino, content: () => { const v = gen(); return typeof v === 'string' ? text(v) : v; },
 });
 const dir = (ino: number, list: () => string[]): SyntheticNode => ({ mode: S_IFDIR | 0o555, ino, list });
 const link = (ino: number, target: () => string): SyntheticNode => ({ mode: S_IFLNK | 0o777, ino, target });
@@ -34,17 +34,28 @@ export function procMount(k: Kernel): SyntheticMount {
   const selfTid = () => k.current?.tid ?? selfTgid();
   const pidDir = (pid: number, p: string): SyntheticNode | undefined => {
     const tg = k.state.threadGroups[pid];
-    if (!tg) return undefined;
+    if (!tg || !k.state.tasks[tg.tids[0]]) return undefined;
+    const parts = p.split('/');
+    const rest = parts.slice(3).join('/');
+    const c = () => credsOf(tg);
+    const node = pidNode(pid, rest, parts);
+    if (!node) return undefined;
+    // Files of /proc/<pid> belong to the process's euid/egid (task_dump_owner); the ones that show
+    // its memory, files or paths are refused to a caller that may not ptrace it (EACCES).
+    const guarded = ['environ', 'auxv', 'maps', 'exe', 'cwd', 'root'].includes(rest) || rest.startsWith('fd/');
+    const mayAccess = () => { const caller = k.current?.tg; return !caller || ptraceMayAccess(caller, tg); };
+    return { ...node, uid: c().euid, gid: c().egid, ...(guarded ? { mayAccess } : {}) };
+  };
+  /** The node at /proc/<pid>/<rest> (`parts`: the whole path split at '/'), before its owner and access check. */
+  const pidNode = (pid: number, rest: string, parts: string[]): SyntheticNode | undefined => {
+    const tg = k.state.threadGroups[pid];
     const task = k.tasks.get(tg.tids[0]);
     const ts = k.state.tasks[tg.tids[0]];
-    if (!ts) return undefined;
     const as = k.state.addressSpaces[ts.addressSpaceId];
     const base = 0x10000 * (pid + 1);
     const mem = (from: number, to: number): Uint8Array => {
       try { return task ? new Uint8Array(task.mm.read(from, to - from)) : new Uint8Array(0); } catch { return new Uint8Array(0); }
     };
-    const parts = p.split('/');
-    const rest = parts.slice(3).join('/');
     const c = () => credsOf(tg);
     const hex = (x: bigint) => x.toString(16).padStart(16, '0');
     const fds = k.state.fdTables[ts.fdTableId].fds;
@@ -59,7 +70,7 @@ export function procMount(k: Kernel): SyntheticMount {
       case 'cwd': return link(base + 2, () => tg.cwd);
       case 'root': return link(base + 3, () => '/');
       case 'cmdline': return file(base + 4, () => mem(as.argStart, as.argEnd));
-      case 'environ': return file(base + 5, () => mem(as.envStart, as.envEnd));
+      case 'environ': return file(base + 5, () => mem(as.envStart, as.envEnd), 0o400);
       case 'maps': return file(base + 6, () => as.vmas.map((v) => {
         const perms = (v.prot & 1 ? 'r' : '-') + (v.prot & 2 ? 'w' : '-') + (v.prot & 4 ? 'x' : '-') + (v.flags & 1 ? 's' : 'p');
         const head = `${v.start.toString(16).padStart(8, '0')}-${v.end.toString(16).padStart(8, '0')} ${perms} ${v.pgoff.toString(16).padStart(8, '0')} 00:00 0`;
@@ -75,13 +86,13 @@ export function procMount(k: Kernel): SyntheticMount {
         `SigBlk:\t${ts.sigmask.toString(16).padStart(16, '0')}\n` +
         `CapInh:\t${hex(c().capInh)}\nCapPrm:\t${hex(c().capPrm)}\nCapEff:\t${hex(c().capEff)}\nCapBnd:\t${hex(c().capBnd)}\nCapAmb:\t${hex(c().capAmb)}\nNoNewPrivs:\t${c().noNewPrivs ? 1 : 0}\n` +
         `Cpus_allowed_list:\t0-${os.cpus().length - 1}\n`);
-      case 'fd': return dir(base + 9, () => Object.keys(fds));
+      case 'fd': return { ...dir(base + 9, () => Object.keys(fds)), mode: S_IFDIR | 0o500 };
       case 'auxv': return file(base + 10, () => {
         const b = new Uint8Array((as.auxv.length + 1) * 16);
         const v = new DataView(b.buffer);
         as.auxv.forEach(([t, val], i) => { v.setBigUint64(i * 16, BigInt(t), true); v.setBigUint64(i * 16 + 8, BigInt(val), true); });
         return b;
-      });
+      }, 0o400);
       case 'comm': return file(base + 11, () => ts.comm + '\n');
       case 'mounts': return file(base + 12, () => mountsText());
       case 'task': return dir(base + 13, () => tg.tids.map(String));

@@ -31,6 +31,14 @@ export interface SyntheticNode {
   rdev?: number;
   /** A /proc/<pid>/fd/N "magic link": opening it reaches this open file, whatever its path says. */
   magicFileId?: number;
+  /** Owner and group (default root), as /proc/<pid> files belong to the process's euid/egid. */
+  uid?: number;
+  gid?: number;
+  /**
+   * A check beyond the mode (the ptrace access check of /proc/<pid>/environ, maps, fd/N, cwd…):
+   * false makes open, readlink and following the link fail with EACCES; stat still works.
+   */
+  mayAccess?: () => boolean;
 }
 
 export type Node =
@@ -118,6 +126,7 @@ export class Vfs {
       try { return this.lower.readlink(n.path); } catch (e) { throw new SyscallError(e instanceof HostError ? E.ENOENT : E.EIO); }
     }
     if (!n.node.target) throw new SyscallError(E.EINVAL);
+    if (n.node.mayAccess && !n.node.mayAccess()) throw new SyscallError(E.EACCES);
     return n.node.target();
   }
 
@@ -200,7 +209,7 @@ export class Vfs {
   owner(n: Node): { mode: number; uid: number; gid: number } {
     if (n.kind === 'host') return n.st;
     if (n.kind === 'upper') return n.inode;
-    return { mode: n.node.mode, uid: 0, gid: 0 };
+    return { mode: n.node.mode, uid: n.node.uid ?? 0, gid: n.node.gid ?? 0 };
   }
 
   /** generic_permission of `mask` (MAY_READ | MAY_WRITE | MAY_EXEC) on a node for `c`. */
@@ -253,8 +262,8 @@ export class Vfs {
     }
     const s = n.node;
     const t = this.nowNs();
-    const size = (s.mode & S_IFMT) === S_IFLNK && s.target ? s.target().length : 0;
-    return { dev: SYNTHETIC_DEV, ino: s.ino, nlink: isDir(s.mode) ? 2 : 1, mode: s.mode, uid: 0, gid: 0, rdev: s.rdev ?? 0, size, blksize: 4096, blocks: 0, atimeNs: t, mtimeNs: t, ctimeNs: t };
+    const size = (s.mode & S_IFMT) === S_IFLNK && s.target && (!s.mayAccess || s.mayAccess()) ? s.target().length : 0;
+    return { dev: SYNTHETIC_DEV, ino: s.ino, nlink: isDir(s.mode) ? 2 : 1, mode: s.mode, uid: s.uid ?? 0, gid: s.gid ?? 0, rdev: s.rdev ?? 0, size, blksize: 4096, blocks: 0, atimeNs: t, mtimeNs: t, ctimeNs: t };
   }
 
   /** Directory entries of a directory node (without "." and ".."), merged across layers. */
