@@ -83,7 +83,7 @@ export const PR_CAP_AMBIENT_IS_SET = 1, PR_CAP_AMBIENT_RAISE = 2, PR_CAP_AMBIENT
 // Capabilities (linux/capability.h): numbers and the capget/capset header versions.
 export const CAP_CHOWN = 0, CAP_DAC_OVERRIDE = 1, CAP_DAC_READ_SEARCH = 2, CAP_FOWNER = 3, CAP_FSETID = 4, CAP_KILL = 5;
 export const CAP_SETGID = 6, CAP_SETUID = 7, CAP_SETPCAP = 8, CAP_LINUX_IMMUTABLE = 9, CAP_SYS_PTRACE = 19, CAP_SYS_ADMIN = 21, CAP_SYS_NICE = 23;
-export const CAP_SYS_RESOURCE = 24, CAP_MKNOD = 27, CAP_MAC_OVERRIDE = 32;
+export const CAP_SYS_RESOURCE = 24, CAP_MKNOD = 27, CAP_MAC_OVERRIDE = 32, CAP_WAKE_ALARM = 35;
 /** Highest capability number Linux 6.x knows (CAP_CHECKPOINT_RESTORE). */
 export const CAP_LAST_CAP = 40;
 export const LINUX_CAPABILITY_VERSION_1 = 0x19980330, LINUX_CAPABILITY_VERSION_2 = 0x20071026, LINUX_CAPABILITY_VERSION_3 = 0x20080522;
@@ -124,6 +124,10 @@ export const POLLIN = 1, POLLPRI = 2, POLLOUT = 4, POLLERR = 8, POLLHUP = 0x10, 
 export const EPOLLRDHUP = 0x2000, EPOLLONESHOT = 1 << 30, EPOLLET = 1 << 31;
 export const EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
 export const EFD_SEMAPHORE = 1, EFD_NONBLOCK = 0o4000, EFD_CLOEXEC = 0o2000000;
+/** timerfd_create(2) flags and timerfd_settime(2) flags (linux/timerfd.h); TFD_IOC_SET_TICKS = _IOW('T', 0, u64). */
+export const TFD_NONBLOCK = 0o4000, TFD_CLOEXEC = 0o2000000, TFD_TIMER_ABSTIME = 1, TFD_TIMER_CANCEL_ON_SET = 2, TFD_IOC_SET_TICKS = 0x40085400;
+/** signalfd4(2) flags (linux/signalfd.h) and the size of struct signalfd_siginfo, bytes. */
+export const SFD_NONBLOCK = 0o4000, SFD_CLOEXEC = 0o2000000, SIGNALFD_SIGINFO_SIZE = 128;
 /** Writes up to this many bytes to a pipe are atomic (man 7 pipe), bytes. */
 export const PIPE_BUF = 4096;
 

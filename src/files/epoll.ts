@@ -47,6 +47,16 @@ export const epollFileOps: FileOps<EpollFile> = {
   readiness: (t, f) => (epollReady(t, f, false).length ? POLLIN : 0),
   stat: (t, f) => statByPath(t, f),
   seek: (t, f, off, whence) => seekBySize(f, off, whence, () => statByPath(t, f).size),
+  /** The earliest time a watched file's readiness changes by itself (a timerfd; one level, as hostReadiness). */
+  readyAt(t, f) {
+    let at: bigint | undefined;
+    for (const i of Object.values(f.epollInterest)) {
+      const g = t.kernel.state.openFiles[i.fileId];
+      const a = g && g.kind !== 'epoll' && i.events ? t.kernel.fileOps(g).readyAt?.(t, g) : undefined;
+      if (a !== undefined && (at === undefined || a < at)) at = a;
+    }
+    return at;
+  },
   /** Watching a host stream makes the waiter poll the host (one level: an epoll inside an epoll is not followed). */
   hostReadiness(t, f) {
     return Object.values(f.epollInterest).some((i) => {

@@ -14,6 +14,8 @@ import type { Kernel } from '../kernel/kernel.js';
 import type { OpenFileState } from '../kernel/state.js';
 import type { Node } from '../vfs/vfs.js';
 import type { Stat } from '../vfs/stat.js';
+import { NEVER, Observable, defer, repeat, startWith, switchMap } from 'rxjs';
+import { untilDeadline } from '../kernel/deadline.js';
 import { MAX_RW, O_ACCMODE, O_CREAT, O_EXCL, O_PATH, O_RDONLY, O_TRUNC, O_WRONLY, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM, PROT_WRITE, S_IFREG, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET } from '../abi/linux.js';
 
 export interface FileOps<F extends OpenFileState = OpenFileState> {
@@ -65,6 +67,12 @@ export interface FileOps<F extends OpenFileState = OpenFileState> {
   pollable?: boolean;
   /** Whether its readiness comes from the host (the caller's stdio): waiters must re-check it periodically. */
   hostReadiness?(t: Task, f: F): boolean;
+  /**
+   * For kinds whose readiness changes with time alone (timerfd): the guest CLOCK_MONOTONIC time,
+   * ns, at which it next changes by itself (possibly past: the waiter then wakes at once); undefined when only an event can change it (a read, a
+   * settime: those emit on `Kernel.pipes.changed$`). Waiters wake then (`whenTimersDue`). Absent: never.
+   */
+  readyAt?(t: Task, f: F): bigint | undefined;
   /**
    * Save and restore. The open file's graph record (its type in src/kernel/state.ts) is
    * saved as is; `restore` rebuilds its runtime part after a restore (e.g. re-opens the host
@@ -187,4 +195,25 @@ export function fileReopen(t: Task, f: OpenFileState, flags: number): OpenFileSt
   const ops = t.kernel.fileOps(f);
   if (!ops.reopen) throw new SyscallError(E.ENXIO);
   return ops.reopen(t, f, flags);
+}
+
+/**
+ * A stream that emits when the readiness of some of `files()` changes with time alone (a
+ * timerfd expiring): at the earliest `readyAt` of them, recomputed after each event of
+ * `changes$` (a read or settime may move it) and after each emission. No host timer is kept
+ * in the graph: the waiter holding this stream re-subscribes after a restore.
+ */
+export function whenTimersDue(t: Task, files: () => Iterable<OpenFileState | undefined>, changes$: Observable<unknown>): Observable<void> {
+  const next = (): bigint | undefined => {
+    let at: bigint | undefined;
+    for (const f of files()) {
+      const a = f && t.kernel.fileOps(f).readyAt?.(t, f);
+      if (a !== undefined && (at === undefined || a < at)) at = a;
+    }
+    return at;
+  };
+  return changes$.pipe(
+    startWith(undefined),
+    switchMap(() => defer(() => { const at = next(); return at === undefined ? NEVER : untilDeadline(t, at); }).pipe(repeat())),
+  );
 }

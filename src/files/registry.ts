@@ -18,6 +18,8 @@ import { pidFdFileOps } from './pidfd.js';
 import { eventFdFileOps } from './eventfd.js';
 import { socketFileOps } from './socket.js';
 import { ptyFileOps } from './pty.js';
+import { timerFdFileOps } from './timerfd.js';
+import { signalFdFileOps } from './signalfd.js';
 
 /** File operations by kind (the type makes a missing or mistyped kind a compile error). */
 export const FILE_KINDS: { readonly [K in OpenFileKind]: FileOps<Extract<OpenFileState, { kind: K }>> } = {
@@ -33,6 +35,8 @@ export const FILE_KINDS: { readonly [K in OpenFileKind]: FileOps<Extract<OpenFil
   eventfd: eventFdFileOps,
   socket: socketFileOps,
   pty: ptyFileOps,
+  timerfd: timerFdFileOps,
+  signalfd: signalFdFileOps,
 };
 
 /** The file operations of an open file. */

@@ -76,6 +76,7 @@ export class Signals {
     target.pendingSignals |= sigbit(sig);
     if (!target.pendingInfo[sig] || sig >= 32) target.pendingInfo[sig] = info;
     if (k.events$.observed) k.events$.next({ type: 'signal.sent', tid: target.tid, sig });
+    this.queued$.next(target.tid);
     if (target.sigmask & sigbit(sig)) return;
     this.wake(target.tid);
   }
@@ -149,6 +150,9 @@ export class Signals {
       return false;
     }
   }
+
+  /** Fires with a tid when a signal has been made pending on that thread (signalfd readers and pollers re-check). */
+  readonly queued$ = new Subject<number>();
 
   /** Fires with a tgid when a stopped thread group is continued. */
   readonly continued$ = new Subject<number>();

@@ -19,6 +19,8 @@ import type { PipeFile } from '../files/pipe.js';
 import type { EpollFile } from '../files/epoll.js';
 import type { PidFdFile } from '../files/pidfd.js';
 import type { EventFdFile } from '../files/eventfd.js';
+import type { TimerFdFile } from '../files/timerfd.js';
+import type { SignalFdFile } from '../files/signalfd.js';
 import type { SocketFile } from '../files/socket.js';
 import type { PtyFile } from '../files/pty.js';
 
@@ -167,7 +169,7 @@ export type TaskRunState =
  * Saved and restored with the task (`TaskState.waiter`): a restored task re-enters its syscall
  * from the registers it trapped with, and the handler takes its waiter back (`Task.resumed(kind)`),
  * so each kind goes on exactly as Linux goes on after a signal without a handler:
- * - restart (ERESTARTSYS: as if never blocked): read, pipe-read, fifo-open, eventfd-*, pty-*,
+ * - restart (ERESTARTSYS: as if never blocked): read, pipe-read, fifo-open, eventfd-*, timerfd-read, signalfd-read, pty-*,
  *   accept, recv, wait;
  * - continue with the saved state (ERESTART_RESTARTBLOCK / ERESTARTNOHAND): sleep and poll/select/
  *   epoll (same deadline), pipe-write (from `progress`, never writing a byte twice), vfork (same
@@ -218,10 +220,11 @@ export interface VforkWaiter extends WaiterBase { kind: 'vfork'; pid: number }
  * Waits on open file `fileId` until it is ready: 'read' (a host stream such as the caller's stdin:
  * readiness is polled and the bytes read only once there, so an interrupted read consumes nothing),
  * 'pipe-read', 'fifo-open' (until the other end opens), 'eventfd-read'/'eventfd-write',
+ * 'timerfd-read' (until an expiration), 'signalfd-read' (until a signal of its mask is pending),
  * 'pty-read'/'pty-write', 'accept', 'recv'.
  */
 export interface FileWaiter extends WaiterBase {
-  kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'pty-read' | 'pty-write' | 'accept' | 'recv';
+  kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'timerfd-read' | 'signalfd-read' | 'pty-read' | 'pty-write' | 'accept' | 'recv';
   fileId?: number;
 }
 
@@ -483,7 +486,7 @@ export interface OpenFileBase {
  */
 export type OpenFileState =
   | HostFile | UpperFile | HostFdFile | DevFile | SyntheticFile | DirFile
-  | PipeFile | EpollFile | PidFdFile | EventFdFile | SocketFile | PtyFile;
+  | PipeFile | EpollFile | PidFdFile | EventFdFile | SocketFile | PtyFile | TimerFdFile | SignalFdFile;
 
 /** The kinds of open file (the `kind` of an OpenFileState). */
 export type OpenFileKind = OpenFileState['kind'];

@@ -11,6 +11,7 @@ import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, PollWaiter } from '../kernel/state.js';
 import { syscall } from './entry.js';
 import { epollReady } from '../files/epoll.js';
+import { whenTimersDue } from '../files/file-ops.js';
 import { readTimespec } from './time.js';
 import { EPOLLET, EPOLLRDHUP, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI } from '../abi/linux.js';
 
@@ -28,15 +29,17 @@ function involvesHost(t: Task, files: (OpenFileState | undefined)[]): boolean {
 }
 
 /**
- * Block until `attempt` gives a result: re-tried when a pipe changes, every few ms for host
- * streams, and at the deadline (ms from now; undefined = none) when `onTimeout` answers.
+ * Block until `attempt` gives a result: re-tried when a pipe changes, a signal is queued (a
+ * signalfd's readiness), one of `files()` is due by its `readyAt` (a timerfd expiring), every few
+ * ms for host streams, and at the deadline (ms from now; undefined = none) when `onTimeout` answers.
  */
-function blockUntil(t: Task, kind: PollWaiter['kind'], timeoutMs: number | undefined, host: boolean, attempt: () => number | undefined, onTimeout: () => number): SyscallResult {
+function blockUntil(t: Task, kind: PollWaiter['kind'], timeoutMs: number | undefined, host: boolean, attempt: () => number | undefined, onTimeout: () => number, files: () => Iterable<OpenFileState | undefined>): SyscallResult {
   const k = t.kernel;
   const deadlineNs = timeoutMs === undefined ? undefined : k.clock.monotonicNs() + BigInt(Math.round(timeoutMs * 1e6));
   const restored = t.resumed(kind);
   const deadline = restored ? restored.deadlineNs : deadlineNs;
-  const triggers = [k.pipes.changed$, k.processes.childEvent$] as import('rxjs').Observable<unknown>[];
+  const triggers = [k.pipes.changed$, k.processes.childEvent$, k.signals.queued$] as import('rxjs').Observable<unknown>[];
+  triggers.push(whenTimersDue(t, files, k.pipes.changed$));
   if (host) triggers.push(interval(HOST_POLL_MS));
   let timedOut = false;
   if (deadline !== undefined) triggers.push(untilDeadline(t, deadline).pipe(map(() => { timedOut = true; })));
@@ -73,7 +76,7 @@ function doPoll(t: Task, fdsAddr: number, nfds: number, timeoutMs: number | unde
   const now = attempt();
   if (now !== undefined) return now;
   if (timeoutMs === 0) { t.mm.write(fdsAddr, raw); return 0; }
-  return blockUntil(t, 'poll', timeoutMs, involvesHost(t, files), attempt, () => { t.mm.write(fdsAddr, raw); return 0; });
+  return blockUntil(t, 'poll', timeoutMs, involvesHost(t, files), attempt, () => { t.mm.write(fdsAddr, raw); return 0; }, () => files);
 }
 
 /** ppoll/pselect6 sigmask argument: applied while waiting, restored afterwards. */
@@ -114,7 +117,7 @@ function doSelect(t: Task, nfds: number, rAddr: number, wAddr: number, eAddr: nu
   if (now !== undefined) return now;
   const zero = () => { [rAddr, wAddr, eAddr].forEach((a) => { if (a) t.mm.write(a, new Uint8Array(bytes)); }); return 0; };
   if (timeoutMs === 0) return zero();
-  return blockUntil(t, 'select', timeoutMs, involvesHost(t, files), attempt, zero);
+  return blockUntil(t, 'select', timeoutMs, involvesHost(t, files), attempt, zero, () => files);
 }
 
 // ---- epoll ----
@@ -167,7 +170,7 @@ function epollWait(t: Task, epfd: number, evAddr: number, max: number, timeout: 
   if (now !== undefined) return now;
   if (timeout === 0) return 0;
   const files = Object.values(ep.epollInterest).map((i) => t.kernel.state.openFiles[i.fileId]);
-  return blockUntil(t, 'epoll', timeout < 0 ? undefined : timeout, involvesHost(t, files), attempt, () => 0);
+  return blockUntil(t, 'epoll', timeout < 0 ? undefined : timeout, involvesHost(t, files), attempt, () => 0, () => [ep]);
 }
 
 export const pollSyscalls = [

@@ -17,6 +17,8 @@
  *   creds.ts   — uids, gids, groups
  *   sched.ts   — sched_*, nice
  *   eventfd.ts — eventfd, eventfd2
+ *   timerfd.ts — timerfd_create, timerfd_settime, timerfd_gettime
+ *   signalfd.ts — signalfd, signalfd4
  *   net.ts     — socket, socketpair, bind, listen, connect, accept, send*, recv*, *sockopt…
  *   misc.ts    — getrandom, futex, rseq, sysinfo, membarrier…
  */
@@ -33,6 +35,8 @@ import { pollSyscalls } from './poll.js';
 import { credSyscalls } from './creds.js';
 import { schedSyscalls } from './sched.js';
 import { eventfdSyscalls } from './eventfd.js';
+import { timerfdSyscalls } from './timerfd.js';
+import { signalfdSyscalls } from './signalfd.js';
 import { netSyscalls } from './net.js';
 import { mempolicySyscalls } from './mempolicy.js';
 import { lockSyscalls } from './locks.js';
@@ -42,7 +46,7 @@ export { syscall } from './entry.js';
 
 /** Indexed by syscall number. */
 export const SYSCALL_TABLE: (SyscallEntry | undefined)[] = [];
-const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, net: netSyscalls, mempolicy: mempolicySyscalls, locks: lockSyscalls, misc: miscSyscalls };
+const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, timerfd: timerfdSyscalls, signalfd: signalfdSyscalls, net: netSyscalls, mempolicy: mempolicySyscalls, locks: lockSyscalls, misc: miscSyscalls };
 for (const [family, entries] of Object.entries(FAMILIES)) {
   for (const e of entries) {
     if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);
