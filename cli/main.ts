@@ -111,7 +111,7 @@ program
   .description('run PROGRAM ARGS… in a new sandbox')
   .passThroughOptions()
   .option('--rootfs <dir>', 'host directory shown read-only as the sandbox root', '/')
-  .option('--cwd <dir>', 'working directory inside the sandbox', '/')
+  .option('--cwd <dir>', 'working directory inside the sandbox (default: the caller\'s when the root is the host\'s own /, else /)')
   .addOption(new Option('--env <K=V>', 'environment variable (repeatable; added to the caller\'s environment)').argParser(collect))
   .option('--clear-env', 'start from an empty environment instead of the caller\'s')
   .option('--strace', 'print each syscall on stderr')

@@ -15,7 +15,11 @@ import { serveControl, defaultStore, fail } from './control.js';
 
 export { fail };
 
-export interface RunOptions { rootfs: string; cwd: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string }
+/**
+ * `run`'s options as commander parses them. `cwd` absent: the caller's working directory when
+ * the root is the host's own (`--rootfs /`, as `runsc do` and proot do), else `/`.
+ */
+export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string }
 
 /**
  * --checkpoint-store DIR [--checkpoint-name NAME]: the kernel's `checkpointRequest` (a guest's
@@ -102,6 +106,17 @@ async function runToEnd(kernel: Kernel, root: string | undefined, name: string |
   return exitStatus(info);
 }
 
+/**
+ * The guest's starting directory when --cwd is not given: the caller's when `rootfs` is the host's
+ * own root (the same path names the same directory inside), else undefined (start in `/`). The
+ * caller's directory may be missing inside (deleted, or under /proc or /dev, which the sandbox
+ * shows its own): the sandbox then starts in `/`.
+ */
+function defaultCwd(rootfs: string): string | undefined {
+  if (path.resolve(rootfs) !== '/') return undefined;
+  try { return process.cwd(); } catch { return undefined; }
+}
+
 export async function runCommand(root: string | undefined, prog: string, args: string[], opts: RunOptions): Promise<number> {
   const env = [
     ...(opts.clearEnv ? [] : Object.entries(process.env).filter(([k]) => !(opts.env ?? []).some((e) => e.startsWith(k + '='))).map(([k, v]) => `${k}=${v}`)),
@@ -111,9 +126,10 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   if (!platform) return 2;
   const faults = faultHook(opts);
   if (faults.error) { fail(faults.error); return 2; }
+  const cwd = opts.cwd ?? defaultCwd(opts.rootfs);
   let kernel: Kernel;
   try {
-    kernel = createSandbox({ rootfs: opts.rootfs, cwd: opts.cwd, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, memoryLimit: opts.memory, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts) });
+    kernel = createSandbox({ rootfs: opts.rootfs, cwd: cwd ?? '/', cwdOrRoot: opts.cwd === undefined, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, memoryLimit: opts.memory, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts) });
   } catch (e) {
     if (e instanceof ExecError) {
       fail(e.message);

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDir, native, sha256, snapvisor } from './helpers.js';
+import { CLI, freshDir, native, sha256, snapvisor } from './helpers.js';
 
 /** Run `argv` in the sandbox (with extra run options before it) and natively; expect the same stdout and status. */
 async function expectSameAsNative(argv: string[], runOpts: string[] = [], nativeArgv: string[] = argv) {
@@ -131,6 +131,26 @@ describe('run: sandbox behaviour', () => {
     const sv = await snapvisor(['run', '--cwd', '/usr', '/bin/pwd']);
     expect(sv.status).toBe(0);
     expect(sv.stdout.toString()).toBe('/usr\n');
+  });
+
+  it('without --cwd, the caller\'s directory when the root is the host\'s own, else /; --cwd wins', async () => {
+    const here = freshDir('cwd');
+    fs.writeFileSync(path.join(here, 'f'), 'in the caller\'s dir\n');
+    const [own, other, explicit] = await Promise.all([
+      snapvisor(['run', '--', '/bin/sh', '-c', 'pwd; cat f'], { cwd: here }),
+      snapvisor(['run', '--rootfs', '/usr', '--', '/bin/busybox', 'pwd'], { cwd: here }),
+      snapvisor(['run', '--cwd', '/usr', '--', '/bin/busybox', 'pwd'], { cwd: here }),
+    ]);
+    expect(own.stderr).toBe('');
+    expect([own.status, own.stdout.toString()]).toEqual([0, `${fs.realpathSync(here)}\nin the caller's dir\n`]);
+    expect([other.status, other.stdout.toString()]).toEqual([0, '/\n']);
+    expect([explicit.status, explicit.stdout.toString()]).toEqual([0, '/usr\n']);
+    // A caller whose directory is gone (so not there inside either) starts in /.
+    const gone = path.join(here, 'gone');
+    fs.mkdirSync(gone);
+    const r = await native(['/bin/sh', '-c', 'rmdir "$1" && exec "$2" "$3" run -- /bin/busybox pwd', 'sh', gone, process.execPath, CLI], { cwd: gone });
+    expect(r.stderr).toBe('');
+    expect([r.status, r.stdout.toString()]).toEqual([0, '/\n']);
   });
 
   it('--strace prints syscalls on stderr, and only with --strace', async () => {

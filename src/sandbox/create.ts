@@ -21,6 +21,8 @@ export interface SandboxSpec extends AssembleOptions {
   rootfs: string;
   /** Working directory inside the sandbox (default `/`). */
   cwd: string;
+  /** When `cwd` is not a directory in the sandbox, start in `/` instead of failing (for a default cwd, e.g. the caller's). */
+  cwdOrRoot?: boolean;
   /** Program (absolute, relative to cwd, or searched in the environment's PATH) and its argv. */
   argv: string[];
   /** Environment as K=V strings. */
@@ -49,7 +51,8 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   try {
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.
     const latin1 = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
-    const cwdNode = kernel.vfs.walk(latin1(spec.cwd || '/'), '/', true);
+    let cwdNode = kernel.vfs.walk(latin1(spec.cwd || '/'), '/', true);
+    if (spec.cwdOrRoot && (!cwdNode.node || !isDir(modeOf(cwdNode.node)))) cwdNode = kernel.vfs.walk('/', '/', true);
     if (!cwdNode.node || !isDir(modeOf(cwdNode.node))) throw new Error(`working directory ${spec.cwd} does not exist in the sandbox`);
     const tgid = state.nextPid++;
     const uid = spec.user?.uid ?? process.getuid?.() ?? 0, gid = spec.user?.gid ?? process.getgid?.() ?? 0;
