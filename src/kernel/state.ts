@@ -516,6 +516,11 @@ export interface InodeState {
   opaque?: boolean;
   /** FIFO: the pipe its open ends share while any is open. */
   fifoPipeId?: number;
+  /**
+   * An O_TMPFILE file opened without O_EXCL and not linked yet: linkat may give it a name although
+   * it has no link (Linux's I_LINKABLE; cleared by the first link). Absent: an unlinked file stays so.
+   */
+  linkable?: boolean;
   atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint;
 }
 

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, InodeState } from '../kernel/state.js';
-import { Node, modeOf } from '../vfs/vfs.js';
+import { Node, modeOf, upperIno } from '../vfs/vfs.js';
 import { checkFileGrowth, fileWriteLimit } from '../kernel/rlimits.js';
 import { MAX_UPPER_FILE, inodeRead, inodeWrite, inodeZero } from '../vfs/inode-data.js';
 import { Stat, encodeStat, encodeStatx, isDir, isLnk, isReg } from '../vfs/stat.js';
@@ -104,10 +104,29 @@ export function truncateInode(t: Task, inode: InodeState, size: number): void {
   truncateUpper(t.kernel, inode, size);
 }
 
+/**
+ * open(2) with O_TMPFILE (do_tmpfile): an unnamed regular file in directory `path`, with no link
+ * until linkat gives it one (never, with O_EXCL). EINVAL without O_DIRECTORY, with O_CREAT, or
+ * read-only (build_open_flags); ENOENT/ENOTDIR for the directory; EACCES without write and search
+ * permission on it; EOPNOTSUPP in /proc, /sys, /dev. /proc/self/fd/N reads "DIR/#INO (deleted)".
+ */
+function openTmpfile(t: Task, dirfd: number, path: string, flags: number, mode: number): number {
+  if ((flags & (O_TMPFILE | O_DIRECTORY | O_CREAT)) !== (O_TMPFILE | O_DIRECTORY) || (flags & O_ACCMODE) === O_RDONLY) return -E.EINVAL;
+  const k = t.kernel;
+  const dir = k.vfs.resolve(path, baseDir(t, dirfd, path), true);
+  if (!isDir(modeOf(dir))) return -E.ENOTDIR;
+  const inode = k.vfs.createTmpfile(dir, S_IFREG | (mode & 0o7777 & ~t.tg.umask), !(flags & O_EXCL));
+  const name = `${dir.path === '/' ? '' : dir.path}/#${upperIno(inode.id)} (deleted)`;
+  const f = k.newOpenFile({ kind: 'upper', path: name, flags: flags & ~(O_CLOEXEC | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC), inodeId: inode.id });
+  const fd = k.installFd(t, f.id, !!(flags & O_CLOEXEC));
+  if (fd < 0) { delete k.state.openFiles[f.id]; k.releaseInodeIfUnused(inode.id); }
+  return fd;
+}
+
 function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: number): SyscallResult {
   const path = t.mm.readCString(pathAddr);
   const k = t.kernel;
-  if ((flags & O_TMPFILE) === O_TMPFILE) return -E.EOPNOTSUPP;
+  if (flags & O_TMPFILE) return openTmpfile(t, dirfd, path, flags, mode);
   if ((flags & O_CREAT) && (flags & O_DIRECTORY)) return -E.EINVAL; // build_open_flags (Linux 6.4+)
   const base = baseDir(t, dirfd, path);
   const excl = (flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL);

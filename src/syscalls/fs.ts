@@ -8,13 +8,14 @@
  */
 import { E, SyscallError } from '../errno.js';
 import type { Task } from '../kernel/task.js';
+import type { OpenFileState } from '../kernel/state.js';
 import { Node, modeOf } from '../vfs/vfs.js';
 import { isDir, isLnk } from '../vfs/stat.js';
 import { nodeOfFile, truncateInode } from './file.js';
 import { syscall } from './entry.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT, AT_EACCESS } from '../abi/linux.js';
-import { CAP_CHOWN, CAP_FOWNER, CAP_FSETID, MAY_EXEC, MAY_READ, MAY_WRITE, capable, inGroup, ownerOrCapable } from '../kernel/creds.js';
+import { CAP_CHOWN, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, MAY_EXEC, MAY_READ, MAY_WRITE, capable, inGroup, ownerOrCapable } from '../kernel/creds.js';
 import { cred } from './creds.js';
 
 /** Guest strings are latin1 (one char per byte): back to the bytes they came from. */
@@ -143,10 +144,37 @@ function symlinkAt(t: Task, targetAddr: number, dirfd: number, pathAddr: number)
   return 0;
 }
 
+/** linkat's source: a node, or -errno (ENOENT for AT_EMPTY_PATH without CAP_DAC_READ_SEARCH, EXDEV for an open file on another mount). */
+function linkSource(t: Task, olddirfd: number, oldPath: string, flags: number): Node | number {
+  const vfs = t.kernel.vfs;
+  let fromFile: OpenFileState | undefined;
+  if (oldPath === '' && (flags & AT_EMPTY_PATH)) {
+    if (!capable(cred(t), CAP_DAC_READ_SEARCH)) return -E.ENOENT;
+    if (olddirfd === AT_FDCWD) return vfs.resolve(t.tg.cwd, '/', true);
+    fromFile = t.kernel.file(t, olddirfd);
+  } else {
+    const n = vfs.resolve(oldPath, baseDir(t, olddirfd, oldPath), !!(flags & AT_SYMLINK_FOLLOW));
+    if (!(n.kind === 'synthetic' && n.node.magicFileId !== undefined && (flags & AT_SYMLINK_FOLLOW))) return n;
+    fromFile = t.kernel.state.openFiles[n.node.magicFileId];
+    if (!fromFile) return -E.ENOENT;
+  }
+  const n = fromFile.path.startsWith('/memfd:') ? undefined : nodeOfFile(t, fromFile);
+  return n ?? -E.EXDEV;
+}
+
+/**
+ * linkat(2) (do_linkat, vfs_link). The source may be an open file: `olddirfd` itself with an empty
+ * path and AT_EMPTY_PATH (which needs CAP_DAC_READ_SEARCH, else ENOENT), or a followed
+ * /proc/PID/fd/N magic link; a file with no link can be named only if it is a linkable O_TMPFILE
+ * (ENOENT otherwise); a memfd, pipe or socket lives on another mount (EXDEV). EINVAL for unknown flags.
+ */
 function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, newAddr: number, flags: number): number {
+  if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH)) return -E.EINVAL;
   const vfs = t.kernel.vfs;
   const oldPath = pathArg(t, oldAddr), newPath = pathArg(t, newAddr);
-  const from = vfs.resolve(oldPath, baseDir(t, olddirfd, oldPath), !!(flags & AT_SYMLINK_FOLLOW));
+  const source = linkSource(t, olddirfd, oldPath, flags);
+  if (typeof source === 'number') return source;
+  const from = source;
   const to = vfs.walk(newPath, baseDir(t, newdirfd, newPath), false);
   if (to.node) return -E.EEXIST;
   // fs.protected_hardlinks (default 1): a file of another user only if it is a plain file we may read and write.
@@ -157,8 +185,10 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   }
   vfs.checkCreate(to.path);
   if (isDir(modeOf(from))) return -E.EPERM; // after the new name's checks, as vfs_link
+  if (from.kind === 'upper' && from.inode.nlink === 0 && !from.inode.linkable) return -E.ENOENT;
   const inode = vfs.copyUp(from);
   inode.nlink++;
+  delete inode.linkable;
   t.kernel.state.fs.upper[to.path] = inode.id;
   return 0;
 }

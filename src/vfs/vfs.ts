@@ -328,6 +328,30 @@ export class Vfs {
     return this.insert(p, mode, uid, gid, extra);
   }
 
+  /**
+   * An unnamed upper-layer regular file "in" directory `dir` (O_TMPFILE, vfs_tmpfile): owned as
+   * `create` would own it, with no link (nlink 0) and `linkable` unless O_EXCL was given. EACCES
+   * without write and search permission on the directory; EOPNOTSUPP in a synthetic directory
+   * (/proc, /sys, /dev: no tmpfile operation). Any other directory qualifies, lower ones too: the file
+   * has no name until linkat gives it one, and that copies the directory up.
+   */
+  createTmpfile(dir: Node, mode: number, linkable: boolean): InodeState {
+    if (dir.kind === 'synthetic') throw new SyscallError(E.EOPNOTSUPP);
+    const c = this.currentCreds();
+    let uid = 0, gid = 0;
+    if (c) {
+      if (!this.permits(c, dir, MAY_WRITE | MAY_EXEC)) throw new SyscallError(E.EACCES);
+      const po = this.owner(dir);
+      uid = c.fsuid;
+      gid = (po.mode & 0o2000) ? po.gid : c.fsgid;
+    }
+    const id = this.newId();
+    const t = this.nowNs();
+    const inode: InodeState = { id, mode, uid, gid, nlink: 0, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...(linkable ? { linkable: true } : {}) };
+    this.state.inodes[id] = inode;
+    return inode;
+  }
+
   /** Put a new inode at `p` in the upper layer (no permission check: copy-up, the kernel's own files). */
   private insert(p: string, mode: number, uid: number, gid: number, extra: Partial<InodeState> = {}): InodeState {
     this.checkParentDir(p);
@@ -417,6 +441,9 @@ export class Vfs {
     return undefined;
   }
 }
+
+/** The inode number stat reports for upper-layer inode `id`. */
+export const upperIno = (id: number): number => UPPER_INO_BASE + id;
 
 export function modeOf(n: Node): number {
   if (n.kind === 'host') return n.st.mode;
