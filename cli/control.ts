@@ -44,8 +44,14 @@ export function checkName(name: string): void {
  */
 export type ControlHandler = (req: ControlRequest, conn: net.Socket) => boolean;
 
-/** Serve the control socket of a named sandbox until `close`. Throws if the name is taken by a live sandbox. */
-export async function serveControl(root: string | undefined, name: string, kernel: Kernel, handler?: ControlHandler): Promise<{ close(): Promise<void> }> {
+/** A checkpoint that ended a sandbox (one taken without --leave-running): its id and the store it is in. */
+export interface CheckpointedAway { id: string; store: string }
+
+/**
+ * Serve the control socket of a named sandbox until `close`. Throws if the name is taken by a live
+ * sandbox. `checkpointedAway()` is set once a checkpoint that ends the sandbox is written.
+ */
+export async function serveControl(root: string | undefined, name: string, kernel: Kernel, handler?: ControlHandler): Promise<{ close(): Promise<void>; checkpointedAway(): CheckpointedAway | undefined }> {
   checkName(name);
   const dir = stateDir(root);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -57,6 +63,7 @@ export async function serveControl(root: string | undefined, name: string, kerne
     fs.rmSync(sock, { force: true });
   }
   let busy = false;
+  let away: CheckpointedAway | undefined;
   const server = net.createServer((conn) => {
     let buf = '';
     conn.on('data', async (d) => {
@@ -84,7 +91,8 @@ export async function serveControl(root: string | undefined, name: string, kerne
         busy = true;
         try {
           const { checkpointKernel } = await import('../snapshots/checkpoint.js');
-          const r = await checkpointKernel(kernel, req.store!, { leaveRunning: !!req.leaveRunning, name });
+          const leaveRunning = !!req.leaveRunning;
+          const r = await checkpointKernel(kernel, req.store!, { leaveRunning, name, onWritten: (w) => { if (!leaveRunning) away = { id: w.id, store: req.store! }; } });
           reply({ ok: true, ...r });
         } catch (e) {
           reply({ ok: false, error: (e as Error).message });
@@ -104,6 +112,7 @@ export async function serveControl(root: string | undefined, name: string, kerne
   setTimeout(() => { void import('../snapshots/checkpoint.js').catch(() => undefined); }, 500).unref();
   fs.writeFileSync(meta, JSON.stringify({ name, pid: process.pid, started: new Date().toISOString() }) + '\n');
   return {
+    checkpointedAway: () => away,
     close: async () => {
       await new Promise<void>((r) => server.close(() => r()));
       fs.rmSync(sock, { force: true });

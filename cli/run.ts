@@ -103,6 +103,13 @@ async function runToEnd(kernel: Kernel, root: string | undefined, name: string |
   for (const [name, handler] of Object.entries(forward)) process.off(name, handler);
   await control?.close();
   kernel.destroy();
+  const away = control?.checkpointedAway();
+  if (away) {
+    // The guest was SIGKILLed once its checkpoint was written (exit 137, as a runc container that
+    // CRIU dumped without --leave-running): say why, and how to go on.
+    const store = away.store === defaultStore() ? '' : ` --store ${away.store}`;
+    fs.writeSync(2, `snapvisor: sandbox ${name} was checkpointed and stopped: ${away.id} (\`snapvisor restore ${away.id}${store}\` continues it)\n`);
+  }
   return exitStatus(info);
 }
 

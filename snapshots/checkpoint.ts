@@ -24,7 +24,11 @@ export interface CheckpointResult extends CheckpointSummary {
  * otherwise it is killed once the checkpoint is safely written. If the write fails the
  * guest is never killed (a failed checkpoint loses nothing). Throws SnapshotError.
  */
-export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: { leaveRunning: boolean; name?: string; parent?: string }): Promise<CheckpointResult> {
+export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
+  leaveRunning: boolean; name?: string; parent?: string;
+  /** Called once the checkpoint is safely written, before a sandbox that does not go on is killed. */
+  onWritten?: (summary: CheckpointSummary) => void;
+}): Promise<CheckpointResult> {
   const t0 = performance.now();
   await kernel.quiesce();
   if (kernel.exitInfo) throw new SnapshotError('the sandbox exited before it could be checkpointed');
@@ -47,6 +51,7 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   } finally {
     captured.release();
   }
+  opts.onWritten?.(summary);
   if (!opts.leaveRunning) kernel.kill();
   return { ...summary, pauseMs };
 }

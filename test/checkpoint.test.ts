@@ -68,6 +68,9 @@ async function expectRestoreContinues(s: Setup, id: string, last: number, start:
   return lines;
 }
 
+/** The line a `run` ended by a checkpoint prints on stderr. */
+const awayLine = (s: Setup, id: string) => `snapvisor: sandbox ${s.name} was checkpointed and stopped: ${id} (\`snapvisor restore ${id} --store ${s.store}\` continues it)\n`;
+
 describe('checkpoint and restore (python3 counter)', () => {
   it('(a) checkpoint stops the sandbox; restore continues from the next number with pid, cwd, env and open file', async () => {
     const s = setup();
@@ -75,6 +78,7 @@ describe('checkpoint and restore (python3 counter)', () => {
     await run.waitFor((l) => l === '10');
     const { id } = await checkpoint(s, run);
     expect(await run.done).toBe(137);
+    expect(run.stderr()).toBe(awayLine(s, id));
     const before = numbersIn(run.lines);
     expect(before.length).toBeGreaterThanOrEqual(10);
     expect(before.length).toBeLessThan(N);
@@ -132,6 +136,7 @@ describe('checkpoint and restore (python3 counter)', () => {
     const k = await snapvisor(['--root', s.root, 'kill', s.name]);
     expect(k.status).toBe(0);
     expect(await run.done).toBe(137);
+    expect(run.stderr()).toBe(''); // --leave-running checkpoints and a kill: no 'checkpointed' line
     expect(numbersIn(run.lines).length).toBeLessThan(N);
 
     const list = await snapvisor(['checkpoints', '--store', s.store]);
@@ -164,5 +169,28 @@ describe('checkpoint and restore (busybox sh)', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(numbersIn(r.stdout.toString().split('\n'))).toEqual(range(before.length + 1, 60));
+  });
+});
+
+describe('a run checkpointed away', () => {
+  it('(f) ends at once, saying so, while its guest waits on a stdin that stays open; 137 as a runc container dumped by CRIU', async () => {
+    const s = setup();
+    const run = snapvisorStreaming(['--root', s.root, 'run', '--name', s.name, '--', '/bin/busybox', 'sh', '-c', 'echo ready; read x; echo "never $x"'], { stdin: 'pipe' });
+    try {
+      await run.waitFor((l) => l === 'ready');
+      const { id } = await checkpoint(s, run);
+      const t0 = Date.now();
+      const status = await Promise.race([run.done, new Promise((r) => setTimeout(() => r('still running after 10 s'), 10_000))]);
+      expect(status).toBe(137);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(run.stderr()).toBe(awayLine(s, id));
+      expect(run.lines).toEqual(['ready']);
+      // The checkpoint holds the guest in its read: given a line, the restored guest finishes.
+      const r = await snapvisor(['--root', s.root, 'restore', id, '--store', s.store], { input: 'typed\n', timeoutMs: 20_000 });
+      expect([r.status, r.stdout.toString(), r.stderr]).toEqual([0, 'never typed\n', '']);
+    } finally {
+      run.child.stdin!.end();
+      run.child.kill('SIGKILL');
+    }
   });
 });

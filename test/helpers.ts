@@ -97,8 +97,10 @@ export interface Streaming {
 }
 
 /** Start `snapvisor ARGS…` and follow its stdout as it comes. */
-export function snapvisorStreaming(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Streaming {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+export function snapvisorStreaming(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; stdin?: 'ignore' | 'pipe' } = {}): Streaming {
+  // stdin 'pipe': a pipe the test holds open (child.stdin) until it ends it or the child exits.
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  child.stdin?.on('error', () => undefined);
   const lines: string[] = [];
   let err = '';
   child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
