@@ -475,11 +475,11 @@ for (const op of ['pause', 'resume'] as const) {
 
 program
   .command('update')
-  .description('OCI: change the resources of container ID (pids.limit is enforced; others are recorded)')
+  .description('OCI: change the resources of container ID (pids.limit and memory.limit are enforced; others are recorded)')
   .argument('<id>', 'container id')
   .option('-r, --resources <file>', 'linux.resources JSON from FILE, or - for stdin')
   .option('--pids-limit <n>', 'most processes and threads')
-  .option('--memory <bytes>', 'memory limit (recorded, not enforced yet)')
+  .option('--memory <bytes>', 'the sandbox\'s memory limit in bytes (lowered below what is used: reclaim, then the OOM killer)')
   .addHelpText('after', '\nExample:\n  snapvisor update --pids-limit 64 c1')
   .action(guarded(async (id: string, opts) => oci.updateContainer(program.opts().root, id, opts)));
 

@@ -131,6 +131,19 @@ describe('config.json honoured', () => {
   });
 });
 
+describe('linux.resources.memory.limit', () => {
+  it('is the sandbox memory limit: a writer filling /tmp past 32 MiB is OOM-killed', async () => {
+    const bundle = makeBundle(path.join(freshDir('mem'), 'bundle'), (c) => {
+      c.process.args = ['sh', '-c', 'head -c 60000000 /dev/zero > /tmp/big; echo "head $?"; rm /tmp/big; echo after'];
+      c.linux.resources = { memory: { limit: 32 * 1024 * 1024 } };
+    });
+    const r = await sv(['run', '--bundle', bundle, 'mem1']);
+    // head dies of SIGKILL (the OOM killer) once /tmp holds 32 MiB; removing the file gives the memory back.
+    expect(r.stdout.toString()).toBe('head 137\nafter\n');
+    expect(r.status).toBe(0);
+  }, 60_000);
+});
+
 describe('checkpoint --image-path and restore --image-path', () => {
   it('a counter checkpointed into an image directory goes on from there when restored', async () => {
     const dir = freshDir('ck');

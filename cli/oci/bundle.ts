@@ -59,7 +59,7 @@ export interface BundleSpec {
   annotations: Record<string, string>;
   /** linux.resources.pids.limit (most tasks alive at once), when set. */
   pidsLimit?: number;
-  /** linux.resources.memory.limit in bytes, when set (recorded, not enforced yet). */
+  /** linux.resources.memory.limit in bytes, when set: the sandbox's memory limit (0 or -1: the default). */
   memoryLimit?: number;
   config: OciConfig;
 }

@@ -336,7 +336,7 @@ export async function execWait(rootArg: string, id: string, processJson: string)
   c.on('close', () => { if (started) setTimeout(() => process.exit(137), 200); });
 }
 
-/** `update [--resources FILE|-] [--pids-limit N] [--memory BYTES] ID`: pids.limit is enforced; the rest is recorded. */
+/** `update [--resources FILE|-] [--pids-limit N] [--memory BYTES] ID`: pids.limit and memory.limit are enforced; the rest is recorded. */
 export async function updateContainer(root: string | undefined, id: string, o: { resources?: string; pidsLimit?: string; memory?: string }): Promise<void> {
   const rec = loadContainer(root, id);
   let res: Record<string, unknown> = {};

@@ -15,7 +15,7 @@ export { spawnProcess } from '../../src/sandbox/spawn.js';
  */
 export function createContainerSandbox(spec: BundleSpec, logFd?: number): Kernel {
   const p = spec.process;
-  const kernel = createSandbox({ rootfs: spec.rootfs, cwd: p.cwd, argv: p.args, env: p.env, maxTasks: spec.pidsLimit && spec.pidsLimit > 0 ? spec.pidsLimit : undefined, logFd });
+  const kernel = createSandbox({ rootfs: spec.rootfs, cwd: p.cwd, argv: p.args, env: p.env, maxTasks: spec.pidsLimit && spec.pidsLimit > 0 ? spec.pidsLimit : undefined, memoryLimit: spec.memoryLimit && spec.memoryLimit > 0 ? spec.memoryLimit : undefined, logFd });
   kernel.state.config.hostname = spec.hostname ?? kernel.state.config.hostname;
   applyIdentity(kernel.state.threadGroups[1], p);
   return kernel;

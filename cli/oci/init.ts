@@ -20,6 +20,7 @@ import { exitStatus } from '../run.js';
 import { configureLog, logLine, type LogConfig } from './log.js';
 import { containerDir, loadContainer, processStart, saveContainer, type ContainerRecord } from './containers.js';
 import { createContainerSandbox, spawnProcess } from './guest.js';
+import { defaultMemoryLimit } from '../../src/sandbox/create.js';
 import { processSpec, type OciProcess, type OciResources } from './bundle.js';
 import { setControllingTty } from '../../platforms/host/console.js';
 
@@ -190,13 +191,16 @@ export async function ociInit(rootArg: string, id: string): Promise<void> {
         const limit = res?.pids?.limit;
         // pids.limit is what the kernel enforces (fork/clone past it give EAGAIN); a limit of 0 or -1 means none.
         if (typeof limit === 'number') (kernel as unknown as { maxTasks: number }).maxTasks = limit > 0 ? limit : 512;
+        // memory.limit sets the sandbox's memory limit (0 or -1: the default); lowering it below what is used reclaims and OOM-kills.
+        const mem = res?.memory?.limit;
+        if (typeof mem === 'number') kernel.setMemoryLimit(mem > 0 ? mem : defaultMemoryLimit());
         save({ resources: res });
         reply(conn, { ok: true });
         return true;
       }
       case 'stats': {
         const procs = guestProcesses(kernel);
-        reply(conn, { ok: true, pids: procs.filter((p) => p.state !== 'Z').length, memoryBytes: kernel.state.memoryFile.end - kernel.state.memoryFile.free.reduce((n, [, l]) => n + l, 0), hostRssBytes: process.memoryUsage().rss });
+        reply(conn, { ok: true, pids: procs.filter((p) => p.state !== 'Z').length, memoryBytes: kernel.memoryLimit?.usage() ?? kernel.state.memoryFile.end - kernel.state.memoryFile.free.reduce((n, [, l]) => n + l, 0), hostRssBytes: process.memoryUsage().rss });
         return true;
       }
     }

@@ -138,7 +138,7 @@ export class Kernel {
   /** The task whose syscall handler is running (for /proc/self); valid only during a handler. */
   current?: Task;
   /** The sandbox's memory limit (run --memory), if it has one. */
-  readonly memoryLimit?: MemoryLimit;
+  memoryLimit?: MemoryLimit;
   /** The task whose page fault is being served (it asks the memory limit for the memory). */
   faulting?: Task;
   /** The FP state a fresh task starts with (captured from the first stub). */
@@ -168,10 +168,7 @@ export class Kernel {
     this.mf = new MemoryFile(state.memoryFile, (name, size) => deps.host.createMemoryBacking(name, size));
     // Pages moved out of a restored checkpoint's page file: every mapping of them now uses the memfd.
     this.mf.onMaterialized = (off, len) => { for (const as of this.addressSpaces.values()) as.remapFileRange(off, len); };
-    if (state.config.memoryLimit) {
-      const limit = this.memoryLimit = new MemoryLimit(this, state.config.memoryLimit);
-      this.mf.admit = (bytes, soft) => limit.admit(bytes, this.faulting ?? this.current, soft);
-    }
+    if (state.config.memoryLimit) this.setMemoryLimit(state.config.memoryLimit);
     this.clock = new Clock(state.clock);
     this.vfs = new Vfs(state.fs, lower, () => this.newId(), () => this.clock.realtimeNs());
     this.vfs.mounts.push(procMount(this), devMount(this), sysMount());
@@ -199,6 +196,20 @@ export class Kernel {
   }
 
   newId(): number { return this.state.nextId++; }
+
+  /**
+   * Set the sandbox's memory limit (bytes; kept in the graph). Lowered below what is in use, it
+   * reclaims and then OOM-kills at once, as writing a memory cgroup's memory.max does.
+   */
+  setMemoryLimit(bytes: number): void {
+    this.state.config.memoryLimit = bytes;
+    if (this.memoryLimit) this.memoryLimit.limit = bytes;
+    else {
+      const limit = this.memoryLimit = new MemoryLimit(this, bytes);
+      this.mf.admit = (n, soft) => limit.admit(n, this.faulting ?? this.current, soft);
+    }
+    if (this.memoryLimit.usage() > bytes) this.memoryLimit.admit(0, undefined);
+  }
 
   /** The runtime address space for a graph id (created on first use). */
   addressSpace(id: number): AddressSpace {

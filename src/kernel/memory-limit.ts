@@ -33,8 +33,8 @@ export class MemoryLimit {
   private buffers = 0;
   private buffersAt = -Infinity;
 
-  /** `limit` in bytes. */
-  constructor(private readonly k: Kernel, readonly limit: number) {}
+  /** `limit` in bytes (Kernel.setMemoryLimit changes it). */
+  constructor(private readonly k: Kernel, public limit: number) {}
 
   /** Bytes of the kernel's own buffers counted against the limit: pipe and stream-socket buffers (capacity), queued datagrams. */
   kernelBuffers(): number {

@@ -175,8 +175,10 @@ export class MemoryFile {
     for (let u = this.charged.indexOf(0, u0); u >= 0 && u < u1; u = this.charged.indexOf(0, u + 1)) need++;
     if (need === 0) return true;
     if (this.admit && !this.admit(need * CHARGE_UNIT, soft)) return false;
-    this.charged.fill(1, u0, u1);
-    this.chargedBytes += need * CHARGE_UNIT;
+    // Count again: admit may have reclaimed (uncharged) units of this very range meanwhile.
+    for (let u = u0; u < u1; u++) {
+      if (!this.charged[u]) { this.charged[u] = 1; this.chargedBytes += CHARGE_UNIT; }
+    }
     return true;
   }
 
