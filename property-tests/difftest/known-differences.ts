@@ -30,13 +30,6 @@ const isDirStat = (line: string) => /^mode=04/.test(line.split(' ').find((f) => 
 
 export const KNOWN_DIFFERENCES: KnownDifference[] = [
   {
-    name: 'unix-datagram-socketpair',
-    reason: 'socketpair(AF_UNIX, SOCK_DGRAM / SOCK_SEQPACKET / SOCK_RAW) gives EOPNOTSUPP; Linux creates datagram (SOCK_RAW is SOCK_DGRAM for unix) and seqpacket pairs',
-    owner: 'issue 10 §2 (unix SOCK_DGRAM and SOCK_SEQPACKET sockets)',
-    matches: (d) => d.op === 'socketpair' && r(d.native) === '0' && e(d.sandbox) === 'EOPNOTSUPP',
-    regression: 'socketpair 2',
-  },
-  {
     name: 'zero-length-socket-recv',
     reason: 'recv/read of 0 bytes on an empty unix stream socket returns 0 at once; Linux waits for data like any read (EAGAIN with MSG_DONTWAIT or O_NONBLOCK)',
     owner: 'issue 10 §2 (unix sockets, src/net)',

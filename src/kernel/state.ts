@@ -221,10 +221,10 @@ export interface VforkWaiter extends WaiterBase { kind: 'vfork'; pid: number }
  * readiness is polled and the bytes read only once there, so an interrupted read consumes nothing),
  * 'pipe-read', 'fifo-open' (until the other end opens), 'eventfd-read'/'eventfd-write',
  * 'timerfd-read' (until an expiration), 'signalfd-read' (until a signal of its mask is pending),
- * 'pty-read'/'pty-write', 'accept', 'recv'.
+ * 'pty-read'/'pty-write', 'accept', 'recv', 'send' (a datagram socketpair whose peer's queue is full).
  */
 export interface FileWaiter extends WaiterBase {
-  kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'timerfd-read' | 'signalfd-read' | 'pty-read' | 'pty-write' | 'accept' | 'recv';
+  kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'timerfd-read' | 'signalfd-read' | 'pty-read' | 'pty-write' | 'accept' | 'recv' | 'send';
   fileId?: number;
 }
 
@@ -389,8 +389,14 @@ export interface SockAddr { family: number; ip?: string; port?: number; path?: s
 export interface SocketState {
   rx: number; tx: number; shutRd: boolean; shutWr: boolean;
   domain?: number;
-  /** SOCK_STREAM (1) or SOCK_DGRAM (2). */
+  /** SOCK_STREAM (1), SOCK_DGRAM (2) or SOCK_SEQPACKET (5, socketpair only). */
   type?: number;
+  /**
+   * A datagram or seqpacket socketpair: the open-file id of the other end (messages go straight to
+   * its `dgrams`). The id stays when that end closes (ids are never reused): a closed peer is one
+   * whose open file is gone.
+   */
+  pairPeer?: number;
   state?: 'unbound' | 'bound' | 'listening' | 'connected';
   local?: SockAddr;
   peer?: SockAddr;

@@ -15,7 +15,7 @@ import type { Task, SyscallResult } from '../kernel/task.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { NetState, SockAddr, SocketState } from '../kernel/state.js';
 import { baseDir } from '../kernel/dirfd.js';
-import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SCM_RIGHTS, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
+import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SCM_RIGHTS, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
 
 /** Bytes of datagrams a socket may have queued before senders' messages are dropped (UDP) or wait. */
 const DGRAM_QUEUE_BYTES = 212992;
@@ -265,7 +265,7 @@ export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags
 /** read/recv on a stream or datagram socket. `from`, if given, receives the sender's address. */
 export function socketRead(t: Task, f: SocketFile, buf: number, count: number, flags = 0, from?: [number, number]): SyscallResult {
   const s = so(f);
-  if (s.type === SOCK_DGRAM) return dgramRecv(t, f, buf, count, flags, from);
+  if (s.type === SOCK_DGRAM || s.type === SOCK_SEQPACKET) return dgramRecv(t, f, buf, count, flags, from);
   if (s.state !== 'connected') return -E.ENOTCONN;
   if (s.shutRd) return 0;
   if (from) writeAddr(t, from[0], from[1], s.peer, s.domain!);
@@ -282,6 +282,7 @@ export function socketRead(t: Task, f: SocketFile, buf: number, count: number, f
 /** write/send on a socket: EPIPE (and SIGPIPE unless MSG_NOSIGNAL) once the peer is gone. */
 export function socketWrite(t: Task, f: SocketFile, buf: number, count: number, flags = 0, to?: SockAddr): SyscallResult {
   const s = so(f);
+  if (s.pairPeer !== undefined && (s.type === SOCK_SEQPACKET || !to)) return pairSend(t, f, () => new Uint8Array(t.mm.read(buf, count)), count, flags);
   if (s.type === SOCK_DGRAM) return dgramSend(t, f, buf, count, to ?? s.peer);
   if (s.state !== 'connected') return -E.ENOTCONN;
   if (s.shutWr) {
@@ -307,12 +308,64 @@ function dgramSend(t: Task, f: SocketFile, buf: number, count: number, to: SockA
   return count;
 }
 
+/** The other end of a datagram/seqpacket socketpair, if it is still open. */
+function pairPeerOf(t: Task, s: SocketState): SocketFile | undefined {
+  const p = s.pairPeer === undefined ? undefined : t.kernel.state.openFiles[s.pairPeer];
+  return p?.kind === 'socket' ? p : undefined;
+}
+
+/** Largest message a unix datagram/seqpacket socket takes (the default sk_sndbuf less its overhead). */
+const UNIX_MAX_MESSAGE = 212960;
+
+/**
+ * send on a datagram or seqpacket socketpair (net/unix/af_unix.c unix_dgram_sendmsg and
+ * unix_seqpacket_sendmsg): the message goes to the other end's queue whole. A closed other end is
+ * ECONNREFUSED once, then ENOTCONN, for a datagram pair, and EPIPE (with SIGPIPE unless
+ * MSG_NOSIGNAL) for a seqpacket pair or after shutdown(SHUT_WR); EMSGSIZE past the socket buffer;
+ * a full queue blocks ('send' waiter) or gives EAGAIN when nonblocking.
+ */
+function pairSend(t: Task, f: SocketFile, data: () => Uint8Array, count: number, flags: number): SyscallResult {
+  const s = so(f);
+  const epipe = () => {
+    if (!(flags & MSG_NOSIGNAL)) t.kernel.signals.send(t.tgid, 13, { signo: 13, code: 0, pid: t.tgid }, t.tid);
+    return -E.EPIPE;
+  };
+  if (s.shutWr) return epipe();
+  const peer = pairPeerOf(t, s);
+  if (!peer || so(peer).shutRd) {
+    if (s.type === SOCK_SEQPACKET) return epipe();
+    if (peer) return -E.EPIPE;
+    if (s.pairPeer !== undefined && s.state === 'connected') { s.state = 'unbound'; return -E.ECONNREFUSED; }
+    return -E.ENOTCONN;
+  }
+  if (count > UNIX_MAX_MESSAGE) return -E.EMSGSIZE;
+  const msg = data();
+  const attempt = (): number | undefined => {
+    const target = pairPeerOf(t, s);
+    if (!target) return s.type === SOCK_SEQPACKET ? epipe() : -E.ECONNREFUSED;
+    const q = so(target).dgrams!;
+    const queued = q.reduce((n, d) => n + d.data.length, 0);
+    if (q.length && queued + msg.length > DGRAM_QUEUE_BYTES) return undefined;
+    q.push({ from: { family: AF_UNIX, path: s.local?.path ?? '' }, data: msg });
+    wake(t, target.id);
+    return msg.length;
+  };
+  const now = attempt();
+  if (now !== undefined) return now;
+  if (nonblocking(f, flags)) return -E.EAGAIN;
+  return { waiter: { kind: 'send', fileId: f.id, interruptible: true, restartable: true }, result$: t.kernel.whenRunnable(changed$(t, s.pairPeer!), attempt) };
+}
+
 function dgramRecv(t: Task, f: SocketFile, buf: number, count: number, flags: number, from?: [number, number]): SyscallResult {
   const s = so(f);
   const attempt = (): number | undefined => {
     const d = s.dgrams![0];
-    if (!d) return undefined;
-    if (!(flags & MSG_PEEK)) s.dgrams!.shift();
+    // A seqpacket pair reads end of file once the other end is closed or shut for writing, or this one for reading.
+    if (!d) return s.shutRd || (s.type === SOCK_SEQPACKET && (!pairPeerOf(t, s) || so(pairPeerOf(t, s)!).shutWr)) ? 0 : undefined;
+    if (!(flags & MSG_PEEK)) {
+      s.dgrams!.shift();
+      if (s.pairPeer !== undefined) wake(t, f.id); // room again for a sender blocked on this queue
+    }
     const n = Math.min(count, d.data.length);
     t.mm.write(buf, d.data.subarray(0, n));
     if (from) writeAddr(t, from[0], from[1], d.from, s.domain!);
@@ -403,6 +456,7 @@ export function sendmsg(t: Task, f: SocketFile, msg: number, flags: number): Sys
   if (parts.length <= 1) return socketWrite(t, f, parts[0]?.[0] ?? 0, parts[0]?.[1] ?? 0, flags, to);
   // Several buffers: one message (datagram) or one write (stream), through a kernel copy in guest scratch.
   const data = gather(t, parts);
+  if (so(f).pairPeer !== undefined && (so(f).type === SOCK_SEQPACKET || !to)) return pairSend(t, f, () => data, data.length, flags);
   if (so(f).type === SOCK_DGRAM) {
     const target = to ?? so(f).peer;
     if (!target) return -E.EDESTADDRREQ;
@@ -512,6 +566,8 @@ export function setsockopt(t: Task, f: SocketFile, level: number, opt: number, v
 /** The last fd of a socket closed: connected streams close their pipe ends; bound names are freed. */
 export function releaseSocket(k: Kernel, f: SocketFile): void {
   const s = so(f);
+  // The other end of a socketpair sees the close (seqpacket: end of file; blocked senders: an error).
+  if (s.pairPeer !== undefined) { k.pipes.changed$.next(s.pairPeer); k.pipes.changed$.next(f.id); }
   if (s.rx && !s.shutRd) k.pipes.closeEnd(s.rx, 'read');
   if (s.tx && !s.shutWr) k.pipes.closeEnd(s.tx, 'write');
   const n = k.state.net;
@@ -530,6 +586,19 @@ export function releaseSocket(k: Kernel, f: SocketFile): void {
 export function socketReadiness(t: Task, f: SocketFile, pipeBuf: number): number {
   const s = so(f);
   if (s.state === 'listening') return s.backlog!.length ? 1 : 0;
+  if (s.pairPeer !== undefined) {
+    // unix_dgram_poll: the receive side shut (by this end, or a seqpacket peer's close or SHUT_WR)
+    // reads end of file; HUP once both sides are shut or a seqpacket peer is gone; always writable.
+    const peer = pairPeerOf(t, s);
+    const seq = s.type === SOCK_SEQPACKET;
+    const rcvShut = s.shutRd || (seq && (!peer || so(peer).shutWr));
+    const sndShut = s.shutWr || (seq && (!peer || so(peer).shutRd));
+    let r = 4 | 0x100;
+    if (rcvShut) r |= 1 | 0x40 | 0x2000;
+    if ((rcvShut && sndShut) || (seq && !peer)) r |= 0x10;
+    if (s.dgrams!.length) r |= 1 | 0x40;
+    return r;
+  }
   if (s.type === SOCK_DGRAM) return (s.dgrams!.length ? 1 : 0) | 4;
   if (s.state !== 'connected') return 4 | 0x10;
   const rx = t.kernel.state.pipes[s.rx], tx = t.kernel.state.pipes[s.tx];

@@ -10,7 +10,7 @@ import {
   accept, connect, doBind, getsockopt, installSocket, listen, newSocket, readAddr, recvmsg, sendmsg, setsockopt, so, sockFile,
   socketRead, socketWrite, writeAddr,
 } from '../net/socket.js';
-import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET } from '../abi/linux.js';
+import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET } from '../abi/linux.js';
 import { syscall } from './entry.js';
 
 /**
@@ -73,15 +73,42 @@ function socket(t: Task): number {
   return installSocket(t, f, !!(type & SOCK_CLOEXEC));
 }
 
+/**
+ * A datagram or seqpacket socketpair: two unnamed unix sockets whose messages go to each other's
+ * queue (src/net/socket.ts pairSend), kept whole with their boundaries. Returns 0 and writes the two
+ * fds to `sv`, or -EMFILE.
+ */
+function messagePair(t: Task, type: number, sv: number): number {
+  const k = t.kernel;
+  const state = () => ({ rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'connected' as const, opts: {}, dgrams: [], local: { family: AF_UNIX, path: '' }, peer: { family: AF_UNIX, path: '' } });
+  const a = newSocket(t, AF_UNIX, type, state());
+  const b = newSocket(t, AF_UNIX, type, state());
+  a.socket.pairPeer = b.id;
+  b.socket.pairPeer = a.id;
+  const cloexec = !!(type & SOCK_CLOEXEC);
+  const fa = installSocket(t, a, cloexec);
+  if (fa < 0) { b.refs = 1; k.unrefFile(b.id); return fa; }
+  const fb = installSocket(t, b, cloexec);
+  if (fb < 0) { k.closeFd(t, fa); return fb; }
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setInt32(0, fa, true);
+  new DataView(out.buffer).setInt32(4, fb, true);
+  t.mm.write(sv, out);
+  return 0;
+}
+
 /** socketpair(2): AF_UNIX streams only (EOPNOTSUPP otherwise); EFAULT on a bad `sv`. */
 function socketpair(t: Task): number {
   const domain = t.argInt(0), type = t.argInt(1), proto = t.argInt(2), sv = t.arg(3);
   if (domain !== AF_UNIX) return domain === AF_INET || domain === AF_INET6 ? -E.EOPNOTSUPP : -E.EAFNOSUPPORT;
-  if ((type & SOCK_TYPE_MASK) !== SOCK_STREAM) return -E.EOPNOTSUPP; // datagram pairs: not yet
   if (type & ~(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
-  if (proto !== 0) return -E.EPROTONOSUPPORT;
+  if (proto !== 0 && proto !== AF_UNIX) return -E.EPROTONOSUPPORT;
+  // unix_create: SOCK_RAW is a datagram socket; anything else but stream, datagram and seqpacket is ESOCKTNOSUPPORT.
+  const base = (type & SOCK_TYPE_MASK) === SOCK_RAW ? SOCK_DGRAM : type & SOCK_TYPE_MASK;
+  if (base !== SOCK_STREAM && base !== SOCK_DGRAM && base !== SOCK_SEQPACKET) return -E.ESOCKTNOSUPPORT;
   t.mm.chunks(sv, 8, 2, () => undefined);
   const k = t.kernel;
+  if (base !== SOCK_STREAM) return messagePair(t, base | (type & ~SOCK_TYPE_MASK), sv);
   const ab = k.pipes.newPipe(1, 1), ba = k.pipes.newPipe(1, 1);
   const a = newSocket(t, AF_UNIX, type, { rx: ba.id, tx: ab.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
   const b = newSocket(t, AF_UNIX, type, { rx: ab.id, tx: ba.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
@@ -114,6 +141,14 @@ export const netSyscalls = [
   syscall('shutdown', 2, (t) => withSock(t, t.argInt(0), (f) => {
     const how = t.argInt(1), s = so(f);
     if (how < 0 || how > 2) return -E.EINVAL;
+    if (s.pairPeer !== undefined) {
+      // A datagram/seqpacket socketpair: the flags are this end's; a seqpacket peer sees them (unix_shutdown).
+      if (how === 0 || how === 2) s.shutRd = true;
+      if (how === 1 || how === 2) s.shutWr = true;
+      t.kernel.pipes.changed$.next(f.id);
+      t.kernel.pipes.changed$.next(s.pairPeer);
+      return 0;
+    }
     if (s.state !== 'connected' || s.type !== SOCK_STREAM) return -E.ENOTCONN;
     if ((how === 0 || how === 2) && !s.shutRd) { s.shutRd = true; t.kernel.pipes.closeEnd(s.rx, 'read'); }
     if ((how === 1 || how === 2) && !s.shutWr) { s.shutWr = true; t.kernel.pipes.closeEnd(s.tx, 'write'); }
