@@ -92,7 +92,15 @@ export async function serveControl(root: string | undefined, name: string, kerne
         try {
           const { checkpointKernel } = await import('../snapshots/checkpoint.js');
           const leaveRunning = !!req.leaveRunning;
-          const r = await checkpointKernel(kernel, req.store!, { leaveRunning, name, onWritten: (w) => { if (!leaveRunning) away = { id: w.id, store: req.store! }; } });
+          // Asked for ({progress: true}): lines {"progress":[doneBytes,totalBytes]} before the answer, at most 10 a second.
+          let lastMs = 0;
+          const onProgress = req.progress ? (done: number, total: number) => {
+            const now = Date.now();
+            if (now - lastMs < 100 || done >= total) return;
+            lastMs = now;
+            conn.write(JSON.stringify({ progress: [done, total] }) + '\n');
+          } : undefined;
+          const r = await checkpointKernel(kernel, req.store!, { leaveRunning, name, onProgress, onWritten: (w) => { if (!leaveRunning) away = { id: w.id, store: req.store! }; } });
           reply({ ok: true, ...r });
         } catch (e) {
           reply({ ok: false, error: (e as Error).message });
@@ -141,9 +149,11 @@ export const CONTROL_TIMEOUT_MS: Partial<Record<ControlRequest['op'], number>> =
 /**
  * Send one request to a control socket and wait for the answer, at most `timeoutMs` (default
  * CONTROL_TIMEOUT_MS for the op). Rejects with a one-line Error when there is no answer in time,
- * the connection fails, or the answer is not one JSON line.
+ * the connection fails, or the answer is not one JSON line. Progress lines the sandbox sends
+ * before its answer (`{"progress":[doneBytes,totalBytes]}`, for a checkpoint asked with
+ * `progress: true`) go to `onProgress`.
  */
-export function request(sock: string, req: ControlRequest, timeoutMs = CONTROL_TIMEOUT_MS[req.op] ?? 10_000): Promise<ControlResponse> {
+export function request(sock: string, req: ControlRequest, timeoutMs = CONTROL_TIMEOUT_MS[req.op] ?? 10_000, onProgress?: (doneBytes: number, totalBytes: number) => void): Promise<ControlResponse> {
   return new Promise((resolve, reject) => {
     const c = net.createConnection(sock);
     let buf = '';
@@ -153,7 +163,17 @@ export function request(sock: string, req: ControlRequest, timeoutMs = CONTROL_T
     }, timeoutMs);
     const done = <T>(f: (v: T) => void) => (v: T) => { clearTimeout(timer); f(v); };
     c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
-    c.on('data', (d) => { buf += d.toString(); });
+    c.on('data', (d) => {
+      buf += d.toString();
+      // Whole lines that are progress reports; the answer is the last line.
+      for (let nl = buf.indexOf('\n'); nl >= 0 && buf.startsWith('{"progress":'); nl = buf.indexOf('\n')) {
+        try {
+          const [done, total] = (JSON.parse(buf.slice(0, nl)) as { progress: [number, number] }).progress;
+          onProgress?.(done, total);
+        } catch { break; }
+        buf = buf.slice(nl + 1);
+      }
+    });
     c.on('end', () => {
       let r: ControlResponse;
       try { r = JSON.parse(buf); } catch { done(reject)(new Error('the sandbox closed the control connection without an answer')); return; }

@@ -184,7 +184,10 @@ Examples:
       return;
     }
     const store = opts.store ?? defaultStore();
-    const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning }, opts.timeout);
+    const { progressBar } = await import('./progress.js');
+    const bar = progressBar('checkpoint');
+    const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning, progress: !!process.stderr.isTTY }, opts.timeout, bar.update)
+      .finally(() => bar.stop());
     if (!r.ok) throw new Error(`checkpoint of '${name}' failed: ${r.error}`);
     const s = r as unknown as { id: string; pages: number; newPages: number; storedPageBytes: number; pauseMs: number; durationMs: number };
     process.stdout.write(`checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`);
@@ -337,7 +340,9 @@ program
   .option('--store <dir>', 'checkpoint store')
   .action(guarded(async (id: string, opts) => {
     const { exportCheckpoint } = await import('../snapshots/export.js');
-    const r = await exportCheckpoint(opts.store ?? defaultStore(), id, opts.output);
+    const { progressBar } = await import('./progress.js');
+    const bar = progressBar('export');
+    const r = await exportCheckpoint(opts.store ?? defaultStore(), id, opts.output, bar.update).finally(() => bar.stop());
     process.stdout.write(`exported ${r.id} to ${opts.output} (${mib(r.bytes)})\n`);
   }));
 
@@ -348,7 +353,9 @@ program
   .option('--store <dir>', 'checkpoint store')
   .action(guarded(async (file: string, opts) => {
     const { importCheckpoint } = await import('../snapshots/export.js');
-    const r = await importCheckpoint(opts.store ?? defaultStore(), file);
+    const { progressBar } = await import('./progress.js');
+    const bar = progressBar('import');
+    const r = await importCheckpoint(opts.store ?? defaultStore(), file, bar.update).finally(() => bar.stop());
     process.stdout.write(`imported ${r.sourceId}: ${r.pages} pages (${r.newPages} new): ${r.id}\n`);
   }));
 

@@ -11,7 +11,7 @@ import type { Kernel } from '../src/kernel/kernel.js';
 import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState } from '../src/kernel/state.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, OpenedCheckpoint, SnapshotError, openCheckpoint, writeCheckpoint } from './store.js';
+import { CheckpointSummary, OpenedCheckpoint, type ProgressCallback, SnapshotError, openCheckpoint, writeCheckpoint } from './store.js';
 import { verifyPages } from './pages.js';
 
 export interface CheckpointResult extends CheckpointSummary {
@@ -28,6 +28,8 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   leaveRunning: boolean; name?: string; parent?: string;
   /** Called once the checkpoint is safely written, before a sandbox that does not go on is killed. */
   onWritten?: (summary: CheckpointSummary) => void;
+  /** Bytes of the captured memory's populated ranges written so far, and their total (writeCheckpoint). */
+  onProgress?: ProgressCallback;
 }): Promise<CheckpointResult> {
   const t0 = performance.now();
   await kernel.quiesce();
@@ -44,7 +46,7 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   if (opts.leaveRunning) kernel.thaw();
   let summary: CheckpointSummary;
   try {
-    summary = await writeCheckpoint(storeDir, captured.graph, captured.memory, { name: opts.name, parent: opts.parent });
+    summary = await writeCheckpoint(storeDir, captured.graph, captured.memory, { name: opts.name, parent: opts.parent }, opts.onProgress);
   } catch (e) {
     if (!opts.leaveRunning) kernel.thaw();
     throw e;

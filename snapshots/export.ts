@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { decodeCbor, encodeCbor } from './format.js';
-import { CheckpointSummary, SnapshotError, loadCheckpoint, restoreMemory, writeCheckpoint } from './store.js';
+import { CheckpointSummary, type ProgressCallback, SnapshotError, loadCheckpoint, restoreMemory, writeCheckpoint } from './store.js';
 
 const MAGIC = Buffer.from('SVEXPRT1');
 const EXPORT_VERSION = 1;
@@ -24,11 +24,15 @@ interface ExportBody {
   pages: Array<[number, Uint8Array]>;
 }
 
-/** Write checkpoint `id` of `storeDir` to `file`. Returns the bytes written. Throws SnapshotError. */
-export async function exportCheckpoint(storeDir: string, id: string, file: string): Promise<{ id: string; bytes: number }> {
+/**
+ * Write checkpoint `id` of `storeDir` to `file`. Returns the bytes written. Throws SnapshotError.
+ * `onProgress` gets the bytes of stored pages read so far and their total (the encoding and the
+ * file write that follow are not counted).
+ */
+export async function exportCheckpoint(storeDir: string, id: string, file: string, onProgress?: ProgressCallback): Promise<{ id: string; bytes: number }> {
   const loaded = await loadCheckpoint(storeDir, id);
   const pages: Array<[number, Uint8Array]> = [];
-  await restoreMemory(storeDir, loaded.id, (offset, data) => { pages.push([offset, new Uint8Array(data)]); });
+  await restoreMemory(storeDir, loaded.id, (offset, data) => { pages.push([offset, new Uint8Array(data)]); }, onProgress);
   const body: ExportBody = {
     formatVersion: EXPORT_VERSION,
     source: { id: loaded.id, name: loaded.manifest.name, createdMs: loaded.manifest.createdMs, host: loaded.manifest.host },
@@ -41,8 +45,11 @@ export async function exportCheckpoint(storeDir: string, id: string, file: strin
   return { id: loaded.id, bytes: out.length };
 }
 
-/** Read an export file into `storeDir` as a new checkpoint. Throws SnapshotError for a bad file. */
-export async function importCheckpoint(storeDir: string, file: string): Promise<CheckpointSummary & { sourceId: string }> {
+/**
+ * Read an export file into `storeDir` as a new checkpoint. Throws SnapshotError for a bad file.
+ * `onProgress` gets the bytes of pages written into the store so far and their total.
+ */
+export async function importCheckpoint(storeDir: string, file: string, onProgress?: ProgressCallback): Promise<CheckpointSummary & { sourceId: string }> {
   let raw: Buffer;
   try { raw = await fs.readFile(file); } catch (e) { throw new SnapshotError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
   if (raw.length < 40 || !raw.subarray(0, 8).equals(MAGIC)) throw new SnapshotError(`${file} is not a snapvisor checkpoint export`);
@@ -66,6 +73,6 @@ export async function importCheckpoint(storeDir: string, file: string): Promise<
       return out;
     },
   };
-  const summary = await writeCheckpoint(storeDir, body.graph, memory, { name: body.source.name, note: `imported from checkpoint ${body.source.id}` });
+  const summary = await writeCheckpoint(storeDir, body.graph, memory, { name: body.source.name, note: `imported from checkpoint ${body.source.id}` }, onProgress);
   return { ...summary, sourceId: body.source.id };
 }

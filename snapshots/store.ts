@@ -101,11 +101,20 @@ const BATCH_MAX_OPS = 2048;
 const BATCH_MAX_BYTES = 8 << 20;
 /** Bytes read from the memory source per `read` call (1024 pages). */
 const READ_CHUNK_BYTES = 4 << 20;
+/** The page loops give the event loop a turn (timers, sockets, other guest tasks) at least this often (ms). */
+const YIELD_MS = 50;
 /** Pages read and handed to `write` per call at most by restoreMemory (1 MiB). */
 const RESTORE_PAGES_PER_CALL = 256;
 
 // ---------------------------------------------------------------------------
 // Public API
+
+/**
+ * Progress of a long page loop: `doneBytes` of `totalBytes` (bytes of the memory file's populated
+ * ranges, or of the checkpoint's stored pages) handled so far. Called after each chunk (at most
+ * 4 MiB), and once with doneBytes === totalBytes at the end.
+ */
+export type ProgressCallback = (doneBytes: number, totalBytes: number) => void;
 
 /**
  * Write a checkpoint of `graph` (plain data: objects, arrays, strings, numbers, bigint,
@@ -118,13 +127,16 @@ const RESTORE_PAGES_PER_CALL = 256;
  * Throws SnapshotError if the graph or metadata cannot be encoded, metadata uses a
  * reserved field, the memory source is inconsistent, or the store cannot be opened or
  * written; errors thrown by `memory.read` propagate unchanged. Nothing partly written is
- * ever visible, and a failed write removes its files.
+ * ever visible, and a failed write removes its files. While writing pages it gives the event
+ * loop a turn every YIELD_MS (the memory source must not change meanwhile: a frozen guest or a
+ * copy-on-write capture) and reports to `onProgress` the bytes of populated ranges done.
  */
 export async function writeCheckpoint(
   storeDir: string,
   graph: unknown,
   memory: MemorySource,
   meta: CheckpointMeta = {},
+  onProgress?: ProgressCallback,
 ): Promise<CheckpointSummary> {
   const t0 = performance.now();
   const createdMs = Date.now();
@@ -148,7 +160,7 @@ export async function writeCheckpoint(
     const metaTmp = metaPath(dir, id) + '.tmp';
     try {
       // Pages: every non-zero page goes to its own offset in the page file (zero pages stay holes).
-      const { runs, pages, zeroPages } = writePageFile(pageFile, memory, ranges);
+      const { runs, pages, zeroPages } = await writePageFile(pageFile, memory, ranges, onProgress);
 
       const graphChunks = Math.ceil(graphBytes.length / GRAPH_CHUNK_BYTES);
       const pagemap = encodePagemap(runs);
@@ -312,12 +324,14 @@ export async function openCheckpoint(storeDir: string, id: string): Promise<Open
  * written. Throws SnapshotError (see loadCheckpoint) and also on a missing page file or
  * a page that fails its check; pages before the bad one may already have been written.
  * Errors thrown by `write` propagate unchanged. (Restores map the page file instead:
- * this is for export and tests.)
+ * this is for export and tests.) `onProgress` gets the bytes of pages handed out so far
+ * of the checkpoint's stored pages (a ProgressCallback).
  */
 export async function restoreMemory(
   storeDir: string,
   id: string,
   write: (offset: number, data: Uint8Array) => void,
+  onProgress?: ProgressCallback,
 ): Promise<{ pages: number }> {
   return withStore(storeDir, 'existing', async (db) => {
     const fullId = await resolveId(db, storeDir, id);
@@ -348,8 +362,10 @@ export async function restoreMemory(
           const end = Math.min(offset + data.length, m.memorySizeBytes);
           write(offset, end === offset + data.length ? data : data.subarray(0, end - offset));
           pages += count;
+          onProgress?.(pages * PAGE_SIZE, m.pages * PAGE_SIZE);
         }
       }
+      if (m.pages === 0) onProgress?.(0, 0);
     } finally {
       fs.closeSync(fd);
     }
@@ -557,7 +573,7 @@ function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifest
  * the same offsets, leaving zero pages as holes, and fdatasync it. Returns the pagemap
  * runs (CRC-32 per page) and the page counts.
  */
-function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>): { runs: PagemapRun[]; pages: number; zeroPages: number } {
+async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback): Promise<{ runs: PagemapRun[]; pages: number; zeroPages: number }> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   try {
     fs.ftruncateSync(fd, pageCount(memory.sizeBytes) * PAGE_SIZE);
@@ -573,9 +589,17 @@ function writePageFile(path: string, memory: MemorySource, ranges: Array<[number
     };
     let pages = 0;
     let zeroPages = 0;
+    const totalBytes = ranges.reduce((n, [start, end]) => n + end - start, 0);
+    let doneBytes = 0;
+    let lastYield = performance.now();
     for (const [start, end] of ranges) {
       for (let off = start; off < end; off += READ_CHUNK_BYTES) {
         const len = Math.min(READ_CHUNK_BYTES, end - off);
+        if (performance.now() - lastYield >= YIELD_MS) {
+          // The memory source is a frozen guest or a copy-on-write capture: it stays as it was.
+          await new Promise((r) => setImmediate(r));
+          lastYield = performance.now();
+        }
         const buf = readView(memory, off, len);
         let pending = -1; // first page of a stretch of non-zero pages not yet written
         const flush = (upTo: number): void => {
@@ -599,9 +623,12 @@ function writePageFile(path: string, memory: MemorySource, ranges: Array<[number
           if (pending < 0) pending = p;
         }
         flush(len);
+        doneBytes += len;
+        onProgress?.(doneBytes, totalBytes);
       }
     }
     closeRun();
+    if (totalBytes === 0) onProgress?.(0, 0);
     fs.fdatasyncSync(fd);
     return { runs, pages, zeroPages };
   } finally {
