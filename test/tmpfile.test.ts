@@ -31,7 +31,7 @@ static int held(void) {
   report("write a", write(a, "kept across\n", 12));
   report("write b", write(b, "never named\n", 12));
   printf("ready\n"); fflush(stdout);
-  sleep(4);
+  sleep(6);
   struct stat st; fstat(a, &st);
   report("a nlink", st.st_nlink);
   report("a size", st.st_size);
