@@ -9,7 +9,7 @@
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileBase, SigInfo } from '../kernel/state.js';
-import { sigbit } from '../kernel/signals.js';
+import { sigbit, takePending } from '../kernel/signals.js';
 import { POLLIN, SFD_NONBLOCK, SIGBUS, SIGCHLD, SIGFPE, SIGILL, SIGNALFD_SIGINFO_SIZE, SIGSEGV, SIGTRAP, SI_TIMER, SI_USER } from '../abi/linux.js';
 import { FileOps, anonStat } from './file-ops.js';
 
@@ -28,18 +28,6 @@ function nextPending(t: Task, mask: bigint): number {
   return sig;
 }
 
-/** Take pending signal `sig` off the task's (else its process's) pending set: its siginfo. */
-function dequeue(t: Task, sig: number): SigInfo {
-  const ts = t.state;
-  if (ts.pendingSignals & sigbit(sig)) {
-    const info = ts.pendingInfo[sig] ?? { signo: sig, code: SI_USER };
-    ts.pendingSignals &= ~sigbit(sig);
-    delete ts.pendingInfo[sig];
-    return info;
-  }
-  t.tg.pendingSignals &= ~sigbit(sig);
-  return { signo: sig, code: SI_USER };
-}
 
 /** struct signalfd_siginfo (128 bytes) for a siginfo, field by field as signalfd_copyinfo does. */
 export function encodeSignalfdSiginfo(info: SigInfo): Uint8Array {
@@ -77,7 +65,7 @@ function signalfdRead(t: Task, f: SignalFdFile, buf: number, count: number): Sys
       if (!sig) break;
       // Writable first, so a bad buffer loses no signal (Linux would lose it: it dequeues first).
       try { t.mm.chunks(buf + n * SIGNALFD_SIGINFO_SIZE, SIGNALFD_SIGINFO_SIZE, 2, () => undefined); } catch (e) { if (n) break; throw e; }
-      t.mm.write(buf + n * SIGNALFD_SIGINFO_SIZE, encodeSignalfdSiginfo(dequeue(t, sig)));
+      t.mm.write(buf + n * SIGNALFD_SIGINFO_SIZE, encodeSignalfdSiginfo(takePending(t, sig) ?? { signo: sig, code: SI_USER }));
     }
     return n ? n * SIGNALFD_SIGINFO_SIZE : undefined;
   };

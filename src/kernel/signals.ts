@@ -15,7 +15,7 @@ import type { Kernel } from './kernel.js';
 import { INTERRUPTED } from './task.js';
 import type { Task } from './task.js';
 import type { SigInfo, ThreadGroupState } from './state.js';
-import { CLD_CONTINUED, CLD_STOPPED, SA_NOCLDSTOP, SA_NODEFER, SA_ONSTACK, SA_RESETHAND, SA_RESTART, SIGABRT, SIGALRM, SIGBUS, SIGCHLD, SIGCONT, SIGFPE, SIGILL, SIGINFO_SIZE, SIGKILL, SIGQUIT, SIGSEGV, SIGSTOP, SIGSYS, SIGTRAP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH, SIG_IGN, SI_KERNEL, SI_TIMER, SS_DISABLE, SS_ONSTACK, UCONTEXT_SIZE, UC_FP_XSTATE, UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS } from '../abi/linux.js';
+import { CLD_CONTINUED, CLD_STOPPED, SA_NOCLDSTOP, SA_NODEFER, SA_ONSTACK, SA_RESETHAND, SA_RESTART, SIGABRT, SIGALRM, SIGBUS, SIGCHLD, SIGCONT, SIGFPE, SIGILL, SIGINFO_SIZE, SIGKILL, SIGQUIT, SIGSEGV, SIGSTOP, SIGSYS, SIGTRAP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH, SIG_IGN, SI_KERNEL, SI_TIMER, SI_USER, SS_DISABLE, SS_ONSTACK, UCONTEXT_SIZE, UC_FP_XSTATE, UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS } from '../abi/linux.js';
 
 /** Default action "ignore" (man 7 signal). */
 const DEFAULT_IGNORE = new Set([SIGCHLD, SIGCONT, SIGURG, SIGWINCH]);
@@ -62,13 +62,24 @@ export class Signals {
     // SIGCONT resumes a stopped group whatever its disposition, and cancels pending stops;
     // a stop signal cancels a pending SIGCONT (kernel/signal.c prepare_signal).
     if (sig === SIGCONT) {
-      for (const tid of tg.tids) { const ts = k.state.tasks[tid]; if (ts) for (const s of DEFAULT_STOP) { ts.pendingSignals &= ~sigbit(s); delete ts.pendingInfo[s]; } }
+      for (const s of DEFAULT_STOP) flushPending(k, tg, s);
       if (tg.stopped) this.continueGroup(tg);
     } else if (DEFAULT_STOP.has(sig)) {
-      for (const tid of tg.tids) { const ts = k.state.tasks[tid]; if (ts) { ts.pendingSignals &= ~sigbit(SIGCONT); delete ts.pendingInfo[SIGCONT]; } }
+      flushPending(k, tg, SIGCONT);
     }
     const tids = tid ? [tid] : tg.tids;
-    const target = tids.map((t) => k.state.tasks[t]).find((ts) => ts && !(ts.sigmask & sigbit(sig))) ?? k.state.tasks[tids[0]];
+    const free = tids.map((t) => k.state.tasks[t]).find((ts) => ts && !(ts.sigmask & sigbit(sig)));
+    if (!tid && !free) {
+      // Sent to the process and blocked by every thread: shared pending (complete_signal finds no taker).
+      if (this.ignored(tg, sig, true)) return;
+      tg.pendingSignals |= sigbit(sig);
+      tg.pendingInfo ??= {};
+      if (!tg.pendingInfo[sig] || sig >= 32) tg.pendingInfo[sig] = info;
+      if (k.events$.observed) k.events$.next({ type: 'signal.sent', tid: tg.tids[0], sig });
+      this.queued$.next(tg.tids[0]);
+      return;
+    }
+    const target = free ?? k.state.tasks[tids[0]];
     if (!target) return;
     // A signal rt_sigtimedwait unblocked while it waits still counts as blocked here (Linux's real_blocked).
     const realBlocked = target.waiter?.kind === 'sigtimedwait' ? target.waiter.savedMask : 0n;
@@ -91,13 +102,13 @@ export class Signals {
     } else t.platform.interrupt();
   }
 
-  /** Whether a signal is pending and not blocked. */
+  /** Whether a signal is pending (on the thread or shared by its process) and not blocked. */
   hasDeliverable(t: Task): boolean {
-    return (t.state.pendingSignals & ~t.state.sigmask) !== 0n;
+    return ((t.state.pendingSignals | t.tg.pendingSignals) & ~t.state.sigmask) !== 0n;
   }
 
   private nextDeliverable(t: Task): number {
-    const ready = t.state.pendingSignals & ~t.state.sigmask;
+    const ready = (t.state.pendingSignals | t.tg.pendingSignals) & ~t.state.sigmask;
     if (!ready) return 0;
     for (const s of SYNCHRONOUS) if (ready & sigbit(s)) return s;
     for (let s = 1; s <= 64; s++) if (ready & sigbit(s)) return s;
@@ -123,9 +134,7 @@ export class Signals {
         if (t.state.savedSigmask !== undefined) { t.state.sigmask = t.state.savedSigmask; t.state.savedSigmask = undefined; }
         return false;
       }
-      t.state.pendingSignals &= ~sigbit(sig);
-      const info = t.state.pendingInfo[sig] ?? { signo: sig, code: SI_KERNEL };
-      delete t.state.pendingInfo[sig];
+      const info = takePending(t, sig) ?? { signo: sig, code: SI_KERNEL };
       const tg = t.tg;
       const act = this.action(tg, sig);
       if (act?.handler === SIG_IGN) continue;
@@ -338,7 +347,7 @@ export class Signals {
     }
     const target = pt.notify === 4 ? this.k.state.tasks[pt.tid!] : this.k.state.tasks[tg.tids[0]];
     if (pt.notify !== 1 && target) {
-      if (target.pendingSignals & sigbit(pt.signo)) pt.overrun++;
+      if ((target.pendingSignals | (pt.notify === 4 ? 0n : tg.pendingSignals)) & sigbit(pt.signo)) pt.overrun++;
       else {
         this.send(tgid, pt.signo, { signo: pt.signo, code: SI_TIMER, timerId: id, overrun: pt.overrun, value: pt.value }, pt.notify === 4 ? pt.tid : undefined);
         pt.overrun = 0;
@@ -366,6 +375,35 @@ export class Signals {
     for (const s of this.timers.values()) s.unsubscribe();
     this.timers.clear();
   }
+}
+
+/**
+ * Take pending signal `sig` for task `t`: from the thread's own pending set first, else from its
+ * process's shared set (dequeue_signal). Returns its siginfo (SI_USER when a shared one has none
+ * recorded), or undefined when neither held it.
+ */
+export function takePending(t: Task, sig: number): SigInfo | undefined {
+  const ts = t.state, tg = t.tg, bit = sigbit(sig);
+  if (ts.pendingSignals & bit) {
+    ts.pendingSignals &= ~bit;
+    const info = ts.pendingInfo[sig];
+    delete ts.pendingInfo[sig];
+    return info ?? { signo: sig, code: SI_USER };
+  }
+  if (tg.pendingSignals & bit) {
+    tg.pendingSignals &= ~bit;
+    const info = tg.pendingInfo?.[sig];
+    if (tg.pendingInfo) delete tg.pendingInfo[sig];
+    return info ?? { signo: sig, code: SI_USER };
+  }
+  return undefined;
+}
+
+/** Forget pending `sig` everywhere in thread group `tg` (its threads' and its shared set): SIG_IGN, SIGCONT vs stop signals. */
+export function flushPending(k: Kernel, tg: ThreadGroupState, sig: number): void {
+  for (const tid of tg.tids) { const ts = k.state.tasks[tid]; if (ts) { ts.pendingSignals &= ~sigbit(sig); delete ts.pendingInfo[sig]; } }
+  tg.pendingSignals &= ~sigbit(sig);
+  if (tg.pendingInfo) delete tg.pendingInfo[sig];
 }
 
 /** Encode a siginfo_t (128 bytes, x86-64 layout). */

@@ -310,8 +310,15 @@ export interface ThreadGroupState {
   /** setrlimit/prlimit64 values set by the guest: resource -> [soft, hard] (bigint, RLIM_INFINITY = 2^64-1). */
   rlimits: Record<number, [bigint, bigint]>;
   exitStatus?: number;
-  /** Process-wide pending signals (bitmask). */
+  /**
+   * Process-wide (shared) pending signals (bitmask): a signal sent to the process while every
+   * thread blocks it waits here (Linux's signal->shared_pending) for whichever thread unblocks it,
+   * reads it from a signalfd or takes it with sigtimedwait. Signals that a thread can take are
+   * queued on that thread.
+   */
   pendingSignals: bigint;
+  /** The siginfo of each shared pending signal (absent for older graphs: SI_USER is reported). */
+  pendingInfo?: Record<number, SigInfo>;
   /** Guest-visible identity: real uid/gid (the rest of the credentials are in `cred`). */
   uid: number; gid: number;
   /** Full credentials (man 7 credentials), created on the first set*id call. */

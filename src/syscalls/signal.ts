@@ -8,7 +8,7 @@ import { NEVER, map } from 'rxjs';
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { NO_RETURN } from '../kernel/task.js';
-import { checkSignal, encodeSiginfo, sigbit } from '../kernel/signals.js';
+import { checkSignal, encodeSiginfo, flushPending, sigbit, takePending } from '../kernel/signals.js';
 import type { SigInfo, ThreadGroupState } from '../kernel/state.js';
 import { CAP_KILL, capable, credsOf } from '../kernel/creds.js';
 import { NS_PER_SEC } from '../kernel/clock.js';
@@ -43,7 +43,7 @@ function rtSigaction(t: Task): number {
   if (next) {
     if (next.handler === SIG_DFL) delete tg.sigactions[sig]; else tg.sigactions[sig] = next;
     // Setting SIG_IGN discards a pending instance (kernel/signal.c do_sigaction).
-    if (next.handler === 1) for (const tid of tg.tids) { const ts = t.kernel.state.tasks[tid]; if (ts) { ts.pendingSignals &= ~sigbit(sig); delete ts.pendingInfo[sig]; } }
+    if (next.handler === 1) flushPending(t.kernel, tg, sig);
   }
   return 0;
 }
@@ -178,9 +178,7 @@ function rtSigtimedwait(t: Task): SyscallResult {
     if (!pending) return undefined;
     let sig = 1;
     while (!(pending & sigbit(sig))) sig++;
-    const own = !!(ts.pendingSignals & sigbit(sig));
-    const info = (own ? ts.pendingInfo[sig] : undefined) ?? { signo: sig, code: SI_USER };
-    if (own) { ts.pendingSignals &= ~sigbit(sig); delete ts.pendingInfo[sig]; } else t.tg.pendingSignals &= ~sigbit(sig);
+    const info = takePending(t, sig) ?? { signo: sig, code: SI_USER };
     if (infoAddr) t.mm.write(infoAddr, encodeSiginfo(info));
     return sig;
   };
@@ -256,7 +254,7 @@ function setitimer(t: Task): number {
 export const signalSyscalls = [
   syscall('rt_sigaction', 4, rtSigaction),
   syscall('rt_sigprocmask', 4, rtSigprocmask),
-  syscall('rt_sigpending', 2, (t) => { if (t.arg(1) > 8) return -E.EINVAL; t.mm.writeU64(t.arg(0), t.state.pendingSignals & t.state.sigmask); return 0; }),
+  syscall('rt_sigpending', 2, (t) => { if (t.arg(1) > 8) return -E.EINVAL; t.mm.writeU64(t.arg(0), (t.state.pendingSignals | t.tg.pendingSignals) & t.state.sigmask); return 0; }),
   syscall('rt_sigreturn', 0, (t) => { t.kernel.signals.sigreturn(t); return NO_RETURN; }),
   syscall('rt_sigsuspend', 2, rtSigsuspend),
   syscall('rt_sigtimedwait', 4, rtSigtimedwait),

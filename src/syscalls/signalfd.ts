@@ -32,6 +32,6 @@ function signalfd4(t: Task, fd: number, maskAddr: number, sizemask: number, flag
 }
 
 export const signalfdSyscalls = [
-  syscall('signalfd', 3, (t) => signalfd4(t, t.argInt(0), t.arg(1), t.arg(2), 0), 'partial', 'reads the reader\'s own and its process\'s pending sets; a signal sent to the process but queued on another thread that blocks it too is not seen'),
-  syscall('signalfd4', 4, (t) => signalfd4(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3)), 'partial', 'reads the reader\'s own and its process\'s pending sets; a signal sent to the process but queued on another thread that blocks it too is not seen'),
+  syscall('signalfd', 3, (t) => signalfd4(t, t.argInt(0), t.arg(1), t.arg(2), 0), 'partial', 'a real-time signal sent twice before it is read is read once (one pending instance per signal, as for delivery)'),
+  syscall('signalfd4', 4, (t) => signalfd4(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3)), 'partial', 'a real-time signal sent twice before it is read is read once (one pending instance per signal, as for delivery)'),
 ];
