@@ -173,11 +173,18 @@ describe('checkpoint and restore (busybox sh)', () => {
 });
 
 describe('a run checkpointed away', () => {
-  it('(f) ends at once, saying so, while its guest waits on a stdin that stays open; 137 as a runc container dumped by CRIU', async () => {
+  it('(f) ps and list show it; it ends at once, saying so, while its guest waits on a stdin that stays open; 137 as a runc container dumped by CRIU', async () => {
     const s = setup();
     const run = snapvisorStreaming(['--root', s.root, 'run', '--name', s.name, '--', '/bin/busybox', 'sh', '-c', 'echo ready; read x; echo "never $x"'], { stdin: 'pipe' });
     try {
       await run.waitFor((l) => l === 'ready');
+      // ps NAME and list show a run --name sandbox as they show an OCI container.
+      const ps = await snapvisor(['--root', s.root, 'ps', s.name]);
+      expect(ps.stderr).toBe('');
+      expect(ps.stdout.toString()).toMatch(/^PID\s+PPID\s+UID\s+STAT\s+CMD\n1\s+0\s+\d+\s+S\s+\S*busybox\n$/);
+      expect(JSON.parse((await snapvisor(['--root', s.root, 'ps', '--format', 'json', s.name])).stdout.toString())).toEqual([run.child.pid]);
+      const list = await snapvisor(['--root', s.root, 'list', '--format', 'json']);
+      expect(JSON.parse(list.stdout.toString())).toEqual([expect.objectContaining({ id: s.name, status: 'running', pid: run.child.pid })]);
       const { id } = await checkpoint(s, run);
       const t0 = Date.now();
       const status = await Promise.race([run.done, new Promise((r) => setTimeout(() => r('still running after 10 s'), 10_000))]);
@@ -185,6 +192,7 @@ describe('a run checkpointed away', () => {
       expect(Date.now() - t0).toBeLessThan(10_000);
       expect(run.stderr()).toBe(awayLine(s, id));
       expect(run.lines).toEqual(['ready']);
+      expect((await snapvisor(['--root', s.root, 'list', '-q'])).stdout.toString()).toBe('');
       // The checkpoint holds the guest in its read: given a line, the restored guest finishes.
       const r = await snapvisor(['--root', s.root, 'restore', id, '--store', s.store], { input: 'typed\n', timeoutMs: 20_000 });
       expect([r.status, r.stdout.toString(), r.stderr]).toEqual([0, 'never typed\n', '']);
