@@ -4,7 +4,7 @@
  * and goes on; while it runs, the host's memory of the whole sandbox (snapvisor and its stubs,
  * summed PSS from /proc/PID/smaps_rollup) stays within the limit plus the kernel's own. One
  * mapping larger than the limit is ENOMEM (heuristic overcommit); file data in /tmp counts; the
- * limit survives a checkpoint/restore.
+ * guest sees the limit in /proc/meminfo and sysinfo; the limit survives a checkpoint/restore.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -161,6 +161,20 @@ describe('the sandbox memory limit', () => {
     expect(r.stderr.match(/out of memory/g)).toHaveLength(1);
     expect(r.status).toBe(0);
   }, 90_000);
+
+  it('the guest sees the limit as its memory: /proc/meminfo and sysinfo (getconf _PHYS_PAGES)', async () => {
+    const r = await snapvisor(['run', '--memory', '256M', '--', '/bin/sh', '-c', 'grep -E "^Mem(Total|Free|Available):" /proc/meminfo; getconf _PHYS_PAGES'], { timeoutMs: 30_000 });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.toString().trim().split('\n');
+    expect(lines[0]).toBe('MemTotal:         262144 kB');
+    for (const l of lines.slice(1, 3)) {
+      const kb = Number(/^Mem(?:Free|Available):\s+(\d+) kB$/.exec(l)?.[1]);
+      expect(kb).toBeGreaterThan(200 * 1024); // a shell and getconf use a few MiB of it
+      expect(kb).toBeLessThan(262144);
+    }
+    expect(lines[3]).toBe('65536');
+    expect(r.status).toBe(0);
+  }, 60_000);
 
   it('the limit is in the checkpoint: a restored sandbox keeps it', async () => {
     const base = freshDir('memlimit-cp');

@@ -517,6 +517,7 @@ export class Kernel {
       // (a checkpoint taken meanwhile still shows the task in its waiter, and a restore re-enters it).
       await this.gate(t);
       if (this.exitInfo || isExited(t)) return;
+      this.current = t; // settle runs as the caller (its credentials, its memory charges)
       if (r.settle) {
         try { v = r.settle(v); } catch (e) { v = e instanceof SyscallError ? -e.errno : -E.EIO; }
       }

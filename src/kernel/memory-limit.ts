@@ -10,10 +10,10 @@
  * Not counted: the rest of the kernel's heap (the state graph, Node itself).
  *
  * Charging past the limit first reclaims (page-cache copies of host files no mapping uses; charged
- * units no block owns; charged units whose pages were all dropped, e.g. by MADV_DONTNEED), then
- * runs the OOM killer: the thread group with the
- * most charged memory mapped is killed with SIGKILL and a line on the kernel's log (stderr),
- * until the charge fits or the task asking was the one killed.
+ * units no block owns; charged units whose pages were all dropped, e.g. by MADV_DONTNEED); when
+ * that does not leave RECLAIM_MARGIN (at most limit/16) free, it runs the OOM killer: the thread
+ * group with the most charged memory mapped is killed with SIGKILL and a line on the kernel's
+ * log (stderr), until the charge fits or the task asking was the one killed.
  */
 import { SIGKILL, SI_KERNEL } from '../abi/linux.js';
 import type { Kernel } from './kernel.js';
@@ -23,6 +23,9 @@ import type { Task } from './task.js';
 
 /** How long a count of the kernel's buffers is reused (ms): charges are frequent, the count walks every pipe and socket. */
 const BUFFER_COUNT_MS = 50;
+
+/** Room (bytes, at most limit/16) a reclaim must leave under the limit, else the OOM killer runs. */
+const RECLAIM_MARGIN = 4 * 1024 * 1024;
 
 /** The default limit when `run --memory` is not given: this fraction of the host's memory. */
 export const DEFAULT_MEMORY_FRACTION = 0.5;
@@ -52,6 +55,15 @@ export class MemoryLimit {
   usage(): number { return this.k.mf.chargedBytes + this.kernelBuffers(); }
 
   /**
+   * The memory a guest is told it has (/proc/meminfo, sysinfo), in bytes: the limit as total, what
+   * is left under it as free, capped by the host's own (as gVisor shows a container's limit).
+   */
+  guestView(hostTotal: number, hostFree: number): { total: number; free: number } {
+    const total = Math.min(this.limit, hostTotal);
+    return { total, free: Math.max(0, Math.min(total - this.usage(), hostFree)) };
+  }
+
+  /**
    * May `bytes` more be charged? Reclaims, then OOM-kills, until they fit. False when they still
    * do not fit (the task asking, `requester`, was killed, or nothing is left to kill). `soft`:
    * only whether they fit now (fault-around asks so, and falls back to one unit).
@@ -62,8 +74,11 @@ export class MemoryLimit {
     if (soft) return false;
     this.buffersAt = -Infinity;
     if (fits()) return true;
+    // Reclaim, and go on only if it leaves some room: near the limit a reclaim per page fault
+    // (each a walk over the charged units) would crawl instead of ending (memcg's reclaim retries).
     this.reclaim();
-    if (fits()) return true;
+    const margin = Math.min(RECLAIM_MARGIN, this.limit / 16);
+    if (this.k.mf.chargedBytes + this.kernelBuffers() + bytes + margin <= this.limit) return true;
     const requesterAlive = requester && requester.state.runState !== 'exited';
     for (;;) {
       const victim = this.pickVictim();

@@ -48,8 +48,10 @@ function sysinfo(t: Task): number {
   const b = new Uint8Array(112);
   const v = new DataView(b.buffer);
   v.setBigInt64(0, t.kernel.clock.monotonicNs() / NS_PER_SEC, true);
-  v.setBigUint64(32, BigInt(os.totalmem()), true);
-  v.setBigUint64(40, BigInt(os.freemem()), true);
+  // totalram/freeram: the sandbox's memory limit and what is left under it (the host's without one).
+  const mem = t.kernel.memoryLimit?.guestView(os.totalmem(), os.freemem()) ?? { total: os.totalmem(), free: os.freemem() };
+  v.setBigUint64(32, BigInt(mem.total), true);
+  v.setBigUint64(40, BigInt(mem.free), true);
   v.setUint16(80, Object.keys(t.kernel.state.tasks).length, true);
   v.setUint32(104, 1, true); // mem_unit
   t.mm.write(t.arg(0), b);

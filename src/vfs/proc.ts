@@ -110,6 +110,17 @@ export function procMount(k: Kernel): SyntheticMount {
     }
     return undefined;
   };
+  /** The host's /proc/meminfo with MemTotal, MemFree and MemAvailable from the sandbox's memory limit (kB). */
+  const meminfo = (host: string): string => {
+    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(host)?.[1] ?? 0) * 1024;
+    const view = k.memoryLimit?.guestView(field('MemTotal'), field('MemAvailable'));
+    if (!view) return host;
+    const kb = (n: number) => `${Math.floor(n / 1024)} kB`;
+    return host
+      .replace(/^MemTotal:.*$/m, `MemTotal:       ${kb(view.total).padStart(11)}`)
+      .replace(/^MemFree:.*$/m, `MemFree:        ${kb(view.free).padStart(11)}`)
+      .replace(/^MemAvailable:.*$/m, `MemAvailable:   ${kb(view.free).padStart(11)}`);
+  };
   const mountsText = () => 'none / overlay rw,relatime 0 0\nproc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\nnone /dev tmpfs rw,nosuid 0 0\n' +
     'shm /dev/shm tmpfs rw,nosuid,nodev 0 0\nsysfs /sys sysfs ro,nosuid,nodev,noexec,relatime 0 0\n';
 
@@ -125,7 +136,7 @@ export function procMount(k: Kernel): SyntheticMount {
       if (/^\d+$/.test(top)) return pidDir(Number(top), p);
       switch (p) {
         case '/proc/cpuinfo': return file(10, () => hostFile('/proc/cpuinfo'));
-        case '/proc/meminfo': return file(11, () => hostFile('/proc/meminfo'));
+        case '/proc/meminfo': return file(11, () => meminfo(hostFile('/proc/meminfo')));
         case '/proc/stat': return file(12, () => hostFile('/proc/stat'));
         case '/proc/loadavg': return file(13, () => '0.00 0.00 0.00 1/1 1\n');
         case '/proc/uptime': return file(14, () => { const s = Number(k.clock.monotonicNs()) / 1e9; return `${s.toFixed(2)} ${s.toFixed(2)}\n`; });
