@@ -15,7 +15,7 @@ const PY = '/usr/bin/python3';
 /** Run `argv` in the sandbox (cwd /) and natively (cwd /) at the same time. */
 async function both(argv: string[], timeoutMs = 30_000) {
   const [sv, nat] = await Promise.all([
-    snapvisor(['run', '--', ...argv], { timeoutMs }),
+    snapvisor(['run', '--', ...argv], { cwd: '/', timeoutMs }),
     native(argv, { cwd: '/', timeoutMs }),
   ]);
   expect(nat.timedOut).toBe(false);
