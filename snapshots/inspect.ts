@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs';
 import type { AddressSpaceState, KernelState, OpenFileState, SockAddr } from '../src/kernel/state.js';
-import { O_PATH } from '../src/abi/linux.js';
+import { CLOCK_REALTIME, CLOCK_REALTIME_ALARM, O_PATH } from '../src/abi/linux.js';
 import type { PagemapRun } from './format.js';
 import { openCheckpoint } from './store.js';
 import type { SocketFile } from '../src/files/socket.js';
@@ -50,7 +50,8 @@ export interface InspectProcess {
   mappings: Array<{ start: string; end: string; sizeBytes: number; storedBytes: number; perms: string; name: string }>;
   /** Sums over `mappings`: address space size, and bytes of it that are non-zero pages in the checkpoint. */
   memory: { mappedBytes: number; storedBytes: number };
-  timers: Array<{ kind: 'ITIMER_REAL' | 'ITIMER_VIRTUAL' | 'ITIMER_PROF' | 'posix'; id: number | null; signal: number | null;
+  /** Interval timers, POSIX timers (id: the timer id) and timerfds (id: the lowest fd holding it; CLOCK_REALTIME ones measured from the checkpoint's creation time). */
+  timers: Array<{ kind: 'ITIMER_REAL' | 'ITIMER_VIRTUAL' | 'ITIMER_PROF' | 'posix' | 'timerfd'; id: number | null; signal: number | null;
     /** Time left at the checkpoint (guest monotonic or process CPU time, ns); null when disarmed. */ remainingNs: number | null; intervalNs: number }>;
 }
 
@@ -210,6 +211,16 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
       }
       for (const t of Object.values(tg.posixTimers ?? {}).sort((a, b) => a.id - b.id)) {
         timers.push({ kind: 'posix', id: t.id, signal: t.notify === 1 ? null : t.signo, remainingNs: t.deadlineNs === undefined ? null : Number(t.deadlineNs - atSave), intervalNs: Number(t.intervalNs) });
+      }
+      const seenTimerfds = new Set<number>();
+      for (const { fd, e } of Object.entries(fdTable?.fds ?? {}).map(([fd, e]) => ({ fd: Number(fd), e })).sort((a, b) => a.fd - b.fd)) {
+        const f = g.openFiles[e.fileId];
+        if (f?.kind !== 'timerfd' || seenTimerfds.has(f.id)) continue;
+        seenTimerfds.add(f.id);
+        const tf = f.timerfd;
+        const now = tf.clock === CLOCK_REALTIME || tf.clock === CLOCK_REALTIME_ALARM ? BigInt(m.createdMs) * 1_000_000n : atSave; // wall-clock timers: from the checkpoint's creation
+        const left = tf.deadlineNs === undefined ? null : tf.deadlineNs > now ? Number(tf.deadlineNs - now) : 0;
+        timers.push({ kind: 'timerfd', id: fd, signal: null, remainingNs: left, intervalNs: Number(tf.intervalNs) });
       }
       return {
         pid: tg.tgid, ppid: tg.ppid, pgid: tg.pgid, sid: tg.sid, uid: tg.uid, gid: tg.gid, state, cmdline,

@@ -343,8 +343,17 @@ describe('timerfd and signalfd across checkpoint/restore', () => {
       // The guest was inside the read when it was saved.
       const ins = await snapvisor(['inspect', id, '--store', store, '--json'], { timeoutMs: 20_000 });
       expect(ins.status).toBe(0);
-      const report = JSON.parse(ins.stdout.toString()) as { processes: Array<{ threads: Array<{ waiting: string | null }> }> };
+      const report = JSON.parse(ins.stdout.toString()) as { processes: Array<{ threads: Array<{ waiting: string | null }>; timers: Array<{ kind: string; id: number | null; remainingNs: number | null; intervalNs: number }> }> };
       expect(report.processes.flatMap((p) => p.threads.map((th) => th.waiting))).toContain(waiting);
+      if (mode === 'timerfd-cp') {
+        // Its two timerfds (fds 3 and 4) with their time left and intervals.
+        const [t3, t4] = report.processes[0].timers.filter((x) => x.kind === 'timerfd');
+        expect([t3.id, t3.intervalNs, t4.id, t4.intervalNs]).toEqual([3, 500e6, 4, 60e9]);
+        expect(t3.remainingNs).toBeGreaterThan(0);
+        expect(t3.remainingNs).toBeLessThanOrEqual(5e9);
+        expect(t4.remainingNs).toBeGreaterThan(3590e9);
+        expect(t4.remainingNs).toBeLessThanOrEqual(3600e9);
+      }
       const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
       expect(r.timedOut).toBe(false);
       expect(r.stderr).toBe('');
