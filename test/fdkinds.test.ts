@@ -10,9 +10,8 @@
  * guest blocked in a timerfd read (and holding an hour-long timer) and one blocked in a signalfd
  * read are checkpointed while waiting and restored: they go on as the native run did.
  */
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+import { checkpointAtReady, compileStatic, native, orphanStubs, restoreChecked, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -329,17 +328,9 @@ describe('timerfd and signalfd across checkpoint/restore', () => {
       const all = await nativeLines(mode);
       expect(all.filter((l) => l.endsWith(' NO'))).toEqual([]);
       const want = all.slice(all.indexOf('ready') + 1);
-      const base = freshDir(`fdkinds-cp-${mode}`);
-      const root = path.join(base, 'state'), store = path.join(base, 'store');
-      const name = `fdkinds-${mode}-${process.pid}`;
-      const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', prog, mode], { timeoutMs: 40_000 });
-      await run.waitFor((l) => l === 'ready', 20_000);
-      const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
-      expect(cp.stderr).toBe('');
-      expect(cp.status).toBe(0);
-      expect(await run.done).toBe(137);
-      expect(run.lines).toEqual(['ready']);
-      const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+      const c = await checkpointAtReady(`fdkinds-cp-${mode}`, [prog, mode]);
+      expect(c.before).toEqual(['ready']);
+      const { id, store } = c;
       // The guest was inside the read when it was saved.
       const ins = await snapvisor(['inspect', id, '--store', store, '--json'], { timeoutMs: 20_000 });
       expect(ins.status).toBe(0);
@@ -354,9 +345,7 @@ describe('timerfd and signalfd across checkpoint/restore', () => {
         expect(t4.remainingNs).toBeGreaterThan(3590e9);
         expect(t4.remainingNs).toBeLessThanOrEqual(3600e9);
       }
-      const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
-      expect(r.timedOut).toBe(false);
-      expect(r.stderr).toBe('');
+      const r = await restoreChecked(c);
       expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(want);
       expect(r.status).toBe(0);
       expect(orphanStubs()).toEqual([]);

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { afterAll } from 'vitest';
+import { afterAll, expect } from 'vitest';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The CLI under test; SNAPVISOR_CLI=/path/to/main.js runs the tests against another build. */
@@ -213,4 +213,49 @@ export function stderrLines(stderr: string): string[] {
 export function orphanStubs(): string[] {
   const out = spawnSync('ps', ['-eo', 'ppid=,pid=,args='], { encoding: 'utf8' }).stdout ?? '';
   return out.split('\n').filter((l) => l.trim().endsWith('snapvisor-stub') && l.trim().split(/\s+/)[0] === '1');
+}
+
+/** A sandbox checkpointed by checkpointAtReady: where its state and store are, and what it printed before. */
+export interface Checkpointed { id: string; root: string; store: string; before: string[] }
+
+/**
+ * Run `argv` as a `run --name` sandbox and checkpoint it (without --leave-running: it is killed,
+ * status 137) once it prints the line `ready`. Checks that the checkpoint succeeded quietly.
+ * `prefix` names the temp directories and the sandbox.
+ */
+export async function checkpointAtReady(prefix: string, argv: string[], runTimeoutMs = 40_000): Promise<Checkpointed> {
+  const base = freshDir(prefix);
+  const root = path.join(base, 'state'), store = path.join(base, 'store');
+  const name = `${prefix}-${process.pid}`;
+  const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', ...argv], { timeoutMs: runTimeoutMs });
+  await run.waitFor((l) => l === 'ready', 20_000);
+  const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
+  expect(cp.stderr).toBe('');
+  expect(cp.status).toBe(0);
+  expect(await run.done).toBe(137);
+  return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, root, store, before: [...run.lines] };
+}
+
+/** Restore a checkpointAtReady sandbox to its end: it must finish in time with nothing on stderr. */
+export async function restoreChecked(c: Checkpointed, timeoutMs = 30_000): Promise<RunResult> {
+  const r = await snapvisor(['--root', c.root, 'restore', c.id, '--store', c.store], { timeoutMs });
+  expect(r.timedOut).toBe(false);
+  expect(r.stderr).toBe('');
+  return r;
+}
+
+/**
+ * The check of most checkpoint tests: `argv` checkpointed at its `ready` line and restored prints,
+ * before and after, what `expected` (usually the native run's lines, `ready` among them) has
+ * before and after `ready`; the restored sandbox exits 0 and leaves no stub.
+ */
+export async function expectCheckpointRestoreMatches(prefix: string, argv: string[], expected: string[]): Promise<void> {
+  const at = expected.indexOf('ready');
+  expect(at, 'the expected lines need a ready line').toBeGreaterThanOrEqual(0);
+  const c = await checkpointAtReady(prefix, argv);
+  expect(c.before).toEqual(expected.slice(0, at + 1));
+  const r = await restoreChecked(c);
+  expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(expected.slice(at + 1));
+  expect(r.status).toBe(0);
+  expect(orphanStubs()).toEqual([]);
 }

@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+import { compileStatic, expectCheckpointRestoreMatches, freshDir, native, orphanStubs, snapvisor } from './helpers.js';
 
 const LIMITS = String.raw`
 #define _GNU_SOURCE
@@ -169,25 +169,8 @@ describe('resource limits against native', () => {
 describe('resource limits across checkpoint/restore', () => {
   for (const mode of ['as', 'data', 'fsize', 'nproc']) {
     it(`${mode}: the restored sandbox keeps the limits`, async () => {
-      const all = await nativeLines(mode);
-      const want = all.slice(all.indexOf('ready') + 1);
-      const base = freshDir(`limits-cp-${mode}`);
-      const root = path.join(base, 'state'), store = path.join(base, 'store');
-      const name = `limits-${mode}-${process.pid}`;
-      const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', prog, mode, path.join(base, 'f'), '6'], { timeoutMs: 40_000 });
-      await run.waitFor((l) => l === 'ready', 20_000);
-      const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
-      expect(cp.stderr).toBe('');
-      expect(cp.status).toBe(0);
-      expect(await run.done).toBe(137);
-      expect(run.lines).toEqual(all.slice(0, all.indexOf('ready') + 1));
-      const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
-      const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
-      expect(r.timedOut).toBe(false);
-      expect(r.stderr).toBe('');
-      expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(want);
-      expect(r.status).toBe(0);
-      expect(orphanStubs()).toEqual([]);
+      const base = freshDir(`limits-cp-${mode}-files`);
+      await expectCheckpointRestoreMatches(`limits-cp-${mode}`, [prog, mode, path.join(base, 'f'), '6'], await nativeLines(mode));
     }, 90_000);
   }
 });

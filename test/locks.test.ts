@@ -5,7 +5,7 @@
  * for bad arguments; against the same program natively, and held and awaited across a checkpoint.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+import { compileStatic, expectCheckpointRestoreMatches, freshDir, native, orphanStubs, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -188,23 +188,6 @@ describe('advisory locks', () => {
   it('held locks and a waiting F_SETLKW survive checkpoint/restore', async () => {
     const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('locks-cp-native')], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
-    const lines = want.stdout.toString().split('\n').filter(Boolean);
-    const root = freshDir('locks-root'), store = freshDir('locks-store');
-    const name = `locks-${process.pid}`;
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', CHECKPOINTED, freshDir('locks-cp-sandbox')]);
-    await run.waitFor((l) => l === 'ready', 20_000);
-    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
-    expect(cp.stderr).toBe('');
-    expect(cp.status).toBe(0);
-    expect(await run.done).toBe(137);
-    const ready = lines.indexOf('ready');
-    expect(run.lines).toEqual(lines.slice(0, ready + 1));
-    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
-    const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
-    expect(r.timedOut).toBe(false);
-    expect(r.stderr).toBe('');
-    expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(lines.slice(ready + 1));
-    expect(r.status).toBe(0);
-    expect(orphanStubs()).toEqual([]);
+    await expectCheckpointRestoreMatches('locks-cp', ['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('locks-cp-sandbox')], want.stdout.toString().split('\n').filter(Boolean));
   }, 90_000);
 });

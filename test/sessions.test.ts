@@ -4,7 +4,7 @@
  * across a checkpoint: the subreaper mark and the pdeath signal live in the thread group's record.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+import { compileStatic, expectCheckpointRestoreMatches, native, orphanStubs, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -136,25 +136,12 @@ describe('process groups, sessions, subreaper, parent-death signal', () => {
   });
 
   it('keep the subreaper and the pdeath signal across checkpoint/restore', async () => {
-    const root = freshDir('sessions-root'), store = freshDir('sessions-store');
-    const name = `sessions-${process.pid}`;
     // Under a shell, so that the subreaper is not init (pid 1 adopts orphans anyway).
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/bin/sh', '-c', '/usr/bin/python3 -c "$0"; echo "python exit $?"', CHECKPOINTED]);
-    await run.waitFor((l) => l === 'ready', 20_000);
-    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
-    expect(cp.stderr).toBe('');
-    expect(cp.status).toBe(0);
-    expect(await run.done).toBe(137);
-    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
-    const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
-    expect(r.timedOut).toBe(false);
-    expect(r.stderr).toBe('');
-    expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual([
+    await expectCheckpointRestoreMatches('sessions-cp', ['/bin/sh', '-c', '/usr/bin/python3 -c "$0"; echo "python exit $?"', CHECKPOINTED], [
+      'ready',
       'orphan adopted by the subreaper True pdeath signal True',
       'reaped the orphan True 3',
       'python exit 0',
     ]);
-    expect(r.status).toBe(0);
-    expect(orphanStubs()).toEqual([]);
   }, 60_000);
 });

@@ -7,9 +7,8 @@
  * (EPERM). Then two unnamed files held across a checkpoint are named after the restore (the O_EXCL
  * one still refuses) with their contents.
  */
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+import { compileStatic, expectCheckpointRestoreMatches, freshDir, native, orphanStubs, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -138,24 +137,6 @@ describe('O_TMPFILE', () => {
   }, 60_000);
 
   it('unnamed files held across checkpoint/restore are named afterwards with their contents', async () => {
-    const all = await nativeLines(['cp']);
-    const want = all.slice(all.indexOf('ready') + 1);
-    const base = freshDir('tmpfile-cp');
-    const root = path.join(base, 'state'), store = path.join(base, 'store'), dir = freshDir('tmpfile-cp-dir');
-    const name = `tmpfile-${process.pid}`;
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', prog, dir, 'cp'], { timeoutMs: 40_000 });
-    await run.waitFor((l) => l === 'ready', 20_000);
-    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
-    expect(cp.stderr).toBe('');
-    expect(cp.status).toBe(0);
-    expect(await run.done).toBe(137);
-    expect(run.lines).toEqual(all.slice(0, all.indexOf('ready') + 1));
-    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
-    const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
-    expect(r.timedOut).toBe(false);
-    expect(r.stderr).toBe('');
-    expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(want);
-    expect(r.status).toBe(0);
-    expect(orphanStubs()).toEqual([]);
+    await expectCheckpointRestoreMatches('tmpfile-cp', [prog, freshDir('tmpfile-cp-dir'), 'cp'], await nativeLines(['cp']));
   }, 90_000);
 });

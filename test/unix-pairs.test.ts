@@ -5,7 +5,7 @@
  * the same program natively, and queued messages plus a blocked receive across a checkpoint.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, native, orphanStubs, snapvisor, freshDir, snapvisorStreaming } from './helpers.js';
+import { compileStatic, expectCheckpointRestoreMatches, native, orphanStubs, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -119,23 +119,6 @@ describe('datagram and seqpacket unix socketpairs', () => {
   it('keep queued messages and a blocked receive across checkpoint/restore', async () => {
     const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
-    const lines = want.stdout.toString().split('\n').filter(Boolean);
-    const root = freshDir('pairs-root'), store = freshDir('pairs-store');
-    const name = `pairs-${process.pid}`;
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', CHECKPOINTED]);
-    await run.waitFor((l) => l === 'ready', 20_000);
-    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
-    expect(cp.stderr).toBe('');
-    expect(cp.status).toBe(0);
-    expect(await run.done).toBe(137);
-    const ready = lines.indexOf('ready');
-    expect(run.lines).toEqual(lines.slice(0, ready + 1));
-    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
-    const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
-    expect(r.timedOut).toBe(false);
-    expect(r.stderr).toBe('');
-    expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(lines.slice(ready + 1));
-    expect(r.status).toBe(0);
-    expect(orphanStubs()).toEqual([]);
+    await expectCheckpointRestoreMatches('pairs-cp', ['/usr/bin/python3', '-c', CHECKPOINTED], want.stdout.toString().split('\n').filter(Boolean));
   }, 90_000);
 });

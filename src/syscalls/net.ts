@@ -74,44 +74,34 @@ function socket(t: Task): number {
 }
 
 /**
- * A datagram or seqpacket socketpair: two unnamed unix sockets whose messages go to each other's
- * queue (src/net/socket.ts pairSend), kept whole with their boundaries. Returns 0 and writes the two
- * fds to `sv`, or -EMFILE.
+ * socketpair(2) for AF_UNIX: a stream pair is two sockets over a pair of pipes; a datagram or
+ * seqpacket pair (SOCK_RAW is a datagram socket, as unix_create makes it) is two sockets whose
+ * messages go to each other's queue whole (src/net/socket.ts pairSend). Errors: EAFNOSUPPORT,
+ * EOPNOTSUPP (AF_INET/AF_INET6), EINVAL (unknown flags), EPROTONOSUPPORT, ESOCKTNOSUPPORT,
+ * EFAULT (bad `sv`), EMFILE.
  */
-function messagePair(t: Task, type: number, sv: number): number {
-  const k = t.kernel;
-  const state = () => ({ rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'connected' as const, opts: {}, dgrams: [], local: { family: AF_UNIX, path: '' }, peer: { family: AF_UNIX, path: '' } });
-  const a = newSocket(t, AF_UNIX, type, state());
-  const b = newSocket(t, AF_UNIX, type, state());
-  a.socket.pairPeer = b.id;
-  b.socket.pairPeer = a.id;
-  const cloexec = !!(type & SOCK_CLOEXEC);
-  const fa = installSocket(t, a, cloexec);
-  if (fa < 0) { b.refs = 1; k.unrefFile(b.id); return fa; }
-  const fb = installSocket(t, b, cloexec);
-  if (fb < 0) { k.closeFd(t, fa); return fb; }
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setInt32(0, fa, true);
-  new DataView(out.buffer).setInt32(4, fb, true);
-  t.mm.write(sv, out);
-  return 0;
-}
-
-/** socketpair(2): AF_UNIX streams only (EOPNOTSUPP otherwise); EFAULT on a bad `sv`. */
 function socketpair(t: Task): number {
   const domain = t.argInt(0), type = t.argInt(1), proto = t.argInt(2), sv = t.arg(3);
   if (domain !== AF_UNIX) return domain === AF_INET || domain === AF_INET6 ? -E.EOPNOTSUPP : -E.EAFNOSUPPORT;
   if (type & ~(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
   if (proto !== 0 && proto !== AF_UNIX) return -E.EPROTONOSUPPORT;
-  // unix_create: SOCK_RAW is a datagram socket; anything else but stream, datagram and seqpacket is ESOCKTNOSUPPORT.
   const base = (type & SOCK_TYPE_MASK) === SOCK_RAW ? SOCK_DGRAM : type & SOCK_TYPE_MASK;
   if (base !== SOCK_STREAM && base !== SOCK_DGRAM && base !== SOCK_SEQPACKET) return -E.ESOCKTNOSUPPORT;
   t.mm.chunks(sv, 8, 2, () => undefined);
   const k = t.kernel;
-  if (base !== SOCK_STREAM) return messagePair(t, base | (type & ~SOCK_TYPE_MASK), sv);
-  const ab = k.pipes.newPipe(1, 1), ba = k.pipes.newPipe(1, 1);
-  const a = newSocket(t, AF_UNIX, type, { rx: ba.id, tx: ab.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
-  const b = newSocket(t, AF_UNIX, type, { rx: ab.id, tx: ba.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
+  const flags = type & ~SOCK_TYPE_MASK;
+  let a: SocketFile, b: SocketFile;
+  if (base === SOCK_STREAM) {
+    const ab = k.pipes.newPipe(1, 1), ba = k.pipes.newPipe(1, 1);
+    a = newSocket(t, AF_UNIX, type, { rx: ba.id, tx: ab.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
+    b = newSocket(t, AF_UNIX, type, { rx: ab.id, tx: ba.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
+  } else {
+    const unnamed = () => ({ rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'connected' as const, opts: {}, dgrams: [], local: { family: AF_UNIX, path: '' }, peer: { family: AF_UNIX, path: '' } });
+    a = newSocket(t, AF_UNIX, base | flags, unnamed());
+    b = newSocket(t, AF_UNIX, base | flags, unnamed());
+    a.socket.pairPeer = b.id;
+    b.socket.pairPeer = a.id;
+  }
   const cloexec = !!(type & SOCK_CLOEXEC);
   const fa = installSocket(t, a, cloexec);
   if (fa < 0) { b.refs = 1; k.unrefFile(b.id); return fa; }
@@ -128,7 +118,7 @@ const withSock = <T>(t: Task, fd: number, fn: (f: SocketFile) => T): T => fn(soc
 
 export const netSyscalls = [
   syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 on 127.0.0.0/8 and ::1, AF_UNIX; stream and datagram'),
-  syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX SOCK_STREAM; datagram pairs give EOPNOTSUPP'),
+  syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX stream, datagram and seqpacket pairs; no SCM_RIGHTS on message pairs'),
   syscall('bind', 3, (t) => withSock(t, t.argInt(0), (f) => { doBind(t, f, readAddr(t, t.arg(1), t.argU32(2), so(f).domain!)); return 0; })),
   syscall('listen', 2, (t) => listen(t, t.argInt(0), t.argInt(1))),
   syscall('connect', 3, (t) => connect(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'loopback connects are made at once (non-blocking TCP still reports EINPROGRESS)'),
