@@ -11,7 +11,7 @@
  * read are checkpointed while waiting and restored: they go on as the native run did.
  */
 import { describe, expect, it } from 'vitest';
-import { checkpointAtReady, compileStatic, native, orphanStubs, restoreChecked, snapvisor } from './helpers.js';
+import { checkpointAtReady, compileStatic, expectSandboxOutput, native, orphanStubs, restoreChecked, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -312,12 +312,7 @@ describe('timerfd and signalfd against native', () => {
       const want = await nativeLines(mode);
       expect(want.length).toBe(lines);
       expect(want.filter((l) => l.endsWith(' NO'))).toEqual([]);
-      const r = await snapvisor(['run', '--', prog, mode], { timeoutMs: 30_000 });
-      expect(r.timedOut).toBe(false);
-      expect(r.stderr).toBe('');
-      expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(want);
-      expect(r.status).toBe(0);
-      expect(orphanStubs()).toEqual([]);
+      await expectSandboxOutput([prog, mode], want);
     }, 60_000);
   }
 });

@@ -259,3 +259,19 @@ export async function expectCheckpointRestoreMatches(prefix: string, argv: strin
   expect(r.status).toBe(0);
   expect(orphanStubs()).toEqual([]);
 }
+
+/**
+ * Run `snapvisor run -- ...argv` and expect what a native run gave: `expected` stdout (a string,
+ * or lines compared without blank ones) and exit status 0, nothing on stderr, finished within
+ * `timeoutMs`, no stub left. Returns the sandbox's result.
+ */
+export async function expectSandboxOutput(argv: string[], expected: string | string[], timeoutMs = 30_000): Promise<RunResult> {
+  const r = await snapvisor(['run', '--', ...argv], { timeoutMs });
+  expect(r.timedOut).toBe(false);
+  expect(r.stderr).toBe('');
+  if (typeof expected === 'string') expect(r.stdout.toString()).toBe(expected);
+  else expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(expected);
+  expect(r.status).toBe(0);
+  expect(orphanStubs()).toEqual([]);
+  return r;
+}

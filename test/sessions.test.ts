@@ -4,7 +4,7 @@
  * across a checkpoint: the subreaper mark and the pdeath signal live in the thread group's record.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, native, orphanStubs, snapvisor } from './helpers.js';
+import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, native } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -127,12 +127,7 @@ describe('process groups, sessions, subreaper, parent-death signal', () => {
     const exe = compileStatic('sessions', SOURCE);
     const want = await native([exe]);
     expect(want.status).toBe(0);
-    const got = await snapvisor(['run', '--', exe], { timeoutMs: 30_000 });
-    expect(got.timedOut).toBe(false);
-    expect(got.stderr).toBe('');
-    expect(got.stdout.toString()).toBe(want.stdout.toString());
-    expect(got.status).toBe(0);
-    expect(orphanStubs()).toEqual([]);
+    await expectSandboxOutput([exe], want.stdout.toString());
   });
 
   it('keep the subreaper and the pdeath signal across checkpoint/restore', async () => {

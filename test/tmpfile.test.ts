@@ -8,7 +8,7 @@
  * one still refuses) with their contents.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, freshDir, native, orphanStubs, snapvisor } from './helpers.js';
+import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -128,12 +128,7 @@ describe('O_TMPFILE', () => {
     const want = await nativeLines([]);
     expect(want.filter((l) => l.endsWith(' NO'))).toEqual([]);
     expect(want.length).toBeGreaterThan(30);
-    const r = await snapvisor(['run', '--', prog, freshDir('tmpfile-sandbox')], { timeoutMs: 30_000 });
-    expect(r.timedOut).toBe(false);
-    expect(r.stderr).toBe('');
-    expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(want);
-    expect(r.status).toBe(0);
-    expect(orphanStubs()).toEqual([]);
+    await expectSandboxOutput([prog, freshDir('tmpfile-sandbox')], want);
   }, 60_000);
 
   it('unnamed files held across checkpoint/restore are named afterwards with their contents', async () => {
