@@ -23,7 +23,8 @@ const COUNTER = [
   'print("log lines written across both runs:", len(open("/tmp/demo-counter.log").read().split()))',
 ].join('\n');
 
-const say = (s: string) => process.stdout.write(`\x1b[1mdemo:\x1b[0m ${s}\n`);
+// Bold only on a terminal: piped or logged output stays plain text.
+const say = (s: string) => process.stdout.write(process.stdout.isTTY ? `\x1b[1mdemo:\x1b[0m ${s}\n` : `demo: ${s}\n`);
 
 function cli(args: string[], onLine?: (l: string) => void): { done: Promise<number>; out: string[] } {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
