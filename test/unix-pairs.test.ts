@@ -1,7 +1,8 @@
 /**
  * Datagram and seqpacket unix socketpairs (src/net/socket.ts pairSend; man 7 unix): message
  * boundaries, truncation, MSG_PEEK/MSG_TRUNC, EMSGSIZE, shutdown, a closed peer (ECONNREFUSED then
- * ENOTCONN for datagrams, EOF and EPIPE for seqpacket), poll readiness, blocking receives; against
+ * ENOTCONN for datagrams, EOF and EPIPE for seqpacket), poll readiness, blocking receives, a queue
+ * bounded also for zero-length datagrams; against
  * the same program natively, and queued messages plus a blocked receive across a checkpoint.
  */
 import { describe, expect, it } from 'vitest';
@@ -71,6 +72,10 @@ int main(void) {
   SAY("rdm pair: %d\n", R(socketpair(AF_UNIX, SOCK_RDM, 0, sv)));
   SAY("bad protocol: %d\n", R(socketpair(AF_UNIX, SOCK_DGRAM, 7, sv)));
   SAY("inet dgram pair: %d\n", R(socketpair(AF_INET, SOCK_DGRAM, 0, sv)));
+  /* Zero-length datagrams still fill a queue (each costs its bookkeeping): EAGAIN, not endless growth. */
+  socketpair(AF_UNIX, SOCK_DGRAM, 0, sv);
+  long n = 0; while (n < 10000000 && send(sv[0], "", 0, MSG_DONTWAIT) == 0) n++;
+  SAY("zero-length datagrams: %s, then %ld\n", n < 10000000 ? "bounded" : "UNBOUNDED", R(send(sv[0], "", 0, MSG_DONTWAIT)));
   return 0;
 }
 `;

@@ -19,6 +19,13 @@ import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, MSG_CMSG_CLOEXEC,
 
 /** Bytes of datagrams a socket may have queued before senders' messages are dropped (UDP) or wait. */
 const DGRAM_QUEUE_BYTES = 212992;
+/**
+ * What each queued message costs a receive queue beyond its bytes, as a Linux skb's truesize does:
+ * without it, zero-length datagrams could fill the graph without bound.
+ */
+const DGRAM_MESSAGE_OVERHEAD = 256;
+/** Bytes a datagram queue is charged for (its messages plus DGRAM_MESSAGE_OVERHEAD each). */
+const queuedBytes = (q: ReadonlyArray<{ data: Uint8Array }>) => q.reduce((n, d) => n + d.data.length + DGRAM_MESSAGE_OVERHEAD, 0);
 const EPHEMERAL_FIRST = 32768, EPHEMERAL_LAST = 60999;
 
 export const so = (f: SocketFile): SocketState => f.socket;
@@ -301,8 +308,7 @@ function dgramSend(t: Task, f: SocketFile, buf: number, count: number, to: SockA
   const data = new Uint8Array(t.mm.read(buf, count));
   if (!target) return s.domain === AF_UNIX ? -E.ECONNREFUSED : count; // UDP to a closed port: the datagram is lost
   const ts = so(target);
-  const queued = ts.dgrams!.reduce((n, d) => n + d.data.length, 0);
-  if (queued + count > DGRAM_QUEUE_BYTES) return s.domain === AF_UNIX ? -E.EAGAIN : count;
+  if (queuedBytes(ts.dgrams!) + count + DGRAM_MESSAGE_OVERHEAD > DGRAM_QUEUE_BYTES) return s.domain === AF_UNIX ? -E.EAGAIN : count;
   ts.dgrams!.push({ from: sourceOf(s), data });
   wake(t, target.id);
   return count;
@@ -344,8 +350,7 @@ function pairSend(t: Task, f: SocketFile, data: () => Uint8Array, count: number,
     const target = pairPeerOf(t, s);
     if (!target) return s.type === SOCK_SEQPACKET ? epipe() : -E.ECONNREFUSED;
     const q = so(target).dgrams!;
-    const queued = q.reduce((n, d) => n + d.data.length, 0);
-    if (q.length && queued + msg.length > DGRAM_QUEUE_BYTES) return undefined;
+    if (q.length && queuedBytes(q) + msg.length + DGRAM_MESSAGE_OVERHEAD > DGRAM_QUEUE_BYTES) return undefined;
     q.push({ from: { family: AF_UNIX, path: s.local?.path ?? '' }, data: msg });
     wake(t, target.id);
     return msg.length;
