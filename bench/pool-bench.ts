@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { closeFd, connectUnix, sendFds } from '../platforms/host/fd-passing.js';
+import { poolStatus } from '../cli/pool-client.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bundle', 'main.js');
 const nowMs = () => performance.timeOrigin + performance.now();
@@ -39,20 +40,9 @@ export function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * (s.length - 1)))];
 }
 
-/** One JSON request to the pool without fds (status). */
-function status(sock: string): Promise<Record<string, number>> {
-  return new Promise((resolve, reject) => {
-    const c = net.createConnection(sock, () => c.write('{"op":"status"}\n'));
-    let buf = '';
-    c.on('data', (d) => { buf += d; });
-    c.on('end', () => { try { resolve(JSON.parse(buf)); } catch (e) { reject(e); } });
-    c.on('error', reject);
-  });
-}
-
 async function waitFull(sock: string, size: number): Promise<void> {
   for (let i = 0; i < 600; i++) {
-    const s = await status(sock);
+    const s = await poolStatus(sock);
     if (s.ready >= size) return;
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -5,10 +5,10 @@
  * one line each.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { poolStatus } from '../cli/pool-client.js';
 import { CLI, freshDir, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
 /** Checkpoints itself, then reads a line and answers with which side it is on; exits with the line's length. */
@@ -19,17 +19,6 @@ async function makeCheckpoint(store: string): Promise<string> {
   expect(r.stdout.toString()).toBe('original \n');
   expect(r.status).toBe(0);
   return /request: ([0-9a-f]{16})$/.exec(r.stderr.trim())![1];
-}
-
-/** The pool's status answer (a request without fds). */
-function poolStatus(sock: string): Promise<{ ready: number; served: number; running: number; workingSet: number; clones: Array<{ pid: number; state: string }> }> {
-  return new Promise((resolve, reject) => {
-    const c = net.createConnection(sock, () => c.write('{"op":"status"}\n'));
-    let buf = '';
-    c.on('data', (d) => { buf += d; });
-    c.on('end', () => { try { resolve(JSON.parse(buf)); } catch (e) { reject(e); } });
-    c.on('error', reject);
-  });
 }
 
 function startPool(id: string, store: string, sock: string, size: number) {
