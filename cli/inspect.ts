@@ -42,6 +42,7 @@ export function renderInspect(r: InspectReport): string {
   const out: string[] = [];
   out.push(`checkpoint ${c.id}${c.name ? ` (${c.name})` : ''}, created ${c.created}, parent: ${c.parent ?? 'none'}${c.note ? `, note: ${c.note}` : ''}`);
   out.push(`rootfs ${c.rootfs}, hostname ${c.hostname}, generation ${c.generation}, format ${c.formatVersion}, taken on ${Object.values(c.host).join(' ')}`);
+  out.push(`CPU features the restoring host needs: ${c.cpuFeatures ? c.cpuFeatures.join(' ') : 'not recorded'}`);
   out.push(`sizes: graph ${size(s.graphBytes)}; memory file ${size(s.memoryBytes)}; ${s.pages} pages stored (${size(s.storedPageBytes)}), ${s.zeroPages} zero pages; ${size(s.onDiskBytes)} on disk`);
   out.push('', 'processes');
   out.push(table(['PID', 'PPID', 'STATE', 'THREADS', 'FDS', 'MAPPED', 'STORED', 'COMMAND'],

@@ -120,6 +120,7 @@ program
   .addOption(new Option('--user <uid[:gid]>', 'run as this user and group inside the sandbox, unprivileged (default: the caller\'s ids; uid 0 holds every capability)').argParser(parseUser))
   .addOption(new Option('--disk <size>', 'most file data the sandbox may write (e.g. 512M, 2G); writes past it fail with ENOSPC (default: no limit but the memory file)').argParser(parseSize))
   .addOption(new Option('--memory <size>', 'most memory the sandbox may use (e.g. 512M, 2G): guest memory it touched, file data in /tmp and the upper layer, pipe and socket buffers; past it the sandbox\'s OOM killer ends its biggest process (default: half the host\'s memory)').argParser(parseSize))
+  .option('--cpu-features <set>', 'CPU features the guest may see: host (all of this CPU\'s; recorded in checkpoints, and a restore on a host lacking any of them is refused, naming them); a smaller set needs CPUID faulting, not available yet', 'host')
   .option('--inject <spec>', 'make syscalls fail: SYSCALL:FAULT:PROBABILITY,… (FAULT: EINTR, EAGAIN, ENOSPC, ENOMEM, EIO, short); see docs/cli.md')
   .option('--seed <n>', 'seed of --inject (default: random; printed on stderr)')
   .option('--checkpoint-store <dir>', 'where a checkpoint the guest asks for (a write to /proc/snapvisor/checkpoint) goes; without it such writes fail with EOPNOTSUPP')

@@ -15,6 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeFd, connectUnix, dup2, recvFds, recvFdsNow, sendFds, waitReadable } from '../platforms/host/fd-passing.js';
 import { defaultStore, fail } from './control.js';
 import type { Kernel } from '../src/kernel/kernel.js';
+import type { KernelState } from '../src/kernel/state.js';
 
 /** Wall-clock time in ms with sub-ms resolution, comparable between processes. */
 const nowMs = () => performance.timeOrigin + performance.now();
@@ -72,6 +73,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   // 1. The checkpoint: records and every page, once; clones then skip the page check.
   const { openCheckpoint, SnapshotError } = await import('../snapshots/store.js');
   const { verifyPages } = await import('../snapshots/pages.js');
+  const { checkRestorable } = await import('../snapshots/checkpoint.js');
   let id: string;
   try {
     const opened = await openCheckpoint(store, opts.checkpoint);
@@ -79,8 +81,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     try {
       const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes);
       if (bad !== undefined) throw new SnapshotError(`checkpoint ${id} is corrupt: ${bad}`);
-      const rootfs = (opened.graph as { config?: { rootfs?: string } }).config?.rootfs ?? '';
-      if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new SnapshotError(`checkpoint ${id} needs the rootfs ${rootfs}, which is missing or not a directory`);
+      checkRestorable(id, opened.graph as KernelState);
     } finally {
       fs.closeSync(opened.pageFd);
     }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { createSandbox } from '../src/sandbox/create.js';
 import { UnknownPlatformError, createPlatform } from '../platforms/registry.js';
 import type { Platform } from '../platforms/platform.js';
+import { hostHasCpuidFaulting } from '../platforms/host/cpu-features.js';
 import { randomBytes } from 'node:crypto';
 import { ExecError } from '../src/loader/exec.js';
 import { E } from '../src/errno.js';
@@ -19,7 +20,7 @@ export { fail };
  * `run`'s options as commander parses them. `cwd` absent: the caller's working directory when
  * the root is the host's own (`--rootfs /`, as `runsc do` and proot do), else `/`.
  */
-export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string }
+export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; cpuFeatures?: string }
 
 /**
  * --checkpoint-store DIR [--checkpoint-name NAME]: the kernel's `checkpointRequest` (a guest's
@@ -124,6 +125,20 @@ function defaultCwd(rootfs: string): string | undefined {
   try { return process.cwd(); } catch { return undefined; }
 }
 
+/**
+ * Why `run --cpu-features SET` can't be honoured, or undefined for `host` (the default). Showing
+ * a guest fewer features than the CPU has needs `cpuid` to trap (CPUID faulting), and then an
+ * emulation of the instruction, which snapvisor does not have yet: a list the guest could ignore
+ * would be recorded in checkpoints as a promise the guest never made.
+ */
+function cpuFeaturesError(set: string | undefined): string | undefined {
+  if (set === undefined || set === 'host') return undefined;
+  const why = hostHasCpuidFaulting()
+    ? 'snapvisor does not emulate cpuid yet'
+    : 'this host\'s CPU cannot make cpuid trap (no cpuid_fault in /proc/cpuinfo), so the guest would see every host feature anyway';
+  return `--cpu-features ${set}: only "host" is possible: ${why}`;
+}
+
 export async function runCommand(root: string | undefined, prog: string, args: string[], opts: RunOptions): Promise<number> {
   const env = [
     ...(opts.clearEnv ? [] : Object.entries(process.env).filter(([k]) => !(opts.env ?? []).some((e) => e.startsWith(k + '='))).map(([k, v]) => `${k}=${v}`)),
@@ -133,6 +148,8 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   if (!platform) return 2;
   const faults = faultHook(opts);
   if (faults.error) { fail(faults.error); return 2; }
+  const cpuError = cpuFeaturesError(opts.cpuFeatures);
+  if (cpuError) { fail(cpuError); return 2; }
   const cwd = opts.cwd ?? defaultCwd(opts.rootfs);
   let kernel: Kernel;
   try {

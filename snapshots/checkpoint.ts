@@ -13,6 +13,7 @@ import { GRAPH_VERSION, KernelState } from '../src/kernel/state.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
 import { CheckpointSummary, OpenedCheckpoint, type ProgressCallback, SnapshotError, openCheckpoint, writeCheckpoint } from './store.js';
 import { verifyPages } from './pages.js';
+import { hostCpuFeatures, missingCpuFeatures } from '../platforms/host/cpu-features.js';
 
 export interface CheckpointResult extends CheckpointSummary {
   /** Time the guest was stopped (quiesce + capture), ms. */
@@ -133,10 +134,7 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   let kernel: Kernel;
   try {
     validateGraph(opened.graph);
-    const rootfs = opened.graph.config.rootfs;
-    let isDir = false;
-    try { isDir = fs.statSync(rootfs).isDirectory(); } catch { /* missing */ }
-    if (!isDir) throw new SnapshotError(`checkpoint ${opened.id} needs the rootfs ${rootfs}, which is missing or not a directory`);
+    checkRestorable(opened.id, opened.graph);
     beginGeneration(opened.graph);
     kernel = assembleKernel(opened.graph, opts);
     trace?.('kernel');
@@ -165,7 +163,30 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
  */
 function beginGeneration(graph: KernelState): void {
   graph.config.bootId = randomUUID();
+  // New processes of the restored sandbox see this host's CPU features (checkRestorable made
+  // sure it has every one the checkpoint recorded).
+  const host = hostCpuFeatures();
+  if (host.length) graph.config.cpuFeatures = host;
   graph.config.generation = (graph.config.generation ?? 0) + 1;
+}
+
+/**
+ * What a checkpoint needs of this host besides its own records, checked before anything is
+ * built: its rootfs directory, and every CPU feature its guest may have seen (without one, the
+ * guest would die of SIGILL later, at an unrelated point). `graph` is a checkpoint's graph as
+ * stored. Throws SnapshotError with one line naming what is missing.
+ */
+export function checkRestorable(id: string, graph: Pick<KernelState, 'config'>): void {
+  const rootfs = graph.config?.rootfs ?? '';
+  if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new SnapshotError(`checkpoint ${id} needs the rootfs ${rootfs}, which is missing or not a directory`);
+  const recorded = graph.config.cpuFeatures;
+  const host = hostCpuFeatures();
+  if (recorded && host.length) {
+    const missing = missingCpuFeatures(recorded, host);
+    if (missing.length) {
+      throw new SnapshotError(`checkpoint ${id} needs CPU features this host lacks: ${missing.join(' ')} (its guest may use them; restore it on a host that has them)`);
+    }
+  }
 }
 
 /** A worker thread checking every page of the opened checkpoint (snapshots/verify-worker.ts), or why none could start. */

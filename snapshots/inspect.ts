@@ -24,6 +24,8 @@ export interface InspectReport {
     generation: number;
     rootfs: string; hostname: string;
     host: Record<string, unknown>;
+    /** CPU features the guest may have seen (Linux flag names); a restoring host needs them all. null: not recorded (older checkpoint). */
+    cpuFeatures: string[] | null;
   };
   sizes: {
     /** CBOR graph, bytes. */ graphBytes: number;
@@ -271,6 +273,7 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
         createdMs: m.createdMs, created: new Date(m.createdMs).toISOString(), formatVersion: Number(m.formatVersion),
         generation: g.config.generation ?? 0, rootfs: g.config.rootfs, hostname: g.config.hostname,
         host: (m.host ?? {}) as Record<string, unknown>,
+        cpuFeatures: g.config.cpuFeatures ?? null,
       },
       sizes: {
         graphBytes: m.graphBytes, memoryBytes: opened.memorySizeBytes, pages: m.pages, storedPageBytes: m.storedPageBytes,

@@ -78,6 +78,13 @@ export interface SandboxConfig {
    * this one, "restored" in a clone restored from that checkpoint (its generation is higher).
    */
   checkpointGeneration?: number;
+  /**
+   * The CPU features the guest may have seen through `cpuid` (Linux /proc/cpuinfo flag names,
+   * sorted; platforms/host/cpu-features.ts): the host's at creation, the restoring host's after a
+   * restore (new processes see its features). A restore on a host lacking any of them is
+   * refused. Absent in graphs from before it was recorded (then nothing is checked).
+   */
+  cpuFeatures?: string[];
 }
 
 /** The kernel's one clock. All guest-visible time is host time plus these offsets (ns). */

@@ -15,6 +15,7 @@ import { isDir } from '../vfs/stat.js';
 import { modeOf } from '../vfs/vfs.js';
 import { O_RDONLY, O_RDWR, O_WRONLY } from '../abi/linux.js';
 import { addProcessRecords, findProgram } from './spawn.js';
+import { hostCpuFeatures } from '../../platforms/host/cpu-features.js';
 
 export interface SandboxSpec extends AssembleOptions {
   /** Host directory shown read-only as `/` (default `/`). */
@@ -47,6 +48,8 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   const state = Kernel.emptyState(rootfs);
   if (spec.diskLimit !== undefined) state.config.diskLimit = spec.diskLimit;
   state.config.memoryLimit = spec.memoryLimit ?? defaultMemoryLimit();
+  // Without CPUID faulting the guest sees every feature of this host (run --cpu-features).
+  state.config.cpuFeatures = hostCpuFeatures();
   const kernel = assembleKernel(state, spec);
   try {
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.
