@@ -80,6 +80,10 @@ export interface ReadOnlyFileMapping {
   readonly fd: number;
   /** Map [off, off+len) read-only and shared (len ≤ 4 GiB; past the file's end must not be read). */
   mapView(off: number, len: number): Uint8Array;
+  /** lseek(SEEK_DATA): the first offset ≥ pos holding data, or -1 if none (past the end included). */
+  seekData(pos: number): number;
+  /** lseek(SEEK_HOLE): the first offset ≥ pos in a hole (the size at the end), or -1. */
+  seekHole(pos: number): number;
   /** Unmap every view and close the fd; views must not be used afterwards. */
   destroy(): void;
 }

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freshDir, snapvisor, snapvisorStreaming } from './helpers.js';
+import { checkpointAtReady, freshDir, native, orphanStubs, restoreChecked, snapvisor, snapvisorStreaming } from './helpers.js';
 
 const GUEST = String.raw`
 import os, sys, time
@@ -96,4 +96,71 @@ describe('upper-layer file data lives off the kernel heap, within --disk', () =>
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/^snapvisor: [^\n]*--disk[^\n]*\n$/);
   });
+});
+
+/** Sum of the allocated bytes (st_blocks) of the files under `dir`. */
+function allocatedBytes(dir: string): number {
+  let n = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) n += fs.statSync(path.join(e.parentPath ?? e.path, e.name)).blocks * 512;
+  }
+  return n;
+}
+
+const LARGE_SHARED = String.raw`
+import os, sys, mmap, time
+p = os.path.join(sys.argv[1], 'big')
+G = 4 * 2**30
+f = open(p, 'w+b'); f.seek(G + 10); f.write(b'tail'); f.flush(); f.truncate(G + 4096)
+m = mmap.mmap(f.fileno(), 4096, offset=G)
+print('at 4G', m[10:14], len(m))
+m[20:24] = b'MAPD'; f.seek(G + 20); print('read(2) sees a store', f.read(4))
+os.pwrite(f.fileno(), b'PWRT', G + 30); print('mapping sees pwrite', m[30:34])
+whole = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+print('whole', len(whole), whole[G + 10:G + 14], whole[2**31:2**31 + 3], whole[G + 20:G + 24])
+print('ready', flush=True)
+time.sleep(1.5)
+print('after', m[10:14], m[20:24], whole[G + 30:G + 34], whole[12345:12347])
+m[40:44] = b'NEW!'; os.pwrite(f.fileno(), b'grow', G + 8192)
+print('size', os.fstat(f.fileno()).st_size, os.pread(f.fileno(), 4, G + 40), m[40:44])
+os.ftruncate(f.fileno(), G + 22); os.ftruncate(f.fileno(), G + 100)
+print('truncated', os.pread(f.fileno(), 10, G + 18), whole[G + 18:G + 24])
+`;
+
+describe('MAP_SHARED of large sparse upper files', () => {
+  it('a 4 GiB + 4 KiB sparse file mapped at 4 GiB and whole: same as native, across checkpoint/restore, holes not saved', async () => {
+    const scratch = freshDir('large-shared-native');
+    const expected = await native(['/usr/bin/python3', '-c', LARGE_SHARED, scratch], { timeoutMs: 30_000 });
+    fs.rmSync(scratch, { recursive: true, force: true });
+    expect(expected.stderr.toString()).toBe('');
+    expect(expected.status).toBe(0);
+    const lines = expected.stdout.toString().split('\n').filter(Boolean);
+    expect(lines).toContain(`whole ${4 * 2 ** 30 + 4096} b'tail' b'\\x00\\x00\\x00' b'MAPD'`);
+    const c = await checkpointAtReady('large-shared', ['/usr/bin/python3', '-c', LARGE_SHARED, freshDir('large-shared-sandbox')]);
+    expect(c.before).toEqual(lines.slice(0, lines.indexOf('ready') + 1));
+    const stored = allocatedBytes(c.store);
+    console.log(`checkpoint store of a sandbox with a 4 GiB sparse file mapped MAP_SHARED: ${(stored / 2 ** 20).toFixed(1)} MiB`);
+    expect(stored).toBeLessThan(256 * 2 ** 20);
+    const t0 = performance.now();
+    const r = await restoreChecked(c);
+    console.log(`restore and the rest of the guest: ${(performance.now() - t0).toFixed(0)} ms`);
+    expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(lines.slice(lines.indexOf('ready') + 1));
+    expect(r.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
+
+    // --leave-running: the shared block's data runs are copied at capture (not its 4 GiB).
+    const root = freshDir('large-shared-root'), store = freshDir('large-shared-store');
+    const name = `large-shared-lr-${process.pid}`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', LARGE_SHARED, freshDir('large-shared-lr')]);
+    await run.waitFor((l) => l === 'ready', 20_000);
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, '--leave-running'], { timeoutMs: 20_000 });
+    expect(cp.stderr.toString()).toBe('');
+    expect(cp.status).toBe(0);
+    expect(await run.done).toBe(0);
+    expect(run.lines).toEqual(lines);
+    const again = await snapvisor(['--root', root, 'restore', cp.stdout.toString().trim().split(/\s+/).pop()!, '--store', store], { timeoutMs: 30_000 });
+    expect(again.stderr.toString()).toBe('');
+    expect(again.stdout.toString().split('\n').filter(Boolean)).toEqual(lines.slice(lines.indexOf('ready') + 1));
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
 });

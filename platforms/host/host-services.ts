@@ -70,6 +70,9 @@ export class HostReadOnlyFile implements ReadOnlyFileMapping {
     return new Uint8Array(libc.view(ptr, len));
   }
 
+  seekData(pos: number): number { return libc.lseek(this.fd, pos, libc.SEEK_DATA); }
+  seekHole(pos: number): number { return libc.lseek(this.fd, pos, libc.SEEK_HOLE); }
+
   destroy(): void {
     for (const [p, len] of this.mappings) libc.munmap(p, len);
     this.mappings.length = 0;

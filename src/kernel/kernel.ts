@@ -211,6 +211,14 @@ export class Kernel {
     if (this.memoryLimit.usage() > bytes) this.memoryLimit.admit(0, undefined);
   }
 
+  /**
+   * A shared file's memory-file block moved from `from` to `to` (DataStore.sharedBlockMoved):
+   * the VMAs of every address space follow it, graph and host mappings alike.
+   */
+  sharedBlockMoved(from: number, to: number): void {
+    for (const id of Object.keys(this.state.addressSpaces)) this.addressSpace(Number(id)).moveBlock(from, to);
+  }
+
   /** The runtime address space for a graph id (created on first use). */
   addressSpace(id: number): AddressSpace {
     let as = this.addressSpaces.get(id);
@@ -662,14 +670,26 @@ export class Kernel {
     /** Private VMAs ([address space id, index]) made copy-on-write only for this snapshot's hold. */
     const heldOnly: Array<[number, number]> = [];
     if (runOn) {
+      // MAP_SHARED mappings and shared file blocks stay writable by the running guest: their
+      // data runs are copied now (a sparse 6 GiB file mapped MAP_SHARED costs only its
+      // populated pages).
+      const writable: Array<[number, number]> = [];
       for (const as of this.addressSpaces.values()) {
         as.state.vmas.forEach((v, i) => { if (!(v.flags & MAP_SHARED) && !v.cow) heldOnly.push([as.id, i]); });
-        for (const [off, len] of as.holdForSnapshot(user, held)) copies.push([off, new Uint8Array(mf.read(off, len))]);
+        writable.push(...as.holdForSnapshot(user, held));
       }
-      for (const ino of Object.values(this.state.fs.inodes)) {
-        if (ino.shared) copies.push([ino.shared.offset, new Uint8Array(mf.read(ino.shared.offset, ino.shared.capacity))]);
+      for (const ino of Object.values(this.state.fs.inodes)) if (ino.shared) writable.push([ino.shared.offset, ino.shared.capacity]);
+      writable.sort((a, b) => a[0] - b[0]);
+      const data = mf.populatedRanges();
+      let copiedTo = 0;
+      for (const [lo, n] of writable) {
+        for (const [off, len] of data) {
+          const a = Math.max(lo, off, copiedTo), e = Math.min(lo + n, off + len);
+          if (a < e) { copies.push([a, new Uint8Array(mf.read(a, e - a))]); copiedTo = e; }
+        }
       }
     }
+    copies.sort((a, b) => a[0] - b[0]);
     const graph = structuredClone(this.state);
     // The hold belongs to the running sandbox, not to the one captured: a restore of this graph
     // owns those blocks alone (no phantom user keeping them alive, no copy on its first writes).
@@ -685,8 +705,17 @@ export class Kernel {
         sizeBytes: this.state.memoryFile.end,
         populated,
         read(off: number, len: number): Uint8Array {
-          for (const [o, buf] of copies) if (off >= o && off + len <= o + buf.length) return buf.subarray(off - o, off - o + len);
-          return mf.read(off, len);
+          // The live bytes, with every copy taken at capture laid over them.
+          let out: Uint8Array | undefined;
+          for (const [o, buf] of copies) {
+            if (o >= off + len) break;
+            if (o + buf.length <= off) continue;
+            if (off >= o && off + len <= o + buf.length) return buf.subarray(off - o, off - o + len);
+            out ??= new Uint8Array(mf.read(off, len));
+            const a = Math.max(o, off), e = Math.min(o + buf.length, off + len);
+            out.set(buf.subarray(a - o, e - o), a - off);
+          }
+          return out ?? mf.read(off, len);
         },
       },
       release: () => { for (const b of held) mf.ref(b, user, -1); held.clear(); },

@@ -524,8 +524,12 @@ export interface InodeState {
   blocks?: Record<number, number>;
   /** Contents as written by older graphs (bytes in the graph); moved into `blocks` on first use. */
   chunks?: Record<number, Uint8Array>;
-  /** Contents moved to a memory-file block because the file is mapped MAP_SHARED (then `chunks` is unset). */
-  shared?: { offset: number; capacity: number };
+  /**
+   * Contents moved to a memory-file block because the file is mapped MAP_SHARED (then `chunks`
+   * is unset): the block's offset and capacity (bytes), and the bytes counted in
+   * FilesystemState.diskBytes for it (unset in older graphs: the capacity).
+   */
+  shared?: { offset: number; capacity: number; counted?: number };
   size: number;
   /** Symlink target. */
   target?: string;

@@ -186,6 +186,23 @@ export class AddressSpace {
   }
 
   /**
+   * A shared file's memory-file block moved from `from` to `to` (it outgrew its capacity):
+   * every VMA of the old block now maps the same file bytes in the new one (its reference
+   * moves with it) and is mapped again into each context. The caller drops its own reference
+   * to the old block afterwards.
+   */
+  moveBlock(from: number, to: number): void {
+    for (const v of this.state.vmas) {
+      if (v.block !== from) continue;
+      this.mf.ref(to, this.id, 1);
+      this.mf.ref(from, this.id, -1);
+      v.block = to;
+      v.fileOffset += to - from;
+      this.hostMap(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
+    }
+  }
+
+  /**
    * Pages of memory-file range [off, off+len) moved from the backing page file into the
    * memfd: point every guest mapping of them at the memfd, with the VMA's own protection.
    */

@@ -501,18 +501,31 @@ export class MemoryFile {
     this.backing.write(off, data);
   }
 
-  /** Copy len bytes within the memory file (for mremap and copy-on-write); never-charged source pieces stay holes. */
-  copy(dstOff: number, srcOff: number, len: number): void {
-    this.chargeOrThrow(dstOff, len);
+  /**
+   * Copy len bytes within the memory file into fresh (zero) space (for copy-on-write and a
+   * growing shared file); never-charged source pieces and holes of a page file stay holes.
+   * The whole destination is charged first (SyscallError(ENOMEM) if refused, nothing copied)
+   * unless `chargeAll` is false: then only the units written are (a sparse file's block).
+   */
+  copy(dstOff: number, srcOff: number, len: number, chargeAll = true): void {
+    if (chargeAll) this.chargeOrThrow(dstOff, len);
     this.pieces(srcOff, len, (o, n, kind) => {
       if (kind === PieceKind.None) return; // the destination is fresh space: zeros already
-      this.write(dstOff + (o - srcOff), new Uint8Array(this.read(o, n)));
+      const move = (a: number, m: number) => {
+        for (let d = 0; d < m; d += WINDOW_SIZE) {
+          const k = Math.min(WINDOW_SIZE, m - d);
+          this.write(dstOff + (a + d - srcOff), new Uint8Array(this.read(a + d, k)));
+        }
+      };
+      if (kind === PieceKind.Backed) this.pageFileData(o, n, move); else move(o, n);
     });
   }
 
   /**
    * Byte ranges [offset, length] that may hold data: SEEK_DATA/SEEK_HOLE over the allocated
-   * part of the memfd, plus the ranges still served by a backing file (sorted, may touch).
+   * part of the memfd, plus the data runs of the ranges still served by a backing file
+   * (SEEK_DATA/SEEK_HOLE again: a restored sparse file's holes are not read). Sorted, may touch
+   * or overlap.
    */
   populatedRanges(): Array<[number, number]> {
     const out: Array<[number, number]> = [];
@@ -527,10 +540,26 @@ export class MemoryFile {
       pos = hole;
     }
     if (this.pageFile) {
-      out.push(...this.backedRanges());
+      for (const [off, len] of this.backedRanges()) this.pageFileData(off, len, (a, n) => out.push([a, n]));
       out.sort((a, b) => a[0] - b[0]);
     }
     return out;
+  }
+
+  /**
+   * The data runs of the page file within [off, off+len): `fn(offset, length)` in order
+   * (SEEK_DATA/SEEK_HOLE; its holes are zero pages, or a sparse file's unwritten gigabytes).
+   */
+  private pageFileData(off: number, len: number, fn: (off: number, len: number) => void): void {
+    const file = this.pageFile!.file, end = off + len;
+    for (let pos = off; pos < end;) {
+      const data = file.seekData(pos);
+      if (data < 0 || data >= end) break;
+      let hole = file.seekHole(data);
+      if (hole < 0 || hole > end) hole = end;
+      fn(data, hole - data);
+      pos = hole;
+    }
   }
 
   /** Unmap the kernel's windows and close the memfd. Views must not be used afterwards. */

@@ -19,11 +19,22 @@ import { MemoryFile, MemoryFileError, pageRoundUp } from '../mm/memory-file.js';
 import { PAGE_SIZE } from '../abi/linux.js';
 
 /** What file data needs from the kernel: the memory file and the graph's filesystem and configuration. */
-export interface DataStore { readonly mf: MemoryFile; readonly state: { fs: FilesystemState; config: SandboxConfig } }
+export interface DataStore {
+  readonly mf: MemoryFile;
+  readonly state: { fs: FilesystemState; config: SandboxConfig };
+  /** A shared file's block moved from memory-file offset `from` to `to`: point every mapping of it at the new one. */
+  sharedBlockMoved?(from: number, to: number): void;
+}
 
 /** Largest upper-layer file (bytes); shared (memory-file) files are bounded by MAX_SHARED_FILE. */
 export const MAX_UPPER_FILE = 2 ** 40;
-const MAX_SHARED_FILE = 1 << 30;
+/**
+ * Largest file that can be mapped MAP_SHARED (bytes): its block spans the whole file in the
+ * 64 GiB sparse memory file, but only pages written cost memory or checkpoint space.
+ */
+export const MAX_SHARED_FILE = 16 * 2 ** 30;
+/** A shared block grows by doubling up to this many bytes at a time. */
+const SHARED_GROWTH = 2 ** 30;
 /** Bytes per block of file data (a multiple of the page size). */
 export const CHUNK = 65536;
 const ZERO_CHUNK = Buffer.alloc(CHUNK);
@@ -97,8 +108,13 @@ export function inodeWrite(k: DataStore, ino: InodeState, at: number, len: numbe
   if (at + len > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
   if (ino.shared) {
     if (at + len > ino.shared.capacity) growShared(k, ino, at + len);
+    // Disk: the units of the block this write fills for the first time.
+    const fresh = len - k.mf.chargedIn(ino.shared.offset + at, len);
+    const units = Math.ceil(fresh / CHUNK);
+    reserve(k, units);
     const base = ino.shared.offset + at;
     fill((src, ro) => k.mf.write(base + ro, src));
+    countShared(k, ino, units * CHUNK);
   } else {
     const blocks = blocksOf(k, ino);
     let missing = 0;
@@ -111,15 +127,37 @@ export function inodeWrite(k: DataStore, ino: InodeState, at: number, len: numbe
   if (at + len > ino.size) ino.size = at + len;
 }
 
-/** Move a shared file that outgrew its block to a larger one (mappings made before keep the old pages). */
+/**
+ * Bytes of disk a shared file is counted for in FilesystemState.diskBytes: what it held in
+ * blocks when it became shared plus what write(2) filled since (stores through mappings are
+ * charged as memory instead). Graphs from before this counted the whole capacity.
+ */
+const sharedCounted = (ino: InodeState): number => ino.shared!.counted ?? ino.shared!.capacity;
+
+function countShared(k: DataStore, ino: InodeState, bytes: number): void {
+  if (bytes === 0) return;
+  ino.shared!.counted = sharedCounted(ino) + bytes;
+  k.state.fs.diskBytes = (k.state.fs.diskBytes ?? 0) + bytes;
+}
+
+/**
+ * Move a shared file that outgrew its block to a larger one, and every mapping of it with it
+ * (DataStore.sharedBlockMoved); EFBIG past MAX_SHARED_FILE, ENOSPC when the memory file is
+ * full. Only the old block's populated pieces are copied.
+ */
 function growShared(k: DataStore, ino: InodeState, size: number): void {
   if (size > MAX_SHARED_FILE) throw new SyscallError(E.EFBIG);
-  const capacity = pageRoundUp(Math.max(size, ino.shared!.capacity * 2));
-  const offset = k.mf.newBlock(capacity, inodeUser(ino));
-  k.mf.copy(offset, ino.shared!.offset, ino.size);
-  k.mf.ref(ino.shared!.offset, inodeUser(ino), -1);
-  k.state.fs.diskBytes = (k.state.fs.diskBytes ?? 0) + capacity - ino.shared!.capacity;
-  ino.shared = { offset, capacity };
+  const old = ino.shared!;
+  const capacity = Math.min(MAX_SHARED_FILE, pageRoundUp(Math.max(size, old.capacity + Math.min(old.capacity, SHARED_GROWTH))));
+  let offset: number;
+  try { offset = k.mf.newBlock(capacity, inodeUser(ino)); } catch (e) {
+    if (e instanceof MemoryFileError) throw new SyscallError(E.ENOSPC);
+    throw e;
+  }
+  k.mf.copy(offset, old.offset, Math.min(ino.size, old.capacity), false);
+  k.sharedBlockMoved?.(old.offset, offset);
+  k.mf.ref(old.offset, inodeUser(ino), -1);
+  ino.shared = { offset, capacity, counted: sharedCounted(ino) };
 }
 
 /** Set the size; bytes past it read as zeros if the file grows again (ftruncate semantics). */
@@ -139,7 +177,16 @@ export function inodeTruncate(k: DataStore, ino: InodeState, size: number): void
 export function inodeZero(k: DataStore, ino: InodeState, from: number, to: number): void {
   to = Math.min(to, ino.size);
   if (to <= from) return;
-  if (ino.shared) { k.mf.write(ino.shared.offset + from, new Uint8Array(to - from)); return; }
+  if (ino.shared) {
+    // Partial pages are zeroed in place; whole pages are dropped (holes of the memfd), and
+    // mappings of any still in a restored page file are pointed at the memfd.
+    const base = ino.shared.offset;
+    const a = Math.min(to, pageRoundUp(from)), b = Math.max(a, Math.floor(to / PAGE_SIZE) * PAGE_SIZE);
+    if (a > from) k.mf.write(base + from, new Uint8Array(a - from));
+    if (to > b) k.mf.write(base + b, new Uint8Array(to - b));
+    if (b > a && k.mf.punch(base + a, b - a)) k.mf.onMaterialized?.(base + a, b - a);
+    return;
+  }
   const blocks = blocksOf(k, ino);
   pieces(from, to, (i, at, len) => {
     const b = blocks[i];
@@ -189,7 +236,7 @@ export function inodeRelease(k: DataStore, ino: InodeState): void {
   ino.chunks = undefined;
   if (ino.shared) {
     k.mf.ref(ino.shared.offset, inodeUser(ino), -1);
-    k.state.fs.diskBytes = Math.max(0, (k.state.fs.diskBytes ?? 0) - ino.shared.capacity);
+    k.state.fs.diskBytes = Math.max(0, (k.state.fs.diskBytes ?? 0) - sharedCounted(ino));
     ino.shared = undefined;
   }
   ino.size = 0;
@@ -197,21 +244,29 @@ export function inodeRelease(k: DataStore, ino: InodeState): void {
 
 /**
  * The memory-file block behind a file, for a MAP_SHARED mapping of at least `minBytes`:
- * the first such mapping moves the file's blocks into one contiguous block.
+ * the first such mapping moves the file's blocks into one contiguous block spanning the
+ * whole file (a sparse one: holes stay holes, uncharged). EFBIG past MAX_SHARED_FILE,
+ * ENOSPC when the memory file has no room left.
  */
 export function inodeShare(k: DataStore, ino: InodeState, minBytes: number): { offset: number; capacity: number } {
   if (!ino.shared) {
     const capacity = pageRoundUp(Math.max(ino.size, minBytes, PAGE_SIZE));
     if (capacity > MAX_SHARED_FILE) throw new SyscallError(E.EFBIG);
     const blocks = blocksOf(k, ino);
-    const offset = k.mf.newBlock(capacity, inodeUser(ino));
+    let offset: number;
+    try { offset = k.mf.newBlock(capacity, inodeUser(ino)); } catch (e) {
+      if (e instanceof MemoryFileError) throw new SyscallError(E.ENOSPC);
+      throw e;
+    }
+    let counted = 0;
     for (const [i, b] of Object.entries(blocks)) {
       const at = Number(i) * CHUNK;
       if (at < ino.size) k.mf.copy(offset + at, b, Math.min(CHUNK, ino.size - at));
       dropChunk(k, ino, Number(i));
+      counted += CHUNK;
     }
-    k.state.fs.diskBytes = (k.state.fs.diskBytes ?? 0) + capacity;
-    ino.shared = { offset, capacity };
+    k.state.fs.diskBytes = (k.state.fs.diskBytes ?? 0) + counted;
+    ino.shared = { offset, capacity, counted };
     ino.blocks = undefined;
   } else if (minBytes > ino.shared.capacity) {
     growShared(k, ino, minBytes);
