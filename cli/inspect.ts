@@ -41,6 +41,7 @@ export function renderInspect(r: InspectReport): string {
   const c = r.checkpoint, s = r.sizes;
   const out: string[] = [];
   out.push(`checkpoint ${c.id}${c.name ? ` (${c.name})` : ''}, created ${c.created}, parent: ${c.parent ?? 'none'}${c.note ? `, note: ${c.note}` : ''}`);
+  if (c.inheritsFrom.length) out.push(`incremental: its unchanged pages are in the page files of ${c.inheritsFrom.join(', ')}`);
   out.push(`rootfs ${c.rootfs}, hostname ${c.hostname}, generation ${c.generation}, format ${c.formatVersion}, taken on ${Object.values(c.host).join(' ')}`);
   out.push(`CPU features the restoring host needs: ${c.cpuFeatures ? c.cpuFeatures.join(' ') : 'not recorded'}`);
   out.push(`sizes: graph ${size(s.graphBytes)}; memory file ${size(s.memoryBytes)}; ${s.pages} pages stored (${size(s.storedPageBytes)}), ${s.zeroPages} zero pages; ${size(s.onDiskBytes)} on disk`);

@@ -305,9 +305,22 @@ program
     // No store yet (nothing was ever checkpointed there): an empty list, not an error.
     const list = fs.existsSync(dir) ? await listCheckpoints(dir) : [];
     if (opts.json) { process.stdout.write(JSON.stringify(list, null, 1) + '\n'); return; }
-    const rows = [['ID', 'CREATED', 'NAME', 'PAGES', 'STORED'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', String(c.pages), mib(c.storedPageBytes)])];
+    const rows = [['ID', 'CREATED', 'NAME', 'PARENT', 'PAGES', 'STORED'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', c.parent ?? '', String(c.pages), mib(c.storedPageBytes)])];
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
     for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd() + '\n');
+  }));
+
+program
+  .command('gc')
+  .description('remove what no checkpoint of the store references: page files of deleted checkpoints no incremental checkpoint inherits from any more, and leftovers of interrupted writes')
+  .option('--store <dir>', 'checkpoint store')
+  .addHelpText('after', `
+Example:
+  snapvisor gc --store ./store`)
+  .action(guarded(async (opts) => {
+    const { gcStore } = await import('../snapshots/store.js');
+    const r = await gcStore(opts.store ?? defaultStore());
+    process.stdout.write(`removed ${r.removedFiles} files, ${mib(r.freedBytes)} freed\n`);
   }));
 
 program

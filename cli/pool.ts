@@ -79,11 +79,12 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     const opened = await openCheckpoint(store, opts.checkpoint);
     id = opened.id;
     try {
-      const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes);
+      const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes, opened.layers.map((l) => l.fd));
       if (bad !== undefined) throw new SnapshotError(`checkpoint ${id} is corrupt: ${bad}`);
       checkRestorable(id, opened.graph as KernelState);
     } finally {
       fs.closeSync(opened.pageFd);
+      for (const l of opened.layers) fs.closeSync(l.fd);
     }
   } catch (e) {
     fail(`pool: ${(e as Error).message}`);

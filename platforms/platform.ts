@@ -44,10 +44,11 @@ export interface PlatformTask {
   readonly regs32: Uint32Array;
   /**
    * Map `len` bytes of the memory file at `fileOffset` at guest address `addr` (MAP_FIXED,
-   * shared). With `backing`, the bytes come from the read-only backing file given to
-   * `createTask` instead (same offsets; `prot` must not include PROT_WRITE).
+   * shared). With `backingLayer` k ≥ 1, the bytes come from the read-only backing file
+   * `backingFileFds[k - 1]` given to `createTask` instead (same offsets; `prot` must not
+   * include PROT_WRITE). 0 (the default): the memory file.
    */
-  map(addr: number, len: number, prot: Prot, fileOffset: number, backing?: boolean): void;
+  map(addr: number, len: number, prot: Prot, fileOffset: number, backingLayer?: number): void;
   unmap(addr: number, len: number): void;
   protect(addr: number, len: number, prot: Prot): void;
   /** Run guest code until the next trap; `regs` hold the state at the trap. Never blocks the event loop for long. */
@@ -76,14 +77,18 @@ export interface GuestAddressRange {
   reserved: ReadonlyArray<readonly [number, number]>;
 }
 
+/** Most backing files (page-file layers) a platform task maps from. */
+export const MAX_BACKING_LAYERS = 16;
+
 export interface Platform {
   readonly name: string;
   /** Where guest mappings may go; the kernel's address spaces never map outside it. */
   readonly addressRange: GuestAddressRange;
   /**
    * Start a new empty address space with one context. `memoryFileFd` is the host fd of
-   * the kernel's memory file, which `map` offsets refer to; `backingFileFd`, if given, is a
-   * read-only file that `map(…, backing = true)` maps from (a checkpoint's page file).
+   * the kernel's memory file, which `map` offsets refer to; `backingFileFds` (at most
+   * MAX_BACKING_LAYERS) are read-only files that `map(…, k)` maps from: the page files of a
+   * checkpoint and of the checkpoints it inherits pages from.
    */
-  createTask(memoryFileFd: number, backingFileFd?: number): PlatformTask;
+  createTask(memoryFileFd: number, backingFileFds?: readonly number[]): PlatformTask;
 }

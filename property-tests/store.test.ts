@@ -16,7 +16,7 @@ import {
   type MemorySource,
 } from '../snapshots/store.js';
 import {
-  FORMAT_VERSION, GRAPH_CHUNK_BYTES, PAGE_SIZE, decodeCbor, graphKey, manifestKey, pagemapKey, sealManifest,
+  FORMAT_VERSION, FULL_FORMAT_VERSION, GRAPH_CHUNK_BYTES, PAGE_SIZE, decodeCbor, graphKey, manifestKey, pagemapKey, sealManifest,
 } from '../snapshots/format.js';
 
 const PAGE = PAGE_SIZE;
@@ -205,7 +205,7 @@ describe('snapshot store', () => {
         expect(loaded.id).toBe(summary.id);
         expect(loaded.graph).toEqual(graph);
         expect(loaded.memorySizeBytes).toBe(mem.sizeBytes);
-        expect(loaded.manifest).toMatchObject({ ...summary, note: 'round trip', custom: [1n, 'x'], formatVersion: FORMAT_VERSION });
+        expect(loaded.manifest).toMatchObject({ ...summary, note: 'round trip', custom: [1n, 'x'], formatVersion: FULL_FORMAT_VERSION });
 
         const { image, written, pages } = await restoreImage(store, summary.id, mem.sizeBytes);
         expect(pages).toBe(mem.nonZero.length);
@@ -354,7 +354,7 @@ describe('snapshot store', () => {
       const m = decodeCbor((await db.get(manifestKey(s.id)))!) as Record<string, unknown>;
       await db.put(manifestKey(s.id), sealManifest({ ...m, formatVersion: FORMAT_VERSION + 1 }));
     });
-    await expect(loadCheckpoint(store, s.id)).rejects.toThrow(new RegExp(`format version ${FORMAT_VERSION + 1}.*only format version ${FORMAT_VERSION}`));
+    await expect(loadCheckpoint(store, s.id)).rejects.toThrow(new RegExp(`format version ${FORMAT_VERSION + 1}.*only format versions 2 and ${FORMAT_VERSION}`));
     await expect(listCheckpoints(store)).rejects.toBeInstanceOf(SnapshotError);
   });
 

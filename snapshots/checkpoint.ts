@@ -11,7 +11,9 @@ import type { Kernel } from '../src/kernel/kernel.js';
 import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState } from '../src/kernel/state.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, OpenedCheckpoint, type ProgressCallback, SnapshotError, openCheckpoint, writeCheckpoint } from './store.js';
+import { CheckpointSummary, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, openCheckpoint, writeCheckpoint } from './store.js';
+import { PAGE_CHECK_BYTES, PAGE_SIZE, runLayer } from './format.js';
+import path from 'node:path';
 import { verifyPages } from './pages.js';
 import { hostCpuFeatures, missingCpuFeatures } from '../platforms/host/cpu-features.js';
 
@@ -43,21 +45,35 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
     kernel.thaw();
     throw e;
   }
+  // A restored kernel's pages it never wrote are still those of its page files: an incremental
+  // checkpoint into the same store names them instead of copying them.
+  const origin = origins.get(kernel);
+  const sameStore = origin?.storeDir === path.resolve(storeDir);
+  const backed = sameStore ? kernel.backedLayers() : undefined;
+  const memory: MemorySource = origin && backed
+    ? { ...captured.memory, inherited: { storeDir: origin.storeDir, layerIds: origin.layerIds, backed, checks: origin.checks, nonZero: origin.nonZero } }
+    : captured.memory;
   const pauseMs = performance.now() - t0;
   if (opts.leaveRunning) kernel.thaw();
   let summary: CheckpointSummary;
   try {
-    summary = await writeCheckpoint(storeDir, captured.graph, captured.memory, { name: opts.name, parent: opts.parent }, opts.onProgress);
+    summary = await writeCheckpoint(storeDir, captured.graph, memory, { name: opts.name, parent: opts.parent ?? (sameStore ? origin!.parent : lastCheckpoint.get(kernel)?.[path.resolve(storeDir)]) }, opts.onProgress);
   } catch (e) {
     if (!opts.leaveRunning) kernel.thaw();
     throw e;
   } finally {
     captured.release();
   }
+  // The next checkpoint of this sandbox into this store names this one as its parent.
+  if (origin && sameStore) origin.parent = summary.id;
+  else lastCheckpoint.set(kernel, { ...lastCheckpoint.get(kernel), [path.resolve(storeDir)]: summary.id });
   opts.onWritten?.(summary);
   if (!opts.leaveRunning) kernel.kill();
   return { ...summary, pauseMs };
 }
+
+/** Per kernel never restored: the last checkpoint it took into each store (resolved path → id), the parent of its next one there. */
+const lastCheckpoint = new WeakMap<Kernel, Record<string, string>>();
 
 /** Check that a decoded graph has the shape this kernel writes (refuse anything else before starting a guest). */
 function validateGraph(g: unknown): asserts g is KernelState {
@@ -121,9 +137,9 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     // The caller checked every page of this checkpoint already (a warm pool, once at its start).
   } else if (opened.manifest.storedPageBytes <= SYNC_VERIFY_BYTES && opened.pageFileBytes <= SYNC_VERIFY_FILE_BYTES) {
     // Small: check every page now (a few ms), so a damaged checkpoint never runs at all.
-    const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes);
+    const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes, opened.layers.map((l) => l.fd));
     if (bad !== undefined) {
-      fs.closeSync(opened.pageFd);
+      closeOpened(opened);
       throw new SnapshotError(`checkpoint ${opened.id} is corrupt: ${bad}`);
     }
   } else {
@@ -139,12 +155,15 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     kernel = assembleKernel(opened.graph, opts);
     trace?.('kernel');
   } catch (e) {
-    fs.closeSync(opened.pageFd);
+    closeOpened(opened);
     if (verifier && !(verifier instanceof Error)) void verifier.terminate();
     throw e;
   }
   try {
-    kernel.attachPageFile(opened.pageFd);
+    // Layer 1: the checkpoint's own page file; layer k + 1: the k-th page file it inherits from.
+    kernel.attachPageFiles([opened.pageFd, ...opened.layers.map((l) => l.fd)],
+      opened.runs.filter((r) => runLayer(r) > 0).map((r) => [r[0], (r[1].length / PAGE_CHECK_BYTES) * PAGE_SIZE, runLayer(r) + 1] as const));
+    origins.set(kernel, originOf(storeDir, opened));
     kernel.restoreFiles();
     kernel.resumeRestored();
     trace?.('resumed');
@@ -155,6 +174,39 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   }
   const verified = verifier ? watchVerifier(kernel, opened, verifier) : Promise.resolve(undefined);
   return { kernel, id: opened.id, restoreMs: performance.now() - t0, verified };
+}
+
+/** Close the fds an opened checkpoint holds (its page file and inherited layers). */
+function closeOpened(opened: OpenedCheckpoint): void {
+  fs.closeSync(opened.pageFd);
+  for (const l of opened.layers) fs.closeSync(l.fd);
+}
+
+/**
+ * Where a restored kernel's memory came from, for the checkpoints it takes later: the store,
+ * the checkpoint it was restored from (or last checkpointed into that store: the parent of
+ * its next one), and per memory-file page the CRC-32 and non-zero mark its page-file layer
+ * gives it (layer 1: the checkpoint's own page file, k + 1: its k-th inherited one).
+ */
+interface Origin {
+  storeDir: string;
+  parent: string;
+  layerIds: string[];
+  checks: Uint32Array;
+  nonZero: Uint8Array;
+}
+/** Origins of restored kernels (runtime only: a kernel restored again gets a new one). */
+const origins = new WeakMap<Kernel, Origin>();
+
+function originOf(storeDir: string, opened: OpenedCheckpoint): Origin {
+  const pages = Math.ceil(opened.pageFileBytes / PAGE_SIZE);
+  const checks = new Uint32Array(pages), nonZero = new Uint8Array(pages);
+  for (const [off, c] of opened.runs) {
+    const first = off / PAGE_SIZE, n = c.length / PAGE_CHECK_BYTES;
+    const view = new DataView(c.buffer, c.byteOffset, c.byteLength);
+    for (let i = 0; i < n; i++) { checks[first + i] = view.getUint32(i * PAGE_CHECK_BYTES, true); nonZero[first + i] = 1; }
+  }
+  return { storeDir: path.resolve(storeDir), parent: opened.id, layerIds: [opened.id, ...opened.layers.map((l) => l.id)], checks, nonZero };
 }
 
 /**
@@ -194,7 +246,8 @@ function startVerifier(opened: OpenedCheckpoint): Worker | Error {
   try {
     // The worker opens its own descriptor of the same file (the memory file owns pageFd).
     const path = `/proc/self/fd/${opened.pageFd}`;
-    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: opened.runs, pageFileBytes: opened.pageFileBytes } });
+    const layerPaths = opened.layers.map((l) => `/proc/self/fd/${l.fd}`);
+    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: opened.runs, pageFileBytes: opened.pageFileBytes, layerPaths } });
     worker.unref();
     return worker;
   } catch (e) {

@@ -12,8 +12,15 @@ import { Decoder, Encoder } from 'cbor-x';
 
 /** Value of the `magic` field of every manifest. */
 export const FORMAT_MAGIC = 'snapvisor-checkpoint';
-/** The only manifest `formatVersion` this code reads and writes. Bump on any incompatible change. */
-export const FORMAT_VERSION = 2;
+/**
+ * The newest manifest `formatVersion` this code reads and writes (it reads FULL_FORMAT_VERSION
+ * too). 3: an incremental checkpoint, whose pagemap names page files of earlier checkpoints
+ * (`layers`); a full checkpoint is still written as version 2, which older builds read. Bump
+ * on any incompatible change.
+ */
+export const FORMAT_VERSION = 3;
+/** The version of a checkpoint that holds all of its pages itself (no `layers`). */
+export const FULL_FORMAT_VERSION = 2;
 
 /** Size of a guest page and of every `page/` record, in bytes. */
 export const PAGE_SIZE = 4096;
@@ -141,7 +148,7 @@ export const MANIFEST_CHECKSUM_FIELD = 'manifestSha256';
 /** The fields of a format-1 manifest (all sizes in bytes, all times in milliseconds). */
 export interface ManifestV2 {
   magic: typeof FORMAT_MAGIC;
-  formatVersion: typeof FORMAT_VERSION;
+  formatVersion: typeof FORMAT_VERSION | typeof FULL_FORMAT_VERSION;
   /** 16 hex characters; equals the `<id>` of its key. */
   id: string;
   /** 1 + the highest `seq` in the store when written; orders checkpoints oldest first. */
@@ -163,11 +170,11 @@ export interface ManifestV2 {
   pagemapBytes: number;
   /** Logical size of the memory file. */
   memorySizeBytes: number;
-  /** Non-zero pages in the pagemap (= pages in the page file). */
+  /** Non-zero pages in the pagemap (its own and, in format 3, those in its layers' page files). */
   pages: number;
   /** Pages inside the populated ranges that were all zero and so not stored. */
   zeroPages: number;
-  /** Pages this checkpoint added to the store (its page file holds each of its pages: = pages). */
+  /** Pages this checkpoint added to the store: those in its own page file (= pages in format 2). */
   newPages: number;
   /** newPages × PAGE_SIZE: the data bytes of the page file. */
   storedPageBytes: number;
@@ -177,6 +184,12 @@ export interface ManifestV2 {
   durationMs: number;
   /** Where the checkpoint was taken: `os.release()` and `process.arch`. */
   host: { kernelRelease: string; arch: string };
+  /**
+   * Format 3 only: ids of the earlier checkpoints whose page files hold the pagemap runs
+   * marked with a layer (run layer k → layers[k - 1]). Those page files are kept while any
+   * checkpoint lists them, even after their own checkpoint is deleted.
+   */
+  layers?: string[];
   [extra: string]: unknown;
 }
 
@@ -184,7 +197,7 @@ export interface ManifestV2 {
 export const RESERVED_MANIFEST_FIELDS: ReadonlySet<string> = new Set([
   'magic', 'formatVersion', 'id', 'seq', 'createdMs', 'graphSha256', 'graphBytes', 'graphChunks',
   'pagemapSha256', 'pagemapBytes', 'memorySizeBytes', 'pages', 'zeroPages', 'newPages',
-  'storedPageBytes', 'pageFileBytes', 'durationMs', 'host', MANIFEST_CHECKSUM_FIELD,
+  'storedPageBytes', 'pageFileBytes', 'durationMs', 'host', 'layers', MANIFEST_CHECKSUM_FIELD,
 ]);
 
 /**
@@ -246,6 +259,10 @@ export function manifestProblem(m: Record<string, unknown>, expectedId: string):
   for (const k of ['name', 'parent', 'note']) {
     if (m[k] !== undefined && typeof m[k] !== 'string') return `manifest field ${k} is not a string`;
   }
+  if (m.layers !== undefined && (!Array.isArray(m.layers) || m.layers.some((l) => typeof l !== 'string' || !/^[0-9a-f]{16}$/.test(l)))) {
+    return 'manifest field layers is not a list of checkpoint ids';
+  }
+  if ((m.formatVersion === FULL_FORMAT_VERSION) !== (m.layers === undefined)) return 'manifest format version and layers disagree';
   const graphBytes = m.graphBytes as number;
   if (graphBytes < 1 || m.graphChunks !== Math.ceil(graphBytes / GRAPH_CHUNK_BYTES)) {
     return 'manifest graph size and chunk count disagree';
@@ -266,9 +283,14 @@ export function pageCount(sizeBytes: number): number {
 /**
  * One run of consecutive non-zero pages: the byte offset of its first page in the
  * memory file (a multiple of PAGE_SIZE) and the CRC-32 of each page, concatenated
- * (4 bytes little-endian per page, in address order).
+ * (4 bytes little-endian per page, in address order); in an incremental checkpoint
+ * (format 3) optionally a third element `layer` ≥ 1: the run's pages are in the page file
+ * of checkpoint `manifest.layers[layer - 1]` (at the same offsets), not in its own.
  */
-export type PagemapRun = [memOffset: number, checks: Uint8Array];
+export type PagemapRun = [memOffset: number, checks: Uint8Array, layer?: number];
+
+/** The layer of a run: 0 for the checkpoint's own page file, k ≥ 1 for `layers[k - 1]`. */
+export const runLayer = (run: PagemapRun): number => run[2] ?? 0;
 
 /** Encode a run list (runs in increasing offset order, non-overlapping). */
 export function encodePagemap(runs: PagemapRun[]): Buffer {
@@ -282,6 +304,7 @@ export function encodePagemap(runs: PagemapRun[]): Buffer {
 export function decodePagemap(
   bytes: Uint8Array,
   memorySizeBytes: number,
+  layers = 0,
 ): { runs: PagemapRun[]; pages: number } | string {
   let value: unknown;
   try {
@@ -294,7 +317,8 @@ export function decodePagemap(
   let pages = 0;
   let end = 0;
   for (const run of value as unknown[]) {
-    if (!Array.isArray(run) || run.length !== 2) return 'pagemap run is malformed';
+    if (!Array.isArray(run) || (run.length !== 2 && run.length !== 3)) return 'pagemap run is malformed';
+    if (run.length === 3 && !(Number.isSafeInteger(run[2]) && run[2] >= 1 && run[2] <= layers)) return 'pagemap run names a page file the manifest does not list';
     const [off, hashes] = run as [unknown, unknown];
     if (!Number.isSafeInteger(off) || (off as number) < end || (off as number) % PAGE_SIZE !== 0) {
       return 'pagemap run offset is invalid';

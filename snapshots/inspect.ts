@@ -9,8 +9,8 @@
 import fs from 'node:fs';
 import type { AddressSpaceState, KernelState, OpenFileState, SockAddr } from '../src/kernel/state.js';
 import { CLOCK_REALTIME, CLOCK_REALTIME_ALARM, O_PATH } from '../src/abi/linux.js';
-import type { PagemapRun } from './format.js';
-import { openCheckpoint } from './store.js';
+import { type PagemapRun, runLayer } from './format.js';
+import { type OpenedCheckpoint, openCheckpoint } from './store.js';
 import type { SocketFile } from '../src/files/socket.js';
 
 export const INSPECT_VERSION = 1;
@@ -26,6 +26,8 @@ export interface InspectReport {
     host: Record<string, unknown>;
     /** CPU features the guest may have seen (Linux flag names); a restoring host needs them all. null: not recorded (older checkpoint). */
     cpuFeatures: string[] | null;
+    /** Incremental checkpoints: ids of the checkpoints whose page files hold its unchanged pages (empty: all pages are its own). */
+    inheritsFrom: string[];
   };
   sizes: {
     /** CBOR graph, bytes. */ graphBytes: number;
@@ -123,17 +125,32 @@ function storedIn(runs: PagemapRun[], off: number, len: number): number {
   return total;
 }
 
-/** Guest bytes [a, a+len) of address space `as`, read from the page file (unmapped parts are skipped). */
-function readGuest(fd: number, as: AddressSpaceState, a: number, len: number): Buffer {
+/**
+ * `n` bytes of the memory file at byte `off`, read from the page file holding each page: the
+ * checkpoint's own, or (incremental checkpoints) the inherited layer its run names.
+ */
+function readMemory(opened: OpenedCheckpoint, off: number, n: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let done = 0; done < n;) {
+    const at = off + done;
+    const take = Math.min(n - done, 4096 - (at % 4096));
+    const run = opened.runs.find(([o, c]) => o <= at && at < o + (c.length / 4) * 4096);
+    const fd = run && runLayer(run) ? opened.layers[runLayer(run) - 1].fd : opened.pageFd;
+    if (run) fs.readSync(fd, b, done, take, at);
+    done += take;
+  }
+  return b;
+}
+
+/** Guest bytes [a, a+len) of address space `as`, read from the checkpoint's pages (unmapped parts are skipped). */
+function readGuest(opened: OpenedCheckpoint, as: AddressSpaceState, a: number, len: number): Buffer {
   const out: Buffer[] = [];
   const end = a + Math.min(len, 1 << 20);
   while (a < end) {
     const v = as.vmas.find((m) => m.start <= a && a < m.end);
     if (!v) break;
     const n = Math.min(end, v.end) - a;
-    const b = Buffer.alloc(n);
-    fs.readSync(fd, b, 0, n, v.fileOffset + (a - v.start));
-    out.push(b);
+    out.push(readMemory(opened, v.fileOffset + (a - v.start), n));
     a += n;
   }
   return Buffer.concat(out);
@@ -175,7 +192,7 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
       const state = tg.zombie ? 'Z' : tg.stopped ? 'T' : leader?.waiter ? 'S' : 'R';
       let cmdline: string[] = [];
       if (as && !tg.zombie && as.argEnd > as.argStart) {
-        cmdline = readGuest(opened.pageFd, as, as.argStart, as.argEnd - as.argStart).toString('utf8').replace(/\0$/, '').split('\0');
+        cmdline = readGuest(opened, as, as.argStart, as.argEnd - as.argStart).toString('utf8').replace(/\0$/, '').split('\0');
       }
       const fdTable = leader ? g.fdTables[leader.fdTableId] : undefined;
       const files: InspectFile[] = Object.entries(fdTable?.fds ?? {}).map(([fd, e]) => ({ fd: Number(fd), e })).sort((a, b) => a.fd - b.fd).map(({ fd, e }) => {
@@ -274,6 +291,7 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
         generation: g.config.generation ?? 0, rootfs: g.config.rootfs, hostname: g.config.hostname,
         host: (m.host ?? {}) as Record<string, unknown>,
         cpuFeatures: g.config.cpuFeatures ?? null,
+        inheritsFrom: opened.layers.map((l) => l.id),
       },
       sizes: {
         graphBytes: m.graphBytes, memoryBytes: opened.memorySizeBytes, pages: m.pages, storedPageBytes: m.storedPageBytes,
@@ -283,5 +301,6 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
     };
   } finally {
     fs.closeSync(opened.pageFd);
+    for (const l of opened.layers) fs.closeSync(l.fd);
   }
 }

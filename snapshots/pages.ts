@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { SEEK_DATA, SEEK_HOLE, lseek } from '../platforms/host/libc.js';
-import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, isZeroPage, pageCheck } from './format.js';
+import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, isZeroPage, pageCheck, runLayer } from './format.js';
 
 /** Bytes read per call while verifying. */
 const VERIFY_CHUNK_BYTES = 4 << 20;
@@ -18,7 +18,14 @@ const VERIFY_CHUNK_BYTES = 4 << 20;
  * Returns undefined if all is well, else one line naming the first bad page (its byte
  * offset in the memory file). Synchronous: run it in a worker thread when a guest waits.
  */
-export function verifyPages(fd: number, runs: PagemapRun[], pageFileBytes: number): string | undefined {
+export function verifyPages(fd: number, allRuns: PagemapRun[], pageFileBytes: number, layerFds: readonly number[] = []): string | undefined {
+  // An incremental checkpoint's own file holds only its layer-0 runs (every other page is a hole);
+  // the pages of each inherited layer are checked where they are.
+  const runs = allRuns.some((r) => runLayer(r) !== 0) ? allRuns.filter((r) => runLayer(r) === 0) : allRuns;
+  for (let k = 1; k <= layerFds.length; k++) {
+    const bad = verifyRuns(layerFds[k - 1], allRuns.filter((r) => runLayer(r) === k));
+    if (bad) return bad;
+  }
   const buf = Buffer.allocUnsafe(VERIFY_CHUNK_BYTES);
   let r = 0;
   for (const [start, end] of rangesToCheck(fd, runs, pageFileBytes)) {
@@ -69,4 +76,31 @@ function rangesToCheck(fd: number, runs: PagemapRun[], pageFileBytes: number): A
     if (last && a <= last[1]) last[1] = Math.max(last[1], b); else if (b > a) merged.push([a, b]);
   }
   return merged;
+}
+
+/**
+ * Check only the pages of `runs` in the page file `fd` (an inherited layer: its other pages
+ * belong to other checkpoints). Returns undefined, or one line naming the first bad page.
+ */
+function verifyRuns(fd: number, runs: PagemapRun[]): string | undefined {
+  for (const [start, checks] of runs) {
+    const n = checks.length / PAGE_CHECK_BYTES;
+    for (let first = 0; first < n; first += VERIFY_CHUNK_BYTES / PAGE_SIZE) {
+      const count = Math.min(VERIFY_CHUNK_BYTES / PAGE_SIZE, n - first);
+      const buf = Buffer.alloc(count * PAGE_SIZE);
+      const at = start + first * PAGE_SIZE;
+      let got = 0;
+      while (got < buf.length) {
+        const r = fs.readSync(fd, buf, got, buf.length - got, at + got);
+        if (r === 0) return `the page file of a checkpoint it inherits pages from ends at offset 0x${(at + got).toString(16)}`;
+        got += r;
+      }
+      for (let j = 0; j < count; j++) {
+        const i = first + j;
+        const want = (checks[i * 4] | (checks[i * 4 + 1] << 8) | (checks[i * 4 + 2] << 16) | (checks[i * 4 + 3] << 24)) >>> 0;
+        if (pageCheck(buf, j * PAGE_SIZE) !== want) return `page at offset 0x${(at + j * PAGE_SIZE).toString(16)} (inherited) failed its checksum`;
+      }
+    }
+  }
+  return undefined;
 }

@@ -18,7 +18,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Level } from 'level';
 import {
-  FORMAT_MAGIC, FORMAT_VERSION, GRAPH_CHUNK_BYTES, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
+  FORMAT_MAGIC, FORMAT_VERSION, FULL_FORMAT_VERSION, GRAPH_CHUNK_BYTES, runLayer, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
   RESERVED_MANIFEST_FIELDS, type ManifestV2, type PagemapRun,
   decodeCbor, decodePagemap, encodeCbor, encodeMeta, encodePagemap, graphKey, graphRange, isCheckpointId, isCheckpointIdPrefix,
   isZeroPage, manifestKey, manifestProblem, manifestSealIsValid, newCheckpointId, pageCheck, pageCount,
@@ -47,7 +47,32 @@ export interface MemorySource {
   populated: Array<[offset: number, length: number]>;
   /** `length` bytes of the memory file from byte `offset` (may be a view; the store copies it). */
   read(offset: number, length: number): Uint8Array;
+  /**
+   * Pages this memory file still shares, unchanged, with the page files of checkpoints already
+   * in a store (a restored sandbox's pages it never wrote): a checkpoint into that same store
+   * records them as inherited instead of copying them (format 3, an incremental checkpoint).
+   */
+  inherited?: InheritedPages;
 }
+
+/**
+ * Where a memory file's unchanged pages already are. Page indexes are memory-file offsets / 4096.
+ */
+export interface InheritedPages {
+  /** The store holding the layers' page files; elsewhere every page is written. */
+  storeDir: string;
+  /** Checkpoint ids of the page-file layers: layer k is `layerIds[k - 1]`. */
+  layerIds: string[];
+  /** Per page index: the layer (≥ 1) whose page file holds the page's current bytes, or 0 (read it). */
+  backed: Uint8Array;
+  /** Per page index: the page's CRC-32 in its layer (meaningful where `nonZero`). */
+  checks: Uint32Array;
+  /** Per page index: 1 when the page is a non-zero page of its layer's pagemap (else it is zero). */
+  nonZero: Uint8Array;
+}
+
+/** Most page files (its own plus inherited layers) one checkpoint may read: beyond, a checkpoint is written in full. */
+export const MAX_PAGE_LAYERS = 16;
 
 /** Caller-supplied checkpoint metadata; extra keys are stored in the manifest verbatim (CBOR-encodable values). */
 export interface CheckpointMeta {
@@ -159,14 +184,16 @@ export async function writeCheckpoint(
     const pageFile = pagePath(dir, id);
     const metaTmp = metaPath(dir, id) + '.tmp';
     try {
+      // Unchanged pages of a restored sandbox stay in the page files they are in (same store only).
+      const inherit = usableInheritance(dir, memory.inherited);
       // Pages: every non-zero page goes to its own offset in the page file (zero pages stay holes).
-      const { runs, pages, zeroPages } = await writePageFile(pageFile, memory, ranges, onProgress);
+      const { runs, pages, zeroPages, newPages, layers } = await writePageFile(pageFile, memory, ranges, onProgress, inherit);
 
       const graphChunks = Math.ceil(graphBytes.length / GRAPH_CHUNK_BYTES);
       const pagemap = encodePagemap(runs);
       const manifest: ManifestV2 = {
         magic: FORMAT_MAGIC,
-        formatVersion: FORMAT_VERSION,
+        formatVersion: layers.length ? FORMAT_VERSION : FULL_FORMAT_VERSION,
         id,
         seq,
         createdMs,
@@ -179,11 +206,12 @@ export async function writeCheckpoint(
         memorySizeBytes: memory.sizeBytes,
         pages,
         zeroPages,
-        newPages: pages,
-        storedPageBytes: pages * PAGE_SIZE,
+        newPages,
+        storedPageBytes: newPages * PAGE_SIZE,
         pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE,
         durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
         host: { kernelRelease: release(), arch: process.arch },
+        ...(layers.length ? { layers } : {}),
         ...extra,
       };
       let sealed: Buffer;
@@ -261,6 +289,11 @@ export interface OpenedCheckpoint extends LoadedCheckpoint {
   pageFile: string;
   /** Host fd of the page file, opened read-only; the caller owns it. */
   pageFd: number;
+  /**
+   * An incremental checkpoint's inherited page files, opened read-only (the caller owns the
+   * fds): layer k of the pagemap's runs is `layers[k - 1]`. Empty for a full checkpoint.
+   */
+  layers: Array<{ id: string; fd: number }>;
   /** Logical size of the page file, bytes. */
   pageFileBytes: number;
 }
@@ -303,6 +336,13 @@ export async function openCheckpoint(storeDir: string, id: string): Promise<Open
     fs.closeSync(pageFd);
     throw corrupt(fullId, `its page file is ${size} bytes, expected ${r.manifest.pageFileBytes}`);
   }
+  let layers: Array<{ id: string; fd: number }>;
+  try {
+    layers = openLayers(dir, fullId, r.manifest, r.runs);
+  } catch (e) {
+    fs.closeSync(pageFd);
+    throw e;
+  }
   return {
     id: fullId,
     manifest: stripManifestChecksum(r.manifest) as CheckpointSummary & Record<string, unknown>,
@@ -311,8 +351,36 @@ export async function openCheckpoint(storeDir: string, id: string): Promise<Open
     runs: r.runs,
     pageFile,
     pageFd,
+    layers,
     pageFileBytes: r.manifest.pageFileBytes,
   };
+}
+
+/**
+ * Open the page files an incremental checkpoint inherits pages from, read-only, checking each
+ * is long enough for the runs it serves. Throws SnapshotError naming the missing or short one.
+ */
+function openLayers(dir: string, id: string, m: ManifestV2, runs: PagemapRun[]): Array<{ id: string; fd: number }> {
+  const out: Array<{ id: string; fd: number }> = [];
+  try {
+    (m.layers ?? []).forEach((layerId, i) => {
+      let fd: number;
+      try {
+        fd = fs.openSync(pagePath(dir, layerId), fs.constants.O_RDONLY);
+      } catch (err) {
+        throw corrupt(id, `the page file ${PAGES_DIR}/${layerId} it inherits pages from cannot be opened (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+      }
+      out.push({ id: layerId, fd });
+      let need = 0;
+      for (const run of runs) if (runLayer(run) === i + 1) need = Math.max(need, run[0] + (run[1].length / PAGE_CHECK_BYTES) * PAGE_SIZE);
+      const size = fs.fstatSync(fd).size;
+      if (size < need) throw corrupt(id, `the page file ${PAGES_DIR}/${layerId} it inherits pages from is ${size} bytes, expected at least ${need}`);
+    });
+    return out;
+  } catch (e) {
+    for (const l of out) fs.closeSync(l.fd);
+    throw e;
+  }
 }
 
 /**
@@ -344,16 +412,20 @@ export async function restoreMemory(
       throw corrupt(fullId, `its page file ${PAGES_DIR}/${fullId} is missing`);
     }
     let pages = 0;
+    let layers: Array<{ id: string; fd: number }> = [];
     try {
       if (fs.fstatSync(fd).size !== m.pageFileBytes) throw corrupt(fullId, 'its page file is truncated');
-      for (const [runOffset, checks] of runs) {
+      layers = openLayers(resolvePath(storeDir), fullId, m, runs);
+      for (const run of runs) {
+        const [runOffset, checks] = run;
+        const from = runLayer(run) ? layers[runLayer(run) - 1].fd : fd;
         const n = checks.length / PAGE_CHECK_BYTES;
         const c = Buffer.from(checks.buffer, checks.byteOffset, checks.byteLength);
         for (let first = 0; first < n; first += RESTORE_PAGES_PER_CALL) {
           const count = Math.min(RESTORE_PAGES_PER_CALL, n - first);
           const offset = runOffset + first * PAGE_SIZE;
           const data = Buffer.alloc(count * PAGE_SIZE);
-          fs.readSync(fd, data, 0, data.length, offset);
+          fs.readSync(from, data, 0, data.length, offset);
           for (let j = 0; j < count; j++) {
             if (pageCheck(data, j * PAGE_SIZE) !== c.readUInt32LE((first + j) * PAGE_CHECK_BYTES)) {
               throw corrupt(fullId, `page at offset 0x${(offset + j * PAGE_SIZE).toString(16)} failed its checksum`);
@@ -368,6 +440,7 @@ export async function restoreMemory(
       if (m.pages === 0) onProgress?.(0, 0);
     } finally {
       fs.closeSync(fd);
+      for (const l of layers) fs.closeSync(l.fd);
     }
     return { pages };
   });
@@ -420,9 +493,41 @@ export async function deleteCheckpoint(storeDir: string, id: string): Promise<vo
     const ops: Op[] = [{ type: 'del', key: manifestKey(fullId) }, { type: 'del', key: pagemapKey(fullId) }];
     for await (const key of db.keys(graphRange(fullId))) ops.push({ type: 'del', key });
     await db.batch(ops);
-    fs.rmSync(pagePath(dir, fullId), { force: true });
+    // A page file that later checkpoints inherit pages from stays until none does (collectGarbage).
+    if (!(await inheritedPageFiles(db)).has(fullId)) fs.rmSync(pagePath(dir, fullId), { force: true });
     await collectGarbage(db, dir);
   });
+}
+
+/**
+ * `snapvisor gc`: remove what no checkpoint of the store references: page files of deleted
+ * checkpoints that no remaining checkpoint inherits pages from any more, and leftovers of
+ * interrupted writes (catalogue records, page files and restore records without a manifest).
+ * Returns the files removed and the bytes they took on disk. Throws SnapshotError (no store,
+ * store busy).
+ */
+export async function gcStore(storeDir: string): Promise<{ removedFiles: number; freedBytes: number }> {
+  return withStore(storeDir, 'existing', async (db) => {
+    const dir = resolvePath(storeDir);
+    const before = storeFiles(dir);
+    await collectGarbage(db, dir);
+    const after = new Set(storeFiles(dir).map(([p]) => p));
+    const gone = before.filter(([p]) => !after.has(p));
+    return { removedFiles: gone.length, freedBytes: gone.reduce((n, [, b]) => n + b, 0) };
+  });
+}
+
+/** Page files and restore records of a store with the bytes each takes on disk. */
+function storeFiles(dir: string): Array<[string, number]> {
+  const out: Array<[string, number]> = [];
+  for (const sub of [PAGES_DIR, META_DIR]) {
+    let names: string[] = [];
+    try { names = fs.readdirSync(join(dir, sub)); } catch { /* none yet */ }
+    for (const n of names) {
+      try { out.push([join(sub, n), fs.statSync(join(dir, sub, n)).blocks * 512]); } catch { /* raced away */ }
+    }
+  }
+  return out;
 }
 
 /** What `checkStore` found. */
@@ -488,13 +593,16 @@ export async function checkStore(storeDir: string): Promise<StoreCheck> {
       } catch {
         throw corrupt(id, `its page file ${PAGES_DIR}/${id} is missing`);
       }
+      let layers: Array<{ id: string; fd: number }> = [];
       try {
         const size = fs.fstatSync(fd).size;
         if (size !== r.manifest.pageFileBytes) throw corrupt(id, `its page file is ${size} bytes, expected ${r.manifest.pageFileBytes}`);
-        const bad = verifyPages(fd, r.runs, r.manifest.pageFileBytes);
+        layers = openLayers(dir, id, r.manifest, r.runs);
+        const bad = verifyPages(fd, r.runs, r.manifest.pageFileBytes, layers.map((l) => l.fd));
         if (bad) throw corrupt(id, bad);
       } finally {
         fs.closeSync(fd);
+        for (const l of layers) fs.closeSync(l.fd);
       }
       ok.push(id);
     } catch (err) {
@@ -536,6 +644,9 @@ function filesProblem(dir: string, m: ManifestV2, sealedBytes: number): string |
     return `its page file ${PAGES_DIR}/${m.id} is missing`;
   }
   if (st.size !== m.pageFileBytes) return `its page file is ${st.size} bytes, expected ${m.pageFileBytes}`;
+  for (const layerId of m.layers ?? []) {
+    if (!fs.existsSync(pagePath(dir, layerId))) return `the page file ${PAGES_DIR}/${layerId} it inherits pages from is missing`;
+  }
   return undefined;
 }
 
@@ -556,7 +667,7 @@ function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifest
   const pagemap = rest.subarray(m.graphBytes);
   if (sha256Hex(graphBytes) !== m.graphSha256) throw corrupt(id, 'graph checksum mismatch in its restore record');
   if (sha256Hex(pagemap) !== m.pagemapSha256) throw corrupt(id, 'pagemap checksum mismatch in its restore record');
-  const decoded = decodePagemap(pagemap, m.memorySizeBytes);
+  const decoded = decodePagemap(pagemap, m.memorySizeBytes, m.layers?.length ?? 0);
   if (typeof decoded === 'string') throw corrupt(id, decoded);
   if (decoded.pages !== m.pages) throw corrupt(id, 'pagemap page count mismatch');
   let graph: unknown;
@@ -569,29 +680,66 @@ function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifest
 }
 
 /**
- * Write the non-zero pages of `memory` (within the sorted `ranges`) to a new page file at
- * the same offsets, leaving zero pages as holes, and fdatasync it. Returns the pagemap
- * runs (CRC-32 per page) and the page counts.
+ * Which inherited pages a checkpoint into store `dir` may leave where they are: all of
+ * `inherited` when it names this store, not too many layers, and every layer's page file is
+ * there; else none (undefined: every page is written).
  */
-async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback): Promise<{ runs: PagemapRun[]; pages: number; zeroPages: number }> {
+function usableInheritance(dir: string, inherited: InheritedPages | undefined): InheritedPages | undefined {
+  if (!inherited || resolvePath(inherited.storeDir) !== dir || inherited.layerIds.length >= MAX_PAGE_LAYERS) return undefined;
+  return inherited.layerIds.every((id) => fs.existsSync(pagePath(dir, id))) ? inherited : undefined;
+}
+
+/**
+ * Write the non-zero pages of `memory` (within the sorted `ranges`) to a new page file at
+ * the same offsets, leaving zero pages as holes, and fdatasync it. Pages `inherit` places in
+ * an earlier checkpoint's page file are not read or written: they become runs naming that
+ * checkpoint (`layers`, in order of first use). Returns the pagemap runs (CRC-32 per page,
+ * sorted by offset), all non-zero pages, the zero pages, the pages written here (newPages)
+ * and the layers.
+ */
+async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<{ runs: PagemapRun[]; pages: number; zeroPages: number; newPages: number; layers: string[] }> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   try {
     fs.ftruncateSync(fd, pageCount(memory.sizeBytes) * PAGE_SIZE);
     const runs: PagemapRun[] = [];
+    const layers: string[] = [];
+    /** Manifest layer (0 own, k ≥ 1 layers[k - 1]) of each kernel layer, made on first use. */
+    const manifestLayer = new Map<number, number>();
+    const layerOf = (kernelLayer: number): number => {
+      let l = manifestLayer.get(kernelLayer);
+      if (l === undefined) {
+        layers.push(inherit!.layerIds[kernelLayer - 1]);
+        l = layers.length;
+        manifestLayer.set(kernelLayer, l);
+      }
+      return l;
+    };
     let runStart = -1;
+    let runLayerNow = 0;
     let runChecks: number[] = [];
     const closeRun = (): void => {
       if (runChecks.length === 0) return;
       const c = Buffer.allocUnsafe(runChecks.length * PAGE_CHECK_BYTES);
       runChecks.forEach((v, i) => c.writeUInt32LE(v, i * PAGE_CHECK_BYTES));
-      runs.push([runStart, c]);
+      runs.push(runLayerNow ? [runStart, c, runLayerNow] : [runStart, c]);
       runChecks = [];
     };
+    const addPage = (at: number, layer: number, check: number): void => {
+      if (runChecks.length === 0 || runLayerNow !== layer || runStart + runChecks.length * PAGE_SIZE !== at) {
+        closeRun();
+        runStart = at;
+        runLayerNow = layer;
+      }
+      runChecks.push(check);
+    };
     let pages = 0;
+    let newPages = 0;
     let zeroPages = 0;
     const totalBytes = ranges.reduce((n, [start, end]) => n + end - start, 0);
     let doneBytes = 0;
     let lastYield = performance.now();
+    const backed = inherit?.backed;
+    const inheritedAt = (off: number): number => (backed ? backed[off / PAGE_SIZE] ?? 0 : 0);
     for (const [start, end] of ranges) {
       for (let off = start; off < end; off += READ_CHUNK_BYTES) {
         const len = Math.min(READ_CHUNK_BYTES, end - off);
@@ -600,26 +748,35 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
           await new Promise((r) => setImmediate(r));
           lastYield = performance.now();
         }
-        const buf = readView(memory, off, len);
+        let needsRead = !backed;
+        if (backed) for (let p = 0; p < len && !needsRead; p += PAGE_SIZE) if (!inheritedAt(off + p)) needsRead = true;
+        const buf = needsRead ? readView(memory, off, len) : undefined;
         let pending = -1; // first page of a stretch of non-zero pages not yet written
         const flush = (upTo: number): void => {
           if (pending < 0) return;
-          writeAll(fd, buf, pending, upTo - pending, off + pending);
+          writeAll(fd, buf!, pending, upTo - pending, off + pending);
           pending = -1;
         };
         for (let p = 0; p < len; p += PAGE_SIZE) {
-          if (isZeroPage(buf, p)) {
+          const k = inheritedAt(off + p);
+          if (k) {
+            // Unchanged since the layer was written: named, not copied.
+            flush(p);
+            const pi = (off + p) / PAGE_SIZE;
+            if (!inherit!.nonZero[pi]) { zeroPages++; closeRun(); continue; }
+            addPage(off + p, layerOf(k), inherit!.checks[pi]);
+            pages++;
+            continue;
+          }
+          if (isZeroPage(buf!, p)) {
             zeroPages++;
             closeRun();
             flush(p);
             continue;
           }
-          if (runChecks.length === 0 || runStart + runChecks.length * PAGE_SIZE !== off + p) {
-            closeRun();
-            runStart = off + p;
-          }
-          runChecks.push(pageCheck(buf, p));
+          addPage(off + p, 0, pageCheck(buf!, p));
           pages++;
+          newPages++;
           if (pending < 0) pending = p;
         }
         flush(len);
@@ -630,7 +787,7 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
     closeRun();
     if (totalBytes === 0) onProgress?.(0, 0);
     fs.fdatasyncSync(fd);
-    return { runs, pages, zeroPages };
+    return { runs, pages, zeroPages, newPages, layers };
   } finally {
     fs.closeSync(fd);
   }
@@ -749,10 +906,10 @@ function parseManifest(id: string, bytes: Uint8Array): ManifestV2 {
   const obj = isPlainRecord(m) ? m : undefined;
   const version = obj?.formatVersion;
   const foreign = sealed
-    ? version !== FORMAT_VERSION
+    ? version !== FORMAT_VERSION && version !== FULL_FORMAT_VERSION
     : typeof version === 'number' && Number.isSafeInteger(version) && version > FORMAT_VERSION;
   if (obj?.magic === FORMAT_MAGIC && foreign) {
-    throw new SnapshotError(`checkpoint ${id} has format version ${oneLine(String(obj.formatVersion))}, but this snapvisor reads only format version ${FORMAT_VERSION}`);
+    throw new SnapshotError(`checkpoint ${id} has format version ${oneLine(String(obj.formatVersion))}, but this snapvisor reads only format versions ${FULL_FORMAT_VERSION} and ${FORMAT_VERSION}`);
   }
   if (!sealed) {
     throw new SnapshotError(`checkpoint ${id} has a corrupt manifest (${obj === undefined ? 'cannot be decoded' : 'checksum mismatch'})`);
@@ -769,7 +926,7 @@ async function readPagemap(db: Db, m: ManifestV2): Promise<PagemapRun[]> {
   const bytes = await db.get(pagemapKey(m.id));
   if (bytes === undefined) throw corrupt(m.id, 'pagemap is missing');
   if (bytes.length !== m.pagemapBytes || sha256Hex(bytes) !== m.pagemapSha256) throw corrupt(m.id, 'pagemap checksum mismatch');
-  const decoded = decodePagemap(bytes, m.memorySizeBytes);
+  const decoded = decodePagemap(bytes, m.memorySizeBytes, m.layers?.length ?? 0);
   if (typeof decoded === 'string') throw corrupt(m.id, decoded);
   if (decoded.pages !== m.pages) throw corrupt(m.id, 'pagemap page count mismatch');
   return decoded.runs;
@@ -795,10 +952,23 @@ async function highestSeq(db: Db): Promise<number> {
  * evidence (and the data) of a catalogue entry LevelDB lost, which `listCheckpoints`
  * and `checkStore` report.
  */
+/** Ids whose page files some checkpoint of the catalogue inherits pages from (its `layers`). */
+async function inheritedPageFiles(db: Db): Promise<Set<string>> {
+  const out = new Set<string>();
+  for await (const [key, value] of db.iterator(prefixRange(KEY.manifest))) {
+    let m: unknown;
+    try { m = decodeCbor(value); } catch { continue; /* a damaged manifest: store check names it */ }
+    const layers = isPlainRecord(m) ? m.layers : undefined;
+    if (Array.isArray(layers)) for (const l of layers) if (typeof l === 'string' && isCheckpointId(l)) out.add(l);
+    void key;
+  }
+  return out;
+}
+
 async function collectGarbage(db: Db, dir: string): Promise<void> {
   const ids = new Set<string>();
   for await (const key of db.keys(prefixRange(KEY.manifest))) ids.add(key.slice(KEY.manifest.length));
-  const kept = new Set([...ids, ...metaIds(dir)]);
+  const kept = new Set([...ids, ...metaIds(dir), ...(await inheritedPageFiles(db))]);
   const batch = new BatchWriter(db);
   for await (const key of db.keys(prefixRange(KEY.graph))) {
     const id = key.slice(KEY.graph.length).split('/')[0];

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as libc from '../host/libc.js';
-import { GuestAddressRange, Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
+import { GuestAddressRange, MAX_BACKING_LAYERS, Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
 import { STUB_BACKING_FD, STUB_BASE, STUB_MEMFD, STUB_SECCOMP_FPROG_ADDR, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
 
 const PTRACE_CONT = 7, PTRACE_KILL = 8, PTRACE_GETREGS = 12, PTRACE_SETREGS = 13;
@@ -50,15 +50,19 @@ function stubExecutable(): string {
   return stubPath;
 }
 
-function spawnStub(memoryFileFd: number, backingFileFd?: number): number {
-  // dup2 to 3 first, then 4: a source fd numbered 3 or 4 would be clobbered on the way.
-  if (memoryFileFd === STUB_BACKING_FD || (backingFileFd !== undefined && backingFileFd <= STUB_BACKING_FD)) {
-    throw new PtraceError(`memory file fds ${memoryFileFd}/${backingFileFd} collide with the stub's fds ${STUB_MEMFD}/${STUB_BACKING_FD}`);
-  }
+function spawnStub(memoryFileFd: number, backingFileFds: readonly number[] = []): number {
+  // The stub's fds are STUB_MEMFD, then STUB_BACKING_FD + i for backing layer i + 1, dup2'ed in
+  // that order: a source fd that an earlier dup2 already overwrote would be lost.
+  if (backingFileFds.length > MAX_BACKING_LAYERS) throw new PtraceError(`${backingFileFds.length} backing files: at most ${MAX_BACKING_LAYERS}`);
+  backingFileFds.forEach((fd, i) => {
+    if (fd >= STUB_MEMFD && fd < STUB_BACKING_FD + i) {
+      throw new PtraceError(`memory file fds ${[memoryFileFd, ...backingFileFds].join('/')} collide with the stub's fds ${STUB_MEMFD}-${STUB_BACKING_FD + backingFileFds.length - 1}`);
+    }
+  });
   const fa = new Uint8Array(256), attr = new Uint8Array(512), sigs = new Uint8Array(128), mask = new Uint8Array(128);
   libc.posixSpawnFileActionsInit(fa);
   libc.posixSpawnFileActionsAddDup2(fa, memoryFileFd, STUB_MEMFD);
-  if (backingFileFd !== undefined) libc.posixSpawnFileActionsAddDup2(fa, backingFileFd, STUB_BACKING_FD);
+  backingFileFds.forEach((fd, i) => libc.posixSpawnFileActionsAddDup2(fa, fd, STUB_BACKING_FD + i));
   libc.posixSpawnattrInit(attr);
   libc.sigfillset(sigs);
   libc.sigemptyset(mask);
@@ -184,8 +188,8 @@ class PtraceTask implements PlatformTask {
 
   constructor(readonly pid: number) {}
 
-  static start(memoryFileFd: number, backingFileFd?: number): PtraceTask {
-    const pid = spawnStub(memoryFileFd, backingFileFd);
+  static start(memoryFileFd: number, backingFileFds?: readonly number[]): PtraceTask {
+    const pid = spawnStub(memoryFileFd, backingFileFds);
     const t = new PtraceTask(pid);
     // Wait until the stub has stopped itself, then seize it.
     const st = t.status;
@@ -282,8 +286,8 @@ class PtraceTask implements PlatformTask {
     return res;
   }
 
-  map(addr: number, len: number, prot: number, fileOffset: number, backing = false): void {
-    this.injectChecked(SYS_mmap, [addr, len, prot, libc.MAP_SHARED | libc.MAP_FIXED, backing ? STUB_BACKING_FD : STUB_MEMFD, fileOffset]);
+  map(addr: number, len: number, prot: number, fileOffset: number, backingLayer = 0): void {
+    this.injectChecked(SYS_mmap, [addr, len, prot, libc.MAP_SHARED | libc.MAP_FIXED, backingLayer > 0 ? STUB_BACKING_FD + backingLayer - 1 : STUB_MEMFD, fileOffset]);
   }
   unmap(addr: number, len: number): void { this.injectChecked(SYS_munmap, [addr, len]); }
   protect(addr: number, len: number, prot: number): void { this.injectChecked(SYS_mprotect, [addr, len, prot]); }
@@ -425,8 +429,8 @@ export class PtracePlatform implements Platform {
   readonly name = 'ptrace';
   readonly addressRange = PTRACE_ADDRESS_RANGE;
   constructor() { pinToOneCpu(); }
-  createTask(memoryFileFd: number, backingFileFd?: number): PlatformTask & { inject(nr: number, args: number[]): number } {
-    return PtraceTask.start(memoryFileFd, backingFileFd);
+  createTask(memoryFileFd: number, backingFileFds?: readonly number[]): PlatformTask & { inject(nr: number, args: number[]): number } {
+    return PtraceTask.start(memoryFileFd, backingFileFds);
   }
 }
 void os; void path; void PTRACE_KILL;

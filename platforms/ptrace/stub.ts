@@ -22,7 +22,7 @@ const CODE = [
 export const STUB_SYSCALL_ADDR = STUB_BASE + CODE_OFFSET + 21;
 /** Host fd number at which the stub receives the kernel's memory file. */
 export const STUB_MEMFD = 3;
-/** Host fd number at which the stub receives a restored checkpoint's page file (read-only), if any. */
+/** Host fd number at which the stub receives a restored checkpoint's first page-file layer (read-only), if any; layer k is at STUB_BACKING_FD + k - 1. */
 export const STUB_BACKING_FD = 4;
 
 /**

@@ -231,7 +231,7 @@ export class Kernel {
 
   /** Create the runtime half of a task: a new platform context in its address space (mappings replayed when `replay`). */
   attachTask(ts: TaskState, replay: boolean): Task {
-    const pt = this.platform.createTask(this.mf.fd, this.mf.backingFd);
+    const pt = this.platform.createTask(this.mf.fd, this.mf.backingFds);
     if (!this.initialFpState) this.initialFpState = pt.getFpState();
     const mm = this.addressSpace(ts.addressSpaceId);
     mm.contexts.push(pt);
@@ -724,13 +724,23 @@ export class Kernel {
   private static snapshots = 0;
 
   /**
-   * Serve this (restored) kernel's memory from a checkpoint's page file, host fd `fd`
-   * (read-only, laid out like the memory file; ownership passes to the memory file): pages
-   * are mapped from it and copied into the memory file on first write. Before resumeRestored.
+   * Serve this (restored) kernel's memory from a checkpoint's page files, host fds `fds`
+   * (read-only, laid out like the memory file; ownership passes to the memory file): `fds[0]`
+   * is the checkpoint's own, the others those it inherits the pages of `inherited` from (runs
+   * [offset, length, layer] in bytes, layer k from fds[k - 1]; see MemoryFile.attachPageFiles).
+   * Pages are mapped from them and copied into the memory file on first write. Before
+   * resumeRestored.
    */
-  attachPageFile(fd: number): void {
-    this.mf.attachPageFile(this.host.mapReadOnlyFile(fd));
+  attachPageFiles(fds: number[], inherited: ReadonlyArray<readonly [number, number, number]> = []): void {
+    this.mf.attachPageFiles(fds.map((fd) => this.host.mapReadOnlyFile(fd)), inherited);
   }
+
+  /**
+   * Which page-file layer (k ≥ 1, see attachPageFiles) each memory-file page still lives in,
+   * 0 for pages in the memfd or nowhere: a copy taken now, for an incremental checkpoint
+   * (undefined for a kernel without page files). Call between quiesce and thaw.
+   */
+  backedLayers(): Uint8Array | undefined { return this.mf.backedLayers(); }
 
   /**
    * At restore, before any task runs: rebuild the runtime part of every open file (its

@@ -108,14 +108,14 @@ export class AddressSpace {
   }
 
   /**
-   * Map guest [addr, addr+len) to memory-file offset `off` in one context: pages still in a
-   * restored checkpoint's page file are mapped from it read-only (a write faults and
+   * Map guest [addr, addr+len) to memory-file offset `off` in one context: pages still in one
+   * of a restored checkpoint's page files are mapped from it read-only (a write faults and
    * materializes them, see handleWriteFault), the rest from the memfd.
    */
   private mapInto(c: PlatformTask, addr: number, len: number, prot: number, off: number): void {
     // Never-charged space is left unmapped: the guest's first access traps (handleMissing) and charges it.
-    this.mf.pieces(off, len, (o, n, kind) => {
-      if (kind !== PieceKind.None) c.map(addr + (o - off), n, kind === PieceKind.Backed ? prot & ~PROT_WRITE : prot, o, kind === PieceKind.Backed);
+    this.mf.pieces(off, len, (o, n, kind, layer) => {
+      if (kind !== PieceKind.None) c.map(addr + (o - off), n, kind === PieceKind.Backed ? prot & ~PROT_WRITE : prot, o, layer);
     });
   }
   private hostMap(addr: number, len: number, prot: number, off: number): void { this.hostOp((c) => this.mapInto(c, addr, len, prot, off)); }

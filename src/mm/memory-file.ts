@@ -33,18 +33,21 @@ export const pageRoundDown = (n: number): number => Math.floor(n / PAGE_SIZE) * 
 export class MemoryFileError extends Error {}
 
 /**
- * A read-only page file under a restored memory file (runtime only, never in the graph): a
- * checkpoint's page file, laid out like the memory file (byte X of the page file is byte X
- * of the memory file; holes read as zeros). Pages marked in `backed` still live there:
- * stubs map them read-only straight from the page file (shared through the host's page
- * cache by every clone of the checkpoint) and the kernel reads them through read-only
- * windows. The first write to such a page copies it into the memfd (`materialize`).
+ * The read-only page files under a restored memory file (runtime only, never in the graph):
+ * layer 1 is the checkpoint's own page file, layers 2… the page files of the checkpoints it
+ * inherits unchanged pages from (an incremental checkpoint). Each is laid out like the memory
+ * file (byte X of a page file is byte X of the memory file; holes read as zeros). A page
+ * marked with layer k in `backed` still lives in layer k's file: stubs map it read-only
+ * straight from that file (shared through the host's page cache by every clone) and the
+ * kernel reads it through read-only windows. The first write to such a page copies it into
+ * the memfd (`materialize`).
  */
-interface PageFile {
-  file: ReadOnlyFileMapping;
-  /** One byte per memory-file page: 1 while the page's bytes are still in the page file. */
+interface PageLayers {
+  files: ReadOnlyFileMapping[];
+  /** One byte per memory-file page: k ≥ 1 while the page's bytes are still in layer k (files[k - 1]), 0 once not. */
   backed: Uint8Array;
-  windows: Uint8Array[];
+  /** Per layer, its kernel windows. */
+  windows: Uint8Array[][];
 }
 
 export class MemoryFile {
@@ -52,7 +55,7 @@ export class MemoryFile {
   readonly fd: number;
   private readonly windows: Uint8Array[] = [];
   private readonly backing: MemoryBacking;
-  private pageFile?: PageFile;
+  private pageFile?: PageLayers;
   /**
    * Called after pages of [off, off+len) moved from the page file into the memfd, so every
    * guest mapping of them can be pointed at the memfd (set by the kernel).
@@ -258,15 +261,21 @@ export class MemoryFile {
   }
 
   /**
-   * Split [off, off+len) into runs by what backs them (page file, charged memfd, or nothing):
-   * `fn(offset, length, kind)` in order. O(runs) without a page file.
+   * Split [off, off+len) into runs by what backs them (a page-file layer, charged memfd, or
+   * nothing): `fn(offset, length, kind, layer)` in order (`layer` ≥ 1 for PieceKind.Backed,
+   * else 0). O(runs) without a page file.
    */
-  pieces(off: number, len: number, fn: (off: number, len: number, kind: PieceKind) => void): void {
+  pieces(off: number, len: number, fn: (off: number, len: number, kind: PieceKind, layer: number) => void): void {
     if (len <= 0) return;
     const end = off + len;
     const b = this.pageFile;
     const ch = this.charged;
-    const kindAt = (p: number): PieceKind => (b && b.backed[Math.floor(p / PAGE_SIZE)] === 1 ? PieceKind.Backed : ch[Math.floor(p / CHARGE_UNIT)] === 1 ? PieceKind.Memfd : PieceKind.None);
+    // Backed pieces of different layers are different pieces: encode the layer into the kind (Backed + layer).
+    const kindAt = (p: number): number => {
+      const l = b ? b.backed[Math.floor(p / PAGE_SIZE)] ?? 0 : 0;
+      return l ? PieceKind.Backed + 16 * l : ch[Math.floor(p / CHARGE_UNIT)] === 1 ? PieceKind.Memfd : PieceKind.None;
+    };
+    const emit = (a: number, n: number, k: number) => fn(a, n, (k >= 16 ? PieceKind.Backed : k) as PieceKind, k >= 16 ? k >> 4 : 0);
     const backedEnd = b ? b.backed.length * PAGE_SIZE : 0;
     let start = off, kind = kindAt(off);
     let p = off;
@@ -282,10 +291,10 @@ export class MemoryFile {
       }
       if (q >= end) break;
       const k = kindAt(q);
-      if (k !== kind) { fn(start, q - start, kind); start = q; kind = k; }
+      if (k !== kind) { emit(start, q - start, kind); start = q; kind = k; }
       p = q;
     }
-    fn(start, end - start, kind);
+    emit(start, end - start, kind);
   }
 
   private window(index: number): Uint8Array {
@@ -301,17 +310,18 @@ export class MemoryFile {
     return w;
   }
 
-  /** A read-only window over the page file (never written through: it is mapped PROT_READ). */
-  private backingWindow(index: number): Uint8Array {
+  /** A read-only window over page-file layer `layer` (never written through: it is mapped PROT_READ). */
+  private backingWindow(index: number, layer: number): Uint8Array {
     const b = this.pageFile!;
-    let w = b.windows[index];
+    const ws = b.windows[layer - 1];
+    let w = ws[index];
     if (!w) {
       try {
-        w = b.file.mapView(index * WINDOW_SIZE, WINDOW_SIZE);
+        w = b.files[layer - 1].mapView(index * WINDOW_SIZE, WINDOW_SIZE);
       } catch (e) {
         throw new MemoryFileError((e as Error).message);
       }
-      b.windows[index] = w;
+      ws[index] = w;
     }
     return w;
   }
@@ -319,55 +329,75 @@ export class MemoryFile {
   // ---- the backing file (lazy restore) ----
 
   /**
-   * Serve the allocated part of this memory file from a checkpoint's page file (read-only,
-   * laid out like the memory file) until each page is first written. Every page of every
-   * allocated block counts as backed (zero pages are holes of the page file). The memfd
-   * must be empty. The mapping is owned from now on (destroyed by `destroy`).
+   * Serve the allocated part of this memory file from a checkpoint's page files (read-only,
+   * laid out like the memory file) until each page is first written. `files[0]` is the
+   * checkpoint's own page file: every page of every allocated block is served from it (zero
+   * pages are its holes) except the pages of `inherited`, runs [offset, length, layer] (bytes,
+   * layer ≥ 2) served from `files[layer - 1]`. The memfd must be empty. The mappings are owned
+   * from now on (destroyed by `destroy`).
    */
-  attachPageFile(file: ReadOnlyFileMapping): void {
+  attachPageFiles(files: ReadOnlyFileMapping[], inherited: ReadonlyArray<readonly [number, number, number]> = []): void {
     const pages = Math.ceil(this.state.end / PAGE_SIZE);
     const backed = new Uint8Array(pages);
     for (const k of Object.keys(this.state.blocks)) {
       const off = Number(k), len = this.state.blocks[off].len;
       backed.fill(1, off / PAGE_SIZE, Math.min(pages, (off + len) / PAGE_SIZE));
     }
-    this.pageFile = { file, backed, windows: [] };
+    for (const [off, len, layer] of inherited) {
+      if (layer < 2 || layer > files.length) throw new MemoryFileError(`page run at 0x${off.toString(16)} names layer ${layer} of ${files.length}`);
+      const a = off / PAGE_SIZE, z = Math.min(pages, (off + len) / PAGE_SIZE);
+      for (let p = a; p < z; p++) if (backed[p]) backed[p] = layer;
+    }
+    this.pageFile = { files, backed, windows: files.map(() => []) };
   }
 
-  /** Host fd of the page file, if this memory file has one (the platform's stubs map it). */
-  get backingFd(): number | undefined { return this.pageFile?.file.fd; }
+  /** Host fds of the page-file layers (layer k at index k - 1; the platform's stubs map them), empty without. */
+  get backingFds(): number[] { return this.pageFile ? this.pageFile.files.map((f) => f.fd) : []; }
 
-  /** Whether the page at byte `off` still lives in the backing file. */
+  /** Whether the page at byte `off` still lives in a page file. */
   isBacked(off: number): boolean {
     const b = this.pageFile;
-    return !!b && b.backed[Math.floor(off / PAGE_SIZE)] === 1;
+    return !!b && b.backed[Math.floor(off / PAGE_SIZE)] > 0;
   }
+
+  /**
+   * Which page-file layer each page of [0, pages) still lives in (k ≥ 1), 0 for the memfd or
+   * nothing: a copy, for a checkpoint that inherits those pages (undefined without page files).
+   */
+  backedLayers(): Uint8Array | undefined { return this.pageFile?.backed.slice(); }
 
   /** Pages backed in [off, off+len) stop being backed (their contents were dropped); true if there were any. */
   private forget(off: number, len: number): boolean {
     const b = this.pageFile;
     if (!b) return false;
     const first = Math.floor(off / PAGE_SIZE), last = Math.min(b.backed.length, Math.ceil((off + len) / PAGE_SIZE));
-    if (first >= last || b.backed.subarray(first, last).indexOf(1) < 0) return false;
+    if (first >= last || b.backed.subarray(first, last).every((x) => x === 0)) return false;
     b.backed.fill(0, first, last);
     return true;
   }
 
-  /**
-   * Split [off, off+len) (page aligned) into runs that live in the backing file or in the
-   * memfd: `fn(offset, length, backed)` in order. Without a backing file: one run.
-   */
-  segments(off: number, len: number, fn: (off: number, len: number, backed: boolean) => void): void {
+  /** The layer the page at byte `off` lives in (≥ 1), or 0 (memfd or nothing). */
+  private layerAt(off: number): number {
     const b = this.pageFile;
-    if (!b || off >= b.backed.length * PAGE_SIZE) { if (len > 0) fn(off, len, false); return; }
+    const p = Math.floor(off / PAGE_SIZE);
+    return b && p < b.backed.length ? b.backed[p] : 0;
+  }
+
+  /**
+   * Split [off, off+len) (page aligned) into runs that live in one page-file layer or in the
+   * memfd: `fn(offset, length, layer)` in order (layer 0: the memfd). Without page files: one run.
+   */
+  segments(off: number, len: number, fn: (off: number, len: number, layer: number) => void): void {
+    const b = this.pageFile;
+    if (!b || off >= b.backed.length * PAGE_SIZE) { if (len > 0) fn(off, len, 0); return; }
     const end = off + len;
     let runStart = off;
-    let runBacked = this.isBacked(off);
+    let runLayer = this.layerAt(off);
     for (let p = off + PAGE_SIZE; p < end; p += PAGE_SIZE) {
-      const bk = this.isBacked(p);
-      if (bk !== runBacked) { fn(runStart, p - runStart, runBacked); runStart = p; runBacked = bk; }
+      const l = this.layerAt(p);
+      if (l !== runLayer) { fn(runStart, p - runStart, runLayer); runStart = p; runLayer = l; }
     }
-    fn(runStart, end - runStart, runBacked);
+    fn(runStart, end - runStart, runLayer);
   }
 
   /**
@@ -380,13 +410,14 @@ export class MemoryFile {
     if (!b) return;
     const first = Math.floor(off / PAGE_SIZE), last = Math.min(b.backed.length, Math.ceil((off + len) / PAGE_SIZE));
     for (let p = first; p < last;) {
-      if (!b.backed[p]) { p++; continue; }
+      const layer = b.backed[p];
+      if (!layer) { p++; continue; }
       let q = p;
-      while (q < last && b.backed[q]) q++;
+      while (q < last && b.backed[q] === layer) q++;
       const runOff = p * PAGE_SIZE, runLen = (q - p) * PAGE_SIZE;
       this.chargeOrThrow(runOff, runLen);
       this.eachWindowPiece(runOff, runLen, (wi, wo, n) => {
-        const src = this.backingWindow(wi).subarray(wo, wo + n);
+        const src = this.backingWindow(wi, layer).subarray(wo, wo + n);
         const dst = this.window(wi).subarray(wo, wo + n);
         for (let i = 0; i < n; i += PAGE_SIZE) {
           if (!isZero(src, i)) dst.set(src.subarray(i, i + PAGE_SIZE), i);
@@ -398,16 +429,17 @@ export class MemoryFile {
     }
   }
 
-  /** Byte ranges [offset, length] still served by the backing file. */
-  backedRanges(): Array<[number, number]> {
-    const out: Array<[number, number]> = [];
+  /** Byte ranges [offset, length, layer] still served by a page-file layer (layer ≥ 1). */
+  backedRanges(): Array<[number, number, number]> {
+    const out: Array<[number, number, number]> = [];
     const b = this.pageFile;
     if (!b) return out;
     for (let p = 0; p < b.backed.length;) {
-      if (!b.backed[p]) { p++; continue; }
+      const layer = b.backed[p];
+      if (!layer) { p++; continue; }
       let q = p;
-      while (q < b.backed.length && b.backed[q]) q++;
-      out.push([p * PAGE_SIZE, (q - p) * PAGE_SIZE]);
+      while (q < b.backed.length && b.backed[q] === layer) q++;
+      out.push([p * PAGE_SIZE, (q - p) * PAGE_SIZE, layer]);
       p = q;
     }
     return out;
@@ -442,13 +474,13 @@ export class MemoryFile {
       return;
     }
     const hi = off + len;
-    this.pieces(off, len, (a, n, kind) => {
+    this.pieces(off, len, (a, n, kind, layer) => {
       if (kind === PieceKind.None) {
         for (let d = 0; d < n; d += ZEROS.length) fn(ZEROS.subarray(0, Math.min(ZEROS.length, n - d)), a + d - off);
         return;
       }
       this.eachWindowPiece(a, Math.min(n, hi - a), (wi, wo, m) => {
-        const w = kind === PieceKind.Backed ? this.backingWindow(wi) : this.window(wi);
+        const w = kind === PieceKind.Backed ? this.backingWindow(wi, layer) : this.window(wi);
         fn(w.subarray(wo, wo + m), wo + wi * WINDOW_SIZE - off);
       });
     });
@@ -459,11 +491,11 @@ export class MemoryFile {
     const wi = Math.floor(off / WINDOW_SIZE);
     const wo = off - wi * WINDOW_SIZE;
     if (wo + len <= WINDOW_SIZE) {
-      let pieces = 0, kind: PieceKind = PieceKind.None;
-      this.pieces(off, len, (_o, _l, k) => { pieces++; kind = k; });
+      let pieces = 0, kind: PieceKind = PieceKind.None, layer = 0;
+      this.pieces(off, len, (_o, _l, k, l) => { pieces++; kind = k; layer = l; });
       if (pieces <= 1) {
         if (kind === PieceKind.None) return len <= ZEROS.length ? ZEROS.subarray(0, len) : new Uint8Array(len);
-        return (kind === PieceKind.Backed ? this.backingWindow(wi) : this.window(wi)).subarray(wo, wo + len);
+        return (kind === PieceKind.Backed ? this.backingWindow(wi, layer) : this.window(wi)).subarray(wo, wo + len);
       }
     }
     const out = new Uint8Array(len);
@@ -485,12 +517,12 @@ export class MemoryFile {
     // Pages still in a restored checkpoint's page file are read from there.
     const end = off + buf.length;
     const lo = pageRoundDown(off);
-    this.segments(lo, pageRoundUp(end) - lo, (so, sl, backed) => {
+    this.segments(lo, pageRoundUp(end) - lo, (so, sl, layer) => {
       const a = Math.max(so, off), e = Math.min(so + sl, end);
       if (a >= e) return;
       const into = buf.subarray(a - off, e - off);
-      if (!backed) { this.backing.read(a, into); return; }
-      this.eachWindowPiece(a, e - a, (wi, wo, n) => into.set(this.backingWindow(wi).subarray(wo, wo + n), wo + wi * WINDOW_SIZE - a));
+      if (!layer) { this.backing.read(a, into); return; }
+      this.eachWindowPiece(a, e - a, (wi, wo, n) => into.set(this.backingWindow(wi, layer).subarray(wo, wo + n), wo + wi * WINDOW_SIZE - a));
     });
   }
 
@@ -509,7 +541,7 @@ export class MemoryFile {
    */
   copy(dstOff: number, srcOff: number, len: number, chargeAll = true): void {
     if (chargeAll) this.chargeOrThrow(dstOff, len);
-    this.pieces(srcOff, len, (o, n, kind) => {
+    this.pieces(srcOff, len, (o, n, kind, layer) => {
       if (kind === PieceKind.None) return; // the destination is fresh space: zeros already
       const move = (a: number, m: number) => {
         for (let d = 0; d < m; d += WINDOW_SIZE) {
@@ -517,7 +549,7 @@ export class MemoryFile {
           this.write(dstOff + (a + d - srcOff), new Uint8Array(this.read(a + d, k)));
         }
       };
-      if (kind === PieceKind.Backed) this.pageFileData(o, n, move); else move(o, n);
+      if (kind === PieceKind.Backed) this.pageFileData(o, n, layer, move); else move(o, n);
     });
   }
 
@@ -540,18 +572,18 @@ export class MemoryFile {
       pos = hole;
     }
     if (this.pageFile) {
-      for (const [off, len] of this.backedRanges()) this.pageFileData(off, len, (a, n) => out.push([a, n]));
+      for (const [off, len, layer] of this.backedRanges()) this.pageFileData(off, len, layer, (a, n) => out.push([a, n]));
       out.sort((a, b) => a[0] - b[0]);
     }
     return out;
   }
 
   /**
-   * The data runs of the page file within [off, off+len): `fn(offset, length)` in order
+   * The data runs of page-file layer `layer` within [off, off+len): `fn(offset, length)` in order
    * (SEEK_DATA/SEEK_HOLE; its holes are zero pages, or a sparse file's unwritten gigabytes).
    */
-  private pageFileData(off: number, len: number, fn: (off: number, len: number) => void): void {
-    const file = this.pageFile!.file, end = off + len;
+  private pageFileData(off: number, len: number, layer: number, fn: (off: number, len: number) => void): void {
+    const file = this.pageFile!.files[layer - 1], end = off + len;
     for (let pos = off; pos < end;) {
       const data = file.seekData(pos);
       if (data < 0 || data >= end) break;
@@ -568,7 +600,7 @@ export class MemoryFile {
     this.backing.destroy();
     if (this.pageFile) {
       this.pageFile.windows.length = 0;
-      this.pageFile.file.destroy();
+      for (const f of this.pageFile.files) f.destroy();
       this.pageFile = undefined;
     }
   }
@@ -584,5 +616,5 @@ function isZero(buf: Uint8Array, at: number): boolean {
 export const memoryFilePersist = persisted<MemoryFileState>({
   kind: 'memory-file',
   records: (g) => [['memoryFile', g.memoryFile]],
-  rebuilds: 'a fresh, empty memfd is created and the page file of the checkpoint is mapped under it (Kernel.attachPageFile): pages are read from it and copied into the memfd on their first write (store format 2, docs/snapshot-format.md)',
+  rebuilds: 'a fresh, empty memfd is created and the page files of the checkpoint (its own, and those it inherits pages from) are mapped under it (Kernel.attachPageFiles): pages are read from it and copied into the memfd on their first write (store format 2, docs/snapshot-format.md)',
 });

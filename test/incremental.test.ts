@@ -1,0 +1,142 @@
+/**
+ * Incremental checkpoints (issue 7 point 5): a checkpoint of a restored sandbox into the same
+ * store keeps the pages the sandbox never wrote in the page files they are already in, names
+ * its parent, and costs what changed; a chain of three restores from each link, also after the
+ * first is deleted; gc frees what nothing references; a damaged inherited page is refused.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+
+/**
+ * A python3 holding ~20 MB of distinct 1,000-byte objects; after `ready` it rewrites one object
+ * per line (a few pages), prints the line number, and after line 40 a digest of all of it.
+ */
+const GUEST = [
+  'import hashlib, sys, time',
+  'data = [bytes([i % 251]) * 1000 for i in range(20000)]',
+  "print('ready', flush=True)",
+  'for i in range(1, 41):',
+  '    data[(i * 7919) % 20000] = bytes([i % 13]) * 1000',
+  '    print(i, flush=True)',
+  '    time.sleep(0.05)',
+  "print('digest', hashlib.sha256(b''.join(data)).hexdigest(), flush=True)",
+].join('\n');
+const ARGV = ['/usr/bin/python3', '-c', GUEST];
+
+interface Link { id: string; lastLine: number }
+
+/** Checkpoint the running sandbox `name` once it printed `after` more numbered lines; it ends (137). */
+async function checkpointAfter(root: string, store: string, name: string, run: ReturnType<typeof snapvisorStreaming>, after: number): Promise<Link & { stdout: string }> {
+  const first = Number(await run.waitFor((l) => /^\d+$/.test(l), 30_000));
+  await run.waitFor((l) => l === String(first + after - 1), 30_000);
+  const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 30_000 });
+  expect(cp.stderr).toBe('');
+  expect(cp.status).toBe(0);
+  expect(await run.done).toBe(137);
+  const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
+  return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, lastLine: last, stdout: cp.stdout.toString() };
+}
+
+async function inspectJson(store: string, id: string): Promise<{ checkpoint: { parent: string | null; formatVersion: number; inheritsFrom: string[] }; sizes: { pages: number; storedPageBytes: number } }> {
+  const r = await snapvisor(['inspect', id, '--store', store, '--json']);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout.toString());
+}
+
+/** Restore `link` to its end: it goes on from the line after its checkpoint and prints the native digest. */
+async function restoresToTheEnd(store: string, link: Link, digest: string): Promise<void> {
+  const r = await snapvisor(['restore', link.id, '--store', store], { timeoutMs: 40_000 });
+  expect(r.timedOut).toBe(false);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const lines = r.stdout.toString().split('\n').filter(Boolean);
+  expect(lines[0]).toBe(String(link.lastLine + 1));
+  expect(lines[lines.length - 1]).toBe(digest);
+}
+
+describe('incremental checkpoints', () => {
+  it('a chain of three: each restored sandbox\'s checkpoint stores only what it changed, names its parent, and every link restores, also after the first is deleted', async () => {
+    const nat = await native(ARGV, { timeoutMs: 30_000 });
+    expect(nat.status).toBe(0);
+    const digest = nat.stdout.toString().split('\n').filter(Boolean).pop()!;
+    expect(digest).toMatch(/^digest [0-9a-f]{64}$/);
+
+    const base = freshDir('incremental');
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+    // 1. A full checkpoint of a fresh sandbox.
+    const run1 = snapvisorStreaming(['--root', root, 'run', '--name', 'inc-a', '--', ...ARGV], { timeoutMs: 60_000 });
+    await run1.waitFor((l) => l === 'ready', 30_000);
+    const c1 = await checkpointAfter(root, store, 'inc-a', run1, 3);
+    const i1 = await inspectJson(store, c1.id);
+    expect(i1.checkpoint).toMatchObject({ parent: null, formatVersion: 2, inheritsFrom: [] });
+    expect(i1.sizes.storedPageBytes).toBe(i1.sizes.pages * 4096);
+    expect(i1.sizes.pages).toBeGreaterThan(4000); // ~20 MB of distinct objects and the interpreter
+
+    // 2. Its restore, checkpointed again: only the pages it wrote are new.
+    const run2 = snapvisorStreaming(['--root', root, 'restore', c1.id, '--store', store, '--name', 'inc-b'], { timeoutMs: 60_000 });
+    const c2 = await checkpointAfter(root, store, 'inc-b', run2, 3);
+    const i2 = await inspectJson(store, c2.id);
+    expect(i2.checkpoint).toMatchObject({ parent: c1.id, formatVersion: 3, inheritsFrom: [c1.id] });
+    expect(i2.sizes.storedPageBytes).toBeLessThan(i1.sizes.storedPageBytes * 0.1);
+    expect(c2.stdout).toMatch(new RegExp(`${i2.sizes.pages} pages \\(${i2.sizes.storedPageBytes / 4096} new`));
+
+    // 3. And once more, from the incremental one: it inherits from both.
+    const run3 = snapvisorStreaming(['--root', root, 'restore', c2.id, '--store', store, '--name', 'inc-c'], { timeoutMs: 60_000 });
+    const c3 = await checkpointAfter(root, store, 'inc-c', run3, 3);
+    const i3 = await inspectJson(store, c3.id);
+    expect(i3.checkpoint.parent).toBe(c2.id);
+    expect(new Set(i3.checkpoint.inheritsFrom)).toEqual(new Set([c1.id, c2.id]));
+    expect(i3.sizes.storedPageBytes).toBeLessThan(i1.sizes.storedPageBytes * 0.1);
+    const listed = await snapvisor(['checkpoints', '--store', store, '--json']);
+    expect(JSON.parse(listed.stdout.toString()).map((c: { id: string; parent?: string }) => [c.id, c.parent ?? null])).toEqual([[c1.id, null], [c2.id, c1.id], [c3.id, c2.id]]);
+
+    // Every link restores to the native end.
+    for (const link of [c1, c2, c3]) await restoresToTheEnd(store, link, digest);
+
+    // Deleting the first keeps the page file the others inherit from; they still restore.
+    const del = await snapvisor(['delete', c1.id, '--store', store]);
+    expect(del.stderr).toBe('');
+    expect(del.status).toBe(0);
+    expect(fs.existsSync(path.join(store, 'pages', c1.id))).toBe(true);
+    expect(fs.existsSync(path.join(store, 'meta', c1.id))).toBe(false);
+    for (const link of [c2, c3]) await restoresToTheEnd(store, link, digest);
+    const check = await snapvisor(['store', 'check', '--store', store]);
+    expect(check.status).toBe(0);
+    const gc1 = await snapvisor(['gc', '--store', store]);
+    expect(gc1.stdout.toString()).toBe('removed 0 files, 0.0 MiB freed\n');
+
+    // Once nothing inherits from them, the page files go.
+    for (const link of [c3, c2]) expect((await snapvisor(['delete', link.id, '--store', store])).status).toBe(0);
+    expect(fs.readdirSync(path.join(store, 'pages'))).toEqual([]);
+    expect(orphanStubs()).toEqual([]);
+  }, 240_000);
+
+  it('a damaged page in an inherited page file stops the restore with one line naming it', async () => {
+    const base = freshDir('incremental-bad');
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+    const run1 = snapvisorStreaming(['--root', root, 'run', '--name', 'bad-a', '--', ...ARGV], { timeoutMs: 60_000 });
+    await run1.waitFor((l) => l === 'ready', 30_000);
+    const c1 = await checkpointAfter(root, store, 'bad-a', run1, 3);
+    const run2 = snapvisorStreaming(['--root', root, 'restore', c1.id, '--store', store, '--name', 'bad-b'], { timeoutMs: 60_000 });
+    const c2 = await checkpointAfter(root, store, 'bad-b', run2, 3);
+    // Flip a byte of a page c2 inherits from c1's page file (its first non-zero page past 1 MiB).
+    const pages = fs.openSync(path.join(store, 'pages', c1.id), 'r+');
+    const buf = Buffer.alloc(4096);
+    let at = 1 << 20;
+    for (; ; at += 4096) {
+      expect(fs.readSync(pages, buf, 0, 4096, at)).toBe(4096);
+      if (buf.some((b) => b !== 0)) break;
+    }
+    buf[100] ^= 0xff;
+    fs.writeSync(pages, buf, 0, 4096, at);
+    fs.closeSync(pages);
+    const r = await snapvisor(['restore', c2.id, '--store', store], { timeoutMs: 40_000 });
+    expect(r.timedOut).toBe(false);
+    expect(r.status).toBe(125);
+    expect(r.stderr).toMatch(new RegExp(`^snapvisor: checkpoint ${c2.id} is corrupt: page at offset 0x[0-9a-f]+ \\(inherited\\) failed its checksum`, 'm'));
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
+});
