@@ -20,6 +20,7 @@ import { socketFileOps } from './socket.js';
 import { ptyFileOps } from './pty.js';
 import { timerFdFileOps } from './timerfd.js';
 import { signalFdFileOps } from './signalfd.js';
+import { inotifyFileOps } from './inotify.js';
 
 /** File operations by kind (the type makes a missing or mistyped kind a compile error). */
 export const FILE_KINDS: { readonly [K in OpenFileKind]: FileOps<Extract<OpenFileState, { kind: K }>> } = {
@@ -37,6 +38,7 @@ export const FILE_KINDS: { readonly [K in OpenFileKind]: FileOps<Extract<OpenFil
   pty: ptyFileOps,
   timerfd: timerFdFileOps,
   signalfd: signalFdFileOps,
+  inotify: inotifyFileOps,
 };
 
 /** The file operations of an open file. */

@@ -25,6 +25,7 @@ import { MemoryFile } from '../mm/memory-file.js';
 import { Vfs } from '../vfs/vfs.js';
 import { inodeRelease } from '../vfs/inode-data.js';
 import { releaseFileLocks, releasePosixOnClose } from '../vfs/locks.js';
+import { fsnotifyClose } from '../files/inotify.js';
 import { procMount } from '../vfs/proc.js';
 import { devMount, sysMount } from '../vfs/dev.js';
 import { credsOf } from './creds.js';
@@ -287,6 +288,7 @@ export class Kernel {
     if (!f || --f.refs > 0) return;
     delete this.state.openFiles[f.id];
     if (this.state.fs.locks) releaseFileLocks(this, f);
+    fsnotifyClose(this, f);
     this.fileOps(f).release?.(this, f);
   }
 

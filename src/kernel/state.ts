@@ -21,6 +21,7 @@ import type { PidFdFile } from '../files/pidfd.js';
 import type { EventFdFile } from '../files/eventfd.js';
 import type { TimerFdFile } from '../files/timerfd.js';
 import type { SignalFdFile } from '../files/signalfd.js';
+import type { InotifyFile } from '../files/inotify.js';
 import type { SocketFile } from '../files/socket.js';
 import type { PtyFile } from '../files/pty.js';
 
@@ -176,7 +177,7 @@ export type TaskRunState =
  * Saved and restored with the task (`TaskState.waiter`): a restored task re-enters its syscall
  * from the registers it trapped with, and the handler takes its waiter back (`Task.resumed(kind)`),
  * so each kind goes on exactly as Linux goes on after a signal without a handler:
- * - restart (ERESTARTSYS: as if never blocked): read, pipe-read, fifo-open, eventfd-*, timerfd-read, signalfd-read, pty-*,
+ * - restart (ERESTARTSYS: as if never blocked): read, pipe-read, fifo-open, eventfd-*, timerfd-read, signalfd-read, inotify-read, pty-*,
  *   accept, recv, wait;
  * - continue with the saved state (ERESTART_RESTARTBLOCK / ERESTARTNOHAND): sleep and poll/select/
  *   epoll (same deadline), pipe-write (from `progress`, never writing a byte twice), vfork (same
@@ -228,10 +229,11 @@ export interface VforkWaiter extends WaiterBase { kind: 'vfork'; pid: number }
  * readiness is polled and the bytes read only once there, so an interrupted read consumes nothing),
  * 'pipe-read', 'fifo-open' (until the other end opens), 'eventfd-read'/'eventfd-write',
  * 'timerfd-read' (until an expiration), 'signalfd-read' (until a signal of its mask is pending),
+ * 'inotify-read' (until an event is queued),
  * 'pty-read'/'pty-write', 'accept', 'recv', 'send' (a datagram socketpair whose peer's queue is full).
  */
 export interface FileWaiter extends WaiterBase {
-  kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'timerfd-read' | 'signalfd-read' | 'pty-read' | 'pty-write' | 'accept' | 'recv' | 'send';
+  kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'timerfd-read' | 'signalfd-read' | 'inotify-read' | 'pty-read' | 'pty-write' | 'accept' | 'recv' | 'send';
   fileId?: number;
 }
 
@@ -506,7 +508,7 @@ export interface OpenFileBase {
  */
 export type OpenFileState =
   | HostFile | UpperFile | HostFdFile | DevFile | SyntheticFile | DirFile
-  | PipeFile | EpollFile | PidFdFile | EventFdFile | SocketFile | PtyFile | TimerFdFile | SignalFdFile;
+  | PipeFile | EpollFile | PidFdFile | EventFdFile | SocketFile | PtyFile | TimerFdFile | SignalFdFile | InotifyFile;
 
 /** The kinds of open file (the `kind` of an OpenFileState). */
 export type OpenFileKind = OpenFileState['kind'];

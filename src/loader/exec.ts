@@ -24,6 +24,7 @@ import { modeOf } from '../vfs/vfs.js';
 import { isDir, isReg } from '../vfs/stat.js';
 import { inodeRead } from '../vfs/inode-data.js';
 import { pageCacheBlock } from '../mm/page-cache.js';
+import { fsnotifyExec } from '../files/inotify.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../abi/linux.js';
 
 export class ExecError extends Error {
@@ -154,6 +155,12 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
   }
   const argBytes = [...argv, ...envp].reduce((n, a) => n + a.length + 1, 0);
   if (argBytes > MAX_ARG_BYTES) throw new ExecError(E.E2BIG, `${path}: argument list too long`);
+
+  // inotify: the program opened and read (its header, program headers, interpreter name), then the interpreter's.
+  const k = t.kernel;
+  fsnotifyExec(k, realPath, { open: true, reads: interp ? 3 : 2 });
+  if (interp) fsnotifyExec(k, interp.path, { open: true, reads: 2, close: true });
+  fsnotifyExec(k, realPath, { close: true });
 
   // Point of no return: other threads die, then the old image goes.
   if (t.tg.tids.length > 1) t.kernel.processes.deThread(t);

@@ -19,6 +19,13 @@ import { baseDir } from '../kernel/dirfd.js';
 import { fcntlLock } from './locks.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_WRITE, SIGPIPE, S_IFIFO, S_IFMT, S_IFREG } from '../abi/linux.js';
 import { MAY_READ, MAY_WRITE } from '../kernel/creds.js';
+import { IN_ACCESS, IN_CREATE, IN_MODIFY, IN_OPEN, fsnotifyDirent, fsnotifyFile } from '../files/inotify.js';
+
+/** A read (IN_ACCESS) or write (IN_MODIFY) that moved bytes: the event on the file (fsnotify_access/modify in vfs_read/vfs_write). */
+function notified(t: Task, f: OpenFileState, r: SyscallResult, mask: number): SyscallResult {
+  if (typeof r === 'number' && r > 0) fsnotifyFile(t.kernel, f, mask);
+  return r;
+}
 
 /** The filesystem node behind an open file, for chmod/chown/utimensat through an fd (none for the caller's stdio). */
 export function nodeOfFile(t: Task, f: OpenFileState): Node | undefined {
@@ -140,6 +147,7 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
     const inode = k.vfs.create(r.path, S_IFREG | (mode & 0o7777 & ~t.tg.umask));
     n = { kind: 'upper', path: r.path, inode };
     created = true;
+    fsnotifyDirent(k, r.path.slice(0, r.path.lastIndexOf('/')) || '/', IN_CREATE, r.path.slice(r.path.lastIndexOf('/') + 1), false);
   } else if (isLnk(modeOf(n)) && !(n.kind === 'synthetic' && n.node.magicFileId !== undefined)) {
     // An unfollowed symlink (O_NOFOLLOW): O_DIRECTORY asks for a directory first (ENOTDIR), then ELOOP unless O_PATH.
     if (flags & O_DIRECTORY) return -E.ENOTDIR;
@@ -152,7 +160,10 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
   }
   const f = openNode(t, n, flags, created);
   const fd = k.installFd(t, f.id, !!(flags & O_CLOEXEC));
-  if (fd < 0) delete k.state.openFiles[f.id];
+  if (fd < 0) { delete k.state.openFiles[f.id]; return fd; }
+  // IN_OPEN, then the truncation's IN_MODIFY (do_open: vfs_open, then handle_truncate).
+  fsnotifyFile(k, f, IN_OPEN);
+  if ((flags & O_TRUNC) && f.kind === 'upper' && (flags & O_ACCMODE) !== O_RDONLY && isReg(k.state.fs.inodes[f.inodeId].mode)) fsnotifyFile(k, f, IN_MODIFY);
   return fd;
 }
 
@@ -180,12 +191,12 @@ function readv(t: Task, fd: number, iov: number, cnt: number, pos: number | null
   for (const [base, len] of vecs) {
     if (len === 0) continue;
     const r = fileRead(t, f, base, len, pos === null ? null : pos + total);
-    if (typeof r !== 'number') return total > 0 ? total : r;
+    if (typeof r !== 'number') return total > 0 ? notified(t, f, total, IN_ACCESS) : r;
     if (r < 0) return total > 0 ? total : r;
     total += r;
     if (r < len) break;
   }
-  return total;
+  return notified(t, f, total, IN_ACCESS);
 }
 
 function writev(t: Task, fd: number, iov: number, cnt: number, pos: number | null): SyscallResult {
@@ -200,13 +211,13 @@ function writev(t: Task, fd: number, iov: number, cnt: number, pos: number | nul
   for (const [base, len] of vecs) {
     if (len === 0) continue;
     let r: SyscallResult;
-    try { r = fileWrite(t, f, base, len, pos === null ? null : pos + total); } catch (e) { if (total > 0) return total; throw e; }
-    if (typeof r !== 'number') return total > 0 ? total : r;
-    if (r < 0) return total > 0 ? total : r;
+    try { r = fileWrite(t, f, base, len, pos === null ? null : pos + total); } catch (e) { if (total > 0) return notified(t, f, total, IN_MODIFY); throw e; }
+    if (typeof r !== 'number') return total > 0 ? notified(t, f, total, IN_MODIFY) : r;
+    if (r < 0) return total > 0 ? notified(t, f, total, IN_MODIFY) : r;
     total += r;
     if (r < len) break;
   }
-  return total;
+  return notified(t, f, total, IN_MODIFY);
 }
 
 /** lseek(2): the file's kind seeks (ESPIPE for pipes, sockets, terminals and other streams). */
@@ -260,6 +271,7 @@ function getdents64(t: Task): number {
     f.offset++;
   }
   if (pos) t.mm.write(buf, out.subarray(0, pos));
+  fsnotifyFile(t.kernel, f, IN_ACCESS); // iterate_dir: on every call, the end of the directory too
   return pos;
 }
 
@@ -377,6 +389,7 @@ function sendfile(t: Task): number {
     n = data.length;
   }
   if (offPtr) t.mm.writeU64(offPtr, pos + n); else fin.offset = pos + n;
+  if (n > 0) { fsnotifyFile(k, fin, IN_ACCESS); fsnotifyFile(k, fout, IN_MODIFY); }
   return n;
 }
 
@@ -387,6 +400,7 @@ function ftruncateFile(t: Task, f: OpenFileState, len: number): number {
   const ino = t.kernel.state.fs.inodes[f.inodeId];
   if (!isReg(ino.mode)) return -E.EINVAL;
   truncateInode(t, ino, len);
+  fsnotifyFile(t.kernel, f, IN_MODIFY);
   return 0;
 }
 
@@ -407,21 +421,21 @@ function syncable(t: Task, f: OpenFileState): number {
 }
 
 export const fileSyscalls = [
-  syscall('read', 3, (t) => fileRead(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null)),
-  syscall('write', 3, (t) => fileWrite(t, t.kernel.file(t, t.argInt(0)), t.arg(1), t.arg(2), null)),
+  syscall('read', 3, (t) => { const f = t.kernel.file(t, t.argInt(0)); return notified(t, f, fileRead(t, f, t.arg(1), t.arg(2), null), IN_ACCESS); }),
+  syscall('write', 3, (t) => { const f = t.kernel.file(t, t.argInt(0)); return notified(t, f, fileWrite(t, f, t.arg(1), t.arg(2), null), IN_MODIFY); }),
   syscall('pipe', 1, (t) => pipe2(t, t.arg(0), 0)),
   syscall('pipe2', 2, (t) => pipe2(t, t.arg(0), t.argInt(1)), 'partial', 'O_DIRECT (packet mode) is accepted but behaves as a byte stream'),
   syscall('pread64', 4, (t) => {
     if (t.argI64(3) < 0) return -E.EINVAL; // before the fd, as ksys_pread64
     const f = t.kernel.file(t, t.argInt(0));
     if (t.kernel.fileOps(f).preadable?.(t, f) === false) return -E.ESPIPE;
-    return fileRead(t, f, t.arg(1), t.arg(2), t.argI64(3));
+    return notified(t, f, fileRead(t, f, t.arg(1), t.arg(2), t.argI64(3)), IN_ACCESS);
   }),
   syscall('pwrite64', 4, (t) => {
     if (t.argI64(3) < 0) return -E.EINVAL; // before the fd, as ksys_pwrite64
     const f = t.kernel.file(t, t.argInt(0));
     if (t.kernel.fileOps(f).pwritable?.(t, f) === false) return -E.ESPIPE;
-    return fileWrite(t, f, t.arg(1), t.arg(2), t.argI64(3));
+    return notified(t, f, fileWrite(t, f, t.arg(1), t.arg(2), t.argI64(3)), IN_MODIFY);
   }),
   syscall('readv', 3, (t) => readv(t, t.argInt(0), t.arg(1), t.argInt(2), null)),
   syscall('writev', 3, (t) => writev(t, t.argInt(0), t.arg(1), t.argInt(2), null)),
@@ -487,6 +501,7 @@ export const fileSyscalls = [
     if (end > MAX_UPPER_FILE) return -E.EFBIG;
     if (mode & (PUNCH_HOLE | ZERO_RANGE)) inodeZero(t.kernel, ino, off, end);
     if (!(mode & KEEP_SIZE) && end > ino.size) truncateInode(t, ino, end);
+    fsnotifyFile(t.kernel, f, IN_MODIFY);
     return 0;
   }, 'partial', 'COLLAPSE/INSERT_RANGE give EOPNOTSUPP'),
   syscall('ftruncate', 2, (t) => (t.argI64(1) < 0 ? -E.EINVAL /* before the fd, as do_sys_ftruncate */ : ftruncateFile(t, t.kernel.file(t, t.argInt(0)), t.argI64(1)))),

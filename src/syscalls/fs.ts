@@ -17,6 +17,10 @@ import { baseDir } from '../kernel/dirfd.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT, AT_EACCESS } from '../abi/linux.js';
 import { CAP_CHOWN, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, MAY_EXEC, MAY_READ, MAY_WRITE, capable, inGroup, ownerOrCapable } from '../kernel/creds.js';
 import { cred } from './creds.js';
+import { IN_ACCESS, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO, IN_MOVE_SELF, fsObjectOf, fsnotify, fsnotifyDirent, fsnotifyGone, moveCookie } from '../files/inotify.js';
+
+const parentPath = (p: string): string => p.slice(0, p.lastIndexOf('/')) || '/';
+const baseName = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
 
 /** Guest strings are latin1 (one char per byte): back to the bytes they came from. */
 const bytesOf = (s: string): Uint8Array => Buffer.from(s, 'latin1');
@@ -67,6 +71,7 @@ function mkdirAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
   const r = t.kernel.vfs.walk(path.replace(/(.)\/+$/, '$1'), baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
   t.kernel.vfs.create(r.path, S_IFDIR | (mode & 0o7777 & ~t.tg.umask));
+  fsnotifyDirent(t.kernel, parentPath(r.path), IN_CREATE, baseName(r.path), true);
   return 0;
 }
 
@@ -85,7 +90,13 @@ function unlinkAt(t: Task, dirfd: number, pathAddr: number, flags: number): numb
     if (vfs.listDir(r.node).length > 0) return -E.ENOTEMPTY;
   } else if (dir) return -E.EISDIR;
   vfs.checkDelete(r.path, r.node);
+  const obj = fsObjectOf(r.node);
   vfs.remove(r.path);
+  // A file's link count changed (IN_ATTRIB, fsnotify_link_count); gone with its last link (IN_DELETE_SELF); then the directory's IN_DELETE.
+  const last = r.node.kind !== 'upper' || r.node.inode.nlink === 0;
+  if (!dir) fsnotify(t.kernel, obj, IN_ATTRIB, { selfOnly: true });
+  if (last) fsnotifyGone(t.kernel, obj);
+  fsnotifyDirent(t.kernel, parentPath(r.path), IN_DELETE, baseName(r.path), dir);
   if (r.node.kind === 'upper') t.kernel.releaseInodeIfUnused(r.node.inode.id);
   return 0;
 }
@@ -130,7 +141,18 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
     const pn = vfs.lookup(parent);
     if (!pn) return -E.ENOENT;
   }
-  t.kernel.releaseInodeIfUnused(vfs.rename(from.node, to.path));
+  const replacedObj = to.node ? fsObjectOf(to.node) : undefined;
+  const replaced = vfs.rename(from.node, to.path);
+  // fsnotify_move: IN_MOVED_FROM and IN_MOVED_TO (one cookie), the replaced file's link count, IN_MOVE_SELF; the replaced file is gone.
+  const k = t.kernel, cookie = moveCookie(k);
+  fsnotifyDirent(k, parentPath(from.path), IN_MOVED_FROM, baseName(from.path), fromDir, cookie);
+  fsnotifyDirent(k, parentPath(to.path), IN_MOVED_TO, baseName(to.path), fromDir, cookie);
+  const gone = replacedObj && (replaced === undefined || k.state.fs.inodes[replaced]?.nlink === 0);
+  if (replacedObj && !replacedObj.dir) fsnotify(k, replacedObj, IN_ATTRIB, { selfOnly: true });
+  // The moved object is in the upper layer now (rename copies up); a watch by its old lower path moves onto it.
+  fsnotify(k, { path: from.path, inodeId: k.state.fs.upper[to.path] || undefined, dir: fromDir }, IN_MOVE_SELF, { selfOnly: true });
+  if (replacedObj && gone) fsnotifyGone(k, replacedObj);
+  k.releaseInodeIfUnused(replaced);
   return 0;
 }
 
@@ -141,6 +163,7 @@ function symlinkAt(t: Task, targetAddr: number, dirfd: number, pathAddr: number)
   if (r.node) return -E.EEXIST;
   if (path.endsWith('/')) return -E.ENOENT; // a new non-directory named with a trailing slash (filename_create)
   t.kernel.vfs.create(r.path, S_IFLNK | 0o777, { target, size: bytesOf(target).length });
+  fsnotifyDirent(t.kernel, parentPath(r.path), IN_CREATE, baseName(r.path), false);
   return 0;
 }
 
@@ -190,6 +213,8 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   inode.nlink++;
   delete inode.linkable;
   t.kernel.state.fs.upper[to.path] = inode.id;
+  fsnotify(t.kernel, { path: from.path, inodeId: inode.id, dir: false }, IN_ATTRIB, { selfOnly: true });
+  fsnotifyDirent(t.kernel, parentPath(to.path), IN_CREATE, baseName(to.path), false);
   return 0;
 }
 
@@ -224,6 +249,7 @@ function chmodNode(t: Task, n: Node, mode: number): number {
   const ino = t.kernel.vfs.copyUp(n);
   ino.mode = (ino.mode & S_IFMT) | mode;
   ino.ctimeNs = t.kernel.clock.realtimeNs();
+  fsnotify(t.kernel, { ...fsObjectOf(n), inodeId: ino.id }, IN_ATTRIB);
   return 0;
 }
 
@@ -246,6 +272,7 @@ function chownNode(t: Task, n: Node, uid: number, gid: number): number {
     if (ino.mode & 0o010) ino.mode &= ~0o2000;
   }
   ino.ctimeNs = t.kernel.clock.realtimeNs();
+  fsnotify(t.kernel, { ...fsObjectOf(n), inodeId: ino.id }, IN_ATTRIB);
   return 0;
 }
 
@@ -277,6 +304,8 @@ function utimensat(t: Task): number {
   if (!omitA) ino.atimeNs = at;
   if (!omitM) ino.mtimeNs = mt;
   ino.ctimeNs = now;
+  // fsnotify_change: both times are IN_ATTRIB (a utimes call), the access time alone IN_ACCESS, the modification time alone IN_MODIFY.
+  fsnotify(t.kernel, { ...fsObjectOf(n), inodeId: ino.id }, !omitA && !omitM ? IN_ATTRIB : omitM ? IN_ACCESS : IN_MODIFY);
   return 0;
 }
 
@@ -318,6 +347,7 @@ function mknodAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
   if (r.node) return -E.EEXIST;
   if (path.endsWith('/')) return -E.ENOENT; // a new non-directory named with a trailing slash (filename_create)
   t.kernel.vfs.create(r.path, (type || S_IFREG) | (mode & 0o7777 & ~t.tg.umask));
+  fsnotifyDirent(t.kernel, parentPath(r.path), IN_CREATE, baseName(r.path), false);
   return 0;
 }
 
@@ -384,7 +414,9 @@ export const fsSyscalls = [
     const n = t.kernel.vfs.resolve(pathArg(t, t.arg(0)), t.tg.cwd, true);
     if (isDir(modeOf(n))) return -E.EISDIR;
     t.kernel.vfs.checkAccess(n, MAY_WRITE);
-    truncateInode(t, t.kernel.vfs.copyUp(n), t.argI64(1));
+    const ino = t.kernel.vfs.copyUp(n);
+    truncateInode(t, ino, t.argI64(1));
+    fsnotify(t.kernel, { ...fsObjectOf(n), inodeId: ino.id }, IN_MODIFY);
     return 0;
   }),
   syscall('umask', 1, (t) => { const old = t.tg.umask; t.tg.umask = t.argU32(0) & 0o777; return old; }),

@@ -19,6 +19,7 @@
  *   eventfd.ts — eventfd, eventfd2
  *   timerfd.ts — timerfd_create, timerfd_settime, timerfd_gettime
  *   signalfd.ts — signalfd, signalfd4
+ *   inotify.ts — inotify_init, inotify_init1, inotify_add_watch, inotify_rm_watch
  *   net.ts     — socket, socketpair, bind, listen, connect, accept, send*, recv*, *sockopt…
  *   misc.ts    — getrandom, futex, rseq, sysinfo, membarrier…
  */
@@ -37,6 +38,7 @@ import { schedSyscalls } from './sched.js';
 import { eventfdSyscalls } from './eventfd.js';
 import { timerfdSyscalls } from './timerfd.js';
 import { signalfdSyscalls } from './signalfd.js';
+import { inotifySyscalls } from './inotify.js';
 import { netSyscalls } from './net.js';
 import { mempolicySyscalls } from './mempolicy.js';
 import { lockSyscalls } from './locks.js';
@@ -46,7 +48,7 @@ export { syscall } from './entry.js';
 
 /** Indexed by syscall number. */
 export const SYSCALL_TABLE: (SyscallEntry | undefined)[] = [];
-const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, timerfd: timerfdSyscalls, signalfd: signalfdSyscalls, net: netSyscalls, mempolicy: mempolicySyscalls, locks: lockSyscalls, misc: miscSyscalls };
+const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, timerfd: timerfdSyscalls, signalfd: signalfdSyscalls, inotify: inotifySyscalls, net: netSyscalls, mempolicy: mempolicySyscalls, locks: lockSyscalls, misc: miscSyscalls };
 for (const [family, entries] of Object.entries(FAMILIES)) {
   for (const e of entries) {
     if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);
