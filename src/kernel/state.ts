@@ -398,29 +398,56 @@ export interface Credentials {
 /** A socket address: AF_INET/AF_INET6 (ip text, port) or AF_UNIX (path; abstract names start with NUL). */
 export interface SockAddr { family: number; ip?: string; port?: number; path?: string }
 
+/** struct ucred: a process's identity as unix sockets pass it (SCM_CREDENTIALS, SO_PEERCRED): guest pid, uid, gid. */
+export interface UCred { pid: number; uid: number; gid: number }
+
+/** A message queued on a datagram or seqpacket socket. */
+export interface SocketMessage {
+  /** The sender's address (unix: path '' when the sender is unnamed). */
+  from: SockAddr;
+  data: Uint8Array;
+  /** unix: the sender's credentials (given to a receiver with SO_PASSCRED as SCM_CREDENTIALS). */
+  creds?: UCred;
+  /**
+   * unix: open-file ids passed with SCM_RIGHTS; the message holds one reference to each until it
+   * is received (the files are installed in the receiver) or dropped (socket released).
+   */
+  fileIds?: number[];
+}
+
 /**
  * A socket (src/net): a connected stream reads pipe `rx` and writes pipe `tx` (0 = none);
- * a listener queues accepted-to-be connections; a datagram socket queues messages.
+ * a listener queues accepted-to-be connections; a datagram or seqpacket socket queues messages.
+ * Saved and restored as plain data with its open file (src/files/socket.ts); in-flight files
+ * are references held by the graph's open files.
  */
 export interface SocketState {
   rx: number; tx: number; shutRd: boolean; shutWr: boolean;
   domain?: number;
-  /** SOCK_STREAM (1), SOCK_DGRAM (2) or SOCK_SEQPACKET (5, socketpair only). */
+  /** SOCK_STREAM (1), SOCK_DGRAM (2) or SOCK_SEQPACKET (5, AF_UNIX only). */
   type?: number;
   /**
-   * A datagram or seqpacket socketpair: the open-file id of the other end (messages go straight to
-   * its `dgrams`). The id stays when that end closes (ids are never reused): a closed peer is one
-   * whose open file is gone.
+   * AF_UNIX datagram and seqpacket sockets: the open-file id of the socket this one sends to
+   * (unix_peer): the other end of a socketpair or of an accepted seqpacket connection, or the
+   * target of a datagram connect(2). Ids are never reused: a peer whose open file is gone is closed.
    */
   pairPeer?: number;
   state?: 'unbound' | 'bound' | 'listening' | 'connected';
   local?: SockAddr;
   peer?: SockAddr;
+  /** The key this socket holds in NetState.bound (absent in older graphs: computed from `local`). */
+  boundKey?: string;
+  /**
+   * SO_PEERCRED: the identity recorded when the connection was made (the connecting process for an
+   * accepted socket, the listener's at listen(2) for a client, the creator for socketpair). Absent:
+   * pid 0, uid and gid -1.
+   */
+  peerCred?: UCred;
   /** Listening: open-file ids of connections waiting for accept(2), and the backlog. */
   backlog?: number[];
   backlogMax?: number;
-  /** Datagram: queued messages with their sender. */
-  dgrams?: Array<{ from: SockAddr; data: Uint8Array }>;
+  /** Datagram and seqpacket: queued messages with their sender. */
+  dgrams?: SocketMessage[];
   /** setsockopt values by "level:option". */
   opts?: Record<string, number>;
   /** A connection was refused or reset: reported once by the next call (SO_ERROR). */
@@ -473,6 +500,12 @@ export interface PipeState {
   readTotal?: number;
   /** SCM_RIGHTS in flight on a unix stream: open files (holding a reference) that arrive with the byte at `at`. */
   rights?: Array<{ at: number; fileIds: number[] }>;
+  /**
+   * A unix stream's writers: the bytes from `at` on (up to the next entry) were written with
+   * `cred` (SCM_CREDENTIALS for a reader with SO_PASSCRED; src/net/socket.ts). Entries the
+   * reader has passed are pruned; plain data, saved with the pipe.
+   */
+  creds?: Array<{ at: number; cred: UCred }>;
 }
 
 export interface FdEntry {

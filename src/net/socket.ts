@@ -1,7 +1,8 @@
 /**
- * Sockets (man 7 socket, unix, ip, tcp, udp): the sandbox has its own loopback network and
- * nothing else. AF_INET/AF_INET6 on 127.0.0.0/8 and ::1, and AF_UNIX (paths and abstract
- * names), stream and datagram. A connected stream is two pipes in the graph (each end reads
+ * Sockets (man 7 socket, unix, ip, ipv6, tcp, udp): the sandbox has its own loopback network and
+ * nothing else. AF_INET/AF_INET6 on 127.0.0.0/8, ::1 and IPv4-mapped ::ffff:127.0.0.0/104 (an
+ * AF_INET6 socket without IPV6_V6ONLY talks to AF_INET ones), and AF_UNIX (paths, abstract and
+ * autobound names: src/net/unix.ts), stream, datagram and (unix) seqpacket. A connected stream is two pipes in the graph (each end reads
  * one, writes the other), so sockets with bytes in flight checkpoint like pipes; listeners
  * keep their accept queue and datagram sockets their messages in the graph too. Other
  * addresses give ENETUNREACH (connect) or EADDRNOTAVAIL (bind).
@@ -13,19 +14,14 @@ import { filter } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { Kernel } from '../kernel/kernel.js';
-import type { NetState, SockAddr, SocketState } from '../kernel/state.js';
-import { baseDir } from '../kernel/dirfd.js';
-import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SCM_RIGHTS, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
+import type { NetState, PipeState, SockAddr, SocketState, UCred } from '../kernel/state.js';
+import { AF_INET, AF_INET6, AF_UNIX, AF_UNSPEC, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_V6ONLY, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
+import { ControlWriter, parseControl, peerCredOf, senderCred, type SendControl } from './cmsg.js';
+import { MESSAGE_OVERHEAD, NO_PEER_CRED, UNIX_QUEUE_BYTES, dropMessages, passcred, peerOf, queuedBytes, unixAutobind, unixBind, unixDisconnect, unixLookup, unixSend } from './unix.js';
 
-/** Bytes of datagrams a socket may have queued before senders' messages are dropped (UDP) or wait. */
-const DGRAM_QUEUE_BYTES = 212992;
-/**
- * What each queued message costs a receive queue beyond its bytes, as a Linux skb's truesize does:
- * without it, zero-length datagrams could fill the graph without bound.
- */
-const DGRAM_MESSAGE_OVERHEAD = 256;
-/** Bytes a datagram queue is charged for (its messages plus DGRAM_MESSAGE_OVERHEAD each). */
-const queuedBytes = (q: ReadonlyArray<{ data: Uint8Array }>) => q.reduce((n, d) => n + d.data.length + DGRAM_MESSAGE_OVERHEAD, 0);
+/** Bytes of datagrams a UDP socket may have queued before senders' messages are dropped. */
+const DGRAM_QUEUE_BYTES = UNIX_QUEUE_BYTES;
+const DGRAM_MESSAGE_OVERHEAD = MESSAGE_OVERHEAD;
 const EPHEMERAL_FIRST = 32768, EPHEMERAL_LAST = 60999;
 
 export const so = (f: SocketFile): SocketState => f.socket;
@@ -49,9 +45,60 @@ function changed$(t: Task, id: number) { return t.kernel.pipes.changed$.pipe(fil
 
 function isLoopbackV4(ip: string) { return ip.startsWith('127.'); }
 
-/** Decode a guest sockaddr of `len` bytes. EINVAL for a short or foreign one, EAFNOSUPPORT for another family. */
+/** The IPv4 address an AF_INET address or an IPv4-mapped IPv6 one (::ffff:a.b.c.d) stands for; undefined for other IPv6 ones. */
+function v4Of(a: SockAddr): string | undefined {
+  if (a.family === AF_INET) return a.ip;
+  return a.ip?.startsWith('::ffff:') && a.ip.includes('.') ? a.ip.slice(7) : undefined;
+}
+
+/** `a` as a socket of `family` sees it: an AF_INET address to an AF_INET6 socket is IPv4-mapped, a mapped one to AF_INET is plain. */
+function asFamily(a: SockAddr | undefined, family: number): SockAddr | undefined {
+  if (!a || a.family === family || a.family === AF_UNIX) return a;
+  if (family === AF_INET6) return { family, ip: `::ffff:${a.ip}`, port: a.port };
+  const v4 = v4Of(a);
+  return v4 ? { family, ip: v4, port: a.port } : a;
+}
+
+/** 16 bytes of an IPv6 address in our canonical text form (also '::ffff:a.b.c.d'). */
+function v6Bytes(ip: string): Uint8Array {
+  const b = new Uint8Array(16);
+  let s = ip;
+  const dot = s.lastIndexOf(':');
+  if (s.includes('.')) { // a trailing dotted quad
+    s.slice(dot + 1).split('.').forEach((x, i) => { b[12 + i] = Number(x); });
+    s = s.slice(0, dot + 1) + '0:0';
+  }
+  const [head, tail] = s.includes('::') ? s.split('::') : [s, undefined];
+  const hw = head ? head.split(':') : [];
+  const tw = tail ? tail.split(':') : [];
+  const words = tail === undefined ? hw : [...hw, ...Array(8 - hw.length - tw.length).fill('0'), ...tw];
+  words.forEach((w, i) => { if (i < 6 || !ip.includes('.')) { const n = parseInt(w || '0', 16); b[i * 2] = n >> 8; b[i * 2 + 1] = n & 0xff; } });
+  return b;
+}
+
+/** The canonical text of 16 IPv6 bytes (RFC 5952: lower case, the longest run of zero words as '::'; IPv4-mapped as ::ffff:a.b.c.d). */
+function v6String(b: Uint8Array): string {
+  if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  const w = Array.from({ length: 8 }, (_, i) => (b[i * 2] << 8) | b[i * 2 + 1]);
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (w[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && w[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = w.map((x) => x.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+}
+
+/**
+ * Decode a guest sockaddr of `len` bytes for a socket of `domain`. EINVAL for a short one or,
+ * on a unix socket, another family; EAFNOSUPPORT for another family on an inet socket.
+ */
 export function readAddr(t: Task, addr: number, len: number, domain: number): SockAddr {
-  if (len < 2) throw new SyscallError(E.EINVAL);
+  if (len < 2 || (len | 0) < 0) throw new SyscallError(E.EINVAL);
   const b = t.mm.read(addr, Math.min(len, 128));
   const v = new DataView(b.buffer, b.byteOffset, b.length);
   const family = v.getUint16(0, true);
@@ -62,22 +109,14 @@ export function readAddr(t: Task, addr: number, len: number, domain: number): So
   }
   if (family === AF_INET6) {
     if (len < 24) throw new SyscallError(E.EINVAL);
-    const words = [];
-    for (let i = 0; i < 8; i++) words.push(v.getUint16(8 + i * 2, false).toString(16));
-    return { family, port: v.getUint16(2, false), ip: compressV6(words) };
+    return { family, port: v.getUint16(2, false), ip: v6String(b.subarray(8, 24)) };
   }
-  // AF_UNIX: a path (NUL-terminated within len) or an abstract name (leading NUL).
-  const raw = b.subarray(2, Math.min(len, 110));
+  if (len > 110) throw new SyscallError(E.EINVAL);
+  // AF_UNIX: a path (NUL-terminated within len) or an abstract name (leading NUL, every byte of len).
+  const raw = b.subarray(2, len);
   if (raw.length && raw[0] === 0) return { family, path: '\0' + Buffer.from(raw.subarray(1)).toString('latin1') };
   const nul = raw.indexOf(0);
   return { family, path: Buffer.from(nul >= 0 ? raw.subarray(0, nul) : raw).toString('latin1') };
-}
-
-function compressV6(words: string[]): string {
-  const s = words.join(':');
-  if (s === '0:0:0:0:0:0:0:1') return '::1';
-  if (s === '0:0:0:0:0:0:0:0') return '::';
-  return s.replace(/(^|:)0(:0)+(:|$)/, '::');
 }
 
 /** Encode a sockaddr; returns the bytes (the full length the kernel reports). */
@@ -94,7 +133,7 @@ function encodeAddr(a: SockAddr | undefined, domain: number): Uint8Array {
     const b = new Uint8Array(28);
     const v = new DataView(b.buffer);
     v.setUint16(0, AF_INET6, true); v.setUint16(2, a?.port ?? 0, false);
-    if ((a?.ip ?? '::') === '::1') b[23] = 1;
+    b.set(v6Bytes(a?.ip ?? '::'), 8);
     return b;
   }
   const path = a?.path ? Buffer.from(a.path, 'latin1') : Buffer.alloc(0);
@@ -104,7 +143,7 @@ function encodeAddr(a: SockAddr | undefined, domain: number): Uint8Array {
   return b;
 }
 
-/** Store a sockaddr at addr with its length at lenAddr (truncated to the room given, as Linux does). */
+/** Store a sockaddr at addr with its length at lenAddr (truncated to the room given, as Linux does). EINVAL for a negative room. */
 export function writeAddr(t: Task, addr: number, lenAddr: number, a: SockAddr | undefined, domain: number): void {
   if (!addr || !lenAddr) return;
   const bytes = encodeAddr(a, domain);
@@ -114,77 +153,118 @@ export function writeAddr(t: Task, addr: number, lenAddr: number, a: SockAddr | 
   t.mm.writeU32(lenAddr, bytes.length);
 }
 
-/** Key of a bound address in the port table (all loopback addresses of a family share ports). */
+/**
+ * The sender's address as recvfrom/recvmsg give it (unix_copy_addr, inet's msg_name): an unnamed
+ * unix sender, or none (a stream's bytes), gives length 0.
+ */
+function writeFrom(t: Task, addr: number, lenAddr: number, a: SockAddr | undefined, domain: number): void {
+  if (!addr || !lenAddr) return;
+  if (!a || (a.family === AF_UNIX && !a.path)) { t.mm.writeU32(lenAddr, 0); return; }
+  writeAddr(t, addr, lenAddr, asFamily(a, domain), domain);
+}
+
+/** Key of a bound inet address in the port table (all loopback addresses of a family share ports). */
 function key(type: number, a: SockAddr): string {
   if (a.family === AF_UNIX) return `unix:${type}:${a.path}`;
   return `${a.family === AF_INET6 ? 'in6' : 'in'}:${type}:${a.port}`;
 }
 
-function ephemeralPort(t: Task, type: number, family: number): number {
+/** An AF_INET6 socket that also takes IPv4 traffic: bound to :: or a mapped address, without IPV6_V6ONLY. */
+function dualStack(s: SocketState): boolean {
+  return s.domain === AF_INET6 && !s.opts?.[`${IPPROTO_IPV6}:${IPV6_V6ONLY}`] && (s.local?.ip === '::' || !!(s.local && v4Of(s.local)));
+}
+
+/** The socket holding port `port` of `family` for `type`, if any. */
+function holder(t: Task, type: number, family: number, port: number): SocketFile | undefined {
+  const id = net(t).bound[key(type, { family, port })];
+  return id === undefined ? undefined : t.kernel.state.openFiles[id] as SocketFile | undefined;
+}
+
+/** Whether an inet bind of `family`/`port` clashes: the port is taken in the family, or across families by a dual-stack socket. */
+function portTaken(t: Task, type: number, family: number, port: number, dual: boolean): boolean {
+  if (holder(t, type, family, port)) return true;
+  if (family === AF_INET) { const h = holder(t, type, AF_INET6, port); return !!h && dualStack(h.socket); }
+  return dual && !!holder(t, type, AF_INET, port);
+}
+
+function ephemeralPort(t: Task, type: number, family: number, dual: boolean): number {
   const n = net(t);
   for (let i = 0; i <= EPHEMERAL_LAST - EPHEMERAL_FIRST; i++) {
     const port = n.nextPort;
     n.nextPort = port >= EPHEMERAL_LAST ? EPHEMERAL_FIRST : port + 1;
-    if (!n.bound[key(type, { family, port })]) return port;
+    if (!portTaken(t, type, family, port, dual)) return port;
   }
   throw new SyscallError(E.EADDRINUSE);
 }
 
 function loopbackOf(family: number): string { return family === AF_INET6 ? '::1' : '127.0.0.1'; }
 
-/** Bind `f` to `a` (port 0: an ephemeral one). EADDRINUSE, EADDRNOTAVAIL, EINVAL if already bound. */
+/**
+ * Bind `f` to `a` (port 0: an ephemeral one). Unix names: src/net/unix.ts unixBind. Inet:
+ * EADDRINUSE (the port is taken, also across AF_INET and a dual-stack AF_INET6 socket),
+ * EADDRNOTAVAIL (not a loopback or wildcard address), EINVAL if already bound.
+ */
 export function doBind(t: Task, f: SocketFile, a: SockAddr): void {
   const s = so(f);
+  if (a.family === AF_UNIX) { unixBind(t, f, a); return; }
   if (s.local) throw new SyscallError(E.EINVAL);
-  if (a.family === AF_UNIX) {
-    if (!a.path) { a = { family: AF_UNIX, path: `\0${String(f.id).padStart(5, '0')}` }; }
-    else if (!a.path.startsWith('\0')) {
-      // A named socket is a file: creating it fails if the name exists.
-      const r = t.kernel.vfs.walk(a.path, baseDir(t, -100, a.path), false);
-      if (r.node) throw new SyscallError(E.EADDRINUSE);
-      t.kernel.vfs.create(r.path, 0o140000 | (0o777 & ~t.tg.umask));
-      a = { family: AF_UNIX, path: r.path };
-    }
-  } else {
-    const ip = a.ip!;
-    const any = ip === '0.0.0.0' || ip === '::';
-    if (!any && !(a.family === AF_INET ? isLoopbackV4(ip) : ip === '::1')) throw new SyscallError(E.EADDRNOTAVAIL);
-    a = { family: a.family, ip: any ? ip : ip, port: a.port || ephemeralPort(t, s.type!, a.family) };
-  }
+  const ip = a.ip!;
+  const any = ip === '0.0.0.0' || ip === '::';
+  const v4 = a.family === AF_INET6 ? v4Of(a) : ip;
+  const loop = a.family === AF_INET6 && v4 === undefined ? ip === '::1' : v4 !== undefined && (isLoopbackV4(v4) || v4 === '0.0.0.0');
+  if (!any && !loop) throw new SyscallError(E.EADDRNOTAVAIL);
+  if (a.family === AF_INET6 && v4 !== undefined && s.opts?.[`${IPPROTO_IPV6}:${IPV6_V6ONLY}`]) throw new SyscallError(E.EINVAL);
+  const dual = a.family === AF_INET6 && !s.opts?.[`${IPPROTO_IPV6}:${IPV6_V6ONLY}`] && (any || v4 !== undefined);
+  if (a.port && portTaken(t, s.type!, a.family, a.port, dual)) throw new SyscallError(E.EADDRINUSE);
+  a = { family: a.family, ip, port: a.port || ephemeralPort(t, s.type!, a.family, dual) };
   const k = key(s.type!, a);
-  if (net(t).bound[k] !== undefined) throw new SyscallError(E.EADDRINUSE);
   net(t).bound[k] = f.id;
+  s.boundKey = k;
   s.local = a;
   s.state = 'bound';
 }
 
+/** An inet socket's implicit bind before it sends or connects: the wildcard address and an ephemeral port (getsockname shows the wildcard until a connect picks a source). */
 function autobind(t: Task, f: SocketFile): void {
   const s = so(f);
-  if (s.local) return;
-  // Implicit binds take the wildcard address (getsockname shows 0.0.0.0 until a connect picks a source).
-  doBind(t, f, s.domain === AF_UNIX ? { family: AF_UNIX, path: '' } : { family: s.domain!, ip: s.domain === AF_INET6 ? '::' : '0.0.0.0', port: 0 });
+  if (s.local || s.domain === AF_UNIX) return;
+  doBind(t, f, { family: s.domain!, ip: s.domain === AF_INET6 ? '::' : '0.0.0.0', port: 0 });
 }
 
-/** The address a socket's packets come from: its bound one, the wildcard replaced by loopback. */
-function sourceOf(s: SocketState): SockAddr {
-  const l = s.local!;
+/** The address a socket's packets to `dest` come from: its bound one, the wildcard replaced by loopback (IPv4-mapped to an IPv4 destination). */
+function sourceOf(s: SocketState, dest?: SockAddr): SockAddr {
+  const l = s.local;
+  if (!l) return { family: AF_UNIX, path: '' };
   if (l.family === AF_UNIX || (l.ip !== '0.0.0.0' && l.ip !== '::')) return l;
+  if (l.family === AF_INET6 && dest && v4Of(dest) !== undefined) return { ...l, ip: '::ffff:127.0.0.1' };
   return { ...l, ip: loopbackOf(l.family) };
 }
 
-/** The socket bound to `a` for `type`, if any (connect and sendto targets). */
+/** A destination as a connect or sendto reaches it: the wildcard means loopback. */
+function reached(a: SockAddr): SockAddr {
+  if (a.ip === '0.0.0.0') return { ...a, ip: '127.0.0.1' };
+  if (a.ip === '::') return { ...a, ip: '::1' };
+  if (a.ip === '::ffff:0.0.0.0') return { ...a, ip: '::ffff:127.0.0.1' };
+  return a;
+}
+
+/**
+ * The inet socket bound to `a` for `type`, if any (connect and sendto targets): an IPv4 (or
+ * IPv4-mapped) destination reaches AF_INET sockets and dual-stack AF_INET6 ones; an IPv6 one only
+ * AF_INET6 sockets. ENETUNREACH for a non-loopback address; a pure-IPv6 destination from an
+ * IPV6_V6ONLY-less socket is fine, a mapped one from an IPV6_V6ONLY socket is ENETUNREACH.
+ */
 function lookup(t: Task, type: number, a: SockAddr): SocketFile | undefined {
-  if (a.family !== AF_UNIX) {
-    const ip = a.ip!;
-    const reachable = a.family === AF_INET ? isLoopbackV4(ip) || ip === '0.0.0.0' : ip === '::1' || ip === '::';
-    if (!reachable) throw new SyscallError(E.ENETUNREACH);
-  } else if (a.path && !a.path.startsWith('\0')) {
-    const r = t.kernel.vfs.walk(a.path, baseDir(t, -100, a.path), true);
-    if (!r.node) throw new SyscallError(E.ENOENT);
-    a = { family: AF_UNIX, path: r.path };
+  const v4 = v4Of(a);
+  if (v4 !== undefined) {
+    if (!isLoopbackV4(v4) && v4 !== '0.0.0.0') throw new SyscallError(E.ENETUNREACH);
+    const h4 = holder(t, type, AF_INET, a.port!);
+    if (h4) return h4;
+    const h6 = holder(t, type, AF_INET6, a.port!);
+    return h6 && dualStack(h6.socket) ? h6 : undefined;
   }
-  const id = net(t).bound[key(type, a)];
-  return id === undefined ? undefined : t.kernel.state.openFiles[id] as SocketFile;
+  if (a.ip !== '::1' && a.ip !== '::') throw new SyscallError(E.ENETUNREACH);
+  return holder(t, type, AF_INET6, a.port!);
 }
 
 // ---- socket(2) and friends ----
@@ -201,57 +281,109 @@ export function installSocket(t: Task, f: SocketFile, cloexec: boolean): number 
   return fd;
 }
 
+/**
+ * listen(2): EOPNOTSUPP for datagram sockets, EINVAL for a connected one or an unbound unix
+ * one (unix_listen); an inet socket is bound to an ephemeral port first. A unix listener records
+ * its caller's identity: connecting clients see it as SO_PEERCRED.
+ */
 export function listen(t: Task, fd: number, backlog: number): number {
   const f = sockFile(t, fd);
   const s = so(f);
-  if (s.type !== SOCK_STREAM) return -E.EOPNOTSUPP;
-  if (s.state === 'connected') return -E.EINVAL;
+  if (s.type === SOCK_DGRAM) return -E.EOPNOTSUPP;
+  if (s.state === 'connected' || s.pairPeer !== undefined) return -E.EINVAL;
+  if (s.domain === AF_UNIX) {
+    if (!s.local?.path) return -E.EINVAL;
+    s.peerCred = peerCredOf(t);
+  }
   autobind(t, f);
   s.state = 'listening';
   s.backlog ??= [];
   s.backlogMax = Math.max(1, Math.min(backlog, 4096));
+  wake(t, f.id);
   return 0;
 }
 
-/** connect(2): streams get a connection queued on the listener at once (loopback never waits). */
+/**
+ * connect(2). Datagram: sets the default destination (unix: the socket found at the address,
+ * which must exist and take our messages; AF_UNSPEC disconnects). Stream and seqpacket: a
+ * connection is queued on the listener at once (loopback never waits): a stream is a pair of
+ * pipes, a unix seqpacket connection two sockets that are each other's peer. Errors: EISCONN,
+ * EINVAL (listening), ECONNREFUSED (nobody listening), EAGAIN (backlog full), ENOENT,
+ * EPROTOTYPE (unix), ENETUNREACH, EPERM (a unix datagram target connected elsewhere).
+ */
 export function connect(t: Task, fd: number, addrPtr: number, len: number): number {
   const f = sockFile(t, fd);
   const s = so(f);
-  const a = readAddr(t, addrPtr, len, s.domain!);
-  if (s.type === SOCK_DGRAM) {
-    autobind(t, f);
-    s.peer = a.family === AF_UNIX ? a : { ...a, ip: a.ip === '0.0.0.0' ? '127.0.0.1' : a.ip === '::' ? '::1' : a.ip };
-    s.local = sourceOf(s);
+  if (s.domain === AF_UNIX && s.type === SOCK_DGRAM && len >= 2 && (t.mm.read(addrPtr, 2)[0] | t.mm.read(addrPtr, 2)[1]) === AF_UNSPEC) {
+    unixDisconnect(s); // unix_dgram_connect: AF_UNSPEC dissolves the association
     return 0;
   }
-  if (s.state === 'connected') return -E.EISCONN;
+  const a = readAddr(t, addrPtr, len, s.domain!);
+  if (s.type === SOCK_DGRAM) {
+    if (s.domain === AF_UNIX) {
+      if (passcred(s)) unixAutobind(t, f);
+      const target = unixLookup(t, SOCK_DGRAM, a);
+      const tp = target.socket.pairPeer;
+      if (target.id !== f.id && tp !== undefined && tp !== f.id && peerOf(t.kernel, target.socket)) return -E.EPERM;
+      s.pairPeer = target.id;
+      s.peer = target.socket.local;
+      s.state = 'connected';
+      return 0;
+    }
+    autobind(t, f);
+    s.peer = reached(a);
+    s.local = sourceOf(s, s.peer);
+    return 0;
+  }
+  if (s.state === 'connected' || s.pairPeer !== undefined) return -E.EISCONN;
   if (s.state === 'listening') return -E.EINVAL;
-  const listener = lookup(t, SOCK_STREAM, a);
-  const ls = listener && so(listener);
-  if (!ls || ls.state !== 'listening') return a.family === AF_UNIX && !ls ? -E.ECONNREFUSED : -E.ECONNREFUSED;
+  let listener: SocketFile | undefined;
+  if (s.domain === AF_UNIX) {
+    listener = unixLookup(t, s.type!, a);
+    if (listener.socket.state !== 'listening') return -E.ECONNREFUSED;
+  } else {
+    listener = lookup(t, SOCK_STREAM, a);
+    if (!listener || listener.socket.state !== 'listening') return -E.ECONNREFUSED;
+  }
+  const ls = so(listener);
   if (ls.backlog!.length > ls.backlogMax!) return -E.EAGAIN;
+  if (s.domain === AF_UNIX && passcred(s)) unixAutobind(t, f);
+  const dest = s.domain === AF_UNIX ? ls.local! : reached(a);
   autobind(t, f);
-  s.local = sourceOf(s);
+  if (s.domain !== AF_UNIX) s.local = sourceOf(s, dest);
   const k = t.kernel;
-  const up = k.pipes.newPipe(1, 1), down = k.pipes.newPipe(1, 1);
-  const server = newSocket(t, s.domain!, SOCK_STREAM, {
-    rx: up.id, tx: down.id, shutRd: false, shutWr: false, state: 'connected', opts: {},
-    local: ls.local!.family === AF_UNIX ? ls.local : { ...ls.local!, ip: loopbackOf(s.domain!) }, peer: s.local,
-  });
+  const serverSide: SocketState = {
+    rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'connected', opts: {},
+    local: s.domain === AF_UNIX ? ls.local : asFamily(dest, ls.domain!), peer: asFamily(s.local, ls.domain!) ?? { family: AF_UNIX, path: '' },
+    peerCred: s.domain === AF_UNIX ? peerCredOf(t) : undefined,
+  };
+  let server: SocketFile;
+  if (s.type === SOCK_SEQPACKET) {
+    server = newSocket(t, AF_UNIX, SOCK_SEQPACKET, { ...serverSide, dgrams: [], pairPeer: f.id });
+    s.pairPeer = server.id;
+    s.dgrams ??= [];
+  } else {
+    const up = k.pipes.newPipe(1, 1), down = k.pipes.newPipe(1, 1);
+    server = newSocket(t, s.domain!, SOCK_STREAM, { ...serverSide, rx: up.id, tx: down.id });
+    s.rx = down.id; s.tx = up.id;
+  }
   server.refs = 0;
   ls.backlog!.push(server.id);
-  s.rx = down.id; s.tx = up.id; s.state = 'connected';
-  s.peer = ls.local!.family === AF_UNIX ? ls.local : { ...ls.local!, ip: a.ip === '0.0.0.0' || a.ip === '::' ? loopbackOf(s.domain!) : a.ip };
-  wake(t, listener!.id);
+  s.state = 'connected';
+  s.peer = s.domain === AF_UNIX ? ls.local : dest;
+  if (s.domain === AF_UNIX) s.peerCred = ls.peerCred;
+  wake(t, listener.id);
   // A non-blocking TCP connect reports EINPROGRESS even on loopback (the connection is made;
   // poll shows it writable and SO_ERROR reads 0), as Linux does; AF_UNIX completes at once.
   return s.domain !== AF_UNIX && (f.flags & O_NONBLOCK) ? -E.EINPROGRESS : 0;
 }
 
+/** accept4(2): the oldest queued connection, with its peer's address. EINVAL (not listening, bad flags), EOPNOTSUPP (datagram), EAGAIN, EMFILE. */
 export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags: number): SyscallResult {
   if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
   const f = sockFile(t, fd);
   const s = so(f);
+  if (s.type === SOCK_DGRAM) return -E.EOPNOTSUPP;
   if (s.state !== 'listening') return -E.EINVAL;
   const attempt = (): number | undefined => {
     const id = s.backlog?.shift();
@@ -269,111 +401,143 @@ export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags
 
 // ---- data ----
 
-/** read/recv on a stream or datagram socket. `from`, if given, receives the sender's address. */
+/** read/recv/recvfrom on a socket into one buffer. `from`: recvfrom's [address, length address]. */
 export function socketRead(t: Task, f: SocketFile, buf: number, count: number, flags = 0, from?: [number, number]): SyscallResult {
   const s = so(f);
-  if (s.type === SOCK_DGRAM || s.type === SOCK_SEQPACKET) return dgramRecv(t, f, buf, count, flags, from);
-  if (s.state !== 'connected') return -E.ENOTCONN;
-  if (s.shutRd) return 0;
-  if (from) writeAddr(t, from[0], from[1], s.peer, s.domain!);
-  if (flags & MSG_PEEK) {
-    const p = t.kernel.state.pipes[s.rx];
-    const n = Math.min(count, p?.len ?? 0);
-    if (n > 0) { t.mm.write(buf, p!.buf.subarray(0, n)); return n; }
-    if (!p || p.writers === 0) return 0;
-    if (nonblocking(f, flags)) return -E.EAGAIN;
-  }
-  return t.kernel.pipes.read(t, f, buf, count, s.rx, nonblocking(f, flags));
+  if (s.type === SOCK_DGRAM || s.type === SOCK_SEQPACKET) return messageRecv(t, f, flags, { iov: [[buf, count]], name: from });
+  return streamRecv(t, f, flags, { iov: [[buf, count]], name: from });
 }
 
-/** write/send on a socket: EPIPE (and SIGPIPE unless MSG_NOSIGNAL) once the peer is gone. */
-export function socketWrite(t: Task, f: SocketFile, buf: number, count: number, flags = 0, to?: SockAddr): SyscallResult {
+/** write/send/sendto on a socket: EPIPE (and SIGPIPE unless MSG_NOSIGNAL) once the peer is gone. */
+export function socketWrite(t: Task, f: SocketFile, buf: number, count: number, flags = 0, to?: SockAddr, cred?: UCred): SyscallResult {
   const s = so(f);
-  if (s.pairPeer !== undefined && (s.type === SOCK_SEQPACKET || !to)) return pairSend(t, f, () => new Uint8Array(t.mm.read(buf, count)), count, flags);
-  if (s.type === SOCK_DGRAM) return dgramSend(t, f, buf, count, to ?? s.peer);
+  const data = () => (count ? new Uint8Array(t.mm.read(buf, count)) : new Uint8Array(0));
+  if (s.domain === AF_UNIX && s.type !== SOCK_STREAM) return unixSend(t, f, data, count, flags, to, { fds: [] });
+  if (s.type === SOCK_DGRAM) return dgramSend(t, f, data, count, to);
+  if (to && s.domain === AF_UNIX) return s.state === 'connected' ? -E.EISCONN : -E.EOPNOTSUPP;
   if (s.state !== 'connected') return -E.ENOTCONN;
   if (s.shutWr) {
     if (!(flags & MSG_NOSIGNAL)) t.kernel.signals.send(t.tgid, 13, { signo: 13, code: 0, pid: t.tgid }, t.tid);
     return -E.EPIPE;
   }
+  if (s.domain === AF_UNIX) noteWriter(t, s, cred ?? senderCred(t));
   return t.kernel.pipes.write(t, f, buf, count, s.tx, nonblocking(f, flags), !(flags & MSG_NOSIGNAL));
 }
 
-function dgramSend(t: Task, f: SocketFile, buf: number, count: number, to: SockAddr | undefined): number {
+const sameCred = (a: UCred, b: UCred) => a.pid === b.pid && a.uid === b.uid && a.gid === b.gid;
+
+/** Record who writes the next bytes of a unix stream (a new PipeState.creds entry when the writer changes). */
+function noteWriter(t: Task, s: SocketState, cred: UCred): void {
+  const p = t.kernel.state.pipes[s.tx];
+  if (!p) return;
+  const last = p.creds?.[p.creds.length - 1];
+  if (last && sameCred(last.cred, cred)) return;
+  const at = p.written ?? 0;
+  if (last && last.at === at) last.cred = cred; // nothing was written with the previous one
+  else (p.creds ??= []).push({ at, cred });
+}
+
+/** The writer of the next byte a unix stream's reader gets, and how many bytes from there it wrote; earlier entries pruned. */
+function writerAt(p: PipeState): { cred?: UCred; run: number } {
+  const pos = p.readTotal ?? 0;
+  const c = p.creds;
+  if (!c?.length) return { run: Infinity };
+  while (c.length > 1 && c[1].at <= pos) c.shift();
+  const run = c.length > 1 ? c[1].at - pos : Infinity;
+  return { cred: c[0].at <= pos ? c[0].cred : undefined, run };
+}
+
+/** A UDP datagram to `to` (or the connected peer): lost if nobody is bound there or the queue is full, as on a network. EDESTADDRREQ, EMSGSIZE, ENETUNREACH. */
+function dgramSend(t: Task, f: SocketFile, data: () => Uint8Array, count: number, to: SockAddr | undefined): number {
   const s = so(f);
-  if (!to) return -E.EDESTADDRREQ;
+  const dest = to ? reached(to) : s.peer;
+  if (!dest) return -E.EDESTADDRREQ;
   if (count > 65507 && s.domain !== AF_UNIX) return -E.EMSGSIZE;
   autobind(t, f);
-  const target = lookup(t, SOCK_DGRAM, to);
-  const data = new Uint8Array(t.mm.read(buf, count));
-  if (!target) return s.domain === AF_UNIX ? -E.ECONNREFUSED : count; // UDP to a closed port: the datagram is lost
+  const target = lookup(t, SOCK_DGRAM, dest);
+  const bytes = data();
+  if (!target) return count; // UDP to a closed port: the datagram is lost
   const ts = so(target);
-  if (queuedBytes(ts.dgrams!) + count + DGRAM_MESSAGE_OVERHEAD > DGRAM_QUEUE_BYTES) return s.domain === AF_UNIX ? -E.EAGAIN : count;
-  ts.dgrams!.push({ from: sourceOf(s), data });
+  if (queuedBytes(ts.dgrams!) + count + DGRAM_MESSAGE_OVERHEAD > DGRAM_QUEUE_BYTES) return count;
+  ts.dgrams!.push({ from: sourceOf(s, dest), data: bytes });
   wake(t, target.id);
   return count;
 }
 
-/** The other end of a datagram/seqpacket socketpair, if it is still open. */
-function pairPeerOf(t: Task, s: SocketState): SocketFile | undefined {
-  const p = s.pairPeer === undefined ? undefined : t.kernel.state.openFiles[s.pairPeer];
-  return p?.kind === 'socket' ? p : undefined;
+/** Where a receive puts what it gets: the data's buffers, the sender's address, and (recvmsg) the msghdr with its control buffer. */
+interface RecvInto {
+  iov: Array<[number, number]>;
+  /** Address buffer and the address of its length (recvfrom's arguments, or msg_name and &msg_namelen). */
+  name?: [number, number];
+  /** recvmsg: the msghdr's guest address (msg_controllen and msg_flags are written back) and its control buffer. */
+  msg?: { hdr: number; ctl: number; ctlLen: number };
 }
 
-/** Largest message a unix datagram/seqpacket socket takes (the default sk_sndbuf less its overhead). */
-const UNIX_MAX_MESSAGE = 212960;
+/** Copy `data` across the buffers in order; returns the bytes copied. */
+function scatter(t: Task, iov: Array<[number, number]>, data: Uint8Array): number {
+  let off = 0;
+  for (const [base, len] of iov) {
+    if (off >= data.length) break;
+    const n = Math.min(len, data.length - off);
+    if (n > 0) t.mm.write(base, data.subarray(off, off + n));
+    off += n;
+  }
+  return off;
+}
+
+/** Files arriving with a message (SCM_RIGHTS): installed while the control buffer has room, the rest closed (MSG_CTRUNC); a peek installs copies. */
+function deliverRights(t: Task, w: ControlWriter | undefined, fileIds: number[], flags: number): void {
+  const room = w ? w.fdRoom() : 0;
+  const fds: number[] = [];
+  fileIds.forEach((id, i) => {
+    if (w && i < room) {
+      const fd = t.kernel.installFd(t, id, !!(flags & MSG_CMSG_CLOEXEC));
+      if (fd >= 0) fds.push(fd);
+    }
+    if (!(flags & MSG_PEEK)) t.kernel.unrefFile(id); // the reference the message held
+  });
+  w?.putRights(fds, fileIds.length);
+}
+
+/** Write back msg_controllen and msg_flags of a recvmsg. */
+function finishMsg(t: Task, into: RecvInto, w: ControlWriter | undefined, flags: number): void {
+  if (!into.msg) return;
+  const done = w ? w.finish() : { controllen: 0, flags: 0 };
+  t.mm.writeU64(into.msg.hdr + 40, done.controllen);
+  t.mm.writeU32(into.msg.hdr + 48, flags | done.flags);
+}
 
 /**
- * send on a datagram or seqpacket socketpair (net/unix/af_unix.c unix_dgram_sendmsg and
- * unix_seqpacket_sendmsg): the message goes to the other end's queue whole. A closed other end is
- * ECONNREFUSED once, then ENOTCONN, for a datagram pair, and EPIPE (with SIGPIPE unless
- * MSG_NOSIGNAL) for a seqpacket pair or after shutdown(SHUT_WR); EMSGSIZE past the socket buffer;
- * a full queue blocks ('send' waiter) or gives EAGAIN when nonblocking.
+ * Receive one message of a datagram or seqpacket socket (unix_dgram_recvmsg, udp_recvmsg): its
+ * bytes scattered over the buffers (the rest dropped, MSG_TRUNC in msg_flags; the MSG_TRUNC flag
+ * returns the whole length), the sender's address, and for unix sockets SCM_CREDENTIALS (with
+ * SO_PASSCRED) and SCM_RIGHTS. A seqpacket socket reads 0 at end of file (peer gone or shut,
+ * or this end shut for reading). ENOTCONN for an unconnected seqpacket socket; EAGAIN, or a
+ * 'recv' waiter when blocking.
  */
-function pairSend(t: Task, f: SocketFile, data: () => Uint8Array, count: number, flags: number): SyscallResult {
+function messageRecv(t: Task, f: SocketFile, flags: number, into: RecvInto): SyscallResult {
   const s = so(f);
-  const epipe = () => {
-    if (!(flags & MSG_NOSIGNAL)) t.kernel.signals.send(t.tgid, 13, { signo: 13, code: 0, pid: t.tgid }, t.tid);
-    return -E.EPIPE;
-  };
-  if (s.shutWr) return epipe();
-  const peer = pairPeerOf(t, s);
-  if (!peer || so(peer).shutRd) {
-    if (s.type === SOCK_SEQPACKET) return epipe();
-    if (peer) return -E.EPIPE;
-    if (s.pairPeer !== undefined && s.state === 'connected') { s.state = 'unbound'; return -E.ECONNREFUSED; }
-    return -E.ENOTCONN;
-  }
-  if (count > UNIX_MAX_MESSAGE) return -E.EMSGSIZE;
-  const msg = data();
-  const attempt = (): number | undefined => {
-    const target = pairPeerOf(t, s);
-    if (!target) return s.type === SOCK_SEQPACKET ? epipe() : -E.ECONNREFUSED;
-    const q = so(target).dgrams!;
-    if (q.length && queuedBytes(q) + msg.length + DGRAM_MESSAGE_OVERHEAD > DGRAM_QUEUE_BYTES) return undefined;
-    q.push({ from: { family: AF_UNIX, path: s.local?.path ?? '' }, data: msg });
-    wake(t, target.id);
-    return msg.length;
-  };
-  const now = attempt();
-  if (now !== undefined) return now;
-  if (nonblocking(f, flags)) return -E.EAGAIN;
-  return { waiter: { kind: 'send', fileId: f.id, interruptible: true, restartable: true }, result$: t.kernel.whenRunnable(changed$(t, s.pairPeer!), attempt) };
-}
-
-function dgramRecv(t: Task, f: SocketFile, buf: number, count: number, flags: number, from?: [number, number]): SyscallResult {
-  const s = so(f);
+  const seq = s.type === SOCK_SEQPACKET;
+  if (seq && s.pairPeer === undefined) return -E.ENOTCONN;
   const attempt = (): number | undefined => {
     const d = s.dgrams![0];
-    // A seqpacket pair reads end of file once the other end is closed or shut for writing, or this one for reading.
-    if (!d) return s.shutRd || (s.type === SOCK_SEQPACKET && (!pairPeerOf(t, s) || so(pairPeerOf(t, s)!).shutWr)) ? 0 : undefined;
+    if (!d) {
+      const peer = peerOf(t.kernel, s);
+      if (!(s.shutRd || (seq && (!peer || peer.socket.shutWr)))) return undefined;
+      if (into.name) t.mm.writeU32(into.name[1], 0);
+      finishMsg(t, into, undefined, 0);
+      return 0;
+    }
     if (!(flags & MSG_PEEK)) {
       s.dgrams!.shift();
-      if (s.pairPeer !== undefined) wake(t, f.id); // room again for a sender blocked on this queue
+      if (s.domain === AF_UNIX) wake(t, f.id); // room again for a sender blocked on this queue
     }
-    const n = Math.min(count, d.data.length);
-    t.mm.write(buf, d.data.subarray(0, n));
-    if (from) writeAddr(t, from[0], from[1], d.from, s.domain!);
+    const n = scatter(t, into.iov, d.data);
+    if (into.name) writeFrom(t, into.name[0], into.name[1], d.from, s.domain!);
+    const w = into.msg ? new ControlWriter(t, into.msg.ctl, into.msg.ctlLen) : undefined;
+    if (w && s.domain === AF_UNIX && passcred(s)) w.putCreds(d.creds ?? NO_PEER_CRED);
+    if (d.fileIds?.length) deliverRights(t, w, d.fileIds, flags);
+    finishMsg(t, into, w, n < d.data.length ? MSG_TRUNC : 0);
     return flags & MSG_TRUNC ? d.data.length : n;
   };
   const now = attempt();
@@ -382,17 +546,67 @@ function dgramRecv(t: Task, f: SocketFile, buf: number, count: number, flags: nu
   return { waiter: { kind: 'recv', fileId: f.id, interruptible: true, restartable: true }, result$: t.kernel.whenRunnable(changed$(t, f.id), attempt) };
 }
 
-/** struct msghdr (56 bytes): name, iovecs. */
+/**
+ * Receive from a connected stream into the buffers (unix_stream_read_generic, tcp_recvmsg): what
+ * is there now, up to the buffers' room, never past bytes that carry passed files (they arrive with
+ * their first byte, SCM_RIGHTS); MSG_PEEK copies without consuming. A unix receiver with
+ * SO_PASSCRED gets SCM_CREDENTIALS of the bytes' writer (PipeState.creds) and never bytes of two
+ * writers in one receive. The sender's address: the unix peer's name; none for TCP.
+ * ENOTCONN unconnected; 0 at end of file; EAGAIN or a 'pipe-read' waiter.
+ */
+function streamRecv(t: Task, f: SocketFile, flags: number, into: RecvInto): SyscallResult {
+  const s = so(f);
+  const k = t.kernel;
+  if (s.state !== 'connected') return s.state === 'listening' && s.domain === AF_UNIX ? -E.EINVAL : -E.ENOTCONN;
+  const parts = into.iov.filter(([, n]) => n > 0);
+  const done = (n: number, w?: ControlWriter) => {
+    if (into.name) writeFrom(t, into.name[0], into.name[1], n > 0 && s.domain === AF_UNIX ? s.peer : undefined, s.domain!);
+    finishMsg(t, into, w, 0);
+    return n;
+  };
+  if (s.shutRd || !parts.length) return done(0);
+  const attempt = (): number | undefined => {
+    const p = k.state.pipes[s.rx];
+    if (flags & MSG_PEEK) {
+      if (p && p.len > 0) return done(scatter(t, parts, p.buf.subarray(0, p.len)));
+      return !p || p.writers === 0 ? done(0) : undefined;
+    }
+    const rights: number[] = [];
+    // With SO_PASSCRED, one receive holds the bytes of one writer only (unix_stream_read_generic).
+    const creds = s.domain === AF_UNIX && passcred(s) && p ? writerAt(p) : { run: Infinity, cred: undefined };
+    let total = 0;
+    for (const [base, len] of parts) {
+      // One receive stops before bytes that carry other files.
+      if (total > 0 && (rights.length || (p?.rights?.[0] && p.rights[0].at === (p.readTotal ?? 0)))) break;
+      const want = Math.min(len, creds.run - total);
+      if (want <= 0) break;
+      const r = k.pipes.read(t, f, base, want, s.rx, true, (ids) => rights.push(...ids)) as number;
+      if (r < 0) { if (total > 0) break; return r === -E.EAGAIN ? undefined : r; }
+      total += r;
+      if (r < want) break;
+    }
+    const w = into.msg ? new ControlWriter(t, into.msg.ctl, into.msg.ctlLen) : undefined;
+    if (w && total > 0 && s.domain === AF_UNIX && passcred(s)) w.putCreds(creds.cred ?? s.peerCred ?? NO_PEER_CRED);
+    if (rights.length) deliverRights(t, w, rights, flags);
+    return done(total, w);
+  };
+  const now = attempt();
+  if (now !== undefined) return now;
+  if (nonblocking(f, flags)) return -E.EAGAIN;
+  return { waiter: { kind: 'pipe-read', fileId: f.id, interruptible: true, restartable: true }, result$: k.whenRunnable(k.pipes.changed$.pipe(filter((x) => x === s.rx)), attempt) };
+}
+
+/** struct msghdr (56 bytes): name, iovecs, control buffer. EMSGSIZE past 1024 iovecs (UIO_MAXIOV), EFAULT. */
 function readMsghdr(t: Task, msg: number) {
   const b = t.mm.read(msg, 56);
   const v = new DataView(b.buffer, b.byteOffset, 56);
   const iovAddr = Number(v.getBigUint64(16, true)), iovLen = Number(v.getBigUint64(24, true));
   if (iovLen > 1024) throw new SyscallError(E.EMSGSIZE);
   const iov: Array<[number, number]> = [];
-  const raw = t.mm.read(iovAddr, iovLen * 16);
+  const raw = iovLen ? t.mm.read(iovAddr, iovLen * 16) : new Uint8Array(0);
   const rv = new DataView(raw.buffer, raw.byteOffset, raw.length);
   for (let i = 0; i < iovLen; i++) iov.push([Number(rv.getBigUint64(i * 16, true)), Number(rv.getBigUint64(i * 16 + 8, true))]);
-  return { iov, name: Number(v.getBigUint64(0, true)), nameLen: v.getUint32(8, true) };
+  return { iov, name: Number(v.getBigUint64(0, true)), nameLen: v.getInt32(8, true), ctl: Number(v.getBigUint64(32, true)), ctlLen: Number(v.getBigUint64(40, true)) };
 }
 
 function gather(t: Task, iov: Array<[number, number]>): Uint8Array {
@@ -403,31 +617,6 @@ function gather(t: Task, iov: Array<[number, number]>): Uint8Array {
   return out;
 }
 
-/** The fds of SCM_RIGHTS messages in a msghdr's control buffer (EBADF for a closed one, EINVAL for bad lengths). */
-function readRights(t: Task, msg: number): number[] {
-  const b = t.mm.read(msg, 56);
-  const v = new DataView(b.buffer, b.byteOffset, 56);
-  const ctl = Number(v.getBigUint64(32, true)), ctlLen = Number(v.getBigUint64(40, true));
-  if (!ctl || ctlLen < 16) return [];
-  const raw = t.mm.read(ctl, Math.min(ctlLen, 4096));
-  const cv = new DataView(raw.buffer, raw.byteOffset, raw.length);
-  const fds: number[] = [];
-  for (let off = 0; off + 16 <= raw.length;) {
-    const len = Number(cv.getBigUint64(off, true));
-    if (len < 16 || off + len > raw.length) throw new SyscallError(E.EINVAL);
-    if (cv.getInt32(off + 8, true) === SOL_SOCKET && cv.getInt32(off + 12, true) === SCM_RIGHTS) {
-      for (let p = off + 16; p + 4 <= off + len; p += 4) {
-        const fd = cv.getInt32(p, true);
-        if (!t.fdTable.fds[fd]) throw new SyscallError(E.EBADF);
-        fds.push(fd);
-      }
-    }
-    off += (len + 7) & ~7;
-  }
-  if (fds.length > 253) throw new SyscallError(E.EINVAL); // SCM_MAX_FD
-  return fds;
-}
-
 /**
  * Attach files to the next byte written to a unix stream (SCM_RIGHTS): each holds a
  * reference while in flight, and arrives with that byte at the receiver's recvmsg.
@@ -435,7 +624,7 @@ function readRights(t: Task, msg: number): number[] {
 function attachRights(t: Task, f: SocketFile, fds: number[]): (() => void) | undefined {
   const s = so(f);
   if (!fds.length) return undefined;
-  if (s.domain !== AF_UNIX || s.type !== SOCK_STREAM || s.state !== 'connected') throw new SyscallError(E.EOPNOTSUPP);
+  if (s.domain !== AF_UNIX || s.type !== SOCK_STREAM || s.state !== 'connected') throw new SyscallError(s.domain === AF_UNIX ? E.ENOTCONN : E.EINVAL);
   const p = t.kernel.state.pipes[s.tx];
   if (!p) throw new SyscallError(E.EPIPE);
   const fileIds = fds.map((fd) => t.fdTable.fds[fd].fileId);
@@ -448,82 +637,47 @@ function attachRights(t: Task, f: SocketFile, fds: number[]): (() => void) | und
   };
 }
 
+/**
+ * sendmsg(2): the buffers gathered into one message (datagram, seqpacket) or written in order
+ * (stream), with control messages (src/net/cmsg.ts: SCM_RIGHTS, SCM_CREDENTIALS on unix sockets).
+ */
 export function sendmsg(t: Task, f: SocketFile, msg: number, flags: number): SyscallResult {
-  const { iov, name, nameLen } = readMsghdr(t, msg);
-  const to = name && nameLen ? readAddr(t, name, nameLen, so(f).domain!) : undefined;
+  const s = so(f);
+  const { iov, name, nameLen, ctl, ctlLen } = readMsghdr(t, msg);
+  const control: SendControl = parseControl(t, ctl, ctlLen, s.domain === AF_UNIX);
+  const to = name && nameLen ? readAddr(t, name, nameLen, s.domain!) : undefined;
   const parts = iov.filter(([, n]) => n > 0);
-  const undo = attachRights(t, f, readRights(t, msg));
-  if (undo) {
-    const r = parts.length ? socketWrite(t, f, parts[0][0], parts[0][1], flags) : 0;
-    if (typeof r === 'number' && r <= 0) undo();
+  const total = parts.reduce((n, [, l]) => n + l, 0);
+  if (s.domain === AF_UNIX && s.type !== SOCK_STREAM) return unixSend(t, f, () => gather(t, parts), total, flags, to, control);
+  if (s.type === SOCK_DGRAM) return dgramSend(t, f, () => gather(t, parts), total, to);
+  if (to && s.domain === AF_UNIX) return s.state === 'connected' ? -E.EISCONN : -E.EOPNOTSUPP;
+  const undo = attachRights(t, f, control.fds);
+  if (parts.length <= 1) {
+    const r = socketWrite(t, f, parts[0]?.[0] ?? 0, parts[0]?.[1] ?? 0, flags, undefined, control.creds);
+    if (undo && typeof r === 'number' && r <= 0) undo();
     return r;
   }
-  if (parts.length <= 1) return socketWrite(t, f, parts[0]?.[0] ?? 0, parts[0]?.[1] ?? 0, flags, to);
-  // Several buffers: one message (datagram) or one write (stream), through a kernel copy in guest scratch.
-  const data = gather(t, parts);
-  if (so(f).pairPeer !== undefined && (so(f).type === SOCK_SEQPACKET || !to)) return pairSend(t, f, () => data, data.length, flags);
-  if (so(f).type === SOCK_DGRAM) {
-    const target = to ?? so(f).peer;
-    if (!target) return -E.EDESTADDRREQ;
-    autobind(t, f);
-    const dst = lookup(t, SOCK_DGRAM, target);
-    if (dst) { so(dst).dgrams!.push({ from: sourceOf(so(f)), data }); wake(t, dst.id); }
-    return data.length;
-  }
-  let total = 0;
+  let sent = 0;
   for (const [base, len] of parts) {
-    const r = socketWrite(t, f, base, len, flags | MSG_DONTWAIT);
-    if (typeof r !== 'number' || r < 0) return total || (typeof r === 'number' ? r : -E.EAGAIN);
-    total += r;
+    const r = socketWrite(t, f, base, len, flags | MSG_DONTWAIT, undefined, control.creds);
+    if (typeof r !== 'number' || r < 0) {
+      if (!sent) undo?.();
+      return sent || (typeof r === 'number' ? r : -E.EAGAIN);
+    }
+    sent += r;
     if (r < len) break;
   }
-  return total;
+  return sent;
 }
 
+/** recvmsg(2): src/net/socket.ts messageRecv (datagram, seqpacket) or streamRecv; msg_namelen, msg_controllen and msg_flags written back. */
 export function recvmsg(t: Task, f: SocketFile, msg: number, flags: number): SyscallResult {
-  const { iov, name } = readMsghdr(t, msg);
-  const hdr = new Uint8Array(t.mm.read(msg, 56));
-  const hv = new DataView(hdr.buffer);
-  const ctl = Number(hv.getBigUint64(32, true)), ctlRoom = Number(hv.getBigUint64(40, true));
-  hv.setBigUint64(40, 0n, true); hv.setInt32(48, 0, true); // no ancillary data, no flags
-  const first = iov.find(([, n]) => n > 0);
-  // The sender's address goes to msg_name; its length to msg_namelen (in the header we write back).
-  let from: [number, number] | undefined;
-  if (name) {
-    const lenAddr = msg + 8;
-    from = [name, lenAddr];
-  } else hv.setUint32(8, 0, true);
-  if (!name) t.mm.write(msg, hdr);
-  else { t.mm.write(msg + 40, hdr.subarray(40, 56)); }
-  if (!first) return 0;
+  const { iov, name, ctl, ctlLen } = readMsghdr(t, msg);
   const s = so(f);
-  if (s.type === SOCK_STREAM && s.state === 'connected' && !(flags & MSG_PEEK)) {
-    // Files that arrive with these bytes go into the control buffer as SCM_RIGHTS.
-    const onRights = (fileIds: number[]) => {
-      const room = ctl ? Math.max(0, Math.floor((ctlRoom - 16) / 4)) : 0;
-      const fds: number[] = [];
-      fileIds.forEach((id, i) => {
-        if (i < room) {
-          const fd = t.kernel.installFd(t, id, !!(flags & MSG_CMSG_CLOEXEC));
-          if (fd >= 0) fds.push(fd);
-        }
-        t.kernel.unrefFile(id); // the in-flight reference
-      });
-      const cmsgLen = 16 + fds.length * 4;
-      if (fds.length && ctl) {
-        const c = new Uint8Array(cmsgLen);
-        const cv = new DataView(c.buffer);
-        cv.setBigUint64(0, BigInt(cmsgLen), true); cv.setInt32(8, SOL_SOCKET, true); cv.setInt32(12, SCM_RIGHTS, true);
-        fds.forEach((fd, i) => cv.setInt32(16 + i * 4, fd, true));
-        t.mm.write(ctl, c);
-        t.mm.writeU64(msg + 40, (cmsgLen + 7) & ~7);
-      }
-      if (fds.length < fileIds.length) t.mm.writeU32(msg + 48, 8 /* MSG_CTRUNC */);
-    };
-    if (s.shutRd) return 0;
-    return t.kernel.pipes.read(t, f, first[0], first[1], s.rx, nonblocking(f, flags), onRights);
-  }
-  return socketRead(t, f, first[0], first[1], flags, from);
+  if (!name) t.mm.writeU32(msg + 8, 0);
+  const into: RecvInto = { iov, name: name ? [name, msg + 8] : undefined, msg: { hdr: msg, ctl, ctlLen } };
+  if (s.type === SOCK_DGRAM || s.type === SOCK_SEQPACKET) return messageRecv(t, f, flags, into);
+  return streamRecv(t, f, flags, into);
 }
 
 function optKey(level: number, opt: number) { return `${level}:${opt}`; }
@@ -542,7 +696,8 @@ export function getsockopt(t: Task, f: SocketFile, level: number, opt: number, v
       case SO_PEERCRED: {
         const b = new Uint8Array(12);
         const dv = new DataView(b.buffer);
-        dv.setInt32(0, t.tgid, true); dv.setUint32(4, t.tg.uid, true); dv.setUint32(8, t.tg.gid, true);
+        const c = s.peerCred ?? NO_PEER_CRED;
+        dv.setInt32(0, c.pid, true); dv.setUint32(4, c.uid, true); dv.setUint32(8, c.gid, true);
         v = b; break;
       }
       default: v = s.opts?.[optKey(level, opt)] ?? 0;
@@ -568,18 +723,23 @@ export function setsockopt(t: Task, f: SocketFile, level: number, opt: number, v
   return 0;
 }
 
-/** The last fd of a socket closed: connected streams close their pipe ends; bound names are freed. */
+/**
+ * The last fd of a socket closed: connected streams close their pipe ends; bound names are freed;
+ * files in flight in its queue are dropped; its peer and senders blocked on it are woken.
+ */
 export function releaseSocket(k: Kernel, f: SocketFile): void {
   const s = so(f);
   // The other end of a socketpair sees the close (seqpacket: end of file; blocked senders: an error).
-  if (s.pairPeer !== undefined) { k.pipes.changed$.next(s.pairPeer); k.pipes.changed$.next(f.id); }
+  if (s.pairPeer !== undefined) k.pipes.changed$.next(s.pairPeer);
+  k.pipes.changed$.next(f.id);
   if (s.rx && !s.shutRd) k.pipes.closeEnd(s.rx, 'read');
   if (s.tx && !s.shutWr) k.pipes.closeEnd(s.tx, 'write');
   const n = k.state.net;
   if (n && s.local && s.type) {
-    const kk = key(s.type, s.local);
+    const kk = s.boundKey ?? key(s.type, s.local);
     if (n.bound[kk] === f.id) delete n.bound[kk];
   }
+  dropMessages(k, s);
   // Connections nobody accepted are reset.
   for (const id of s.backlog ?? []) {
     const c = k.state.openFiles[id];
@@ -594,7 +754,7 @@ export function socketReadiness(t: Task, f: SocketFile, pipeBuf: number): number
   if (s.pairPeer !== undefined) {
     // unix_dgram_poll: the receive side shut (by this end, or a seqpacket peer's close or SHUT_WR)
     // reads end of file; HUP once both sides are shut or a seqpacket peer is gone; always writable.
-    const peer = pairPeerOf(t, s);
+    const peer = peerOf(t.kernel, s);
     const seq = s.type === SOCK_SEQPACKET;
     const rcvShut = s.shutRd || (seq && (!peer || so(peer).shutWr));
     const sndShut = s.shutWr || (seq && (!peer || so(peer).shutRd));

@@ -6,6 +6,7 @@
 import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { SocketFile } from '../files/socket.js';
+import { peerCredOf } from '../net/cmsg.js';
 import {
   accept, connect, doBind, getsockopt, installSocket, listen, newSocket, readAddr, recvmsg, sendmsg, setsockopt, so, sockFile,
   socketRead, socketWrite, writeAddr,
@@ -61,22 +62,33 @@ function hostStdioSocketOption(t: Task): number | undefined {
   return 0;
 }
 
-/** socket(2): EAFNOSUPPORT, EINVAL, ESOCKTNOSUPPORT, EPROTONOSUPPORT, EMFILE. */
+/**
+ * socket(2): AF_UNIX stream, datagram (SOCK_RAW is one, as unix_create makes it) and seqpacket;
+ * AF_INET/AF_INET6 stream (TCP) and datagram (UDP). EAFNOSUPPORT, EINVAL, ESOCKTNOSUPPORT,
+ * EPROTONOSUPPORT, EMFILE.
+ */
 function socket(t: Task): number {
   const domain = t.argInt(0), type = t.argInt(1), proto = t.argInt(2);
   if (![AF_UNIX, AF_INET, AF_INET6].includes(domain)) return -E.EAFNOSUPPORT;
-  const base = type & SOCK_TYPE_MASK;
+  let base = type & SOCK_TYPE_MASK;
   if (type & ~(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
-  if (base !== SOCK_STREAM && base !== SOCK_DGRAM) return -E.ESOCKTNOSUPPORT;
-  if (proto !== 0 && !(domain !== AF_UNIX && proto === (base === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP))) return -E.EPROTONOSUPPORT;
-  const f = newSocket(t, domain, type, { rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'unbound', opts: {}, dgrams: base === SOCK_DGRAM ? [] : undefined });
+  if (domain === AF_UNIX) {
+    if (proto !== 0 && proto !== AF_UNIX) return -E.EPROTONOSUPPORT;
+    if (base === SOCK_RAW) base = SOCK_DGRAM;
+    if (base !== SOCK_STREAM && base !== SOCK_DGRAM && base !== SOCK_SEQPACKET) return -E.ESOCKTNOSUPPORT;
+  } else {
+    if (base !== SOCK_STREAM && base !== SOCK_DGRAM) return -E.ESOCKTNOSUPPORT;
+    if (proto !== 0 && proto !== (base === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP)) return -E.EPROTONOSUPPORT;
+  }
+  const f = newSocket(t, domain, base | (type & ~SOCK_TYPE_MASK), { rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'unbound', opts: {}, dgrams: base !== SOCK_STREAM ? [] : undefined });
   return installSocket(t, f, !!(type & SOCK_CLOEXEC));
 }
 
 /**
  * socketpair(2) for AF_UNIX: a stream pair is two sockets over a pair of pipes; a datagram or
  * seqpacket pair (SOCK_RAW is a datagram socket, as unix_create makes it) is two sockets whose
- * messages go to each other's queue whole (src/net/socket.ts pairSend). Errors: EAFNOSUPPORT,
+ * messages go to each other's queue whole (src/net/unix.ts unixSend). Both ends record the
+ * caller as their SO_PEERCRED. Errors: EAFNOSUPPORT,
  * EOPNOTSUPP (AF_INET/AF_INET6), EINVAL (unknown flags), EPROTONOSUPPORT, ESOCKTNOSUPPORT,
  * EFAULT (bad `sv`), EMFILE.
  */
@@ -93,10 +105,10 @@ function socketpair(t: Task): number {
   let a: SocketFile, b: SocketFile;
   if (base === SOCK_STREAM) {
     const ab = k.pipes.newPipe(1, 1), ba = k.pipes.newPipe(1, 1);
-    a = newSocket(t, AF_UNIX, type, { rx: ba.id, tx: ab.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
-    b = newSocket(t, AF_UNIX, type, { rx: ab.id, tx: ba.id, shutRd: false, shutWr: false, state: 'connected', opts: {} });
+    a = newSocket(t, AF_UNIX, type, { rx: ba.id, tx: ab.id, shutRd: false, shutWr: false, state: 'connected', opts: {}, peerCred: peerCredOf(t), peer: { family: AF_UNIX, path: '' } });
+    b = newSocket(t, AF_UNIX, type, { rx: ab.id, tx: ba.id, shutRd: false, shutWr: false, state: 'connected', opts: {}, peerCred: peerCredOf(t), peer: { family: AF_UNIX, path: '' } });
   } else {
-    const unnamed = () => ({ rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'connected' as const, opts: {}, dgrams: [], local: { family: AF_UNIX, path: '' }, peer: { family: AF_UNIX, path: '' } });
+    const unnamed = () => ({ rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'connected' as const, opts: {}, dgrams: [], peer: { family: AF_UNIX, path: '' }, peerCred: peerCredOf(t) });
     a = newSocket(t, AF_UNIX, base | flags, unnamed());
     b = newSocket(t, AF_UNIX, base | flags, unnamed());
     a.socket.pairPeer = b.id;
@@ -117,8 +129,8 @@ function socketpair(t: Task): number {
 const withSock = <T>(t: Task, fd: number, fn: (f: SocketFile) => T): T => fn(sockFile(t, fd));
 
 export const netSyscalls = [
-  syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 on 127.0.0.0/8 and ::1, AF_UNIX; stream and datagram'),
-  syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX stream, datagram and seqpacket pairs; no SCM_RIGHTS on message pairs'),
+  syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 (TCP, UDP) on 127.0.0.0/8, ::1 and IPv4-mapped; AF_UNIX stream, datagram and seqpacket'),
+  syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX stream, datagram and seqpacket pairs (no other family has them here)'),
   syscall('bind', 3, (t) => withSock(t, t.argInt(0), (f) => { doBind(t, f, readAddr(t, t.arg(1), t.argU32(2), so(f).domain!)); return 0; })),
   syscall('listen', 2, (t) => listen(t, t.argInt(0), t.argInt(1))),
   syscall('connect', 3, (t) => connect(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'loopback connects are made at once (non-blocking TCP still reports EINPROGRESS)'),
@@ -126,17 +138,17 @@ export const netSyscalls = [
   syscall('accept4', 4, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3))),
   syscall('sendto', 6, (t) => withSock(t, t.argInt(0), (f) => socketWrite(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? readAddr(t, t.arg(4), t.argU32(5), so(f).domain!) : undefined))),
   syscall('recvfrom', 6, (t) => withSock(t, t.argInt(0), (f) => socketRead(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? [t.arg(4), t.arg(5)] : undefined))),
-  syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS on unix streams; no SCM_CREDENTIALS'),
-  syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS on unix streams; fills the first non-empty iovec'),
+  syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS on unix sockets; IP-level control messages are ignored'),
+  syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS (SO_PASSCRED) on unix sockets; a stream\'s credentials are its peer\'s at connect; no IP-level control messages'),
   syscall('shutdown', 2, (t) => withSock(t, t.argInt(0), (f) => {
     const how = t.argInt(1), s = so(f);
     if (how < 0 || how > 2) return -E.EINVAL;
-    if (s.pairPeer !== undefined) {
-      // A datagram/seqpacket socketpair: the flags are this end's; a seqpacket peer sees them (unix_shutdown).
+    if (s.domain === AF_UNIX && !(s.type === SOCK_STREAM && s.state === 'connected')) {
+      // unix_shutdown never fails: the flags are this end's; a seqpacket peer sees them.
       if (how === 0 || how === 2) s.shutRd = true;
       if (how === 1 || how === 2) s.shutWr = true;
       t.kernel.pipes.changed$.next(f.id);
-      t.kernel.pipes.changed$.next(s.pairPeer);
+      if (s.pairPeer !== undefined) t.kernel.pipes.changed$.next(s.pairPeer);
       return 0;
     }
     if (s.state !== 'connected' || s.type !== SOCK_STREAM) return -E.ENOTCONN;
