@@ -565,6 +565,8 @@ export interface InodeState {
    * FilesystemState.diskBytes for it (unset in older graphs: the capacity).
    */
   shared?: { offset: number; capacity: number; counted?: number };
+  /** Extended attributes by full name (user.*, trusted.*, security.*), as tmpfs keeps them (src/syscalls/xattr.ts). */
+  xattrs?: Record<string, Uint8Array>;
   size: number;
   /** Symlink target. */
   target?: string;

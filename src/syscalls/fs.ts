@@ -328,16 +328,6 @@ function statfsBytes(t: Task): Uint8Array {
   return b;
 }
 
-/** *getxattr/*listxattr: no extended attributes exist in the sandbox (ENODATA, an empty list). */
-function xattrLookup(t: Task, pathAddr: number, follow: boolean): number {
-  t.kernel.vfs.resolve(pathArg(t, pathAddr), t.tg.cwd, follow);
-  return -E.ENODATA;
-}
-function xattrList(t: Task, pathAddr: number, follow: boolean): number {
-  t.kernel.vfs.resolve(pathArg(t, pathAddr), t.tg.cwd, follow);
-  return 0;
-}
-
 /** mknod(2): FIFOs and regular files; device nodes need CAP_MKNOD, which the sandbox doesn't grant. */
 function mknodAt(t: Task, dirfd: number, pathAddr: number, mode: number): number {
   const type = mode & S_IFMT;
@@ -354,15 +344,6 @@ function mknodAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
 export const fsSyscalls = [
   syscall('mknod', 3, (t) => mknodAt(t, AT_FDCWD, t.arg(0), t.argU32(1)), 'partial', 'FIFOs and regular files; device nodes give EPERM'),
   syscall('mknodat', 4, (t) => mknodAt(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'FIFOs and regular files; device nodes give EPERM'),
-  syscall('getxattr', 4, (t) => xattrLookup(t, t.arg(0), true), 'partial', 'no extended attributes: ENODATA'),
-  syscall('lgetxattr', 4, (t) => xattrLookup(t, t.arg(0), false), 'partial', 'no extended attributes: ENODATA'),
-  syscall('fgetxattr', 4, (t) => { t.kernel.file(t, t.argInt(0)); return -E.ENODATA; }, 'partial', 'no extended attributes: ENODATA'),
-  syscall('listxattr', 3, (t) => xattrList(t, t.arg(0), true), 'partial', 'no extended attributes: empty list'),
-  syscall('llistxattr', 3, (t) => xattrList(t, t.arg(0), false), 'partial', 'no extended attributes: empty list'),
-  syscall('flistxattr', 3, (t) => { t.kernel.file(t, t.argInt(0)); return 0; }, 'partial', 'no extended attributes: empty list'),
-  syscall('setxattr', 5, () => -E.EOPNOTSUPP, 'partial', 'extended attributes are not supported'),
-  syscall('lsetxattr', 5, () => -E.EOPNOTSUPP, 'partial', 'extended attributes are not supported'),
-  syscall('fsetxattr', 5, () => -E.EOPNOTSUPP, 'partial', 'extended attributes are not supported'),
   syscall('access', 2, (t) => accessAt(t, AT_FDCWD, t.arg(0), t.argInt(1), 0)),
   syscall('faccessat', 3, (t) => accessAt(t, t.argInt(0), t.arg(1), t.argInt(2), 0)),
   syscall('faccessat2', 4, (t) => accessAt(t, t.argInt(0), t.arg(1), t.argInt(2), t.argInt(3))),

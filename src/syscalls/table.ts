@@ -20,6 +20,7 @@
  *   timerfd.ts — timerfd_create, timerfd_settime, timerfd_gettime
  *   signalfd.ts — signalfd, signalfd4
  *   inotify.ts — inotify_init, inotify_init1, inotify_add_watch, inotify_rm_watch
+ *   xattr.ts   — getxattr, setxattr, listxattr, removexattr and their l*, f* variants
  *   net.ts     — socket, socketpair, bind, listen, connect, accept, send*, recv*, *sockopt…
  *   misc.ts    — getrandom, futex, rseq, sysinfo, membarrier…
  */
@@ -39,6 +40,7 @@ import { eventfdSyscalls } from './eventfd.js';
 import { timerfdSyscalls } from './timerfd.js';
 import { signalfdSyscalls } from './signalfd.js';
 import { inotifySyscalls } from './inotify.js';
+import { xattrSyscalls } from './xattr.js';
 import { netSyscalls } from './net.js';
 import { mempolicySyscalls } from './mempolicy.js';
 import { lockSyscalls } from './locks.js';
@@ -48,7 +50,7 @@ export { syscall } from './entry.js';
 
 /** Indexed by syscall number. */
 export const SYSCALL_TABLE: (SyscallEntry | undefined)[] = [];
-const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, timerfd: timerfdSyscalls, signalfd: signalfdSyscalls, inotify: inotifySyscalls, net: netSyscalls, mempolicy: mempolicySyscalls, locks: lockSyscalls, misc: miscSyscalls };
+const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, timerfd: timerfdSyscalls, signalfd: signalfdSyscalls, inotify: inotifySyscalls, xattr: xattrSyscalls, net: netSyscalls, mempolicy: mempolicySyscalls, locks: lockSyscalls, misc: miscSyscalls };
 for (const [family, entries] of Object.entries(FAMILIES)) {
   for (const e of entries) {
     if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);

@@ -147,10 +147,12 @@ export class Vfs {
     const cred = this.currentCreds();
     // Search permission on every directory walked through (may_lookup), unless the caller may bypass it.
     const search = cred && !capable(cred, CAP_DAC_READ_SEARCH) && !capable(cred, CAP_DAC_OVERRIDE) ? cred : undefined;
+    // A relative path starts at the working directory: the directories above it are not searched again (path_init).
+    let unchecked = p.startsWith('/') ? 0 : cwd.split('/').length;
     for (let i = 0; i < rest.length; i++) {
       const c = rest[i];
       if (c === '') continue;
-      if (search) {
+      if (search && i >= unchecked) {
         const d = node ?? (cur === '' ? this.lookup('/') ?? this.rootNode() : this.lookup(cur));
         if (d && !this.permits(search, d, MAY_EXEC)) throw new SyscallError(E.EACCES);
       }
@@ -176,6 +178,7 @@ export class Vfs {
         if (target.startsWith('/')) cur = '';
         rest = [...target.split('/'), ...remaining];
         i = -1;
+        unchecked = 0;
         node = undefined;
         continue;
       }
