@@ -17,7 +17,7 @@ import { truncateUpper, type UpperFile } from '../files/upper.js';
 import { writeHostFd } from '../files/hostfd.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { fcntlLock } from './locks.js';
-import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_WRITE, SIGPIPE, S_IFIFO, S_IFMT, S_IFREG } from '../abi/linux.js';
+import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_WRITE, SIGPIPE, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG } from '../abi/linux.js';
 import { MAY_READ, MAY_WRITE } from '../kernel/creds.js';
 import { IN_ACCESS, IN_CREATE, IN_MODIFY, IN_OPEN, fsnotifyDirent, fsnotifyFile } from '../files/inotify.js';
 
@@ -415,6 +415,45 @@ function pipe2(t: Task, fdsAddr: number, flags: number): number {
   return 0;
 }
 
+const FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02, FALLOC_FL_COLLAPSE_RANGE = 0x08, FALLOC_FL_ZERO_RANGE = 0x10;
+const FALLOC_FL_INSERT_RANGE = 0x20, FALLOC_FL_UNSHARE_RANGE = 0x40, FALLOC_FL_WRITE_ZEROES = 0x80;
+const FALLOC_FL_MODE_MASK = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES;
+
+/**
+ * fallocate(2) in vfs_fallocate's order: EBADF for the fd, EINVAL for a negative offset or a length
+ * ≤ 0, EOPNOTSUPP for an unknown or contradictory mode (PUNCH_HOLE without KEEP_SIZE; COLLAPSE,
+ * INSERT or WRITE_ZEROES with it), EBADF unless open for writing, ESPIPE for a pipe or FIFO, EISDIR,
+ * ENODEV for anything but a regular file (sockets, devices, anonymous files), EFBIG past the largest
+ * file; then tmpfs's shmem_fallocate (the upper layer answers as tmpfs): only allocation (the size
+ * grows to offset+len unless KEEP_SIZE; RLIMIT_FSIZE gives EFBIG + SIGXFSZ) and PUNCH_HOLE (zeros,
+ * whole blocks dropped), EOPNOTSUPP for the other modes. IN_MODIFY on success.
+ */
+function fallocate(t: Task, fd: number, mode: number, off: number, len: number): number {
+  const f = t.kernel.file(t, fd);
+  if (f.flags & O_PATH) return -E.EBADF;
+  if (off < 0 || len <= 0) return -E.EINVAL;
+  if (mode & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) return -E.EOPNOTSUPP;
+  switch (mode & FALLOC_FL_MODE_MASK) {
+    case 0: case FALLOC_FL_UNSHARE_RANGE: case FALLOC_FL_ZERO_RANGE: break;
+    case FALLOC_FL_PUNCH_HOLE: if (!(mode & FALLOC_FL_KEEP_SIZE)) return -E.EOPNOTSUPP; break;
+    case FALLOC_FL_COLLAPSE_RANGE: case FALLOC_FL_INSERT_RANGE: case FALLOC_FL_WRITE_ZEROES: if (mode & FALLOC_FL_KEEP_SIZE) return -E.EOPNOTSUPP; break;
+    default: return -E.EOPNOTSUPP;
+  }
+  if ((f.flags & O_ACCMODE) === O_RDONLY || (f.flags & O_ACCMODE) === O_ACCMODE) return -E.EBADF;
+  const type = statOfFile(t, f).mode & S_IFMT;
+  if (type === S_IFIFO) return -E.ESPIPE;
+  if (type === S_IFDIR) return -E.EISDIR;
+  if (type !== S_IFREG || f.kind !== 'upper') return -E.ENODEV;
+  if (off + len > MAX_UPPER_FILE) return -E.EFBIG;
+  if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) return -E.EOPNOTSUPP; // shmem_fallocate
+  const ino = t.kernel.state.fs.inodes[f.inodeId];
+  const end = off + len;
+  if (mode & FALLOC_FL_PUNCH_HOLE) inodeZero(t.kernel, ino, off, end);
+  else if (!(mode & FALLOC_FL_KEEP_SIZE) && end > ino.size) truncateInode(t, ino, end);
+  fsnotifyFile(t.kernel, f, IN_MODIFY);
+  return 0;
+}
+
 /** fsync/fdatasync: 0, or EINVAL for files with no fsync operation (pipes, sockets, eventfds: vfs_fsync_range). */
 function syncable(t: Task, f: OpenFileState): number {
   return t.kernel.fileOps(f).syncable === false ? -E.EINVAL : 0;
@@ -485,25 +524,7 @@ export const fileSyscalls = [
     if (fd < 0) { delete k.state.openFiles[f.id]; delete k.state.fs.inodes[id]; }
     return fd;
   }, 'partial', 'seals are accepted but not enforced; MAP_SHARED mappings are copies'),
-  syscall('fallocate', 4, (t) => {
-    const f = t.kernel.file(t, t.argInt(0));
-    const mode = t.argInt(1), off = t.argI64(2), len = t.argI64(3);
-    if (off < 0 || len <= 0) return -E.EINVAL;
-    if ((f.flags & O_ACCMODE) === O_RDONLY) return -E.EBADF;
-    if (f.kind === 'pipe') return -E.ESPIPE;
-    if (f.kind !== 'upper') return -E.ENODEV;
-    const ino = t.kernel.state.fs.inodes[f.inodeId];
-    if (!isReg(ino.mode)) return -E.ENODEV;
-    const KEEP_SIZE = 1, PUNCH_HOLE = 2, ZERO_RANGE = 0x10;
-    if (mode & ~(KEEP_SIZE | PUNCH_HOLE | ZERO_RANGE)) return -E.EOPNOTSUPP;
-    if ((mode & PUNCH_HOLE) && !(mode & KEEP_SIZE)) return -E.EINVAL;
-    const end = off + len;
-    if (end > MAX_UPPER_FILE) return -E.EFBIG;
-    if (mode & (PUNCH_HOLE | ZERO_RANGE)) inodeZero(t.kernel, ino, off, end);
-    if (!(mode & KEEP_SIZE) && end > ino.size) truncateInode(t, ino, end);
-    fsnotifyFile(t.kernel, f, IN_MODIFY);
-    return 0;
-  }, 'partial', 'COLLAPSE/INSERT_RANGE give EOPNOTSUPP'),
+  syscall('fallocate', 4, (t) => fallocate(t, t.argInt(0), t.argInt(1), t.argI64(2), t.argI64(3)), 'partial', 'tmpfs\'s modes: allocation (with or without FALLOC_FL_KEEP_SIZE) and PUNCH_HOLE; ZERO_RANGE, COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE give EOPNOTSUPP as on tmpfs; memfd seals are not checked'),
   syscall('ftruncate', 2, (t) => (t.argI64(1) < 0 ? -E.EINVAL /* before the fd, as do_sys_ftruncate */ : ftruncateFile(t, t.kernel.file(t, t.argInt(0)), t.argI64(1)))),
   syscall('sendfile', 4, sendfile, 'partial', 'from regular files; into a full pipe or socket it gives EAGAIN rather than blocking'),
 ];
