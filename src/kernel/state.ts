@@ -413,6 +413,9 @@ export interface SocketMessage {
    * is received (the files are installed in the receiver) or dropped (socket released).
    */
   fileIds?: number[];
+  /** AF_INET6 datagrams: the hop limit and traffic class they were sent with (IPV6_HOPLIMIT, IPV6_TCLASS for receivers that ask). */
+  hopLimit?: number;
+  tclass?: number;
 }
 
 /**
@@ -426,6 +429,8 @@ export interface SocketState {
   domain?: number;
   /** SOCK_STREAM (1), SOCK_DGRAM (2) or SOCK_SEQPACKET (5, AF_UNIX only). */
   type?: number;
+  /** IPPROTO_UDPLITE (136) for a UDP-Lite socket (a datagram socket with its own ports); absent for TCP, UDP and unix. */
+  protocol?: number;
   /**
    * AF_UNIX datagram and seqpacket sockets: the open-file id of the socket this one sends to
    * (unix_peer): the other end of a socketpair or of an accepted seqpacket connection, or the

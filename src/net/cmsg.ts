@@ -8,7 +8,7 @@ import { E, SyscallError } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { UCred } from '../kernel/state.js';
 import { credsOf, capable } from '../kernel/creds.js';
-import { CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN, MSG_CTRUNC, SCM_CREDENTIALS, SCM_RIGHTS, SOL_SOCKET } from '../abi/linux.js';
+import { AF_INET6, AF_UNIX, CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN, IPPROTO_IPV6, IPV6_HOPLIMIT, IPV6_TCLASS, MSG_CTRUNC, SOCK_DGRAM, SCM_CREDENTIALS, SCM_RIGHTS, SOL_SOCKET } from '../abi/linux.js';
 
 /** struct cmsghdr: u64 cmsg_len, i32 level, i32 type (16 bytes on x86-64). */
 const CMSG_HDR = 16;
@@ -18,12 +18,18 @@ const SCM_MAX_FD = 253;
 /** net.core.optmem_max: the largest control buffer sendmsg accepts (ENOBUFS past it). */
 const OPTMEM_MAX = 131072;
 
-/** What a sender's control buffer asks for: fds to pass (SCM_RIGHTS), credentials (SCM_CREDENTIALS), in order given. */
+/** What a sender's control buffer asks for: fds to pass (SCM_RIGHTS), credentials (SCM_CREDENTIALS), IPv6 hop limit and traffic class. */
 export interface SendControl {
   /** Guest fds, each checked open (EBADF otherwise). */
   fds: number[];
   creds?: UCred;
+  /** IPV6_HOPLIMIT / IPV6_TCLASS of this datagram (-1: the socket's default). */
+  hopLimit?: number;
+  tclass?: number;
 }
+
+/** IPPROTO_IPV6 control messages sendmsg takes without acting on them here (RFC 3542: pktinfo, next hop, extension headers, dontfrag). */
+const IPV6_IGNORED_CMSGS = new Set([50 /* PKTINFO */, 53 /* NEXTHOP */, 54 /* HOPOPTS */, 57 /* RTHDR */, 59 /* DSTOPTS */, 55 /* RTHDRDSTOPTS */, 62 /* DONTFRAG */, 2, 3, 4, 5, 6, 8 /* RFC 2292 forms */]);
 
 /** The credentials a message carries by default (scm_set_cred): the sender's tgid, real uid and real gid. */
 export function senderCred(t: Task): UCred {
@@ -38,16 +44,19 @@ export function peerCredOf(t: Task): UCred {
 }
 
 /**
- * Parse the control buffer of a sendmsg msghdr (`ctl` guest address, `len` bytes). `unix`: the
- * socket is AF_UNIX (SCM_RIGHTS and SCM_CREDENTIALS allowed); for other families SOL_SOCKET
- * messages other than those are EINVAL too and other levels are ignored. Errors: ENOBUFS (buffer
- * past optmem_max), EFAULT, EINVAL (bad cmsg_len, unknown SOL_SOCKET type, rights on a non-unix
- * socket, more than SCM_MAX_FD files, SCM_CREDENTIALS of the wrong size or uid/gid -1), EBADF (a
+ * Parse the control buffer of a sendmsg msghdr (`ctl` guest address, `len` bytes) for a socket
+ * of `domain` and `type`. AF_UNIX: SCM_RIGHTS and SCM_CREDENTIALS; other SOL_SOCKET types are
+ * EINVAL and other levels ignored. AF_INET6 datagrams: IPV6_HOPLIMIT and IPV6_TCLASS (an int,
+ * -1..255) as ip6_datagram_send_ctl, other RFC 3542 items ignored, unknown ones EINVAL. Inet
+ * sockets ignore SCM_RIGHTS, SCM_CREDENTIALS and a few other SOL_SOCKET items (__sock_cmsg_send)
+ * and refuse the rest with EINVAL. Errors: ENOBUFS (buffer
+ * past optmem_max), EFAULT, EINVAL (bad cmsg_len, unknown SOL_SOCKET type, more than SCM_MAX_FD files, SCM_CREDENTIALS of the wrong size or uid/gid -1), EBADF (a
  * closed fd), EPERM (credentials not the sender's without CAP_SYS_ADMIN/CAP_SETUID/CAP_SETGID),
  * ESRCH (no such pid). Source: net/core/scm.c __scm_send, scm_fp_copy, scm_check_creds.
  */
-export function parseControl(t: Task, ctl: number, len: number, unix: boolean): SendControl {
+export function parseControl(t: Task, ctl: number, len: number, domain: number, type: number): SendControl {
   const out: SendControl = { fds: [] };
+  const unix = domain === AF_UNIX, ip6dgram = domain === AF_INET6 && type === SOCK_DGRAM;
   if (len > 0x7fffffff || len > OPTMEM_MAX) throw new SyscallError(E.ENOBUFS);
   if (!ctl || len < CMSG_HDR) return out;
   const raw = t.mm.read(ctl, len);
@@ -56,9 +65,12 @@ export function parseControl(t: Task, ctl: number, len: number, unix: boolean): 
     const clen = Number(v.getBigUint64(off, true));
     if (clen < CMSG_HDR || clen > len - off) throw new SyscallError(E.EINVAL);
     const level = v.getInt32(off + 8, true), type = v.getInt32(off + 12, true);
-    if (level === SOL_SOCKET) {
+    if (level === SOL_SOCKET && !unix) {
+      // __sock_cmsg_send: rights and credentials mean nothing here and are ignored, as are the
+      // mark, timestamping, txtime and priority requests; anything else is EINVAL.
+      if (![SCM_RIGHTS, SCM_CREDENTIALS, 12 /* SO_PRIORITY */, 36 /* SO_MARK */, 37 /* SO_TIMESTAMPING_OLD */, 61 /* SCM_TXTIME */].includes(type)) throw new SyscallError(E.EINVAL);
+    } else if (level === SOL_SOCKET) {
       if (type === SCM_RIGHTS) {
-        if (!unix) throw new SyscallError(E.EINVAL);
         const n = Math.floor((clen - CMSG_HDR) / 4);
         if (n > 0) {
           if (n > SCM_MAX_FD || out.fds.length + n > SCM_MAX_FD) throw new SyscallError(E.EINVAL);
@@ -68,12 +80,19 @@ export function parseControl(t: Task, ctl: number, len: number, unix: boolean): 
             out.fds.push(fd);
           }
         }
-      } else if (type === SCM_CREDENTIALS && unix) {
+      } else if (type === SCM_CREDENTIALS) {
         if (clen !== CMSG_HDR + 12) throw new SyscallError(E.EINVAL);
         const cred = { pid: v.getInt32(off + 16, true), uid: v.getUint32(off + 20, true), gid: v.getUint32(off + 24, true) };
         checkCreds(t, cred);
         out.creds = cred;
       } else throw new SyscallError(E.EINVAL);
+    } else if (level === IPPROTO_IPV6 && ip6dgram) {
+      if (type === IPV6_HOPLIMIT || type === IPV6_TCLASS) {
+        if (clen !== CMSG_HDR + 4) throw new SyscallError(E.EINVAL);
+        const val = v.getInt32(off + CMSG_HDR, true);
+        if (val < -1 || val > 255) throw new SyscallError(E.EINVAL);
+        if (type === IPV6_HOPLIMIT) out.hopLimit = val; else out.tclass = val;
+      } else if (!IPV6_IGNORED_CMSGS.has(type)) throw new SyscallError(E.EINVAL);
     }
     off += align8(clen);
   }
@@ -129,6 +148,13 @@ export class ControlWriter {
       this.put(SOL_SOCKET, SCM_RIGHTS, b);
     }
     if (fds.length < total) this.truncated = true;
+  }
+
+  /** An int-valued control message (IPV6_HOPLIMIT, IPV6_TCLASS). */
+  putInt(level: number, type: number, value: number): void {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setInt32(0, value, true);
+    this.put(level, type, b);
   }
 
   /** The struct ucred of SCM_CREDENTIALS. */

@@ -14,8 +14,8 @@ import { filter } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { Kernel } from '../kernel/kernel.js';
-import type { NetState, PipeState, SockAddr, SocketState, UCred } from '../kernel/state.js';
-import { AF_INET, AF_INET6, AF_UNIX, AF_UNSPEC, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPV6_V6ONLY, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
+import type { NetState, PipeState, SockAddr, SocketMessage, SocketState, UCred } from '../kernel/state.js';
+import { AF_INET, AF_INET6, AF_UNIX, AF_UNSPEC, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, IPV6_HOPLIMIT, IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS, IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_V6ONLY, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
 import { ControlWriter, parseControl, peerCredOf, senderCred, type SendControl } from './cmsg.js';
 import { MESSAGE_OVERHEAD, NO_PEER_CRED, UNIX_QUEUE_BYTES, dropMessages, passcred, peerOf, queuedBytes, unixAutobind, unixBind, unixDisconnect, unixLookup, unixSend } from './unix.js';
 
@@ -163,8 +163,11 @@ function writeFrom(t: Task, addr: number, lenAddr: number, a: SockAddr | undefin
   writeAddr(t, addr, lenAddr, asFamily(a, domain), domain);
 }
 
-/** Key of a bound inet address in the port table (all loopback addresses of a family share ports). */
-function key(type: number, a: SockAddr): string {
+/**
+ * Key of a bound address in the port table (all loopback addresses of a family share ports).
+ * `space`: the socket type, or 'udplite' (UDP-Lite has its own ports).
+ */
+function key(type: number | string, a: SockAddr): string {
   if (a.family === AF_UNIX) return `unix:${type}:${a.path}`;
   return `${a.family === AF_INET6 ? 'in6' : 'in'}:${type}:${a.port}`;
 }
@@ -175,19 +178,19 @@ function dualStack(s: SocketState): boolean {
 }
 
 /** The socket holding port `port` of `family` for `type`, if any. */
-function holder(t: Task, type: number, family: number, port: number): SocketFile | undefined {
+function holder(t: Task, type: number | string, family: number, port: number): SocketFile | undefined {
   const id = net(t).bound[key(type, { family, port })];
   return id === undefined ? undefined : t.kernel.state.openFiles[id] as SocketFile | undefined;
 }
 
 /** Whether an inet bind of `family`/`port` clashes: the port is taken in the family, or across families by a dual-stack socket. */
-function portTaken(t: Task, type: number, family: number, port: number, dual: boolean): boolean {
+function portTaken(t: Task, type: number | string, family: number, port: number, dual: boolean): boolean {
   if (holder(t, type, family, port)) return true;
   if (family === AF_INET) { const h = holder(t, type, AF_INET6, port); return !!h && dualStack(h.socket); }
   return dual && !!holder(t, type, AF_INET, port);
 }
 
-function ephemeralPort(t: Task, type: number, family: number, dual: boolean): number {
+function ephemeralPort(t: Task, type: number | string, family: number, dual: boolean): number {
   const n = net(t);
   for (let i = 0; i <= EPHEMERAL_LAST - EPHEMERAL_FIRST; i++) {
     const port = n.nextPort;
@@ -196,6 +199,9 @@ function ephemeralPort(t: Task, type: number, family: number, dual: boolean): nu
   }
   throw new SyscallError(E.EADDRINUSE);
 }
+
+/** The port table an inet socket's ports are in: its type's, or UDP-Lite's own. */
+const portSpace = (s: SocketState): number | string => (s.protocol === IPPROTO_UDPLITE ? 'udplite' : s.type!);
 
 function loopbackOf(family: number): string { return family === AF_INET6 ? '::1' : '127.0.0.1'; }
 
@@ -215,9 +221,9 @@ export function doBind(t: Task, f: SocketFile, a: SockAddr): void {
   if (!any && !loop) throw new SyscallError(E.EADDRNOTAVAIL);
   if (a.family === AF_INET6 && v4 !== undefined && s.opts?.[`${IPPROTO_IPV6}:${IPV6_V6ONLY}`]) throw new SyscallError(E.EINVAL);
   const dual = a.family === AF_INET6 && !s.opts?.[`${IPPROTO_IPV6}:${IPV6_V6ONLY}`] && (any || v4 !== undefined);
-  if (a.port && portTaken(t, s.type!, a.family, a.port, dual)) throw new SyscallError(E.EADDRINUSE);
-  a = { family: a.family, ip, port: a.port || ephemeralPort(t, s.type!, a.family, dual) };
-  const k = key(s.type!, a);
+  if (a.port && portTaken(t, portSpace(s), a.family, a.port, dual)) throw new SyscallError(E.EADDRINUSE);
+  a = { family: a.family, ip, port: a.port || ephemeralPort(t, portSpace(s), a.family, dual) };
+  const k = key(portSpace(s), a);
   net(t).bound[k] = f.id;
   s.boundKey = k;
   s.local = a;
@@ -254,7 +260,7 @@ function reached(a: SockAddr): SockAddr {
  * AF_INET6 sockets. ENETUNREACH for a non-loopback address; a pure-IPv6 destination from an
  * IPV6_V6ONLY-less socket is fine, a mapped one from an IPV6_V6ONLY socket is ENETUNREACH.
  */
-function lookup(t: Task, type: number, a: SockAddr): SocketFile | undefined {
+function lookup(t: Task, type: number | string, a: SockAddr): SocketFile | undefined {
   const v4 = v4Of(a);
   if (v4 !== undefined) {
     if (!isLoopbackV4(v4) && v4 !== '0.0.0.0') throw new SyscallError(E.ENETUNREACH);
@@ -448,18 +454,26 @@ function writerAt(p: PipeState): { cred?: UCred; run: number } {
 }
 
 /** A UDP datagram to `to` (or the connected peer): lost if nobody is bound there or the queue is full, as on a network. EDESTADDRREQ, EMSGSIZE, ENETUNREACH. */
-function dgramSend(t: Task, f: SocketFile, data: () => Uint8Array, count: number, to: SockAddr | undefined): number {
+function dgramSend(t: Task, f: SocketFile, data: () => Uint8Array, count: number, to: SockAddr | undefined, ctl?: SendControl): number {
   const s = so(f);
   const dest = to ? reached(to) : s.peer;
   if (!dest) return -E.EDESTADDRREQ;
   if (count > 65507 && s.domain !== AF_UNIX) return -E.EMSGSIZE;
   autobind(t, f);
-  const target = lookup(t, SOCK_DGRAM, dest);
+  const target = lookup(t, portSpace(s), dest);
   const bytes = data();
   if (!target) return count; // UDP to a closed port: the datagram is lost
   const ts = so(target);
   if (queuedBytes(ts.dgrams!) + count + DGRAM_MESSAGE_OVERHEAD > DGRAM_QUEUE_BYTES) return count;
-  ts.dgrams!.push({ from: sourceOf(s, dest), data: bytes });
+  const m: SocketMessage = { from: sourceOf(s, dest), data: bytes };
+  if (s.domain === AF_INET6) {
+    // The hop limit and traffic class: the message's own, else the socket's options, else Linux's defaults (64, 0).
+    const hops = ctl?.hopLimit ?? -1, tc = ctl?.tclass ?? -1;
+    const optHops = s.opts?.[`${IPPROTO_IPV6}:${IPV6_UNICAST_HOPS}`] ?? -1, optTc = s.opts?.[`${IPPROTO_IPV6}:${IPV6_TCLASS}`] ?? -1;
+    m.hopLimit = hops >= 0 ? hops : optHops >= 0 ? optHops : 64;
+    m.tclass = tc >= 0 ? tc : optTc >= 0 ? optTc : 0;
+  }
+  ts.dgrams!.push(m);
   wake(t, target.id);
   return count;
 }
@@ -537,6 +551,10 @@ function messageRecv(t: Task, f: SocketFile, flags: number, into: RecvInto): Sys
     const w = into.msg ? new ControlWriter(t, into.msg.ctl, into.msg.ctlLen) : undefined;
     if (w && s.domain === AF_UNIX && passcred(s)) w.putCreds(d.creds ?? NO_PEER_CRED);
     if (d.fileIds?.length) deliverRights(t, w, d.fileIds, flags);
+    if (w && s.domain === AF_INET6) { // ip6_datagram_recv_specific_ctl's order: hop limit, then traffic class
+      if (s.opts?.[`${IPPROTO_IPV6}:${IPV6_RECVHOPLIMIT}`]) w.putInt(IPPROTO_IPV6, IPV6_HOPLIMIT, d.hopLimit ?? 64);
+      if (s.opts?.[`${IPPROTO_IPV6}:${IPV6_RECVTCLASS}`]) w.putInt(IPPROTO_IPV6, IPV6_TCLASS, d.tclass ?? 0);
+    }
     finishMsg(t, into, w, n < d.data.length ? MSG_TRUNC : 0);
     return flags & MSG_TRUNC ? d.data.length : n;
   };
@@ -644,12 +662,12 @@ function attachRights(t: Task, f: SocketFile, fds: number[]): (() => void) | und
 export function sendmsg(t: Task, f: SocketFile, msg: number, flags: number): SyscallResult {
   const s = so(f);
   const { iov, name, nameLen, ctl, ctlLen } = readMsghdr(t, msg);
-  const control: SendControl = parseControl(t, ctl, ctlLen, s.domain === AF_UNIX);
+  const control: SendControl = parseControl(t, ctl, ctlLen, s.domain!, s.type!);
   const to = name && nameLen ? readAddr(t, name, nameLen, s.domain!) : undefined;
   const parts = iov.filter(([, n]) => n > 0);
   const total = parts.reduce((n, [, l]) => n + l, 0);
   if (s.domain === AF_UNIX && s.type !== SOCK_STREAM) return unixSend(t, f, () => gather(t, parts), total, flags, to, control);
-  if (s.type === SOCK_DGRAM) return dgramSend(t, f, () => gather(t, parts), total, to);
+  if (s.type === SOCK_DGRAM) return dgramSend(t, f, () => gather(t, parts), total, to, control);
   if (to && s.domain === AF_UNIX) return s.state === 'connected' ? -E.EISCONN : -E.EOPNOTSUPP;
   const undo = attachRights(t, f, control.fds);
   if (parts.length <= 1) {
@@ -690,7 +708,7 @@ export function getsockopt(t: Task, f: SocketFile, level: number, opt: number, v
       case SO_TYPE: v = s.type!; break;
       case SO_ERROR: v = s.error ?? 0; s.error = undefined; break;
       case SO_DOMAIN: v = s.domain!; break;
-      case SO_PROTOCOL: v = s.domain === AF_UNIX ? 0 : s.type === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP; break;
+      case SO_PROTOCOL: v = s.domain === AF_UNIX ? 0 : s.protocol ?? (s.type === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP); break;
       case SO_ACCEPTCONN: v = s.state === 'listening' ? 1 : 0; break;
       case SO_SNDBUF: case SO_RCVBUF: v = s.opts?.[optKey(level, opt)] ?? 212992; break;
       case SO_PEERCRED: {
@@ -702,7 +720,7 @@ export function getsockopt(t: Task, f: SocketFile, level: number, opt: number, v
       }
       default: v = s.opts?.[optKey(level, opt)] ?? 0;
     }
-  } else if (level === IPPROTO_TCP || level === IPPROTO_UDP || level === 0 /* IP */ || level === 41 /* IPV6 */) {
+  } else if (level === IPPROTO_TCP || level === IPPROTO_UDP || level === IPPROTO_UDPLITE || level === 0 /* IP */ || level === 41 /* IPV6 */) {
     v = s.opts?.[optKey(level, opt)] ?? 0;
   } else return -E.ENOPROTOOPT;
   const bytes = typeof v === 'number' ? new Uint8Array(new Int32Array([v]).buffer) : v;
@@ -714,7 +732,7 @@ export function getsockopt(t: Task, f: SocketFile, level: number, opt: number, v
 
 export function setsockopt(t: Task, f: SocketFile, level: number, opt: number, val: number, len: number): number {
   if (len < 0) return -E.EINVAL;
-  if (![SOL_SOCKET, IPPROTO_TCP, IPPROTO_UDP, 0, 41].includes(level)) return -E.ENOPROTOOPT;
+  if (![SOL_SOCKET, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, 0, 41].includes(level)) return -E.ENOPROTOOPT;
   const s = so(f);
   const v = len >= 4 ? t.mm.readU32(val) | 0 : len >= 1 ? t.mm.read(val, 1)[0] : 0;
   s.opts ??= {};

@@ -11,7 +11,7 @@ import {
   accept, connect, doBind, getsockopt, installSocket, listen, newSocket, readAddr, recvmsg, sendmsg, setsockopt, so, sockFile,
   socketRead, socketWrite, writeAddr,
 } from '../net/socket.js';
-import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET } from '../abi/linux.js';
+import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET } from '../abi/linux.js';
 import { syscall } from './entry.js';
 
 /**
@@ -64,7 +64,8 @@ function hostStdioSocketOption(t: Task): number | undefined {
 
 /**
  * socket(2): AF_UNIX stream, datagram (SOCK_RAW is one, as unix_create makes it) and seqpacket;
- * AF_INET/AF_INET6 stream (TCP) and datagram (UDP). EAFNOSUPPORT, EINVAL, ESOCKTNOSUPPORT,
+ * AF_INET/AF_INET6 stream (TCP) and datagram (UDP, and UDP-Lite: UDP with its own ports; checksum
+ * coverage options are stored, there being no checksums on this loopback). EAFNOSUPPORT, EINVAL, ESOCKTNOSUPPORT,
  * EPROTONOSUPPORT, EMFILE.
  */
 function socket(t: Task): number {
@@ -78,9 +79,9 @@ function socket(t: Task): number {
     if (base !== SOCK_STREAM && base !== SOCK_DGRAM && base !== SOCK_SEQPACKET) return -E.ESOCKTNOSUPPORT;
   } else {
     if (base !== SOCK_STREAM && base !== SOCK_DGRAM) return -E.ESOCKTNOSUPPORT;
-    if (proto !== 0 && proto !== (base === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP)) return -E.EPROTONOSUPPORT;
+    if (proto !== 0 && proto !== (base === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP) && !(base === SOCK_DGRAM && proto === IPPROTO_UDPLITE)) return -E.EPROTONOSUPPORT;
   }
-  const f = newSocket(t, domain, base | (type & ~SOCK_TYPE_MASK), { rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'unbound', opts: {}, dgrams: base !== SOCK_STREAM ? [] : undefined });
+  const f = newSocket(t, domain, base | (type & ~SOCK_TYPE_MASK), { rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'unbound', opts: {}, dgrams: base !== SOCK_STREAM ? [] : undefined, ...(proto === IPPROTO_UDPLITE ? { protocol: proto } : {}) });
   return installSocket(t, f, !!(type & SOCK_CLOEXEC));
 }
 
@@ -129,7 +130,7 @@ function socketpair(t: Task): number {
 const withSock = <T>(t: Task, fd: number, fn: (f: SocketFile) => T): T => fn(sockFile(t, fd));
 
 export const netSyscalls = [
-  syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 (TCP, UDP) on 127.0.0.0/8, ::1 and IPv4-mapped; AF_UNIX stream, datagram and seqpacket'),
+  syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 (TCP, UDP, UDP-Lite) on 127.0.0.0/8, ::1 and IPv4-mapped; AF_UNIX stream, datagram and seqpacket; no AF_NETLINK'),
   syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX stream, datagram and seqpacket pairs (no other family has them here)'),
   syscall('bind', 3, (t) => withSock(t, t.argInt(0), (f) => { doBind(t, f, readAddr(t, t.arg(1), t.argU32(2), so(f).domain!)); return 0; })),
   syscall('listen', 2, (t) => listen(t, t.argInt(0), t.argInt(1))),
@@ -138,8 +139,8 @@ export const netSyscalls = [
   syscall('accept4', 4, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3))),
   syscall('sendto', 6, (t) => withSock(t, t.argInt(0), (f) => socketWrite(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? readAddr(t, t.arg(4), t.argU32(5), so(f).domain!) : undefined))),
   syscall('recvfrom', 6, (t) => withSock(t, t.argInt(0), (f) => socketRead(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? [t.arg(4), t.arg(5)] : undefined))),
-  syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS on unix sockets; IP-level control messages are ignored'),
-  syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS (SO_PASSCRED) on unix sockets; a stream\'s credentials are its peer\'s at connect; no IP-level control messages'),
+  syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS on unix sockets; IPV6_HOPLIMIT and IPV6_TCLASS on IPv6 datagrams; other IP-level items are ignored'),
+  syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS (SO_PASSCRED) on unix sockets; IPV6_HOPLIMIT and IPV6_TCLASS on IPv6 datagrams; no IPv4-level items (IP_TTL, IP_TOS, IP_PKTINFO)'),
   syscall('shutdown', 2, (t) => withSock(t, t.argInt(0), (f) => {
     const how = t.argInt(1), s = so(f);
     if (how < 0 || how > 2) return -E.EINVAL;
