@@ -11,7 +11,7 @@ import type { Kernel } from '../src/kernel/kernel.js';
 import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState } from '../src/kernel/state.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, openCheckpoint, writeCheckpoint } from './store.js';
+import { CheckpointSummary, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, openCheckpoint, runsOf, writeCheckpoint } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, runLayer } from './format.js';
 import path from 'node:path';
 import { verifyPages } from './pages.js';
@@ -45,31 +45,89 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
     kernel.thaw();
     throw e;
   }
-  // A restored kernel's pages it never wrote are still those of its page files: an incremental
-  // checkpoint into the same store names them instead of copying them.
+  // A restored kernel's pages it never wrote are still those of its page files, and pages a
+  // checkpoint stored and the guest has not written since are still those (markClean): an
+  // incremental checkpoint into the same store names them instead of copying them.
   const origin = origins.get(kernel);
   const sameStore = origin?.storeDir === path.resolve(storeDir);
   const backed = sameStore ? kernel.backedLayers() : undefined;
   const memory: MemorySource = origin && backed
-    ? { ...captured.memory, inherited: { storeDir: origin.storeDir, layerIds: origin.layerIds, backed, checks: origin.checks, nonZero: origin.nonZero } }
+    ? { ...captured.memory, inherited: { storeDir: origin.storeDir, layerIds: origin.layerIds, backed, former: kernel.formerLayers(), checks: origin.checks, nonZero: origin.nonZero } }
     : captured.memory;
+  // Running on: from now on the pages this checkpoint stores count as clean (tracked writes).
+  const tracking = opts.leaveRunning ? beginTracking(kernel, storeDir, captured.held, backed) : undefined;
   const pauseMs = performance.now() - t0;
   if (opts.leaveRunning) kernel.thaw();
   let summary: CheckpointSummary;
   try {
-    summary = await writeCheckpoint(storeDir, captured.graph, memory, { name: opts.name, parent: opts.parent ?? (sameStore ? origin!.parent : lastCheckpoint.get(kernel)?.[path.resolve(storeDir)]) }, opts.onProgress);
+    summary = await writeCheckpoint(storeDir, captured.graph, memory, { name: opts.name, parent: opts.parent ?? (sameStore ? origin!.parent || undefined : lastCheckpoint.get(kernel)?.[path.resolve(storeDir)]) }, opts.onProgress);
+    if (tracking) finishTracking(tracking, summary);
   } catch (e) {
+    if (tracking) kernel.forgetClean(); // the pages it marked were never stored
     if (!opts.leaveRunning) kernel.thaw();
     throw e;
   } finally {
     captured.release();
   }
   // The next checkpoint of this sandbox into this store names this one as its parent.
-  if (origin && sameStore) origin.parent = summary.id;
+  const after = origins.get(kernel);
+  if (after && after.storeDir === path.resolve(storeDir)) after.parent = summary.id;
   else lastCheckpoint.set(kernel, { ...lastCheckpoint.get(kernel), [path.resolve(storeDir)]: summary.id });
   opts.onWritten?.(summary);
   if (!opts.leaveRunning) kernel.kill();
   return { ...summary, pauseMs };
+}
+
+/** A checkpoint's write tracking begun at its capture (beginTracking), finished once it is written. */
+interface Tracking { origin: Origin; layer: number; held: ReadonlyArray<readonly [number, number]>; inherited?: Uint8Array }
+
+/**
+ * At the capture of a checkpoint the sandbox survives (--leave-running), with the guest paused:
+ * the pages of the blocks the capture holds (copy-on-write until written: they stay the bytes
+ * being stored) that it does not inherit from an older layer (`inherited`, one byte per page)
+ * count from now on as clean pages of this checkpoint, so the next checkpoint into this store
+ * inherits them until the guest writes them (Kernel.markClean). No remapping: holding them made
+ * every mapping of them read-only already. The checkpoint's id fills its layer slot once
+ * written (finishTracking). One store per sandbox (a restored one: the store it came from);
+ * undefined where it does not apply.
+ */
+function beginTracking(kernel: Kernel, storeDir: string, held: ReadonlyArray<readonly [number, number]>, inherited?: Uint8Array): Tracking | undefined {
+  const dir = path.resolve(storeDir);
+  let origin = origins.get(kernel);
+  if (origin && origin.storeDir !== dir) return undefined;
+  if (!origin) {
+    origin = { storeDir: dir, parent: '', layerIds: [], checks: new Uint32Array(0), nonZero: new Uint8Array(0) };
+    origins.set(kernel, origin);
+  }
+  if (origin.layerIds.length >= 255) { kernel.forgetClean(); return undefined; }
+  const layer = origin.layerIds.push(''); // the id, once written
+  kernel.markClean(held, layer, inherited, false);
+  return { origin, layer, held, inherited };
+}
+
+/** The checkpoint of `t` is written: name its layer and record its pages' CRC-32s and zero pages. */
+function finishTracking(t: Tracking, summary: CheckpointSummary): void {
+  const { origin, held, inherited } = t;
+  origin.layerIds[t.layer - 1] = summary.id;
+  const pages = held.reduce((m, [off, len]) => Math.max(m, (off + len) / PAGE_SIZE), 0);
+  if (pages > origin.checks.length) {
+    const checks = new Uint32Array(pages), nonZero = new Uint8Array(pages);
+    checks.set(origin.checks);
+    nonZero.set(origin.nonZero);
+    origin.checks = checks;
+    origin.nonZero = nonZero;
+  }
+  // The held pages it did not inherit are in its own page file: zero unless one of its runs says otherwise.
+  for (const [off, len] of held) {
+    for (let p = off / PAGE_SIZE; p < (off + len) / PAGE_SIZE; p++) if (!inherited || !inherited[p]) origin.nonZero[p] = 0;
+  }
+  for (const run of runsOf(summary)) {
+    if (runLayer(run) !== 0) continue;
+    const [off, c] = run;
+    const n = c.length / PAGE_CHECK_BYTES, first = off / PAGE_SIZE;
+    const view = new DataView(c.buffer, c.byteOffset, c.byteLength);
+    for (let i = 0; i < n && first + i < pages; i++) { origin.checks[first + i] = view.getUint32(i * PAGE_CHECK_BYTES, true); origin.nonZero[first + i] = 1; }
+  }
 }
 
 /** Per kernel never restored: the last checkpoint it took into each store (resolved path → id), the parent of its next one there. */

@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { release } from 'node:os';
-import { join, resolve as resolvePath } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Level } from 'level';
 import {
@@ -69,6 +69,12 @@ export interface InheritedPages {
   checks: Uint32Array;
   /** Per page index: 1 when the page is a non-zero page of its layer's pagemap (else it is zero). */
   nonZero: Uint8Array;
+  /**
+   * Per page index: for a page written since (not in `backed`), the layer it matched before, 0
+   * if none. Write tracking is coarser than pages: such a page is compared with that layer's
+   * bytes and inherited if equal.
+   */
+  former?: Uint8Array;
 }
 
 /** Most page files (its own plus inherited layers) one checkpoint may read: beyond, a checkpoint is written in full. */
@@ -232,7 +238,10 @@ export async function writeCheckpoint(
       await db.batch(final, { sync: true });
       fs.renameSync(metaTmp, metaPath(dir, id));
       syncDir(join(dir, META_DIR));
-      return summaryOf(manifest);
+      // The runs go to the caller (write tracking of the sandbox that goes on), not in the summary's JSON.
+      const summary = summaryOf(manifest);
+      Object.defineProperty(summary, 'runs', { value: runs, enumerable: false });
+      return summary;
     } catch (err) {
       if (!(await db.has(manifestKey(id)).catch(() => false))) {
         fs.rmSync(pageFile, { force: true });
@@ -685,8 +694,16 @@ function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifest
  * there; else none (undefined: every page is written).
  */
 function usableInheritance(dir: string, inherited: InheritedPages | undefined): InheritedPages | undefined {
-  if (!inherited || resolvePath(inherited.storeDir) !== dir || inherited.layerIds.length >= MAX_PAGE_LAYERS) return undefined;
-  return inherited.layerIds.every((id) => fs.existsSync(pagePath(dir, id))) ? inherited : undefined;
+  if (!inherited || resolvePath(inherited.storeDir) !== dir) return undefined;
+  const used = new Set<number>();
+  for (const k of inherited.backed) if (k) used.add(k);
+  if (used.size >= MAX_PAGE_LAYERS) return undefined;
+  return [...used].every((k) => inherited.layerIds[k - 1] !== undefined && fs.existsSync(pagePath(dir, inherited.layerIds[k - 1]))) ? inherited : undefined;
+}
+
+/** The pagemap runs a writeCheckpoint summary carries (not enumerable: not in its JSON). */
+export function runsOf(summary: CheckpointSummary): PagemapRun[] {
+  return (summary as CheckpointSummary & { runs?: PagemapRun[] }).runs ?? [];
 }
 
 /**
@@ -699,6 +716,8 @@ function usableInheritance(dir: string, inherited: InheritedPages | undefined): 
  */
 async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<{ runs: PagemapRun[]; pages: number; zeroPages: number; newPages: number; layers: string[] }> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  /** Page files of former layers opened for comparison (-1: could not be opened). */
+  const layerFds = new Map<number, number>();
   try {
     fs.ftruncateSync(fd, pageCount(memory.sizeBytes) * PAGE_SIZE);
     const runs: PagemapRun[] = [];
@@ -740,6 +759,23 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
     let lastYield = performance.now();
     const backed = inherit?.backed;
     const inheritedAt = (off: number): number => (backed ? backed[off / PAGE_SIZE] ?? 0 : 0);
+    const former = inherit?.former;
+    const page = Buffer.allocUnsafe(PAGE_SIZE);
+    /** Whether the page at `off` (bytes `buf` at `p`) still equals its bytes in its former layer's page file. */
+    const sameAsFormer = (k: number, off: number, data: Uint8Array, p: number): boolean => {
+      const id = inherit!.layerIds[k - 1];
+      if (!id || (!manifestLayer.has(k) && layers.length >= MAX_PAGE_LAYERS - 1)) return false;
+      let fd = layerFds.get(k);
+      if (fd === undefined) {
+        try { fd = fs.openSync(join(dirname(path), id), 'r'); } catch { fd = -1; }
+        layerFds.set(k, fd);
+      }
+      if (fd < 0) return false;
+      let got = 0;
+      while (got < PAGE_SIZE) { const n = fs.readSync(fd, page, got, PAGE_SIZE - got, off + got); if (n === 0) break; got += n; }
+      if (got < PAGE_SIZE) page.fill(0, got);
+      return Buffer.compare(page, data.subarray(p, p + PAGE_SIZE)) === 0;
+    };
     for (const [start, end] of ranges) {
       for (let off = start; off < end; off += READ_CHUNK_BYTES) {
         const len = Math.min(READ_CHUNK_BYTES, end - off);
@@ -774,6 +810,14 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
             flush(p);
             continue;
           }
+          const was = former ? former[(off + p) / PAGE_SIZE] ?? 0 : 0;
+          if (was && sameAsFormer(was, off + p, buf!, p)) {
+            // In a chunk the guest wrote, but this page is as its former layer holds it.
+            flush(p);
+            addPage(off + p, layerOf(was), pageCheck(buf!, p));
+            pages++;
+            continue;
+          }
           addPage(off + p, 0, pageCheck(buf!, p));
           pages++;
           newPages++;
@@ -790,6 +834,7 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
     return { runs, pages, zeroPages, newPages, layers };
   } finally {
     fs.closeSync(fd);
+    for (const lfd of layerFds.values()) if (lfd >= 0) fs.closeSync(lfd);
   }
 }
 

@@ -119,7 +119,7 @@ os.pwrite(f.fileno(), b'PWRT', G + 30); print('mapping sees pwrite', m[30:34])
 whole = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 print('whole', len(whole), whole[G + 10:G + 14], whole[2**31:2**31 + 3], whole[G + 20:G + 24])
 print('ready', flush=True)
-time.sleep(1.5)
+time.sleep(4)  # long enough for a checkpoint command to start under load
 print('after', m[10:14], m[20:24], whole[G + 30:G + 34], whole[12345:12347])
 m[40:44] = b'NEW!'; os.pwrite(f.fileno(), b'grow', G + 8192)
 print('size', os.fstat(f.fileno()).st_size, os.pread(f.fileno(), 4, G + 40), m[40:44])

@@ -658,7 +658,7 @@ export class Kernel {
    *   still write (MAP_SHARED mappings, shared files); private pages become copy-on-write and
    *   their blocks are held until `release()`, so the guest can run on at once.
    */
-  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array }; release(): void } {
+  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array }; held: Array<[number, number]>; release(): void } {
     for (const t of this.tasks.values()) {
       if (t.state.runState === 'exited') continue;
       t.state.regs = new Uint8Array(t.platform.regs.buffer.slice(0));
@@ -720,6 +720,8 @@ export class Kernel {
           return out ?? mf.read(off, len);
         },
       },
+      // Memory-file ranges [offset, length] of the held blocks: unchanged until release().
+      held: [...held].map((b) => [b, this.state.memoryFile.blocks[b]?.len ?? 0] as [number, number]).filter(([, n]) => n > 0).sort((a, b) => a[0] - b[0]),
       release: () => { for (const b of held) mf.ref(b, user, -1); held.clear(); },
     };
   }
@@ -743,6 +745,31 @@ export class Kernel {
    * (undefined for a kernel without page files). Call between quiesce and thaw.
    */
   backedLayers(): Uint8Array | undefined { return this.mf.backedLayers(); }
+
+  /**
+   * For pages written since they last matched a layer (tracking is by 64 KiB chunk): that layer,
+   * per page (0: none), so a checkpoint can compare and still inherit the unchanged ones. A copy.
+   */
+  formerLayers(): Uint8Array | undefined { return this.mf.formerLayers(); }
+
+  /**
+   * Write tracking for the next incremental checkpoint: the memory-file ranges [offset, length]
+   * (page aligned) hold what checkpoint layer `layer` (1–255, the caller's numbering, as
+   * backedLayers reports it) stored. They are mapped read-only in every address space until
+   * first written (a write fault or a kernel write makes their 64 KiB chunk dirty again).
+   * Pages marked in `except` (one byte per page) keep what they are (see MemoryFile.markClean).
+   * `remap` false: the caller knows every mapping of them is read-only already (a capture's
+   * copy-on-write hold). Call between quiesce and thaw, while the bytes are still the stored ones.
+   */
+  markClean(ranges: ReadonlyArray<readonly [number, number]>, layer: number, except?: Uint8Array, remap = true): void {
+    for (const [off, len] of ranges) {
+      this.mf.markClean(off, len, layer, except);
+      if (remap) for (const as of this.addressSpaces.values()) as.remapFileRange(off, len);
+    }
+  }
+
+  /** Stop write tracking (markClean): every page counts as written again. */
+  forgetClean(): void { this.mf.forgetClean(); }
 
   /**
    * At restore, before any task runs: rebuild the runtime part of every open file (its

@@ -115,7 +115,7 @@ export class AddressSpace {
   private mapInto(c: PlatformTask, addr: number, len: number, prot: number, off: number): void {
     // Never-charged space is left unmapped: the guest's first access traps (handleMissing) and charges it.
     this.mf.pieces(off, len, (o, n, kind, layer) => {
-      if (kind !== PieceKind.None) c.map(addr + (o - off), n, kind === PieceKind.Backed ? prot & ~PROT_WRITE : prot, o, layer);
+      if (kind !== PieceKind.None) c.map(addr + (o - off), n, kind === PieceKind.Backed || kind === PieceKind.Clean ? prot & ~PROT_WRITE : prot, o, layer);
     });
   }
   private hostMap(addr: number, len: number, prot: number, off: number): void { this.hostOp((c) => this.mapInto(c, addr, len, prot, off)); }
@@ -791,6 +791,14 @@ export class AddressSpace {
       const lo = Math.max(v.fileOffset, Math.floor(off / COW_CHUNK) * COW_CHUNK);
       const hi = Math.min(v.fileOffset + (v.end - v.start), lo + COW_CHUNK);
       this.mf.materialize(lo, hi - lo);
+      return true;
+    }
+    if (this.mf.isClean(off)) {
+      // A page a checkpoint stored, mapped read-only to see this first write: it is dirty from
+      // now on (its chunk, as for a restored page); the memory file remaps it writable everywhere.
+      const lo = Math.max(v.fileOffset, Math.floor(off / COW_CHUNK) * COW_CHUNK);
+      const hi = Math.min(v.fileOffset + (v.end - v.start), lo + COW_CHUNK);
+      this.mf.unclean(lo, hi - lo);
       return true;
     }
     return wasCow;

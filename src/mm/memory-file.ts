@@ -21,8 +21,12 @@ const FILE_SIZE = 64 * 1024 * 1024 * 1024;
  * charged a unit at a time, when first written or first touched by a guest (see charge()).
  */
 export const CHARGE_UNIT = 64 * 1024;
-/** What backs a piece of the memory file: the memfd (charged), a restored page file, or nothing yet (reads as zeros). */
-export const PieceKind = { Memfd: 0, Backed: 1, None: 2 } as const;
+/**
+ * What backs a piece of the memory file: the memfd (charged), a restored page file, nothing yet
+ * (reads as zeros), or the memfd with pages unchanged since a checkpoint stored them (Clean:
+ * mapped without PROT_WRITE so the first write is seen, see markClean).
+ */
+export const PieceKind = { Memfd: 0, Backed: 1, None: 2, Clean: 3 } as const;
 export type PieceKind = typeof PieceKind[keyof typeof PieceKind];
 /** Zeros handed out as read-only views of memory never charged (never written into). */
 const ZEROS = new Uint8Array(1 << 20);
@@ -56,6 +60,21 @@ export class MemoryFile {
   private readonly windows: Uint8Array[] = [];
   private readonly backing: MemoryBacking;
   private pageFile?: PageLayers;
+  /**
+   * Write tracking for incremental checkpoints (runtime only): one byte per memory-file page,
+   * j ≥ 1 while the page's memfd bytes are still those a checkpoint stored (layer j of the
+   * caller's list of checkpoints, as `backed` numbers page files), 0 once written or never
+   * stored. Clean pages are mapped read-only; the first write (guest fault or kernel write)
+   * makes them dirty again (`unclean`).
+   */
+  private clean?: Uint8Array;
+  /**
+   * One byte per page: the layer (as in `backed`/`clean`) a page matched before its first write
+   * since then (materialize, unclean), 0 if none. Tracking is by 64 KiB chunk, writes are often
+   * smaller: a checkpoint compares such pages with that layer's bytes and still inherits the
+   * ones a write left as they were.
+   */
+  private former?: Uint8Array;
   /**
    * Called after pages of [off, off+len) moved from the page file into the memfd, so every
    * guest mapping of them can be pointed at the memfd (set by the kernel).
@@ -270,13 +289,17 @@ export class MemoryFile {
     const end = off + len;
     const b = this.pageFile;
     const ch = this.charged;
+    const cl = this.clean;
     // Backed pieces of different layers are different pieces: encode the layer into the kind (Backed + layer).
     const kindAt = (p: number): number => {
-      const l = b ? b.backed[Math.floor(p / PAGE_SIZE)] ?? 0 : 0;
-      return l ? PieceKind.Backed + 16 * l : ch[Math.floor(p / CHARGE_UNIT)] === 1 ? PieceKind.Memfd : PieceKind.None;
+      const pi = Math.floor(p / PAGE_SIZE);
+      const l = b ? b.backed[pi] ?? 0 : 0;
+      if (l) return PieceKind.Backed + 16 * l;
+      if (ch[Math.floor(p / CHARGE_UNIT)] !== 1) return PieceKind.None;
+      return cl && cl[pi] ? PieceKind.Clean : PieceKind.Memfd;
     };
     const emit = (a: number, n: number, k: number) => fn(a, n, (k >= 16 ? PieceKind.Backed : k) as PieceKind, k >= 16 ? k >> 4 : 0);
-    const backedEnd = b ? b.backed.length * PAGE_SIZE : 0;
+    const backedEnd = Math.max(b ? b.backed.length : 0, cl ? cl.length : 0) * PAGE_SIZE;
     let start = off, kind = kindAt(off);
     let p = off;
     while (p < end) {
@@ -361,13 +384,87 @@ export class MemoryFile {
   }
 
   /**
-   * Which page-file layer each page of [0, pages) still lives in (k ≥ 1), 0 for the memfd or
-   * nothing: a copy, for a checkpoint that inherits those pages (undefined without page files).
+   * Which stored layer each page still matches, for a checkpoint that inherits those pages: k ≥ 1
+   * where the page lives in page-file layer k or is a clean memfd page of layer k (markClean), 0
+   * for a page written since (or never stored). A copy; undefined when neither is tracked.
    */
-  backedLayers(): Uint8Array | undefined { return this.pageFile?.backed.slice(); }
+  backedLayers(): Uint8Array | undefined {
+    const b = this.pageFile?.backed, c = this.clean;
+    if (!c) return b?.slice();
+    const out = new Uint8Array(Math.max(b?.length ?? 0, c.length));
+    out.set(c);
+    if (b) for (let p = 0; p < b.length; p++) if (b[p]) out[p] = b[p];
+    return out;
+  }
+
+  /**
+   * Mark the memfd pages of [off, off+len) (page aligned) clean: unchanged since checkpoint layer
+   * `layer` (1–255) stored them. Pages in a page file, and those marked in `except` (one byte per
+   * page: pages that checkpoint inherited from an older layer), are left as they are. The caller then maps
+   * them read-only in every guest (onMaterialized does it when they turn dirty again).
+   */
+  markClean(off: number, len: number, layer: number, except?: Uint8Array): void {
+    const pages = Math.ceil(this.state.end / PAGE_SIZE);
+    if (!this.clean || this.clean.length < pages) {
+      const grown = new Uint8Array(pages);
+      if (this.clean) grown.set(this.clean);
+      this.clean = grown;
+    }
+    const b = this.pageFile?.backed;
+    const first = off / PAGE_SIZE, last = Math.min(pages, (off + len) / PAGE_SIZE);
+    for (let p = first; p < last; p++) if ((!b || !b[p]) && !(except && except[p])) this.clean[p] = layer;
+  }
+
+  /** Whether the page at byte `off` is clean (see markClean). */
+  isClean(off: number): boolean { return !!this.clean && (this.clean[Math.floor(off / PAGE_SIZE)] ?? 0) > 0; }
+
+  /**
+   * Pages of [off, off+len) stop being clean (they are about to be written); if any were,
+   * `onMaterialized` maps them writable again wherever a guest maps them. Returns whether any were.
+   */
+  unclean(off: number, len: number): boolean {
+    const c = this.clean;
+    if (!c) return false;
+    const first = Math.floor(off / PAGE_SIZE), last = Math.min(c.length, Math.ceil((off + len) / PAGE_SIZE));
+    let any = false;
+    for (let p = first; p < last; p++) if (c[p]) { any = true; break; }
+    if (any) { this.rememberFormer(c, first, last); c.fill(0, first, last); }
+    if (any) this.onMaterialized?.(first * PAGE_SIZE, (last - first) * PAGE_SIZE);
+    return any;
+  }
+
+  /** The layers pages matched before their first write since (see `former`): a copy, or undefined. */
+  formerLayers(): Uint8Array | undefined { return this.former?.slice(); }
+
+  /** Pages [first, last) turn dirty: remember the layers they matched (`from`, one byte per page). */
+  private rememberFormer(from: Uint8Array, first: number, last: number): void {
+    if (!this.former || this.former.length < last) {
+      const grown = new Uint8Array(Math.max(last, Math.ceil(this.state.end / PAGE_SIZE)));
+      if (this.former) grown.set(this.former);
+      this.former = grown;
+    }
+    for (let p = first; p < last; p++) if (from[p]) this.former[p] = from[p];
+  }
+
+  /** Stop all write tracking: every page counts as written (a checkpoint will store it again). */
+  forgetClean(): void {
+    if (!this.clean) return;
+    const c = this.clean;
+    this.clean = undefined;
+    this.former = undefined;
+    for (let p = 0; p < c.length;) {
+      if (!c[p]) { p++; continue; }
+      let q = p;
+      while (q < c.length && c[q]) q++;
+      this.onMaterialized?.(p * PAGE_SIZE, (q - p) * PAGE_SIZE);
+      p = q;
+    }
+  }
 
   /** Pages backed in [off, off+len) stop being backed (their contents were dropped); true if there were any. */
   private forget(off: number, len: number): boolean {
+    if (this.clean) this.clean.fill(0, Math.floor(off / PAGE_SIZE), Math.min(this.clean.length, Math.ceil((off + len) / PAGE_SIZE)));
+    if (this.former) this.former.fill(0, Math.floor(off / PAGE_SIZE), Math.min(this.former.length, Math.ceil((off + len) / PAGE_SIZE)));
     const b = this.pageFile;
     if (!b) return false;
     const first = Math.floor(off / PAGE_SIZE), last = Math.min(b.backed.length, Math.ceil((off + len) / PAGE_SIZE));
@@ -423,6 +520,7 @@ export class MemoryFile {
           if (!isZero(src, i)) dst.set(src.subarray(i, i + PAGE_SIZE), i);
         }
       });
+      this.rememberFormer(b.backed, p, q);
       b.backed.fill(0, p, q);
       this.onMaterialized?.(runOff, runLen);
       p = q;
@@ -470,6 +568,7 @@ export class MemoryFile {
     if (forWrite) {
       this.chargeOrThrow(off, len);
       if (this.pageFile) this.materialize(pageRoundDown(off), pageRoundUp(off + len) - pageRoundDown(off));
+      if (this.clean) this.unclean(off, len);
       this.eachWindowPiece(off, len, (wi, wo, n) => fn(this.window(wi).subarray(wo, wo + n), wo + wi * WINDOW_SIZE - off));
       return;
     }
@@ -530,6 +629,7 @@ export class MemoryFile {
   pwrite(off: number, data: Uint8Array): void {
     this.chargeOrThrow(off, data.length);
     if (this.pageFile) this.materialize(pageRoundDown(off), pageRoundUp(off + data.length) - pageRoundDown(off));
+    if (this.clean) this.unclean(off, data.length);
     this.backing.write(off, data);
   }
 
