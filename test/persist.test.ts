@@ -29,6 +29,7 @@ import ctypes; libc = ctypes.CDLL(None, use_errno=True)
 tfd = libc.timerfd_create(1, 0); libc.timerfd_settime(tfd, 0, (ctypes.c_long * 4)(1, 0, 100, 0), None)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1}); sfd = libc.signalfd(-1, (ctypes.c_ulong * 16)(1 << 9), 0)
 assert tfd > 0 and sfd > 0
+ifd = libc.inotify_init1(0); assert ifd > 0 and libc.inotify_add_watch(ifd, b".", 0x100) > 0
 mfd = os.memfd_create("blob"); os.write(mfd, b"memfd contents")
 pr, pw = os.pipe(); os.write(pw, b"in the pipe")
 with open("upper.txt", "w") as f: f.write("upper file")
