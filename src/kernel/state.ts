@@ -457,6 +457,8 @@ export interface SocketState {
   opts?: Record<string, number>;
   /** A connection was refused or reset: reported once by the next call (SO_ERROR). */
   error?: number;
+  /** TCP: a write found the peer closed and drew its reset: further writes fail EPIPE. */
+  reset?: boolean;
 }
 
 /** Loopback network: which socket (open-file id) holds each bound address, and the next ephemeral port. */

@@ -427,6 +427,15 @@ export function socketWrite(t: Task, f: SocketFile, buf: number, count: number, 
     return -E.EPIPE;
   }
   if (s.domain === AF_UNIX) noteWriter(t, s, cred ?? senderCred(t));
+  else {
+    const p = t.kernel.state.pipes[s.tx];
+    if (!p || p.readers === 0) {
+      // TCP: the first bytes to a closed peer are sent (and lost); the peer answers with a reset
+      // (tcp_reset in CLOSE_WAIT: EPIPE in SO_ERROR); writes after that fail EPIPE.
+      if (!s.reset) { s.reset = true; s.error = E.EPIPE; wake(t, f.id); return count; }
+      s.error = undefined; // the pending error is what this call reports
+    }
+  }
   return t.kernel.pipes.write(t, f, buf, count, s.tx, nonblocking(f, flags), !(flags & MSG_NOSIGNAL));
 }
 
@@ -785,6 +794,19 @@ export function socketReadiness(t: Task, f: SocketFile, pipeBuf: number): number
   if (s.type === SOCK_DGRAM) return (s.dgrams!.length ? 1 : 0) | 4;
   if (s.state !== 'connected') return 4 | 0x10;
   const rx = t.kernel.state.pipes[s.rx], tx = t.kernel.state.pipes[s.tx];
+  if (s.domain !== AF_UNIX) {
+    // tcp_poll: a closed peer's FIN reads as end of file (IN, RDHUP); HUP once both directions are
+    // shut (our SHUT_WR, or the reset our write drew); writable unless we shut; ERR while SO_ERROR is set.
+    const rdShut = s.shutRd || !rx || rx.writers === 0;
+    let r = 0;
+    if (rdShut || rx.len > 0) r |= 1 | 0x40;
+    if (!rx || rx.writers === 0) r |= 0x2000;
+    const wrGone = s.shutWr || !!s.reset;
+    if (wrGone || !tx || tx.readers === 0 || tx.buf.length - tx.len >= pipeBuf) r |= 4 | 0x100;
+    if (rdShut && wrGone) r |= 0x10;
+    if (s.error) r |= 8;
+    return r;
+  }
   let r = 0;
   if (s.shutRd || !rx || rx.len > 0 || rx.writers === 0) r |= 1 | 0x40;
   if (!s.shutWr && tx && tx.readers > 0 && tx.buf.length - tx.len >= pipeBuf) r |= 4 | 0x100;
