@@ -172,6 +172,56 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   };
 }
 
+/** A checkpoint command as measured: spawn to exit, its own report, and the bytes it added to the store. */
+export interface CheckpointFigures { ms: number; pausedMs: number; writtenMs: number; pages: number; newPages: number; addedBytes: number }
+
+export interface IncrementalRound { first: CheckpointFigures; second: CheckpointFigures; restoreMs: number; continuity: string }
+
+/**
+ * Incremental checkpoints: run --name; after "3": checkpoint --leave-running (the first, full);
+ * one second later: checkpoint (the second, ending the sandbox: only what changed); then one
+ * restore of the second, timed spawn → next line and checked to go on from the last number.
+ */
+export async function incrementalRound(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, objects: number): Promise<IncrementalRound> {
+  const root = fs.mkdtempSync(path.join(dir, 'root-'));
+  const store = fs.mkdtempSync(path.join(dir, 'store-'));
+  const name = `bench-inc-${process.pid}`;
+  const run = follow(node, [cli, '--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)], env);
+  const figures = (cp: { ms: number; stdout: string }, added: number): CheckpointFigures => {
+    const m = (re: RegExp) => Number(re.exec(cp.stdout)?.[1] ?? NaN);
+    return { ms: cp.ms, pausedMs: m(/guest paused (\d+(?:\.\d+)?) ms/), writtenMs: m(/written in (\d+(?:\.\d+)?) ms/), pages: m(/(\d+) pages/), newPages: m(/\((\d+) new/), addedBytes: added };
+  };
+  let first: CheckpointFigures, second: CheckpointFigures, cp2;
+  try {
+    await run.waitLine((l) => l === '3', 120_000);
+    const cp1 = await runTimed(node, [cli, '--root', root, 'checkpoint', name, '--store', store, '--leave-running'], env);
+    if (cp1.status !== 0) throw new Error(`snapvisor checkpoint --leave-running exited ${cp1.status}: ${lastLine(cp1.stderr)}`);
+    const after1 = diskBytes(store);
+    first = figures(cp1, after1);
+    await new Promise((r) => setTimeout(r, 1000));
+    cp2 = await runTimed(node, [cli, '--root', root, 'checkpoint', name, '--store', store], env);
+    if (cp2.status !== 0) throw new Error(`snapvisor second checkpoint exited ${cp2.status}: ${lastLine(cp2.stderr)}`);
+    second = figures(cp2, diskBytes(store) - after1);
+  } finally {
+    if (!cp2 || cp2.status !== 0) run.child.kill('SIGKILL');
+  }
+  await run.exited;
+  const id = cp2.stdout.trim().split(/\s+/).pop()!;
+  const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
+  const s0 = now();
+  const r = follow(node, [cli, 'restore', id, '--store', store], env);
+  let restoreMs: number;
+  try {
+    const next = await r.waitLine(() => true, 60_000);
+    if (Number(next.line) !== last + 1) throw new Error(`restore of the incremental checkpoint went on from ${next.line}, expected ${last + 1}`);
+    restoreMs = next.at - s0;
+  } finally {
+    r.child.kill('SIGKILL');
+    await r.exited;
+  }
+  return { first, second, restoreMs, continuity: `${last} → ${last + 1}` };
+}
+
 export interface RunscRound {
   coldStartMs: number;
   checkpointMs: number;

@@ -22,7 +22,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchTempDir, writeGetppidLoop } from './getppid-elf.js';
 import { envWithout, failure, median, timeRun, type TimedRun } from './proc.js';
-import { nativeColdStart, runscRound, snapvisorRound, type RunscRound, type SnapvisorRound } from './restore-bench.js';
+import { type CheckpointFigures, incrementalRound, nativeColdStart, runscRound, snapvisorRound, type RunscRound, type SnapvisorRound } from './restore-bench.js';
 import { pct, poolRound } from './pool-bench.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -228,6 +228,20 @@ async function main(): Promise<number> {
       out(`  snapvisor restores (ms): ${svr.restoreMs.map((x) => x.toFixed(0)).join(', ')}${svr.restoreWithCaMs.length ? `; with ${CA_VAR}: ${svr.restoreWithCaMs.map((x) => x.toFixed(0)).join(', ')}` : ''}`);
     }
     if (gvr) out(`  runsc continuity ${gvr.continuity}`);
+    progress('snapvisor: incremental checkpoints');
+    try {
+      const inc = await incrementalRound(NODE, CLI, SV_ENV, dir, OBJECTS);
+      const irow = (label: string, f: CheckpointFigures): string[] => [label, num(f.ms, 0), num(f.pausedMs, 1), `${f.newPages} of ${f.pages}`, mib(f.addedBytes)];
+      out('  Incremental: run --name; after "3": checkpoint --leave-running; 1 s later: checkpoint (ends it); restore of the second');
+      for (const l of table(['checkpoint', 'ms (spawn to exit)', 'guest paused ms', 'pages stored', 'added on disk'], [
+        irow('first (full, --leave-running)', inc.first),
+        irow('second, 1 s later (incremental)', inc.second),
+      ])) out('  ' + l);
+      out(`  second / first: time ${ratio(inc.second.ms, inc.first.ms)}, bytes ${ratio(inc.second.addedBytes, inc.first.addedBytes)}; restore of the second to the next line ${num(inc.restoreMs, 0)} ms, continuity ${inc.continuity}`);
+    } catch (e) {
+      out(`  snapvisor incremental: n/a: ${(e as Error).message}`);
+      failed = true;
+    }
     if (svErr) out(`  snapvisor: n/a: ${svErr}`);
     if (gvErr && gvErr !== 'runsc unavailable') out(`  runsc: n/a: ${gvErr}`);
     out(`  native cold starts (ms): ${natives.map((x) => x.toFixed(0)).join(', ')}. snapvisor's times include a node start-up and CLI load (table 2).`);
