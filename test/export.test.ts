@@ -3,6 +3,7 @@
  * continues as the original would; a truncated or corrupted export is refused with one line
  * and adds nothing to the store.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -35,7 +36,11 @@ describe('export and import', () => {
     const numbers = r.stdout.toString().split('\n').filter(Boolean).map(Number); // none when the checkpoint caught its last line (under load)
     expect(numbers).toEqual(Array.from({ length: 40 - last }, (_, i) => last + 1 + i));
 
+    // Compressed: the file is a fraction of the pages it carries.
+    const stored = JSON.parse((await snapvisor(['checkpoints', '--store', storeA, '--json'])).stdout.toString())[0].storedPageBytes;
+    expect(fs.statSync(file).size).toBeLessThan(stored / 2);
     const bytes = fs.readFileSync(file);
+    expect(bytes.subarray(0, 8).toString()).toBe('SVEXPRT2');
     const truncated = path.join(path.dirname(file), 'truncated.svx');
     fs.writeFileSync(truncated, bytes.subarray(0, bytes.length >> 1));
     const flipped = path.join(path.dirname(file), 'flipped.svx');
@@ -47,6 +52,15 @@ describe('export and import', () => {
       expect(b.stderr.trim().split('\n')).toHaveLength(1);
       expect(b.stderr).toMatch(/corrupt or truncated/);
     }
+    // A file whose checksum holds but whose compressed stream is cut short (resealed): refused, one line.
+    const cut = Buffer.from(bytes.subarray(0, bytes.length - 200));
+    createHash('sha256').update(cut.subarray(40)).digest().copy(cut, 8);
+    const resealed = path.join(path.dirname(file), 'resealed.svx');
+    fs.writeFileSync(resealed, cut);
+    const rs = await snapvisor(['import', resealed, '--store', storeB]);
+    expect(rs.status).toBe(1);
+    expect(rs.stderr.trim().split('\n')).toHaveLength(1);
+    expect(rs.stderr).toMatch(/is corrupt \(/);
     const list = await snapvisor(['checkpoints', '--store', storeB, '--json']);
     expect(JSON.parse(list.stdout.toString()).map((c: { id: string }) => c.id)).toEqual([newId]);
   });
