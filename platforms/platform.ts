@@ -62,9 +62,18 @@ export interface PlatformTask {
   setFpState(state: Uint8Array): void;
   /** CPU time this context has used running guest code (ns); 0 once it is gone. */
   cpuTimeNs(): bigint;
+  /** What the host counted for this context (its user/system split, faults, preemptions, peak RSS); zeros once it is gone. */
+  usage(): HostUsage;
   /** Kill the host process behind this task; idempotent. */
   destroy(): void;
 }
+
+/**
+ * Resource use of one guest context as the host counts it: user and system CPU time (ns, from
+ * clock ticks), minor and major page faults, involuntary context switches (preemptions) and the
+ * peak and current resident set (kB).
+ */
+export interface HostUsage { utimeNs: bigint; stimeNs: bigint; minflt: number; majflt: number; nivcsw: number; maxrssKb: number; rssKb: number }
 
 /**
  * The guest virtual addresses a platform can give guests (compare gVisor's

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as libc from '../host/libc.js';
-import { GuestAddressRange, MAX_BACKING_LAYERS, Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
+import { GuestAddressRange, HostUsage, MAX_BACKING_LAYERS, Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
 import { STUB_BACKING_FD, STUB_BASE, STUB_MEMFD, STUB_SECCOMP_FPROG_ADDR, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
 
 const PTRACE_CONT = 7, PTRACE_KILL = 8, PTRACE_GETREGS = 12, PTRACE_SETREGS = 13;
@@ -410,6 +410,25 @@ class PtraceTask implements PlatformTask {
     return libc.clockGettime((~this.pid << 3) | 2, this.cpuTs) === 0 ? this.cpuTs[0] * 1_000_000_000n + this.cpuTs[1] : 0n;
   }
   private readonly cpuTs = new BigInt64Array(2);
+
+  /** From the stub's /proc/PID/stat (minflt, majflt, utime, stime in clock ticks of 10 ms) and /proc/PID/status (VmHWM, VmRSS, nonvoluntary_ctxt_switches). */
+  usage(): HostUsage {
+    const none: HostUsage = { utimeNs: 0n, stimeNs: 0n, minflt: 0, majflt: 0, nivcsw: 0, maxrssKb: 0, rssKb: 0 };
+    if (this.dead) return none;
+    try {
+      const stat = fs.readFileSync(`/proc/${this.pid}/stat`, 'latin1');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+      const status = fs.readFileSync(`/proc/${this.pid}/status`, 'latin1');
+      const num = (re: RegExp) => Number(re.exec(status)?.[1] ?? 0);
+      return {
+        minflt: Number(f[7]), majflt: Number(f[9]),
+        utimeNs: BigInt(f[11]) * 10_000_000n, stimeNs: BigInt(f[12]) * 10_000_000n,
+        maxrssKb: num(/^VmHWM:\s+(\d+) kB/m), rssKb: num(/^VmRSS:\s+(\d+) kB/m), nivcsw: num(/^nonvoluntary_ctxt_switches:\s+(\d+)/m),
+      };
+    } catch {
+      return none;
+    }
+  }
 
   destroy(): void {
     if (this.dead) return;

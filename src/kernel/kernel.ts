@@ -36,7 +36,7 @@ import { SYSCALL_NAME } from '../abi/syscall-numbers.js';
 import { Task, SyscallResult, SyscallTable, SyscallHook, NO_RETURN, ExitGroup, ExitThread, INTERRUPTED, KILLED, type ExitInfo } from './task.js';
 import { GRAPH_VERSION, KernelState, TaskState, OpenFileState } from './state.js';
 import { Clock } from './clock.js';
-import { groupCpuNs } from './cputime.js';
+import { groupCpuNs, groupUsage } from './cputime.js';
 import { HostFiles } from '../vfs/host-files.js';
 import { Signals } from './signals.js';
 import { Processes } from './processes.js';
@@ -511,6 +511,8 @@ export class Kernel {
     if (typeof r !== 'number') {
       const waiter = r.waiter;
       t.state.waiter = waiter;
+      t.tg.nvcsw = (t.tg.nvcsw ?? 0) + 1; // a voluntary context switch (getrusage ru_nvcsw)
+      t.state.nvcsw = (t.state.nvcsw ?? 0) + 1;
       this.parked.add(t.tid);
       this.parkChanged$.next();
       let v: number;
@@ -698,7 +700,14 @@ export class Kernel {
     for (const [id, i] of heldOnly) graph.addressSpaces[id].vmas[i].cow = false;
     for (const b of held) delete graph.memoryFile.blocks[b]?.users[user];
     // CPU time used so far goes with the checkpoint: the restored stubs start from zero.
-    for (const tg of Object.values(this.state.threadGroups)) graph.threadGroups[tg.tgid].cpuTimeNs = groupCpuNs(this, tg);
+    for (const tg of Object.values(this.state.threadGroups)) {
+      graph.threadGroups[tg.tgid].cpuTimeNs = groupCpuNs(this, tg);
+      if (!tg.zombie) {
+        const u = groupUsage(this, tg), g = graph.threadGroups[tg.tgid];
+        g.usageBase = { ...u, nvcsw: 0 };
+        g.forkRssKb = undefined; // the restored stubs start empty: the peak so far is in usageBase
+      }
+    }
     const populated = mf.populatedRanges();
     if (this.events$.observed) this.events$.next({ type: 'checkpoint.captured' });
     return {

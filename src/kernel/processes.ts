@@ -4,6 +4,7 @@
  * (kernel/exit.c do_wait). Pids are virtual: the sandbox's first process is pid 1, and
  * when it exits the whole sandbox ends, as a pid namespace does.
  */
+import { NO_USAGE, addUsage, groupRssKb, groupUsage } from './cputime.js';
 import { Subject } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
@@ -63,6 +64,8 @@ export class Processes {
       tgid: pid, ppid: (a.flags & CLONE_PARENT) ? ptg.ppid : ptg.tgid, pgid: ptg.pgid, sid: ptg.sid, tids: [pid],
       sigactions: structuredClone(ptg.sigactions), cwd: ptg.cwd, umask: ptg.umask, rlimits: structuredClone(ptg.rlimits),
       pendingSignals: 0n, uid: ptg.uid, gid: ptg.gid, cred: copyCredentials(credsOf(ptg)), cpuTimeNs: 0n, exitSignal: a.exitSignal,
+      // The child's pages are the parent's until copied: its resident set starts at the parent's (dup_mm).
+      forkRssKb: groupRssKb(k, ptg),
     };
     const ts: TaskState = {
       tid: pid, tgid: pid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0),
@@ -209,6 +212,7 @@ export class Processes {
     const k = this.k;
     const s = k.state;
     if (tg.zombie || k.exitInfo) return;
+    tg.exitUsage = groupUsage(k, tg); // before the stubs go: the parent's wait collects it
     for (const tid of [...tg.tids]) {
       const t = k.tasks.get(tid);
       if (t) {
@@ -292,7 +296,12 @@ export class Processes {
       any = true;
       if (c.zombie && opts.exited !== false) {
         report(c, c.waitStatus ?? 0);
-        if (!noWait) delete s.threadGroups[c.tgid];
+        if (!noWait) {
+          // RUSAGE_CHILDREN: the child's own use and that of the children it waited for.
+          const ptg = s.threadGroups[caller.tgid];
+          ptg.childUsage = addUsage(ptg.childUsage ?? NO_USAGE, addUsage(c.exitUsage ?? NO_USAGE, c.childUsage ?? NO_USAGE));
+          delete s.threadGroups[c.tgid];
+        }
         return c.tgid;
       }
       if (!c.zombie && opts.stopped && c.stopReport === 'stopped' && c.stopped) {

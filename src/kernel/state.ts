@@ -158,6 +158,8 @@ export interface AddressSpaceState {
   auxv: Array<[number, number]>;
   /** Guest path of the executable (for /proc/self/exe). */
   exe: string;
+  /** The largest total size of the VMAs seen (bytes; /proc/PID/status VmPeak, sampled when the file is read). */
+  vmPeak?: number;
 }
 
 /** Run state of a task as the runtime must resume it. */
@@ -274,6 +276,8 @@ export interface TaskState {
   comm: string;
   /** Signals pending for this thread only (tgkill), bitmask of signal n at bit n-1. */
   pendingSignals: bigint;
+  /** Voluntary context switches of this thread: the times it blocked in a syscall (RUSAGE_THREAD). */
+  nvcsw?: number;
   /** siginfo of pending signals (one per standard signal), by number. */
   pendingInfo: Record<number, SigInfo>;
   /** sigaltstack(2): alternate signal stack (guest address, bytes). */
@@ -304,6 +308,9 @@ export interface SigAction {
   restorer: number;
   mask: bigint;
 }
+
+/** getrusage(2) counters: CPU time (ns), faults, context switches, peak resident set (kB). */
+export interface ResourceUsage { utimeNs: bigint; stimeNs: bigint; minflt: number; majflt: number; nvcsw: number; nivcsw: number; maxrssKb: number }
 
 export interface ThreadGroupState {
   tgid: number;
@@ -340,6 +347,16 @@ export interface ThreadGroupState {
   sched?: { policy: number; priority: number };
   /** Checkpointed CPU time (ns) of earlier runs, added to the live counters. */
   cpuTimeNs: bigint;
+  /** Checkpointed resource use of earlier runs (getrusage), added to what the live contexts count. */
+  usageBase?: ResourceUsage;
+  /** A forked child: the parent's resident set (kB) it started with, added to its own stubs' peak (their pages are new ones). */
+  forkRssKb?: number;
+  /** Voluntary context switches: the times a thread of the process blocked in a syscall. */
+  nvcsw?: number;
+  /** An exited process's resource use, kept for its parent's wait (RUSAGE_CHILDREN). */
+  exitUsage?: ResourceUsage;
+  /** Resource use of the children this process waited for, and theirs (RUSAGE_CHILDREN). */
+  childUsage?: ResourceUsage;
   /** Exited and not yet reaped: the wait status (man 2 wait4 encoding) waits for the parent. */
   zombie?: boolean;
   waitStatus?: number;

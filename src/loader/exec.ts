@@ -216,7 +216,8 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
   r[REG.rip] = BigInt(interp ? interp.elf.entry + interpBias : main.elf.entry + bias);
   r[REG.orig_rax] = 0xffffffffffffffffn;
   if (t.kernel.initialFpState) t.platform.setFpState(t.kernel.initialFpState);
-  const base = realPath.slice(realPath.lastIndexOf('/') + 1);
+  // The name the program was run by (kbasename(bprm->filename)): python3, not the python3.11 it links to.
+  const base = execfn.slice(execfn.lastIndexOf('/') + 1);
   t.state.comm = base.slice(0, 15);
   // close-on-exec fds (fs/exec.c do_close_on_exec); handlers reset to default (keep ignored).
   for (const [fd, e] of Object.entries(t.fdTable.fds)) if (e.cloexec) t.kernel.closeFd(t, Number(fd));

@@ -3,6 +3,8 @@
  * set_tid_address, prctl (man 2 getpid, exit_group, execve, uname, prlimit, arch_prctl).
  * fork/clone/wait come with the processes issue; until then wait4 has no children.
  */
+import { NO_USAGE, addUsage } from '../kernel/cputime.js';
+import { encodeRusage } from './time.js';
 import { map } from 'rxjs';
 import { E } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
@@ -226,9 +228,10 @@ function clone3(t: Task): SyscallResult {
 function wait4(t: Task, pid: number, statusAddr: number, options: number, rusage: number): SyscallResult {
   if (options & ~(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WALL | __WCLONE)) return -E.EINVAL;
   const match = (c: ThreadGroupState) => (pid > 0 ? c.tgid === pid : pid === 0 ? c.pgid === t.tg.pgid : pid === -1 ? true : c.pgid === -pid);
-  const report = (_c: ThreadGroupState, status: number) => {
+  const report = (c: ThreadGroupState, status: number) => {
     if (statusAddr) t.mm.writeU32(statusAddr, status);
-    if (rusage) t.mm.write(rusage, new Uint8Array(144));
+    // The child's use and its waited-for children's (wait_task_zombie); nothing yet for a stopped or continued one.
+    if (rusage) t.mm.write(rusage, c.zombie ? encodeRusage(addUsage(c.exitUsage ?? NO_USAGE, c.childUsage ?? NO_USAGE)) : new Uint8Array(144));
   };
   return waitFor(t, match, false, !!(options & WNOHANG), report, { exited: true, stopped: !!(options & WUNTRACED), continued: !!(options & WCONTINUED) });
 }

@@ -9,7 +9,8 @@ import { untilDeadline } from '../kernel/deadline.js';
 import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { NS_PER_SEC, nsToTimespec } from '../kernel/clock.js';
-import { cpuTimeNs } from '../kernel/cputime.js';
+import { NO_USAGE, cpuTimeNs, groupUsage, taskUsage } from '../kernel/cputime.js';
+import type { ResourceUsage } from '../kernel/state.js';
 import { syscall } from './entry.js';
 import { CLOCK_BOOTTIME, CLOCK_BOOTTIME_ALARM, CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, CLOCK_MONOTONIC_RAW, CLOCK_PROCESS_CPUTIME_ID, CLOCK_REALTIME, CLOCK_REALTIME_ALARM, CLOCK_REALTIME_COARSE, CLOCK_TAI, CLOCK_THREAD_CPUTIME_ID, SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD_ID, TIMER_ABSTIME } from '../abi/linux.js';
 
@@ -66,17 +67,34 @@ function clockNanosleep(t: Task, clk: number, flags: number, req: number): Sysca
   return sleepUntil(t, mono + ns, t.arg(3));
 }
 
+/**
+ * struct rusage (144 bytes): ru_utime and ru_stime as timevals, ru_maxrss (kB), ru_minflt,
+ * ru_majflt, ru_nvcsw, ru_nivcsw; the fields Linux leaves at 0 stay 0.
+ */
+export function encodeRusage(u: ResourceUsage): Uint8Array {
+  const b = new Uint8Array(144);
+  const v = new DataView(b.buffer);
+  v.setBigInt64(0, u.utimeNs / NS_PER_SEC, true); v.setBigInt64(8, (u.utimeNs % NS_PER_SEC) / 1000n, true);
+  v.setBigInt64(16, u.stimeNs / NS_PER_SEC, true); v.setBigInt64(24, (u.stimeNs % NS_PER_SEC) / 1000n, true);
+  v.setBigInt64(32, BigInt(u.maxrssKb), true);
+  v.setBigInt64(64, BigInt(u.minflt), true);
+  v.setBigInt64(72, BigInt(u.majflt), true);
+  v.setBigInt64(128, BigInt(u.nvcsw), true);
+  v.setBigInt64(136, BigInt(u.nivcsw), true);
+  return b;
+}
+
+/**
+ * getrusage(2): RUSAGE_SELF (0), RUSAGE_CHILDREN (-1: the children waited for, and theirs),
+ * RUSAGE_THREAD (1); EINVAL otherwise. CPU time, faults, involuntary switches and the peak RSS are
+ * the host's counts for the guest's stubs (src/kernel/cputime.ts); voluntary switches are the
+ * times a thread blocked in the kernel. Earlier runs' use comes back after a restore.
+ */
 function getrusage(t: Task): number {
   const who = t.argInt(0);
   if (who !== 0 && who !== -1 && who !== 1) return -E.EINVAL;
-  const b = new Uint8Array(144);
-  if (who !== -1) {
-    const cpu = cpuTimeNs(t);
-    const v = new DataView(b.buffer);
-    v.setBigInt64(0, cpu / NS_PER_SEC, true);
-    v.setBigInt64(8, (cpu % NS_PER_SEC) / 1000n, true);
-  }
-  t.mm.write(t.arg(1), b);
+  const u = who === 0 ? groupUsage(t.kernel, t.tg) : who === 1 ? taskUsage(t) : t.tg.childUsage ?? NO_USAGE;
+  t.mm.write(t.arg(1), encodeRusage(u));
   return 0;
 }
 
@@ -195,5 +213,5 @@ export const timeSyscalls = [
     }
     return Number(t.kernel.clock.monotonicNs() / 10_000_000n);
   }, 'partial', 'CPU time is reported as user time; children\'s times are 0'),
-  syscall('getrusage', 2, getrusage, 'partial', 'CPU time is the total (user + system) reported as user time'),
+  syscall('getrusage', 2, getrusage, 'partial', 'ru_utime/ru_stime, ru_maxrss, ru_minflt, ru_majflt, ru_nivcsw from the host\'s counts for the guest\'s stub processes; ru_nvcsw counts blocking syscalls; a thread that exited before its process takes its counts with it'),
 ];

@@ -12,6 +12,8 @@ import type { Kernel } from '../kernel/kernel.js';
 import { credsOf, ptraceMayAccess } from '../kernel/creds.js';
 import type { SyntheticMount, SyntheticNode } from './vfs.js';
 import { S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
+import { procStatus } from './proc-status.js';
+import { NO_USAGE, groupUsage } from '../kernel/cputime.js';
 
 const enc = new TextEncoder();
 const text = (s: string) => enc.encode(s);
@@ -56,8 +58,6 @@ export function procMount(k: Kernel): SyntheticMount {
     const mem = (from: number, to: number): Uint8Array => {
       try { return task ? new Uint8Array(task.mm.read(from, to - from)) : new Uint8Array(0); } catch { return new Uint8Array(0); }
     };
-    const c = () => credsOf(tg);
-    const hex = (x: bigint) => x.toString(16).padStart(16, '0');
     const fds = k.state.fdTables[ts.fdTableId].fds;
     const fdTarget = (fd: number): string => {
       const f = k.state.openFiles[fds[fd].fileId];
@@ -78,14 +78,16 @@ export function procMount(k: Kernel): SyntheticMount {
       }).join('\n') + '\n');
       case 'stat': return file(base + 7, () => {
         const comm = ts.comm;
-        return `${pid} (${comm}) R ${tg.ppid} ${tg.pgid} ${tg.sid} 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 ${tg.tids.length} 0 0 0 0 ` +
+        // Faults and CPU time (clock ticks of 10 ms) of the process and of its waited-for children, size and resident pages.
+        const u = groupUsage(k, tg), cu = tg.childUsage ?? NO_USAGE, tick = (ns: bigint) => ns / 10_000_000n;
+        const vsize = as.vmas.reduce((n, v) => n + v.end - v.start, 0);
+        const rss = Math.ceil(Number(/^VmRSS:\s+(\d+)/m.exec(procStatus(k, tg, ts))?.[1] ?? 0) / 4);
+        const state = tg.zombie ? 'Z' : tg.stopped ? 'T' : ts.waiter ? 'S' : 'R';
+        return `${pid} (${comm}) ${state} ${tg.ppid} ${tg.pgid} ${tg.sid} 0 -1 4194304 ${u.minflt} ${cu.minflt} ${u.majflt} ${cu.majflt} ` +
+          `${tick(u.utimeNs)} ${tick(u.stimeNs)} ${tick(cu.utimeNs)} ${tick(cu.stimeNs)} 20 0 ${tg.tids.length} 0 0 ${vsize} ${rss} ` +
           `18446744073709551615 0 0 ${as.envEnd} 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 ${as.argStart} ${as.argEnd} ${as.envStart} ${as.envEnd} 0\n`;
       });
-      case 'status': return file(base + 8, () => `Name:\t${ts.comm}\nUmask:\t${tg.umask.toString(8).padStart(4, '0')}\nState:\tR (running)\nTgid:\t${pid}\nNgid:\t0\nPid:\t${pid}\nPPid:\t${tg.ppid}\nTracerPid:\t0\n` +
-        `Uid:\t${c().ruid}\t${c().euid}\t${c().suid}\t${c().fsuid}\nGid:\t${c().rgid}\t${c().egid}\t${c().sgid}\t${c().fsgid}\nFDSize:\t64\nGroups:\t${c().groups.map((g) => g + ' ').join('')}\nThreads:\t${tg.tids.length}\n` +
-        `SigBlk:\t${ts.sigmask.toString(16).padStart(16, '0')}\n` +
-        `CapInh:\t${hex(c().capInh)}\nCapPrm:\t${hex(c().capPrm)}\nCapEff:\t${hex(c().capEff)}\nCapBnd:\t${hex(c().capBnd)}\nCapAmb:\t${hex(c().capAmb)}\nNoNewPrivs:\t${c().noNewPrivs ? 1 : 0}\n` +
-        `Cpus_allowed_list:\t0-${os.cpus().length - 1}\n`);
+      case 'status': return file(base + 8, () => procStatus(k, tg, ts));
       case 'fd': return { ...dir(base + 9, () => Object.keys(fds)), mode: S_IFDIR | 0o500 };
       case 'auxv': return file(base + 10, () => {
         const b = new Uint8Array((as.auxv.length + 1) * 16);

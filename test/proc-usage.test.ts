@@ -1,0 +1,94 @@
+/**
+ * getrusage and /proc/PID/status (issue 10 point 2): a python3 guest prints facts about its own
+ * resource use and status that hold natively, and the sandbox must print the same — ru_maxrss
+ * and ru_minflt grow by 64 MiB / 16384 faults when 64 MiB are touched, five sleeps are five
+ * voluntary switches, RUSAGE_CHILDREN is empty until a child is waited for and then equals what
+ * wait4 reported (the child's CPU time and a peak RSS above the parent's), RUSAGE_THREAD; every
+ * line /proc/self/status has natively, in its order, with the same signal masks (pending for the
+ * thread and the process, blocked, ignored, caught), ids, groups, threads and CPUs, and memory
+ * lines that add up. Then the use so far survives checkpoint/restore.
+ */
+import { describe, expect, it } from 'vitest';
+import { expectCheckpointRestoreMatches, expectSandboxOutput, native } from './helpers.js';
+
+const GUEST = String.raw`
+import os, resource, signal, sys, threading, time
+R = resource
+def burn(s):
+    t0 = time.process_time()
+    while time.process_time() - t0 < s: pass
+burn(0.2)
+a = R.getrusage(R.RUSAGE_SELF)
+print('self: cpu', a.ru_utime + a.ru_stime > 0.15, 'maxrss > 4 MiB', a.ru_maxrss > 4096, 'majflt', a.ru_majflt)
+b = bytearray(64 * 2**20)
+for i in range(0, len(b), 4096): b[i] = 1
+c = R.getrusage(R.RUSAGE_SELF)
+print('64 MiB touched: maxrss +', round((c.ru_maxrss - a.ru_maxrss) / 1024 / 8) * 8, 'MiB, minflt +16384 or more', c.ru_minflt - a.ru_minflt >= 16384)
+for i in range(5): time.sleep(0.01)
+d = R.getrusage(R.RUSAGE_SELF)
+print('five sleeps: nvcsw +', d.ru_nvcsw - c.ru_nvcsw)
+print('children before any wait', tuple(R.getrusage(R.RUSAGE_CHILDREN))[:8])
+pid = os.fork()
+if pid == 0:
+    x = bytearray(32 * 2**20)
+    for i in range(0, len(x), 4096): x[i] = 1
+    burn(0.2)
+    os._exit(0)
+_, st, w = os.wait4(pid, 0)
+ch = R.getrusage(R.RUSAGE_CHILDREN)
+print('wait4: cpu', w.ru_utime + w.ru_stime > 0.15, 'maxrss above the parent +32 MiB', w.ru_maxrss > c.ru_maxrss + 30 * 1024, 'minflt > 8000', w.ru_minflt > 8000)
+print('children == wait4', (ch.ru_utime, ch.ru_stime, ch.ru_maxrss, ch.ru_minflt) == (w.ru_utime, w.ru_stime, w.ru_maxrss, w.ru_minflt))
+th = R.getrusage(R.RUSAGE_THREAD)
+print('thread: nvcsw >= 5', th.ru_nvcsw >= 5, 'cpu', th.ru_utime + th.ru_stime > 0.15)
+# /proc/self/status
+signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, lambda *a: None)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGHUP})
+os.kill(os.getpid(), signal.SIGUSR1)
+signal.pthread_kill(threading.get_ident(), signal.SIGHUP)
+status = dict(l.split(':', 1) for l in open('/proc/self/status').read().splitlines())
+print('keys', ' '.join(status))
+same = ['Name', 'Umask', 'State', 'Ngid', 'TracerPid', 'Uid', 'Gid', 'Groups', 'Kthread', 'VmLck', 'VmPin', 'VmSwap', 'CoreDumping', 'Threads',
+        'SigPnd', 'ShdPnd', 'SigBlk', 'SigIgn', 'SigCgt', 'CapInh', 'CapAmb', 'NoNewPrivs', 'Seccomp', 'Cpus_allowed', 'Cpus_allowed_list', 'Mems_allowed_list']
+for k in same: print(k, status[k].strip())
+kb = lambda k: int(status[k].split()[0])
+print('pids', int(status['Pid']) == os.getpid() == int(status['Tgid']) == int(status['NSpid']), int(status['PPid']) == os.getppid())
+print('memory adds up', kb('VmRSS') == kb('RssAnon') + kb('RssFile') + kb('RssShmem'), kb('VmHWM') >= kb('VmRSS') > 64 * 1024, kb('VmSize') >= kb('VmRSS'), kb('VmPeak') >= kb('VmSize'))
+print('VmData holds the 64 MiB', kb('VmData') > 64 * 1024, 'VmExe', kb('VmExe') > 0, 'VmLib', kb('VmLib') > 0, 'VmStk', kb('VmStk') > 0)
+print('stat', open('/proc/self/stat').read().split()[2], 'switches', int(status['voluntary_ctxt_switches']) >= 5)
+`;
+
+const CHECKPOINT = String.raw`
+import resource, time
+def burn(s):
+    t0 = time.process_time()
+    while time.process_time() - t0 < s: pass
+burn(0.3)
+b = bytearray(32 * 2**20)
+for i in range(0, len(b), 4096): b[i] = 1
+before = resource.getrusage(resource.RUSAGE_SELF)
+print('ready', flush=True)
+time.sleep(1.5)
+after = resource.getrusage(resource.RUSAGE_SELF)
+print('cpu kept', after.ru_utime + after.ru_stime >= before.ru_utime + before.ru_stime >= 0.25)
+print('maxrss kept', after.ru_maxrss >= before.ru_maxrss > 32 * 1024, 'minflt kept', after.ru_minflt >= before.ru_minflt)
+print('nvcsw went on', after.ru_nvcsw > before.ru_nvcsw)
+`;
+
+describe('getrusage and /proc/PID/status', () => {
+  it('say what they say natively', async () => {
+    const want = await native(['/usr/bin/python3', '-c', GUEST], { timeoutMs: 30_000 });
+    expect(want.stderr.toString()).toBe('');
+    expect(want.status).toBe(0);
+    const lines = want.stdout.toString().split('\n').filter(Boolean);
+    expect(lines).toContain('64 MiB touched: maxrss + 64 MiB, minflt +16384 or more True');
+    expect(lines).toContain('SigBlk 0000000000000201');
+    await expectSandboxOutput(['/usr/bin/python3', '-c', GUEST], lines, 60_000);
+  }, 90_000);
+
+  it('resource use survives checkpoint/restore', async () => {
+    const want = await native(['/usr/bin/python3', '-c', CHECKPOINT], { timeoutMs: 30_000 });
+    expect(want.status).toBe(0);
+    await expectCheckpointRestoreMatches('rusage-cp', ['/usr/bin/python3', '-c', CHECKPOINT], want.stdout.toString().split('\n').filter(Boolean));
+  }, 90_000);
+});
