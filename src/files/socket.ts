@@ -1,6 +1,6 @@
 /** 'socket' files: sockets of the sandbox's loopback network (the sockets themselves are src/net/socket.ts). */
 import type { OpenFileBase, SocketState } from '../kernel/state.js';
-import { releaseSocket, socketRead, socketReadiness, socketWrite } from '../net/socket.js';
+import { releaseSocket, socketIoctl, socketRead, socketReadiness, socketWrite } from '../net/socket.js';
 import { PIPE_BUF } from '../abi/linux.js';
 import { FileOps, anonStat } from './file-ops.js';
 
@@ -14,6 +14,7 @@ export const socketFileOps: FileOps<SocketFile> = {
   read: (t, f, buf, count) => socketRead(t, f, buf, count),
   write: (t, f, buf, count) => socketWrite(t, f, buf, count),
   readiness: (t, f) => socketReadiness(t, f, PIPE_BUF),
+  ioctl: (t, f, req, arg) => socketIoctl(t, f, req, arg),
   stat: (t, f) => anonStat(t, 0x8, 0x10000 + f.socket.tx, 0o140777, f.socket.tx),
   release: (k, f) => releaseSocket(k, f),
   syncable: false,

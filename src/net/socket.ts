@@ -15,8 +15,9 @@ import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { NetState, PipeState, SockAddr, SocketMessage, SocketState, UCred } from '../kernel/state.js';
-import { AF_INET, AF_INET6, AF_UNIX, AF_UNSPEC, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, IPV6_HOPLIMIT, IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS, IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_V6ONLY, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
+import { AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AF_UNSPEC, SOL_NETLINK, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, IPV6_HOPLIMIT, IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS, IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_V6ONLY, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
 import { ControlWriter, parseControl, peerCredOf, senderCred, type SendControl } from './cmsg.js';
+import { INTERFACE_IOCTLS, decodeNetlinkAddr, encodeNetlinkAddr, interfaceIoctl, isNetlink, netlinkBind, netlinkRequest } from './netlink.js';
 import { MESSAGE_OVERHEAD, NO_PEER_CRED, UNIX_QUEUE_BYTES, dropMessages, passcred, peerOf, queuedBytes, unixAutobind, unixBind, unixDisconnect, unixLookup, unixSend } from './unix.js';
 
 /** Bytes of datagrams a UDP socket may have queued before senders' messages are dropped. */
@@ -102,7 +103,8 @@ export function readAddr(t: Task, addr: number, len: number, domain: number): So
   const b = t.mm.read(addr, Math.min(len, 128));
   const v = new DataView(b.buffer, b.byteOffset, b.length);
   const family = v.getUint16(0, true);
-  if (family !== domain) throw new SyscallError(domain === AF_UNIX ? E.EINVAL : E.EAFNOSUPPORT);
+  if (family !== domain) throw new SyscallError(domain === AF_UNIX || domain === AF_NETLINK ? E.EINVAL : E.EAFNOSUPPORT);
+  if (family === AF_NETLINK) return decodeNetlinkAddr(b, len);
   if (family === AF_INET) {
     if (len < 16) throw new SyscallError(E.EINVAL);
     return { family, port: v.getUint16(2, false), ip: [...b.subarray(4, 8)].join('.') };
@@ -122,6 +124,7 @@ export function readAddr(t: Task, addr: number, len: number, domain: number): So
 /** Encode a sockaddr; returns the bytes (the full length the kernel reports). */
 function encodeAddr(a: SockAddr | undefined, domain: number): Uint8Array {
   const fam = a?.family ?? domain;
+  if (fam === AF_NETLINK) return encodeNetlinkAddr(a);
   if (fam === AF_INET) {
     const b = new Uint8Array(16);
     const v = new DataView(b.buffer);
@@ -213,6 +216,7 @@ function loopbackOf(family: number): string { return family === AF_INET6 ? '::1'
 export function doBind(t: Task, f: SocketFile, a: SockAddr): void {
   const s = so(f);
   if (a.family === AF_UNIX) { unixBind(t, f, a); return; }
+  if (a.family === AF_NETLINK) { netlinkBind(t, f, a); return; }
   if (s.local) throw new SyscallError(E.EINVAL);
   const ip = a.ip!;
   const any = ip === '0.0.0.0' || ip === '::';
@@ -295,7 +299,7 @@ export function installSocket(t: Task, f: SocketFile, cloexec: boolean): number 
 export function listen(t: Task, fd: number, backlog: number): number {
   const f = sockFile(t, fd);
   const s = so(f);
-  if (s.type === SOCK_DGRAM) return -E.EOPNOTSUPP;
+  if (s.type === SOCK_DGRAM || isNetlink(s)) return -E.EOPNOTSUPP;
   if (s.state === 'connected' || s.pairPeer !== undefined) return -E.EINVAL;
   if (s.domain === AF_UNIX) {
     if (!s.local?.path) return -E.EINVAL;
@@ -325,6 +329,11 @@ export function connect(t: Task, fd: number, addrPtr: number, len: number): numb
     return 0;
   }
   const a = readAddr(t, addrPtr, len, s.domain!);
+  if (isNetlink(s)) { // netlink_connect: autobind, then the default destination
+    netlinkBind(t, f, { family: AF_NETLINK, port: 0 });
+    s.peer = a;
+    return 0;
+  }
   if (s.type === SOCK_DGRAM) {
     if (s.domain === AF_UNIX) {
       if (passcred(s)) unixAutobind(t, f);
@@ -389,7 +398,7 @@ export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags
   if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
   const f = sockFile(t, fd);
   const s = so(f);
-  if (s.type === SOCK_DGRAM) return -E.EOPNOTSUPP;
+  if (s.type === SOCK_DGRAM || isNetlink(s)) return -E.EOPNOTSUPP;
   if (s.state !== 'listening') return -E.EINVAL;
   const attempt = (): number | undefined => {
     const id = s.backlog?.shift();
@@ -410,7 +419,7 @@ export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags
 /** read/recv/recvfrom on a socket into one buffer. `from`: recvfrom's [address, length address]. */
 export function socketRead(t: Task, f: SocketFile, buf: number, count: number, flags = 0, from?: [number, number]): SyscallResult {
   const s = so(f);
-  if (s.type === SOCK_DGRAM || s.type === SOCK_SEQPACKET) return messageRecv(t, f, flags, { iov: [[buf, count]], name: from });
+  if (s.type === SOCK_DGRAM || s.type === SOCK_SEQPACKET || isNetlink(s)) return messageRecv(t, f, flags, { iov: [[buf, count]], name: from });
   return streamRecv(t, f, flags, { iov: [[buf, count]], name: from });
 }
 
@@ -418,6 +427,7 @@ export function socketRead(t: Task, f: SocketFile, buf: number, count: number, f
 export function socketWrite(t: Task, f: SocketFile, buf: number, count: number, flags = 0, to?: SockAddr, cred?: UCred): SyscallResult {
   const s = so(f);
   const data = () => (count ? new Uint8Array(t.mm.read(buf, count)) : new Uint8Array(0));
+  if (isNetlink(s)) return netlinkSend(t, f, data, count, to);
   if (s.domain === AF_UNIX && s.type !== SOCK_STREAM) return unixSend(t, f, data, count, flags, to, { fds: [] });
   if (s.type === SOCK_DGRAM) return dgramSend(t, f, data, count, to);
   if (to && s.domain === AF_UNIX) return s.state === 'connected' ? -E.EISCONN : -E.EOPNOTSUPP;
@@ -460,6 +470,14 @@ function writerAt(p: PipeState): { cred?: UCred; run: number } {
   while (c.length > 1 && c[1].at <= pos) c.shift();
   const run = c.length > 1 ? c[1].at - pos : Infinity;
   return { cred: c[0].at <= pos ? c[0].cred : undefined, run };
+}
+
+/** A message to the kernel on a netlink socket (autobinds it): answered into its queue. ECONNREFUSED for another socket's port id. */
+function netlinkSend(t: Task, f: SocketFile, data: () => Uint8Array, count: number, to: SockAddr | undefined): number {
+  netlinkBind(t, f, { family: AF_NETLINK, port: 0 });
+  if ((to ?? f.socket.peer)?.port) return -E.ECONNREFUSED;
+  netlinkRequest(t, f, data());
+  return count;
 }
 
 /** A UDP datagram to `to` (or the connected peer): lost if nobody is bound there or the queue is full, as on a network. EDESTADDRREQ, EMSGSIZE, ENETUNREACH. */
@@ -675,6 +693,7 @@ export function sendmsg(t: Task, f: SocketFile, msg: number, flags: number): Sys
   const to = name && nameLen ? readAddr(t, name, nameLen, s.domain!) : undefined;
   const parts = iov.filter(([, n]) => n > 0);
   const total = parts.reduce((n, [, l]) => n + l, 0);
+  if (isNetlink(s)) return netlinkSend(t, f, () => gather(t, parts), total, to);
   if (s.domain === AF_UNIX && s.type !== SOCK_STREAM) return unixSend(t, f, () => gather(t, parts), total, flags, to, control);
   if (s.type === SOCK_DGRAM) return dgramSend(t, f, () => gather(t, parts), total, to, control);
   if (to && s.domain === AF_UNIX) return s.state === 'connected' ? -E.EISCONN : -E.EOPNOTSUPP;
@@ -703,7 +722,7 @@ export function recvmsg(t: Task, f: SocketFile, msg: number, flags: number): Sys
   const s = so(f);
   if (!name) t.mm.writeU32(msg + 8, 0);
   const into: RecvInto = { iov, name: name ? [name, msg + 8] : undefined, msg: { hdr: msg, ctl, ctlLen } };
-  if (s.type === SOCK_DGRAM || s.type === SOCK_SEQPACKET) return messageRecv(t, f, flags, into);
+  if (s.type === SOCK_DGRAM || s.type === SOCK_SEQPACKET || isNetlink(s)) return messageRecv(t, f, flags, into);
   return streamRecv(t, f, flags, into);
 }
 
@@ -717,7 +736,7 @@ export function getsockopt(t: Task, f: SocketFile, level: number, opt: number, v
       case SO_TYPE: v = s.type!; break;
       case SO_ERROR: v = s.error ?? 0; s.error = undefined; break;
       case SO_DOMAIN: v = s.domain!; break;
-      case SO_PROTOCOL: v = s.domain === AF_UNIX ? 0 : s.protocol ?? (s.type === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP); break;
+      case SO_PROTOCOL: v = s.domain === AF_UNIX || isNetlink(s) ? 0 : s.protocol ?? (s.type === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP); break;
       case SO_ACCEPTCONN: v = s.state === 'listening' ? 1 : 0; break;
       case SO_SNDBUF: case SO_RCVBUF: v = s.opts?.[optKey(level, opt)] ?? 212992; break;
       case SO_PEERCRED: {
@@ -729,7 +748,7 @@ export function getsockopt(t: Task, f: SocketFile, level: number, opt: number, v
       }
       default: v = s.opts?.[optKey(level, opt)] ?? 0;
     }
-  } else if (level === IPPROTO_TCP || level === IPPROTO_UDP || level === IPPROTO_UDPLITE || level === 0 /* IP */ || level === 41 /* IPV6 */) {
+  } else if (level === IPPROTO_TCP || level === IPPROTO_UDP || level === IPPROTO_UDPLITE || level === SOL_NETLINK || level === 0 /* IP */ || level === 41 /* IPV6 */) {
     v = s.opts?.[optKey(level, opt)] ?? 0;
   } else return -E.ENOPROTOOPT;
   const bytes = typeof v === 'number' ? new Uint8Array(new Int32Array([v]).buffer) : v;
@@ -741,7 +760,7 @@ export function getsockopt(t: Task, f: SocketFile, level: number, opt: number, v
 
 export function setsockopt(t: Task, f: SocketFile, level: number, opt: number, val: number, len: number): number {
   if (len < 0) return -E.EINVAL;
-  if (![SOL_SOCKET, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, 0, 41].includes(level)) return -E.ENOPROTOOPT;
+  if (![SOL_SOCKET, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, SOL_NETLINK, 0, 41].includes(level)) return -E.ENOPROTOOPT;
   const s = so(f);
   const v = len >= 4 ? t.mm.readU32(val) | 0 : len >= 1 ? t.mm.read(val, 1)[0] : 0;
   s.opts ??= {};
@@ -774,6 +793,25 @@ export function releaseSocket(k: Kernel, f: SocketFile): void {
   }
 }
 
+/**
+ * ioctl(2) on a socket: FIONREAD/SIOCINQ (a stream's or seqpacket socket's unread bytes, the size
+ * of the next message of a datagram socket; EINVAL listening), SIOCOUTQ (bytes written and not yet read by the peer), the
+ * interface requests of src/net/netlink.ts; ENOTTY for the rest.
+ */
+export function socketIoctl(t: Task, f: SocketFile, req: number, arg: number): number {
+  const s = so(f);
+  if (req === 0x541b /* FIONREAD */ || req === 0x5411 /* SIOCOUTQ */) {
+    let n = 0;
+    if (s.state === 'listening') return -E.EINVAL;
+    if (s.dgrams) n = req !== 0x541b ? 0 : s.type === SOCK_SEQPACKET ? s.dgrams.reduce((m, d) => m + d.data.length, 0) : s.dgrams[0]?.data.length ?? 0;
+    else n = t.kernel.state.pipes[req === 0x541b ? s.rx : s.tx]?.len ?? 0;
+    t.mm.writeU32(arg, n);
+    return 0;
+  }
+  if (INTERFACE_IOCTLS.has(req)) return interfaceIoctl(t, f, req, arg);
+  return -E.ENOTTY;
+}
+
 /** Poll readiness of a socket (POLLIN 1, POLLOUT 4, POLLERR 8, POLLHUP 0x10, POLLRDHUP 0x2000). */
 export function socketReadiness(t: Task, f: SocketFile, pipeBuf: number): number {
   const s = so(f);
@@ -791,7 +829,7 @@ export function socketReadiness(t: Task, f: SocketFile, pipeBuf: number): number
     if (s.dgrams!.length) r |= 1 | 0x40;
     return r;
   }
-  if (s.type === SOCK_DGRAM) return (s.dgrams!.length ? 1 : 0) | 4;
+  if (s.type === SOCK_DGRAM || isNetlink(s)) return (s.dgrams!.length ? 1 : 0) | 4;
   if (s.state !== 'connected') return 4 | 0x10;
   const rx = t.kernel.state.pipes[s.rx], tx = t.kernel.state.pipes[s.tx];
   if (s.domain !== AF_UNIX) {

@@ -501,7 +501,7 @@ export const fileSyscalls = [
   syscall('statx', 5, (t) => { t.mm.write(t.arg(4), encodeStatx(statPath(t, t.argInt(0), t.arg(1), t.argInt(2)))); return 0; }, 'partial', 'reports STATX_BASIC_STATS, no btime'),
   syscall('getdents64', 3, getdents64),
   syscall('fcntl', 3, fcntl, 'partial', 'F_NOTIFY is accepted but sends no events; no leases'),
-  syscall('ioctl', 3, ioctl, 'partial', 'terminal requests on stdio pass to the caller\'s terminal; others ENOTTY'),
+  syscall('ioctl', 3, ioctl, 'partial', 'terminal requests on stdio pass to the caller\'s terminal; on sockets FIONREAD, SIOCOUTQ and the interface requests for lo; others ENOTTY'),
   syscall('dup', 1, (t) => { const e = t.fdTable.fds[t.argInt(0)]; return e ? t.kernel.installFd(t, e.fileId, false) : -E.EBADF; }),
   syscall('dup2', 2, (t) => dup3(t, t.argInt(0), t.argInt(1), 0, true)),
   syscall('dup3', 3, (t) => dup3(t, t.argInt(0), t.argInt(1), t.argInt(2), false)),

@@ -7,11 +7,12 @@ import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { SocketFile } from '../files/socket.js';
 import { peerCredOf } from '../net/cmsg.js';
+import { NETLINK_ROUTE } from '../net/netlink.js';
 import {
   accept, connect, doBind, getsockopt, installSocket, listen, newSocket, readAddr, recvmsg, sendmsg, setsockopt, so, sockFile,
   socketRead, socketWrite, writeAddr,
 } from '../net/socket.js';
-import { AF_INET, AF_INET6, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET } from '../abi/linux.js';
+import { AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET } from '../abi/linux.js';
 import { syscall } from './entry.js';
 
 /**
@@ -64,15 +65,22 @@ function hostStdioSocketOption(t: Task): number | undefined {
 
 /**
  * socket(2): AF_UNIX stream, datagram (SOCK_RAW is one, as unix_create makes it) and seqpacket;
+ * AF_NETLINK NETLINK_ROUTE (raw or datagram; src/net/netlink.ts);
  * AF_INET/AF_INET6 stream (TCP) and datagram (UDP, and UDP-Lite: UDP with its own ports; checksum
  * coverage options are stored, there being no checksums on this loopback). EAFNOSUPPORT, EINVAL, ESOCKTNOSUPPORT,
  * EPROTONOSUPPORT, EMFILE.
  */
 function socket(t: Task): number {
   const domain = t.argInt(0), type = t.argInt(1), proto = t.argInt(2);
-  if (![AF_UNIX, AF_INET, AF_INET6].includes(domain)) return -E.EAFNOSUPPORT;
+  if (![AF_UNIX, AF_INET, AF_INET6, AF_NETLINK].includes(domain)) return -E.EAFNOSUPPORT;
   let base = type & SOCK_TYPE_MASK;
   if (type & ~(SOCK_TYPE_MASK | SOCK_NONBLOCK | SOCK_CLOEXEC)) return -E.EINVAL;
+  if (domain === AF_NETLINK) {
+    if (base !== SOCK_RAW && base !== SOCK_DGRAM) return -E.ESOCKTNOSUPPORT;
+    if (proto !== NETLINK_ROUTE) return -E.EPROTONOSUPPORT;
+    const nl = newSocket(t, domain, type, { rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'unbound', opts: {}, dgrams: [] });
+    return installSocket(t, nl, !!(type & SOCK_CLOEXEC));
+  }
   if (domain === AF_UNIX) {
     if (proto !== 0 && proto !== AF_UNIX) return -E.EPROTONOSUPPORT;
     if (base === SOCK_RAW) base = SOCK_DGRAM;
@@ -130,7 +138,7 @@ function socketpair(t: Task): number {
 const withSock = <T>(t: Task, fd: number, fn: (f: SocketFile) => T): T => fn(sockFile(t, fd));
 
 export const netSyscalls = [
-  syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 (TCP, UDP, UDP-Lite) on 127.0.0.0/8, ::1 and IPv4-mapped; AF_UNIX stream, datagram and seqpacket; no AF_NETLINK'),
+  syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 (TCP, UDP, UDP-Lite) on 127.0.0.0/8, ::1 and IPv4-mapped; AF_UNIX stream, datagram and seqpacket; AF_NETLINK NETLINK_ROUTE answering link and address dumps for lo'),
   syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX stream, datagram and seqpacket pairs (no other family has them here)'),
   syscall('bind', 3, (t) => withSock(t, t.argInt(0), (f) => { doBind(t, f, readAddr(t, t.arg(1), t.argU32(2), so(f).domain!)); return 0; })),
   syscall('listen', 2, (t) => listen(t, t.argInt(0), t.argInt(1))),
@@ -144,6 +152,7 @@ export const netSyscalls = [
   syscall('shutdown', 2, (t) => withSock(t, t.argInt(0), (f) => {
     const how = t.argInt(1), s = so(f);
     if (how < 0 || how > 2) return -E.EINVAL;
+    if (s.domain === AF_NETLINK) return -E.EOPNOTSUPP; // netlink has no shutdown (sock_no_shutdown)
     if (s.domain === AF_UNIX && !(s.type === SOCK_STREAM && s.state === 'connected')) {
       // unix_shutdown never fails: the flags are this end's; a seqpacket peer sees them.
       if (how === 0 || how === 2) s.shutRd = true;
