@@ -4,6 +4,7 @@
  * wd again, IN_MASK_ADD, IN_MASK_CREATE, IN_ONESHOT, IN_ONLYDIR, IN_DONT_FOLLOW, IN_EXCL_UNLINK and
  * their errors), rm_watch and IN_IGNORED, IN_CREATE/OPEN/MODIFY/CLOSE_WRITE/ACCESS/CLOSE_NOWRITE/
  * ATTRIB/MOVED_FROM/MOVED_TO (cookies)/MOVE_SELF/DELETE/DELETE_SELF, a rename over a watched file,
+ * a watched file unlinked while open (IN_DELETE_SELF and IN_IGNORED at its last close),
  * readdir, truncation and utimensat, exec of a watched program, merging of identical events,
  * FIONREAD, a too-small read (EINVAL), poll and epoll readiness and IN_Q_OVERFLOW past 16384 events
  * (wd numbers and cookies are printed in order of appearance). The second checkpoints a sandbox with
@@ -136,6 +137,13 @@ int main(int argc, char **argv) {
   int wdD2 = inotify_add_watch(ifd, ".", IN_ALL_EVENTS | IN_EXCL_UNLINK); wdname(wdD2);
   fd = open("h", O_CREAT | O_RDWR, 0644); unlink("h"); write(fd, "z", 1); close(fd);
   drain("excl_unlink");
+  // a watched file unlinked while open: its watch lasts until the last close
+  fd = open("k", O_CREAT | O_RDWR, 0644);
+  int wdK = inotify_add_watch(ifd, "k", IN_ALL_EVENTS); wdname(wdK);
+  unlink("k"); write(fd, "z", 1);
+  drain("unlinked while open");
+  close(fd);
+  drain("last close");
   // open with O_TRUNC, ftruncate, utimes, write to O_APPEND
   fd = open("g", O_WRONLY | O_TRUNC); ftruncate(fd, 5); close(fd);
   struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}}; utimensat(AT_FDCWD, "g", ts, 0);

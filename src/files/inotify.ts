@@ -203,9 +203,9 @@ export function fsnotifyDirent(k: Kernel, dirPath: string, mask: number, name: s
 }
 
 /**
- * Object `o` is gone (its last link removed, or replaced by a rename): IN_DELETE_SELF to its
- * watches, then each watch is removed with IN_IGNORED (Linux sends IN_IGNORED when the inode is
- * evicted, after its last close; here it follows at once).
+ * Object `o` is gone: an upper-layer inode freed (no link left and no open file: at the unlink or
+ * rename that removed its last name, else at its last close, as Linux evicts it), or a lower-layer
+ * object removed. IN_DELETE_SELF to its watches, then each watch is removed with IN_IGNORED.
  */
 export function fsnotifyGone(k: Kernel, o: FsObject): void {
   if (!anyWatch(k)) return;

@@ -25,7 +25,7 @@ import { MemoryFile } from '../mm/memory-file.js';
 import { Vfs } from '../vfs/vfs.js';
 import { inodeRelease } from '../vfs/inode-data.js';
 import { releaseFileLocks, releasePosixOnClose } from '../vfs/locks.js';
-import { fsnotifyClose } from '../files/inotify.js';
+import { fsnotifyClose, fsnotifyGone } from '../files/inotify.js';
 import { procMount } from '../vfs/proc.js';
 import { devMount, sysMount } from '../vfs/dev.js';
 import { credsOf } from './creds.js';
@@ -300,6 +300,7 @@ export class Kernel {
     const ino = id ? this.state.fs.inodes[id] : undefined;
     if (!ino || ino.nlink > 0) return;
     for (const f of Object.values(this.state.openFiles)) if (f.kind === 'upper' && f.inodeId === id) return;
+    fsnotifyGone(this, { path: '', inodeId: id, dir: false }); // evicted: IN_DELETE_SELF, then each watch's IN_IGNORED
     inodeRelease(this, ino);
   }
 

@@ -92,12 +92,12 @@ function unlinkAt(t: Task, dirfd: number, pathAddr: number, flags: number): numb
   vfs.checkDelete(r.path, r.node);
   const obj = fsObjectOf(r.node);
   vfs.remove(r.path);
-  // A file's link count changed (IN_ATTRIB, fsnotify_link_count); gone with its last link (IN_DELETE_SELF); then the directory's IN_DELETE.
-  const last = r.node.kind !== 'upper' || r.node.inode.nlink === 0;
+  // A file's link count changed (IN_ATTRIB, fsnotify_link_count); the inode freed now (no link, not
+  // open) is IN_DELETE_SELF + IN_IGNORED (else at its last close); then the directory's IN_DELETE.
   if (!dir) fsnotify(t.kernel, obj, IN_ATTRIB, { selfOnly: true });
-  if (last) fsnotifyGone(t.kernel, obj);
-  fsnotifyDirent(t.kernel, parentPath(r.path), IN_DELETE, baseName(r.path), dir);
   if (r.node.kind === 'upper') t.kernel.releaseInodeIfUnused(r.node.inode.id);
+  else fsnotifyGone(t.kernel, obj);
+  fsnotifyDirent(t.kernel, parentPath(r.path), IN_DELETE, baseName(r.path), dir);
   return 0;
 }
 
@@ -151,7 +151,8 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
   if (replacedObj && !replacedObj.dir) fsnotify(k, replacedObj, IN_ATTRIB, { selfOnly: true });
   // The moved object is in the upper layer now (rename copies up); a watch by its old lower path moves onto it.
   fsnotify(k, { path: from.path, inodeId: k.state.fs.upper[to.path] || undefined, dir: fromDir }, IN_MOVE_SELF, { selfOnly: true });
-  if (replacedObj && gone) fsnotifyGone(k, replacedObj);
+  // The replaced file is freed (IN_DELETE_SELF, IN_IGNORED) now, or at its last close.
+  if (replacedObj && gone && replacedObj.inodeId === undefined) fsnotifyGone(k, replacedObj);
   k.releaseInodeIfUnused(replaced);
   return 0;
 }

@@ -64,6 +64,6 @@ export const inotifySyscalls = [
   syscall('inotify_init', 0, (t) => inotifyInit1(t, 0)),
   syscall('inotify_init1', 1, (t) => inotifyInit1(t, t.argInt(0))),
   syscall('inotify_add_watch', 3, (t) => inotifyAddWatch(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial',
-    'events come from the sandbox\'s own changes (the host\'s are not seen); IN_IGNORED after a delete comes at once, not at the last close; IN_CLOSE_NOWRITE of an executable comes at exec, not at exit; no events for unix socket binds'),
+    'events come from the sandbox\'s own changes (the host\'s are not seen); IN_CLOSE_NOWRITE of an executable comes at exec, not at exit; no events for unix socket binds'),
   syscall('inotify_rm_watch', 2, (t) => inotifyRmWatch(t, t.argInt(0), t.argInt(1))),
 ];
