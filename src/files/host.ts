@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { E, SyscallError } from '../errno.js';
 import type { OpenFileBase } from '../kernel/state.js';
 import { FIONREAD, PROT_WRITE } from '../abi/linux.js';
-import { pageRoundUp } from '../mm/memory-file.js';
+import { pageRoundDown, pageRoundUp } from '../mm/memory-file.js';
 import { pageCacheBlock } from '../mm/page-cache.js';
 import { ALWAYS_READY, FileOps, reopenFlags, seekBySize, statByPath } from './file-ops.js';
 
@@ -56,13 +56,22 @@ export const hostFileOps: FileOps<HostFile> = {
     const id = f.hostIdentity!;
     const mapLen = pageRoundUp(len);
     const block = pageCacheBlock(k, f.path, id.size, id.mtimeMs, off, mapLen, (b) => {
-      let short = false, done = 0;
-      k.mf.forEachChunk(b, mapLen, (view) => {
-        if (short) return;
-        const n = fs.readSync(hfd, view, 0, view.length, off + done);
-        done += n;
-        if (n < view.length) short = true; // the rest stays zero, like the tail of a file's last page
-      }, true);
+      // Only the file's data ranges (SEEK_DATA/SEEK_HOLE) are read and charged: the holes of a
+      // sparse file stay uncharged zeros (a 4 GiB sparse file maps at once, as natively).
+      const end = Math.min(off + mapLen, id.size);
+      for (const [s, e] of k.vfs.lower.dataRanges(hfd, id.size)) {
+        const lo = pageRoundDown(Math.max(s, off) - off), hi = Math.min(mapLen, pageRoundUp(Math.min(e, end) - off));
+        if (lo >= hi) continue;
+        let short = false;
+        k.mf.forEachChunk(b + lo, hi - lo, (view, ro) => {
+          if (short) return;
+          for (let done = 0; done < view.length;) {
+            const n = fs.readSync(hfd, view, done, view.length - done, off + lo + ro + done);
+            if (n <= 0) { short = true; return; } // the rest stays zero, like the tail of a file's last page
+            done += n;
+          }
+        }, true);
+      }
     });
     return t.mm.mapBlock(addr, len, prot, flags, f.path, off, block, 0, true);
   },
