@@ -14,6 +14,7 @@ import { DEFAULT_PLATFORM, PLATFORMS } from '../platforms/registry.js';
 import { controlSocket, defaultStore, fail, request } from './control.js';
 import { configureLog } from './oci/log.js';
 import * as oci from './oci/commands.js';
+import { type PublishSpec, parsePublish } from './publish.js';
 
 // Internal entry points: the process hosting an OCI container, and an exec'd process's waiter.
 if (process.argv[2] === '__oci-init') {
@@ -84,6 +85,10 @@ const guarded = <A extends unknown[]>(fn: (...args: A) => Promise<void>) => asyn
   try { await fn(...args); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
 };
 const mib = (n: number) => (n / 1048576).toFixed(1) + ' MiB';
+/** --publish HOSTPORT:GUESTPORT (repeatable). */
+const collectPublish = (v: string, prev: PublishSpec[] = []): PublishSpec[] => {
+  try { return [...prev, parsePublish(v)]; } catch (e) { throw new InvalidArgumentError((e as Error).message); }
+};
 /** --disk/--memory SIZE: bytes, with an optional K, M, G or T suffix (powers of 1024). */
 const parseSize = (v: string) => {
   const m = /^(\d+(?:\.\d+)?)([KMGT]i?B?)?$/i.exec(v);
@@ -120,6 +125,8 @@ program
   .addOption(new Option('--user <uid[:gid]>', 'run as this user and group inside the sandbox, unprivileged (default: the caller\'s ids; uid 0 holds every capability)').argParser(parseUser))
   .addOption(new Option('--disk <size>', 'most file data the sandbox may write (e.g. 512M, 2G); writes past it fail with ENOSPC (default: no limit but the memory file)').argParser(parseSize))
   .addOption(new Option('--memory <size>', 'most memory the sandbox may use (e.g. 512M, 2G): guest memory it touched, file data in /tmp and the upper layer, pipe and socket buffers; past it the sandbox\'s OOM killer ends its biggest process (default: half the host\'s memory)').argParser(parseSize))
+  .addOption(new Option('-p, --publish <hostport:guestport>', 'forward connections to 127.0.0.1:HOSTPORT on the host to the guest\'s TCP listener on GUESTPORT (repeatable; e.g. 8080:80)').argParser(collectPublish))
+  .option('--tcp-close-on-checkpoint', 'let checkpoints go ahead while connections through --publish are open; a restore closes them (the guest sees its peer close)')
   .option('--cpu-features <set>', 'CPU features the guest may see: host (all of this CPU\'s; recorded in checkpoints, and a restore on a host lacking any of them is refused, naming them); a smaller set needs CPUID faulting, not available yet', 'host')
   .option('--inject <spec>', 'make syscalls fail: SYSCALL:FAULT:PROBABILITY,… (FAULT: EINTR, EAGAIN, ENOSPC, ENOMEM, EIO, short); see docs/cli.md')
   .option('--seed <n>', 'seed of --inject (default: random; printed on stderr)')

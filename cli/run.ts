@@ -6,6 +6,7 @@ import { createSandbox } from '../src/sandbox/create.js';
 import { UnknownPlatformError, createPlatform } from '../platforms/registry.js';
 import type { Platform } from '../platforms/platform.js';
 import { hostHasCpuidFaulting } from '../platforms/host/cpu-features.js';
+import { type PublishSpec, startPublishing } from './publish.js';
 import { randomBytes } from 'node:crypto';
 import { ExecError } from '../src/loader/exec.js';
 import { E } from '../src/errno.js';
@@ -20,7 +21,7 @@ export { fail };
  * `run`'s options as commander parses them. `cwd` absent: the caller's working directory when
  * the root is the host's own (`--rootfs /`, as `runsc do` and proot do), else `/`.
  */
-export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; cpuFeatures?: string }
+export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; cpuFeatures?: string; publish?: PublishSpec[]; tcpCloseOnCheckpoint?: boolean }
 
 /**
  * --checkpoint-store DIR [--checkpoint-name NAME]: the kernel's `checkpointRequest` (a guest's
@@ -153,7 +154,7 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   const cwd = opts.cwd ?? defaultCwd(opts.rootfs);
   let kernel: Kernel;
   try {
-    kernel = createSandbox({ rootfs: opts.rootfs, cwd: cwd ?? '/', cwdOrRoot: opts.cwd === undefined, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, memoryLimit: opts.memory, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts) });
+    kernel = createSandbox({ rootfs: opts.rootfs, cwd: cwd ?? '/', cwdOrRoot: opts.cwd === undefined, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, memoryLimit: opts.memory, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts), publish: opts.publish, tcpCloseOnCheckpoint: opts.tcpCloseOnCheckpoint });
   } catch (e) {
     if (e instanceof ExecError) {
       fail(e.message);
@@ -162,7 +163,22 @@ export async function runCommand(root: string | undefined, prog: string, args: s
     fail((e as Error).message);
     return 125;
   }
+  if (!(await publishPorts(kernel))) return 125;
   return runToEnd(kernel, root, opts.name);
+}
+
+/** Open the sandbox's published ports (config.publish); false, after one line and ending the sandbox, if one cannot be. */
+async function publishPorts(kernel: Kernel): Promise<boolean> {
+  const specs = kernel.state.config.publish;
+  if (!specs?.length) return true;
+  try {
+    await startPublishing(kernel, specs);
+    return true;
+  } catch (e) {
+    fail((e as Error).message);
+    kernel.destroy();
+    return false;
+  }
 }
 
 export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string }): Promise<number> {
@@ -178,6 +194,7 @@ export async function restoreCommand(root: string | undefined, id: string, opts:
     fail(e instanceof SnapshotError ? e.message : `restore failed: ${(e as Error).message}`);
     return 125;
   }
+  if (!(await publishPorts(restored.kernel))) return 125;
   // A page that fails its background check stops the sandbox (the kernel logs the line): snapvisor's failure.
   let corrupt: string | undefined;
   void restored.verified.then((bad) => { corrupt = bad; });

@@ -14,6 +14,7 @@ import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
 import { CheckpointSummary, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, openCheckpoint, runsOf, writeCheckpoint } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, runLayer } from './format.js';
 import path from 'node:path';
+import { closePublished, publishedConnections } from '../src/net/publish.js';
 import { verifyPages } from './pages.js';
 import { hostCpuFeatures, missingCpuFeatures } from '../platforms/host/cpu-features.js';
 
@@ -37,6 +38,12 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   const t0 = performance.now();
   await kernel.quiesce();
   if (kernel.exitInfo) throw new SnapshotError('the sandbox exited before it could be checkpointed');
+  const published = publishedConnections(kernel);
+  if (published.length && !kernel.state.config.tcpCloseOnCheckpoint) {
+    kernel.thaw();
+    const ports = [...new Set(published.map((p) => p.label))].join(', ');
+    throw new SnapshotError(`${published.length} connection${published.length > 1 ? 's' : ''} through published port${ports.includes(',') ? 's' : ''} ${ports} ${published.length > 1 ? 'are' : 'is'} open: the host side cannot be checkpointed (close ${published.length > 1 ? 'them' : 'it'}, or run with --tcp-close-on-checkpoint: a restore then closes them)`);
+  }
   let captured;
   try {
     // Ending the sandbox: it stays frozen until written. Running on: copy-on-write, held until written.
@@ -223,6 +230,8 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
       opened.runs.filter((r) => runLayer(r) > 0).map((r) => [r[0], (r[1].length / PAGE_CHECK_BYTES) * PAGE_SIZE, runLayer(r) + 1] as const));
     origins.set(kernel, originOf(storeDir, opened));
     kernel.restoreFiles();
+    // Connections from the host through published ports did not survive (--tcp-close-on-checkpoint).
+    closePublished(kernel);
     kernel.resumeRestored();
     trace?.('resumed');
   } catch (e) {

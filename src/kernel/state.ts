@@ -86,6 +86,13 @@ export interface SandboxConfig {
    * refused. Absent in graphs from before it was recorded (then nothing is checked).
    */
   cpuFeatures?: string[];
+  /**
+   * run --publish: host TCP ports forwarded to guest ports (HOSTPORT:GUESTPORT; the host side
+   * listens on `hostIp`), re-opened by every restore. Absent: none.
+   */
+  publish?: Array<{ hostIp: string; hostPort: number; guestPort: number }>;
+  /** run --tcp-close-on-checkpoint: checkpoints go ahead with published connections open; a restore closes them. */
+  tcpCloseOnCheckpoint?: boolean;
 }
 
 /** The kernel's one clock. All guest-visible time is host time plus these offsets (ns). */
@@ -476,6 +483,12 @@ export interface SocketState {
   error?: number;
   /** TCP: a write found the peer closed and drew its reset: further writes fail EPIPE. */
   reset?: boolean;
+  /**
+   * The kernel's end of a connection from outside through a published port (run --publish,
+   * src/net/publish.ts): the host address and port it came through ("127.0.0.1:8080"). No
+   * process holds it; its host connection is runtime only.
+   */
+  published?: string;
 }
 
 /** Loopback network: which socket (open-file id) holds each bound address, and the next ephemeral port. */

@@ -34,6 +34,10 @@ export interface SandboxSpec extends AssembleOptions {
   diskLimit?: number;
   /** Bytes the sandbox's memory may use (src/kernel/memory-limit.ts); default defaultMemoryLimit(). */
   memoryLimit?: number;
+  /** Host TCP ports forwarded to guest ports (run --publish; the runtime listens, src/net/publish.ts connects). */
+  publish?: Array<{ hostIp: string; hostPort: number; guestPort: number }>;
+  /** run --tcp-close-on-checkpoint: checkpoints go ahead with published connections open (a restore closes them). */
+  tcpCloseOnCheckpoint?: boolean;
 }
 
 /** The memory limit of a sandbox created without one: DEFAULT_MEMORY_FRACTION of the host's memory, whole MiB (bytes). */
@@ -50,6 +54,8 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   state.config.memoryLimit = spec.memoryLimit ?? defaultMemoryLimit();
   // Without CPUID faulting the guest sees every feature of this host (run --cpu-features).
   state.config.cpuFeatures = hostCpuFeatures();
+  if (spec.publish?.length) state.config.publish = spec.publish;
+  if (spec.tcpCloseOnCheckpoint) state.config.tcpCloseOnCheckpoint = true;
   const kernel = assembleKernel(state, spec);
   try {
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.
