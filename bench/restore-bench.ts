@@ -123,6 +123,9 @@ export interface SnapvisorRound {
   /** Restores with NODE_EXTRA_CA_CERTS set as the caller had it (if it was). */
   restoreWithCaMs: number[];
   continuity: string;
+  /** The store and checkpoint the restores came from (for the clone rounds). */
+  store: string;
+  id: string;
 }
 
 /**
@@ -169,7 +172,58 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   return {
     coldStartMs, checkpointMs: cp.ms, pausedMs: m(/guest paused (\d+(?:\.\d+)?) ms/), writtenMs: m(/written in (\d+(?:\.\d+)?) ms/),
     pages: m(/(\d+) pages/), storedBytes: diskBytes(store), restoreMs, restoreWithCaMs, continuity: `${last} → ${last + 1}`,
+    store, id,
   };
+}
+
+/** Process ids of `pid` and all its descendants (from /proc/PID/stat's ppid). */
+function processTree(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, 'latin1');
+      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch { /* exited meanwhile */ }
+  }
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) for (const [c, p] of parent) if (p === out[i]) out.push(c);
+  return out;
+}
+
+/** Summed PSS (bytes) of processes, from /proc/PID/smaps_rollup. */
+function pssBytes(pids: number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try { total += Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'))?.[1] ?? 0) * 1024; } catch { /* gone */ }
+  }
+  return total;
+}
+
+/** Host memory of N clones running at once: the summed PSS of every process they use (each restore's node kernel and its stubs). */
+export interface CloneMemory { clones: number; pssBytes: number; restoreAllMs: number }
+
+/**
+ * Clones: for each count, that many `restore`s of one checkpoint started at once; once every one
+ * printed a line (and one second more), the PSS of all their processes is summed; then all are
+ * killed. Pages none of them wrote are shared through the host page cache (PSS splits them).
+ */
+export async function cloneMemoryRound(node: string, cli: string, env: NodeJS.ProcessEnv, store: string, id: string, counts: number[]): Promise<CloneMemory[]> {
+  const out: CloneMemory[] = [];
+  for (const n of counts) {
+    const t0 = now();
+    const clones = Array.from({ length: n }, () => follow(node, [cli, 'restore', id, '--store', store], env));
+    try {
+      await Promise.all(clones.map((c) => c.waitLine(() => true, 120_000)));
+      const restoreAllMs = now() - t0;
+      await new Promise((r) => setTimeout(r, 1000));
+      out.push({ clones: n, pssBytes: pssBytes(clones.flatMap((c) => processTree(c.child.pid!))), restoreAllMs });
+    } finally {
+      for (const c of clones) c.child.kill('SIGKILL');
+      await Promise.all(clones.map((c) => c.exited));
+    }
+  }
+  return out;
 }
 
 /** A checkpoint command as measured: spawn to exit, its own report, and the bytes it added to the store. */

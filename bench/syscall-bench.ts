@@ -22,7 +22,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchTempDir, writeGetppidLoop } from './getppid-elf.js';
 import { envWithout, failure, median, timeRun, type TimedRun } from './proc.js';
-import { type CheckpointFigures, incrementalRound, nativeColdStart, runscRound, snapvisorRound, type RunscRound, type SnapvisorRound } from './restore-bench.js';
+import { type CheckpointFigures, cloneMemoryRound, incrementalRound, nativeColdStart, runscRound, snapvisorRound, type RunscRound, type SnapvisorRound } from './restore-bench.js';
 import { pct, poolRound } from './pool-bench.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -228,6 +228,18 @@ async function main(): Promise<number> {
       out(`  snapvisor restores (ms): ${svr.restoreMs.map((x) => x.toFixed(0)).join(', ')}${svr.restoreWithCaMs.length ? `; with ${CA_VAR}: ${svr.restoreWithCaMs.map((x) => x.toFixed(0)).join(', ')}` : ''}`);
     }
     if (gvr) out(`  runsc continuity ${gvr.continuity}`);
+    if (svr) {
+      progress('snapvisor: clones at once');
+      try {
+        const mem = await cloneMemoryRound(NODE, CLI, SV_ENV, svr.store, svr.id, [1, 10, 20]);
+        const one = mem[0]?.pssBytes;
+        out('  Clones: N restores of that checkpoint at once; summed PSS of all their processes (node kernels and stubs) once all run');
+        for (const l of table(['clones', 'PSS total', 'vs one clone', 'all restored (ms)'], mem.map((m) => [String(m.clones), mib(m.pssBytes), ratio(m.pssBytes, one), num(m.restoreAllMs, 0)]))) out('  ' + l);
+      } catch (e) {
+        out(`  snapvisor clones: n/a: ${(e as Error).message}`);
+        failed = true;
+      }
+    }
     progress('snapvisor: incremental checkpoints');
     try {
       const inc = await incrementalRound(NODE, CLI, SV_ENV, dir, OBJECTS);
