@@ -4,7 +4,8 @@
  * wd again, IN_MASK_ADD, IN_MASK_CREATE, IN_ONESHOT, IN_ONLYDIR, IN_DONT_FOLLOW, IN_EXCL_UNLINK and
  * their errors), rm_watch and IN_IGNORED, IN_CREATE/OPEN/MODIFY/CLOSE_WRITE/ACCESS/CLOSE_NOWRITE/
  * ATTRIB/MOVED_FROM/MOVED_TO (cookies)/MOVE_SELF/DELETE/DELETE_SELF, a rename over a watched file,
- * a watched file unlinked while open (IN_DELETE_SELF and IN_IGNORED at its last close),
+ * a watched file unlinked while open (IN_DELETE_SELF and IN_IGNORED at its last close), an open
+ * file and the working directory renamed (events, /proc/self/fd and getcwd follow),
  * readdir, truncation and utimensat, exec of a watched program, merging of identical events,
  * FIONREAD, a too-small read (EINVAL), poll and epoll readiness and IN_Q_OVERFLOW past 16384 events
  * (wd numbers and cookies are printed in order of appearance). The second checkpoints a sandbox with
@@ -144,6 +145,17 @@ int main(int argc, char **argv) {
   drain("unlinked while open");
   close(fd);
   drain("last close");
+  // an open file renamed: events through it name the new path; so do /proc/self/fd and getcwd
+  fd = open("r1", O_CREAT | O_RDWR, 0644);
+  mkdir("cwd1", 0755); if (chdir("cwd1")) return 1;
+  if (rename("../r1", "../r2") || rename("../cwd1", "../cwd2")) return 1;
+  write(fd, "z", 1);
+  char link[4096], cwd[4096]; char proc[64]; snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  ssize_t ln = readlink(proc, link, sizeof link - 1); link[ln < 0 ? 0 : ln] = 0;
+  printf("fd names r2 %d, cwd is cwd2 %d\n", strstr(link, "/r2") != 0, strstr(getcwd(cwd, sizeof cwd), "/cwd2") != 0);
+  if (chdir("..")) return 1;
+  close(fd);
+  drain("renamed while open");
   // open with O_TRUNC, ftruncate, utimes, write to O_APPEND
   fd = open("g", O_WRONLY | O_TRUNC); ftruncate(fd, 5); close(fd);
   struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}}; utimensat(AT_FDCWD, "g", ts, 0);

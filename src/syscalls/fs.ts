@@ -143,6 +143,13 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
   }
   const replacedObj = to.node ? fsObjectOf(to.node) : undefined;
   const replaced = vfs.rename(from.node, to.path);
+  // Open files of the upper layer and working directories follow their dentry (d_path): /proc/PID/fd/N,
+  // getcwd, fchdir and inotify events name the new path.
+  const moved = (p: string) => p === from.path || p.startsWith(from.path + '/');
+  for (const f of Object.values(t.kernel.state.openFiles)) {
+    if ((f.kind === 'upper' || f.kind === 'dir') && moved(f.path)) f.path = to.path + f.path.slice(from.path.length);
+  }
+  for (const g of Object.values(t.kernel.state.threadGroups)) if (moved(g.cwd)) g.cwd = to.path + g.cwd.slice(from.path.length);
   // fsnotify_move: IN_MOVED_FROM and IN_MOVED_TO (one cookie), the replaced file's link count, IN_MOVE_SELF; the replaced file is gone.
   const k = t.kernel, cookie = moveCookie(k);
   fsnotifyDirent(k, parentPath(from.path), IN_MOVED_FROM, baseName(from.path), fromDir, cookie);
