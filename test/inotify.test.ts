@@ -4,7 +4,8 @@
  * wd again, IN_MASK_ADD, IN_MASK_CREATE, IN_ONESHOT, IN_ONLYDIR, IN_DONT_FOLLOW, IN_EXCL_UNLINK and
  * their errors), rm_watch and IN_IGNORED, IN_CREATE/OPEN/MODIFY/CLOSE_WRITE/ACCESS/CLOSE_NOWRITE/
  * ATTRIB/MOVED_FROM/MOVED_TO (cookies)/MOVE_SELF/DELETE/DELETE_SELF, a rename over a watched file,
- * a watched file unlinked while open (IN_DELETE_SELF and IN_IGNORED at its last close), an open
+ * a watched file unlinked while open (IN_DELETE_SELF and IN_IGNORED at its last close; /proc/self/fd
+ * reads "PATH (deleted)"), an open
  * file and the working directory renamed (events, /proc/self/fd and getcwd follow),
  * readdir, truncation and utimensat, exec of a watched program, merging of identical events,
  * FIONREAD, a too-small read (EINVAL), poll and epoll readiness and IN_Q_OVERFLOW past 16384 events
@@ -142,6 +143,8 @@ int main(int argc, char **argv) {
   fd = open("k", O_CREAT | O_RDWR, 0644);
   int wdK = inotify_add_watch(ifd, "k", IN_ALL_EVENTS); wdname(wdK);
   unlink("k"); write(fd, "z", 1);
+  { char l[4096], pp[64]; snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd); ssize_t n = readlink(pp, l, sizeof l - 1); l[n < 0 ? 0 : n] = 0;
+    printf("unlinked fd reads as deleted %d\n", n > 10 && strcmp(l + n - 10, " (deleted)") == 0); }
   drain("unlinked while open");
   close(fd);
   drain("last close");
@@ -264,6 +267,8 @@ describe('inotify', () => {
     expect(want.status).toBe(0);
     const lines = want.stdout.toString().split('\n').filter(Boolean);
     expect(lines).toContain('wd2 MOVE_SELF');
+    expect(lines).toContain('unlinked fd reads as deleted 1');
+    expect(lines).toContain('fd names r2 1, cwd is cwd2 1');
     expect(lines[lines.length - 1]).toBe('overflow: 16385 events, last overflow wd -1');
     await expectSandboxOutput([prog, scratch('inotify-sandbox')], lines, 60_000);
   }, 90_000);
