@@ -382,7 +382,7 @@ if child == 0:
 os.waitpid(child, 0)
 s1.send(b"parent bytes")
 print("ready", flush=True)
-time.sleep(1.5)
+time.sleep(4)  # long enough for a checkpoint command to start under load
 data, items, flags, addr = d.recvmsg(100, 256)
 print("datagram", data, anc(items), flags, flush=True)
 print("abstract", ab.recvfrom(100), flush=True)
