@@ -158,10 +158,13 @@ export class Pipes {
     return { waiter: { kind: 'pipe-read', fileId: f.id, interruptible: true, restartable: true }, result$: this.k.whenRunnable(this.wake$(pipeId), attempt) };
   }
 
-  /** write(2) on a pipe's write end (PIPE_BUF atomicity; a blocking write completes fully). */
-  write(t: Task, f: PipeFile | SocketFile, buf: number, count: number, pipeId = (f as PipeFile).pipeId, nonblock = !!(f.flags & O_NONBLOCK), sigpipe = true): SyscallResult {
+  /**
+   * write(2) on a pipe's write end (PIPE_BUF atomicity; a blocking write completes fully). `buf`:
+   * the guest address of the bytes, or the bytes themselves (a kernel copy, e.g. sendmsg's gathered buffers).
+   */
+  write(t: Task, f: PipeFile | SocketFile, buf: number | Uint8Array, count: number, pipeId = (f as PipeFile).pipeId, nonblock = !!(f.flags & O_NONBLOCK), sigpipe = true): SyscallResult {
     if (count === 0) return 0;
-    t.mm.chunks(buf, Math.min(count, 1), PROT_READ, () => undefined);
+    if (typeof buf === 'number') t.mm.chunks(buf, Math.min(count, 1), PROT_READ, () => undefined);
     const waiter: PipeWriteWaiter = { kind: 'pipe-write', fileId: f.id, interruptible: true, restartable: true, progress: t.resumed('pipe-write')?.progress ?? 0 };
     const attempt = (): number | undefined => {
       const p = this.k.state.pipes[pipeId];
@@ -175,7 +178,8 @@ export class Pipes {
       const n = left <= PIPE_BUF ? (space >= left ? left : 0) : Math.min(space, left);
       if (n > 0) {
         const at = p.len;
-        t.mm.chunks(buf + waiter.progress, n, PROT_READ, (view, ro) => p.buf.set(view, at + ro));
+        if (typeof buf === 'number') t.mm.chunks(buf + waiter.progress, n, PROT_READ, (view, ro) => p.buf.set(view, at + ro));
+        else p.buf.set(buf.subarray(waiter.progress, waiter.progress + n), at);
         p.len += n;
         p.written = (p.written ?? 0) + n;
         waiter.progress += n;

@@ -424,9 +424,9 @@ export function socketRead(t: Task, f: SocketFile, buf: number, count: number, f
 }
 
 /** write/send/sendto on a socket: EPIPE (and SIGPIPE unless MSG_NOSIGNAL) once the peer is gone. */
-export function socketWrite(t: Task, f: SocketFile, buf: number, count: number, flags = 0, to?: SockAddr, cred?: UCred): SyscallResult {
+export function socketWrite(t: Task, f: SocketFile, buf: number | Uint8Array, count: number, flags = 0, to?: SockAddr, cred?: UCred): SyscallResult {
   const s = so(f);
-  const data = () => (count ? new Uint8Array(t.mm.read(buf, count)) : new Uint8Array(0));
+  const data = () => (typeof buf !== 'number' ? buf : count ? new Uint8Array(t.mm.read(buf, count)) : new Uint8Array(0));
   if (isNetlink(s)) return netlinkSend(t, f, data, count, to);
   if (s.domain === AF_UNIX && s.type !== SOCK_STREAM) return unixSend(t, f, data, count, flags, to, { fds: [] });
   if (s.type === SOCK_DGRAM) return dgramSend(t, f, data, count, to);
@@ -703,17 +703,28 @@ export function sendmsg(t: Task, f: SocketFile, msg: number, flags: number): Sys
     if (undo && typeof r === 'number' && r <= 0) undo();
     return r;
   }
-  let sent = 0;
-  for (const [base, len] of parts) {
-    const r = socketWrite(t, f, base, len, flags | MSG_DONTWAIT, undefined, control.creds);
-    if (typeof r !== 'number' || r < 0) {
-      if (!sent) undo?.();
-      return sent || (typeof r === 'number' ? r : -E.EAGAIN);
-    }
-    sent += r;
-    if (r < len) break;
-  }
-  return sent;
+  // Several buffers on a stream: gathered and written as one send (blocking until all is written).
+  const r = socketWrite(t, f, gather(t, parts), total, flags, undefined, control.creds);
+  if (undo && typeof r === 'number' && r <= 0) undo();
+  return r;
+}
+
+/** A socket whose reads and writes are whole messages (datagram, seqpacket, netlink). */
+export const isMessageSocket = (f: SocketFile): boolean => f.socket.type === SOCK_DGRAM || f.socket.type === SOCK_SEQPACKET || isNetlink(f.socket);
+
+/** readv(2) on a socket: one receive scattered over the buffers (a datagram is not split between messages). */
+export function socketReadv(t: Task, f: SocketFile, iov: Array<[number, number]>): SyscallResult {
+  return isMessageSocket(f) ? messageRecv(t, f, 0, { iov }) : streamRecv(t, f, 0, { iov });
+}
+
+/** writev(2) on a datagram, seqpacket or netlink socket: the buffers gathered into one message. */
+export function socketWritev(t: Task, f: SocketFile, iov: Array<[number, number]>): SyscallResult {
+  const s = so(f);
+  const parts = iov.filter(([, n]) => n > 0);
+  const total = parts.reduce((n, [, l]) => n + l, 0);
+  if (isNetlink(s)) return netlinkSend(t, f, () => gather(t, parts), total, undefined);
+  if (s.domain === AF_UNIX) return unixSend(t, f, () => gather(t, parts), total, 0, undefined, { fds: [] });
+  return dgramSend(t, f, () => gather(t, parts), total, undefined);
 }
 
 /** recvmsg(2): src/net/socket.ts messageRecv (datagram, seqpacket) or streamRecv; msg_namelen, msg_controllen and msg_flags written back. */
