@@ -46,7 +46,7 @@ except OSError as x: print("mapped non-local:", errno.errorcode[x.errno])
 s = socket.socket(socket.AF_INET6); s.bind(("::", 0)); s.listen(2); port = s.getsockname()[1]
 c = socket.create_connection(("127.0.0.1", port)); a, peer = s.accept(); c.sendall(b"in flight")
 print("ready", flush=True)
-time.sleep(1.5)
+time.sleep(4)  # long enough for a checkpoint command to start under load
 print("after", a.recv(100), peer[0], a.getpeername()[0], flush=True)
 c2 = socket.create_connection(("127.0.0.1", port)); a2, peer2 = s.accept(); print("new", peer2[0], a2.getsockname()[0], flush=True)
 `;

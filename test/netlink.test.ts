@@ -91,7 +91,7 @@ import socket, struct, time
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0); s.bind((0, 0))
 s.send(struct.pack("=IHHII", 20, 18, 0x301, 7, 0) + struct.pack("=BxHiII", 0, 0, 0, 0, 0)[:4])
 print("ready", flush=True)
-time.sleep(1.5)
+time.sleep(4)  # long enough for a checkpoint command to start under load
 data = s.recv(65536)
 names, off = [], 0
 while off + 16 <= len(data):

@@ -56,7 +56,7 @@ l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
 c = socket.create_connection(l.getsockname()); s, _ = l.accept(); s.close(); time.sleep(0.1)
 print("first write to a closed peer", c.send(b"x"), flush=True); time.sleep(0.1)
 print("ready", flush=True)
-time.sleep(1.5)
+time.sleep(4)  # long enough for a checkpoint command to start under load
 p = select.poll(); p.register(c, select.POLLIN | select.POLLOUT); print("poll", p.poll(0)[0][1], flush=True)
 try: c.send(b"y")
 except OSError as e: print("second", errno.errorcode[e.errno], flush=True)

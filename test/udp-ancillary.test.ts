@@ -44,7 +44,7 @@ for bad in ([(IPV6, socket.IPV6_HOPLIMIT, array.array("i", [256]))], [(IPV6, soc
     except OSError as x: print("refused", errno.errorcode[x.errno])
 c.send(b"queued across a checkpoint")
 print("ready", flush=True)
-time.sleep(1.5)
+time.sleep(4)  # long enough for a checkpoint command to start under load
 m, anc, fl, _ = s.recvmsg(100, 1024); print(m, ints(anc), fl)
 `;
 
