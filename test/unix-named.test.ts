@@ -6,7 +6,8 @@
  * max_dgram_qlen limit and a blocked sender; seqpacket listen/accept with message boundaries,
  * truncation and end of file; SO_PASSCRED/SCM_CREDENTIALS (explicit, default, truncated,
  * autobind), SO_PEERCRED for pairs, listeners, clients and accepted sockets, SCM_RIGHTS on
- * datagram and seqpacket sockets (peek, truncation, files dropped by a plain recv). Each against
+ * datagram and seqpacket sockets (peek, truncation, files dropped by a plain recv), EACCES without
+ * write permission on a socket file. Each against
  * the same program natively, and queued messages with their files and credentials, a listener
  * with a pending connection and a stream's writers across checkpoint/restore.
  */
@@ -208,6 +209,7 @@ const CREDS = String.raw`
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #define SAY(...) do { printf(__VA_ARGS__); fflush(stdout); } while (0)
 static long R(long v) { return v < 0 ? -errno : v; }
 static pid_t me;
@@ -343,6 +345,28 @@ int main(int argc, char **argv) {
   rcv("stream: parent's bytes", sp[1], 512, 0);
   int tcp = socket(AF_INET, SOCK_STREAM, 0);
   peercred("tcp", tcp);
+  /* connecting and sending need write permission on the socket file */
+  umask(022); chmod(".", 0711); /* nobody may search the working directory (relative names walk only it) */
+  struct sockaddr_un pa; memset(&pa, 0, sizeof pa); pa.sun_family = AF_UNIX; strcpy(pa.sun_path, "perm.sock");
+  int ps = socket(AF_UNIX, SOCK_DGRAM, 0); bind(ps, (struct sockaddr *)&pa, sizeof pa);
+  struct sockaddr_un pl; memset(&pl, 0, sizeof pl); pl.sun_family = AF_UNIX; strcpy(pl.sun_path, "perm-st.sock");
+  int pls = socket(AF_UNIX, SOCK_STREAM, 0); bind(pls, (struct sockaddr *)&pl, sizeof pl); listen(pls, 1);
+  child = fork();
+  if (child == 0) {
+    SAY("setuid nobody: %ld\n", R(setgid(65534) || setuid(65534)));
+    SAY("nobody sendto 0755 socket: %ld\n", R(sendto(socket(AF_UNIX, SOCK_DGRAM, 0), "x", 1, 0, (struct sockaddr *)&pa, sizeof pa)));
+    SAY("nobody connect 0755 socket: %ld\n", R(connect(socket(AF_UNIX, SOCK_STREAM, 0), (struct sockaddr *)&pl, sizeof pl)));
+    _exit(0);
+  }
+  waitpid(child, 0, 0);
+  chmod("perm.sock", 0777);
+  child = fork();
+  if (child == 0) {
+    setgid(65534); setuid(65534);
+    SAY("nobody sendto 0777 socket: %ld\n", R(sendto(socket(AF_UNIX, SOCK_DGRAM, 0), "x", 1, 0, (struct sockaddr *)&pa, sizeof pa)));
+    _exit(0);
+  }
+  waitpid(child, 0, 0);
   return 0;
 }
 `;

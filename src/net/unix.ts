@@ -15,6 +15,7 @@ import type { SockAddr, SocketMessage, SocketState, UCred } from '../kernel/stat
 import type { SocketFile } from '../files/socket.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { modeOf } from '../vfs/vfs.js';
+import { MAY_WRITE } from '../kernel/creds.js';
 import { AF_UNIX, MSG_DONTWAIT, MSG_NOSIGNAL, O_NONBLOCK, S_IFMT, S_IFSOCK, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM, SOL_SOCKET, SO_PASSCRED } from '../abi/linux.js';
 import { type SendControl, senderCred } from './cmsg.js';
 
@@ -92,7 +93,7 @@ export function unixAutobind(t: Task, f: SocketFile): void {
 
 /**
  * The socket of `type` bound to unix address `a` (unix_find_other). A path: ENOENT if nothing is
- * there, ECONNREFUSED if it is not a socket file or no socket holds it, EPROTOTYPE if a socket of
+ * there, EACCES without write permission on it, ECONNREFUSED if it is not a socket file or no socket holds it, EPROTOTYPE if a socket of
  * another type does. An abstract name: ECONNREFUSED if no socket of this type holds it. EINVAL
  * for the unnamed address.
  */
@@ -108,6 +109,7 @@ export function unixLookup(t: Task, type: number, a: SockAddr): SocketFile {
   }
   const r = t.kernel.vfs.walk(path, baseDir(t, -100, path), true);
   if (!r.node) throw new SyscallError(E.ENOENT);
+  t.kernel.vfs.checkAccess(r.node, MAY_WRITE); // unix_find_bsd: write permission on the socket file
   if ((modeOf(r.node) & S_IFMT) !== S_IFSOCK || r.node.kind !== 'upper') throw new SyscallError(E.ECONNREFUSED);
   const name = `#${r.node.inode.id}`;
   // Graphs from before sockets were found by inode keyed path sockets by their canonical path.
