@@ -239,10 +239,11 @@ export interface VforkWaiter extends WaiterBase { kind: 'vfork'; pid: number }
  * 'pipe-read', 'fifo-open' (until the other end opens), 'eventfd-read'/'eventfd-write',
  * 'timerfd-read' (until an expiration), 'signalfd-read' (until a signal of its mask is pending),
  * 'inotify-read' (until an event is queued),
- * 'pty-read'/'pty-write', 'accept', 'recv', 'send' (a datagram socketpair whose peer's queue is full).
+ * 'pty-read'/'pty-write', 'accept', 'connect' (a unix listener's backlog is full), 'recv', 'send' (a unix
+ * datagram or seqpacket receiver's queue is full).
  */
 export interface FileWaiter extends WaiterBase {
-  kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'timerfd-read' | 'signalfd-read' | 'inotify-read' | 'pty-read' | 'pty-write' | 'accept' | 'recv' | 'send';
+  kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'timerfd-read' | 'signalfd-read' | 'inotify-read' | 'pty-read' | 'pty-write' | 'accept' | 'connect' | 'recv' | 'send';
   fileId?: number;
 }
 

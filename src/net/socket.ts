@@ -318,10 +318,11 @@ export function listen(t: Task, fd: number, backlog: number): number {
  * which must exist and take our messages; AF_UNSPEC disconnects). Stream and seqpacket: a
  * connection is queued on the listener at once (loopback never waits): a stream is a pair of
  * pipes, a unix seqpacket connection two sockets that are each other's peer. Errors: EISCONN,
- * EINVAL (listening), ECONNREFUSED (nobody listening), EAGAIN (backlog full), ENOENT,
+ * EINVAL (listening), ECONNREFUSED (nobody listening), EAGAIN (backlog full: a blocking unix
+ * connect waits for room, a 'connect' waiter, as unix_wait_for_peer), ENOENT,
  * EPROTOTYPE (unix), ENETUNREACH, EPERM (a unix datagram target connected elsewhere).
  */
-export function connect(t: Task, fd: number, addrPtr: number, len: number): number {
+export function connect(t: Task, fd: number, addrPtr: number, len: number, mayWait = true): SyscallResult {
   const f = sockFile(t, fd);
   const s = so(f);
   if (s.domain === AF_UNIX && s.type === SOCK_DGRAM && len >= 2 && (t.mm.read(addrPtr, 2)[0] | t.mm.read(addrPtr, 2)[1]) === AF_UNSPEC) {
@@ -361,7 +362,15 @@ export function connect(t: Task, fd: number, addrPtr: number, len: number): numb
     if (!listener || listener.socket.state !== 'listening') return -E.ECONNREFUSED;
   }
   const ls = so(listener);
-  if (ls.backlog!.length > ls.backlogMax!) return -E.EAGAIN;
+  if (ls.backlog!.length > ls.backlogMax!) {
+    if (!mayWait || s.domain !== AF_UNIX || (f.flags & O_NONBLOCK)) return -E.EAGAIN;
+    const retry = () => {
+      let r: number;
+      try { r = connect(t, fd, addrPtr, len, false) as number; } catch (e) { if (e instanceof SyscallError) return -e.errno; throw e; }
+      return r === -E.EAGAIN ? undefined : r;
+    };
+    return { waiter: { kind: 'connect', fileId: f.id, interruptible: true, restartable: true }, result$: t.kernel.whenRunnable(changed$(t, listener.id), retry) };
+  }
   if (s.domain === AF_UNIX && passcred(s)) unixAutobind(t, f);
   const dest = s.domain === AF_UNIX ? ls.local! : reached(a);
   autobind(t, f);
@@ -405,6 +414,7 @@ export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags
     if (id === undefined) return undefined;
     const c = t.kernel.state.openFiles[id] as SocketFile;
     if (flags & SOCK_NONBLOCK) c.flags |= O_NONBLOCK;
+    wake(t, f.id); // room in the backlog for a connect waiting on it
     writeAddr(t, addr, lenAddr, so(c).peer, s.domain!);
     return installSocket(t, c, !!(flags & SOCK_CLOEXEC));
   };
