@@ -98,11 +98,12 @@ export interface InspectHostFile {
 }
 
 const hex = (n: number) => '0x' + n.toString(16);
-const DOMAINS: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6' };
-const TYPES: Record<number, string> = { 1: 'stream', 2: 'dgram', 5: 'seqpacket' };
+const DOMAINS: Record<number, string> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6', 16: 'AF_NETLINK' };
+const TYPES: Record<number, string> = { 1: 'stream', 2: 'dgram', 3: 'raw', 5: 'seqpacket' };
 
 function addr(a: SockAddr | undefined): string | null {
   if (!a) return null;
+  if (a.family === 16 /* AF_NETLINK */) return `netlink:${a.port ?? 0}`;
   if (a.path !== undefined) return a.path.startsWith('\0') ? '@' + a.path.slice(1) : a.path;
   if (a.ip !== undefined) return a.ip.includes(':') ? `[${a.ip}]:${a.port ?? 0}` : `${a.ip}:${a.port ?? 0}`;
   return null;

@@ -3,10 +3,10 @@
  * (src/net/netlink.ts): glibc's getifaddrs, if_nameindex, if_nametoindex and if_indextoname, raw
  * RTM_GETLINK/RTM_GETADDR requests with their sequence numbers and port ids, errors as NLMSG_ERROR,
  * port-id binding; Node's os.networkInterfaces() (libuv) giving lo as natively; a queued reply
- * across checkpoint/restore. The host's other interfaces are not printed (the sandbox has none).
+ * across checkpoint/restore, and `inspect` naming the netlink socket. The host's other interfaces are not printed (the sandbox has none).
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, native } from './helpers.js';
+import { checkpointAtReady, compileStatic, expectSandboxOutput, native, orphanStubs, restoreChecked, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -124,9 +124,19 @@ describe('netlink route sockets and interface ioctls', () => {
     await expectSandboxOutput([process.execPath, '-e', NODE], want.stdout.toString(), 60_000);
   }, 90_000);
 
-  it('keeps a queued reply across checkpoint/restore', async () => {
+  it('keeps a queued reply across checkpoint/restore; inspect names the netlink socket', async () => {
     const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('netlink-cp', ['/usr/bin/python3', '-c', CHECKPOINTED], want.stdout.toString().split('\n').filter(Boolean));
+    const lines = want.stdout.toString().split('\n').filter(Boolean);
+    const c = await checkpointAtReady('netlink-cp', ['/usr/bin/python3', '-c', CHECKPOINTED]);
+    expect(c.before).toEqual(lines.slice(0, lines.indexOf('ready') + 1));
+    const report = JSON.parse((await snapvisor(['inspect', c.id, '--store', c.store, '--json'])).stdout.toString());
+    const nl = report.sockets.filter((s: { domain: string }) => s.domain === 'AF_NETLINK');
+    expect(nl).toHaveLength(1);
+    expect(nl[0]).toMatchObject({ type: 'raw', state: 'bound', datagramsQueued: 1, local: `netlink:${report.processes[0].pid}` });
+    const r = await restoreChecked(c);
+    expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(lines.slice(lines.indexOf('ready') + 1));
+    expect(r.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
   }, 90_000);
 });
