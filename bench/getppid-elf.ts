@@ -26,9 +26,17 @@ const EHDR = 64;
 const PHDR = 56;
 
 export function getppidLoopCode(n: number): Uint8Array {
+  return syscallLoopCode([0xb8, 0x6e, 0, 0, 0], n); // mov eax, 110 (getppid)
+}
+
+/**
+ * The same loop around another syscall: `setup` is the bytes that load its registers (eax = the
+ * number, edi/esi/edx = arguments; at most 111 bytes, rcx is saved around the syscall).
+ */
+export function syscallLoopCode(setup: number[], n: number): Uint8Array {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`bad syscall count ${n}`);
   const imm = [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, (n >>> 24) & 0xff];
-  const body = [0xb8, 0x6e, 0, 0, 0, 0x51, 0x0f, 0x05, 0x59, 0xff, 0xc9]; // 11 bytes
+  const body = [...setup, 0x51, 0x0f, 0x05, 0x59, 0xff, 0xc9];
   const jnz = [0x75, (-(body.length + 2)) & 0xff];
   const done = [0xb8, 0xe7, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05];
   const skip = [0x85, 0xc9, 0x74, body.length + jnz.length];
@@ -37,7 +45,11 @@ export function getppidLoopCode(n: number): Uint8Array {
 
 /** ELF64 ET_EXEC with one R+X PT_LOAD of the whole file at 0x400000. */
 export function getppidLoopElf(n: number): Uint8Array {
-  const code = getppidLoopCode(n);
+  return loopElf(getppidLoopCode(n));
+}
+
+/** ELF64 ET_EXEC with one R+X PT_LOAD of the whole file at 0x400000, entry at the start of `code`. */
+export function loopElf(code: Uint8Array): Uint8Array {
   const size = EHDR + PHDR + code.length;
   const b = new Uint8Array(size);
   const v = new DataView(b.buffer);

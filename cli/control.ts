@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { logLine } from './oci/log.js';
 import type { Kernel } from '../src/kernel/kernel.js';
+import { eventJson, typeFilter } from '../src/kernel/events.js';
 
 /** Print `snapvisor: MSG` as one line on stderr. */
 export function fail(msg: string): void {
@@ -86,6 +87,13 @@ export async function serveControl(root: string | undefined, name: string, kerne
         return reply({ ok: true });
       }
       if (req.op === 'ps') return reply({ ok: true, hostPid: process.pid, processes: guestProcesses(kernel) });
+      if (req.op === 'events') {
+        // JSON lines from the next event on, until the client goes away or the sandbox ends.
+        const sub = streamEvents(kernel, req.types as string | undefined, (line) => { if (!conn.destroyed) conn.write(line); });
+        conn.on('close', () => sub.close());
+        void kernel.exited.then(() => { kernel.events.flush(); sub.close(); conn.end(); });
+        return;
+      }
       if (req.op === 'checkpoint') {
         if (busy) return reply({ ok: false, error: 'a checkpoint of this sandbox is already in progress' });
         busy = true;
@@ -127,6 +135,31 @@ export async function serveControl(root: string | undefined, name: string, kerne
       fs.rmSync(meta, { force: true });
     },
   };
+}
+
+/**
+ * Subscribe to a kernel's event stream as JSON lines (one per event, each ending in a
+ * newline), keeping only types matching `types` ('task.*,file.*'; all if absent). A
+ * subscriber that lags more than the buffer holds gets an `events.lost` line with the count.
+ */
+export function streamEvents(kernel: Kernel, types: string | undefined, write: (s: string) => void): { close(): void } {
+  const want = typeFilter(types);
+  return kernel.events.subscribe((evs, lost) => {
+    let out = lost ? `{"type":"events.lost","count":${lost}}\n` : '';
+    for (const ev of evs) if (want(ev.type)) out += eventJson(ev) + '\n';
+    if (out) write(out);
+  });
+}
+
+/** Stream the events of a running sandbox (the `events` op) to `write`, until it ends. */
+export function streamRemote(sock: string, types: string | undefined, write: (s: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = net.createConnection(sock);
+    c.on('connect', () => c.write(JSON.stringify({ op: 'events', types }) + '\n'));
+    c.on('data', (d) => write(d.toString()));
+    c.on('end', () => resolve());
+    c.on('error', reject);
+  });
 }
 
 /** A guest process as `snapvisor ps` shows it. */

@@ -11,7 +11,7 @@ import { DEFAULT_PLATFORM, PLATFORMS } from '../platforms/registry.js';
 // Only what every command needs is loaded at start-up: the kernel (run, restore), the store
 // and the syscall table are imported by the commands that use them, so `checkpoint`,
 // `checkpoints` and `--help` start without parsing the kernel.
-import { controlSocket, defaultStore, fail, request } from './control.js';
+import { controlSocket, defaultStore, fail, request, streamRemote } from './control.js';
 import { configureLog } from './oci/log.js';
 import * as oci from './oci/commands.js';
 import { type PublishSpec, parsePublish } from './publish.js';
@@ -141,6 +141,8 @@ program
   .option('--no-pivot', 'OCI: accepted for runc compatibility')
   .option('--no-new-keyring', 'OCI: accepted for runc compatibility')
   .option('--preserve-fds <n>', 'OCI: accepted for runc compatibility (only fds 0-2 reach the guest)')
+  .option('--events <file>', 'write the sandbox\'s events to FILE as JSON lines')
+  .option('--event-types <patterns>', 'with --events: only these types (e.g. task.*,file.*)')
   .argument('<program>', 'program to run (with --bundle: the container id)')
   .argument('[args...]', 'its arguments')
   .addHelpText('after', `
@@ -513,12 +515,17 @@ program
 
 program
   .command('events')
-  .description('OCI: print stats of container ID as JSON event lines')
-  .argument('<id>', 'container id')
-  .option('--stats', 'print once and exit')
-  .option('--interval <duration>', 'time between stats (5s, 500ms)', '5s')
-  .addHelpText('after', '\nExample:\n  snapvisor events --stats c1')
-  .action(guarded(async (id: string, opts) => oci.eventsContainer(program.opts().root, id, opts)));
+  .description('stream the events of the running sandbox NAME as JSON lines until it ends; for an OCI container ID, its stats as JSON event lines (runc events)')
+  .argument('<name>', 'name given to run --name, or an OCI container id')
+  .option('--type <patterns>', 'only these event types, comma-separated, * as wildcard (e.g. task.*,file.*)')
+  .option('--stats', 'OCI: print stats once and exit')
+  .option('--interval <duration>', 'OCI: time between stats (5s, 500ms)', '5s')
+  .addHelpText('after', '\nExamples:\n  snapvisor events --type \'task.*,file.*\' counter\n  snapvisor events --stats c1')
+  .action(guarded(async (name: string, opts) => {
+    const root = program.opts().root;
+    if (opts.stats || (oci.containerExists(root, name) && !opts.type)) return oci.eventsContainer(root, name, opts);
+    await streamRemote(controlSocket(root, name), opts.type, (s) => process.stdout.write(s));
+  }));
 
 program
   .command('spec')

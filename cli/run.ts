@@ -13,7 +13,7 @@ import { E } from '../src/errno.js';
 import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
 import type { SyscallHook } from '../src/kernel/task.js';
 import { FaultInjector, InjectSpecError, parseInjectSpec } from '../src/sandbox/fault-injection.js';
-import { serveControl, defaultStore, fail } from './control.js';
+import { serveControl, defaultStore, fail, streamEvents } from './control.js';
 
 export { fail };
 
@@ -21,7 +21,7 @@ export { fail };
  * `run`'s options as commander parses them. `cwd` absent: the caller's working directory when
  * the root is the host's own (`--rootfs /`, as `runsc do` and proot do), else `/`.
  */
-export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; cpuFeatures?: string; publish?: PublishSpec[]; tcpCloseOnCheckpoint?: boolean }
+export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; cpuFeatures?: string; publish?: PublishSpec[]; tcpCloseOnCheckpoint?: boolean; events?: string; eventTypes?: string }
 
 /**
  * --checkpoint-store DIR [--checkpoint-name NAME]: the kernel's `checkpointRequest` (a guest's
@@ -78,11 +78,18 @@ export function exitStatus(info: ExitInfo): number {
 }
 
 /** Run a kernel to its end, serving the control socket when named. */
-async function runToEnd(kernel: Kernel, root: string | undefined, name: string | undefined): Promise<number> {
+async function runToEnd(kernel: Kernel, root: string | undefined, name: string | undefined, events?: { file: string; types?: string }): Promise<number> {
   let control;
+  let eventsOut: { close(): void } | undefined;
+  let eventsFd: number | undefined;
   try {
     control = name ? await serveControl(root, name, kernel) : undefined;
+    if (events) {
+      const fd = eventsFd = fs.openSync(events.file, 'w');
+      eventsOut = streamEvents(kernel, events.types, (s) => fs.writeSync(fd, s));
+    }
   } catch (e) {
+    await control?.close();
     kernel.destroy();
     fail((e as Error).message);
     return 125;
@@ -103,6 +110,9 @@ async function runToEnd(kernel: Kernel, root: string | undefined, name: string |
   process.off('SIGTERM', stop);
   process.off('SIGHUP', stop);
   for (const [name, handler] of Object.entries(forward)) process.off(name, handler);
+  kernel.events.flush();
+  eventsOut?.close();
+  if (eventsFd !== undefined) fs.closeSync(eventsFd);
   await control?.close();
   kernel.destroy();
   const away = control?.checkpointedAway();
@@ -164,7 +174,7 @@ export async function runCommand(root: string | undefined, prog: string, args: s
     return 125;
   }
   if (!(await publishPorts(kernel))) return 125;
-  return runToEnd(kernel, root, opts.name);
+  return runToEnd(kernel, root, opts.name, opts.events ? { file: opts.events, types: opts.eventTypes } : undefined);
 }
 
 /** Open the sandbox's published ports (config.publish); false, after one line and ending the sandbox, if one cannot be. */

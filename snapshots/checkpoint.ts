@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { Kernel } from '../src/kernel/kernel.js';
 import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
-import { GRAPH_VERSION, KernelState } from '../src/kernel/state.js';
+import { GRAPH_VERSION, KernelState, type SandboxConfig } from '../src/kernel/state.js';
+import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
 import { CheckpointSummary, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, openCheckpoint, runsOf, writeCheckpoint } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, runLayer } from './format.js';
@@ -281,12 +282,14 @@ function originOf(storeDir: string, opened: OpenedCheckpoint): Origin {
  * /proc/snapvisor/generation in docs/snapshot-format.md). Everything else is as captured.
  */
 function beginGeneration(graph: KernelState): void {
-  graph.config.bootId = randomUUID();
+  // A graph no kernel runs yet (Writable, src/kernel/events.ts).
+  const config = graph.config as Writable<SandboxConfig>;
+  config.bootId = randomUUID();
   // New processes of the restored sandbox see this host's CPU features (checkRestorable made
   // sure it has every one the checkpoint recorded).
   const host = hostCpuFeatures();
-  if (host.length) graph.config.cpuFeatures = host;
-  graph.config.generation = (graph.config.generation ?? 0) + 1;
+  if (host.length) config.cpuFeatures = host;
+  config.generation = (graph.config.generation ?? 0) + 1;
 }
 
 /**

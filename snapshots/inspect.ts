@@ -291,7 +291,7 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
         createdMs: m.createdMs, created: new Date(m.createdMs).toISOString(), formatVersion: Number(m.formatVersion),
         generation: g.config.generation ?? 0, rootfs: g.config.rootfs, hostname: g.config.hostname,
         host: (m.host ?? {}) as Record<string, unknown>,
-        cpuFeatures: g.config.cpuFeatures ?? null,
+        cpuFeatures: g.config.cpuFeatures ? [...g.config.cpuFeatures] : null,
         inheritsFrom: opened.layers.map((l) => l.id),
       },
       sizes: {

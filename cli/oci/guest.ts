@@ -3,7 +3,7 @@
  * bundle's user, umask, rlimits and hostname. Processes `exec` adds come from src/sandbox/spawn.ts.
  */
 import { createSandbox } from '../../src/sandbox/create.js';
-import { applyIdentity } from '../../src/sandbox/spawn.js';
+import { withIdentity } from '../../src/sandbox/spawn.js';
 import type { Kernel } from '../../src/kernel/kernel.js';
 import type { BundleSpec } from './bundle.js';
 
@@ -16,8 +16,9 @@ export { spawnProcess } from '../../src/sandbox/spawn.js';
 export function createContainerSandbox(spec: BundleSpec, logFd?: number): Kernel {
   const p = spec.process;
   const kernel = createSandbox({ rootfs: spec.rootfs, cwd: p.cwd, argv: p.args, env: p.env, maxTasks: spec.pidsLimit && spec.pidsLimit > 0 ? spec.pidsLimit : undefined, memoryLimit: spec.memoryLimit && spec.memoryLimit > 0 ? spec.memoryLimit : undefined, logFd });
-  kernel.state.config.hostname = spec.hostname ?? kernel.state.config.hostname;
-  applyIdentity(kernel.state.threadGroups[1], p);
+  if (spec.hostname !== undefined) kernel.emit({ type: 'config.set', what: 'hostname' }, [['set', ['config', 'hostname'], spec.hostname]]);
+  const tg = withIdentity(kernel.state.threadGroups[1], p);
+  kernel.emit({ type: 'proc.update', tgid: 1, what: 'identity' }, (['uid', 'gid', 'cred', 'umask', 'rlimits'] as const).map((k) => ['set', ['threadGroups', 1, k], tg[k]]));
   return kernel;
 }
 

@@ -53,7 +53,7 @@ async function restoreFromImage(imagePath: string, log: (m: string) => void): Pr
   for (const f of Object.values(kernel.state.openFiles)) {
     if (f.kind === 'hostfd' && (f.hostFd ?? 0) > 2) {
       log(`restore: open file ${f.path} of an exec'd process is attached to /dev/null`);
-      f.hostFd = fs.openSync('/dev/null', 'r+');
+      kernel.emit({ type: 'file.update', fileId: f.id, what: 'hostFd' }, [['set', ['openFiles', f.id, 'hostFd'], fs.openSync('/dev/null', 'r+')]]);
     }
   }
   return kernel;
@@ -102,12 +102,15 @@ export async function ociInit(rootArg: string, id: string): Promise<void> {
       if (left.length) execFds.set(pid, left); else execFds.delete(pid);
     }
   };
-  kernel.events$.subscribe((ev) => {
-    if (ev.type === 'task.exited') {
-      const conn = execs.get(ev.tid);
-      if (conn) { execs.delete(ev.tid); reply(conn, { exit: ev.info }); }
-      if (execFds.size) releaseExecFds();
-    } else if (ev.type === 'fd.closed' && execFds.size) releaseExecFds();
+  kernel.events.subscribe((evs) => {
+    for (const ev of evs) {
+      if (ev.type === 'task.zombie') {
+        const conn = execs.get(ev.tid);
+        const info: ExitInfo = ev.code !== undefined ? { code: ev.code } : { signal: ev.signal ?? 0, core: !!ev.core };
+        if (conn) { execs.delete(ev.tid); reply(conn, { exit: info }); }
+        if (execFds.size) releaseExecFds();
+      } else if (ev.type === 'fd.close' && execFds.size) releaseExecFds();
+    }
   });
 
   const finish = async (info: ExitInfo) => {

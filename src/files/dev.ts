@@ -12,8 +12,8 @@ import { ALWAYS_READY, FileOps, copyToGuest, reopenFlags, statByPath } from './f
 
 /** Graph record: which device ('null', 'zero', 'full', 'random', 'urandom', 'tty', 'snapvisor-checkpoint'). */
 export interface DevFile extends OpenFileBase {
-  kind: 'dev';
-  dev: string;
+  readonly kind: 'dev';
+  readonly dev: string;
 }
 
 export const devFileOps: FileOps<DevFile> = {
@@ -26,7 +26,7 @@ export const devFileOps: FileOps<DevFile> = {
       const end = Math.min(c.length, usePos + count);
       if (end <= usePos) return 0;
       const n = copyToGuest(t, buf, c.subarray(usePos, end));
-      if (pos === null && n > 0) f.offset += n;
+      if (pos === null && n > 0) t.kernel.seek(f, f.offset + n);
       return n;
     }
     t.mm.chunks(buf, count, PROT_WRITE, (view) => {

@@ -6,8 +6,8 @@ import { ALWAYS_READY, FileOps, reopenFlags, seekBySize, statByPath } from './fi
 
 /** Graph record: the directory's entries, captured at the first getdents64 (a stable order across restore); `offset` indexes them. */
 export interface DirFile extends OpenFileBase {
-  kind: 'dir';
-  entries?: DirEntry[];
+  readonly kind: 'dir';
+  readonly entries?: readonly DirEntry[];
 }
 
 export const dirFileOps: FileOps<DirFile> = {
@@ -16,9 +16,9 @@ export const dirFileOps: FileOps<DirFile> = {
   readiness: () => ALWAYS_READY,
   stat: (t, f) => statByPath(t, f),
   seek(t, f, off, whence) {
-    if (whence === SEEK_DATA || whence === SEEK_HOLE) return seekBySize(f, off, whence, () => statByPath(t, f).size);
-    const r = seekBySize(f, off, whence, () => 0);
-    if (r === 0) f.entries = undefined; // rewinddir: list the directory again
+    if (whence === SEEK_DATA || whence === SEEK_HOLE) return seekBySize(t, f, off, whence, () => statByPath(t, f).size);
+    const r = seekBySize(t, f, off, whence, () => 0);
+    if (r === 0 && f.entries) t.kernel.setDirEntries(f, undefined); // rewinddir: list the directory again
     return r;
   },
   reopen: (t, f, flags) => t.kernel.newOpenFile({ kind: 'dir', path: f.path, flags: reopenFlags(flags) }),

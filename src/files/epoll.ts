@@ -9,12 +9,12 @@ import { EPOLLONESHOT, POLLERR, POLLHUP, POLLIN } from '../abi/linux.js';
 import { FileOps, seekBySize, statByPath } from './file-ops.js';
 
 /** One watched file: the open file it named, the events asked for, the user data, and for EPOLLET what was last reported. */
-export interface EpollInterest { fileId: number; events: number; data: bigint; edge?: boolean; seen?: number }
+export interface EpollInterest { readonly fileId: number; readonly events: number; readonly data: bigint; readonly edge?: boolean; readonly seen?: number }
 
 /** Graph record: the interest list by guest fd. */
 export interface EpollFile extends OpenFileBase {
-  kind: 'epoll';
-  epollInterest: Record<number, EpollInterest>;
+  readonly kind: 'epoll';
+  readonly epollInterest: Readonly<Record<number, EpollInterest>>;
 }
 
 /**
@@ -23,19 +23,20 @@ export interface EpollFile extends OpenFileBase {
  */
 export function epollReady(t: Task, ep: EpollFile, consume: boolean): Array<[number, bigint]> {
   const out: Array<[number, bigint]> = [];
-  for (const it of Object.values(ep.epollInterest)) {
+  for (const [fd, it] of Object.entries(ep.epollInterest)) {
+    const at = ['openFiles', ep.id, 'epollInterest', Number(fd)];
     const f = t.kernel.state.openFiles[it.fileId];
     if (!f || !it.events) continue;
     const r = t.kernel.fileOps(f).readiness(t, f) & (it.events | POLLERR | POLLHUP);
     // Edge-triggered: report only when something became ready since the last report.
     if (it.edge) {
       const fresh = r & ~(it.seen ?? 0);
-      if (consume) it.seen = r;
+      if (consume && it.seen !== r) t.kernel.emit({ type: 'epoll.report', fileId: ep.id, fd: Number(fd) }, [['set', [...at, 'seen'], r]]);
       if (!fresh) continue;
     }
     if (r) {
       out.push([r, it.data]);
-      if (consume && (it.events & EPOLLONESHOT)) it.events = 0;
+      if (consume && (it.events & EPOLLONESHOT)) t.kernel.emit({ type: 'epoll.report', fileId: ep.id, fd: Number(fd) }, [['set', [...at, 'events'], 0]]);
     }
   }
   return out;
@@ -46,7 +47,7 @@ export const epollFileOps: FileOps<EpollFile> = {
   write: () => -E.EBADF,
   readiness: (t, f) => (epollReady(t, f, false).length ? POLLIN : 0),
   stat: (t, f) => statByPath(t, f),
-  seek: (t, f, off, whence) => seekBySize(f, off, whence, () => statByPath(t, f).size),
+  seek: (t, f, off, whence) => seekBySize(t, f, off, whence, () => statByPath(t, f).size),
   /** The earliest time a watched file's readiness changes by itself (a timerfd; one level, as hostReadiness). */
   readyAt(t, f) {
     let at: bigint | undefined;

@@ -6,8 +6,8 @@ import { FileOps, anonStat } from './file-ops.js';
 
 /** Graph record: the counter and whether it is a semaphore (EFD_SEMAPHORE). */
 export interface EventFdFile extends OpenFileBase {
-  kind: 'eventfd';
-  eventfd: { count: bigint; semaphore: boolean };
+  readonly kind: 'eventfd';
+  readonly eventfd: { readonly count: bigint; readonly semaphore: boolean };
 }
 
 export const eventFdFileOps: FileOps<EventFdFile> = {

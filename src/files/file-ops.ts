@@ -97,7 +97,7 @@ export function copyToGuest(t: Task, buf: number, src: Uint8Array): number {
 }
 
 /** lseek(2) over a file of `size` bytes (SEEK_SET/CUR/END; SEEK_DATA/HOLE see no holes): the new offset or -EINVAL/-ENXIO. */
-export function seekBySize(f: OpenFileState, off: number, whence: number, size: () => number): number {
+export function seekBySize(t: Task, f: OpenFileState, off: number, whence: number, size: () => number): number {
   let base: number;
   switch (whence) {
     case SEEK_SET: base = 0; break;
@@ -106,13 +106,14 @@ export function seekBySize(f: OpenFileState, off: number, whence: number, size: 
     case SEEK_DATA: case SEEK_HOLE: {
       const s = size();
       if (off >= s) return -E.ENXIO;
-      return f.offset = whence === SEEK_DATA ? off : s;
+      t.kernel.seek(f, whence === SEEK_DATA ? off : s);
+      return f.offset;
     }
     default: return -E.EINVAL;
   }
   const n = base + off;
   if (n < 0) return -E.EINVAL;
-  f.offset = n;
+  t.kernel.seek(f, n);
   return n;
 }
 

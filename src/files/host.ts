@@ -13,9 +13,9 @@ import { ALWAYS_READY, FileOps, reopenFlags, seekBySize, statByPath } from './fi
 
 /** Graph record: the path (re-opened beneath the rootfs on restore) and the identity it had (checked then). */
 export interface HostFile extends OpenFileBase {
-  kind: 'host';
+  readonly kind: 'host';
   /** Identity of the host file when opened (bytes; ms since the epoch), checked on restore. */
-  hostIdentity?: { size: number; mtimeMs: number };
+  readonly hostIdentity?: { readonly size: number; readonly mtimeMs: number };
 }
 
 export const hostFileOps: FileOps<HostFile> = {
@@ -35,13 +35,13 @@ export const hostFileOps: FileOps<HostFile> = {
     } catch (e) {
       if (!(e instanceof SyscallError && e.errno === E.EFAULT && total > 0)) throw e; // a short read up to the bad page
     }
-    if (pos === null && total > 0) f.offset += total;
+    if (pos === null && total > 0) t.kernel.seek(f, f.offset + total);
     return total;
   },
   write: () => -E.EBADF,
   readiness: () => ALWAYS_READY,
   stat: (t, f) => statByPath(t, f),
-  seek: (t, f, off, whence) => seekBySize(f, off, whence, () => statByPath(t, f).size),
+  seek: (t, f, off, whence) => seekBySize(t, f, off, whence, () => statByPath(t, f).size),
   ioctl(t, f, req, arg) {
     if (req !== FIONREAD) return -E.ENOTTY;
     t.mm.writeU32(arg, Math.max(0, statByPath(t, f).size - f.offset));

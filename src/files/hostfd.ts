@@ -16,8 +16,8 @@ import { FileOps, copyToGuest, reopenFlags, seekBySize } from './file-ops.js';
 
 /** Graph record: which of the caller's stdio fds (0, 1, 2) it is attached to. */
 export interface HostFdFile extends OpenFileBase {
-  kind: 'hostfd';
-  hostFd: number;
+  readonly kind: 'hostfd';
+  readonly hostFd: number;
 }
 
 /** Write all of `view` to a host fd (EAGAIN retried after 1 ms); throws SyscallError(EPIPE or EIO). */
@@ -96,7 +96,7 @@ export const hostFdFileOps: FileOps<HostFdFile> = {
   stat: (t, f) => t.kernel.host.fstat(f.hostFd),
   seek(t, f, off, whence) {
     if (t.kernel.host.isStream(f.hostFd)) return -E.ESPIPE;
-    return seekBySize(f, off, whence, () => t.kernel.host.fstat(f.hostFd).size);
+    return seekBySize(t, f, off, whence, () => t.kernel.host.fstat(f.hostFd).size);
   },
   ioctl(t, f, req, arg) {
     const hfd = f.hostFd;

@@ -20,6 +20,7 @@ import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { OpenFileBase, OpenFileState } from '../kernel/state.js';
+import type { GraphOp } from '../kernel/events.js';
 import type { Node } from '../vfs/vfs.js';
 import { isDir } from '../vfs/stat.js';
 import { filter } from 'rxjs';
@@ -40,14 +41,14 @@ export const MAX_QUEUED_EVENTS = 16384;
 export const MAX_INSTANCES = 128;
 
 /** One watch: its descriptor, the mask asked for (events | IN_ONESHOT | IN_EXCL_UNLINK), the object watched. */
-export interface InotifyWatch { wd: number; mask: number; path: string; inodeId?: number }
+export interface InotifyWatch { readonly wd: number; readonly mask: number; readonly path: string; readonly inodeId?: number }
 /** One queued event (struct inotify_event without its padding): `name` for an event about a directory's child. */
-export interface InotifyEvent { wd: number; mask: number; cookie: number; name?: string }
+export interface InotifyEvent { readonly wd: number; readonly mask: number; readonly cookie: number; readonly name?: string }
 
 /** Graph record: watches by creation order, the next wd to hand out (cyclic, from 1, as idr_alloc_cyclic), queued events. */
 export interface InotifyFile extends OpenFileBase {
-  kind: 'inotify';
-  inotify: { nextWd: number; watches: InotifyWatch[]; queue: InotifyEvent[] };
+  readonly kind: 'inotify';
+  readonly inotify: { readonly nextWd: number; readonly watches: readonly InotifyWatch[]; readonly queue: readonly InotifyEvent[] };
 }
 
 /** A filesystem object an event is about: its canonical path and, in the upper layer, its inode. */
@@ -86,10 +87,10 @@ function inotifyFiles(k: Kernel): Set<number> {
 }
 
 /** Whether watch `w` is on `o` (a lower-layer watch found copied up moves onto the inode). */
-function watches(w: InotifyWatch, o: FsObject): boolean {
+function watches(k: Kernel, f: InotifyFile, w: InotifyWatch, o: FsObject): boolean {
   if (w.inodeId !== undefined) return w.inodeId === o.inodeId;
   if (w.path !== o.path) return false;
-  if (o.inodeId !== undefined) w.inodeId = o.inodeId;
+  if (o.inodeId !== undefined) k.emit({ type: 'inotify.watch', fileId: f.id, wd: w.wd }, [['set', ['openFiles', f.id, 'inotify', 'watches', f.inotify.watches.indexOf(w), 'inodeId'], o.inodeId]]);
   return true;
 }
 
@@ -97,12 +98,13 @@ function watches(w: InotifyWatch, o: FsObject): boolean {
 function queueEvent(k: Kernel, f: InotifyFile, e: InotifyEvent): void {
   const q = f.inotify.queue;
   const last = q[q.length - 1];
+  const push = (ev: InotifyEvent) => k.emit({ type: 'inotify.queue', fileId: f.id, mask: ev.mask }, [['splice', ['openFiles', f.id, 'inotify', 'queue'], q.length, 0, ev]]);
   if (q.length >= MAX_QUEUED_EVENTS) {
-    if (last?.mask !== IN_Q_OVERFLOW) q.push({ wd: -1, mask: IN_Q_OVERFLOW, cookie: 0 });
+    if (last?.mask !== IN_Q_OVERFLOW) push({ wd: -1, mask: IN_Q_OVERFLOW, cookie: 0 });
   } else if (last && last.wd === e.wd && last.mask === e.mask && last.cookie === e.cookie && last.name === e.name) {
     return;
   } else {
-    q.push(e);
+    push(e);
   }
   k.pipes.changed$.next(f.id);
 }
@@ -111,7 +113,7 @@ function queueEvent(k: Kernel, f: InotifyFile, e: InotifyEvent): void {
 function dropWatch(k: Kernel, f: InotifyFile, w: InotifyWatch): void {
   const i = f.inotify.watches.indexOf(w);
   if (i < 0) return;
-  f.inotify.watches.splice(i, 1);
+  k.emit({ type: 'inotify.watch', fileId: f.id, wd: w.wd }, [['splice', ['openFiles', f.id, 'inotify', 'watches'], i, 1]]);
   queueEvent(k, f, { wd: w.wd, mask: IN_IGNORED, cookie: 0 });
 }
 
@@ -126,7 +128,7 @@ function deliver(k: Kernel, o: FsObject, mask: number, name: string | undefined,
     const f = k.state.openFiles[id] as InotifyFile | undefined;
     if (!f) continue;
     for (const w of [...f.inotify.watches]) {
-      if (!(w.mask & mask) || !watches(w, o)) continue;
+      if (!(w.mask & mask) || !watches(k, f, w, o)) continue;
       if (unlinked && (w.mask & IN_EXCL_UNLINK)) continue;
       queueEvent(k, f, { wd: w.wd, mask: (mask | (isDirObj ? IN_ISDIR : 0)) >>> 0, cookie, ...(name === undefined ? {} : { name }) });
       if (w.mask & IN_ONESHOT) dropWatch(k, f, w);
@@ -213,7 +215,7 @@ export function fsnotifyGone(k: Kernel, o: FsObject): void {
   for (const id of inotifyFiles(k)) {
     const f = k.state.openFiles[id] as InotifyFile | undefined;
     if (!f) continue;
-    for (const w of [...f.inotify.watches]) if (watches(w, o)) dropWatch(k, f, w);
+    for (const w of [...f.inotify.watches]) if (watches(k, f, w, o)) dropWatch(k, f, w);
   }
 }
 
@@ -235,24 +237,30 @@ export function newInotify(k: Kernel, flags: number): InotifyFile | number {
 /** Forget an instance that was never installed (the fd table was full). */
 export function dropInotify(k: Kernel, f: InotifyFile): void {
   inotifyFiles(k).delete(f.id);
-  delete k.state.openFiles[f.id];
+  k.discardFile(f.id);
 }
 
 /**
  * inotify_add_watch on object `o` (the path already resolved and checked): an existing watch
  * on it gets the new mask (ORed with IN_MASK_ADD; EEXIST with IN_MASK_CREATE), else a new wd.
  */
-export function addWatch(f: InotifyFile, o: FsObject, mask: number): number {
+export function addWatch(k: Kernel, f: InotifyFile, o: FsObject, mask: number): number {
   const keep = (mask & (IN_ALL_EVENTS | IN_ONESHOT | IN_EXCL_UNLINK)) >>> 0;
   const existing = f.inotify.watches.find((w) => (o.inodeId !== undefined ? w.inodeId === o.inodeId || (w.inodeId === undefined && w.path === o.path) : w.inodeId === undefined && w.path === o.path));
   if (existing) {
     if (mask & IN_MASK_CREATE) return -E.EEXIST;
-    existing.mask = ((mask & IN_MASK_ADD) ? existing.mask | keep : keep) >>> 0;
-    if (o.inodeId !== undefined) existing.inodeId = o.inodeId;
+    const at = ['openFiles', f.id, 'inotify', 'watches', f.inotify.watches.indexOf(existing)];
+    k.emit({ type: 'inotify.watch', fileId: f.id, wd: existing.wd }, [
+      ['set', [...at, 'mask'], ((mask & IN_MASK_ADD) ? existing.mask | keep : keep) >>> 0],
+      ...(o.inodeId !== undefined ? [['set', [...at, 'inodeId'], o.inodeId] as GraphOp] : []),
+    ]);
     return existing.wd;
   }
-  const wd = f.inotify.nextWd++;
-  f.inotify.watches.push({ wd, mask: keep, path: o.path, ...(o.inodeId === undefined ? {} : { inodeId: o.inodeId }) });
+  const wd = f.inotify.nextWd;
+  k.emit({ type: 'inotify.watch', fileId: f.id, wd }, [
+    ['set', ['openFiles', f.id, 'inotify', 'nextWd'], wd + 1],
+    ['splice', ['openFiles', f.id, 'inotify', 'watches'], f.inotify.watches.length, 0, { wd, mask: keep, path: o.path, ...(o.inodeId === undefined ? {} : { inodeId: o.inodeId }) }],
+  ]);
   return wd;
 }
 
@@ -296,7 +304,7 @@ function inotifyRead(t: Task, f: InotifyFile, buf: number, count: number): Sysca
     if (copyToGuest(t, buf, bytes) < bytes.length) throw new SyscallError(E.EFAULT);
     let taken = 0, sum = 0;
     while (sum < bytes.length) sum += eventSize(q[taken++]);
-    q.splice(0, taken);
+    k.emit({ type: 'inotify.read', fileId: f.id, count: taken }, [['splice', ['openFiles', f.id, 'inotify', 'queue'], 0, taken]]);
     k.pipes.changed$.next(f.id);
     return bytes.length;
   };

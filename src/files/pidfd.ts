@@ -6,8 +6,8 @@ import { FileOps, seekBySize, statByPath } from './file-ops.js';
 
 /** Graph record: the process (thread group id) it refers to. */
 export interface PidFdFile extends OpenFileBase {
-  kind: 'pidfd';
-  pidfdTgid: number;
+  readonly kind: 'pidfd';
+  readonly pidfdTgid: number;
 }
 
 export const pidFdFileOps: FileOps<PidFdFile> = {
@@ -18,5 +18,5 @@ export const pidFdFileOps: FileOps<PidFdFile> = {
     return !g || g.zombie ? POLLIN | POLLHUP : 0;
   },
   stat: (t, f) => statByPath(t, f),
-  seek: (t, f, off, whence) => seekBySize(f, off, whence, () => statByPath(t, f).size),
+  seek: (t, f, off, whence) => seekBySize(t, f, off, whence, () => statByPath(t, f).size),
 };

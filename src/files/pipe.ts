@@ -6,8 +6,8 @@ import { FileOps, anonStat, reopenFlags } from './file-ops.js';
 
 /** Graph record: which pipe (pipes[pipeId]); which end is in `flags` (O_WRONLY: the write end). */
 export interface PipeFile extends OpenFileBase {
-  kind: 'pipe';
-  pipeId: number;
+  readonly kind: 'pipe';
+  readonly pipeId: number;
 }
 
 export const pipeFileOps: FileOps<PipeFile> = {
@@ -29,7 +29,7 @@ export const pipeFileOps: FileOps<PipeFile> = {
     const p = t.kernel.state.pipes[f.pipeId];
     const acc = flags & O_ACCMODE;
     if (!p || acc === O_RDWR) throw new SyscallError(acc === O_RDWR ? E.EINVAL : E.ENOENT);
-    if (acc === O_WRONLY) p.writers++; else p.readers++;
+    t.kernel.pipes.ends(p, acc === O_WRONLY ? 0 : 1, acc === O_WRONLY ? 1 : 0);
     return t.kernel.newOpenFile({ kind: 'pipe', path: f.path, flags: reopenFlags(flags), pipeId: p.id });
   },
   release: (k, f) => k.pipes.release(f),

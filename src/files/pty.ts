@@ -5,8 +5,8 @@ import { FileOps, statByPath } from './file-ops.js';
 
 /** Graph record: which pseudo-terminal (ptys[id]) and whether this is its master side. */
 export interface PtyFile extends OpenFileBase {
-  kind: 'pty';
-  pty: { id: number; master: boolean };
+  readonly kind: 'pty';
+  readonly pty: { readonly id: number; readonly master: boolean };
 }
 
 export const ptyFileOps: FileOps<PtyFile> = {

@@ -15,8 +15,8 @@ import { FileOps, anonStat } from './file-ops.js';
 
 /** Graph record: the signals it reads (SIGKILL and SIGSTOP never among them). */
 export interface SignalFdFile extends OpenFileBase {
-  kind: 'signalfd';
-  mask: bigint;
+  readonly kind: 'signalfd';
+  readonly mask: bigint;
 }
 
 /** The lowest signal of `mask` pending for task `t` (its own, then its process's), or 0. */
@@ -65,7 +65,7 @@ function signalfdRead(t: Task, f: SignalFdFile, buf: number, count: number): Sys
       if (!sig) break;
       // Writable first, so a bad buffer loses no signal (Linux would lose it: it dequeues first).
       try { t.mm.chunks(buf + n * SIGNALFD_SIGINFO_SIZE, SIGNALFD_SIGINFO_SIZE, 2, () => undefined); } catch (e) { if (n) break; throw e; }
-      t.mm.write(buf + n * SIGNALFD_SIGINFO_SIZE, encodeSignalfdSiginfo(takePending(t, sig) ?? { signo: sig, code: SI_USER }));
+      t.mm.write(buf + n * SIGNALFD_SIGINFO_SIZE, encodeSignalfdSiginfo(takePending(t.kernel, t, sig) ?? { signo: sig, code: SI_USER }));
     }
     return n ? n * SIGNALFD_SIGINFO_SIZE : undefined;
   };

@@ -6,8 +6,8 @@ import { FileOps, anonStat } from './file-ops.js';
 
 /** Graph record: the socket's whole state (connection pipes, addresses, queues, options). */
 export interface SocketFile extends OpenFileBase {
-  kind: 'socket';
-  socket: SocketState;
+  readonly kind: 'socket';
+  readonly socket: SocketState;
 }
 
 export const socketFileOps: FileOps<SocketFile> = {

@@ -8,8 +8,8 @@ import { ALWAYS_READY, FileOps, GONE_SYNTHETIC_STAT, copyToGuest, mapCopy, nodeB
 
 /** Graph record: the bytes generated at open. */
 export interface SyntheticFile extends OpenFileBase {
-  kind: 'synthetic';
-  content: Uint8Array;
+  readonly kind: 'synthetic';
+  readonly content: Uint8Array;
 }
 
 export const syntheticFileOps: FileOps<SyntheticFile> = {
@@ -19,7 +19,7 @@ export const syntheticFileOps: FileOps<SyntheticFile> = {
     const end = Math.min(c.length, usePos + count);
     if (end <= usePos) return 0;
     const n = copyToGuest(t, buf, c.subarray(usePos, end));
-    if (pos === null && n > 0) f.offset += n;
+    if (pos === null && n > 0) t.kernel.seek(f, f.offset + n);
     return n;
   },
   write: () => -E.EBADF,
@@ -31,7 +31,7 @@ export const syntheticFileOps: FileOps<SyntheticFile> = {
     if (!(n.kind === 'synthetic' && n.node.magicFileId !== undefined && t.kernel.state.openFiles[n.node.magicFileId])) s.size = 0;
     return s;
   },
-  seek: (t, f, off, whence) => seekBySize(f, off, whence, () => f.content.length),
+  seek: (t, f, off, whence) => seekBySize(t, f, off, whence, () => f.content.length),
   mmap: (t, f, addr, len, prot, flags, off) => mapCopy(t, f, addr, len, prot, flags, off, f.content.subarray(off, off + len)),
   reopen: (t, f, flags) => t.kernel.newOpenFile({ kind: 'synthetic', path: f.path, flags: reopenFlags(flags), content: f.content }),
 };

@@ -12,6 +12,7 @@ import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { OpenFileBase } from '../kernel/state.js';
+import type { GraphOp } from '../kernel/events.js';
 import { filter, merge } from 'rxjs';
 import { CLOCK_REALTIME, CLOCK_REALTIME_ALARM, POLLIN, TFD_IOC_SET_TICKS, TFD_NONBLOCK } from '../abi/linux.js';
 import { FileOps, anonStat, whenTimersDue } from './file-ops.js';
@@ -22,8 +23,8 @@ import { FileOps, anonStat, whenTimersDue } from './file-ops.js';
  * (0: one-shot), `ticks` the expirations counted and not read yet.
  */
 export interface TimerFdFile extends OpenFileBase {
-  kind: 'timerfd';
-  timerfd: { clock: number; deadlineNs?: bigint; intervalNs: bigint; ticks: bigint };
+  readonly kind: 'timerfd';
+  readonly timerfd: { readonly clock: number; readonly deadlineNs?: bigint; readonly intervalNs: bigint; readonly ticks: bigint };
 }
 
 /** Whether a timerfd clock counts wall-clock time (CLOCK_REALTIME, CLOCK_REALTIME_ALARM). */
@@ -38,6 +39,11 @@ export function timerfdNow(k: Kernel, clock: number): bigint {
  * Count the expirations up to now into `ticks` and move `deadlineNs` past now (an interval timer)
  * or disarm it (a one-shot), as hrtimer_forward_now does when Linux's timer fires.
  */
+/** Set (undefined: delete) fields of a timerfd's record through the kernel's door: event timer.fire (expirations counted) or timer.arm. */
+function setTimerfd(k: Kernel, f: TimerFdFile, type: 'timer.fire' | 'timer.arm', fields: Partial<TimerFdFile['timerfd']>): void {
+  k.emit({ type, tgid: k.current?.tgid ?? 0, timer: 'timerfd', id: f.id }, Object.entries(fields).map(([key, v]): GraphOp => (v === undefined ? ['del', ['openFiles', f.id, 'timerfd', key]] : ['set', ['openFiles', f.id, 'timerfd', key], v])));
+}
+
 export function timerfdAdvance(k: Kernel, f: TimerFdFile): void {
   const tf = f.timerfd;
   if (tf.deadlineNs === undefined) return;
@@ -45,11 +51,9 @@ export function timerfdAdvance(k: Kernel, f: TimerFdFile): void {
   if (now < tf.deadlineNs) return;
   if (tf.intervalNs > 0n) {
     const n = (now - tf.deadlineNs) / tf.intervalNs + 1n;
-    tf.ticks += n;
-    tf.deadlineNs += n * tf.intervalNs;
+    setTimerfd(k, f, 'timer.fire', { ticks: tf.ticks + n, deadlineNs: tf.deadlineNs + n * tf.intervalNs });
   } else {
-    tf.ticks += 1n;
-    tf.deadlineNs = undefined;
+    setTimerfd(k, f, 'timer.fire', { ticks: tf.ticks + 1n, deadlineNs: undefined });
   }
 }
 
@@ -61,9 +65,7 @@ export function timerfdAdvance(k: Kernel, f: TimerFdFile): void {
 export function timerfdSet(k: Kernel, f: TimerFdFile, valueNs: bigint, intervalNs: bigint, absolute: boolean): [bigint, bigint] {
   const old = timerfdGet(k, f);
   const tf = f.timerfd;
-  tf.ticks = 0n;
-  tf.intervalNs = intervalNs;
-  tf.deadlineNs = valueNs === 0n ? undefined : absolute ? valueNs : timerfdNow(k, tf.clock) + valueNs;
+  setTimerfd(k, f, 'timer.arm', { ticks: 0n, intervalNs, deadlineNs: valueNs === 0n ? undefined : absolute ? valueNs : timerfdNow(k, tf.clock) + valueNs });
   k.pipes.changed$.next(f.id); // pollers recompute when it is due
   return old;
 }
@@ -85,7 +87,7 @@ function timerfdRead(t: Task, f: TimerFdFile, buf: number, count: number): Sysca
     timerfdAdvance(k, f);
     if (f.timerfd.ticks === 0n) return undefined;
     t.mm.writeU64(buf, f.timerfd.ticks); // EFAULT before the count is taken: nothing lost
-    f.timerfd.ticks = 0n;
+    setTimerfd(k, f, 'timer.fire', { ticks: 0n });
     k.pipes.changed$.next(f.id);
     return 8;
   };
@@ -121,7 +123,7 @@ export const timerFdFileOps: FileOps<TimerFdFile> = {
     const v = t.mm.readU64(arg);
     if (v === 0n) return -E.EINVAL;
     timerfdAdvance(t.kernel, f);
-    f.timerfd.ticks = v;
+    setTimerfd(t.kernel, f, 'timer.arm', { ticks: v });
     t.kernel.pipes.changed$.next(f.id);
     return 0;
   },

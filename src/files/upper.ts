@@ -15,14 +15,15 @@ import { ALWAYS_READY, FileOps, copyToGuest, mapCopy, reopenFlags, seekBySize, s
 
 /** Graph record: which inode of the upper layer (fs.inodes) it reads and writes. */
 export interface UpperFile extends OpenFileBase {
-  kind: 'upper';
-  inodeId: number;
+  readonly kind: 'upper';
+  readonly inodeId: number;
 }
 
 /** Truncate (or extend with zeros) an upper-layer file to `size` bytes, updating mtime and ctime. */
 export function truncateUpper(k: Kernel, inode: InodeState, size: number): void {
   inodeTruncate(k, inode, size);
-  inode.mtimeNs = inode.ctimeNs = k.clock.realtimeNs();
+  const now = k.clock.realtimeNs();
+  k.emit({ type: 'file.truncate', inode: inode.id, size }, [['set', ['fs', 'inodes', inode.id, 'mtimeNs'], now], ['set', ['fs', 'inodes', inode.id, 'ctimeNs'], now]]);
 }
 
 export const upperFileOps: FileOps<UpperFile> = {
@@ -33,7 +34,7 @@ export const upperFileOps: FileOps<UpperFile> = {
     const end = Math.min(ino.size, usePos + count);
     if (end <= usePos) return 0;
     const n = copyToGuest(t, buf, inodeRead(t.kernel, ino, usePos, end));
-    if (pos === null && n > 0) f.offset += n;
+    if (pos === null && n > 0) t.kernel.seek(f, f.offset + n);
     return n;
   },
   write(t, f, buf, count, pos) {
@@ -43,13 +44,14 @@ export const upperFileOps: FileOps<UpperFile> = {
     const end = at + count;
     t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before the file changes
     inodeWrite(t.kernel, ino, at, count, (put) => t.mm.chunks(buf, count, PROT_READ, (view, ro) => put(view, ro)));
-    ino.mtimeNs = ino.ctimeNs = t.kernel.clock.realtimeNs();
-    if (pos === null) f.offset = end;
+    const now = t.kernel.clock.realtimeNs();
+    t.kernel.emit({ type: 'file.write', inode: ino.id, offset: at, len: count }, [['set', ['fs', 'inodes', ino.id, 'mtimeNs'], now], ['set', ['fs', 'inodes', ino.id, 'ctimeNs'], now]]);
+    if (pos === null) t.kernel.seek(f, end);
     return count;
   },
   readiness: () => ALWAYS_READY,
   stat: (t, f) => statByPath(t, f, { kind: 'upper', path: f.path, inode: t.kernel.state.fs.inodes[f.inodeId] }),
-  seek: (t, f, off, whence) => seekBySize(f, off, whence, () => t.kernel.state.fs.inodes[f.inodeId].size),
+  seek: (t, f, off, whence) => seekBySize(t, f, off, whence, () => t.kernel.state.fs.inodes[f.inodeId].size),
   ioctl(t, f, req, arg) {
     if (req !== FIONREAD) return -E.ENOTTY;
     t.mm.writeU32(arg, Math.max(0, t.kernel.state.fs.inodes[f.inodeId].size - f.offset));

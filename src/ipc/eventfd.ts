@@ -23,7 +23,7 @@ export function eventfdRead(t: Task, f: EventFdFile, buf: number, count: number)
     const e = f.eventfd;
     if (e.count === 0n) return undefined;
     const v = e.semaphore ? 1n : e.count;
-    e.count -= v;
+    t.kernel.emit({ type: 'eventfd.read', fileId: f.id, value: v }, [['set', ['openFiles', f.id, 'eventfd', 'count'], e.count - v]]);
     t.mm.writeU64(buf, v);
     t.kernel.pipes.changed$.next(f.id);
     return 8;
@@ -41,7 +41,7 @@ export function eventfdWrite(t: Task, f: EventFdFile, buf: number, count: number
   const attempt = (): number | undefined => {
     const e = f.eventfd;
     if (MAX - e.count < v) return undefined;
-    e.count += v;
+    t.kernel.emit({ type: 'eventfd.write', fileId: f.id, value: v }, [['set', ['openFiles', f.id, 'eventfd', 'count'], e.count + v]]);
     t.kernel.pipes.changed$.next(f.id);
     return 8;
   };

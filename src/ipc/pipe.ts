@@ -13,9 +13,11 @@ import { E } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { InodeState, PipeState, PipeWriteWaiter } from '../kernel/state.js';
+import type { GraphOp } from '../kernel/events.js';
 import { O_CLOEXEC, O_DIRECT, O_NONBLOCK, O_WRONLY, PIPE_BUF, PROT_READ, PROT_WRITE, SIGPIPE, SI_USER } from '../abi/linux.js';
 
 export const PIPE_CAPACITY = 65536;
+const EMPTY = new Uint8Array(0);
 
 /** A new pipe's owner: the creating task's filesystem uid and gid. */
 function ownerOf(t: Task): [number, number] {
@@ -34,16 +36,15 @@ export class Pipes {
     if (flags & ~(O_NONBLOCK | O_CLOEXEC | O_DIRECT)) return -E.EINVAL;
     const k = this.k;
     const id = k.newId();
-    const p: PipeState = { id, buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers: 1, writers: 1, owner: ownerOf(t) };
-    k.state.pipes[id] = p;
+    k.emit({ type: 'pipe.create', pipe: id }, [['set', ['pipes', id], { id, buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers: 1, writers: 1, owner: ownerOf(t) }]]);
     const nb = flags & O_NONBLOCK;
     const r = k.newOpenFile({ kind: 'pipe', path: `pipe:[${id}]`, flags: nb, pipeId: id });
     const w = k.newOpenFile({ kind: 'pipe', path: `pipe:[${id}]`, flags: O_WRONLY | nb, pipeId: id });
     const cloexec = !!(flags & O_CLOEXEC);
     const rfd = k.installFd(t, r.id, cloexec);
-    if (rfd < 0) { delete k.state.openFiles[r.id]; delete k.state.openFiles[w.id]; delete k.state.pipes[id]; return rfd; }
+    if (rfd < 0) { k.unrefFile(r.id); k.unrefFile(w.id); return rfd; }
     const wfd = k.installFd(t, w.id, cloexec);
-    if (wfd < 0) { k.closeFd(t, rfd); delete k.state.openFiles[w.id]; return wfd; }
+    if (wfd < 0) { k.closeFd(t, rfd); k.unrefFile(w.id); return wfd; }
     return [rfd, wfd];
   }
 
@@ -56,19 +57,20 @@ export class Pipes {
     const k = this.k;
     let p = inode.fifoPipeId !== undefined ? k.state.pipes[inode.fifoPipeId] : undefined;
     if (!p) {
-      p = { id: k.newId(), buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers: 0, writers: 0 };
-      k.state.pipes[p.id] = p;
-      inode.fifoPipeId = p.id;
+      const id = k.newId();
+      k.emit({ type: 'pipe.create', pipe: id }, [
+        ['set', ['pipes', id], { id, buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers: 0, writers: 0 }], ['set', ['fs', 'inodes', inode.id, 'fifoPipeId'], id],
+      ]);
+      p = k.state.pipes[id];
     }
     const pipe = p;
     const acc = flags & 3;
     if (acc === O_WRONLY && (flags & O_NONBLOCK) && pipe.readers === 0) return -E.ENXIO;
-    if (acc !== O_WRONLY) pipe.readers++;
-    if (acc !== 0) pipe.writers++;
+    this.ends(pipe, acc !== O_WRONLY ? 1 : 0, acc !== 0 ? 1 : 0);
     const f = k.newOpenFile({ kind: 'pipe', path, flags: flags & ~(0o100 | 0o200 | 0o1000), pipeId: pipe.id });
     const install = () => {
       const fd = k.installFd(t, f.id, !!(flags & O_CLOEXEC));
-      if (fd < 0) { f.refs = 1; k.unrefFile(f.id); }
+      if (fd < 0) { k.unrefFile(f.id); }
       return fd;
     };
     this.changed$.next(pipe.id);
@@ -82,23 +84,31 @@ export class Pipes {
 
   /** A new pipe with the given ends open (socketpair builds a stream of two of these). */
   newPipe(readers: number, writers: number): PipeState {
-    const p: PipeState = { id: this.k.newId(), buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers, writers, owner: this.k.current && ownerOf(this.k.current) };
-    this.k.state.pipes[p.id] = p;
-    return p;
+    const id = this.k.newId();
+    this.k.emit({ type: 'pipe.create', pipe: id }, [['set', ['pipes', id], { id, buf: new Uint8Array(PIPE_CAPACITY), len: 0, readers, writers, owner: this.k.current && ownerOf(this.k.current) }]]);
+    return this.k.state.pipes[id];
+  }
+
+  /** Add `readers` and `writers` (±1) to a pipe's open ends: event pipe.ends. */
+  ends(p: PipeState, readers: number, writers: number): void {
+    if (!readers && !writers) return;
+    this.k.emit({ type: 'pipe.ends', pipe: p.id, readers: p.readers + readers, writers: p.writers + writers }, [
+      ['set', ['pipes', p.id, 'readers'], p.readers + readers], ['set', ['pipes', p.id, 'writers'], p.writers + writers],
+    ]);
   }
 
   /** Close one end of a pipe by id (socket shutdown and release). */
   closeEnd(pipeId: number, end: 'read' | 'write'): void {
     const p = this.k.state.pipes[pipeId];
     if (!p) return;
-    if (end === 'read') p.readers--; else p.writers--;
+    this.ends(p, end === 'read' ? -1 : 0, end === 'write' ? -1 : 0);
     if (p.readers <= 0 && p.writers <= 0) this.drop(p);
     this.changed$.next(p.id);
   }
 
   /** A pipe nobody holds: gone, with any files that were in flight on it. */
   private drop(p: PipeState): void {
-    delete this.k.state.pipes[p.id];
+    this.k.emit({ type: 'pipe.release', pipe: p.id }, [['del', ['pipes', p.id]]]);
     for (const r of p.rights ?? []) for (const id of r.fileIds) this.k.unrefFile(id);
   }
 
@@ -107,9 +117,8 @@ export class Pipes {
     const p = this.k.state.pipes[f.pipeId];
     if (!p) return;
     const acc = f.flags & 3;
-    if (acc !== O_WRONLY) p.readers--;
-    if (acc !== 0) p.writers--;
-    if (p.readers <= 0 && p.writers <= 0) delete this.k.state.pipes[p.id];
+    this.ends(p, acc !== O_WRONLY ? -1 : 0, acc !== 0 ? -1 : 0);
+    if (p.readers <= 0 && p.writers <= 0) this.k.emit({ type: 'pipe.release', pipe: p.id }, [['del', ['pipes', p.id]]]);
     this.changed$.next(p.id);
   }
 
@@ -136,16 +145,15 @@ export class Pipes {
         if (p.rights?.length) {
           const head = p.rights[0];
           if (head.at === pos) {
-            p.rights.shift();
+            this.k.stage([['splice', ['pipes', p.id, 'rights'], 0, 1]]);
             if (onRights) onRights(head.fileIds); else for (const id of head.fileIds) this.k.unrefFile(id);
           }
-          const next = p.rights[0];
+          const next = p.rights?.[0];
           if (next && next.at > pos) n = Math.min(n, next.at - pos);
         }
         t.mm.chunks(buf, n, PROT_WRITE, (view, ro) => view.set(p.buf.subarray(ro, ro + view.length)));
-        p.buf.copyWithin(0, n, p.len);
-        p.len -= n;
-        p.readTotal = pos + n;
+        // Small: the op says how many bytes left the front of the buffer, not what is left.
+        this.k.emit({ type: 'pipe.read', pipe: p.id, len: n }, [['bytes', ['pipes', p.id], n, 0, EMPTY], ['set', ['pipes', p.id, 'readTotal'], pos + n]], true);
         this.changed$.next(p.id);
         return n;
       }
@@ -177,12 +185,13 @@ export class Pipes {
       // Writes of at most PIPE_BUF bytes go in whole or not at all.
       const n = left <= PIPE_BUF ? (space >= left ? left : 0) : Math.min(space, left);
       if (n > 0) {
-        const at = p.len;
-        if (typeof buf === 'number') t.mm.chunks(buf + waiter.progress, n, PROT_READ, (view, ro) => p.buf.set(view, at + ro));
-        else p.buf.set(buf.subarray(waiter.progress, waiter.progress + n), at);
-        p.len += n;
-        p.written = (p.written ?? 0) + n;
+        // The op carries the bytes appended (a copy made here, owned by the event), not the buffer.
+        const data = typeof buf === 'number' ? new Uint8Array(t.mm.read(buf + waiter.progress, n)) : buf.slice(waiter.progress, waiter.progress + n);
+        const ops: GraphOp[] = [['bytes', ['pipes', p.id], 0, 0, data], ['set', ['pipes', p.id, 'written'], (p.written ?? 0) + n]];
         waiter.progress += n;
+        // A blocked writer's progress is in its graph waiter (a restore resumes from it).
+        if (this.k.state.tasks[t.tid]?.waiter?.kind === 'pipe-write') ops.push(['set', ['tasks', t.tid, 'waiter', 'progress'], waiter.progress]);
+        this.k.emit({ type: 'pipe.write', pipe: p.id, len: n }, ops, true);
         this.changed$.next(p.id);
       }
       if (waiter.progress === count) return count;

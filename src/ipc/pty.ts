@@ -12,6 +12,7 @@ import { E, SyscallError } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState, PtyState } from '../kernel/state.js';
+import type { GraphOp, Writable } from '../kernel/events.js';
 import { ECHO, ECHOCTL, ECHOE, ECHOK, ECHOKE, ECHONL, ICANON, ICRNL, IEXTEN, ISIG, IXON, ONLCR, OPOST, O_NONBLOCK, PROT_READ, PROT_WRITE, SIGINT, SIGQUIT, SIGTSTP, VEOF, VEOL, VERASE, VINTR, VKILL, VMIN, VQUIT, VSUSP } from '../abi/linux.js';
 
 /** Characters one side may have queued (bytes); writers block past it. */
@@ -41,8 +42,24 @@ function append(q: Uint8Array, bytes: ArrayLike<number>): Uint8Array {
 export class Ptys {
   constructor(private readonly k: Kernel) {}
 
-  private get table(): Record<number, PtyState> {
-    return (this.k.state.ptys ??= {});
+  private get table(): Readonly<Record<number, PtyState>> {
+    if (!this.k.state.ptys) this.k.emit({ type: 'pty.init' }, [['set', ['ptys'], {}]]);
+    return this.k.state.ptys!;
+  }
+
+  /**
+   * Change pty `p` through the kernel's door: `fn` edits a shallow copy (queues are replaced,
+   * never changed in place), and the fields it changed become one pty.update event.
+   */
+  private edit<R>(p: PtyState, what: string, fn: (d: Writable<PtyState>) => R): R {
+    const d: Writable<PtyState> = { ...p };
+    const r = fn(d);
+    const ops: GraphOp[] = [];
+    for (const key of Object.keys(d) as Array<keyof PtyState>) {
+      if (d[key] !== p[key]) ops.push(d[key] === undefined ? ['del', ['ptys', p.id, key]] : ['set', ['ptys', p.id, key], d[key]]);
+    }
+    if (ops.length) this.k.emit({ type: 'pty.update', pty: p.id, what }, ops, true);
+    return r;
   }
 
   private notify(p: PtyState): void { this.k.pipes.changed$.next(p.id); }
@@ -57,7 +74,7 @@ export class Ptys {
       id: this.k.newId(), index, termios: defaultTermios(), winsize: new Uint8Array(8), input: new Uint8Array(0), line: new Uint8Array(0),
       output: new Uint8Array(0), masterOpen: true, slaveOpens: 0, locked: true, fgPgid: 0, sid: 0,
     };
-    this.table[p.id] = p;
+    this.k.emit({ type: 'pty.create', pty: p.id, index }, [['set', ['ptys', p.id], p]], true);
     return this.k.newOpenFile({ kind: 'pty', path: '/dev/ptmx', flags, pty: { id: p.id, master: true } });
   }
 
@@ -69,8 +86,7 @@ export class Ptys {
   /** open("/dev/pts/N") or TIOCGPTPEER: the slave side (EIO while locked). */
   openSlave(p: PtyState, flags: number): OpenFileState {
     if (p.locked) throw new SyscallError(E.EIO);
-    p.slaveOpens++;
-    p.everOpened = true;
+    this.edit(p, 'open', (d) => { d.slaveOpens++; d.everOpened = true; });
     return this.k.newOpenFile({ kind: 'pty', path: `/dev/pts/${p.index}`, flags, pty: { id: p.id, master: false } });
   }
 
@@ -78,8 +94,8 @@ export class Ptys {
   release(f: PtyFile): void {
     const p = this.table[f.pty.id];
     if (!p) return;
-    if (f.pty.master) p.masterOpen = false; else p.slaveOpens--;
-    if (!p.masterOpen && p.slaveOpens <= 0) delete this.table[p.id];
+    this.edit(p, 'close', (d) => { if (f.pty.master) d.masterOpen = false; else d.slaveOpens--; });
+    if (!p.masterOpen && p.slaveOpens <= 0) this.k.emit({ type: 'pty.release', pty: p.id }, [['del', ['ptys', p.id]]]);
     this.notify(p);
   }
 
@@ -90,7 +106,7 @@ export class Ptys {
   }
 
   /** Output processing (OPOST/ONLCR) of bytes the slave writes or the discipline echoes. */
-  private output(p: PtyState, bytes: Uint8Array): void {
+  private output(p: Writable<PtyState>, bytes: Uint8Array): void {
     if ((flag(p, 4) & (OPOST | ONLCR)) === (OPOST | ONLCR)) {
       const out: number[] = [];
       for (const b of bytes) { if (b === 10) out.push(13, 10); else out.push(b); }
@@ -99,7 +115,7 @@ export class Ptys {
   }
 
   /** The input side of the line discipline: one byte typed at the master. */
-  private input(p: PtyState, b: number): void {
+  private input(p: Writable<PtyState>, b: number): void {
     const iflag = flag(p, 0), lflag = flag(p, 12);
     if ((iflag & ICRNL) && b === 13) b = 10;
     if (lflag & ISIG) {
@@ -155,7 +171,7 @@ export class Ptys {
         const n = Math.min(count, nl >= 0 ? nl + 1 : p.input.length);
         return this.take(t, p, 'input', buf, n);
       }
-      if (canon && p.eofPending) { p.eofPending--; return 0; }
+      if (canon && p.eofPending) { this.edit(p, 'eof', (d) => { d.eofPending = p.eofPending! - 1; }); return 0; }
       if (!p.masterOpen) return 0;
       if (!canon && cc(p, VMIN) === 0) return 0;
       return undefined;
@@ -170,7 +186,7 @@ export class Ptys {
     const n = Math.min(max, p[q].length);
     const data = p[q].subarray(0, n);
     t.mm.write(buf, data);
-    p[q] = p[q].slice(n);
+    this.edit(p, q === 'input' ? 'read' : 'read-master', (d) => { d[q] = p[q].slice(n); });
     this.notify(p);
     return n;
   }
@@ -181,7 +197,7 @@ export class Ptys {
     if (f.pty.master) {
       const data = new Uint8Array(count);
       t.mm.chunks(buf, count, PROT_READ, (v, ro) => data.set(v, ro));
-      for (const b of data) this.input(p, b);
+      this.edit(p, 'input', (d) => { for (const b of data) this.input(d, b); });
       this.notify(p);
       return count;
     }
@@ -191,7 +207,7 @@ export class Ptys {
       if (p.output.length >= QUEUE_LIMIT) return undefined;
       const data = new Uint8Array(Math.min(count, QUEUE_LIMIT));
       t.mm.chunks(buf, data.length, PROT_READ, (v, ro) => data.set(v, ro));
-      this.output(p, data);
+      this.edit(p, 'output', (d) => this.output(d, data));
       this.notify(p);
       return data.length;
     };
@@ -211,7 +227,18 @@ export class Ptys {
 
   /** Terminal ioctls on a pty (TCGETS/TCSETS*, window size, pty number/lock, process groups). */
   ioctl(t: Task, f: PtyFile, req: number, arg: number): number {
-    const p = this.state(f);
+    const live = this.state(f);
+    if (req === 0x5441) {                                                     // TIOCGPTPEER
+      if (!f.pty.master) return -E.ENOTTY;
+      const s = this.openSlave(live, arg);
+      const fd = this.k.installFd(t, s.id, !!(arg & 0o2000000));
+      if (fd < 0) { this.k.unrefFile(s.id); }
+      return fd;
+    }
+    return this.edit(live, 'ioctl', (p) => this.ioctlOn(t, f, p, req, arg));
+  }
+
+  private ioctlOn(t: Task, f: PtyFile, p: Writable<PtyState>, req: number, arg: number): number {
     switch (req) {
       case 0x5401: t.mm.write(arg, p.termios); return 0;                      // TCGETS
       case 0x5402: case 0x5403: case 0x5404:                                 // TCSETS, TCSETSW, TCSETSF
@@ -225,13 +252,6 @@ export class Ptys {
       case 0x80045430: t.mm.writeU32(arg, p.index); return 0;                 // TIOCGPTN
       case 0x40045431: p.locked = t.mm.readU32(arg) !== 0; return 0;         // TIOCSPTLCK
       case 0x80045439: t.mm.writeU32(arg, p.locked ? 1 : 0); return 0;       // TIOCGPTLCK
-      case 0x5441: {                                                          // TIOCGPTPEER
-        if (!f.pty.master) return -E.ENOTTY;
-        const s = this.openSlave(p, arg);
-        const fd = this.k.installFd(t, s.id, !!(arg & 0o2000000));
-        if (fd < 0) { s.refs = 1; this.k.unrefFile(s.id); }
-        return fd;
-      }
       case 0x540e: p.sid = t.tg.sid; p.fgPgid = t.tg.pgid; return 0;           // TIOCSCTTY
       case 0x5422: if (p.sid === t.tg.sid) { p.sid = 0; p.fgPgid = 0; } return 0; // TIOCNOTTY
       case 0x540f: t.mm.writeU32(arg, p.fgPgid || t.tg.pgid); return 0;        // TIOCGPGRP

@@ -17,10 +17,10 @@ export class Clock {
   monotonicNs(): bigint { return process.hrtime.bigint() + this.state.monotonicOffsetNs; }
   /** Guest CLOCK_REALTIME in ns since the epoch. */
   realtimeNs(): bigint { return process.hrtime.bigint() + this.realBase; }
-  /** Record the guest's monotonic time in the graph (at checkpoint). */
-  save(): void { this.state.monotonicAtSaveNs = this.monotonicNs(); }
-  /** Continue monotonic time from the saved value (on restore): the time spent saved does not pass. */
-  restore(): void { this.state.monotonicOffsetNs = this.state.monotonicAtSaveNs - process.hrtime.bigint(); }
+  /** The monotonicAtSaveNs a checkpoint records now (the kernel stores it with event checkpoint.taken). */
+  saveValue(): bigint { return this.monotonicNs(); }
+  /** The monotonicOffsetNs that continues guest monotonic time from the saved value (on restore; stored by event checkpoint.restored). */
+  restoreValue(): bigint { return this.state.monotonicAtSaveNs - process.hrtime.bigint(); }
 }
 
 /** Decode a guest `struct timespec` (16 bytes) to ns; EINVAL semantics are the caller's. */
@@ -41,6 +41,7 @@ export function nsToTimespec(ns: bigint): Uint8Array {
 export const clockPersist = persisted<ClockState>({
   kind: 'clock',
   records: (g) => [['clock', g.clock]],
-  restore(k) { k.clock.restore(); return undefined; },
+  // The event checkpoint.restored carries the new offset (the time spent saved does not pass).
+  restore(k) { k.emit({ type: 'checkpoint.restored' }, [['set', ['clock', 'monotonicOffsetNs'], k.clock.restoreValue()]]); return undefined; },
   rebuilds: 'monotonic offset recomputed so CLOCK_MONOTONIC continues from monotonicAtSaveNs',
 });

@@ -35,7 +35,7 @@ export function addUsage(a: ResourceUsage, b: ResourceUsage): ResourceUsage {
  * the precise total; the peak RSS is the largest stub's. Voluntary switches are not the host's
  * (every trapped syscall stops a stub) but the times a task blocked in the kernel.
  */
-function liveUsage(k: Kernel, tids: number[]): ResourceUsage {
+function liveUsage(k: Kernel, tids: readonly number[]): ResourceUsage {
   let u = NO_USAGE;
   for (const tid of tids) {
     const x = k.tasks.get(tid);
@@ -51,8 +51,8 @@ function liveUsage(k: Kernel, tids: number[]): ResourceUsage {
 /** getrusage(RUSAGE_SELF) of a thread group: its earlier runs (checkpointed) and its live threads. */
 export function groupUsage(k: Kernel, tg: ThreadGroupState): ResourceUsage {
   if (tg.exitUsage) return tg.exitUsage;
-  const live = liveUsage(k, tg.tids);
-  if (live.maxrssKb) live.maxrssKb += tg.forkRssKb ?? 0;
+  let live = liveUsage(k, tg.tids);
+  if (live.maxrssKb) live = { ...live, maxrssKb: live.maxrssKb + (tg.forkRssKb ?? 0) };
   const u = addUsage(tg.usageBase ?? NO_USAGE, live);
   return { ...u, nvcsw: u.nvcsw + (tg.nvcsw ?? 0) };
 }

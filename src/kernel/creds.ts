@@ -5,6 +5,7 @@
  * capability sets are 64-bit masks (bigint) with bit n = capability n.
  */
 import type { Credentials, ThreadGroupState } from './state.js';
+import type { Writable } from './events.js';
 import { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_LAST_CAP, CAP_LINUX_IMMUTABLE, CAP_MAC_OVERRIDE, CAP_MKNOD, CAP_SYS_PTRACE, MAY_EXEC, MAY_READ, MAY_WRITE } from '../abi/linux.js';
 
 export { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_LAST_CAP, CAP_SETGID, CAP_SETPCAP, CAP_SETUID, MAY_EXEC, MAY_READ, MAY_WRITE } from '../abi/linux.js';
@@ -24,13 +25,16 @@ export function newCredentials(uid: number, gid: number, groups: number[] = []):
   };
 }
 
-/** The credentials of a thread group (made from its uid/gid the first time: graphs written before credentials existed). */
+/**
+ * The credentials of a thread group (read only: changes go through the kernel's door as a new
+ * record, see src/syscalls/creds.ts). Graphs written before credentials (or capabilities)
+ * existed get them made from the uid/gid, as a new object that the first change stores.
+ */
 export function credsOf(tg: ThreadGroupState): Credentials {
-  if (!tg.cred) tg.cred = newCredentials(tg.uid, tg.gid);
-  const c = tg.cred;
+  const c = tg.cred ?? newCredentials(tg.uid, tg.gid);
   if (c.capEff === undefined) {
     const caps = c.euid === 0 ? CAP_FULL : 0n;
-    c.capInh = 0n; c.capPrm = caps; c.capEff = caps; c.capBnd = CAP_FULL; c.capAmb = 0n;
+    return { ...c, capInh: 0n, capPrm: caps, capEff: caps, capBnd: CAP_FULL, capAmb: 0n };
   }
   return c;
 }
@@ -83,7 +87,7 @@ export function ownerOrCapable(c: Credentials, uid: number): boolean {
  * ambient (unless keep-caps); an effective uid leaving 0 clears effective; one becoming 0
  * restores effective from permitted; the filesystem uid moves CAP_FS_MASK the same way.
  */
-export function fixCapsAfterSetuid(c: Credentials, old: { ruid: number; euid: number; suid: number; fsuid: number }): void {
+export function fixCapsAfterSetuid(c: Writable<Credentials>, old: { ruid: number; euid: number; suid: number; fsuid: number }): void {
   const hadRoot = old.ruid === 0 || old.euid === 0 || old.suid === 0;
   const hasRoot = c.ruid === 0 || c.euid === 0 || c.suid === 0;
   if (hadRoot && !hasRoot) {
@@ -105,7 +109,7 @@ export function fixCapsAfterSetuid(c: Credentials, old: { ruid: number; euid: nu
  * effective uid is 0; others keep only their ambient set. Returns whether the exec is
  * "secure" (AT_SECURE: ids or capabilities were raised).
  */
-export function credsOnExec(c: Credentials, mode: number, uid: number, gid: number): boolean {
+export function credsOnExec(c: Writable<Credentials>, mode: number, uid: number, gid: number): boolean {
   let secure = false;
   if (!c.noNewPrivs) {
     if (mode & 0o4000 && uid !== c.euid) { c.euid = uid; secure = true; }

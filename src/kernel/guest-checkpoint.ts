@@ -42,7 +42,7 @@ export function checkpointWrite(t: Task, count: number): SyscallResult {
   inFlight.add(k);
   const before = k.state.config.checkpointGeneration;
   // In the graph before the capture, so the checkpoint records what its clones compare against.
-  k.state.config.checkpointGeneration = k.state.config.generation ?? 0;
+  k.emit({ type: 'config.set', what: 'checkpointGeneration' }, [['set', ['config', 'checkpointGeneration'], k.state.config.generation ?? 0]]);
   return {
     waiter: { kind: 'checkpoint', interruptible: false },
     // Started once the writer is parked in its waiter (quiesce waits for every task to be).
@@ -50,7 +50,7 @@ export function checkpointWrite(t: Task, count: number): SyscallResult {
       if (line) k.log(line);
       return count;
     }, (e: Error) => {
-      k.state.config.checkpointGeneration = before;
+      k.emit({ type: 'config.set', what: 'checkpointGeneration' }, [before === undefined ? ['del', ['config', 'checkpointGeneration']] : ['set', ['config', 'checkpointGeneration'], before]]);
       k.log(`snapvisor: the checkpoint the guest asked for failed: ${e.message}`);
       return -E.EIO;
     }).finally(() => inFlight.delete(k)))),

@@ -34,7 +34,7 @@ import { MemoryLimit } from './memory-limit.js';
 import { MAP_SHARED, RLIMIT_AS, RLIMIT_DATA } from '../abi/linux.js';
 import { SYSCALL_NAME } from '../abi/syscall-numbers.js';
 import { Task, SyscallResult, SyscallTable, SyscallHook, NO_RETURN, ExitGroup, ExitThread, INTERRUPTED, KILLED, type ExitInfo } from './task.js';
-import { GRAPH_VERSION, KernelState, TaskState, OpenFileState } from './state.js';
+import { GRAPH_VERSION, KernelState, TaskState, OpenFileState, ThreadGroupState, DirEntry } from './state.js';
 import { Clock } from './clock.js';
 import { groupCpuNs, groupUsage } from './cputime.js';
 import { HostFiles } from '../vfs/host-files.js';
@@ -46,19 +46,12 @@ import { Ptys } from '../ipc/pty.js';
 import { fileOpsOf, filePersists } from '../files/registry.js';
 import { PERSISTED_KINDS } from './persisted-kinds.js';
 import type { FileOps } from '../files/file-ops.js';
+import { DirtySet, EventLog, applyOps, ownOp, type GraphOp, type KernelEvent, type KernelEventBody, type Writable, type DeepWritable } from './events.js';
 
 export { ExitGroup, ExitThread, INTERRUPTED, KILLED } from './task.js';
 export type { ExitInfo } from './task.js';
 
-/** Events emitted by structural mutations of the graph (the one door). */
-export type KernelEvent =
-  | { type: 'fd.installed'; tid: number; fd: number; fileId: number }
-  | { type: 'fd.closed'; tid: number; fd: number }
-  | { type: 'task.created'; tid: number; parent: number }
-  | { type: 'task.exec'; tid: number; path: string }
-  | { type: 'task.exited'; tid: number; info: ExitInfo }
-  | { type: 'signal.sent'; tid: number; sig: number }
-  | { type: 'checkpoint.captured' };
+export type { KernelEvent, KernelEventBody, GraphOp } from './events.js';
 
 /**
  * What a kernel is built from (the composition root, src/sandbox/, assembles it): the
@@ -118,7 +111,12 @@ export class Kernel {
   readonly pipes: Pipes;
   readonly futexes: Futexes;
   readonly ptys: Ptys;
-  readonly events$ = new Subject<KernelEvent>();
+  /** The event stream: every graph change, in order (src/kernel/events.ts). */
+  readonly events = new EventLog();
+  /** Graph objects changed since the last checkpoint, from the events' ops. */
+  readonly dirty = new DirtySet();
+  /** Ops of id/pid allocations, applied at once and carried by the next event. */
+  private pendingOps: GraphOp[] = [];
   /** A blocked task must abandon its syscall: [tid, INTERRUPTED | KILLED]. */
   readonly interrupt$ = new Subject<[number, number]>();
   private readonly parkChanged$ = new Subject<void>();
@@ -168,10 +166,11 @@ export class Kernel {
     const lower = deps.host.openTree(state.config.rootfs);
     this.mf = new MemoryFile(state.memoryFile, (name, size) => deps.host.createMemoryBacking(name, size));
     // Pages moved out of a restored checkpoint's page file: every mapping of them now uses the memfd.
+    this.mf.change = (ops) => this.stage(ops);
     this.mf.onMaterialized = (off, len) => { for (const as of this.addressSpaces.values()) as.remapFileRange(off, len); };
     if (state.config.memoryLimit) this.setMemoryLimit(state.config.memoryLimit);
     this.clock = new Clock(state.clock);
-    this.vfs = new Vfs(state.fs, lower, () => this.newId(), () => this.clock.realtimeNs());
+    this.vfs = new Vfs(state.fs, lower, () => this.newId(), () => this.clock.realtimeNs(), (b, ops) => this.emit(b, ops));
     this.vfs.mounts.push(procMount(this), devMount(this), sysMount());
     this.vfs.creds = () => (this.current ? credsOf(this.current.tg) : undefined);
     this.vfs.data = this;
@@ -196,14 +195,63 @@ export class Kernel {
     };
   }
 
-  newId(): number { return this.state.nextId++; }
+  /**
+   * The one door for graph changes: apply `ops` to the graph (applyOps, the function a
+   * replayer applies too), mark the objects they touch dirty, and append the event, stamped
+   * with the next seq and guest CLOCK_MONOTONIC time (ns), to the event stream.
+   */
+  emit(body: KernelEventBody, ops: GraphOp[], owned = false): void {
+    applyOps(this.state, ops, this.dirty.mark);
+    // The event keeps its own copy of object values and bytes: the caller's may be live graph
+    // data or guest memory (`owned`: the caller made them for this event and keeps no reference).
+    if (!owned) for (let i = 0; i < ops.length; i++) ops[i] = ownOp(ops[i]);
+    if (this.pendingOps.length) { ops = this.pendingOps.concat(ops); this.pendingOps = []; }
+    const ev = body as KernelEvent;
+    ev.seq = ++this.events.seq;
+    ev.timeNs = this.clock.monotonicNs();
+    ev.ops = ops;
+    this.events.append(ev);
+  }
+
+  /**
+   * Apply ops now, without an event of their own: the next event emitted carries them (before
+   * its own ops). For changes made in steps inside one operation whose event comes at its end
+   * (the mm family: VMA splits, memory-file blocks), so that a replayer applies them in the same order.
+   */
+  stage(ops: readonly GraphOp[]): void {
+    applyOps(this.state, ops, this.dirty.mark);
+    for (const op of ops) this.pendingOps.push(ownOp(op));
+  }
+
+  /** Emit the staged changes (Kernel.stage) as their own event, mm.change, naming the syscall (or 'fault') that made them. */
+  flushStaged(tid = 0, cause = ''): void {
+    if (this.pendingOps.length) this.emit({ type: 'mm.change', tid, cause }, []);
+  }
+
+  /** A new object id (nextId goes up through an op carried by the next event). */
+  newId(): number {
+    const id = this.state.nextId;
+    const op: GraphOp = ['set', ['nextId'], id + 1];
+    applyOps(this.state, [op], this.dirty.mark);
+    this.pendingOps.push(op);
+    return id;
+  }
+
+  /** A new guest pid/tid (nextPid goes up through an op carried by the next event). */
+  newPid(): number {
+    const pid = this.state.nextPid;
+    const op: GraphOp = ['set', ['nextPid'], pid + 1];
+    applyOps(this.state, [op], this.dirty.mark);
+    this.pendingOps.push(op);
+    return pid;
+  }
 
   /**
    * Set the sandbox's memory limit (bytes; kept in the graph). Lowered below what is in use, it
    * reclaims and then OOM-kills at once, as writing a memory cgroup's memory.max does.
    */
   setMemoryLimit(bytes: number): void {
-    this.state.config.memoryLimit = bytes;
+    if (this.state.config.memoryLimit !== bytes) this.emit({ type: 'config.set', what: 'memoryLimit' }, [['set', ['config', 'memoryLimit'], bytes]]);
     if (this.memoryLimit) this.memoryLimit.limit = bytes;
     else {
       const limit = this.memoryLimit = new MemoryLimit(this, bytes);
@@ -225,6 +273,7 @@ export class Kernel {
     let as = this.addressSpaces.get(id);
     if (!as) {
       as = new AddressSpace(this.state.addressSpaces[id], this.mf, this.platform.addressRange);
+      as.change = (ops) => this.stage(ops);
       this.addressSpaces.set(id, as);
     }
     return as;
@@ -246,22 +295,32 @@ export class Kernel {
   // ---- open files and fd tables (the door for fd mutations) ----
 
   /** Install an open file at the lowest free fd ≥ minFd. Returns the fd, or -EMFILE. */
-  installFd(t: Task, fileId: number, cloexec: boolean, minFd = 0): number {
+  installFd(t: Task, fileId: number, cloexec: boolean, minFd = 0, type: 'fd.install' | 'fd.dup' = 'fd.install'): number {
     const fds = t.fdTable.fds;
     const limit = this.fdLimit(t);
     let fd = minFd;
     while (fds[fd] !== undefined) fd++;
     if (fd >= limit) return -E.EMFILE;
-    this.installFdAt(t, fd, fileId, cloexec);
+    this.installFdAt(t, fd, fileId, cloexec, type);
     return fd;
   }
 
-  installFdAt(t: Task, fd: number, fileId: number, cloexec: boolean): void {
-    const fds = t.fdTable.fds;
-    this.state.openFiles[fileId].refs++;
-    if (fds[fd] !== undefined) this.closeFd(t, fd);
-    fds[fd] = { fileId, cloexec };
-    if (this.events$.observed) this.events$.next({ type: 'fd.installed', tid: t.tid, fd, fileId });
+  /** Install an open file at `fd` (an fd already there is closed): event fd.install, or fd.dup for dup/fcntl(F_DUPFD). */
+  installFdAt(t: Task, fd: number, fileId: number, cloexec: boolean, type: 'fd.install' | 'fd.dup' = 'fd.install'): void {
+    const old = t.fdTable.fds[fd];
+    const table = t.state.fdTableId;
+    this.emit({ type, tid: t.tid, fd, fileId, cloexec }, [
+      ['set', ['openFiles', fileId, 'refs'], this.state.openFiles[fileId].refs + 1],
+      ['set', ['fdTables', table, 'fds', fd], { fileId, cloexec }],
+    ]);
+    if (old) this.unrefFile(old.fileId);
+  }
+
+  /** fcntl(F_SETFD)/ioctl(FIOCLEX): set or clear an fd's close-on-exec flag (EBADF if not open). */
+  setCloexec(t: Task, fd: number, cloexec: boolean): number {
+    if (!t.fdTable.fds[fd]) return -E.EBADF;
+    this.emit({ type: 'fd.cloexec', tid: t.tid, fd, cloexec }, [['set', ['fdTables', t.state.fdTableId, 'fds', fd, 'cloexec'], cloexec]]);
+    return 0;
   }
 
   fdLimit(t: Task): number {
@@ -274,19 +333,22 @@ export class Kernel {
     const fds = t.fdTable.fds;
     const e = fds[fd];
     if (!e) return -E.EBADF;
-    delete fds[fd];
+    this.emit({ type: 'fd.close', tid: t.tid, fd, fileId: e.fileId }, [['del', ['fdTables', t.state.fdTableId, 'fds', fd]]]);
     const f = this.state.openFiles[e.fileId];
     if (f && this.state.fs.locks) releasePosixOnClose(this, t.tgid, f);
     this.unrefFile(e.fileId);
-    if (this.events$.observed) this.events$.next({ type: 'fd.closed', tid: t.tid, fd });
     return 0;
   }
 
   /** Drop one reference to an open file description; the last one releases it (pipe ends, host handles). */
   unrefFile(id: number): void {
     const f = this.state.openFiles[id];
-    if (!f || --f.refs > 0) return;
-    delete this.state.openFiles[f.id];
+    if (!f) return;
+    if (f.refs > 1) {
+      this.emit({ type: 'file.unref', fileId: id, refs: f.refs - 1 }, [['set', ['openFiles', id, 'refs'], f.refs - 1]]);
+      return;
+    }
+    this.emit({ type: 'file.release', fileId: id }, [['del', ['openFiles', id]]]);
     if (this.state.fs.locks) releaseFileLocks(this, f);
     fsnotifyClose(this, f);
     this.fileOps(f).release?.(this, f);
@@ -304,14 +366,59 @@ export class Kernel {
     inodeRelease(this, ino);
   }
 
-  /** A new open file description of kind K (refs 0 until installed); `id` and `refs` are the kernel's to set. */
+  /** Move an open file's position (bytes): event file.seek. */
+  seek(f: OpenFileState, offset: number): void {
+    if (f.offset === offset) return;
+    this.emit({ type: 'file.seek', fileId: f.id, offset }, [['set', ['openFiles', f.id, 'offset'], offset]]);
+  }
+
+  /** Set an open file's status flags (fcntl F_SETFL, FIONBIO): event file.setfl. */
+  setFileFlags(f: OpenFileState, flags: number): void {
+    this.emit({ type: 'file.setfl', fileId: f.id, flags }, [['set', ['openFiles', f.id, 'flags'], flags]]);
+  }
+
+  /** A directory's entries as getdents reads them (captured at the first call, forgotten on rewind): event file.dirents. */
+  setDirEntries(f: OpenFileState, entries: DirEntry[] | undefined): void {
+    this.emit({ type: 'file.dirents', fileId: f.id, count: entries?.length ?? 0 }, [entries ? ['set', ['openFiles', f.id, 'entries'], entries] : ['del', ['openFiles', f.id, 'entries']]]);
+  }
+
+  /** Ops setting fields of a task record; an undefined value deletes the field. */
+  taskOps(tid: number, fields: Partial<TaskState>): GraphOp[] {
+    return Object.entries(fields).map(([k, v]): GraphOp => (v === undefined ? ['del', ['tasks', tid, k]] : ['set', ['tasks', tid, k], v]));
+  }
+
+  /** Ops setting fields of a thread group record; an undefined value deletes the field. */
+  tgOps(tgid: number, fields: Partial<ThreadGroupState>): GraphOp[] {
+    return Object.entries(fields).map(([k, v]): GraphOp => (v === undefined ? ['del', ['threadGroups', tgid, k]] : ['set', ['threadGroups', tgid, k], v]));
+  }
+
+  /** Ops that drop signal `sig` from a task's pending set and its siginfo. */
+  unpendOps(ts: TaskState, sig: number): GraphOp[] {
+    return [['set', ['tasks', ts.tid, 'pendingSignals'], ts.pendingSignals & ~(1n << BigInt(sig - 1))], ['del', ['tasks', ts.tid, 'pendingInfo', sig]]];
+  }
+
+  /** Set a task's signal mask (and the mask to restore after a handler, when given): event signal.mask. */
+  setSigmask(t: Task, mask: bigint, saved?: bigint | null): void {
+    const fields: Partial<TaskState> = { sigmask: mask };
+    if (saved !== undefined) (fields as Writable<TaskState>).savedSigmask = saved ?? undefined;
+    this.emit({ type: 'signal.mask', tid: t.tid, mask }, this.taskOps(t.tid, fields));
+  }
+
+  /** chdir/fchdir: the thread group's working directory (a guest path): event proc.cwd. */
+  setCwd(t: Task, path: string): void {
+    this.emit({ type: 'proc.cwd', tgid: t.tgid, cwd: path }, [['set', ['threadGroups', t.tgid, 'cwd'], path]]);
+  }
+
+  /** Forget an open file that was never installed (its open failed half-way): event file.release. */
+  discardFile(id: number): void {
+    if (this.state.openFiles[id]) this.emit({ type: 'file.release', fileId: id }, [['del', ['openFiles', id]]]);
+  }
+
+  /** A new open file description of kind K (refs 0 until installed; `id` and `refs` are the kernel's to set): event file.open. Returns the graph's record. */
   newOpenFile<I extends OpenFileInit>(init: I): Extract<OpenFileState, { kind: I['kind'] }> {
     const id = this.newId();
-    const f = { id, refs: 0, offset: 0, ...init } as unknown as Extract<OpenFileState, { kind: I['kind'] }>;
-    f.id = id;
-    f.refs = 0;
-    this.state.openFiles[id] = f;
-    return f;
+    this.emit({ type: 'file.open', fileId: id, kind: init.kind, path: (init as { path?: string }).path ?? '' }, [['set', ['openFiles', id], { offset: 0, ...init, id, refs: 0 }]]);
+    return this.state.openFiles[id] as Extract<OpenFileState, { kind: I['kind'] }>;
   }
 
   /** The file operations of an open file's kind (src/files/registry.ts). */
@@ -436,10 +543,11 @@ export class Kernel {
         this.running.delete(t.tid);
         if (this.exitInfo || isExited(t)) return;
         t.mm.flush(t.platform);
-        if (trap.kind === 'syscall') { t.state.runState = 'syscall'; t.state.syscallAbi = trap.abi; t.faultRetries = 0; t.lastMissing = -1; }
+        if (trap.kind === 'syscall') { t.cpu.runState = 'syscall'; t.cpu.syscallAbi = trap.abi; t.faultRetries = 0; t.lastMissing = -1; }
         else if (trap.kind === 'interrupted') continue;
         else if (trap.kind === 'fault') {
           const served = this.serveFault(t, trap.signo, trap.code, trap.addr);
+          if (this.pendingOps.length) this.flushStaged(t.tid, 'fault');
           if (served === 'exited') return;
           if (served) continue;
           // A fault on memory the VMAs allow: the host mapping was stale (another thread's change had
@@ -485,7 +593,7 @@ export class Kernel {
       await this.dispatchAs(t, this.syscalls32[t.sysno] ?? -1, t.sysno, forced);
     } finally {
       t.i386 = false;
-      if (t.state.runState !== 'syscall') t.state.syscallAbi = undefined;
+      if (t.state.runState !== 'syscall') t.cpu.syscallAbi = undefined;
     }
   }
 
@@ -509,11 +617,16 @@ export class Kernel {
     }
     // A restored waiter (deadline, progress) applies to the first re-entry of its syscall only.
     t.restoredWaiter = undefined;
+    // Changes the handler made in steps (mm: VMAs, memory-file blocks) are this syscall's event.
+    if (this.pendingOps.length) this.flushStaged(t.tid, SYSCALL_NAME[nr] ?? String(nr));
     if (typeof r !== 'number') {
       const waiter = r.waiter;
-      t.state.waiter = waiter;
-      t.tg.nvcsw = (t.tg.nvcsw ?? 0) + 1; // a voluntary context switch (getrusage ru_nvcsw)
-      t.state.nvcsw = (t.state.nvcsw ?? 0) + 1;
+      // A voluntary context switch (getrusage ru_nvcsw), counted with the block.
+      this.emit({ type: 'task.block', tid: t.tid, kind: waiter.kind }, [
+        ['set', ['tasks', t.tid, 'waiter'], waiter],
+        ['set', ['threadGroups', t.tgid, 'nvcsw'], (t.tg.nvcsw ?? 0) + 1],
+        ['set', ['tasks', t.tid, 'nvcsw'], (t.state.nvcsw ?? 0) + 1],
+      ]);
       this.parked.add(t.tid);
       this.parkChanged$.next();
       let v: number;
@@ -534,7 +647,7 @@ export class Kernel {
       if (r.settle) {
         try { v = r.settle(v); } catch (e) { v = e instanceof SyscallError ? -e.errno : -E.EIO; }
       }
-      t.state.waiter = undefined;
+      this.emit({ type: 'task.wake', tid: t.tid }, [['del', ['tasks', t.tid, 'waiter']]]);
       t.restoredWaiter = undefined;
       if (v === INTERRUPTED && waiter.kind === 'pipe-write' && waiter.progress) v = waiter.progress; // a partly done write returns its count
       if (v === INTERRUPTED) {
@@ -543,7 +656,7 @@ export class Kernel {
           const regs = t.platform.regs;
           regs[REG.rip] -= 2n;
           regs[REG.rax] = regs[REG.orig_rax];
-          t.state.runState = 'user';
+          t.cpu.runState = 'user';
           if (this.strace) this.log(`[${t.tid}] ${SYSCALL_NAME[nr]}(…) = ? ERESTARTSYS`);
           return;
         }
@@ -559,7 +672,7 @@ export class Kernel {
     if (isExited(t)) return;
     if (this.strace) this.traceLine(t, nr, r, traced);
     if (r !== NO_RETURN) t.setReturn(r);
-    if (t.state.runState === 'syscall') t.state.runState = 'user';
+    if (t.state.runState === 'syscall') t.cpu.runState = 'user';
   }
 
   private unimplemented32(nr: number): number {
@@ -605,8 +718,10 @@ export class Kernel {
   }
 
   /** Stop the task's host context and forget its runtime (the graph keeps what the caller leaves). */
-  detachTask(t: Task): void {
-    t.state.runState = 'exited';
+  detachTask(t: Task, info: ExitInfo = { signal: 9, core: false }): void {
+    if (t.state.runState !== 'exited' && this.state.tasks[t.tid] === t.state) {
+      this.emit({ type: 'task.exit', tid: t.tid, ...info }, [['set', ['tasks', t.tid, 'runState'], 'exited']]);
+    }
     this.running.delete(t.tid);
     this.parked.delete(t.tid);
     t.platform.destroy();
@@ -620,8 +735,9 @@ export class Kernel {
   endSandbox(info: ExitInfo): void {
     if (this.exitInfo) return;
     this.exitInfo = info;
-    for (const t of [...this.tasks.values()]) this.detachTask(t);
+    for (const t of [...this.tasks.values()]) this.detachTask(t, info);
     this.signals.disarmAll();
+    this.flushStaged(0, 'exit');
     this.thaw$.next();
     this.exitResolve(info);
   }
@@ -664,10 +780,13 @@ export class Kernel {
   capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array }; held: Array<[number, number]>; release(): void } {
     for (const t of this.tasks.values()) {
       if (t.state.runState === 'exited') continue;
-      t.state.regs = new Uint8Array(t.platform.regs.buffer.slice(0));
-      t.state.fpState = t.platform.getFpState();
+      t.cpu.regs = new Uint8Array(t.platform.regs.buffer.slice(0));
+      t.cpu.fpState = t.platform.getFpState();
     }
-    this.clock.save();
+    // Event checkpoint.taken records the guest's monotonic time in the graph; the dirty set
+    // restarts here (the checkpoint holds everything changed so far).
+    this.emit({ type: 'checkpoint.taken' }, [['set', ['clock', 'monotonicAtSaveNs'], this.clock.saveValue()]]);
+    this.dirty.clear();
     const mf = this.mf;
     const held = new Set<number>();
     const user = -(0x7ff0_0000 + (Kernel.snapshots++ % 0xffff));
@@ -695,7 +814,7 @@ export class Kernel {
       }
     }
     copies.sort((a, b) => a[0] - b[0]);
-    const graph = structuredClone(this.state);
+    const graph = structuredClone(this.state) as unknown as DeepWritable<KernelState>; // a copy: prepared directly
     // The hold belongs to the running sandbox, not to the one captured: a restore of this graph
     // owns those blocks alone (no phantom user keeping them alive, no copy on its first writes).
     for (const [id, i] of heldOnly) graph.addressSpaces[id].vmas[i].cow = false;
@@ -710,9 +829,8 @@ export class Kernel {
       }
     }
     const populated = mf.populatedRanges();
-    if (this.events$.observed) this.events$.next({ type: 'checkpoint.captured' });
     return {
-      graph,
+      graph: graph as unknown as KernelState,
       memory: {
         sizeBytes: this.state.memoryFile.end,
         populated,

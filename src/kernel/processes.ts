@@ -15,6 +15,7 @@ import { AddressSpace } from '../mm/address-space.js';
 import type { ExitInfo, Kernel } from './kernel.js';
 import type { Task } from './task.js';
 import type { ThreadGroupState, TaskState } from './state.js';
+import type { GraphOp } from './events.js';
 import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_FILES, CLONE_PARENT, CLONE_PARENT_SETTID, CLONE_SETTLS, CLONE_SIGHAND, CLONE_THREAD, CLONE_VFORK, CLONE_VM, SA_NOCLDWAIT, SIGCHLD, SIG_IGN, SI_USER } from '../abi/linux.js';
 
 /** wait status encoding (man 2 wait4: WIFEXITED/WIFSIGNALED/WCOREDUMP). */
@@ -53,14 +54,14 @@ export class Processes {
     checkNproc(parent); // RLIMIT_NPROC counts threads too, per real uid
     if (a.flags & CLONE_THREAD) return this.cloneThread(parent, a);
 
-    const pid = s.nextPid++;
+    const pid = k.newPid();
     const ptg = parent.tg;
     // Address space: a copy-on-write copy (CLONE_VM without CLONE_THREAD is vfork-style: the
     // parent waits for the child's exec or exit, and the copy stands in for the sharing).
     const asId = k.newId();
-    s.addressSpaces[asId] = AddressSpace.emptyState(asId);
-    const fdTableId = this.fdTableFor(parent, a.flags);
-    s.threadGroups[pid] = {
+    const ops: GraphOp[] = [['set', ['addressSpaces', asId], AddressSpace.emptyState(asId)]];
+    const fdTableId = this.fdTableFor(parent, a.flags, ops);
+    const tgs: ThreadGroupState = {
       tgid: pid, ppid: (a.flags & CLONE_PARENT) ? ptg.ppid : ptg.tgid, pgid: ptg.pgid, sid: ptg.sid, tids: [pid],
       sigactions: structuredClone(ptg.sigactions), cwd: ptg.cwd, umask: ptg.umask, rlimits: structuredClone(ptg.rlimits),
       pendingSignals: 0n, uid: ptg.uid, gid: ptg.gid, cred: copyCredentials(credsOf(ptg)), cpuTimeNs: 0n, exitSignal: a.exitSignal,
@@ -72,17 +73,18 @@ export class Processes {
       runState: 'user', sigmask: parent.state.sigmask, clearChildTid: (a.flags & CLONE_CHILD_CLEARTID) ? a.childTid : 0,
       robustList: 0, comm: parent.state.comm, pendingSignals: 0n, pendingInfo: {}, altStack: parent.state.altStack ? { ...parent.state.altStack } : undefined,
     };
-    s.tasks[pid] = ts;
+    ops.push(['set', ['threadGroups', pid], tgs], ['set', ['tasks', pid], ts]);
+    if (a.flags & CLONE_VFORK) ops.push(['set', ['tasks', parent.tid, 'vforkChild'], pid]);
+    k.emit({ type: 'task.fork', tid: pid, parent: parent.tid }, ops);
     let child: Task;
     try {
-      child = k.attachTask(ts, false);
+      child = k.attachTask(s.tasks[pid], false);
       parent.mm.forkInto(child.mm);
     } catch (e) {
       this.forget(pid);
       throw e;
     }
     this.startAsChild(parent, child, a);
-    if (a.flags & CLONE_VFORK) parent.state.vforkChild = pid;
     k.startTask(child);
     return pid;
   }
@@ -95,22 +97,23 @@ export class Processes {
   private cloneThread(parent: Task, a: CloneArgs): number {
     const k = this.k;
     const s = k.state;
-    const tid = s.nextPid++;
-    const fdTableId = this.fdTableFor(parent, a.flags);
+    const tid = k.newPid();
+    const ops: GraphOp[] = [];
+    const fdTableId = this.fdTableFor(parent, a.flags, ops);
     const ts: TaskState = {
       tid, tgid: parent.tgid, addressSpaceId: parent.state.addressSpaceId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0),
       runState: 'user', sigmask: parent.state.sigmask, clearChildTid: (a.flags & CLONE_CHILD_CLEARTID) ? a.childTid : 0,
       robustList: 0, comm: parent.state.comm, pendingSignals: 0n, pendingInfo: {},
     };
-    s.tasks[tid] = ts;
+    ops.push(['set', ['tasks', tid], ts], ['set', ['threadGroups', parent.tgid, 'tids'], [...parent.tg.tids, tid]]);
+    k.emit({ type: 'task.clone', tid, parent: parent.tid }, ops);
     let child: Task;
     try {
-      child = k.attachTask(ts, true);
+      child = k.attachTask(s.tasks[tid], true);
     } catch (e) {
-      delete s.tasks[tid];
+      this.forget(tid);
       throw e;
     }
-    parent.tg.tids.push(tid);
     this.startAsChild(parent, child, a);
     k.startTask(child);
     return tid;
@@ -122,12 +125,10 @@ export class Processes {
     if (tg.tids.length <= 1) { this.exitThreadGroup(tg, { code }); return; }
     const k = this.k;
     k.futexes.exitCleanup(t);
-    k.detachTask(t);
-    tg.tids = tg.tids.filter((x) => x !== t.tid);
-    t.state.runState = 'exited';
+    k.detachTask(t, { code });
+    k.emit({ type: 'task.update', tid: t.tid, what: 'leaves its thread group' }, [['set', ['threadGroups', tg.tgid, 'tids'], tg.tids.filter((x) => x !== t.tid)]]);
     this.releaseTaskResources(t.state);
-    delete k.state.tasks[t.tid];
-    if (k.events$.observed) k.events$.next({ type: 'task.exited', tid: t.tid, info: { code } });
+    k.emit({ type: 'task.release', tid: t.tid }, [['del', ['tasks', t.tid]]]);
   }
 
   /**
@@ -142,16 +143,22 @@ export class Processes {
       if (tid === t.tid) continue;
       const o = k.tasks.get(tid);
       if (o) k.detachTask(o);
-      if (s.tasks[tid]) { s.tasks[tid].runState = 'exited'; this.releaseTaskResources(s.tasks[tid]); delete s.tasks[tid]; }
+      if (s.tasks[tid]) {
+        if (s.tasks[tid].runState !== 'exited') k.emit({ type: 'task.exit', tid, signal: 9 }, [['set', ['tasks', tid, 'runState'], 'exited']]);
+        this.releaseTaskResources(s.tasks[tid]);
+        k.emit({ type: 'task.release', tid }, [['del', ['tasks', tid]]]);
+      }
     }
-    tg.tids = [t.tid];
+    k.emit({ type: 'task.update', tid: t.tid, what: 'de_thread' }, [['set', ['threadGroups', tg.tgid, 'tids'], [t.tid]]]);
     if (t.tid !== tg.tgid) {
-      delete s.tasks[t.tid];
-      k.tasks.delete(t.tid);
-      t.state.tid = tg.tgid;
-      s.tasks[tg.tgid] = t.state;
+      // The caller takes over the leader's tid: its record moves (the runtime Task keeps its object).
+      const old = t.tid;
+      k.emit({ type: 'task.update', tid: tg.tgid, what: `takes over tid ${old}` }, [
+        ['set', ['tasks', tg.tgid], { ...t.state, tid: tg.tgid }], ['del', ['tasks', old]], ['set', ['threadGroups', tg.tgid, 'tids'], [tg.tgid]],
+      ]);
+      k.tasks.delete(old);
+      t.rebind(s.tasks[tg.tgid]);
       k.tasks.set(tg.tgid, t);
-      tg.tids = [tg.tgid];
     }
   }
 
@@ -169,17 +176,18 @@ export class Processes {
     child.platform.setFpState(parent.platform.getFpState());
     if (a.flags & CLONE_PARENT_SETTID) parent.mm.writeU32(a.parentTid, child.tid);
     if (a.flags & CLONE_CHILD_SETTID) child.mm.writeU32(a.childTid, child.tid);
-    if (this.k.events$.observed) this.k.events$.next({ type: 'task.created', tid: child.tid, parent: parent.tid });
   }
 
   /** The fd table for a new task: the parent's own with CLONE_FILES, else a copy sharing its open files. */
-  private fdTableFor(parent: Task, flags: number): number {
+  private fdTableFor(parent: Task, flags: number, ops: GraphOp[]): number {
     if (flags & CLONE_FILES) return parent.state.fdTableId;
     const k = this.k;
     const id = k.newId();
-    const fds = structuredClone(parent.fdTable.fds);
-    for (const e of Object.values(fds)) k.state.openFiles[e.fileId].refs++;
-    k.state.fdTables[id] = { id, fds };
+    const fds = parent.fdTable.fds;
+    const refs = new Map<number, number>();
+    for (const e of Object.values(fds)) refs.set(e.fileId, (refs.get(e.fileId) ?? k.state.openFiles[e.fileId].refs) + 1);
+    for (const [fileId, n] of refs) ops.push(['set', ['openFiles', fileId, 'refs'], n]);
+    ops.push(['set', ['fdTables', id], { id, fds }]);
     return id;
   }
 
@@ -190,8 +198,12 @@ export class Processes {
     if (!ts) return;
     const t = this.k.tasks.get(pid);
     if (t) this.k.detachTask(t);
-    delete s.tasks[pid];
-    delete s.threadGroups[pid];
+    const tg = s.threadGroups[ts.tgid];
+    this.releaseTaskResources(ts);
+    this.k.emit({ type: 'task.release', tid: pid }, [
+      ['del', ['tasks', pid]],
+      ...(ts.tgid === pid ? [['del', ['threadGroups', pid]] as GraphOp] : tg ? [['set', ['threadGroups', tg.tgid, 'tids'], tg.tids.filter((x) => x !== pid)] as GraphOp] : []),
+    ]);
   }
 
   /** The vfork parent may go on once its child has exec'd or exited. */
@@ -199,7 +211,10 @@ export class Processes {
     const ptg = this.k.state.threadGroups[child.tg.ppid];
     for (const tid of ptg?.tids ?? []) {
       const ts = this.k.state.tasks[tid];
-      if (ts?.vforkChild === child.tid) { ts.vforkChild = undefined; this.childEvent$.next(ptg.tgid); }
+      if (ts?.vforkChild === child.tid) {
+        this.k.emit({ type: 'task.update', tid, what: 'vfork child released' }, [['del', ['tasks', tid, 'vforkChild']]]);
+        this.childEvent$.next(ptg.tgid);
+      }
     }
   }
 
@@ -212,43 +227,44 @@ export class Processes {
     const k = this.k;
     const s = k.state;
     if (tg.zombie || k.exitInfo) return;
-    tg.exitUsage = groupUsage(k, tg); // before the stubs go: the parent's wait collects it
+    k.emit({ type: 'proc.update', tgid: tg.tgid, what: 'exitUsage' }, [['set', ['threadGroups', tg.tgid, 'exitUsage'], groupUsage(k, tg)]]); // before the stubs go: the parent's wait collects it
     for (const tid of [...tg.tids]) {
       const t = k.tasks.get(tid);
       if (t) {
         this.releaseVforkParent(t);
-        k.detachTask(t);
+        k.detachTask(t, info);
       }
       const ts = s.tasks[tid];
       if (ts) {
-        ts.runState = 'exited';
+        if (ts.runState !== 'exited') k.emit({ type: 'task.exit', tid, ...info }, [['set', ['tasks', tid, 'runState'], 'exited']]);
         this.releaseTaskResources(ts);
-        delete s.tasks[tid];
+        k.emit({ type: 'task.release', tid }, [['del', ['tasks', tid]]]);
       }
     }
-    tg.tids = [];
     k.signals.disarm(tg.tgid);
-    tg.itimerReal = undefined;
-    tg.zombie = true;
-    tg.waitStatus = waitStatus(info);
+    k.emit({ type: 'task.zombie', tid: tg.tgid, waitStatus: waitStatus(info), ...info }, [
+      ['set', ['threadGroups', tg.tgid, 'tids'], []],
+      ['del', ['threadGroups', tg.tgid, 'itimerReal']],
+      ['set', ['threadGroups', tg.tgid, 'zombie'], true],
+      ['set', ['threadGroups', tg.tgid, 'waitStatus'], waitStatus(info)],
+    ]);
     releaseProcessLocks(k, tg.tgid);
-    if (k.events$.observed) k.events$.next({ type: 'task.exited', tid: tg.tgid, info });
     if (tg.tgid === 1) { k.endSandbox(info); return; }
     // Orphans are adopted by the nearest live child subreaper among the ancestors, else by init
     // (kernel/exit.c forget_original_parent, find_new_reaper); a PR_SET_PDEATHSIG child gets its signal.
     const reaper = this.newReaper(tg);
     for (const c of Object.values(s.threadGroups)) {
       if (c.ppid === tg.tgid) {
-        c.ppid = reaper;
+        k.emit({ type: 'task.reparent', tid: c.tgid, parent: reaper }, [['set', ['threadGroups', c.tgid, 'ppid'], reaper]]);
         if (c.parentDeathSignal && !c.zombie) k.signals.send(c.tgid, c.parentDeathSignal, { signo: c.parentDeathSignal, code: SI_USER, pid: tg.tgid, uid: tg.uid });
         if (c.zombie) this.childEvent$.next(reaper);
       }
     }
     const parent = s.threadGroups[tg.ppid];
-    if (!parent || parent.zombie) { delete s.threadGroups[tg.tgid]; return; }
+    if (!parent || parent.zombie) { k.emit({ type: 'task.reap', tid: tg.tgid, by: 0 }, [['del', ['threadGroups', tg.tgid]]]); return; }
     const act = parent.sigactions[SIGCHLD];
     if (tg.exitSignal === SIGCHLD && (act?.handler === SIG_IGN || (act && act.flags & SA_NOCLDWAIT))) {
-      delete s.threadGroups[tg.tgid]; // auto-reaped
+      k.emit({ type: 'task.reap', tid: tg.tgid, by: 0 }, [['del', ['threadGroups', tg.tgid]]]); // auto-reaped
     } else if (tg.exitSignal > 0) {
       const code = 'code' in info ? CLD_EXITED : info.core ? CLD_DUMPED : CLD_KILLED;
       k.signals.send(parent.tgid, tg.exitSignal, { signo: tg.exitSignal, code, pid: tg.tgid, uid: tg.uid, status: 'code' in info ? info.code : info.signal });
@@ -275,12 +291,17 @@ export class Processes {
       const as = k.addressSpaces.get(ts.addressSpaceId);
       if (as) as.release();
       k.addressSpaces.delete(ts.addressSpaceId);
-      delete s.addressSpaces[ts.addressSpaceId];
+      if (s.addressSpaces[ts.addressSpaceId]) k.emit({ type: 'mm.release', addressSpace: ts.addressSpaceId }, [['del', ['addressSpaces', ts.addressSpaceId]]]);
     }
     if (!others.some((o) => o.fdTableId === ts.fdTableId)) {
       const table = s.fdTables[ts.fdTableId];
-      if (table) for (const e of Object.values(table.fds)) k.unrefFile(e.fileId);
-      delete s.fdTables[ts.fdTableId];
+      if (table) {
+        for (const [fd, e] of Object.entries(table.fds)) {
+          k.emit({ type: 'fd.close', tid: ts.tid, fd: Number(fd), fileId: e.fileId }, [['del', ['fdTables', ts.fdTableId, 'fds', fd]]]);
+          k.unrefFile(e.fileId);
+        }
+        k.emit({ type: 'fd.table.release', fdTable: ts.fdTableId }, [['del', ['fdTables', ts.fdTableId]]]);
+      }
     }
   }
 
@@ -299,19 +320,21 @@ export class Processes {
         if (!noWait) {
           // RUSAGE_CHILDREN: the child's own use and that of the children it waited for.
           const ptg = s.threadGroups[caller.tgid];
-          ptg.childUsage = addUsage(ptg.childUsage ?? NO_USAGE, addUsage(c.exitUsage ?? NO_USAGE, c.childUsage ?? NO_USAGE));
-          delete s.threadGroups[c.tgid];
+          this.k.emit({ type: 'task.reap', tid: c.tgid, by: caller.tid }, [
+            ['set', ['threadGroups', ptg.tgid, 'childUsage'], addUsage(ptg.childUsage ?? NO_USAGE, addUsage(c.exitUsage ?? NO_USAGE, c.childUsage ?? NO_USAGE))],
+            ['del', ['threadGroups', c.tgid]],
+          ]);
         }
         return c.tgid;
       }
       if (!c.zombie && opts.stopped && c.stopReport === 'stopped' && c.stopped) {
         report(c, ((c.stopSignal ?? 19) << 8) | 0x7f);
-        if (!noWait) c.stopReport = undefined;
+        if (!noWait) this.k.emit({ type: 'task.update', tid: c.tgid, what: 'stop reported' }, [['del', ['threadGroups', c.tgid, 'stopReport']]]);
         return c.tgid;
       }
       if (!c.zombie && opts.continued && c.stopReport === 'continued') {
         report(c, 0xffff);
-        if (!noWait) c.stopReport = undefined;
+        if (!noWait) this.k.emit({ type: 'task.update', tid: c.tgid, what: 'continue reported' }, [['del', ['threadGroups', c.tgid, 'stopReport']]]);
         return c.tgid;
       }
     }

@@ -8,6 +8,7 @@
  */
 import { Subject, Subscription, interval } from 'rxjs';
 import { untilMonotonic } from './deadline.js';
+import type { GraphOp } from './events.js';
 import { groupCpuNs } from './cputime.js';
 import { E, SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
@@ -72,10 +73,10 @@ export class Signals {
     if (!tid && !free) {
       // Sent to the process and blocked by every thread: shared pending (complete_signal finds no taker).
       if (this.ignored(tg, sig, true)) return;
-      tg.pendingSignals |= sigbit(sig);
-      tg.pendingInfo ??= {};
-      if (!tg.pendingInfo[sig] || sig >= 32) tg.pendingInfo[sig] = info;
-      if (k.events$.observed) k.events$.next({ type: 'signal.sent', tid: tg.tids[0], sig });
+      const ops: GraphOp[] = [['set', ['threadGroups', tgid, 'pendingSignals'], tg.pendingSignals | sigbit(sig)]];
+      if (!tg.pendingInfo) ops.push(['set', ['threadGroups', tgid, 'pendingInfo'], {}]);
+      if (!tg.pendingInfo?.[sig] || sig >= 32) ops.push(['set', ['threadGroups', tgid, 'pendingInfo', sig], info]);
+      k.emit({ type: 'signal.send', tid: tg.tids[0], sig, shared: true }, ops);
       this.queued$.next(tg.tids[0]);
       return;
     }
@@ -84,9 +85,10 @@ export class Signals {
     // A signal rt_sigtimedwait unblocked while it waits still counts as blocked here (Linux's real_blocked).
     const realBlocked = target.waiter?.kind === 'sigtimedwait' ? target.waiter.savedMask : 0n;
     if (this.ignored(tg, sig, !!((target.sigmask | realBlocked) & sigbit(sig)))) return;
-    target.pendingSignals |= sigbit(sig);
-    if (!target.pendingInfo[sig] || sig >= 32) target.pendingInfo[sig] = info;
-    if (k.events$.observed) k.events$.next({ type: 'signal.sent', tid: target.tid, sig });
+    k.emit({ type: 'signal.send', tid: target.tid, sig }, [
+      ['set', ['tasks', target.tid, 'pendingSignals'], target.pendingSignals | sigbit(sig)],
+      ...(!target.pendingInfo[sig] || sig >= 32 ? [['set', ['tasks', target.tid, 'pendingInfo', sig], info] as GraphOp] : []),
+    ]);
     this.queued$.next(target.tid);
     if (target.sigmask & sigbit(sig)) return;
     this.wake(target.tid);
@@ -131,10 +133,10 @@ export class Signals {
     for (;;) {
       const sig = this.nextDeliverable(t);
       if (!sig) {
-        if (t.state.savedSigmask !== undefined) { t.state.sigmask = t.state.savedSigmask; t.state.savedSigmask = undefined; }
+        if (t.state.savedSigmask !== undefined) this.k.setSigmask(t, t.state.savedSigmask, null);
         return false;
       }
-      const info = takePending(t, sig) ?? { signo: sig, code: SI_KERNEL };
+      const info = takePending(this.k, t, sig, 'signal.deliver') ?? { signo: sig, code: SI_KERNEL };
       const tg = t.tg;
       const act = this.action(tg, sig);
       if (act?.handler === SIG_IGN) continue;
@@ -153,9 +155,10 @@ export class Signals {
         return true;
       }
       const mask = act.mask | (act.flags & SA_NODEFER ? 0n : sigbit(sig));
-      t.state.sigmask = (t.state.sigmask | mask) & ~UNBLOCKABLE;
-      t.state.savedSigmask = undefined;
-      if (act.flags & SA_RESETHAND) delete tg.sigactions[sig];
+      this.k.emit({ type: 'signal.handle', tid: t.tid, sig, handler: act.handler }, [
+        ...this.k.taskOps(t.tid, { sigmask: (t.state.sigmask | mask) & ~UNBLOCKABLE, savedSigmask: undefined }),
+        ...(act.flags & SA_RESETHAND ? [['del', ['threadGroups', tg.tgid, 'sigactions', sig]] as GraphOp] : []),
+      ]);
       return false;
     }
   }
@@ -169,17 +172,14 @@ export class Signals {
   /** Default action "stop" (job control): every thread of the group stops; the parent hears of it. */
   stopGroup(tg: ThreadGroupState, sig: number): void {
     const k = this.k;
-    tg.stopped = true;
-    tg.stopSignal = sig;
-    tg.stopReport = 'stopped';
+    k.emit({ type: 'task.stop', tid: tg.tgid, sig }, k.tgOps(tg.tgid, { stopped: true, stopSignal: sig, stopReport: 'stopped' }));
     for (const tid of tg.tids) k.tasks.get(tid)?.platform.interrupt();
     this.notifyParent(tg, CLD_STOPPED, sig);
   }
 
   /** SIGCONT on a stopped group. */
   continueGroup(tg: ThreadGroupState): void {
-    tg.stopped = false;
-    tg.stopReport = 'continued';
+    this.k.emit({ type: 'task.continue', tid: tg.tgid }, this.k.tgOps(tg.tgid, { stopped: false, stopReport: 'continued' }));
     this.continued$.next(tg.tgid);
     this.notifyParent(tg, CLD_CONTINUED, SIGCONT);
   }
@@ -201,8 +201,10 @@ export class Signals {
       this.k.processes.exitThreadGroup(t.tg, { signal: sig, core: DEFAULT_CORE.has(sig) });
       return;
     }
-    t.state.pendingSignals |= sigbit(sig);
-    t.state.pendingInfo[sig] = { signo: sig, code, addr };
+    this.k.emit({ type: 'signal.send', tid: t.tid, sig }, [
+      ['set', ['tasks', t.tid, 'pendingSignals'], t.state.pendingSignals | sigbit(sig)],
+      ['set', ['tasks', t.tid, 'pendingInfo', sig], { signo: sig, code, addr }],
+    ]);
   }
 
   /** Build the rt_sigframe on the guest stack and point the registers at the handler. */
@@ -264,7 +266,7 @@ export class Signals {
       const size = t.platform.getFpState().length;
       t.platform.setFpState(new Uint8Array(t.mm.read(fpAddr, size)));
     }
-    t.state.sigmask = v.getBigUint64(296, true) & ~UNBLOCKABLE;
+    this.k.emit({ type: 'signal.return', tid: t.tid }, this.k.taskOps(t.tid, { sigmask: v.getBigUint64(296, true) & ~UNBLOCKABLE }));
     regs[REG.orig_rax] = 0xffffffffffffffffn; // no syscall restart on the way out
   }
 
@@ -289,10 +291,10 @@ export class Signals {
     }
     const it = tg.itimerReal;
     if (it.intervalNs > 0n) {
-      it.deadlineNs += it.intervalNs;
+      this.k.emit({ type: 'timer.fire', tgid, timer: 'real' }, [['set', ['threadGroups', tgid, 'itimerReal', 'deadlineNs'], it.deadlineNs + it.intervalNs]]);
       this.armItimer(tg);
     } else {
-      tg.itimerReal = undefined;
+      this.k.emit({ type: 'timer.fire', tgid, timer: 'real' }, [['del', ['threadGroups', tgid, 'itimerReal']]]);
       this.timers.delete(tgid);
     }
     this.send(tgid, SIGALRM, { signo: SIGALRM, code: SI_KERNEL });
@@ -312,7 +314,8 @@ export class Signals {
       const cpu = groupCpuNs(this.k, tg);
       for (const [which, it] of Object.entries(tg.itimerCpu)) {
         if (cpu < it.deadlineNs) continue;
-        if (it.intervalNs > 0n) it.deadlineNs = cpu + it.intervalNs; else delete tg.itimerCpu[Number(which)];
+        const path = ['threadGroups', tg.tgid, 'itimerCpu', Number(which)];
+        this.k.emit({ type: 'timer.fire', tgid: tg.tgid, timer: Number(which) === 1 ? 'virtual' : 'prof' }, [it.intervalNs > 0n ? ['set', [...path, 'deadlineNs'], cpu + it.intervalNs] : ['del', path]]);
         this.send(tg.tgid, Number(which) === 1 ? 26 /* SIGVTALRM */ : 27 /* SIGPROF */, { signo: Number(which) === 1 ? 26 : 27, code: SI_KERNEL });
       }
       if (!Object.keys(tg.itimerCpu).length) this.armCpuTimers(tg);
@@ -346,14 +349,16 @@ export class Signals {
       return;
     }
     const target = pt.notify === 4 ? this.k.state.tasks[pt.tid!] : this.k.state.tasks[tg.tids[0]];
+    const path = ['threadGroups', tgid, 'posixTimers', id];
+    const ops: GraphOp[] = [pt.intervalNs > 0n ? ['set', [...path, 'deadlineNs'], pt.deadlineNs + pt.intervalNs] : ['del', [...path, 'deadlineNs']]];
     if (pt.notify !== 1 && target) {
-      if ((target.pendingSignals | (pt.notify === 4 ? 0n : tg.pendingSignals)) & sigbit(pt.signo)) pt.overrun++;
+      if ((target.pendingSignals | (pt.notify === 4 ? 0n : tg.pendingSignals)) & sigbit(pt.signo)) ops.push(['set', [...path, 'overrun'], pt.overrun + 1]);
       else {
         this.send(tgid, pt.signo, { signo: pt.signo, code: SI_TIMER, timerId: id, overrun: pt.overrun, value: pt.value }, pt.notify === 4 ? pt.tid : undefined);
-        pt.overrun = 0;
+        ops.push(['set', [...path, 'overrun'], 0]);
       }
     }
-    if (pt.intervalNs > 0n) pt.deadlineNs += pt.intervalNs; else pt.deadlineNs = undefined;
+    this.k.emit({ type: 'timer.fire', tgid, timer: 'posix', id }, ops);
     this.armPosixTimer(tg, id);
   }
 
@@ -382,18 +387,18 @@ export class Signals {
  * process's shared set (dequeue_signal). Returns its siginfo (SI_USER when a shared one has none
  * recorded), or undefined when neither held it.
  */
-export function takePending(t: Task, sig: number): SigInfo | undefined {
+export function takePending(k: Kernel, t: Task, sig: number, type: 'signal.deliver' | 'signal.dequeue' = 'signal.dequeue'): SigInfo | undefined {
   const ts = t.state, tg = t.tg, bit = sigbit(sig);
   if (ts.pendingSignals & bit) {
-    ts.pendingSignals &= ~bit;
     const info = ts.pendingInfo[sig];
-    delete ts.pendingInfo[sig];
+    k.emit({ type, tid: t.tid, sig }, [['set', ['tasks', t.tid, 'pendingSignals'], ts.pendingSignals & ~bit], ['del', ['tasks', t.tid, 'pendingInfo', sig]]]);
     return info ?? { signo: sig, code: SI_USER };
   }
   if (tg.pendingSignals & bit) {
-    tg.pendingSignals &= ~bit;
     const info = tg.pendingInfo?.[sig];
-    if (tg.pendingInfo) delete tg.pendingInfo[sig];
+    const ops: GraphOp[] = [['set', ['threadGroups', tg.tgid, 'pendingSignals'], tg.pendingSignals & ~bit]];
+    if (tg.pendingInfo) ops.push(['del', ['threadGroups', tg.tgid, 'pendingInfo', sig]]);
+    k.emit({ type, tid: t.tid, sig, shared: true }, ops);
     return info ?? { signo: sig, code: SI_USER };
   }
   return undefined;
@@ -401,9 +406,16 @@ export function takePending(t: Task, sig: number): SigInfo | undefined {
 
 /** Forget pending `sig` everywhere in thread group `tg` (its threads' and its shared set): SIG_IGN, SIGCONT vs stop signals. */
 export function flushPending(k: Kernel, tg: ThreadGroupState, sig: number): void {
-  for (const tid of tg.tids) { const ts = k.state.tasks[tid]; if (ts) { ts.pendingSignals &= ~sigbit(sig); delete ts.pendingInfo[sig]; } }
-  tg.pendingSignals &= ~sigbit(sig);
-  if (tg.pendingInfo) delete tg.pendingInfo[sig];
+  const bit = sigbit(sig);
+  for (const tid of tg.tids) {
+    const ts = k.state.tasks[tid];
+    if (ts && (ts.pendingSignals & bit || ts.pendingInfo[sig])) k.emit({ type: 'signal.discard', tid, sig }, k.unpendOps(ts, sig));
+  }
+  if (tg.pendingSignals & bit || tg.pendingInfo?.[sig]) {
+    const ops: GraphOp[] = [['set', ['threadGroups', tg.tgid, 'pendingSignals'], tg.pendingSignals & ~bit]];
+    if (tg.pendingInfo) ops.push(['del', ['threadGroups', tg.tgid, 'pendingInfo', sig]]);
+    k.emit({ type: 'signal.discard', tid: tg.tgid, sig, shared: true }, ops);
+  }
 }
 
 /** Encode a siginfo_t (128 bytes, x86-64 layout). */

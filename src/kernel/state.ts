@@ -33,74 +33,74 @@ import type { PtyFile } from '../files/pty.js';
 export const GRAPH_VERSION = 2;
 
 export interface KernelState {
-  graphVersion: number;
+  readonly graphVersion: number;
   /** Next object id handed out for open files, inodes, address spaces, fd tables. */
-  nextId: number;
+  readonly nextId: number;
   /** Next guest pid/tid (virtual pid namespace: the first task is 1). */
-  nextPid: number;
-  clock: ClockState;
-  memoryFile: MemoryFileState;
-  tasks: Record<number, TaskState>;
-  threadGroups: Record<number, ThreadGroupState>;
-  addressSpaces: Record<number, AddressSpaceState>;
-  fdTables: Record<number, FdTableState>;
-  openFiles: Record<number, OpenFileState>;
-  pipes: Record<number, PipeState>;
+  readonly nextPid: number;
+  readonly clock: ClockState;
+  readonly memoryFile: MemoryFileState;
+  readonly tasks: Readonly<Record<number, TaskState>>;
+  readonly threadGroups: Readonly<Record<number, ThreadGroupState>>;
+  readonly addressSpaces: Readonly<Record<number, AddressSpaceState>>;
+  readonly fdTables: Readonly<Record<number, FdTableState>>;
+  readonly openFiles: Readonly<Record<number, OpenFileState>>;
+  readonly pipes: Readonly<Record<number, PipeState>>;
   /** The sandbox's own loopback network (src/net/inet.ts). */
-  net?: NetState;
+  readonly net?: NetState;
   /** Pseudo-terminals by id (src/ipc/pty.ts). */
-  ptys?: Record<number, PtyState>;
-  fs: FilesystemState;
+  readonly ptys?: Readonly<Record<number, PtyState>>;
+  readonly fs: FilesystemState;
   /** The sandbox's configuration, fixed at creation. */
-  config: SandboxConfig;
+  readonly config: SandboxConfig;
 }
 
 export interface SandboxConfig {
   /** Host directory shown read-only as the sandbox's `/`. */
-  rootfs: string;
-  hostname: string;
+  readonly rootfs: string;
+  readonly hostname: string;
   /** run --disk: bytes the upper layer's file data may hold (ENOSPC past it); none when absent. */
-  diskLimit?: number;
+  readonly diskLimit?: number;
   /**
    * run --memory: bytes the sandbox's memory may use (src/kernel/memory-limit.ts: charged memory-file
    * space plus the kernel's buffers); past it the OOM killer runs. None when absent (older graphs).
    */
-  memoryLimit?: number;
+  readonly memoryLimit?: number;
   /**
    * /proc/sys/kernel/random/boot_id (a UUID): made when first read, and anew by every
    * restore (each restored clone is a new sandbox).
    */
-  bootId?: string;
+  readonly bootId?: string;
   /** /proc/snapvisor/generation: 0 for a sandbox never restored, +1 on every restore. */
-  generation?: number;
+  readonly generation?: number;
   /**
    * The generation this sandbox had when its guest last asked for a checkpoint
    * (/proc/snapvisor/checkpoint): a read there says "original" while the generation is still
    * this one, "restored" in a clone restored from that checkpoint (its generation is higher).
    */
-  checkpointGeneration?: number;
+  readonly checkpointGeneration?: number;
   /**
    * The CPU features the guest may have seen through `cpuid` (Linux /proc/cpuinfo flag names,
    * sorted; platforms/host/cpu-features.ts): the host's at creation, the restoring host's after a
    * restore (new processes see its features). A restore on a host lacking any of them is
    * refused. Absent in graphs from before it was recorded (then nothing is checked).
    */
-  cpuFeatures?: string[];
+  readonly cpuFeatures?: readonly string[];
   /**
    * run --publish: host TCP ports forwarded to guest ports (HOSTPORT:GUESTPORT; the host side
    * listens on `hostIp`), re-opened by every restore. Absent: none.
    */
-  publish?: Array<{ hostIp: string; hostPort: number; guestPort: number }>;
+  readonly publish?: ReadonlyArray<{ readonly hostIp: string; readonly hostPort: number; readonly guestPort: number }>;
   /** run --tcp-close-on-checkpoint: checkpoints go ahead with published connections open; a restore closes them. */
-  tcpCloseOnCheckpoint?: boolean;
+  readonly tcpCloseOnCheckpoint?: boolean;
 }
 
 /** The kernel's one clock. All guest-visible time is host time plus these offsets (ns). */
 export interface ClockState {
   /** Added to the host CLOCK_MONOTONIC (ns) to get the guest's CLOCK_MONOTONIC/BOOTTIME. */
-  monotonicOffsetNs: bigint;
+  readonly monotonicOffsetNs: bigint;
   /** Guest monotonic time (ns) at the last checkpoint; used to keep time continuous on restore. */
-  monotonicAtSaveNs: bigint;
+  readonly monotonicAtSaveNs: bigint;
 }
 
 /**
@@ -109,64 +109,64 @@ export interface ClockState {
  */
 export interface MemoryFileState {
   /** Bytes handed out so far from the top (bump pointer), multiple of 4096. */
-  end: number;
+  readonly end: number;
   /** Freed ranges [offset, length] in bytes, reused first-fit. */
-  free: Array<[number, number]>;
+  readonly free: ReadonlyArray<[number, number]>;
   /**
    * Allocated blocks by offset: their length and how many VMAs of each address space
    * refer to them. Fork shares blocks copy-on-write; a block is freed when no VMA is left.
    */
-  blocks: Record<number, MemoryBlock>;
+  readonly blocks: Readonly<Record<number, MemoryBlock>>;
   /**
    * Page cache of host files: (path, size, mtime, offset, length) -> block holding those file
    * bytes, mapped copy-on-write by every private mapping of them (src/mm/page-cache.ts).
    */
-  pageCache?: Record<string, number>;
+  readonly pageCache?: Readonly<Record<string, number>>;
 }
 
 export interface MemoryBlock {
-  len: number;
+  readonly len: number;
   /** Address space id -> number of its VMAs referring to this block. */
-  users: Record<number, number>;
+  readonly users: Readonly<Record<number, number>>;
 }
 
 /** A virtual memory area: [start, end) guest addresses backed by memory-file bytes. */
 export interface Vma {
-  start: number;
-  end: number;
+  readonly start: number;
+  readonly end: number;
   /** PROT_READ | PROT_WRITE | PROT_EXEC. */
-  prot: number;
+  readonly prot: number;
   /** mmap flags as the guest asked (MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS…). */
-  flags: number;
+  readonly flags: number;
   /** Memory-file byte offset backing `start`. */
-  fileOffset: number;
+  readonly fileOffset: number;
   /** Offset of the memory-file block it lies in (MemoryFileState.blocks key). */
-  block: number;
+  readonly block: number;
   /** Private pages shared with another address space since fork: writes must copy first. */
-  cow: boolean;
+  readonly cow: boolean;
   /** What the guest mapped, for /proc/self/maps: a guest path, "[heap]", "[stack]", or "". */
-  name: string;
+  readonly name: string;
   /** Offset in the mapped guest file (bytes), for /proc/self/maps. */
-  pgoff: number;
+  readonly pgoff: number;
 }
 
 export interface AddressSpaceState {
-  id: number;
+  readonly id: number;
   /** Sorted by start, non-overlapping. */
-  vmas: Vma[];
+  readonly vmas: readonly Vma[];
   /** Program break: heap start and current break (guest addresses). */
-  brkStart: number;
-  brk: number;
+  readonly brkStart: number;
+  readonly brk: number;
   /** Where the next mmap without a hint is placed (top-down allocation below this). */
-  mmapBase: number;
+  readonly mmapBase: number;
   /** Guest addresses of the argv and envp strings (for /proc/self/cmdline, environ). */
-  argStart: number; argEnd: number; envStart: number; envEnd: number;
+  readonly argStart: number; readonly argEnd: number; readonly envStart: number; readonly envEnd: number;
   /** The auxiliary vector the image started with (for /proc/self/auxv). */
-  auxv: Array<[number, number]>;
+  readonly auxv: ReadonlyArray<[number, number]>;
   /** Guest path of the executable (for /proc/self/exe). */
-  exe: string;
+  readonly exe: string;
   /** The largest total size of the VMAs seen (bytes; /proc/PID/status VmPeak, sampled when the file is read). */
-  vmPeak?: number;
+  readonly vmPeak?: number;
 }
 
 /** Run state of a task as the runtime must resume it. */
@@ -201,9 +201,9 @@ export type Waiter =
 /** What every waiter says about signals (Linux: TASK_INTERRUPTIBLE and the restart code). */
 export interface WaiterBase {
   /** Whether a signal ends the wait (with EINTR, or a restart under SA_RESTART when `restartable`). */
-  interruptible?: boolean;
+  readonly interruptible?: boolean;
   /** Restarted after a handler with SA_RESTART instead of failing with EINTR. */
-  restartable?: boolean;
+  readonly restartable?: boolean;
 }
 
 /** nanosleep, clock_nanosleep: until `deadlineNs` on guest CLOCK_MONOTONIC; `remAddr` gets the time left on EINTR. */
@@ -243,8 +243,8 @@ export interface VforkWaiter extends WaiterBase { kind: 'vfork'; pid: number }
  * datagram or seqpacket receiver's queue is full).
  */
 export interface FileWaiter extends WaiterBase {
-  kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'timerfd-read' | 'signalfd-read' | 'inotify-read' | 'pty-read' | 'pty-write' | 'accept' | 'connect' | 'recv' | 'send';
-  fileId?: number;
+  readonly kind: 'read' | 'pipe-read' | 'fifo-open' | 'eventfd-read' | 'eventfd-write' | 'timerfd-read' | 'signalfd-read' | 'inotify-read' | 'pty-read' | 'pty-write' | 'accept' | 'connect' | 'recv' | 'send';
+  readonly fileId?: number;
 }
 
 /**
@@ -264,183 +264,183 @@ export interface PipeWriteWaiter extends WaiterBase { kind: 'pipe-write'; fileId
 export interface CheckpointWaiter extends WaiterBase { kind: 'checkpoint' }
 
 export interface TaskState {
-  tid: number;
-  tgid: number;
-  addressSpaceId: number;
-  fdTableId: number;
+  readonly tid: number;
+  readonly tgid: number;
+  readonly addressSpaceId: number;
+  readonly fdTableId: number;
   /** 27 x u64 registers (struct user_regs_struct), little-endian bytes. */
-  regs: Uint8Array;
+  readonly regs: Uint8Array;
   /** XSAVE (or FXSAVE) image of the FP/SSE/AVX state. */
-  fpState: Uint8Array;
-  runState: TaskRunState;
+  readonly fpState: Uint8Array;
+  readonly runState: TaskRunState;
   /** The pending syscall was made with `int 0x80` (numbers and arguments of the i386 ABI). */
-  syscallAbi?: 'i386';
-  waiter?: Waiter;
+  readonly syscallAbi?: 'i386';
+  readonly waiter?: Waiter;
   /** Blocked signal mask (64 bits as bigint). */
-  sigmask: bigint;
+  readonly sigmask: bigint;
   /** set_tid_address(2) pointer (guest address), 0 if none. */
-  clearChildTid: number;
-  robustList: number;
-  comm: string;
+  readonly clearChildTid: number;
+  readonly robustList: number;
+  readonly comm: string;
   /** Signals pending for this thread only (tgkill), bitmask of signal n at bit n-1. */
-  pendingSignals: bigint;
+  readonly pendingSignals: bigint;
   /** Voluntary context switches of this thread: the times it blocked in a syscall (RUSAGE_THREAD). */
-  nvcsw?: number;
+  readonly nvcsw?: number;
   /** siginfo of pending signals (one per standard signal), by number. */
-  pendingInfo: Record<number, SigInfo>;
+  readonly pendingInfo: Readonly<Record<number, SigInfo>>;
   /** sigaltstack(2): alternate signal stack (guest address, bytes). */
-  altStack?: { sp: number; flags: number; size: number };
+  readonly altStack?: { readonly sp: number; readonly flags: number; readonly size: number };
   /** rt_sigsuspend/ppoll/pselect6/epoll_pwait: the caller's mask, put back once a handler has run (or the call returns). */
-  savedSigmask?: bigint;
+  readonly savedSigmask?: bigint;
   /** A vfork parent waits for this child to exec or exit (child's tid). */
-  vforkChild?: number;
+  readonly vforkChild?: number;
 }
 
 /** The parts of a siginfo_t this kernel fills (man 2 sigaction). */
 export interface SigInfo {
-  signo: number;
-  code: number;
-  pid?: number;
-  uid?: number;
-  status?: number;
-  addr?: number;
+  readonly signo: number;
+  readonly code: number;
+  readonly pid?: number;
+  readonly uid?: number;
+  readonly status?: number;
+  readonly addr?: number;
   /** SI_TIMER: timer id, overrun count and sigev_value. */
-  timerId?: number;
-  overrun?: number;
-  value?: bigint;
+  readonly timerId?: number;
+  readonly overrun?: number;
+  readonly value?: bigint;
 }
 
 export interface SigAction {
-  handler: number;
-  flags: number;
-  restorer: number;
-  mask: bigint;
+  readonly handler: number;
+  readonly flags: number;
+  readonly restorer: number;
+  readonly mask: bigint;
 }
 
 /** getrusage(2) counters: CPU time (ns), faults, context switches, peak resident set (kB). */
-export interface ResourceUsage { utimeNs: bigint; stimeNs: bigint; minflt: number; majflt: number; nvcsw: number; nivcsw: number; maxrssKb: number }
+export interface ResourceUsage { readonly utimeNs: bigint; readonly stimeNs: bigint; readonly minflt: number; readonly majflt: number; readonly nvcsw: number; readonly nivcsw: number; readonly maxrssKb: number }
 
 export interface ThreadGroupState {
-  tgid: number;
-  ppid: number;
-  pgid: number;
-  sid: number;
-  tids: number[];
+  readonly tgid: number;
+  readonly ppid: number;
+  readonly pgid: number;
+  readonly sid: number;
+  readonly tids: readonly number[];
   /** rt_sigaction(2) dispositions by signal number (1–64); absent = SIG_DFL. */
-  sigactions: Record<number, SigAction>;
+  readonly sigactions: Readonly<Record<number, SigAction>>;
   /** Working directory (guest path) and umask (CLONE_FS state). */
-  cwd: string;
-  umask: number;
+  readonly cwd: string;
+  readonly umask: number;
   /** setrlimit/prlimit64 values set by the guest: resource -> [soft, hard] (bigint, RLIM_INFINITY = 2^64-1). */
-  rlimits: Record<number, [bigint, bigint]>;
-  exitStatus?: number;
+  readonly rlimits: Readonly<Record<number, [bigint, bigint]>>;
+  readonly exitStatus?: number;
   /**
    * Process-wide (shared) pending signals (bitmask): a signal sent to the process while every
    * thread blocks it waits here (Linux's signal->shared_pending) for whichever thread unblocks it,
    * reads it from a signalfd or takes it with sigtimedwait. Signals that a thread can take are
    * queued on that thread.
    */
-  pendingSignals: bigint;
+  readonly pendingSignals: bigint;
   /** The siginfo of each shared pending signal (absent for older graphs: SI_USER is reported). */
-  pendingInfo?: Record<number, SigInfo>;
+  readonly pendingInfo?: Readonly<Record<number, SigInfo>>;
   /** Guest-visible identity: real uid/gid (the rest of the credentials are in `cred`). */
-  uid: number; gid: number;
+  readonly uid: number; readonly gid: number;
   /** Full credentials (man 7 credentials), created on the first set*id call. */
-  cred?: Credentials;
+  readonly cred?: Credentials;
   /** Nice value (-20..19), as setpriority(2) set it. */
-  nice?: number;
+  readonly nice?: number;
   /** CPU mask as sched_setaffinity(2) set it. */
-  affinity?: Uint8Array;
+  readonly affinity?: Uint8Array;
   /** Scheduling policy and priority as sched_setscheduler(2) set them. */
-  sched?: { policy: number; priority: number };
+  readonly sched?: { readonly policy: number; readonly priority: number };
   /** Checkpointed CPU time (ns) of earlier runs, added to the live counters. */
-  cpuTimeNs: bigint;
+  readonly cpuTimeNs: bigint;
   /** Checkpointed resource use of earlier runs (getrusage), added to what the live contexts count. */
-  usageBase?: ResourceUsage;
+  readonly usageBase?: ResourceUsage;
   /** A forked child: the parent's resident set (kB) it started with, added to its own stubs' peak (their pages are new ones). */
-  forkRssKb?: number;
+  readonly forkRssKb?: number;
   /** Voluntary context switches: the times a thread of the process blocked in a syscall. */
-  nvcsw?: number;
+  readonly nvcsw?: number;
   /** An exited process's resource use, kept for its parent's wait (RUSAGE_CHILDREN). */
-  exitUsage?: ResourceUsage;
+  readonly exitUsage?: ResourceUsage;
   /** Resource use of the children this process waited for, and theirs (RUSAGE_CHILDREN). */
-  childUsage?: ResourceUsage;
+  readonly childUsage?: ResourceUsage;
   /** Exited and not yet reaped: the wait status (man 2 wait4 encoding) waits for the parent. */
-  zombie?: boolean;
-  waitStatus?: number;
+  readonly zombie?: boolean;
+  readonly waitStatus?: number;
   /** Signal sent to the parent on exit (clone's exit signal; SIGCHLD for fork). */
-  exitSignal: number;
+  readonly exitSignal: number;
   /** ITIMER_REAL / alarm(2): absolute deadline on guest CLOCK_MONOTONIC (ns) and interval (ns). */
-  itimerReal?: { deadlineNs: bigint; intervalNs: bigint };
+  readonly itimerReal?: { readonly deadlineNs: bigint; readonly intervalNs: bigint };
   /** ITIMER_VIRTUAL (1) and ITIMER_PROF (2): deadline and interval in process CPU time (ns). */
-  itimerCpu?: Record<number, { deadlineNs: bigint; intervalNs: bigint }>;
+  readonly itimerCpu?: Readonly<Record<number, { readonly deadlineNs: bigint; readonly intervalNs: bigint }>>;
   /** Job control: stopped by a stop signal (until SIGCONT), and what wait() has yet to report. */
-  stopped?: boolean;
-  stopSignal?: number;
-  stopReport?: 'stopped' | 'continued';
+  readonly stopped?: boolean;
+  readonly stopSignal?: number;
+  readonly stopReport?: 'stopped' | 'continued';
   /** timer_create(2) timers by id. */
-  posixTimers?: Record<number, PosixTimer>;
+  readonly posixTimers?: Readonly<Record<number, PosixTimer>>;
   /** PR_SET_CHILD_SUBREAPER: orphaned descendants are reparented here instead of to init. */
-  childSubreaper?: boolean;
+  readonly childSubreaper?: boolean;
   /** PR_SET_PDEATHSIG: signal this process gets when its parent exits (0/absent: none). */
-  parentDeathSignal?: number;
+  readonly parentDeathSignal?: number;
   /** Has called execve(2) since fork (setpgid(2) on it by its parent is then EACCES). */
-  execed?: boolean;
+  readonly execed?: boolean;
 }
 
 /** A POSIX interval timer (man 2 timer_create); deadline on guest CLOCK_MONOTONIC (ns). */
 export interface PosixTimer {
-  id: number;
-  clock: number;
+  readonly id: number;
+  readonly clock: number;
   /** SIGEV_SIGNAL (0), SIGEV_NONE (1), SIGEV_THREAD_ID (4). */
-  notify: number;
-  signo: number;
+  readonly notify: number;
+  readonly signo: number;
   /** Target thread for SIGEV_THREAD_ID. */
-  tid?: number;
+  readonly tid?: number;
   /** sigev_value, delivered in si_value. */
-  value: bigint;
+  readonly value: bigint;
   /** Armed: next expiry; absent when disarmed. */
-  deadlineNs?: bigint;
-  intervalNs: bigint;
+  readonly deadlineNs?: bigint;
+  readonly intervalNs: bigint;
   /** Expirations missed while the signal was still pending. */
-  overrun: number;
+  readonly overrun: number;
 }
 
 /** Credentials of a thread group (man 7 credentials, man 7 capabilities; src/kernel/creds.ts). */
 export interface Credentials {
-  ruid: number; euid: number; suid: number; fsuid: number;
-  rgid: number; egid: number; sgid: number; fsgid: number;
+  readonly ruid: number; readonly euid: number; readonly suid: number; readonly fsuid: number;
+  readonly rgid: number; readonly egid: number; readonly sgid: number; readonly fsgid: number;
   /** Supplementary groups (setgroups(2)). */
-  groups: number[];
+  readonly groups: readonly number[];
   /** Capability sets: inheritable, permitted, effective, bounding, ambient (bit n = capability n). */
-  capInh: bigint; capPrm: bigint; capEff: bigint; capBnd: bigint; capAmb: bigint;
+  readonly capInh: bigint; readonly capPrm: bigint; readonly capEff: bigint; readonly capBnd: bigint; readonly capAmb: bigint;
   /** prctl(PR_SET_NO_NEW_PRIVS): execve never raises ids or capabilities again. */
-  noNewPrivs?: boolean;
+  readonly noNewPrivs?: boolean;
   /** prctl(PR_SET_KEEPCAPS): permitted capabilities survive dropping every root uid. */
-  keepCaps?: boolean;
+  readonly keepCaps?: boolean;
 }
 
 /** A socket address: AF_INET/AF_INET6 (ip text, port) or AF_UNIX (path; abstract names start with NUL). */
-export interface SockAddr { family: number; ip?: string; port?: number; path?: string }
+export interface SockAddr { readonly family: number; readonly ip?: string; readonly port?: number; readonly path?: string }
 
 /** struct ucred: a process's identity as unix sockets pass it (SCM_CREDENTIALS, SO_PEERCRED): guest pid, uid, gid. */
-export interface UCred { pid: number; uid: number; gid: number }
+export interface UCred { readonly pid: number; readonly uid: number; readonly gid: number }
 
 /** A message queued on a datagram or seqpacket socket. */
 export interface SocketMessage {
   /** The sender's address (unix: path '' when the sender is unnamed). */
-  from: SockAddr;
-  data: Uint8Array;
+  readonly from: SockAddr;
+  readonly data: Uint8Array;
   /** unix: the sender's credentials (given to a receiver with SO_PASSCRED as SCM_CREDENTIALS). */
-  creds?: UCred;
+  readonly creds?: UCred;
   /**
    * unix: open-file ids passed with SCM_RIGHTS; the message holds one reference to each until it
    * is received (the files are installed in the receiver) or dropped (socket released).
    */
-  fileIds?: number[];
+  readonly fileIds?: readonly number[];
   /** AF_INET6 datagrams: the hop limit and traffic class they were sent with (IPV6_HOPLIMIT, IPV6_TCLASS for receivers that ask). */
-  hopLimit?: number;
-  tclass?: number;
+  readonly hopLimit?: number;
+  readonly tclass?: number;
 }
 
 /**
@@ -450,111 +450,111 @@ export interface SocketMessage {
  * are references held by the graph's open files.
  */
 export interface SocketState {
-  rx: number; tx: number; shutRd: boolean; shutWr: boolean;
-  domain?: number;
+  readonly rx: number; readonly tx: number; readonly shutRd: boolean; readonly shutWr: boolean;
+  readonly domain?: number;
   /** SOCK_STREAM (1), SOCK_DGRAM (2) or SOCK_SEQPACKET (5, AF_UNIX only). */
-  type?: number;
+  readonly type?: number;
   /** IPPROTO_UDPLITE (136) for a UDP-Lite socket (a datagram socket with its own ports); absent for TCP, UDP and unix. */
-  protocol?: number;
+  readonly protocol?: number;
   /**
    * AF_UNIX datagram and seqpacket sockets: the open-file id of the socket this one sends to
    * (unix_peer): the other end of a socketpair or of an accepted seqpacket connection, or the
    * target of a datagram connect(2). Ids are never reused: a peer whose open file is gone is closed.
    */
-  pairPeer?: number;
-  state?: 'unbound' | 'bound' | 'listening' | 'connected';
-  local?: SockAddr;
-  peer?: SockAddr;
+  readonly pairPeer?: number;
+  readonly state?: 'unbound' | 'bound' | 'listening' | 'connected';
+  readonly local?: SockAddr;
+  readonly peer?: SockAddr;
   /** The key this socket holds in NetState.bound (absent in older graphs: computed from `local`). */
-  boundKey?: string;
+  readonly boundKey?: string;
   /**
    * SO_PEERCRED: the identity recorded when the connection was made (the connecting process for an
    * accepted socket, the listener's at listen(2) for a client, the creator for socketpair). Absent:
    * pid 0, uid and gid -1.
    */
-  peerCred?: UCred;
+  readonly peerCred?: UCred;
   /** Listening: open-file ids of connections waiting for accept(2), and the backlog. */
-  backlog?: number[];
-  backlogMax?: number;
+  readonly backlog?: readonly number[];
+  readonly backlogMax?: number;
   /** Datagram and seqpacket: queued messages with their sender. */
-  dgrams?: SocketMessage[];
+  readonly dgrams?: readonly SocketMessage[];
   /** setsockopt values by "level:option". */
-  opts?: Record<string, number>;
+  readonly opts?: Readonly<Record<string, number>>;
   /** A connection was refused or reset: reported once by the next call (SO_ERROR). */
-  error?: number;
+  readonly error?: number;
   /** TCP: a write found the peer closed and drew its reset: further writes fail EPIPE. */
-  reset?: boolean;
+  readonly reset?: boolean;
   /**
    * The kernel's end of a connection from outside through a published port (run --publish,
    * src/net/publish.ts): the host address and port it came through ("127.0.0.1:8080"). No
    * process holds it; its host connection is runtime only.
    */
-  published?: string;
+  readonly published?: string;
 }
 
 /** Loopback network: which socket (open-file id) holds each bound address, and the next ephemeral port. */
 export interface NetState {
-  bound: Record<string, number>;
-  nextPort: number;
+  readonly bound: Readonly<Record<string, number>>;
+  readonly nextPort: number;
 }
 
 /** A pseudo-terminal pair with its line discipline's queues (src/ipc/pty.ts). */
 export interface PtyState {
-  id: number;
+  readonly id: number;
   /** N in /dev/pts/N. */
-  index: number;
+  readonly index: number;
   /** struct termios (36 bytes) and struct winsize (8 bytes). */
-  termios: Uint8Array;
-  winsize: Uint8Array;
+  readonly termios: Uint8Array;
+  readonly winsize: Uint8Array;
   /** Bytes the slave can read; the canonical line being edited; bytes the master can read. */
-  input: Uint8Array;
-  line: Uint8Array;
-  output: Uint8Array;
+  readonly input: Uint8Array;
+  readonly line: Uint8Array;
+  readonly output: Uint8Array;
   /** End-of-file marks (VEOF on an empty line) the slave has yet to read. */
-  eofPending?: number;
-  masterOpen: boolean;
-  slaveOpens: number;
-  everOpened?: boolean;
+  readonly eofPending?: number;
+  readonly masterOpen: boolean;
+  readonly slaveOpens: number;
+  readonly everOpened?: boolean;
   /** unlockpt(3) state. */
-  locked: boolean;
+  readonly locked: boolean;
   /** The session it is the controlling terminal of, and its foreground process group. */
-  sid: number;
-  fgPgid: number;
+  readonly sid: number;
+  readonly fgPgid: number;
 }
 
 /** A pipe (fs/pipe.c): a 64 KiB buffer between read and write open files. */
 export interface PipeState {
-  id: number;
+  readonly id: number;
   /** Buffered bytes (the first `len` bytes of `buf` are unread data). */
-  buf: Uint8Array;
-  len: number;
+  readonly buf: Uint8Array;
+  readonly len: number;
   /** Open file descriptions of each end. */
-  readers: number;
-  writers: number;
+  readonly readers: number;
+  readonly writers: number;
   /** The creator's filesystem uid and gid (fstat's st_uid/st_gid, as pipefs records them); absent in older graphs: the caller's. */
-  owner?: [number, number];
+  readonly owner?: [number, number];
   /** Bytes ever written and read (positions for fds in flight). */
-  written?: number;
-  readTotal?: number;
+  readonly written?: number;
+  readonly readTotal?: number;
   /** SCM_RIGHTS in flight on a unix stream: open files (holding a reference) that arrive with the byte at `at`. */
-  rights?: Array<{ at: number; fileIds: number[] }>;
+  readonly rights?: ReadonlyArray<{ readonly at: number; readonly fileIds: number[] }>;
   /**
    * A unix stream's writers: the bytes from `at` on (up to the next entry) were written with
    * `cred` (SCM_CREDENTIALS for a reader with SO_PASSCRED; src/net/socket.ts). Entries the
    * reader has passed are pruned; plain data, saved with the pipe.
    */
-  creds?: Array<{ at: number; cred: UCred }>;
+  readonly creds?: ReadonlyArray<{ readonly at: number; readonly cred: UCred }>;
 }
 
 export interface FdEntry {
-  fileId: number;
-  cloexec: boolean;
+  readonly fileId: number;
+  readonly cloexec: boolean;
 }
 
 export interface FdTableState {
-  id: number;
+  readonly id: number;
   /** Guest fd number -> entry. */
-  fds: Record<number, FdEntry>;
+  readonly fds: Readonly<Record<number, FdEntry>>;
 }
 
 /**
@@ -562,15 +562,15 @@ export interface FdTableState {
  * dup'd fds and across fork.
  */
 export interface OpenFileBase {
-  id: number;
+  readonly id: number;
   /** Guest path it was opened by (for /proc/self/fd, re-opening host files on restore). */
-  path: string;
+  readonly path: string;
   /** open(2) flags (O_ACCMODE, O_APPEND, O_NONBLOCK…). */
-  flags: number;
+  readonly flags: number;
   /** File position in bytes. */
-  offset: number;
+  readonly offset: number;
   /** Number of fd-table entries (and in-flight SCM_RIGHTS messages) referring to it. */
-  refs: number;
+  readonly refs: number;
 }
 
 /**
@@ -588,39 +588,39 @@ export interface DirEntry { name: string; ino: number; type: number }
 
 /** An inode of the writable upper layer (tmpfs-like; contents live in the graph). */
 export interface InodeState {
-  id: number;
+  readonly id: number;
   /** S_IFREG, S_IFDIR, S_IFLNK bits plus permissions. */
-  mode: number;
-  uid: number; gid: number;
-  nlink: number;
+  readonly mode: number;
+  readonly uid: number; readonly gid: number;
+  readonly nlink: number;
   /** Regular file contents: memory-file offsets of 64 KiB blocks by chunk index (missing blocks are holes: zeros). */
-  blocks?: Record<number, number>;
+  readonly blocks?: Readonly<Record<number, number>>;
   /** Contents as written by older graphs (bytes in the graph); moved into `blocks` on first use. */
-  chunks?: Record<number, Uint8Array>;
+  readonly chunks?: Readonly<Record<number, Uint8Array>>;
   /**
    * Contents moved to a memory-file block because the file is mapped MAP_SHARED (then `chunks`
    * is unset): the block's offset and capacity (bytes), and the bytes counted in
    * FilesystemState.diskBytes for it (unset in older graphs: the capacity).
    */
-  shared?: { offset: number; capacity: number; counted?: number };
+  readonly shared?: { readonly offset: number; readonly capacity: number; readonly counted?: number };
   /** Extended attributes by full name (user.*, trusted.*, security.*), as tmpfs keeps them (src/syscalls/xattr.ts). */
-  xattrs?: Record<string, Uint8Array>;
-  size: number;
+  readonly xattrs?: Readonly<Record<string, Uint8Array>>;
+  readonly size: number;
   /** Symlink target. */
-  target?: string;
+  readonly target?: string;
   /**
    * Directory: opaque (created in the upper layer, not copied up): nothing of the lower
    * layer at or below its path shows through (overlayfs's trusted.overlay.opaque).
    */
-  opaque?: boolean;
+  readonly opaque?: boolean;
   /** FIFO: the pipe its open ends share while any is open. */
-  fifoPipeId?: number;
+  readonly fifoPipeId?: number;
   /**
    * An O_TMPFILE file opened without O_EXCL and not linked yet: linkat may give it a name although
    * it has no link (Linux's I_LINKABLE; cleared by the first link). Absent: an unlinked file stays so.
    */
-  linkable?: boolean;
-  atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint;
+  readonly linkable?: boolean;
+  readonly atimeNs: bigint; readonly mtimeNs: bigint; readonly ctimeNs: bigint;
 }
 
 /**
@@ -629,12 +629,12 @@ export interface InodeState {
  * 0 for a whiteout (deleted from the lower layer).
  */
 export interface FilesystemState {
-  upper: Record<string, number>;
-  inodes: Record<number, InodeState>;
+  readonly upper: Readonly<Record<string, number>>;
+  readonly inodes: Readonly<Record<number, InodeState>>;
   /** Bytes of memory-file blocks held by upper-layer files (counted against SandboxConfig.diskLimit). */
-  diskBytes?: number;
+  readonly diskBytes?: number;
   /** Held advisory locks (fcntl record locks, OFD locks, flock) by lock key (src/vfs/locks.ts lockKey). */
-  locks?: Record<string, FileLock[]>;
+  readonly locks?: Readonly<Record<string, FileLock[]>>;
 }
 
 /**
@@ -643,11 +643,11 @@ export interface FilesystemState {
  * for 'ofd' and 'flock'. `pid`: what F_GETLK reports as l_pid (the tgid; -1 for OFD locks).
  */
 export interface FileLock {
-  kind: 'posix' | 'ofd' | 'flock';
+  readonly kind: 'posix' | 'ofd' | 'flock';
   /** F_RDLCK (0) or F_WRLCK (1); a flock LOCK_SH is a read lock, LOCK_EX a write lock. */
-  type: 0 | 1;
-  start: bigint;
-  end: bigint;
-  owner: number;
-  pid: number;
+  readonly type: 0 | 1;
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly owner: number;
+  readonly pid: number;
 }

@@ -10,6 +10,7 @@ import { REG } from '../../platforms/platform.js';
 import type { AddressSpace } from '../mm/address-space.js';
 import type { Kernel } from './kernel.js';
 import type { TaskState, ThreadGroupState, FdTableState, Waiter } from './state.js';
+import type { Writable } from './events.js';
 
 const ARG_WORDS = [REG.rdi, REG.rsi, REG.rdx, REG.r10, REG.r8, REG.r9];
 /** i386 syscall ABI (`int 0x80`): ebx, ecx, edx, esi, edi, ebp. */
@@ -95,7 +96,7 @@ export class Task {
 
   constructor(
     readonly kernel: Kernel,
-    readonly state: TaskState,
+    public state: TaskState,
     readonly platform: PlatformTask,
     readonly mm: AddressSpace,
   ) {}
@@ -111,6 +112,14 @@ export class Task {
   }
 
   get tid(): number { return this.state.tid; }
+  /** Point at a moved graph record (de_thread: the caller takes over the leader's tid). */
+  rebind(ts: TaskState): void { this.state = ts; }
+  /**
+   * CPU state the platform owns, written directly and never an event (src/kernel/events.ts,
+   * Writable): registers and FP state (copied in at a capture), whether the registers stand at
+   * a syscall entry ('user' | 'syscall'; 'exited' is event task.exit) and that syscall's ABI.
+   */
+  get cpu(): Writable<Pick<TaskState, 'regs' | 'fpState' | 'runState' | 'syscallAbi'>> { return this.state as Writable<TaskState>; }
   get tgid(): number { return this.state.tgid; }
   get tg(): ThreadGroupState { return this.kernel.state.threadGroups[this.state.tgid]; }
   get fdTable(): FdTableState { return this.kernel.state.fdTables[this.state.fdTableId]; }

@@ -166,11 +166,10 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
   if (t.tg.tids.length > 1) t.kernel.processes.deThread(t);
   const mm = t.mm;
   mm.clear();
-  const as = mm.state;
-  as.mmapBase = MMAP_BASE;
+  mm.setFields({ mmapBase: MMAP_BASE });
   const bias = main.elf.type === 'dyn' ? ET_DYN_BASE - main.elf.minVaddr : 0;
   const { end } = loadSegments(t, main, bias);
-  as.brkStart = as.brk = end;
+  mm.setFields({ brkStart: end, brk: end });
   let interpBias = 0;
   if (interp) {
     const span = interp.elf.maxVaddr - interp.elf.minVaddr;
@@ -183,7 +182,7 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
   const h = hostAuxv();
   const tg = t.tg;
   // New credentials: set-user-ID/set-group-ID of the program (of the interpreter of a #! script, as Linux), capabilities.
-  const cred = credsOf(tg);
+  const cred = { ...credsOf(tg) };
   const secure = credsOnExec(cred, main.owner.mode, main.owner.uid, main.owner.gid);
   const auxv: Array<[number, number]> = [
     [AT.HWCAP, h.get(AT.HWCAP) ?? 0],
@@ -202,9 +201,7 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
   if (h.has(AT.MINSIGSTKSZ)) auxv.push([AT.MINSIGSTKSZ, h.get(AT.MINSIGSTKSZ)!]);
   const stack = buildInitialStack({ stackTop: STACK_TOP, argv, envp, execfn: Buffer.from(execfn, 'latin1'), platform: 'x86_64', random: crypto.randomBytes(16), auxv });
   mm.writeForce(stack.sp, stack.bytes);
-  as.argStart = stack.argvStart; as.argEnd = stack.envStart; as.envStart = stack.envStart; as.envEnd = stack.envEnd;
-  as.auxv = auxv;
-  as.exe = realPath;
+  mm.setFields({ argStart: stack.argvStart, argEnd: stack.envStart, envStart: stack.envStart, envEnd: stack.envEnd, auxv, exe: realPath });
 
   const r = t.platform.regs;
   for (let i = 0; i < r.length; i++) {
@@ -218,11 +215,15 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
   if (t.kernel.initialFpState) t.platform.setFpState(t.kernel.initialFpState);
   // The name the program was run by (kbasename(bprm->filename)): python3, not the python3.11 it links to.
   const base = execfn.slice(execfn.lastIndexOf('/') + 1);
-  t.state.comm = base.slice(0, 15);
-  // close-on-exec fds (fs/exec.c do_close_on_exec); handlers reset to default (keep ignored).
+  // Handlers reset to default (ignored ones stay); the new image has no alternate signal stack (fs/exec.c).
+  const kept = Object.fromEntries(Object.entries(tg.sigactions).filter(([, act]) => act.handler === 1 /* SIG_IGN */));
+  t.kernel.emit({ type: 'task.exec', tid: t.tid, path: realPath }, [
+    ['set', ['tasks', t.tid, 'comm'], base.slice(0, 15)],
+    ['del', ['tasks', t.tid, 'altStack']],
+    ['set', ['threadGroups', tg.tgid, 'sigactions'], kept],
+    ['set', ['threadGroups', tg.tgid, 'cred'], cred],
+  ]);
+  // close-on-exec fds (fs/exec.c do_close_on_exec).
   for (const [fd, e] of Object.entries(t.fdTable.fds)) if (e.cloexec) t.kernel.closeFd(t, Number(fd));
-  for (const [sig, act] of Object.entries(tg.sigactions)) if (act.handler !== 1 /* SIG_IGN */) delete tg.sigactions[Number(sig)];
-  t.state.altStack = undefined; // the new image has no alternate signal stack (fs/exec.c)
   t.kernel.processes.releaseVforkParent(t);
-  if (t.kernel.events$.observed) t.kernel.events$.next({ type: 'task.exec', tid: t.tid, path: realPath });
 }

@@ -11,7 +11,8 @@ import { byId, persisted } from '../kernel/persist.js';
 import { Subject } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
 import type { GuestAddressRange, PlatformTask } from '../../platforms/platform.js';
-import type { AddressSpaceState, Vma } from '../kernel/state.js';
+import type { AddressSpaceState, KernelState, Vma } from '../kernel/state.js';
+import { applyOps, type GraphOp } from '../kernel/events.js';
 import { CHARGE_UNIT, MemoryFile, PieceKind, pageRoundDown, pageRoundUp } from './memory-file.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../abi/linux.js';
 
@@ -79,6 +80,24 @@ export class AddressSpace {
   }
 
   get id(): number { return this.state.id; }
+
+  /**
+   * The kernel's door for this address space's graph record (paths from the graph root,
+   * ['addressSpaces', id, …]): Kernel.stage, so the syscall's or fault's event carries the
+   * changes. Unset (an address space no kernel owns), the ops are applied to the record here.
+   */
+  change: (ops: readonly GraphOp[]) => void = (ops) => applyOps({ addressSpaces: { [this.id]: this.state } } as unknown as KernelState, ops);
+
+  /** Set fields of VMA `v` (one of this.state.vmas) through `change`. */
+  private setVma(v: Vma, fields: Partial<Vma>): void {
+    const i = this.state.vmas.indexOf(v);
+    this.change(Object.entries(fields).map(([k, val]): GraphOp => ['set', ['addressSpaces', this.id, 'vmas', i, k], val]));
+  }
+
+  /** Set fields of this address space's record (brk, the exec image's addresses…) through `change`. */
+  setFields(fields: Partial<AddressSpaceState>): void {
+    this.change(Object.entries(fields).map(([k, val]): GraphOp => ['set', ['addressSpaces', this.id, k], val]));
+  }
 
   /** Mapping changes waiting for a context that was running guest code (threads of this address space). */
   private readonly deferred = new Map<PlatformTask, Array<(c: PlatformTask) => void>>();
@@ -206,8 +225,7 @@ export class AddressSpace {
       if (v.block !== from) continue;
       this.mf.ref(to, this.id, 1);
       this.mf.ref(from, this.id, -1);
-      v.block = to;
-      v.fileOffset += to - from;
+      this.setVma(v, { block: to, fileOffset: v.fileOffset + (to - from) });
       this.hostMap(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
     }
   }
@@ -500,7 +518,7 @@ export class AddressSpace {
     const vmas = this.state.vmas;
     let i = vmas.length;
     while (i > 0 && vmas[i - 1].start > vma.start) i--;
-    vmas.splice(i, 0, vma);
+    this.change([['splice', ['addressSpaces', this.id, 'vmas'], i, 0, vma]]);
   }
 
   /** Split VMAs so that `addr` is a boundary. */
@@ -508,7 +526,7 @@ export class AddressSpace {
     const v = this.find(addr);
     if (!v || v.start === addr) return;
     const right: Vma = { ...v, start: addr, fileOffset: v.fileOffset + (addr - v.start), pgoff: v.pgoff + (addr - v.start) };
-    v.end = addr;
+    this.setVma(v, { end: addr });
     this.insert(right);
     this.mf.ref(v.block, this.id, 1);
   }
@@ -526,15 +544,15 @@ export class AddressSpace {
     if (this.inReserved(addr, end)) throw new SyscallError(E.EINVAL);
     this.splitAt(addr);
     this.splitAt(end);
-    const keep: Vma[] = [];
-    let removed = false;
-    for (const v of this.state.vmas) {
-      if (v.start >= addr && v.end <= end) {
-        this.dropVma(v);
-        removed = true;
-      } else keep.push(v);
+    // After the splits, the VMAs inside [addr, end) are consecutive in the (sorted) list.
+    const vmas = this.state.vmas;
+    let first = -1, count = 0;
+    for (let i = 0; i < vmas.length; i++) {
+      const v = vmas[i];
+      if (v.start >= addr && v.end <= end) { if (first < 0) first = i; count++; this.dropVma(v); }
     }
-    this.state.vmas = keep;
+    const removed = count > 0;
+    if (removed) this.change([['splice', ['addressSpaces', this.id, 'vmas'], first, count]]);
     this.hint = 0;
     if (removed) this.hostUnmap(addr, len);
   }
@@ -593,7 +611,7 @@ export class AddressSpace {
     this.splitAt(end);
     for (const v of this.state.vmas) {
       if (v.start >= addr && v.end <= end) {
-        v.prot = prot;
+        this.setVma(v, { prot });
         this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
       }
     }
@@ -623,7 +641,7 @@ export class AddressSpace {
     } else if (newTop < oldTop) {
       this.unmap(newTop, oldTop - newTop);
     }
-    s.brk = newBrk;
+    this.setFields({ brk: newBrk });
     return newBrk;
   }
 
@@ -633,8 +651,8 @@ export class AddressSpace {
     for (let i = vmas.length - 1; i > 0; i--) {
       const a = vmas[i - 1], b = vmas[i];
       if (a.end === b.start && a.prot === b.prot && a.flags === b.flags && a.name === b.name && a.block === b.block && a.cow === b.cow && a.fileOffset + (a.end - a.start) === b.fileOffset) {
-        a.end = b.end;
-        vmas.splice(i, 1);
+        this.setVma(a, { end: b.end });
+        this.change([['splice', ['addressSpaces', this.id, 'vmas'], i, 1]]);
         this.mf.ref(a.block, this.id, -1);
       }
     }
@@ -681,7 +699,7 @@ export class AddressSpace {
   /** Drop every VMA's memory without touching host mappings (the last task of the address space exited). */
   release(): void {
     for (const v of this.state.vmas) this.dropVma(v);
-    this.state.vmas = [];
+    this.change([['set', ['addressSpaces', this.id, 'vmas'], []]]);
     this.hint = 0;
   }
 
@@ -692,16 +710,19 @@ export class AddressSpace {
    */
   forkInto(child: AddressSpace): void {
     const cs = child.state;
-    Object.assign(cs, { ...this.state, id: cs.id, vmas: [], auxv: [...this.state.auxv] });
+    const { id: _id, vmas: _vmas, ...rest } = this.state;
+    child.setFields({ ...rest, auxv: [...this.state.auxv] });
+    const copies: Vma[] = [];
     for (const v of this.state.vmas) {
       const priv = !(v.flags & MAP_SHARED);
-      if (priv && !v.cow && (v.prot & PROT_WRITE)) {
-        v.cow = true;
-        this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
-      } else if (priv) v.cow = true;
-      cs.vmas.push({ ...v });
+      if (priv && !v.cow) {
+        this.setVma(v, { cow: true });
+        if (v.prot & PROT_WRITE) this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
+      }
+      copies.push({ ...v });
       this.mf.ref(v.block, cs.id, 1);
     }
+    child.change([['set', ['addressSpaces', cs.id, 'vmas'], copies]]);
     for (const ctx of child.contexts) child.replay(ctx);
   }
 
@@ -720,7 +741,7 @@ export class AddressSpace {
         if (this.mf.exclusive(v.block, this.id)) {
           // Last one holding the block: every VMA of ours on it may write in place.
           for (const w of this.state.vmas) {
-            if (w.block === v.block && w.cow) { w.cow = false; this.hostProtect(w.start, w.end - w.start, w.prot, w.fileOffset); }
+            if (w.block === v.block && w.cow) { this.setVma(w, { cow: false }); this.hostProtect(w.start, w.end - w.start, w.prot, w.fileOffset); }
           }
         } else {
           const lo = Math.max(v.start, Math.floor(a / COW_CHUNK) * COW_CHUNK);
@@ -731,7 +752,7 @@ export class AddressSpace {
           const copy = this.mf.newBlock(hi - lo, this.id);
           this.mf.copy(copy, mid.fileOffset, hi - lo);
           this.mf.ref(mid.block, this.id, -1);
-          mid.block = copy; mid.fileOffset = copy; mid.cow = false;
+          this.setVma(mid, { block: copy, fileOffset: copy, cow: false });
           this.hostMap(lo, hi - lo, mid.prot, copy);
           this.hint = 0;
           a = hi;
@@ -753,7 +774,7 @@ export class AddressSpace {
     for (const v of this.state.vmas) {
       if (v.flags & MAP_SHARED) { shared.push([v.fileOffset, v.end - v.start]); continue; }
       if (!v.cow) {
-        v.cow = true;
+        this.setVma(v, { cow: true });
         if (v.prot & PROT_WRITE) this.hostProtect(v.start, v.end - v.start, AddressSpace.hostProt(v), v.fileOffset);
       }
       if (!held.has(v.block)) { held.add(v.block); this.mf.ref(v.block, user, 1); }

@@ -7,7 +7,8 @@
  */
 import { persisted } from '../kernel/persist.js';
 import type { MemoryBacking, ReadOnlyFileMapping } from '../../platforms/host-services.js';
-import type { MemoryFileState } from '../kernel/state.js';
+import type { KernelState, MemoryFileState } from '../kernel/state.js';
+import { applyOps, type GraphOp } from '../kernel/events.js';
 import { PAGE_SIZE } from '../abi/linux.js';
 import { E, SyscallError } from '../errno.js';
 
@@ -95,6 +96,12 @@ export class MemoryFile {
    * limit, which may reclaim or OOM-kill first). Unset: no limit.
    */
   admit?: (bytes: number, soft: boolean) => boolean;
+  /**
+   * The kernel's door for this allocator's graph record (paths from the graph root,
+   * ['memoryFile', …]): Kernel.stage, so the next event carries the changes. Unset (a memory
+   * file no kernel owns yet), the ops are applied to the record here.
+   */
+  change: (ops: readonly GraphOp[]) => void = (ops) => applyOps({ memoryFile: this.state } as unknown as KernelState, ops);
 
   /** `createBacking(size)` makes the sparse host memory (HostServices.createMemoryBacking). */
   constructor(readonly state: MemoryFileState, createBacking: (name: string, size: number) => MemoryBacking) {
@@ -112,20 +119,20 @@ export class MemoryFile {
     for (let i = 0; i < free.length; i++) {
       const [off, flen] = free[i];
       if (flen >= len) {
-        if (flen === len) free.splice(i, 1); else free[i] = [off + len, flen - len];
+        this.change([flen === len ? ['splice', ['memoryFile', 'free'], i, 1] : ['splice', ['memoryFile', 'free'], i, 1, [off + len, flen - len]]]);
         return off;
       }
     }
     const off = this.state.end;
     if (off + len > FILE_SIZE) throw new MemoryFileError('memory file exhausted');
-    this.state.end += len;
+    this.change([['set', ['memoryFile', 'end'], off + len]]);
     return off;
   }
 
   /** Allocate a block of `len` bytes with one VMA reference from address space `asId`. */
   newBlock(len: number, asId: number): number {
     const off = this.allocate(len);
-    this.state.blocks[off] = { len, users: { [asId]: 1 } };
+    this.change([['set', ['memoryFile', 'blocks', off], { len, users: { [asId]: 1 } }]]);
     return off;
   }
 
@@ -134,9 +141,9 @@ export class MemoryFile {
     const b = this.state.blocks[block];
     if (!b) return;
     const n = (b.users[asId] ?? 0) + delta;
-    if (n > 0) b.users[asId] = n; else delete b.users[asId];
-    for (const _ in b.users) return;
-    delete this.state.blocks[block];
+    if (n > 0) { this.change([['set', ['memoryFile', 'blocks', block, 'users', asId], n]]); return; }
+    for (const k in b.users) if (Number(k) !== asId) { this.change([['del', ['memoryFile', 'blocks', block, 'users', asId]]]); return; }
+    this.change([['del', ['memoryFile', 'blocks', block]]]);
     this.release(block, b.len);
   }
 
@@ -164,15 +171,19 @@ export class MemoryFile {
     this.backing.punchHole(off, len);
     this.forget(off, len);
     this.unchargeInside(off, len); // no guest maps a freed block; edge units shared with a neighbour stay charged
+    // The free list after this release (sorted, neighbours coalesced, the tail given back to the
+    // bump pointer), as one change: a few ranges, not a copy of the whole.
     const free = this.state.free;
-    free.push([off, len]);
-    free.sort((a, b) => a[0] - b[0]);
-    // Coalesce neighbours; give the tail back to the bump pointer.
-    for (let i = free.length - 1; i > 0; i--) {
-      if (free[i - 1][0] + free[i - 1][1] === free[i][0]) { free[i - 1][1] += free[i][1]; free.splice(i, 1); }
+    let at = 0;
+    while (at < free.length && free[at][0] < off) at++;
+    let start = off, end = off + len, from = at, count = 0;
+    if (at > 0 && free[at - 1][0] + free[at - 1][1] === start) { start = free[at - 1][0]; from = at - 1; count++; }
+    if (at < free.length && free[at][0] === end) { end = free[at][0] + free[at][1]; count++; }
+    if (end === this.state.end && from + count === free.length) {
+      this.change([['splice', ['memoryFile', 'free'], from, count], ['set', ['memoryFile', 'end'], start]]);
+    } else {
+      this.change([['splice', ['memoryFile', 'free'], from, count, [start, end - start]]]);
     }
-    const last = free[free.length - 1];
-    if (last && last[0] + last[1] === this.state.end) { this.state.end = last[0]; free.pop(); }
   }
 
   // ---- charging (the memory limit) ----

@@ -17,13 +17,13 @@ const CACHE_USER = -0x7fff_ffff;
  * (it receives the block's offset in the memory file and must write at most `len` bytes).
  */
 export function pageCacheBlock(k: Kernel, hostPath: string, size: number, mtimeMs: number, offset: number, len: number, fill: (blockOffset: number) => void): number {
-  const cache = (k.state.memoryFile.pageCache ??= {});
   const key = `${hostPath}\0${size}\0${mtimeMs}\0${offset}\0${len}`;
-  const cached = cache[key];
+  const cached = k.state.memoryFile.pageCache?.[key];
   if (cached !== undefined && k.state.memoryFile.blocks[cached]) return cached;
   const block = k.mf.newBlock(pageRoundUp(Math.max(len, 1)), CACHE_USER);
   fill(block);
-  cache[key] = block;
+  if (!k.state.memoryFile.pageCache) k.stage([['set', ['memoryFile', 'pageCache'], {}]]);
+  k.stage([['set', ['memoryFile', 'pageCache', key], block]]);
   return block;
 }
 
@@ -38,11 +38,11 @@ export function shrinkPageCache(k: Kernel): number {
   let freed = 0;
   for (const [key, block] of Object.entries(cache)) {
     const b = k.state.memoryFile.blocks[block];
-    if (!b) { delete cache[key]; continue; }
+    if (!b) { k.stage([['del', ['memoryFile', 'pageCache', key]]]); continue; }
     const users = Object.keys(b.users);
     if (users.length !== 1 || Number(users[0]) !== CACHE_USER) continue;
     freed += b.len;
-    delete cache[key];
+    k.stage([['del', ['memoryFile', 'pageCache', key]]]);
     k.mf.ref(block, CACHE_USER, -1);
   }
   return freed;

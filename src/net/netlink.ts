@@ -13,6 +13,7 @@ import { E, SyscallError } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { SockAddr, SocketState } from '../kernel/state.js';
 import type { SocketFile } from '../files/socket.js';
+import { bindName, netState, socketPath } from './door.js';
 import { AF_INET, AF_INET6, AF_NETLINK, AF_UNSPEC } from '../abi/linux.js';
 
 export const NETLINK_ROUTE = 0;
@@ -29,8 +30,8 @@ const LO_INDEX = 1;
 
 const align4 = (n: number) => (n + 3) & ~3;
 
-function bound(t: Task): Record<string, number> {
-  return (t.kernel.state.net ??= { bound: {}, nextPort: 32768 }).bound;
+function bound(t: Task): Readonly<Record<string, number>> {
+  return netState(t.kernel).bound;
 }
 
 /** One route attribute (struct rtattr: u16 len, u16 type, payload padded to 4). */
@@ -140,7 +141,7 @@ export function netlinkRequest(t: Task, f: SocketFile, data: Uint8Array): void {
     const out = new Uint8Array(total);
     let p = 0;
     for (const m of reply) { out.set(m, p); p += m.length; }
-    s.dgrams!.push({ from, data: out });
+    t.kernel.emit({ type: 'socket.queue', fileId: f.id, len: out.length }, [['splice', socketPath(f, 'dgrams'), s.dgrams!.length, 0, { from, data: out }]], true);
   }
   t.kernel.pipes.changed$.next(f.id);
 }
@@ -164,10 +165,7 @@ export function netlinkBind(t: Task, f: SocketFile, a: SockAddr): void {
     port = t.tgid;
     for (let n = -4097; b[`nl:${port}`] !== undefined; n--) port = n >>> 0;
   }
-  b[`nl:${port}`] = f.id;
-  s.boundKey = `nl:${port}`;
-  s.local = { family: AF_NETLINK, port };
-  s.state = 'bound';
+  bindName(t.kernel, f, `nl:${port}`, { boundKey: `nl:${port}`, local: { family: AF_NETLINK, port }, state: 'bound' });
 }
 
 /** Encode a sockaddr_nl (12 bytes: family, pad, u32 port id, u32 groups). */

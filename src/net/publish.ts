@@ -15,6 +15,7 @@
 import type { Kernel } from '../kernel/kernel.js';
 import type { SocketState } from '../kernel/state.js';
 import type { SocketFile } from '../files/socket.js';
+import { socketPath } from './door.js';
 import { AF_INET, AF_INET6, SOCK_STREAM } from '../abi/linux.js';
 import { E } from '../errno.js';
 
@@ -50,10 +51,12 @@ export function connectFromHost(k: Kernel, port: number, from: { ip: string; por
   const hostAddr = { family, ip: v4 ? from.ip : `::ffff:${from.ip}`, port: from.port };
   const socketFile = (socket: SocketState): SocketFile => k.newOpenFile({ kind: 'socket', path: `socket:[${k.state.nextId}]`, flags: 2, socket }) as SocketFile;
   const server = socketFile({ rx: up.id, tx: down.id, shutRd: false, shutWr: false, state: 'connected', opts: {}, domain: family, type: SOCK_STREAM, local: guestAddr, peer: hostAddr });
-  server.refs = 0;
   const hostEnd = socketFile({ rx: down.id, tx: up.id, shutRd: false, shutWr: false, state: 'connected', opts: {}, domain: family, type: SOCK_STREAM, local: hostAddr, peer: guestAddr, published: label });
-  hostEnd.refs = 1;
-  ls.backlog!.push(server.id);
+  // The kernel's end is held once, for the caller; the guest's waits for accept(2).
+  k.emit({ type: 'socket.connect', fileId: hostEnd.id, listener: listener.id, server: server.id }, [
+    ['set', ['openFiles', hostEnd.id, 'refs'], 1],
+    ['splice', socketPath(listener, 'backlog'), ls.backlog!.length, 0, server.id],
+  ]);
   k.pipes.changed$.next(listener.id);
   return hostEnd.id;
 }
@@ -79,9 +82,7 @@ export function publishedWrite(k: Kernel, id: number, data: Uint8Array): number 
   if (!p || p.readers === 0) return -E.EPIPE;
   const n = Math.min(data.length, p.buf.length - p.len);
   if (n > 0) {
-    p.buf.set(data.subarray(0, n), p.len);
-    p.len += n;
-    p.written = (p.written ?? 0) + n;
+    k.emit({ type: 'pipe.write', pipe: p.id, len: n }, [['bytes', ['pipes', p.id], 0, 0, data.slice(0, n)], ['set', ['pipes', p.id, 'written'], (p.written ?? 0) + n]], true);
     k.pipes.changed$.next(p.id);
   }
   return n;
@@ -98,9 +99,7 @@ export function publishedRead(k: Kernel, id: number, max: number): Uint8Array | 
   if (p.len === 0) return p.writers === 0 ? null : new Uint8Array(0);
   const n = Math.min(max, p.len);
   const out = p.buf.slice(0, n);
-  p.buf.copyWithin(0, n, p.len);
-  p.len -= n;
-  p.readTotal = (p.readTotal ?? 0) + n;
+  k.emit({ type: 'pipe.read', pipe: p.id, len: n }, [['bytes', ['pipes', p.id], n, 0, new Uint8Array(0)], ['set', ['pipes', p.id, 'readTotal'], (p.readTotal ?? 0) + n]], true);
   k.pipes.changed$.next(p.id);
   return out;
 }
@@ -109,7 +108,7 @@ export function publishedRead(k: Kernel, id: number, max: number): Uint8Array | 
 export function publishedShutdown(k: Kernel, id: number): void {
   const s = published(k, id);
   if (!s || s.shutWr) return;
-  s.shutWr = true;
+  k.emit({ type: 'socket.update', fileId: id, what: 'shutdown' }, [['set', ['openFiles', id, 'socket', 'shutWr'], true]]);
   k.pipes.closeEnd(s.tx, 'write');
 }
 

@@ -15,6 +15,10 @@ import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { NetState, PipeState, SockAddr, SocketMessage, SocketState, UCred } from '../kernel/state.js';
+import type { GraphOp } from '../kernel/events.js';
+import { bindName, netState, refOps, releaseUninstalled, setSocket, socketPath } from './door.js';
+
+export { setSocket } from './door.js';
 import { AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AF_UNSPEC, SOL_NETLINK, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, IPV6_HOPLIMIT, IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS, IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_V6ONLY, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE } from '../abi/linux.js';
 import { ControlWriter, parseControl, peerCredOf, senderCred, type SendControl } from './cmsg.js';
 import { INTERFACE_IOCTLS, decodeNetlinkAddr, encodeNetlinkAddr, interfaceIoctl, isNetlink, netlinkBind, netlinkRequest } from './netlink.js';
@@ -29,7 +33,7 @@ export const so = (f: SocketFile): SocketState => f.socket;
 const nonblocking = (f: SocketFile, flags: number) => !!(f.flags & O_NONBLOCK) || !!(flags & MSG_DONTWAIT);
 
 function net(t: Task): NetState {
-  return (t.kernel.state.net ??= { bound: {}, nextPort: EPHEMERAL_FIRST });
+  return netState(t.kernel);
 }
 
 /** The socket behind fd: EBADF, or ENOTSOCK for another kind of file. */
@@ -197,7 +201,7 @@ function ephemeralPort(t: Task, type: number | string, family: number, dual: boo
   const n = net(t);
   for (let i = 0; i <= EPHEMERAL_LAST - EPHEMERAL_FIRST; i++) {
     const port = n.nextPort;
-    n.nextPort = port >= EPHEMERAL_LAST ? EPHEMERAL_FIRST : port + 1;
+    t.kernel.stage([['set', ['net', 'nextPort'], port >= EPHEMERAL_LAST ? EPHEMERAL_FIRST : port + 1]]);
     if (!portTaken(t, type, family, port, dual)) return port;
   }
   throw new SyscallError(E.EADDRINUSE);
@@ -228,10 +232,7 @@ export function doBind(t: Task, f: SocketFile, a: SockAddr): void {
   if (a.port && portTaken(t, portSpace(s), a.family, a.port, dual)) throw new SyscallError(E.EADDRINUSE);
   a = { family: a.family, ip, port: a.port || ephemeralPort(t, portSpace(s), a.family, dual) };
   const k = key(portSpace(s), a);
-  net(t).bound[k] = f.id;
-  s.boundKey = k;
-  s.local = a;
-  s.state = 'bound';
+  bindName(t.kernel, f, k, { boundKey: k, local: a, state: 'bound' });
 }
 
 /** An inet socket's implicit bind before it sends or connects: the wildcard address and an ephemeral port (getsockname shows the wildcard until a connect picks a source). */
@@ -287,7 +288,7 @@ export function newSocket(t: Task, domain: number, type: number, state: SocketSt
 /** Install a socket at the lowest free fd; on EMFILE the socket is released. Returns the fd or -EMFILE. */
 export function installSocket(t: Task, f: SocketFile, cloexec: boolean): number {
   const fd = t.kernel.installFd(t, f.id, cloexec);
-  if (fd < 0) { f.refs = 1; t.kernel.unrefFile(f.id); }
+  if (fd < 0) releaseUninstalled(t.kernel, f.id);
   return fd;
 }
 
@@ -303,12 +304,10 @@ export function listen(t: Task, fd: number, backlog: number): number {
   if (s.state === 'connected' || s.pairPeer !== undefined) return -E.EINVAL;
   if (s.domain === AF_UNIX) {
     if (!s.local?.path) return -E.EINVAL;
-    s.peerCred = peerCredOf(t);
+    setSocket(t.kernel, f, 'listen', { peerCred: peerCredOf(t) });
   }
   autobind(t, f);
-  s.state = 'listening';
-  s.backlog ??= [];
-  s.backlogMax = Math.max(1, Math.min(backlog, 4096));
+  setSocket(t.kernel, f, 'listen', { state: 'listening', backlog: s.backlog ?? [], backlogMax: Math.max(1, Math.min(backlog, 4096)) });
   wake(t, f.id);
   return 0;
 }
@@ -326,13 +325,13 @@ export function connect(t: Task, fd: number, addrPtr: number, len: number, mayWa
   const f = sockFile(t, fd);
   const s = so(f);
   if (s.domain === AF_UNIX && s.type === SOCK_DGRAM && len >= 2 && (t.mm.read(addrPtr, 2)[0] | t.mm.read(addrPtr, 2)[1]) === AF_UNSPEC) {
-    unixDisconnect(s); // unix_dgram_connect: AF_UNSPEC dissolves the association
+    unixDisconnect(t.kernel, f); // unix_dgram_connect: AF_UNSPEC dissolves the association
     return 0;
   }
   const a = readAddr(t, addrPtr, len, s.domain!);
   if (isNetlink(s)) { // netlink_connect: autobind, then the default destination
     netlinkBind(t, f, { family: AF_NETLINK, port: 0 });
-    s.peer = a;
+    setSocket(t.kernel, f, 'connect', { peer: a });
     return 0;
   }
   if (s.type === SOCK_DGRAM) {
@@ -341,14 +340,12 @@ export function connect(t: Task, fd: number, addrPtr: number, len: number, mayWa
       const target = unixLookup(t, SOCK_DGRAM, a);
       const tp = target.socket.pairPeer;
       if (target.id !== f.id && tp !== undefined && tp !== f.id && peerOf(t.kernel, target.socket)) return -E.EPERM;
-      s.pairPeer = target.id;
-      s.peer = target.socket.local;
-      s.state = 'connected';
+      setSocket(t.kernel, f, 'connect', { pairPeer: target.id, peer: target.socket.local, state: 'connected' });
       return 0;
     }
     autobind(t, f);
-    s.peer = reached(a);
-    s.local = sourceOf(s, s.peer);
+    const peer = reached(a);
+    setSocket(t.kernel, f, 'connect', { peer, local: sourceOf(s, peer) });
     return 0;
   }
   if (s.state === 'connected' || s.pairPeer !== undefined) return -E.EISCONN;
@@ -374,7 +371,7 @@ export function connect(t: Task, fd: number, addrPtr: number, len: number, mayWa
   if (s.domain === AF_UNIX && passcred(s)) unixAutobind(t, f);
   const dest = s.domain === AF_UNIX ? ls.local! : reached(a);
   autobind(t, f);
-  if (s.domain !== AF_UNIX) s.local = sourceOf(s, dest);
+  if (s.domain !== AF_UNIX) setSocket(t.kernel, f, 'source', { local: sourceOf(s, dest) });
   const k = t.kernel;
   const serverSide: SocketState = {
     rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'connected', opts: {},
@@ -384,18 +381,14 @@ export function connect(t: Task, fd: number, addrPtr: number, len: number, mayWa
   let server: SocketFile;
   if (s.type === SOCK_SEQPACKET) {
     server = newSocket(t, AF_UNIX, SOCK_SEQPACKET, { ...serverSide, dgrams: [], pairPeer: f.id });
-    s.pairPeer = server.id;
-    s.dgrams ??= [];
+    setSocket(k, f, 'connect', { pairPeer: server.id, dgrams: s.dgrams ?? [] });
   } else {
     const up = k.pipes.newPipe(1, 1), down = k.pipes.newPipe(1, 1);
     server = newSocket(t, s.domain!, SOCK_STREAM, { ...serverSide, rx: up.id, tx: down.id });
-    s.rx = down.id; s.tx = up.id;
+    setSocket(k, f, 'connect', { rx: down.id, tx: up.id });
   }
-  server.refs = 0;
-  ls.backlog!.push(server.id);
-  s.state = 'connected';
-  s.peer = s.domain === AF_UNIX ? ls.local : dest;
-  if (s.domain === AF_UNIX) s.peerCred = ls.peerCred;
+  k.emit({ type: 'socket.connect', fileId: f.id, listener: listener.id, server: server.id }, [['splice', socketPath(listener, 'backlog'), ls.backlog!.length, 0, server.id]]);
+  setSocket(k, f, 'connect', { state: 'connected', peer: s.domain === AF_UNIX ? ls.local : dest, ...(s.domain === AF_UNIX ? { peerCred: ls.peerCred } : {}) });
   wake(t, listener.id);
   // A non-blocking TCP connect reports EINPROGRESS even on loopback (the connection is made;
   // poll shows it writable and SO_ERROR reads 0), as Linux does; AF_UNIX completes at once.
@@ -410,10 +403,11 @@ export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags
   if (s.type === SOCK_DGRAM || isNetlink(s)) return -E.EOPNOTSUPP;
   if (s.state !== 'listening') return -E.EINVAL;
   const attempt = (): number | undefined => {
-    const id = s.backlog?.shift();
+    const id = s.backlog?.[0];
     if (id === undefined) return undefined;
+    t.kernel.emit({ type: 'socket.accept', fileId: f.id, conn: id }, [['splice', socketPath(f, 'backlog'), 0, 1]]);
     const c = t.kernel.state.openFiles[id] as SocketFile;
-    if (flags & SOCK_NONBLOCK) c.flags |= O_NONBLOCK;
+    if (flags & SOCK_NONBLOCK) t.kernel.setFileFlags(c, c.flags | O_NONBLOCK);
     wake(t, f.id); // room in the backlog for a connect waiting on it
     writeAddr(t, addr, lenAddr, so(c).peer, s.domain!);
     return installSocket(t, c, !!(flags & SOCK_CLOEXEC));
@@ -452,8 +446,8 @@ export function socketWrite(t: Task, f: SocketFile, buf: number | Uint8Array, co
     if (!p || p.readers === 0) {
       // TCP: the first bytes to a closed peer are sent (and lost); the peer answers with a reset
       // (tcp_reset in CLOSE_WAIT: EPIPE in SO_ERROR); writes after that fail EPIPE.
-      if (!s.reset) { s.reset = true; s.error = E.EPIPE; wake(t, f.id); return count; }
-      s.error = undefined; // the pending error is what this call reports
+      if (!s.reset) { setSocket(t.kernel, f, 'reset', { reset: true, error: E.EPIPE }); wake(t, f.id); return count; }
+      if (s.error !== undefined) setSocket(t.kernel, f, 'error', { error: undefined }); // the pending error is what this call reports
     }
   }
   return t.kernel.pipes.write(t, f, buf, count, s.tx, nonblocking(f, flags), !(flags & MSG_NOSIGNAL));
@@ -468,16 +462,19 @@ function noteWriter(t: Task, s: SocketState, cred: UCred): void {
   const last = p.creds?.[p.creds.length - 1];
   if (last && sameCred(last.cred, cred)) return;
   const at = p.written ?? 0;
-  if (last && last.at === at) last.cred = cred; // nothing was written with the previous one
-  else (p.creds ??= []).push({ at, cred });
+  const k = t.kernel;
+  if (last && last.at === at) k.emit({ type: 'socket.cred', pipe: p.id }, [['set', ['pipes', p.id, 'creds', p.creds!.length - 1, 'cred'], cred]]); // nothing was written with the previous one
+  else k.emit({ type: 'socket.cred', pipe: p.id }, [...(p.creds ? [] : [['set', ['pipes', p.id, 'creds'], []] as GraphOp]), ['splice', ['pipes', p.id, 'creds'], p.creds?.length ?? 0, 0, { at, cred }]]);
 }
 
 /** The writer of the next byte a unix stream's reader gets, and how many bytes from there it wrote; earlier entries pruned. */
-function writerAt(p: PipeState): { cred?: UCred; run: number } {
+function writerAt(k: Kernel, p: PipeState): { cred?: UCred; run: number } {
   const pos = p.readTotal ?? 0;
-  const c = p.creds;
+  let c = p.creds;
   if (!c?.length) return { run: Infinity };
-  while (c.length > 1 && c[1].at <= pos) c.shift();
+  let drop = 0;
+  while (drop + 1 < c.length && c[drop + 1].at <= pos) drop++;
+  if (drop) { k.emit({ type: 'socket.cred', pipe: p.id }, [['splice', ['pipes', p.id, 'creds'], 0, drop]]); c = p.creds!; }
   const run = c.length > 1 ? c[1].at - pos : Infinity;
   return { cred: c[0].at <= pos ? c[0].cred : undefined, run };
 }
@@ -502,15 +499,14 @@ function dgramSend(t: Task, f: SocketFile, data: () => Uint8Array, count: number
   if (!target) return count; // UDP to a closed port: the datagram is lost
   const ts = so(target);
   if (queuedBytes(ts.dgrams!) + count + DGRAM_MESSAGE_OVERHEAD > DGRAM_QUEUE_BYTES) return count;
-  const m: SocketMessage = { from: sourceOf(s, dest), data: bytes };
+  let m: SocketMessage = { from: sourceOf(s, dest), data: bytes };
   if (s.domain === AF_INET6) {
     // The hop limit and traffic class: the message's own, else the socket's options, else Linux's defaults (64, 0).
     const hops = ctl?.hopLimit ?? -1, tc = ctl?.tclass ?? -1;
     const optHops = s.opts?.[`${IPPROTO_IPV6}:${IPV6_UNICAST_HOPS}`] ?? -1, optTc = s.opts?.[`${IPPROTO_IPV6}:${IPV6_TCLASS}`] ?? -1;
-    m.hopLimit = hops >= 0 ? hops : optHops >= 0 ? optHops : 64;
-    m.tclass = tc >= 0 ? tc : optTc >= 0 ? optTc : 0;
+    m = { ...m, hopLimit: hops >= 0 ? hops : optHops >= 0 ? optHops : 64, tclass: tc >= 0 ? tc : optTc >= 0 ? optTc : 0 };
   }
-  ts.dgrams!.push(m);
+  t.kernel.emit({ type: 'socket.queue', fileId: target.id, len: bytes.length }, [['splice', socketPath(target, 'dgrams'), ts.dgrams!.length, 0, m]]);
   wake(t, target.id);
   return count;
 }
@@ -580,14 +576,14 @@ function messageRecv(t: Task, f: SocketFile, flags: number, into: RecvInto): Sys
       return 0;
     }
     if (!(flags & MSG_PEEK)) {
-      s.dgrams!.shift();
+      t.kernel.emit({ type: 'socket.dequeue', fileId: f.id, len: d.data.length }, [['splice', socketPath(f, 'dgrams'), 0, 1]]);
       if (s.domain === AF_UNIX) wake(t, f.id); // room again for a sender blocked on this queue
     }
     const n = scatter(t, into.iov, d.data);
     if (into.name) writeFrom(t, into.name[0], into.name[1], d.from, s.domain!);
     const w = into.msg ? new ControlWriter(t, into.msg.ctl, into.msg.ctlLen) : undefined;
     if (w && s.domain === AF_UNIX && passcred(s)) w.putCreds(d.creds ?? NO_PEER_CRED);
-    if (d.fileIds?.length) deliverRights(t, w, d.fileIds, flags);
+    if (d.fileIds?.length) deliverRights(t, w, [...d.fileIds], flags);
     if (w && s.domain === AF_INET6) { // ip6_datagram_recv_specific_ctl's order: hop limit, then traffic class
       if (s.opts?.[`${IPPROTO_IPV6}:${IPV6_RECVHOPLIMIT}`]) w.putInt(IPPROTO_IPV6, IPV6_HOPLIMIT, d.hopLimit ?? 64);
       if (s.opts?.[`${IPPROTO_IPV6}:${IPV6_RECVTCLASS}`]) w.putInt(IPPROTO_IPV6, IPV6_TCLASS, d.tclass ?? 0);
@@ -628,7 +624,7 @@ function streamRecv(t: Task, f: SocketFile, flags: number, into: RecvInto): Sysc
     }
     const rights: number[] = [];
     // With SO_PASSCRED, one receive holds the bytes of one writer only (unix_stream_read_generic).
-    const creds = s.domain === AF_UNIX && passcred(s) && p ? writerAt(p) : { run: Infinity, cred: undefined };
+    const creds = s.domain === AF_UNIX && passcred(s) && p ? writerAt(t.kernel, p) : { run: Infinity, cred: undefined };
     let total = 0;
     for (const [base, len] of parts) {
       // One receive stops before bytes that carry other files.
@@ -683,12 +679,15 @@ function attachRights(t: Task, f: SocketFile, fds: number[]): (() => void) | und
   const p = t.kernel.state.pipes[s.tx];
   if (!p) throw new SyscallError(E.EPIPE);
   const fileIds = fds.map((fd) => t.fdTable.fds[fd].fileId);
-  for (const id of fileIds) t.kernel.state.openFiles[id].refs++;
-  const entry = { at: p.written ?? 0, fileIds }; // the next byte written
-  (p.rights ??= []).push(entry);
+  const at = p.written ?? 0; // the next byte written
+  t.kernel.emit({ type: 'socket.rights', fileId: f.id, count: fileIds.length }, [
+    ...refOps(t.kernel, fileIds),
+    ...(p.rights ? [] : [['set', ['pipes', p.id, 'rights'], []] as GraphOp]),
+    ['splice', ['pipes', p.id, 'rights'], p.rights?.length ?? 0, 0, { at, fileIds }],
+  ]);
   return () => { // the send failed: nothing is in flight
-    const i = p.rights?.indexOf(entry) ?? -1;
-    if (i >= 0) { p.rights!.splice(i, 1); for (const id of fileIds) t.kernel.unrefFile(id); }
+    const i = p.rights?.findIndex((r) => r.at === at && r.fileIds.length === fileIds.length && r.fileIds.every((x, j) => x === fileIds[j])) ?? -1;
+    if (i >= 0) { t.kernel.emit({ type: 'socket.rights', fileId: f.id, count: 0 }, [['splice', ['pipes', p.id, 'rights'], i, 1]]); for (const id of fileIds) t.kernel.unrefFile(id); }
   };
 }
 
@@ -755,7 +754,7 @@ export function getsockopt(t: Task, f: SocketFile, level: number, opt: number, v
   if (level === SOL_SOCKET) {
     switch (opt) {
       case SO_TYPE: v = s.type!; break;
-      case SO_ERROR: v = s.error ?? 0; s.error = undefined; break;
+      case SO_ERROR: v = s.error ?? 0; if (s.error !== undefined) setSocket(t.kernel, f, 'error', { error: undefined }); break;
       case SO_DOMAIN: v = s.domain!; break;
       case SO_PROTOCOL: v = s.domain === AF_UNIX || isNetlink(s) ? 0 : s.protocol ?? (s.type === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP); break;
       case SO_ACCEPTCONN: v = s.state === 'listening' ? 1 : 0; break;
@@ -784,9 +783,8 @@ export function setsockopt(t: Task, f: SocketFile, level: number, opt: number, v
   if (![SOL_SOCKET, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, SOL_NETLINK, 0, 41].includes(level)) return -E.ENOPROTOOPT;
   const s = so(f);
   const v = len >= 4 ? t.mm.readU32(val) | 0 : len >= 1 ? t.mm.read(val, 1)[0] : 0;
-  s.opts ??= {};
   // Buffer sizes read back doubled, as Linux keeps room for its bookkeeping.
-  s.opts[optKey(level, opt)] = level === SOL_SOCKET && (opt === SO_SNDBUF || opt === SO_RCVBUF) ? v * 2 : v;
+  setSocket(t.kernel, f, 'option', { opts: { ...s.opts, [optKey(level, opt)]: level === SOL_SOCKET && (opt === SO_SNDBUF || opt === SO_RCVBUF) ? v * 2 : v } });
   return 0;
 }
 
@@ -804,13 +802,13 @@ export function releaseSocket(k: Kernel, f: SocketFile): void {
   const n = k.state.net;
   if (n && s.local && s.type) {
     const kk = s.boundKey ?? key(s.type, s.local);
-    if (n.bound[kk] === f.id) delete n.bound[kk];
+    if (n.bound[kk] === f.id) k.emit({ type: 'socket.unbind', fileId: f.id }, [['del', ['net', 'bound', kk]]]);
   }
-  dropMessages(k, s);
+  dropMessages(k, f);
   // Connections nobody accepted are reset.
   for (const id of s.backlog ?? []) {
     const c = k.state.openFiles[id];
-    if (c) { c.refs = 1; k.unrefFile(id); }
+    if (c) releaseUninstalled(k, id);
   }
 }
 

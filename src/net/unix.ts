@@ -14,6 +14,7 @@ import type { Kernel } from '../kernel/kernel.js';
 import type { SockAddr, SocketMessage, SocketState, UCred } from '../kernel/state.js';
 import type { SocketFile } from '../files/socket.js';
 import { baseDir } from '../kernel/dirfd.js';
+import { bindName, netState, refOps, setSocket, socketPath } from './door.js';
 import { modeOf } from '../vfs/vfs.js';
 import { MAY_WRITE } from '../kernel/creds.js';
 import { AF_UNIX, MSG_DONTWAIT, MSG_NOSIGNAL, O_NONBLOCK, S_IFMT, S_IFSOCK, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM, SOL_SOCKET, SO_PASSCRED } from '../abi/linux.js';
@@ -39,8 +40,8 @@ const typeNames = [SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET];
 /** SO_PASSCRED is set on the socket. */
 export const passcred = (s: SocketState) => !!s.opts?.[`${SOL_SOCKET}:${SO_PASSCRED}`];
 
-function bound(t: Task): Record<string, number> {
-  return (t.kernel.state.net ??= { bound: {}, nextPort: 32768 }).bound;
+function bound(t: Task): Readonly<Record<string, number>> {
+  return netState(t.kernel).bound;
 }
 
 /** NetState.bound key of a unix name: a path socket by its inode (`#id`), an abstract name by its bytes; per socket type. */
@@ -67,10 +68,7 @@ export function unixBind(t: Task, f: SocketFile, a: SockAddr): void {
     const inode = t.kernel.vfs.create(r.path, S_IFSOCK | (0o777 & ~t.tg.umask));
     k = nameKey(s.type!, `#${inode.id}`);
   }
-  bound(t)[k] = f.id;
-  s.boundKey = k;
-  s.local = { family: AF_UNIX, path };
-  if (s.state === 'unbound' || s.state === undefined) s.state = 'bound';
+  bindName(t.kernel, f, k, { boundKey: k, local: { family: AF_UNIX, path }, ...(s.state === 'unbound' || s.state === undefined ? { state: 'bound' as const } : {}) });
 }
 
 /** unix_autobind: an abstract name of five hex digits ('\0' + "%05x"), the first free one. EADDRINUSE if all are taken. */
@@ -82,10 +80,7 @@ export function unixAutobind(t: Task, f: SocketFile): void {
     const name = '\0' + ((f.id + i) & 0xfffff).toString(16).padStart(5, '0');
     const k = nameKey(s.type!, name);
     if (b[k] !== undefined) continue;
-    b[k] = f.id;
-    s.boundKey = k;
-    s.local = { family: AF_UNIX, path: name };
-    if (s.state === 'unbound' || s.state === undefined) s.state = 'bound';
+    bindName(t.kernel, f, k, { boundKey: k, local: { family: AF_UNIX, path: name }, ...(s.state === 'unbound' || s.state === undefined ? { state: 'bound' as const } : {}) });
     return;
   }
   throw new SyscallError(E.EADDRINUSE);
@@ -126,10 +121,8 @@ export function peerOf(k: Kernel, s: SocketState): SocketFile | undefined {
 }
 
 /** Forget the peer of a datagram socket (its peer closed, or connect(AF_UNSPEC)). */
-export function unixDisconnect(s: SocketState): void {
-  s.pairPeer = undefined;
-  s.peer = undefined;
-  s.state = s.local?.path ? 'bound' : 'unbound';
+export function unixDisconnect(k: Kernel, f: SocketFile): void {
+  setSocket(k, f, 'disconnect', { pairPeer: undefined, peer: undefined, state: f.socket.local?.path ? 'bound' : 'unbound' });
 }
 
 /**
@@ -165,7 +158,7 @@ export function unixSend(t: Task, f: SocketFile, read: () => Uint8Array, count: 
     target = peerOf(k, s);
     if (!target) {
       if (seq) return epipe();
-      unixDisconnect(s);
+      unixDisconnect(k, f);
       return -E.ECONNREFUSED;
     }
     if (passcred(s)) unixAutobind(t, f);
@@ -183,10 +176,8 @@ export function unixSend(t: Task, f: SocketFile, read: () => Uint8Array, count: 
     // A receiver takes a few messages from strangers (max_dgram_qlen), more from its own peer, all within its buffer.
     if (q.length && (queuedBytes(q) + data.length + MESSAGE_OVERHEAD > UNIX_QUEUE_BYTES || (dst.socket.pairPeer !== f.id && q.length > MAX_DGRAM_QLEN))) return undefined;
     const fileIds = ctl.fds.map((fd) => t.fdTable.fds[fd]?.fileId).filter((id): id is number => id !== undefined);
-    for (const id of fileIds) k.state.openFiles[id].refs++;
-    const m: SocketMessage = { from: s.local ?? UNNAMED, data, creds: ctl.creds ?? senderCred(t) };
-    if (fileIds.length) m.fileIds = fileIds;
-    q.push(m);
+    const m: SocketMessage = { from: s.local ?? UNNAMED, data, creds: ctl.creds ?? senderCred(t), ...(fileIds.length ? { fileIds } : {}) };
+    k.emit({ type: 'socket.queue', fileId: targetId, len: data.length }, [...refOps(k, fileIds), ['splice', socketPath(dst, 'dgrams'), q.length, 0, m]]);
     wake(t, targetId);
     return data.length;
   };
@@ -197,9 +188,11 @@ export function unixSend(t: Task, f: SocketFile, read: () => Uint8Array, count: 
 }
 
 /** Drop the references of files in flight in a released socket's queue (their messages are never read). */
-export function dropMessages(k: Kernel, s: SocketState): void {
+export function dropMessages(k: Kernel, f: SocketFile): void {
+  const s = f.socket;
   for (const m of s.dgrams ?? []) for (const id of m.fileIds ?? []) k.unrefFile(id);
-  if (s.dgrams) s.dgrams.length = 0;
+  // At the last close the record is already gone from the graph (and its queue with it).
+  if (s.dgrams?.length && k.state.openFiles[f.id]) k.emit({ type: 'socket.dequeue', fileId: f.id, len: -1 }, [['set', socketPath(f, 'dgrams'), []]]);
 }
 
 /** The credentials of SO_PEERCRED for a socket without any: pid 0, uid and gid -1 (cred_to_ucred of nothing). */

@@ -7,6 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execProgram } from '../loader/exec.js';
 import { Kernel } from '../kernel/kernel.js';
+import type { Writable } from '../kernel/events.js';
+import type { SandboxConfig } from '../kernel/state.js';
 import { DEFAULT_MEMORY_FRACTION } from '../kernel/memory-limit.js';
 import { RLIMIT_NPROC } from '../abi/linux.js';
 import { AssembleOptions, assembleKernel } from './compose.js';
@@ -50,12 +52,14 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   const rootfs = path.resolve(spec.rootfs);
   if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`rootfs ${spec.rootfs} is not a directory`);
   const state = Kernel.emptyState(rootfs);
-  if (spec.diskLimit !== undefined) state.config.diskLimit = spec.diskLimit;
-  state.config.memoryLimit = spec.memoryLimit ?? defaultMemoryLimit();
+  // A graph no kernel runs yet: set up directly (Writable, src/kernel/events.ts).
+  const config = state.config as Writable<SandboxConfig>;
+  if (spec.diskLimit !== undefined) config.diskLimit = spec.diskLimit;
+  config.memoryLimit = spec.memoryLimit ?? defaultMemoryLimit();
   // Without CPUID faulting the guest sees every feature of this host (run --cpu-features).
-  state.config.cpuFeatures = hostCpuFeatures();
-  if (spec.publish?.length) state.config.publish = spec.publish;
-  if (spec.tcpCloseOnCheckpoint) state.config.tcpCloseOnCheckpoint = true;
+  config.cpuFeatures = hostCpuFeatures();
+  if (spec.publish?.length) config.publish = spec.publish;
+  if (spec.tcpCloseOnCheckpoint) config.tcpCloseOnCheckpoint = true;
   const kernel = assembleKernel(state, spec);
   try {
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.
@@ -63,23 +67,23 @@ export function createSandbox(spec: SandboxSpec): Kernel {
     let cwdNode = kernel.vfs.walk(latin1(spec.cwd || '/'), '/', true);
     if (spec.cwdOrRoot && (!cwdNode.node || !isDir(modeOf(cwdNode.node)))) cwdNode = kernel.vfs.walk('/', '/', true);
     if (!cwdNode.node || !isDir(modeOf(cwdNode.node))) throw new Error(`working directory ${spec.cwd} does not exist in the sandbox`);
-    const tgid = state.nextPid++;
+    const tgid = kernel.newPid();
     const uid = spec.user?.uid ?? process.getuid?.() ?? 0, gid = spec.user?.gid ?? process.getgid?.() ?? 0;
-    state.threadGroups[tgid] = {
+    addProcessRecords(kernel, {
       tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: 0o022, rlimits: callerRlimits(kernel),
       pendingSignals: 0n, uid, gid, cred: newCredentials(uid, gid), cpuTimeNs: 0n, exitSignal: 17,
-    };
-    addProcessRecords(kernel, tgid);
+    });
     const task = kernel.attachTask(state.tasks[tgid], false);
     // POSIX shared memory and semaphores (shm_open, sem_open) live in a writable /dev/shm.
     const shm = kernel.newId();
     const now = kernel.clock.realtimeNs();
-    state.fs.inodes[shm] = { id: shm, mode: 0o041777, uid: 0, gid: 0, nlink: 2, size: 0, atimeNs: now, mtimeNs: now, ctimeNs: now, opaque: true };
-    state.fs.upper['/dev/shm'] = shm;
+    kernel.emit({ type: 'file.create', path: '/dev/shm', inode: shm, mode: 0o041777 }, [
+      ['set', ['fs', 'inodes', shm], { id: shm, mode: 0o041777, uid: 0, gid: 0, nlink: 2, size: 0, atimeNs: now, mtimeNs: now, ctimeNs: now, opaque: true }],
+      ['set', ['fs', 'upper', '/dev/shm'], shm],
+    ]);
     const modes = [O_RDONLY, O_WRONLY, O_WRONLY];
     for (const fd of [0, 1, 2]) {
-      const f = kernel.newOpenFile({ kind: 'hostfd', path: `/dev/stdio/${fd}`, flags: modes[fd] === O_RDONLY ? O_RDONLY : modes[fd] | (fd === 0 ? 0 : 0), hostFd: fd });
-      if (fd > 0) f.flags = O_RDWR;
+      const f = kernel.newOpenFile({ kind: 'hostfd', path: `/dev/stdio/${fd}`, flags: fd > 0 ? O_RDWR : modes[fd], hostFd: fd });
       kernel.installFdAt(task, fd, f.id, false);
     }
     const program = findProgram(kernel, latin1(spec.argv[0]), spec.env.map(latin1), cwdNode.path, (n) => `${n}: command not found`);

@@ -14,6 +14,7 @@ import { isDir } from '../vfs/stat.js';
 import { modeOf } from '../vfs/vfs.js';
 import type { ThreadGroupState } from '../kernel/state.js';
 import { newCredentials } from '../kernel/creds.js';
+import type { GraphOp } from '../kernel/events.js';
 
 /** A process to start: argv, K=V environment, guest cwd, real/effective ids, supplementary groups, umask, rlimits (resource -> [soft, hard]). */
 export interface GuestProcessSpec {
@@ -29,20 +30,18 @@ export interface GuestProcessSpec {
 
 const latin1 = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
 
-/** Give a thread group the process spec's identity and limits (uid/gid, supplementary groups, umask, rlimits). */
-export function applyIdentity(tg: ThreadGroupState, p: GuestProcessSpec): void {
-  tg.uid = p.uid;
-  tg.gid = p.gid;
-  tg.cred = newCredentials(p.uid, p.gid, [...p.additionalGids]);
-  if (p.umask !== undefined) tg.umask = p.umask;
-  for (const [res, lim] of Object.entries(p.rlimits)) tg.rlimits[Number(res)] = [lim[0], lim[1]];
+/** A thread group record with the process spec's identity and limits (uid/gid, supplementary groups, umask, rlimits): a new record, `tg` is not changed. */
+export function withIdentity(tg: ThreadGroupState, p: GuestProcessSpec): ThreadGroupState {
+  const rlimits = { ...tg.rlimits };
+  for (const [res, lim] of Object.entries(p.rlimits)) rlimits[Number(res)] = [lim[0], lim[1]];
+  return { ...tg, uid: p.uid, gid: p.gid, cred: newCredentials(p.uid, p.gid, [...p.additionalGids]), umask: p.umask ?? tg.umask, rlimits };
 }
 
 /**
  * Add process `p` to running `kernel`, its stdio on host fds `stdio` (0, 1, 2 of the guest).
  * Returns the guest pid. The process is in its own session and process group, with no parent
- * in the sandbox (it is reaped by the kernel at exit; its status comes on kernel.events$ as
- * 'task.exited' with tid = the pid). Throws ExecError (ENOENT, EACCES…) or Error (bad cwd)
+ * in the sandbox (it is reaped by the kernel at exit; its status comes on kernel.events as
+ * 'task.zombie' with tid = the pid, its exit code or signal). Throws ExecError (ENOENT, EACCES…) or Error (bad cwd)
  * before anything is added.
  */
 export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number, number, number]): number {
@@ -51,14 +50,12 @@ export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number
   if (!cwdNode.node || !isDir(modeOf(cwdNode.node))) throw new Error(`working directory ${p.cwd} does not exist in the container`);
   const program = findProgram(kernel, latin1(p.args[0]), p.env.map(latin1), cwdNode.path);
   const init = state.threadGroups[1];
-  const tgid = state.nextPid++;
-  const tg: ThreadGroupState = {
+  const tgid = kernel.newPid();
+  addProcessRecords(kernel, withIdentity({
     tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: init?.umask ?? 0o022,
     rlimits: structuredClone(init?.rlimits ?? {}), pendingSignals: 0n, uid: 0, gid: 0, cpuTimeNs: 0n, exitSignal: 17,
-  };
-  applyIdentity(tg, p);
-  state.threadGroups[tgid] = tg;
-  const { asId, fdTableId } = addProcessRecords(kernel, tgid);
+  }, p));
+  const tg = state.threadGroups[tgid];
   let task;
   try {
     task = kernel.attachTask(state.tasks[tgid], false);
@@ -71,8 +68,11 @@ export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number
   } catch (e) {
     // Undo: nothing of the half-made process stays in the graph.
     if (task) kernel.processes.exitThreadGroup(tg, { code: 127 });
-    else { delete state.tasks[tgid]; delete state.fdTables[fdTableId]; delete state.addressSpaces[asId]; }
-    delete state.threadGroups[tgid];
+    const t = state.tasks[tgid];
+    kernel.emit({ type: 'task.reap', tid: tgid, by: 0 }, [
+      ...(t ? [['del', ['tasks', tgid]], ['del', ['fdTables', t.fdTableId]], ['del', ['addressSpaces', t.addressSpaceId]]] as GraphOp[] : []),
+      ['del', ['threadGroups', tgid]],
+    ]);
     throw e;
   }
   kernel.startTask(task);
@@ -80,19 +80,23 @@ export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number
 }
 
 /**
- * Add the graph records of a new process's first task: an empty address space, an empty fd
- * table and task `tgid` (no registers yet, run state 'user'). Returns the new ids.
+ * Add the graph records of a new process: thread group `tg`, an empty address space, an empty fd
+ * table and its first task (tid = tgid; no registers yet, run state 'user'): event task.spawn.
+ * Returns the new ids.
  */
-export function addProcessRecords(kernel: Kernel, tgid: number): { asId: number; fdTableId: number } {
-  const state = kernel.state;
+export function addProcessRecords(kernel: Kernel, tg: ThreadGroupState): { asId: number; fdTableId: number } {
+  const tgid = tg.tgid;
   const asId = kernel.newId();
-  state.addressSpaces[asId] = AddressSpace.emptyState(asId);
   const fdTableId = kernel.newId();
-  state.fdTables[fdTableId] = { id: fdTableId, fds: {} };
-  state.tasks[tgid] = {
-    tid: tgid, tgid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0), runState: 'user',
-    sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '', pendingSignals: 0n, pendingInfo: {},
-  };
+  kernel.emit({ type: 'task.spawn', tid: tgid }, [
+    ['set', ['threadGroups', tgid], tg],
+    ['set', ['addressSpaces', asId], AddressSpace.emptyState(asId)],
+    ['set', ['fdTables', fdTableId], { id: fdTableId, fds: {} }],
+    ['set', ['tasks', tgid], {
+      tid: tgid, tgid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0), runState: 'user',
+      sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '', pendingSignals: 0n, pendingInfo: {},
+    }],
+  ]);
   return { asId, fdTableId };
 }
 

@@ -8,6 +8,7 @@
 import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { Credentials } from '../kernel/state.js';
+import type { Writable } from '../kernel/events.js';
 import { CAP_FULL, CAP_LAST_CAP, CAP_SETGID, CAP_SETPCAP, CAP_SETUID, capable, credsOf, fixCapsAfterSetuid } from '../kernel/creds.js';
 import { LINUX_CAPABILITY_VERSION_1, LINUX_CAPABILITY_VERSION_2, LINUX_CAPABILITY_VERSION_3, PR_CAPBSET_DROP, PR_CAPBSET_READ, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_IS_SET, PR_CAP_AMBIENT_LOWER, PR_CAP_AMBIENT_RAISE, PR_GET_KEEPCAPS, PR_GET_NO_NEW_PRIVS, PR_GET_SECUREBITS, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS } from '../abi/linux.js';
 import { syscall } from './entry.js';
@@ -19,21 +20,34 @@ export function cred(t: Task): Credentials {
   return credsOf(t.tg);
 }
 
+/** A copy of the caller's credentials to change, then store with `commit`. */
+function draft(t: Task): Writable<Credentials> {
+  const c = credsOf(t.tg);
+  return { ...c, groups: [...c.groups] };
+}
+
+/** Store changed credentials (and the uid/gid the graph mirrors from the real ids) through the kernel's door: event creds.change. Returns 0. */
+function commit(t: Task, c: Credentials): number {
+  t.kernel.emit({ type: 'creds.change', tgid: t.tgid, uid: c.ruid, euid: c.euid, gid: c.rgid, egid: c.egid }, [
+    ['set', ['threadGroups', t.tgid, 'cred'], c], ['set', ['threadGroups', t.tgid, 'uid'], c.ruid], ['set', ['threadGroups', t.tgid, 'gid'], c.rgid],
+  ]);
+  return 0;
+}
+
 /** The four ids of one kind (user or group) within Credentials, the capability that lets them change freely, and the graph field that mirrors the real one. */
 interface IdSet { r: 'ruid' | 'rgid'; e: 'euid' | 'egid'; s: 'suid' | 'sgid'; fs: 'fsuid' | 'fsgid'; mirror: 'uid' | 'gid'; cap: number }
 const UIDS: IdSet = { r: 'ruid', e: 'euid', s: 'suid', fs: 'fsuid', mirror: 'uid', cap: CAP_SETUID };
 const GIDS: IdSet = { r: 'rgid', e: 'egid', s: 'sgid', fs: 'fsgid', mirror: 'gid', cap: CAP_SETGID };
 
-function changed(t: Task, k: IdSet, c: Credentials, old: Credentials): number {
+function changed(t: Task, k: IdSet, c: Writable<Credentials>, old: Credentials): number {
   c[k.fs] = c[k.e];
-  t.tg[k.mirror] = c[k.r];
   if (k === UIDS) fixCapsAfterSetuid(c, old);
-  return 0;
+  return commit(t, c);
 }
 
 /** setresuid(2)/setresgid(2): without CAP_SETUID/CAP_SETGID, only ids already held. */
 function setres(t: Task, k: IdSet, r: number, e: number, s: number): number {
-  const c = cred(t), old = { ...c };
+  const c = draft(t), old = { ...c };
   const held = [c[k.r], c[k.e], c[k.s]];
   if (!capable(c, k.cap) && [r, e, s].some((x) => x !== NONE && !held.includes(x))) return -E.EPERM;
   if (r !== NONE) c[k.r] = r;
@@ -44,7 +58,7 @@ function setres(t: Task, k: IdSet, r: number, e: number, s: number): number {
 
 /** setreuid(2)/setregid(2): an unprivileged caller may swap real and effective; the saved id follows a changed effective one. */
 function setre(t: Task, k: IdSet, r: number, e: number): number {
-  const c = cred(t), old = { ...c };
+  const c = draft(t), old = { ...c };
   if (!capable(c, k.cap)) {
     if (r !== NONE && r !== c[k.r] && r !== c[k.e]) return -E.EPERM;
     if (e !== NONE && e !== c[k.r] && e !== c[k.e] && e !== c[k.s]) return -E.EPERM;
@@ -66,10 +80,11 @@ function setOne(t: Task, k: IdSet, id: number): number {
 
 /** setfsuid(2)/setfsgid(2): returns the old id whether or not it changed. */
 function setfs(t: Task, k: IdSet, id: number): number {
-  const c = cred(t), old = { ...c }, prev = c[k.fs];
+  const c = draft(t), old = { ...c }, prev = c[k.fs];
   if (capable(c, k.cap) || [c[k.r], c[k.e], c[k.s], c[k.fs]].includes(id)) {
     c[k.fs] = id;
     if (k === UIDS) fixCapsAfterSetuid(c, old);
+    commit(t, c);
   }
   return prev;
 }
@@ -125,7 +140,7 @@ function capset(t: Task): number {
     eff |= BigInt(v.getUint32(i * 12, true)) << sh; prm |= BigInt(v.getUint32(i * 12 + 4, true)) << sh; inh |= BigInt(v.getUint32(i * 12 + 8, true)) << sh;
   }
   eff &= CAP_FULL; prm &= CAP_FULL; inh &= CAP_FULL;
-  const c = cred(t);
+  const c = draft(t);
   const sub = (a: bigint, b: bigint) => (a & ~b) === 0n;
   if (!capable(c, CAP_SETPCAP) && !sub(inh, c.capInh | c.capPrm)) return -E.EPERM;
   if (!sub(inh, c.capInh | c.capBnd)) return -E.EPERM;
@@ -133,41 +148,41 @@ function capset(t: Task): number {
   if (!sub(eff, prm)) return -E.EPERM;
   c.capEff = eff; c.capPrm = prm; c.capInh = inh;
   c.capAmb &= prm & inh;
-  return 0;
+  return commit(t, c);
 }
 
 
 /** The prctl(2) options about credentials (kernel/sys.c, commoncap.c cap_task_prctl); undefined for any other option. */
 export function prctlCreds(t: Task, op: number): number | undefined {
-  const c = cred(t);
+  const c = draft(t);
   const a2 = t.arg(1), rest = [t.arg(2), t.arg(3), t.arg(4)];
   const validCap = (n: number) => n >= 0 && n <= CAP_LAST_CAP;
   const bit = (n: number) => 1n << BigInt(n);
   switch (op) {
     case PR_GET_KEEPCAPS: return c.keepCaps ? 1 : 0;
-    case PR_SET_KEEPCAPS: if (a2 > 1) return -E.EINVAL; c.keepCaps = a2 === 1; return 0;
+    case PR_SET_KEEPCAPS: if (a2 > 1) return -E.EINVAL; c.keepCaps = a2 === 1; return commit(t, c);
     case PR_CAPBSET_READ: return validCap(a2) ? ((c.capBnd & bit(a2)) ? 1 : 0) : -E.EINVAL;
     case PR_CAPBSET_DROP:
       if (!capable(c, CAP_SETPCAP)) return -E.EPERM;
       if (!validCap(a2)) return -E.EINVAL;
       c.capBnd &= ~bit(a2);
-      return 0;
+      return commit(t, c);
     case PR_GET_SECUREBITS: return 0;
     case PR_SET_NO_NEW_PRIVS:
       if (a2 !== 1 || rest.some((x) => x !== 0)) return -E.EINVAL;
       c.noNewPrivs = true;
-      return 0;
+      return commit(t, c);
     case PR_GET_NO_NEW_PRIVS: return rest.concat(a2).some((x) => x !== 0) ? -E.EINVAL : c.noNewPrivs ? 1 : 0;
     case PR_CAP_AMBIENT: {
-      if (a2 === PR_CAP_AMBIENT_CLEAR_ALL) { if (rest.some((x) => x !== 0)) return -E.EINVAL; c.capAmb = 0n; return 0; }
+      if (a2 === PR_CAP_AMBIENT_CLEAR_ALL) { if (rest.some((x) => x !== 0)) return -E.EINVAL; c.capAmb = 0n; return commit(t, c); }
       const cap = rest[0];
       if (rest[1] || rest[2] || !validCap(cap)) return -E.EINVAL;
       if (a2 === PR_CAP_AMBIENT_IS_SET) return (c.capAmb & bit(cap)) ? 1 : 0;
-      if (a2 === PR_CAP_AMBIENT_LOWER) { c.capAmb &= ~bit(cap); return 0; }
+      if (a2 === PR_CAP_AMBIENT_LOWER) { c.capAmb &= ~bit(cap); return commit(t, c); }
       if (a2 === PR_CAP_AMBIENT_RAISE) {
         if (!(c.capPrm & bit(cap)) || !(c.capInh & bit(cap))) return -E.EPERM;
         c.capAmb |= bit(cap);
-        return 0;
+        return commit(t, c);
       }
       return -E.EINVAL;
     }
@@ -206,8 +221,9 @@ export const credSyscalls = [
     const groups: number[] = [];
     for (let i = 0; i < n; i++) groups.push(t.mm.readU32(t.arg(1) + i * 4));
     if (groups.includes(NONE)) return -E.EINVAL;
-    cred(t).groups = groups.sort((a, b) => a - b);
-    return 0;
+    const c = draft(t);
+    c.groups = groups.sort((a, b) => a - b);
+    return commit(t, c);
   }),
   syscall('capget', 2, capget),
   syscall('capset', 2, capset, 'partial', 'the caller\'s own sets only (as Linux without CAP_SETPCAP over others)'),

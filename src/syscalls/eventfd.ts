@@ -13,7 +13,7 @@ function eventfd2(t: Task, initval: number, flags: number): number {
   if (flags & ~(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC)) return -E.EINVAL;
   const f = newEventfd(t.kernel, initval, flags);
   const fd = t.kernel.installFd(t, f.id, !!(flags & EFD_CLOEXEC));
-  if (fd < 0) delete t.kernel.state.openFiles[f.id];
+  if (fd < 0) t.kernel.discardFile(f.id);
   return fd;
 }
 

@@ -93,7 +93,7 @@ export function openNode(t: Task, n: Node, flags: number, created = false): Open
   try {
     k.hostFiles.open(f);
   } catch (e) {
-    delete k.state.openFiles[f.id];
+    k.discardFile(f.id);
     throw e;
   }
   return f;
@@ -127,7 +127,7 @@ function openTmpfile(t: Task, dirfd: number, path: string, flags: number, mode: 
   const name = `${dir.path === '/' ? '' : dir.path}/#${upperIno(inode.id)} (deleted)`;
   const f = k.newOpenFile({ kind: 'upper', path: name, flags: flags & ~(O_CLOEXEC | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC), inodeId: inode.id });
   const fd = k.installFd(t, f.id, !!(flags & O_CLOEXEC));
-  if (fd < 0) { delete k.state.openFiles[f.id]; k.releaseInodeIfUnused(inode.id); }
+  if (fd < 0) { k.discardFile(f.id); k.releaseInodeIfUnused(inode.id); }
   return fd;
 }
 
@@ -161,7 +161,7 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
   }
   const f = openNode(t, n, flags, created);
   const fd = k.installFd(t, f.id, !!(flags & O_CLOEXEC));
-  if (fd < 0) { delete k.state.openFiles[f.id]; return fd; }
+  if (fd < 0) { k.discardFile(f.id); return fd; }
   // IN_OPEN, then the truncation's IN_MODIFY (do_open: vfs_open, then handle_truncate).
   fsnotifyFile(k, f, IN_OPEN);
   if ((flags & O_TRUNC) && f.kind === 'upper' && (flags & O_ACCMODE) !== O_RDONLY && isReg(k.state.fs.inodes[f.inodeId].mode)) fsnotifyFile(k, f, IN_MODIFY);
@@ -252,13 +252,13 @@ function getdents64(t: Task): number {
     const n = t.kernel.vfs.lookup(f.path);
     if (!n) return -E.ENOENT;
     const self = t.kernel.vfs.stat(n).ino;
-    f.entries = [{ name: '.', ino: self, type: 4 }, { name: '..', ino: 2, type: 4 }, ...t.kernel.vfs.listDir(n)];
+    t.kernel.setDirEntries(f, [{ name: '.', ino: self, type: 4 }, { name: '..', ino: 2, type: 4 }, ...t.kernel.vfs.listDir(n)]);
   }
   const out = new Uint8Array(Math.min(count, 65536));
   const v = new DataView(out.buffer);
-  let pos = 0;
-  while (f.offset < f.entries.length) {
-    const e = f.entries[f.offset];
+  let pos = 0, at = f.offset;
+  while (at < f.entries!.length) {
+    const e = f.entries![at];
     const name = Buffer.from(e.name, 'latin1');
     const reclen = (19 + name.length + 1 + 7) & ~7;
     if (pos + reclen > out.length) {
@@ -266,14 +266,15 @@ function getdents64(t: Task): number {
       break;
     }
     v.setBigUint64(pos, BigInt(e.ino), true);
-    v.setBigInt64(pos + 8, BigInt(f.offset + 1), true);
+    v.setBigInt64(pos + 8, BigInt(at + 1), true);
     v.setUint16(pos + 16, reclen, true);
     out[pos + 18] = e.type;
     out.set(name, pos + 19);
     pos += reclen;
-    f.offset++;
+    at++;
   }
   if (pos) t.mm.write(buf, out.subarray(0, pos));
+  t.kernel.seek(f, at);
   fsnotifyFile(t.kernel, f, IN_ACCESS); // iterate_dir: on every call, the end of the directory too
   return pos;
 }
@@ -292,11 +293,11 @@ function fcntl(t: Task): SyscallResult {
       return k.installFd(t, entry.fileId, cmd === F_DUPFD_CLOEXEC, min);
     }
     case F_GETFD: return entry.cloexec ? FD_CLOEXEC : 0;
-    case F_SETFD: entry.cloexec = !!(t.argInt(2) & FD_CLOEXEC); return 0;
+    case F_SETFD: return k.setCloexec(t, fd, !!(t.argInt(2) & FD_CLOEXEC));
     case F_GETFL: return f.flags & ~(O_CLOEXEC | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC);
     case F_SETFL: {
       const settable = O_APPEND | O_NONBLOCK | 0o40000 /* O_DIRECT */ | 0o1000000 /* O_NOATIME */ | 0o20000 /* O_ASYNC */;
-      f.flags = (f.flags & ~settable) | (t.argInt(2) & settable);
+      k.setFileFlags(f, (f.flags & ~settable) | (t.argInt(2) & settable));
       return 0;
     }
     case F_GETLK: case F_OFD_GETLK: case F_SETLK: case F_SETLKW: case F_OFD_SETLK: case F_OFD_SETLKW:
@@ -317,7 +318,7 @@ function fcntl(t: Task): SyscallResult {
       if (size < p.len) return -E.EBUSY;
       const nb = new Uint8Array(size);
       nb.set(p.buf.subarray(0, p.len));
-      p.buf = nb;
+      t.kernel.emit({ type: 'pipe.resize', pipe: p.id, size }, [['set', ['pipes', p.id, 'buf'], nb]], true);
       return size;
     }
     default: return -E.EINVAL;
@@ -329,9 +330,9 @@ function ioctl(t: Task): number {
   const fd = t.argInt(0), req = t.argU32(1), arg = t.arg(2);
   const f = t.kernel.file(t, fd);
   switch (req) {
-    case FIOCLEX: t.fdTable.fds[fd].cloexec = true; return 0;
-    case FIONCLEX: t.fdTable.fds[fd].cloexec = false; return 0;
-    case FIONBIO: f.flags = t.mm.readU32(arg) ? f.flags | O_NONBLOCK : f.flags & ~O_NONBLOCK; return 0;
+    case FIOCLEX: return t.kernel.setCloexec(t, fd, true);
+    case FIONCLEX: return t.kernel.setCloexec(t, fd, false);
+    case FIONBIO: t.kernel.setFileFlags(f, t.mm.readU32(arg) ? f.flags | O_NONBLOCK : f.flags & ~O_NONBLOCK); return 0;
   }
   return fileIoctl(t, f, req, arg);
 }
@@ -378,9 +379,7 @@ function sendfile(t: Task): number {
     if (!p || p.readers === 0) { k.signals.send(t.tgid, SIGPIPE, { signo: SIGPIPE, code: 0, pid: t.tgid }, t.tid); return -E.EPIPE; }
     n = Math.min(data.length, p.buf.length - p.len);
     if (n === 0 && data.length) return -E.EAGAIN;
-    p.buf.set(data.subarray(0, n), p.len);
-    p.len += n;
-    p.written = (p.written ?? 0) + n;
+    k.emit({ type: 'pipe.write', pipe: p.id, len: n }, [['bytes', ['pipes', p.id], 0, 0, data.slice(0, n)], ['set', ['pipes', p.id, 'written'], (p.written ?? 0) + n]], true);
     k.pipes.changed$.next(p.id);
   } else if (fout.kind === 'hostfd') n = writeHostFd(t, fout.hostFd, data);
   else {
@@ -388,10 +387,10 @@ function sendfile(t: Task): number {
     const at = (fout.flags & O_APPEND) ? ino.size : fout.offset;
     data = data.subarray(0, fileWriteLimit(t, at, data.length));
     inodeWrite(k, ino, at, data.length, (put) => put(data, 0));
-    fout.offset = at + data.length;
+    k.seek(fout, at + data.length);
     n = data.length;
   }
-  if (offPtr) t.mm.writeU64(offPtr, pos + n); else fin.offset = pos + n;
+  if (offPtr) t.mm.writeU64(offPtr, pos + n); else k.seek(fin, pos + n);
   if (n > 0) { fsnotifyFile(k, fin, IN_ACCESS); fsnotifyFile(k, fout, IN_MODIFY); }
   return n;
 }
@@ -492,7 +491,7 @@ export const fileSyscalls = [
     if (first > last || (flags & ~6)) return -E.EINVAL;
     for (const fd of Object.keys(t.fdTable.fds).map(Number)) {
       if (fd < first || fd > last) continue;
-      if (flags & 4 /* CLOSE_RANGE_CLOEXEC */) t.fdTable.fds[fd].cloexec = true; else t.kernel.closeFd(t, fd);
+      if (flags & 4 /* CLOSE_RANGE_CLOEXEC */) t.kernel.setCloexec(t, fd, true); else t.kernel.closeFd(t, fd);
     }
     return 0;
   }),
@@ -521,10 +520,10 @@ export const fileSyscalls = [
     const id = k.newId();
     const now = k.clock.realtimeNs();
     // An upper-layer inode with no name: it lives while an fd (or mapping) holds it.
-    k.state.fs.inodes[id] = { id, mode: S_IFREG | 0o777, uid: t.tg.uid, gid: t.tg.gid, nlink: 0, size: 0, atimeNs: now, mtimeNs: now, ctimeNs: now };
+    k.emit({ type: 'file.create', path: `/memfd:${name}`, inode: id, mode: S_IFREG | 0o777 }, [['set', ['fs', 'inodes', id], { id, mode: S_IFREG | 0o777, uid: t.tg.uid, gid: t.tg.gid, nlink: 0, size: 0, atimeNs: now, mtimeNs: now, ctimeNs: now }]]);
     const f = k.newOpenFile({ kind: 'upper', path: `/memfd:${name} (deleted)`, flags: O_RDWR, inodeId: id });
     const fd = k.installFd(t, f.id, !!(flags & 1));
-    if (fd < 0) { delete k.state.openFiles[f.id]; delete k.state.fs.inodes[id]; }
+    if (fd < 0) { k.discardFile(f.id); k.emit({ type: 'inode.release', inode: id }, [['del', ['fs', 'inodes', id]]]); }
     return fd;
   }, 'partial', 'seals are accepted but not enforced; MAP_SHARED mappings are copies'),
   syscall('fallocate', 4, (t) => fallocate(t, t.argInt(0), t.argInt(1), t.argI64(2), t.argI64(3)), 'partial', 'tmpfs\'s modes: allocation (with or without FALLOC_FL_KEEP_SIZE) and PUNCH_HOLE; ZERO_RANGE, COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE give EOPNOTSUPP as on tmpfs; memfd seals are not checked'),

@@ -6,6 +6,7 @@
  * parent to create or delete, the sticky bit, ownership or CAP_FOWNER/CAP_CHOWN for
  * attribute changes.
  */
+import type { GraphOp } from '../kernel/events.js';
 import { E, SyscallError } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { OpenFileState } from '../kernel/state.js';
@@ -61,7 +62,7 @@ function readlinkAt(t: Task, dirfd: number, pathAddr: number, buf: number, size:
 function chdirTo(t: Task, n: Node, path: string): number {
   if (!isDir(modeOf(n))) return -E.ENOTDIR;
   t.kernel.vfs.checkAccess(n, MAY_EXEC);
-  t.tg.cwd = path;
+  t.kernel.setCwd(t, path);
   return 0;
 }
 
@@ -146,10 +147,12 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
   // Open files of the upper layer and working directories follow their dentry (d_path): /proc/PID/fd/N,
   // getcwd, fchdir and inotify events name the new path.
   const moved = (p: string) => p === from.path || p.startsWith(from.path + '/');
+  const follow: GraphOp[] = [];
   for (const f of Object.values(t.kernel.state.openFiles)) {
-    if ((f.kind === 'upper' || f.kind === 'dir') && moved(f.path)) f.path = to.path + f.path.slice(from.path.length);
+    if ((f.kind === 'upper' || f.kind === 'dir') && moved(f.path)) follow.push(['set', ['openFiles', f.id, 'path'], to.path + f.path.slice(from.path.length)]);
   }
-  for (const g of Object.values(t.kernel.state.threadGroups)) if (moved(g.cwd)) g.cwd = to.path + g.cwd.slice(from.path.length);
+  for (const g of Object.values(t.kernel.state.threadGroups)) if (moved(g.cwd)) follow.push(['set', ['threadGroups', g.tgid, 'cwd'], to.path + g.cwd.slice(from.path.length)]);
+  if (follow.length) t.kernel.emit({ type: 'file.follow', from: from.path, to: to.path }, follow);
   // fsnotify_move: IN_MOVED_FROM and IN_MOVED_TO (one cookie), the replaced file's link count, IN_MOVE_SELF; the replaced file is gone.
   const k = t.kernel, cookie = moveCookie(k);
   fsnotifyDirent(k, parentPath(from.path), IN_MOVED_FROM, baseName(from.path), fromDir, cookie);
@@ -218,9 +221,9 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   if (isDir(modeOf(from))) return -E.EPERM; // after the new name's checks, as vfs_link
   if (from.kind === 'upper' && from.inode.nlink === 0 && !from.inode.linkable) return -E.ENOENT;
   const inode = vfs.copyUp(from);
-  inode.nlink++;
-  delete inode.linkable;
-  t.kernel.state.fs.upper[to.path] = inode.id;
+  t.kernel.emit({ type: 'file.link', path: to.path, inode: inode.id }, [
+    ['set', ['fs', 'inodes', inode.id, 'nlink'], inode.nlink + 1], ['del', ['fs', 'inodes', inode.id, 'linkable']], ['set', ['fs', 'upper', to.path], inode.id],
+  ]);
   fsnotify(t.kernel, { path: from.path, inodeId: inode.id, dir: false }, IN_ATTRIB, { selfOnly: true });
   fsnotifyDirent(t.kernel, parentPath(to.path), IN_CREATE, baseName(to.path), false);
   return 0;
@@ -255,8 +258,10 @@ function chmodNode(t: Task, n: Node, mode: number): number {
   mode &= 0o7777;
   if (!inGroup(c, o.gid) && !capable(c, CAP_FSETID)) mode &= ~0o2000;
   const ino = t.kernel.vfs.copyUp(n);
-  ino.mode = (ino.mode & S_IFMT) | mode;
-  ino.ctimeNs = t.kernel.clock.realtimeNs();
+  const m = (ino.mode & S_IFMT) | mode;
+  t.kernel.emit({ type: 'file.chmod', inode: ino.id, mode: m }, [
+    ['set', ['fs', 'inodes', ino.id, 'mode'], m], ['set', ['fs', 'inodes', ino.id, 'ctimeNs'], t.kernel.clock.realtimeNs()],
+  ]);
   fsnotify(t.kernel, { ...fsObjectOf(n), inodeId: ino.id }, IN_ATTRIB);
   return 0;
 }
@@ -273,13 +278,16 @@ function chownNode(t: Task, n: Node, uid: number, gid: number): number {
   if (uid !== 0xffffffff && uid === o.uid && c.fsuid !== o.uid && !capable(c, CAP_CHOWN)) return -E.EPERM;
   if (gid !== 0xffffffff && !capable(c, CAP_CHOWN) && !(c.fsuid === o.uid && (gid === o.gid || inGroup(c, gid)))) return -E.EPERM;
   const ino = t.kernel.vfs.copyUp(n);
-  if (uid !== 0xffffffff) ino.uid = uid;
-  if (gid !== 0xffffffff) ino.gid = gid;
-  if ((uid !== 0xffffffff || gid !== 0xffffffff) && (ino.mode & S_IFMT) === S_IFREG) {
-    ino.mode &= ~0o4000;
-    if (ino.mode & 0o010) ino.mode &= ~0o2000;
+  const u = uid !== 0xffffffff ? uid : ino.uid, g = gid !== 0xffffffff ? gid : ino.gid;
+  let m = ino.mode;
+  if ((uid !== 0xffffffff || gid !== 0xffffffff) && (m & S_IFMT) === S_IFREG) {
+    m &= ~0o4000;
+    if (m & 0o010) m &= ~0o2000;
   }
-  ino.ctimeNs = t.kernel.clock.realtimeNs();
+  t.kernel.emit({ type: 'file.chown', inode: ino.id, uid: u, gid: g }, [
+    ['set', ['fs', 'inodes', ino.id, 'uid'], u], ['set', ['fs', 'inodes', ino.id, 'gid'], g], ['set', ['fs', 'inodes', ino.id, 'mode'], m],
+    ['set', ['fs', 'inodes', ino.id, 'ctimeNs'], t.kernel.clock.realtimeNs()],
+  ]);
   fsnotify(t.kernel, { ...fsObjectOf(n), inodeId: ino.id }, IN_ATTRIB);
   return 0;
 }
@@ -309,9 +317,11 @@ function utimensat(t: Task): number {
     if (!t.kernel.vfs.permits(c, n, MAY_WRITE)) return -E.EACCES;
   }
   const ino = t.kernel.vfs.copyUp(n);
-  if (!omitA) ino.atimeNs = at;
-  if (!omitM) ino.mtimeNs = mt;
-  ino.ctimeNs = now;
+  t.kernel.emit({ type: 'file.utimes', inode: ino.id }, [
+    ...(omitA ? [] : [['set', ['fs', 'inodes', ino.id, 'atimeNs'], at] as GraphOp]),
+    ...(omitM ? [] : [['set', ['fs', 'inodes', ino.id, 'mtimeNs'], mt] as GraphOp]),
+    ['set', ['fs', 'inodes', ino.id, 'ctimeNs'], now],
+  ]);
   // fsnotify_change: both times are IN_ATTRIB (a utimes call), the access time alone IN_ACCESS, the modification time alone IN_MODIFY.
   fsnotify(t.kernel, { ...fsObjectOf(n), inodeId: ino.id }, !omitA && !omitM ? IN_ATTRIB : omitM ? IN_ACCESS : IN_MODIFY);
   return 0;
@@ -374,7 +384,7 @@ export const fsSyscalls = [
     if (f.kind !== 'dir') return -E.ENOTDIR;
     const n = t.kernel.vfs.lookup(f.path);
     if (n) t.kernel.vfs.checkAccess(n, MAY_EXEC);
-    t.tg.cwd = f.path;
+    t.kernel.setCwd(t, f.path);
     return 0;
   }),
   syscall('chroot', 1, () => -E.EPERM, 'stub', 'the sandbox root is fixed'),
@@ -408,7 +418,11 @@ export const fsSyscalls = [
     fsnotify(t.kernel, { ...fsObjectOf(n), inodeId: ino.id }, IN_MODIFY);
     return 0;
   }),
-  syscall('umask', 1, (t) => { const old = t.tg.umask; t.tg.umask = t.argU32(0) & 0o777; return old; }),
+  syscall('umask', 1, (t) => {
+    const old = t.tg.umask;
+    t.kernel.emit({ type: 'proc.umask', tgid: t.tgid, umask: t.argU32(0) & 0o777 }, [['set', ['threadGroups', t.tgid, 'umask'], t.argU32(0) & 0o777]]);
+    return old;
+  }),
   syscall('statfs', 2, (t) => { t.kernel.vfs.resolve(pathArg(t, t.arg(0)), t.tg.cwd, true); t.mm.write(t.arg(1), statfsBytes(t)); return 0; }, 'partial', 'reports an overlay filesystem (its size from --disk, else fixed)'),
   syscall('fstatfs', 2, (t) => { t.kernel.file(t, t.argInt(0)); t.mm.write(t.arg(1), statfsBytes(t)); return 0; }, 'partial', 'reports an overlay filesystem (its size from --disk, else fixed)'),
 ];

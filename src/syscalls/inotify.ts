@@ -50,7 +50,7 @@ function inotifyAddWatch(t: Task, fd: number, pathAddr: number, mask: number): n
   const n = k.vfs.resolve(path, baseDir(t, -100, path), !(mask & IN_DONT_FOLLOW));
   if ((mask & IN_ONLYDIR) && !isDir(modeOf(n))) return -E.ENOTDIR;
   k.vfs.checkAccess(n, MAY_READ);
-  return addWatch(f, fsObjectOf(n), mask >>> 0);
+  return addWatch(t.kernel, f, fsObjectOf(n), mask >>> 0);
 }
 
 /** inotify_rm_watch(2): EBADF/EINVAL for the fd, EINVAL for an unknown wd; queues IN_IGNORED. */

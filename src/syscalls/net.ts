@@ -10,7 +10,7 @@ import { peerCredOf } from '../net/cmsg.js';
 import { NETLINK_ROUTE } from '../net/netlink.js';
 import {
   accept, connect, doBind, getsockopt, installSocket, listen, newSocket, readAddr, recvmsg, sendmsg, setsockopt, so, sockFile,
-  socketRead, socketWrite, writeAddr,
+  socketRead, socketWrite, writeAddr, setSocket,
 } from '../net/socket.js';
 import { AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET } from '../abi/linux.js';
 import { syscall } from './entry.js';
@@ -120,12 +120,12 @@ function socketpair(t: Task): number {
     const unnamed = () => ({ rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'connected' as const, opts: {}, dgrams: [], peer: { family: AF_UNIX, path: '' }, peerCred: peerCredOf(t) });
     a = newSocket(t, AF_UNIX, base | flags, unnamed());
     b = newSocket(t, AF_UNIX, base | flags, unnamed());
-    a.socket.pairPeer = b.id;
-    b.socket.pairPeer = a.id;
+    setSocket(k, a, 'pair', { pairPeer: b.id });
+    setSocket(k, b, 'pair', { pairPeer: a.id });
   }
   const cloexec = !!(type & SOCK_CLOEXEC);
   const fa = installSocket(t, a, cloexec);
-  if (fa < 0) { b.refs = 1; k.unrefFile(b.id); return fa; }
+  if (fa < 0) { k.unrefFile(b.id); return fa; }
   const fb = installSocket(t, b, cloexec);
   if (fb < 0) { k.closeFd(t, fa); return fb; }
   const out = new Uint8Array(8);
@@ -155,15 +155,14 @@ export const netSyscalls = [
     if (s.domain === AF_NETLINK) return -E.EOPNOTSUPP; // netlink has no shutdown (sock_no_shutdown)
     if (s.domain === AF_UNIX && !(s.type === SOCK_STREAM && s.state === 'connected')) {
       // unix_shutdown never fails: the flags are this end's; a seqpacket peer sees them.
-      if (how === 0 || how === 2) s.shutRd = true;
-      if (how === 1 || how === 2) s.shutWr = true;
+      setSocket(t.kernel, f, 'shutdown', { shutRd: s.shutRd || how === 0 || how === 2, shutWr: s.shutWr || how === 1 || how === 2 });
       t.kernel.pipes.changed$.next(f.id);
       if (s.pairPeer !== undefined) t.kernel.pipes.changed$.next(s.pairPeer);
       return 0;
     }
     if (s.state !== 'connected' || s.type !== SOCK_STREAM) return -E.ENOTCONN;
-    if ((how === 0 || how === 2) && !s.shutRd) { s.shutRd = true; t.kernel.pipes.closeEnd(s.rx, 'read'); }
-    if ((how === 1 || how === 2) && !s.shutWr) { s.shutWr = true; t.kernel.pipes.closeEnd(s.tx, 'write'); }
+    if ((how === 0 || how === 2) && !s.shutRd) { setSocket(t.kernel, f, 'shutdown', { shutRd: true }); t.kernel.pipes.closeEnd(s.rx, 'read'); }
+    if ((how === 1 || how === 2) && !s.shutWr) { setSocket(t.kernel, f, 'shutdown', { shutWr: true }); t.kernel.pipes.closeEnd(s.tx, 'write'); }
     return 0;
   })),
   syscall('getsockopt', 5, (t) => hostStdioSocketOption(t) ?? withSock(t, t.argInt(0), (f) => getsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.arg(4))), 'partial', 'options are stored and read back; they change no behaviour'),

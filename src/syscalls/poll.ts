@@ -82,8 +82,7 @@ function doPoll(t: Task, fdsAddr: number, nfds: number, timeoutMs: number | unde
 /** ppoll/pselect6 sigmask argument: applied while waiting, restored afterwards. */
 function applyWaitMask(t: Task, maskAddr: number): void {
   if (!maskAddr) return;
-  t.state.savedSigmask = t.state.sigmask;
-  t.state.sigmask = t.mm.readU64(maskAddr) & ~((1n << 8n) | (1n << 18n));
+  t.kernel.setSigmask(t, t.mm.readU64(maskAddr) & ~((1n << 8n) | (1n << 18n)), t.state.sigmask);
 }
 
 function doSelect(t: Task, nfds: number, rAddr: number, wAddr: number, eAddr: number, timeoutMs: number | undefined): SyscallResult {
@@ -126,7 +125,7 @@ function epollCreate(t: Task, flags: number): number {
   if (flags & ~0o2000000) return -E.EINVAL;
   const f = t.kernel.newOpenFile({ kind: 'epoll', path: 'anon_inode:[eventpoll]', flags: 2, epollInterest: {} });
   const fd = t.kernel.installFd(t, f.id, !!(flags & 0o2000000));
-  if (fd < 0) delete t.kernel.state.openFiles[f.id];
+  if (fd < 0) t.kernel.discardFile(f.id);
   return fd;
 }
 
@@ -145,9 +144,12 @@ function epollCtl(t: Task): number {
     void EPOLLRDHUP;
   }
   switch (op) {
-    case EPOLL_CTL_ADD: if (interest[fd]) return -E.EEXIST; interest[fd] = { fileId: target.id, events: events & ~EPOLLET, data, edge: !!(events & EPOLLET) }; return 0;
-    case EPOLL_CTL_MOD: if (!interest[fd]) return -E.ENOENT; interest[fd] = { fileId: target.id, events: events & ~EPOLLET, data, edge: !!(events & EPOLLET) }; return 0;
-    case EPOLL_CTL_DEL: if (!interest[fd]) return -E.ENOENT; delete interest[fd]; return 0;
+    case EPOLL_CTL_ADD: case EPOLL_CTL_MOD: {
+      if (op === EPOLL_CTL_ADD ? interest[fd] : !interest[fd]) return op === EPOLL_CTL_ADD ? -E.EEXIST : -E.ENOENT;
+      t.kernel.emit({ type: 'epoll.ctl', fileId: ep.id, fd, op }, [['set', ['openFiles', ep.id, 'epollInterest', fd], { fileId: target.id, events: events & ~EPOLLET, data, edge: !!(events & EPOLLET) }]]);
+      return 0;
+    }
+    case EPOLL_CTL_DEL: if (!interest[fd]) return -E.ENOENT; t.kernel.emit({ type: 'epoll.ctl', fileId: ep.id, fd, op }, [['del', ['openFiles', ep.id, 'epollInterest', fd]]]); return 0;
     default: return -E.EINVAL;
   }
 }

@@ -82,7 +82,7 @@ function prlimit(t: Task, pid: number, res: number, newAddr: number, oldAddr: nu
     v.setBigUint64(0, old[0], true); v.setBigUint64(8, old[1], true);
     t.mm.write(oldAddr, b);
   }
-  if (next) target.rlimits[res] = next;
+  if (next) t.kernel.emit({ type: 'proc.rlimit', tgid: t.tgid, resource: res }, [['set', ['threadGroups', t.tgid, 'rlimits', res], next]]);
   return 0;
 }
 
@@ -134,14 +134,14 @@ function setpgid(t: Task): number {
   } else if (p.tgid !== t.state.tgid) return -E.ESRCH;
   if (p.sid === p.tgid) return -E.EPERM; // a session leader cannot change its group
   if (pgid !== pid && !Object.values(t.kernel.state.threadGroups).some((g) => g.pgid === pgid && g.sid === t.tg.sid && !g.zombie)) return -E.EPERM;
-  p.pgid = pgid;
+  t.kernel.emit({ type: 'proc.pgid', tgid: p.tgid, pgid }, t.kernel.tgOps(p.tgid, { pgid }));
   return 0;
 }
 
 function prctl(t: Task): number {
   const op = t.argInt(0);
   switch (op) {
-    case PR_SET_NAME: t.state.comm = t.mm.readCString(t.arg(1), 4096).slice(0, 15); return 0;
+    case PR_SET_NAME: t.kernel.emit({ type: 'task.update', tid: t.tid, what: 'comm' }, t.kernel.taskOps(t.tid, { comm: t.mm.readCString(t.arg(1), 4096).slice(0, 15) })); return 0;
     case PR_GET_NAME: {
       const b = new Uint8Array(16);
       b.set(new TextEncoder().encode(t.state.comm).subarray(0, 15));
@@ -151,11 +151,11 @@ function prctl(t: Task): number {
     case PR_SET_PDEATHSIG: {
       const sig = t.arg(1);
       if (sig > 64) return -E.EINVAL;
-      t.tg.parentDeathSignal = sig || undefined;
+      t.kernel.emit({ type: 'proc.update', tgid: t.tgid, what: 'pdeathsig' }, t.kernel.tgOps(t.tgid, { parentDeathSignal: sig || undefined }));
       return 0;
     }
     case PR_GET_PDEATHSIG: t.mm.writeU32(t.arg(1), t.tg.parentDeathSignal ?? 0); return 0;
-    case PR_SET_CHILD_SUBREAPER: t.tg.childSubreaper = t.arg(1) !== 0 || undefined; return 0;
+    case PR_SET_CHILD_SUBREAPER: t.kernel.emit({ type: 'proc.update', tgid: t.tgid, what: 'subreaper' }, t.kernel.tgOps(t.tgid, { childSubreaper: t.arg(1) !== 0 || undefined })); return 0;
     case PR_GET_CHILD_SUBREAPER: t.mm.writeU32(t.arg(1), t.tg.childSubreaper ? 1 : 0); return 0;
     case PR_GET_DUMPABLE: return 1;
     case PR_SET_DUMPABLE: return 0;
@@ -175,7 +175,7 @@ function execve(t: Task, dirfd: number, pathAddr: number, argvAddr: number, envp
   if (argv.length === 0) argv.push(new Uint8Array(0));
   try {
     execProgram(t, path, argv, envp);
-    t.tg.execed = true;
+    if (!t.tg.execed) t.kernel.emit({ type: 'proc.update', tgid: t.tgid, what: 'execed' }, t.kernel.tgOps(t.tgid, { execed: true }));
   } catch (e) {
     if (e instanceof ExecError) return -e.errno;
     throw e;
@@ -187,7 +187,7 @@ function execve(t: Task, dirfd: number, pathAddr: number, argvAddr: number, envp
 export function newPidfd(t: Task, tgid: number, cloexec = true): number {
   const f = t.kernel.newOpenFile({ kind: 'pidfd', path: 'anon_inode:[pidfd]', flags: 2, pidfdTgid: tgid });
   const fd = t.kernel.installFd(t, f.id, cloexec);
-  if (fd < 0) delete t.kernel.state.openFiles[f.id];
+  if (fd < 0) t.kernel.discardFile(f.id);
   return fd;
 }
 
@@ -283,7 +283,7 @@ export const processSyscalls = [
   syscall('setsid', 0, (t) => {
     // EPERM when any process group already has the caller's pid as its id (kernel/sys.c ksys_setsid).
     if (Object.values(t.kernel.state.threadGroups).some((g) => g.pgid === t.state.tgid)) return -E.EPERM;
-    t.tg.sid = t.tg.pgid = t.state.tgid;
+    t.kernel.emit({ type: 'proc.setsid', tgid: t.tgid }, t.kernel.tgOps(t.tgid, { sid: t.tgid, pgid: t.tgid }));
     return t.state.tgid;
   }),
   syscall('exit', 1, (t) => { throw new ExitThread(t.argInt(0) & 0xff); }),
@@ -318,13 +318,13 @@ export const processSyscalls = [
     return 0;
   }, 'partial', 'a caller-supplied siginfo is not used'),
   syscall('uname', 1, uname),
-  syscall('sethostname', 2, (t) => { const n = t.argInt(1); if (n < 0 || n > 64) return -E.EINVAL; t.kernel.state.config.hostname = new TextDecoder().decode(t.mm.read(t.arg(0), n)); return 0; }),
+  syscall('sethostname', 2, (t) => { const n = t.argInt(1); if (n < 0 || n > 64) return -E.EINVAL; t.kernel.emit({ type: 'config.set', what: 'hostname' }, [['set', ['config', 'hostname'], new TextDecoder().decode(t.mm.read(t.arg(0), n))]]); return 0; }),
   syscall('prlimit64', 4, (t) => prlimit(t, t.argInt(0), t.argInt(1), t.arg(2), t.arg(3))),
   syscall('getrlimit', 2, (t) => prlimit(t, 0, t.argInt(0), 0, t.arg(1))),
   syscall('setrlimit', 2, (t) => prlimit(t, 0, t.argInt(0), t.arg(1), 0)),
   syscall('arch_prctl', 2, archPrctl),
-  syscall('set_tid_address', 1, (t) => { t.state.clearChildTid = t.arg(0); return t.tid; }),
-  syscall('set_robust_list', 2, (t) => { if (t.arg(1) !== 24) return -E.EINVAL; t.state.robustList = t.arg(0); return 0; }),
+  syscall('set_tid_address', 1, (t) => { t.kernel.emit({ type: 'task.update', tid: t.tid, what: 'clear_child_tid' }, t.kernel.taskOps(t.tid, { clearChildTid: t.arg(0) })); return t.tid; }),
+  syscall('set_robust_list', 2, (t) => { if (t.arg(1) !== 24) return -E.EINVAL; t.kernel.emit({ type: 'task.update', tid: t.tid, what: 'robust_list' }, t.kernel.taskOps(t.tid, { robustList: t.arg(0) })); return 0; }),
   syscall('get_robust_list', 3, (t) => { t.mm.writeU64(t.arg(1), t.state.robustList); t.mm.writeU64(t.arg(2), 24); return 0; }),
   syscall('prctl', 5, prctl, 'partial', 'names, dumpable, no_new_privs, keepcaps, capability bounding and ambient sets; others EINVAL'),
 ];

@@ -29,7 +29,7 @@ function setScheduler(t: Task, pid: number, policy: number, paramAddr: number): 
   const p = policy === -1 ? (tg.sched?.policy ?? SCHED_OTHER) : policy & ~0x40000000; // SCHED_RESET_ON_FORK
   if (!POLICIES.includes(p)) return -E.EINVAL;
   if (realtime(p) ? prio < 1 || prio > 99 : prio !== 0) return -E.EINVAL;
-  tg.sched = { policy: p, priority: prio };
+  t.kernel.emit({ type: 'proc.update', tgid: tg.tgid, what: 'sched' }, [['set', ['threadGroups', tg.tgid, 'sched'], { policy: p, priority: prio }]]);
   return 0;
 }
 
@@ -90,7 +90,7 @@ export const schedSyscalls = [
     const mask = new Uint8Array(all.length);
     for (let i = 0; i < all.length && i < given.length; i++) mask[i] = given[i] & all[i];
     if (mask.every((b) => b === 0)) return -E.EINVAL;
-    tg.affinity = mask;
+    t.kernel.emit({ type: 'proc.update', tgid: tg.tgid, what: 'affinity' }, [['set', ['threadGroups', tg.tgid, 'affinity'], mask]], true);
     return 0;
   }, 'partial', 'recorded for the guest; the host places the stubs'),
   syscall('getpriority', 2, (t) => {
@@ -106,7 +106,7 @@ export const schedSyscalls = [
     const nice = Math.max(-20, Math.min(19, t.argInt(2)));
     for (const g of tgs) {
       if (nice < (g.nice ?? 0) && (g.cred?.euid ?? g.uid) !== 0) return -E.EACCES;
-      g.nice = nice;
+      t.kernel.emit({ type: 'proc.update', tgid: g.tgid, what: 'nice' }, [['set', ['threadGroups', g.tgid, 'nice'], nice]]);
     }
     return 0;
   }, 'partial', 'recorded for the guest; the host schedules the stubs'),

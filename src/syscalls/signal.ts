@@ -5,6 +5,7 @@
  * src/kernel/signals.ts (compare Linux kernel/signal.c, arch/x86/kernel/signal.c).
  */
 import { NEVER, map } from 'rxjs';
+import type { GraphOp } from '../kernel/events.js';
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { NO_RETURN } from '../kernel/task.js';
@@ -41,7 +42,7 @@ function rtSigaction(t: Task): number {
     t.mm.write(oact, b);
   }
   if (next) {
-    if (next.handler === SIG_DFL) delete tg.sigactions[sig]; else tg.sigactions[sig] = next;
+    t.kernel.emit({ type: 'signal.action', tgid: tg.tgid, sig, handler: next.handler }, [next.handler === SIG_DFL ? ['del', ['threadGroups', tg.tgid, 'sigactions', sig]] : ['set', ['threadGroups', tg.tgid, 'sigactions', sig], next]]);
     // Setting SIG_IGN discards a pending instance (kernel/signal.c do_sigaction).
     if (next.handler === 1) flushPending(t.kernel, tg, sig);
   }
@@ -57,7 +58,7 @@ function rtSigprocmask(t: Task): number {
     const s = t.mm.readU64(set);
     if (oset) t.mm.writeU64(oset, old);
     const m = how === 0 ? old | s : how === 1 ? old & ~s : s;
-    t.state.sigmask = m & ~UNBLOCKABLE;
+    t.kernel.setSigmask(t, m & ~UNBLOCKABLE);
     return 0;
   }
   if (oset) t.mm.writeU64(oset, old);
@@ -132,7 +133,7 @@ function sigaltstack(t: Task): number {
     const sp = Number(t.platform.regs[19]);
     if (cur && cur.flags !== 2 && sp > cur.sp && sp <= cur.sp + cur.size) return -E.EPERM; // on the alternate stack now
     if (!(flags & 2) && size < 2048) return -E.ENOMEM;
-    st.altStack = { sp: Number(v.getBigUint64(0, true)), flags: flags & 2, size };
+    t.kernel.emit({ type: 'signal.altstack', tid: t.tid }, [['set', ['tasks', t.tid, 'altStack'], { sp: Number(v.getBigUint64(0, true)), flags: flags & 2, size }]]);
   }
   return 0;
 }
@@ -150,8 +151,7 @@ function pause(): SyscallResult {
 function rtSigsuspend(t: Task): SyscallResult {
   if (t.arg(1) !== 8) return -E.EINVAL;
   const mask = t.resumed('sigsuspend')?.mask ?? (t.mm.readU64(t.arg(0)) & ~UNBLOCKABLE);
-  t.state.savedSigmask = t.state.savedSigmask ?? t.state.sigmask;
-  t.state.sigmask = mask;
+  t.kernel.setSigmask(t, mask, t.state.savedSigmask ?? t.state.sigmask);
   return { waiter: { kind: 'sigsuspend', mask, interruptible: true }, result$: NEVER };
 }
 
@@ -170,7 +170,7 @@ function rtSigtimedwait(t: Task): SyscallResult {
   const w = t.resumed('sigtimedwait');
   const restored = w?.set !== undefined ? w : undefined; // a graph of before this field: start over
   // A restored wait puts the caller's mask back first: it is blocked there with `set` unblocked.
-  if (restored) t.state.sigmask = restored.savedMask;
+  if (restored) k.setSigmask(t, restored.savedMask);
   const set = restored ? restored.set : t.mm.readU64(t.arg(0)) & ~UNBLOCKABLE;
   const take = (): number | undefined => {
     const ts = t.state;
@@ -178,7 +178,7 @@ function rtSigtimedwait(t: Task): SyscallResult {
     if (!pending) return undefined;
     let sig = 1;
     while (!(pending & sigbit(sig))) sig++;
-    const info = takePending(t, sig) ?? { signo: sig, code: SI_USER };
+    const info = takePending(t.kernel, t, sig) ?? { signo: sig, code: SI_USER };
     if (infoAddr) t.mm.write(infoAddr, encodeSiginfo(info));
     return sig;
   };
@@ -191,12 +191,12 @@ function rtSigtimedwait(t: Task): SyscallResult {
     deadlineNs = k.clock.monotonicNs() + ns;
   }
   const savedMask = t.state.sigmask;
-  t.state.sigmask &= ~set;
+  k.setSigmask(t, savedMask & ~set);
   return {
     waiter: { kind: 'sigtimedwait', set, savedMask, deadlineNs, interruptible: true },
     result$: deadlineNs === undefined ? NEVER : untilDeadline(t, deadlineNs).pipe(map(() => -E.EAGAIN)),
     settle: (v) => {
-      t.state.sigmask = savedMask;
+      k.setSigmask(t, savedMask);
       return take() ?? v;
     },
   };
@@ -217,7 +217,8 @@ function currentItimer(t: Task): [bigint, bigint] {
 }
 /** Arm ITIMER_REAL: `valueNs` from now (0 disarms), then every `intervalNs`. */
 function setItimerReal(t: Task, valueNs: bigint, intervalNs: bigint): void {
-  t.tg.itimerReal = valueNs > 0n ? { deadlineNs: t.kernel.clock.monotonicNs() + valueNs, intervalNs } : undefined;
+  const path = ['threadGroups', t.tgid, 'itimerReal'];
+  t.kernel.emit({ type: 'timer.arm', tgid: t.tgid, timer: 'real', valueNs, intervalNs }, [valueNs > 0n ? ['set', path, { deadlineNs: t.kernel.clock.monotonicNs() + valueNs, intervalNs }] : ['del', path]]);
   t.kernel.signals.armItimer(t.tg);
 }
 
@@ -242,9 +243,11 @@ function setitimer(t: Task): number {
     const value = us(2) * NS_PER_SEC + us(3) * 1000n, every = us(0) * NS_PER_SEC + us(1) * 1000n;
     if (which === ITIMER_REAL) setItimerReal(t, value, every);
     else {
-      t.tg.itimerCpu ??= {};
-      if (value > 0n) t.tg.itimerCpu[which] = { deadlineNs: cpuTimeNs(t) + value, intervalNs: every };
-      else delete t.tg.itimerCpu[which];
+      const path = ['threadGroups', t.tgid, 'itimerCpu'];
+      t.kernel.emit({ type: 'timer.arm', tgid: t.tgid, timer: which === ITIMER_VIRTUAL ? 'virtual' : 'prof', valueNs: value, intervalNs: every }, [
+        ...(t.tg.itimerCpu ? [] : [['set', path, {}] as GraphOp]),
+        value > 0n ? ['set', [...path, which], { deadlineNs: cpuTimeNs(t) + value, intervalNs: every }] : ['del', [...path, which]],
+      ]);
       t.kernel.signals.armCpuTimers(t.tg);
     }
   } else if (oldAddr) t.mm.write(oldAddr, itimerval(oi, ov));

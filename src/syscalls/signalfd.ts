@@ -21,13 +21,13 @@ function signalfd4(t: Task, fd: number, maskAddr: number, sizemask: number, flag
   if (fd !== -1) {
     const f = k.file(t, fd);
     if (f.kind !== 'signalfd') return -E.EINVAL;
-    f.mask = mask;
+    k.emit({ type: 'file.update', fileId: f.id, what: 'mask' }, [['set', ['openFiles', f.id, 'mask'], mask]]);
     k.signals.queued$.next(t.tid); // readers and pollers re-check with the new mask
     return fd;
   }
   const f = k.newOpenFile({ kind: 'signalfd', path: 'anon_inode:[signalfd]', flags: 2 | (flags & SFD_NONBLOCK), mask });
   const nfd = k.installFd(t, f.id, !!(flags & SFD_CLOEXEC));
-  if (nfd < 0) delete k.state.openFiles[f.id];
+  if (nfd < 0) k.discardFile(f.id);
   return nfd;
 }
 

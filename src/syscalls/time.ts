@@ -5,6 +5,7 @@
  * task restored from a checkpoint wakes at the same remaining time.
  */
 import { map } from 'rxjs';
+import type { GraphOp } from '../kernel/events.js';
 import { untilDeadline } from '../kernel/deadline.js';
 import { E, SyscallError } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
@@ -105,9 +106,8 @@ function timerCreate(t: Task): number {
   const clk = t.argInt(0), sevp = t.arg(1), idAddr = t.arg(2);
   if (!TIMER_CLOCKS.includes(clk)) return -E.EINVAL;
   const tg = t.tg;
-  tg.posixTimers ??= {};
   let id = 0;
-  while (tg.posixTimers[id]) id++;
+  while (tg.posixTimers?.[id]) id++;
   let notify = SIGEV_SIGNAL, signo = 14, value = BigInt(id), tid: number | undefined;
   if (sevp) {
     const b = t.mm.read(sevp, 64);
@@ -121,7 +121,10 @@ function timerCreate(t: Task): number {
     else if (notify !== SIGEV_SIGNAL && notify !== SIGEV_NONE) return -E.EINVAL;
   }
   t.mm.writeU32(idAddr, id);
-  tg.posixTimers[id] = { id, clock: clk, notify, signo, tid, value, intervalNs: 0n, overrun: 0 };
+  t.kernel.emit({ type: 'timer.create', tgid: t.tgid, id }, [
+    ...(tg.posixTimers ? [] : [['set', ['threadGroups', t.tgid, 'posixTimers'], {}] as GraphOp]),
+    ['set', ['threadGroups', t.tgid, 'posixTimers', id], { id, clock: clk, notify, signo, tid, value, intervalNs: 0n, overrun: 0 }],
+  ]);
   return 0;
 }
 
@@ -149,11 +152,12 @@ function timerSettime(t: Task): number {
   const pt = posixTimer(t, id);
   const interval = readTimespec(t, newAddr), value = readTimespec(t, newAddr + 16);
   if (oldAddr) t.mm.write(oldAddr, timerRemaining(t, id));
-  pt.intervalNs = interval;
-  pt.overrun = 0;
-  if (value === 0n) pt.deadlineNs = undefined;
-  else if (flags & TIMER_ABSTIME) pt.deadlineNs = t.kernel.clock.monotonicNs() + (value - clockNow(t, pt.clock));
-  else pt.deadlineNs = t.kernel.clock.monotonicNs() + value;
+  const path = ['threadGroups', t.tgid, 'posixTimers', id];
+  const deadlineNs = value === 0n ? undefined : flags & TIMER_ABSTIME ? t.kernel.clock.monotonicNs() + (value - clockNow(t, pt.clock)) : t.kernel.clock.monotonicNs() + value;
+  t.kernel.emit({ type: 'timer.arm', tgid: t.tgid, timer: 'posix', id, valueNs: value, intervalNs: interval }, [
+    ['set', [...path, 'intervalNs'], interval], ['set', [...path, 'overrun'], 0],
+    deadlineNs === undefined ? ['del', [...path, 'deadlineNs']] : ['set', [...path, 'deadlineNs'], deadlineNs],
+  ]);
   t.kernel.signals.armPosixTimer(t.tg, id);
   return 0;
 }
@@ -173,9 +177,9 @@ export const timeSyscalls = [
   syscall('timer_gettime', 2, (t) => { t.mm.write(t.arg(1), timerRemaining(t, t.argInt(0))); return 0; }),
   syscall('timer_getoverrun', 1, (t) => posixTimer(t, t.argInt(0)).overrun),
   syscall('timer_delete', 1, (t) => {
-    posixTimer(t, t.argInt(0)).deadlineNs = undefined;
-    t.kernel.signals.armPosixTimer(t.tg, t.argInt(0));
-    delete t.tg.posixTimers![t.argInt(0)];
+    posixTimer(t, t.argInt(0));
+    t.kernel.emit({ type: 'timer.delete', tgid: t.tgid, id: t.argInt(0) }, [['del', ['threadGroups', t.tgid, 'posixTimers', t.argInt(0)]]]);
+    t.kernel.signals.armPosixTimer(t.tg, t.argInt(0)); // disarms: the timer is gone
     return 0;
   }),
   syscall('clock_gettime', 2, (t) => { t.mm.write(t.arg(1), nsToTimespec(clockNow(t, t.argInt(0)))); return 0; }),

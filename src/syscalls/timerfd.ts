@@ -24,7 +24,7 @@ function timerfdCreate(t: Task, clock: number, flags: number): number {
   const k = t.kernel;
   const f = k.newOpenFile({ kind: 'timerfd', path: 'anon_inode:[timerfd]', flags: 2 | (flags & TFD_NONBLOCK), timerfd: { clock, intervalNs: 0n, ticks: 0n } });
   const fd = k.installFd(t, f.id, !!(flags & TFD_CLOEXEC));
-  if (fd < 0) delete k.state.openFiles[f.id];
+  if (fd < 0) k.discardFile(f.id);
   return fd;
 }
 

@@ -14,6 +14,7 @@
 import { E, SyscallError } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { InodeState, OpenFileState } from '../kernel/state.js';
+import type { GraphOp } from '../kernel/events.js';
 import { Node, modeOf } from '../vfs/vfs.js';
 import { MAY_READ, MAY_WRITE, capable, ownerOrCapable } from '../kernel/creds.js';
 import { AF_INET6, AF_UNIX, CAP_SYS_ADMIN, O_PATH, S_IFDIR, S_IFMT, S_IFREG } from '../abi/linux.js';
@@ -126,9 +127,18 @@ function listxattr(t: Task, x: Target, buf: number, size: number): number {
 
 /** The inode to change (a lower-layer node is copied up), after every check passed. */
 function changeInode(t: Task, x: { node: Node }): InodeState {
-  const ino = t.kernel.vfs.copyUp(x.node);
-  ino.ctimeNs = t.kernel.clock.realtimeNs();
-  return ino;
+  return t.kernel.vfs.copyUp(x.node);
+}
+
+/** Set (undefined: remove) extended attribute `name` of `ino`, and its ctime: event inode.update. */
+function setXattr(t: Task, ino: InodeState, name: string, value: Uint8Array | undefined): void {
+  const path = ['fs', 'inodes', ino.id, 'xattrs'];
+  const last = value === undefined && Object.keys(ino.xattrs ?? {}).length === 1;
+  t.kernel.emit({ type: 'inode.update', inode: ino.id, what: 'xattr' }, [
+    ...(ino.xattrs ? [] : [['set', path, {}] as GraphOp]),
+    last ? ['del', path] : value === undefined ? ['del', [...path, name]] : ['set', [...path, name], value],
+    ['set', ['fs', 'inodes', ino.id, 'ctimeNs'], t.kernel.clock.realtimeNs()],
+  ]);
 }
 
 function setxattr(t: Task, target: () => Target, nameAddr: number, valueAddr: number, size: number, flags: number): number {
@@ -148,7 +158,7 @@ function setxattr(t: Task, target: () => Target, nameAddr: number, valueAddr: nu
   if ((flags & XATTR_CREATE) && exists) return -E.EEXIST;
   if ((flags & XATTR_REPLACE) && !exists) return -E.ENODATA;
   const ino = changeInode(t, x);
-  (ino.xattrs ??= {})[name] = value;
+  setXattr(t, ino, name, value);
   fsnotify(t.kernel, { ...fsObjectOf(x.node), inodeId: ino.id }, IN_ATTRIB);
   return 0;
 }
@@ -165,8 +175,7 @@ function removexattr(t: Task, target: () => Target, nameAddr: number): number {
   if (ns) return ns;
   if (!(x.node.kind === 'upper' && x.node.inode.xattrs?.[name] !== undefined)) return -E.ENODATA;
   const ino = changeInode(t, x);
-  delete ino.xattrs![name];
-  if (Object.keys(ino.xattrs!).length === 0) delete ino.xattrs;
+  setXattr(t, ino, name, undefined);
   fsnotify(t.kernel, { ...fsObjectOf(x.node), inodeId: ino.id }, IN_ATTRIB);
   return 0;
 }

@@ -23,7 +23,7 @@ export class HostFiles {
   open(f: HostFile): number {
     let o;
     try { o = this.kernel.vfs.lower.openFile(f.path); } catch (e) { throw new SyscallError(e instanceof HostError ? e.errno : E.EIO); }
-    f.hostIdentity = hostIdentity(o.st);
+    this.kernel.emit({ type: 'file.update', fileId: f.id, what: 'hostIdentity' }, [['set', ['openFiles', f.id, 'hostIdentity'], hostIdentity(o.st)]]);
     this.fds.set(f.id, o.fd);
     return o.fd;
   }
@@ -49,7 +49,7 @@ export class HostFiles {
       this.kernel.vfs.lower.closeFile(o.fd);
       return `host file ${f.path} of the rootfs changed since the checkpoint`;
     }
-    f.hostIdentity = id;
+    this.kernel.emit({ type: 'file.update', fileId: f.id, what: 'hostIdentity' }, [['set', ['openFiles', f.id, 'hostIdentity'], id]]);
     this.fds.set(f.id, o.fd);
     return undefined;
   }

@@ -17,11 +17,18 @@ import { E, SyscallError } from '../errno.js';
 import type { FilesystemState, InodeState, SandboxConfig } from '../kernel/state.js';
 import { MemoryFile, MemoryFileError, pageRoundUp } from '../mm/memory-file.js';
 import { PAGE_SIZE } from '../abi/linux.js';
+import type { GraphOp, KernelEventBody } from '../kernel/events.js';
 
-/** What file data needs from the kernel: the memory file and the graph's filesystem and configuration. */
+/**
+ * What file data needs from the kernel: the memory file, the graph's filesystem and configuration
+ * (read only), and the kernel's door (`emit`): every change to an inode's block index, size or the
+ * disk accounting is an `inode.update` event whose ops are the change (the bytes are memory-file
+ * pages, outside the graph).
+ */
 export interface DataStore {
   readonly mf: MemoryFile;
-  readonly state: { fs: FilesystemState; config: SandboxConfig };
+  readonly state: { readonly fs: FilesystemState; readonly config: SandboxConfig };
+  emit(body: KernelEventBody, ops: GraphOp[]): void;
   /** A shared file's block moved from memory-file offset `from` to `to`: point every mapping of it at the new one. */
   sharedBlockMoved?(from: number, to: number): void;
 }
@@ -38,6 +45,11 @@ const SHARED_GROWTH = 2 ** 30;
 /** Bytes per block of file data (a multiple of the page size). */
 export const CHUNK = 65536;
 const ZERO_CHUNK = Buffer.alloc(CHUNK);
+
+/** Ops for an inode's field (an undefined value deletes it), the disk accounting, and the event that carries them. */
+const ino$ = (ino: InodeState, field: string, v: unknown): GraphOp => (v === undefined ? ['del', ['fs', 'inodes', ino.id, field]] : ['set', ['fs', 'inodes', ino.id, field], v]);
+const disk$ = (k: DataStore, delta: number): GraphOp => ['set', ['fs', 'diskBytes'], Math.max(0, (k.state.fs.diskBytes ?? 0) + delta)];
+const update = (k: DataStore, ino: InodeState, what: string, ops: GraphOp[]): void => k.emit({ type: 'inode.update', inode: ino.id, what }, ops);
 
 /** The memory-file user id an inode holds its blocks under (address spaces are positive). */
 const inodeUser = (ino: InodeState) => -ino.id;
@@ -64,28 +76,25 @@ function newChunk(k: DataStore, ino: InodeState, i: number): number {
     if (e instanceof MemoryFileError) throw new SyscallError(E.ENOSPC);
     throw e;
   }
-  ino.blocks![i] = off;
-  k.state.fs.diskBytes = (k.state.fs.diskBytes ?? 0) + CHUNK;
+  update(k, ino, 'block', [['set', ['fs', 'inodes', ino.id, 'blocks', i], off], disk$(k, CHUNK)]);
   return off;
 }
 
 function dropChunk(k: DataStore, ino: InodeState, i: number): void {
   const off = ino.blocks![i];
   if (off === undefined) return;
-  delete ino.blocks![i];
+  update(k, ino, 'hole', [['del', ['fs', 'inodes', ino.id, 'blocks', i]], disk$(k, -CHUNK)]);
   k.mf.ref(off, inodeUser(ino), -1);
-  k.state.fs.diskBytes = Math.max(0, (k.state.fs.diskBytes ?? 0) - CHUNK);
 }
 
 /** The blocks of a file, moving bytes of an older graph (`chunks`) into the memory file first. */
-function blocksOf(k: DataStore, ino: InodeState): Record<number, number> {
+function blocksOf(k: DataStore, ino: InodeState): Readonly<Record<number, number>> {
   if (!ino.blocks) {
-    ino.blocks = {};
     const legacy = ino.chunks;
-    ino.chunks = undefined;
+    update(k, ino, 'blocks', [ino$(ino, 'blocks', {}), ino$(ino, 'chunks', undefined)]);
     for (const [i, c] of Object.entries(legacy ?? {})) k.mf.pwrite(newChunk(k, ino, Number(i)), c);
   }
-  return ino.blocks;
+  return ino.blocks!;
 }
 
 /** Bytes [pos, end) of a file (always a copy). */
@@ -124,7 +133,7 @@ export function inodeWrite(k: DataStore, ino: InodeState, at: number, len: numbe
       k.mf.pwrite((blocks[i] ?? newChunk(k, ino, i)) + off, src.subarray(sro, sro + n));
     }));
   }
-  if (at + len > ino.size) ino.size = at + len;
+  if (at + len > ino.size) update(k, ino, 'size', [ino$(ino, 'size', at + len)]);
 }
 
 /**
@@ -136,8 +145,7 @@ const sharedCounted = (ino: InodeState): number => ino.shared!.counted ?? ino.sh
 
 function countShared(k: DataStore, ino: InodeState, bytes: number): void {
   if (bytes === 0) return;
-  ino.shared!.counted = sharedCounted(ino) + bytes;
-  k.state.fs.diskBytes = (k.state.fs.diskBytes ?? 0) + bytes;
+  update(k, ino, 'counted', [['set', ['fs', 'inodes', ino.id, 'shared', 'counted'], sharedCounted(ino) + bytes], disk$(k, bytes)]);
 }
 
 /**
@@ -157,7 +165,7 @@ function growShared(k: DataStore, ino: InodeState, size: number): void {
   k.mf.copy(offset, old.offset, Math.min(ino.size, old.capacity), false);
   k.sharedBlockMoved?.(old.offset, offset);
   k.mf.ref(old.offset, inodeUser(ino), -1);
-  ino.shared = { offset, capacity, counted: sharedCounted(ino) };
+  update(k, ino, 'shared', [ino$(ino, 'shared', { offset, capacity, counted: sharedCounted(ino) })]);
 }
 
 /** Set the size; bytes past it read as zeros if the file grows again (ftruncate semantics). */
@@ -170,7 +178,7 @@ export function inodeTruncate(k: DataStore, ino: InodeState, size: number): void
     const blocks = blocksOf(k, ino);
     for (const i of Object.keys(blocks)) if (Number(i) * CHUNK >= size) dropChunk(k, ino, Number(i));
   }
-  ino.size = size;
+  if (ino.size !== size) update(k, ino, 'size', [ino$(ino, 'size', size)]);
 }
 
 /** Zero [from, to) inside the file (truncation, fallocate PUNCH_HOLE / ZERO_RANGE); whole blocks become holes. */
@@ -203,13 +211,11 @@ export function inodeZero(k: DataStore, ino: InodeState, from: number, to: numbe
  */
 export function inodeSetContents(k: DataStore, ino: InodeState, size: number, ranges: Array<[number, number]>, read: (buf: Uint8Array, offset: number) => number): void {
   if (size > MAX_UPPER_FILE) throw new SyscallError(E.EFBIG);
-  ino.blocks = {};
-  ino.chunks = undefined;
-  ino.size = size;
+  update(k, ino, 'contents', [ino$(ino, 'blocks', {}), ino$(ino, 'chunks', undefined), ino$(ino, 'size', size)]);
   const c = new Uint8Array(CHUNK);
   for (const [start, end] of ranges) {
     for (let i = Math.floor(start / CHUNK); i * CHUNK < Math.min(end, size); i++) {
-      if (ino.blocks[i] !== undefined) continue;
+      if (ino.blocks![i] !== undefined) continue;
       c.fill(0);
       let done = 0;
       const len = Math.min(CHUNK, size - i * CHUNK);
@@ -233,13 +239,12 @@ export function inodeSetContents(k: DataStore, ino: InodeState, size: number, ra
 /** Free a file's data (its last link and last open file are gone). */
 export function inodeRelease(k: DataStore, ino: InodeState): void {
   if (ino.blocks) for (const i of Object.keys(ino.blocks)) dropChunk(k, ino, Number(i));
-  ino.chunks = undefined;
+  const ops: GraphOp[] = [ino$(ino, 'chunks', undefined), ino$(ino, 'size', 0)];
   if (ino.shared) {
     k.mf.ref(ino.shared.offset, inodeUser(ino), -1);
-    k.state.fs.diskBytes = Math.max(0, (k.state.fs.diskBytes ?? 0) - sharedCounted(ino));
-    ino.shared = undefined;
+    ops.push(disk$(k, -sharedCounted(ino)), ino$(ino, 'shared', undefined));
   }
-  ino.size = 0;
+  update(k, ino, 'release', ops);
 }
 
 /**
@@ -265,11 +270,9 @@ export function inodeShare(k: DataStore, ino: InodeState, minBytes: number): { o
       dropChunk(k, ino, Number(i));
       counted += CHUNK;
     }
-    k.state.fs.diskBytes = (k.state.fs.diskBytes ?? 0) + counted;
-    ino.shared = { offset, capacity, counted };
-    ino.blocks = undefined;
+    update(k, ino, 'shared', [disk$(k, counted), ino$(ino, 'shared', { offset, capacity, counted }), ino$(ino, 'blocks', undefined)]);
   } else if (minBytes > ino.shared.capacity) {
     growShared(k, ino, minBytes);
   }
-  return ino.shared;
+  return ino.shared!;
 }

@@ -13,6 +13,7 @@ import { Subject } from 'rxjs';
 import { E } from '../errno.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { FileLock, FilesystemState, OpenFileState } from '../kernel/state.js';
+import type { GraphOp } from '../kernel/events.js';
 
 export type { FileLock };
 
@@ -44,13 +45,22 @@ export function lockKey(f: OpenFileState): string {
   return `f${f.id}`;
 }
 
-/** Move a lower file's locks to its new upper inode (overlayfs copy-up keeps the file's identity for locks). */
-export function moveLocksOnCopyUp(fs: FilesystemState, path: string, inodeId: number): void {
+/**
+ * The ops that move a lower file's locks to its new upper inode (overlayfs copy-up keeps the
+ * file's identity for locks); none when it has none.
+ */
+export function moveLocksOnCopyUp(fs: FilesystemState, path: string, inodeId: number): GraphOp[] {
   const locks = fs.locks;
   const from = locks?.[`p${path}`];
-  if (!locks || !from) return;
-  delete locks[`p${path}`];
-  locks[`i${inodeId}`] = [...(locks[`i${inodeId}`] ?? []), ...from];
+  if (!locks || !from) return [];
+  return [['del', ['fs', 'locks', `p${path}`]], ['set', ['fs', 'locks', `i${inodeId}`], [...(locks[`i${inodeId}`] ?? []), ...from]]];
+}
+
+/** Set the locks held on `key` (none: the key goes): event lock.change. */
+function setLocks(k: Kernel, key: string, next: FileLock[]): void {
+  const ops: GraphOp[] = k.state.fs.locks ? [] : [['set', ['fs', 'locks'], {}]];
+  ops.push(next.length ? ['set', ['fs', 'locks', key], next] : ['del', ['fs', 'locks', key]]);
+  k.emit({ type: 'lock.change', key, count: next.length }, ops);
 }
 
 /** Runtime per kernel: wake-ups by lock key, and which POSIX owner waits on which key (deadlock detection). */
@@ -133,14 +143,13 @@ export function tryLock(k: Kernel, key: string, r: LockRequest, blocking: boolea
     for (const l of kept) {
       const last = merged[merged.length - 1];
       if (last && last.type === l.type && last.end !== OFFSET_MAX && last.end + 1n >= l.start) {
-        if (l.end > last.end) last.end = l.end;
+        if (l.end > last.end) merged[merged.length - 1] = { ...last, end: l.end };
       } else merged.push({ ...l });
     }
     next.push(...merged);
   }
   if (next.length > 100_000) return -E.ENOLCK;
-  if (!fs.locks) fs.locks = {};
-  if (next.length) fs.locks[key] = next; else delete fs.locks[key];
+  if (next.length || held.length) setLocks(k, key, next);
   lockRuntime(k).changed$.next(key);
   return 0;
 }
@@ -151,7 +160,7 @@ function dropWhere(k: Kernel, key: string, pred: (l: FileLock) => boolean): void
   if (!held) return;
   const next = held.filter((l) => !pred(l));
   if (next.length === held.length) return;
-  if (next.length) k.state.fs.locks![key] = next; else delete k.state.fs.locks![key];
+  setLocks(k, key, next);
   lockRuntime(k).changed$.next(key);
 }
 

@@ -85,7 +85,7 @@ export function procStatus(k: Kernel, tg: ThreadGroupState, ts: TaskState): stri
     if (shared) shmem += resident; else if (v.name.startsWith('/')) file += resident; else anon += resident;
   }
   const rss = anon + file + shmem;
-  if (as) as.vmPeak = Math.max(as.vmPeak ?? 0, size);
+  if (as && size > (as.vmPeak ?? 0)) k.emit({ type: 'mm.change', tid: ts.tid, cause: 'vmpeak' }, [['set', ['addressSpaces', as.id, 'vmPeak'], size]]);
   const usage = groupUsage(k, tg);
   const hwm = Math.max(rss, usage.maxrssKb * 1024);
   const { ign, cgt } = dispositions(tg);

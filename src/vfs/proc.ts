@@ -151,7 +151,10 @@ export function procMount(k: Kernel): SyntheticMount {
         case '/proc/sys/kernel': return dir(19, () => ['hostname', 'osrelease', 'ostype', 'pid_max', 'ngroups_max', 'random']);
         case '/proc/sys/kernel/random': return dir(27, () => ['boot_id', 'uuid']);
         // A UUID per sandbox, as per boot on Linux: a restored clone is a new sandbox and gets a new one.
-        case '/proc/sys/kernel/random/boot_id': return file(28, () => (k.state.config.bootId ??= randomUUID()) + '\n');
+        case '/proc/sys/kernel/random/boot_id': return file(28, () => {
+          if (!k.state.config.bootId) k.emit({ type: 'config.set', what: 'bootId' }, [['set', ['config', 'bootId'], randomUUID()]]);
+          return k.state.config.bootId + '\n';
+        });
         case '/proc/sys/kernel/random/uuid': return file(29, () => randomUUID() + '\n');
         case '/proc/snapvisor': return dir(30, () => ['generation', 'checkpoint']);
         // How many restores this sandbox's state went through (docs/snapshot-format.md, "Clones").

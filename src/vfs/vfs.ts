@@ -14,6 +14,7 @@ import { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, MAY_EXEC, MAY_WRITE,
 import { Stat, dtypeOfMode, isDir, isLnk, isReg } from './stat.js';
 import { DataStore, inodeSetContents } from './inode-data.js';
 import { moveLocksOnCopyUp } from './locks.js';
+import type { GraphOp, KernelEventBody, Writable } from '../kernel/events.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../abi/linux.js';
 
 /** A synthetic file or directory (/proc, /dev). */
@@ -82,7 +83,9 @@ export class Vfs {
    * its tree paths: latin1 strings, one char per byte, so names that are not valid UTF-8
    * survive intact).
    */
-  constructor(readonly state: FilesystemState, readonly lower: HostTree, private readonly newId: () => number, private readonly nowNs: () => bigint) {}
+  constructor(readonly state: FilesystemState, readonly lower: HostTree, private readonly newId: () => number, private readonly nowNs: () => bigint,
+    /** The kernel's door (Kernel.emit): every change to `state` is an event whose ops start at the graph root ('fs', …). */
+    private readonly emit: (body: KernelEventBody, ops: GraphOp[]) => void) {}
 
   /** Look up one canonical guest path, without following a final symlink. */
   lookup(p: string): Node | undefined {
@@ -351,19 +354,20 @@ export class Vfs {
     const id = this.newId();
     const t = this.nowNs();
     const inode: InodeState = { id, mode, uid, gid, nlink: 0, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...(linkable ? { linkable: true } : {}) };
-    this.state.inodes[id] = inode;
-    return inode;
+    this.emit({ type: 'file.create', path: dir.path, inode: id, mode }, [['set', ['fs', 'inodes', id], inode]]);
+    return this.state.inodes[id];
   }
 
   /** Put a new inode at `p` in the upper layer (no permission check: copy-up, the kernel's own files). */
-  private insert(p: string, mode: number, uid: number, gid: number, extra: Partial<InodeState> = {}): InodeState {
+  private insert(p: string, mode: number, uid: number, gid: number, extra: Partial<InodeState> = {}, copyUp = false): InodeState {
     this.checkParentDir(p);
     const id = this.newId();
     const t = this.nowNs();
     const inode: InodeState = { id, mode, uid, gid, nlink: isDir(mode) ? 2 : 1, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...(isDir(mode) ? { opaque: true } : {}), ...extra };
-    this.state.inodes[id] = inode;
-    this.state.upper[p] = id;
-    return inode;
+    const ops: GraphOp[] = [['set', ['fs', 'inodes', id], inode], ['set', ['fs', 'upper', p], id]];
+    if (copyUp) this.emit({ type: 'file.copyup', path: p, inode: id }, ops);
+    else this.emit({ type: 'file.create', path: p, inode: id, mode }, ops);
+    return this.state.inodes[id];
   }
 
   private checkParentDir(p: string): Node {
@@ -385,15 +389,16 @@ export class Vfs {
     if (n.kind === 'upper') return n.inode;
     if (n.kind === 'synthetic') throw new SyscallError(E.EACCES);
     const s = this.stat(n);
-    const extra: Partial<InodeState> = { atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, opaque: false };
+    const extra: Writable<Partial<InodeState>> = { atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, opaque: false };
     if (isLnk(n.st.mode)) extra.target = this.readlinkNode(n);
     let src: { fd: number; size: number } | undefined;
     if (isReg(n.st.mode)) {
       try { const o = this.lower.openFile(n.path); src = { fd: o.fd, size: o.st.size }; } catch { throw new SyscallError(E.EIO); }
     }
     try {
-      const inode = this.insert(n.path, s.mode, s.uid, s.gid, extra);
-      moveLocksOnCopyUp(this.state, n.path, inode.id);
+      const inode = this.insert(n.path, s.mode, s.uid, s.gid, extra, true);
+      const moved = moveLocksOnCopyUp(this.state, n.path, inode.id);
+      if (moved.length) this.emit({ type: 'lock.change', key: `i${inode.id}`, count: -1 }, moved);
       if (src) inodeSetContents(this.data!, inode, src.size, this.lower.dataRanges(src.fd, src.size), (buf, off) => this.lower.pread(src!.fd, buf, off));
       return inode;
     } finally {
@@ -404,10 +409,12 @@ export class Vfs {
   /** Remove a name (unlink/rmdir): drop the upper entry, whiteout the lower one. */
   remove(p: string): void {
     const id = this.state.upper[p];
+    const ops: GraphOp[] = [];
     // The inode itself stays while open files may refer to it (Linux frees it on last close).
-    if (id) this.state.inodes[id].nlink = Math.max(0, this.state.inodes[id].nlink - (isDir(this.state.inodes[id].mode) ? 2 : 1));
-    if (this.lowerExists(p) && !this.hiddenByAncestor(p)) this.state.upper[p] = 0;
-    else delete this.state.upper[p];
+    if (id) ops.push(['set', ['fs', 'inodes', id, 'nlink'], Math.max(0, this.state.inodes[id].nlink - (isDir(this.state.inodes[id].mode) ? 2 : 1))]);
+    if (this.lowerExists(p) && !this.hiddenByAncestor(p)) ops.push(['set', ['fs', 'upper', p], 0]);
+    else ops.push(['del', ['fs', 'upper', p]]);
+    this.emit({ type: 'file.unlink', path: p, inode: id ?? 0 }, ops);
   }
 
   /**
@@ -421,27 +428,24 @@ export class Vfs {
     if (from.kind === 'upper' && isDir(from.inode.mode) && !from.inode.opaque && this.lowerIsDir(from.path)) throw new SyscallError(E.EXDEV);
     const inode = this.copyUp(from);
     const fromPath = from.path;
+    const ops: GraphOp[] = [];
     if (isDir(inode.mode)) {
-      inode.opaque = true; // a moved directory shows nothing of the lower layer at its new path
+      ops.push(['set', ['fs', 'inodes', inode.id, 'opaque'], true]); // a moved directory shows nothing of the lower layer at its new path
       // Move the upper subtree.
       for (const key of Object.keys(this.state.upper)) {
         if (key.startsWith(fromPath + '/')) {
-          this.state.upper[toPath + key.slice(fromPath.length)] = this.state.upper[key];
-          delete this.state.upper[key];
+          ops.push(['set', ['fs', 'upper', toPath + key.slice(fromPath.length)], this.state.upper[key]], ['del', ['fs', 'upper', key]]);
         }
       }
     }
     const replaced = this.state.upper[toPath];
-    this.state.upper[toPath] = inode.id;
-    delete this.state.upper[fromPath];
-    if (this.lowerExists(fromPath)) this.state.upper[fromPath] = 0;
-    inode.ctimeNs = this.nowNs();
-    if (replaced && replaced !== inode.id) {
-      const old = this.state.inodes[replaced];
-      old.nlink = Math.max(0, old.nlink - (isDir(old.mode) ? 2 : 1));
-      return replaced;
-    }
-    return undefined;
+    ops.push(['set', ['fs', 'upper', toPath], inode.id], ['del', ['fs', 'upper', fromPath]]);
+    if (this.lowerExists(fromPath)) ops.push(['set', ['fs', 'upper', fromPath], 0]);
+    ops.push(['set', ['fs', 'inodes', inode.id, 'ctimeNs'], this.nowNs()]);
+    const old = replaced && replaced !== inode.id ? this.state.inodes[replaced] : undefined;
+    if (old) ops.push(['set', ['fs', 'inodes', replaced, 'nlink'], Math.max(0, old.nlink - (isDir(old.mode) ? 2 : 1))]);
+    this.emit({ type: 'file.rename', from: fromPath, to: toPath, inode: inode.id }, ops);
+    return old ? replaced : undefined;
   }
 }
 
