@@ -450,3 +450,14 @@ describe('buildInitialStack (fs/binfmt_elf.c: create_elf_tables)', () => {
     expect(Buffer.from(st.bytes).toString('hex')).toBe(out.mem);
   });
 });
+
+describe('/proc/self/maps of a loaded program', () => {
+  it('shows each of python3\'s segments as one line, as natively (neighbouring VMAs Linux would merge are merged)', async () => {
+    const { native, snapvisor } = await import('./helpers.js');
+    const prog = "import re; l = open('/proc/self/maps').read().splitlines(); print(sorted(set(re.split(' +', x)[1] for x in l if x.endswith('python3.11'))), sum(x.endswith('python3.11') for x in l))";
+    const n = await native(['/usr/bin/python3', '-c', prog]);
+    const s = await snapvisor(['run', '--', '/usr/bin/python3', '-c', prog], { timeoutMs: 30_000 });
+    expect(s.stderr).toBe('');
+    expect(s.stdout.toString()).toBe(n.stdout.toString());
+  }, 60_000);
+});

@@ -9,9 +9,10 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Kernel } from '../kernel/kernel.js';
+import type { Vma } from '../kernel/state.js';
 import { credsOf, ptraceMayAccess } from '../kernel/creds.js';
 import type { SyntheticMount, SyntheticNode } from './vfs.js';
-import { S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
+import { MAP_ANONYMOUS, S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
 import { procStatus } from './proc-status.js';
 import { NO_USAGE, groupUsage } from '../kernel/cputime.js';
 
@@ -73,7 +74,7 @@ export function procMount(k: Kernel): SyntheticMount {
       case 'root': return link(base + 3, () => '/');
       case 'cmdline': return file(base + 4, () => mem(as.argStart, as.argEnd));
       case 'environ': return file(base + 5, () => mem(as.envStart, as.envEnd), 0o400);
-      case 'maps': return file(base + 6, () => as.vmas.map((v) => {
+      case 'maps': return file(base + 6, () => guestVisibleVmas(as.vmas).map((v) => {
         const perms = (v.prot & 1 ? 'r' : '-') + (v.prot & 2 ? 'w' : '-') + (v.prot & 4 ? 'x' : '-') + (v.flags & 1 ? 's' : 'p');
         const head = `${v.start.toString(16).padStart(8, '0')}-${v.end.toString(16).padStart(8, '0')} ${perms} ${v.pgoff.toString(16).padStart(8, '0')} 00:00 0`;
         return v.name ? head.padEnd(73) + v.name : head;
@@ -172,4 +173,23 @@ export function procMount(k: Kernel): SyntheticMount {
       return undefined;
     },
   };
+}
+
+/**
+ * VMAs as Linux would show them in /proc/PID/maps: neighbours that Linux's vma_merge would have
+ * kept as one (same protection, flags and name; a file mapping's offsets continuing) are one
+ * line. Ours stay apart where their memory-file blocks differ (a heap grown by brk, a private
+ * file mapping split by copy-on-write), which is no business of the guest's.
+ */
+function guestVisibleVmas(vmas: readonly Vma[]): Vma[] {
+  const out: Vma[] = [];
+  for (const v of vmas) {
+    const last = out[out.length - 1];
+    const anon = (v.flags & MAP_ANONYMOUS) !== 0 || v.name === '' || v.name.startsWith('[');
+    if (last && last.end === v.start && last.prot === v.prot && last.flags === v.flags && last.name === v.name &&
+        (anon || last.pgoff + (last.end - last.start) === v.pgoff)) {
+      out[out.length - 1] = { ...last, end: v.end };
+    } else out.push(v);
+  }
+  return out;
 }
