@@ -4,7 +4,8 @@
  * unix names, connections as pipe pairs, datagram queues) are src/net/socket.ts.
  */
 import { E } from '../errno.js';
-import type { Task } from '../kernel/task.js';
+import type { SyscallResult, Task } from '../kernel/task.js';
+import { map } from 'rxjs';
 import type { SocketFile } from '../files/socket.js';
 import { peerCredOf } from '../net/cmsg.js';
 import { NETLINK_ROUTE } from '../net/netlink.js';
@@ -12,7 +13,7 @@ import {
   accept, connect, doBind, getsockopt, installSocket, listen, newSocket, readAddr, recvmsg, sendmsg, setsockopt, so, sockFile,
   socketRead, socketWrite, writeAddr, setSocket,
 } from '../net/socket.js';
-import { AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET } from '../abi/linux.js';
+import { AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, MSG_DONTWAIT, MSG_WAITFORONE } from '../abi/linux.js';
 import { syscall } from './entry.js';
 
 /**
@@ -137,6 +138,39 @@ function socketpair(t: Task): number {
 
 const withSock = <T>(t: Task, fd: number, fn: (f: SocketFile) => T): T => fn(sockFile(t, fd));
 
+/** Bytes of a struct mmsghdr: a struct msghdr (56) and its msg_len (u32), padded. */
+const MMSGHDR_BYTES = 64;
+/** Most messages one sendmmsg/recvmmsg handles (UIO_MAXIOV). */
+const UIO_MAXIOV = 1024;
+
+/**
+ * sendmmsg(2)/recvmmsg(2) (man 2 sendmmsg, net/socket.c __sys_sendmmsg): `one` (sendmsg or
+ * recvmsg) for each of the `vlen` struct mmsghdr at guest address `vec`, each one's byte count
+ * stored in its msg_len; returns how many were done. The first may block (unless MSG_DONTWAIT or a
+ * non-blocking socket); the later ones are tried without blocking and the call ends at the first
+ * that would block or fails (an error is returned only if none was done). EFAULT for a bad `vec`.
+ */
+function multiMsg(t: Task, f: SocketFile, vec: number, vlen: number, flags: number, one: (t: Task, f: SocketFile, msg: number, flags: number) => SyscallResult): SyscallResult {
+  const n = Math.min(vlen, UIO_MAXIOV);
+  if (n === 0) return 0;
+  t.mm.read(vec, MMSGHDR_BYTES); // EFAULT before anything is sent
+  const first = one(t, f, vec, flags & ~MSG_WAITFORONE);
+  const rest = (done: number): number => {
+    for (let i = done; i < n; i++) {
+      const r = one(t, f, vec + i * MMSGHDR_BYTES, (flags & ~MSG_WAITFORONE) | MSG_DONTWAIT);
+      if (typeof r !== 'number' || r < 0) return i;
+      t.mm.writeU32(vec + i * MMSGHDR_BYTES + 56, r);
+    }
+    return n;
+  };
+  if (typeof first !== 'number') {
+    return { ...first, result$: first.result$.pipe(map((r) => { if (r < 0) return r; t.mm.writeU32(vec + 56, r); return rest(1); })) };
+  }
+  if (first < 0) return first;
+  t.mm.writeU32(vec + 56, first);
+  return rest(1);
+}
+
 export const netSyscalls = [
   syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 (TCP, UDP, UDP-Lite) on 127.0.0.0/8, ::1 and IPv4-mapped; AF_UNIX stream, datagram and seqpacket; AF_NETLINK NETLINK_ROUTE answering link and address dumps for lo'),
   syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX stream, datagram and seqpacket pairs (no other family has them here)'),
@@ -148,6 +182,8 @@ export const netSyscalls = [
   syscall('sendto', 6, (t) => withSock(t, t.argInt(0), (f) => socketWrite(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? readAddr(t, t.arg(4), t.argU32(5), so(f).domain!) : undefined))),
   syscall('recvfrom', 6, (t) => withSock(t, t.argInt(0), (f) => socketRead(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? [t.arg(4), t.arg(5)] : undefined))),
   syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS on unix sockets; IPV6_HOPLIMIT and IPV6_TCLASS on IPv6 datagrams; other IP-level items are ignored'),
+  syscall('sendmmsg', 4, (t) => withSock(t, t.argInt(0), (f) => multiMsg(t, f, t.arg(1), t.argU32(2), t.argInt(3), sendmsg)), 'partial', 'sendmsg per message (as sendmsg); only the first may block, later ones stop the call where they would'),
+  syscall('recvmmsg', 5, (t) => withSock(t, t.argInt(0), (f) => multiMsg(t, f, t.arg(1), t.argU32(2), t.argInt(3), recvmsg)), 'partial', 'recvmsg per message; only the first may block (as with MSG_WAITFORONE); the timeout argument is not used'),
   syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS (SO_PASSCRED) on unix sockets; IPV6_HOPLIMIT and IPV6_TCLASS on IPv6 datagrams; no IPv4-level items (IP_TTL, IP_TOS, IP_PKTINFO)'),
   syscall('shutdown', 2, (t) => withSock(t, t.argInt(0), (f) => {
     const how = t.argInt(1), s = so(f);
