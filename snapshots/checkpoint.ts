@@ -12,7 +12,7 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, openCheckpoint, runsOf, writeCheckpoint } from './store.js';
+import { CheckpointSummary, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, layersOf, openCheckpoint, runsOf, writeCheckpoint } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
@@ -69,7 +69,7 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   let summary: CheckpointSummary;
   try {
     summary = await writeCheckpoint(storeDir, captured.graph, memory, { name: opts.name, parent: opts.parent ?? (sameStore ? origin!.parent || undefined : lastCheckpoint.get(kernel)?.[path.resolve(storeDir)]) }, opts.onProgress);
-    if (tracking) finishTracking(tracking, summary);
+    if (tracking) finishTracking(kernel, tracking, summary);
   } catch (e) {
     if (tracking) kernel.forgetClean(); // the pages it marked were never stored
     if (!opts.leaveRunning) kernel.thaw();
@@ -114,7 +114,7 @@ function beginTracking(kernel: Kernel, storeDir: string, held: ReadonlyArray<rea
 }
 
 /** The checkpoint of `t` is written: name its layer and record its pages' CRC-32s and zero pages. */
-function finishTracking(t: Tracking, summary: CheckpointSummary): void {
+function finishTracking(kernel: Kernel, t: Tracking, summary: CheckpointSummary): void {
   const { origin, held, inherited } = t;
   origin.layerIds[t.layer - 1] = summary.id;
   const pages = held.reduce((m, [off, len]) => Math.max(m, (off + len) / PAGE_SIZE), 0);
@@ -129,10 +129,16 @@ function finishTracking(t: Tracking, summary: CheckpointSummary): void {
   for (const [off, len] of held) {
     for (let p = off / PAGE_SIZE; p < (off + len) / PAGE_SIZE; p++) if (!inherited || !inherited[p]) origin.nonZero[p] = 0;
   }
+  const layers = layersOf(summary);
   for (const run of runsOf(summary)) {
-    if (runLayer(run) !== 0) continue;
     const [off, c] = run;
     const n = c.length / PAGE_CHECK_BYTES, first = off / PAGE_SIZE;
+    if (runLayer(run) !== 0) {
+      // Pages it found equal to an older layer's bytes (written since, but as they were) are named
+      // there, not stored in its own file: they are clean pages of that layer, not of this one.
+      const older = origin.layerIds.indexOf(layers[runLayer(run) - 1]) + 1;
+      if (older > 0) kernel.relabelClean(off, n * PAGE_SIZE, t.layer, older); else kernel.forgetClean();
+    }
     const view = new DataView(c.buffer, c.byteOffset, c.byteLength);
     for (let i = 0; i < n && first + i < pages; i++) { origin.checks[first + i] = view.getUint32(i * PAGE_CHECK_BYTES, true); origin.nonZero[first + i] = 1; }
   }

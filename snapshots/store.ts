@@ -241,6 +241,7 @@ export async function writeCheckpoint(
       // The runs go to the caller (write tracking of the sandbox that goes on), not in the summary's JSON.
       const summary = summaryOf(manifest);
       Object.defineProperty(summary, 'runs', { value: runs, enumerable: false });
+      Object.defineProperty(summary, 'layers', { value: layers, enumerable: false });
       return summary;
     } catch (err) {
       if (!(await db.has(manifestKey(id)).catch(() => false))) {
@@ -704,6 +705,11 @@ function usableInheritance(dir: string, inherited: InheritedPages | undefined): 
 /** The pagemap runs a writeCheckpoint summary carries (not enumerable: not in its JSON). */
 export function runsOf(summary: CheckpointSummary): PagemapRun[] {
   return (summary as CheckpointSummary & { runs?: PagemapRun[] }).runs ?? [];
+}
+
+/** The ids its runs' layers name (run layer k → [k - 1]), carried like runsOf. */
+export function layersOf(summary: CheckpointSummary): string[] {
+  return (summary as CheckpointSummary & { layers?: string[] }).layers ?? [];
 }
 
 /**

@@ -896,6 +896,9 @@ export class Kernel {
     }
   }
 
+  /** Pages of memory-file range [off, off+len) clean with layer `from` are clean with layer `to` (see MemoryFile.relabelClean). */
+  relabelClean(off: number, len: number, from: number, to: number): void { this.mf.relabelClean(off, len, from, to); }
+
   /** Stop write tracking (markClean): every page counts as written again. */
   forgetClean(): void { this.mf.forgetClean(); }
 

@@ -426,6 +426,17 @@ export class MemoryFile {
     for (let p = first; p < last; p++) if ((!b || !b[p]) && !(except && except[p])) this.clean[p] = layer;
   }
 
+  /**
+   * Pages of [off, off+len) clean with layer `from` are clean with layer `to` instead (a
+   * checkpoint found they equal an older layer's bytes and named that one). No remapping.
+   */
+  relabelClean(off: number, len: number, from: number, to: number): void {
+    const c = this.clean;
+    if (!c) return;
+    const last = Math.min(c.length, Math.ceil((off + len) / PAGE_SIZE));
+    for (let p = Math.floor(off / PAGE_SIZE); p < last; p++) if (c[p] === from) c[p] = to;
+  }
+
   /** Whether the page at byte `off` is clean (see markClean). */
   isClean(off: number): boolean { return !!this.clean && (this.clean[Math.floor(off / PAGE_SIZE)] ?? 0) > 0; }
 
