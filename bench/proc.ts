@@ -1,5 +1,6 @@
 /** Child-process helpers for the benchmark: timed runs, medians, environment. */
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 
 export interface TimedRun {
@@ -46,4 +47,31 @@ export function failure(r: TimedRun): string {
   if (r.error) return r.error;
   const last = r.stderr.trim().split('\n').filter(Boolean).pop() ?? '';
   return `exit status ${r.status}${last ? `: ${last.slice(0, 200)}` : ''}`;
+}
+
+/** Pids of `root` and all its descendants (from /proc/PID/stat's ppid field). */
+export function processTree(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${d}/stat`, 'latin1');
+      parent.set(Number(d), Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch { /* exited meanwhile */ }
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) for (const [p, pp] of parent) if (pp === out[i]) out.push(p);
+  return out;
+}
+
+/** Summed PSS and PSS of shared memory (Pss_Shmem) of processes, bytes, from /proc/PID/smaps_rollup (gone processes count 0). */
+export function pssOf(pids: number[]): { pss: number; shmem: number } {
+  let pss = 0, shmem = 0;
+  for (const p of pids) {
+    let text: string;
+    try { text = fs.readFileSync(`/proc/${p}/smaps_rollup`, 'latin1'); } catch { continue; }
+    pss += Number(/^Pss:\s+(\d+)/m.exec(text)?.[1] ?? 0) * 1024;
+    shmem += Number(/^Pss_Shmem:\s+(\d+)/m.exec(text)?.[1] ?? 0) * 1024;
+  }
+  return { pss, shmem };
 }

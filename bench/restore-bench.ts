@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import { processTree, pssOf } from './proc.js';
 
 /** The workload; argv[1] is the number of 1,000-byte objects (200,000 ≈ 200 MB). */
 export const WORKLOAD = [
@@ -176,30 +177,6 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   };
 }
 
-/** Process ids of `pid` and all its descendants (from /proc/PID/stat's ppid). */
-function processTree(pid: number): number[] {
-  const parent = new Map<number, number>();
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, 'latin1');
-      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch { /* exited meanwhile */ }
-  }
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) for (const [c, p] of parent) if (p === out[i]) out.push(c);
-  return out;
-}
-
-/** Summed PSS (bytes) of processes, from /proc/PID/smaps_rollup. */
-function pssBytes(pids: number[]): number {
-  let total = 0;
-  for (const pid of pids) {
-    try { total += Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'))?.[1] ?? 0) * 1024; } catch { /* gone */ }
-  }
-  return total;
-}
-
 /** Host memory of N clones running at once: the summed PSS of every process they use (each restore's node kernel and its stubs). */
 export interface CloneMemory { clones: number; pssBytes: number; restoreAllMs: number }
 
@@ -217,7 +194,7 @@ export async function cloneMemoryRound(node: string, cli: string, env: NodeJS.Pr
       await Promise.all(clones.map((c) => c.waitLine(() => true, 120_000)));
       const restoreAllMs = now() - t0;
       await new Promise((r) => setTimeout(r, 1000));
-      out.push({ clones: n, pssBytes: pssBytes(clones.flatMap((c) => processTree(c.child.pid!))), restoreAllMs });
+      out.push({ clones: n, pssBytes: pssOf(clones.flatMap((c) => processTree(c.child.pid!))).pss, restoreAllMs });
     } finally {
       for (const c of clones) c.child.kill('SIGKILL');
       await Promise.all(clones.map((c) => c.exited));

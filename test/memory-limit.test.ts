@@ -6,10 +6,10 @@
  * mapping larger than the limit is ENOMEM (heuristic overcommit); file data in /tmp counts; the
  * guest sees the limit in /proc/meminfo and sysinfo; the limit survives a checkpoint/restore.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compileStatic, freshDir, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+import { processTree, pssOf } from '../bench/proc.js';
 
 const OOM = String.raw`
 #define _GNU_SOURCE
@@ -77,33 +77,6 @@ beforeAll(() => { prog = compileStatic('oom', OOM); });
 const MiB = 1024 * 1024;
 const OOM_LINE = /^snapvisor: out of memory \(limit (\d+) MiB\): killed process (\d+) \((\S+)\), total-vm (\d+) kB, rss (\d+) kB$/m;
 
-/** Pids of `root` and all its descendants (from /proc/PID/stat). */
-function family(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      parent.set(Number(d), Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch { /* gone */ }
-  }
-  const out = [root];
-  for (let i = 0; i < out.length; i++) for (const [p, pp] of parent) if (pp === out[i]) out.push(p);
-  return out;
-}
-
-/** Summed smaps_rollup fields (kB -> bytes) of the processes. */
-function pss(pids: number[]): { pss: number; shmem: number } {
-  let total = 0, shmem = 0;
-  for (const p of pids) {
-    let text: string;
-    try { text = fs.readFileSync(`/proc/${p}/smaps_rollup`, 'utf8'); } catch { continue; }
-    total += Number(/^Pss:\s+(\d+)/m.exec(text)?.[1] ?? 0) * 1024;
-    shmem += Number(/^Pss_Shmem:\s+(\d+)/m.exec(text)?.[1] ?? 0) * 1024;
-  }
-  return { pss: total, shmem };
-}
-
 const HEURISTICS = [
   'mmap twice the limit                 ENOMEM',
   'mmap twice the limit, NORESERVE      ok',
@@ -119,11 +92,11 @@ describe('the sandbox memory limit', () => {
     let maxPss = 0, maxShmem = 0, kernelOwn = 0;
     const sampler = setInterval(() => {
       if (run.child.pid === undefined) return;
-      const all = family(run.child.pid);
-      const m = pss(all);
+      const all = processTree(run.child.pid);
+      const m = pssOf(all);
       maxPss = Math.max(maxPss, m.pss); maxShmem = Math.max(maxShmem, m.shmem);
       // The kernel's own: snapvisor's PSS outside the memory file, while the guest allocates.
-      const own = pss([run.child.pid]);
+      const own = pssOf([run.child.pid]);
       kernelOwn = Math.max(kernelOwn, own.pss - own.shmem);
     }, 40);
     const status = await run.done;

@@ -322,17 +322,20 @@ int main(int argc, char **argv) {
   peercred("bound, not listening", ls);
   listen(ls, 1);
   peercred("listener", ls);
+  int go[2]; pipe(go); // the client writes only once the accepted end has SO_PASSCRED (else it races the setsockopt)
   child = fork();
   if (child == 0) {
     int c = socket(AF_UNIX, SOCK_STREAM, 0); connect(c, (struct sockaddr *)&a, sizeof a);
     struct ucred u; socklen_t ul = sizeof u; getsockopt(c, SOL_SOCKET, SO_PEERCRED, &u, &ul);
     char msg[64]; snprintf(msg, sizeof msg, "client sees parent %d", u.pid == getppid());
+    char b; read(go[0], &b, 1);
     write(c, msg, strlen(msg)); _exit(0);
   }
   int acc = accept(ls, 0, 0);
   struct ucred u; socklen_t ul = sizeof u; getsockopt(acc, SOL_SOCKET, SO_PEERCRED, &u, &ul);
   SAY("accepted SO_PEERCRED pid is child %d\n", u.pid == child);
   setsockopt(acc, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+  write(go[1], "g", 1);
   waitpid(child, 0, 0);
   rcv("stream recv", acc, 512, 0);
   int sp[2]; socketpair(AF_UNIX, SOCK_STREAM, 0, sp);
