@@ -21,7 +21,7 @@ export { fail };
  * `run`'s options as commander parses them. `cwd` absent: the caller's working directory when
  * the root is the host's own (`--rootfs /`, as `runsc do` and proot do), else `/`.
  */
-export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; cpuFeatures?: string; publish?: PublishSpec[]; tcpCloseOnCheckpoint?: boolean; events?: string; eventTypes?: string }
+export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; cpuFeatures?: string; publish?: PublishSpec[]; tcpCloseOnCheckpoint?: boolean; network?: 'sandbox' | 'host'; events?: string; eventTypes?: string }
 
 /**
  * --checkpoint-store DIR [--checkpoint-name NAME]: the kernel's `checkpointRequest` (a guest's
@@ -164,7 +164,7 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   const cwd = opts.cwd ?? defaultCwd(opts.rootfs);
   let kernel: Kernel;
   try {
-    kernel = createSandbox({ rootfs: opts.rootfs, cwd: cwd ?? '/', cwdOrRoot: opts.cwd === undefined, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, memoryLimit: opts.memory, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts), publish: opts.publish, tcpCloseOnCheckpoint: opts.tcpCloseOnCheckpoint });
+    kernel = createSandbox({ rootfs: opts.rootfs, cwd: cwd ?? '/', cwdOrRoot: opts.cwd === undefined, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, memoryLimit: opts.memory, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts), publish: opts.publish, tcpCloseOnCheckpoint: opts.tcpCloseOnCheckpoint, network: opts.network });
   } catch (e) {
     if (e instanceof ExecError) {
       fail(e.message);

@@ -88,7 +88,51 @@ export interface ReadOnlyFileMapping {
   destroy(): void;
 }
 
+/**
+ * Sockets of the host's network namespace (run --network=host; the kernel side is
+ * src/net/hostinet.ts), as gVisor's hostinet uses them: every fd is non-blocking and
+ * close-on-exec on the host, so no call ever blocks the caller's thread; a caller waits with
+ * `whenReady`. Addresses are raw struct sockaddr bytes (at most 128), option values raw bytes.
+ * Results are ≥ 0 or -errno (the host's, e.g. -EAGAIN, -EINPROGRESS, -ECONNREFUSED).
+ */
+export interface HostSockets {
+  /** socket(2) with SOCK_NONBLOCK | SOCK_CLOEXEC added: the host fd, or -errno. */
+  open(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: Uint8Array): number;
+  listen(fd: number, backlog: number): number;
+  /** connect(2): 0, -EINPROGRESS (wait for writability, then SO_ERROR), or -errno. */
+  connect(fd: number, addr: Uint8Array): number;
+  /** accept4(2) (the new fd non-blocking and close-on-exec): its fd and the peer's address, or -errno. */
+  accept(fd: number): { fd: number; peer: Uint8Array } | number;
+  /** sendto(2) of `data` (MSG_DONTWAIT | MSG_NOSIGNAL added), to `to` if given: bytes sent, or -errno. */
+  send(fd: number, data: Uint8Array, flags: number, to?: Uint8Array): number;
+  /**
+   * recvfrom(2) into `into` (MSG_DONTWAIT added): `n` as the host returns it (with MSG_TRUNC on a
+   * datagram socket, the datagram's whole length) and, if `withFrom`, the sender's address; or -errno.
+   */
+  recv(fd: number, into: Uint8Array, flags: number, withFrom: boolean): { n: number; from?: Uint8Array } | number;
+  shutdown(fd: number, how: number): number;
+  /** setsockopt(2) with the value's bytes: 0 or -errno. */
+  setOption(fd: number, level: number, name: number, value: Uint8Array): number;
+  /** getsockopt(2) with `room` bytes of room: the value's bytes, or -errno. */
+  getOption(fd: number, level: number, name: number, room: number): Uint8Array | number;
+  /** getsockname(2) (`peer` false) or getpeername(2): the address bytes, or -errno. */
+  address(fd: number, peer: boolean): Uint8Array | number;
+  /** An int-valued ioctl(2) such as FIONREAD (SIOCINQ) or SIOCOUTQ: the value, or -errno. */
+  ioctlInt(fd: number, request: number): number;
+  /** poll(2) of the fd without waiting: its revents (POLL* bits), or -errno. */
+  poll(fd: number, events: number): number;
+  /**
+   * Call `ready` whenever the fd may have become ready for `events` (or has an error or hang-up),
+   * until the returned function is called. One poll(2) thread serves every waiting fd.
+   */
+  whenReady(fd: number, events: number, ready: () => void): () => void;
+  close(fd: number): void;
+}
+
 export interface HostServices {
+  /** The host's sockets (run --network=host). */
+  readonly sockets: HostSockets;
   /** Open the host directory `rootPath` as a tree (throws Error naming it if missing or not a directory). */
   openTree(rootPath: string): HostTree;
   /** A new sparse backing of `size` bytes for a memory file (throws Error with errno text on failure). */

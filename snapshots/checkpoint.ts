@@ -16,6 +16,7 @@ import { CheckpointSummary, type MemorySource, OpenedCheckpoint, type ProgressCa
 import { PAGE_CHECK_BYTES, PAGE_SIZE, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
+import { hostInetDescriptions } from '../src/net/hostinet.js';
 import { verifyPages } from './pages.js';
 import { hostCpuFeatures, missingCpuFeatures } from '../platforms/host/cpu-features.js';
 
@@ -44,6 +45,11 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
     kernel.thaw();
     const ports = [...new Set(published.map((p) => p.label))].join(', ');
     throw new SnapshotError(`${published.length} connection${published.length > 1 ? 's' : ''} through published port${ports.includes(',') ? 's' : ''} ${ports} ${published.length > 1 ? 'are' : 'is'} open: the host side cannot be checkpointed (close ${published.length > 1 ? 'them' : 'it'}, or run with --tcp-close-on-checkpoint: a restore then closes them)`);
+  }
+  const hostSockets = hostInetDescriptions(kernel);
+  if (hostSockets.length && !kernel.state.config.tcpCloseOnCheckpoint) {
+    kernel.thaw();
+    throw new SnapshotError(`${hostSockets.length} host socket${hostSockets.length > 1 ? 's are' : ' is'} open (--network=host): ${hostSockets.join(', ')}; host sockets cannot be checkpointed (close ${hostSockets.length > 1 ? 'them' : 'it'}, or run with --tcp-close-on-checkpoint: a restore then resets connections and opens listeners and UDP sockets again)`);
   }
   let captured;
   try {

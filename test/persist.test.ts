@@ -44,6 +44,15 @@ print("ready", flush=True)
 time.sleep(60)
 `;
 
+/** A --network=host guest (host-backed sockets, file:hostinet): a TCP listener with an option set and a bound UDP socket. */
+const HOST_GUEST = String.raw`
+import socket, time
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(("127.0.0.1", 0)); l.listen(7)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+print("ready", flush=True)
+time.sleep(60)
+`;
+
 /**
  * The records of one kind with what moves on by design made comparable: the clock (time
  * passes), CPU time (new stubs use some), the sandbox's identity (a restore is a new sandbox:
@@ -60,6 +69,9 @@ function comparable(kind: string, records: Array<[string, unknown]>): Array<[str
 describe('save/restore declared per object kind', () => {
   let before: KernelState;
   let after: KernelState;
+  /** The --network=host sandbox's graphs (kind file:hostinet). */
+  let hostBefore: KernelState;
+  let hostAfter: KernelState;
   let cpuGrowthNs: bigint[] = [];
   let stubsLeft = -1;
 
@@ -77,6 +89,24 @@ describe('save/restore declared per object kind', () => {
     before = (await loadCheckpoint(store, id)).graph as KernelState;
     // The built restore (dist/): its page-verifying worker thread is a .js file beside it.
     const { restoreKernel } = await import(pathToFileURL(path.join(REPO_ROOT, 'dist', 'snapshots', 'checkpoint.js')).href) as typeof import('../snapshots/checkpoint.js');
+
+    // Host-backed sockets: a --network=host sandbox, checkpointed with --tcp-close-on-checkpoint; its restore listens and binds again.
+    const hostRun = snapvisorStreaming(['--root', root, 'run', '--name', `${name}-host`, '--network=host', '--tcp-close-on-checkpoint', '--', '/usr/bin/python3', '-c', HOST_GUEST]);
+    await hostRun.waitFor((l) => l === 'ready', 30_000);
+    const hostCp = await snapvisor(['--root', root, 'checkpoint', `${name}-host`, '--store', store], { timeoutMs: 30_000 });
+    expect(hostCp.stderr).toBe('');
+    expect(await hostRun.done).toBe(137);
+    const hostId = hostCp.stdout.toString().trim().split(/\s+/).pop()!;
+    hostBefore = (await loadCheckpoint(store, hostId)).graph as KernelState;
+    const restoredHost = await restoreKernel(store, hostId);
+    try {
+      const cap = restoredHost.kernel.capture(false);
+      cap.release();
+      hostAfter = decodeCbor(encodeCbor(cap.graph)) as KernelState;
+    } finally {
+      restoredHost.kernel.destroy();
+    }
+
     const { kernel, verified } = await restoreKernel(store, id);
     const stubPids = [...kernel.tasks.values()].map((t) => (t.platform as unknown as { pid: number }).pid);
     try {
@@ -108,9 +138,10 @@ describe('save/restore declared per object kind', () => {
   });
 
   it.each(PERSISTED_KINDS.map((k) => [k.kind, k] as const))('%s: capture → cbor → restore → capture gives the same records', (kind, k) => {
-    const was = k.records(before);
+    const [b, a] = kind === 'file:hostinet' ? [hostBefore, hostAfter] : [before, after];
+    const was = k.records(b);
     expect(was.length, `the guest holds no ${kind}`).toBeGreaterThan(0);
-    expect(comparable(kind, k.records(after))).toEqual(comparable(kind, was));
+    expect(comparable(kind, k.records(a))).toEqual(comparable(kind, was));
     expect(k.rebuilds.length).toBeGreaterThan(0);
   });
 });

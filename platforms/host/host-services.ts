@@ -4,9 +4,10 @@
  */
 import fs from 'node:fs';
 import * as libc from './libc.js';
-import type { HostServices, HostStat, HostTree, MemoryBacking, ReadOnlyFileMapping } from '../host-services.js';
+import type { HostServices, HostSockets, HostStat, HostTree, MemoryBacking, ReadOnlyFileMapping } from '../host-services.js';
 import { LinuxHostTree } from './host-tree.js';
 import { HostStreams } from './host-streams.js';
+import { LinuxHostSockets } from './host-sockets.js';
 
 /** A memfd (memfd_create(2), MFD_CLOEXEC) of `size` bytes, sparse, mapped into this process in views. */
 export class HostMemfd implements MemoryBacking {
@@ -86,6 +87,7 @@ const TCGETS = 0x5401;
 export class LinuxHostServices implements HostServices {
   private readonly streams = new Map<number, boolean>();
   private readonly hostStreams = new HostStreams();
+  readonly sockets: HostSockets = new LinuxHostSockets();
 
   openTree(rootPath: string): HostTree { return new LinuxHostTree(rootPath); }
 

@@ -82,3 +82,16 @@ export const getsockname = libc.func('int getsockname(int fd, void *addr, void *
 export const getpeername = libc.func('int getpeername(int fd, void *addr, void *len)') as (fd: number, addr: Uint8Array, len: Uint32Array) => number;
 export const getsockopt = libc.func('int getsockopt(int fd, int level, int name, void *val, void *len)') as (fd: number, level: number, name: number, val: Int32Array, len: Uint32Array) => number;
 export const getrlimit = libc.func('int getrlimit(int resource, void *rlim)') as (res: number, out: BigUint64Array) => number;
+/** Host sockets (run --network=host, platforms/host/host-sockets.ts): addresses and option values as byte buffers. */
+export const socket = libc.func('int socket(int domain, int type, int protocol)') as (domain: number, type: number, proto: number) => number;
+export const bind = libc.func('int bind(int fd, void *addr, uint32_t len)') as (fd: number, addr: Uint8Array, len: number) => number;
+export const listen = libc.func('int listen(int fd, int backlog)') as (fd: number, backlog: number) => number;
+export const connect = libc.func('int connect(int fd, void *addr, uint32_t len)') as (fd: number, addr: Uint8Array, len: number) => number;
+export const accept4 = libc.func('int accept4(int fd, void *addr, void *len, int flags)') as (fd: number, addr: Uint8Array, len: Uint32Array, flags: number) => number;
+export const sendto = libc.func('int64_t sendto(int fd, void *buf, size_t len, int flags, void *addr, uint32_t alen)') as (fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array | null, alen: number) => number;
+export const recvfrom = libc.func('int64_t recvfrom(int fd, void *buf, size_t len, int flags, void *addr, void *alen)') as (fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array | null, alen: Uint32Array | null) => number;
+export const shutdown = libc.func('int shutdown(int fd, int how)') as (fd: number, how: number) => number;
+export const setsockoptBuf = libc.func('int setsockopt(int fd, int level, int name, void *val, uint32_t len)') as (fd: number, level: number, name: number, val: Uint8Array, len: number) => number;
+export const getsockoptBuf = libc.func('int getsockopt(int fd, int level, int name, void *val, void *len)') as (fd: number, level: number, name: number, val: Uint8Array, len: Uint32Array) => number;
+export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)') as (init: number, flags: number) => number;
+export const SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000, EFD_NONBLOCK = 0o4000, EFD_CLOEXEC = 0o2000000;

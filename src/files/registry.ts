@@ -17,6 +17,7 @@ import { epollFileOps } from './epoll.js';
 import { pidFdFileOps } from './pidfd.js';
 import { eventFdFileOps } from './eventfd.js';
 import { socketFileOps } from './socket.js';
+import { hostInetFileOps } from './hostinet.js';
 import { ptyFileOps } from './pty.js';
 import { timerFdFileOps } from './timerfd.js';
 import { signalFdFileOps } from './signalfd.js';
@@ -35,6 +36,7 @@ export const FILE_KINDS: { readonly [K in OpenFileKind]: FileOps<Extract<OpenFil
   pidfd: pidFdFileOps,
   eventfd: eventFdFileOps,
   socket: socketFileOps,
+  hostinet: hostInetFileOps,
   pty: ptyFileOps,
   timerfd: timerFdFileOps,
   signalfd: signalFdFileOps,
@@ -65,5 +67,6 @@ export const filePersists: PersistedKind<OpenFileState>[] = (Object.keys(FILE_KI
   },
   rebuilds: kind === 'host' ? 'the host file is opened again beneath the rootfs handle and must have the recorded size and mtime'
     : kind === 'hostfd' ? 'attached to the restoring command\'s own stdio fd of the same number'
+    : kind === 'hostinet' ? 'a new host socket with the recorded options, bound (and listening, or UDP-connected) as recorded; a TCP connection is left reset (src/net/hostinet.ts)'
     : 'nothing: plain data',
 }));

@@ -121,6 +121,8 @@ export class Kernel {
   readonly interrupt$ = new Subject<[number, number]>();
   private readonly parkChanged$ = new Subject<void>();
   readonly thaw$ = new Subject<void>();
+  /** Emits once when the kernel is destroyed (`destroy`): runtime parts kept outside it (host sockets) let go. */
+  readonly destroyed$ = new Subject<void>();
   frozen = false;
   private readonly parked = new Set<number>();
   private readonly running = new Set<number>();
@@ -941,6 +943,7 @@ export class Kernel {
   }
 
   destroy(): void {
+    this.destroyed$.next();
     for (const t of this.tasks.values()) t.platform.destroy();
     this.signals.disarmAll();
     this.hostFiles.closeAll();

@@ -12,6 +12,7 @@
 import type { HostFile } from '../files/host.js';
 import type { UpperFile } from '../files/upper.js';
 import type { HostFdFile } from '../files/hostfd.js';
+import type { HostInetFile } from '../files/hostinet.js';
 import type { DevFile } from '../files/dev.js';
 import type { SyntheticFile } from '../files/synthetic.js';
 import type { DirFile } from '../files/dir.js';
@@ -91,8 +92,16 @@ export interface SandboxConfig {
    * listens on `hostIp`), re-opened by every restore. Absent: none.
    */
   readonly publish?: ReadonlyArray<{ readonly hostIp: string; readonly hostPort: number; readonly guestPort: number }>;
-  /** run --tcp-close-on-checkpoint: checkpoints go ahead with published connections open; a restore closes them. */
+  /**
+   * run --tcp-close-on-checkpoint: checkpoints go ahead with published connections and host-backed
+   * sockets open; a restore closes the connections (src/net/publish.ts, src/net/hostinet.ts).
+   */
   readonly tcpCloseOnCheckpoint?: boolean;
+  /**
+   * run --network=host: the guest's AF_INET/AF_INET6 TCP and UDP sockets are host sockets
+   * (src/net/hostinet.ts). Absent: the sandbox's own loopback network (--network=sandbox).
+   */
+  readonly network?: 'host';
 }
 
 /** The kernel's one clock. All guest-visible time is host time plus these offsets (ns). */
@@ -579,7 +588,7 @@ export interface OpenFileBase {
  */
 export type OpenFileState =
   | HostFile | UpperFile | HostFdFile | DevFile | SyntheticFile | DirFile
-  | PipeFile | EpollFile | PidFdFile | EventFdFile | SocketFile | PtyFile | TimerFdFile | SignalFdFile | InotifyFile;
+  | PipeFile | EpollFile | PidFdFile | EventFdFile | SocketFile | HostInetFile | PtyFile | TimerFdFile | SignalFdFile | InotifyFile;
 
 /** The kinds of open file (the `kind` of an OpenFileState). */
 export type OpenFileKind = OpenFileState['kind'];

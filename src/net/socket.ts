@@ -82,7 +82,7 @@ function v6Bytes(ip: string): Uint8Array {
 }
 
 /** The canonical text of 16 IPv6 bytes (RFC 5952: lower case, the longest run of zero words as '::'; IPv4-mapped as ::ffff:a.b.c.d). */
-function v6String(b: Uint8Array): string {
+export function v6String(b: Uint8Array): string {
   if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
   const w = Array.from({ length: 8 }, (_, i) => (b[i * 2] << 8) | b[i * 2 + 1]);
   let best = -1, bestLen = 1;
@@ -126,7 +126,7 @@ export function readAddr(t: Task, addr: number, len: number, domain: number): So
 }
 
 /** Encode a sockaddr; returns the bytes (the full length the kernel reports). */
-function encodeAddr(a: SockAddr | undefined, domain: number): Uint8Array {
+export function encodeAddr(a: SockAddr | undefined, domain: number): Uint8Array {
   const fam = a?.family ?? domain;
   if (fam === AF_NETLINK) return encodeNetlinkAddr(a);
   if (fam === AF_INET) {

@@ -40,6 +40,8 @@ export interface SandboxSpec extends AssembleOptions {
   publish?: Array<{ hostIp: string; hostPort: number; guestPort: number }>;
   /** run --tcp-close-on-checkpoint: checkpoints go ahead with published connections open (a restore closes them). */
   tcpCloseOnCheckpoint?: boolean;
+  /** run --network: 'host' backs the guest's TCP and UDP sockets with host sockets (default 'sandbox': its own loopback network). */
+  network?: 'sandbox' | 'host';
 }
 
 /** The memory limit of a sandbox created without one: DEFAULT_MEMORY_FRACTION of the host's memory, whole MiB (bytes). */
@@ -60,6 +62,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   config.cpuFeatures = hostCpuFeatures();
   if (spec.publish?.length) config.publish = spec.publish;
   if (spec.tcpCloseOnCheckpoint) config.tcpCloseOnCheckpoint = true;
+  if (spec.network === 'host') config.network = 'host';
   const kernel = assembleKernel(state, spec);
   try {
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.

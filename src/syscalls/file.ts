@@ -18,6 +18,7 @@ import { writeHostFd } from '../files/hostfd.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { fcntlLock } from './locks.js';
 import { isMessageSocket, socketReadv, socketWritev } from '../net/socket.js';
+import { hostInetRecv, hostInetSend } from '../net/hostinet.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_WRITE, SIGPIPE, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG } from '../abi/linux.js';
 import { MAY_READ, MAY_WRITE } from '../kernel/creds.js';
 import { IN_ACCESS, IN_CREATE, IN_MODIFY, IN_OPEN, fsnotifyDirent, fsnotifyFile } from '../files/inotify.js';
@@ -189,6 +190,7 @@ function readv(t: Task, fd: number, iov: number, cnt: number, pos: number | null
   const f = t.kernel.file(t, fd);
   const vecs = readIovec(t, iov, cnt);
   if (f.kind === 'socket' && pos === null) return socketReadv(t, f, vecs); // one receive: a datagram is not split across messages
+  if (f.kind === 'hostinet' && pos === null) return hostInetRecv(t, f, vecs, 0);
   let total = 0;
   for (const [base, len] of vecs) {
     if (len === 0) continue;
@@ -205,6 +207,7 @@ function writev(t: Task, fd: number, iov: number, cnt: number, pos: number | nul
   const f = t.kernel.file(t, fd);
   const vecs = readIovec(t, iov, cnt);
   if (f.kind === 'socket' && pos === null && isMessageSocket(f)) return socketWritev(t, f, vecs); // one message
+  if (f.kind === 'hostinet' && pos === null) return hostInetSend(t, f, vecs, 0);
   if (f.kind === 'pipe') {
     // Gather into one write so PIPE_BUF atomicity and blocking hold for the whole vector.
     const nonEmpty = vecs.filter(([, len]) => len > 0);

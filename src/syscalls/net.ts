@@ -15,6 +15,11 @@ import {
 } from '../net/socket.js';
 import { AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, S_IFMT, S_IFSOCK, SO_ACCEPTCONN, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF, SO_TYPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, MSG_DONTWAIT, MSG_WAITFORONE } from '../abi/linux.js';
 import { syscall } from './entry.js';
+import type { HostInetFile } from '../files/hostinet.js';
+import {
+  hostInetAccept, hostInetBind, hostInetConnect, hostInetGetsockopt, hostInetListen, hostInetName, hostInetRecv, hostInetRecvmsg, hostInetSend,
+  hostInetSendmsg, hostInetSetsockopt, hostInetShutdown, hostInetSocket,
+} from '../net/hostinet.js';
 
 /**
  * The host fd behind guest fd arg 0 when it is a host socket the sandbox was given as stdio (a
@@ -89,6 +94,8 @@ function socket(t: Task): number {
   } else {
     if (base !== SOCK_STREAM && base !== SOCK_DGRAM) return -E.ESOCKTNOSUPPORT;
     if (proto !== 0 && proto !== (base === SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP) && !(base === SOCK_DGRAM && proto === IPPROTO_UDPLITE)) return -E.EPROTONOSUPPORT;
+    // --network=host: TCP and UDP sockets are the host's (src/net/hostinet.ts).
+    if (t.kernel.state.config.network === 'host' && proto !== IPPROTO_UDPLITE) return hostInetSocket(t, domain, type, proto);
   }
   const f = newSocket(t, domain, base | (type & ~SOCK_TYPE_MASK), { rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'unbound', opts: {}, dgrams: base !== SOCK_STREAM ? [] : undefined, ...(proto === IPPROTO_UDPLITE ? { protocol: proto } : {}) });
   return installSocket(t, f, !!(type & SOCK_CLOEXEC));
@@ -136,7 +143,12 @@ function socketpair(t: Task): number {
   return 0;
 }
 
-const withSock = <T>(t: Task, fd: number, fn: (f: SocketFile) => T): T => fn(sockFile(t, fd));
+
+/** The socket behind `fd`: a host-backed one (--network=host) to `host`, the sandbox's own to `own`. EBADF, ENOTSOCK. */
+function either<T>(t: Task, fd: number, host: (f: HostInetFile) => T, own: (f: SocketFile) => T): T {
+  const f = t.kernel.file(t, fd);
+  return f.kind === 'hostinet' ? host(f) : own(sockFile(t, fd));
+}
 
 /** Bytes of a struct mmsghdr: a struct msghdr (56) and its msg_len (u32), padded. */
 const MMSGHDR_BYTES = 64;
@@ -150,7 +162,7 @@ const UIO_MAXIOV = 1024;
  * non-blocking socket); the later ones are tried without blocking and the call ends at the first
  * that would block or fails (an error is returned only if none was done). EFAULT for a bad `vec`.
  */
-function multiMsg(t: Task, f: SocketFile, vec: number, vlen: number, flags: number, one: (t: Task, f: SocketFile, msg: number, flags: number) => SyscallResult): SyscallResult {
+function multiMsg<F>(t: Task, f: F, vec: number, vlen: number, flags: number, one: (t: Task, f: F, msg: number, flags: number) => SyscallResult): SyscallResult {
   const n = Math.min(vlen, UIO_MAXIOV);
   if (n === 0) return 0;
   t.mm.read(vec, MMSGHDR_BYTES); // EFAULT before anything is sent
@@ -172,20 +184,20 @@ function multiMsg(t: Task, f: SocketFile, vec: number, vlen: number, flags: numb
 }
 
 export const netSyscalls = [
-  syscall('socket', 3, socket, 'partial', 'loopback only: AF_INET/AF_INET6 (TCP, UDP, UDP-Lite) on 127.0.0.0/8, ::1 and IPv4-mapped; AF_UNIX stream, datagram and seqpacket; AF_NETLINK NETLINK_ROUTE answering link and address dumps for lo'),
+  syscall('socket', 3, socket, 'partial', 'AF_INET/AF_INET6 (TCP, UDP, UDP-Lite) on the sandbox\'s loopback (127.0.0.0/8, ::1 and IPv4-mapped), or TCP and UDP as host sockets with --network=host; AF_UNIX stream, datagram and seqpacket; AF_NETLINK NETLINK_ROUTE answering link and address dumps for lo'),
   syscall('socketpair', 4, socketpair, 'partial', 'AF_UNIX stream, datagram and seqpacket pairs (no other family has them here)'),
-  syscall('bind', 3, (t) => withSock(t, t.argInt(0), (f) => { doBind(t, f, readAddr(t, t.arg(1), t.argU32(2), so(f).domain!)); return 0; })),
-  syscall('listen', 2, (t) => listen(t, t.argInt(0), t.argInt(1))),
-  syscall('connect', 3, (t) => connect(t, t.argInt(0), t.arg(1), t.argU32(2)), 'partial', 'loopback connects are made at once (non-blocking TCP still reports EINPROGRESS)'),
-  syscall('accept', 3, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), 0)),
-  syscall('accept4', 4, (t) => accept(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3))),
-  syscall('sendto', 6, (t) => withSock(t, t.argInt(0), (f) => socketWrite(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? readAddr(t, t.arg(4), t.argU32(5), so(f).domain!) : undefined))),
-  syscall('recvfrom', 6, (t) => withSock(t, t.argInt(0), (f) => socketRead(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? [t.arg(4), t.arg(5)] : undefined))),
-  syscall('sendmsg', 3, (t) => withSock(t, t.argInt(0), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS on unix sockets; IPV6_HOPLIMIT and IPV6_TCLASS on IPv6 datagrams; other IP-level items are ignored'),
-  syscall('sendmmsg', 4, (t) => withSock(t, t.argInt(0), (f) => multiMsg(t, f, t.arg(1), t.argU32(2), t.argInt(3), sendmsg)), 'partial', 'sendmsg per message (as sendmsg); only the first may block, later ones stop the call where they would'),
-  syscall('recvmmsg', 5, (t) => withSock(t, t.argInt(0), (f) => multiMsg(t, f, t.arg(1), t.argU32(2), t.argInt(3), recvmsg)), 'partial', 'recvmsg per message; only the first may block (as with MSG_WAITFORONE); the timeout argument is not used'),
-  syscall('recvmsg', 3, (t) => withSock(t, t.argInt(0), (f) => recvmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS (SO_PASSCRED) on unix sockets; IPV6_HOPLIMIT and IPV6_TCLASS on IPv6 datagrams; no IPv4-level items (IP_TTL, IP_TOS, IP_PKTINFO)'),
-  syscall('shutdown', 2, (t) => withSock(t, t.argInt(0), (f) => {
+  syscall('bind', 3, (t) => either(t, t.argInt(0), (f) => hostInetBind(t, f, t.arg(1), t.argU32(2)), (f) => { doBind(t, f, readAddr(t, t.arg(1), t.argU32(2), so(f).domain!)); return 0; })),
+  syscall('listen', 2, (t) => either(t, t.argInt(0), (f) => hostInetListen(t, f, t.argInt(1)), () => listen(t, t.argInt(0), t.argInt(1)))),
+  syscall('connect', 3, (t) => either(t, t.argInt(0), (f) => hostInetConnect(t, f, t.arg(1), t.argU32(2)), () => connect(t, t.argInt(0), t.arg(1), t.argU32(2))), 'partial', 'loopback connects are made at once (non-blocking TCP still reports EINPROGRESS); --network=host: the host\'s connect'),
+  syscall('accept', 3, (t) => either(t, t.argInt(0), (f) => hostInetAccept(t, f, t.arg(1), t.arg(2), 0), () => accept(t, t.argInt(0), t.arg(1), t.arg(2), 0))),
+  syscall('accept4', 4, (t) => either(t, t.argInt(0), (f) => hostInetAccept(t, f, t.arg(1), t.arg(2), t.argInt(3)), () => accept(t, t.argInt(0), t.arg(1), t.arg(2), t.argInt(3)))),
+  syscall('sendto', 6, (t) => either(t, t.argInt(0), (f) => hostInetSend(t, f, [[t.arg(1), t.arg(2)]], t.argInt(3), t.arg(4) ? [t.arg(4), t.argU32(5)] : undefined), (f) => socketWrite(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? readAddr(t, t.arg(4), t.argU32(5), so(f).domain!) : undefined))),
+  syscall('recvfrom', 6, (t) => either(t, t.argInt(0), (f) => hostInetRecv(t, f, [[t.arg(1), t.arg(2)]], t.argInt(3), { name: t.arg(4) ? [t.arg(4), t.arg(5)] : undefined }), (f) => socketRead(t, f, t.arg(1), t.arg(2), t.argInt(3), t.arg(4) ? [t.arg(4), t.arg(5)] : undefined))),
+  syscall('sendmsg', 3, (t) => either(t, t.argInt(0), (f) => hostInetSendmsg(t, f, t.arg(1), t.argInt(2)), (f) => sendmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS on unix sockets; IPV6_HOPLIMIT and IPV6_TCLASS on IPv6 datagrams; other IP-level items are ignored (--network=host: no control messages)'),
+  syscall('sendmmsg', 4, (t) => either(t, t.argInt(0), (f) => multiMsg(t, f, t.arg(1), t.argU32(2), t.argInt(3), hostInetSendmsg), (f) => multiMsg(t, f, t.arg(1), t.argU32(2), t.argInt(3), sendmsg)), 'partial', 'sendmsg per message (as sendmsg); only the first may block, later ones stop the call where they would'),
+  syscall('recvmmsg', 5, (t) => either(t, t.argInt(0), (f) => multiMsg(t, f, t.arg(1), t.argU32(2), t.argInt(3), hostInetRecvmsg), (f) => multiMsg(t, f, t.arg(1), t.argU32(2), t.argInt(3), recvmsg)), 'partial', 'recvmsg per message; only the first may block (as with MSG_WAITFORONE); the timeout argument is not used'),
+  syscall('recvmsg', 3, (t) => either(t, t.argInt(0), (f) => hostInetRecvmsg(t, f, t.arg(1), t.argInt(2)), (f) => recvmsg(t, f, t.arg(1), t.argInt(2))), 'partial', 'SCM_RIGHTS and SCM_CREDENTIALS (SO_PASSCRED) on unix sockets; IPV6_HOPLIMIT and IPV6_TCLASS on IPv6 datagrams; no IPv4-level items (IP_TTL, IP_TOS, IP_PKTINFO); --network=host: no control messages'),
+  syscall('shutdown', 2, (t) => either(t, t.argInt(0), (f) => hostInetShutdown(t, f, t.argInt(1)), (f) => {
     const how = t.argInt(1), s = so(f);
     if (how < 0 || how > 2) return -E.EINVAL;
     if (s.domain === AF_NETLINK) return -E.EOPNOTSUPP; // netlink has no shutdown (sock_no_shutdown)
@@ -201,8 +213,8 @@ export const netSyscalls = [
     if ((how === 1 || how === 2) && !s.shutWr) { setSocket(t.kernel, f, 'shutdown', { shutWr: true }); t.kernel.pipes.closeEnd(s.tx, 'write'); }
     return 0;
   })),
-  syscall('getsockopt', 5, (t) => hostStdioSocketOption(t) ?? withSock(t, t.argInt(0), (f) => getsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.arg(4))), 'partial', 'options are stored and read back; they change no behaviour'),
-  syscall('setsockopt', 5, (t) => withSock(t, t.argInt(0), (f) => setsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.argInt(4))), 'partial', 'options are stored and read back; they change no behaviour'),
-  syscall('getsockname', 3, (t) => hostStdioSocketAddress(t, false) ?? withSock(t, t.argInt(0), (f) => { const s = so(f); writeAddr(t, t.arg(1), t.arg(2), s.local, s.domain!); return 0; })),
-  syscall('getpeername', 3, (t) => hostStdioSocketAddress(t, true) ?? withSock(t, t.argInt(0), (f) => { const s = so(f); if (!s.peer && s.state !== 'connected') return -E.ENOTCONN; writeAddr(t, t.arg(1), t.arg(2), s.peer, s.domain!); return 0; })),
+  syscall('getsockopt', 5, (t) => hostStdioSocketOption(t) ?? either(t, t.argInt(0), (f) => hostInetGetsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.arg(4)), (f) => getsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.arg(4))), 'partial', 'options are stored and read back; they change no behaviour (--network=host: the host\'s)'),
+  syscall('setsockopt', 5, (t) => either(t, t.argInt(0), (f) => hostInetSetsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.argInt(4)), (f) => setsockopt(t, f, t.argInt(1), t.argInt(2), t.arg(3), t.argInt(4))), 'partial', 'options are stored and read back; they change no behaviour (--network=host: given to the host, except those holding pointers or fds)'),
+  syscall('getsockname', 3, (t) => hostStdioSocketAddress(t, false) ?? either(t, t.argInt(0), (f) => hostInetName(t, f, t.arg(1), t.arg(2), false), (f) => { const s = so(f); writeAddr(t, t.arg(1), t.arg(2), s.local, s.domain!); return 0; })),
+  syscall('getpeername', 3, (t) => hostStdioSocketAddress(t, true) ?? either(t, t.argInt(0), (f) => hostInetName(t, f, t.arg(1), t.arg(2), true), (f) => { const s = so(f); if (!s.peer && s.state !== 'connected') return -E.ENOTCONN; writeAddr(t, t.arg(1), t.arg(2), s.peer, s.domain!); return 0; })),
 ];
