@@ -125,7 +125,7 @@ program
   .addOption(new Option('--user <uid[:gid]>', 'run as this user and group inside the sandbox, unprivileged (default: the caller\'s ids; uid 0 holds every capability)').argParser(parseUser))
   .addOption(new Option('--disk <size>', 'most file data the sandbox may write (e.g. 512M, 2G); writes past it fail with ENOSPC (default: no limit but the memory file)').argParser(parseSize))
   .addOption(new Option('--memory <size>', 'most memory the sandbox may use (e.g. 512M, 2G): guest memory it touched, file data in /tmp and the upper layer, pipe and socket buffers; past it the sandbox\'s OOM killer ends its biggest process (default: half the host\'s memory)').argParser(parseSize))
-  .addOption(new Option('-p, --publish <hostport:guestport>', 'forward connections to 127.0.0.1:HOSTPORT on the host to the guest\'s TCP listener on GUESTPORT (repeatable; e.g. 8080:80)').argParser(collectPublish))
+  .addOption(new Option('-p, --publish <hostport:guestport[/udp]>', 'forward connections to 127.0.0.1:HOSTPORT on the host to the guest\'s TCP listener on GUESTPORT (repeatable; e.g. 8080:80); HOSTPORT:GUESTPORT/udp forwards UDP datagrams both ways, per host peer').argParser(collectPublish))
   .addOption(new Option('--network <mode>', 'the guest\'s TCP and UDP network: sandbox (its own loopback network, nothing outside) or host (sockets of the host\'s network namespace: reach and serve the host and beyond; DNS as the host resolves); unix sockets are the sandbox\'s either way').choices(['sandbox', 'host']).default('sandbox'))
   .option('--tcp-close-on-checkpoint', 'let checkpoints go ahead while connections through --publish or host sockets (--network=host) are open; a restore closes them (the guest sees its peer close or reset) and opens host listeners again')
   .option('--cpu-features <set>', 'CPU features the guest may see: host (all of this CPU\'s; recorded in checkpoints, and a restore on a host lacking any of them is refused, naming them); a smaller set needs CPUID faulting, not available yet', 'host')
@@ -150,6 +150,7 @@ program
 Examples:
   snapvisor run -- /bin/ls -l
   snapvisor run --network=host -- /usr/bin/python3 -m http.server 8000
+  snapvisor run --publish 8080:80 --publish 5353:53/udp -- /usr/sbin/mydaemon
   snapvisor run --name counter --rootfs /srv/rootfs -- /bin/sh -c 'i=0; while :; do echo $i; i=$((i+1)); sleep 1; done'
   snapvisor run --bundle ./bundle c1`)
   .action(async (prog: string, args: string[], opts) => {

@@ -1,29 +1,43 @@
 /**
- * The runtime side of `run --publish HOSTPORT:GUESTPORT[/tcp]`: a host TCP listener on
+ * The runtime side of `run --publish HOSTPORT:GUESTPORT[/tcp|/udp]`: a host TCP listener on
  * 127.0.0.1:HOSTPORT per published port; each connection it accepts becomes a loopback
  * connection to the guest's listener on GUESTPORT (src/net/publish.ts), and bytes are moved
  * both ways with back-pressure (a full guest pipe pauses the host socket; a host socket that
  * needs draining stops the reads from the guest). No guest listener: the host connection is
  * reset, as a closed port would. Host sockets and listeners are runtime only: a restore opens
  * the listeners again from the graph's `config.publish`.
+ *
+ * UDP: a host datagram socket on 127.0.0.1:HOSTPORT; each host peer is a flow (src/net/publish.ts
+ * udpFlowFromHost), whose datagrams reach the guest's UDP socket on GUESTPORT from the flow's own
+ * sandbox address, and whose replies go back to the peer from HOSTPORT. A flow idle for
+ * UDP_FLOW_IDLE_MS is dropped (as a NAT forgets a UDP mapping), and at most UDP_MAX_FLOWS are kept
+ * (the least recently used goes first).
  */
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { filter } from 'rxjs';
 import type { Kernel } from '../src/kernel/kernel.js';
-import { connectFromHost, publishedClose, publishedPipes, publishedRead, publishedShutdown, publishedWrite } from '../src/net/publish.js';
+import { connectFromHost, publishedClose, publishedDatagramIn, publishedDatagramsOut, publishedPipes, publishedRead, publishedShutdown, publishedWrite, udpFlowFromHost } from '../src/net/publish.js';
 
-/** One published port. */
-export interface PublishSpec { hostIp: string; hostPort: number; guestPort: number }
+/** One published port; `protocol` absent means TCP. */
+export interface PublishSpec { hostIp: string; hostPort: number; guestPort: number; protocol?: 'udp' }
 
-/** Parse `HOSTPORT:GUESTPORT[/tcp]` (ports 1–65535). Throws Error with a one-line reason. */
+/** A UDP flow idle this long (ms, no datagram either way) is dropped. */
+const UDP_FLOW_IDLE_MS = 60_000;
+/** Most UDP flows one published port keeps. */
+const UDP_MAX_FLOWS = 256;
+
+/** Parse `HOSTPORT:GUESTPORT[/tcp|/udp]` (ports 1–65535). Throws Error with a one-line reason. */
 export function parsePublish(v: string): PublishSpec {
   const m = /^(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?$/.exec(v);
-  if (!m) throw new Error(`--publish ${v}: expected HOSTPORT:GUESTPORT or HOSTPORT:GUESTPORT/tcp`);
-  if (m[3] === 'udp') throw new Error(`--publish ${v}: only TCP ports can be published`);
+  if (!m) throw new Error(`--publish ${v}: expected HOSTPORT:GUESTPORT, HOSTPORT:GUESTPORT/tcp or HOSTPORT:GUESTPORT/udp`);
   const hostPort = Number(m[1]), guestPort = Number(m[2]);
   if (!(hostPort >= 1 && hostPort <= 65535 && guestPort >= 1 && guestPort <= 65535)) throw new Error(`--publish ${v}: ports are 1 to 65535`);
-  return { hostIp: '127.0.0.1', hostPort, guestPort };
+  return { hostIp: '127.0.0.1', hostPort, guestPort, ...(m[3] === 'udp' ? { protocol: 'udp' as const } : {}) };
 }
+
+/** "8080:80" or "5353:53/udp", as the option was given. */
+const specText = (spec: PublishSpec): string => `${spec.hostPort}:${spec.guestPort}${spec.protocol === 'udp' ? '/udp' : ''}`;
 
 /** The listeners of a sandbox's published ports; `close` stops them and drops their connections. */
 export interface Publishing { close(): void }
@@ -35,18 +49,19 @@ export interface Publishing { close(): void }
 export async function startPublishing(kernel: Kernel, specs: readonly PublishSpec[]): Promise<Publishing> {
   const servers: net.Server[] = [];
   const sockets = new Set<net.Socket>();
+  const udp: Array<() => void> = [];
   const close = (): void => {
     for (const s of servers) s.close();
     for (const s of sockets) s.destroy();
+    for (const c of udp) c();
   };
   try {
     for (const spec of specs) {
+      if (spec.protocol === 'udp') { udp.push(await forwardUdp(kernel, spec)); continue; }
       const server = net.createServer((sock) => forward(kernel, spec, sock, sockets));
       servers.push(server);
       await new Promise<void>((resolve, reject) => {
-        server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(e.code === 'EADDRINUSE'
-          ? `--publish ${spec.hostPort}:${spec.guestPort}: port ${spec.hostPort} of ${spec.hostIp} is already taken`
-          : `--publish ${spec.hostPort}:${spec.guestPort}: cannot listen on ${spec.hostIp}:${spec.hostPort} (${e.code ?? e.message})`)));
+        server.once('error', (e: NodeJS.ErrnoException) => reject(portError(spec, e)));
         server.listen(spec.hostPort, spec.hostIp, () => resolve());
       });
       server.unref();
@@ -99,4 +114,71 @@ function forward(kernel: Kernel, spec: PublishSpec, sock: net.Socket, sockets: S
   sock.on('end', () => { hostEnded = true; toGuest(); });
   sock.on('close', () => { sockets.delete(sock); sub.unsubscribe(); publishedClose(kernel, id); });
   kick();
+}
+
+/** The one line for a published port that cannot be opened (taken, or another reason). */
+function portError(spec: PublishSpec, e: NodeJS.ErrnoException): Error {
+  const proto = spec.protocol === 'udp' ? 'UDP port' : 'port';
+  return new Error(e.code === 'EADDRINUSE'
+    ? `--publish ${specText(spec)}: ${proto} ${spec.hostPort} of ${spec.hostIp} is already taken`
+    : `--publish ${specText(spec)}: cannot ${spec.protocol === 'udp' ? 'bind' : 'listen on'} ${spec.hostIp}:${spec.hostPort} (${e.code ?? e.message})`);
+}
+
+/**
+ * A published UDP port: bind the host's HOSTPORT and forward datagrams per flow (see the top of
+ * this file). Resolves with the function that closes it; rejects with portError.
+ */
+async function forwardUdp(kernel: Kernel, spec: PublishSpec): Promise<() => void> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', (e: NodeJS.ErrnoException) => reject(portError(spec, e)));
+    sock.bind(spec.hostPort, spec.hostIp, () => resolve());
+  });
+  sock.on('error', () => undefined);
+  sock.unref();
+  const label = `${spec.hostIp}:${spec.hostPort}`;
+  interface Flow { id: number; address: string; port: number; last: number; sub: { unsubscribe(): void }; scheduled: boolean }
+  const flows = new Map<string, Flow>();
+  const drop = (key: string): void => {
+    const f = flows.get(key);
+    if (!f) return;
+    flows.delete(key);
+    f.sub.unsubscribe();
+    if (!kernel.exitInfo) publishedClose(kernel, f.id);
+  };
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [key, f] of flows) if (now - f.last > UDP_FLOW_IDLE_MS) drop(key);
+  }, UDP_FLOW_IDLE_MS / 4);
+  sweep.unref();
+  sock.on('message', (data, rinfo) => {
+    if (kernel.exitInfo) return;
+    const key = `${rinfo.address}:${rinfo.port}`;
+    let f = flows.get(key);
+    if (!f) {
+      if (flows.size >= UDP_MAX_FLOWS) drop([...flows.entries()].sort((a, b) => a[1].last - b[1].last)[0][0]);
+      const id = udpFlowFromHost(kernel, { ip: rinfo.address, port: rinfo.port }, label);
+      if (id < 0) return;
+      const flow: Flow = f = { id, address: rinfo.address, port: rinfo.port, last: Date.now(), scheduled: false, sub: { unsubscribe: () => undefined } };
+      // The guest's replies are announced from inside kernel code: sent a turn later, never re-entrantly.
+      flow.sub = kernel.pipes.changed$.pipe(filter((x) => x === id)).subscribe(() => {
+        if (flow.scheduled) return;
+        flow.scheduled = true;
+        setImmediate(() => {
+          flow.scheduled = false;
+          if (kernel.exitInfo || flows.get(key) !== flow) return;
+          for (const d of publishedDatagramsOut(kernel, id)) { flow.last = Date.now(); sock.send(d, flow.port, flow.address); }
+        });
+      });
+      flows.set(key, flow);
+    }
+    f.last = Date.now();
+    publishedDatagramIn(kernel, f.id, spec.guestPort, new Uint8Array(data));
+  });
+  return () => {
+    clearInterval(sweep);
+    for (const f of flows.values()) f.sub.unsubscribe();
+    flows.clear();
+    try { sock.close(); } catch { /* closed already */ }
+  };
 }

@@ -161,6 +161,10 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   if (faults.error) { fail(faults.error); return 2; }
   const cpuError = cpuFeaturesError(opts.cpuFeatures);
   if (cpuError) { fail(cpuError); return 2; }
+  if (opts.network === 'host' && opts.publish?.length) {
+    fail('--publish forwards into the sandbox\'s own network: with --network=host the guest\'s listeners are host sockets already (reach GUESTPORT on the host)');
+    return 2;
+  }
   const cwd = opts.cwd ?? defaultCwd(opts.rootfs);
   let kernel: Kernel;
   try {

@@ -5,6 +5,7 @@
  * --tcp-close-on-checkpoint, and then the restored guest sees that connection end while the
  * restore publishes the port again.
  */
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { freshDir, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
@@ -59,6 +60,45 @@ function holdOpen(port: number): Promise<net.Socket> {
   });
 }
 
+/** A UDP responder on guest port 53: answers each datagram with its bytes upper-cased and the sender port it saw; `quit` ends it. */
+const UDP_SERVER = `
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', 53))
+print('bound', flush=True)
+seen = set()
+while True:
+    d, a = u.recvfrom(100)
+    seen.add(a[1])
+    u.sendto(d.upper() + b' ' + a[0].encode() + b' ' + str(len(seen)).encode(), a)
+    if d == b'quit': break
+print('flows', len(seen), flush=True)
+`;
+
+/** Send each of `msgs` from one new UDP socket to 127.0.0.1:port and wait for its reply (the datagram retried every 200 ms until `ms`). */
+async function udpAsk(port: number, msgs: string[], ms = 20_000): Promise<string[]> {
+  const s = dgram.createSocket('udp4');
+  try {
+    const replies: string[] = [];
+    for (const msg of msgs) {
+      replies.push(await new Promise<string>((resolve, reject) => {
+        const until = Date.now() + ms;
+        const send = () => { if (Date.now() > until) { clearInterval(timer); reject(new Error(`no reply to ${msg}`)); } else s.send(msg, port, '127.0.0.1'); };
+        const timer = setInterval(send, 200);
+        // A retried datagram may draw a second reply: only the first reply to this message counts.
+        const onMessage = (m: Buffer) => {
+          if (!m.toString().startsWith(msg.toUpperCase() + ' ')) return;
+          clearInterval(timer); s.off('message', onMessage); resolve(m.toString());
+        };
+        s.on('message', onMessage);
+        send();
+      }));
+    }
+    return replies;
+  } finally {
+    s.close();
+  }
+}
+
 describe('run --publish', () => {
   it('forwards host connections to the guest listener, a 4 MiB line both ways; a connection with no guest listener is reset', async () => {
     const port = await freePort();
@@ -81,6 +121,33 @@ describe('run --publish', () => {
     expect(orphanStubs()).toEqual([]);
   }, 90_000);
 
+  it('HOSTPORT:GUESTPORT/udp forwards datagrams both ways, one flow per host peer; /tcp is TCP; a checkpoint goes ahead and the restore binds the port again', async () => {
+    const port = await freePort();
+    const tport = await freePort();
+    const base = freshDir('publish-udp');
+    const root = `${base}/state`, store = `${base}/store`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'pub-udp', '--publish', `${port}:53/udp`, '--publish', `${tport}:80/tcp`, '--', '/usr/bin/python3', '-c', UDP_SERVER], { timeoutMs: 60_000 });
+    await run.waitFor((l) => l === 'bound', 20_000);
+    // Two host peers: each is its own flow (its own sandbox address); the replies come back to each.
+    expect(await udpAsk(port, ['one', 'two'])).toEqual(['ONE 127.0.0.1 1', 'TWO 127.0.0.1 1']);
+    expect(await udpAsk(port, ['three'])).toEqual(['THREE 127.0.0.1 2']);
+    // /tcp is a TCP port: nobody listens on guest port 80, so the connection is reset.
+    await expect(exchange(tport, Buffer.from('x\n'))).rejects.toThrow(/ECONNRESET|EPIPE/);
+    // UDP flows are no connections: the checkpoint goes ahead without --tcp-close-on-checkpoint.
+    const cp = await snapvisor(['--root', root, 'checkpoint', 'pub-udp', '--store', store], { timeoutMs: 30_000 });
+    expect(cp.stderr).toBe('');
+    expect(cp.status).toBe(0);
+    expect(await run.done).toBe(137);
+    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+    const r = snapvisorStreaming(['--root', root, 'restore', id, '--store', store], { timeoutMs: 60_000 });
+    // The restore binds the published UDP port again; old flows are gone, a new peer is a new flow.
+    expect(await udpAsk(port, ['again', 'quit'])).toEqual(['AGAIN 127.0.0.1 3', 'QUIT 127.0.0.1 3']);
+    expect(await r.done).toBe(0);
+    expect(r.lines).toEqual(['flows 3']);
+    expect(r.stderr()).toBe('');
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
+
   it('a host port already taken is one line and status 125, nothing left running', async () => {
     const taken = net.createServer();
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
@@ -92,6 +159,17 @@ describe('run --publish', () => {
       const bad = await snapvisor(['run', '--publish', '80', '--', '/bin/true'], { timeoutMs: 20_000 });
       expect(bad.status).toBe(2);
       expect(bad.stderr).toContain('expected HOSTPORT:GUESTPORT');
+      // A UDP port taken on the host, and --publish with --network=host: one line each.
+      const takenUdp = dgram.createSocket('udp4');
+      await new Promise<void>((r) => takenUdp.bind(0, '127.0.0.1', () => r()));
+      const uport = takenUdp.address().port;
+      const u = await snapvisor(['run', '--publish', `${uport}:53/udp`, '--', '/bin/true'], { timeoutMs: 20_000 });
+      takenUdp.close();
+      expect(u.status).toBe(125);
+      expect(stderrLines(u.stderr)).toEqual([`snapvisor: --publish ${uport}:53/udp: UDP port ${uport} of 127.0.0.1 is already taken`]);
+      const h = await snapvisor(['run', '--network=host', '--publish', '8080:80', '--', '/bin/true'], { timeoutMs: 20_000 });
+      expect(h.status).toBe(2);
+      expect(stderrLines(h.stderr)).toEqual(['snapvisor: --publish forwards into the sandbox\'s own network: with --network=host the guest\'s listeners are host sockets already (reach GUESTPORT on the host)']);
     } finally {
       taken.close();
     }

@@ -88,10 +88,11 @@ export interface SandboxConfig {
    */
   readonly cpuFeatures?: readonly string[];
   /**
-   * run --publish: host TCP ports forwarded to guest ports (HOSTPORT:GUESTPORT; the host side
-   * listens on `hostIp`), re-opened by every restore. Absent: none.
+   * run --publish: host ports forwarded to guest ports (HOSTPORT:GUESTPORT; the host side
+   * listens or binds on `hostIp`; `protocol` 'udp' for a UDP port, absent for TCP), re-opened by
+   * every restore. Absent: none.
    */
-  readonly publish?: ReadonlyArray<{ readonly hostIp: string; readonly hostPort: number; readonly guestPort: number }>;
+  readonly publish?: ReadonlyArray<{ readonly hostIp: string; readonly hostPort: number; readonly guestPort: number; readonly protocol?: 'udp' }>;
   /**
    * run --tcp-close-on-checkpoint: checkpoints go ahead with published connections and host-backed
    * sockets open; a restore closes the connections (src/net/publish.ts, src/net/hostinet.ts).

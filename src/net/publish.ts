@@ -11,12 +11,21 @@
  * (snapshots/checkpoint.ts, naming them) unless the sandbox runs with --tcp-close-on-checkpoint;
  * then a restore closes them (`closePublished`): the guest reads end of file, as if the client
  * had closed, like gVisor's hostinet sockets after a save.
+ *
+ * UDP (`--publish HOSTPORT:GUESTPORT/udp`): each host peer (address and port) that sends to the
+ * published port is a *flow*: a UDP socket of the kernel's (`SocketState.published`, no process
+ * holds it) bound to an ephemeral loopback port of the sandbox. The peer's datagrams reach the
+ * guest's UDP socket on GUESTPORT from that address (`publishedDatagramIn`), so the guest's
+ * replies, sent back to it, queue on the flow socket, and the runtime sends them to the peer from
+ * the published port (`publishedDatagramsOut`). Flows hold no connection: a checkpoint goes ahead
+ * with them, and a restore drops them (new datagrams make new flows).
  */
 import type { Kernel } from '../kernel/kernel.js';
-import type { SocketState } from '../kernel/state.js';
+import type { SocketMessage, SocketState } from '../kernel/state.js';
 import type { SocketFile } from '../files/socket.js';
-import { socketPath } from './door.js';
-import { AF_INET, AF_INET6, SOCK_STREAM } from '../abi/linux.js';
+import { bindName, netState, socketPath } from './door.js';
+import { MESSAGE_OVERHEAD, UNIX_QUEUE_BYTES, queuedBytes } from './unix.js';
+import { AF_INET, AF_INET6, SOCK_DGRAM, SOCK_STREAM } from '../abi/linux.js';
 import { E } from '../errno.js';
 
 /** The listener a connection to 127.0.0.1:`port` reaches: an AF_INET one, else a dual-stack AF_INET6 one. */
@@ -117,12 +126,76 @@ export function publishedClose(k: Kernel, id: number): void {
   if (published(k, id)) k.unrefFile(id);
 }
 
-/** Open-file ids of the published ends still open, with the port each came through. */
+/** Open-file ids of the published TCP ends still open, with the port each came through (UDP flows are no connections). */
 export function publishedConnections(k: Kernel): Array<{ id: number; label: string }> {
   const out: Array<{ id: number; label: string }> = [];
   for (const f of Object.values(k.state.openFiles)) {
-    if (f.kind === 'socket' && f.socket.published !== undefined) out.push({ id: f.id, label: f.socket.published });
+    if (f.kind === 'socket' && f.socket.published !== undefined && f.socket.type === SOCK_STREAM) out.push({ id: f.id, label: f.socket.published });
   }
+  return out;
+}
+
+/** Ephemeral ports of the sandbox's loopback (as src/net/socket.ts picks them). */
+const EPHEMERAL_FIRST = 32768, EPHEMERAL_LAST = 60999;
+
+/** The guest's UDP socket a datagram to 127.0.0.1:`port` reaches: an AF_INET one, else a dual-stack AF_INET6 one. */
+function udpReceiverOn(k: Kernel, port: number): SocketFile | undefined {
+  const bound = k.state.net?.bound ?? {};
+  for (const family of [AF_INET, AF_INET6]) {
+    const id = bound[`${family === AF_INET6 ? 'in6' : 'in'}:${SOCK_DGRAM}:${port}`];
+    const f = id === undefined ? undefined : k.state.openFiles[id] as SocketFile | undefined;
+    if (!f || f.kind !== 'socket' || f.socket.published !== undefined) continue;
+    const s = f.socket;
+    if (family === AF_INET6 && (s.opts?.['41:26'] || !(s.local?.ip === '::' || s.local?.ip?.startsWith('::ffff:')))) continue; // IPV6_V6ONLY or not dual-stack
+    return f;
+  }
+  return undefined;
+}
+
+/**
+ * A new UDP flow for host peer `from` through the port published as `label` ("127.0.0.1:5353"):
+ * a kernel-held UDP socket on an ephemeral loopback port of the sandbox. Returns its open-file id
+ * (held once, for the caller: `publishedClose` drops it), or -EADDRINUSE when no port is free.
+ */
+export function udpFlowFromHost(k: Kernel, from: { ip: string; port: number }, label: string): number {
+  const n = netState(k);
+  let port = -1;
+  for (let i = 0, p = n.nextPort; i <= EPHEMERAL_LAST - EPHEMERAL_FIRST; i++, p = p >= EPHEMERAL_LAST ? EPHEMERAL_FIRST : p + 1) {
+    if (n.bound[`in:${SOCK_DGRAM}:${p}`] === undefined && n.bound[`in6:${SOCK_DGRAM}:${p}`] === undefined) { port = p; break; }
+  }
+  if (port < 0) return -E.EADDRINUSE;
+  k.stage([['set', ['net', 'nextPort'], port >= EPHEMERAL_LAST ? EPHEMERAL_FIRST : port + 1]]);
+  const local = { family: AF_INET, ip: '127.0.0.1', port };
+  const f = k.newOpenFile({ kind: 'socket', path: `socket:[${k.state.nextId}]`, flags: 2, socket: { rx: 0, tx: 0, shutRd: false, shutWr: false, state: 'bound', opts: {}, domain: AF_INET, type: SOCK_DGRAM, dgrams: [], peer: { family: AF_INET, ip: from.ip, port: from.port }, published: `${label}/udp` } }) as SocketFile;
+  const key = `in:${SOCK_DGRAM}:${port}`;
+  bindName(k, f, key, { boundKey: key, local });
+  k.emit({ type: 'file.update', fileId: f.id, what: 'published' }, [['set', ['openFiles', f.id, 'refs'], 1]]);
+  return f.id;
+}
+
+/**
+ * A datagram from a flow's host peer to the guest's UDP socket on `guestPort`, coming from the
+ * flow's address. False if it is lost as on a network: nobody is bound there, or its queue is full.
+ */
+export function publishedDatagramIn(k: Kernel, flowId: number, guestPort: number, data: Uint8Array): boolean {
+  const flow = published(k, flowId);
+  const target = udpReceiverOn(k, guestPort);
+  if (!flow?.local || !target) return false;
+  const ts = target.socket;
+  if (queuedBytes(ts.dgrams ?? []) + data.length + MESSAGE_OVERHEAD > UNIX_QUEUE_BYTES) return false;
+  const m: SocketMessage = { from: flow.local, data };
+  k.emit({ type: 'socket.queue', fileId: target.id, len: data.length }, [['splice', socketPath(target, 'dgrams'), ts.dgrams!.length, 0, m]]);
+  k.pipes.changed$.next(target.id);
+  return true;
+}
+
+/** The guest's replies queued on a flow's socket, taken off its queue (to be sent to the flow's host peer). */
+export function publishedDatagramsOut(k: Kernel, flowId: number): Uint8Array[] {
+  const flow = published(k, flowId);
+  const q = flow?.dgrams ?? [];
+  if (!q.length) return [];
+  const out = q.map((m) => m.data);
+  k.emit({ type: 'socket.dequeue', fileId: flowId, len: out.reduce((n, d) => n + d.length, 0) }, [['splice', ['openFiles', flowId, 'socket', 'dgrams'], 0, q.length]]);
   return out;
 }
 

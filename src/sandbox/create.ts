@@ -37,7 +37,7 @@ export interface SandboxSpec extends AssembleOptions {
   /** Bytes the sandbox's memory may use (src/kernel/memory-limit.ts); default defaultMemoryLimit(). */
   memoryLimit?: number;
   /** Host TCP ports forwarded to guest ports (run --publish; the runtime listens, src/net/publish.ts connects). */
-  publish?: Array<{ hostIp: string; hostPort: number; guestPort: number }>;
+  publish?: Array<{ hostIp: string; hostPort: number; guestPort: number; protocol?: 'udp' }>;
   /** run --tcp-close-on-checkpoint: checkpoints go ahead with published connections open (a restore closes them). */
   tcpCloseOnCheckpoint?: boolean;
   /** run --network: 'host' backs the guest's TCP and UDP sockets with host sockets (default 'sandbox': its own loopback network). */
