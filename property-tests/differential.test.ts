@@ -11,6 +11,7 @@ import { Workspace, runBatch, describeFinding, explain } from './difftest/runner
 import { checkSeed, failureText } from './difftest/property.js';
 import { parseProgram } from './difftest/program.js';
 import { KNOWN_DIFFERENCES } from './difftest/known-differences.js';
+import { FIXED_DIFFERENCES } from './difftest/regressions.js';
 
 /** CI's fixed seed: the same 500 programs every run. */
 export const CI_SEED = 20261201;
@@ -41,5 +42,15 @@ describe('differential property tests against Linux', () => {
       return `${k.name}: ok`;
     });
     expect(report).toEqual(KNOWN_DIFFERENCES.map((k) => `${k.name}: ok`));
+  }, 120_000);
+  it('differences found and fixed stay fixed: each named regression program traces the same natively and under snapvisor', async () => {
+    const r = await runBatch(ws, FIXED_DIFFERENCES.map((x) => parseProgram(x.program)));
+    const byProgram = new Map(r.findings.map((f) => [f.diff.programId, f]));
+    expect(r.native.size).toBe(FIXED_DIFFERENCES.length);
+    const report = FIXED_DIFFERENCES.map((x, id) => {
+      const f = byProgram.get(id);
+      return f ? `${x.name}: differs again:\n${describeFinding(f, r.native.get(id), r.sandbox.get(id))}` : `${x.name}: ok`;
+    });
+    expect(report).toEqual(FIXED_DIFFERENCES.map((x) => `${x.name}: ok`));
   }, 120_000);
 });

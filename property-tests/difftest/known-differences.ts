@@ -30,13 +30,6 @@ const isDirStat = (line: string) => /^mode=04/.test(line.split(' ').find((f) => 
 
 export const KNOWN_DIFFERENCES: KnownDifference[] = [
   {
-    name: 'zero-length-socket-recv',
-    reason: 'recv/read of 0 bytes on an empty unix stream socket returns 0 at once; Linux waits for data like any read (EAGAIN with MSG_DONTWAIT or O_NONBLOCK)',
-    owner: 'issue 10 §2 (unix sockets, src/net)',
-    matches: (d) => (d.op === 'recv' || d.op === 'read') && e(d.native) === 'EAGAIN' && r(d.sandbox) === '0',
-    regression: 'socketpair 1\nrecv @0 0',
-  },
-  {
     name: 'directory-nlink',
     reason: 'a directory\'s st_nlink stays 2 when subdirectories are made in it; Linux counts each subdirectory\'s ".." (2 + subdirectories)',
     owner: 'issue 9 (filesystem layer, src/vfs)',

@@ -11,7 +11,7 @@ export interface SocketFile extends OpenFileBase {
 }
 
 export const socketFileOps: FileOps<SocketFile> = {
-  read: (t, f, buf, count) => socketRead(t, f, buf, count),
+  read: (t, f, buf, count) => (count === 0 ? 0 : socketRead(t, f, buf, count)), // sock_read_iter: a 0-byte read returns 0 at once
   write: (t, f, buf, count) => socketWrite(t, f, buf, count),
   readiness: (t, f) => socketReadiness(t, f, PIPE_BUF),
   ioctl: (t, f, req, arg) => socketIoctl(t, f, req, arg),

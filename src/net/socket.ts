@@ -615,9 +615,12 @@ function streamRecv(t: Task, f: SocketFile, flags: number, into: RecvInto): Sysc
     finishMsg(t, into, w, 0);
     return n;
   };
-  if (s.shutRd || !parts.length) return done(0);
+  if (s.shutRd) return done(0);
   const attempt = (): number | undefined => {
     const p = k.state.pipes[s.rx];
+    // No room: still waits for data or end of file like any receive (the low-water mark is at
+    // least 1 byte: sock_rcvlowat), then returns 0 without consuming anything.
+    if (!parts.length) return !p || p.len > 0 || p.writers === 0 ? done(0) : undefined;
     if (flags & MSG_PEEK) {
       if (p && p.len > 0) return done(scatter(t, parts, p.buf.subarray(0, p.len)));
       return !p || p.writers === 0 ? done(0) : undefined;
@@ -723,6 +726,7 @@ export const isMessageSocket = (f: SocketFile): boolean => f.socket.type === SOC
 
 /** readv(2) on a socket: one receive scattered over the buffers (a datagram is not split between messages). */
 export function socketReadv(t: Task, f: SocketFile, iov: Array<[number, number]>): SyscallResult {
+  if (!iov.some(([, n]) => n > 0)) return 0; // sock_read_iter: nothing asked, nothing waited for
   return isMessageSocket(f) ? messageRecv(t, f, 0, { iov }) : streamRecv(t, f, 0, { iov });
 }
 

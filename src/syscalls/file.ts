@@ -56,6 +56,7 @@ export function openNode(t: Task, n: Node, flags: number, created = false): Open
   if (refused && n.node.magicFileId !== undefined) throw new SyscallError(E.EACCES);
   if (n.kind === 'synthetic' && n.node.magicFileId !== undefined) return reopen(t, n.node.magicFileId, flags);
   if (refused && !(flags & O_PATH)) throw new SyscallError(E.EACCES);
+  if ((flags & O_DIRECTORY) && !isDir(mode)) throw new SyscallError(E.ENOTDIR); // before may_open (do_open)
   if (flags & O_PATH) return isDir(mode) ? k.newOpenFile({ kind: 'dir', path: n.path, flags }) : k.newOpenFile({ kind: 'synthetic', path: n.path, flags, content: new Uint8Array(0) });
   if (!created) k.vfs.checkAccess(n, (acc === O_WRONLY ? 0 : MAY_READ) | (writing || (flags & O_TRUNC) ? MAY_WRITE : 0));
   if ((mode & S_IFMT) === S_IFIFO) throw new SyscallError(E.ENXIO); // named pipes: not yet
@@ -63,7 +64,6 @@ export function openNode(t: Task, n: Node, flags: number, created = false): Open
     if (writing || (flags & (O_CREAT | O_TRUNC))) throw new SyscallError(E.EISDIR);
     return k.newOpenFile({ kind: 'dir', path: n.path, flags });
   }
-  if (flags & O_DIRECTORY) throw new SyscallError(E.ENOTDIR);
   if (n.kind === 'synthetic') {
     if (n.node.dev === 'tty') {
       // The controlling terminal is the caller's terminal, if its stdio is one.
@@ -155,6 +155,9 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
     if (flags & O_DIRECTORY) return -E.ENOTDIR;
     if (!(flags & O_PATH)) return -E.ELOOP;
   }
+  // O_DIRECTORY on anything but a directory is ENOTDIR before the permission checks, with O_PATH
+  // too (do_open, path_lookupat); a magic link is checked against what it reopens.
+  if ((flags & O_DIRECTORY) && !isDir(modeOf(n)) && !(n.kind === 'synthetic' && n.node.magicFileId !== undefined)) return -E.ENOTDIR;
   if (n.kind === 'upper' && (n.inode.mode & S_IFMT) === S_IFIFO && !(flags & O_PATH)) {
     const acc = flags & O_ACCMODE;
     if (!created) k.vfs.checkAccess(n, (acc === O_WRONLY ? 0 : MAY_READ) | (acc !== O_RDONLY ? MAY_WRITE : 0));

@@ -71,7 +71,7 @@ function mkdirAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
   // Trailing slashes name the directory to make; an existing non-directory there is EEXIST, not ENOTDIR.
   const r = t.kernel.vfs.walk(path.replace(/(.)\/+$/, '$1'), baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
-  t.kernel.vfs.create(r.path, S_IFDIR | (mode & 0o7777 & ~t.tg.umask));
+  t.kernel.vfs.create(r.path, S_IFDIR | (mode & 0o1777 & ~t.tg.umask)); // vfs_mkdir keeps S_IRWXUGO|S_ISVTX: S_ISGID only from the parent, S_ISUID never
   fsnotifyDirent(t.kernel, parentPath(r.path), IN_CREATE, baseName(r.path), true);
   return 0;
 }
@@ -114,12 +114,15 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
     const i = p.replace(/\/+$/, '').lastIndexOf('/');
     return i > 0 && !vfs.walk(p.slice(0, i), baseDir(t, dirfd, p), true).node;
   };
+  if (oldPath === '' || newPath === '') return -E.ENOENT; // getname of an empty path, before anything else
   if (dotLast(oldPath) || dotLast(newPath)) {
     if (parentMissing(oldPath, olddirfd) || parentMissing(newPath, newdirfd)) return -E.ENOENT;
     return -E.EBUSY;
   }
   const from = vfs.walk(oldPath, baseDir(t, olddirfd, oldPath), false);
   if (!from.node) return -E.ENOENT;
+  // A trailing slash on either name asks for a directory: ENOTDIR for anything else, before the new name is looked at (do_renameat2).
+  if (!isDir(modeOf(from.node)) && (/[^/]\/+$/.test(oldPath) || /[^/]\/+$/.test(newPath))) return -E.ENOTDIR;
   const to = vfs.walk(newPath, baseDir(t, newdirfd, newPath), false);
   if (from.path === to.path) return 0;
   // Two names of one inode: rename does nothing (man 2 rename).
@@ -211,6 +214,8 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   const from = source;
   const to = vfs.walk(newPath, baseDir(t, newdirfd, newPath), false);
   if (to.node) return -E.EEXIST;
+  // A new name with a trailing slash asks for a directory, which link never makes: ENOENT (filename_create).
+  if (/[^/]\/+$/.test(newPath)) return -E.ENOENT;
   // fs.protected_hardlinks (default 1): a file of another user only if it is a plain file we may read and write.
   const c = cred(t), o = vfs.owner(from);
   if (c.fsuid !== o.uid && !capable(c, CAP_FOWNER)) {

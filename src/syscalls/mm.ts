@@ -31,6 +31,10 @@ function mmap(t: Task): number {
   if (pageRoundUp(len) > 0x7fff_ffff_f000) return -E.ENOMEM;
   // A fixed mapping below mmap_min_addr (64 KiB) needs CAP_SYS_RAWIO, which the sandbox never grants (security_mmap_addr).
   if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+    // A fixed address in the last 4095 bytes reads as an error value (__get_unmapped_area's
+    // IS_ERR_VALUE of what the arch's get_unmapped_area returned unchanged): that errno.
+    const a = t.argBig(0);
+    if (a >= (1n << 64n) - 4095n) return -Number((1n << 64n) - a);
     if (unaligned(t, 0)) return -E.EINVAL;
     if (addr < MMAP_MIN_ADDR) return -E.EPERM;
   }

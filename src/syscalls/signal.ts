@@ -222,12 +222,19 @@ function setItimerReal(t: Task, valueNs: bigint, intervalNs: bigint): void {
   t.kernel.signals.armItimer(t.tg);
 }
 
-/** ITIMER_VIRTUAL/PROF: [interval, value left] in CPU ns. */
+/**
+ * The scheduler tick's length, ns (TICK_NSEC for CONFIG_HZ=250, Debian's and most distributions'
+ * kernels): Linux adds it to an ITIMER_VIRTUAL/PROF value when arming it and reports it as the
+ * value left of one that is due (kernel/time/itimer.c set_cpu_itimer, get_cpu_itimer).
+ */
+const TICK_NSEC = 4_000_000n;
+
+/** ITIMER_VIRTUAL/PROF: [interval, value left] in CPU ns (TICK_NSEC when due: get_cpu_itimer). */
 function currentCpuItimer(t: Task, which: number): [bigint, bigint] {
   const it = t.tg.itimerCpu?.[which];
   if (!it) return [0n, 0n];
   const left = it.deadlineNs - cpuTimeNs(t);
-  return [it.intervalNs, left > 0n ? left : 1000n];
+  return [it.intervalNs, left > 0n ? left : TICK_NSEC];
 }
 
 function setitimer(t: Task): number {
@@ -246,7 +253,8 @@ function setitimer(t: Task): number {
       const path = ['threadGroups', t.tgid, 'itimerCpu'];
       t.kernel.emit({ type: 'timer.arm', tgid: t.tgid, timer: which === ITIMER_VIRTUAL ? 'virtual' : 'prof', valueNs: value, intervalNs: every }, [
         ...(t.tg.itimerCpu ? [] : [['set', path, {}] as GraphOp]),
-        value > 0n ? ['set', [...path, which], { deadlineNs: cpuTimeNs(t) + value, intervalNs: every }] : ['del', [...path, which]],
+        // set_cpu_itimer arms a value one tick late (a timer set now never fires before the next tick).
+        value > 0n ? ['set', [...path, which], { deadlineNs: cpuTimeNs(t) + value + TICK_NSEC, intervalNs: every }] : ['del', [...path, which]],
       ]);
       t.kernel.signals.armCpuTimers(t.tg);
     }
