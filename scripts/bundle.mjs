@@ -3,7 +3,10 @@
 // (LevelDB, cbor-x) split into a chunk loaded only by checkpoint/restore. Native packages
 // stay external. Measured here: `run -- /bin/true` 229 ms unbundled → see docs/benchmarks.md.
 import { build } from 'esbuild';
-import { chmodSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
+
+// Chunk names carry content hashes: clear the old ones, or dist/bundle/ fills with stale chunks.
+rmSync('dist/bundle', { recursive: true, force: true });
 
 await build({
   // The restore's page verifier runs in a worker thread: its own entry, loaded by URL.

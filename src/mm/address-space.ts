@@ -43,6 +43,12 @@ const COW_CHUNK = 16 * PAGE_SIZE;
  * One fault per 64 KiB made a restored python3 walking 200 MB take ~3,200 ptrace round trips.
  */
 const MAX_WRITE_AHEAD = 2 * 1024 * 1024;
+/**
+ * Most memory-file bytes a new heap block keeps free after the heap's end, so later brk growth
+ * extends the same block and VMA (growHeapInPlace) although other mappings were allocated since.
+ * Starts at the heap's size (geometric growth: few blocks for any heap), holes until used.
+ */
+const HEAP_SLACK_MAX = 64 * 1024 * 1024;
 
 export class AddressSpace {
   /** Index of the VMA that satisfied the last lookup (accesses are local). */
@@ -636,13 +642,39 @@ export class AddressSpace {
         if (e instanceof SyscallError) return s.brk;
         throw e;
       }
-      this.map(oldTop, newTop - oldTop, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, '[heap]', 0);
-      this.mergeAdjacent();
+      if (!this.growHeapInPlace(oldTop, newTop)) {
+        // A new heap block, with room to grow in place (holes until used: the memory file is sparse).
+        const len = newTop - oldTop;
+        const slack = Math.min(HEAP_SLACK_MAX, Math.max(len, oldTop - pageRoundUp(s.brkStart)));
+        const fileOffset = this.mf.newBlock(len + slack, this.id);
+        this.insert({ start: oldTop, end: newTop, prot: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, fileOffset, block: fileOffset, cow: false, name: '[heap]', pgoff: 0 });
+        this.hostMap(oldTop, len, PROT_READ | PROT_WRITE, fileOffset);
+        this.mergeAdjacent();
+      }
     } else if (newTop < oldTop) {
       this.unmap(newTop, oldTop - newTop);
     }
     this.setFields({ brk: newBrk });
     return newBrk;
+  }
+
+  /**
+   * brk growth from `oldTop` to `newTop` (page-aligned guest addresses) by extending the heap VMA
+   * that ends at `oldTop` and its memory-file block, when this address space alone uses the block
+   * and the memory file has room right after it (MemoryFile.growBlock). False: nothing changed,
+   * the caller maps a new VMA instead.
+   */
+  private growHeapInPlace(oldTop: number, newTop: number): boolean {
+    const v = this.find(oldTop - 1);
+    if (!v || v.end !== oldTop || v.name !== '[heap]' || v.cow || (v.flags & (MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS)) !== (MAP_PRIVATE | MAP_ANONYMOUS) || v.prot !== (PROT_READ | PROT_WRITE)) return false;
+    if (!this.mf.exclusive(v.block, this.id)) return false;
+    const off = v.fileOffset + (v.end - v.start), len = newTop - oldTop;
+    // Another VMA of this address space may still use the block past this one (a heap split by mprotect, then shrunk).
+    for (const w of this.state.vmas) if (w !== v && w.block === v.block && w.fileOffset < off + len && w.fileOffset + (w.end - w.start) > off) return false;
+    if (!this.mf.growBlock(v.block, off, len)) return false;
+    this.setVma(v, { end: newTop });
+    this.hostMap(oldTop, len, v.prot, off);
+    return true;
   }
 
   /** Merge neighbouring VMAs that continue each other in the memory file (keeps the VMA list short). */

@@ -136,6 +136,35 @@ export class MemoryFile {
     return off;
   }
 
+  /**
+   * Grow block `block` so that it covers [off, off+len) (bytes; `off` inside or at the end of the
+   * block), taking the space past its end from the bump pointer or a free range that starts
+   * there. The range reads as zeros afterwards (punched: it may hold a shrunk heap's old pages).
+   * Returns false, changing nothing, when the space past the block is taken. For brk growth: one
+   * block and one VMA for the whole heap, as Linux's vma_merge keeps it, instead of a block per
+   * 132 KiB step (each its own host mapping, write-protect and fault on every later pass).
+   */
+  growBlock(block: number, off: number, len: number): boolean {
+    const b = this.state.blocks[block];
+    if (!b || off < block || off > block + b.len || len <= 0) return false;
+    const blockEnd = block + b.len, end = off + len;
+    if (end > blockEnd) {
+      const need = end - blockEnd;
+      if (blockEnd === this.state.end) {
+        if (end > FILE_SIZE) return false;
+        this.change([['set', ['memoryFile', 'end'], end]]);
+      } else {
+        const i = this.state.free.findIndex(([o]) => o === blockEnd);
+        if (i < 0 || this.state.free[i][1] < need) return false;
+        const [o, flen] = this.state.free[i];
+        this.change([flen === need ? ['splice', ['memoryFile', 'free'], i, 1] : ['splice', ['memoryFile', 'free'], i, 1, [o + need, flen - need]]]);
+      }
+      this.change([['set', ['memoryFile', 'blocks', block, 'len'], end - block]]);
+    }
+    this.punch(off, len);
+    return true;
+  }
+
   /** Add `delta` VMA references of address space `asId` to a block; frees it when none are left. */
   ref(block: number, asId: number, delta: number): void {
     const b = this.state.blocks[block];
