@@ -15,6 +15,8 @@ import { controlSocket, defaultStore, fail, request, streamRemote } from './cont
 import { configureLog } from './oci/log.js';
 import * as oci from './oci/commands.js';
 import { type PublishSpec, parsePublish } from './publish.js';
+import { parseTmpfsSpec, parseVolumeSpec } from './mount-specs.js';
+import type { MountSpec } from '../src/sandbox/mounts.js';
 
 // Internal entry points: the process hosting an OCI container, and an exec'd process's waiter.
 if (process.argv[2] === '__oci-init') {
@@ -89,6 +91,13 @@ const mib = (n: number) => (n / 1048576).toFixed(1) + ' MiB';
 const collectPublish = (v: string, prev: PublishSpec[] = []): PublishSpec[] => {
   try { return [...prev, parsePublish(v)]; } catch (e) { throw new InvalidArgumentError((e as Error).message); }
 };
+/** --volume HOST:GUEST[:ro] and --tmpfs GUEST[:OPTIONS] (repeatable). */
+const collectVolume = (v: string, prev: MountSpec[] = []): MountSpec[] => {
+  try { return [...prev, parseVolumeSpec(v)]; } catch (e) { throw new InvalidArgumentError((e as Error).message); }
+};
+const collectTmpfs = (v: string, prev: MountSpec[] = []): MountSpec[] => {
+  try { return [...prev, parseTmpfsSpec(v)]; } catch (e) { throw new InvalidArgumentError((e as Error).message); }
+};
 /** --disk/--memory SIZE: bytes, with an optional K, M, G or T suffix (powers of 1024). */
 const parseSize = (v: string) => {
   const m = /^(\d+(?:\.\d+)?)([KMGT]i?B?)?$/i.exec(v);
@@ -128,6 +137,8 @@ program
   .addOption(new Option('-p, --publish <hostport:guestport[/udp]>', 'forward connections to 127.0.0.1:HOSTPORT on the host to the guest\'s TCP listener on GUESTPORT (repeatable; e.g. 8080:80); HOSTPORT:GUESTPORT/udp forwards UDP datagrams both ways, per host peer').argParser(collectPublish))
   .addOption(new Option('--network <mode>', 'the guest\'s TCP and UDP network: sandbox (its own loopback network, nothing outside) or host (sockets of the host\'s network namespace: reach and serve the host and beyond; DNS as the host resolves); unix sockets are the sandbox\'s either way').choices(['sandbox', 'host']).default('sandbox'))
   .option('--tcp-close-on-checkpoint', 'let checkpoints go ahead while connections through --publish or host sockets (--network=host) are open; a restore closes them (the guest sees its peer close or reset) and opens host listeners again')
+  .addOption(new Option('-v, --volume <host:guest[:ro]>', 'bind the host directory or file HOST at GUEST in the sandbox, read-only (repeatable; :ro is required for now: writes give EROFS); reached beneath a handle of HOST, never following a host symlink').argParser(collectVolume))
+  .addOption(new Option('--tmpfs <guest[:options]>', 'mount a new tmpfs at GUEST (repeatable); OPTIONS as mount -o: size=64m,mode=1777,uid=N,gid=N,ro,noexec…; its files are saved in checkpoints').argParser(collectTmpfs))
   .option('--cpu-features <set>', 'CPU features the guest may see: host (all of this CPU\'s; recorded in checkpoints, and a restore on a host lacking any of them is refused, naming them); a smaller set needs CPUID faulting, not available yet', 'host')
   .option('--inject <spec>', 'make syscalls fail: SYSCALL:FAULT:PROBABILITY,… (FAULT: EINTR, EAGAIN, ENOSPC, ENOMEM, EIO, short); see docs/cli.md')
   .option('--seed <n>', 'seed of --inject (default: random; printed on stderr)')
@@ -152,6 +163,7 @@ Examples:
   snapvisor run --network=host -- /usr/bin/python3 -m http.server 8000
   snapvisor run --publish 8080:80 --publish 5353:53/udp -- /usr/sbin/mydaemon
   snapvisor run --name counter --rootfs /srv/rootfs -- /bin/sh -c 'i=0; while :; do echo $i; i=$((i+1)); sleep 1; done'
+  snapvisor run --volume ./data:/data --volume /etc/hosts:/etc/hosts:ro --tmpfs /scratch:size=64m -- /bin/sh -c 'df /scratch; ls /data'
   snapvisor run --bundle ./bundle c1`)
   .action(async (prog: string, args: string[], opts) => {
     const { runCommand } = await import('./run.js');

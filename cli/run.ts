@@ -9,6 +9,7 @@ import { hostHasCpuidFaulting } from '../platforms/host/cpu-features.js';
 import { type PublishSpec, startPublishing } from './publish.js';
 import { randomBytes } from 'node:crypto';
 import { ExecError } from '../src/loader/exec.js';
+import type { MountSpec } from '../src/sandbox/mounts.js';
 import { E } from '../src/errno.js';
 import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
 import type { SyscallHook } from '../src/kernel/task.js';
@@ -21,7 +22,7 @@ export { fail };
  * `run`'s options as commander parses them. `cwd` absent: the caller's working directory when
  * the root is the host's own (`--rootfs /`, as `runsc do` and proot do), else `/`.
  */
-export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; cpuFeatures?: string; publish?: PublishSpec[]; tcpCloseOnCheckpoint?: boolean; network?: 'sandbox' | 'host'; events?: string; eventTypes?: string }
+export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; cpuFeatures?: string; publish?: PublishSpec[]; tcpCloseOnCheckpoint?: boolean; network?: 'sandbox' | 'host'; volume?: MountSpec[]; tmpfs?: MountSpec[]; events?: string; eventTypes?: string }
 
 /**
  * --checkpoint-store DIR [--checkpoint-name NAME]: the kernel's `checkpointRequest` (a guest's
@@ -150,6 +151,9 @@ function cpuFeaturesError(set: string | undefined): string | undefined {
   return `--cpu-features ${set}: only "host" is possible: ${why}`;
 }
 
+/** --volume and --tmpfs mounts, parents before what is mounted inside them (by the depth of the guest path, as Docker sorts them). */
+const mountOrder = (specs: MountSpec[]): MountSpec[] => specs.map((s, i) => ({ s, i, d: s.guest.split('/').filter(Boolean).length })).sort((a, b) => a.d - b.d || a.i - b.i).map((x) => x.s);
+
 export async function runCommand(root: string | undefined, prog: string, args: string[], opts: RunOptions): Promise<number> {
   const env = [
     ...(opts.clearEnv ? [] : Object.entries(process.env).filter(([k]) => !(opts.env ?? []).some((e) => e.startsWith(k + '='))).map(([k, v]) => `${k}=${v}`)),
@@ -168,7 +172,7 @@ export async function runCommand(root: string | undefined, prog: string, args: s
   const cwd = opts.cwd ?? defaultCwd(opts.rootfs);
   let kernel: Kernel;
   try {
-    kernel = createSandbox({ rootfs: opts.rootfs, cwd: cwd ?? '/', cwdOrRoot: opts.cwd === undefined, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, memoryLimit: opts.memory, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts), publish: opts.publish, tcpCloseOnCheckpoint: opts.tcpCloseOnCheckpoint, network: opts.network });
+    kernel = createSandbox({ rootfs: opts.rootfs, cwd: cwd ?? '/', cwdOrRoot: opts.cwd === undefined, argv: [prog, ...args], env, strace: opts.strace, platform, user: opts.user, diskLimit: opts.disk, memoryLimit: opts.memory, syscallHook: faults.hook, checkpointRequest: guestCheckpoints(opts), publish: opts.publish, tcpCloseOnCheckpoint: opts.tcpCloseOnCheckpoint, network: opts.network, mounts: mountOrder([...(opts.volume ?? []), ...(opts.tmpfs ?? [])]) });
   } catch (e) {
     if (e instanceof ExecError) {
       fail(e.message);

@@ -78,7 +78,8 @@ describe('save/restore declared per object kind', () => {
   beforeAll(async () => {
     const root = freshDir('persist-root'), store = freshDir('persist-store'), dir = freshDir('persist-sandbox');
     const name = `persist-${process.pid}`;
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', GUEST, dir]);
+    // A tmpfs and a volume: the mount table and its superblocks.
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--tmpfs', '/mnt/t:size=1m', '--volume', `${dir}:/mnt/v:ro`, '--', '/usr/bin/python3', '-c', GUEST, dir]);
     await run.waitFor((l) => l === 'ready', 30_000);
     const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 30_000 });
     expect(cp.stderr).toBe('');

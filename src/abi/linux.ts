@@ -142,3 +142,14 @@ export const IPPROTO_TCP = 6, IPPROTO_UDP = 17, IPPROTO_UDPLITE = 136;
 export const SCM_RIGHTS = 1, SCM_CREDENTIALS = 2;
 /** IPPROTO_IPV6 options (linux/in6.h). */
 export const IPPROTO_IPV6 = 41, IPV6_UNICAST_HOPS = 16, IPV6_V6ONLY = 26, IPV6_RECVHOPLIMIT = 51, IPV6_HOPLIMIT = 52, IPV6_RECVTCLASS = 66, IPV6_TCLASS = 67;
+
+// mount(2), umount2(2) (include/uapi/linux/mount.h)
+export const MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_SYNCHRONOUS = 16, MS_REMOUNT = 32;
+export const MS_MANDLOCK = 64, MS_DIRSYNC = 128, MS_NOSYMFOLLOW = 256, MS_NOATIME = 1024, MS_NODIRATIME = 2048;
+export const MS_BIND = 4096, MS_MOVE = 8192, MS_REC = 16384, MS_SILENT = 32768;
+export const MS_UNBINDABLE = 1 << 17, MS_PRIVATE = 1 << 18, MS_SLAVE = 1 << 19, MS_SHARED = 1 << 20;
+export const MS_RELATIME = 1 << 21, MS_STRICTATIME = 1 << 24, MS_LAZYTIME = 1 << 25;
+export const MS_MGC_VAL = 0xc0ed0000, MS_MGC_MSK = 0xffff0000;
+export const MNT_FORCE = 1, MNT_DETACH = 2, MNT_EXPIRE = 4, UMOUNT_NOFOLLOW = 8;
+/** statfs f_type values (include/uapi/linux/magic.h). */
+export const TMPFS_MAGIC = 0x01021994, PROC_SUPER_MAGIC = 0x9fa0, OVERLAYFS_SUPER_MAGIC = 0x794c7630;

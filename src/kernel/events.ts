@@ -101,6 +101,10 @@ export type KernelEventBody =
   | { type: 'file.unlink'; path: string; inode: number }
   | { type: 'file.link'; path: string; inode: number }
   | { type: 'file.rename'; from: string; to: string; inode: number }
+  | { type: 'mount.add'; id: number; mountpoint: string; fstype: string }
+  | { type: 'mount.remove'; id: number; mountpoint: string }
+  | { type: 'mount.remount'; id: number; flags: number }
+  | { type: 'mount.identity'; sb: number }
   | { type: 'file.follow'; from: string; to: string }
   | { type: 'file.write'; inode: number; offset: number; len: number }
   | { type: 'file.truncate'; inode: number; size: number }
@@ -183,6 +187,8 @@ function markPath(path: GraphPath, mark: DirtyMark): void {
   if (kind) { mark(kind, path.length > 1 ? path[1] : 0); return; }
   if (top === 'fs') {
     if (path[1] === 'inodes') mark('inode', path.length > 2 ? path[2] : 0);
+    else if (path[1] === 'mounts') mark('mount', path.length > 2 ? path[2] : 0);
+    else if (path[1] === 'superblocks') mark('superblock', path.length > 2 ? path[2] : 0);
     else mark('dentry', path.length > 2 ? path[2] : '');
     return;
   }

@@ -174,6 +174,15 @@ export class Kernel {
     this.clock = new Clock(state.clock);
     this.vfs = new Vfs(state.fs, lower, () => this.newId(), () => this.clock.realtimeNs(), (b, ops) => this.emit(b, ops));
     this.vfs.mounts.push(procMount(this), devMount(this), sysMount());
+    // Volumes of the mount table: each host tree opened again beneath a handle of its directory.
+    for (const sb of Object.values(state.fs.superblocks ?? {})) {
+      if (sb.type !== 'volume') continue;
+      try { this.vfs.trees.set(sb.id, deps.host.openTree(sb.hostPath)); } catch {
+        for (const t of this.vfs.trees.values()) t.close();
+        lower.close();
+        throw new Error(`volume ${sb.hostPath} is missing or not a directory`);
+      }
+    }
     this.vfs.creds = () => (this.current ? credsOf(this.current.tg) : undefined);
     this.vfs.data = this;
     this.hostFiles = new HostFiles(this);
@@ -948,6 +957,8 @@ export class Kernel {
     this.signals.disarmAll();
     this.hostFiles.closeAll();
     this.vfs.lower.close();
+    for (const t of this.vfs.trees.values()) t.close();
+    this.vfs.trees.clear();
     this.mf.destroy();
   }
 }

@@ -8,6 +8,7 @@ import { byId, persisted, type PersistedKind } from './persist.js';
 import { clockPersist } from './clock.js';
 import { memoryFilePersist } from '../mm/memory-file.js';
 import { inodePersist, upperPathsPersist } from '../vfs/vfs.js';
+import { mountPersist, superblockPersist } from '../vfs/mounts.js';
 import { filePersists } from '../files/registry.js';
 import { pipePersist } from '../ipc/pipe.js';
 import { ptyPersist } from '../ipc/pty.js';
@@ -23,7 +24,7 @@ const configPersist = persisted<SandboxConfig>({
 });
 
 export const PERSISTED_KINDS: ReadonlyArray<PersistedKind<unknown>> = [
-  configPersist, clockPersist, memoryFilePersist, inodePersist, upperPathsPersist,
+  configPersist, clockPersist, memoryFilePersist, inodePersist, upperPathsPersist, superblockPersist, mountPersist,
   ...filePersists, pipePersist, ptyPersist, netPersist,
   fdTablePersist, threadGroupPersist, addressSpacePersist, taskPersist,
 ] as ReadonlyArray<PersistedKind<unknown>>;

@@ -630,6 +630,8 @@ export interface InodeState {
    * it has no link (Linux's I_LINKABLE; cleared by the first link). Absent: an unlinked file stays so.
    */
   readonly linkable?: boolean;
+  /** The tmpfs superblock (FilesystemState.superblocks) the inode belongs to; absent: the root's upper layer. */
+  readonly sb?: number;
   readonly atimeNs: bigint; readonly mtimeNs: bigint; readonly ctimeNs: bigint;
 }
 
@@ -645,6 +647,53 @@ export interface FilesystemState {
   readonly diskBytes?: number;
   /** Held advisory locks (fcntl record locks, OFD locks, flock) by lock key (src/vfs/locks.ts lockKey). */
   readonly locks?: Readonly<Record<string, FileLock[]>>;
+  /** Filesystems mounted besides the root overlay (tmpfs instances, host volumes), by id (src/vfs/mounts.ts). */
+  readonly superblocks?: Readonly<Record<number, SuperblockState>>;
+  /** The mount table besides the root and its synthetic mounts (/proc, /dev, /sys), by mount id (src/vfs/mounts.ts). */
+  readonly mounts?: Readonly<Record<number, MountState>>;
+}
+
+/**
+ * A filesystem instance the mount table refers to (Linux's super_block). Id 0 (never stored)
+ * is the root overlay: the synthetic /proc, /dev, /sys trees, the upper layer and the rootfs.
+ * - 'tmpfs': contents are upper-layer inodes (InodeState.sb = id) named in FilesystemState.upper
+ *   under the key "\0ID" (its root) and "\0ID/a/b"; `usedBytes` of file data (64 KiB blocks)
+ *   may not pass `sizeLimit` (ENOSPC).
+ * - 'volume': a host directory (or the directory holding a bound host file), reached only
+ *   beneath a handle of it as the rootfs is; keys are its tree paths ('/', '/a/b').
+ */
+export type SuperblockState =
+  | { readonly id: number; readonly type: 'tmpfs'; readonly sizeLimit?: number; readonly usedBytes: number }
+  | {
+    readonly id: number; readonly type: 'volume';
+    /** The host directory the tree is opened on (absolute, symlinks resolved when it was mounted). */
+    readonly hostPath: string;
+    /** The volume was given read-only (`:ro`): no mount of it is ever writable. */
+    readonly readonly: boolean;
+    /** The identity of the host tree at the last checkpoint (docs/snapshot-format.md, "Volumes"). */
+    readonly identity?: string;
+  };
+
+/** One mount (Linux's struct mount): what is mounted where, with which flags. */
+export interface MountState {
+  /** Mount id (mountinfo's first field); ids below 30 are the root and its synthetic mounts. */
+  readonly id: number;
+  /** The mount it is mounted on (mountinfo's parent id). */
+  readonly parent: number;
+  /** Canonical guest path of the mount point. */
+  readonly mountpoint: string;
+  /** Superblock id (0: the root overlay). */
+  readonly sb: number;
+  /** Key of the mount's root inside its superblock ('/' or '/a' for the root overlay and volumes, "\0ID" for a tmpfs). */
+  readonly root: string;
+  /** Filesystem type shown in /proc/mounts (tmpfs, proc, the source's type for a bind). */
+  readonly fstype: string;
+  /** Source shown in /proc/mounts (the host path of a volume, "tmpfs", …). */
+  readonly source: string;
+  /** MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME… (mount(2) flag bits). */
+  readonly flags: number;
+  /** Superblock options shown in /proc/mounts after the flags ("size=65536k,mode=1777"). */
+  readonly options?: string;
 }
 
 /**

@@ -65,7 +65,7 @@ function readProgram(t: Task, path: string, cwd: string): { path: string; bytes:
   let identity: { size: number; mtimeMs: number } | undefined;
   if (n.kind === 'host') {
     let r;
-    try { r = t.kernel.vfs.lower.readFile(n.path); } catch (e) {
+    try { r = t.kernel.vfs.readHostFile(n); } catch (e) {
       const errno = e instanceof HostError ? e.errno : E.EIO;
       throw new ExecError(errno, `${path}: ${strerror(errno)}`);
     }

@@ -17,6 +17,7 @@ import { isDir } from '../vfs/stat.js';
 import { modeOf } from '../vfs/vfs.js';
 import { O_RDONLY, O_RDWR, O_WRONLY } from '../abi/linux.js';
 import { addProcessRecords, findProgram } from './spawn.js';
+import { type MountSpec, setupMounts } from './mounts.js';
 import { hostCpuFeatures } from '../../platforms/host/cpu-features.js';
 
 export interface SandboxSpec extends AssembleOptions {
@@ -42,6 +43,8 @@ export interface SandboxSpec extends AssembleOptions {
   tcpCloseOnCheckpoint?: boolean;
   /** run --network: 'host' backs the guest's TCP and UDP sockets with host sockets (default 'sandbox': its own loopback network). */
   network?: 'sandbox' | 'host';
+  /** Volumes and tmpfs mounts (run --volume, --tmpfs; an OCI bundle's mounts), made in this order. */
+  mounts?: readonly MountSpec[];
 }
 
 /** The memory limit of a sandbox created without one: DEFAULT_MEMORY_FRACTION of the host's memory, whole MiB (bytes). */
@@ -65,6 +68,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   if (spec.network === 'host') config.network = 'host';
   const kernel = assembleKernel(state, spec);
   try {
+    if (spec.mounts?.length) setupMounts(kernel, spec.mounts);
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.
     const latin1 = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
     let cwdNode = kernel.vfs.walk(latin1(spec.cwd || '/'), '/', true);

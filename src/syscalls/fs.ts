@@ -15,6 +15,7 @@ import { isDir, isLnk } from '../vfs/stat.js';
 import { nodeOfFile, truncateInode } from './file.js';
 import { syscall } from './entry.js';
 import { baseDir } from '../kernel/dirfd.js';
+import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, TMPFS_MAGIC } from '../abi/linux.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT, AT_EACCESS } from '../abi/linux.js';
 import { CAP_CHOWN, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, MAY_EXEC, MAY_READ, MAY_WRITE, capable, inGroup, ownerOrCapable } from '../kernel/creds.js';
 import { cred } from './creds.js';
@@ -82,7 +83,7 @@ function unlinkAt(t: Task, dirfd: number, pathAddr: number, flags: number): numb
   const vfs = t.kernel.vfs;
   const r = vfs.walk(path, baseDir(t, dirfd, path), false);
   if (!r.node) return -E.ENOENT;
-  if (r.path === '/') return -E.EBUSY;
+  if (r.path === '/' || vfs.isMountpoint(r.path)) return -E.EBUSY;
   if (r.node.kind === 'synthetic') return -E.EPERM;
   const dir = isDir(modeOf(r.node));
   if (flags & AT_REMOVEDIR) {
@@ -129,6 +130,7 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
   if (to.node && from.node.kind === 'upper' && to.node.kind === 'upper' && from.node.inode.id === to.node.inode.id) return 0;
   if (to.node && from.node.kind === 'host' && to.node.kind === 'host' && from.node.st.ino === to.node.st.ino && from.node.st.dev === to.node.st.dev) return 0;
   if (to.path.startsWith(from.path + '/')) return -E.EINVAL;
+  if (vfs.isMountpoint(from.path) || vfs.isMountpoint(to.path)) return -E.EBUSY;
   vfs.checkDelete(from.path, from.node);
   if (to.node) vfs.checkDelete(to.path, to.node); else vfs.checkCreate(to.path);
   const fromDir = isDir(modeOf(from.node));
@@ -163,7 +165,7 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
   const gone = replacedObj && (replaced === undefined || k.state.fs.inodes[replaced]?.nlink === 0);
   if (replacedObj && !replacedObj.dir) fsnotify(k, replacedObj, IN_ATTRIB, { selfOnly: true });
   // The moved object is in the upper layer now (rename copies up); a watch by its old lower path moves onto it.
-  fsnotify(k, { path: from.path, inodeId: k.state.fs.upper[to.path] || undefined, dir: fromDir }, IN_MOVE_SELF, { selfOnly: true });
+  fsnotify(k, { path: from.path, inodeId: k.state.fs.upper[vfs.keyFor(to.path)] || undefined, dir: fromDir }, IN_MOVE_SELF, { selfOnly: true });
   // The replaced file is freed (IN_DELETE_SELF, IN_IGNORED) now, or at its last close.
   if (replacedObj && gone && replacedObj.inodeId === undefined) fsnotifyGone(k, replacedObj);
   k.releaseInodeIfUnused(replaced);
@@ -216,6 +218,10 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   if (to.node) return -E.EEXIST;
   // A new name with a trailing slash asks for a directory, which link never makes: ENOENT (filename_create).
   if (/[^/]\/+$/.test(newPath)) return -E.ENOENT;
+  // The new name's mount must be writable (EROFS) and be the source's (EXDEV), as do_linkat checks before may_linkat.
+  const toLoc = vfs.locate(to.path);
+  vfs.checkWritable(toLoc);
+  if (vfs.locate(from.path).m?.id !== toLoc.m?.id) return -E.EXDEV;
   // fs.protected_hardlinks (default 1): a file of another user only if it is a plain file we may read and write.
   const c = cred(t), o = vfs.owner(from);
   if (c.fsuid !== o.uid && !capable(c, CAP_FOWNER)) {
@@ -225,9 +231,9 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   vfs.checkCreate(to.path);
   if (isDir(modeOf(from))) return -E.EPERM; // after the new name's checks, as vfs_link
   if (from.kind === 'upper' && from.inode.nlink === 0 && !from.inode.linkable) return -E.ENOENT;
-  const inode = vfs.copyUp(from);
+  const inode = vfs.link(from, to.path);
   t.kernel.emit({ type: 'file.link', path: to.path, inode: inode.id }, [
-    ['set', ['fs', 'inodes', inode.id, 'nlink'], inode.nlink + 1], ['del', ['fs', 'inodes', inode.id, 'linkable']], ['set', ['fs', 'upper', to.path], inode.id],
+    ['set', ['fs', 'inodes', inode.id, 'nlink'], inode.nlink + 1], ['del', ['fs', 'inodes', inode.id, 'linkable']], ['set', ['fs', 'upper', vfs.keyFor(to.path)], inode.id],
   ]);
   fsnotify(t.kernel, { path: from.path, inodeId: inode.id, dir: false }, IN_ATTRIB, { selfOnly: true });
   fsnotifyDirent(t.kernel, parentPath(to.path), IN_CREATE, baseName(to.path), false);
@@ -332,10 +338,31 @@ function utimensat(t: Task): number {
   return 0;
 }
 
-/** struct statfs (120 bytes) describing the sandbox's overlay: with --disk, its size and what is left of it. */
-function statfsBytes(t: Task): Uint8Array {
+/**
+ * struct statfs (120 bytes) of the filesystem guest path `p` is on: a tmpfs (TMPFS_MAGIC, its
+ * size= limit, else half the memory limit, and what its files use), else the sandbox's overlay
+ * (with --disk, its size and what is left of it). f_flags carries the mount's ST_RDONLY etc.
+ */
+function statfsBytes(t: Task, p: string): Uint8Array {
   const b = new Uint8Array(120);
   const v = new DataView(b.buffer);
+  const loc = t.kernel.vfs.locate(p);
+  const sb = loc.sb ? t.kernel.vfs.superblock(loc.sb) : undefined;
+  if (loc.m) v.setBigInt64(80, BigInt(0x20 | 0x1000 | (loc.m.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)) | (sb?.type === 'volume' && sb.readonly ? MS_RDONLY : 0)), true); // f_flags: ST_VALID | ST_*
+  if (sb?.type === 'tmpfs') {
+    const size = sb.sizeLimit ?? Math.floor((t.kernel.state.config.memoryLimit ?? 2 ** 31) / 2);
+    const total = BigInt(Math.floor(size / 4096)), free = BigInt(Math.max(0, Math.floor((size - sb.usedBytes) / 4096)));
+    v.setBigInt64(0, BigInt(TMPFS_MAGIC), true);
+    v.setBigInt64(8, 4096n, true);
+    v.setBigUint64(16, total, true);
+    v.setBigUint64(24, free, true);
+    v.setBigUint64(32, free, true);
+    v.setBigUint64(40, 1n << 20n, true);
+    v.setBigUint64(48, 1n << 19n, true);
+    v.setBigInt64(64, 255n, true);
+    v.setBigInt64(72, 4096n, true);
+    return b;
+  }
   const limit = t.kernel.state.config.diskLimit, used = t.kernel.state.fs.diskBytes ?? 0;
   const total = limit !== undefined ? BigInt(Math.floor(limit / 4096)) : 1n << 24n;
   const free = limit !== undefined ? BigInt(Math.max(0, Math.floor((limit - used) / 4096))) : 1n << 23n;
@@ -428,6 +455,6 @@ export const fsSyscalls = [
     t.kernel.emit({ type: 'proc.umask', tgid: t.tgid, umask: t.argU32(0) & 0o777 }, [['set', ['threadGroups', t.tgid, 'umask'], t.argU32(0) & 0o777]]);
     return old;
   }),
-  syscall('statfs', 2, (t) => { t.kernel.vfs.resolve(pathArg(t, t.arg(0)), t.tg.cwd, true); t.mm.write(t.arg(1), statfsBytes(t)); return 0; }, 'partial', 'reports an overlay filesystem (its size from --disk, else fixed)'),
-  syscall('fstatfs', 2, (t) => { t.kernel.file(t, t.argInt(0)); t.mm.write(t.arg(1), statfsBytes(t)); return 0; }, 'partial', 'reports an overlay filesystem (its size from --disk, else fixed)'),
+  syscall('statfs', 2, (t) => { const r = t.kernel.vfs.walk(pathArg(t, t.arg(0)), t.tg.cwd, true); if (!r.node) return -E.ENOENT; t.mm.write(t.arg(1), statfsBytes(t, r.path)); return 0; }, 'partial', 'a tmpfs mount reports its size; everything else an overlay filesystem (its size from --disk, else fixed)'),
+  syscall('fstatfs', 2, (t) => { const f = t.kernel.file(t, t.argInt(0)); t.mm.write(t.arg(1), statfsBytes(t, f.path)); return 0; }, 'partial', 'a tmpfs mount reports its size; everything else an overlay filesystem (its size from --disk, else fixed)'),
 ];

@@ -22,7 +22,7 @@ export class HostFiles {
   /** Open the host file behind a new 'host' open file now (ENOENT/ELOOP/EACCES as the host says), and record its identity. */
   open(f: HostFile): number {
     let o;
-    try { o = this.kernel.vfs.lower.openFile(f.path); } catch (e) { throw new SyscallError(e instanceof HostError ? e.errno : E.EIO); }
+    try { o = this.kernel.vfs.openHostFile(f.path); } catch (e) { throw new SyscallError(e instanceof HostError ? e.errno : E.EIO); }
     this.kernel.emit({ type: 'file.update', fileId: f.id, what: 'hostIdentity' }, [['set', ['openFiles', f.id, 'hostIdentity'], hostIdentity(o.st)]]);
     this.fds.set(f.id, o.fd);
     return o.fd;
@@ -43,7 +43,7 @@ export class HostFiles {
   /** Re-open a restored file; returns why it cannot be (one line) or undefined. */
   private reopen(f: HostFile): string | undefined {
     let o;
-    try { o = this.kernel.vfs.lower.openFile(f.path); } catch { return `host file ${f.path} of the rootfs is gone`; }
+    try { o = this.kernel.vfs.openHostFile(f.path); } catch { return `host file ${f.path} of the rootfs is gone`; }
     const id = hostIdentity(o.st);
     if (f.hostIdentity && (f.hostIdentity.size !== id.size || f.hostIdentity.mtimeMs !== id.mtimeMs)) {
       this.kernel.vfs.lower.closeFile(o.fd);

@@ -48,7 +48,16 @@ const ZERO_CHUNK = Buffer.alloc(CHUNK);
 
 /** Ops for an inode's field (an undefined value deletes it), the disk accounting, and the event that carries them. */
 const ino$ = (ino: InodeState, field: string, v: unknown): GraphOp => (v === undefined ? ['del', ['fs', 'inodes', ino.id, field]] : ['set', ['fs', 'inodes', ino.id, field], v]);
-const disk$ = (k: DataStore, delta: number): GraphOp => ['set', ['fs', 'diskBytes'], Math.max(0, (k.state.fs.diskBytes ?? 0) + delta)];
+/**
+ * The accounting op for `delta` bytes of `ino`'s data: a tmpfs inode counts in its superblock's
+ * usedBytes (its size= limit), others in FilesystemState.diskBytes (run --disk).
+ */
+function disk$(k: DataStore, ino: InodeState, delta: number): GraphOp {
+  const sb = ino.sb !== undefined ? k.state.fs.superblocks?.[ino.sb] : undefined;
+  if (sb?.type === 'tmpfs') return ['set', ['fs', 'superblocks', sb.id, 'usedBytes'], Math.max(0, sb.usedBytes + delta)];
+  if (ino.sb !== undefined) return ['set', ['fs', 'diskBytes'], k.state.fs.diskBytes ?? 0]; // its tmpfs is unmounted: nothing to count
+  return ['set', ['fs', 'diskBytes'], Math.max(0, (k.state.fs.diskBytes ?? 0) + delta)];
+}
 const update = (k: DataStore, ino: InodeState, what: string, ops: GraphOp[]): void => k.emit({ type: 'inode.update', inode: ino.id, what }, ops);
 
 /** The memory-file user id an inode holds its blocks under (address spaces are positive). */
@@ -63,10 +72,16 @@ function pieces(pos: number, end: number, fn: (index: number, at: number, len: n
   }
 }
 
-/** ENOSPC unless `n` more blocks fit under the sandbox's disk limit. */
-function reserve(k: DataStore, n: number): void {
+/** ENOSPC unless `n` more blocks of `ino` fit under its tmpfs's size limit, or the sandbox's disk limit. */
+function reserve(k: DataStore, ino: InodeState, n: number): void {
+  if (n <= 0) return;
+  const sb = ino.sb !== undefined ? k.state.fs.superblocks?.[ino.sb] : undefined;
+  if (sb?.type === 'tmpfs') {
+    if (sb.sizeLimit !== undefined && sb.usedBytes + n * CHUNK > sb.sizeLimit) throw new SyscallError(E.ENOSPC);
+    return;
+  }
   const limit = k.state.config.diskLimit;
-  if (n > 0 && limit !== undefined && (k.state.fs.diskBytes ?? 0) + n * CHUNK > limit) throw new SyscallError(E.ENOSPC);
+  if (limit !== undefined && (k.state.fs.diskBytes ?? 0) + n * CHUNK > limit) throw new SyscallError(E.ENOSPC);
 }
 
 /** A new zeroed block for chunk `i` of `ino` (ENOSPC when the memory file is exhausted). */
@@ -76,14 +91,14 @@ function newChunk(k: DataStore, ino: InodeState, i: number): number {
     if (e instanceof MemoryFileError) throw new SyscallError(E.ENOSPC);
     throw e;
   }
-  update(k, ino, 'block', [['set', ['fs', 'inodes', ino.id, 'blocks', i], off], disk$(k, CHUNK)]);
+  update(k, ino, 'block', [['set', ['fs', 'inodes', ino.id, 'blocks', i], off], disk$(k, ino, CHUNK)]);
   return off;
 }
 
 function dropChunk(k: DataStore, ino: InodeState, i: number): void {
   const off = ino.blocks![i];
   if (off === undefined) return;
-  update(k, ino, 'hole', [['del', ['fs', 'inodes', ino.id, 'blocks', i]], disk$(k, -CHUNK)]);
+  update(k, ino, 'hole', [['del', ['fs', 'inodes', ino.id, 'blocks', i]], disk$(k, ino, -CHUNK)]);
   k.mf.ref(off, inodeUser(ino), -1);
 }
 
@@ -120,7 +135,7 @@ export function inodeWrite(k: DataStore, ino: InodeState, at: number, len: numbe
     // Disk: the units of the block this write fills for the first time.
     const fresh = len - k.mf.chargedIn(ino.shared.offset + at, len);
     const units = Math.ceil(fresh / CHUNK);
-    reserve(k, units);
+    reserve(k, ino, units);
     const base = ino.shared.offset + at;
     fill((src, ro) => k.mf.write(base + ro, src));
     countShared(k, ino, units * CHUNK);
@@ -128,7 +143,7 @@ export function inodeWrite(k: DataStore, ino: InodeState, at: number, len: numbe
     const blocks = blocksOf(k, ino);
     let missing = 0;
     pieces(at, at + len, (i) => { if (blocks[i] === undefined) missing++; });
-    reserve(k, missing);
+    reserve(k, ino, missing);
     fill((src, ro) => pieces(at + ro, at + ro + src.length, (i, off, n, sro) => {
       k.mf.pwrite((blocks[i] ?? newChunk(k, ino, i)) + off, src.subarray(sro, sro + n));
     }));
@@ -145,7 +160,7 @@ const sharedCounted = (ino: InodeState): number => ino.shared!.counted ?? ino.sh
 
 function countShared(k: DataStore, ino: InodeState, bytes: number): void {
   if (bytes === 0) return;
-  update(k, ino, 'counted', [['set', ['fs', 'inodes', ino.id, 'shared', 'counted'], sharedCounted(ino) + bytes], disk$(k, bytes)]);
+  update(k, ino, 'counted', [['set', ['fs', 'inodes', ino.id, 'shared', 'counted'], sharedCounted(ino) + bytes], disk$(k, ino, bytes)]);
 }
 
 /**
@@ -226,7 +241,7 @@ export function inodeSetContents(k: DataStore, ino: InodeState, size: number, ra
       }
       if (ZERO_CHUNK.equals(c)) continue;
       try {
-        reserve(k, 1);
+        reserve(k, ino, 1);
         k.mf.pwrite(newChunk(k, ino, i), c);
       } catch (e) {
         inodeRelease(k, ino);
@@ -242,7 +257,7 @@ export function inodeRelease(k: DataStore, ino: InodeState): void {
   const ops: GraphOp[] = [ino$(ino, 'chunks', undefined), ino$(ino, 'size', 0)];
   if (ino.shared) {
     k.mf.ref(ino.shared.offset, inodeUser(ino), -1);
-    ops.push(disk$(k, -sharedCounted(ino)), ino$(ino, 'shared', undefined));
+    ops.push(disk$(k, ino, -sharedCounted(ino)), ino$(ino, 'shared', undefined));
   }
   update(k, ino, 'release', ops);
 }
@@ -270,7 +285,7 @@ export function inodeShare(k: DataStore, ino: InodeState, minBytes: number): { o
       dropChunk(k, ino, Number(i));
       counted += CHUNK;
     }
-    update(k, ino, 'shared', [disk$(k, counted), ino$(ino, 'shared', { offset, capacity, counted }), ino$(ino, 'blocks', undefined)]);
+    update(k, ino, 'shared', [disk$(k, ino, counted), ino$(ino, 'shared', { offset, capacity, counted }), ino$(ino, 'blocks', undefined)]);
   } else if (minBytes > ino.shared.capacity) {
     growShared(k, ino, minBytes);
   }

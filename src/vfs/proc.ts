@@ -2,7 +2,7 @@
  * /proc: generated from the state graph at open time (like seq_file), so what a guest
  * reads is a copy held by its open file and survives checkpoint/restore unchanged.
  * Covers what libc, python and coreutils read: self, <pid>/{exe,cwd,root,cmdline,
- * environ,maps,stat,status,fd/,auxv,comm,mounts}, cpuinfo, meminfo, uptime, version,
+ * environ,maps,stat,status,fd/,auxv,comm,mounts,mountinfo}, cpuinfo, meminfo, uptime, version,
  * filesystems, mounts, sys/kernel/{hostname,osrelease,ostype}.
  */
 import { randomUUID } from 'node:crypto';
@@ -14,6 +14,7 @@ import { credsOf, ptraceMayAccess } from '../kernel/creds.js';
 import type { SyntheticMount, SyntheticNode } from './vfs.js';
 import { MAP_ANONYMOUS, S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
 import { procStatus } from './proc-status.js';
+import { mountLines } from './mounts.js';
 import { NO_USAGE, groupUsage } from '../kernel/cputime.js';
 
 const enc = new TextEncoder();
@@ -68,7 +69,7 @@ export function procMount(k: Kernel): SyntheticMount {
       return f.path;
     };
     switch (rest) {
-      case '': return dir(base, () => ['exe', 'cwd', 'root', 'cmdline', 'environ', 'maps', 'stat', 'status', 'fd', 'auxv', 'comm', 'mounts', 'task']);
+      case '': return dir(base, () => ['exe', 'cwd', 'root', 'cmdline', 'environ', 'maps', 'stat', 'status', 'fd', 'auxv', 'comm', 'mounts', 'mountinfo', 'task']);
       case 'exe': return link(base + 1, () => as.exe);
       case 'cwd': return link(base + 2, () => tg.cwd);
       case 'root': return link(base + 3, () => '/');
@@ -100,6 +101,7 @@ export function procMount(k: Kernel): SyntheticMount {
       }, 0o400);
       case 'comm': return file(base + 11, () => ts.comm + '\n');
       case 'mounts': return file(base + 12, () => mountsText());
+      case 'mountinfo': return file(base + 16, () => mountLines(k.state.fs, true));
       case 'task': return dir(base + 13, () => tg.tids.map(String));
     }
     if (rest.startsWith('fd/')) {
@@ -126,8 +128,8 @@ export function procMount(k: Kernel): SyntheticMount {
       .replace(/^MemFree:.*$/m, `MemFree:        ${kb(view.free).padStart(11)}`)
       .replace(/^MemAvailable:.*$/m, `MemAvailable:   ${kb(view.free).padStart(11)}`);
   };
-  const mountsText = () => 'none / overlay rw,relatime 0 0\nproc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\nnone /dev tmpfs rw,nosuid 0 0\n' +
-    'shm /dev/shm tmpfs rw,nosuid,nodev 0 0\nsysfs /sys sysfs ro,nosuid,nodev,noexec,relatime 0 0\n';
+  /** /proc/mounts: the one mount namespace's table (src/vfs/mounts.ts). */
+  const mountsText = () => mountLines(k.state.fs, false);
 
   return {
     prefix: '/proc',

@@ -1,21 +1,27 @@
 /**
- * The sandbox filesystem: path walking (fs/namei.c) over three sources, first match wins:
+ * The sandbox filesystem: path walking (fs/namei.c) across the mount table (src/vfs/mounts.ts:
+ * the mount with the longest mount point that is the path or an ancestor of it wins). The root
+ * overlay looks a path up in three sources, first match wins:
  *   1. synthetic mounts: /proc (src/vfs/proc.ts) and /dev (src/vfs/dev.ts);
  *   2. the upper layer: files the guest wrote, as inodes in the state graph;
  *   3. the lower layer: the host rootfs directory, read-only (never written).
  * Writing to a lower file copies it up first, as overlayfs does; deleting one leaves a
  * whiteout. Renaming a lower directory gives EXDEV, as overlayfs without redirect_dir.
+ * A tmpfs mount's files are upper-layer inodes of its own superblock; a volume is a host
+ * tree reached beneath its own handle, as the rootfs is. A node carries its guest path and,
+ * where they differ, its key inside its superblock (`key`) and its mount (`mnt`).
  */
 import { byId, persisted } from '../kernel/persist.js';
 import { E, SyscallError } from '../errno.js';
 import { HostError, type HostTree, type HostStat } from '../../platforms/host-services.js';
-import type { Credentials, FilesystemState, InodeState, DirEntry } from '../kernel/state.js';
+import type { Credentials, FilesystemState, InodeState, DirEntry, MountState, SuperblockState } from '../kernel/state.js';
+import { SYNTHETIC_DEV, UPPER_DEV, implicitMountOf, newMountId, newSuperblockId, superblockDev, tmpfsRootKey } from './mounts.js';
 import { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, MAY_EXEC, MAY_WRITE, capable, permits } from '../kernel/creds.js';
 import { Stat, dtypeOfMode, isDir, isLnk, isReg } from './stat.js';
 import { DataStore, inodeSetContents } from './inode-data.js';
 import { moveLocksOnCopyUp } from './locks.js';
 import type { GraphOp, KernelEventBody, Writable } from '../kernel/events.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../abi/linux.js';
+import { MS_RDONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../abi/linux.js';
 
 /** A synthetic file or directory (/proc, /dev). */
 export interface SyntheticNode {
@@ -42,10 +48,21 @@ export interface SyntheticNode {
   mayAccess?: () => boolean;
 }
 
+/**
+ * A looked-up file: `path` is its canonical guest path; `key` its name inside its superblock
+ * when that differs (a tmpfs's "\0ID/a", a volume's tree path, a bind's source path); `mnt`
+ * its mount id when it is not in the root overlay; `sb` the volume superblock of a host node.
+ */
 export type Node =
-  | { kind: 'upper'; path: string; inode: InodeState }
-  | { kind: 'host'; path: string; st: HostStat }
-  | { kind: 'synthetic'; path: string; node: SyntheticNode };
+  | { kind: 'upper'; path: string; inode: InodeState; key?: string; mnt?: number }
+  | { kind: 'host'; path: string; st: HostStat; key?: string; mnt?: number; sb?: number }
+  | { kind: 'synthetic'; path: string; node: SyntheticNode; key?: string; mnt?: number };
+
+/** Where a guest path lives: its mount (none: the root overlay), superblock (0: the root overlay) and key there. */
+export interface Location { m?: MountState; sb: number; key: string }
+
+/** A node's name inside its superblock. */
+export const keyOf = (n: Node): string => n.key ?? n.path;
 
 /** A source of synthetic files mounted at a guest path prefix. */
 export interface SyntheticMount {
@@ -57,9 +74,7 @@ export interface SyntheticMount {
 }
 
 const MAX_SYMLINKS = 40;
-const UPPER_DEV = 0x2b;
 const UPPER_INO_BASE = 0x4000_0000;
-const SYNTHETIC_DEV = 0x2c;
 
 export interface WalkResult {
   /** Canonical guest path (symlinks of all but a not-followed last component resolved). */
@@ -69,6 +84,10 @@ export interface WalkResult {
 
 export class Vfs {
   readonly mounts: SyntheticMount[] = [];
+  /** Host trees of volume superblocks, by superblock id (runtime: opened when the kernel is made, from the graph). */
+  readonly trees = new Map<number, HostTree>();
+  /** The mount table sorted for `locate` (longest mount point first, newest first); rebuilt after a change. */
+  private sorted?: MountState[];
   /**
    * The credentials permission checks are made with: the calling task's (set by the
    * kernel), or undefined for the kernel's own lookups (no checks).
@@ -87,24 +106,95 @@ export class Vfs {
     /** The kernel's door (Kernel.emit): every change to `state` is an event whose ops start at the graph root ('fs', …). */
     private readonly emit: (body: KernelEventBody, ops: GraphOp[]) => void) {}
 
-  /** Look up one canonical guest path, without following a final symlink. */
-  lookup(p: string): Node | undefined {
-    for (const m of this.mounts) {
-      if (p === m.prefix || p.startsWith(m.prefix + '/')) {
-        if (m.passthrough?.some((x) => p === x || p.startsWith(x + '/'))) break;
-        const node = m.lookup(p);
-        return node ? { kind: 'synthetic', path: p, node } : undefined;
+  /** The mount table changed (the Vfs's own mount operations call this). */
+  mountsChanged(): void { this.sorted = undefined; }
+
+  /**
+   * Where canonical guest path `p` lives (lookup_mnt along the walk): the mount whose mount
+   * point is `p` or its longest ancestor, the newest of mounts stacked on one point.
+   */
+  locate(p: string): Location {
+    this.sorted ??= Object.values(this.state.mounts ?? {}).sort((a, b) => b.mountpoint.length - a.mountpoint.length || b.id - a.id);
+    for (const m of this.sorted) {
+      if (p === m.mountpoint || p.startsWith(m.mountpoint + '/')) {
+        const rest = p.slice(m.mountpoint.length);
+        return { m, sb: m.sb, key: m.root === '/' ? rest || '/' : m.root + rest };
       }
     }
-    const up = this.state.upper[p];
+    return { sb: 0, key: p };
+  }
+
+  /** The superblock record of a mounted tmpfs or volume. */
+  superblock(sb: number): SuperblockState | undefined {
+    return this.state.superblocks?.[sb];
+  }
+
+  /** Look up one canonical guest path, without following a final symlink. */
+  lookup(p: string): Node | undefined {
+    return this.lookupAt(p, this.locate(p));
+  }
+
+  /** Look up guest path `p` at its location. */
+  lookupAt(p: string, loc: Location): Node | undefined {
+    const key = loc.key;
+    const extra = loc.m ? { ...(key !== p ? { key } : {}), mnt: loc.m.id } : {};
+    if (loc.sb !== 0) {
+      const sb = this.superblock(loc.sb);
+      if (sb?.type === 'tmpfs') {
+        const up = this.state.upper[key];
+        return up ? { kind: 'upper', path: p, inode: this.state.inodes[up], ...extra } : undefined;
+      }
+      const tree = this.trees.get(loc.sb);
+      const st = tree?.lstat(key);
+      return st ? { kind: 'host', path: p, st, sb: loc.sb, ...extra } : undefined;
+    }
+    for (const m of this.mounts) {
+      if (key === m.prefix || key.startsWith(m.prefix + '/')) {
+        if (m.passthrough?.some((x) => key === x || key.startsWith(x + '/'))) break;
+        const node = m.lookup(key);
+        return node ? { kind: 'synthetic', path: p, node, ...extra } : undefined;
+      }
+    }
+    const up = this.state.upper[key];
     if (up !== undefined) {
       if (up === 0) return undefined;
-      return { kind: 'upper', path: p, inode: this.state.inodes[up] };
+      return { kind: 'upper', path: p, inode: this.state.inodes[up], ...extra };
     }
     // A whiteout, a non-directory or an opaque directory of the upper layer above p hides the lower layer below it.
-    if (this.hiddenByAncestor(p)) return undefined;
-    const st = this.lower.lstat(p);
-    return st ? { kind: 'host', path: p, st } : undefined;
+    if (this.hiddenByAncestor(key)) return undefined;
+    const st = this.lower.lstat(key);
+    return st ? { kind: 'host', path: p, st, ...extra } : undefined;
+  }
+
+  /** The host tree a host node is read from: its volume's, or the rootfs. */
+  treeOf(n: { sb?: number }): HostTree {
+    if (!n.sb) return this.lower;
+    const t = this.trees.get(n.sb);
+    if (!t) throw new SyscallError(E.EIO);
+    return t;
+  }
+
+  /** Whether guest path `p` is a mount point of the table (unlink, rmdir, rename: EBUSY). */
+  isMountpoint(p: string): boolean {
+    return Object.values(this.state.mounts ?? {}).some((m) => m.mountpoint === p);
+  }
+
+  /** The mount a guest path is on is read-only (its flags, or a read-only volume): EROFS. */
+  checkWritable(loc: Location): void {
+    if (!loc.m) return;
+    const sb = loc.sb ? this.superblock(loc.sb) : undefined;
+    if ((loc.m.flags & MS_RDONLY) || (sb?.type === 'volume' && sb.readonly)) throw new SyscallError(E.EROFS);
+  }
+
+  /** Open a regular host file behind guest path `p` (a lower or volume file) read-only: the caller owns the fd (HostTree.openFile). */
+  openHostFile(p: string): { fd: number; st: HostStat } {
+    const loc = this.locate(p);
+    return (loc.sb ? this.treeOf({ sb: loc.sb }) : this.lower).openFile(loc.key);
+  }
+
+  /** The whole contents of a host node (a regular file), read through one fd (HostTree.readFile). */
+  readHostFile(n: Node & { kind: 'host' }): { bytes: Uint8Array; st: HostStat } {
+    return this.treeOf(n).readFile(keyOf(n));
   }
 
   /** Whether the lower layer's entry at p is hidden by the upper layer above it (overlayfs: whiteouts, opaque directories). */
@@ -126,7 +216,7 @@ export class Vfs {
     if (n.kind === 'upper') { if (n.inode.target === undefined) throw new SyscallError(E.EINVAL); return n.inode.target; }
     if (n.kind === 'host') {
       if (!isLnk(n.st.mode)) throw new SyscallError(E.EINVAL);
-      try { return this.lower.readlink(n.path); } catch (e) { throw new SyscallError(e instanceof HostError ? E.ENOENT : E.EIO); }
+      try { return this.treeOf(n).readlink(keyOf(n)); } catch (e) { throw new SyscallError(e instanceof HostError ? E.ENOENT : E.EIO); }
     }
     if (!n.node.target) throw new SyscallError(E.EINVAL);
     if (n.node.mayAccess && !n.node.mayAccess()) throw new SyscallError(E.EACCES);
@@ -258,11 +348,11 @@ export class Vfs {
   }
 
   stat(n: Node): Stat {
-    if (n.kind === 'host') return { ...n.st };
+    if (n.kind === 'host') return n.sb ? { ...n.st, dev: superblockDev(n.sb) } : { ...n.st };
     if (n.kind === 'upper') {
       const i = n.inode;
       return {
-        dev: UPPER_DEV, ino: UPPER_INO_BASE + i.id, nlink: i.nlink, mode: i.mode, uid: i.uid, gid: i.gid, rdev: 0,
+        dev: i.sb ? superblockDev(i.sb) : UPPER_DEV, ino: UPPER_INO_BASE + i.id, nlink: i.nlink, mode: i.mode, uid: i.uid, gid: i.gid, rdev: 0,
         size: i.size, blksize: 4096, blocks: Math.ceil(i.size / 512), atimeNs: i.atimeNs, mtimeNs: i.mtimeNs, ctimeNs: i.ctimeNs,
       };
     }
@@ -274,10 +364,11 @@ export class Vfs {
 
   /** Directory entries of a directory node (without "." and ".."), merged across layers. */
   listDir(n: Node): DirEntry[] {
+    const key = keyOf(n);
     if (n.kind === 'synthetic') {
       const names = new Set(n.node.list?.() ?? []);
       for (const p of Object.keys(this.state.upper)) {
-        if (p.startsWith(n.path + '/') && p.indexOf('/', n.path.length + 1) < 0 && this.state.upper[p]) names.add(p.slice(n.path.length + 1));
+        if (p.startsWith(key + '/') && p.indexOf('/', key.length + 1) < 0 && this.state.upper[p]) names.add(p.slice(key.length + 1));
       }
       return [...names].map((name) => {
         const c = this.lookup(n.path === '/' ? '/' + name : n.path + '/' + name);
@@ -285,15 +376,19 @@ export class Vfs {
       });
     }
     const out = new Map<string, DirEntry>();
-    const base = n.path === '/' ? '' : n.path;
-    if (n.kind === 'host' || (n.kind === 'upper' && !n.inode.opaque && !this.hiddenByAncestor(n.path) && this.lowerIsDir(n.path))) {
+    const base = key === '/' ? '' : key;
+    const tmpfs = n.kind === 'upper' && n.inode.sb !== undefined;
+    if (n.kind === 'host' || (n.kind === 'upper' && !tmpfs && !n.inode.opaque && !this.hiddenByAncestor(key) && this.lowerIsDir(key))) {
       try {
-        for (const d of this.lower.readdir(n.path)) out.set(d.name, d);
+        for (const d of (n.kind === 'host' ? this.treeOf(n) : this.lower).readdir(key)) out.set(d.name, d);
       } catch { /* unreadable lower dir: show the upper part only */ }
     }
-    for (const m of this.mounts) {
-      const parent = m.prefix.slice(0, m.prefix.lastIndexOf('/')) || '/';
-      if (parent === n.path) out.set(m.prefix.slice(parent.length === 1 ? 1 : parent.length + 1), { name: m.prefix.slice(m.prefix.lastIndexOf('/') + 1), ino: 1, type: 4 });
+    if (n.kind === 'host' && n.sb) return [...out.values()];
+    if (!tmpfs) {
+      for (const m of this.mounts) {
+        const parent = m.prefix.slice(0, m.prefix.lastIndexOf('/')) || '/';
+        if (parent === key) out.set(m.prefix.slice(parent.length === 1 ? 1 : parent.length + 1), { name: m.prefix.slice(m.prefix.lastIndexOf('/') + 1), ino: 1, type: 4 });
+      }
     }
     const prefix = base + '/';
     for (const [p, id] of Object.entries(this.state.upper)) {
@@ -321,6 +416,9 @@ export class Vfs {
    */
   create(p: string, mode: number, extra: Partial<InodeState> = {}): InodeState {
     const parent = this.checkParentDir(p);
+    const loc = this.locate(p);
+    this.checkWritable(loc); // EROFS before EACCES (filename_create's mnt_want_write)
+    if (loc.sb && this.superblock(loc.sb)?.type === 'volume') throw new SyscallError(E.EROFS);
     const c = this.currentCreds();
     let uid = 0, gid = 0;
     if (c) {
@@ -331,7 +429,7 @@ export class Vfs {
       gid = (po.mode & 0o2000) ? po.gid : c.fsgid;
       if ((po.mode & 0o2000) && isDir(mode)) mode |= 0o2000;
     }
-    return this.insert(p, mode, uid, gid, extra);
+    return this.insert(p, loc, mode, uid, gid, extra);
   }
 
   /**
@@ -343,6 +441,9 @@ export class Vfs {
    */
   createTmpfile(dir: Node, mode: number, linkable: boolean): InodeState {
     if (dir.kind === 'synthetic') throw new SyscallError(E.EOPNOTSUPP);
+    this.checkWritable(this.locate(dir.path));
+    if (dir.kind === 'host' && dir.sb) throw new SyscallError(E.EOPNOTSUPP);
+    const sb = dir.kind === 'upper' ? dir.inode.sb : undefined;
     const c = this.currentCreds();
     let uid = 0, gid = 0;
     if (c) {
@@ -353,18 +454,22 @@ export class Vfs {
     }
     const id = this.newId();
     const t = this.nowNs();
-    const inode: InodeState = { id, mode, uid, gid, nlink: 0, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...(linkable ? { linkable: true } : {}) };
+    const inode: InodeState = { id, mode, uid, gid, nlink: 0, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...(linkable ? { linkable: true } : {}), ...(sb ? { sb } : {}) };
     this.emit({ type: 'file.create', path: dir.path, inode: id, mode }, [['set', ['fs', 'inodes', id], inode]]);
     return this.state.inodes[id];
   }
 
-  /** Put a new inode at `p` in the upper layer (no permission check: copy-up, the kernel's own files). */
-  private insert(p: string, mode: number, uid: number, gid: number, extra: Partial<InodeState> = {}, copyUp = false): InodeState {
+  /**
+   * Put a new inode at guest path `p` (at `loc`: the root's upper layer or a tmpfs) with no
+   * permission check (copy-up, the kernel's own files).
+   */
+  private insert(p: string, loc: Location, mode: number, uid: number, gid: number, extra: Partial<InodeState> = {}, copyUp = false): InodeState {
     this.checkParentDir(p);
     const id = this.newId();
     const t = this.nowNs();
-    const inode: InodeState = { id, mode, uid, gid, nlink: isDir(mode) ? 2 : 1, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...(isDir(mode) ? { opaque: true } : {}), ...extra };
-    const ops: GraphOp[] = [['set', ['fs', 'inodes', id], inode], ['set', ['fs', 'upper', p], id]];
+    const sb = loc.sb ? { sb: loc.sb } : {};
+    const inode: InodeState = { id, mode, uid, gid, nlink: isDir(mode) ? 2 : 1, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ...(isDir(mode) && !loc.sb ? { opaque: true } : {}), ...extra, ...sb };
+    const ops: GraphOp[] = [['set', ['fs', 'inodes', id], inode], ['set', ['fs', 'upper', loc.key], id]];
     if (copyUp) this.emit({ type: 'file.copyup', path: p, inode: id }, ops);
     else this.emit({ type: 'file.create', path: p, inode: id, mode }, ops);
     return this.state.inodes[id];
@@ -386,17 +491,19 @@ export class Vfs {
    * (SEEK_DATA/SEEK_HOLE), so holes stay holes. EIO if the host file cannot be read.
    */
   copyUp(n: Node): InodeState {
+    if (n.kind !== 'synthetic') this.checkWritable(this.locate(n.path));
     if (n.kind === 'upper') return n.inode;
     if (n.kind === 'synthetic') throw new SyscallError(E.EACCES);
+    if (n.sb) throw new SyscallError(E.EROFS);
     const s = this.stat(n);
     const extra: Writable<Partial<InodeState>> = { atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, opaque: false };
     if (isLnk(n.st.mode)) extra.target = this.readlinkNode(n);
     let src: { fd: number; size: number } | undefined;
     if (isReg(n.st.mode)) {
-      try { const o = this.lower.openFile(n.path); src = { fd: o.fd, size: o.st.size }; } catch { throw new SyscallError(E.EIO); }
+      try { const o = this.lower.openFile(keyOf(n)); src = { fd: o.fd, size: o.st.size }; } catch { throw new SyscallError(E.EIO); }
     }
     try {
-      const inode = this.insert(n.path, s.mode, s.uid, s.gid, extra, true);
+      const inode = this.insert(n.path, this.locate(n.path), s.mode, s.uid, s.gid, extra, true);
       const moved = moveLocksOnCopyUp(this.state, n.path, inode.id);
       if (moved.length) this.emit({ type: 'lock.change', key: `i${inode.id}`, count: -1 }, moved);
       if (src) inodeSetContents(this.data!, inode, src.size, this.lower.dataRanges(src.fd, src.size), (buf, off) => this.lower.pread(src!.fd, buf, off));
@@ -408,12 +515,16 @@ export class Vfs {
 
   /** Remove a name (unlink/rmdir): drop the upper entry, whiteout the lower one. */
   remove(p: string): void {
-    const id = this.state.upper[p];
+    const loc = this.locate(p);
+    this.checkWritable(loc);
+    if (loc.sb && this.superblock(loc.sb)?.type === 'volume') throw new SyscallError(E.EROFS);
+    const key = loc.key;
+    const id = this.state.upper[key];
     const ops: GraphOp[] = [];
     // The inode itself stays while open files may refer to it (Linux frees it on last close).
     if (id) ops.push(['set', ['fs', 'inodes', id, 'nlink'], Math.max(0, this.state.inodes[id].nlink - (isDir(this.state.inodes[id].mode) ? 2 : 1))]);
-    if (this.lowerExists(p) && !this.hiddenByAncestor(p)) ops.push(['set', ['fs', 'upper', p], 0]);
-    else ops.push(['del', ['fs', 'upper', p]]);
+    if (loc.sb === 0 && this.lowerExists(key) && !this.hiddenByAncestor(key)) ops.push(['set', ['fs', 'upper', key], 0]);
+    else ops.push(['del', ['fs', 'upper', key]]);
     this.emit({ type: 'file.unlink', path: p, inode: id ?? 0 }, ops);
   }
 
@@ -422,12 +533,17 @@ export class Vfs {
    * redirect_dir). Returns the id of an upper inode the new name replaced (it lost a link), if any.
    */
   rename(from: Node, toPath: string): number | undefined {
+    const fromLoc = this.locate(from.path), toLoc = this.locate(toPath);
+    if (fromLoc.m?.id !== toLoc.m?.id) throw new SyscallError(E.EXDEV); // another mount (do_renameat2)
     if (from.kind === 'synthetic') throw new SyscallError(E.EXDEV);
+    this.checkWritable(fromLoc);
+    if (from.kind === 'host' && from.sb) throw new SyscallError(E.EROFS);
     if (from.kind === 'host' && isDir(from.st.mode)) throw new SyscallError(E.EXDEV);
     // A merged directory (copied up, lower entries showing through) cannot move either.
-    if (from.kind === 'upper' && isDir(from.inode.mode) && !from.inode.opaque && this.lowerIsDir(from.path)) throw new SyscallError(E.EXDEV);
+    if (from.kind === 'upper' && isDir(from.inode.mode) && !from.inode.opaque && !from.inode.sb && this.lowerIsDir(keyOf(from))) throw new SyscallError(E.EXDEV);
     const inode = this.copyUp(from);
-    const fromPath = from.path;
+    const fromPath = fromLoc.key;
+    toPath = toLoc.key;
     const ops: GraphOp[] = [];
     if (isDir(inode.mode)) {
       ops.push(['set', ['fs', 'inodes', inode.id, 'opaque'], true]); // a moved directory shows nothing of the lower layer at its new path
@@ -440,12 +556,136 @@ export class Vfs {
     }
     const replaced = this.state.upper[toPath];
     ops.push(['set', ['fs', 'upper', toPath], inode.id], ['del', ['fs', 'upper', fromPath]]);
-    if (this.lowerExists(fromPath)) ops.push(['set', ['fs', 'upper', fromPath], 0]);
+    if (fromLoc.sb === 0 && this.lowerExists(fromPath)) ops.push(['set', ['fs', 'upper', fromPath], 0]);
     ops.push(['set', ['fs', 'inodes', inode.id, 'ctimeNs'], this.nowNs()]);
     const old = replaced && replaced !== inode.id ? this.state.inodes[replaced] : undefined;
     if (old) ops.push(['set', ['fs', 'inodes', replaced, 'nlink'], Math.max(0, old.nlink - (isDir(old.mode) ? 2 : 1))]);
     this.emit({ type: 'file.rename', from: fromPath, to: toPath, inode: inode.id }, ops);
     return old ? replaced : undefined;
+  }
+
+  /**
+   * Give upper inode `inode` (already copied up) the new name `toPath` (link(2)). EXDEV when
+   * `from` (the source's node) is on another mount than `toPath`; EROFS on a read-only mount.
+   */
+  link(from: Node, toPath: string): InodeState {
+    const toLoc = this.locate(toPath);
+    this.checkWritable(toLoc);
+    if (this.locate(from.path).m?.id !== toLoc.m?.id) throw new SyscallError(E.EXDEV);
+    if (toLoc.sb && this.superblock(toLoc.sb)?.type === 'volume') throw new SyscallError(E.EROFS);
+    return this.copyUp(from);
+  }
+
+  // ------------------------------------------------------------------ the mount table (src/vfs/mounts.ts)
+
+  /** The parent mount id of a new mount at canonical guest path `target` (the mount it lies in now). */
+  private parentMountOf(target: string): number {
+    const loc = this.locate(target);
+    return loc.m?.id ?? implicitMountOf(loc.key);
+  }
+
+  /** The ops and record of a new mount; `sb` a new superblock record to add with it. */
+  private addMount(m: Omit<MountState, 'id' | 'parent'>, extraOps: GraphOp[] = [], sb?: SuperblockState): MountState {
+    const id = newMountId(this.state);
+    const rec: MountState = { id, parent: this.parentMountOf(m.mountpoint), ...m };
+    const ops: GraphOp[] = [];
+    if (!this.state.mounts) ops.push(['set', ['fs', 'mounts'], {}]);
+    if (sb && !this.state.superblocks) ops.push(['set', ['fs', 'superblocks'], {}]);
+    if (sb) ops.push(['set', ['fs', 'superblocks', sb.id], sb]);
+    ops.push(...extraOps, ['set', ['fs', 'mounts', id], rec]);
+    this.emit({ type: 'mount.add', id, mountpoint: m.mountpoint, fstype: m.fstype }, ops);
+    this.mountsChanged();
+    return this.state.mounts![id];
+  }
+
+  /**
+   * Mount a new tmpfs on canonical guest path `target` (an existing directory: the caller
+   * checks), its root directory `mode` (S_IFDIR added) owned by uid/gid; file data past
+   * `sizeLimit` bytes gives ENOSPC (mm/shmem.c). Returns the mount.
+   */
+  mountTmpfs(target: string, o: { sizeLimit?: number; mode: number; uid: number; gid: number; flags: number; options: string; source: string }): MountState {
+    const sbId = newSuperblockId(this.state);
+    const root = tmpfsRootKey(sbId);
+    const ino = this.newId();
+    const t = this.nowNs();
+    const inode: InodeState = { id: ino, mode: S_IFDIR | (o.mode & 0o7777), uid: o.uid, gid: o.gid, nlink: 2, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, sb: sbId };
+    const sb: SuperblockState = { id: sbId, type: 'tmpfs', usedBytes: 0, ...(o.sizeLimit ? { sizeLimit: o.sizeLimit } : {}) };
+    return this.addMount({ mountpoint: target, sb: sbId, root, fstype: 'tmpfs', source: o.source, flags: o.flags, ...(o.options ? { options: o.options } : {}) },
+      [['set', ['fs', 'inodes', ino], inode], ['set', ['fs', 'upper', root], ino]], sb);
+  }
+
+  /**
+   * Mount host tree `tree` (opened by the caller on `hostPath`) on canonical guest path
+   * `target`: its root is `root` ('/' for a directory, '/NAME' for a bound file, the tree
+   * being its directory). `readonly`: the volume is read-only (EROFS, whatever the flags).
+   */
+  mountVolume(target: string, tree: HostTree, hostPath: string, root: string, readonly: boolean, flags = 0): MountState {
+    const sbId = newSuperblockId(this.state);
+    this.trees.set(sbId, tree);
+    const sb: SuperblockState = { id: sbId, type: 'volume', hostPath, readonly };
+    return this.addMount({ mountpoint: target, sb: sbId, root, fstype: 'hostfs', source: root === '/' ? hostPath : hostPath + root, flags: flags | (readonly ? MS_RDONLY : 0) }, [], sb);
+  }
+
+  /**
+   * Bind `source` (a walked node: the guest path it was reached by decides its mount and key)
+   * on canonical guest path `target` (MS_BIND): a second view of the same files, on a mount
+   * of its own (rename/link across it is EXDEV). Non-recursive: mounts below the source are not
+   * carried (MS_REC is accepted and treated the same).
+   */
+  mountBind(source: Node, target: string, flags: number): MountState {
+    const loc = this.locate(source.path);
+    const m = loc.m;
+    const fstype = m ? m.fstype : loc.key === '/proc' || loc.key.startsWith('/proc/') ? 'proc' : loc.key === '/sys' || loc.key.startsWith('/sys/') ? 'sysfs' : 'overlay';
+    const src = m ? m.source : fstype === 'overlay' ? 'none' : fstype;
+    return this.addMount({ mountpoint: target, sb: loc.sb, root: loc.key, fstype, source: src, flags, ...(m?.options ? { options: m.options } : {}) });
+  }
+
+  /** Mount proc on canonical guest path `target`: the sandbox's one /proc, seen there too. */
+  mountProc(target: string, flags: number, source: string): MountState {
+    return this.addMount({ mountpoint: target, sb: 0, root: '/proc', fstype: 'proc', source, flags });
+  }
+
+  /** Change the per-mount flags of mount `m` (MS_REMOUNT | MS_BIND, or a remount of the superblock's options). */
+  remount(m: MountState, flags: number): void {
+    this.emit({ type: 'mount.remount', id: m.id, flags }, [['set', ['fs', 'mounts', m.id, 'flags'], flags]]);
+    this.mountsChanged();
+  }
+
+  /**
+   * Take mount `m` out of the table (umount). When it was the last mount of its superblock,
+   * the superblock goes: a tmpfs's names are dropped (returns its inode ids: the caller frees
+   * those no open file holds) and a volume's tree is closed.
+   */
+  unmount(m: MountState): number[] {
+    const ops: GraphOp[] = [['del', ['fs', 'mounts', m.id]]];
+    const freed: number[] = [];
+    let tree: HostTree | undefined;
+    if (m.sb && !Object.values(this.state.mounts ?? {}).some((o) => o.id !== m.id && o.sb === m.sb)) {
+      const sb = this.superblock(m.sb);
+      if (sb?.type === 'tmpfs') {
+        const root = tmpfsRootKey(sb.id);
+        for (const [k, id] of Object.entries(this.state.upper)) {
+          if (k !== root && !k.startsWith(root + '/')) continue;
+          ops.push(['del', ['fs', 'upper', k]]);
+          if (id) { ops.push(['set', ['fs', 'inodes', id, 'nlink'], 0]); freed.push(id); }
+        }
+      } else if (sb?.type === 'volume') tree = this.trees.get(sb.id);
+      ops.push(['del', ['fs', 'superblocks', m.sb]]);
+    }
+    this.emit({ type: 'mount.remove', id: m.id, mountpoint: m.mountpoint }, ops);
+    this.mountsChanged();
+    if (tree) { this.trees.delete(m.sb); tree.close(); }
+    return freed;
+  }
+
+  /** The mounts on or below canonical guest path `p`, newest first. */
+  mountsAtOrBelow(p: string): MountState[] {
+    return Object.values(this.state.mounts ?? {}).filter((m) => m.mountpoint === p || p === '/' || m.mountpoint.startsWith(p + '/')).sort((a, b) => b.id - a.id);
+  }
+
+  /** The upper-map key a new name at guest path `p` goes under. */
+  keyFor(p: string): string {
+    return this.locate(p).key;
   }
 }
 
