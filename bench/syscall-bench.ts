@@ -10,6 +10,10 @@
  *     under runsc (an OCI bundle, runsc checkpoint/restore), side by side.
  *  4. A warm pool of that workload (bench/pool-bench.ts, docs/pools.md): take → first
  *     output byte, p50/p99 over 50 takes, and the `pool take` command's own start-up.
+ *  5. Loopback TCP throughput (bench/tcp-bench.ts): 256 MiB through one connection, natively,
+ *     with run --network=host and with run --network=sandbox.
+ *
+ * BENCH_SECTIONS=N[,N…] runs only those sections (e.g. BENCH_SECTIONS=5 npm run bench).
  *
  * Every node child runs with NODE_EXTRA_CA_CERTS unset (loading a CA bundle adds
  * start-up time to every node process). If runsc is missing or fails, its rows say
@@ -24,6 +28,7 @@ import { benchTempDir, writeGetppidLoop } from './getppid-elf.js';
 import { envWithout, failure, median, timeRun, type TimedRun } from './proc.js';
 import { type CheckpointFigures, cloneMemoryRound, incrementalRound, nativeColdStart, runscRound, snapvisorRound, type RunscRound, type SnapvisorRound } from './restore-bench.js';
 import { pct, poolRound } from './pool-bench.js';
+import { buildTcpBench, mibPerSecond, throughputRun, type ThroughputRun } from './tcp-bench.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(HERE, '..', 'bundle', 'main.js');
@@ -35,9 +40,14 @@ const SYSCALL_REPS = 3;
 const STARTUP_REPS = 5;
 /** Restores timed per configuration (the checkpoint is taken once). */
 const RESTORE_REPS = 3;
+/** MiB through the throughput bench's connection, and runs per mechanism (the sandbox's own network is the slowest: one run). */
+const TCP_MIB = 256;
+const TCP_REPS = 3;
 /** Objects of 1,000 bytes the workload allocates (~200 MB); BENCH_OBJECTS overrides (e.g. 2000000 for ~2 GB). */
 const OBJECTS = Number(process.env.BENCH_OBJECTS ?? 200_000);
 
+/** BENCH_SECTIONS=5 (or 1,2): only these sections; all when unset. */
+const section = (n: number): boolean => !process.env.BENCH_SECTIONS || process.env.BENCH_SECTIONS.split(',').map(Number).includes(n);
 const progress = (s: string) => { if (process.stderr.isTTY) process.stderr.write(`\x1b[2m… ${s}\x1b[0m\n`); };
 const out = (s = '') => process.stdout.write(s + '\n');
 
@@ -158,129 +168,167 @@ async function main(): Promise<number> {
     const runscWhy = await runscProblem();
     if (runscWhy) out(`NOTE: gVisor rows are n/a: ${runscWhy}`), out();
 
-    // 1. Per-syscall cost.
-    const mechs = [NATIVE, SNAPVISOR, SNAPVISOR_NOPIN, RUNSC_PTRACE];
-    const res = new Map<Mechanism, Result>();
-    for (const m of mechs) res.set(m, m === RUNSC_PTRACE && runscWhy ? { note: 'runsc unavailable' } : await perSyscall(m, dir));
-    const nat = res.get(NATIVE)!.value;
-    const gv = res.get(RUNSC_PTRACE)!.value;
-    out(`1. Time per trapped syscall: getppid loop, (time(N) − time(0)) / N, median of ${SYSCALL_REPS}`);
-    out();
-    const digits = (x: number) => (x < 1 ? 3 : x < 10 ? 2 : 1);
-    for (const l of table(['mechanism', 'N', 'µs/syscall', 'vs native', 'vs runsc-ptrace', `range of ${SYSCALL_REPS} (µs)`],
-      mechs.map((m) => {
-        const r = res.get(m)!;
-        const v = r.value;
-        const range = r.min !== undefined && r.max !== undefined ? `${r.min.toFixed(digits(r.min))}–${r.max.toFixed(digits(r.max))}` : 'n/a';
-        return [m.label, thousands(m.n), num(v, v !== undefined ? digits(v) : 0), ratio(v, nat), ratio(v, gv), range];
-      }))) out('  ' + l);
-    for (const m of mechs) { const r = res.get(m)!; if (r.note && !(m === RUNSC_PTRACE && runscWhy)) { out(`  ${m.label}: n/a: ${r.note}`); if (m !== RUNSC_PTRACE) failed = true; } }
-    const sv = res.get(SNAPVISOR)!.value, np = res.get(SNAPVISOR_NOPIN)!.value;
-    if (sv && gv) out(`  → a trapped syscall costs ${ratio(gv, sv)} less in snapvisor than in runsc-ptrace on this machine.`);
-    if (sv && np) out(`  → pinning tracer and stub to one CPU (the default) makes it ${ratio(np, sv)} faster than SNAPVISOR_NO_PIN=1.`);
-    out();
-
-    // 2. Start-up.
-    const st: [string, Result][] = [];
-    st.push(['native /bin/true', await startup('native', '/bin/true', [], process.env)]);
-    st.push([`snapvisor run -- /bin/true (${CA_VAR} unset)`, await startup('snapvisor', NODE, [CLI, 'run', '--', '/bin/true'], SV_ENV)]);
-    if (caWasSet) st.push([`snapvisor run -- /bin/true (${CA_VAR} set)`, await startup('snapvisor+CA', NODE, [CLI, 'run', '--', '/bin/true'], process.env)]);
-    st.push([`snapvisor --help (CLI start-up only, no sandbox)`, await startup('snapvisor --help', NODE, [CLI, '--help'], SV_ENV)]);
-    st.push([`node -e 0 (${CA_VAR} unset; node alone)`, await startup('node', NODE, ['-e', '0'], SV_ENV)]);
-    st.push([`runsc ${RUNSC_ARGS.join(' ')} /bin/true`, runscWhy ? { note: 'runsc unavailable' } : await startup('runsc', RUNSC, [...RUNSC_ARGS, '/bin/true'], process.env)]);
-    const stNat = st[0][1].value, stGv = st[st.length - 1][1].value;
-    out(`2. Start-up: wall time of /bin/true, spawn to exit, median of ${STARTUP_REPS} (after one warm-up)`);
-    out();
-    for (const l of table(['mechanism', 'ms', 'vs native', 'vs runsc-ptrace'],
-      st.map(([label, r]) => [label, num(r.value, 1), ratio(r.value, stNat), ratio(r.value, stGv)]))) out('  ' + l);
-    for (const [label, r] of st) if (r.note && r.note !== 'runsc unavailable') { out(`  ${label}: n/a: ${r.note}`); if (!label.startsWith('runsc')) failed = true; }
-    out();
-
-    // 3. The warmed-up workload, cold and restored.
-    out(`3. Warmed-up python3 (imports json, decimal, asyncio, email, http.client, xml.dom.minidom, sqlite3,`);
-    out(`   unittest, argparse, logging; allocates ${OBJECTS.toLocaleString('en-US')} objects of 1,000 bytes; prints ready, then counts every 10 ms)`);
-    out(`   snapvisor: run --name; after "3": checkpoint NAME --store TMP; restore ID --store TMP, ${RESTORE_REPS}× (median)`);
-    out(`   runsc: run --bundle (OCI, root / read-only); after "3": runsc checkpoint --image-path; runsc restore --image-path`);
-    out();
-    const natives: number[] = [];
-    for (let i = 0; i < 3; i++) { progress(`native cold start ${i + 1}/3`); natives.push(await nativeColdStart(OBJECTS)); }
-    let svr: SnapvisorRound | undefined, gvr: RunscRound | undefined, svErr: string | undefined, gvErr: string | undefined;
-    progress('snapvisor: run, checkpoint, restores');
-    try { svr = await snapvisorRound(NODE, CLI, SV_ENV, caWasSet ? process.env : undefined, dir, OBJECTS, RESTORE_REPS); } catch (e) { svErr = (e as Error).message; failed = true; }
-    if (runscWhy) gvErr = 'runsc unavailable';
-    else {
-      progress('runsc: run, checkpoint, restore');
-      try { gvr = await runscRound(RUNSC, ['--platform=ptrace', '--network=none'], dir, OBJECTS); } catch (e) { gvErr = (e as Error).message; }
+    if (section(1)) {
+      // 1. Per-syscall cost.
+      const mechs = [NATIVE, SNAPVISOR, SNAPVISOR_NOPIN, RUNSC_PTRACE];
+      const res = new Map<Mechanism, Result>();
+      for (const m of mechs) res.set(m, m === RUNSC_PTRACE && runscWhy ? { note: 'runsc unavailable' } : await perSyscall(m, dir));
+      const nat = res.get(NATIVE)!.value;
+      const gv = res.get(RUNSC_PTRACE)!.value;
+      out(`1. Time per trapped syscall: getppid loop, (time(N) − time(0)) / N, median of ${SYSCALL_REPS}`);
+      out();
+      const digits = (x: number) => (x < 1 ? 3 : x < 10 ? 2 : 1);
+      for (const l of table(['mechanism', 'N', 'µs/syscall', 'vs native', 'vs runsc-ptrace', `range of ${SYSCALL_REPS} (µs)`],
+        mechs.map((m) => {
+          const r = res.get(m)!;
+          const v = r.value;
+          const range = r.min !== undefined && r.max !== undefined ? `${r.min.toFixed(digits(r.min))}–${r.max.toFixed(digits(r.max))}` : 'n/a';
+          return [m.label, thousands(m.n), num(v, v !== undefined ? digits(v) : 0), ratio(v, nat), ratio(v, gv), range];
+        }))) out('  ' + l);
+      for (const m of mechs) { const r = res.get(m)!; if (r.note && !(m === RUNSC_PTRACE && runscWhy)) { out(`  ${m.label}: n/a: ${r.note}`); if (m !== RUNSC_PTRACE) failed = true; } }
+      const sv = res.get(SNAPVISOR)!.value, np = res.get(SNAPVISOR_NOPIN)!.value;
+      if (sv && gv) out(`  → a trapped syscall costs ${ratio(gv, sv)} less in snapvisor than in runsc-ptrace on this machine.`);
+      if (sv && np) out(`  → pinning tracer and stub to one CPU (the default) makes it ${ratio(np, sv)} faster than SNAPVISOR_NO_PIN=1.`);
+      out();
     }
-    const mib = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 1048576).toFixed(1)} MiB`);
-    const natMs = median(natives);
-    const svRestore = svr ? median(svr.restoreMs) : undefined;
-    const rows: string[][] = [
-      ["cold start to ready (ms)", num(natMs, 0), num(svr?.coldStartMs, 0), num(gvr?.coldStartMs, 0), ratio(svr?.coldStartMs, gvr?.coldStartMs)],
-      ['checkpoint, ending the sandbox (ms, spawn to exit)', '—', num(svr?.checkpointMs, 0), num(gvr?.checkpointMs, 0), ratio(svr?.checkpointMs, gvr?.checkpointMs)],
-      ['checkpoint on disk', '—', mib(svr?.storedBytes), mib(gvr?.imageBytes), ratio(svr?.storedBytes, gvr?.imageBytes)],
-      [`restore to the next line (ms, spawn to line; ${CA_VAR} unset)`, '—', num(svRestore, 0), num(gvr?.restoreMs, 0), ratio(svRestore, gvr?.restoreMs)],
-    ];
-    if (svr?.restoreWithCaMs.length) rows.push([`restore to the next line (ms; ${CA_VAR} set)`, '—', num(median(svr.restoreWithCaMs), 0), '—', ratio(median(svr.restoreWithCaMs), gvr?.restoreMs)]);
-    for (const l of table(['measure', 'native', 'snapvisor', 'runsc-ptrace', 'snapvisor / runsc'], rows)) out('  ' + l);
-    if (svr) {
-      out(`  snapvisor checkpoint: ${svr.pages} pages, guest paused ${svr.pausedMs} ms, written in ${svr.writtenMs} ms (its own report); continuity ${svr.continuity}`);
-      out(`  snapvisor restores (ms): ${svr.restoreMs.map((x) => x.toFixed(0)).join(', ')}${svr.restoreWithCaMs.length ? `; with ${CA_VAR}: ${svr.restoreWithCaMs.map((x) => x.toFixed(0)).join(', ')}` : ''}`);
+
+    if (section(2)) {
+      // 2. Start-up.
+      const st: [string, Result][] = [];
+      st.push(['native /bin/true', await startup('native', '/bin/true', [], process.env)]);
+      st.push([`snapvisor run -- /bin/true (${CA_VAR} unset)`, await startup('snapvisor', NODE, [CLI, 'run', '--', '/bin/true'], SV_ENV)]);
+      if (caWasSet) st.push([`snapvisor run -- /bin/true (${CA_VAR} set)`, await startup('snapvisor+CA', NODE, [CLI, 'run', '--', '/bin/true'], process.env)]);
+      st.push([`snapvisor --help (CLI start-up only, no sandbox)`, await startup('snapvisor --help', NODE, [CLI, '--help'], SV_ENV)]);
+      st.push([`node -e 0 (${CA_VAR} unset; node alone)`, await startup('node', NODE, ['-e', '0'], SV_ENV)]);
+      st.push([`runsc ${RUNSC_ARGS.join(' ')} /bin/true`, runscWhy ? { note: 'runsc unavailable' } : await startup('runsc', RUNSC, [...RUNSC_ARGS, '/bin/true'], process.env)]);
+      const stNat = st[0][1].value, stGv = st[st.length - 1][1].value;
+      out(`2. Start-up: wall time of /bin/true, spawn to exit, median of ${STARTUP_REPS} (after one warm-up)`);
+      out();
+      for (const l of table(['mechanism', 'ms', 'vs native', 'vs runsc-ptrace'],
+        st.map(([label, r]) => [label, num(r.value, 1), ratio(r.value, stNat), ratio(r.value, stGv)]))) out('  ' + l);
+      for (const [label, r] of st) if (r.note && r.note !== 'runsc unavailable') { out(`  ${label}: n/a: ${r.note}`); if (!label.startsWith('runsc')) failed = true; }
+      out();
     }
-    if (gvr) out(`  runsc continuity ${gvr.continuity}`);
-    if (svr) {
-      progress('snapvisor: clones at once');
+
+    if (section(3)) {
+      // 3. The warmed-up workload, cold and restored.
+      out(`3. Warmed-up python3 (imports json, decimal, asyncio, email, http.client, xml.dom.minidom, sqlite3,`);
+      out(`   unittest, argparse, logging; allocates ${OBJECTS.toLocaleString('en-US')} objects of 1,000 bytes; prints ready, then counts every 10 ms)`);
+      out(`   snapvisor: run --name; after "3": checkpoint NAME --store TMP; restore ID --store TMP, ${RESTORE_REPS}× (median)`);
+      out(`   runsc: run --bundle (OCI, root / read-only); after "3": runsc checkpoint --image-path; runsc restore --image-path`);
+      out();
+      const natives: number[] = [];
+      for (let i = 0; i < 3; i++) { progress(`native cold start ${i + 1}/3`); natives.push(await nativeColdStart(OBJECTS)); }
+      let svr: SnapvisorRound | undefined, gvr: RunscRound | undefined, svErr: string | undefined, gvErr: string | undefined;
+      progress('snapvisor: run, checkpoint, restores');
+      try { svr = await snapvisorRound(NODE, CLI, SV_ENV, caWasSet ? process.env : undefined, dir, OBJECTS, RESTORE_REPS); } catch (e) { svErr = (e as Error).message; failed = true; }
+      if (runscWhy) gvErr = 'runsc unavailable';
+      else {
+        progress('runsc: run, checkpoint, restore');
+        try { gvr = await runscRound(RUNSC, ['--platform=ptrace', '--network=none'], dir, OBJECTS); } catch (e) { gvErr = (e as Error).message; }
+      }
+      const mib = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 1048576).toFixed(1)} MiB`);
+      const natMs = median(natives);
+      const svRestore = svr ? median(svr.restoreMs) : undefined;
+      const rows: string[][] = [
+        ["cold start to ready (ms)", num(natMs, 0), num(svr?.coldStartMs, 0), num(gvr?.coldStartMs, 0), ratio(svr?.coldStartMs, gvr?.coldStartMs)],
+        ['checkpoint, ending the sandbox (ms, spawn to exit)', '—', num(svr?.checkpointMs, 0), num(gvr?.checkpointMs, 0), ratio(svr?.checkpointMs, gvr?.checkpointMs)],
+        ['checkpoint on disk', '—', mib(svr?.storedBytes), mib(gvr?.imageBytes), ratio(svr?.storedBytes, gvr?.imageBytes)],
+        [`restore to the next line (ms, spawn to line; ${CA_VAR} unset)`, '—', num(svRestore, 0), num(gvr?.restoreMs, 0), ratio(svRestore, gvr?.restoreMs)],
+      ];
+      if (svr?.restoreWithCaMs.length) rows.push([`restore to the next line (ms; ${CA_VAR} set)`, '—', num(median(svr.restoreWithCaMs), 0), '—', ratio(median(svr.restoreWithCaMs), gvr?.restoreMs)]);
+      for (const l of table(['measure', 'native', 'snapvisor', 'runsc-ptrace', 'snapvisor / runsc'], rows)) out('  ' + l);
+      if (svr) {
+        out(`  snapvisor checkpoint: ${svr.pages} pages, guest paused ${svr.pausedMs} ms, written in ${svr.writtenMs} ms (its own report); continuity ${svr.continuity}`);
+        out(`  snapvisor restores (ms): ${svr.restoreMs.map((x) => x.toFixed(0)).join(', ')}${svr.restoreWithCaMs.length ? `; with ${CA_VAR}: ${svr.restoreWithCaMs.map((x) => x.toFixed(0)).join(', ')}` : ''}`);
+      }
+      if (gvr) out(`  runsc continuity ${gvr.continuity}`);
+      if (svr) {
+        progress('snapvisor: clones at once');
+        try {
+          const mem = await cloneMemoryRound(NODE, CLI, SV_ENV, svr.store, svr.id, [1, 10, 20]);
+          const one = mem[0]?.pssBytes;
+          out('  Clones: N restores of that checkpoint at once; summed PSS of all their processes (node kernels and stubs) once all run');
+          for (const l of table(['clones', 'PSS total', 'vs one clone', 'all restored (ms)'], mem.map((m) => [String(m.clones), mib(m.pssBytes), ratio(m.pssBytes, one), num(m.restoreAllMs, 0)]))) out('  ' + l);
+        } catch (e) {
+          out(`  snapvisor clones: n/a: ${(e as Error).message}`);
+          failed = true;
+        }
+      }
+      progress('snapvisor: incremental checkpoints');
       try {
-        const mem = await cloneMemoryRound(NODE, CLI, SV_ENV, svr.store, svr.id, [1, 10, 20]);
-        const one = mem[0]?.pssBytes;
-        out('  Clones: N restores of that checkpoint at once; summed PSS of all their processes (node kernels and stubs) once all run');
-        for (const l of table(['clones', 'PSS total', 'vs one clone', 'all restored (ms)'], mem.map((m) => [String(m.clones), mib(m.pssBytes), ratio(m.pssBytes, one), num(m.restoreAllMs, 0)]))) out('  ' + l);
+        const inc = await incrementalRound(NODE, CLI, SV_ENV, dir, OBJECTS);
+        const irow = (label: string, f: CheckpointFigures): string[] => [label, num(f.ms, 0), num(f.pausedMs, 1), `${f.newPages} of ${f.pages}`, mib(f.addedBytes)];
+        out('  Incremental: run --name; after "3": checkpoint --leave-running; 1 s later: checkpoint (ends it); restore of the second');
+        for (const l of table(['checkpoint', 'ms (spawn to exit)', 'guest paused ms', 'pages stored', 'added on disk'], [
+          irow('first (full, --leave-running)', inc.first),
+          irow('second, 1 s later (incremental)', inc.second),
+        ])) out('  ' + l);
+        out(`  second / first: time ${ratio(inc.second.ms, inc.first.ms)}, bytes ${ratio(inc.second.addedBytes, inc.first.addedBytes)}; restore of the second to the next line ${num(inc.restoreMs, 0)} ms, continuity ${inc.continuity}`);
       } catch (e) {
-        out(`  snapvisor clones: n/a: ${(e as Error).message}`);
+        out(`  snapvisor incremental: n/a: ${(e as Error).message}`);
         failed = true;
       }
+      if (svErr) out(`  snapvisor: n/a: ${svErr}`);
+      if (gvErr && gvErr !== 'runsc unavailable') out(`  runsc: n/a: ${gvErr}`);
+      out(`  native cold starts (ms): ${natives.map((x) => x.toFixed(0)).join(', ')}. snapvisor's times include a node start-up and CLI load (table 2).`);
+      out();
     }
-    progress('snapvisor: incremental checkpoints');
-    try {
-      const inc = await incrementalRound(NODE, CLI, SV_ENV, dir, OBJECTS);
-      const irow = (label: string, f: CheckpointFigures): string[] => [label, num(f.ms, 0), num(f.pausedMs, 1), `${f.newPages} of ${f.pages}`, mib(f.addedBytes)];
-      out('  Incremental: run --name; after "3": checkpoint --leave-running; 1 s later: checkpoint (ends it); restore of the second');
-      for (const l of table(['checkpoint', 'ms (spawn to exit)', 'guest paused ms', 'pages stored', 'added on disk'], [
-        irow('first (full, --leave-running)', inc.first),
-        irow('second, 1 s later (incremental)', inc.second),
-      ])) out('  ' + l);
-      out(`  second / first: time ${ratio(inc.second.ms, inc.first.ms)}, bytes ${ratio(inc.second.addedBytes, inc.first.addedBytes)}; restore of the second to the next line ${num(inc.restoreMs, 0)} ms, continuity ${inc.continuity}`);
-    } catch (e) {
-      out(`  snapvisor incremental: n/a: ${(e as Error).message}`);
-      failed = true;
-    }
-    if (svErr) out(`  snapvisor: n/a: ${svErr}`);
-    if (gvErr && gvErr !== 'runsc unavailable') out(`  runsc: n/a: ${gvErr}`);
-    out(`  native cold starts (ms): ${natives.map((x) => x.toFixed(0)).join(', ')}. snapvisor's times include a node start-up and CLI load (table 2).`);
-    out();
 
-    // 4. A warm pool of the same workload.
-    const TAKES = 50;
-    out(`4. Warm pool: the same workload asking for its own checkpoint once warm (/proc/snapvisor/checkpoint),`);
-    out(`   then printing one line; pool serve --size 4; ${TAKES} takes through the socket protocol (no process`);
-    out(`   per take), each once the pool is full again; then 10 \`snapvisor pool take\` commands (docs/pools.md)`);
-    out();
-    progress('snapvisor: pool serve, takes');
-    try {
-      const pr = await poolRound(NODE, CLI, SV_ENV, dir, OBJECTS, TAKES);
-      const prow = (label: string, xs: number[]): string[] => [label, num(pct(xs, 50), 1), num(pct(xs, 99), 1)];
-      for (const l of table(['measure', 'p50 ms', 'p99 ms'], [
-        prow('take: request reaching the pool → first output byte', pr.fromPool),
-        prow('take: client\'s send → first output byte', pr.fromClient),
-        prow('  of which the pool\'s hand-off (request → guest resumed)', pr.handoff),
-        prow('`snapvisor pool take` command: spawn → first output byte', pr.command),
-      ])) out('  ' + l);
-      out(`  pool of ${pr.size} filled (every clone restored) in ${pr.fillMs.toFixed(0)} ms; the p99 includes the first take, made before the pool knows the guest's working set`);
-    } catch (e) {
-      out(`  snapvisor pool: n/a: ${(e as Error).message}`);
-      failed = true;
+    if (section(4)) {
+      // 4. A warm pool of the same workload.
+      const TAKES = 50;
+      out(`4. Warm pool: the same workload asking for its own checkpoint once warm (/proc/snapvisor/checkpoint),`);
+      out(`   then printing one line; pool serve --size 4; ${TAKES} takes through the socket protocol (no process`);
+      out(`   per take), each once the pool is full again; then 10 \`snapvisor pool take\` commands (docs/pools.md)`);
+      out();
+      progress('snapvisor: pool serve, takes');
+      try {
+        const pr = await poolRound(NODE, CLI, SV_ENV, dir, OBJECTS, TAKES);
+        const prow = (label: string, xs: number[]): string[] => [label, num(pct(xs, 50), 1), num(pct(xs, 99), 1)];
+        for (const l of table(['measure', 'p50 ms', 'p99 ms'], [
+          prow('take: request reaching the pool → first output byte', pr.fromPool),
+          prow('take: client\'s send → first output byte', pr.fromClient),
+          prow('  of which the pool\'s hand-off (request → guest resumed)', pr.handoff),
+          prow('`snapvisor pool take` command: spawn → first output byte', pr.command),
+        ])) out('  ' + l);
+        out(`  pool of ${pr.size} filled (every clone restored) in ${pr.fillMs.toFixed(0)} ms; the p99 includes the first take, made before the pool knows the guest's working set`);
+      } catch (e) {
+        out(`  snapvisor pool: n/a: ${(e as Error).message}`);
+        failed = true;
+      }
+      out();
     }
-    out();
+
+    if (section(5)) {
+      // 5. Loopback TCP throughput.
+      out(`5. Loopback TCP throughput: ${TCP_MIB} MiB through one connection (a forked sender's 256 KiB writes, the parent's`);
+      out(`   256 KiB reads), timed by the program (fork to the sender's exit, start-up excluded); median of ${TCP_REPS}, one run for`);
+      out(`   --network=sandbox`);
+      out();
+      const tcp = buildTcpBench(dir);
+      if (tcp instanceof Error) out(`  n/a: ${tcp.message}`);
+      else {
+        const rows: Array<[string, ThroughputRun[]]> = [];
+        const measure = async (label: string, reps: number, cmd: string, args: string[], env: NodeJS.ProcessEnv) => {
+          const runs: ThroughputRun[] = [];
+          for (let i = 0; i < reps; i++) { progress(`tcp throughput: ${label} ${i + 1}/${reps}`); runs.push(await throughputRun(cmd, [...args, String(TCP_MIB)], env)); }
+          rows.push([label, runs]);
+        };
+        await measure('native', TCP_REPS, tcp, [], process.env);
+        await measure('snapvisor run --network=host', TCP_REPS, NODE, [CLI, 'run', '--network=host', '--', tcp], SV_ENV);
+        await measure('snapvisor run --network=sandbox', 1, NODE, [CLI, 'run', '--network=sandbox', '--', tcp], SV_ENV);
+        const rate = (runs: ThroughputRun[]): number | undefined => {
+          const ok = runs.map(mibPerSecond).filter((x): x is number => x !== undefined);
+          return ok.length === runs.length ? median(ok) : undefined;
+        };
+        const tcpNat = rate(rows[0][1]);
+        for (const l of table(['mechanism', 'MiB/s', 'vs native', 'seconds (each run)'],
+          rows.map(([label, runs]) => [label, num(rate(runs), 0), ratio(rate(runs), tcpNat), runs.map((r) => (r.ns ? (r.ns / 1e9).toFixed(2) : 'failed')).join(', ')]))) out('  ' + l);
+        for (const [label, runs] of rows) for (const r of runs) if (r.error) { out(`  ${label}: n/a: ${r.error}`); failed = true; }
+      }
+      out();
+    }
     out(`load avg: ${loadavg()} at end`);
     out(`total bench time ${((Date.now() - started) / 1000).toFixed(1)} s`);
   } finally {
