@@ -114,9 +114,13 @@ const READER = String.raw`
 #include <dirent.h>
 int main(int argc, char **argv) {
   int n = atoi(argv[1]), ok = 0, missing = 0, leaked = 0, other = 0;
-  char buf[256];
+  /* argv[2]: the directory to read f in (default /d). */
+  const char *D = argc > 2 ? argv[2] : "/d";
+  char buf[256], f1[256], f2[256];
+  snprintf(f1, sizeof f1, "%s/f", D);
+  snprintf(f2, sizeof f2, "%s/../%s/f", D, strrchr(D, '/') + 1);
   for (int i = 0; i < n; i++) {
-    int fd = open(i % 2 ? "/d/f" : "/d/../d/f", O_RDONLY);
+    int fd = open(i % 2 ? f1 : f2, O_RDONLY);
     if (fd < 0) { if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) missing++; else other++; continue; }
     int r = read(fd, buf, sizeof buf - 1);
     close(fd);
@@ -125,7 +129,7 @@ int main(int argc, char **argv) {
     if (strcmp(buf, "safe\n") == 0) ok++;
     else { leaked++; fputs(buf, stdout); }
     if (i % 50 == 0) {
-      DIR *d = opendir("/d");
+      DIR *d = opendir(D);
       if (d) { struct dirent *e; while ((e = readdir(d))) if (strcmp(e->d_name, "marker-only-outside") == 0) leaked++; closedir(d); }
     }
   }
@@ -233,4 +237,87 @@ describe('host files across checkpoint/restore', () => {
     expect(noRoot.status).not.toBe(0);
     expect(noRoot.stderr).toMatch(new RegExp(`^snapvisor: [^\\n]*rootfs ${r0}[^\\n]*missing[^\\n]*\\n$`));
   }, 90_000);
+});
+
+describe('escapes through a volume (run --volume) fail and leave the host untouched', () => {
+  let vol: string;
+  beforeAll(() => {
+    vol = path.join(path.dirname(outside), 'vol');
+    fs.mkdirSync(vol);
+    fs.writeFileSync(path.join(vol, 'file'), 'volume data\n');
+    fs.symlinkSync('../outside', path.join(vol, 'up'));       // relative symlink out of the volume
+    fs.symlinkSync(outside, path.join(vol, 'abs'));           // absolute symlink to the outside directory
+    fs.symlinkSync(path.join(outside, 'secret'), path.join(vol, 'abs-file'));
+  });
+
+  async function guestV(script: string, extra: string[] = []) {
+    const before = hostState();
+    const r = await snapvisor(['run', '--rootfs', root, '--volume', `${vol}:/v:ro`, ...extra, '--', '/bin/busybox', 'sh', '-c', script]);
+    expect(r.timedOut).toBe(false);
+    expect(r.stdout.toString() + r.stderr).not.toContain(MARKER);
+    expect(hostState()).toBe(before);
+    return { ...r, out: r.stdout.toString() };
+  }
+
+  it('.., absolute and relative symlinks out of the volume resolve inside the sandbox', async () => {
+    const r = await guestV([
+      'cat /v/file', 'cat /v/up/secret', 'cat /v/abs/secret', 'cat /v/abs-file', 'cat /v/../outside/secret', 'cat /v/../../../outside/secret',
+      'ls /v/.. | grep -c outside', 'cd /v && cd .. && pwd', 'echo done',
+    ].join('; '));
+    expect(r.out).toBe('volume data\n0\n/\ndone\n');
+  });
+
+  it('writes to a read-only volume give EROFS; hard links across it give EXDEV', async () => {
+    const r = await guestV([
+      'echo x > /v/new; echo $?', 'echo x >> /v/file; echo $?', 'rm -f /v/file; echo $?', 'mkdir /v/d; echo $?', 'ln -s / /v/l; echo $?',
+      'mv /v/file /v/moved; echo $?', 'chmod 777 /v/file; echo $?', 'touch /v/file; echo $?',
+      'ln /v/file /sub/hl 2>&1 | grep -c "cross-device"', 'ln /bin/busybox /v/hl 2>&1 | grep -c "Read-only"', 'cat /v/file',
+    ].join('; '));
+    expect(r.out).toBe('1\n1\n1\n1\n1\n1\n1\n1\n1\n1\nvolume data\n');
+  });
+
+  it('a guest bind mount of a host path that is not in the sandbox finds nothing', async () => {
+    const r = await guestV([
+      'mkdir /mnt', `mount --bind ${outside} /mnt; echo $?`, 'mount --bind /abs /mnt; echo $?', 'mount --bind /v/up /mnt; echo $?', 'mount --bind /v/abs /mnt; echo $?',
+      'mount --bind /v /mnt && cat /mnt/file && umount /mnt', 'ls /mnt | wc -l',
+    ].join('; '));
+    expect(r.out).toBe('255\n255\n255\n255\nvolume data\n0\n');
+    expect(r.stderr).toMatch(/No such file or directory/);
+  });
+
+  it('10,000 reads of /v/d/f while the host exchanges d and a symlink out of the volume: no byte leaks', async () => {
+    const reader = compileStatic('swap-reader', READER);
+    const swapper = compileStatic('swap-host', SWAPPER);
+    fs.copyFileSync(reader, path.join(root, 'bin', 'vreader'));
+    fs.chmodSync(path.join(root, 'bin', 'vreader'), 0o755);
+    fs.mkdirSync(path.join(vol, 'd'));
+    fs.writeFileSync(path.join(vol, 'd', 'f'), 'safe\n');
+    fs.writeFileSync(path.join(outside, 'f'), MARKER + '\n');
+    fs.writeFileSync(path.join(outside, 'marker-only-outside'), MARKER);
+    fs.symlinkSync(outside, path.join(vol, 'dlink'));
+    const sw = spawn(swapper, [path.join(vol, 'd'), path.join(vol, 'dlink')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let swaps = '';
+    sw.stdout!.on('data', (d) => { swaps += d; });
+    const swapperDone = new Promise<void>((res) => sw.on('close', () => res()));
+    try {
+      const r = await snapvisor(['run', '--rootfs', root, '--volume', `${vol}:/v:ro`, '--', '/bin/vreader', '10000', '/v/d'], { timeoutMs: 150_000 });
+      expect(r.timedOut).toBe(false);
+      const out = r.stdout.toString();
+      expect(out + r.stderr).not.toContain(MARKER);
+      const m = /^ok=(\d+) missing=(\d+) leaked=(\d+) other=(\d+)\n$/.exec(out);
+      expect(m, out + r.stderr).not.toBeNull();
+      const [ok, missing, leaked, other] = m!.slice(1).map(Number);
+      expect(leaked).toBe(0);
+      expect(other).toBe(0);
+      expect(ok + missing).toBe(10000);
+      expect(ok).toBeGreaterThan(0);
+      expect(missing).toBeGreaterThan(0);
+    } finally {
+      sw.kill('SIGTERM');
+      await swapperDone;
+      // Leave the volume as the other tests expect it: d a directory again.
+      if (fs.lstatSync(path.join(vol, 'd')).isSymbolicLink()) fs.renameSync(path.join(vol, 'dlink'), path.join(vol, 'tmp')), fs.renameSync(path.join(vol, 'd'), path.join(vol, 'dlink')), fs.renameSync(path.join(vol, 'tmp'), path.join(vol, 'd'));
+    }
+    expect(Number(swaps)).toBeGreaterThan(1000);
+  }, 180_000);
 });

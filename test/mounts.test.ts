@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Checkpointed, compileStatic, freshDir, orphanStubs, restoreChecked, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
+import { type Checkpointed, compileStatic, freshDir, orphanStubs, restoreChecked, snapvisor, snapvisorStreaming, stderrLines, testTmpDir } from './helpers.js';
 
 const MNT_C = String.raw`#define _GNU_SOURCE
 #include <errno.h>
@@ -98,10 +98,133 @@ filled 1048576 then ENOSPC
 write after freeing ok
 `;
 
-let prog: string, base: string, vol: string, other: string;
+/** mount(2) and umount2(2) by a root guest: tmpfs with options, remounts, binds, busy and lazy unmounts, stacked mounts. */
+const MOUNT_C = String.raw`#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static void r(const char *what, int rc) { printf("%s %s\n", what, rc < 0 ? strerrorname_np(errno) : "ok"); }
+static int creat_close(const char *p) { int fd = open(p, O_CREAT | O_WRONLY, 0644); if (fd >= 0) close(fd); return fd; }
+static char A[256], B[256], F[256], X[512], Y[512];
+static void info(const char *mp) {
+  FILE *f = fopen("/proc/self/mountinfo", "r");
+  char line[1024];
+  int n = 0;
+  while (fgets(line, sizeof line, f)) {
+    char *p = strchr(line, ' '); p = strchr(p + 1, ' '); p = strchr(p + 1, ' '); p = strchr(p + 1, ' ');
+    if (strncmp(p + 1, mp, strlen(mp)) == 0 && p[1 + strlen(mp)] == ' ') {
+      char *q = strchr(p + 1, ' ') + 1;        /* mount options */
+      char *mo = q; q = strchr(q, ' '); *q = 0;
+      char *dash = strstr(q + 1, "- ") + 2;    /* fstype source superoptions */
+      char *fst = dash; char *s = strchr(fst, ' '); *s = 0;
+      char *src = s + 1; s = strchr(src, ' '); *s = 0;
+      char *so = s + 1; so[strcspn(so, "\n")] = 0;
+      printf("mountinfo %s %s %s %s\n", mo, fst, src, so); n++;
+    }
+  }
+  if (!n) printf("mountinfo none\n");
+  fclose(f);
+}
+int main(int argc, char **argv) {
+  const char *D = argv[1];
+  struct stat st;
+  snprintf(A, sizeof A, "%s/a", D); snprintf(B, sizeof B, "%s/b", D); snprintf(F, sizeof F, "%s/f", D);
+  r("tmpfs on a", mount("mytmp", A, "tmpfs", 0, "size=128k,mode=700"));
+  stat(A, &st); printf("mode %o\n", st.st_mode);
+  info(A);
+  snprintf(X, sizeof X, "%s/x", A);
+  int fd = open(X, O_CREAT | O_WRONLY, 0644); write(fd, "data\n", 5); close(fd);
+  r("remount size=64k", mount(NULL, A, NULL, MS_REMOUNT, "size=64k"));
+  info(A);
+  r("bind a on b", mount(A, B, NULL, MS_BIND, NULL));
+  snprintf(Y, sizeof Y, "%s/x", B);
+  char buf[16] = {0}; fd = open(Y, O_RDONLY); read(fd, buf, sizeof buf - 1); close(fd); printf("through bind: %s", buf);
+  r("remount b ro", mount(NULL, B, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL));
+  info(B);
+  snprintf(Y, sizeof Y, "%s/y", B); r("create in ro bind", creat_close(Y));
+  snprintf(Y, sizeof Y, "%s/y", A); r("create in rw source", creat_close(Y));
+  snprintf(Y, sizeof Y, "%s/x2", B); r("rename across binds", rename(X, Y));
+  fd = open(X, O_RDONLY);
+  r("umount a with a file open", umount2(A, 0));
+  close(fd);
+  r("private a", mount(NULL, A, NULL, MS_PRIVATE, NULL));
+  r("private on a non-mount", mount(NULL, D, NULL, MS_PRIVATE, NULL));
+  r("umount a", umount2(A, 0));
+  snprintf(Y, sizeof Y, "%s/x", B); fd = open(Y, O_RDONLY); r("b still shows the tmpfs", fd); close(fd);
+  r("chdir b", chdir(B));
+  r("umount b while cwd", umount2(B, 0));
+  r("umount b detach", umount2(B, MNT_DETACH));
+  r("chdir /", chdir("/"));
+  r("umount a again", umount2(A, 0));
+  snprintf(Y, sizeof Y, "%s/nonexistent", D); r("umount missing", umount2(Y, 0));
+  r("umount bad flags", umount2(A, 0x100));
+  r("tmpfs on a file", mount("none", F, "tmpfs", 0, NULL));
+  r("unknown type", mount("none", A, "nosuchfs", 0, NULL));
+  r("bad tmpfs option", mount("none", A, "tmpfs", 0, "bogus=1"));
+  r("bind file on dir", mount(F, A, NULL, MS_BIND, NULL));
+  r("bind missing source", mount(Y, A, NULL, MS_BIND, NULL));
+  r("tmpfs ro", mount("none", A, "tmpfs", MS_RDONLY, NULL));
+  snprintf(Y, sizeof Y, "%s/z", A); r("create in ro tmpfs", creat_close(Y));
+  r("stacked tmpfs", mount("second", A, "tmpfs", 0, NULL));
+  r("create in the top one", creat_close(Y));
+  r("umount top", umount2(A, 0));
+  r("create in the one below", creat_close(Y));
+  r("umount below", umount2(A, 0));
+  info(A);
+  return 0;
+}
+`;
+
+/** What Linux gives (the program natively as root of a private mount namespace, unshare -rm). */
+const LINUX_MOUNT = `tmpfs on a ok
+mode 40700
+mountinfo rw,relatime tmpfs mytmp rw,size=128k,mode=700
+remount size=64k ok
+mountinfo rw,relatime tmpfs mytmp rw,size=64k,mode=700
+bind a on b ok
+through bind: data
+remount b ro ok
+mountinfo ro,relatime tmpfs mytmp rw,size=64k,mode=700
+create in ro bind EROFS
+create in rw source ok
+rename across binds EXDEV
+umount a with a file open EBUSY
+private a ok
+private on a non-mount EINVAL
+umount a ok
+b still shows the tmpfs ok
+chdir b ok
+umount b while cwd EBUSY
+umount b detach ok
+chdir / ok
+umount a again EINVAL
+umount missing ENOENT
+umount bad flags EINVAL
+tmpfs on a file ENOTDIR
+unknown type ENODEV
+bad tmpfs option EINVAL
+bind file on dir ENOTDIR
+bind missing source ENOENT
+tmpfs ro ok
+create in ro tmpfs EROFS
+stacked tmpfs ok
+create in the top one ok
+umount top ok
+create in the one below EROFS
+umount below ok
+mountinfo none
+`;
+
+let prog: string, mountProg: string, base: string, vol: string, other: string;
 
 beforeAll(() => {
   prog = compileStatic('mounts-errno', MNT_C);
+  mountProg = compileStatic('mounts-mount', MOUNT_C);
   base = freshDir('mounts');
   vol = path.join(base, 'vol');
   other = path.join(base, 'other');
@@ -223,6 +346,52 @@ describe('run --volume and --tmpfs', () => {
     expect(out[4]).toBe('1');
     expect(out[5]).toMatch(/^\s*448 \/t\/more$/); // 7 blocks more fitted
     expect(r.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
+  });
+});
+
+describe('mount(2) and umount2(2) inside the sandbox', () => {
+  /** A directory with a/, b/ and a file f for the mount program. */
+  const mountDir = () => {
+    const d = freshDir('mount-syscalls');
+    fs.mkdirSync(path.join(d, 'a'));
+    fs.mkdirSync(path.join(d, 'b'));
+    fs.writeFileSync(path.join(d, 'f'), '');
+    return d;
+  };
+
+  it('a root guest mounts, remounts, binds and unmounts as Linux does', async () => {
+    const d = mountDir();
+    const before = listing(d);
+    const r = await snapvisor(['run', '--', mountProg, d]);
+    expect(r.timedOut).toBe(false);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe(LINUX_MOUNT);
+    expect(listing(d)).toBe(before); // everything happened in the sandbox's tmpfs mounts
+    const probe = spawnSync('unshare', ['-rm', 'true']);
+    if (probe.status !== 0) { console.log('mounts.test: no native comparison: unshare -rm is not allowed here'); return; }
+    const nd = mountDir();
+    expect(spawnSync('unshare', ['-rm', mountProg, nd], { encoding: 'utf8' }).stdout).toBe(LINUX_MOUNT);
+  });
+
+  it('an unprivileged guest (run --user 1000) gets EPERM after the target is looked up', async () => {
+    const d = mountDir();
+    // uid 1000 must reach the program and the directory: the test's temp directories are 0700.
+    for (const p of [testTmpDir(), path.dirname(mountProg), path.dirname(d), d]) fs.chmodSync(p, 0o755);
+    const r = await snapvisor(['run', '--user', '1000', '--', mountProg, d]);
+    const lines = r.stdout.toString().split('\n');
+    for (const l of ['tmpfs on a EPERM', 'bind a on b EPERM', 'umount a EPERM', 'umount missing ENOENT', 'umount bad flags EINVAL', 'bind missing source EPERM', 'mountinfo none']) expect(lines).toContain(l);
+  });
+
+  it('proc and bind mounts by busybox mount; a guest-made tmpfs survives checkpoint and restore', async () => {
+    const r = await snapvisor(['run', '--', '/bin/busybox', 'sh', '-c',
+      'mkdir /tmp/p && mount -t proc proc /tmp/p && readlink /tmp/p/self >/dev/null && grep " /tmp/p " /proc/self/mountinfo | cut -d" " -f5-; umount /tmp/p; ls /tmp/p | wc -l; mount --bind /etc /mnt && [ -e /mnt/passwd ] && echo bound; umount /mnt']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe('/tmp/p rw,relatime - proc proc rw\n0\nbound\n');
+    const c = await checkpointWith('mounts-guest', [], 'mkdir -p /tmp/m && mount -t tmpfs -o size=256k mine /tmp/m && echo kept > /tmp/m/f && echo ready; sleep 2; cat /tmp/m/f; grep " /tmp/m " /proc/mounts; umount /tmp/m && ls /tmp/m | wc -l');
+    const rr = await restoreChecked(c);
+    expect(rr.stdout.toString()).toBe('kept\nmine /tmp/m tmpfs rw,relatime,size=256k 0 0\n0\n');
+    expect(rr.status).toBe(0);
     expect(orphanStubs()).toEqual([]);
   });
 });
