@@ -1,7 +1,8 @@
 /**
  * run --network=host (issue 8 point 4): the guest's TCP and UDP sockets are host sockets. A C
  * client talks to host-side servers started here exactly as it does natively (blocking and
- * non-blocking connect, names, a 1 MiB echo, MSG_PEEK, a receive a signal interrupts, shutdown,
+ * non-blocking connect, names, a 1 MiB echo, MSG_PEEK, MSG_WAITALL across a forked child's send,
+ * SO_RCVTIMEO, a receive a signal interrupts, shutdown,
  * poll and epoll, a refused port, UDP with addresses and truncation); busybox wget fetches from a
  * host HTTP server; a guest asyncio server is reached from the host; names resolve as the host
  * resolves them. A checkpoint with host sockets open is refused, naming them, unless
@@ -29,6 +30,7 @@ const CLIENT = `/* TCP and UDP client against host servers: argv[1] TCP echo por
 #include <sys/time.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static struct sockaddr_in at(int port) {
@@ -63,6 +65,21 @@ int main(int argc, char **argv) {
   char p[8] = {0}; ssize_t pk = recv(s, p, 4, MSG_PEEK | MSG_WAITALL);
   ssize_t rd = recv(s, p, 4, 0);
   printf("peek %zd %zd %.4s\\n", pk, rd, p);
+  /* MSG_WAITALL: one receive takes 4 bytes that arrive in two parts, the second from a child 100 ms later. */
+  send(s, "ab", 2, 0);
+  pid_t kid = fork();
+  if (kid == 0) { usleep(100000); send(s, "cd", 2, 0); _exit(0); }
+  memset(p, 0, sizeof p);
+  ssize_t wa = recv(s, p, 4, MSG_WAITALL);
+  waitpid(kid, 0, 0);
+  printf("waitall %zd %.4s\\n", wa, p);
+  /* SO_RCVTIMEO: a receive with nothing to read gives EAGAIN once the timeout passes. */
+  struct timeval tv = { 0, 200000 };
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ssize_t to = recv(s, p, 1, 0);
+  printf("timeout %zd %s\\n", to, to < 0 ? strerror(errno) : "");
+  tv.tv_usec = 0;
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   struct sigaction sa = { .sa_handler = on_alarm }; sigaction(SIGALRM, &sa, 0);
   struct itimerval it = { .it_value = { 0, 200000 } }; setitimer(ITIMER_REAL, &it, 0);
   ssize_t r = recv(s, p, 1, 0);
@@ -176,6 +193,7 @@ describe('run --network=host', () => {
     expect(r.stdout.toString()).toBe(nat.stdout.toString());
     expect(r.stdout.toString()).toContain('echo 1048576 same\n');
     expect(r.stdout.toString()).toContain('interrupted -1 Interrupted system call\n');
+    expect(r.stdout.toString()).toContain('waitall 4 abcd\ntimeout -1 Resource temporarily unavailable\n');
     expect(r.stdout.toString()).toContain('udp trunc 4 1 0123\n');
     expect(r.status).toBe(0);
     expect(servers.tcpConnections - before).toBe(2);

@@ -18,14 +18,15 @@
  * options, and leaves TCP connections reset: ECONNRESET once, then end of file and EPIPE, as a
  * connection whose peer vanished. Errors are the host's errno, passed through.
  */
-import { Observable } from 'rxjs';
+import { Observable, map, merge } from 'rxjs';
 import { E, SyscallError } from '../errno.js';
-import type { Task, SyscallResult } from '../kernel/task.js';
+import { INTERRUPTED, type Block, type Task, type SyscallResult } from '../kernel/task.js';
+import { untilDeadline } from '../kernel/deadline.js';
 import type { Kernel } from '../kernel/kernel.js';
-import type { PipeWriteWaiter, SockAddr } from '../kernel/state.js';
+import type { FileWaiter, PipeWriteWaiter, SockAddr } from '../kernel/state.js';
 import type { HostSockets } from '../../platforms/host-services.js';
 import type { HostInetFile, HostInetState } from '../files/hostinet.js';
-import { AF_INET, AF_INET6, IPPROTO_TCP, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, O_NONBLOCK, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI, POLLRDHUP, PROT_READ, PROT_WRITE, SIGPIPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ERROR } from '../abi/linux.js';
+import { AF_INET, AF_INET6, IPPROTO_TCP, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, O_NONBLOCK, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI, POLLRDHUP, PROT_READ, PROT_WRITE, SIGPIPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ERROR } from '../abi/linux.js';
 import { encodeAddr, v6String } from './socket.js';
 import { releaseUninstalled } from './door.js';
 
@@ -70,6 +71,36 @@ function fdOf(k: Kernel, f: HostInetFile): number | undefined {
 /** An observable that fires whenever `fd` may be ready for `events` (host readiness). */
 function ready$(k: Kernel, fd: number, events: number): Observable<void> {
   return new Observable<void>((sub) => hs(k).whenReady(fd, events, () => sub.next()));
+}
+
+/** SO_RCVTIMEO (20) or SO_SNDTIMEO (21) as set on the socket (struct timeval), in ns; undefined when unset or zero (wait forever). */
+function timeoutNs(f: HostInetFile, name: 20 | 21): bigint | undefined {
+  const v = st(f).opts[`${SOL_SOCKET}:${name}`] ?? st(f).opts[`${SOL_SOCKET}:${name + 46}`]; // SO_RCVTIMEO_NEW 66, SO_SNDTIMEO_NEW 67
+  if (!v || v.length < 16) return undefined;
+  const d = new DataView(v.buffer, v.byteOffset, 16);
+  const ns = d.getBigInt64(0, true) * 1_000_000_000n + d.getBigInt64(8, true) * 1000n;
+  return ns > 0n ? ns : undefined;
+}
+
+/**
+ * Block until `attempt` gives a result, woken by the host fd's readiness for `events`. With a
+ * socket timeout (SO_RCVTIMEO, SO_SNDTIMEO) the wait ends at it with `onTimeout()` (EAGAIN, or the
+ * bytes already moved) and a signal ends it with EINTR; without, it restarts under SA_RESTART (as
+ * Linux's sock_intr_errno). `settle` (optional) turns an interruption into a partial count.
+ */
+function waitFor(t: Task, f: HostInetFile, fd: number, events: number, kind: FileWaiter['kind'] | PipeWriteWaiter, attempt: () => number | undefined, timeout: bigint | undefined, onTimeout: () => number, settle?: (v: number) => number): Block {
+  const k = t.kernel;
+  const restartable = timeout === undefined;
+  // A send's waiter is the caller's object (its progress grows while it waits): updated in place.
+  const waiter: FileWaiter | PipeWriteWaiter = typeof kind === 'string' ? { kind, fileId: f.id, interruptible: true, restartable } : Object.assign(kind, { restartable });
+  let timedOut = false;
+  const triggers: Observable<unknown>[] = [ready$(k, fd, events)];
+  if (timeout !== undefined) triggers.push(untilDeadline(t, k.clock.monotonicNs() + timeout).pipe(map(() => { timedOut = true; })));
+  return {
+    waiter,
+    result$: k.whenRunnable(merge(...triggers), () => { const r = attempt(); return r !== undefined ? r : timedOut ? onTimeout() : undefined; }),
+    settle,
+  };
 }
 
 // ---- addresses ----
@@ -200,7 +231,7 @@ export function hostInetConnect(t: Task, f: HostInetFile, addr: number, len: num
     if (rev <= 0 || !(rev & (POLLOUT | POLLERR | POLLHUP))) return undefined;
     return finishConnect(k, f, fd);
   };
-  return { waiter: { kind: 'connect', fileId: f.id, interruptible: true, restartable: true }, result$: k.whenRunnable(ready$(k, fd, POLLOUT), attempt) };
+  return waitFor(t, f, fd, POLLOUT, 'connect', attempt, timeoutNs(f, 21), () => -E.EINPROGRESS);
 }
 
 /** A connect under way is over: 0 and the connection recorded, or SO_ERROR's errno. */
@@ -237,7 +268,7 @@ export function hostInetAccept(t: Task, f: HostInetFile, addr: number, lenAddr: 
   const now = attempt();
   if (now !== undefined) return now;
   if (f.flags & O_NONBLOCK) return -E.EAGAIN;
-  return { waiter: { kind: 'accept', fileId: f.id, interruptible: true, restartable: true }, result$: k.whenRunnable(ready$(k, fd, POLLIN), attempt) };
+  return waitFor(t, f, fd, POLLIN, 'accept', attempt, timeoutNs(f, 20), () => -E.EAGAIN);
 }
 
 // ---- data ----
@@ -284,7 +315,7 @@ export function hostInetSend(t: Task, f: HostInetFile, iov: Array<[number, numbe
     const now = once();
     if (now !== undefined) return now;
     if (nonblocking(f, flags)) return -E.EAGAIN;
-    return { waiter: { kind: 'send', fileId: f.id, interruptible: true, restartable: true }, result$: k.whenRunnable(ready$(k, fd, POLLOUT), once) };
+    return waitFor(t, f, fd, POLLOUT, 'send', once, timeoutNs(f, 21), () => -E.EAGAIN);
   }
   for (const [base, len] of parts) t.mm.chunks(base, len, PROT_READ, () => undefined); // EFAULT before any byte leaves
   const waiter: PipeWriteWaiter = { kind: 'pipe-write', fileId: f.id, interruptible: true, restartable: true, progress: t.resumed('pipe-write')?.progress ?? 0 };
@@ -317,7 +348,7 @@ export function hostInetSend(t: Task, f: HostInetFile, iov: Array<[number, numbe
   };
   const now = attempt();
   if (now !== undefined) return now;
-  return { waiter, result$: k.whenRunnable(ready$(k, fd, POLLOUT), attempt) };
+  return waitFor(t, f, fd, POLLOUT, waiter, attempt, timeoutNs(f, 21), () => (waiter.progress > 0 ? waiter.progress : -E.EAGAIN));
 }
 
 /** Where a receive's sender address and recvmsg's msghdr go (as src/net/socket.ts RecvInto). */
@@ -362,28 +393,44 @@ export function hostInetRecv(t: Task, f: HostInetFile, iov: Array<[number, numbe
     };
   } else {
     for (const [base, len] of parts) { t.mm.chunks(base, Math.min(len, 1), PROT_WRITE, () => undefined); break; } // EFAULT before waiting
+    // MSG_WAITALL on a blocking socket: receive until the buffers are full (or end of file, an
+    // error, a signal, the timeout), `got` bytes so far; otherwise what is there.
+    const waitAll = !!(flags & MSG_WAITALL) && !(flags & MSG_PEEK) && !nonblocking(f, flags);
+    let got = 0;
     attempt = () => {
       if (!parts.length) return finish(0, undefined, 0);
-      let got = 0, end = false, err: number | undefined;
+      let skip = got, end = false, err: number | undefined;
+      const before = got;
       for (const [base, len] of parts) {
-        t.mm.chunks(base, len, PROT_WRITE, (view) => {
+        if (skip >= len) { skip -= len; continue; }
+        t.mm.chunks(base + skip, len - skip, PROT_WRITE, (view) => {
           if (end || err !== undefined) return;
-          const r = hs(k).recv(fd, view, hostFlags, false);
-          if (typeof r === 'number') { if (got === 0) err = r; end = true; return; }
+          const r = hs(k).recv(fd, view, hostFlags & ~MSG_WAITALL, false);
+          if (typeof r === 'number') { err = r; end = true; return; }
           got += r.n;
           if (r.n < view.length) end = true;
+          if (r.n === 0) err = 0; // end of file
         });
+        skip = 0;
         if (end || err !== undefined || flags & MSG_PEEK) break;
       }
-      if (got === 0 && err === -E.EAGAIN) return undefined;
-      if (got === 0 && err !== undefined) return err;
+      if (err === -E.EAGAIN || (err === undefined && got < total && waitAll)) {
+        if (!waitAll || got === 0) return got > before ? finish(got, undefined, 0) : undefined;
+        return got === total ? finish(got, undefined, 0) : undefined;
+      }
+      if (got === 0 && err !== undefined && err < 0) return err;
       return finish(got, undefined, 0);
     };
+    const now = attempt();
+    if (now !== undefined) return now;
+    if (nonblocking(f, flags)) return -E.EAGAIN;
+    const partial = (v: number): number => (v === INTERRUPTED && got > 0 ? finish(got, undefined, 0) : v);
+    return waitFor(t, f, fd, POLLIN, 'recv', attempt, timeoutNs(f, 20), () => (got > 0 ? finish(got, undefined, 0) : -E.EAGAIN), partial);
   }
   const now = attempt();
   if (now !== undefined) return now;
   if (nonblocking(f, flags)) return -E.EAGAIN;
-  return { waiter: { kind: 'recv', fileId: f.id, interruptible: true, restartable: true }, result$: k.whenRunnable(ready$(k, fd, POLLIN), attempt) };
+  return waitFor(t, f, fd, POLLIN, 'recv', attempt, timeoutNs(f, 20), () => -E.EAGAIN);
 }
 
 /** struct msghdr (56 bytes): name, iovecs (at most 1024: EMSGSIZE), and where msg_controllen and msg_flags go. */
@@ -530,9 +577,16 @@ export function hostInetDescriptions(k: Kernel): string[] {
     if (f.kind !== 'hostinet') continue;
     const s = f.hostinet;
     const proto = s.type === SOCK_STREAM ? 'TCP' : 'UDP';
-    if (s.state === 'listening') out.push(`${proto} ${fmt(s.local)} (listening)`);
-    else if (s.peer) out.push(`${proto} ${fmt(s.local)} -> ${fmt(s.peer)}`);
-    else out.push(`${proto} ${fmt(s.local)}`);
+    // The host's own view where there is a host socket (a non-blocking connect may have finished since).
+    const fd = fdOf(k, f);
+    const live = (peer: boolean): SockAddr | undefined => {
+      const b = fd === undefined ? -1 : hs(k).address(fd, peer);
+      return typeof b === 'number' ? undefined : decodeInetAddr(b);
+    };
+    const local = live(false) ?? s.local, peer = s.state === 'listening' ? undefined : live(true) ?? (fd === undefined ? s.peer : undefined);
+    if (s.state === 'listening') out.push(`${proto} ${fmt(local)} (listening)`);
+    else if (peer) out.push(`${proto} ${fmt(local)} -> ${fmt(peer)}`);
+    else out.push(`${proto} ${fmt(local)}`);
   }
   return out;
 }
