@@ -35,8 +35,9 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('write' as const), page: fc.nat(79), byte: fc.integer({ min: 1, max: 255 }) }),
 );
 
-/** The stub's mappings in our range as [start, end, "rwx"] runs, from the host kernel. */
+/** The stub's mappings in our range as [start, end, "rwx"] runs, from the host kernel (queued changes sent first). */
 function hostMaps(pid: number): Array<[number, number, string]> {
+  stubs.get(pid)?.flushPending();
   const out: Array<[number, number, string]> = [];
   for (const line of fs.readFileSync(`/proc/${pid}/maps`, 'utf8').trim().split('\n')) {
     const [range, perms] = line.split(' ');
@@ -79,9 +80,13 @@ function expectHostMatchesVmas(pid: number, as: AddressSpace): void {
   expect(accessible(hostMaps(pid))).toEqual(accessible(vmas));
 }
 
+/** The stubs of the spaces made so far, by pid. */
+const stubs = new Map<number, { flushPending(): void }>();
+
 function newSpace(mfState: MemoryFileState, mf: MemoryFile, id: number): { as: AddressSpace; pid: number } {
   const pt = platform.createTask(mf.fd) as ReturnType<PtracePlatform['createTask']> & { pid: number };
-  cleanups.push(() => pt.destroy());
+  cleanups.push(() => { pt.destroy(); stubs.delete(pt.pid); });
+  stubs.set(pt.pid, pt);
   const as = new AddressSpace(AddressSpace.emptyState(id), mf, platform.addressRange, pt);
   void mfState;
   return { as, pid: pt.pid };

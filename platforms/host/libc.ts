@@ -27,6 +27,9 @@ export const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offs
   (fd: number, mode: number, off: number, len: number) => number;
 export const lseek = libc.func('int64_t lseek(int fd, int64_t offset, int whence)') as (fd: number, off: number, whence: number) => number;
 export const close = libc.func('int close(int fd)') as (fd: number) => number;
+const fcntlVariadic = libc.func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, type: string, arg: number) => number;
+/** fcntl(fd, F_DUPFD_CLOEXEC, min): a close-on-exec duplicate of `fd` numbered ≥ `min`, or -1. */
+export const dupfdCloexec = (fd: number, min: number): number => fcntlVariadic(fd, 1030 /* F_DUPFD_CLOEXEC */, 'int', min);
 /** mmap(2) in the kernel's own (Node's) address space; returns an external pointer. */
 export const mmap = libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)') as
   (addr: null, len: number, prot: number, flags: number, fd: number, off: number) => unknown;

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as libc from '../host/libc.js';
 import { GuestAddressRange, HostUsage, MAX_BACKING_LAYERS, Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
-import { STUB_BACKING_FD, STUB_BASE, STUB_MEMFD, STUB_SECCOMP_FPROG_ADDR, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
+import { BATCH_ENTRY_BYTES, STUB_BACKING_FD, STUB_BASE, STUB_BATCH_ADDR, STUB_BATCH_TABLE_ADDR, STUB_BATCH_TABLE_BYTES, STUB_BATCH_TABLE_FD, STUB_MEMFD, STUB_SECCOMP_FPROG_ADDR, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
 
 const PTRACE_CONT = 7, PTRACE_KILL = 8, PTRACE_GETREGS = 12, PTRACE_SETREGS = 13;
 const PTRACE_SYSEMU = 31, PTRACE_SEIZE = 0x4206, PTRACE_INTERRUPT = 0x4207;
@@ -26,7 +26,7 @@ const PTRACE_O_TRACESYSGOOD = 1, PTRACE_O_EXITKILL = 0x100000;
 const PTRACE_EVENT_STOP = 128;
 const NT_X86_XSTATE = 0x202;
 const SIGILL = 4, SIGTRAP = 5, SIGBUS = 7, SIGSEGV = 11, SIGSTOP = 19, SIGKILL = 9;
-const SYS_mmap = 9, SYS_mprotect = 10, SYS_munmap = 11, SYS_prctl = 157, SYS_seccomp = 317;
+const SYS_close = 3, SYS_mmap = 9, SYS_mprotect = 10, SYS_munmap = 11, SYS_prctl = 157, SYS_seccomp = 317;
 const PR_SET_NO_NEW_PRIVS = 38, SECCOMP_SET_MODE_FILTER = 1;
 const SIGSYS = 31, SYS_SECCOMP = 1;
 const PTRACE_GET_SYSCALL_INFO = 0x420e, AUDIT_ARCH_I386 = 0x40000003;
@@ -63,6 +63,8 @@ function spawnStub(memoryFileFd: number, backingFileFds: readonly number[] = [])
   libc.posixSpawnFileActionsInit(fa);
   libc.posixSpawnFileActionsAddDup2(fa, memoryFileFd, STUB_MEMFD);
   backingFileFds.forEach((fd, i) => libc.posixSpawnFileActionsAddDup2(fa, fd, STUB_BACKING_FD + i));
+  // Numbered ≥ 100 (batchTable), so no dup2 above has overwritten it.
+  libc.posixSpawnFileActionsAddDup2(fa, batchTable().fd, STUB_BATCH_TABLE_FD);
   libc.posixSpawnattrInit(attr);
   libc.sigfillset(sigs);
   libc.sigemptyset(mask);
@@ -76,6 +78,29 @@ function spawnStub(memoryFileFd: number, backingFileFds: readonly number[] = [])
   libc.posixSpawnattrDestroy(attr);
   if (rc !== 0) throw new PtraceError(`posix_spawn of the stub failed: errno ${rc}`);
   return pid[0];
+}
+
+/** Entries one batch can hold (STUB_BATCH_TABLE_BYTES / BATCH_ENTRY_BYTES). */
+const BATCH_CAPACITY = Math.floor(STUB_BATCH_TABLE_BYTES / BATCH_ENTRY_BYTES);
+/** 64-bit words of one batch entry. */
+const BATCH_ENTRY_WORDS = BATCH_ENTRY_BYTES / 8;
+const ARG_REGS = [REG.rdi, REG.rsi, REG.rdx, REG.r10, REG.r8, REG.r9];
+let theBatchTable: { fd: number; words: BigUint64Array } | undefined;
+/**
+ * The memfd behind every stub's batch table (stub.ts STUB_BATCH_TABLE_ADDR), and the platform's
+ * writable view of it, made on first use. One for all stubs: the tracer runs one batch at a time.
+ */
+function batchTable(): { fd: number; words: BigUint64Array } {
+  if (theBatchTable) return theBatchTable;
+  const fd0 = libc.memfdCreate('snapvisor-stub-batch', libc.MFD_CLOEXEC);
+  if (fd0 < 0) throw new PtraceError(`memfd_create for the stub's batch table: errno ${libc.errno()}`);
+  const fd = libc.dupfdCloexec(fd0, 100);
+  libc.close(fd0);
+  if (fd < 0 || libc.ftruncate(fd, STUB_BATCH_TABLE_BYTES) < 0) throw new PtraceError(`the stub's batch table: errno ${libc.errno()}`);
+  const ptr = libc.mmap(null, STUB_BATCH_TABLE_BYTES, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED, fd, 0);
+  if (libc.pointerIsFailed(ptr)) throw new PtraceError(`mmap of the stub's batch table: errno ${libc.errno()}`);
+  theBatchTable = { fd, words: new BigUint64Array(libc.view(ptr, STUB_BATCH_TABLE_BYTES)) };
+  return theBatchTable;
 }
 
 /** Room for the largest XSAVE area (AMX makes it ~11 KiB); SETREGSET wants the exact size. */
@@ -206,6 +231,8 @@ class PtraceTask implements PlatformTask {
     t.getRegs();
     t.clearHostMappings();
     t.trapVsyscalls();
+    t.injectChecked(SYS_mmap, [STUB_BATCH_TABLE_ADDR, STUB_BATCH_TABLE_BYTES, libc.PROT_READ, libc.MAP_SHARED | libc.MAP_FIXED, STUB_BATCH_TABLE_FD, 0]);
+    t.injectChecked(SYS_close, [STUB_BATCH_TABLE_FD]);
     return t;
   }
 
@@ -251,33 +278,76 @@ class PtraceTask implements PlatformTask {
    * guest's registers. Returns the raw result (negative errno on failure).
    */
   inject(nr: number, args: number[]): number {
+    this.flushPending();
+    return this.runInStub(STUB_SYSCALL_ADDR, (r) => {
+      r[REG.rax] = BigInt(nr);
+      for (let i = 0; i < ARG_REGS.length; i++) r[ARG_REGS[i]] = BigInt.asUintN(64, BigInt(args[i] ?? 0));
+    }, `injected syscall ${nr}`, () => Number(BigInt.asIntN(64, this.regs[REG.rax])));
+  }
+
+  /**
+   * Run the stub's code at `rip` with registers set by `setup` until its int3, read the result
+   * with `result` (from this.regs), and put the guest's registers back. `what` names the work in
+   * errors (PtraceError: the stub died or its code page faulted).
+   */
+  private runInStub<T>(rip: number, setup: (r: BigUint64Array) => void, what: string, result: () => T): T {
     this.savedRegs.set(this.regs);
     const r = this.regs;
-    r[REG.rax] = BigInt(nr);
-    const argRegs = [REG.rdi, REG.rsi, REG.rdx, REG.r10, REG.r8, REG.r9];
-    for (let i = 0; i < argRegs.length; i++) r[argRegs[i]] = BigInt.asUintN(64, BigInt(args[i] ?? 0));
-    r[REG.rip] = BigInt(STUB_SYSCALL_ADDR);
+    setup(r);
+    r[REG.rip] = BigInt(rip);
     r[REG.orig_rax] = 0xffffffffffffffffn; // not in a syscall: no restart games on resume
     this.setRegs();
     if (libc.ptraceInt(PTRACE_CONT, this.pid, 0, 0) < 0) throw new PtraceError(`PTRACE_CONT: errno ${libc.errno()}`);
     for (;;) {
       const st = this.waitStop();
-      if ((st & 0xff) !== 0x7f) { this.dead = true; throw new PtraceError(`stub died during an injected syscall (status 0x${st.toString(16)})`); }
+      if ((st & 0xff) !== 0x7f) { this.dead = true; throw new PtraceError(`stub died during ${what} (status 0x${st.toString(16)})`); }
       const sig = (st >> 8) & 0xff;
       if (sig === SIGTRAP && (st >> 16) === 0) break;
       if ((st >> 16) === 0 && (sig === SIGSEGV || sig === SIGBUS || sig === SIGILL)) {
-        // The injection site itself faulted (its page is gone): resuming would fault forever.
+        // The stub's own code faulted (its page is gone): resuming would fault forever.
         this.destroy();
-        throw new PtraceError(`stub's injection site faulted (signal ${sig}) during injected syscall ${nr}`);
+        throw new PtraceError(`stub's injection site faulted (signal ${sig}) during ${what}`);
       }
       // A group-stop or other event: keep going until the int3.
       libc.ptraceInt(PTRACE_CONT, this.pid, 0, 0);
     }
     this.getRegs();
-    const res = Number(BigInt.asIntN(64, this.regs[REG.rax]));
+    const res = result();
     this.regs.set(this.savedRegs);
     this.setRegs();
     return res;
+  }
+
+  /**
+   * Mapping changes waiting for the next time the stub runs (flat: BATCH_ENTRY_WORDS numbers per
+   * syscall). The stub's mappings matter only to the guest code it runs (the kernel reaches guest
+   * memory through the memory file), so they are sent in one batch before it runs again: one
+   * ptrace round trip for a restore's hundreds of mmaps or a fault's remap of several VMAs.
+   */
+  private readonly pending: number[] = [];
+
+  private queue(nr: number, args: number[]): void {
+    const p = this.pending;
+    p.push(nr);
+    for (let i = 0; i < 6; i++) p.push(args[i] ?? 0);
+    if (p.length >= BATCH_CAPACITY * BATCH_ENTRY_WORDS) this.flushPending();
+  }
+
+  /** Run the queued mapping syscalls in the stub (its batch loop); PtraceError names the first that failed. */
+  flushPending(): void {
+    const p = this.pending;
+    if (!p.length || this.dead) { p.length = 0; return; }
+    const n = p.length / BATCH_ENTRY_WORDS;
+    const words = batchTable().words;
+    for (let i = 0; i < p.length; i++) words[i] = BigInt(p[i]);
+    const left = this.runInStub(STUB_BATCH_ADDR, (r) => { r[REG.r12] = BigInt(STUB_BATCH_TABLE_ADDR); r[REG.r13] = BigInt(n); },
+      `a batch of ${n} mapping syscalls`, () => [Number(this.regs[REG.r13]), Number(BigInt.asIntN(64, this.regs[REG.rax]))]);
+    const entries = p.splice(0);
+    const [remaining, res] = left;
+    if (remaining !== 0) {
+      const e = entries.slice((n - remaining) * BATCH_ENTRY_WORDS, (n - remaining + 1) * BATCH_ENTRY_WORDS);
+      throw new PtraceError(`injected syscall ${e[0]}(${e.slice(1).map((a) => '0x' + a.toString(16)).join(', ')}) failed: errno ${-res}`);
+    }
   }
 
   private injectChecked(nr: number, args: number[]): number {
@@ -287,13 +357,14 @@ class PtraceTask implements PlatformTask {
   }
 
   map(addr: number, len: number, prot: number, fileOffset: number, backingLayer = 0): void {
-    this.injectChecked(SYS_mmap, [addr, len, prot, libc.MAP_SHARED | libc.MAP_FIXED, backingLayer > 0 ? STUB_BACKING_FD + backingLayer - 1 : STUB_MEMFD, fileOffset]);
+    this.queue(SYS_mmap, [addr, len, prot, libc.MAP_SHARED | libc.MAP_FIXED, backingLayer > 0 ? STUB_BACKING_FD + backingLayer - 1 : STUB_MEMFD, fileOffset]);
   }
-  unmap(addr: number, len: number): void { this.injectChecked(SYS_munmap, [addr, len]); }
-  protect(addr: number, len: number, prot: number): void { this.injectChecked(SYS_mprotect, [addr, len, prot]); }
+  unmap(addr: number, len: number): void { this.queue(SYS_munmap, [addr, len]); }
+  protect(addr: number, len: number, prot: number): void { this.queue(SYS_mprotect, [addr, len, prot]); }
 
   async switch(): Promise<Trap> {
     if (this.dead) return { kind: 'died', status: 0 };
+    this.flushPending();
     for (;;) {
       this.setRegs();
       if (libc.ptraceInt(PTRACE_SYSEMU, this.pid, 0, 0) < 0) throw new PtraceError(`PTRACE_SYSEMU: errno ${libc.errno()}`);
@@ -448,7 +519,7 @@ export class PtracePlatform implements Platform {
   readonly name = 'ptrace';
   readonly addressRange = PTRACE_ADDRESS_RANGE;
   constructor() { pinToOneCpu(); }
-  createTask(memoryFileFd: number, backingFileFds?: readonly number[]): PlatformTask & { inject(nr: number, args: number[]): number } {
+  createTask(memoryFileFd: number, backingFileFds?: readonly number[]): PlatformTask & { inject(nr: number, args: number[]): number; flushPending(): void } {
     return PtraceTask.start(memoryFileFd, backingFileFds);
   }
 }

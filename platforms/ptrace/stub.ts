@@ -13,13 +13,38 @@ const CODE_OFFSET = 64 + 56; // ELF header + one program header
 
 // mov eax,39 (getpid); syscall; mov edi,eax; mov esi,19 (SIGSTOP); mov eax,62 (kill); syscall;
 // loop: syscall; int3; jmp loop
+// batch: the syscalls of a table of BATCH_ENTRY_BYTES entries {nr, a0..a5} at r12, r13 of them,
+// stopping at the first that fails (rax in [-4095, -1]); then int3. Assembled with GNU as:
+//   batch: mov rax,[r12]; mov rdi,[r12+8]; mov rsi,[r12+16]; mov rdx,[r12+24]; mov r10,[r12+32]
+//          mov r8,[r12+40]; mov r9,[r12+48]; syscall; cmp rax,-4095; jae done
+//          add r12,56; dec r13; jnz batch
+//   done:  int3; jmp done
 const CODE = [
   0xb8, 39, 0, 0, 0, 0x0f, 0x05,
   0x89, 0xc7, 0xbe, 19, 0, 0, 0, 0xb8, 62, 0, 0, 0, 0x0f, 0x05,
   0x0f, 0x05, 0xcc, 0xeb, 0xfb,
+  0x49, 0x8b, 0x04, 0x24, 0x49, 0x8b, 0x7c, 0x24, 0x08, 0x49, 0x8b, 0x74, 0x24, 0x10,
+  0x49, 0x8b, 0x54, 0x24, 0x18, 0x4d, 0x8b, 0x54, 0x24, 0x20, 0x4d, 0x8b, 0x44, 0x24, 0x28,
+  0x4d, 0x8b, 0x4c, 0x24, 0x30, 0x0f, 0x05, 0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff, 0x73, 0x09,
+  0x49, 0x83, 0xc4, 0x38, 0x49, 0xff, 0xcd, 0x75, 0xcb,
+  0xcc, 0xeb, 0xfd,
 ];
 /** Guest address of the injection site (`syscall` followed by `int3`). */
 export const STUB_SYSCALL_ADDR = STUB_BASE + CODE_OFFSET + 21;
+/** Guest address of the batch loop (r12: table address, r13: entry count ≥ 1). */
+export const STUB_BATCH_ADDR = STUB_BASE + CODE_OFFSET + 26;
+/** Bytes of one batch table entry: the syscall number and six arguments, 8 bytes each. */
+export const BATCH_ENTRY_BYTES = 56;
+/**
+ * Guest address of the stub's batch table: a read-only MAP_SHARED view of a memfd the platform
+ * writes (inside the stub's reserved megabyte, so no guest mapping can take its place, and
+ * read-only so guest code running in the stub's process cannot change what the platform runs).
+ */
+export const STUB_BATCH_TABLE_ADDR = STUB_BASE + 0x1_0000;
+/** Bytes of the batch table (a multiple of the page size). */
+export const STUB_BATCH_TABLE_BYTES = 64 * 1024;
+/** Host fd number at which the stub receives the batch table's memfd (mapped, then closed, at start). */
+export const STUB_BATCH_TABLE_FD = 20;
 /** Host fd number at which the stub receives the kernel's memory file. */
 export const STUB_MEMFD = 3;
 /** Host fd number at which the stub receives a restored checkpoint's first page-file layer (read-only), if any; layer k is at STUB_BACKING_FD + k - 1. */
