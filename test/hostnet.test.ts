@@ -279,6 +279,33 @@ for name in sys.argv[1:]:
   }, 90_000);
 });
 
+describe('privileges on host sockets are the guest\'s, not snapvisor\'s', () => {
+  it('an unprivileged guest cannot bind a port below 1024 (EACCES) or set SO_MARK / SO_RCVBUFFORCE (EPERM); the host sees no listener', async () => {
+    const probe = `
+import socket, sys
+s = socket.socket()
+try: s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); print('bound')
+except OSError as e: print('bind', e.errno)
+for name, opt in (('mark', 36), ('rcvbufforce', 33)):
+    try: s.setsockopt(socket.SOL_SOCKET, opt, 1); print(name, 'set')
+    except OSError as e: print(name, e.errno)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); print('reuseaddr', s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 0)
+`;
+    // A port below 1024 free on the host (the test may not be root: then 999, and the check of the host side is that nothing answers).
+    let low = 999;
+    for (let p = 990; p > 900; p--) {
+      const ok = await new Promise<boolean>((r) => { const srv = net.createServer(); srv.once('error', () => r(false)); srv.listen(p, '127.0.0.1', () => srv.close(() => r(true))); });
+      if (ok) { low = p; break; }
+    }
+    const r = await snapvisor(['run', '--network=host', '--user', '65534', '--', '/usr/bin/python3', '-c', probe, String(low)], { timeoutMs: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe('bind 13\nmark 1\nrcvbufforce 1\nreuseaddr True\n');
+    expect(r.status).toBe(0);
+    await expect(exchange(low, 'x', 0)).rejects.toThrow(/ECONNREFUSED/);
+    expect(orphanStubs()).toEqual([]);
+  }, 60_000);
+});
+
 describe('checkpoints of host sockets', () => {
   /** A guest with a TCP connection to a host server, a listener and a bound UDP socket; after a restore it reports what its connection does. */
   const GUEST = `

@@ -29,6 +29,7 @@ import type { HostInetFile, HostInetState } from '../files/hostinet.js';
 import { AF_INET, AF_INET6, IPPROTO_TCP, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, O_NONBLOCK, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI, POLLRDHUP, PROT_READ, PROT_WRITE, SIGPIPE, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOCK_TYPE_MASK, SOL_SOCKET, SO_ERROR } from '../abi/linux.js';
 import { encodeAddr, v6String } from './socket.js';
 import { releaseUninstalled } from './door.js';
+import { capable, credsOf } from '../kernel/creds.js';
 
 const FIONREAD = 0x541b, SIOCOUTQ = 0x5411;
 const ECONNRESET = 104;
@@ -174,11 +175,21 @@ function need(k: Kernel, f: HostInetFile): number {
   return fd;
 }
 
-/** bind(2): the host's bind; the address the host gives is recorded. */
+const CAP_NET_BIND_SERVICE = 10, CAP_NET_ADMIN = 12, CAP_NET_RAW = 13;
+/** The sandbox's net.ipv4.ip_unprivileged_port_start: Linux's default (the host's own setting is not the guest's). */
+const UNPRIVILEGED_PORT_START = 1024;
+
+/**
+ * bind(2): the host's bind; the address the host gives is recorded. A port below 1024 needs the
+ * guest's CAP_NET_BIND_SERVICE (EACCES, as inet_bind checks), whatever snapvisor itself may do.
+ */
 export function hostInetBind(t: Task, f: HostInetFile, addr: number, len: number): number {
   const k = t.kernel;
   const fd = need(k, f);
-  const r = hs(k).bind(fd, readRawAddr(t, addr, len));
+  const raw = readRawAddr(t, addr, len);
+  const port = raw.length >= 4 ? (raw[2] << 8) | raw[3] : 0;
+  if (port > 0 && port < UNPRIVILEGED_PORT_START && !capable(credsOf(t.tg), CAP_NET_BIND_SERVICE)) return -E.EACCES;
+  const r = hs(k).bind(fd, raw);
   if (r < 0) return r;
   noteLocal(k, f, fd);
   if (st(f).state === 'unbound') update(k, f, 'bind', { state: 'bound' });
@@ -487,13 +498,36 @@ export function hostInetName(t: Task, f: HostInetFile, addr: number, lenAddr: nu
  */
 const REFUSED_OPTIONS = new Set([`${SOL_SOCKET}:26` /* SO_ATTACH_FILTER */, `${SOL_SOCKET}:50` /* SO_ATTACH_BPF */, `${SOL_SOCKET}:51` /* SO_ATTACH_REUSEPORT_CBPF */, `${SOL_SOCKET}:52` /* SO_ATTACH_REUSEPORT_EBPF */, `${IPPROTO_TCP}:35` /* TCP_ZEROCOPY_RECEIVE */]);
 
-/** setsockopt(2): given to the host (the value's bytes, at most 4096) and recorded for a restore. ENOPROTOOPT for the refused ones. */
+/**
+ * Options that need a capability of the guest (checked here: the host would check snapvisor's
+ * own): "level:option" -> the capabilities any one of which allows it (sk_setsockopt, do_ip_setsockopt).
+ */
+const PRIVILEGED_OPTIONS: Record<string, number[]> = {
+  [`${SOL_SOCKET}:32`]: [CAP_NET_ADMIN], // SO_SNDBUFFORCE
+  [`${SOL_SOCKET}:33`]: [CAP_NET_ADMIN], // SO_RCVBUFFORCE
+  [`${SOL_SOCKET}:36`]: [CAP_NET_ADMIN, CAP_NET_RAW], // SO_MARK
+  ['0:19']: [CAP_NET_ADMIN, CAP_NET_RAW], // IP_TRANSPARENT
+  ['41:75']: [CAP_NET_ADMIN, CAP_NET_RAW], // IPV6_TRANSPARENT
+};
+
+/**
+ * setsockopt(2): given to the host (the value's bytes, at most 4096) and recorded for a restore.
+ * ENOPROTOOPT for the refused ones; EPERM for a privileged one (SO_MARK, SO_*BUFFORCE,
+ * IP_TRANSPARENT, SO_PRIORITY outside 0–6) without the guest's capability.
+ */
 export function hostInetSetsockopt(t: Task, f: HostInetFile, level: number, name: number, val: number, len: number): number {
   if ((len | 0) < 0) return -E.EINVAL;
   const key = `${level}:${name}`;
   if (REFUSED_OPTIONS.has(key)) return -E.ENOPROTOOPT;
   const k = t.kernel;
   const bytes = new Uint8Array(t.mm.read(val, Math.min(len, 4096)));
+  const creds = credsOf(t.tg);
+  const may = (caps: number[]) => caps.some((c) => capable(creds, c));
+  if (PRIVILEGED_OPTIONS[key] && !may(PRIVILEGED_OPTIONS[key])) return -E.EPERM;
+  if (key === `${SOL_SOCKET}:12` && bytes.length >= 4) { // SO_PRIORITY
+    const v = new DataView(bytes.buffer, bytes.byteOffset, 4).getInt32(0, true);
+    if ((v < 0 || v > 6) && !may([CAP_NET_ADMIN, CAP_NET_RAW])) return -E.EPERM;
+  }
   const fd = fdOf(k, f);
   const r = fd === undefined ? 0 : hs(k).setOption(fd, level, name, bytes);
   if (r === 0) update(k, f, 'option', { opts: { ...st(f).opts, [key]: bytes } });
