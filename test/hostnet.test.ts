@@ -200,6 +200,41 @@ describe('run --network=host', () => {
     expect(orphanStubs()).toEqual([]);
   }, 60_000);
 
+  it('IPv6: a guest client reaches a host server on ::1; a guest dual-stack listener takes IPv4 and IPv6 connections from the host', async () => {
+    const v6 = net.createServer((c) => { c.on('data', (d) => c.end(`v6 ${d}`)); c.on('error', () => undefined); });
+    const up = await new Promise<boolean>((r) => { v6.once('error', () => r(false)); v6.listen(0, '::1', () => r(true)); });
+    if (!up) { console.log('skipped: the host has no ::1 to listen on'); return; }
+    try {
+      const port = (v6.address() as net.AddressInfo).port;
+      const lport = await freePort();
+      const guest = `
+import socket, sys
+c = socket.create_connection(('::1', int(sys.argv[1]))); c.sendall(b'hi'); print(c.recv(100).decode(), c.getpeername()[0], c.family == socket.AF_INET6)
+l = socket.socket(socket.AF_INET6); l.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); l.bind(('::', int(sys.argv[2]))); l.listen()
+print('listening', flush=True)
+for _ in range(2):
+    a, addr = l.accept(); a.sendall(addr[0].encode()); a.close()
+`;
+      const run = snapvisorStreaming(['run', '--network=host', '--', '/usr/bin/python3', '-c', guest, String(port), String(lport)], { timeoutMs: 60_000 });
+      await run.waitFor((l) => l === 'listening', 30_000);
+      expect(await exchange(lport, '')).toBe('::ffff:127.0.0.1');
+      const six = await new Promise<string>((resolve, reject) => {
+        const c = net.createConnection(lport, '::1');
+        let got = '';
+        c.on('data', (d) => { got += d; });
+        c.on('end', () => resolve(got));
+        c.on('error', reject);
+      });
+      expect(six).toBe('::1');
+      expect(await run.done).toBe(0);
+      expect(run.lines).toEqual(['v6 hi ::1 True', 'listening']);
+      expect(run.stderr()).toBe('');
+    } finally {
+      v6.close();
+    }
+    expect(orphanStubs()).toEqual([]);
+  }, 60_000);
+
   it('busybox wget fetches from a host HTTP server', async () => {
     const srv = http.createServer((req, res) => res.end(`hello from the host, ${req.url}\n`));
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
