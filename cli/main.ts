@@ -228,6 +228,7 @@ program
   .option('--strace', 'print each syscall on stderr')
   .option('--checkpoint-store <dir>', 'where a checkpoint the restored guest asks for goes (as run --checkpoint-store)')
   .option('--checkpoint-name <name>', 'name of the checkpoints the restored guest asks for (default: --name)')
+  .option('--accept-changed-volumes', 'restore although a volume (run --volume) changed on the host since the checkpoint; without it such a restore is refused, naming the volume')
   .option('--image-path <dir>', 'OCI: the directory checkpoint --image-path wrote')
   .option('-b, --bundle <dir>', 'OCI: the container\'s bundle')
   .option('-d, --detach', 'OCI: detach from the container\'s process')

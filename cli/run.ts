@@ -199,7 +199,7 @@ async function publishPorts(kernel: Kernel): Promise<boolean> {
   }
 }
 
-export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string }): Promise<number> {
+export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string; acceptChangedVolumes?: boolean }): Promise<number> {
   const platform = platformOf(opts.platform);
   if (!platform) return 2;
   // The store (LevelDB, cbor-x) is loaded only by the commands that use it: `run` starts faster.
@@ -207,7 +207,7 @@ export async function restoreCommand(root: string | undefined, id: string, opts:
   const { SnapshotError } = await import('../snapshots/store.js');
   let restored;
   try {
-    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace, platform, checkpointRequest: guestCheckpoints(opts) });
+    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace, platform, checkpointRequest: guestCheckpoints(opts), acceptChangedVolumes: opts.acceptChangedVolumes });
   } catch (e) {
     fail(e instanceof SnapshotError ? e.message : `restore failed: ${(e as Error).message}`);
     return 125;

@@ -6,10 +6,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import { changedVolumes, volumeIdentities } from './volumes.js';
 import { Worker } from 'node:worker_threads';
 import type { Kernel } from '../src/kernel/kernel.js';
 import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
-import { GRAPH_VERSION, KernelState, type SandboxConfig } from '../src/kernel/state.js';
+import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
 import { CheckpointSummary, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, layersOf, openCheckpoint, runsOf, writeCheckpoint } from './store.js';
@@ -55,7 +56,10 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   try {
     // Ending the sandbox: it stays frozen until written. Running on: copy-on-write, held until written.
     captured = kernel.capture(opts.leaveRunning);
+    // Volumes are the host's: the checkpoint records what they hold now, with the guest still paused.
+    for (const [sb, identity] of volumeIdentities(captured.graph)) (captured.graph.fs.superblocks![sb] as Writable<SuperblockState & { type: 'volume' }>).identity = identity;
   } catch (e) {
+    captured?.release();
     kernel.thaw();
     throw e;
   }
@@ -204,7 +208,7 @@ export interface RestoredKernel {
  * records, missing rootfs). `pagesVerified`: the caller has checked every page of this
  * checkpoint already (`verifyPages`; a warm pool does once at start), so no check is made.
  */
-export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions & { pagesVerified?: boolean } = {}): Promise<RestoredKernel> {
+export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions & { pagesVerified?: boolean; acceptChangedVolumes?: boolean } = {}): Promise<RestoredKernel> {
   const t0 = performance.now();
   const trace = process.env.SNAPVISOR_TRACE_RESTORE ? (what: string) => process.stderr.write(`[restore ${performance.now().toFixed(1)} ms] ${what}\n`) : undefined;
   trace?.('start');
@@ -229,6 +233,8 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   try {
     validateGraph(opened.graph);
     checkRestorable(opened.id, opened.graph);
+    const changed = opts.acceptChangedVolumes ? [] : changedVolumes(opened.graph);
+    if (changed.length) throw new SnapshotError(`checkpoint ${opened.id}: volume${changed.length > 1 ? 's' : ''} ${changed.join(', ')} changed since the checkpoint (restore --accept-changed-volumes uses ${changed.length > 1 ? 'them' : 'it'} as ${changed.length > 1 ? 'they are' : 'it is'})`);
     beginGeneration(opened.graph);
     kernel = assembleKernel(opened.graph, opts);
     trace?.('kernel');

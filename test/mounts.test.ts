@@ -350,6 +350,24 @@ describe('run --volume and --tmpfs', () => {
   });
 });
 
+describe('volumes across checkpoint/restore', () => {
+  it('a volume changed on the host since the checkpoint refuses the restore, naming it, unless --accept-changed-volumes', async () => {
+    const v = freshDir('mounts-changed');
+    fs.writeFileSync(path.join(v, 'a'), 'before\n');
+    const c = await checkpointWith('mounts-vol', ['--volume', `${v}:/v:ro`], 'echo ready; sleep 2; cat /v/a');
+    fs.writeFileSync(path.join(v, 'a'), 'after!\n');
+    const refused = await snapvisor(['--root', c.root, 'restore', c.id, '--store', c.store], { timeoutMs: 20_000 });
+    expect(refused.status).toBe(125);
+    expect(stderrLines(refused.stderr)).toEqual([`snapvisor: checkpoint ${c.id}: volume ${fs.realpathSync(v)} changed since the checkpoint (restore --accept-changed-volumes uses it as it is)`]);
+    expect(refused.stdout.toString()).toBe('');
+    const r = await snapvisor(['--root', c.root, 'restore', c.id, '--store', c.store, '--accept-changed-volumes'], { timeoutMs: 20_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe('after!\n');
+    expect(r.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
+  });
+});
+
 describe('mount(2) and umount2(2) inside the sandbox', () => {
   /** A directory with a/, b/ and a file f for the mount program. */
   const mountDir = () => {
