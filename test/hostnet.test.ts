@@ -17,6 +17,51 @@ import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
+/** Bad pointers and bad arguments to the socket calls: what Linux answers (EFAULT, EINVAL, ENOTCONN). */
+const ERRORS = `#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#define BAD ((void *)1)
+#define SHOW(what, call) do { errno = 0; long r_ = (long)(call); printf("%s %ld %s\\n", what, r_, r_ < 0 ? strerror(errno) : ""); } while (0)
+int main(int argc, char **argv) {
+  int l = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = { .sin_family = AF_INET }; inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  socklen_t al = sizeof a;
+  SHOW("bind bad", bind(l, BAD, 16));
+  SHOW("bind short", bind(l, (struct sockaddr *)&a, 4));
+  SHOW("bind", bind(l, (struct sockaddr *)&a, sizeof a));
+  SHOW("listen", listen(l, 4));
+  SHOW("getsockname bad", getsockname(l, BAD, &al));
+  SHOW("getsockname badlen", getsockname(l, (struct sockaddr *)&a, BAD));
+  getsockname(l, (struct sockaddr *)&a, &al);
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  SHOW("connect bad", connect(s, BAD, 16));
+  SHOW("connect", connect(s, (struct sockaddr *)&a, sizeof a));
+  SHOW("accept bad", accept(l, BAD, &al));
+  s = socket(AF_INET, SOCK_STREAM, 0);
+  connect(s, (struct sockaddr *)&a, sizeof a);
+  int c = accept(l, 0, 0);
+  SHOW("send bad", send(s, BAD, 10, 0));
+  SHOW("send", send(s, "hello", 5, 0));
+  usleep(50000);
+  SHOW("recv bad", recv(c, BAD, 10, 0));
+  int v; socklen_t vl = sizeof v;
+  SHOW("getsockopt bad", getsockopt(s, SOL_SOCKET, SO_TYPE, BAD, &vl));
+  SHOW("getsockopt badlen", getsockopt(s, SOL_SOCKET, SO_TYPE, &v, BAD));
+  SHOW("setsockopt bad", setsockopt(s, SOL_SOCKET, SO_REUSEADDR, BAD, 4));
+  SHOW("sendto bad addr", sendto(socket(AF_INET, SOCK_DGRAM, 0), "x", 1, 0, BAD, 16));
+  SHOW("shutdown bad how", shutdown(s, 7));
+  SHOW("accept4 bad flags", accept4(l, 0, 0, 0x1234));
+  SHOW("recv listener", recv(l, &v, 4, MSG_DONTWAIT));
+  SHOW("getpeername unconnected", getpeername(socket(AF_INET, SOCK_STREAM, 0), (struct sockaddr *)&a, &al));
+  return 0;
+}
+`;
+
 const CLIENT = `/* TCP and UDP client against host servers: argv[1] TCP echo port, argv[2] UDP echo port, argv[3] a closed port. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -234,6 +279,18 @@ for _ in range(2):
     }
     expect(orphanStubs()).toEqual([]);
   }, 60_000);
+
+  it('bad pointers and arguments get the errors Linux gives (EFAULT, EINVAL, ENOTCONN), as natively', async () => {
+    const prog = compileStatic('hostnet-errors', ERRORS);
+    const nat = await native([prog]);
+    expect(nat.status).toBe(0);
+    const r = await snapvisor(['run', '--network=host', '--', prog], { timeoutMs: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe(nat.stdout.toString());
+    expect(r.stdout.toString()).toContain('recv bad -1 Bad address\n');
+    expect(r.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
+  }, 40_000);
 
   it('busybox wget fetches from a host HTTP server', async () => {
     const srv = http.createServer((req, res) => res.end(`hello from the host, ${req.url}\n`));
