@@ -63,4 +63,28 @@ export const FIXED_DIFFERENCES: FixedDifference[] = [
     found: 'seed 1 path 2055',
     program: 'mmap 1048576 0 1048610 -1 0 -1 0\nmmap 4096 3 1048610 -1 0 -12 0\nmmap 4096 3 50 -1 0 -1 0',
   },
+  {
+    name: 'ofd-getlk-unlck',
+    what: 'F_OFD_GETLK of F_UNLCK gave EINVAL; since Linux 6.7 it reports the open file description\'s own overlapping lock (or F_UNLCK), on any file a lock can be asked of, pipes included; F_GETLK of F_UNLCK stays EINVAL',
+    found: 'seed 2 path 447',
+    program: "pipe 0\nopen 'a 66 384\nfcntl @1 37 1 10 5\nfcntl @1 36 2 0 0\nopen 'a 2 0\nfcntl @4 36 2 0 0\nfcntl @1 5 2 0 0\nfcntl @0 36 2 0 0",
+  },
+  {
+    name: 'socket-inode-per-socket',
+    what: 'both ends of a seqpacket or datagram socketpair (and every unconnected socket) had one st_ino, and st_uid/st_gid were the caller\'s current ones; Linux: one sockfs inode per socket, owned by its creator (sock_alloc)',
+    found: 'seed 2 path 2470',
+    program: 'socketpair 5\nfstat #0\nfstat @0\nsetresgid -1 1001 -1\nfstat @0\nsocketpair 2\nfstat @5\nfstat #5',
+  },
+  {
+    name: 'mmap-exec-noexec-pseudo-fs',
+    what: 'mmap with PROT_EXEC of a pipe or socket gave ENODEV, and a shared writable mapping of a read-only directory ENODEV; Linux: pipefs, sockfs and anon_inodefs are noexec (EPERM before ENODEV), and the access-mode checks come first (EACCES)',
+    found: 'seed 2 path 2485',
+    program: "pipe 0\nmmap 4096 5 2 @0 0 0 0\nmmap 4096 5 2 #0 0 0 0\nsocketpair 1\nmmap 4096 5 2 @3 0 0 0\nmmap 4096 1 2 @3 0 0 0\nmkdir 'd 493\nopen 'd 0 0\nmmap 4096 7 1 @7 0 0 0\nmmap 4096 5 2 @7 0 0 0",
+  },
+  {
+    name: 'open-directory-for-writing',
+    what: 'opening a directory the caller may not write for writing (or with O_TRUNC) gave EACCES; Linux: EISDIR before the permission check (may_open)',
+    found: 'seed 2 path 830',
+    program: "mkdir 'b 0\nsetresuid 0 1000 0\nopen 'b 3 0\nopen 'b 512 0\nopen 'b 1 0",
+  },
 ];

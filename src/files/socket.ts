@@ -15,7 +15,11 @@ export const socketFileOps: FileOps<SocketFile> = {
   write: (t, f, buf, count) => socketWrite(t, f, buf, count),
   readiness: (t, f) => socketReadiness(t, f, PIPE_BUF),
   ioctl: (t, f, req, arg) => socketIoctl(t, f, req, arg),
-  stat: (t, f) => anonStat(t, 0x8, 0x10000 + f.socket.tx, 0o140777, f.socket.tx),
+  // One sockfs inode per socket, numbered as its /proc/PID/fd link ("socket:[N]", N the open file's id), owned by its creator.
+  stat: (t, f) => {
+    const st = anonStat(t, 0x8, f.id, 0o140777, f.socket.tx);
+    return f.socket.owner ? { ...st, uid: f.socket.owner[0], gid: f.socket.owner[1] } : st;
+  },
   release: (k, f) => releaseSocket(k, f),
   syncable: false,
   preadable: () => false,

@@ -500,6 +500,8 @@ export interface SocketState {
    * process holds it; its host connection is runtime only.
    */
   readonly published?: string;
+  /** The creator's filesystem uid and gid (fstat's st_uid/st_gid: sock_alloc records current_fsuid/fsgid); absent in older graphs: the pipe's or the caller's. */
+  readonly owner?: [number, number];
 }
 
 /** Loopback network: which socket (open-file id) holds each bound address, and the next ephemeral port. */

@@ -282,7 +282,8 @@ function lookup(t: Task, type: number | string, a: SockAddr): SocketFile | undef
 
 /** A new socket open file (refs 0 until installed); SOCK_NONBLOCK in `type` sets O_NONBLOCK. */
 export function newSocket(t: Task, domain: number, type: number, state: SocketState): SocketFile {
-  return t.kernel.newOpenFile({ kind: 'socket', path: `socket:[${t.kernel.state.nextId}]`, flags: 2 | (type & SOCK_NONBLOCK ? O_NONBLOCK : 0), socket: { ...state, domain, type: type & SOCK_TYPE_MASK } });
+  const owner: [number, number] = [t.tg.cred?.fsuid ?? t.tg.uid, t.tg.cred?.fsgid ?? t.tg.gid];
+  return t.kernel.newOpenFile({ kind: 'socket', path: `socket:[${t.kernel.state.nextId}]`, flags: 2 | (type & SOCK_NONBLOCK ? O_NONBLOCK : 0), socket: { owner, ...state, domain, type: type & SOCK_TYPE_MASK } });
 }
 
 /** Install a socket at the lowest free fd; on EMFILE the socket is released. Returns the fd or -EMFILE. */
@@ -405,8 +406,9 @@ export function accept(t: Task, fd: number, addr: number, lenAddr: number, flags
   const attempt = (): number | undefined => {
     const id = s.backlog?.[0];
     if (id === undefined) return undefined;
-    t.kernel.emit({ type: 'socket.accept', fileId: f.id, conn: id }, [['splice', socketPath(f, 'backlog'), 0, 1]]);
     const c = t.kernel.state.openFiles[id] as SocketFile;
+    // The accepted socket's inode is made by accept (sock_alloc): owned by the acceptor.
+    t.kernel.emit({ type: 'socket.accept', fileId: f.id, conn: id }, [['splice', socketPath(f, 'backlog'), 0, 1], ['set', socketPath(c, 'owner'), [t.tg.cred?.fsuid ?? t.tg.uid, t.tg.cred?.fsgid ?? t.tg.gid]]]);
     if (flags & SOCK_NONBLOCK) t.kernel.setFileFlags(c, c.flags | O_NONBLOCK);
     wake(t, f.id); // room in the backlog for a connect waiting on it
     writeAddr(t, addr, lenAddr, so(c).peer, s.domain!);

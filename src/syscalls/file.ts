@@ -58,12 +58,11 @@ export function openNode(t: Task, n: Node, flags: number, created = false): Open
   if (refused && !(flags & O_PATH)) throw new SyscallError(E.EACCES);
   if ((flags & O_DIRECTORY) && !isDir(mode)) throw new SyscallError(E.ENOTDIR); // before may_open (do_open)
   if (flags & O_PATH) return isDir(mode) ? k.newOpenFile({ kind: 'dir', path: n.path, flags }) : k.newOpenFile({ kind: 'synthetic', path: n.path, flags, content: new Uint8Array(0) });
+  // A directory asked for writing (or O_TRUNC, O_CREAT) is EISDIR before the permission check (may_open).
+  if (isDir(mode) && (writing || (flags & (O_CREAT | O_TRUNC)))) throw new SyscallError(E.EISDIR);
   if (!created) k.vfs.checkAccess(n, (acc === O_WRONLY ? 0 : MAY_READ) | (writing || (flags & O_TRUNC) ? MAY_WRITE : 0));
   if ((mode & S_IFMT) === S_IFIFO) throw new SyscallError(E.ENXIO); // named pipes: not yet
-  if (isDir(mode)) {
-    if (writing || (flags & (O_CREAT | O_TRUNC))) throw new SyscallError(E.EISDIR);
-    return k.newOpenFile({ kind: 'dir', path: n.path, flags });
-  }
+  if (isDir(mode)) return k.newOpenFile({ kind: 'dir', path: n.path, flags });
   if (n.kind === 'synthetic') {
     if (n.node.dev === 'tty') {
       // The controlling terminal is the caller's terminal, if its stdio is one.

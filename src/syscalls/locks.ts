@@ -21,7 +21,7 @@ const isOfd = (cmd: number) => cmd === F_OFD_GETLK || cmd === F_OFD_SETLK || cmd
 /**
  * Decode the struct flock at guest address `addr` into a request on `f` (flock_to_posix_lock):
  * the request, or -errno: EFAULT (bad pointer, thrown), EINVAL (unknown type; F_UNLCK asked of
- * F_GETLK; an OFD command with l_pid set; unknown whence; a start before 0), EOVERFLOW (past
+ * F_GETLK, not of F_OFD_GETLK; an OFD command with l_pid set; unknown whence; a start before 0), EOVERFLOW (past
  * 2^63-1), EBADF (setting a read lock on a file not open for reading, or a write lock on one not
  * open for writing). `size` gives the file's size for SEEK_END.
  */
@@ -31,7 +31,8 @@ function decodeFlock(t: Task, f: OpenFileState, addr: number, cmd: number, setti
   const type = v.getInt16(0, true), whence = v.getInt16(2, true), lStart = v.getBigInt64(8, true), lLen = v.getBigInt64(16, true), pid = v.getInt32(24, true);
   if (type !== F_RDLCK && type !== F_WRLCK && type !== F_UNLCK) return -E.EINVAL;
   if (isOfd(cmd) && pid !== 0) return -E.EINVAL;
-  if (!setting && type === F_UNLCK) return -E.EINVAL; // F_GETLK asks about a lock it would take
+  // F_GETLK asks about a lock it would take; F_OFD_GETLK of F_UNLCK asks for the description's own lock in the range (Linux 6.7+).
+  if (!setting && type === F_UNLCK && !isOfd(cmd)) return -E.EINVAL;
   let base: bigint;
   if (whence === 0) base = 0n;
   else if (whence === 1) base = BigInt(f.offset);
@@ -78,7 +79,7 @@ function waitForLock(t: Task, f: OpenFileState, key: string, req: LockRequest): 
 /**
  * fcntl(2) F_GETLK, F_SETLK, F_SETLKW and their F_OFD_ forms on open file `f`. `size` gives the
  * file's size (SEEK_END). F_GETLK writes the first conflicting lock (l_pid -1 for an OFD lock) or
- * just l_type = F_UNLCK. F_SETLK: EAGAIN when another owner's lock is in the way; F_SETLKW waits
+ * just l_type = F_UNLCK; F_OFD_GETLK of F_UNLCK writes the description's own overlapping lock. F_SETLK: EAGAIN when another owner's lock is in the way; F_SETLKW waits
  * (EINTR, or restart with SA_RESTART), EDEADLK when waiting would deadlock (POSIX locks).
  */
 export function fcntlLock(t: Task, f: OpenFileState, cmd: number, addr: number, size: () => bigint): SyscallResult {
@@ -87,7 +88,10 @@ export function fcntlLock(t: Task, f: OpenFileState, cmd: number, addr: number, 
   if (typeof req === 'number') return req;
   const key = lockKey(f);
   if (!setting) {
-    const c = findConflict(t.kernel, key, req);
+    // F_UNLCK (F_OFD_GETLK only): an overlapping lock of this open file description (posix_test_locks_conflict).
+    const c = req.type === F_UNLCK
+      ? t.kernel.state.fs.locks?.[key]?.find((l) => l.kind === 'ofd' && l.owner === req.owner && l.start <= req.end && req.start <= l.end)
+      : findConflict(t.kernel, key, req);
     const out = new Uint8Array(t.mm.read(addr, FLOCK_SIZE));
     const v = new DataView(out.buffer);
     if (!c) v.setInt16(0, F_UNLCK, true);

@@ -9,7 +9,7 @@ import type { Task } from '../kernel/task.js';
 import { pageRoundUp } from '../mm/memory-file.js';
 import { TASK_SIZE } from '../mm/address-space.js';
 import { syscall } from './entry.js';
-import { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MS_ASYNC, MS_INVALIDATE, MS_SYNC, O_ACCMODE, O_RDONLY, O_WRONLY, PAGE_SIZE, PROT_GROWSDOWN, PROT_GROWSUP, PROT_SEM, PROT_WRITE } from '../abi/linux.js';
+import { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MS_ASYNC, MS_INVALIDATE, MS_SYNC, O_ACCMODE, O_RDONLY, O_RDWR, O_WRONLY, PAGE_SIZE, PROT_GROWSDOWN, PROT_EXEC, PROT_GROWSUP, PROT_SEM, PROT_WRITE } from '../abi/linux.js';
 
 const PROT_ALL = 7;
 /** mmap_min_addr: fixed mappings below it need CAP_SYS_RAWIO. */
@@ -17,6 +17,9 @@ const MMAP_MIN_ADDR = 65536;
 
 /** Whether argument i (an address or offset) is not page-aligned (exact on all 64 bits). */
 const unaligned = (t: Task, i: number) => (t.argBig(i) & 0xfffn) !== 0n;
+
+/** Kinds of open files whose pseudo-filesystem is mounted noexec (SB_I_NOEXEC): pipes, sockets, anonymous inodes, pidfds. */
+const NOEXEC_KINDS = new Set(['pipe', 'socket', 'eventfd', 'epoll', 'timerfd', 'signalfd', 'inotify', 'pidfd']);
 
 function mmap(t: Task): number {
   const addr = t.arg(0), len = t.arg(1), flags = t.argInt(3), fd = t.argInt(4), off = t.argI64(5);
@@ -42,13 +45,16 @@ function mmap(t: Task): number {
   // RLIMIT_AS / RLIMIT_DATA (mmap_region's may_expand_vm, after do_mmap's own checks); a fixed mapping's old pages are discounted.
   const expand = () => mm.checkExpand(len, prot, flags, '', flags & MAP_FIXED ? mm.mappedBytes(addr, addr + pageRoundUp(len)) : 0);
   if (!f) { expand(); return mm.map(addr, len, prot, flags, '', 0); }
-  // A directory has no mmap: ENODEV before the access-mode checks (as the differential tests saw Linux answer).
-  if (f.kind === 'dir') return -E.ENODEV;
-  if ((f.flags & O_ACCMODE) === O_WRONLY) return -E.EACCES;
-  if (type !== MAP_PRIVATE && (prot & PROT_WRITE) && (f.flags & O_ACCMODE) === O_RDONLY) return -E.EACCES;
-  // Only files with an mmap operation can be mapped: pipes, sockets, eventfds, epoll, the caller's stdio, devices but /dev/zero… give ENODEV.
+  // do_mmap's order for a file: a shared writable mapping needs FMODE_WRITE, any mapping FMODE_READ
+  // (access mode 3 has neither), PROT_EXEC a filesystem without noexec, then the file an mmap operation.
+  const acc = f.flags & O_ACCMODE;
+  if (type !== MAP_PRIVATE && (prot & PROT_WRITE) && acc !== O_WRONLY && acc !== O_RDWR) return -E.EACCES;
+  if (acc !== O_RDONLY && acc !== O_RDWR) return -E.EACCES;
+  // pipefs, sockfs, anon_inodefs and pidfs are SB_I_NOEXEC: PROT_EXEC is EPERM (path_noexec) before ENODEV.
+  if ((prot & PROT_EXEC) && NOEXEC_KINDS.has(f.kind)) return -E.EPERM;
+  // Only files with an mmap operation can be mapped: directories, pipes, sockets, eventfds, epoll, the caller's stdio, devices but /dev/zero… give ENODEV.
   const ops = t.kernel.fileOps(f);
-  if (!ops.mmap || ops.hasMmap?.(f) === false) return -E.ENODEV;
+  if (f.kind === 'dir' || !ops.mmap || ops.hasMmap?.(f) === false) return -E.ENODEV;
   expand();
   return ops.mmap(t, f, addr, len, prot, flags, off);
 }
