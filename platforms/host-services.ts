@@ -120,8 +120,18 @@ export interface HostSockets {
   address(fd: number, peer: boolean): Uint8Array | number;
   /** An int-valued ioctl(2) such as FIONREAD (SIOCINQ) or SIOCOUTQ: the value, or -errno. */
   ioctlInt(fd: number, request: number): number;
+  /** An interface request on a struct ifreq (40 bytes, no pointers: SIOCGIFFLAGS, SIOCGIFADDR…), in place: 0 or -errno. */
+  ioctlIfreq(fd: number, request: number, ifreq: Uint8Array): number;
+  /** SIOCGIFCONF with room for `room` bytes of struct ifreq: those the host filled (their length is the ifc_len), or -errno. */
+  interfaceConf(fd: number, room: number): Uint8Array | number;
   /** poll(2) of the fd without waiting: its revents (POLL* bits), or -errno. */
   poll(fd: number, events: number): number;
+  /**
+   * One rtnetlink request (a struct nlmsghdr and its body, a GET: the caller checks) sent to the
+   * host kernel on a NETLINK_ROUTE socket of its own: the reply datagrams as the host wrote them
+   * (each holding whole messages; a dump up to NLMSG_DONE, at most 4 MiB in all), or -errno.
+   */
+  routeQuery(request: Uint8Array): Uint8Array[] | number;
   /**
    * Call `ready` whenever the fd may have become ready for `events` (or has an error or hang-up),
    * until the returned function is called. One poll(2) thread serves every waiting fd.

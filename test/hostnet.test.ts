@@ -292,6 +292,24 @@ for _ in range(2):
     expect(orphanStubs()).toEqual([]);
   }, 40_000);
 
+  it('the host\'s interfaces, addresses and routes are the guest\'s (netlink GET requests and interface ioctls answered by the host), and changing them is refused', async () => {
+    const views = [['/bin/busybox', 'ip', '-o', 'addr'], ['/bin/busybox', 'ip', '-o', 'link'], ['/bin/busybox', 'ip', 'route'], ['/usr/bin/python3', '-c', 'import socket; print(socket.if_nameindex())']];
+    for (const argv of views) {
+      const nat = await native(argv);
+      const r = await snapvisor(['run', '--network=host', '--', ...argv], { timeoutMs: 30_000 });
+      expect(r.stderr, argv.join(' ')).toBe(nat.stderr);
+      expect(r.stdout.toString(), argv.join(' ')).toBe(nat.stdout.toString());
+      expect(r.status).toBe(nat.status);
+    }
+    // A change (RTM_NEWLINK) is not passed to the host, whatever snapvisor's privileges.
+    const mtu = () => native(['/bin/busybox', 'ip', '-o', 'link', 'show', 'lo']).then((x) => x.stdout.toString());
+    const before = await mtu();
+    const set = await snapvisor(['run', '--network=host', '--', '/bin/busybox', 'ip', 'link', 'set', 'dev', 'lo', 'mtu', '1280'], { timeoutMs: 30_000 });
+    expect(set.status).not.toBe(0);
+    expect(await mtu()).toBe(before);
+    expect(orphanStubs()).toEqual([]);
+  }, 60_000);
+
   it('busybox wget fetches from a host HTTP server', async () => {
     const srv = http.createServer((req, res) => res.end(`hello from the host, ${req.url}\n`));
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));

@@ -12,13 +12,31 @@ import * as libc from './libc.js';
 import type { HostSockets } from '../host-services.js';
 
 const POLLERR = 8, POLLHUP = 0x10, POLLNVAL = 0x20;
-const MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
+const MSG_PEEK = 2, MSG_TRUNC = 0x20, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
 /** Longest one poll(2) stays on its worker thread (ms) before it is re-armed (bounds a lost wake-up). */
 const POLL_SLICE_MS = 1000;
 /** After a wake-up whose waiter is still there (it could not use the readiness yet, e.g. a frozen kernel): look again this much later (ms). */
 const REARM_MS = 2;
 
 interface Watch { fd: number; events: number; ready: () => void; fired: boolean }
+
+const SIOCGIFCONF = 0x8912;
+const AF_NETLINK = 16, SOCK_RAW = 3, NETLINK_ROUTE = 0, EAGAIN = 11;
+const NLMSG_ERROR = 2, NLMSG_DONE = 3, NLM_F_MULTI = 2;
+/** Most bytes of replies one routeQuery returns. */
+const ROUTE_REPLY_MAX = 4 << 20;
+
+/** Whether a chunk of netlink replies ends the reply: NLMSG_DONE, NLMSG_ERROR, or a message that is not part of a dump. */
+function lastOfReply(b: Uint8Array): boolean {
+  const v = new DataView(b.buffer, b.byteOffset, b.length);
+  for (let o = 0; o + 16 <= b.length;) {
+    const len = v.getUint32(o, true), type = v.getUint16(o + 4, true), flags = v.getUint16(o + 6, true);
+    if (type === NLMSG_DONE || type === NLMSG_ERROR || !(flags & NLM_F_MULTI)) return true;
+    if (len < 16) return true;
+    o += (len + 3) & ~3;
+  }
+  return false;
+}
 
 /** -errno of the last failed libc call. */
 const fail = (): number => -libc.errno();
@@ -76,6 +94,24 @@ export class LinuxHostSockets implements HostSockets {
     return new DataView(v.buffer).getInt32(0, true);
   }
 
+  ioctlIfreq(fd: number, request: number, ifreq: Uint8Array): number {
+    return libc.ioctlBuf(fd, request, ifreq) < 0 ? fail() : 0;
+  }
+
+  interfaceConf(fd: number, room: number): Uint8Array | number {
+    const n = Math.max(0, Math.min(room, 65536));
+    return libc.withNativeBuffer(n, (address, bytes) => {
+      // struct ifconf: int ifc_len, 4 bytes of padding, char *ifc_buf.
+      const conf = new Uint8Array(16);
+      const v = new DataView(conf.buffer);
+      v.setInt32(0, n, true);
+      v.setBigUint64(8, address, true);
+      const r = libc.ioctlBuf(fd, SIOCGIFCONF, conf);
+      if (r < 0) return fail();
+      return bytes.slice(0, Math.min(v.getInt32(0, true), n));
+    });
+  }
+
   poll(fd: number, events: number): number {
     const pfd = new Uint8Array(8);
     const v = new DataView(pfd.buffer);
@@ -83,6 +119,32 @@ export class LinuxHostSockets implements HostSockets {
     v.setInt16(4, events, true);
     if (libc.poll(pfd, 1, 0) < 0) return fail();
     return v.getUint16(6, true);
+  }
+
+  routeQuery(request: Uint8Array): Uint8Array[] | number {
+    const fd = libc.socket(AF_NETLINK, SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) return fail();
+    try {
+      if (libc.sendto(fd, request, request.length, 0, null, 0) < 0) return fail();
+      const parts: Uint8Array[] = [];
+      const probe = new Uint8Array(1);
+      let total = 0;
+      for (;;) {
+        // Each datagram at its own size (MSG_PEEK | MSG_TRUNC first), so the host keeps building
+        // the dump in datagrams of its default size, as a reader with a page-sized buffer gets them.
+        const size = libc.recvfrom(fd, probe, 0, MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC, null, null);
+        if (size < 0) { const e = libc.errno(); if (e === EAGAIN) break; return -e; }
+        const chunk = new Uint8Array(size);
+        const n = libc.recvfrom(fd, chunk, size, MSG_DONTWAIT, null, null);
+        if (n <= 0) break;
+        parts.push(chunk.subarray(0, n));
+        total += n;
+        if (total > ROUTE_REPLY_MAX || lastOfReply(chunk.subarray(0, n))) break;
+      }
+      return parts;
+    } finally {
+      libc.close(fd);
+    }
   }
 
   whenReady(fd: number, events: number, ready: () => void): () => void {

@@ -98,3 +98,11 @@ export const setsockoptBuf = libc.func('int setsockopt(int fd, int level, int na
 export const getsockoptBuf = libc.func('int getsockopt(int fd, int level, int name, void *val, void *len)') as (fd: number, level: number, name: number, val: Uint8Array, len: Uint32Array) => number;
 export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)') as (init: number, flags: number) => number;
 export const SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000, EFD_NONBLOCK = 0o4000, EFD_CLOEXEC = 0o2000000;
+/**
+ * Run `fn` with `len` bytes of native memory (never moved by V8) at a host address, then free them:
+ * for structures that hold a pointer to another buffer. `bytes` is a view of the memory.
+ */
+export function withNativeBuffer<T>(len: number, fn: (address: bigint, bytes: Uint8Array) => T): T {
+  const ptr = koffi.alloc('uint8_t', Math.max(len, 1));
+  try { return fn(koffi.address(ptr), new Uint8Array(koffi.view(ptr, Math.max(len, 1)))); } finally { koffi.free(ptr); }
+}

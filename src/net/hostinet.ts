@@ -552,11 +552,43 @@ export function hostInetGetsockopt(t: Task, f: HostInetFile, level: number, name
   return 0;
 }
 
-/** ioctl(2): FIONREAD (SIOCINQ) and SIOCOUTQ from the host; ENOTTY for the rest. */
+/** Interface requests on a struct ifreq that only read (no pointers in it): answered by the host. */
+const IFREQ_GETS = new Set([
+  0x8910 /* SIOCGIFNAME */, 0x8913 /* SIOCGIFFLAGS */, 0x8915 /* SIOCGIFADDR */, 0x8917 /* SIOCGIFDSTADDR */, 0x8919 /* SIOCGIFBRDADDR */,
+  0x891b /* SIOCGIFNETMASK */, 0x8921 /* SIOCGIFMTU */, 0x8927 /* SIOCGIFHWADDR */, 0x8933 /* SIOCGIFINDEX */, 0x8942 /* SIOCGIFTXQLEN */,
+]);
+const SIOCGIFCONF = 0x8912, IFREQ_BYTES = 40;
+
+/**
+ * ioctl(2): FIONREAD (SIOCINQ) and SIOCOUTQ from the host; the host's interfaces for the
+ * read-only interface requests (SIOCGIFCONF, SIOCGIFFLAGS, SIOCGIFADDR, SIOCGIFINDEX…), as its
+ * netlink answers (src/net/netlink.ts); ENOTTY for the rest (nothing that changes an interface).
+ */
 export function hostInetIoctl(t: Task, f: HostInetFile, req: number, arg: number): number {
+  const k = t.kernel;
+  const fd = fdOf(k, f);
+  if (IFREQ_GETS.has(req)) {
+    if (fd === undefined) return -E.ENOTTY;
+    const ifr = new Uint8Array(t.mm.read(arg, IFREQ_BYTES));
+    const r = hs(k).ioctlIfreq(fd, req, ifr);
+    if (r < 0) return r;
+    t.mm.write(arg, ifr);
+    return 0;
+  }
+  if (req === SIOCGIFCONF) {
+    if (fd === undefined) return -E.ENOTTY;
+    // struct ifconf: int ifc_len, padding, char *ifc_buf (NULL: ifc_len gets the room needed).
+    const hdr = t.mm.read(arg, 16);
+    const hv = new DataView(hdr.buffer, hdr.byteOffset, 16);
+    const len = hv.getInt32(0, true), buf = Number(hv.getBigUint64(8, true));
+    const got = hs(k).interfaceConf(fd, buf ? Math.max(len, 0) : 65536);
+    if (typeof got === 'number') return got;
+    if (buf) t.mm.write(buf, got);
+    t.mm.writeU32(arg, got.length);
+    return 0;
+  }
   if (req !== FIONREAD && req !== SIOCOUTQ) return -E.ENOTTY;
-  const fd = fdOf(t.kernel, f);
-  const v = fd === undefined ? 0 : hs(t.kernel).ioctlInt(fd, req);
+  const v = fd === undefined ? 0 : hs(k).ioctlInt(fd, req);
   if (v < 0) return v;
   t.mm.writeU32(arg, v);
   return 0;

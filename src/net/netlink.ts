@@ -8,6 +8,11 @@
  * acks asked for with NLM_F_ACK). Replies wait in the socket's message queue (SocketState.dgrams)
  * as plain data, so they are checkpointed with it; the port id a socket binds is a key of
  * NetState.bound.
+ *
+ * With --network=host the guest's TCP and UDP sockets are the host's (src/net/hostinet.ts), so
+ * its interfaces are the host's too: a GET request (RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE…) is
+ * answered by the host kernel (HostSockets.routeQuery), the replies given the guest socket's port
+ * id; requests that would change anything (RTM_NEW*, RTM_DEL*, RTM_SET*) still get EOPNOTSUPP.
  */
 import { E, SyscallError } from '../errno.js';
 import type { Task } from '../kernel/task.js';
@@ -114,7 +119,6 @@ function ifnameOf(body: Uint8Array): string | undefined {
 export function netlinkRequest(t: Task, f: SocketFile, data: Uint8Array): void {
   const s = f.socket;
   const pid = s.local?.port ?? 0;
-  const from: SockAddr = { family: AF_NETLINK, port: 0 };
   const v = new DataView(data.buffer, data.byteOffset, data.length);
   for (let o = 0; o + 16 <= data.length;) {
     const len = v.getUint32(o, true);
@@ -127,6 +131,13 @@ export function netlinkRequest(t: Task, f: SocketFile, data: Uint8Array): void {
     const dump = (flags & NLM_F_DUMP) === NLM_F_DUMP;
     const done = () => { const z = new Uint8Array(4); return nlmsg(NLMSG_DONE, NLM_F_MULTI, seq, pid, [z]); };
     let reply: Uint8Array[];
+    if (t.kernel.state.config.network === 'host' && (type & 3) === 2) {
+      // A GET (read-only) to the host kernel; its reply datagrams (and an ack, if asked) as the host wrote them.
+      const r = t.kernel.host.sockets.routeQuery(req);
+      if (typeof r === 'number') queueReply(t, f, [errorMsg(req, r, pid)]);
+      else for (const d of r) queueReply(t, f, [withPortId(d, pid)]);
+      continue;
+    }
     if (type === RTM_GETLINK && dump) reply = [loLink(NLM_F_MULTI, seq, pid), done()];
     else if (type === RTM_GETLINK) {
       const index = body.length >= 8 ? new DataView(body.buffer, body.byteOffset + 4, 4).getInt32(0, true) : 0;
@@ -137,13 +148,31 @@ export function netlinkRequest(t: Task, f: SocketFile, data: Uint8Array): void {
     else if ((type === RTM_GETROUTE || type === RTM_GETNEIGH || type === RTM_GETRULE) && dump) reply = [done()];
     else reply = [errorMsg(req, -E.EOPNOTSUPP, pid)];
     if (flags & NLM_F_ACK && reply[0] && new DataView(reply[0].buffer).getUint16(4, true) !== NLMSG_ERROR) reply.push(errorMsg(req, 0, pid));
-    const total = reply.reduce((n, m) => n + m.length, 0);
-    const out = new Uint8Array(total);
-    let p = 0;
-    for (const m of reply) { out.set(m, p); p += m.length; }
-    t.kernel.emit({ type: 'socket.queue', fileId: f.id, len: out.length }, [['splice', socketPath(f, 'dgrams'), s.dgrams!.length, 0, { from, data: out }]], true);
+    queueReply(t, f, reply);
   }
   t.kernel.pipes.changed$.next(f.id);
+}
+
+/** Queue the reply messages to one request on netlink socket `f`, as one message of its queue. */
+function queueReply(t: Task, f: SocketFile, reply: Uint8Array[]): void {
+  const total = reply.reduce((n, m) => n + m.length, 0);
+  const out = new Uint8Array(total);
+  let p = 0;
+  for (const m of reply) { out.set(m, p); p += m.length; }
+  t.kernel.emit({ type: 'socket.queue', fileId: f.id, len: out.length }, [['splice', socketPath(f, 'dgrams'), f.socket.dgrams!.length, 0, { from: { family: AF_NETLINK, port: 0 }, data: out }]], true);
+}
+
+/** Netlink messages `b` (concatenated) with each header's nlmsg_pid set to `pid` (the guest socket's port id). */
+function withPortId(b: Uint8Array, pid: number): Uint8Array {
+  const out = new Uint8Array(b);
+  const v = new DataView(out.buffer);
+  for (let o = 0; o + 16 <= out.length;) {
+    const len = v.getUint32(o, true);
+    v.setUint32(o + 12, pid, true);
+    if (len < 16) break;
+    o += align4(len);
+  }
+  return out;
 }
 
 /**
