@@ -19,6 +19,7 @@
  * start-up time to every node process). If runsc is missing or fails, its rows say
  * n/a with the reason, and the benchmark still exits 0.
  */
+import { ctrRunBench, runscWrapper, type CtrRow } from './ctr-bench.js';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -34,6 +35,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(HERE, '..', 'bundle', 'main.js');
 const NODE = process.execPath;
 const RUNSC = 'runsc';
+/** Timed `ctr run`s per runtime in section 6. */
+const CTR_REPS = 5;
 const RUNSC_ARGS = ['--platform=ptrace', '--network=none', 'do'];
 
 const SYSCALL_REPS = 3;
@@ -326,6 +329,26 @@ async function main(): Promise<number> {
         for (const l of table(['mechanism', 'MiB/s', 'vs native', 'seconds (each run)'],
           rows.map(([label, runs]) => [label, num(rate(runs), 0), ratio(rate(runs), tcpNat), runs.map((r) => (r.ns ? (r.ns / 1e9).toFixed(2) : 'failed')).join(', ')]))) out('  ' + l);
         for (const [label, runs] of rows) for (const r of runs) if (r.error) { out(`  ${label}: n/a: ${r.error}`); failed = true; }
+      }
+      out();
+    }
+    if (section(6)) {
+      // 6. ctr run (containerd's runc shim) to first output, per runtime.
+      out(`6. containerd: \`ctr run --rm --snapshotter native --runc-binary BINARY\` of a busybox image running \`echo hello\`,`);
+      out(`   spawn to the first output byte; median of ${CTR_REPS} after one warm-up. runsc through a wrapper adding --platform=ptrace --network=none`);
+      out();
+      const runscPath = sh('sh', ['-c', `command -v ${RUNSC}`]);
+      const runtimes: Array<[string, string]> = [['runc', sh('sh', ['-c', 'command -v runc']) || 'runc'], ['snapvisor', CLI]];
+      if (runscPath && !runscWhy) runtimes.push(['runsc-ptrace', runscWrapper(dir, runscPath)]);
+      const rows = await ctrRunBench(dir, runtimes, CTR_REPS, SV_ENV, progress);
+      if (rows instanceof Error) out(`  n/a: ${rows.message}`);
+      else {
+        const med = (r: CtrRow) => (r.error ? undefined : median(r.firstOutputMs));
+        const byName = (n: string) => rows.find((r) => r.runtime === n);
+        const runcMs = byName('runc') && med(byName('runc')!), runscMs = byName('runsc-ptrace') && med(byName('runsc-ptrace')!);
+        for (const l of table(['runtime', 'ms to first output', 'vs runc', 'vs runsc-ptrace', 'each run (ms)'],
+          rows.map((r) => [r.runtime, num(med(r), 0), ratio(med(r), runcMs), ratio(med(r), runscMs), r.error ? `failed: ${r.error}` : r.firstOutputMs.map((x) => x.toFixed(0)).join(', ')]))) out('  ' + l);
+        if (byName('snapvisor')?.error) failed = true;
       }
       out();
     }
