@@ -7,14 +7,14 @@
  * the exit status a shell would give.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_PLATFORM, PLATFORMS } from '../platforms/registry.js';
+import { DEFAULT_PLATFORM, PLATFORM_DESCRIPTIONS as PLATFORMS } from '../platforms/catalog.js';
 // Only what every command needs is loaded at start-up: the kernel (run, restore), the store
 // and the syscall table are imported by the commands that use them, so `checkpoint`,
 // `checkpoints` and `--help` start without parsing the kernel.
 import { controlSocket, defaultStore, fail, request, streamRemote } from './control.js';
 import { configureLog } from './oci/log.js';
 import * as oci from './oci/commands.js';
-import { type PublishSpec, parsePublish } from './publish.js';
+import { type PublishSpec, parsePublish } from './publish-spec.js';
 import { parseTmpfsSpec, parseVolumeSpec } from './mount-specs.js';
 import type { MountSpec } from '../src/sandbox/mounts.js';
 

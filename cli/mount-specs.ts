@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import type { MountSpec } from '../src/sandbox/mounts.js';
-import { parseTmpfsOptions } from '../src/vfs/mounts.js';
+import { parseTmpfsOptions } from '../src/vfs/mount-options.js';
 
 /** Parse `HOST:GUEST[:ro|:rw]` (run --volume). Throws Error with one line. */
 export function parseVolumeSpec(v: string): MountSpec {

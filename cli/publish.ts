@@ -19,22 +19,14 @@ import { filter } from 'rxjs';
 import type { Kernel } from '../src/kernel/kernel.js';
 import { connectFromHost, publishedClose, publishedDatagramIn, publishedDatagramsOut, publishedPipes, publishedRead, publishedShutdown, publishedWrite, udpFlowFromHost } from '../src/net/publish.js';
 
-/** One published port; `protocol` absent means TCP. */
-export interface PublishSpec { hostIp: string; hostPort: number; guestPort: number; protocol?: 'udp' }
+export { parsePublish, type PublishSpec } from './publish-spec.js';
+import type { PublishSpec } from './publish-spec.js';
 
 /** A UDP flow idle this long (ms, no datagram either way) is dropped. */
 const UDP_FLOW_IDLE_MS = 60_000;
 /** Most UDP flows one published port keeps. */
 const UDP_MAX_FLOWS = 256;
 
-/** Parse `HOSTPORT:GUESTPORT[/tcp|/udp]` (ports 1–65535). Throws Error with a one-line reason. */
-export function parsePublish(v: string): PublishSpec {
-  const m = /^(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?$/.exec(v);
-  if (!m) throw new Error(`--publish ${v}: expected HOSTPORT:GUESTPORT, HOSTPORT:GUESTPORT/tcp or HOSTPORT:GUESTPORT/udp`);
-  const hostPort = Number(m[1]), guestPort = Number(m[2]);
-  if (!(hostPort >= 1 && hostPort <= 65535 && guestPort >= 1 && guestPort <= 65535)) throw new Error(`--publish ${v}: ports are 1 to 65535`);
-  return { hostIp: '127.0.0.1', hostPort, guestPort, ...(m[3] === 'udp' ? { protocol: 'udp' as const } : {}) };
-}
 
 /** "8080:80" or "5353:53/udp", as the option was given. */
 const specText = (spec: PublishSpec): string => `${spec.hostPort}:${spec.guestPort}${spec.protocol === 'udp' ? '/udp' : ''}`;

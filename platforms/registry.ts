@@ -4,6 +4,9 @@
  */
 import type { Platform } from './platform.js';
 import { PtracePlatform } from './ptrace/ptrace-platform.js';
+import { DEFAULT_PLATFORM, PLATFORM_DESCRIPTIONS } from './catalog.js';
+
+export { DEFAULT_PLATFORM };
 
 export interface PlatformEntry {
   /** One line for `--help`. */
@@ -14,11 +17,9 @@ export interface PlatformEntry {
 
 /** Every platform this build knows, by name. */
 export const PLATFORMS: Readonly<Record<string, PlatformEntry>> = {
-  ptrace: { description: 'PTRACE_SYSEMU: each guest thread is a traced stub process (portable baseline)', create: () => new PtracePlatform() },
+  ptrace: { description: PLATFORM_DESCRIPTIONS.ptrace, create: () => new PtracePlatform() },
 };
 
-/** The platform used when none is named. */
-export const DEFAULT_PLATFORM = 'ptrace';
 
 /** Thrown for a platform name this build does not know; the message is one line listing the known ones. */
 export class UnknownPlatformError extends Error {}

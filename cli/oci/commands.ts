@@ -16,7 +16,6 @@ import {
   saveContainer, writeAtomic, type ContainerRecord,
 } from './containers.js';
 import type { InitRequest } from './init.js';
-import { openHostPty, sendFdOverSocket } from '../../platforms/host/console.js';
 
 export const OCI_VERSION = '1.0.2';
 
@@ -111,6 +110,8 @@ export async function launch(root: string | undefined, id: string, mode: 'create
     const init: InitRequest = { mode: mode === 'restore' ? 'restore' : 'create', imagePath: o.imagePath && path.resolve(o.imagePath), startNow: mode !== 'create', log: logConfig() };
     fs.writeFileSync(path.join(dir, 'init.json'), JSON.stringify(init) + '\n');
     let stdio: Array<number | 'pipe' | 'inherit'> = ['inherit', 'inherit', 'inherit'];
+    // The console helpers load koffi: only for terminal containers, so other commands start faster.
+    const { openHostPty, sendFdOverSocket } = await import('../../platforms/host/console.js');
     if (terminal && o.consoleSocket) {
       pty = openHostPty(spec.process.consoleSize);
       stdio = [pty.slave, pty.slave, pty.slave];
@@ -285,6 +286,7 @@ export async function execContainer(root: string | undefined, id: string, cmd: s
   if (!terminal && o.consoleSocket) throw new ContainerError('cannot use console socket if runc will not detach or allocate tty');
   let pty: { master: number; slave: number } | undefined;
   let stdio: Array<number | 'inherit'> = ['inherit', 'inherit', 'inherit'];
+  const { openHostPty, sendFdOverSocket } = await import('../../platforms/host/console.js');
   if (terminal && o.consoleSocket) {
     pty = openHostPty(p.consoleSize ? { rows: p.consoleSize.height, cols: p.consoleSize.width } : undefined);
     stdio = [pty.slave, pty.slave, pty.slave];
