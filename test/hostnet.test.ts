@@ -10,10 +10,13 @@
  * listens again. With --network=sandbox the same client cannot reach the host's listener, which
  * sees no connection.
  */
+import crypto from 'node:crypto';
 import dgram from 'node:dgram';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
@@ -323,6 +326,37 @@ for _ in range(2):
       srv.close();
     }
   }, 40_000);
+
+  it('busybox httpd serves a 3 MB file to the host (sendfile into a host socket, blocking while the reader is slow)', async () => {
+    const dir = freshDir('hostnet-www');
+    const body = crypto.randomBytes(3_000_000);
+    fs.writeFileSync(path.join(dir, 'big.bin'), body);
+    const port = await freePort();
+    const run = snapvisorStreaming(['run', '--network=host', '--', '/bin/busybox', 'httpd', '-f', '-p', `127.0.0.1:${port}`, '-h', dir], { timeoutMs: 60_000 });
+    try {
+      const got = await new Promise<Buffer>((resolve, reject) => {
+        const until = Date.now() + 20_000;
+        const attempt = () => {
+          const req = http.get({ host: '127.0.0.1', port, path: '/big.bin' }, (res) => {
+            const parts: Buffer[] = [];
+            // A slow reader: the socket's buffers fill and the guest's sendfile has to wait.
+            res.on('data', (d: Buffer) => { parts.push(d); res.pause(); setTimeout(() => res.resume(), 2); });
+            res.on('end', () => resolve(Buffer.concat(parts)));
+            res.on('error', reject);
+          });
+          req.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'ECONNREFUSED' && Date.now() < until) setTimeout(attempt, 100); else reject(e); });
+        };
+        attempt();
+      });
+      expect(got.length).toBe(body.length);
+      expect(got.equals(body)).toBe(true);
+    } finally {
+      run.child.kill('SIGTERM');
+    }
+    await run.done;
+    expect(run.stderr()).toBe('');
+    expect(orphanStubs()).toEqual([]);
+  }, 60_000);
 
   it('a guest asyncio server (epoll) and a UDP responder are reached from the host', async () => {
     const port = await freePort();

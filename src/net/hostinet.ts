@@ -362,6 +362,37 @@ export function hostInetSend(t: Task, f: HostInetFile, iov: Array<[number, numbe
   return waitFor(t, f, fd, POLLOUT, waiter, attempt, timeoutNs(f, 21), () => (waiter.progress > 0 ? waiter.progress : -E.EAGAIN));
 }
 
+/**
+ * Kernel bytes (sendfile's, read from a file) to a host-backed TCP socket, as a send of them:
+ * blocking until all are sent (a 'pipe-write' waiter with its progress; an interrupted one
+ * returns the bytes sent, after `sent(n)` has recorded them), or what fits when non-blocking.
+ * `sent(n)` runs once with the bytes that went (n > 0). EINVAL for a UDP socket (sendfile's
+ * fallback to read/write then applies), EPIPE with SIGPIPE.
+ */
+export function hostInetSendBytes(t: Task, f: HostInetFile, data: Uint8Array, sent: (n: number) => void): SyscallResult {
+  const k = t.kernel;
+  if (st(f).type !== SOCK_STREAM) return -E.EINVAL;
+  if (st(f).reset) { const r = resetResult(k, f, -E.EPIPE); return r === -E.EPIPE ? epipe(t, 0) : r; }
+  const fd = need(k, f);
+  const waiter: PipeWriteWaiter = { kind: 'pipe-write', fileId: f.id, interruptible: true, restartable: true, progress: 0 };
+  const done = (n: number): number => { if (n > 0) sent(n); return n; };
+  const attempt = (): number | undefined => {
+    while (waiter.progress < data.length) {
+      const r = hs(k).send(fd, data.subarray(waiter.progress), 0);
+      if (r === -E.EAGAIN) break;
+      if (r < 0) return done(waiter.progress) || (r === -E.EPIPE ? epipe(t, 0) : r);
+      waiter.progress += r;
+    }
+    if (waiter.progress === data.length) return done(waiter.progress);
+    if (f.flags & O_NONBLOCK) return waiter.progress > 0 ? done(waiter.progress) : -E.EAGAIN;
+    return undefined;
+  };
+  const now = attempt();
+  if (now !== undefined) return now;
+  // Interrupted with bytes sent: they are recorded (the kernel then returns the progress).
+  return waitFor(t, f, fd, POLLOUT, waiter, attempt, timeoutNs(f, 21), () => (waiter.progress > 0 ? done(waiter.progress) : -E.EAGAIN), (v) => { if (v === INTERRUPTED && waiter.progress > 0) done(waiter.progress); return v; });
+}
+
 /** Where a receive's sender address and recvmsg's msghdr go (as src/net/socket.ts RecvInto). */
 export interface HostRecvInto {
   /** Address buffer and the address of its length (recvfrom's, or msg_name and &msg_namelen). */

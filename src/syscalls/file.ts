@@ -18,7 +18,7 @@ import { writeHostFd } from '../files/hostfd.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { fcntlLock } from './locks.js';
 import { isMessageSocket, socketReadv, socketWritev } from '../net/socket.js';
-import { hostInetRecv, hostInetSend } from '../net/hostinet.js';
+import { hostInetRecv, hostInetSend, hostInetSendBytes } from '../net/hostinet.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_WRITE, SIGPIPE, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG } from '../abi/linux.js';
 import { MAY_READ, MAY_WRITE } from '../kernel/creds.js';
 import { IN_ACCESS, IN_CREATE, IN_MODIFY, IN_OPEN, fsnotifyDirent, fsnotifyFile } from '../files/inotify.js';
@@ -359,11 +359,27 @@ function dup3(t: Task, oldfd: number, newfd: number, flags: number, isDup2: bool
  * call; short counts are allowed. Other pairs give EINVAL, which callers (busybox, coreutils,
  * python's shutil) answer by falling back to read/write.
  */
-function sendfile(t: Task): number {
+function sendfile(t: Task): SyscallResult {
   const outFd = t.argInt(0), inFd = t.argInt(1), offPtr = t.arg(2);
   const k = t.kernel;
   const fin = k.file(t, inFd), fout = k.file(t, outFd);
   if ((fin.flags & O_ACCMODE) === O_WRONLY || (fout.flags & O_ACCMODE) === O_RDONLY) return -E.EBADF;
+  if (fout.kind === 'hostinet' && (fin.kind === 'host' || fin.kind === 'upper')) {
+    // Into a host TCP socket (--network=host): a send of the file's bytes, blocking as send does.
+    const count = Math.min(t.arg(3), 1 << 20);
+    const pos = offPtr ? Number(BigInt.asIntN(64, t.mm.readU64(offPtr))) : fin.offset;
+    if (pos < 0) return -E.EINVAL;
+    let data: Uint8Array;
+    if (fin.kind === 'host') {
+      const buf = Buffer.alloc(count);
+      data = buf.subarray(0, fs.readSync(k.hostFiles.fd(fin), buf, 0, count, pos));
+    } else data = new Uint8Array(inodeRead(k, k.state.fs.inodes[fin.inodeId], pos, pos + count));
+    if (!data.length) return 0;
+    return hostInetSendBytes(t, fout, data, (n) => {
+      if (offPtr) t.mm.writeU64(offPtr, pos + n); else k.seek(fin, pos + n);
+      fsnotifyFile(k, fin, IN_ACCESS);
+    });
+  }
   // Into a pipe or a connected stream socket: whatever fits now (sendfile may return short).
   const outPipe = fout.kind === 'pipe' ? fout.pipeId : fout.kind === 'socket' && fout.socket.type === 1 && fout.socket.state === 'connected' ? fout.socket.tx : undefined;
   if (!(fin.kind === 'host' || fin.kind === 'upper') || !(fout.kind === 'upper' || fout.kind === 'hostfd' || outPipe)) return -E.EINVAL;
@@ -533,5 +549,5 @@ export const fileSyscalls = [
   }, 'partial', 'seals are accepted but not enforced; MAP_SHARED mappings are copies'),
   syscall('fallocate', 4, (t) => fallocate(t, t.argInt(0), t.argInt(1), t.argI64(2), t.argI64(3)), 'partial', 'tmpfs\'s modes: allocation (with or without FALLOC_FL_KEEP_SIZE) and PUNCH_HOLE; ZERO_RANGE, COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE give EOPNOTSUPP as on tmpfs; memfd seals are not checked'),
   syscall('ftruncate', 2, (t) => (t.argI64(1) < 0 ? -E.EINVAL /* before the fd, as do_sys_ftruncate */ : ftruncateFile(t, t.kernel.file(t, t.argInt(0)), t.argI64(1)))),
-  syscall('sendfile', 4, sendfile, 'partial', 'from regular files; into a full pipe or socket it gives EAGAIN rather than blocking'),
+  syscall('sendfile', 4, sendfile, 'partial', 'from regular files; into a full pipe or sandbox socket it gives EAGAIN rather than blocking (into a --network=host TCP socket it blocks as send does)'),
 ];
