@@ -46,6 +46,32 @@ export interface HostTree {
   closeFile(fd: number): void;
   /** Close every handle; the tree is unusable afterwards. */
   close(): void;
+  /**
+   * Writes (a read-write volume): each is one *at call on the handle of the parent directory
+   * with one name, never following a symlink; they throw HostError with the host's errno.
+   */
+  /** Open an existing regular file for writing (`rdwr`: read too); O_TRUNC when `trunc`. Its fd and attributes. */
+  openWrite?(rel: string, rdwr: boolean, trunc: boolean): { fd: number; st: HostStat };
+  /** Create a new node: a regular file (closed again), a directory, or a symlink to `target`; owned by uid/gid where the host lets us. */
+  create?(rel: string, kind: 'file' | 'dir' | 'symlink', mode: number, uid: number, gid: number, target?: string): void;
+  /** unlinkat (AT_REMOVEDIR for a directory). */
+  unlink?(rel: string, dir: boolean): void;
+  /** renameat within the tree. */
+  rename?(from: string, to: string): void;
+  /** linkat within the tree (the source not followed). */
+  link?(from: string, to: string): void;
+  /** Permission bits of a file or directory (never a symlink's target). */
+  chmod?(rel: string, mode: number): void;
+  /** fchownat(AT_SYMLINK_NOFOLLOW). */
+  chown?(rel: string, uid: number, gid: number): void;
+  /** utimensat(AT_SYMLINK_NOFOLLOW), ns since the epoch; undefined leaves a time as it is. */
+  utimes?(rel: string, atimeNs: bigint | undefined, mtimeNs: bigint | undefined): void;
+  /** pwrite(2) from `buf` at byte `off` on an fd from openWrite: bytes written. */
+  pwrite?(fd: number, buf: Uint8Array, off: number): number;
+  /** ftruncate(2) of an fd from openWrite. */
+  ftruncate?(fd: number, size: number): void;
+  /** fstat(2) of an fd. */
+  fstat?(fd: number): HostStat;
 }
 
 /**

@@ -321,3 +321,92 @@ describe('escapes through a volume (run --volume) fail and leave the host untouc
     expect(Number(swaps)).toBeGreaterThan(1000);
   }, 180_000);
 });
+
+const WRITER = String.raw`
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <errno.h>
+/* Write "guest" into /v/d/f n times (alternating /v/d/f and /v/d/../d/f), create and remove /v/d/new: count what happened. */
+int main(int argc, char **argv) {
+  int n = atoi(argv[1]), ok = 0, missing = 0, other = 0;
+  for (int i = 0; i < n; i++) {
+    int fd = open(i % 2 ? "/v/d/f" : "/v/d/../d/f", O_WRONLY | O_TRUNC);
+    if (fd < 0) { if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) missing++; else { other++; printf("open errno %d\n", errno); } continue; }
+    if (write(fd, "guest\n", 6) != 6) other++; else ok++;
+    close(fd);
+    if (i % 10 == 0) {
+      fd = open("/v/d/new", O_CREAT | O_WRONLY, 0644);
+      if (fd >= 0) { write(fd, "new\n", 4); close(fd); unlink("/v/d/new"); }
+    }
+  }
+  printf("ok=%d missing=%d other=%d\n", ok, missing, other);
+  return 0;
+}
+`;
+
+describe('escapes through a read-write volume fail and leave the host outside it untouched', () => {
+  let vol: string;
+  /** Everything on the host but the volume itself: the outside directory and the rootfs. */
+  const outsideState = () => tree(outside) + '\n' + tree(root);
+  beforeAll(() => {
+    vol = path.join(path.dirname(outside), 'rwvol');
+    fs.mkdirSync(vol);
+    fs.writeFileSync(path.join(vol, 'file'), 'volume data\n');
+    fs.symlinkSync('../outside', path.join(vol, 'up'));
+    fs.symlinkSync(outside, path.join(vol, 'abs'));
+    fs.symlinkSync(path.join(outside, 'secret'), path.join(vol, 'abs-file'));
+  });
+
+  it('writes, creates, renames and links through symlinks and .. out of the volume stay inside the sandbox', async () => {
+    const before = outsideState();
+    const r = await snapvisor(['run', '--rootfs', root, '--volume', `${vol}:/v`, '--', '/bin/busybox', 'sh', '-c', [
+      'echo x > /v/up/secret', 'echo x > /v/abs/secret', 'echo x > /v/abs-file', 'echo x >> /v/../outside/secret', 'mkdir /v/up/newdir',
+      'mv /v/file /v/up/moved', 'ln /v/file /v/up/hl', 'ln /v/abs-file /v/hl2 && echo x >> /v/hl2', 'ln -s /x /v/up2 && echo x > /v/up2/y',
+      'cat /v/file', 'echo done',
+    ].join('; ')]);
+    expect(r.timedOut).toBe(false);
+    expect(r.stdout.toString() + r.stderr).not.toContain(MARKER);
+    expect(r.stdout.toString()).toContain('volume data\ndone\n');
+    expect(outsideState()).toBe(before);
+    expect(fs.readFileSync(path.join(outside, 'secret'), 'utf8')).toBe(MARKER + '\n');
+    // What the guest made inside the volume is there, as links it made (a symlink stays a symlink, never followed on the host).
+    expect(fs.lstatSync(path.join(vol, 'hl2')).isSymbolicLink()).toBe(true);
+    expect(fs.readlinkSync(path.join(vol, 'up2'))).toBe('/x');
+  });
+
+  it('10,000 writes to /v/d/f while the host exchanges d and a symlink out of the volume: nothing outside is written', async () => {
+    const writer = compileStatic('swap-writer', WRITER);
+    const swapper = compileStatic('swap-host', SWAPPER);
+    fs.copyFileSync(writer, path.join(root, 'bin', 'vwriter'));
+    fs.chmodSync(path.join(root, 'bin', 'vwriter'), 0o755);
+    fs.mkdirSync(path.join(vol, 'd'));
+    fs.writeFileSync(path.join(vol, 'd', 'f'), 'safe\n');
+    fs.writeFileSync(path.join(outside, 'f'), MARKER + '\n');
+    fs.symlinkSync(outside, path.join(vol, 'dlink'));
+    const before = tree(outside);
+    const sw = spawn(swapper, [path.join(vol, 'd'), path.join(vol, 'dlink')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let swaps = '';
+    sw.stdout!.on('data', (d) => { swaps += d; });
+    const swapperDone = new Promise<void>((res) => sw.on('close', () => res()));
+    try {
+      const r = await snapvisor(['run', '--rootfs', root, '--volume', `${vol}:/v`, '--', '/bin/vwriter', '10000'], { timeoutMs: 150_000 });
+      expect(r.timedOut).toBe(false);
+      const m = /^ok=(\d+) missing=(\d+) other=(\d+)\n$/.exec(r.stdout.toString());
+      expect(m, r.stdout.toString() + r.stderr).not.toBeNull();
+      const [ok, missing, other] = m!.slice(1).map(Number);
+      expect(other).toBe(0);
+      expect(ok + missing).toBe(10000);
+      expect(ok).toBeGreaterThan(0);
+      expect(missing).toBeGreaterThan(0);
+    } finally {
+      sw.kill('SIGTERM');
+      await swapperDone;
+    }
+    expect(Number(swaps)).toBeGreaterThan(1000);
+    expect(tree(outside)).toBe(before);
+    expect(fs.readFileSync(path.join(outside, 'f'), 'utf8')).toBe(MARKER + '\n');
+  }, 180_000);
+});

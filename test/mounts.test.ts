@@ -350,6 +350,63 @@ describe('run --volume and --tmpfs', () => {
   });
 });
 
+/** A listing of dir with contents (hash of the bytes) and symlink targets, without times: for comparing what two runs made. */
+function contents(dir: string): string {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(d, e.name);
+      const st = fs.lstatSync(p);
+      const rel = path.relative(dir, p);
+      if (e.isSymbolicLink()) out.push(`${rel} -> ${fs.readlinkSync(p)}`);
+      else if (e.isDirectory()) { out.push(`${rel}/ ${st.mode.toString(8)}`); walk(p); }
+      else out.push(`${rel} ${st.mode.toString(8)} ${st.size} nlink=${st.nlink} ${fs.readFileSync(p, 'utf8')}`);
+    }
+  };
+  walk(dir);
+  return out.join('\n');
+}
+
+describe('read-write volumes', () => {
+  /** Changes of every kind, made through the volume mounted at $V. */
+  const SCRIPT = [
+    'echo new > $V/n', 'echo more >> $V/f', 'mkdir $V/d', 'echo x > $V/d/y', 'mv $V/d/y $V/d/z', 'ln $V/f $V/hl', 'ln -s target $V/sl',
+    'chmod 600 $V/n', 'touch -d "2001-01-01 10:20:30" $V/n', 'rm -r $V/sub', 'truncate -s 3 $V/hl', 'rmdir $V/gone', 'mkdir -m 700 $V/priv',
+    'echo x > $V/up/outside-attempt; echo up=$?', 'cat $V/f', 'ls $V | wc -l', 'stat -c "%s %a %Y" $V/n',
+  ].join('; ');
+  const fresh = () => {
+    const v = freshDir('rw-volume');
+    fs.mkdirSync(path.join(v, 'sub'));
+    fs.writeFileSync(path.join(v, 'sub', 'inner'), 'i\n');
+    fs.mkdirSync(path.join(v, 'gone'));
+    fs.writeFileSync(path.join(v, 'f'), 'orig\n');
+    fs.symlinkSync('..', path.join(v, 'up'));
+    return v;
+  };
+
+  it('writes through a read-write volume reach the host as the same commands run natively on the directory leave it', async () => {
+    const v = fresh(), nat = fresh();
+    const r = await snapvisor(['run', '--volume', `${v}:/w`, '--env', 'V=/w', '--', '/bin/busybox', 'sh', '-c', SCRIPT]);
+    expect(r.stderr).toBe('');
+    expect(fs.existsSync(path.join(path.dirname(v), 'outside-attempt'))).toBe(false); // $V/up/.. is the sandbox's /, not the host's
+    const n = spawnSync('/bin/busybox', ['sh', '-c', SCRIPT], { env: { ...process.env, V: nat }, encoding: 'utf8' });
+    // The one difference: natively $V/up/.. is the host's directory above; in the sandbox it is the sandbox's /, where the write stays.
+    expect(r.stdout.toString()).toBe(n.stdout);
+    expect(contents(v)).toBe(contents(nat));
+    fs.rmSync(path.join(path.dirname(nat), 'outside-attempt'), { force: true });
+  });
+
+  it('a file held open for writing goes on being written after checkpoint and restore; the restore sees the guest\'s writes as the volume\'s identity', async () => {
+    const v = freshDir('rw-volume-cp');
+    const c = await checkpointWith('mounts-rw', ['--volume', `${v}:/w`], 'exec 3>>/w/log; echo one >&3; echo made > /w/new; echo ready; sleep 2; echo two >&3; cat /w/new');
+    expect(fs.readFileSync(path.join(v, 'log'), 'utf8')).toBe('one\n');
+    const r = await restoreChecked(c);
+    expect(r.stdout.toString()).toBe('made\n');
+    expect(r.status).toBe(0);
+    expect(fs.readFileSync(path.join(v, 'log'), 'utf8')).toBe('one\ntwo\n');
+  });
+});
+
 describe('volumes across checkpoint/restore', () => {
   it('a volume changed on the host since the checkpoint refuses the restore, naming it, unless --accept-changed-volumes', async () => {
     const v = freshDir('mounts-changed');

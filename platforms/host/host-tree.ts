@@ -27,10 +27,23 @@ const fstatat = libc.func('int fstatat(int dirfd, void *path, void *st, int flag
 const readlinkat = libc.func('int64_t readlinkat(int dirfd, void *path, void *buf, size_t size)') as (dirfd: number, path: Uint8Array, buf: Uint8Array, size: number) => number;
 const getdents64 = libc.func('int64_t getdents64(int fd, void *buf, size_t size)') as (fd: number, buf: Uint8Array, size: number) => number;
 const closeFd = libc.func('int close(int fd)') as (fd: number) => number;
+const libcChmod = libc.func('int chmod(void *path, int mode)') as (path: Uint8Array, mode: number) => number;
 const pread = libc.func('int64_t pread(int fd, void *buf, size_t count, int64_t off)') as (fd: number, buf: Uint8Array, count: number, off: number) => number;
 const lseek = libc.func('int64_t lseek(int fd, int64_t off, int whence)') as (fd: number, off: number, whence: number) => number;
+const pwriteFn = libc.func('int64_t pwrite(int fd, void *buf, size_t count, int64_t off)') as (fd: number, buf: Uint8Array, count: number, off: number) => number;
+const ftruncateFn = libc.func('int ftruncate(int fd, int64_t len)') as (fd: number, len: number) => number;
+const mkdirat = libc.func('int mkdirat(int dirfd, void *path, int mode)') as (dirfd: number, path: Uint8Array, mode: number) => number;
+const unlinkat = libc.func('int unlinkat(int dirfd, void *path, int flags)') as (dirfd: number, path: Uint8Array, flags: number) => number;
+const renameat = libc.func('int renameat(int olddirfd, void *oldpath, int newdirfd, void *newpath)') as (a: number, b: Uint8Array, c: number, d: Uint8Array) => number;
+const linkat = libc.func('int linkat(int olddirfd, void *oldpath, int newdirfd, void *newpath, int flags)') as (a: number, b: Uint8Array, c: number, d: Uint8Array, f: number) => number;
+const symlinkat = libc.func('int symlinkat(void *target, int dirfd, void *path)') as (t: Uint8Array, dirfd: number, path: Uint8Array) => number;
+const fchownat = libc.func('int fchownat(int dirfd, void *path, int uid, int gid, int flags)') as (dirfd: number, path: Uint8Array, uid: number, gid: number, flags: number) => number;
+const fchmod = libc.func('int fchmod(int fd, int mode)') as (fd: number, mode: number) => number;
+const utimensat = libc.func('int utimensat(int dirfd, void *path, void *times, int flags)') as (dirfd: number, path: Uint8Array, times: Uint8Array, flags: number) => number;
 
 const SYS_openat2 = 437;
+const O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0o100, O_EXCL = 0o200, AT_REMOVEDIR = 0x200;
+const UTIME_OMIT = (1 << 30) - 2;
 const O_RDONLY = 0, O_NOCTTY = 0o400, O_NONBLOCK = 0o4000, O_DIRECTORY = 0o200000, O_NOFOLLOW = 0o400000, O_CLOEXEC = 0o2000000, O_PATH = 0o10000000;
 const RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08;
 const AT_SYMLINK_NOFOLLOW = 0x100, AT_EMPTY_PATH = 0x1000;
@@ -246,6 +259,118 @@ export class LinuxHostTree implements HostTree {
     } finally {
       closeFd(fd);
     }
+  }
+
+  // ------------------------------------------------------------ writes (a read-write volume)
+
+  /** The parent directory's handle and the last name of `rel`; throws HostError if the parent is not a directory beneath the root. */
+  private parentOf(rel: string): [number, Uint8Array] {
+    if (rel === '/') throw new HostError(16 /* EBUSY: the root itself */, 'write');
+    const [parent, name] = this.split(rel);
+    const d = this.dirHandle(parent);
+    if (d < 0) throw new HostError(-d, 'openat');
+    return [d, cstr(name)];
+  }
+
+  private check(rc: number, what: string): void {
+    if (rc < 0) throw new HostError(koffi.errno(), what);
+  }
+
+  /** Open existing regular file `rel` for writing (never through a symlink; EACCES if it is not a regular file). */
+  openWrite(rel: string, rdwr: boolean, trunc: boolean): { fd: number; st: HostStat } {
+    const fd = this.openBeneath(rel, (rdwr ? O_RDWR : O_WRONLY) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) throw new HostError(-fd, 'open');
+    const st = hostFstat(fd);
+    if (!hostIsReg(st)) { closeFd(fd); throw new HostError(13, 'open'); }
+    if (trunc && ftruncateFn(fd, 0) !== 0) { const e = koffi.errno(); closeFd(fd); throw new HostError(e, 'ftruncate'); }
+    return { fd, st: trunc ? hostFstat(fd) : st };
+  }
+
+  /** Create a regular file (O_EXCL, closed again), a directory or a symlink at `rel`, then give it to uid/gid where the host lets us. */
+  create(rel: string, kind: 'file' | 'dir' | 'symlink', mode: number, uid: number, gid: number, target?: string): void {
+    const [d, name] = this.parentOf(rel);
+    if (kind === 'file') {
+      const fd = openat(d, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode & 0o7777);
+      this.check(fd, 'open');
+      // The mode as asked, not as the host's umask left it.
+      fchmod(fd, mode & 0o7777);
+      closeFd(fd);
+    } else if (kind === 'dir') {
+      this.check(mkdirat(d, name, mode & 0o7777), 'mkdir');
+    } else {
+      this.check(symlinkat(cstr(target ?? ''), d, name), 'symlink');
+    }
+    if (kind === 'dir') this.chmod(rel, mode & 0o7777);
+    fchownat(d, name, uid, gid, AT_SYMLINK_NOFOLLOW); // best effort: an unprivileged snapvisor keeps its own ids
+  }
+
+  unlink(rel: string, dir: boolean): void {
+    const [d, name] = this.parentOf(rel);
+    this.check(unlinkat(d, name, dir ? AT_REMOVEDIR : 0), 'unlink');
+    if (dir) this.forget(rel);
+  }
+
+  rename(from: string, to: string): void {
+    const [d1, n1] = this.parentOf(from);
+    const [d2, n2] = this.parentOf(to);
+    this.check(renameat(d1, n1, d2, n2), 'rename');
+    this.forget(from);
+    this.forget(to);
+  }
+
+  link(from: string, to: string): void {
+    const [d1, n1] = this.parentOf(from);
+    const [d2, n2] = this.parentOf(to);
+    this.check(linkat(d1, n1, d2, n2, 0), 'link');
+  }
+
+  /** chmod through an O_PATH handle of the node itself (opened beneath, never a symlink) and its /proc/self/fd link. */
+  chmod(rel: string, mode: number): void {
+    const fd = this.openBeneath(rel, O_PATH | O_NOFOLLOW);
+    if (fd < 0) throw new HostError(-fd, 'open');
+    try {
+      if (hostIsLnk(hostFstat(fd))) throw new HostError(95 /* EOPNOTSUPP */, 'chmod');
+      const r = libcChmod(cstr(`/proc/self/fd/${fd}`), mode & 0o7777);
+      this.check(r, 'chmod');
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  chown(rel: string, uid: number, gid: number): void {
+    const [d, name] = this.parentOf(rel);
+    this.check(fchownat(d, name, uid, gid, AT_SYMLINK_NOFOLLOW), 'chown');
+  }
+
+  utimes(rel: string, atimeNs: bigint | undefined, mtimeNs: bigint | undefined): void {
+    const [d, name] = this.parentOf(rel);
+    const b = new Uint8Array(32);
+    const v = new DataView(b.buffer);
+    const put = (i: number, t: bigint | undefined) => {
+      if (t === undefined) { v.setBigInt64(i * 16 + 8, BigInt(UTIME_OMIT), true); return; }
+      v.setBigInt64(i * 16, t / 1_000_000_000n, true);
+      v.setBigInt64(i * 16 + 8, t % 1_000_000_000n, true);
+    };
+    put(0, atimeNs);
+    put(1, mtimeNs);
+    this.check(utimensat(d, name, b, AT_SYMLINK_NOFOLLOW), 'utimensat');
+  }
+
+  pwrite(fd: number, buf: Uint8Array, off: number): number {
+    for (;;) {
+      const n = pwriteFn(fd, buf, buf.length, off);
+      if (n >= 0) return n;
+      const e = koffi.errno();
+      if (e !== EINTR && e !== EAGAIN) throw new HostError(e, 'pwrite');
+    }
+  }
+
+  ftruncate(fd: number, size: number): void { this.check(ftruncateFn(fd, size), 'ftruncate'); }
+  fstat(fd: number): HostStat { return hostFstat(fd); }
+
+  /** Drop cached handles of directory `rel` and below (it was removed or moved). */
+  private forget(rel: string): void {
+    for (const [k, fd] of this.dirs) if (k === rel || k.startsWith(rel + '/')) { closeFd(fd); this.dirs.delete(k); }
   }
 
   pread(fd: number, buf: Uint8Array, off: number): number { return hostPread(fd, buf, off); }

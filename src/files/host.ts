@@ -6,7 +6,10 @@
 import fs from 'node:fs';
 import { E, SyscallError } from '../errno.js';
 import type { OpenFileBase } from '../kernel/state.js';
-import { FIONREAD, PROT_WRITE } from '../abi/linux.js';
+import { FIONREAD, MAP_SHARED, O_ACCMODE, O_APPEND, O_RDONLY, PROT_READ, PROT_WRITE } from '../abi/linux.js';
+import { fileWriteLimit } from '../kernel/rlimits.js';
+import { hostIdentity } from '../vfs/host-files.js';
+import type { Kernel } from '../kernel/kernel.js';
 import { pageRoundDown, pageRoundUp } from '../mm/memory-file.js';
 import { pageCacheBlock } from '../mm/page-cache.js';
 import { ALWAYS_READY, FileOps, reopenFlags, seekBySize, statByPath } from './file-ops.js';
@@ -38,7 +41,25 @@ export const hostFileOps: FileOps<HostFile> = {
     if (pos === null && total > 0) t.kernel.seek(f, f.offset + total);
     return total;
   },
-  write: () => -E.EBADF,
+  write(t, f, buf, count, pos) {
+    // Only a read-write volume's file is ever open for writing (src/syscalls/file.ts openNode).
+    if ((f.flags & O_ACCMODE) === O_RDONLY) return -E.EBADF;
+    const k = t.kernel;
+    const hfd = k.hostFiles.fd(f);
+    const at = pos ?? ((f.flags & O_APPEND) ? k.hostFiles.size(hfd) : f.offset);
+    count = fileWriteLimit(t, at, count); // RLIMIT_FSIZE: short write, or EFBIG + SIGXFSZ
+    t.mm.chunks(buf, count, PROT_READ, () => undefined); // EFAULT before the file changes
+    let total = 0;
+    let short = false;
+    t.mm.chunks(buf, count, PROT_READ, (view) => {
+      if (short) return;
+      const n = k.hostFiles.write(hfd, view, at + total);
+      total += n;
+      if (n < view.length) short = true;
+    });
+    if (pos === null) k.seek(f, at + total);
+    return total;
+  },
   readiness: () => ALWAYS_READY,
   stat: (t, f) => statByPath(t, f),
   seek: (t, f, off, whence) => seekBySize(t, f, off, whence, () => statByPath(t, f).size),
@@ -52,8 +73,11 @@ export const hostFileOps: FileOps<HostFile> = {
   mmap(t, f, addr, len, prot, flags, off) {
     // Host files: pages come from the page cache, shared copy-on-write by every mapping of them.
     const k = t.kernel;
+    // A writable shared mapping of a read-write volume's file would not reach the host: not offered.
+    if ((f.flags & O_ACCMODE) !== O_RDONLY && (flags & 3) === MAP_SHARED && (prot & PROT_WRITE)) return -E.ENODEV;
     const hfd = k.hostFiles.fd(f);
-    const id = f.hostIdentity!;
+    // A file open for writing may have changed since it was opened: its page-cache identity is what it is now.
+    const id = (f.flags & O_ACCMODE) !== O_RDONLY ? hostIdentity(hostFstatOf(k, hfd)) : f.hostIdentity!;
     const mapLen = pageRoundUp(len);
     const block = pageCacheBlock(k, f.path, id.size, id.mtimeMs, off, mapLen, (b) => {
       // Only the file's data ranges (SEEK_DATA/SEEK_HOLE) are read and charged: the holes of a
@@ -78,3 +102,6 @@ export const hostFileOps: FileOps<HostFile> = {
   pollable: false,
   restore: (k, f) => k.hostFiles.reopenAtRestore(f),
 };
+
+/** fstat(2) of a held host fd. */
+const hostFstatOf = (k: Kernel, fd: number) => k.vfs.lower.fstat!(fd);

@@ -62,7 +62,6 @@ export function setupMounts(k: Kernel, specs: readonly MountSpec[]): void {
       k.vfs.mountTmpfs(mp.path, { sizeLimit: o.sizeLimit, mode: o.mode ?? 0o1777, uid: o.uid ?? 0, gid: o.gid ?? 0, flags: (s.flags ?? 0) | o.flags, options: o.text, source: 'tmpfs' });
       continue;
     }
-    if (!s.readonly) throw new Error(`volume ${s.host}: read-write volumes are not supported yet; add :ro`);
     let real: string;
     try { real = fs.realpathSync(s.host); } catch { throw new Error(`volume ${s.host}: no such file or directory on the host`); }
     const st = fs.statSync(real);

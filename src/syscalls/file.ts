@@ -80,6 +80,18 @@ export function openNode(t: Task, n: Node, flags: number, created = false): Open
     if (writing) throw new SyscallError(E.EACCES);
     return k.newOpenFile({ kind: 'synthetic', path: n.path, flags, content: n.node.content?.() ?? new Uint8Array(0) });
   }
+  if (writing && k.vfs.isVolumeNode(n)) {
+    // A read-write volume's file is written in place, through an fd opened beneath the volume's handle.
+    if (!isReg(n.st.mode)) throw new SyscallError(E.EACCES);
+    const f = k.newOpenFile({ kind: 'host', path: n.path, flags });
+    try {
+      k.hostFiles.open(f, !!(flags & O_TRUNC));
+    } catch (e) {
+      k.discardFile(f.id);
+      throw e;
+    }
+    return f;
+  }
   if (writing || (flags & O_TRUNC)) {
     if (n.kind === 'host' && !isReg(n.st.mode) && !isDir(n.st.mode) && !isLnk(n.st.mode)) throw new SyscallError(E.EACCES); // host devices, fifos: not writable from the sandbox
     const inode = k.vfs.copyUp(n);
@@ -145,8 +157,7 @@ function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: n
   if (!n) {
     if (!(flags & O_CREAT)) return -E.ENOENT;
     if (path.endsWith('/')) return -E.EISDIR;
-    const inode = k.vfs.create(r.path, S_IFREG | (mode & 0o7777 & ~t.tg.umask));
-    n = { kind: 'upper', path: r.path, inode };
+    n = k.vfs.createNode(r.path, S_IFREG | (mode & 0o7777 & ~t.tg.umask));
     created = true;
     fsnotifyDirent(k, r.path.slice(0, r.path.lastIndexOf('/')) || '/', IN_CREATE, r.path.slice(r.path.lastIndexOf('/') + 1), false);
   } else if (isLnk(modeOf(n)) && !(n.kind === 'synthetic' && n.node.magicFileId !== undefined)) {
@@ -418,6 +429,14 @@ function sendfile(t: Task): SyscallResult {
 
 function ftruncateFile(t: Task, f: OpenFileState, len: number): number {
   if (len < 0) return -E.EINVAL;
+  if (f.kind === 'host' && (f.flags & O_ACCMODE) !== O_RDONLY) {
+    // A read-write volume's file, through its own fd.
+    const fd = t.kernel.hostFiles.fd(f);
+    checkFileGrowth(t, t.kernel.hostFiles.size(fd), len);
+    t.kernel.hostFiles.truncate(fd, len);
+    fsnotifyFile(t.kernel, f, IN_MODIFY);
+    return 0;
+  }
   if (f.kind !== 'upper') return (f.flags & O_ACCMODE) === O_RDONLY ? -E.EINVAL : -E.EINVAL;
   if ((f.flags & O_ACCMODE) === O_RDONLY) return -E.EINVAL;
   const ino = t.kernel.state.fs.inodes[f.inodeId];

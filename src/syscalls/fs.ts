@@ -19,6 +19,7 @@ import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, TMPFS_MAGIC } from '../abi/l
 import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT, AT_EACCESS } from '../abi/linux.js';
 import { CAP_CHOWN, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, MAY_EXEC, MAY_READ, MAY_WRITE, capable, inGroup, ownerOrCapable } from '../kernel/creds.js';
 import { cred } from './creds.js';
+import { checkFileGrowth } from '../kernel/rlimits.js';
 import { IN_ACCESS, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO, IN_MOVE_SELF, fsObjectOf, fsnotify, fsnotifyDirent, fsnotifyGone, moveCookie } from '../files/inotify.js';
 
 const parentPath = (p: string): string => p.slice(0, p.lastIndexOf('/')) || '/';
@@ -72,7 +73,7 @@ function mkdirAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
   // Trailing slashes name the directory to make; an existing non-directory there is EEXIST, not ENOTDIR.
   const r = t.kernel.vfs.walk(path.replace(/(.)\/+$/, '$1'), baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
-  t.kernel.vfs.create(r.path, S_IFDIR | (mode & 0o1777 & ~t.tg.umask)); // vfs_mkdir keeps S_IRWXUGO|S_ISVTX: S_ISGID only from the parent, S_ISUID never
+  t.kernel.vfs.createNode(r.path, S_IFDIR | (mode & 0o1777 & ~t.tg.umask)); // vfs_mkdir keeps S_IRWXUGO|S_ISVTX: S_ISGID only from the parent, S_ISUID never
   fsnotifyDirent(t.kernel, parentPath(r.path), IN_CREATE, baseName(r.path), true);
   return 0;
 }
@@ -178,7 +179,7 @@ function symlinkAt(t: Task, targetAddr: number, dirfd: number, pathAddr: number)
   const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
   if (path.endsWith('/')) return -E.ENOENT; // a new non-directory named with a trailing slash (filename_create)
-  t.kernel.vfs.create(r.path, S_IFLNK | 0o777, { target, size: bytesOf(target).length });
+  t.kernel.vfs.createNode(r.path, S_IFLNK | 0o777, { target, size: bytesOf(target).length });
   fsnotifyDirent(t.kernel, parentPath(r.path), IN_CREATE, baseName(r.path), false);
   return 0;
 }
@@ -232,6 +233,10 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   if (isDir(modeOf(from))) return -E.EPERM; // after the new name's checks, as vfs_link
   if (from.kind === 'upper' && from.inode.nlink === 0 && !from.inode.linkable) return -E.ENOENT;
   const inode = vfs.link(from, to.path);
+  if (!inode) { // a read-write volume: the host linked it
+    fsnotifyDirent(t.kernel, parentPath(to.path), IN_CREATE, baseName(to.path), false);
+    return 0;
+  }
   t.kernel.emit({ type: 'file.link', path: to.path, inode: inode.id }, [
     ['set', ['fs', 'inodes', inode.id, 'nlink'], inode.nlink + 1], ['del', ['fs', 'inodes', inode.id, 'linkable']], ['set', ['fs', 'upper', vfs.keyFor(to.path)], inode.id],
   ]);
@@ -268,6 +273,11 @@ function chmodNode(t: Task, n: Node, mode: number): number {
   if (!ownerOrCapable(c, o.uid)) return -E.EPERM;
   mode &= 0o7777;
   if (!inGroup(c, o.gid) && !capable(c, CAP_FSETID)) mode &= ~0o2000;
+  if (t.kernel.vfs.isVolumeNode(n)) {
+    t.kernel.vfs.hostChange(n, (tree, key) => tree.chmod!(key, mode));
+    fsnotify(t.kernel, fsObjectOf(n), IN_ATTRIB);
+    return 0;
+  }
   const ino = t.kernel.vfs.copyUp(n);
   const m = (ino.mode & S_IFMT) | mode;
   t.kernel.emit({ type: 'file.chmod', inode: ino.id, mode: m }, [
@@ -288,6 +298,11 @@ function chownNode(t: Task, n: Node, uid: number, gid: number): number {
   if (uid !== 0xffffffff && uid !== o.uid && !capable(c, CAP_CHOWN)) return -E.EPERM;
   if (uid !== 0xffffffff && uid === o.uid && c.fsuid !== o.uid && !capable(c, CAP_CHOWN)) return -E.EPERM;
   if (gid !== 0xffffffff && !capable(c, CAP_CHOWN) && !(c.fsuid === o.uid && (gid === o.gid || inGroup(c, gid)))) return -E.EPERM;
+  if (t.kernel.vfs.isVolumeNode(n)) {
+    t.kernel.vfs.hostChange(n, (tree, key) => tree.chown!(key, uid === 0xffffffff ? -1 : uid, gid === 0xffffffff ? -1 : gid));
+    fsnotify(t.kernel, fsObjectOf(n), IN_ATTRIB);
+    return 0;
+  }
   const ino = t.kernel.vfs.copyUp(n);
   const u = uid !== 0xffffffff ? uid : ino.uid, g = gid !== 0xffffffff ? gid : ino.gid;
   let m = ino.mode;
@@ -326,6 +341,11 @@ function utimensat(t: Task): number {
   if (!ownerOrCapable(c, o.uid)) {
     if (explicit) return -E.EPERM;
     if (!t.kernel.vfs.permits(c, n, MAY_WRITE)) return -E.EACCES;
+  }
+  if (t.kernel.vfs.isVolumeNode(n)) {
+    t.kernel.vfs.hostChange(n, (tree, key) => tree.utimes!(key, omitA ? undefined : at, omitM ? undefined : mt));
+    fsnotify(t.kernel, fsObjectOf(n), !omitA && !omitM ? IN_ATTRIB : omitM ? IN_ACCESS : IN_MODIFY);
+    return 0;
   }
   const ino = t.kernel.vfs.copyUp(n);
   t.kernel.emit({ type: 'file.utimes', inode: ino.id }, [
@@ -386,7 +406,7 @@ function mknodAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
   const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
   if (path.endsWith('/')) return -E.ENOENT; // a new non-directory named with a trailing slash (filename_create)
-  t.kernel.vfs.create(r.path, (type || S_IFREG) | (mode & 0o7777 & ~t.tg.umask));
+  t.kernel.vfs.createNode(r.path, (type || S_IFREG) | (mode & 0o7777 & ~t.tg.umask));
   fsnotifyDirent(t.kernel, parentPath(r.path), IN_CREATE, baseName(r.path), false);
   return 0;
 }
@@ -445,6 +465,13 @@ export const fsSyscalls = [
     const n = t.kernel.vfs.resolve(pathArg(t, t.arg(0)), t.tg.cwd, true);
     if (isDir(modeOf(n))) return -E.EISDIR;
     t.kernel.vfs.checkAccess(n, MAY_WRITE);
+    if (t.kernel.vfs.isVolumeNode(n)) {
+      const size = t.argI64(1);
+      checkFileGrowth(t, n.st.size, size);
+      t.kernel.vfs.hostChange(n, (tree, key) => { const o = tree.openWrite!(key, false, false); try { tree.ftruncate!(o.fd, size); } finally { tree.closeFile(o.fd); } });
+      fsnotify(t.kernel, fsObjectOf(n), IN_MODIFY);
+      return 0;
+    }
     const ino = t.kernel.vfs.copyUp(n);
     truncateInode(t, ino, t.argI64(1));
     fsnotify(t.kernel, { ...fsObjectOf(n), inodeId: ino.id }, IN_MODIFY);

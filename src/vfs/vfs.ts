@@ -415,10 +415,22 @@ export class Vfs {
    * at or below its path shows through it, whatever was there (a whiteout, a symlink).
    */
   create(p: string, mode: number, extra: Partial<InodeState> = {}): InodeState {
+    const n = this.createNode(p, mode, extra);
+    if (n.kind !== 'upper') throw new SyscallError(E.EIO); // createNode refuses what only an upper inode can be first
+    return n.inode;
+  }
+
+  /**
+   * Create a node at guest path `p` as `create` does, on whatever filesystem `p` is on: an
+   * upper-layer inode (the root, a tmpfs), or a host file, directory or symlink of a read-write
+   * volume (other types there: EPERM, as on a filesystem without them). Returns the new node.
+   */
+  createNode(p: string, mode: number, extra: Partial<InodeState> = {}): Node {
     const parent = this.checkParentDir(p);
     const loc = this.locate(p);
     this.checkWritable(loc); // EROFS before EACCES (filename_create's mnt_want_write)
-    if (loc.sb && this.superblock(loc.sb)?.type === 'volume') throw new SyscallError(E.EROFS);
+    const tree = this.volumeTree(loc);
+    if (tree && !isReg(mode) && !isDir(mode) && !isLnk(mode)) throw new SyscallError(E.EPERM);
     const c = this.currentCreds();
     let uid = 0, gid = 0;
     if (c) {
@@ -429,7 +441,37 @@ export class Vfs {
       gid = (po.mode & 0o2000) ? po.gid : c.fsgid;
       if ((po.mode & 0o2000) && isDir(mode)) mode |= 0o2000;
     }
-    return this.insert(p, loc, mode, uid, gid, extra);
+    if (tree) {
+      const kind = isReg(mode) ? 'file' : isDir(mode) ? 'dir' : 'symlink';
+      hostCall(() => tree.create!(loc.key, kind, mode & 0o7777, uid, gid, extra.target));
+      const n = this.lookupAt(p, loc);
+      if (!n) throw new SyscallError(E.ENOENT);
+      return n;
+    }
+    const inode = this.insert(p, loc, mode, uid, gid, extra);
+    return { kind: 'upper', path: p, inode, ...(loc.m ? { mnt: loc.m.id, ...(loc.key !== p ? { key: loc.key } : {}) } : {}) };
+  }
+
+  /** The host tree of the read-write volume `loc` is on (undefined: not a volume). EROFS for a read-only volume. */
+  volumeTree(loc: Location): HostTree | undefined {
+    if (!loc.sb || this.superblock(loc.sb)?.type !== 'volume') return undefined;
+    this.checkWritable(loc);
+    return this.treeOf({ sb: loc.sb });
+  }
+
+  /**
+   * A change to a host node of a read-write volume (`fn` gets its tree and key): chmod, chown,
+   * utimes, truncate. EROFS on a read-only volume; the host's errno otherwise.
+   */
+  hostChange(n: Node & { kind: 'host' }, fn: (tree: HostTree, key: string) => void): void {
+    const tree = this.volumeTree(this.locate(n.path));
+    if (!tree) throw new SyscallError(E.EROFS);
+    hostCall(() => fn(tree, keyOf(n)));
+  }
+
+  /** Whether a host node is a file of a read-write volume (written in place, never copied up). */
+  isVolumeNode(n: Node): n is Node & { kind: 'host'; sb: number } {
+    return n.kind === 'host' && !!n.sb;
   }
 
   /**
@@ -494,7 +536,7 @@ export class Vfs {
     if (n.kind !== 'synthetic') this.checkWritable(this.locate(n.path));
     if (n.kind === 'upper') return n.inode;
     if (n.kind === 'synthetic') throw new SyscallError(E.EACCES);
-    if (n.sb) throw new SyscallError(E.EROFS);
+    if (n.sb) throw new SyscallError(E.EOPNOTSUPP); // a read-write volume's files change in place (hostChange), never copied up
     const s = this.stat(n);
     const extra: Writable<Partial<InodeState>> = { atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, opaque: false };
     if (isLnk(n.st.mode)) extra.target = this.readlinkNode(n);
@@ -517,7 +559,13 @@ export class Vfs {
   remove(p: string): void {
     const loc = this.locate(p);
     this.checkWritable(loc);
-    if (loc.sb && this.superblock(loc.sb)?.type === 'volume') throw new SyscallError(E.EROFS);
+    const tree = this.volumeTree(loc);
+    if (tree) {
+      const n = this.lookupAt(p, loc);
+      hostCall(() => tree.unlink!(loc.key, !!n && isDir(modeOf(n))));
+      this.emit({ type: 'file.unlink', path: p, inode: 0 }, []);
+      return;
+    }
     const key = loc.key;
     const id = this.state.upper[key];
     const ops: GraphOp[] = [];
@@ -537,7 +585,12 @@ export class Vfs {
     if (fromLoc.m?.id !== toLoc.m?.id) throw new SyscallError(E.EXDEV); // another mount (do_renameat2)
     if (from.kind === 'synthetic') throw new SyscallError(E.EXDEV);
     this.checkWritable(fromLoc);
-    if (from.kind === 'host' && from.sb) throw new SyscallError(E.EROFS);
+    if (from.kind === 'host' && from.sb) {
+      const tree = this.volumeTree(fromLoc)!;
+      hostCall(() => tree.rename!(fromLoc.key, toLoc.key));
+      this.emit({ type: 'file.rename', from: from.path, to: toPath, inode: 0 }, []);
+      return undefined;
+    }
     if (from.kind === 'host' && isDir(from.st.mode)) throw new SyscallError(E.EXDEV);
     // A merged directory (copied up, lower entries showing through) cannot move either.
     if (from.kind === 'upper' && isDir(from.inode.mode) && !from.inode.opaque && !from.inode.sb && this.lowerIsDir(keyOf(from))) throw new SyscallError(E.EXDEV);
@@ -568,11 +621,17 @@ export class Vfs {
    * Give upper inode `inode` (already copied up) the new name `toPath` (link(2)). EXDEV when
    * `from` (the source's node) is on another mount than `toPath`; EROFS on a read-only mount.
    */
-  link(from: Node, toPath: string): InodeState {
+  link(from: Node, toPath: string): InodeState | undefined {
     const toLoc = this.locate(toPath);
     this.checkWritable(toLoc);
-    if (this.locate(from.path).m?.id !== toLoc.m?.id) throw new SyscallError(E.EXDEV);
-    if (toLoc.sb && this.superblock(toLoc.sb)?.type === 'volume') throw new SyscallError(E.EROFS);
+    const fromLoc = this.locate(from.path);
+    if (fromLoc.m?.id !== toLoc.m?.id) throw new SyscallError(E.EXDEV);
+    const tree = this.volumeTree(toLoc);
+    if (tree) {
+      hostCall(() => tree.link!(fromLoc.key, toLoc.key));
+      this.emit({ type: 'file.link', path: toPath, inode: 0 }, []);
+      return undefined;
+    }
     return this.copyUp(from);
   }
 
@@ -686,6 +745,14 @@ export class Vfs {
   /** The upper-map key a new name at guest path `p` goes under. */
   keyFor(p: string): string {
     return this.locate(p).key;
+  }
+}
+
+/** Run a host tree call, its HostError as the guest's errno. */
+function hostCall<T>(fn: () => T): T {
+  try { return fn(); } catch (e) {
+    if (e instanceof HostError) throw new SyscallError(e.errno);
+    throw e;
   }
 }
 
