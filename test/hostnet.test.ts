@@ -402,18 +402,19 @@ for name in sys.argv[1:]:
     except socket.gaierror as e: print(name, 'error', e.errno)
 `;
     const names = ['localhost', 'example.com'];
-    const t0 = Date.now();
-    const nat = await native(['/usr/bin/python3', '-c', lookup, ...names], { timeoutMs: 30_000 });
-    const nativeMs = Date.now() - t0;
-    expect(nat.status).toBe(0);
-    expect(nat.stdout.toString()).toContain("localhost ['127.0.0.1']");
     const r = await snapvisor(['run', '--network=host', '--', '/usr/bin/python3', '-c', lookup, 'localhost'], { timeoutMs: 30_000 });
     expect(r.stderr).toBe('');
     expect(r.stdout.toString()).toBe("localhost ['127.0.0.1']\n");
-    if (nativeMs > 5000) {
+    const t0 = Date.now();
+    const nat = await native(['/usr/bin/python3', '-c', lookup, ...names], { timeoutMs: 60_000 });
+    const nativeMs = Date.now() - t0;
+    if (nat.timedOut || nativeMs > 5000) {
       console.log(`skipped the real-name lookup: the host's resolver took ${nativeMs} ms natively (no network?)`);
+      expect(orphanStubs()).toEqual([]);
       return;
     }
+    expect(nat.status).toBe(0);
+    expect(nat.stdout.toString()).toContain("localhost ['127.0.0.1']");
     // Whatever the host's resolver answers (addresses, or "not found" on a machine without a
     // route), the guest gets the same answer through its host sockets.
     const real = await snapvisor(['run', '--network=host', '--', '/usr/bin/python3', '-c', lookup, ...names], { timeoutMs: 30_000 });
