@@ -120,6 +120,30 @@ describe('config.json honoured', () => {
     expect(fs.existsSync(path.join(root, 'cfg2'))).toBe(false);
   }, 120_000);
 
+  it('mounts: a read-write and a read-only bind and a tmpfs with size and mode are made; proc, devpts and /dev/shm stay the sandbox\'s own', async () => {
+    const dir = freshDir('mounts');
+    const rw = path.join(dir, 'rw'), ro = path.join(dir, 'ro');
+    fs.mkdirSync(rw);
+    fs.mkdirSync(ro);
+    fs.writeFileSync(path.join(ro, 'r'), 'read only\n');
+    const bundle = makeBundle(path.join(dir, 'bundle'), (c) => {
+      c.process.args = ['sh', '-c', 'echo written > /data/out; cat /ro/r; (echo x > /ro/new) 2>/dev/null || echo refused; df /scratch | tail -1; stat -c %a /scratch; grep -E " /(data|ro|scratch) " /proc/mounts'];
+      c.mounts.push({ destination: '/data', type: 'bind', source: rw, options: ['rbind', 'rw'] });
+      c.mounts.push({ destination: '/ro', type: 'bind', source: '../ro', options: ['bind', 'ro', 'nosuid'] });
+      c.mounts.push({ destination: '/scratch', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'size=1m', 'mode=750'] });
+    });
+    const r = await sv(['run', '--bundle', bundle, 'mnt1']);
+    expect(r.stderr).toBe('');
+    const out = r.stdout.toString().split('\n');
+    expect(out[0]).toBe('read only');
+    expect(out[1]).toBe('refused');
+    expect(out[2]).toMatch(/^tmpfs\s+1024\s+0\s+1024\s+0% \/scratch$/);
+    expect(out.slice(3, 7)).toEqual(['750', `${rw} /data hostfs rw,relatime 0 0`, `${ro} /ro hostfs ro,nosuid,relatime 0 0`, 'tmpfs /scratch tmpfs rw,nosuid,relatime,size=1024k,mode=750 0 0']);
+    expect(r.status).toBe(0);
+    expect(fs.readFileSync(path.join(rw, 'out'), 'utf8')).toBe('written\n');
+    expect(fs.readdirSync(ro)).toEqual(['r']);
+  }, 60_000);
+
   it('linux.resources.pids.limit: fork past it gets EAGAIN', async () => {
     const bundle = makeBundle(path.join(freshDir('pids'), 'bundle'), (c) => {
       c.process.args = ['sh', '-c', 'sleep 5 & sleep 5 & sleep 5 & echo started; wait'];

@@ -7,6 +7,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { MountSpec } from '../../src/sandbox/mounts.js';
+import { flagsOf } from '../../src/vfs/mount-options.js';
+import { MS_RDONLY } from '../../src/abi/linux.js';
 import type { GuestProcessSpec } from '../../src/sandbox/spawn.js';
 
 /** A process as config.json's `process` (or `exec --process FILE`) describes it. */
@@ -183,4 +186,30 @@ export function defaultSpec(): OciConfig {
     ],
     linux: { namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
   };
+}
+
+/** Places the sandbox fills itself (its own /proc, /dev, /dev/pts, /dev/shm, /sys): a config.json mount there is not made again. */
+const BUILT_IN_PLACES = new Set(['/proc', '/dev', '/dev/pts', '/dev/shm', '/sys', '/dev/mqueue', '/sys/fs/cgroup']);
+/** tmpfs options a config.json may carry that are neither flags nor tmpfs's own (runc hands them to the kernel, which ignores these). */
+const TMPFS_IGNORED = new Set(['newinstance', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'tmpcopyup']);
+
+/**
+ * The mounts of config.json that snapvisor makes (src/sandbox/mounts.ts), in config order:
+ * bind mounts (type bind or option bind/rbind; source relative to the bundle) as volumes,
+ * read-only with option ro; tmpfs mounts with their size/mode/uid/gid and flags. proc, sysfs,
+ * devpts, mqueue and cgroup mounts, and tmpfs at /dev and /dev/shm, are the sandbox's own.
+ */
+export function ociMountSpecs(spec: BundleSpec): MountSpec[] {
+  const out: MountSpec[] = [];
+  for (const m of spec.config.mounts ?? []) {
+    const opts = m.options ?? [];
+    const bind = m.type === 'bind' || opts.some((o) => o === 'bind' || o === 'rbind');
+    const { flags, rest } = flagsOf(opts);
+    if (bind) {
+      out.push({ type: 'volume', host: path.resolve(spec.bundle, m.source!), guest: m.destination, readonly: (flags & MS_RDONLY) !== 0, flags: flags & ~MS_RDONLY });
+    } else if (m.type === 'tmpfs' && !BUILT_IN_PLACES.has(path.posix.normalize(m.destination))) {
+      out.push({ type: 'tmpfs', guest: m.destination, options: rest.filter((o) => !TMPFS_IGNORED.has(o)).join(','), flags });
+    }
+  }
+  return out;
 }

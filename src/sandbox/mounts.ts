@@ -11,7 +11,7 @@ import type { Kernel } from '../kernel/kernel.js';
 import { SyscallError, strerror } from '../errno.js';
 import { isDir, isReg } from '../vfs/stat.js';
 import { modeOf, type Node } from '../vfs/vfs.js';
-import { FLAG_OPTIONS, parseTmpfsOptions } from '../vfs/mounts.js';
+import { parseTmpfsOptions } from '../vfs/mounts.js';
 import { S_IFDIR, S_IFREG } from '../abi/linux.js';
 
 /** A mount to make at creation: a host directory or file (a volume), or a new tmpfs. `guest`: an absolute guest path. */
@@ -77,17 +77,4 @@ export function setupMounts(k: Kernel, specs: readonly MountSpec[]): void {
     try { tree = k.host.openTree(dir); } catch { throw new Error(`volume ${s.host}: cannot open ${dir}`); }
     k.vfs.mountVolume(mp.path, tree, dir, root, s.readonly, s.flags ?? 0);
   }
-}
-
-/** Mount flags from option words (ro, nosuid, nodev, noexec, …); unknown words are returned. */
-export function flagsOf(options: readonly string[]): { flags: number; rest: string[] } {
-  let flags = 0;
-  const rest: string[] = [];
-  for (const o of options) {
-    const f = FLAG_OPTIONS[o];
-    if (f === undefined) rest.push(o);
-    else if (f < 0) flags &= ~-f;
-    else flags |= f;
-  }
-  return { flags, rest };
 }

@@ -58,3 +58,15 @@ export const FLAG_OPTIONS: Readonly<Record<string, number>> = {
   relatime: MS_RELATIME, norelatime: -MS_RELATIME, strictatime: MS_STRICTATIME, defaults: 0,
 };
 
+/** Mount flags from option words (ro, nosuid, nodev, noexec, …); unknown words are returned. */
+export function flagsOf(options: readonly string[]): { flags: number; rest: string[] } {
+  let flags = 0;
+  const rest: string[] = [];
+  for (const o of options) {
+    const f = FLAG_OPTIONS[o];
+    if (f === undefined) rest.push(o);
+    else if (f < 0) flags &= ~-f;
+    else flags |= f;
+  }
+  return { flags, rest };
+}
