@@ -87,4 +87,22 @@ export const FIXED_DIFFERENCES: FixedDifference[] = [
     found: 'seed 2 path 830',
     program: "mkdir 'b 0\nsetresuid 0 1000 0\nopen 'b 3 0\nopen 'b 512 0\nopen 'b 1 0",
   },
+  {
+    name: 'create-over-symlink-with-trailing-slash',
+    what: 'mkfifo, symlink or link of a new name "d/" where d is a dangling (or looping) symlink gave ENOENT or ELOOP; Linux looks the last component up unfollowed, slashes or not: EEXIST (filename_create)',
+    found: 'seed 3 path 1113',
+    program: "symlink 'a 'd\nmkfifo 'd/ 0\nsymlink 'b 'd/\nlink '. 'd/\nsymlink 'l 'l\nmkfifo 'l/ 0\nmkdir 'l/ 493",
+  },
+  {
+    name: 'access-mode-3-locks',
+    what: 'flock and F_SETLK read or write locks on a file opened with access mode 3 succeeded; Linux: such a description has neither FMODE_READ nor FMODE_WRITE, so only unlocking works (EBADF)',
+    found: 'seed 3 path 1659',
+    program: "open 'a 67 0\nflock @0 1\nflock @0 2\nflock @0 8\nfcntl @0 6 0 0 0\nfcntl @0 6 1 0 0\nfcntl @0 6 2 0 0",
+  },
+  {
+    name: 'getfl-o-largefile',
+    what: 'F_GETFL of a file opened by path lacked O_LARGEFILE; a 64-bit Linux opens every file with it (force_o_largefile), but not O_PATH ones, pipes or sockets',
+    found: 'seed 3 path 3617',
+    program: "open 'a 64 0\nfcntl @0 3 0\nopen '. 0 0\nfcntl @2 3 0\npipe 0\nfcntl @4 3 0\nopen 'a 2097152 0\nfcntl @6 3 0",
+  },
 ];

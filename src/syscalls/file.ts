@@ -143,8 +143,13 @@ function openTmpfile(t: Task, dirfd: number, path: string, flags: number, mode: 
   return fd;
 }
 
+/** O_LARGEFILE (x86-64: 0o100000). */
+const O_LARGEFILE = 0o100000;
+
 function doOpen(t: Task, dirfd: number, pathAddr: number, flags: number, mode: number): SyscallResult {
   const path = t.mm.readCString(pathAddr);
+  // A 64-bit kernel opens every file large (force_o_largefile): F_GETFL shows it, but not on O_PATH descriptors (O_PATH_FLAGS).
+  if (!(flags & O_PATH)) flags |= O_LARGEFILE;
   const k = t.kernel;
   if (flags & O_TMPFILE) return openTmpfile(t, dirfd, path, flags, mode);
   if ((flags & O_CREAT) && (flags & O_DIRECTORY)) return -E.EINVAL; // build_open_flags (Linux 6.4+)
@@ -561,7 +566,7 @@ export const fileSyscalls = [
     const now = k.clock.realtimeNs();
     // An upper-layer inode with no name: it lives while an fd (or mapping) holds it.
     k.emit({ type: 'file.create', path: `/memfd:${name}`, inode: id, mode: S_IFREG | 0o777 }, [['set', ['fs', 'inodes', id], { id, mode: S_IFREG | 0o777, uid: t.tg.uid, gid: t.tg.gid, nlink: 0, size: 0, atimeNs: now, mtimeNs: now, ctimeNs: now }]]);
-    const f = k.newOpenFile({ kind: 'upper', path: `/memfd:${name} (deleted)`, flags: O_RDWR, inodeId: id });
+    const f = k.newOpenFile({ kind: 'upper', path: `/memfd:${name} (deleted)`, flags: O_RDWR | O_LARGEFILE, inodeId: id });
     const fd = k.installFd(t, f.id, !!(flags & 1));
     if (fd < 0) { k.discardFile(f.id); k.emit({ type: 'inode.release', inode: id }, [['del', ['fs', 'inodes', id]]]); }
     return fd;

@@ -28,6 +28,9 @@ const baseName = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
 /** Guest strings are latin1 (one char per byte): back to the bytes they came from. */
 const bytesOf = (s: string): Uint8Array => Buffer.from(s, 'latin1');
 
+/** A name to create, less its trailing slashes (filename_create looks its last component up unfollowed, slashes or not). */
+const newName = (path: string): string => path.replace(/(.)\/+$/, '$1');
+
 function pathArg(t: Task, addr: number): string {
   return t.mm.readCString(addr);
 }
@@ -71,7 +74,7 @@ function chdirTo(t: Task, n: Node, path: string): number {
 function mkdirAt(t: Task, dirfd: number, pathAddr: number, mode: number): number {
   const path = pathArg(t, pathAddr);
   // Trailing slashes name the directory to make; an existing non-directory there is EEXIST, not ENOTDIR.
-  const r = t.kernel.vfs.walk(path.replace(/(.)\/+$/, '$1'), baseDir(t, dirfd, path), false);
+  const r = t.kernel.vfs.walk(newName(path), baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
   t.kernel.vfs.createNode(r.path, S_IFDIR | (mode & 0o1777 & ~t.tg.umask)); // vfs_mkdir keeps S_IRWXUGO|S_ISVTX: S_ISGID only from the parent, S_ISUID never
   fsnotifyDirent(t.kernel, parentPath(r.path), IN_CREATE, baseName(r.path), true);
@@ -176,7 +179,8 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
 function symlinkAt(t: Task, targetAddr: number, dirfd: number, pathAddr: number): number {
   const target = pathArg(t, targetAddr);
   const path = pathArg(t, pathAddr);
-  const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
+  // The new name's last component is looked up without following it, trailing slashes or not: an existing name (a dangling symlink too) is EEXIST (filename_create).
+  const r = t.kernel.vfs.walk(newName(path), baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
   if (path.endsWith('/')) return -E.ENOENT; // a new non-directory named with a trailing slash (filename_create)
   t.kernel.vfs.createNode(r.path, S_IFLNK | 0o777, { target, size: bytesOf(target).length });
@@ -215,7 +219,7 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   const source = linkSource(t, olddirfd, oldPath, flags);
   if (typeof source === 'number') return source;
   const from = source;
-  const to = vfs.walk(newPath, baseDir(t, newdirfd, newPath), false);
+  const to = vfs.walk(newName(newPath), baseDir(t, newdirfd, newPath), false);
   if (to.node) return -E.EEXIST;
   // A new name with a trailing slash asks for a directory, which link never makes: ENOENT (filename_create).
   if (/[^/]\/+$/.test(newPath)) return -E.ENOENT;
@@ -403,7 +407,8 @@ function mknodAt(t: Task, dirfd: number, pathAddr: number, mode: number): number
   const type = mode & S_IFMT;
   if (type !== 0 && type !== S_IFREG && type !== S_IFIFO) return type === 0o020000 || type === 0o060000 ? -E.EPERM : -E.EINVAL;
   const path = pathArg(t, pathAddr);
-  const r = t.kernel.vfs.walk(path, baseDir(t, dirfd, path), false);
+  // The new name's last component is looked up without following it, trailing slashes or not: an existing name (a dangling symlink too) is EEXIST (filename_create).
+  const r = t.kernel.vfs.walk(newName(path), baseDir(t, dirfd, path), false);
   if (r.node) return -E.EEXIST;
   if (path.endsWith('/')) return -E.ENOENT; // a new non-directory named with a trailing slash (filename_create)
   t.kernel.vfs.createNode(r.path, (type || S_IFREG) | (mode & 0o7777 & ~t.tg.umask));

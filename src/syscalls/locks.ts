@@ -9,7 +9,7 @@ import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileState } from '../kernel/state.js';
 import { F_RDLCK, F_UNLCK, F_WRLCK, OFFSET_MAX, findConflict, lockKey, lockRuntime, tryLock, type LockRequest } from '../vfs/locks.js';
-import { F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETLK, F_SETLKW, O_ACCMODE, O_PATH, O_RDONLY, O_WRONLY } from '../abi/linux.js';
+import { F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETLK, F_SETLKW, O_ACCMODE, O_PATH, O_RDONLY, O_RDWR, O_WRONLY } from '../abi/linux.js';
 import { syscall } from './entry.js';
 
 /** sizeof(struct flock) on x86-64: l_type s16, l_whence s16, (pad), l_start s64, l_len s64, l_pid s32, (pad). */
@@ -51,8 +51,9 @@ function decodeFlock(t: Task, f: OpenFileState, addr: number, cmd: number, setti
   } else end = OFFSET_MAX;
   if (setting) {
     const acc = f.flags & O_ACCMODE;
-    if (type === F_RDLCK && acc === O_WRONLY) return -E.EBADF;
-    if (type === F_WRLCK && acc === O_RDONLY) return -E.EBADF;
+    // FMODE_READ / FMODE_WRITE: access mode 3 has neither (do_lock_file_wait's callers: EBADF).
+    if (type === F_RDLCK && acc !== O_RDONLY && acc !== O_RDWR) return -E.EBADF;
+    if (type === F_WRLCK && acc !== O_WRONLY && acc !== O_RDWR) return -E.EBADF;
   }
   return isOfd(cmd)
     ? { kind: 'ofd', type, start, end, owner: f.id, pid: -1 }
@@ -112,7 +113,7 @@ export function fcntlLock(t: Task, f: OpenFileState, cmd: number, addr: number, 
 
 /**
  * flock(2): LOCK_SH, LOCK_EX or LOCK_UN, with LOCK_NB. The operation is checked before the fd
- * (EINVAL); EBADF for a bad fd or an O_PATH one; EWOULDBLOCK with LOCK_NB when another open file
+ * (EINVAL); EBADF for a bad fd, an O_PATH one, or (but to unlock) one open with access mode 3; EWOULDBLOCK with LOCK_NB when another open file
  * description holds a conflicting lock; otherwise waits (EINTR, or restart with SA_RESTART).
  * Converting a lock drops the old one first, as Linux does (flock_lock_inode), so a failed
  * LOCK_NB conversion leaves none.
@@ -121,7 +122,8 @@ function flock(t: Task): SyscallResult {
   const op = t.argInt(1) & ~LOCK_NB;
   if (op !== LOCK_SH && op !== LOCK_EX && op !== LOCK_UN) return -E.EINVAL;
   const f = t.kernel.file(t, t.argInt(0));
-  if (f.flags & O_PATH) return -E.EBADF;
+  // A description open for neither reading nor writing (O_PATH, access mode 3) can only unlock (sys_flock: EBADF).
+  if ((f.flags & O_PATH) || ((f.flags & O_ACCMODE) === 3 && op !== LOCK_UN)) return -E.EBADF;
   const key = lockKey(f);
   const type = op === LOCK_SH ? F_RDLCK : op === LOCK_EX ? F_WRLCK : F_UNLCK;
   const req: LockRequest = { kind: 'flock', type, start: 0n, end: OFFSET_MAX, owner: f.id, pid: t.tgid };
