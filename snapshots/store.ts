@@ -48,6 +48,12 @@ export interface MemorySource {
   /** `length` bytes of the memory file from byte `offset` (may be a view; the store copies it). */
   read(offset: number, length: number): Uint8Array;
   /**
+   * Optional: copy `buf.length` bytes from byte `offset` into `buf` without mapping the pages
+   * into the kernel's process (pread). Preferred by the page writer: on this VM a first touch
+   * of a mapped page costs tens of µs, and a 200 MB checkpoint touched 60,000 of them.
+   */
+  readInto?(offset: number, buf: Uint8Array): void;
+  /**
    * Pages this memory file still shares, unchanged, with the page files of checkpoints already
    * in a store (a restored sandbox's pages it never wrote): a checkpoint into that same store
    * records them as inherited instead of copying them (format 3, an incremental checkpoint).
@@ -767,6 +773,8 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
     const inheritedAt = (off: number): number => (backed ? backed[off / PAGE_SIZE] ?? 0 : 0);
     const former = inherit?.former;
     const page = Buffer.allocUnsafe(PAGE_SIZE);
+    // One chunk buffer for the whole file when the source can copy into it (readInto).
+    const chunk = memory.readInto ? Buffer.alloc(READ_CHUNK_BYTES) : undefined;
     /** Whether the page at `off` (bytes `buf` at `p`) still equals its bytes in its former layer's page file. */
     const sameAsFormer = (k: number, off: number, data: Uint8Array, p: number): boolean => {
       const id = inherit!.layerIds[k - 1];
@@ -792,7 +800,7 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
         }
         let needsRead = !backed;
         if (backed) for (let p = 0; p < len && !needsRead; p += PAGE_SIZE) if (!inheritedAt(off + p)) needsRead = true;
-        const buf = needsRead ? readView(memory, off, len) : undefined;
+        const buf = !needsRead ? undefined : chunk ? readChunk(memory, off, len, chunk) : readView(memory, off, len);
         let pending = -1; // first page of a stretch of non-zero pages not yet written
         const flush = (upTo: number): void => {
           if (pending < 0) return;
@@ -1097,6 +1105,15 @@ function normaliseRanges(memory: MemorySource): Array<[number, number]> {
  * `len` bytes from `off` of the memory source, zero-padding past its size: the source's
  * own view when it is whole (used before the next read), else a padded copy.
  */
+/** `len` bytes from `off` copied into the reused `chunk` (zeros past the memory's end). */
+function readChunk(memory: MemorySource, off: number, len: number, chunk: Buffer): Buffer {
+  const buf = chunk.subarray(0, len);
+  const want = Math.max(0, Math.min(len, memory.sizeBytes - off));
+  memory.readInto!(off, buf.subarray(0, want));
+  if (want < len) buf.fill(0, want);
+  return buf;
+}
+
 function readView(memory: MemorySource, off: number, len: number): Buffer {
   const want = Math.min(len, memory.sizeBytes - off);
   const data = memory.read(off, want);

@@ -788,7 +788,7 @@ export class Kernel {
    *   still write (MAP_SHARED mappings, shared files); private pages become copy-on-write and
    *   their blocks are held until `release()`, so the guest can run on at once.
    */
-  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array }; held: Array<[number, number]>; release(): void } {
+  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array; readInto(off: number, buf: Uint8Array): void }; held: Array<[number, number]>; release(): void } {
     for (const t of this.tasks.values()) {
       if (t.state.runState === 'exited') continue;
       t.cpu.regs = new Uint8Array(t.platform.regs.buffer.slice(0));
@@ -857,6 +857,16 @@ export class Kernel {
             out.set(buf.subarray(a - o, e - o), a - off);
           }
           return out ?? mf.read(off, len);
+        },
+        readInto(off: number, buf: Uint8Array): void {
+          mf.pread(off, buf);
+          const end = off + buf.length;
+          for (const [o, c] of copies) {
+            if (o >= end) break;
+            if (o + c.length <= off) continue;
+            const a = Math.max(o, off), e = Math.min(o + c.length, end);
+            buf.set(c.subarray(a - o, e - o), a - off);
+          }
         },
       },
       // Memory-file ranges [offset, length] of the held blocks: unchanged until release().
