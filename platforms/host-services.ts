@@ -72,6 +72,8 @@ export interface HostTree {
   ftruncate?(fd: number, size: number): void;
   /** fstat(2) of an fd. */
   fstat?(fd: number): HostStat;
+  /** fstatfs(2) of the tree's root: the raw struct statfs (120 bytes, x86-64). */
+  statfs?(): Uint8Array;
 }
 
 /**

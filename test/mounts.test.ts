@@ -314,6 +314,15 @@ describe('run --volume and --tmpfs', () => {
     expect(fs.readFileSync(f, 'utf8')).toBe('one file\n');
   });
 
+  it('statfs of a volume is the host filesystem\'s (as a bind mount\'s), with the mount\'s read-only flag', async () => {
+    const fmt = '%T %b %S %l';
+    const r = await snapvisor(['run', '--volume', `${vol}:/data:ro`, '--', '/bin/busybox', 'stat', '-f', '-c', fmt, '/data']);
+    const n = spawnSync('/bin/busybox', ['stat', '-f', '-c', fmt, vol], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString().split(' ').slice(0, 1).concat(r.stdout.toString().trim().split(' ').slice(2))).toEqual(n.stdout.split(' ').slice(0, 1).concat(n.stdout.trim().split(' ').slice(2)));
+    expect(Math.abs(Number(r.stdout.toString().split(' ')[1]) - Number(n.stdout.split(' ')[1]))).toBeLessThan(1024); // the total, give or take a concurrent resize
+  });
+
   it('bad specs and a missing host path: one clear line, a non-zero status, nothing left running', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['--volume', `${base}/nonexistent:/data:ro`], /^snapvisor: volume .*\/nonexistent: no such file or directory on the host$/],

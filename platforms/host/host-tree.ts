@@ -27,6 +27,7 @@ const fstatat = libc.func('int fstatat(int dirfd, void *path, void *st, int flag
 const readlinkat = libc.func('int64_t readlinkat(int dirfd, void *path, void *buf, size_t size)') as (dirfd: number, path: Uint8Array, buf: Uint8Array, size: number) => number;
 const getdents64 = libc.func('int64_t getdents64(int fd, void *buf, size_t size)') as (fd: number, buf: Uint8Array, size: number) => number;
 const closeFd = libc.func('int close(int fd)') as (fd: number) => number;
+const fstatfs = libc.func('int fstatfs(int fd, void *buf)') as (fd: number, buf: Uint8Array) => number;
 const libcChmod = libc.func('int chmod(void *path, int mode)') as (path: Uint8Array, mode: number) => number;
 const pread = libc.func('int64_t pread(int fd, void *buf, size_t count, int64_t off)') as (fd: number, buf: Uint8Array, count: number, off: number) => number;
 const lseek = libc.func('int64_t lseek(int fd, int64_t off, int whence)') as (fd: number, off: number, whence: number) => number;
@@ -367,6 +368,13 @@ export class LinuxHostTree implements HostTree {
 
   ftruncate(fd: number, size: number): void { this.check(ftruncateFn(fd, size), 'ftruncate'); }
   fstat(fd: number): HostStat { return hostFstat(fd); }
+
+  /** fstatfs(2) of the root handle: the raw x86-64 struct statfs (120 bytes). */
+  statfs(): Uint8Array {
+    const b = new Uint8Array(120);
+    this.check(fstatfs(this.rootFd, b), 'fstatfs');
+    return b;
+  }
 
   /** Drop cached handles of directory `rel` and below (it was removed or moved). */
   private forget(rel: string): void {

@@ -373,6 +373,15 @@ function statfsBytes(t: Task, p: string): Uint8Array {
   const loc = t.kernel.vfs.locate(p);
   const sb = loc.sb ? t.kernel.vfs.superblock(loc.sb) : undefined;
   if (loc.m) v.setBigInt64(80, BigInt(0x20 | 0x1000 | (loc.m.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)) | (sb?.type === 'volume' && sb.readonly ? MS_RDONLY : 0)), true); // f_flags: ST_VALID | ST_*
+  if (sb?.type === 'volume') {
+    // The host filesystem the volume is on, as a bind mount shows it; the flags are the mount's.
+    let host: Uint8Array | undefined;
+    try { host = t.kernel.vfs.treeOf({ sb: sb.id }).statfs?.(); } catch { /* the host refused: the overlay's figures below */ }
+    if (host) {
+      b.set(host.subarray(0, 80));
+      return b;
+    }
+  }
   if (sb?.type === 'tmpfs') {
     const size = sb.sizeLimit ?? Math.floor((t.kernel.state.config.memoryLimit ?? 2 ** 31) / 2);
     const total = BigInt(Math.floor(size / 4096)), free = BigInt(Math.max(0, Math.floor((size - sb.usedBytes) / 4096)));
