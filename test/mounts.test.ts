@@ -331,6 +331,8 @@ describe('run --volume and --tmpfs', () => {
       [['--tmpfs', 'scratch'], /the guest path of tmpfs 'scratch' must be absolute/],
       [['--tmpfs', '/scratch:size=lots'], /bad tmpfs size 'lots'/],
       [['--tmpfs', '/scratch:color=blue'], /unknown tmpfs option 'color=blue'/],
+      [['--tmpfs', '/'], /^snapvisor: tmpfs: cannot be mounted over the sandbox's root/],
+      [['--volume', `${vol}:/`], /^snapvisor: volume .*: cannot be mounted over the sandbox's root/],
     ];
     for (const [args, line] of cases) {
       const r = await snapvisor(['run', ...args, '--', '/bin/true']);

@@ -53,7 +53,8 @@ function mountpoint(k: Kernel, p: string, file: boolean, what: string): { path: 
 /** Mount every spec, in order. Throws Error with one line naming the mount that failed. */
 export function setupMounts(k: Kernel, specs: readonly MountSpec[]): void {
   for (const s of specs) {
-    const guest = latin1(path.posix.normalize(s.guest));
+    const guest = latin1(path.posix.normalize(s.guest)).replace(/(.)\/+$/, '$1');
+    if (guest === '/') throw new Error(`${s.type === 'tmpfs' ? 'tmpfs' : `volume ${s.host}`}: cannot be mounted over the sandbox's root (--rootfs chooses the root)`);
     if (s.type === 'tmpfs') {
       const o = parseTmpfsOptions(s.options, os.totalmem());
       if (typeof o === 'string') throw new Error(`tmpfs ${s.guest}: ${o}`);

@@ -7,7 +7,8 @@
  * propagation changes (accepted: one namespace, no peers), lazy unmounts (MNT_DETACH).
  * Both need CAP_SYS_ADMIN (EPERM), checked after the target is looked up, as Linux does.
  * The root and its synthetic mounts (/, /proc, /dev, /dev/pts, /dev/shm, /sys) cannot be
- * remounted or unmounted (EPERM), nor can anything be moved (MS_MOVE: EINVAL).
+ * remounted or unmounted (EPERM), nothing can be mounted over / (EBUSY), nor can anything be
+ * moved (MS_MOVE: EINVAL).
  */
 import os from 'node:os';
 import { E } from '../errno.js';

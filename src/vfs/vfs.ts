@@ -645,6 +645,7 @@ export class Vfs {
 
   /** The ops and record of a new mount; `sb` a new superblock record to add with it. */
   private addMount(m: Omit<MountState, 'id' | 'parent'>, extraOps: GraphOp[] = [], sb?: SuperblockState): MountState {
+    if (m.mountpoint === '/') throw new SyscallError(E.EBUSY); // the root is the overlay's, never covered
     const id = newMountId(this.state);
     const rec: MountState = { id, parent: this.parentMountOf(m.mountpoint), ...m };
     const ops: GraphOp[] = [];
