@@ -418,6 +418,63 @@ describe('read-write volumes', () => {
   });
 });
 
+const NOEXEC_C = String.raw`#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  /* argv[1]: a copy of this program on a noexec mount; argv[2]: a setuid copy on a nosuid mount (owned by 0, run as 1000 after setuid). */
+  int fd = open(argv[1], O_RDONLY);
+  void *p = mmap(0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+  printf("mmap exec on noexec %s\n", p == MAP_FAILED ? strerrorname_np(errno) : "ok");
+  p = mmap(0, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+  printf("mmap read on noexec %s\n", p == MAP_FAILED ? strerrorname_np(errno) : "ok");
+  pid_t c = fork();
+  if (c == 0) { execl(argv[1], argv[1], (char *)0); printf("exec on noexec %s\n", strerrorname_np(errno)); fflush(stdout); _exit(0); }
+  waitpid(c, 0, 0);
+  return 0;
+}
+`;
+const SUID_C = String.raw`#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  if (argc > 2 && strcmp(argv[1], "drop") == 0) {
+    if (setgid(1000) || setuid(1000)) { perror("setuid"); return 1; }
+    execl(argv[2], argv[2], "show", argv[2], (char *)0);
+    perror("exec"); return 1;
+  }
+  printf("%s euid %d\n", argv[2], (int)geteuid());
+  return 0;
+}
+`;
+
+describe('mount flags are enforced: noexec, nosuid', () => {
+  it('noexec: execve gives EACCES and a PROT_EXEC mapping EPERM, as Linux (natively in unshare -rm too)', async () => {
+    const p = compileStatic('mounts-noexec', NOEXEC_C);
+    // Lines twice: the child's copy of stdio's buffer is flushed by it too (natively the same).
+    const LINUX_NOEXEC = 'mmap exec on noexec EPERM\nmmap read on noexec ok\nexec on noexec EACCES\nmmap exec on noexec EPERM\nmmap read on noexec ok\n';
+    const r = await snapvisor(['run', '--tmpfs', '/ne:noexec', '--', '/bin/busybox', 'sh', '-c', `cp ${p} /ne/p && ${p} /ne/p`]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe(LINUX_NOEXEC);
+    if (spawnSync('unshare', ['-rm', 'true']).status !== 0) { console.log('mounts.test: no native comparison: unshare -rm is not allowed here'); return; }
+    const d = freshDir('noexec-native');
+    expect(spawnSync('unshare', ['-rm', 'sh', '-c', `mount -t tmpfs -o noexec none ${d} && cp ${p} ${d}/p && ${p} ${d}/p`], { encoding: 'utf8' }).stdout).toBe(LINUX_NOEXEC);
+  });
+
+  it('nosuid: a set-user-ID root program run by uid 1000 keeps euid 1000 there, and becomes root elsewhere', async () => {
+    const p = compileStatic('mounts-suid', SUID_C);
+    const r = await snapvisor(['run', '--tmpfs', '/ns:nosuid', '--tmpfs', '/s', '--', '/bin/busybox', 'sh', '-c', `for d in /ns /s; do cp ${p} $d/p && chmod 4755 $d/p; ${p} drop $d/p; done`]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe('/ns/p euid 1000\n/s/p euid 0\n');
+  });
+});
+
 describe('volumes across checkpoint/restore', () => {
   it('a volume changed on the host since the checkpoint refuses the restore, naming it, unless --accept-changed-volumes', async () => {
     const v = freshDir('mounts-changed');

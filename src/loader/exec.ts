@@ -25,7 +25,7 @@ import { isDir, isReg } from '../vfs/stat.js';
 import { inodeRead } from '../vfs/inode-data.js';
 import { pageCacheBlock } from '../mm/page-cache.js';
 import { fsnotifyExec } from '../files/inotify.js';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../abi/linux.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE, MS_NOEXEC, MS_NOSUID } from '../abi/linux.js';
 
 export class ExecError extends Error {
   constructor(readonly errno: number, message: string) { super(message); }
@@ -60,7 +60,11 @@ function readProgram(t: Task, path: string, cwd: string): { path: string; bytes:
   const mode = modeOf(n);
   if (isDir(mode)) throw new ExecError(E.EACCES, `${path}: Is a directory`);
   if (!isReg(mode) || !vfs.permits(c, n, MAY_EXEC)) throw new ExecError(E.EACCES, `${path}: Permission denied`);
-  const owner = vfs.owner(n);
+  // A noexec mount runs nothing (path_noexec: EACCES); on a nosuid mount set-user-ID and set-group-ID bits do nothing (mnt_may_suid).
+  const mountFlags = vfs.locate(path).m?.flags ?? 0;
+  if (mountFlags & MS_NOEXEC) throw new ExecError(E.EACCES, `${path}: Permission denied`);
+  const owner = { ...vfs.owner(n) };
+  if (mountFlags & MS_NOSUID) owner.mode &= ~0o6000;
   let bytes: Uint8Array;
   let identity: { size: number; mtimeMs: number } | undefined;
   if (n.kind === 'host') {

@@ -9,7 +9,7 @@ import type { Task } from '../kernel/task.js';
 import { pageRoundUp } from '../mm/memory-file.js';
 import { TASK_SIZE } from '../mm/address-space.js';
 import { syscall } from './entry.js';
-import { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MS_ASYNC, MS_INVALIDATE, MS_SYNC, O_ACCMODE, O_RDONLY, O_RDWR, O_WRONLY, PAGE_SIZE, PROT_GROWSDOWN, PROT_EXEC, PROT_GROWSUP, PROT_SEM, PROT_WRITE } from '../abi/linux.js';
+import { MADV_DONTNEED, MADV_FREE, MADV_REMOVE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MS_ASYNC, MS_INVALIDATE, MS_NOEXEC, MS_SYNC, O_ACCMODE, O_RDONLY, O_RDWR, O_WRONLY, PAGE_SIZE, PROT_GROWSDOWN, PROT_EXEC, PROT_GROWSUP, PROT_SEM, PROT_WRITE } from '../abi/linux.js';
 
 const PROT_ALL = 7;
 /** mmap_min_addr: fixed mappings below it need CAP_SYS_RAWIO. */
@@ -52,6 +52,8 @@ function mmap(t: Task): number {
   if (acc !== O_RDONLY && acc !== O_RDWR) return -E.EACCES;
   // pipefs, sockfs, anon_inodefs and pidfs are SB_I_NOEXEC: PROT_EXEC is EPERM (path_noexec) before ENODEV.
   if ((prot & PROT_EXEC) && NOEXEC_KINDS.has(f.kind)) return -E.EPERM;
+  // A file on a noexec mount (path_noexec) likewise.
+  if ((prot & PROT_EXEC) && (f.kind === 'upper' || f.kind === 'host') && ((t.kernel.vfs.locate(f.path).m?.flags ?? 0) & MS_NOEXEC)) return -E.EPERM;
   // Only files with an mmap operation can be mapped: directories, pipes, sockets, eventfds, epoll, the caller's stdio, devices but /dev/zero… give ENODEV.
   const ops = t.kernel.fileOps(f);
   if (f.kind === 'dir' || !ops.mmap || ops.hasMmap?.(f) === false) return -E.ENODEV;
