@@ -108,6 +108,8 @@ export interface ReadOnlyFileMapping {
   readonly fd: number;
   /** Map [off, off+len) read-only and shared (len ≤ 4 GiB; past the file's end must not be read). */
   mapView(off: number, len: number): Uint8Array;
+  /** pread(2) into `buf` from byte `off`, without mapping the pages into the kernel; past the file's end reads as zeros. */
+  read(off: number, buf: Uint8Array): void;
   /** lseek(SEEK_DATA): the first offset ≥ pos holding data, or -1 if none (past the end included). */
   seekData(pos: number): number;
   /** lseek(SEEK_HOLE): the first offset ≥ pos in a hole (the size at the end), or -1. */

@@ -71,6 +71,16 @@ export class HostReadOnlyFile implements ReadOnlyFileMapping {
     return new Uint8Array(libc.view(ptr, len));
   }
 
+  read(off: number, buf: Uint8Array): void {
+    let got = 0;
+    while (got < buf.length) {
+      const n = fs.readSync(this.fd, buf, got, buf.length - got, off + got);
+      if (n === 0) break;
+      got += n;
+    }
+    if (got < buf.length) buf.fill(0, got);
+  }
+
   seekData(pos: number): number { return libc.lseek(this.fd, pos, libc.SEEK_DATA); }
   seekHole(pos: number): number { return libc.lseek(this.fd, pos, libc.SEEK_HOLE); }
 
