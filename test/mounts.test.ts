@@ -526,6 +526,13 @@ describe('mount(2) and umount2(2) inside the sandbox', () => {
     for (const l of ['tmpfs on a EPERM', 'bind a on b EPERM', 'umount a EPERM', 'umount missing ENOENT', 'umount bad flags EINVAL', 'bind missing source EPERM', 'mountinfo none']) expect(lines).toContain(l);
   });
 
+  it('MS_MOVE moves a mount with the mounts below it; into itself is ELOOP (as Linux)', async () => {
+    const r = await snapvisor(['run', '--', '/bin/busybox', 'sh', '-c',
+      'mkdir -p /tmp/a /tmp/b; mount -t tmpfs t1 /tmp/a; mkdir /tmp/a/in; mount -t tmpfs t2 /tmp/a/in; echo x > /tmp/a/in/f; mount --move /tmp/a /tmp/b; cat /tmp/b/in/f; ls /tmp/a | wc -l; grep " /tmp/" /proc/self/mountinfo | cut -d" " -f5,9; mount --move /tmp/b /tmp/b/in 2>&1 | grep -c "Too many levels"']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe('x\n0\n/tmp/b t1\n/tmp/b/in t2\n1\n');
+  });
+
   it('proc and bind mounts by busybox mount; a guest-made tmpfs survives checkpoint and restore', async () => {
     const r = await snapvisor(['run', '--', '/bin/busybox', 'sh', '-c',
       'mkdir /tmp/p && mount -t proc proc /tmp/p && readlink /tmp/p/self >/dev/null && grep " /tmp/p " /proc/self/mountinfo | cut -d" " -f5-; umount /tmp/p; ls /tmp/p | wc -l; mount --bind /etc /mnt && [ -e /mnt/passwd ] && echo bound; umount /mnt']);

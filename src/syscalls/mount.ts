@@ -7,8 +7,8 @@
  * propagation changes (accepted: one namespace, no peers), lazy unmounts (MNT_DETACH).
  * Both need CAP_SYS_ADMIN (EPERM), checked after the target is looked up, as Linux does.
  * The root and its synthetic mounts (/, /proc, /dev, /dev/pts, /dev/shm, /sys) cannot be
- * remounted or unmounted (EPERM), nothing can be mounted over / (EBUSY), nor can anything be
- * moved (MS_MOVE: EINVAL).
+ * remounted, moved or unmounted (EPERM), and nothing can be mounted over / (EBUSY). MS_MOVE
+ * moves a mount with the mounts below it.
  */
 import os from 'node:os';
 import { E } from '../errno.js';
@@ -105,7 +105,18 @@ function mount(t: Task): number {
     if (!mountAt(t, p) && !IMPLICIT.has(p)) return -E.EINVAL;
     return 0; // one mount namespace, no peers: every mount is private already
   }
-  if (flags & MS_MOVE) return -E.EINVAL;
+  if (flags & MS_MOVE) {
+    // do_move_mount_old: the source must be a mount's root (EINVAL), the target a directory not inside it (ELOOP).
+    if (!source) return -E.EINVAL;
+    const src = vfs.walk(source, t.tg.cwd, true);
+    if (!src.node) return -E.ENOENT;
+    const m = mountAt(t, src.path);
+    if (!m) return IMPLICIT.has(src.path) ? -E.EPERM : -E.EINVAL;
+    if (p === m.mountpoint || p.startsWith(m.mountpoint + '/')) return -E.ELOOP;
+    if (isDir(modeOf(src.node)) !== isDir(modeOf(target.node))) return -E.ENOTDIR;
+    vfs.moveMount(m, p);
+    return 0;
+  }
   if (!type) return -E.EINVAL;
   if (!KNOWN_TYPES.has(type)) return -E.ENODEV;
   if (isLnk(modeOf(target.node))) return -E.EINVAL;
@@ -141,6 +152,6 @@ function umount2(t: Task): number {
 }
 
 export const mountSyscalls = [
-  syscall('mount', 5, mount, 'partial', 'tmpfs, proc and bind mounts of sandbox paths, MS_REMOUNT (with MS_BIND: per-mount flags; a tmpfs\'s size), propagation flags accepted; other types ENODEV, MS_MOVE EINVAL; CAP_SYS_ADMIN'),
+  syscall('mount', 5, mount, 'partial', 'tmpfs, proc and bind mounts of sandbox paths, MS_REMOUNT (with MS_BIND: per-mount flags; a tmpfs\'s size), MS_MOVE, propagation flags accepted; other types ENODEV; CAP_SYS_ADMIN'),
   syscall('umount2', 2, umount2, 'partial', 'MNT_DETACH (lazy, with the mounts below), UMOUNT_NOFOLLOW, MNT_EXPIRE (EAGAIN); EBUSY with open files, working directories or mounts below; the root\'s synthetic mounts are EPERM; CAP_SYS_ADMIN'),
 ];

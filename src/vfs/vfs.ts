@@ -705,6 +705,23 @@ export class Vfs {
     return this.addMount({ mountpoint: target, sb: 0, root: '/proc', fstype: 'proc', source, flags });
   }
 
+  /**
+   * Move mount `m` and the mounts below it to canonical guest path `target` (MS_MOVE; the
+   * caller checked that `target` is a directory outside `m`).
+   */
+  moveMount(m: MountState, target: string): void {
+    if (target === '/') throw new SyscallError(E.EBUSY);
+    const from = m.mountpoint;
+    const parent = this.parentMountOf(target);
+    const ops: GraphOp[] = [];
+    for (const o of Object.values(this.state.mounts ?? {})) {
+      if (o.id === m.id) ops.push(['set', ['fs', 'mounts', o.id, 'mountpoint'], target], ['set', ['fs', 'mounts', o.id, 'parent'], parent]);
+      else if (o.mountpoint.startsWith(from + '/')) ops.push(['set', ['fs', 'mounts', o.id, 'mountpoint'], target + o.mountpoint.slice(from.length)]);
+    }
+    this.emit({ type: 'mount.add', id: m.id, mountpoint: target, fstype: m.fstype }, ops);
+    this.mountsChanged();
+  }
+
   /** Change the per-mount flags of mount `m` (MS_REMOUNT | MS_BIND, or a remount of the superblock's options). */
   remount(m: MountState, flags: number): void {
     this.emit({ type: 'mount.remount', id: m.id, flags }, [['set', ['fs', 'mounts', m.id, 'flags'], flags]]);
