@@ -533,6 +533,13 @@ describe('mount(2) and umount2(2) inside the sandbox', () => {
     expect(r.stdout.toString()).toBe('x\n0\n/tmp/b t1\n/tmp/b/in t2\n1\n');
   });
 
+  it('renaming a directory that holds a mount point takes the mount along (as Linux)', async () => {
+    const r = await snapvisor(['run', '--', '/bin/busybox', 'sh', '-c',
+      'mkdir -p /tmp/a/b; mount -t tmpfs t /tmp/a/b; echo x > /tmp/a/b/f; mv /tmp/a /tmp/z; cat /tmp/z/b/f; grep " /tmp/" /proc/self/mountinfo | cut -d" " -f5; umount /tmp/z/b; echo $?']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe('x\n/tmp/z/b\n0\n');
+  });
+
   it('proc and bind mounts by busybox mount; a guest-made tmpfs survives checkpoint and restore', async () => {
     const r = await snapvisor(['run', '--', '/bin/busybox', 'sh', '-c',
       'mkdir /tmp/p && mount -t proc proc /tmp/p && readlink /tmp/p/self >/dev/null && grep " /tmp/p " /proc/self/mountinfo | cut -d" " -f5-; umount /tmp/p; ls /tmp/p | wc -l; mount --bind /etc /mnt && [ -e /mnt/passwd ] && echo bound; umount /mnt']);

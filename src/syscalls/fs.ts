@@ -161,7 +161,10 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
     if ((f.kind === 'upper' || f.kind === 'dir') && moved(f.path)) follow.push(['set', ['openFiles', f.id, 'path'], to.path + f.path.slice(from.path.length)]);
   }
   for (const g of Object.values(t.kernel.state.threadGroups)) if (moved(g.cwd)) follow.push(['set', ['threadGroups', g.tgid, 'cwd'], to.path + g.cwd.slice(from.path.length)]);
+  const mounts = vfs.mountsFollow(from.path, to.path);
+  follow.push(...mounts);
   if (follow.length) t.kernel.emit({ type: 'file.follow', from: from.path, to: to.path }, follow);
+  if (mounts.length) vfs.mountsChanged();
   // fsnotify_move: IN_MOVED_FROM and IN_MOVED_TO (one cookie), the replaced file's link count, IN_MOVE_SELF; the replaced file is gone.
   const k = t.kernel, cookie = moveCookie(k);
   fsnotifyDirent(k, parentPath(from.path), IN_MOVED_FROM, baseName(from.path), fromDir, cookie);

@@ -722,6 +722,18 @@ export class Vfs {
     this.mountsChanged();
   }
 
+  /**
+   * Ops that make the mounts below guest directory `from` follow it to `to` (a rename of a
+   * directory holding mount points: Linux's mounts hang on the dentries, which move).
+   */
+  mountsFollow(from: string, to: string): GraphOp[] {
+    const ops: GraphOp[] = [];
+    for (const o of Object.values(this.state.mounts ?? {})) {
+      if (o.mountpoint.startsWith(from + '/')) ops.push(['set', ['fs', 'mounts', o.id, 'mountpoint'], to + o.mountpoint.slice(from.length)]);
+    }
+    return ops;
+  }
+
   /** Change the per-mount flags of mount `m` (MS_REMOUNT | MS_BIND, or a remount of the superblock's options). */
   remount(m: MountState, flags: number): void {
     this.emit({ type: 'mount.remount', id: m.id, flags }, [['set', ['fs', 'mounts', m.id, 'flags'], flags]]);
