@@ -80,6 +80,8 @@ function spawnStub(memoryFileFd: number, backingFileFds: readonly number[] = [])
   return pid[0];
 }
 
+/** Bytes from STUB_BASE kept for the stub (its code page and batch table): no guest mapping may use them. */
+const STUB_RESERVED_BYTES = 0x10_0000;
 /** Entries one batch can hold (STUB_BATCH_TABLE_BYTES / BATCH_ENTRY_BYTES). */
 const BATCH_CAPACITY = Math.floor(STUB_BATCH_TABLE_BYTES / BATCH_ENTRY_BYTES);
 /** 64-bit words of one batch entry. */
@@ -304,7 +306,15 @@ class PtraceTask implements PlatformTask {
       const sig = (st >> 8) & 0xff;
       if (sig === SIGTRAP && (st >> 16) === 0) break;
       if ((st >> 16) === 0 && (sig === SIGSEGV || sig === SIGBUS || sig === SIGILL)) {
-        // The stub's own code faulted (its page is gone): resuming would fault forever.
+        if (!this.faultInStubPages()) {
+          // A guest fault still pending from before: the stub was interrupted (PTRACE_INTERRUPT,
+          // a mapping change while it ran) just as guest code faulted, and the event stop came
+          // first. Dropped: the guest's instruction runs again when it resumes and faults again
+          // if it still should. (This was the rare "injection site faulted" with threads.)
+          libc.ptraceInt(PTRACE_CONT, this.pid, 0, 0);
+          continue;
+        }
+        // The stub's own code or batch table faulted (its page is gone): resuming would fault forever.
         this.destroy();
         throw new PtraceError(`stub's injection site faulted (signal ${sig}) during ${what}`);
       }
@@ -316,6 +326,14 @@ class PtraceTask implements PlatformTask {
     this.regs.set(this.savedRegs);
     this.setRegs();
     return res;
+  }
+
+  /** Whether the signal the stub is stopped with faulted inside the stub's reserved megabyte (its code, its batch table). */
+  private faultInStubPages(): boolean {
+    const si = new BigUint64Array(16);
+    if (libc.ptraceBuf(PTRACE_GETSIGINFO, this.pid, 0, si) < 0) return true;
+    const addr = Number(si[2]); // si_addr
+    return addr >= STUB_BASE && addr < STUB_BASE + STUB_RESERVED_BYTES;
   }
 
   /**
@@ -513,7 +531,7 @@ class PtraceTask implements PlatformTask {
 
 /** The PTRACE_SYSEMU platform (portable; needs ptrace permission over our own children). */
 /** Guest user addresses on x86-64 with 4-level paging, less the stub's reserved megabyte. */
-const PTRACE_ADDRESS_RANGE: GuestAddressRange = { min: 0, max: 0x7fff_ffff_f000, reserved: [[STUB_BASE, STUB_BASE + 0x10_0000]] };
+const PTRACE_ADDRESS_RANGE: GuestAddressRange = { min: 0, max: 0x7fff_ffff_f000, reserved: [[STUB_BASE, STUB_BASE + STUB_RESERVED_BYTES]] };
 
 export class PtracePlatform implements Platform {
   readonly name = 'ptrace';
