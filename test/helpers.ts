@@ -223,11 +223,11 @@ export interface Checkpointed { id: string; root: string; store: string; before:
  * status 137) once it prints the line `ready`. Checks that the checkpoint succeeded quietly.
  * `prefix` names the temp directories and the sandbox.
  */
-export async function checkpointAtReady(prefix: string, argv: string[], runTimeoutMs = 40_000): Promise<Checkpointed> {
+export async function checkpointAtReady(prefix: string, argv: string[], runTimeoutMs = 40_000, runOpts: string[] = []): Promise<Checkpointed> {
   const base = freshDir(prefix);
   const root = path.join(base, 'state'), store = path.join(base, 'store');
   const name = `${prefix}-${process.pid}`;
-  const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', ...argv], { timeoutMs: runTimeoutMs });
+  const run = snapvisorStreaming(['--root', root, 'run', '--name', name, ...runOpts, '--', ...argv], { timeoutMs: runTimeoutMs });
   await run.waitFor((l) => l === 'ready', 20_000);
   const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
   expect(cp.stderr).toBe('');

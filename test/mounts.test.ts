@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Checkpointed, compileStatic, freshDir, orphanStubs, restoreChecked, snapvisor, snapvisorStreaming, stderrLines, testTmpDir } from './helpers.js';
+import { type Checkpointed, checkpointAtReady, compileStatic, freshDir, orphanStubs, restoreChecked, snapvisor, snapvisorStreaming, stderrLines, testTmpDir } from './helpers.js';
 
 const MNT_C = String.raw`#define _GNU_SOURCE
 #include <errno.h>
@@ -234,18 +234,8 @@ beforeAll(() => {
 });
 
 /** Run busybox sh -c `script` with run options `opts` as a named sandbox and checkpoint it at its `ready` line (it is killed: 137). */
-async function checkpointWith(prefix: string, opts: string[], script: string): Promise<Checkpointed> {
-  const dir = freshDir(prefix);
-  const root = path.join(dir, 'state'), store = path.join(dir, 'store');
-  const name = `${prefix}-${process.pid}`;
-  const run = snapvisorStreaming(['--root', root, 'run', '--name', name, ...opts, '--', '/bin/busybox', 'sh', '-c', script], { timeoutMs: 40_000 });
-  await run.waitFor((l) => l === 'ready', 20_000);
-  const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
-  expect(cp.stderr).toBe('');
-  expect(cp.status).toBe(0);
-  expect(await run.done).toBe(137);
-  return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, root, store, before: [...run.lines] };
-}
+const checkpointWith = (prefix: string, opts: string[], script: string): Promise<Checkpointed> =>
+  checkpointAtReady(prefix, ['/bin/busybox', 'sh', '-c', script], 40_000, opts);
 
 /** A listing of dir (names, sizes, modes, contents' lengths) to compare before and after. */
 function listing(dir: string): string {

@@ -382,14 +382,9 @@ function sendfile(t: Task): SyscallResult {
   if ((fin.flags & O_ACCMODE) === O_WRONLY || (fout.flags & O_ACCMODE) === O_RDONLY) return -E.EBADF;
   if (fout.kind === 'hostinet' && (fin.kind === 'host' || fin.kind === 'upper')) {
     // Into a host TCP socket (--network=host): a send of the file's bytes, blocking as send does.
-    const count = Math.min(t.arg(3), 1 << 20);
-    const pos = offPtr ? Number(BigInt.asIntN(64, t.mm.readU64(offPtr))) : fin.offset;
-    if (pos < 0) return -E.EINVAL;
-    let data: Uint8Array;
-    if (fin.kind === 'host') {
-      const buf = Buffer.alloc(count);
-      data = buf.subarray(0, fs.readSync(k.hostFiles.fd(fin), buf, 0, count, pos));
-    } else data = new Uint8Array(inodeRead(k, k.state.fs.inodes[fin.inodeId], pos, pos + count));
+    const src = sendfileSource(t, fin, offPtr);
+    if (typeof src === 'number') return src;
+    const { pos, data } = src;
     if (!data.length) return 0;
     return hostInetSendBytes(t, fout, data, (n) => {
       if (offPtr) t.mm.writeU64(offPtr, pos + n); else k.seek(fin, pos + n);
@@ -399,17 +394,10 @@ function sendfile(t: Task): SyscallResult {
   // Into a pipe or a connected stream socket: whatever fits now (sendfile may return short).
   const outPipe = fout.kind === 'pipe' ? fout.pipeId : fout.kind === 'socket' && fout.socket.type === 1 && fout.socket.state === 'connected' ? fout.socket.tx : undefined;
   if (!(fin.kind === 'host' || fin.kind === 'upper') || !(fout.kind === 'upper' || fout.kind === 'hostfd' || outPipe)) return -E.EINVAL;
-  const count = Math.min(t.arg(3), 1 << 20);
-  const pos = offPtr ? Number(BigInt.asIntN(64, t.mm.readU64(offPtr))) : fin.offset;
-  if (pos < 0) return -E.EINVAL;
-  let data: Uint8Array;
-  if (fin.kind === 'host') {
-    const buf = Buffer.alloc(count);
-    data = buf.subarray(0, fs.readSync(k.hostFiles.fd(fin), buf, 0, count, pos));
-  } else {
-    const ino = k.state.fs.inodes[fin.inodeId];
-    data = new Uint8Array(inodeRead(k, ino, pos, pos + count));
-  }
+  const src = sendfileSource(t, fin, offPtr);
+  if (typeof src === 'number') return src;
+  const pos = src.pos;
+  let data = src.data;
   let n: number;
   if (outPipe) {
     const p = k.state.pipes[outPipe];
@@ -430,6 +418,22 @@ function sendfile(t: Task): SyscallResult {
   if (offPtr) t.mm.writeU64(offPtr, pos + n); else k.seek(fin, pos + n);
   if (n > 0) { fsnotifyFile(k, fin, IN_ACCESS); fsnotifyFile(k, fout, IN_MODIFY); }
   return n;
+}
+
+/**
+ * sendfile's input: up to count (arg 3, at most 1 MiB) bytes of a host or upper-layer file from
+ * *offPtr (guest address of a loff_t) or the file's offset; -EINVAL for a negative position.
+ */
+function sendfileSource(t: Task, fin: OpenFileState & { kind: 'host' | 'upper' }, offPtr: number): { pos: number; data: Uint8Array } | number {
+  const k = t.kernel;
+  const count = Math.min(t.arg(3), 1 << 20);
+  const pos = offPtr ? Number(BigInt.asIntN(64, t.mm.readU64(offPtr))) : fin.offset;
+  if (pos < 0) return -E.EINVAL;
+  if (fin.kind === 'host') {
+    const buf = Buffer.alloc(count);
+    return { pos, data: buf.subarray(0, fs.readSync(k.hostFiles.fd(fin), buf, 0, count, pos)) };
+  }
+  return { pos, data: new Uint8Array(inodeRead(k, k.state.fs.inodes[fin.inodeId], pos, pos + count)) };
 }
 
 function ftruncateFile(t: Task, f: OpenFileState, len: number): number {
