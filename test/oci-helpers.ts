@@ -19,6 +19,7 @@ export function makeBundle(dir: string, edit: (c: Record<string, any>) => void =
   const c = JSON.parse(fs.readFileSync(file, 'utf8'));
   c.process.terminal = false;
   c.process.env = ['PATH=/bin', 'HOME=/root'];
+  c.root.readonly = false; // `spec` writes runc's default, a read-only root; the tests write to /tmp unless they say otherwise
   edit(c);
   fs.writeFileSync(file, JSON.stringify(c, null, 1));
   return dir;

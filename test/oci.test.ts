@@ -144,6 +144,20 @@ describe('config.json honoured', () => {
     expect(fs.readdirSync(ro)).toEqual(['r']);
   }, 60_000);
 
+  it('root.readonly: writes on the root give EROFS, /proc/mounts says ro, mounts and /dev/shm stay writable', async () => {
+    const dir = freshDir('roroot');
+    const bundle = makeBundle(path.join(dir, 'bundle'), (c) => {
+      c.root.readonly = true;
+      c.process.args = ['sh', '-c', 'echo x > /tmp/f || echo refused; mkdir /newdir || echo refused; echo y > /scratch/f && cat /scratch/f; echo z > /dev/shm/f && cat /dev/shm/f; grep " / " /proc/mounts'];
+      c.mounts.push({ destination: '/scratch', type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] });
+    });
+    const r = await sv(['run', '--bundle', bundle, 'roroot1']);
+    expect(r.stdout.toString()).toBe('refused\nrefused\ny\nz\nnone / overlay ro,relatime 0 0\n');
+    expect(r.stderr.toString()).toMatch(/^sh: can't create \/tmp\/f: Read-only file system\nmkdir: can't create directory '\/newdir': Read-only file system\n$/);
+    expect(r.status).toBe(0);
+    expect(fs.existsSync(path.join(bundle, 'rootfs', 'tmp', 'f'))).toBe(false);
+  }, 60_000);
+
   it('linux.resources.pids.limit: fork past it gets EAGAIN', async () => {
     const bundle = makeBundle(path.join(freshDir('pids'), 'bundle'), (c) => {
       c.process.args = ['sh', '-c', 'sleep 5 & sleep 5 & sleep 5 & echo started; wait'];

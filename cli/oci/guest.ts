@@ -15,7 +15,7 @@ export { spawnProcess } from '../../src/sandbox/spawn.js';
  */
 export function createContainerSandbox(spec: BundleSpec, logFd?: number): Kernel {
   const p = spec.process;
-  const kernel = createSandbox({ rootfs: spec.rootfs, cwd: p.cwd, argv: p.args, env: p.env, maxTasks: spec.pidsLimit && spec.pidsLimit > 0 ? spec.pidsLimit : undefined, memoryLimit: spec.memoryLimit && spec.memoryLimit > 0 ? spec.memoryLimit : undefined, logFd, mounts: ociMountSpecs(spec) });
+  const kernel = createSandbox({ rootfs: spec.rootfs, cwd: p.cwd, argv: p.args, env: p.env, maxTasks: spec.pidsLimit && spec.pidsLimit > 0 ? spec.pidsLimit : undefined, memoryLimit: spec.memoryLimit && spec.memoryLimit > 0 ? spec.memoryLimit : undefined, logFd, mounts: ociMountSpecs(spec), readonlyRoot: spec.readonlyRoot });
   if (spec.hostname !== undefined) kernel.emit({ type: 'config.set', what: 'hostname' }, [['set', ['config', 'hostname'], spec.hostname]]);
   const tg = withIdentity(kernel.state.threadGroups[1], p);
   kernel.emit({ type: 'proc.update', tgid: 1, what: 'identity' }, (['uid', 'gid', 'cred', 'umask', 'rlimits'] as const).map((k) => ['set', ['threadGroups', 1, k], tg[k]]));

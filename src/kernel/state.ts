@@ -653,6 +653,8 @@ export interface FilesystemState {
   readonly superblocks?: Readonly<Record<number, SuperblockState>>;
   /** The mount table besides the root and its synthetic mounts (/proc, /dev, /sys), by mount id (src/vfs/mounts.ts). */
   readonly mounts?: Readonly<Record<number, MountState>>;
+  /** The root mount (/) is read-only (OCI `root.readonly`): writes to paths on it give EROFS; /dev, /dev/shm and other mounts are apart. */
+  readonly rootReadonly?: boolean;
 }
 
 /**

@@ -45,6 +45,8 @@ export interface SandboxSpec extends AssembleOptions {
   network?: 'sandbox' | 'host';
   /** Volumes and tmpfs mounts (run --volume, --tmpfs; an OCI bundle's mounts), made in this order. */
   mounts?: readonly MountSpec[];
+  /** The root mount is read-only (OCI `root.readonly`): writes on it give EROFS, other mounts (volumes, tmpfs, /dev/shm) are apart. */
+  readonlyRoot?: boolean;
 }
 
 /** The memory limit of a sandbox created without one: DEFAULT_MEMORY_FRACTION of the host's memory, whole MiB (bytes). */
@@ -69,6 +71,8 @@ export function createSandbox(spec: SandboxSpec): Kernel {
   const kernel = assembleKernel(state, spec);
   try {
     if (spec.mounts?.length) setupMounts(kernel, spec.mounts);
+    // After the mounts, whose mount points may have to be made on the root (as runc remounts the rootfs read-only last).
+    if (spec.readonlyRoot) kernel.vfs.setRootReadonly();
     // Command-line strings are UTF-8; the kernel keeps paths as latin1 byte strings.
     const latin1 = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
     let cwdNode = kernel.vfs.walk(latin1(spec.cwd || '/'), '/', true);

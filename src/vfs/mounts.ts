@@ -73,7 +73,8 @@ export function tableMounts(fs: FilesystemState): MountState[] {
  */
 export function mountLines(fs: FilesystemState, info: boolean): string {
   const lines: string[] = [];
-  for (const m of IMPLICIT) {
+  for (const implicit of IMPLICIT) {
+    const m = implicit.id === ROOT_MOUNT_ID && fs.rootReadonly ? { ...implicit, mntOpts: implicit.mntOpts.replace(/^rw/, 'ro'), sbOpts: implicit.sbOpts.replace(/^rw/, 'ro') } : implicit;
     if (info) lines.push(`${m.id} ${m.parent} 0:${m.dev} / ${m.mountpoint} ${m.mntOpts} - ${m.fstype} ${m.source} ${m.sbOpts}`);
     else lines.push(`${m.source} ${m.mountpoint} ${m.fstype} ${m.mntOpts}${m.sbOpts.startsWith('r') ? m.sbOpts.slice(2) : ''} 0 0`);
   }

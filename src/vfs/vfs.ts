@@ -15,7 +15,7 @@ import { byId, persisted } from '../kernel/persist.js';
 import { E, SyscallError } from '../errno.js';
 import { HostError, type HostTree, type HostStat } from '../../platforms/host-services.js';
 import type { Credentials, FilesystemState, InodeState, DirEntry, MountState, SuperblockState } from '../kernel/state.js';
-import { SYNTHETIC_DEV, UPPER_DEV, implicitMountOf, newMountId, newSuperblockId, superblockDev, tmpfsRootKey } from './mounts.js';
+import { ROOT_MOUNT_ID, SYNTHETIC_DEV, UPPER_DEV, implicitMountOf, newMountId, newSuperblockId, superblockDev, tmpfsRootKey } from './mounts.js';
 import { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, MAY_EXEC, MAY_WRITE, capable, permits } from '../kernel/creds.js';
 import { Stat, dtypeOfMode, isDir, isLnk, isReg } from './stat.js';
 import { DataStore, inodeSetContents } from './inode-data.js';
@@ -174,6 +174,11 @@ export class Vfs {
     return t;
   }
 
+  /** Make the root mount read-only (OCI `root.readonly`, as runc remounts the rootfs MS_RDONLY): EROFS for writes on it. */
+  setRootReadonly(): void {
+    this.emit({ type: 'mount.remount', id: ROOT_MOUNT_ID, flags: MS_RDONLY }, [['set', ['fs', 'rootReadonly'], true]]);
+  }
+
   /** Whether guest path `p` is a mount point of the table (unlink, rmdir, rename: EBUSY). */
   isMountpoint(p: string): boolean {
     return Object.values(this.state.mounts ?? {}).some((m) => m.mountpoint === p);
@@ -181,7 +186,10 @@ export class Vfs {
 
   /** The mount a guest path is on is read-only (its flags, or a read-only volume): EROFS. */
   checkWritable(loc: Location): void {
-    if (!loc.m) return;
+    if (!loc.m) {
+      if (this.state.rootReadonly && implicitMountOf(loc.key) === ROOT_MOUNT_ID) throw new SyscallError(E.EROFS);
+      return;
+    }
     const sb = loc.sb ? this.superblock(loc.sb) : undefined;
     if ((loc.m.flags & MS_RDONLY) || (sb?.type === 'volume' && sb.readonly)) throw new SyscallError(E.EROFS);
   }
