@@ -73,6 +73,9 @@ export function renderInspect(r: InspectReport): string {
   out.push('', 'sockets');
   out.push(r.sockets.length ? table(['ID', 'DOMAIN', 'TYPE', 'STATE', 'LOCAL', 'PEER', 'IN FLIGHT', 'QUEUED', 'HELD BY'],
     r.sockets.map((k) => [k.fileId, k.domain, k.type, k.state, k.local ?? '', k.peer ?? '', size(k.bytesInFlight), k.datagramsQueued || k.pendingConnections || '', k.holders.map((h) => `${h.pid}:${h.fd}`).join(', ')])) : '  none');
+  out.push('', 'mounts');
+  out.push(r.mounts.length ? table(['ID', 'MOUNT POINT', 'TYPE', 'SOURCE', 'OPTIONS', 'USED'],
+    r.mounts.map((m) => [m.id, m.mountpoint, m.fstype, m.source, m.options, m.usedBytes === null ? '' : size(m.usedBytes) + (m.sizeLimitBytes === null ? '' : ` of ${size(m.sizeLimitBytes)}`)])) : '  none besides the root, /proc, /dev and /sys');
   out.push('', 'host files');
   out.push(table(['ROLE', 'PATH', 'SIZE', 'MODIFIED'], r.hostFiles.map((h) => [h.role, h.path, h.sizeBytes === null ? '' : size(h.sizeBytes), h.mtimeMs === null ? '' : new Date(h.mtimeMs).toISOString()])));
   return out.join('\n') + '\n';

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import type { AddressSpaceState, KernelState, OpenFileState, SockAddr } from '../src/kernel/state.js';
 import { CLOCK_REALTIME, CLOCK_REALTIME_ALARM, O_PATH } from '../src/abi/linux.js';
 import { type PagemapRun, runLayer } from './format.js';
+import { mountFlagsText } from '../src/vfs/mounts.js';
 import { type OpenedCheckpoint, openCheckpoint } from './store.js';
 import type { SocketFile } from '../src/files/socket.js';
 
@@ -40,6 +41,16 @@ export interface InspectReport {
   pipes: InspectPipe[];
   sockets: InspectSocket[];
   hostFiles: InspectHostFile[];
+  /** The mount table besides the root and its synthetic mounts (volumes, tmpfs, guest mounts), by mount id. */
+  mounts: InspectMount[];
+}
+
+export interface InspectMount {
+  id: number; mountpoint: string; fstype: string; source: string;
+  /** Per-mount options as /proc/mounts shows them (ro/rw, nosuid…). */
+  options: string;
+  /** A tmpfs's file data in bytes and its size= limit (null: none); null for other kinds. */
+  usedBytes: number | null; sizeLimitBytes: number | null;
 }
 
 export interface InspectProcess {
@@ -92,8 +103,12 @@ export interface InspectSocket {
 
 export interface InspectHostFile {
   path: string;
-  /** 'rootfs' (the sandbox's /), 'open' (a lower-layer file held open; refused on restore if changed), 'stdio' (the caller's fd N). */
-  role: 'rootfs' | 'open' | 'stdio';
+  /**
+   * 'rootfs' (the sandbox's /), 'volume' (a host directory bound with --volume or a bundle's bind
+   * mount; refused on restore if changed), 'open' (a lower-layer file held open; refused on
+   * restore if changed), 'stdio' (the caller's fd N).
+   */
+  role: 'rootfs' | 'volume' | 'open' | 'stdio';
   sizeBytes: number | null; mtimeMs: number | null;
 }
 
@@ -269,6 +284,17 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
     });
     const hostFiles: InspectHostFile[] = [{ path: g.config.rootfs, role: 'rootfs', sizeBytes: null, mtimeMs: null }];
     const seen = new Set<string>();
+    for (const sb of Object.values(g.fs.superblocks ?? {}).sort((a, b) => a.id - b.id)) {
+      if (sb.type === 'volume') hostFiles.push({ path: sb.hostPath, role: 'volume', sizeBytes: null, mtimeMs: null });
+    }
+    const mounts: InspectMount[] = Object.values(g.fs.mounts ?? {}).sort((a, b) => a.id - b.id).map((m) => {
+      const sb = m.sb ? g.fs.superblocks?.[m.sb] : undefined;
+      const sbRo = sb?.type === 'volume' && sb.readonly;
+      return {
+        id: m.id, mountpoint: m.mountpoint, fstype: m.fstype, source: m.source, options: mountFlagsText(m.flags, sbRo),
+        usedBytes: sb?.type === 'tmpfs' ? sb.usedBytes : null, sizeLimitBytes: sb?.type === 'tmpfs' ? sb.sizeLimit ?? null : null,
+      };
+    });
     for (const f of Object.values(g.openFiles).sort((a, b) => a.id - b.id)) {
       if (f.kind === 'host' && !seen.has('open:' + f.path)) {
         seen.add('open:' + f.path);
@@ -298,7 +324,7 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
         graphBytes: m.graphBytes, memoryBytes: opened.memorySizeBytes, pages: m.pages, storedPageBytes: m.storedPageBytes,
         zeroPages: m.zeroPages, onDiskBytes: onDisk,
       },
-      processes, pipes, sockets, hostFiles,
+      processes, pipes, sockets, hostFiles, mounts,
     };
   } finally {
     fs.closeSync(opened.pageFd);

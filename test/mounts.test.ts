@@ -339,6 +339,11 @@ describe('run --volume and --tmpfs', () => {
       'echo kept > /t/f; dd if=/dev/zero of=/t/big bs=65536 count=8 2>/dev/null; echo ready; sleep 2',
       'cat /t/f /v/a.txt; df /t | tail -1; grep -c " /t \\| /v " /proc/mounts; dd if=/dev/zero of=/t/more bs=65536 count=16 2>&1 | grep -c \"No space left\"; ls -s /t/more',
     ].join('; '));
+    // inspect names the volume among the host files the restore needs, and both mounts.
+    const report = JSON.parse((await snapvisor(['inspect', c.id, '--store', c.store, '--json'])).stdout.toString());
+    expect(report.hostFiles).toContainEqual({ path: fs.realpathSync(vol), role: 'volume', sizeBytes: null, mtimeMs: null });
+    expect(report.mounts.map((m: { mountpoint: string; fstype: string; options: string }) => [m.mountpoint, m.fstype, m.options]).sort()).toEqual([['/t', 'tmpfs', 'rw,relatime'], ['/v', 'hostfs', 'ro,relatime']]);
+    expect(report.mounts.find((m: { mountpoint: string }) => m.mountpoint === '/t')).toMatchObject({ usedBytes: 9 * 65536, sizeLimitBytes: 1 << 20 });
     const r = await restoreChecked(c);
     const out = r.stdout.toString().split('\n');
     expect(out.slice(0, 2)).toEqual(['kept', 'hi']);
