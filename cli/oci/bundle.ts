@@ -190,6 +190,11 @@ export function defaultSpec(): OciConfig {
 
 /** Places the sandbox fills itself (its own /proc, /dev, /dev/pts, /dev/shm, /sys): a config.json mount there is not made again. */
 const BUILT_IN_PLACES = new Set(['/proc', '/dev', '/dev/pts', '/dev/shm', '/sys', '/dev/mqueue', '/sys/fs/cgroup']);
+/** Whether `dest` is one of the BUILT_IN_PLACES or inside /proc, /sys or /dev (synthetic trees: nothing is mounted in them). */
+function onBuiltInPlace(dest: string): boolean {
+  const d = path.posix.normalize(dest);
+  return BUILT_IN_PLACES.has(d) || ['/proc/', '/sys/', '/dev/'].some((p) => d.startsWith(p));
+}
 /** tmpfs options a config.json may carry that are neither flags nor tmpfs's own (runc hands them to the kernel, which ignores these). */
 const TMPFS_IGNORED = new Set(['newinstance', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'tmpcopyup']);
 
@@ -197,7 +202,8 @@ const TMPFS_IGNORED = new Set(['newinstance', 'private', 'rprivate', 'shared', '
  * The mounts of config.json that snapvisor makes (src/sandbox/mounts.ts), in config order:
  * bind mounts (type bind or option bind/rbind; source relative to the bundle) as volumes,
  * read-only with option ro; tmpfs mounts with their size/mode/uid/gid and flags. proc, sysfs,
- * devpts, mqueue and cgroup mounts, and tmpfs at /dev and /dev/shm, are the sandbox's own.
+ * devpts, mqueue and cgroup mounts, tmpfs at /dev and /dev/shm, and binds onto /dev/shm or
+ * anywhere in /proc, /sys or /dev (podman binds its shm directory there) are the sandbox's own.
  */
 export function ociMountSpecs(spec: BundleSpec): MountSpec[] {
   const out: MountSpec[] = [];
@@ -206,6 +212,8 @@ export function ociMountSpecs(spec: BundleSpec): MountSpec[] {
     const bind = m.type === 'bind' || opts.some((o) => o === 'bind' || o === 'rbind');
     const { flags, rest } = flagsOf(opts);
     if (bind) {
+      // A bind onto the sandbox's own trees (podman binds its shm directory on /dev/shm): the sandbox's own stays.
+      if (onBuiltInPlace(m.destination)) continue;
       out.push({ type: 'volume', host: path.resolve(spec.bundle, m.source!), guest: m.destination, readonly: (flags & MS_RDONLY) !== 0, flags: flags & ~MS_RDONLY });
     } else if (m.type === 'tmpfs' && !BUILT_IN_PLACES.has(path.posix.normalize(m.destination))) {
       out.push({ type: 'tmpfs', guest: m.destination, options: rest.filter((o) => !TMPFS_IGNORED.has(o)).join(','), flags });
