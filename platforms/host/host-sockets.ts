@@ -184,7 +184,9 @@ export class LinuxHostSockets implements HostSockets {
         for (let i = 1; i < fds.length; i++) revents.set(fds[i], v.getUint16(i * 8 + 6, true));
         for (const w of [...this.watches]) {
           const r = revents.get(w.fd);
-          if (r && !w.fired && (r & (w.events | POLLERR | POLLHUP | POLLNVAL))) { w.fired = true; w.ready(); }
+          // Called outside koffi's completion callback: an exception thrown into koffi's callback
+          // is a fatal error of the whole process (napi_throw), not a JavaScript exception.
+          if (r && !w.fired && (r & (w.events | POLLERR | POLLHUP | POLLNVAL))) { w.fired = true; queueMicrotask(() => w.ready()); }
         }
       }
       // The woken waiters try again in microtasks: the others are polled again at once; a woken one
