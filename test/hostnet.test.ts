@@ -18,7 +18,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
+import { compileStatic, freePort, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
 /** Bad pointers and bad arguments to the socket calls: what Linux answers (EFAULT, EINVAL, ENOTCONN). */
 const ERRORS = `#define _GNU_SOURCE
@@ -192,14 +192,6 @@ async function startServers(): Promise<Servers> {
   return out;
 }
 
-/** A free TCP port on the host's loopback. */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** Connect to 127.0.0.1:port (retrying while refused, up to `ms`), send `data`, collect until the other side closes. */
 async function exchange(port: number, data: string, ms = 20_000): Promise<string> {

@@ -8,7 +8,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freshDir, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
+import { freePort, freshDir, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
 /** A line server on guest port 80: echoes each line back; `hold` waits for one more line (or end of file); `quit` ends it. */
 const SERVER = `
@@ -30,14 +30,6 @@ while True:
 print('done', flush=True)
 `;
 
-/** A free TCP port on the host's loopback. */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** Connect to 127.0.0.1:port, send `data`, collect everything until the other side closes. */
 function exchange(port: number, data: Buffer): Promise<Buffer> {
