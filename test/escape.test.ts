@@ -160,42 +160,56 @@ int main(int argc, char **argv) {
 }
 `;
 
+/**
+ * Run snapvisor with `runArgs` (a reader of d/f, installed at `readerPath`) 10,000 times over while a
+ * host process exchanges `dir`/d (holding a safe f) and `dir`/dlink (a symlink to `outsideDir`,
+ * whose f holds MARKER): no byte from outside may reach the guest, and both states must be seen.
+ * `afterSwap` runs once the swapper has stopped, whatever happened. Returns the reader's counts.
+ */
+async function swapRace(dir: string, outsideDir: string, readerPath: string, runArgs: string[], afterSwap: () => void = () => undefined): Promise<{ ok: number; missing: number }> {
+  const reader = compileStatic('swap-reader', READER);
+  const swapper = compileStatic('swap-host', SWAPPER);
+  fs.copyFileSync(reader, readerPath);
+  fs.chmodSync(readerPath, 0o755);
+  fs.mkdirSync(path.join(dir, 'd'));
+  fs.writeFileSync(path.join(dir, 'd', 'f'), 'safe\n');
+  fs.writeFileSync(path.join(outsideDir, 'f'), MARKER + '\n');
+  fs.writeFileSync(path.join(outsideDir, 'marker-only-outside'), MARKER);
+  fs.symlinkSync(outsideDir, path.join(dir, 'dlink'));
+  const sw = spawn(swapper, [path.join(dir, 'd'), path.join(dir, 'dlink')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let swaps = '';
+  sw.stdout!.on('data', (d) => { swaps += d; });
+  const swapperDone = new Promise<void>((res) => sw.on('close', () => res()));
+  let counts: { ok: number; missing: number };
+  try {
+    const r = await snapvisor(runArgs, { timeoutMs: 150_000 });
+    expect(r.timedOut).toBe(false);
+    const out = r.stdout.toString();
+    expect(out + r.stderr).not.toContain(MARKER);
+    const m = /^ok=(\d+) missing=(\d+) leaked=(\d+) other=(\d+)\n$/.exec(out);
+    expect(m, out + r.stderr).not.toBeNull();
+    const [ok, missing, leaked, other] = m!.slice(1).map(Number);
+    expect(leaked).toBe(0);
+    expect(other).toBe(0);
+    expect(ok + missing).toBe(10000);
+    // Both states were seen: the swap really raced the reads.
+    expect(ok).toBeGreaterThan(0);
+    expect(missing).toBeGreaterThan(0);
+    counts = { ok, missing };
+  } finally {
+    sw.kill('SIGTERM');
+    await swapperDone;
+    afterSwap();
+  }
+  expect(Number(swaps)).toBeGreaterThan(1000);
+  return counts;
+}
+
 describe('a host-side directory <-> symlink swap while the guest reads', () => {
   it('10,000 reads of /d/f while the host exchanges d and a symlink out: no byte leaks', async () => {
-    const reader = compileStatic('swap-reader', READER);
-    const swapper = compileStatic('swap-host', SWAPPER);
-    fs.copyFileSync(reader, path.join(root, 'bin', 'reader'));
-    fs.chmodSync(path.join(root, 'bin', 'reader'), 0o755);
-    fs.mkdirSync(path.join(root, 'd'));
-    fs.writeFileSync(path.join(root, 'd', 'f'), 'safe\n');
-    fs.writeFileSync(path.join(outside, 'f'), MARKER + '\n');
-    fs.writeFileSync(path.join(outside, 'marker-only-outside'), MARKER);
-    fs.symlinkSync(outside, path.join(root, 'dlink'));
-    const sw = spawn(swapper, [path.join(root, 'd'), path.join(root, 'dlink')], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let swaps = '';
-    sw.stdout!.on('data', (d) => { swaps += d; });
-    const swapperDone = new Promise<void>((res) => sw.on('close', () => res()));
-    try {
-      const t0 = Date.now();
-      const r = await snapvisor(['run', '--rootfs', root, '--', '/bin/reader', '10000'], { timeoutMs: 150_000 });
-      expect(r.timedOut).toBe(false);
-      const out = r.stdout.toString();
-      expect(out + r.stderr).not.toContain(MARKER);
-      const m = /^ok=(\d+) missing=(\d+) leaked=(\d+) other=(\d+)\n$/.exec(out);
-      expect(m, out + r.stderr).not.toBeNull();
-      const [ok, missing, leaked, other] = m!.slice(1).map(Number);
-      expect(leaked).toBe(0);
-      expect(other).toBe(0);
-      expect(ok + missing).toBe(10000);
-      // Both states were seen: the swap really raced the reads.
-      expect(ok).toBeGreaterThan(0);
-      expect(missing).toBeGreaterThan(0);
-      console.log(`swap race: ${ok} reads of the rootfs file, ${missing} ENOENT/ELOOP, in ${Date.now() - t0} ms`);
-    } finally {
-      sw.kill('SIGTERM');
-      await swapperDone;
-    }
-    expect(Number(swaps)).toBeGreaterThan(1000);
+    const t0 = Date.now();
+    const { ok, missing } = await swapRace(root, outside, path.join(root, 'bin', 'reader'), ['run', '--rootfs', root, '--', '/bin/reader', '10000']);
+    console.log(`swap race: ${ok} reads of the rootfs file, ${missing} ENOENT/ELOOP, in ${Date.now() - t0} ms`);
   }, 180_000);
 });
 
@@ -286,39 +300,10 @@ describe('escapes through a volume (run --volume) fail and leave the host untouc
   });
 
   it('10,000 reads of /v/d/f while the host exchanges d and a symlink out of the volume: no byte leaks', async () => {
-    const reader = compileStatic('swap-reader', READER);
-    const swapper = compileStatic('swap-host', SWAPPER);
-    fs.copyFileSync(reader, path.join(root, 'bin', 'vreader'));
-    fs.chmodSync(path.join(root, 'bin', 'vreader'), 0o755);
-    fs.mkdirSync(path.join(vol, 'd'));
-    fs.writeFileSync(path.join(vol, 'd', 'f'), 'safe\n');
-    fs.writeFileSync(path.join(outside, 'f'), MARKER + '\n');
-    fs.writeFileSync(path.join(outside, 'marker-only-outside'), MARKER);
-    fs.symlinkSync(outside, path.join(vol, 'dlink'));
-    const sw = spawn(swapper, [path.join(vol, 'd'), path.join(vol, 'dlink')], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let swaps = '';
-    sw.stdout!.on('data', (d) => { swaps += d; });
-    const swapperDone = new Promise<void>((res) => sw.on('close', () => res()));
-    try {
-      const r = await snapvisor(['run', '--rootfs', root, '--volume', `${vol}:/v:ro`, '--', '/bin/vreader', '10000', '/v/d'], { timeoutMs: 150_000 });
-      expect(r.timedOut).toBe(false);
-      const out = r.stdout.toString();
-      expect(out + r.stderr).not.toContain(MARKER);
-      const m = /^ok=(\d+) missing=(\d+) leaked=(\d+) other=(\d+)\n$/.exec(out);
-      expect(m, out + r.stderr).not.toBeNull();
-      const [ok, missing, leaked, other] = m!.slice(1).map(Number);
-      expect(leaked).toBe(0);
-      expect(other).toBe(0);
-      expect(ok + missing).toBe(10000);
-      expect(ok).toBeGreaterThan(0);
-      expect(missing).toBeGreaterThan(0);
-    } finally {
-      sw.kill('SIGTERM');
-      await swapperDone;
+    await swapRace(vol, outside, path.join(root, 'bin', 'vreader'), ['run', '--rootfs', root, '--volume', `${vol}:/v:ro`, '--', '/bin/vreader', '10000', '/v/d'], () => {
       // Leave the volume as the other tests expect it: d a directory again.
       if (fs.lstatSync(path.join(vol, 'd')).isSymbolicLink()) fs.renameSync(path.join(vol, 'dlink'), path.join(vol, 'tmp')), fs.renameSync(path.join(vol, 'd'), path.join(vol, 'dlink')), fs.renameSync(path.join(vol, 'tmp'), path.join(vol, 'd'));
-    }
-    expect(Number(swaps)).toBeGreaterThan(1000);
+    });
   }, 180_000);
 });
 
