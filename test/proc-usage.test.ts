@@ -3,7 +3,9 @@
  * resource use and status that hold natively, and the sandbox must print the same — ru_maxrss
  * and ru_minflt grow by 64 MiB / 16384 faults when 64 MiB are touched, five sleeps are five
  * voluntary switches, RUSAGE_CHILDREN is empty until a child is waited for and then equals what
- * wait4 reported (the child's CPU time and a peak RSS above the parent's), RUSAGE_THREAD; every
+ * wait4 reported (the child's CPU time and a peak RSS of at least the 32 MiB it touched; not
+ * "above the parent's": natively the parent's untouched pages may be reclaimed — this VM runs
+ * DAMON pageout — so the child's peak is sometimes below the parent's, as CI saw once), RUSAGE_THREAD; every
  * line /proc/self/status has natively, in its order, with the same signal masks (pending for the
  * thread and the process, blocked, ignored, caught), ids, groups, threads and CPUs, and memory
  * lines that add up. Then the use so far survives checkpoint/restore.
@@ -36,7 +38,7 @@ if pid == 0:
     os._exit(0)
 _, st, w = os.wait4(pid, 0)
 ch = R.getrusage(R.RUSAGE_CHILDREN)
-print('wait4: cpu', w.ru_utime + w.ru_stime > 0.15, 'maxrss above the parent +32 MiB', w.ru_maxrss > c.ru_maxrss + 30 * 1024, 'minflt > 8000', w.ru_minflt > 8000)
+print('wait4: cpu', w.ru_utime + w.ru_stime > 0.15, 'maxrss 32 MiB or more', w.ru_maxrss > 30 * 1024, 'minflt > 8000', w.ru_minflt > 8000)
 print('children == wait4', (ch.ru_utime, ch.ru_stime, ch.ru_maxrss, ch.ru_minflt) == (w.ru_utime, w.ru_stime, w.ru_maxrss, w.ru_minflt))
 th = R.getrusage(R.RUSAGE_THREAD)
 print('thread: nvcsw >= 5', th.ru_nvcsw >= 5, 'cpu', th.ru_utime + th.ru_stime > 0.15)
