@@ -44,13 +44,6 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     regression: "symlink 'a 'l\nlstat 'l",
   },
   {
-    name: 'fchmod-fchown-pipes-sockets',
-    reason: 'fchmod/fchown on a pipe or socket gives EPERM; Linux changes the pipefs/sockfs inode and succeeds',
-    owner: 'issue 9 (filesystem layer: chmod/chown of non-filesystem files)',
-    matches: (d) => (d.op === 'fchmod' || d.op === 'fchown') && r(d.native) === '0' && e(d.sandbox) === 'EPERM',
-    regression: 'pipe 0\nfchmod @0 384',
-  },
-  {
     name: 'mmap-below-mmap-min-addr',
     reason: 'a MAP_FIXED mapping below 64 KiB (mmap_min_addr) gives EPERM: the sandbox never grants CAP_SYS_RAWIO; natively the test runs as root, which may map page 0',
     owner: 'by design (as gVisor)',

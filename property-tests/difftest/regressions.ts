@@ -105,4 +105,22 @@ export const FIXED_DIFFERENCES: FixedDifference[] = [
     found: 'seed 3 path 3617',
     program: "open 'a 64 0\nfcntl @0 3 0\nopen '. 0 0\nfcntl @2 3 0\npipe 0\nfcntl @4 3 0\nopen 'a 2097152 0\nfcntl @6 3 0",
   },
+  {
+    name: 'fchmod-fchown-pipes-sockets',
+    what: 'fchmod/fchown of a pipe or socket gave EPERM (a known difference until then); Linux changes the pipefs/sockfs inode, which both ends of a pipe share, for its owner or CAP_FOWNER/CAP_CHOWN (notify_change)',
+    found: 'every campaign since seed 1 (known difference fchmod-fchown-pipes-sockets)',
+    program: "pipe 0\nfchmod @0 1517\nfstat #1\nfchown @2 1000 1001\nfstat @3\nsocketpair 1\nfchmod @0 2541\nfstat #1\nfchown @2 -1 -1\nfstat @3\nsetresuid 1000 1000 1000\nfchmod @10 511\nfstat @11\nfchmod #7 511\nfchown @13 0 -1",
+  },
+  {
+    name: 'chown-drops-setuid',
+    what: 'chown with both ids -1 kept a regular file\'s set-user-ID bit, and chown of a FIFO kept it; Linux drops it from anything but a directory, even for root (chown_common: ATTR_KILL_SUID), and set-group-ID when group-executable',
+    found: 'writing fchown of pipes (checked natively)',
+    program: "open 'a 65 420\nfchmod @0 3583\nfchown @1 -1 -1\nfstat @2\nmkfifo 'b 420\nchmod 'b 3583\nchown 'b 0 -1\nstat 'b\nmkdir 'd 493\nchmod 'd 3583\nchown 'd -1 -1\nstat 'd",
+  },
+  {
+    name: 'fifo-fstat-fchmod',
+    what: 'fstat of a FIFO opened by path showed an anonymous pipe (mode 0600, another inode), and fchmod of it did not reach the FIFO; Linux: the FIFO\'s own inode',
+    found: 'writing fchown of pipes (checked natively)',
+    program: "mkfifo 'p 420\nopen 'p 2048 0\nfstat @0\nstat 'p\nfchmod @2 384\nstat 'p\nfstat @4",
+  },
 ];

@@ -6,7 +6,7 @@ import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { OpenFileBase } from '../kernel/state.js';
 import { EPOLLONESHOT, POLLERR, POLLHUP, POLLIN } from '../abi/linux.js';
-import { FileOps, seekBySize, statByPath } from './file-ops.js';
+import { FileOps, anonInodeStat } from './file-ops.js';
 
 /** One watched file: the open file it named, the events asked for, the user data, and for EPOLLET what was last reported. */
 export interface EpollInterest { readonly fileId: number; readonly events: number; readonly data: bigint; readonly edge?: boolean; readonly seen?: number }
@@ -46,8 +46,10 @@ export const epollFileOps: FileOps<EpollFile> = {
   read: () => -E.EINVAL,
   write: () => -E.EBADF,
   readiness: (t, f) => (epollReady(t, f, false).length ? POLLIN : 0),
-  stat: (t, f) => statByPath(t, f),
-  seek: (t, f, off, whence) => seekBySize(t, f, off, whence, () => statByPath(t, f).size),
+  /** The shared anon inode (fstat used to look up its name as a path). */
+  stat: () => anonInodeStat(),
+  anonInode: true,
+  seek: (t, f) => f.offset, // noop_llseek
   /** The earliest time a watched file's readiness changes by itself (a timerfd; one level, as hostReadiness). */
   readyAt(t, f) {
     let at: bigint | undefined;

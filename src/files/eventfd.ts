@@ -2,7 +2,7 @@
 import type { OpenFileBase } from '../kernel/state.js';
 import { eventfdRead, eventfdWrite } from '../ipc/eventfd.js';
 import { POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM } from '../abi/linux.js';
-import { FileOps, anonStat } from './file-ops.js';
+import { FileOps, anonInodeStat } from './file-ops.js';
 
 /** Graph record: the counter and whether it is a semaphore (EFD_SEMAPHORE). */
 export interface EventFdFile extends OpenFileBase {
@@ -17,8 +17,9 @@ export const eventFdFileOps: FileOps<EventFdFile> = {
     const c = f.eventfd.count;
     return (c > 0n ? POLLIN | POLLRDNORM : 0) | (c < 0xfffffffffffffffen ? POLLOUT | POLLWRNORM : 0);
   },
-  /** anon_inode files: mode 0600 and no file type (as Linux's anon inode); fstat used to fail with EBADF. */
-  stat: (t, f) => anonStat(t, 0xe, f.id, 0o600),
+  /** The shared anon inode: mode 0600, no file type, owned by root (fstat used to fail with EBADF). */
+  stat: () => anonInodeStat(),
+  anonInode: true,
   seek: (t, f) => f.offset, // noop_llseek
   syncable: false,
 };

@@ -74,6 +74,20 @@ export interface FileOps<F extends OpenFileState = OpenFileState> {
    */
   readyAt?(t: Task, f: F): bigint | undefined;
   /**
+   * The inode of a file that has no filesystem node but an inode of its own (pipefs for an
+   * anonymous pipe, sockfs for a socket): its owner and permission bits, which fchmod(2),
+   * fchown(2) and chmod of its /proc/PID/fd link change (the syscalls check ownership first,
+   * as notify_change). Undefined for files of the kind that do have a node (a FIFO opened by path).
+   */
+  inodeAttrs?(t: Task, f: F): InodeAttrs | undefined;
+  /** Change what `inodeAttrs` gives (`mode`: permission bits, 0o7777), through a graph event, so checkpoints keep it. */
+  setInodeAttrs?(t: Task, f: F, a: InodeAttrs): void;
+  /**
+   * An anon_inodefs file (eventfd, epoll, timerfd, signalfd, inotify) or a pidfd: fchmod,
+   * fchown and utimensat give EOPNOTSUPP (anon_inode_setattr, pidfs_setattr), for any caller.
+   */
+  anonInode?: boolean;
+  /**
    * Save and restore. The open file's graph record (its type in src/kernel/state.ts) is
    * saved as is; `restore` rebuilds its runtime part after a restore (e.g. re-opens the host
    * file behind it) and returns why it cannot be, in one line, or undefined.
@@ -153,6 +167,26 @@ export const reopenFlags = (flags: number): number => flags & ~(O_CREAT | O_EXCL
 export function anonStat(t: Task, dev: number, ino: number, mode: number, pipeId?: number): Stat {
   const [uid, gid] = (pipeId === undefined ? undefined : t.kernel.state.pipes[pipeId]?.owner) ?? [t.tg.uid, t.tg.gid];
   return { dev, ino, nlink: 1, mode, uid, gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
+}
+
+/** Owner and permission bits (0o7777, no file type) of an inode without a filesystem node (FileOps.inodeAttrs). */
+export interface InodeAttrs {
+  readonly uid: number;
+  readonly gid: number;
+  readonly mode: number;
+}
+
+/** fstat of a pipefs or sockfs inode: file type `type` (S_IFIFO, S_IFSOCK) and its owner and permission bits. */
+export function inodeStat(dev: number, ino: number, type: number, a: InodeAttrs): Stat {
+  return { dev, ino, nlink: 1, mode: type | a.mode, uid: a.uid, gid: a.gid, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
+}
+
+/** The one inode of anon_inodefs that every eventfd, epoll, timerfd, signalfd and inotify file shares (anon_inode_inode): made at boot by root, mode 0600. */
+export const ANON_INODE_INO = 1;
+
+/** fstat of an anon_inodefs file: the shared inode, whoever created the file and asks (fs/anon_inodes.c). */
+export function anonInodeStat(): Stat {
+  return { dev: 0xe, ino: ANON_INODE_INO, nlink: 1, mode: 0o600, uid: 0, gid: 0, rdev: 0, size: 0, blksize: 4096, blocks: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n };
 }
 
 /** Readiness of a file that never blocks (regular files, devices, directories). */

@@ -25,7 +25,7 @@ import type { Node } from '../vfs/vfs.js';
 import { isDir } from '../vfs/stat.js';
 import { filter } from 'rxjs';
 import { FIONREAD, O_ACCMODE, O_NONBLOCK, O_PATH, O_RDONLY, POLLIN, POLLRDNORM } from '../abi/linux.js';
-import { FileOps, anonStat, copyToGuest } from './file-ops.js';
+import { FileOps, anonInodeStat, copyToGuest } from './file-ops.js';
 
 export const IN_ACCESS = 0x1, IN_MODIFY = 0x2, IN_ATTRIB = 0x4, IN_CLOSE_WRITE = 0x8, IN_CLOSE_NOWRITE = 0x10, IN_OPEN = 0x20;
 export const IN_MOVED_FROM = 0x40, IN_MOVED_TO = 0x80, IN_CREATE = 0x100, IN_DELETE = 0x200, IN_DELETE_SELF = 0x400, IN_MOVE_SELF = 0x800;
@@ -321,8 +321,9 @@ export const inotifyFileOps: FileOps<InotifyFile> = {
   read: (t, f, buf, count) => inotifyRead(t, f, buf, count),
   write: () => -E.EINVAL,
   readiness: (t, f) => (f.inotify.queue.length ? POLLIN | POLLRDNORM : 0),
-  /** anon_inode files: mode 0600 and no file type (as Linux's anon inode). */
-  stat: (t, f) => anonStat(t, 0xe, f.id, 0o600),
+  /** The shared anon inode: mode 0600, no file type, owned by root. */
+  stat: () => anonInodeStat(),
+  anonInode: true,
   seek: (t, f) => f.offset, // noop_llseek
   /** FIONREAD: the bytes of all queued events. */
   ioctl(t, f, req, arg) {

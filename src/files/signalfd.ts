@@ -11,7 +11,7 @@ import type { Task, SyscallResult } from '../kernel/task.js';
 import type { OpenFileBase, SigInfo } from '../kernel/state.js';
 import { sigbit, takePending } from '../kernel/signals.js';
 import { POLLIN, SFD_NONBLOCK, SIGBUS, SIGCHLD, SIGFPE, SIGILL, SIGNALFD_SIGINFO_SIZE, SIGSEGV, SIGTRAP, SI_TIMER, SI_USER } from '../abi/linux.js';
-import { FileOps, anonStat } from './file-ops.js';
+import { FileOps, anonInodeStat } from './file-ops.js';
 
 /** Graph record: the signals it reads (SIGKILL and SIGSTOP never among them). */
 export interface SignalFdFile extends OpenFileBase {
@@ -82,8 +82,9 @@ export const signalFdFileOps: FileOps<SignalFdFile> = {
   read: (t, f, buf, count) => signalfdRead(t, f, buf, count),
   write: () => -E.EINVAL,
   readiness: (t, f) => (nextPending(t, f.mask) ? POLLIN : 0),
-  /** anon_inode files: mode 0600 and no file type (as Linux's anon inode). */
-  stat: (t, f) => anonStat(t, 0xe, f.id, 0o600),
+  /** The shared anon inode: mode 0600, no file type, owned by root. */
+  stat: () => anonInodeStat(),
+  anonInode: true,
   seek: (t, f) => f.offset, // noop_llseek
   syncable: false,
 };

@@ -15,7 +15,7 @@ import type { OpenFileBase } from '../kernel/state.js';
 import type { GraphOp } from '../kernel/events.js';
 import { filter, merge } from 'rxjs';
 import { CLOCK_REALTIME, CLOCK_REALTIME_ALARM, POLLIN, TFD_IOC_SET_TICKS, TFD_NONBLOCK } from '../abi/linux.js';
-import { FileOps, anonStat, whenTimersDue } from './file-ops.js';
+import { FileOps, anonInodeStat, whenTimersDue } from './file-ops.js';
 
 /**
  * Graph record. `deadlineNs` is the next expiry on the timer's own clock (ns since the epoch for
@@ -114,8 +114,9 @@ export const timerFdFileOps: FileOps<TimerFdFile> = {
     if (tf.ticks > 0n || tf.deadlineNs === undefined) return undefined;
     return isRealtime(tf.clock) ? t.kernel.clock.monotonicNs() + (tf.deadlineNs - t.kernel.clock.realtimeNs()) : tf.deadlineNs;
   },
-  /** anon_inode files: mode 0600 and no file type (as Linux's anon inode). */
-  stat: (t, f) => anonStat(t, 0xe, f.id, 0o600),
+  /** The shared anon inode: mode 0600, no file type, owned by root. */
+  stat: () => anonInodeStat(),
+  anonInode: true,
   seek: (t, f) => f.offset, // noop_llseek
   /** TFD_IOC_SET_TICKS (CONFIG_CHECKPOINT_RESTORE): set the expiration count; EINVAL for 0. */
   ioctl(t, f, req, arg) {

@@ -67,7 +67,7 @@ export class Pipes {
     const acc = flags & 3;
     if (acc === O_WRONLY && (flags & O_NONBLOCK) && pipe.readers === 0) return -E.ENXIO;
     this.ends(pipe, acc !== O_WRONLY ? 1 : 0, acc !== 0 ? 1 : 0);
-    const f = k.newOpenFile({ kind: 'pipe', path, flags: flags & ~(0o100 | 0o200 | 0o1000), pipeId: pipe.id });
+    const f = k.newOpenFile({ kind: 'pipe', path, flags: flags & ~(0o100 | 0o200 | 0o1000), pipeId: pipe.id, inodeId: inode.id });
     const install = () => {
       const fd = k.installFd(t, f.id, !!(flags & O_CLOEXEC));
       if (fd < 0) { k.unrefFile(f.id); }

@@ -116,6 +116,7 @@ export type KernelEventBody =
   | { type: 'inode.release'; inode: number }
   | { type: 'inode.update'; inode: number; what: string }
   | { type: 'pipe.create'; pipe: number }
+  | { type: 'pipe.setattr'; pipe: number; uid: number; gid: number; mode: number }
   | { type: 'pipe.release'; pipe: number }
   | { type: 'pipe.ends'; pipe: number; readers: number; writers: number }
   | { type: 'pipe.read'; pipe: number; len: number }
@@ -149,6 +150,7 @@ export type KernelEventBody =
   | { type: 'socket.unbind'; fileId: number }
   | { type: 'socket.connect'; fileId: number; listener: number; server: number }
   | { type: 'socket.accept'; fileId: number; conn: number }
+  | { type: 'socket.setattr'; fileId: number; uid: number; gid: number; mode: number }
   | { type: 'socket.queue'; fileId: number; len: number }
   | { type: 'socket.dequeue'; fileId: number; len: number }
   | { type: 'socket.rights'; fileId: number; count: number }

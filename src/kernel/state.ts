@@ -502,6 +502,8 @@ export interface SocketState {
   readonly published?: string;
   /** The creator's filesystem uid and gid (fstat's st_uid/st_gid: sock_alloc records current_fsuid/fsgid); absent in older graphs: the pipe's or the caller's. */
   readonly owner?: [number, number];
+  /** The sockfs inode's permission bits (0o7777) after fchmod(2); absent: 0777. */
+  readonly mode?: number;
 }
 
 /** Loopback network: which socket (open-file id) holds each bound address, and the next ephemeral port. */
@@ -545,6 +547,8 @@ export interface PipeState {
   readonly writers: number;
   /** The creator's filesystem uid and gid (fstat's st_uid/st_gid, as pipefs records them); absent in older graphs: the caller's. */
   readonly owner?: [number, number];
+  /** An anonymous pipe's pipefs inode permission bits (0o7777) after fchmod(2); absent: 0600. */
+  readonly mode?: number;
   /** Bytes ever written and read (positions for fds in flight). */
   readonly written?: number;
   readonly readTotal?: number;

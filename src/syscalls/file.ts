@@ -32,6 +32,7 @@ function notified(t: Task, f: OpenFileState, r: SyscallResult, mask: number): Sy
 /** The filesystem node behind an open file, for chmod/chown/utimensat through an fd (none for the caller's stdio). */
 export function nodeOfFile(t: Task, f: OpenFileState): Node | undefined {
   if (f.kind === 'upper') return { kind: 'upper', path: f.path, inode: t.kernel.state.fs.inodes[f.inodeId] };
+  if (f.kind === 'pipe' && f.inodeId !== undefined && t.kernel.state.fs.inodes[f.inodeId]) return { kind: 'upper', path: f.path, inode: t.kernel.state.fs.inodes[f.inodeId] };
   if (f.kind === 'hostfd') return undefined;
   return t.kernel.vfs.lookup(f.path);
 }

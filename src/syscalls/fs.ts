@@ -12,12 +12,13 @@ import type { Task } from '../kernel/task.js';
 import type { OpenFileState } from '../kernel/state.js';
 import { Node, modeOf } from '../vfs/vfs.js';
 import { isDir, isLnk } from '../vfs/stat.js';
-import { nodeOfFile, truncateInode } from './file.js';
+import { nodeOfFile, statOfFile, truncateInode } from './file.js';
 import { syscall } from './entry.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, TMPFS_MAGIC } from '../abi/linux.js';
-import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT, AT_EACCESS } from '../abi/linux.js';
-import { CAP_CHOWN, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, MAY_EXEC, MAY_READ, MAY_WRITE, capable, inGroup, ownerOrCapable } from '../kernel/creds.js';
+import { AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, O_PATH, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT, AT_EACCESS } from '../abi/linux.js';
+import { CAP_CHOWN, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, MAY_EXEC, MAY_READ, MAY_WRITE, capable, inGroup, ownerOrCapable, permits } from '../kernel/creds.js';
+import type { InodeAttrs } from '../files/file-ops.js';
 import { cred } from './creds.js';
 import { checkFileGrowth } from '../kernel/rlimits.js';
 import { IN_ACCESS, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY, IN_MOVED_FROM, IN_MOVED_TO, IN_MOVE_SELF, fsObjectOf, fsnotify, fsnotifyDirent, fsnotifyGone, moveCookie } from '../files/inotify.js';
@@ -252,34 +253,72 @@ function linkAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, ne
   return 0;
 }
 
-/** Resolve a path (or an fd with AT_EMPTY_PATH) to a node for chmod/chown/utimensat. */
-function nodeAt(t: Task, dirfd: number, pathAddr: number, flags: number): Node {
+/**
+ * What chmod/chown/utimensat change: a filesystem node, or the inode of an open file that has
+ * none (a pipefs or sockfs inode: FileOps.inodeAttrs) with its owner and permission bits.
+ */
+type AttrTarget = Node | { readonly kind: 'file-inode'; readonly file: OpenFileState; readonly attrs: InodeAttrs };
+
+/**
+ * The target of an attribute change through an open file: its own inode (pipes, sockets), its
+ * node, or none (the caller's host stdio: EPERM). anon_inodefs files and pidfds: EOPNOTSUPP
+ * (anon_inode_setattr, pidfs_setattr).
+ */
+function fileTarget(t: Task, f: OpenFileState): AttrTarget {
+  const ops = t.kernel.fileOps(f);
+  if (ops.anonInode) throw new SyscallError(E.EOPNOTSUPP);
+  const attrs = ops.inodeAttrs?.(t, f);
+  if (attrs) return { kind: 'file-inode', file: f, attrs };
+  const n = nodeOfFile(t, f);
+  if (!n) throw new SyscallError(E.EPERM);
+  return n;
+}
+
+/**
+ * Resolve a path (or an fd with AT_EMPTY_PATH) to what chmod/chown/utimensat change. With no
+ * path at all (fchmod, fchown, utimensat(fd, NULL)) an O_PATH fd is EBADF (fdget skips them);
+ * fchownat(fd, "", AT_EMPTY_PATH) takes one.
+ */
+function nodeAt(t: Task, dirfd: number, pathAddr: number, flags: number): AttrTarget {
   const path = pathAddr ? pathArg(t, pathAddr) : '';
   if (path === '') {
     if (!(flags & AT_EMPTY_PATH) && pathAddr) throw new SyscallError(E.ENOENT);
     const f = t.kernel.file(t, dirfd);
-    const n = nodeOfFile(t, f);
-    if (!n) throw new SyscallError(E.EPERM);
-    return n;
+    if (!pathAddr && (f.flags & O_PATH)) throw new SyscallError(E.EBADF);
+    return fileTarget(t, f);
   }
   const n = t.kernel.vfs.resolve(path, baseDir(t, dirfd, path), !(flags & AT_SYMLINK_NOFOLLOW));
   // A followed /proc/<pid>/fd/N magic link names the open file's own inode (glibc's fchmodat with
-  // AT_SYMLINK_NOFOLLOW, used by tar, chmods "/proc/self/fd/N" of an O_PATH fd).
+  // AT_SYMLINK_NOFOLLOW, used by tar, chmods "/proc/self/fd/N" of an O_PATH fd; a pipe's is its pipefs inode).
   if (n.kind === 'synthetic' && n.node.magicFileId !== undefined && !(flags & AT_SYMLINK_NOFOLLOW)) {
     const f = t.kernel.state.openFiles[n.node.magicFileId];
-    const target = f ? nodeOfFile(t, f) : undefined;
-    if (target) return target;
+    if (f) {
+      const ops = t.kernel.fileOps(f);
+      if (ops.anonInode || ops.inodeAttrs?.(t, f)) return fileTarget(t, f);
+      const target = nodeOfFile(t, f);
+      if (target) return target;
+    }
   }
   return n;
 }
 
+/** Owner, group and mode (with its file type) of what an attribute change targets. */
+function ownerOfTarget(t: Task, n: AttrTarget): { mode: number; uid: number; gid: number } {
+  if (n.kind !== 'file-inode') return t.kernel.vfs.owner(n);
+  return { ...n.attrs, mode: (statOfFile(t, n.file).mode & S_IFMT) | n.attrs.mode };
+}
+
 /** chmod(2): the owner or CAP_FOWNER (EPERM); set-group-ID is dropped for a group the caller is not in, without CAP_FSETID. */
-function chmodNode(t: Task, n: Node, mode: number): number {
+function chmodNode(t: Task, n: AttrTarget, mode: number): number {
   if (n.kind === 'synthetic') return -E.EPERM;
-  const c = cred(t), o = t.kernel.vfs.owner(n);
+  const c = cred(t), o = ownerOfTarget(t, n);
   if (!ownerOrCapable(c, o.uid)) return -E.EPERM;
   mode &= 0o7777;
   if (!inGroup(c, o.gid) && !capable(c, CAP_FSETID)) mode &= ~0o2000;
+  if (n.kind === 'file-inode') {
+    t.kernel.fileOps(n.file).setInodeAttrs!(t, n.file, { ...n.attrs, mode });
+    return 0;
+  }
   if (t.kernel.vfs.isVolumeNode(n)) {
     t.kernel.vfs.hostChange(n, (tree, key) => tree.chmod!(key, mode));
     fsnotify(t.kernel, fsObjectOf(n), IN_ATTRIB);
@@ -295,16 +334,35 @@ function chmodNode(t: Task, n: Node, mode: number): number {
 }
 
 /**
- * chown(2) (fs/attr.c chown_ok, chgrp_ok): a new owner needs CAP_CHOWN; the owner may give
- * the file to a group it is in. A regular file loses set-user-ID (and set-group-ID when
- * group-executable).
+ * The mode after chown(2) of anything but a directory (chown_common, even with both ids -1):
+ * set-user-ID is dropped, and set-group-ID when group-executable or when the caller is neither
+ * in the file's group nor has CAP_FSETID (setattr_should_drop_sgid). For root too.
  */
-function chownNode(t: Task, n: Node, uid: number, gid: number): number {
+function modeAfterChown(t: Task, o: { mode: number; gid: number }): number {
+  let m = o.mode;
+  if ((m & S_IFMT) === S_IFDIR) return m;
+  m &= ~0o4000;
+  const c = cred(t);
+  if ((m & 0o2000) && ((m & 0o010) || (!inGroup(c, o.gid) && !capable(c, CAP_FSETID)))) m &= ~0o2000;
+  return m;
+}
+
+/**
+ * chown(2) (fs/attr.c chown_ok, chgrp_ok): a new owner needs CAP_CHOWN; the owner may give
+ * the file to a group it is in. Anything but a directory loses set-user-ID (modeAfterChown).
+ */
+function chownNode(t: Task, n: AttrTarget, uid: number, gid: number): number {
   if (n.kind === 'synthetic') return -E.EPERM;
-  const c = cred(t), o = t.kernel.vfs.owner(n);
+  const c = cred(t), o = ownerOfTarget(t, n);
   if (uid !== 0xffffffff && uid !== o.uid && !capable(c, CAP_CHOWN)) return -E.EPERM;
   if (uid !== 0xffffffff && uid === o.uid && c.fsuid !== o.uid && !capable(c, CAP_CHOWN)) return -E.EPERM;
   if (gid !== 0xffffffff && !capable(c, CAP_CHOWN) && !(c.fsuid === o.uid && (gid === o.gid || inGroup(c, gid)))) return -E.EPERM;
+  if (n.kind === 'file-inode') {
+    t.kernel.fileOps(n.file).setInodeAttrs!(t, n.file, {
+      uid: uid !== 0xffffffff ? uid : o.uid, gid: gid !== 0xffffffff ? gid : o.gid, mode: modeAfterChown(t, o) & 0o7777,
+    });
+    return 0;
+  }
   if (t.kernel.vfs.isVolumeNode(n)) {
     t.kernel.vfs.hostChange(n, (tree, key) => tree.chown!(key, uid === 0xffffffff ? -1 : uid, gid === 0xffffffff ? -1 : gid));
     fsnotify(t.kernel, fsObjectOf(n), IN_ATTRIB);
@@ -312,11 +370,7 @@ function chownNode(t: Task, n: Node, uid: number, gid: number): number {
   }
   const ino = t.kernel.vfs.copyUp(n);
   const u = uid !== 0xffffffff ? uid : ino.uid, g = gid !== 0xffffffff ? gid : ino.gid;
-  let m = ino.mode;
-  if ((uid !== 0xffffffff || gid !== 0xffffffff) && (m & S_IFMT) === S_IFREG) {
-    m &= ~0o4000;
-    if (m & 0o010) m &= ~0o2000;
-  }
+  const m = modeAfterChown(t, ino);
   t.kernel.emit({ type: 'file.chown', inode: ino.id, uid: u, gid: g }, [
     ['set', ['fs', 'inodes', ino.id, 'uid'], u], ['set', ['fs', 'inodes', ino.id, 'gid'], g], ['set', ['fs', 'inodes', ino.id, 'mode'], m],
     ['set', ['fs', 'inodes', ino.id, 'ctimeNs'], t.kernel.clock.realtimeNs()],
@@ -344,11 +398,12 @@ function utimensat(t: Task): number {
   }
   if (omitA && omitM) return 0;
   // Explicit times: the owner or CAP_FOWNER (EPERM); "now": also anyone who may write it (EACCES).
-  const c = cred(t), o = t.kernel.vfs.owner(n);
+  const c = cred(t), o = ownerOfTarget(t, n);
   if (!ownerOrCapable(c, o.uid)) {
     if (explicit) return -E.EPERM;
-    if (!t.kernel.vfs.permits(c, n, MAY_WRITE)) return -E.EACCES;
+    if (!permits(c, o.mode, o.uid, o.gid, MAY_WRITE, false)) return -E.EACCES;
   }
+  if (n.kind === 'file-inode') return 0; // a pipefs/sockfs inode's times are not kept (fstat shows 0)
   if (t.kernel.vfs.isVolumeNode(n)) {
     t.kernel.vfs.hostChange(n, (tree, key) => tree.utimes!(key, omitA ? undefined : at, omitM ? undefined : mt));
     fsnotify(t.kernel, fsObjectOf(n), !omitA && !omitM ? IN_ATTRIB : omitM ? IN_ACCESS : IN_MODIFY);
