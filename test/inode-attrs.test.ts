@@ -5,7 +5,8 @@
  * through fchownat(AT_EMPTY_PATH) and chmod of /proc/self/fd/N; anon_inodefs files (eventfd,
  * epoll, timerfd, signalfd, inotify) and pidfds give EOPNOTSUPP to anyone and share one inode
  * owned by root; fchmod/fchown of an O_PATH fd are EBADF; a FIFO opened by path is its own
- * inode; chown drops set-user-ID from anything but a directory. One C program prints the same
+ * inode; chown drops set-user-ID from anything but a directory; reopening a pipe through
+ * /proc/self/fd/N checks its mode. One C program prints the same
  * lines natively and in the sandbox, and the changed modes and owners survive a
  * checkpoint/restore.
  */
@@ -100,6 +101,11 @@ int main(int argc, char **argv) {
     report("uid 1000: fchmod its bound socket", fchmod(u, 0600));
     report("uid 1000: fchmod an eventfd", fchmod(e, 0666));
     int q2[2]; pipe(q2); st("uid 1000: its new pipe", q2[0]);
+    fchmod(q2[0], 0200); snprintf(path, sizeof path, "/proc/self/fd/%d", q2[0]);
+    report("uid 1000: reopen its 0200 pipe to read", open(path, O_RDONLY));
+    report("uid 1000: reopen it to write", open(path, O_WRONLY) < 0 ? -1 : 0);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", q[0]);
+    report("uid 1000: reopen root's pipe to read", open(path, O_RDONLY));
     int s2 = socket(AF_UNIX, SOCK_STREAM, 0); st("uid 1000: its new socket", s2);
     st("uid 1000: a new eventfd", eventfd(0, 0));
     fflush(stdout); _exit(0);

@@ -20,7 +20,8 @@ import { fcntlLock } from './locks.js';
 import { isMessageSocket, socketReadv, socketWritev } from '../net/socket.js';
 import { hostInetRecv, hostInetSend, hostInetSendBytes } from '../net/hostinet.js';
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, FD_CLOEXEC, FIOCLEX, FIONBIO, FIONCLEX, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_GETOWN, F_GETPIPE_SZ, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, F_SETOWN, F_SETPIPE_SZ, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_WRITE, SIGPIPE, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG } from '../abi/linux.js';
-import { MAY_READ, MAY_WRITE } from '../kernel/creds.js';
+import { MAY_READ, MAY_WRITE, permits } from '../kernel/creds.js';
+import { cred } from './creds.js';
 import { IN_ACCESS, IN_CREATE, IN_MODIFY, IN_OPEN, fsnotifyDirent, fsnotifyFile } from '../files/inotify.js';
 
 /** A read (IN_ACCESS) or write (IN_MODIFY) that moved bytes: the event on the file (fsnotify_access/modify in vfs_read/vfs_write). */
@@ -112,10 +113,18 @@ export function openNode(t: Task, n: Node, flags: number, created = false): Open
   return f;
 }
 
-/** Open /proc/self/fd/N again: a new open file description of the same object (offset 0), as its kind's `reopen` says. */
+/**
+ * Open /proc/self/fd/N again: a new open file description of the same object (offset 0), as its
+ * kind's `reopen` says. A pipe's or socket's own inode is checked first like any inode (may_open:
+ * EACCES for the access mode its owner and mode bits refuse; a socket then gives ENXIO).
+ */
 function reopen(t: Task, fileId: number, flags: number): OpenFileState {
   const target = t.kernel.state.openFiles[fileId];
   if (!target) throw new SyscallError(E.ENOENT);
+  const a = t.kernel.fileOps(target).inodeAttrs?.(t, target);
+  const acc = flags & O_ACCMODE;
+  const mask = (acc === O_WRONLY ? 0 : MAY_READ) | (acc !== O_RDONLY ? MAY_WRITE : 0); // O_TRUNC is dropped for pipes and sockets
+  if (a && !(flags & O_PATH) && !permits(cred(t), a.mode, a.uid, a.gid, mask, false)) throw new SyscallError(E.EACCES);
   return fileReopen(t, target, flags);
 }
 
