@@ -123,4 +123,16 @@ export const FIXED_DIFFERENCES: FixedDifference[] = [
     found: 'writing fchown of pipes (checked natively)',
     program: "mkfifo 'p 420\nopen 'p 2048 0\nfstat @0\nstat 'p\nfchmod @2 384\nstat 'p\nfstat @4",
   },
+  {
+    name: 'seek-data-negative-offset',
+    what: 'lseek(SEEK_DATA or SEEK_HOLE) with a negative offset gave EPERM (the offset was set to -1); Linux compares the offset unsigned against the size: ENXIO (generic_file_llseek_size, iomap_seek_data)',
+    found: 'seed 5 path 1585',
+    program: "open 'a 66 420\nlseek @0 -1 3\nlseek @1 -1 4\nwrite @2 5\nlseek @3 -1 3\nlseek @4 -1 4\nlseek @5 1 3\nlseek @6 1 4\nlseek @7 5 4",
+  },
+  {
+    name: 'rename-dot-parent-not-directory',
+    what: 'rename of "d/.." (or to it) where d is not a directory gave EBUSY; Linux looks both parents up first (filename_parentat): ENOTDIR, before the EBUSY of a "." or ".." last component',
+    found: 'seed 5 path 1900',
+    program: "mkfifo 'd 0\nrename 'd/.. 'a\nrename 'a 'd/..\nrename 'nonexistent/x/.. 'a\nrename 'd/.. 'nonexistent/x",
+  },
 ];

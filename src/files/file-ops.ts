@@ -119,7 +119,7 @@ export function seekBySize(t: Task, f: OpenFileState, off: number, whence: numbe
     case SEEK_END: base = size(); break;
     case SEEK_DATA: case SEEK_HOLE: {
       const s = size();
-      if (off >= s) return -E.ENXIO;
+      if (off < 0 || off >= s) return -E.ENXIO; // an unsigned comparison (generic_file_llseek_size, iomap_seek_data)
       t.kernel.seek(f, whence === SEEK_DATA ? off : s);
       return f.offset;
     }

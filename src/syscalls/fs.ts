@@ -115,15 +115,17 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
   const oldPath = pathArg(t, oldAddr), newPath = pathArg(t, newAddr);
   // A last component of "." or ".." on either side is EBUSY before the old name is looked up (do_renameat2).
   const dotLast = (p: string) => /(^|\/)\.\.?\/*$/.test(p);
-  // Both parents are looked up first (filename_parentat): a missing one is ENOENT.
-  const parentMissing = (p: string, dirfd: number) => {
+  // Both parents are looked up first (filename_parentat): a missing one is ENOENT, one that is not a directory ENOTDIR.
+  const parentError = (p: string, dirfd: number): number => {
     const i = p.replace(/\/+$/, '').lastIndexOf('/');
-    return i > 0 && !vfs.walk(p.slice(0, i), baseDir(t, dirfd, p), true).node;
+    if (i <= 0) return 0;
+    const parent = vfs.walk(p.slice(0, i), baseDir(t, dirfd, p), true).node;
+    return !parent ? E.ENOENT : !isDir(modeOf(parent)) ? E.ENOTDIR : 0;
   };
   if (oldPath === '' || newPath === '') return -E.ENOENT; // getname of an empty path, before anything else
   if (dotLast(oldPath) || dotLast(newPath)) {
-    if (parentMissing(oldPath, olddirfd) || parentMissing(newPath, newdirfd)) return -E.ENOENT;
-    return -E.EBUSY;
+    const err = parentError(oldPath, olddirfd) || parentError(newPath, newdirfd);
+    return -(err || E.EBUSY);
   }
   const from = vfs.walk(oldPath, baseDir(t, olddirfd, oldPath), false);
   if (!from.node) return -E.ENOENT;
