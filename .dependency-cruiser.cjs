@@ -44,6 +44,13 @@ module.exports = {
       to: { path: '(^|/)node_modules/koffi/' },
     },
     {
+      name: 'verify-worker-loads-no-native-addon',
+      comment: 'The restore\'s page verifier (a worker thread, terminated when the sandbox ends) must load no native addon: a worker terminated while koffi (or cbor-extract) initialises or declares functions aborts the whole process (FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw).',
+      severity: 'error',
+      from: { path: '^snapshots/verify-worker\\.ts$' },
+      to: { path: '(^|/)node_modules/(koffi|cbor-x|cbor-extract|level|classic-level)/', reachable: true },
+    },
+    {
       name: 'no-value-cycles',
       comment: 'No import cycle among value imports (a module must import on its own, first). Type-only imports may cycle.',
       severity: 'error',

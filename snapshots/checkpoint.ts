@@ -18,7 +18,7 @@ import { PAGE_CHECK_BYTES, PAGE_SIZE, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
 import { hostInetDescriptions } from '../src/net/hostinet.js';
-import { verifyPages } from './pages.js';
+import { pageFileDataRanges, verifyPages } from './pages.js';
 import { hostCpuFeatures, missingCpuFeatures } from '../platforms/host/cpu-features.js';
 
 export interface CheckpointResult extends CheckpointSummary {
@@ -335,7 +335,9 @@ function startVerifier(opened: OpenedCheckpoint): Worker | Error {
     // The worker opens its own descriptor of the same file (the memory file owns pageFd).
     const path = `/proc/self/fd/${opened.pageFd}`;
     const layerPaths = opened.layers.map((l) => `/proc/self/fd/${l.fd}`);
-    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: opened.runs, pageFileBytes: opened.pageFileBytes, layerPaths } });
+    // The worker loads no koffi (see verify-worker.ts): the data ranges are found here.
+    const dataRanges = pageFileDataRanges(opened.pageFd, opened.pageFileBytes);
+    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: opened.runs, pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths } });
     worker.unref();
     return worker;
   } catch (e) {

@@ -7,8 +7,12 @@
  * Everything here is synchronous and free of I/O so it can be unit-tested directly.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { crc32 } from 'node:zlib';
 import { Decoder, Encoder } from 'cbor-x';
+import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun } from './page-format.js';
+
+// Pages and pagemap runs: in a module of their own, which loads no native addon (the restore's
+// page verifier, a worker thread, uses them; see ./page-format.ts).
+export { PAGE_CHECK_BYTES, PAGE_SIZE, ZERO_PAGE, isZeroPage, pageCheck, runLayer, type PagemapRun } from './page-format.js';
 
 /** Value of the `magic` field of every manifest. */
 export const FORMAT_MAGIC = 'snapvisor-checkpoint';
@@ -22,12 +26,8 @@ export const FORMAT_VERSION = 3;
 /** The version of a checkpoint that holds all of its pages itself (no `layers`). */
 export const FULL_FORMAT_VERSION = 2;
 
-/** Size of a guest page and of every `page/` record, in bytes. */
-export const PAGE_SIZE = 4096;
 /** Size of a sha256 digest, in bytes. */
 export const HASH_BYTES = 32;
-/** Size of a page checksum in the pagemap (CRC-32, little-endian), in bytes. */
-export const PAGE_CHECK_BYTES = 4;
 /** Maximum size of one `graph/<id>/<n>` chunk, in bytes (1 MiB). */
 export const GRAPH_CHUNK_BYTES = 1 << 20;
 
@@ -91,21 +91,6 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** CRC-32 (zlib's, as gzip uses) of `len` bytes of `buf` from byte `at`. */
-export function pageCheck(buf: Uint8Array, at = 0, len = PAGE_SIZE): number {
-  return crc32(buf.subarray(at, at + len)) >>> 0;
-}
-
-/** A page of zeros, for fast comparisons (never mutate it). */
-export const ZERO_PAGE: Buffer = Buffer.alloc(PAGE_SIZE);
-
-/**
- * True if the `PAGE_SIZE` bytes of `buf` starting at byte `at` are all zero
- * (a native memcmp against {@link ZERO_PAGE}; `buf` must hold the whole page).
- */
-export function isZeroPage(buf: Buffer, at: number): boolean {
-  return buf.compare(ZERO_PAGE, 0, PAGE_SIZE, at, at + PAGE_SIZE) === 0;
-}
 
 // ---------------------------------------------------------------------------
 // CBOR
@@ -280,17 +265,6 @@ export function pageCount(sizeBytes: number): number {
 // ---------------------------------------------------------------------------
 // Pagemap
 
-/**
- * One run of consecutive non-zero pages: the byte offset of its first page in the
- * memory file (a multiple of PAGE_SIZE) and the CRC-32 of each page, concatenated
- * (4 bytes little-endian per page, in address order); in an incremental checkpoint
- * (format 3) optionally a third element `layer` ≥ 1: the run's pages are in the page file
- * of checkpoint `manifest.layers[layer - 1]` (at the same offsets), not in its own.
- */
-export type PagemapRun = [memOffset: number, checks: Uint8Array, layer?: number];
-
-/** The layer of a run: 0 for the checkpoint's own page file, k ≥ 1 for `layers[k - 1]`. */
-export const runLayer = (run: PagemapRun): number => run[2] ?? 0;
 
 /** Encode a run list (runs in increasing offset order, non-overlapping). */
 export function encodePagemap(runs: PagemapRun[]): Buffer {

@@ -1,106 +1,37 @@
 /**
- * Checking a page file against its pagemap (used by `store check` and, in a worker thread,
- * by every restore). Only node:fs, lseek (SEEK_DATA/SEEK_HOLE, through the host's libc) and
- * the pure format helpers: a worker that loads this module does not load LevelDB.
+ * Checking a page file against its pagemap (used by `store check` and by every restore):
+ * finds the file's data ranges with lseek (SEEK_DATA/SEEK_HOLE, through the host's libc) and
+ * checks them with ./page-check.ts. A worker thread gets the ranges from its parent and uses
+ * ./page-check.ts alone (it must not load koffi: see there).
  */
-import fs from 'node:fs';
 import { SEEK_DATA, SEEK_HOLE, lseek } from '../platforms/host/libc.js';
-import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, isZeroPage, pageCheck, runLayer } from './format.js';
-
-/** Bytes read per call while verifying. */
-const VERIFY_CHUNK_BYTES = 4 << 20;
+import type { PagemapRun } from './format.js';
+import { checkPageFile } from './page-check.js';
 
 /**
- * Check a page file's contents against its pagemap: every page in a run has its CRC-32,
- * every other page is zero. Reads, in 4 MiB pieces through `fd`, the file's data runs
- * (SEEK_DATA/SEEK_HOLE: its holes are zero pages by definition, so a sparse 4 GiB file costs
- * only its data) and every pagemap run (a stored page lost to a hole fails its checksum).
- * Returns undefined if all is well, else one line naming the first bad page (its byte
- * offset in the memory file). Synchronous: run it in a worker thread when a guest waits.
+ * The data ranges of the first `pageFileBytes` bytes of page file `fd`: byte [start, end)
+ * pairs in increasing order (SEEK_DATA/SEEK_HOLE; everything else is a hole, zeros). A file
+ * system without SEEK_DATA reports the whole file as data.
  */
-export function verifyPages(fd: number, allRuns: PagemapRun[], pageFileBytes: number, layerFds: readonly number[] = []): string | undefined {
-  // An incremental checkpoint's own file holds only its layer-0 runs (every other page is a hole);
-  // the pages of each inherited layer are checked where they are.
-  const runs = allRuns.some((r) => runLayer(r) !== 0) ? allRuns.filter((r) => runLayer(r) === 0) : allRuns;
-  for (let k = 1; k <= layerFds.length; k++) {
-    const bad = verifyRuns(layerFds[k - 1], allRuns.filter((r) => runLayer(r) === k));
-    if (bad) return bad;
-  }
-  const buf = Buffer.allocUnsafe(VERIFY_CHUNK_BYTES);
-  let r = 0;
-  for (const [start, end] of rangesToCheck(fd, runs, pageFileBytes)) {
-    for (let off = start; off < end; off += VERIFY_CHUNK_BYTES) {
-      const len = Math.min(VERIFY_CHUNK_BYTES, end - off);
-      let got = 0;
-      while (got < len) {
-        const n = fs.readSync(fd, buf, got, len - got, off + got);
-        if (n === 0) return `its page file ends at offset 0x${(off + got).toString(16)}, expected 0x${pageFileBytes.toString(16)}`;
-        got += n;
-      }
-      for (let p = 0; p < len; p += PAGE_SIZE) {
-        const at = off + p;
-        while (r < runs.length && runs[r][0] + (runs[r][1].length / PAGE_CHECK_BYTES) * PAGE_SIZE <= at) r++;
-        const run = runs[r];
-        if (run && at >= run[0]) {
-          const i = (at - run[0]) / PAGE_SIZE;
-          const c = run[1];
-          const want = (c[i * 4] | (c[i * 4 + 1] << 8) | (c[i * 4 + 2] << 16) | (c[i * 4 + 3] << 24)) >>> 0;
-          if (pageCheck(buf, p) !== want) return `page at offset 0x${at.toString(16)} failed its checksum`;
-        } else if (!isZeroPage(buf, p)) {
-          return `page at offset 0x${at.toString(16)} should be zero but holds data`;
-        }
-      }
-    }
-  }
-  const size = fs.fstatSync(fd).size;
-  if (size < pageFileBytes) return `its page file ends at offset 0x${size.toString(16)}, expected 0x${pageFileBytes.toString(16)}`;
-  return undefined;
-}
-
-/** The page-aligned [start, end) ranges of the page file to read: its data runs and the pagemap's runs, sorted and merged. */
-function rangesToCheck(fd: number, runs: PagemapRun[], pageFileBytes: number): Array<[number, number]> {
-  const all: Array<[number, number]> = [];
-  for (const [off, sums] of runs) all.push([off, Math.min(pageFileBytes, off + (sums.length / PAGE_CHECK_BYTES) * PAGE_SIZE)]);
+export function pageFileDataRanges(fd: number, pageFileBytes: number): Array<[number, number]> {
+  const ranges: Array<[number, number]> = [];
   for (let pos = 0; pos < pageFileBytes;) {
     const data = lseek(fd, pos, SEEK_DATA);
     if (data < 0 || data >= pageFileBytes) break;
     let hole = lseek(fd, data, SEEK_HOLE);
     if (hole < 0 || hole > pageFileBytes) hole = pageFileBytes;
-    all.push([Math.floor(data / PAGE_SIZE) * PAGE_SIZE, Math.min(pageFileBytes, Math.ceil(hole / PAGE_SIZE) * PAGE_SIZE)]);
+    ranges.push([data, hole]);
     pos = hole;
   }
-  all.sort((a, b) => a[0] - b[0]);
-  const merged: Array<[number, number]> = [];
-  for (const [a, b] of all) {
-    const last = merged[merged.length - 1];
-    if (last && a <= last[1]) last[1] = Math.max(last[1], b); else if (b > a) merged.push([a, b]);
-  }
-  return merged;
+  return ranges;
 }
 
 /**
- * Check only the pages of `runs` in the page file `fd` (an inherited layer: its other pages
- * belong to other checkpoints). Returns undefined, or one line naming the first bad page.
+ * Check a page file's contents against its pagemap (checkPageFile of ./page-check.ts over the
+ * file's data ranges): undefined if all is well, else one line naming the first bad page.
+ * `layerFds[k - 1]`: the page file of layer k. Synchronous: a restore whose guest waits runs
+ * checkPageFile in a worker thread instead.
  */
-function verifyRuns(fd: number, runs: PagemapRun[]): string | undefined {
-  for (const [start, checks] of runs) {
-    const n = checks.length / PAGE_CHECK_BYTES;
-    for (let first = 0; first < n; first += VERIFY_CHUNK_BYTES / PAGE_SIZE) {
-      const count = Math.min(VERIFY_CHUNK_BYTES / PAGE_SIZE, n - first);
-      const buf = Buffer.alloc(count * PAGE_SIZE);
-      const at = start + first * PAGE_SIZE;
-      let got = 0;
-      while (got < buf.length) {
-        const r = fs.readSync(fd, buf, got, buf.length - got, at + got);
-        if (r === 0) return `the page file of a checkpoint it inherits pages from ends at offset 0x${(at + got).toString(16)}`;
-        got += r;
-      }
-      for (let j = 0; j < count; j++) {
-        const i = first + j;
-        const want = (checks[i * 4] | (checks[i * 4 + 1] << 8) | (checks[i * 4 + 2] << 16) | (checks[i * 4 + 3] << 24)) >>> 0;
-        if (pageCheck(buf, j * PAGE_SIZE) !== want) return `page at offset 0x${(at + j * PAGE_SIZE).toString(16)} (inherited) failed its checksum`;
-      }
-    }
-  }
-  return undefined;
+export function verifyPages(fd: number, allRuns: PagemapRun[], pageFileBytes: number, layerFds: readonly number[] = []): string | undefined {
+  return checkPageFile(fd, allRuns, pageFileBytes, pageFileDataRanges(fd, pageFileBytes), layerFds);
 }

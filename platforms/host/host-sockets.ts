@@ -184,8 +184,9 @@ export class LinuxHostSockets implements HostSockets {
         for (let i = 1; i < fds.length; i++) revents.set(fds[i], v.getUint16(i * 8 + 6, true));
         for (const w of [...this.watches]) {
           const r = revents.get(w.fd);
-          // Called outside koffi's completion callback: an exception thrown into koffi's callback
-          // is a fatal error of the whole process (napi_throw), not a JavaScript exception.
+          // Called outside koffi's completion callback (a Node-API callback: the kernel's code
+          // does not run inside it). The abort once blamed on it (FATAL ERROR: napi_throw) was the
+          // restore's page verifier being terminated while it loaded koffi (snapshots/verify-worker.ts).
           if (r && !w.fired && (r & (w.events | POLLERR | POLLHUP | POLLNVAL))) { w.fired = true; queueMicrotask(() => w.ready()); }
         }
       }

@@ -80,10 +80,14 @@ export class HostStreams {
       const s = this.ready.get(fd);
       if (!s?.size || this.destroyed) return;
       if (!err && n > 0) {
-        for (const cb of [...s]) cb();
-        // Still waited for after the wake-up (the reader could not take the bytes yet, e.g. during
-        // a checkpoint): look again shortly rather than spin on a stream that stays readable.
-        if (s.size) setTimeout(() => { if (s.size) this.arm(fd); }, 2);
+        // The waiters run in a microtask, not inside koffi's completion callback: JavaScript
+        // there is a Node-API callback, whose exceptions would escape through koffi.
+        queueMicrotask(() => {
+          for (const cb of [...s]) cb();
+          // Still waited for after the wake-up (the reader could not take the bytes yet, e.g. during
+          // a checkpoint): look again shortly rather than spin on a stream that stays readable.
+          if (s.size) setTimeout(() => { if (s.size) this.arm(fd); }, 2);
+        });
       } else this.arm(fd);
     });
   }

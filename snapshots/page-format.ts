@@ -1,0 +1,41 @@
+/**
+ * Pages and pagemap runs of the snapshot format (docs/snapshot-format.md): constants and the
+ * pure helpers that check a page. Re-exported by ./format.ts; a module of its own because it
+ * loads no native addon (no koffi, no cbor-x/cbor-extract): the restore's page verifier runs
+ * in a worker thread that may be terminated at any moment, and a native addon being loaded
+ * by a worker under termination aborts the whole process (see ./verify-worker.ts).
+ */
+import { crc32 } from 'node:zlib';
+
+/** Size of a guest page and of every `page/` record, in bytes. */
+export const PAGE_SIZE = 4096;
+/** Size of a page checksum in the pagemap (CRC-32, little-endian), in bytes. */
+export const PAGE_CHECK_BYTES = 4;
+
+/** CRC-32 (zlib's, as gzip uses) of `len` bytes of `buf` from byte `at`. */
+export function pageCheck(buf: Uint8Array, at = 0, len = PAGE_SIZE): number {
+  return crc32(buf.subarray(at, at + len)) >>> 0;
+}
+
+/** A page of zeros, for fast comparisons (never mutate it). */
+export const ZERO_PAGE: Buffer = Buffer.alloc(PAGE_SIZE);
+
+/**
+ * True if the `PAGE_SIZE` bytes of `buf` starting at byte `at` are all zero
+ * (a native memcmp against {@link ZERO_PAGE}; `buf` must hold the whole page).
+ */
+export function isZeroPage(buf: Buffer, at: number): boolean {
+  return buf.compare(ZERO_PAGE, 0, PAGE_SIZE, at, at + PAGE_SIZE) === 0;
+}
+
+/**
+ * One run of consecutive non-zero pages: the byte offset of its first page in the
+ * memory file (a multiple of PAGE_SIZE) and the CRC-32 of each page, concatenated
+ * (4 bytes little-endian per page, in address order); in an incremental checkpoint
+ * (format 3) optionally a third element `layer` ≥ 1: the run's pages are in the page file
+ * of checkpoint `manifest.layers[layer - 1]` (at the same offsets), not in its own.
+ */
+export type PagemapRun = [memOffset: number, checks: Uint8Array, layer?: number];
+
+/** The layer of a run: 0 for the checkpoint's own page file, k ≥ 1 for `layers[k - 1]`. */
+export const runLayer = (run: PagemapRun): number => run[2] ?? 0;
