@@ -33,6 +33,12 @@ interface Clone { child: ChildProcess; ctl: number; state: 'starting' | 'ready' 
 
 /** A write fault to replay: [address space id, guest address]. */
 type Fault = [number, number];
+/** Pages a guest touched, to touch in a waiting clone's stubs: [address space id, guest address, pages]. */
+type PageRun = [number, number, number];
+/** Most pages a working set touches in each waiting clone (256 MiB). */
+const MAX_WORKING_PAGES = 65536;
+/** What the first take's guest did early on: its write faults and the pages it touched. */
+interface WorkingSet { faults: Fault[]; pages: PageRun[] }
 /** Most write faults a working set holds (each copies at most one 64 KiB chunk: 128 MiB). */
 const MAX_WORKING_SET = 2048;
 /** How long after resuming its guest a clone records the write faults it takes (ms). */
@@ -106,11 +112,11 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   const waiting: Take[] = [];
   let served = 0, failedInARow = 0, everReady = false, closing = false;
   /** The write faults the first take's guest made early on: replayed by every clone before it is ready. */
-  let workingSet: Fault[] | undefined;
+  let workingSet: WorkingSet | undefined;
   const sendPrefetch = (clone: Clone) => {
     clone.prefetched = true;
     clone.state = 'starting';
-    (clone.child.stdio[3] as net.Socket).write(JSON.stringify({ op: 'prefetch', faults: workingSet }) + '\n');
+    (clone.child.stdio[3] as net.Socket).write(JSON.stringify({ op: 'prefetch', ...workingSet }) + '\n');
   };
   let startFailure: ((msg: string) => void) | undefined;
   const ready = () => [...clones].filter((c) => c.state === 'ready');
@@ -122,7 +128,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   };
   const startClone = () => {
     // Its own session: the terminal's ^C to `pool serve` is not the clones' business.
-    const child = spawn(process.execPath, [...process.execArgv, process.argv[1], '__pool-clone', store, id], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true, env: cloneEnv });
+    const child = spawn(process.execPath, [...process.execArgv, '--expose-gc', process.argv[1], '__pool-clone', store, id], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true, env: cloneEnv });
     const clone: Clone = { child, ctl: fdOf(child.stdio[3] as net.Socket), state: 'starting', pid: child.pid ?? 0, prefetched: false };
     clones.add(clone);
     const ctl = child.stdio[3] as net.Socket;
@@ -134,8 +140,11 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
         everReady = true;
         dispatch();
         refill();
-      } else if (m.event === 'working-set' && !workingSet && Array.isArray(m.faults) && m.faults.length) {
-        workingSet = (m.faults as Fault[]).filter((f) => Array.isArray(f) && f.length === 2 && f.every(Number.isSafeInteger)).slice(0, MAX_WORKING_SET);
+      } else if (m.event === 'working-set' && !workingSet && Array.isArray(m.faults) && Array.isArray(m.pages) && (m.faults.length || m.pages.length)) {
+        workingSet = {
+          faults: (m.faults as Fault[]).filter((f) => Array.isArray(f) && f.length === 2 && f.every(Number.isSafeInteger)).slice(0, MAX_WORKING_SET),
+          pages: (m.pages as PageRun[]).filter((f) => Array.isArray(f) && f.length === 3 && f.every(Number.isSafeInteger)),
+        };
         for (const c of ready()) sendPrefetch(c);
       } else if (m.event === 'failed') {
         fail(`pool: a clone of checkpoint ${id} failed to start: ${String(m.error)}`);
@@ -196,7 +205,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       try { req = JSON.parse(got.data.toString().split('\n')[0]); } catch { /* below */ }
       const answer = (v: Record<string, unknown>) => { got.fds.forEach(closeFd); conn.resume(); conn.end(JSON.stringify(v) + '\n'); };
       if (req.op === 'status') {
-        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, served, waiting: waiting.length, workingSet: workingSet?.length ?? 0, clones: [...clones].map((c) => ({ pid: c.pid, state: c.state })) });
+        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, served, waiting: waiting.length, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.pid, state: c.state })) });
         return;
       }
       if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }
@@ -244,33 +253,85 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
 
 /**
  * Record the write faults the restored address spaces take (through each one's
- * `handleWriteFault`) while `on`: the working set a guest writes right after it resumes.
+ * `handleWriteFault`) while `on`, and, by `snapshot()`, the pages the guest has touched since
+ * it resumed (AddressSpace.residentRuns: the stubs' page tables): the working set a guest uses
+ * right after it resumes. A task's pages are taken before its host process goes.
  */
-function recordWriteFaults(kernel: Kernel): { on: boolean; list: Fault[] } {
-  const rec = { on: false, list: [] as Fault[] };
+function recordWorkingSet(kernel: Kernel): { on: boolean; faults: Fault[]; pages: PageRun[]; snapshot(): void } {
+  const rec = {
+    on: false, faults: [] as Fault[], pages: [] as PageRun[],
+    snapshot(): void {
+      for (const as of kernel.addressSpaces.values()) takePages(as.id, as.residentRuns());
+    },
+  };
+  let pageCount = 0;
+  const seen = new Set<number>();
+  const takePages = (asId: number, runs: Array<[number, number]>) => {
+    if (seen.has(asId)) return;
+    seen.add(asId);
+    for (const [a, n] of runs) {
+      if (pageCount >= MAX_WORKING_PAGES) return;
+      const m = Math.min(n, MAX_WORKING_PAGES - pageCount);
+      rec.pages.push([asId, a, m]);
+      pageCount += m;
+    }
+  };
   for (const as of kernel.addressSpaces.values()) {
     const handle = as.handleWriteFault.bind(as);
     as.handleWriteFault = (addr: number) => {
       const r = handle(addr);
-      if (r && rec.on && rec.list.length < MAX_WORKING_SET) rec.list.push([as.id, addr]);
+      if (r && rec.on && rec.faults.length < MAX_WORKING_SET) rec.faults.push([as.id, addr]);
       return r;
+    };
+  }
+  // The last task of an address space leaving (exit, kill) takes its stub's page tables along.
+  for (const t of kernel.tasks.values()) {
+    const destroy = t.platform.destroy.bind(t.platform);
+    t.platform.destroy = () => {
+      if (rec.on && t.mm.contexts.length === 1) takePages(t.mm.id, t.mm.residentRuns());
+      destroy();
     };
   }
   return rec;
 }
 
 /**
- * Take `faults` now, while the guest is paused (its stubs stopped, so mappings change at once):
- * each copies its chunk out of the shared page file (or breaks copy-on-write) as the guest's own
- * write would, so a take does not wait for those faults. Returns how many did something.
+ * Replay a working set while the guest is paused (its stubs stopped, so mappings change at
+ * once): each write fault copies its chunk out of the shared page file (or breaks
+ * copy-on-write) as the guest's own write would, then every page the first take's guest
+ * touched is touched in the stubs (AddressSpace.prefault), so a take waits neither for those
+ * faults nor for the host to fill the stubs' page tables. Returns [faults that did something,
+ * pages touched].
  */
-function prefetch(kernel: Kernel, faults: Fault[]): number {
+function prefetch(kernel: Kernel, faults: Fault[], pages: PageRun[]): [number, number] {
   let n = 0;
   for (const f of faults.slice(0, MAX_WORKING_SET)) {
     if (!Array.isArray(f) || !Number.isSafeInteger(f[0]) || !Number.isSafeInteger(f[1])) continue;
     try { if (kernel.addressSpaces.get(f[0])?.handleWriteFault(f[1])) n++; } catch { /* not mapped in this clone: skipped */ }
   }
-  return n;
+  const byAs = new Map<number, Array<[number, number]>>();
+  let budget = MAX_WORKING_PAGES;
+  for (const r of pages) {
+    if (!Array.isArray(r) || r.length !== 3 || !r.every(Number.isSafeInteger) || r[2] <= 0 || budget <= 0) continue;
+    const m = Math.min(r[2], budget);
+    budget -= m;
+    let l = byAs.get(r[0]);
+    if (!l) byAs.set(r[0], l = []);
+    l.push([r[1], m]);
+  }
+  let touched = 0;
+  for (const [asId, runs] of byAs) {
+    try { touched += kernel.addressSpaces.get(asId)?.prefault(runs) ?? 0; } catch { /* a page the memory limit refused: the rest stays untouched */ }
+  }
+  return [n, touched];
+}
+
+/**
+ * A full garbage collection now (clones run with --expose-gc): what the restore (or a
+ * prefetch) left behind is collected while the clone waits, not during a take (~10–25 ms).
+ */
+function settle(): void {
+  (globalThis as { gc?: () => void }).gc?.();
 }
 
 /** JSON lines (with any fds that came along) from the pool's control socket of a clone. */
@@ -314,7 +375,8 @@ export async function poolClone(store: string, id: string): Promise<number> {
     return 125;
   }
   const kernel = restored.kernel;
-  const faults = recordWriteFaults(kernel);
+  const faults = recordWorkingSet(kernel);
+  settle();
   say({ event: 'ready' });
   const ctl = new CtlReader(CTL);
   let msg;
@@ -326,8 +388,10 @@ export async function poolClone(store: string, id: string): Promise<number> {
     try { req = JSON.parse(msg.line); } catch { /* ignored */ }
     if (req.op === 'take' && msg.fds.length === 4) break;
     msg.fds.forEach(closeFd);
-    if (req.op === 'prefetch' && Array.isArray(req.faults)) {
-      say({ event: 'ready', prefetched: prefetch(kernel, req.faults as Fault[]) });
+    if (req.op === 'prefetch' && Array.isArray(req.faults) && Array.isArray(req.pages)) {
+      const [prefetched, touched] = prefetch(kernel, req.faults as Fault[], req.pages as PageRun[]);
+      settle();
+      say({ event: 'ready', prefetched, touched });
     }
   }
   const [connFd, ...stdio] = msg.fds;
@@ -350,8 +414,9 @@ export async function poolClone(store: string, id: string): Promise<number> {
   faults.on = true;
   const report = () => {
     if (!faults.on) return;
+    faults.snapshot();
     faults.on = false;
-    say({ event: 'working-set', faults: faults.list });
+    say({ event: 'working-set', faults: faults.faults, pages: faults.pages });
     closeFd(CTL);
   };
   const window = setTimeout(report, WORKING_SET_WINDOW_MS);

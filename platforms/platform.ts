@@ -64,6 +64,19 @@ export interface PlatformTask {
   cpuTimeNs(): bigint;
   /** What the host counted for this context (its user/system split, faults, preemptions, peak RSS); zeros once it is gone. */
   usage(): HostUsage;
+  /**
+   * Optional: the pages of guest ranges `ranges` ([address, bytes], page-aligned) the host process
+   * behind this context has in its page tables now (touched since they were last mapped), as
+   * [address, pages] runs in address order. Undefined where the host cannot tell.
+   */
+  residentPages?(ranges: ReadonlyArray<readonly [number, number]>): Array<[number, number]> | undefined;
+  /**
+   * Optional, only while stopped: read a byte of every page of `runs` ([address, pages ≥ 1]) in
+   * the host process's own user mode, so its page tables hold them and the guest's first touch of
+   * each costs no host fault. Every page must be mapped readable; a fault abandons the rest and
+   * returns false.
+   */
+  touchPages?(runs: ReadonlyArray<readonly [number, number]>): boolean;
   /** Kill the host process behind this task; idempotent. */
   destroy(): void;
 }

@@ -53,6 +53,8 @@ describe('warm pools', () => {
     expect(st.served).toBe(50);
     // The first take's early write faults became the working set every later clone takes in advance.
     expect(st.workingSet).toBeGreaterThan(0);
+    // … and the pages it touched, which waiting clones' stubs touch in advance.
+    expect(st.workingSetPages).toBeGreaterThan(0);
 
     pool.child.kill('SIGTERM');
     expect(await pool.done).toBe(0);

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as libc from '../host/libc.js';
 import { GuestAddressRange, HostUsage, MAX_BACKING_LAYERS, Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
-import { BATCH_ENTRY_BYTES, STUB_BACKING_FD, STUB_BASE, STUB_BATCH_ADDR, STUB_BATCH_TABLE_ADDR, STUB_BATCH_TABLE_BYTES, STUB_BATCH_TABLE_FD, STUB_MEMFD, STUB_SECCOMP_FPROG_ADDR, STUB_SYSCALL_ADDR, stubElf } from './stub.js';
+import { BATCH_ENTRY_BYTES, STUB_BACKING_FD, STUB_BASE, STUB_BATCH_ADDR, STUB_BATCH_TABLE_ADDR, STUB_BATCH_TABLE_BYTES, STUB_BATCH_TABLE_FD, STUB_MEMFD, STUB_SECCOMP_FPROG_ADDR, STUB_SYSCALL_ADDR, STUB_TOUCH_ADDR, STUB_TOUCH_DONE_ADDR, TOUCH_ENTRY_BYTES, stubElf } from './stub.js';
 
 const PTRACE_CONT = 7, PTRACE_KILL = 8, PTRACE_GETREGS = 12, PTRACE_SETREGS = 13;
 const PTRACE_SYSEMU = 31, PTRACE_SEIZE = 0x4206, PTRACE_INTERRUPT = 0x4207;
@@ -86,6 +86,8 @@ const STUB_RESERVED_BYTES = 0x10_0000;
 const BATCH_CAPACITY = Math.floor(STUB_BATCH_TABLE_BYTES / BATCH_ENTRY_BYTES);
 /** 64-bit words of one batch entry. */
 const BATCH_ENTRY_WORDS = BATCH_ENTRY_BYTES / 8;
+/** The touch loop reads its table where the batch loop does. */
+const STUB_TOUCH_TABLE_ADDR = STUB_BATCH_TABLE_ADDR;
 const ARG_REGS = [REG.rdi, REG.rsi, REG.rdx, REG.r10, REG.r8, REG.r9];
 let theBatchTable: { fd: number; words: BigUint64Array } | undefined;
 /**
@@ -292,7 +294,7 @@ class PtraceTask implements PlatformTask {
    * with `result` (from this.regs), and put the guest's registers back. `what` names the work in
    * errors (PtraceError: the stub died or its code page faulted).
    */
-  private runInStub<T>(rip: number, setup: (r: BigUint64Array) => void, what: string, result: () => T): T {
+  private runInStub<T>(rip: number, setup: (r: BigUint64Array) => void, what: string, result: () => T, onFault?: () => boolean): T {
     this.savedRegs.set(this.regs);
     const r = this.regs;
     setup(r);
@@ -306,6 +308,7 @@ class PtraceTask implements PlatformTask {
       const sig = (st >> 8) & 0xff;
       if (sig === SIGTRAP && (st >> 16) === 0) break;
       if ((st >> 16) === 0 && (sig === SIGSEGV || sig === SIGBUS || sig === SIGILL)) {
+        if (onFault?.()) { libc.ptraceInt(PTRACE_CONT, this.pid, 0, 0); continue; }
         if (!this.faultInStubPages()) {
           // A guest fault still pending from before: the stub was interrupted (PTRACE_INTERRUPT,
           // a mapping change while it ran) just as guest code faulted, and the event stop came
@@ -366,6 +369,58 @@ class PtraceTask implements PlatformTask {
       const e = entries.slice((n - remaining) * BATCH_ENTRY_WORDS, (n - remaining + 1) * BATCH_ENTRY_WORDS);
       throw new PtraceError(`injected syscall ${e[0]}(${e.slice(1).map((a) => '0x' + a.toString(16)).join(', ')}) failed: errno ${-res}`);
     }
+  }
+
+  residentPages(ranges: ReadonlyArray<readonly [number, number]>): Array<[number, number]> | undefined {
+    if (this.dead) return undefined;
+    const out: Array<[number, number]> = [];
+    let fd: number;
+    try { fd = fs.openSync(`/proc/${this.pid}/pagemap`, 'r'); } catch { return undefined; }
+    try {
+      const PAGES = 4096, buf = new BigUint64Array(PAGES);
+      const bytes = new Uint8Array(buf.buffer);
+      for (const [start, len] of ranges) {
+        for (let a = start; a < start + len; a += PAGES * 4096) {
+          const n = Math.min(PAGES, (start + len - a) / 4096);
+          const got = fs.readSync(fd, bytes, 0, n * 8, (a / 4096) * 8) / 8;
+          for (let i = 0; i < got; i++) {
+            if (!(buf[i] >> 63n)) continue; // bit 63: present
+            const page = a + i * 4096, last = out[out.length - 1];
+            if (last && last[0] + last[1] * 4096 === page) last[1]++;
+            else out.push([page, 1]);
+          }
+        }
+      }
+    } catch {
+      return undefined;
+    } finally {
+      fs.closeSync(fd);
+    }
+    return out;
+  }
+
+  touchPages(runs: ReadonlyArray<readonly [number, number]>): boolean {
+    if (this.dead || this.running) return false;
+    this.flushPending();
+    const per = STUB_BATCH_TABLE_BYTES / TOUCH_ENTRY_BYTES, words = batchTable().words;
+    for (let i = 0; i < runs.length; i += per) {
+      const part = runs.slice(i, i + per).filter(([, n]) => n > 0);
+      if (!part.length) continue;
+      part.forEach(([a, n], j) => { words[2 * j] = BigInt(a); words[2 * j + 1] = BigInt(n); });
+      let faulted = false;
+      this.runInStub(STUB_TOUCH_ADDR, (r) => { r[REG.r12] = BigInt(STUB_TOUCH_TABLE_ADDR); r[REG.r13] = BigInt(part.length); }, `a touch of ${part.length} page runs`, () => undefined, () => {
+        // A page of the loop faulted: give up the rest (resume at its final int3).
+        this.getRegs();
+        const rip = Number(this.regs[REG.rip]);
+        if (rip < STUB_TOUCH_ADDR || rip >= STUB_TOUCH_DONE_ADDR) return false;
+        this.regs[REG.rip] = BigInt(STUB_TOUCH_DONE_ADDR);
+        this.setRegs();
+        faulted = true;
+        return true;
+      });
+      if (faulted) return false;
+    }
+    return true;
   }
 
   private injectChecked(nr: number, args: number[]): number {

@@ -19,6 +19,12 @@ const CODE_OFFSET = 64 + 56; // ELF header + one program header
 //          mov r8,[r12+40]; mov r9,[r12+48]; syscall; cmp rax,-4095; jae done
 //          add r12,56; dec r13; jnz batch
 //   done:  int3; jmp done
+// touch: read one byte of every page of a table of {start, pages} entries (16 bytes each) at r12,
+// r13 of them (pages ≥ 1), in the stub's own user mode; then int3:
+//   touch: mov rdi,[r12]; mov rsi,[r12+8]
+//   t1:    mov al,[rdi]; add rdi,4096; dec rsi; jnz t1
+//          add r12,16; dec r13; jnz touch
+//   tdone: int3; jmp tdone
 const CODE = [
   0xb8, 39, 0, 0, 0, 0x0f, 0x05,
   0x89, 0xc7, 0xbe, 19, 0, 0, 0, 0xb8, 62, 0, 0, 0, 0x0f, 0x05,
@@ -28,11 +34,29 @@ const CODE = [
   0x4d, 0x8b, 0x4c, 0x24, 0x30, 0x0f, 0x05, 0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff, 0x73, 0x09,
   0x49, 0x83, 0xc4, 0x38, 0x49, 0xff, 0xcd, 0x75, 0xcb,
   0xcc, 0xeb, 0xfd,
+  // touch (offset TOUCH_OFFSET)
+  0x49, 0x8b, 0x3c, 0x24, 0x49, 0x8b, 0x74, 0x24, 0x08,
+  0x8a, 0x07, 0x48, 0x81, 0xc7, 0x00, 0x10, 0x00, 0x00, 0x48, 0xff, 0xce, 0x75, 0xf2,
+  0x49, 0x83, 0xc4, 0x10, 0x49, 0xff, 0xcd, 0x75, 0xe0,
+  0xcc, 0xeb, 0xfd,
 ];
+/** Offset of the touch loop in CODE (its last 3 bytes are `tdone: int3; jmp tdone`). */
+const TOUCH_OFFSET = CODE.length - 35;
 /** Guest address of the injection site (`syscall` followed by `int3`). */
 export const STUB_SYSCALL_ADDR = STUB_BASE + CODE_OFFSET + 21;
 /** Guest address of the batch loop (r12: table address, r13: entry count ≥ 1). */
 export const STUB_BATCH_ADDR = STUB_BASE + CODE_OFFSET + 26;
+/**
+ * Guest address of the touch loop (r12: table address, r13: entry count ≥ 1; entries are
+ * {start address, page count ≥ 1}, TOUCH_ENTRY_BYTES each): it reads a byte of every page, so the
+ * host fills the stub's page tables for them (a guest's first touch of a page it maps then costs
+ * no host fault). Ends at its int3, at STUB_TOUCH_DONE_ADDR.
+ */
+export const STUB_TOUCH_ADDR = STUB_BASE + CODE_OFFSET + TOUCH_OFFSET;
+/** Guest address of the touch loop's final int3 (a fault inside the loop resumes there: the touch is abandoned). */
+export const STUB_TOUCH_DONE_ADDR = STUB_TOUCH_ADDR + 32;
+/** Bytes of one touch table entry: start address and page count, 8 bytes each. */
+export const TOUCH_ENTRY_BYTES = 16;
 /** Bytes of one batch table entry: the syscall number and six arguments, 8 bytes each. */
 export const BATCH_ENTRY_BYTES = 56;
 /**

@@ -186,6 +186,71 @@ export class AddressSpace {
   }
 
   /**
+   * The pages of this address space's VMAs that its contexts' host processes have in their page
+   * tables (PlatformTask.residentPages): after a restore, the pages the guest touched since, read
+   * or written. [guest address, pages] runs in address order; empty where the platform cannot tell.
+   */
+  residentRuns(): Array<[number, number]> {
+    const ranges = this.state.vmas.map((v) => [v.start, v.end - v.start] as const);
+    const pages = new Set<number>();
+    for (const c of this.contexts) {
+      for (const [a, n] of c.residentPages?.(ranges) ?? []) for (let i = 0; i < n; i++) pages.add(a + i * PAGE_SIZE);
+    }
+    const out: Array<[number, number]> = [];
+    for (const p of [...pages].sort((x, y) => x - y)) {
+      const last = out[out.length - 1];
+      if (last && last[0] + last[1] * PAGE_SIZE === p) last[1]++;
+      else out.push([p, 1]);
+    }
+    return out;
+  }
+
+  /**
+   * Fill the host page tables of every context for the pages of `runs` ([guest address, pages]:
+   * a warm pool's record of what a clone's guest touched right after it resumed), while they are
+   * stopped: a page never charged is charged and mapped as the guest's first access would
+   * (handleMissing), then the platform touches each page in the context's own user mode
+   * (PlatformTask.touchPages), so the guest's first access costs no host fault; the kernel's
+   * own views of them are readied too (MemoryFile.warm). Pages outside
+   * the VMAs or in PROT_NONE ones are skipped, as are those the memory limit refuses. Returns
+   * the pages touched per context summed (0 where the platform cannot, or a context runs).
+   */
+  prefault(runs: ReadonlyArray<readonly [number, number]>): number {
+    if (!this.contexts.length || this.isRunning() || !this.contexts.every((c) => c.touchPages)) return 0;
+    const touch: Array<[number, number]> = [];
+    for (const [addr, pages] of runs) {
+      if (!Number.isSafeInteger(addr) || !Number.isSafeInteger(pages) || pages <= 0 || addr % PAGE_SIZE) continue;
+      const end = Math.min(this.maxAddr, addr + pages * PAGE_SIZE);
+      for (let a = addr; a < end;) {
+        const v = this.find(a);
+        if (!v) { a += PAGE_SIZE; continue; }
+        const hi = Math.min(end, v.end);
+        if (v.prot !== 0) {
+          // Never-charged pieces first get what the guest's first access would (charge, map).
+          let ok = true;
+          this.mf.pieces(v.fileOffset + (a - v.start), hi - a, (o, n, kind) => {
+            if (kind !== PieceKind.None || !ok) return;
+            for (let p = o; p < o + n; p += PAGE_SIZE) {
+              if (this.mf.isCharged(p)) continue;
+              for (const c of this.contexts) if (this.handleMissing(v.start + (p - v.fileOffset), c) !== true) ok = false;
+              if (!ok) return;
+            }
+          });
+          if (ok) {
+            touch.push([a, (hi - a) / PAGE_SIZE]);
+            this.mf.warm(v.fileOffset + (a - v.start), hi - a);
+          }
+        }
+        a = hi;
+      }
+    }
+    let n = 0;
+    const total = touch.reduce((s, [, p]) => s + p, 0);
+    for (const c of this.contexts) if (c.touchPages!(touch)) n += total;
+    return n;
+  }
+
+  /**
    * Call fn(i) for each memory-file run runs[i] (sorted, non-overlapping [offset, length]) that
    * some VMA of this address space maps. O(VMAs · log runs).
    */
