@@ -183,9 +183,13 @@ describe('linux.resources.memory.limit', () => {
 });
 
 describe('checkpoint --image-path and restore --image-path', () => {
-  it('a counter checkpointed into an image directory goes on from there when restored', async () => {
+  it('a counter checkpointed into an image directory goes on from there when restored, its read-only root still read-only', async () => {
     const dir = freshDir('ck');
-    const bundle = makeBundle(path.join(dir, 'bundle'), (c) => { c.process.args = ['sh', '-c', 'i=0; while [ $i -lt 150 ]; do echo $i; i=$((i+1)); sleep 0.05; done']; });
+    const ro = '(echo x > /f) 2>/dev/null || echo refused';
+    const bundle = makeBundle(path.join(dir, 'bundle'), (c) => {
+      c.root.readonly = true;
+      c.process.args = ['sh', '-c', `${ro}; i=0; while [ $i -lt 150 ]; do echo $i; i=$((i+1)); sleep 0.05; done; ${ro}; grep " / " /proc/mounts`];
+    });
     const create = await svCreate(['--bundle', bundle, 'ck1']);
     expect(create.status).toBe(0);
     const outFile = create.stdoutFile;
@@ -196,14 +200,23 @@ describe('checkpoint --image-path and restore --image-path', () => {
     expect(ck.stderr).toBe('');
     expect(ck.status).toBe(0);
     expect(JSON.parse((await sv(['state', 'ck1'])).stdout.toString()).status).toBe('stopped');
-    const before = fs.readFileSync(outFile, 'utf8').trim().split('\n').map(Number);
+    const [first, ...counted] = fs.readFileSync(outFile, 'utf8').trim().split('\n');
+    expect(first).toBe('refused');
+    const before = counted.map(Number);
     expect((await sv(['delete', 'ck1'])).status).toBe(0);
+    // The restored root is read-only because the checkpoint says so (FilesystemState.rootReadonly),
+    // not because the bundle does: the bundle now says otherwise.
+    const config = path.join(bundle, 'config.json');
+    fs.writeFileSync(config, JSON.stringify({ ...JSON.parse(fs.readFileSync(config, 'utf8')), root: { path: 'rootfs', readonly: false } }));
     const r = await sv(['restore', '--image-path', image, '--bundle', bundle, 'ck1'], { timeoutMs: 80_000 });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    const after = r.stdout.toString().trim().split('\n').map(Number);
+    const lines = r.stdout.toString().trim().split('\n');
+    expect(lines.slice(-2)).toEqual(['refused', 'none / overlay ro,relatime 0 0']);
+    const after = lines.slice(0, -2).map(Number);
     expect(after[0]).toBe(before.at(-1)! + 1);
     expect(after.at(-1)).toBe(149);
+    expect(fs.existsSync(path.join(bundle, 'rootfs', 'f'))).toBe(false);
   }, 150_000);
 });
 
