@@ -108,7 +108,7 @@ export async function serveControl(root: string | undefined, name: string, kerne
             lastMs = now;
             conn.write(JSON.stringify({ progress: [done, total] }) + '\n');
           } : undefined;
-          const r = await checkpointKernel(kernel, req.store!, { leaveRunning, name, onProgress, onWritten: (w) => { if (!leaveRunning) away = { id: w.id, store: req.store! }; } });
+          const r = await checkpointKernel(kernel, req.store!, { leaveRunning, name, compress: !!req.compress, onProgress, onWritten: (w) => { if (!leaveRunning) away = { id: w.id, store: req.store! }; } });
           reply({ ok: true, ...r });
         } catch (e) {
           reply({ ok: false, error: (e as Error).message });

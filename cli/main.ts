@@ -181,6 +181,7 @@ program
   .argument('<name>', 'name given to run --name, or an OCI container id')
   .option('--store <dir>', 'checkpoint store (default $SNAPVISOR_STORE or ~/.local/share/snapvisor/checkpoints)')
   .option('--leave-running', 'let the sandbox continue after the checkpoint')
+  .option('--compress', 'store the pages compressed (format 4: ~50x smaller for a warmed-up heap, and pages that are bytes of host files named, not stored); the first restore on a host then rebuilds an uncompressed cache of them, which later restores and clones map')
   .option('--image-path <dir>', 'OCI: write the checkpoint into DIR (as runc checkpoint; restore --image-path reads it)')
   .option('--work-path <dir>', 'OCI: directory for the checkpoint\'s log (dump.log)')
   .option('--tcp-established', 'accepted for runc compatibility')
@@ -211,11 +212,12 @@ Examples:
     const store = opts.store ?? defaultStore();
     const { progressBar } = await import('./progress.js');
     const bar = progressBar('checkpoint');
-    const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning, progress: !!process.stderr.isTTY }, opts.timeout, bar.update)
+    const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning, compress: !!opts.compress, progress: !!process.stderr.isTTY }, opts.timeout, bar.update)
       .finally(() => bar.stop());
     if (!r.ok) throw new Error(`checkpoint of '${name}' failed: ${r.error}`);
-    const s = r as unknown as { id: string; pages: number; newPages: number; storedPageBytes: number; pauseMs: number; durationMs: number };
-    process.stdout.write(`checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`);
+    const s = r as unknown as { id: string; pages: number; newPages: number; storedPageBytes: number; packBytes?: number; filePages?: number; pauseMs: number; durationMs: number };
+    const packed = s.packBytes === undefined ? '' : `, ${mib(s.packBytes)} compressed${s.filePages ? `, ${s.filePages} pages named in host files` : ''}`;
+    process.stdout.write(`checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored${packed}), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`);
   }));
 
 program
@@ -330,7 +332,7 @@ program
     // No store yet (nothing was ever checkpointed there): an empty list, not an error.
     const list = fs.existsSync(dir) ? await listCheckpoints(dir) : [];
     if (opts.json) { process.stdout.write(JSON.stringify(list, null, 1) + '\n'); return; }
-    const rows = [['ID', 'CREATED', 'NAME', 'PARENT', 'PAGES', 'STORED'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', c.parent ?? '', String(c.pages), mib(c.storedPageBytes)])];
+    const rows = [['ID', 'CREATED', 'NAME', 'PARENT', 'PAGES', 'STORED', 'ON DISK'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', c.parent ?? '', String(c.pages), mib(c.storedPageBytes), c.packBytes === undefined ? mib(c.storedPageBytes) : mib(c.packBytes)])];
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
     for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd() + '\n');
   }));

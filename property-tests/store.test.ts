@@ -355,7 +355,7 @@ describe('snapshot store', () => {
       const m = decodeCbor((await db.get(manifestKey(s.id)))!) as Record<string, unknown>;
       await db.put(manifestKey(s.id), sealManifest({ ...m, formatVersion: FORMAT_VERSION + 1 }));
     });
-    await expect(loadCheckpoint(store, s.id)).rejects.toThrow(new RegExp(`format version ${FORMAT_VERSION + 1}.*only format versions 2 and ${FORMAT_VERSION}`));
+    await expect(loadCheckpoint(store, s.id)).rejects.toThrow(new RegExp(`format version ${FORMAT_VERSION + 1}.*only format versions 2, 3, ${FORMAT_VERSION}`));
     await expect(listCheckpoints(store)).rejects.toBeInstanceOf(SnapshotError);
   });
 

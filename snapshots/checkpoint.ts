@@ -13,12 +13,13 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, layersOf, openCheckpoint, runsOf, writeCheckpoint } from './store.js';
+import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, layersOf, openCheckpoint, runsOf, writeCheckpoint } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
 import { hostInetDescriptions } from '../src/net/hostinet.js';
 import { pageFileDataRanges, verifyPages } from './pages.js';
+import { hostIdentity } from '../src/vfs/host-files.js';
 import { hostCpuFeatures, missingCpuFeatures } from '../platforms/host/cpu-features.js';
 
 export interface CheckpointResult extends CheckpointSummary {
@@ -33,6 +34,8 @@ export interface CheckpointResult extends CheckpointSummary {
  */
 export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   leaveRunning: boolean; name?: string; parent?: string;
+  /** Store the pages compressed (format 4, WriteOptions.compress). */
+  compress?: boolean;
   /** Called once the checkpoint is safely written, before a sandbox that does not go on is killed. */
   onWritten?: (summary: CheckpointSummary) => void;
   /** Bytes of the captured memory's populated ranges written so far, and their total (writeCheckpoint). */
@@ -71,14 +74,15 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   const backed = sameStore ? kernel.backedLayers() : undefined;
   const memory: MemorySource = origin && backed
     ? { ...captured.memory, inherited: { storeDir: origin.storeDir, layerIds: origin.layerIds, backed, former: kernel.formerLayers(), checks: origin.checks, nonZero: origin.nonZero } }
-    : captured.memory;
+    : { ...captured.memory };
+  if (opts.compress) memory.hostFilePages = hostFilePages(kernel, captured.graph, captured.memory.sizeBytes);
   // Running on: from now on the pages this checkpoint stores count as clean (tracked writes).
   const tracking = opts.leaveRunning ? beginTracking(kernel, storeDir, captured.held, backed) : undefined;
   const pauseMs = performance.now() - t0;
   if (opts.leaveRunning) kernel.thaw();
   let summary: CheckpointSummary;
   try {
-    summary = await writeCheckpoint(storeDir, captured.graph, memory, { name: opts.name, parent: opts.parent ?? (sameStore ? origin!.parent || undefined : lastCheckpoint.get(kernel)?.[path.resolve(storeDir)]) }, opts.onProgress);
+    summary = await writeCheckpoint(storeDir, captured.graph, memory, { name: opts.name, parent: opts.parent ?? (sameStore ? origin!.parent || undefined : lastCheckpoint.get(kernel)?.[path.resolve(storeDir)]) }, opts.onProgress, { compress: opts.compress });
     if (tracking) finishTracking(kernel, tracking, summary);
   } catch (e) {
     if (tracking) kernel.forgetClean(); // the pages it marked were never stored
@@ -94,6 +98,45 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   opts.onWritten?.(summary);
   if (!opts.leaveRunning) kernel.kill();
   return { ...summary, pauseMs };
+}
+
+/**
+ * The pages of the kernel's page cache (private mappings of host files: their bytes as the
+ * file holds them, never written in place) whose file is in the sandbox's root filesystem and
+ * still has the size and mtime the cache recorded: a checkpoint names them instead of storing
+ * them, and a restore reads them back from the file (snapshots/pack.ts). Files of volumes, and
+ * files changed since they were mapped, are stored like any page.
+ */
+function hostFilePages(kernel: Kernel, graph: KernelState, sizeBytes: number): HostFilePages | undefined {
+  const cache = graph.memoryFile.pageCache;
+  if (!cache) return undefined;
+  const pageBlock = new Uint32Array(Math.ceil(sizeBytes / PAGE_SIZE));
+  const blocks: HostFilePages['blocks'] = [];
+  const stillSame = new Map<string, boolean>();
+  for (const [key, memOffset] of Object.entries(cache)) {
+    const block = graph.memoryFile.blocks[memOffset];
+    if (!block) continue;
+    const [path, size, mtimeMs, fileOffset, len] = key.split('\0');
+    const idKey = `${path}\0${size}\0${mtimeMs}`;
+    let same = stillSame.get(idKey);
+    if (same === undefined) {
+      same = false;
+      try {
+        if (!kernel.vfs.locate(path).sb) {
+          const { fd, st } = kernel.vfs.openHostFile(path);
+          fs.closeSync(fd);
+          const now = hostIdentity(st);
+          same = now.size === Number(size) && now.mtimeMs === Number(mtimeMs);
+        }
+      } catch { /* gone or unreadable: its pages are stored */ }
+      stillSame.set(idKey, same);
+    }
+    if (!same) continue;
+    blocks.push({ path, size: Number(size), mtimeMs: Number(mtimeMs), memOffset, fileOffset: Number(fileOffset), len: Number(len) });
+    const first = memOffset / PAGE_SIZE, n = Math.ceil(Math.min(Number(len), block.len) / PAGE_SIZE);
+    for (let i = 0; i < n && first + i < pageBlock.length; i++) pageBlock[first + i] = blocks.length;
+  }
+  return blocks.length ? { pageBlock, blocks } : undefined;
 }
 
 /** A checkpoint's write tracking begun at its capture (beginTracking), finished once it is written. */
@@ -215,8 +258,9 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   const opened = await openCheckpoint(storeDir, id);
   trace?.('opened');
   let verifier: Worker | Error | undefined;
-  if (opts.pagesVerified) {
-    // The caller checked every page of this checkpoint already (a warm pool, once at its start).
+  if (opts.pagesVerified || opened.fresh) {
+    // The caller checked every page of this checkpoint already (a warm pool, once at its start), or
+    // openCheckpoint just made its restore cache from its pack, checking every page as it wrote it.
   } else if (opened.manifest.storedPageBytes <= SYNC_VERIFY_BYTES && opened.pageFileBytes <= SYNC_VERIFY_FILE_BYTES) {
     // Small: check every page now (a few ms), so a damaged checkpoint never runs at all.
     const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes, opened.layers.map((l) => l.fd));

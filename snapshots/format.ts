@@ -22,9 +22,18 @@ export const FORMAT_MAGIC = 'snapvisor-checkpoint';
  * (`layers`); a full checkpoint is still written as version 2, which older builds read. Bump
  * on any incompatible change.
  */
-export const FORMAT_VERSION = 3;
-/** The version of a checkpoint that holds all of its pages itself (no `layers`). */
+export const FORMAT_VERSION = 4;
+/**
+ * Versions this code reads besides FORMAT_VERSION: 2 (a full checkpoint, flat page file
+ * `pages/<id>`) and 3 (an incremental one, flat page file plus `layers`). Version 4, written
+ * now, full or incremental: its own pages are compressed in `pages/<id>.pack`
+ * (snapshots/pack.ts) and pages that are bytes of host files are named, not stored.
+ */
+export const READ_FORMAT_VERSIONS: readonly number[] = [2, 3, 4];
+/** The version of a flat checkpoint that holds all of its pages itself (no `layers`). */
 export const FULL_FORMAT_VERSION = 2;
+/** The version of a flat incremental checkpoint (its pagemap names earlier checkpoints' page files: `layers`). */
+export const FLAT_INCREMENTAL_FORMAT_VERSION = 3;
 
 /** Size of a sha256 digest, in bytes. */
 export const HASH_BYTES = 32;
@@ -133,7 +142,7 @@ export const MANIFEST_CHECKSUM_FIELD = 'manifestSha256';
 /** The fields of a format-1 manifest (all sizes in bytes, all times in milliseconds). */
 export interface ManifestV2 {
   magic: typeof FORMAT_MAGIC;
-  formatVersion: typeof FORMAT_VERSION | typeof FULL_FORMAT_VERSION;
+  formatVersion: number;
   /** 16 hex characters; equals the `<id>` of its key. */
   id: string;
   /** 1 + the highest `seq` in the store when written; orders checkpoints oldest first. */
@@ -175,6 +184,10 @@ export interface ManifestV2 {
    * checkpoint lists them, even after their own checkpoint is deleted.
    */
   layers?: string[];
+  /** Format 4: bytes of the compressed page pack `pages/<id>.pack` on disk. */
+  packBytes?: number;
+  /** Format 4: of `newPages`, those named in host files (not stored). */
+  filePages?: number;
   [extra: string]: unknown;
 }
 
@@ -182,7 +195,7 @@ export interface ManifestV2 {
 export const RESERVED_MANIFEST_FIELDS: ReadonlySet<string> = new Set([
   'magic', 'formatVersion', 'id', 'seq', 'createdMs', 'graphSha256', 'graphBytes', 'graphChunks',
   'pagemapSha256', 'pagemapBytes', 'memorySizeBytes', 'pages', 'zeroPages', 'newPages',
-  'storedPageBytes', 'pageFileBytes', 'durationMs', 'host', 'layers', MANIFEST_CHECKSUM_FIELD,
+  'storedPageBytes', 'pageFileBytes', 'durationMs', 'host', 'layers', 'packBytes', 'filePages', MANIFEST_CHECKSUM_FIELD,
 ]);
 
 /**
@@ -247,7 +260,8 @@ export function manifestProblem(m: Record<string, unknown>, expectedId: string):
   if (m.layers !== undefined && (!Array.isArray(m.layers) || m.layers.some((l) => typeof l !== 'string' || !/^[0-9a-f]{16}$/.test(l)))) {
     return 'manifest field layers is not a list of checkpoint ids';
   }
-  if ((m.formatVersion === FULL_FORMAT_VERSION) !== (m.layers === undefined)) return 'manifest format version and layers disagree';
+  if (m.formatVersion !== 4 && (m.formatVersion === FULL_FORMAT_VERSION) !== (m.layers === undefined)) return 'manifest format version and layers disagree';
+  if (m.formatVersion === 4 && !(Number.isSafeInteger(m.packBytes) && Number.isSafeInteger(m.filePages))) return 'manifest of format 4 lacks its pack size';
   const graphBytes = m.graphBytes as number;
   if (graphBytes < 1 || m.graphChunks !== Math.ceil(graphBytes / GRAPH_CHUNK_BYTES)) {
     return 'manifest graph size and chunk count disagree';

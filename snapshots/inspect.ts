@@ -7,6 +7,8 @@
  * otherwise; arrays are in a fixed order (pid, tid, fd, address, id) so the JSON is stable.
  */
 import fs from 'node:fs';
+import path from 'node:path';
+import { type HostFileRef, readPackTrailer } from './pack.js';
 import type { AddressSpaceState, KernelState, OpenFileState, SockAddr } from '../src/kernel/state.js';
 import { CLOCK_REALTIME, CLOCK_REALTIME_ALARM, O_PATH } from '../src/abi/linux.js';
 import { type PagemapRun, runLayer } from './format.js';
@@ -108,7 +110,8 @@ export interface InspectHostFile {
    * mount; refused on restore if changed), 'open' (a lower-layer file held open; refused on
    * restore if changed), 'stdio' (the caller's fd N).
    */
-  role: 'rootfs' | 'volume' | 'open' | 'stdio';
+  /** rootfs, a volume, a file open in the sandbox, a caller's stdio, or a file whose bytes are pages of the checkpoint (format 4: read back at restore). */
+  role: 'rootfs' | 'volume' | 'open' | 'stdio' | 'pages';
   sizeBytes: number | null; mtimeMs: number | null;
 }
 
@@ -305,9 +308,17 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
         hostFiles.push({ path: `fd ${f.hostFd}`, role: 'stdio', sizeBytes: null, mtimeMs: null });
       }
     }
+    // What the checkpoint itself takes in the store: its page file (flat) or pack, and its restore record (not a restore cache).
     let onDisk = 0;
-    for (const p of [opened.pageFile, opened.pageFile.replace(/pages\/([0-9a-f]+)$/, 'meta/$1')]) {
+    const dir = path.resolve(storeDir);
+    for (const p of [path.join(dir, 'pages', opened.id), path.join(dir, 'pages', `${opened.id}.pack`), path.join(dir, 'meta', opened.id)]) {
       try { onDisk += fs.statSync(p).blocks * 512; } catch { /* counted as 0 */ }
+    }
+    // Pages that are bytes of host files (format 4): the files a restore reads them from.
+    for (const [p, size, mtimeMs] of packHostFiles(path.join(dir, 'pages', `${opened.id}.pack`))) {
+      if (seen.has('pages:' + p)) continue;
+      seen.add('pages:' + p);
+      hostFiles.push({ path: p, role: 'pages', sizeBytes: size, mtimeMs });
     }
     const str = (v: unknown) => (typeof v === 'string' ? v : null);
     return {
@@ -329,5 +340,17 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
   } finally {
     fs.closeSync(opened.pageFd);
     for (const l of opened.layers) fs.closeSync(l.fd);
+  }
+}
+
+/** The host files a pack names pages of ([] for a flat checkpoint or an unreadable pack: restore reports that). */
+function packHostFiles(pack: string): HostFileRef[] {
+  let fd: number;
+  try { fd = fs.openSync(pack, 'r'); } catch { return []; }
+  try {
+    const t = readPackTrailer(fd);
+    return typeof t === 'string' ? [] : t.hostFiles;
+  } finally {
+    fs.closeSync(fd);
   }
 }

@@ -18,13 +18,19 @@ import { dirname, join, resolve as resolvePath } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Level } from 'level';
 import {
-  FORMAT_MAGIC, FORMAT_VERSION, FULL_FORMAT_VERSION, GRAPH_CHUNK_BYTES, runLayer, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
+  FORMAT_MAGIC, FORMAT_VERSION, FLAT_INCREMENTAL_FORMAT_VERSION, FULL_FORMAT_VERSION, READ_FORMAT_VERSIONS, GRAPH_CHUNK_BYTES, runLayer, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
   RESERVED_MANIFEST_FIELDS, type ManifestV2, type PagemapRun,
   decodeCbor, decodePagemap, encodeCbor, encodeMeta, encodePagemap, graphKey, graphRange, isCheckpointId, isCheckpointIdPrefix,
   isZeroPage, manifestKey, manifestProblem, manifestSealIsValid, newCheckpointId, pageCheck, pageCount,
   pagemapKey, prefixRange, sealManifest, sha256Hex, splitMeta, stripManifestChecksum,
 } from './format.js';
 import { verifyPages } from './pages.js';
+import { LinuxHostServices } from '../platforms/host/host-services.js';
+import type { HostTree } from '../platforms/host-services.js';
+import { Vfs } from '../src/vfs/vfs.js';
+import { hostIdentity } from '../src/vfs/host-files.js';
+import type { KernelState } from '../src/kernel/state.js';
+import { PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, readPackTrailer } from './pack.js';
 
 /**
  * Every failure of the store that a user can act on: missing store or checkpoint,
@@ -59,6 +65,20 @@ export interface MemorySource {
    * records them as inherited instead of copying them (format 3, an incremental checkpoint).
    */
   inherited?: InheritedPages;
+  /**
+   * Pages that are bytes of host files (the kernel's page cache of private file mappings):
+   * named in the checkpoint, not stored. Only pages of files whose identity (size, mtime) is
+   * still the one recorded may be listed: a restore reads them back from the file.
+   */
+  hostFilePages?: HostFilePages;
+}
+
+/** Host-file pages of a memory file (MemorySource.hostFilePages). Page indexes are memory-file offsets / 4096. */
+export interface HostFilePages {
+  /** Per page index: 1 + the index in `blocks` of the page-cache block holding it, or 0. */
+  pageBlock: Uint32Array;
+  /** Page-cache blocks: canonical guest path, file size (bytes), mtime (ms), block offset in the memory file, file offset and bytes of file data in the block. */
+  blocks: Array<{ path: string; size: number; mtimeMs: number; memOffset: number; fileOffset: number; len: number }>;
 }
 
 /**
@@ -97,6 +117,17 @@ export interface CheckpointMeta {
   [k: string]: unknown;
 }
 
+/** How writeCheckpoint stores pages. */
+export interface WriteOptions {
+  /**
+   * Format 4: compress the checkpoint's own pages into a pack and name host-file pages instead
+   * of storing them (snapshots/pack.ts): ~50× smaller and faster to write for a warmed-up
+   * heap, but the first restore on a host first rebuilds the uncompressed restore cache.
+   * Otherwise format 2/3: a flat page file restores map directly.
+   */
+  compress?: boolean;
+}
+
 /** What the store tells about one checkpoint. Sizes in bytes, times in milliseconds. */
 export interface CheckpointSummary {
   /** 16 hex characters. */
@@ -113,8 +144,12 @@ export interface CheckpointSummary {
   zeroPages: number;
   /** Pages this checkpoint added to the store; the rest were shared with earlier checkpoints. */
   newPages: number;
-  /** Bytes of page data this checkpoint added (newPages × 4096). */
+  /** Bytes of page data this checkpoint added (newPages × 4096), uncompressed. */
   storedPageBytes: number;
+  /** Format 4: bytes its compressed page pack takes (what storedPageBytes costs at rest, less its host-file pages). */
+  packBytes?: number;
+  /** Format 4: of newPages, those named in host files rather than stored. */
+  filePages?: number;
   /** Time taken to write the checkpoint, ms. */
   durationMs: number;
 }
@@ -174,6 +209,7 @@ export async function writeCheckpoint(
   memory: MemorySource,
   meta: CheckpointMeta = {},
   onProgress?: ProgressCallback,
+  options: WriteOptions = {},
 ): Promise<CheckpointSummary> {
   const t0 = performance.now();
   const createdMs = Date.now();
@@ -193,19 +229,22 @@ export async function writeCheckpoint(
     let id = newCheckpointId();
     while (await db.has(manifestKey(id)) || fs.existsSync(pagePath(dir, id)) || fs.existsSync(metaPath(dir, id))) id = newCheckpointId();
     const seq = (await highestSeq(db)) + 1;
-    const pageFile = pagePath(dir, id);
+    const compress = !!options.compress;
+    const pageFile = compress ? packPath(dir, id) : pagePath(dir, id);
     const metaTmp = metaPath(dir, id) + '.tmp';
     try {
       // Unchanged pages of a restored sandbox stay in the page files they are in (same store only).
       const inherit = usableInheritance(dir, memory.inherited);
       // Pages: every non-zero page goes to its own offset in the page file (zero pages stay holes).
-      const { runs, pages, zeroPages, newPages, layers } = await writePageFile(pageFile, memory, ranges, onProgress, inherit);
+      const { runs, pages, zeroPages, newPages, layers, packBytes, filePages } = compress
+        ? await writePack(pageFile, memory, ranges, onProgress, inherit)
+        : { ...(await writePageFile(pageFile, memory, ranges, onProgress, inherit)), packBytes: undefined, filePages: undefined };
 
       const graphChunks = Math.ceil(graphBytes.length / GRAPH_CHUNK_BYTES);
       const pagemap = encodePagemap(runs);
       const manifest: ManifestV2 = {
         magic: FORMAT_MAGIC,
-        formatVersion: layers.length ? FORMAT_VERSION : FULL_FORMAT_VERSION,
+        formatVersion: compress ? FORMAT_VERSION : layers.length ? FLAT_INCREMENTAL_FORMAT_VERSION : FULL_FORMAT_VERSION,
         id,
         seq,
         createdMs,
@@ -224,6 +263,7 @@ export async function writeCheckpoint(
         durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
         host: { kernelRelease: release(), arch: process.arch },
         ...(layers.length ? { layers } : {}),
+        ...(compress ? { packBytes, filePages } : {}),
         ...extra,
       };
       let sealed: Buffer;
@@ -309,9 +349,11 @@ export interface OpenedCheckpoint extends LoadedCheckpoint {
    * An incremental checkpoint's inherited page files, opened read-only (the caller owns the
    * fds): layer k of the pagemap's runs is `layers[k - 1]`. Empty for a full checkpoint.
    */
-  layers: Array<{ id: string; fd: number }>;
+  layers: Array<{ id: string; fd: number; fresh?: boolean }>;
   /** Logical size of the page file, bytes. */
   pageFileBytes: number;
+  /** Every page source was made from its pack just now, each page checked as written: no further check is needed. */
+  fresh: boolean;
 }
 
 /**
@@ -340,24 +382,28 @@ export async function openCheckpoint(storeDir: string, id: string): Promise<Open
   }
   const fullId = matches[0];
   const r = readMetaFile(dir, fullId);
-  const pageFile = pagePath(dir, fullId);
-  let pageFd: number;
+  const files = graphFileOpener(r.graph);
+  let own: PageSource;
   try {
-    pageFd = fs.openSync(pageFile, fs.constants.O_RDONLY);
-  } catch (err) {
-    throw corrupt(fullId, `its page file ${PAGES_DIR}/${fullId} cannot be opened (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+    own = await openPageSource(dir, fullId, fullId, files.opener);
+  } catch (e) {
+    files.close();
+    throw e;
   }
-  const size = fs.fstatSync(pageFd).size;
+  const size = fs.fstatSync(own.fd).size;
   if (size !== r.manifest.pageFileBytes) {
-    fs.closeSync(pageFd);
+    fs.closeSync(own.fd);
+    files.close();
     throw corrupt(fullId, `its page file is ${size} bytes, expected ${r.manifest.pageFileBytes}`);
   }
-  let layers: Array<{ id: string; fd: number }>;
+  let layers: Array<{ id: string; fd: number; fresh: boolean }>;
   try {
-    layers = openLayers(dir, fullId, r.manifest, r.runs);
+    layers = await openLayers(dir, fullId, r.manifest, r.runs, files.opener);
   } catch (e) {
-    fs.closeSync(pageFd);
+    fs.closeSync(own.fd);
     throw e;
+  } finally {
+    files.close();
   }
   return {
     id: fullId,
@@ -365,10 +411,70 @@ export async function openCheckpoint(storeDir: string, id: string): Promise<Open
     graph: r.graph,
     memorySizeBytes: r.manifest.memorySizeBytes,
     runs: r.runs,
-    pageFile,
-    pageFd,
+    pageFile: own.path,
+    pageFd: own.fd,
     layers,
     pageFileBytes: r.manifest.pageFileBytes,
+    fresh: own.fresh && layers.every((l) => l.fresh),
+  };
+}
+
+/** graphFileOpener of checkpoint `id`'s graph, read from its restore record only when a host file is needed. */
+function lazyFileOpener(dir: string, id: string): { opener: () => HostFileOpener; close(): void } {
+  let inner: ReturnType<typeof graphFileOpener> | undefined;
+  return {
+    opener: () => (inner ??= graphFileOpener(readMetaFile(dir, id).graph)).opener(),
+    close: () => inner?.close(),
+  };
+}
+
+/** Check checkpoint `id`'s pack at rest: materialize it into a scratch file (checking every page) and drop that. Throws SnapshotError. */
+async function checkPack(dir: string, id: string, opener: () => HostFileOpener): Promise<void> {
+  let packFd: number;
+  try {
+    packFd = fs.openSync(packPath(dir, id), fs.constants.O_RDONLY);
+  } catch {
+    throw corrupt(id, `its page file ${PAGES_DIR}/${id}${PACK_SUFFIX} is missing`);
+  }
+  fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
+  const tmp = join(dir, CACHE_DIR, `${id}.check.${process.pid}.tmp`);
+  let outFd = -1;
+  try {
+    const trailer = readPackTrailer(packFd);
+    if (typeof trailer === 'string') throw corrupt(id, trailer);
+    outFd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
+    let made;
+    try { made = await materializePack(packFd, trailer, opener(), outFd); } catch (err) { made = `its page pack cannot be read (${errorMessage(err)})`; }
+    if (typeof made === 'string') throw corrupt(id, made);
+  } finally {
+    fs.closeSync(packFd);
+    if (outFd >= 0) fs.closeSync(outFd);
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/**
+ * Host files of a checkpoint's graph, opened as its kernel would (Vfs.openHostFile: beneath
+ * the rootfs handle, never following a host symlink out of it), for the host-file pages of its
+ * packs. Made on first use; `close` releases the rootfs handle.
+ */
+function graphFileOpener(graph: any): { opener: () => HostFileOpener; close(): void } {
+  let lower: HostTree | undefined;
+  let open: HostFileOpener | undefined;
+  return {
+    opener: () => {
+      if (open) return open;
+      const g = graph as KernelState;
+      lower = new LinuxHostServices().openTree(g.config.rootfs);
+      const vfs = new Vfs(g.fs, lower, () => 0, () => 0n, () => { throw new Error('the checkpoint graph is read-only here'); });
+      open = (p) => {
+        const { fd, st } = vfs.openHostFile(p);
+        const id = hostIdentity(st);
+        return { fd, size: id.size, mtimeMs: id.mtimeMs };
+      };
+      return open;
+    },
+    close: () => lower?.close(),
   };
 }
 
@@ -376,22 +482,17 @@ export async function openCheckpoint(storeDir: string, id: string): Promise<Open
  * Open the page files an incremental checkpoint inherits pages from, read-only, checking each
  * is long enough for the runs it serves. Throws SnapshotError naming the missing or short one.
  */
-function openLayers(dir: string, id: string, m: ManifestV2, runs: PagemapRun[]): Array<{ id: string; fd: number }> {
-  const out: Array<{ id: string; fd: number }> = [];
+async function openLayers(dir: string, id: string, m: ManifestV2, runs: PagemapRun[], opener: () => HostFileOpener): Promise<Array<{ id: string; fd: number; fresh: boolean }>> {
+  const out: Array<{ id: string; fd: number; fresh: boolean }> = [];
   try {
-    (m.layers ?? []).forEach((layerId, i) => {
-      let fd: number;
-      try {
-        fd = fs.openSync(pagePath(dir, layerId), fs.constants.O_RDONLY);
-      } catch (err) {
-        throw corrupt(id, `the page file ${PAGES_DIR}/${layerId} it inherits pages from cannot be opened (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
-      }
-      out.push({ id: layerId, fd });
+    for (const [i, layerId] of (m.layers ?? []).entries()) {
+      const src = await openPageSource(dir, layerId, id, opener);
+      out.push({ id: layerId, fd: src.fd, fresh: src.fresh });
       let need = 0;
       for (const run of runs) if (runLayer(run) === i + 1) need = Math.max(need, run[0] + (run[1].length / PAGE_CHECK_BYTES) * PAGE_SIZE);
-      const size = fs.fstatSync(fd).size;
+      const size = fs.fstatSync(src.fd).size;
       if (size < need) throw corrupt(id, `the page file ${PAGES_DIR}/${layerId} it inherits pages from is ${size} bytes, expected at least ${need}`);
-    });
+    }
     return out;
   } catch (e) {
     for (const l of out) fs.closeSync(l.fd);
@@ -421,17 +522,21 @@ export async function restoreMemory(
     const fullId = await resolveId(db, storeDir, id);
     const m = await readManifest(db, fullId);
     const runs = await readPagemap(db, m);
+    const dir = resolvePath(storeDir);
+    // Host-file pages of a pack are read as its kernel would; its graph is read only if needed.
+    const files = lazyFileOpener(dir, fullId);
     let fd: number;
     try {
-      fd = fs.openSync(pagePath(resolvePath(storeDir), fullId), 'r');
-    } catch {
-      throw corrupt(fullId, `its page file ${PAGES_DIR}/${fullId} is missing`);
+      fd = (await openPageSource(dir, fullId, fullId, files.opener)).fd;
+    } catch (e) {
+      files.close();
+      throw e;
     }
     let pages = 0;
     let layers: Array<{ id: string; fd: number }> = [];
     try {
       if (fs.fstatSync(fd).size !== m.pageFileBytes) throw corrupt(fullId, 'its page file is truncated');
-      layers = openLayers(resolvePath(storeDir), fullId, m, runs);
+      layers = await openLayers(dir, fullId, m, runs, files.opener);
       for (const run of runs) {
         const [runOffset, checks] = run;
         const from = runLayer(run) ? layers[runLayer(run) - 1].fd : fd;
@@ -457,6 +562,7 @@ export async function restoreMemory(
     } finally {
       fs.closeSync(fd);
       for (const l of layers) fs.closeSync(l.fd);
+      files.close();
     }
     return { pages };
   });
@@ -510,7 +616,7 @@ export async function deleteCheckpoint(storeDir: string, id: string): Promise<vo
     for await (const key of db.keys(graphRange(fullId))) ops.push({ type: 'del', key });
     await db.batch(ops);
     // A page file that later checkpoints inherit pages from stays until none does (collectGarbage).
-    if (!(await inheritedPageFiles(db)).has(fullId)) fs.rmSync(pagePath(dir, fullId), { force: true });
+    if (!(await inheritedPageFiles(db)).has(fullId)) removePageFiles(dir, fullId);
     await collectGarbage(db, dir);
   });
 }
@@ -533,10 +639,19 @@ export async function gcStore(storeDir: string): Promise<{ removedFiles: number;
   });
 }
 
-/** Page files and restore records of a store with the bytes each takes on disk. */
+/** Remove checkpoint `id`'s page file or pack and its restore caches (restores running keep their open copies). */
+function removePageFiles(dir: string, id: string): void {
+  fs.rmSync(pagePath(dir, id), { force: true });
+  fs.rmSync(packPath(dir, id), { force: true });
+  let names: string[] = [];
+  try { names = fs.readdirSync(join(dir, CACHE_DIR)); } catch { /* none */ }
+  for (const n of names) if (n.startsWith(id + '.')) fs.rmSync(join(dir, CACHE_DIR, n), { force: true });
+}
+
+/** Page files, restore caches and restore records of a store with the bytes each takes on disk. */
 function storeFiles(dir: string): Array<[string, number]> {
   const out: Array<[string, number]> = [];
-  for (const sub of [PAGES_DIR, META_DIR]) {
+  for (const sub of [PAGES_DIR, META_DIR, CACHE_DIR]) {
     let names: string[] = [];
     try { names = fs.readdirSync(join(dir, sub)); } catch { /* none yet */ }
     for (const n of names) {
@@ -603,22 +718,22 @@ export async function checkStore(storeDir: string): Promise<StoreCheck> {
       } else if (!Buffer.from(r.manifestBytes).equals(entry)) {
         throw corrupt(id, 'its restore record does not match the catalogue');
       }
-      let fd: number;
-      try {
-        fd = fs.openSync(pagePath(dir, id), 'r');
-      } catch {
-        throw corrupt(id, `its page file ${PAGES_DIR}/${id} is missing`);
-      }
+      const files = graphFileOpener(r.graph);
+      let fd = -1;
       let layers: Array<{ id: string; fd: number }> = [];
       try {
+        // A pack is checked at rest (every chunk decompressed, every page against its CRC-32), not only its cache.
+        if (r.manifest.formatVersion === 4) await checkPack(dir, id, files.opener);
+        fd = (await openPageSource(dir, id, id, files.opener)).fd;
         const size = fs.fstatSync(fd).size;
         if (size !== r.manifest.pageFileBytes) throw corrupt(id, `its page file is ${size} bytes, expected ${r.manifest.pageFileBytes}`);
-        layers = openLayers(dir, id, r.manifest, r.runs);
+        layers = await openLayers(dir, id, r.manifest, r.runs, files.opener);
         const bad = verifyPages(fd, r.runs, r.manifest.pageFileBytes, layers.map((l) => l.fd));
         if (bad) throw corrupt(id, bad);
       } finally {
-        fs.closeSync(fd);
+        if (fd >= 0) fs.closeSync(fd);
         for (const l of layers) fs.closeSync(l.fd);
+        files.close();
       }
       ok.push(id);
     } catch (err) {
@@ -633,6 +748,77 @@ export async function checkStore(storeDir: string): Promise<StoreCheck> {
 // Files of a checkpoint
 
 const pagePath = (dir: string, id: string): string => join(dir, PAGES_DIR, id);
+/** Format 4: the compressed page pack of checkpoint `id` (snapshots/pack.ts). */
+const packPath = (dir: string, id: string): string => join(dir, PAGES_DIR, id + PACK_SUFFIX);
+/** Suffix of a format-4 page pack in `pages/`. */
+const PACK_SUFFIX = '.pack';
+/** Directory (inside the store) of the restore caches of packs: `cache/<id>.<boot>`. */
+export const CACHE_DIR = 'cache';
+let bootTagMemo: string | undefined;
+/** The host's boot id, first 8 hex digits: a cache made before a reboot (or a crash) is never used. */
+function bootTag(): string {
+  if (bootTagMemo === undefined) {
+    try { bootTagMemo = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').replace(/[^0-9a-f]/g, '').slice(0, 8); } catch { bootTagMemo = 'noboot'; }
+  }
+  return bootTagMemo;
+}
+/** The restore cache of pack `id` on this boot of the host. */
+const cachePath = (dir: string, id: string): string => join(dir, CACHE_DIR, `${id}.${bootTag()}`);
+
+/** A page source a restore maps: fd (read-only, the caller's), its path, and whether it was made (every page checked) just now. */
+export interface PageSource { fd: number; path: string; fresh: boolean }
+
+/**
+ * Open the pages of checkpoint `id` laid out like its memory file: its flat page file (formats
+ * 2 and 3) or its pack's restore cache (format 4), making the cache from the pack first if
+ * this host has none (materializePack: every page checked against its CRC-32; host-file pages
+ * read through `opener()`, made on first need). Concurrent restores may each make it; the
+ * first to link it into place wins, the others use theirs (identical) and drop it.
+ * Throws SnapshotError naming `owner` (the checkpoint being restored; `id` may be a layer).
+ */
+export async function openPageSource(dir: string, id: string, owner: string, opener: () => HostFileOpener): Promise<PageSource> {
+  const pack = packPath(dir, id);
+  const what = id === owner ? 'its page file' : `the page file of ${id}, which it inherits pages from,`;
+  if (!fs.existsSync(pack)) {
+    try {
+      return { fd: fs.openSync(pagePath(dir, id), fs.constants.O_RDONLY), path: pagePath(dir, id), fresh: false };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw corrupt(owner, `${what} ${PAGES_DIR}/${id} ${code === 'ENOENT' ? 'is missing' : `cannot be opened (${code ?? errorMessage(err)})`}`);
+    }
+  }
+  const cache = cachePath(dir, id);
+  try {
+    return { fd: fs.openSync(cache, fs.constants.O_RDONLY), path: cache, fresh: false };
+  } catch { /* not made on this boot yet */ }
+  let packFd: number;
+  try {
+    packFd = fs.openSync(pack, fs.constants.O_RDONLY);
+  } catch (err) {
+    throw corrupt(owner, `${what} ${PAGES_DIR}/${id}${PACK_SUFFIX} cannot be opened (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+  }
+  const tmp = `${cache}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`;
+  let outFd = -1;
+  try {
+    const trailer = readPackTrailer(packFd);
+    if (typeof trailer === 'string') throw corrupt(owner, id === owner ? trailer : `${what}: ${trailer}`);
+    fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
+    outFd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    let made;
+    try {
+      made = await materializePack(packFd, trailer, opener(), outFd);
+    } catch (err) {
+      made = `its page pack cannot be read (${errorMessage(err)})`;
+    }
+    if (typeof made === 'string') throw corrupt(owner, id === owner ? made : `${what}: ${made}`);
+    try { fs.linkSync(tmp, cache); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; }
+    return { fd: fs.openSync(cache, fs.constants.O_RDONLY), path: cache, fresh: true };
+  } finally {
+    fs.closeSync(packFd);
+    if (outFd >= 0) fs.closeSync(outFd);
+    fs.rmSync(tmp, { force: true });
+  }
+}
 const metaPath = (dir: string, id: string): string => join(dir, META_DIR, id);
 
 /** Ids of the restore records present (complete checkpoints, or ones whose catalogue entry was lost). */
@@ -654,16 +840,23 @@ function filesProblem(dir: string, m: ManifestV2, sealedBytes: number): string |
   }
   const expected = 12 + sealedBytes + m.graphBytes + m.pagemapBytes;
   if (st.size !== expected) return `its restore record is ${st.size} bytes, expected ${expected}`;
+  const packed = m.formatVersion === 4;
+  const own = packed ? packPath(dir, m.id) : pagePath(dir, m.id);
   try {
-    st = fs.statSync(pagePath(dir, m.id));
+    st = fs.statSync(own);
   } catch {
-    return `its page file ${PAGES_DIR}/${m.id} is missing`;
+    return `its page file ${PAGES_DIR}/${m.id}${packed ? PACK_SUFFIX : ''} is missing`;
   }
-  if (st.size !== m.pageFileBytes) return `its page file is ${st.size} bytes, expected ${m.pageFileBytes}`;
+  if (packed ? st.size !== m.packBytes : st.size !== m.pageFileBytes) return `its page file is ${st.size} bytes, expected ${packed ? m.packBytes : m.pageFileBytes}`;
   for (const layerId of m.layers ?? []) {
-    if (!fs.existsSync(pagePath(dir, layerId))) return `the page file ${PAGES_DIR}/${layerId} it inherits pages from is missing`;
+    if (!hasPageFile(dir, layerId)) return `the page file ${PAGES_DIR}/${layerId} it inherits pages from is missing`;
   }
   return undefined;
+}
+
+/** Whether checkpoint `id`'s pages are in the store: a flat page file or a pack. */
+function hasPageFile(dir: string, id: string): boolean {
+  return fs.existsSync(packPath(dir, id)) || fs.existsSync(pagePath(dir, id));
 }
 
 /** Read and check a restore record: framing, manifest seal and version, graph and pagemap checksums. */
@@ -705,7 +898,7 @@ function usableInheritance(dir: string, inherited: InheritedPages | undefined): 
   const used = new Set<number>();
   for (const k of inherited.backed) if (k) used.add(k);
   if (used.size >= MAX_PAGE_LAYERS) return undefined;
-  return [...used].every((k) => inherited.layerIds[k - 1] !== undefined && fs.existsSync(pagePath(dir, inherited.layerIds[k - 1]))) ? inherited : undefined;
+  return [...used].every((k) => inherited.layerIds[k - 1] !== undefined && hasPageFile(dir, inherited.layerIds[k - 1])) ? inherited : undefined;
 }
 
 /** The pagemap runs a writeCheckpoint summary carries (not enumerable: not in its JSON). */
@@ -781,7 +974,12 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
       if (!id || (!manifestLayer.has(k) && layers.length >= MAX_PAGE_LAYERS - 1)) return false;
       let fd = layerFds.get(k);
       if (fd === undefined) {
-        try { fd = fs.openSync(join(dirname(path), id), 'r'); } catch { fd = -1; }
+        // A flat page file, or a pack's restore cache (a pack not materialized here: no comparison).
+        const dir = dirname(dirname(path));
+        fd = -1;
+        for (const p of [pagePath(dir, id), cachePath(dir, id)]) {
+          try { fd = fs.openSync(p, 'r'); break; } catch { /* next */ }
+        }
         layerFds.set(k, fd);
       }
       if (fd < 0) return false;
@@ -846,6 +1044,178 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
     if (totalBytes === 0) onProgress?.(0, 0);
     fs.fdatasyncSync(fd);
     return { runs, pages, zeroPages, newPages, layers };
+  } finally {
+    fs.closeSync(fd);
+    for (const lfd of layerFds.values()) if (lfd >= 0) fs.closeSync(lfd);
+  }
+}
+
+/**
+ * Write the pack (snapshots/pack.ts) of the non-zero pages of `memory` (within the sorted
+ * `ranges`) at `path`, and fdatasync it. Pages `inherit` places in an earlier checkpoint's page
+ * file are not read or written: they become runs naming that checkpoint (`layers`, in order of
+ * first use). Pages `memory.hostFilePages` lists are named by file, not stored. Returns the
+ * pagemap runs (CRC-32 per page, sorted by offset), all non-zero pages, the zero pages, the
+ * pages this checkpoint adds (newPages: compressed or host-file ones), of them the host-file
+ * ones, the layers and the pack's size in bytes.
+ */
+async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<{ runs: PagemapRun[]; pages: number; zeroPages: number; newPages: number; filePages: number; layers: string[]; packBytes: number }> {
+  const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  const writer = new PackWriter(fd);
+  /** Page files of former layers opened for comparison (-1: could not be opened). */
+  const layerFds = new Map<number, number>();
+  try {
+    const runs: PagemapRun[] = [];
+    const layers: string[] = [];
+    /** Manifest layer (0 own, k ≥ 1 layers[k - 1]) of each kernel layer, made on first use. */
+    const manifestLayer = new Map<number, number>();
+    const layerOf = (kernelLayer: number): number => {
+      let l = manifestLayer.get(kernelLayer);
+      if (l === undefined) {
+        layers.push(inherit!.layerIds[kernelLayer - 1]);
+        l = layers.length;
+        manifestLayer.set(kernelLayer, l);
+      }
+      return l;
+    };
+    let runStart = -1;
+    let runLayerNow = 0;
+    let runChecks: number[] = [];
+    const closeRun = (): void => {
+      if (runChecks.length === 0) return;
+      const c = Buffer.allocUnsafe(runChecks.length * PAGE_CHECK_BYTES);
+      runChecks.forEach((v, i) => c.writeUInt32LE(v, i * PAGE_CHECK_BYTES));
+      runs.push(runLayerNow ? [runStart, c, runLayerNow] : [runStart, c]);
+      runChecks = [];
+    };
+    const addPage = (at: number, layer: number, check: number): void => {
+      if (runChecks.length === 0 || runLayerNow !== layer || runStart + runChecks.length * PAGE_SIZE !== at) {
+        closeRun();
+        runStart = at;
+        runLayerNow = layer;
+      }
+      runChecks.push(check);
+    };
+    // The pack's current chunk: its own pages of one PACK_CHUNK_BYTES piece of the memory file.
+    let chunkStart = -1;
+    let chunk: Buffer | undefined;
+    let chunkLen = 0;
+    const submitChunk = async (): Promise<void> => {
+      if (chunk && chunkLen) await writer.add(chunkStart, chunk.subarray(0, chunkLen));
+      chunk = undefined;
+      chunkLen = 0;
+    };
+    // Host-file pages: triples (memory offset, file offset, bytes) per file, merged while contiguous.
+    const fileRefs = new Map<string, HostFileRef>();
+    const hostPages = memory.hostFilePages;
+    const addFilePage = (at: number, blockIndex: number): void => {
+      const b = hostPages!.blocks[blockIndex];
+      const key = `${b.path}\0${b.size}\0${b.mtimeMs}`;
+      let ref = fileRefs.get(key);
+      if (!ref) { ref = [b.path, b.size, b.mtimeMs, []]; fileRefs.set(key, ref); }
+      const t = ref[3];
+      const inBlock = at - b.memOffset;
+      const bytes = Math.min(PAGE_SIZE, b.len - inBlock);
+      const n = t.length;
+      if (n && t[n - 3] + t[n - 1] === at && t[n - 2] + t[n - 1] === b.fileOffset + inBlock && t[n - 1] % PAGE_SIZE === 0) t[n - 1] += bytes;
+      else t.push(at, b.fileOffset + inBlock, bytes);
+    };
+    let pages = 0;
+    let newPages = 0;
+    let filePages = 0;
+    let zeroPages = 0;
+    const totalBytes = ranges.reduce((n, [start, end]) => n + end - start, 0);
+    let doneBytes = 0;
+    let lastYield = performance.now();
+    const backed = inherit?.backed;
+    const inheritedAt = (off: number): number => (backed ? backed[off / PAGE_SIZE] ?? 0 : 0);
+    const former = inherit?.former;
+    const page = Buffer.allocUnsafe(PAGE_SIZE);
+    // One read buffer for the whole file when the source can copy into it (readInto).
+    const readBuf = memory.readInto ? Buffer.alloc(READ_CHUNK_BYTES) : undefined;
+    /** Whether the page at `off` (bytes `buf` at `p`) still equals its bytes in its former layer's page file. */
+    const sameAsFormer = (k: number, off: number, data: Uint8Array, p: number): boolean => {
+      const id = inherit!.layerIds[k - 1];
+      if (!id || (!manifestLayer.has(k) && layers.length >= MAX_PAGE_LAYERS - 1)) return false;
+      let fd = layerFds.get(k);
+      if (fd === undefined) {
+        // A flat page file, or a pack's restore cache (a pack not materialized here: no comparison).
+        const dir = dirname(dirname(path));
+        fd = -1;
+        for (const p of [pagePath(dir, id), cachePath(dir, id)]) {
+          try { fd = fs.openSync(p, 'r'); break; } catch { /* next */ }
+        }
+        layerFds.set(k, fd);
+      }
+      if (fd < 0) return false;
+      let got = 0;
+      while (got < PAGE_SIZE) { const n = fs.readSync(fd, page, got, PAGE_SIZE - got, off + got); if (n === 0) break; got += n; }
+      if (got < PAGE_SIZE) page.fill(0, got);
+      return Buffer.compare(page, data.subarray(p, p + PAGE_SIZE)) === 0;
+    };
+    for (const [start, end] of ranges) {
+      for (let off = start; off < end; off += READ_CHUNK_BYTES) {
+        const len = Math.min(READ_CHUNK_BYTES, end - off);
+        if (performance.now() - lastYield >= YIELD_MS) {
+          // The memory source is a frozen guest or a copy-on-write capture: it stays as it was.
+          await new Promise((r) => setImmediate(r));
+          lastYield = performance.now();
+        }
+        let needsRead = !backed;
+        if (backed) for (let p = 0; p < len && !needsRead; p += PAGE_SIZE) if (!inheritedAt(off + p)) needsRead = true;
+        const buf = !needsRead ? undefined : readBuf ? readChunk(memory, off, len, readBuf) : readView(memory, off, len);
+        for (let p = 0; p < len; p += PAGE_SIZE) {
+          const k = inheritedAt(off + p);
+          if (k) {
+            // Unchanged since the layer was written: named, not copied.
+            const pi = (off + p) / PAGE_SIZE;
+            if (!inherit!.nonZero[pi]) { zeroPages++; closeRun(); continue; }
+            addPage(off + p, layerOf(k), inherit!.checks[pi]);
+            pages++;
+            continue;
+          }
+          if (isZeroPage(buf!, p)) {
+            zeroPages++;
+            closeRun();
+            continue;
+          }
+          const was = former ? former[(off + p) / PAGE_SIZE] ?? 0 : 0;
+          if (was && sameAsFormer(was, off + p, buf!, p)) {
+            // In a chunk the guest wrote, but this page is as its former layer holds it.
+            addPage(off + p, layerOf(was), pageCheck(buf!, p));
+            pages++;
+            continue;
+          }
+          addPage(off + p, 0, pageCheck(buf!, p));
+          pages++;
+          newPages++;
+          const block = hostPages ? hostPages.pageBlock[(off + p) / PAGE_SIZE] ?? 0 : 0;
+          if (block) {
+            addFilePage(off + p, block - 1);
+            filePages++;
+            continue;
+          }
+          const piece = Math.floor((off + p) / PACK_CHUNK_BYTES) * PACK_CHUNK_BYTES;
+          if (piece !== chunkStart) {
+            await submitChunk();
+            chunkStart = piece;
+          }
+          chunk ??= Buffer.allocUnsafe(PACK_CHUNK_BYTES);
+          buf!.copy(chunk, chunkLen, p, p + PAGE_SIZE);
+          chunkLen += PAGE_SIZE;
+        }
+        doneBytes += len;
+        onProgress?.(doneBytes, totalBytes);
+      }
+    }
+    closeRun();
+    await submitChunk();
+    if (totalBytes === 0) onProgress?.(0, 0);
+    const packBytes = await writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()] });
+    return { runs, pages, zeroPages, newPages, filePages, layers, packBytes };
+  } catch (e) {
+    await writer.abandon();
+    throw e;
   } finally {
     fs.closeSync(fd);
     for (const lfd of layerFds.values()) if (lfd >= 0) fs.closeSync(lfd);
@@ -965,10 +1335,10 @@ function parseManifest(id: string, bytes: Uint8Array): ManifestV2 {
   const obj = isPlainRecord(m) ? m : undefined;
   const version = obj?.formatVersion;
   const foreign = sealed
-    ? version !== FORMAT_VERSION && version !== FULL_FORMAT_VERSION
+    ? !READ_FORMAT_VERSIONS.includes(version as number)
     : typeof version === 'number' && Number.isSafeInteger(version) && version > FORMAT_VERSION;
   if (obj?.magic === FORMAT_MAGIC && foreign) {
-    throw new SnapshotError(`checkpoint ${id} has format version ${oneLine(String(obj.formatVersion))}, but this snapvisor reads only format versions ${FULL_FORMAT_VERSION} and ${FORMAT_VERSION}`);
+    throw new SnapshotError(`checkpoint ${id} has format version ${oneLine(String(obj.formatVersion))}, but this snapvisor reads only format versions ${READ_FORMAT_VERSIONS.join(', ')}`);
   }
   if (!sealed) {
     throw new SnapshotError(`checkpoint ${id} has a corrupt manifest (${obj === undefined ? 'cannot be decoded' : 'checksum mismatch'})`);
@@ -1037,14 +1407,27 @@ async function collectGarbage(db: Db, dir: string): Promise<void> {
     if (!kept.has(key.slice(KEY.pagemap.length))) await batch.del(key);
   }
   await batch.flush();
-  for (const [sub, keep] of [[PAGES_DIR, (n: string) => kept.has(n)], [META_DIR, (n: string) => isCheckpointId(n)]] as const) {
+  for (const [sub, keep] of [[PAGES_DIR, (n: string) => kept.has(n.replace(/\.pack$/, ''))], [META_DIR, (n: string) => isCheckpointId(n)]] as const) {
     let names: string[] = [];
     try { names = fs.readdirSync(join(dir, sub)); } catch { /* no such directory yet */ }
     for (const n of names) {
-      const id = n.replace(/\.tmp$/, '');
+      const id = n.replace(/\.tmp$/, '').replace(/\.pack$/, '');
       if (!keep(n) && !ids.has(id)) fs.rmSync(join(dir, sub, n), { force: true });
     }
   }
+  // Restore caches: of packs still kept and of this boot only; leftovers of interrupted restores go
+  // (a cache being made by a running restore is recreated by it: its tmp name is its own).
+  let caches: string[] = [];
+  try { caches = fs.readdirSync(join(dir, CACHE_DIR)); } catch { /* none yet */ }
+  for (const n of caches) {
+    const [id, boot, ...rest] = n.split('.');
+    if (!kept.has(id) || boot !== bootTag() || (rest.length && !isFreshTmp(join(dir, CACHE_DIR, n)))) fs.rmSync(join(dir, CACHE_DIR, n), { force: true });
+  }
+}
+
+/** A cache being made right now (written to in the last minute): left alone by gc. */
+function isFreshTmp(p: string): boolean {
+  try { return Date.now() - fs.statSync(p).mtimeMs < 60_000; } catch { return false; }
 }
 
 /** Accumulates operations and writes them in batches of bounded size. */
@@ -1160,6 +1543,8 @@ function summaryOf(m: ManifestV2): CheckpointSummary {
     storedPageBytes: m.storedPageBytes,
     durationMs: m.durationMs,
   };
+  if (m.packBytes !== undefined) s.packBytes = m.packBytes;
+  if (m.filePages !== undefined) s.filePages = m.filePages;
   if (m.name !== undefined) s.name = m.name;
   if (m.parent !== undefined) s.parent = m.parent;
   return s;

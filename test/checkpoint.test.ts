@@ -142,7 +142,7 @@ describe('checkpoint and restore (python3 counter)', () => {
     const list = await snapvisor(['checkpoints', '--store', s.store]);
     expect(list.status).toBe(0);
     const rows = list.stdout.toString().trim().split('\n');
-    expect(rows[0]).toMatch(/^ID\s+CREATED\s+NAME\s+PARENT\s+PAGES\s+STORED$/);
+    expect(rows[0]).toMatch(/^ID\s+CREATED\s+NAME\s+PARENT\s+PAGES\s+STORED\s+ON DISK$/);
     expect(rows.slice(1).map((r) => r.split(/\s+/)[0])).toEqual([first.id, second.id]);
     expect(rows.slice(1).map((r) => r.split(/\s+/)[2])).toEqual([s.name, s.name]);
 

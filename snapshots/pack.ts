@@ -1,0 +1,297 @@
+/**
+ * Compressed page files (store format 4) and the restore cache made from them.
+ *
+ * A checkpoint's own pages are kept at rest in `pages/<id>.pack`: the memory file cut into
+ * 1 MiB pieces (PACK_CHUNK_BYTES of memory-file offsets), and of each piece the checkpoint's
+ * own non-zero pages, concatenated in offset order and brotli-compressed (Node's zlib) as one
+ * chunk. Pages that are copies of host files (the kernel's page cache of private file
+ * mappings: libpython's text, libc's, the interpreter's; never written, since every write to
+ * them copies first) are not stored at all: the pack names the file, its size and mtime and
+ * the ranges, and a restore reads them from the file again, as gVisor and CRIU do for
+ * file-backed memory. The pack ends with a self-describing trailer (so an inherited pack
+ * still restores after its own checkpoint's records are deleted):
+ *
+ *   chunks… | CBOR trailer | sha256 of the CBOR (32 bytes) | its length (u32 LE) | "SVPACK01"
+ *
+ * The trailer is { v: 1, pageFileBytes, index, runs, hostFiles }: `index` holds 24 bytes per
+ * chunk (u64 LE memory offset of its piece, u64 LE offset in the pack, u32 LE compressed and
+ * u32 LE uncompressed length); `runs` are the pack's own pages with their CRC-32s (a pagemap
+ * with layer 0 only, host-file pages included); `hostFiles` lists
+ * [guest path, size, mtimeMs, [memory offset, file offset, bytes]…].
+ *
+ * Guests map pages, so a restore needs them uncompressed: the first restore of a pack on a
+ * host materializes it into `cache/<id>.<boot>` (laid out like the memory file, zero pages as
+ * holes, each page checked against its CRC-32 as it is written), which that restore and every
+ * later one and every clone map read-only and share through the host page cache. The cache is
+ * a cache: named by the host's boot id (after a reboot or a crash it is rebuilt, never
+ * trusted half-written), removed with its checkpoint and by `snapvisor gc`.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, decodeCbor, encodeCbor, pageCheck } from './format.js';
+
+/** Memory-file bytes per pack chunk (1 MiB: 256 pages). */
+export const PACK_CHUNK_BYTES = 1 << 20;
+/** Last 8 bytes of every pack. */
+const PACK_MAGIC = Buffer.from('SVPACK01');
+/** Bytes per chunk in the trailer's index. */
+const INDEX_ENTRY_BYTES = 24;
+/**
+ * Chunks compressed or decompressed at once: libuv's thread pool (4 threads) does the work,
+ * so both CPUs of a small host are used while the main thread reads the next chunk.
+ */
+const IN_FLIGHT = 3;
+/** Brotli quality 1: ~4× faster than zlib's deflate at level 1 on heap pages, and smaller. */
+const BROTLI_QUALITY = 1;
+
+const brotliCompress = promisify(zlib.brotliCompress);
+const brotliDecompress = promisify(zlib.brotliDecompress);
+
+/**
+ * Pages of a checkpoint that are bytes of a host file: [canonical guest path, the file's size
+ * (bytes) and mtime (ms, as the kernel's page cache keys it), and flat triples of (memory-file
+ * offset, file offset, bytes)]. Bytes past the end of a triple's last full page are zero.
+ */
+export type HostFileRef = [path: string, size: number, mtimeMs: number, triples: number[]];
+
+/** What a pack's trailer holds (see the module comment). */
+export interface PackTrailer {
+  v: 1;
+  /** Length of the memory-file image the pack restores (a multiple of PAGE_SIZE). */
+  pageFileBytes: number;
+  /** INDEX_ENTRY_BYTES per chunk, in increasing memory offset. */
+  index: Uint8Array;
+  /** The pack's own pages (compressed ones and host-file ones) with their CRC-32s. */
+  runs: PagemapRun[];
+  hostFiles: HostFileRef[];
+}
+
+/** Opens a host file by canonical guest path, read-only, beneath the sandbox's root (Vfs.openHostFile); throws. */
+export type HostFileOpener = (guestPath: string) => { fd: number; size: number; mtimeMs: number };
+
+/**
+ * Writes a pack: `add` hands it a chunk's pages (owned by the writer from then on), compressed
+ * on the thread pool while the caller goes on; `finish` appends the trailer and fdatasyncs.
+ * Chunks land in the file in the order they finish; the index says where each is.
+ */
+export class PackWriter {
+  private pos = 0;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly entries: Array<[number, number, number, number]> = [];
+  private failure: unknown;
+  /** Bytes of pages handed to `add` (uncompressed). */
+  rawBytes = 0;
+  constructor(private readonly fd: number) {}
+
+  /** Compress `pages` (whole pages of the piece at memory offset `memOffset`) and append them. */
+  async add(memOffset: number, pages: Buffer): Promise<void> {
+    if (this.failure) throw this.failure;
+    while (this.inFlight.size >= IN_FLIGHT) await Promise.race(this.inFlight);
+    this.rawBytes += pages.length;
+    const job = brotliCompress(pages, {
+      params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: pages.length },
+    }).then((z) => {
+      const at = this.pos;
+      this.pos += z.length;
+      writeAll(this.fd, z, at);
+      this.entries.push([memOffset, at, z.length, pages.length]);
+    }).catch((e) => { this.failure ??= e; }).finally(() => { this.inFlight.delete(job); });
+    this.inFlight.add(job);
+  }
+
+  /** Wait for every chunk, write the trailer, fdatasync. Returns the pack's size in bytes. */
+  async finish(trailer: Omit<PackTrailer, 'v' | 'index'>): Promise<number> {
+    await Promise.all(this.inFlight);
+    if (this.failure) throw this.failure;
+    this.entries.sort((a, b) => a[0] - b[0]);
+    const index = Buffer.alloc(this.entries.length * INDEX_ENTRY_BYTES);
+    this.entries.forEach(([mem, at, len, raw], i) => {
+      const o = i * INDEX_ENTRY_BYTES;
+      index.writeBigUInt64LE(BigInt(mem), o);
+      index.writeBigUInt64LE(BigInt(at), o + 8);
+      index.writeUInt32LE(len, o + 16);
+      index.writeUInt32LE(raw, o + 20);
+    });
+    const cbor = encodeCbor({ v: 1, pageFileBytes: trailer.pageFileBytes, index, runs: trailer.runs, hostFiles: trailer.hostFiles });
+    const tail = Buffer.alloc(32 + 4 + PACK_MAGIC.length);
+    createHash('sha256').update(cbor).digest().copy(tail, 0);
+    tail.writeUInt32LE(cbor.length, 32);
+    PACK_MAGIC.copy(tail, 36);
+    writeAll(this.fd, cbor, this.pos);
+    writeAll(this.fd, tail, this.pos + cbor.length);
+    this.pos += cbor.length + tail.length;
+    fs.fdatasyncSync(this.fd);
+    return this.pos;
+  }
+
+  /** Wait for chunks in flight (after a failure elsewhere), ignoring their outcome. */
+  async abandon(): Promise<void> {
+    await Promise.allSettled(this.inFlight);
+  }
+}
+
+/** Read and check a pack's trailer. Returns it, or one line saying what is wrong. */
+export function readPackTrailer(fd: number): PackTrailer | string {
+  const size = fs.fstatSync(fd).size;
+  const tailLen = 32 + 4 + PACK_MAGIC.length;
+  if (size < tailLen) return 'its page pack is truncated (no trailer)';
+  const tail = Buffer.alloc(tailLen);
+  readAll(fd, tail, size - tailLen);
+  if (!tail.subarray(36).equals(PACK_MAGIC)) return 'its page pack is truncated or damaged (no SVPACK01 trailer)';
+  const len = tail.readUInt32LE(32);
+  if (len > size - tailLen) return 'its page pack trailer is damaged (length)';
+  const cbor = Buffer.alloc(len);
+  readAll(fd, cbor, size - tailLen - len);
+  if (!createHash('sha256').update(cbor).digest().equals(tail.subarray(0, 32))) return 'its page pack trailer failed its checksum';
+  let t: PackTrailer;
+  try { t = decodeCbor(cbor) as PackTrailer; } catch { return 'its page pack trailer cannot be decoded'; }
+  if (!t || t.v !== 1 || !Number.isSafeInteger(t.pageFileBytes) || !(t.index instanceof Uint8Array) || t.index.length % INDEX_ENTRY_BYTES !== 0
+    || !Array.isArray(t.runs) || !Array.isArray(t.hostFiles)) return 'its page pack trailer is malformed';
+  const dataEnd = size - tailLen - len;
+  const view = Buffer.from(t.index.buffer, t.index.byteOffset, t.index.byteLength);
+  for (let o = 0; o < view.length; o += INDEX_ENTRY_BYTES) {
+    const at = Number(view.readBigUInt64LE(o + 8)), zlen = view.readUInt32LE(o + 16);
+    if (at + zlen > dataEnd) return 'its page pack index points past its data';
+  }
+  return t;
+}
+
+/** Per page of the image: 0 not the pack's, 1 compressed in the pack, 2 read from a host file; and each page's CRC-32. */
+function pageKinds(t: PackTrailer): { kind: Uint8Array; checks: Uint32Array } | string {
+  const pages = t.pageFileBytes / PAGE_SIZE;
+  const kind = new Uint8Array(pages), checks = new Uint32Array(pages);
+  for (const [off, c] of t.runs) {
+    const first = off / PAGE_SIZE, n = c.length / PAGE_CHECK_BYTES;
+    if (!Number.isSafeInteger(first) || first + n > pages) return 'its page pack lists a page past the memory size';
+    const v = new DataView(c.buffer, c.byteOffset, c.byteLength);
+    for (let i = 0; i < n; i++) { kind[first + i] = 1; checks[first + i] = v.getUint32(i * PAGE_CHECK_BYTES, true); }
+  }
+  for (const [, , , triples] of t.hostFiles) {
+    for (let i = 0; i + 2 < triples.length; i += 3) {
+      const first = triples[i] / PAGE_SIZE, n = Math.ceil(triples[i + 2] / PAGE_SIZE);
+      for (let p = first; p < first + n; p++) {
+        if (kind[p] !== 1) return 'its page pack names a host-file page it has no checksum for';
+        kind[p] = 2;
+      }
+    }
+  }
+  return { kind, checks };
+}
+
+/** What materializing a pack did. */
+export interface Materialized {
+  /** Pages written (decompressed and read from host files). */
+  pages: number;
+  /** Of which read from host files. */
+  filePages: number;
+  ms: number;
+}
+
+/**
+ * Write the image a pack stands for into `outFd` (truncated to its length first: zero pages
+ * stay holes), checking every page against its CRC-32 as it goes. Host-file pages are read
+ * through `open` and their file must still have the size and mtime recorded. Returns what it
+ * did, or one line naming the first problem (a damaged chunk, a page failing its check, a
+ * host file missing or changed).
+ */
+export async function materializePack(packFd: number, t: PackTrailer, open: HostFileOpener, outFd: number): Promise<Materialized | string> {
+  const t0 = performance.now();
+  const kinds = pageKinds(t);
+  if (typeof kinds === 'string') return kinds;
+  const { kind, checks } = kinds;
+  fs.ftruncateSync(outFd, t.pageFileBytes);
+  let pages = 0, filePages = 0;
+  const checkPage = (buf: Buffer, at: number, off: number): string | undefined =>
+    pageCheck(buf, at) === checks[off / PAGE_SIZE] ? undefined : `page at offset 0x${off.toString(16)} failed its checksum`;
+
+  // Host files: read again, as the kernel's page cache read them.
+  for (const [guestPath, size, mtimeMs, triples] of t.hostFiles) {
+    let file: { fd: number; size: number; mtimeMs: number };
+    try { file = open(guestPath); } catch (e) { return `the host file ${guestPath} its memory maps cannot be opened (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`; }
+    try {
+      if (file.size !== size || file.mtimeMs !== mtimeMs) return `the host file ${guestPath} its memory maps changed since the checkpoint (size ${file.size}, was ${size}; mtime ${new Date(file.mtimeMs).toISOString()}, was ${new Date(mtimeMs).toISOString()})`;
+      for (let i = 0; i + 2 < triples.length; i += 3) {
+        const [memOff, fileOff, bytes] = [triples[i], triples[i + 1], triples[i + 2]];
+        const buf = Buffer.alloc(Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE);
+        for (let got = 0; got < bytes;) {
+          const n = fs.readSync(file.fd, buf, got, bytes - got, fileOff + got);
+          if (n <= 0) break; // past the end: zeros, as the page cache leaves them
+          got += n;
+        }
+        for (let p = 0; p < buf.length; p += PAGE_SIZE) {
+          const bad = checkPage(buf, p, memOff + p);
+          if (bad) return `the host file ${guestPath} its memory maps differs from the checkpoint's copy (${bad})`;
+        }
+        writeAll(outFd, buf, memOff);
+        pages += buf.length / PAGE_SIZE;
+        filePages += buf.length / PAGE_SIZE;
+      }
+    } finally {
+      fs.closeSync(file.fd);
+    }
+  }
+
+  // Compressed chunks: decompressed on the thread pool, a few at once, scattered to their pages.
+  const index = Buffer.from(t.index.buffer, t.index.byteOffset, t.index.byteLength);
+  const inFlight = new Set<Promise<void>>();
+  let problem: string | undefined;
+  const scatter = (memStart: number, raw: Buffer): string | undefined => {
+    let r = 0;
+    const end = Math.min(memStart + PACK_CHUNK_BYTES, t.pageFileBytes);
+    let stretch = -1; // first page of a run of consecutive pack pages not yet written
+    let stretchAt = 0;
+    const flush = (upTo: number): void => {
+      if (stretch < 0) return;
+      writeAll(outFd, raw.subarray(stretchAt, stretchAt + (upTo - stretch)), stretch);
+      stretch = -1;
+    };
+    for (let off = memStart; off < end; off += PAGE_SIZE) {
+      if (kind[off / PAGE_SIZE] !== 1) { flush(off); continue; }
+      if (r + PAGE_SIZE > raw.length) return `its page pack chunk at 0x${memStart.toString(16)} holds too few pages`;
+      const bad = checkPage(raw, r, off);
+      if (bad) return bad;
+      if (stretch < 0) { stretch = off; stretchAt = r; }
+      r += PAGE_SIZE;
+      pages++;
+    }
+    flush(end);
+    return r === raw.length ? undefined : `its page pack chunk at 0x${memStart.toString(16)} holds too many pages`;
+  };
+  const seen = new Set<number>();
+  for (let o = 0; o < index.length && !problem; o += INDEX_ENTRY_BYTES) {
+    const memStart = Number(index.readBigUInt64LE(o)), at = Number(index.readBigUInt64LE(o + 8));
+    const zlen = index.readUInt32LE(o + 16), rawLen = index.readUInt32LE(o + 20);
+    if (memStart % PACK_CHUNK_BYTES !== 0 || memStart >= t.pageFileBytes || seen.has(memStart)) return 'its page pack index is malformed';
+    seen.add(memStart);
+    const z = Buffer.alloc(zlen);
+    readAll(packFd, z, at);
+    while (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
+    const job = brotliDecompress(z).then((raw) => {
+      if (problem) return;
+      problem = raw.length !== rawLen ? `its page pack chunk at 0x${memStart.toString(16)} is damaged` : scatter(memStart, raw);
+    }, () => { problem ??= `its page pack chunk at 0x${memStart.toString(16)} is damaged (cannot be decompressed)`; })
+      .finally(() => { inFlight.delete(job); });
+    inFlight.add(job);
+  }
+  await Promise.all(inFlight);
+  if (problem) return problem;
+  // Every compressed page must have come from some chunk.
+  let want = 0;
+  for (let p = 0; p < kind.length; p++) if (kind[p] === 1) want++;
+  if (pages - filePages !== want) return `its page pack holds ${pages - filePages} of its ${want} pages`;
+  return { pages, filePages, ms: performance.now() - t0 };
+}
+
+function writeAll(fd: number, buf: Uint8Array, position: number): void {
+  for (let done = 0; done < buf.length;) done += fs.writeSync(fd, buf, done, buf.length - done, position + done);
+}
+
+function readAll(fd: number, buf: Buffer, position: number): void {
+  for (let got = 0; got < buf.length;) {
+    const n = fs.readSync(fd, buf, got, buf.length - got, position + got);
+    if (n === 0) throw new Error(`short read at ${position + got}`);
+    got += n;
+  }
+}

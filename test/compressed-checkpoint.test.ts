@@ -1,0 +1,175 @@
+/**
+ * Compressed checkpoints (`checkpoint --compress`, store format 4, snapshots/pack.ts): the
+ * pages are a brotli pack a fraction of their size, pages that are bytes of host files are
+ * named instead of stored, the first restore on a host rebuilds the uncompressed restore cache
+ * (every page checked) and later restores map it; incremental links, export/import, store
+ * check and delete work on packs; a damaged pack and a changed host file are refused with one
+ * line and no guest starts.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+
+/** A python3 holding ~20 MB of distinct 1,000-byte objects; rewrites one per numbered line, then prints a digest of all. */
+const GUEST = [
+  'import hashlib, sys, time',
+  'data = [bytes([i % 251]) * 1000 for i in range(20000)]',
+  "print('ready', flush=True)",
+  'for i in range(1, 61):',
+  '    data[(i * 7919) % 20000] = bytes([i % 13]) * 1000',
+  '    print(i, flush=True)',
+  '    time.sleep(0.05)',
+  "print('digest', hashlib.sha256(b''.join(data)).hexdigest(), flush=True)",
+].join('\n');
+const ARGV = ['/usr/bin/python3', '-c', GUEST];
+
+/** Checkpoint (compressed) the sandbox `name` once it printed 3 numbered lines; it ends. */
+async function checkpointCompressed(root: string, store: string, name: string, run: ReturnType<typeof snapvisorStreaming>): Promise<{ id: string; lastLine: number; stdout: string }> {
+  const first = Number(await run.waitFor((l) => /^\d+$/.test(l), 30_000));
+  await run.waitFor((l) => l === String(first + 2), 30_000);
+  const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, '--compress'], { timeoutMs: 30_000 });
+  expect(cp.stderr).toBe('');
+  expect(cp.status).toBe(0);
+  expect(await run.done).toBe(137);
+  const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
+  return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, lastLine: last, stdout: cp.stdout.toString() };
+}
+
+/** Restore `id` to its end: it goes on after `lastLine` and prints `digest`. */
+async function restoresToTheEnd(store: string, id: string, lastLine: number, digest: string): Promise<void> {
+  const r = await snapvisor(['restore', id, '--store', store], { timeoutMs: 60_000 });
+  expect(r.timedOut).toBe(false);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const lines = r.stdout.toString().split('\n').filter(Boolean);
+  expect(lines[0]).toBe(String(lastLine + 1));
+  expect(lines[lines.length - 1]).toBe(digest);
+  expect(orphanStubs()).toEqual([]);
+}
+
+const bytesOnDisk = (p: string): number => fs.statSync(p).blocks * 512;
+
+describe('compressed checkpoints (format 4)', () => {
+  it('are a fraction of the flat size, name host-file pages, restore through a cache made once, chain, export, check and delete', async () => {
+    const nat = await native(ARGV, { timeoutMs: 30_000 });
+    expect(nat.status).toBe(0);
+    const digest = nat.stdout.toString().split('\n').filter(Boolean).pop()!;
+    expect(digest).toMatch(/^digest [0-9a-f]{64}$/);
+    const base = freshDir('packed');
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+
+    const run1 = snapvisorStreaming(['--root', root, 'run', '--name', 'pk-a', '--', ...ARGV], { timeoutMs: 60_000 });
+    await run1.waitFor((l) => l === 'ready', 30_000);
+    const c1 = await checkpointCompressed(root, store, 'pk-a', run1);
+    const m = /(\d+) pages \((\d+) new, [\d.]+ MiB stored, [\d.]+ MiB compressed, (\d+) pages named in host files\)/.exec(c1.stdout);
+    expect(m, c1.stdout).not.toBeNull();
+    const [pages, filePages] = [Number(m![1]), Number(m![3])];
+    expect(filePages).toBeGreaterThan(100); // libpython's and libc's text at least
+    const pack = path.join(store, 'pages', `${c1.id}.pack`);
+    expect(fs.existsSync(path.join(store, 'pages', c1.id))).toBe(false);
+    expect(bytesOnDisk(pack)).toBeLessThan((pages * 4096) / 5);
+    const info = JSON.parse((await snapvisor(['inspect', c1.id, '--store', store, '--json'])).stdout.toString());
+    expect(info.checkpoint.formatVersion).toBe(4);
+
+    // The first restore makes the cache (one file, named by the boot); the second maps it.
+    await restoresToTheEnd(store, c1.id, c1.lastLine, digest);
+    const caches = fs.readdirSync(path.join(store, 'cache'));
+    expect(caches).toHaveLength(1);
+    expect(caches[0]).toMatch(new RegExp(`^${c1.id}\\.[0-9a-f]{8}$`));
+    const cacheIno = fs.statSync(path.join(store, 'cache', caches[0])).ino;
+    await restoresToTheEnd(store, c1.id, c1.lastLine, digest);
+    expect(fs.statSync(path.join(store, 'cache', caches[0])).ino).toBe(cacheIno);
+
+    // An incremental link from a restored one: format 4, inherits from the first.
+    const run2 = snapvisorStreaming(['--root', root, 'restore', c1.id, '--store', store, '--name', 'pk-b'], { timeoutMs: 60_000 });
+    const c2 = await checkpointCompressed(root, store, 'pk-b', run2);
+    const info2 = JSON.parse((await snapvisor(['inspect', c2.id, '--store', store, '--json'])).stdout.toString());
+    expect(info2.checkpoint).toMatchObject({ formatVersion: 4, parent: c1.id, inheritsFrom: [c1.id] });
+    // Its caches gone (a reboot, or gc of another boot's): both packs are materialized again.
+    fs.rmSync(path.join(store, 'cache'), { recursive: true });
+    await restoresToTheEnd(store, c2.id, c2.lastLine, digest);
+    expect(fs.readdirSync(path.join(store, 'cache')).sort()).toEqual([c1.id, c2.id].map((id) => `${id}.${caches[0].split('.')[1]}`).sort());
+
+    const check = await snapvisor(['store', 'check', '--store', store]);
+    expect(check.stderr).toBe('');
+    expect(check.status).toBe(0);
+
+    // Export (decompressed into the export file) and import elsewhere (a flat checkpoint there).
+    const file = path.join(freshDir('packed-export'), 'c2.svx');
+    const ex = await snapvisor(['export', c2.id, '--store', store, '-o', file]);
+    expect(ex.stderr).toBe('');
+    expect(ex.status).toBe(0);
+    const store2 = path.join(base, 'store2');
+    const im = await snapvisor(['import', file, '--store', store2]);
+    expect(im.status).toBe(0);
+    await restoresToTheEnd(store2, im.stdout.toString().trim().split(/\s+/).pop()!, c2.lastLine, digest);
+
+    // Deleting the first keeps its pack and cache (the second inherits them); deleting both removes all.
+    expect((await snapvisor(['delete', c1.id, '--store', store])).status).toBe(0);
+    expect(fs.existsSync(pack)).toBe(true);
+    await restoresToTheEnd(store, c2.id, c2.lastLine, digest);
+    expect((await snapvisor(['delete', c2.id, '--store', store])).status).toBe(0);
+    expect(fs.readdirSync(path.join(store, 'pages'))).toEqual([]);
+    expect(fs.readdirSync(path.join(store, 'cache'))).toEqual([]);
+  }, 300_000);
+
+  it('a damaged or truncated pack, or a changed host file, is refused with one line and no guest runs', async () => {
+    // A rootfs of its own, so the test may change a host file the guest's memory maps.
+    const base = freshDir('packed-bad');
+    const rootfs = path.join(base, 'rootfs');
+    fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
+    fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
+    fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+    const script = 'i=0; while [ $i -lt 120 ]; do i=$((i+1)); echo $i; usleep 50000; done';
+    const run = snapvisorStreaming(['--root', root, 'run', '--rootfs', rootfs, '--name', 'pk-bad', '--', '/bin/busybox', 'sh', '-c', script], { timeoutMs: 60_000 });
+    await run.waitFor((l) => l === '3', 30_000);
+    const cp = await snapvisor(['--root', root, 'checkpoint', 'pk-bad', '--store', store, '--compress'], { timeoutMs: 30_000 });
+    expect(cp.stderr).toBe('');
+    expect(cp.status).toBe(0);
+    expect(cp.stdout.toString()).toMatch(/[1-9]\d* pages named in host files/);
+    await run.done;
+    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+    const refused = async (pattern: RegExp): Promise<void> => {
+      fs.rmSync(path.join(store, 'cache'), { recursive: true, force: true });
+      const r = await snapvisor(['restore', id, '--store', store], { timeoutMs: 30_000 });
+      expect(r.timedOut).toBe(false);
+      expect(r.status).not.toBe(0);
+      expect(r.stdout.toString()).toBe('');
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(pattern);
+      expect(orphanStubs()).toEqual([]);
+    };
+
+    // The busybox binary the guest runs is changed on the host (same bytes, new mtime): named.
+    const bin = path.join(rootfs, 'bin', 'busybox'), ref = path.join(base, 'mtime-ref');
+    fs.writeFileSync(ref, '');
+    execFileSync('touch', ['-r', bin, ref]); // keeps the nanoseconds, which a Date would lose
+    const { atime, mtime } = fs.statSync(bin);
+    fs.utimesSync(bin, atime, new Date(mtime.getTime() + 5000));
+    await refused(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: the host file /bin/busybox its memory maps changed since the checkpoint`));
+    execFileSync('touch', ['-r', ref, bin]);
+
+    // A flipped byte in the middle of the pack's chunks; then a pack cut in half.
+    const pack = path.join(store, 'pages', `${id}.pack`);
+    const good = fs.readFileSync(pack);
+    const bad = Buffer.from(good);
+    bad[bad.length >> 2] ^= 0xff;
+    fs.writeFileSync(pack, bad);
+    await refused(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: (its page pack chunk at 0x[0-9a-f]+ is damaged|page at offset 0x[0-9a-f]+ failed its checksum)`));
+    fs.writeFileSync(pack, good.subarray(0, good.length >> 1));
+    await refused(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: its page pack is truncated or damaged`));
+
+    // Whole again: it restores and goes on counting.
+    fs.writeFileSync(pack, good);
+    fs.rmSync(path.join(store, 'cache'), { recursive: true, force: true });
+    const r = await snapvisor(['restore', id, '--store', store], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const nums = r.stdout.toString().split('\n').filter(Boolean).map(Number);
+    expect(nums[nums.length - 1]).toBe(120);
+    expect(orphanStubs()).toEqual([]);
+  }, 180_000);
+});
