@@ -288,10 +288,38 @@ describe('run --volume and --tmpfs', () => {
       '',
     ]);
     const lines = info.trim().split('\n');
-    expect(lines[0]).toBe('20 19 0:43 / / rw,relatime - overlay none rw');
+    expect(lines[0]).toMatch(/^20 19 \d+:\d+ \/ \/ rw,relatime - overlay none rw$/);
     expect(lines[6]).toMatch(new RegExp(`^30 20 0:\\d+ / /data ro,relatime - hostfs ${vol} ro$`));
     expect(lines[7]).toMatch(/^31 20 0:\d+ \/ \/scratch rw,noexec,relatime - tmpfs tmpfs rw,size=65536k,mode=755$/);
     expect(pid1.trim().split('\n')).toEqual(mounts.trim().split('\n').slice(-2));
+  });
+
+  it('st_dev of every mount point is the major:minor of its mountinfo line, so os.path.ismount finds each mount as natively', async () => {
+    // For every mount point (the topmost of mounts stacked on one point), stat's device against
+    // mountinfo's; then os.path.ismount (st_dev against the parent's, or the same inode) of the
+    // paths given. A bind mount within one filesystem is no mount to ismount, natively too.
+    const py = [
+      'import os, sys',
+      'top = {}',
+      'for l in open("/proc/self/mountinfo"):',
+      '    f = l.split(); top[f[4]] = f[2]',
+      'for p, d in sorted(top.items()):',
+      '    st = os.stat(p); got = "%d:%d" % (os.major(st.st_dev), os.minor(st.st_dev))',
+      '    if got != d: print("dev", p, got, d)',
+      'print(len(top), "mounts", " ".join(p for p in sys.argv[1:] if os.path.ismount(p)))',
+    ].join('\n');
+    const implicit = ['/', '/proc', '/dev', '/dev/pts', '/dev/shm', '/sys'];
+    const paths = [...implicit, '/data', '/scratch', '/tmp/b', '/tmp/p', '/usr', '/proc/self', '/dev/null', '/etc/passwd'];
+    const r = await snapvisor(['run', '--volume', `${vol}:/data:ro`, '--tmpfs', '/scratch', '--', '/bin/busybox', 'sh', '-c',
+      `mkdir -p /tmp/b /tmp/p && mount --bind /usr /tmp/b && mount -t proc proc /tmp/p && exec /usr/bin/python3 -c '${py}' ${paths.join(' ')}`], { timeoutMs: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.toString()).toBe('10 mounts / /proc /dev /dev/pts /dev/shm /sys /data /scratch /tmp/p\n');
+    expect(r.status).toBe(0);
+    // Natively, where all six are mount points, ismount finds them all as the sandbox does.
+    const nat = spawnSync('/usr/bin/python3', ['-c', 'import os, sys; print(" ".join(p for p in sys.argv[1:] if os.path.ismount(p)))', ...implicit], { encoding: 'utf8' });
+    const nativeMounts = new Set(fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]));
+    if (implicit.every((p) => nativeMounts.has(p))) expect(nat.stdout).toBe(`${implicit.join(' ')}\n`);
+    else console.log(`mounts.test: no native ismount comparison: not all of ${implicit.join(' ')} are mount points here`);
   });
 
   it('a missing mount point is made, a bound file is seen as a file, a volume inside a tmpfs is reached through it', async () => {

@@ -101,7 +101,7 @@ export function procMount(k: Kernel): SyntheticMount {
       }, 0o400);
       case 'comm': return file(base + 11, () => ts.comm + '\n');
       case 'mounts': return file(base + 12, () => mountsText());
-      case 'mountinfo': return file(base + 16, () => mountLines(k.state.fs, true));
+      case 'mountinfo': return file(base + 16, () => mountLines(k.state.fs, true, (m) => k.vfs.mountRootDev(m)));
       case 'task': return dir(base + 13, () => tg.tids.map(String));
     }
     if (rest.startsWith('fd/')) {

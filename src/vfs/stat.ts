@@ -41,8 +41,8 @@ export function encodeStat(s: Stat): Uint8Array {
 }
 
 /** Linux's new_encode_dev split: major/minor of a dev_t. */
-const major = (d: number) => Number((BigInt(d) >> 8n) & 0xfffn);
-const minor = (d: number) => Number((BigInt(d) & 0xffn) | ((BigInt(d) >> 12n) & 0xfff00n));
+export const major = (d: number) => Number((BigInt(d) >> 8n) & 0xfffn);
+export const minor = (d: number) => Number((BigInt(d) & 0xffn) | ((BigInt(d) >> 12n) & 0xfff00n));
 
 /** Encode `struct statx` (256 bytes) with every basic field present. */
 export function encodeStatx(s: Stat): Uint8Array {

@@ -15,7 +15,7 @@ import { byId, persisted } from '../kernel/persist.js';
 import { E, SyscallError } from '../errno.js';
 import { HostError, type HostTree, type HostStat } from '../../platforms/host-services.js';
 import type { Credentials, FilesystemState, InodeState, DirEntry, MountState, SuperblockState } from '../kernel/state.js';
-import { ROOT_MOUNT_ID, SYNTHETIC_DEV, UPPER_DEV, implicitMountOf, newMountId, newSuperblockId, superblockDev, tmpfsRootKey } from './mounts.js';
+import { ROOT_MOUNT_ID, implicitDev, implicitMountOf, newMountId, newSuperblockId, superblockDev, tmpfsRootKey } from './mounts.js';
 import { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, MAY_EXEC, MAY_WRITE, capable, permits } from '../kernel/creds.js';
 import { Stat, dtypeOfMode, isDir, isLnk, isReg } from './stat.js';
 import { DataStore, inodeSetContents } from './inode-data.js';
@@ -360,14 +360,24 @@ export class Vfs {
     if (n.kind === 'upper') {
       const i = n.inode;
       return {
-        dev: i.sb ? superblockDev(i.sb) : UPPER_DEV, ino: UPPER_INO_BASE + i.id, nlink: i.nlink, mode: i.mode, uid: i.uid, gid: i.gid, rdev: 0,
+        dev: i.sb ? superblockDev(i.sb) : implicitDev(keyOf(n)), ino: UPPER_INO_BASE + i.id, nlink: i.nlink, mode: i.mode, uid: i.uid, gid: i.gid, rdev: 0,
         size: i.size, blksize: 4096, blocks: Math.ceil(i.size / 512), atimeNs: i.atimeNs, mtimeNs: i.mtimeNs, ctimeNs: i.ctimeNs,
       };
     }
     const s = n.node;
     const t = this.nowNs();
     const size = (s.mode & S_IFMT) === S_IFLNK && s.target && (!s.mayAccess || s.mayAccess()) ? s.target().length : 0;
-    return { dev: SYNTHETIC_DEV, ino: s.ino, nlink: isDir(s.mode) ? 2 : 1, mode: s.mode, uid: s.uid ?? 0, gid: s.gid ?? 0, rdev: s.rdev ?? 0, size, blksize: 4096, blocks: 0, atimeNs: t, mtimeNs: t, ctimeNs: t };
+    return { dev: implicitDev(keyOf(n)), ino: s.ino, nlink: isDir(s.mode) ? 2 : 1, mode: s.mode, uid: s.uid ?? 0, gid: s.gid ?? 0, rdev: s.rdev ?? 0, size, blksize: 4096, blocks: 0, atimeNs: t, mtimeNs: t, ctimeNs: t };
+  }
+
+  /**
+   * st_dev of the root of mount `m` (undefined: the root overlay), as stat(2) of its mount point
+   * gives it while `m` is on top: mountinfo's major:minor (src/vfs/mounts.ts mountLines).
+   * Undefined if the mount's root is gone (a bind of a path since removed).
+   */
+  mountRootDev(m?: MountState): number | undefined {
+    const n = m ? this.lookupAt(m.mountpoint, { m, sb: m.sb, key: m.root }) : this.lookupAt('/', { sb: 0, key: '/' });
+    return n ? this.stat(n).dev : undefined;
   }
 
   /** Directory entries of a directory node (without "." and ".."), merged across layers. */
