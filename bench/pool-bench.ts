@@ -10,7 +10,8 @@
  *   request reaching the pool (the pool's own clock, `requestMs`) and from the client's send,
  *   to the first byte of the guest's output arriving on the take's stdout (a unix socket);
  * - 10 takes through the `snapvisor pool take` command: spawn → first output byte (its own
- *   start-up included).
+ *   start-up included);
+ * - the summed PSS of a pool's every process with 1 and with 20 clones ready (poolMemory).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,6 +21,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { closeFd, connectUnix, sendFds } from '../platforms/host/fd-passing.js';
 import { poolStatus } from '../cli/pool-client.js';
+import { processTree, pssOf } from './proc.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bundle', 'main.js');
 const nowMs = () => performance.timeOrigin + performance.now();
@@ -40,13 +42,13 @@ export function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * (s.length - 1)))];
 }
 
-async function waitFull(sock: string, size: number): Promise<void> {
-  for (let i = 0; i < 600; i++) {
+async function waitFull(sock: string, size: number, timeoutMs = 30_000): Promise<void> {
+  for (let i = 0; i < timeoutMs / 50; i++) {
     const s = await poolStatus(sock);
     if (s.ready >= size) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error('the pool did not refill within 30 s');
+  throw new Error(`the pool did not refill within ${timeoutMs / 1000} s`);
 }
 
 /** One take through the protocol: [request reached the pool → first byte, client send → first byte] in ms. */
@@ -97,14 +99,45 @@ export interface PoolRound {
   fromPool: number[]; fromClient: number[]; handoff: number[];
   /** Per `pool take` command: spawn → first output byte. */
   command: number[];
+  /** Host memory of a pool of 1 and of 20 clones: see poolMemory. */
+  memory: PoolMemory[];
+}
+
+/** Summed PSS (bytes) of a pool's every process (pool serve, its clones' node kernels, their stubs) with `size` clones ready. */
+export interface PoolMemory { size: number; pssBytes: number; fillMs: number }
+
+/**
+ * Host memory of a pool of `size` clones of checkpoint `id`: start `pool serve --size N`, make one
+ * take (so the clones hold the working set they prefetch, as they do once serving), wait until
+ * all N are ready again and one second more, then sum the PSS of the pool's process tree.
+ */
+async function poolMemory(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, store: string, id: string, size: number): Promise<PoolMemory> {
+  const sock = path.join(dir, `pool-mem-${size}.sock`);
+  const serve = spawn(node, [cli, 'pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  try {
+    const t0 = nowMs();
+    await new Promise<void>((resolve, reject) => {
+      serve.stdout!.on('data', (d) => { if (String(d).includes('pool serving')) resolve(); });
+      serve.on('exit', (c) => reject(new Error(`pool serve exited ${c}`)));
+    });
+    const fillMs = nowMs() - t0;
+    await protocolTake(sock, dir, 1000 + size);
+    await waitFull(sock, size, 120_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    return { size, pssBytes: pssOf(processTree(serve.pid!)).pss, fillMs };
+  } finally {
+    serve.kill('SIGTERM');
+    await new Promise((r) => serve.on('exit', r));
+  }
 }
 
 /**
  * Checkpoint the workload (it asks for its own checkpoint), serve it from a pool of 4, and time
- * `takes` protocol takes and `commandTakes` `pool take` commands (each once the pool is full again).
+ * `takes` protocol takes and `commandTakes` `pool take` commands (each once the pool is full again);
+ * then measure the memory of pools of each of `memorySizes` clones (poolMemory).
  * `node`/`cli`/`env` run snapvisor; `dir` is scratch space.
  */
-export async function poolRound(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, objects: number, takes: number, commandTakes = 10): Promise<PoolRound> {
+export async function poolRound(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, objects: number, takes: number, commandTakes = 10, memorySizes: number[] = [1, 20]): Promise<PoolRound> {
   let serve: ReturnType<typeof spawn> | undefined;
   try {
     const store = path.join(dir, 'pool-store');
@@ -139,7 +172,9 @@ export async function poolRound(node: string, cli: string, env: NodeJS.ProcessEn
     serve.kill('SIGTERM');
     await new Promise((r) => serve!.on('exit', r));
     serve = undefined;
-    return { size, fillMs, fromPool, fromClient, handoff, command };
+    const memory: PoolMemory[] = [];
+    for (const n of memorySizes) memory.push(await poolMemory(node, cli, env, dir, store, id, n));
+    return { size, fillMs, fromPool, fromClient, handoff, command, memory };
   } finally {
     serve?.kill('SIGTERM');
   }
@@ -154,6 +189,7 @@ async function main(): Promise<void> {
     console.log(`pool of ${r.size} clones of a python3 holding ${objects / 1000} MB: filled in ${f(r.fillMs)} ms`);
     console.log(`take → first output byte, ${takes} takes through the socket protocol: from the request reaching the pool p50 ${f(pct(r.fromPool, 50))} ms, p99 ${f(pct(r.fromPool, 99))} ms; from the client's send p50 ${f(pct(r.fromClient, 50))} ms, p99 ${f(pct(r.fromClient, 99))} ms; of which the pool's hand-off (request → guest resumed) p50 ${f(pct(r.handoff, 50))} ms, p99 ${f(pct(r.handoff, 99))} ms`);
     console.log(`\`snapvisor pool take\` command, spawn → first output byte (its own start-up included), ${r.command.length} takes: p50 ${f(pct(r.command, 50))} ms, p99 ${f(pct(r.command, 99))} ms`);
+    for (const m of r.memory) console.log(`pool of ${m.size} clone(s), every process (pool, clones, stubs): PSS ${(m.pssBytes / 2 ** 20).toFixed(1)} MiB (${(m.pssBytes / r.memory[0].pssBytes).toFixed(2)}× the first); filled in ${f(m.fillMs)} ms`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

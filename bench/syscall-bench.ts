@@ -81,6 +81,8 @@ function table(head: string[], rows: string[][], rightAlignFrom = 1): string[] {
   return [line(head), w.map((x) => '-'.repeat(x)).join('  '), ...rows.map(line)];
 }
 
+/** Bytes as MiB with one decimal ('n/a' when unknown). */
+const mib = (b: number | undefined): string => (b === undefined ? 'n/a' : `${(b / 1048576).toFixed(1)} MiB`);
 const ratio = (a: number | undefined, b: number | undefined): string => {
   if (a === undefined || b === undefined || !(b > 0)) return 'n/a';
   const r = a / b;
@@ -230,7 +232,6 @@ async function main(): Promise<number> {
         progress('runsc: run, checkpoint, restore');
         try { gvr = await runscRound(RUNSC, ['--platform=ptrace', '--network=none'], dir, OBJECTS); } catch (e) { gvErr = (e as Error).message; }
       }
-      const mib = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 1048576).toFixed(1)} MiB`);
       const natMs = median(natives);
       const svRestore = svr ? median(svr.restoreMs) : undefined;
       const rows: string[][] = [
@@ -296,6 +297,10 @@ async function main(): Promise<number> {
           prow('`snapvisor pool take` command: spawn → first output byte', pr.command),
         ])) out('  ' + l);
         out(`  pool of ${pr.size} filled (every clone restored) in ${pr.fillMs.toFixed(0)} ms; the p99 includes the first take, made before the pool knows the guest's working set`);
+        const one = pr.memory[0]?.pssBytes;
+        out('  Pool memory: pool serve --size N, one take (the clones then hold the working set they prefetch), all N ready again;');
+        out('  summed PSS of every process of the pool (pool serve, each clone\'s node kernel, their stubs)');
+        for (const l of table(['clones', 'PSS total', 'vs one clone', 'filled (ms)'], pr.memory.map((m) => [String(m.size), mib(m.pssBytes), ratio(m.pssBytes, one), num(m.fillMs, 0)]))) out('  ' + l);
       } catch (e) {
         out(`  snapvisor pool: n/a: ${(e as Error).message}`);
         failed = true;
