@@ -51,9 +51,10 @@ export class Pipes {
   /**
    * open(2) of a FIFO (man 7 fifo): both ends meet in one pipe. O_RDWR never blocks; a
    * reader waits for a writer and a writer for a reader unless O_NONBLOCK (then a lone
-   * writer gets ENXIO).
+   * writer gets ENXIO). Access mode 3 (neither reading nor writing) is EINVAL (fifo_open).
    */
   openFifo(t: Task, inode: InodeState, path: string, flags: number): SyscallResult {
+    if ((flags & 3) === 3) return -E.EINVAL;
     const k = this.k;
     let p = inode.fifoPipeId !== undefined ? k.state.pipes[inode.fifoPipeId] : undefined;
     if (!p) {

@@ -446,6 +446,123 @@ function sendfileSource(t: Task, fin: OpenFileState & { kind: 'host' | 'upper' }
   return { pos, data: new Uint8Array(inodeRead(k, k.state.fs.inodes[fin.inodeId], pos, pos + count)) };
 }
 
+/** The bytes [pos, pos + count) of a host or upper-layer regular file (fewer at its end). */
+function readRegular(t: Task, f: OpenFileState & { kind: 'host' | 'upper' }, pos: number, count: number): Uint8Array {
+  const k = t.kernel;
+  if (f.kind === 'host') {
+    const buf = Buffer.alloc(count);
+    return buf.subarray(0, fs.readSync(k.hostFiles.fd(f), buf, 0, count, pos));
+  }
+  return new Uint8Array(inodeRead(k, k.state.fs.inodes[f.inodeId], pos, pos + count));
+}
+
+/** The size in bytes of a host or upper-layer regular file. */
+function regularSize(t: Task, f: OpenFileState & { kind: 'host' | 'upper' }): number {
+  return f.kind === 'host' ? t.kernel.hostFiles.size(t.kernel.hostFiles.fd(f)) : t.kernel.state.fs.inodes[f.inodeId].size;
+}
+
+/**
+ * copy_file_range(2) between regular files (upper layer or host), in vfs_copy_file_range's order:
+ * EBADF for either fd, EFAULT for an offset pointer, EINVAL for flags; EISDIR for a directory,
+ * EINVAL for anything else that is not a regular file, EBADF unless the input is open for reading
+ * and the output for writing without O_APPEND; EOVERFLOW when an offset plus the length wraps
+ * (as unsigned 64-bit, so a negative offset too); the length shortened to the input's end of file
+ * (0 bytes at or past it), EFBIG past RLIMIT_FSIZE; EINVAL for overlapping ranges of one file.
+ * At most 1 MiB per call (copy_file_range may copy less than asked). The offsets behind the
+ * pointers (guest addresses of loff_t) or the files' offsets advance by the bytes copied.
+ */
+function copyFileRange(t: Task): number {
+  const k = t.kernel;
+  const fin = k.file(t, t.argInt(0)), offInPtr = t.arg(1), fout = k.file(t, t.argInt(2)), offOutPtr = t.arg(3);
+  const len = t.arg(4), flags = t.argU32(5);
+  if ((fin.flags & O_PATH) || (fout.flags & O_PATH)) return -E.EBADF;
+  const offIn = offInPtr ? t.mm.readU64(offInPtr) : undefined, offOut = offOutPtr ? t.mm.readU64(offOutPtr) : undefined;
+  if (flags !== 0) return -E.EINVAL;
+  if (fin.kind === 'dir' || fout.kind === 'dir') return -E.EISDIR;
+  const regular = (f: OpenFileState): f is OpenFileState & { kind: 'host' | 'upper' } =>
+    (f.kind === 'upper' && isReg(k.state.fs.inodes[f.inodeId]?.mode ?? 0)) || (f.kind === 'host' && isReg(statOfFile(t, f).mode));
+  if (!regular(fin) || !regular(fout)) return -E.EINVAL;
+  const accIn = fin.flags & O_ACCMODE, accOut = fout.flags & O_ACCMODE;
+  if (accIn === O_WRONLY || accIn === O_ACCMODE || accOut === O_RDONLY || accOut === O_ACCMODE || (fout.flags & O_APPEND)) return -E.EBADF;
+  const posIn = offIn ?? BigInt(fin.offset), posOut = offOut ?? BigInt(fout.offset);
+  const count = BigInt.asUintN(64, BigInt(len));
+  const U64 = 1n << 64n;
+  if (posIn + count >= U64 || posOut + count >= U64) return -E.EOVERFLOW; // wraps (generic_copy_file_checks)
+  const pIn = Number(posIn), pOut = Number(posOut);
+  const size = regularSize(t, fin);
+  let n = pIn >= size ? 0 : Math.min(Number(count), size - pIn, 1 << 20);
+  n = fileWriteLimit(t, pOut, n); // EFBIG + SIGXFSZ, or shorter
+  const same = fin.kind === 'upper' && fout.kind === 'upper' ? fin.inodeId === fout.inodeId : fin.kind === 'host' && fout.kind === 'host' && fin.path === fout.path;
+  if (same && pOut + n > pIn && pOut < pIn + n) return -E.EINVAL;
+  if (n === 0) return 0;
+  const data = readRegular(t, fin, pIn, n);
+  if (fout.kind === 'host') {
+    const hfd = k.hostFiles.fd(fout);
+    n = 0;
+    while (n < data.length) {
+      const w = k.hostFiles.write(hfd, data.subarray(n), pOut + n);
+      if (w <= 0) break;
+      n += w;
+    }
+  } else {
+    const ino = k.state.fs.inodes[fout.inodeId];
+    checkFileGrowth(t, ino.size, Math.max(ino.size, pOut + data.length));
+    inodeWrite(k, ino, pOut, data.length, (put) => put(data, 0));
+    n = data.length;
+  }
+  if (offInPtr) t.mm.writeU64(offInPtr, pIn + n); else k.seek(fin, pIn + n);
+  if (offOutPtr) t.mm.writeU64(offOutPtr, pOut + n); else k.seek(fout, pOut + n);
+  if (n > 0) { fsnotifyFile(k, fin, IN_ACCESS); fsnotifyFile(k, fout, IN_MODIFY); }
+  return n;
+}
+
+/** preadv(2)/pwritev(2) at an offset: EINVAL for a negative one before the fd, ESPIPE for streams (do_preadv, do_pwritev). */
+function vectorAt(t: Task, write: boolean, fd: number, iov: number, cnt: number, pos: number): SyscallResult {
+  if (pos < 0) return -E.EINVAL;
+  const f = t.kernel.file(t, fd);
+  const ops = t.kernel.fileOps(f);
+  if ((write ? ops.pwritable : ops.preadable)?.(t, f) === false) return -E.ESPIPE;
+  return write ? writev(t, fd, iov, cnt, pos) : readv(t, fd, iov, cnt, pos);
+}
+
+const RWF_HIPRI = 0x1, RWF_DSYNC = 0x2, RWF_SYNC = 0x4, RWF_NOWAIT = 0x8, RWF_APPEND = 0x10;
+
+/**
+ * preadv2(2)/pwritev2(2): offset -1 is the file's own (readv/writev), another negative one EINVAL.
+ * Flags: RWF_HIPRI, RWF_DSYNC and RWF_SYNC change nothing here (nothing is flushed to a disk);
+ * RWF_NOWAIT makes a read or write that would wait give EAGAIN (as O_NONBLOCK for this call);
+ * RWF_APPEND writes at the end of the file (the file's offset moves only with offset -1).
+ * Any other flag is EOPNOTSUPP (kiocb_set_rw_flags), after the fd (EBADF) and ESPIPE checks.
+ */
+function vector2(t: Task, write: boolean): SyscallResult {
+  const fd = t.argInt(0), iov = t.arg(1), cnt = t.argInt(2), pos = t.argI64(3), flags = t.argU32(5);
+  if (pos < -1) return -E.EINVAL;
+  const f = t.kernel.file(t, fd);
+  if (pos !== -1) {
+    const ops = t.kernel.fileOps(f);
+    if ((write ? ops.pwritable : ops.preadable)?.(t, f) === false) return -E.ESPIPE;
+  }
+  if (flags & ~(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND)) return -E.EOPNOTSUPP; // RWF_APPEND does nothing to a read
+  if (write && (flags & RWF_APPEND) && (f.kind === 'upper' || f.kind === 'host')) {
+    const end = regularSize(t, f as OpenFileState & { kind: 'host' | 'upper' });
+    const r = writev(t, fd, iov, cnt, end);
+    if (pos === -1 && typeof r === 'number' && r >= 0) t.kernel.seek(f, end + r);
+    return r;
+  }
+  const at = pos === -1 ? null : pos;
+  const run = () => (write ? writev(t, fd, iov, cnt, at) : readv(t, fd, iov, cnt, at));
+  if (!(flags & RWF_NOWAIT) || (f.flags & O_NONBLOCK)) return run();
+  // RWF_NOWAIT: this call only, as if the description were non-blocking (it cannot wait, so the flag is back before anything else runs).
+  const k = t.kernel;
+  k.setFileFlags(f, f.flags | O_NONBLOCK);
+  try {
+    return run();
+  } finally {
+    const now = k.state.openFiles[f.id];
+    if (now) k.setFileFlags(now, now.flags & ~O_NONBLOCK);
+  }
+}
+
 function ftruncateFile(t: Task, f: OpenFileState, len: number): number {
   if (len < 0) return -E.EINVAL;
   if (f.kind === 'host' && (f.flags & O_ACCMODE) !== O_RDONLY) {
@@ -539,8 +656,11 @@ export const fileSyscalls = [
   }),
   syscall('readv', 3, (t) => readv(t, t.argInt(0), t.arg(1), t.argInt(2), null)),
   syscall('writev', 3, (t) => writev(t, t.argInt(0), t.arg(1), t.argInt(2), null)),
-  syscall('preadv', 4, (t) => readv(t, t.argInt(0), t.arg(1), t.argInt(2), t.argI64(3))),
-  syscall('pwritev', 4, (t) => writev(t, t.argInt(0), t.arg(1), t.argInt(2), t.argI64(3))),
+  syscall('preadv', 4, (t) => vectorAt(t, false, t.argInt(0), t.arg(1), t.argInt(2), t.argI64(3))),
+  syscall('pwritev', 4, (t) => vectorAt(t, true, t.argInt(0), t.arg(1), t.argInt(2), t.argI64(3))),
+  syscall('preadv2', 6, (t) => vector2(t, false), 'full', 'RWF_HIPRI, RWF_DSYNC and RWF_SYNC change nothing (nothing is written back to a disk)'),
+  syscall('pwritev2', 6, (t) => vector2(t, true), 'full', 'RWF_HIPRI, RWF_DSYNC and RWF_SYNC change nothing (nothing is written back to a disk)'),
+  syscall('copy_file_range', 6, copyFileRange, 'partial', 'between regular files of the upper layer and host files; at most 1 MiB per call'),
   syscall('open', 3, (t) => doOpen(t, AT_FDCWD, t.arg(0), t.argInt(1), t.argU32(2))),
   syscall('openat', 4, (t) => doOpen(t, t.argInt(0), t.arg(1), t.argInt(2), t.argU32(3))),
   syscall('creat', 2, (t) => doOpen(t, AT_FDCWD, t.arg(0), O_CREAT | O_WRONLY | O_TRUNC, t.argU32(1))),
