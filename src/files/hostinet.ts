@@ -47,7 +47,8 @@ export const hostInetFileOps: FileOps<HostInetFile> = {
   write: (t, f, buf, count) => hostInetSend(t, f, [[buf, count]], 0),
   readiness: (t, f) => hostInetReadiness(t, f),
   ioctl: (t, f, req, arg) => hostInetIoctl(t, f, req, arg),
-  stat: (t, f) => anonStat(t, 0x8, 0x20000 + f.id, 0o140777),
+  // One sockfs inode per socket, numbered as its /proc/PID/fd link ("socket:[N]") and /proc/net's inode column.
+  stat: (t, f) => anonStat(t, 0x8, f.id, 0o140777),
   release: (k, f) => hostInetRelease(k, f),
   restore: (k, f) => hostInetRestore(k, f),
   syncable: false,

@@ -15,6 +15,7 @@ import type { SyntheticMount, SyntheticNode } from './vfs.js';
 import { MAP_ANONYMOUS, S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
 import { procStatus } from './proc-status.js';
 import { mountLines } from './mounts.js';
+import { PROC_NET_FILES, type ProcNetFile, procNetText } from './proc-net.js';
 import { NO_USAGE, groupUsage } from '../kernel/cputime.js';
 
 const enc = new TextEncoder();
@@ -69,7 +70,7 @@ export function procMount(k: Kernel): SyntheticMount {
       return f.path;
     };
     switch (rest) {
-      case '': return dir(base, () => ['exe', 'cwd', 'root', 'cmdline', 'environ', 'maps', 'stat', 'status', 'fd', 'auxv', 'comm', 'mounts', 'mountinfo', 'task']);
+      case '': return dir(base, () => ['exe', 'cwd', 'root', 'cmdline', 'environ', 'maps', 'stat', 'status', 'fd', 'auxv', 'comm', 'mounts', 'mountinfo', 'net', 'task']);
       case 'exe': return link(base + 1, () => as.exe);
       case 'cwd': return link(base + 2, () => tg.cwd);
       case 'root': return link(base + 3, () => '/');
@@ -103,6 +104,12 @@ export function procMount(k: Kernel): SyntheticMount {
       case 'mounts': return file(base + 12, () => mountsText());
       case 'mountinfo': return file(base + 16, () => mountLines(k.state.fs, true, (m) => k.vfs.mountRootDev(m)));
       case 'task': return dir(base + 13, () => tg.tids.map(String));
+      // The sandbox's one network namespace (src/vfs/proc-net.ts).
+      case 'net': return dir(base + 17, () => [...PROC_NET_FILES]);
+    }
+    if (rest.startsWith('net/')) {
+      const i = PROC_NET_FILES.indexOf(rest.slice(4) as ProcNetFile);
+      return i < 0 ? undefined : file(base + 18 + i, () => procNetText(k, PROC_NET_FILES[i]));
     }
     if (rest.startsWith('fd/')) {
       const fd = Number(rest.slice(3));
@@ -134,10 +141,11 @@ export function procMount(k: Kernel): SyntheticMount {
   return {
     prefix: '/proc',
     lookup(p: string): SyntheticNode | undefined {
-      if (p === '/proc') return dir(1, () => ['self', 'thread-self', 'cpuinfo', 'meminfo', 'uptime', 'version', 'filesystems', 'mounts', 'stat', 'loadavg', 'sys', 'snapvisor', ...Object.keys(k.state.threadGroups)]);
+      if (p === '/proc') return dir(1, () => ['self', 'thread-self', 'cpuinfo', 'meminfo', 'uptime', 'version', 'filesystems', 'mounts', 'stat', 'loadavg', 'sys', 'snapvisor', 'net', ...Object.keys(k.state.threadGroups)]);
       const parts = p.split('/');
       const top = parts[2];
       if (top === 'self' && parts.length === 3) return link(2, () => String(selfTgid()));
+      if (top === 'net' && parts.length === 3) return link(33, () => 'self/net');
       if (top === 'thread-self' && parts.length === 3) return link(3, () => `${selfTgid()}/task/${selfTid()}`);
       if (top === 'self') return pidDir(selfTgid(), `/proc/${selfTgid()}/${parts.slice(3).join('/')}`);
       if (/^\d+$/.test(top)) return pidDir(Number(top), p);
