@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeFd, connectUnix, dup2, recvFds, recvFdsNow, sendFds, waitReadable } from '../platforms/host/fd-passing.js';
+import { closeFd, connectUnix, dup2, recvFds, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
 import { defaultStore, fail } from './control.js';
 import type { Kernel } from '../src/kernel/kernel.js';
 import type { KernelState } from '../src/kernel/state.js';
@@ -351,7 +351,11 @@ class CtlReader {
   private buf = '';
   private fds: number[] = [];
   constructor(private readonly fd: number) {}
-  async next(): Promise<{ line: string; fds: number[] } | 'eof'> {
+  /**
+   * The next line. `block`: wait in poll(2) on this thread (a waiting clone has nothing else to
+   * do, and a take then wakes it directly rather than through libuv's thread pool).
+   */
+  async next(block = false): Promise<{ line: string; fds: number[] } | 'eof'> {
     for (;;) {
       const nl = this.buf.indexOf('\n');
       if (nl >= 0) {
@@ -362,7 +366,13 @@ class CtlReader {
         return { line, fds };
       }
       let m;
-      try { m = await recvFds(this.fd, 65536); } catch { return 'eof'; }
+      try {
+        if (block) {
+          while ((m = recvFdsNow(this.fd, 65536)) === 'again') waitReadableSync(this.fd);
+        } else {
+          m = await recvFds(this.fd, 65536);
+        }
+      } catch { return 'eof'; }
       if (m === 'eof') return 'eof';
       this.buf += m.data.toString();
       this.fds.push(...m.fds);
@@ -393,7 +403,7 @@ export async function poolClone(store: string, id: string): Promise<number> {
   const ctl = new CtlReader(CTL);
   let msg;
   for (;;) {
-    msg = await ctl.next();
+    msg = await ctl.next(true);
     // The pool closed without handing us a caller: nothing to do.
     if (msg === 'eof') { kernel.destroy(); return 0; }
     let req: Record<string, unknown> = {};
@@ -411,19 +421,27 @@ export async function poolClone(store: string, id: string): Promise<number> {
   try { requestMs = Number(JSON.parse(msg.line).requestMs) || 0; } catch { /* unknown */ }
   stdio.forEach((fd, i) => dup2(fd, i));
   stdio.forEach(closeFd);
-  const conn = new net.Socket({ fd: connFd, readable: true, writable: true });
-  conn.on('error', () => undefined);
-  lines(conn, (m) => {
-    if (m.op !== 'signal') return;
-    const sig = Number(m.signal);
-    if (!(sig >= 1 && sig <= 64)) return;
-    if (sig === 9) kernel.kill();
-    else if (KEYBOARD.has(sig)) kernel.signalForegroundGroup(sig);
-    else kernel.signals.send(1, sig, { signo: sig, code: 0 /* SI_USER */ });
-  });
-  // The caller is gone (its connection closed before the end): so is its sandbox.
-  conn.on('close', () => { if (!kernel.exitInfo) kernel.kill(); });
   faults.on = true;
+  // The guest first; the caller's connection is set up while it runs (its first traps wait on
+  // the stub anyway), not before.
+  const done = kernel.run();
+  const resumedMs = nowMs();
+  const conn = await new Promise<net.Socket>((resolve) => setImmediate(() => {
+    const c = new net.Socket({ fd: connFd, readable: true, writable: true });
+    c.on('error', () => undefined);
+    lines(c, (m) => {
+      if (m.op !== 'signal') return;
+      const sig = Number(m.signal);
+      if (!(sig >= 1 && sig <= 64)) return;
+      if (sig === 9) kernel.kill();
+      else if (KEYBOARD.has(sig)) kernel.signalForegroundGroup(sig);
+      else kernel.signals.send(1, sig, { signo: sig, code: 0 /* SI_USER */ });
+    });
+    // The caller is gone (its connection closed before the end): so is its sandbox.
+    c.on('close', () => { if (!kernel.exitInfo) kernel.kill(); });
+    sendLine(c, { event: 'started', clone: process.pid, requestMs, resumedMs });
+    resolve(c);
+  }));
   const report = () => {
     if (!faults.on) return;
     faults.snapshot();
@@ -432,8 +450,6 @@ export async function poolClone(store: string, id: string): Promise<number> {
     closeFd(CTL);
   };
   const window = setTimeout(report, WORKING_SET_WINDOW_MS);
-  const done = kernel.run();
-  sendLine(conn, { event: 'started', clone: process.pid, requestMs, resumedMs: nowMs() });
   const info = await done;
   clearTimeout(window);
   report();

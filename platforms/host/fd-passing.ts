@@ -126,6 +126,25 @@ export function waitReadable(fd: number, timeoutMs = -1): Promise<boolean> {
   });
 }
 
+/**
+ * Block until `fd` is readable (or hung up), or `timeoutMs` passed (-1: no limit): true when
+ * readable. It blocks the calling thread and its event loop: only for a process with nothing
+ * else to do meanwhile (a warm pool's waiting clone), where it wakes a few thread hops sooner
+ * than waitReadable. Throws Error with the host's reason.
+ */
+export function waitReadableSync(fd: number, timeoutMs = -1): boolean {
+  const pfd = new Uint8Array(8);
+  const v = new DataView(pfd.buffer);
+  v.setInt32(0, fd, true);
+  v.setInt16(4, 1 /* POLLIN */, true);
+  for (;;) {
+    const n = (pollFn as unknown as (p: Uint8Array, n: number, t: number) => number)(pfd, 1, timeoutMs);
+    if (n >= 0) return n > 0;
+    const e = errno();
+    if (e !== EINTR) throw new Error(`poll: ${strerror(e)}`);
+  }
+}
+
 /** The next message on `sock` (blocking or not), waiting for it without blocking the event loop: as recvFdsNow, never 'again'. */
 export async function recvFds(sock: number, maxData = 4096): Promise<Received> {
   for (;;) {
