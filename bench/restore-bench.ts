@@ -117,6 +117,8 @@ export interface SnapvisorRound {
   pausedMs: number;
   writtenMs: number;
   pages: number;
+  /** Bytes the store occupies on disk after the restores (with --compress: the restore cache included). */
+  storedWithCacheBytes: number;
   /** Bytes the store occupies on disk after the checkpoint (page file, restore record, LevelDB). */
   storedBytes: number;
   /** Restores, spawn → next line, in order (the first is the first read of the page file after it was written). */
@@ -134,7 +136,7 @@ export interface SnapvisorRound {
  * lines (the sandbox ends), then `restores` restores, each timed spawn → next line and checked
  * to go on from the last number the original printed.
  */
-export async function snapvisorRound(node: string, cli: string, env: NodeJS.ProcessEnv, caEnv: NodeJS.ProcessEnv | undefined, dir: string, objects: number, restores: number): Promise<SnapvisorRound> {
+export async function snapvisorRound(node: string, cli: string, env: NodeJS.ProcessEnv, caEnv: NodeJS.ProcessEnv | undefined, dir: string, objects: number, restores: number, compress = false): Promise<SnapvisorRound> {
   const root = fs.mkdtempSync(path.join(dir, 'root-'));
   const store = fs.mkdtempSync(path.join(dir, 'store-'));
   const name = `bench-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
@@ -145,12 +147,13 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   try {
     coldStartMs = (await run.waitLine((l) => l === 'ready', 120_000)).at - t0;
     await run.waitLine((l) => l === '3', 30_000);
-    cp = await runTimed(node, [cli, '--root', root, 'checkpoint', name, '--store', store], env);
+    cp = await runTimed(node, [cli, '--root', root, 'checkpoint', name, '--store', store, ...(compress ? ['--compress'] : [])], env);
   } finally {
     if (!cp || cp.status !== 0) run.child.kill('SIGKILL');
   }
   await run.exited;
   if (cp.status !== 0) throw new Error(`snapvisor checkpoint exited ${cp.status}: ${lastLine(cp.stderr)}`);
+  const storedBytes = diskBytes(store); // before any restore: with --compress, restores add a cache
   const id = cp.stdout.trim().split(/\s+/).pop()!;
   const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
   const m = (re: RegExp) => Number(re.exec(cp.stdout)?.[1] ?? NaN);
@@ -172,7 +175,7 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   if (caEnv) for (let i = 0; i < restores; i++) restoreWithCaMs.push(await one(caEnv));
   return {
     coldStartMs, checkpointMs: cp.ms, pausedMs: m(/guest paused (\d+(?:\.\d+)?) ms/), writtenMs: m(/written in (\d+(?:\.\d+)?) ms/),
-    pages: m(/(\d+) pages/), storedBytes: diskBytes(store), restoreMs, restoreWithCaMs, continuity: `${last} → ${last + 1}`,
+    pages: m(/(\d+) pages/), storedBytes, storedWithCacheBytes: diskBytes(store), restoreMs, restoreWithCaMs, continuity: `${last} → ${last + 1}`,
     store, id,
   };
 }
