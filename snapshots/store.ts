@@ -911,157 +911,21 @@ export function layersOf(summary: CheckpointSummary): string[] {
   return (summary as CheckpointSummary & { layers?: string[] }).layers ?? [];
 }
 
-/**
- * Write the non-zero pages of `memory` (within the sorted `ranges`) to a new page file at
- * the same offsets, leaving zero pages as holes, and fdatasync it. Pages `inherit` places in
- * an earlier checkpoint's page file are not read or written: they become runs naming that
- * checkpoint (`layers`, in order of first use). Returns the pagemap runs (CRC-32 per page,
- * sorted by offset), all non-zero pages, the zero pages, the pages written here (newPages)
- * and the layers.
- */
-async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<{ runs: PagemapRun[]; pages: number; zeroPages: number; newPages: number; layers: string[] }> {
-  const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-  /** Page files of former layers opened for comparison (-1: could not be opened). */
-  const layerFds = new Map<number, number>();
-  try {
-    fs.ftruncateSync(fd, pageCount(memory.sizeBytes) * PAGE_SIZE);
-    const runs: PagemapRun[] = [];
-    const layers: string[] = [];
-    /** Manifest layer (0 own, k ≥ 1 layers[k - 1]) of each kernel layer, made on first use. */
-    const manifestLayer = new Map<number, number>();
-    const layerOf = (kernelLayer: number): number => {
-      let l = manifestLayer.get(kernelLayer);
-      if (l === undefined) {
-        layers.push(inherit!.layerIds[kernelLayer - 1]);
-        l = layers.length;
-        manifestLayer.set(kernelLayer, l);
-      }
-      return l;
-    };
-    let runStart = -1;
-    let runLayerNow = 0;
-    let runChecks: number[] = [];
-    const closeRun = (): void => {
-      if (runChecks.length === 0) return;
-      const c = Buffer.allocUnsafe(runChecks.length * PAGE_CHECK_BYTES);
-      runChecks.forEach((v, i) => c.writeUInt32LE(v, i * PAGE_CHECK_BYTES));
-      runs.push(runLayerNow ? [runStart, c, runLayerNow] : [runStart, c]);
-      runChecks = [];
-    };
-    const addPage = (at: number, layer: number, check: number): void => {
-      if (runChecks.length === 0 || runLayerNow !== layer || runStart + runChecks.length * PAGE_SIZE !== at) {
-        closeRun();
-        runStart = at;
-        runLayerNow = layer;
-      }
-      runChecks.push(check);
-    };
-    let pages = 0;
-    let newPages = 0;
-    let zeroPages = 0;
-    const totalBytes = ranges.reduce((n, [start, end]) => n + end - start, 0);
-    let doneBytes = 0;
-    let lastYield = performance.now();
-    const backed = inherit?.backed;
-    const inheritedAt = (off: number): number => (backed ? backed[off / PAGE_SIZE] ?? 0 : 0);
-    const former = inherit?.former;
-    const page = Buffer.allocUnsafe(PAGE_SIZE);
-    // One chunk buffer for the whole file when the source can copy into it (readInto).
-    const chunk = memory.readInto ? Buffer.alloc(READ_CHUNK_BYTES) : undefined;
-    /** Whether the page at `off` (bytes `buf` at `p`) still equals its bytes in its former layer's page file. */
-    const sameAsFormer = (k: number, off: number, data: Uint8Array, p: number): boolean => {
-      const id = inherit!.layerIds[k - 1];
-      if (!id || (!manifestLayer.has(k) && layers.length >= MAX_PAGE_LAYERS - 1)) return false;
-      let fd = layerFds.get(k);
-      if (fd === undefined) {
-        // A flat page file, or a pack's restore cache (a pack not materialized here: no comparison).
-        const dir = dirname(dirname(path));
-        fd = -1;
-        for (const p of [pagePath(dir, id), cachePath(dir, id)]) {
-          try { fd = fs.openSync(p, 'r'); break; } catch { /* next */ }
-        }
-        layerFds.set(k, fd);
-      }
-      if (fd < 0) return false;
-      let got = 0;
-      while (got < PAGE_SIZE) { const n = fs.readSync(fd, page, got, PAGE_SIZE - got, off + got); if (n === 0) break; got += n; }
-      if (got < PAGE_SIZE) page.fill(0, got);
-      return Buffer.compare(page, data.subarray(p, p + PAGE_SIZE)) === 0;
-    };
-    for (const [start, end] of ranges) {
-      for (let off = start; off < end; off += READ_CHUNK_BYTES) {
-        const len = Math.min(READ_CHUNK_BYTES, end - off);
-        if (performance.now() - lastYield >= YIELD_MS) {
-          // The memory source is a frozen guest or a copy-on-write capture: it stays as it was.
-          await new Promise((r) => setImmediate(r));
-          lastYield = performance.now();
-        }
-        let needsRead = !backed;
-        if (backed) for (let p = 0; p < len && !needsRead; p += PAGE_SIZE) if (!inheritedAt(off + p)) needsRead = true;
-        const buf = !needsRead ? undefined : chunk ? readChunk(memory, off, len, chunk) : readView(memory, off, len);
-        let pending = -1; // first page of a stretch of non-zero pages not yet written
-        const flush = (upTo: number): void => {
-          if (pending < 0) return;
-          writeAll(fd, buf!, pending, upTo - pending, off + pending);
-          pending = -1;
-        };
-        for (let p = 0; p < len; p += PAGE_SIZE) {
-          const k = inheritedAt(off + p);
-          if (k) {
-            // Unchanged since the layer was written: named, not copied.
-            flush(p);
-            const pi = (off + p) / PAGE_SIZE;
-            if (!inherit!.nonZero[pi]) { zeroPages++; closeRun(); continue; }
-            addPage(off + p, layerOf(k), inherit!.checks[pi]);
-            pages++;
-            continue;
-          }
-          if (isZeroPage(buf!, p)) {
-            zeroPages++;
-            closeRun();
-            flush(p);
-            continue;
-          }
-          const was = former ? former[(off + p) / PAGE_SIZE] ?? 0 : 0;
-          if (was && sameAsFormer(was, off + p, buf!, p)) {
-            // In a chunk the guest wrote, but this page is as its former layer holds it.
-            flush(p);
-            addPage(off + p, layerOf(was), pageCheck(buf!, p));
-            pages++;
-            continue;
-          }
-          addPage(off + p, 0, pageCheck(buf!, p));
-          pages++;
-          newPages++;
-          if (pending < 0) pending = p;
-        }
-        flush(len);
-        doneBytes += len;
-        onProgress?.(doneBytes, totalBytes);
-      }
-    }
-    closeRun();
-    if (totalBytes === 0) onProgress?.(0, 0);
-    fs.fdatasyncSync(fd);
-    return { runs, pages, zeroPages, newPages, layers };
-  } finally {
-    fs.closeSync(fd);
-    for (const lfd of layerFds.values()) if (lfd >= 0) fs.closeSync(lfd);
-  }
-}
+/** What scanPages found: the pagemap and its counts. */
+interface ScannedPages { runs: PagemapRun[]; pages: number; zeroPages: number; newPages: number; layers: string[] }
 
 /**
- * Write the pack (snapshots/pack.ts) of the non-zero pages of `memory` (within the sorted
- * `ranges`) at `path`, and fdatasync it. Pages `inherit` places in an earlier checkpoint's page
- * file are not read or written: they become runs naming that checkpoint (`layers`, in order of
- * first use). Pages `memory.hostFilePages` lists are named by file, not stored. Returns the
- * pagemap runs (CRC-32 per page, sorted by offset), all non-zero pages, the zero pages, the
- * pages this checkpoint adds (newPages: compressed or host-file ones), of them the host-file
- * ones, the layers and the pack's size in bytes.
+ * Walk the non-zero pages of `memory` (within the sorted `ranges`) for a checkpoint into the
+ * store holding `pagesDir`, building its pagemap: pages `inherit` places in an earlier
+ * checkpoint's page file are not read: they become runs naming that checkpoint (`layers`, in
+ * order of first use); a page written since that still equals its former layer's bytes is
+ * named there too; zero pages are skipped; every other page is this checkpoint's own and goes
+ * to `store(off, buf, at)` (its bytes are `buf[at, at + 4096)`, valid until `endOfRead`, which
+ * is called before the read buffer is reused). Gives the event loop a turn every YIELD_MS and
+ * reports progress. Returns the pagemap runs (CRC-32 per page, sorted by offset), all non-zero
+ * pages, the zero pages, this checkpoint's own pages (newPages) and the layers.
  */
-async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<{ runs: PagemapRun[]; pages: number; zeroPages: number; newPages: number; filePages: number; layers: string[]; packBytes: number }> {
-  const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-  const writer = new PackWriter(fd);
+async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[number, number]>, sink: { store(off: number, buf: Buffer, at: number): Promise<void> | void; endOfRead(): void }, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages> {
   /** Page files of former layers opened for comparison (-1: could not be opened). */
   const layerFds = new Map<number, number>();
   try {
@@ -1096,33 +960,8 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       }
       runChecks.push(check);
     };
-    // The pack's current chunk: its own pages of one PACK_CHUNK_BYTES piece of the memory file.
-    let chunkStart = -1;
-    let chunk: Buffer | undefined;
-    let chunkLen = 0;
-    const submitChunk = async (): Promise<void> => {
-      if (chunk && chunkLen) await writer.add(chunkStart, chunk.subarray(0, chunkLen));
-      chunk = undefined;
-      chunkLen = 0;
-    };
-    // Host-file pages: triples (memory offset, file offset, bytes) per file, merged while contiguous.
-    const fileRefs = new Map<string, HostFileRef>();
-    const hostPages = memory.hostFilePages;
-    const addFilePage = (at: number, blockIndex: number): void => {
-      const b = hostPages!.blocks[blockIndex];
-      const key = `${b.path}\0${b.size}\0${b.mtimeMs}`;
-      let ref = fileRefs.get(key);
-      if (!ref) { ref = [b.path, b.size, b.mtimeMs, []]; fileRefs.set(key, ref); }
-      const t = ref[3];
-      const inBlock = at - b.memOffset;
-      const bytes = Math.min(PAGE_SIZE, b.len - inBlock);
-      const n = t.length;
-      if (n && t[n - 3] + t[n - 1] === at && t[n - 2] + t[n - 1] === b.fileOffset + inBlock && t[n - 1] % PAGE_SIZE === 0) t[n - 1] += bytes;
-      else t.push(at, b.fileOffset + inBlock, bytes);
-    };
     let pages = 0;
     let newPages = 0;
-    let filePages = 0;
     let zeroPages = 0;
     const totalBytes = ranges.reduce((n, [start, end]) => n + end - start, 0);
     let doneBytes = 0;
@@ -1131,7 +970,7 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
     const inheritedAt = (off: number): number => (backed ? backed[off / PAGE_SIZE] ?? 0 : 0);
     const former = inherit?.former;
     const page = Buffer.allocUnsafe(PAGE_SIZE);
-    // One read buffer for the whole file when the source can copy into it (readInto).
+    // One read buffer for the whole walk when the source can copy into it (readInto).
     const readBuf = memory.readInto ? Buffer.alloc(READ_CHUNK_BYTES) : undefined;
     /** Whether the page at `off` (bytes `buf` at `p`) still equals its bytes in its former layer's page file. */
     const sameAsFormer = (k: number, off: number, data: Uint8Array, p: number): boolean => {
@@ -1140,7 +979,7 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       let fd = layerFds.get(k);
       if (fd === undefined) {
         // A flat page file, or a pack's restore cache (a pack not materialized here: no comparison).
-        const dir = dirname(dirname(path));
+        const dir = dirname(pagesDir);
         fd = -1;
         for (const p of [pagePath(dir, id), cachePath(dir, id)]) {
           try { fd = fs.openSync(p, 'r'); break; } catch { /* next */ }
@@ -1189,36 +1028,111 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
           addPage(off + p, 0, pageCheck(buf!, p));
           pages++;
           newPages++;
-          const block = hostPages ? hostPages.pageBlock[(off + p) / PAGE_SIZE] ?? 0 : 0;
-          if (block) {
-            addFilePage(off + p, block - 1);
-            filePages++;
-            continue;
-          }
-          const piece = Math.floor((off + p) / PACK_CHUNK_BYTES) * PACK_CHUNK_BYTES;
-          if (piece !== chunkStart) {
-            await submitChunk();
-            chunkStart = piece;
-          }
-          chunk ??= Buffer.allocUnsafe(PACK_CHUNK_BYTES);
-          buf!.copy(chunk, chunkLen, p, p + PAGE_SIZE);
-          chunkLen += PAGE_SIZE;
+          const stored = sink.store(off + p, buf!, p);
+          if (stored) await stored; // only a pack's chunk hand-off waits (on the compressors)
         }
+        sink.endOfRead();
         doneBytes += len;
         onProgress?.(doneBytes, totalBytes);
       }
     }
     closeRun();
-    await submitChunk();
     if (totalBytes === 0) onProgress?.(0, 0);
-    const packBytes = await writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()] });
-    return { runs, pages, zeroPages, newPages, filePages, layers, packBytes };
+    return { runs, pages, zeroPages, newPages, layers };
+  } finally {
+    for (const lfd of layerFds.values()) if (lfd >= 0) fs.closeSync(lfd);
+  }
+}
+
+/**
+ * Write the non-zero pages of `memory` (within the sorted `ranges`) to a new flat page file at
+ * `path`, at their memory-file offsets (zero pages and pages named elsewhere are holes), and
+ * fdatasync it. See scanPages for what is named rather than written, and what is returned.
+ */
+async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages> {
+  const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  try {
+    fs.ftruncateSync(fd, pageCount(memory.sizeBytes) * PAGE_SIZE);
+    // A stretch of consecutive own pages of the current read buffer, written in one call.
+    let buf: Buffer | undefined, from = -1, to = -1, memOff = 0;
+    const flush = (): void => {
+      if (from >= 0) writeAll(fd, buf!, from, to - from, memOff);
+      from = -1;
+    };
+    const scanned = await scanPages(dirname(path), memory, ranges, {
+      store(off, b, at) {
+        if (from >= 0 && b === buf && at === to) { to += PAGE_SIZE; return; }
+        flush();
+        buf = b; from = at; to = at + PAGE_SIZE; memOff = off;
+      },
+      endOfRead: flush,
+    }, onProgress, inherit);
+    fs.fdatasyncSync(fd);
+    return scanned;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Write the pack (snapshots/pack.ts) of the non-zero pages of `memory` (within the sorted
+ * `ranges`) at `path`, and fdatasync it: own pages listed in `memory.hostFilePages` are named by
+ * file, the others compressed by 1 MiB piece. See scanPages for what is named rather than
+ * written; returns its result, the own pages named in host files and the pack's size in bytes.
+ */
+async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages & { filePages: number; packBytes: number }> {
+  const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  const writer = new PackWriter(fd);
+  try {
+    // The pack's current chunk: its own pages of one PACK_CHUNK_BYTES piece of the memory file.
+    let chunkStart = -1;
+    let chunk: Buffer | undefined;
+    let chunkLen = 0;
+    const submitChunk = async (): Promise<void> => {
+      if (chunk && chunkLen) await writer.add(chunkStart, chunk.subarray(0, chunkLen));
+      chunk = undefined;
+      chunkLen = 0;
+    };
+    // Host-file pages: triples (memory offset, file offset, bytes) per file, merged while contiguous.
+    const fileRefs = new Map<string, HostFileRef>();
+    const hostPages = memory.hostFilePages;
+    let filePages = 0;
+    const addFilePage = (at: number, blockIndex: number): void => {
+      const b = hostPages!.blocks[blockIndex];
+      const key = `${b.path}\0${b.size}\0${b.mtimeMs}`;
+      let ref = fileRefs.get(key);
+      if (!ref) { ref = [b.path, b.size, b.mtimeMs, []]; fileRefs.set(key, ref); }
+      const t = ref[3];
+      const inBlock = at - b.memOffset;
+      const bytes = Math.min(PAGE_SIZE, b.len - inBlock);
+      const n = t.length;
+      if (n && t[n - 3] + t[n - 1] === at && t[n - 2] + t[n - 1] === b.fileOffset + inBlock && t[n - 1] % PAGE_SIZE === 0) t[n - 1] += bytes;
+      else t.push(at, b.fileOffset + inBlock, bytes);
+      filePages++;
+    };
+    const scanned = await scanPages(dirname(path), memory, ranges, {
+      async store(off, buf, at) {
+        const block = hostPages ? hostPages.pageBlock[off / PAGE_SIZE] ?? 0 : 0;
+        if (block) { addFilePage(off, block - 1); return; }
+        const piece = Math.floor(off / PACK_CHUNK_BYTES) * PACK_CHUNK_BYTES;
+        if (piece !== chunkStart) {
+          await submitChunk();
+          chunkStart = piece;
+        }
+        chunk ??= Buffer.allocUnsafe(PACK_CHUNK_BYTES);
+        buf.copy(chunk, chunkLen, at, at + PAGE_SIZE);
+        chunkLen += PAGE_SIZE;
+      },
+      endOfRead() { /* pages are copied into chunks */ },
+    }, onProgress, inherit);
+    await submitChunk();
+    const packBytes = await writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: scanned.runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()] });
+    return { ...scanned, filePages, packBytes };
   } catch (e) {
     await writer.abandon();
     throw e;
   } finally {
     fs.closeSync(fd);
-    for (const lfd of layerFds.values()) if (lfd >= 0) fs.closeSync(lfd);
   }
 }
 
