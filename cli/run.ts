@@ -22,20 +22,20 @@ export { fail };
  * `run`'s options as commander parses them. `cwd` absent: the caller's working directory when
  * the root is the host's own (`--rootfs /`, as `runsc do` and proot do), else `/`.
  */
-export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; cpuFeatures?: string; publish?: PublishSpec[]; tcpCloseOnCheckpoint?: boolean; network?: 'sandbox' | 'host'; volume?: MountSpec[]; tmpfs?: MountSpec[]; events?: string; eventTypes?: string }
+export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; checkpointCompress?: boolean; cpuFeatures?: string; publish?: PublishSpec[]; tcpCloseOnCheckpoint?: boolean; network?: 'sandbox' | 'host'; volume?: MountSpec[]; tmpfs?: MountSpec[]; events?: string; eventTypes?: string }
 
 /**
- * --checkpoint-store DIR [--checkpoint-name NAME]: the kernel's `checkpointRequest` (a guest's
+ * --checkpoint-store DIR [--checkpoint-name NAME] [--checkpoint-compress]: the kernel's `checkpointRequest` (a guest's
  * write to /proc/snapvisor/checkpoint): checkpoint the sandbox into DIR, leaving it running,
  * and give the kernel the line to log: `snapvisor: checkpoint [NAME ]taken at the guest's request: ID`.
  */
-function guestCheckpoints(opts: { checkpointStore?: string; checkpointName?: string; name?: string }): ((k: Kernel) => Promise<string>) | undefined {
+function guestCheckpoints(opts: { checkpointStore?: string; checkpointName?: string; checkpointCompress?: boolean; name?: string }): ((k: Kernel) => Promise<string>) | undefined {
   if (opts.checkpointStore === undefined) return undefined;
   const store = path.resolve(opts.checkpointStore);
   const name = opts.checkpointName ?? opts.name;
   return async (k) => {
     const { checkpointKernel } = await import('../snapshots/checkpoint.js');
-    const r = await checkpointKernel(k, store, { leaveRunning: true, name });
+    const r = await checkpointKernel(k, store, { leaveRunning: true, name, compress: !!opts.checkpointCompress });
     return `snapvisor: checkpoint ${name ? name + ' ' : ''}taken at the guest's request: ${r.id}`;
   };
 }
@@ -199,7 +199,7 @@ async function publishPorts(kernel: Kernel): Promise<boolean> {
   }
 }
 
-export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string; acceptChangedVolumes?: boolean }): Promise<number> {
+export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string; checkpointCompress?: boolean; acceptChangedVolumes?: boolean }): Promise<number> {
   const platform = platformOf(opts.platform);
   if (!platform) return 2;
   // The store (LevelDB, cbor-x) is loaded only by the commands that use it: `run` starts faster.

@@ -115,6 +115,28 @@ describe('compressed checkpoints (format 4)', () => {
     expect(fs.readdirSync(path.join(store, 'cache'))).toEqual([]);
   }, 300_000);
 
+  it('a guest asks for a compressed checkpoint (run --checkpoint-compress) and a warm pool serves it', async () => {
+    const store = freshDir('packed-pool-store'), sock = path.join(freshDir('packed-pool-sock'), 'p.sock');
+    const guest = ['/bin/busybox', 'sh', '-c', 'echo 1 > /proc/snapvisor/checkpoint; read l; echo "$(cat /proc/snapvisor/checkpoint) $l"; exit ${#l}'];
+    const r = await snapvisor(['run', '--checkpoint-store', store, '--checkpoint-compress', '--', ...guest], { timeoutMs: 30_000 });
+    expect(r.stdout.toString()).toBe('original \n');
+    expect(r.status).toBe(0);
+    const id = /request: ([0-9a-f]{16})$/.exec(r.stderr.trim())![1];
+    expect(fs.existsSync(path.join(store, 'pages', `${id}.pack`))).toBe(true);
+    const pool = snapvisorStreaming(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '2', '--listen', sock], { timeoutMs: 120_000 });
+    await pool.waitFor((l) => l.startsWith('pool serving'), 60_000);
+    for (const input of ['one', 'three']) {
+      const t = await snapvisor(['pool', 'take', sock], { input: input + '\n', timeoutMs: 60_000 });
+      expect(t.stderr.toString()).toBe('');
+      expect(t.stdout.toString()).toBe(`restored ${input}\n`);
+      expect(t.status).toBe(input.length);
+    }
+    pool.child.kill('SIGTERM');
+    expect(await pool.done).toBe(0);
+    await new Promise((res) => setTimeout(res, 500));
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
+
   it('a damaged or truncated pack, or a changed host file, is refused with one line and no guest runs', async () => {
     // A rootfs of its own, so the test may change a host file the guest's memory maps.
     const base = freshDir('packed-bad');
