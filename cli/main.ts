@@ -6,6 +6,8 @@
  * cli/oci/). Errors are one line on stderr (and, with --log, runc's JSON error line) with
  * the exit status a shell would give.
  */
+// First: SIGTERM/SIGHUP reaching run or restore are held from here on (cli/early-signals.ts).
+import { releaseHeldSignals } from './early-signals.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_PLATFORM, PLATFORM_DESCRIPTIONS as PLATFORMS } from '../platforms/catalog.js';
 // Only what every command needs is loaded at start-up: the kernel (run, restore), the store
@@ -170,6 +172,7 @@ Examples:
     const { runCommand } = await import('./run.js');
     if (opts.bundle || opts.detach || opts.pidFile || opts.consoleSocket) {
       if (args.length) throw new Error('with --bundle, run takes only the container id');
+      releaseHeldSignals();
       process.exitCode = await oci.launch(program.opts().root, prog, 'run', { bundle: opts.bundle, pidFile: opts.pidFile, consoleSocket: opts.consoleSocket, detach: !!opts.detach, keep: !!opts.keep });
       return;
     }
@@ -260,6 +263,7 @@ Examples:
   .action(async (id: string, opts) => {
     const { restoreCommand } = await import('./run.js');
     if (opts.imagePath || opts.bundle) {
+      releaseHeldSignals();
       try {
         process.exitCode = await oci.launch(program.opts().root, id, 'restore', { bundle: opts.bundle, imagePath: opts.imagePath, pidFile: opts.pidFile, consoleSocket: opts.consoleSocket, detach: !!opts.detach });
       } catch (e) { fail((e as Error).message); process.exitCode = 1; }

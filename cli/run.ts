@@ -15,6 +15,7 @@ import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
 import type { SyscallHook } from '../src/kernel/task.js';
 import { FaultInjector, InjectSpecError, parseInjectSpec } from '../src/sandbox/fault-injection.js';
 import { serveControl, defaultStore, fail, streamEvents } from './control.js';
+import { takeHeldSignals } from './early-signals.js';
 
 export { fail };
 
@@ -78,8 +79,31 @@ export function exitStatus(info: ExitInfo): number {
   return 'code' in info ? info.code : 128 + info.signal;
 }
 
-/** Run a kernel to its end, serving the control socket when named. */
-async function runToEnd(kernel: Kernel, root: string | undefined, name: string | undefined, events?: { file: string; types?: string }): Promise<number> {
+/**
+ * Hold SIGTERM and SIGHUP that reach snapvisor before its sandbox runs (while `restore` rebuilds
+ * it, or `run` builds it), with those held since the process started (cli/early-signals.ts):
+ * Node's default would end snapvisor, and the guest with it, without the guest's handler running.
+ * Returns the function that stops holding them and gives back those held, in order, for
+ * runToEnd to deliver to init.
+ */
+function holdStopSignals(): () => NodeJS.Signals[] {
+  const held: NodeJS.Signals[] = [];
+  const hold = (sig: NodeJS.Signals) => { held.push(sig); };
+  process.on('SIGTERM', hold);
+  process.on('SIGHUP', hold);
+  held.push(...takeHeldSignals());
+  return () => {
+    process.off('SIGTERM', hold);
+    process.off('SIGHUP', hold);
+    return held.splice(0);
+  };
+}
+
+/**
+ * Run a kernel to its end, serving the control socket when named. `held`: the signals held
+ * since the command started (holdStopSignals), delivered to init once it can receive them.
+ */
+async function runToEnd(kernel: Kernel, root: string | undefined, name: string | undefined, events?: { file: string; types?: string }, held?: () => NodeJS.Signals[]): Promise<number> {
   let control;
   let eventsOut: { close(): void } | undefined;
   let eventsFd: number | undefined;
@@ -107,6 +131,7 @@ async function runToEnd(kernel: Kernel, root: string | undefined, name: string |
   }));
   process.on('SIGTERM', stop);
   process.on('SIGHUP', stop);
+  for (const sig of held?.() ?? []) stop(sig);
   const info = await kernel.run();
   process.off('SIGTERM', stop);
   process.off('SIGHUP', stop);
@@ -155,6 +180,15 @@ function cpuFeaturesError(set: string | undefined): string | undefined {
 const mountOrder = (specs: MountSpec[]): MountSpec[] => specs.map((s, i) => ({ s, i, d: s.guest.split('/').filter(Boolean).length })).sort((a, b) => a.d - b.d || a.i - b.i).map((x) => x.s);
 
 export async function runCommand(root: string | undefined, prog: string, args: string[], opts: RunOptions): Promise<number> {
+  const held = holdStopSignals();
+  try {
+    return await runSandbox(root, prog, args, opts, held);
+  } finally {
+    held();
+  }
+}
+
+async function runSandbox(root: string | undefined, prog: string, args: string[], opts: RunOptions, held: () => NodeJS.Signals[]): Promise<number> {
   const env = [
     ...(opts.clearEnv ? [] : Object.entries(process.env).filter(([k]) => !(opts.env ?? []).some((e) => e.startsWith(k + '='))).map(([k, v]) => `${k}=${v}`)),
     ...(opts.env ?? []),
@@ -182,7 +216,7 @@ export async function runCommand(root: string | undefined, prog: string, args: s
     return 125;
   }
   if (!(await publishPorts(kernel))) return 125;
-  return runToEnd(kernel, root, opts.name, opts.events ? { file: opts.events, types: opts.eventTypes } : undefined);
+  return runToEnd(kernel, root, opts.name, opts.events ? { file: opts.events, types: opts.eventTypes } : undefined, held);
 }
 
 /** Open the sandbox's published ports (config.publish); false, after one line and ending the sandbox, if one cannot be. */
@@ -199,7 +233,18 @@ async function publishPorts(kernel: Kernel): Promise<boolean> {
   }
 }
 
-export async function restoreCommand(root: string | undefined, id: string, opts: { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string; checkpointCompress?: boolean; acceptChangedVolumes?: boolean }): Promise<number> {
+type RestoreOptions = { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string; checkpointCompress?: boolean; acceptChangedVolumes?: boolean };
+
+export async function restoreCommand(root: string | undefined, id: string, opts: RestoreOptions): Promise<number> {
+  const held = holdStopSignals();
+  try {
+    return await restoreSandbox(root, id, opts, held);
+  } finally {
+    held();
+  }
+}
+
+async function restoreSandbox(root: string | undefined, id: string, opts: RestoreOptions, held: () => NodeJS.Signals[]): Promise<number> {
   const platform = platformOf(opts.platform);
   if (!platform) return 2;
   // The store (LevelDB, cbor-x) is loaded only by the commands that use it: `run` starts faster.
@@ -216,6 +261,6 @@ export async function restoreCommand(root: string | undefined, id: string, opts:
   // A page that fails its background check stops the sandbox (the kernel logs the line): snapvisor's failure.
   let corrupt: string | undefined;
   void restored.verified.then((bad) => { corrupt = bad; });
-  const status = await runToEnd(restored.kernel, root, opts.name);
+  const status = await runToEnd(restored.kernel, root, opts.name, undefined, held);
   return corrupt !== undefined ? 125 : status;
 }
