@@ -38,6 +38,8 @@ const KEYBOARD = new Set<number>(['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH'].ma
 const CLONE_NODE_FLAGS = ['--expose-gc', '--max-semi-space-size=1', '--lite-mode', '--no-expose-wasm'];
 /** Clones restoring at once while refilling (the machine's other work goes on meanwhile). */
 const MAX_STARTING = 2;
+/** How long after resuming its guest a clone starts watching the caller's connection (signals, its close), ms. */
+const CONN_WATCH_DELAY_MS = 50;
 /** A request must arrive within this long after connecting (ms). */
 const REQUEST_TIMEOUT_MS = 5000;
 
@@ -398,6 +400,10 @@ export async function poolClone(store: string, id: string): Promise<number> {
   }
   const kernel = restored.kernel;
   const faults = recordWorkingSet(kernel);
+  // A take makes timers (the working-set window, the platform's stop watcher): their code runs
+  // once now, not first inside the take.
+  clearInterval(setInterval(() => undefined, 1 << 30));
+  clearTimeout(setTimeout(() => undefined, 1 << 30));
   settle();
   say({ event: 'ready' });
   const ctl = new CtlReader(CTL);
@@ -422,12 +428,16 @@ export async function poolClone(store: string, id: string): Promise<number> {
   stdio.forEach((fd, i) => dup2(fd, i));
   stdio.forEach(closeFd);
   faults.on = true;
-  // The guest first; the caller's connection is set up while it runs (its first traps wait on
-  // the stub anyway), not before.
+  // The guest first, then the started line (one write(2)); the caller's connection gets its
+  // net.Socket (signals in, its close kills the sandbox) CONN_WATCH_DELAY_MS later, so building
+  // one (cold code in a clone) does not hold up the guest's first traps on this CPU.
   const done = kernel.run();
   const resumedMs = nowMs();
-  const conn = await new Promise<net.Socket>((resolve) => setImmediate(() => {
-    const c = new net.Socket({ fd: connFd, readable: true, writable: true });
+  try { fs.writeSync(connFd, JSON.stringify({ event: 'started', clone: process.pid, requestMs, resumedMs }) + '\n'); } catch { /* the caller is gone: its socket's close says so below */ }
+  let conn: net.Socket | undefined;
+  const watchConn = (): net.Socket => {
+    if (conn) return conn;
+    const c = conn = new net.Socket({ fd: connFd, readable: true, writable: true });
     c.on('error', () => undefined);
     lines(c, (m) => {
       if (m.op !== 'signal') return;
@@ -439,9 +449,9 @@ export async function poolClone(store: string, id: string): Promise<number> {
     });
     // The caller is gone (its connection closed before the end): so is its sandbox.
     c.on('close', () => { if (!kernel.exitInfo) kernel.kill(); });
-    sendLine(c, { event: 'started', clone: process.pid, requestMs, resumedMs });
-    resolve(c);
-  }));
+    return c;
+  };
+  const watchTimer = setTimeout(watchConn, CONN_WATCH_DELAY_MS);
   const report = () => {
     if (!faults.on) return;
     faults.snapshot();
@@ -452,10 +462,12 @@ export async function poolClone(store: string, id: string): Promise<number> {
   const window = setTimeout(report, WORKING_SET_WINDOW_MS);
   const info = await done;
   clearTimeout(window);
+  clearTimeout(watchTimer);
+  const connSocket = watchConn();
   report();
   kernel.destroy();
   const status = 'code' in info ? info.code : 128 + info.signal;
-  await new Promise<void>((r) => { if (conn.destroyed) r(); else conn.end(JSON.stringify({ event: 'exit', status }) + '\n', () => r()); });
+  await new Promise<void>((r) => { if (connSocket.destroyed) r(); else connSocket.end(JSON.stringify({ event: 'exit', status }) + '\n', () => r()); });
   return status;
 }
 
