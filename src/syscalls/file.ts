@@ -447,7 +447,7 @@ function sendfileSource(t: Task, fin: OpenFileState & { kind: 'host' | 'upper' }
 }
 
 /** The bytes [pos, pos + count) of a host or upper-layer regular file (fewer at its end). */
-function readRegular(t: Task, f: OpenFileState & { kind: 'host' | 'upper' }, pos: number, count: number): Uint8Array {
+export function readRegular(t: Task, f: OpenFileState & { kind: 'host' | 'upper' }, pos: number, count: number): Uint8Array {
   const k = t.kernel;
   if (f.kind === 'host') {
     const buf = Buffer.alloc(count);
@@ -457,7 +457,7 @@ function readRegular(t: Task, f: OpenFileState & { kind: 'host' | 'upper' }, pos
 }
 
 /** The size in bytes of a host or upper-layer regular file. */
-function regularSize(t: Task, f: OpenFileState & { kind: 'host' | 'upper' }): number {
+export function regularSize(t: Task, f: OpenFileState & { kind: 'host' | 'upper' }): number {
   return f.kind === 'host' ? t.kernel.hostFiles.size(t.kernel.hostFiles.fd(f)) : t.kernel.state.fs.inodes[f.inodeId].size;
 }
 

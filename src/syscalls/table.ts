@@ -45,13 +45,14 @@ import { netSyscalls } from './net.js';
 import { mempolicySyscalls } from './mempolicy.js';
 import { lockSyscalls } from './locks.js';
 import { mountSyscalls } from './mount.js';
+import { spliceSyscalls } from './splice.js';
 
 export type { Support, SyscallEntry, SyscallName } from './entry.js';
 export { syscall } from './entry.js';
 
 /** Indexed by syscall number. */
 export const SYSCALL_TABLE: (SyscallEntry | undefined)[] = [];
-const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, timerfd: timerfdSyscalls, signalfd: signalfdSyscalls, inotify: inotifySyscalls, xattr: xattrSyscalls, net: netSyscalls, mempolicy: mempolicySyscalls, locks: lockSyscalls, mount: mountSyscalls, misc: miscSyscalls };
+const FAMILIES = { file: fileSyscalls, fs: fsSyscalls, mm: mmSyscalls, process: processSyscalls, signal: signalSyscalls, time: timeSyscalls, poll: pollSyscalls, creds: credSyscalls, sched: schedSyscalls, eventfd: eventfdSyscalls, timerfd: timerfdSyscalls, signalfd: signalfdSyscalls, inotify: inotifySyscalls, xattr: xattrSyscalls, net: netSyscalls, mempolicy: mempolicySyscalls, locks: lockSyscalls, mount: mountSyscalls, splice: spliceSyscalls, misc: miscSyscalls };
 for (const [family, entries] of Object.entries(FAMILIES)) {
   for (const e of entries) {
     if (SYSCALL_TABLE[e.nr]) throw new Error(`syscall ${e.name} declared twice`);
