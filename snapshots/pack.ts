@@ -194,14 +194,14 @@ export interface Materialized {
  * stay holes), checking every page against its CRC-32 as it goes. Host-file pages are read
  * through `open` and their file must still have the size and mtime recorded. Returns what it
  * did, or one line naming the first problem (a damaged chunk, a page failing its check, a
- * host file missing or changed).
+ * host file missing or changed). Throws CacheWriteError if `outFd` cannot be written.
  */
 export async function materializePack(packFd: number, t: PackTrailer, open: HostFileOpener, outFd: number): Promise<Materialized | string> {
   const t0 = performance.now();
   const kinds = pageKinds(t);
   if (typeof kinds === 'string') return kinds;
   const { kind, checks } = kinds;
-  fs.ftruncateSync(outFd, t.pageFileBytes);
+  try { fs.ftruncateSync(outFd, t.pageFileBytes); } catch (e) { throw new CacheWriteError((e as NodeJS.ErrnoException).code ?? (e as Error).message); }
   let pages = 0, filePages = 0;
   const checkPage = (buf: Buffer, at: number, off: number): string | undefined =>
     pageCheck(buf, at) === checks[off / PAGE_SIZE] ? undefined : `page at offset 0x${off.toString(16)} failed its checksum`;
@@ -224,7 +224,7 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
           const bad = checkPage(buf, p, memOff + p);
           if (bad) return `the host file ${guestPath} its memory maps differs from the checkpoint's copy (${bad})`;
         }
-        writeAll(outFd, buf, memOff);
+        writeOut(outFd, buf, memOff);
         pages += buf.length / PAGE_SIZE;
         filePages += buf.length / PAGE_SIZE;
       }
@@ -237,6 +237,7 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
   const index = Buffer.from(t.index.buffer, t.index.byteOffset, t.index.byteLength);
   const inFlight = new Set<Promise<void>>();
   let problem: string | undefined;
+  let writeFailure: unknown;
   const scatter = (memStart: number, raw: Buffer): string | undefined => {
     let r = 0;
     const end = Math.min(memStart + PACK_CHUNK_BYTES, t.pageFileBytes);
@@ -244,7 +245,7 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
     let stretchAt = 0;
     const flush = (upTo: number): void => {
       if (stretch < 0) return;
-      writeAll(outFd, raw.subarray(stretchAt, stretchAt + (upTo - stretch)), stretch);
+      writeOut(outFd, raw.subarray(stretchAt, stretchAt + (upTo - stretch)), stretch);
       stretch = -1;
     };
     for (let off = memStart; off < end; off += PAGE_SIZE) {
@@ -260,7 +261,7 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
     return r === raw.length ? undefined : `its page pack chunk at 0x${memStart.toString(16)} holds too many pages`;
   };
   const seen = new Set<number>();
-  for (let o = 0; o < index.length && !problem; o += INDEX_ENTRY_BYTES) {
+  for (let o = 0; o < index.length && !problem && !writeFailure; o += INDEX_ENTRY_BYTES) {
     const memStart = Number(index.readBigUInt64LE(o)), at = Number(index.readBigUInt64LE(o + 8));
     const zlen = index.readUInt32LE(o + 16), rawLen = index.readUInt32LE(o + 20);
     if (memStart % PACK_CHUNK_BYTES !== 0 || memStart >= t.pageFileBytes || seen.has(memStart)) return 'its page pack index is malformed';
@@ -269,19 +270,34 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
     readAll(packFd, z, at);
     while (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
     const job = brotliDecompress(z).then((raw) => {
-      if (problem) return;
-      problem = raw.length !== rawLen ? `its page pack chunk at 0x${memStart.toString(16)} is damaged` : scatter(memStart, raw);
+      if (problem || writeFailure) return;
+      try {
+        problem = raw.length !== rawLen ? `its page pack chunk at 0x${memStart.toString(16)} is damaged` : scatter(memStart, raw);
+      } catch (e) {
+        writeFailure = e;
+      }
     }, () => { problem ??= `its page pack chunk at 0x${memStart.toString(16)} is damaged (cannot be decompressed)`; })
       .finally(() => { inFlight.delete(job); });
     inFlight.add(job);
   }
   await Promise.all(inFlight);
+  if (writeFailure) throw writeFailure;
   if (problem) return problem;
   // Every compressed page must have come from some chunk.
   let want = 0;
   for (let p = 0; p < kind.length; p++) if (kind[p] === 1) want++;
   if (pages - filePages !== want) return `its page pack holds ${pages - filePages} of its ${want} pages`;
   return { pages, filePages, ms: performance.now() - t0 };
+}
+
+/** Writing the restore cache failed (disk full, I/O error): the pack itself may well be sound. */
+export class CacheWriteError extends Error {
+  constructor(readonly code: string) { super(`cannot write its restore cache (${code})`); }
+}
+
+/** writeAll into the cache being made: failures are CacheWriteErrors. */
+function writeOut(fd: number, buf: Uint8Array, position: number): void {
+  try { writeAll(fd, buf, position); } catch (e) { throw new CacheWriteError((e as NodeJS.ErrnoException).code ?? (e as Error).message); }
 }
 
 function writeAll(fd: number, buf: Uint8Array, position: number): void {

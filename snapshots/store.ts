@@ -30,7 +30,7 @@ import type { HostTree } from '../platforms/host-services.js';
 import { Vfs } from '../src/vfs/vfs.js';
 import { hostIdentity } from '../src/vfs/host-files.js';
 import type { KernelState } from '../src/kernel/state.js';
-import { PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, readPackTrailer } from './pack.js';
+import { CacheWriteError, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, readPackTrailer } from './pack.js';
 
 /**
  * Every failure of the store that a user can act on: missing store or checkpoint,
@@ -436,20 +436,27 @@ async function checkPack(dir: string, id: string, opener: () => HostFileOpener):
   } catch {
     throw corrupt(id, `its page file ${PAGES_DIR}/${id}${PACK_SUFFIX} is missing`);
   }
-  fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
   const tmp = join(dir, CACHE_DIR, `${id}.check.${process.pid}.tmp`);
   let outFd = -1;
   try {
     const trailer = readPackTrailer(packFd);
     if (typeof trailer === 'string') throw corrupt(id, trailer);
-    outFd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
+    try {
+      fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
+      outFd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
+    } catch (err) {
+      throw new SnapshotError(`checkpoint ${id}: cannot write a scratch copy of its pages into ${join(dir, CACHE_DIR)} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+    }
     let made;
-    try { made = await materializePack(packFd, trailer, opener(), outFd); } catch (err) { made = `its page pack cannot be read (${errorMessage(err)})`; }
+    try { made = await materializePack(packFd, trailer, opener(), outFd); } catch (err) {
+      if (err instanceof CacheWriteError) throw new SnapshotError(`checkpoint ${id}: cannot write a scratch copy of its pages into ${join(dir, CACHE_DIR)} (${err.code})`);
+      made = `its page pack cannot be read (${errorMessage(err)})`;
+    }
     if (typeof made === 'string') throw corrupt(id, made);
   } finally {
     fs.closeSync(packFd);
     if (outFd >= 0) fs.closeSync(outFd);
-    fs.rmSync(tmp, { force: true });
+    try { fs.rmSync(tmp, { force: true }); } catch { /* never made */ }
   }
 }
 
@@ -802,12 +809,17 @@ export async function openPageSource(dir: string, id: string, owner: string, ope
   try {
     const trailer = readPackTrailer(packFd);
     if (typeof trailer === 'string') throw corrupt(owner, id === owner ? trailer : `${what}: ${trailer}`);
-    fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
-    outFd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    try {
+      fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
+      outFd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    } catch (err) {
+      throw new SnapshotError(`checkpoint ${owner}: cannot write the restore cache into ${join(dir, CACHE_DIR)} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+    }
     let made;
     try {
       made = await materializePack(packFd, trailer, opener(), outFd);
     } catch (err) {
+      if (err instanceof CacheWriteError) throw new SnapshotError(`checkpoint ${owner}: ${id === owner ? '' : `the pages of ${id}, which it inherits: `}cannot write the restore cache into ${join(dir, CACHE_DIR)} (${err.code})`);
       made = `its page pack cannot be read (${errorMessage(err)})`;
     }
     if (typeof made === 'string') throw corrupt(owner, id === owner ? made : `${what}: ${made}`);
@@ -816,7 +828,7 @@ export async function openPageSource(dir: string, id: string, owner: string, ope
   } finally {
     fs.closeSync(packFd);
     if (outFd >= 0) fs.closeSync(outFd);
-    fs.rmSync(tmp, { force: true });
+    try { fs.rmSync(tmp, { force: true }); } catch { /* never made */ }
   }
 }
 const metaPath = (dir: string, id: string): string => join(dir, META_DIR, id);

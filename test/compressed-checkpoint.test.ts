@@ -184,9 +184,16 @@ describe('compressed checkpoints (format 4)', () => {
     fs.writeFileSync(pack, good.subarray(0, good.length >> 1));
     await refused(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: its page pack is truncated or damaged`));
 
-    // Whole again: it restores and goes on counting.
+    // Whole again, but no room for its restore cache (a file where the cache directory goes): one line, not "corrupt".
     fs.writeFileSync(pack, good);
     fs.rmSync(path.join(store, 'cache'), { recursive: true, force: true });
+    fs.writeFileSync(path.join(store, 'cache'), '');
+    const noCache = await snapvisor(['restore', id, '--store', store], { timeoutMs: 30_000 });
+    expect(noCache.status).toBe(125);
+    expect(noCache.stderr).toBe(`snapvisor: checkpoint ${id}: cannot write the restore cache into ${path.join(store, 'cache')} (EEXIST)\n`);
+    fs.rmSync(path.join(store, 'cache'));
+
+    // Whole again: it restores and goes on counting.
     const r = await snapvisor(['restore', id, '--store', store], { timeoutMs: 60_000 });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
