@@ -14,6 +14,8 @@ import { E, SyscallError } from '../errno.js';
 
 /** Size of one kernel-side window over the memory file (bytes); views stay well under 4 GiB. */
 const WINDOW_SIZE = 256 * 1024 * 1024;
+/** Reads of a page-file layer up to this many bytes (syscall arguments) are pread while its window is not mapped yet. */
+const SMALL_BACKED_READ = 64 * 1024;
 /** Logical size of the memfd: sparse, so only touched pages cost memory. */
 const FILE_SIZE = 64 * 1024 * 1024 * 1024;
 
@@ -674,6 +676,14 @@ export class MemoryFile {
       this.pieces(off, len, (_o, _l, k, l) => { pieces++; kind = k; layer = l; });
       if (pieces <= 1) {
         if (kind === PieceKind.None) return len <= ZEROS.length ? ZEROS.subarray(0, len) : new Uint8Array(len);
+        if (kind === PieceKind.Backed && len <= SMALL_BACKED_READ && !this.pageFile!.windows[layer - 1][wi]) {
+          // A few bytes of a restored page file (a syscall's argument): pread, rather than map a
+          // 256 MiB window, whose external memory makes V8 collect garbage (4–17 ms here) right
+          // as a restored guest makes its first calls.
+          const out = new Uint8Array(len);
+          this.pageFile!.files[layer - 1].read(off, out);
+          return out;
+        }
         return (kind === PieceKind.Backed ? this.backingWindow(wi, layer) : this.window(wi)).subarray(wo, wo + len);
       }
     }
