@@ -51,6 +51,13 @@ export const KNOWN_DIFFERENCES: KnownDifference[] = [
     regression: 'mmap 4096 3 1048610 -1 0 0 0',
   },
   {
+    name: 'directory-seek-data',
+    reason: 'lseek(SEEK_DATA/SEEK_HOLE) on a directory answers from the directory\'s size, which is each filesystem\'s own (4096 on ext4, where the native run works, so offset 0 is data; tmpfs gives EINVAL; the sandbox\'s directories have size 0: ENXIO), as directory sizes are normalized',
+    owner: 'by design (a filesystem-specific size)',
+    matches: (d, step) => d.op === 'lseek' && / [34]$/.test(step) && r(d.native) === '0' && e(d.sandbox) === 'ENXIO',
+    regression: "open '. 0 0\nlseek @0 0 3",
+  },
+  {
     name: 'directory-seek-end',
     reason: 'lseek(SEEK_END) on a directory is filesystem-specific: ext4 (where the native run\'s scratch directory lives) answers with its hash-order end of file, 2^63-1 plus the offset (ext4_dir_llseek); the sandbox\'s directories are its own',
     owner: 'by design (a filesystem-specific offset, as tmpfs and overlayfs give EINVAL)',

@@ -147,4 +147,10 @@ export const FIXED_DIFFERENCES: FixedDifference[] = [
     found: 'seed 6 path 1467',
     program: "mkfifo 'a 0\nopen 'a 3 0\nmkfifo 'b 420\nopen 'b 2051 0\nopen 'b 2048 0",
   },
+  {
+    name: 'rename-looping-new-parent',
+    what: 'rename of a missing name into "d/a", d a symlink to itself, gave ENOENT; Linux looks both parents up first (filename_parentat): ELOOP',
+    found: 'seed 9 path 1737',
+    program: "symlink 'd 'd\nrename 'a 'd/a\nrename 'd/a 'a\nmkfifo 'p 0\nrename 'a 'p/a",
+  },
 ];

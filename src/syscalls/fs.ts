@@ -123,10 +123,10 @@ function renameAt(t: Task, olddirfd: number, oldAddr: number, newdirfd: number, 
     return !parent ? E.ENOENT : !isDir(modeOf(parent)) ? E.ENOTDIR : 0;
   };
   if (oldPath === '' || newPath === '') return -E.ENOENT; // getname of an empty path, before anything else
-  if (dotLast(oldPath) || dotLast(newPath)) {
-    const err = parentError(oldPath, olddirfd) || parentError(newPath, newdirfd);
-    return -(err || E.EBUSY);
-  }
+  // Both parents before anything else (a looping one: ELOOP even when the old name is missing).
+  const parentErr = parentError(oldPath, olddirfd) || parentError(newPath, newdirfd);
+  if (parentErr) return -parentErr;
+  if (dotLast(oldPath) || dotLast(newPath)) return -E.EBUSY;
   const from = vfs.walk(oldPath, baseDir(t, olddirfd, oldPath), false);
   if (!from.node) return -E.ENOENT;
   // A trailing slash on either name asks for a directory: ENOTDIR for anything else, before the new name is looked at (do_renameat2).
