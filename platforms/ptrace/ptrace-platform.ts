@@ -218,12 +218,20 @@ class PtraceTask implements PlatformTask {
   constructor(readonly pid: number) {}
 
   static start(memoryFileFd: number, backingFileFds?: readonly number[]): PtraceTask {
-    const pid = spawnStub(memoryFileFd, backingFileFds);
-    const t = new PtraceTask(pid);
-    // Wait until the stub has stopped itself, then seize it.
-    const st = t.status;
-    if (libc.waitpid(pid, st, libc.WUNTRACED) !== pid || (st[0] & 0xff) !== 0x7f) {
+    let pid = 0;
+    let t: PtraceTask;
+    // Wait until the stub has stopped itself, then seize it. An exec that dies of SIGSEGV before
+    // the stub's first instruction is the host's stack, placed at random (16 GiB of range below
+    // the top of the address space), covering STUB_BASE: the ELF's fixed mapping then fails past
+    // exec's point of no return (about 1 exec in 10^5; CI's syscall fuzzing met it once). Each
+    // exec draws a new stack address, so spawn again.
+    for (let attempt = 1; ; attempt++) {
+      pid = spawnStub(memoryFileFd, backingFileFds);
+      t = new PtraceTask(pid);
+      const st = t.status;
+      if (libc.waitpid(pid, st, libc.WUNTRACED) === pid && (st[0] & 0xff) === 0x7f) break;
       libc.kill(pid, SIGKILL);
+      if ((st[0] & 0x7f) === SIGSEGV && attempt < 4) continue;
       throw new PtraceError(`stub did not stop (status 0x${st[0].toString(16)})`);
     }
     if (libc.ptraceInt(PTRACE_SEIZE, pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD) < 0) {
