@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+import { freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming } from './helpers.js';
 
 /** A python3 holding ~20 MB of distinct 1,000-byte objects; rewrites one per numbered line, then prints a digest of all. */
 const GUEST = [
@@ -37,17 +37,6 @@ async function checkpointCompressed(root: string, store: string, name: string, r
   return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, lastLine: last, stdout: cp.stdout.toString() };
 }
 
-/** Restore `id` to its end: it goes on after `lastLine` and prints `digest`. */
-async function restoresToTheEnd(store: string, id: string, lastLine: number, digest: string): Promise<void> {
-  const r = await snapvisor(['restore', id, '--store', store], { timeoutMs: 60_000 });
-  expect(r.timedOut).toBe(false);
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-  const lines = r.stdout.toString().split('\n').filter(Boolean);
-  expect(lines[0]).toBe(String(lastLine + 1));
-  expect(lines[lines.length - 1]).toBe(digest);
-  expect(orphanStubs()).toEqual([]);
-}
 
 const bytesOnDisk = (p: string): number => fs.statSync(p).blocks * 512;
 

@@ -237,6 +237,21 @@ export async function checkpointAtReady(prefix: string, argv: string[], runTimeo
   return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, root, store, before: [...run.lines] };
 }
 
+/**
+ * Restore checkpoint `id` of `store` to its end: it goes on from the line after `lastLine`, ends
+ * with `lastOutput`, in time, with nothing on stderr, status 0 and no stub left.
+ */
+export async function restoresToTheEnd(store: string, id: string, lastLine: number, lastOutput: string): Promise<void> {
+  const r = await snapvisor(['restore', id, '--store', store], { timeoutMs: 60_000 });
+  expect(r.timedOut).toBe(false);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const lines = r.stdout.toString().split('\n').filter(Boolean);
+  expect(lines[0]).toBe(String(lastLine + 1));
+  expect(lines[lines.length - 1]).toBe(lastOutput);
+  expect(orphanStubs()).toEqual([]);
+}
+
 /** Restore a checkpointAtReady sandbox to its end: it must finish in time with nothing on stderr. */
 export async function restoreChecked(c: Checkpointed, timeoutMs = 30_000): Promise<RunResult> {
   const r = await snapvisor(['--root', c.root, 'restore', c.id, '--store', c.store], { timeoutMs });

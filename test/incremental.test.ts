@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+import { freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming } from './helpers.js';
 
 /**
  * A python3 holding ~20 MB of distinct 1,000-byte objects; after `ready` it rewrites one object
@@ -46,16 +46,6 @@ async function inspectJson(store: string, id: string): Promise<{ checkpoint: { p
   return JSON.parse(r.stdout.toString());
 }
 
-/** Restore `link` to its end: it goes on from the line after its checkpoint and prints the native digest. */
-async function restoresToTheEnd(store: string, link: Link, digest: string): Promise<void> {
-  const r = await snapvisor(['restore', link.id, '--store', store], { timeoutMs: 40_000 });
-  expect(r.timedOut).toBe(false);
-  expect(r.stderr).toBe('');
-  expect(r.status).toBe(0);
-  const lines = r.stdout.toString().split('\n').filter(Boolean);
-  expect(lines[0]).toBe(String(link.lastLine + 1));
-  expect(lines[lines.length - 1]).toBe(digest);
-}
 
 describe('incremental checkpoints', () => {
   it('a chain of three: each restored sandbox\'s checkpoint stores only what it changed, names its parent, and every link restores, also after the first is deleted', async () => {
@@ -94,7 +84,7 @@ describe('incremental checkpoints', () => {
     expect(JSON.parse(listed.stdout.toString()).map((c: { id: string; parent?: string }) => [c.id, c.parent ?? null])).toEqual([[c1.id, null], [c2.id, c1.id], [c3.id, c2.id]]);
 
     // Every link restores to the native end.
-    for (const link of [c1, c2, c3]) await restoresToTheEnd(store, link, digest);
+    for (const link of [c1, c2, c3]) await restoresToTheEnd(store, link.id, link.lastLine, digest);
 
     // Deleting the first keeps the page file the others inherit from; they still restore.
     const del = await snapvisor(['delete', c1.id, '--store', store]);
@@ -102,7 +92,7 @@ describe('incremental checkpoints', () => {
     expect(del.status).toBe(0);
     expect(fs.existsSync(path.join(store, 'pages', c1.id))).toBe(true);
     expect(fs.existsSync(path.join(store, 'meta', c1.id))).toBe(false);
-    for (const link of [c2, c3]) await restoresToTheEnd(store, link, digest);
+    for (const link of [c2, c3]) await restoresToTheEnd(store, link.id, link.lastLine, digest);
     const check = await snapvisor(['store', 'check', '--store', store]);
     expect(check.status).toBe(0);
     const gc1 = await snapvisor(['gc', '--store', store]);
