@@ -436,25 +436,47 @@ async function checkPack(dir: string, id: string, opener: () => HostFileOpener):
   } catch {
     throw corrupt(id, `its page file ${PAGES_DIR}/${id}${PACK_SUFFIX} is missing`);
   }
-  const tmp = join(dir, CACHE_DIR, `${id}.check.${process.pid}.tmp`);
+  try {
+    await materializeInto(dir, id, id, packFd, opener, join(dir, CACHE_DIR, `${id}.check.${tmpSuffix()}`), 'a scratch copy of its pages', () => undefined);
+  } finally {
+    fs.closeSync(packFd);
+  }
+}
+
+/** A name part no other process or call uses at once: `<pid>.<random>.tmp`. */
+const tmpSuffix = (): string => `${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`;
+
+/**
+ * Rebuild the page-file image of pack `id` (open as `packFd`) into the new file `tmp` in the
+ * store's cache directory (materializePack: every page checked), call `keep(tmp)` while it
+ * exists, then remove `tmp`. `purpose` names `tmp` in errors ('the restore cache'). Throws
+ * SnapshotError naming `owner` (the checkpoint asked for; `id` may be a layer it inherits):
+ * a damaged pack or a changed host file as corrupt, `tmp` not writable as such.
+ */
+async function materializeInto<T>(dir: string, id: string, owner: string, packFd: number, opener: () => HostFileOpener, tmp: string, purpose: string, keep: (tmp: string) => T): Promise<T> {
+  const inherited = id === owner ? '' : `the page file of ${id}, which it inherits pages from,`;
+  const cannotWrite = (code: string): SnapshotError =>
+    new SnapshotError(`checkpoint ${owner}: ${inherited ? `the pages of ${id}, which it inherits: ` : ''}cannot write ${purpose} into ${join(dir, CACHE_DIR)} (${code})`);
   let outFd = -1;
   try {
     const trailer = readPackTrailer(packFd);
-    if (typeof trailer === 'string') throw corrupt(id, trailer);
+    if (typeof trailer === 'string') throw corrupt(owner, inherited ? `${inherited}: ${trailer}` : trailer);
     try {
       fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
-      outFd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
+      outFd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     } catch (err) {
-      throw new SnapshotError(`checkpoint ${id}: cannot write a scratch copy of its pages into ${join(dir, CACHE_DIR)} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+      throw cannotWrite((err as NodeJS.ErrnoException).code ?? errorMessage(err));
     }
     let made;
-    try { made = await materializePack(packFd, trailer, opener(), outFd); } catch (err) {
-      if (err instanceof CacheWriteError) throw new SnapshotError(`checkpoint ${id}: cannot write a scratch copy of its pages into ${join(dir, CACHE_DIR)} (${err.code})`);
+    try {
+      made = await materializePack(packFd, trailer, opener(), outFd);
+    } catch (err) {
+      if (err instanceof CacheWriteError) throw cannotWrite(err.code);
       made = `its page pack cannot be read (${errorMessage(err)})`;
     }
-    if (typeof made === 'string') throw corrupt(id, made);
+    if (typeof made === 'string') throw corrupt(owner, inherited ? `${inherited}: ${made}` : made);
+    return keep(tmp);
   } finally {
-    fs.closeSync(packFd);
     if (outFd >= 0) fs.closeSync(outFd);
     try { fs.rmSync(tmp, { force: true }); } catch { /* never made */ }
   }
@@ -804,31 +826,13 @@ export async function openPageSource(dir: string, id: string, owner: string, ope
   } catch (err) {
     throw corrupt(owner, `${what} ${PAGES_DIR}/${id}${PACK_SUFFIX} cannot be opened (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
   }
-  const tmp = `${cache}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`;
-  let outFd = -1;
   try {
-    const trailer = readPackTrailer(packFd);
-    if (typeof trailer === 'string') throw corrupt(owner, id === owner ? trailer : `${what}: ${trailer}`);
-    try {
-      fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
-      outFd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-    } catch (err) {
-      throw new SnapshotError(`checkpoint ${owner}: cannot write the restore cache into ${join(dir, CACHE_DIR)} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
-    }
-    let made;
-    try {
-      made = await materializePack(packFd, trailer, opener(), outFd);
-    } catch (err) {
-      if (err instanceof CacheWriteError) throw new SnapshotError(`checkpoint ${owner}: ${id === owner ? '' : `the pages of ${id}, which it inherits: `}cannot write the restore cache into ${join(dir, CACHE_DIR)} (${err.code})`);
-      made = `its page pack cannot be read (${errorMessage(err)})`;
-    }
-    if (typeof made === 'string') throw corrupt(owner, id === owner ? made : `${what}: ${made}`);
-    try { fs.linkSync(tmp, cache); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; }
-    return { fd: fs.openSync(cache, fs.constants.O_RDONLY), path: cache, fresh: true };
+    return await materializeInto(dir, id, owner, packFd, opener, `${cache}.${tmpSuffix()}`, 'the restore cache', (tmp) => {
+      try { fs.linkSync(tmp, cache); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; }
+      return { fd: fs.openSync(cache, fs.constants.O_RDONLY), path: cache, fresh: true };
+    });
   } finally {
     fs.closeSync(packFd);
-    if (outFd >= 0) fs.closeSync(outFd);
-    try { fs.rmSync(tmp, { force: true }); } catch { /* never made */ }
   }
 }
 const metaPath = (dir: string, id: string): string => join(dir, META_DIR, id);
