@@ -264,12 +264,13 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
   for (let o = 0; o < index.length && !problem && !writeFailure; o += INDEX_ENTRY_BYTES) {
     const memStart = Number(index.readBigUInt64LE(o)), at = Number(index.readBigUInt64LE(o + 8));
     const zlen = index.readUInt32LE(o + 16), rawLen = index.readUInt32LE(o + 20);
-    if (memStart % PACK_CHUNK_BYTES !== 0 || memStart >= t.pageFileBytes || seen.has(memStart)) return 'its page pack index is malformed';
+    if (memStart % PACK_CHUNK_BYTES !== 0 || memStart >= t.pageFileBytes || seen.has(memStart) || rawLen > PACK_CHUNK_BYTES || rawLen % PAGE_SIZE) return 'its page pack index is malformed';
     seen.add(memStart);
     const z = Buffer.alloc(zlen);
     readAll(packFd, z, at);
     while (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
-    const job = brotliDecompress(z).then((raw) => {
+    // Bounded: a damaged chunk must not inflate past the piece it stands for.
+    const job = brotliDecompress(z, { maxOutputLength: PACK_CHUNK_BYTES }).then((raw) => {
       if (problem || writeFailure) return;
       try {
         problem = raw.length !== rawLen ? `its page pack chunk at 0x${memStart.toString(16)} is damaged` : scatter(memStart, raw);
