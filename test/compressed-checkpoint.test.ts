@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming } from './helpers.js';
+import { checkpointAfter, freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming } from './helpers.js';
 
 /** A python3 holding ~20 MB of distinct 1,000-byte objects; rewrites one per numbered line, then prints a digest of all. */
 const GUEST = [
@@ -25,19 +25,6 @@ const GUEST = [
 ].join('\n');
 const ARGV = ['/usr/bin/python3', '-c', GUEST];
 
-/** Checkpoint (compressed) the sandbox `name` once it printed 3 numbered lines; it ends. */
-async function checkpointCompressed(root: string, store: string, name: string, run: ReturnType<typeof snapvisorStreaming>): Promise<{ id: string; lastLine: number; stdout: string }> {
-  const first = Number(await run.waitFor((l) => /^\d+$/.test(l), 30_000));
-  await run.waitFor((l) => l === String(first + 2), 30_000);
-  const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, '--compress'], { timeoutMs: 30_000 });
-  expect(cp.stderr).toBe('');
-  expect(cp.status).toBe(0);
-  expect(await run.done).toBe(137);
-  const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
-  return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, lastLine: last, stdout: cp.stdout.toString() };
-}
-
-
 const bytesOnDisk = (p: string): number => fs.statSync(p).blocks * 512;
 
 describe('compressed checkpoints (format 4)', () => {
@@ -51,7 +38,7 @@ describe('compressed checkpoints (format 4)', () => {
 
     const run1 = snapvisorStreaming(['--root', root, 'run', '--name', 'pk-a', '--', ...ARGV], { timeoutMs: 60_000 });
     await run1.waitFor((l) => l === 'ready', 30_000);
-    const c1 = await checkpointCompressed(root, store, 'pk-a', run1);
+    const c1 = await checkpointAfter(root, store, 'pk-a', run1, 3, ['--compress']);
     const m = /(\d+) pages \((\d+) new, [\d.]+ MiB stored, [\d.]+ MiB compressed, (\d+) pages named in host files\)/.exec(c1.stdout);
     expect(m, c1.stdout).not.toBeNull();
     const [pages, filePages] = [Number(m![1]), Number(m![3])];
@@ -73,7 +60,7 @@ describe('compressed checkpoints (format 4)', () => {
 
     // An incremental link from a restored one: format 4, inherits from the first.
     const run2 = snapvisorStreaming(['--root', root, 'restore', c1.id, '--store', store, '--name', 'pk-b'], { timeoutMs: 60_000 });
-    const c2 = await checkpointCompressed(root, store, 'pk-b', run2);
+    const c2 = await checkpointAfter(root, store, 'pk-b', run2, 3, ['--compress']);
     const info2 = JSON.parse((await snapvisor(['inspect', c2.id, '--store', store, '--json'])).stdout.toString());
     expect(info2.checkpoint).toMatchObject({ formatVersion: 4, parent: c1.id, inheritsFrom: [c1.id] });
     // Its caches gone (a reboot, or gc of another boot's): both packs are materialized again.

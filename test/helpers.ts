@@ -238,6 +238,22 @@ export async function checkpointAtReady(prefix: string, argv: string[], runTimeo
 }
 
 /**
+ * Checkpoint the running sandbox `name` (under state dir `root`) into `store`, with `extra` flags
+ * (e.g. --compress), once `run` printed `after` numbered lines; the sandbox ends (137). Returns the
+ * checkpoint id, the last number the sandbox printed and the checkpoint command's output.
+ */
+export async function checkpointAfter(root: string, store: string, name: string, run: Streaming, after: number, extra: string[] = []): Promise<{ id: string; lastLine: number; stdout: string }> {
+  const first = Number(await run.waitFor((l) => /^\d+$/.test(l), 30_000));
+  await run.waitFor((l) => l === String(first + after - 1), 30_000);
+  const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, ...extra], { timeoutMs: 30_000 });
+  expect(cp.stderr).toBe('');
+  expect(cp.status).toBe(0);
+  expect(await run.done).toBe(137);
+  const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
+  return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, lastLine: last, stdout: cp.stdout.toString() };
+}
+
+/**
  * Restore checkpoint `id` of `store` to its end: it goes on from the line after `lastLine`, ends
  * with `lastOutput`, in time, with nothing on stderr, status 0 and no stub left.
  */

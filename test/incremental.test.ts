@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming } from './helpers.js';
+import { checkpointAfter, freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming } from './helpers.js';
 
 /**
  * A python3 holding ~20 MB of distinct 1,000-byte objects; after `ready` it rewrites one object
@@ -26,18 +26,6 @@ const GUEST = [
 const ARGV = ['/usr/bin/python3', '-c', GUEST];
 
 interface Link { id: string; lastLine: number }
-
-/** Checkpoint the running sandbox `name` once it printed `after` more numbered lines; it ends (137). */
-async function checkpointAfter(root: string, store: string, name: string, run: ReturnType<typeof snapvisorStreaming>, after: number): Promise<Link & { stdout: string }> {
-  const first = Number(await run.waitFor((l) => /^\d+$/.test(l), 30_000));
-  await run.waitFor((l) => l === String(first + after - 1), 30_000);
-  const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 30_000 });
-  expect(cp.stderr).toBe('');
-  expect(cp.status).toBe(0);
-  expect(await run.done).toBe(137);
-  const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
-  return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, lastLine: last, stdout: cp.stdout.toString() };
-}
 
 async function inspectJson(store: string, id: string): Promise<{ checkpoint: { parent: string | null; formatVersion: number; inheritsFrom: string[] }; sizes: { pages: number; storedPageBytes: number } }> {
   const r = await snapvisor(['inspect', id, '--store', store, '--json']);
