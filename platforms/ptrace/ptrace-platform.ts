@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as libc from '../host/libc.js';
 import { GuestAddressRange, HostUsage, MAX_BACKING_LAYERS, Platform, PlatformTask, REG, REG_COUNT, Trap } from '../platform.js';
-import { BATCH_ENTRY_BYTES, STUB_BACKING_FD, STUB_BASE, STUB_BATCH_ADDR, STUB_BATCH_TABLE_ADDR, STUB_BATCH_TABLE_BYTES, STUB_BATCH_TABLE_FD, STUB_MEMFD, STUB_SECCOMP_FPROG_ADDR, STUB_SYSCALL_ADDR, STUB_TOUCH_ADDR, STUB_TOUCH_DONE_ADDR, TOUCH_ENTRY_BYTES, stubElf } from './stub.js';
+import { BATCH_ENTRY_BYTES, STUB_BACKING_FD, STUB_BASE, STUB_BATCH_ADDR, STUB_BATCH_TABLE_ADDR, STUB_BATCH_TABLE_BYTES, STUB_BATCH_TABLE_FD, STUB_MEMFD, STUB_SETUP_FAILED, STUB_SYSCALL_ADDR, STUB_TOUCH_ADDR, STUB_TOUCH_DONE_ADDR, TOUCH_ENTRY_BYTES, stubElf } from './stub.js';
 
 const PTRACE_CONT = 7, PTRACE_KILL = 8, PTRACE_GETREGS = 12, PTRACE_SETREGS = 13;
 const PTRACE_SYSEMU = 31, PTRACE_SEIZE = 0x4206, PTRACE_INTERRUPT = 0x4207;
@@ -26,8 +26,7 @@ const PTRACE_O_TRACESYSGOOD = 1, PTRACE_O_EXITKILL = 0x100000;
 const PTRACE_EVENT_STOP = 128;
 const NT_X86_XSTATE = 0x202;
 const SIGILL = 4, SIGTRAP = 5, SIGBUS = 7, SIGSEGV = 11, SIGSTOP = 19, SIGKILL = 9;
-const SYS_close = 3, SYS_mmap = 9, SYS_mprotect = 10, SYS_munmap = 11, SYS_prctl = 157, SYS_seccomp = 317;
-const PR_SET_NO_NEW_PRIVS = 38, SECCOMP_SET_MODE_FILTER = 1;
+const SYS_mmap = 9, SYS_mprotect = 10, SYS_munmap = 11;
 const SIGSYS = 31, SYS_SECCOMP = 1;
 const PTRACE_GET_SYSCALL_INFO = 0x420e, AUDIT_ARCH_I386 = 0x40000003;
 /** The [vsyscall] page (fixed by the x86-64 ABI): gettimeofday at +0, time at +0x400, getcpu at +0x800. */
@@ -232,6 +231,7 @@ class PtraceTask implements PlatformTask {
       if (libc.waitpid(pid, st, libc.WUNTRACED) === pid && (st[0] & 0xff) === 0x7f) break;
       libc.kill(pid, SIGKILL);
       if ((st[0] & 0x7f) === SIGSEGV && attempt < 4) continue;
+      if ((st[0] & 0x7f) === 0 && (st[0] >> 8) === STUB_SETUP_FAILED) throw new PtraceError('stub could not map its batch table');
       throw new PtraceError(`stub did not stop (status 0x${st[0].toString(16)})`);
     }
     if (libc.ptraceInt(PTRACE_SEIZE, pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD) < 0) {
@@ -239,12 +239,9 @@ class PtraceTask implements PlatformTask {
       libc.kill(pid, SIGKILL);
       throw new PtraceError(`PTRACE_SEIZE failed: errno ${e} (is ptrace allowed here? see /proc/sys/kernel/yama/ptrace_scope)`);
     }
+    // The stub prepared itself before it stopped (stub.ts SETUP): nothing to inject.
     t.waitStop();
     t.getRegs();
-    t.clearHostMappings();
-    t.trapVsyscalls();
-    t.injectChecked(SYS_mmap, [STUB_BATCH_TABLE_ADDR, STUB_BATCH_TABLE_BYTES, libc.PROT_READ, libc.MAP_SHARED | libc.MAP_FIXED, STUB_BATCH_TABLE_FD, 0]);
-    t.injectChecked(SYS_close, [STUB_BATCH_TABLE_FD]);
     return t;
   }
 
@@ -262,27 +259,6 @@ class PtraceTask implements PlatformTask {
       if (r === this.pid) return this.status[0];
       if (libc.errno() !== 4 /* EINTR */) throw new PtraceError(`waitpid: errno ${libc.errno()}`);
     }
-  }
-
-  /** Unmap everything the host gave the stub except its own page (and [vsyscall], which can't go). */
-  private clearHostMappings(): void {
-    const maps = fs.readFileSync(`/proc/${this.pid}/maps`, 'utf8').trim().split('\n');
-    for (const line of maps) {
-      const [range] = line.split(' ');
-      const [lo, hi] = range.split('-').map((h) => parseInt(h, 16));
-      if (lo === STUB_BASE || line.includes('[vsyscall]')) continue;
-      this.injectChecked(SYS_munmap, [lo, hi - lo]);
-    }
-  }
-
-  /**
-   * Install the stub's seccomp filter (stub.ts FILTER), so a guest call into the [vsyscall] page,
-   * which cannot be unmapped, stops with SIGSYS instead of running on the host. Kernels without
-   * seccomp filters leave it untrapped (best effort: nothing else depends on it).
-   */
-  private trapVsyscalls(): void {
-    if (this.inject(SYS_prctl, [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0]) < 0) return;
-    this.inject(SYS_seccomp, [SECCOMP_SET_MODE_FILTER, 0, STUB_SECCOMP_FPROG_ADDR]);
   }
 
   /**
@@ -429,12 +405,6 @@ class PtraceTask implements PlatformTask {
       if (faulted) return false;
     }
     return true;
-  }
-
-  private injectChecked(nr: number, args: number[]): number {
-    const res = this.inject(nr, args);
-    if (res < 0 && res > -4096) throw new PtraceError(`injected syscall ${nr}(${args.map((a) => '0x' + a.toString(16)).join(', ')}) failed: errno ${-res}`);
-    return res;
   }
 
   map(addr: number, len: number, prot: number, fileOffset: number, backingLayer = 0): void {

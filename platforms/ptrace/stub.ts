@@ -1,7 +1,9 @@
 /**
  * The stub: a tiny static x86-64 ELF generated here (no compiler, nothing shipped
  * prebuilt) that the ptrace platform spawns as the host process behind a guest
- * address space. It stops itself with SIGSTOP, then loops on `syscall; int3`: the
+ * address space. It prepares itself (see SETUP below: every host mapping but its own page
+ * and [vsyscall] gone, its seccomp filter, its batch table mapped), stops itself with
+ * SIGSTOP, then loops on `syscall; int3`: the
  * kernel points registers at that `syscall` to run host syscalls inside the stub
  * (mmap/munmap/mprotect of memory-file windows). Guest syscalls never reach it:
  * they are caught with PTRACE_SYSEMU.
@@ -40,6 +42,41 @@ const CODE = [
   0x49, 0x83, 0xc4, 0x10, 0x49, 0xff, 0xcd, 0x75, 0xe0,
   0xcc, 0xeb, 0xfd,
 ];
+/**
+ * The stub's entry point: it prepares itself before it first stops, so starting one costs the
+ * tracer no injected syscall (eight round trips and a read of /proc/PID/maps before). Assembled
+ * with GNU as; `imm64` fields are filled in by stubElf:
+ *   munmap(0, STUB_BASE)                              ; the host's stack, [vdso], [vvar] below us
+ *   munmap(STUB_BASE + 4096, HOST_MAP_TOP - that)     ; and anything above our page
+ *   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
+ *     seccomp(SECCOMP_SET_MODE_FILTER, 0, &fprog)     ; FILTER below; best effort, as on hosts without seccomp
+ *   if (mmap(STUB_BATCH_TABLE_ADDR, STUB_BATCH_TABLE_BYTES, PROT_READ, MAP_SHARED | MAP_FIXED,
+ *            STUB_BATCH_TABLE_FD, 0) != STUB_BATCH_TABLE_ADDR) exit_group(STUB_SETUP_FAILED)
+ *   close(STUB_BATCH_TABLE_FD)
+ *   jmp CODE[0]                                       ; getpid; kill(SIGSTOP); loop
+ * No instruction uses the stack (the host's one is unmapped by then).
+ */
+const SETUP = [
+  0x31, 0xff, 0x48, 0xbe, ...imm64(), 0xb8, 11, 0, 0, 0, 0x0f, 0x05,
+  0x48, 0xbf, ...imm64(), 0x48, 0xbe, ...imm64(), 0xb8, 11, 0, 0, 0, 0x0f, 0x05,
+  0xbf, 38, 0, 0, 0, 0xbe, 1, 0, 0, 0, 0x31, 0xd2, 0x45, 0x31, 0xd2, 0x45, 0x31, 0xc0, 0xb8, 157, 0, 0, 0, 0x0f, 0x05,
+  0x48, 0x85, 0xc0, 0x75, 0x18,
+  0xbf, 1, 0, 0, 0, 0x31, 0xf6, 0x48, 0xba, ...imm64(), 0xb8, 0x3d, 0x01, 0, 0, 0x0f, 0x05,
+  0x48, 0xbf, ...imm64(), 0xbe, 0, 0, 1, 0, 0xba, 1, 0, 0, 0, 0x41, 0xba, 0x11, 0, 0, 0, 0x41, 0xb8, 20, 0, 0, 0, 0x45, 0x31, 0xc9, 0xb8, 9, 0, 0, 0, 0x0f, 0x05,
+  0x48, 0x39, 0xf8, 0x75, 0x11,
+  0xbf, 20, 0, 0, 0, 0xb8, 3, 0, 0, 0, 0x0f, 0x05,
+  0xe9, 0, 0, 0, 0, // jmp rel32 to CODE[0], filled in by stubElf
+  0xbf, 0x7e, 0, 0, 0, 0xb8, 0xe7, 0, 0, 0, 0x0f, 0x05,
+];
+function imm64(): number[] { return [0, 0, 0, 0, 0, 0, 0, 0]; }
+/** Offsets in SETUP of its imm64 fields, in order, and of the jmp's rel32. */
+const SETUP_IMM64 = [4, 21, 31, 85, 102];
+const SETUP_JMP_REL32 = 160;
+/** Exit status of a stub that could not map its batch table (so it never stopped). */
+export const STUB_SETUP_FAILED = 126;
+/** Top of the host's default mmap and stack area (47-bit user space; LA57 hosts keep them below it too). */
+const HOST_MAP_TOP = 0x7fff_ffff_f000;
+
 /** Offset of the touch loop in CODE (its last 3 bytes are `tdone: int3; jmp tdone`). */
 const TOUCH_OFFSET = CODE.length - 35;
 /** Guest address of the injection site (`syscall` followed by `int3`). */
@@ -90,7 +127,8 @@ const FILTER: Array<[number, number, number, number]> = [
   [0x06, 0, 0, 0x00030000],  // ret SECCOMP_RET_TRAP
   [0x06, 0, 0, 0x7fff0000],  // ret SECCOMP_RET_ALLOW
 ];
-const FILTER_OFFSET = Math.ceil((CODE_OFFSET + CODE.length) / 8) * 8;
+const SETUP_OFFSET = CODE_OFFSET + CODE.length;
+const FILTER_OFFSET = Math.ceil((SETUP_OFFSET + SETUP.length) / 8) * 8;
 const FPROG_OFFSET = FILTER_OFFSET + FILTER.length * 8;
 /** Guest address of the filter's struct sock_fprog in the stub's page (for seccomp(SECCOMP_SET_MODE_FILTER)). */
 export const STUB_SECCOMP_FPROG_ADDR = STUB_BASE + FPROG_OFFSET;
@@ -104,7 +142,7 @@ export function stubElf(): Uint8Array {
   v.setUint16(16, 2, true);            // e_type ET_EXEC
   v.setUint16(18, 62, true);           // e_machine EM_X86_64
   v.setUint32(20, 1, true);            // e_version
-  v.setBigUint64(24, BigInt(STUB_BASE + CODE_OFFSET), true); // e_entry
+  v.setBigUint64(24, BigInt(STUB_BASE + SETUP_OFFSET), true); // e_entry: SETUP
   v.setBigUint64(32, 64n, true);       // e_phoff
   v.setUint16(52, 64, true);           // e_ehsize
   v.setUint16(54, 56, true);           // e_phentsize
@@ -118,6 +156,11 @@ export function stubElf(): Uint8Array {
   v.setBigUint64(104, BigInt(size), true);
   v.setBigUint64(112, 0x1000n, true);
   b.set(CODE, CODE_OFFSET);
+  b.set(SETUP, SETUP_OFFSET);
+  const stubTop = STUB_BASE + 0x1000;
+  [STUB_BASE, stubTop, HOST_MAP_TOP - stubTop, STUB_SECCOMP_FPROG_ADDR, STUB_BATCH_TABLE_ADDR]
+    .forEach((value, i) => v.setBigUint64(SETUP_OFFSET + SETUP_IMM64[i], BigInt(value), true));
+  v.setInt32(SETUP_OFFSET + SETUP_JMP_REL32, CODE_OFFSET - (SETUP_OFFSET + SETUP_JMP_REL32 + 4), true);
   FILTER.forEach(([code, jt, jf, k], i) => {
     v.setUint16(FILTER_OFFSET + i * 8, code, true);
     b[FILTER_OFFSET + i * 8 + 2] = jt;
