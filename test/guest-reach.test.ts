@@ -241,6 +241,28 @@ describe('no guest-reachable hang', () => {
     expect(orphanStubs()).toEqual([]);
   }, 300_000);
 
+  it("a stub keeps nothing of the host's: only its own page, its batch table, [vsyscall] and memory-file windows, under its seccomp filter", async () => {
+    // The stub prepares itself before its first stop (platforms/ptrace/stub.ts SETUP).
+    const sv = snapvisorStreaming(['run', '--rootfs', '/', '--', '/bin/sh', '-c', 'echo up; exec sleep 30'], { timeoutMs: 40_000 });
+    try {
+      await sv.waitFor((l) => l === 'up', 20_000);
+      const stubs = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+        try { return fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(sv.child.pid); } catch { return false; }
+      });
+      expect(stubs.length).toBe(1);
+      const maps = fs.readFileSync(`/proc/${stubs[0]}/maps`, 'utf8').trim().split('\n');
+      const names = maps.map((l) => l.split(/\s+/).slice(5).join(' '));
+      expect(names.filter((n) => !n.startsWith('/memfd:snapvisor-memory'))).toEqual(['/memfd:snapvisor-stub (deleted)', '/memfd:snapvisor-stub-batch (deleted)', '[vsyscall]']);
+      expect(maps.find((l) => l.endsWith('/memfd:snapvisor-stub (deleted)'))).toMatch(/^7ffff0000000-7ffff0001000 r-xp /);
+      expect(maps.find((l) => l.endsWith('/memfd:snapvisor-stub-batch (deleted)'))).toMatch(/^7ffff0010000-7ffff0020000 r--s /);
+      expect(fs.readFileSync(`/proc/${stubs[0]}/status`, 'utf8')).toMatch(/^Seccomp:\s+2$/m);
+    } finally {
+      sv.child.kill('SIGKILL');
+      await sv.done;
+    }
+    expect(orphanStubs()).toEqual([]);
+  });
+
   it('the vsyscall page is trapped: time, gettimeofday and getcpu there are served by the kernel', async () => {
     const exe = compileStatic('vsyscall', VSYSCALL_C);
     const sv = await snapvisor(['run', '--strace', '--', exe], { timeoutMs: 20_000 });
