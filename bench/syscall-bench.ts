@@ -313,7 +313,7 @@ async function main(): Promise<number> {
           prow('  of which the pool\'s hand-off (request → guest resumed)', pr.handoff),
           prow('`snapvisor pool take` command: spawn → first output byte', pr.command),
         ])) out('  ' + l);
-        out(`  pool of ${pr.size} filled (every clone restored) in ${pr.fillMs.toFixed(0)} ms; the p99 includes the first take, made before the pool knows the guest's working set`);
+        out(`  pool of ${pr.size} ready (every clone restored, the probe run and its working set taken by every clone) in ${pr.fillMs.toFixed(0)} ms`);
         const one = pr.memory[0]?.pssBytes;
         out('  Pool memory: pool serve --size N, one take (the clones then hold the working set they prefetch), all N ready again;');
         out('  summed PSS of every process of the pool (pool serve, each clone\'s node kernel, their stubs)');

@@ -306,6 +306,7 @@ pool
     return n;
   })
   .requiredOption('--listen <socket>', 'path of the unix socket to serve on')
+  .option('--no-probe', 'do not run one clone\'s guest at start (stdin at end of file, output discarded) to learn its working set')
   .addHelpText('after', `
 Examples:
   snapvisor pool serve --checkpoint 3f2a9c --store ./store --size 4 --listen /run/fn.sock`)

@@ -7,7 +7,7 @@ import net from 'node:net';
 /** What `{"op":"status"}` answers: clone counts, takes served, the recorded working set (write faults, and pages touched), each clone's pid and state. */
 export interface PoolStatus {
   ok: boolean; checkpoint: string; size: number; ready: number; starting: number; running: number;
-  served: number; waiting: number; workingSet: number; workingSetPages: number; clones: Array<{ pid: number; state: string }>;
+  served: number; waiting: number; probe: 'pending' | 'running' | 'done'; workingSet: number; workingSetPages: number; clones: Array<{ pid: number; state: string }>;
 }
 
 /** Ask the pool on unix socket `sock` for its status. Rejects on a connection error or an answer that is not JSON. */

@@ -43,7 +43,7 @@ const CONN_WATCH_DELAY_MS = 50;
 /** A request must arrive within this long after connecting (ms). */
 const REQUEST_TIMEOUT_MS = 5000;
 
-interface Clone { child: ChildProcess; ctl: number; state: 'starting' | 'ready' | 'taken'; pid: number; prefetched: boolean }
+interface Clone { child: ChildProcess; ctl: number; state: 'starting' | 'ready' | 'taken' | 'probing'; pid: number; prefetched: boolean }
 
 /** A write fault to replay: [address space id, guest address]. */
 type Fault = [number, number];
@@ -83,11 +83,12 @@ const fdOf = (s: net.Socket | NodeJS.ReadableStream | null | undefined): number 
 
 /**
  * `snapvisor pool serve`: check the checkpoint (every page) and the socket path, start `size`
- * clones, print `pool serving …` once they are ready, and serve until SIGTERM/SIGINT.
+ * clones, run the probe (unless `probe` is false), print `pool serving …` once the clones are
+ * ready and hold the working set, and serve until SIGTERM/SIGINT.
  * Returns the exit status (1 with one line for a bad checkpoint, a taken socket, clones that
  * cannot start).
  */
-export async function poolServe(opts: { checkpoint: string; store?: string; size: number; listen: string }): Promise<number> {
+export async function poolServe(opts: { checkpoint: string; store?: string; size: number; listen: string; probe?: boolean }): Promise<number> {
   const store = path.resolve(opts.store ?? defaultStore());
   const sockPath = path.resolve(opts.listen);
   // 1. The checkpoint: records and every page, once; clones then skip the page check.
@@ -132,6 +133,21 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     clone.state = 'starting';
     (clone.child.stdio[3] as net.Socket).write(JSON.stringify({ op: 'prefetch', ...workingSet }) + '\n');
   };
+  /**
+   * The probe (docs/pools.md, "The working set"): the first clone ready runs its guest once, before
+   * the pool serves, with stdin at end of file and its output discarded, so that even the first
+   * take meets clones holding the working set. 'done' once it reported or died (or with --no-probe).
+   */
+  let probe: 'pending' | 'running' | 'done' = opts.probe === false ? 'done' : 'pending';
+  const startProbe = (clone: Clone): boolean => {
+    let r = -1;
+    const nulIn = fs.openSync('/dev/null', 'r'), nulOut = fs.openSync('/dev/null', 'w');
+    try { r = sendFds(clone.ctl, Buffer.from(JSON.stringify({ op: 'probe' }) + '\n'), [nulIn, nulOut, nulOut]); } finally { fs.closeSync(nulIn); fs.closeSync(nulOut); }
+    if (r < 0) return false;
+    clone.state = 'probing';
+    probe = 'running';
+    return true;
+  };
   let startFailure: ((msg: string) => void) | undefined;
   const ready = () => [...clones].filter((c) => c.state === 'ready');
   const starting = () => [...clones].filter((c) => c.state === 'starting').length;
@@ -149,6 +165,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     lines(ctl, (m) => {
       if (m.event === 'ready' && clone.state === 'starting') {
         if (workingSet && !clone.prefetched) { sendPrefetch(clone); return; }
+        if (probe === 'pending' && !workingSet && startProbe(clone)) { refill(); return; }
         clone.state = 'ready';
         failedInARow = 0;
         everReady = true;
@@ -160,6 +177,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
           pages: (m.pages as PageRun[]).filter((f) => Array.isArray(f) && f.length === 3 && f.every(Number.isSafeInteger)),
         };
         for (const c of ready()) sendPrefetch(c);
+        if (clone.state === 'probing') probe = 'done';
       } else if (m.event === 'failed') {
         fail(`pool: a clone of checkpoint ${id} failed to start: ${String(m.error)}`);
       }
@@ -167,6 +185,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     ctl.on('error', () => undefined);
     child.on('exit', () => {
       clones.delete(clone);
+      if (clone.state === 'probing') probe = 'done';
       if (clone.state === 'starting') {
         failedInARow++;
         if (!everReady && failedInARow >= 2) { startFailure?.(`clones of checkpoint ${id} cannot start (see above)`); return; }
@@ -219,7 +238,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       try { req = JSON.parse(got.data.toString().split('\n')[0]); } catch { /* below */ }
       const answer = (v: Record<string, unknown>) => { got.fds.forEach(closeFd); conn.resume(); conn.end(JSON.stringify(v) + '\n'); };
       if (req.op === 'status') {
-        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, served, waiting: waiting.length, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.pid, state: c.state })) });
+        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, probe, served, waiting: waiting.length, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.pid, state: c.state })) });
         return;
       }
       if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }
@@ -235,7 +254,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   let timer: NodeJS.Timeout | undefined;
   const started = new Promise<string | undefined>((resolve) => {
     startFailure = resolve;
-    timer = setInterval(() => { if (ready().length >= opts.size) resolve(undefined); }, 20);
+    timer = setInterval(() => { if (ready().length >= opts.size && probe === 'done') resolve(undefined); }, 20);
   });
   refill();
   const failure = await started;
@@ -407,7 +426,7 @@ export async function poolClone(store: string, id: string): Promise<number> {
   settle();
   say({ event: 'ready' });
   const ctl = new CtlReader(CTL);
-  let msg;
+  let msg, probing = false;
   for (;;) {
     msg = await ctl.next(true);
     // The pool closed without handing us a caller: nothing to do.
@@ -415,6 +434,7 @@ export async function poolClone(store: string, id: string): Promise<number> {
     let req: Record<string, unknown> = {};
     try { req = JSON.parse(msg.line); } catch { /* ignored */ }
     if (req.op === 'take' && msg.fds.length === 4) break;
+    if (req.op === 'probe' && msg.fds.length === 3) { probing = true; break; }
     msg.fds.forEach(closeFd);
     if (req.op === 'prefetch' && Array.isArray(req.faults) && Array.isArray(req.pages)) {
       const [prefetched, touched] = prefetch(kernel, req.faults as Fault[], req.pages as PageRun[]);
@@ -422,6 +442,7 @@ export async function poolClone(store: string, id: string): Promise<number> {
       say({ event: 'ready', prefetched, touched });
     }
   }
+  if (probing) return probeRun(kernel, msg.fds, faults, say);
   const [connFd, ...stdio] = msg.fds;
   let requestMs = 0;
   try { requestMs = Number(JSON.parse(msg.line).requestMs) || 0; } catch { /* unknown */ }
@@ -469,6 +490,26 @@ export async function poolClone(store: string, id: string): Promise<number> {
   const status = 'code' in info ? info.code : 128 + info.signal;
   await new Promise<void>((r) => { if (connSocket.destroyed) r(); else connSocket.end(JSON.stringify({ event: 'exit', status }) + '\n', () => r()); });
   return status;
+}
+
+/**
+ * The probe (docs/pools.md, "The working set"): run the guest with `stdio` (the pool's /dev/null)
+ * as its fds 0–2 for WORKING_SET_WINDOW_MS or until it ends, then kill it, and report the write
+ * faults it took and the pages it touched on the control socket ('working-set'). Returns 0.
+ */
+async function probeRun(kernel: Kernel, stdio: number[], rec: ReturnType<typeof recordWorkingSet>, say: (v: unknown) => void): Promise<number> {
+  stdio.forEach((fd, i) => dup2(fd, i));
+  stdio.forEach(closeFd);
+  rec.on = true;
+  const done = kernel.run();
+  const window = setTimeout(() => { rec.snapshot(); kernel.kill(); }, WORKING_SET_WINDOW_MS);
+  await done;
+  clearTimeout(window);
+  rec.snapshot();
+  rec.on = false;
+  say({ event: 'working-set', faults: rec.faults, pages: rec.pages });
+  kernel.destroy();
+  return 0;
 }
 
 /**

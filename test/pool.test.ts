@@ -21,8 +21,8 @@ async function makeCheckpoint(store: string): Promise<string> {
   return /request: ([0-9a-f]{16})$/.exec(r.stderr.trim())![1];
 }
 
-function startPool(id: string, store: string, sock: string, size: number) {
-  return snapvisorStreaming(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock], { timeoutMs: 240_000 });
+function startPool(id: string, store: string, sock: string, size: number, extra: string[] = []) {
+  return snapvisorStreaming(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock, ...extra], { timeoutMs: 240_000 });
 }
 
 describe('warm pools', () => {
@@ -31,6 +31,10 @@ describe('warm pools', () => {
     const id = await makeCheckpoint(store);
     const pool = startPool(id, store, sock, 3);
     expect(await pool.waitFor((l) => l.startsWith('pool serving'), 60_000)).toBe(`pool serving checkpoint ${id} on ${sock} (3 clones ready)`);
+    // The probe ran one clone's guest before the pool served: the working set is known before any take.
+    const before = await poolStatus(sock);
+    expect(before).toMatchObject({ served: 0, probe: 'done', ready: 3 });
+    expect(before.workingSetPages).toBeGreaterThan(0);
 
     const second = await snapvisor(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '1', '--listen', sock], { timeoutMs: 30_000 });
     expect(second.status).toBe(1);
@@ -69,8 +73,10 @@ describe('warm pools', () => {
   it('a clone killed mid-run fails only its own take; the pool refills and serves on', async () => {
     const store = freshDir('pool-kill-store'), sock = path.join(freshDir('pool-kill-sock'), 'p.sock');
     const id = await makeCheckpoint(store);
-    const pool = startPool(id, store, sock, 2);
+    const pool = startPool(id, store, sock, 2, ['--no-probe']);
     await pool.waitFor((l) => l.startsWith('pool serving'), 60_000);
+    // Without the probe, the working set is learned from the first take.
+    expect(await poolStatus(sock)).toMatchObject({ probe: 'done', workingSet: 0, workingSetPages: 0 });
 
     // This take's guest waits for a line that never comes (stdin stays open).
     const take = spawn(process.execPath, [CLI, 'pool', 'take', sock], { stdio: ['pipe', 'pipe', 'pipe'] });
