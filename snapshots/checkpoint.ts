@@ -192,10 +192,25 @@ function finishTracking(kernel: Kernel, t: Tracking, summary: CheckpointSummary)
       const older = origin.layerIds.indexOf(layers[runLayer(run) - 1]) + 1;
       if (older > 0) kernel.relabelClean(off, n * PAGE_SIZE, t.layer, older); else kernel.forgetClean();
     }
-    const view = new DataView(c.buffer, c.byteOffset, c.byteLength);
-    for (let i = 0; i < n && first + i < pages; i++) { origin.checks[first + i] = view.getUint32(i * PAGE_CHECK_BYTES, true); origin.nonZero[first + i] = 1; }
+    copyRunChecks(origin.checks, origin.nonZero, first, c.subarray(0, Math.max(0, Math.min(n, pages - first)) * PAGE_CHECK_BYTES));
   }
 }
+
+/**
+ * Copy a pagemap run's CRC-32s (`c`: 4 bytes little-endian per page) into `checks` from page
+ * `first` on, and mark those pages non-zero. A restore does this for every page of the
+ * checkpoint (62,000 for a 200 MB python3): one typed-array copy, not a DataView read per page.
+ */
+function copyRunChecks(checks: Uint32Array, nonZero: Uint8Array, first: number, c: Uint8Array): void {
+  const n = c.length / PAGE_CHECK_BYTES;
+  if (c.byteOffset % 4 === 0 && LITTLE_ENDIAN) checks.set(new Uint32Array(c.buffer, c.byteOffset, n), first);
+  else {
+    const view = new DataView(c.buffer, c.byteOffset, c.byteLength);
+    for (let i = 0; i < n; i++) checks[first + i] = view.getUint32(i * PAGE_CHECK_BYTES, true);
+  }
+  nonZero.fill(1, first, first + n);
+}
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Per kernel never restored: the last checkpoint it took into each store (resolved path → id), the parent of its next one there. */
 const lastCheckpoint = new WeakMap<Kernel, Record<string, string>>();
@@ -331,11 +346,7 @@ const origins = new WeakMap<Kernel, Origin>();
 function originOf(storeDir: string, opened: OpenedCheckpoint): Origin {
   const pages = Math.ceil(opened.pageFileBytes / PAGE_SIZE);
   const checks = new Uint32Array(pages), nonZero = new Uint8Array(pages);
-  for (const [off, c] of opened.runs) {
-    const first = off / PAGE_SIZE, n = c.length / PAGE_CHECK_BYTES;
-    const view = new DataView(c.buffer, c.byteOffset, c.byteLength);
-    for (let i = 0; i < n; i++) { checks[first + i] = view.getUint32(i * PAGE_CHECK_BYTES, true); nonZero[first + i] = 1; }
-  }
+  for (const [off, c] of opened.runs) copyRunChecks(checks, nonZero, off / PAGE_SIZE, c);
   return { storeDir: path.resolve(storeDir), parent: opened.id, layerIds: [opened.id, ...opened.layers.map((l) => l.id)], checks, nonZero };
 }
 
