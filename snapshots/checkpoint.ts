@@ -13,7 +13,7 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, layersOf, openCheckpoint, runsOf, writeCheckpoint } from './store.js';
+import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, layersOf, openCheckpoint, runsOf, traceCheckpoint, writeCheckpoint } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
@@ -42,7 +42,9 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   onProgress?: ProgressCallback;
 }): Promise<CheckpointResult> {
   const t0 = performance.now();
+  traceCheckpoint?.('start');
   await kernel.quiesce();
+  traceCheckpoint?.('quiesced');
   if (kernel.exitInfo) throw new SnapshotError('the sandbox exited before it could be checkpointed');
   const published = publishedConnections(kernel);
   if (published.length && !kernel.state.config.tcpCloseOnCheckpoint) {
@@ -79,6 +81,7 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   // Running on: from now on the pages this checkpoint stores count as clean (tracked writes).
   const tracking = opts.leaveRunning ? beginTracking(kernel, storeDir, captured.held, backed) : undefined;
   const pauseMs = performance.now() - t0;
+  traceCheckpoint?.('captured');
   if (opts.leaveRunning) kernel.thaw();
   let summary: CheckpointSummary;
   try {
@@ -97,6 +100,7 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   else lastCheckpoint.set(kernel, { ...lastCheckpoint.get(kernel), [path.resolve(storeDir)]: summary.id });
   opts.onWritten?.(summary);
   if (!opts.leaveRunning) kernel.kill();
+  traceCheckpoint?.(opts.leaveRunning ? 'written' : 'written, sandbox killed');
   return { ...summary, pauseMs };
 }
 

@@ -39,14 +39,17 @@ const PACK_MAGIC = Buffer.from('SVPACK01');
 /** Bytes per chunk in the trailer's index. */
 const INDEX_ENTRY_BYTES = 24;
 /**
- * Chunks compressed or decompressed at once: libuv's thread pool (4 threads) does the work,
- * so both CPUs of a small host are used while the main thread reads the next chunk.
+ * Chunks decompressed at once while a pack is materialized: libuv's thread pool (4 threads)
+ * does the work, so both CPUs of a small host are used while the main thread reads the next.
  */
 const IN_FLIGHT = 3;
 /** Brotli quality 1: ~4× faster than zlib's deflate at level 1 on heap pages, and smaller. */
 const BROTLI_QUALITY = 1;
+/** Options of every chunk's compression (PackWriter.add). */
+const COMPRESS_OPTIONS: zlib.BrotliOptions = {
+  params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: PACK_CHUNK_BYTES },
+};
 
-const brotliCompress = promisify(zlib.brotliCompress);
 const brotliDecompress = promisify(zlib.brotliDecompress);
 
 /**
@@ -72,39 +75,35 @@ export interface PackTrailer {
 export type HostFileOpener = (guestPath: string) => { fd: number; size: number; mtimeMs: number };
 
 /**
- * Writes a pack: `add` hands it a chunk's pages (owned by the writer from then on), compressed
- * on the thread pool while the caller goes on; `finish` appends the trailer and fdatasyncs.
- * Chunks land in the file in the order they finish; the index says where each is.
+ * Writes a pack: `add` compresses a chunk's pages and appends them; `finish` appends the
+ * trailer and fdatasyncs. Chunks are compressed synchronously, on the calling thread, one at a
+ * time: on the benchmark's heap (216 MiB of pages in 231 chunks, docs/benchmarks.md), brotli on
+ * libuv's thread pool (zlib.brotliCompress, 3 chunks in flight, as before) took 430–530 ms of
+ * CPU where brotliCompressSync on the main thread took 100–120 ms for the same output (each call
+ * makes a new encoder; where the pool threads' extra time goes was not pinned down). A chunk
+ * (≤ 1 MiB of pages) takes about half a millisecond.
  */
 export class PackWriter {
   private pos = 0;
-  private readonly inFlight = new Set<Promise<void>>();
   private readonly entries: Array<[number, number, number, number]> = [];
-  private failure: unknown;
   /** Bytes of pages handed to `add` (uncompressed). */
   rawBytes = 0;
   constructor(private readonly fd: number) {}
 
-  /** Compress `pages` (whole pages of the piece at memory offset `memOffset`) and append them. */
-  async add(memOffset: number, pages: Buffer): Promise<void> {
-    if (this.failure) throw this.failure;
-    while (this.inFlight.size >= IN_FLIGHT) await Promise.race(this.inFlight);
+  /**
+   * Compress `pages` (whole pages of the piece at memory offset `memOffset`, in offset order)
+   * and append them. The caller may reuse `pages` once it returns.
+   */
+  add(memOffset: number, pages: Uint8Array): void {
     this.rawBytes += pages.length;
-    const job = brotliCompress(pages, {
-      params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: pages.length },
-    }).then((z) => {
-      const at = this.pos;
-      this.pos += z.length;
-      writeAll(this.fd, z, at);
-      this.entries.push([memOffset, at, z.length, pages.length]);
-    }).catch((e) => { this.failure ??= e; }).finally(() => { this.inFlight.delete(job); });
-    this.inFlight.add(job);
+    const z = zlib.brotliCompressSync(pages, COMPRESS_OPTIONS);
+    writeAll(this.fd, z, this.pos);
+    this.entries.push([memOffset, this.pos, z.length, pages.length]);
+    this.pos += z.length;
   }
 
-  /** Wait for every chunk, write the trailer, fdatasync. Returns the pack's size in bytes. */
-  async finish(trailer: Omit<PackTrailer, 'v' | 'index'>): Promise<number> {
-    await Promise.all(this.inFlight);
-    if (this.failure) throw this.failure;
+  /** Write the trailer, fdatasync. Returns the pack's size in bytes. */
+  finish(trailer: Omit<PackTrailer, 'v' | 'index'>): number {
     this.entries.sort((a, b) => a[0] - b[0]);
     const index = Buffer.alloc(this.entries.length * INDEX_ENTRY_BYTES);
     this.entries.forEach(([mem, at, len, raw], i) => {
@@ -124,11 +123,6 @@ export class PackWriter {
     this.pos += cbor.length + tail.length;
     fs.fdatasyncSync(this.fd);
     return this.pos;
-  }
-
-  /** Wait for chunks in flight (after a failure elsewhere), ignoring their outcome. */
-  async abandon(): Promise<void> {
-    await Promise.allSettled(this.inFlight);
   }
 }
 

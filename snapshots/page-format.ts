@@ -14,7 +14,8 @@ export const PAGE_CHECK_BYTES = 4;
 
 /** CRC-32 (zlib's, as gzip uses) of `len` bytes of `buf` from byte `at`. */
 export function pageCheck(buf: Uint8Array, at = 0, len = PAGE_SIZE): number {
-  return crc32(buf.subarray(at, at + len)) >>> 0;
+  // A plain Uint8Array view: cheaper to make than a Buffer's subarray (tens of thousands per checkpoint).
+  return crc32(new Uint8Array(buf.buffer, buf.byteOffset + at, Math.max(0, Math.min(len, buf.length - at)))) >>> 0;
 }
 
 /** A page of zeros, for fast comparisons (never mutate it). */

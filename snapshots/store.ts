@@ -175,6 +175,13 @@ const BATCH_MAX_BYTES = 8 << 20;
 const READ_CHUNK_BYTES = 4 << 20;
 /** The page loops give the event loop a turn (timers, sockets, other guest tasks) at least this often (ms). */
 const YIELD_MS = 50;
+/**
+ * `SNAPVISOR_TRACE_CHECKPOINT=1`: the checkpoint's phases on stderr (`[checkpoint T ms] what
+ * (cpu C ms, F faults)`, T in ms since the process started, C the process's CPU time so far,
+ * user and system, all threads, F its minor page faults so far), as SNAPVISOR_TRACE_RESTORE does for restores.
+ */
+export const traceCheckpoint: ((what: string) => void) | undefined = process.env.SNAPVISOR_TRACE_CHECKPOINT
+  ? (what) => { const u = process.resourceUsage(); process.stderr.write(`[checkpoint ${performance.now().toFixed(1)} ms] ${what} (cpu ${((u.userCPUTime + u.systemCPUTime) / 1000).toFixed(0)} ms, ${u.minorPageFault} faults)\n`); } : undefined;
 /** Pages read and handed to `write` per call at most by restoreMemory (1 MiB). */
 const RESTORE_PAGES_PER_CALL = 256;
 
@@ -221,8 +228,10 @@ export async function writeCheckpoint(
     throw new SnapshotError(`cannot encode checkpoint graph: ${errorMessage(err)}`);
   }
   const ranges = normaliseRanges(memory);
+  traceCheckpoint?.(`graph encoded (${graphBytes.length} bytes)`);
 
   return withStore(storeDir, 'create', async (db) => {
+    traceCheckpoint?.('store opened');
     const dir = resolvePath(storeDir);
     await mkdir(join(dir, PAGES_DIR), { recursive: true });
     await mkdir(join(dir, META_DIR), { recursive: true });
@@ -239,6 +248,7 @@ export async function writeCheckpoint(
       const { runs, pages, zeroPages, newPages, layers, packBytes, filePages } = compress
         ? await writePack(pageFile, memory, ranges, onProgress, inherit)
         : { ...(await writePageFile(pageFile, memory, ranges, onProgress, inherit)), packBytes: undefined, filePages: undefined };
+      traceCheckpoint?.(`pages written (${newPages} of ${pages})`);
 
       const graphChunks = Math.ceil(graphBytes.length / GRAPH_CHUNK_BYTES);
       const pagemap = encodePagemap(runs);
@@ -273,6 +283,7 @@ export async function writeCheckpoint(
         throw new SnapshotError(`cannot encode checkpoint metadata: ${errorMessage(err)}`);
       }
       writeFileSynced(metaTmp, encodeMeta(sealed, graphBytes, pagemap));
+      traceCheckpoint?.('restore record written');
 
       // Catalogue: graph chunks, pagemap and — last — the manifest, in one synced batch.
       const final: Op[] = [];
@@ -282,8 +293,10 @@ export async function writeCheckpoint(
       final.push({ type: 'put', key: pagemapKey(id), value: pagemap });
       final.push({ type: 'put', key: manifestKey(id), value: sealed });
       await db.batch(final, { sync: true });
+      traceCheckpoint?.('catalogue written');
       fs.renameSync(metaTmp, metaPath(dir, id));
       syncDir(join(dir, META_DIR));
+      traceCheckpoint?.('restore record in place');
       // The runs go to the caller (write tracking of the sandbox that goes on), not in the summary's JSON.
       const summary = summaryOf(manifest);
       Object.defineProperty(summary, 'runs', { value: runs, enumerable: false });
@@ -936,12 +949,13 @@ interface ScannedPages { runs: PagemapRun[]; pages: number; zeroPages: number; n
  * checkpoint's page file are not read: they become runs naming that checkpoint (`layers`, in
  * order of first use); a page written since that still equals its former layer's bytes is
  * named there too; zero pages are skipped; every other page is this checkpoint's own and goes
- * to `store(off, buf, at)` (its bytes are `buf[at, at + 4096)`, valid until `endOfRead`, which
- * is called before the read buffer is reused). Gives the event loop a turn every YIELD_MS and
+ * to `store(off, buf, at)` (its bytes are `buf[at, at + 4096)`, valid until `endOfRead(end)`,
+ * which is called with the memory offset where that read ended before the read buffer is reused;
+ * reads end on multiples of READ_CHUNK_BYTES or at a range's end). Gives the event loop a turn every YIELD_MS and
  * reports progress. Returns the pagemap runs (CRC-32 per page, sorted by offset), all non-zero
  * pages, the zero pages, this checkpoint's own pages (newPages) and the layers.
  */
-async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[number, number]>, sink: { store(off: number, buf: Buffer, at: number): Promise<void> | void; endOfRead(): void }, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages> {
+async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[number, number]>, sink: { store(off: number, buf: Buffer, at: number): void; endOfRead(end: number): void }, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages> {
   /** Page files of former layers opened for comparison (-1: could not be opened). */
   const layerFds = new Map<number, number>();
   try {
@@ -1009,8 +1023,9 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
       return Buffer.compare(page, data.subarray(p, p + PAGE_SIZE)) === 0;
     };
     for (const [start, end] of ranges) {
-      for (let off = start; off < end; off += READ_CHUNK_BYTES) {
-        const len = Math.min(READ_CHUNK_BYTES, end - off);
+      for (let off = start, len = 0; off < end; off += len) {
+        // Reads end on multiples of READ_CHUNK_BYTES (so a pack's 1 MiB pieces never straddle two).
+        len = Math.min(READ_CHUNK_BYTES - (off % READ_CHUNK_BYTES), end - off);
         if (performance.now() - lastYield >= YIELD_MS) {
           // The memory source is a frozen guest or a copy-on-write capture: it stays as it was.
           await new Promise((r) => setImmediate(r));
@@ -1044,10 +1059,9 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
           addPage(off + p, 0, pageCheck(buf!, p));
           pages++;
           newPages++;
-          const stored = sink.store(off + p, buf!, p);
-          if (stored) await stored; // only a pack's chunk hand-off waits (on the compressors)
+          sink.store(off + p, buf!, p);
         }
-        sink.endOfRead();
+        sink.endOfRead(off + len);
         doneBytes += len;
         onProgress?.(doneBytes, totalBytes);
       }
@@ -1100,13 +1114,27 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   const writer = new PackWriter(fd);
   try {
-    // The pack's current chunk: its own pages of one PACK_CHUNK_BYTES piece of the memory file.
+    // The pack's current chunk: its own pages of one PACK_CHUNK_BYTES piece of the memory file,
+    // either one stretch of the current read buffer (compressed from there, no copy) or, once
+    // they are not consecutive there, copied into `chunk` (one buffer, reused: each chunk is
+    // compressed before the next begins).
     let chunkStart = -1;
-    let chunk: Buffer | undefined;
+    const chunk = Buffer.allocUnsafeSlow(PACK_CHUNK_BYTES);
     let chunkLen = 0;
-    const submitChunk = async (): Promise<void> => {
-      if (chunk && chunkLen) await writer.add(chunkStart, chunk.subarray(0, chunkLen));
-      chunk = undefined;
+    let src: Buffer | undefined, srcFrom = 0, srcTo = 0;
+    const spill = (): void => {
+      if (!src) return;
+      src.copy(chunk, chunkLen, srcFrom, srcTo);
+      chunkLen += srcTo - srcFrom;
+      src = undefined;
+    };
+    const submitChunk = (): void => {
+      if (src && chunkLen === 0) writer.add(chunkStart, src.subarray(srcFrom, srcTo));
+      else {
+        spill();
+        if (chunkLen) writer.add(chunkStart, chunk.subarray(0, chunkLen));
+      }
+      src = undefined;
       chunkLen = 0;
     };
     // Host-file pages: triples (memory offset, file offset, bytes) per file, merged while contiguous.
@@ -1127,26 +1155,29 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       filePages++;
     };
     const scanned = await scanPages(dirname(path), memory, ranges, {
-      async store(off, buf, at) {
+      store(off, buf, at) {
         const block = hostPages ? hostPages.pageBlock[off / PAGE_SIZE] ?? 0 : 0;
         if (block) { addFilePage(off, block - 1); return; }
         const piece = Math.floor(off / PACK_CHUNK_BYTES) * PACK_CHUNK_BYTES;
         if (piece !== chunkStart) {
-          await submitChunk();
+          submitChunk();
           chunkStart = piece;
         }
-        chunk ??= Buffer.allocUnsafe(PACK_CHUNK_BYTES);
+        if (src === buf && srcTo === at) { srcTo += PAGE_SIZE; return; }
+        spill();
+        if (chunkLen === 0) { src = buf; srcFrom = at; srcTo = at + PAGE_SIZE; return; }
         buf.copy(chunk, chunkLen, at, at + PAGE_SIZE);
         chunkLen += PAGE_SIZE;
       },
-      endOfRead() { /* pages are copied into chunks */ },
+      endOfRead(end) {
+        // The read buffer is about to be reused: a piece that ends here is complete (compress it
+        // from the buffer), one that goes on keeps a copy of its pages.
+        if (chunkStart >= 0 && chunkStart + PACK_CHUNK_BYTES <= end) { submitChunk(); chunkStart = -1; } else spill();
+      },
     }, onProgress, inherit);
-    await submitChunk();
-    const packBytes = await writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: scanned.runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()] });
+    submitChunk();
+    const packBytes = writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: scanned.runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()] });
     return { ...scanned, filePages, packBytes };
-  } catch (e) {
-    await writer.abandon();
-    throw e;
   } finally {
     fs.closeSync(fd);
   }
