@@ -409,7 +409,19 @@ class CtlReader {
 export async function poolClone(store: string, id: string): Promise<number> {
   const CTL = 3;
   const say = (v: unknown) => { try { fs.writeSync(CTL, JSON.stringify(v) + '\n'); } catch { /* the pool is gone */ } };
-  const { restoreKernel } = await import('../snapshots/checkpoint.js');
+  // The kernel's modules are compiled whole as they load (V8's --no-lazy for this import only).
+  // Compiled lazily, each function on a syscall's path is compiled at its first call, which in a
+  // clone comes during the take: the handlers the bench's python3 runs before its first output
+  // line took 7.8-11.2 ms (medians of 20-30 takes, load 7-13), 2.1-4.3 ms compiled eagerly; it
+  // costs ~2.5 MiB more memory per clone and ~120 ms more CPU to start one (docs/pools.md).
+  const v8 = await import('node:v8');
+  v8.setFlagsFromString('--no-lazy');
+  let restoreKernel;
+  try {
+    ({ restoreKernel } = await import('../snapshots/checkpoint.js'));
+  } finally {
+    v8.setFlagsFromString('--lazy');
+  }
   let restored;
   try {
     restored = await restoreKernel(store, id, { pagesVerified: true });
