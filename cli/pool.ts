@@ -97,7 +97,8 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   const { checkRestorable } = await import('../snapshots/checkpoint.js');
   let id: string;
   try {
-    const opened = await openCheckpoint(store, opts.checkpoint);
+    // A compressed checkpoint's restore cache is made whole now: every clone maps all of it.
+    const opened = await openCheckpoint(store, opts.checkpoint, 'complete');
     id = opened.id;
     try {
       const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes, opened.layers.map((l) => l.fd));

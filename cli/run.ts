@@ -262,5 +262,6 @@ async function restoreSandbox(root: string | undefined, id: string, opts: Restor
   let corrupt: string | undefined;
   void restored.verified.then((bad) => { corrupt = bad; });
   const status = await runToEnd(restored.kernel, root, opts.name, undefined, held);
-  return corrupt !== undefined ? 125 : status;
+  // A page a compressed checkpoint's cache could not be filled with stopped it too (the kernel logged the line).
+  return corrupt !== undefined || restored.kernel.pageSourceFailure !== undefined ? 125 : status;
 }

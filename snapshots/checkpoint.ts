@@ -14,7 +14,7 @@ import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } 
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
 import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, layersOf, openCheckpoint, runsOf, traceCheckpoint, writeCheckpoint } from './store.js';
-import { PAGE_CHECK_BYTES, PAGE_SIZE, runLayer } from './format.js';
+import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
 import { hostInetDescriptions } from '../src/net/hostinet.js';
@@ -282,7 +282,7 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     // openCheckpoint just made its restore cache from its pack, checking every page as it wrote it.
   } else if (opened.manifest.storedPageBytes <= SYNC_VERIFY_BYTES && opened.pageFileBytes <= SYNC_VERIFY_FILE_BYTES) {
     // Small: check every page now (a few ms), so a damaged checkpoint never runs at all.
-    const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes, opened.layers.map((l) => l.fd));
+    const bad = verifyPages(opened.pageFd, checkedRuns(opened), opened.pageFileBytes, opened.layers.map((l) => l.fd));
     if (bad !== undefined) {
       closeOpened(opened);
       throw new SnapshotError(`checkpoint ${opened.id} is corrupt: ${bad}`);
@@ -308,8 +308,12 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   }
   try {
     // Layer 1: the checkpoint's own page file; layer k + 1: the k-th page file it inherits from.
+    // A pack's restore cache is filled piece by piece as the kernel and the guest need its pages (LazyPack).
     kernel.attachPageFiles([opened.pageFd, ...opened.layers.map((l) => l.fd)],
-      opened.runs.filter((r) => runLayer(r) > 0).map((r) => [r[0], (r[1].length / PAGE_CHECK_BYTES) * PAGE_SIZE, runLayer(r) + 1] as const));
+      opened.runs.filter((r) => runLayer(r) > 0).map((r) => [r[0], (r[1].length / PAGE_CHECK_BYTES) * PAGE_SIZE, runLayer(r) + 1] as const),
+      [opened.lazy, ...opened.layers.map((l) => l.lazy)]);
+    opened.lazy = undefined; // the memory file owns them now
+    for (const l of opened.layers) l.lazy = undefined;
     origins.set(kernel, originOf(storeDir, opened));
     kernel.restoreFiles();
     // Connections from the host through published ports did not survive (--tcp-close-on-checkpoint).
@@ -325,10 +329,17 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   return { kernel, id: opened.id, restoreMs: performance.now() - t0, verified };
 }
 
-/** Close the fds an opened checkpoint holds (its page file and inherited layers). */
+/** Close the fds an opened checkpoint holds (its page file and inherited layers, and what fills them lazily). */
 function closeOpened(opened: OpenedCheckpoint): void {
   fs.closeSync(opened.pageFd);
-  for (const l of opened.layers) fs.closeSync(l.fd);
+  opened.lazy?.close();
+  for (const l of opened.layers) { fs.closeSync(l.fd); l.lazy?.close(); }
+}
+
+/** The runs a page check reads: those of page files complete on disk (a lazily filled cache checks each piece as it fills it). */
+function checkedRuns(opened: OpenedCheckpoint): PagemapRun[] {
+  const lazy = (layer: number): boolean => !!(layer === 0 ? opened.lazy : opened.layers[layer - 1]?.lazy);
+  return opened.runs.filter((r) => !lazy(runLayer(r)));
 }
 
 /**
@@ -396,7 +407,7 @@ function startVerifier(opened: OpenedCheckpoint): Worker | Error {
     const layerPaths = opened.layers.map((l) => `/proc/self/fd/${l.fd}`);
     // The worker loads no koffi (see verify-worker.ts): the data ranges are found here.
     const dataRanges = pageFileDataRanges(opened.pageFd, opened.pageFileBytes);
-    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: opened.runs, pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths } });
+    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: checkedRuns(opened), pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths } });
     worker.unref();
     return worker;
   } catch (e) {

@@ -19,17 +19,24 @@
  * with layer 0 only, host-file pages included); `hostFiles` lists
  * [guest path, size, mtimeMs, [memory offset, file offset, bytes]…].
  *
- * Guests map pages, so a restore needs them uncompressed: the first restore of a pack on a
- * host materializes it into `cache/<id>.<boot>` (laid out like the memory file, zero pages as
- * holes, each page checked against its CRC-32 as it is written), which that restore and every
- * later one and every clone map read-only and share through the host page cache. The cache is
- * a cache: named by the host's boot id (after a reboot or a crash it is rebuilt, never
- * trusted half-written), removed with its checkpoint and by `snapvisor gc`.
+ * Guests map pages, so a restore needs them uncompressed, in `cache/<id>.<boot>` (laid out like
+ * the memory file, zero pages as holes), which every restore and clone on the host maps
+ * read-only and shares through the host page cache. A restore fills it lazily (LazyPack): a
+ * piece (1 MiB of memory-file offsets) is decompressed and written, each page checked against
+ * its CRC-32, when the kernel first reads one of its pages or a guest first touches one (the
+ * guest's stub maps only filled pieces; a fault on another fills it). `cache/<id>.<boot>.ready`
+ * holds one byte per piece, 1 once that piece is in the cache, shared by every process using
+ * the cache (two filling one piece at once write the same bytes). Store operations that read
+ * every page (`store check`, export) fill it whole, or make it whole at once (materializePack)
+ * when there is none. The cache is a cache: named by the host's boot id (after a reboot it is
+ * made again; a process that died while filling a piece left its byte 0), removed with its
+ * checkpoint and by `snapvisor gc`.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
+import { type LazyPageLayer, PageSourceError } from '../src/mm/memory-file.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, decodeCbor, encodeCbor, pageCheck } from './format.js';
 
 /** Memory-file bytes per pack chunk (1 MiB: 256 pages). */
@@ -284,6 +291,161 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
   if (pages - filePages !== want) return `its page pack holds ${pages - filePages} of its ${want} pages`;
   return { pages, filePages, ms: performance.now() - t0 };
 }
+
+/**
+ * The restore cache of a pack, filled piece by piece on first use (MemoryFile's LazyPageLayer;
+ * see the module comment). Made by `open`, which checks that every host file the pack names is
+ * still the one recorded (else it throws a line naming it, and the restore is refused) and
+ * keeps them open for the pieces that need them. `fill` throws PageSourceError, one line
+ * naming the checkpoint `owner` and what is wrong, for a damaged chunk, a page failing its
+ * CRC-32 or a cache it cannot write.
+ */
+export class LazyPack implements LazyPageLayer {
+  readonly pieceBytes = PACK_CHUNK_BYTES;
+  /** Per piece: 1 once known to be in the cache. */
+  private readonly ready: Uint8Array;
+  /** Per piece with compressed pages: the byte offset of its index entry. */
+  private readonly chunkEntry = new Map<number, number>();
+  /** Per piece: its host-file pages, as [file fd, memory offset, file offset, bytes] (bytes ≤ the piece's end). */
+  private readonly fileParts = new Map<number, Array<[number, number, number, number]>>();
+  private readonly index: Buffer;
+  private closed = false;
+
+  private constructor(
+    private readonly owner: string,
+    private readonly packFd: number,
+    private readonly t: PackTrailer,
+    private readonly kind: Uint8Array,
+    private readonly checks: Uint32Array,
+    private readonly cacheFd: number,
+    private readonly readyFd: number,
+    private readonly fileFds: number[],
+  ) {
+    this.ready = new Uint8Array(Math.ceil(t.pageFileBytes / PACK_CHUNK_BYTES));
+    this.index = Buffer.from(t.index.buffer, t.index.byteOffset, t.index.byteLength);
+    for (let o = 0; o < this.index.length; o += INDEX_ENTRY_BYTES) {
+      const memStart = Number(this.index.readBigUInt64LE(o));
+      this.chunkEntry.set(memStart / PACK_CHUNK_BYTES, o);
+    }
+  }
+
+  /**
+   * A lazily filled cache of pack `packFd` (its checked `trailer`): `cacheFd` (read-write, the
+   * cache file, pageFileBytes long) and `readyFd` (read-write, one byte per piece). Host files
+   * are opened through `open`. The fds passed are owned by the LazyPack from now on (closed by
+   * `close`). Returns it, or one line saying what is wrong (the fds are then closed).
+   */
+  static open(owner: string, packFd: number, trailer: PackTrailer, open: HostFileOpener, cacheFd: number, readyFd: number): LazyPack | string {
+    const fileFds: number[] = [];
+    const fail = (why: string): string => {
+      for (const fd of [...fileFds, packFd, cacheFd, readyFd]) { try { fs.closeSync(fd); } catch { /* closed */ } }
+      return why;
+    };
+    const kinds = pageKinds(trailer);
+    if (typeof kinds === 'string') return fail(kinds);
+    const index = Buffer.from(trailer.index.buffer, trailer.index.byteOffset, trailer.index.byteLength);
+    const seen = new Set<number>();
+    for (let o = 0; o < index.length; o += INDEX_ENTRY_BYTES) {
+      const memStart = Number(index.readBigUInt64LE(o)), rawLen = index.readUInt32LE(o + 20);
+      if (memStart % PACK_CHUNK_BYTES !== 0 || memStart >= trailer.pageFileBytes || seen.has(memStart) || rawLen > PACK_CHUNK_BYTES || rawLen % PAGE_SIZE) return fail('its page pack index is malformed');
+      seen.add(memStart);
+    }
+    const parts: Array<[number, number, number, number, number]> = []; // [file #, memOff, fileOff, bytes, piece]
+    for (const [guestPath, size, mtimeMs, triples] of trailer.hostFiles) {
+      let file: { fd: number; size: number; mtimeMs: number };
+      try { file = open(guestPath); } catch (e) { return fail(`the host file ${guestPath} its memory maps cannot be opened (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`); }
+      fileFds.push(file.fd);
+      if (file.size !== size || file.mtimeMs !== mtimeMs) return fail(`the host file ${guestPath} its memory maps changed since the checkpoint (size ${file.size}, was ${size}; mtime ${new Date(file.mtimeMs).toISOString()}, was ${new Date(mtimeMs).toISOString()})`);
+      for (let i = 0; i + 2 < triples.length; i += 3) {
+        // Split at piece boundaries: each piece fills its own part.
+        for (let done = 0; done < triples[i + 2];) {
+          const memOff = triples[i] + done;
+          const piece = Math.floor(memOff / PACK_CHUNK_BYTES);
+          const n = Math.min(triples[i + 2] - done, (piece + 1) * PACK_CHUNK_BYTES - memOff);
+          parts.push([fileFds.length - 1, memOff, triples[i + 1] + done, n, piece]);
+          done += n;
+        }
+      }
+    }
+    const lazy = new LazyPack(owner, packFd, trailer, kinds.kind, kinds.checks, cacheFd, readyFd, fileFds);
+    for (const [f, memOff, fileOff, bytes, piece] of parts) {
+      let list = lazy.fileParts.get(piece);
+      if (!list) lazy.fileParts.set(piece, list = []);
+      list.push([fileFds[f], memOff, fileOff, bytes]);
+    }
+    return lazy;
+  }
+
+  isReady(i: number): boolean {
+    if (this.ready[i]) return true;
+    const b = Buffer.alloc(1);
+    if (fs.readSync(this.readyFd, b, 0, 1, i) === 1 && b[0] === 1) this.ready[i] = 1;
+    return this.ready[i] === 1;
+  }
+
+  fill(i: number): void {
+    if (this.closed) throw new PageSourceError(`checkpoint ${this.owner}: its restore cache was closed`);
+    const corrupt = (why: string): PageSourceError => new PageSourceError(`checkpoint ${this.owner} is corrupt: ${why}`);
+    const start = i * PACK_CHUNK_BYTES, end = Math.min(start + PACK_CHUNK_BYTES, this.t.pageFileBytes);
+    const checkPage = (buf: Uint8Array, at: number, off: number): void => {
+      if (pageCheck(buf, at) !== this.checks[off / PAGE_SIZE]) throw corrupt(`page at offset 0x${off.toString(16)} failed its checksum`);
+    };
+    const o = this.chunkEntry.get(i);
+    if (o !== undefined) {
+      const at = Number(this.index.readBigUInt64LE(o + 8)), zlen = this.index.readUInt32LE(o + 16), rawLen = this.index.readUInt32LE(o + 20);
+      const z = Buffer.alloc(zlen);
+      try { readAll(this.packFd, z, at); } catch (e) { throw corrupt(`its page pack cannot be read (${(e as Error).message})`); }
+      let raw: Buffer;
+      try { raw = zlib.brotliDecompressSync(z, { maxOutputLength: PACK_CHUNK_BYTES }); } catch { throw corrupt(`its page pack chunk at 0x${start.toString(16)} is damaged (cannot be decompressed)`); }
+      if (raw.length !== rawLen) throw corrupt(`its page pack chunk at 0x${start.toString(16)} is damaged`);
+      // Scatter: the chunk holds the piece's compressed pages in offset order.
+      let r = 0, stretch = -1, stretchAt = 0;
+      const flush = (): void => { if (stretch >= 0) { this.write(raw.subarray(stretchAt, r), stretch); stretch = -1; } };
+      for (let off = start; off < end; off += PAGE_SIZE) {
+        if (this.kind[off / PAGE_SIZE] !== 1) { flush(); continue; }
+        if (r + PAGE_SIZE > raw.length) throw corrupt(`its page pack chunk at 0x${start.toString(16)} holds too few pages`);
+        checkPage(raw, r, off);
+        if (stretch < 0) { stretch = off; stretchAt = r; }
+        r += PAGE_SIZE;
+      }
+      flush();
+      if (r !== raw.length) throw corrupt(`its page pack chunk at 0x${start.toString(16)} holds too many pages`);
+    }
+    for (const [fd, memOff, fileOff, bytes] of this.fileParts.get(i) ?? []) {
+      // Read again as the kernel's page cache read it (zeros past the file's end), checked page by page.
+      const buf = Buffer.alloc(Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE);
+      for (let got = 0; got < bytes;) {
+        const n = fs.readSync(fd, buf, got, bytes - got, fileOff + got);
+        if (n <= 0) break;
+        got += n;
+      }
+      for (let p = 0; p < buf.length; p += PAGE_SIZE) checkPage(buf, p, memOff + p);
+      this.write(buf, memOff);
+    }
+    try { fs.writeSync(this.readyFd, ONE, 0, 1, i); } catch (e) { throw this.cannotWrite(e); }
+    this.ready[i] = 1;
+  }
+
+  /** Fill every piece not filled yet (a store operation about to read every page). Throws PageSourceError. */
+  fillAll(): void {
+    for (let i = 0; i < this.ready.length; i++) if (!this.isReady(i)) this.fill(i);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const fd of [...this.fileFds, this.packFd, this.cacheFd, this.readyFd]) { try { fs.closeSync(fd); } catch { /* closed */ } }
+  }
+
+  private write(buf: Uint8Array, position: number): void {
+    try { writeAll(this.cacheFd, buf, position); } catch (e) { throw this.cannotWrite(e); }
+  }
+
+  private cannotWrite(e: unknown): PageSourceError {
+    return new PageSourceError(`checkpoint ${this.owner}: cannot write its restore cache (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+const ONE = new Uint8Array([1]);
 
 /** Writing the restore cache failed (disk full, I/O error): the pack itself may well be sound. */
 export class CacheWriteError extends Error {

@@ -30,7 +30,7 @@ import type { HostTree } from '../platforms/host-services.js';
 import { Vfs } from '../src/vfs/vfs.js';
 import { hostIdentity } from '../src/vfs/host-files.js';
 import type { KernelState } from '../src/kernel/state.js';
-import { CacheWriteError, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, readPackTrailer } from './pack.js';
+import { CacheWriteError, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, readPackTrailer } from './pack.js';
 
 /**
  * Every failure of the store that a user can act on: missing store or checkpoint,
@@ -362,11 +362,13 @@ export interface OpenedCheckpoint extends LoadedCheckpoint {
    * An incremental checkpoint's inherited page files, opened read-only (the caller owns the
    * fds): layer k of the pagemap's runs is `layers[k - 1]`. Empty for a full checkpoint.
    */
-  layers: Array<{ id: string; fd: number; fresh?: boolean }>;
+  layers: Array<{ id: string; fd: number; fresh?: boolean; lazy?: LazyPack }>;
   /** Logical size of the page file, bytes. */
   pageFileBytes: number;
-  /** Every page source was made from its pack just now, each page checked as written: no further check is needed. */
+  /** Every page source was made from its pack just now or is filled from it lazily, each page checked as written: no further check is needed. */
   fresh: boolean;
+  /** The own page file's lazy filling (a pack's restore cache), if it is one; the caller hands it to the memory file or closes it. */
+  lazy?: LazyPack;
 }
 
 /**
@@ -374,11 +376,13 @@ export interface OpenedCheckpoint extends LoadedCheckpoint {
  * reading only its restore record and page file: no LevelDB lock, so any number of
  * processes can do this at once, also while another writes to the store. Verifies the
  * record's manifest seal and version, graph and pagemap checksums, and the page file's
- * size; page contents are left to `verifyPages` (in the background). Throws
- * SnapshotError: no store, unknown or ambiguous id, a damaged or missing record or page
- * file (naming the checkpoint).
+ * size; page contents are left to `verifyPages` (in the background). A compressed
+ * checkpoint's restore cache is filled lazily as the restored kernel needs it (`lazy`), unless
+ * `pages` is 'complete' (every page is then on disk when this returns, e.g. for a warm pool
+ * whose clones all map it). Throws SnapshotError: no store, unknown or ambiguous id, a damaged
+ * or missing record or page file (naming the checkpoint).
  */
-export async function openCheckpoint(storeDir: string, id: string): Promise<OpenedCheckpoint> {
+export async function openCheckpoint(storeDir: string, id: string, pages: 'lazy' | 'complete' = 'lazy'): Promise<OpenedCheckpoint> {
   const dir = resolvePath(storeDir);
   if (!(await exists(join(dir, 'CURRENT')))) throw new SnapshotError(`no checkpoint store at ${storeDir}`);
   if (typeof id !== 'string' || !isCheckpointIdPrefix(id)) {
@@ -398,7 +402,7 @@ export async function openCheckpoint(storeDir: string, id: string): Promise<Open
   const files = graphFileOpener(r.graph);
   let own: PageSource;
   try {
-    own = await openPageSource(dir, fullId, fullId, files.opener);
+    own = await openPageSource(dir, fullId, fullId, files.opener, pages);
   } catch (e) {
     files.close();
     throw e;
@@ -409,11 +413,12 @@ export async function openCheckpoint(storeDir: string, id: string): Promise<Open
     files.close();
     throw corrupt(fullId, `its page file is ${size} bytes, expected ${r.manifest.pageFileBytes}`);
   }
-  let layers: Array<{ id: string; fd: number; fresh: boolean }>;
+  let layers: Array<{ id: string; fd: number; fresh: boolean; lazy?: LazyPack }>;
   try {
-    layers = await openLayers(dir, fullId, r.manifest, r.runs, files.opener);
+    layers = await openLayers(dir, fullId, r.manifest, r.runs, files.opener, pages);
   } catch (e) {
     fs.closeSync(own.fd);
+    own.lazy?.close();
     throw e;
   } finally {
     files.close();
@@ -429,6 +434,7 @@ export async function openCheckpoint(storeDir: string, id: string): Promise<Open
     layers,
     pageFileBytes: r.manifest.pageFileBytes,
     fresh: own.fresh && layers.every((l) => l.fresh),
+    lazy: own.lazy,
   };
 }
 
@@ -524,12 +530,12 @@ function graphFileOpener(graph: any): { opener: () => HostFileOpener; close(): v
  * Open the page files an incremental checkpoint inherits pages from, read-only, checking each
  * is long enough for the runs it serves. Throws SnapshotError naming the missing or short one.
  */
-async function openLayers(dir: string, id: string, m: ManifestV2, runs: PagemapRun[], opener: () => HostFileOpener): Promise<Array<{ id: string; fd: number; fresh: boolean }>> {
-  const out: Array<{ id: string; fd: number; fresh: boolean }> = [];
+async function openLayers(dir: string, id: string, m: ManifestV2, runs: PagemapRun[], opener: () => HostFileOpener, mode: 'lazy' | 'complete' = 'complete'): Promise<Array<{ id: string; fd: number; fresh: boolean; lazy?: LazyPack }>> {
+  const out: Array<{ id: string; fd: number; fresh: boolean; lazy?: LazyPack }> = [];
   try {
     for (const [i, layerId] of (m.layers ?? []).entries()) {
-      const src = await openPageSource(dir, layerId, id, opener);
-      out.push({ id: layerId, fd: src.fd, fresh: src.fresh });
+      const src = await openPageSource(dir, layerId, id, opener, mode);
+      out.push({ id: layerId, fd: src.fd, fresh: src.fresh, lazy: src.lazy });
       let need = 0;
       for (const run of runs) if (runLayer(run) === i + 1) need = Math.max(need, run[0] + (run[1].length / PAGE_CHECK_BYTES) * PAGE_SIZE);
       const size = fs.fstatSync(src.fd).size;
@@ -537,7 +543,7 @@ async function openLayers(dir: string, id: string, m: ManifestV2, runs: PagemapR
     }
     return out;
   } catch (e) {
-    for (const l of out) fs.closeSync(l.fd);
+    for (const l of out) { fs.closeSync(l.fd); l.lazy?.close(); }
     throw e;
   }
 }
@@ -807,18 +813,25 @@ function bootTag(): string {
 /** The restore cache of pack `id` on this boot of the host. */
 const cachePath = (dir: string, id: string): string => join(dir, CACHE_DIR, `${id}.${bootTag()}`);
 
-/** A page source a restore maps: fd (read-only, the caller's), its path, and whether it was made (every page checked) just now. */
-export interface PageSource { fd: number; path: string; fresh: boolean }
+/**
+ * A page source a restore maps: fd (read-only, the caller's), its path, whether no further page
+ * check is needed (made or filled from its pack, every page checked as written), and, for a
+ * pack's restore cache filled on first use, the LazyPack that fills it (the caller's).
+ */
+export interface PageSource { fd: number; path: string; fresh: boolean; lazy?: LazyPack }
 
 /**
  * Open the pages of checkpoint `id` laid out like its memory file: its flat page file (formats
- * 2 and 3) or its pack's restore cache (format 4), making the cache from the pack first if
- * this host has none (materializePack: every page checked against its CRC-32; host-file pages
- * read through `opener()`, made on first need). Concurrent restores may each make it; the
- * first to link it into place wins, the others use theirs (identical) and drop it.
+ * 2 and 3) or its pack's restore cache (format 4; host-file pages read through `opener()`, made
+ * on first need). `mode` 'lazy' (a restore): the cache is made empty if this host has none and
+ * filled piece by piece as the kernel needs it (LazyPack, returned as `lazy`; the host files the
+ * pack names are checked now). 'complete' (store operations reading every page): a cache being
+ * filled lazily is filled whole first, and one this host lacks is made whole from the pack
+ * (materializePack). Every page written is checked against its CRC-32. Concurrent restores may
+ * each make the cache; the first to link it into place wins, the others use it.
  * Throws SnapshotError naming `owner` (the checkpoint being restored; `id` may be a layer).
  */
-export async function openPageSource(dir: string, id: string, owner: string, opener: () => HostFileOpener): Promise<PageSource> {
+export async function openPageSource(dir: string, id: string, owner: string, opener: () => HostFileOpener, mode: 'lazy' | 'complete' = 'complete'): Promise<PageSource> {
   const pack = packPath(dir, id);
   const what = id === owner ? 'its page file' : `the page file of ${id}, which it inherits pages from,`;
   if (!fs.existsSync(pack)) {
@@ -830,22 +843,89 @@ export async function openPageSource(dir: string, id: string, owner: string, ope
     }
   }
   const cache = cachePath(dir, id);
-  try {
-    return { fd: fs.openSync(cache, fs.constants.O_RDONLY), path: cache, fresh: false };
-  } catch { /* not made on this boot yet */ }
+  const ready = `${cache}.ready`;
+  let fd = -1;
+  try { fd = fs.openSync(cache, fs.constants.O_RDONLY); } catch { /* not made on this boot yet */ }
+  // A cache with no ready file was made whole at once (materializePack).
+  if (fd >= 0 && !fs.existsSync(ready)) return { fd, path: cache, fresh: false };
   let packFd: number;
   try {
     packFd = fs.openSync(pack, fs.constants.O_RDONLY);
   } catch (err) {
+    if (fd >= 0) fs.closeSync(fd);
     throw corrupt(owner, `${what} ${PAGES_DIR}/${id}${PACK_SUFFIX} cannot be opened (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
   }
+  if (fd < 0 && mode === 'complete') {
+    try {
+      return await materializeInto(dir, id, owner, packFd, opener, `${cache}.${tmpSuffix()}`, 'the restore cache', (tmp) => {
+        try { fs.linkSync(tmp, cache); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; }
+        return { fd: fs.openSync(cache, fs.constants.O_RDONLY), path: cache, fresh: true };
+      });
+    } finally {
+      fs.closeSync(packFd);
+    }
+  }
+  const layerOf = id === owner ? '' : `the page file of ${id}, which it inherits pages from,`;
+  const closeAll = (...fds: number[]): void => { for (const f of fds) if (f >= 0) { try { fs.closeSync(f); } catch { /* closed */ } } };
+  const trailer = readPackTrailer(packFd);
+  if (typeof trailer === 'string') {
+    closeAll(fd, packFd);
+    throw corrupt(owner, layerOf ? `${layerOf}: ${trailer}` : trailer);
+  }
+  let cacheRw = -1, readyFd = -1;
   try {
-    return await materializeInto(dir, id, owner, packFd, opener, `${cache}.${tmpSuffix()}`, 'the restore cache', (tmp) => {
-      try { fs.linkSync(tmp, cache); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; }
-      return { fd: fs.openSync(cache, fs.constants.O_RDONLY), path: cache, fresh: true };
-    });
+    if (fd < 0) {
+      // Made empty: the ready file first (every piece 0), then the cache; each linked into place unless another process was first.
+      fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
+      makeInPlace(ready, (tmpFd) => fs.ftruncateSync(tmpFd, Math.ceil(trailer.pageFileBytes / PACK_CHUNK_BYTES)));
+      makeInPlace(cache, (tmpFd) => fs.ftruncateSync(tmpFd, trailer.pageFileBytes));
+      fd = fs.openSync(cache, fs.constants.O_RDONLY);
+    }
+    cacheRw = fs.openSync(cache, fs.constants.O_RDWR);
+    readyFd = fs.openSync(ready, fs.constants.O_RDWR);
+  } catch (err) {
+    closeAll(fd, packFd, cacheRw, readyFd);
+    throw new SnapshotError(`checkpoint ${owner}: ${layerOf ? `the pages of ${id}, which it inherits: ` : ''}cannot write the restore cache into ${join(dir, CACHE_DIR)} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+  }
+  let files: HostFileOpener;
+  try {
+    files = opener();
+  } catch (err) {
+    closeAll(fd, packFd, cacheRw, readyFd);
+    throw corrupt(owner, `its host files cannot be opened (${errorMessage(err)})`);
+  }
+  // LazyPack owns packFd, cacheRw and readyFd from here on.
+  const lazy = LazyPack.open(owner, packFd, trailer, files, cacheRw, readyFd);
+  if (typeof lazy === 'string') {
+    closeAll(fd);
+    throw corrupt(owner, layerOf ? `${layerOf}: ${lazy}` : lazy);
+  }
+  if (mode === 'lazy') return { fd, path: cache, fresh: true, lazy };
+  try {
+    lazy.fillAll();
+  } catch (err) {
+    closeAll(fd);
+    throw new SnapshotError(errorMessage(err));
   } finally {
-    fs.closeSync(packFd);
+    lazy.close();
+  }
+  return { fd, path: cache, fresh: true };
+}
+
+/**
+ * Make the file `target` (mode 0600) through a temporary beside it that `init(fd)` prepares,
+ * then link it into place; a target another process linked first is kept (the same kind of
+ * file). Throws on I/O errors.
+ */
+function makeInPlace(target: string, init: (fd: number) => void): void {
+  const tmp = `${target}.${tmpSuffix()}`;
+  const tfd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  try {
+    init(tfd);
+    try { fs.linkSync(tmp, target); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; }
+  } finally {
+    fs.closeSync(tfd);
+    fs.rmSync(tmp, { force: true });
   }
 }
 const metaPath = (dir: string, id: string): string => join(dir, META_DIR, id);
@@ -1382,7 +1462,8 @@ async function collectGarbage(db: Db, dir: string): Promise<void> {
   try { caches = fs.readdirSync(join(dir, CACHE_DIR)); } catch { /* none yet */ }
   for (const n of caches) {
     const [id, boot, ...rest] = n.split('.');
-    if (!kept.has(id) || boot !== bootTag() || (rest.length && !isFreshTmp(join(dir, CACHE_DIR, n)))) fs.rmSync(join(dir, CACHE_DIR, n), { force: true });
+    const readyFile = rest.length === 1 && rest[0] === 'ready'; // a lazily filled cache's piece map, kept with it
+    if (!kept.has(id) || boot !== bootTag() || (rest.length && !readyFile && !isFreshTmp(join(dir, CACHE_DIR, n)))) fs.rmSync(join(dir, CACHE_DIR, n), { force: true });
   }
 }
 

@@ -1,10 +1,10 @@
 /**
  * Compressed checkpoints (`checkpoint --compress`, store format 4, snapshots/pack.ts): the
  * pages are a brotli pack a fraction of their size, pages that are bytes of host files are
- * named instead of stored, the first restore on a host rebuilds the uncompressed restore cache
- * (every page checked) and later restores map it; incremental links, export/import, store
- * check and delete work on packs; a damaged pack and a changed host file are refused with one
- * line and no guest starts.
+ * named instead of stored, a restore fills the uncompressed restore cache piece by piece as the
+ * guest needs it (every page checked) and later restores map it; incremental links,
+ * export/import, store check and delete work on packs; a damaged pack and a changed host file
+ * are refused with one line and no guest output.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -49,11 +49,12 @@ describe('compressed checkpoints (format 4)', () => {
     const info = JSON.parse((await snapvisor(['inspect', c1.id, '--store', store, '--json'])).stdout.toString());
     expect(info.checkpoint.formatVersion).toBe(4);
 
-    // The first restore makes the cache (one file, named by the boot); the second maps it.
+    // The first restore makes the cache (named by the boot, with its piece map); the second maps it.
     await restoresToTheEnd(store, c1.id, c1.lastLine, digest);
-    const caches = fs.readdirSync(path.join(store, 'cache'));
-    expect(caches).toHaveLength(1);
+    const caches = fs.readdirSync(path.join(store, 'cache')).sort();
+    expect(caches).toHaveLength(2);
     expect(caches[0]).toMatch(new RegExp(`^${c1.id}\\.[0-9a-f]{8}$`));
+    expect(caches[1]).toBe(`${caches[0]}.ready`);
     const cacheIno = fs.statSync(path.join(store, 'cache', caches[0])).ino;
     await restoresToTheEnd(store, c1.id, c1.lastLine, digest);
     expect(fs.statSync(path.join(store, 'cache', caches[0])).ino).toBe(cacheIno);
@@ -66,7 +67,7 @@ describe('compressed checkpoints (format 4)', () => {
     // Its caches gone (a reboot, or gc of another boot's): both packs are materialized again.
     fs.rmSync(path.join(store, 'cache'), { recursive: true });
     await restoresToTheEnd(store, c2.id, c2.lastLine, digest);
-    expect(fs.readdirSync(path.join(store, 'cache')).sort()).toEqual([c1.id, c2.id].map((id) => `${id}.${caches[0].split('.')[1]}`).sort());
+    expect(fs.readdirSync(path.join(store, 'cache')).sort()).toEqual([c1.id, c2.id].flatMap((id) => [`${id}.${caches[0].split('.')[1]}`, `${id}.${caches[0].split('.')[1]}.ready`]).sort());
 
     const check = await snapvisor(['store', 'check', '--store', store]);
     expect(check.stderr).toBe('');
@@ -90,6 +91,51 @@ describe('compressed checkpoints (format 4)', () => {
     expect(fs.readdirSync(path.join(store, 'pages'))).toEqual([]);
     expect(fs.readdirSync(path.join(store, 'cache'))).toEqual([]);
   }, 300_000);
+
+  it('a restore fills the cache lazily: a guest that touches little of its memory leaves most of it unfilled; clones at once share it', async () => {
+    // 40 MB the guest never touches after the checkpoint, and a counter.
+    const argv = ['/usr/bin/python3', '-c', [
+      'import sys, time',
+      'data = [bytes([i % 251]) * 1000 for i in range(40000)]',
+      "print('ready', flush=True)",
+      'i = 0',
+      'while i < 40:',
+      '    i += 1',
+      '    print(i, flush=True)',
+      '    time.sleep(0.05)',
+      'import os; os._exit(0)', // no teardown: freeing `data` would touch every object
+    ].join('\n')];
+    const base = freshDir('packed-lazy');
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'pk-lazy', '--', ...argv], { timeoutMs: 60_000 });
+    await run.waitFor((l) => l === 'ready', 30_000);
+    const c = await checkpointAfter(root, store, 'pk-lazy', run, 3, ['--compress']);
+    const pages = Number(/(\d+) pages/.exec(c.stdout)![1]);
+    // Three restores at once: each counts on from where it was, to the end.
+    const outs = await Promise.all([0, 1, 2].map(() => snapvisor(['restore', c.id, '--store', store], { timeoutMs: 60_000 })));
+    for (const r of outs) {
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      const nums = r.stdout.toString().split('\n').filter(Boolean).map(Number);
+      expect(nums[0]).toBe(Number(c.lastLine) + 1);
+      expect(nums[nums.length - 1]).toBe(40);
+    }
+    const names = fs.readdirSync(path.join(store, 'cache')).sort();
+    expect(names).toHaveLength(2);
+    const ready = fs.readFileSync(path.join(store, 'cache', names[1]));
+    const filled = ready.filter((b) => b === 1).length;
+    // Most of the 40 MB lies in pieces no restore needed: they were never written.
+    expect(filled).toBeGreaterThan(0);
+    expect(filled).toBeLessThan(ready.length / 2);
+    expect(bytesOnDisk(path.join(store, 'cache', names[0]))).toBeLessThan((pages * 4096) / 2);
+    // A store check fills the rest (every page checked) and finds nothing wrong; a restore then still counts on.
+    const check = await snapvisor(['store', 'check', '--store', store]);
+    expect(check.stderr).toBe('');
+    expect(check.status).toBe(0);
+    expect(fs.readFileSync(path.join(store, 'cache', names[1])).every((b) => b === 1)).toBe(true);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(orphanStubs()).toEqual([]);
+  }, 180_000);
 
   it('a guest asks for a compressed checkpoint (run --checkpoint-compress) and a warm pool serves it', async () => {
     const store = freshDir('packed-pool-store'), sock = path.join(freshDir('packed-pool-sock'), 'p.sock');

@@ -21,7 +21,7 @@ import type { Platform } from '../../platforms/platform.js';
 import type { HostServices } from '../../platforms/host-services.js';
 import { REG } from '../../platforms/platform.js';
 import { AddressSpace } from '../mm/address-space.js';
-import { MemoryFile } from '../mm/memory-file.js';
+import { MemoryFile, PageSourceError, type LazyPageLayer } from '../mm/memory-file.js';
 import { Vfs } from '../vfs/vfs.js';
 import { inodeRelease } from '../vfs/inode-data.js';
 import { releaseFileLocks, releasePosixOnClose } from '../vfs/locks.js';
@@ -575,6 +575,7 @@ export class Kernel {
     } catch (e) {
       if (e instanceof ExitGroup) { this.processes.exitThreadGroup(t.tg, e.info); return; }
       if (e instanceof ExitThread) { this.processes.exitThread(t, e.code); return; }
+      if (e instanceof PageSourceError) { this.pageSourceFailed(e); return; }
       this.log(`snapvisor: internal error in task ${t.tid}: ${(e as Error).stack ?? e}`);
       this.processes.exitThreadGroup(t.tg, { signal: 9, core: false });
     }
@@ -621,6 +622,7 @@ export class Kernel {
       t.restoredWaiter = undefined;
       if (e instanceof SyscallError) r = -e.errno;
       else if (e instanceof ExitGroup || e instanceof ExitThread) { this.traceExit(t, nr); throw e; }
+      else if (e instanceof PageSourceError) { this.pageSourceFailed(e); r = -E.EIO; }
       else {
         this.log(`snapvisor: internal error in ${SYSCALL_NAME[nr] ?? nr}: ${(e as Error).stack ?? e}`);
         r = -E.EIO;
@@ -726,6 +728,22 @@ export class Kernel {
 
   log(msg: string): void {
     try { fs.writeSync(this.logFd, msg + '\n'); } catch { /* the log fd is gone: nothing to do */ }
+  }
+
+  /**
+   * Why a page-file layer filled on first use could not give a page (PageSourceError's line),
+   * once that stopped the sandbox; undefined otherwise. The sandbox's runner reports it as its
+   * own failure (restore: exit status 125).
+   */
+  pageSourceFailure?: string;
+
+  /** A page the guest or the kernel needs cannot be had: say so once, and end the sandbox (SIGKILL). */
+  private pageSourceFailed(e: PageSourceError): void {
+    if (this.pageSourceFailure === undefined) {
+      this.pageSourceFailure = e.message;
+      this.log(`snapvisor: ${e.message}; stopping the sandbox`);
+    }
+    this.kill();
   }
 
   /** Stop the task's host context and forget its runtime (the graph keeps what the caller leaves). */
@@ -884,8 +902,8 @@ export class Kernel {
    * Pages are mapped from them and copied into the memory file on first write. Before
    * resumeRestored.
    */
-  attachPageFiles(fds: number[], inherited: ReadonlyArray<readonly [number, number, number]> = []): void {
-    this.mf.attachPageFiles(fds.map((fd) => this.host.mapReadOnlyFile(fd)), inherited);
+  attachPageFiles(fds: number[], inherited: ReadonlyArray<readonly [number, number, number]> = [], lazy: ReadonlyArray<LazyPageLayer | undefined> = []): void {
+    this.mf.attachPageFiles(fds.map((fd) => this.host.mapReadOnlyFile(fd)), inherited, lazy);
   }
 
   /**

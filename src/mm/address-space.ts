@@ -149,8 +149,11 @@ export class AddressSpace {
    */
   private mapInto(c: PlatformTask, addr: number, len: number, prot: number, off: number): void {
     // Never-charged space is left unmapped: the guest's first access traps (handleMissing) and charges it.
+    // So are pieces of a page file filled on first use that are not filled yet (handleMissing fills them).
     this.mf.pieces(off, len, (o, n, kind, layer) => {
-      if (kind !== PieceKind.None) c.map(addr + (o - off), n, kind === PieceKind.Backed || kind === PieceKind.Clean ? prot & ~PROT_WRITE : prot, o, layer);
+      if (kind === PieceKind.None) return;
+      if (kind === PieceKind.Backed) this.mf.readyRuns(o, n, layer, (ro, rn) => c.map(addr + (ro - off), rn, prot & ~PROT_WRITE, ro, layer));
+      else c.map(addr + (o - off), n, kind === PieceKind.Clean ? prot & ~PROT_WRITE : prot, o, layer);
     });
   }
   private hostMap(addr: number, len: number, prot: number, off: number): void { this.hostOp((c) => this.mapInto(c, addr, len, prot, off)); }
@@ -181,6 +184,8 @@ export class AddressSpace {
       hi = Math.min(vEnd, unit0 + CHARGE_UNIT);
       if (!this.mf.charge(lo, hi - lo)) return 'refused';
     }
+    // Pages of a page file filled on first use are filled before they are mapped (PageSourceError if they cannot be).
+    this.mf.ensureReady(lo, hi - lo);
     this.mapInto(c, v.start + (lo - v.fileOffset), hi - lo, AddressSpace.hostProt(v), lo);
     return true;
   }

@@ -40,6 +40,29 @@ export const pageRoundDown = (n: number): number => Math.floor(n / PAGE_SIZE) * 
 export class MemoryFileError extends Error {}
 
 /**
+ * A page-file layer cannot give the bytes of a page (a damaged compressed chunk, a page failing
+ * its checksum, a host file changed): the sandbox cannot go on. The message is one line naming
+ * the checkpoint and the page (`checkpoint ID is corrupt: …`).
+ */
+export class PageSourceError extends Error {}
+
+/**
+ * A page-file layer whose file is filled piece by piece on first use (a compressed checkpoint's
+ * restore cache, snapshots/pack.ts LazyPack): the kernel asks for a piece before it reads any of
+ * its pages or lets a guest map them. Runtime only.
+ */
+export interface LazyPageLayer {
+  /** Bytes of memory-file offsets per piece (a multiple of PAGE_SIZE); piece i is [i·pieceBytes, (i+1)·pieceBytes). */
+  readonly pieceBytes: number;
+  /** Whether piece `i`'s bytes are in the layer's file (this process or another put them there). */
+  isReady(i: number): boolean;
+  /** Put piece `i`'s bytes into the file, synchronously; throws PageSourceError when they cannot be had. */
+  fill(i: number): void;
+  /** Release what the layer holds (fds). */
+  close(): void;
+}
+
+/**
  * The read-only page files under a restored memory file (runtime only, never in the graph):
  * layer 1 is the checkpoint's own page file, layers 2… the page files of the checkpoints it
  * inherits unchanged pages from (an incremental checkpoint). Each is laid out like the memory
@@ -55,6 +78,8 @@ interface PageLayers {
   backed: Uint8Array;
   /** Per layer, its kernel windows. */
   windows: Uint8Array[][];
+  /** Per layer, how its file is filled when it is filled on first use (undefined: complete). */
+  lazy: Array<LazyPageLayer | undefined>;
 }
 
 export class MemoryFile {
@@ -401,7 +426,7 @@ export class MemoryFile {
    * layer ≥ 2) served from `files[layer - 1]`. The memfd must be empty. The mappings are owned
    * from now on (destroyed by `destroy`).
    */
-  attachPageFiles(files: ReadOnlyFileMapping[], inherited: ReadonlyArray<readonly [number, number, number]> = []): void {
+  attachPageFiles(files: ReadOnlyFileMapping[], inherited: ReadonlyArray<readonly [number, number, number]> = [], lazy: ReadonlyArray<LazyPageLayer | undefined> = []): void {
     const pages = Math.ceil(this.state.end / PAGE_SIZE);
     const backed = new Uint8Array(pages);
     for (const k of Object.keys(this.state.blocks)) {
@@ -413,7 +438,52 @@ export class MemoryFile {
       const a = off / PAGE_SIZE, z = Math.min(pages, (off + len) / PAGE_SIZE);
       for (let p = a; p < z; p++) if (backed[p]) backed[p] = layer;
     }
-    this.pageFile = { files, backed, windows: files.map(() => []) };
+    this.pageFile = { files, backed, windows: files.map(() => []), lazy: files.map((_, i) => lazy[i]) };
+    this.anyLazy = lazy.some((l) => l);
+  }
+
+  /** Whether some page-file layer is filled on first use (see LazyPageLayer). */
+  private anyLazy = false;
+
+  /**
+   * Before the bytes of [off, off+len) are read from a page-file layer filled on first use: fill
+   * every piece of such a layer that a backed page of the range lives in and that is not filled
+   * yet. Throws PageSourceError (from LazyPageLayer.fill).
+   */
+  ensureReady(off: number, len: number): void {
+    if (!this.anyLazy || len <= 0) return;
+    const b = this.pageFile!;
+    const first = Math.floor(off / PAGE_SIZE), last = Math.min(b.backed.length, Math.ceil((off + len) / PAGE_SIZE));
+    let checkedLayer = 0, checkedPiece = -1;
+    for (let p = first; p < last; p++) {
+      const layer = b.backed[p];
+      const lazy = layer ? b.lazy[layer - 1] : undefined;
+      if (!lazy) continue;
+      const piece = Math.floor((p * PAGE_SIZE) / lazy.pieceBytes);
+      if (layer === checkedLayer && piece === checkedPiece) continue;
+      checkedLayer = layer;
+      checkedPiece = piece;
+      if (!lazy.isReady(piece)) lazy.fill(piece);
+    }
+  }
+
+  /**
+   * The parts of backed piece [off, off+len) of layer `layer` whose bytes are in the layer's file
+   * already (all of it for a complete layer): `fn(offset, length)` in order. What a guest may map.
+   */
+  readyRuns(off: number, len: number, layer: number, fn: (off: number, len: number) => void): void {
+    const lazy = this.pageFile?.lazy[layer - 1];
+    if (!lazy) { fn(off, len); return; }
+    const end = off + len;
+    let runStart = -1;
+    for (let a = off; a < end;) {
+      const piece = Math.floor(a / lazy.pieceBytes);
+      const next = Math.min(end, (piece + 1) * lazy.pieceBytes);
+      if (lazy.isReady(piece)) { if (runStart < 0) runStart = a; }
+      else if (runStart >= 0) { fn(runStart, a - runStart); runStart = -1; }
+      a = next;
+    }
+    if (runStart >= 0) fn(runStart, end - runStart);
   }
 
   /** Host fds of the page-file layers (layer k at index k - 1; the platform's stubs map them), empty without. */
@@ -558,6 +628,7 @@ export class MemoryFile {
   materialize(off: number, len: number): void {
     const b = this.pageFile;
     if (!b) return;
+    this.ensureReady(off, len);
     const first = Math.floor(off / PAGE_SIZE), last = Math.min(b.backed.length, Math.ceil((off + len) / PAGE_SIZE));
     for (let p = first; p < last;) {
       const layer = b.backed[p];
@@ -615,6 +686,7 @@ export class MemoryFile {
    */
   warm(off: number, len: number): number {
     let n = 0, sum = 0;
+    this.ensureReady(off, len);
     this.pieces(off, len, (a, m, kind, layer) => {
       if (kind === PieceKind.None) return;
       this.eachWindowPiece(a, m, (wi, wo, k) => {
@@ -655,6 +727,7 @@ export class MemoryFile {
       return;
     }
     const hi = off + len;
+    this.ensureReady(off, len);
     this.pieces(off, len, (a, n, kind, layer) => {
       if (kind === PieceKind.None) {
         for (let d = 0; d < n; d += ZEROS.length) fn(ZEROS.subarray(0, Math.min(ZEROS.length, n - d)), a + d - off);
@@ -669,6 +742,7 @@ export class MemoryFile {
 
   /** Bytes [off, off+len) for reading: a view when inside one window and one backing run, else a copy. Never write into it. */
   read(off: number, len: number): Uint8Array {
+    this.ensureReady(off, len);
     const wi = Math.floor(off / WINDOW_SIZE);
     const wo = off - wi * WINDOW_SIZE;
     if (wo + len <= WINDOW_SIZE) {
@@ -704,6 +778,7 @@ export class MemoryFile {
   pread(off: number, buf: Uint8Array): void {
     if (!this.pageFile) { this.backing.read(off, buf); return; }
     // Pages still in a restored checkpoint's page file are read from there.
+    this.ensureReady(off, buf.length);
     const end = off + buf.length;
     const lo = pageRoundDown(off);
     this.segments(lo, pageRoundUp(end) - lo, (so, sl, layer) => {
@@ -731,6 +806,7 @@ export class MemoryFile {
    */
   copy(dstOff: number, srcOff: number, len: number, chargeAll = true): void {
     if (chargeAll) this.chargeOrThrow(dstOff, len);
+    this.ensureReady(srcOff, len);
     this.pieces(srcOff, len, (o, n, kind, layer) => {
       if (kind === PieceKind.None) return; // the destination is fresh space: zeros already
       const move = (a: number, m: number) => {
@@ -773,6 +849,8 @@ export class MemoryFile {
    * (SEEK_DATA/SEEK_HOLE; its holes are zero pages, or a sparse file's unwritten gigabytes).
    */
   private pageFileData(off: number, len: number, layer: number, fn: (off: number, len: number) => void): void {
+    // A layer filled on first use: a hole may be a piece not filled yet. All of it may hold data.
+    if (this.pageFile!.lazy[layer - 1]) { fn(off, len); return; }
     const file = this.pageFile!.files[layer - 1], end = off + len;
     for (let pos = off; pos < end;) {
       const data = file.seekData(pos);
@@ -791,6 +869,7 @@ export class MemoryFile {
     if (this.pageFile) {
       this.pageFile.windows.length = 0;
       for (const f of this.pageFile.files) f.destroy();
+      for (const l of this.pageFile.lazy) l?.close();
       this.pageFile = undefined;
     }
   }
