@@ -11,7 +11,8 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
+/** The bin beside this module (found when used: the CLI's startup snapshot is built elsewhere). */
+const cliPath = () => path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
 const COUNTER = [
   'import os, time',
   'log = open("/tmp/demo-counter.log", "a")',
@@ -27,7 +28,7 @@ const COUNTER = [
 const say = (s: string) => process.stdout.write(process.stdout.isTTY ? `\x1b[1mdemo:\x1b[0m ${s}\n` : `demo: ${s}\n`);
 
 function cli(args: string[], onLine?: (l: string) => void): { done: Promise<number>; out: string[] } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [cliPath(), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const out: string[] = [];
   readline.createInterface({ input: child.stdout! }).on('line', (l) => { out.push(l); onLine?.(l); });
   const done = new Promise<number>((resolve) => child.on('close', (code, sig) => resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0))));

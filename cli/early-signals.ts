@@ -1,7 +1,7 @@
 /**
  * SIGTERM and SIGHUP that reach `snapvisor run` or `snapvisor restore` before its sandbox runs
- * are held from the start of the process (this module is cli/main.ts's first import, so it is
- * evaluated before the rest of the CLI loads), then given to the sandbox's init by runToEnd
+ * are held from the start of the process (holdEarlySignals: called by the bin's launcher before
+ * the CLI's bundle is loaded, or first thing from a startup snapshot), then given to the sandbox's init by runToEnd
  * (cli/run.ts), as a signal to a running sandbox is. Node's default action would end snapvisor,
  * and the guest with it, without the guest's handler running: a restored guest has its handlers
  * already, and `kill -TERM` of a restore still loading (about 0.2–1.5 s after its start,
@@ -21,24 +21,47 @@ function commandOf(argv: readonly string[]): string | undefined {
   return undefined;
 }
 
-const held: NodeJS.Signals[] = [];
-const hold = (sig: NodeJS.Signals): void => { held.push(sig); };
-let holding = false;
-const command = commandOf(process.argv.slice(2));
-if (command === 'run' || command === 'restore') {
-  holding = true;
-  process.on('SIGTERM', hold);
-  process.on('SIGHUP', hold);
+/**
+ * What is held: kept on globalThis, not in this module, because the bin's launcher
+ * (cli/launcher.ts, its own bundle) starts holding before the CLI's bundle is loaded, and the
+ * CLI's copy of this module takes over from it.
+ */
+interface EarlySignals { held: NodeJS.Signals[]; holding: boolean; hold: (sig: NodeJS.Signals) => void }
+const KEY = Symbol.for('snapvisor.early-signals');
+function state(): EarlySignals {
+  const g = globalThis as unknown as Record<symbol, EarlySignals | undefined>;
+  if (!g[KEY]) {
+    const held: NodeJS.Signals[] = [];
+    g[KEY] = { held, holding: false, hold: (sig) => { held.push(sig); } };
+  }
+  return g[KEY];
+}
+
+/**
+ * Start holding SIGTERM and SIGHUP if `argv` (process.argv's shape) runs `run` or `restore`;
+ * a second call does nothing. The first thing the CLI does (cli/main.ts main, and before it
+ * the launcher).
+ */
+export function holdEarlySignals(argv: readonly string[]): void {
+  const s = state();
+  if (s.holding) return;
+  const command = commandOf(argv.slice(2));
+  if (command === 'run' || command === 'restore') {
+    s.holding = true;
+    process.on('SIGTERM', s.hold);
+    process.on('SIGHUP', s.hold);
+  }
 }
 
 /** Stop holding; returns the signals held so far, in order, for the caller to deliver. */
 export function takeHeldSignals(): NodeJS.Signals[] {
-  if (holding) {
-    holding = false;
-    process.off('SIGTERM', hold);
-    process.off('SIGHUP', hold);
+  const s = state();
+  if (s.holding) {
+    s.holding = false;
+    process.off('SIGTERM', s.hold);
+    process.off('SIGHUP', s.hold);
   }
-  return held.splice(0);
+  return s.held.splice(0);
 }
 
 /**

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * The `snapvisor` command (docs/cli.md): run, checkpoint, restore, checkpoints, inspect, delete,
  * demo, syscalls, and the OCI runtime's command set with runc's flag names (create, start,
@@ -6,8 +5,7 @@
  * cli/oci/). Errors are one line on stderr (and, with --log, runc's JSON error line) with
  * the exit status a shell would give.
  */
-// First: SIGTERM/SIGHUP reaching run or restore are held from here on (cli/early-signals.ts).
-import { releaseHeldSignals } from './early-signals.js';
+import { holdEarlySignals, releaseHeldSignals } from './early-signals.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_PLATFORM, PLATFORM_DESCRIPTIONS as PLATFORMS } from '../platforms/catalog.js';
 // Only what every command needs is loaded at start-up: the kernel (run, restore), the store
@@ -19,17 +17,6 @@ import * as oci from './oci/commands.js';
 import { type PublishSpec, parsePublish } from './publish-spec.js';
 import { parseTmpfsSpec, parseVolumeSpec } from './mount-specs.js';
 import type { MountSpec } from '../src/sandbox/mounts.js';
-
-// Internal entry points: the process hosting an OCI container, and an exec'd process's waiter.
-if (process.argv[2] === '__oci-init') {
-  const { ociInit } = await import('./oci/init.js');
-  await ociInit(process.argv[3], process.argv[4]);
-} else if (process.argv[2] === '__pool-clone') {
-  const { poolClone } = await import('./pool.js');
-  process.exit(await poolClone(process.argv[3], process.argv[4]));
-} else if (process.argv[2] === '__oci-exec-wait') {
-  await oci.execWait(process.argv[3], process.argv[4], process.argv[5]);
-} else {
 
 const program = new Command();
 program
@@ -55,10 +42,6 @@ Examples:
   .enablePositionalOptions()
   .exitOverride()
   .configureOutput({ outputError: (str) => fail(`${str.replace(/^error: /, '').trim()} (see snapvisor --help)`) });
-
-// Output into a pipe that closed early (`snapvisor checkpoints | head -1`): stop quietly, as a
-// program killed by SIGPIPE would.
-process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(141); throw e; });
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -578,10 +561,37 @@ program
   .option('--markdown', 'as the Markdown table of docs/syscalls.md')
   .action(async (opts) => (await import('./syscalls.js')).syscallsCommand(opts));
 
-program.parseAsync(runcArgv(process.argv)).catch((e: Error & { code?: string; exitCode?: number }) => {
-  // Commander's own exits (help, version, usage errors): the message is already out.
-  if (e.code?.startsWith('commander.')) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
-  fail(e.message);
-  process.exit(1);
-});
+/**
+ * Run the command line `argv` (process.argv's shape: node, script, arguments…). The command
+ * definitions above are made when this module is evaluated, which may be long before this call:
+ * the bin's launcher (scripts/bundle.mjs) runs it from a Node startup snapshot in which this
+ * module was evaluated at build time. So nothing above may read the process's arguments,
+ * environment or stdio; that starts here.
+ */
+export async function main(argv: string[]): Promise<void> {
+  // First: SIGTERM/SIGHUP reaching run or restore are held from here on (cli/early-signals.ts).
+  holdEarlySignals(argv);
+  // Internal entry points: the process hosting an OCI container, and an exec'd process's waiter.
+  if (argv[2] === '__oci-init') {
+    const { ociInit } = await import('./oci/init.js');
+    await ociInit(argv[3], argv[4]);
+    return;
+  }
+  if (argv[2] === '__pool-clone') {
+    const { poolClone } = await import('./pool.js');
+    process.exit(await poolClone(argv[3], argv[4]));
+  }
+  if (argv[2] === '__oci-exec-wait') {
+    await oci.execWait(argv[3], argv[4], argv[5]);
+    return;
+  }
+  // Output into a pipe that closed early (`snapvisor checkpoints | head -1`): stop quietly, as a
+  // program killed by SIGPIPE would.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(141); throw e; });
+  await program.parseAsync(runcArgv(argv)).catch((e: Error & { code?: string; exitCode?: number }) => {
+    // Commander's own exits (help, version, usage errors): the message is already out.
+    if (e.code?.startsWith('commander.')) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
+    fail(e.message);
+    process.exit(1);
+  });
 }

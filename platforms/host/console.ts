@@ -6,15 +6,13 @@
  * name and whose control message carries the fd. Runtime only: nothing here is saved.
  */
 import fs from 'node:fs';
-import koffi from 'koffi';
-import { ioctlBuf, errno, nativeBuffer } from './libc.js';
+import { ioctlBuf, errno, nativeBuffer, libcFunc } from './libc.js';
 
-const libc = koffi.load('libc.so.6');
-const socketFn = libc.func('int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number;
-const connectFn = libc.func('int connect(int fd, void *addr, uint32_t len)') as (fd: number, addr: Uint8Array, len: number) => number;
-const sendmsgFn = libc.func('int64_t sendmsg(int fd, void *msg, int flags)') as (fd: number, msg: Uint8Array, flags: number) => number;
-const closeFn = libc.func('int close(int fd)') as (fd: number) => number;
-const strerror = libc.func('const char *strerror(int errnum)') as (e: number) => string;
+let socketFn = libcFunc((f) => socketFn = f, 'int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number;
+let connectFn = libcFunc((f) => connectFn = f, 'int connect(int fd, void *addr, uint32_t len)') as (fd: number, addr: Uint8Array, len: number) => number;
+let sendmsgFn = libcFunc((f) => sendmsgFn = f, 'int64_t sendmsg(int fd, void *msg, int flags)') as (fd: number, msg: Uint8Array, flags: number) => number;
+let closeFn = libcFunc((f) => closeFn = f, 'int close(int fd)') as (fd: number) => number;
+let strerror = libcFunc((f) => strerror = f, 'const char *strerror(int errnum)') as (e: number) => string;
 
 const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000, SOL_SOCKET = 1, SCM_RIGHTS = 1;
 const TIOCSPTLCK = 0x40045431, TIOCGPTN = 0x80045430, TIOCSWINSZ = 0x5414, TIOCSCTTY = 0x540e;

@@ -8,15 +8,14 @@
  * controllen, flags+pad); struct cmsghdr is { size_t len; int level; int type; } then the fds.
  */
 import koffi from 'koffi';
-import { errno } from './libc.js';
+import { errno, libcFunc } from './libc.js';
 
-const libc = koffi.load('libc.so.6');
-const sendmsgFn = libc.func('int64_t sendmsg(int fd, void *msg, int flags)') as (fd: number, msg: Uint8Array, flags: number) => number;
-const recvmsgFn = libc.func('int64_t recvmsg(int fd, void *msg, int flags)') as (fd: number, msg: Uint8Array, flags: number) => number;
-const dup2Fn = libc.func('int dup2(int oldfd, int newfd)') as (a: number, b: number) => number;
-const closeFn = libc.func('int close(int fd)') as (fd: number) => number;
-const pollFn = libc.func('int poll(void *fds, uint64_t nfds, int timeout)') as { async: Function };
-const strerror = libc.func('const char *strerror(int errnum)') as (e: number) => string;
+let sendmsgFn = libcFunc((f) => sendmsgFn = f, 'int64_t sendmsg(int fd, void *msg, int flags)') as (fd: number, msg: Uint8Array, flags: number) => number;
+let recvmsgFn = libcFunc((f) => recvmsgFn = f, 'int64_t recvmsg(int fd, void *msg, int flags)') as (fd: number, msg: Uint8Array, flags: number) => number;
+let dup2Fn = libcFunc((f) => dup2Fn = f, 'int dup2(int oldfd, int newfd)') as (a: number, b: number) => number;
+let closeFn = libcFunc((f) => closeFn = f, 'int close(int fd)') as (fd: number) => number;
+let pollFn = libcFunc((f) => pollFn = f, 'int poll(void *fds, uint64_t nfds, int timeout)') as { async: Function };
+let strerror = libcFunc((f) => strerror = f, 'const char *strerror(int errnum)') as (e: number) => string;
 
 const SOL_SOCKET = 1, SCM_RIGHTS = 1;
 const MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000, MSG_CMSG_CLOEXEC = 0x40000000;
@@ -154,8 +153,8 @@ export async function recvFds(sock: number, maxData = 4096): Promise<Received> {
   }
 }
 
-const socketFn = libc.func('int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number;
-const connectFn = libc.func('int connect(int fd, void *addr, uint32_t len)') as (fd: number, addr: Uint8Array, len: number) => number;
+let socketFn = libcFunc((f) => socketFn = f, 'int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number;
+let connectFn = libcFunc((f) => connectFn = f, 'int connect(int fd, void *addr, uint32_t len)') as (fd: number, addr: Uint8Array, len: number) => number;
 
 /**
  * A unix stream socket connected to `socketPath` (close-on-exec, blocking). Throws Error with

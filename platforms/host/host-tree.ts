@@ -17,30 +17,30 @@
  */
 import koffi from 'koffi';
 import { HostError, type HostDirEntry, type HostStat, type HostTree } from '../host-services.js';
+import { libcFunc } from './libc.js';
 
 export { HostError, type HostDirEntry, type HostStat };
 
-const libc = koffi.load('libc.so.6');
-const sys5 = libc.func('syscall', 'long', ['long', 'int', 'void *', 'void *', 'size_t']) as (nr: number, a: number, b: Uint8Array, c: Uint8Array, d: number) => number;
-const openat = libc.func('int openat(int dirfd, void *path, int flags, int mode)') as (dirfd: number, path: Uint8Array, flags: number, mode: number) => number;
-const fstatat = libc.func('int fstatat(int dirfd, void *path, void *st, int flags)') as (dirfd: number, path: Uint8Array, st: Uint8Array, flags: number) => number;
-const readlinkat = libc.func('int64_t readlinkat(int dirfd, void *path, void *buf, size_t size)') as (dirfd: number, path: Uint8Array, buf: Uint8Array, size: number) => number;
-const getdents64 = libc.func('int64_t getdents64(int fd, void *buf, size_t size)') as (fd: number, buf: Uint8Array, size: number) => number;
-const closeFd = libc.func('int close(int fd)') as (fd: number) => number;
-const fstatfs = libc.func('int fstatfs(int fd, void *buf)') as (fd: number, buf: Uint8Array) => number;
-const libcChmod = libc.func('int chmod(void *path, int mode)') as (path: Uint8Array, mode: number) => number;
-const pread = libc.func('int64_t pread(int fd, void *buf, size_t count, int64_t off)') as (fd: number, buf: Uint8Array, count: number, off: number) => number;
-const lseek = libc.func('int64_t lseek(int fd, int64_t off, int whence)') as (fd: number, off: number, whence: number) => number;
-const pwriteFn = libc.func('int64_t pwrite(int fd, void *buf, size_t count, int64_t off)') as (fd: number, buf: Uint8Array, count: number, off: number) => number;
-const ftruncateFn = libc.func('int ftruncate(int fd, int64_t len)') as (fd: number, len: number) => number;
-const mkdirat = libc.func('int mkdirat(int dirfd, void *path, int mode)') as (dirfd: number, path: Uint8Array, mode: number) => number;
-const unlinkat = libc.func('int unlinkat(int dirfd, void *path, int flags)') as (dirfd: number, path: Uint8Array, flags: number) => number;
-const renameat = libc.func('int renameat(int olddirfd, void *oldpath, int newdirfd, void *newpath)') as (a: number, b: Uint8Array, c: number, d: Uint8Array) => number;
-const linkat = libc.func('int linkat(int olddirfd, void *oldpath, int newdirfd, void *newpath, int flags)') as (a: number, b: Uint8Array, c: number, d: Uint8Array, f: number) => number;
-const symlinkat = libc.func('int symlinkat(void *target, int dirfd, void *path)') as (t: Uint8Array, dirfd: number, path: Uint8Array) => number;
-const fchownat = libc.func('int fchownat(int dirfd, void *path, int uid, int gid, int flags)') as (dirfd: number, path: Uint8Array, uid: number, gid: number, flags: number) => number;
-const fchmod = libc.func('int fchmod(int fd, int mode)') as (fd: number, mode: number) => number;
-const utimensat = libc.func('int utimensat(int dirfd, void *path, void *times, int flags)') as (dirfd: number, path: Uint8Array, times: Uint8Array, flags: number) => number;
+let sys5 = libcFunc((f) => sys5 = f, 'syscall', 'long', ['long', 'int', 'void *', 'void *', 'size_t']) as (nr: number, a: number, b: Uint8Array, c: Uint8Array, d: number) => number;
+let openat = libcFunc((f) => openat = f, 'int openat(int dirfd, void *path, int flags, int mode)') as (dirfd: number, path: Uint8Array, flags: number, mode: number) => number;
+let fstatat = libcFunc((f) => fstatat = f, 'int fstatat(int dirfd, void *path, void *st, int flags)') as (dirfd: number, path: Uint8Array, st: Uint8Array, flags: number) => number;
+let readlinkat = libcFunc((f) => readlinkat = f, 'int64_t readlinkat(int dirfd, void *path, void *buf, size_t size)') as (dirfd: number, path: Uint8Array, buf: Uint8Array, size: number) => number;
+let getdents64 = libcFunc((f) => getdents64 = f, 'int64_t getdents64(int fd, void *buf, size_t size)') as (fd: number, buf: Uint8Array, size: number) => number;
+let closeFd = libcFunc((f) => closeFd = f, 'int close(int fd)') as (fd: number) => number;
+let fstatfs = libcFunc((f) => fstatfs = f, 'int fstatfs(int fd, void *buf)') as (fd: number, buf: Uint8Array) => number;
+let libcChmod = libcFunc((f) => libcChmod = f, 'int chmod(void *path, int mode)') as (path: Uint8Array, mode: number) => number;
+let pread = libcFunc((f) => pread = f, 'int64_t pread(int fd, void *buf, size_t count, int64_t off)') as (fd: number, buf: Uint8Array, count: number, off: number) => number;
+let lseek = libcFunc((f) => lseek = f, 'int64_t lseek(int fd, int64_t off, int whence)') as (fd: number, off: number, whence: number) => number;
+let pwriteFn = libcFunc((f) => pwriteFn = f, 'int64_t pwrite(int fd, void *buf, size_t count, int64_t off)') as (fd: number, buf: Uint8Array, count: number, off: number) => number;
+let ftruncateFn = libcFunc((f) => ftruncateFn = f, 'int ftruncate(int fd, int64_t len)') as (fd: number, len: number) => number;
+let mkdirat = libcFunc((f) => mkdirat = f, 'int mkdirat(int dirfd, void *path, int mode)') as (dirfd: number, path: Uint8Array, mode: number) => number;
+let unlinkat = libcFunc((f) => unlinkat = f, 'int unlinkat(int dirfd, void *path, int flags)') as (dirfd: number, path: Uint8Array, flags: number) => number;
+let renameat = libcFunc((f) => renameat = f, 'int renameat(int olddirfd, void *oldpath, int newdirfd, void *newpath)') as (a: number, b: Uint8Array, c: number, d: Uint8Array) => number;
+let linkat = libcFunc((f) => linkat = f, 'int linkat(int olddirfd, void *oldpath, int newdirfd, void *newpath, int flags)') as (a: number, b: Uint8Array, c: number, d: Uint8Array, f: number) => number;
+let symlinkat = libcFunc((f) => symlinkat = f, 'int symlinkat(void *target, int dirfd, void *path)') as (t: Uint8Array, dirfd: number, path: Uint8Array) => number;
+let fchownat = libcFunc((f) => fchownat = f, 'int fchownat(int dirfd, void *path, int uid, int gid, int flags)') as (dirfd: number, path: Uint8Array, uid: number, gid: number, flags: number) => number;
+let fchmod = libcFunc((f) => fchmod = f, 'int fchmod(int fd, int mode)') as (fd: number, mode: number) => number;
+let utimensat = libcFunc((f) => utimensat = f, 'int utimensat(int dirfd, void *path, void *times, int flags)') as (dirfd: number, path: Uint8Array, times: Uint8Array, flags: number) => number;
 
 const SYS_openat2 = 437;
 const O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0o100, O_EXCL = 0o200, AT_REMOVEDIR = 0x200;

@@ -14,7 +14,7 @@ import { CloneArgs } from '../kernel/processes.js';
 import { encodeSiginfo } from '../kernel/signals.js';
 import { ExitGroup, ExitThread } from '../kernel/task.js';
 import { ExecError, execProgram } from '../loader/exec.js';
-import { KERNEL_RELEASE } from '../vfs/proc.js';
+import { kernelRelease } from '../vfs/proc.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { syscall } from './entry.js';
 import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_CHILD_SUBREAPER, PR_SET_CHILD_SUBREAPER, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, CAP_SYS_RESOURCE, RLIMIT_NOFILE, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
@@ -89,7 +89,7 @@ function prlimit(t: Task, pid: number, res: number, newAddr: number, oldAddr: nu
 function uname(t: Task): number {
   const b = new Uint8Array(65 * 6);
   const enc = new TextEncoder();
-  ['Linux', t.kernel.state.config.hostname, KERNEL_RELEASE, '#1 SMP snapvisor', 'x86_64', '(none)'].forEach((s, i) => b.set(enc.encode(s).subarray(0, 64), i * 65));
+  ['Linux', t.kernel.state.config.hostname, kernelRelease(), '#1 SMP snapvisor', 'x86_64', '(none)'].forEach((s, i) => b.set(enc.encode(s).subarray(0, 64), i * 65));
   t.mm.write(t.arg(0), b);
   return 0;
 }

@@ -30,8 +30,12 @@ function hostFile(p: string): string {
   try { return fs.readFileSync(p, 'utf8'); } catch { return ''; }
 }
 
-/** The kernel release the guest sees (uname, /proc): the host's, so version checks pass as natively. */
-export const KERNEL_RELEASE = os.release();
+let release: string | undefined;
+/**
+ * The kernel release the guest sees (uname, /proc): the host's, so version checks pass as natively.
+ * Read on first use, not at module evaluation (the CLI's startup snapshot is built once, used on a later boot).
+ */
+export const kernelRelease = (): string => release ??= os.release();
 
 export function procMount(k: Kernel): SyntheticMount {
   /** The caller's pid (the task whose syscall is being served), else init's. */
@@ -155,7 +159,7 @@ export function procMount(k: Kernel): SyntheticMount {
         case '/proc/stat': return file(12, () => hostFile('/proc/stat'));
         case '/proc/loadavg': return file(13, () => '0.00 0.00 0.00 1/1 1\n');
         case '/proc/uptime': return file(14, () => { const s = Number(k.clock.monotonicNs()) / 1e9; return `${s.toFixed(2)} ${s.toFixed(2)}\n`; });
-        case '/proc/version': return file(15, () => `Linux version ${KERNEL_RELEASE} (snapvisor) #1 SMP\n`);
+        case '/proc/version': return file(15, () => `Linux version ${kernelRelease()} (snapvisor) #1 SMP\n`);
         case '/proc/filesystems': return file(16, () => 'nodev\tproc\nnodev\ttmpfs\nnodev\toverlay\n');
         case '/proc/mounts': return file(17, mountsText);
         case '/proc/sys': return dir(18, () => ['kernel', 'vm']);
@@ -173,7 +177,7 @@ export function procMount(k: Kernel): SyntheticMount {
         // Write: checkpoint the sandbox here; read: original / restored / none (src/kernel/guest-checkpoint.ts).
         case '/proc/snapvisor/checkpoint': return { mode: S_IFREG | 0o666, dev: 'snapvisor-checkpoint', ino: 32 };
         case '/proc/sys/kernel/hostname': return file(20, () => k.state.config.hostname + '\n');
-        case '/proc/sys/kernel/osrelease': return file(21, () => KERNEL_RELEASE + '\n');
+        case '/proc/sys/kernel/osrelease': return file(21, () => kernelRelease() + '\n');
         case '/proc/sys/kernel/ostype': return file(22, () => 'Linux\n');
         case '/proc/sys/kernel/pid_max': return file(23, () => '4194304\n');
         case '/proc/sys/kernel/ngroups_max': return file(24, () => '65536\n');

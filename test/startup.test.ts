@@ -1,0 +1,80 @@
+/**
+ * The CLI's start-up (cli/launcher.ts, scripts/bundle.mjs): the bin compiles the bundle with the
+ * V8 code cache the build wrote; without a cache, or with one older than the bundle or rejected
+ * by V8, it compiles the source and works the same; a signal during start-up is held.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CLI, REPO_ROOT, checkpointAtReady, freshDir, orphanStubs, snapvisor } from './helpers.js';
+
+const TRACE = { ...process.env, SNAPVISOR_TRACE_STARTUP: '1' };
+const traceLines = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('snapvisor: start-up: '));
+
+/** A copy of the bin and its bundle in a scratch directory (node_modules linked), to damage. */
+function copyOfBundle(): string {
+  const dir = freshDir('startup');
+  const b = path.join(dir, 'bundle');
+  fs.mkdirSync(b);
+  for (const f of ['main.js', 'package.json', 'snapvisor.cjs', 'snapvisor.cjs.cache', 'verify-worker.js']) fs.copyFileSync(path.join(path.dirname(CLI), f), path.join(b, f));
+  // Native packages resolve from the bundle's directory upwards.
+  fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  return path.join(b, 'main.js');
+}
+
+describe('CLI start-up', () => {
+  it('the bin uses the code cache the build wrote (run by node, and run as a program)', async () => {
+    expect(fs.statSync(path.join(path.dirname(CLI), 'snapvisor.cjs.cache')).size).toBeGreaterThan(100_000);
+    const r = await snapvisor(['--version'], { env: TRACE });
+    expect(r.status).toBe(0);
+    expect(r.stdout.toString()).toMatch(/^snapvisor version /);
+    expect(traceLines(r.stderr)[0]).toMatch(/^snapvisor: start-up: code cache used, compiled at [\d.]+ ms$/);
+    // As engines run it (ctr --runc-binary, podman --runtime): the file itself.
+    const direct = spawnSync(CLI, ['run', '--', '/bin/echo', 'hi'], { env: TRACE, encoding: 'utf8', timeout: 30_000 });
+    expect(direct.stdout).toBe('hi\n');
+    expect(direct.status).toBe(0);
+    expect(traceLines(direct.stderr)[0]).toMatch(/code cache used/);
+    expect(orphanStubs()).toEqual([]);
+  });
+
+  it('without the cache, with a stale one or one V8 rejects, the bundle is compiled and works', async () => {
+    const bin = copyOfBundle();
+    const cache = path.join(path.dirname(bin), 'snapvisor.cjs.cache');
+    // Stale: the bundle written after its cache (as by a build that stopped half-way).
+    const later = new Date(Date.now() + 5000);
+    fs.utimesSync(path.join(path.dirname(bin), 'snapvisor.cjs'), later, later);
+    for (const [what, expected] of [['stale', /code cache stale/], ['garbage', /code cache rejected/], ['missing', /no code cache/]] as const) {
+      if (what === 'garbage') {
+        fs.writeFileSync(cache, Buffer.alloc(4096, 7));
+        fs.utimesSync(cache, new Date(Date.now() + 10_000), new Date(Date.now() + 10_000));
+      }
+      if (what === 'missing') fs.rmSync(cache);
+      const r = spawnSync(process.execPath, [bin, 'run', '--', '/bin/echo', what], { env: TRACE, encoding: 'utf8', timeout: 30_000 });
+      expect(r.stdout).toBe(`${what}\n`);
+      expect(r.status).toBe(0);
+      expect(traceLines(r.stderr)[0]).toMatch(expected);
+      expect(r.stderr.split('\n').filter((l) => l && !l.startsWith('snapvisor: start-up: '))).toEqual([]);
+    }
+    expect(orphanStubs()).toEqual([]);
+  });
+
+  it('SIGTERM while the bin is still loading the bundle is held for the restored guest', async () => {
+    const c = await checkpointAtReady('startup-term', ['/bin/busybox', 'sh', '-c', 'trap "echo got TERM; exit 3" TERM; echo ready; while :; do sleep 0.05; done']);
+    const child = spawn(process.execPath, [CLI, '--root', c.root, 'restore', c.id, '--store', c.store], { stdio: ['ignore', 'pipe', 'pipe'], env: TRACE });
+    let out = '', err = '', sent = false;
+    child.stdout.on('data', (d: Buffer) => { out += d; });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d;
+      // After compiling, before the bundle is evaluated (the next trace line).
+      if (!sent && /compiled at/.test(err)) { sent = true; child.kill('SIGTERM'); }
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const status = await new Promise<number | string>((r) => child.on('close', (code, sig) => r(code ?? sig!)));
+    clearTimeout(timer);
+    expect(sent).toBe(true);
+    expect(out).toBe('got TERM\n');
+    expect(status).toBe(3);
+    expect(orphanStubs()).toEqual([]);
+  });
+});
