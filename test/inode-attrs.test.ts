@@ -11,7 +11,7 @@
  * checkpoint/restore.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
+import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native, orphanStubs, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -133,5 +133,11 @@ describe('fchmod and fchown of pipes, sockets and anon inodes', () => {
     expect(lines).toContain('eventfd fchmod                       EOPNOTSUPP');
     await expectSandboxOutput([bin, 'native'], lines);
     await expectCheckpointRestoreMatches('inode-attrs', [bin], lines);
+    // With --network=host the inet socket is a host socket: its sockfs inode is the sandbox's record too (the host socket is not changed).
+    const host = await snapvisor(['run', '--network=host', '--', bin, 'native'], { timeoutMs: 30_000 });
+    expect(host.stderr).toBe('');
+    expect(host.stdout.toString().split('\n').filter(Boolean)).toEqual(lines);
+    expect(host.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
   }, 120_000);
 });
