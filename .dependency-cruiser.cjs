@@ -45,9 +45,9 @@ module.exports = {
     },
     {
       name: 'verify-worker-loads-no-native-addon',
-      comment: 'The restore\'s page verifier (a worker thread, terminated when the sandbox ends) must load no native addon: a worker terminated while koffi (or cbor-extract) initialises or declares functions aborts the whole process (FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw).',
+      comment: 'The restore\'s page verifier and the checkpoint\'s page worker (worker threads, terminated when the sandbox ends or a checkpoint fails) must load no native addon: a worker terminated while koffi (or cbor-extract) initialises or declares functions aborts the whole process (FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw).',
       severity: 'error',
-      from: { path: '^snapshots/verify-worker\\.ts$' },
+      from: { path: '^snapshots/(verify-worker|page-crunch-worker)\\.ts$' },
       to: { path: '(^|/)node_modules/(koffi|cbor-x|cbor-extract|level|classic-level)/', reachable: true },
     },
     {

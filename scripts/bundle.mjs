@@ -5,7 +5,8 @@
 //  - snapvisor.cjs.cache: a V8 code cache of it, written after evaluating it and every module
 //    commands import on demand: the bin compiles nothing that is in it;
 //  - main.js: the bin (cli/launcher.ts), which compiles snapvisor.cjs with that cache and runs it;
-//  - verify-worker.js: the restore's page verifier (a worker thread, loaded by URL).
+//  - verify-worker.js, page-crunch-worker.js: the restore's page verifier and the checkpoint's
+//    page worker (worker threads, loaded by URL).
 // A Node startup snapshot (node --snapshot-blob) of snapvisor.cjs was measured too and was slower
 // here: docs/benchmarks.md ("CLI start-up").
 import { build } from 'esbuild';
@@ -81,7 +82,8 @@ await build({
 });
 
 await build({
-  entryPoints: { 'verify-worker': 'snapshots/verify-worker.ts' },
+  // The checkpoint's page worker (snapshots/page-crunch-worker.ts) too: both loaded by URL.
+  entryPoints: { 'verify-worker': 'snapshots/verify-worker.ts', 'page-crunch-worker': 'snapshots/page-crunch-worker.ts' },
   bundle: true,
   format: 'cjs',
   platform: 'node',

@@ -13,7 +13,9 @@
  */
 import fs from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
-import { release } from 'node:os';
+import { cpus, release } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Level } from 'level';
@@ -21,7 +23,7 @@ import {
   FORMAT_MAGIC, FORMAT_VERSION, FLAT_INCREMENTAL_FORMAT_VERSION, FULL_FORMAT_VERSION, READ_FORMAT_VERSIONS, GRAPH_CHUNK_BYTES, runLayer, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
   RESERVED_MANIFEST_FIELDS, type ManifestV2, type PagemapRun,
   decodeCbor, decodePagemap, encodeCbor, encodeMeta, encodePagemap, graphKey, graphRange, isCheckpointId, isCheckpointIdPrefix,
-  isZeroPage, manifestKey, manifestProblem, manifestSealIsValid, newCheckpointId, pageCheck, pageCount,
+  manifestKey, manifestProblem, manifestSealIsValid, newCheckpointId, pageCheck, pageCount,
   pagemapKey, prefixRange, sealManifest, sha256Hex, splitMeta, stripManifestChecksum,
 } from './format.js';
 import { verifyPages } from './pages.js';
@@ -30,6 +32,8 @@ import type { HostTree } from '../platforms/host-services.js';
 import { Vfs } from '../src/vfs/vfs.js';
 import { hostIdentity } from '../src/vfs/host-files.js';
 import type { KernelState } from '../src/kernel/state.js';
+import { CRUNCH_ZERO, type CrunchResult, crunchPages } from './page-crunch.js';
+import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
 import { CacheWriteError, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, readPackTrailer } from './pack.js';
 
 /**
@@ -171,17 +175,28 @@ type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: 
 const BATCH_MAX_OPS = 2048;
 /** …or this many bytes of values. */
 const BATCH_MAX_BYTES = 8 << 20;
-/** Bytes read from the memory source per `read` call (1024 pages). */
-const READ_CHUNK_BYTES = 4 << 20;
+/** Bytes read from the memory source per `read` call (256 pages: one pack piece, PACK_CHUNK_BYTES). */
+const READ_CHUNK_BYTES = 1 << 20;
+/** Read buffers in flight at once with a crunch worker (PageCrunch). */
+const CRUNCH_DEPTH = 4;
+/** Populated bytes from which a checkpoint's page work gets a worker thread (starting one costs tens of ms). */
+const CRUNCH_WORKER_MIN_BYTES = 32 << 20;
 /** The page loops give the event loop a turn (timers, sockets, other guest tasks) at least this often (ms). */
 const YIELD_MS = 50;
 /**
  * `SNAPVISOR_TRACE_CHECKPOINT=1`: the checkpoint's phases on stderr (`[checkpoint T ms] what
- * (cpu C ms, F faults)`, T in ms since the process started, C the process's CPU time so far,
- * user and system, all threads, F its minor page faults so far), as SNAPVISOR_TRACE_RESTORE does for restores.
+ * (cpu C ms, thread M ms, F faults)`, T in ms since the process started, C the process's CPU
+ * time so far, user and system, all threads, M that of the writing thread alone (10 ms ticks), F
+ * the process's minor page faults so far), as SNAPVISOR_TRACE_RESTORE does for restores.
  */
 export const traceCheckpoint: ((what: string) => void) | undefined = process.env.SNAPVISOR_TRACE_CHECKPOINT
-  ? (what) => { const u = process.resourceUsage(); process.stderr.write(`[checkpoint ${performance.now().toFixed(1)} ms] ${what} (cpu ${((u.userCPUTime + u.systemCPUTime) / 1000).toFixed(0)} ms, ${u.minorPageFault} faults)\n`); } : undefined;
+  ? (what) => {
+    const u = process.resourceUsage();
+    // This thread's own CPU time (utime + stime, clock ticks of 10 ms): the writer's critical path.
+    const f = fs.readFileSync('/proc/thread-self/stat', 'latin1').split(') ')[1]?.split(' ') ?? [];
+    const mine = (Number(f[11]) + Number(f[12])) * 10;
+    process.stderr.write(`[checkpoint ${performance.now().toFixed(1)} ms] ${what} (cpu ${((u.userCPUTime + u.systemCPUTime) / 1000).toFixed(0)} ms, thread ${mine} ms, ${u.minorPageFault} faults)\n`);
+  } : undefined;
 /** Pages read and handed to `write` per call at most by restoreMemory (1 MiB). */
 const RESTORE_PAGES_PER_CALL = 256;
 
@@ -229,6 +244,20 @@ export async function writeCheckpoint(
   }
   const ranges = normaliseRanges(memory);
   traceCheckpoint?.(`graph encoded (${graphBytes.length} bytes)`);
+  // Started now, so that the worker thread is up by the time the store is open.
+  const crunch = PageCrunch.start(ranges.reduce((n, [a, b]) => n + b - a, 0) >= CRUNCH_WORKER_MIN_BYTES);
+  try {
+    const summary = await writeLocked(storeDir, graphBytes, memory, ranges, meta, extra, createdMs, t0, crunch, onProgress, options);
+    await crunch.close();
+    return summary;
+  } finally {
+    crunch.terminate();
+  }
+}
+
+/** writeCheckpoint's work under the store's lock (see there). */
+async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemorySource, ranges: Array<[number, number]>, meta: CheckpointMeta, extra: Record<string, unknown>,
+  createdMs: number, t0: number, crunch: PageCrunch, onProgress: ProgressCallback | undefined, options: WriteOptions): Promise<CheckpointSummary> {
 
   return withStore(storeDir, 'create', async (db) => {
     traceCheckpoint?.('store opened');
@@ -246,8 +275,8 @@ export async function writeCheckpoint(
       const inherit = usableInheritance(dir, memory.inherited);
       // Pages: every non-zero page goes to its own offset in the page file (zero pages stay holes).
       const { runs, pages, zeroPages, newPages, layers, packBytes, filePages } = compress
-        ? await writePack(pageFile, memory, ranges, onProgress, inherit)
-        : { ...(await writePageFile(pageFile, memory, ranges, onProgress, inherit)), packBytes: undefined, filePages: undefined };
+        ? await writePack(pageFile, memory, ranges, crunch, onProgress, inherit)
+        : { ...(await writePageFile(pageFile, memory, ranges, crunch, onProgress, inherit)), packBytes: undefined, filePages: undefined };
       traceCheckpoint?.(`pages written (${newPages} of ${pages})`);
 
       const graphChunks = Math.ceil(graphBytes.length / GRAPH_CHUNK_BYTES);
@@ -301,6 +330,8 @@ export async function writeCheckpoint(
       const summary = summaryOf(manifest);
       Object.defineProperty(summary, 'runs', { value: runs, enumerable: false });
       Object.defineProperty(summary, 'layers', { value: layers, enumerable: false });
+      // Whether the page work ran on a worker thread (PageCrunch): for tests.
+      Object.defineProperty(summary, 'pageWorker', { value: crunch.threaded, enumerable: false });
       return summary;
     } catch (err) {
       if (!(await db.has(manifestKey(id)).catch(() => false))) {
@@ -1020,6 +1051,107 @@ export function layersOf(summary: CheckpointSummary): string[] {
   return (summary as CheckpointSummary & { layers?: string[] }).layers ?? [];
 }
 
+/** A read buffer back from the crunch with its result. */
+interface CrunchedBuffer extends CrunchResult { buf: Buffer }
+
+/**
+ * Runs crunchPages (./page-crunch.ts) on the page writer's read buffers: on a worker thread
+ * (./page-crunch-worker.ts) when `start` is asked to and the worker's code is there, so that the
+ * writer's thread reads (and compresses) meanwhile; else inline, synchronously. Results come back
+ * in the order the buffers were submitted. The worker thread is started with every CPU allowed:
+ * the ptrace platform pins the kernel's thread to one CPU, and a thread inherits its creator's
+ * CPUs.
+ */
+class PageCrunch {
+  private readonly waiting: Array<{ resolve(r: CrunchedBuffer): void; reject(e: Error): void }> = [];
+  private failure?: Error;
+  private ended?: () => void;
+  private constructor(private readonly worker: Worker | undefined) {
+    if (!worker) return;
+    const fail = (e: Error): void => {
+      this.failure ??= e;
+      for (const w of this.waiting.splice(0)) w.reject(this.failure);
+      this.ended?.();
+    };
+    worker.on('message', (m: { buf: ArrayBuffer; kind: Uint8Array; checks: Uint32Array } | { error: { message: string; code?: string; syscall?: string } } | 'ended') => {
+      if (m === 'ended') { this.ended?.(); return; }
+      if ('error' in m) { fail(Object.assign(new Error(m.error.message), { code: m.error.code, syscall: m.error.syscall })); return; }
+      this.waiting.shift()?.resolve({ buf: Buffer.from(m.buf), kind: m.kind, checks: m.checks });
+    });
+    worker.on('error', (e) => fail(new SnapshotError(`the checkpoint's page worker failed: ${e.message}`)));
+    worker.on('exit', () => fail(new SnapshotError("the checkpoint's page worker ended early")));
+  }
+
+  /** A crunch with a worker thread if `threaded` and the worker can be started, else an inline one. */
+  static start(threaded: boolean): PageCrunch {
+    if (!threaded) return new PageCrunch(undefined);
+    try {
+      const url = new URL('./page-crunch-worker.js', import.meta.url);
+      // Run from TypeScript sources (tests), there is no compiled worker: inline.
+      if (!fs.existsSync(fileURLToPath(url))) return new PageCrunch(undefined);
+      return new PageCrunch(onEveryCpu(() => new Worker(url)));
+    } catch {
+      return new PageCrunch(undefined);
+    }
+  }
+
+  /** Whether the work runs on a worker thread. */
+  get threaded(): boolean { return this.worker !== undefined; }
+
+  /**
+   * crunchPages of `len` bytes of `buf` (an own ArrayBuffer: it is transferred to the worker and
+   * comes back in the result; not to be touched meanwhile) holding the memory file from `base`.
+   */
+  submit(buf: Buffer, len: number, base: number, skip: Uint8Array | undefined, writeFd: number): Promise<CrunchedBuffer> {
+    if (!this.worker) {
+      try {
+        return Promise.resolve({ buf, ...crunchPages(buf, len, base, skip, writeFd) });
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.worker!.postMessage({ buf: buf.buffer, len, base, skip, writeFd }, [buf.buffer as ArrayBuffer]);
+    });
+  }
+
+  /** Wait until the worker has done everything submitted (its writes included) and ended. Throws its failure. */
+  async close(): Promise<void> {
+    if (!this.worker) return;
+    if (!this.failure) {
+      await new Promise<void>((resolve) => { this.ended = resolve; this.worker!.postMessage('end'); });
+    }
+    if (this.failure && !/ended early/.test(this.failure.message)) throw this.failure;
+  }
+
+  /** Stop the worker (after a failure elsewhere, or once closed). */
+  terminate(): void {
+    if (!this.worker) return;
+    this.worker.removeAllListeners('exit');
+    this.failure ??= new SnapshotError("the checkpoint's page worker was stopped");
+    void this.worker.terminate();
+  }
+}
+
+/**
+ * `make()` run with this thread allowed on every CPU of the host, then pinned back as it was:
+ * threads created by `make` keep every CPU. Returns what `make` returns.
+ */
+function onEveryCpu<T>(make: () => T): T {
+  const mine = new Uint8Array(128);
+  if (schedGetaffinity(0, mine.length, mine) < 0) return make();
+  const all = new Uint8Array(128);
+  for (let c = 0; c < Math.min(cpus().length, all.length * 8); c++) all[c >> 3] |= 1 << (c & 7);
+  const widened = schedSetaffinity(0, all.length, all) === 0;
+  try {
+    return make();
+  } finally {
+    if (widened) schedSetaffinity(0, mine.length, mine);
+  }
+}
+
 /** What scanPages found: the pagemap and its counts. */
 interface ScannedPages { runs: PagemapRun[]; pages: number; zeroPages: number; newPages: number; layers: string[] }
 
@@ -1035,7 +1167,7 @@ interface ScannedPages { runs: PagemapRun[]; pages: number; zeroPages: number; n
  * reports progress. Returns the pagemap runs (CRC-32 per page, sorted by offset), all non-zero
  * pages, the zero pages, this checkpoint's own pages (newPages) and the layers.
  */
-async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[number, number]>, sink: { store(off: number, buf: Buffer, at: number): void; endOfRead(end: number): void }, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages> {
+async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[number, number]>, sink: { store(off: number, buf: Buffer, at: number): void; endOfRead(end: number): void }, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, writeFd = -1): Promise<ScannedPages> {
   /** Page files of former layers opened for comparison (-1: could not be opened). */
   const layerFds = new Map<number, number>();
   try {
@@ -1080,8 +1212,6 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
     const inheritedAt = (off: number): number => (backed ? backed[off / PAGE_SIZE] ?? 0 : 0);
     const former = inherit?.former;
     const page = Buffer.allocUnsafe(PAGE_SIZE);
-    // One read buffer for the whole walk when the source can copy into it (readInto).
-    const readBuf = memory.readInto ? Buffer.alloc(READ_CHUNK_BYTES) : undefined;
     /** Whether the page at `off` (bytes `buf` at `p`) still equals its bytes in its former layer's page file. */
     const sameAsFormer = (k: number, off: number, data: Uint8Array, p: number): boolean => {
       const id = inherit!.layerIds[k - 1];
@@ -1102,50 +1232,73 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
       if (got < PAGE_SIZE) page.fill(0, got);
       return Buffer.compare(page, data.subarray(p, p + PAGE_SIZE)) === 0;
     };
+    // Reads go into a few buffers of READ_CHUNK_BYTES, each handed to the crunch (zero check,
+    // CRC-32, flat writes) and taken back with its result, in order: with a worker, the next
+    // reads (and a pack's compression of the last) overlap its work.
+    const free: Buffer[] = [];
+    const depth = crunch.threaded ? CRUNCH_DEPTH : 1;
+    const queue: Array<{ off: number; len: number; done?: Promise<CrunchedBuffer> }> = [];
+    /** The pagemap entries of one read (or of a stretch of inherited pages that needed none). */
+    const finish = async (job: { off: number; len: number; done?: Promise<CrunchedBuffer> }): Promise<void> => {
+      const r = job.done ? await job.done : undefined;
+      const { off, len } = job;
+      for (let p = 0, i = 0; p < len; p += PAGE_SIZE, i++) {
+        const k = inheritedAt(off + p);
+        if (k) {
+          // Unchanged since the layer was written: named, not copied.
+          const pi = (off + p) / PAGE_SIZE;
+          if (!inherit!.nonZero[pi]) { zeroPages++; closeRun(); continue; }
+          addPage(off + p, layerOf(k), inherit!.checks[pi]);
+          pages++;
+          continue;
+        }
+        if (r!.kind[i] === CRUNCH_ZERO) {
+          zeroPages++;
+          closeRun();
+          continue;
+        }
+        const check = r!.checks[i];
+        const was = former ? former[(off + p) / PAGE_SIZE] ?? 0 : 0;
+        if (was && sameAsFormer(was, off + p, r!.buf, p)) {
+          // In a chunk the guest wrote, but this page is as its former layer holds it.
+          addPage(off + p, layerOf(was), check);
+          pages++;
+          continue;
+        }
+        addPage(off + p, 0, check);
+        pages++;
+        newPages++;
+        sink.store(off + p, r!.buf, p);
+      }
+      sink.endOfRead(off + len);
+      if (r) free.push(r.buf);
+      doneBytes += len;
+      onProgress?.(doneBytes, totalBytes);
+    };
     for (const [start, end] of ranges) {
       for (let off = start, len = 0; off < end; off += len) {
-        // Reads end on multiples of READ_CHUNK_BYTES (so a pack's 1 MiB pieces never straddle two).
+        // Reads end on multiples of READ_CHUNK_BYTES (= a pack's pieces: a piece is never split between two reads).
         len = Math.min(READ_CHUNK_BYTES - (off % READ_CHUNK_BYTES), end - off);
         if (performance.now() - lastYield >= YIELD_MS) {
           // The memory source is a frozen guest or a copy-on-write capture: it stays as it was.
           await new Promise((r) => setImmediate(r));
           lastYield = performance.now();
         }
-        let needsRead = !backed;
-        if (backed) for (let p = 0; p < len && !needsRead; p += PAGE_SIZE) if (!inheritedAt(off + p)) needsRead = true;
-        const buf = !needsRead ? undefined : readBuf ? readChunk(memory, off, len, readBuf) : readView(memory, off, len);
-        for (let p = 0; p < len; p += PAGE_SIZE) {
-          const k = inheritedAt(off + p);
-          if (k) {
-            // Unchanged since the layer was written: named, not copied.
-            const pi = (off + p) / PAGE_SIZE;
-            if (!inherit!.nonZero[pi]) { zeroPages++; closeRun(); continue; }
-            addPage(off + p, layerOf(k), inherit!.checks[pi]);
-            pages++;
-            continue;
-          }
-          if (isZeroPage(buf!, p)) {
-            zeroPages++;
-            closeRun();
-            continue;
-          }
-          const was = former ? former[(off + p) / PAGE_SIZE] ?? 0 : 0;
-          if (was && sameAsFormer(was, off + p, buf!, p)) {
-            // In a chunk the guest wrote, but this page is as its former layer holds it.
-            addPage(off + p, layerOf(was), pageCheck(buf!, p));
-            pages++;
-            continue;
-          }
-          addPage(off + p, 0, pageCheck(buf!, p));
-          pages++;
-          newPages++;
-          sink.store(off + p, buf!, p);
+        let skip: Uint8Array | undefined;
+        if (backed) {
+          skip = new Uint8Array(len / PAGE_SIZE);
+          let all = true;
+          for (let i = 0; i < skip.length; i++) if (inheritedAt(off + i * PAGE_SIZE)) skip[i] = 1; else all = false;
+          if (all) { queue.push({ off, len }); continue; }
         }
-        sink.endOfRead(off + len);
-        doneBytes += len;
-        onProgress?.(doneBytes, totalBytes);
+        while (queue.length >= depth) await finish(queue.shift()!);
+        const buf = free.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
+        if (memory.readInto) readChunk(memory, off, len, buf);
+        else buf.set(readView(memory, off, len));
+        queue.push({ off, len, done: crunch.submit(buf, len, off, skip, writeFd) });
       }
     }
+    while (queue.length) await finish(queue.shift()!);
     closeRun();
     if (totalBytes === 0) onProgress?.(0, 0);
     return { runs, pages, zeroPages, newPages, layers };
@@ -1159,10 +1312,13 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
  * `path`, at their memory-file offsets (zero pages and pages named elsewhere are holes), and
  * fdatasync it. See scanPages for what is named rather than written, and what is returned.
  */
-async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages> {
+async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   try {
     fs.ftruncateSync(fd, pageCount(memory.sizeBytes) * PAGE_SIZE);
+    // The crunch writes every non-zero page it finds, unless a page may yet turn out to equal its
+    // former layer's (then named there, and it must stay a hole here): then pages are written here.
+    const direct = !inherit?.former;
     // A stretch of consecutive own pages of the current read buffer, written in one call.
     let buf: Buffer | undefined, from = -1, to = -1, memOff = 0;
     const flush = (): void => {
@@ -1171,12 +1327,13 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
     };
     const scanned = await scanPages(dirname(path), memory, ranges, {
       store(off, b, at) {
+        if (direct) return;
         if (from >= 0 && b === buf && at === to) { to += PAGE_SIZE; return; }
         flush();
         buf = b; from = at; to = at + PAGE_SIZE; memOff = off;
       },
       endOfRead: flush,
-    }, onProgress, inherit);
+    }, crunch, onProgress, inherit, direct ? fd : -1);
     fs.fdatasyncSync(fd);
     return scanned;
   } finally {
@@ -1190,7 +1347,7 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
  * file, the others compressed by 1 MiB piece. See scanPages for what is named rather than
  * written; returns its result, the own pages named in host files and the pack's size in bytes.
  */
-async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages & { filePages: number; packBytes: number }> {
+async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages & { filePages: number; packBytes: number }> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   const writer = new PackWriter(fd);
   try {
@@ -1254,7 +1411,7 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
         // from the buffer), one that goes on keeps a copy of its pages.
         if (chunkStart >= 0 && chunkStart + PACK_CHUNK_BYTES <= end) { submitChunk(); chunkStart = -1; } else spill();
       },
-    }, onProgress, inherit);
+    }, crunch, onProgress, inherit);
     submitChunk();
     const packBytes = writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: scanned.runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()] });
     return { ...scanned, filePages, packBytes };

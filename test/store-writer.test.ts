@@ -1,0 +1,91 @@
+/**
+ * The checkpoint page writer's worker thread (snapshots/page-crunch-worker.ts, used from 32 MiB
+ * of populated memory on): the built store (dist/, where the worker's .js file is) writes a
+ * 48 MiB memory file of data, zero and partly-zero pages in ranges that start and end inside
+ * read buffers, flat and compressed, then an incremental checkpoint inheriting half of it; every
+ * image restores byte for byte and passes `store check`. From the TypeScript sources (the
+ * property tests) the same work runs inline.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from './helpers.js';
+import type { MemorySource } from '../snapshots/store.js';
+
+const PAGE = 4096;
+const store = await import(pathToFileURL(path.join(REPO_ROOT, 'dist', 'snapshots', 'store.js')).href) as typeof import('../snapshots/store.js');
+const dirs: string[] = [];
+afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+/** 48 MiB: page i holds i in its first word (every 7th page is zero, every 11th only its last byte). */
+function memory(): { bytes: Uint8Array; populated: Array<[number, number]> } {
+  const pages = 12 * 1024;
+  const bytes = new Uint8Array(pages * PAGE);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < pages; i++) {
+    if (i % 7 === 0) continue;
+    if (i % 11 === 0) { bytes[i * PAGE + PAGE - 1] = 0x5a; continue; }
+    view.setUint32(i * PAGE, i, true);
+    view.setUint32(i * PAGE + 2000, i * 31, true);
+  }
+  // Ranges that begin and end inside 1 MiB read buffers, with holes between (never read).
+  const populated: Array<[number, number]> = [[3 * PAGE, 200 * PAGE], [300 * PAGE, 9000 * PAGE], [9301 * PAGE, pages * PAGE - 9301 * PAGE]];
+  for (const [o, l] of [[203, 97], [9300, 1]]) bytes.fill(0xee, o * PAGE, (o + l) * PAGE);
+  return { bytes, populated };
+}
+
+function source(bytes: Uint8Array, populated: Array<[number, number]>): MemorySource {
+  return {
+    sizeBytes: bytes.length,
+    populated,
+    read: (o, l) => bytes.subarray(o, o + l),
+    readInto: (o, buf) => { buf.set(bytes.subarray(o, o + buf.length)); },
+  };
+}
+
+async function image(dir: string, id: string, size: number): Promise<Buffer> {
+  const out = Buffer.alloc(size);
+  await store.restoreMemory(dir, id, (o, d) => { out.set(d, o); });
+  return out;
+}
+
+describe('checkpoint page writer with a worker thread', () => {
+  it('writes flat and compressed checkpoints of 48 MiB, and an incremental one, that restore byte for byte', async () => {
+    const { bytes, populated } = memory();
+    const expected = Buffer.alloc(bytes.length);
+    for (const [o, l] of populated) expected.set(bytes.subarray(o, o + l), o);
+    const nonZero = (b: Uint8Array): number => { let n = 0; for (let p = 0; p < b.length; p += PAGE) if (b.subarray(p, p + PAGE).some((x) => x)) n++; return n; };
+    const graph = { config: { rootfs: tmpdir() }, fs: {} };
+    for (const compress of [false, true]) {
+      const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-writer-'));
+      dirs.push(dir);
+      const s = await store.writeCheckpoint(dir, graph, source(bytes, populated), {}, undefined, { compress });
+      expect((s as unknown as { pageWorker: boolean }).pageWorker).toBe(true);
+      expect(s.pages).toBe(nonZero(expected));
+      expect((await image(dir, s.id, bytes.length)).equals(expected)).toBe(true);
+      expect(await store.checkStore(dir)).toEqual({ ok: [s.id], problems: [] });
+      if (compress) continue;
+
+      // Incremental: the first half of the pages is still the first checkpoint's (layer 1), the rest changed.
+      const changed = Uint8Array.from(bytes);
+      for (let p = bytes.length / 2; p < bytes.length; p += PAGE) changed[p + 100] ^= 0x33;
+      const pages = bytes.length / PAGE;
+      const backed = new Uint8Array(pages), checks = new Uint32Array(pages), nz = new Uint8Array(pages);
+      for (const [off, c] of store.runsOf(s)) {
+        const v = new DataView(c.buffer, c.byteOffset, c.byteLength);
+        for (let i = 0; i < c.length / 4; i++) { checks[off / PAGE + i] = v.getUint32(i * 4, true); nz[off / PAGE + i] = 1; }
+      }
+      for (const [o, l] of populated) for (let p = o; p < Math.min(o + l, bytes.length / 2); p += PAGE) backed[p / PAGE] = 1;
+      const inc = await store.writeCheckpoint(dir, graph, { ...source(changed, populated), inherited: { storeDir: dir, layerIds: [s.id], backed, checks, nonZero: nz } });
+      expect((inc as unknown as { pageWorker: boolean }).pageWorker).toBe(true);
+      expect(store.layersOf(inc)).toEqual([s.id]);
+      const want = Buffer.alloc(bytes.length);
+      for (const [o, l] of populated) want.set(changed.subarray(o, o + l), o);
+      expect(inc.newPages).toBeLessThan(inc.pages);
+      expect((await image(dir, inc.id, bytes.length)).equals(want)).toBe(true);
+      expect((await store.checkStore(dir)).problems).toEqual([]);
+    }
+  }, 120_000);
+});
