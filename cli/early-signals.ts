@@ -13,7 +13,7 @@
 const GLOBAL_WITH_VALUE = new Set(['--root', '--log', '--log-format', '--rootless', '--criu']);
 
 /** The command name in `argv` (arguments after the script): the first argument that is no global option or its value. */
-function commandOf(argv: readonly string[]): string | undefined {
+export function commandOf(argv: readonly string[]): string | undefined {
   for (let i = 0; i < argv.length; i++) {
     if (GLOBAL_WITH_VALUE.has(argv[i])) i++;
     else if (!argv[i].startsWith('-')) return argv[i];

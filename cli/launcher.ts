@@ -1,9 +1,10 @@
 /**
  * The `snapvisor` bin, dist/bundle/main.js (scripts/bundle.mjs builds it from this file): holds
  * early signals, then compiles the CLI's bundle, dist/bundle/snapvisor.cjs (cli/bundle-entry.ts),
- * with the V8 code cache the build wrote beside it (snapvisor.cjs.cache), evaluates it and runs
+ * with a V8 code cache the build wrote beside it (snapvisor.cjs.{full,light}.cache), evaluates it and runs
  * the command. With the cache V8 deserializes the bundle's compiled code instead of parsing and
- * compiling its source; a cache V8 rejects (another node, a rebuilt bundle) or a missing one
+ * compiling its source (two caches: a full one for commands that run a kernel or use the store,
+ * a light one for the rest); a cache V8 rejects (another node, a rebuilt bundle) or a missing one
  * costs that compile, nothing else. `__dirname` is this file's directory (its real path: npm
  * links the bin from node_modules/.bin).
  *
@@ -14,7 +15,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import vm from 'node:vm';
-import { holdEarlySignals } from './early-signals.js';
+import { commandOf, holdEarlySignals } from './early-signals.js';
 
 holdEarlySignals(process.argv);
 
@@ -24,11 +25,19 @@ interface Bundle {
   loadOnDemandModules(): Promise<void>;
 }
 
+/**
+ * Commands that run or restore a kernel, or use the store, in this process: they load the modules
+ * other commands never evaluate (cli/bundle-entry.ts loadOnDemandModules), and use the full cache.
+ */
+const FULL = new Set(['run', 'restore', '__oci-init', '__pool-clone', 'pool', 'demo', 'inspect', 'checkpoints', 'gc', 'delete', 'export', 'import', 'store', 'syscalls']);
+
 const bundleFile = path.join(__dirname, 'snapvisor.cjs');
-const cacheFile = bundleFile + '.cache';
-// SNAPVISOR_WRITE_CODE_CACHE=1 (the build): compile without a cache, evaluate the bundle and every
-// module commands load on demand, and write the cache of all that V8 compiled.
-const writeCache = !!process.env.SNAPVISOR_WRITE_CODE_CACHE;
+// SNAPVISOR_WRITE_CODE_CACHE=light|full (the build): compile without a cache, evaluate the bundle
+// (full: and every module commands load on demand), and write the cache of what V8 compiled. The
+// light cache holds about a third as much (--help, state, kill… read and deserialize less).
+const writeCache = process.env.SNAPVISOR_WRITE_CODE_CACHE;
+const kind = writeCache ?? (FULL.has(commandOf(process.argv.slice(2)) ?? '') ? 'full' : 'light');
+const cacheFile = `${bundleFile}.${kind}.cache`;
 const trace = !!process.env.SNAPVISOR_TRACE_STARTUP;
 const age = () => (process.uptime() * 1000).toFixed(1);
 
@@ -42,18 +51,19 @@ if (!writeCache) {
     else stale = true;
   } catch { /* no cache: compile from source */ }
 }
-const source = fs.readFileSync(bundleFile, 'utf8');
-// The CommonJS module wrapper, as Node's loader would put around the file.
-const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: bundleFile, cachedData });
+// The file is all ASCII, and holds the CommonJS module wrapper (a function expression) itself.
+const script = new vm.Script(fs.readFileSync(bundleFile, 'latin1'), { filename: bundleFile, cachedData });
 if (trace) {
   const cache = stale ? 'code cache stale' : cachedData === undefined ? 'no code cache' : script.cachedDataRejected ? 'code cache rejected' : 'code cache used';
-  process.stderr.write(`snapvisor: start-up: ${cache}, compiled at ${age()} ms\n`);
+  process.stderr.write(`snapvisor: start-up: ${cache} (${kind}), compiled at ${age()} ms\n`);
 }
 const mod = { exports: {} as Bundle };
 (script.runInThisContext() as (...a: unknown[]) => void)(mod.exports, createRequire(bundleFile), mod, bundleFile, __dirname);
 if (trace) process.stderr.write(`snapvisor: start-up: evaluated at ${age()} ms\n`);
 if (writeCache) {
-  void mod.exports.loadOnDemandModules().then(() => fs.writeFileSync(cacheFile, script.createCachedData()));
+  const write = () => fs.writeFileSync(cacheFile, script.createCachedData());
+  if (writeCache === 'full') void mod.exports.loadOnDemandModules().then(write);
+  else write();
 } else {
   void mod.exports.start(bundleFile, process.argv);
 }

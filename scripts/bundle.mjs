@@ -2,8 +2,9 @@
 //  - snapvisor.cjs: the whole CLI as one minified CommonJS script (cli/bundle-entry.ts); native
 //    packages (koffi, cbor-extract; level stays external) are loaded on first use, so commands that
 //    need no FFI never load them;
-//  - snapvisor.cjs.cache: a V8 code cache of it, written after evaluating it and every module
-//    commands import on demand: the bin compiles nothing that is in it;
+//  - snapvisor.cjs.full.cache, .light.cache: V8 code caches of it, written after evaluating it and
+//    (full) every module commands import on demand: the bin compiles nothing that is in the one it
+//    uses (cli/launcher.ts: full for commands that run a kernel or use the store);
 //  - main.js: the bin (cli/launcher.ts), which compiles snapvisor.cjs with that cache and runs it;
 //  - verify-worker.js, page-crunch-worker.js: the restore's page verifier and the checkpoint's
 //    page worker (worker threads, loaded by URL).
@@ -23,10 +24,33 @@ rmSync(out, { recursive: true, force: true });
  * Native packages, loaded on first use of a property of theirs, not when the modules that import
  * them are evaluated, through the require the bundle's entry installs (globalThis.__snapvisorRequire).
  */
+// Not zlib: page-format.ts calls its crc32 once per page, and a stand-in adds a lookup to each call.
+const LAZY_BUILTINS = /^(node:)?(child_process|crypto|dgram|perf_hooks|readline|worker_threads)$/;
 const lazyNative = {
   name: 'lazy-native',
   setup(b) {
     b.onResolve({ filter: /^(koffi|cbor-extract)$/ }, (a) => ({ path: a.path, namespace: 'lazy-native' }));
+    b.onResolve({ filter: LAZY_BUILTINS }, (a) => ({ path: a.path.replace(/^node:/, ''), namespace: 'lazy-builtin' }));
+    // Built-ins that most commands never use and Node does not load by itself: loaded (and, for
+    // most, compiled) on first use of a property. A default or namespace import copies the module's
+    // properties as getters when the importing module is evaluated: the stand-in lists the names the
+    // module has in the node building this (process.getBuiltinModule, the same node as the bin's,
+    // or one with the same names) without loading it.
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (a) => {
+      const id = 'node:' + a.path;
+      const names = Object.keys(process.getBuiltinModule(id));
+      return {
+        loader: 'js',
+        contents: `let m; const load = () => m ??= process.getBuiltinModule(${JSON.stringify(id)});
+const names = ${JSON.stringify(names)};
+module.exports = new Proxy({}, {
+  get: (_, p) => (p === '__esModule' ? undefined : load()[p]),
+  has: (_, p) => p in load(),
+  ownKeys: () => names,
+  getOwnPropertyDescriptor: (_, p) => (names.includes(p) ? { configurable: true, enumerable: true, get: () => load()[p] } : undefined),
+});`,
+      };
+    });
     b.onLoad({ filter: /.*/, namespace: 'lazy-native' }, (a) => {
       if (a.path === 'cbor-extract') {
         // cbor-x takes the native string extractor when its module is evaluated: give it a stand-in
@@ -73,6 +97,11 @@ await build({
   sourcemap: true,
   external: EXTERNAL,
   plugins: [lazyNative, importAsRequire],
+  // The file is CommonJS's module wrapper around the bundle: the launcher compiles it as it is.
+  banner: { js: '(function (exports, require, module, __filename, __dirname) {' },
+  footer: { js: '})' },
+  // Nothing but ASCII, so the launcher reads it as latin1 straight into a one-byte string.
+  charset: 'ascii',
   // Half the source to read and compile; no code depends on function or class names.
   minify: true,
   // import.meta.url of bundled modules (the verifier worker's URL, the demo's CLI): the bundle's own
@@ -109,8 +138,10 @@ await build({
 // The `bin` entry is run directly by container engines (ctr --runc-binary, podman --runtime).
 chmodSync(`${out}/main.js`, 0o755);
 
-// The code cache: the launcher compiles and evaluates the bundle (and what commands load on demand)
-// and writes what V8 compiled.
-const cache = spawnSync(process.execPath, [`${out}/main.js`], { env: { ...process.env, SNAPVISOR_WRITE_CODE_CACHE: '1' }, stdio: 'inherit' });
-if (cache.status !== 0) throw new Error(`writing the code cache failed (status ${cache.status})`);
+// The code caches: the launcher compiles and evaluates the bundle (and, full, what commands load on
+// demand) and writes what V8 compiled.
+for (const kind of ['light', 'full']) {
+  const cache = spawnSync(process.execPath, [`${out}/main.js`], { env: { ...process.env, SNAPVISOR_WRITE_CODE_CACHE: kind }, stdio: 'inherit' });
+  if (cache.status !== 0) throw new Error(`writing the ${kind} code cache failed (status ${cache.status})`);
+}
 

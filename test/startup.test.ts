@@ -1,6 +1,6 @@
 /**
- * The CLI's start-up (cli/launcher.ts, scripts/bundle.mjs): the bin compiles the bundle with the
- * V8 code cache the build wrote; without a cache, or with one older than the bundle or rejected
+ * The CLI's start-up (cli/launcher.ts, scripts/bundle.mjs): the bin compiles the bundle with a
+ * V8 code cache the build wrote (full for run, light for --version); without a cache, or with one older than the bundle or rejected
  * by V8, it compiles the source and works the same; a signal during start-up is held.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -17,30 +17,30 @@ function copyOfBundle(): string {
   const dir = freshDir('startup');
   const b = path.join(dir, 'bundle');
   fs.mkdirSync(b);
-  for (const f of ['main.js', 'package.json', 'snapvisor.cjs', 'snapvisor.cjs.cache', 'verify-worker.js']) fs.copyFileSync(path.join(path.dirname(CLI), f), path.join(b, f));
+  for (const f of ['main.js', 'package.json', 'snapvisor.cjs', 'snapvisor.cjs.full.cache', 'snapvisor.cjs.light.cache', 'verify-worker.js']) fs.copyFileSync(path.join(path.dirname(CLI), f), path.join(b, f));
   // Native packages resolve from the bundle's directory upwards.
   fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
   return path.join(b, 'main.js');
 }
 
 describe('CLI start-up', () => {
-  it('the bin uses the code cache the build wrote (run by node, and run as a program)', async () => {
-    expect(fs.statSync(path.join(path.dirname(CLI), 'snapvisor.cjs.cache')).size).toBeGreaterThan(100_000);
+  it('the bin uses the code caches the build wrote (run by node, and run as a program)', async () => {
+    for (const kind of ['full', 'light']) expect(fs.statSync(path.join(path.dirname(CLI), `snapvisor.cjs.${kind}.cache`)).size).toBeGreaterThan(100_000);
     const r = await snapvisor(['--version'], { env: TRACE });
     expect(r.status).toBe(0);
     expect(r.stdout.toString()).toMatch(/^snapvisor version /);
-    expect(traceLines(r.stderr)[0]).toMatch(/^snapvisor: start-up: code cache used, compiled at [\d.]+ ms$/);
+    expect(traceLines(r.stderr)[0]).toMatch(/^snapvisor: start-up: code cache used \(light\), compiled at [\d.]+ ms$/);
     // As engines run it (ctr --runc-binary, podman --runtime): the file itself.
     const direct = spawnSync(CLI, ['run', '--', '/bin/echo', 'hi'], { env: TRACE, encoding: 'utf8', timeout: 30_000 });
     expect(direct.stdout).toBe('hi\n');
     expect(direct.status).toBe(0);
-    expect(traceLines(direct.stderr)[0]).toMatch(/code cache used/);
+    expect(traceLines(direct.stderr)[0]).toMatch(/code cache used \(full\)/);
     expect(orphanStubs()).toEqual([]);
   });
 
   it('without the cache, with a stale one or one V8 rejects, the bundle is compiled and works', async () => {
     const bin = copyOfBundle();
-    const cache = path.join(path.dirname(bin), 'snapvisor.cjs.cache');
+    const cache = path.join(path.dirname(bin), 'snapvisor.cjs.full.cache');
     // Stale: the bundle written after its cache (as by a build that stopped half-way).
     const later = new Date(Date.now() + 5000);
     fs.utimesSync(path.join(path.dirname(bin), 'snapvisor.cjs'), later, later);
