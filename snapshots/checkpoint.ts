@@ -99,8 +99,9 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   if (after && after.storeDir === path.resolve(storeDir)) after.parent = summary.id;
   else lastCheckpoint.set(kernel, { ...lastCheckpoint.get(kernel), [path.resolve(storeDir)]: summary.id });
   opts.onWritten?.(summary);
+  traceCheckpoint?.('written');
   if (!opts.leaveRunning) kernel.kill();
-  traceCheckpoint?.(opts.leaveRunning ? 'written' : 'written, sandbox killed');
+  if (!opts.leaveRunning) traceCheckpoint?.('sandbox killed');
   return { ...summary, pauseMs };
 }
 

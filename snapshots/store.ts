@@ -245,7 +245,7 @@ export async function writeCheckpoint(
   const ranges = normaliseRanges(memory);
   traceCheckpoint?.(`graph encoded (${graphBytes.length} bytes)`);
   // Started now, so that the worker thread is up by the time the store is open.
-  const crunch = PageCrunch.start(ranges.reduce((n, [a, b]) => n + b - a, 0) >= CRUNCH_WORKER_MIN_BYTES);
+  const crunch = PageCrunch.start(bytesToRead(ranges, memory.inherited, storeDir) >= CRUNCH_WORKER_MIN_BYTES);
   try {
     const summary = await writeLocked(storeDir, graphBytes, memory, ranges, meta, extra, createdMs, t0, crunch, onProgress, options);
     await crunch.close();
@@ -253,6 +253,22 @@ export async function writeCheckpoint(
   } finally {
     crunch.terminate();
   }
+}
+
+/**
+ * Bytes of the sorted `ranges` a checkpoint into `storeDir` reads: all of them, less the pages
+ * `inherited` leaves in earlier page files of that store (an incremental checkpoint reads only
+ * what changed). A lower bound: usableInheritance may still refuse the inheritance, and then
+ * every page is read.
+ */
+function bytesToRead(ranges: Array<[number, number]>, inherited: InheritedPages | undefined, storeDir: string): number {
+  const backed = inherited && resolvePath(inherited.storeDir) === resolvePath(storeDir) ? inherited.backed : undefined;
+  let n = 0;
+  for (const [start, end] of ranges) {
+    if (!backed) { n += end - start; continue; }
+    for (let off = start; off < end; off += PAGE_SIZE) if (!backed[off / PAGE_SIZE]) n += PAGE_SIZE;
+  }
+  return n;
 }
 
 /** writeCheckpoint's work under the store's lock (see there). */

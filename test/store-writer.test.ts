@@ -2,8 +2,9 @@
  * The checkpoint page writer's worker thread (snapshots/page-crunch-worker.ts, used from 32 MiB
  * of populated memory on): the built store (dist/, where the worker's .js file is) writes a
  * 48 MiB memory file of data, zero and partly-zero pages in ranges that start and end inside
- * read buffers, flat and compressed, then an incremental checkpoint inheriting half of it; every
- * image restores byte for byte and passes `store check`. From the TypeScript sources (the
+ * read buffers, flat and compressed, then incremental checkpoints inheriting a quarter of it (36
+ * MiB to read: on the worker) and all but its last MiB (inline); every image restores byte for
+ * byte and passes `store check`. From the TypeScript sources (the
  * property tests) the same work runs inline.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -68,7 +69,8 @@ describe('checkpoint page writer with a worker thread', () => {
       expect(await store.checkStore(dir)).toEqual({ ok: [s.id], problems: [] });
       if (compress) continue;
 
-      // Incremental: the first half of the pages is still the first checkpoint's (layer 1), the rest changed.
+      // Incremental: the first quarter of the pages is still the first checkpoint's (layer 1), the
+      // second half changed: 36 MiB to read, on the worker.
       const changed = Uint8Array.from(bytes);
       for (let p = bytes.length / 2; p < bytes.length; p += PAGE) changed[p + 100] ^= 0x33;
       const pages = bytes.length / PAGE;
@@ -77,7 +79,7 @@ describe('checkpoint page writer with a worker thread', () => {
         const v = new DataView(c.buffer, c.byteOffset, c.byteLength);
         for (let i = 0; i < c.length / 4; i++) { checks[off / PAGE + i] = v.getUint32(i * 4, true); nz[off / PAGE + i] = 1; }
       }
-      for (const [o, l] of populated) for (let p = o; p < Math.min(o + l, bytes.length / 2); p += PAGE) backed[p / PAGE] = 1;
+      for (const [o, l] of populated) for (let p = o; p < Math.min(o + l, bytes.length / 4); p += PAGE) backed[p / PAGE] = 1;
       const inc = await store.writeCheckpoint(dir, graph, { ...source(changed, populated), inherited: { storeDir: dir, layerIds: [s.id], backed, checks, nonZero: nz } });
       expect((inc as unknown as { pageWorker: boolean }).pageWorker).toBe(true);
       expect(store.layersOf(inc)).toEqual([s.id]);
@@ -86,6 +88,17 @@ describe('checkpoint page writer with a worker thread', () => {
       expect(inc.newPages).toBeLessThan(inc.pages);
       expect((await image(dir, inc.id, bytes.length)).equals(want)).toBe(true);
       expect((await store.checkStore(dir)).problems).toEqual([]);
+
+      // All but the last 1 MiB inherited: too little to read for a worker, done inline; same image.
+      for (const [o, l] of populated) for (let p = o; p < Math.min(o + l, bytes.length - (1 << 20)); p += PAGE) backed[p / PAGE] = 1;
+      const buf = Uint8Array.from(bytes);
+      for (let p = bytes.length - (1 << 20); p < bytes.length; p += PAGE) buf[p + 100] ^= 0x33;
+      const small = await store.writeCheckpoint(dir, graph, { ...source(buf, populated), inherited: { storeDir: dir, layerIds: [s.id], backed, checks, nonZero: nz } });
+      expect((small as unknown as { pageWorker: boolean }).pageWorker).toBe(false);
+      expect(small.newPages).toBeLessThanOrEqual(256);
+      const want2 = Buffer.alloc(bytes.length);
+      for (const [o, l] of populated) want2.set(buf.subarray(o, o + l), o);
+      expect((await image(dir, small.id, bytes.length)).equals(want2)).toBe(true);
     }
   }, 120_000);
 });
