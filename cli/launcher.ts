@@ -37,7 +37,9 @@ const bundleFile = path.join(__dirname, 'snapvisor.cjs');
 // light cache holds about a third as much (--help, state, kill… read and deserialize less).
 const writeCache = process.env.SNAPVISOR_WRITE_CODE_CACHE;
 const kind = writeCache ?? (FULL.has(commandOf(process.argv.slice(2)) ?? '') ? 'full' : 'light');
-const cacheFile = `${bundleFile}.${kind}.cache`;
+// SNAPVISOR_CODE_CACHE: another cache of the same bundle, made by a process with other V8 flags (a
+// warm pool's clones use the one its probe wrote, cli/pool.ts).
+const cacheFile = process.env.SNAPVISOR_CODE_CACHE || `${bundleFile}.${kind}.cache`;
 const trace = !!process.env.SNAPVISOR_TRACE_STARTUP;
 const age = () => (process.uptime() * 1000).toFixed(1);
 
@@ -57,6 +59,8 @@ if (trace) {
   const cache = stale ? 'code cache stale' : cachedData === undefined ? 'no code cache' : script.cachedDataRejected ? 'code cache rejected' : 'code cache used';
   process.stderr.write(`snapvisor: start-up: ${cache} (${kind}), compiled at ${age()} ms\n`);
 }
+// The compiled bundle, for a process that writes a code cache of what it ran (a warm pool's probe).
+(globalThis as { __snapvisorScript?: vm.Script }).__snapvisorScript = script;
 const mod = { exports: {} as Bundle };
 (script.runInThisContext() as (...a: unknown[]) => void)(mod.exports, createRequire(bundleFile), mod, bundleFile, __dirname);
 if (trace) process.stderr.write(`snapvisor: start-up: evaluated at ${age()} ms\n`);

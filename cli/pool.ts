@@ -14,6 +14,7 @@ import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeFd, connectUnix, dup2, recvFds, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
 import { defaultStore, fail } from './control.js';
+import type vm from 'node:vm';
 import type { Kernel } from '../src/kernel/kernel.js';
 import type { KernelState } from '../src/kernel/state.js';
 
@@ -33,7 +34,8 @@ const KEYBOARD = new Set<number>(['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH'].ma
  * clone of the bench's python3 after a full GC: private (anonymous) memory 26.7 → 15.3 MiB; a
  * pool of 20 clones 535 → 424 MiB (docs/benchmarks.md). A clone's work is mostly cold code run
  * once, and its trapped syscalls cost host calls more than JavaScript (a guest making 50,000
- * getppid calls used the same CPU time either way, within this machine's noise).
+ * getppid calls used the same CPU time either way, within this machine's noise). V8 refuses the
+ * build's code cache of the bundle under other flags: clones after the probe load the probe's.
  */
 const CLONE_NODE_FLAGS = ['--expose-gc', '--max-semi-space-size=1', '--lite-mode', '--no-expose-wasm'];
 /** Clones restoring at once while refilling (the machine's other work goes on meanwhile). */
@@ -149,10 +151,19 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
    * take meets clones holding the working set. 'done' once it reported or died (or with --no-probe).
    */
   let probe: 'pending' | 'running' | 'done' = opts.probe === false ? 'done' : 'pending';
+  /**
+   * The V8 code cache the probe writes once its guest has run (the bundle with every function it
+   * compiled, restore and take: cli/launcher.ts, SNAPVISOR_CODE_CACHE), for the clones started
+   * after it; in a directory of its own under os.tmpdir(), removed when the pool stops.
+   */
+  let cacheDir: string | undefined, codeCache: string | undefined;
+  const dropCache = () => { if (cacheDir) fs.rmSync(cacheDir, { recursive: true, force: true }); };
+  process.once('exit', dropCache);
   const startProbe = (clone: Clone): boolean => {
     let r = -1;
+    cacheDir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'snapvisor-pool-'));
     const nulIn = fs.openSync('/dev/null', 'r'), nulOut = fs.openSync('/dev/null', 'w');
-    try { r = sendFds(clone.ctl, Buffer.from(JSON.stringify({ op: 'probe' }) + '\n'), [nulIn, nulOut, nulOut]); } finally { fs.closeSync(nulIn); fs.closeSync(nulOut); }
+    try { r = sendFds(clone.ctl, Buffer.from(JSON.stringify({ op: 'probe', codeCache: path.join(cacheDir, 'clone.cache') }) + '\n'), [nulIn, nulOut, nulOut]); } finally { fs.closeSync(nulIn); fs.closeSync(nulOut); }
     if (r < 0) return false;
     clone.state = 'probing';
     probe = 'running';
@@ -166,11 +177,14 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   const refill = () => {
     if (refillTimer) { clearTimeout(refillTimer); refillTimer = undefined; }
     if (closing) return;
+    // Until the probe is done, only the clone that will run it: the others start with its code cache.
+    if (probe !== 'done') { if (!clones.size) startClone(); return; }
     while (ready().length + starting() < opts.size && starting() < MAX_STARTING) startClone();
   };
   const startClone = () => {
     // Its own session: the terminal's ^C to `pool serve` is not the clones' business.
-    const child = spawn(process.execPath, [...process.execArgv, ...CLONE_NODE_FLAGS, process.argv[1], '__pool-clone', store, id], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true, env: cloneEnv });
+    const env = codeCache ? { ...cloneEnv, SNAPVISOR_CODE_CACHE: codeCache } : cloneEnv;
+    const child = spawn(process.execPath, [...process.execArgv, ...CLONE_NODE_FLAGS, process.argv[1], '__pool-clone', store, id], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true, env });
     const clone: Clone = { child, ctl: fdOf(child.stdio[3] as net.Socket), state: 'starting', pid: child.pid ?? 0, prefetched: false };
     clones.add(clone);
     const ctl = child.stdio[3] as net.Socket;
@@ -183,13 +197,19 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
         everReady = true;
         dispatch();
         refill();
-      } else if (m.event === 'working-set' && !workingSet && Array.isArray(m.faults) && Array.isArray(m.pages) && (m.faults.length || m.pages.length)) {
-        workingSet = {
-          faults: (m.faults as Fault[]).filter((f) => Array.isArray(f) && f.length === 2 && f.every(Number.isSafeInteger)).slice(0, MAX_WORKING_SET),
-          pages: (m.pages as PageRun[]).filter((f) => Array.isArray(f) && f.length === 3 && f.every(Number.isSafeInteger)),
-        };
-        for (const c of ready()) sendPrefetch(c);
-        if (clone.state === 'probing') probe = 'done';
+      } else if (m.event === 'working-set') {
+        if (!workingSet && Array.isArray(m.faults) && Array.isArray(m.pages) && (m.faults.length || m.pages.length)) {
+          workingSet = {
+            faults: (m.faults as Fault[]).filter((f) => Array.isArray(f) && f.length === 2 && f.every(Number.isSafeInteger)).slice(0, MAX_WORKING_SET),
+            pages: (m.pages as PageRun[]).filter((f) => Array.isArray(f) && f.length === 3 && f.every(Number.isSafeInteger)),
+          };
+          for (const c of ready()) sendPrefetch(c);
+        }
+        if (clone.state === 'probing') {
+          if (m.codeCache === true && cacheDir) codeCache = path.join(cacheDir, 'clone.cache');
+          probe = 'done';
+          refill();
+        }
       } else if (m.event === 'failed') {
         fail(`pool: a clone of checkpoint ${id} failed to start: ${String(m.error)}`);
       }
@@ -275,6 +295,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   startFailure = undefined;
   if (failure) {
     closing = true;
+    dropCache();
     for (const c of clones) c.child.kill('SIGKILL');
     fail(`pool: ${failure}`);
     return 1;
@@ -291,6 +312,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   closing = true;
   await new Promise<void>((r) => server.close(() => r()));
   fs.rmSync(sockPath, { force: true });
+  dropCache();
   // Waiting clones go (their control socket closes); taken ones belong to their callers.
   for (const c of clones) if (c.state !== 'taken') c.child.kill('SIGKILL');
   for (const t of waiting) { t.stdio.forEach(closeFd); t.conn.destroy(); }
@@ -422,19 +444,7 @@ class CtlReader {
 export async function poolClone(store: string, id: string): Promise<number> {
   const CTL = 3;
   const say = (v: unknown) => { try { fs.writeSync(CTL, JSON.stringify(v) + '\n'); } catch { /* the pool is gone */ } };
-  // The kernel's modules are compiled whole as they load (V8's --no-lazy for this import only).
-  // Compiled lazily, each function on a syscall's path is compiled at its first call, which in a
-  // clone comes during the take: the handlers the bench's python3 runs before its first output
-  // line took 7.8-11.2 ms (medians of 20-30 takes, load 7-13), 2.1-4.3 ms compiled eagerly; it
-  // costs ~2.5 MiB more memory per clone and ~120 ms more CPU to start one (docs/pools.md).
-  const v8 = await import('node:v8');
-  v8.setFlagsFromString('--no-lazy');
-  let restoreKernel;
-  try {
-    ({ restoreKernel } = await import('../snapshots/checkpoint.js'));
-  } finally {
-    v8.setFlagsFromString('--lazy');
-  }
+  const { restoreKernel } = await import('../snapshots/checkpoint.js');
   let restored;
   try {
     restored = await restoreKernel(store, id, { pagesVerified: true });
@@ -467,7 +477,11 @@ export async function poolClone(store: string, id: string): Promise<number> {
       say({ event: 'ready', prefetched, touched });
     }
   }
-  if (probing) return probeRun(kernel, msg.fds, faults, say);
+  if (probing) {
+    let codeCache: unknown;
+    try { codeCache = JSON.parse(msg.line).codeCache; } catch { /* none */ }
+    return probeRun(kernel, msg.fds, faults, say, typeof codeCache === 'string' ? codeCache : undefined);
+  }
   const [connFd, ...stdio] = msg.fds;
   let requestMs = 0;
   try { requestMs = Number(JSON.parse(msg.line).requestMs) || 0; } catch { /* unknown */ }
@@ -519,10 +533,12 @@ export async function poolClone(store: string, id: string): Promise<number> {
 
 /**
  * The probe (docs/pools.md, "The working set"): run the guest with `stdio` (the pool's /dev/null)
- * as its fds 0–2 for WORKING_SET_WINDOW_MS or until it ends, then kill it, and report the write
- * faults it took and the pages it touched on the control socket ('working-set'). Returns 0.
+ * as its fds 0–2 for WORKING_SET_WINDOW_MS or until it ends, then kill it, write the V8 code
+ * cache of the bundle to `codeCache` (every function compiled so far: the restore's and the
+ * guest's syscalls'), and report the write faults it took and the pages it touched on the
+ * control socket ('working-set', with `codeCache: true` if the cache was written). Returns 0.
  */
-async function probeRun(kernel: Kernel, stdio: number[], rec: ReturnType<typeof recordWorkingSet>, say: (v: unknown) => void): Promise<number> {
+async function probeRun(kernel: Kernel, stdio: number[], rec: ReturnType<typeof recordWorkingSet>, say: (v: unknown) => void, codeCache: string | undefined): Promise<number> {
   stdio.forEach((fd, i) => dup2(fd, i));
   stdio.forEach(closeFd);
   rec.on = true;
@@ -532,8 +548,14 @@ async function probeRun(kernel: Kernel, stdio: number[], rec: ReturnType<typeof 
   clearTimeout(window);
   rec.snapshot();
   rec.on = false;
-  say({ event: 'working-set', faults: rec.faults, pages: rec.pages });
   kernel.destroy();
+  // Only a bundle compiled by the launcher has a cache to write (not the unbundled dist/ tests load).
+  const script = (globalThis as { __snapvisorScript?: vm.Script }).__snapvisorScript;
+  let wrote = false;
+  if (codeCache && script) {
+    try { fs.writeFileSync(codeCache, script.createCachedData()); wrote = true; } catch { /* the clones compile from source */ }
+  }
+  say({ event: 'working-set', faults: rec.faults, pages: rec.pages, codeCache: wrote });
   return 0;
 }
 

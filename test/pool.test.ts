@@ -21,16 +21,22 @@ async function makeCheckpoint(store: string): Promise<string> {
   return /request: ([0-9a-f]{16})$/.exec(r.stderr.trim())![1];
 }
 
-function startPool(id: string, store: string, sock: string, size: number, extra: string[] = []) {
-  return snapvisorStreaming(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock, ...extra], { timeoutMs: 240_000 });
+function startPool(id: string, store: string, sock: string, size: number, extra: string[] = [], env?: NodeJS.ProcessEnv) {
+  return snapvisorStreaming(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock, ...extra], { timeoutMs: 240_000, env });
 }
 
 describe('warm pools', () => {
   it('serves 50 takes, each with the caller\'s stdin, stdout and exit status, and refuses a second pool on its socket', async () => {
     const store = freshDir('pool-store'), sock = path.join(freshDir('pool-sock'), 'p.sock');
     const id = await makeCheckpoint(store);
-    const pool = startPool(id, store, sock, 3);
+    // SNAPVISOR_TRACE_STARTUP: each process (the pool's, its clones') says whether it used a code cache.
+    const pool = startPool(id, store, sock, 3, [], { ...process.env, SNAPVISOR_TRACE_STARTUP: '1' });
     expect(await pool.waitFor((l) => l.startsWith('pool serving'), 60_000)).toBe(`pool serving checkpoint ${id} on ${sock} (3 clones ready)`);
+    // The probe's clone (other V8 flags than the build's cache) compiled the bundle itself; the 3
+    // clones started after it used the code cache it wrote, as did the pool's own process (the build's).
+    const startups = pool.stderr().split('\n').filter((l) => l.startsWith('snapvisor: start-up: code cache'));
+    expect(startups.filter((l) => l.includes('code cache rejected'))).toHaveLength(1);
+    expect(startups.filter((l) => l.includes('code cache used'))).toHaveLength(4);
     // The probe ran one clone's guest before the pool served: the working set is known before any take.
     const before = await poolStatus(sock);
     expect(before).toMatchObject({ served: 0, probe: 'done', ready: 3 });
