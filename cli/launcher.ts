@@ -28,8 +28,9 @@ interface Bundle {
 /**
  * Commands that run or restore a kernel, or use the store, in this process: they load the modules
  * other commands never evaluate (cli/bundle-entry.ts loadOnDemandModules), and use the full cache.
+ * Not `delete`: engines delete every container they ran, and only `delete ID --store` opens a store.
  */
-const FULL = new Set(['run', 'restore', '__oci-init', '__pool-clone', 'pool', 'demo', 'inspect', 'checkpoints', 'gc', 'delete', 'export', 'import', 'store', 'syscalls']);
+const FULL = new Set(['run', 'restore', '__oci-init', '__pool-clone', 'pool', 'demo', 'inspect', 'checkpoints', 'gc', 'export', 'import', 'store', 'syscalls']);
 
 const bundleFile = path.join(__dirname, 'snapvisor.cjs');
 // SNAPVISOR_WRITE_CODE_CACHE=light|full (the build): compile without a cache, evaluate the bundle
