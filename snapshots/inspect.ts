@@ -146,7 +146,9 @@ function storedIn(runs: PagemapRun[], off: number, len: number): number {
 
 /**
  * `n` bytes of the memory file at byte `off`, read from the page file holding each page: the
- * checkpoint's own, or (incremental checkpoints) the inherited layer its run names.
+ * checkpoint's own, or (incremental checkpoints) the inherited layer its run names. A pack's
+ * restore cache is filled first where it is read (its piece, every page checked; throws
+ * PageSourceError on damage).
  */
 function readMemory(opened: OpenedCheckpoint, off: number, n: number): Buffer {
   const b = Buffer.alloc(n);
@@ -154,8 +156,13 @@ function readMemory(opened: OpenedCheckpoint, off: number, n: number): Buffer {
     const at = off + done;
     const take = Math.min(n - done, 4096 - (at % 4096));
     const run = opened.runs.find(([o, c]) => o <= at && at < o + (c.length / 4) * 4096);
-    const fd = run && runLayer(run) ? opened.layers[runLayer(run) - 1].fd : opened.pageFd;
-    if (run) fs.readSync(fd, b, done, take, at);
+    const layer = run && runLayer(run) ? opened.layers[runLayer(run) - 1] : undefined;
+    const lazy = run ? (layer ? layer.lazy : opened.lazy) : undefined;
+    if (lazy) {
+      const piece = Math.floor(at / lazy.pieceBytes);
+      if (!lazy.isReady(piece)) lazy.fill(piece);
+    }
+    if (run) fs.readSync(layer ? layer.fd : opened.pageFd, b, done, take, at);
     done += take;
   }
   return b;
@@ -339,7 +346,8 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
     };
   } finally {
     fs.closeSync(opened.pageFd);
-    for (const l of opened.layers) fs.closeSync(l.fd);
+    opened.lazy?.close();
+    for (const l of opened.layers) { fs.closeSync(l.fd); l.lazy?.close(); }
   }
 }
 

@@ -373,6 +373,9 @@ export class LazyPack implements LazyPageLayer {
       if (!list) lazy.fileParts.set(piece, list = []);
       list.push([fileFds[f], memOff, fileOff, bytes]);
     }
+    // A piece with no page of the pack is all holes in the cache already: ready as it is (a sparse
+    // file of gigabytes maps at once, as from a flat page file).
+    for (let i = 0; i < lazy.ready.length; i++) if (!lazy.chunkEntry.has(i) && !lazy.fileParts.has(i)) lazy.ready[i] = 1;
     return lazy;
   }
 
@@ -424,6 +427,22 @@ export class LazyPack implements LazyPageLayer {
     }
     try { fs.writeSync(this.readyFd, ONE, 0, 1, i); } catch (e) { throw this.cannotWrite(e); }
     this.ready[i] = 1;
+  }
+
+  dataRuns(off: number, len: number, fn: (off: number, len: number) => void): void {
+    const end = Math.min(off + len, this.t.pageFileBytes);
+    let runStart = -1, runEnd = -1;
+    for (let i = Math.floor(off / PACK_CHUNK_BYTES); i * PACK_CHUNK_BYTES < end; i++) {
+      if (!this.chunkEntry.has(i) && !this.fileParts.has(i)) continue; // no page of the pack in it
+      const lo = Math.max(off, i * PACK_CHUNK_BYTES), hi = Math.min(end, (i + 1) * PACK_CHUNK_BYTES);
+      for (let a = Math.floor(lo / PAGE_SIZE) * PAGE_SIZE; a < hi; a += PAGE_SIZE) {
+        if (!this.kind[a / PAGE_SIZE]) continue;
+        const s = Math.max(a, off), e = Math.min(a + PAGE_SIZE, end);
+        if (s === runEnd) runEnd = e;
+        else { if (runStart >= 0) fn(runStart, runEnd - runStart); runStart = s; runEnd = e; }
+      }
+    }
+    if (runStart >= 0) fn(runStart, runEnd - runStart);
   }
 
   /** Fill every piece not filled yet (a store operation about to read every page). Throws PageSourceError. */

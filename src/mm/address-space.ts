@@ -180,6 +180,13 @@ export class AddressSpace {
     // fit under the limit as things are, else the one unit.
     const unit0 = Math.floor(off / CHARGE_UNIT) * CHARGE_UNIT;
     let lo = Math.max(v.fileOffset, unit0), hi = Math.min(vEnd, unit0 + FAULT_AROUND);
+    // A page of a page file filled on first use: its whole piece is filled at once, so map all of it.
+    const piece = this.mf.lazyPieceBytes(off);
+    if (piece) {
+      const p0 = Math.floor(off / piece) * piece;
+      lo = Math.max(v.fileOffset, p0);
+      hi = Math.min(vEnd, p0 + piece);
+    }
     if (!this.mf.isBacked(off) && !this.mf.charge(lo, hi - lo, true)) {
       hi = Math.min(vEnd, unit0 + CHARGE_UNIT);
       if (!this.mf.charge(lo, hi - lo)) return 'refused';

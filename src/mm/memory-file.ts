@@ -58,6 +58,11 @@ export interface LazyPageLayer {
   isReady(i: number): boolean;
   /** Put piece `i`'s bytes into the file, synchronously; throws PageSourceError when they cannot be had. */
   fill(i: number): void;
+  /**
+   * The byte runs of [off, off+len) that hold data once filled (every other page is zeros),
+   * `fn(offset, length)` in order, without filling anything.
+   */
+  dataRuns(off: number, len: number, fn: (off: number, len: number) => void): void;
   /** Release what the layer holds (fds). */
   close(): void;
 }
@@ -467,6 +472,13 @@ export class MemoryFile {
     }
   }
 
+  /** Bytes per piece of the page-file layer filled on first use that serves the page at byte `off`; 0 if none does. */
+  lazyPieceBytes(off: number): number {
+    if (!this.anyLazy) return 0;
+    const layer = this.layerAt(off);
+    return layer ? this.pageFile!.lazy[layer - 1]?.pieceBytes ?? 0 : 0;
+  }
+
   /**
    * The parts of backed piece [off, off+len) of layer `layer` whose bytes are in the layer's file
    * already (all of it for a complete layer): `fn(offset, length)` in order. What a guest may map.
@@ -849,8 +861,9 @@ export class MemoryFile {
    * (SEEK_DATA/SEEK_HOLE; its holes are zero pages, or a sparse file's unwritten gigabytes).
    */
   private pageFileData(off: number, len: number, layer: number, fn: (off: number, len: number) => void): void {
-    // A layer filled on first use: a hole may be a piece not filled yet. All of it may hold data.
-    if (this.pageFile!.lazy[layer - 1]) { fn(off, len); return; }
+    // A layer filled on first use: a hole may be a piece not filled yet; the layer knows its data.
+    const lazy = this.pageFile!.lazy[layer - 1];
+    if (lazy) { lazy.dataRuns(off, len, fn); return; }
     const file = this.pageFile!.files[layer - 1], end = off + len;
     for (let pos = off; pos < end;) {
       const data = file.seekData(pos);
