@@ -147,7 +147,7 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   try {
     coldStartMs = (await run.waitLine((l) => l === 'ready', 120_000)).at - t0;
     await run.waitLine((l) => l === '3', 30_000);
-    cp = await runTimed(node, [cli, '--root', root, 'checkpoint', name, '--store', store, ...(compress ? ['--compress'] : [])], env);
+    cp = await runTimed(node, [cli, '--root', root, 'checkpoint', name, '--store', store, compress ? '--compress' : '--no-compress'], env);
   } finally {
     if (!cp || cp.status !== 0) run.child.kill('SIGKILL');
   }

@@ -219,7 +219,7 @@ async function main(): Promise<number> {
       // 3. The warmed-up workload, cold and restored.
       out(`3. Warmed-up python3 (imports json, decimal, asyncio, email, http.client, xml.dom.minidom, sqlite3,`);
       out(`   unittest, argparse, logging; allocates ${OBJECTS.toLocaleString('en-US')} objects of 1,000 bytes; prints ready, then counts every 10 ms)`);
-      out(`   snapvisor: run --name; after "3": checkpoint NAME --store TMP; restore ID --store TMP, ${RESTORE_REPS}× (median)`);
+      out(`   snapvisor: run --name; after "3": checkpoint NAME --store TMP --no-compress (a flat page file); restore ID --store TMP, ${RESTORE_REPS}× (median)`);
       out(`   runsc: run --bundle (OCI, root / read-only); after "3": runsc checkpoint --image-path; runsc restore --image-path`);
       out();
       const natives: number[] = [];
@@ -262,12 +262,12 @@ async function main(): Promise<number> {
       progress('snapvisor: compressed checkpoint, restores');
       try {
         const z = await snapvisorRound(NODE, CLI, SV_ENV, undefined, dir, OBJECTS, RESTORE_REPS, true);
-        out('  Compressed (checkpoint --compress, format 4): the same run and checkpoint; the first restore on the host rebuilds');
-        out('  the uncompressed restore cache from the pack, the others map it');
+        out('  Compressed (checkpoint\'s default, format 4): the same run and checkpoint; the first restore on the host fills the');
+        out('  pieces of the restore cache its guest touches (lazily, from the pack), the others map them');
         for (const l of table(['measure', 'snapvisor --compress', 'runsc-ptrace', 'snapvisor / runsc'], [
           ['checkpoint, ending the sandbox (ms, spawn to exit)', num(z.checkpointMs, 0), num(gvr?.checkpointMs, 0), ratio(z.checkpointMs, gvr?.checkpointMs)],
           ['checkpoint on disk', mib(z.storedBytes), mib(gvr?.imageBytes), ratio(z.storedBytes, gvr?.imageBytes)],
-          ['first restore to the next line (ms; makes the cache)', num(z.restoreMs[0], 0), num(gvr?.restoreMs, 0), ratio(z.restoreMs[0], gvr?.restoreMs)],
+          ['first restore to the next line (ms; fills the cache)', num(z.restoreMs[0], 0), num(gvr?.restoreMs, 0), ratio(z.restoreMs[0], gvr?.restoreMs)],
           ['later restores to the next line (ms, median)', num(median(z.restoreMs.slice(1)), 0), '—', ratio(median(z.restoreMs.slice(1)), gvr?.restoreMs)],
           ['store on disk with the restore cache', mib(z.storedWithCacheBytes), '—', '—'],
         ])) out('  ' + l);
@@ -280,7 +280,7 @@ async function main(): Promise<number> {
       try {
         const inc = await incrementalRound(NODE, CLI, SV_ENV, dir, OBJECTS);
         const irow = (label: string, f: CheckpointFigures): string[] => [label, num(f.ms, 0), num(f.pausedMs, 1), `${f.newPages} of ${f.pages}`, mib(f.addedBytes)];
-        out('  Incremental: run --name; after "3": checkpoint --leave-running; 1 s later: checkpoint (ends it); restore of the second');
+        out('  Incremental (compressed, the default): run --name; after "3": checkpoint --leave-running; 1 s later: checkpoint (ends it); restore of the second');
         for (const l of table(['checkpoint', 'ms (spawn to exit)', 'guest paused ms', 'pages stored', 'added on disk'], [
           irow('first (full, --leave-running)', inc.first),
           irow('second, 1 s later (incremental)', inc.second),

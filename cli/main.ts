@@ -129,7 +129,8 @@ program
   .option('--seed <n>', 'seed of --inject (default: random; printed on stderr)')
   .option('--checkpoint-store <dir>', 'where a checkpoint the guest asks for (a write to /proc/snapvisor/checkpoint) goes; without it such writes fail with EOPNOTSUPP')
   .option('--checkpoint-name <name>', 'name of the checkpoints the guest asks for (default: --name)')
-  .option('--checkpoint-compress', 'store the checkpoints the guest asks for compressed (as checkpoint --compress)')
+  .option('--checkpoint-compress', 'store the checkpoints the guest asks for compressed (the default, as checkpoint)')
+  .option('--no-checkpoint-compress', 'store the checkpoints the guest asks for as flat page files (as checkpoint --no-compress)')
   .option('-b, --bundle <dir>', 'OCI: run the bundle DIR as container PROGRAM (an id), as runc run does')
   .option('-d, --detach', 'OCI: detach from the container\'s process')
   .option('--pid-file <file>', 'OCI: write the container process\'s pid to FILE')
@@ -168,7 +169,8 @@ program
   .argument('<name>', 'name given to run --name, or an OCI container id')
   .option('--store <dir>', 'checkpoint store (default $SNAPVISOR_STORE or ~/.local/share/snapvisor/checkpoints)')
   .option('--leave-running', 'let the sandbox continue after the checkpoint')
-  .option('--compress', 'store the pages compressed (format 4: ~50x smaller for a warmed-up heap, and pages that are bytes of host files named, not stored); restores fill an uncompressed cache of them piece by piece as the guest touches them, which later restores and clones map')
+  .option('--compress', 'store the pages compressed (the default; format 4: ~50x smaller for a warmed-up heap, and pages that are bytes of host files named, not stored); restores fill an uncompressed cache of them piece by piece as the guest touches them, which later restores and clones map')
+  .option('--no-compress', 'store the pages as a flat page file (format 3): ~50x larger, written more slowly, mapped by restores as it is (no restore cache)')
   .option('--image-path <dir>', 'OCI: write the checkpoint into DIR (as runc checkpoint; restore --image-path reads it)')
   .option('--work-path <dir>', 'OCI: directory for the checkpoint\'s log (dump.log)')
   .option('--tcp-established', 'accepted for runc compatibility')
@@ -199,7 +201,7 @@ Examples:
     const store = opts.store ?? defaultStore();
     const { progressBar } = await import('./progress.js');
     const bar = progressBar('checkpoint');
-    const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning, compress: !!opts.compress, progress: !!process.stderr.isTTY }, opts.timeout, bar.update)
+    const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning, compress: opts.compress !== false, progress: !!process.stderr.isTTY }, opts.timeout, bar.update)
       .finally(() => bar.stop());
     if (!r.ok) throw new Error(`checkpoint of '${name}' failed: ${r.error}`);
     const s = r as unknown as { id: string; pages: number; newPages: number; storedPageBytes: number; packBytes?: number; filePages?: number; pauseMs: number; durationMs: number };
@@ -217,7 +219,8 @@ program
   .option('--strace', 'print each syscall on stderr')
   .option('--checkpoint-store <dir>', 'where a checkpoint the restored guest asks for goes (as run --checkpoint-store)')
   .option('--checkpoint-name <name>', 'name of the checkpoints the restored guest asks for (default: --name)')
-  .option('--checkpoint-compress', 'store the checkpoints the restored guest asks for compressed (as checkpoint --compress)')
+  .option('--checkpoint-compress', 'store the checkpoints the restored guest asks for compressed (the default, as checkpoint)')
+  .option('--no-checkpoint-compress', 'store the checkpoints the restored guest asks for as flat page files (as checkpoint --no-compress)')
   .option('--accept-changed-volumes', 'restore although a volume (run --volume) changed on the host since the checkpoint; without it such a restore is refused, naming the volume')
   .option('--image-path <dir>', 'OCI: the directory checkpoint --image-path wrote')
   .option('-b, --bundle <dir>', 'OCI: the container\'s bundle')

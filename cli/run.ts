@@ -26,7 +26,7 @@ export { fail };
 export interface RunOptions { rootfs: string; cwd?: string; env?: string[]; clearEnv?: boolean; strace?: boolean; name?: string; platform?: string; user?: { uid: number; gid: number }; disk?: number; memory?: number; inject?: string; seed?: string; checkpointStore?: string; checkpointName?: string; checkpointCompress?: boolean; cpuFeatures?: string; publish?: PublishSpec[]; tcpCloseOnCheckpoint?: boolean; network?: 'sandbox' | 'host'; volume?: MountSpec[]; tmpfs?: MountSpec[]; events?: string; eventTypes?: string }
 
 /**
- * --checkpoint-store DIR [--checkpoint-name NAME] [--checkpoint-compress]: the kernel's `checkpointRequest` (a guest's
+ * --checkpoint-store DIR [--checkpoint-name NAME] [--no-checkpoint-compress]: the kernel's `checkpointRequest` (a guest's
  * write to /proc/snapvisor/checkpoint): checkpoint the sandbox into DIR, leaving it running,
  * and give the kernel the line to log: `snapvisor: checkpoint [NAME ]taken at the guest's request: ID`.
  */
@@ -36,7 +36,8 @@ function guestCheckpoints(opts: { checkpointStore?: string; checkpointName?: str
   const name = opts.checkpointName ?? opts.name;
   return async (k) => {
     const { checkpointKernel } = await import('../snapshots/checkpoint.js');
-    const r = await checkpointKernel(k, store, { leaveRunning: true, name, compress: !!opts.checkpointCompress });
+    // Compressed unless --no-checkpoint-compress (commander sets false), as `checkpoint`.
+    const r = await checkpointKernel(k, store, { leaveRunning: true, name, compress: opts.checkpointCompress !== false });
     return `snapvisor: checkpoint ${name ? name + ' ' : ''}taken at the guest's request: ${r.id}`;
   };
 }

@@ -13,7 +13,7 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, layersOf, openCheckpoint, runsOf, traceCheckpoint, writeCheckpoint } from './store.js';
+import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, checkRootfs, layersOf, openCheckpoint, runsOf, traceCheckpoint, writeCheckpoint } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
@@ -388,8 +388,7 @@ function beginGeneration(graph: KernelState): void {
  * stored. Throws SnapshotError with one line naming what is missing.
  */
 export function checkRestorable(id: string, graph: Pick<KernelState, 'config'>): void {
-  const rootfs = graph.config?.rootfs ?? '';
-  if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new SnapshotError(`checkpoint ${id} needs the rootfs ${rootfs}, which is missing or not a directory`);
+  checkRootfs(id, graph);
   const recorded = graph.config.cpuFeatures;
   const host = hostCpuFeatures();
   if (recorded && host.length) {

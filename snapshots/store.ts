@@ -446,6 +446,8 @@ export async function openCheckpoint(storeDir: string, id: string, pages: 'lazy'
   }
   const fullId = matches[0];
   const r = readMetaFile(dir, fullId);
+  // Before a pack's host files are looked for in it.
+  checkRootfs(fullId, r.graph as KernelState);
   const files = graphFileOpener(r.graph);
   let own: PageSource;
   try {
@@ -483,6 +485,12 @@ export async function openCheckpoint(storeDir: string, id: string, pages: 'lazy'
     fresh: own.fresh && layers.every((l) => l.fresh),
     lazy: own.lazy,
   };
+}
+
+/** Throws SnapshotError (one line) when the rootfs directory checkpoint `id`'s graph names is missing or not a directory. */
+export function checkRootfs(id: string, graph: Pick<KernelState, 'config'>): void {
+  const rootfs = graph?.config?.rootfs ?? '';
+  if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new SnapshotError(`checkpoint ${id} needs the rootfs ${rootfs}, which is missing or not a directory`);
 }
 
 /** graphFileOpener of checkpoint `id`'s graph, read from its restore record only when a host file is needed. */

@@ -114,7 +114,7 @@ describe('checkpoint/restore errors', () => {
     const store = freshDir('store');
     const run = snapvisorStreaming(['--root', root, 'run', '--name', 'ticker', tick]);
     await run.waitFor((l) => l === 'tick 5');
-    const cp = await snapvisor(['--root', root, 'checkpoint', 'ticker', '--store', store]);
+    const cp = await snapvisor(['--root', root, 'checkpoint', 'ticker', '--store', store, '--no-compress']);
     expect(cp.stderr).toBe('');
     expect(cp.status).toBe(0);
     const id = cp.stdout.toString().trim().split(/\s+/).pop()!;

@@ -47,7 +47,7 @@ describe('incremental checkpoints', () => {
     // 1. A full checkpoint of a fresh sandbox.
     const run1 = snapvisorStreaming(['--root', root, 'run', '--name', 'inc-a', '--', ...ARGV], { timeoutMs: 60_000 });
     await run1.waitFor((l) => l === 'ready', 30_000);
-    const c1 = await checkpointAfter(root, store, 'inc-a', run1, 3);
+    const c1 = await checkpointAfter(root, store, 'inc-a', run1, 3, ['--no-compress']);
     const i1 = await inspectJson(store, c1.id);
     expect(i1.checkpoint).toMatchObject({ parent: null, formatVersion: 2, inheritsFrom: [] });
     expect(i1.sizes.storedPageBytes).toBe(i1.sizes.pages * 4096);
@@ -55,7 +55,7 @@ describe('incremental checkpoints', () => {
 
     // 2. Its restore, checkpointed again: only the pages it wrote are new.
     const run2 = snapvisorStreaming(['--root', root, 'restore', c1.id, '--store', store, '--name', 'inc-b'], { timeoutMs: 60_000 });
-    const c2 = await checkpointAfter(root, store, 'inc-b', run2, 3);
+    const c2 = await checkpointAfter(root, store, 'inc-b', run2, 3, ['--no-compress']);
     const i2 = await inspectJson(store, c2.id);
     expect(i2.checkpoint).toMatchObject({ parent: c1.id, formatVersion: 3, inheritsFrom: [c1.id] });
     expect(i2.sizes.storedPageBytes).toBeLessThan(i1.sizes.storedPageBytes * 0.5);
@@ -63,7 +63,7 @@ describe('incremental checkpoints', () => {
 
     // 3. And once more, from the incremental one: it inherits from both.
     const run3 = snapvisorStreaming(['--root', root, 'restore', c2.id, '--store', store, '--name', 'inc-c'], { timeoutMs: 60_000 });
-    const c3 = await checkpointAfter(root, store, 'inc-c', run3, 3);
+    const c3 = await checkpointAfter(root, store, 'inc-c', run3, 3, ['--no-compress']);
     const i3 = await inspectJson(store, c3.id);
     expect(i3.checkpoint.parent).toBe(c2.id);
     expect(new Set(i3.checkpoint.inheritsFrom)).toEqual(new Set([c1.id, c2.id]));
@@ -105,7 +105,7 @@ describe('incremental checkpoints', () => {
     const last = () => Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
     for (let i = 0; i < 4; i++) {
       const wait = String(last() + 5);
-      const cp = await snapvisor(['--root', root, 'checkpoint', 'live', '--store', store, '--leave-running'], { timeoutMs: 30_000 });
+      const cp = await snapvisor(['--root', root, 'checkpoint', 'live', '--store', store, '--leave-running', '--no-compress'], { timeoutMs: 30_000 });
       expect(cp.stderr).toBe('');
       expect(cp.status).toBe(0);
       const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
@@ -137,9 +137,9 @@ describe('incremental checkpoints', () => {
     const root = path.join(base, 'state'), store = path.join(base, 'store');
     const run1 = snapvisorStreaming(['--root', root, 'run', '--name', 'bad-a', '--', ...ARGV], { timeoutMs: 60_000 });
     await run1.waitFor((l) => l === 'ready', 30_000);
-    const c1 = await checkpointAfter(root, store, 'bad-a', run1, 3);
+    const c1 = await checkpointAfter(root, store, 'bad-a', run1, 3, ['--no-compress']);
     const run2 = snapvisorStreaming(['--root', root, 'restore', c1.id, '--store', store, '--name', 'bad-b'], { timeoutMs: 60_000 });
-    const c2 = await checkpointAfter(root, store, 'bad-b', run2, 3);
+    const c2 = await checkpointAfter(root, store, 'bad-b', run2, 3, ['--no-compress']);
     // Flip a byte of a page c2 inherits from c1's page file (its first non-zero page past 1 MiB).
     const pages = fs.openSync(path.join(store, 'pages', c1.id), 'r+');
     const buf = Buffer.alloc(4096);

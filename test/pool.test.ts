@@ -14,8 +14,8 @@ import { CLI, freshDir, orphanStubs, snapvisor, snapvisorStreaming, stderrLines 
 /** Checkpoints itself, then reads a line and answers with which side it is on; exits with the line's length. */
 const GUEST = ['/bin/busybox', 'sh', '-c', 'echo 1 > /proc/snapvisor/checkpoint; read l; echo "$(cat /proc/snapvisor/checkpoint) $l"; exit ${#l}'];
 
-async function makeCheckpoint(store: string): Promise<string> {
-  const r = await snapvisor(['run', '--checkpoint-store', store, '--', ...GUEST], { timeoutMs: 30_000 });
+async function makeCheckpoint(store: string, extra: string[] = []): Promise<string> {
+  const r = await snapvisor(['run', '--checkpoint-store', store, ...extra, '--', ...GUEST], { timeoutMs: 30_000 });
   expect(r.stdout.toString()).toBe('original \n');
   expect(r.status).toBe(0);
   return /request: ([0-9a-f]{16})$/.exec(r.stderr.trim())![1];
@@ -139,7 +139,7 @@ describe('warm pools', () => {
   it('refuses a corrupted checkpoint, an unknown one and a path that is not a socket at start, with one line', async () => {
     const store = freshDir('pool-bad-store'), dir = freshDir('pool-bad-sock');
     const sock = path.join(dir, 'p.sock');
-    const id = await makeCheckpoint(store);
+    const id = await makeCheckpoint(store, ['--no-checkpoint-compress']);
     const file = path.join(dir, 'file');
     fs.writeFileSync(file, 'keep me');
     const notSock = await snapvisor(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '2', '--listen', file]);
