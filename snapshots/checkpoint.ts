@@ -197,17 +197,19 @@ function finishTracking(kernel: Kernel, t: Tracking, summary: CheckpointSummary)
       const older = origin.layerIds.indexOf(layers[runLayer(run) - 1]) + 1;
       if (older > 0) kernel.relabelClean(off, n * PAGE_SIZE, t.layer, older); else kernel.forgetClean();
     }
-    copyRunChecks(origin.checks, origin.nonZero, first, c.subarray(0, Math.max(0, Math.min(n, pages - first)) * PAGE_CHECK_BYTES));
+    copyRunChecks(origin.checks, origin.nonZero, first, c);
   }
 }
 
 /**
  * Copy a pagemap run's CRC-32s (`c`: 4 bytes little-endian per page) into `checks` from page
- * `first` on, and mark those pages non-zero. A restore does this for every page of the
- * checkpoint (62,000 for a 200 MB python3): one typed-array copy, not a DataView read per page.
+ * `first` on, and mark those pages non-zero; pages past the end of `checks` are left out. A
+ * restore does this for every page of the checkpoint (62,000 for a 200 MB python3): one
+ * typed-array copy, not a DataView read per page.
  */
 function copyRunChecks(checks: Uint32Array, nonZero: Uint8Array, first: number, c: Uint8Array): void {
-  const n = c.length / PAGE_CHECK_BYTES;
+  const n = Math.max(0, Math.min(c.length / PAGE_CHECK_BYTES, checks.length - first));
+  if (n === 0) return;
   if (c.byteOffset % 4 === 0 && LITTLE_ENDIAN) checks.set(new Uint32Array(c.buffer, c.byteOffset, n), first);
   else {
     const view = new DataView(c.buffer, c.byteOffset, c.byteLength);
