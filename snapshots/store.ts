@@ -446,9 +446,7 @@ export async function openCheckpoint(storeDir: string, id: string, pages: 'lazy'
   }
   const fullId = matches[0];
   const r = readMetaFile(dir, fullId);
-  // Before a pack's host files are looked for in it.
-  checkRootfs(fullId, r.graph as KernelState);
-  const files = graphFileOpener(r.graph);
+  const files = graphFileOpener(r.graph, fullId);
   let own: PageSource;
   try {
     own = await openPageSource(dir, fullId, fullId, files.opener, pages);
@@ -497,7 +495,7 @@ export function checkRootfs(id: string, graph: Pick<KernelState, 'config'>): voi
 function lazyFileOpener(dir: string, id: string): { opener: () => HostFileOpener; close(): void } {
   let inner: ReturnType<typeof graphFileOpener> | undefined;
   return {
-    opener: () => (inner ??= graphFileOpener(readMetaFile(dir, id).graph)).opener(),
+    opener: () => (inner ??= graphFileOpener(readMetaFile(dir, id).graph, id)).opener(),
     close: () => inner?.close(),
   };
 }
@@ -561,13 +559,14 @@ async function materializeInto<T>(dir: string, id: string, owner: string, packFd
  * the rootfs handle, never following a host symlink out of it), for the host-file pages of its
  * packs. Made on first use; `close` releases the rootfs handle.
  */
-function graphFileOpener(graph: any): { opener: () => HostFileOpener; close(): void } {
+function graphFileOpener(graph: any, id: string): { opener: () => HostFileOpener; close(): void } {
   let lower: HostTree | undefined;
   let open: HostFileOpener | undefined;
   return {
     opener: () => {
       if (open) return open;
       const g = graph as KernelState;
+      checkRootfs(id, g); // a missing rootfs is one line naming it, not damage
       lower = new LinuxHostServices().openTree(g.config.rootfs);
       const vfs = new Vfs(g.fs, lower, () => 0, () => 0n, () => { throw new Error('the checkpoint graph is read-only here'); });
       open = (p) => {
@@ -821,7 +820,7 @@ export async function checkStore(storeDir: string): Promise<StoreCheck> {
       } else if (!Buffer.from(r.manifestBytes).equals(entry)) {
         throw corrupt(id, 'its restore record does not match the catalogue');
       }
-      const files = graphFileOpener(r.graph);
+      const files = graphFileOpener(r.graph, id);
       let fd = -1;
       let layers: Array<{ id: string; fd: number }> = [];
       try {
@@ -942,12 +941,15 @@ export async function openPageSource(dir: string, id: string, owner: string, ope
     closeAll(fd, packFd, cacheRw, readyFd);
     throw new SnapshotError(`checkpoint ${owner}: ${layerOf ? `the pages of ${id}, which it inherits: ` : ''}cannot write the restore cache into ${join(dir, CACHE_DIR)} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
   }
-  let files: HostFileOpener;
-  try {
-    files = opener();
-  } catch (err) {
-    closeAll(fd, packFd, cacheRw, readyFd);
-    throw corrupt(owner, `its host files cannot be opened (${errorMessage(err)})`);
+  // The host files (and so the rootfs) are opened only when the pack names some.
+  let files: HostFileOpener = () => { throw new Error('no host file'); };
+  if (trailer.hostFiles.length) {
+    try {
+      files = opener();
+    } catch (err) {
+      closeAll(fd, packFd, cacheRw, readyFd);
+      throw err instanceof SnapshotError ? err : corrupt(owner, `its host files cannot be opened (${errorMessage(err)})`);
+    }
   }
   // LazyPack owns packFd, cacheRw and readyFd from here on.
   const lazy = LazyPack.open(owner, packFd, trailer, files, cacheRw, readyFd);

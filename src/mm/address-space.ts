@@ -238,6 +238,12 @@ export class AddressSpace {
         if (!v) { a += PAGE_SIZE; continue; }
         const hi = Math.min(end, v.end);
         if (v.prot !== 0) {
+          // Pieces of a page file filled on first use: filled and mapped now, as the guest's first access would.
+          if (this.mf.hasLazyLayers) {
+            const off = v.fileOffset + (a - v.start);
+            this.mf.ensureReady(off, hi - a);
+            for (const c of this.contexts) this.mapInto(c, a, hi - a, AddressSpace.hostProt(v), off);
+          }
           // Never-charged pieces first get what the guest's first access would (charge, map).
           let ok = true;
           this.mf.pieces(v.fileOffset + (a - v.start), hi - a, (o, n, kind) => {

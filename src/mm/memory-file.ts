@@ -449,6 +449,7 @@ export class MemoryFile {
 
   /** Whether some page-file layer is filled on first use (see LazyPageLayer). */
   private anyLazy = false;
+  get hasLazyLayers(): boolean { return this.anyLazy; }
 
   /**
    * Before the bytes of [off, off+len) are read from a page-file layer filled on first use: fill
