@@ -85,16 +85,13 @@ const importAsRequire = {
   },
 };
 const EXTERNAL = ['level', 'classic-level'];
+/** What the CLI bundle and the workers' bundles share: CommonJS for node 20, with source maps. */
+const COMMON = { bundle: true, format: 'cjs', platform: 'node', target: 'node20', outdir: out, sourcemap: true };
 
 await build({
+  ...COMMON,
   entryPoints: { snapvisor: 'cli/bundle-entry.ts' },
   outExtension: { '.js': '.cjs' },
-  bundle: true,
-  format: 'cjs',
-  platform: 'node',
-  target: 'node20',
-  outdir: out,
-  sourcemap: true,
   external: EXTERNAL,
   plugins: [lazyNative, importAsRequire],
   // The file is CommonJS's module wrapper around the bundle: the launcher compiles it as it is.
@@ -112,13 +109,8 @@ await build({
 
 await build({
   // The checkpoint's page worker (snapshots/page-crunch-worker.ts) too: both loaded by URL.
+  ...COMMON,
   entryPoints: { 'verify-worker': 'snapshots/verify-worker.ts', 'page-crunch-worker': 'snapshots/page-crunch-worker.ts' },
-  bundle: true,
-  format: 'cjs',
-  platform: 'node',
-  target: 'node20',
-  outdir: out,
-  sourcemap: true,
   logLevel: 'warning',
 });
 // The .js files here are CommonJS (the package's own "type" is module).

@@ -316,3 +316,26 @@ export async function freePort(): Promise<number> {
   await new Promise((r) => srv.close(r));
   return port;
 }
+
+/**
+ * Restore checkpoint `c` with `env` and send it SIGTERM as soon as its stderr matches `when` (a
+ * trace line of the start-up or of the restore): the guest's TERM handler (it prints `got TERM`
+ * and exits 3) must run, as the signal is held for it. Returns the stderr for further checks.
+ */
+export async function termDuringRestore(c: Checkpointed, env: NodeJS.ProcessEnv, when: RegExp): Promise<string> {
+  const child = spawn(process.execPath, [CLI, '--root', c.root, 'restore', c.id, '--store', c.store], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let out = '', err = '', sent = false;
+  child.stdout!.on('data', (d: Buffer) => { out += d; });
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d;
+    if (!sent && when.test(err)) { sent = true; child.kill('SIGTERM'); }
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const status = await new Promise<number | string>((r) => child.on('close', (code, sig) => r(code ?? sig!)));
+  clearTimeout(timer);
+  expect(sent).toBe(true);
+  expect(out).toBe('got TERM\n');
+  expect(status).toBe(3);
+  expect(orphanStubs()).toEqual([]);
+  return err;
+}

@@ -3,11 +3,11 @@
  * V8 code cache the build wrote (full for run, light for --version); without a cache, or with one older than the bundle or rejected
  * by V8, it compiles the source and works the same; a signal during start-up is held.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI, REPO_ROOT, checkpointAtReady, freshDir, orphanStubs, snapvisor } from './helpers.js';
+import { CLI, REPO_ROOT, checkpointAtReady, freshDir, orphanStubs, snapvisor, termDuringRestore } from './helpers.js';
 
 const TRACE = { ...process.env, SNAPVISOR_TRACE_STARTUP: '1' };
 const traceLines = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('snapvisor: start-up: '));
@@ -61,20 +61,7 @@ describe('CLI start-up', () => {
 
   it('SIGTERM while the bin is still loading the bundle is held for the restored guest', async () => {
     const c = await checkpointAtReady('startup-term', ['/bin/busybox', 'sh', '-c', 'trap "echo got TERM; exit 3" TERM; echo ready; while :; do sleep 0.05; done']);
-    const child = spawn(process.execPath, [CLI, '--root', c.root, 'restore', c.id, '--store', c.store], { stdio: ['ignore', 'pipe', 'pipe'], env: TRACE });
-    let out = '', err = '', sent = false;
-    child.stdout.on('data', (d: Buffer) => { out += d; });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d;
-      // After compiling, before the bundle is evaluated (the next trace line).
-      if (!sent && /compiled at/.test(err)) { sent = true; child.kill('SIGTERM'); }
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    const status = await new Promise<number | string>((r) => child.on('close', (code, sig) => r(code ?? sig!)));
-    clearTimeout(timer);
-    expect(sent).toBe(true);
-    expect(out).toBe('got TERM\n');
-    expect(status).toBe(3);
-    expect(orphanStubs()).toEqual([]);
+    // After compiling, before the bundle is evaluated (the next trace line).
+    await termDuringRestore(c, TRACE, /compiled at/);
   });
 });
