@@ -11,7 +11,7 @@
  * checkpoint/restore.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native, orphanStubs, snapvisor } from './helpers.js';
+import { checkpointAtReady, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native, orphanStubs, restoreChecked, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -140,4 +140,22 @@ describe('fchmod and fchown of pipes, sockets and anon inodes', () => {
     expect(host.status).toBe(0);
     expect(orphanStubs()).toEqual([]);
   }, 120_000);
+
+  it('the mode fchmod gives a --network=host socket survives a checkpoint/restore (the socket reopened: --tcp-close-on-checkpoint)', async () => {
+    const script = [
+      'import os, socket, stat, time',
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))",
+      'os.fchmod(s.fileno(), 0o640)',
+      "print('before', oct(stat.S_IMODE(os.fstat(s.fileno()).st_mode)), flush=True)",
+      "print('ready', flush=True)",
+      'time.sleep(3)',
+      "print('after', oct(stat.S_IMODE(os.fstat(s.fileno()).st_mode)), flush=True)",
+    ].join('\n');
+    const c = await checkpointAtReady('hostinet-attrs', ['/usr/bin/python3', '-c', script], 40_000, ['--network=host', '--tcp-close-on-checkpoint']);
+    expect(c.before).toEqual(['before 0o640', 'ready']);
+    const r = await restoreChecked(c);
+    expect(r.stdout.toString()).toBe('after 0o640\n');
+    expect(r.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
+  }, 60_000);
 });
