@@ -215,12 +215,7 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
       if (file.size !== size || file.mtimeMs !== mtimeMs) return `the host file ${guestPath} its memory maps changed since the checkpoint (size ${file.size}, was ${size}; mtime ${new Date(file.mtimeMs).toISOString()}, was ${new Date(mtimeMs).toISOString()})`;
       for (let i = 0; i + 2 < triples.length; i += 3) {
         const [memOff, fileOff, bytes] = [triples[i], triples[i + 1], triples[i + 2]];
-        const buf = Buffer.alloc(Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE);
-        for (let got = 0; got < bytes;) {
-          const n = fs.readSync(file.fd, buf, got, bytes - got, fileOff + got);
-          if (n <= 0) break; // past the end: zeros, as the page cache leaves them
-          got += n;
-        }
+        const buf = readHostPages(file.fd, fileOff, bytes);
         for (let p = 0; p < buf.length; p += PAGE_SIZE) {
           const bad = checkPage(buf, p, memOff + p);
           if (bad) return `the host file ${guestPath} its memory maps differs from the checkpoint's copy (${bad})`;
@@ -416,12 +411,7 @@ export class LazyPack implements LazyPageLayer {
     }
     for (const [fd, memOff, fileOff, bytes] of this.fileParts.get(i) ?? []) {
       // Read again as the kernel's page cache read it (zeros past the file's end), checked page by page.
-      const buf = Buffer.alloc(Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE);
-      for (let got = 0; got < bytes;) {
-        const n = fs.readSync(fd, buf, got, bytes - got, fileOff + got);
-        if (n <= 0) break;
-        got += n;
-      }
+      const buf = readHostPages(fd, fileOff, bytes);
       for (let p = 0; p < buf.length; p += PAGE_SIZE) checkPage(buf, p, memOff + p);
       this.write(buf, memOff);
     }
@@ -474,6 +464,20 @@ export class CacheWriteError extends Error {
 /** writeAll into the cache being made: failures are CacheWriteErrors. */
 function writeOut(fd: number, buf: Uint8Array, position: number): void {
   try { writeAll(fd, buf, position); } catch (e) { throw new CacheWriteError((e as NodeJS.ErrnoException).code ?? (e as Error).message); }
+}
+
+/**
+ * `bytes` of host file `fd` from byte `fileOff`, in whole pages, as the kernel's page cache read
+ * them: zeros past the file's end and past `bytes`.
+ */
+function readHostPages(fd: number, fileOff: number, bytes: number): Buffer {
+  const buf = Buffer.alloc(Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE);
+  for (let got = 0; got < bytes;) {
+    const n = fs.readSync(fd, buf, got, bytes - got, fileOff + got);
+    if (n <= 0) break; // past the end: zeros
+    got += n;
+  }
+  return buf;
 }
 
 function writeAll(fd: number, buf: Uint8Array, position: number): void {
