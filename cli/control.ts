@@ -6,37 +6,18 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { logLine } from './oci/log.js';
 import type { Kernel } from '../src/kernel/kernel.js';
 import { eventJson, typeFilter } from '../src/kernel/events.js';
+import { type ControlRequest, type ControlResponse, checkName, request, stateDir } from './control-client.js';
+
+export { CONTROL_TIMEOUT_MS, type ControlRequest, type ControlResponse, checkName, controlSocket, defaultStore, request, stateDir } from './control-client.js';
 
 /** Print `snapvisor: MSG` as one line on stderr. */
 export function fail(msg: string): void {
   fs.writeSync(2, `snapvisor: ${msg}\n`);
   logLine('error', msg);
-}
-
-export function stateDir(root?: string): string {
-  if (root) return path.resolve(root);
-  if (process.env.XDG_RUNTIME_DIR) return path.join(process.env.XDG_RUNTIME_DIR, 'snapvisor');
-  return process.getuid?.() === 0 ? '/run/snapvisor' : path.join(os.tmpdir(), `snapvisor-${process.getuid?.()}`);
-}
-
-/** Default checkpoint store: $SNAPVISOR_STORE, else $XDG_DATA_HOME/snapvisor/checkpoints (~/.local/share/…). */
-export function defaultStore(): string {
-  if (process.env.SNAPVISOR_STORE) return path.resolve(process.env.SNAPVISOR_STORE);
-  const data = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
-  return path.join(data, 'snapvisor', 'checkpoints');
-}
-
-export interface ControlRequest { op: string; store?: string; leaveRunning?: boolean; [k: string]: unknown }
-export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; error: string };
-
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-export function checkName(name: string): void {
-  if (!NAME_RE.test(name)) throw new Error(`invalid sandbox name '${name}' (letters, digits, _ . -; at most 64)`);
 }
 
 /**
@@ -176,50 +157,3 @@ export function guestProcesses(kernel: Kernel): GuestProcess[] {
   });
 }
 
-/** How long a client waits for each kind of answer by default (ms): a checkpoint writes the guest's memory. */
-export const CONTROL_TIMEOUT_MS: Partial<Record<ControlRequest['op'], number>> = { status: 5_000, kill: 10_000, checkpoint: 300_000 };
-
-/**
- * Send one request to a control socket and wait for the answer, at most `timeoutMs` (default
- * CONTROL_TIMEOUT_MS for the op). Rejects with a one-line Error when there is no answer in time,
- * the connection fails, or the answer is not one JSON line. Progress lines the sandbox sends
- * before its answer (`{"progress":[doneBytes,totalBytes]}`, for a checkpoint asked with
- * `progress: true`) go to `onProgress`.
- */
-export function request(sock: string, req: ControlRequest, timeoutMs = CONTROL_TIMEOUT_MS[req.op] ?? 10_000, onProgress?: (doneBytes: number, totalBytes: number) => void): Promise<ControlResponse> {
-  return new Promise((resolve, reject) => {
-    const c = net.createConnection(sock);
-    let buf = '';
-    const timer = setTimeout(() => {
-      c.destroy();
-      reject(new Error(`no answer from the sandbox to '${req.op}' within ${Math.round(timeoutMs / 1000)} s (${sock})`));
-    }, timeoutMs);
-    const done = <T>(f: (v: T) => void) => (v: T) => { clearTimeout(timer); f(v); };
-    c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
-    c.on('data', (d) => {
-      buf += d.toString();
-      // Whole lines that are progress reports; the answer is the last line.
-      for (let nl = buf.indexOf('\n'); nl >= 0 && buf.startsWith('{"progress":'); nl = buf.indexOf('\n')) {
-        try {
-          const [done, total] = (JSON.parse(buf.slice(0, nl)) as { progress: [number, number] }).progress;
-          onProgress?.(done, total);
-        } catch { break; }
-        buf = buf.slice(nl + 1);
-      }
-    });
-    c.on('end', () => {
-      let r: ControlResponse;
-      try { r = JSON.parse(buf); } catch { done(reject)(new Error('the sandbox closed the control connection without an answer')); return; }
-      done(resolve)(r);
-    });
-    c.on('error', (e) => done(reject)(new Error(`cannot reach the sandbox's control socket ${sock}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
-  });
-}
-
-/** Control socket path of a named sandbox, or an error if it is not running. */
-export function controlSocket(root: string | undefined, name: string): string {
-  checkName(name);
-  const sock = path.join(stateDir(root), `${name}.sock`);
-  if (!fs.existsSync(sock)) throw new Error(`container ${name} does not exist (nor a running sandbox of that name in ${stateDir(root)})`);
-  return sock;
-}

@@ -5,7 +5,8 @@
  * the command. With the cache V8 deserializes the bundle's compiled code instead of parsing and
  * compiling its source (two caches: a full one for commands that run a kernel or use the store,
  * a light one for the rest); a cache V8 rejects (another node, a rebuilt bundle) or a missing one
- * costs that compile, nothing else. `__dirname` is this file's directory (its real path: npm
+ * costs that compile, nothing else. `checkpoint NAME` in its usual shapes loads no bundle at all: it
+ * is one request on the sandbox's control socket (cli/checkpoint-client.ts). `__dirname` is this file's directory (its real path: npm
  * links the bin from node_modules/.bin).
  *
  * SNAPVISOR_TRACE_STARTUP=1 prints on stderr whether the cache was used (used; rejected by V8;
@@ -33,42 +34,53 @@ interface Bundle {
 const FULL = new Set(['run', 'restore', '__oci-init', '__pool-clone', 'pool', 'demo', 'inspect', 'checkpoints', 'gc', 'export', 'import', 'store', 'syscalls']);
 
 const bundleFile = path.join(__dirname, 'snapvisor.cjs');
-// SNAPVISOR_WRITE_CODE_CACHE=light|full (the build): compile without a cache, evaluate the bundle
-// (full: and every module commands load on demand), and write the cache of what V8 compiled. The
-// light cache holds about a third as much (--help, state, kill… read and deserialize less).
-const writeCache = process.env.SNAPVISOR_WRITE_CODE_CACHE;
-const kind = writeCache ?? (FULL.has(commandOf(process.argv.slice(2)) ?? '') ? 'full' : 'light');
-// SNAPVISOR_CODE_CACHE: another cache of the same bundle, made by a process with other V8 flags (a
-// warm pool's clones use the one its probe wrote, cli/pool.ts).
-const cacheFile = process.env.SNAPVISOR_CODE_CACHE || `${bundleFile}.${kind}.cache`;
-const trace = !!process.env.SNAPVISOR_TRACE_STARTUP;
-const age = () => (process.uptime() * 1000).toFixed(1);
-
-// The cache is used only if written after the bundle (the build writes it last): V8 checks that a
-// cache was made by this V8 with these flags for a source of this length, not of this content.
-let cachedData: Buffer | undefined;
-let stale = false;
-if (!writeCache) {
-  try {
-    if (fs.statSync(cacheFile).mtimeMs >= fs.statSync(bundleFile).mtimeMs) cachedData = fs.readFileSync(cacheFile);
-    else stale = true;
-  } catch { /* no cache: compile from source */ }
-}
-// The file is all ASCII, and holds the CommonJS module wrapper (a function expression) itself.
-const script = new vm.Script(fs.readFileSync(bundleFile, 'latin1'), { filename: bundleFile, cachedData });
-if (trace) {
-  const cache = stale ? 'code cache stale' : cachedData === undefined ? 'no code cache' : script.cachedDataRejected ? 'code cache rejected' : 'code cache used';
-  process.stderr.write(`snapvisor: start-up: ${cache} (${kind}), compiled at ${age()} ms\n`);
-}
-// The compiled bundle, for a process that writes a code cache of what it ran (a warm pool's probe).
-(globalThis as { __snapvisorScript?: vm.Script }).__snapvisorScript = script;
-const mod = { exports: {} as Bundle };
-(script.runInThisContext() as (...a: unknown[]) => void)(mod.exports, createRequire(bundleFile), mod, bundleFile, __dirname);
-if (trace) process.stderr.write(`snapvisor: start-up: evaluated at ${age()} ms\n`);
-if (writeCache) {
-  const write = () => fs.writeFileSync(cacheFile, script.createCachedData());
-  if (writeCache === 'full') void mod.exports.loadOnDemandModules().then(write);
-  else write();
+// `checkpoint NAME` in its usual shapes needs only the control socket: no bundle at all (the
+// module is evaluated only for that command: esbuild bundles a dynamic import as a lazy one).
+if (!process.env.SNAPVISOR_WRITE_CODE_CACHE && commandOf(process.argv.slice(2)) === 'checkpoint') {
+  void import('./checkpoint-client.js').then((m) => { if (!m.lightCheckpoint(process.argv.slice(2))) loadBundle(); });
 } else {
-  void mod.exports.start(bundleFile, process.argv);
+  loadBundle();
+}
+
+/** Compile the bundle (with its code cache), evaluate it and run the command. */
+function loadBundle(): void {
+  // SNAPVISOR_WRITE_CODE_CACHE=light|full (the build): compile without a cache, evaluate the bundle
+  // (full: and every module commands load on demand), and write the cache of what V8 compiled. The
+  // light cache holds about a third as much (--help, state, kill… read and deserialize less).
+  const writeCache = process.env.SNAPVISOR_WRITE_CODE_CACHE;
+  const kind = writeCache ?? (FULL.has(commandOf(process.argv.slice(2)) ?? '') ? 'full' : 'light');
+  // SNAPVISOR_CODE_CACHE: another cache of the same bundle, made by a process with other V8 flags (a
+  // warm pool's clones use the one its probe wrote, cli/pool.ts).
+  const cacheFile = process.env.SNAPVISOR_CODE_CACHE || `${bundleFile}.${kind}.cache`;
+  const trace = !!process.env.SNAPVISOR_TRACE_STARTUP;
+  const age = () => (process.uptime() * 1000).toFixed(1);
+
+  // The cache is used only if written after the bundle (the build writes it last): V8 checks that a
+  // cache was made by this V8 with these flags for a source of this length, not of this content.
+  let cachedData: Buffer | undefined;
+  let stale = false;
+  if (!writeCache) {
+    try {
+      if (fs.statSync(cacheFile).mtimeMs >= fs.statSync(bundleFile).mtimeMs) cachedData = fs.readFileSync(cacheFile);
+      else stale = true;
+    } catch { /* no cache: compile from source */ }
+  }
+  // The file is all ASCII, and holds the CommonJS module wrapper (a function expression) itself.
+  const script = new vm.Script(fs.readFileSync(bundleFile, 'latin1'), { filename: bundleFile, cachedData });
+  if (trace) {
+    const cache = stale ? 'code cache stale' : cachedData === undefined ? 'no code cache' : script.cachedDataRejected ? 'code cache rejected' : 'code cache used';
+    process.stderr.write(`snapvisor: start-up: ${cache} (${kind}), compiled at ${age()} ms\n`);
+  }
+  // The compiled bundle, for a process that writes a code cache of what it ran (a warm pool's probe).
+  (globalThis as { __snapvisorScript?: vm.Script }).__snapvisorScript = script;
+  const mod = { exports: {} as Bundle };
+  (script.runInThisContext() as (...a: unknown[]) => void)(mod.exports, createRequire(bundleFile), mod, bundleFile, __dirname);
+  if (trace) process.stderr.write(`snapvisor: start-up: evaluated at ${age()} ms\n`);
+  if (writeCache) {
+    const write = () => fs.writeFileSync(cacheFile, script.createCachedData());
+    if (writeCache === 'full') void mod.exports.loadOnDemandModules().then(write);
+    else write();
+  } else {
+    void mod.exports.start(bundleFile, process.argv);
+  }
 }

@@ -12,6 +12,7 @@ import { DEFAULT_PLATFORM, PLATFORM_DESCRIPTIONS as PLATFORMS } from '../platfor
 // and the syscall table are imported by the commands that use them, so `checkpoint`,
 // `checkpoints` and `--help` start without parsing the kernel.
 import { controlSocket, defaultStore, fail, request, streamRemote } from './control.js';
+import { type CheckpointAnswer, checkpointLine } from './checkpoint-client.js';
 import { configureLog } from './oci/log.js';
 import * as oci from './oci/commands.js';
 import { type PublishSpec, parsePublish } from './publish-spec.js';
@@ -204,9 +205,7 @@ Examples:
     const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning, compress: opts.compress !== false, progress: !!process.stderr.isTTY }, opts.timeout, bar.update)
       .finally(() => bar.stop());
     if (!r.ok) throw new Error(`checkpoint of '${name}' failed: ${r.error}`);
-    const s = r as unknown as { id: string; pages: number; newPages: number; storedPageBytes: number; packBytes?: number; filePages?: number; pauseMs: number; durationMs: number };
-    const packed = s.packBytes === undefined ? '' : `, ${mib(s.packBytes)} compressed${s.filePages ? `, ${s.filePages} pages named in host files` : ''}`;
-    process.stdout.write(`checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored${packed}), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`);
+    process.stdout.write(checkpointLine(name, r as unknown as CheckpointAnswer));
   }));
 
 program

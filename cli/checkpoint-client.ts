@@ -1,0 +1,90 @@
+/**
+ * `snapvisor checkpoint NAME` without the CLI's bundle: the bin's launcher (cli/launcher.ts)
+ * runs the command's common shapes with this module alone (it only sends one request on the
+ * sandbox's control socket and prints the answer), so the command costs a node start-up and no
+ * load of the bundle (~45 ms of CPU here: compiling or deserializing it, commander, the command
+ * table). Any other shape (--image-path, --help, an option it does not know, a terminal on
+ * stderr that gets a progress bar, --log/--debug) is left to the full CLI (cli/main.ts), which
+ * gives the same answer and output for the shapes taken here.
+ */
+import { controlSocket, defaultStore, request } from './control-client.js';
+import path from 'node:path';
+
+/** What a checkpoint request answers on success (snapshots/checkpoint.ts CheckpointResult), as the command prints it. */
+export interface CheckpointAnswer { id: string; pages: number; newPages: number; storedPageBytes: number; packBytes?: number; filePages?: number; pauseMs: number; durationMs: number }
+
+const mib = (n: number): string => (n / 1048576).toFixed(1) + ' MiB';
+
+/** The line `checkpoint` prints on stdout for sandbox `name` (the checkpoint id last). */
+export function checkpointLine(name: string, s: CheckpointAnswer): string {
+  const packed = s.packBytes === undefined ? '' : `, ${mib(s.packBytes)} compressed${s.filePages ? `, ${s.filePages} pages named in host files` : ''}`;
+  return `checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored${packed}), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`;
+}
+
+/** The options of a checkpoint command this module runs itself. */
+interface Parsed { root?: string; name: string; store?: string; leaveRunning: boolean; compress: boolean; timeoutMs?: number }
+
+/**
+ * Parse `args` (process.argv after the script) if they are `[--root DIR] checkpoint NAME` with
+ * only `--store DIR`, `--leave-running`, `--compress`, `--no-compress` and `--timeout S` (each
+ * also as `--opt=value`), in any order after the command; undefined for anything else.
+ */
+export function parseLightCheckpoint(args: readonly string[]): Parsed | undefined {
+  let i = 0;
+  let root: string | undefined;
+  const value = (a: string, opt: string): string | undefined | null => {
+    if (a === opt) return i + 1 < args.length ? args[++i] : null;
+    if (a.startsWith(opt + '=')) return a.slice(opt.length + 1);
+    return undefined;
+  };
+  for (; i < args.length && args[i] !== 'checkpoint'; i++) {
+    const v = value(args[i], '--root');
+    if (typeof v !== 'string') return undefined;
+    root = v;
+  }
+  if (i >= args.length) return undefined;
+  const out: Partial<Parsed> & { leaveRunning: boolean; compress: boolean } = { root, leaveRunning: false, compress: true };
+  for (i++; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--leave-running') { out.leaveRunning = true; continue; }
+    if (a === '--compress') { out.compress = true; continue; }
+    if (a === '--no-compress') { out.compress = false; continue; }
+    if (!a.startsWith('-')) {
+      if (out.name !== undefined) return undefined;
+      out.name = a;
+      continue;
+    }
+    const store = value(a, '--store');
+    if (store === null) return undefined;
+    if (store !== undefined) { out.store = store; continue; }
+    const timeout = value(a, '--timeout');
+    if (typeof timeout !== 'string') return undefined;
+    const s = Number(timeout);
+    if (!(s > 0) || !Number.isFinite(s)) return undefined;
+    out.timeoutMs = Math.round(s * 1000);
+  }
+  if (out.name === undefined || out.name === '') return undefined;
+  return out as Parsed;
+}
+
+/**
+ * Run `snapvisor checkpoint` for `args` (process.argv after the script) if it has a shape
+ * parseLightCheckpoint takes and stderr is no terminal; returns undefined (nothing done) otherwise.
+ * As the full CLI: the summary line on stdout, or `snapvisor: …` on stderr and exit status 1.
+ */
+export function lightCheckpoint(args: readonly string[]): Promise<void> | undefined {
+  if (process.stderr.isTTY) return undefined;
+  const p = parseLightCheckpoint(args);
+  if (!p) return undefined;
+  return (async () => {
+    try {
+      const store = path.resolve(p.store ?? defaultStore());
+      const r = await request(controlSocket(p.root, p.name), { op: 'checkpoint', store, leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, p.timeoutMs);
+      if (!r.ok) throw new Error(`checkpoint of '${p.name}' failed: ${r.error}`);
+      process.stdout.write(checkpointLine(p.name, r as unknown as CheckpointAnswer));
+    } catch (e) {
+      process.stderr.write(`snapvisor: ${(e as Error).message}\n`);
+      process.exitCode = 1;
+    }
+  })();
+}

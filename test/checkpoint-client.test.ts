@@ -1,0 +1,57 @@
+/**
+ * `snapvisor checkpoint NAME` run by the bin's launcher without the CLI's bundle
+ * (cli/checkpoint-client.ts): which shapes it takes itself, and that a real checkpoint through it
+ * loads no bundle, prints what the full CLI prints and restores.
+ */
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseLightCheckpoint } from '../cli/checkpoint-client.js';
+import { freshDir, snapvisor, snapvisorStreaming } from './helpers.js';
+
+describe('checkpoint without the bundle', () => {
+  it('takes the usual shapes and leaves every other one to the full CLI', () => {
+    expect(parseLightCheckpoint(['checkpoint', 'web'])).toEqual({ name: 'web', root: undefined, leaveRunning: false, compress: true });
+    expect(parseLightCheckpoint(['--root', '/r', 'checkpoint', 'web', '--store', '/s', '--leave-running', '--no-compress', '--timeout', '2.5']))
+      .toEqual({ root: '/r', name: 'web', store: '/s', leaveRunning: true, compress: false, timeoutMs: 2500 });
+    expect(parseLightCheckpoint(['--root=/r', 'checkpoint', '--store=/s', 'web', '--compress'])).toEqual({ root: '/r', name: 'web', store: '/s', leaveRunning: false, compress: true });
+    for (const args of [
+      ['checkpoint'], // no name: commander's usage error
+      ['checkpoint', 'a', 'b'],
+      ['checkpoint', 'web', '--image-path', '/tmp/x'], // OCI
+      ['checkpoint', '--help'],
+      ['checkpoint', 'web', '-leave-running'], // runc's one-dash flags
+      ['checkpoint', 'web', '--timeout', 'soon'],
+      ['checkpoint', 'web', '--store'],
+      ['--debug', 'checkpoint', 'web'],
+      ['--log', '/tmp/log', 'checkpoint', 'web'],
+      ['checkpoint', 'web', '--', 'x'],
+      ['run', 'checkpoint'],
+    ]) expect(parseLightCheckpoint(args), args.join(' ')).toBeUndefined();
+  });
+
+  it('checkpoints a running sandbox without loading the bundle, and the checkpoint restores', async () => {
+    const base = freshDir('ckclient');
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+    const name = `ckclient-${process.pid}`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/bin/busybox', 'sh', '-c', 'echo ready; i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo $i; sleep 0.05; done; echo done'], { timeoutMs: 40_000 });
+    await run.waitFor((l) => l === '3', 20_000);
+    // SNAPVISOR_TRACE_STARTUP makes the launcher say when it compiles and evaluates the bundle.
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { env: { ...process.env, SNAPVISOR_TRACE_STARTUP: '1' }, timeoutMs: 20_000 });
+    expect(cp.stderr).toBe('');
+    expect(cp.status).toBe(0);
+    const line = cp.stdout.toString();
+    expect(line).toMatch(new RegExp(`^checkpointed ${name}: \\d+ pages \\(\\d+ new, [\\d.]+ MiB stored, [\\d.]+ MiB compressed[^)]*\\), guest paused \\d+ ms, written in \\d+ ms: [0-9a-f]{16}\\n$`));
+    expect(await run.done).toBe(137);
+    const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
+    const r = await snapvisor(['restore', line.trim().split(' ').pop()!, '--store', store], { timeoutMs: 30_000 });
+    expect(r.timedOut).toBe(false);
+    expect(r.status).toBe(0);
+    const lines = r.stdout.toString().split('\n').filter(Boolean);
+    expect(lines[0]).toBe(String(last + 1));
+    expect(lines[lines.length - 1]).toBe('done');
+    // A failure is one line and status 1, as from the full CLI.
+    const gone = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 10_000 });
+    expect(gone.status).toBe(1);
+    expect(gone.stderr).toBe(`snapvisor: container ${name} does not exist (nor a running sandbox of that name in ${root})\n`);
+  }, 60_000);
+});
