@@ -1062,7 +1062,8 @@ function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifest
 function usableInheritance(dir: string, inherited: InheritedPages | undefined): InheritedPages | undefined {
   if (!inherited || resolvePath(inherited.storeDir) !== dir) return undefined;
   const used = new Set<number>();
-  for (const k of inherited.backed) if (k) used.add(k);
+  const backed = inherited.backed;
+  for (let p = 0; p < backed.length; p++) if (backed[p]) used.add(backed[p]);
   if (used.size >= MAX_PAGE_LAYERS) return undefined;
   return [...used].every((k) => inherited.layerIds[k - 1] !== undefined && hasPageFile(dir, inherited.layerIds[k - 1])) ? inherited : undefined;
 }
@@ -1178,6 +1179,9 @@ function onEveryCpu<T>(make: () => T): T {
   }
 }
 
+/** Whether this host stores numbers little-endian (a pagemap's CRC-32s are little-endian). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /** What scanPages found: the pagemap and its counts. */
 interface ScannedPages { runs: PagemapRun[]; pages: number; zeroPages: number; newPages: number; layers: string[] }
 
@@ -1210,23 +1214,35 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
       }
       return l;
     };
+    // The run being built: its first page's offset, its layer and its CRC-32s so far (a growable
+    // array: an inherited stretch is appended with one copy, not page by page).
     let runStart = -1;
     let runLayerNow = 0;
-    let runChecks: number[] = [];
+    let runChecks = new Uint32Array(1024);
+    let runLen = 0;
     const closeRun = (): void => {
-      if (runChecks.length === 0) return;
-      const c = Buffer.allocUnsafe(runChecks.length * PAGE_CHECK_BYTES);
-      runChecks.forEach((v, i) => c.writeUInt32LE(v, i * PAGE_CHECK_BYTES));
+      if (runLen === 0) return;
+      const c = Buffer.allocUnsafe(runLen * PAGE_CHECK_BYTES);
+      if (LITTLE_ENDIAN) c.set(new Uint8Array(runChecks.buffer, 0, runLen * PAGE_CHECK_BYTES));
+      else for (let i = 0; i < runLen; i++) c.writeUInt32LE(runChecks[i], i * PAGE_CHECK_BYTES);
       runs.push(runLayerNow ? [runStart, c, runLayerNow] : [runStart, c]);
-      runChecks = [];
+      runLen = 0;
     };
-    const addPage = (at: number, layer: number, check: number): void => {
-      if (runChecks.length === 0 || runLayerNow !== layer || runStart + runChecks.length * PAGE_SIZE !== at) {
+    /** Append pages at `at` with CRC-32s `checks` (consecutive, all of `layer`) to the runs. */
+    const addPages = (at: number, layer: number, checks: Uint32Array | number): void => {
+      const n = typeof checks === 'number' ? 1 : checks.length;
+      if (runLen === 0 || runLayerNow !== layer || runStart + runLen * PAGE_SIZE !== at) {
         closeRun();
         runStart = at;
         runLayerNow = layer;
       }
-      runChecks.push(check);
+      if (runLen + n > runChecks.length) {
+        const grown = new Uint32Array(Math.max(runChecks.length * 2, runLen + n));
+        grown.set(runChecks.subarray(0, runLen));
+        runChecks = grown;
+      }
+      if (typeof checks === 'number') runChecks[runLen] = checks; else runChecks.set(checks, runLen);
+      runLen += n;
     };
     let pages = 0;
     let newPages = 0;
@@ -1235,7 +1251,6 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
     let doneBytes = 0;
     let lastYield = performance.now();
     const backed = inherit?.backed;
-    const inheritedAt = (off: number): number => (backed ? backed[off / PAGE_SIZE] ?? 0 : 0);
     const former = inherit?.former;
     const page = Buffer.allocUnsafe(PAGE_SIZE);
     /** Whether the page at `off` (bytes `buf` at `p`) still equals its bytes in its former layer's page file. */
@@ -1258,43 +1273,63 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
       if (got < PAGE_SIZE) page.fill(0, got);
       return Buffer.compare(page, data.subarray(p, p + PAGE_SIZE)) === 0;
     };
+    /** Pages [a, b) (page indices), all inherited from kernel layer `k`: named there, zero ones skipped. */
+    const inheritStretch = (a: number, b: number, k: number): void => {
+      const nonZero = inherit!.nonZero, checks = inherit!.checks;
+      for (let p = a; p < b;) {
+        if (!nonZero[p]) { zeroPages++; closeRun(); p++; continue; }
+        let q = p + 1;
+        while (q < b && nonZero[q]) q++;
+        addPages(p * PAGE_SIZE, layerOf(k), checks.subarray(p, q));
+        pages += q - p;
+        p = q;
+      }
+    };
     // Reads go into a few buffers of READ_CHUNK_BYTES, each handed to the crunch (zero check,
     // CRC-32, flat writes) and taken back with its result, in order: with a worker, the next
-    // reads (and a pack's compression of the last) overlap its work.
+    // reads (and a pack's compression of the last) overlap its work. Of each window of
+    // READ_CHUNK_BYTES only the pages from its first to its last page not inherited are read (an
+    // incremental checkpoint reads what changed, not the windows around it).
     const free: Buffer[] = [];
     const depth = crunch.threaded ? CRUNCH_DEPTH : 1;
-    const queue: Array<{ off: number; len: number; done?: Promise<CrunchedBuffer> }> = [];
-    /** The pagemap entries of one read (or of a stretch of inherited pages that needed none). */
-    const finish = async (job: { off: number; len: number; done?: Promise<CrunchedBuffer> }): Promise<void> => {
+    /** A window [off, off+len) of memory, of which pages [lo, hi) (indices in the window) were read. */
+    interface Job { off: number; len: number; lo: number; done?: Promise<CrunchedBuffer> }
+    const queue: Job[] = [];
+    /** The pagemap entries of one window (inherited pages need no read). */
+    const finish = async (job: Job): Promise<void> => {
       const r = job.done ? await job.done : undefined;
-      const { off, len } = job;
-      for (let p = 0, i = 0; p < len; p += PAGE_SIZE, i++) {
-        const k = inheritedAt(off + p);
+      const { off, len, lo } = job;
+      const n = len / PAGE_SIZE, first = off / PAGE_SIZE;
+      const inheritedEnd = backed ? Math.min(n, Math.max(0, backed.length - first)) : 0;
+      for (let i = 0; i < n;) {
+        const k = i < inheritedEnd ? backed![first + i] : 0;
         if (k) {
           // Unchanged since the layer was written: named, not copied.
-          const pi = (off + p) / PAGE_SIZE;
-          if (!inherit!.nonZero[pi]) { zeroPages++; closeRun(); continue; }
-          addPage(off + p, layerOf(k), inherit!.checks[pi]);
-          pages++;
+          let j = i + 1;
+          while (j < inheritedEnd && backed![first + j] === k) j++;
+          inheritStretch(first + i, first + j, k);
+          i = j;
           continue;
         }
-        if (r!.kind[i] === CRUNCH_ZERO) {
+        const ri = i - lo, p = ri * PAGE_SIZE, at = off + i * PAGE_SIZE;
+        i++;
+        if (r!.kind[ri] === CRUNCH_ZERO) {
           zeroPages++;
           closeRun();
           continue;
         }
-        const check = r!.checks[i];
-        const was = former ? former[(off + p) / PAGE_SIZE] ?? 0 : 0;
-        if (was && sameAsFormer(was, off + p, r!.buf, p)) {
+        const check = r!.checks[ri];
+        const was = former ? former[at / PAGE_SIZE] ?? 0 : 0;
+        if (was && sameAsFormer(was, at, r!.buf, p)) {
           // In a chunk the guest wrote, but this page is as its former layer holds it.
-          addPage(off + p, layerOf(was), check);
+          addPages(at, layerOf(was), check);
           pages++;
           continue;
         }
-        addPage(off + p, 0, check);
+        addPages(at, 0, check);
         pages++;
         newPages++;
-        sink.store(off + p, r!.buf, p);
+        sink.store(at, r!.buf, p);
       }
       sink.endOfRead(off + len);
       if (r) free.push(r.buf);
@@ -1303,25 +1338,33 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
     };
     for (const [start, end] of ranges) {
       for (let off = start, len = 0; off < end; off += len) {
-        // Reads end on multiples of READ_CHUNK_BYTES (= a pack's pieces: a piece is never split between two reads).
+        // Windows end on multiples of READ_CHUNK_BYTES (= a pack's pieces: a piece is never split between two reads).
         len = Math.min(READ_CHUNK_BYTES - (off % READ_CHUNK_BYTES), end - off);
         if (performance.now() - lastYield >= YIELD_MS) {
-          // The memory source is a frozen guest or a copy-on-write capture: it stays as it was.
+          // A turn for the event loop; the memory source is a frozen guest or a copy-on-write capture: it stays as it was.
           await new Promise((r) => setImmediate(r));
           lastYield = performance.now();
         }
+        const n = len / PAGE_SIZE, first = off / PAGE_SIZE;
+        let lo = 0, hi = n;
         let skip: Uint8Array | undefined;
         if (backed) {
-          skip = new Uint8Array(len / PAGE_SIZE);
-          let all = true;
-          for (let i = 0; i < skip.length; i++) if (inheritedAt(off + i * PAGE_SIZE)) skip[i] = 1; else all = false;
-          if (all) { queue.push({ off, len }); continue; }
+          // Pages past the end of `backed` are not inherited.
+          const m = Math.min(n, Math.max(0, backed.length - first));
+          const inWindow = backed.subarray(first, first + m);
+          const firstRead = inWindow.indexOf(0);
+          lo = firstRead < 0 ? m : firstRead;
+          hi = m < n ? n : inWindow.lastIndexOf(0) + 1;
+          if (lo >= hi) { queue.push({ off, len, lo: n }); continue; }
+          skip = new Uint8Array(hi - lo);
+          skip.set(inWindow.subarray(lo, Math.min(hi, m)));
         }
         while (queue.length >= depth) await finish(queue.shift()!);
         const buf = free.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
-        if (memory.readInto) readChunk(memory, off, len, buf);
-        else buf.set(readView(memory, off, len));
-        queue.push({ off, len, done: crunch.submit(buf, len, off, skip, writeFd) });
+        const readOff = off + lo * PAGE_SIZE, readLen = (hi - lo) * PAGE_SIZE;
+        if (memory.readInto) readChunk(memory, readOff, readLen, buf);
+        else buf.set(readView(memory, readOff, readLen));
+        queue.push({ off, len, lo, done: crunch.submit(buf, readLen, readOff, skip, writeFd) });
       }
     }
     while (queue.length) await finish(queue.shift()!);
