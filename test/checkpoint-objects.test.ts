@@ -88,7 +88,7 @@ describe('checkpoint/restore of every kind of kernel object', () => {
     const root = freshDir('objects-root'), store = freshDir('objects-store'), dir = freshDir('objects-sandbox');
     const name = `objects-${process.pid}`;
     const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', GUEST, dir]);
-    await run.waitFor((l) => l === 'ready', 20_000);
+    await run.waitFor((l) => l === 'ready', 60_000); // a python3 start-up under a loaded CI machine took over 20 s once
     const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
     expect(cp.stderr).toBe('');
     expect(cp.status).toBe(0);

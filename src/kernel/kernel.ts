@@ -806,7 +806,7 @@ export class Kernel {
    *   still write (MAP_SHARED mappings, shared files); private pages become copy-on-write and
    *   their blocks are held until `release()`, so the guest can run on at once.
    */
-  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated: Array<[number, number]>; read(off: number, len: number): Uint8Array; readInto(off: number, buf: Uint8Array): void }; held: Array<[number, number]>; release(): void } {
+  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated(): Array<[number, number]>; read(off: number, len: number): Uint8Array; readInto(off: number, buf: Uint8Array): void }; held: Array<[number, number]>; release(): void } {
     for (const t of this.tasks.values()) {
       if (t.state.runState === 'exited') continue;
       t.cpu.regs = new Uint8Array(t.platform.regs.buffer.slice(0));
@@ -833,7 +833,7 @@ export class Kernel {
       }
       for (const ino of Object.values(this.state.fs.inodes)) if (ino.shared) writable.push([ino.shared.offset, ino.shared.capacity]);
       writable.sort((a, b) => a[0] - b[0]);
-      const data = mf.populatedRanges();
+      const data = mf.populatedRanges(writable);
       let copiedTo = 0;
       for (const [lo, n] of writable) {
         for (const [off, len] of data) {
@@ -857,12 +857,16 @@ export class Kernel {
         g.forkRssKb = undefined; // the restored stubs start empty: the peak so far is in usageBase
       }
     }
-    const populated = mf.populatedRanges();
+    // Where the memfd may hold data now: its charged units (only those hold data). Searched for
+    // the data itself when the writer asks, after the guest runs on (runOn): the held blocks
+    // stay as they are until release(), and the rest is read live anyway.
+    const charged = mf.chargedRuns();
+    let populated: Array<[number, number]> | undefined;
     return {
       graph: graph as unknown as KernelState,
       memory: {
         sizeBytes: this.state.memoryFile.end,
-        populated,
+        populated: () => populated ??= mf.populatedRanges(charged),
         read(off: number, len: number): Uint8Array {
           // The live bytes, with every copy taken at capture laid over them.
           let out: Uint8Array | undefined;

@@ -537,6 +537,8 @@ export class MemoryFile {
     }
     const b = this.pageFile?.backed;
     const first = off / PAGE_SIZE, last = Math.min(pages, (off + len) / PAGE_SIZE);
+    // Inside the guest's pause (a checkpoint that leaves it running): a plain fill when no page is excepted.
+    if (!b && !except) { this.clean.fill(layer, first, last); return; }
     for (let p = first; p < last; p++) if ((!b || !b[p]) && !(except && except[p])) this.clean[p] = layer;
   }
 
@@ -836,23 +838,45 @@ export class MemoryFile {
    * Byte ranges [offset, length] that may hold data: SEEK_DATA/SEEK_HOLE over the allocated
    * part of the memfd, plus the data runs of the ranges still served by a backing file
    * (SEEK_DATA/SEEK_HOLE again: a restored sparse file's holes are not read). Sorted, may touch
-   * or overlap.
+   * or overlap. `memfdWithin` ([offset, length] byte spans): search only these spans of the
+   * memfd (the page files' data is reported whole either way).
    */
-  populatedRanges(): Array<[number, number]> {
+  populatedRanges(memfdWithin?: ReadonlyArray<readonly [number, number]>): Array<[number, number]> {
     const out: Array<[number, number]> = [];
-    let pos = 0;
     const end = this.state.end;
-    while (pos < end) {
-      const data = this.backing.seekData(pos);
-      if (data < 0 || data >= end) break;
-      let hole = this.backing.seekHole(data);
-      if (hole < 0 || hole > end) hole = end;
-      out.push([data, hole - data]);
-      pos = hole;
+    // SEEK_HOLE walks every present page of a data run (15-20 ms per GiB of shmem here, measured
+    // 2026-12-02): the walk ends at the run's end, which for charged runs is their own end.
+    for (const [lo, n] of memfdWithin ?? [[0, end] as const]) {
+      const hi = Math.min(lo + n, end);
+      for (let pos = lo; pos < hi;) {
+        const data = this.backing.seekData(pos);
+        if (data < 0 || data >= hi) break;
+        let hole = this.backing.seekHole(data);
+        if (hole < 0 || hole > hi) hole = hi;
+        out.push([data, hole - data]);
+        pos = hole;
+      }
     }
     if (this.pageFile) {
       for (const [off, len, layer] of this.backedRanges()) this.pageFileData(off, len, layer, (a, n) => out.push([a, n]));
-      out.sort((a, b) => a[0] - b[0]);
+    }
+    if (this.pageFile || memfdWithin) out.sort((a, b) => a[0] - b[0]);
+    return out;
+  }
+
+  /**
+   * The charged units as sorted [offset, length] byte runs, a copy taken now (one pass over the
+   * charge map, no syscall): a bound on where the memfd can hold data at this moment, for
+   * populatedRanges(runs) later.
+   */
+  chargedRuns(): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    const ch = this.charged;
+    for (let u = ch.indexOf(1); u >= 0;) {
+      let w = ch.indexOf(0, u);
+      if (w < 0) w = ch.length;
+      out.push([u * CHARGE_UNIT, (w - u) * CHARGE_UNIT]);
+      u = w >= ch.length ? -1 : ch.indexOf(1, w);
     }
     return out;
   }
