@@ -103,7 +103,7 @@ export interface PoolRound {
   memory: PoolMemory[];
 }
 
-/** Summed PSS (bytes) of a pool's every process (pool serve, its clones' node kernels, their stubs) with `size` clones ready. */
+/** Summed PSS (bytes) of a pool's every process (pool serve, the hosting processes holding its clones' kernels, their stubs: its whole process tree) with `size` clones ready. */
 export interface PoolMemory { size: number; pssBytes: number; fillMs: number }
 
 /**
@@ -189,7 +189,7 @@ async function main(): Promise<void> {
     console.log(`pool of ${r.size} clones of a python3 holding ${objects / 1000} MB: filled in ${f(r.fillMs)} ms`);
     console.log(`take → first output byte, ${takes} takes through the socket protocol: from the request reaching the pool p50 ${f(pct(r.fromPool, 50))} ms, p99 ${f(pct(r.fromPool, 99))} ms; from the client's send p50 ${f(pct(r.fromClient, 50))} ms, p99 ${f(pct(r.fromClient, 99))} ms; of which the pool's hand-off (request → guest resumed) p50 ${f(pct(r.handoff, 50))} ms, p99 ${f(pct(r.handoff, 99))} ms`);
     console.log(`\`snapvisor pool take\` command, spawn → first output byte (its own start-up included), ${r.command.length} takes: p50 ${f(pct(r.command, 50))} ms, p99 ${f(pct(r.command, 99))} ms`);
-    for (const m of r.memory) console.log(`pool of ${m.size} clone(s), every process (pool, clones, stubs): PSS ${(m.pssBytes / 2 ** 20).toFixed(1)} MiB (${(m.pssBytes / r.memory[0].pssBytes).toFixed(2)}× the first); filled in ${f(m.fillMs)} ms`);
+    for (const m of r.memory) console.log(`pool of ${m.size} clone(s), every process (pool, hosting processes, stubs): PSS ${(m.pssBytes / 2 ** 20).toFixed(1)} MiB (${(m.pssBytes / r.memory[0].pssBytes).toFixed(2)}× the first); filled in ${f(m.fillMs)} ms`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -316,7 +316,7 @@ async function main(): Promise<number> {
         out(`  pool of ${pr.size} ready (every clone restored, the probe run and its working set taken by every clone) in ${pr.fillMs.toFixed(0)} ms`);
         const one = pr.memory[0]?.pssBytes;
         out('  Pool memory: pool serve --size N, one take (the clones then hold the working set they prefetch), all N ready again;');
-        out('  summed PSS of every process of the pool (pool serve, each clone\'s node kernel, their stubs)');
+        out('  summed PSS of every process of the pool (pool serve, the hosting processes holding the clones\' kernels, their stubs)');
         for (const l of table(['clones', 'PSS total', 'vs one clone', 'filled (ms)'], pr.memory.map((m) => [String(m.size), mib(m.pssBytes), ratio(m.pssBytes, one), num(m.fillMs, 0)]))) out('  ' + l);
       } catch (e) {
         out(`  snapvisor pool: n/a: ${(e as Error).message}`);

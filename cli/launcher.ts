@@ -31,7 +31,7 @@ interface Bundle {
  * other commands never evaluate (cli/bundle-entry.ts loadOnDemandModules), and use the full cache.
  * Not `delete`: engines delete every container they ran, and only `delete ID --store` opens a store.
  */
-const FULL = new Set(['run', 'restore', '__oci-init', '__pool-clone', 'pool', 'demo', 'inspect', 'checkpoints', 'gc', 'export', 'import', 'store', 'syscalls']);
+const FULL = new Set(['run', 'restore', '__oci-init', '__pool-host', 'pool', 'demo', 'inspect', 'checkpoints', 'gc', 'export', 'import', 'store', 'syscalls']);
 
 const bundleFile = path.join(__dirname, 'snapvisor.cjs');
 // `checkpoint NAME` in its usual shapes needs only the control socket: no bundle at all (the

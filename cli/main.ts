@@ -291,6 +291,11 @@ pool
     return n;
   })
   .requiredOption('--listen <socket>', 'path of the unix socket to serve on')
+  .option('--per-process <n>', 'clones restored together in one hosting process (they share its memory; default 10)', (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected a whole number from 1 to 64');
+    return n;
+  })
   .option('--no-probe', 'do not run one clone\'s guest at start (stdin at end of file, output discarded) to learn its working set')
   .addHelpText('after', `
 Examples:
@@ -579,9 +584,9 @@ export async function main(argv: string[]): Promise<void> {
     await ociInit(argv[3], argv[4]);
     return;
   }
-  if (argv[2] === '__pool-clone') {
-    const { poolClone } = await import('./pool.js');
-    process.exit(await poolClone(argv[3], argv[4]));
+  if (argv[2] === '__pool-host') {
+    const { poolHost } = await import('./pool.js');
+    process.exit(await poolHost(argv[3], argv[4], Number(argv[5]) || 1));
   }
   if (argv[2] === '__oci-exec-wait') {
     await oci.execWait(argv[3], argv[4], argv[5]);

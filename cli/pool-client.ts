@@ -4,10 +4,14 @@
  */
 import net from 'node:net';
 
-/** What `{"op":"status"}` answers: clone counts, takes served, the recorded working set (write faults, and pages touched), each clone's pid and state. */
+/**
+ * What `{"op":"status"}` answers: clone counts, hosting processes, takes served, the recorded
+ * working set (write faults, and pages touched), each clone's hosting process (pid), its slot
+ * there and its state.
+ */
 export interface PoolStatus {
-  ok: boolean; checkpoint: string; size: number; ready: number; starting: number; running: number;
-  served: number; waiting: number; probe: 'pending' | 'running' | 'done'; workingSet: number; workingSetPages: number; clones: Array<{ pid: number; state: string }>;
+  ok: boolean; checkpoint: string; size: number; ready: number; starting: number; running: number; processes: number;
+  served: number; waiting: number; probe: 'pending' | 'running' | 'done'; workingSet: number; workingSetPages: number; clones: Array<{ pid: number; slot: number; state: string }>;
 }
 
 /** Ask the pool on unix socket `sock` for its status. Rejects on a connection error or an answer that is not JSON. */

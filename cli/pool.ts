@@ -1,18 +1,21 @@
 /**
  * Warm pools (docs/pools.md): `snapvisor pool serve` keeps N clones of a checkpoint restored and
- * paused, each in a process of its own (`snapvisor __pool-clone`: the kernel rebuilt, stubs
- * started, registers set, not yet run); `snapvisor pool take` hands one to the caller. The
- * caller's stdin/stdout/stderr and its connection travel over the pool's unix socket with
- * SCM_RIGHTS (platforms/host/fd-passing.ts) to the clone, which makes them its fds 0–2,
- * resumes the guest and from then on talks to the caller directly (signals in, exit status
- * out). The pool refills in the background; a clone that dies is only a clone lost.
+ * paused in hosting processes (`snapvisor __pool-host`), each restoring a batch of up to
+ * `--per-process` clones as kernels of its own (rebuilt, stubs started, registers set, not yet
+ * run) and then only serving them; `snapvisor pool take` hands one to the caller. The caller's
+ * stdin/stdout/stderr and its connection travel over the pool's unix socket with SCM_RIGHTS
+ * (platforms/host/fd-passing.ts) to the hosting process, whose clone sees them as its guest's
+ * stdio, resumes the guest and from then on talks to the caller directly (signals in, exit
+ * status out). The pool refills in the background, in new hosting processes; a clone that dies
+ * is only a clone lost.
  */
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeFd, connectUnix, dup2, recvFds, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
+import { closeFd, connectUnix, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
+import { LinuxHostServices } from '../platforms/host/host-services.js';
 import { defaultStore, fail } from './control.js';
 import type vm from 'node:vm';
 import type { Kernel } from '../src/kernel/kernel.js';
@@ -54,7 +57,17 @@ const CONN_WATCH_DELAY_MS = 50;
 /** A request must arrive within this long after connecting (ms). */
 const REQUEST_TIMEOUT_MS = 5000;
 
-interface Clone { child: ChildProcess; ctl: number; state: 'starting' | 'ready' | 'taken' | 'probing'; pid: number; prefetched: boolean }
+/**
+ * Clones one hosting process restores by default (`pool serve --per-process`). Each clone in a
+ * process of its own cost ~18 MiB more per clone (its node process ~15 MiB: V8 heap, node's
+ * own state); in one process they share that, at the price of one event loop for all their
+ * guests (see docs/pools.md, "Costs and limits").
+ */
+export const DEFAULT_CLONES_PER_PROCESS = 10;
+/** A hosting process (`snapvisor __pool-host STORE ID COUNT`): the clones it restored, by slot. */
+interface Host { child: ChildProcess; ctl: number; pid: number; seq: number; slots: Clone[]; prefetched: boolean }
+/** One clone: slot `slot` of `host`. 'done': its take (or probe) ended, or it was lost. */
+interface Clone { host: Host; slot: number; state: 'starting' | 'ready' | 'taken' | 'probing' | 'done' }
 
 /** A write fault to replay: [address space id, guest address]. */
 type Fault = [number, number];
@@ -99,7 +112,7 @@ const fdOf = (s: net.Socket | NodeJS.ReadableStream | null | undefined): number 
  * Returns the exit status (1 with one line for a bad checkpoint, a taken socket, clones that
  * cannot start).
  */
-export async function poolServe(opts: { checkpoint: string; store?: string; size: number; listen: string; probe?: boolean }): Promise<number> {
+export async function poolServe(opts: { checkpoint: string; store?: string; size: number; listen: string; probe?: boolean; perProcess?: number }): Promise<number> {
   const store = path.resolve(opts.store ?? defaultStore());
   const sockPath = path.resolve(opts.listen);
   // 1. The checkpoint: records and every page, once; clones then skip the page check.
@@ -135,15 +148,18 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   // A clone makes no TLS connections: loading a CA bundle would only slow its start (~50 ms).
   const cloneEnv = { ...process.env };
   delete cloneEnv.NODE_EXTRA_CA_CERTS;
+  const perProcess = Math.max(1, Math.min(opts.perProcess ?? DEFAULT_CLONES_PER_PROCESS, opts.size));
+  const hosts = new Set<Host>();
   const clones = new Set<Clone>();
   const waiting: Take[] = [];
-  let served = 0, failedInARow = 0, everReady = false, closing = false;
+  let served = 0, failedInARow = 0, everReady = false, closing = false, hostSeq = 0;
   /** The write faults the first take's guest made early on: replayed by every clone before it is ready. */
   let workingSet: WorkingSet | undefined;
-  const sendPrefetch = (clone: Clone) => {
-    clone.prefetched = true;
-    clone.state = 'starting';
-    (clone.child.stdio[3] as net.Socket).write(JSON.stringify({ op: 'prefetch', ...workingSet }) + '\n');
+  /** Send the working set to a host whose clones all wait (a prefetch is synchronous work in that process: no guest of it may be running). */
+  const sendPrefetch = (host: Host) => {
+    host.prefetched = true;
+    for (const c of host.slots) if (c.state === 'ready') c.state = 'starting';
+    (host.child.stdio[3] as net.Socket).write(JSON.stringify({ op: 'prefetch', ...workingSet }) + '\n');
   };
   /**
    * The probe (docs/pools.md, "The working set"): the first clone ready runs its guest once, before
@@ -153,8 +169,8 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   let probe: 'pending' | 'running' | 'done' = opts.probe === false ? 'done' : 'pending';
   /**
    * The V8 code cache the probe writes once its guest has run (the bundle with every function it
-   * compiled, restore and take: cli/launcher.ts, SNAPVISOR_CODE_CACHE), for the clones started
-   * after it; in a directory of its own under os.tmpdir(), removed when the pool stops.
+   * compiled, restore and take: cli/launcher.ts, SNAPVISOR_CODE_CACHE), for the hosting processes
+   * started after it; in a directory of its own under os.tmpdir(), removed when the pool stops.
    */
   let cacheDir: string | undefined, codeCache: string | undefined;
   const dropCache = () => { if (cacheDir) fs.rmSync(cacheDir, { recursive: true, force: true }); };
@@ -163,7 +179,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     let r = -1;
     cacheDir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'snapvisor-pool-'));
     const nulIn = fs.openSync('/dev/null', 'r'), nulOut = fs.openSync('/dev/null', 'w');
-    try { r = sendFds(clone.ctl, Buffer.from(JSON.stringify({ op: 'probe', codeCache: path.join(cacheDir, 'clone.cache') }) + '\n'), [nulIn, nulOut, nulOut]); } finally { fs.closeSync(nulIn); fs.closeSync(nulOut); }
+    try { r = sendFds(clone.host.ctl, Buffer.from(JSON.stringify({ op: 'probe', slot: clone.slot, codeCache: path.join(cacheDir, 'clone.cache') }) + '\n'), [nulIn, nulOut, nulOut]); } finally { fs.closeSync(nulIn); fs.closeSync(nulOut); }
     if (r < 0) return false;
     clone.state = 'probing';
     probe = 'running';
@@ -172,27 +188,37 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   let startFailure: ((msg: string) => void) | undefined;
   const ready = () => [...clones].filter((c) => c.state === 'ready');
   const starting = () => [...clones].filter((c) => c.state === 'starting').length;
+  const startingHosts = () => [...hosts].filter((h) => h.slots.some((c) => c.state === 'starting')).length;
+  const runningIn = (h: Host) => h.slots.filter((c) => c.state === 'taken' || c.state === 'probing').length;
 
   let refillTimer: NodeJS.Timeout | undefined;
   const refill = () => {
     if (refillTimer) { clearTimeout(refillTimer); refillTimer = undefined; }
     if (closing) return;
-    // Until the probe is done, only the clone that will run it: the others start with its code cache.
-    if (probe !== 'done') { if (!clones.size) startClone(); return; }
-    while (ready().length + starting() < opts.size && starting() < MAX_STARTING) startClone();
+    // Until the probe is done, only the process whose one clone runs it: the others start with its code cache.
+    if (probe !== 'done') { if (!hosts.size) startHost(1); return; }
+    // What is missing, in processes of up to perProcess clones each (a batch restored at once).
+    for (let missing = opts.size - ready().length - starting(); missing > 0 && startingHosts() < MAX_STARTING; missing -= perProcess) startHost(Math.min(missing, perProcess));
   };
-  const startClone = () => {
-    // Its own session: the terminal's ^C to `pool serve` is not the clones' business.
-    const env = codeCache ? { ...cloneEnv, SNAPVISOR_CODE_CACHE: codeCache } : cloneEnv;
-    const child = spawn(process.execPath, [...process.execArgv, ...CLONE_NODE_FLAGS, process.argv[1], '__pool-clone', store, id], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true, env });
-    const clone: Clone = { child, ctl: fdOf(child.stdio[3] as net.Socket), state: 'starting', pid: child.pid ?? 0, prefetched: false };
-    clones.add(clone);
+  const startHost = (count: number) => {
+    // Its own session: the terminal's ^C to `pool serve` is not the clones' business. Each clone's
+    // caller's stdin waits on a thread of libuv's pool (platforms/host/host-streams.ts), as does the
+    // control socket while a guest runs: room for all of them.
+    const env = { ...cloneEnv, UV_THREADPOOL_SIZE: String(Math.max(Number(cloneEnv.UV_THREADPOOL_SIZE) || 4, Math.min(128, 4 + 2 * count))), ...(codeCache ? { SNAPVISOR_CODE_CACHE: codeCache } : {}) };
+    const child = spawn(process.execPath, [...process.execArgv, ...CLONE_NODE_FLAGS, process.argv[1], '__pool-host', store, id, String(count)], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true, env });
+    const host: Host = { child, ctl: fdOf(child.stdio[3] as net.Socket), pid: child.pid ?? 0, seq: hostSeq++, slots: [], prefetched: false };
+    for (let i = 0; i < count; i++) host.slots.push({ host, slot: i, state: 'starting' });
+    hosts.add(host);
+    for (const c of host.slots) clones.add(c);
     const ctl = child.stdio[3] as net.Socket;
+    const slotOf = (m: Record<string, unknown>): Clone | undefined => host.slots[Number(m.slot)];
     lines(ctl, (m) => {
-      if (m.event === 'ready' && clone.state === 'starting') {
-        if (workingSet && !clone.prefetched) { sendPrefetch(clone); return; }
-        if (probe === 'pending' && !workingSet && startProbe(clone)) { refill(); return; }
-        clone.state = 'ready';
+      if (m.event === 'ready') {
+        const waitingSlots = host.slots.filter((c) => c.state === 'starting');
+        if (!waitingSlots.length) return;
+        if (workingSet && !host.prefetched) { sendPrefetch(host); return; }
+        if (probe === 'pending' && !workingSet && startProbe(waitingSlots[0])) { refill(); return; }
+        for (const c of waitingSlots) c.state = 'ready';
         failedInARow = 0;
         everReady = true;
         dispatch();
@@ -203,43 +229,68 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
             faults: (m.faults as Fault[]).filter((f) => Array.isArray(f) && f.length === 2 && f.every(Number.isSafeInteger)).slice(0, MAX_WORKING_SET),
             pages: (m.pages as PageRun[]).filter((f) => Array.isArray(f) && f.length === 3 && f.every(Number.isSafeInteger)),
           };
-          for (const c of ready()) sendPrefetch(c);
+          // Processes whose clones all wait take it now; one with a guest running keeps its clones as they are.
+          for (const h of hosts) if (!h.prefetched && h.slots.some((c) => c.state === 'ready') && !runningIn(h) && !h.slots.some((c) => c.state === 'starting')) sendPrefetch(h);
         }
-        if (clone.state === 'probing') {
+        const clone = slotOf(m);
+        if (clone?.state === 'probing') {
           if (m.codeCache === true && cacheDir) codeCache = path.join(cacheDir, 'clone.cache');
           probe = 'done';
+          clone.state = 'done';
+          clones.delete(clone);
           refill();
         }
+      } else if (m.event === 'ended') {
+        const clone = slotOf(m);
+        if (clone) { clone.state = 'done'; clones.delete(clone); }
       } else if (m.event === 'failed') {
         fail(`pool: a clone of checkpoint ${id} failed to start: ${String(m.error)}`);
       }
     });
     ctl.on('error', () => undefined);
     child.on('exit', () => {
-      clones.delete(clone);
-      if (clone.state === 'probing') probe = 'done';
-      if (clone.state === 'starting') {
+      hosts.delete(host);
+      let failedStart = false;
+      for (const c of host.slots) {
+        if (c.state === 'probing') probe = 'done';
+        if (c.state === 'starting') failedStart = true;
+        clones.delete(c);
+        c.state = 'done';
+      }
+      if (failedStart) {
         failedInARow++;
         if (!everReady && failedInARow >= 2) { startFailure?.(`clones of checkpoint ${id} cannot start (see above)`); return; }
       }
-      // A lost clone (killed while waiting, or after its take ended) is replaced; a run of failures backs off.
+      // Lost clones (killed while waiting, or their process gone) are replaced; a run of failures backs off.
       setTimeout(refill, failedInARow ? Math.min(5000, 100 * 2 ** failedInARow) : 0).unref();
     });
+  };
+  /**
+   * The ready clone for the next take: one in the process running the fewest guests (they share
+   * its event loop and its CPU), the oldest process first among equals (so it empties and ends).
+   */
+  const pick = (): Clone | undefined => {
+    let best: Clone | undefined, bestRunning = Infinity;
+    for (const c of ready()) {
+      const r = runningIn(c.host);
+      if (r < bestRunning || (r === bestRunning && c.host.seq < best!.host.seq)) { best = c; bestRunning = r; }
+    }
+    return best;
   };
   /** Hand waiting takes to ready clones. */
   const dispatch = () => {
     while (waiting.length) {
-      const clone = ready()[0];
+      const clone = pick();
       if (!clone) return;
       const t = waiting.shift()!;
       if (t.conn.destroyed) { t.stdio.forEach(closeFd); continue; }
-      const r = sendFds(clone.ctl, Buffer.from(JSON.stringify({ op: 'take', requestMs: t.requestMs }) + '\n'), [t.connFd, ...t.stdio]);
+      const r = sendFds(clone.host.ctl, Buffer.from(JSON.stringify({ op: 'take', slot: clone.slot, requestMs: t.requestMs, record: !workingSet }) + '\n'), [t.connFd, ...t.stdio]);
       if (r < 0) {
-        // The clone is gone (its exit handler replaces it): the take goes to the next one.
-        clone.state = 'taken';
-        clone.child.kill('SIGKILL');
+        // The process is gone (its exit handler replaces its clones): the take goes to another one.
+        for (const c of clone.host.slots) if (c.state === 'ready') c.state = 'done';
+        clone.host.child.kill('SIGKILL');
         waiting.unshift(t);
-        fail(`pool: handing a take to clone ${clone.pid} failed (errno ${-r}); trying another`);
+        fail(`pool: handing a take to clone ${clone.host.pid}/${clone.slot} failed (errno ${-r}); trying another`);
         continue;
       }
       t.stdio.forEach(closeFd);
@@ -271,7 +322,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       try { req = JSON.parse(got.data.toString().split('\n')[0]); } catch { /* below */ }
       const answer = (v: Record<string, unknown>) => { got.fds.forEach(closeFd); conn.resume(); conn.end(JSON.stringify(v) + '\n'); };
       if (req.op === 'status') {
-        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, probe, served, waiting: waiting.length, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.pid, state: c.state })) });
+        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, processes: hosts.size, probe, served, waiting: waiting.length, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.host.pid, slot: c.slot, state: c.state })) });
         return;
       }
       if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }
@@ -296,7 +347,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   if (failure) {
     closing = true;
     dropCache();
-    for (const c of clones) c.child.kill('SIGKILL');
+    for (const h of hosts) h.child.kill('SIGKILL');
     fail(`pool: ${failure}`);
     return 1;
   }
@@ -313,8 +364,9 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   await new Promise<void>((r) => server.close(() => r()));
   fs.rmSync(sockPath, { force: true });
   dropCache();
-  // Waiting clones go (their control socket closes); taken ones belong to their callers.
-  for (const c of clones) if (c.state !== 'taken') c.child.kill('SIGKILL');
+  // Waiting clones go; taken ones belong to their callers: a process running some ends its
+  // waiting clones itself once its control socket closes (with this process), and ends with its last take.
+  for (const h of hosts) if (!h.slots.some((c) => c.state === 'taken')) h.child.kill('SIGKILL');
   for (const t of waiting) { t.stdio.forEach(closeFd); t.conn.destroy(); }
   return 0;
 }
@@ -402,16 +454,18 @@ function settle(): void {
   (globalThis as { gc?: () => void }).gc?.();
 }
 
-/** JSON lines (with any fds that came along) from the pool's control socket of a clone. */
+/** JSON lines (with any fds that came along) from the pool's control socket of a hosting process. */
 class CtlReader {
   private buf = '';
   private fds: number[] = [];
   constructor(private readonly fd: number) {}
   /**
-   * The next line. `block`: wait in poll(2) on this thread (a waiting clone has nothing else to
-   * do, and a take then wakes it directly rather than through libuv's thread pool).
+   * The next line. While `block()` says so, wait in poll(2) on this thread (a process with no
+   * guest running has nothing else to do, and a take then wakes it directly rather than through
+   * libuv's thread pool); otherwise wait on that pool, in slices of CTL_SLICE_MS, so that the event
+   * loop runs the guests meanwhile and the wait turns blocking once none is left.
    */
-  async next(block = false): Promise<{ line: string; fds: number[] } | 'eof'> {
+  async next(block: () => boolean): Promise<{ line: string; fds: number[] } | 'eof'> {
     for (;;) {
       const nl = this.buf.indexOf('\n');
       if (nl >= 0) {
@@ -423,10 +477,9 @@ class CtlReader {
       }
       let m;
       try {
-        if (block) {
-          while ((m = recvFdsNow(this.fd, 65536)) === 'again') waitReadableSync(this.fd);
-        } else {
-          m = await recvFds(this.fd, 65536);
+        while ((m = recvFdsNow(this.fd, 65536)) === 'again') {
+          if (block()) waitReadableSync(this.fd);
+          else await waitReadable(this.fd, CTL_SLICE_MS);
         }
       } catch { return 'eof'; }
       if (m === 'eof') return 'eof';
@@ -436,24 +489,48 @@ class CtlReader {
   }
 }
 
+/** How long one wait for the pool's next message stays on libuv's thread pool while a guest runs (ms). */
+const CTL_SLICE_MS = 50;
+
+/** One clone of a hosting process: its kernel, the host services it sees the caller's stdio through, what it records. */
+interface Slot {
+  kernel: Kernel;
+  host: LinuxHostServices;
+  rec: ReturnType<typeof recordWorkingSet>;
+  state: 'waiting' | 'running' | 'done';
+}
+
 /**
- * The process of one clone (`snapvisor __pool-clone STORE ID`, started by the pool with its
- * control socket as fd 3): restore, say `ready`, wait for a take, then run the sandbox with
- * the caller's fds as 0–2, talking to the caller over the connection that came with them.
+ * A hosting process (`snapvisor __pool-host STORE ID COUNT`, started by the pool with its control
+ * socket as fd 3): restore COUNT clones of the checkpoint one after the other, each a kernel of its
+ * own in this process, say `ready` once all are (no restore ever runs beside a guest here: a
+ * restore is hundreds of ms of synchronous work that would stall it), then serve takes on them
+ * (`{"op":"take","slot":N,…}` with the caller's connection and stdio). Each clone's guest sees
+ * its caller's fds as its stdio (LinuxHostServices.attachStdio) and its kernel's log goes to
+ * the caller's stderr. A guest that dies, or a clone's take that ends, leaves the others as they
+ * are. Ends once every clone's take (or probe) has ended; when the pool goes (its socket
+ * closes), the waiting clones go and it ends with its last running take. Returns the exit status.
  */
-export async function poolClone(store: string, id: string): Promise<number> {
+export async function poolHost(store: string, id: string, count: number): Promise<number> {
   const CTL = 3;
   const say = (v: unknown) => { try { fs.writeSync(CTL, JSON.stringify(v) + '\n'); } catch { /* the pool is gone */ } };
+  // One clone's trouble is not its neighbours': an error no kernel caught is logged, not fatal to all.
+  const stray = (e: unknown) => { try { fs.writeSync(2, `snapvisor: pool clone process ${process.pid}: ${(e as Error)?.stack ?? e}\n`); } catch { /* nowhere to say it */ } };
+  process.on('uncaughtException', stray);
+  process.on('unhandledRejection', stray);
   const { restoreKernel } = await import('../snapshots/checkpoint.js');
-  let restored;
-  try {
-    restored = await restoreKernel(store, id, { pagesVerified: true });
-  } catch (e) {
-    say({ event: 'failed', error: (e as Error).message });
-    return 125;
+  const slots: Slot[] = [];
+  for (let i = 0; i < count; i++) {
+    const host = new LinuxHostServices();
+    try {
+      const { kernel } = await restoreKernel(store, id, { pagesVerified: true, host });
+      slots.push({ kernel, host, rec: recordWorkingSet(kernel), state: 'waiting' });
+    } catch (e) {
+      say({ event: 'failed', error: (e as Error).message });
+      for (const s of slots) { s.kernel.destroy(); s.host.close(); }
+      return 125;
+    }
   }
-  const kernel = restored.kernel;
-  const faults = recordWorkingSet(kernel);
   // A take makes timers (the working-set window, the platform's stop watcher): their code runs
   // once now, not first inside the take.
   clearInterval(setInterval(() => undefined, 1 << 30));
@@ -461,39 +538,68 @@ export async function poolClone(store: string, id: string): Promise<number> {
   settle();
   say({ event: 'ready' });
   const ctl = new CtlReader(CTL);
-  let msg, probing = false;
-  for (;;) {
-    msg = await ctl.next(true);
-    // The pool closed without handing us a caller: nothing to do.
-    if (msg === 'eof') { kernel.destroy(); return 0; }
-    let req: Record<string, unknown> = {};
-    try { req = JSON.parse(msg.line); } catch { /* ignored */ }
-    if (req.op === 'take' && msg.fds.length === 4) break;
-    if (req.op === 'probe' && msg.fds.length === 3) { probing = true; break; }
-    msg.fds.forEach(closeFd);
-    if (req.op === 'prefetch' && Array.isArray(req.faults) && Array.isArray(req.pages)) {
-      const [prefetched, touched] = prefetch(kernel, req.faults as Fault[], req.pages as PageRun[]);
-      settle();
-      say({ event: 'ready', prefetched, touched });
+  let running = 0, closing = false;
+  let allEnded!: () => void;
+  const ended = new Promise<void>((r) => { allEnded = r; });
+  const finish = (i: number, status?: number) => {
+    const s = slots[i];
+    s.state = 'done';
+    running--;
+    say({ event: 'ended', slot: i, status });
+    if (slots.every((x) => x.state === 'done') || (closing && !running)) allEnded();
+  };
+  void (async () => {
+    for (;;) {
+      const msg = await ctl.next(() => running === 0);
+      if (msg === 'eof') break;
+      let req: Record<string, unknown> = {};
+      try { req = JSON.parse(msg.line); } catch { /* ignored */ }
+      const i = Number(req.slot), s = slots[i];
+      if ((req.op === 'take' && msg.fds.length === 4 || req.op === 'probe' && msg.fds.length === 3) && s?.state === 'waiting') {
+        s.state = 'running';
+        running++;
+        if (req.op === 'probe') void probeRun(s, msg.fds, say, i, typeof req.codeCache === 'string' ? req.codeCache : undefined).then(() => finish(i), (e) => { stray(e); finish(i); });
+        else void takeRun(s, msg.fds, say, i, Number(req.requestMs) || 0, req.record === true).then((status) => finish(i, status), (e) => { stray(e); finish(i); });
+        continue;
+      }
+      msg.fds.forEach(closeFd);
+      if (req.op === 'prefetch' && Array.isArray(req.faults) && Array.isArray(req.pages) && !running) {
+        let prefetched = 0, touched = 0;
+        for (const w of slots) {
+          if (w.state !== 'waiting') continue;
+          const [p, t] = prefetch(w.kernel, req.faults as Fault[], req.pages as PageRun[]);
+          prefetched += p; touched += t;
+        }
+        settle();
+        say({ event: 'ready', prefetched, touched });
+      }
     }
-  }
-  if (probing) {
-    let codeCache: unknown;
-    try { codeCache = JSON.parse(msg.line).codeCache; } catch { /* none */ }
-    return probeRun(kernel, msg.fds, faults, say, typeof codeCache === 'string' ? codeCache : undefined);
-  }
-  const [connFd, ...stdio] = msg.fds;
-  let requestMs = 0;
-  try { requestMs = Number(JSON.parse(msg.line).requestMs) || 0; } catch { /* unknown */ }
-  stdio.forEach((fd, i) => dup2(fd, i));
-  stdio.forEach(closeFd);
-  faults.on = true;
-  // The guest first, then the started line (one write(2)); the caller's connection gets its
-  // net.Socket (signals in, its close kills the sandbox) CONN_WATCH_DELAY_MS later, so building
-  // one (cold code in a clone) does not hold up the guest's first traps on this CPU.
+    // The pool is gone: the waiting clones go; running ones belong to their callers.
+    closing = true;
+    for (const s of slots) if (s.state === 'waiting') { s.kernel.destroy(); s.host.close(); s.state = 'done'; }
+    if (!running) allEnded();
+  })();
+  await ended;
+  return 0;
+}
+
+/**
+ * Run clone `s`'s sandbox for a take: `fds` are the caller's connection, stdin, stdout and stderr.
+ * The guest resumes first, then the started line goes to the caller (one write(2)); the
+ * connection gets its net.Socket (signals in, its close kills the sandbox) CONN_WATCH_DELAY_MS
+ * later, so building one (cold code in a clone) does not hold up the guest's first traps.
+ * `record`: report the working set of the guest's first WORKING_SET_WINDOW_MS on the control
+ * socket (the pool has none yet). Resolves with the guest's status once the exit line is sent.
+ */
+async function takeRun(s: Slot, fds: number[], say: (v: unknown) => void, slot: number, requestMs: number, record: boolean): Promise<number> {
+  const [connFd, ...stdio] = fds;
+  const { kernel, rec } = s;
+  s.host.attachStdio(stdio as [number, number, number]);
+  kernel.logFd = stdio[2];
+  rec.on = record;
   const done = kernel.run();
   const resumedMs = nowMs();
-  try { fs.writeSync(connFd, JSON.stringify({ event: 'started', clone: process.pid, requestMs, resumedMs }) + '\n'); } catch { /* the caller is gone: its socket's close says so below */ }
+  try { fs.writeSync(connFd, JSON.stringify({ event: 'started', clone: process.pid, slot, requestMs, resumedMs }) + '\n'); } catch { /* the caller is gone: its socket's close says so below */ }
   let conn: net.Socket | undefined;
   const watchConn = (): net.Socket => {
     if (conn) return conn;
@@ -513,21 +619,23 @@ export async function poolClone(store: string, id: string): Promise<number> {
   };
   const watchTimer = setTimeout(watchConn, CONN_WATCH_DELAY_MS);
   const report = () => {
-    if (!faults.on) return;
-    faults.snapshot();
-    faults.on = false;
-    say({ event: 'working-set', faults: faults.faults, pages: faults.pages });
-    closeFd(CTL);
+    if (!rec.on) return;
+    rec.snapshot();
+    rec.on = false;
+    say({ event: 'working-set', slot, faults: rec.faults, pages: rec.pages });
   };
-  const window = setTimeout(report, WORKING_SET_WINDOW_MS);
+  const window = record ? setTimeout(report, WORKING_SET_WINDOW_MS) : undefined;
   const info = await done;
   clearTimeout(window);
   clearTimeout(watchTimer);
   const connSocket = watchConn();
   report();
   kernel.destroy();
+  s.host.close();
+  stdio.forEach(closeFd);
   const status = 'code' in info ? info.code : 128 + info.signal;
   await new Promise<void>((r) => { if (connSocket.destroyed) r(); else connSocket.end(JSON.stringify({ event: 'exit', status }) + '\n', () => r()); });
+  connSocket.destroy();
   return status;
 }
 
@@ -538,9 +646,10 @@ export async function poolClone(store: string, id: string): Promise<number> {
  * guest's syscalls'), and report the write faults it took and the pages it touched on the
  * control socket ('working-set', with `codeCache: true` if the cache was written). Returns 0.
  */
-async function probeRun(kernel: Kernel, stdio: number[], rec: ReturnType<typeof recordWorkingSet>, say: (v: unknown) => void, codeCache: string | undefined): Promise<number> {
-  stdio.forEach((fd, i) => dup2(fd, i));
-  stdio.forEach(closeFd);
+async function probeRun(s: Slot, stdio: number[], say: (v: unknown) => void, slot: number, codeCache: string | undefined): Promise<number> {
+  const { kernel, rec } = s;
+  s.host.attachStdio(stdio as [number, number, number]);
+  kernel.logFd = stdio[2];
   rec.on = true;
   const done = kernel.run();
   const window = setTimeout(() => { rec.snapshot(); kernel.kill(); }, WORKING_SET_WINDOW_MS);
@@ -549,13 +658,15 @@ async function probeRun(kernel: Kernel, stdio: number[], rec: ReturnType<typeof 
   rec.snapshot();
   rec.on = false;
   kernel.destroy();
+  s.host.close();
+  stdio.forEach(closeFd);
   // Only a bundle compiled by the launcher has a cache to write (not the unbundled dist/ tests load).
   const script = (globalThis as { __snapvisorScript?: vm.Script }).__snapvisorScript;
   let wrote = false;
   if (codeCache && script) {
     try { fs.writeFileSync(codeCache, script.createCachedData()); wrote = true; } catch { /* the clones compile from source */ }
   }
-  say({ event: 'working-set', faults: rec.faults, pages: rec.pages, codeCache: wrote });
+  say({ event: 'working-set', slot, faults: rec.faults, pages: rec.pages, codeCache: wrote });
   return 0;
 }
 

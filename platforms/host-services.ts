@@ -204,6 +204,8 @@ export interface HostServices {
   onReadable(fd: number, ready: () => void): () => void;
   /** write(2) to a host fd: bytes written (throws the Node error, e.g. code EAGAIN/EPIPE). */
   writeSync(fd: number, from: Uint8Array, offset: number, length: number): number;
+  /** Where a host fd leads, as readlink(2) of /proc/self/fd/FD shows it (a path, `pipe:[N]`, `socket:[N]`…); undefined if it is not open. */
+  fdPath(fd: number): string | undefined;
   /** getrlimit(2) of the kernel's own process: [soft, hard], or undefined if it fails. */
   getrlimit(resource: number): [bigint, bigint] | undefined;
   /**

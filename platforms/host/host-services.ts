@@ -93,11 +93,31 @@ export class HostReadOnlyFile implements ReadOnlyFileMapping {
 
 const TCGETS = 0x5401;
 
-/** The Linux host: the caller's fds, host poll and rlimits, memfd-backed memory files. */
+/**
+ * The Linux host: the caller's fds, host poll and rlimits, memfd-backed memory files.
+ *
+ * The caller's stdio (the fds 0, 1, 2 that 'hostfd' files name) is this process's own fds 0–2,
+ * unless `attachStdio` points them elsewhere: a process hosting several sandboxes (a warm pool's
+ * clones, cli/pool.ts) gives each kernel an instance of its own with that clone's caller's fds.
+ * Every fd argument below goes through that mapping; other fds pass unchanged.
+ */
 export class LinuxHostServices implements HostServices {
   private readonly streams = new Map<number, boolean>();
   private readonly hostStreams = new HostStreams();
   readonly sockets: HostSockets = new LinuxHostSockets();
+  private stdio?: readonly [number, number, number];
+
+  /**
+   * Make the caller's stdio fds 0, 1, 2 host fds `fds` (which the caller keeps open while the
+   * kernel runs, and closes after `close`). Meant for a kernel whose guest has not run yet.
+   */
+  attachStdio(fds: readonly [number, number, number]): void { this.stdio = [...fds] as [number, number, number]; }
+
+  /** Give up this instance's own host resources (non-blocking descriptions of the stdio streams); the kernel using it is gone. */
+  close(): void { this.hostStreams.destroy(); }
+
+  /** The host fd behind the caller's fd `fd`. */
+  private fd(fd: number): number { return this.stdio && fd >= 0 && fd <= 2 ? this.stdio[fd] : fd; }
 
   openTree(rootPath: string): HostTree { return new LinuxHostTree(rootPath); }
 
@@ -105,8 +125,8 @@ export class LinuxHostServices implements HostServices {
 
   mapReadOnlyFile(fd: number): ReadOnlyFileMapping { return new HostReadOnlyFile(fd); }
 
-  fstat(fd: number): HostStat {
-    const s = fs.fstatSync(fd, { bigint: true });
+  fstat(callerFd: number): HostStat {
+    const s = fs.fstatSync(this.fd(callerFd), { bigint: true });
     return {
       dev: Number(s.dev), ino: Number(s.ino), nlink: Number(s.nlink), mode: Number(s.mode), uid: Number(s.uid), gid: Number(s.gid),
       rdev: Number(s.rdev), size: Number(s.size), blksize: Number(s.blksize), blocks: Number(s.blocks),
@@ -114,7 +134,8 @@ export class LinuxHostServices implements HostServices {
     };
   }
 
-  isStream(fd: number): boolean {
+  isStream(callerFd: number): boolean {
+    const fd = this.fd(callerFd);
     let v = this.streams.get(fd);
     if (v === undefined) {
       try { const s = fs.fstatSync(fd); v = s.isFIFO() || s.isSocket() || s.isCharacterDevice(); } catch { v = false; }
@@ -123,43 +144,47 @@ export class LinuxHostServices implements HostServices {
     return v;
   }
 
-  isTerminal(fd: number): boolean { return libc.ioctlBuf(fd, TCGETS, new Uint8Array(60)) === 0; }
+  isTerminal(fd: number): boolean { return libc.ioctlBuf(this.fd(fd), TCGETS, new Uint8Array(60)) === 0; }
 
   ioctl(fd: number, request: number, arg: Uint8Array): number {
-    const r = libc.ioctlBuf(fd, request, arg);
+    const r = libc.ioctlBuf(this.fd(fd), request, arg);
     return r < 0 ? -libc.errno() : r;
   }
 
   pollOnce(fd: number, events: number): number {
     const pfd = new Uint8Array(8);
     const v = new DataView(pfd.buffer);
-    v.setInt32(0, fd, true);
+    v.setInt32(0, this.fd(fd), true);
     v.setInt16(4, events, true);
     if (libc.poll(pfd, 1, 0) < 0) return -libc.errno();
     return v.getInt16(6, true) & 0xffff;
   }
 
-  readSync(fd: number, into: Uint8Array, position: number | null): number { return fs.readSync(fd, into, 0, into.length, position); }
+  readSync(fd: number, into: Uint8Array, position: number | null): number { return fs.readSync(this.fd(fd), into, 0, into.length, position); }
 
-  readNow(fd: number, into: Uint8Array): number | undefined { return this.hostStreams.readNow(fd, into); }
+  readNow(fd: number, into: Uint8Array): number | undefined { return this.hostStreams.readNow(this.fd(fd), into); }
 
-  onReadable(fd: number, ready: () => void): () => void { return this.hostStreams.onReadable(fd, ready); }
+  onReadable(fd: number, ready: () => void): () => void { return this.hostStreams.onReadable(this.fd(fd), ready); }
 
-  writeSync(fd: number, from: Uint8Array, offset: number, length: number): number { return fs.writeSync(fd, from, offset, length); }
+  writeSync(fd: number, from: Uint8Array, offset: number, length: number): number { return fs.writeSync(this.fd(fd), from, offset, length); }
+
+  fdPath(fd: number): string | undefined {
+    try { return fs.readlinkSync(`/proc/self/fd/${this.fd(fd)}`); } catch { return undefined; }
+  }
 
   getrlimit(resource: number): [bigint, bigint] | undefined {
     const lim = new BigUint64Array(2);
     return libc.getrlimit(resource, lim) === 0 ? [lim[0], lim[1]] : undefined;
   }
 
-  socketAddress(fd: number, peer: boolean): Uint8Array | number {
-    const addr = new Uint8Array(128), len = new Uint32Array([128]);
+  socketAddress(callerFd: number, peer: boolean): Uint8Array | number {
+    const addr = new Uint8Array(128), len = new Uint32Array([128]), fd = this.fd(callerFd);
     const r = peer ? libc.getpeername(fd, addr, len) : libc.getsockname(fd, addr, len);
     return r < 0 ? -libc.errno() : addr.slice(0, Math.min(len[0], 128));
   }
 
   socketIntOption(fd: number, level: number, name: number): number | { errno: number } {
     const val = new Int32Array(1), len = new Uint32Array([4]);
-    return libc.getsockopt(fd, level, name, val, len) < 0 ? { errno: libc.errno() } : val[0];
+    return libc.getsockopt(this.fd(fd), level, name, val, len) < 0 ? { errno: libc.errno() } : val[0];
   }
 }

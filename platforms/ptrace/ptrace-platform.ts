@@ -417,7 +417,11 @@ class PtraceTask implements PlatformTask {
     if (this.dead) return { kind: 'died', status: 0 };
     this.flushPending();
     for (;;) {
-      this.setRegs();
+      // ESRCH: the stub was killed from outside while its task waited in the kernel: it died.
+      if (libc.ptraceBuf(PTRACE_SETREGS, this.pid, 0, this.regs) < 0) {
+        if (libc.errno() === 3 /* ESRCH */) { this.dead = true; libc.waitpid(this.pid, this.status, libc.WNOHANG | libc.__WALL); return { kind: 'died', status: 0 }; }
+        throw new PtraceError(`PTRACE_SETREGS: errno ${libc.errno()}`);
+      }
       if (libc.ptraceInt(PTRACE_SYSEMU, this.pid, 0, 0) < 0) throw new PtraceError(`PTRACE_SYSEMU: errno ${libc.errno()}`);
       this.running = true;
       let st: number | undefined;

@@ -68,7 +68,7 @@ export function procMount(k: Kernel): SyntheticMount {
     const fds = k.state.fdTables[ts.fdTableId].fds;
     const fdTarget = (fd: number): string => {
       const f = k.state.openFiles[fds[fd].fileId];
-      if (f.kind === 'hostfd') { try { return fs.readlinkSync(`/proc/self/fd/${f.hostFd}`); } catch { return '/dev/null'; } }
+      if (f.kind === 'hostfd') return k.host.fdPath(f.hostFd) ?? '/dev/null';
       // A file whose last name is gone reads "PATH (deleted)" (d_path of an unlinked dentry).
       if (f.kind === 'upper' && k.state.fs.inodes[f.inodeId]?.nlink === 0 && !f.path.endsWith(' (deleted)')) return `${f.path} (deleted)`;
       return f.path;
