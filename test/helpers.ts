@@ -229,12 +229,18 @@ export async function checkpointAtReady(prefix: string, argv: string[], runTimeo
   const root = path.join(base, 'state'), store = path.join(base, 'store');
   const name = `${prefix}-${process.pid}`;
   const run = snapvisorStreaming(['--root', root, 'run', '--name', name, ...runOpts, '--', ...argv], { timeoutMs: runTimeoutMs });
-  await run.waitFor((l) => l === 'ready', 20_000);
-  const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
-  expect(cp.stderr).toBe('');
-  expect(cp.status).toBe(0);
-  expect(await run.done).toBe(137);
-  return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, root, store, before: [...run.lines] };
+  try {
+    // As long as the run may take: a python3 start-up on a loaded CI machine took over 20 s once.
+    await run.waitFor((l) => l === 'ready', runTimeoutMs);
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
+    expect(cp.stderr).toBe('');
+    expect(cp.status).toBe(0);
+    expect(await run.done).toBe(137);
+    return { id: cp.stdout.toString().trim().split(/\s+/).pop()!, root, store, before: [...run.lines] };
+  } catch (e) {
+    run.child.kill('SIGKILL'); // a failed step leaves no sandbox running on to its timeout
+    throw e;
+  }
 }
 
 /**
