@@ -10,7 +10,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkpointAfter, freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming } from './helpers.js';
+import { decodeCbor } from '../snapshots/format.js';
+import { checkpointAfter, freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
 /** A python3 holding ~20 MB of distinct 1,000-byte objects; rewrites one per numbered line, then prints a digest of all. */
 const GUEST = [
@@ -221,6 +222,64 @@ describe('compressed checkpoints (format 4)', () => {
     expect(r.status).toBe(0);
     const nums = r.stdout.toString().split('\n').filter(Boolean).map(Number);
     expect(nums[nums.length - 1]).toBe(120);
+    expect(orphanStubs()).toEqual([]);
+  }, 180_000);
+
+  it('a damaged piece that only a syscall reads (write(2) of an untouched buffer) stops the restored sandbox with one line, status 125', async () => {
+    // A 4 MiB buffer in its own mapping (glibc mmaps a chunk that big), never touched by the guest
+    // after it is filled: after the restore only the kernel reads it, for write(2).
+    const guest = [
+      'import os, sys, time',
+      "buf = bytearray(b'SNAPVISOR-MARKER' * (1 << 18))",
+      "print('ready', flush=True)",
+      'while not os.path.exists(sys.argv[1]): time.sleep(0.01)',
+      'n = os.write(1, buf)',
+      "print('\\nwrote', n, flush=True)",
+    ].join('\n');
+    const base = freshDir('packed-syscall');
+    const root = path.join(base, 'state'), store = path.join(base, 'store'), flag = path.join(base, 'go');
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'pk-sys', '--', '/usr/bin/python3', '-c', guest, flag], { timeoutMs: 60_000 });
+    await run.waitFor((l) => l === 'ready', 60_000);
+    const cp = await snapvisor(['--root', root, 'checkpoint', 'pk-sys', '--store', store], { timeoutMs: 30_000 });
+    expect(cp.stderr).toBe('');
+    expect(await run.done).toBe(137);
+    const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+    fs.writeFileSync(flag, '');
+
+    // Whole: the buffer comes back through write(2).
+    const good = await snapvisor(['restore', id, '--store', store], { timeoutMs: 60_000 });
+    expect(good.stderr).toBe('');
+    expect(good.status).toBe(0);
+    expect(good.stdout.toString()).toBe('SNAPVISOR-MARKER'.repeat(1 << 18) + `\nwrote ${4 << 20}\n`);
+
+    // The restore cache is laid out like the memory file: the marker's offset there is the
+    // buffer's memory-file offset, and the pack's index names the chunk of that 1 MiB piece.
+    const cacheName = fs.readdirSync(path.join(store, 'cache')).find((f) => !f.endsWith('.ready'))!;
+    const cache = fs.readFileSync(path.join(store, 'cache', cacheName));
+    const marker = Buffer.from('SNAPVISOR-MARKER'.repeat(4096)); // 64 KiB of it
+    const at = cache.indexOf(marker, 2 << 20); // past its first piece, so the buffer's start is not hit
+    expect(at).toBeGreaterThan(0);
+    const piece = Math.floor(at / (1 << 20)) * (1 << 20);
+    const packPath = path.join(store, 'pages', `${id}.pack`);
+    const pack = fs.readFileSync(packPath);
+    const trailerLen = pack.readUInt32LE(pack.length - 12);
+    const trailer = decodeCbor(pack.subarray(pack.length - 12 - 32 - trailerLen, pack.length - 12 - 32)) as { index: Uint8Array };
+    const index = Buffer.from(trailer.index.buffer, trailer.index.byteOffset, trailer.index.byteLength);
+    let chunk: [number, number] | undefined;
+    for (let i = 0; i < index.length; i += 24) {
+      if (Number(index.readBigUInt64LE(i)) === piece) chunk = [Number(index.readBigUInt64LE(i + 8)), index.readUInt32LE(i + 16)];
+    }
+    expect(chunk).toBeDefined();
+    const bad = Buffer.from(pack);
+    bad[chunk![0] + (chunk![1] >> 1)] ^= 0xff;
+    fs.writeFileSync(packPath, bad);
+    fs.rmSync(path.join(store, 'cache'), { recursive: true, force: true });
+
+    const r = await snapvisor(['restore', id, '--store', store], { timeoutMs: 60_000 });
+    expect(r.timedOut).toBe(false);
+    expect(r.status).toBe(125);
+    expect(stderrLines(r.stderr)).toEqual([expect.stringMatching(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: .*; stopping the sandbox$`))]);
+    expect(r.stdout.toString()).not.toContain('wrote');
     expect(orphanStubs()).toEqual([]);
   }, 180_000);
 });
