@@ -16,7 +16,7 @@ import {
   type MemorySource,
 } from '../snapshots/store.js';
 import {
-  FORMAT_VERSION, FULL_FORMAT_VERSION, GRAPH_CHUNK_BYTES, PAGE_SIZE, decodeCbor, graphKey, manifestKey, pagemapKey, sealManifest,
+  FORMAT_VERSION, FULL_FORMAT_VERSION, READ_FORMAT_VERSIONS, GRAPH_CHUNK_BYTES, PAGE_SIZE, decodeCbor, graphKey, manifestKey, pagemapKey, sealManifest,
 } from '../snapshots/format.js';
 
 const PAGE = PAGE_SIZE;
@@ -400,7 +400,7 @@ describe('snapshot store', () => {
       const m = decodeCbor((await db.get(manifestKey(s.id)))!) as Record<string, unknown>;
       await db.put(manifestKey(s.id), sealManifest({ ...m, formatVersion: FORMAT_VERSION + 1 }));
     });
-    await expect(loadCheckpoint(store, s.id)).rejects.toThrow(new RegExp(`format version ${FORMAT_VERSION + 1}.*only format versions 2, 3, ${FORMAT_VERSION}`));
+    await expect(loadCheckpoint(store, s.id)).rejects.toThrow(new RegExp(`format version ${FORMAT_VERSION + 1}.*only format versions ${READ_FORMAT_VERSIONS.join(', ')}`));
     await expect(listCheckpoints(store)).rejects.toBeInstanceOf(SnapshotError);
   });
 

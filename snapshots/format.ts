@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Decoder, Encoder } from 'cbor-x';
-import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun } from './page-format.js';
+import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, runLayer } from './page-format.js';
 
 // Pages and pagemap runs: in a module of their own, which loads no native addon (the restore's
 // page verifier, a worker thread, uses them; see ./page-format.ts).
@@ -22,14 +22,24 @@ export const FORMAT_MAGIC = 'snapvisor-checkpoint';
  * (`layers`); a full checkpoint is still written as version 2, which older builds read. Bump
  * on any incompatible change.
  */
-export const FORMAT_VERSION = 4;
+export const FORMAT_VERSION = 5;
 /**
  * Versions this code reads besides FORMAT_VERSION: 2 (a full checkpoint, flat page file
  * `pages/<id>`) and 3 (an incremental one, flat page file plus `layers`). Version 4, written
- * now, full or incremental: its own pages are compressed in `pages/<id>.pack`
- * (snapshots/pack.ts) and pages that are bytes of host files are named, not stored.
+ * for a full compressed checkpoint (older builds read it too): its own pages are compressed in
+ * `pages/<id>.pack` (snapshots/pack.ts) and pages that are bytes of host files are named, not
+ * stored. Version 5, written for a compressed incremental one: as 4, and a pagemap run of a
+ * layer that is a pack may give its page count instead of its CRC-32s, which are in that pack's
+ * trailer (ELIDED in docs/snapshot-format.md): the pagemap grows with what changed, not with the
+ * sandbox's memory.
  */
-export const READ_FORMAT_VERSIONS: readonly number[] = [2, 3, 4];
+export const READ_FORMAT_VERSIONS: readonly number[] = [2, 3, 4, 5];
+/** The version of a full compressed checkpoint (own pages in a pack, no `layers`). */
+export const PACK_FORMAT_VERSION = 4;
+/** The version of a compressed incremental checkpoint (a pack plus `layers`, CRC-32s of pack layers' pages elided). */
+export const PACK_INCREMENTAL_FORMAT_VERSION = 5;
+/** Whether a checkpoint of manifest version `v` keeps its own pages in a pack (`pages/<id>.pack`). */
+export const isPacked = (v: number): boolean => v === PACK_FORMAT_VERSION || v === PACK_INCREMENTAL_FORMAT_VERSION;
 /** The version of a flat checkpoint that holds all of its pages itself (no `layers`). */
 export const FULL_FORMAT_VERSION = 2;
 /** The version of a flat incremental checkpoint (its pagemap names earlier checkpoints' page files: `layers`). */
@@ -260,8 +270,8 @@ export function manifestProblem(m: Record<string, unknown>, expectedId: string):
   if (m.layers !== undefined && (!Array.isArray(m.layers) || m.layers.some((l) => typeof l !== 'string' || !/^[0-9a-f]{16}$/.test(l)))) {
     return 'manifest field layers is not a list of checkpoint ids';
   }
-  if (m.formatVersion !== 4 && (m.formatVersion === FULL_FORMAT_VERSION) !== (m.layers === undefined)) return 'manifest format version and layers disagree';
-  if (m.formatVersion === 4 && !(Number.isSafeInteger(m.packBytes) && Number.isSafeInteger(m.filePages))) return 'manifest of format 4 lacks its pack size';
+  if (m.formatVersion !== PACK_FORMAT_VERSION && (m.formatVersion === FULL_FORMAT_VERSION) !== (m.layers === undefined)) return 'manifest format version and layers disagree';
+  if (isPacked(m.formatVersion as number) && !(Number.isSafeInteger(m.packBytes) && Number.isSafeInteger(m.filePages))) return `manifest of format ${String(m.formatVersion)} lacks its pack size`;
   const graphBytes = m.graphBytes as number;
   if (graphBytes < 1 || m.graphChunks !== Math.ceil(graphBytes / GRAPH_CHUNK_BYTES)) {
     return 'manifest graph size and chunk count disagree';
@@ -280,10 +290,21 @@ export function pageCount(sizeBytes: number): number {
 // Pagemap
 
 
-/** Encode a run list (runs in increasing offset order, non-overlapping). */
-export function encodePagemap(runs: PagemapRun[]): Buffer {
-  return encodeCbor(runs);
+/**
+ * Encode a run list (runs in increasing offset order, non-overlapping). A run of layer k ≥ 1 for
+ * which `elide(k)` is true is written `[memOffset, pageCount, k]`: its CRC-32s are those layer k's
+ * pack lists (format 5).
+ */
+export function encodePagemap(runs: PagemapRun[], elide?: (layer: number) => boolean): Buffer {
+  if (!elide) return encodeCbor(runs);
+  return encodeCbor(runs.map((r) => (runLayer(r) && elide(runLayer(r)) ? [r[0], r[1].length / PAGE_CHECK_BYTES, r[2]] : r)));
 }
+
+/**
+ * The CRC-32s of `n` pages from memory offset `memOffset` that layer `layer` (≥ 1) holds, for a
+ * pagemap run that elides them (4 bytes little-endian per page), or one line saying why not.
+ */
+export type ElidedChecks = (layer: number, memOffset: number, n: number) => Uint8Array | string;
 
 /**
  * Decode and validate a pagemap for a memory file of `memorySizeBytes`. Returns the runs
@@ -293,6 +314,7 @@ export function decodePagemap(
   bytes: Uint8Array,
   memorySizeBytes: number,
   layers = 0,
+  elided?: ElidedChecks,
 ): { runs: PagemapRun[]; pages: number } | string {
   let value: unknown;
   try {
@@ -310,6 +332,16 @@ export function decodePagemap(
     const [off, hashes] = run as [unknown, unknown];
     if (!Number.isSafeInteger(off) || (off as number) < end || (off as number) % PAGE_SIZE !== 0) {
       return 'pagemap run offset is invalid';
+    }
+    if (elided && run.length === 3 && Number.isSafeInteger(hashes) && (hashes as number) >= 1) {
+      // Format 5: the count of pages whose CRC-32s layer run[2]'s pack holds.
+      end = (off as number) + (hashes as number) * PAGE_SIZE;
+      if (end > limit) return 'pagemap run extends past the memory size';
+      const checks = elided(run[2] as number, off as number, hashes as number);
+      if (typeof checks === 'string') return checks;
+      (run as unknown[])[1] = checks;
+      pages += hashes as number;
+      continue;
     }
     if (!(hashes instanceof Uint8Array) || hashes.length === 0 || hashes.length % PAGE_CHECK_BYTES !== 0) {
       return 'pagemap run checksums are malformed';

@@ -181,6 +181,16 @@ function pageKinds(t: PackTrailer): { kind: Uint8Array; checks: Uint32Array } | 
   return { kind, checks };
 }
 
+/**
+ * The pages pack `fd` holds itself, per page of its memory image: `kind` 0 none, 1 compressed,
+ * 2 named in a host file, and each one's CRC-32 in `checks`; or one line saying what is wrong
+ * with the pack. What a format-5 pagemap run that elides its CRC-32s takes them from.
+ */
+export function packPageChecks(fd: number): { kind: Uint8Array; checks: Uint32Array } | string {
+  const t = readPackTrailer(fd);
+  return typeof t === 'string' ? t : pageKinds(t);
+}
+
 /** What materializing a pack did. */
 export interface Materialized {
   /** Pages written (decompressed and read from host files). */

@@ -20,7 +20,7 @@ import { dirname, join, resolve as resolvePath } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Level } from 'level';
 import {
-  FORMAT_MAGIC, FORMAT_VERSION, FLAT_INCREMENTAL_FORMAT_VERSION, FULL_FORMAT_VERSION, READ_FORMAT_VERSIONS, GRAPH_CHUNK_BYTES, runLayer, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
+  FORMAT_MAGIC, FORMAT_VERSION, FLAT_INCREMENTAL_FORMAT_VERSION, FULL_FORMAT_VERSION, PACK_FORMAT_VERSION, PACK_INCREMENTAL_FORMAT_VERSION, READ_FORMAT_VERSIONS, type ElidedChecks, isPacked, GRAPH_CHUNK_BYTES, runLayer, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
   RESERVED_MANIFEST_FIELDS, type ManifestV2, type PagemapRun,
   decodeCbor, decodePagemap, encodeCbor, encodeMeta, encodePagemap, graphKey, graphRange, isCheckpointId, isCheckpointIdPrefix,
   manifestKey, manifestProblem, manifestSealIsValid, newCheckpointId, pageCheck, pageCount,
@@ -34,7 +34,7 @@ import { hostIdentity } from '../src/vfs/host-files.js';
 import type { KernelState } from '../src/kernel/state.js';
 import { CRUNCH_ZERO, type CrunchResult, crunchPages } from './page-crunch.js';
 import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
-import { CacheWriteError, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, readPackTrailer } from './pack.js';
+import { CacheWriteError, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, packPageChecks, readPackTrailer } from './pack.js';
 
 /**
  * Every failure of the store that a user can act on: missing store or checkpoint,
@@ -296,10 +296,12 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
       traceCheckpoint?.(`pages written (${newPages} of ${pages})`);
 
       const graphChunks = Math.ceil(graphBytes.length / GRAPH_CHUNK_BYTES);
-      const pagemap = encodePagemap(runs);
+      // Compressed incremental (format 5): runs of layers that are packs leave their CRC-32s to the pack's trailer.
+      const packLayers = compress ? layers.map((l) => fs.existsSync(packPath(dir, l))) : [];
+      const pagemap = encodePagemap(runs, compress && layers.length ? (k) => packLayers[k - 1] : undefined);
       const manifest: ManifestV2 = {
         magic: FORMAT_MAGIC,
-        formatVersion: compress ? FORMAT_VERSION : layers.length ? FLAT_INCREMENTAL_FORMAT_VERSION : FULL_FORMAT_VERSION,
+        formatVersion: compress ? (layers.length ? PACK_INCREMENTAL_FORMAT_VERSION : PACK_FORMAT_VERSION) : layers.length ? FLAT_INCREMENTAL_FORMAT_VERSION : FULL_FORMAT_VERSION,
         id,
         seq,
         createdMs,
@@ -373,7 +375,7 @@ export async function loadCheckpoint(storeDir: string, id: string): Promise<Load
   return withStore(storeDir, 'existing', async (db) => {
     const fullId = await resolveId(db, storeDir, id);
     const m = await readManifest(db, fullId);
-    await readPagemap(db, m);
+    await readPagemap(db, m, resolvePath(storeDir));
     const keys = Array.from({ length: m.graphChunks }, (_, i) => graphKey(fullId, i));
     const chunks = await db.getMany(keys);
     chunks.forEach((c, i) => {
@@ -623,8 +625,8 @@ export async function restoreMemory(
   return withStore(storeDir, 'existing', async (db) => {
     const fullId = await resolveId(db, storeDir, id);
     const m = await readManifest(db, fullId);
-    const runs = await readPagemap(db, m);
     const dir = resolvePath(storeDir);
+    const runs = await readPagemap(db, m, dir);
     // Host-file pages of a pack are read as its kernel would; its graph is read only if needed.
     const files = lazyFileOpener(dir, fullId);
     let fd: number;
@@ -792,7 +794,7 @@ export async function checkStore(storeDir: string): Promise<StoreCheck> {
         const id = key.slice(KEY.manifest.length);
         try {
           const m = parseManifest(id, value);
-          await readPagemap(db, m);
+          await readPagemap(db, m, dir);
           const chunks = await db.getMany(Array.from({ length: m.graphChunks }, (_, i) => graphKey(id, i)));
           const missing = chunks.findIndex((c) => c === undefined);
           if (missing >= 0) throw corrupt(id, `graph chunk ${missing} is missing`);
@@ -825,7 +827,7 @@ export async function checkStore(storeDir: string): Promise<StoreCheck> {
       let layers: Array<{ id: string; fd: number }> = [];
       try {
         // A pack is checked at rest (every chunk decompressed, every page against its CRC-32), not only its cache.
-        if (r.manifest.formatVersion === 4) await checkPack(dir, id, files.opener);
+        if (isPacked(r.manifest.formatVersion)) await checkPack(dir, id, files.opener);
         fd = (await openPageSource(dir, id, id, files.opener)).fd;
         const size = fs.fstatSync(fd).size;
         if (size !== r.manifest.pageFileBytes) throw corrupt(id, `its page file is ${size} bytes, expected ${r.manifest.pageFileBytes}`);
@@ -1006,7 +1008,7 @@ function filesProblem(dir: string, m: ManifestV2, sealedBytes: number): string |
   }
   const expected = 12 + sealedBytes + m.graphBytes + m.pagemapBytes;
   if (st.size !== expected) return `its restore record is ${st.size} bytes, expected ${expected}`;
-  const packed = m.formatVersion === 4;
+  const packed = isPacked(m.formatVersion);
   const own = packed ? packPath(dir, m.id) : pagePath(dir, m.id);
   try {
     st = fs.statSync(own);
@@ -1042,7 +1044,7 @@ function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifest
   const pagemap = rest.subarray(m.graphBytes);
   if (sha256Hex(graphBytes) !== m.graphSha256) throw corrupt(id, 'graph checksum mismatch in its restore record');
   if (sha256Hex(pagemap) !== m.pagemapSha256) throw corrupt(id, 'pagemap checksum mismatch in its restore record');
-  const decoded = decodePagemap(pagemap, m.memorySizeBytes, m.layers?.length ?? 0);
+  const decoded = decodePagemap(pagemap, m.memorySizeBytes, m.layers?.length ?? 0, elidedChecks(dir, m));
   if (typeof decoded === 'string') throw corrupt(id, decoded);
   if (decoded.pages !== m.pages) throw corrupt(id, 'pagemap page count mismatch');
   let graph: unknown;
@@ -1617,15 +1619,48 @@ function parseManifest(id: string, bytes: Uint8Array): ManifestV2 {
   return obj as ManifestV2;
 }
 
-/** Read, checksum and decode a checkpoint's pagemap. */
-async function readPagemap(db: Db, m: ManifestV2): Promise<PagemapRun[]> {
+/** Read, checksum and decode a checkpoint's pagemap (of the store at `dir`). */
+async function readPagemap(db: Db, m: ManifestV2, dir: string): Promise<PagemapRun[]> {
   const bytes = await db.get(pagemapKey(m.id));
   if (bytes === undefined) throw corrupt(m.id, 'pagemap is missing');
   if (bytes.length !== m.pagemapBytes || sha256Hex(bytes) !== m.pagemapSha256) throw corrupt(m.id, 'pagemap checksum mismatch');
-  const decoded = decodePagemap(bytes, m.memorySizeBytes, m.layers?.length ?? 0);
+  const decoded = decodePagemap(bytes, m.memorySizeBytes, m.layers?.length ?? 0, elidedChecks(dir, m));
   if (typeof decoded === 'string') throw corrupt(m.id, decoded);
   if (decoded.pages !== m.pages) throw corrupt(m.id, 'pagemap page count mismatch');
   return decoded.runs;
+}
+
+/**
+ * For a format-5 checkpoint of the store at `dir`: the CRC-32s its pagemap leaves to its layers'
+ * packs, read from their trailers (each read once); a pack that cannot be read, or that does not
+ * hold one of the pages, is one line naming it. Undefined for other formats (nothing is elided).
+ */
+function elidedChecks(dir: string, m: ManifestV2): ElidedChecks | undefined {
+  if (m.formatVersion !== PACK_INCREMENTAL_FORMAT_VERSION) return undefined;
+  const packs = new Map<number, { kind: Uint8Array; checks: Uint32Array } | string>();
+  return (layer, memOffset, n) => {
+    const layerId = m.layers![layer - 1];
+    const where = `the page pack ${PAGES_DIR}/${layerId}${PACK_SUFFIX} it inherits pages from`;
+    let p = packs.get(layer);
+    if (p === undefined) {
+      try {
+        const fd = fs.openSync(packPath(dir, layerId), 'r');
+        try { p = packPageChecks(fd); } finally { fs.closeSync(fd); }
+        if (typeof p === 'string') p = `cannot be used (${p.replace(/^its /, '')})`;
+      } catch (e) {
+        p = `cannot be read (${(e as NodeJS.ErrnoException).code ?? errorMessage(e)})`;
+      }
+      packs.set(layer, p);
+    }
+    if (typeof p === 'string') return `${where} ${p}`;
+    const first = memOffset / PAGE_SIZE;
+    if (first + n > p.kind.length) return `${where} is shorter than the pages it names`;
+    for (let i = first; i < first + n; i++) if (!p.kind[i]) return `${where} lacks the page at offset 0x${(i * PAGE_SIZE).toString(16)}`;
+    const out = new Uint8Array(n * PAGE_CHECK_BYTES);
+    const v = new DataView(out.buffer);
+    for (let i = 0; i < n; i++) v.setUint32(i * PAGE_CHECK_BYTES, p.checks[first + i], true);
+    return out;
+  };
 }
 
 /** Highest `seq` among the store's readable manifests (0 if none). */

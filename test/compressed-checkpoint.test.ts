@@ -60,11 +60,11 @@ describe('compressed checkpoints (format 4)', () => {
     await restoresToTheEnd(store, c1.id, c1.lastLine, digest);
     expect(fs.statSync(path.join(store, 'cache', caches[0])).ino).toBe(cacheIno);
 
-    // An incremental link from a restored one: format 4, inherits from the first.
+    // An incremental link from a restored one: format 5, inherits from the first.
     const run2 = snapvisorStreaming(['--root', root, 'restore', c1.id, '--store', store, '--name', 'pk-b'], { timeoutMs: 60_000 });
     const c2 = await checkpointAfter(root, store, 'pk-b', run2, 3, ['--compress']);
     const info2 = JSON.parse((await snapvisor(['inspect', c2.id, '--store', store, '--json'])).stdout.toString());
-    expect(info2.checkpoint).toMatchObject({ formatVersion: 4, parent: c1.id, inheritsFrom: [c1.id] });
+    expect(info2.checkpoint).toMatchObject({ formatVersion: 5, parent: c1.id, inheritsFrom: [c1.id] });
     // Its caches gone (a reboot, or gc of another boot's): both packs are materialized again.
     fs.rmSync(path.join(store, 'cache'), { recursive: true });
     await restoresToTheEnd(store, c2.id, c2.lastLine, digest);
