@@ -111,9 +111,9 @@ export interface PoolMemory { size: number; pssBytes: number; fillMs: number }
  * take (so the clones hold the working set they prefetch, as they do once serving), wait until
  * all N are ready again and one second more, then sum the PSS of the pool's process tree.
  */
-async function poolMemory(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, store: string, id: string, size: number): Promise<PoolMemory> {
+async function poolMemory(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, store: string, id: string, size: number, serveArgs: string[]): Promise<PoolMemory> {
   const sock = path.join(dir, `pool-mem-${size}.sock`);
-  const serve = spawn(node, [cli, 'pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  const serve = spawn(node, [cli, 'pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock, ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
   try {
     const t0 = nowMs();
     await new Promise<void>((resolve, reject) => {
@@ -135,9 +135,10 @@ async function poolMemory(node: string, cli: string, env: NodeJS.ProcessEnv, dir
  * Checkpoint the workload (it asks for its own checkpoint), serve it from a pool of 4, and time
  * `takes` protocol takes and `commandTakes` `pool take` commands (each once the pool is full again);
  * then measure the memory of pools of each of `memorySizes` clones (poolMemory).
- * `node`/`cli`/`env` run snapvisor; `dir` is scratch space.
+ * `node`/`cli`/`env` run snapvisor; `dir` is scratch space; `serveArgs` go to every `pool serve`
+ * (e.g. `--per-process 1` for A/B comparisons).
  */
-export async function poolRound(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, objects: number, takes: number, commandTakes = 10, memorySizes: number[] = [1, 20]): Promise<PoolRound> {
+export async function poolRound(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, objects: number, takes: number, commandTakes = 10, memorySizes: number[] = [1, 20], serveArgs: string[] = []): Promise<PoolRound> {
   let serve: ReturnType<typeof spawn> | undefined;
   try {
     const store = path.join(dir, 'pool-store');
@@ -149,7 +150,7 @@ export async function poolRound(node: string, cli: string, env: NodeJS.ProcessEn
     if (!id) throw new Error(`no checkpoint: ${err.trim().split('\n').pop()}`);
     const sock = path.join(dir, 'pool.sock');
     const size = 4;
-    serve = spawn(node, [cli, 'pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock], { stdio: ['ignore', 'pipe', 'inherit'], env });
+    serve = spawn(node, [cli, 'pool', 'serve', '--checkpoint', id, '--store', store, '--size', String(size), '--listen', sock, ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'], env });
     const t0 = nowMs();
     await new Promise<void>((resolve, reject) => {
       serve!.stdout!.on('data', (d) => { if (String(d).includes('pool serving')) resolve(); });
@@ -173,7 +174,7 @@ export async function poolRound(node: string, cli: string, env: NodeJS.ProcessEn
     await new Promise((r) => serve!.on('exit', r));
     serve = undefined;
     const memory: PoolMemory[] = [];
-    for (const n of memorySizes) memory.push(await poolMemory(node, cli, env, dir, store, id, n));
+    for (const n of memorySizes) memory.push(await poolMemory(node, cli, env, dir, store, id, n, serveArgs));
     return { size, fillMs, fromPool, fromClient, handoff, command, memory };
   } finally {
     serve?.kill('SIGTERM');

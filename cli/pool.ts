@@ -65,7 +65,13 @@ const REQUEST_TIMEOUT_MS = 5000;
  */
 export const DEFAULT_CLONES_PER_PROCESS = 10;
 /** A hosting process (`snapvisor __pool-host STORE ID COUNT`): the clones it restored, by slot. */
-interface Host { child: ChildProcess; ctl: number; pid: number; seq: number; slots: Clone[]; prefetched: boolean }
+interface Host {
+  child: ChildProcess; ctl: number; pid: number; seq: number; slots: Clone[]; prefetched: boolean;
+  /** Merged into a new batch (refill): its waiting clones go once that batch is ready. */
+  retiring: boolean;
+  /** The processes whose waiting clones this one's batch replaces (see refill). */
+  replaces: Host[];
+}
 /** One clone: slot `slot` of `host`. 'done': its take (or probe) ended, or it was lost. */
 interface Clone { host: Host; slot: number; state: 'starting' | 'ready' | 'taken' | 'probing' | 'done' }
 
@@ -198,15 +204,38 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     // Until the probe is done, only the process whose one clone runs it: the others start with its code cache.
     if (probe !== 'done') { if (!hosts.size) startHost(1); return; }
     // What is missing, in processes of up to perProcess clones each (a batch restored at once).
-    for (let missing = opts.size - ready().length - starting(); missing > 0 && startingHosts() < MAX_STARTING; missing -= perProcess) startHost(Math.min(missing, perProcess));
+    // A batch with room left also takes over the waiting clones of processes that have nothing
+    // else (no guest running, none starting) and at most half a batch left, fewest first:
+    // restored again in the batch, they go (with their process) once it is ready. Else a pool
+    // refilled one take at a time would end with a process, and its node runtime (~20 MiB), per
+    // clone; the price is those clones' restores again (tens of ms each, beside the ~1 s of CPU
+    // a new process costs).
+    for (let missing = opts.size - ready().length - starting(); missing > 0 && startingHosts() < MAX_STARTING; missing -= perProcess) {
+      let count = Math.min(missing, perProcess);
+      const replaces: Host[] = [];
+      const idle = [...hosts].filter((h) => !h.retiring && readyIn(h) > 0 && readyIn(h) <= perProcess / 2 && h.slots.every((c) => c.state === 'ready' || c.state === 'done'));
+      for (const h of idle.sort((a, b) => readyIn(a) - readyIn(b))) {
+        if (count + readyIn(h) > perProcess) break;
+        count += readyIn(h);
+        h.retiring = true;
+        replaces.push(h);
+      }
+      startHost(count, replaces);
+    }
   };
-  const startHost = (count: number) => {
+  const readyIn = (h: Host) => h.slots.filter((c) => c.state === 'ready').length;
+  /** Drop the waiting clones of `h` (it ends once no guest of it runs). */
+  const retire = (h: Host) => {
+    for (const c of h.slots) if (c.state === 'ready') { c.state = 'done'; clones.delete(c); }
+    (h.child.stdio[3] as net.Socket).write(JSON.stringify({ op: 'retire' }) + '\n');
+  };
+  const startHost = (count: number, replaces: Host[] = []) => {
     // Its own session: the terminal's ^C to `pool serve` is not the clones' business. Each clone's
     // caller's stdin waits on a thread of libuv's pool (platforms/host/host-streams.ts), as does the
     // control socket while a guest runs: room for all of them.
     const env = { ...cloneEnv, UV_THREADPOOL_SIZE: String(Math.max(Number(cloneEnv.UV_THREADPOOL_SIZE) || 4, Math.min(128, 4 + 2 * count))), ...(codeCache ? { SNAPVISOR_CODE_CACHE: codeCache } : {}) };
     const child = spawn(process.execPath, [...process.execArgv, ...CLONE_NODE_FLAGS, process.argv[1], '__pool-host', store, id, String(count)], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true, env });
-    const host: Host = { child, ctl: fdOf(child.stdio[3] as net.Socket), pid: child.pid ?? 0, seq: hostSeq++, slots: [], prefetched: false };
+    const host: Host = { child, ctl: fdOf(child.stdio[3] as net.Socket), pid: child.pid ?? 0, seq: hostSeq++, slots: [], prefetched: false, retiring: false, replaces };
     for (let i = 0; i < count; i++) host.slots.push({ host, slot: i, state: 'starting' });
     hosts.add(host);
     for (const c of host.slots) clones.add(c);
@@ -219,6 +248,8 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
         if (workingSet && !host.prefetched) { sendPrefetch(host); return; }
         if (probe === 'pending' && !workingSet && startProbe(waitingSlots[0])) { refill(); return; }
         for (const c of waitingSlots) c.state = 'ready';
+        for (const h of host.replaces) if (hosts.has(h)) retire(h);
+        host.replaces = [];
         failedInARow = 0;
         everReady = true;
         dispatch();
@@ -257,6 +288,8 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
         clones.delete(c);
         c.state = 'done';
       }
+      // A batch that never became ready replaces nothing.
+      for (const h of host.replaces) h.retiring = false;
       if (failedStart) {
         failedInARow++;
         if (!everReady && failedInARow >= 2) { startFailure?.(`clones of checkpoint ${id} cannot start (see above)`); return; }
@@ -563,6 +596,8 @@ export async function poolHost(store: string, id: string, count: number): Promis
         continue;
       }
       msg.fds.forEach(closeFd);
+      // Its waiting clones are replaced by another process's batch (the pool's refill).
+      if (req.op === 'retire') break;
       if (req.op === 'prefetch' && Array.isArray(req.faults) && Array.isArray(req.pages) && !running) {
         let prefetched = 0, touched = 0;
         for (const w of slots) {
@@ -574,7 +609,7 @@ export async function poolHost(store: string, id: string, count: number): Promis
         say({ event: 'ready', prefetched, touched });
       }
     }
-    // The pool is gone: the waiting clones go; running ones belong to their callers.
+    // The pool is gone (or retires this process): the waiting clones go; running ones belong to their callers.
     closing = true;
     for (const s of slots) if (s.state === 'waiting') { s.kernel.destroy(); s.host.close(); s.state = 'done'; }
     if (!running) allEnded();

@@ -102,4 +102,34 @@ describe('warm pool: several clones in one process', () => {
     expect(childrenOf(hostPid)).toEqual([]);
     expect(orphanStubs()).toEqual([]);
   }, 180_000);
+
+  it('a pool refilled one take at a time keeps its clones in few processes (small idle ones join the next batch)', async () => {
+    const store = freshDir('pool-merge-store'), sock = path.join(freshDir('pool-merge-sock'), 'p.sock');
+    const guest = ['/bin/busybox', 'sh', '-c', 'echo 1 > /proc/snapvisor/checkpoint; read l; echo "$l"'];
+    const r = await snapvisor(['run', '--checkpoint-store', store, '--', ...guest], { input: '\n', timeoutMs: 30_000 });
+    expect(r.status).toBe(0);
+    const id = /request: ([0-9a-f]{16})$/.exec(r.stderr.trim())![1];
+    const pool = snapvisorStreaming(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '4', '--per-process', '4', '--no-probe', '--listen', sock], { timeoutMs: 120_000 });
+    await pool.waitFor((l) => l.startsWith('pool serving'), 60_000);
+    const counts: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const t = await snapvisor(['pool', 'take', sock], { input: `take-${i}\n`, timeoutMs: 30_000 });
+      expect(t.stdout.toString()).toBe(`take-${i}\n`);
+      expect(t.status).toBe(0);
+      let st = await poolStatus(sock);
+      for (let j = 0; j < 200 && (st.ready < 4 || st.starting > 0 || st.clones.length > 4); j++) {
+        await new Promise((res) => setTimeout(res, 50));
+        st = await poolStatus(sock);
+      }
+      expect(st).toMatchObject({ ready: 4, starting: 0 });
+      // Processes holding clones (one whose last take just ended may still be on its way out).
+      counts.push(new Set(st.clones.map((c) => c.pid)).size);
+    }
+    // With a process per refill there would be 4 or 5 by now (one per take once the first batch drains).
+    expect(Math.max(...counts)).toBeLessThanOrEqual(2);
+    pool.child.kill('SIGTERM');
+    expect(await pool.done).toBe(0);
+    await new Promise((res) => setTimeout(res, 500));
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
 });
