@@ -13,7 +13,7 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, checkRootfs, layersOf, openCheckpoint, runsOf, traceCheckpoint, writeCheckpoint } from './store.js';
+import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, checkRootfs, layersOf, onEveryCpu, openCheckpoint, runsOf, traceCheckpoint, writeCheckpoint } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
@@ -282,7 +282,7 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   trace?.('start');
   const opened = await openCheckpoint(storeDir, id);
   trace?.('opened');
-  let verifier: Worker | Error | undefined;
+  let verifier: (() => Worker | Error) | undefined;
   if (opts.pagesVerified || opened.fresh) {
     // The caller checked every page of this checkpoint already (a warm pool, once at its start), or
     // openCheckpoint just made its restore cache from its pack, checking every page as it wrote it.
@@ -294,9 +294,8 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
       throw new SnapshotError(`checkpoint ${opened.id} is corrupt: ${bad}`);
     }
   } else {
-    // Started before the platform pins this thread to one CPU (threads inherit it): the check
-    // runs on another CPU than the tracer and its stubs.
-    verifier = startVerifier(opened);
+    // Started once the guest has had its first steps (watchVerifier): see VERIFY_DELAY_MS.
+    verifier = () => startVerifier(opened);
   }
   let kernel: Kernel;
   try {
@@ -309,7 +308,6 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     trace?.('kernel');
   } catch (e) {
     closeOpened(opened);
-    if (verifier && !(verifier instanceof Error)) void verifier.terminate();
     throw e;
   }
   try {
@@ -328,7 +326,6 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     trace?.('resumed');
   } catch (e) {
     kernel.destroy();
-    if (verifier && !(verifier instanceof Error)) void verifier.terminate();
     throw e;
   }
   const verified = verifier ? watchVerifier(kernel, opened, verifier) : Promise.resolve(undefined);
@@ -404,7 +401,20 @@ export function checkRestorable(id: string, graph: Pick<KernelState, 'config'>):
   }
 }
 
-/** A worker thread checking every page of the opened checkpoint (snapshots/verify-worker.ts), or why none could start. */
+/**
+ * How long after the restore the background page check starts (ms): a restored guest's first
+ * steps (its write faults, its next output) come before the worker's start-up and its reads of
+ * the whole page file, which on a 2-CPU host took the CPU and memory bandwidth the guest needed
+ * (a flat 243 MiB checkpoint's guest took 200 ms to its next line, 60 ms with the check after it).
+ */
+const VERIFY_DELAY_MS = 150;
+
+/**
+ * A worker thread checking every page of the opened checkpoint (snapshots/verify-worker.ts), or
+ * why none could start. It may use every CPU (the platform pinned this thread to the tracer's,
+ * and a thread inherits its creator's CPUs) and runs at the lowest priority (the worker lowers
+ * its own): it must not take the CPU from the guest it checks.
+ */
 function startVerifier(opened: OpenedCheckpoint): Worker | Error {
   try {
     // The worker opens its own descriptor of the same file (the memory file owns pageFd).
@@ -412,7 +422,9 @@ function startVerifier(opened: OpenedCheckpoint): Worker | Error {
     const layerPaths = opened.layers.map((l) => `/proc/self/fd/${l.fd}`);
     // The worker loads no koffi (see verify-worker.ts): the data ranges are found here.
     const dataRanges = pageFileDataRanges(opened.pageFd, opened.pageFileBytes);
-    const worker = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: checkedRuns(opened), pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths } });
+    // stdout/stderr: its own streams (it writes nothing), not piped into this process's, whose
+    // creation would load node:net and node:stream here.
+    const worker = onEveryCpu(() => new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: checkedRuns(opened), pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths }, stdout: true, stderr: true }));
     worker.unref();
     return worker;
   } catch (e) {
@@ -420,10 +432,14 @@ function startVerifier(opened: OpenedCheckpoint): Worker | Error {
   }
 }
 
-/** Stop the sandbox when the verifier finds a bad page (or cannot run); settle with its verdict. */
-function watchVerifier(kernel: Kernel, opened: OpenedCheckpoint, worker: Worker | Error): Promise<string | undefined> {
+/**
+ * Start the page check VERIFY_DELAY_MS from now (unless the sandbox ended by then); stop the
+ * sandbox when it finds a bad page (or cannot run); settle with its verdict.
+ */
+function watchVerifier(kernel: Kernel, opened: OpenedCheckpoint, start: () => Worker | Error): Promise<string | undefined> {
   return new Promise((resolve) => {
     let done = false;
+    let worker: Worker | undefined;
     const finish = (bad: string | undefined): void => {
       if (done) return;
       done = true;
@@ -433,13 +449,19 @@ function watchVerifier(kernel: Kernel, opened: OpenedCheckpoint, worker: Worker 
       }
       resolve(bad);
     };
-    if (worker instanceof Error) {
-      finish(`checkpoint ${opened.id}: cannot verify its pages (${worker.message})`);
-      return;
-    }
-    worker.on('message', (m: string | null) => finish(m === null ? undefined : `checkpoint ${opened.id} is corrupt: ${m}`));
-    worker.on('error', (e) => finish(`checkpoint ${opened.id}: page verification failed (${e.message})`));
-    worker.on('exit', () => finish(`checkpoint ${opened.id}: page verification ended without a result`));
-    void kernel.exited.then(() => { if (!done) { done = true; resolve(undefined); void worker.terminate(); } });
+    const timer = setTimeout(() => {
+      if (done || kernel.exitInfo) return;
+      const w = start();
+      if (w instanceof Error) {
+        finish(`checkpoint ${opened.id}: cannot verify its pages (${w.message})`);
+        return;
+      }
+      worker = w;
+      w.on('message', (m: string | null) => finish(m === null ? undefined : `checkpoint ${opened.id} is corrupt: ${m}`));
+      w.on('error', (e) => finish(`checkpoint ${opened.id}: page verification failed (${e.message})`));
+      w.on('exit', () => finish(`checkpoint ${opened.id}: page verification ended without a result`));
+    }, VERIFY_DELAY_MS);
+    timer.unref();
+    void kernel.exited.then(() => { clearTimeout(timer); if (!done) { done = true; resolve(undefined); void worker?.terminate(); } });
   });
 }

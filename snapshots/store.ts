@@ -1168,7 +1168,7 @@ class PageCrunch {
  * `make()` run with this thread allowed on every CPU of the host, then pinned back as it was:
  * threads created by `make` keep every CPU. Returns what `make` returns.
  */
-function onEveryCpu<T>(make: () => T): T {
+export function onEveryCpu<T>(make: () => T): T {
   const mine = new Uint8Array(128);
   if (schedGetaffinity(0, mine.length, mine) < 0) return make();
   const all = new Uint8Array(128);

@@ -12,11 +12,15 @@
  * terminating environment). `npm run lint:layers` keeps it so (.dependency-cruiser.cjs).
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { checkPageFile } from './page-check.js';
 
 /** Check the page file and post the verdict (only when running as the restore's worker). */
 function main(): void {
+  // The lowest priority, for this thread only (setpriority(2) of a thread id on Linux): the
+  // restored guest and its tracer come first.
+  try { os.setPriority(19); } catch { /* left at the default */ }
   const { path, runs, pageFileBytes, dataRanges, layerPaths } = workerData as { path: string; runs: Array<[number, Uint8Array, number?]>; pageFileBytes: number; dataRanges: Array<[number, number]>; layerPaths?: string[] };
   let result: string | undefined;
   const fds: number[] = [];
