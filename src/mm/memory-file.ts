@@ -14,7 +14,7 @@ import { E, SyscallError } from '../errno.js';
 
 /** Size of one kernel-side window over the memory file (bytes); views stay well under 4 GiB. */
 const WINDOW_SIZE = 256 * 1024 * 1024;
-/** Reads of a page-file layer up to this many bytes (syscall arguments) are pread while its window is not mapped yet. */
+/** Reads and writes up to this many bytes (syscall arguments and results) are pread/pwrite while the window they fall in is not mapped yet. */
 const SMALL_BACKED_READ = 64 * 1024;
 /** Logical size of the memfd: sparse, so only touched pages cost memory. */
 const FILE_SIZE = 64 * 1024 * 1024 * 1024;
@@ -54,9 +54,9 @@ export class PageSourceError extends Error {}
 export interface LazyPageLayer {
   /** Bytes of memory-file offsets per piece (a multiple of PAGE_SIZE); piece i is [i·pieceBytes, (i+1)·pieceBytes). */
   readonly pieceBytes: number;
-  /** Whether piece `i`'s bytes are in the layer's file (this process or another put them there). */
+  /** Whether piece `i`'s bytes are in the layer's file, as far as this process knows (no I/O: asked for every piece a mapping covers). */
   isReady(i: number): boolean;
-  /** Put piece `i`'s bytes into the file, synchronously; throws PageSourceError when they cannot be had. */
+  /** Put piece `i`'s bytes into the file (nothing if another process did meanwhile), synchronously; throws PageSourceError when they cannot be had. */
   fill(i: number): void;
   /**
    * The byte runs of [off, off+len) that hold data once filled (every other page is zeros),
@@ -374,11 +374,28 @@ export class MemoryFile {
     const backedEnd = Math.max(b ? b.backed.length : 0, cl ? cl.length : 0) * PAGE_SIZE;
     let start = off, kind = kindAt(off);
     let p = off;
+    const bb = b?.backed;
+    const unitPages = CHARGE_UNIT / PAGE_SIZE;
     while (p < end) {
-      // The next place the kind may change: the next page inside the page file's range, else the next unit boundary where the charge changes.
+      // The next place the kind may change: inside the page file's range, the first page of
+      // another kind (one tight loop: a restored 240 MiB heap is 60,000 pages, walked by every
+      // replay and remap); past it, the next unit boundary where the charge changes.
       let q: number;
-      if (p < backedEnd) q = pageRoundDown(p) + PAGE_SIZE;
-      else {
+      if (p < backedEnd) {
+        const lim = Math.min(Math.ceil(end / PAGE_SIZE), backedEnd / PAGE_SIZE);
+        let j = Math.floor(p / PAGE_SIZE) + 1;
+        if (kind >= 16) {
+          const l = kind >> 4;
+          while (j < lim && bb![j] === l) j++;
+        } else {
+          for (; j < lim; j++) {
+            if (bb && j < bb.length && bb[j]) break;
+            const k = ch[Math.floor(j / unitPages)] !== 1 ? PieceKind.None : cl && cl[j] ? PieceKind.Clean : PieceKind.Memfd;
+            if (k !== kind) break;
+          }
+        }
+        q = j * PAGE_SIZE;
+      } else {
         const u = Math.floor(p / CHARGE_UNIT);
         const nu = u >= ch.length ? -1 : ch.indexOf(ch[u] ? 0 : 1, u + 1);
         q = nu < 0 ? (ch[u] && u < ch.length ? ch.length * CHARGE_UNIT : end) : nu * CHARGE_UNIT;
@@ -403,6 +420,16 @@ export class MemoryFile {
       this.windows[index] = w;
     }
     return w;
+  }
+
+  /** Whether the kernel's window `index` over what serves a piece of `kind` (of page-file layer `layer` when backed) is mapped. */
+  private windowMapped(index: number, kind: PieceKind, layer: number): boolean {
+    return !!(kind === PieceKind.Backed ? this.pageFile!.windows[layer - 1][index] : this.windows[index]);
+  }
+
+  /** What serves a piece of `kind` (of page-file layer `layer` when backed), for pread. */
+  private fileOf(kind: PieceKind, layer: number): { read(off: number, buf: Uint8Array): void } {
+    return kind === PieceKind.Backed ? this.pageFile!.files[layer - 1] : this.backing;
   }
 
   /** A read-only window over page-file layer `layer` (never written through: it is mapped PROT_READ). */
@@ -749,6 +776,13 @@ export class MemoryFile {
         return;
       }
       this.eachWindowPiece(a, Math.min(n, hi - a), (wi, wo, m) => {
+        if (len <= SMALL_BACKED_READ && !this.windowMapped(wi, kind, layer)) {
+          // A few bytes (a write(2) of a line): a copy, as in `read`.
+          const out = new Uint8Array(m);
+          this.fileOf(kind, layer).read(wi * WINDOW_SIZE + wo, out);
+          fn(out, wo + wi * WINDOW_SIZE - off);
+          return;
+        }
         const w = kind === PieceKind.Backed ? this.backingWindow(wi, layer) : this.window(wi);
         fn(w.subarray(wo, wo + m), wo + wi * WINDOW_SIZE - off);
       });
@@ -765,12 +799,12 @@ export class MemoryFile {
       this.pieces(off, len, (_o, _l, k, l) => { pieces++; kind = k; layer = l; });
       if (pieces <= 1) {
         if (kind === PieceKind.None) return len <= ZEROS.length ? ZEROS.subarray(0, len) : new Uint8Array(len);
-        if (kind === PieceKind.Backed && len <= SMALL_BACKED_READ && !this.pageFile!.windows[layer - 1][wi]) {
-          // A few bytes of a restored page file (a syscall's argument): pread, rather than map a
-          // 256 MiB window, whose external memory makes V8 collect garbage (4–17 ms here) right
-          // as a restored guest makes its first calls.
+        if (len <= SMALL_BACKED_READ && !this.windowMapped(wi, kind, layer)) {
+          // A few bytes (a syscall's argument) while the window they fall in is not mapped: pread,
+          // rather than map a 256 MiB window, whose external memory makes V8 collect garbage
+          // (4–17 ms here) right as a restored guest makes its first calls.
           const out = new Uint8Array(len);
-          this.pageFile!.files[layer - 1].read(off, out);
+          this.fileOf(kind, layer).read(off, out);
           return out;
         }
         return (kind === PieceKind.Backed ? this.backingWindow(wi, layer) : this.window(wi)).subarray(wo, wo + len);
@@ -783,6 +817,13 @@ export class MemoryFile {
 
   /** Write `data` at byte `off` (charged first: SyscallError(ENOMEM) if the memory limit refuses). */
   write(off: number, data: Uint8Array): void {
+    const wi = Math.floor(off / WINDOW_SIZE);
+    if (data.length <= SMALL_BACKED_READ && !this.windows[wi]) {
+      // A few bytes (a syscall's result) while the kernel has no window here: pwrite, as `read`
+      // preads, so a restored guest's first calls map no 256 MiB window (and start no GC).
+      this.pwrite(off, data);
+      return;
+    }
     this.forEachChunk(off, data.length, (v, ro) => v.set(data.subarray(ro, ro + v.length)), true);
   }
 
