@@ -60,7 +60,11 @@ module.exports = new Proxy({}, {
         return {
           loader: 'js',
           contents: loads
-            ? 'let m; module.exports = { extractStrings: (...a) => (m ??= globalThis.__snapvisorRequire("cbor-extract")).extractStrings(...a) };'
+            // The addon its build made, loaded directly: cbor-extract's own loader
+            // (node-gyp-build-optional-packages) first asks detect-libc, which loads child_process
+            // (~10 ms of a restore); a prebuilt package, or anything unusual, still goes through it.
+            ? `let m; const load = () => { const r = globalThis.__snapvisorRequire; try { return r(require("path").join(require("path").dirname(r.resolve("cbor-extract/package.json")), "build/Release/extract.node")); } catch { return r("cbor-extract"); } };
+module.exports = { extractStrings: (...a) => (m ??= load()).extractStrings(...a) };`
             : 'throw new Error("cbor-extract does not load here");',
         };
       }
