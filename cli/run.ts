@@ -253,7 +253,7 @@ async function restoreSandbox(root: string | undefined, id: string, opts: Restor
   const { SnapshotError } = await import('../snapshots/store.js');
   let restored;
   try {
-    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace, platform, checkpointRequest: guestCheckpoints(opts), acceptChangedVolumes: opts.acceptChangedVolumes });
+    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace, platform, checkpointRequest: guestCheckpoints(opts), acceptChangedVolumes: opts.acceptChangedVolumes, workingSet: true });
   } catch (e) {
     fail(e instanceof SnapshotError ? e.message : `restore failed: ${(e as Error).message}`);
     return 125;

@@ -13,7 +13,7 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, checkRootfs, layersOf, onEveryCpu, openCheckpoint, runsOf, traceCheckpoint, writeCheckpoint } from './store.js';
+import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, checkRootfs, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
@@ -279,8 +279,10 @@ export interface RestoredKernel {
  * is ready to `run()`. Throws SnapshotError before any guest starts (unknown id, damaged
  * records, missing rootfs). `pagesVerified`: the caller has checked every page of this
  * checkpoint already (`verifyPages`; a warm pool does once at start), so no check is made.
+ * `workingSet`: replay the write faults earlier restores of this checkpoint took first before
+ * the guest runs, or record them for the next restore (useWorkingSet).
  */
-export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions & { pagesVerified?: boolean; acceptChangedVolumes?: boolean } = {}): Promise<RestoredKernel> {
+export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions & { pagesVerified?: boolean; acceptChangedVolumes?: boolean; workingSet?: boolean } = {}): Promise<RestoredKernel> {
   const t0 = performance.now();
   const trace = process.env.SNAPVISOR_TRACE_RESTORE ? (what: string) => process.stderr.write(`[restore ${performance.now().toFixed(1)} ms] ${what}\n`) : undefined;
   trace?.('start');
@@ -327,6 +329,7 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     // Connections from the host through published ports did not survive (--tcp-close-on-checkpoint).
     closePublished(kernel);
     kernel.resumeRestored();
+    if (opts.workingSet) useWorkingSet(kernel, storeDir, opened.id, trace);
     trace?.('resumed');
   } catch (e) {
     kernel.destroy();
@@ -334,6 +337,52 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   }
   const verified = verifier ? watchVerifier(kernel, opened, verifier) : Promise.resolve(undefined);
   return { kernel, id: opened.id, restoreMs: performance.now() - t0, verified };
+}
+
+/**
+ * How long a restored guest's first write faults are recorded for the next restore (ms from the
+ * restore; a warm pool's probe records one second too). Long enough for a loaded host, where the
+ * bench's python3 took its 27 write faults over 300 ms.
+ */
+const WORKING_SET_RECORD_MS = 1000;
+
+/**
+ * The working set of a plain restore (docs/snapshot-format.md, "Working set"): if earlier
+ * restores of checkpoint `id` recorded the write faults their guests took first, take them now,
+ * before the guest runs (the stubs are stopped: each copies its chunk out of the page file and
+ * its remapping joins the restore's first batch of mappings), instead of one ptrace round trip
+ * each while the guest runs (the bench's python3 took 27 before its next line: 40–60 ms, 13–18
+ * with them taken here for ~6 ms). Else record the faults the guest takes in its first
+ * WORKING_SET_RECORD_MS for the next restore. A fault that does not apply is skipped; one that
+ * fails (the memory limit, a damaged page) ends the replay, and the guest meets it itself.
+ */
+function useWorkingSet(kernel: Kernel, storeDir: string, id: string, trace?: (what: string) => void): void {
+  const faults = readWorkingSet(storeDir, id);
+  if (faults) {
+    let n = 0;
+    try {
+      for (const [asId, addr] of faults) if (kernel.addressSpaces.get(asId)?.handleWriteFault(addr)) n++;
+    } catch { /* the guest takes it itself (and reports a damaged page as it would) */ }
+    trace?.(`working set: ${n} of ${faults.length} write faults taken`);
+    return;
+  }
+  const rec: Array<[number, number]> = [];
+  let on = true;
+  for (const as of kernel.addressSpaces.values()) {
+    const handle = as.handleWriteFault.bind(as);
+    as.handleWriteFault = (addr: number) => {
+      const r = handle(addr);
+      if (on && r && rec.length < WORKING_SET_MAX) rec.push([as.id, addr]);
+      return r;
+    };
+  }
+  const save = (): void => {
+    if (!on) return;
+    on = false;
+    writeWorkingSet(storeDir, id, rec);
+  };
+  setTimeout(save, WORKING_SET_RECORD_MS).unref();
+  void kernel.exited.then(save);
 }
 
 /** Close the fds an opened checkpoint holds (its page file and inherited layers, and what fills them lazily). */

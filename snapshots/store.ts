@@ -972,6 +972,45 @@ export async function openPageSource(dir: string, id: string, owner: string, ope
 }
 
 /**
+ * The write faults restored guests of a checkpoint take first (its *working set*, see
+ * docs/snapshot-format.md "Working set"): `cache/<id>.<boot>.ws`, JSON `{ "v": 1, "faults":
+ * [[address space id, guest address], …] }`, at most WORKING_SET_MAX faults. Advisory: a fault
+ * that does not apply (no such address space, a page no longer backed) is skipped.
+ */
+export const WORKING_SET_MAX = 512;
+const workingSetPath = (dir: string, id: string): string => `${cachePath(dir, id)}.ws`;
+
+/** The working set recorded for checkpoint `id` (its full id) in store `storeDir`, or undefined (none, or unreadable). */
+export function readWorkingSet(storeDir: string, id: string): Array<[number, number]> | undefined {
+  let v: unknown;
+  try { v = JSON.parse(fs.readFileSync(workingSetPath(resolvePath(storeDir), id), 'utf8')); } catch { return undefined; }
+  const faults = (v as { v?: unknown; faults?: unknown })?.v === 1 ? (v as { faults: unknown }).faults : undefined;
+  if (!Array.isArray(faults)) return undefined;
+  return faults.slice(0, WORKING_SET_MAX).filter((f): f is [number, number] =>
+    Array.isArray(f) && f.length === 2 && Number.isSafeInteger(f[0]) && Number.isSafeInteger(f[1]) && f[1] >= 0);
+}
+
+/**
+ * Record `faults` as checkpoint `id`'s working set (replacing a damaged record; restores that
+ * record at once each write a whole one); never throws (the store may be read-only).
+ */
+export function writeWorkingSet(storeDir: string, id: string, faults: ReadonlyArray<readonly [number, number]>): void {
+  if (!faults.length) return;
+  let tmp: string | undefined;
+  try {
+    const dir = resolvePath(storeDir);
+    fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
+    const target = workingSetPath(dir, id);
+    tmp = `${target}.${tmpSuffix()}`;
+    fs.writeFileSync(tmp, JSON.stringify({ v: 1, faults: faults.slice(0, WORKING_SET_MAX) }), { mode: 0o600, flag: 'wx' });
+    fs.renameSync(tmp, target);
+  } catch {
+    // Left unrecorded: the next restore records it.
+    if (tmp) try { fs.rmSync(tmp, { force: true }); } catch { /* never made */ }
+  }
+}
+
+/**
  * Make the file `target` (mode 0600) through a temporary beside it that `init(fd)` prepares,
  * then link it into place; a target another process linked first is kept (the same kind of
  * file). Throws on I/O errors.
@@ -1723,7 +1762,8 @@ async function collectGarbage(db: Db, dir: string): Promise<void> {
   try { caches = fs.readdirSync(join(dir, CACHE_DIR)); } catch { /* none yet */ }
   for (const n of caches) {
     const [id, boot, ...rest] = n.split('.');
-    const readyFile = rest.length === 1 && rest[0] === 'ready'; // a lazily filled cache's piece map, kept with it
+    // A lazily filled cache's piece map and a working set, kept with the cache.
+    const readyFile = rest.length === 1 && (rest[0] === 'ready' || rest[0] === 'ws');
     if (!kept.has(id) || boot !== bootTag() || (rest.length && !readyFile && !isFreshTmp(join(dir, CACHE_DIR, n)))) fs.rmSync(join(dir, CACHE_DIR, n), { force: true });
   }
 }
