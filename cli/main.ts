@@ -291,7 +291,7 @@ pool
     return n;
   })
   .requiredOption('--listen <socket>', 'path of the unix socket to serve on')
-  .option('--per-process <n>', 'clones restored together in one hosting process (they share its memory; default 10)', (v: string) => {
+  .option('--per-process <n>', 'clones restored together in one hosting process (they share its memory; default 20)', (v: string) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected a whole number from 1 to 64');
     return n;

@@ -63,7 +63,7 @@ const REQUEST_TIMEOUT_MS = 5000;
  * own state); in one process they share that, at the price of one event loop for all their
  * guests (see docs/pools.md, "Costs and limits").
  */
-export const DEFAULT_CLONES_PER_PROCESS = 10;
+export const DEFAULT_CLONES_PER_PROCESS = 20;
 /** A hosting process (`snapvisor __pool-host STORE ID COUNT`): the clones it restored, by slot. */
 interface Host {
   child: ChildProcess; ctl: number; pid: number; seq: number; slots: Clone[]; prefetched: boolean;
