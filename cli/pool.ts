@@ -210,8 +210,12 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     // refilled one take at a time would end with a process, and its node runtime (~20 MiB), per
     // clone; the price is those clones' restores again (tens of ms each, beside the ~1 s of CPU
     // a new process costs).
-    for (let missing = opts.size - ready().length - starting(); missing > 0 && startingHosts() < MAX_STARTING; missing -= perProcess) {
-      let count = Math.min(missing, perProcess);
+    // Takes waiting with no clone ready: smaller batches, restored in parallel, are ready sooner
+    // (a process reports its clones only once it has restored them all).
+    const missing0 = opts.size - ready().length - starting();
+    const batch = waiting.length && !ready().length ? Math.min(perProcess, Math.ceil(missing0 / MAX_STARTING)) : perProcess;
+    for (let missing = missing0; missing > 0 && startingHosts() < MAX_STARTING; missing -= batch) {
+      let count = Math.min(missing, batch);
       const replaces: Host[] = [];
       const idle = [...hosts].filter((h) => !h.retiring && readyIn(h) > 0 && readyIn(h) <= perProcess / 2 && h.slots.every((c) => c.state === 'ready' || c.state === 'done'));
       for (const h of idle.sort((a, b) => readyIn(a) - readyIn(b))) {
