@@ -25,7 +25,9 @@ rmSync(out, { recursive: true, force: true });
  * them are evaluated, through the require the bundle's entry installs (globalThis.__snapvisorRequire).
  */
 // Not zlib: page-format.ts calls its crc32 once per page, and a stand-in adds a lookup to each call.
-const LAZY_BUILTINS = /^(node:)?(child_process|crypto|dgram|perf_hooks|readline|worker_threads)$/;
+// net: only the control socket, published ports, pools and the OCI runtime use it (a restore
+// without --name never does; loading it cost 2.5-6.5 ms of every restore).
+const LAZY_BUILTINS = /^(node:)?(child_process|crypto|dgram|net|perf_hooks|readline|worker_threads)$/;
 const lazyNative = {
   name: 'lazy-native',
   setup(b) {
