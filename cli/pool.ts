@@ -617,7 +617,11 @@ export async function poolHost(store: string, id: string, count: number): Promis
     closing = true;
     for (const s of slots) if (s.state === 'waiting') { s.kernel.destroy(); s.host.close(); s.state = 'done'; }
     if (!running) allEnded();
-  })();
+  })().catch((e) => {
+    // This process can no longer hear the pool: its clones are lost (the pool replaces them).
+    stray(e);
+    process.exit(70);
+  });
   await ended;
   return 0;
 }
