@@ -13,7 +13,9 @@
  *
  *   chunks… | CBOR trailer | sha256 of the CBOR (32 bytes) | its length (u32 LE) | "SVPACK01"
  *
- * The trailer is { v: 1, pageFileBytes, index, runs, hostFiles }: `index` holds 24 bytes per
+ * The trailer is { v: 1, pageFileBytes, index, runs, hostFiles } (v: 2 adds `copies`: pages
+ * that are byte for byte pages of another pack of the store, CopyRef, read from there when a
+ * piece is filled; docs/snapshot-format.md "Copies"): `index` holds 24 bytes per
  * chunk (u64 LE memory offset of its piece, u64 LE offset in the pack, u32 LE compressed and
  * u32 LE uncompressed length); `runs` are the pack's own pages with their CRC-32s (a pagemap
  * with layer 0 only, host-file pages included); `hostFiles` lists
@@ -34,6 +36,7 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { type LazyPageLayer, PageSourceError } from '../src/mm/memory-file.js';
@@ -58,6 +61,13 @@ const COMPRESS_OPTIONS: zlib.BrotliOptions = {
 };
 
 const brotliDecompress = promisify(zlib.brotliDecompress);
+/**
+ * Options of every chunk's decompression: bounded (a damaged chunk must not inflate past the
+ * piece it stands for), and output in one buffer of the piece's size: with zlib's default 16 KiB
+ * output chunks a 1 MiB piece cost 3.8 ms of CPU here, with one 1 MiB chunk 1.4–1.7 ms (20 chunks
+ * of the bench's python3, load 9).
+ */
+const DECOMPRESS_OPTIONS: zlib.BrotliOptions = { maxOutputLength: PACK_CHUNK_BYTES, chunkSize: PACK_CHUNK_BYTES };
 
 /**
  * Pages of a checkpoint that are bytes of a host file: [canonical guest path, the file's size
@@ -66,9 +76,18 @@ const brotliDecompress = promisify(zlib.brotliDecompress);
  */
 export type HostFileRef = [path: string, size: number, mtimeMs: number, triples: number[]];
 
+/**
+ * Pages of a checkpoint that are byte for byte pages of an earlier checkpoint's pack of the same
+ * store, at other offsets (pages a copy-on-write moved while that checkpoint was written): [that
+ * checkpoint's id, flat triples of (memory-file offset, its offset in that pack's image, bytes)].
+ * Only pages that pack holds compressed itself are named (never its own copies or host-file pages).
+ */
+export type CopyRef = [layerId: string, triples: number[]];
+
 /** What a pack's trailer holds (see the module comment). */
 export interface PackTrailer {
-  v: 1;
+  /** 1, or 2 when it has `copies`. */
+  v: 1 | 2;
   /** Length of the memory-file image the pack restores (a multiple of PAGE_SIZE). */
   pageFileBytes: number;
   /** INDEX_ENTRY_BYTES per chunk, in increasing memory offset. */
@@ -76,6 +95,8 @@ export interface PackTrailer {
   /** The pack's own pages (compressed ones and host-file ones) with their CRC-32s. */
   runs: PagemapRun[];
   hostFiles: HostFileRef[];
+  /** Version 2: pages named in other packs of the store (their CRC-32s are in `runs` too). */
+  copies?: CopyRef[];
 }
 
 /** Opens a host file by canonical guest path, read-only, beneath the sandbox's root (Vfs.openHostFile); throws. */
@@ -120,7 +141,8 @@ export class PackWriter {
       index.writeUInt32LE(len, o + 16);
       index.writeUInt32LE(raw, o + 20);
     });
-    const cbor = encodeCbor({ v: 1, pageFileBytes: trailer.pageFileBytes, index, runs: trailer.runs, hostFiles: trailer.hostFiles });
+    const copies = trailer.copies?.length ? { copies: trailer.copies } : {};
+    const cbor = encodeCbor({ v: trailer.copies?.length ? 2 : 1, pageFileBytes: trailer.pageFileBytes, index, runs: trailer.runs, hostFiles: trailer.hostFiles, ...copies });
     const tail = Buffer.alloc(32 + 4 + PACK_MAGIC.length);
     createHash('sha256').update(cbor).digest().copy(tail, 0);
     tail.writeUInt32LE(cbor.length, 32);
@@ -148,8 +170,8 @@ export function readPackTrailer(fd: number): PackTrailer | string {
   if (!createHash('sha256').update(cbor).digest().equals(tail.subarray(0, 32))) return 'its page pack trailer failed its checksum';
   let t: PackTrailer;
   try { t = decodeCbor(cbor) as PackTrailer; } catch { return 'its page pack trailer cannot be decoded'; }
-  if (!t || t.v !== 1 || !Number.isSafeInteger(t.pageFileBytes) || !(t.index instanceof Uint8Array) || t.index.length % INDEX_ENTRY_BYTES !== 0
-    || !Array.isArray(t.runs) || !Array.isArray(t.hostFiles)) return 'its page pack trailer is malformed';
+  if (!t || (t.v !== 1 && t.v !== 2) || !Number.isSafeInteger(t.pageFileBytes) || !(t.index instanceof Uint8Array) || t.index.length % INDEX_ENTRY_BYTES !== 0
+    || !Array.isArray(t.runs) || !Array.isArray(t.hostFiles) || (t.v === 2) !== Array.isArray(t.copies)) return 'its page pack trailer is malformed';
   const dataEnd = size - tailLen - len;
   const view = Buffer.from(t.index.buffer, t.index.byteOffset, t.index.byteLength);
   for (let o = 0; o < view.length; o += INDEX_ENTRY_BYTES) {
@@ -161,7 +183,7 @@ export function readPackTrailer(fd: number): PackTrailer | string {
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-/** Per page of the image: 0 not the pack's, 1 compressed in the pack, 2 read from a host file; and each page's CRC-32. */
+/** Per page of the image: 0 not the pack's, 1 compressed in the pack, 2 read from a host file, 3 a copy of another pack's page; and each page's CRC-32. */
 function pageKinds(t: PackTrailer): { kind: Uint8Array; checks: Uint32Array } | string {
   const pages = t.pageFileBytes / PAGE_SIZE;
   const kind = new Uint8Array(pages), checks = new Uint32Array(pages);
@@ -187,6 +209,18 @@ function pageKinds(t: PackTrailer): { kind: Uint8Array; checks: Uint32Array } | 
       }
     }
   }
+  for (const ref of t.copies ?? []) {
+    if (!Array.isArray(ref) || typeof ref[0] !== 'string' || !/^[0-9a-f]{16}$/.test(ref[0]) || !Array.isArray(ref[1]) || ref[1].length % 3) return 'its page pack trailer is malformed (copies)';
+    const triples = ref[1];
+    for (let i = 0; i + 2 < triples.length; i += 3) {
+      if (![0, 1, 2].every((k) => Number.isSafeInteger(triples[i + k]) && triples[i + k] >= 0 && triples[i + k] % PAGE_SIZE === 0)) return 'its page pack trailer is malformed (copies)';
+      const first = triples[i] / PAGE_SIZE, n = triples[i + 2] / PAGE_SIZE;
+      for (let p = first; p < first + n; p++) {
+        if (kind[p] !== 1) return 'its page pack names a copied page it has no checksum for';
+        kind[p] = 3;
+      }
+    }
+  }
   return { kind, checks };
 }
 
@@ -198,6 +232,83 @@ function pageKinds(t: PackTrailer): { kind: Uint8Array; checks: Uint32Array } | 
 export function packPageChecks(fd: number): { kind: Uint8Array; checks: Uint32Array } | string {
   const t = readPackTrailer(fd);
   return typeof t === 'string' ? t : pageKinds(t);
+}
+
+/**
+ * Single pages of a pack, by memory offset, for a checkpoint that compares its pages with them
+ * or a restore that copies them (`copies` of another pack's trailer): a chunk is decompressed
+ * on first need and the last few are kept. Only pages the pack holds compressed are given.
+ */
+export class PackPages {
+  private readonly pieces = new Map<number, Buffer | string>();
+  private constructor(readonly fd: number, readonly trailer: PackTrailer, readonly kind: Uint8Array, readonly checks: Uint32Array, private readonly entry: Map<number, number>) {}
+
+  /** The pages of the pack open as `fd` (the caller keeps owning it), or one line saying what is wrong. */
+  static open(fd: number): PackPages | string {
+    const t = readPackTrailer(fd);
+    if (typeof t === 'string') return t;
+    const k = pageKinds(t);
+    if (typeof k === 'string') return k;
+    const index = Buffer.from(t.index.buffer, t.index.byteOffset, t.index.byteLength);
+    const entry = new Map<number, number>();
+    for (let o = 0; o < index.length; o += INDEX_ENTRY_BYTES) entry.set(Number(index.readBigUInt64LE(o)) / PACK_CHUNK_BYTES, o);
+    return new PackPages(fd, t, k.kind, k.checks, entry);
+  }
+
+  /** The 4096 bytes of the page at memory offset `off` (a view, valid until the next call), undefined if the pack does not hold it compressed; a string if its chunk is damaged. */
+  page(off: number): Buffer | string | undefined {
+    const p = off / PAGE_SIZE;
+    if (!Number.isSafeInteger(p) || this.kind[p] !== 1) return undefined;
+    const piece = Math.floor(off / PACK_CHUNK_BYTES);
+    let raw = this.pieces.get(piece);
+    if (raw === undefined) {
+      const o = this.entry.get(piece);
+      const index = Buffer.from(this.trailer.index.buffer, this.trailer.index.byteOffset, this.trailer.index.byteLength);
+      if (o === undefined) raw = `its page pack has no chunk at 0x${(piece * PACK_CHUNK_BYTES).toString(16)}`;
+      else {
+        const z = Buffer.alloc(index.readUInt32LE(o + 16));
+        try {
+          readAll(this.fd, z, Number(index.readBigUInt64LE(o + 8)));
+          raw = zlib.brotliDecompressSync(z, DECOMPRESS_OPTIONS);
+        } catch {
+          raw = `its page pack chunk at 0x${(piece * PACK_CHUNK_BYTES).toString(16)} is damaged (cannot be decompressed)`;
+        }
+      }
+      if (this.pieces.size >= PACK_PAGES_PIECES) this.pieces.delete(this.pieces.keys().next().value!);
+      this.pieces.set(piece, raw);
+    }
+    return this.pageIn(raw, off);
+  }
+
+  /** Page `off` out of its piece's decompressed chunk `raw` (or the line saying what is wrong with it). */
+  private pageIn(raw: Buffer | string, off: number): Buffer | string {
+    if (typeof raw === 'string') return raw;
+    const p = off / PAGE_SIZE, piece = Math.floor(off / PACK_CHUNK_BYTES);
+    let at = 0;
+    for (let q = piece * (PACK_CHUNK_BYTES / PAGE_SIZE); q < p; q++) if (this.kind[q] === 1) at += PAGE_SIZE;
+    return at + PAGE_SIZE <= raw.length ? raw.subarray(at, at + PAGE_SIZE) : `its page pack chunk at 0x${(piece * PACK_CHUNK_BYTES).toString(16)} holds too few pages`;
+  }
+}
+
+
+/** Decompressed chunks a PackPages keeps (1 MiB each at most): the pages a copy-on-write moved come from a few dozen. */
+const PACK_PAGES_PIECES = 24;
+
+/**
+ * Open pack `id` of the store that holds the pack open as `packFd` (its sibling in the same
+ * directory, found through /proc/self/fd: a pack names the packs it copies pages from by
+ * checkpoint id only). Returns the PackPages and its fd (the caller closes it), or one line.
+ */
+function openSiblingPack(packFd: number, id: string): PackPages | string {
+  let fd: number;
+  try {
+    fd = fs.openSync(`${path.dirname(fs.readlinkSync(`/proc/self/fd/${packFd}`))}/${id}.pack`, 'r');
+  } catch (e) {
+    return `the page pack of ${id}, which it copies pages from, cannot be opened (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+  }
+  const pages = PackPages.open(fd);
+  if (typeof pages === 'string') { fs.closeSync(fd); return `the page pack of ${id}, which it copies pages from: ${pages}`; }
+  return pages;
 }
 
 /** What materializing a pack did. */
@@ -248,6 +359,29 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
     }
   }
 
+  // Copies of other packs' pages.
+  let copyPages = 0;
+  for (const [id, triples] of t.copies ?? []) {
+    const src = openSiblingPack(packFd, id);
+    if (typeof src === 'string') return src;
+    try {
+      for (let i = 0; i + 2 < triples.length; i += 3) {
+        for (let d = 0; d < triples[i + 2]; d += PAGE_SIZE) {
+          const page = src.page(triples[i + 1] + d);
+          if (typeof page === 'string') return `the page pack of ${id}, which it copies pages from: ${page}`;
+          if (!page) return `its page pack copies a page the page pack of ${id} does not hold (0x${(triples[i + 1] + d).toString(16)})`;
+          const bad = checkPage(page, 0, triples[i] + d);
+          if (bad) return bad;
+          writeOut(outFd, page, triples[i] + d);
+          pages++;
+          copyPages++;
+        }
+      }
+    } finally {
+      fs.closeSync(src.fd);
+    }
+  }
+
   // Compressed chunks: decompressed on the thread pool, a few at once, scattered to their pages.
   const index = Buffer.from(t.index.buffer, t.index.byteOffset, t.index.byteLength);
   const inFlight = new Set<Promise<void>>();
@@ -285,7 +419,7 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
     readAll(packFd, z, at);
     while (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
     // Bounded: a damaged chunk must not inflate past the piece it stands for.
-    const job = brotliDecompress(z, { maxOutputLength: PACK_CHUNK_BYTES }).then((raw) => {
+    const job = brotliDecompress(z, DECOMPRESS_OPTIONS).then((raw) => {
       if (problem || writeFailure) return;
       try {
         problem = raw.length !== rawLen ? `its page pack chunk at 0x${memStart.toString(16)} is damaged` : scatter(memStart, raw);
@@ -302,7 +436,7 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
   // Every compressed page must have come from some chunk.
   let want = 0;
   for (let p = 0; p < kind.length; p++) if (kind[p] === 1) want++;
-  if (pages - filePages !== want) return `its page pack holds ${pages - filePages} of its ${want} pages`;
+  if (pages - filePages - copyPages !== want) return `its page pack holds ${pages - filePages - copyPages} of its ${want} pages`;
   return { pages, filePages, ms: performance.now() - t0 };
 }
 
@@ -322,6 +456,10 @@ export class LazyPack implements LazyPageLayer {
   private readonly chunkEntry = new Map<number, number>();
   /** Per piece: its host-file pages, as [file fd, memory offset, file offset, bytes] (bytes ≤ the piece's end). */
   private readonly fileParts = new Map<number, Array<[number, number, number, number]>>();
+  /** Per piece: its copies of other packs' pages, as [index in trailer.copies, memory offset, offset in that pack, bytes]. */
+  private readonly copyParts = new Map<number, Array<[number, number, number, number]>>();
+  /** The packs it copies pages from, opened on first need (by index in trailer.copies). */
+  private readonly sources = new Map<number, PackPages>();
   private readonly index: Buffer;
   private closed = false;
 
@@ -387,9 +525,19 @@ export class LazyPack implements LazyPageLayer {
       if (!list) lazy.fileParts.set(piece, list = []);
       list.push([fileFds[f], memOff, fileOff, bytes]);
     }
+    (trailer.copies ?? []).forEach(([, triples], c) => {
+      for (let i = 0; i + 2 < triples.length; i += 3) {
+        for (let d = 0; d < triples[i + 2]; d += PAGE_SIZE) {
+          const piece = Math.floor((triples[i] + d) / PACK_CHUNK_BYTES);
+          let list = lazy.copyParts.get(piece);
+          if (!list) lazy.copyParts.set(piece, list = []);
+          list.push([c, triples[i] + d, triples[i + 1] + d, PAGE_SIZE]);
+        }
+      }
+    });
     // A piece with no page of the pack is all holes in the cache already: ready as it is (a sparse
     // file of gigabytes maps at once, as from a flat page file).
-    for (let i = 0; i < lazy.ready.length; i++) if (!lazy.chunkEntry.has(i) && !lazy.fileParts.has(i)) lazy.ready[i] = 1;
+    for (let i = 0; i < lazy.ready.length; i++) if (!lazy.chunkEntry.has(i) && !lazy.fileParts.has(i) && !lazy.copyParts.has(i)) lazy.ready[i] = 1;
     // What earlier restores filled, read once (not a pread per piece asked about: a restore's
     // mappings ask about every piece); a piece another process fills later is seen by `fill`.
     const onDisk = new Uint8Array(lazy.ready.length);
@@ -418,7 +566,7 @@ export class LazyPack implements LazyPageLayer {
       const z = scratch('in', zlen);
       try { readAll(this.packFd, z, at); } catch (e) { throw corrupt(`its page pack cannot be read (${(e as Error).message})`); }
       let raw: Buffer;
-      try { raw = brotliInto(z, rawLen) ?? zlib.brotliDecompressSync(z, { maxOutputLength: PACK_CHUNK_BYTES }); } catch { throw corrupt(`its page pack chunk at 0x${start.toString(16)} is damaged (cannot be decompressed)`); }
+      try { raw = brotliInto(z, rawLen) ?? zlib.brotliDecompressSync(z, DECOMPRESS_OPTIONS); } catch { throw corrupt(`its page pack chunk at 0x${start.toString(16)} is damaged (cannot be decompressed)`); }
       if (raw.length !== rawLen) throw corrupt(`its page pack chunk at 0x${start.toString(16)} is damaged`);
       // Scatter: the chunk holds the piece's compressed pages in offset order.
       let r = 0, stretch = -1, stretchAt = 0;
@@ -439,6 +587,19 @@ export class LazyPack implements LazyPageLayer {
       for (let p = 0; p < buf.length; p += PAGE_SIZE) checkPage(buf, p, memOff + p);
       this.write(buf, memOff);
     }
+    for (const [c, memOff, srcOff] of this.copyParts.get(i) ?? []) {
+      let src = this.sources.get(c);
+      if (!src) {
+        const opened = openSiblingPack(this.packFd, this.t.copies![c][0]);
+        if (typeof opened === 'string') throw corrupt(opened);
+        this.sources.set(c, src = opened);
+      }
+      const page = src.page(srcOff);
+      if (typeof page === 'string') throw corrupt(`the page pack of ${this.t.copies![c][0]}, which it copies pages from: ${page}`);
+      if (!page) throw corrupt(`its page pack copies a page the page pack of ${this.t.copies![c][0]} does not hold (0x${srcOff.toString(16)})`);
+      checkPage(page, 0, memOff);
+      this.write(page, memOff);
+    }
     try { fs.writeSync(this.readyFd, ONE, 0, 1, i); } catch (e) { throw this.cannotWrite(e); }
     this.ready[i] = 1;
   }
@@ -447,7 +608,7 @@ export class LazyPack implements LazyPageLayer {
     const end = Math.min(off + len, this.t.pageFileBytes);
     let runStart = -1, runEnd = -1;
     for (let i = Math.floor(off / PACK_CHUNK_BYTES); i * PACK_CHUNK_BYTES < end; i++) {
-      if (!this.chunkEntry.has(i) && !this.fileParts.has(i)) continue; // no page of the pack in it
+      if (!this.chunkEntry.has(i) && !this.fileParts.has(i) && !this.copyParts.has(i)) continue; // no page of the pack in it
       const lo = Math.max(off, i * PACK_CHUNK_BYTES), hi = Math.min(end, (i + 1) * PACK_CHUNK_BYTES);
       for (let a = Math.floor(lo / PAGE_SIZE) * PAGE_SIZE; a < hi; a += PAGE_SIZE) {
         if (!this.kind[a / PAGE_SIZE]) continue;
@@ -467,7 +628,7 @@ export class LazyPack implements LazyPageLayer {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const fd of [...this.fileFds, this.packFd, this.cacheFd, this.readyFd]) { try { fs.closeSync(fd); } catch { /* closed */ } }
+    for (const fd of [...this.fileFds, ...[...this.sources.values()].map((src) => src.fd), this.packFd, this.cacheFd, this.readyFd]) { try { fs.closeSync(fd); } catch { /* closed */ } }
   }
 
   private write(buf: Uint8Array, position: number): void {

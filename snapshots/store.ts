@@ -34,7 +34,7 @@ import { hostIdentity } from '../src/vfs/host-files.js';
 import type { KernelState } from '../src/kernel/state.js';
 import { CRUNCH_ZERO, type CrunchResult, crunchPages } from './page-crunch.js';
 import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
-import { CacheWriteError, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, packPageChecks, readPackTrailer } from './pack.js';
+import { CacheWriteError, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, PackPages, packPageChecks, readPackTrailer } from './pack.js';
 
 /**
  * Every failure of the store that a user can act on: missing store or checkpoint,
@@ -1220,6 +1220,15 @@ export function onEveryCpu<T>(make: () => T): T {
   }
 }
 
+/**
+ * Where scanPages hands a checkpoint's own pages: `store(off, buf, at, check)` a page to store
+ * (its bytes are `buf[at, at + 4096)`, valid until `endOfRead(end)`; `check` its CRC-32).
+ */
+interface PageSink {
+  store(off: number, buf: Buffer, at: number, check: number): void;
+  endOfRead(end: number): void;
+}
+
 /** Whether this host stores numbers little-endian (a pagemap's CRC-32s are little-endian). */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
@@ -1238,7 +1247,7 @@ interface ScannedPages { runs: PagemapRun[]; pages: number; zeroPages: number; n
  * reports progress. Returns the pagemap runs (CRC-32 per page, sorted by offset), all non-zero
  * pages, the zero pages, this checkpoint's own pages (newPages) and the layers.
  */
-async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[number, number]>, sink: { store(off: number, buf: Buffer, at: number): void; endOfRead(end: number): void }, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, writeFd = -1): Promise<ScannedPages> {
+async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[number, number]>, sink: PageSink, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, writeFd = -1): Promise<ScannedPages> {
   /** Page files of former layers opened for comparison (-1: could not be opened). */
   const layerFds = new Map<number, number>();
   try {
@@ -1370,7 +1379,7 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
         addPages(at, 0, check);
         pages++;
         newPages++;
-        sink.store(at, r!.buf, p);
+        sink.store(at, r!.buf, p, check);
       }
       sink.endOfRead(off + len);
       if (r) free.push(r.buf);
@@ -1452,6 +1461,104 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
 }
 
 /**
+ * Finds, for a page a checkpoint would store, the same bytes in a pack of an earlier layer of its
+ * store at any offset: pages a copy-on-write moved while the last checkpoint of a running sandbox
+ * was written (the guest's writes to a page the capture held copy its 64 KiB chunk to new memory;
+ * in the bench's python3, 287 of the 312 pages a second checkpoint one second later stored were
+ * such copies). The index (CRC-32 → page, of the pages the most recent MAX_COPY_LAYERS layers' packs
+ * hold compressed) is built on the first lookup; a match is compared byte for byte (its chunk
+ * decompressed) before it is used.
+ */
+class CopyFinder {
+  private index?: Float64Array;
+  private readonly packs = new Map<string, PackPages | undefined>();
+  /** Chunks decompressed so far ("layer:piece"). */
+  private readonly pieces = new Set<string>();
+  constructor(private readonly dir: string, private readonly inherit: InheritedPages) {}
+
+  /** [kernel layer, offset] of a page with CRC-32 `check` that a layer's pack holds compressed (a candidate: compare its bytes, `page`), or undefined. */
+  lookup(check: number): [number, number] | undefined {
+    this.index ??= this.build();
+    // Binary search of the first key with this CRC-32 (keys: crc × SLOTS + slot).
+    const keys = this.index;
+    let lo = 0, hi = keys.length;
+    const want = check * SLOTS;
+    while (lo < hi) { const mid = (lo + hi) >>> 1; if (keys[mid] < want) lo = mid + 1; else hi = mid; }
+    if (lo >= keys.length || Math.floor(keys[lo] / SLOTS) !== check) return undefined;
+    const slot = keys[lo] % SLOTS, perPack = SLOTS / MAX_COPY_LAYERS;
+    return [this.slotLayer[Math.floor(slot / perPack)], (slot % perPack) * PAGE_SIZE];
+  }
+
+  /**
+   * The bytes of page `off` of kernel layer `k`'s pack, or undefined if it cannot be read. Its
+   * chunk is decompressed on this thread (PackPages keeps the last few): on the thread pool
+   * (PackPages.pageAsync, prefetched while the scan went on) the bench's second checkpoint took
+   * 257 ms of CPU in its pages phase against 132 ms this way (load 10).
+   */
+  page(k: number, off: number): Buffer | undefined {
+    // Bounded work: a chunk costs 1.5–7 ms to decompress; past the budget the pages are stored.
+    const piece = `${k}:${Math.floor(off / PACK_CHUNK_BYTES)}`;
+    if (!this.pieces.has(piece) && this.pieces.size >= MAX_COPY_PIECES) return undefined;
+    this.pieces.add(piece);
+    const page = this.pack(this.inherit.layerIds[k - 1])?.page(off);
+    return typeof page === 'string' ? undefined : page;
+  }
+
+  /** The ids of the packs the pack of checkpoint `id` copies pages from (none if it is no pack). */
+  sourcesOf(id: string): string[] {
+    return (this.pack(id)?.trailer.copies ?? []).map(([src]) => src);
+  }
+
+  close(): void {
+    for (const p of this.packs.values()) if (p) fs.closeSync(p.fd);
+  }
+
+  private pack(id: string | undefined): PackPages | undefined {
+    if (!id) return undefined;
+    if (!this.packs.has(id)) {
+      let p: PackPages | undefined;
+      try {
+        const fd = fs.openSync(packPath(this.dir, id), 'r');
+        const opened = PackPages.open(fd);
+        if (typeof opened === 'string') fs.closeSync(fd); else p = opened;
+      } catch { /* no pack (a flat page file): nothing to copy from */ }
+      this.packs.set(id, p);
+    }
+    return this.packs.get(id);
+  }
+
+  /** Kernel layer of each of the (at most MAX_COPY_LAYERS) packs indexed, by its slot range. */
+  private readonly slotLayer: number[] = [];
+
+  /** The sorted keys crc × SLOTS + slot (slot: pack's range of SLOTS / MAX_COPY_LAYERS, then page index) of every compressed page. */
+  private build(): Float64Array {
+    const ids = this.inherit.layerIds;
+    const parts: Float64Array[] = [];
+    const perPack = SLOTS / MAX_COPY_LAYERS;
+    for (let k = ids.length; k >= 1 && this.slotLayer.length < MAX_COPY_LAYERS; k--) {
+      const p = this.pack(ids[k - 1]);
+      if (!p || p.kind.length > perPack) continue;
+      const base = this.slotLayer.length * perPack;
+      this.slotLayer.push(k);
+      const keys = new Float64Array(p.kind.length);
+      let n = 0;
+      for (let i = 0; i < p.kind.length; i++) if (p.kind[i] === 1) keys[n++] = p.checks[i] * SLOTS + base + i;
+      parts.push(keys.subarray(0, n));
+    }
+    const all = new Float64Array(parts.reduce((n, a) => n + a.length, 0));
+    let at = 0;
+    for (const a of parts) { all.set(a, at); at += a.length; }
+    return all.sort();
+  }
+}
+/** Key space per CRC-32 in CopyFinder's index: 2^20 pages (4 GiB of memory) for each of MAX_COPY_LAYERS = 2 packs; crc × 2^21 + slot stays below 2^53, an exact double. */
+const SLOTS = 2 ** 21;
+/** Source chunks a checkpoint decompresses at most to compare pages moved by a copy-on-write (the bench's second checkpoint needs 11). */
+const MAX_COPY_PIECES = 24;
+/** Layers (most recent first) whose packs a checkpoint looks in for pages moved by a copy-on-write. */
+const MAX_COPY_LAYERS = 2;
+
+/**
  * Write the pack (snapshots/pack.ts) of the non-zero pages of `memory` (within the sorted
  * `ranges`) at `path`, and fdatasync it: own pages listed in `memory.hostFilePages` are named by
  * file, the others compressed by 1 MiB piece. See scanPages for what is named rather than
@@ -1460,6 +1567,7 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
 async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages & { filePages: number; packBytes: number }> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   const writer = new PackWriter(fd);
+  let finder: CopyFinder | undefined;
   try {
     // The pack's current chunk: its own pages of one PACK_CHUNK_BYTES piece of the memory file,
     // either one stretch of the current read buffer (compressed from there, no copy) or, once
@@ -1469,6 +1577,15 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
     const chunk = Buffer.allocUnsafeSlow(PACK_CHUNK_BYTES);
     let chunkLen = 0;
     let src: Buffer | undefined, srcFrom = 0, srcTo = 0;
+    // Pages an earlier pack of this store holds at another offset (moved by a copy-on-write) are
+    // named there (CopyRef), once compared byte for byte: a piece holding such a candidate is
+    // not compressed when complete but kept (`deferred`, with its pages' offsets) while the
+    // candidates' source chunks are decompressed on the thread pool, and compressed at the end
+    // without the pages found equal.
+    finder = inherit ? new CopyFinder(dirname(dirname(path)), inherit) : undefined;
+    let chunkOffs: number[] = [];
+    let chunkCandidates: Array<[number, number, number]> = []; // [memory offset, kernel layer, source offset]
+    const deferred: Array<{ piece: number; bytes: Buffer; offs: number[]; candidates: Array<[number, number, number]> }> = [];
     const spill = (): void => {
       if (!src) return;
       src.copy(chunk, chunkLen, srcFrom, srcTo);
@@ -1476,13 +1593,18 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       src = undefined;
     };
     const submitChunk = (): void => {
-      if (src && chunkLen === 0) writer.add(chunkStart, src.subarray(srcFrom, srcTo));
+      if (chunkCandidates.length) {
+        spill();
+        deferred.push({ piece: chunkStart, bytes: Buffer.from(chunk.subarray(0, chunkLen)), offs: chunkOffs, candidates: chunkCandidates });
+      } else if (src && chunkLen === 0) writer.add(chunkStart, src.subarray(srcFrom, srcTo));
       else {
         spill();
         if (chunkLen) writer.add(chunkStart, chunk.subarray(0, chunkLen));
       }
       src = undefined;
       chunkLen = 0;
+      chunkOffs = [];
+      chunkCandidates = [];
     };
     // Host-file pages: triples (memory offset, file offset, bytes) per file, merged while contiguous.
     const fileRefs = new Map<string, HostFileRef>();
@@ -1502,7 +1624,7 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       filePages++;
     };
     const scanned = await scanPages(dirname(path), memory, ranges, {
-      store(off, buf, at) {
+      store(off, buf, at, check) {
         const block = hostPages ? hostPages.pageBlock[off / PAGE_SIZE] ?? 0 : 0;
         if (block) { addFilePage(off, block - 1); return; }
         const piece = Math.floor(off / PACK_CHUNK_BYTES) * PACK_CHUNK_BYTES;
@@ -1510,6 +1632,9 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
           submitChunk();
           chunkStart = piece;
         }
+        chunkOffs.push(off);
+        const hit = finder?.lookup(check);
+        if (hit) chunkCandidates.push([off, hit[0], hit[1]]);
         if (src === buf && srcTo === at) { srcTo += PAGE_SIZE; return; }
         spill();
         if (chunkLen === 0) { src = buf; srcFrom = at; srcTo = at + PAGE_SIZE; return; }
@@ -1523,9 +1648,46 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       },
     }, crunch, onProgress, inherit);
     submitChunk();
-    const packBytes = writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: scanned.runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()] });
+    const copies = new Map<string, number[]>();
+    if (finder && deferred.length) {
+      const layers = scanned.layers;
+      for (const d of deferred) {
+        const equal = new Set<number>();
+        for (const [off, k, srcOff] of d.candidates) {
+          const id = inherit!.layerIds[k - 1];
+          // A layer named only by copies is a layer all the same (delete and gc keep it): within the limit.
+          if (!layers.includes(id) && layers.length >= MAX_PAGE_LAYERS - 1) continue;
+          const page = finder.page(k, srcOff); // undefined past MAX_COPY_PIECES chunks
+          const at = d.offs.indexOf(off) * PAGE_SIZE;
+          if (!page || Buffer.compare(page, d.bytes.subarray(at, at + PAGE_SIZE)) !== 0) continue;
+          equal.add(off);
+          if (!layers.includes(id)) layers.push(id);
+          let t = copies.get(id);
+          if (!t) copies.set(id, t = []);
+          const n = t.length;
+          if (n && t[n - 3] + t[n - 1] === off && t[n - 2] + t[n - 1] === srcOff) t[n - 1] += PAGE_SIZE;
+          else t.push(off, srcOff, PAGE_SIZE);
+        }
+        let kept = d.bytes;
+        if (equal.size) {
+          kept = Buffer.allocUnsafe(d.bytes.length - equal.size * PAGE_SIZE);
+          let w = 0;
+          d.offs.forEach((off, i) => { if (!equal.has(off)) { d.bytes.copy(kept, w, i * PAGE_SIZE, (i + 1) * PAGE_SIZE); w += PAGE_SIZE; } });
+        }
+        if (kept.length) writer.add(d.piece, kept);
+      }
+    } else {
+      for (const d of deferred) writer.add(d.piece, d.bytes);
+    }
+    // The packs a pack copies from must live as long as it: every checkpoint that names it (or
+    // inherits from one that copies) lists them in its layers, which delete and gc keep.
+    if (finder) {
+      for (const id of [...scanned.layers]) for (const from of finder.sourcesOf(id)) if (!scanned.layers.includes(from)) scanned.layers.push(from);
+    }
+    const packBytes = writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: scanned.runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()], copies: [...copies] });
     return { ...scanned, filePages, packBytes };
   } finally {
+    finder?.close();
     fs.closeSync(fd);
   }
 }

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readPackTrailer } from '../snapshots/pack.js';
 import { freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
 
 /** ~20 MB of distinct 1,000-byte objects; rewrites one per numbered line (every 20 ms), then prints a digest of all. */
@@ -63,6 +64,14 @@ describe('compressed incremental checkpoints (format 5)', () => {
       expect(metaBytes[i] - metaBytes[0]).toBeLessThan(-(reports[0].sizes.pages * 4) / 2);
     }
 
+    // Pages the guest wrote while a link was written were moved by a copy-on-write: the next
+    // link names most of them in the earlier pack (CopyRef) instead of storing them again.
+    const copied = ids.slice(1).map((id) => {
+      const fd = fs.openSync(path.join(store, 'pages', `${id}.pack`), 'r');
+      try { const t = readPackTrailer(fd); return typeof t === 'string' ? t : (t.copies ?? []).reduce((n, [, tr]) => n + tr.filter((_, i) => i % 3 === 2).reduce((a, b) => a + b, 0) / 4096, 0); } finally { fs.closeSync(fd); }
+    });
+    expect(copied.every((n) => typeof n === 'number'), String(copied)).toBe(true);
+    expect((copied[0] as number) + (copied[1] as number)).toBeGreaterThan(0);
     // Each link restores to the native end (a page named in the wrong layer would break the heap).
     const restoresToTheEnd = async (id: string): Promise<void> => {
       const r = await snapvisor(['restore', id, '--store', store], { timeoutMs: 40_000 });
