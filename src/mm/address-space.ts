@@ -413,6 +413,13 @@ export class AddressSpace {
 
   /** Copy bytes into guest memory; EFAULT unless the whole range is mapped writable. */
   write(addr: number, data: Uint8Array): void {
+    const v = this.find(addr);
+    if (v && data.length > 0 && addr + data.length <= v.end && (v.prot & PROT_WRITE) && !v.cow) {
+      // Inside one VMA: the memory file writes a syscall's few bytes without mapping a 256 MiB
+      // window (MemoryFile.write), as `read` reads them.
+      this.mf.write(v.fileOffset + (addr - v.start), data);
+      return;
+    }
     this.chunks(addr, data.length, PROT_WRITE, (view, ro) => view.set(data.subarray(ro, ro + view.length)));
   }
 
