@@ -73,13 +73,13 @@ describe('warm pool: several clones in one process', () => {
     // One guest spins; its stub (a child of the hosting process, the one running) is killed from
     // outside: that take alone ends, with 137 (as a guest killed by SIGKILL).
     takes[1].c.stdin.write('spin\n');
-    const stubs = childrenOf(hostPid);
-    expect(stubs).toHaveLength(3);
-    let spinning: number | undefined;
+    let stubs: number[] = [], spinning: number | undefined;
     for (let i = 0; i < 200 && spinning === undefined; i++) {
+      stubs = childrenOf(hostPid);
       spinning = stubs.find((p) => { try { const st = fs.readFileSync(`/proc/${p}/stat`, 'latin1'); return st.slice(st.lastIndexOf(')') + 2)[0] === 'R'; } catch { return false; } });
       if (spinning === undefined) await new Promise((res) => setTimeout(res, 50));
     }
+    expect(stubs).toHaveLength(3);
     expect(spinning).toBeDefined();
     process.kill(spinning!, 'SIGKILL');
     const victim = await Promise.race(takes.map((t) => t.status.then((code) => ({ t, code }))));
