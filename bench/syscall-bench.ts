@@ -280,8 +280,8 @@ async function main(): Promise<number> {
       try {
         const inc = await incrementalRound(NODE, CLI, SV_ENV, dir, OBJECTS);
         const irow = (label: string, f: CheckpointFigures): string[] => [label, num(f.ms, 0), num(f.pausedMs, 1), `${f.newPages} of ${f.pages}`, mib(f.addedBytes)];
-        out('  Incremental (compressed, the default): run --name; after "3": checkpoint --leave-running; 1 s later: checkpoint (ends it); restore of the second');
-        for (const l of table(['checkpoint', 'ms (spawn to exit)', 'guest paused ms', 'pages stored', 'added on disk'], [
+        out('  Incremental (compressed, the default): run --name; after "3": checkpoint --leave-running; 1 s later: checkpoint (ends it); restore of the second; its bytes: its pack and restore record, and the catalogue\'s copy of the record');
+        for (const l of table(['checkpoint', 'ms (spawn to exit)', 'guest paused ms', 'pages stored', 'its bytes on disk'], [
           irow('first (full, --leave-running)', inc.first),
           irow('second, 1 s later (incremental)', inc.second),
         ])) out('  ' + l);
