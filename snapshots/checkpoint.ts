@@ -352,8 +352,8 @@ const WORKING_SET_RECORD_MS = 1000;
  * before the guest runs (the stubs are stopped: each copies its chunk out of the page file and
  * its remapping joins the restore's first batch of mappings), instead of one ptrace round trip
  * each while the guest runs (the bench's python3 took 27 before its next line: 40–60 ms, 13–18
- * with them taken here for ~6 ms). Else record the faults the guest takes in its first
- * WORKING_SET_RECORD_MS for the next restore. A fault that does not apply is skipped; one that
+ * with them taken here for ~6 ms). Else record the faults the guest takes until its first
+ * output (or for WORKING_SET_RECORD_MS) for the next restore. A fault that does not apply is skipped; one that
  * fails (the memory limit, a damaged page) ends the replay, and the guest meets it itself.
  */
 function useWorkingSet(kernel: Kernel, storeDir: string, id: string, trace?: (what: string) => void): void {
@@ -376,9 +376,18 @@ function useWorkingSet(kernel: Kernel, storeDir: string, id: string, trace?: (wh
       return r;
     };
   }
+  // Saved at the guest's first output (its first write to a host fd, before the bytes leave: a
+  // restore killed once its caller has the line still leaves them, and what the next restore takes
+  // up front is what that line needed), else after WORKING_SET_RECORD_MS or when the sandbox ends.
+  const host = kernel.host;
+  const own = Object.prototype.hasOwnProperty.call(host, 'writeSync');
+  const writeSync = host.writeSync;
+  host.writeSync = (...a) => { save(); return writeSync.apply(host, a); };
   const save = (): void => {
     if (!on) return;
     on = false;
+    if (own) host.writeSync = writeSync;
+    else delete (host as Partial<typeof host>).writeSync;
     writeWorkingSet(storeDir, id, rec);
   };
   setTimeout(save, WORKING_SET_RECORD_MS).unref();
