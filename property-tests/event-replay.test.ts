@@ -19,6 +19,7 @@ import { REPO_ROOT, testTmpDir } from '../test/helpers.js';
 import { decodeCbor, encodeCbor } from '../snapshots/format.js';
 import { replay, type KernelEvent } from '../src/kernel/events.js';
 import type { KernelState } from '../src/kernel/state.js';
+import { STUB_NAME } from '../platforms/ptrace/stub.js';
 
 /**
  * What the comparison leaves out, and why. Each entry removes (or normalizes) the same
@@ -199,8 +200,10 @@ describe.skipIf(!busybox)('event replay', () => {
     expect(midTaken).toBeGreaterThan(0);
     expect(capturesChecked).toBeGreaterThan(numRuns);
     // No stub outlives its sandbox (an orphan stub would be adopted by pid 1).
-    const orphans = execFileSync('ps', ['-eo', 'ppid=,args='], { encoding: 'utf8' }).split('\n')
-      .filter((l) => l.trim().endsWith('snapvisor-stub') && l.trim().split(/\s+/)[0] === '1');
+    const orphans = execFileSync('ps', ['-eo', 'ppid=,stat=,comm='], { encoding: 'utf8' }).split('\n').filter((l) => {
+      const [ppid, stat, comm] = l.trim().split(/\s+/);
+      return comm === STUB_NAME && ppid === '1' && !stat.startsWith('Z'); // as test/helpers.ts orphanStubs
+    });
     expect(orphans).toEqual([]);
   }, 300_000);
 });

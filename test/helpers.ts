@@ -12,6 +12,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect } from 'vitest';
+import { STUB_NAME } from '../platforms/ptrace/stub.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The CLI under test; SNAPVISOR_CLI=/path/to/main.js runs the tests against another build. */
@@ -208,12 +209,17 @@ export function stderrLines(stderr: string): string[] {
 }
 
 /**
- * Stub processes whose snapvisor is gone (adopted by pid 1): a sandbox must never leave one.
- * Returns their `ps` lines (empty when none).
+ * Stub processes whose snapvisor is gone (adopted by pid 1), alive or stopped: a sandbox must
+ * never leave one. Stubs are known by their name (STUB_NAME, which each sets itself: their
+ * command line is empty). Dead ones are left out: a zombie runs nothing and holds no memory, and
+ * this machine's pid 1 does not reap what it adopts. Returns their `ps` lines (empty when none).
  */
 export function orphanStubs(): string[] {
-  const out = spawnSync('ps', ['-eo', 'ppid=,pid=,args='], { encoding: 'utf8' }).stdout ?? '';
-  return out.split('\n').filter((l) => l.trim().endsWith('snapvisor-stub') && l.trim().split(/\s+/)[0] === '1');
+  const out = spawnSync('ps', ['-eo', 'ppid=,pid=,stat=,comm='], { encoding: 'utf8' }).stdout ?? '';
+  return out.split('\n').filter((l) => {
+    const [ppid, , stat, comm] = l.trim().split(/\s+/);
+    return comm === STUB_NAME && ppid === '1' && !stat.startsWith('Z');
+  });
 }
 
 /** A sandbox checkpointed by checkpointAtReady: where its state and store are, and what it printed before. */

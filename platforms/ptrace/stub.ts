@@ -46,6 +46,10 @@ const CODE = [
  * The stub's entry point: it prepares itself before it first stops, so starting one costs the
  * tracer no injected syscall (eight round trips and a read of /proc/PID/maps before). Assembled
  * with GNU as; `imm64` fields are filled in by stubElf:
+ *   prctl(PR_SET_NAME, "snapvisor-stub")              ; its name in ps (exec'd as /proc/PID/fd/N, it
+ *                                                     ; would be "N", and its argv goes with the stack)
+ *   prctl(PR_SET_PDEATHSIG, SIGKILL)                  ; a tracer that dies before it seizes the stub
+ *                                                     ; (PTRACE_O_EXITKILL covers after) leaves none
  *   munmap(0, STUB_BASE)                              ; the host's stack, [vdso], [vvar] below us
  *   munmap(STUB_BASE + 4096, HOST_MAP_TOP - that)     ; and anything above our page
  *   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
@@ -57,6 +61,8 @@ const CODE = [
  * No instruction uses the stack (the host's one is unmapped by then).
  */
 const SETUP = [
+  0xbf, 15, 0, 0, 0, 0x48, 0xbe, ...imm64(), 0xb8, 157, 0, 0, 0, 0x0f, 0x05,
+  0xbf, 1, 0, 0, 0, 0xbe, 9, 0, 0, 0, 0xb8, 157, 0, 0, 0, 0x0f, 0x05,
   0x31, 0xff, 0x48, 0xbe, ...imm64(), 0xb8, 11, 0, 0, 0, 0x0f, 0x05,
   0x48, 0xbf, ...imm64(), 0x48, 0xbe, ...imm64(), 0xb8, 11, 0, 0, 0, 0x0f, 0x05,
   0xbf, 38, 0, 0, 0, 0xbe, 1, 0, 0, 0, 0x31, 0xd2, 0x45, 0x31, 0xd2, 0x45, 0x31, 0xc0, 0xb8, 157, 0, 0, 0, 0x0f, 0x05,
@@ -69,9 +75,13 @@ const SETUP = [
   0xbf, 0x7e, 0, 0, 0, 0xb8, 0xe7, 0, 0, 0, 0x0f, 0x05,
 ];
 function imm64(): number[] { return [0, 0, 0, 0, 0, 0, 0, 0]; }
+/** Bytes of the two prctl calls that open SETUP (the offsets below were measured without them). */
+const SETUP_PRCTL_BYTES = 39;
 /** Offsets in SETUP of its imm64 fields, in order, and of the jmp's rel32. */
-const SETUP_IMM64 = [4, 21, 31, 85, 102];
-const SETUP_JMP_REL32 = 160;
+const SETUP_IMM64 = [7, ...[4, 21, 31, 85, 102].map((o) => o + SETUP_PRCTL_BYTES)];
+const SETUP_JMP_REL32 = 160 + SETUP_PRCTL_BYTES;
+/** The stub's process name (comm, at most 15 bytes), what `ps` and tests look for. */
+export const STUB_NAME = 'snapvisor-stub';
 /** Exit status of a stub that could not map its batch table (so it never stopped). */
 export const STUB_SETUP_FAILED = 126;
 /** Top of the host's default mmap and stack area (47-bit user space; LA57 hosts keep them below it too). */
@@ -130,12 +140,14 @@ const FILTER: Array<[number, number, number, number]> = [
 const SETUP_OFFSET = CODE_OFFSET + CODE.length;
 const FILTER_OFFSET = Math.ceil((SETUP_OFFSET + SETUP.length) / 8) * 8;
 const FPROG_OFFSET = FILTER_OFFSET + FILTER.length * 8;
+/** Offset of STUB_NAME, NUL-terminated, after the sock_fprog (16 bytes). */
+const NAME_OFFSET = FPROG_OFFSET + 16;
 /** Guest address of the filter's struct sock_fprog in the stub's page (for seccomp(SECCOMP_SET_MODE_FILTER)). */
 export const STUB_SECCOMP_FPROG_ADDR = STUB_BASE + FPROG_OFFSET;
 
 /** The stub executable's bytes (ELF64, ET_EXEC, one R+X PT_LOAD at STUB_BASE). */
 export function stubElf(): Uint8Array {
-  const size = FPROG_OFFSET + 16;
+  const size = NAME_OFFSET + 16;
   const b = new Uint8Array(size);
   const v = new DataView(b.buffer);
   b.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]);
@@ -158,7 +170,7 @@ export function stubElf(): Uint8Array {
   b.set(CODE, CODE_OFFSET);
   b.set(SETUP, SETUP_OFFSET);
   const stubTop = STUB_BASE + 0x1000;
-  [STUB_BASE, stubTop, HOST_MAP_TOP - stubTop, STUB_SECCOMP_FPROG_ADDR, STUB_BATCH_TABLE_ADDR]
+  [STUB_BASE + NAME_OFFSET, STUB_BASE, stubTop, HOST_MAP_TOP - stubTop, STUB_SECCOMP_FPROG_ADDR, STUB_BATCH_TABLE_ADDR]
     .forEach((value, i) => v.setBigUint64(SETUP_OFFSET + SETUP_IMM64[i], BigInt(value), true));
   v.setInt32(SETUP_OFFSET + SETUP_JMP_REL32, CODE_OFFSET - (SETUP_OFFSET + SETUP_JMP_REL32 + 4), true);
   FILTER.forEach(([code, jt, jf, k], i) => {
@@ -169,5 +181,6 @@ export function stubElf(): Uint8Array {
   });
   v.setUint16(FPROG_OFFSET, FILTER.length, true);                                  // sock_fprog.len
   v.setBigUint64(FPROG_OFFSET + 8, BigInt(STUB_BASE + FILTER_OFFSET), true);       // sock_fprog.filter
+  b.set(new TextEncoder().encode(STUB_NAME), NAME_OFFSET);                         // NUL: the array's zeros
   return b;
 }
