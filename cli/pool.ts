@@ -39,8 +39,14 @@ const KEYBOARD = new Set<number>(['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH'].ma
  * once, and its trapped syscalls cost host calls more than JavaScript (a guest making 50,000
  * getppid calls used the same CPU time either way, within this machine's noise). V8 refuses the
  * build's code cache of the bundle under other flags: clones after the probe load the probe's.
+ * --single-threaded-gc: the settle GC finishes its work before the clones count as ready, instead
+ * of leaving V8's sweeper and marker threads to run beside the first take (on a 2-CPU machine,
+ * beside the guest's tracer). The bench's python3, request → first output byte, 40 takes each
+ * once the pool was full, three rounds alternated with the build without it (11:53 UTC, load
+ * ~1.5): p90 6.3, 18.4, 12.2 ms and worst 8.7, 30.3, 26.3 ms with it; p90 27.8, 23.3, 21.5 and
+ * worst 41.8, 39.3, 35.8 without; p50 4.8-7.8 against 7.7-8.1; a pool of 20 170.7 against 171.3 MiB.
  */
-const CLONE_NODE_FLAGS = ['--expose-gc', '--max-semi-space-size=1', '--lite-mode', '--no-expose-wasm'];
+const CLONE_NODE_FLAGS = ['--expose-gc', '--max-semi-space-size=1', '--lite-mode', '--no-expose-wasm', '--single-threaded-gc'];
 /** Clones restoring at once while refilling (the machine's other work goes on meanwhile). */
 const MAX_STARTING = 2;
 /**
