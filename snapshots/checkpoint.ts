@@ -14,7 +14,7 @@ import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } 
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
 import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, checkRootfs, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
-import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, runLayer } from './format.js';
+import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, readRunChecks, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
 import { hostInetDescriptions } from '../src/net/hostinet.js';
@@ -207,24 +207,14 @@ function finishTracking(kernel: Kernel, t: Tracking, summary: CheckpointSummary)
 /**
  * Copy a pagemap run's CRC-32s (`c`: 4 bytes little-endian per page) into `checks` from page
  * `first` on, and mark those pages non-zero; pages past the end of `checks` are left out. A
- * restore does this for every page of the checkpoint (62,000 for a 200 MB python3): one
- * typed-array copy, not a DataView read per page.
+ * restore does this for every page of the checkpoint (62,000 for a 200 MB python3).
  */
 function copyRunChecks(checks: Uint32Array, nonZero: Uint8Array, first: number, c: Uint8Array): void {
   const n = Math.max(0, Math.min(c.length / PAGE_CHECK_BYTES, checks.length - first));
   if (n === 0) return;
-  if (LITTLE_ENDIAN) {
-    // A copy when unaligned (cbor-x hands out byte strings in place): still native speed, where
-    // the DataView loop ran interpreted over a restore's 60,000 pages.
-    const a = c.byteOffset % 4 === 0 ? c : c.slice(0, n * PAGE_CHECK_BYTES);
-    checks.set(new Uint32Array(a.buffer, a.byteOffset, n), first);
-  } else {
-    const view = new DataView(c.buffer, c.byteOffset, c.byteLength);
-    for (let i = 0; i < n; i++) checks[first + i] = view.getUint32(i * PAGE_CHECK_BYTES, true);
-  }
+  readRunChecks(checks, first, c, n);
   nonZero.fill(1, first, first + n);
 }
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Per kernel never restored: the last checkpoint it took into each store (resolved path → id), the parent of its next one there. */
 const lastCheckpoint = new WeakMap<Kernel, Record<string, string>>();

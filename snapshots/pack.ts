@@ -40,7 +40,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { type LazyPageLayer, PageSourceError } from '../src/mm/memory-file.js';
-import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, decodeCbor, encodeCbor, pageCheck } from './format.js';
+import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, decodeCbor, encodeCbor, pageCheck, readRunChecks } from './format.js';
 
 /** Memory-file bytes per pack chunk (1 MiB: 256 pages). */
 export const PACK_CHUNK_BYTES = 1 << 20;
@@ -181,7 +181,6 @@ export function readPackTrailer(fd: number): PackTrailer | string {
   return t;
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Per page of the image: 0 not the pack's, 1 compressed in the pack, 2 read from a host file, 3 a copy of another pack's page; and each page's CRC-32. */
 function pageKinds(t: PackTrailer): { kind: Uint8Array; checks: Uint32Array } | string {
@@ -191,14 +190,7 @@ function pageKinds(t: PackTrailer): { kind: Uint8Array; checks: Uint32Array } | 
     const first = off / PAGE_SIZE, n = c.length / PAGE_CHECK_BYTES;
     if (!Number.isSafeInteger(first) || first + n > pages) return 'its page pack lists a page past the memory size';
     kind.fill(1, first, first + n);
-    if (LITTLE_ENDIAN) {
-      // Native copies (a copy first when unaligned): the DataView loop ran interpreted over a restore's 60,000 pages.
-      const a = c.byteOffset % 4 === 0 ? c : c.slice(0, n * PAGE_CHECK_BYTES);
-      checks.set(new Uint32Array(a.buffer, a.byteOffset, n), first);
-    } else {
-      const v = new DataView(c.buffer, c.byteOffset, c.byteLength);
-      for (let i = 0; i < n; i++) checks[first + i] = v.getUint32(i * PAGE_CHECK_BYTES, true);
-    }
+    readRunChecks(checks, first, c, n);
   }
   for (const [, , , triples] of t.hostFiles) {
     for (let i = 0; i + 2 < triples.length; i += 3) {

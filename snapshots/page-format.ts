@@ -18,6 +18,25 @@ export function pageCheck(buf: Uint8Array, at = 0, len = PAGE_SIZE): number {
   return crc32(new Uint8Array(buf.buffer, buf.byteOffset + at, Math.max(0, Math.min(len, buf.length - at)))) >>> 0;
 }
 
+/** Whether this host stores numbers little-endian (a pagemap's CRC-32s are little-endian). */
+export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * Put the first `n` CRC-32s of a pagemap run (`c`: PAGE_CHECK_BYTES little-endian per page) into
+ * `checks` from index `first` on. One typed-array copy (after a copy of `c` when it is unaligned:
+ * cbor-x hands out byte strings in place), where a DataView read per page ran interpreted over a
+ * restore's 60,000 pages. The caller keeps `n` within both arrays.
+ */
+export function readRunChecks(checks: Uint32Array, first: number, c: Uint8Array, n: number): void {
+  if (LITTLE_ENDIAN) {
+    const a = c.byteOffset % 4 === 0 ? c : c.slice(0, n * PAGE_CHECK_BYTES);
+    checks.set(new Uint32Array(a.buffer, a.byteOffset, n), first);
+  } else {
+    const v = new DataView(c.buffer, c.byteOffset, c.byteLength);
+    for (let i = 0; i < n; i++) checks[first + i] = v.getUint32(i * PAGE_CHECK_BYTES, true);
+  }
+}
+
 /** A page of zeros, for fast comparisons (never mutate it). */
 export const ZERO_PAGE: Buffer = Buffer.alloc(PAGE_SIZE);
 

@@ -21,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import type { Level } from 'level';
 import {
   FORMAT_MAGIC, FORMAT_VERSION, FLAT_INCREMENTAL_FORMAT_VERSION, FULL_FORMAT_VERSION, PACK_FORMAT_VERSION, PACK_INCREMENTAL_FORMAT_VERSION, READ_FORMAT_VERSIONS, type ElidedChecks, isPacked, GRAPH_CHUNK_BYTES, runLayer, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
-  RESERVED_MANIFEST_FIELDS, type ManifestV2, type PagemapRun,
+  LITTLE_ENDIAN, RESERVED_MANIFEST_FIELDS, type ManifestV2, type PagemapRun,
   decodeCbor, decodePagemap, encodeCbor, encodeMeta, encodePagemap, graphKey, graphRange, isCheckpointId, isCheckpointIdPrefix,
   manifestKey, manifestProblem, manifestSealIsValid, newCheckpointId, pageCheck, pageCount,
   pagemapKey, prefixRange, sealManifest, sha256Hex, splitMeta, stripManifestChecksum,
@@ -1229,8 +1229,6 @@ interface PageSink {
   endOfRead(end: number): void;
 }
 
-/** Whether this host stores numbers little-endian (a pagemap's CRC-32s are little-endian). */
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** What scanPages found: the pagemap and its counts. */
 interface ScannedPages { runs: PagemapRun[]; pages: number; zeroPages: number; newPages: number; layers: string[] }
