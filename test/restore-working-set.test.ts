@@ -32,34 +32,31 @@ describe('restore working set', () => {
   it('the first restore records its guest\'s first write faults, the next takes them before the guest runs, with the same output', async () => {
     const c = await checkpointAtReady('ws', ['/usr/bin/python3', '-c', GUEST]);
     const wsFiles = () => fs.readdirSync(path.join(c.store, 'cache')).filter((n) => n.startsWith(c.id) && n.endsWith('.ws'));
+    /** One traced restore that must end well with the expected output; its stderr. */
+    const restoreOnce = async (): Promise<string> => {
+      const r = await snapvisor(['restore', c.id, '--store', c.store], { env: TRACE, timeoutMs: 30_000 });
+      expect(r.timedOut).toBe(false);
+      expect(untraced(r.stderr)).toEqual([]);
+      expect(r.status).toBe(0);
+      expect(r.stdout.toString().trim().split('\n')).toEqual(EXPECTED);
+      return r.stderr;
+    };
 
-    const first = await snapvisor(['restore', c.id, '--store', c.store], { env: TRACE, timeoutMs: 30_000 });
-    expect(first.timedOut).toBe(false);
-    expect(untraced(first.stderr)).toEqual([]);
-    expect(first.status).toBe(0);
-    expect(first.stdout.toString().trim().split('\n')).toEqual(EXPECTED);
-    expect(taken(first.stderr)).toBeUndefined();
+    const first = await restoreOnce();
+    expect(taken(first)).toBeUndefined();
     expect(wsFiles()).toHaveLength(1);
     const recorded = JSON.parse(fs.readFileSync(path.join(c.store, 'cache', wsFiles()[0]), 'utf8')) as { v: number; faults: Array<[number, number]> };
     expect(recorded.v).toBe(1);
     expect(recorded.faults.length).toBeGreaterThan(0);
 
-    const second = await snapvisor(['restore', c.id, '--store', c.store], { env: TRACE, timeoutMs: 30_000 });
-    expect(second.timedOut).toBe(false);
-    expect(untraced(second.stderr)).toEqual([]);
-    expect(second.status).toBe(0);
-    expect(second.stdout.toString().trim().split('\n')).toEqual(EXPECTED);
+    const second = await restoreOnce();
     // Every recorded fault applies again (the same checkpoint, the same guest addresses).
-    expect(taken(second.stderr)).toBe(`${recorded.faults.length} of ${recorded.faults.length}`);
+    expect(taken(second)).toBe(`${recorded.faults.length} of ${recorded.faults.length}`);
 
     // A damaged record is ignored: the restore neither fails nor takes anything from it.
     fs.writeFileSync(path.join(c.store, 'cache', wsFiles()[0]), '{"v":1,"faults":[[1,"x"],[99,4096],[1');
-    const third = await snapvisor(['restore', c.id, '--store', c.store], { env: TRACE, timeoutMs: 30_000 });
-    expect(third.timedOut).toBe(false);
-    expect(untraced(third.stderr)).toEqual([]);
-    expect(third.status).toBe(0);
-    expect(third.stdout.toString().trim().split('\n')).toEqual(EXPECTED);
-    expect(taken(third.stderr)).toBeUndefined();
+    const third = await restoreOnce();
+    expect(taken(third)).toBeUndefined();
     // ...and recorded anew by it.
     expect(JSON.parse(fs.readFileSync(path.join(c.store, 'cache', wsFiles()[0]), 'utf8')).faults.length).toBeGreaterThan(0);
 
