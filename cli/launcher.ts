@@ -6,7 +6,8 @@
  * compiling its source (two caches: a full one for commands that run a kernel or use the store,
  * a light one for the rest); a cache V8 rejects (another node, a rebuilt bundle) or a missing one
  * costs that compile, nothing else. `checkpoint NAME` in its usual shapes loads no bundle at all: it
- * is one request on the sandbox's control socket (cli/checkpoint-client.ts). `__dirname` is this file's directory (its real path: npm
+ * is one request on the sandbox's control socket (cli/checkpoint-client.ts); nor does `pool take
+ * SOCKET`: its fds passed on the pool's socket, then JSON lines (cli/pool-client.ts). `__dirname` is this file's directory (its real path: npm
  * links the bin from node_modules/.bin).
  *
  * SNAPVISOR_TRACE_STARTUP=1 prints on stderr whether the cache was used (used; rejected by V8;
@@ -34,10 +35,17 @@ interface Bundle {
 const FULL = new Set(['run', 'restore', '__oci-init', '__pool-host', 'pool', 'demo', 'inspect', 'checkpoints', 'gc', 'export', 'import', 'store', 'syscalls']);
 
 const bundleFile = path.join(__dirname, 'snapvisor.cjs');
-// `checkpoint NAME` in its usual shapes needs only the control socket: no bundle at all (the
-// module is evaluated only for that command: esbuild bundles a dynamic import as a lazy one).
-if (!process.env.SNAPVISOR_WRITE_CODE_CACHE && commandOf(process.argv.slice(2)) === 'checkpoint') {
-  void import('./checkpoint-client.js').then((m) => { if (!m.lightCheckpoint(process.argv.slice(2))) loadBundle(); });
+const args = process.argv.slice(2);
+const command = process.env.SNAPVISOR_WRITE_CODE_CACHE ? undefined : commandOf(args);
+// `checkpoint NAME` in its usual shapes needs only the control socket, and `pool take SOCKET` only
+// the pool's socket and koffi (SCM_RIGHTS): no bundle at all (each module is evaluated only for its
+// command: esbuild bundles a dynamic import as a lazy one).
+if (command === 'checkpoint') {
+  void import('./checkpoint-client.js').then((m) => { if (!m.lightCheckpoint(args)) loadBundle(); });
+} else if (command === 'pool' && args[args.indexOf('pool') + 1] === 'take') {
+  // koffi's stand-in in this file (scripts/bundle.mjs) loads the package through this require.
+  (globalThis as { __snapvisorRequire?: NodeJS.Require }).__snapvisorRequire ??= createRequire(bundleFile);
+  void import('./pool-client.js').then((m) => { if (!m.lightPoolTake(args)) loadBundle(); });
 } else {
   loadBundle();
 }

@@ -313,8 +313,8 @@ pool
 Examples:
   echo '{"n": 3}' | snapvisor pool take /run/fn.sock`)
   .action(async (socket: string) => {
-    const { poolTake } = await import('./pool.js');
-    process.exitCode = await poolTake(socket);
+    const { poolTake } = await import('./pool-client.js');
+    process.exitCode = await poolTake(socket, fail);
   });
 
 program

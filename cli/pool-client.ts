@@ -1,8 +1,17 @@
 /**
- * The client side of a pool's status request (docs/pools.md): one JSON line without fds, one JSON
- * answer. Shared by the pool's tests and bench/pool-bench.ts; `pool take` (fds passed) is in cli/pool.ts.
+ * The client side of a warm pool (docs/pools.md, "The socket protocol"): `snapvisor pool take`
+ * (the caller's stdin/stdout/stderr passed with SCM_RIGHTS, signals relayed, the clone's exit
+ * status) and the status request (one JSON line without fds, one JSON answer), with the JSON-line
+ * reader the pool (cli/pool.ts) shares. Kept apart from the pool itself so that the bin's
+ * launcher (cli/launcher.ts) runs `pool take SOCKET` with this module alone, without loading the
+ * CLI's bundle (lightPoolTake), as it does `checkpoint NAME` (cli/checkpoint-client.ts). Used by
+ * the pool's tests and bench/pool-bench.ts too.
  */
-import net from 'node:net';
+import fs from 'node:fs';
+import type net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { closeFd, connectUnix, sendFds } from '../platforms/host/fd-passing.js';
 
 /**
  * What `{"op":"status"}` answers: clone counts, hosting processes, takes served, the recorded
@@ -15,7 +24,9 @@ export interface PoolStatus {
 }
 
 /** Ask the pool on unix socket `sock` for its status. Rejects on a connection error or an answer that is not JSON. */
-export function poolStatus(sock: string): Promise<PoolStatus> {
+export async function poolStatus(sock: string): Promise<PoolStatus> {
+  // Loaded here, not with this module: `pool take` runs without node:net (see poolTake).
+  const net = await import('node:net');
   return new Promise((resolve, reject) => {
     const c = net.createConnection(sock, () => c.write('{"op":"status"}\n'));
     let buf = '';
@@ -23,4 +34,101 @@ export function poolStatus(sock: string): Promise<PoolStatus> {
     c.on('end', () => { try { resolve(JSON.parse(buf)); } catch (e) { reject(e); } });
     c.on('error', reject);
   });
+}
+
+/** Read JSON lines from `sock` (after `prefix`, bytes already read), calling `on` for each; lines that are not JSON are ignored. */
+export function lines(sock: net.Socket, on: (v: Record<string, unknown>) => void, prefix = ''): void {
+  let buf = prefix;
+  const drain = () => {
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      try { on(JSON.parse(line)); } catch { /* not JSON: ignored */ }
+    }
+  };
+  sock.on('data', (d) => { buf += d.toString(); drain(); });
+  drain();
+}
+
+/** Signals `pool take` relays; the keyboard's go to the guest's foreground process group, the rest to its init (the clone decides). */
+const RELAYED = ['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH', 'SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGCONT'] as const;
+
+/** `snapvisor: MSG` on stderr, one line. */
+const failLine = (msg: string): void => { fs.writeSync(2, `snapvisor: ${msg}\n`); };
+
+/**
+ * `snapvisor pool take SOCKET`: hand this process's stdin/stdout/stderr (fds 0–2) to a clone of
+ * the pool serving on unix socket `socket`, relay the signals above to it, and resolve with its
+ * exit status (128+N for a death by signal N); 125 with one line through `fail` (default: on
+ * stderr) when no pool answers there (connect's errno text: ENOENT, ECONNREFUSED…), the pool
+ * refuses (its error), or the clone dies before saying how its sandbox ended.
+ */
+export async function poolTake(socket: string, fail: (msg: string) => void = failLine): Promise<number> {
+  const sockPath = path.resolve(socket);
+  let fd: number;
+  try {
+    fd = connectUnix(sockPath);
+  } catch (e) {
+    fail(`no pool is serving on ${sockPath} (${(e as Error).message})`);
+    return 125;
+  }
+  const r = sendFds(fd, Buffer.from(JSON.stringify({ op: 'take' }) + '\n'), [0, 1, 2]);
+  if (r < 0) { closeFd(fd); fail(`pool on ${sockPath}: the request could not be sent (errno ${-r})`); return 125; }
+  // The connection through fs (a read waits on libuv's thread pool, a signal's line is one
+  // write(2)), not a net.Socket: loading node:net and node:stream was a fifth of this command's
+  // start-up when it ran without the CLI's bundle.
+  let closed = false;
+  const relays = RELAYED.map((name) => {
+    const line = JSON.stringify({ op: 'signal', signal: os.constants.signals[name] }) + '\n';
+    const h = () => { if (!closed) try { fs.writeSync(fd, line); } catch { /* the clone is gone: its close ends the take */ } };
+    process.on(name, h);
+    return [name, h] as const;
+  });
+  let status: number | undefined, error: string | undefined, started = false;
+  let buf = '';
+  const chunk = Buffer.alloc(4096);
+  for (;;) {
+    const n = await new Promise<number>((resolve) => fs.read(fd, chunk, 0, chunk.length, null, (e, got) => resolve(e ? 0 : got)));
+    if (n <= 0) break;
+    buf += chunk.toString('utf8', 0, n);
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      let m: Record<string, unknown> = {};
+      try { m = JSON.parse(buf.slice(0, nl)); } catch { /* not JSON: ignored */ }
+      buf = buf.slice(nl + 1);
+      if (m.event === 'started') started = true;
+      else if (m.event === 'exit') status = Number(m.status);
+      else if (m.ok === false) error = String(m.error);
+    }
+  }
+  closed = true;
+  closeFd(fd);
+  for (const [name, h] of relays) process.off(name, h);
+  if (status !== undefined) return status;
+  fail(error ? `pool on ${sockPath}: ${error}` : started ? 'the clone running this take died before its sandbox ended' : `pool on ${sockPath} closed the connection without handing over a clone`);
+  return 125;
+}
+
+/**
+ * The socket of `args` (process.argv after the script) if they are `[--root DIR] pool take SOCKET`
+ * (--root also as `--root=DIR`; `pool take` ignores it, as the full CLI does); undefined for any
+ * other shape (--help, --log, another global option, more arguments), which the full CLI handles.
+ */
+export function parseLightPoolTake(args: readonly string[]): string | undefined {
+  let i = 0;
+  if (args[i] === '--root') i += 2;
+  else if (args[i]?.startsWith('--root=')) i++;
+  if (args.length !== i + 3 || args[i] !== 'pool' || args[i + 1] !== 'take') return undefined;
+  const socket = args[i + 2];
+  return socket === '' || socket.startsWith('-') ? undefined : socket;
+}
+
+/**
+ * Run `snapvisor pool take SOCKET` for `args` (process.argv after the script) if parseLightPoolTake
+ * takes their shape, setting process.exitCode to the clone's status; undefined (nothing done)
+ * otherwise. Same output, errors and status as the full CLI's command.
+ */
+export function lightPoolTake(args: readonly string[]): Promise<void> | undefined {
+  const socket = parseLightPoolTake(args);
+  if (socket === undefined) return undefined;
+  return poolTake(socket).then((status) => { process.exitCode = status; });
 }

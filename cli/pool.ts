@@ -14,9 +14,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeFd, connectUnix, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
+import { closeFd, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
 import { LinuxHostServices } from '../platforms/host/host-services.js';
 import { defaultStore, fail } from './control.js';
+import { lines } from './pool-client.js';
 import type vm from 'node:vm';
 import type { Kernel } from '../src/kernel/kernel.js';
 import type { KernelState } from '../src/kernel/state.js';
@@ -24,8 +25,7 @@ import type { KernelState } from '../src/kernel/state.js';
 /** Wall-clock time in ms with sub-ms resolution, comparable between processes. */
 const nowMs = () => performance.timeOrigin + performance.now();
 
-/** Signals `pool take` relays; the keyboard's go to the guest's foreground process group, the rest to its init. */
-const RELAYED = ['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH', 'SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGCONT'] as const;
+/** Signals a take relays that go to the guest's foreground process group (the rest go to its init). */
 const KEYBOARD = new Set<number>(['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH'].map((n) => os.constants.signals[n as NodeJS.Signals]));
 
 /**
@@ -94,25 +94,6 @@ const MAX_WORKING_SET = 2048;
 /** How long after resuming its guest a clone records the write faults it takes (ms). */
 const WORKING_SET_WINDOW_MS = 1000;
 interface Take { conn: net.Socket; connFd: number; stdio: number[]; requestMs: number }
-
-/** Write one JSON line, ignoring a peer that is gone. */
-function sendLine(sock: net.Socket, v: unknown): void {
-  if (!sock.destroyed) sock.write(JSON.stringify(v) + '\n');
-}
-
-/** Read JSON lines from `sock`, calling `on` for each (bad lines are ignored). */
-function lines(sock: net.Socket, on: (v: Record<string, unknown>) => void, prefix = ''): void {
-  let buf = prefix;
-  const drain = () => {
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try { on(JSON.parse(line)); } catch { /* not JSON: ignored */ }
-    }
-  };
-  sock.on('data', (d) => { buf += d.toString(); drain(); });
-  drain();
-}
 
 /** The fd under a Node socket (libuv's; stable on Linux since Node 0.x). */
 const fdOf = (s: net.Socket | NodeJS.ReadableStream | null | undefined): number => (s as unknown as { _handle?: { fd?: number } })?._handle?.fd ?? -1;
@@ -717,44 +698,4 @@ async function probeRun(s: Slot, stdio: number[], say: (v: unknown) => void, slo
   }
   say({ event: 'working-set', slot, faults: rec.faults, pages: rec.pages, codeCache: wrote });
   return 0;
-}
-
-/**
- * `snapvisor pool take SOCKET`: hand this command's stdin/stdout/stderr to a clone of the pool
- * serving on SOCKET, relay signals to it, and return its exit status (125 with one line when
- * there is no pool there, it refuses, or the clone dies before saying how it ended).
- */
-export async function poolTake(socket: string): Promise<number> {
-  const sockPath = path.resolve(socket);
-  let fd: number;
-  try {
-    fd = connectUnix(sockPath);
-  } catch (e) {
-    fail(`no pool is serving on ${sockPath} (${(e as Error).message})`);
-    return 125;
-  }
-  const r = sendFds(fd, Buffer.from(JSON.stringify({ op: 'take' }) + '\n'), [0, 1, 2]);
-  if (r < 0) { closeFd(fd); fail(`pool on ${sockPath}: the request could not be sent (errno ${-r})`); return 125; }
-  const conn = new net.Socket({ fd, readable: true, writable: true });
-  return new Promise<number>((resolve) => {
-    let status: number | undefined, error: string | undefined, started = false;
-    const relays = RELAYED.map((name) => {
-      const sig = os.constants.signals[name];
-      const h = () => sendLine(conn, { op: 'signal', signal: sig });
-      process.on(name, h);
-      return [name, h] as const;
-    });
-    lines(conn, (m) => {
-      if (m.event === 'started') started = true;
-      else if (m.event === 'exit') status = Number(m.status);
-      else if (m.ok === false) error = String(m.error);
-    });
-    conn.on('error', () => undefined);
-    conn.on('close', () => {
-      for (const [name, h] of relays) process.off(name, h);
-      if (status !== undefined) { resolve(status); return; }
-      fail(error ? `pool on ${sockPath}: ${error}` : started ? 'the clone running this take died before its sandbox ended' : `pool on ${sockPath} closed the connection without handing over a clone`);
-      resolve(125);
-    });
-  });
 }

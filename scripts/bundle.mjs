@@ -28,11 +28,11 @@ rmSync(out, { recursive: true, force: true });
 // net: only the control socket, published ports, pools and the OCI runtime use it (a restore
 // without --name never does; loading it cost 2.5-6.5 ms of every restore).
 const LAZY_BUILTINS = /^(node:)?(child_process|crypto|dgram|net|perf_hooks|readline|worker_threads)$/;
-const lazyNative = {
+const lazyNative = ({ builtins }) => ({
   name: 'lazy-native',
   setup(b) {
     b.onResolve({ filter: /^(koffi|cbor-extract)$/ }, (a) => ({ path: a.path, namespace: 'lazy-native' }));
-    b.onResolve({ filter: LAZY_BUILTINS }, (a) => ({ path: a.path.replace(/^node:/, ''), namespace: 'lazy-builtin' }));
+    if (builtins) b.onResolve({ filter: LAZY_BUILTINS }, (a) => ({ path: a.path.replace(/^node:/, ''), namespace: 'lazy-builtin' }));
     // Built-ins that most commands never use and Node does not load by itself: loaded (and, for
     // most, compiled) on first use of a property. A default or namespace import copies the module's
     // properties as getters when the importing module is evaluated: the stand-in lists the names the
@@ -93,7 +93,7 @@ module.exports = new Proxy({}, { get: (_, p) => (typeof p === 'symbol' || p === 
       };
     });
   },
-};
+});
 
 /**
  * import() of a built-in or an external package becomes a require: a script compiled by vm.Script
@@ -115,7 +115,7 @@ await build({
   entryPoints: { snapvisor: 'cli/bundle-entry.ts' },
   outExtension: { '.js': '.cjs' },
   external: EXTERNAL,
-  plugins: [lazyNative, importAsRequire],
+  plugins: [lazyNative({ builtins: true }), importAsRequire],
   // The file is CommonJS's module wrapper around the bundle: the launcher compiles it as it is.
   banner: { js: '(function (exports, require, module, __filename, __dirname) {' },
   footer: { js: '})' },
@@ -138,9 +138,11 @@ await build({
 // The .js files here are CommonJS (the package's own "type" is module).
 writeFileSync(`${out}/package.json`, '{ "type": "commonjs" }\n');
 
-// The bin: compiles snapvisor.cjs with its code cache and runs it (cli/launcher.ts).
+// The bin: compiles snapvisor.cjs with its code cache and runs it (cli/launcher.ts), or runs `pool
+// take` (cli/pool-client.ts) and `checkpoint` itself; koffi, which `pool take` needs, as in the bundle.
 await build({
   entryPoints: { main: 'cli/launcher.ts' },
+  plugins: [lazyNative({ builtins: false })],
   bundle: true,
   format: 'cjs',
   platform: 'node',

@@ -47,11 +47,17 @@ describe('warm pools', () => {
     expect(second.status).toBe(1);
     expect(stderrLines(second.stderr)).toEqual([`snapvisor: pool: a pool is already serving on ${sock}`]);
 
-    // 50 takes, 5 at a time (more than the pool holds: takes wait for refills).
+    // 50 takes, 5 at a time (more than the pool holds: takes wait for refills). The launcher runs
+    // `pool take SOCKET` without the CLI's bundle (cli/pool-client.ts): with SNAPVISOR_TRACE_STARTUP
+    // set, loading it would say so on stderr. The last take of each round goes through the full CLI
+    // (--log: a shape the launcher leaves to it), with the same outcome.
+    const noBundle = { ...process.env, SNAPVISOR_TRACE_STARTUP: '1' };
+    const log = path.join(freshDir('pool-log'), 'log');
     for (let round = 0; round < 10; round++) {
       const takes = await Promise.all(Array.from({ length: 5 }, (_, i) => {
         const input = `take-${round * 5 + i}`;
-        return snapvisor(['pool', 'take', sock], { input: input + '\n', timeoutMs: 60_000 }).then((r) => ({ r, input }));
+        const args = i === 4 ? ['--log', log, 'pool', 'take', sock] : ['pool', 'take', sock];
+        return snapvisor(args, { input: input + '\n', timeoutMs: 60_000, env: i === 4 ? undefined : noBundle }).then((r) => ({ r, input }));
       }));
       for (const { r, input } of takes) {
         expect(r.timedOut).toBe(false);
