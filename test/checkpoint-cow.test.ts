@@ -21,7 +21,7 @@ describe('copy-on-write capture', () => {
   it('a guest rewriting 96 MB during a --leave-running checkpoint restores to the captured state', async () => {
     const root = freshDir('cow-root'), store = freshDir('cow-store');
     const name = `cow-${process.pid}`;
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', GUEST]);
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', GUEST], { timeoutMs: 120_000 });
     await run.waitFor((l) => l.startsWith('3 '), 60_000);
     const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, '--leave-running'], { timeoutMs: 60_000 });
     expect(cp.status).toBe(0);
