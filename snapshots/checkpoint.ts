@@ -74,7 +74,9 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   const origin = origins.get(kernel);
   const sameStore = origin?.storeDir === path.resolve(storeDir);
   const backed = sameStore ? kernel.backedLayers() : undefined;
-  const inherited = origin && backed ? { storeDir: origin.storeDir, layerIds: origin.layerIds, backed, former: kernel.formerLayers(), checks: origin.checks, nonZero: origin.nonZero } : undefined;
+  // Copies a copy-on-write made since the last capture (taken at every capture: moves since this one are the next's).
+  const moved = kernel.takeMoves();
+  const inherited = origin && backed ? { storeDir: origin.storeDir, layerIds: origin.layerIds, backed, former: kernel.formerLayers(), checks: origin.checks, nonZero: origin.nonZero, moved } : undefined;
   // Running on: from now on the pages this checkpoint stores count as clean (tracked writes).
   const tracking = opts.leaveRunning ? beginTracking(kernel, storeDir, captured.held, backed) : undefined;
   const pauseMs = performance.now() - t0;

@@ -34,6 +34,7 @@ import { hostIdentity } from '../src/vfs/host-files.js';
 import type { KernelState } from '../src/kernel/state.js';
 import { CRUNCH_ZERO, type CrunchResult, crunchPages } from './page-crunch.js';
 import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
+import type { MovedPages } from '../src/mm/memory-file.js';
 import { CacheWriteError, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, PackPages, packPageChecks, readPackTrailer } from './pack.js';
 
 /**
@@ -105,6 +106,14 @@ export interface InheritedPages {
    * bytes and inherited if equal.
    */
   former?: Uint8Array;
+  /**
+   * Pages copied by a copy-on-write since the last checkpoint (Kernel.takeMoves), a hint: a
+   * compressed checkpoint names such a page in the pack of the layer its source matched when
+   * that pack holds the source compressed and the page's bytes still equal the source's
+   * (compared with the source in memory while it is unchanged, `backed`, else with the bytes the
+   * kernel kept when it dropped it).
+   */
+  moved?: MovedPages;
 }
 
 /** Most page files (its own plus inherited layers) one checkpoint may read: beyond, a checkpoint is written in full. */
@@ -266,7 +275,10 @@ function bytesToRead(ranges: Array<[number, number]>, inherited: InheritedPages 
   let n = 0;
   for (const [start, end] of ranges) {
     if (!backed) { n += end - start; continue; }
-    for (let off = start; off < end; off += PAGE_SIZE) if (!backed[off / PAGE_SIZE]) n += PAGE_SIZE;
+    // Pages past `backed` are read; within it, the ones it marks 0 (found by search: a loop over every page costs 3–5 ms of CPU here).
+    const first = start / PAGE_SIZE, last = end / PAGE_SIZE, within = Math.min(last, backed.length);
+    if (last > within) n += (last - Math.max(first, within)) * PAGE_SIZE;
+    for (let p = backed.indexOf(0, first); p >= 0 && p < within; p = backed.indexOf(0, p + 1)) n += PAGE_SIZE;
   }
   return n;
 }
@@ -1102,12 +1114,23 @@ function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifest
  */
 function usableInheritance(dir: string, inherited: InheritedPages | undefined): InheritedPages | undefined {
   if (!inherited || resolvePath(inherited.storeDir) !== dir) return undefined;
-  const used = new Set<number>();
-  const backed = inherited.backed;
-  for (let p = 0; p < backed.length; p++) if (backed[p]) used.add(backed[p]);
-  if (used.size >= MAX_PAGE_LAYERS) return undefined;
-  return [...used].every((k) => inherited.layerIds[k - 1] !== undefined && hasPageFile(dir, inherited.layerIds[k - 1])) ? inherited : undefined;
+  const used = backingLayers(inherited);
+  if (used.length >= MAX_PAGE_LAYERS) return undefined;
+  return used.every((k) => inherited.layerIds[k - 1] !== undefined && hasPageFile(dir, inherited.layerIds[k - 1])) ? inherited : undefined;
 }
+
+/** The layers (≥ 1) `inherited.backed` names, ascending; made once per `backed`. */
+function backingLayers(inherited: InheritedPages): number[] {
+  let used = backingMemo.get(inherited.backed);
+  if (!used) {
+    // A search per layer (native, ~20 µs per 60,000 pages) instead of a loop over the pages (3–6 ms of CPU here, still cold).
+    used = [];
+    for (let k = 1; k <= Math.min(255, inherited.layerIds.length); k++) if (inherited.backed.includes(k)) used.push(k);
+    backingMemo.set(inherited.backed, used);
+  }
+  return used;
+}
+const backingMemo = new WeakMap<Uint8Array, number[]>();
 
 /** The pagemap runs a writeCheckpoint summary carries (not enumerable: not in its JSON). */
 export function runsOf(summary: CheckpointSummary): PagemapRun[] {
@@ -1459,113 +1482,58 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
 }
 
 /**
- * Finds, for a page a checkpoint would store, the same bytes in a pack of an earlier layer of its
- * store at any offset: pages a copy-on-write moved while the last checkpoint of a running sandbox
- * was written (the guest's writes to a page the capture held copy its 64 KiB chunk to new memory;
- * in the bench's python3, 287 of the 312 pages a second checkpoint one second later stored were
- * such copies). The index (CRC-32 → page, of the pages the most recent MAX_COPY_LAYERS layers' packs
- * hold compressed) is built on the first lookup; a match is compared byte for byte (its chunk
- * decompressed) before it is used.
+ * What a pack tells of itself to a later incremental checkpoint of its store: the pages it holds
+ * compressed (one byte per page index, 1 for those: the only pages a copy may name, CopyRef) and
+ * the packs it copies pages from (a pack that names it needs them too).
  */
-class CopyFinder {
-  private index?: Float64Array;
-  private readonly packs = new Map<string, PackPages | undefined>();
-  /** Chunks decompressed so far ("layer:piece"). */
-  private readonly pieces = new Set<string>();
-  constructor(private readonly dir: string, private readonly inherit: InheritedPages) {}
+interface PackFacts { packBytes: number; compressed: Uint8Array; sources: string[] }
 
-  /** [kernel layer, offset] of a page with CRC-32 `check` that a layer's pack holds compressed (a candidate: compare its bytes, `page`), or undefined. */
-  lookup(check: number): [number, number] | undefined {
-    this.index ??= this.build();
-    // Binary search of the first key with this CRC-32 (keys: crc × SLOTS + slot).
-    const keys = this.index;
-    let lo = 0, hi = keys.length;
-    const want = check * SLOTS;
-    while (lo < hi) { const mid = (lo + hi) >>> 1; if (keys[mid] < want) lo = mid + 1; else hi = mid; }
-    if (lo >= keys.length || Math.floor(keys[lo] / SLOTS) !== check) return undefined;
-    const slot = keys[lo] % SLOTS, perPack = SLOTS / MAX_COPY_LAYERS;
-    return [this.slotLayer[Math.floor(slot / perPack)], (slot % perPack) * PAGE_SIZE];
-  }
+/**
+ * The facts of the last packs this process wrote (by path), so that the next checkpoint of a
+ * running sandbox does not read them back from the pack's trailer (7–25 ms of CPU for the bench's
+ * python3's first pack, here). A pack of another size at that path is read.
+ */
+const packsWritten = new Map<string, PackFacts>();
+/** Packs packsWritten remembers. */
+const PACKS_REMEMBERED = 4;
 
-  /**
-   * The bytes of page `off` of kernel layer `k`'s pack, or undefined if it cannot be read. Its
-   * chunk is decompressed on this thread (PackPages keeps the last few): on the thread pool
-   * (PackPages.pageAsync, prefetched while the scan went on) the bench's second checkpoint took
-   * 257 ms of CPU in its pages phase against 132 ms this way (load 10).
-   */
-  page(k: number, off: number): Buffer | undefined {
-    // Bounded work: a chunk costs 1.5–7 ms to decompress; past the budget the pages are stored.
-    const piece = `${k}:${Math.floor(off / PACK_CHUNK_BYTES)}`;
-    if (!this.pieces.has(piece) && this.pieces.size >= MAX_COPY_PIECES) return undefined;
-    this.pieces.add(piece);
-    const page = this.pack(this.inherit.layerIds[k - 1])?.page(off);
-    return typeof page === 'string' ? undefined : page;
-  }
-
-  /** The ids of the packs the pack of checkpoint `id` copies pages from (none if it is no pack). */
-  sourcesOf(id: string): string[] {
-    return (this.pack(id)?.trailer.copies ?? []).map(([src]) => src);
-  }
-
-  close(): void {
-    for (const p of this.packs.values()) if (p) fs.closeSync(p.fd);
-  }
-
-  private pack(id: string | undefined): PackPages | undefined {
-    if (!id) return undefined;
-    if (!this.packs.has(id)) {
-      let p: PackPages | undefined;
-      try {
-        const fd = fs.openSync(packPath(this.dir, id), 'r');
-        const opened = PackPages.open(fd);
-        if (typeof opened === 'string') fs.closeSync(fd); else p = opened;
-      } catch { /* no pack (a flat page file): nothing to copy from */ }
-      this.packs.set(id, p);
+/**
+ * The PackFacts of checkpoint `id`'s pack in store `dir`: from packsWritten, else read from its
+ * trailer; undefined for a flat page file or a pack that cannot be read (nothing is copied from
+ * it). `seen` holds the answers of one checkpoint's write.
+ */
+function earlierPack(dir: string, id: string, seen: Map<string, PackFacts | undefined>): PackFacts | undefined {
+  if (seen.has(id)) return seen.get(id);
+  const path = packPath(dir, id);
+  let f: PackFacts | undefined;
+  let fd = -1;
+  try {
+    fd = fs.openSync(path, 'r');
+    const packBytes = fs.fstatSync(fd).size;
+    const known = packsWritten.get(path);
+    if (known?.packBytes === packBytes) f = known;
+    else {
+      const p = PackPages.open(fd);
+      if (typeof p !== 'string') f = { packBytes, compressed: Uint8Array.from(p.kind, (k) => (k === 1 ? 1 : 0)), sources: (p.trailer.copies ?? []).map(([src]) => src) };
     }
-    return this.packs.get(id);
+  } catch { /* no pack (a flat page file) */ } finally {
+    if (fd >= 0) fs.closeSync(fd);
   }
-
-  /** Kernel layer of each of the (at most MAX_COPY_LAYERS) packs indexed, by its slot range. */
-  private readonly slotLayer: number[] = [];
-
-  /** The sorted keys crc × SLOTS + slot (slot: pack's range of SLOTS / MAX_COPY_LAYERS, then page index) of every compressed page. */
-  private build(): Float64Array {
-    const ids = this.inherit.layerIds;
-    const parts: Float64Array[] = [];
-    const perPack = SLOTS / MAX_COPY_LAYERS;
-    for (let k = ids.length; k >= 1 && this.slotLayer.length < MAX_COPY_LAYERS; k--) {
-      const p = this.pack(ids[k - 1]);
-      if (!p || p.kind.length > perPack) continue;
-      const base = this.slotLayer.length * perPack;
-      this.slotLayer.push(k);
-      const keys = new Float64Array(p.kind.length);
-      let n = 0;
-      for (let i = 0; i < p.kind.length; i++) if (p.kind[i] === 1) keys[n++] = p.checks[i] * SLOTS + base + i;
-      parts.push(keys.subarray(0, n));
-    }
-    const all = new Float64Array(parts.reduce((n, a) => n + a.length, 0));
-    let at = 0;
-    for (const a of parts) { all.set(a, at); at += a.length; }
-    return all.sort();
-  }
+  seen.set(id, f);
+  return f;
 }
-/** Key space per CRC-32 in CopyFinder's index: 2^20 pages (4 GiB of memory) for each of MAX_COPY_LAYERS = 2 packs; crc × 2^21 + slot stays below 2^53, an exact double. */
-const SLOTS = 2 ** 21;
-/** Source chunks a checkpoint decompresses at most to compare pages moved by a copy-on-write (the bench's second checkpoint needs 11). */
-const MAX_COPY_PIECES = 24;
-/** Layers (most recent first) whose packs a checkpoint looks in for pages moved by a copy-on-write. */
-const MAX_COPY_LAYERS = 2;
 
 /**
  * Write the pack (snapshots/pack.ts) of the non-zero pages of `memory` (within the sorted
  * `ranges`) at `path`, and fdatasync it: own pages listed in `memory.hostFilePages` are named by
- * file, the others compressed by 1 MiB piece. See scanPages for what is named rather than
- * written; returns its result, the own pages named in host files and the pack's size in bytes.
+ * file, own pages a copy-on-write moved from a page an earlier pack of the store holds (and still
+ * byte for byte that page) are named there (`copies`), the others compressed by 1 MiB piece. See
+ * scanPages for what is named rather than written; returns its result, the own pages named in
+ * host files and the pack's size in bytes.
  */
 async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages & { filePages: number; packBytes: number }> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   const writer = new PackWriter(fd);
-  let finder: CopyFinder | undefined;
   try {
     // The pack's current chunk: its own pages of one PACK_CHUNK_BYTES piece of the memory file,
     // either one stretch of the current read buffer (compressed from there, no copy) or, once
@@ -1575,15 +1543,6 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
     const chunk = Buffer.allocUnsafeSlow(PACK_CHUNK_BYTES);
     let chunkLen = 0;
     let src: Buffer | undefined, srcFrom = 0, srcTo = 0;
-    // Pages an earlier pack of this store holds at another offset (moved by a copy-on-write) are
-    // named there (CopyRef), once compared byte for byte: a piece holding such a candidate is
-    // not compressed when complete but kept (`deferred`, with its pages' offsets) while the
-    // candidates' source chunks are decompressed on the thread pool, and compressed at the end
-    // without the pages found equal.
-    finder = inherit ? new CopyFinder(dirname(dirname(path)), inherit) : undefined;
-    let chunkOffs: number[] = [];
-    let chunkCandidates: Array<[number, number, number]> = []; // [memory offset, kernel layer, source offset]
-    const deferred: Array<{ piece: number; bytes: Buffer; offs: number[]; candidates: Array<[number, number, number]> }> = [];
     const spill = (): void => {
       if (!src) return;
       src.copy(chunk, chunkLen, srcFrom, srcTo);
@@ -1591,18 +1550,13 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       src = undefined;
     };
     const submitChunk = (): void => {
-      if (chunkCandidates.length) {
-        spill();
-        deferred.push({ piece: chunkStart, bytes: Buffer.from(chunk.subarray(0, chunkLen)), offs: chunkOffs, candidates: chunkCandidates });
-      } else if (src && chunkLen === 0) writer.add(chunkStart, src.subarray(srcFrom, srcTo));
+      if (src && chunkLen === 0) writer.add(chunkStart, src.subarray(srcFrom, srcTo));
       else {
         spill();
         if (chunkLen) writer.add(chunkStart, chunk.subarray(0, chunkLen));
       }
       src = undefined;
       chunkLen = 0;
-      chunkOffs = [];
-      chunkCandidates = [];
     };
     // Host-file pages: triples (memory offset, file offset, bytes) per file, merged while contiguous.
     const fileRefs = new Map<string, HostFileRef>();
@@ -1621,18 +1575,55 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       else t.push(at, b.fileOffset + inBlock, bytes);
       filePages++;
     };
+    // Pages moved by a copy-on-write (the kernel's hint, InheritedPages.moved) whose source page
+    // matched a layer that stored it compressed, and whose bytes are still the source's, are named
+    // in that layer's pack (compared with the source in memory or the copy the kernel kept of it:
+    // no chunk decompressed, no search by CRC-32).
+    const storeDir = dirname(dirname(path));
+    const earlier = new Map<string, PackFacts | undefined>();
+    const copies = new Map<string, number[]>();
+    const moved = inherit?.moved;
+    const srcPage = Buffer.allocUnsafe(PAGE_SIZE);
+    /** The layers backing pages: usableInheritance kept them below MAX_PAGE_LAYERS; copies name no other. */
+    const backing = inherit ? backingLayers(inherit) : [];
+    const copied = (off: number, buf: Buffer, at: number, check: number): boolean => {
+      const p = off / PAGE_SIZE, from = moved!.from[p] ?? 0;
+      if (!from) return false;
+      const s = from - 1, k = moved!.layer[p], id = inherit!.layerIds[k - 1];
+      if (!id || !backing.includes(k) || earlierPack(storeDir, id, earlier)?.compressed[s] !== 1) return false;
+      let source: Uint8Array;
+      if (inherit!.backed[s] === k) {
+        // Still as that layer stored it: compared in memory.
+        if (inherit!.checks[s] !== check) return false;
+        if (memory.readInto) memory.readInto(s * PAGE_SIZE, srcPage); else srcPage.set(memory.read(s * PAGE_SIZE, PAGE_SIZE));
+        source = srcPage;
+      } else {
+        // Dropped since (its block freed): the bytes the kernel kept of it then.
+        const kept = moved!.kept.get(s);
+        if (kept?.layer !== k) return false;
+        source = kept.bytes;
+      }
+      if (Buffer.compare(source, buf.subarray(at, at + PAGE_SIZE)) !== 0) return false;
+      let t = copies.get(id);
+      if (!t) copies.set(id, t = []);
+      const n = t.length;
+      if (n && t[n - 3] + t[n - 1] === off && t[n - 2] + t[n - 1] === s * PAGE_SIZE) t[n - 1] += PAGE_SIZE;
+      else t.push(off, s * PAGE_SIZE, PAGE_SIZE);
+      return true;
+    };
+    // The pages this pack holds compressed, for the next checkpoint (packsWritten).
+    const compressed = new Uint8Array(pageCount(memory.sizeBytes));
     const scanned = await scanPages(dirname(path), memory, ranges, {
       store(off, buf, at, check) {
         const block = hostPages ? hostPages.pageBlock[off / PAGE_SIZE] ?? 0 : 0;
         if (block) { addFilePage(off, block - 1); return; }
+        if (moved && copied(off, buf, at, check)) return;
+        compressed[off / PAGE_SIZE] = 1;
         const piece = Math.floor(off / PACK_CHUNK_BYTES) * PACK_CHUNK_BYTES;
         if (piece !== chunkStart) {
           submitChunk();
           chunkStart = piece;
         }
-        chunkOffs.push(off);
-        const hit = finder?.lookup(check);
-        if (hit) chunkCandidates.push([off, hit[0], hit[1]]);
         if (src === buf && srcTo === at) { srcTo += PAGE_SIZE; return; }
         spill();
         if (chunkLen === 0) { src = buf; srcFrom = at; srcTo = at + PAGE_SIZE; return; }
@@ -1646,46 +1637,18 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       },
     }, crunch, onProgress, inherit);
     submitChunk();
-    const copies = new Map<string, number[]>();
-    if (finder && deferred.length) {
-      const layers = scanned.layers;
-      for (const d of deferred) {
-        const equal = new Set<number>();
-        for (const [off, k, srcOff] of d.candidates) {
-          const id = inherit!.layerIds[k - 1];
-          // A layer named only by copies is a layer all the same (delete and gc keep it): within the limit.
-          if (!layers.includes(id) && layers.length >= MAX_PAGE_LAYERS - 1) continue;
-          const page = finder.page(k, srcOff); // undefined past MAX_COPY_PIECES chunks
-          const at = d.offs.indexOf(off) * PAGE_SIZE;
-          if (!page || Buffer.compare(page, d.bytes.subarray(at, at + PAGE_SIZE)) !== 0) continue;
-          equal.add(off);
-          if (!layers.includes(id)) layers.push(id);
-          let t = copies.get(id);
-          if (!t) copies.set(id, t = []);
-          const n = t.length;
-          if (n && t[n - 3] + t[n - 1] === off && t[n - 2] + t[n - 1] === srcOff) t[n - 1] += PAGE_SIZE;
-          else t.push(off, srcOff, PAGE_SIZE);
-        }
-        let kept = d.bytes;
-        if (equal.size) {
-          kept = Buffer.allocUnsafe(d.bytes.length - equal.size * PAGE_SIZE);
-          let w = 0;
-          d.offs.forEach((off, i) => { if (!equal.has(off)) { d.bytes.copy(kept, w, i * PAGE_SIZE, (i + 1) * PAGE_SIZE); w += PAGE_SIZE; } });
-        }
-        if (kept.length) writer.add(d.piece, kept);
-      }
-    } else {
-      for (const d of deferred) writer.add(d.piece, d.bytes);
-    }
-    // The packs a pack copies from must live as long as it: every checkpoint that names it (or
-    // inherits from one that copies) lists them in its layers, which delete and gc keep.
-    if (finder) {
-      for (const id of [...scanned.layers]) for (const from of finder.sourcesOf(id)) if (!scanned.layers.includes(from)) scanned.layers.push(from);
+    // A layer named only by copies is a layer all the same (delete and gc keep it). The packs a
+    // pack copies from must live as long as it: every checkpoint that names it (or inherits from
+    // one that copies) lists them in its layers, which delete and gc keep.
+    for (const id of copies.keys()) if (!scanned.layers.includes(id)) scanned.layers.push(id);
+    if (inherit) {
+      for (const id of [...scanned.layers]) for (const from of earlierPack(storeDir, id, earlier)?.sources ?? []) if (!scanned.layers.includes(from)) scanned.layers.push(from);
     }
     const packBytes = writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: scanned.runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()], copies: [...copies] });
+    if (packsWritten.size >= PACKS_REMEMBERED) packsWritten.delete(packsWritten.keys().next().value!);
+    packsWritten.set(path, { packBytes, compressed, sources: [...copies.keys()] });
     return { ...scanned, filePages, packBytes };
   } finally {
-    finder?.close();
     fs.closeSync(fd);
   }
 }

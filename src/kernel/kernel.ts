@@ -21,7 +21,7 @@ import type { Platform } from '../../platforms/platform.js';
 import type { HostServices } from '../../platforms/host-services.js';
 import { REG } from '../../platforms/platform.js';
 import { AddressSpace } from '../mm/address-space.js';
-import { MemoryFile, PageSourceError, type LazyPageLayer } from '../mm/memory-file.js';
+import { MemoryFile, PageSourceError, type LazyPageLayer, type MovedPages } from '../mm/memory-file.js';
 import { Vfs } from '../vfs/vfs.js';
 import { inodeRelease } from '../vfs/inode-data.js';
 import { releaseFileLocks, releasePosixOnClose } from '../vfs/locks.js';
@@ -922,6 +922,13 @@ export class Kernel {
    * per page (0: none), so a checkpoint can compare and still inherit the unchanged ones. A copy.
    */
   formerLayers(): Uint8Array | undefined { return this.mf.formerLayers(); }
+
+  /**
+   * The memory-file pages copied since the last call (copy-on-write chunks, see MovedPages),
+   * undefined if none. A hint for an incremental checkpoint, which compares each page with its
+   * source. Call between quiesce and thaw.
+   */
+  takeMoves(): MovedPages | undefined { return this.mf.takeMoves(); }
 
   /**
    * Write tracking for the next incremental checkpoint: the memory-file ranges [offset, length]

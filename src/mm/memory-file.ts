@@ -87,6 +87,22 @@ interface PageLayers {
   lazy: Array<LazyPageLayer | undefined>;
 }
 
+/**
+ * Pages the memory file copied (MemoryFile.takeMoves; page indexes are memory-file offsets /
+ * 4096): a hint, not kept up to date by later writes to the copies.
+ */
+export interface MovedPages {
+  /** Per page: 1 + the page it was copied from, 0 if none (or its source matched no layer). */
+  from: Int32Array;
+  /** Per page with a `from`: the layer (as MemoryFile.backedLayers numbers them) its source matched then. */
+  layer: Uint8Array;
+  /** Sources dropped since (freed, punched) while they still matched a layer: that layer and their bytes (4096). */
+  kept: ReadonlyMap<number, { layer: number; bytes: Uint8Array }>;
+}
+
+/** Sources of copies a memory file keeps at most when they are dropped (MemoryFile.keptSources): 4 MiB. */
+const MAX_KEPT_SOURCES = 1024;
+
 export class MemoryFile {
   /** Host fd of the memfd (runtime only). */
   readonly fd: number;
@@ -108,6 +124,24 @@ export class MemoryFile {
    * ones a write left as they were.
    */
   private former?: Uint8Array;
+  /**
+   * Copies (runtime only, a hint): one entry per memory-file page, 1 + the page it was copied
+   * from by `copy` (a copy-on-write's chunk: the guest's first write to a block a checkpoint's
+   * capture holds copies 64 KiB to new space) when that page matched a stored layer (clean or
+   * in a page file), 0 otherwise or if none since `takeMoves`. Not updated by later writes: a
+   * checkpoint compares a page with its source's stored bytes before naming them.
+   */
+  private moves?: Int32Array;
+  /** Per page with a `moves` entry: the layer (as in `backed`/`clean`) its source matched when it was copied. */
+  private movedLayer?: Uint8Array;
+  /** One byte per page: 1 for a page some `moves` entry names as its source. */
+  private moveSources?: Uint8Array;
+  /**
+   * Sources of `moves` dropped since (their block freed, or punched) while they still matched a
+   * layer: page → that layer and the bytes they had, so a checkpoint can still compare the copies
+   * without reading the layer's pack back (at most MAX_KEPT_SOURCES).
+   */
+  private keptSources = new Map<number, { layer: number; bytes: Uint8Array }>();
   /**
    * Called after pages of [off, off+len) moved from the page file into the memfd, so every
    * guest mapping of them can be pointed at the memfd (set by the kernel).
@@ -222,6 +256,7 @@ export class MemoryFile {
    */
   punch(off: number, len: number): boolean {
     if (len <= 0) return false;
+    if (this.moveSources) this.keepSources(off, len);
     this.backing.punchHole(off, len);
     return this.forget(off, len);
   }
@@ -229,6 +264,7 @@ export class MemoryFile {
   /** Return a range to the allocator and drop its pages (FALLOC_FL_PUNCH_HOLE), so it reads as zeros. */
   release(off: number, len: number): void {
     if (len <= 0) return;
+    if (this.moveSources) this.keepSources(off, len);
     this.backing.punchHole(off, len);
     this.forget(off, len);
     this.unchargeInside(off, len); // no guest maps a freed block; edge units shared with a neighbour stay charged
@@ -598,6 +634,54 @@ export class MemoryFile {
     return any;
   }
 
+  /** Record that the pages of [dstOff, dstOff+len) are copies of those from `srcOff` on (see `moves`). */
+  private noteMoves(dstOff: number, srcOff: number, len: number): void {
+    const first = Math.floor(dstOff / PAGE_SIZE), n = Math.floor(len / PAGE_SIZE), src = Math.floor(srcOff / PAGE_SIZE);
+    if (dstOff % PAGE_SIZE || srcOff % PAGE_SIZE || n === 0) return;
+    const size = Math.max(first + n, src + n, Math.ceil(this.state.end / PAGE_SIZE));
+    if (!this.moves || this.moves.length < size) {
+      const grown = Math.max(size, (this.moves?.length ?? 0) * 2);
+      const moves = new Int32Array(grown), layer = new Uint8Array(grown), sources = new Uint8Array(grown);
+      if (this.moves) { moves.set(this.moves); layer.set(this.movedLayer!); sources.set(this.moveSources!); }
+      this.moves = moves;
+      this.movedLayer = layer;
+      this.moveSources = sources;
+    }
+    const b = this.pageFile?.backed, c = this.clean;
+    for (let i = 0; i < n; i++) {
+      const l = (b ? b[src + i] ?? 0 : 0) || (c ? c[src + i] ?? 0 : 0);
+      this.moves[first + i] = l ? src + i + 1 : 0;
+      this.movedLayer![first + i] = l;
+      if (l) this.moveSources![src + i] = 1;
+    }
+  }
+
+  /** Before the pages of [off, off+len) are dropped: keep the bytes of those that are sources of `moves` and still match a layer. */
+  private keepSources(off: number, len: number): void {
+    const sources = this.moveSources!, b = this.pageFile?.backed, c = this.clean;
+    const first = Math.floor(off / PAGE_SIZE), last = Math.min(sources.length, Math.ceil((off + len) / PAGE_SIZE));
+    for (let p = sources.indexOf(1, first); p >= 0 && p < last; p = sources.indexOf(1, p + 1)) {
+      const l = (b ? b[p] ?? 0 : 0) || (c ? c[p] ?? 0 : 0);
+      if (!l || this.keptSources.has(p) || this.keptSources.size >= MAX_KEPT_SOURCES) continue;
+      const bytes = new Uint8Array(PAGE_SIZE);
+      this.pread(p * PAGE_SIZE, bytes);
+      this.keptSources.set(p, { layer: l, bytes });
+    }
+  }
+
+  /**
+   * The copies recorded since the last call (see MovedPages), and start recording anew;
+   * undefined if none were. For an incremental checkpoint, taken at its capture.
+   */
+  takeMoves(): MovedPages | undefined {
+    const m = this.moves && { from: this.moves, layer: this.movedLayer!, kept: this.keptSources };
+    this.moves = undefined;
+    this.movedLayer = undefined;
+    this.moveSources = undefined;
+    this.keptSources = new Map();
+    return m;
+  }
+
   /** The layers pages matched before their first write since (see `former`): a copy, or undefined. */
   formerLayers(): Uint8Array | undefined { return this.former?.slice(); }
 
@@ -863,6 +947,7 @@ export class MemoryFile {
   copy(dstOff: number, srcOff: number, len: number, chargeAll = true): void {
     if (chargeAll) this.chargeOrThrow(dstOff, len);
     this.ensureReady(srcOff, len);
+    if (this.clean || this.pageFile) this.noteMoves(dstOff, srcOff, len);
     this.pieces(srcOff, len, (o, n, kind, layer) => {
       if (kind === PieceKind.None) return; // the destination is fresh space: zeros already
       const move = (a: number, m: number) => {
