@@ -329,7 +329,10 @@ program
     // No store yet (nothing was ever checkpointed there): an empty list, not an error.
     const list = fs.existsSync(dir) ? await listCheckpoints(dir) : [];
     if (opts.json) { process.stdout.write(JSON.stringify(list, null, 1) + '\n'); return; }
-    const rows = [['ID', 'CREATED', 'NAME', 'PARENT', 'PAGES', 'STORED', 'ON DISK'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', c.parent ?? '', String(c.pages), mib(c.storedPageBytes), c.packBytes === undefined ? mib(c.storedPageBytes) : mib(c.packBytes)])];
+    // A deleted parent's pages stay as long as a child inherits them, but the parent is no longer listed: say so.
+    const listed = new Set(list.map((c) => c.id));
+    const parentOf = (c: { parent?: string }): string => c.parent === undefined ? '' : listed.has(c.parent) ? c.parent : `${c.parent} (deleted)`;
+    const rows = [['ID', 'CREATED', 'NAME', 'PARENT', 'PAGES', 'STORED', 'ON DISK'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', parentOf(c), String(c.pages), mib(c.storedPageBytes), c.packBytes === undefined ? mib(c.storedPageBytes) : mib(c.packBytes)])];
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
     for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd() + '\n');
   }));
@@ -389,11 +392,12 @@ program
   .description('add an exported checkpoint file to a store; prints the new checkpoint id last')
   .argument('<file>', 'file written by export')
   .option('--store <dir>', 'checkpoint store')
+  .option('--no-compress', 'write a flat page file (format 2) instead of a compressed page pack')
   .action(guarded(async (file: string, opts) => {
     const { importCheckpoint } = await import('../snapshots/export.js');
     const { progressBar } = await import('./progress.js');
     const bar = progressBar('import');
-    const r = await importCheckpoint(opts.store ?? defaultStore(), file, bar.update).finally(() => bar.stop());
+    const r = await importCheckpoint(opts.store ?? defaultStore(), file, bar.update, { compress: opts.compress }).finally(() => bar.stop());
     process.stdout.write(`imported ${r.sourceId}: ${r.pages} pages (${r.newPages} new): ${r.id}\n`);
   }));
 

@@ -19,8 +19,9 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createGunzip, gzipSync } from 'node:zlib';
+import { strerror } from '../src/errno.js';
 import { decodeCbor, encodeCbor } from './format.js';
-import { CheckpointSummary, type ProgressCallback, SnapshotError, loadCheckpoint, restoreMemory, writeCheckpoint } from './store.js';
+import { CheckpointSummary, type ProgressCallback, SnapshotError, type WriteOptions, loadCheckpoint, restoreMemory, writeCheckpoint } from './store.js';
 
 const MAGIC_V1 = Buffer.from('SVEXPRT1');
 const MAGIC = Buffer.from('SVEXPRT2');
@@ -31,6 +32,15 @@ const EXPORT_VERSION = 2;
  * higher levels cost several times the CPU for a few per cent more.
  */
 const EXPORT_GZIP_LEVEL = 1;
+
+/** A host file error in words ("No such file or directory"), as a user's shell would say it. */
+function hostError(e: unknown): string {
+  const errno = (e as NodeJS.ErrnoException).errno;
+  return typeof errno === 'number' ? strerror(-errno) : (e as Error).message;
+}
+
+/** How import writes the checkpoint into the store (WriteOptions.compress: format 4 unless false). */
+export interface ImportOptions { compress?: boolean }
 
 interface ExportHeader {
   formatVersion: number;
@@ -51,7 +61,7 @@ interface ExportBodyV1 extends ExportHeader {
 export async function exportCheckpoint(storeDir: string, id: string, file: string, onProgress?: ProgressCallback): Promise<{ id: string; bytes: number }> {
   const loaded = await loadCheckpoint(storeDir, id);
   let fd: number;
-  try { fd = fs.openSync(file, 'w', 0o600); } catch (e) { throw new SnapshotError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
+  try { fd = fs.openSync(file, 'w', 0o600); } catch (e) { throw new SnapshotError(`cannot write ${file}: ${hostError(e)}`); }
   const hash = createHash('sha256');
   let pos = MAGIC.length + 32;
   const put = (raw: Uint8Array): void => {
@@ -79,7 +89,7 @@ export async function exportCheckpoint(storeDir: string, id: string, file: strin
     fs.closeSync(fd);
     fs.rmSync(file, { force: true });
     if (e instanceof SnapshotError) throw e;
-    throw new SnapshotError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new SnapshotError(`cannot write ${file}: ${hostError(e)}`);
   }
   fs.closeSync(fd);
   return { id: loaded.id, bytes: pos };
@@ -94,12 +104,15 @@ function pageRecord(offset: number, data: Uint8Array): Buffer {
 }
 
 /**
- * Read an export file into `storeDir` as a new checkpoint. Throws SnapshotError for a bad file.
- * `onProgress` gets the bytes of pages written into the store so far and their total.
+ * Read an export file into `storeDir` as a new checkpoint: compressed (a page pack, format 4, as
+ * `checkpoint` writes by default) unless `options.compress` is false (a flat page file, format 2).
+ * Host-file pages are stored, never named: the file may come from a host whose files differ.
+ * Throws SnapshotError for a bad file. `onProgress` gets the bytes of pages written into the store
+ * so far and their total.
  */
-export async function importCheckpoint(storeDir: string, file: string, onProgress?: ProgressCallback): Promise<CheckpointSummary & { sourceId: string }> {
+export async function importCheckpoint(storeDir: string, file: string, onProgress?: ProgressCallback, options: ImportOptions = {}): Promise<CheckpointSummary & { sourceId: string }> {
   let fd: number;
-  try { fd = fs.openSync(file, 'r'); } catch (e) { throw new SnapshotError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
+  try { fd = fs.openSync(file, 'r'); } catch (e) { throw new SnapshotError(`cannot read ${file}: ${hostError(e)}`); }
   const top = Buffer.alloc(40);
   let magic: Buffer;
   try {
@@ -119,11 +132,12 @@ export async function importCheckpoint(storeDir: string, file: string, onProgres
   } finally {
     fs.closeSync(fd);
   }
-  return magic.equals(MAGIC_V1) ? importV1(storeDir, file, onProgress) : importV2(storeDir, file, onProgress);
+  const write: WriteOptions = { compress: options.compress ?? true };
+  return magic.equals(MAGIC_V1) ? importV1(storeDir, file, write, onProgress) : importV2(storeDir, file, write, onProgress);
 }
 
 /** Format 2: stream the gzip records into a sparse scratch file, then write the checkpoint from it. */
-async function importV2(storeDir: string, file: string, onProgress?: ProgressCallback): Promise<CheckpointSummary & { sourceId: string }> {
+async function importV2(storeDir: string, file: string, write: WriteOptions, onProgress?: ProgressCallback): Promise<CheckpointSummary & { sourceId: string }> {
   const scratchDir = fs.mkdtempSync(path.join(os.tmpdir(), 'snapvisor-import-'));
   const scratch = path.join(scratchDir, 'memory');
   const mfd = fs.openSync(scratch, 'w+', 0o600);
@@ -179,7 +193,7 @@ async function importV2(storeDir: string, file: string, onProgress?: ProgressCal
         return out;
       },
     };
-    const summary = await writeCheckpoint(storeDir, header.graph, memory, { name: header.source.name, note: `imported from checkpoint ${header.source.id}` }, onProgress);
+    const summary = await writeCheckpoint(storeDir, header.graph, memory, { name: header.source.name, note: `imported from checkpoint ${header.source.id}` }, onProgress, write);
     return { ...summary, sourceId: header.source.id };
   } finally {
     fs.closeSync(mfd);
@@ -188,7 +202,7 @@ async function importV2(storeDir: string, file: string, onProgress?: ProgressCal
 }
 
 /** Format 1: one CBOR map with the pages inside (files written before format 2). */
-async function importV1(storeDir: string, file: string, onProgress?: ProgressCallback): Promise<CheckpointSummary & { sourceId: string }> {
+async function importV1(storeDir: string, file: string, write: WriteOptions, onProgress?: ProgressCallback): Promise<CheckpointSummary & { sourceId: string }> {
   const raw = await fsp.readFile(file);
   let body: ExportBodyV1;
   try { body = decodeCbor(raw.subarray(40)) as ExportBodyV1; } catch { throw new SnapshotError(`${file} is corrupt (cannot be decoded)`); }
@@ -208,6 +222,6 @@ async function importV1(storeDir: string, file: string, onProgress?: ProgressCal
       return out;
     },
   };
-  const summary = await writeCheckpoint(storeDir, body.graph, memory, { name: body.source.name, note: `imported from checkpoint ${body.source.id}` }, onProgress);
+  const summary = await writeCheckpoint(storeDir, body.graph, memory, { name: body.source.name, note: `imported from checkpoint ${body.source.id}` }, onProgress, write);
   return { ...summary, sourceId: body.source.id };
 }

@@ -84,6 +84,10 @@ describe('compressed incremental checkpoints (format 5)', () => {
     // Deleting the first keeps its pack (both others take pages and CRC-32s from it).
     expect((await snapvisor(['delete', ids[0], '--store', store])).status).toBe(0);
     fs.rmSync(path.join(store, 'cache'), { recursive: true, force: true });
+    // The list says the second's parent is gone (its pages stay: the second inherits them).
+    const listing = (await snapvisor(['checkpoints', '--store', store])).stdout.toString();
+    expect(listing).toContain(`${ids[0]} (deleted)`);
+    expect(listing.split('\n').filter((l) => l.startsWith(ids[0]))).toEqual([]);
     for (const id of ids.slice(1)) await restoresToTheEnd(id);
     const check = await snapvisor(['store', 'check', '--store', store]);
     expect(check.stderr).toBe('');

@@ -63,5 +63,21 @@ describe('export and import', () => {
     expect(rs.stderr).toMatch(/is corrupt \(/);
     const list = await snapvisor(['checkpoints', '--store', storeB, '--json']);
     expect(JSON.parse(list.stdout.toString()).map((c: { id: string }) => c.id)).toEqual([newId]);
+
+    // Imported compressed (a page pack, format 4), as `checkpoint` writes by default; --no-compress: a flat page file.
+    const formatOf = async (cid: string, store: string) => JSON.parse((await snapvisor(['inspect', cid, '--store', store, '--json'])).stdout.toString()).checkpoint.formatVersion;
+    expect(await formatOf(newId, storeB)).toBe(4);
+    const storeC = freshDir('exp-c');
+    const flat = await snapvisor(['import', file, '--store', storeC, '--no-compress']);
+    expect(flat.status).toBe(0);
+    const flatId = flat.stdout.toString().trim().split(/\s+/).pop()!;
+    expect(await formatOf(flatId, storeC)).toBe(2);
+    const rf = await snapvisor(['restore', flatId, '--store', storeC], { timeoutMs: 20_000 });
+    expect(rf.status).toBe(0);
+    expect(rf.stdout.toString()).toBe(r.stdout.toString());
+    // A file that is not there: one line, in words.
+    const missing = await snapvisor(['import', path.join(path.dirname(file), 'none.svx'), '--store', storeC]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr.trim()).toMatch(/^snapvisor: cannot read .*none\.svx: No such file or directory$/);
   });
 });
