@@ -84,9 +84,9 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   if (opts.leaveRunning) kernel.thaw();
   // Where the data is (~15 ms per GiB) and which pages the host's files hold (a stat per file),
   // found once the guest runs on: the captured graph and held blocks do not change meanwhile.
-  const { sizeBytes, read, readInto } = captured.memory;
+  const { sizeBytes, read, readInto, fd } = captured.memory;
   const filePages = opts.compress ? hostFilePages(kernel, captured.graph, sizeBytes) : undefined;
-  const memory: MemorySource = { sizeBytes, populated: captured.memory.populated(), read, readInto, inherited, hostFilePages: filePages };
+  const memory: MemorySource = { sizeBytes, populated: captured.memory.populated(), read, readInto, fd, inherited, hostFilePages: filePages };
   traceCheckpoint?.('data found');
   let summary: CheckpointSummary;
   try {

@@ -1,23 +1,43 @@
 /**
  * Worker thread of a checkpoint's page writer: runs crunchPages (./page-crunch.ts) on each read
  * buffer it is sent, in order, and sends the buffer back with the result. Messages in:
- * `{ buf: ArrayBuffer, len, base, skip?: Uint8Array, writeFd }` (buf transferred), or `'end'`
- * (answered `'ended'`, then the worker closes). Out: `{ buf, kind, checks }` (transferred) or
- * `{ error: { message, code?, syscall? } }`. Loads no native addon (see ./verify-worker.ts).
+ * `{ buf: ArrayBuffer, len, base, skip?: Uint8Array, writeFd, read?: { fd, bytes } }` (buf
+ * transferred; with `read`, it is filled here first), or `'end'` (answered `'ended'`, then the
+ * worker closes). Out: `{ buf, kind, checks }` (transferred) or `{ error: { message, code?,
+ * syscall? } }`. workerData: `{ status, trace }`, `status` an Int32Array of 3 on a
+ * SharedArrayBuffer: element 0 it raises by one as each buffer is done (before its answer is
+ * sent: the writer's thread reads it without a turn of its event loop, to share the work); with
+ * `trace` (SNAPVISOR_TRACE_CHECKPOINT), element 1 is its CPU time so far and element 2 the time
+ * it waited between buffers (ms). Loads no native addon (see ./verify-worker.ts).
  */
-import { parentPort } from 'node:worker_threads';
+import fs from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
 import { crunchPages } from './page-crunch.js';
 
-interface Job { buf: ArrayBuffer; len: number; base: number; skip?: Uint8Array; writeFd: number }
+interface Job { buf: ArrayBuffer; len: number; base: number; skip?: Uint8Array; writeFd: number; read?: { fd: number; bytes: number } }
 
 if (parentPort) {
   const port = parentPort;
+  const { status, trace } = (workerData ?? {}) as { status?: Int32Array; trace?: boolean };
+  let waited = 0, last = -1;
   port.on('message', (m: Job | 'end') => {
     if (m === 'end') { port.postMessage('ended'); port.close(); return; }
+    if (trace && last >= 0) waited += performance.now() - last;
     try {
-      const r = crunchPages(new Uint8Array(m.buf), m.len, m.base, m.skip, m.writeFd);
+      const r = crunchPages(new Uint8Array(m.buf), m.len, m.base, m.skip, m.writeFd, m.read);
+      if (status) {
+        if (trace) {
+          // This thread's utime + stime (10 ms ticks).
+          const f = fs.readFileSync('/proc/thread-self/stat', 'latin1').split(') ')[1]?.split(' ') ?? [];
+          Atomics.store(status, 1, (Number(f[11]) + Number(f[12])) * 10);
+          Atomics.store(status, 2, Math.round(waited));
+        }
+        Atomics.add(status, 0, 1);
+      }
+      last = performance.now();
       port.postMessage({ buf: m.buf, kind: r.kind, checks: r.checks }, [m.buf, r.kind.buffer as ArrayBuffer, r.checks.buffer as ArrayBuffer]);
     } catch (e) {
+      if (status) Atomics.add(status, 0, 1);
       const err = e as NodeJS.ErrnoException;
       port.postMessage({ error: { message: err.message, code: err.code, syscall: err.syscall } });
     }

@@ -1,7 +1,7 @@
 /**
  * The per-page work of a checkpoint's page writer (snapshots/store.ts, scanPages), on one read
- * buffer of the memory file: which pages are zero, the CRC-32 of the others and, for a flat page
- * file, writing those at their offsets. Done by a worker thread (./page-crunch-worker.ts) while
+ * buffer of the memory file: reading it (when the memory file is a plain host file), which pages
+ * are zero, the CRC-32 of the others and, for a flat page file, writing those at their offsets. Done by a worker thread (./page-crunch-worker.ts) while
  * the writer's thread reads the next buffer (and, for a pack, compresses the last), or inline
  * when no worker is worth starting. Loads no native addon (the worker may be terminated at any
  * moment: see ./verify-worker.ts); `npm run lint:layers` keeps it so.
@@ -15,17 +15,31 @@ export const CRUNCH_ZERO = 0, CRUNCH_DATA = 1, CRUNCH_SKIPPED = 2;
 /** One buffer's pages: `kind[i]` (CRUNCH_*) and, for CRUNCH_DATA pages, `checks[i]` (CRC-32). */
 export interface CrunchResult { kind: Uint8Array; checks: Uint32Array }
 
+/** CRC-32 of a page of zeros. */
+const ZERO_PAGE_CHECK = pageCheck(ZERO_PAGE);
+
 /**
  * Look at the `len / 4096` pages of `buf` (bytes [0, len) of the memory file from byte `base`;
  * `len` a multiple of 4096): pages with `skip[i]` set are left alone (CRUNCH_SKIPPED), all-zero
  * pages are CRUNCH_ZERO, the others CRUNCH_DATA with their CRC-32; when `writeFd` ≥ 0 each
- * stretch of consecutive data pages is written there at its memory-file offset (pwrite). Throws
- * what the write throws (ENOSPC, EIO…).
+ * stretch of consecutive data pages is written there at its memory-file offset (pwrite). When
+ * `read` is given, `buf` is first filled from it: `read.bytes` bytes of host fd `read.fd` from
+ * offset `base` (pread; past those, or past the file's end, zeros). Throws what the read or the
+ * write throws (ENOSPC, EIO…).
  */
-export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Uint8Array | undefined, writeFd: number): CrunchResult {
+export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: { fd: number; bytes: number }): CrunchResult {
   const n = len / PAGE_SIZE;
   const kind = new Uint8Array(n), checks = new Uint32Array(n);
   const b = Buffer.from(buf.buffer, buf.byteOffset, len);
+  if (read) {
+    let got = 0;
+    while (got < read.bytes) {
+      const k = fs.readSync(read.fd, b, got, read.bytes - got, base + got);
+      if (k <= 0) break;
+      got += k;
+    }
+    if (got < len) b.fill(0, got);
+  }
   let from = -1;
   const flush = (to: number): void => {
     if (from < 0) return;
@@ -35,9 +49,12 @@ export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Ui
   for (let i = 0; i < n; i++) {
     const p = i * PAGE_SIZE;
     if (skip?.[i]) { kind[i] = CRUNCH_SKIPPED; if (writeFd >= 0) flush(p); continue; }
-    if (b.compare(ZERO_PAGE, 0, PAGE_SIZE, p, p + PAGE_SIZE) === 0) { kind[i] = CRUNCH_ZERO; if (writeFd >= 0) flush(p); continue; }
+    // The CRC-32 first (every data page needs it): a page whose CRC-32 is not the zero page's is
+    // not zero, so only the rest are compared (in the bench's python3, 99 of 62,099 populated pages).
+    const check = pageCheck(b, p);
+    if (check === ZERO_PAGE_CHECK && b.compare(ZERO_PAGE, 0, PAGE_SIZE, p, p + PAGE_SIZE) === 0) { kind[i] = CRUNCH_ZERO; if (writeFd >= 0) flush(p); continue; }
     kind[i] = CRUNCH_DATA;
-    checks[i] = pageCheck(b, p);
+    checks[i] = check;
     if (writeFd >= 0 && from < 0) from = p;
   }
   if (writeFd >= 0) flush(len);

@@ -65,6 +65,13 @@ export interface MemorySource {
    */
   readInto?(offset: number, buf: Uint8Array): void;
   /**
+   * Optional: a host fd holding the memory file as it is to be checkpointed, byte X at offset X
+   * (a memfd with nothing laid over it, not changing until the write is done): the page writer's
+   * worker thread reads it itself (pread) instead of `readInto`, so that the writer's thread only
+   * compresses and keeps the books. Kept open by the caller until writeCheckpoint returns.
+   */
+  fd?: number;
+  /**
    * Pages this memory file still shares, unchanged, with the page files of checkpoints already
    * in a store (a restored sandbox's pages it never wrote): a checkpoint into that same store
    * records them as inherited instead of copying them (format 3, an incremental checkpoint).
@@ -187,7 +194,9 @@ const BATCH_MAX_BYTES = 8 << 20;
 /** Bytes read from the memory source per `read` call (256 pages: one pack piece, PACK_CHUNK_BYTES). */
 const READ_CHUNK_BYTES = 1 << 20;
 /** Read buffers in flight at once with a crunch worker (PageCrunch). */
-const CRUNCH_DEPTH = 4;
+const CRUNCH_DEPTH = 6;
+/** Buffers the crunch worker may have to do at once; the writer's thread crunches the others itself. */
+const WORKER_BACKLOG = 3;
 /** Populated bytes from which a checkpoint's page work gets a worker thread (starting one costs tens of ms). */
 const CRUNCH_WORKER_MIN_BYTES = 32 << 20;
 /** The page loops give the event loop a turn (timers, sockets, other guest tasks) at least this often (ms). */
@@ -305,7 +314,7 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
       const { runs, pages, zeroPages, newPages, layers, packBytes, filePages } = compress
         ? await writePack(pageFile, memory, ranges, crunch, onProgress, inherit)
         : { ...(await writePageFile(pageFile, memory, ranges, crunch, onProgress, inherit)), packBytes: undefined, filePages: undefined };
-      traceCheckpoint?.(`pages written (${newPages} of ${pages})`);
+      traceCheckpoint?.(`pages written (${newPages} of ${pages}; ${crunch.stats()})`);
 
       const graphChunks = Math.ceil(graphBytes.length / GRAPH_CHUNK_BYTES);
       // Compressed incremental (format 5): runs of layers that are packs leave their CRC-32s to the pack's trailer.
@@ -1148,16 +1157,21 @@ interface CrunchedBuffer extends CrunchResult { buf: Buffer }
 /**
  * Runs crunchPages (./page-crunch.ts) on the page writer's read buffers: on a worker thread
  * (./page-crunch-worker.ts) when `start` is asked to and the worker's code is there, so that the
- * writer's thread reads (and compresses) meanwhile; else inline, synchronously. Results come back
- * in the order the buffers were submitted. The worker thread is started with every CPU allowed:
- * the ptrace platform pins the kernel's thread to one CPU, and a thread inherits its creator's
- * CPUs.
+ * writer's thread compresses (and, unless the worker reads the memfd itself, reads) meanwhile,
+ * and on the writer's thread for the buffers it is asked to do `here` (scanPages: those the worker
+ * has no time for, known from `backlog`); else inline, synchronously. Results of the worker come
+ * back in the order the buffers were submitted. The worker thread is started with every CPU
+ * allowed: the ptrace platform pins the kernel's thread to one CPU, and a thread inherits its
+ * creator's CPUs.
  */
 class PageCrunch {
   private readonly waiting: Array<{ resolve(r: CrunchedBuffer): void; reject(e: Error): void }> = [];
   private failure?: Error;
   private ended?: () => void;
-  private constructor(private readonly worker: Worker | undefined) {
+  /** Buffers sent to the worker, and done on this thread. */
+  private sent = 0;
+  private inline = 0;
+  private constructor(private readonly worker: Worker | undefined, private readonly status?: Int32Array) {
     if (!worker) return;
     const fail = (e: Error): void => {
       this.failure ??= e;
@@ -1180,7 +1194,8 @@ class PageCrunch {
       const url = new URL('./page-crunch-worker.js', import.meta.url);
       // Run from TypeScript sources (tests), there is no compiled worker: inline.
       if (!fs.existsSync(fileURLToPath(url))) return new PageCrunch(undefined);
-      return new PageCrunch(onEveryCpu(() => new Worker(url)));
+      const status = new Int32Array(new SharedArrayBuffer(3 * 4));
+      return new PageCrunch(onEveryCpu(() => new Worker(url, { workerData: { status, trace: !!traceCheckpoint } })), status);
     } catch {
       return new PageCrunch(undefined);
     }
@@ -1190,21 +1205,39 @@ class PageCrunch {
   get threaded(): boolean { return this.worker !== undefined; }
 
   /**
-   * crunchPages of `len` bytes of `buf` (an own ArrayBuffer: it is transferred to the worker and
-   * comes back in the result; not to be touched meanwhile) holding the memory file from `base`.
+   * Buffers sent to the worker that it has not finished (read from a counter it shares, so known
+   * before its answers are received); 0 without a worker.
    */
-  submit(buf: Buffer, len: number, base: number, skip: Uint8Array | undefined, writeFd: number): Promise<CrunchedBuffer> {
-    if (!this.worker) {
+  backlog(): number {
+    return this.status ? this.sent - Atomics.load(this.status, 0) : 0;
+  }
+
+  /** For SNAPVISOR_TRACE_CHECKPOINT: buffers done on the worker (its CPU time and waits, ms) and on this thread. */
+  stats(): string {
+    const s = this.status;
+    return `${this.sent} buffers on the worker (its CPU ${s ? Atomics.load(s, 1) : 0} ms, waited ${s ? Atomics.load(s, 2) : 0} ms between them), ${this.inline} on this thread`;
+  }
+
+  /**
+   * crunchPages of `len` bytes of `buf` (an own ArrayBuffer: it is transferred to the worker and
+   * comes back in the result; not to be touched meanwhile) holding the memory file from `base`,
+   * read into it first from `read` if given: on the worker, or on this thread when there is none
+   * or `here`.
+   */
+  submit(buf: Buffer, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: { fd: number; bytes: number }, here = false): Promise<CrunchedBuffer> {
+    if (!this.worker || here) {
+      this.inline++;
       try {
-        return Promise.resolve({ buf, ...crunchPages(buf, len, base, skip, writeFd) });
+        return Promise.resolve({ buf, ...crunchPages(buf, len, base, skip, writeFd, read) });
       } catch (e) {
         return Promise.reject(e);
       }
     }
     if (this.failure) return Promise.reject(this.failure);
+    this.sent++;
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
-      this.worker!.postMessage({ buf: buf.buffer, len, base, skip, writeFd }, [buf.buffer as ArrayBuffer]);
+      this.worker!.postMessage({ buf: buf.buffer, len, base, skip, writeFd, read }, [buf.buffer as ArrayBuffer]);
     });
   }
 
@@ -1362,13 +1395,16 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
     // READ_CHUNK_BYTES only the pages from its first to its last page not inherited are read (an
     // incremental checkpoint reads what changed, not the windows around it).
     const free: Buffer[] = [];
+    let waitedMs = 0;
     const depth = crunch.threaded ? CRUNCH_DEPTH : 1;
     /** A window [off, off+len) of memory, of which pages [lo, hi) (indices in the window) were read. */
     interface Job { off: number; len: number; lo: number; done?: Promise<CrunchedBuffer> }
     const queue: Job[] = [];
     /** The pagemap entries of one window (inherited pages need no read). */
     const finish = async (job: Job): Promise<void> => {
+      const w0 = performance.now();
       const r = job.done ? await job.done : undefined;
+      waitedMs += performance.now() - w0;
       const { off, len, lo } = job;
       const n = len / PAGE_SIZE, first = off / PAGE_SIZE;
       const inheritedEnd = backed ? Math.min(n, Math.max(0, backed.length - first)) : 0;
@@ -1433,12 +1469,19 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
         while (queue.length >= depth) await finish(queue.shift()!);
         const buf = free.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
         const readOff = off + lo * PAGE_SIZE, readLen = (hi - lo) * PAGE_SIZE;
-        if (memory.readInto) readChunk(memory, readOff, readLen, buf);
+        // Both CPUs: the worker takes a buffer while it has fewer than WORKER_BACKLOG to do; this
+        // thread (which compresses a pack and keeps the books) does the others itself, and all
+        // of them until the worker is up. A plain memfd is read where the buffer is crunched.
+        const here = crunch.backlog() >= WORKER_BACKLOG;
+        let read: { fd: number; bytes: number } | undefined;
+        if (memory.fd !== undefined) read = { fd: memory.fd, bytes: Math.max(0, Math.min(readLen, memory.sizeBytes - readOff)) };
+        else if (memory.readInto) readChunk(memory, readOff, readLen, buf);
         else buf.set(readView(memory, readOff, readLen));
-        queue.push({ off, len, lo, done: crunch.submit(buf, readLen, readOff, skip, writeFd) });
+        queue.push({ off, len, lo, done: crunch.submit(buf, readLen, readOff, skip, writeFd, read, here) });
       }
     }
     while (queue.length) await finish(queue.shift()!);
+    traceCheckpoint?.(`scan: waited ${waitedMs.toFixed(1)} ms for the crunch`);
     closeRun();
     if (totalBytes === 0) onProgress?.(0, 0);
     return { runs, pages, zeroPages, newPages, layers };

@@ -4,10 +4,11 @@
  * 48 MiB memory file of data, zero and partly-zero pages in ranges that start and end inside
  * read buffers, flat and compressed, then incremental checkpoints inheriting a quarter of it (36
  * MiB to read: on the worker) and all but its last MiB (inline); every image restores byte for
- * byte and passes `store check`. From the TypeScript sources (the
- * property tests) the same work runs inline.
+ * byte and passes `store check`; the same memory given as a host fd (MemorySource.fd, as a
+ * checkpoint that ends its sandbox gives its memfd) is read where it is crunched, on the worker or
+ * on the writer's thread. From the TypeScript sources (the property tests) the same work runs inline.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -52,7 +53,40 @@ async function image(dir: string, id: string, size: number): Promise<Buffer> {
   return out;
 }
 
+/** The same memory as a host file (sparse where it is not populated), read by fd: the writer's worker reads it itself (MemorySource.fd). */
+function fileSource(bytes: Uint8Array, populated: Array<[number, number]>): { source: MemorySource; close(): void } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-writer-mem-'));
+  dirs.push(dir);
+  const file = path.join(dir, 'memory');
+  const fd = openSync(file, 'w+');
+  ftruncateSync(fd, bytes.length);
+  for (const [o, l] of populated) writeSync(fd, bytes, o, l, o);
+  // readInto must not be used: it reads nothing, so a page read through it would be zero and fail the comparison.
+  return { source: { ...source(bytes, populated), readInto: () => undefined, fd }, close: () => closeSync(fd) };
+}
+
 describe('checkpoint page writer with a worker thread', () => {
+  it('reads a memory file given as an fd on the worker and on the writer\'s thread, flat and compressed, byte for byte', async () => {
+    const { bytes, populated } = memory();
+    const expected = Buffer.alloc(bytes.length);
+    for (const [o, l] of populated) expected.set(bytes.subarray(o, o + l), o);
+    const graph = { config: { rootfs: tmpdir() }, fs: {} };
+    const mem = fileSource(bytes, populated);
+    try {
+      for (const compress of [false, true]) {
+        const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-writer-'));
+        dirs.push(dir);
+        const s = await store.writeCheckpoint(dir, graph, mem.source, {}, undefined, { compress });
+        expect((s as unknown as { pageWorker: boolean }).pageWorker).toBe(true);
+        expect((await image(dir, s.id, bytes.length)).equals(expected)).toBe(true);
+        expect(await store.checkStore(dir)).toEqual({ ok: [s.id], problems: [] });
+      }
+    } finally {
+      mem.close();
+    }
+  }, 120_000);
+
+
   it('writes flat and compressed checkpoints of 48 MiB, and an incremental one, that restore byte for byte', async () => {
     const { bytes, populated } = memory();
     const expected = Buffer.alloc(bytes.length);

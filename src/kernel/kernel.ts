@@ -806,7 +806,7 @@ export class Kernel {
    *   still write (MAP_SHARED mappings, shared files); private pages become copy-on-write and
    *   their blocks are held until `release()`, so the guest can run on at once.
    */
-  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated(): Array<[number, number]>; read(off: number, len: number): Uint8Array; readInto(off: number, buf: Uint8Array): void }; held: Array<[number, number]>; release(): void } {
+  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated(): Array<[number, number]>; read(off: number, len: number): Uint8Array; readInto(off: number, buf: Uint8Array): void; fd?: number }; held: Array<[number, number]>; release(): void } {
     for (const t of this.tasks.values()) {
       if (t.state.runState === 'exited') continue;
       t.cpu.regs = new Uint8Array(t.platform.regs.buffer.slice(0));
@@ -880,6 +880,9 @@ export class Kernel {
           }
           return out ?? mf.read(off, len);
         },
+        // Ending the sandbox, with no page file under the memfd: the memfd itself is what
+        // readInto reads (the guest stays frozen and the memfd open until the write is done).
+        fd: !runOn && mf.backingFds.length === 0 ? mf.fd : undefined,
         readInto(off: number, buf: Uint8Array): void {
           mf.pread(off, buf);
           const end = off + buf.length;
