@@ -296,25 +296,55 @@ function bytesToRead(ranges: Array<[number, number]>, inherited: InheritedPages 
 async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemorySource, ranges: Array<[number, number]>, meta: CheckpointMeta, extra: Record<string, unknown>,
   createdMs: number, t0: number, crunch: PageCrunch, onProgress: ProgressCallback | undefined, options: WriteOptions): Promise<CheckpointSummary> {
 
-  return withStore(storeDir, 'create', async (db) => {
-    traceCheckpoint?.('store opened');
-    const dir = resolvePath(storeDir);
+  const dir = resolvePath(storeDir);
+  const compress = !!options.compress;
+  let id = '', pageFile = '', metaTmp = '';
+  /** Whether the catalogue is open (a failure from then on knows whether the checkpoint got into it). */
+  let opened = false;
+  // The pages are written while the catalogue opens (LevelDB's open runs on the thread pool: 10–60
+  // ms here, with the guest paused, when the checkpoint ends the sandbox): the id is chosen by the
+  // store's files, and the catalogue checked once it is open (withStore's `meanwhile`).
+  const writePages = async () => {
     await mkdir(join(dir, PAGES_DIR), { recursive: true });
     await mkdir(join(dir, META_DIR), { recursive: true });
-    let id = newCheckpointId();
-    while (await db.has(manifestKey(id)) || fs.existsSync(pagePath(dir, id)) || fs.existsSync(metaPath(dir, id))) id = newCheckpointId();
-    const seq = (await highestSeq(db)) + 1;
-    const compress = !!options.compress;
-    const pageFile = compress ? packPath(dir, id) : pagePath(dir, id);
-    const metaTmp = metaPath(dir, id) + '.tmp';
+    do id = newCheckpointId(); while (hasPageFile(dir, id) || fs.existsSync(metaPath(dir, id)));
+    pageFile = compress ? packPath(dir, id) : pagePath(dir, id);
+    metaTmp = metaPath(dir, id) + '.tmp';
+    // Unchanged pages of a restored sandbox stay in the page files they are in (same store only).
+    const inherit = usableInheritance(dir, memory.inherited);
+    // Pages: every non-zero page goes to its own offset in the page file (zero pages stay holes).
+    const written = compress
+      ? await writePack(pageFile, memory, ranges, crunch, onProgress, inherit)
+      : { ...(await writePageFile(pageFile, memory, ranges, crunch, onProgress, inherit)), packBytes: undefined, filePages: undefined };
+    traceCheckpoint?.(`pages written (${written.newPages} of ${written.pages}; ${crunch.stats()})`);
+    return written;
+  };
+  try {
+    return await withStore(storeDir, 'create', async (db, written) => {
+      opened = true;
+      traceCheckpoint?.('store opened');
+      return await catalogue(db, written);
+    }, writePages);
+  } catch (err) {
+    if (!opened && pageFile) {
+      // Nothing of it reached the catalogue.
+      fs.rmSync(pageFile, { force: true });
+      fs.rmSync(metaTmp, { force: true });
+    }
+    throw err instanceof Error && 'code' in err && typeof (err as NodeJS.ErrnoException).syscall === 'string'
+      ? new SnapshotError(`cannot write checkpoint into ${storeDir}: ${(err as NodeJS.ErrnoException).code} (${(err as NodeJS.ErrnoException).syscall})`)
+      : err;
+  }
+
+  /** Under the store's lock, once the pages are written: the restore record and the catalogue records. */
+  async function catalogue(db: Db, written: Awaited<ReturnType<typeof writePages>>): Promise<CheckpointSummary> {
+    const { runs, pages, zeroPages, newPages, layers, packBytes, filePages } = written;
     try {
-      // Unchanged pages of a restored sandbox stay in the page files they are in (same store only).
-      const inherit = usableInheritance(dir, memory.inherited);
-      // Pages: every non-zero page goes to its own offset in the page file (zero pages stay holes).
-      const { runs, pages, zeroPages, newPages, layers, packBytes, filePages } = compress
-        ? await writePack(pageFile, memory, ranges, crunch, onProgress, inherit)
-        : { ...(await writePageFile(pageFile, memory, ranges, crunch, onProgress, inherit)), packBytes: undefined, filePages: undefined };
-      traceCheckpoint?.(`pages written (${newPages} of ${pages}; ${crunch.stats()})`);
+      // The lock is held from here on: check what could have changed before it was (another
+      // process's delete or gc removing a file this checkpoint wrote or names, or the id taken).
+      if (await db.has(manifestKey(id))) throw new SnapshotError(`cannot write checkpoint into ${storeDir}: its new id ${id} is taken (try again)`);
+      if (!fs.existsSync(pageFile) || layers.some((l) => !hasPageFile(dir, l))) throw new SnapshotError(`cannot write checkpoint into ${storeDir}: another process deleted files of the store meanwhile (try again)`);
+      const seq = (await highestSeq(db)) + 1;
 
       const graphChunks = Math.ceil(graphBytes.length / GRAPH_CHUNK_BYTES);
       // Compressed incremental (format 5): runs of layers that are packs leave their CRC-32s to the pack's trailer.
@@ -377,12 +407,9 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
         fs.rmSync(pageFile, { force: true });
         fs.rmSync(metaTmp, { force: true });
       }
-      if (err instanceof Error && 'code' in err && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
-        throw new SnapshotError(`cannot write checkpoint into ${storeDir}: ${(err as NodeJS.ErrnoException).code} (${(err as NodeJS.ErrnoException).syscall})`);
-      }
       throw err;
     }
-  });
+  }
 }
 
 /**
@@ -1726,9 +1753,12 @@ const queues = new Map<string, Promise<void>>();
 /**
  * Run `fn` with the store open, after any earlier call on the same directory from this
  * process has finished; always closes the store. 'existing' requires an existing store,
- * 'create' creates it. LevelDB errors become SnapshotErrors.
+ * 'create' creates it. LevelDB errors become SnapshotErrors. `meanwhile`, if given, is started
+ * (after the earlier calls, the store's directory made) while the store opens, and `fn` gets
+ * what it resolves to; if it rejects, or the open fails once it settled, so does this. It runs
+ * without the lock: another process may hold the store meanwhile (`fn` checks what it needs).
  */
-async function withStore<T>(storeDir: string, mode: 'existing' | 'create', fn: (db: Db) => Promise<T>): Promise<T> {
+async function withStore<T, M = undefined>(storeDir: string, mode: 'existing' | 'create', fn: (db: Db, meanwhile: M) => Promise<T>, meanwhile?: () => Promise<M>): Promise<T> {
   const key = resolvePath(storeDir);
   const previous = queues.get(key) ?? Promise.resolve();
   let done!: () => void;
@@ -1741,18 +1771,21 @@ async function withStore<T>(storeDir: string, mode: 'existing' | 'create', fn: (
     } else {
       await mkdir(key, { recursive: true });
     }
+    const early = meanwhile?.();
+    early?.catch(() => undefined); // awaited below, after the open
     // Loaded here, not at the top: restores (openCheckpoint) never load LevelDB's native module.
     const { Level: LevelDb } = await import('level');
     const db: Db = new LevelDb<string, Uint8Array>(key, { keyEncoding: 'utf8', valueEncoding: 'view' });
     try {
       await db.open({ createIfMissing: mode === 'create' });
     } catch (err) {
+      await early?.catch(() => undefined);
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') throw new SnapshotError(`checkpoint store ${storeDir} is in use by another process`);
       throw new SnapshotError(`cannot open checkpoint store ${storeDir}: ${oneLine(cause?.message ?? errorMessage(err))}`);
     }
     try {
-      return await fn(db);
+      return await fn(db, (await early) as M);
     } finally {
       await db.close();
     }

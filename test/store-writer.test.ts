@@ -8,7 +8,8 @@
  * checkpoint that ends its sandbox gives its memfd) is read where it is crunched, on the worker or
  * on the writer's thread. From the TypeScript sources (the property tests) the same work runs inline.
  */
-import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -135,4 +136,31 @@ describe('checkpoint page writer with a worker thread', () => {
       expect((await image(dir, small.id, bytes.length)).equals(want2)).toBe(true);
     }
   }, 120_000);
+
+  it('a store another process holds: the checkpoint, its pages written while the catalogue opens, is refused with one line and leaves no file', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'store-held-'));
+    dirs.push(dir);
+    const { bytes, populated } = memory();
+    const graph = { note: 'held' };
+    const first = await store.writeCheckpoint(dir, graph, source(bytes, populated), {}, undefined, { compress: true });
+    // Another process opens the catalogue (LevelDB's lock) and keeps it until its stdin closes.
+    const holder = spawn(process.execPath, ['--input-type=module', '-e', `import { Level } from 'level'; const db = new Level(${JSON.stringify(dir)}); await db.open(); console.log('held'); process.stdin.resume(); process.stdin.on('end', () => db.close().then(() => process.exit(0)));`], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('held')) resolve(); });
+        holder.on('exit', (code) => reject(new Error(`the holder exited (${code})`)));
+        setTimeout(() => reject(new Error('the holder did not open the store within 20 s')), 20_000);
+      });
+      for (const compress of [true, false]) {
+        await expect(store.writeCheckpoint(dir, graph, source(bytes, populated), {}, undefined, { compress })).rejects.toThrow(`checkpoint store ${dir} is in use by another process`);
+        expect(readdirSync(path.join(dir, 'pages')).sort()).toEqual([`${first.id}.pack`]);
+        expect(readdirSync(path.join(dir, 'meta'))).toEqual([first.id]);
+      }
+    } finally {
+      holder.stdin!.end();
+      await new Promise((r) => holder.once('close', r));
+    }
+    const second = await store.writeCheckpoint(dir, graph, source(bytes, populated), {}, undefined, { compress: true });
+    expect((await store.listCheckpoints(dir)).map((c) => c.id)).toEqual([first.id, second.id]);
+  }, 60_000);
 });
