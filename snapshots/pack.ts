@@ -46,6 +46,46 @@ import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, decodeCbor, encodeCbor, p
 export const PACK_CHUNK_BYTES = 1 << 20;
 /** Last 8 bytes of every pack. */
 const PACK_MAGIC = Buffer.from('SVPACK01');
+/** Bytes written between two early fdatasyncs (EarlySync). */
+const EARLY_SYNC_BYTES = 1 << 20;
+
+/**
+ * Makes a file being written durable as it goes: after every EARLY_SYNC_BYTES written (`wrote`),
+ * an fdatasync on libuv's thread pool (one at a time), so that the fdatasync that ends the write
+ * (`finish`) has only the tail left to put on disk. A failure of an early one is thrown by
+ * `finish` (Linux reports a writeback error to one fdatasync of a file description only).
+ */
+export class EarlySync {
+  private inFlight?: Promise<void>;
+  private sinceSync = 0;
+  private failure?: Error;
+  constructor(private readonly fd: number) {}
+
+  /** `bytes` more were written to the file. */
+  wrote(bytes: number): void {
+    this.sinceSync += bytes;
+    if (this.inFlight || this.failure || this.sinceSync < EARLY_SYNC_BYTES) return;
+    this.sinceSync = 0;
+    this.inFlight = new Promise((resolve) => fs.fdatasync(this.fd, (e) => {
+      if (e) this.failure ??= e;
+      this.inFlight = undefined;
+      resolve();
+    }));
+  }
+
+  /** Wait for the fdatasync in flight, then fdatasync the file. Throws the first failure. */
+  async finish(): Promise<void> {
+    await this.inFlight;
+    if (this.failure) throw this.failure;
+    fs.fdatasyncSync(this.fd);
+  }
+
+  /** Wait for the fdatasync in flight, if any (before the file is closed after a failure). */
+  async settle(): Promise<void> {
+    await this.inFlight;
+  }
+}
+
 /** Compressed bytes PackWriter gathers before it writes them. */
 const PENDING_WRITE_BYTES = 256 << 10;
 /** Bytes per chunk in the trailer's index. */
@@ -120,9 +160,12 @@ export class PackWriter {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private written = 0;
+  private readonly sync: EarlySync;
   /** Bytes of pages handed to `add` (uncompressed). */
   rawBytes = 0;
-  constructor(private readonly fd: number) {}
+  constructor(private readonly fd: number) {
+    this.sync = new EarlySync(fd);
+  }
 
   /**
    * Compress `pages` (whole pages of the piece at memory offset `memOffset`, in offset order)
@@ -140,12 +183,18 @@ export class PackWriter {
     if (this.pendingBytes >= PENDING_WRITE_BYTES || this.pending.length >= 512) this.flush();
   }
 
+  /** Wait for an early fdatasync in flight (before the pack's fd is closed after a failure). */
+  settle(): Promise<void> {
+    return this.sync.settle();
+  }
+
   /** Write the chunks compressed so far. */
   private flush(): void {
     let bufs = this.pending;
     while (bufs.length) {
       let n = fs.writevSync(this.fd, bufs, this.written);
       this.written += n;
+      this.sync.wrote(n);
       // A short write: go on from the first byte not written.
       while (bufs.length && n >= bufs[0].length) n -= bufs.shift()!.length;
       if (n && bufs.length) bufs[0] = bufs[0].subarray(n);
@@ -154,8 +203,11 @@ export class PackWriter {
     this.pendingBytes = 0;
   }
 
-  /** Write the trailer, fdatasync. Returns the pack's size in bytes. */
-  finish(trailer: Omit<PackTrailer, 'v' | 'index'>): number {
+  /**
+   * Write the trailer, fdatasync (chunks were synced early as they were written: EarlySync).
+   * Returns the pack's size in bytes. Throws what the writes and syncs throw.
+   */
+  async finish(trailer: Omit<PackTrailer, 'v' | 'index'>): Promise<number> {
     this.flush();
     this.entries.sort((a, b) => a[0] - b[0]);
     const index = Buffer.alloc(this.entries.length * INDEX_ENTRY_BYTES);
@@ -175,7 +227,7 @@ export class PackWriter {
     writeAll(this.fd, cbor, this.pos);
     writeAll(this.fd, tail, this.pos + cbor.length);
     this.pos += cbor.length + tail.length;
-    fs.fdatasyncSync(this.fd);
+    await this.sync.finish();
     return this.pos;
   }
 }

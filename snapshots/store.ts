@@ -35,7 +35,7 @@ import type { KernelState } from '../src/kernel/state.js';
 import { CRUNCH_ZERO, type CrunchResult, crunchPages } from './page-crunch.js';
 import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
 import type { MovedPages } from '../src/mm/memory-file.js';
-import { CacheWriteError, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, PackPages, packPageChecks, readPackTrailer } from './pack.js';
+import { CacheWriteError, EarlySync, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, PackPages, packPageChecks, readPackTrailer } from './pack.js';
 
 /**
  * Every failure of the store that a user can act on: missing store or checkpoint,
@@ -1524,6 +1524,8 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
  */
 async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  // Synced as it is written: the final fdatasync of a 242 MiB page file had all of it to write.
+  const sync = new EarlySync(fd);
   try {
     fs.ftruncateSync(fd, pageCount(memory.sizeBytes) * PAGE_SIZE);
     // The crunch writes every non-zero page it finds, unless a page may yet turn out to equal its
@@ -1535,6 +1537,7 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
       if (from >= 0) writeAll(fd, buf!, from, to - from, memOff);
       from = -1;
     };
+    let lastEnd = -1;
     const scanned = await scanPages(dirname(path), memory, ranges, {
       store(off, b, at) {
         if (direct) return;
@@ -1542,11 +1545,17 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
         flush();
         buf = b; from = at; to = at + PAGE_SIZE; memOff = off;
       },
-      endOfRead: flush,
+      endOfRead(end) {
+        flush();
+        // The read's pages are written by now (here, or by the crunch before it answered).
+        sync.wrote(lastEnd < 0 ? PAGE_SIZE : Math.max(0, end - lastEnd));
+        lastEnd = end;
+      },
     }, crunch, onProgress, inherit, direct ? fd : -1);
-    fs.fdatasyncSync(fd);
+    await sync.finish();
     return scanned;
   } finally {
+    await sync.settle();
     fs.closeSync(fd);
   }
 }
@@ -1714,11 +1723,12 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
     if (inherit) {
       for (const id of [...scanned.layers]) for (const from of earlierPack(storeDir, id, earlier)?.sources ?? []) if (!scanned.layers.includes(from)) scanned.layers.push(from);
     }
-    const packBytes = writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: scanned.runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()], copies: [...copies] });
+    const packBytes = await writer.finish({ pageFileBytes: pageCount(memory.sizeBytes) * PAGE_SIZE, runs: scanned.runs.filter((r) => runLayer(r) === 0), hostFiles: [...fileRefs.values()], copies: [...copies] });
     if (packsWritten.size >= PACKS_REMEMBERED) packsWritten.delete(packsWritten.keys().next().value!);
     packsWritten.set(path, { packBytes, compressed, sources: [...copies.keys()] });
     return { ...scanned, filePages, packBytes };
   } finally {
+    await writer.settle();
     fs.closeSync(fd);
   }
 }
