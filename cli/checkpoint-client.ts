@@ -70,21 +70,24 @@ export function parseLightCheckpoint(args: readonly string[]): Parsed | undefine
 /**
  * Run `snapvisor checkpoint` for `args` (process.argv after the script) if it has a shape
  * parseLightCheckpoint takes and stderr is no terminal; returns undefined (nothing done) otherwise.
- * As the full CLI: the summary line on stdout, or `snapvisor: …` on stderr and exit status 1.
+ * As the full CLI: the summary line on stdout, or `snapvisor: …` on stderr and exit status 1;
+ * the process exits once that line is written (the returned promise never settles then).
  */
 export function lightCheckpoint(args: readonly string[]): Promise<void> | undefined {
   if (process.stderr.isTTY) return undefined;
   const p = parseLightCheckpoint(args);
   if (!p) return undefined;
+  // Done once its line is out: exit then, without the rest of node's teardown of a quiet loop
+  // (the answer → exit took 28–48 ms at load 7 here, 15–36 ms with process.exit).
+  const end = (stream: NodeJS.WriteStream, line: string, status: number): Promise<void> => new Promise(() => stream.write(line, () => process.exit(status)));
   return (async () => {
     try {
       const store = path.resolve(p.store ?? defaultStore());
       const r = await request(controlSocket(p.root, p.name), { op: 'checkpoint', store, leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, p.timeoutMs);
       if (!r.ok) throw new Error(`checkpoint of '${p.name}' failed: ${r.error}`);
-      process.stdout.write(checkpointLine(p.name, r as unknown as CheckpointAnswer));
+      await end(process.stdout, checkpointLine(p.name, r as unknown as CheckpointAnswer), 0);
     } catch (e) {
-      process.stderr.write(`snapvisor: ${(e as Error).message}\n`);
-      process.exitCode = 1;
+      await end(process.stderr, `snapvisor: ${(e as Error).message}\n`, 1);
     }
   })();
 }
