@@ -722,17 +722,19 @@ describe('limits', () => {
       'while True:',
       '    try: os.fork()',
       '    except OSError as e: os.write(1, b"EAGAIN %d\\n" % e.errno); os._exit(0)',
-    )], { timeoutMs: 30_000 });
+    )], { timeoutMs: 90_000 });
     expect(sv.timedOut).toBe(false);
     expect(sv.status).toBe(0);
     const lines = sv.stdout.toString().trim().split('\n');
     expect(lines.length).toBeGreaterThanOrEqual(1);
     expect(new Set(lines)).toEqual(new Set(['EAGAIN 11']));
-    expect(Date.now() - t0).toBeLessThan(20_000);
+    // 2.4 s on a quiet machine; 12–28 s in CI runs at load 8 (~50 python forks at tens of ms each,
+    // docs/benchmarks.md "Fork and exec"), up to 53 s at load 11–19: a hang, not slowness, fails.
+    expect(Date.now() - t0).toBeLessThan(75_000);
     // … and the kernel still runs new sandboxes.
     const after = await snapvisor(['run', '--', '/bin/busybox', 'echo', 'alive']);
     expect(after.stdout.toString()).toBe('alive\n');
-  });
+  }, 120_000);
 
   it('RLIMIT_NPROC counts live children and zombies; reaping frees the slots', async () => {
     const sv = await snapvisor(['run', '--', ...py(
