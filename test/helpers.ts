@@ -98,10 +98,27 @@ export interface Streaming {
   waitFor(pred: (line: string, all: string[]) => boolean, timeoutMs?: number): Promise<string>;
 }
 
+/** Streaming runs not yet exited (a `pool serve` or `run` a failed assertion left behind). */
+const streamingChildren = new Set<ChildProcess>();
+// After the file's tests, end what a failing test left running: SIGTERM (a pool removes its socket
+// and temp files), SIGKILL 5 s later.
+afterAll(async () => {
+  const left = [...streamingChildren];
+  if (!left.length) return;
+  for (const c of left) c.kill('SIGTERM');
+  await Promise.all(left.map((c) => new Promise<void>((resolve) => {
+    if (c.exitCode !== null || c.signalCode !== null) return resolve();
+    const t = setTimeout(() => { c.kill('SIGKILL'); resolve(); }, 5000);
+    c.once('exit', () => { clearTimeout(t); resolve(); });
+  })));
+}, 15_000);
+
 /** Start `snapvisor ARGS…` and follow its stdout as it comes. */
 export function snapvisorStreaming(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; stdin?: 'ignore' | 'pipe' } = {}): Streaming {
   // stdin 'pipe': a pipe the test holds open (child.stdin) until it ends it or the child exits.
   const child = spawn(process.execPath, [CLI, ...args], { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  streamingChildren.add(child);
+  child.on('exit', () => streamingChildren.delete(child));
   child.stdin?.on('error', () => undefined);
   const lines: string[] = [];
   let err = '';
