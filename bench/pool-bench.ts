@@ -24,7 +24,8 @@ import { poolStatus } from '../cli/pool-client.js';
 import { processTree, pssOf } from './proc.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bundle', 'main.js');
-const nowMs = () => performance.timeOrigin + performance.now();
+/** CLOCK_MONOTONIC in ms, as the pool's `requestMs` and `resumedMs` (cli/pool.ts). */
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 const WORKLOAD = [
   'import json, decimal, asyncio, email, http.client, xml.dom.minidom, sqlite3, unittest, argparse, logging, os, sys',

@@ -22,8 +22,12 @@ import type vm from 'node:vm';
 import type { Kernel } from '../src/kernel/kernel.js';
 import type { KernelState } from '../src/kernel/state.js';
 
-/** Wall-clock time in ms with sub-ms resolution, comparable between processes. */
-const nowMs = () => performance.timeOrigin + performance.now();
+/**
+ * CLOCK_MONOTONIC in ms with sub-ms resolution: comparable between processes of one host. (Not
+ * performance.timeOrigin + now(): each process fixes its wall-clock origin at its start, and the
+ * bench saw a take "received" 8 ms before its client sent it.)
+ */
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 /** Signals a take relays that go to the guest's foreground process group (the rest go to its init). */
 const KEYBOARD = new Set<number>(['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH'].map((n) => os.constants.signals[n as NodeJS.Signals]));
@@ -138,7 +142,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   if (st) {
     if (!st.isSocket()) { fail(`pool: ${sockPath} exists and is not a socket`); return 1; }
     const live = await new Promise<boolean>((r) => { const c = net.createConnection(sockPath, () => { c.destroy(); r(true); }); c.on('error', () => r(false)); });
-    if (live) { fail(`pool: a pool is already serving on ${sockPath}`); return 1; }
+    if (live) { fail(`pool: a pool (or another program) is already serving on ${sockPath}`); return 1; }
     fs.rmSync(sockPath, { force: true });
   }
 
@@ -403,7 +407,6 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       dispatch();
     })();
   });
-  server.on('error', (e) => { fail(`pool: ${sockPath}: ${e.message}`); process.exit(1); });
 
   // 3. Start the clones; the first ones prove the checkpoint restores here.
   let timer: NodeJS.Timeout | undefined;
@@ -422,8 +425,17 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     fail(`pool: ${failure}`);
     return 1;
   }
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(sockPath, () => resolve()); });
-  process.stdout.write(`pool serving checkpoint ${id} on ${sockPath} (${opts.size} clones ready)\n`);
+  const listenError = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => { server.once('error', resolve); server.listen(sockPath, () => resolve(undefined)); });
+  if (listenError) {
+    // The path was taken while the clones were restored (another program bound it meanwhile).
+    closing = true;
+    dropCache();
+    for (const h of hosts) h.child.kill('SIGKILL');
+    fail(listenError.code === 'EADDRINUSE' ? `pool: ${sockPath} is already in use (another program listens there)` : `pool: cannot listen on ${sockPath}: ${listenError.code ?? listenError.message}`);
+    return 1;
+  }
+  server.on('error', (e) => { fail(`pool: ${sockPath}: ${e.message}`); process.exit(1); });
+  process.stdout.write(`pool serving checkpoint ${id} on ${sockPath} (${opts.size} ${opts.size === 1 ? 'clone' : 'clones'} ready)\n`);
 
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

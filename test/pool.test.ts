@@ -5,6 +5,7 @@
  * one line each.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
@@ -45,7 +46,7 @@ describe('warm pools', () => {
 
     const second = await snapvisor(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '1', '--listen', sock], { timeoutMs: 30_000 });
     expect(second.status).toBe(1);
-    expect(stderrLines(second.stderr)).toEqual([`snapvisor: pool: a pool is already serving on ${sock}`]);
+    expect(stderrLines(second.stderr)).toEqual([`snapvisor: pool: a pool (or another program) is already serving on ${sock}`]);
 
     // 50 takes, 5 at a time (more than the pool holds: takes wait for refills). The launcher runs
     // `pool take SOCKET` without the CLI's bundle (cli/pool-client.ts): with SNAPVISOR_TRACE_STARTUP
@@ -153,6 +154,21 @@ describe('warm pools', () => {
     expect(notSock.status).toBe(1);
     expect(stderrLines(notSock.stderr)).toEqual([`snapvisor: pool: ${file} exists and is not a socket`]);
     expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
+    // Another program binds the socket path while the pool restores its clones (or before it
+    // looks): one line, status 1, no clone left, and that program's socket untouched.
+    const theirs = path.join(dir, 'theirs.sock');
+    const serving = snapvisor(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '1', '--listen', theirs], { timeoutMs: 60_000 });
+    await new Promise((res) => setTimeout(res, 700));
+    const other = net.createServer((c) => c.end('other\n'));
+    await new Promise<void>((res) => other.listen(theirs, () => res()));
+    const taken = await serving;
+    expect(taken.status).toBe(1);
+    expect(stderrLines(taken.stderr)).toEqual([expect.stringMatching(new RegExp(`^snapvisor: pool: (${theirs} is already in use \\(another program listens there\\)|a pool \\(or another program\\) is already serving on ${theirs})$`))]);
+    const answer = await new Promise<string>((res, rej) => { const c = net.createConnection(theirs); let got = ''; c.on('data', (d) => { got += d; }); c.on('end', () => res(got)); c.on('error', rej); });
+    expect(answer).toBe('other\n');
+    await new Promise<void>((res) => other.close(() => res()));
+    await new Promise((res) => setTimeout(res, 500));
+    expect(orphanStubs()).toEqual([]);
     // Flip a byte of the last non-zero page of the page file.
     const pageFile = path.join(store, 'pages', id);
     const fd = fs.openSync(pageFile, 'r+');
