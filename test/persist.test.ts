@@ -119,8 +119,14 @@ describe('save/restore declared per object kind', () => {
       kernel.destroy();
     }
     cpuGrowthNs = Object.keys(before.threadGroups).map((k) => after.threadGroups[Number(k)].cpuTimeNs - before.threadGroups[Number(k)].cpuTimeNs);
-    const alive = spawnSync('ps', ['-o', 'pid=', '-p', stubPids.join(',')], { encoding: 'utf8' }).stdout.trim(); // ps exits 1 when none is left
-    stubsLeft = alive ? alive.split('\n').length : 0;
+    // Killed stubs are reaped once the host has torn them down (platforms/ptrace destroy(): not
+    // waited for there): give it up to 5 s, then count what is left (zombies included).
+    for (let waited = 0; ; waited += 50) {
+      const alive = spawnSync('ps', ['-o', 'pid=', '-p', stubPids.join(',')], { encoding: 'utf8' }).stdout.trim(); // ps exits 1 when none is left
+      stubsLeft = alive ? alive.split('\n').length : 0;
+      if (!stubsLeft || waited >= 5000) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
   }, 120_000);
 
   afterAll(() => undefined);
