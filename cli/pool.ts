@@ -418,22 +418,18 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   const failure = await started;
   clearInterval(timer);
   startFailure = undefined;
-  if (failure) {
+  /** Give up before serving: no clone left, the code cache removed, one line; status 1. */
+  const abandon = (line: string): number => {
     closing = true;
     dropCache();
     for (const h of hosts) h.child.kill('SIGKILL');
-    fail(`pool: ${failure}`);
+    fail(`pool: ${line}`);
     return 1;
-  }
+  };
+  if (failure) return abandon(failure);
   const listenError = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => { server.once('error', resolve); server.listen(sockPath, () => resolve(undefined)); });
-  if (listenError) {
-    // The path was taken while the clones were restored (another program bound it meanwhile).
-    closing = true;
-    dropCache();
-    for (const h of hosts) h.child.kill('SIGKILL');
-    fail(listenError.code === 'EADDRINUSE' ? `pool: ${sockPath} is already in use (another program listens there)` : `pool: cannot listen on ${sockPath}: ${listenError.code ?? listenError.message}`);
-    return 1;
-  }
+  // The path was taken while the clones were restored (another program bound it meanwhile).
+  if (listenError) return abandon(listenError.code === 'EADDRINUSE' ? `${sockPath} is already in use (another program listens there)` : `cannot listen on ${sockPath}: ${listenError.code ?? listenError.message}`);
   server.on('error', (e) => { fail(`pool: ${sockPath}: ${e.message}`); process.exit(1); });
   process.stdout.write(`pool serving checkpoint ${id} on ${sockPath} (${opts.size} ${opts.size === 1 ? 'clone' : 'clones'} ready)\n`);
 
