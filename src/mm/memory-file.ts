@@ -660,7 +660,11 @@ export class MemoryFile {
   private keepSources(off: number, len: number): void {
     const sources = this.moveSources!, b = this.pageFile?.backed, c = this.clean;
     const first = Math.floor(off / PAGE_SIZE), last = Math.min(sources.length, Math.ceil((off + len) / PAGE_SIZE));
-    for (let p = sources.indexOf(1, first); p >= 0 && p < last; p = sources.indexOf(1, p + 1)) {
+    // Searched within the dropped range only: a search from `first` to the array's end would cost
+    // every small munmap or madvise a scan of the whole memory file's pages.
+    const inRange = sources.subarray(first, Math.max(first, last));
+    for (let i = inRange.indexOf(1); i >= 0; i = inRange.indexOf(1, i + 1)) {
+      const p = first + i;
       const l = (b ? b[p] ?? 0 : 0) || (c ? c[p] ?? 0 : 0);
       if (!l || this.keptSources.has(p) || this.keptSources.size >= MAX_KEPT_SOURCES) continue;
       const bytes = new Uint8Array(PAGE_SIZE);
