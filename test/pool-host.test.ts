@@ -79,8 +79,10 @@ describe('warm pool: several clones in one process', () => {
       spinning = stubs.find((p) => { try { const st = fs.readFileSync(`/proc/${p}/stat`, 'latin1'); return st.slice(st.lastIndexOf(')') + 2)[0] === 'R'; } catch { return false; } });
       if (spinning === undefined) await new Promise((res) => setTimeout(res, 50));
     }
-    expect(stubs).toHaveLength(3);
-    expect(spinning).toBeDefined();
+    // Should this fail: whether the hosting process still lives, what each take saw, what the pool said.
+    const why = () => `host ${hostPid} ${fs.existsSync(`/proc/${hostPid}`) ? 'alive' : 'gone'}; takes: ${JSON.stringify(takes.map((t) => [t.name, t.c.exitCode, t.out, t.err]))}; pool stderr: ${pool.stderr().slice(-1500)}`;
+    expect(stubs, why()).toHaveLength(3);
+    expect(spinning, why()).toBeDefined();
     process.kill(spinning!, 'SIGKILL');
     const victim = await Promise.race(takes.map((t) => t.status.then((code) => ({ t, code }))));
     expect(victim.t.name).toBe('b');
