@@ -135,6 +135,8 @@ export interface SnapvisorRound {
   /** Restores with NODE_EXTRA_CA_CERTS set as the caller had it (if it was). */
   restoreWithCaMs: number[];
   continuity: string;
+  /** The original's last number (a restore goes on from the next). */
+  last: number;
   /** The store and checkpoint the restores came from (for the clone rounds). */
   store: string;
   id: string;
@@ -186,7 +188,7 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   return {
     coldStartMs, checkpointMs: cp.ms, pausedMs: m(/guest paused (\d+(?:\.\d+)?) ms/), writtenMs: m(/written in (\d+(?:\.\d+)?) ms/),
     pages: m(/(\d+) pages/), storedBytes, storedWithCacheBytes: diskBytes(store), restoreMs, restoreWithCaMs, continuity: `${last} → ${last + 1}`,
-    store, id,
+    last, store, id,
   };
 }
 
@@ -356,5 +358,84 @@ export async function runscRound(runsc: string, globalArgs: string[], dir: strin
   } finally {
     await cleanup(id);
     await cleanup(id2);
+  }
+}
+
+/** Restores served by a warm pool of the checkpoint (poolRestoreRound). */
+export interface PoolRestoreRound {
+  /** `restore ID --store DIR` with a clone ready: spawn → the guest's next line, in order. */
+  restoreMs: number[];
+  /** The same restore while the pool's only clone is taken (it restores in its own process, beside the pool's refill). */
+  noneReadyRestoreMs: number;
+  /** `pool take` while the pool's only clone is taken: it waits for the refill (a new hosting process). */
+  noneReadyTakeMs: number;
+  continuity: string;
+}
+
+/**
+ * `snapvisor restore ID --store DIR` while `pool serve` of that checkpoint (1 clone, probe on)
+ * serves: `restores` restores, each once the pool is full again, timed spawn → the guest's next
+ * line, checked to go on from `last + 1` and to have been a take of the pool (its `served`
+ * count). Then, with the pool's one clone held by a running take: a restore (no clone ready: it
+ * restores in its own process while the pool refills) and, once the pool is full and its clone
+ * held again, a `pool take` (which waits for the refill): what each costs a caller then
+ * (docs/pools.md, "Restore through a pool").
+ */
+export async function poolRestoreRound(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, store: string, id: string, last: number, restores: number): Promise<PoolRestoreRound> {
+  const { poolStatus } = await import('../cli/pool-client.js');
+  const sock = path.join(fs.mkdtempSync(path.join(dir, 'rpool-')), 'p.sock');
+  const pool = follow(node, [cli, 'pool', 'serve', '--checkpoint', id, '--store', store, '--size', '1', '--listen', sock], env);
+  const full = async () => {
+    for (let i = 0; i < 1200; i++) {
+      const st = await poolStatus(sock).catch(() => undefined);
+      if (st && st.ready === 1 && st.starting === 0) return st;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('the pool did not fill again within 60 s');
+  };
+  /** Spawn → first line of `args`, checked to go on from `last`; killed then. */
+  const timed = async (args: string[]): Promise<number> => {
+    const s0 = now();
+    const r = follow(node, [cli, ...args], env);
+    try {
+      const first = await r.waitLine(() => true, 60_000);
+      const number = first.line === '' ? (await r.waitLine((l) => l !== '', 60_000)).line : first.line;
+      if (!continues(first.line, number, last)) throw new Error(`${args[0]} went on from ${first.line}, expected ${last + 1}`);
+      return first.at - s0;
+    } finally {
+      r.child.kill('SIGKILL');
+      await r.exited;
+    }
+  };
+  try {
+    await pool.waitLine((l) => l.startsWith('pool serving'), 180_000);
+    const restoreMs: number[] = [];
+    for (let i = 0; i < restores; i++) {
+      const before = (await full()).served;
+      restoreMs.push(await timed(['restore', id, '--store', store]));
+      if ((await poolStatus(sock)).served !== before + 1) throw new Error('a restore with a clone ready was not served by the pool');
+    }
+    /** The pool's one clone taken by a take that runs on (its guest counts), until killed. */
+    const hold = async () => {
+      const before = (await full()).served;
+      const h = follow(node, [cli, 'pool', 'take', sock], env);
+      await h.waitLine(() => true, 60_000);
+      if ((await poolStatus(sock)).served !== before + 1) throw new Error('the holding take was not served');
+      return h;
+    };
+    let h = await hold();
+    const served = (await poolStatus(sock)).served;
+    const noneReadyRestoreMs = await timed(['restore', id, '--store', store]);
+    if ((await poolStatus(sock)).served !== served) throw new Error('a restore with no clone ready waited for the pool');
+    h.child.kill('SIGKILL');
+    await h.exited;
+    h = await hold();
+    const noneReadyTakeMs = await timed(['pool', 'take', sock]);
+    h.child.kill('SIGKILL');
+    await h.exited;
+    return { restoreMs, noneReadyRestoreMs, noneReadyTakeMs, continuity: `${last} → ${last + 1}` };
+  } finally {
+    pool.child.kill('SIGTERM');
+    await Promise.race([pool.exited, new Promise((r) => setTimeout(r, 10_000))]);
   }
 }

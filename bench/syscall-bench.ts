@@ -27,7 +27,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchTempDir, writeGetppidLoop } from './getppid-elf.js';
 import { envWithout, failure, median, timeRun, type TimedRun } from './proc.js';
-import { type CheckpointFigures, cloneMemoryRound, incrementalRound, nativeColdStart, runscRound, snapvisorRound, type RunscRound, type SnapvisorRound } from './restore-bench.js';
+import { type CheckpointFigures, cloneMemoryRound, incrementalRound, nativeColdStart, poolRestoreRound, runscRound, snapvisorRound, type PoolRestoreRound, type RunscRound, type SnapvisorRound } from './restore-bench.js';
 import { pct, poolRound } from './pool-bench.js';
 import { buildTcpBench, mibPerSecond, throughputRun, type ThroughputRun } from './tcp-bench.js';
 
@@ -234,18 +234,31 @@ async function main(): Promise<number> {
       }
       const natMs = median(natives);
       const svRestore = svr ? median(svr.restoreMs) : undefined;
+      // The same restore command with a warm pool of that checkpoint serving: a ready clone taken (docs/pools.md).
+      let pr: PoolRestoreRound | undefined, prErr: string | undefined;
+      if (svr) {
+        progress('snapvisor: restores with a pool serving');
+        try { pr = await poolRestoreRound(NODE, CLI, SV_ENV, dir, svr.store, svr.id, svr.last, RESTORE_REPS); } catch (e) { prErr = (e as Error).message; failed = true; }
+      }
+      const prRestore = pr ? median(pr.restoreMs) : undefined;
       const rows: string[][] = [
         ["cold start to ready (ms)", num(natMs, 0), num(svr?.coldStartMs, 0), num(gvr?.coldStartMs, 0), ratio(svr?.coldStartMs, gvr?.coldStartMs)],
         ['checkpoint, ending the sandbox (ms, spawn to exit)', '—', num(svr?.checkpointMs, 0), num(gvr?.checkpointMs, 0), ratio(svr?.checkpointMs, gvr?.checkpointMs)],
         ['checkpoint on disk', '—', mib(svr?.storedBytes), mib(gvr?.imageBytes), ratio(svr?.storedBytes, gvr?.imageBytes)],
         [`restore to the next line (ms, spawn to line; ${CA_VAR} unset)`, '—', num(svRestore, 0), num(gvr?.restoreMs, 0), ratio(svRestore, gvr?.restoreMs)],
       ];
+      rows.push(['restore with a pool of that checkpoint serving (ms, spawn → next line)', '—', num(prRestore, 0), num(gvr?.restoreMs, 0), ratio(prRestore, gvr?.restoreMs)]);
       if (svr?.restoreWithCaMs.length) rows.push([`restore to the next line (ms; ${CA_VAR} set)`, '—', num(median(svr.restoreWithCaMs), 0), '—', ratio(median(svr.restoreWithCaMs), gvr?.restoreMs)]);
       for (const l of table(['measure', 'native', 'snapvisor', 'runsc-ptrace', 'snapvisor / runsc'], rows)) out('  ' + l);
       if (svr) {
         out(`  snapvisor checkpoint: ${svr.pages} pages, guest paused ${svr.pausedMs} ms, written in ${svr.writtenMs} ms (its own report); continuity ${svr.continuity}`);
         out(`  snapvisor restores (ms): ${svr.restoreMs.map((x) => x.toFixed(0)).join(', ')}${svr.restoreWithCaMs.length ? `; with ${CA_VAR}: ${svr.restoreWithCaMs.map((x) => x.toFixed(0)).join(', ')}` : ''}`);
       }
+      if (pr) {
+        out(`  snapvisor restores with a pool serving (ms; restore ID --store, a ready clone of pool serve --size 1 taken): ${pr.restoreMs.map((x) => x.toFixed(0)).join(', ')}; continuity ${pr.continuity}`);
+        out(`  with the pool's clone taken: restore ${num(pr.noneReadyRestoreMs, 0)} ms (in its own process, beside the refill), pool take ${num(pr.noneReadyTakeMs, 0)} ms (waits for the refill)`);
+      }
+      if (prErr) out(`  snapvisor restore with a pool: n/a: ${prErr}`);
       if (gvr) out(`  runsc continuity ${gvr.continuity}`);
       if (svr) {
         progress('snapvisor: clones at once');

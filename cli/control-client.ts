@@ -16,12 +16,7 @@ export function stateDir(root?: string): string {
   return process.getuid?.() === 0 ? '/run/snapvisor' : path.join(os.tmpdir(), `snapvisor-${process.getuid?.()}`);
 }
 
-/** Default checkpoint store: $SNAPVISOR_STORE, else $XDG_DATA_HOME/snapvisor/checkpoints (~/.local/share/…). */
-export function defaultStore(): string {
-  if (process.env.SNAPVISOR_STORE) return path.resolve(process.env.SNAPVISOR_STORE);
-  const data = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
-  return path.join(data, 'snapvisor', 'checkpoints');
-}
+export { defaultStore } from './store-dir.js';
 
 export interface ControlRequest { op: string; store?: string; leaveRunning?: boolean; [k: string]: unknown }
 export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; error: string };

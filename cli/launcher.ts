@@ -7,8 +7,10 @@
  * a light one for the rest); a cache V8 rejects (another node, a rebuilt bundle) or a missing one
  * costs that compile, nothing else. `checkpoint NAME` in its usual shapes loads no bundle at all: it
  * is one request on the sandbox's control socket (cli/checkpoint-client.ts); nor does `pool take
- * SOCKET`: its fds passed on the pool's socket, then JSON lines (cli/pool-client.ts). `__dirname` is this file's directory (its real path: npm
- * links the bin from node_modules/.bin).
+ * SOCKET`: its fds passed on the pool's socket, then JSON lines (cli/pool-client.ts), nor `restore
+ * ID [--store DIR]` while a warm pool of that checkpoint serves (cli/pool-registry.ts: it takes a
+ * clone of the pool; else, or with any other option, the bundle restores it in this process).
+ * `__dirname` is this file's directory (its real path: npm links the bin from node_modules/.bin).
  *
  * SNAPVISOR_TRACE_STARTUP=1 prints on stderr whether the cache was used (used; rejected by V8;
  * stale: older than the bundle; or none) and the process's age (ms since it started) after compiling and after evaluating.
@@ -46,6 +48,16 @@ if (command === 'checkpoint') {
   // koffi's stand-in in this file (scripts/bundle.mjs) loads the package through this require.
   (globalThis as { __snapvisorRequire?: NodeJS.Require }).__snapvisorRequire ??= createRequire(bundleFile);
   void import('./pool-client.js').then((m) => { if (!m.lightPoolTake(args)) loadBundle(); });
+} else if (command === 'restore') {
+  // `restore ID [--store DIR]` with a warm pool of that checkpoint serving (registered in the
+  // store, cli/pool-registry.ts): a clone of the pool, taken as `pool take` takes one, without the
+  // bundle; in any other case, or if no clone of it starts, the restore runs in this process.
+  void import('./pool-registry.js').then((r) => {
+    const pools = r.poolsForRestore(args);
+    if (!pools) { loadBundle(); return; }
+    (globalThis as { __snapvisorRequire?: NodeJS.Require }).__snapvisorRequire ??= createRequire(bundleFile);
+    void import('./pool-client.js').then((m) => m.restoreFromPool(pools)).then((served) => { if (!served) loadBundle(); });
+  });
 } else {
   loadBundle();
 }

@@ -221,6 +221,7 @@ program
   .option('--checkpoint-compress', 'store the checkpoints the restored guest asks for compressed (the default, as checkpoint)')
   .option('--no-checkpoint-compress', 'store the checkpoints the restored guest asks for as flat page files (as checkpoint --no-compress)')
   .option('--accept-changed-volumes', 'restore although a volume (run --volume) changed on the host since the checkpoint; without it such a restore is refused, naming the volume')
+  .option('--no-pool', 'restore in this process even when a warm pool of the checkpoint serves (by default `restore ID [--store DIR]` takes a ready clone of such a pool: docs/pools.md)')
   .option('--image-path <dir>', 'OCI: the directory checkpoint --image-path wrote')
   .option('-b, --bundle <dir>', 'OCI: the container\'s bundle')
   .option('-d, --detach', 'OCI: detach from the container\'s process')

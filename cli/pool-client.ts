@@ -12,6 +12,8 @@ import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { closeFd, connectUnix, sendFds } from '../platforms/host/fd-passing.js';
+import { takeHeldSignals } from './early-signals.js';
+import { dropRegistration, type PoolRegistration } from './pool-registry.js';
 
 /**
  * What `{"op":"status"}` answers: clone counts, hosting processes, takes served, the recorded
@@ -65,26 +67,61 @@ const failLine = (msg: string): void => { fs.writeSync(2, `snapvisor: ${msg}\n`)
  */
 export async function poolTake(socket: string, fail: (msg: string) => void = failLine): Promise<number> {
   const sockPath = path.resolve(socket);
+  const t = await takeClone(sockPath, { op: 'take' });
+  if (t.status !== undefined) return t.status;
+  fail(t.connectError ? `no pool is serving on ${sockPath} (${t.connectError})` : t.sendErrno ? `pool on ${sockPath}: the request could not be sent (errno ${t.sendErrno})`
+    : t.error ? `pool on ${sockPath}: ${t.error}` : t.started ? 'the clone running this take died before its sandbox ended' : `pool on ${sockPath} closed the connection without handing over a clone`);
+  return 125;
+}
+
+/** How a take ended (takeClone): the clone's status, or why there is none. */
+interface TakeOutcome {
+  /** The sandbox's exit status (128+N for signal N), if its `exit` line came. */
+  status?: number;
+  /** The guest ran (`started` came). */
+  started: boolean;
+  /** connect(2) failed: its errno's text (ENOENT, ECONNREFUSED…). */
+  connectError?: string;
+  /** errno of a sendmsg(2) that failed. */
+  sendErrno?: number;
+  /** The pool's refusal (`{"ok":false,"error":…}`). */
+  error?: string;
+  /** Signals that came before `started` (relayBeforeStart false) and were not relayed. */
+  early?: NodeJS.Signals[];
+  /** The `started` line: the clone's hosting process and slot. */
+  clone?: { pid: number; slot: number };
+}
+
+/**
+ * One take on the pool's unix socket `sockPath` (absolute): `request` (a take op) sent with fds
+ * 0–2, the relayed signals written to the connection while it runs, its lines read until it
+ * closes. `onStarted` runs when the `started` line comes. `relayBeforeStart` false: a signal
+ * arriving before that line is not relayed (the caller holds it, see restoreFromPool).
+ */
+async function takeClone(sockPath: string, request: Record<string, unknown>, onStarted?: (write: (signal: number) => void, clone: { pid: number; slot: number }) => void, relayBeforeStart = true): Promise<TakeOutcome> {
   let fd: number;
   try {
     fd = connectUnix(sockPath);
   } catch (e) {
-    fail(`no pool is serving on ${sockPath} (${(e as Error).message})`);
-    return 125;
+    return { started: false, connectError: (e as Error).message };
   }
-  const r = sendFds(fd, Buffer.from(JSON.stringify({ op: 'take' }) + '\n'), [0, 1, 2]);
-  if (r < 0) { closeFd(fd); fail(`pool on ${sockPath}: the request could not be sent (errno ${-r})`); return 125; }
+  const r = sendFds(fd, Buffer.from(JSON.stringify(request) + '\n'), [0, 1, 2]);
+  if (r < 0) { closeFd(fd); return { started: false, sendErrno: -r }; }
   // The connection through fs (a read waits on libuv's thread pool, a signal's line is one
   // write(2)), not a net.Socket: loading node:net and node:stream was a fifth of this command's
   // start-up when it ran without the CLI's bundle.
   let closed = false;
+  const out: TakeOutcome = { started: false };
+  const write = (signal: number) => { if (!closed) try { fs.writeSync(fd, JSON.stringify({ op: 'signal', signal }) + '\n'); } catch { /* the clone is gone: its close ends the take */ } };
   const relays = RELAYED.map((name) => {
-    const line = JSON.stringify({ op: 'signal', signal: os.constants.signals[name] }) + '\n';
-    const h = () => { if (!closed) try { fs.writeSync(fd, line); } catch { /* the clone is gone: its close ends the take */ } };
+    const h = () => {
+      if (relayBeforeStart || out.started) write(os.constants.signals[name]);
+      // SIGTERM and SIGHUP are held meanwhile (cli/early-signals.ts); the others wait here.
+      else if (name !== 'SIGTERM' && name !== 'SIGHUP') (out.early ??= []).push(name);
+    };
     process.on(name, h);
     return [name, h] as const;
   });
-  let status: number | undefined, error: string | undefined, started = false;
   let buf = '';
   const chunk = Buffer.alloc(4096);
   for (;;) {
@@ -95,17 +132,53 @@ export async function poolTake(socket: string, fail: (msg: string) => void = fai
       let m: Record<string, unknown> = {};
       try { m = JSON.parse(buf.slice(0, nl)); } catch { /* not JSON: ignored */ }
       buf = buf.slice(nl + 1);
-      if (m.event === 'started') started = true;
-      else if (m.event === 'exit') status = Number(m.status);
-      else if (m.ok === false) error = String(m.error);
+      if (m.event === 'started' && !out.started) {
+        out.started = true;
+        out.clone = { pid: Number(m.clone), slot: Number(m.slot) };
+        onStarted?.(write, out.clone);
+        for (const sig of out.early?.splice(0) ?? []) write(os.constants.signals[sig]);
+      } else if (m.event === 'exit') out.status = Number(m.status);
+      else if (m.ok === false) out.error = String(m.error);
     }
   }
   closed = true;
   closeFd(fd);
   for (const [name, h] of relays) process.off(name, h);
-  if (status !== undefined) return status;
-  fail(error ? `pool on ${sockPath}: ${error}` : started ? 'the clone running this take died before its sandbox ended' : `pool on ${sockPath} closed the connection without handing over a clone`);
-  return 125;
+  return out;
+}
+
+/**
+ * `snapvisor restore ID` served by a warm pool of checkpoint ID (docs/pools.md, "Restore through
+ * a pool"): try the registered pools `pools` in order, each with a take that names the
+ * checkpoint and asks for a clone ready now (`{"op":"take","checkpoint":ID,"ifReady":true}`: a
+ * pool with none ready, or of another checkpoint, refuses at once). The first clone that starts
+ * runs as `pool take` runs it (this process's fds 0–2, signals relayed, its status in
+ * process.exitCode); the SIGTERM/SIGHUP held since the process started (cli/early-signals.ts) are
+ * given to it once it runs, and until then stay held. A registration whose socket refuses
+ * connections is removed. Resolves true once a clone ran (its status set, or 125 with one line
+ * if it died before its sandbox ended); false if none started: nothing ran, the caller restores
+ * in this process, with the signals still held.
+ */
+export async function restoreFromPool(pools: readonly PoolRegistration[]): Promise<boolean> {
+  const trace = process.env.SNAPVISOR_TRACE_RESTORE ? (what: string) => fs.writeSync(2, `[restore ${(process.uptime() * 1000).toFixed(1)} ms] ${what}\n`) : undefined;
+  for (const p of pools) {
+    const t = await takeClone(p.socket, { op: 'take', checkpoint: p.checkpoint, ifReady: true }, (write, clone) => {
+      trace?.(`served by the pool on ${p.socket} (clone ${clone.pid}/${clone.slot})`);
+      for (const sig of takeHeldSignals()) write(os.constants.signals[sig]);
+    }, false);
+    if (t.status !== undefined || t.started) {
+      if (t.status === undefined) failLine('the clone running this restore died before its sandbox ended');
+      process.exitCode = t.status ?? 125;
+      return true;
+    }
+    trace?.(`pool on ${p.socket} not used: ${t.connectError ?? t.error ?? (t.sendErrno ? `errno ${t.sendErrno}` : 'closed')}`);
+    if (t.connectError) dropRegistration(p);
+    // ^C (or another signal) while no clone ran: what it would have done to an in-process restore
+    // still loading, end this process (its handlers are gone with the take).
+    const fatal = t.early?.find((sig) => sig === 'SIGINT' || sig === 'SIGQUIT' || sig === 'SIGUSR1' || sig === 'SIGUSR2');
+    if (fatal) { process.kill(process.pid, fatal); return true; }
+  }
+  return false;
 }
 
 /**

@@ -17,6 +17,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeFd, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
 import { LinuxHostServices } from '../platforms/host/host-services.js';
 import { defaultStore, fail } from './control.js';
+import { registerPool } from './pool-registry.js';
 import { lines } from './pool-client.js';
 import type vm from 'node:vm';
 import type { Kernel } from '../src/kernel/kernel.js';
@@ -403,6 +404,10 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }
       if (got.fds.length !== 3) { answer({ ok: false, error: `a take sends 3 fds (stdin, stdout, stderr) with SCM_RIGHTS, got ${got.fds.length}` }); return; }
       if (closing) { answer({ ok: false, error: 'the pool is shutting down' }); return; }
+      // A restore through the pool (cli/pool-client.ts restoreFromPool): of this checkpoint only,
+      // and only a clone ready now; else it restores in its own process, sooner than a refill.
+      if (req.checkpoint !== undefined && req.checkpoint !== id) { answer({ ok: false, error: `this pool serves checkpoint ${id}, not ${String(req.checkpoint)}` }); return; }
+      if (req.ifReady === true && (waiting.length || !ready().length)) { answer({ ok: false, error: 'no clone is ready' }); return; }
       waiting.push({ conn, connFd: fd, stdio: got.fds, requestMs });
       dispatch();
     })();
@@ -431,6 +436,9 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   // The path was taken while the clones were restored (another program bound it meanwhile).
   if (listenError) return abandon(listenError.code === 'EADDRINUSE' ? `${sockPath} is already in use (another program listens there)` : `cannot listen on ${sockPath}: ${listenError.code ?? listenError.message}`);
   server.on('error', (e) => { fail(`pool: ${sockPath}: ${e.message}`); process.exit(1); });
+  // Found by `snapvisor restore ID` (cli/pool-registry.ts); removed when this process ends.
+  const registered = registerPool(store, id, sockPath);
+  if (typeof registered === 'string') fail(`pool: not registered in the store (restores of ${id} will not use this pool): ${registered}`);
   process.stdout.write(`pool serving checkpoint ${id} on ${sockPath} (${opts.size} ${opts.size === 1 ? 'clone' : 'clones'} ready)\n`);
 
   await new Promise<void>((resolve) => {
@@ -440,6 +448,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     process.once('SIGHUP', stop);
   });
   closing = true;
+  if (typeof registered !== 'string') registered();
   await new Promise<void>((r) => server.close(() => r()));
   fs.rmSync(sockPath, { force: true });
   dropCache();

@@ -1,0 +1,137 @@
+/**
+ * Warm pools registered in their checkpoint store (docs/pools.md, "Restore through a pool"): a
+ * `pool serve` writes `pools/<id>.<pid>.json` under its store while it serves (JSON
+ * `{"v":1,"checkpoint":ID,"socket":PATH,"pid":PID}`, written as `….tmp` and renamed into place,
+ * removed when it stops), so that `snapvisor restore ID` can hand its caller a clone of that
+ * pool instead of restoring in its own process. The bin's launcher (cli/launcher.ts) reads them
+ * before loading the CLI's bundle: this module uses node:fs and node:path only. A registration
+ * whose pool is dead (its pid gone, or its socket refusing connections: cli/pool-client.ts
+ * restoreFromPool) is stale and removed by whoever finds it.
+ *
+ * The store's other code never looks into `pools/`: gc, `store check` and delete read `pages/`,
+ * `meta/`, `cache/` and LevelDB's own files, and export reads checkpoints by id.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { defaultStore } from './store-dir.js';
+
+/** The registrations' directory under a store. */
+export const POOLS_DIR = 'pools';
+
+/** A pool serving checkpoint `checkpoint` (full id) on unix socket `socket`, in process `pid`; `file` is its registration. */
+export interface PoolRegistration { checkpoint: string; socket: string; pid: number; file: string }
+
+/**
+ * Register the pool of this process serving checkpoint `id` (full id) of store `store` on
+ * `socket` (absolute path). Returns the function that removes the registration (idempotent;
+ * also run at the process's exit), or the error's one-line text when it cannot be written
+ * (a read-only store: the pool serves anyway, restores just do not find it).
+ */
+export function registerPool(store: string, id: string, socket: string): (() => void) | string {
+  const dir = path.join(store, POOLS_DIR);
+  const file = path.join(dir, `${id}.${process.pid}.json`);
+  const tmp = `${file}.tmp`;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(tmp, JSON.stringify({ v: 1, checkpoint: id, socket, pid: process.pid }) + '\n');
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    return (e as Error).message;
+  }
+  let done = false;
+  const remove = () => {
+    if (done) return;
+    done = true;
+    fs.rmSync(file, { force: true });
+    process.off('exit', remove);
+  };
+  process.on('exit', remove);
+  return remove;
+}
+
+/** Whether process `pid` exists (kill(pid, 0); EPERM: it exists, as another user's). */
+function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/**
+ * The pools registered in `store` for checkpoint `id` (full id) whose process lives, newest
+ * registration first. Registrations of dead processes (a pool killed with SIGKILL), and their
+ * unfinished `.tmp` files, are removed; unreadable or malformed ones are ignored.
+ */
+export function poolsServing(store: string, id: string): PoolRegistration[] {
+  const dir = path.join(store, POOLS_DIR);
+  let names: string[];
+  try { names = fs.readdirSync(dir); } catch { return []; }
+  const found: Array<PoolRegistration & { mtime: number }> = [];
+  for (const n of names) {
+    const m = /^([0-9a-f]{16})\.(\d+)\.json(\.tmp)?$/.exec(n);
+    if (!m || m[1] !== id) continue;
+    const file = path.join(dir, n);
+    if (!alive(Number(m[2]))) { fs.rmSync(file, { force: true }); continue; }
+    if (m[3]) continue;
+    try {
+      const r = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+      if (r.checkpoint !== id || typeof r.socket !== 'string' || !path.isAbsolute(r.socket) || r.pid !== Number(m[2])) continue;
+      found.push({ checkpoint: id, socket: r.socket, pid: r.pid, file, mtime: fs.statSync(file).mtimeMs });
+    } catch { /* raced away, or not JSON: ignored */ }
+  }
+  return found.sort((a, b) => b.mtime - a.mtime).map(({ mtime: _, ...r }) => r);
+}
+
+/** Remove registration `r` (its pool did not answer). */
+export function dropRegistration(r: PoolRegistration): void {
+  fs.rmSync(r.file, { force: true });
+}
+
+/**
+ * The full id `restore` would restore for `given` in `store`, found as openCheckpoint
+ * (snapshots/store.ts) finds it: a store (its `CURRENT`), 4–16 hex characters, exactly one
+ * restore record `meta/<id>` starting with them. Undefined otherwise: the in-process restore then
+ * gives its own one-line error.
+ */
+export function restoreId(store: string, given: string): string | undefined {
+  if (!/^[0-9a-fA-F]{4,16}$/.test(given) || !fs.existsSync(path.join(store, 'CURRENT'))) return undefined;
+  const prefix = given.toLowerCase();
+  let names: string[];
+  try { names = fs.readdirSync(path.join(store, 'meta')); } catch { return undefined; }
+  const matches = names.filter((n) => /^[0-9a-f]{16}$/.test(n) && n.startsWith(prefix));
+  return matches.length === 1 ? matches[0] : undefined;
+}
+
+/**
+ * The checkpoint and store of `args` (process.argv after the script) if they are `[--root DIR]
+ * restore ID [--store DIR]` (the store before or after ID; `--root=DIR`, `--store=DIR` too):
+ * the shapes a pool's clone restores exactly as this process would. Undefined for any other
+ * (`--no-pool`, `--name`, `--strace`, `--platform`, guest checkpoints, changed volumes, OCI,
+ * `--log`, `--help`…), which restore in this process.
+ */
+export function parseLightRestore(args: readonly string[]): { id: string; store?: string } | undefined {
+  let i = 0;
+  if (args[i] === '--root') i += 2;
+  else if (args[i]?.startsWith('--root=')) i++;
+  if (args[i++] !== 'restore') return undefined;
+  let id: string | undefined, store: string | undefined;
+  for (; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--store' && store === undefined && i + 1 < args.length) store = args[++i];
+    else if (a.startsWith('--store=') && store === undefined) store = a.slice('--store='.length);
+    else if (!a.startsWith('-') && id === undefined) id = a;
+    else return undefined;
+  }
+  return id === undefined || store === '' ? undefined : { id, store };
+}
+
+/**
+ * For `args` in a shape parseLightRestore takes: the pools serving the checkpoint they name
+ * (poolsServing), if any; undefined otherwise (restore in this process).
+ */
+export function poolsForRestore(args: readonly string[]): PoolRegistration[] | undefined {
+  const r = parseLightRestore(args);
+  if (!r) return undefined;
+  const store = r.store !== undefined ? path.resolve(r.store) : defaultStore();
+  const id = restoreId(store, r.id);
+  const pools = id === undefined ? [] : poolsServing(store, id);
+  return pools.length ? pools : undefined;
+}
