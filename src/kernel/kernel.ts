@@ -298,9 +298,25 @@ export class Kernel {
     mm.contexts.push(pt);
     if (replay) mm.replay(pt);
     const t = new Task(this, ts, pt, mm);
-    mm.limits = () => ({ as: softLimit(t.tg, RLIMIT_AS), data: softLimit(t.tg, RLIMIT_DATA), memory: this.memoryLimit?.limit ?? Infinity });
     this.tasks.set(ts.tid, t);
+    if (mm.contexts.length === 1) this.limitsFrom(t);
     return t;
+  }
+
+  /** Move task `t`, whose context has left its old address space, into `mm` (exec_mmap of a CLONE_VM child). */
+  bindAddressSpace(t: Task, mm: AddressSpace): void {
+    mm.contexts.push(t.platform);
+    t.rebindMm(mm);
+    this.limitsFrom(t);
+  }
+
+  /**
+   * An address space checks RLIMIT_AS/RLIMIT_DATA against the limits of one process using it:
+   * `t`'s. Kept on the first attached (a CLONE_VM child shares its parent's address space until it
+   * execs), moved on when that task leaves (detachTask).
+   */
+  private limitsFrom(t: Task): void {
+    t.mm.limits = () => ({ as: softLimit(t.tg, RLIMIT_AS), data: softLimit(t.tg, RLIMIT_DATA), memory: this.memoryLimit?.limit ?? Infinity });
   }
 
   // ---- open files and fd tables (the door for fd mutations) ----
@@ -756,6 +772,10 @@ export class Kernel {
     t.platform.destroy();
     t.mm.detach(t.platform);
     this.tasks.delete(t.tid);
+    if (t.mm.contexts.length) {
+      // Another task still runs in this address space: the limits are its process's now.
+      for (const o of this.tasks.values()) if (o.mm === t.mm) { this.limitsFrom(o); break; }
+    }
     this.interrupt$.next([t.tid, KILLED]);
     this.parkChanged$.next();
   }

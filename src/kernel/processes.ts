@@ -56,10 +56,12 @@ export class Processes {
 
     const pid = k.newPid();
     const ptg = parent.tg;
-    // Address space: a copy-on-write copy (CLONE_VM without CLONE_THREAD is vfork-style: the
-    // parent waits for the child's exec or exit, and the copy stands in for the sharing).
-    const asId = k.newId();
-    const ops: GraphOp[] = [['set', ['addressSpaces', asId], AddressSpace.emptyState(asId)]];
+    // Address space: with CLONE_VM (vfork, posix_spawn) the parent's own, shared as by threads
+    // (the child's stub maps the same memory-file ranges; the child's stores are the parent's,
+    // which posix_spawn's error report relies on); else a copy-on-write copy (dup_mm).
+    const shareVm = (a.flags & CLONE_VM) !== 0;
+    const asId = shareVm ? parent.state.addressSpaceId : k.newId();
+    const ops: GraphOp[] = shareVm ? [] : [['set', ['addressSpaces', asId], AddressSpace.emptyState(asId)]];
     const fdTableId = this.fdTableFor(parent, a.flags, ops);
     const tgs: ThreadGroupState = {
       tgid: pid, ppid: (a.flags & CLONE_PARENT) ? ptg.ppid : ptg.tgid, pgid: ptg.pgid, sid: ptg.sid, tids: [pid],
@@ -78,8 +80,8 @@ export class Processes {
     k.emit({ type: 'task.fork', tid: pid, parent: parent.tid }, ops);
     let child: Task;
     try {
-      child = k.attachTask(s.tasks[pid], false);
-      parent.mm.forkInto(child.mm);
+      child = k.attachTask(s.tasks[pid], shareVm);
+      if (!shareVm) parent.mm.forkInto(child.mm);
     } catch (e) {
       this.forget(pid);
       throw e;
@@ -160,6 +162,28 @@ export class Processes {
       t.rebind(s.tasks[tg.tgid]);
       k.tasks.set(tg.tgid, t);
     }
+  }
+
+  /**
+   * exec_mmap's side for a task whose address space another process shares (a CLONE_VM child:
+   * vfork, posix_spawn): the task moves to a new, empty address space and the old one stays with
+   * the others, whose memory the exec must not touch. Its stub drops the old image's host
+   * mappings (here only). Nothing to do when no other live task of another process shares it
+   * (the caller's own other threads are gone by now: de_thread runs first).
+   */
+  unshareAddressSpace(t: Task): void {
+    const k = this.k;
+    const oldId = t.state.addressSpaceId;
+    if (!Object.values(k.state.tasks).some((o) => o.tid !== t.tid && o.runState !== 'exited' && o.addressSpaceId === oldId)) return;
+    const old = t.mm;
+    const asId = k.newId();
+    k.emit({ type: 'mm.change', tid: t.tid, cause: 'exec leaves a shared address space' }, [
+      ['set', ['addressSpaces', asId], AddressSpace.emptyState(asId)],
+      ['set', ['tasks', t.tid, 'addressSpaceId'], asId],
+    ]);
+    for (const v of old.state.vmas) t.platform.unmap(v.start, v.end - v.start);
+    old.detach(t.platform);
+    k.bindAddressSpace(t, k.addressSpace(asId));
   }
 
   /**

@@ -98,8 +98,14 @@ export class Task {
     readonly kernel: Kernel,
     public state: TaskState,
     readonly platform: PlatformTask,
-    readonly mm: AddressSpace,
-  ) {}
+    mm: AddressSpace,
+  ) { this._mm = mm; }
+
+  private _mm: AddressSpace;
+  /** The address space the task runs in (shared by its threads, and by a CLONE_VM child until it execs). */
+  get mm(): AddressSpace { return this._mm; }
+  /** Point at a new address space (exec leaving one shared with another process: Processes.unshareAddressSpace). */
+  rebindMm(mm: AddressSpace): void { this._mm = mm; }
 
   /**
    * The waiter this task was blocked in when the checkpoint it was restored from was taken, if of

@@ -168,6 +168,7 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
 
   // Point of no return: other threads die, then the old image goes.
   if (t.tg.tids.length > 1) t.kernel.processes.deThread(t);
+  t.kernel.processes.unshareAddressSpace(t);
   const mm = t.mm;
   mm.clear();
   mm.setFields({ mmapBase: MMAP_BASE });
