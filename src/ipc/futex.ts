@@ -1,7 +1,10 @@
 /**
- * Futexes (man 2 futex, kernel/futex/): wait queues keyed like Linux's futex keys.
- * Private futexes are keyed by (address space, address); shared ones by the memory-file
- * offset of the word, so processes sharing memory meet on the same key.
+ * Futexes (man 2 futex, kernel/futex/): wait queues keyed like Linux's futex keys
+ * (kernel/futex/core.c get_futex_key). Private futexes (FUTEX_PRIVATE_FLAG) are keyed by
+ * (address space, address) whatever the mapping; shared ones on a MAP_SHARED mapping by the
+ * memory-file offset of the word, so processes sharing memory meet on the same key; shared ones
+ * on a private mapping by (address space, address) again, but apart from the private key (Linux's
+ * FUT_OFF_MMSHARED): a copy-on-write copy moves the word in the memory file, not its key.
  *
  * The queues are runtime; each blocked task keeps a 'futex' Waiter in the graph. A task
  * restored while blocked in FUTEX_WAIT returns 0 (a spurious wake-up, which every futex
@@ -24,7 +27,8 @@ export class Futexes {
     if (addr % 4) throw new SyscallError(E.EINVAL);
     const v = t.mm.find(addr);
     if (!v) throw new SyscallError(E.EFAULT);
-    if (priv && !(v.flags & 1 /* MAP_SHARED */)) return `p${t.mm.id}:${addr}`;
+    if (priv) return `p${t.mm.id}:${addr}`;
+    if (!(v.flags & 1 /* MAP_SHARED */)) return `m${t.mm.id}:${addr}`;
     return `s${v.fileOffset + (addr - v.start)}`;
   }
 
