@@ -365,7 +365,7 @@ export async function runscRound(runsc: string, globalArgs: string[], dir: strin
 export interface PoolRestoreRound {
   /** `restore ID --store DIR` with a clone ready: spawn → the guest's next line, in order. */
   restoreMs: number[];
-  /** The same restore while the pool's only clone is taken (it restores in its own process, beside the pool's refill). */
+  /** The same restore while the pool's only clone is taken (it restores in its own process, beside the pool's refill); NaN if the refill always won. */
   noneReadyRestoreMs: number;
   /** `pool take` while the pool's only clone is taken: it waits for the refill (a new hosting process). */
   noneReadyTakeMs: number;
@@ -423,16 +423,32 @@ export async function poolRestoreRound(node: string, cli: string, env: NodeJS.Pr
       if ((await poolStatus(sock)).served !== before + 1) throw new Error('the holding take was not served');
       return h;
     };
-    let h = await hold();
-    const served = (await poolStatus(sock)).served;
-    const noneReadyRestoreMs = await timed(['restore', id, '--store', store]);
-    if ((await poolStatus(sock)).served !== served) throw new Error('a restore with no clone ready waited for the pool');
-    h.child.kill('SIGKILL');
-    await h.exited;
-    h = await hold();
-    const noneReadyTakeMs = await timed(['pool', 'take', sock]);
-    h.child.kill('SIGKILL');
-    await h.exited;
+    /**
+     * `args` timed while the pool's one clone is held and none is ready yet (up to 3 tries: on a
+     * loaded machine the refill can be ready before the command is spawned); `served`: whether
+     * the pool served it. NaN when every try found a clone ready.
+     */
+    const noneReady = async (args: string[], served: boolean): Promise<number> => {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const h = await hold();
+        try {
+          const before = await poolStatus(sock);
+          if (before.ready !== 0) continue;
+          const ms = await timed(args);
+          const took = (await poolStatus(sock)).served !== before.served;
+          // A restore the refill's clone served meanwhile (it became ready first): not this figure.
+          if (took === served) return ms;
+          if (!served && took) continue;
+          throw new Error(`${args[0]} with no clone ready was not served by the pool`);
+        } finally {
+          h.child.kill('SIGKILL');
+          await h.exited;
+        }
+      }
+      return NaN;
+    };
+    const noneReadyRestoreMs = await noneReady(['restore', id, '--store', store], false);
+    const noneReadyTakeMs = await noneReady(['pool', 'take', sock], true);
     return { restoreMs, noneReadyRestoreMs, noneReadyTakeMs, continuity: `${last} → ${last + 1}` };
   } finally {
     pool.child.kill('SIGTERM');

@@ -162,6 +162,7 @@ async function takeClone(sockPath: string, request: Record<string, unknown>, onS
 export async function restoreFromPool(pools: readonly PoolRegistration[]): Promise<boolean> {
   const trace = process.env.SNAPVISOR_TRACE_RESTORE ? (what: string) => fs.writeSync(2, `[restore ${(process.uptime() * 1000).toFixed(1)} ms] ${what}\n`) : undefined;
   for (const p of pools) {
+    trace?.(`asking the pool on ${p.socket} for a clone`);
     const t = await takeClone(p.socket, { op: 'take', checkpoint: p.checkpoint, ifReady: true }, (write, clone) => {
       trace?.(`served by the pool on ${p.socket} (clone ${clone.pid}/${clone.slot})`);
       for (const sig of takeHeldSignals()) write(os.constants.signals[sig]);

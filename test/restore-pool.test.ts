@@ -88,14 +88,23 @@ describe('restore through a warm pool', () => {
     const busy = spawn(process.execPath, [CLI, 'pool', 'take', sock], { stdio: ['pipe', 'ignore', 'ignore'] });
     const busyDone = new Promise<number | null>((r) => busy.on('exit', (c) => r(c)));
     for (let i = 0; i < 200 && (await poolStatus(sock)).served < 2; i++) await new Promise((r) => setTimeout(r, 25));
-    expect(await poolStatus(sock)).toMatchObject({ served: 2, ready: 0 });
+    // A second take queued behind it: the refill's clone, once ready, goes to that one, so no clone
+    // is ready for the restore however soon the refill ends.
+    const queued = snapvisor(['pool', 'take', sock], { input: 'zz\n', timeoutMs: 60_000 });
+    // (Queued, or, if the refill was ready first, served: then the next refill is under way.)
+    for (let st = await poolStatus(sock), i = 0; i < 400 && st.waiting < 1 && st.served < 3; i++, st = await poolStatus(sock)) await new Promise((r) => setTimeout(r, 10));
+    expect((await poolStatus(sock)).ready).toBe(0);
     const own = await snapvisor(['restore', id, '--store', store], { input: 'xy\n', env: TRACE, timeoutMs: 30_000 });
     expect(loadedBundle(own.stderr)).toBe(true);
     expect(own.stdout.toString()).toBe('restored xy\n');
     expect(own.status).toBe(2);
-    expect((await poolStatus(sock)).served).toBe(2);
     busy.stdin!.end('z\n');
     expect(await busyDone).toBe(1);
+    const q = await queued;
+    expect(q.stdout.toString()).toBe('restored zz\n');
+    expect(q.status).toBe(2);
+    // The busy take, the queued one: the restore was not the pool's.
+    expect((await poolStatus(sock)).served).toBe(3);
 
     // The store's own commands ignore the registration, and leave it.
     const list = await snapvisor(['checkpoints', '--store', store, '--json'], { timeoutMs: 30_000 });
@@ -154,6 +163,23 @@ describe('restore through a warm pool', () => {
     expect(out).toBe('restored wait\ncaught TERM\n');
     expect(err).toBe('');
     restore.stdin!.destroy();
+
+    // SIGTERM while the take is under way (before the guest runs): held, then given to the guest.
+    const early = spawn(process.execPath, [CLI, 'restore', id, '--store', store], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SNAPVISOR_TRACE_RESTORE: '1' } });
+    let eout = '', eerr = '', sent = false;
+    early.stdout!.on('data', (d) => { eout += d; });
+    early.stderr!.on('data', (d) => {
+      eerr += d;
+      if (!sent && /asking the pool/.test(eerr)) { sent = true; early.kill('SIGTERM'); }
+    });
+    early.stdin!.write('wait\n');
+    const timer = setTimeout(() => early.kill('SIGKILL'), 30_000);
+    expect(await new Promise<number | null>((r) => early.on('close', (c) => r(c)))).toBe(7);
+    clearTimeout(timer);
+    expect(sent).toBe(true);
+    expect(eout).toBe('restored wait\ncaught TERM\n');
+    expect(eerr).toMatch(/served by the pool on /);
+    expect((await poolStatus(sock)).served).toBe(2);
 
     pool.child.kill('SIGTERM');
     expect(await pool.done).toBe(0);
