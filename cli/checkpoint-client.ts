@@ -21,6 +21,15 @@ export function checkpointLine(name: string, s: CheckpointAnswer): string {
   return `checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored${packed}), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`;
 }
 
+/**
+ * SNAPVISOR_TRACE_CHECKPOINT=1: the client's marks on stderr as the sandbox's (snapshots/store.ts
+ * traceCheckpoint): `[checkpoint T ms, clock W] what`, T ms since this process started, W the
+ * wall clock (ms modulo 100 s).
+ */
+function traceClient(what: string): void {
+  process.stderr.write(`[checkpoint ${performance.now().toFixed(1)} ms, clock ${((performance.timeOrigin + performance.now()) % 1e5).toFixed(1)}] ${what}\n`);
+}
+
 /** The options of a checkpoint command this module runs itself. */
 interface Parsed { root?: string; name: string; store?: string; leaveRunning: boolean; compress: boolean; timeoutMs?: number }
 
@@ -77,6 +86,8 @@ export function lightCheckpoint(args: readonly string[]): Promise<void> | undefi
   if (process.stderr.isTTY) return undefined;
   const p = parseLightCheckpoint(args);
   if (!p) return undefined;
+  const trace = process.env.SNAPVISOR_TRACE_CHECKPOINT ? traceClient : undefined;
+  trace?.('client ready');
   // Done once its line is out: exit then, without the rest of node's teardown of a quiet loop
   // (the answer → exit took 28–48 ms at load 7 here, 15–36 ms with process.exit).
   const end = (stream: NodeJS.WriteStream, line: string, status: number): Promise<void> => new Promise(() => stream.write(line, () => process.exit(status)));
@@ -84,6 +95,7 @@ export function lightCheckpoint(args: readonly string[]): Promise<void> | undefi
     try {
       const store = path.resolve(p.store ?? defaultStore());
       const r = await request(controlSocket(p.root, p.name), { op: 'checkpoint', store, leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, p.timeoutMs);
+      trace?.('client answered');
       if (!r.ok) throw new Error(`checkpoint of '${p.name}' failed: ${r.error}`);
       await end(process.stdout, checkpointLine(p.name, r as unknown as CheckpointAnswer), 0);
     } catch (e) {

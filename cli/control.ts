@@ -104,9 +104,14 @@ export async function serveControl(root: string | undefined, name: string, kerne
   });
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(sock, () => resolve()); });
   server.unref();
-  // A named sandbox is there to be checkpointed: load the store's code once things are quiet,
-  // not while the checkpoint request waits.
-  setTimeout(() => { void import('../snapshots/checkpoint.js').catch(() => undefined); }, 500).unref();
+  // A named sandbox is there to be checkpointed: load the store's code (and LevelDB's) and start
+  // the page worker once things are quiet, not while the checkpoint request waits.
+  setTimeout(() => {
+    void import('../snapshots/checkpoint.js').then(() => import('../snapshots/store.js')).then((m) => {
+      m.prestartPageWorker();
+      return m.preloadCatalogue();
+    }).catch(() => undefined);
+  }, 500).unref();
   fs.writeFileSync(meta, JSON.stringify({ name, pid: process.pid, started: new Date().toISOString() }) + '\n');
   return {
     checkpointedAway: () => away,

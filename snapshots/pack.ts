@@ -41,9 +41,10 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { type LazyPageLayer, PageSourceError } from '../src/mm/memory-file.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, decodeCbor, encodeCbor, pageCheck, readRunChecks } from './format.js';
+import { PACK_COMPRESS_OPTIONS, PACK_PIECE_BYTES } from './page-crunch.js';
 
 /** Memory-file bytes per pack chunk (1 MiB: 256 pages). */
-export const PACK_CHUNK_BYTES = 1 << 20;
+export const PACK_CHUNK_BYTES = PACK_PIECE_BYTES;
 /** Last 8 bytes of every pack. */
 const PACK_MAGIC = Buffer.from('SVPACK01');
 /** Bytes written between two early fdatasyncs (EarlySync). */
@@ -80,6 +81,13 @@ export class EarlySync {
     fs.fdatasyncSync(this.fd);
   }
 
+  /** finish(), its last fdatasync on libuv's thread pool (the caller goes on meanwhile). */
+  async finishAsync(): Promise<void> {
+    await this.inFlight;
+    if (this.failure) throw this.failure;
+    await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (e) => (e ? reject(e) : resolve())));
+  }
+
   /** Wait for the fdatasync in flight, if any (before the file is closed after a failure). */
   async settle(): Promise<void> {
     await this.inFlight;
@@ -95,12 +103,8 @@ const INDEX_ENTRY_BYTES = 24;
  * does the work, so both CPUs of a small host are used while the main thread reads the next.
  */
 const IN_FLIGHT = 3;
-/** Brotli quality 1: ~4× faster than zlib's deflate at level 1 on heap pages, and smaller. */
-const BROTLI_QUALITY = 1;
-/** Options of every chunk's compression (PackWriter.add). */
-const COMPRESS_OPTIONS: zlib.BrotliOptions = {
-  params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: PACK_CHUNK_BYTES },
-};
+/** Options of every chunk's compression (PackWriter.add, and crunchPages on the page worker): brotli quality 1. */
+const COMPRESS_OPTIONS = PACK_COMPRESS_OPTIONS;
 
 const brotliDecompress = promisify(zlib.brotliDecompress);
 /**
@@ -174,11 +178,15 @@ export class PackWriter {
    * cost 20–40 ms of the writer's thread per 231 chunks here.
    */
   add(memOffset: number, pages: Uint8Array): void {
-    this.rawBytes += pages.length;
-    const z = zlib.brotliCompressSync(pages, COMPRESS_OPTIONS);
-    this.entries.push([memOffset, this.pos, z.length, pages.length]);
+    this.addCompressed(memOffset, zlib.brotliCompressSync(pages, COMPRESS_OPTIONS), pages.length);
+  }
+
+  /** add() of a chunk compressed already (with COMPRESS_OPTIONS: crunchPages' `packed`) from `raw` bytes of pages. */
+  addCompressed(memOffset: number, z: Uint8Array, raw: number): void {
+    this.rawBytes += raw;
+    this.entries.push([memOffset, this.pos, z.length, raw]);
     this.pos += z.length;
-    this.pending.push(z);
+    this.pending.push(Buffer.isBuffer(z) ? z : Buffer.from(z.buffer, z.byteOffset, z.byteLength));
     this.pendingBytes += z.length;
     if (this.pendingBytes >= PENDING_WRITE_BYTES || this.pending.length >= 512) this.flush();
   }
@@ -208,6 +216,24 @@ export class PackWriter {
    * Returns the pack's size in bytes. Throws what the writes and syncs throw.
    */
   async finish(trailer: Omit<PackTrailer, 'v' | 'index'>): Promise<number> {
+    const bytes = this.finishWrites(trailer);
+    await this.sync.finish();
+    return bytes;
+  }
+
+  /**
+   * Write the trailer; the pack's size in bytes and its last fdatasync, under way on libuv's
+   * thread pool (`synced` rejects with what it or an early one threw; the fd stays open until it
+   * settles), so that the caller writes the checkpoint's other files meanwhile. Throws what the
+   * writes throw.
+   */
+  finishDeferred(trailer: Omit<PackTrailer, 'v' | 'index'>): { bytes: number; synced: Promise<void> } {
+    const bytes = this.finishWrites(trailer);
+    return { bytes, synced: this.sync.finishAsync() };
+  }
+
+  /** Write the chunks not written yet and the trailer; returns the pack's size in bytes. */
+  private finishWrites(trailer: Omit<PackTrailer, 'v' | 'index'>): number {
     this.flush();
     this.entries.sort((a, b) => a[0] - b[0]);
     const index = Buffer.alloc(this.entries.length * INDEX_ENTRY_BYTES);
@@ -227,7 +253,6 @@ export class PackWriter {
     writeAll(this.fd, cbor, this.pos);
     writeAll(this.fd, tail, this.pos + cbor.length);
     this.pos += cbor.length + tail.length;
-    await this.sync.finish();
     return this.pos;
   }
 }

@@ -1,9 +1,10 @@
 /**
  * Worker thread of a checkpoint's page writer: runs crunchPages (./page-crunch.ts) on each read
  * buffer it is sent, in order, and sends the buffer back with the result. Messages in:
- * `{ buf: ArrayBuffer, len, base, skip?: Uint8Array, writeFd, read?: { fd, bytes } }` (buf
- * transferred; with `read`, it is filled here first), or `'end'` (answered `'ended'`, then the
- * worker closes). Out: `{ buf, kind, checks }` (transferred) or `{ error: { message, code?,
+ * `{ buf: ArrayBuffer, len, base, skip?: Uint8Array, writeFd, read?: { fd, bytes }, pack?: { mask? } }`
+ * (buf transferred; with `read`, it is filled here first; with `pack`, its pack chunk is compressed
+ * here too), or `'end'` (answered `'ended'`, then the worker closes). Out: `{ buf, kind, checks,
+ * packed? }` (transferred but `packed`) or `{ error: { message, code?,
  * syscall? } }`. workerData: `{ status, trace }`, `status` an Int32Array of 3 on a
  * SharedArrayBuffer: element 0 it raises by one as each buffer is done (before its answer is
  * sent: the writer's thread reads it without a turn of its event loop, to share the work); with
@@ -14,7 +15,7 @@ import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { crunchPages } from './page-crunch.js';
 
-interface Job { buf: ArrayBuffer; len: number; base: number; skip?: Uint8Array; writeFd: number; read?: { fd: number; bytes: number } }
+interface Job { buf: ArrayBuffer; len: number; base: number; skip?: Uint8Array; writeFd: number; read?: { fd: number; bytes: number }; pack?: { mask?: Uint8Array } }
 
 if (parentPort) {
   const port = parentPort;
@@ -24,7 +25,7 @@ if (parentPort) {
     if (m === 'end') { port.postMessage('ended'); port.close(); return; }
     if (trace && last >= 0) waited += performance.now() - last;
     try {
-      const r = crunchPages(new Uint8Array(m.buf), m.len, m.base, m.skip, m.writeFd, m.read);
+      const r = crunchPages(new Uint8Array(m.buf), m.len, m.base, m.skip, m.writeFd, m.read, m.pack);
       if (status) {
         if (trace) {
           // This thread's utime + stime (10 ms ticks).
@@ -35,7 +36,7 @@ if (parentPort) {
         Atomics.add(status, 0, 1);
       }
       last = performance.now();
-      port.postMessage({ buf: m.buf, kind: r.kind, checks: r.checks }, [m.buf, r.kind.buffer as ArrayBuffer, r.checks.buffer as ArrayBuffer]);
+      port.postMessage({ buf: m.buf, kind: r.kind, checks: r.checks, packed: r.packed }, [m.buf, r.kind.buffer as ArrayBuffer, r.checks.buffer as ArrayBuffer]);
     } catch (e) {
       if (status) Atomics.add(status, 0, 1);
       const err = e as NodeJS.ErrnoException;

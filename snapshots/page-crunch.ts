@@ -7,13 +7,27 @@
  * moment: see ./verify-worker.ts); `npm run lint:layers` keeps it so.
  */
 import fs from 'node:fs';
+import zlib from 'node:zlib';
 import { PAGE_SIZE, ZERO_PAGE, pageCheck } from './page-format.js';
 
 /** Page kinds in a CrunchResult. */
 export const CRUNCH_ZERO = 0, CRUNCH_DATA = 1, CRUNCH_SKIPPED = 2;
 
-/** One buffer's pages: `kind[i]` (CRUNCH_*) and, for CRUNCH_DATA pages, `checks[i]` (CRC-32). */
-export interface CrunchResult { kind: Uint8Array; checks: Uint32Array }
+/**
+ * One buffer's pages: `kind[i]` (CRUNCH_*) and, for CRUNCH_DATA pages, `checks[i]` (CRC-32);
+ * when asked (`pack`), `packed`: the pack chunk of the buffer's data pages not masked, brotli
+ * compressed (`z`), and their uncompressed bytes (`raw`; 0 and no bytes when there are none).
+ */
+export interface CrunchResult { kind: Uint8Array; checks: Uint32Array; packed?: { z: Uint8Array; raw: number } }
+
+/** Memory-file bytes per pack chunk (1 MiB: 256 pages; snapshots/pack.ts PACK_CHUNK_BYTES). */
+export const PACK_PIECE_BYTES = 1 << 20;
+/** Brotli quality 1: ~4× faster than zlib's deflate at level 1 on heap pages, and smaller. */
+const BROTLI_QUALITY = 1;
+/** Options of every pack chunk's compression (here and PackWriter.add: the same bytes either way). */
+export const PACK_COMPRESS_OPTIONS: zlib.BrotliOptions = {
+  params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: PACK_PIECE_BYTES },
+};
 
 /** CRC-32 of a page of zeros. */
 const ZERO_PAGE_CHECK = pageCheck(ZERO_PAGE);
@@ -27,7 +41,7 @@ const ZERO_PAGE_CHECK = pageCheck(ZERO_PAGE);
  * offset `base` (pread; past those, or past the file's end, zeros). Throws what the read or the
  * write throws (ENOSPC, EIO…).
  */
-export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: { fd: number; bytes: number }): CrunchResult {
+export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: { fd: number; bytes: number }, pack?: { mask?: Uint8Array }): CrunchResult {
   const n = len / PAGE_SIZE;
   const kind = new Uint8Array(n), checks = new Uint32Array(n);
   const b = Buffer.from(buf.buffer, buf.byteOffset, len);
@@ -58,5 +72,26 @@ export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Ui
     if (writeFd >= 0 && from < 0) from = p;
   }
   if (writeFd >= 0) flush(len);
-  return { kind, checks };
+  return { kind, checks, packed: pack ? packChunk(b, kind, n, pack.mask) : undefined };
+}
+
+/**
+ * The pack chunk of one whole piece read into `b`: its data pages (`kind`) that `mask` does not
+ * mark (pages a pack names in host files), in order, brotli compressed with PACK_COMPRESS_OPTIONS,
+ * as PackWriter.add compresses a chunk the writer gathers itself (snapshots/store.ts writePack).
+ */
+function packChunk(b: Buffer, kind: Uint8Array, n: number, mask: Uint8Array | undefined): { z: Uint8Array; raw: number } {
+  const take = (i: number): boolean => kind[i] === CRUNCH_DATA && !mask?.[i];
+  let count = 0, first = -1, last = -1;
+  for (let i = 0; i < n; i++) if (take(i)) { count++; if (first < 0) first = i; last = i; }
+  if (count === 0) return { z: new Uint8Array(0), raw: 0 };
+  let pages: Uint8Array;
+  if (last - first + 1 === count) pages = b.subarray(first * PAGE_SIZE, (last + 1) * PAGE_SIZE);
+  else {
+    const out = Buffer.allocUnsafe(count * PAGE_SIZE);
+    let at = 0;
+    for (let i = first; i <= last; i++) if (take(i)) { b.copy(out, at, i * PAGE_SIZE, (i + 1) * PAGE_SIZE); at += PAGE_SIZE; }
+    pages = out;
+  }
+  return { z: zlib.brotliCompressSync(pages, PACK_COMPRESS_OPTIONS), raw: count * PAGE_SIZE };
 }
