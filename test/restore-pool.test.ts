@@ -177,7 +177,8 @@ describe('restore through a warm pool', () => {
     expect(await new Promise<number | null>((r) => early.on('close', (c) => r(c)))).toBe(7);
     clearTimeout(timer);
     expect(sent).toBe(true);
-    expect(eout).toBe('restored wait\ncaught TERM\n');
+    // (Delivered once the guest runs: on a loaded machine that may be before its read got the line.)
+    expect(eout).toMatch(/^(restored wait\n)?caught TERM\n$/);
     expect(eerr).toMatch(/served by the pool on /);
     expect((await poolStatus(sock)).served).toBe(2);
 
