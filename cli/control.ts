@@ -14,6 +14,11 @@ import { type ControlRequest, type ControlResponse, checkName, request, stateDir
 
 export { CONTROL_TIMEOUT_MS, type ControlRequest, type ControlResponse, checkName, controlSocket, defaultStore, request, stateDir } from './control-client.js';
 
+/** SNAPVISOR_TRACE_CHECKPOINT=1: when a checkpoint request arrives, as snapshots/store.ts traceCheckpoint marks its phases. */
+const traceRequest = process.env.SNAPVISOR_TRACE_CHECKPOINT
+  ? (what: string) => process.stderr.write(`[checkpoint ${performance.now().toFixed(1)} ms, clock ${((performance.timeOrigin + performance.now()) % 1e5).toFixed(1)}] ${what}\n`)
+  : undefined;
+
 /** Print `snapvisor: MSG` as one line on stderr. */
 export function fail(msg: string): void {
   fs.writeSync(2, `snapvisor: ${msg}\n`);
@@ -76,6 +81,7 @@ export async function serveControl(root: string | undefined, name: string, kerne
         return;
       }
       if (req.op === 'checkpoint') {
+        traceRequest?.('request received');
         if (busy) return reply({ ok: false, error: 'a checkpoint of this sandbox is already in progress' });
         busy = true;
         try {

@@ -13,7 +13,7 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, type StoreOpening, cancelStoreOpening, checkRootfs, openStoreEarly, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
+import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, cancelStoreOpening, checkRootfs, openStoreEarly, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, readRunChecks, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
@@ -43,20 +43,6 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
 }): Promise<CheckpointResult> {
   const t0 = performance.now();
   traceCheckpoint?.('start');
-  // The store's catalogue opens (LevelDB: its log replayed, synced) while the guest is quiesced
-  // and captured; given up (closed) if the checkpoint fails before it is written.
-  const opening = openStoreEarly(storeDir);
-  let handedOver = false;
-  try {
-    const r = await checkpointWith(kernel, storeDir, opts, t0, opening, () => { handedOver = true; });
-    return r;
-  } finally {
-    if (!handedOver) cancelStoreOpening(opening);
-  }
-}
-
-/** checkpointKernel, with its store opening: `handOver()` is called once writeCheckpoint owns `opening`. */
-async function checkpointWith(kernel: Kernel, storeDir: string, opts: Parameters<typeof checkpointKernel>[2], t0: number, opening: StoreOpening, handOver: () => void): Promise<CheckpointResult> {
   await kernel.quiesce();
   traceCheckpoint?.('quiesced');
   if (kernel.exitInfo) throw new SnapshotError('the sandbox exited before it could be checkpointed');
@@ -96,15 +82,24 @@ async function checkpointWith(kernel: Kernel, storeDir: string, opts: Parameters
   const pauseMs = performance.now() - t0;
   traceCheckpoint?.('captured');
   if (opts.leaveRunning) kernel.thaw();
-  // Where the data is (~15 ms per GiB) and which pages the host's files hold (a stat per file),
-  // found once the guest runs on: the captured graph and held blocks do not change meanwhile.
-  const { sizeBytes, read, readInto, fd } = captured.memory;
-  const filePages = opts.compress ? hostFilePages(kernel, captured.graph, sizeBytes) : undefined;
-  const memory: MemorySource = { sizeBytes, populated: captured.memory.populated(), read, readInto, fd, inherited, hostFilePages: filePages };
-  traceCheckpoint?.('data found');
+  // The store's catalogue opens from here (LevelDB: its log replayed, synced, on the thread pool)
+  // while the data is found and the graph encoded, not after; closed if the write never begins.
+  // Not before the capture: its JavaScript would run in the guest's pause.
+  const opening = openStoreEarly(storeDir);
   let summary: CheckpointSummary;
   try {
-    handOver();
+    // Where the data is (~15 ms per GiB) and which pages the host's files hold (a stat per file),
+    // found once the guest runs on: the captured graph and held blocks do not change meanwhile.
+    let memory: MemorySource;
+    try {
+      const { sizeBytes, read, readInto, fd } = captured.memory;
+      const filePages = opts.compress ? hostFilePages(kernel, captured.graph, sizeBytes) : undefined;
+      memory = { sizeBytes, populated: captured.memory.populated(), read, readInto, fd, inherited, hostFilePages: filePages };
+    } catch (e) {
+      cancelStoreOpening(opening);
+      throw e;
+    }
+    traceCheckpoint?.('data found');
     summary = await writeCheckpoint(storeDir, captured.graph, memory, { name: opts.name, parent: opts.parent ?? (sameStore ? origin!.parent || undefined : lastCheckpoint.get(kernel)?.[path.resolve(storeDir)]) }, opts.onProgress, { compress: opts.compress, opening });
     if (tracking) finishTracking(kernel, tracking, summary);
   } catch (e) {

@@ -1955,8 +1955,8 @@ export interface StoreOpening {
 /**
  * Begin opening the catalogue of store `storeDir` (created if needed) for a checkpoint about to be
  * written there (`WriteOptions.opening`): LevelDB's open (10–60 ms here, most of it on the thread
- * pool: its log replayed into a table, synced) then runs while the guest is quiesced and captured,
- * not after. The caller must hand it to writeCheckpoint or give it up with `cancelStoreOpening`
+ * pool: its log replayed into a table, synced) then runs while the checkpoint finds its data and
+ * encodes its graph, not after. The caller must hand it to writeCheckpoint or give it up with `cancelStoreOpening`
  * (which closes it): it holds the store's lock meanwhile.
  */
 export function openStoreEarly(storeDir: string): StoreOpening {
