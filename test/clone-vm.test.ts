@@ -99,6 +99,40 @@ describe('clone(CLONE_VM) shares the address space', () => {
     expect(sv.status).toBe(0);
   });
 
+  it('under --memory, a vfork child that fills the shared address space is OOM-killed with its parent (the OOM killer kills every process of the mm, mm/oom_kill.c)', async () => {
+    const prog = compileStatic('clone-vm-oom', String.raw`
+      #define _GNU_SOURCE
+      #include <stdio.h>
+      #include <string.h>
+      #include <sys/mman.h>
+      #include <sys/wait.h>
+      #include <unistd.h>
+      int main(void) {
+        setvbuf(stdout, NULL, _IONBF, 0);
+        printf("ready\n");
+        pid_t c = vfork();
+        if (c == 0) {
+          /* 16 MiB at a time: one mapping larger than the limit fails at once (ENOMEM). */
+          for (int k = 0; k < 16; k++) {
+            size_t len = 16u << 20;
+            char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED) _exit(9);
+            for (size_t i = 0; i < len; i += 4096) m[i] = 1;
+          }
+          _exit(0);
+        }
+        int st;
+        waitpid(c, &st, 0);
+        printf("parent resumed\n");
+        return 0;
+      }`);
+    const r = await snapvisor(['run', '--memory', '64M', '--', prog], { timeoutMs: 60_000 });
+    expect(r.timedOut).toBe(false);
+    expect(r.stdout.toString()).toBe('ready\n');
+    expect(r.status).toBe(137);
+    expect(r.stderr).toMatch(/out of memory \(limit 64 MiB\): killed process 2 /);
+  });
+
   it('a vfork child sharing its parent\'s memory across checkpoint and restore: its store after the restore is the parent\'s', async () => {
     const prog = compileStatic('clone-vm-checkpoint', String.raw`
       #define _GNU_SOURCE

@@ -140,6 +140,14 @@ export class MemoryLimit {
     const { rss, vm } = this.footprint(tg);
     const comm = this.k.state.tasks[tg.tids[0]]?.comm ?? '?';
     this.k.log(`snapvisor: out of memory (limit ${mib(this.limit)}): killed process ${tg.tgid} (${comm}), total-vm ${Math.round(vm / 1024)} kB, rss ${Math.round(rss / 1024)} kB`);
+    // Processes sharing its address space (a vfork or CLONE_VM child, or its parent) die with it:
+    // killing one alone frees nothing (mm/oom_kill.c __oom_kill_process).
+    const s = this.k.state;
+    const asId = s.tasks[tg.tids[0]]?.addressSpaceId;
     this.k.signals.send(tg.tgid, SIGKILL, { signo: SIGKILL, code: SI_KERNEL });
+    for (const o of Object.values(s.threadGroups)) {
+      if (o.tgid === tg.tgid || o.zombie || !o.tids.length || s.tasks[o.tids[0]]?.addressSpaceId !== asId) continue;
+      this.k.signals.send(o.tgid, SIGKILL, { signo: SIGKILL, code: SI_KERNEL });
+    }
   }
 }
