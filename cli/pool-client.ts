@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import util from 'node:util';
 import { closeFd, connectUnix, sendFds } from '../platforms/host/fd-passing.js';
 import { takeHeldSignals } from './early-signals.js';
 import { dropRegistration, type PoolRegistration } from './pool-registry.js';
@@ -55,6 +56,9 @@ export function lines(sock: net.Socket, on: (v: Record<string, unknown>) => void
 /** Signals `pool take` relays; the keyboard's go to the guest's foreground process group, the rest to its init (the clone decides). */
 const RELAYED = ['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH', 'SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGCONT'] as const;
 
+/** An errno in words as libuv says it (32 → "broken pipe"), or its number if libuv does not know it. */
+const errnoWords = (errno: number): string => util.getSystemErrorMap().get(-errno)?.[1] ?? `errno ${errno}`;
+
 /** `snapvisor: MSG` on stderr, one line. */
 const failLine = (msg: string): void => { fs.writeSync(2, `snapvisor: ${msg}\n`); };
 
@@ -69,7 +73,7 @@ export async function poolTake(socket: string, fail: (msg: string) => void = fai
   const sockPath = path.resolve(socket);
   const t = await takeClone(sockPath, { op: 'take' });
   if (t.status !== undefined) return t.status;
-  fail(t.connectError ? `no pool is serving on ${sockPath} (${t.connectError})` : t.sendErrno ? `pool on ${sockPath}: the request could not be sent (errno ${t.sendErrno})`
+  fail(t.connectError ? `no pool is serving on ${sockPath} (${t.connectError})` : t.sendErrno ? `pool on ${sockPath}: the request could not be sent (${errnoWords(t.sendErrno)}): is it a pool's socket?`
     : t.error ? `pool on ${sockPath}: ${t.error}` : t.started ? 'the clone running this take died before its sandbox ended' : `pool on ${sockPath} closed the connection without handing over a clone`);
   return 125;
 }

@@ -129,6 +129,10 @@ export async function importCheckpoint(storeDir: string, file: string, onProgres
       at += got;
     }
     if (!hash.digest().equals(top.subarray(8, 40))) throw new SnapshotError(`${file} is corrupt or truncated (checksum mismatch)`);
+  } catch (e) {
+    // A directory opens but does not read (EISDIR); an I/O error mid-file: the file, in words.
+    if (e instanceof SnapshotError) throw e;
+    throw new SnapshotError(`cannot read ${file}: ${hostError(e)}`);
   } finally {
     fs.closeSync(fd);
   }
