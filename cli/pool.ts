@@ -179,7 +179,10 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   process.once('exit', dropCache);
   const startProbe = (clone: Clone): boolean => {
     let r = -1;
-    cacheDir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'snapvisor-pool-'));
+    if (!cacheDir) {
+      dropOrphanCacheDirs();
+      cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), `snapvisor-pool-${process.pid}-`));
+    }
     const nulIn = fs.openSync('/dev/null', 'r'), nulOut = fs.openSync('/dev/null', 'w');
     try { r = sendFds(clone.host.ctl, Buffer.from(JSON.stringify({ op: 'probe', slot: clone.slot, codeCache: path.join(cacheDir, 'clone.cache') }) + '\n'), [nulIn, nulOut, nulOut]); } finally { fs.closeSync(nulIn); fs.closeSync(nulOut); }
     if (r < 0) return false;
@@ -601,6 +604,21 @@ interface Slot {
   host: LinuxHostServices;
   rec: ReturnType<typeof recordWorkingSet>;
   state: 'waiting' | 'running' | 'done';
+}
+
+/**
+ * Remove the code-cache directories (`$TMPDIR/snapvisor-pool-PID-*`) of pools that died without
+ * removing theirs (SIGKILL): PID no longer runs. A pid reused since keeps its directory, harmless.
+ */
+function dropOrphanCacheDirs(): void {
+  let names: string[] = [];
+  try { names = fs.readdirSync(os.tmpdir()); } catch { return; }
+  for (const name of names) {
+    const pid = Number(/^snapvisor-pool-(\d+)-/.exec(name)?.[1] ?? 0);
+    if (!pid || pid === process.pid) continue;
+    try { process.kill(pid, 0); continue; } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ESRCH') continue; }
+    try { fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true }); } catch { /* another pool got there first */ }
+  }
 }
 
 /**

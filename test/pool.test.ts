@@ -6,8 +6,9 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { poolStatus } from '../cli/pool-client.js';
 import { CLI, freshDir, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
@@ -30,9 +31,19 @@ describe('warm pools', () => {
   it('serves 50 takes, each with the caller\'s stdin, stdout and exit status, and refuses a second pool on its socket', async () => {
     const store = freshDir('pool-store'), sock = path.join(freshDir('pool-sock'), 'p.sock');
     const id = await makeCheckpoint(store);
+    // The code-cache directory a SIGKILLed pool left (its pid no longer runs) goes when this pool's
+    // probe makes its own; one of a pid that runs stays.
+    const deadPid = spawnSync('true').pid!;
+    const orphanDir = path.join(os.tmpdir(), `snapvisor-pool-${deadPid}-test`), liveDir = path.join(os.tmpdir(), `snapvisor-pool-${process.pid}-test`);
+    fs.mkdirSync(orphanDir, { recursive: true });
+    fs.writeFileSync(path.join(orphanDir, 'clone.cache'), 'x');
+    fs.mkdirSync(liveDir, { recursive: true });
     // SNAPVISOR_TRACE_STARTUP: each process (the pool's, its clones') says whether it used a code cache.
     const pool = startPool(id, store, sock, 3, [], { ...process.env, SNAPVISOR_TRACE_STARTUP: '1' });
     expect(await pool.waitFor((l) => l.startsWith('pool serving'), 60_000)).toBe(`pool serving checkpoint ${id} on ${sock} (3 clones ready)`);
+    expect(fs.existsSync(orphanDir)).toBe(false);
+    expect(fs.existsSync(liveDir)).toBe(true);
+    fs.rmdirSync(liveDir);
     // The probe's process (other V8 flags than the build's cache) compiled the bundle itself; the
     // process hosting the 3 clones, started after it, used the code cache it wrote, as did the
     // pool's own process (the build's).
