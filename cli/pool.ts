@@ -317,7 +317,10 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       }
     });
     ctl.on('error', () => undefined);
-    child.on('exit', () => {
+    child.on('exit', (code, signal) => {
+      // Its takes' callers each say their clone died; which way the process went is said here.
+      const taken = host.slots.filter((c) => c.state === 'taken').length;
+      if (taken && (signal || code !== 0)) fail(`pool: clone process ${host.pid} ended (${signal ? `signal ${signal}` : `status ${code}`}) while ${taken} ${taken === 1 ? 'take was' : 'takes were'} running`);
       hosts.delete(host);
       let failedStart = false;
       for (const c of host.slots) {
@@ -718,6 +721,8 @@ export async function poolHost(store: string, id: string, count: number): Promis
     stray(e);
     process.exit(70);
   });
+  // A hosting process that goes while guests run (their callers see their clones die) says why it went.
+  process.on('exit', (code) => { if (running) stray(`exiting with status ${code} while ${running} of its clones run`); });
   await ended;
   return 0;
 }
