@@ -51,7 +51,7 @@ export function registerPool(store: string, id: string, socket: string): (() => 
 }
 
 /** Whether process `pid` exists (kill(pid, 0); EPERM: it exists, as another user's). */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 

@@ -17,7 +17,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeFd, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
 import { LinuxHostServices } from '../platforms/host/host-services.js';
 import { defaultStore, fail } from './control.js';
-import { registerPool } from './pool-registry.js';
+import { alive, registerPool } from './pool-registry.js';
 import { lines } from './pool-client.js';
 import type vm from 'node:vm';
 import type { Kernel } from '../src/kernel/kernel.js';
@@ -618,8 +618,7 @@ function dropOrphanCacheDirs(): void {
   try { names = fs.readdirSync(os.tmpdir()); } catch { return; }
   for (const name of names) {
     const pid = Number(/^snapvisor-pool-(\d+)-/.exec(name)?.[1] ?? 0);
-    if (!pid || pid === process.pid) continue;
-    try { process.kill(pid, 0); continue; } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ESRCH') continue; }
+    if (!pid || pid === process.pid || alive(pid)) continue;
     try { fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true }); } catch { /* another pool got there first */ }
   }
 }
