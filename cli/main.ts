@@ -348,7 +348,7 @@ Example:
   .action(guarded(async (opts) => {
     const { gcStore } = await import('../snapshots/store.js');
     const r = await gcStore(opts.store ?? defaultStore());
-    process.stdout.write(`removed ${r.removedFiles} files, ${mib(r.freedBytes)} freed\n`);
+    process.stdout.write(`removed ${r.removedFiles} file${r.removedFiles === 1 ? '' : 's'}, ${mib(r.freedBytes)} freed\n`);
   }));
 
 program
@@ -367,7 +367,7 @@ Examples:
     if (!opts.store && !/^[0-9a-f]{4,16}$/.test(id)) throw new Error(`container ${id} does not exist`);
     const { deleteCheckpoint } = await import('../snapshots/store.js');
     try {
-      await deleteCheckpoint(opts.store ?? defaultStore(), id);
+      process.stdout.write(`deleted checkpoint ${await deleteCheckpoint(opts.store ?? defaultStore(), id)}\n`);
     } catch (e) {
       if (!opts.store && /not found|no checkpoint store/.test((e as Error).message)) throw new Error(`container or checkpoint ${id} does not exist`);
       throw e;

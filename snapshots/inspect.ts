@@ -13,6 +13,7 @@ import type { AddressSpaceState, KernelState, OpenFileState, SockAddr } from '..
 import { CLOCK_REALTIME, CLOCK_REALTIME_ALARM, O_PATH } from '../src/abi/linux.js';
 import { type PagemapRun, runLayer } from './format.js';
 import { mountFlagsText } from '../src/vfs/mounts.js';
+import { mapsRuns } from '../src/mm/maps-merge.js';
 import { type OpenedCheckpoint, openCheckpoint } from './store.js';
 import type { SocketFile } from '../src/files/socket.js';
 
@@ -240,10 +241,12 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
           offset: f.offset, what: describe(g, f),
         };
       });
-      const mappings = (as?.vmas ?? []).map((v) => {
-        const size = v.end - v.start;
+      // One row per line of the guest's /proc/PID/maps (a python heap is hundreds of our VMAs).
+      const mappings = mapsRuns(as?.vmas ?? []).map((run) => {
+        const v = run[0], end = run[run.length - 1].end;
         return {
-          start: hex(v.start), end: hex(v.end), sizeBytes: size, storedBytes: storedIn(opened.runs, v.fileOffset, size),
+          start: hex(v.start), end: hex(end), sizeBytes: end - v.start,
+          storedBytes: run.reduce((n, w) => n + storedIn(opened.runs, w.fileOffset, w.end - w.start), 0),
           perms: (v.prot & 1 ? 'r' : '-') + (v.prot & 2 ? 'w' : '-') + (v.prot & 4 ? 'x' : '-') + (v.flags & 1 ? 's' : 'p'),
           name: v.name,
         };

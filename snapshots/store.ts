@@ -770,10 +770,10 @@ export async function listCheckpoints(storeDir: string): Promise<CheckpointSumma
  * in one atomic batch, then its page file (restores already running keep their open
  * copy). Then the store is swept: catalogue records and page files without a manifest
  * (left by interrupted writes) are deleted. Throws SnapshotError if the store or
- * checkpoint does not exist or the prefix is ambiguous.
+ * checkpoint does not exist or the prefix is ambiguous. Returns the full id deleted.
  */
-export async function deleteCheckpoint(storeDir: string, id: string): Promise<void> {
-  await withStore(storeDir, 'existing', async (db) => {
+export async function deleteCheckpoint(storeDir: string, id: string): Promise<string> {
+  return withStore(storeDir, 'existing', async (db) => {
     const dir = resolvePath(storeDir);
     const fullId = await resolveId(db, storeDir, id, metaIds(dir));
     fs.rmSync(metaPath(dir, fullId), { force: true });
@@ -783,6 +783,7 @@ export async function deleteCheckpoint(storeDir: string, id: string): Promise<vo
     // A page file that later checkpoints inherit pages from stays until none does (collectGarbage).
     if (!(await inheritedPageFiles(db)).has(fullId)) removePageFiles(dir, fullId);
     await collectGarbage(db, dir);
+    return fullId;
   });
 }
 

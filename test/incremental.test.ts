@@ -77,6 +77,7 @@ describe('incremental checkpoints', () => {
     // Deleting the first keeps the page file the others inherit from; they still restore.
     const del = await snapvisor(['delete', c1.id, '--store', store]);
     expect(del.stderr).toBe('');
+    expect(del.stdout.toString()).toBe(`deleted checkpoint ${c1.id}\n`);
     expect(del.status).toBe(0);
     expect(fs.existsSync(path.join(store, 'pages', c1.id))).toBe(true);
     expect(fs.existsSync(path.join(store, 'meta', c1.id))).toBe(false);

@@ -12,8 +12,9 @@ import type { Kernel } from '../kernel/kernel.js';
 import type { Vma } from '../kernel/state.js';
 import { credsOf, ptraceMayAccess } from '../kernel/creds.js';
 import type { SyntheticMount, SyntheticNode } from './vfs.js';
-import { MAP_ANONYMOUS, S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
+import { S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
 import { procStatus } from './proc-status.js';
+import { mapsRuns } from '../mm/maps-merge.js';
 import { mountLines } from './mounts.js';
 import { PROC_NET_FILES, type ProcNetFile, procNetText } from './proc-net.js';
 import { NO_USAGE, groupUsage } from '../kernel/cputime.js';
@@ -189,21 +190,7 @@ export function procMount(k: Kernel): SyntheticMount {
   };
 }
 
-/**
- * VMAs as Linux would show them in /proc/PID/maps: neighbours that Linux's vma_merge would have
- * kept as one (same protection, flags and name; a file mapping's offsets continuing) are one
- * line. Ours stay apart where their memory-file blocks differ (a heap grown by brk, a private
- * file mapping split by copy-on-write), which is no business of the guest's.
- */
+/** VMAs as Linux would show them in /proc/PID/maps: each run that vma_merge would have kept as one VMA is one line. */
 function guestVisibleVmas(vmas: readonly Vma[]): Vma[] {
-  const out: Vma[] = [];
-  for (const v of vmas) {
-    const last = out[out.length - 1];
-    const anon = (v.flags & MAP_ANONYMOUS) !== 0 || v.name === '' || v.name.startsWith('[');
-    if (last && last.end === v.start && last.prot === v.prot && last.flags === v.flags && last.name === v.name &&
-        (anon || last.pgoff + (last.end - last.start) === v.pgoff)) {
-      out[out.length - 1] = { ...last, end: v.end };
-    } else out.push(v);
-  }
-  return out;
+  return mapsRuns(vmas).map((run) => ({ ...run[0], end: run[run.length - 1].end }));
 }
