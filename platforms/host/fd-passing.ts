@@ -121,7 +121,9 @@ export function waitReadable(fd: number, timeoutMs = -1): Promise<boolean> {
   v.setInt32(0, fd, true);
   v.setInt16(4, 1 /* POLLIN */, true);
   return new Promise((resolve, reject) => {
-    pollFn.async(pfd, 1, timeoutMs, (err: Error | null, n: number) => (err ? reject(err) : resolve(n > 0)));
+    // pfd is used in the callback so that it outlives the call (koffi's asynchronous call holds
+    // no reference to it, and poll(2) writes revents into it as it returns: host-streams.ts).
+    pollFn.async(pfd, 1, timeoutMs, (err: Error | null, n: number) => (err ? reject(err) : resolve(n > 0 && v.getInt16(6, true) !== 0)));
   });
 }
 

@@ -76,10 +76,16 @@ export class HostStreams {
     v.setInt32(0, fd, true);
     v.setInt16(4, POLLIN, true);
     libc.poll.async(pfd, 1, POLL_SLICE_MS, (err: unknown, n: number) => {
+      // Read through v, which keeps pfd alive until the call has returned: koffi's asynchronous
+      // call holds no reference to its arguments, and poll(2) writes revents into pfd as it
+      // returns. Collected meanwhile (nothing referred to it), its freed memory took that write:
+      // the hosting process of pool-host's three clones aborted ("malloc(): smallbin double
+      // linked list corrupted") right after its takes' stdin became readable.
+      const revents = err ? 0 : v.getInt16(6, true);
       this.polling.delete(fd);
       const s = this.ready.get(fd);
       if (!s?.size || this.destroyed) return;
-      if (!err && n > 0) {
+      if (n > 0 && revents !== 0) {
         // The waiters run in a microtask, not inside koffi's completion callback: JavaScript
         // there is a Node-API callback, whose exceptions would escape through koffi.
         queueMicrotask(() => {
