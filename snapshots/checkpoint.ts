@@ -93,7 +93,9 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
     let memory: MemorySource;
     try {
       const { sizeBytes, read, readInto, fd } = captured.memory;
-      const filePages = opts.compress ? hostFilePages(kernel, captured.graph, sizeBytes) : undefined;
+      const cached = opts.compress || backed ? cachedFileBlocks(kernel, captured.graph) : [];
+      if (backed) dropChangedFiles(kernel, cached, backed, tracking);
+      const filePages = opts.compress ? hostFilePages(cached, sizeBytes) : undefined;
       memory = { sizeBytes, populated: captured.memory.populated(), read, readInto, fd, inherited, hostFilePages: filePages };
     } catch (e) {
       cancelStoreOpening(opening);
@@ -120,18 +122,20 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   return { ...summary, pauseMs };
 }
 
+/** A block of the kernel's page cache: which host file's bytes it holds, and whether that file is still as it was read. */
+interface CachedFileBlock { path: string; size: number; mtimeMs: number; memOffset: number; fileOffset: number; len: number; same: boolean }
+
 /**
- * The pages of the kernel's page cache (private mappings of host files: their bytes as the
- * file holds them, never written in place) whose file is in the sandbox's root filesystem and
- * still has the size and mtime the cache recorded: a checkpoint names them instead of storing
- * them, and a restore reads them back from the file (snapshots/pack.ts). Files of volumes, and
- * files changed since they were mapped, are stored like any page.
+ * The blocks of the kernel's page cache (private mappings of host files: their bytes as the file
+ * holds them, never written in place) in `graph`, each with whether its file is in the sandbox's
+ * root filesystem and still has the size and mtime the cache recorded (one open and fstat per
+ * file, beneath the sandbox's root). Files of volumes, and files gone, unreadable or changed
+ * since they were read, are not `same`.
  */
-function hostFilePages(kernel: Kernel, graph: KernelState, sizeBytes: number): HostFilePages | undefined {
+function cachedFileBlocks(kernel: Kernel, graph: KernelState): CachedFileBlock[] {
   const cache = graph.memoryFile.pageCache;
-  if (!cache) return undefined;
-  const pageBlock = new Uint32Array(Math.ceil(sizeBytes / PAGE_SIZE));
-  const blocks: HostFilePages['blocks'] = [];
+  if (!cache) return [];
+  const out: CachedFileBlock[] = [];
   const stillSame = new Map<string, boolean>();
   for (const [key, memOffset] of Object.entries(cache)) {
     const block = graph.memoryFile.blocks[memOffset];
@@ -151,12 +155,47 @@ function hostFilePages(kernel: Kernel, graph: KernelState, sizeBytes: number): H
       } catch { /* gone or unreadable: its pages are stored */ }
       stillSame.set(idKey, same);
     }
-    if (!same) continue;
-    blocks.push({ path, size: Number(size), mtimeMs: Number(mtimeMs), memOffset, fileOffset: Number(fileOffset), len: Number(len) });
-    const first = memOffset / PAGE_SIZE, n = Math.ceil(Math.min(Number(len), block.len) / PAGE_SIZE);
+    out.push({ path, size: Number(size), mtimeMs: Number(mtimeMs), memOffset, fileOffset: Number(fileOffset), len: Math.min(Number(len), block.len), same });
+  }
+  return out;
+}
+
+/**
+ * The page-cache pages whose file is unchanged (cachedFileBlocks): a compressed checkpoint names
+ * them instead of storing them, and a restore reads them back from the file
+ * (snapshots/pack.ts). Files of volumes, and files changed since they were mapped, are stored
+ * like any page.
+ */
+function hostFilePages(cached: CachedFileBlock[], sizeBytes: number): HostFilePages | undefined {
+  const pageBlock = new Uint32Array(Math.ceil(sizeBytes / PAGE_SIZE));
+  const blocks: HostFilePages['blocks'] = [];
+  for (const c of cached) {
+    if (!c.same) continue;
+    blocks.push({ path: c.path, size: c.size, mtimeMs: c.mtimeMs, memOffset: c.memOffset, fileOffset: c.fileOffset, len: c.len });
+    const first = c.memOffset / PAGE_SIZE, n = Math.ceil(c.len / PAGE_SIZE);
     for (let i = 0; i < n && first + i < pageBlock.length; i++) pageBlock[first + i] = blocks.length;
   }
   return blocks.length ? { pageBlock, blocks } : undefined;
+}
+
+/**
+ * Page-cache pages of files changed since they were read are not inherited (`backed` set to 0
+ * there: this checkpoint reads and stores their bytes): the layer that holds them may name the
+ * file instead of holding its bytes, and a restore would then refuse the checkpoint for the
+ * file's change. Pages this checkpoint's tracking left clean with that older layer (`tracking`,
+ * see beginTracking: `backed` excepted them) count as clean pages of this checkpoint instead.
+ */
+function dropChangedFiles(kernel: Kernel, cached: CachedFileBlock[], backed: Uint8Array, tracking: Tracking | undefined): void {
+  for (const c of cached) {
+    if (c.same) continue;
+    const first = c.memOffset / PAGE_SIZE, last = Math.min(backed.length, first + Math.ceil(c.len / PAGE_SIZE));
+    for (let p = first; p < last; p++) {
+      const k = backed[p];
+      if (!k) continue;
+      backed[p] = 0;
+      if (tracking) kernel.relabelClean(p * PAGE_SIZE, PAGE_SIZE, k, tracking.layer);
+    }
+  }
 }
 
 /** A checkpoint's write tracking begun at its capture (beginTracking), finished once it is written. */

@@ -852,6 +852,13 @@ export class Kernel {
         writable.push(...as.holdForSnapshot(user, held));
       }
       for (const ino of Object.values(this.state.fs.inodes)) if (ino.shared) writable.push([ino.shared.offset, ino.shared.capacity]);
+      // The page cache's blocks no guest maps now (files mapped and unmapped, an exec's segments
+      // of an ended process): host-file bytes, never written in place, held like the mapped ones
+      // so that none is freed and reused while the write reads it, and so that a write tracking
+      // checkpoint counts them clean (the next one inherits them instead of reading them again).
+      for (const b of Object.values(this.state.memoryFile.pageCache ?? {})) {
+        if (!held.has(b) && this.state.memoryFile.blocks[b]) { held.add(b); mf.ref(b, user, 1); }
+      }
       writable.sort((a, b) => a[0] - b[0]);
       const data = mf.populatedRanges(writable);
       let copiedTo = 0;
