@@ -13,7 +13,7 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, cancelStoreOpening, checkRootfs, openStoreEarly, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
+import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, cancelStoreOpening, checkRootfs, openStoreEarly, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, settleCatalogue, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, readRunChecks, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
@@ -21,6 +21,13 @@ import { hostInetDescriptions } from '../src/net/hostinet.js';
 import { pageFileDataRanges, verifyPages } from './pages.js';
 import { hostIdentity } from '../src/vfs/host-files.js';
 import { hostCpuFeatures, missingCpuFeatures } from '../platforms/host/cpu-features.js';
+
+/**
+ * After a checkpoint that leaves its sandbox running, the store's catalogue is settled (its log
+ * made a table: settleCatalogue) this many ms later, off the answer's path and not in the
+ * pause of a checkpoint that follows at once.
+ */
+const SETTLE_DELAY_MS = 200;
 
 export interface CheckpointResult extends CheckpointSummary {
   /** Time the guest was stopped (quiesce + capture), ms. */
@@ -116,6 +123,9 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   if (after && after.storeDir === path.resolve(storeDir)) after.parent = summary.id;
   else lastCheckpoint.set(kernel, { ...lastCheckpoint.get(kernel), [path.resolve(storeDir)]: summary.id });
   opts.onWritten?.(summary);
+  // The sandbox runs on and is likely to be checkpointed into this store again: LevelDB's log of
+  // this checkpoint is turned into a table once things are quiet, not in the next one's open.
+  if (opts.leaveRunning) setTimeout(() => void settleCatalogue(storeDir), SETTLE_DELAY_MS).unref();
   traceCheckpoint?.('written');
   if (!opts.leaveRunning) kernel.kill();
   if (!opts.leaveRunning) traceCheckpoint?.('sandbox killed');
