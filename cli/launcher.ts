@@ -1,5 +1,8 @@
 /**
- * The `snapvisor` bin, dist/bundle/main.js (scripts/bundle.mjs builds it from this file): holds
+ * The CLI's launcher, dist/bundle/main.js (scripts/bundle.mjs builds it from this file), which the
+ * `snapvisor` bin (dist/bundle/snapvisor, the native front cli/front/front.c) execs with node for
+ * whatever it does not run itself (docs/cli.md, "How the bin starts"); `node main.js …` works
+ * the same. It holds
  * early signals, then compiles the CLI's bundle, dist/bundle/snapvisor.cjs (cli/bundle-entry.ts),
  * with a V8 code cache the build wrote beside it (snapvisor.cjs.{full,light}.cache), evaluates it and runs
  * the command. With the cache V8 deserializes the bundle's compiled code instead of parsing and
@@ -22,6 +25,13 @@ import vm from 'node:vm';
 import { commandOf, holdEarlySignals } from './early-signals.js';
 
 holdEarlySignals(process.argv);
+// SIGTERM/SIGHUP the native front (cli/front/front.c) held while a restore's take of a pool ran
+// nothing: held on here, as if they came now.
+const frontHeld = process.env.SNAPVISOR_FRONT_HELD;
+if (frontHeld !== undefined) {
+  delete process.env.SNAPVISOR_FRONT_HELD;
+  for (const sig of frontHeld.split(',')) if (sig === 'SIGTERM' || sig === 'SIGHUP') process.emit(sig, sig);
+}
 
 /** The CLI bundle's exports (cli/bundle-entry.ts). */
 interface Bundle {

@@ -14,7 +14,7 @@ import path from 'node:path';
 import util from 'node:util';
 import { closeFd, connectUnix, sendFds } from '../platforms/host/fd-passing.js';
 import { takeHeldSignals } from './early-signals.js';
-import { dropRegistration, type PoolRegistration } from './pool-registry.js';
+import { dropRegistration, type PoolRegistration, relinkServing } from './pool-registry.js';
 
 /**
  * What `{"op":"status"}` answers: clone counts, hosting processes, takes served, the recorded
@@ -173,6 +173,8 @@ export async function restoreFromPool(pools: readonly PoolRegistration[]): Promi
     }, false);
     if (t.status !== undefined || t.started) {
       if (t.status === undefined) failLine('the clone running this restore died before its sandbox ended');
+      // The next restore of it from the native front goes straight to a pool that serves.
+      relinkServing(p);
       process.exitCode = t.status ?? 125;
       return true;
     }

@@ -2,7 +2,8 @@
  * Warm pools registered in their checkpoint store (docs/pools.md, "Restore through a pool"): a
  * `pool serve` writes `pools/<id>.<pid>.json` under its store while it serves (JSON
  * `{"v":1,"checkpoint":ID,"socket":PATH,"pid":PID}`, written as `….tmp` and renamed into place,
- * removed when it stops), so that `snapvisor restore ID` can hand its caller a clone of that
+ * removed when it stops), and points the symlink `pools/<id>.sock` at its socket (the bin's
+ * native front connects there, cli/front/front.c), so that `snapvisor restore ID` can hand its caller a clone of that
  * pool instead of restoring in its own process. The bin's launcher (cli/launcher.ts) reads them
  * before loading the CLI's bundle: this module uses node:fs and node:path only. A registration
  * whose pool is dead (its pid gone, or its socket refusing connections: cli/pool-client.ts
@@ -39,15 +40,46 @@ export function registerPool(store: string, id: string, socket: string): (() => 
     fs.rmSync(tmp, { force: true });
     return (e as Error).message;
   }
+  publishLink(store, id, socket);
   let done = false;
   const remove = () => {
     if (done) return;
     done = true;
     fs.rmSync(file, { force: true });
+    unpublishLink(store, id, socket);
     process.off('exit', remove);
   };
   process.on('exit', remove);
   return remove;
+}
+
+/** The well-known name of a pool of checkpoint `id` in `store`: `pools/<id>.sock`, a symlink to its socket. */
+export function poolLink(store: string, id: string): string {
+  return path.join(store, POOLS_DIR, `${id}.sock`);
+}
+
+/**
+ * Point `pools/<id>.sock` of `store` at `socket` (made as `….<pid>.tmp` and renamed over any
+ * older link: the newest pool wins), so that the bin's native front (cli/front/front.c) connects
+ * to a pool of a full id without listing the directory. Best effort: a store where it cannot be
+ * made only leaves restores to the registrations.
+ */
+export function publishLink(store: string, id: string, socket: string): void {
+  const link = poolLink(store, id);
+  const tmp = `${link}.${process.pid}.tmp`;
+  try {
+    fs.rmSync(tmp, { force: true });
+    fs.symlinkSync(socket, tmp);
+    fs.renameSync(tmp, link);
+  } catch {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/** Remove `pools/<id>.sock` of `store` if it points at `socket` (another pool's stays). */
+export function unpublishLink(store: string, id: string, socket: string): void {
+  const link = poolLink(store, id);
+  try { if (fs.readlinkSync(link) === socket) fs.rmSync(link, { force: true }); } catch { /* none, or not a link */ }
 }
 
 /** Whether process `pid` exists (kill(pid, 0); EPERM: it exists, as another user's). */
@@ -69,7 +101,12 @@ export function poolsServing(store: string, id: string): PoolRegistration[] {
     const m = /^([0-9a-f]{16})\.(\d+)\.json(\.tmp)?$/.exec(n);
     if (!m || m[1] !== id) continue;
     const file = path.join(dir, n);
-    if (!alive(Number(m[2]))) { fs.rmSync(file, { force: true }); continue; }
+    if (!alive(Number(m[2]))) {
+      // The link too, if it names the dead pool's socket.
+      try { const r = JSON.parse(fs.readFileSync(file, 'utf8')) as { socket?: unknown }; if (typeof r.socket === 'string') unpublishLink(store, id, r.socket); } catch { /* a .tmp, or unreadable */ }
+      fs.rmSync(file, { force: true });
+      continue;
+    }
     if (m[3]) continue;
     try {
       const r = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
@@ -80,9 +117,17 @@ export function poolsServing(store: string, id: string): PoolRegistration[] {
   return found.sort((a, b) => b.mtime - a.mtime).map(({ mtime: _, ...r }) => r);
 }
 
-/** Remove registration `r` (its pool did not answer). */
+/** Remove registration `r` (its pool did not answer), and the well-known link if it names that pool. */
 export function dropRegistration(r: PoolRegistration): void {
   fs.rmSync(r.file, { force: true });
+  unpublishLink(path.dirname(path.dirname(r.file)), r.checkpoint, r.socket);
+}
+
+/** After pool `r` served a restore the front did not send there: make the well-known link name it. */
+export function relinkServing(r: PoolRegistration): void {
+  const store = path.dirname(path.dirname(r.file));
+  try { if (fs.readlinkSync(poolLink(store, r.checkpoint)) === r.socket) return; } catch { /* none yet */ }
+  publishLink(store, r.checkpoint, r.socket);
 }
 
 /**

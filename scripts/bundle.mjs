@@ -5,7 +5,9 @@
 //  - snapvisor.cjs.full.cache, .light.cache: V8 code caches of it, written after evaluating it and
 //    (full) every module commands import on demand: the bin compiles nothing that is in the one it
 //    uses (cli/launcher.ts: full for commands that run a kernel or use the store);
-//  - main.js: the bin (cli/launcher.ts), which compiles snapvisor.cjs with that cache and runs it;
+//  - main.js: the launcher (cli/launcher.ts), which compiles snapvisor.cjs with that cache and runs it;
+//  - snapvisor: the bin, a native front (cli/front/front.c) that runs three commands itself and
+//    execs node with main.js for the rest;
 //  - verify-worker.js, page-crunch-worker.js: the restore's page verifier and the checkpoint's
 //    page worker (worker threads, loaded by URL).
 // A Node startup snapshot (node --snapshot-blob) of snapvisor.cjs was measured too and was slower
@@ -151,8 +153,16 @@ await build({
   banner: { js: '#!/usr/bin/env node' },
   logLevel: 'warning',
 });
-// The `bin` entry is run directly by container engines (ctr --runc-binary, podman --runtime).
+// Run directly by container engines (ctr --runc-binary, podman --runtime) as before the front.
 chmodSync(`${out}/main.js`, 0o755);
+
+// The `bin` entry: the native front (cli/front/front.c, docs/cli.md "How the bin starts"), which
+// runs `pool take`, `restore` through a pool and `checkpoint NAME` without node and execs this
+// node with main.js for anything else. Its bytes come from tsc's output of cli/front/front-elf.ts
+// (no assembler needed here).
+const { frontElf } = await import(new URL('../dist/cli/front/front-elf.js', import.meta.url).href);
+writeFileSync(`${out}/snapvisor`, frontElf(process.execPath), { mode: 0o755 });
+chmodSync(`${out}/snapvisor`, 0o755);
 
 // The code caches: the launcher compiles and evaluates the bundle (and, full, what commands load on
 // demand) and writes what V8 compiled.
