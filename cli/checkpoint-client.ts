@@ -7,7 +7,7 @@
  * stderr that gets a progress bar, --log/--debug) is left to the full CLI (cli/main.ts), which
  * gives the same answer and output for the shapes taken here.
  */
-import { controlSocket, defaultStore, request } from './control-client.js';
+import { type ControlResponse, controlSocket, defaultStore, request } from './control-client.js';
 import path from 'node:path';
 
 /** What a checkpoint request answers on success (snapshots/checkpoint.ts CheckpointResult), as the command prints it. */
@@ -22,6 +22,18 @@ export function checkpointLine(name: string, s: CheckpointAnswer): string {
 }
 
 /**
+ * What `checkpoint NAME` prints for sandbox `name` given the sandbox's answer `r`, or the Error
+ * that came instead (no answer in time, no socket, an invalid name): the text (one line), the fd
+ * it goes to (1 or 2) and the exit status (0 or 1). The node client prints it, and the control
+ * server gives it to the bin's native front (cli/control.ts, op `front`).
+ */
+export function checkpointOutput(name: string, r: ControlResponse | Error): { fd: 1 | 2; text: string; status: 0 | 1 } {
+  if (r instanceof Error) return { fd: 2, text: `snapvisor: ${r.message}\n`, status: 1 };
+  if (!r.ok) return { fd: 2, text: `snapvisor: checkpoint of '${name}' failed: ${r.error}\n`, status: 1 };
+  return { fd: 1, text: checkpointLine(name, r as unknown as CheckpointAnswer), status: 0 };
+}
+
+/**
  * SNAPVISOR_TRACE_CHECKPOINT=1: the client's marks on stderr as the sandbox's (snapshots/store.ts
  * traceCheckpoint): `[checkpoint T ms, clock W] what`, T ms since this process started, W the
  * wall clock (ms modulo 100 s).
@@ -31,7 +43,7 @@ function traceClient(what: string): void {
 }
 
 /** The options of a checkpoint command this module runs itself. */
-interface Parsed { root?: string; name: string; store?: string; leaveRunning: boolean; compress: boolean; timeoutMs?: number }
+export interface Parsed { root?: string; name: string; store?: string; leaveRunning: boolean; compress: boolean; timeoutMs?: number }
 
 /**
  * Parse `args` (process.argv after the script) if they are `[--root DIR] checkpoint NAME` with
@@ -92,14 +104,15 @@ export function lightCheckpoint(args: readonly string[]): Promise<void> | undefi
   // (the answer → exit took 28–48 ms at load 7 here, 15–36 ms with process.exit).
   const end = (stream: NodeJS.WriteStream, line: string, status: number): Promise<void> => new Promise(() => stream.write(line, () => process.exit(status)));
   return (async () => {
+    let r: ControlResponse | Error;
     try {
       const store = path.resolve(p.store ?? defaultStore());
-      const r = await request(controlSocket(p.root, p.name), { op: 'checkpoint', store, leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, p.timeoutMs);
+      r = await request(controlSocket(p.root, p.name), { op: 'checkpoint', store, leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, p.timeoutMs);
       trace?.('client answered');
-      if (!r.ok) throw new Error(`checkpoint of '${p.name}' failed: ${r.error}`);
-      await end(process.stdout, checkpointLine(p.name, r as unknown as CheckpointAnswer), 0);
     } catch (e) {
-      await end(process.stderr, `snapvisor: ${(e as Error).message}\n`, 1);
+      r = e as Error;
     }
+    const out = checkpointOutput(p.name, r);
+    await end(out.fd === 1 ? process.stdout : process.stderr, out.text, out.status);
   })();
 }

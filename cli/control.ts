@@ -11,6 +11,7 @@ import { logLine } from './oci/log.js';
 import type { Kernel } from '../src/kernel/kernel.js';
 import { eventJson, typeFilter } from '../src/kernel/events.js';
 import { type ControlRequest, type ControlResponse, checkName, request, stateDir } from './control-client.js';
+import { checkpointOutput, parseLightCheckpoint } from './checkpoint-client.js';
 
 export { CONTROL_TIMEOUT_MS, type ControlRequest, type ControlResponse, checkName, controlSocket, defaultStore, request, stateDir } from './control-client.js';
 
@@ -80,34 +81,36 @@ export async function serveControl(root: string | undefined, name: string, kerne
         void kernel.exited.then(() => { kernel.events.flush(); sub.close(); conn.end(); });
         return;
       }
-      if (req.op === 'checkpoint') {
-        traceRequest?.('request received');
-        if (busy) return reply({ ok: false, error: 'a checkpoint of this sandbox is already in progress' });
-        busy = true;
-        try {
-          const { checkpointKernel } = await import('../snapshots/checkpoint.js');
-          const leaveRunning = !!req.leaveRunning;
-          // Asked for ({progress: true}): lines {"progress":[doneBytes,totalBytes]} before the answer, at most 10 a second.
-          let lastMs = 0;
-          const onProgress = req.progress ? (done: number, total: number) => {
-            const now = Date.now();
-            if (now - lastMs < 100 || done >= total) return;
-            lastMs = now;
-            conn.write(JSON.stringify({ progress: [done, total] }) + '\n');
-          } : undefined;
-          const r = await checkpointKernel(kernel, req.store!, { leaveRunning, name, compress: !!req.compress, onProgress, onWritten: (w) => { if (!leaveRunning) away = { id: w.id, store: req.store! }; } });
-          reply({ ok: true, ...r });
-        } catch (e) {
-          reply({ ok: false, error: (e as Error).message });
-        } finally {
-          busy = false;
-        }
-        return;
-      }
+      if (req.op === 'checkpoint') return reply(await checkpoint(req, conn));
+      if (req.op === 'front') return frontCheckpoint(req, conn, checkpoint);
       reply({ ok: false, error: `unknown op ${(req as { op: string }).op}` });
     });
     conn.on('error', () => undefined);
   });
+  /** The `checkpoint` op: the answer to send (progress lines, if asked for, written to `conn` meanwhile). */
+  const checkpoint = async (req: ControlRequest, conn: net.Socket): Promise<ControlResponse> => {
+    traceRequest?.('request received');
+    if (busy) return { ok: false, error: 'a checkpoint of this sandbox is already in progress' };
+    busy = true;
+    try {
+      const { checkpointKernel } = await import('../snapshots/checkpoint.js');
+      const leaveRunning = !!req.leaveRunning;
+      // Asked for ({progress: true}): lines {"progress":[doneBytes,totalBytes]} before the answer, at most 10 a second.
+      let lastMs = 0;
+      const onProgress = req.progress ? (done: number, total: number) => {
+        const now = Date.now();
+        if (now - lastMs < 100 || done >= total) return;
+        lastMs = now;
+        conn.write(JSON.stringify({ progress: [done, total] }) + '\n');
+      } : undefined;
+      const r = await checkpointKernel(kernel, req.store!, { leaveRunning, name, compress: !!req.compress, onProgress, onWritten: (w) => { if (!leaveRunning) away = { id: w.id, store: req.store! }; } });
+      return { ok: true, ...r };
+    } catch (e) {
+      return { ok: false, error: (e as Error).message };
+    } finally {
+      busy = false;
+    }
+  };
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(sock, () => resolve()); });
   server.unref();
   // A named sandbox is there to be checkpointed: load the store's code (and LevelDB's) and start
@@ -127,6 +130,33 @@ export async function serveControl(root: string | undefined, name: string, kerne
       fs.rmSync(meta, { force: true });
     },
   };
+}
+
+/**
+ * The `front` op: `snapvisor checkpoint NAME …` from the bin's native front (cli/front/front.c),
+ * which sends its argv (after argv[0]), its cwd, the socket path it connected to and its
+ * SNAPVISOR_STORE, XDG_DATA_HOME and HOME (those set): the command runs here as the node client
+ * (cli/checkpoint-client.ts lightCheckpoint) runs it (the front itself waits at most --timeout), and the answer is
+ * `{"ok":true,"status":N,"fd":F}\n` followed by the exact text that client would print on fd F
+ * (checkpointOutput). `{"fallback":true}` when the argv is no shape parseLightCheckpoint takes
+ * or the store cannot be found from what came (nothing done: the front runs node).
+ */
+function frontCheckpoint(req: ControlRequest, conn: net.Socket, checkpoint: (req: ControlRequest, conn: net.Socket) => Promise<ControlResponse>): void {
+  const { argv, cwd } = req as { argv?: unknown; cwd?: unknown };
+  const env = (req.env ?? {}) as Record<string, unknown>;
+  const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+  const p = Array.isArray(argv) && argv.every((a) => typeof a === 'string') ? parseLightCheckpoint(argv) : undefined;
+  const fallback = () => { conn.end('{"fallback":true}\n'); };
+  if (!p || typeof cwd !== 'string' || !path.isAbsolute(cwd)) return fallback();
+  const answer = (o: { fd: 1 | 2; text: string; status: number }) => { conn.end(`{"ok":true,"status":${o.status},"fd":${o.fd}}\n${o.text}`); };
+  try { checkName(p.name); } catch (e) { return answer(checkpointOutput(p.name, e as Error)); }
+  // The client's default store (cli/store-dir.ts defaultStore, with its environment).
+  const home = str(env.HOME);
+  const store = p.store ?? (str(env.SNAPVISOR_STORE) || path.join(str(env.XDG_DATA_HOME) || (home === undefined ? '' : path.join(home, '.local', 'share')), 'snapvisor', 'checkpoints'));
+  if (p.store === undefined && !str(env.SNAPVISOR_STORE) && !str(env.XDG_DATA_HOME) && home === undefined) return fallback();
+  // (--timeout is the front's: it stops waiting, as the node client does, the checkpoint goes on.)
+  void checkpoint({ op: 'checkpoint', store: path.resolve(cwd, store), leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, conn)
+    .then((r) => answer(checkpointOutput(p.name, r)));
 }
 
 /**
