@@ -50,19 +50,29 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
 }): Promise<CheckpointResult> {
   const t0 = performance.now();
   traceCheckpoint?.('start');
-  await kernel.quiesce();
+  // The store's catalogue opens from here (LevelDB's open on the thread pool: its log replayed if
+  // it was not settled, a new log and manifest synced, 5–60 ms here) while the guest is captured,
+  // the data found and the graph encoded, not after; given up (closed) if the write never begins.
+  // Its JavaScript runs now, before the guest's pause, bar a few promise continuations.
+  const opening = openStoreEarly(storeDir);
+  const giveUp = (e: unknown): unknown => { cancelStoreOpening(opening); return e; };
+  try {
+    await kernel.quiesce();
+  } catch (e) {
+    throw giveUp(e);
+  }
   traceCheckpoint?.('quiesced');
-  if (kernel.exitInfo) throw new SnapshotError('the sandbox exited before it could be checkpointed');
+  if (kernel.exitInfo) throw giveUp(new SnapshotError('the sandbox exited before it could be checkpointed'));
   const published = publishedConnections(kernel);
   if (published.length && !kernel.state.config.tcpCloseOnCheckpoint) {
     kernel.thaw();
     const ports = [...new Set(published.map((p) => p.label))].join(', ');
-    throw new SnapshotError(`${published.length} connection${published.length > 1 ? 's' : ''} through published port${ports.includes(',') ? 's' : ''} ${ports} ${published.length > 1 ? 'are' : 'is'} open: the host side cannot be checkpointed (close ${published.length > 1 ? 'them' : 'it'}, or run with --tcp-close-on-checkpoint: a restore then closes them)`);
+    throw giveUp(new SnapshotError(`${published.length} connection${published.length > 1 ? 's' : ''} through published port${ports.includes(',') ? 's' : ''} ${ports} ${published.length > 1 ? 'are' : 'is'} open: the host side cannot be checkpointed (close ${published.length > 1 ? 'them' : 'it'}, or run with --tcp-close-on-checkpoint: a restore then closes them)`));
   }
   const hostSockets = hostInetDescriptions(kernel);
   if (hostSockets.length && !kernel.state.config.tcpCloseOnCheckpoint) {
     kernel.thaw();
-    throw new SnapshotError(`${hostSockets.length} host socket${hostSockets.length > 1 ? 's are' : ' is'} open (--network=host): ${hostSockets.join(', ')}; host sockets cannot be checkpointed (close ${hostSockets.length > 1 ? 'them' : 'it'}, or run with --tcp-close-on-checkpoint: a restore then resets connections and opens listeners and UDP sockets again)`);
+    throw giveUp(new SnapshotError(`${hostSockets.length} host socket${hostSockets.length > 1 ? 's are' : ' is'} open (--network=host): ${hostSockets.join(', ')}; host sockets cannot be checkpointed (close ${hostSockets.length > 1 ? 'them' : 'it'}, or run with --tcp-close-on-checkpoint: a restore then resets connections and opens listeners and UDP sockets again)`));
   }
   let captured;
   try {
@@ -73,7 +83,7 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   } catch (e) {
     captured?.release();
     kernel.thaw();
-    throw e;
+    throw giveUp(e);
   }
   // A restored kernel's pages it never wrote are still those of its page files, and pages a
   // checkpoint stored and the guest has not written since are still those (markClean): an
@@ -89,10 +99,6 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   const pauseMs = performance.now() - t0;
   traceCheckpoint?.('captured');
   if (opts.leaveRunning) kernel.thaw();
-  // The store's catalogue opens from here (LevelDB: its log replayed, synced, on the thread pool)
-  // while the data is found and the graph encoded, not after; closed if the write never begins.
-  // Not before the capture: its JavaScript would run in the guest's pause.
-  const opening = openStoreEarly(storeDir);
   let summary: CheckpointSummary;
   try {
     // Where the data is (~15 ms per GiB) and which pages the host's files hold (a stat per file),
@@ -105,8 +111,7 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
       const filePages = opts.compress ? hostFilePages(cached, sizeBytes) : undefined;
       memory = { sizeBytes, populated: captured.memory.populated(), read, readInto, fd, inherited, hostFilePages: filePages };
     } catch (e) {
-      cancelStoreOpening(opening);
-      throw e;
+      throw giveUp(e);
     }
     traceCheckpoint?.('data found');
     summary = await writeCheckpoint(storeDir, captured.graph, memory, { name: opts.name, parent: opts.parent ?? (sameStore ? origin!.parent || undefined : lastCheckpoint.get(kernel)?.[path.resolve(storeDir)]) }, opts.onProgress, { compress: opts.compress, opening });
