@@ -820,13 +820,17 @@ export class Kernel {
   /**
    * Copy live state into the graph (registers, FP state, clock) and return a deep copy of it
    * plus a view of the memory file's populated ranges. Call between quiesce and thaw.
+   * `memory.populated(known)`: the byte ranges that may hold data, sorted, may overlap; spans of
+   * `known` (sorted [offset, length], pages whose contents the caller has elsewhere: an
+   * incremental checkpoint's inherited pages) are reported as they are where the memfd is
+   * charged, without SEEK_DATA/SEEK_HOLE walking their pages.
    * - `runOn` false (a checkpoint that ends the sandbox): pages are read from the live memory
    *   file while the write runs; the guest must stay frozen until then.
    * - `runOn` true (--leave-running): nothing is copied up front but what other processes can
    *   still write (MAP_SHARED mappings, shared files); private pages become copy-on-write and
    *   their blocks are held until `release()`, so the guest can run on at once.
    */
-  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated(): Array<[number, number]>; read(off: number, len: number): Uint8Array; readInto(off: number, buf: Uint8Array): void; fd?: number }; held: Array<[number, number]>; release(): void } {
+  capture(runOn: boolean): { graph: KernelState; memory: { sizeBytes: number; populated(known?: ReadonlyArray<readonly [number, number]>): Array<[number, number]>; read(off: number, len: number): Uint8Array; readInto(off: number, buf: Uint8Array): void; fd?: number }; held: Array<[number, number]>; release(): void } {
     for (const t of this.tasks.values()) {
       if (t.state.runState === 'exited') continue;
       t.cpu.regs = new Uint8Array(t.platform.regs.buffer.slice(0));
@@ -893,7 +897,25 @@ export class Kernel {
       graph: graph as unknown as KernelState,
       memory: {
         sizeBytes: this.state.memoryFile.end,
-        populated: () => populated ??= mf.populatedRanges(charged),
+        populated: (known) => {
+          if (!known?.length) return populated ??= mf.populatedRanges(charged);
+          // The charged runs split into spans to search and spans known (reported whole).
+          const search: Array<[number, number]> = [], whole: Array<[number, number]> = [];
+          let j = 0;
+          for (const [lo, n] of charged) {
+            for (let a = lo, e = lo + n; a < e;) {
+              while (j < known.length && known[j][0] + known[j][1] <= a) j++;
+              if (j >= known.length || known[j][0] >= e) { search.push([a, e - a]); break; }
+              if (known[j][0] > a) { search.push([a, known[j][0] - a]); a = known[j][0]; }
+              const b = Math.min(e, known[j][0] + known[j][1]);
+              whole.push([a, b - a]);
+              a = b;
+            }
+          }
+          const out = mf.populatedRanges(search);
+          out.push(...whole);
+          return out.sort((x, y) => x[0] - y[0]);
+        },
         read(off: number, len: number): Uint8Array {
           // The live bytes, with every copy taken at capture laid over them.
           let out: Uint8Array | undefined;
