@@ -252,8 +252,12 @@ class PtraceTask implements PlatformTask {
       pid = spawnStub(memoryFileFd, backingFileFds);
       t = new PtraceTask(pid);
       const st = t.status;
-      if (libc.waitpid(pid, st, libc.WUNTRACED) === pid && (st[0] & 0xff) === 0x7f) break;
-      libc.kill(pid, SIGKILL);
+      let r: number;
+      do r = libc.waitpid(pid, st, libc.WUNTRACED); while (r < 0 && libc.errno() === 4 /* EINTR */);
+      if (r === pid && (st[0] & 0xff) === 0x7f) break;
+      // Not stopped: it died, and that waitpid reaped it. Its pid may be another process's by
+      // now (pid_max wraps within minutes on a busy host), so it is not signalled.
+      if (r !== pid) { const e = libc.errno(); libc.kill(pid, SIGKILL); throw new PtraceError(`waitpid for the stub: errno ${e}`); }
       if ((st[0] & 0x7f) === SIGSEGV && attempt < 4) continue;
       if ((st[0] & 0x7f) === 0 && (st[0] >> 8) === STUB_SETUP_FAILED) throw new PtraceError('stub could not map its batch table');
       throw new PtraceError(`stub did not stop (status 0x${st[0].toString(16)})`);
