@@ -308,13 +308,16 @@ export async function restoreChecked(c: Checkpointed, timeoutMs = 30_000): Promi
 /**
  * The check of most checkpoint tests: `argv` checkpointed at its `ready` line and restored prints,
  * before and after, what `expected` (usually the native run's lines, `ready` among them) has
- * before and after `ready`; the restored sandbox exits 0 and leaves no stub.
+ * before and after `ready`; the restored sandbox exits 0 and leaves no stub. `afterCheckpoint`
+ * runs between the checkpoint and the restore (e.g. makes the file a guest waits for, so that it
+ * waits on the test rather than on a fixed sleep that a loaded machine outlasts).
  */
-export async function expectCheckpointRestoreMatches(prefix: string, argv: string[], expected: string[]): Promise<void> {
+export async function expectCheckpointRestoreMatches(prefix: string, argv: string[], expected: string[], afterCheckpoint?: () => void): Promise<void> {
   const at = expected.indexOf('ready');
   expect(at, 'the expected lines need a ready line').toBeGreaterThanOrEqual(0);
   const c = await checkpointAtReady(prefix, argv);
   expect(c.before).toEqual(expected.slice(0, at + 1));
+  afterCheckpoint?.();
   const r = await restoreChecked(c);
   expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(expected.slice(at + 1));
   expect(r.status).toBe(0);

@@ -202,10 +202,12 @@ const CHECKPOINT = String.raw`
 #include <time.h>
 #include <sys/stat.h>
 
-static int ifd;
+static int ifd, tell = -1;
 static void show(const char *label, int nonblock) {
   char buf[4096] __attribute__((aligned(8)));
   int n = 0; ioctl(ifd, FIONREAD, &n);
+  /* The child may go on once the count is taken (it is 0 then, natively too). */
+  if (tell >= 0) { if (write(tell, "w", 1) != 1) _exit(1); tell = -1; }
   printf("-- %s (FIONREAD %d)\n", label, n);
   if (!n && nonblock) return;
   ssize_t k = read(ifd, buf, sizeof buf);
@@ -225,9 +227,16 @@ int main(int argc, char **argv) {
   int wf = inotify_add_watch(ifd, "before", IN_ATTRIB | IN_MOVE_SELF | IN_ONESHOT);
   rename("before", "renamed");
   printf("wds %d %d\n", wd, wf);
+  int watching[2];
+  if (pipe(watching)) return 1;
   pid_t child = fork();
   if (child == 0) {
-    struct timespec ts = { 2, 500000000 }; nanosleep(&ts, 0);
+    /* Once the parent has counted what its blocking read will find (nothing yet) and the file
+       argv[2] exists (made by the test after the checkpoint; natively, before the run). */
+    char c;
+    struct timespec ts = { 0, 20000000 };
+    if (read(watching[0], &c, 1) != 1) _exit(1);
+    while (access(argv[2], F_OK)) nanosleep(&ts, 0);
     mkdir("from-child", 0755);
     _exit(0);
   }
@@ -235,6 +244,7 @@ int main(int argc, char **argv) {
   ifd = inotify_init1(0);
   inotify_add_watch(ifd, ".", IN_CREATE);
   printf("ready\n"); fflush(stdout);
+  tell = watching[1];
   show("blocking read woken by the child", 0);
   close(ifd);
   ifd = queued;
@@ -270,15 +280,20 @@ describe('inotify', () => {
     expect(lines).toContain('unlinked fd reads as deleted 1');
     expect(lines).toContain('fd names r2 1, cwd is cwd2 1');
     expect(lines[lines.length - 1]).toBe('overflow: 16385 events, last overflow wd -1');
-    await expectSandboxOutput([prog, scratch('inotify-sandbox')], lines, 60_000);
-  }, 90_000);
+    // ~6.5 s quiet, 51 s at load ~11: limits that fit, a hang still fails.
+    await expectSandboxOutput([prog, scratch('inotify-sandbox')], lines, 120_000);
+  }, 180_000);
 
   it('watches, queued events and a blocked reader survive checkpoint/restore', async () => {
     const prog = compileStatic('inotify-checkpoint', CHECKPOINT);
-    const want = await native([prog, freshDir('inotify-cp-native')], { timeoutMs: 30_000 });
+    // The child makes its directory once `go` exists (outside the watched one): natively at once,
+    // in the sandbox after the checkpoint, so the parent's read is blocked when it is taken.
+    const goNative = path.join(freshDir('inotify-cp-go'), 'go'), go = path.join(freshDir('inotify-cp-go'), 'go');
+    fs.writeFileSync(goNative, '');
+    const want = await native([prog, freshDir('inotify-cp-native'), goNative], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
     const lines = want.stdout.toString().split('\n').filter(Boolean);
     expect(lines).toContain("wd1 mask 40000100 cookie 0 'from-child'");
-    await expectCheckpointRestoreMatches('inotify-cp', [prog, freshDir('inotify-cp-sandbox')], lines);
-  }, 90_000);
+    await expectCheckpointRestoreMatches('inotify-cp', [prog, freshDir('inotify-cp-sandbox'), go], lines, () => fs.writeFileSync(go, ''));
+  }, 150_000);
 });

@@ -5,8 +5,10 @@
  * port-id binding; Node's os.networkInterfaces() (libuv) giving lo as natively; a queued reply
  * across checkpoint/restore, and `inspect` naming the netlink socket. The host's other interfaces are not printed (the sandbox has none).
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkpointAtReady, compileStatic, expectSandboxOutput, native, orphanStubs, restoreChecked, snapvisor } from './helpers.js';
+import { checkpointAtReady, compileStatic, expectSandboxOutput, freshDir, native, orphanStubs, restoreChecked, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -87,11 +89,13 @@ int main(void) {
 `;
 
 const CHECKPOINTED = String.raw`
-import socket, struct, time
+import os, socket, struct, sys, time
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0); s.bind((0, 0))
 s.send(struct.pack("=IHHII", 20, 18, 0x301, 7, 0) + struct.pack("=BxHiII", 0, 0, 0, 0, 0)[:4])
 print("ready", flush=True)
-time.sleep(4)  # long enough for a checkpoint command to start under load
+# The reply stays queued until the file sys.argv[1] exists: the test makes it after the checkpoint
+# (natively, before the run).
+while not os.path.exists(sys.argv[1]): time.sleep(0.02)
 data = s.recv(65536)
 names, off = [], 0
 while off + 16 <= len(data):
@@ -125,18 +129,21 @@ describe('netlink route sockets and interface ioctls', () => {
   }, 90_000);
 
   it('keeps a queued reply across checkpoint/restore; inspect names the netlink socket', async () => {
-    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED], { timeoutMs: 30_000 });
+    const goNative = path.join(freshDir('netlink-go'), 'go'), go = path.join(freshDir('netlink-go'), 'go');
+    fs.writeFileSync(goNative, '');
+    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED, goNative], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
     const lines = want.stdout.toString().split('\n').filter(Boolean);
-    const c = await checkpointAtReady('netlink-cp', ['/usr/bin/python3', '-c', CHECKPOINTED]);
+    const c = await checkpointAtReady('netlink-cp', ['/usr/bin/python3', '-c', CHECKPOINTED, go]);
     expect(c.before).toEqual(lines.slice(0, lines.indexOf('ready') + 1));
     const report = JSON.parse((await snapvisor(['inspect', c.id, '--store', c.store, '--json'])).stdout.toString());
     const nl = report.sockets.filter((s: { domain: string }) => s.domain === 'AF_NETLINK');
     expect(nl).toHaveLength(1);
     expect(nl[0]).toMatchObject({ type: 'raw', state: 'bound', datagramsQueued: 1, local: `netlink:${report.processes[0].pid}` });
+    fs.writeFileSync(go, '');
     const r = await restoreChecked(c);
     expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(lines.slice(lines.indexOf('ready') + 1));
     expect(r.status).toBe(0);
     expect(orphanStubs()).toEqual([]);
-  }, 90_000);
+  }, 150_000);
 });

@@ -214,9 +214,11 @@ describe('python3: processes, threads and signals, same as native', () => {
       'a.start(); b.start(); a.join(); b.join()',
       'print("pingpong", len(log), log == ["ping", "pong"] * 50)',
       'print("alive", threading.active_count())',
-    ));
+    // ~6 s on a quiet CI machine; 45-59 s (10 s of CPU) at load ~10, where 8 threads contend for
+    // the lock on 2 loaded cores: limits that fit that, a hang still fails.
+    ), 120_000);
     expect(out).toBe('count 40000\npingpong 100 True\nalive 1\n');
-  });
+  }, 150_000);
 
   it('signal.signal(SIGALRM) + signal.alarm(1) fires once, after about a second', async () => {
     const out = await expectSameAsNative(py(
