@@ -13,7 +13,7 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, cancelStoreOpening, checkRootfs, openStoreEarly, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, settleCatalogue, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
+import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, cancelStoreOpening, catalogueWarm, checkRootfs, openStoreEarly, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, settleCatalogue, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, readRunChecks, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
@@ -53,9 +53,11 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   // The store's catalogue opens from here (LevelDB's open on the thread pool: its log replayed if
   // it was not settled, a new log and manifest synced, 5–60 ms here) while the guest is captured,
   // the data found and the graph encoded, not after; given up (closed) if the write never begins.
-  // Its JavaScript runs now, before the guest's pause, bar a few promise continuations.
-  const opening = openStoreEarly(storeDir);
-  const giveUp = (e: unknown): unknown => { cancelStoreOpening(opening); return e; };
+  // Its JavaScript runs now, before the guest's pause, bar a few promise continuations; unless
+  // this process never opened a catalogue: then its first run (compiling it, 3–4 ms) would fall
+  // in the pause, and the open begins right after the capture instead.
+  let opening = catalogueWarm() ? openStoreEarly(storeDir) : undefined;
+  const giveUp = (e: unknown): unknown => { if (opening) cancelStoreOpening(opening); return e; };
   try {
     await kernel.quiesce();
   } catch (e) {
@@ -99,6 +101,7 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   const pauseMs = performance.now() - t0;
   traceCheckpoint?.('captured');
   if (opts.leaveRunning) kernel.thaw();
+  opening ??= openStoreEarly(storeDir);
   let summary: CheckpointSummary;
   try {
     // Where the data is (~15 ms per GiB) and which pages the host's files hold (a stat per file),
