@@ -21,6 +21,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { closeFd, connectUnix, sendFds } from '../platforms/host/fd-passing.js';
 import { poolStatus } from '../cli/pool-client.js';
+import { binCommand } from './restore-bench.js';
 import { processTree, pssOf } from './proc.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bundle', 'main.js');
@@ -80,10 +81,10 @@ async function protocolTake(pool: string, dir: string, n: number): Promise<[numb
 }
 
 /** One `snapvisor pool take` command: spawn → first stdout byte, ms. */
-function commandTake(node: string, cli: string, env: NodeJS.ProcessEnv, pool: string): Promise<number> {
+function commandTake(node: string, cli: string, env: NodeJS.ProcessEnv, pool: string, viaNode = false): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = nowMs();
-    const c = spawn(node, [cli, 'pool', 'take', pool], { stdio: ['ignore', 'pipe', 'inherit'], env });
+    const c = spawn(...binCommand(node, cli, ['pool', 'take', pool], viaNode), { stdio: ['ignore', 'pipe', 'inherit'], env });
     let at = 0;
     c.stdout.once('data', () => { at = nowMs(); });
     c.stdout.resume();
@@ -98,8 +99,10 @@ export interface PoolRound {
   fillMs: number;
   /** Per protocol take: request reaching the pool → first output byte; client send → first byte; request → guest resumed. */
   fromPool: number[]; fromClient: number[]; handoff: number[];
-  /** Per `pool take` command: spawn → first output byte. */
+  /** Per `pool take` command by the bin (the native front): spawn → first output byte. */
   command: number[];
+  /** The same by `node main.js pool take` (the launcher's client), alternated with those. */
+  commandNode: number[];
   /** Host memory of a pool of 1 and of 20 clones: see poolMemory. */
   memory: PoolMemory[];
 }
@@ -166,17 +169,17 @@ export async function poolRound(node: string, cli: string, env: NodeJS.ProcessEn
       fromPool.push(a);
       fromClient.push(b);
     }
-    const command: number[] = [];
-    for (let i = 0; i < commandTakes; i++) {
+    const command: number[] = [], commandNode: number[] = [];
+    for (let i = 0; i < 2 * commandTakes; i++) {
       await waitFull(sock, size);
-      command.push(await commandTake(node, cli, env, sock));
+      (i % 2 ? commandNode : command).push(await commandTake(node, cli, env, sock, i % 2 === 1));
     }
     serve.kill('SIGTERM');
     await new Promise((r) => serve!.on('exit', r));
     serve = undefined;
     const memory: PoolMemory[] = [];
     for (const n of memorySizes) memory.push(await poolMemory(node, cli, env, dir, store, id, n, serveArgs));
-    return { size, fillMs, fromPool, fromClient, handoff, command, memory };
+    return { size, fillMs, fromPool, fromClient, handoff, command, commandNode, memory };
   } finally {
     serve?.kill('SIGTERM');
   }

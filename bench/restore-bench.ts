@@ -30,6 +30,16 @@ export const WORKLOAD = [
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
+/**
+ * The command a user types for `snapvisor ARGS` with the CLI `cli` (dist/bundle/main.js): the
+ * bin, the native front beside it (dist/bundle/snapvisor, cli/front/front.c), as [cmd, args];
+ * with `viaNode`, or no front there, `node main.js ARGS` (what the bin execs for other commands).
+ */
+export function binCommand(node: string, cli: string, args: string[], viaNode = false): [string, string[]] {
+  const front = path.join(path.dirname(cli), 'snapvisor');
+  return !viaNode && fs.existsSync(front) ? [front, args] : [node, [cli, ...args]];
+}
+
 /** A spawned process whose stdout lines are followed. */
 interface Followed {
   child: ChildProcess;
@@ -143,8 +153,8 @@ export interface SnapvisorRound {
 }
 
 /**
- * One round under snapvisor: run --name (cold start to `ready`), checkpoint after three more
- * lines (the sandbox ends), then `restores` restores, each timed spawn → next line and checked
+ * One round under snapvisor, each command by the bin as a user runs it (binCommand): run --name
+ * (cold start to `ready`), checkpoint after three more lines (the sandbox ends), then `restores` restores, each timed spawn → next line and checked
  * to go on from the last number the original printed.
  */
 export async function snapvisorRound(node: string, cli: string, env: NodeJS.ProcessEnv, caEnv: NodeJS.ProcessEnv | undefined, dir: string, objects: number, restores: number, compress = false): Promise<SnapvisorRound> {
@@ -152,13 +162,13 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   const store = fs.mkdtempSync(path.join(dir, 'store-'));
   const name = `bench-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
   const t0 = now();
-  const run = follow(node, [cli, '--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)], env);
+  const run = follow(...binCommand(node, cli, ['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)]), env);
   let coldStartMs: number;
   let cp;
   try {
     coldStartMs = (await run.waitLine((l) => l === 'ready', 120_000)).at - t0;
     await run.waitLine((l) => l === '3', 30_000);
-    cp = await runTimed(node, [cli, '--root', root, 'checkpoint', name, '--store', store, compress ? '--compress' : '--no-compress'], env);
+    cp = await runTimed(...binCommand(node, cli, ['--root', root, 'checkpoint', name, '--store', store, compress ? '--compress' : '--no-compress']), env);
   } finally {
     if (!cp || cp.status !== 0) run.child.kill('SIGKILL');
   }
@@ -170,7 +180,7 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   const m = (re: RegExp) => Number(re.exec(cp.stdout)?.[1] ?? NaN);
   const one = async (e: NodeJS.ProcessEnv): Promise<number> => {
     const s0 = now();
-    const r = follow(node, [cli, 'restore', id, '--store', store], e);
+    const r = follow(...binCommand(node, cli, ['restore', id, '--store', store]), e);
     try {
       const first = await r.waitLine(() => true, 60_000);
       const number = first.line === '' ? (await r.waitLine((l) => l !== '', 60_000)).line : first.line;
@@ -238,18 +248,20 @@ function checkpointBytes(store: string, id: string): number {
   return n;
 }
 
+/** Both checkpoints and the restore by the bin (the native front), as a user runs them. */
 export interface IncrementalRound { first: CheckpointFigures; second: CheckpointFigures; restoreMs: number; continuity: string }
 
 /**
  * Incremental checkpoints: run --name; after "3": checkpoint --leave-running (the first, full);
- * one second later: checkpoint (the second, ending the sandbox: only what changed); then one
+ * one second later: checkpoint (the second, ending the sandbox: only what changed), each by the
+ * bin as a user runs it (the native front: no node start-up); then one
  * restore of the second, timed spawn → next line and checked to go on from the last number.
  */
 export async function incrementalRound(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, objects: number): Promise<IncrementalRound> {
   const root = fs.mkdtempSync(path.join(dir, 'root-'));
   const store = fs.mkdtempSync(path.join(dir, 'store-'));
   const name = `bench-inc-${process.pid}`;
-  const run = follow(node, [cli, '--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)], env);
+  const run = follow(...binCommand(node, cli, ['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)]), env);
   const figures = (cp: { ms: number; stdout: string }, added: number): CheckpointFigures => {
     const m = (re: RegExp) => Number(re.exec(cp.stdout)?.[1] ?? NaN);
     return { ms: cp.ms, pausedMs: m(/guest paused (\d+(?:\.\d+)?) ms/), writtenMs: m(/written in (\d+(?:\.\d+)?) ms/), pages: m(/(\d+) pages/), newPages: m(/\((\d+) new/), addedBytes: added };
@@ -257,11 +269,11 @@ export async function incrementalRound(node: string, cli: string, env: NodeJS.Pr
   let first: CheckpointFigures, second: CheckpointFigures, cp2;
   try {
     await run.waitLine((l) => l === '3', 120_000);
-    const cp1 = await runTimed(node, [cli, '--root', root, 'checkpoint', name, '--store', store, '--leave-running'], env);
+    const cp1 = await runTimed(...binCommand(node, cli, ['--root', root, 'checkpoint', name, '--store', store, '--leave-running']), env);
     if (cp1.status !== 0) throw new Error(`snapvisor checkpoint --leave-running exited ${cp1.status}: ${lastLine(cp1.stderr)}`);
     first = figures(cp1, checkpointBytes(store, lastWord(cp1.stdout)));
     await new Promise((r) => setTimeout(r, 1000));
-    cp2 = await runTimed(node, [cli, '--root', root, 'checkpoint', name, '--store', store], env);
+    cp2 = await runTimed(...binCommand(node, cli, ['--root', root, 'checkpoint', name, '--store', store]), env);
     if (cp2.status !== 0) throw new Error(`snapvisor second checkpoint exited ${cp2.status}: ${lastLine(cp2.stderr)}`);
     second = figures(cp2, checkpointBytes(store, lastWord(cp2.stdout)));
   } finally {
@@ -271,7 +283,7 @@ export async function incrementalRound(node: string, cli: string, env: NodeJS.Pr
   const id = cp2.stdout.trim().split(/\s+/).pop()!;
   const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
   const s0 = now();
-  const r = follow(node, [cli, 'restore', id, '--store', store], env);
+  const r = follow(...binCommand(node, cli, ['restore', id, '--store', store]), env);
   let restoreMs: number;
   try {
     const next = await r.waitLine(() => true, 60_000);
@@ -363,8 +375,10 @@ export async function runscRound(runsc: string, globalArgs: string[], dir: strin
 
 /** Restores served by a warm pool of the checkpoint (poolRestoreRound). */
 export interface PoolRestoreRound {
-  /** `restore ID --store DIR` with a clone ready: spawn → the guest's next line, in order. */
+  /** `restore ID --store DIR` by the bin (the native front) with a clone ready: spawn → the guest's next line, in order. */
   restoreMs: number[];
+  /** The same by `node main.js restore …` (the launcher's take), alternated with those. */
+  restoreNodeMs: number[];
   /** The same restore while the pool's only clone is taken (it restores in its own process, beside the pool's refill); NaN if the refill always won. */
   noneReadyRestoreMs: number;
   /** `pool take` while the pool's only clone is taken: it waits for the refill (a new hosting process). */
@@ -394,9 +408,9 @@ export async function poolRestoreRound(node: string, cli: string, env: NodeJS.Pr
     throw new Error('the pool did not fill again within 60 s');
   };
   /** Spawn → first line of `args`, checked to go on from `last`; killed then. */
-  const timed = async (args: string[]): Promise<number> => {
+  const timed = async (args: string[], viaNode = false): Promise<number> => {
     const s0 = now();
-    const r = follow(node, [cli, ...args], env);
+    const r = follow(...binCommand(node, cli, args, viaNode), env);
     try {
       const first = await r.waitLine(() => true, 60_000);
       const number = first.line === '' ? (await r.waitLine((l) => l !== '', 60_000)).line : first.line;
@@ -409,16 +423,16 @@ export async function poolRestoreRound(node: string, cli: string, env: NodeJS.Pr
   };
   try {
     await pool.waitLine((l) => l.startsWith('pool serving'), 180_000);
-    const restoreMs: number[] = [];
-    for (let i = 0; i < restores; i++) {
+    const restoreMs: number[] = [], restoreNodeMs: number[] = [];
+    for (let i = 0; i < 2 * restores; i++) {
       const before = (await full()).served;
-      restoreMs.push(await timed(['restore', id, '--store', store]));
+      (i % 2 ? restoreNodeMs : restoreMs).push(await timed(['restore', id, '--store', store], i % 2 === 1));
       if ((await poolStatus(sock)).served !== before + 1) throw new Error('a restore with a clone ready was not served by the pool');
     }
     /** The pool's one clone taken by a take that runs on (its guest counts), until killed. */
     const hold = async () => {
       const before = (await full()).served;
-      const h = follow(node, [cli, 'pool', 'take', sock], env);
+      const h = follow(...binCommand(node, cli, ['pool', 'take', sock]), env);
       await h.waitLine(() => true, 60_000);
       if ((await poolStatus(sock)).served !== before + 1) throw new Error('the holding take was not served');
       return h;
@@ -449,7 +463,7 @@ export async function poolRestoreRound(node: string, cli: string, env: NodeJS.Pr
     };
     const noneReadyRestoreMs = await noneReady(['restore', id, '--store', store], false);
     const noneReadyTakeMs = await noneReady(['pool', 'take', sock], true);
-    return { restoreMs, noneReadyRestoreMs, noneReadyTakeMs, continuity: `${last} → ${last + 1}` };
+    return { restoreMs, restoreNodeMs, noneReadyRestoreMs, noneReadyTakeMs, continuity: `${last} → ${last + 1}` };
   } finally {
     pool.child.kill('SIGTERM');
     await Promise.race([pool.exited, new Promise((r) => setTimeout(r, 10_000))]);

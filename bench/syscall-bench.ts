@@ -255,7 +255,7 @@ async function main(): Promise<number> {
         out(`  snapvisor restores (ms): ${svr.restoreMs.map((x) => x.toFixed(0)).join(', ')}${svr.restoreWithCaMs.length ? `; with ${CA_VAR}: ${svr.restoreWithCaMs.map((x) => x.toFixed(0)).join(', ')}` : ''}`);
       }
       if (pr) {
-        out(`  snapvisor restores with a pool serving (ms; restore ID --store, a ready clone of pool serve --size 1 taken): ${pr.restoreMs.map((x) => x.toFixed(0)).join(', ')}; continuity ${pr.continuity}`);
+        out(`  snapvisor restores with a pool serving (ms; restore ID --store by the bin, a ready clone of pool serve --size 1 taken): ${pr.restoreMs.map((x) => x.toFixed(0)).join(', ')}; by node main.js, alternated: ${pr.restoreNodeMs.map((x) => x.toFixed(0)).join(', ')} (median ${num(median(pr.restoreNodeMs), 0)}); continuity ${pr.continuity}`);
         out(`  with the pool's clone taken: restore ${num(pr.noneReadyRestoreMs, 0)} ms (in its own process, beside the refill), pool take ${num(pr.noneReadyTakeMs, 0)} ms (waits for the refill)`);
       }
       if (prErr) out(`  snapvisor restore with a pool: n/a: ${prErr}`);
@@ -325,6 +325,7 @@ async function main(): Promise<number> {
           prow('take: client\'s send → first output byte', pr.fromClient),
           prow('  of which the pool\'s hand-off (request → guest resumed)', pr.handoff),
           prow('`snapvisor pool take` command: spawn → first output byte', pr.command),
+          prow('  the same by `node main.js pool take`, alternated', pr.commandNode),
         ])) out('  ' + l);
         out(`  pool of ${pr.size} ready (every clone restored, the probe run and its working set taken by every clone) in ${pr.fillMs.toFixed(0)} ms`);
         const one = pr.memory[0]?.pssBytes;

@@ -150,6 +150,11 @@ describe('the native front', () => {
     const own = await front(['restore', id, '--store', store], { input: 'xyz\n', timeoutMs: 30_000 });
     expect(own).toMatchObject({ status: 3, stderr: '', timedOut: false });
     expect(own.stdout.toString()).toBe('restored xyz\n');
+    // SIGTERM that a restore's take held before falling back reaches node in SNAPVISOR_FRONT_HELD
+    // (cli/launcher.ts): held there too, and given to the guest once it runs.
+    const held = await front(['restore', id, '--store', store], { input: 'wait\n', env: { ...process.env, SNAPVISOR_FRONT_HELD: 'SIGTERM' }, timeoutMs: 30_000 });
+    expect(held).toMatchObject({ status: 7, stderr: '', timedOut: false });
+    expect(held.stdout.toString()).toMatch(/^(restored wait\n)?caught TERM\n$/);
     await new Promise((r) => setTimeout(r, 500));
     expect(orphanStubs()).toEqual([]);
   }, 240_000);
