@@ -305,7 +305,7 @@ async function main(): Promise<number> {
       }
       if (svErr) out(`  snapvisor: n/a: ${svErr}`);
       if (gvErr && gvErr !== 'runsc unavailable') out(`  runsc: n/a: ${gvErr}`);
-      out(`  native cold starts (ms): ${natives.map((x) => x.toFixed(0)).join(', ')}. snapvisor's times include a node start-up and CLI load (table 2).`);
+      out(`  native cold starts (ms): ${natives.map((x) => x.toFixed(0)).join(', ')}. snapvisor's run and in-process restores include a node start-up and CLI load (table 2); checkpoints and restores through a pool are the bin's native front's, without node.`);
       out();
     }
 
