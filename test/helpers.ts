@@ -306,6 +306,21 @@ export async function restoreChecked(c: Checkpointed, timeoutMs = 30_000): Promi
 }
 
 /**
+ * What a checkpointed guest waits for after its `ready` line instead of a fixed sleep (which a
+ * loaded machine outlasts, so the checkpoint found the sandbox gone): a file, `native` made
+ * already (a native run goes straight on), `sandbox` made by `open()` between the checkpoint and
+ * the restore (expectCheckpointRestoreMatches' afterCheckpoint). A Python guest is given the
+ * path as its last argument and waits with PY_WAIT_FOR_GATE (it imports os, sys and time).
+ */
+export function checkpointGate(prefix: string): { native: string; sandbox: string; open(): void } {
+  const native = path.join(freshDir(`${prefix}-gate`), 'go'), sandbox = path.join(freshDir(`${prefix}-gate`), 'go');
+  fs.writeFileSync(native, '');
+  return { native, sandbox, open: () => fs.writeFileSync(sandbox, '') };
+}
+/** A Python guest's wait for its checkpointGate file, its last argument (every 20 ms). */
+export const PY_WAIT_FOR_GATE = 'while not os.path.exists(sys.argv[-1]): time.sleep(0.02)  # test/helpers.ts checkpointGate';
+
+/**
  * The check of most checkpoint tests: `argv` checkpointed at its `ready` line and restored prints,
  * before and after, what `expected` (usually the native run's lines, `ready` among them) has
  * before and after `ready`; the restored sandbox exits 0 and leaves no stub. `afterCheckpoint`

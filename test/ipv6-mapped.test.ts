@@ -6,10 +6,10 @@
  * dual-stack listener with a mapped connection carrying bytes across checkpoint/restore.
  */
 import { describe, expect, it } from 'vitest';
-import { expectCheckpointRestoreMatches, native } from './helpers.js';
+import { checkpointGate, expectCheckpointRestoreMatches, native, PY_WAIT_FOR_GATE } from './helpers.js';
 
 const MAPPED = String.raw`
-import errno, socket, sys, time
+import errno, os, socket, sys, time
 V6ONLY = socket.IPV6_V6ONLY
 def tcp(server_fam, server_host, client_fam, client_host, v6only=0):
     s = socket.socket(server_fam)
@@ -46,16 +46,17 @@ except OSError as x: print("mapped non-local:", errno.errorcode[x.errno])
 s = socket.socket(socket.AF_INET6); s.bind(("::", 0)); s.listen(2); port = s.getsockname()[1]
 c = socket.create_connection(("127.0.0.1", port)); a, peer = s.accept(); c.sendall(b"in flight")
 print("ready", flush=True)
-time.sleep(4)  # long enough for a checkpoint command to start under load
+${PY_WAIT_FOR_GATE}
 print("after", a.recv(100), peer[0], a.getpeername()[0], flush=True)
 c2 = socket.create_connection(("127.0.0.1", port)); a2, peer2 = s.accept(); print("new", peer2[0], a2.getsockname()[0], flush=True)
 `;
 
 describe('IPv4-mapped IPv6 addresses', () => {
   it('dual-stack sockets answer as natively, also across checkpoint/restore', async () => {
-    const want = await native(['/usr/bin/python3', '-c', MAPPED], { timeoutMs: 30_000 });
+    const gate = checkpointGate('ipv6-mapped');
+    const want = await native(['/usr/bin/python3', '-c', MAPPED, gate.native], { timeoutMs: 30_000 });
     expect(want.stderr).toBe('');
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('ipv6-mapped', ['/usr/bin/python3', '-c', MAPPED], want.stdout.toString().split('\n').filter(Boolean));
-  }, 90_000);
+    await expectCheckpointRestoreMatches('ipv6-mapped', ['/usr/bin/python3', '-c', MAPPED, gate.sandbox], want.stdout.toString().split('\n').filter(Boolean), gate.open);
+  }, 150_000);
 });

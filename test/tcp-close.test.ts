@@ -5,7 +5,7 @@
  * across checkpoint/restore.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, native } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, native, PY_WAIT_FOR_GATE } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -51,12 +51,12 @@ int main(void) {
 `;
 
 const CHECKPOINTED = String.raw`
-import errno, select, socket, time
+import errno, os, select, socket, sys, time
 l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
 c = socket.create_connection(l.getsockname()); s, _ = l.accept(); s.close(); time.sleep(0.1)
 print("first write to a closed peer", c.send(b"x"), flush=True); time.sleep(0.1)
 print("ready", flush=True)
-time.sleep(4)  # long enough for a checkpoint command to start under load
+${PY_WAIT_FOR_GATE}
 p = select.poll(); p.register(c, select.POLLIN | select.POLLOUT); print("poll", p.poll(0)[0][1], flush=True)
 try: c.send(b"y")
 except OSError as e: print("second", errno.errorcode[e.errno], flush=True)
@@ -72,8 +72,9 @@ describe('TCP writes after the peer closed', () => {
   }, 60_000);
 
   it('keep the reset across checkpoint/restore', async () => {
-    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED], { timeoutMs: 30_000 });
+    const gate = checkpointGate('tcp-close-cp');
+    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED, gate.native], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('tcp-close-cp', ['/usr/bin/python3', '-c', CHECKPOINTED], want.stdout.toString().split('\n').filter(Boolean));
-  }, 90_000);
+    await expectCheckpointRestoreMatches('tcp-close-cp', ['/usr/bin/python3', '-c', CHECKPOINTED, gate.sandbox], want.stdout.toString().split('\n').filter(Boolean), gate.open);
+  }, 150_000);
 });

@@ -9,10 +9,10 @@
  * checkpoint/restore.
  */
 import { describe, expect, it } from 'vitest';
-import { expectCheckpointRestoreMatches, native } from './helpers.js';
+import { checkpointGate, expectCheckpointRestoreMatches, native, PY_WAIT_FOR_GATE } from './helpers.js';
 
 const UDPX = String.raw`
-import array, errno, socket, time
+import array, errno, os, socket, sys, time
 IPV6 = socket.IPPROTO_IPV6
 def ints(anc):
     return [(lvl == IPV6, {socket.IPV6_HOPLIMIT: "hoplimit", socket.IPV6_TCLASS: "tclass"}.get(typ, typ), array.array("i", data).tolist()) for lvl, typ, data in anc]
@@ -44,15 +44,16 @@ for bad in ([(IPV6, socket.IPV6_HOPLIMIT, array.array("i", [256]))], [(IPV6, soc
     except OSError as x: print("refused", errno.errorcode[x.errno])
 c.send(b"queued across a checkpoint")
 print("ready", flush=True)
-time.sleep(4)  # long enough for a checkpoint command to start under load
+${PY_WAIT_FOR_GATE}
 m, anc, fl, _ = s.recvmsg(100, 1024); print(m, ints(anc), fl)
 `;
 
 describe('UDP-Lite and IPv6 datagram ancillary data', () => {
   it('answer as natively, also across checkpoint/restore', async () => {
-    const want = await native(['/usr/bin/python3', '-c', UDPX], { timeoutMs: 30_000 });
+    const gate = checkpointGate('udp-ancillary');
+    const want = await native(['/usr/bin/python3', '-c', UDPX, gate.native], { timeoutMs: 30_000 });
     expect(want.stderr).toBe('');
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('udp-ancillary', ['/usr/bin/python3', '-c', UDPX], want.stdout.toString().split('\n').filter(Boolean));
-  }, 90_000);
+    await expectCheckpointRestoreMatches('udp-ancillary', ['/usr/bin/python3', '-c', UDPX, gate.sandbox], want.stdout.toString().split('\n').filter(Boolean), gate.open);
+  }, 150_000);
 });

@@ -5,7 +5,7 @@
  * and a connect waiting across checkpoint/restore.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native, PY_WAIT_FOR_GATE } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -56,7 +56,7 @@ if pid == 0:
     k = socket.socket(socket.AF_UNIX); k.connect("l.sock"); k.send(b"waited"); os._exit(0)
 time.sleep(0.5)
 print("ready", flush=True)
-time.sleep(4)  # long enough for a checkpoint command to start under load
+${PY_WAIT_FOR_GATE}
 conns = [l.accept()[0] for _ in range(3)]
 print("third connection got", conns[2].recv(10), flush=True)
 print("child", os.waitpid(pid, 0)[1], flush=True)
@@ -71,8 +71,9 @@ describe('unix listener backlog', () => {
   }, 60_000);
 
   it('a waiting connect completes after checkpoint/restore', async () => {
-    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('backlog-cp-native')], { timeoutMs: 30_000 });
+    const gate = checkpointGate('unix-backlog-cp');
+    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('backlog-cp-native'), gate.native], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('unix-backlog-cp', ['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('backlog-cp-sandbox')], want.stdout.toString().split('\n').filter(Boolean));
-  }, 90_000);
+    await expectCheckpointRestoreMatches('unix-backlog-cp', ['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('backlog-cp-sandbox'), gate.sandbox], want.stdout.toString().split('\n').filter(Boolean), gate.open);
+  }, 150_000);
 });

@@ -12,7 +12,7 @@
  * with a pending connection and a stream's writers across checkpoint/restore.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native, PY_WAIT_FOR_GATE } from './helpers.js';
 
 const NAMED = String.raw`
 #define _GNU_SOURCE
@@ -409,7 +409,7 @@ if child == 0:
 os.waitpid(child, 0)
 s1.send(b"parent bytes")
 print("ready", flush=True)
-time.sleep(4)  # long enough for a checkpoint command to start under load
+${PY_WAIT_FOR_GATE}
 data, items, flags, addr = d.recvmsg(100, 256)
 print("datagram", data, anc(items), flags, flush=True)
 print("abstract", ab.recvfrom(100), flush=True)
@@ -445,9 +445,10 @@ describe('unix datagram and seqpacket sockets by name; credentials and passed fi
   }, 60_000);
 
   it('keep named sockets, queued messages with their files and credentials, and pending connections across checkpoint/restore', async () => {
-    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('unix-cp-native')], { timeoutMs: 30_000 });
+    const gate = checkpointGate('unix-named-cp');
+    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('unix-cp-native'), gate.native], { timeoutMs: 30_000 });
     expect(want.stderr).toBe('');
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('unix-named-cp', ['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('unix-cp-sandbox')], want.stdout.toString().split('\n').filter(Boolean));
-  }, 90_000);
+    await expectCheckpointRestoreMatches('unix-named-cp', ['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('unix-cp-sandbox'), gate.sandbox], want.stdout.toString().split('\n').filter(Boolean), gate.open);
+  }, 150_000);
 });
