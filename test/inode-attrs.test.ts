@@ -11,7 +11,7 @@
  * checkpoint/restore.
  */
 import { describe, expect, it } from 'vitest';
-import { checkpointAtReady, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native, orphanStubs, restoreChecked, snapvisor } from './helpers.js';
+import { checkpointAtReady, checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native, orphanStubs, PY_WAIT_FOR_GATE, restoreChecked, snapvisor } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -21,6 +21,7 @@ const SOURCE = String.raw`
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -112,7 +113,9 @@ int main(int argc, char **argv) {
   }
   waitpid(c, NULL, 0);
   printf("ready\n"); fflush(stdout);
-  if (argc < 2) sleep(4); // in the sandbox: long enough for the checkpoint command to start under load
+  /* Then waits for the file argv[1] (test/helpers.ts checkpointGate: made by the test after the checkpoint). */
+  struct timespec gate = { 0, 20000000 };
+  while (argc > 1 && access(argv[1], F_OK)) nanosleep(&gate, 0);
   st("after: pipe", p[0]); st("after: pipe write end", p[1]);
   st("after: socketpair end 0", sv[0]); st("after: bound unix", u); st("after: inet", i4); st("after: eventfd", e);
   report("after: pipe fchmod 0640", fchmod(p[1], 0640)); st("after: pipe", p[0]);
@@ -125,37 +128,40 @@ describe('fchmod and fchown of pipes, sockets and anon inodes', () => {
   it('give the same results as Linux, and the changes survive a checkpoint/restore', async () => {
     const bin = compileStatic('inode-attrs', SOURCE);
     // Natively in a scratch directory (it makes a FIFO and a file); in the sandbox they go to its own upper layer.
-    const want = await native([bin, 'native'], { timeoutMs: 20_000, cwd: freshDir('inode-attrs') });
+    const gate = checkpointGate('inode-attrs');
+    const want = await native([bin, gate.native], { timeoutMs: 20_000, cwd: freshDir('inode-attrs') });
     expect(want.stderr).toBe('');
     expect(want.status).toBe(0);
     const lines = want.stdout.toString().split('\n').filter(Boolean);
     expect(lines).toContain('pipe fchmod 02755                    0');
     expect(lines).toContain('eventfd fchmod                       EOPNOTSUPP');
-    await expectSandboxOutput([bin, 'native'], lines);
-    await expectCheckpointRestoreMatches('inode-attrs', [bin], lines);
+    await expectSandboxOutput([bin, gate.native], lines);
+    await expectCheckpointRestoreMatches('inode-attrs', [bin, gate.sandbox], lines, gate.open);
     // With --network=host the inet socket is a host socket: its sockfs inode is the sandbox's record too (the host socket is not changed).
-    const host = await snapvisor(['run', '--network=host', '--', bin, 'native'], { timeoutMs: 30_000 });
+    const host = await snapvisor(['run', '--network=host', '--', bin, gate.native], { timeoutMs: 30_000 });
     expect(host.stderr).toBe('');
     expect(host.stdout.toString().split('\n').filter(Boolean)).toEqual(lines);
     expect(host.status).toBe(0);
     expect(orphanStubs()).toEqual([]);
-  }, 120_000);
+  }, 200_000);
 
   it('the mode fchmod gives a --network=host socket survives a checkpoint/restore (the socket reopened: --tcp-close-on-checkpoint)', async () => {
     const script = [
-      'import os, socket, stat, time',
+      'import os, socket, stat, sys, time',
       "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))",
       'os.fchmod(s.fileno(), 0o640)',
       "print('before', oct(stat.S_IMODE(os.fstat(s.fileno()).st_mode)), flush=True)",
       "print('ready', flush=True)",
-      'time.sleep(3)',
+      PY_WAIT_FOR_GATE,
       "print('after', oct(stat.S_IMODE(os.fstat(s.fileno()).st_mode)), flush=True)",
     ].join('\n');
-    const c = await checkpointAtReady('hostinet-attrs', ['/usr/bin/python3', '-c', script], 40_000, ['--network=host', '--tcp-close-on-checkpoint']);
+    const gate = checkpointGate('hostinet-attrs');
+    const c = await checkpointAtReady('hostinet-attrs', ['/usr/bin/python3', '-c', script, gate.sandbox], 40_000, ['--network=host', '--tcp-close-on-checkpoint']);
     expect(c.before).toEqual(['before 0o640', 'ready']);
+    gate.open();
     const r = await restoreChecked(c);
     expect(r.stdout.toString()).toBe('after 0o640\n');
     expect(r.status).toBe(0);
     expect(orphanStubs()).toEqual([]);
-  }, 60_000);
+  }, 150_000);
 });

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkpointAtReady, freshDir, native, orphanStubs, restoreChecked, snapvisor, snapvisorStreaming } from './helpers.js';
+import { checkpointAtReady, checkpointGate, freshDir, native, orphanStubs, PY_WAIT_FOR_GATE, restoreChecked, snapvisor, snapvisorStreaming } from './helpers.js';
 
 const GUEST = String.raw`
 import os, sys, time
@@ -147,7 +147,7 @@ os.pwrite(f.fileno(), b'PWRT', G + 30); print('mapping sees pwrite', m[30:34])
 whole = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 print('whole', len(whole), whole[G + 10:G + 14], whole[2**31:2**31 + 3], whole[G + 20:G + 24])
 print('ready', flush=True)
-time.sleep(4)  # long enough for a checkpoint command to start under load
+${PY_WAIT_FOR_GATE}
 print('after', m[10:14], m[20:24], whole[G + 30:G + 34], whole[12345:12347])
 m[40:44] = b'NEW!'; os.pwrite(f.fileno(), b'grow', G + 8192)
 print('size', os.fstat(f.fileno()).st_size, os.pread(f.fileno(), 4, G + 40), m[40:44])
@@ -158,17 +158,19 @@ print('truncated', os.pread(f.fileno(), 10, G + 18), whole[G + 18:G + 24])
 describe('MAP_SHARED of large sparse upper files', () => {
   it('a 4 GiB + 4 KiB sparse file mapped at 4 GiB and whole: same as native, across checkpoint/restore, holes not saved', async () => {
     const scratch = freshDir('large-shared-native');
-    const expected = await native(['/usr/bin/python3', '-c', LARGE_SHARED, scratch], { timeoutMs: 30_000 });
+    const gate = checkpointGate('large-shared'), lrGate = checkpointGate('large-shared-lr');
+    const expected = await native(['/usr/bin/python3', '-c', LARGE_SHARED, scratch, gate.native], { timeoutMs: 30_000 });
     fs.rmSync(scratch, { recursive: true, force: true });
     expect(expected.stderr.toString()).toBe('');
     expect(expected.status).toBe(0);
     const lines = expected.stdout.toString().split('\n').filter(Boolean);
     expect(lines).toContain(`whole ${4 * 2 ** 30 + 4096} b'tail' b'\\x00\\x00\\x00' b'MAPD'`);
-    const c = await checkpointAtReady('large-shared', ['/usr/bin/python3', '-c', LARGE_SHARED, freshDir('large-shared-sandbox')]);
+    const c = await checkpointAtReady('large-shared', ['/usr/bin/python3', '-c', LARGE_SHARED, freshDir('large-shared-sandbox'), gate.sandbox]);
     expect(c.before).toEqual(lines.slice(0, lines.indexOf('ready') + 1));
     const stored = allocatedBytes(c.store);
     console.log(`checkpoint store of a sandbox with a 4 GiB sparse file mapped MAP_SHARED: ${(stored / 2 ** 20).toFixed(1)} MiB`);
     expect(stored).toBeLessThan(256 * 2 ** 20);
+    gate.open();
     const t0 = performance.now();
     const r = await restoreChecked(c);
     console.log(`restore and the rest of the guest: ${(performance.now() - t0).toFixed(0)} ms`);
@@ -179,16 +181,17 @@ describe('MAP_SHARED of large sparse upper files', () => {
     // --leave-running: the shared block's data runs are copied at capture (not its 4 GiB).
     const root = freshDir('large-shared-root'), store = freshDir('large-shared-store');
     const name = `large-shared-lr-${process.pid}`;
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', LARGE_SHARED, freshDir('large-shared-lr')]);
-    await run.waitFor((l) => l === 'ready', 20_000);
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', LARGE_SHARED, freshDir('large-shared-lr'), lrGate.sandbox], { timeoutMs: 60_000 });
+    await run.waitFor((l) => l === 'ready', 40_000);
     const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, '--leave-running'], { timeoutMs: 20_000 });
     expect(cp.stderr.toString()).toBe('');
     expect(cp.status).toBe(0);
+    lrGate.open(); // the original goes on, and so will its restore
     expect(await run.done).toBe(0);
     expect(run.lines).toEqual(lines);
     const again = await snapvisor(['--root', root, 'restore', cp.stdout.toString().trim().split(/\s+/).pop()!, '--store', store], { timeoutMs: 30_000 });
     expect(again.stderr.toString()).toBe('');
     expect(again.stdout.toString().split('\n').filter(Boolean)).toEqual(lines.slice(lines.indexOf('ready') + 1));
     expect(orphanStubs()).toEqual([]);
-  }, 120_000);
+  }, 240_000);
 });
