@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   ElfError,
+  ElfPrefixTooShort,
   PF_X,
   PT_INTERP,
   PT_LOAD,
@@ -459,5 +460,27 @@ describe('/proc/self/maps of a loaded program', () => {
     const s = await snapvisor(['run', '--', '/usr/bin/python3', '-c', prog], { timeoutMs: 30_000 });
     expect(s.stderr).toBe('');
     expect(s.stdout.toString()).toBe(n.stdout.toString());
+  }, 60_000);
+});
+
+describe('exec reads a host executable\'s headers, not the whole file', () => {
+  it('runs a program whose PT_INTERP string lies past its first 4 KiB, as natively (exec reads on for it)', async () => {
+    const { native, freshDir, expectSandboxOutput } = await import('./helpers.js');
+    // /usr/bin/echo with its PT_INTERP pointing at a copy of the interpreter's name appended at the end of the file.
+    const b = Buffer.from(readFileSync('/usr/bin/echo'));
+    const img = parseElf(b);
+    const idx = img.phdrs.findIndex((p) => p.type === PT_INTERP);
+    const name = Buffer.from(`${img.interp}\0`, 'latin1');
+    const at = b.length + 4096;
+    const out = Buffer.concat([b, Buffer.alloc(4096), name]);
+    out.writeBigUInt64LE(BigInt(at), img.phoff + idx * 56 + 8); // p_offset
+    expect(at).toBeGreaterThan(4096);
+    const file = `${freshDir('elf-far-interp')}/echo`;
+    writeFileSync(file, out, { mode: 0o755 });
+    expect(parseElf(out).interp).toBe(img.interp);
+    expect(() => parseElf(out.subarray(0, 4096), out.length)).toThrow(ElfPrefixTooShort);
+    const n = await native([file, 'far', 'interpreter']);
+    expect(n.stdout.toString()).toBe('far interpreter\n');
+    await expectSandboxOutput([file, 'far', 'interpreter'], 'far interpreter\n');
   }, 60_000);
 });

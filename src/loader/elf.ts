@@ -109,6 +109,11 @@ function pageUp(x: number): number {
   return r === 0 ? x : x + (PAGE - r);
 }
 
+/** parseElf was given the first bytes of a file, and needs its first `bytes` bytes. */
+export class ElfPrefixTooShort extends Error {
+  constructor(readonly bytes: number) { super(`the first ${bytes} bytes are needed`); }
+}
+
 /**
  * Parse and validate an x86-64 ELF64 executable image held in memory.
  *
@@ -118,10 +123,13 @@ function pageUp(x: number): number {
  * address space) plus bounds checks of every table and loaded segment against
  * the file length in bytes; layout per `man 5 elf`.
  *
- * @param file the whole file's bytes
- * @throws ElfError with a one-line message when the kernel would refuse to exec it
+ * @param file the file's bytes: the whole file, or its first bytes when `fileLength` says more
+ * @param fileLength the file's length in bytes (segments are checked against it)
+ * @throws ElfError with a one-line message when the kernel would refuse to exec it;
+ *   ElfPrefixTooShort when `file` is a prefix that ends before the program headers or the
+ *   PT_INTERP string (read that many bytes and parse again)
  */
-export function parseElf(file: Uint8Array): ElfImage {
+export function parseElf(file: Uint8Array, fileLength = file.length): ElfImage {
   if (file.length < 4 || file[0] !== 0x7f || file[1] !== 0x45 || file[2] !== 0x4c || file[3] !== 0x46) {
     throw new ElfError('not an ELF file');
   }
@@ -153,10 +161,11 @@ export function parseElf(file: Uint8Array): ElfImage {
   if (phnum < 1 || phnum > Math.floor(65536 / PHDR_SIZE)) {
     throw new ElfError(`bad program header count ${phnum}`);
   }
-  const fileLen = BigInt(file.length);
+  const fileLen = BigInt(fileLength);
   if (phoffBig + BigInt(phnum * phentsize) > fileLen) {
     throw new ElfError('truncated ELF: program headers past end of file');
   }
+  if (phoffBig + BigInt(phnum * phentsize) > BigInt(file.length)) throw new ElfPrefixTooShort(Number(phoffBig) + phnum * phentsize);
   const phoff = Number(phoffBig);
   const entry = Number(entryBig);
 
@@ -212,6 +221,7 @@ export function parseElf(file: Uint8Array): ElfImage {
       if (ph.filesz < 2 || ph.filesz > PATH_MAX) {
         throw new ElfError(`bad PT_INTERP size ${ph.filesz}`);
       }
+      if (ph.offset + ph.filesz > file.length) throw new ElfPrefixTooShort(ph.offset + ph.filesz);
       const raw = file.subarray(ph.offset, ph.offset + ph.filesz);
       if (raw[raw.length - 1] !== 0) {
         throw new ElfError('PT_INTERP is not NUL-terminated');

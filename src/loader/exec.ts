@@ -10,13 +10,14 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { HostError } from '../../platforms/host-services.js';
+import { HostError, type HostTree } from '../../platforms/host-services.js';
 import { hostIdentity } from '../vfs/host-files.js';
+import { keyOf } from '../vfs/vfs.js';
 import { MAY_EXEC, credsOf, credsOnExec } from '../kernel/creds.js';
 import { E, SyscallError, strerror } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Task } from '../kernel/task.js';
-import { ElfError, ElfImage, PF_R, PF_W, PF_X, PT_LOAD, isShebang, parseElf, parseShebang } from './elf.js';
+import { ElfError, ElfImage, ElfPrefixTooShort, PF_R, PF_W, PF_X, PT_LOAD, isShebang, parseElf, parseShebang } from './elf.js';
 import { AT, buildInitialStack } from './stack.js';
 import { STACK_SIZE, STACK_TOP, MMAP_BASE } from '../mm/address-space.js';
 import { pageRoundDown, pageRoundUp } from '../mm/memory-file.js';
@@ -36,15 +37,25 @@ const ET_DYN_BASE = 0x5555_5555_4000;
 const MAX_INTERPRETER_DEPTH = 4;
 const MAX_ARG_BYTES = 2 * 1024 * 1024;
 
+/** Bytes of a host executable read up front: its headers, program headers and PT_INTERP string in nearly every ELF (more are read if not). */
+const HEADER_BYTES = 4096;
+
 interface Owner { mode: number; uid: number; gid: number }
-interface Program { path: string; bytes: Uint8Array; elf: ElfImage; identity?: { size: number; mtimeMs: number }; owner: Owner }
+/**
+ * An executable's file: `bytes` holds its first bytes (a host file: HEADER_BYTES or what parseElf
+ * asked for; the rest is read from `host` when a segment is not in the page cache) or all of it
+ * (an upper-layer file, already in the memory file); `size` its length in bytes.
+ */
+interface ProgramFile { path: string; bytes: Uint8Array; size: number; host?: { tree: HostTree; fd: number }; identity?: { size: number; mtimeMs: number }; owner: Owner }
+interface Program extends ProgramFile { elf: ElfImage }
 
 /**
- * Read an executable file of the sandbox, with the task's credentials: search permission
+ * Open an executable file of the sandbox, with the task's credentials: search permission
  * on the way, execute permission on the file (EACCES for non-regular files, and for
- * root when no execute bit is set at all).
+ * root when no execute bit is set at all). A host file's fd is pushed on `opened` (the caller
+ * closes them); only its first HEADER_BYTES are read.
  */
-function readProgram(t: Task, path: string, cwd: string): { path: string; bytes: Uint8Array; identity?: { size: number; mtimeMs: number }; owner: Owner } {
+function readProgram(t: Task, path: string, cwd: string, opened: Array<{ tree: HostTree; fd: number }>): ProgramFile {
   let n;
   const vfs = t.kernel.vfs;
   const c = credsOf(t.tg);
@@ -65,28 +76,52 @@ function readProgram(t: Task, path: string, cwd: string): { path: string; bytes:
   if (mountFlags & MS_NOEXEC) throw new ExecError(E.EACCES, `${path}: Permission denied`);
   const owner = { ...vfs.owner(n) };
   if (mountFlags & MS_NOSUID) owner.mode &= ~0o6000;
-  let bytes: Uint8Array;
-  let identity: { size: number; mtimeMs: number } | undefined;
-  if (n.kind === 'host') {
-    let r;
-    try { r = t.kernel.vfs.readHostFile(n); } catch (e) {
-      const errno = e instanceof HostError ? e.errno : E.EIO;
-      throw new ExecError(errno, `${path}: ${strerror(errno)}`);
-    }
-    bytes = r.bytes;
-    identity = hostIdentity(r.st);
-  }
-  else if (n.kind === 'upper') bytes = inodeRead(t.kernel, n.inode, 0, n.inode.size);
-  else throw new ExecError(E.EACCES, `${path}: Permission denied`);
-  return { path, bytes, identity, owner: { mode: owner.mode, uid: owner.uid, gid: owner.gid } };
+  const ownerOf = { mode: owner.mode, uid: owner.uid, gid: owner.gid };
+  if (n.kind === 'upper') return { path, bytes: inodeRead(t.kernel, n.inode, 0, n.inode.size), size: n.inode.size, owner: ownerOf };
+  if (n.kind !== 'host') throw new ExecError(E.EACCES, `${path}: Permission denied`);
+  const tree = t.kernel.vfs.treeOf(n);
+  let fd, st;
+  try { ({ fd, st } = tree.openFile(keyOf(n))); } catch (e) { throw hostExecError(path, e); }
+  const file: ProgramFile = { path, bytes: new Uint8Array(0), size: st.size, host: { tree, fd }, identity: hostIdentity(st), owner: ownerOf };
+  opened.push({ tree, fd });
+  file.bytes = readAt(file, 0, Math.min(st.size, HEADER_BYTES));
+  return file;
 }
 
-function parse(path: string, bytes: Uint8Array): ElfImage {
+/** An error of the host file behind an executable as execve's errno (EIO for anything but a HostError). */
+function hostExecError(path: string, e: unknown): ExecError {
+  const errno = e instanceof HostError ? e.errno : E.EIO;
+  return new ExecError(errno, `${path}: ${strerror(errno)}`);
+}
+
+/**
+ * Bytes [off, off+len) of an executable: from its bytes in memory when they cover them, else
+ * read from its host file (pread; a file shorter than that leaves zeros, as a page past EOF).
+ * Throws ExecError (the host's errno) if the read fails.
+ */
+function readAt(f: ProgramFile, off: number, len: number): Uint8Array {
+  if (off + len <= f.bytes.length || !f.host) return f.bytes.subarray(off, off + len);
+  const buf = new Uint8Array(len);
   try {
-    return parseElf(bytes);
-  } catch (e) {
-    if (e instanceof ElfError) throw new ExecError(E.ENOEXEC, `${path}: ${e.message}`);
-    throw e;
+    for (let done = 0; done < len;) {
+      const got = f.host.tree.pread(f.host.fd, buf.subarray(done), off + done);
+      if (got <= 0) break;
+      done += got;
+    }
+  } catch (e) { throw hostExecError(f.path, e); }
+  return buf;
+}
+
+/** Parse an executable's ELF headers, reading more of a host file if its first bytes do not hold them (ENOEXEC with parseElf's message). */
+function parse(f: ProgramFile): Program {
+  for (;;) {
+    try {
+      return { ...f, elf: parseElf(f.bytes, f.size) };
+    } catch (e) {
+      if (e instanceof ElfPrefixTooShort && e.bytes > f.bytes.length && e.bytes <= f.size) { f.bytes = readAt(f, 0, e.bytes); continue; }
+      if (e instanceof ElfError) throw new ExecError(E.ENOEXEC, `${f.path}: ${e.message}`);
+      throw e;
+    }
   }
 }
 
@@ -106,28 +141,44 @@ function hostAuxv(): Map<number, number> {
 
 const protOf = (flags: number) => (flags & PF_R ? PROT_READ : 0) | (flags & PF_W ? PROT_WRITE : 0) | (flags & PF_X ? 4 : 0);
 
-/** Map an ELF image's PT_LOAD segments at `bias`; returns [lowest, highest) mapped addresses. */
-function loadSegments(t: Task, prog: Program, bias: number): { end: number } {
+/**
+ * The page-cache block of each PT_LOAD segment's file part of a host executable (index in
+ * elf.phdrs → memory-file offset), read from the file on a cache miss. Done before execve's point
+ * of no return, so a failed read is an ExecError and the old image stays.
+ */
+function segmentBlocks(t: Task, prog: Program): Map<number, number> {
+  const blocks = new Map<number, number>();
+  if (!prog.identity) return blocks;
+  const k = t.kernel, id = prog.identity;
+  prog.elf.phdrs.forEach((ph, i) => {
+    if (ph.type !== PT_LOAD || ph.memsz === 0 || ph.filesz === 0) return;
+    const fileStart = ph.offset - (ph.vaddr % PAGE_SIZE);
+    const len = ph.offset + ph.filesz - fileStart;
+    blocks.set(i, pageCacheBlock(k, prog.path, id.size, id.mtimeMs, fileStart, len, (b) => k.mf.write(b, readAt(prog, fileStart, len))));
+  });
+  return blocks;
+}
+
+/** Map an ELF image's PT_LOAD segments at `bias` (host files' from `blocks`, segmentBlocks); returns [lowest, highest) mapped addresses. */
+function loadSegments(t: Task, prog: Program, bias: number, blocks: Map<number, number>): { end: number } {
   let end = 0;
-  for (const ph of prog.elf.phdrs) {
-    if (ph.type !== PT_LOAD || ph.memsz === 0) continue;
+  prog.elf.phdrs.forEach((ph, i) => {
+    if (ph.type !== PT_LOAD || ph.memsz === 0) return;
     const start = pageRoundDown(ph.vaddr + bias);
     const segEnd = pageRoundUp(ph.vaddr + bias + ph.memsz);
     const inPage = (ph.vaddr + bias) - start;
     const fileStart = ph.offset - inPage;
-    const fileBytes = prog.bytes.subarray(fileStart, ph.offset + ph.filesz);
-    if (prog.identity && fileBytes.length) {
+    const block = blocks.get(i);
+    if (block !== undefined) {
       // Host executables: the file part comes from the page cache (copy-on-write), bss is anonymous.
-      const fileLen = pageRoundUp(fileBytes.length);
-      const k = t.kernel;
-      const block = pageCacheBlock(k, prog.path, prog.identity.size, prog.identity.mtimeMs, fileStart, fileBytes.length, (b) => k.mf.write(b, fileBytes));
+      const fileLen = pageRoundUp(ph.offset + ph.filesz - fileStart);
       t.mm.mapBlock(start, fileLen, protOf(ph.flags), MAP_PRIVATE | MAP_FIXED, prog.path, fileStart, block, 0, true);
       if (segEnd > start + fileLen) t.mm.map(start + fileLen, segEnd - start - fileLen, protOf(ph.flags), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, '', 0);
     } else {
-      t.mm.map(start, segEnd - start, protOf(ph.flags), MAP_PRIVATE | MAP_FIXED, prog.path, fileStart, fileBytes);
+      t.mm.map(start, segEnd - start, protOf(ph.flags), MAP_PRIVATE | MAP_FIXED, prog.path, fileStart, ph.filesz ? prog.bytes.subarray(fileStart, ph.offset + ph.filesz) : new Uint8Array(0));
     }
     end = Math.max(end, segEnd);
-  }
+  });
   return { end };
 }
 
@@ -136,29 +187,42 @@ function loadSegments(t: Task, prog: Program, bias: number): { end: number } {
  * before anything of the old image is touched; afterwards the task runs the new image.
  */
 export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uint8Array[]): void {
-  let { path: realPath, bytes, identity: mainIdentity, owner: mainOwner } = readProgram(t, path, t.tg.cwd);
+  const opened: Array<{ tree: HostTree; fd: number }> = [];
+  try {
+    execOpened(t, path, argv, envp, opened);
+  } finally {
+    for (const { tree, fd } of opened) tree.closeFile(fd);
+  }
+}
+
+/** execProgram with the host fds of the files it opens pushed on `opened`. */
+function execOpened(t: Task, path: string, argv: Uint8Array[], envp: Uint8Array[], opened: Array<{ tree: HostTree; fd: number }>): void {
+  let file = readProgram(t, path, t.tg.cwd, opened);
   const execfn = path;
   // #! scripts (binfmt_script): interpreter [arg] script args...
-  for (let depth = 0; isShebang(bytes); depth++) {
+  for (let depth = 0; isShebang(file.bytes); depth++) {
     if (depth >= MAX_INTERPRETER_DEPTH) throw new ExecError(E.ELOOP, `${path}: too many levels of #! interpreters`);
     let sb;
-    try { sb = parseShebang(bytes); } catch (e) { throw new ExecError(E.ENOEXEC, `${realPath}: ${(e as Error).message}`); }
+    try { sb = parseShebang(file.bytes); } catch (e) { throw new ExecError(E.ENOEXEC, `${file.path}: ${(e as Error).message}`); }
     const raw = (s: string) => Buffer.from(s, 'latin1');
-    argv = [raw(sb.interpreter), ...(sb.arg !== undefined ? [raw(sb.arg)] : []), raw(depth === 0 ? path : realPath), ...argv.slice(1)];
-    ({ path: realPath, bytes, identity: mainIdentity, owner: mainOwner } = readProgram(t, sb.interpreter, t.tg.cwd));
+    argv = [raw(sb.interpreter), ...(sb.arg !== undefined ? [raw(sb.arg)] : []), raw(depth === 0 ? path : file.path), ...argv.slice(1)];
+    file = readProgram(t, sb.interpreter, t.tg.cwd, opened);
   }
-  const main: Program = { path: realPath, bytes, elf: parse(realPath, bytes), identity: mainIdentity, owner: mainOwner };
+  const realPath = file.path;
+  const main = parse(file);
   let interp: Program | undefined;
   if (main.elf.interp) {
     let r;
-    try { r = readProgram(t, main.elf.interp, '/'); } catch (e) {
+    try { r = readProgram(t, main.elf.interp, '/', opened); } catch (e) {
       if (e instanceof ExecError && e.errno === E.ENOENT) throw new ExecError(E.ENOENT, `${realPath}: interpreter ${main.elf.interp} not found`);
       throw e;
     }
-    interp = { path: r.path, bytes: r.bytes, elf: parse(r.path, r.bytes), identity: r.identity, owner: r.owner };
+    interp = parse(r);
   }
   const argBytes = [...argv, ...envp].reduce((n, a) => n + a.length + 1, 0);
   if (argBytes > MAX_ARG_BYTES) throw new ExecError(E.E2BIG, `${path}: argument list too long`);
+  const mainBlocks = segmentBlocks(t, main);
+  const interpBlocks = interp ? segmentBlocks(t, interp) : new Map<number, number>();
 
   // inotify: the program opened and read (its header, program headers, interpreter name), then the interpreter's.
   const k = t.kernel;
@@ -173,14 +237,14 @@ export function execProgram(t: Task, path: string, argv: Uint8Array[], envp: Uin
   mm.clear();
   mm.setFields({ mmapBase: MMAP_BASE });
   const bias = main.elf.type === 'dyn' ? ET_DYN_BASE - main.elf.minVaddr : 0;
-  const { end } = loadSegments(t, main, bias);
+  const { end } = loadSegments(t, main, bias, mainBlocks);
   mm.setFields({ brkStart: end, brk: end });
   let interpBias = 0;
   if (interp) {
     const span = interp.elf.maxVaddr - interp.elf.minVaddr;
     const at = mm.findGap(span);
     interpBias = at - interp.elf.minVaddr;
-    loadSegments(t, interp, interpBias);
+    loadSegments(t, interp, interpBias, interpBlocks);
   }
   mm.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, '[stack]', 0);
 

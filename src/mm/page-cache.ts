@@ -14,14 +14,15 @@ const CACHE_USER = -0x7fff_ffff;
 
 /**
  * The block caching `len` bytes of a host file at `offset`, filled by `fill` the first time
- * (it receives the block's offset in the memory file and must write at most `len` bytes).
+ * (it receives the block's offset in the memory file and must write at most `len` bytes; if it
+ * throws, the block is freed and the error goes on).
  */
 export function pageCacheBlock(k: Kernel, hostPath: string, size: number, mtimeMs: number, offset: number, len: number, fill: (blockOffset: number) => void): number {
   const key = `${hostPath}\0${size}\0${mtimeMs}\0${offset}\0${len}`;
   const cached = k.state.memoryFile.pageCache?.[key];
   if (cached !== undefined && k.state.memoryFile.blocks[cached]) return cached;
   const block = k.mf.newBlock(pageRoundUp(Math.max(len, 1)), CACHE_USER);
-  fill(block);
+  try { fill(block); } catch (e) { k.mf.ref(block, CACHE_USER, -1); throw e; } // a failed read caches nothing
   if (!k.state.memoryFile.pageCache) k.stage([['set', ['memoryFile', 'pageCache'], {}]]);
   k.stage([['set', ['memoryFile', 'pageCache', key], block]]);
   return block;

@@ -200,11 +200,6 @@ export class Vfs {
     return (loc.sb ? this.treeOf({ sb: loc.sb }) : this.lower).openFile(loc.key);
   }
 
-  /** The whole contents of a host node (a regular file), read through one fd (HostTree.readFile). */
-  readHostFile(n: Node & { kind: 'host' }): { bytes: Uint8Array; st: HostStat } {
-    return this.treeOf(n).readFile(keyOf(n));
-  }
-
   /** Whether the lower layer's entry at p is hidden by the upper layer above it (overlayfs: whiteouts, opaque directories). */
   private hiddenByAncestor(p: string): boolean {
     let q = p;
