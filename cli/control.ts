@@ -11,6 +11,7 @@ import { logLine } from './oci/log.js';
 import type { Kernel } from '../src/kernel/kernel.js';
 import { eventJson, typeFilter } from '../src/kernel/events.js';
 import { type ControlRequest, type ControlResponse, checkName, request, stateDir } from './control-client.js';
+import { makeDirs } from '../snapshots/make-dirs.js';
 import { checkpointOutput, parseLightCheckpoint } from './checkpoint-client.js';
 
 export { CONTROL_TIMEOUT_MS, type ControlRequest, type ControlResponse, checkName, controlSocket, defaultStore, request, stateDir } from './control-client.js';
@@ -42,7 +43,7 @@ export interface CheckpointedAway { id: string; store: string }
 export async function serveControl(root: string | undefined, name: string, kernel: Kernel, handler?: ControlHandler): Promise<{ close(): Promise<void>; checkpointedAway(): CheckpointedAway | undefined }> {
   checkName(name);
   const dir = stateDir(root);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirs(dir, 0o700);
   const sock = path.join(dir, `${name}.sock`);
   const meta = path.join(dir, `${name}.json`);
   if (fs.existsSync(sock)) {

@@ -14,6 +14,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { makeDirs } from '../snapshots/make-dirs.js';
 import { defaultStore } from './store-dir.js';
 
 /** The registrations' directory under a store. */
@@ -33,7 +34,7 @@ export function registerPool(store: string, id: string, socket: string): (() => 
   const file = path.join(dir, `${id}.${process.pid}.json`);
   const tmp = `${file}.tmp`;
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
     fs.writeFileSync(tmp, JSON.stringify({ v: 1, checkpoint: id, socket, pid: process.pid }) + '\n');
     fs.renameSync(tmp, file);
   } catch (e) {

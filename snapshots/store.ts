@@ -12,7 +12,8 @@
  * one after another; a store held open by another process yields a SnapshotError.
  */
 import fs from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { makeDirs, makeDirsAsync } from './make-dirs.js';
 import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -316,8 +317,8 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
   // store's files, and the catalogue checked once it is open (withStore's `meanwhile`).
   const writePages = async () => {
     // Synchronous: two syscalls when the directories are there (each an await on the thread pool cost 1–3 ms of a second checkpoint here, more under load).
-    fs.mkdirSync(join(dir, PAGES_DIR), { recursive: true });
-    fs.mkdirSync(join(dir, META_DIR), { recursive: true });
+    makeDirs(join(dir, PAGES_DIR));
+    makeDirs(join(dir, META_DIR));
     do id = newCheckpointId(); while (hasPageFile(dir, id) || fs.existsSync(metaPath(dir, id)));
     pageFile = compress ? packPath(dir, id) : pagePath(dir, id);
     metaTmp = metaPath(dir, id) + '.tmp';
@@ -597,7 +598,7 @@ async function materializeInto<T>(dir: string, id: string, owner: string, packFd
     const trailer = readPackTrailer(packFd);
     if (typeof trailer === 'string') throw corrupt(owner, inherited ? `${inherited}: ${trailer}` : trailer);
     try {
-      fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
+      makeDirs(join(dir, CACHE_DIR));
       outFd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     } catch (err) {
       throw cannotWrite((err as NodeJS.ErrnoException).code ?? errorMessage(err));
@@ -994,7 +995,7 @@ export async function openPageSource(dir: string, id: string, owner: string, ope
   try {
     if (fd < 0) {
       // Made empty: the ready file first (every piece 0), then the cache; each linked into place unless another process was first.
-      fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
+      makeDirs(join(dir, CACHE_DIR));
       makeInPlace(ready, (tmpFd) => fs.ftruncateSync(tmpFd, Math.ceil(trailer.pageFileBytes / PACK_CHUNK_BYTES)));
       makeInPlace(cache, (tmpFd) => fs.ftruncateSync(tmpFd, trailer.pageFileBytes));
       fd = fs.openSync(cache, fs.constants.O_RDONLY);
@@ -1061,7 +1062,7 @@ export function writeWorkingSet(storeDir: string, id: string, faults: ReadonlyAr
   let tmp: string | undefined;
   try {
     const dir = resolvePath(storeDir);
-    fs.mkdirSync(join(dir, CACHE_DIR), { recursive: true });
+    makeDirs(join(dir, CACHE_DIR));
     const target = workingSetPath(dir, id);
     tmp = `${target}.${tmpSuffix()}`;
     fs.writeFileSync(tmp, JSON.stringify({ v: 1, faults: faults.slice(0, WORKING_SET_MAX) }), { mode: 0o600, flag: 'wx' });
@@ -1880,7 +1881,7 @@ async function withStore<T, M = undefined>(storeDir: string, mode: 'existing' | 
     if (mode === 'existing') {
       if (!(await exists(join(key, 'CURRENT')))) throw new SnapshotError(`no checkpoint store at ${storeDir}`);
     } else if (!opening) {
-      await mkdir(key, { recursive: true });
+      await makeDirsAsync(key);
     }
     const early = meanwhile?.();
     early?.catch(() => undefined); // awaited below, after the open
@@ -2008,7 +2009,7 @@ export function openStoreEarly(storeDir: string): StoreOpening {
     // An existing store: LevelDB's open is asked for at once (in this turn's promise continuations,
     // no round trip of a mkdir on the thread pool first, neither here nor in classic-level's open).
     if (fs.existsSync(join(key, 'CURRENT'))) return openDb(key, false);
-    await mkdir(key, { recursive: true });
+    await makeDirsAsync(key);
     return openDb(key, true);
   })();
   db.catch(() => undefined); // seen by withStore, or by cancelStoreOpening

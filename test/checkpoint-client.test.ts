@@ -3,6 +3,7 @@
  * (cli/checkpoint-client.ts): which shapes it takes itself, and that a real checkpoint through it
  * loads no bundle, prints what the full CLI prints and restores.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseLightCheckpoint } from '../cli/checkpoint-client.js';
@@ -56,4 +57,31 @@ describe('checkpoint without the bundle', () => {
     expect(gone.status).toBe(1);
     expect(gone.stderr).toBe(`snapvisor: container ${name} does not exist (nor a running sandbox of that name in ${root})\n`);
   }, 260_000);
+
+  it('a store that cannot be made is one line, and the sandbox runs on and checkpoints after it', async () => {
+    const base = freshDir('ckbadstore');
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+    fs.writeFileSync(path.join(base, 'afile'), '');
+    const name = `ckbadstore-${process.pid}`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/bin/busybox', 'sh', '-c', 'i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo $i; sleep 0.05; done; echo done'], { timeoutMs: 120_000 });
+    await run.waitFor((l) => l === '3', 60_000);
+    // procfs answers mkdir with ENOENT under a directory that exists: Node 20's recursive mkdir
+    // looped on it forever, with the guest paused (snapshots/make-dirs.ts).
+    for (const [bad, error] of [['/proc/nonexistent/store', 'ENOENT (mkdir)'], [path.join(base, 'afile', 'store'), 'ENOTDIR (mkdir)']]) {
+      for (const mode of [['--leave-running'], []]) {
+        const r = await snapvisor(['--root', root, 'checkpoint', name, '--store', bad, ...mode], { timeoutMs: 30_000 });
+        expect(r.timedOut, `${bad} ${mode}`).toBe(false);
+        expect(r.stderr).toBe(`snapvisor: checkpoint of '${name}' failed: cannot write checkpoint into ${bad}: ${error}\n`);
+        expect(r.status).toBe(1);
+      }
+    }
+    // The guest went on counting (not paused), and a checkpoint into a good store works.
+    const before = run.lines.length;
+    await run.waitFor(() => run.lines.length >= before + 3, 30_000);
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 60_000 });
+    expect(cp.stderr).toBe('');
+    expect(cp.status).toBe(0);
+    expect(await run.done).toBe(137);
+    expect(fs.existsSync('/proc/nonexistent')).toBe(false);
+  }, 200_000);
 });

@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { request, stateDir, type ControlResponse, type GuestProcess } from '../control.js';
+import { makeDirs } from '../../snapshots/make-dirs.js';
 import { logConfig } from './log.js';
 import { BundleError, defaultSpec, loadBundle, processSpec, type OciProcess, type BundleSpec } from './bundle.js';
 import {
@@ -97,7 +98,7 @@ export async function launch(root: string | undefined, id: string, mode: 'create
   if (!terminal && o.consoleSocket) throw new ContainerError('cannot use console socket if runc will not detach or allocate tty');
   if (o.consoleSocket && !fs.existsSync(o.consoleSocket)) throw new ContainerError(`console socket ${o.consoleSocket} does not exist`);
 
-  fs.mkdirSync(stateDir(root), { recursive: true, mode: 0o711 });
+  makeDirs(stateDir(root), 0o711);
   try { fs.mkdirSync(dir, { mode: 0o711 }); } catch { throw new ContainerError(`container with id exists: ${id}`); }
   let child: ChildProcess | undefined;
   let pty: { master: number; slave: number } | undefined;
@@ -408,7 +409,7 @@ export async function checkpointToImage(root: string | undefined, id: string, o:
   const rec = loadContainer(root, id);
   if (liveStatus(rec) === 'stopped' || liveStatus(rec) === 'created') throw new ContainerError('container not running');
   const image = path.resolve(o.imagePath);
-  fs.mkdirSync(image, { recursive: true });
+  makeDirs(image);
   const r = await control(root, id, { op: 'checkpoint', store: image, leaveRunning: !!o.leaveRunning });
   if (!r.ok) throw new ContainerError(`checkpoint of ${id} failed: ${(r as { error: string }).error}`);
   // Podman looks for CRIU's inventory.img to tell a complete checkpoint directory from a partial
@@ -416,7 +417,7 @@ export async function checkpointToImage(root: string | undefined, id: string, o:
   fs.writeFileSync(path.join(image, 'inventory.img'), `snapvisor checkpoint ${r.id} (a snapvisor checkpoint store, not a CRIU image)\n`);
   const line = `checkpointed ${id}: ${r.pages} pages, guest paused ${Number(r.pauseMs).toFixed(0)} ms, written in ${Number(r.durationMs).toFixed(0)} ms: ${r.id}`;
   if (o.workPath) {
-    fs.mkdirSync(o.workPath, { recursive: true });
+    makeDirs(o.workPath);
     fs.appendFileSync(path.join(o.workPath, 'dump.log'), line + '\n');
   }
   if (!o.leaveRunning) await waitGone(rec, 10_000);
