@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkpointAtReady, freshDir, orphanStubs, restoreChecked, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
+import { checkpointAtReady, checkpointGate, freshDir, orphanStubs, restoreChecked, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
 const SIMULATE = 'SNAPVISOR_SIMULATE_HOST_CPU_FEATURES';
 
@@ -25,7 +25,13 @@ async function recordedFeatures(id: string, store: string): Promise<string[]> {
 
 describe('CPU features of checkpoints', () => {
   it('records the guest-visible features, refuses a host lacking some (naming them, losing nothing), and records the new host\'s after a restore', async () => {
-    const c = await checkpointAtReady('cpufeat', ['/bin/sh', '-c', 'echo ready; for i in $(seq 1 20); do sleep 0.3; echo t$i; done; echo after']);
+    // The guest waits for gate1 after `ready` and for gate2 after `go`, both made by the test once
+    // it has checkpointed there: no fixed sleep that a loaded machine outlasts.
+    const gate1 = checkpointGate('cpufeat-1'), gate2 = checkpointGate('cpufeat-2');
+    const wait = (n: number) => `while [ ! -e "$${n}" ]; do sleep 0.02; done`;
+    const script = `echo ready; ${wait(1)}; echo go; ${wait(2)}; for i in $(seq 1 5); do sleep 0.1; echo t$i; done; echo after`;
+    const c = await checkpointAtReady('cpufeat', ['/bin/sh', '-c', script, 'sh', gate1.sandbox, gate2.sandbox]);
+    expect(c.before).toEqual(['ready']);
     const recorded = await recordedFeatures(c.id, c.store);
     // What user code can execute, as Linux names it; not Linux's own software flags.
     expect(recorded).toEqual([...recorded].sort());
@@ -49,24 +55,25 @@ describe('CPU features of checkpoints', () => {
     expect(pool.status).toBe(1);
     expect(stderrLines(pool.stderr)).toEqual([`snapvisor: pool: checkpoint ${c.id} needs CPU features this host lacks: ${lacking.join(' ')} (its guest may use them; restore it on a host that has them)`]);
 
-    // The checkpoint is intact: on this host it restores and finishes.
-    const r = await restoreChecked(c);
-    // It goes on from where the checkpoint caught it (under load, t1 may already have been printed).
-    const all = [...Array.from({ length: 20 }, (_, i) => `t${i + 1}`), 'after'];
-    expect(r.stdout.toString()).toBe(all.filter((l) => !c.before.includes(l)).join('\n') + '\n');
-    expect(r.status).toBe(0);
-
     // On a host with one more feature, the restored sandbox records that host's features.
+    gate1.open();
     const bigger = [...recorded, 'amx_tile'].filter((f, i, a) => a.indexOf(f) === i);
     const name = `cpufeat-${process.pid}`;
-    const run = snapvisorStreaming(['--root', c.root, 'restore', c.id, '--store', c.store, '--name', name], { env: { ...process.env, [SIMULATE]: bigger.join(',') }, timeoutMs: 30_000 });
-    // Checkpoint it again once it runs (before `after`).
-    await run.waitFor((l) => /^t\d+$/.test(l), 20_000);
+    const run = snapvisorStreaming(['--root', c.root, 'restore', c.id, '--store', c.store, '--name', name], { env: { ...process.env, [SIMULATE]: bigger.join(',') }, timeoutMs: 60_000 });
+    // Checkpoint it again once it runs (it then waits for gate2).
+    await run.waitFor((l) => l === 'go', 40_000);
     const again = await snapvisor(['--root', c.root, 'checkpoint', name, '--store', c.store], { timeoutMs: 20_000, env: { ...process.env, [SIMULATE]: bigger.join(',') } });
     expect(again.stderr).toBe('');
     expect(again.status).toBe(0);
     expect(await run.done).toBe(137);
     const id2 = again.stdout.toString().trim().split(/\s+/).pop()!;
+    gate2.open();
+
+    // The first checkpoint is intact: on this host it restores and finishes, from where it was caught.
+    const r = await restoreChecked(c);
+    expect(r.stdout.toString()).toBe(['go', 't1', 't2', 't3', 't4', 't5', 'after'].join('\n') + '\n');
+    expect(r.status).toBe(0);
+
     expect(await recordedFeatures(id2, c.store)).toEqual([...bigger].sort());
     // …and this host, lacking amx_tile, now refuses that one.
     const refused2 = await snapvisor(['--root', c.root, 'restore', id2, '--store', c.store], { timeoutMs: 20_000 });

@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { compileStatic, freshDir, sha256, snapvisor, snapvisorStreaming } from './helpers.js';
+import { compileStatic, freshDir, orphanStubs, sha256, snapvisor, snapvisorStreaming } from './helpers.js';
 
 const MARKER = 'SNAPVISOR-OUTSIDE-' + crypto.randomBytes(8).toString('hex');
 let outside: string, root: string, hostState: () => string;
@@ -221,19 +221,26 @@ describe('host files across checkpoint/restore', () => {
     fs.copyFileSync('/bin/busybox', path.join(r0, 'bin', 'busybox'));
     fs.chmodSync(path.join(r0, 'bin', 'busybox'), 0o755);
     fs.writeFileSync(path.join(r0, 'data'), 'line one\nline two\n');
+    // The guest waits for /gate/go, made after the checkpoint, not a fixed sleep a loaded machine outlasts.
+    fs.mkdirSync(path.join(r0, 'gate'));
     const store = path.join(base, 'store'), state = path.join(base, 'state');
     const name = `lower-${process.pid}`;
     const run = snapvisorStreaming(['--root', state, 'run', '--name', name, '--rootfs', r0, '--', '/bin/busybox', 'sh', '-c',
-      'exec 3< /data; read -r a <&3; echo "$a"; echo ready; busybox sleep 5; read -r b <&3; echo "$b"']);
-    await run.waitFor((l) => l === 'ready', 20_000);
+      'exec 3< /data; read -r a <&3; echo "$a"; echo ready; while [ ! -e /gate/go ]; do busybox sleep 0.02; done; read -r b <&3; echo "$b"'], { timeoutMs: 60_000 });
+    await run.waitFor((l) => l === 'ready', 40_000);
     const cp = await snapvisor(['--root', state, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
     expect(cp.status).toBe(0);
     expect(await run.done).toBe(137);
+    expect(run.lines).toEqual(['line one', 'ready']);
     const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
+    fs.writeFileSync(path.join(r0, 'gate', 'go'), '');
 
-    const ok = await snapvisor(['--root', state, 'restore', id, '--store', store], { timeoutMs: 20_000 });
+    const ok = await snapvisor(['--root', state, 'restore', id, '--store', store], { timeoutMs: 30_000 });
+    expect(ok.timedOut).toBe(false);
     expect(ok.stderr).toBe('');
     expect(ok.stdout.toString()).toBe('line two\n');
+    expect(ok.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
 
     fs.writeFileSync(path.join(r0, 'data'), 'line one\nline 2!\n');
     const changed = await snapvisor(['--root', state, 'restore', id, '--store', store], { timeoutMs: 20_000 });

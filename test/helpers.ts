@@ -319,6 +319,8 @@ export function checkpointGate(prefix: string): { native: string; sandbox: strin
 }
 /** A Python guest's wait for its checkpointGate file, its last argument (every 20 ms). */
 export const PY_WAIT_FOR_GATE = 'while not os.path.exists(sys.argv[-1]): time.sleep(0.02)  # test/helpers.ts checkpointGate';
+/** A shell guest's (`sh -c SCRIPT sh GATE`) wait for its checkpointGate file, its $1 (every 20 ms). */
+export const SH_WAIT_FOR_GATE = 'while [ ! -e "$1" ]; do sleep 0.02; done';
 
 /**
  * The check of most checkpoint tests: `argv` checkpointed at its `ready` line and restored prints,

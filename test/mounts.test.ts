@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Checkpointed, checkpointAtReady, compileStatic, freshDir, orphanStubs, restoreChecked, snapvisor, snapvisorStreaming, stderrLines, testTmpDir } from './helpers.js';
+import { type Checkpointed, checkpointAtReady, checkpointGate, compileStatic, freshDir, orphanStubs, restoreChecked, SH_WAIT_FOR_GATE, snapvisor, snapvisorStreaming, stderrLines, testTmpDir } from './helpers.js';
 
 const MNT_C = String.raw`#define _GNU_SOURCE
 #include <errno.h>
@@ -233,9 +233,17 @@ beforeAll(() => {
   fs.writeFileSync(path.join(vol, 'a.txt'), 'hi\n');
 });
 
-/** Run busybox sh -c `script` with run options `opts` as a named sandbox and checkpoint it at its `ready` line (it is killed: 137). */
-const checkpointWith = (prefix: string, opts: string[], script: string): Promise<Checkpointed> =>
-  checkpointAtReady(prefix, ['/bin/busybox', 'sh', '-c', script], 40_000, opts);
+/**
+ * Run busybox sh -c `script` with run options `opts` as a named sandbox and checkpoint it at its
+ * `ready` line (it is killed: 137). The script's $1 is a gate file made just after the checkpoint:
+ * the script waits for it with SH_WAIT_FOR_GATE, so it is still there when the checkpoint comes.
+ */
+const checkpointWith = async (prefix: string, opts: string[], script: string): Promise<Checkpointed> => {
+  const gate = checkpointGate(prefix);
+  const c = await checkpointAtReady(prefix, ['/bin/busybox', 'sh', '-c', script, 'sh', gate.sandbox], 40_000, opts);
+  gate.open();
+  return c;
+};
 
 /** A listing of dir (names, sizes, modes, contents' lengths) to compare before and after. */
 function listing(dir: string): string {
@@ -364,7 +372,7 @@ describe('run --volume and --tmpfs', () => {
 
   it('checkpoint and restore: the tmpfs keeps its files and its use, the volume is reached again', async () => {
     const c = await checkpointWith('mounts-cp', ['--tmpfs', '/t:size=1m', '--volume', `${vol}:/v:ro`], [
-      'echo kept > /t/f; dd if=/dev/zero of=/t/big bs=65536 count=8 2>/dev/null; echo ready; sleep 2',
+      `echo kept > /t/f; dd if=/dev/zero of=/t/big bs=65536 count=8 2>/dev/null; echo ready; ${SH_WAIT_FOR_GATE}`,
       'cat /t/f /v/a.txt; df /t | tail -1; grep -c " /t \\| /v " /proc/mounts; dd if=/dev/zero of=/t/more bs=65536 count=16 2>&1 | grep -c \"No space left\"; ls -s /t/more',
     ].join('; '));
     // inspect names the volume among the host files the restore needs, and both mounts.
@@ -432,7 +440,7 @@ describe('read-write volumes', () => {
 
   it('a file held open for writing goes on being written after checkpoint and restore; the restore sees the guest\'s writes as the volume\'s identity', async () => {
     const v = freshDir('rw-volume-cp');
-    const c = await checkpointWith('mounts-rw', ['--volume', `${v}:/w`], 'exec 3>>/w/log; echo one >&3; echo made > /w/new; echo ready; sleep 2; echo two >&3; cat /w/new');
+    const c = await checkpointWith('mounts-rw', ['--volume', `${v}:/w`], `exec 3>>/w/log; echo one >&3; echo made > /w/new; echo ready; ${SH_WAIT_FOR_GATE}; echo two >&3; cat /w/new`);
     expect(fs.readFileSync(path.join(v, 'log'), 'utf8')).toBe('one\n');
     const r = await restoreChecked(c);
     expect(r.stdout.toString()).toBe('made\n');
@@ -502,7 +510,7 @@ describe('volumes across checkpoint/restore', () => {
   it('a volume changed on the host since the checkpoint refuses the restore, naming it, unless --accept-changed-volumes', async () => {
     const v = freshDir('mounts-changed');
     fs.writeFileSync(path.join(v, 'a'), 'before\n');
-    const c = await checkpointWith('mounts-vol', ['--volume', `${v}:/v:ro`], 'echo ready; sleep 2; cat /v/a');
+    const c = await checkpointWith('mounts-vol', ['--volume', `${v}:/v:ro`], `echo ready; ${SH_WAIT_FOR_GATE}; cat /v/a`);
     fs.writeFileSync(path.join(v, 'a'), 'after!\n');
     const refused = await snapvisor(['--root', c.root, 'restore', c.id, '--store', c.store], { timeoutMs: 20_000 });
     expect(refused.status).toBe(125);
@@ -568,10 +576,10 @@ describe('mount(2) and umount2(2) inside the sandbox', () => {
       'mkdir /tmp/p && mount -t proc proc /tmp/p && readlink /tmp/p/self >/dev/null && grep " /tmp/p " /proc/self/mountinfo | cut -d" " -f5-; umount /tmp/p; ls /tmp/p | wc -l; mount --bind /etc /mnt && [ -e /mnt/passwd ] && echo bound; umount /mnt']);
     expect(r.stderr).toBe('');
     expect(r.stdout.toString()).toBe('/tmp/p rw,relatime - proc proc rw\n0\nbound\n');
-    const c = await checkpointWith('mounts-guest', [], 'mkdir -p /tmp/m && mount -t tmpfs -o size=256k mine /tmp/m && echo kept > /tmp/m/f && echo ready; sleep 2; cat /tmp/m/f; grep " /tmp/m " /proc/mounts; umount /tmp/m && ls /tmp/m | wc -l');
+    const c = await checkpointWith('mounts-guest', [], `mkdir -p /tmp/m && mount -t tmpfs -o size=256k mine /tmp/m && echo kept > /tmp/m/f && echo ready; ${SH_WAIT_FOR_GATE}; cat /tmp/m/f; grep " /tmp/m " /proc/mounts; umount /tmp/m && ls /tmp/m | wc -l`);
     const rr = await restoreChecked(c);
     expect(rr.stdout.toString()).toBe('kept\nmine /tmp/m tmpfs rw,relatime,size=256k 0 0\n0\n');
     expect(rr.status).toBe(0);
     expect(orphanStubs()).toEqual([]);
-  });
+  }, 120_000); // 46 s seen at load 15
 });

@@ -82,18 +82,24 @@ describe('mappings of sparse host files', () => {
 
 describe('upper-layer file data lives off the kernel heap, within --disk', () => {
   it('a 1 GiB file written to /tmp adds less than 100 MB to the kernel\'s RSS', async () => {
-    const script = 'import os, time\n' +
-      'print("start", flush=True); time.sleep(1)\n' +
+    // The guest waits at each step until the test has read the RSS and made that step's file.
+    const measured = checkpointGate('rss-before'), written = checkpointGate('rss-after');
+    const script = 'import os, sys, time\n' +
+      'def gate(p):\n' +
+      '  while not os.path.exists(p): time.sleep(0.02)\n' +
+      'print("start", flush=True); gate(sys.argv[1])\n' +
       'fd = os.open("/tmp/big", os.O_WRONLY | os.O_CREAT, 0o644); blk = bytes(range(256)) * 4096\n' +
       'for i in range(1024): os.write(fd, blk)\n' +
-      'os.close(fd); print("written", os.stat("/tmp/big").st_size, flush=True); time.sleep(2)\n' +
+      'os.close(fd); print("written", os.stat("/tmp/big").st_size, flush=True); gate(sys.argv[2])\n' +
       'f = open("/tmp/big", "rb"); f.seek(512 * 2**20 + 300); print(f.read(2).hex(), flush=True)\n';
-    const run = snapvisorStreaming(['run', '--', '/usr/bin/python3', '-c', script], { timeoutMs: 120_000 });
+    const run = snapvisorStreaming(['run', '--', '/usr/bin/python3', '-c', script, measured.sandbox, written.sandbox], { timeoutMs: 120_000 });
     const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${run.child.pid}/status`, 'utf8'))![1]) * 1024;
-    await run.waitFor((l) => l === 'start', 30_000);
+    await run.waitFor((l) => l === 'start', 40_000);
     const before = rss();
+    measured.open();
     await run.waitFor((l) => l.startsWith('written'), 90_000);
     const after = rss();
+    written.open();
     expect(await run.done).toBe(0);
     expect(run.lines).toEqual(['start', `written ${2 ** 30}`, '2c2d']);
     console.log(`kernel RSS: ${(before / 2 ** 20).toFixed(0)} MiB before, ${(after / 2 ** 20).toFixed(0)} MiB after writing 1 GiB to /tmp`);

@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { CLI, compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+import { checkpointGate, CLI, compileStatic, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
 
 /** rt_sigtimedwait: taken signal, handled-signal EINTR, timeout; the mask after each. */
 const SIGTIMEDWAIT_C = String.raw`
@@ -62,7 +62,9 @@ int main(void) {
 
 /**
  * Blocked in sigtimedwait on a blocked SIGUSR1 at the checkpoint: after restore, a child's SIGUSR1
- * is taken and SIGUSR1 is still blocked once the call returns (a second one stays pending).
+ * is taken and SIGUSR1 is still blocked once the call returns (a second one stays pending). The
+ * child sends the first once its gate (argv[1]) exists, which the test makes after the checkpoint,
+ * and the second once the parent has taken the first (a byte on a pipe).
  */
 const SIGTIMEDWAIT_CP_C = String.raw`
 #define _GNU_SOURCE
@@ -70,18 +72,28 @@ const SIGTIMEDWAIT_CP_C = String.raw`
 #include <stdio.h>
 #include <unistd.h>
 #include <sys/wait.h>
-int main(void) {
+int main(int argc, char **argv) {
+  (void)argc;
   setvbuf(stdout, 0, _IONBF, 0);
   sigset_t set; sigemptyset(&set); sigaddset(&set, SIGUSR1);
   sigprocmask(SIG_BLOCK, &set, 0);
+  int go[2]; pipe(go);
   pid_t child = fork();
-  if (child == 0) { sleep(8); kill(getppid(), SIGUSR1); usleep(300000); kill(getppid(), SIGUSR1); _exit(0); } /* time for a checkpoint on a loaded machine */
+  if (child == 0) {
+    struct timespec ts = { 0, 20000000 };
+    while (access(argv[1], F_OK)) nanosleep(&ts, 0);
+    kill(getppid(), SIGUSR1);
+    char x; read(go[0], &x, 1);
+    kill(getppid(), SIGUSR1);
+    _exit(0);
+  }
   printf("waiting\n");
   siginfo_t si;
-  struct timespec limit = { 30, 0 };
+  struct timespec limit = { 120, 0 }; /* a bound: the gate comes much sooner */
   int r = sigtimedwait(&set, &si, &limit);
   sigset_t m; sigprocmask(SIG_BLOCK, 0, &m);
   printf("got %d usr1-blocked %d\n", r, sigismember(&m, SIGUSR1));
+  write(go[1], "x", 1);
   waitpid(child, 0, 0);
   sigset_t p; sigpending(&p);
   printf("second pending %d\n", sigismember(&p, SIGUSR1));
@@ -133,18 +145,20 @@ describe('blocked syscalls as data', () => {
 
   it('rt_sigtimedwait across a checkpoint: the restored wait takes the signal and the caller keeps SIGUSR1 blocked', async () => {
     const exe = compileStatic('sigtimedwait-cp', SIGTIMEDWAIT_CP_C);
-    const nat = await native([exe], { timeoutMs: 20_000 });
+    const gate = checkpointGate('stw');
+    const nat = await native([exe, gate.native], { timeoutMs: 20_000 });
     expect(nat.stdout.toString()).toBe('waiting\ngot 10 usr1-blocked 1\nsecond pending 1\n');
     const root = freshDir('stw-root'), store = freshDir('stw-store');
     const name = `stw-${process.pid}`;
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', exe]);
-    await run.waitFor((l) => l === 'waiting', 20_000);
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', exe, gate.sandbox], { timeoutMs: 60_000 });
+    await run.waitFor((l) => l === 'waiting', 40_000);
     await new Promise((r) => setTimeout(r, 500)); // well inside the wait
     const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
     expect(cp.stderr).toBe('');
     expect(cp.status).toBe(0);
     expect(await run.done).toBe(137);
     expect(run.lines).toEqual(['waiting']);
+    gate.open();
     const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
     const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
     expect(r.timedOut).toBe(false);
@@ -152,7 +166,7 @@ describe('blocked syscalls as data', () => {
     expect(r.stdout.toString()).toBe('got 10 usr1-blocked 1\nsecond pending 1\n');
     expect(r.status).toBe(0);
     expect(orphanStubs()).toEqual([]);
-  });
+  }, 120_000);
 
   it('(sleep; echo hello) | guest: a read of stdin interrupted by a handler loses nothing — the next read gets "hello"', async () => {
     const exe = compileStatic('stdin-eintr', STDIN_EINTR_C);
