@@ -12,7 +12,9 @@
  * is one request on the sandbox's control socket (cli/checkpoint-client.ts); nor does `pool take
  * SOCKET`: its fds passed on the pool's socket, then JSON lines (cli/pool-client.ts), nor `restore
  * ID [--store DIR]` while a warm pool of that checkpoint serves (cli/pool-registry.ts: it takes a
- * clone of the pool; else, or with any other option, the bundle restores it in this process).
+ * clone of the pool; else that shape, `--no-pool` too, loads the restore bundle, restore.cjs with
+ * restore.cjs.cache (cli/restore-entry.ts: the kernel and the store's restore path, no argument
+ * parser), and any other option the CLI's bundle, either restoring it in this process).
  * `__dirname` is this file's directory (its real path: npm links the bin from node_modules/.bin).
  *
  * SNAPVISOR_TRACE_STARTUP=1 prints on stderr whether the cache was used (used; rejected by V8;
@@ -39,6 +41,11 @@ interface Bundle {
   loadOnDemandModules(): Promise<void>;
 }
 
+/** The restore bundle's exports (cli/restore-entry.ts). */
+interface RestoreBundle {
+  restore(bundleFile: string, root: string | undefined, id: string, store: string | undefined): Promise<void>;
+}
+
 /**
  * Commands that run or restore a kernel, or use the store, in this process: they load the modules
  * other commands never evaluate (cli/bundle-entry.ts loadOnDemandModules), and use the full cache.
@@ -47,6 +54,8 @@ interface Bundle {
 const FULL = new Set(['run', 'restore', '__oci-init', '__pool-host', 'pool', 'demo', 'inspect', 'checkpoints', 'gc', 'export', 'import', 'store', 'syscalls']);
 
 const bundleFile = path.join(__dirname, 'snapvisor.cjs');
+/** The restore bundle (cli/restore-entry.ts). */
+const restoreBundleFile = path.join(__dirname, 'restore.cjs');
 const args = process.argv.slice(2);
 const command = process.env.SNAPVISOR_WRITE_CODE_CACHE ? undefined : commandOf(args);
 // `checkpoint NAME` in its usual shapes needs only the control socket, and `pool take SOCKET` only
@@ -61,27 +70,36 @@ if (command === 'checkpoint') {
 } else if (command === 'restore') {
   // `restore ID [--store DIR]` with a warm pool of that checkpoint serving (registered in the
   // store, cli/pool-registry.ts): a clone of the pool, taken as `pool take` takes one, without the
-  // bundle; in any other case, or if no clone of it starts, the restore runs in this process.
+  // bundle. Else that shape (and `--no-pool`) restores in this process with the restore bundle
+  // (cli/restore-entry.ts: no argument parser, OCI runtime, pools…), any other the CLI's.
   void import('./pool-registry.js').then((r) => {
-    const pools = r.poolsForRestore(args);
-    if (!pools) { loadBundle(); return; }
+    const light = r.parseLightRestore(args, true);
+    const inProcess = (): void => { if (light) loadBundle('restore', light); else loadBundle(); };
+    const pools = light && !light.noPool ? r.poolsForRestore(args) : undefined;
+    if (!pools) { inProcess(); return; }
     (globalThis as { __snapvisorRequire?: NodeJS.Require }).__snapvisorRequire ??= createRequire(bundleFile);
-    void import('./pool-client.js').then((m) => m.restoreFromPool(pools)).then((served) => { if (!served) loadBundle(); });
+    void import('./pool-client.js').then((m) => m.restoreFromPool(pools)).then((served) => { if (!served) inProcess(); });
   });
 } else {
   loadBundle();
 }
 
-/** Compile the bundle (with its code cache), evaluate it and run the command. */
-function loadBundle(): void {
-  // SNAPVISOR_WRITE_CODE_CACHE=light|full (the build): compile without a cache, evaluate the bundle
-  // (full: and every module commands load on demand), and write the cache of what V8 compiled. The
-  // light cache holds about a third as much (--help, state, kill… read and deserialize less).
+/**
+ * Compile a bundle (with its code cache), evaluate it and run the command: the CLI's
+ * (snapvisor.cjs), or with `restore` the restore bundle (restore.cjs, cli/restore-entry.ts) for
+ * the restore `light` names (cli/pool-registry.ts parseLightRestore).
+ */
+function loadBundle(restore?: 'restore', light?: { id: string; store?: string; root?: string }): void {
+  // SNAPVISOR_WRITE_CODE_CACHE=light|full|restore (the build): compile without a cache, evaluate
+  // the bundle (full, restore: and every module its commands load on demand), and write the cache
+  // of what V8 compiled. The light cache holds about a third as much as the full one (--help,
+  // state, kill… read and deserialize less).
   const writeCache = process.env.SNAPVISOR_WRITE_CODE_CACHE;
-  const kind = writeCache ?? (FULL.has(commandOf(process.argv.slice(2)) ?? '') ? 'full' : 'light');
-  // SNAPVISOR_CODE_CACHE: another cache of the same bundle, made by a process with other V8 flags (a
-  // warm pool's clones use the one its probe wrote, cli/pool.ts).
-  const cacheFile = process.env.SNAPVISOR_CODE_CACHE || `${bundleFile}.${kind}.cache`;
+  const kind = writeCache ?? restore ?? (FULL.has(commandOf(process.argv.slice(2)) ?? '') ? 'full' : 'light');
+  const file = kind === 'restore' ? restoreBundleFile : bundleFile;
+  // SNAPVISOR_CODE_CACHE: another cache of the CLI's bundle, made by a process with other V8 flags
+  // (a warm pool's clones use the one its probe wrote, cli/pool.ts).
+  const cacheFile = kind === 'restore' ? `${file}.cache` : process.env.SNAPVISOR_CODE_CACHE || `${file}.${kind}.cache`;
   const trace = !!process.env.SNAPVISOR_TRACE_STARTUP;
   const age = () => (process.uptime() * 1000).toFixed(1);
 
@@ -91,26 +109,28 @@ function loadBundle(): void {
   let stale = false;
   if (!writeCache) {
     try {
-      if (fs.statSync(cacheFile).mtimeMs >= fs.statSync(bundleFile).mtimeMs) cachedData = fs.readFileSync(cacheFile);
+      if (fs.statSync(cacheFile).mtimeMs >= fs.statSync(file).mtimeMs) cachedData = fs.readFileSync(cacheFile);
       else stale = true;
     } catch { /* no cache: compile from source */ }
   }
   // The file is all ASCII, and holds the CommonJS module wrapper (a function expression) itself.
-  const script = new vm.Script(fs.readFileSync(bundleFile, 'latin1'), { filename: bundleFile, cachedData });
+  const script = new vm.Script(fs.readFileSync(file, 'latin1'), { filename: file, cachedData });
   if (trace) {
     const cache = stale ? 'code cache stale' : cachedData === undefined ? 'no code cache' : script.cachedDataRejected ? 'code cache rejected' : 'code cache used';
     process.stderr.write(`snapvisor: start-up: ${cache} (${kind}), compiled at ${age()} ms\n`);
   }
   // The compiled bundle, for a process that writes a code cache of what it ran (a warm pool's probe).
   (globalThis as { __snapvisorScript?: vm.Script }).__snapvisorScript = script;
-  const mod = { exports: {} as Bundle };
-  (script.runInThisContext() as (...a: unknown[]) => void)(mod.exports, createRequire(bundleFile), mod, bundleFile, __dirname);
+  const mod = { exports: {} as Bundle & RestoreBundle };
+  (script.runInThisContext() as (...a: unknown[]) => void)(mod.exports, createRequire(file), mod, file, __dirname);
   if (trace) process.stderr.write(`snapvisor: start-up: evaluated at ${age()} ms\n`);
   if (writeCache) {
     const write = () => fs.writeFileSync(cacheFile, script.createCachedData());
-    if (writeCache === 'full') void mod.exports.loadOnDemandModules().then(write);
+    if (writeCache !== 'light') void mod.exports.loadOnDemandModules().then(write);
     else write();
+  } else if (light) {
+    void mod.exports.restore(file, light.root, light.id, light.store);
   } else {
-    void mod.exports.start(bundleFile, process.argv);
+    void mod.exports.start(file, process.argv);
   }
 }

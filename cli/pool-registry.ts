@@ -149,24 +149,29 @@ export function restoreId(store: string, given: string): string | undefined {
 /**
  * The checkpoint and store of `args` (process.argv after the script) if they are `[--root DIR]
  * restore ID [--store DIR]` (the store before or after ID; `--root=DIR`, `--store=DIR` too):
- * the shapes a pool's clone restores exactly as this process would. Undefined for any other
- * (`--no-pool`, `--name`, `--strace`, `--platform`, guest checkpoints, changed volumes, OCI,
- * `--log`, `--help`…), which restore in this process.
+ * the shapes a pool's clone restores exactly as this process would. With `noPool`, `--no-pool`
+ * is taken too (once, anywhere after `restore`) and reported: the shapes the launcher restores
+ * with the restore bundle (cli/restore-entry.ts). Undefined for any other (`--name`, `--strace`,
+ * `--platform`, guest checkpoints, changed volumes, OCI, `--log`, `--help`…; `--no-pool` without
+ * `noPool`), which the CLI's bundle restores.
  */
-export function parseLightRestore(args: readonly string[]): { id: string; store?: string } | undefined {
+export function parseLightRestore(args: readonly string[], noPool = false): { id: string; store?: string; root?: string; noPool?: boolean } | undefined {
   let i = 0;
-  if (args[i] === '--root') i += 2;
-  else if (args[i]?.startsWith('--root=')) i++;
+  let root: string | undefined;
+  if (args[i] === '--root' && i + 1 < args.length) { root = args[i + 1]; i += 2; }
+  else if (args[i]?.startsWith('--root=')) root = args[i++].slice('--root='.length);
   if (args[i++] !== 'restore') return undefined;
-  let id: string | undefined, store: string | undefined;
+  let id: string | undefined, store: string | undefined, skipPool = false;
   for (; i < args.length; i++) {
     const a = args[i];
     if (a === '--store' && store === undefined && i + 1 < args.length) store = args[++i];
     else if (a.startsWith('--store=') && store === undefined) store = a.slice('--store='.length);
+    else if (a === '--no-pool' && noPool && !skipPool) skipPool = true;
     else if (!a.startsWith('-') && id === undefined) id = a;
     else return undefined;
   }
-  return id === undefined || store === '' ? undefined : { id, store };
+  if (id === undefined || store === '') return undefined;
+  return noPool ? { id, store, root, noPool: skipPool } : { id, store };
 }
 
 /**

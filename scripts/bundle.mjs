@@ -5,6 +5,8 @@
 //  - snapvisor.cjs.full.cache, .light.cache: V8 code caches of it, written after evaluating it and
 //    (full) every module commands import on demand: the bin compiles nothing that is in the one it
 //    uses (cli/launcher.ts: full for commands that run a kernel or use the store);
+//  - restore.cjs and restore.cjs.cache: the restore bundle (cli/restore-entry.ts), for `restore ID
+//    [--store DIR] [--no-pool]` in this process: the kernel and the store's restore path only;
 //  - main.js: the launcher (cli/launcher.ts), which compiles snapvisor.cjs with that cache and runs it;
 //  - snapvisor: the bin, a native front (cli/front/front.c) that runs three commands itself and
 //    execs node with main.js for the rest;
@@ -112,9 +114,9 @@ const EXTERNAL = ['level', 'classic-level'];
 /** What the CLI bundle and the workers' bundles share: CommonJS for node 20, with source maps. */
 const COMMON = { bundle: true, format: 'cjs', platform: 'node', target: 'node20', outdir: out, sourcemap: true };
 
-await build({
+/** The CLI's bundle and the restore bundle: minified CommonJS scripts in a module wrapper, compiled by the launcher. */
+const SCRIPT = {
   ...COMMON,
-  entryPoints: { snapvisor: 'cli/bundle-entry.ts' },
   outExtension: { '.js': '.cjs' },
   external: EXTERNAL,
   plugins: [lazyNative({ builtins: true }), importAsRequire],
@@ -134,7 +136,11 @@ await build({
   // URL, set by the entry.
   define: { 'import.meta.url': 'globalThis.__snapvisorBundleUrl' },
   logLevel: 'warning',
-});
+};
+await build({ ...SCRIPT, entryPoints: { snapvisor: 'cli/bundle-entry.ts' } });
+// `restore ID [--store DIR] [--no-pool]` (the launcher's light shapes): the kernel and the store's
+// restore path without the CLI's argument parser, OCI runtime, pools… (cli/restore-entry.ts).
+await build({ ...SCRIPT, entryPoints: { restore: 'cli/restore-entry.ts' } });
 
 await build({
   // The checkpoint's page worker (snapshots/page-crunch-worker.ts) too: both loaded by URL.
@@ -171,7 +177,7 @@ chmodSync(`${out}/snapvisor`, 0o755);
 
 // The code caches: the launcher compiles and evaluates the bundle (and, full, what commands load on
 // demand) and writes what V8 compiled.
-for (const kind of ['light', 'full']) {
+for (const kind of ['light', 'full', 'restore']) {
   const cache = spawnSync(process.execPath, [`${out}/main.js`], { env: { ...process.env, SNAPVISOR_WRITE_CODE_CACHE: kind }, stdio: 'inherit' });
   if (cache.status !== 0) throw new Error(`writing the ${kind} code cache failed (status ${cache.status})`);
 }

@@ -49,6 +49,12 @@ describe('restore through a warm pool', () => {
       ['restore', 'abcd', 'efgh'], ['restore', 'abcd', '--store'], ['restore', 'abcd', '--store='], ['restore', 'abcd', '--help'],
       ['--log', 'f', 'restore', 'abcd'], ['restore', 'abcd', '--store', 'a', '--store', 'b'],
     ]) expect(parseLightRestore(args), JSON.stringify(args)).toBeUndefined();
+    // The launcher's restore bundle takes --no-pool too (once), and says so.
+    expect(parseLightRestore(['--root', '/r', 'restore', 'abcd', '--no-pool'], true)).toEqual({ id: 'abcd', store: undefined, root: '/r', noPool: true });
+    expect(parseLightRestore(['restore', '--store', 's', 'abcd'], true)).toEqual({ id: 'abcd', store: 's', root: undefined, noPool: false });
+    for (const args of [['restore', 'abcd', '--no-pool', '--no-pool'], ['restore', 'abcd', '--no-pool', '--name', 'n'], ['--log', 'f', 'restore', 'abcd', '--no-pool']]) {
+      expect(parseLightRestore(args, true), JSON.stringify(args)).toBeUndefined();
+    }
   });
 
   it('is served by a pool of its checkpoint; in its own process with --no-pool, for another checkpoint, with no clone ready, or a dead pool', async () => {

@@ -1,6 +1,7 @@
 /**
  * The CLI's start-up (cli/launcher.ts, scripts/bundle.mjs): the bin compiles the bundle with a
- * V8 code cache the build wrote (full for run, light for --version); without a cache, or with one older than the bundle or rejected
+ * V8 code cache the build wrote (full for run, light for --version; `restore ID` the restore
+ * bundle with its own); without a cache, or with one older than the bundle or rejected
  * by V8, it compiles the source and works the same; a signal during start-up is held.
  */
 import { spawnSync } from 'node:child_process';
@@ -61,7 +62,29 @@ describe('CLI start-up', () => {
 
   it('SIGTERM while the bin is still loading the bundle is held for the restored guest', async () => {
     const c = await checkpointAtReady('startup-term', ['/bin/busybox', 'sh', '-c', 'trap "echo got TERM; exit 3" TERM; echo ready; while :; do sleep 0.05; done']);
-    // After compiling, before the bundle is evaluated (the next trace line).
-    await termDuringRestore(c, TRACE, /compiled at/);
+    // After compiling, before the bundle is evaluated (the next trace line); `restore ID --store DIR`
+    // with no pool serving loads the restore bundle.
+    const err = await termDuringRestore(c, TRACE, /compiled at/);
+    expect(traceLines(err)[0]).toMatch(/^snapvisor: start-up: code cache used \(restore\), compiled at [\d.]+ ms$/);
+  });
+
+  it('restore loads the restore bundle in its usual shapes (--no-pool too) and the CLI\'s bundle in any other, restoring alike', async () => {
+    expect(fs.statSync(path.join(path.dirname(CLI), 'restore.cjs.cache')).size).toBeGreaterThan(100_000);
+    const c = await checkpointAtReady('startup-rb', ['/bin/busybox', 'sh', '-c', 'echo ready; while :; do if read x; then echo "got $x"; exit 0; fi; sleep 0.05; done']);
+    for (const [args, kind] of [
+      [['--root', c.root, 'restore', c.id, '--store', c.store, '--no-pool'], 'restore'],
+      [['restore', '--no-pool', `--store=${c.store}`, c.id.slice(0, 6)], 'restore'],
+      [['restore', c.id, '--store', c.store, '--accept-changed-volumes'], 'full'],
+    ] as const) {
+      const r = await snapvisor([...args], { env: TRACE, input: 'line\n' });
+      expect(r.stdout.toString(), args.join(' ')).toBe('got line\n');
+      expect(r.status).toBe(0);
+      expect(traceLines(r.stderr.toString())[0]).toMatch(new RegExp(`^snapvisor: start-up: code cache used \\(${kind}\\)`));
+    }
+    // One line for a checkpoint that is not there, as the CLI's bundle gives it.
+    const missing = await snapvisor(['restore', 'ffffffffffffffff', '--store', c.store, '--no-pool']);
+    expect(missing.stderr.toString()).toBe(`snapvisor: checkpoint ffffffffffffffff not found in store ${c.store}\n`);
+    expect(missing.status).toBe(125);
+    expect(orphanStubs()).toEqual([]);
   });
 });
