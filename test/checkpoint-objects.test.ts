@@ -10,7 +10,7 @@
  * flight over a unix socket (SCM_RIGHTS), a timer_create(2) interval timer.
  */
 import { describe, expect, it } from 'vitest';
-import { freshDir, native, snapvisor, snapvisorStreaming } from './helpers.js';
+import { checkpointGate, freshDir, native, orphanStubs, PY_WAIT_FOR_GATE, snapvisor, snapvisorStreaming } from './helpers.js';
 
 const GUEST = String.raw`
 import os, sys, time, socket, select, signal, pty, mmap, ctypes, struct
@@ -29,7 +29,7 @@ if child == 0: os._exit(9)
 pfd = os.pidfd_open(child)
 stopped = os.fork()
 if stopped == 0:
-    time.sleep(30); os._exit(0)
+    time.sleep(300); os._exit(0)  # ended by the SIGTERM after the restore, long before
 os.kill(stopped, signal.SIGSTOP); os.waitpid(stopped, os.WUNTRACED)
 with open("upper.txt", "w") as f: f.write("written before")
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4); port = srv.getsockname()[1]
@@ -49,7 +49,7 @@ t_busy = time.process_time()
 while time.process_time() - t_busy < 0.3: pass
 cpu_before = time.process_time()
 print("ready", flush=True)
-time.sleep(1.5)
+${PY_WAIT_FOR_GATE}
 print("eventfd", os.eventfd_read(efd))
 print("socketpair", b.recv(100)); b.sendall(b"reply"); print("reply", a.recv(100))
 print("pty slave", os.read(s, 100)); print("pty master", os.read(m, 100))
@@ -81,23 +81,27 @@ signal.setitimer(signal.ITIMER_REAL, 0); assert libc.timer_delete(tid) == 0
 describe('checkpoint/restore of every kind of kernel object', () => {
   it('eventfd, socketpair, pty, epoll, memfd, FIFO, itimer, pidfd, stopped child, upper file, TCP/UDP/unix sockets', async () => {
     const scratch = freshDir('objects-native');
-    const expected = await native(['/usr/bin/python3', '-c', GUEST, scratch], { timeoutMs: 30_000 });
+    const gate = checkpointGate('objects');
+    const expected = await native(['/usr/bin/python3', '-c', GUEST, scratch, gate.native], { timeoutMs: 30_000 });
     expect(expected.status).toBe(0);
     const want = expected.stdout.toString().split('\n').filter((l) => l && l !== 'ready');
 
     const root = freshDir('objects-root'), store = freshDir('objects-store'), dir = freshDir('objects-sandbox');
     const name = `objects-${process.pid}`;
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', GUEST, dir]);
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', GUEST, dir, gate.sandbox], { timeoutMs: 90_000 });
     await run.waitFor((l) => l === 'ready', 60_000); // a python3 start-up under a loaded CI machine took over 20 s once
     const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
     expect(cp.stderr).toBe('');
     expect(cp.status).toBe(0);
     expect(await run.done).toBe(137);
     expect(run.lines).toEqual(['ready']);
+    gate.open();
     const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
-    const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 30_000 });
+    const r = await snapvisor(['--root', root, 'restore', id, '--store', store], { timeoutMs: 60_000 });
+    expect(r.timedOut).toBe(false);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout.toString().split('\n').filter(Boolean)).toEqual(want);
-  });
+    expect(orphanStubs()).toEqual([]);
+  }, 150_000);
 });

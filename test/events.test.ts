@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freshDir, snapvisorStreaming } from './helpers.js';
+import { checkpointGate, freshDir, SH_WAIT_FOR_GATE, snapvisorStreaming } from './helpers.js';
 
 interface Ev { seq: number; timeNs: number; type: string; [k: string]: unknown }
 
@@ -22,9 +22,10 @@ function inOrder(evs: Ev[], steps: Array<(e: Ev) => boolean>): number[] {
   return at;
 }
 
-// The loop of issue 6's acceptance item, run by a shell started after a pause (so that
-// `events` attaches first): the fork and exec of that shell, then each file's creation
-// and write, in order.
+// The loop of issue 6's acceptance item, run by a shell started once both followers have
+// attached (the guest polls a gate file, forking a sleep each time, until the test makes it
+// once each follower printed an event): the fork and exec of that shell, then each file's
+// creation and write, in order.
 const LOOP = 'for i in 1 2 3; do echo $i > /tmp/f$i; done';
 const steps = (): Array<(e: Ev) => boolean> => [
   (e) => e.type === 'task.fork',
@@ -40,17 +41,20 @@ describe('snapvisor events', () => {
   it('streams a running sandbox\'s forks, execs, file creations and writes in order; run --events writes the same', async () => {
     const root = freshDir('events-root');
     const file = path.join(freshDir('events-file'), 'events.jsonl');
+    const gate = checkpointGate('events');
     const t0 = Date.now();
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'ev', '--events', file, '--', '/bin/sh', '-c', `echo ready; sleep 2; /bin/sh -c '${LOOP}'; echo done`]);
-    await run.waitFor((l) => l === 'ready');
-    const all = snapvisorStreaming(['--root', root, 'events', 'ev']);
-    const some = snapvisorStreaming(['--root', root, 'events', 'ev', '--type', 'task.*,file.create']);
-    await run.waitFor((l) => l === 'done', 20_000);
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'ev', '--events', file, '--', '/bin/sh', '-c', `echo ready; ${SH_WAIT_FOR_GATE}; /bin/sh -c '${LOOP}'; echo done`, 'sh', gate.sandbox], { timeoutMs: 90_000 });
+    await run.waitFor((l) => l === 'ready', 40_000);
+    const all = snapvisorStreaming(['--root', root, 'events', 'ev'], { timeoutMs: 90_000 });
+    const some = snapvisorStreaming(['--root', root, 'events', 'ev', '--type', 'task.*,file.create'], { timeoutMs: 90_000 });
+    await Promise.all([all.waitFor(() => true, 40_000), some.waitFor(() => true, 40_000)]);
+    gate.open();
+    await run.waitFor((l) => l === 'done', 40_000);
     expect(await run.done).toBe(0);
     // Both followers end with the sandbox.
     expect(await all.done).toBe(0);
     expect(await some.done).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(Date.now() - t0).toBeLessThan(90_000);
 
     const evs: Ev[] = all.lines.map((l) => JSON.parse(l));
     for (const e of evs) {
@@ -76,7 +80,7 @@ describe('snapvisor events', () => {
     const fileBySeq = new Map(fromFile.map((e) => [e.seq, JSON.stringify(e)]));
     for (const e of evs) expect(fileBySeq.get(e.seq)).toBe(JSON.stringify(e));
     expect(inOrder(fromFile, steps()).every((i) => i >= 0)).toBe(true);
-  }, 40_000);
+  }, 120_000);
 
   it('names a sandbox that is not running in one line', async () => {
     const root = freshDir('events-none');

@@ -6,9 +6,10 @@
  * Each also runs across a checkpoint taken after the limits are set (and, for NPROC, after the
  * drop to another uid): the restored sandbox must go on exactly as the native run did.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native, testTmpDir } from './helpers.js';
 
 const LIMITS = String.raw`
 #define _GNU_SOURCE
@@ -19,6 +20,7 @@ const LIMITS = String.raw`
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -29,7 +31,12 @@ const LIMITS = String.raw`
 static void report(const char *what, long r) { printf("%-32s %s\n", what, r < 0 ? strerrorname_np(errno) : "ok"); fflush(stdout); }
 static void reportn(const char *what, long r) { if (r < 0) report(what, r); else { printf("%-32s %ld\n", what, r); fflush(stdout); } }
 static void lim(int res, rlim_t soft, rlim_t hard) { struct rlimit r = { soft, hard }; if (setrlimit(res, &r)) { perror("setrlimit"); exit(2); } }
-static void ready(int argc, char **argv) { printf("ready\n"); fflush(stdout); if (argc > 3) sleep(atoi(argv[3])); }
+/* Checkpointed here: in the sandbox, goes on once the gate argv[3] exists (made after the checkpoint). */
+static void ready(int argc, char **argv) {
+  printf("ready\n"); fflush(stdout);
+  struct timespec ts = { 0, 20000000 };
+  while (argc > 3 && access(argv[3], F_OK)) nanosleep(&ts, 0);
+}
 static long mapr(void *p) { return p == MAP_FAILED ? -1 : 0; }
 static volatile int xfsz;
 static void onxfsz(int s) { (void)s; xfsz++; }
@@ -165,7 +172,10 @@ describe('resource limits across checkpoint/restore', () => {
   for (const mode of ['as', 'data', 'fsize', 'nproc']) {
     it(`${mode}: the restored sandbox keeps the limits`, async () => {
       const base = freshDir(`limits-cp-${mode}-files`);
-      await expectCheckpointRestoreMatches(`limits-cp-${mode}`, [prog, mode, path.join(base, 'f'), '6'], await nativeLines(mode));
-    }, 90_000);
+      const gate = checkpointGate(`limits-${mode}`);
+      // nproc's guest looks for it as uid 54321: the directories above it must let it by.
+      for (const d of [testTmpDir(), path.dirname(gate.sandbox)]) fs.chmodSync(d, 0o755);
+      await expectCheckpointRestoreMatches(`limits-cp-${mode}`, [prog, mode, path.join(base, 'f'), gate.sandbox], await nativeLines(mode), gate.open);
+    }, 120_000);
   }
 });

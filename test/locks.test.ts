@@ -5,7 +5,7 @@
  * for bad arguments; against the same program natively, and held and awaited across a checkpoint.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native, PY_WAIT_FOR_GATE } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -163,7 +163,7 @@ if pid == 0:
 os.read(r, 1)
 time.sleep(0.3)
 print("ready", flush=True)
-time.sleep(1.5)
+${PY_WAIT_FOR_GATE}
 print("parent: releasing", flush=True)
 fcntl.lockf(f, fcntl.LOCK_UN, 10, 0)
 time.sleep(0.3)
@@ -181,8 +181,9 @@ describe('advisory locks', () => {
   }, 70_000);
 
   it('held locks and a waiting F_SETLKW survive checkpoint/restore', async () => {
-    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('locks-cp-native')], { timeoutMs: 30_000 });
+    const gate = checkpointGate('locks');
+    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('locks-cp-native'), gate.native], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('locks-cp', ['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('locks-cp-sandbox')], want.stdout.toString().split('\n').filter(Boolean));
-  }, 90_000);
+    await expectCheckpointRestoreMatches('locks-cp', ['/usr/bin/python3', '-c', CHECKPOINTED, freshDir('locks-cp-sandbox'), gate.sandbox], want.stdout.toString().split('\n').filter(Boolean), gate.open);
+  }, 120_000);
 });

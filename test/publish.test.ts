@@ -95,7 +95,8 @@ describe('run --publish', () => {
   it('forwards host connections to the guest listener, a 4 MiB line both ways; a connection with no guest listener is reset', async () => {
     const port = await freePort();
     const run = snapvisorStreaming(['run', '--publish', `${port}:80`, '--', '/usr/bin/python3', '-c', SERVER], { timeoutMs: 60_000 });
-    await run.waitFor((l) => l === 'listening', 20_000);
+    // 40 s for each python3 guest's first line: a start-up under CI load took over 20 s once.
+    await run.waitFor((l) => l === 'listening', 40_000);
     expect((await exchange(port, Buffer.from('hello\n'))).toString()).toBe('hello\n');
     const big = Buffer.concat([Buffer.alloc(4 << 20, 'x'), Buffer.from('\n')]);
     expect((await exchange(port, big)).equals(big)).toBe(true);
@@ -105,7 +106,8 @@ describe('run --publish', () => {
     expect(run.stderr()).toBe('');
 
     // No listener in the guest on the published port: the host connection is reset.
-    const idle = snapvisorStreaming(['run', '--publish', `${port}:81`, '--', '/bin/sh', '-c', 'echo up; sleep 5'], { timeoutMs: 30_000 });
+    // It sleeps on until the test ends it (SIGTERM below): still there when the test connects, however slow the machine.
+    const idle = snapvisorStreaming(['run', '--publish', `${port}:81`, '--', '/bin/sh', '-c', 'echo up; exec sleep 60'], { timeoutMs: 30_000 });
     await idle.waitFor((l) => l === 'up', 20_000);
     await expect(exchange(port, Buffer.from('anyone?\n'))).rejects.toThrow(/ECONNRESET|EPIPE/);
     idle.child.kill('SIGTERM');
@@ -119,7 +121,7 @@ describe('run --publish', () => {
     const base = freshDir('publish-udp');
     const root = `${base}/state`, store = `${base}/store`;
     const run = snapvisorStreaming(['--root', root, 'run', '--name', 'pub-udp', '--publish', `${port}:53/udp`, '--publish', `${tport}:80/tcp`, '--', '/usr/bin/python3', '-c', UDP_SERVER], { timeoutMs: 60_000 });
-    await run.waitFor((l) => l === 'bound', 20_000);
+    await run.waitFor((l) => l === 'bound', 40_000);
     // Two host peers: each is its own flow (its own sandbox address); the replies come back to each.
     expect(await udpAsk(port, ['one', 'two'])).toEqual(['ONE 127.0.0.1 1', 'TWO 127.0.0.1 1']);
     expect(await udpAsk(port, ['three'])).toEqual(['THREE 127.0.0.1 2']);
@@ -174,7 +176,7 @@ describe('run --publish', () => {
     const root = `${base}/state`, store = `${base}/store`;
     // Without the flag: refused with one line naming the port; the sandbox and the connection go on.
     const a = snapvisorStreaming(['--root', root, 'run', '--name', 'pub-a', '--publish', `${port}:80`, '--', '/usr/bin/python3', '-c', SERVER], { timeoutMs: 60_000 });
-    await a.waitFor((l) => l === 'listening', 20_000);
+    await a.waitFor((l) => l === 'listening', 40_000);
     const held = await holdOpen(port);
     await a.waitFor((l) => l === 'holding', 20_000);
     const refused = await snapvisor(['--root', root, 'checkpoint', 'pub-a', '--store', store], { timeoutMs: 30_000 });
@@ -187,7 +189,7 @@ describe('run --publish', () => {
 
     // With it: the checkpoint goes ahead; the restored guest reads end of file on the held connection.
     const b = snapvisorStreaming(['--root', root, 'run', '--name', 'pub-b', '--publish', `${port}:80`, '--tcp-close-on-checkpoint', '--', '/usr/bin/python3', '-c', SERVER], { timeoutMs: 60_000 });
-    await b.waitFor((l) => l === 'listening', 20_000);
+    await b.waitFor((l) => l === 'listening', 40_000);
     const held2 = await holdOpen(port);
     await b.waitFor((l) => l === 'holding', 20_000);
     const cp = await snapvisor(['--root', root, 'checkpoint', 'pub-b', '--store', store], { timeoutMs: 30_000 });

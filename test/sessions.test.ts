@@ -4,7 +4,7 @@
  * across a checkpoint: the subreaper mark and the pdeath signal live in the thread group's record.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, native } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, native, PY_WAIT_FOR_GATE } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -89,7 +89,10 @@ int main(int argc, char **argv) {
 }
 `;
 
-/** Sets itself subreaper, leaves an orphan-to-be waiting, checkpoints; after restore the orphan must reach it. */
+/**
+ * Sets itself subreaper, leaves an orphan-to-be waiting, checkpoints; after restore (once the gate
+ * file, its last argument, exists) the orphan must reach it.
+ */
 const CHECKPOINTED = String.raw`
 import ctypes, os, signal, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -115,7 +118,7 @@ if mid == 0:
     os._exit(0)
 os.read(r, 1)
 print("ready", flush=True)
-time.sleep(1.5)
+${PY_WAIT_FOR_GATE}
 os.write(w2, b"x")
 os.waitpid(mid, 0)
 pid, st = os.wait()
@@ -132,11 +135,12 @@ describe('process groups, sessions, subreaper, parent-death signal', () => {
 
   it('keep the subreaper and the pdeath signal across checkpoint/restore', async () => {
     // Under a shell, so that the subreaper is not init (pid 1 adopts orphans anyway).
-    await expectCheckpointRestoreMatches('sessions-cp', ['/bin/sh', '-c', '/usr/bin/python3 -c "$0"; echo "python exit $?"', CHECKPOINTED], [
+    const gate = checkpointGate('sessions');
+    await expectCheckpointRestoreMatches('sessions-cp', ['/bin/sh', '-c', '/usr/bin/python3 -c "$0" "$1"; echo "python exit $?"', CHECKPOINTED, gate.sandbox], [
       'ready',
       'orphan adopted by the subreaper True pdeath signal True',
       'reaped the orphan True 3',
       'python exit 0',
-    ]);
-  }, 60_000);
+    ], gate.open);
+  }, 120_000);
 });

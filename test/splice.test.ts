@@ -7,7 +7,7 @@
  * checkpointed and restored, and goes on as natively.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -69,12 +69,19 @@ const BLOCKED = String.raw`
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
 int main(int argc, char **argv) {
   int p[2]; pipe(p);
   int o = open("out", O_CREAT | O_RDWR | O_TRUNC, 0644);
-  if (fork() == 0) { close(p[0]); if (argc < 2) sleep(4); write(p[1], "data", 4); _exit(0); } // in the sandbox: after the checkpoint
+  if (fork() == 0) { // writes once the gate (argv[1]) exists: in the sandbox, after the checkpoint
+    close(p[0]);
+    struct timespec ts = { 0, 20000000 };
+    while (argc > 1 && access(argv[1], F_OK)) nanosleep(&ts, 0);
+    write(p[1], "data", 4);
+    _exit(0);
+  }
   close(p[1]);
   printf("ready\n"); fflush(stdout);
   long r = splice(p[0], NULL, o, NULL, 100, 0);
@@ -100,8 +107,9 @@ describe('splice and tee', () => {
 
   it('a guest blocked in a splice is checkpointed and restored, then gets its data', async () => {
     const bin = compileStatic('splice-blocked', BLOCKED);
-    const want = await native([bin, 'native'], { timeoutMs: 20_000, cwd: freshDir('splice-blocked') });
+    const gate = checkpointGate('splice');
+    const want = await native([bin, gate.native], { timeoutMs: 20_000, cwd: freshDir('splice-blocked') });
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('splice', [bin], want.stdout.toString().split('\n').filter(Boolean));
+    await expectCheckpointRestoreMatches('splice', [bin, gate.sandbox], want.stdout.toString().split('\n').filter(Boolean), gate.open);
   }, 90_000);
 });

@@ -8,7 +8,7 @@
  * one still refuses) with their contents.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -17,6 +17,7 @@ const SOURCE = String.raw`
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -24,13 +25,14 @@ const SOURCE = String.raw`
 static void report(const char *what, long r) { if (r < 0) printf("%-34s %s\n", what, strerrorname_np(errno)); else printf("%-34s %ld\n", what, r); fflush(stdout); }
 static void say(const char *what, int yes) { printf("%-34s %s\n", what, yes ? "yes" : "NO"); fflush(stdout); }
 
-/* Checkpoint guest: two unnamed files (one O_EXCL) held across the checkpoint, named afterwards. */
-static int held(void) {
+/* Checkpoint guest: two unnamed files (one O_EXCL) held across the checkpoint, named once the gate file exists (made after it). */
+static int held(const char *gate) {
   int a = open("d", O_TMPFILE | O_RDWR, 0644), b = open("d", O_TMPFILE | O_RDWR | O_EXCL, 0600);
   report("write a", write(a, "kept across\n", 12));
   report("write b", write(b, "never named\n", 12));
   printf("ready\n"); fflush(stdout);
-  sleep(6);
+  struct timespec ts = { 0, 20000000 };
+  while (access(gate, F_OK)) nanosleep(&ts, 0);
   struct stat st; fstat(a, &st);
   report("a nlink", st.st_nlink);
   report("a size", st.st_size);
@@ -46,7 +48,7 @@ int main(int argc, char **argv) {
   if (chdir(argv[1])) { perror("chdir"); return 2; }
   umask(022);
   mkdir("d", 0755);
-  if (argc > 2) return held();
+  if (argc > 2) return held(argv[2]);
   int fd = open("d", O_TMPFILE | O_RDWR, 0640);
   say("O_TMPFILE in d", fd >= 0);
   struct stat st;
@@ -132,6 +134,7 @@ describe('O_TMPFILE', () => {
   }, 60_000);
 
   it('unnamed files held across checkpoint/restore are named afterwards with their contents', async () => {
-    await expectCheckpointRestoreMatches('tmpfile-cp', [prog, freshDir('tmpfile-cp-dir'), 'cp'], await nativeLines(['cp']));
+    const gate = checkpointGate('tmpfile');
+    await expectCheckpointRestoreMatches('tmpfile-cp', [prog, freshDir('tmpfile-cp-dir'), gate.sandbox], await nativeLines([gate.native]), gate.open);
   }, 90_000);
 });

@@ -6,7 +6,7 @@
  * the same program natively, and queued messages plus a blocked receive across a checkpoint.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, native } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, native, PY_WAIT_FOR_GATE } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -82,7 +82,7 @@ int main(void) {
 
 /** Messages queued both ways in a datagram and a seqpacket pair; a child blocked in recv across the checkpoint. */
 const CHECKPOINTED = String.raw`
-import os, socket, time
+import os, socket, sys, time
 d1, d2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
 s1, s2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 d1.send(b"first datagram"); d1.send(b"second"); s1.send(b"a record"); s1.send(b"")
@@ -100,7 +100,7 @@ s2.close()
 os.read(r, 1)
 time.sleep(0.3)
 print("ready", flush=True)
-time.sleep(1.5)
+${PY_WAIT_FOR_GATE}
 print("datagrams", d2.recv(100), d2.recv(3), flush=True)
 s1.send(b"sent after restore")
 s1.close()
@@ -117,8 +117,9 @@ describe('datagram and seqpacket unix socketpairs', () => {
   }, 60_000);
 
   it('keep queued messages and a blocked receive across checkpoint/restore', async () => {
-    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED], { timeoutMs: 30_000 });
+    const gate = checkpointGate('pairs');
+    const want = await native(['/usr/bin/python3', '-c', CHECKPOINTED, gate.native], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('pairs-cp', ['/usr/bin/python3', '-c', CHECKPOINTED], want.stdout.toString().split('\n').filter(Boolean));
-  }, 90_000);
+    await expectCheckpointRestoreMatches('pairs-cp', ['/usr/bin/python3', '-c', CHECKPOINTED, gate.sandbox], want.stdout.toString().split('\n').filter(Boolean), gate.open);
+  }, 120_000);
 });

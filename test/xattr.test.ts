@@ -9,7 +9,7 @@
  * Then attributes set before a checkpoint are read and replaced after the restore.
  */
 import { describe, expect, it } from 'vitest';
-import { compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, freshDir, native } from './helpers.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE
@@ -23,6 +23,7 @@ const SOURCE = String.raw`
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <errno.h>
 
 static void report(const char *what, long r) { if (r < 0) printf("%-28s %s\n", what, strerrorname_np(errno)); else printf("%-28s %ld\n", what, r); fflush(stdout); }
@@ -60,10 +61,11 @@ int main(int argc, char **argv) {
   char buf[4096], lbuf[4096];
   close(open("f", O_CREAT | O_WRONLY, 0644)); mkdir("d", 0755); symlink("f", "l"); mkfifo("fifo", 0644);
   if (argc > 2) {
-    /* checkpoint guest */
+    /* checkpoint guest: goes on once the gate (argv[2]) exists, made after the checkpoint */
     setxattr("f", "user.kept", "across", 6, 0); setxattr("d", "trusted.dir", "t", 1, 0);
     printf("ready\n"); fflush(stdout);
-    sleep(2);
+    struct timespec ts = { 0, 20000000 };
+    while (access(argv[2], F_OK)) nanosleep(&ts, 0);
     report("get user.kept", getxattr("f", "user.kept", buf, sizeof buf)); printf("value %.6s\n", buf);
     report("get trusted.dir", getxattr("d", "trusted.dir", buf, sizeof buf));
     list("list f", listxattr("f", lbuf, sizeof lbuf), lbuf);
@@ -170,8 +172,9 @@ describe('extended attributes', () => {
 
   it('survive checkpoint/restore', async () => {
     const prog = compileStatic('xattr', SOURCE);
-    const want = await native([prog, freshDir('xattr-cp-native'), 'cp'], { timeoutMs: 30_000 });
+    const gate = checkpointGate('xattr');
+    const want = await native([prog, freshDir('xattr-cp-native'), gate.native], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('xattr-cp', [prog, freshDir('xattr-cp-sandbox'), 'cp'], want.stdout.toString().split('\n').filter(Boolean));
-  }, 60_000);
+    await expectCheckpointRestoreMatches('xattr-cp', [prog, freshDir('xattr-cp-sandbox'), gate.sandbox], want.stdout.toString().split('\n').filter(Boolean), gate.open);
+  }, 120_000);
 });
