@@ -36,25 +36,52 @@ const lazyNative = ({ builtins }) => ({
   name: 'lazy-native',
   setup(b) {
     b.onResolve({ filter: /^(koffi|cbor-extract)$/ }, (a) => ({ path: a.path, namespace: 'lazy-native' }));
-    if (builtins) b.onResolve({ filter: LAZY_BUILTINS }, (a) => ({ path: a.path.replace(/^node:/, ''), namespace: 'lazy-builtin' }));
+    if (builtins) {
+      b.onResolve({ filter: LAZY_BUILTINS }, (a) => ({ path: a.path.replace(/^node:/, ''), namespace: 'lazy-builtin' }));
+      // Every other built-in an ES module imports: through an ES module of its own (below).
+      b.onResolve({ filter: /.*/ }, (a) => (a.kind === 'import-statement' && isBuiltin(a.path) ? { path: a.path.replace(/^node:/, ''), namespace: 'esm-builtin' } : undefined));
+    }
+    // An import of a CommonJS module (a built-in is one to esbuild) becomes, in every importing
+    // module, a fresh namespace object with a getter per property of the module (esbuild's
+    // __toESM): 21 modules of a restore import node:fs (~100 properties), 10 node:os, 9 the crypto
+    // stand-in… ~3,300 getters made while the bundle is evaluated. These stand-ins are ES modules
+    // instead, imported directly: the default export is the module itself, a named one its
+    // property (data properties only: a getter, such as fs.promises, is not evaluated; importing
+    // one by name fails the build).
+    b.onLoad({ filter: /.*/, namespace: 'esm-builtin' }, (a) => {
+      const id = 'node:' + a.path;
+      const m = process.getBuiltinModule(id);
+      const names = Object.getOwnPropertyNames(m).filter((k) => k !== 'default' && 'value' in Object.getOwnPropertyDescriptor(m, k));
+      return {
+        loader: 'js',
+        contents: `const m = require(${JSON.stringify(id)});
+export default m;
+${names.map((k, i) => `const x${i} = m[${JSON.stringify(k)}];`).join('\n')}
+export { ${names.map((k, i) => `x${i} as ${k}`).join(', ')} };`,
+      };
+    });
     // Built-ins that most commands never use and Node does not load by itself: loaded (and, for
-    // most, compiled) on first use of a property. A default or namespace import copies the module's
-    // properties as getters when the importing module is evaluated: the stand-in lists the names the
-    // module has in the node building this (process.getBuiltinModule, the same node as the bin's,
-    // or one with the same names) without loading it.
+    // most, compiled) on first use of a property. The default export lists the names the module has
+    // in the node building this (process.getBuiltinModule, the same node as the bin's, or one with
+    // the same names) without loading it; a named export is a function that loads the module when
+    // called (or constructed: it then gives the real class's instance). Only functions can be
+    // imported by name.
     b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (a) => {
       const id = 'node:' + a.path;
-      const names = Object.keys(process.getBuiltinModule(id));
+      const m = process.getBuiltinModule(id);
+      const names = Object.keys(m);
+      const fns = Object.getOwnPropertyNames(m).filter((k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k) && typeof Object.getOwnPropertyDescriptor(m, k).value === 'function');
       return {
         loader: 'js',
         contents: `let m; const load = () => m ??= process.getBuiltinModule(${JSON.stringify(id)});
-const names = ${JSON.stringify(names)};
-module.exports = new Proxy({}, {
-  get: (_, p) => (p === '__esModule' ? undefined : load()[p]),
+const names = new Set(${JSON.stringify(names)});
+export default new Proxy({}, {
+  get: (_, p) => load()[p],
   has: (_, p) => p in load(),
-  ownKeys: () => names,
-  getOwnPropertyDescriptor: (_, p) => (names.includes(p) ? { configurable: true, enumerable: true, get: () => load()[p] } : undefined),
-});`,
+  ownKeys: () => [...names],
+  getOwnPropertyDescriptor: (_, p) => (names.has(p) ? { configurable: true, enumerable: true, get: () => load()[p] } : undefined),
+});
+${fns.map((k) => `export function ${k}(...a) { return new.target ? Reflect.construct(load().${k}, a) : load().${k}.apply(this, a); }`).join('\n')}`,
       };
     });
     b.onLoad({ filter: /.*/, namespace: 'lazy-native' }, (a) => {
