@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { hostErrorWords } from './host-errors.js';
 
 /** The state directory of named sandboxes: `root` if given, else $XDG_RUNTIME_DIR/snapvisor, /run/snapvisor (root) or $TMPDIR/snapvisor-UID. */
 export function stateDir(root?: string): string {
@@ -62,8 +63,19 @@ export function request(sock: string, req: ControlRequest, timeoutMs = CONTROL_T
       try { r = JSON.parse(buf); } catch { done(reject)(new Error('the sandbox closed the control connection without an answer')); return; }
       done(resolve)(r);
     });
-    c.on('error', (e) => done(reject)(new Error(`cannot reach the sandbox's control socket ${sock}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+    c.on('error', (e) => done(reject)(new Error(controlSocketError(sock, e))));
   });
+}
+
+/**
+ * The one line for a failed connection to the control socket `sock`: refused (or gone) means no
+ * sandbox runs there (one killed with SIGKILL leaves its socket behind); others in words.
+ */
+export function controlSocketError(sock: string, e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ECONNREFUSED') return `no sandbox is running on the control socket ${sock} (Connection refused: left behind by a sandbox that ended)`;
+  if (code === 'ENOENT') return `no sandbox is running on the control socket ${sock} (No such file or directory)`;
+  return `cannot reach the sandbox's control socket ${sock}: ${hostErrorWords(e)}`;
 }
 
 /** Control socket path of a named sandbox, or an error if it is not running. */

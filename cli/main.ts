@@ -13,10 +13,12 @@ import { DEFAULT_PLATFORM, PLATFORM_DESCRIPTIONS as PLATFORMS } from '../platfor
 // `checkpoints` and `--help` start without parsing the kernel.
 import { controlSocket, defaultStore, fail, request, streamRemote } from './control.js';
 import { type CheckpointAnswer, checkpointLine } from './checkpoint-client.js';
+import { controlSocketError } from './control-client.js';
 import { configureLog } from './oci/log.js';
 import * as oci from './oci/commands.js';
 import { type PublishSpec, parsePublish } from './publish-spec.js';
 import { parseTmpfsSpec, parseVolumeSpec } from './mount-specs.js';
+import { UsageError, checkpointIdProblem, errorLine, storeDirProblem } from './host-errors.js';
 import type { MountSpec } from '../src/sandbox/mounts.js';
 
 const program = new Command();
@@ -68,9 +70,21 @@ function runcArgv(argv: string[]): string[] {
   }
   return out;
 }
-/** An action whose errors become one `snapvisor: …` line and exit status 1. */
+/** An action whose errors become one `snapvisor: …` line and exit status 1 (2 for a UsageError). */
 const guarded = <A extends unknown[]>(fn: (...args: A) => Promise<void>) => async (...args: A) => {
-  try { await fn(...args); } catch (e) { fail((e as Error).message); process.exitCode = 1; }
+  try { await fn(...args); } catch (e) { fail(errorLine(e)); process.exitCode = e instanceof UsageError ? 2 : 1; }
+};
+/** A checkpoint id argument (cli/host-errors.ts checkpointIdProblem), else a UsageError (status 2). */
+const checkIdArg = (id: string): void => {
+  const problem = checkpointIdProblem(id);
+  if (problem) throw new UsageError(problem);
+};
+/** The store DIR (--store, else the default) a command reads, after storeDirProblem's checks (an Error naming what is wrong). */
+const storeArg = (dir: string | undefined): string => {
+  const store = dir ?? defaultStore();
+  const problem = storeDirProblem(store);
+  if (problem) throw new Error(problem);
+  return store;
 };
 const mib = (n: number) => (n / 1048576).toFixed(1) + ' MiB';
 /** --publish HOSTPORT:GUESTPORT (repeatable). */
@@ -252,7 +266,7 @@ Examples:
       releaseHeldSignals();
       try {
         process.exitCode = await oci.launch(program.opts().root, id, 'restore', { bundle: opts.bundle, imagePath: opts.imagePath, pidFile: opts.pidFile, consoleSocket: opts.consoleSocket, detach: !!opts.detach });
-      } catch (e) { fail((e as Error).message); process.exitCode = 1; }
+      } catch (e) { fail(errorLine(e)); process.exitCode = 1; }
       return;
     }
     process.exitCode = await restoreCommand(program.opts().root, id, opts);
@@ -269,8 +283,9 @@ Examples:
   snapvisor inspect 3f2a9c --store ./store
   snapvisor inspect 3f2a9c --store ./store --json | jq '.pipes'`)
   .action(guarded(async (id: string, opts) => {
+    checkIdArg(id);
     const { inspectCheckpoint } = await import('../snapshots/inspect.js');
-    const report = await inspectCheckpoint(opts.store ?? defaultStore(), id);
+    const report = await inspectCheckpoint(storeArg(opts.store), id);
     if (opts.json) { process.stdout.write(JSON.stringify(report, null, 2) + '\n'); return; }
     const { renderInspect } = await import('./inspect.js');
     process.stdout.write(renderInspect(report));
@@ -302,6 +317,13 @@ pool
 Examples:
   snapvisor pool serve --checkpoint 3f2a9c --store ./store --size 4 --listen /run/fn.sock`)
   .action(async (opts) => {
+    try {
+      checkIdArg(opts.checkpoint);
+      storeArg(opts.store);
+    } catch (e) {
+      fail(`pool: ${(e as Error).message}`);
+      process.exit(e instanceof UsageError ? 2 : 1);
+    }
     const { poolServe } = await import('./pool.js');
     process.exitCode = await poolServe(opts);
     process.exit();
@@ -324,18 +346,27 @@ program
   .option('--store <dir>', 'checkpoint store')
   .option('--json', 'print JSON')
   .action(guarded(async (opts) => {
-    const { listCheckpoints } = await import('../snapshots/store.js');
+    const { surveyCheckpoints } = await import('../snapshots/store.js');
     const fs = await import('node:fs');
-    const dir = opts.store ?? defaultStore();
+    const dir = storeArg(opts.store);
     // No store yet (nothing was ever checkpointed there): an empty list, not an error.
-    const list = fs.existsSync(dir) ? await listCheckpoints(dir) : [];
-    if (opts.json) { process.stdout.write(JSON.stringify(list, null, 1) + '\n'); return; }
+    const survey = fs.existsSync(dir) ? await surveyCheckpoints(dir) : { checkpoints: [], damaged: [] };
+    const list = survey.checkpoints;
+    // A damaged checkpoint hides no other: the sound ones are listed, then one line on stderr for
+    // each damaged one, and status 1, as `store check` (which also reads every page) gives.
+    const damaged = () => {
+      for (const d of survey.damaged) fail(`${d.problem} (not listed)`);
+      if (survey.damaged.length) process.exitCode = 1;
+    };
+    if (opts.json) { process.stdout.write(JSON.stringify(list, null, 1) + '\n'); damaged(); return; }
     // A deleted parent's pages stay as long as a child inherits them, but the parent is no longer listed: say so.
     const listed = new Set(list.map((c) => c.id));
-    const parentOf = (c: { parent?: string }): string => c.parent === undefined ? '' : listed.has(c.parent) ? c.parent : `${c.parent} (deleted)`;
+    const damagedIds = new Set(survey.damaged.map((d) => d.id));
+    const parentOf = (c: { parent?: string }): string => c.parent === undefined ? '' : listed.has(c.parent) ? c.parent : `${c.parent} (${damagedIds.has(c.parent) ? 'damaged' : 'deleted'})`;
     const rows = [['ID', 'CREATED', 'NAME', 'PARENT', 'PAGES', 'STORED', 'ON DISK'], ...list.map((c) => [c.id, new Date(c.createdMs).toISOString(), c.name ?? '', parentOf(c), String(c.pages), mib(c.storedPageBytes), c.packBytes === undefined ? mib(c.storedPageBytes) : mib(c.packBytes)])];
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
     for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd() + '\n');
+    damaged();
   }));
 
 program
@@ -347,7 +378,7 @@ Example:
   snapvisor gc --store ./store`)
   .action(guarded(async (opts) => {
     const { gcStore } = await import('../snapshots/store.js');
-    const r = await gcStore(opts.store ?? defaultStore());
+    const r = await gcStore(storeArg(opts.store));
     process.stdout.write(`removed ${r.removedFiles} file${r.removedFiles === 1 ? '' : 's'}, ${mib(r.freedBytes)} freed\n`);
   }));
 
@@ -365,14 +396,44 @@ Examples:
     const root = program.opts().root;
     if (!opts.store && (opts.force || oci.containerExists(root, id))) return oci.deleteContainer(root, id, !!opts.force);
     if (!opts.store && !/^[0-9a-f]{4,16}$/.test(id)) throw new Error(`container ${id} does not exist`);
+    // With --store ID can only be a checkpoint id.
+    checkIdArg(id);
     const { deleteCheckpoint } = await import('../snapshots/store.js');
     try {
-      process.stdout.write(`deleted checkpoint ${await deleteCheckpoint(opts.store ?? defaultStore(), id)}\n`);
+      process.stdout.write(`deleted checkpoint ${await deleteCheckpoint(storeArg(opts.store), id)}\n`);
     } catch (e) {
       if (!opts.store && /not found|no checkpoint store/.test((e as Error).message)) throw new Error(`container or checkpoint ${id} does not exist`);
       throw e;
     }
   }));
+
+/**
+ * Where `export -o OUTPUT` writes: a temporary file beside OUTPUT, renamed onto it once complete
+ * (`commit`), so a failed export leaves a file already at OUTPUT as it was (`abandon` removes the
+ * temporary one and names OUTPUT in the error). Refuses (an Error) an OUTPUT that is a directory,
+ * or one inside the store `storeDir`, whose own files it could replace.
+ */
+async function exportTarget(storeDir: string, output: string): Promise<{ tmp: string; commit<T>(r: T): T; abandon(e: unknown): never }> {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const out = path.resolve(output);
+  if (fs.statSync(out, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`cannot write ${output}: Is a directory`);
+  const real = (p: string): string | undefined => { try { return fs.realpathSync(p); } catch { return undefined; } };
+  const store = real(storeDir), outDir = real(path.dirname(out));
+  if (store !== undefined && outDir !== undefined && (outDir === store || outDir.startsWith(store + path.sep))) {
+    throw new Error(`cannot write ${output}: it is inside the checkpoint store ${storeDir}, whose files it could replace`);
+  }
+  const tmp = path.join(path.dirname(out), `.${path.basename(out)}.${process.pid}.tmp`);
+  return {
+    tmp,
+    commit: (r) => { fs.renameSync(tmp, out); return r; },
+    abandon: (e) => {
+      fs.rmSync(tmp, { force: true });
+      if (e instanceof Error) e.message = e.message.split(tmp).join(output);
+      throw e;
+    },
+  };
+}
 
 program
   .command('export')
@@ -381,10 +442,13 @@ program
   .requiredOption('-o, --output <file>', 'file to write')
   .option('--store <dir>', 'checkpoint store')
   .action(guarded(async (id: string, opts) => {
+    checkIdArg(id);
+    const dir = storeArg(opts.store);
     const { exportCheckpoint } = await import('../snapshots/export.js');
     const { progressBar } = await import('./progress.js');
+    const { tmp, commit, abandon } = await exportTarget(dir, opts.output);
     const bar = progressBar('export');
-    const r = await exportCheckpoint(opts.store ?? defaultStore(), id, opts.output, bar.update).finally(() => bar.stop());
+    const r = await exportCheckpoint(dir, id, tmp, bar.update).then(commit, abandon).finally(() => bar.stop());
     process.stdout.write(`exported ${r.id} to ${opts.output} (${mib(r.bytes)})\n`);
   }));
 
@@ -398,7 +462,7 @@ program
     const { importCheckpoint } = await import('../snapshots/export.js');
     const { progressBar } = await import('./progress.js');
     const bar = progressBar('import');
-    const r = await importCheckpoint(opts.store ?? defaultStore(), file, bar.update, { compress: opts.compress }).finally(() => bar.stop());
+    const r = await importCheckpoint(storeArg(opts.store), file, bar.update, { compress: opts.compress }).finally(() => bar.stop());
     process.stdout.write(`imported ${r.sourceId}: ${r.pages} pages (${r.newPages} new): ${r.id}\n`);
   }));
 
@@ -409,7 +473,7 @@ store
   .option('--store <dir>', 'checkpoint store')
   .action(guarded(async (opts) => {
     const { checkStore } = await import('../snapshots/store.js');
-    const dir = opts.store ?? defaultStore();
+    const dir = storeArg(opts.store);
     const r = await checkStore(dir);
     for (const p of r.problems) fail(p);
     if (r.problems.length) { process.exitCode = 1; return; }
@@ -544,7 +608,8 @@ program
   .action(guarded(async (name: string, opts) => {
     const root = program.opts().root;
     if (opts.stats || (oci.containerExists(root, name) && !opts.type)) return oci.eventsContainer(root, name, opts);
-    await streamRemote(controlSocket(root, name), opts.type, (s) => process.stdout.write(s));
+    const sock = controlSocket(root, name);
+    await streamRemote(sock, opts.type, (s) => process.stdout.write(s)).catch((e) => { throw new Error(controlSocketError(sock, e)); });
   }));
 
 program
@@ -603,7 +668,7 @@ export async function main(argv: string[]): Promise<void> {
   await program.parseAsync(runcArgv(argv)).catch((e: Error & { code?: string; exitCode?: number }) => {
     // Commander's own exits (help, version, usage errors): the message is already out.
     if (e.code?.startsWith('commander.')) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
-    fail(e.message);
+    fail(errorLine(e));
     process.exit(1);
   });
 }

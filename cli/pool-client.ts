@@ -73,7 +73,9 @@ export async function poolTake(socket: string, fail: (msg: string) => void = fai
   const sockPath = path.resolve(socket);
   const t = await takeClone(sockPath, { op: 'take' });
   if (t.status !== undefined) return t.status;
-  fail(t.connectError ? `no pool is serving on ${sockPath} (${t.connectError})` : t.sendErrno ? `pool on ${sockPath}: the request could not be sent (${errnoWords(t.sendErrno)}): is it a pool's socket?`
+  // connect(2) to a file that is no socket says ECONNREFUSED, as a stale socket does: tell them apart.
+  const notSocket = t.connectError !== undefined && fs.statSync(sockPath, { throwIfNoEntry: false })?.isSocket() === false;
+  fail(notSocket ? `no pool is serving on ${sockPath} (it is not a socket)` : t.connectError ? `no pool is serving on ${sockPath} (${t.connectError})` : t.sendErrno ? `pool on ${sockPath}: the request could not be sent (${errnoWords(t.sendErrno)}): is it a pool's socket?`
     : t.error ? `pool on ${sockPath}: ${t.error}` : t.started ? 'the clone running this take died before its sandbox ended' : `pool on ${sockPath} closed the connection without handing over a clone`);
   return 125;
 }

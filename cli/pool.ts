@@ -17,6 +17,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeFd, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
 import { LinuxHostServices } from '../platforms/host/host-services.js';
 import { defaultStore, fail } from './control.js';
+import { hostErrorWords } from './host-errors.js';
 import { alive, registerPool } from './pool-registry.js';
 import { lines } from './pool-client.js';
 import type vm from 'node:vm';
@@ -139,6 +140,10 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     return 1;
   }
   // 2. The socket path: refuse one a live pool serves or that is not a socket; remove a stale one.
+  // Its directory first: libuv's bind reports a missing one as EACCES, and only after the clones started.
+  const parent = path.dirname(sockPath);
+  const dirProblem = fs.statSync(parent, { throwIfNoEntry: false })?.isDirectory() ? undefined : `cannot listen on ${sockPath}: ${fs.existsSync(parent) ? `${parent} is not a directory` : `no directory ${parent}`}`;
+  if (dirProblem) { fail(`pool: ${dirProblem}`); return 1; }
   const st = fs.lstatSync(sockPath, { throwIfNoEntry: false });
   if (st) {
     if (!st.isSocket()) { fail(`pool: ${sockPath} exists and is not a socket`); return 1; }
@@ -440,7 +445,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   if (failure) return abandon(failure);
   const listenError = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => { server.once('error', resolve); server.listen(sockPath, () => resolve(undefined)); });
   // The path was taken while the clones were restored (another program bound it meanwhile).
-  if (listenError) return abandon(listenError.code === 'EADDRINUSE' ? `${sockPath} is already in use (another program listens there)` : `cannot listen on ${sockPath}: ${listenError.code ?? listenError.message}`);
+  if (listenError) return abandon(listenError.code === 'EADDRINUSE' ? `${sockPath} is already in use (another program listens there)` : `cannot listen on ${sockPath}: ${hostErrorWords(listenError)}`);
   server.on('error', (e) => { fail(`pool: ${sockPath}: ${e.message}`); process.exit(1); });
   // Found by `snapvisor restore ID` (cli/pool-registry.ts); removed when this process ends.
   const registered = registerPool(store, id, sockPath);

@@ -14,7 +14,8 @@ import { E } from '../src/errno.js';
 import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
 import type { SyscallHook } from '../src/kernel/task.js';
 import { FaultInjector, InjectSpecError, parseInjectSpec } from '../src/sandbox/fault-injection.js';
-import { serveControl, defaultStore, fail, streamEvents } from './control.js';
+import { serveControl, defaultStore, fail, stateDir, streamEvents } from './control.js';
+import { checkpointIdProblem, dirProblem, errorLine, storeDirProblem } from './host-errors.js';
 import { takeHeldSignals } from './early-signals.js';
 
 export { fail };
@@ -111,13 +112,14 @@ async function runToEnd(kernel: Kernel, root: string | undefined, name: string |
   try {
     control = name ? await serveControl(root, name, kernel) : undefined;
     if (events) {
-      const fd = eventsFd = fs.openSync(events.file, 'w');
+      let fd: number;
+      try { fd = eventsFd = fs.openSync(events.file, 'w'); } catch (e) { throw new Error(`--events: ${errorLine(e)}`); }
       eventsOut = streamEvents(kernel, events.types, (s) => fs.writeSync(fd, s));
     }
   } catch (e) {
     await control?.close();
     kernel.destroy();
-    fail((e as Error).message);
+    fail(errorLine(e));
     return 125;
   }
   // SIGTERM/SIGHUP to snapvisor go to the sandbox's init, as a container runtime forwards them
@@ -177,6 +179,16 @@ function cpuFeaturesError(set: string | undefined): string | undefined {
   return `--cpu-features ${set}: only "host" is possible: ${why}`;
 }
 
+/**
+ * What is wrong with the directories a sandbox will write to, found before it starts (after, it
+ * would be a line once the guest ran): the state directory of a named sandbox (--root), and
+ * --checkpoint-store. Undefined when both are directories (or do not exist yet: they are made).
+ */
+function directoriesProblem(root: string | undefined, opts: { name?: string; checkpointStore?: string }): string | undefined {
+  return (opts.name !== undefined ? dirProblem('state directory', stateDir(root)) : undefined)
+    ?? (opts.checkpointStore !== undefined ? dirProblem('checkpoint store (--checkpoint-store)', path.resolve(opts.checkpointStore)) : undefined);
+}
+
 /** --volume and --tmpfs mounts, parents before what is mounted inside them (by the depth of the guest path, as Docker sorts them). */
 const mountOrder = (specs: MountSpec[]): MountSpec[] => specs.map((s, i) => ({ s, i, d: s.guest.split('/').filter(Boolean).length })).sort((a, b) => a.d - b.d || a.i - b.i).map((x) => x.s);
 
@@ -204,6 +216,8 @@ async function runSandbox(root: string | undefined, prog: string, args: string[]
     fail('--publish forwards into the sandbox\'s own network: with --network=host the guest\'s listeners are host sockets already (reach GUESTPORT on the host)');
     return 2;
   }
+  const dirs = directoriesProblem(root, opts);
+  if (dirs) { fail(dirs); return 125; }
   const cwd = opts.cwd ?? defaultCwd(opts.rootfs);
   let kernel: Kernel;
   try {
@@ -248,6 +262,10 @@ export async function restoreCommand(root: string | undefined, id: string, opts:
 async function restoreSandbox(root: string | undefined, id: string, opts: RestoreOptions, held: () => NodeJS.Signals[]): Promise<number> {
   const platform = platformOf(opts.platform);
   if (!platform) return 2;
+  const badId = checkpointIdProblem(id);
+  if (badId) { fail(badId); return 2; }
+  const dirs = storeDirProblem(opts.store ?? defaultStore()) ?? directoriesProblem(root, opts);
+  if (dirs) { fail(dirs); return 125; }
   // The store (LevelDB, cbor-x) is loaded only by the commands that use it: `run` starts faster.
   const { restoreKernel } = await import('../snapshots/checkpoint.js');
   const { SnapshotError } = await import('../snapshots/store.js');

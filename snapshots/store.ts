@@ -743,25 +743,62 @@ export async function restoreMemory(
  * damaged log record when it opens) — the message names the checkpoint.
  */
 export async function listCheckpoints(storeDir: string): Promise<CheckpointSummary[]> {
+  const r = await surveyCheckpoints(storeDir);
+  if (r.damaged.length) throw new SnapshotError(r.damaged[0].problem);
+  return r.checkpoints;
+}
+
+/** What `surveyCheckpoints` found: the sound checkpoints, and one line for each damaged one. */
+export interface CheckpointSurvey {
+  /** Complete checkpoints, oldest first, as `listCheckpoints` gives them. */
+  checkpoints: CheckpointSummary[];
+  /** Checkpoints listing found damaged, by id: `problem` is one line naming the checkpoint (`checkpoint ID is corrupt: …`). */
+  damaged: Array<{ id: string; problem: string }>;
+}
+
+/**
+ * `snapvisor checkpoints`: the checks of `listCheckpoints` (manifests, and the existence and
+ * sizes of each checkpoint's files: cheap, no page is read; `checkStore` reads them all), but a
+ * damaged checkpoint is reported beside the others instead of failing the whole listing.
+ * Throws SnapshotError only when the store itself cannot be read (none there, busy, its
+ * catalogue cannot be opened).
+ */
+export async function surveyCheckpoints(storeDir: string): Promise<CheckpointSurvey> {
   return withStore(storeDir, 'existing', async (db) => {
     const dir = resolvePath(storeDir);
     const manifests: ManifestV2[] = [];
+    const damaged = new Map<string, string>();
     const sealedBytes = new Map<string, number>();
+    const catalogued = new Set<string>();
     for await (const [key, value] of db.iterator(prefixRange(KEY.manifest))) {
-      const m = parseManifest(key.slice(KEY.manifest.length), value);
-      manifests.push(m);
-      sealedBytes.set(m.id, value.length);
+      const id = key.slice(KEY.manifest.length);
+      catalogued.add(id);
+      try {
+        const m = parseManifest(id, value);
+        manifests.push(m);
+        sealedBytes.set(m.id, value.length);
+      } catch (err) {
+        if (!(err instanceof SnapshotError)) throw err;
+        damaged.set(id, err.message);
+      }
     }
-    const ids = new Set(manifests.map((m) => m.id));
+    const badPages = new Set<string>();
     for (const m of manifests) {
       const problem = filesProblem(dir, m, sealedBytes.get(m.id)!);
-      if (problem) throw corrupt(m.id, problem);
+      if (problem) damaged.set(m.id, corrupt(m.id, problem).message);
+      if (problem?.startsWith('its page file')) badPages.add(m.id);
     }
+    // A checkpoint that inherits pages from a damaged page file does not restore either.
+    for (const m of manifests) {
+      const bad = damaged.has(m.id) ? undefined : m.layers?.find((l) => badPages.has(l));
+      if (bad) damaged.set(m.id, corrupt(m.id, `the page file of ${bad}, which it inherits pages from, is damaged`).message);
+    }
+    const sound = manifests.filter((m) => !damaged.has(m.id));
     for (const id of metaIds(dir)) {
-      if (!ids.has(id)) throw corrupt(id, `the catalogue lost its record (its restore record ${META_DIR}/${id} is still there; see snapvisor store check)`);
+      if (!catalogued.has(id)) damaged.set(id, corrupt(id, `the catalogue lost its record (its restore record ${META_DIR}/${id} is still there; see snapvisor store check)`).message);
     }
-    manifests.sort((a, b) => a.seq - b.seq || a.createdMs - b.createdMs || (a.id < b.id ? -1 : 1));
-    return manifests.map(summaryOf);
+    sound.sort((a, b) => a.seq - b.seq || a.createdMs - b.createdMs || (a.id < b.id ? -1 : 1));
+    return { checkpoints: sound.map(summaryOf), damaged: [...damaged].sort(([a], [b]) => (a < b ? -1 : 1)).map(([id, problem]) => ({ id, problem })) };
   });
 }
 
@@ -1105,8 +1142,8 @@ function filesProblem(dir: string, m: ManifestV2, sealedBytes: number): string |
   let st: fs.Stats;
   try {
     st = fs.statSync(metaPath(dir, m.id));
-  } catch {
-    return `its restore record ${META_DIR}/${m.id} is missing`;
+  } catch (err) {
+    return `its restore record ${META_DIR}/${m.id} ${missingOr(err)}`;
   }
   const expected = 12 + sealedBytes + m.graphBytes + m.pagemapBytes;
   if (st.size !== expected) return `its restore record is ${st.size} bytes, expected ${expected}`;
@@ -1114,14 +1151,20 @@ function filesProblem(dir: string, m: ManifestV2, sealedBytes: number): string |
   const own = packed ? packPath(dir, m.id) : pagePath(dir, m.id);
   try {
     st = fs.statSync(own);
-  } catch {
-    return `its page file ${PAGES_DIR}/${m.id}${packed ? PACK_SUFFIX : ''} is missing`;
+  } catch (err) {
+    return `its page file ${PAGES_DIR}/${m.id}${packed ? PACK_SUFFIX : ''} ${missingOr(err)}`;
   }
   if (packed ? st.size !== m.packBytes : st.size !== m.pageFileBytes) return `its page file is ${st.size} bytes, expected ${packed ? m.packBytes : m.pageFileBytes}`;
   for (const layerId of m.layers ?? []) {
     if (!hasPageFile(dir, layerId)) return `the page file ${PAGES_DIR}/${layerId} it inherits pages from is missing`;
   }
   return undefined;
+}
+
+/** Why a file of the store could not be looked at: "is missing" (ENOENT), else "cannot be read (EACCES)". */
+function missingOr(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'is missing' : `cannot be read (${code ?? errorMessage(err)})`;
 }
 
 /** Whether checkpoint `id`'s pages are in the store: a flat page file or a pack. */
