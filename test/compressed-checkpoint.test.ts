@@ -11,17 +11,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeCbor } from '../snapshots/format.js';
-import { checkpointAfter, freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
+import { checkpointAfter, checkpointGate, freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
-/** A python3 holding ~20 MB of distinct 1,000-byte objects; rewrites one per numbered line, then prints a digest of all. */
+/**
+ * A python3 holding ~20 MB of distinct 1,000-byte objects; rewrites one per numbered line, then
+ * prints a digest of all. After line 3 it waits for the gate file argv[1], after line 6 for argv[2]:
+ * the test makes each once it has checkpointed there (checkpointGate), so the guest is still
+ * running when a checkpoint comes however slow the machine.
+ */
 const GUEST = [
-  'import hashlib, sys, time',
+  'import hashlib, os, sys, time',
   'data = [bytes([i % 251]) * 1000 for i in range(20000)]',
   "print('ready', flush=True)",
   'for i in range(1, 61):',
   '    data[(i * 7919) % 20000] = bytes([i % 13]) * 1000',
   '    print(i, flush=True)',
   '    time.sleep(0.05)',
+  '    while i in (3, 6) and not os.path.exists(sys.argv[i // 3]): time.sleep(0.02)',
   "print('digest', hashlib.sha256(b''.join(data)).hexdigest(), flush=True)",
 ].join('\n');
 const ARGV = ['/usr/bin/python3', '-c', GUEST];
@@ -30,16 +36,19 @@ const bytesOnDisk = (p: string): number => fs.statSync(p).blocks * 512;
 
 describe('compressed checkpoints (format 4)', () => {
   it('are a fraction of the flat size, name host-file pages, restore through a cache made once, chain, export, check and delete', async () => {
-    const nat = await native(ARGV, { timeoutMs: 30_000 });
+    const g3 = checkpointGate('packed-3'), g6 = checkpointGate('packed-6');
+    const nat = await native([...ARGV, g3.native, g6.native], { timeoutMs: 30_000 });
     expect(nat.status).toBe(0);
     const digest = nat.stdout.toString().split('\n').filter(Boolean).pop()!;
     expect(digest).toMatch(/^digest [0-9a-f]{64}$/);
     const base = freshDir('packed');
     const root = path.join(base, 'state'), store = path.join(base, 'store');
 
-    const run1 = snapvisorStreaming(['--root', root, 'run', '--name', 'pk-a', '--', ...ARGV], { timeoutMs: 60_000 });
-    await run1.waitFor((l) => l === 'ready', 30_000);
+    const run1 = snapvisorStreaming(['--root', root, 'run', '--name', 'pk-a', '--', ...ARGV, g3.sandbox, g6.sandbox], { timeoutMs: 90_000 });
+    await run1.waitFor((l) => l === 'ready', 40_000);
     const c1 = await checkpointAfter(root, store, 'pk-a', run1, 3, ['--compress']);
+    expect(c1.lastLine).toBe(3);
+    g3.open();
     const m = /(\d+) pages \((\d+) new, [\d.]+ MiB stored, [\d.]+ MiB compressed, (\d+) pages named in host files\)/.exec(c1.stdout);
     expect(m, c1.stdout).not.toBeNull();
     const [pages, filePages] = [Number(m![1]), Number(m![3])];
@@ -50,7 +59,13 @@ describe('compressed checkpoints (format 4)', () => {
     const info = JSON.parse((await snapvisor(['inspect', c1.id, '--store', store, '--json'])).stdout.toString());
     expect(info.checkpoint.formatVersion).toBe(4);
 
-    // The first restore makes the cache (named by the boot, with its piece map); the second maps it.
+    // An incremental link from a restored one (restored here, checkpointed at its line 6; checked below).
+    const run2 = snapvisorStreaming(['--root', root, 'restore', c1.id, '--store', store, '--name', 'pk-b'], { timeoutMs: 90_000 });
+    const c2 = await checkpointAfter(root, store, 'pk-b', run2, 3, ['--compress']);
+    expect(c2.lastLine).toBe(6);
+    g6.open();
+
+    // That restore made the cache (named by the boot, with its piece map); the next ones map it.
     await restoresToTheEnd(store, c1.id, c1.lastLine, digest);
     // (besides the working set a restore records there, test/restore-working-set.test.ts)
     const caches = fs.readdirSync(path.join(store, 'cache')).filter((n) => !n.endsWith('.ws')).sort();
@@ -61,9 +76,7 @@ describe('compressed checkpoints (format 4)', () => {
     await restoresToTheEnd(store, c1.id, c1.lastLine, digest);
     expect(fs.statSync(path.join(store, 'cache', caches[0])).ino).toBe(cacheIno);
 
-    // An incremental link from a restored one: format 5, inherits from the first.
-    const run2 = snapvisorStreaming(['--root', root, 'restore', c1.id, '--store', store, '--name', 'pk-b'], { timeoutMs: 60_000 });
-    const c2 = await checkpointAfter(root, store, 'pk-b', run2, 3, ['--compress']);
+    // The incremental link: format 5, inherits from the first.
     const info2 = JSON.parse((await snapvisor(['inspect', c2.id, '--store', store, '--json'])).stdout.toString());
     expect(info2.checkpoint).toMatchObject({ formatVersion: 5, parent: c1.id, inheritsFrom: [c1.id] });
     // Its caches gone (a reboot, or gc of another boot's): both packs are materialized again.
@@ -97,7 +110,7 @@ describe('compressed checkpoints (format 4)', () => {
   it('a restore fills the cache lazily: a guest that touches little of its memory leaves most of it unfilled; clones at once share it', async () => {
     // 40 MB the guest never touches after the checkpoint, and a counter.
     const argv = ['/usr/bin/python3', '-c', [
-      'import sys, time',
+      'import os, sys, time',
       'data = [bytes([i % 251]) * 1000 for i in range(40000)]',
       "print('ready', flush=True)",
       'i = 0',
@@ -105,13 +118,17 @@ describe('compressed checkpoints (format 4)', () => {
       '    i += 1',
       '    print(i, flush=True)',
       '    time.sleep(0.05)',
+      '    while i == 3 and not os.path.exists(sys.argv[1]): time.sleep(0.02)  # made after the checkpoint',
       'import os; os._exit(0)', // no teardown: freeing `data` would touch every object
     ].join('\n')];
     const base = freshDir('packed-lazy');
     const root = path.join(base, 'state'), store = path.join(base, 'store');
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'pk-lazy', '--', ...argv], { timeoutMs: 60_000 });
-    await run.waitFor((l) => l === 'ready', 30_000);
+    const gate = checkpointGate('packed-lazy');
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'pk-lazy', '--', ...argv, gate.sandbox], { timeoutMs: 90_000 });
+    await run.waitFor((l) => l === 'ready', 40_000);
     const c = await checkpointAfter(root, store, 'pk-lazy', run, 3, ['--compress']);
+    expect(c.lastLine).toBe(3);
+    gate.open();
     const pages = Number(/(\d+) pages/.exec(c.stdout)![1]);
     // Three restores at once: each counts on from where it was, to the end.
     const outs = await Promise.all([0, 1, 2].map(() => snapvisor(['restore', c.id, '--store', store], { timeoutMs: 60_000 })));
@@ -169,14 +186,17 @@ describe('compressed checkpoints (format 4)', () => {
     fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
     fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
     const root = path.join(base, 'state'), store = path.join(base, 'store');
-    const script = 'i=0; while [ $i -lt 120 ]; do i=$((i+1)); echo $i; usleep 50000; done';
+    // After 3 it waits for /gate/go in its rootfs, made after the checkpoint.
+    fs.mkdirSync(path.join(rootfs, 'gate'));
+    const script = 'i=0; while [ $i -lt 120 ]; do i=$((i+1)); echo $i; if [ $i -eq 3 ]; then while [ ! -e /gate/go ]; do usleep 20000; done; fi; usleep 50000; done';
     const run = snapvisorStreaming(['--root', root, 'run', '--rootfs', rootfs, '--name', 'pk-bad', '--', '/bin/busybox', 'sh', '-c', script], { timeoutMs: 60_000 });
-    await run.waitFor((l) => l === '3', 30_000);
+    await run.waitFor((l) => l === '3', 40_000);
     const cp = await snapvisor(['--root', root, 'checkpoint', 'pk-bad', '--store', store, '--compress'], { timeoutMs: 30_000 });
     expect(cp.stderr).toBe('');
     expect(cp.status).toBe(0);
     expect(cp.stdout.toString()).toMatch(/[1-9]\d* pages named in host files/);
-    await run.done;
+    expect(await run.done).toBe(137);
+    fs.writeFileSync(path.join(rootfs, 'gate', 'go'), '');
     const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
     const refused = async (pattern: RegExp): Promise<void> => {
       fs.rmSync(path.join(store, 'cache'), { recursive: true, force: true });

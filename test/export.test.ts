@@ -7,20 +7,25 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freshDir, snapvisor, snapvisorStreaming } from './helpers.js';
+import { checkpointGate, freshDir, snapvisor, snapvisorStreaming } from './helpers.js';
 
-const COUNTER = 'import time\nfor i in range(1, 41):\n    print(i, flush=True); time.sleep(0.05)';
+/** Counts to 40, waiting after 5 for its gate file (argv[1], made after the checkpoint). */
+const COUNTER = 'import os, sys, time\nfor i in range(1, 41):\n    print(i, flush=True); time.sleep(0.05)\n' +
+  '    while i == 5 and not os.path.exists(sys.argv[1]): time.sleep(0.02)';
 
 describe('export and import', () => {
   it('an exported checkpoint restores from another store; a damaged export is refused', async () => {
     const root = freshDir('exp-root'), storeA = freshDir('exp-a'), storeB = freshDir('exp-b');
     const name = `exp-${process.pid}`;
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', COUNTER]);
-    await run.waitFor((l) => l === '5', 20_000);
+    const gate = checkpointGate('exp');
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', COUNTER, gate.sandbox], { timeoutMs: 60_000 });
+    await run.waitFor((l) => l === '5', 40_000);
     const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', storeA]);
     expect(cp.status).toBe(0);
-    await run.done;
+    expect(await run.done).toBe(137);
+    gate.open();
     const last = Number(run.lines[run.lines.length - 1]);
+    expect(last).toBe(5);
     const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
 
     const file = path.join(freshDir('exp-file'), 'counter.svx');
@@ -31,9 +36,9 @@ describe('export and import', () => {
     expect(im.status).toBe(0);
     const newId = im.stdout.toString().trim().split(/\s+/).pop()!;
     expect(newId).toMatch(/^[0-9a-f]{16}$/);
-    const r = await snapvisor(['restore', newId, '--store', storeB], { timeoutMs: 20_000 });
+    const r = await snapvisor(['restore', newId, '--store', storeB], { timeoutMs: 40_000 });
     expect(r.status).toBe(0);
-    const numbers = r.stdout.toString().split('\n').filter(Boolean).map(Number); // none when the checkpoint caught its last line (under load)
+    const numbers = r.stdout.toString().split('\n').filter(Boolean).map(Number);
     expect(numbers).toEqual(Array.from({ length: 40 - last }, (_, i) => last + 1 + i));
 
     // Compressed: the file is a fraction of the pages it carries.
@@ -72,12 +77,12 @@ describe('export and import', () => {
     expect(flat.status).toBe(0);
     const flatId = flat.stdout.toString().trim().split(/\s+/).pop()!;
     expect(await formatOf(flatId, storeC)).toBe(2);
-    const rf = await snapvisor(['restore', flatId, '--store', storeC], { timeoutMs: 20_000 });
+    const rf = await snapvisor(['restore', flatId, '--store', storeC], { timeoutMs: 40_000 });
     expect(rf.status).toBe(0);
     expect(rf.stdout.toString()).toBe(r.stdout.toString());
     // A file that is not there: one line, in words.
     const missing = await snapvisor(['import', path.join(path.dirname(file), 'none.svx'), '--store', storeC]);
     expect(missing.status).toBe(1);
     expect(missing.stderr.trim()).toMatch(/^snapvisor: cannot read .*none\.svx: No such file or directory$/);
-  });
+  }, 150_000); // a python3 run, a checkpoint, seven store commands and two restores: limits for load 16
 });

@@ -247,13 +247,14 @@ export interface Checkpointed { id: string; root: string; store: string; before:
  * status 137) once it prints the line `ready`. Checks that the checkpoint succeeded quietly.
  * `prefix` names the temp directories and the sandbox.
  */
-export async function checkpointAtReady(prefix: string, argv: string[], runTimeoutMs = 40_000, runOpts: string[] = []): Promise<Checkpointed> {
+export async function checkpointAtReady(prefix: string, argv: string[], runTimeoutMs = 90_000, runOpts: string[] = []): Promise<Checkpointed> {
   const base = freshDir(prefix);
   const root = path.join(base, 'state'), store = path.join(base, 'store');
   const name = `${prefix}-${process.pid}`;
   const run = snapvisorStreaming(['--root', root, 'run', '--name', name, ...runOpts, '--', ...argv], { timeoutMs: runTimeoutMs });
   try {
-    // As long as the run may take: a python3 start-up on a loaded CI machine took over 20 s once.
+    // As long as the run may take: a python3 start-up on a loaded CI machine took over 20 s once,
+    // and a start with the checkpoint after it over 40 s at load 15.
     await run.waitFor((l) => l === 'ready', runTimeoutMs);
     const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 20_000 });
     expect(cp.stderr).toBe('');

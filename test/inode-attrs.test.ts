@@ -156,7 +156,7 @@ describe('fchmod and fchown of pipes, sockets and anon inodes', () => {
       "print('after', oct(stat.S_IMODE(os.fstat(s.fileno()).st_mode)), flush=True)",
     ].join('\n');
     const gate = checkpointGate('hostinet-attrs');
-    const c = await checkpointAtReady('hostinet-attrs', ['/usr/bin/python3', '-c', script, gate.sandbox], 40_000, ['--network=host', '--tcp-close-on-checkpoint']);
+    const c = await checkpointAtReady('hostinet-attrs', ['/usr/bin/python3', '-c', script, gate.sandbox], 90_000, ['--network=host', '--tcp-close-on-checkpoint']);
     expect(c.before).toEqual(['before 0o640', 'ready']);
     gate.open();
     const r = await restoreChecked(c);

@@ -11,7 +11,7 @@
  * lines that add up. Then the use so far survives checkpoint/restore.
  */
 import { describe, expect, it } from 'vitest';
-import { expectCheckpointRestoreMatches, expectSandboxOutput, native } from './helpers.js';
+import { checkpointGate, expectCheckpointRestoreMatches, expectSandboxOutput, native, PY_WAIT_FOR_GATE } from './helpers.js';
 
 const GUEST = String.raw`
 import os, resource, signal, sys, threading, time
@@ -27,7 +27,9 @@ b = bytearray(64 * 2**20)
 for i in range(0, len(b), 4096): b[i] = 1
 c = R.getrusage(R.RUSAGE_SELF)
 print('64 MiB touched: maxrss +', round((c.ru_maxrss - a.ru_maxrss) / 1024 / 8) * 8, 'MiB, minflt +16384 or more', c.ru_minflt - a.ru_minflt >= 16384)
-for i in range(5): time.sleep(0.01)
+# 0.2 s each: a sleep whose end has passed when the sandbox takes it up (a syscall delayed
+# that long under load) returns without blocking, and no switch is counted.
+for i in range(5): time.sleep(0.2)
 d = R.getrusage(R.RUSAGE_SELF)
 print('five sleeps: nvcsw +', d.ru_nvcsw - c.ru_nvcsw)
 print('children before any wait', tuple(R.getrusage(R.RUSAGE_CHILDREN))[:8])
@@ -62,7 +64,7 @@ print('stat', open('/proc/self/stat').read().split()[2], 'switches', int(status[
 `;
 
 const CHECKPOINT = String.raw`
-import resource, time
+import os, resource, sys, time
 def burn(s):
     t0 = time.process_time()
     while time.process_time() - t0 < s: pass
@@ -71,7 +73,8 @@ b = bytearray(32 * 2**20)
 for i in range(0, len(b), 4096): b[i] = 1
 before = resource.getrusage(resource.RUSAGE_SELF)
 print('ready', flush=True)
-time.sleep(1.5)
+${PY_WAIT_FOR_GATE}
+time.sleep(0.1)  # a sleep natively too (the gate is there already), for nvcsw
 after = resource.getrusage(resource.RUSAGE_SELF)
 print('cpu kept', after.ru_utime + after.ru_stime >= before.ru_utime + before.ru_stime >= 0.25)
 print('maxrss kept', after.ru_maxrss >= before.ru_maxrss > 32 * 1024, 'minflt kept', after.ru_minflt >= before.ru_minflt)
@@ -90,8 +93,9 @@ describe('getrusage and /proc/PID/status', () => {
   }, 90_000);
 
   it('resource use survives checkpoint/restore', async () => {
-    const want = await native(['/usr/bin/python3', '-c', CHECKPOINT], { timeoutMs: 30_000 });
+    const gate = checkpointGate('rusage');
+    const want = await native(['/usr/bin/python3', '-c', CHECKPOINT, gate.native], { timeoutMs: 30_000 });
     expect(want.status).toBe(0);
-    await expectCheckpointRestoreMatches('rusage-cp', ['/usr/bin/python3', '-c', CHECKPOINT], want.stdout.toString().split('\n').filter(Boolean));
-  }, 90_000);
+    await expectCheckpointRestoreMatches('rusage-cp', ['/usr/bin/python3', '-c', CHECKPOINT, gate.sandbox], want.stdout.toString().split('\n').filter(Boolean), gate.open);
+  }, 180_000); // its python3 did not print ready within 40 s once at load 15
 });
