@@ -31,7 +31,10 @@ rmSync(out, { recursive: true, force: true });
 // Not zlib: page-format.ts calls its crc32 once per page, and a stand-in adds a lookup to each call.
 // net: only the control socket, published ports, pools and the OCI runtime use it (a restore
 // without --name never does; loading it cost 2.5-6.5 ms of every restore).
-const LAZY_BUILTINS = /^(node:)?(child_process|crypto|dgram|net|perf_hooks|readline|worker_threads)$/;
+// fs/promises: only directory making off the event loop (makeDirsAsync), export and the OCI
+// runtime use it; loading it (11 modules: fs/dir, watchers, readline's interface…) cost ~2 ms of
+// every restore.
+const LAZY_BUILTINS = /^(node:)?(child_process|crypto|dgram|fs\/promises|net|perf_hooks|readline|worker_threads)$/;
 const lazyNative = ({ builtins }) => ({
   name: 'lazy-native',
   setup(b) {
@@ -179,10 +182,11 @@ await build({
 writeFileSync(`${out}/package.json`, '{ "type": "commonjs" }\n');
 
 // The bin: compiles snapvisor.cjs with its code cache and runs it (cli/launcher.ts), or runs `pool
-// take` (cli/pool-client.ts) and `checkpoint` itself; koffi, which `pool take` needs, as in the bundle.
+// take` (cli/pool-client.ts) and `checkpoint` itself; koffi, which `pool take` needs, and the
+// built-ins as in the bundle (a restore's pool lookup imports makeDirs, whose fs/promises it never calls).
 await build({
   entryPoints: { main: 'cli/launcher.ts' },
-  plugins: [lazyNative({ builtins: false })],
+  plugins: [lazyNative({ builtins: true })],
   bundle: true,
   format: 'cjs',
   platform: 'node',

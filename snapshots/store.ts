@@ -12,7 +12,6 @@
  * one after another; a store held open by another process yields a SnapshotError.
  */
 import fs from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { makeDirs, makeDirsAsync } from './make-dirs.js';
 import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -2402,13 +2401,9 @@ function isLevelError(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('LEVEL_');
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
+/** Whether `path` exists (stat(2) on the thread pool; fs's callback form: node:fs/promises is not loaded for it). */
+function exists(path: string): Promise<boolean> {
+  return new Promise((resolve) => fs.stat(path, (err) => resolve(!err)));
 }
 
 function errorMessage(err: unknown): string {
