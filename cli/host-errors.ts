@@ -99,3 +99,12 @@ function fileOnPath(p: string): string | undefined {
   }
   return undefined;
 }
+
+/** Longest path a unix socket address holds (sun_path's 108 bytes less the NUL): a longer one is cut short by bind(2) in libuv, silently. */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/** Why `sock` cannot be bound as a unix socket: a path longer than MAX_SOCKET_PATH_BYTES; else undefined. */
+export function socketPathProblem(sock: string): string | undefined {
+  const n = Buffer.byteLength(sock);
+  return n > MAX_SOCKET_PATH_BYTES ? `the socket path ${sock} is ${n} bytes, more than a unix socket address holds (${MAX_SOCKET_PATH_BYTES})` : undefined;
+}

@@ -17,7 +17,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeFd, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
 import { LinuxHostServices } from '../platforms/host/host-services.js';
 import { defaultStore, fail } from './control.js';
-import { hostErrorWords } from './host-errors.js';
+import { hostErrorWords, socketPathProblem } from './host-errors.js';
 import { alive, registerPool } from './pool-registry.js';
 import { lines } from './pool-client.js';
 import type vm from 'node:vm';
@@ -144,6 +144,8 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   const parent = path.dirname(sockPath);
   const dirProblem = fs.statSync(parent, { throwIfNoEntry: false })?.isDirectory() ? undefined : `cannot listen on ${sockPath}: ${fs.existsSync(parent) ? `${parent} is not a directory` : `no directory ${parent}`}`;
   if (dirProblem) { fail(`pool: ${dirProblem}`); return 1; }
+  const tooLong = socketPathProblem(sockPath);
+  if (tooLong) { fail(`pool: cannot listen on ${tooLong}`); return 1; }
   const st = fs.lstatSync(sockPath, { throwIfNoEntry: false });
   if (st) {
     if (!st.isSocket()) { fail(`pool: ${sockPath} exists and is not a socket`); return 1; }

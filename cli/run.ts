@@ -15,7 +15,7 @@ import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
 import type { SyscallHook } from '../src/kernel/task.js';
 import { FaultInjector, InjectSpecError, parseInjectSpec } from '../src/sandbox/fault-injection.js';
 import { serveControl, defaultStore, fail, stateDir, streamEvents } from './control.js';
-import { checkpointIdProblem, dirProblem, errorLine, storeDirProblem } from './host-errors.js';
+import { checkpointIdProblem, dirProblem, errorLine, socketPathProblem, storeDirProblem } from './host-errors.js';
 import { takeHeldSignals } from './early-signals.js';
 
 export { fail };
@@ -181,11 +181,12 @@ function cpuFeaturesError(set: string | undefined): string | undefined {
 
 /**
  * What is wrong with the directories a sandbox will write to, found before it starts (after, it
- * would be a line once the guest ran): the state directory of a named sandbox (--root), and
- * --checkpoint-store. Undefined when both are directories (or do not exist yet: they are made).
+ * would be a line once the guest ran): the state directory of a named sandbox (--root) and its
+ * control socket's path length, and --checkpoint-store. Undefined when both are directories (or
+ * do not exist yet: they are made).
  */
 function directoriesProblem(root: string | undefined, opts: { name?: string; checkpointStore?: string }): string | undefined {
-  return (opts.name !== undefined ? dirProblem('state directory', stateDir(root)) : undefined)
+  return (opts.name !== undefined ? dirProblem('state directory', stateDir(root)) ?? socketPathProblem(path.join(stateDir(root), `${opts.name}.sock`)) : undefined)
     ?? (opts.checkpointStore !== undefined ? dirProblem('checkpoint store (--checkpoint-store)', path.resolve(opts.checkpointStore)) : undefined);
 }
 

@@ -275,13 +275,15 @@ describe('sockets', () => {
     }
   });
 
-  it('pool serve: a --listen path in a missing directory or through a file, or taken by a file', async () => {
+  it('pool serve: a --listen path in a missing directory or through a file, taken by a file, or too long', async () => {
     const dir = freshDir('serve');
     fs.writeFileSync(path.join(dir, 'file'), '');
     for (const [listen, why] of [
       [path.join(dir, 'nodir', 'p.sock'), `cannot listen on ${dir}/nodir/p.sock: no directory ${dir}/nodir`],
       [path.join(dir, 'file', 'p.sock'), `cannot listen on ${dir}/file/p.sock: ${dir}/file is not a directory`],
       [path.join(dir, 'file'), `${dir}/file exists and is not a socket`],
+      // bind(2) would cut it short silently: the pool would serve on another path than it says.
+      [path.join(dir, 'x'.repeat(120) + '.sock'), `cannot listen on the socket path ${dir}/${'x'.repeat(120)}.sock is ${dir.length + 126} bytes, more than a unix socket address holds (107)`],
     ]) {
       const r = await snapvisor(['pool', 'serve', '--checkpoint', ids[0], '--store', store, '--size', '1', '--no-probe', '--listen', listen], { timeoutMs: 60_000 });
       expect(r.status, listen).toBe(1);
@@ -291,7 +293,7 @@ describe('sockets', () => {
 });
 
 describe('run: paths it will write to', () => {
-  it('--events in a missing directory, --root and --checkpoint-store that are files: one line, 125, no guest', async () => {
+  it('--events in a missing directory, --root and --checkpoint-store that are files, a --root too long for the socket: one line, 125, no guest', async () => {
     const dir = freshDir('run-paths');
     const file = path.join(dir, 'file');
     fs.writeFileSync(file, '');
@@ -299,6 +301,8 @@ describe('run: paths it will write to', () => {
       [['run', '--events', path.join(dir, 'no', 'ev.json'), '--', '/bin/busybox', 'echo', 'ran'], `--events: cannot open ${dir}/no/ev.json: No such file or directory`],
       [['--root', file, 'run', '--name', 'x', '--', '/bin/busybox', 'echo', 'ran'], `state directory ${file} is not a directory`],
       [['run', '--checkpoint-store', file, '--', '/bin/busybox', 'echo', 'ran'], `checkpoint store (--checkpoint-store) ${file} is not a directory`],
+      // The control socket's path would not fit a unix socket address (it was listen's raw EADDRINUSE).
+      [['--root', path.join(dir, 'r'.repeat(100)), 'run', '--name', 'abc', '--', '/bin/busybox', 'echo', 'ran'], `the socket path ${dir}/${'r'.repeat(100)}/abc.sock is ${dir.length + 110} bytes, more than a unix socket address holds (107)`],
     ] as Array<[string[], string]>) {
       const r = await snapvisor(args, { timeoutMs: 30_000 });
       expect(r.status, args.join(' ')).toBe(125);
