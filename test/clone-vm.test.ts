@@ -6,7 +6,7 @@
  * copy instead (what snapvisor did) made posix_spawn of a missing program return 0.
  */
 import { describe, expect, it } from 'vitest';
-import { checkpointAtReady, compileStatic, expectSandboxOutput, native, orphanStubs, restoreChecked, snapvisor } from './helpers.js';
+import { checkpointAtReady, checkpointGate, compileStatic, expectSandboxOutput, native, orphanStubs, restoreChecked, snapvisor } from './helpers.js';
 
 const CLONE_VM_C = String.raw`
 #define _GNU_SOURCE
@@ -139,15 +139,16 @@ describe('clone(CLONE_VM) shares the address space', () => {
       #include <time.h>
       #include <unistd.h>
       static volatile int word;
-      int main(void) {
+      int main(int argc, char **argv) {
+        (void)argc;
         setvbuf(stdout, NULL, _IONBF, 0);
         pid_t c = vfork();
         if (c == 0) {
-          /* Raw syscalls only: this runs on the parent's stack. */
+          /* Raw syscalls only: this runs on the parent's stack. Waits for the gate argv[1] (made after the checkpoint). */
           static const char ready[] = "ready\n";
           syscall(SYS_write, 1, ready, sizeof ready - 1);
-          struct timespec ts = {2, 0};
-          syscall(SYS_nanosleep, &ts, NULL);
+          struct timespec ts = {0, 20000000};
+          while (syscall(SYS_access, argv[1], F_OK)) syscall(SYS_nanosleep, &ts, NULL);
           word = 77;
           syscall(SYS_exit, 4);
         }
@@ -156,13 +157,15 @@ describe('clone(CLONE_VM) shares the address space', () => {
         printf("child status %d, its store seen: %d\n", WEXITSTATUS(st), word);
         return 0;
       }`);
-    const nat = await native([prog]);
+    const gate = checkpointGate('clone-vm');
+    const nat = await native([prog, gate.native]);
     expect(nat.stdout.toString()).toBe('ready\nchild status 4, its store seen: 77\n');
-    const c = await checkpointAtReady('clone-vm', [prog]);
+    const c = await checkpointAtReady('clone-vm', [prog, gate.sandbox]);
     expect(c.before).toEqual(['ready']);
+    gate.open();
     const r = await restoreChecked(c);
     expect(r.stdout.toString()).toBe('child status 4, its store seen: 77\n');
     expect(r.status).toBe(0);
     expect(orphanStubs()).toEqual([]);
-  });
+  }, 120_000);
 });

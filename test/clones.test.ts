@@ -47,8 +47,8 @@ function expectedHashes(): [string, string] {
 async function checkpointGuest(root: string, store: string, release = true, extra: string[] = []): Promise<{ id: string; ready: string[] }> {
   const name = `clone-${randomBytes(4).toString('hex')}`;
   const flag = path.join(freshDir('flag'), 'go');
-  const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', CLONE_GUEST, flag], { timeoutMs: 60_000 });
-  const ready = (await run.waitFor((l) => l.startsWith('ready '), 30_000)).split(' ');
+  const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', CLONE_GUEST, flag], { timeoutMs: 90_000 });
+  const ready = (await run.waitFor((l) => l.startsWith('ready '), 40_000)).split(' '); // a python3 start-up under load took over 20 s once
   const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, ...extra], { timeoutMs: 30_000 });
   expect(cp.stderr).toBe('');
   expect(cp.status).toBe(0);
@@ -117,7 +117,7 @@ describe('clones', () => {
     const check = await snapvisor(['store', 'check', '--store', store]);
     expect(check.status).toBe(1);
     expect(stderrLines(check.stderr)).toEqual([expect.stringMatching(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: page at offset 0x[0-9a-f]+ failed its checksum$`))]);
-  });
+  }, 180_000); // a python3 run, its checkpoint, a restore that may take 60 s and a store check: limits for load 16
 
   it('restore refuses a checkpoint whose rootfs is gone, with one line naming it', async () => {
     const root = freshDir('rootfs-root'), store = freshDir('rootfs-store');

@@ -4,16 +4,20 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { freshDir, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
+import { checkpointGate, freshDir, orphanStubs, PY_WAIT_FOR_GATE, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
 describe('inspect', () => {
   it('inspect --json of a checkpoint of `yes | sleep 30` names both processes, the pipe between them and its bytes in flight', async () => {
     const root = freshDir('inspect-root'), store = freshDir('inspect-store');
     const name = `pipeline-${randomBytes(4).toString('hex')}`;
     const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/bin/sh', '-c', 'echo ready; yes | sleep 30'], { timeoutMs: 60_000 });
-    await run.waitFor((l) => l === 'ready', 20_000);
-    // yes fills the pipe (64 KiB) and blocks; give it the time to get there.
-    await new Promise((r) => setTimeout(r, 1500));
+    await run.waitFor((l) => l === 'ready', 40_000);
+    // yes fills the pipe (64 KiB) and blocks: wait until ps shows it sleeping (S), not a fixed time.
+    for (const t0 = Date.now(); ; await new Promise((r) => setTimeout(r, 200))) {
+      const ps = (await snapvisor(['--root', root, 'ps', name], { timeoutMs: 20_000 })).stdout.toString();
+      if (/^\d+\s+1\s+\d+\s+S\s+\S*\/yes$/m.test(ps)) break;
+      expect(Date.now() - t0, ps).toBeLessThan(30_000);
+    }
     const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 30_000 });
     expect(cp.stderr).toBe('');
     expect(cp.status).toBe(0);
@@ -63,13 +67,16 @@ describe('inspect', () => {
     const root = freshDir('inspect-heap-root'), store = freshDir('inspect-heap-store');
     const name = `heap-${randomBytes(4).toString('hex')}`;
     // 100,000 objects of 1,000 bytes: glibc grows the heap by brk ~700 times; python3's own arenas are mmaps in between.
-    const script = 'import sys, hashlib, time\ndata = [bytes([i % 251]) * 1000 for i in range(100000)]\nprint([l.split()[0] for l in open("/proc/self/maps") if l.rstrip().endswith("[heap]")], flush=True)\nprint("ready", flush=True)\ntime.sleep(4)\nprint(hashlib.sha256(b"".join(data)).hexdigest(), flush=True)';
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', script], { timeoutMs: 60_000 });
-    const heapLine = await run.waitFor((l) => l.startsWith('['), 30_000);
+    // After ready it waits for its gate (made after the checkpoint), not a fixed time.
+    const gate = checkpointGate('inspect-heap');
+    const script = `import os, sys, hashlib, time\ndata = [bytes([i % 251]) * 1000 for i in range(100000)]\nprint([l.split()[0] for l in open("/proc/self/maps") if l.rstrip().endswith("[heap]")], flush=True)\nprint("ready", flush=True)\n${PY_WAIT_FOR_GATE}\nprint(hashlib.sha256(b"".join(data)).hexdigest(), flush=True)`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', script, gate.sandbox], { timeoutMs: 90_000 });
+    const heapLine = await run.waitFor((l) => l.startsWith('['), 40_000);
     await run.waitFor((l) => l === 'ready', 30_000);
     const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store], { timeoutMs: 30_000 });
     expect(cp.status).toBe(0);
     expect(await run.done).toBe(137);
+    gate.open();
     const id = cp.stdout.toString().trim().split(/\s+/).pop()!;
     const report = JSON.parse((await snapvisor(['inspect', id, '--store', store, '--json'])).stdout.toString());
     const heap = report.processes[0].mappings.filter((m: { name: string }) => m.name === '[heap]');

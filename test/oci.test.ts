@@ -186,15 +186,18 @@ describe('checkpoint --image-path and restore --image-path', () => {
   it('a counter checkpointed into an image directory goes on from there when restored, its read-only root still read-only', async () => {
     const dir = freshDir('ck');
     const ro = '(echo x > /f) 2>/dev/null || echo refused';
+    // After printing 5 the counter waits for /gate/go in its rootfs, made after the checkpoint: it
+    // is still counting when the checkpoint comes however slow the machine.
     const bundle = makeBundle(path.join(dir, 'bundle'), (c) => {
       c.root.readonly = true;
-      c.process.args = ['sh', '-c', `${ro}; i=0; while [ $i -lt 150 ]; do echo $i; i=$((i+1)); sleep 0.05; done; ${ro}; grep " / " /proc/mounts`];
+      c.process.args = ['sh', '-c', `${ro}; i=0; while [ $i -lt 150 ]; do echo $i; i=$((i+1)); if [ $i -eq 6 ]; then while [ ! -e /gate/go ]; do sleep 0.02; done; fi; sleep 0.05; done; ${ro}; grep " / " /proc/mounts`];
     });
+    fs.mkdirSync(path.join(bundle, 'rootfs', 'gate'));
     const create = await svCreate(['--bundle', bundle, 'ck1']);
     expect(create.status).toBe(0);
     const outFile = create.stdoutFile;
     expect((await sv(['start', 'ck1'])).status).toBe(0);
-    expect(await until(() => fs.readFileSync(outFile, 'utf8').split('\n').length > 5, 20_000)).toBe(true);
+    expect(await until(() => fs.readFileSync(outFile, 'utf8').split('\n').includes('5'), 40_000)).toBe(true);
     const image = path.join(dir, 'image');
     const ck = await sv(['checkpoint', '--image-path', image, '--work-path', path.join(dir, 'work'), 'ck1']);
     expect(ck.stderr).toBe('');
@@ -203,6 +206,8 @@ describe('checkpoint --image-path and restore --image-path', () => {
     const [first, ...counted] = fs.readFileSync(outFile, 'utf8').trim().split('\n');
     expect(first).toBe('refused');
     const before = counted.map(Number);
+    expect(before).toEqual([0, 1, 2, 3, 4, 5]);
+    fs.writeFileSync(path.join(bundle, 'rootfs', 'gate', 'go'), '');
     expect((await sv(['delete', 'ck1'])).status).toBe(0);
     // The restored root is read-only because the checkpoint says so (FilesystemState.rootReadonly),
     // not because the bundle does: the bundle now says otherwise.
