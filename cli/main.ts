@@ -480,6 +480,18 @@ store
     process.stdout.write(`store ${dir}: ${r.ok.length} checkpoint${r.ok.length === 1 ? '' : 's'} verified, no damage found\n`);
   }));
 
+/**
+ * `pool` and `store` given no subcommand, or one they do not have: one line and status 2, as other
+ * usage errors (commander would print the group's whole help on stderr for the first).
+ */
+for (const group of [pool, store]) {
+  const names = group.commands.map((c) => c.name()).join(', ');
+  // (An action turns commander's implicit `help [command]` off: it is asked for explicitly.)
+  group.helpCommand(true).usage('[options] [command]').argument('[subcommand]').action((sub?: string) => {
+    throw new UsageError(sub === undefined ? `${group.name()}: a subcommand is missing (${names}; see snapvisor ${group.name()} --help)` : `unknown command '${sub}' (see snapvisor ${group.name()} --help)`);
+  });
+}
+
 program
   .command('kill')
   .description('send SIGNAL to an OCI container\'s init (default SIGTERM), or kill the run --name sandbox NAME (default SIGKILL)')
@@ -667,8 +679,9 @@ export async function main(argv: string[]): Promise<void> {
   process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(141); throw e; });
   await program.parseAsync(runcArgv(argv)).catch((e: Error & { code?: string; exitCode?: number }) => {
     // Commander's own exits (help, version, usage errors): the message is already out.
-    if (e.code?.startsWith('commander.')) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
+    // (`help COMMAND` is commander.help with exit code 0; help shown for an error has 1.)
+    if (e.code?.startsWith('commander.')) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || (e.code === 'commander.help' && e.exitCode === 0) ? 0 : 2);
     fail(errorLine(e));
-    process.exit(1);
+    process.exit(e instanceof UsageError ? 2 : 1);
   });
 }

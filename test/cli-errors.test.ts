@@ -311,3 +311,25 @@ describe('run: paths it will write to', () => {
     }
   });
 });
+
+describe('command groups and help', () => {
+  it('pool or store without a subcommand, or with an unknown one: one line, status 2; help COMMAND: status 0', async () => {
+    for (const [args, line] of [
+      [['pool'], 'pool: a subcommand is missing (serve, take; see snapvisor pool --help)'],
+      [['store'], 'store: a subcommand is missing (check; see snapvisor store --help)'],
+      [['pool', 'bogus'], 'unknown command \'bogus\' (see snapvisor pool --help)'],
+      [['store', 'bogus'], 'unknown command \'bogus\' (see snapvisor store --help)'],
+    ] as Array<[string[], string]>) {
+      const r = await snapvisor(args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stdout.toString()).toBe('');
+      expect(r.stderr).toBe(`snapvisor: ${line}\n`);
+    }
+    for (const args of [['help', 'run'], ['pool', 'help', 'serve'], ['store', 'help', 'check'], ['pool', '--help']]) {
+      const r = await snapvisor(args);
+      expect(r.status, args.join(' ')).toBe(0);
+      expect(r.stdout.toString()).toMatch(/^Usage: snapvisor /);
+      expect(r.stderr).toBe('');
+    }
+  });
+});
