@@ -9,17 +9,27 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readPackTrailer } from '../snapshots/pack.js';
-import { freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
+import { checkpointGate, freshDir, native, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
 
-/** ~20 MB of distinct 1,000-byte objects; rewrites one per numbered line (every 20 ms), then prints a digest of all. */
+/**
+ * ~20 MB of distinct 1,000-byte objects; rewrites one per numbered line (every 20 ms), then prints
+ * a digest of all. Its arguments are pairs LINE GATE: after printing LINE it goes on rewriting that
+ * line's object (the same bytes: the digest stays the native run's) every 20 ms until the file GATE
+ * exists, which the test makes once it has checkpointed there. So the guest writes memory during
+ * each capture (the copy-on-write this test is about) and is still running when the checkpoint
+ * comes however slow the machine.
+ */
 const GUEST = [
-  'import hashlib, sys, time',
+  'import hashlib, os, sys, time',
+  'gates = dict(zip(map(int, sys.argv[1::2]), sys.argv[2::2]))',
   'data = [bytes([i % 251]) * 1000 for i in range(20000)]',
   "print('ready', flush=True)",
   'for i in range(1, 301):',
   '    data[(i * 7919) % 20000] = bytes([i % 13]) * 1000',
   '    print(i, flush=True)',
   '    time.sleep(0.02)',
+  '    while i in gates and not os.path.exists(gates[i]):',
+  '        data[(i * 7919) % 20000] = bytes([i % 13]) * 1000; time.sleep(0.02)',
   "print('digest', hashlib.sha256(b''.join(data)).hexdigest(), flush=True)",
 ].join('\n');
 const ARGV = ['/usr/bin/python3', '-c', GUEST];
@@ -32,22 +42,23 @@ async function inspectJson(store: string, id: string): Promise<{ checkpoint: { p
 
 describe('compressed incremental checkpoints (format 5)', () => {
   it('a chain of three of a running sandbox: records grow with what changed, every link restores, also after the first is deleted; a damaged inherited pack is one line', async () => {
-    const nat = await native(ARGV, { timeoutMs: 30_000 });
+    const at = [2, 7, 12];
+    const gates = at.map((l) => checkpointGate(`packed-chain-${l}`));
+    const args = (side: 'native' | 'sandbox') => at.flatMap((l, k) => [String(l), gates[k][side]]);
+    const nat = await native([...ARGV, ...args('native')], { timeoutMs: 30_000 });
     expect(nat.status).toBe(0);
     const digest = nat.stdout.toString().split('\n').filter(Boolean).pop()!;
     const base = freshDir('packed-chain');
     const root = path.join(base, 'state'), store = path.join(base, 'store');
-    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'chain', '--', ...ARGV], { timeoutMs: 120_000 });
-    await run.waitFor((l) => l === '2', 30_000);
-    const last = () => Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'chain', '--', ...ARGV, ...args('sandbox')], { timeoutMs: 150_000 });
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const wait = String(last() + 5);
+      await run.waitFor((l) => l === String(at[i]), 40_000);
       const cp = await snapvisor(['--root', root, 'checkpoint', 'chain', '--store', store, ...(i < 2 ? ['--leave-running'] : [])], { timeoutMs: 30_000 });
       expect(cp.stderr).toBe('');
       expect(cp.status).toBe(0);
+      gates[i].open();
       ids.push(cp.stdout.toString().trim().split(/\s+/).pop()!);
-      if (i < 2) await run.waitFor((l) => l === wait, 30_000);
     }
     expect(await run.done).toBe(137);
 
@@ -109,5 +120,5 @@ describe('compressed incremental checkpoints (format 5)', () => {
     expect(r.stdout.toString()).toBe('');
     expect(r.stderr).toBe(`snapvisor: checkpoint ${ids[1]} is corrupt: the page pack pages/${ids[0]}.pack it inherits pages from cannot be used (page pack trailer failed its checksum)\n`);
     expect(orphanStubs()).toEqual([]);
-  }, 180_000);
+  }, 300_000);
 });
