@@ -40,10 +40,7 @@ function tryMkdir(dir: string, mode?: number): 'done' | 'ENOENT' {
     fs.mkdirSync(dir, { mode });
     return 'done';
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return 'ENOENT';
-    if (code === 'EEXIST' && isDirectory(dir)) return 'done';
-    throw e;
+    return mkdirFailed(e, dir);
   }
 }
 
@@ -52,11 +49,16 @@ async function tryMkdirAsync(dir: string, mode?: number): Promise<'done' | 'ENOE
     await fsp.mkdir(dir, { mode });
     return 'done';
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return 'ENOENT';
-    if (code === 'EEXIST' && isDirectory(dir)) return 'done';
-    throw e;
+    return mkdirFailed(e, dir);
   }
+}
+
+/** What a failed mkdir(2) of `dir` means: EEXIST on a directory is done, ENOENT a missing parent; any other error is thrown. */
+function mkdirFailed(e: unknown, dir: string): 'done' | 'ENOENT' {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'ENOENT';
+  if (code === 'EEXIST' && isDirectory(dir)) return 'done';
+  throw e;
 }
 
 function isDirectory(p: string): boolean {
