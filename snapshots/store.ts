@@ -589,7 +589,7 @@ const tmpSuffix = (): string => `${process.pid}.${Math.random().toString(16).sli
  * a damaged pack or a changed host file as corrupt, `tmp` not writable as such.
  */
 async function materializeInto<T>(dir: string, id: string, owner: string, packFd: number, opener: () => HostFileOpener, tmp: string, purpose: string, keep: (tmp: string) => T): Promise<T> {
-  const inherited = id === owner ? '' : `the page file of ${id}, which it inherits pages from,`;
+  const inherited = id === owner ? '' : `the page file of ${id}, which it inherits pages from`;
   const cannotWrite = (code: string): SnapshotError =>
     new SnapshotError(`checkpoint ${owner}: ${inherited ? `the pages of ${id}, which it inherits: ` : ''}cannot write ${purpose} into ${join(dir, CACHE_DIR)} (${code})`);
   let outFd = -1;
@@ -1020,7 +1020,7 @@ export async function openPageSource(dir: string, id: string, owner: string, ope
       fs.closeSync(packFd);
     }
   }
-  const layerOf = id === owner ? '' : `the page file of ${id}, which it inherits pages from,`;
+  const layerOf = id === owner ? '' : `the page file of ${id}, which it inherits pages from`;
   const closeAll = (...fds: number[]): void => { for (const f of fds) if (f >= 0) { try { fs.closeSync(f); } catch { /* closed */ } } };
   const trailer = readPackTrailer(packFd);
   if (typeof trailer === 'string') {
