@@ -23,15 +23,24 @@ import { dropRegistration, type PoolRegistration, relinkServing } from './pool-r
  */
 export interface PoolStatus {
   ok: boolean; checkpoint: string; size: number; ready: number; starting: number; running: number; processes: number;
-  served: number; waiting: number; probe: 'pending' | 'running' | 'done'; workingSet: number; workingSetPages: number; clones: Array<{ pid: number; slot: number; state: string }>;
+  served: number; waiting: number; refillsPaused: boolean; probe: 'pending' | 'running' | 'done'; workingSet: number; workingSetPages: number; clones: Array<{ pid: number; slot: number; state: string }>;
 }
 
 /** Ask the pool on unix socket `sock` for its status. Rejects on a connection error or an answer that is not JSON. */
 export async function poolStatus(sock: string): Promise<PoolStatus> {
+  return (await poolRequest(sock, { op: 'status' })) as unknown as PoolStatus;
+}
+
+/**
+ * Send the pool on unix socket `sock` one request without fds (`status`, `pause-refills`,
+ * `resume-refills`: docs/pools.md, "The socket protocol") and resolve with its one-line JSON
+ * answer. Rejects on a connection error or an answer that is not JSON.
+ */
+export async function poolRequest(sock: string, request: Record<string, unknown>): Promise<Record<string, unknown>> {
   // Loaded here, not with this module: `pool take` runs without node:net (see poolTake).
   const net = await import('node:net');
   return new Promise((resolve, reject) => {
-    const c = net.createConnection(sock, () => c.write('{"op":"status"}\n'));
+    const c = net.createConnection(sock, () => c.write(JSON.stringify(request) + '\n'));
     let buf = '';
     c.on('data', (d) => { buf += d; });
     c.on('end', () => { try { resolve(JSON.parse(buf)); } catch (e) { reject(e); } });

@@ -162,6 +162,13 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   const clones = new Set<Clone>();
   const waiting: Take[] = [];
   let served = 0, failedInARow = 0, everReady = false, closing = false, hostSeq = 0;
+  /**
+   * `{"op":"pause-refills"}` until `{"op":"resume-refills"}` (docs/pools.md, "The socket
+   * protocol"): no hosting process is started (refill, consolidate), so the clones ready stay the
+   * only ones and takes beyond them wait. A test (or an operator draining a host) holds the pool
+   * in a state that otherwise depends on how fast a refill is.
+   */
+  let refillsPaused = false;
   /** The write faults the first take's guest made early on: replayed by every clone before it is ready. */
   let workingSet: WorkingSet | undefined;
   /** Send the working set to a host whose clones all wait (a prefetch is synchronous work in that process: no guest of it may be running). */
@@ -206,7 +213,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   let refillTimer: NodeJS.Timeout | undefined;
   const refill = () => {
     if (refillTimer) { clearTimeout(refillTimer); refillTimer = undefined; }
-    if (closing) return;
+    if (closing || refillsPaused) return;
     // Until the probe is done, only the process whose one clone runs it: the others start with its code cache.
     if (probe !== 'done') { if (!hosts.size) startHost(1); return; }
     // What is missing, in processes of up to perProcess clones each (a batch restored at once).
@@ -259,7 +266,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
    */
   const consolidate = () => {
     consolidateTimer = undefined;
-    if (closing || probe !== 'done' || waiting.length || startingHosts()) return;
+    if (closing || refillsPaused || probe !== 'done' || waiting.length || startingHosts()) return;
     const wait = lastTakeAt + CONSOLIDATE_IDLE_MS - Date.now();
     if (wait > 0) { consolidateTimer = setTimeout(consolidate, wait); return; }
     const replaces = smallIdle(perProcess, perProcess / 2);
@@ -411,7 +418,15 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       try { req = JSON.parse(got.data.toString().split('\n')[0]); } catch { /* below */ }
       const answer = (v: Record<string, unknown>) => { got.fds.forEach(closeFd); conn.resume(); conn.end(JSON.stringify(v) + '\n'); };
       if (req.op === 'status') {
-        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, processes: hosts.size, probe, served, waiting: waiting.length, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.host.pid, slot: c.slot, state: c.state })) });
+        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, processes: hosts.size, probe, served, waiting: waiting.length, refillsPaused, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.host.pid, slot: c.slot, state: c.state })) });
+        return;
+      }
+      if (req.op === 'pause-refills' || req.op === 'resume-refills') {
+        const was = refillsPaused;
+        refillsPaused = req.op === 'pause-refills';
+        // Clones already starting finish (and serve); what is missing is restored from now on.
+        if (was && !refillsPaused) { refill(); armConsolidate(); }
+        answer({ ok: true, refillsPaused, starting: starting() });
         return;
       }
       if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }

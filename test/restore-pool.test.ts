@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { poolStatus } from '../cli/pool-client.js';
+import { poolRequest, poolStatus, type PoolStatus } from '../cli/pool-client.js';
 import { parseLightRestore } from '../cli/pool-registry.js';
 import { CLI, freshDir, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
@@ -88,34 +88,51 @@ describe('restore through a warm pool', () => {
     expect(unknown.status).toBe(125);
     expect(stderrLines(unknown.stderr)).toEqual([`snapvisor: checkpoint abcd0123 not found in store ${store}`]);
 
-    // The pool's one clone busy (its guest waits on a line that never comes): no clone ready, so
-    // the restore does not wait for the refill (a new hosting process) but restores here.
-    for (let i = 0; i < 400 && (await poolStatus(sock)).ready < 1; i++) await new Promise((r) => setTimeout(r, 50));
+    // No clone ready: the restore does not wait for the pool's refill (a new hosting process) but
+    // restores here. Refills paused (`pause-refills`, docs/pools.md "The socket protocol"), the
+    // pool's one clone busy (its guest waits on a line) and a take queued behind it: no clone can
+    // become ready whatever the machine's load, so what the restore meets does not depend on how
+    // fast a refill is (it raced them: CI saw the refills serve the queued takes first).
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const until = async (what: string, ok: (st: PoolStatus) => boolean, ms = 20_000) => {
+      let st = await poolStatus(sock);
+      for (const end = Date.now() + ms; !ok(st) && Date.now() < end; st = await poolStatus(sock)) await sleep(20);
+      expect(ok(st), `${what}: ${JSON.stringify({ ...st, clones: undefined })}`).toBe(true);
+      return st;
+    };
+    // The refill after the first take, finished: then nothing starts while paused.
+    await until('refilled', (st) => st.ready === 1 && st.starting === 0);
+    expect(await poolRequest(sock, { op: 'pause-refills' })).toEqual({ ok: true, refillsPaused: true, starting: 0 });
     const busy = spawn(process.execPath, [CLI, 'pool', 'take', sock], { stdio: ['pipe', 'ignore', 'ignore'] });
     const busyDone = new Promise<number | null>((r) => busy.on('exit', (c) => r(c)));
-    for (let i = 0; i < 200 && (await poolStatus(sock)).served < 2; i++) await new Promise((r) => setTimeout(r, 25));
-    // Three takes queued behind it: the refills' clones (one at a time: size 1), once ready, go to
-    // them in turn. Once all three have reached the pool and two still wait, a clone could be
-    // ready for the restore only if two refills ended before it arrives (CI ci-p, with one queued
-    // take: the next refill was ready in time; with two, one take's client was still starting).
-    const queued = [1, 2, 3].map(() => snapvisor(['pool', 'take', sock], { input: 'zz\n', timeoutMs: 120_000 }));
-    const reached = (st: { waiting: number; served: number }) => st.waiting >= 2 && st.waiting + st.served >= 2 + queued.length;
-    for (let st = await poolStatus(sock), i = 0; i < 1000 && !reached(st); i++, st = await poolStatus(sock)) await new Promise((r) => setTimeout(r, 10));
-    const seen = await poolStatus(sock);
-    expect(reached(seen), JSON.stringify(seen)).toBe(true);
-    expect(seen.ready).toBe(0);
-    const own = await snapvisor(['restore', id, '--store', store], { input: 'xy\n', env: TRACE, timeoutMs: 30_000 });
+    await until('the busy take served', (st) => st.served === 2);
+    const queued = snapvisor(['pool', 'take', sock], { input: 'zz\n', timeoutMs: 120_000 });
+    const seen = await until('the queued take waiting', (st) => st.waiting === 1);
+    expect({ ready: seen.ready, starting: seen.starting, served: seen.served, refillsPaused: seen.refillsPaused }).toEqual({ ready: 0, starting: 0, served: 2, refillsPaused: true });
+    // The restore asks, is refused at once (`no clone is ready`), says so in its trace, and restores here.
+    const own = await snapvisor(['restore', id, '--store', store], { input: 'xy\n', env: { ...TRACE, SNAPVISOR_TRACE_RESTORE: '1' }, timeoutMs: 30_000 });
+    expect(own.timedOut).toBe(false);
     expect(loadedBundle(own.stderr), `stderr: ${own.stderr}stdout: ${own.stdout}status: ${own.status}`).toBe(true);
+    expect(own.stderr).toContain(`pool on ${sock} not used: no clone is ready`);
     expect(own.stdout.toString()).toBe('restored xy\n');
     expect(own.status).toBe(2);
+    // Without the trace: the same, and not a word about the pool.
+    const quiet = await snapvisor(['restore', id, '--store', store], { input: 'q\n', timeoutMs: 30_000 });
+    expect(quiet.stderr).toBe('');
+    expect(quiet.stdout.toString()).toBe('restored q\n');
+    expect(quiet.status).toBe(1);
+    // Neither restore was the pool's, and the queued take still waits.
+    expect(await poolStatus(sock)).toMatchObject({ served: 2, waiting: 1, ready: 0 });
+    // Refills resumed: the queued take gets the next clone.
+    expect(await poolRequest(sock, { op: 'resume-refills' })).toMatchObject({ ok: true, refillsPaused: false });
+    const q = await queued;
+    expect(q.timedOut).toBe(false);
+    expect(q.stdout.toString()).toBe('restored zz\n');
+    expect(q.status).toBe(2);
     busy.stdin!.end('z\n');
     expect(await busyDone).toBe(1);
-    for (const q of await Promise.all(queued)) {
-      expect(q.stdout.toString()).toBe('restored zz\n');
-      expect(q.status).toBe(2);
-    }
-    // The busy take, the three queued: the restore was not the pool's.
-    expect((await poolStatus(sock)).served).toBe(5);
+    // The busy take, the queued one: the restores were not the pool's.
+    expect((await poolStatus(sock)).served).toBe(3);
 
     // The store's own commands ignore the registration, and leave it.
     const list = await snapvisor(['checkpoints', '--store', store, '--json'], { timeoutMs: 30_000 });
