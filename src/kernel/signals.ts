@@ -10,7 +10,7 @@ import { Subject, Subscription, interval } from 'rxjs';
 import { untilMonotonic } from './deadline.js';
 import type { GraphOp } from './events.js';
 import { groupCpuNs } from './cputime.js';
-import { E, SyscallError } from '../errno.js';
+import { SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import type { Kernel } from './kernel.js';
 import { INTERRUPTED } from './task.js';
@@ -438,7 +438,3 @@ export function encodeSiginfo(info: SigInfo): Uint8Array {
   return b;
 }
 
-/** EINVAL unless 1 ≤ sig ≤ 64. */
-export function checkSignal(sig: number): void {
-  if (sig < 1 || sig > 64) throw new SyscallError(E.EINVAL);
-}

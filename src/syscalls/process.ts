@@ -17,8 +17,9 @@ import { ExecError, execProgram } from '../loader/exec.js';
 import { kernelRelease } from '../vfs/proc.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { syscall } from './entry.js';
-import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_CHILD_SUBREAPER, PR_SET_CHILD_SUBREAPER, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, CAP_SYS_RESOURCE, RLIMIT_NOFILE, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
+import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_CHILD_SUBREAPER, PR_SET_CHILD_SUBREAPER, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, CAP_SYS_RESOURCE, RLIMIT_NOFILE, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, SI_USER, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
 import { prctlCreds } from './creds.js';
+import { groupSendSigInfo } from './signal.js';
 import { capable, credsOf } from '../kernel/creds.js';
 import type { PidFdFile } from '../files/pidfd.js';
 
@@ -311,11 +312,10 @@ export const processSyscalls = [
     const tgid = procPid ? Number(procPid) : (f as PidFdFile).pidfdTgid;
     if (t.argU32(3)) return -E.EINVAL;
     const sig = t.argInt(1);
-    if (sig < 0 || sig > 64) return -E.EINVAL;
+    // kill_pid_info_type: the process until it is reaped (a zombie is checked and gets nothing), with kill's checks.
     const g = t.kernel.state.threadGroups[tgid];
-    if (!g || g.zombie) return -E.ESRCH;
-    t.kernel.signals.send(g.tgid, sig, { signo: sig, code: 0, pid: t.tgid, uid: t.tg.uid });
-    return 0;
+    if (!g) return -E.ESRCH;
+    return groupSendSigInfo(t, g, sig, { signo: sig, code: SI_USER, pid: t.tgid, uid: t.tg.uid });
   }, 'partial', 'a caller-supplied siginfo is not used'),
   syscall('uname', 1, uname),
   syscall('sethostname', 2, (t) => { const n = t.argInt(1); if (n < 0 || n > 64) return -E.EINVAL; t.kernel.emit({ type: 'config.set', what: 'hostname' }, [['set', ['config', 'hostname'], new TextDecoder().decode(t.mm.read(t.arg(0), n))]]); return 0; }),

@@ -9,7 +9,7 @@ import type { GraphOp } from '../kernel/events.js';
 import { E } from '../errno.js';
 import type { Task, SyscallResult } from '../kernel/task.js';
 import { NO_RETURN } from '../kernel/task.js';
-import { checkSignal, encodeSiginfo, flushPending, sigbit, takePending } from '../kernel/signals.js';
+import { encodeSiginfo, flushPending, sigbit, takePending } from '../kernel/signals.js';
 import type { SigInfo, ThreadGroupState } from '../kernel/state.js';
 import { CAP_KILL, capable, credsOf } from '../kernel/creds.js';
 import { NS_PER_SEC } from '../kernel/clock.js';
@@ -66,49 +66,125 @@ function rtSigprocmask(t: Task): number {
 }
 
 /**
- * May `t` signal thread group `g`? (kernel/signal.c kill_ok_by_cred): its real or
- * effective uid matches the target's real or saved uid, or CAP_KILL; SIGCONT within the
- * session is always allowed.
+ * May `t` signal thread group `g`? check_kill_permission (kernel/signal.c) for a signal a user
+ * sends: always within the caller's own thread group; else kill_ok_by_cred — the sender's real
+ * or effective uid equals the target's real or saved uid (the target's effective uid does not
+ * count), or the sender holds CAP_KILL — or SIGCONT to a process of the caller's session. A
+ * zombie is checked like a live process (its credentials and session stay until it is reaped).
  */
 export function maySignal(t: Task, g: ThreadGroupState, sig: number): boolean {
+  if (g.tgid === t.tgid) return true;
   const c = credsOf(t.tg), tc = credsOf(g);
-  if (capable(c, CAP_KILL)) return true;
-  if (c.euid === tc.suid || c.euid === tc.ruid || c.ruid === tc.suid || c.ruid === tc.ruid) return true;
+  if (c.euid === tc.suid || c.euid === tc.ruid || c.ruid === tc.suid || c.ruid === tc.ruid || capable(c, CAP_KILL)) return true;
   return sig === SIGCONT && g.sid === t.tg.sid;
 }
 
-/** kill(2): pid > 0 one process, 0 the caller's group, -1 every process but init, < -1 group -pid. EPERM when no target may be signalled. */
-function kill(t: Task, pid: number, sig: number): number {
-  if (sig < 0 || sig > 64) return -E.EINVAL;
-  const k = t.kernel;
-  const info: SigInfo = { signo: sig, code: SI_USER, pid: t.tgid, uid: t.tg.uid };
-  const tgs = Object.values(k.state.threadGroups).filter((g) => !g.zombie);
-  let targets;
-  if (pid > 0) targets = tgs.filter((g) => g.tgid === pid);
-  else if (pid === 0) targets = tgs.filter((g) => g.pgid === t.tg.pgid);
-  else if (pid === -1) targets = tgs.filter((g) => g.tgid !== 1 && g.tgid !== t.tgid);
-  else targets = tgs.filter((g) => g.pgid === -pid);
-  if (targets.length === 0) {
-    // A zombie still "exists" for kill(pid, 0) and kill(pid, sig) (no error, nothing happens).
-    if (pid > 0 && k.state.threadGroups[pid]) return 0;
-    return -E.ESRCH;
-  }
-  const allowed = targets.filter((g) => maySignal(t, g, sig));
-  if (allowed.length === 0) return -E.EPERM;
-  // The caller's own group last, so a fatal signal to itself doesn't stop the others being signalled.
-  allowed.sort((a, b) => (a.tgid === t.tgid ? 1 : b.tgid === t.tgid ? -1 : 0));
-  for (const g of allowed) k.signals.send(g.tgid, sig, info);
+/** valid_signal: 0 (the null signal: a probe of existence and permission) to 64. */
+const validSignal = (sig: number) => sig >= 0 && sig <= 64;
+
+/**
+ * group_send_sig_info (kernel/signal.c) from the user: 0, or -EINVAL for an invalid signal,
+ * -EPERM when maySignal refuses. Checked before anything is sent, so signal 0 is a probe; a
+ * zombie passes the checks and gets nothing (Linux's prepare_signal drops it). `deliver: false`
+ * checks only (the caller sends later).
+ */
+export function groupSendSigInfo(t: Task, g: ThreadGroupState, sig: number, info: SigInfo, deliver = true): number {
+  if (!validSignal(sig)) return -E.EINVAL;
+  if (!maySignal(t, g, sig)) return -E.EPERM;
+  if (deliver && sig !== 0 && !g.zombie) t.kernel.signals.send(g.tgid, sig, info);
   return 0;
 }
 
+/**
+ * The process that `pid` names as pid_task(pid, PIDTYPE_PID) finds it: a thread's tid names its
+ * thread group, and a zombie is found until it is reaped. undefined: no such pid (ESRCH).
+ */
+export function processOfPid(t: Task, pid: number): ThreadGroupState | undefined {
+  const s = t.kernel.state;
+  const ts = s.tasks[pid];
+  return ts ? s.threadGroups[ts.tgid] : s.threadGroups[pid];
+}
+
+/**
+ * kill(2), as kill_something_info (kernel/signal.c): pid > 0 the process that pid names (a
+ * thread's tid names its process); 0 the caller's process group; -1 every process but init and
+ * the caller's own; < -1 process group -pid. Zombies are targets too (checked, never signalled).
+ * Errors: ESRCH no target; EINVAL invalid signal (only once a target is found); EPERM when no
+ * target may be signalled — except for -1, which succeeds when any process was tried, whatever
+ * their EPERMs (Linux ignores EPERM there).
+ */
+function kill(t: Task, pid: number, sig: number): number {
+  const k = t.kernel;
+  const info: SigInfo = { signo: sig, code: SI_USER, pid: t.tgid, uid: t.tg.uid };
+  if (pid > 0) {
+    const g = processOfPid(t, pid);
+    return g ? groupSendSigInfo(t, g, sig, info) : -E.ESRCH;
+  }
+  if (pid === -0x8000_0000) return -E.ESRCH; // -INT_MIN does not exist (Linux excludes it the same way)
+  const groups = Object.values(k.state.threadGroups);
+  // The caller's own group last, so a fatal signal to itself doesn't stop the others being signalled.
+  let self = false;
+  const send = (g: ThreadGroupState): number => {
+    const r = groupSendSigInfo(t, g, sig, info, g.tgid !== t.tgid);
+    if (r === 0 && g.tgid === t.tgid && sig !== 0) self = true;
+    return r;
+  };
+  let ret: number;
+  if (pid === -1) {
+    let count = 0;
+    ret = 0;
+    for (const g of groups) {
+      if (g.tgid <= 1 || g.tgid === t.tgid) continue;
+      const err = send(g);
+      count++;
+      if (err !== -E.EPERM) ret = err;
+    }
+    if (!count) ret = -E.ESRCH;
+  } else {
+    // __kill_pgrp_info: 0 once any member was signalled, else the last member's error.
+    const pgid = pid === 0 ? t.tg.pgid : -pid;
+    ret = -E.ESRCH;
+    for (const g of groups) {
+      if (g.pgid !== pgid) continue;
+      const err = send(g);
+      if (ret) ret = err;
+    }
+  }
+  if (self) k.signals.send(t.tgid, sig, info);
+  return ret;
+}
+
+/**
+ * tgkill(2)/tkill(2) (`tgid` -1), as do_send_specific (kernel/signal.c): the thread `tid`, of
+ * thread group `tgid`. EINVAL for tid <= 0 or tgid <= 0 (tgkill); ESRCH no such thread (a zombie
+ * process's leader is still found, and gets nothing); then EINVAL/EPERM as groupSendSigInfo.
+ */
 function tgkill(t: Task, tgid: number, tid: number, sig: number): number {
-  if (sig < 0 || sig > 64 || tid <= 0 || (tgid !== -1 && tgid <= 0)) return -E.EINVAL;
-  const ts = t.kernel.state.tasks[tid];
-  if (!ts || (tgid !== -1 && ts.tgid !== tgid)) return -E.ESRCH;
-  const g = t.kernel.state.threadGroups[ts.tgid];
-  if (g && !maySignal(t, g, sig)) return -E.EPERM;
-  t.kernel.signals.send(ts.tgid, sig, { signo: sig, code: SI_TKILL, pid: t.tgid, uid: t.tg.uid }, tid);
-  return 0;
+  if (tid <= 0 || (tgid !== -1 && tgid <= 0)) return -E.EINVAL;
+  const s = t.kernel.state;
+  const ts = s.tasks[tid];
+  // A leader that has exited stays findable by its tid while its thread group is there (a zombie,
+  // or other threads still running): it is signalled nothing.
+  const groupId = ts ? ts.tgid : s.threadGroups[tid] ? tid : undefined;
+  if (groupId === undefined || (tgid !== -1 && groupId !== tgid)) return -E.ESRCH;
+  const g = s.threadGroups[groupId];
+  const r = groupSendSigInfo(t, g, sig, { signo: sig, code: SI_TKILL, pid: t.tgid, uid: t.tg.uid }, false);
+  if (r === 0 && sig !== 0 && ts && !g.zombie) t.kernel.signals.send(groupId, sig, { signo: sig, code: SI_TKILL, pid: t.tgid, uid: t.tg.uid }, tid);
+  return r;
+}
+
+/**
+ * rt_sigqueueinfo(2), as do_rt_sigqueueinfo (kernel/signal.c): the siginfo is read first
+ * (EFAULT); a si_code of 0 or more (the kernel's) or SI_TKILL may only be sent by a thread to
+ * its own tid's process (EPERM); then as kill(pid, sig) of one process.
+ */
+function rtSigqueueinfo(t: Task): number {
+  const pid = t.argInt(0), sig = t.argInt(1);
+  const b = t.mm.read(t.arg(2), 128);
+  const code = new DataView(b.buffer, b.byteOffset, 128).getInt32(8, true);
+  if ((code >= 0 || code === SI_TKILL) && pid !== t.tid) return -E.EPERM;
+  const g = processOfPid(t, pid);
+  return g ? groupSendSigInfo(t, g, sig, { signo: sig, code, pid: t.tgid, uid: t.tg.uid }) : -E.ESRCH;
 }
 
 function sigaltstack(t: Task): number {
@@ -269,17 +345,7 @@ export const signalSyscalls = [
   syscall('rt_sigreturn', 0, (t) => { t.kernel.signals.sigreturn(t); return NO_RETURN; }),
   syscall('rt_sigsuspend', 2, rtSigsuspend),
   syscall('rt_sigtimedwait', 4, rtSigtimedwait),
-  syscall('rt_sigqueueinfo', 3, (t) => {
-    const sig = t.argInt(1);
-    checkSignal(sig);
-    const b = t.mm.read(t.arg(2), 128);
-    const code = new DataView(b.buffer, b.byteOffset, 128).getInt32(8, true);
-    if (code >= 0 && t.argInt(0) !== t.tgid) return -E.EPERM;
-    const g = t.kernel.state.threadGroups[t.argInt(0)];
-    if (!g || g.zombie) return -E.ESRCH;
-    t.kernel.signals.send(g.tgid, sig, { signo: sig, code, pid: t.tgid, uid: t.tg.uid });
-    return 0;
-  }, 'partial', 'the sigval payload is not carried'),
+  syscall('rt_sigqueueinfo', 3, rtSigqueueinfo, 'partial', 'the sigval payload is not carried'),
   syscall('sigaltstack', 2, sigaltstack),
   syscall('kill', 2, (t) => kill(t, t.argInt(0), t.argInt(1))),
   syscall('tgkill', 3, (t) => tgkill(t, t.argInt(0), t.argInt(1), t.argInt(2))),
