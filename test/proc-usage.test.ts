@@ -11,7 +11,7 @@
  * lines that add up. Then the use so far survives checkpoint/restore.
  */
 import { describe, expect, it } from 'vitest';
-import { checkpointGate, expectCheckpointRestoreMatches, expectSandboxOutput, native, PY_WAIT_FOR_GATE } from './helpers.js';
+import { checkpointGate, compileStatic, expectCheckpointRestoreMatches, expectSandboxOutput, native, PY_WAIT_FOR_GATE, snapvisor } from './helpers.js';
 
 const GUEST = String.raw`
 import os, resource, signal, sys, threading, time
@@ -80,6 +80,84 @@ print('cpu kept', after.ru_utime + after.ru_stime >= before.ru_utime + before.ru
 print('maxrss kept', after.ru_maxrss >= before.ru_maxrss > 32 * 1024, 'minflt kept', after.ru_minflt >= before.ru_minflt)
 print('nvcsw went on', after.ru_nvcsw > before.ru_nvcsw)
 `;
+
+/**
+ * Voluntary switches of sleeps that end before they begin (kernel/time/hrtimer.c do_nanosleep):
+ * N calls of each kind, the change of ru_nvcsw (and of /proc/self/status voluntary_ctxt_switches
+ * for two kinds) as "none" (at most N/10), "each" (at least 9N/10) or "some", then the exact count.
+ * Natively an absolute deadline in the past by more than the timer slack (50 µs) never schedules;
+ * nanosleep of 0 sleeps out the slack (one switch each), unless the task is SCHED_FIFO (no slack).
+ */
+const SLEEPS = String.raw`
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/resource.h>
+#define N 200
+static long nv(void) { struct rusage r; getrusage(RUSAGE_SELF, &r); return r.ru_nvcsw; }
+static long status_nv(void) {
+  char line[256]; long v = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  while (f && fgets(line, sizeof line, f)) if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1) break;
+  if (f) fclose(f);
+  return v;
+}
+static void report(const char *what, long d) { printf("%-30s %s %ld\n", what, d <= N / 10 ? "none" : d >= N * 9 / 10 ? "each" : "some", d); }
+static struct timespec ago(clockid_t c, long ns) {
+  struct timespec t; clock_gettime(c, &t);
+  t.tv_sec -= ns / 1000000000; t.tv_nsec -= ns % 1000000000;
+  if (t.tv_nsec < 0) { t.tv_nsec += 1000000000; t.tv_sec--; }
+  return t;
+}
+int main(void) {
+  struct timespec zero = { 0, 0 }, t;
+  long a, s;
+  a = nv(); s = status_nv();
+  for (int i = 0; i < N; i++) clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &zero, NULL);
+  report("abstime 0", nv() - a); report("abstime 0 (status)", status_nv() - s);
+  a = nv();
+  for (int i = 0; i < N; i++) { t = ago(CLOCK_MONOTONIC, 1000000000); clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL); }
+  report("abstime now - 1 s", nv() - a);
+  a = nv();
+  for (int i = 0; i < N; i++) { t = ago(CLOCK_REALTIME, 1000000000); clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &t, NULL); }
+  report("realtime abstime now - 1 s", nv() - a);
+  a = nv(); s = status_nv();
+  for (int i = 0; i < N; i++) nanosleep(&zero, NULL);
+  report("nanosleep 0", nv() - a); report("nanosleep 0 (status)", status_nv() - s);
+  a = nv();
+  for (int i = 0; i < N; i++) clock_nanosleep(CLOCK_MONOTONIC, 0, &zero, NULL);
+  report("relative clock_nanosleep 0", nv() - a);
+  struct sched_param p = { 1 };
+  if (sched_setscheduler(0, SCHED_FIFO, &p)) { perror("SCHED_FIFO"); return 1; }
+  a = nv();
+  for (int i = 0; i < N; i++) nanosleep(&zero, NULL);
+  report("nanosleep 0, SCHED_FIFO", nv() - a);
+  p.sched_priority = 0;
+  sched_setscheduler(0, SCHED_OTHER, &p);
+  return 0;
+}
+`;
+
+describe('voluntary switches of sleeps whose deadline has passed', () => {
+  it.skipIf(process.getuid?.() !== 0)('count as Linux counts them: none past the timer slack, one within it', async () => {
+    const prog = compileStatic('sleeps', SLEEPS);
+    const nat = await native([prog], { timeoutMs: 30_000 });
+    expect(nat.status).toBe(0);
+    const sand = await snapvisor(['run', '--', prog], { timeoutMs: 60_000 });
+    expect(sand.timedOut).toBe(false);
+    expect(sand.stderr).toBe('');
+    const classes = (out: string) => out.split('\n').filter(Boolean).map((l) => l.replace(/ \d+$/, ''));
+    expect(classes(sand.stdout.toString())).toEqual(classes(nat.stdout.toString()));
+    // Exactly: a block per call or none at all.
+    expect(sand.stdout.toString()).toBe([
+      'abstime 0', 'abstime 0 (status)', 'abstime now - 1 s', 'realtime abstime now - 1 s', 'nanosleep 0', 'nanosleep 0 (status)',
+      'relative clock_nanosleep 0', 'nanosleep 0, SCHED_FIFO',
+    ].map((w) => `${w.padEnd(30)} ${/^(nanosleep 0|relative)/.test(w) && !w.includes('FIFO') ? 'each 200' : 'none 0'}\n`).join(''));
+  }, 90_000);
+});
 
 describe('getrusage and /proc/PID/status', () => {
   it('say what they say natively', async () => {
