@@ -27,6 +27,14 @@ import vm from 'node:vm';
 import { commandOf, holdEarlySignals } from './early-signals.js';
 
 holdEarlySignals(process.argv);
+// The native front passes NODE_EXTRA_CA_CERTS under another name, so that node did not load that CA
+// bundle as it started (cli/front/front.c exec_node): it is the environment's again for what this
+// process starts (a guest inherits it, as it inherits the rest).
+const heldCaCerts = process.env.SNAPVISOR_NODE_EXTRA_CA_CERTS;
+if (heldCaCerts !== undefined) {
+  delete process.env.SNAPVISOR_NODE_EXTRA_CA_CERTS;
+  process.env.NODE_EXTRA_CA_CERTS ??= heldCaCerts;
+}
 // SIGTERM/SIGHUP the native front (cli/front/front.c) held while a restore's take of a pool ran
 // nothing: held on here, as if they came now.
 const frontHeld = process.env.SNAPVISOR_FRONT_HELD;

@@ -17,6 +17,7 @@ import { FaultInjector, InjectSpecError, parseInjectSpec } from '../src/sandbox/
 import { serveControl, defaultStore, fail, stateDir, streamEvents } from './control.js';
 import { checkpointIdProblem, dirProblem, errorLine, socketPathProblem, storeDirProblem } from './host-errors.js';
 import { takeHeldSignals } from './early-signals.js';
+import { restoreTrace } from '../snapshots/restore-trace.js';
 
 export { fail };
 
@@ -261,7 +262,10 @@ export async function restoreCommand(root: string | undefined, id: string, opts:
 }
 
 async function restoreSandbox(root: string | undefined, id: string, opts: RestoreOptions, held: () => NodeJS.Signals[]): Promise<number> {
+  const trace = restoreTrace();
+  trace?.('command');
   const platform = platformOf(opts.platform);
+  trace?.('platform (koffi loaded)');
   if (!platform) return 2;
   const badId = checkpointIdProblem(id);
   if (badId) { fail(badId); return 2; }
@@ -270,6 +274,7 @@ async function restoreSandbox(root: string | undefined, id: string, opts: Restor
   // The store (LevelDB, cbor-x) is loaded only by the commands that use it: `run` starts faster.
   const { restoreKernel } = await import('../snapshots/checkpoint.js');
   const { SnapshotError } = await import('../snapshots/store.js');
+  trace?.('store modules evaluated');
   let restored;
   try {
     restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace, platform, checkpointRequest: guestCheckpoints(opts), acceptChangedVolumes: opts.acceptChangedVolumes, workingSet: true });

@@ -28,17 +28,35 @@ rmSync(out, { recursive: true, force: true });
  * Native packages, loaded on first use of a property of theirs, not when the modules that import
  * them are evaluated, through the require the bundle's entry installs (globalThis.__snapvisorRequire).
  */
-// Not zlib: page-format.ts calls its crc32 once per page, and a stand-in adds a lookup to each call.
+// zlib: a restore of a flat page file needs none of it, and loading it loads node:stream too (~3 ms);
+// page-format.ts takes zlib.crc32 from the stand-in once, not a lookup per page.
 // net: only the control socket, published ports, pools and the OCI runtime use it (a restore
 // without --name never does; loading it cost 2.5-6.5 ms of every restore).
 // fs/promises: only directory making off the event loop (makeDirsAsync), export and the OCI
 // runtime use it; loading it (11 modules: fs/dir, watchers, readline's interface…) cost ~2 ms of
 // every restore.
-const LAZY_BUILTINS = /^(node:)?(child_process|crypto|dgram|fs\/promises|net|perf_hooks|readline|worker_threads)$/;
+const LAZY_BUILTINS = /^(node:)?(child_process|crypto|dgram|fs\/promises|net|perf_hooks|readline|worker_threads|zlib)$/;
 const lazyNative = ({ builtins }) => ({
   name: 'lazy-native',
   setup(b) {
     b.onResolve({ filter: /^(koffi|cbor-extract)$/ }, (a) => ({ path: a.path, namespace: 'lazy-native' }));
+    // cbor-x's node entry (node-index.js) re-exports its EncoderStream and DecoderStream, so
+    // evaluating it loads node:stream (~3 ms of a restore), which snapvisor never uses: its index.js
+    // (the same exports but the streams) instead, with the native string extractor set up as
+    // node-index.js does.
+    b.onResolve({ filter: /^cbor-x$/ }, (a) => (a.importer.includes('node_modules') ? undefined : { path: 'cbor-x', namespace: 'cbor-x-without-streams' }));
+    b.onLoad({ filter: /.*/, namespace: 'cbor-x-without-streams' }, () => {
+      const dir = path.resolve('node_modules/cbor-x');
+      return {
+        loader: 'js',
+        resolveDir: dir,
+        contents: `export * from ${JSON.stringify(path.join(dir, 'index.js'))};
+import { setExtractor } from ${JSON.stringify(path.join(dir, 'decode.js'))};
+if ((process.env.CBOR_NATIVE_ACCELERATION_DISABLED ?? '').toLowerCase() !== 'true') {
+  try { const e = require('cbor-extract'); if (e) setExtractor(e.extractStrings); } catch { /* optional, as in cbor-x */ }
+}`,
+      };
+    });
     if (builtins) {
       b.onResolve({ filter: LAZY_BUILTINS }, (a) => ({ path: a.path.replace(/^node:/, ''), namespace: 'lazy-builtin' }));
       // Every other built-in an ES module imports: through an ES module of its own (below).

@@ -21,6 +21,7 @@ import { hostInetDescriptions } from '../src/net/hostinet.js';
 import { pageFileDataRanges, verifyPages } from './pages.js';
 import { hostIdentity } from '../src/vfs/host-files.js';
 import { hostCpuFeatures, missingCpuFeatures } from '../platforms/host/cpu-features.js';
+import { restoreTrace } from './restore-trace.js';
 
 /**
  * After a checkpoint that leaves its sandbox running, the store's catalogue is settled (its log
@@ -371,8 +372,8 @@ export interface RestoredKernel {
  * the guest runs, or record them for the next restore (useWorkingSet).
  */
 export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions & { pagesVerified?: boolean; acceptChangedVolumes?: boolean; workingSet?: boolean } = {}): Promise<RestoredKernel> {
-  const t0 = performance.now();
-  const trace = process.env.SNAPVISOR_TRACE_RESTORE ? (what: string) => process.stderr.write(`[restore ${performance.now().toFixed(1)} ms] ${what}\n`) : undefined;
+  const t0 = monotonicMs();
+  const trace = restoreTrace();
   trace?.('start');
   const opened = await openCheckpoint(storeDir, id);
   trace?.('opened');
@@ -424,8 +425,11 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     throw e;
   }
   const verified = verifier ? watchVerifier(kernel, opened, verifier) : Promise.resolve(undefined);
-  return { kernel, id: opened.id, restoreMs: performance.now() - t0, verified };
+  return { kernel, id: opened.id, restoreMs: monotonicMs() - t0, verified };
 }
+
+/** The host's monotonic clock in ms (not `performance.now()`: perf_hooks costs a restore ~2 ms to load). */
+const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 /**
  * How long a restored guest's first write faults are recorded for the next restore (ms from the

@@ -41,7 +41,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { type LazyPageLayer, PageSourceError } from '../src/mm/memory-file.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, decodeCbor, encodeCbor, pageCheck, readRunChecks } from './format.js';
-import { PACK_COMPRESS_OPTIONS, PACK_PIECE_BYTES } from './page-crunch.js';
+import { PACK_PIECE_BYTES, packCompressOptions } from './page-crunch.js';
 
 /** Memory-file bytes per pack chunk (1 MiB: 256 pages). */
 export const PACK_CHUNK_BYTES = PACK_PIECE_BYTES;
@@ -103,10 +103,9 @@ const INDEX_ENTRY_BYTES = 24;
  * does the work, so both CPUs of a small host are used while the main thread reads the next.
  */
 const IN_FLIGHT = 3;
-/** Options of every chunk's compression (PackWriter.add, and crunchPages on the page worker): brotli quality 1. */
-const COMPRESS_OPTIONS = PACK_COMPRESS_OPTIONS;
-
-const brotliDecompress = promisify(zlib.brotliDecompress);
+let brotliDecompressAsync: ((z: Uint8Array, o: zlib.BrotliOptions) => Promise<Buffer>) | undefined;
+/** zlib.brotliDecompress as a promise, made on first use (zlib is loaded only when a pack is read or written). */
+const brotliDecompress = (z: Uint8Array, o: zlib.BrotliOptions): Promise<Buffer> => (brotliDecompressAsync ??= promisify(zlib.brotliDecompress))(z, o);
 /**
  * Options of every chunk's decompression: bounded (a damaged chunk must not inflate past the
  * piece it stands for), and output in one buffer of the piece's size: with zlib's default 16 KiB
@@ -178,10 +177,10 @@ export class PackWriter {
    * cost 20–40 ms of the writer's thread per 231 chunks here.
    */
   add(memOffset: number, pages: Uint8Array): void {
-    this.addCompressed(memOffset, zlib.brotliCompressSync(pages, COMPRESS_OPTIONS), pages.length);
+    this.addCompressed(memOffset, zlib.brotliCompressSync(pages, packCompressOptions()), pages.length);
   }
 
-  /** add() of a chunk compressed already (with COMPRESS_OPTIONS: crunchPages' `packed`) from `raw` bytes of pages. */
+  /** add() of a chunk compressed already (with packCompressOptions(): crunchPages' `packed`) from `raw` bytes of pages. */
   addCompressed(memOffset: number, z: Uint8Array, raw: number): void {
     this.rawBytes += raw;
     this.entries.push([memOffset, this.pos, z.length, raw]);

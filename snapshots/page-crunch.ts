@@ -24,13 +24,21 @@ export interface CrunchResult { kind: Uint8Array; checks: Uint32Array; packed?: 
 export const PACK_PIECE_BYTES = 1 << 20;
 /** Brotli quality 1: ~4× faster than zlib's deflate at level 1 on heap pages, and smaller. */
 const BROTLI_QUALITY = 1;
-/** Options of every pack chunk's compression (here and PackWriter.add: the same bytes either way). */
-export const PACK_COMPRESS_OPTIONS: zlib.BrotliOptions = {
-  params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: PACK_PIECE_BYTES },
-};
+let compressOptions: zlib.BrotliOptions | undefined;
+/**
+ * Options of every pack chunk's compression (here and PackWriter.add: the same bytes either way),
+ * made on first use: reading zlib.constants loads zlib, which a restore of a flat page file never needs.
+ */
+export function packCompressOptions(): zlib.BrotliOptions {
+  return compressOptions ??= { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: PACK_PIECE_BYTES } };
+}
 
-/** CRC-32 of a page of zeros. */
-const ZERO_PAGE_CHECK = pageCheck(ZERO_PAGE);
+/**
+ * CRC-32 of a page of zeros (pageCheck(ZERO_PAGE)), written out: computing it when this module is
+ * evaluated would load zlib in every restore, which may never check a page itself.
+ * test/page-format.test.ts checks the value.
+ */
+export const ZERO_PAGE_CHECK = 0xc71c0011;
 
 /**
  * Look at the `len / 4096` pages of `buf` (bytes [0, len) of the memory file from byte `base`;
@@ -77,7 +85,7 @@ export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Ui
 
 /**
  * The pack chunk of one whole piece read into `b`: its data pages (`kind`) that `mask` does not
- * mark (pages a pack names in host files), in order, brotli compressed with PACK_COMPRESS_OPTIONS,
+ * mark (pages a pack names in host files), in order, brotli compressed with packCompressOptions(),
  * as PackWriter.add compresses a chunk the writer gathers itself (snapshots/store.ts writePack).
  */
 function packChunk(b: Buffer, kind: Uint8Array, n: number, mask: Uint8Array | undefined): { z: Uint8Array; raw: number } {
@@ -93,5 +101,5 @@ function packChunk(b: Buffer, kind: Uint8Array, n: number, mask: Uint8Array | un
     for (let i = first; i <= last; i++) if (take(i)) { b.copy(out, at, i * PAGE_SIZE, (i + 1) * PAGE_SIZE); at += PAGE_SIZE; }
     pages = out;
   }
-  return { z: zlib.brotliCompressSync(pages, PACK_COMPRESS_OPTIONS), raw: count * PAGE_SIZE };
+  return { z: zlib.brotliCompressSync(pages, packCompressOptions()), raw: count * PAGE_SIZE };
 }

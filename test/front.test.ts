@@ -194,4 +194,23 @@ describe('the native front', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(orphanStubs()).toEqual([]);
   }, 120_000);
+  it('passes NODE_EXTRA_CA_CERTS to node under another name, and a guest still gets it', async () => {
+    // node would read and parse that CA bundle while it starts (~35 ms here); the guest inherits the variable as before.
+    const env = { ...process.env, NODE_EXTRA_CA_CERTS: '/nonexistent/ca.pem' };
+    const gate = path.join(freshDir('front-ca'), 'go');
+    const child = spawn(FRONT, ['run', '--rootfs', '/', '--', '/bin/sh', '-c', `echo "ca=$NODE_EXTRA_CA_CERTS sv=$SNAPVISOR_NODE_EXTRA_CA_CERTS"; while [ ! -e ${gate} ]; do /bin/sleep 0.05; done`], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    const deadline = Date.now() + 30_000;
+    while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // The process is node now (the front exec'ed it): the environment it was started with.
+    const started = fs.readFileSync(`/proc/${child.pid}/environ`, 'latin1').split('\0');
+    fs.writeFileSync(gate, '');
+    const status = await new Promise<number | null>((r) => child.on('close', r));
+    expect(out).toBe('ca=/nonexistent/ca.pem sv=\n');
+    expect(status).toBe(0);
+    expect(started).toContain('SNAPVISOR_NODE_EXTRA_CA_CERTS=/nonexistent/ca.pem');
+    expect(started.some((e) => e.startsWith('NODE_EXTRA_CA_CERTS='))).toBe(false);
+    expect(orphanStubs()).toEqual([]);
+  }, 60_000);
 });

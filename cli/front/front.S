@@ -59,7 +59,7 @@ die:
 	movq	%rbx, %rax
 	movq	%rdx, %rsi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -78,7 +78,7 @@ put:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -140,7 +140,7 @@ unblock:
 	movl	$14, %eax
 	movl	$2, %edi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -196,7 +196,7 @@ connect_unix:
 	movq	%rbx, %rdx
 	movl	$524289, %esi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -208,7 +208,7 @@ connect_unix:
 	movl	$42, %eax
 	movq	%rbp, %rsi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -218,7 +218,7 @@ connect_unix:
 	movq	%rbx, %rsi
 	movq	%rbx, %rdx
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -329,7 +329,7 @@ send_signal:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -384,7 +384,7 @@ take:
 	movl	$old_mask, %edx
 	movl	$14, %eax
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -448,7 +448,7 @@ take:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -465,7 +465,7 @@ take:
 	movl	$8, %edx
 	movq	$134892039, 40(%rsp)
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -494,7 +494,7 @@ take:
 	movl	$7, %eax
 	movl	$1, 76(%rsp)
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -515,7 +515,7 @@ take:
 	xorl	%eax, %eax
 	movl	$128, %edx
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -546,11 +546,11 @@ take:
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	subq	%rbx, %rdx
-	leaq	line.12(%rbx), %rsi
+	leaq	line.13(%rbx), %rsi
 	xorl	%r9d, %r9d
 	xorl	%eax, %eax
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -566,7 +566,7 @@ take:
 .L98:
 	cmpq	%r12, %rbx
 	je	.L99
-	cmpb	$10, line.12(%r12)
+	cmpb	$10, line.13(%r12)
 	je	.L148
 	incq	%r12
 	jmp	.L98
@@ -577,11 +577,11 @@ take:
 	xorl	%ebx, %ebx
 	jmp	.L89
 .L148:
-	movb	$0, line.12(%r12)
+	movb	$0, line.13(%r12)
 	testl	%ebp, %ebp
 	jne	.L103
 	movl	$.LC7, %esi
-	movl	$line.12, %edi
+	movl	$line.13, %edi
 	call	after
 	testl	%r15d, %r15d
 	jne	.L104
@@ -626,7 +626,7 @@ take:
 	jmp	.L103
 .L104:
 	movl	$.LC8, %esi
-	movl	$line.12, %edi
+	movl	$line.13, %edi
 	call	after
 	testq	%rax, %rax
 	je	.L103
@@ -650,9 +650,9 @@ take:
 .L113:
 	cmpq	%rbx, %rax
 	jnb	.L115
-	movb	line.12+1(%r12,%rax), %cl
+	movb	line.13+1(%r12,%rax), %cl
 	incq	%rax
-	movb	%cl, line.12-1(%rax)
+	movb	%cl, line.13-1(%rax)
 	jmp	.L113
 .L91:
 	cmpl	$-1, 12(%rsp)
@@ -683,7 +683,7 @@ take:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -702,7 +702,7 @@ take:
 	movq	%rbx, %rsi
 	movq	%rbx, %rdx
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -716,7 +716,7 @@ take:
 	movq	(%rsp), %rdi
 	movq	%rdx, %rsi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -761,10 +761,10 @@ addjson:
 	movl	%eax, %edx
 	andl	$15, %eax
 	movl	$808482140, 10(%rsp)
-	movb	hex.2(%rax), %al
+	movb	hex.3(%rax), %al
 	shrb	$4, %dl
 	andl	$15, %edx
-	movb	hex.2(%rdx), %dl
+	movb	hex.3(%rdx), %dl
 	movb	%al, 15(%rsp)
 	movb	%dl, 14(%rsp)
 	movl	$6, %edx
@@ -795,81 +795,102 @@ addjson:
 .LC13:
 	.string	"main.js"
 .LC14:
-	.string	"PATH"
+	.string	"NODE_EXTRA_CA_CERTS="
 .LC15:
-	.string	"."
+	.string	"SNAPVISOR_NODE_EXTRA_CA_CERTS="
 .LC16:
-	.string	"/node"
+	.string	"PATH"
 .LC17:
+	.string	"."
+.LC18:
+	.string	"/node"
+.LC19:
 	.string	"snapvisor: cannot start node (not at the path the build recorded, nor in PATH)\n"
 	.text
 	.type	exec_node, @function
 exec_node:
 	pushq	%rbp
 	movq	%rsp, %rbp
+	pushq	%r14
 	pushq	%r13
 	pushq	%r12
 	pushq	%rbx
 	movq	%rdi, %rbx
-	subq	$40, %rsp
+	subq	$32, %rsp
 	call	unblock
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
-	movl	$script.1, %esi
+	movl	$script.2, %esi
 	movl	$.LC11, %edi
 	movl	$89, %eax
 	movl	$4080, %edx
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 .L166:
 	testq	%rax, %rax
 	jle	.L165
-	cmpb	$47, script.1-1(%rax)
+	cmpb	$47, script.2-1(%rax)
 	leaq	-1(%rax), %rdx
-	je	.L197
+	je	.L198
 	movq	%rdx, %rax
 	jmp	.L166
 .L165:
 	movl	$.LC12, %edi
-	jmp	.L196
-.L197:
-	leaq	script.1(%rax), %rdi
+	jmp	.L197
+.L198:
+	leaq	script.2(%rax), %rdi
 	movl	$8, %edx
 	movl	$.LC13, %esi
+	xorl	%r10d, %r10d
 	call	memcpy
-	movq	environ_(%rip), %r12
-	xorl	%eax, %eax
+	movq	environ_(%rip), %r14
 .L168:
-	cmpq	$0, (%r12,%rax,8)
-	je	.L198
-	incq	%rax
-	jmp	.L168
-.L198:
-	testq	%rbx, %rbx
-	je	.L170
-	leaq	31(,%rax,8), %rdx
-	andq	$-16, %rdx
-	subq	%rdx, %rsp
-	xorl	%edx, %edx
-	movq	%rsp, %rcx
-.L171:
-	cmpq	%rdx, %rax
+	movq	(%r14,%r10,8), %rax
+	movq	%r10, %r13
+	incq	%r10
+	testq	%rax, %rax
+	jne	.L168
+	leaq	31(,%r13,8), %rax
+	xorl	%r9d, %r9d
+	andq	$-16, %rax
+	subq	%rax, %rsp
+	movq	%rsp, %r12
+.L169:
+	cmpq	%r9, %r13
 	je	.L199
-	movq	(%r12,%rdx,8), %rsi
-	movq	%rsi, (%rcx,%rdx,8)
-	incq	%rdx
-	jmp	.L171
-.L199:
+	movq	(%r14,%r9,8), %rdi
+	movl	$.LC14, %esi
+	movq	%rdi, (%r12,%r9,8)
+	call	after
+	movq	%rax, %r11
+	testq	%rax, %rax
+	je	.L170
 	xorl	%esi, %esi
-	movq	%rbx, (%rcx,%rax,8)
-	movq	%rcx, %r12
-	movq	%rsi, 8(%rcx,%rax,8)
+	movq	$ca.1, -64(%rbp)
+	leaq	-64(%rbp), %rdi
+	movq	%rsi, -56(%rbp)
+	movl	$.LC15, %esi
+	movq	$4200, -48(%rbp)
+	movl	$1, -40(%rbp)
+	call	adds
+	movq	%r11, %rsi
+	leaq	-64(%rbp), %rdi
+	call	adds
+	cmpl	$0, -40(%rbp)
+	je	.L170
+	movq	$ca.1, (%r12,%r9,8)
 .L170:
+	incq	%r9
+	jmp	.L169
+.L199:
 	movl	argc_(%rip), %eax
+	movq	%rbx, (%r12,%r13,8)
+	xorl	%ecx, %ecx
+	movq	%rcx, (%r12,%r10,8)
 	movq	argv_(%rip), %rsi
 	leal	2(%rax), %edx
 	movslq	%edx, %rdx
@@ -881,7 +902,7 @@ exec_node:
 	movq	%rbx, %rcx
 	andq	$-8, %rbx
 	shrq	$3, %rcx
-	movq	$script.1, 8(,%rcx,8)
+	movq	$script.2, 8(,%rcx,8)
 .L173:
 	incq	%rdx
 	cmpl	%edx, %eax
@@ -905,12 +926,12 @@ exec_node:
 	movq	%r12, %rdx
 	movq	$node_path, 0(,%rcx,8)
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 .L175:
-	movl	$.LC14, %edi
+	movl	$.LC16, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
@@ -938,7 +959,7 @@ exec_node:
 	subq	%rsi, %rdx
 	call	add
 .L181:
-	movl	$.LC16, %esi
+	movl	$.LC18, %esi
 	leaq	-64(%rbp), %rdi
 	call	adds
 	cmpl	$0, -40(%rbp)
@@ -952,7 +973,7 @@ exec_node:
 	movq	%rbx, %rsi
 	movq	%r12, %rdx
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -966,25 +987,25 @@ exec_node:
 	movq	%rsi, %r13
 	jmp	.L184
 .L180:
-	movl	$.LC15, %esi
+	movl	$.LC17, %esi
 	leaq	-64(%rbp), %rdi
 	call	adds
 	jmp	.L181
 .L202:
-	movl	$.LC17, %edi
-.L196:
+	movl	$.LC19, %edi
+.L197:
 	call	puts2
 	movl	$127, %edi
 	call	die
 	.size	exec_node, .-exec_node
 	.section	.rodata.str1.1
-.LC18:
-	.string	","
-.LC19:
-	.string	"SNAPVISOR_FRONT_HELD="
 .LC20:
-	.string	"SIGTERM"
+	.string	","
 .LC21:
+	.string	"SNAPVISOR_FRONT_HELD="
+.LC22:
+	.string	"SIGTERM"
+.LC23:
 	.string	"SIGHUP"
 	.text
 	.type	fall_back, @function
@@ -992,11 +1013,11 @@ fall_back:
 	pushq	%rbp
 	xorl	%eax, %eax
 	movl	%edi, %r11d
-	movl	$.LC19, %ebp
+	movl	$.LC21, %ebp
 	pushq	%rbx
 	xorl	%ebx, %ebx
 	subq	$40, %rsp
-	movq	$held.11, (%rsp)
+	movq	$held.12, (%rsp)
 	movq	$64, 16(%rsp)
 	movl	$1, 24(%rsp)
 	movq	%rax, 8(%rsp)
@@ -1015,14 +1036,14 @@ fall_back:
 	jne	.L207
 .L223:
 	cmpq	$0, 8(%rsp)
-	movl	$.LC18, %esi
+	movl	$.LC20, %esi
 	movq	%rsp, %rdi
 	cmove	%rbp, %rsi
 	call	adds
 	cmpl	$15, %r9d
-	movl	$.LC21, %eax
+	movl	$.LC23, %eax
 	movq	%rsp, %rdi
-	movl	$.LC20, %esi
+	movl	$.LC22, %esi
 	cmovne	%rax, %rsi
 	call	adds
 	jmp	.L236
@@ -1060,7 +1081,7 @@ fall_back:
 	movq	%rdx, %rdi
 	movq	%rdx, %rsi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1068,13 +1089,13 @@ fall_back:
 	movq	%rbx, %rsi
 	movl	$62, %eax
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 .L218:
 	cmpq	$0, 8(%rsp)
-	movl	$held.11, %edi
+	movl	$held.12, %edi
 	movl	$0, %eax
 	cmove	%rax, %rdi
 	call	exec_node
@@ -1094,91 +1115,91 @@ memset:
 	ret
 	.size	memset, .-memset
 	.section	.rodata.str1.1
-.LC22:
-	.string	"/tmp"
-.LC23:
-	.string	"SNAPVISOR_TRACE_"
 .LC24:
-	.string	"SNAPVISOR_WRITE_CODE_CACHE="
+	.string	"/tmp"
 .LC25:
-	.string	"--root"
+	.string	"SNAPVISOR_TRACE_"
 .LC26:
-	.string	"--root="
+	.string	"SNAPVISOR_WRITE_CODE_CACHE="
 .LC27:
-	.string	"pool"
+	.string	"--root"
 .LC28:
-	.string	"take"
+	.string	"--root="
 .LC29:
-	.string	"restore"
+	.string	"pool"
 .LC30:
-	.string	"--store"
+	.string	"take"
 .LC31:
-	.string	"--store="
+	.string	"restore"
 .LC32:
-	.string	"SNAPVISOR_STORE"
+	.string	"--store"
 .LC33:
-	.string	"XDG_DATA_HOME"
+	.string	"--store="
 .LC34:
-	.string	"/snapvisor/checkpoints"
+	.string	"SNAPVISOR_STORE"
 .LC35:
-	.string	"HOME"
+	.string	"XDG_DATA_HOME"
 .LC36:
-	.string	"/.local/share/snapvisor/checkpoints"
+	.string	"/snapvisor/checkpoints"
 .LC37:
-	.string	"/pools/"
+	.string	"HOME"
 .LC38:
-	.string	".sock"
+	.string	"/.local/share/snapvisor/checkpoints"
 .LC39:
-	.string	"checkpoint"
+	.string	"/pools/"
 .LC40:
-	.string	"--leave-running"
+	.string	".sock"
 .LC41:
-	.string	"--compress"
+	.string	"checkpoint"
 .LC42:
-	.string	"--no-compress"
+	.string	"--leave-running"
 .LC43:
-	.string	"--timeout"
+	.string	"--compress"
 .LC44:
-	.string	"--timeout="
+	.string	"--no-compress"
 .LC45:
-	.string	"XDG_RUNTIME_DIR"
+	.string	"--timeout"
 .LC46:
-	.string	"/snapvisor"
+	.string	"--timeout="
 .LC47:
-	.string	"/run/snapvisor"
+	.string	"XDG_RUNTIME_DIR"
 .LC48:
-	.string	"TMPDIR"
+	.string	"/snapvisor"
 .LC49:
-	.string	"TMP"
+	.string	"/run/snapvisor"
 .LC50:
-	.string	"TEMP"
+	.string	"TMPDIR"
 .LC51:
-	.string	"/snapvisor-"
+	.string	"TMP"
 .LC52:
-	.string	"/"
+	.string	"TEMP"
 .LC53:
-	.string	"{\"op\":\"front\",\"argv\":["
+	.string	"/snapvisor-"
 .LC54:
-	.string	"],\"cwd\":"
+	.string	"/"
 .LC55:
-	.string	",\"sock\":"
+	.string	"{\"op\":\"front\",\"argv\":["
 .LC56:
-	.string	",\"env\":{"
+	.string	"],\"cwd\":"
 .LC57:
-	.string	":"
+	.string	",\"sock\":"
 .LC58:
-	.string	"}}\n"
+	.string	",\"env\":{"
 .LC59:
-	.string	"snapvisor: no answer from the sandbox to 'checkpoint' within "
+	.string	":"
 .LC60:
-	.string	" s ("
+	.string	"}}\n"
 .LC61:
-	.string	")\n"
+	.string	"snapvisor: no answer from the sandbox to 'checkpoint' within "
 .LC62:
-	.string	"{\"ok\":true,\"status\":"
+	.string	" s ("
 .LC63:
-	.string	"snapvisor: the sandbox closed the control connection without an answer\n"
+	.string	")\n"
 .LC64:
+	.string	"{\"ok\":true,\"status\":"
+.LC65:
+	.string	"snapvisor: the sandbox closed the control connection without an answer\n"
+.LC66:
 	.string	",\"fd\":"
 	.text
 	.globl	front_main
@@ -1204,12 +1225,12 @@ front_main:
 	movq	(%r8), %r9
 	testq	%r9, %r9
 	je	.L449
-	movl	$.LC23, %esi
+	movl	$.LC25, %esi
 	movq	%r9, %rdi
 	call	after
 	testq	%rax, %rax
 	jne	.L245
-	movl	$.LC24, %esi
+	movl	$.LC26, %esi
 	call	after
 	testq	%rax, %rax
 	je	.L436
@@ -1223,11 +1244,11 @@ front_main:
 	cmpl	$1, %ebx
 	jle	.L249
 	movq	16(%rbp), %rdi
-	movl	$.LC25, %esi
+	movl	$.LC27, %esi
 	call	streq
 	testl	%eax, %eax
 	jne	.L328
-	movl	$.LC26, %esi
+	movl	$.LC28, %esi
 	movl	$2, %r8d
 	call	after
 	testq	%rax, %rax
@@ -1247,14 +1268,14 @@ front_main:
 	jne	.L450
 .L251:
 	movslq	%r8d, %rbx
-	movl	$.LC27, %esi
+	movl	$.LC29, %esi
 	salq	$3, %rbx
 	movq	8(%rbp,%rbx), %rdi
 	call	streq
 	testl	%eax, %eax
 	je	.L252
 	movq	8(%r10,%rbx), %rdi
-	movl	$.LC28, %esi
+	movl	$.LC30, %esi
 	call	streq
 	testl	%eax, %eax
 	je	.L252
@@ -1274,7 +1295,7 @@ front_main:
 	jle	.L249
 .L252:
 	movslq	%r8d, %rax
-	movl	$.LC29, %esi
+	movl	$.LC31, %esi
 	movq	(%r10,%rax,8), %rdi
 	call	streq
 	testl	%eax, %eax
@@ -1286,7 +1307,7 @@ front_main:
 	cmpl	%ebx, %r11d
 	jle	.L451
 	movslq	%ebx, %rax
-	movl	$.LC30, %esi
+	movl	$.LC32, %esi
 	movq	(%r10,%rax,8), %rdi
 	leaq	0(,%rax,8), %r12
 	call	streq
@@ -1301,15 +1322,15 @@ front_main:
 	movl	%edx, %ebx
 	jmp	.L258
 .L257:
-	movl	$.LC31, %esi
+	movl	$.LC33, %esi
 	call	after
 	jmp	.L441
 .L256:
-	movl	$.LC31, %esi
+	movl	$.LC33, %esi
 	call	after
 	jmp	.L259
 .L255:
-	movl	$.LC31, %esi
+	movl	$.LC33, %esi
 	call	after
 	testq	%r8, %r8
 	jne	.L259
@@ -1352,14 +1373,14 @@ front_main:
 .L452:
 	cmpq	$16, %rax
 	jne	.L249
-	movq	$sdir.10, 128(%rsp)
+	movq	$sdir.11, 128(%rsp)
 	xorl	%ebx, %ebx
 	movq	%rbx, 136(%rsp)
 	movq	$4096, 144(%rsp)
 	movl	$1, 152(%rsp)
 	testq	%r8, %r8
 	jne	.L267
-	movl	$.LC32, %edi
+	movl	$.LC34, %edi
 	call	getenv_
 	movq	%rax, %r8
 	testq	%rax, %rax
@@ -1367,28 +1388,28 @@ front_main:
 	cmpb	$0, (%rax)
 	jne	.L267
 .L268:
-	movl	$.LC33, %edi
-	call	getenv_
-	movq	%rax, %rsi
-	testq	%rax, %rax
-	je	.L269
-	cmpb	$0, (%rax)
-	je	.L269
-	leaq	128(%rsp), %rdi
-	call	adds
-	movl	$.LC34, %esi
-	jmp	.L447
-.L269:
 	movl	$.LC35, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
+	je	.L269
+	cmpb	$0, (%rax)
+	je	.L269
+	leaq	128(%rsp), %rdi
+	call	adds
+	movl	$.LC36, %esi
+	jmp	.L447
+.L269:
+	movl	$.LC37, %edi
+	call	getenv_
+	movq	%rax, %rsi
+	testq	%rax, %rax
 	je	.L249
 	cmpb	$0, (%rax)
 	je	.L249
 	leaq	128(%rsp), %rdi
 	call	adds
-	movl	$.LC36, %esi
+	movl	$.LC38, %esi
 .L447:
 	leaq	128(%rsp), %rdi
 	call	adds
@@ -1400,24 +1421,24 @@ front_main:
 .L267:
 	xorl	%edi, %edi
 	movq	%r8, %rsi
-	movq	$sock.9, 160(%rsp)
+	movq	$sock.10, 160(%rsp)
 	movq	%rdi, 168(%rsp)
 	leaq	160(%rsp), %rdi
 	movq	$4096, 176(%rsp)
 	movl	$1, 184(%rsp)
 	call	adds
-	movl	$.LC37, %esi
+	movl	$.LC39, %esi
 	leaq	160(%rsp), %rdi
 	call	adds
 	movq	%rbp, %rsi
 	leaq	160(%rsp), %rdi
 	call	adds
-	movl	$.LC38, %esi
+	movl	$.LC40, %esi
 	leaq	160(%rsp), %rdi
 	call	adds
 	cmpl	$0, 184(%rsp)
 	je	.L249
-	movl	$sock.9, %edi
+	movl	$sock.10, %edi
 	movl	$1, %edx
 	movq	%rbp, %rsi
 	call	take
@@ -1431,14 +1452,14 @@ front_main:
 	cmpl	%ebx, %r11d
 	jle	.L245
 	movslq	%ebx, %rbp
-	movl	$.LC39, %esi
+	movl	$.LC41, %esi
 	leal	1(%rbx), %r8d
 	movq	(%r10,%rbp,8), %rdi
 	leaq	0(,%rbp,8), %r13
 	call	streq
 	testl	%eax, %eax
 	jne	.L273
-	movl	$.LC25, %esi
+	movl	$.LC27, %esi
 	call	streq
 	testl	%eax, %eax
 	je	.L272
@@ -1448,7 +1469,7 @@ front_main:
 	movl	%r8d, %ebx
 	jmp	.L274
 .L272:
-	movl	$.LC26, %esi
+	movl	$.LC28, %esi
 	call	after
 	testq	%rax, %rax
 	je	.L273
@@ -1458,7 +1479,7 @@ front_main:
 	jmp	.L271
 .L273:
 	movq	(%r10,%rbp,8), %rdi
-	movl	$.LC39, %esi
+	movl	$.LC41, %esi
 	xorl	%ebx, %ebx
 	call	streq
 	testl	%eax, %eax
@@ -1467,17 +1488,17 @@ front_main:
 	cmpl	%r8d, %r11d
 	jle	.L453
 	movslq	%r8d, %rax
-	movl	$.LC40, %esi
+	movl	$.LC42, %esi
 	movq	(%r10,%rax,8), %rdi
 	leaq	0(,%rax,8), %r13
 	call	streq
 	testl	%eax, %eax
 	jne	.L277
-	movl	$.LC41, %esi
+	movl	$.LC43, %esi
 	call	streq
 	testl	%eax, %eax
 	jne	.L277
-	movl	$.LC42, %esi
+	movl	$.LC44, %esi
 	call	streq
 	testl	%eax, %eax
 	jne	.L277
@@ -1488,7 +1509,7 @@ front_main:
 	movq	%rdi, %rbx
 	jmp	.L277
 .L278:
-	movl	$.LC30, %esi
+	movl	$.LC32, %esi
 	leal	1(%r8), %ebp
 	call	streq
 	testl	%eax, %eax
@@ -1498,11 +1519,11 @@ front_main:
 	jle	.L245
 	jmp	.L277
 .L280:
-	movl	$.LC31, %esi
+	movl	$.LC33, %esi
 	call	after
 	testq	%rax, %rax
 	jne	.L277
-	movl	$.LC43, %esi
+	movl	$.LC45, %esi
 	call	streq
 	testl	%eax, %eax
 	je	.L281
@@ -1512,7 +1533,7 @@ front_main:
 	movq	8(%r10,%r13), %r9
 	jmp	.L277
 .L281:
-	movl	$.LC44, %esi
+	movl	$.LC46, %esi
 	call	after
 	movq	%rax, %r9
 	testq	%rax, %rax
@@ -1583,7 +1604,7 @@ front_main:
 	movl	$2, %edi
 	movl	$21505, %esi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1591,7 +1612,7 @@ front_main:
 	je	.L245
 	xorl	%esi, %esi
 	movl	$1, 88(%rsp)
-	movq	$sock.8, 64(%rsp)
+	movq	$sock.9, 64(%rsp)
 	movq	%rsi, 72(%rsp)
 	movq	$4096, 80(%rsp)
 	testq	%r12, %r12
@@ -1600,7 +1621,7 @@ front_main:
 	movq	%r12, %rsi
 	jne	.L443
 .L290:
-	movl	$.LC45, %edi
+	movl	$.LC47, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
@@ -1609,7 +1630,7 @@ front_main:
 	je	.L292
 	leaq	64(%rsp), %rdi
 	call	adds
-	movl	$.LC46, %esi
+	movl	$.LC48, %esi
 .L443:
 	leaq	64(%rsp), %rdi
 	call	adds
@@ -1623,15 +1644,15 @@ front_main:
 	movq	%rdx, %rdi
 	movq	%rdx, %rsi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
-	movl	$.LC47, %esi
+	movl	$.LC49, %esi
 	movq	%rax, %r9
 	testq	%rax, %rax
 	je	.L443
-	movl	$.LC48, %edi
+	movl	$.LC50, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
@@ -1639,7 +1660,7 @@ front_main:
 	cmpb	$0, (%rax)
 	jne	.L297
 .L294:
-	movl	$.LC49, %edi
+	movl	$.LC51, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
@@ -1647,7 +1668,7 @@ front_main:
 	cmpb	$0, (%rax)
 	jne	.L297
 .L296:
-	movl	$.LC50, %edi
+	movl	$.LC52, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
@@ -1655,7 +1676,7 @@ front_main:
 	cmpb	$0, (%rax)
 	jne	.L297
 .L334:
-	movl	$.LC22, %esi
+	movl	$.LC24, %esi
 .L297:
 	xorl	%edx, %edx
 .L298:
@@ -1673,25 +1694,25 @@ front_main:
 .L300:
 	leaq	64(%rsp), %rdi
 	call	add
-	movl	$.LC51, %esi
+	movl	$.LC53, %esi
 	leaq	64(%rsp), %rdi
 	call	adds
 	movq	%r9, %rsi
 	leaq	64(%rsp), %rdi
 	call	addu
 .L291:
-	movl	$.LC52, %esi
+	movl	$.LC54, %esi
 	leaq	64(%rsp), %rdi
 	call	adds
 	movq	%rbx, %rsi
 	leaq	64(%rsp), %rdi
 	call	adds
-	movl	$.LC38, %esi
+	movl	$.LC40, %esi
 	leaq	64(%rsp), %rdi
 	call	adds
 	cmpl	$0, 88(%rsp)
 	je	.L245
-	movl	$sock.8, %edi
+	movl	$sock.9, %edi
 	call	connect_unix
 	movl	%eax, %r12d
 	testl	%eax, %eax
@@ -1699,21 +1720,21 @@ front_main:
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
-	movl	$cwd.7, %edi
+	movl	$cwd.8, %edi
 	movl	$79, %eax
 	movl	$4096, %esi
 	xorl	%edx, %edx
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	testq	%rax, %rax
 	jle	.L245
 	xorl	%ecx, %ecx
-	movl	$.LC53, %esi
+	movl	$.LC55, %esi
 	leaq	96(%rsp), %rdi
-	movq	$req.6, 96(%rsp)
+	movq	$req.7, 96(%rsp)
 	movq	%rcx, 104(%rsp)
 	movl	$1, %r11d
 	movl	$8, %ebx
@@ -1731,31 +1752,31 @@ front_main:
 	call	addjson
 	cmpl	%r13d, %r11d
 	jge	.L302
-	movl	$.LC18, %esi
+	movl	$.LC20, %esi
 	leaq	96(%rsp), %rdi
 	addq	$8, %rbx
 	call	adds
 	jmp	.L301
 .L302:
-	movl	$.LC54, %esi
+	movl	$.LC56, %esi
 	leaq	96(%rsp), %rdi
 	xorl	%r11d, %r11d
 	call	adds
-	movl	$cwd.7, %esi
+	movl	$cwd.8, %esi
 	leaq	96(%rsp), %rdi
 	call	addjson
-	movl	$.LC55, %esi
+	movl	$.LC57, %esi
 	leaq	96(%rsp), %rdi
 	call	adds
-	movl	$sock.8, %esi
+	movl	$sock.9, %esi
 	leaq	96(%rsp), %rdi
 	call	addjson
-	movl	$.LC56, %esi
+	movl	$.LC58, %esi
 	leaq	96(%rsp), %rdi
 	movl	$1, %r9d
 	call	adds
 .L306:
-	movq	vars.5(,%r11,8), %r10
+	movq	vars.6(,%r11,8), %r10
 	movq	%r10, %rdi
 	call	getenv_
 	movq	%rax, %rbx
@@ -1763,14 +1784,14 @@ front_main:
 	je	.L304
 	testl	%r9d, %r9d
 	jne	.L305
-	movl	$.LC18, %esi
+	movl	$.LC20, %esi
 	leaq	96(%rsp), %rdi
 	call	adds
 .L305:
 	movq	%r10, %rsi
 	leaq	96(%rsp), %rdi
 	call	addjson
-	movl	$.LC57, %esi
+	movl	$.LC59, %esi
 	leaq	96(%rsp), %rdi
 	call	adds
 	movq	%rbx, %rsi
@@ -1781,7 +1802,7 @@ front_main:
 	incq	%r11
 	cmpq	$3, %r11
 	jne	.L306
-	movl	$.LC58, %esi
+	movl	$.LC60, %esi
 	leaq	96(%rsp), %rdi
 	call	adds
 	cmpl	$0, 120(%rsp)
@@ -1795,14 +1816,14 @@ front_main:
 	movl	$3, %eax
 	movq	%rdx, %rsi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	jmp	.L245
 .L307:
 	movq	104(%rsp), %rbx
-	movl	$req.6, %esi
+	movl	$req.7, %esi
 	movslq	%r12d, %rdi
 	movl	$44, %r13d
 .L309:
@@ -1814,7 +1835,7 @@ front_main:
 	movq	%r13, %rax
 	movq	%rbx, %rdx
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1834,7 +1855,7 @@ front_main:
 	movl	$1, %edi
 	movq	%rbx, %rdx
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1852,7 +1873,7 @@ front_main:
 	movq	%r15, %rsi
 	xorl	%edx, %edx
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1872,9 +1893,9 @@ front_main:
 	jg	.L314
 .L318:
 	xorl	%edx, %edx
-	movl	$.LC59, %esi
+	movl	$.LC61, %esi
 	leaq	128(%rsp), %rdi
-	movq	$msg.4, 128(%rsp)
+	movq	$msg.5, 128(%rsp)
 	movq	%rdx, 136(%rsp)
 	movq	$8192, 144(%rsp)
 	movl	$1, 152(%rsp)
@@ -1886,15 +1907,15 @@ front_main:
 	leaq	128(%rsp), %rdi
 	movq	%rax, %rsi
 	call	addu
-	movl	$.LC60, %esi
+	movl	$.LC62, %esi
 	leaq	128(%rsp), %rdi
 	call	adds
-	cmpb	$47, sock.8(%rip)
+	cmpb	$47, sock.9(%rip)
 	je	.L316
 	leaq	128(%rsp), %rdi
-	movl	$cwd.7, %esi
+	movl	$cwd.8, %esi
 	call	adds
-	movl	$.LC52, %esi
+	movl	$.LC54, %esi
 	leaq	128(%rsp), %rdi
 	call	adds
 	jmp	.L316
@@ -1906,7 +1927,7 @@ front_main:
 	leaq	24(%rsp), %rdi
 	movl	$1, %esi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1917,12 +1938,12 @@ front_main:
 	jmp	.L318
 .L316:
 	leaq	128(%rsp), %rdi
-	movl	$sock.8, %esi
+	movl	$sock.9, %esi
 	call	adds
 	leaq	128(%rsp), %rdi
-	movl	$.LC61, %esi
+	movl	$.LC63, %esi
 	call	adds
-	movl	$msg.4, %esi
+	movl	$msg.5, %esi
 	movl	$2, %edi
 	movq	136(%rsp), %rdx
 	call	put
@@ -1934,11 +1955,11 @@ front_main:
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	subq	%rbx, %rdx
-	leaq	ans.3(%rbx), %rsi
+	leaq	ans.4(%rbx), %rsi
 	xorl	%r9d, %r9d
 	xorl	%eax, %eax
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1957,13 +1978,13 @@ front_main:
 	movl	$3, %eax
 	movq	%rdx, %rsi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
-	movl	$ans.3, %edi
-	movl	$.LC62, %esi
-	movb	$0, ans.3(%rbx)
+	movl	$ans.4, %edi
+	movl	$.LC64, %esi
+	movb	$0, ans.4(%rbx)
 	xorl	%r12d, %r12d
 	call	after
 	movq	%rax, %rdi
@@ -1971,10 +1992,10 @@ front_main:
 	jne	.L322
 	testq	%rbx, %rbx
 	je	.L323
-	cmpb	$123, ans.3(%rip)
+	cmpb	$123, ans.4(%rip)
 	je	.L245
 .L323:
-	movl	$.LC63, %edi
+	movl	$.LC65, %edi
 	call	puts2
 .L448:
 	movl	$1, %edi
@@ -1990,7 +2011,7 @@ front_main:
 	addl	%eax, %r12d
 	jmp	.L322
 .L458:
-	movl	$.LC64, %esi
+	movl	$.LC66, %esi
 	xorl	%ebp, %ebp
 	call	after
 	movq	%rax, %rdi
@@ -2028,11 +2049,11 @@ front_main:
 	movq	$1, 128(%rsp)
 	movq	%rax, %rdi
 #APP
-# 46 "cli/front/front.c" 1
+# 47 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
-	leaq	ans.3(%rbx), %rdx
+	leaq	ans.4(%rbx), %rdx
 	movl	%ebp, %edi
 	movq	%r13, %rsi
 	subq	%r13, %rdx
@@ -2043,39 +2064,41 @@ front_main:
 	.size	front_main, .-front_main
 	.local	cand.0
 	.comm	cand.0,4096,32
-	.local	script.1
-	.comm	script.1,4096,32
+	.local	ca.1
+	.comm	ca.1,4200,32
+	.local	script.2
+	.comm	script.2,4096,32
 	.section	.rodata
 	.align 16
-	.type	hex.2, @object
-	.size	hex.2, 17
-hex.2:
+	.type	hex.3, @object
+	.size	hex.3, 17
+hex.3:
 	.string	"0123456789abcdef"
-	.local	ans.3
-	.comm	ans.3,65536,32
-	.local	msg.4
-	.comm	msg.4,8192,32
+	.local	ans.4
+	.comm	ans.4,65536,32
+	.local	msg.5
+	.comm	msg.5,8192,32
 	.align 16
-	.type	vars.5, @object
-	.size	vars.5, 24
-vars.5:
-	.quad	.LC32
-	.quad	.LC33
+	.type	vars.6, @object
+	.size	vars.6, 24
+vars.6:
+	.quad	.LC34
 	.quad	.LC35
-	.local	req.6
-	.comm	req.6,65536,32
-	.local	cwd.7
-	.comm	cwd.7,4096,32
-	.local	sock.8
-	.comm	sock.8,4096,32
+	.quad	.LC37
+	.local	req.7
+	.comm	req.7,65536,32
+	.local	cwd.8
+	.comm	cwd.8,4096,32
 	.local	sock.9
 	.comm	sock.9,4096,32
-	.local	sdir.10
-	.comm	sdir.10,4096,32
-	.local	held.11
-	.comm	held.11,64,32
-	.local	line.12
-	.comm	line.12,4096,32
+	.local	sock.10
+	.comm	sock.10,4096,32
+	.local	sdir.11
+	.comm	sdir.11,4096,32
+	.local	held.12
+	.comm	held.12,64,32
+	.local	line.13
+	.comm	line.13,4096,32
 	.local	nearly
 	.comm	nearly,4,4
 	.local	early

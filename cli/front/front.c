@@ -19,7 +19,8 @@
  * [1..]], envp), DIR the directory of /proc/self/exe, NODE the node the build ran with
  * (written into node_path by scripts/bundle.mjs), else `node` found in PATH. A restore that
  * falls back passes the SIGTERM/SIGHUP it held in SNAPVISOR_FRONT_HELD (cli/launcher.ts holds
- * them on); a ^C meanwhile ends it, as it ends a restore still loading.
+ * them on); a ^C meanwhile ends it, as it ends a restore still loading. NODE_EXTRA_CA_CERTS is
+ * passed as SNAPVISOR_NODE_EXTRA_CA_CERTS (node would load that CA bundle as it starts).
  *
  * Source of truth for cli/front/front.S (gcc -S of this file) and cli/front/front-elf.ts (its
  * bytes): scripts/assemble-front.mjs makes both; the build needs neither gcc nor as.
@@ -128,16 +129,29 @@ static __attribute__((noreturn)) void exec_node(const char *extra) {
   if (n <= 0) { puts2("snapvisor: cannot find the bin's own path (/proc/self/exe)\n"); die(127); }
   memcpy(script + n, "main.js", 8);
 
+  /*
+   * NODE_EXTRA_CA_CERTS makes node read and parse that CA bundle while it starts (~35 ms here,
+   * a third of a restore), for TLS that snapvisor never does: node gets it as
+   * SNAPVISOR_NODE_EXTRA_CA_CERTS, which cli/launcher.ts puts back for what node starts (a guest's
+   * environment). A value too long for the buffer is passed as it is.
+   */
+  static char ca[4200];
   u64 ne = 0;
   while (environ_[ne]) ne++;
-  char **env = environ_;
-  char *envx[extra ? ne + 2 : 1];
-  if (extra) {
-    for (u64 i = 0; i < ne; i++) envx[i] = environ_[i];
-    envx[ne] = (char *)extra;
-    envx[ne + 1] = 0;
-    env = envx;
+  char *envx[ne + 2];
+  for (u64 i = 0; i < ne; i++) {
+    envx[i] = environ_[i];
+    const char *v = after(environ_[i], "NODE_EXTRA_CA_CERTS=");
+    if (v) {
+      struct buf c = { ca, 0, sizeof ca, 1 };
+      adds(&c, "SNAPVISOR_NODE_EXTRA_CA_CERTS=");
+      adds(&c, v);
+      if (c.ok) envx[i] = ca;
+    }
   }
+  envx[ne] = (char *)extra;
+  envx[ne + 1] = 0;
+  char **env = envx;
   char *args[argc_ + 2];
   args[1] = script;
   for (int i = 1; i < argc_; i++) args[i + 1] = argv_[i];

@@ -10,13 +10,21 @@ import type { ClockState } from './state.js';
 export const NS_PER_SEC = 1_000_000_000n;
 
 export class Clock {
-  private readonly realBase = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)) - process.hrtime.bigint();
+  /**
+   * CLOCK_REALTIME minus the host's monotonic clock (ns), read on first use: Node's `performance`
+   * (µs-precise wall time) loads perf_hooks and its eight internal modules, ~2 ms of a restore
+   * whose guest may never ask the time of day.
+   */
+  private realBase: bigint | undefined;
   constructor(readonly state: ClockState) {}
 
   /** Guest CLOCK_MONOTONIC in ns. */
   monotonicNs(): bigint { return process.hrtime.bigint() + this.state.monotonicOffsetNs; }
   /** Guest CLOCK_REALTIME in ns since the epoch. */
-  realtimeNs(): bigint { return process.hrtime.bigint() + this.realBase; }
+  realtimeNs(): bigint {
+    this.realBase ??= BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)) - process.hrtime.bigint();
+    return process.hrtime.bigint() + this.realBase;
+  }
   /** The monotonicAtSaveNs a checkpoint records now (the kernel stores it with event checkpoint.taken). */
   saveValue(): bigint { return this.monotonicNs(); }
   /** The monotonicOffsetNs that continues guest monotonic time from the saved value (on restore; stored by event checkpoint.restored). */
