@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkpointAtReady, checkpointGate, freshDir, native, orphanStubs, PY_WAIT_FOR_GATE, restoreChecked, snapvisor, snapvisorStreaming } from './helpers.js';
+import { checkpointAtReady, checkpointGate, compileStatic, freshDir, native, orphanStubs, PY_WAIT_FOR_GATE, restoreChecked, snapvisor, snapvisorStreaming } from './helpers.js';
 
 const GUEST = String.raw`
 import os, sys, time
@@ -77,6 +77,44 @@ describe('mappings of sparse host files', () => {
     const secs = Number(second.split(' ').pop());
     console.log(`mapping a 4 GiB sparse host file twice and reading it: ${secs} s`);
     expect(secs).toBeLessThan(2);
+  }, 90_000);
+});
+
+/** A static program whose 64 MiB initialized data segment is zeros but for its first and last bytes. */
+const BIG_DATA = String.raw`
+#include <stdio.h>
+static char big[64 << 20] = { 1 };
+static char tail = 3; /* after big: on the segment's last page */
+int main(void) {
+  long s = 0;
+  for (long i = 0; i < (long)sizeof big; i += 4096 * 97) s += big[i];
+  big[sizeof big - 1] = 2;
+  printf("sum %ld last %d tail %d\n", s, big[sizeof big - 1], tail);
+  return 0;
+}
+`;
+
+describe('exec of sparse host executables', () => {
+  it('a 64 MiB executable whose data segment is holes runs under --memory 48m: exec reads and charges only its data, as mmap', async () => {
+    const dense = compileStatic('bigdata', BIG_DATA);
+    // A copy with holes wherever a 4 KiB block is zeros (cp --sparse=always).
+    const bytes = fs.readFileSync(dense);
+    const p = path.join(freshDir('exec-sparse'), 'bigdata');
+    const fd = fs.openSync(p, 'w', 0o755);
+    for (let off = 0; off < bytes.length; off += 4096) {
+      const blk = bytes.subarray(off, off + 4096);
+      if (blk.some((b) => b !== 0)) fs.writeSync(fd, blk, 0, blk.length, off);
+    }
+    fs.ftruncateSync(fd, bytes.length);
+    fs.closeSync(fd);
+    expect(fs.statSync(p).blocks * 512).toBeLessThan(8 * 2 ** 20);
+    const want = await native([p]);
+    expect(want.stdout.toString()).toBe('sum 1 last 2 tail 3\n');
+    const r = await snapvisor(['run', '--memory', '48m', '--', p], { timeoutMs: 60_000 });
+    expect(r.timedOut).toBe(false);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.toString()).toBe(want.stdout.toString());
   }, 90_000);
 });
 

@@ -10,8 +10,8 @@ import { FIONREAD, MAP_SHARED, O_ACCMODE, O_APPEND, O_RDONLY, PROT_READ, PROT_WR
 import { fileWriteLimit } from '../kernel/rlimits.js';
 import { hostIdentity } from '../vfs/host-files.js';
 import type { Kernel } from '../kernel/kernel.js';
-import { pageRoundDown, pageRoundUp } from '../mm/memory-file.js';
-import { pageCacheBlock } from '../mm/page-cache.js';
+import { pageRoundUp } from '../mm/memory-file.js';
+import { fillFromHostFile, pageCacheBlock } from '../mm/page-cache.js';
 import { ALWAYS_READY, FileOps, reopenFlags, seekBySize, statByPath } from './file-ops.js';
 
 /** Graph record: the path (re-opened beneath the rootfs on restore) and the identity it had (checked then). */
@@ -79,24 +79,11 @@ export const hostFileOps: FileOps<HostFile> = {
     // A file open for writing may have changed since it was opened: its page-cache identity is what it is now.
     const id = (f.flags & O_ACCMODE) !== O_RDONLY ? hostIdentity(hostFstatOf(k, hfd)) : f.hostIdentity!;
     const mapLen = pageRoundUp(len);
-    const block = pageCacheBlock(k, f.path, id.size, id.mtimeMs, off, mapLen, (b) => {
-      // Only the file's data ranges (SEEK_DATA/SEEK_HOLE) are read and charged: the holes of a
-      // sparse file stay uncharged zeros (a 4 GiB sparse file maps at once, as natively).
-      const end = Math.min(off + mapLen, id.size);
-      for (const [s, e] of k.vfs.lower.dataRanges(hfd, id.size)) {
-        const lo = pageRoundDown(Math.max(s, off) - off), hi = Math.min(mapLen, pageRoundUp(Math.min(e, end) - off));
-        if (lo >= hi) continue;
-        let short = false;
-        k.mf.forEachChunk(b + lo, hi - lo, (view, ro) => {
-          if (short) return;
-          for (let done = 0; done < view.length;) {
-            const n = fs.readSync(hfd, view, done, view.length - done, off + lo + ro + done);
-            if (n <= 0) { short = true; return; } // the rest stays zero, like the tail of a file's last page
-            done += n;
-          }
-        }, true);
-      }
-    });
+    // Only the file's data ranges are read and charged: the holes of a sparse file stay
+    // uncharged zeros (a 4 GiB sparse file maps at once, as natively).
+    const lower = k.vfs.lower;
+    const block = pageCacheBlock(k, f.path, id.size, id.mtimeMs, off, mapLen,
+      (b) => fillFromHostFile(k, b, off, mapLen, lower.dataRanges(hfd, id.size), (buf, at) => lower.pread(hfd, buf, at)));
     return t.mm.mapBlock(addr, len, prot, flags, f.path, off, block, 0, true);
   },
   pollable: false,

@@ -24,7 +24,7 @@ import { pageRoundDown, pageRoundUp } from '../mm/memory-file.js';
 import { modeOf } from '../vfs/vfs.js';
 import { isDir, isReg } from '../vfs/stat.js';
 import { inodeRead } from '../vfs/inode-data.js';
-import { pageCacheBlock } from '../mm/page-cache.js';
+import { fillFromHostFile, pageCacheBlock } from '../mm/page-cache.js';
 import { fsnotifyExec } from '../files/inotify.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE, MS_NOEXEC, MS_NOSUID } from '../abi/linux.js';
 
@@ -143,18 +143,29 @@ const protOf = (flags: number) => (flags & PF_R ? PROT_READ : 0) | (flags & PF_W
 
 /**
  * The page-cache block of each PT_LOAD segment's file part of a host executable (index in
- * elf.phdrs → memory-file offset), read from the file on a cache miss. Done before execve's point
- * of no return, so a failed read is an ExecError and the old image stays.
+ * elf.phdrs → memory-file offset), filled in place from the file on a cache miss
+ * (fillFromHostFile: its data ranges only, zeros after the segment's file bytes). Done before
+ * execve's point of no return, so a failed read is an ExecError and the old image stays.
  */
 function segmentBlocks(t: Task, prog: Program): Map<number, number> {
   const blocks = new Map<number, number>();
-  if (!prog.identity) return blocks;
+  const host = prog.host;
+  if (!prog.identity || !host) return blocks;
   const k = t.kernel, id = prog.identity;
+  let ranges: Array<[number, number]> | undefined; // asked of the host once, at the first miss
   prog.elf.phdrs.forEach((ph, i) => {
     if (ph.type !== PT_LOAD || ph.memsz === 0 || ph.filesz === 0) return;
     const fileStart = ph.offset - (ph.vaddr % PAGE_SIZE);
     const len = ph.offset + ph.filesz - fileStart;
-    blocks.set(i, pageCacheBlock(k, prog.path, id.size, id.mtimeMs, fileStart, len, (b) => k.mf.write(b, readAt(prog, fileStart, len))));
+    blocks.set(i, pageCacheBlock(k, prog.path, id.size, id.mtimeMs, fileStart, len, (b) => {
+      try {
+        ranges ??= host.tree.dataRanges(host.fd, prog.size);
+        fillFromHostFile(k, b, fileStart, len, ranges, (buf, off) => host.tree.pread(host.fd, buf, off));
+      } catch (e) {
+        if (e instanceof SyscallError) throw e; // ENOMEM from the memory limit
+        throw hostExecError(prog.path, e);
+      }
+    }));
   });
   return blocks;
 }

@@ -7,7 +7,7 @@
  * gets new pages; cached blocks live as long as the sandbox (and travel with checkpoints).
  */
 import type { Kernel } from '../kernel/kernel.js';
-import { pageRoundUp } from './memory-file.js';
+import { pageRoundDown, pageRoundUp } from './memory-file.js';
 
 /** The memory-file user id under which the cache holds its blocks (address spaces are positive). */
 const CACHE_USER = -0x7fff_ffff;
@@ -26,6 +26,34 @@ export function pageCacheBlock(k: Kernel, hostPath: string, size: number, mtimeM
   if (!k.state.memoryFile.pageCache) k.stage([['set', ['memoryFile', 'pageCache'], {}]]);
   k.stage([['set', ['memoryFile', 'pageCache', key], block]]);
   return block;
+}
+
+/**
+ * Fill a page-cache block from a host file, in place: bytes [offset, offset+len) of the file go
+ * to the block at memory-file offset `block` by pread(2) straight into the memory file's windows,
+ * never through a buffer on the kernel's heap. Only the file's data ranges are read, and so
+ * charged: `ranges` are its [start, end) byte pairs (SEEK_DATA/SEEK_HOLE, as HostTree.dataRanges
+ * gives them, ending at the file's size). Holes, bytes past the file's end or past `len`, and the
+ * rest of a short read (the file shrank) stay uncharged zeros, as the tail of a file's last page.
+ * `pread(buf, off)` reads file byte `off` on into `buf` and returns the count (0 at the end); what
+ * it throws goes on, as does SyscallError(ENOMEM) from charging the memory limit (pageCacheBlock
+ * then frees the block). Used by mmap of a host file (src/files/host.ts) and by execve's
+ * PT_LOAD segments (src/loader/exec.ts), whose blocks it fills as filemap_read_folio fills Linux's.
+ */
+export function fillFromHostFile(k: Kernel, block: number, offset: number, len: number, ranges: ReadonlyArray<readonly [number, number]>, pread: (buf: Uint8Array, off: number) => number): void {
+  for (const [s, e] of ranges) {
+    const lo = pageRoundDown(Math.max(s, offset) - offset), hi = Math.min(len, e - offset);
+    if (lo >= hi) continue;
+    let short = false;
+    k.mf.forEachChunk(block + lo, hi - lo, (view, ro) => {
+      if (short) return;
+      for (let done = 0; done < view.length;) {
+        const n = pread(view.subarray(done), offset + lo + ro + done);
+        if (n <= 0) { short = true; return; }
+        done += n;
+      }
+    }, true);
+  }
 }
 
 /**
