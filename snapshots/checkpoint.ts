@@ -420,6 +420,7 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     kernel.resumeRestored();
     if (opts.workingSet) useWorkingSet(kernel, storeDir, opened.id, trace);
     trace?.('resumed');
+    if (trace) traceFirstOutput(kernel, trace);
   } catch (e) {
     kernel.destroy();
     throw e;
@@ -484,6 +485,17 @@ function useWorkingSet(kernel: Kernel, storeDir: string, id: string, trace?: (wh
   };
   setTimeout(save, WORKING_SET_RECORD_MS).unref();
   void kernel.exited.then(save);
+}
+
+/** SNAPVISOR_TRACE_RESTORE: a line when the guest first writes to a host fd (its output, before the bytes leave). */
+function traceFirstOutput(kernel: Kernel, trace: (what: string) => void): void {
+  const host = kernel.host;
+  const writeSync = host.writeSync;
+  host.writeSync = (...a) => {
+    host.writeSync = writeSync;
+    trace('first output');
+    return writeSync.apply(host, a);
+  };
 }
 
 /** Close the fds an opened checkpoint holds (its page file and inherited layers, and what fills them lazily). */
