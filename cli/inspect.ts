@@ -44,7 +44,11 @@ export function renderInspect(r: InspectReport): string {
   if (c.inheritsFrom.length) out.push(`incremental: its unchanged pages are in the page files of ${c.inheritsFrom.join(', ')}`);
   out.push(`rootfs ${c.rootfs}, hostname ${c.hostname}, generation ${c.generation}, format ${c.formatVersion}, taken on ${Object.values(c.host).join(' ')}`);
   out.push(`CPU features the restoring host needs: ${c.cpuFeatures ? c.cpuFeatures.join(' ') : 'not recorded'}`);
-  out.push(`sizes: graph ${size(s.graphBytes)}; memory file ${size(s.memoryBytes)}; ${s.pages} pages stored (${size(s.storedPageBytes)}), ${s.zeroPages} zero pages; ${size(s.onDiskBytes)} on disk`);
+  // An incremental checkpoint holds more pages than it added: both counts, and the bytes of the new ones only.
+  const pages = s.inheritedPages
+    ? `${s.pages} pages: ${s.newPages} new in this checkpoint (${size(s.storedPageBytes)}), ${s.inheritedPages} in the page files it inherits from`
+    : `${s.pages} pages, all new in this checkpoint (${size(s.storedPageBytes)})`;
+  out.push(`sizes: graph ${size(s.graphBytes)}; memory file ${size(s.memoryBytes)}; ${pages}; ${s.zeroPages} zero pages; ${size(s.onDiskBytes)} on disk`);
   out.push('', 'processes');
   out.push(table(['PID', 'PPID', 'STATE', 'THREADS', 'FDS', 'MAPPED', 'STORED', 'COMMAND'],
     r.processes.map((p) => [p.pid, p.ppid, p.state, p.threads.length, p.files.length, size(p.memory.mappedBytes), size(p.memory.storedBytes), cmd(p, 80)])));

@@ -36,7 +36,17 @@ export interface InspectReport {
   sizes: {
     /** CBOR graph, bytes. */ graphBytes: number;
     /** Memory file size (the page file's logical size), bytes. */ memoryBytes: number;
-    /** Non-zero pages stored and their bytes (4096 each). */ pages: number; storedPageBytes: number;
+    /**
+     * Non-zero pages the checkpoint holds (what a restore maps), wherever they are: `newPages` in
+     * its own page file plus `inheritedPages` in the page files of `checkpoint.inheritsFrom`.
+     */
+    pages: number;
+    /** Pages this checkpoint added to the store (its own page file; for a pack, those named in host files too). */
+    newPages: number;
+    /** Pages named in the page files of the checkpoints it inherits from (0 for a full checkpoint): pages − newPages. */
+    inheritedPages: number;
+    /** Bytes of the pages this checkpoint added (newPages × 4096), uncompressed; not those it inherits. */
+    storedPageBytes: number;
     /** Pages found all zero (not stored). */ zeroPages: number;
     /** Bytes the page file and restore record take on disk. */ onDiskBytes: number;
   };
@@ -342,7 +352,7 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
         inheritsFrom: opened.layers.map((l) => l.id),
       },
       sizes: {
-        graphBytes: m.graphBytes, memoryBytes: opened.memorySizeBytes, pages: m.pages, storedPageBytes: m.storedPageBytes,
+        graphBytes: m.graphBytes, memoryBytes: opened.memorySizeBytes, pages: m.pages, newPages: m.newPages, inheritedPages: m.pages - m.newPages, storedPageBytes: m.storedPageBytes,
         zeroPages: m.zeroPages, onDiskBytes: onDisk,
       },
       processes, pipes, sockets, hostFiles, mounts,

@@ -90,6 +90,39 @@ describe('inspect', () => {
     expect(orphanStubs()).toEqual([]);
   }, 120_000);
 
+  it('sizes of an incremental checkpoint: the pages it holds, those new in it (with their bytes) and those it inherits, told apart', async () => {
+    const root = freshDir('inspect-incr-root'), store = freshDir('inspect-incr-store');
+    const name = `incr-${randomBytes(4).toString('hex')}`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/bin/busybox', 'sh', '-c', 'echo ready; while :; do sleep 1; done'], { timeoutMs: 90_000 });
+    await run.waitFor((l) => l === 'ready', 40_000);
+    const ids: string[] = [];
+    for (const extra of [[], ['--no-compress']]) {
+      const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, '--leave-running', ...extra], { timeoutMs: 30_000 });
+      expect(cp.status).toBe(0);
+      ids.push(cp.stdout.toString().trim().split(/\s+/).pop()!);
+    }
+    expect((await snapvisor(['--root', root, 'kill', name])).status).toBe(0);
+    expect(await run.done).toBe(137);
+    const sizes = async (id: string) => JSON.parse((await snapvisor(['inspect', id, '--store', store, '--json'])).stdout.toString()).sizes;
+    const full = await sizes(ids[0]), incr = await sizes(ids[1]);
+    // A full checkpoint: every page is its own.
+    expect(full.inheritedPages).toBe(0);
+    expect(full.newPages).toBe(full.pages);
+    expect(full.storedPageBytes).toBe(full.pages * 4096);
+    // The incremental one holds as many pages, most of them in the first one's page file; its bytes are those of its new pages only.
+    expect(incr.pages).toBeGreaterThan(100);
+    expect(incr.inheritedPages).toBeGreaterThan(incr.newPages);
+    expect(incr.newPages + incr.inheritedPages).toBe(incr.pages);
+    expect(incr.storedPageBytes).toBe(incr.newPages * 4096);
+    // `checkpoints` lists the same counts (PAGES, STORED).
+    const listed = JSON.parse((await snapvisor(['checkpoints', '--store', store, '--json'])).stdout.toString());
+    expect(listed.map((c: { pages: number; storedPageBytes: number }) => [c.pages, c.storedPageBytes])).toEqual([[full.pages, full.storedPageBytes], [incr.pages, incr.storedPageBytes]]);
+    const size = (n: number) => (n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
+    const line = async (id: string) => (await snapvisor(['inspect', id, '--store', store])).stdout.toString().split('\n').find((l) => l.startsWith('sizes: '));
+    expect(await line(ids[1])).toContain(`; ${incr.pages} pages: ${incr.newPages} new in this checkpoint (${size(incr.storedPageBytes)}), ${incr.inheritedPages} in the page files it inherits from; ${incr.zeroPages} zero pages; `);
+    expect(await line(ids[0])).toContain(`; ${full.pages} pages, all new in this checkpoint (${size(full.storedPageBytes)}); ${full.zeroPages} zero pages; `);
+  }, 120_000);
+
   it('an unknown checkpoint or store is one line and status 1', async () => {
     const store = freshDir('inspect-empty');
     const r = await snapvisor(['inspect', 'abcdef12', '--store', store]);
