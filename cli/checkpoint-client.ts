@@ -8,6 +8,7 @@
  * gives the same answer and output for the shapes taken here.
  */
 import { type ControlResponse, controlSocket, defaultStore, request } from './control-client.js';
+import { storeDirProblem } from './host-errors.js';
 import path from 'node:path';
 
 /** What a checkpoint request answers on success (snapshots/checkpoint.ts CheckpointResult), as the command prints it. */
@@ -21,14 +22,19 @@ export function checkpointLine(name: string, s: CheckpointAnswer): string {
   return `checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored${packed}), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`;
 }
 
+/** Exit status of a `checkpoint` interrupted by ^C (SIGINT) before it was stored, as a shell gives a command SIGINT ended: 128 + 2. */
+export const INTERRUPTED_STATUS = 130;
+
 /**
  * What `checkpoint NAME` prints for sandbox `name` given the sandbox's answer `r`, or the Error
  * that came instead (no answer in time, no socket, an invalid name): the text (one line), the fd
- * it goes to (1 or 2) and the exit status (0 or 1). The node client prints it, and the control
- * server gives it to the bin's native front (cli/control.ts, op `front`).
+ * it goes to (1 or 2) and the exit status (0, 1, or INTERRUPTED_STATUS for an answer saying the
+ * checkpoint was interrupted). The node client prints it, and the control server gives it to
+ * the bin's native front (cli/control.ts, op `front`).
  */
-export function checkpointOutput(name: string, r: ControlResponse | Error): { fd: 1 | 2; text: string; status: 0 | 1 } {
+export function checkpointOutput(name: string, r: ControlResponse | Error): { fd: 1 | 2; text: string; status: 0 | 1 | typeof INTERRUPTED_STATUS } {
   if (r instanceof Error) return { fd: 2, text: `snapvisor: ${r.message}\n`, status: 1 };
+  if (!r.ok && r.interrupted) return { fd: 2, text: `snapvisor: checkpoint of '${name}' interrupted: nothing was stored, the sandbox runs on\n`, status: INTERRUPTED_STATUS };
   if (!r.ok) return { fd: 2, text: `snapvisor: checkpoint of '${name}' failed: ${r.error}\n`, status: 1 };
   return { fd: 1, text: checkpointLine(name, r as unknown as CheckpointAnswer), status: 0 };
 }
@@ -40,6 +46,21 @@ export function checkpointOutput(name: string, r: ControlResponse | Error): { fd
  */
 function traceClient(what: string): void {
   process.stderr.write(`[checkpoint ${performance.now().toFixed(1)} ms, clock ${((performance.timeOrigin + performance.now()) % 1e5).toFixed(1)}] ${what}\n`);
+}
+
+/**
+ * ^C (SIGINT) while a `checkpoint` waits for its answer: the first aborts the returned signal
+ * (request() then asks the sandbox to stop the checkpoint, and the answer says whether it did),
+ * a second ends this process at once with INTERRUPTED_STATUS (its connection closing stops the
+ * checkpoint all the same: cli/control.ts).
+ */
+export function interruptOnSigint(): AbortSignal {
+  const c = new AbortController();
+  process.on('SIGINT', () => {
+    if (c.signal.aborted) process.exit(INTERRUPTED_STATUS);
+    c.abort();
+  });
+  return c.signal;
 }
 
 /** The options of a checkpoint command this module runs itself. */
@@ -105,12 +126,18 @@ export function lightCheckpoint(args: readonly string[]): Promise<void> | undefi
   const end = (stream: NodeJS.WriteStream, line: string, status: number): Promise<void> => new Promise(() => stream.write(line, () => process.exit(status)));
   return (async () => {
     let r: ControlResponse | Error;
+    const interrupt = interruptOnSigint();
     try {
-      const store = path.resolve(p.store ?? defaultStore());
-      r = await request(controlSocket(p.root, p.name), { op: 'checkpoint', store, leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, p.timeoutMs);
+      const given = p.store ?? defaultStore();
+      // A store path that is a file, or through one: the line the other commands give (cli/host-errors.ts).
+      const problem = storeDirProblem(given);
+      if (problem) throw new Error(problem);
+      const store = path.resolve(given);
+      r = await request(controlSocket(p.root, p.name), { op: 'checkpoint', store, leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, p.timeoutMs, undefined, interrupt);
       trace?.('client answered');
     } catch (e) {
-      r = e as Error;
+      // ^C before the request reached the sandbox: nothing was asked, so nothing was stored.
+      r = interrupt.aborted ? { ok: false, interrupted: true, error: 'interrupted' } : e as Error;
     }
     const out = checkpointOutput(p.name, r);
     await end(out.fd === 1 ? process.stdout : process.stderr, out.text, out.status);

@@ -20,7 +20,8 @@ export function stateDir(root?: string): string {
 export { defaultStore } from './store-dir.js';
 
 export interface ControlRequest { op: string; store?: string; leaveRunning?: boolean; [k: string]: unknown }
-export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; error: string };
+/** An answer: `interrupted` says a checkpoint stopped because its client asked or went away (nothing stored). */
+export type ControlResponse = { ok: true; [k: string]: unknown } | { ok: false; error: string; interrupted?: boolean };
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export function checkName(name: string): void {
@@ -35,11 +36,20 @@ export const CONTROL_TIMEOUT_MS: Partial<Record<ControlRequest['op'], number>> =
  * CONTROL_TIMEOUT_MS for the op). Rejects with a one-line Error when there is no answer in time,
  * the connection fails, or the answer is not one JSON line. Progress lines the sandbox sends
  * before its answer (`{"progress":[doneBytes,totalBytes]}`, for a checkpoint asked with
- * `progress: true`) go to `onProgress`.
+ * `progress: true`) go to `onProgress`. `interrupt` aborted (the client's ^C): a second line,
+ * `{"op":"abort"}`, asks the sandbox to stop what it does for this request (a checkpoint: it answers
+ * `{"ok":false,"interrupted":true,…}` once nothing of it is left, or its result if that came too
+ * late), and the answer is still awaited; before the connection is made, the request is dropped
+ * (rejects). A connection closed before the answer (this process killed, or giving up after
+ * `timeoutMs`) stops a checkpoint the same way (cli/control.ts).
  */
-export function request(sock: string, req: ControlRequest, timeoutMs = CONTROL_TIMEOUT_MS[req.op] ?? 10_000, onProgress?: (doneBytes: number, totalBytes: number) => void): Promise<ControlResponse> {
+export function request(sock: string, req: ControlRequest, timeoutMs = CONTROL_TIMEOUT_MS[req.op] ?? 10_000, onProgress?: (doneBytes: number, totalBytes: number) => void, interrupt?: AbortSignal): Promise<ControlResponse> {
   return new Promise((resolve, reject) => {
     const c = net.createConnection(sock);
+    interrupt?.addEventListener('abort', () => {
+      if (c.connecting) { c.destroy(); done(reject)(new Error(`'${req.op}' interrupted before the sandbox got it`)); return; }
+      if (!c.destroyed) c.write('{"op":"abort"}\n');
+    }, { once: true });
     let buf = '';
     const timer = setTimeout(() => {
       c.destroy();

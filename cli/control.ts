@@ -13,6 +13,7 @@ import { eventJson, typeFilter } from '../src/kernel/events.js';
 import { type ControlRequest, type ControlResponse, checkName, request, stateDir } from './control-client.js';
 import { makeDirs } from '../snapshots/make-dirs.js';
 import { checkpointOutput, parseLightCheckpoint } from './checkpoint-client.js';
+import { storeDirProblem } from './host-errors.js';
 
 export { CONTROL_TIMEOUT_MS, type ControlRequest, type ControlResponse, checkName, controlSocket, defaultStore, request, stateDir } from './control-client.js';
 
@@ -55,14 +56,24 @@ export async function serveControl(root: string | undefined, name: string, kerne
   let away: CheckpointedAway | undefined;
   const server = net.createServer((conn) => {
     let buf = '';
-    conn.on('data', async (d) => {
+    // A checkpoint asked for on this connection stops (nothing stored, the guest runs on) if the
+    // client asks so in a later line (`{"op":"abort"}`: its ^C) or goes away before the answer
+    // (killed, or given up waiting): nobody would learn its id, and without --leave-running the
+    // guest would be lost with it. Once the checkpoint is stored, the abort comes too late.
+    const interrupt = new AbortController();
+    conn.on('close', () => interrupt.abort());
+    conn.on('data', (d) => {
       buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl < 0 || conn.readableEnded) return;
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
+      for (let nl = buf.indexOf('\n'); nl >= 0 && !conn.readableEnded; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        void handle(line);
+      }
+    });
+    const handle = async (line: string): Promise<unknown> => {
       let req: ControlRequest;
       try { req = JSON.parse(line); } catch { conn.end(JSON.stringify({ ok: false, error: 'bad request' }) + '\n'); return; }
+      if (req.op === 'abort') { interrupt.abort(); return; }
       const reply = (r: ControlResponse) => conn.end(JSON.stringify(r) + '\n');
       if (handler?.(req, conn)) return;
       if (req.op === 'status') return reply({ ok: true, pid: process.pid, name });
@@ -82,16 +93,22 @@ export async function serveControl(root: string | undefined, name: string, kerne
         void kernel.exited.then(() => { kernel.events.flush(); sub.close(); conn.end(); });
         return;
       }
-      if (req.op === 'checkpoint') return reply(await checkpoint(req, conn));
-      if (req.op === 'front') return frontCheckpoint(req, conn, checkpoint);
+      if (req.op === 'checkpoint') return reply(await checkpoint(req, conn, interrupt.signal));
+      if (req.op === 'front') return frontCheckpoint(req, conn, (r, c) => checkpoint(r, c, interrupt.signal));
       reply({ ok: false, error: `unknown op ${(req as { op: string }).op}` });
-    });
+    };
     conn.on('error', () => undefined);
   });
-  /** The `checkpoint` op: the answer to send (progress lines, if asked for, written to `conn` meanwhile). */
-  const checkpoint = async (req: ControlRequest, conn: net.Socket): Promise<ControlResponse> => {
+  /**
+   * The `checkpoint` op: the answer to send (progress lines, if asked for, written to `conn`
+   * meanwhile); `signal` aborted stops it (checkpointKernel), answered `{ok: false, interrupted: true}`.
+   */
+  const checkpoint = async (req: ControlRequest, conn: net.Socket, signal: AbortSignal): Promise<ControlResponse> => {
     traceRequest?.('request received');
     if (busy) return { ok: false, error: 'a checkpoint of this sandbox is already in progress' };
+    // A store path that is a file, or through one (clients say so themselves first: cli/host-errors.ts).
+    const problem = typeof req.store === 'string' ? storeDirProblem(req.store) : 'no store given';
+    if (problem) return { ok: false, error: problem };
     busy = true;
     try {
       const { checkpointKernel } = await import('../snapshots/checkpoint.js');
@@ -104,10 +121,11 @@ export async function serveControl(root: string | undefined, name: string, kerne
         lastMs = now;
         conn.write(JSON.stringify({ progress: [done, total] }) + '\n');
       } : undefined;
-      const r = await checkpointKernel(kernel, req.store!, { leaveRunning, name, compress: !!req.compress, onProgress, onWritten: (w) => { if (!leaveRunning) away = { id: w.id, store: req.store! }; } });
+      const r = await checkpointKernel(kernel, req.store!, { leaveRunning, name, compress: !!req.compress, onProgress, signal, onWritten: (w) => { if (!leaveRunning) away = { id: w.id, store: req.store! }; } });
       return { ok: true, ...r };
     } catch (e) {
-      return { ok: false, error: (e as Error).message };
+      if (signal.aborted) traceRequest?.('interrupted');
+      return { ok: false, error: (e as Error).message, ...(signal.aborted ? { interrupted: true } : {}) };
     } finally {
       busy = false;
     }
@@ -155,6 +173,8 @@ function frontCheckpoint(req: ControlRequest, conn: net.Socket, checkpoint: (req
   const home = str(env.HOME);
   const store = p.store ?? (str(env.SNAPVISOR_STORE) || path.join(str(env.XDG_DATA_HOME) || (home === undefined ? '' : path.join(home, '.local', 'share')), 'snapvisor', 'checkpoints'));
   if (p.store === undefined && !str(env.SNAPVISOR_STORE) && !str(env.XDG_DATA_HOME) && home === undefined) return fallback();
+  const problem = storeDirProblem(store, cwd);
+  if (problem) return answer(checkpointOutput(p.name, new Error(problem)));
   // (--timeout is the front's: it stops waiting, as the node client does, the checkpoint goes on.)
   void checkpoint({ op: 'checkpoint', store: path.resolve(cwd, store), leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, conn)
     .then((r) => answer(checkpointOutput(p.name, r)));

@@ -61,40 +61,44 @@ export function errorLine(e: unknown): string {
  * store says only `no checkpoint store at DIR` for these): a path through a file (ENOTDIR), a
  * file where the directory should be, a directory this user may not read (EACCES). Undefined
  * when it is a readable directory, or absent (callers decide: `checkpoints` lists an absent store
- * as empty, `import` creates it, the others say the store's own `no checkpoint store at DIR`).
+ * as empty, `import` and `checkpoint` create it, the others say the store's own `no checkpoint
+ * store at DIR`). `cwd`: the directory a relative `dir` is taken from (default: this process's),
+ * for a sandbox answering another process's `checkpoint` (cli/control.ts); the line names `dir`
+ * as given.
  */
-export function storeDirProblem(dir: string): string | undefined {
-  return dirProblem('checkpoint store', dir);
+export function storeDirProblem(dir: string, cwd?: string): string | undefined {
+  return dirProblem('checkpoint store', dir, cwd);
 }
 
 /**
  * Why the directory `dir` (`what`: "checkpoint store", "state directory"…, named in the line)
  * cannot be used, as storeDirProblem; undefined when it is a directory this user may read and
- * search, or does not exist (it may be made).
+ * search, or does not exist (it may be made). `cwd` as storeDirProblem's.
  */
-export function dirProblem(what: string, dir: string): string | undefined {
+export function dirProblem(what: string, dir: string, cwd?: string): string | undefined {
+  const at = (p: string): string => (cwd === undefined ? p : path.resolve(cwd, p));
   let st: fs.Stats;
   try {
-    st = fs.statSync(dir);
+    st = fs.statSync(at(dir));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
-    if (code === 'ENOTDIR') return `${what} ${dir}: ${fileOnPath(dir) ?? 'a component of the path'} is not a directory`;
+    if (code === 'ENOTDIR') return `${what} ${dir}: ${fileOnPath(dir, at) ?? 'a component of the path'} is not a directory`;
     return `cannot reach ${what} ${dir}: ${hostErrorWords(e)}`;
   }
   if (!st.isDirectory()) return `${what} ${dir} is not a directory`;
   try {
-    fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK);
+    fs.accessSync(at(dir), fs.constants.R_OK | fs.constants.X_OK);
   } catch (e) {
     return `cannot read ${what} ${dir}: ${hostErrorWords(e)}`;
   }
   return undefined;
 }
 
-/** The nearest ancestor of `p` that exists and is not a directory (why a path through it gives ENOTDIR). */
-function fileOnPath(p: string): string | undefined {
+/** The nearest ancestor of `p` that exists and is not a directory (why a path through it gives ENOTDIR); `at` resolves a relative one. */
+function fileOnPath(p: string, at: (p: string) => string = (x) => x): string | undefined {
   for (let a = path.dirname(p); a !== path.dirname(a); a = path.dirname(a)) {
-    const st = fs.statSync(a, { throwIfNoEntry: false });
+    const st = fs.statSync(at(a), { throwIfNoEntry: false });
     if (st && !st.isDirectory()) return a;
   }
   return undefined;

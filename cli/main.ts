@@ -11,8 +11,8 @@ import { DEFAULT_PLATFORM, PLATFORM_DESCRIPTIONS as PLATFORMS } from '../platfor
 // Only what every command needs is loaded at start-up: the kernel (run, restore), the store
 // and the syscall table are imported by the commands that use them, so `checkpoint`,
 // `checkpoints` and `--help` start without parsing the kernel.
-import { controlSocket, defaultStore, fail, request, streamRemote } from './control.js';
-import { type CheckpointAnswer, checkpointLine } from './checkpoint-client.js';
+import { type ControlResponse, checkName, controlSocket, defaultStore, fail, request, streamRemote } from './control.js';
+import { checkpointOutput, interruptOnSigint } from './checkpoint-client.js';
 import { controlSocketError } from './control-client.js';
 import { configureLog } from './oci/log.js';
 import * as oci from './oci/commands.js';
@@ -213,13 +213,19 @@ Examples:
       if (program.opts().debug) process.stderr.write(line + '\n');
       return;
     }
-    const store = opts.store ?? defaultStore();
+    // A store path that is a file, or through one, is named as the other commands name it (a missing store is made).
+    const store = storeArg(opts.store);
     const { progressBar } = await import('./progress.js');
     const bar = progressBar('checkpoint');
-    const r = await request(controlSocket(program.opts().root, name), { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning, compress: opts.compress !== false, progress: !!process.stderr.isTTY }, opts.timeout, bar.update)
+    const sock = controlSocket(program.opts().root, name);
+    // ^C: the sandbox is asked to stop the checkpoint; what it answers is printed (cli/checkpoint-client.ts).
+    const interrupt = interruptOnSigint();
+    const r = await request(sock, { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning, compress: opts.compress !== false, progress: !!process.stderr.isTTY }, opts.timeout, bar.update, interrupt)
+      .catch((e: Error) => { if (interrupt.aborted) return { ok: false, interrupted: true, error: 'interrupted' } as ControlResponse; throw e; })
       .finally(() => bar.stop());
-    if (!r.ok) throw new Error(`checkpoint of '${name}' failed: ${r.error}`);
-    process.stdout.write(checkpointLine(name, r as unknown as CheckpointAnswer));
+    const out = checkpointOutput(name, r);
+    if (out.fd === 1) process.stdout.write(out.text); else fail(out.text.replace(/^snapvisor: /, '').trimEnd());
+    process.exitCode = out.status;
   }));
 
 program
@@ -609,6 +615,9 @@ program
   .addHelpText('after', '\nExample:\n  snapvisor update --pids-limit 64 c1')
   .action(guarded(async (id: string, opts) => oci.updateContainer(program.opts().root, id, opts)));
 
+/** How long `events NAME` waits for the control socket of a sandbox NAME that is starting (ms). */
+const EVENTS_WAIT_MS = 2000;
+
 program
   .command('events')
   .description('stream the events of the running sandbox NAME as JSON lines until it ends; for an OCI container ID, its stats as JSON event lines (runc events)')
@@ -620,8 +629,24 @@ program
   .action(guarded(async (name: string, opts) => {
     const root = program.opts().root;
     if (opts.stats || (oci.containerExists(root, name) && !opts.type)) return oci.eventsContainer(root, name, opts);
-    const sock = controlSocket(root, name);
-    await streamRemote(sock, opts.type, (s) => process.stdout.write(s)).catch((e) => { throw new Error(controlSocketError(sock, e)); });
+    // A `run --name NAME &` started just before registers NAME only once its sandbox is built
+    // (node's start-up, the program loaded: 0.1–0.5 s here, more under load), and a sandbox of that
+    // name killed earlier may have left its socket behind until then: wait for it a while (bounded).
+    checkName(name);
+    const deadline = Date.now() + EVENTS_WAIT_MS;
+    const pause = () => new Promise((r) => setTimeout(r, 50));
+    for (;;) {
+      let sock: string;
+      try { sock = controlSocket(root, name); } catch (e) { if (Date.now() >= deadline) throw e; await pause(); continue; }
+      try {
+        await streamRemote(sock, opts.type, (s) => process.stdout.write(s));
+        return;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if ((code === 'ECONNREFUSED' || code === 'ENOENT') && Date.now() < deadline) { await pause(); continue; }
+        throw new Error(controlSocketError(sock, e));
+      }
+    }
   }));
 
 program

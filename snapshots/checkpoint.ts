@@ -13,7 +13,7 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, cancelStoreOpening, catalogueWarm, checkRootfs, openStoreEarly, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, settleCatalogue, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
+import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, cancelStoreOpening, catalogueWarm, checkpointInterrupted, checkRootfs, openStoreEarly, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, settleCatalogue, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, readRunChecks, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
@@ -48,6 +48,13 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   onWritten?: (summary: CheckpointSummary) => void;
   /** Bytes of the captured memory's populated ranges written so far, and their total (writeCheckpoint). */
   onProgress?: ProgressCallback;
+  /**
+   * Aborted (the client that asked went away, or asked to stop: cli/control.ts): the checkpoint
+   * stops before its capture, or its page write stops (WriteOptions.signal), nothing is left in
+   * the store, the guest runs on (also without `leaveRunning`) and checkpointInterrupted() is
+   * thrown; once the catalogue is being written it is too late: the checkpoint completes.
+   */
+  signal?: AbortSignal;
 }): Promise<CheckpointResult> {
   const t0 = performance.now();
   traceCheckpoint?.('start');
@@ -60,11 +67,16 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   let opening = catalogueWarm() ? openStoreEarly(storeDir) : undefined;
   const giveUp = (e: unknown): unknown => { if (opening) cancelStoreOpening(opening); return e; };
   try {
+    if (opts.signal?.aborted) throw checkpointInterrupted();
     await kernel.quiesce();
   } catch (e) {
     throw giveUp(e);
   }
   traceCheckpoint?.('quiesced');
+  if (opts.signal?.aborted) {
+    kernel.thaw();
+    throw giveUp(checkpointInterrupted());
+  }
   if (kernel.exitInfo) throw giveUp(new SnapshotError('the sandbox exited before it could be checkpointed'));
   const published = publishedConnections(kernel);
   if (published.length && !kernel.state.config.tcpCloseOnCheckpoint) {
@@ -120,7 +132,7 @@ export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
       throw giveUp(e);
     }
     traceCheckpoint?.('data found');
-    summary = await writeCheckpoint(storeDir, captured.graph, memory, { name: opts.name, parent: opts.parent ?? (sameStore ? origin!.parent || undefined : lastCheckpoint.get(kernel)?.[path.resolve(storeDir)]) }, opts.onProgress, { compress: opts.compress, opening });
+    summary = await writeCheckpoint(storeDir, captured.graph, memory, { name: opts.name, parent: opts.parent ?? (sameStore ? origin!.parent || undefined : lastCheckpoint.get(kernel)?.[path.resolve(storeDir)]) }, opts.onProgress, { compress: opts.compress, opening, signal: opts.signal });
     if (tracking) finishTracking(kernel, tracking, summary);
   } catch (e) {
     if (tracking) kernel.forgetClean(); // the pages it marked were never stored
@@ -600,7 +612,10 @@ function startVerifier(opened: OpenedCheckpoint): Worker | Error {
 
 /**
  * Start the page check VERIFY_DELAY_MS from now (unless the sandbox ended by then); stop the
- * sandbox when it finds a bad page (or cannot run); settle with its verdict.
+ * sandbox when it finds a bad page (or cannot run); settle with its verdict. A kernel destroyed
+ * without running to its end (a restore refused after restoreKernel, e.g. `restore --name` of a
+ * name taken) ends the check at once, unheard: its page files are closed then, and a worker
+ * opening `/proc/self/fd/N` after that would report ENOENT as a corrupt checkpoint.
  */
 function watchVerifier(kernel: Kernel, opened: OpenedCheckpoint, start: () => Worker | Error): Promise<string | undefined> {
   return new Promise((resolve) => {
@@ -615,6 +630,15 @@ function watchVerifier(kernel: Kernel, opened: OpenedCheckpoint, start: () => Wo
       }
       resolve(bad);
     };
+    const cancel = (): void => {
+      clearTimeout(timer);
+      destroyed.unsubscribe();
+      if (done) return;
+      done = true;
+      resolve(undefined);
+      void worker?.terminate();
+    };
+    const destroyed = kernel.destroyed$.subscribe(cancel);
     const timer = setTimeout(() => {
       if (done || kernel.exitInfo) return;
       const w = start();
@@ -628,6 +652,6 @@ function watchVerifier(kernel: Kernel, opened: OpenedCheckpoint, start: () => Wo
       w.on('exit', () => finish(`checkpoint ${opened.id}: page verification ended without a result`));
     }, VERIFY_DELAY_MS);
     timer.unref();
-    void kernel.exited.then(() => { clearTimeout(timer); if (!done) { done = true; resolve(undefined); void worker?.terminate(); } });
+    void kernel.exited.then(cancel);
   });
 }

@@ -148,6 +148,17 @@ export interface WriteOptions {
   compress?: boolean;
   /** The store's catalogue, opening since before the capture (openStoreEarly); taken over, and closed, by the write. */
   opening?: StoreOpening;
+  /**
+   * Aborted: stop writing the pages (between two read buffers, once those in flight are done), remove
+   * what was written and throw checkpointInterrupted(); an abort once the pages are all written and
+   * the catalogue is being written comes too late: the checkpoint is stored and returned.
+   */
+  signal?: AbortSignal;
+}
+
+/** The SnapshotError of a write stopped by WriteOptions.signal (nothing of it is left in the store). */
+export function checkpointInterrupted(): SnapshotError {
+  return new SnapshotError('the checkpoint was interrupted: nothing was stored');
 }
 
 /** What the store tells about one checkpoint. Sizes in bytes, times in milliseconds. */
@@ -325,9 +336,14 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
     const inherit = usableInheritance(dir, memory.inherited);
     // Pages: every non-zero page goes to its own offset in the page file (zero pages stay holes).
     const written = compress
-      ? await writePack(pageFile, memory, ranges, crunch, onProgress, inherit)
-      : { ...(await writePageFile(pageFile, memory, ranges, crunch, onProgress, inherit)), packBytes: undefined, filePages: undefined, synced: undefined };
+      ? await writePack(pageFile, memory, ranges, crunch, onProgress, inherit, options.signal)
+      : { ...(await writePageFile(pageFile, memory, ranges, crunch, onProgress, inherit, options.signal)), packBytes: undefined, filePages: undefined, synced: undefined };
     traceCheckpoint?.(`pages written (${written.newPages} of ${written.pages}; ${crunch.stats()})`);
+    // The last moment an interruption is heard: the files written are removed (not in the catalogue yet).
+    if (options.signal?.aborted) {
+      await written.synced?.catch(() => undefined);
+      throw checkpointInterrupted();
+    }
     return written;
   };
   try {
@@ -1423,7 +1439,7 @@ interface ScannedPages { runs: PagemapRun[]; pages: number; zeroPages: number; n
  * reports progress. Returns the pagemap runs (CRC-32 per page, sorted by offset), all non-zero
  * pages, the zero pages, this checkpoint's own pages (newPages) and the layers.
  */
-async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[number, number]>, sink: PageSink, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, writeFd = -1): Promise<ScannedPages> {
+async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[number, number]>, sink: PageSink, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, writeFd = -1, signal?: AbortSignal): Promise<ScannedPages> {
   /** Page files of former layers opened for comparison (-1: could not be opened). */
   const layerFds = new Map<number, number>();
   try {
@@ -1577,6 +1593,11 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
           await new Promise((r) => setImmediate(r));
           lastYield = performance.now();
         }
+        if (signal?.aborted) {
+          // WriteOptions.signal: the buffers in flight are finished first (the crunch may be writing them into the page file), then no more.
+          while (queue.length) await finish(queue.shift()!);
+          throw checkpointInterrupted();
+        }
         const n = len / PAGE_SIZE, first = off / PAGE_SIZE;
         let lo = 0, hi = n;
         let skip: Uint8Array | undefined;
@@ -1622,7 +1643,7 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
  * `path`, at their memory-file offsets (zero pages and pages named elsewhere are holes), and
  * fdatasync it. See scanPages for what is named rather than written, and what is returned.
  */
-async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages> {
+async function writePageFile(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, signal?: AbortSignal): Promise<ScannedPages> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   // Synced as it is written: the final fdatasync of a 242 MiB page file had all of it to write.
   const sync = new EarlySync(fd);
@@ -1651,7 +1672,7 @@ async function writePageFile(path: string, memory: MemorySource, ranges: Array<[
         sync.wrote(lastEnd < 0 ? PAGE_SIZE : Math.max(0, end - lastEnd));
         lastEnd = end;
       },
-    }, crunch, onProgress, inherit, direct ? fd : -1);
+    }, crunch, onProgress, inherit, direct ? fd : -1, signal);
     await sync.finish();
     return scanned;
   } finally {
@@ -1712,7 +1733,7 @@ function earlierPack(dir: string, id: string, seen: Map<string, PackFacts | unde
  * scanPages for what is named rather than written; returns its result, the own pages named in
  * host files and the pack's size in bytes.
  */
-async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages): Promise<ScannedPages & { filePages: number; packBytes: number; synced: Promise<void> }> {
+async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, signal?: AbortSignal): Promise<ScannedPages & { filePages: number; packBytes: number; synced: Promise<void> }> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   const writer = new PackWriter(fd);
   /** The last fdatasync, under way once the pack is written: it closes the fd when done. */
@@ -1852,7 +1873,7 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
         // from the buffer), one that goes on keeps a copy of its pages.
         if (chunkStart >= 0 && chunkStart + PACK_CHUNK_BYTES <= end) { submitChunk(); chunkStart = -1; } else spill();
       },
-    }, crunch, onProgress, inherit);
+    }, crunch, onProgress, inherit, -1, signal);
     submitChunk();
     // A layer named only by copies is a layer all the same (delete and gc keep it). The packs a
     // pack copies from must live as long as it: every checkpoint that names it (or inherits from

@@ -3,11 +3,13 @@
  * (cli/checkpoint-client.ts): which shapes it takes itself, and that a real checkpoint through it
  * loads no bundle, prints what the full CLI prints and restores.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseLightCheckpoint } from '../cli/checkpoint-client.js';
-import { freshDir, snapvisor, snapvisorStreaming } from './helpers.js';
+import { CLI, freshDir, snapvisor, snapvisorStreaming } from './helpers.js';
 
 describe('checkpoint without the bundle', () => {
   it('takes the usual shapes and leaves every other one to the full CLI', () => {
@@ -67,11 +69,15 @@ describe('checkpoint without the bundle', () => {
     await run.waitFor((l) => l === '3', 60_000);
     // procfs answers mkdir with ENOENT under a directory that exists: Node 20's recursive mkdir
     // looped on it forever, with the guest paused (snapshots/make-dirs.ts).
-    for (const [bad, error] of [['/proc/nonexistent/store', 'ENOENT (mkdir)'], [path.join(base, 'afile', 'store'), 'ENOTDIR (mkdir)']]) {
+    // (A path through a file is named before the request is sent, as other commands name it.)
+    for (const [bad, line] of [
+      ['/proc/nonexistent/store', `checkpoint of '${name}' failed: cannot write checkpoint into /proc/nonexistent/store: ENOENT (mkdir)`],
+      [path.join(base, 'afile', 'store'), `checkpoint store ${base}/afile/store: ${base}/afile is not a directory`],
+    ]) {
       for (const mode of [['--leave-running'], []]) {
         const r = await snapvisor(['--root', root, 'checkpoint', name, '--store', bad, ...mode], { timeoutMs: 30_000 });
         expect(r.timedOut, `${bad} ${mode}`).toBe(false);
-        expect(r.stderr).toBe(`snapvisor: checkpoint of '${name}' failed: cannot write checkpoint into ${bad}: ${error}\n`);
+        expect(r.stderr).toBe(`snapvisor: ${line}\n`);
         expect(r.status).toBe(1);
       }
     }
@@ -84,4 +90,55 @@ describe('checkpoint without the bundle', () => {
     expect(await run.done).toBe(137);
     expect(fs.existsSync('/proc/nonexistent')).toBe(false);
   }, 200_000);
+
+  it('^C (SIGINT) stops a checkpoint: status 130, nothing stored, the guest runs on (node client, full CLI, native front)', async () => {
+    const base = freshDir('ckint');
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+    const name = `ckint-${process.pid}`;
+    // 300 MiB of pages written flat (--no-compress): ~1 s of writing here, long enough to be interrupted.
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c',
+      'import time\nb = bytearray(300 << 20)\nfor i in range(0, len(b), 4096): b[i] = i // 4096 % 251 + 1\ni = 0\nwhile True: print(i, flush=True); i += 1; time.sleep(0.05)'],
+    { timeoutMs: 240_000, env: { ...process.env, SNAPVISOR_TRACE_CHECKPOINT: '1' } });
+    await run.waitFor((l) => l === '3', 90_000);
+    const storeFiles = (): string[] => ['pages', 'meta'].flatMap((d) => fs.existsSync(path.join(store, d)) ? fs.readdirSync(path.join(store, d)).map((n) => `${d}/${n}`) : []);
+    const captures = (): number => (run.stderr().match(/\] captured /g) ?? []).length;
+    const FRONT = path.join(path.dirname(CLI), 'snapvisor');
+    for (const [client, mode] of [
+      [[process.execPath, CLI], []], // the node client without the bundle (stderr is no terminal)
+      [[process.execPath, CLI, '--log', path.join(base, 'log')], ['--leave-running']], // the full CLI
+      [[FRONT], []], // the native front: killed by the signal, its connection's close stops the checkpoint
+    ] as Array<[string[], string[]]>) {
+      const what = `${path.basename(client[client.length - 1])} ${client.includes('--log') ? '--log ' : ''}${mode.join(' ')}`;
+      const seen = captures();
+      const child = spawn(client[0], [...client.slice(1), '--root', root, 'checkpoint', name, '--store', store, '--no-compress', ...mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '', err = '';
+      child.stdout.on('data', (d) => { out += d; });
+      child.stderr.on('data', (d) => { err += d; });
+      const exited = new Promise<number>((resolve) => child.on('close', (code, sig) => resolve(code ?? 128 + os.constants.signals[sig!])));
+      // Once the guest is captured, its pages are being written: interrupt then.
+      for (const t0 = Date.now(); captures() === seen; await new Promise((r) => setTimeout(r, 5))) expect(Date.now() - t0, what).toBeLessThan(60_000);
+      child.kill('SIGINT');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      const status = await exited;
+      clearTimeout(killer);
+      expect(status, `${what}: ${out} ${err}`).toBe(130);
+      expect(out, what).toBe('');
+      expect(err, what).toBe(client[0] === FRONT ? '' : `snapvisor: checkpoint of '${name}' interrupted: nothing was stored, the sandbox runs on\n`);
+      // Nothing of it in the store (the front does not wait for the sandbox to clean up: a moment).
+      for (const t0 = Date.now(); storeFiles().length && Date.now() - t0 < 5000; await new Promise((r) => setTimeout(r, 50)));
+      expect(storeFiles(), what).toEqual([]);
+      // The guest runs on, with or without --leave-running.
+      const n = run.lines.length;
+      await run.waitFor(() => run.lines.length >= n + 3, 30_000);
+    }
+    expect(fs.readFileSync(path.join(base, 'log'), 'utf8')).toMatch(/level=error msg="checkpoint of '.*' interrupted: nothing was stored/);
+    const list = await snapvisor(['checkpoints', '--store', store, '--json']);
+    expect(JSON.parse(list.stdout.toString())).toEqual([]);
+    // And a checkpoint not interrupted goes ahead.
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, '--no-compress'], { timeoutMs: 120_000 });
+    expect(cp.stderr).toBe('');
+    expect(cp.status).toBe(0);
+    expect(await run.done).toBe(137);
+    expect(storeFiles()).toHaveLength(2);
+  }, 400_000);
 });

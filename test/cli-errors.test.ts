@@ -7,6 +7,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -330,6 +331,92 @@ describe('command groups and help', () => {
       expect(r.status, args.join(' ')).toBe(0);
       expect(r.stdout.toString()).toMatch(/^Usage: snapvisor /);
       expect(r.stderr).toBe('');
+    }
+  });
+});
+
+describe('a sandbox of 24 MiB (its pages checked in the background on restore)', () => {
+  let root: string, pyStore: string, flat: string, run: ReturnType<typeof snapvisorStreaming>;
+  const name = `cli-errors-py-${process.pid}`;
+
+  beforeAll(async () => {
+    const dir = freshDir('cli-errors-py');
+    root = path.join(dir, 'state');
+    pyStore = path.join(dir, 'store');
+    run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c',
+      'import time\nb = bytearray(24 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint("ready", flush=True)\nwhile True: time.sleep(0.1)'], { timeoutMs: 300_000 });
+    await run.waitFor((l) => l === 'ready', 90_000);
+    // Flat, more than restoreKernel checks before the guest starts (8 MiB): checked by a worker once it runs.
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', pyStore, '--leave-running', '--no-compress'], { timeoutMs: 60_000 });
+    expect(cp.stderr).toBe('');
+    expect(cp.status).toBe(0);
+    flat = cp.stdout.toString().trim().split(/\s+/).pop()!;
+  }, 150_000);
+  afterAll(async () => {
+    await snapvisor(['--root', root, 'kill', name]);
+    expect(await run.done).toBe(137);
+  });
+
+  it('restore --name of a taken name: the name clash alone, never a page check that outlived the refusal', async () => {
+    const clash = `snapvisor: a sandbox named 'x' is already running\n`;
+    // A live sandbox slow to answer (a loaded host): the refusal comes after the background page
+    // check began (150 ms after the restore), while the restored kernel was destroyed meanwhile;
+    // the delays sweep the moments of the refusal around the check's start.
+    const slowRoot = freshDir('slow-root');
+    let delayMs = 0;
+    const server = net.createServer((c) => c.once('data', () => setTimeout(() => c.end('{"ok":true,"pid":1,"name":"x"}\n'), delayMs)));
+    await new Promise<void>((r) => server.listen(path.join(slowRoot, 'x.sock'), r));
+    try {
+      for (const d of [0, 50, 100, 125, 150, 160, 175, 190, 200, 225, 250, 300, 400, 150, 175, 200]) {
+        delayMs = d;
+        const t0 = Date.now();
+        const r = await snapvisor(['--root', slowRoot, 'restore', flat, '--store', pyStore, '--name', 'x'], { timeoutMs: 30_000 });
+        expect(r.timedOut, `delay ${d} ms`).toBe(false);
+        expect(r.stderr, `delay ${d} ms`).toBe(clash);
+        expect(r.status).toBe(125);
+        expect(Date.now() - t0).toBeLessThan(25_000);
+      }
+    } finally {
+      server.close();
+    }
+    // The real clash: the sandbox that took the name.
+    for (let i = 0; i < 3; i++) {
+      const r = await snapvisor(['--root', root, 'restore', flat, '--store', pyStore, '--name', name], { timeoutMs: 30_000 });
+      expect(r.stderr).toBe(`snapvisor: a sandbox named '${name}' is already running\n`);
+      expect(r.status).toBe(125);
+    }
+  }, 240_000);
+
+  it('checkpoint --store FILE (or through a file): the store-path line of the other commands, from every client', async () => {
+    const file = path.join(freshDir('ck-store-file'), 'afile');
+    fs.writeFileSync(file, 'not a store\n');
+    const FRONT = path.join(path.dirname(CLI), 'snapvisor');
+    for (const [s, line] of [[file, `checkpoint store ${file} is not a directory`], [path.join(file, 'sub'), `checkpoint store ${file}/sub: ${file} is not a directory`]]) {
+      // The node client without the bundle, the full CLI (--log), the native front (answered by the sandbox).
+      for (const client of [[process.execPath, CLI], [process.execPath, CLI, '--log', path.join(path.dirname(file), 'log')], [FRONT]]) {
+        const r = await native([...client, '--root', root, 'checkpoint', name, '--store', s], { timeoutMs: 30_000 });
+        expect(r.stderr, client.join(' ')).toBe(`snapvisor: ${line}\n`);
+        expect(r.status).toBe(1);
+      }
+    }
+    // Relative to the caller's directory, named as given (the front's request is answered by the sandbox, in its own directory).
+    const r = await native([FRONT, '--root', root, 'checkpoint', name, '--store', 'afile/sub'], { cwd: path.dirname(file), timeoutMs: 30_000 });
+    expect(r.stderr).toBe('snapvisor: checkpoint store afile/sub: afile is not a directory\n');
+    expect(fs.readFileSync(file, 'utf8')).toBe('not a store\n');
+    // The sandbox ran on.
+    const ps = await snapvisor(['--root', root, 'ps', name]);
+    expect(ps.status).toBe(0);
+    expect(ps.stdout.toString()).toMatch(/python3/);
+  }, 120_000);
+});
+
+describe('not-found lines', () => {
+  it('ps, kill, checkpoint and events of a name nothing runs under name the state directory they looked in', async () => {
+    const state = freshDir('nf-state');
+    for (const args of [['ps', 'nosuch'], ['kill', 'nosuch'], ['checkpoint', 'nosuch', '--store', store], ['events', 'nosuch']]) {
+      const r = await snapvisor(['--root', state, ...args], { timeoutMs: 30_000 });
+      expect(r.status, args.join(' ')).toBe(1);
+      expect(r.stderr).toBe(`snapvisor: container nosuch does not exist (nor a running sandbox of that name in ${state})\n`);
     }
   });
 });

@@ -82,10 +82,30 @@ describe('snapvisor events', () => {
     expect(inOrder(fromFile, steps()).every((i) => i >= 0)).toBe(true);
   }, 120_000);
 
+  it('events NAME started together with run --name NAME waits for the name and follows it to the end', async () => {
+    for (let i = 0; i < 3; i++) {
+      const root = freshDir('events-race');
+      const name = `race-${i}`;
+      // Both at once, as `snapvisor run --name N … & snapvisor events N` does: run registers N only once its sandbox is built.
+      const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/bin/busybox', 'sh', '-c', 'sleep 1; /bin/busybox true; echo done'], { timeoutMs: 60_000 });
+      const ev = snapvisorStreaming(['--root', root, 'events', name], { timeoutMs: 60_000 });
+      expect(await run.done).toBe(0);
+      expect(await ev.done, ev.stderr()).toBe(0);
+      expect(ev.stderr()).toBe('');
+      const types = ev.lines.map((l) => JSON.parse(l).type as string);
+      expect(types).toContain('task.exec');
+      expect(types).toContain('task.exit');
+    }
+  }, 120_000);
+
   it('names a sandbox that is not running in one line', async () => {
     const root = freshDir('events-none');
+    const t0 = Date.now();
     const r = snapvisorStreaming(['--root', root, 'events', 'nosuch']);
     expect(await r.done).toBe(1);
+    // After waiting for the name a while (2 s), not for ever.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2000);
+    expect(Date.now() - t0).toBeLessThan(15_000);
     expect(r.stderr().trim()).toMatch(/^snapvisor: container nosuch does not exist \(nor a running sandbox of that name/);
     expect(r.stderr().trim().split('\n')).toHaveLength(1);
   });

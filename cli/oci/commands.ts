@@ -240,7 +240,7 @@ export async function psContainer(root: string | undefined, id: string, format: 
   const sock = path.join(stateDir(root), `${id}.sock`);
   let isContainer = false;
   try { const rec = loadContainer(root, id); isContainer = true; if (liveStatus(rec) === 'stopped') { if (format === 'json') return '[]\n'; throw new ContainerError('container not running'); } } catch (e) { if (isContainer) throw e; }
-  if (!isContainer && !fs.existsSync(sock)) throw new ContainerError(`container ${id} does not exist (nor a running sandbox of that name)`);
+  if (!isContainer && !fs.existsSync(sock)) throw new ContainerError(`container ${id} does not exist (nor a running sandbox of that name in ${stateDir(root)})`);
   // A sandbox's socket error says why (cli/control-client.ts); a container's is runc's line.
   const r = isContainer ? await control(root, id, { op: 'ps' }) : await request(sock, { op: 'ps' }) as ControlResponse & Record<string, unknown>;
   must(r);
