@@ -175,7 +175,7 @@ function frontCheckpoint(req: ControlRequest, conn: net.Socket, checkpoint: (req
   if (p.store === undefined && !str(env.SNAPVISOR_STORE) && !str(env.XDG_DATA_HOME) && home === undefined) return fallback();
   const problem = storeDirProblem(store, cwd);
   if (problem) return answer(checkpointOutput(p.name, new Error(problem)));
-  // (--timeout is the front's: it stops waiting, as the node client does, the checkpoint goes on.)
+  // (--timeout is the front's: it stops waiting, as the node client does, and its connection's close stops the checkpoint.)
   void checkpoint({ op: 'checkpoint', store: path.resolve(cwd, store), leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, conn)
     .then((r) => answer(checkpointOutput(p.name, r)));
 }

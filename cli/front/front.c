@@ -446,7 +446,7 @@ static void checkpoint_cmd(const char *root, int i) {
     i64 p = left > 0 ? sys(SYS_poll, &pfd, 1, left) : 0;
     if (p == -4) continue;
     if (p == 0) {
-      /* As the node client says it (the sandbox goes on with its checkpoint). */
+      /* As the node client says it (this connection closing stops the checkpoint: cli/control.ts). */
       static char msg[8192];
       struct buf m = { msg, 0, sizeof msg, 1 };
       adds(&m, "snapvisor: no answer from the sandbox to 'checkpoint' within ");
