@@ -76,6 +76,7 @@ export const WNOHANG = 1, WUNTRACED = 2, WEXITED = 4, WCONTINUED = 8, WNOWAIT = 
 export const P_ALL = 0, P_PID = 1, P_PGID = 2, P_PIDFD = 3;
 export const PR_SET_PDEATHSIG = 1, PR_GET_PDEATHSIG = 2, PR_GET_DUMPABLE = 3, PR_SET_DUMPABLE = 4, PR_SET_NAME = 15, PR_GET_NAME = 16;
 export const PR_SET_CHILD_SUBREAPER = 36, PR_GET_CHILD_SUBREAPER = 37;
+export const PR_SET_TIMERSLACK = 29, PR_GET_TIMERSLACK = 30;
 export const PR_GET_SECCOMP = 21, PR_SET_NO_NEW_PRIVS = 38, PR_GET_NO_NEW_PRIVS = 39, PR_CAPBSET_READ = 23, PR_SET_VMA = 0x53564d41;
 export const PR_GET_KEEPCAPS = 7, PR_SET_KEEPCAPS = 8, PR_CAPBSET_DROP = 24, PR_GET_SECUREBITS = 27, PR_CAP_AMBIENT = 47;
 export const PR_CAP_AMBIENT_IS_SET = 1, PR_CAP_AMBIENT_RAISE = 2, PR_CAP_AMBIENT_LOWER = 3, PR_CAP_AMBIENT_CLEAR_ALL = 4;
@@ -92,9 +93,13 @@ export const MAY_EXEC = 1, MAY_WRITE = 2, MAY_READ = 4;
 export const AT_EACCESS = 0x200;
 export const ARCH_SET_GS = 0x1001, ARCH_SET_FS = 0x1002, ARCH_GET_FS = 0x1003, ARCH_GET_GS = 0x1004, ARCH_GET_CPUID = 0x1011, ARCH_SET_CPUID = 0x1012;
 export const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
-export const RLIMIT_FSIZE = 1, RLIMIT_DATA = 2, RLIMIT_NPROC = 6, RLIMIT_NOFILE = 7, RLIMIT_AS = 9;
+export const RLIMIT_FSIZE = 1, RLIMIT_DATA = 2, RLIMIT_NPROC = 6, RLIMIT_NOFILE = 7, RLIMIT_AS = 9, RLIMIT_NICE = 13, RLIMIT_RTPRIO = 14;
 export const PRIO_PROCESS = 0, PRIO_PGRP = 1, PRIO_USER = 2;
-export const SCHED_OTHER = 0, SCHED_FIFO = 1, SCHED_RR = 2, SCHED_BATCH = 3, SCHED_IDLE = 5;
+export const SCHED_OTHER = 0, SCHED_FIFO = 1, SCHED_RR = 2, SCHED_BATCH = 3, SCHED_IDLE = 5, SCHED_DEADLINE = 6;
+/** sched_setscheduler's policy flag; sched_getscheduler reports it (include/uapi/linux/sched.h). */
+export const SCHED_RESET_ON_FORK = 0x40000000;
+/** struct sched_attr's sched_flags (include/uapi/linux/sched.h). */
+export const SCHED_FLAG_RESET_ON_FORK = 0x01, SCHED_FLAG_RECLAIM = 0x02, SCHED_FLAG_DL_OVERRUN = 0x04, SCHED_FLAG_KEEP_POLICY = 0x08, SCHED_FLAG_KEEP_PARAMS = 0x10, SCHED_FLAG_UTIL_CLAMP = 0x60, SCHED_FLAG_ALL = 0x7f, SCHED_FLAG_SUGOV = 0x10000000;
 
 // ---- memory (asm-generic/mman-common.h) ----
 export const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4, PROT_SEM = 8;

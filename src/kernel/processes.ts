@@ -10,6 +10,7 @@ import { E, SyscallError } from '../errno.js';
 import { REG } from '../../platforms/platform.js';
 import { copyCredentials, credsOf } from './creds.js';
 import { checkNproc } from './rlimits.js';
+import { inheritedSched, type InheritedSched } from './sched.js';
 import { releaseProcessLocks } from '../vfs/locks.js';
 import { AddressSpace } from '../mm/address-space.js';
 import type { ExitInfo, Kernel } from './kernel.js';
@@ -52,7 +53,10 @@ export class Processes {
     if ((a.flags & CLONE_SIGHAND) && !(a.flags & CLONE_VM)) throw new SyscallError(E.EINVAL);
     if (k.tasks.size >= k.maxTasks) throw new SyscallError(E.EAGAIN);
     checkNproc(parent); // RLIMIT_NPROC counts threads too, per real uid
-    if (a.flags & CLONE_THREAD) return this.cloneThread(parent, a);
+    // sched_fork: policy, nice and timer slack carry over (reset-on-fork applied); a deadline task may not fork.
+    const sched = inheritedSched(parent.state, parent.tg);
+    if (!sched) throw new SyscallError(E.EAGAIN);
+    if (a.flags & CLONE_THREAD) return this.cloneThread(parent, a, sched);
 
     const pid = k.newPid();
     const ptg = parent.tg;
@@ -74,6 +78,7 @@ export class Processes {
       tid: pid, tgid: pid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0),
       runState: 'user', sigmask: parent.state.sigmask, clearChildTid: (a.flags & CLONE_CHILD_CLEARTID) ? a.childTid : 0,
       robustList: 0, comm: parent.state.comm, pendingSignals: 0n, pendingInfo: {}, altStack: parent.state.altStack ? { ...parent.state.altStack } : undefined,
+      ...sched,
     };
     ops.push(['set', ['threadGroups', pid], tgs], ['set', ['tasks', pid], ts]);
     if (a.flags & CLONE_VFORK) ops.push(['set', ['tasks', parent.tid, 'vforkChild'], pid]);
@@ -96,7 +101,7 @@ export class Processes {
    * same memory-file ranges, so memory is truly shared), same fd table and dispositions,
    * its own registers, TLS, signal mask and pending set.
    */
-  private cloneThread(parent: Task, a: CloneArgs): number {
+  private cloneThread(parent: Task, a: CloneArgs, sched: InheritedSched): number {
     const k = this.k;
     const s = k.state;
     const tid = k.newPid();
@@ -106,6 +111,7 @@ export class Processes {
       tid, tgid: parent.tgid, addressSpaceId: parent.state.addressSpaceId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0),
       runState: 'user', sigmask: parent.state.sigmask, clearChildTid: (a.flags & CLONE_CHILD_CLEARTID) ? a.childTid : 0,
       robustList: 0, comm: parent.state.comm, pendingSignals: 0n, pendingInfo: {},
+      ...sched,
     };
     ops.push(['set', ['tasks', tid], ts], ['set', ['threadGroups', parent.tgid, 'tids'], [...parent.tg.tids, tid]]);
     k.emit({ type: 'task.clone', tid, parent: parent.tid }, ops);

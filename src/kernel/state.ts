@@ -304,6 +304,35 @@ export interface TaskState {
   readonly savedSigmask?: bigint;
   /** A vfork parent waits for this child to exec or exit (child's tid). */
   readonly vforkChild?: number;
+  /**
+   * This thread's scheduling policy and parameters (man 7 sched) as sched_setscheduler(2),
+   * sched_setparam(2) and sched_setattr(2) set them; absent: the thread group's (graphs written
+   * before these were per thread), else SCHED_OTHER. src/kernel/sched.ts.
+   */
+  readonly sched?: SchedAttrs;
+  /** This thread's nice value (-20..19), as setpriority(2) and sched_setattr(2) set it; absent: the thread group's, else 0. */
+  readonly nice?: number;
+  /**
+   * PR_SET_TIMERSLACK: the thread's timer slack (ns; current->timer_slack_ns), 0 while it is
+   * SCHED_FIFO/RR/DEADLINE; absent: 50,000 (50 µs, init's), or 0 for a realtime thread.
+   */
+  readonly timerSlackNs?: bigint;
+  /** The slack PR_SET_TIMERSLACK 0 goes back to (default_timer_slack_ns: the creating thread's slack at clone); absent: 50,000. */
+  readonly defaultTimerSlackNs?: bigint;
+}
+
+/** A thread's scheduling policy and parameters (kernel/sched/syscalls.c; man 7 sched, man 2 sched_setattr). */
+export interface SchedAttrs {
+  /** SCHED_OTHER (0), SCHED_FIFO (1), SCHED_RR (2), SCHED_BATCH (3), SCHED_IDLE (5) or SCHED_DEADLINE (6). */
+  readonly policy: number;
+  /** rt_priority: 1..99 for SCHED_FIFO/SCHED_RR, 0 otherwise. */
+  readonly priority: number;
+  /** SCHED_RESET_ON_FORK: children start SCHED_OTHER (and at nice 0 if below), without the flag. */
+  readonly resetOnFork?: boolean;
+  /** A SCHED_OTHER/SCHED_BATCH thread's own time slice (sched_setattr's sched_runtime, ns, 0.1–100 ms); absent: the base slice. */
+  readonly sliceNs?: number;
+  /** SCHED_DEADLINE: runtime, deadline and period (ns) and its sched_flags (SCHED_FLAG_RECLAIM, SCHED_FLAG_DL_OVERRUN). */
+  readonly dl?: { readonly runtimeNs: bigint; readonly deadlineNs: bigint; readonly periodNs: bigint; readonly flags: number };
 }
 
 /** The parts of a siginfo_t this kernel fills (man 2 sigaction). */
@@ -357,12 +386,12 @@ export interface ThreadGroupState {
   readonly uid: number; readonly gid: number;
   /** Full credentials (man 7 credentials), created on the first set*id call. */
   readonly cred?: Credentials;
-  /** Nice value (-20..19), as setpriority(2) set it. */
+  /** Nice value (-20..19) of graphs written before it was per thread (TaskState.nice, which wins when set). */
   readonly nice?: number;
   /** CPU mask as sched_setaffinity(2) set it. */
   readonly affinity?: Uint8Array;
-  /** Scheduling policy and priority as sched_setscheduler(2) set them. */
-  readonly sched?: { readonly policy: number; readonly priority: number };
+  /** Scheduling policy and priority of graphs written before they were per thread (TaskState.sched, which wins when set). */
+  readonly sched?: SchedAttrs;
   /** Checkpointed CPU time (ns) of earlier runs, added to the live counters. */
   readonly cpuTimeNs: bigint;
   /** Checkpointed resource use of earlier runs (getrusage), added to what the live contexts count. */

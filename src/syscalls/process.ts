@@ -17,8 +17,9 @@ import { ExecError, execProgram } from '../loader/exec.js';
 import { kernelRelease } from '../vfs/proc.js';
 import { baseDir } from '../kernel/dirfd.js';
 import { syscall } from './entry.js';
-import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_CHILD_SUBREAPER, PR_SET_CHILD_SUBREAPER, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, P_ALL, CAP_SYS_RESOURCE, RLIMIT_NOFILE, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, SI_USER, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
+import { ARCH_GET_CPUID, ARCH_GET_FS, ARCH_GET_GS, ARCH_SET_CPUID, ARCH_SET_FS, ARCH_SET_GS, AT_EMPTY_PATH, CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, PR_GET_CHILD_SUBREAPER, PR_SET_CHILD_SUBREAPER, PR_GET_DUMPABLE, PR_GET_NAME, PR_GET_PDEATHSIG, PR_GET_SECCOMP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_PDEATHSIG, PR_SET_VMA, PR_GET_TIMERSLACK, PR_SET_TIMERSLACK, P_ALL, CAP_SYS_RESOURCE, RLIMIT_NOFILE, P_PGID, P_PID, P_PIDFD, RLIM_INFINITY, SIGCHLD, SI_USER, WCONTINUED, WEXITED, WNOHANG, WNOWAIT, WUNTRACED, __WALL, __WCLONE, __WNOTHREAD } from '../abi/linux.js';
 import { prctlCreds } from './creds.js';
+import { DEFAULT_TIMER_SLACK_NS, realtimeOrDeadline, schedOf, timerSlackOf } from '../kernel/sched.js';
 import { groupSendSigInfo } from './signal.js';
 import { capable, credsOf } from '../kernel/creds.js';
 import type { PidFdFile } from '../files/pidfd.js';
@@ -158,6 +159,14 @@ function prctl(t: Task): number {
     case PR_GET_PDEATHSIG: t.mm.writeU32(t.arg(1), t.tg.parentDeathSignal ?? 0); return 0;
     case PR_SET_CHILD_SUBREAPER: t.kernel.emit({ type: 'proc.update', tgid: t.tgid, what: 'subreaper' }, t.kernel.tgOps(t.tgid, { childSubreaper: t.arg(1) !== 0 || undefined })); return 0;
     case PR_GET_CHILD_SUBREAPER: t.mm.writeU32(t.arg(1), t.tg.childSubreaper ? 1 : 0); return 0;
+    case PR_GET_TIMERSLACK: return Number(timerSlackOf(t.state, t.tg));
+    case PR_SET_TIMERSLACK: {
+      // Ignored (0 returned) while the thread is realtime; 0 brings back the default the creating thread gave.
+      if (realtimeOrDeadline(schedOf(t.state, t.tg).policy)) return 0;
+      const ns = t.argBig(1);
+      t.kernel.emit({ type: 'task.update', tid: t.tid, what: 'timerslack' }, t.kernel.taskOps(t.tid, { timerSlackNs: ns === 0n ? t.state.defaultTimerSlackNs ?? DEFAULT_TIMER_SLACK_NS : ns }));
+      return 0;
+    }
     case PR_GET_DUMPABLE: return 1;
     case PR_SET_DUMPABLE: return 0;
     case PR_GET_SECCOMP: return 0;
@@ -326,5 +335,5 @@ export const processSyscalls = [
   syscall('set_tid_address', 1, (t) => { t.kernel.emit({ type: 'task.update', tid: t.tid, what: 'clear_child_tid' }, t.kernel.taskOps(t.tid, { clearChildTid: t.arg(0) })); return t.tid; }),
   syscall('set_robust_list', 2, (t) => { if (t.arg(1) !== 24) return -E.EINVAL; t.kernel.emit({ type: 'task.update', tid: t.tid, what: 'robust_list' }, t.kernel.taskOps(t.tid, { robustList: t.arg(0) })); return 0; }),
   syscall('get_robust_list', 3, (t) => { t.mm.writeU64(t.arg(1), t.state.robustList); t.mm.writeU64(t.arg(2), 24); return 0; }),
-  syscall('prctl', 5, prctl, 'partial', 'names, dumpable, no_new_privs, keepcaps, capability bounding and ambient sets; others EINVAL'),
+  syscall('prctl', 5, prctl, 'partial', 'names, dumpable, timer slack, no_new_privs, keepcaps, capability bounding and ambient sets; others EINVAL'),
 ];

@@ -13,7 +13,8 @@ import { NS_PER_SEC, nsToTimespec } from '../kernel/clock.js';
 import { NO_USAGE, cpuTimeNs, groupUsage, taskUsage } from '../kernel/cputime.js';
 import type { ResourceUsage } from '../kernel/state.js';
 import { syscall } from './entry.js';
-import { CLOCK_BOOTTIME, CLOCK_BOOTTIME_ALARM, CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, CLOCK_MONOTONIC_RAW, CLOCK_PROCESS_CPUTIME_ID, CLOCK_REALTIME, CLOCK_REALTIME_ALARM, CLOCK_REALTIME_COARSE, CLOCK_TAI, CLOCK_THREAD_CPUTIME_ID, SCHED_FIFO, SCHED_RR, SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD_ID, TIMER_ABSTIME } from '../abi/linux.js';
+import { timerSlackOf } from '../kernel/sched.js';
+import { CLOCK_BOOTTIME, CLOCK_BOOTTIME_ALARM, CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, CLOCK_MONOTONIC_RAW, CLOCK_PROCESS_CPUTIME_ID, CLOCK_REALTIME, CLOCK_REALTIME_ALARM, CLOCK_REALTIME_COARSE, CLOCK_TAI, CLOCK_THREAD_CPUTIME_ID, SIGEV_NONE, SIGEV_SIGNAL, SIGEV_THREAD_ID, TIMER_ABSTIME } from '../abi/linux.js';
 
 /** The guest's time on clock `clk` in ns; EINVAL for an unknown clock. */
 export function clockNow(t: Task, clk: number): bigint {
@@ -39,14 +40,13 @@ export function readTimespec(t: Task, addr: number): bigint {
 }
 
 /**
- * Linux's timer slack (ns): an hrtimer sleep may end anywhere in [deadline, deadline + slack]
- * (hrtimer_nanosleep arms its hard expiry at deadline + current->timer_slack_ns). 50 µs is the
- * default every task has (PR_GET_TIMERSLACK, which the sandbox does not offer); a SCHED_FIFO or
- * SCHED_RR task has none (kernel/sched: realtime tasks get timer_slack_ns 0).
+ * The calling thread's timer slack (ns): an hrtimer sleep may end anywhere in [deadline,
+ * deadline + slack] (hrtimer_nanosleep arms its hard expiry at deadline + current->timer_slack_ns).
+ * 50 µs unless PR_SET_TIMERSLACK changed it (or the creating thread had another); a SCHED_FIFO, RR
+ * or DEADLINE thread has none (src/kernel/sched.ts).
  */
 export function timerSlackNs(t: Task): bigint {
-  const p = t.tg.sched?.policy;
-  return p === SCHED_FIFO || p === SCHED_RR ? 0n : 50_000n;
+  return timerSlackOf(t.state, t.tg);
 }
 
 /**
