@@ -393,20 +393,30 @@ program
   .description('delete an OCI container (stopped, or any with --force), or a checkpoint (pages no other checkpoint uses are freed)')
   .argument('<id>', 'container id, or checkpoint id or unique prefix')
   .option('--store <dir>', 'checkpoint store')
-  .option('-f, --force', 'OCI: kill a running container first')
+  .option('-f, --force', 'OCI: kill a running container first; a checkpoint: delete it even while a warm pool serves it')
   .addHelpText('after', `
 Examples:
   snapvisor delete --force c1
   snapvisor delete 3f2a9c --store ./store`)
   .action(guarded(async (id: string, opts) => {
     const root = program.opts().root;
-    if (!opts.store && (opts.force || oci.containerExists(root, id))) return oci.deleteContainer(root, id, !!opts.force);
-    if (!opts.store && !/^[0-9a-f]{4,16}$/.test(id)) throw new Error(`container ${id} does not exist`);
+    const checkpointLike = /^[0-9a-f]{4,16}$/.test(id);
+    if (!opts.store && (oci.containerExists(root, id) || (opts.force && !checkpointLike))) return oci.deleteContainer(root, id, !!opts.force);
+    if (!opts.store && !checkpointLike) throw new Error(`container ${id} does not exist`);
     // With --store ID can only be a checkpoint id.
     checkIdArg(id);
     const { deleteCheckpoint } = await import('../snapshots/store.js');
     try {
-      process.stdout.write(`deleted checkpoint ${await deleteCheckpoint(storeArg(opts.store), id)}\n`);
+      const store = storeArg(opts.store);
+      // A warm pool serving it (registered in the store) could no longer replace its clones:
+      // refused without --force, as docker refuses to remove an image a container uses (docs/pools.md).
+      const { poolsServing, restoreId } = await import('./pool-registry.js');
+      const fullId = restoreId(store, id);
+      const pools = fullId === undefined ? [] : poolsServing(store, fullId);
+      const which = pools.map((p) => `${p.socket} (pid ${p.pid})`).join(', ');
+      if (pools.length && !opts.force) throw new Error(`checkpoint ${fullId} is served by the warm pool on ${which}: stop it first, or delete with --force (the pool then stops refilling)`);
+      process.stdout.write(`deleted checkpoint ${await deleteCheckpoint(store, id)}\n`);
+      if (pools.length) fail(`the warm pool on ${which} served checkpoint ${fullId}: its clones ready still serve takes, but it cannot restore new ones`);
     } catch (e) {
       if (!opts.store && /not found|no checkpoint store/.test((e as Error).message)) throw new Error(`container or checkpoint ${id} does not exist`);
       throw e;

@@ -23,7 +23,7 @@ import { dropRegistration, type PoolRegistration, relinkServing } from './pool-r
  */
 export interface PoolStatus {
   ok: boolean; checkpoint: string; size: number; ready: number; starting: number; running: number; processes: number;
-  served: number; waiting: number; refillsPaused: boolean; probe: 'pending' | 'running' | 'done'; workingSet: number; workingSetPages: number; clones: Array<{ pid: number; slot: number; state: string }>;
+  served: number; waiting: number; refillsPaused: boolean; startError: string | null; probe: 'pending' | 'running' | 'done'; workingSet: number; workingSetPages: number; clones: Array<{ pid: number; slot: number; state: string }>;
 }
 
 /** Ask the pool on unix socket `sock` for its status. Rejects on a connection error or an answer that is not JSON. */
@@ -64,6 +64,13 @@ export function lines(sock: net.Socket, on: (v: Record<string, unknown>) => void
 
 /** Signals `pool take` relays; the keyboard's go to the guest's foreground process group, the rest to its init (the clone decides). */
 const RELAYED = ['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH', 'SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGCONT'] as const;
+/**
+ * Of those, the ones whose default action ends a process: one that reaches `pool take` before
+ * its clone runs (the take waiting in the pool for a clone) ends it, by that signal (a shell
+ * reports 128+N: ^C 130, SIGTERM 143), as it would end any command still waiting; closing the
+ * connection makes the pool forget the take. The others wait for the clone and are relayed then.
+ */
+const FATAL_BEFORE_START: ReadonlySet<string> = new Set(['SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2']);
 
 /** An errno in words as libuv says it (32 → "broken pipe"), or its number if libuv does not know it. */
 const errnoWords = (errno: number): string => util.getSystemErrorMap().get(-errno)?.[1] ?? `errno ${errno}`;
@@ -109,9 +116,13 @@ interface TakeOutcome {
 
 /**
  * One take on the pool's unix socket `sockPath` (absolute): `request` (a take op) sent with fds
- * 0–2, the relayed signals written to the connection while it runs, its lines read until it
- * closes. `onStarted` runs when the `started` line comes. `relayBeforeStart` false: a signal
- * arriving before that line is not relayed (the caller holds it, see restoreFromPool).
+ * 0–2, the relayed signals written to the connection once the `started` line came (before it
+ * the connection is the pool's, which does not read it), its lines read until it closes.
+ * `onStarted` runs when the `started` line comes. A signal before that line: with
+ * `relayBeforeStart` (`pool take`), one of FATAL_BEFORE_START ends this process by that signal
+ * (the connection closes with it, and the pool forgets the take), the others are relayed once the
+ * clone runs; without it (a restore's take, which never waits), none is relayed: SIGTERM and
+ * SIGHUP stay held by cli/early-signals.ts, the others are reported in `early` (see restoreFromPool).
  */
 async function takeClone(sockPath: string, request: Record<string, unknown>, onStarted?: (write: (signal: number) => void, clone: { pid: number; slot: number }) => void, relayBeforeStart = true): Promise<TakeOutcome> {
   let fd: number;
@@ -130,9 +141,17 @@ async function takeClone(sockPath: string, request: Record<string, unknown>, onS
   const write = (signal: number) => { if (!closed) try { fs.writeSync(fd, JSON.stringify({ op: 'signal', signal }) + '\n'); } catch { /* the clone is gone: its close ends the take */ } };
   const relays = RELAYED.map((name) => {
     const h = () => {
-      if (relayBeforeStart || out.started) write(os.constants.signals[name]);
-      // SIGTERM and SIGHUP are held meanwhile (cli/early-signals.ts); the others wait here.
-      else if (name !== 'SIGTERM' && name !== 'SIGHUP') (out.early ??= []).push(name);
+      if (out.started) write(os.constants.signals[name]);
+      else if (relayBeforeStart && FATAL_BEFORE_START.has(name)) {
+        // No clone yet: this command ends, as it would without a pool's handlers (this one gone,
+        // the signal's default action). Its connection closes with it: the pool forgets the take.
+        closed = true;
+        closeFd(fd);
+        for (const [n, f] of relays) process.off(n, f);
+        process.kill(process.pid, name);
+      }
+      // SIGTERM and SIGHUP of a restore are held meanwhile (cli/early-signals.ts); the others wait here.
+      else if (relayBeforeStart || (name !== 'SIGTERM' && name !== 'SIGHUP')) (out.early ??= []).push(name);
     };
     process.on(name, h);
     return [name, h] as const;

@@ -14,7 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeFd, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
+import { closeFd, peerClosed, recvFdsNow, sendFds, waitReadable, waitReadableSync } from '../platforms/host/fd-passing.js';
 import { LinuxHostServices } from '../platforms/host/host-services.js';
 import { defaultStore, fail } from './control.js';
 import { hostErrorWords, socketPathProblem } from './host-errors.js';
@@ -72,6 +72,17 @@ const MAX_EXTRA_HOSTS = 4;
 const CONN_WATCH_DELAY_MS = 50;
 /** A request must arrive within this long after connecting (ms). */
 const REQUEST_TIMEOUT_MS = 5000;
+/**
+ * Clone starts failing in a row (each after a back-off: 200, 400 ms…) after which a serving pool
+ * stops refilling and refuses the takes it has no clone for (docs/pools.md, step 7): a checkpoint
+ * deleted or made unreadable under a pool had it start a hosting process every 5 s for ever
+ * (617 `failed to start` lines in 10 minutes) while its takes waited for ever.
+ */
+const MAX_START_FAILURES = 3;
+/** How often a pool that stopped refilling tries one clone again, quietly (ms): a start that succeeds makes it refill and serve again. */
+const START_RETRY_MS = 60_000;
+/** How often the pool looks whether the callers of takes still waiting are gone (ms): such a take is forgotten. */
+const WAITING_CHECK_MS = 200;
 
 /**
  * Clones one hosting process restores by default (`pool serve --per-process`). Each clone in a
@@ -83,6 +94,8 @@ export const DEFAULT_CLONES_PER_PROCESS = 20;
 /** A hosting process (`snapvisor __pool-host STORE ID COUNT`): the clones it restored, by slot. */
 interface Host {
   child: ChildProcess; ctl: number; pid: number; seq: number; slots: Clone[]; prefetched: boolean;
+  /** Why its clones failed to start (its `failed` event), if they did. */
+  error?: string;
   /** Gathered into a new batch (consolidate, or a refill past MAX_EXTRA_HOSTS): its waiting clones go once that batch is ready. */
   retiring: boolean;
   /** The processes whose waiting clones this one's batch replaces (see refill). */
@@ -111,7 +124,9 @@ const fdOf = (s: net.Socket | NodeJS.ReadableStream | null | undefined): number 
 /**
  * `snapvisor pool serve`: check the checkpoint (every page) and the socket path, start `size`
  * clones, run the probe (unless `probe` is false), print `pool serving …` once the clones are
- * ready and hold the working set, and serve until SIGTERM/SIGINT.
+ * ready and hold the working set, and serve until SIGTERM/SIGINT. After MAX_START_FAILURES
+ * clone starts fail in a row it stops refilling and refuses the takes it has no clone for, trying
+ * one clone every START_RETRY_MS until one starts.
  * Returns the exit status (1 with one line for a bad checkpoint, a taken socket, clones that
  * cannot start).
  */
@@ -169,6 +184,49 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
    * in a state that otherwise depends on how fast a refill is.
    */
   let refillsPaused = false;
+  /**
+   * Set once MAX_START_FAILURES clone starts in a row failed while serving (the last one's error):
+   * no refill, takes with no clone ready refused with it, waiting ones too; one clone tried again
+   * every START_RETRY_MS (retryStart), and cleared once a start succeeds.
+   */
+  let cannotStart: string | undefined;
+  /** The error of the last start that failed in this run of failures (said once, not at every retry). */
+  let lastStartError: string | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  const cannotStartAnswer = () => ({ ok: false, error: `no clone of checkpoint ${id} can start (${MAX_START_FAILURES} attempts in a row failed, the last: ${cannotStart}); the pool tries again every ${START_RETRY_MS / 1000} s` });
+  /** Answer a take that will get no clone (`{"ok":false,…}`) and drop it. */
+  const refuse = (t: Take, v: Record<string, unknown>) => {
+    t.stdio.forEach(closeFd);
+    t.conn.resume();
+    t.conn.end(JSON.stringify(v) + '\n');
+  };
+  /** MAX_START_FAILURES starts in a row failed: stop refilling, say so once, refuse the takes waiting. */
+  const stopRefilling = () => {
+    cannotStart = lastStartError ?? 'its hosting process ended';
+    if (refillTimer) { clearTimeout(refillTimer); refillTimer = undefined; }
+    fail(`pool: clones of checkpoint ${id} cannot start (${MAX_START_FAILURES} attempts in a row failed: ${cannotStart}): refilling stopped; takes with no clone ready are refused until a clone starts (one is tried every ${START_RETRY_MS / 1000} s)`);
+    for (const t of waiting.splice(0)) refuse(t, cannotStartAnswer());
+    retryStart();
+  };
+  /** While cannotStart: one clone, START_RETRY_MS from now (or at once: `resume-refills`; none while refills are paused). */
+  const retryStart = (ms = START_RETRY_MS) => {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      if (!closing && cannotStart && !refillsPaused && !startingHosts()) startHost(1);
+    }, ms);
+  };
+  /** Forget the waiting takes whose callers are gone (a `pool take` ended by a signal, a platform's connection closed). */
+  let waitingTimer: NodeJS.Timeout | undefined;
+  const watchWaiting = () => {
+    waitingTimer ??= setInterval(() => {
+      for (let i = waiting.length - 1; i >= 0; i--) {
+        const t = waiting[i];
+        if (t.conn.destroyed || peerClosed(t.connFd)) { waiting.splice(i, 1); t.stdio.forEach(closeFd); t.conn.destroy(); }
+      }
+      if (!waiting.length) { clearInterval(waitingTimer); waitingTimer = undefined; }
+    }, WAITING_CHECK_MS);
+  };
   /** The write faults the first take's guest made early on: replayed by every clone before it is ready. */
   let workingSet: WorkingSet | undefined;
   /** Send the working set to a host whose clones all wait (a prefetch is synchronous work in that process: no guest of it may be running). */
@@ -213,7 +271,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   let refillTimer: NodeJS.Timeout | undefined;
   const refill = () => {
     if (refillTimer) { clearTimeout(refillTimer); refillTimer = undefined; }
-    if (closing || refillsPaused) return;
+    if (closing || refillsPaused || cannotStart) return;
     // Until the probe is done, only the process whose one clone runs it: the others start with its code cache.
     if (probe !== 'done') { if (!hosts.size) startHost(1); return; }
     // What is missing, in processes of up to perProcess clones each (a batch restored at once).
@@ -266,7 +324,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
    */
   const consolidate = () => {
     consolidateTimer = undefined;
-    if (closing || refillsPaused || probe !== 'done' || waiting.length || startingHosts()) return;
+    if (closing || refillsPaused || cannotStart || probe !== 'done' || waiting.length || startingHosts()) return;
     const wait = lastTakeAt + CONSOLIDATE_IDLE_MS - Date.now();
     if (wait > 0) { consolidateTimer = setTimeout(consolidate, wait); return; }
     const replaces = smallIdle(perProcess, perProcess / 2);
@@ -302,6 +360,8 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
         for (const h of host.replaces) if (hosts.has(h)) retire(h);
         host.replaces = [];
         failedInARow = 0;
+        lastStartError = undefined;
+        if (cannotStart) { cannotStart = undefined; fail(`pool: a clone of checkpoint ${id} started again: refilling`); }
         everReady = true;
         dispatch();
         refill();
@@ -327,7 +387,10 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
         const clone = slotOf(m);
         if (clone) { clone.state = 'done'; clones.delete(clone); }
       } else if (m.event === 'failed') {
-        fail(`pool: a clone of checkpoint ${id} failed to start: ${String(m.error)}`);
+        host.error = String(m.error);
+        // Once per run of failures and error: the retries of a pool that stopped refilling are quiet.
+        if (!cannotStart && host.error !== lastStartError) fail(`pool: a clone of checkpoint ${id} failed to start: ${host.error}`);
+        lastStartError = host.error;
       }
     });
     ctl.on('error', () => undefined);
@@ -347,7 +410,11 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       for (const h of host.replaces) h.retiring = false;
       if (failedStart) {
         failedInARow++;
-        if (!everReady && failedInARow >= 2) { startFailure?.(`clones of checkpoint ${id} cannot start (see above)`); return; }
+        lastStartError = host.error ?? (signal ? `its hosting process ${host.pid} was killed (${signal})` : `its hosting process ${host.pid} ended with status ${code}`);
+        // Before serving: the pool's start fails (the first clones show the checkpoint cannot restore here).
+        if (startFailure && (!everReady && failedInARow >= 2 || failedInARow >= MAX_START_FAILURES)) { startFailure(`clones of checkpoint ${id} cannot start (see above)`); return; }
+        if (cannotStart) { if (!closing) retryStart(); return; }
+        if (failedInARow >= MAX_START_FAILURES && !closing) { stopRefilling(); return; }
       }
       // Lost clones (killed while waiting, or their process gone) are replaced; a run of failures backs off.
       setTimeout(refill, failedInARow ? Math.min(5000, 100 * 2 ** failedInARow) : 0).unref();
@@ -377,7 +444,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       const clone = pick();
       if (!clone) return;
       const t = waiting.shift()!;
-      if (t.conn.destroyed) { t.stdio.forEach(closeFd); continue; }
+      if (t.conn.destroyed || peerClosed(t.connFd)) { t.stdio.forEach(closeFd); t.conn.destroy(); continue; }
       const r = sendFds(clone.host.ctl, Buffer.from(JSON.stringify({ op: 'take', slot: clone.slot, requestMs: t.requestMs, record: !workingSet }) + '\n'), [t.connFd, ...t.stdio]);
       if (r < 0) {
         // The process is gone (its exit handler replaces its clones): the take goes to another one.
@@ -418,14 +485,16 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       try { req = JSON.parse(got.data.toString().split('\n')[0]); } catch { /* below */ }
       const answer = (v: Record<string, unknown>) => { got.fds.forEach(closeFd); conn.resume(); conn.end(JSON.stringify(v) + '\n'); };
       if (req.op === 'status') {
-        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, processes: hosts.size, probe, served, waiting: waiting.length, refillsPaused, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.host.pid, slot: c.slot, state: c.state })) });
+        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, processes: hosts.size, probe, served, waiting: waiting.length, refillsPaused, startError: cannotStart ?? null, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.host.pid, slot: c.slot, state: c.state })) });
         return;
       }
       if (req.op === 'pause-refills' || req.op === 'resume-refills') {
         const was = refillsPaused;
         refillsPaused = req.op === 'pause-refills';
-        // Clones already starting finish (and serve); what is missing is restored from now on.
+        // Clones already starting finish (and serve); what is missing is restored from now on. A
+        // pool that stopped refilling tries one clone now (its operator may have fixed the cause).
         if (was && !refillsPaused) { refill(); armConsolidate(); }
+        if (!refillsPaused && cannotStart) retryStart(0);
         answer({ ok: true, refillsPaused, starting: starting() });
         return;
       }
@@ -436,8 +505,11 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       // and only a clone ready now; else it restores in its own process, sooner than a refill.
       if (req.checkpoint !== undefined && req.checkpoint !== id) { answer({ ok: false, error: `this pool serves checkpoint ${id}, not ${String(req.checkpoint)}` }); return; }
       if (req.ifReady === true && (waiting.length || !ready().length)) { answer({ ok: false, error: 'no clone is ready' }); return; }
+      // No clone ready and none can start: refused now rather than queued for ever.
+      if (cannotStart && !ready().length) { answer(cannotStartAnswer()); return; }
       waiting.push({ conn, connFd: fd, stdio: got.fds, requestMs });
       dispatch();
+      if (waiting.length) watchWaiting();
     })();
   });
 
@@ -476,6 +548,8 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     process.once('SIGHUP', stop);
   });
   closing = true;
+  clearTimeout(retryTimer);
+  clearInterval(waitingTimer);
   if (typeof registered !== 'string') registered();
   await new Promise<void>((r) => server.close(() => r()));
   fs.rmSync(sockPath, { force: true });

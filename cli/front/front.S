@@ -59,7 +59,7 @@ die:
 	movq	%rbx, %rax
 	movq	%rdx, %rsi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -78,7 +78,7 @@ put:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -140,7 +140,7 @@ unblock:
 	movl	$14, %eax
 	movl	$2, %edi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -196,7 +196,7 @@ connect_unix:
 	movq	%rbx, %rdx
 	movl	$524289, %esi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -208,7 +208,7 @@ connect_unix:
 	movl	$42, %eax
 	movq	%rbp, %rsi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -218,7 +218,7 @@ connect_unix:
 	movq	%rbx, %rsi
 	movq	%rbx, %rdx
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -329,7 +329,7 @@ send_signal:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -365,18 +365,18 @@ send_signal:
 take:
 	pushq	%r15
 	pushq	%r14
-	movl	%edx, %r14d
 	pushq	%r13
 	pushq	%r12
 	pushq	%rbp
 	movq	%rdi, %rbp
 	pushq	%rbx
 	movq	%rsi, %rbx
-	subq	$456, %rsp
+	subq	$480, %rsp
 	cmpl	$0, blocked(%rip)
-	movq	$134892039, 328(%rsp)
+	movl	%edx, 20(%rsp)
+	movq	$134892039, 352(%rsp)
 	jne	.L82
-	leaq	328(%rsp), %rsi
+	leaq	352(%rsp), %rsi
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
 	xorl	%edi, %edi
@@ -384,7 +384,7 @@ take:
 	movl	$old_mask, %edx
 	movl	$14, %eax
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -394,107 +394,107 @@ take:
 .L82:
 	movq	%rbp, %rdi
 	call	connect_unix
-	movl	%eax, 8(%rsp)
+	movl	%eax, 4(%rsp)
 	testl	%eax, %eax
 	js	.L80
 	xorl	%esi, %esi
-	leaq	200(%rsp), %r9
-	movq	$128, 96(%rsp)
-	movq	%rsi, 88(%rsp)
+	cmpl	$0, 20(%rsp)
+	leaq	224(%rsp), %r9
+	movq	$128, 120(%rsp)
+	movq	%rsi, 112(%rsp)
 	movl	$.LC6, %esi
-	movq	%r9, 80(%rsp)
-	movl	$1, 104(%rsp)
-	testl	%r14d, %r14d
-	je	.L145
+	movq	%r9, 104(%rsp)
+	movl	$1, 128(%rsp)
+	je	.L147
 	movl	$.LC4, %esi
-	leaq	80(%rsp), %rdi
+	leaq	104(%rsp), %rdi
 	call	adds
 	movq	%rbx, %rsi
-	leaq	80(%rsp), %rdi
+	leaq	104(%rsp), %rdi
 	call	adds
 	movl	$.LC5, %esi
-.L145:
-	leaq	80(%rsp), %rdi
+.L147:
+	leaq	104(%rsp), %rdi
 	movl	$46, %ebx
 	call	adds
-	movq	88(%rsp), %rax
+	movq	112(%rsp), %rax
 	xorl	%ecx, %ecx
 	xorl	%edx, %edx
-	movq	%r9, 48(%rsp)
-	leaq	144(%rsp), %rsi
-	movq	%rax, 56(%rsp)
+	movq	%r9, 72(%rsp)
+	leaq	168(%rsp), %rsi
+	movq	%rax, 80(%rsp)
 	movabsq	$4294967297, %rax
-	movq	%rax, 120(%rsp)
+	movq	%rax, 144(%rsp)
 	decq	%rax
-	movq	%rax, 128(%rsp)
-	leaq	48(%rsp), %rax
-	movq	%rax, 160(%rsp)
-	leaq	112(%rsp), %rax
-	movq	%rax, 176(%rsp)
-	movslq	8(%rsp), %rax
-	movq	$28, 112(%rsp)
-	movq	$2, 136(%rsp)
-	movq	$1, 168(%rsp)
-	movq	$32, 184(%rsp)
-	movq	%rcx, 192(%rsp)
-	movq	%rax, (%rsp)
-	movq	%rdx, 144(%rsp)
-	movq	%rdx, 152(%rsp)
+	movq	%rax, 152(%rsp)
+	leaq	72(%rsp), %rax
+	movq	%rax, 184(%rsp)
+	leaq	136(%rsp), %rax
+	movq	%rax, 200(%rsp)
+	movslq	4(%rsp), %rax
+	movq	$28, 136(%rsp)
+	movq	$2, 160(%rsp)
+	movq	$1, 192(%rsp)
+	movq	$32, 208(%rsp)
+	movq	%rcx, 216(%rsp)
+	movq	%rax, 8(%rsp)
+	movq	%rdx, 168(%rsp)
+	movq	%rdx, 176(%rsp)
 	movl	$16448, %edx
 .L87:
-	movq	(%rsp), %rdi
+	movq	8(%rsp), %rdi
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	cmpq	$-4, %rax
 	je	.L87
 	testq	%rax, %rax
-	js	.L146
-	leaq	40(%rsp), %rsi
+	js	.L148
+	leaq	56(%rsp), %rsi
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
 	movl	$289, %eax
 	movl	$526336, %r10d
 	orq	$-1, %rdi
 	movl	$8, %edx
-	movq	$134892039, 40(%rsp)
+	movq	$134892039, 56(%rsp)
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
-	movq	%rax, 16(%rsp)
-	movslq	16(%rsp), %rax
-	xorl	%r15d, %r15d
+	movq	%rax, 24(%rsp)
+	movslq	24(%rsp), %rax
+	xorl	%r14d, %r14d
 	xorl	%ebp, %ebp
-	movl	$-1, 12(%rsp)
+	movl	$-1, 16(%rsp)
 	xorl	%ebx, %ebx
 	cqto
-	movq	%rax, 32(%rsp)
-	movq	%rax, %r13
-	movq	%rdx, 24(%rsp)
-	addq	$2, 24(%rsp)
+	movq	%rax, 40(%rsp)
+	movq	%rax, %r15
+	movq	%rdx, 32(%rsp)
+	addq	$2, 32(%rsp)
 .L89:
-	movl	8(%rsp), %eax
-	movl	%r13d, 72(%rsp)
+	movl	4(%rsp), %eax
+	movl	%r15d, 96(%rsp)
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
-	movl	$1, 68(%rsp)
-	movq	24(%rsp), %rsi
+	movl	$1, 92(%rsp)
+	movq	32(%rsp), %rsi
 	xorl	%r9d, %r9d
 	orq	$-1, %rdx
-	movl	%eax, 64(%rsp)
-	leaq	64(%rsp), %rdi
+	movl	%eax, 88(%rsp)
+	leaq	88(%rsp), %rdi
 	movl	$7, %eax
-	movl	$1, 76(%rsp)
+	movl	$1, 100(%rsp)
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -502,47 +502,96 @@ take:
 	je	.L89
 	testq	%rax, %rax
 	js	.L91
-	testl	%r13d, %r13d
+	testl	%r15d, %r15d
 	js	.L92
-	cmpw	$0, 78(%rsp)
+	cmpw	$0, 102(%rsp)
 	je	.L92
 .L93:
-	movq	32(%rsp), %rdi
+	xorl	%r12d, %r12d
+	movq	40(%rsp), %rdi
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
+	leaq	352(%rsp), %rsi
 	xorl	%r9d, %r9d
-	leaq	328(%rsp), %rsi
-	xorl	%eax, %eax
 	movl	$128, %edx
+	movq	%r12, %rax
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	cmpq	$128, %rax
 	jne	.L92
-	movl	328(%rsp), %esi
-	testb	$1, %r14b
-	je	.L127
-	testl	%r15d, %r15d
+	movslq	352(%rsp), %r13
+	testl	%r14d, %r14d
 	je	.L94
-.L127:
-	movl	8(%rsp), %edi
+	movl	4(%rsp), %edi
+	movl	%r13d, %esi
 	call	send_signal
 	jmp	.L93
 .L94:
+	cmpl	$0, 20(%rsp)
+	jne	.L96
+	leal	-1(%r13), %ecx
+	movl	$18951, %eax
+	shrq	%cl, %rax
+	testb	$1, %al
+	je	.L96
+	movl	$1, %edi
+	xorl	%r8d, %r8d
+	xorl	%r9d, %r9d
+	movq	%r12, %rdx
+	movq	%rdi, %rax
+	movl	$8, %r10d
+	leaq	64(%rsp), %rsi
+	salq	%cl, %rax
+	movq	%rax, 64(%rsp)
+	movl	$14, %eax
+#APP
+# 49 "cli/front/front.c" 1
+	syscall
+# 0 "" 2
+#NO_APP
+	xorl	%r10d, %r10d
+	movl	$39, %eax
+	movq	%r12, %rdi
+	movq	%r12, %rsi
+#APP
+# 49 "cli/front/front.c" 1
+	syscall
+# 0 "" 2
+#NO_APP
+	movq	%rax, %rdi
+	movq	%r13, %rsi
+	movl	$62, %eax
+#APP
+# 49 "cli/front/front.c" 1
+	syscall
+# 0 "" 2
+#NO_APP
+	movl	$8, %r10d
+	movl	$14, %eax
+	movq	%r12, %rdi
+	leaq	64(%rsp), %rsi
+#APP
+# 49 "cli/front/front.c" 1
+	syscall
+# 0 "" 2
+#NO_APP
+	jmp	.L93
+.L96:
 	movslq	nearly(%rip), %rax
 	cmpl	$31, %eax
 	jg	.L93
 	leal	1(%rax), %edx
-	movl	%esi, early(,%rax,4)
+	movl	%r13d, early(,%rax,4)
 	movl	%edx, nearly(%rip)
 	jmp	.L93
 .L92:
-	cmpw	$0, 70(%rsp)
+	cmpw	$0, 94(%rsp)
 	je	.L89
 	movl	$4096, %edx
-	movq	(%rsp), %rdi
+	movq	8(%rsp), %rdi
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	subq	%rbx, %rdx
@@ -550,7 +599,7 @@ take:
 	xorl	%r9d, %r9d
 	xorl	%eax, %eax
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -567,7 +616,7 @@ take:
 	cmpq	%r12, %rbx
 	je	.L99
 	cmpb	$10, line.13(%r12)
-	je	.L148
+	je	.L150
 	incq	%r12
 	jmp	.L98
 .L99:
@@ -576,21 +625,21 @@ take:
 	movl	$1, %ebp
 	xorl	%ebx, %ebx
 	jmp	.L89
-.L148:
+.L150:
 	movb	$0, line.13(%r12)
 	testl	%ebp, %ebp
 	jne	.L103
 	movl	$.LC7, %esi
 	movl	$line.13, %edi
 	call	after
-	testl	%r15d, %r15d
-	jne	.L104
 	testq	%rax, %rax
 	je	.L104
+	testl	%r14d, %r14d
+	jne	.L104
 	xorl	%ebp, %ebp
 .L107:
-	movl	nearly(%rip), %r15d
-	cmpl	%ebp, %r15d
+	movl	nearly(%rip), %r13d
+	cmpl	%ebp, %r13d
 	jle	.L125
 	movl	early(,%rbp,4), %esi
 	cmpl	$1, %esi
@@ -601,27 +650,27 @@ take:
 	incq	%rbp
 	jmp	.L107
 .L106:
-	movl	8(%rsp), %edi
+	movl	4(%rsp), %edi
 	call	send_signal
 	jmp	.L108
 .L125:
 	xorl	%ebp, %ebp
 .L105:
-	cmpl	%ebp, %r15d
-	jle	.L149
+	cmpl	%ebp, %r13d
+	jle	.L151
 	movl	early(,%rbp,4), %esi
 	cmpl	$15, %esi
 	je	.L109
 	cmpl	$1, %esi
 	je	.L109
-	movl	8(%rsp), %edi
+	movl	4(%rsp), %edi
 	call	send_signal
 .L109:
 	incq	%rbp
 	jmp	.L105
-.L149:
+.L151:
 	xorl	%eax, %eax
-	movl	$1, %r15d
+	movl	$1, %r14d
 	movl	%eax, nearly(%rip)
 	jmp	.L103
 .L104:
@@ -632,16 +681,16 @@ take:
 	je	.L103
 .L111:
 	movb	(%rax), %cl
-	subl	$48, %ecx
-	cmpb	$9, %cl
-	ja	.L150
+	leal	-48(%rcx), %edx
+	cmpb	$9, %dl
+	ja	.L152
 	imull	$10, %ebp, %ebp
-	movsbl	%cl, %ecx
+	movsbl	%dl, %edx
 	incq	%rax
-	addl	%ecx, %ebp
+	addl	%edx, %ebp
 	jmp	.L111
-.L150:
-	movl	%ebp, 12(%rsp)
+.L152:
+	movl	%ebp, 16(%rsp)
 .L103:
 	subq	%r12, %rbx
 	xorl	%eax, %eax
@@ -650,31 +699,31 @@ take:
 .L113:
 	cmpq	%rbx, %rax
 	jnb	.L115
-	movb	line.13+1(%r12,%rax), %cl
+	movb	line.13+1(%r12,%rax), %dl
 	incq	%rax
-	movb	%cl, line.13-1(%rax)
+	movb	%dl, line.13-1(%rax)
 	jmp	.L113
 .L91:
-	cmpl	$-1, 12(%rsp)
+	cmpl	$-1, 16(%rsp)
 	je	.L117
-	movzbl	12(%rsp), %edi
-	jmp	.L147
+	movzbl	16(%rsp), %edi
+	jmp	.L149
 .L117:
-	testl	%r15d, %r15d
-	je	.L118
 	testl	%r14d, %r14d
+	je	.L118
+	cmpl	$0, 20(%rsp)
 	movl	$.LC2, %eax
 	movl	$.LC3, %edi
 	cmovne	%rax, %rdi
 	call	puts2
 	movl	$125, %edi
-.L147:
+.L149:
 	call	die
 .L118:
-	cmpl	$0, 16(%rsp)
+	cmpl	$0, 24(%rsp)
 	js	.L121
-	leaq	328(%rsp), %rsi
-	movslq	%r13d, %rdi
+	leaq	352(%rsp), %rsi
+	movslq	%r15d, %rdi
 	movl	$128, %edx
 .L122:
 	xorl	%ebx, %ebx
@@ -683,26 +732,26 @@ take:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	cmpq	$128, %rax
-	jne	.L151
+	jne	.L153
 	movslq	nearly(%rip), %rax
 	cmpl	$31, %eax
 	jg	.L122
 	leal	1(%rax), %ecx
 	movl	%ecx, nearly(%rip)
-	movl	328(%rsp), %ecx
+	movl	352(%rsp), %ecx
 	movl	%ecx, early(,%rax,4)
 	jmp	.L122
-.L151:
+.L153:
 	movl	$3, %eax
 	movq	%rbx, %rsi
 	movq	%rbx, %rdx
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -710,18 +759,18 @@ take:
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
-.L146:
+.L148:
 	xorl	%edx, %edx
 	movl	$3, %eax
-	movq	(%rsp), %rdi
+	movq	8(%rsp), %rdi
 	movq	%rdx, %rsi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 .L80:
-	addq	$456, %rsp
+	addq	$480, %rsp
 	popq	%rbx
 	popq	%rbp
 	popq	%r12
@@ -741,23 +790,23 @@ addjson:
 	movl	$.LC9, %esi
 	movq	%rdi, %r9
 	call	adds
-.L153:
+.L155:
 	movb	(%r10), %al
 	testb	%al, %al
-	je	.L163
+	je	.L165
 	movb	%al, 9(%rsp)
 	cmpb	$34, %al
-	je	.L159
+	je	.L161
 	cmpb	$92, %al
-	jne	.L154
-.L159:
+	jne	.L156
+.L161:
 	movb	$92, 10(%rsp)
 	movl	$2, %edx
 	movb	%al, 11(%rsp)
-	jmp	.L162
-.L154:
+	jmp	.L164
+.L156:
 	cmpb	$31, %al
-	ja	.L157
+	ja	.L159
 	movl	%eax, %edx
 	andl	$15, %eax
 	movl	$808482140, 10(%rsp)
@@ -768,18 +817,18 @@ addjson:
 	movb	%al, 15(%rsp)
 	movb	%dl, 14(%rsp)
 	movl	$6, %edx
-.L162:
+.L164:
 	leaq	10(%rsp), %rsi
-	jmp	.L161
-.L157:
+	jmp	.L163
+.L159:
 	movl	$1, %edx
 	leaq	9(%rsp), %rsi
-.L161:
+.L163:
 	movq	%r9, %rdi
 	incq	%r10
 	call	add
-	jmp	.L153
-.L163:
+	jmp	.L155
+.L165:
 	movl	$.LC9, %esi
 	movq	%r9, %rdi
 	addq	$16, %rsp
@@ -826,49 +875,49 @@ exec_node:
 	movl	$89, %eax
 	movl	$4080, %edx
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
-.L166:
+.L168:
 	testq	%rax, %rax
-	jle	.L165
+	jle	.L167
 	cmpb	$47, script.2-1(%rax)
 	leaq	-1(%rax), %rdx
-	je	.L198
+	je	.L200
 	movq	%rdx, %rax
-	jmp	.L166
-.L165:
+	jmp	.L168
+.L167:
 	movl	$.LC12, %edi
-	jmp	.L197
-.L198:
+	jmp	.L199
+.L200:
 	leaq	script.2(%rax), %rdi
 	movl	$8, %edx
 	movl	$.LC13, %esi
 	xorl	%r10d, %r10d
 	call	memcpy
 	movq	environ_(%rip), %r14
-.L168:
+.L170:
 	movq	(%r14,%r10,8), %rax
 	movq	%r10, %r13
 	incq	%r10
 	testq	%rax, %rax
-	jne	.L168
+	jne	.L170
 	leaq	31(,%r13,8), %rax
 	xorl	%r9d, %r9d
 	andq	$-16, %rax
 	subq	%rax, %rsp
 	movq	%rsp, %r12
-.L169:
+.L171:
 	cmpq	%r9, %r13
-	je	.L199
+	je	.L201
 	movq	(%r14,%r9,8), %rdi
 	movl	$.LC14, %esi
 	movq	%rdi, (%r12,%r9,8)
 	call	after
 	movq	%rax, %r11
 	testq	%rax, %rax
-	je	.L170
+	je	.L172
 	xorl	%esi, %esi
 	movq	$ca.1, -64(%rbp)
 	leaq	-64(%rbp), %rdi
@@ -881,12 +930,12 @@ exec_node:
 	leaq	-64(%rbp), %rdi
 	call	adds
 	cmpl	$0, -40(%rbp)
-	je	.L170
+	je	.L172
 	movq	$ca.1, (%r12,%r9,8)
-.L170:
+.L172:
 	incq	%r9
-	jmp	.L169
-.L199:
+	jmp	.L171
+.L201:
 	movl	argc_(%rip), %eax
 	movq	%rbx, (%r12,%r13,8)
 	xorl	%ecx, %ecx
@@ -903,20 +952,20 @@ exec_node:
 	andq	$-8, %rbx
 	shrq	$3, %rcx
 	movq	$script.2, 8(,%rcx,8)
-.L173:
+.L175:
 	incq	%rdx
 	cmpl	%edx, %eax
-	jle	.L200
+	jle	.L202
 	movq	(%rsi,%rdx,8), %rdi
 	movq	%rdi, 8(%rbx,%rdx,8)
-	jmp	.L173
-.L200:
+	jmp	.L175
+.L202:
 	incl	%eax
 	xorl	%edx, %edx
 	cmpb	$47, node_path(%rip)
 	cltq
 	movq	%rdx, (%rbx,%rax,8)
-	jne	.L175
+	jne	.L177
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
@@ -926,44 +975,44 @@ exec_node:
 	movq	%r12, %rdx
 	movq	$node_path, 0(,%rcx,8)
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
-.L175:
+.L177:
 	movl	$.LC16, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
-	jne	.L177
+	jne	.L179
 	movl	$.LC10, %esi
-	jmp	.L177
-.L201:
+	jmp	.L179
+.L203:
 	cmpb	$58, %al
-	je	.L187
+	je	.L189
 	incq	%r13
-.L184:
+.L186:
 	movb	0(%r13), %al
 	testb	%al, %al
-	jne	.L201
-.L187:
+	jne	.L203
+.L189:
 	xorl	%eax, %eax
 	movq	$cand.0, -64(%rbp)
 	movq	%rax, -56(%rbp)
 	movq	$4096, -48(%rbp)
 	movl	$1, -40(%rbp)
 	cmpq	%r13, %rsi
-	jnb	.L180
+	jnb	.L182
 	movq	%r13, %rdx
 	leaq	-64(%rbp), %rdi
 	subq	%rsi, %rdx
 	call	add
-.L181:
+.L183:
 	movl	$.LC18, %esi
 	leaq	-64(%rbp), %rdi
 	call	adds
 	cmpl	$0, -40(%rbp)
-	je	.L182
+	je	.L184
 	movq	$cand.0, (%rbx)
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
@@ -973,27 +1022,27 @@ exec_node:
 	movq	%rbx, %rsi
 	movq	%r12, %rdx
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
-.L182:
+.L184:
 	cmpb	$1, 0(%r13)
 	movq	%r13, %rsi
 	sbbq	$-1, %rsi
-.L177:
+.L179:
 	cmpb	$0, (%rsi)
-	je	.L202
+	je	.L204
 	movq	%rsi, %r13
-	jmp	.L184
-.L180:
+	jmp	.L186
+.L182:
 	movl	$.LC17, %esi
 	leaq	-64(%rbp), %rdi
 	call	adds
-	jmp	.L181
-.L202:
+	jmp	.L183
+.L204:
 	movl	$.LC19, %edi
-.L197:
+.L199:
 	call	puts2
 	movl	$127, %edi
 	call	die
@@ -1013,65 +1062,60 @@ fall_back:
 	pushq	%rbp
 	xorl	%eax, %eax
 	movl	%edi, %r11d
-	movl	$.LC21, %ebp
+	xorl	%r9d, %r9d
 	pushq	%rbx
+	movl	$.LC21, %ebp
 	xorl	%ebx, %ebx
 	subq	$40, %rsp
 	movq	$held.12, (%rsp)
+	movq	%rax, 8(%rsp)
 	movq	$64, 16(%rsp)
 	movl	$1, 24(%rsp)
-	movq	%rax, 8(%rsp)
-	xorl	%eax, %eax
-.L204:
-	cmpl	%eax, nearly(%rip)
-	jle	.L212
-	movl	early(,%rax,4), %r9d
+.L206:
+	cmpl	%r9d, nearly(%rip)
+	jle	.L211
+	movl	early(,%r9,4), %r10d
 	testl	%r11d, %r11d
-	je	.L206
-.L205:
-	cmpl	$15, %r9d
-	leaq	1(%rax), %r10
-	je	.L223
-	cmpl	$1, %r9d
+	je	.L207
+.L212:
+	cmpl	$15, %r10d
+	je	.L221
+	cmpl	$1, %r10d
 	jne	.L207
-.L223:
+.L221:
 	cmpq	$0, 8(%rsp)
 	movl	$.LC20, %esi
 	movq	%rsp, %rdi
 	cmove	%rbp, %rsi
 	call	adds
-	cmpl	$15, %r9d
+	cmpl	$15, %r10d
 	movl	$.LC23, %eax
 	movq	%rsp, %rdi
 	movl	$.LC22, %esi
 	cmovne	%rax, %rsi
+	incq	%r9
 	call	adds
-	jmp	.L236
+	cmpl	%r9d, nearly(%rip)
+	jle	.L211
+	movl	early(,%r9,4), %r10d
+	jmp	.L212
 .L207:
-	cmpl	$2, %r9d
-	je	.L206
-	cmpl	$12, %r9d
-	ja	.L236
-	movl	$5128, %edx
-	movl	%r9d, %ecx
-	shrq	%cl, %rdx
-	andb	$1, %dl
-	jne	.L206
-.L236:
-	cmpl	%r10d, nearly(%rip)
-	movq	%r10, %rax
-	jle	.L212
-	movl	early(,%r10,4), %r9d
-	jmp	.L205
-.L206:
+	leal	-1(%r10), %ecx
+	movl	$18951, %eax
+	shrq	%cl, %rax
+	testb	$1, %al
+	je	.L222
 	testl	%ebx, %ebx
-	cmovne	%ebx, %r9d
-	incq	%rax
-	movslq	%r9d, %rbx
-	jmp	.L204
-.L212:
+	je	.L213
+.L222:
+	movl	%ebx, %r10d
+.L213:
+	incq	%r9
+	movslq	%r10d, %rbx
+	jmp	.L206
+.L211:
 	testl	%ebx, %ebx
-	je	.L218
+	je	.L216
 	call	unblock
 	xorl	%edx, %edx
 	xorl	%r10d, %r10d
@@ -1081,7 +1125,7 @@ fall_back:
 	movq	%rdx, %rdi
 	movq	%rdx, %rsi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1089,11 +1133,11 @@ fall_back:
 	movq	%rbx, %rsi
 	movl	$62, %eax
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
-.L218:
+.L216:
 	cmpq	$0, 8(%rsp)
 	movl	$held.12, %edi
 	movl	$0, %eax
@@ -1105,13 +1149,13 @@ fall_back:
 memset:
 	movq	%rdi, %rax
 	xorl	%ecx, %ecx
-.L239:
+.L237:
 	cmpq	%rcx, %rdx
-	je	.L241
+	je	.L239
 	movb	%sil, (%rax,%rcx)
 	incq	%rcx
-	jmp	.L239
-.L241:
+	jmp	.L237
+.L239:
 	ret
 	.size	memset, .-memset
 	.section	.rodata.str1.1
@@ -1221,204 +1265,204 @@ front_main:
 	movl	%ebx, %r11d
 	leaq	8(%r10,%rax,8), %r8
 	movq	%r8, environ_(%rip)
-.L243:
+.L241:
 	movq	(%r8), %r9
 	testq	%r9, %r9
-	je	.L449
+	je	.L447
 	movl	$.LC25, %esi
 	movq	%r9, %rdi
 	call	after
 	testq	%rax, %rax
-	jne	.L245
+	jne	.L243
 	movl	$.LC26, %esi
 	call	after
 	testq	%rax, %rax
-	je	.L436
-.L245:
+	je	.L434
+.L243:
 	xorl	%edi, %edi
 	call	exec_node
-.L436:
+.L434:
 	addq	$8, %r8
-	jmp	.L243
-.L449:
+	jmp	.L241
+.L447:
 	cmpl	$1, %ebx
-	jle	.L249
+	jle	.L247
 	movq	16(%rbp), %rdi
 	movl	$.LC27, %esi
 	call	streq
 	testl	%eax, %eax
-	jne	.L328
+	jne	.L326
 	movl	$.LC28, %esi
 	movl	$2, %r8d
 	call	after
 	testq	%rax, %rax
-	jne	.L250
+	jne	.L248
 	movl	$1, %r8d
 	cmpl	$4, %ebx
-	jne	.L252
-	jmp	.L251
-.L328:
+	jne	.L250
+	jmp	.L249
+.L326:
 	movl	$3, %r8d
-.L250:
+.L248:
 	xorl	%eax, %eax
 	cmpl	$2, %r8d
 	setne	%al
 	addl	$5, %eax
 	cmpl	%eax, %ebx
-	jne	.L450
-.L251:
+	jne	.L448
+.L249:
 	movslq	%r8d, %rbx
 	movl	$.LC29, %esi
 	salq	$3, %rbx
 	movq	8(%rbp,%rbx), %rdi
 	call	streq
 	testl	%eax, %eax
-	je	.L252
+	je	.L250
 	movq	8(%r10,%rbx), %rdi
 	movl	$.LC30, %esi
 	call	streq
 	testl	%eax, %eax
-	je	.L252
+	je	.L250
 	movq	16(%r10,%rbx), %rdi
 	movb	(%rdi), %al
 	testb	%al, %al
-	je	.L252
+	je	.L250
 	cmpb	$45, %al
-	je	.L252
+	je	.L250
 	xorl	%edx, %edx
 	xorl	%esi, %esi
 	call	take
 	xorl	%edi, %edi
-	jmp	.L444
-.L450:
+	jmp	.L442
+.L448:
 	cmpl	%r8d, %ebx
-	jle	.L249
-.L252:
+	jle	.L247
+.L250:
 	movslq	%r8d, %rax
 	movl	$.LC31, %esi
 	movq	(%r10,%rax,8), %rdi
 	call	streq
 	testl	%eax, %eax
-	je	.L249
+	je	.L247
 	leal	1(%r8), %ebx
 	xorl	%ebp, %ebp
 	xorl	%r8d, %r8d
-.L254:
+.L252:
 	cmpl	%ebx, %r11d
-	jle	.L451
+	jle	.L449
 	movslq	%ebx, %rax
 	movl	$.LC32, %esi
 	movq	(%r10,%rax,8), %rdi
 	leaq	0(,%rax,8), %r12
 	call	streq
 	testl	%eax, %eax
-	je	.L255
+	je	.L253
 	testq	%r8, %r8
-	jne	.L256
+	jne	.L254
 	leal	1(%rbx), %edx
 	cmpl	%edx, %r11d
-	jle	.L257
+	jle	.L255
 	movq	8(%r10,%r12), %rax
 	movl	%edx, %ebx
-	jmp	.L258
-.L257:
-	movl	$.LC33, %esi
-	call	after
-	jmp	.L441
-.L256:
-	movl	$.LC33, %esi
-	call	after
-	jmp	.L259
+	jmp	.L256
 .L255:
 	movl	$.LC33, %esi
 	call	after
+	jmp	.L439
+.L254:
+	movl	$.LC33, %esi
+	call	after
+	jmp	.L257
+.L253:
+	movl	$.LC33, %esi
+	call	after
 	testq	%r8, %r8
-	jne	.L259
-.L441:
+	jne	.L257
+.L439:
 	testq	%rax, %rax
-	jne	.L258
-.L259:
+	jne	.L256
+.L257:
 	cmpb	$45, (%rdi)
-	je	.L249
+	je	.L247
 	testq	%rbp, %rbp
-	jne	.L249
+	jne	.L247
 	movq	%r8, %rax
 	movq	%rdi, %rbp
-.L258:
+.L256:
 	incl	%ebx
 	movq	%rax, %r8
-	jmp	.L254
-.L451:
+	jmp	.L252
+.L449:
 	testq	%rbp, %rbp
-	je	.L249
+	je	.L247
 	testq	%r8, %r8
-	je	.L331
+	je	.L329
 	cmpb	$0, (%r8)
-	je	.L249
-.L331:
+	je	.L247
+.L329:
 	xorl	%eax, %eax
-.L265:
+.L263:
 	movb	0(%rbp,%rax), %dl
 	testb	%dl, %dl
-	je	.L452
+	je	.L450
 	leal	-48(%rdx), %ecx
 	cmpb	$9, %cl
-	jbe	.L338
+	jbe	.L336
 	subl	$97, %edx
 	cmpb	$5, %dl
-	ja	.L249
-.L338:
+	ja	.L247
+.L336:
 	incq	%rax
-	jmp	.L265
-.L452:
+	jmp	.L263
+.L450:
 	cmpq	$16, %rax
-	jne	.L249
+	jne	.L247
 	movq	$sdir.11, 128(%rsp)
 	xorl	%ebx, %ebx
 	movq	%rbx, 136(%rsp)
 	movq	$4096, 144(%rsp)
 	movl	$1, 152(%rsp)
 	testq	%r8, %r8
-	jne	.L267
+	jne	.L265
 	movl	$.LC34, %edi
 	call	getenv_
 	movq	%rax, %r8
 	testq	%rax, %rax
-	je	.L268
+	je	.L266
 	cmpb	$0, (%rax)
-	jne	.L267
-.L268:
+	jne	.L265
+.L266:
 	movl	$.LC35, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
-	je	.L269
+	je	.L267
 	cmpb	$0, (%rax)
-	je	.L269
+	je	.L267
 	leaq	128(%rsp), %rdi
 	call	adds
 	movl	$.LC36, %esi
-	jmp	.L447
-.L269:
+	jmp	.L445
+.L267:
 	movl	$.LC37, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
-	je	.L249
+	je	.L247
 	cmpb	$0, (%rax)
-	je	.L249
+	je	.L247
 	leaq	128(%rsp), %rdi
 	call	adds
 	movl	$.LC38, %esi
-.L447:
+.L445:
 	leaq	128(%rsp), %rdi
 	call	adds
 	cmpl	$0, 152(%rsp)
-	je	.L249
+	je	.L247
 	movq	128(%rsp), %r8
 	testq	%r8, %r8
-	je	.L249
-.L267:
+	je	.L247
+.L265:
 	xorl	%edi, %edi
 	movq	%r8, %rsi
 	movq	$sock.10, 160(%rsp)
@@ -1437,20 +1481,20 @@ front_main:
 	leaq	160(%rsp), %rdi
 	call	adds
 	cmpl	$0, 184(%rsp)
-	je	.L249
+	je	.L247
 	movl	$sock.10, %edi
 	movl	$1, %edx
 	movq	%rbp, %rsi
 	call	take
 	movl	$1, %edi
-.L444:
+.L442:
 	call	fall_back
-.L249:
+.L247:
 	xorl	%r12d, %r12d
 	movl	$1, %ebx
-.L271:
+.L269:
 	cmpl	%ebx, %r11d
-	jle	.L245
+	jle	.L243
 	movslq	%ebx, %rbp
 	movl	$.LC41, %esi
 	leal	1(%rbx), %r8d
@@ -1458,144 +1502,144 @@ front_main:
 	leaq	0(,%rbp,8), %r13
 	call	streq
 	testl	%eax, %eax
-	jne	.L273
+	jne	.L271
 	movl	$.LC27, %esi
 	call	streq
 	testl	%eax, %eax
-	je	.L272
+	je	.L270
 	cmpl	%r8d, %r11d
-	jle	.L273
+	jle	.L271
 	movq	8(%r10,%r13), %rax
 	movl	%r8d, %ebx
-	jmp	.L274
-.L272:
+	jmp	.L272
+.L270:
 	movl	$.LC28, %esi
 	call	after
 	testq	%rax, %rax
-	je	.L273
-.L274:
+	je	.L271
+.L272:
 	incl	%ebx
 	movq	%rax, %r12
-	jmp	.L271
-.L273:
+	jmp	.L269
+.L271:
 	movq	(%r10,%rbp,8), %rdi
 	movl	$.LC41, %esi
 	xorl	%ebx, %ebx
 	call	streq
 	testl	%eax, %eax
-	je	.L245
-.L276:
+	je	.L243
+.L274:
 	cmpl	%r8d, %r11d
-	jle	.L453
+	jle	.L451
 	movslq	%r8d, %rax
 	movl	$.LC42, %esi
 	movq	(%r10,%rax,8), %rdi
 	leaq	0(,%rax,8), %r13
 	call	streq
 	testl	%eax, %eax
-	jne	.L277
+	jne	.L275
 	movl	$.LC43, %esi
 	call	streq
 	testl	%eax, %eax
-	jne	.L277
+	jne	.L275
 	movl	$.LC44, %esi
 	call	streq
 	testl	%eax, %eax
-	jne	.L277
+	jne	.L275
 	cmpb	$45, (%rdi)
-	je	.L278
+	je	.L276
 	testq	%rbx, %rbx
-	jne	.L245
+	jne	.L243
 	movq	%rdi, %rbx
-	jmp	.L277
-.L278:
+	jmp	.L275
+.L276:
 	movl	$.LC32, %esi
 	leal	1(%r8), %ebp
 	call	streq
 	testl	%eax, %eax
-	je	.L280
+	je	.L278
 	movl	%ebp, %r8d
 	cmpl	%ebp, %r11d
-	jle	.L245
-	jmp	.L277
-.L280:
+	jle	.L243
+	jmp	.L275
+.L278:
 	movl	$.LC33, %esi
 	call	after
 	testq	%rax, %rax
-	jne	.L277
+	jne	.L275
 	movl	$.LC45, %esi
 	call	streq
 	testl	%eax, %eax
-	je	.L281
+	je	.L279
 	movl	%ebp, %r8d
 	cmpl	%ebp, %r11d
-	jle	.L245
+	jle	.L243
 	movq	8(%r10,%r13), %r9
-	jmp	.L277
-.L281:
+	jmp	.L275
+.L279:
 	movl	$.LC46, %esi
 	call	after
 	movq	%rax, %r9
 	testq	%rax, %rax
-	je	.L245
-.L277:
+	je	.L243
+.L275:
 	incl	%r8d
-	jmp	.L276
-.L453:
+	jmp	.L274
+.L451:
 	testq	%rbx, %rbx
-	je	.L245
+	je	.L243
 	cmpb	$0, (%rbx)
-	je	.L245
+	je	.L243
 	movl	$300000, %ebp
 	testq	%r9, %r9
-	je	.L284
+	je	.L282
 	orl	$-1, %eax
 	xorl	%ecx, %ecx
 	xorl	%ebp, %ebp
-.L283:
+.L281:
 	movb	(%r9), %dl
 	testb	%dl, %dl
-	je	.L454
+	je	.L452
 	cmpb	$46, %dl
-	jne	.L285
+	jne	.L283
 	incl	%eax
-	jne	.L245
+	jne	.L243
 	xorl	%eax, %eax
-	jmp	.L286
-.L285:
+	jmp	.L284
+.L283:
 	subl	$48, %edx
 	cmpb	$9, %dl
-	ja	.L245
+	ja	.L243
 	cmpl	$3, %eax
-	je	.L245
+	je	.L243
 	cmpl	$9, %ecx
-	jg	.L245
+	jg	.L243
 	imulq	$10, %rbp, %rbp
 	movsbq	%dl, %rdx
 	incl	%ecx
 	addq	%rdx, %rbp
 	cmpl	$-1, %eax
-	je	.L286
+	je	.L284
 	incl	%eax
-.L286:
+.L284:
 	incq	%r9
-	jmp	.L283
-.L454:
+	jmp	.L281
+.L452:
 	xorl	%edx, %edx
 	testl	%eax, %eax
 	cmovs	%edx, %eax
-.L288:
+.L286:
 	cmpl	$2, %eax
-	jg	.L455
+	jg	.L453
 	imulq	$10, %rbp, %rbp
 	incl	%eax
-	jmp	.L288
-.L455:
+	jmp	.L286
+.L453:
 	testl	%ecx, %ecx
-	je	.L245
+	je	.L243
 	testq	%rbp, %rbp
-	jle	.L245
-.L284:
+	jle	.L243
+.L282:
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
@@ -1604,38 +1648,38 @@ front_main:
 	movl	$2, %edi
 	movl	$21505, %esi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	testq	%rax, %rax
-	je	.L245
+	je	.L243
 	xorl	%esi, %esi
 	movl	$1, 88(%rsp)
 	movq	$sock.9, 64(%rsp)
 	movq	%rsi, 72(%rsp)
 	movq	$4096, 80(%rsp)
 	testq	%r12, %r12
-	je	.L290
+	je	.L288
 	cmpb	$0, (%r12)
 	movq	%r12, %rsi
-	jne	.L443
-.L290:
+	jne	.L441
+.L288:
 	movl	$.LC47, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
-	je	.L292
+	je	.L290
 	cmpb	$0, (%rax)
-	je	.L292
+	je	.L290
 	leaq	64(%rsp), %rdi
 	call	adds
 	movl	$.LC48, %esi
-.L443:
+.L441:
 	leaq	64(%rsp), %rdi
 	call	adds
-	jmp	.L291
-.L292:
+	jmp	.L289
+.L290:
 	xorl	%edx, %edx
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
@@ -1644,54 +1688,54 @@ front_main:
 	movq	%rdx, %rdi
 	movq	%rdx, %rsi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	movl	$.LC49, %esi
 	movq	%rax, %r9
 	testq	%rax, %rax
-	je	.L443
+	je	.L441
 	movl	$.LC50, %edi
+	call	getenv_
+	movq	%rax, %rsi
+	testq	%rax, %rax
+	je	.L292
+	cmpb	$0, (%rax)
+	jne	.L295
+.L292:
+	movl	$.LC51, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
 	je	.L294
 	cmpb	$0, (%rax)
-	jne	.L297
+	jne	.L295
 .L294:
-	movl	$.LC51, %edi
-	call	getenv_
-	movq	%rax, %rsi
-	testq	%rax, %rax
-	je	.L296
-	cmpb	$0, (%rax)
-	jne	.L297
-.L296:
 	movl	$.LC52, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
-	je	.L334
+	je	.L332
 	cmpb	$0, (%rax)
-	jne	.L297
-.L334:
+	jne	.L295
+.L332:
 	movl	$.LC24, %esi
-.L297:
+.L295:
 	xorl	%edx, %edx
-.L298:
+.L296:
 	cmpb	$0, (%rsi,%rdx)
-	je	.L456
+	je	.L454
 	incq	%rdx
-	jmp	.L298
-.L456:
+	jmp	.L296
+.L454:
 	cmpq	$1, %rdx
-	jbe	.L300
+	jbe	.L298
 	cmpb	$47, -1(%rsi,%rdx)
 	leaq	-1(%rdx), %rax
-	jne	.L300
+	jne	.L298
 	movq	%rax, %rdx
-.L300:
+.L298:
 	leaq	64(%rsp), %rdi
 	call	add
 	movl	$.LC53, %esi
@@ -1700,7 +1744,7 @@ front_main:
 	movq	%r9, %rsi
 	leaq	64(%rsp), %rdi
 	call	addu
-.L291:
+.L289:
 	movl	$.LC54, %esi
 	leaq	64(%rsp), %rdi
 	call	adds
@@ -1711,12 +1755,12 @@ front_main:
 	leaq	64(%rsp), %rdi
 	call	adds
 	cmpl	$0, 88(%rsp)
-	je	.L245
+	je	.L243
 	movl	$sock.9, %edi
 	call	connect_unix
 	movl	%eax, %r12d
 	testl	%eax, %eax
-	js	.L245
+	js	.L243
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
@@ -1725,12 +1769,12 @@ front_main:
 	movl	$4096, %esi
 	xorl	%edx, %edx
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	testq	%rax, %rax
-	jle	.L245
+	jle	.L243
 	xorl	%ecx, %ecx
 	movl	$.LC55, %esi
 	leaq	96(%rsp), %rdi
@@ -1743,21 +1787,21 @@ front_main:
 	call	adds
 	movl	argc_(%rip), %r13d
 	cmpl	$1, %r13d
-	jle	.L302
-.L301:
+	jle	.L300
+.L299:
 	movq	argv_(%rip), %rax
 	leaq	96(%rsp), %rdi
 	incl	%r11d
 	movq	(%rax,%rbx), %rsi
 	call	addjson
 	cmpl	%r13d, %r11d
-	jge	.L302
+	jge	.L300
 	movl	$.LC20, %esi
 	leaq	96(%rsp), %rdi
 	addq	$8, %rbx
 	call	adds
-	jmp	.L301
-.L302:
+	jmp	.L299
+.L300:
 	movl	$.LC56, %esi
 	leaq	96(%rsp), %rdi
 	xorl	%r11d, %r11d
@@ -1775,19 +1819,19 @@ front_main:
 	leaq	96(%rsp), %rdi
 	movl	$1, %r9d
 	call	adds
-.L306:
+.L304:
 	movq	vars.6(,%r11,8), %r10
 	movq	%r10, %rdi
 	call	getenv_
 	movq	%rax, %rbx
 	testq	%rax, %rax
-	je	.L304
+	je	.L302
 	testl	%r9d, %r9d
-	jne	.L305
+	jne	.L303
 	movl	$.LC20, %esi
 	leaq	96(%rsp), %rdi
 	call	adds
-.L305:
+.L303:
 	movq	%r10, %rsi
 	leaq	96(%rsp), %rdi
 	call	addjson
@@ -1798,16 +1842,16 @@ front_main:
 	leaq	96(%rsp), %rdi
 	call	addjson
 	xorl	%r9d, %r9d
-.L304:
+.L302:
 	incq	%r11
 	cmpq	$3, %r11
-	jne	.L306
+	jne	.L304
 	movl	$.LC60, %esi
 	leaq	96(%rsp), %rdi
 	call	adds
 	cmpl	$0, 120(%rsp)
-	jne	.L307
-.L311:
+	jne	.L305
+.L309:
 	xorl	%edx, %edx
 	movslq	%r12d, %rdi
 	xorl	%r10d, %r10d
@@ -1816,37 +1860,37 @@ front_main:
 	movl	$3, %eax
 	movq	%rdx, %rsi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
-	jmp	.L245
-.L307:
+	jmp	.L243
+.L305:
 	movq	104(%rsp), %rbx
 	movl	$req.7, %esi
 	movslq	%r12d, %rdi
 	movl	$44, %r13d
-.L309:
+.L307:
 	testq	%rbx, %rbx
-	je	.L457
+	je	.L455
 	movl	$16384, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
 	movq	%r13, %rax
 	movq	%rbx, %rdx
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	cmpq	$-4, %rax
-	je	.L309
+	je	.L307
 	testq	%rax, %rax
-	jle	.L311
+	jle	.L309
 	addq	%rax, %rsi
 	subq	%rax, %rbx
-	jmp	.L309
-.L457:
+	jmp	.L307
+.L455:
 	leaq	32(%rsp), %rsi
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
@@ -1855,7 +1899,7 @@ front_main:
 	movl	$1, %edi
 	movq	%rbx, %rdx
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1864,7 +1908,7 @@ front_main:
 	movl	$1000000, %r14d
 	movl	$65535, %r13d
 	movq	%rax, 8(%rsp)
-.L327:
+.L325:
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
@@ -1873,7 +1917,7 @@ front_main:
 	movq	%r15, %rsi
 	xorl	%edx, %edx
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1890,8 +1934,8 @@ front_main:
 	addq	%rax, %rcx
 	subq	%rcx, %rdx
 	testq	%rdx, %rdx
-	jg	.L314
-.L318:
+	jg	.L312
+.L316:
 	xorl	%edx, %edx
 	movl	$.LC61, %esi
 	leaq	128(%rsp), %rdi
@@ -1911,15 +1955,15 @@ front_main:
 	leaq	128(%rsp), %rdi
 	call	adds
 	cmpb	$47, sock.9(%rip)
-	je	.L316
+	je	.L314
 	leaq	128(%rsp), %rdi
 	movl	$cwd.8, %esi
 	call	adds
 	movl	$.LC54, %esi
 	leaq	128(%rsp), %rdi
 	call	adds
-	jmp	.L316
-.L314:
+	jmp	.L314
+.L312:
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
@@ -1927,16 +1971,16 @@ front_main:
 	leaq	24(%rsp), %rdi
 	movl	$1, %esi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	cmpq	$-4, %rax
-	je	.L327
+	je	.L325
 	testq	%rax, %rax
-	jne	.L438
-	jmp	.L318
-.L316:
+	jne	.L436
+	jmp	.L316
+.L314:
 	leaq	128(%rsp), %rdi
 	movl	$sock.9, %esi
 	call	adds
@@ -1947,9 +1991,9 @@ front_main:
 	movl	$2, %edi
 	movq	136(%rsp), %rdx
 	call	put
-	jmp	.L448
-.L438:
-	js	.L320
+	jmp	.L446
+.L436:
+	js	.L318
 	movq	%r13, %rdx
 	movq	8(%rsp), %rdi
 	xorl	%r10d, %r10d
@@ -1959,17 +2003,17 @@ front_main:
 	xorl	%r9d, %r9d
 	xorl	%eax, %eax
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	cmpq	$-4, %rax
-	je	.L327
+	je	.L325
 	testq	%rax, %rax
-	jle	.L320
+	jle	.L318
 	addq	%rax, %rbx
-	jmp	.L327
-.L320:
+	jmp	.L325
+.L318:
 	xorl	%edx, %edx
 	movq	8(%rsp), %rdi
 	xorl	%r10d, %r10d
@@ -1978,7 +2022,7 @@ front_main:
 	movl	$3, %eax
 	movq	%rdx, %rsi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1989,53 +2033,53 @@ front_main:
 	call	after
 	movq	%rax, %rdi
 	testq	%rax, %rax
-	jne	.L322
+	jne	.L320
 	testq	%rbx, %rbx
-	je	.L323
+	je	.L321
 	cmpb	$123, ans.4(%rip)
-	je	.L245
-.L323:
+	je	.L243
+.L321:
 	movl	$.LC65, %edi
 	call	puts2
-.L448:
+.L446:
 	movl	$1, %edi
-	jmp	.L445
-.L322:
+	jmp	.L443
+.L320:
 	movb	(%rdi), %al
 	subl	$48, %eax
 	cmpb	$9, %al
-	ja	.L458
+	ja	.L456
 	imull	$10, %r12d, %r12d
 	movsbl	%al, %eax
 	incq	%rdi
 	addl	%eax, %r12d
-	jmp	.L322
-.L458:
+	jmp	.L320
+.L456:
 	movl	$.LC66, %esi
 	xorl	%ebp, %ebp
 	call	after
 	movq	%rax, %rdi
 	testq	%rax, %rax
-	je	.L323
-.L325:
+	je	.L321
+.L323:
 	movb	(%rdi), %al
 	subl	$48, %eax
 	cmpb	$9, %al
-	ja	.L459
+	ja	.L457
 	imull	$10, %ebp, %ebp
 	movsbl	%al, %eax
 	incq	%rdi
 	addl	%eax, %ebp
-	jmp	.L325
-.L459:
+	jmp	.L323
+.L457:
 	leal	-1(%rbp), %eax
 	cmpl	$1, %eax
-	ja	.L323
+	ja	.L321
 	movl	$.LC1, %esi
 	call	after
 	movq	%rax, %r13
 	testq	%rax, %rax
-	je	.L323
+	je	.L321
 	xorl	%eax, %eax
 	leaq	128(%rsp), %rsi
 	xorl	%r8d, %r8d
@@ -2049,7 +2093,7 @@ front_main:
 	movq	$1, 128(%rsp)
 	movq	%rax, %rdi
 #APP
-# 47 "cli/front/front.c" 1
+# 49 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -2059,7 +2103,7 @@ front_main:
 	subq	%r13, %rdx
 	call	put
 	movl	%r12d, %edi
-.L445:
+.L443:
 	call	die
 	.size	front_main, .-front_main
 	.local	cand.0

@@ -5,7 +5,9 @@
  *
  *  - `[--root DIR] pool take SOCKET`: the take of docs/pools.md ("The socket protocol"): fds
  *    0-2 passed with SCM_RIGHTS, the relayed signals (blocked, read from a signalfd) written as
- *    `{"op":"signal","signal":N}` lines, the clone's exit status; as cli/pool-client.ts poolTake.
+ *    `{"op":"signal","signal":N}` lines once the clone runs, the clone's exit status; as
+ *    cli/pool-client.ts poolTake. Before the clone runs (the take waits in the pool) a signal
+ *    whose default action ends a process ends it, by that signal.
  *  - `[--root DIR] restore ID [--store DIR]` with ID a full id (16 hex digits) and a pool of it
  *    published as STORE/pools/ID.sock (cli/pool-registry.ts): a take with `"checkpoint":ID,
  *    "ifReady":true` as cli/pool-client.ts restoreFromPool; SIGTERM/SIGHUP that come before the
@@ -104,6 +106,8 @@ __attribute__((used, aligned(16))) char node_path[512] = "@@SNAPVISOR_FRONT_NODE
 /* The signals a take relays (cli/pool-client.ts RELAYED): INT QUIT TSTP WINCH TERM HUP USR1 USR2 CONT. */
 #define BIT(s) (1UL << ((s) - 1))
 static const u64 RELAYED = BIT(2) | BIT(3) | BIT(20) | BIT(28) | BIT(15) | BIT(1) | BIT(10) | BIT(12) | BIT(18);
+/* Of those, the ones whose default action ends a process (cli/pool-client.ts FATAL_BEFORE_START): INT QUIT TERM HUP USR1 USR2. */
+static const u64 FATAL = BIT(2) | BIT(3) | BIT(15) | BIT(1) | BIT(10) | BIT(12);
 static u64 old_mask;
 static int blocked;
 
@@ -206,13 +210,29 @@ static void send_signal(int fd, int sig) {
   send_text(fd, t, b.len);
 }
 
-/* Signals that came before the guest ran (a restore's take): in order, at most 32 kept. */
+/* Signals that came before the guest ran: in order, at most 32 kept. */
 static int early[32], nearly;
 
 /*
- * A take on the pool at `sockpath` (docs/pools.md): `restore` 0 for `pool take` (signals relayed
- * from the start), 1 for a restore's take of checkpoint `id` (`ifReady`; signals before `started`
- * held). Exits with the clone's status once it ran; returns if nothing ran (the caller goes to node).
+ * `sig` (read from the signalfd, still blocked) does now what its disposition says: unblocked and
+ * sent to this process, it ends it by that signal (the shell reports 128+sig) unless it is
+ * ignored (SIG_IGN inherited, as `nohup` or a script's `&` leave SIGINT): then it is blocked again
+ * and this returns.
+ */
+static void die_by(int sig) {
+  u64 m = BIT(sig);
+  sys6(SYS_rt_sigprocmask, 1 /* SIG_UNBLOCK */, (i64)&m, 0, 8, 0, 0);
+  sys(SYS_kill, sys(SYS_getpid, 0, 0, 0), sig, 0);
+  sys6(SYS_rt_sigprocmask, 0 /* SIG_BLOCK */, (i64)&m, 0, 8, 0, 0);
+}
+
+/*
+ * A take on the pool at `sockpath` (docs/pools.md): `restore` 0 for `pool take`, 1 for a restore's
+ * take of checkpoint `id` (`ifReady`). Signals are relayed once `started` came (before it the
+ * connection is the pool's, which does not read it); until then they are held, except that for
+ * `pool take`, whose take may wait in the pool for a clone, one of FATAL ends this process (its
+ * connection closes with it and the pool forgets the take). Exits with the clone's status once it
+ * ran; returns if nothing ran (the caller goes to node).
  */
 static void take(const char *sockpath, const char *id, int restore) {
   block_relayed();
@@ -244,7 +264,8 @@ static void take(const char *sockpath, const char *id, int restore) {
       unsigned char si[128];
       while (sys(SYS_read, sfd, si, sizeof si) == sizeof si) {
         int sig = (int)*(u32 *)si;
-        if (!restore || started) send_signal(fd, sig);
+        if (started) send_signal(fd, sig);
+        else if (!restore && (FATAL & BIT(sig))) die_by(sig);
         else if (nearly < 32) early[nearly++] = sig;
       }
     }
@@ -306,7 +327,7 @@ static __attribute__((noreturn)) void fall_back(int restore) {
     if (restore && (s == 15 || s == 1)) {
       adds(&h, h.len ? "," : "SNAPVISOR_FRONT_HELD=");
       adds(&h, s == 15 ? "SIGTERM" : "SIGHUP");
-    } else if (!restore || s == 2 || s == 3 || s == 10 || s == 12) {
+    } else if (FATAL & BIT(s)) {
       if (!fatal) fatal = s;
     }
   }
