@@ -12,6 +12,7 @@ import { DEFAULT_PLATFORM, PLATFORM_DESCRIPTIONS as PLATFORMS } from '../platfor
 // and the syscall table are imported by the commands that use them, so `checkpoint`,
 // `checkpoints` and `--help` start without parsing the kernel.
 import { type ControlResponse, checkName, controlSocket, defaultStore, fail, request, streamRemote } from './control.js';
+import { isStarting, markStarting } from './control-client.js';
 import { checkpointOutput, interruptOnSigint } from './checkpoint-client.js';
 import { controlSocketError } from './control-client.js';
 import { configureLog } from './oci/log.js';
@@ -168,6 +169,8 @@ Examples:
   snapvisor run --volume ./data:/data --volume /etc/hosts:/etc/hosts:ro --tmpfs /scratch:size=64m -- /bin/sh -c 'df /scratch; ls /data'
   snapvisor run --bundle ./bundle c1`)
   .action(async (prog: string, args: string[], opts) => {
+    // Before the kernel is loaded: `events NAME` started meanwhile waits for this sandbox (cli/control-client.ts).
+    if (opts.name !== undefined) markStarting(program.opts().root, opts.name);
     const { runCommand } = await import('./run.js');
     if (opts.bundle || opts.detach || opts.pidFile || opts.consoleSocket) {
       if (args.length) throw new Error('with --bundle, run takes only the container id');
@@ -267,6 +270,7 @@ Examples:
   snapvisor restore 3f2a9c --store ./store
   snapvisor restore --image-path /tmp/ck --bundle ./bundle --detach --pid-file pid c1`)
   .action(async (id: string, opts) => {
+    if (opts.name !== undefined && !opts.imagePath && !opts.bundle) markStarting(program.opts().root, opts.name);
     const { restoreCommand } = await import('./run.js');
     if (opts.imagePath || opts.bundle) {
       releaseHeldSignals();
@@ -625,8 +629,11 @@ program
   .addHelpText('after', '\nExample:\n  snapvisor update --pids-limit 64 c1')
   .action(guarded(async (id: string, opts) => oci.updateContainer(program.opts().root, id, opts)));
 
-/** How long `events NAME` waits for the control socket of a sandbox NAME that is starting (ms). */
-const EVENTS_WAIT_MS = 2000;
+/**
+ * How long `events NAME` waits for the control socket of NAME (ms): EVENTS_WAIT_MS in any case,
+ * up to EVENTS_STARTING_WAIT_MS while a `run --name NAME` that is starting says so (markStarting).
+ */
+const EVENTS_WAIT_MS = 2000, EVENTS_STARTING_WAIT_MS = 60_000;
 
 program
   .command('events')
@@ -640,20 +647,22 @@ program
     const root = program.opts().root;
     if (opts.stats || (oci.containerExists(root, name) && !opts.type)) return oci.eventsContainer(root, name, opts);
     // A `run --name NAME &` started just before registers NAME only once its sandbox is built
-    // (node's start-up, the program loaded: 0.1–0.5 s here, more under load), and a sandbox of that
-    // name killed earlier may have left its socket behind until then: wait for it a while (bounded).
+    // (node's start-up, the program loaded: 0.1–0.5 s here, 3–4 s with the CPUs loaded), and a
+    // sandbox of that name killed earlier may have left its socket behind until then: wait for it
+    // a while, longer while such a run says it is starting (bounded either way).
     checkName(name);
-    const deadline = Date.now() + EVENTS_WAIT_MS;
+    const t0 = Date.now();
+    const waiting = () => Date.now() - t0 < EVENTS_WAIT_MS || (Date.now() - t0 < EVENTS_STARTING_WAIT_MS && isStarting(root, name));
     const pause = () => new Promise((r) => setTimeout(r, 50));
     for (;;) {
       let sock: string;
-      try { sock = controlSocket(root, name); } catch (e) { if (Date.now() >= deadline) throw e; await pause(); continue; }
+      try { sock = controlSocket(root, name); } catch (e) { if (!waiting()) throw e; await pause(); continue; }
       try {
         await streamRemote(sock, opts.type, (s) => process.stdout.write(s));
         return;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if ((code === 'ECONNREFUSED' || code === 'ENOENT') && Date.now() < deadline) { await pause(); continue; }
+        if ((code === 'ECONNREFUSED' || code === 'ENOENT') && waiting()) { await pause(); continue; }
         throw new Error(controlSocketError(sock, e));
       }
     }

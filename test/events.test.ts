@@ -95,6 +95,8 @@ describe('snapvisor events', () => {
       const types = ev.lines.map((l) => JSON.parse(l).type as string);
       expect(types).toContain('task.exec');
       expect(types).toContain('task.exit');
+      // The mark of a starting sandbox (STATE/NAME.starting, which events waits on) is gone with it.
+      expect(fs.readdirSync(root).filter((n) => n.endsWith('.starting'))).toEqual([]);
     }
   }, 120_000);
 
