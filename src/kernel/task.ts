@@ -175,7 +175,7 @@ export class Task {
   }
 }
 
-/** Persistence: a task's registers, FP state, masks and waiter are data; its platform context is new. */
+/** Persistence: a task's registers, FP state, masks, waiter, scheduling attributes and timer slack are data; its platform context is new. */
 export const taskPersist = persisted<TaskState>({
   kind: 'task',
   records: (g) => byId(g.tasks),

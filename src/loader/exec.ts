@@ -246,6 +246,11 @@ function execOpened(t: Task, path: string, argv: Uint8Array[], envp: Uint8Array[
   t.kernel.processes.unshareAddressSpace(t);
   const mm = t.mm;
   mm.clear();
+  // The name the program was run by (kbasename(bprm->filename)): python3, not the python3.11 it
+  // links to. Set here, before the segments are loaded, as begin_new_exec does: an OOM kill while
+  // they load names the new program.
+  const base = execfn.slice(execfn.lastIndexOf('/') + 1);
+  t.kernel.emit({ type: 'task.update', tid: t.tid, what: 'comm' }, t.kernel.taskOps(t.tid, { comm: base.slice(0, 15) }));
   mm.setFields({ mmapBase: MMAP_BASE });
   const bias = main.elf.type === 'dyn' ? ET_DYN_BASE - main.elf.minVaddr : 0;
   const { end } = loadSegments(t, main, bias, mainBlocks);
@@ -293,12 +298,9 @@ function execOpened(t: Task, path: string, argv: Uint8Array[], envp: Uint8Array[
   r[REG.rip] = BigInt(interp ? interp.elf.entry + interpBias : main.elf.entry + bias);
   r[REG.orig_rax] = 0xffffffffffffffffn;
   if (t.kernel.initialFpState) t.platform.setFpState(t.kernel.initialFpState);
-  // The name the program was run by (kbasename(bprm->filename)): python3, not the python3.11 it links to.
-  const base = execfn.slice(execfn.lastIndexOf('/') + 1);
   // Handlers reset to default (ignored ones stay); the new image has no alternate signal stack (fs/exec.c).
   const kept = Object.fromEntries(Object.entries(tg.sigactions).filter(([, act]) => act.handler === 1 /* SIG_IGN */));
   t.kernel.emit({ type: 'task.exec', tid: t.tid, path: realPath }, [
-    ['set', ['tasks', t.tid, 'comm'], base.slice(0, 15)],
     ['del', ['tasks', t.tid, 'altStack']],
     ['set', ['threadGroups', tg.tgid, 'sigactions'], kept],
     ['set', ['threadGroups', tg.tgid, 'cred'], cred],

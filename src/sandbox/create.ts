@@ -83,7 +83,7 @@ export function createSandbox(spec: SandboxSpec): Kernel {
     addProcessRecords(kernel, {
       tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: 0o022, rlimits: callerRlimits(kernel),
       pendingSignals: 0n, uid, gid, cred: newCredentials(uid, gid), cpuTimeNs: 0n, exitSignal: 17,
-    });
+    }, latin1(spec.argv[0] ?? ''));
     const task = kernel.attachTask(state.tasks[tgid], false);
     // POSIX shared memory and semaphores (shm_open, sem_open) live in a writable /dev/shm.
     const shm = kernel.newId();

@@ -54,7 +54,7 @@ export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number
   addProcessRecords(kernel, withIdentity({
     tgid, ppid: 0, pgid: tgid, sid: tgid, tids: [tgid], sigactions: {}, cwd: cwdNode.path, umask: init?.umask ?? 0o022,
     rlimits: structuredClone(init?.rlimits ?? {}), pendingSignals: 0n, uid: 0, gid: 0, cpuTimeNs: 0n, exitSignal: 17,
-  }, p));
+  }, p), program);
   const tg = state.threadGroups[tgid];
   let task;
   try {
@@ -82,9 +82,11 @@ export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number
 /**
  * Add the graph records of a new process: thread group `tg`, an empty address space, an empty fd
  * table and its first task (tid = tgid; no registers yet, run state 'user'): event task.spawn.
- * Returns the new ids.
+ * The task is named after `program` (a guest path; its basename, as exec will name it) from the
+ * start, so that anything reporting it before its exec is done (an OOM kill while the program's
+ * pages are read) names it as gVisor names a new container process. Returns the new ids.
  */
-export function addProcessRecords(kernel: Kernel, tg: ThreadGroupState): { asId: number; fdTableId: number } {
+export function addProcessRecords(kernel: Kernel, tg: ThreadGroupState, program: string): { asId: number; fdTableId: number } {
   const tgid = tg.tgid;
   const asId = kernel.newId();
   const fdTableId = kernel.newId();
@@ -94,7 +96,7 @@ export function addProcessRecords(kernel: Kernel, tg: ThreadGroupState): { asId:
     ['set', ['fdTables', fdTableId], { id: fdTableId, fds: {} }],
     ['set', ['tasks', tgid], {
       tid: tgid, tgid, addressSpaceId: asId, fdTableId, regs: new Uint8Array(216), fpState: new Uint8Array(0), runState: 'user',
-      sigmask: 0n, clearChildTid: 0, robustList: 0, comm: '', pendingSignals: 0n, pendingInfo: {},
+      sigmask: 0n, clearChildTid: 0, robustList: 0, comm: program.slice(program.lastIndexOf('/') + 1).slice(0, 15), pendingSignals: 0n, pendingInfo: {},
     }],
   ]);
   return { asId, fdTableId };
