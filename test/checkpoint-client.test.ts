@@ -141,4 +141,51 @@ describe('checkpoint without the bundle', () => {
     expect(await run.done).toBe(137);
     expect(storeFiles()).toHaveLength(2);
   }, 400_000);
+
+  it('an incremental checkpoint interrupted by ^C loses nothing: the next one restores the guest\'s memory byte for byte', async () => {
+    const base = freshDir('ckint-incr');
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+    const gate = path.join(base, 'gate');
+    // 100 MiB of seeded random bytes (slow to compress); each step adds 1 to the first byte of every page.
+    const guest = ['/usr/bin/python3', '-c', [
+      'import random, os, sys, time',
+      'N = 100 << 20; P = N // 4096',
+      'b = bytearray(random.Random(1).randbytes(N)); i = 0',
+      'while not os.path.exists(sys.argv[1]):',
+      '    for p in range(P): b[p * 4096] = (b[p * 4096] + 1) & 255',
+      '    i += 1; print(i, flush=True); time.sleep(0.05)',
+      'e = bytearray(random.Random(1).randbytes(N))',
+      'for p in range(P): e[p * 4096] = (e[p * 4096] + i) & 255',
+      'print("same" if e == b else "DIFFERENT", flush=True)'].join('\n'), gate];
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'a', '--', ...guest], { timeoutMs: 120_000 });
+    await run.waitFor((l) => l === '3', 90_000);
+    const first = await snapvisor(['--root', root, 'checkpoint', 'a', '--store', store], { timeoutMs: 120_000 });
+    expect(first.status).toBe(0);
+    expect(await run.done).toBe(137);
+    const a = first.stdout.toString().trim().split(/\s+/).pop()!;
+    // Restored under another name: its checkpoints into this store are incremental.
+    const restored = snapvisorStreaming(['--root', root, 'restore', a, '--store', store, '--name', 'r'], { timeoutMs: 240_000, env: { ...process.env, SNAPVISOR_TRACE_CHECKPOINT: '1' } });
+    const more = async () => { const n = restored.lines.length; await restored.waitFor(() => restored.lines.length >= n + 3, 60_000); };
+    await more();
+    const child = spawn(process.execPath, [CLI, '--root', root, 'checkpoint', 'r', '--store', store, '--leave-running'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    const exited = new Promise<number>((resolve) => child.on('close', (code, sig) => resolve(code ?? 128 + os.constants.signals[sig!])));
+    for (const t0 = Date.now(); !/\] captured /.test(restored.stderr()); await new Promise((r) => setTimeout(r, 5))) expect(Date.now() - t0).toBeLessThan(60_000);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(err).toBe(`snapvisor: checkpoint of 'r' interrupted: nothing was stored, the sandbox runs on\n`);
+    await more();
+    const second = await snapvisor(['--root', root, 'checkpoint', 'r', '--store', store], { timeoutMs: 120_000 });
+    expect(second.status).toBe(0);
+    expect(await restored.done).toBe(137);
+    const b = second.stdout.toString().trim().split(/\s+/).pop()!;
+    const list = JSON.parse((await snapvisor(['checkpoints', '--store', store, '--json'])).stdout.toString());
+    expect(list.map((c: { id: string; parent?: string }) => [c.id, c.parent ?? null])).toEqual([[a, null], [b, a]]);
+    fs.writeFileSync(gate, '');
+    const end = await snapvisor(['restore', b, '--store', store], { timeoutMs: 120_000 });
+    expect(end.timedOut).toBe(false);
+    expect(end.status).toBe(0);
+    expect(end.stdout.toString().trim().split('\n').pop()).toBe('same');
+  }, 400_000);
 });
