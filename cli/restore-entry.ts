@@ -15,6 +15,8 @@ import { restoreCommand } from './run.js';
 interface BundleGlobals {
   __snapvisorRequire?: NodeJS.Require;
   __snapvisorBundleUrl?: string;
+  /** Set by the launcher when this restore should write the run-time code cache (cli/launcher.ts). */
+  __snapvisorSaveRestoreCache?: () => void;
 }
 const g = globalThis as typeof globalThis & BundleGlobals;
 
@@ -28,7 +30,9 @@ export async function restore(bundleFile: string, root: string | undefined, id: 
   g.__snapvisorRequire = createRequire(bundleFile);
   g.__snapvisorBundleUrl = pathToFileURL(bundleFile).href;
   try {
-    process.exitCode = await restoreCommand(root, id, { store });
+    // Once the guest has answered, the code cache of everything this restore compiled, for the next
+    // restores (the launcher says whether one is wanted: the build's cache was used, or none).
+    process.exitCode = await restoreCommand(root, id, { store, onFirstOutput: g.__snapvisorSaveRestoreCache });
   } catch (e) {
     // As cli/main.ts reports what escapes a command.
     fail((e as Error).message);

@@ -250,7 +250,8 @@ async function publishPorts(kernel: Kernel): Promise<boolean> {
   }
 }
 
-type RestoreOptions = { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string; checkpointCompress?: boolean; acceptChangedVolumes?: boolean };
+/** `restore`'s options; `onFirstOutput`: called (once, on a later turn of the event loop) after the guest first writes to a host fd. */
+type RestoreOptions = { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string; checkpointCompress?: boolean; acceptChangedVolumes?: boolean; onFirstOutput?: () => void };
 
 export async function restoreCommand(root: string | undefined, id: string, opts: RestoreOptions): Promise<number> {
   const held = holdStopSignals();
@@ -277,7 +278,7 @@ async function restoreSandbox(root: string | undefined, id: string, opts: Restor
   trace?.('store modules evaluated');
   let restored;
   try {
-    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace, platform, checkpointRequest: guestCheckpoints(opts), acceptChangedVolumes: opts.acceptChangedVolumes, workingSet: true });
+    restored = await restoreKernel(opts.store ?? defaultStore(), id, { strace: opts.strace, platform, checkpointRequest: guestCheckpoints(opts), acceptChangedVolumes: opts.acceptChangedVolumes, workingSet: true, onFirstOutput: opts.onFirstOutput });
   } catch (e) {
     fail(e instanceof SnapshotError ? e.message : `restore failed: ${(e as Error).message}`);
     return 125;

@@ -381,9 +381,10 @@ export interface RestoredKernel {
  * records, missing rootfs). `pagesVerified`: the caller has checked every page of this
  * checkpoint already (`verifyPages`; a warm pool does once at start), so no check is made.
  * `workingSet`: replay the write faults earlier restores of this checkpoint took first before
- * the guest runs, or record them for the next restore (useWorkingSet).
+ * the guest runs, or record them for the next restore (useWorkingSet). `onFirstOutput`: called on
+ * a later turn of the event loop once the guest first wrote to a host fd.
  */
-export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions & { pagesVerified?: boolean; acceptChangedVolumes?: boolean; workingSet?: boolean } = {}): Promise<RestoredKernel> {
+export async function restoreKernel(storeDir: string, id: string, opts: AssembleOptions & { pagesVerified?: boolean; acceptChangedVolumes?: boolean; workingSet?: boolean; onFirstOutput?: () => void } = {}): Promise<RestoredKernel> {
   const t0 = monotonicMs();
   const trace = restoreTrace();
   trace?.('start');
@@ -432,7 +433,10 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     kernel.resumeRestored();
     if (opts.workingSet) useWorkingSet(kernel, storeDir, opened.id, trace);
     trace?.('resumed');
-    if (trace) traceFirstOutput(kernel, trace);
+    if (trace || opts.onFirstOutput) {
+      const then = opts.onFirstOutput;
+      onFirstOutput(kernel, () => { trace?.('first output'); if (then) setImmediate(then); });
+    }
   } catch (e) {
     kernel.destroy();
     throw e;
@@ -499,13 +503,13 @@ function useWorkingSet(kernel: Kernel, storeDir: string, id: string, trace?: (wh
   void kernel.exited.then(save);
 }
 
-/** SNAPVISOR_TRACE_RESTORE: a line when the guest first writes to a host fd (its output, before the bytes leave). */
-function traceFirstOutput(kernel: Kernel, trace: (what: string) => void): void {
+/** Call `fn` when the guest first writes to a host fd (its output), before the bytes leave. */
+function onFirstOutput(kernel: Kernel, fn: () => void): void {
   const host = kernel.host;
   const writeSync = host.writeSync;
   host.writeSync = (...a) => {
     host.writeSync = writeSync;
-    trace('first output');
+    fn();
     return writeSync.apply(host, a);
   };
 }

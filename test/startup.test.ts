@@ -18,7 +18,7 @@ function copyOfBundle(): string {
   const dir = freshDir('startup');
   const b = path.join(dir, 'bundle');
   fs.mkdirSync(b);
-  for (const f of ['main.js', 'package.json', 'snapvisor.cjs', 'snapvisor.cjs.full.cache', 'snapvisor.cjs.light.cache', 'verify-worker.js']) fs.copyFileSync(path.join(path.dirname(CLI), f), path.join(b, f));
+  for (const f of ['main.js', 'package.json', 'snapvisor.cjs', 'snapvisor.cjs.full.cache', 'snapvisor.cjs.light.cache', 'restore.cjs', 'restore.cjs.cache', 'verify-worker.js']) fs.copyFileSync(path.join(path.dirname(CLI), f), path.join(b, f));
   // Native packages resolve from the bundle's directory upwards.
   fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
   return path.join(b, 'main.js');
@@ -87,4 +87,42 @@ describe('CLI start-up', () => {
     expect(missing.status).toBe(125);
     expect(orphanStubs()).toEqual([]);
   });
+  it('a restore writes the restore bundle\'s run-time code cache once its guest answered; later restores use it', async () => {
+    const bin = copyOfBundle();
+    const dir = path.dirname(bin);
+    const runCache = path.join(dir, 'restore.cjs.run.cache');
+    const c = await checkpointAtReady('startup-rc', ['/bin/busybox', 'sh', '-c', 'echo ready; while :; do if read x; then echo "got $x"; sleep 0.3; exit 0; fi; sleep 0.05; done']);
+    const restore = () => spawnSync(process.execPath, [bin, 'restore', c.id, '--store', c.store], { env: TRACE, input: 'line\n', encoding: 'utf8', timeout: 30_000 });
+    const wrote = /^snapvisor: start-up: wrote the run-time code cache \(restore\) at [\d.]+ ms$/;
+    // The first: the build's cache, then the run-time one written.
+    let r = restore();
+    expect(r.stdout).toBe('got line\n');
+    expect(r.status).toBe(0);
+    expect(traceLines(r.stderr)[0]).toMatch(/^snapvisor: start-up: code cache used \(restore\)/);
+    expect(traceLines(r.stderr).some((l) => wrote.test(l))).toBe(true);
+    // It holds what the restore compiled besides what the build's evaluation did.
+    expect(fs.statSync(runCache).size).toBeGreaterThan(fs.statSync(path.join(dir, 'restore.cjs.cache')).size);
+    const written = fs.statSync(runCache).mtimeMs;
+    // The next uses it and writes nothing.
+    r = restore();
+    expect(r.stdout).toBe('got line\n');
+    expect(traceLines(r.stderr)[0]).toMatch(/code cache used \(restore\)/);
+    expect(traceLines(r.stderr).some((l) => wrote.test(l))).toBe(false);
+    expect(fs.statSync(runCache).mtimeMs).toBe(written);
+    // One V8 rejects (another node, a damaged file) is written anew; the restore works the same.
+    fs.writeFileSync(runCache, Buffer.alloc(4096, 7));
+    r = restore();
+    expect(r.stdout).toBe('got line\n');
+    expect(traceLines(r.stderr)[0]).toMatch(/code cache rejected \(restore\)/);
+    expect(traceLines(r.stderr).some((l) => wrote.test(l))).toBe(true);
+    // One older than the bundle (a rebuild) is not used: the build's cache is, and a new one written.
+    const earlier = new Date(Date.now() - 60_000);
+    fs.utimesSync(runCache, earlier, earlier);
+    r = restore();
+    expect(r.stdout).toBe('got line\n');
+    expect(traceLines(r.stderr)[0]).toMatch(/code cache used \(restore\)/);
+    expect(traceLines(r.stderr).some((l) => wrote.test(l))).toBe(true);
+    expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
 });
