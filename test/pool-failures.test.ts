@@ -9,10 +9,12 @@
  * refill is.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { poolRequest, poolStatus, type PoolStatus } from '../cli/pool-client.js';
+import { connectUnix, sendFds } from '../platforms/host/fd-passing.js';
 import { CLI, freshDir, orphanStubs, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
 /** The bin's native front beside the CLI under test (cli/front/front.c). */
@@ -74,6 +76,23 @@ describe('a warm pool in trouble', () => {
         await until(sock, `${how}'s take forgotten after ${sig}`, (st) => st.waiting === 0, 5_000);
       }
     }
+    // A platform's client (the socket protocol, no `pool take`) that gives up by shutting down its
+    // writing (end of file, as a clone running the take reads it: the caller gone): forgotten too.
+    const dir = freshDir('pfail-sig-files');
+    const files = [fs.openSync('/dev/null', 'r'), fs.openSync(path.join(dir, 'out'), 'w'), fs.openSync(path.join(dir, 'out'), 'w')];
+    const cfd = connectUnix(sock);
+    expect(sendFds(cfd, Buffer.from('{"op":"take"}\n'), files)).toBe(0);
+    files.forEach((f) => fs.closeSync(f));
+    const half = new net.Socket({ fd: cfd, readable: true, writable: true });
+    let halfLines = '';
+    half.on('data', (d) => { halfLines += d; });
+    const halfClosed = new Promise<void>((r) => half.on('close', () => r()));
+    await until(sock, 'the platform\'s take waiting', (st) => st.waiting === 1);
+    half.end();
+    await until(sock, 'the platform\'s take forgotten', (st) => st.waiting === 0, 5_000);
+    await Promise.race([halfClosed, sleep(10_000)]);
+    expect(half.destroyed).toBe(true);
+    expect(halfLines).toBe('');
     // Refills resumed: the next take gets the next clone, whose guest reads its own stdin.
     expect(await poolRequest(sock, { op: 'resume-refills' })).toMatchObject({ ok: true, refillsPaused: false });
     const next = await snapvisor(['pool', 'take', sock], { input: 'abc\n', timeoutMs: 60_000 });
@@ -83,6 +102,7 @@ describe('a warm pool in trouble', () => {
     busy.child.stdin!.end('z\n');
     expect(await busy.ended).toEqual({ code: 1, signal: null, out: 'restored z\n', err: '' });
     expect((await poolStatus(sock)).served).toBe(2);
+    expect(fs.readFileSync(path.join(dir, 'out'), 'utf8')).toBe('');
     pool.child.kill('SIGTERM');
     expect(await pool.done).toBe(0);
     expect(pool.stderr()).toBe('');

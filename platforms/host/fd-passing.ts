@@ -149,11 +149,11 @@ export function waitReadableSync(fd: number, timeoutMs = -1): boolean {
 const POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20, POLLRDHUP = 0x2000;
 
 /**
- * Whether the peer of connected stream socket `fd` has closed it (or shut down its writing), as
+ * Whether the peer of connected stream socket `fd` has closed it or shut down its writing, as
  * poll(2) says now without waiting: POLLRDHUP, POLLHUP, POLLERR or POLLNVAL (an fd not open).
- * Reads nothing, so data waiting on the socket stays for whoever reads it next; a peer that
- * closed with data unread still counts as closed. The warm pool looks with it whether the caller
- * of a take still waiting is gone (cli/pool.ts).
+ * Reads nothing, so data waiting on the socket stays for whoever reads it next. The warm pool
+ * looks with it whether the caller of a take still waiting is gone (cli/pool.ts): its end of
+ * file is what a clone running the take reads as the caller gone, too.
  */
 export function peerClosed(fd: number): boolean {
   const pfd = new Uint8Array(8);
@@ -163,6 +163,7 @@ export function peerClosed(fd: number): boolean {
   const n = (pollFn as unknown as (p: Uint8Array, n: number, t: number) => number)(pfd, 1, 0);
   return n > 0 && (v.getInt16(6, true) & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) !== 0;
 }
+
 /** The next message on `sock` (blocking or not), waiting for it without blocking the event loop: as recvFdsNow, never 'again'. */
 export async function recvFds(sock: number, maxData = 4096): Promise<Received> {
   for (;;) {
