@@ -85,6 +85,22 @@ export function native(argv: string[], opts: RunOpts = {}): Promise<RunResult> {
   return collect(argv, opts);
 }
 
+/**
+ * Run `argv` natively and under `snapvisor run [runArgs] --`: both exit 0, the sandbox in time,
+ * silent on stderr and with the same stdout as native. Returns that stdout.
+ */
+export async function sameOutputAsNative(argv: string[], timeoutMs = 60_000, runArgs: string[] = []): Promise<string> {
+  const nat = await native(argv);
+  const sand = await snapvisor(['run', ...runArgs, '--', ...argv], { timeoutMs });
+  expect(sand.timedOut).toBe(false);
+  expect(sand.stderr).toBe('');
+  expect(nat.status).toBe(0);
+  expect(sand.status).toBe(0);
+  const out = sand.stdout.toString();
+  expect(out).toBe(nat.stdout.toString());
+  return out;
+}
+
 /** A running `snapvisor` whose stdout is followed line by line. */
 export interface Streaming {
   child: ChildProcess;
