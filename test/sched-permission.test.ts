@@ -48,13 +48,29 @@ static long setattr(pid_t pid, int pol, uint64_t flags, int nice, int prio) {
   return syscall(SYS_sched_setattr, pid, &a, 0);
 }
 static long setdl(pid_t pid) { struct attr a = { 48, 6, 0, 0, 0, 10000000, 30000000, 100000000, 0, 0 }; return syscall(SYS_sched_setattr, pid, &a, 0); }
+/* /proc/PID/stat's priority (18), nice (19), rt_priority (40) and policy (41), as "prio/nice/rt/policy". */
+static void stat_fields(pid_t pid, char *buf, size_t len) {
+  char path[64], s[1024];
+  snprintf(path, sizeof path, pid ? "/proc/%d/stat" : "/proc/self/stat", pid);
+  FILE *f = fopen(path, "r");
+  size_t got = f ? fread(s, 1, sizeof s - 1, f) : 0;
+  if (f) fclose(f);
+  s[got] = 0;
+  char *p = strrchr(s, ')');
+  long v[52] = { 0 };
+  int i = 2; /* field 3 (state) follows the comm */
+  for (char *tok = p ? strtok(p + 2, " ") : NULL; tok && i < 52; tok = strtok(NULL, " ")) v[i++] = strtol(tok, NULL, 10);
+  snprintf(buf, len, "%ld/%ld/%ld/%ld", v[17], v[18], v[39], v[40]);
+}
 static void state(const char *tag, pid_t pid) {
   size_t n = strlen(out);
   struct sched_param p = { -1 };
   sched_getparam(pid, &p);
   errno = 0;
   int pr = getpriority(PRIO_PROCESS, pid);
-  snprintf(out + n, sizeof out - n, " %s[pol=%#x prio=%d nice=%d]", tag, sched_getscheduler(pid), p.sched_priority, pr);
+  char st[80];
+  stat_fields(pid, st, sizeof st);
+  snprintf(out + n, sizeof out - n, " %s[pol=%#x prio=%d nice=%d stat=%s]", tag, sched_getscheduler(pid), p.sched_priority, pr, st);
 }
 /* Run fn in a forked child, which prints its own line; wait for it. */
 #define PROBE(...) do { pid_t c_ = fork(); if (c_ == 0) { out[0] = 0; __VA_ARGS__; fflush(stdout); _exit(0); } int st_; waitpid(c_, &st_, 0); if (!WIFEXITED(st_) || WEXITSTATUS(st_)) printf("probe died %#x\n", st_); } while (0)
@@ -297,29 +313,29 @@ const isRoot = process.getuid?.() === 0;
 
 /** The RLIMIT_RTPRIO / RLIMIT_NICE probers' lines (sandbox only: see the header). */
 const RLIMIT_LINES = `1000 rtprio 10     self: FIFO1=ok
-1000 rtprio 10     self: FIFO10=ok FIFO11=EPERM down5=ok up10=ok RR10=ok st[pol=0x2 prio=10 nice=0]
-1000 rtprio 10     self: BATCH=ok IDLE=ok OTHER=EPERM st[pol=0x5 prio=0 nice=0]
-1000 rtprio 10     self: FIFOreset=ok param=ok FIFOclear=EPERM BATCHreset=ok OTHERclear=EPERM st[pol=0x40000003 prio=0 nice=0]
-1000 rtprio 10     self: nice-1=EACCES nice-5=EACCES nice-6=EACCES nice7=ok nice3=EACCES pgrp9=ok st[pol=0 prio=0 nice=9]
-1000 rtprio 10     self: attrNice-2=EPERM attrNice4=ok attrNice2=EPERM attrFIFO=ok keepParams=ok DL=EPERM st[pol=0x1 prio=3 nice=4]
+1000 rtprio 10     self: FIFO10=ok FIFO11=EPERM down5=ok up10=ok RR10=ok st[pol=0x2 prio=10 nice=0 stat=-11/0/10/2]
+1000 rtprio 10     self: BATCH=ok IDLE=ok OTHER=EPERM st[pol=0x5 prio=0 nice=0 stat=20/0/0/5]
+1000 rtprio 10     self: FIFOreset=ok param=ok FIFOclear=EPERM BATCHreset=ok OTHERclear=EPERM st[pol=0x40000003 prio=0 nice=0 stat=20/0/0/3]
+1000 rtprio 10     self: nice-1=EACCES nice-5=EACCES nice-6=EACCES nice7=ok nice3=EACCES pgrp9=ok st[pol=0 prio=0 nice=9 stat=29/9/0/0]
+1000 rtprio 10     self: attrNice-2=EPERM attrNice4=ok attrNice2=EPERM attrFIFO=ok keepParams=ok DL=EPERM st[pol=0x1 prio=3 nice=4 stat=-4/4/3/1]
 1000 rtprio 10     self: bad4=EINVAL neg=EINVAL FIFO0=EINVAL OTHER1=EINVAL FIFO100=EINVAL FIFOneg=EINVAL DLparam=EINVAL nullparam=EINVAL badpid=EINVAL nopid=ESRCH
-1000 rtprio 10     -> root       BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0]
-1000 rtprio 10     -> 1000       BATCH=ok param=ok FIFO=EPERM OTHER=ok nice2=ok nice1=EACCES attr3=ok get=ok st[pol=0 prio=0 nice=3]
-1000 rtprio 10     -> euid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0]
-1000 rtprio 10     -> ruid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0]
-1000 rtprio 10     -> suid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0]
+1000 rtprio 10     -> root       BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 rtprio 10     -> 1000       BATCH=ok param=ok FIFO=EPERM OTHER=ok nice2=ok nice1=EACCES attr3=ok get=ok st[pol=0 prio=0 nice=3 stat=23/3/0/0]
+1000 rtprio 10     -> euid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 rtprio 10     -> ruid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 rtprio 10     -> suid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
 1000 nice 25       self: FIFO1=EPERM
-1000 nice 25       self: FIFO10=EPERM FIFO11=EPERM down5=EINVAL up10=EINVAL RR10=EPERM st[pol=0 prio=0 nice=0]
-1000 nice 25       self: BATCH=ok IDLE=ok OTHER=ok st[pol=0 prio=0 nice=0]
-1000 nice 25       self: FIFOreset=EPERM param=EINVAL FIFOclear=EPERM BATCHreset=ok OTHERclear=EPERM st[pol=0x40000003 prio=0 nice=0]
-1000 nice 25       self: nice-1=ok nice-5=ok nice-6=EACCES nice7=ok nice3=ok pgrp9=ok st[pol=0 prio=0 nice=9]
-1000 nice 25       self: attrNice-2=ok attrNice4=ok attrNice2=ok attrFIFO=EPERM keepParams=EPERM DL=EPERM st[pol=0 prio=0 nice=2]
+1000 nice 25       self: FIFO10=EPERM FIFO11=EPERM down5=EINVAL up10=EINVAL RR10=EPERM st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 nice 25       self: BATCH=ok IDLE=ok OTHER=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 nice 25       self: FIFOreset=EPERM param=EINVAL FIFOclear=EPERM BATCHreset=ok OTHERclear=EPERM st[pol=0x40000003 prio=0 nice=0 stat=20/0/0/3]
+1000 nice 25       self: nice-1=ok nice-5=ok nice-6=EACCES nice7=ok nice3=ok pgrp9=ok st[pol=0 prio=0 nice=9 stat=29/9/0/0]
+1000 nice 25       self: attrNice-2=ok attrNice4=ok attrNice2=ok attrFIFO=EPERM keepParams=EPERM DL=EPERM st[pol=0 prio=0 nice=2 stat=22/2/0/0]
 1000 nice 25       self: bad4=EINVAL neg=EINVAL FIFO0=EINVAL OTHER1=EINVAL FIFO100=EINVAL FIFOneg=EINVAL DLparam=EINVAL nullparam=EINVAL badpid=EINVAL nopid=ESRCH
-1000 nice 25       -> root       BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0]
-1000 nice 25       -> 1000       BATCH=ok param=ok FIFO=EPERM OTHER=ok nice2=ok nice1=EACCES attr3=ok get=ok st[pol=0 prio=0 nice=3]
-1000 nice 25       -> euid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0]
-1000 nice 25       -> ruid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0]
-1000 nice 25       -> suid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0]
+1000 nice 25       -> root       BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 nice 25       -> 1000       BATCH=ok param=ok FIFO=EPERM OTHER=ok nice2=ok nice1=EACCES attr3=ok get=ok st[pol=0 prio=0 nice=3 stat=23/3/0/0]
+1000 nice 25       -> euid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 nice 25       -> ruid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 nice 25       -> suid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
 done
 `;
 
@@ -333,8 +349,8 @@ describe.skipIf(!isRoot)('scheduling permissions against native (the test runs a
     expect(row('1000               -> root ')[0]).toContain(' BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM');
     expect(row('1000               -> euid 1000 ')[0]).toContain(' BATCH=EPERM'); // cap_safe_nice: the target keeps root's permitted set
     expect(row('1000               self: nice-1=')[0]).toContain(' nice-1=EACCES');
-    expect(row('FIFO10|RESET:')[0]).toContain('pol=0x40000001 prio=10');
-    expect(out).toContain('slack: default=50000 set1000=ok get=1000\n  fork: child[pol=0 prio=0 nice=0] slack=1000\n');
+    expect(row('FIFO10|RESET:')[0]).toContain('pol=0x40000001 prio=10 nice=0 stat=-11/0/10/1'); // /proc/PID/stat's priority, nice, rt_priority, policy
+    expect(out).toContain('slack: default=50000 set1000=ok get=1000\n  fork: child[pol=0 prio=0 nice=0 stat=20/0/0/0] slack=1000\n');
     expect(out).toContain('sleeps: default switches, slack 1 ns none, back to default switches, SCHED_FIFO none\n');
     expect(lines.at(-2)).toBe('done');
   });

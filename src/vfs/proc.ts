@@ -18,6 +18,8 @@ import { mapsRuns } from '../mm/maps-merge.js';
 import { mountLines } from './mounts.js';
 import { PROC_NET_FILES, type ProcNetFile, procNetText } from './proc-net.js';
 import { NO_USAGE, groupUsage } from '../kernel/cputime.js';
+import { niceOf, schedOf } from '../kernel/sched.js';
+import { SCHED_DEADLINE, SCHED_FIFO, SCHED_RR } from '../abi/linux.js';
 
 const enc = new TextEncoder();
 const text = (s: string) => enc.encode(s);
@@ -93,9 +95,12 @@ export function procMount(k: Kernel): SyntheticMount {
         const vsize = as.vmas.reduce((n, v) => n + v.end - v.start, 0);
         const rss = Math.ceil(Number(/^VmRSS:\s+(\d+)/m.exec(procStatus(k, tg, ts))?.[1] ?? 0) / 4);
         const state = tg.zombie ? 'Z' : tg.stopped ? 'T' : ts.waiter ? 'S' : 'R';
+        // priority (task_prio: 20 + nice, -1 - rt_priority for SCHED_FIFO/RR, -101 for SCHED_DEADLINE), nice, rt_priority, policy.
+        const sched = schedOf(ts, tg), nice = niceOf(ts, tg);
+        const prio = sched.policy === SCHED_DEADLINE ? -101 : sched.policy === SCHED_FIFO || sched.policy === SCHED_RR ? -1 - sched.priority : 20 + nice;
         return `${pid} (${comm}) ${state} ${tg.ppid} ${tg.pgid} ${tg.sid} 0 -1 4194304 ${u.minflt} ${cu.minflt} ${u.majflt} ${cu.majflt} ` +
-          `${tick(u.utimeNs)} ${tick(u.stimeNs)} ${tick(cu.utimeNs)} ${tick(cu.stimeNs)} 20 0 ${tg.tids.length} 0 0 ${vsize} ${rss} ` +
-          `18446744073709551615 0 0 ${as.envEnd} 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 ${as.argStart} ${as.argEnd} ${as.envStart} ${as.envEnd} 0\n`;
+          `${tick(u.utimeNs)} ${tick(u.stimeNs)} ${tick(cu.utimeNs)} ${tick(cu.stimeNs)} ${prio} ${nice} ${tg.tids.length} 0 0 ${vsize} ${rss} ` +
+          `18446744073709551615 0 0 ${as.envEnd} 0 0 0 0 0 0 0 0 0 17 0 ${sched.priority} ${sched.policy} 0 0 0 0 0 0 ${as.argStart} ${as.argEnd} ${as.envStart} ${as.envEnd} 0\n`;
       });
       case 'status': return file(base + 8, () => procStatus(k, tg, ts));
       case 'fd': return { ...dir(base + 9, () => Object.keys(fds)), mode: S_IFDIR | 0o500 };
