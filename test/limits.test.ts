@@ -142,6 +142,21 @@ int main(int argc, char **argv) {
     z = fork();
     if (z == 0) _exit(0);
     report("fork over the lowered limit", z);
+  } else if (!strcmp(mode, "prlimit")) {
+    /* prlimit64 of another process changes that process's limits, not the caller's. */
+    pid_t c = fork();
+    if (c == 0) { pause(); _exit(0); }
+    struct rlimit o, me0, me1, mf0, mf1;
+    getrlimit(RLIMIT_CORE, &me0); getrlimit(RLIMIT_NOFILE, &mf0);
+    report("prlimit child CORE 3/3", prlimit(c, RLIMIT_CORE, &(struct rlimit){ 3, 3 }, 0));
+    prlimit(c, RLIMIT_CORE, 0, &o);
+    printf("child CORE %ld/%ld\n", (long)o.rlim_cur, (long)o.rlim_max);
+    report("prlimit child NOFILE 64/1024", prlimit(c, RLIMIT_NOFILE, &(struct rlimit){ 64, 1024 }, 0));
+    prlimit(c, RLIMIT_NOFILE, 0, &o);
+    printf("child NOFILE %ld/%ld\n", (long)o.rlim_cur, (long)o.rlim_max);
+    getrlimit(RLIMIT_CORE, &me1); getrlimit(RLIMIT_NOFILE, &mf1);
+    printf("own limits unchanged: %s\n", !memcmp(&me0, &me1, sizeof me0) && !memcmp(&mf0, &mf1, sizeof mf0) ? "yes" : "no");
+    kill(c, SIGKILL); waitpid(c, 0, 0);
   }
   printf("done\n");
   return 0;
@@ -159,7 +174,7 @@ async function nativeLines(mode: string): Promise<string[]> {
 }
 
 describe('resource limits against native', () => {
-  for (const mode of ['as', 'data', 'fsize', 'nproc']) {
+  for (const mode of ['as', 'data', 'fsize', 'nproc', 'prlimit']) {
     it(`${mode}: same results as Linux`, async () => {
       const want = await nativeLines(mode);
       expect(want[want.length - 1]).toBe('done');

@@ -84,7 +84,7 @@ function prlimit(t: Task, pid: number, res: number, newAddr: number, oldAddr: nu
     v.setBigUint64(0, old[0], true); v.setBigUint64(8, old[1], true);
     t.mm.write(oldAddr, b);
   }
-  if (next) t.kernel.emit({ type: 'proc.rlimit', tgid: t.tgid, resource: res }, [['set', ['threadGroups', t.tgid, 'rlimits', res], next]]);
+  if (next) t.kernel.emit({ type: 'proc.rlimit', tgid: target.tgid, resource: res }, [['set', ['threadGroups', target.tgid, 'rlimits', res], next]]);
   return 0;
 }
 
