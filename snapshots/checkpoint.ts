@@ -4,7 +4,6 @@
  * graph and the populated memory ranges are copied (`Kernel.capture`); the store write
  * happens after, with the guest running again if it is to go on.
  */
-import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { changedVolumes, volumeIdentities } from './volumes.js';
 import { Worker } from 'node:worker_threads';
@@ -13,7 +12,7 @@ import { AssembleOptions, assembleKernel } from '../src/sandbox/compose.js';
 import { GRAPH_VERSION, KernelState, type SandboxConfig, type SuperblockState } from '../src/kernel/state.js';
 import type { Writable } from '../src/kernel/events.js';
 import { GraphVersionError, migrateGraph } from '../src/kernel/graph-schema.js';
-import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, cancelStoreOpening, catalogueWarm, checkpointInterrupted, checkRootfs, openStoreEarly, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, runsOf, settleCatalogue, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
+import { CheckpointSummary, type HostFilePages, type MemorySource, OpenedCheckpoint, type ProgressCallback, SnapshotError, cancelStoreOpening, catalogueWarm, checkpointInterrupted, checkRootfs, openStoreEarly, layersOf, onEveryCpu, openCheckpoint, readWorkingSet, recordChecksumError, runsOf, settleCatalogue, traceCheckpoint, WORKING_SET_MAX, writeCheckpoint, writeWorkingSet } from './store.js';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, readRunChecks, runLayer } from './format.js';
 import path from 'node:path';
 import { closePublished, publishedConnections } from '../src/net/publish.js';
@@ -388,13 +387,23 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   const t0 = monotonicMs();
   const trace = restoreTrace();
   trace?.('start');
-  const opened = await openCheckpoint(storeDir, id);
+  // The record's checksums (node:crypto) are checked here, or with the pages in the background below.
+  const opened = await openCheckpoint(storeDir, id, 'lazy', true);
   trace?.('opened');
   let verifier: (() => Worker | Error) | undefined;
+  const background = !opts.pagesVerified && !opened.fresh && !(opened.manifest.storedPageBytes <= SYNC_VERIFY_BYTES && opened.pageFileBytes <= SYNC_VERIFY_FILE_BYTES);
+  if (!background && opened.checksums) {
+    const bad = recordChecksumError(opened.id, opened.checksums);
+    if (bad) {
+      closeOpened(opened);
+      throw bad;
+    }
+    opened.checksums = undefined;
+  }
   if (opts.pagesVerified || opened.fresh) {
     // The caller checked every page of this checkpoint already (a warm pool, once at its start), or
     // openCheckpoint just made its restore cache from its pack, checking every page as it wrote it.
-  } else if (opened.manifest.storedPageBytes <= SYNC_VERIFY_BYTES && opened.pageFileBytes <= SYNC_VERIFY_FILE_BYTES) {
+  } else if (!background) {
     // Small: check every page now (a few ms), so a damaged checkpoint never runs at all.
     const bad = verifyPages(opened.pageFd, checkedRuns(opened), opened.pageFileBytes, opened.layers.map((l) => l.fd));
     if (bad !== undefined) {
@@ -402,7 +411,9 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
       throw new SnapshotError(`checkpoint ${opened.id} is corrupt: ${bad}`);
     }
   } else {
-    // Started once the guest has had its first steps (watchVerifier): see VERIFY_DELAY_MS.
+    // Started once the guest has had its first steps (watchVerifier): see VERIFY_DELAY_MS. It
+    // checks the restore record's checksums first: a record found damaged stops the sandbox as a
+    // damaged page does.
     verifier = () => startVerifier(opened);
   }
   let kernel: Kernel;
@@ -564,13 +575,31 @@ function originOf(storeDir: string, opened: OpenedCheckpoint): Origin {
 }
 
 /**
+ * A random (version 4) UUID, from /dev/urandom: node:crypto's randomUUID would load node:crypto
+ * (and node:stream) before the guest runs, ~5 ms of a restore that checks its record in the background.
+ */
+function randomUuid(): string {
+  const b = Buffer.alloc(16);
+  const fd = fs.openSync('/dev/urandom', 'r');
+  try {
+    for (let n = 0; n < 16;) n += fs.readSync(fd, b, n, 16 - n, null);
+  } finally {
+    fs.closeSync(fd);
+  }
+  b[6] = (b[6] & 0x0f) | 0x40; // version 4
+  b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/**
  * A restored sandbox is a new sandbox: a new boot id and the next generation (see
  * /proc/snapvisor/generation in docs/snapshot-format.md). Everything else is as captured.
  */
 function beginGeneration(graph: KernelState): void {
   // A graph no kernel runs yet (Writable, src/kernel/events.ts).
   const config = graph.config as Writable<SandboxConfig>;
-  config.bootId = randomUUID();
+  config.bootId = randomUuid();
   // New processes of the restored sandbox see this host's CPU features (checkRestorable made
   // sure it has every one the checkpoint recorded).
   const host = hostCpuFeatures();
@@ -619,7 +648,7 @@ function startVerifier(opened: OpenedCheckpoint): Worker | Error {
     const dataRanges = pageFileDataRanges(opened.pageFd, opened.pageFileBytes);
     // stdout/stderr: its own streams (it writes nothing), not piped into this process's, whose
     // creation would load node:net and node:stream here.
-    const worker = onEveryCpu(() => new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: checkedRuns(opened), pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths }, stdout: true, stderr: true }));
+    const worker = onEveryCpu(() => new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: checkedRuns(opened), pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths, checksums: opened.checksums }, stdout: true, stderr: true }));
     worker.unref();
     return worker;
   } catch (e) {

@@ -6,7 +6,8 @@
  *
  * Everything here is synchronous and free of I/O so it can be unit-tested directly.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { sha256 } from './record-check.js';
 import { Decoder, Encoder } from 'cbor-x';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, runLayer } from './page-format.js';
 
@@ -101,14 +102,7 @@ export function isCheckpointIdPrefix(s: string): boolean {
   return /^[0-9a-fA-F]{4,16}$/.test(s);
 }
 
-/** sha256 of `data` as 32 raw bytes. */
-export function sha256(data: Uint8Array): Buffer {
-  return createHash('sha256').update(data).digest();
-}
-/** sha256 of `data` as 64 lowercase hex characters. */
-export function sha256Hex(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
-}
+export { manifestSealIsValid, sha256, sha256Hex } from './record-check.js';
 
 
 // ---------------------------------------------------------------------------
@@ -222,19 +216,6 @@ export function sealManifest(fields: Record<string, unknown>): Buffer {
   const bytes = encodeCbor(obj);
   bytes.set(sha256(bytes), bytes.length - HASH_BYTES);
   return bytes;
-}
-
-/**
- * True if `bytes` carries a valid seal (see {@link sealManifest}): its last 32 bytes
- * are the sha256 of `bytes` with those 32 bytes zeroed. Checks raw bytes only; does
- * not decode.
- */
-export function manifestSealIsValid(bytes: Uint8Array): boolean {
-  if (bytes.length <= HASH_BYTES) return false;
-  const copy = Buffer.from(bytes);
-  const stored = Buffer.from(copy.subarray(copy.length - HASH_BYTES));
-  copy.fill(0, copy.length - HASH_BYTES);
-  return sha256(copy).equals(stored);
 }
 
 /**

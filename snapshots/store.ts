@@ -27,6 +27,7 @@ import {
   pagemapKey, prefixRange, sealManifest, sha256Hex, splitMeta, stripManifestChecksum,
 } from './format.js';
 import { verifyPages } from './pages.js';
+import { type RecordChecksums, recordChecksumFailure, recordChecksumReason } from './record-check.js';
 import { LinuxHostServices } from '../platforms/host/host-services.js';
 import type { HostTree } from '../platforms/host-services.js';
 import { Vfs } from '../src/vfs/vfs.js';
@@ -495,6 +496,8 @@ export interface OpenedCheckpoint extends LoadedCheckpoint {
   fresh: boolean;
   /** The own page file's lazy filling (a pack's restore cache), if it is one; the caller hands it to the memory file or closes it. */
   lazy?: LazyPack;
+  /** With `deferChecksums`: the restore record's checksums, not checked yet (recordChecksumFailure). */
+  checksums?: RecordChecksums;
 }
 
 /**
@@ -506,9 +509,10 @@ export interface OpenedCheckpoint extends LoadedCheckpoint {
  * checkpoint's restore cache is filled lazily as the restored kernel needs it (`lazy`), unless
  * `pages` is 'complete' (every page is then on disk when this returns, e.g. for a warm pool
  * whose clones all map it). Throws SnapshotError: no store, unknown or ambiguous id, a damaged
- * or missing record or page file (naming the checkpoint).
+ * or missing record or page file (naming the checkpoint). `deferChecksums`: the record's seal and
+ * sha256 are left to the caller (`checksums`; readMetaFile).
  */
-export async function openCheckpoint(storeDir: string, id: string, pages: 'lazy' | 'complete' = 'lazy'): Promise<OpenedCheckpoint> {
+export async function openCheckpoint(storeDir: string, id: string, pages: 'lazy' | 'complete' = 'lazy', deferChecksums = false): Promise<OpenedCheckpoint> {
   const dir = resolvePath(storeDir);
   if (!(await exists(join(dir, 'CURRENT')))) throw new SnapshotError(`no checkpoint store at ${storeDir}`);
   if (typeof id !== 'string' || !isCheckpointIdPrefix(id)) {
@@ -524,7 +528,7 @@ export async function openCheckpoint(storeDir: string, id: string, pages: 'lazy'
     throw new SnapshotError(`checkpoint ${id} not found in store ${storeDir}`);
   }
   const fullId = matches[0];
-  const r = readMetaFile(dir, fullId);
+  const r = readMetaFile(dir, fullId, deferChecksums);
   const files = graphFileOpener(r.graph, fullId);
   let own: PageSource;
   try {
@@ -561,6 +565,7 @@ export async function openCheckpoint(storeDir: string, id: string, pages: 'lazy'
     pageFileBytes: r.manifest.pageFileBytes,
     fresh: own.fresh && layers.every((l) => l.fresh),
     lazy: own.lazy,
+    checksums: r.checksums,
   };
 }
 
@@ -1187,8 +1192,14 @@ function hasPageFile(dir: string, id: string): boolean {
   return fs.existsSync(packPath(dir, id)) || fs.existsSync(pagePath(dir, id));
 }
 
-/** Read and check a restore record: framing, manifest seal and version, graph and pagemap checksums. */
-function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifestBytes: Uint8Array; graph: unknown; runs: PagemapRun[] } {
+/**
+ * Read and check a restore record: framing, manifest seal and version, graph and pagemap
+ * checksums. With `deferChecksums` the seal and the two sha256 are not computed (node:crypto is
+ * not loaded): the record's parts are returned in `checksums` for the caller to check later
+ * (recordChecksumFailure), and any other fault found meanwhile is reported as the checksums
+ * would report it, if they fail (the same line as without deferring).
+ */
+function readMetaFile(dir: string, id: string, deferChecksums = false): { manifest: ManifestV2; manifestBytes: Uint8Array; graph: unknown; runs: PagemapRun[]; checksums?: RecordChecksums } {
   let bytes: Buffer;
   try {
     bytes = fs.readFileSync(metaPath(dir, id));
@@ -1197,13 +1208,43 @@ function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifest
   }
   const split = splitMeta(bytes);
   if (typeof split === 'string') throw corrupt(id, split);
-  const m = parseManifest(id, split.manifest);
-  const rest = split.rest;
+  if (!deferChecksums) return checkedMeta(dir, id, split.manifest, split.rest);
+  try {
+    const m = parseManifest(id, split.manifest, true);
+    const rest = split.rest;
+    if (rest.length !== m.graphBytes + m.pagemapBytes) throw corrupt(id, 'restore record size mismatch');
+    const checksums: RecordChecksums = { manifest: split.manifest, graph: rest.subarray(0, m.graphBytes), pagemap: rest.subarray(m.graphBytes), graphSha256: m.graphSha256, pagemapSha256: m.pagemapSha256 };
+    return { ...decodedMeta(dir, id, m, split.manifest, checksums.graph, checksums.pagemap), checksums };
+  } catch (e) {
+    // A damaged record: the message the checks in order give (a failing checksum before what it caused).
+    return checkedMeta(dir, id, split.manifest, split.rest, e);
+  }
+}
+
+/**
+ * The error a restore record with these checksums gives, as openCheckpoint without deferring would
+ * throw it, or undefined when they hold (loads node:crypto).
+ */
+export function recordChecksumError(id: string, checksums: RecordChecksums): SnapshotError | undefined {
+  const failure = recordChecksumFailure(checksums);
+  if (failure === undefined) return undefined;
+  return failure === 'manifest' ? new SnapshotError(`checkpoint ${id} has a corrupt manifest (checksum mismatch)`) : corrupt(id, recordChecksumReason(failure));
+}
+
+/** readMetaFile's checks in order (seal, version, sizes, checksums, decoding); `otherwise`, thrown if they all pass. */
+function checkedMeta(dir: string, id: string, manifest: Uint8Array, rest: Uint8Array, otherwise?: unknown): { manifest: ManifestV2; manifestBytes: Uint8Array; graph: unknown; runs: PagemapRun[] } {
+  const m = parseManifest(id, manifest);
   if (rest.length !== m.graphBytes + m.pagemapBytes) throw corrupt(id, 'restore record size mismatch');
   const graphBytes = rest.subarray(0, m.graphBytes);
   const pagemap = rest.subarray(m.graphBytes);
   if (sha256Hex(graphBytes) !== m.graphSha256) throw corrupt(id, 'graph checksum mismatch in its restore record');
   if (sha256Hex(pagemap) !== m.pagemapSha256) throw corrupt(id, 'pagemap checksum mismatch in its restore record');
+  if (otherwise !== undefined) throw otherwise;
+  return decodedMeta(dir, id, m, manifest, graphBytes, pagemap);
+}
+
+/** The pagemap's runs and the graph of a restore record whose manifest is `m`. */
+function decodedMeta(dir: string, id: string, m: ManifestV2, manifestBytes: Uint8Array, graphBytes: Uint8Array, pagemap: Uint8Array): { manifest: ManifestV2; manifestBytes: Uint8Array; graph: unknown; runs: PagemapRun[] } {
   const decoded = decodePagemap(pagemap, m.memorySizeBytes, m.layers?.length ?? 0, elidedChecks(dir, m));
   if (typeof decoded === 'string') throw corrupt(id, decoded);
   if (decoded.pages !== m.pages) throw corrupt(id, 'pagemap page count mismatch');
@@ -1213,7 +1254,7 @@ function readMetaFile(dir: string, id: string): { manifest: ManifestV2; manifest
   } catch (err) {
     throw corrupt(id, `graph cannot be decoded (${errorMessage(err)})`);
   }
-  return { manifest: m, manifestBytes: split.manifest, graph, runs: decoded.runs };
+  return { manifest: m, manifestBytes, graph, runs: decoded.runs };
 }
 
 /**
@@ -2146,10 +2187,10 @@ async function readManifest(db: Db, id: string): Promise<ManifestV2> {
  * Check and decode a manifest record: seal, magic, format version, then structure.
  * A record whose seal fails but which decodes to a higher format version is reported as
  * that version (a future format may seal differently); otherwise a broken seal means
- * corruption.
+ * corruption. `assumeSealed`: the seal is not computed here (readMetaFile's deferred checks).
  */
-function parseManifest(id: string, bytes: Uint8Array): ManifestV2 {
-  const sealed = manifestSealIsValid(bytes);
+function parseManifest(id: string, bytes: Uint8Array, assumeSealed = false): ManifestV2 {
+  const sealed = assumeSealed || manifestSealIsValid(bytes);
   let m: unknown;
   try {
     m = decodeCbor(bytes);
