@@ -142,10 +142,25 @@ function hostAuxv(): Map<number, number> {
 const protOf = (flags: number) => (flags & PF_R ? PROT_READ : 0) | (flags & PF_W ? PROT_WRITE : 0) | (flags & PF_X ? 4 : 0);
 
 /**
+ * The memory-file user under which an exec holds its segments' page-cache blocks from
+ * segmentBlocks until loadSegments has mapped them: a memory-limit reclaim in between (the
+ * interpreter's fill, the new image's first charges) would otherwise free the blocks only the
+ * cache holds (shrinkPageCache), and the new image would map freed or reused memory. Exec is
+ * synchronous, so the pin never reaches a checkpoint.
+ */
+const EXEC_PIN = -0x7fff_fffe;
+
+/** Drop exec's pins of `blocks` (segmentBlocks' result). */
+function unpinSegments(t: Task, blocks: Map<number, number>): void {
+  for (const b of blocks.values()) t.kernel.mf.ref(b, EXEC_PIN, -1);
+}
+
+/**
  * The page-cache block of each PT_LOAD segment's file part of a host executable (index in
  * elf.phdrs → memory-file offset), filled in place from the file on a cache miss
- * (fillFromHostFile: its data ranges only, zeros after the segment's file bytes). Done before
- * execve's point of no return, so a failed read is an ExecError and the old image stays.
+ * (fillFromHostFile: its data ranges only, zeros after the segment's file bytes), each pinned
+ * (EXEC_PIN) until the caller unpins them with unpinSegments. Done before execve's point of no
+ * return, so a failed read is an ExecError and the old image stays.
  */
 function segmentBlocks(t: Task, prog: Program): Map<number, number> {
   const blocks = new Map<number, number>();
@@ -153,20 +168,27 @@ function segmentBlocks(t: Task, prog: Program): Map<number, number> {
   if (!prog.identity || !host) return blocks;
   const k = t.kernel, id = prog.identity;
   let ranges: Array<[number, number]> | undefined; // asked of the host once, at the first miss
-  prog.elf.phdrs.forEach((ph, i) => {
-    if (ph.type !== PT_LOAD || ph.memsz === 0 || ph.filesz === 0) return;
-    const fileStart = ph.offset - (ph.vaddr % PAGE_SIZE);
-    const len = ph.offset + ph.filesz - fileStart;
-    blocks.set(i, pageCacheBlock(k, prog.path, id.size, id.mtimeMs, fileStart, len, (b) => {
-      try {
-        ranges ??= host.tree.dataRanges(host.fd, prog.size);
-        fillFromHostFile(k, b, fileStart, len, ranges, (buf, off) => host.tree.pread(host.fd, buf, off));
-      } catch (e) {
-        if (e instanceof SyscallError) throw e; // ENOMEM from the memory limit
-        throw hostExecError(prog.path, e);
-      }
-    }));
-  });
+  try {
+    prog.elf.phdrs.forEach((ph, i) => {
+      if (ph.type !== PT_LOAD || ph.memsz === 0 || ph.filesz === 0) return;
+      const fileStart = ph.offset - (ph.vaddr % PAGE_SIZE);
+      const len = ph.offset + ph.filesz - fileStart;
+      const block = pageCacheBlock(k, prog.path, id.size, id.mtimeMs, fileStart, len, (b) => {
+        try {
+          ranges ??= host.tree.dataRanges(host.fd, prog.size);
+          fillFromHostFile(k, b, fileStart, len, ranges, (buf, off) => host.tree.pread(host.fd, buf, off));
+        } catch (e) {
+          if (e instanceof SyscallError) throw e; // ENOMEM from the memory limit
+          throw hostExecError(prog.path, e);
+        }
+      });
+      k.mf.ref(block, EXEC_PIN, 1);
+      blocks.set(i, block);
+    });
+  } catch (e) {
+    unpinSegments(t, blocks);
+    throw e;
+  }
   return blocks;
 }
 
@@ -233,8 +255,24 @@ function execOpened(t: Task, path: string, argv: Uint8Array[], envp: Uint8Array[
   const argBytes = [...argv, ...envp].reduce((n, a) => n + a.length + 1, 0);
   if (argBytes > MAX_ARG_BYTES) throw new ExecError(E.E2BIG, `${path}: argument list too long`);
   const mainBlocks = segmentBlocks(t, main);
-  const interpBlocks = interp ? segmentBlocks(t, interp) : new Map<number, number>();
+  let interpBlocks = new Map<number, number>();
+  try {
+    if (interp) interpBlocks = segmentBlocks(t, interp);
+    loadImage(t, { execfn, argv, envp, realPath, main, interp, mainBlocks, interpBlocks });
+  } finally {
+    unpinSegments(t, mainBlocks);
+    unpinSegments(t, interpBlocks);
+  }
+}
 
+/** What execOpened has read and checked: the point of no return and the new image are loadImage's. */
+interface ExecImage {
+  execfn: string; argv: Uint8Array[]; envp: Uint8Array[]; realPath: string;
+  main: Program; interp?: Program; mainBlocks: Map<number, number>; interpBlocks: Map<number, number>;
+}
+
+/** execve past its checks: the inotify events, the point of no return, the new image, registers, credentials and close-on-exec. */
+function loadImage(t: Task, { execfn, argv, envp, realPath, main, interp, mainBlocks, interpBlocks }: ExecImage): void {
   // inotify: the program opened and read (its header, program headers, interpreter name), then the interpreter's.
   const k = t.kernel;
   fsnotifyExec(k, realPath, { open: true, reads: interp ? 3 : 2 });
