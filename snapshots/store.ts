@@ -286,13 +286,17 @@ export async function writeCheckpoint(
   traceCheckpoint?.(`graph encoded (${graphBytes.length} bytes)`);
   // Started now, so that the worker thread is up by the time the store is open.
   const crunch = PageCrunch.start(bytesToRead(ranges, memory.inherited, storeDir) >= CRUNCH_WORKER_MIN_BYTES);
+  let summary: CheckpointSummary;
   try {
-    const summary = await writeLocked(storeDir, graphBytes, memory, ranges, meta, extra, createdMs, t0, crunch, onProgress, options);
+    summary = await writeLocked(storeDir, graphBytes, memory, ranges, meta, extra, createdMs, t0, crunch, onProgress, options);
     await crunch.close();
-    return summary;
-  } finally {
-    crunch.terminate();
+  } catch (err) {
+    // The worker joined before the error is heard: the caller may close `memory.fd` (the worker reads it) once this returns.
+    await crunch.halt();
+    throw err;
   }
+  crunch.terminate();
+  return summary;
 }
 
 /**
@@ -1309,6 +1313,8 @@ class PageCrunch {
   private readonly waiting: Array<{ resolve(r: CrunchedBuffer): void; reject(e: Error): void }> = [];
   private failure?: Error;
   private ended?: () => void;
+  /** Settles once the worker's thread has exited (halt). */
+  private halted?: Promise<void>;
   /** Buffers sent to the worker, and done on this thread. */
   private sent = 0;
   private inline = 0;
@@ -1397,12 +1403,29 @@ class PageCrunch {
     if (this.failure && !/ended early/.test(this.failure.message)) throw this.failure;
   }
 
-  /** Stop the worker (after a failure elsewhere, or once closed). */
+  /** Stop the worker once closed (it has ended: nothing of it is in flight). */
   terminate(): void {
     if (!this.worker) return;
     this.worker.removeAllListeners('exit');
     this.failure ??= new SnapshotError("the checkpoint's page worker was stopped");
     void this.worker.terminate();
+  }
+
+  /**
+   * Stop the worker after a failure and wait until its thread has exited (worker.terminate()'s
+   * promise settles on 'exit', emitted once Node has joined the thread): every pread and pwrite it
+   * issued has returned and none is issued after, so the page file's fd (and the memory source's)
+   * may be closed. Buffers still with it are rejected with its failure. Idempotent.
+   */
+  halt(): Promise<void> {
+    if (!this.worker) return Promise.resolve();
+    if (!this.halted) {
+      this.worker.removeAllListeners('exit');
+      this.failure ??= new SnapshotError("the checkpoint's page worker was stopped");
+      for (const w of this.waiting.splice(0)) w.reject(this.failure);
+      this.halted = this.worker.terminate().then(() => undefined, () => undefined);
+    }
+    return this.halted;
   }
 }
 
@@ -1478,7 +1501,11 @@ interface ScannedPages { runs: PagemapRun[]; pages: number; zeroPages: number; n
  * which is called with the memory offset where that read ended before the read buffer is reused;
  * reads end on multiples of READ_CHUNK_BYTES or at a range's end). Gives the event loop a turn every YIELD_MS and
  * reports progress. Returns the pagemap runs (CRC-32 per page, sorted by offset), all non-zero
- * pages, the zero pages, this checkpoint's own pages (newPages) and the layers.
+ * pages, the zero pages, this checkpoint's own pages (newPages) and the layers. Throws what a
+ * read, a write (ENOSPC, EIO…), the sink or `onProgress` throws, or checkpointInterrupted() when
+ * `signal` aborts; before it throws, the crunch's worker is stopped and its thread joined
+ * (PageCrunch.halt), so that no read or write of a buffer it was given (into `writeFd` or from
+ * `memory.fd`) is in flight or still to come when the caller closes those fds.
  */
 async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[number, number]>, sink: PageSink, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, writeFd = -1, signal?: AbortSignal): Promise<ScannedPages> {
   /** Page files of former layers opened for comparison (-1: could not be opened). */
@@ -1666,7 +1693,11 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
         if (memory.fd !== undefined) read = { fd: memory.fd, bytes: Math.max(0, Math.min(readLen, memory.sizeBytes - readOff)) };
         else if (memory.readInto) readChunk(memory, readOff, readLen, buf);
         else buf.set(readView(memory, readOff, readLen));
-        queue.push({ off, len, lo, done: crunch.submit(buf, readLen, readOff, skip, writeFd, read, here, pack) });
+        const done = crunch.submit(buf, readLen, readOff, skip, writeFd, read, here, pack);
+        // Awaited in order by finish; a failure ends the scan, and the buffers queued behind it
+        // (rejected with it) are never awaited: not an unhandled rejection (which ends the process).
+        done.catch(() => undefined);
+        queue.push({ off, len, lo, done });
       }
     }
     while (queue.length) await finish(queue.shift()!);
@@ -1674,6 +1705,12 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
     closeRun();
     if (totalBytes === 0) onProgress?.(0, 0);
     return { runs, pages, zeroPages, newPages, layers };
+  } catch (err) {
+    // The worker may still be reading or writing buffers queued behind the failure (into
+    // `writeFd`, which the caller closes next: a write issued after that would land in whatever
+    // file reuses the fd's number). Joined first, then the error is the caller's.
+    await crunch.halt();
+    throw err;
   } finally {
     for (const lfd of layerFds.values()) if (lfd >= 0) fs.closeSync(lfd);
   }
