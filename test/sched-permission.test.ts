@@ -165,6 +165,40 @@ static void per_thread(void) {
   PROBE(setsched(0, SCHED_FIFO, 4); pthread_t th; pthread_create(&th, NULL, set_other, NULL); pthread_join(th, NULL); out[0] = 0; state("main", 0); printf("per-thread:%s\n", out));
 }
 
+/* /proc/self/task/TID/{stat,comm,status} show that thread: its tid, name and attributes. */
+static volatile pid_t worker_tid;
+static volatile int worker_done;
+static void *worker(void *arg) {
+  (void)arg;
+  prctl(PR_SET_NAME, "worker", 0, 0, 0);
+  setsched(0, SCHED_BATCH, 0);
+  setpriority(PRIO_PROCESS, 0, 6);
+  worker_tid = gettid();
+  while (!worker_done) usleep(1000);
+  return NULL;
+}
+static void task_files(void) {
+  PROBE(
+    pthread_t th; pthread_create(&th, NULL, worker, NULL);
+    while (!worker_tid) usleep(1000);
+    char path[96], buf[512], st[80];
+    snprintf(path, sizeof path, "/proc/self/task/%d/comm", worker_tid);
+    FILE *f = fopen(path, "r"); size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0; if (f) fclose(f); buf[n] = 0;
+    stat_fields(0, st, sizeof st);
+    printf("task files: leader stat %s, worker comm %s", st, buf);
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", worker_tid);
+    f = fopen(path, "r"); n = f ? fread(buf, 1, sizeof buf - 1, f) : 0; if (f) fclose(f); buf[n] = 0;
+    long v[52] = { 0 }; int i = 0; char *p = strrchr(buf, ')');
+    v[0] = strtol(buf, NULL, 10);
+    i = 2; for (char *tok = p ? strtok(p + 2, " ") : NULL; tok && i < 52; tok = strtok(NULL, " ")) v[i++] = strtol(tok, NULL, 10);
+    printf("  worker stat: is its tid %s, name (%s, prio/nice/rt/policy %ld/%ld/%ld/%ld\n", v[0] == worker_tid ? "yes" : "no", strchr(buf, '(') && strstr(buf, "(worker)") ? "worker)" : "other)", v[17], v[18], v[39], v[40]);
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", worker_tid);
+    f = fopen(path, "r"); n = f ? fread(buf, 1, sizeof buf - 1, f) : 0; if (f) fclose(f); buf[n] = 0;
+    char *name = strstr(buf, "Name:"), *pid = strstr(buf, "\nPid:");
+    printf("  worker status: %.*s, Pid is its tid %s\n", name ? (int)strcspn(name, "\n") : 0, name ? name : "", pid && strtol(pid + 5, NULL, 10) == worker_tid ? "yes" : "no");
+    worker_done = 1; pthread_join(th, NULL));
+}
+
 static void getattr_line(const char *tag, pid_t pid, unsigned size) {
   unsigned char buf[80]; memset(buf, 0xee, sizeof buf);
   struct attr *a = (struct attr *)buf;
@@ -235,6 +269,7 @@ int main(int argc, char **argv) {
   if (rlimits_only) { printf("done\n"); return 0; }
   inheritance();
   per_thread();
+  task_files();
   attrs();
   slack();
   printf("done\n");

@@ -44,13 +44,13 @@ export function procMount(k: Kernel): SyntheticMount {
   /** The caller's pid (the task whose syscall is being served), else init's. */
   const selfTgid = () => k.current?.tgid ?? Math.min(...Object.keys(k.state.threadGroups).map(Number));
   const selfTid = () => k.current?.tid ?? selfTgid();
-  const pidDir = (pid: number, p: string): SyntheticNode | undefined => {
+  const pidDir = (pid: number, p: string, tid?: number): SyntheticNode | undefined => {
     const tg = k.state.threadGroups[pid];
     if (!tg || !k.state.tasks[tg.tids[0]]) return undefined;
     const parts = p.split('/');
     const rest = parts.slice(3).join('/');
     const c = () => credsOf(tg);
-    const node = pidNode(pid, rest, parts);
+    const node = pidNode(pid, rest, parts, tid);
     if (!node) return undefined;
     // Files of /proc/<pid> belong to the process's euid/egid (task_dump_owner); the ones that show
     // its memory, files or paths are refused to a caller that may not ptrace it (EACCES).
@@ -58,11 +58,15 @@ export function procMount(k: Kernel): SyntheticMount {
     const mayAccess = () => { const caller = k.current?.tg; return !caller || ptraceMayAccess(caller, tg); };
     return { ...node, uid: c().euid, gid: c().egid, ...(guarded ? { mayAccess } : {}) };
   };
-  /** The node at /proc/<pid>/<rest> (`parts`: the whole path split at '/'), before its owner and access check. */
-  const pidNode = (pid: number, rest: string, parts: string[]): SyntheticNode | undefined => {
+  /**
+   * The node at /proc/<pid>/<rest> (`parts`: the whole path split at '/'), before its owner and
+   * access check; with `tid`, /proc/<pid>/task/<tid>/<rest>, whose stat, status and comm are that
+   * thread's (its tid, name and scheduling attributes).
+   */
+  const pidNode = (pid: number, rest: string, parts: string[], tid?: number): SyntheticNode | undefined => {
     const tg = k.state.threadGroups[pid];
     const task = k.tasks.get(tg.tids[0]);
-    const ts = k.state.tasks[tg.tids[0]];
+    const ts = k.state.tasks[tid ?? tg.tids[0]] ?? k.state.tasks[tg.tids[0]];
     const as = k.state.addressSpaces[ts.addressSpaceId];
     const base = 0x10000 * (pid + 1);
     const mem = (from: number, to: number): Uint8Array => {
@@ -98,7 +102,7 @@ export function procMount(k: Kernel): SyntheticMount {
         // priority (task_prio: 20 + nice, -1 - rt_priority for SCHED_FIFO/RR, -101 for SCHED_DEADLINE), nice, rt_priority, policy.
         const sched = schedOf(ts, tg), nice = niceOf(ts, tg);
         const prio = sched.policy === SCHED_DEADLINE ? -101 : sched.policy === SCHED_FIFO || sched.policy === SCHED_RR ? -1 - sched.priority : 20 + nice;
-        return `${pid} (${comm}) ${state} ${tg.ppid} ${tg.pgid} ${tg.sid} 0 -1 4194304 ${u.minflt} ${cu.minflt} ${u.majflt} ${cu.majflt} ` +
+        return `${ts.tid} (${comm}) ${state} ${tg.ppid} ${tg.pgid} ${tg.sid} 0 -1 4194304 ${u.minflt} ${cu.minflt} ${u.majflt} ${cu.majflt} ` +
           `${tick(u.utimeNs)} ${tick(u.stimeNs)} ${tick(cu.utimeNs)} ${tick(cu.stimeNs)} ${prio} ${nice} ${tg.tids.length} 0 0 ${vsize} ${rss} ` +
           `18446744073709551615 0 0 ${as.envEnd} 0 0 0 0 0 0 0 0 0 17 0 ${sched.priority} ${sched.policy} 0 0 0 0 0 0 ${as.argStart} ${as.argEnd} ${as.envStart} ${as.envEnd} 0\n`;
       });
@@ -130,7 +134,7 @@ export function procMount(k: Kernel): SyntheticMount {
       const tid = Number(parts[4]);
       if (!tg.tids.includes(tid)) return undefined;
       if (parts.length === 5) return dir(base + 14, () => ['stat', 'status', 'comm']);
-      return pidDir(pid, `/proc/${pid}/${parts.slice(5).join('/')}`);
+      return pidDir(pid, `/proc/${pid}/${parts.slice(5).join('/')}`, tid);
     }
     return undefined;
   };
