@@ -131,6 +131,7 @@ static void permissions(void) {
       out[0] = 0;
       add("BATCH", setsched(tp[j], SCHED_BATCH, 0)); add("param", setparam(tp[j], 0)); add("FIFO", setsched(tp[j], SCHED_FIFO, 1)); add("OTHER", setsched(tp[j], SCHED_OTHER, 0));
       add("nice2", setpriority(PRIO_PROCESS, tp[j], 2)); add("nice1", setpriority(PRIO_PROCESS, tp[j], 1)); add("attr3", setattr(tp[j], SCHED_OTHER, 0, 3, 0));
+      cpu_set_t cs; CPU_ZERO(&cs); CPU_SET(0, &cs); add("affinity", sched_setaffinity(tp[j], sizeof cs, &cs));
       add("get", sched_getscheduler(tp[j])); state("st", tp[j]);
       printf("%-18s -> %-10s%s\n", p->name, T[j].name, out);
     });
@@ -354,11 +355,11 @@ const RLIMIT_LINES = `1000 rtprio 10     self: FIFO1=ok
 1000 rtprio 10     self: nice-1=EACCES nice-5=EACCES nice-6=EACCES nice7=ok nice3=EACCES pgrp9=ok st[pol=0 prio=0 nice=9 stat=29/9/0/0]
 1000 rtprio 10     self: attrNice-2=EPERM attrNice4=ok attrNice2=EPERM attrFIFO=ok keepParams=ok DL=EPERM st[pol=0x1 prio=3 nice=4 stat=-4/4/3/1]
 1000 rtprio 10     self: bad4=EINVAL neg=EINVAL FIFO0=EINVAL OTHER1=EINVAL FIFO100=EINVAL FIFOneg=EINVAL DLparam=EINVAL nullparam=EINVAL badpid=EINVAL nopid=ESRCH
-1000 rtprio 10     -> root       BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
-1000 rtprio 10     -> 1000       BATCH=ok param=ok FIFO=EPERM OTHER=ok nice2=ok nice1=EACCES attr3=ok get=ok st[pol=0 prio=0 nice=3 stat=23/3/0/0]
-1000 rtprio 10     -> euid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
-1000 rtprio 10     -> ruid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
-1000 rtprio 10     -> suid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 rtprio 10     -> root       BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM affinity=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 rtprio 10     -> 1000       BATCH=ok param=ok FIFO=EPERM OTHER=ok nice2=ok nice1=EACCES attr3=ok affinity=ok get=ok st[pol=0 prio=0 nice=3 stat=23/3/0/0]
+1000 rtprio 10     -> euid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM affinity=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 rtprio 10     -> ruid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM affinity=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 rtprio 10     -> suid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM affinity=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
 1000 nice 25       self: FIFO1=EPERM
 1000 nice 25       self: FIFO10=EPERM FIFO11=EPERM down5=EINVAL up10=EINVAL RR10=EPERM st[pol=0 prio=0 nice=0 stat=20/0/0/0]
 1000 nice 25       self: BATCH=ok IDLE=ok OTHER=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
@@ -366,11 +367,11 @@ const RLIMIT_LINES = `1000 rtprio 10     self: FIFO1=ok
 1000 nice 25       self: nice-1=ok nice-5=ok nice-6=EACCES nice7=ok nice3=ok pgrp9=ok st[pol=0 prio=0 nice=9 stat=29/9/0/0]
 1000 nice 25       self: attrNice-2=ok attrNice4=ok attrNice2=ok attrFIFO=EPERM keepParams=EPERM DL=EPERM st[pol=0 prio=0 nice=2 stat=22/2/0/0]
 1000 nice 25       self: bad4=EINVAL neg=EINVAL FIFO0=EINVAL OTHER1=EINVAL FIFO100=EINVAL FIFOneg=EINVAL DLparam=EINVAL nullparam=EINVAL badpid=EINVAL nopid=ESRCH
-1000 nice 25       -> root       BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
-1000 nice 25       -> 1000       BATCH=ok param=ok FIFO=EPERM OTHER=ok nice2=ok nice1=EACCES attr3=ok get=ok st[pol=0 prio=0 nice=3 stat=23/3/0/0]
-1000 nice 25       -> euid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
-1000 nice 25       -> ruid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
-1000 nice 25       -> suid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 nice 25       -> root       BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM affinity=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 nice 25       -> 1000       BATCH=ok param=ok FIFO=EPERM OTHER=ok nice2=ok nice1=EACCES attr3=ok affinity=ok get=ok st[pol=0 prio=0 nice=3 stat=23/3/0/0]
+1000 nice 25       -> euid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM affinity=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 nice 25       -> ruid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM affinity=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
+1000 nice 25       -> suid 1000  BATCH=EPERM param=EPERM FIFO=EPERM OTHER=EPERM nice2=EPERM nice1=EPERM attr3=EPERM affinity=EPERM get=ok st[pol=0 prio=0 nice=0 stat=20/0/0/0]
 done
 `;
 
