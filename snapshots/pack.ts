@@ -503,27 +503,36 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
     return r === raw.length ? undefined : `its page pack chunk at 0x${memStart.toString(16)} holds too many pages`;
   };
   const seen = new Set<number>();
-  for (let o = 0; o < index.length && !problem && !writeFailure; o += INDEX_ENTRY_BYTES) {
-    const memStart = Number(index.readBigUInt64LE(o)), at = Number(index.readBigUInt64LE(o + 8));
-    const zlen = index.readUInt32LE(o + 16), rawLen = index.readUInt32LE(o + 20);
-    if (memStart % PACK_CHUNK_BYTES !== 0 || memStart >= t.pageFileBytes || seen.has(memStart) || rawLen > PACK_CHUNK_BYTES || rawLen % PAGE_SIZE) return 'its page pack index is malformed';
-    seen.add(memStart);
-    const z = Buffer.alloc(zlen);
-    readAll(packFd, z, at);
-    while (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
-    // Bounded: a damaged chunk must not inflate past the piece it stands for.
-    const job = brotliDecompress(z, DECOMPRESS_OPTIONS).then((raw) => {
-      if (problem || writeFailure) return;
-      try {
-        problem = raw.length !== rawLen ? `its page pack chunk at 0x${memStart.toString(16)} is damaged` : scatter(memStart, raw);
-      } catch (e) {
-        writeFailure = e;
-      }
-    }, () => { problem ??= `its page pack chunk at 0x${memStart.toString(16)} is damaged (cannot be decompressed)`; })
-      .finally(() => { inFlight.delete(job); });
-    inFlight.add(job);
+  try {
+    for (let o = 0; o < index.length && !problem && !writeFailure; o += INDEX_ENTRY_BYTES) {
+      const memStart = Number(index.readBigUInt64LE(o)), at = Number(index.readBigUInt64LE(o + 8));
+      const zlen = index.readUInt32LE(o + 16), rawLen = index.readUInt32LE(o + 20);
+      if (memStart % PACK_CHUNK_BYTES !== 0 || memStart >= t.pageFileBytes || seen.has(memStart) || rawLen > PACK_CHUNK_BYTES || rawLen % PAGE_SIZE) { problem = 'its page pack index is malformed'; break; }
+      seen.add(memStart);
+      const z = Buffer.alloc(zlen);
+      readAll(packFd, z, at);
+      while (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
+      // Bounded: a damaged chunk must not inflate past the piece it stands for.
+      const job = brotliDecompress(z, DECOMPRESS_OPTIONS).then((raw) => {
+        if (problem || writeFailure) return;
+        try {
+          problem = raw.length !== rawLen ? `its page pack chunk at 0x${memStart.toString(16)} is damaged` : scatter(memStart, raw);
+        } catch (e) {
+          writeFailure = e;
+        }
+      }, () => { problem ??= `its page pack chunk at 0x${memStart.toString(16)} is damaged (cannot be decompressed)`; })
+        .finally(() => { inFlight.delete(job); });
+      inFlight.add(job);
+    }
+  } catch (e) {
+    writeFailure ??= e; // a read of the pack failed: the chunks in flight write nothing more
+    throw e;
+  } finally {
+    // Every chunk in flight settled (a problem found meanwhile stops their writes) before this
+    // returns or throws: the caller closes `outFd` next, and a write after that would land in
+    // whatever file took its number.
+    await Promise.allSettled(inFlight);
   }
-  await Promise.all(inFlight);
   if (writeFailure) throw writeFailure;
   if (problem) return problem;
   // Every compressed page must have come from some chunk.
