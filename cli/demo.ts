@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { launcherEnv } from './node-env.js';
 
 /** The bin beside this module (found when used: the CLI's startup snapshot is built elsewhere). */
 const cliPath = () => path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
@@ -28,7 +29,7 @@ const COUNTER = [
 const say = (s: string) => process.stdout.write(process.stdout.isTTY ? `\x1b[1mdemo:\x1b[0m ${s}\n` : `demo: ${s}\n`);
 
 function cli(args: string[], onLine?: (l: string) => void): { done: Promise<number>; out: string[] } {
-  const child = spawn(process.execPath, [cliPath(), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [cliPath(), ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: launcherEnv() });
   const out: string[] = [];
   readline.createInterface({ input: child.stdout! }).on('line', (l) => { out.push(l); onLine?.(l); });
   const done = new Promise<number>((resolve) => child.on('close', (code, sig) => resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0))));

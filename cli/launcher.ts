@@ -26,16 +26,13 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import vm from 'node:vm';
 import { commandOf, holdEarlySignals } from './early-signals.js';
+import { restoreHeldCaCerts } from './node-env.js';
 
 holdEarlySignals(process.argv);
-// The native front passes NODE_EXTRA_CA_CERTS under another name, so that node did not load that CA
-// bundle as it started (cli/front/front.c exec_node): it is the environment's again for what this
-// process starts (a guest inherits it, as it inherits the rest).
-const heldCaCerts = process.env.SNAPVISOR_NODE_EXTRA_CA_CERTS;
-if (heldCaCerts !== undefined) {
-  delete process.env.SNAPVISOR_NODE_EXTRA_CA_CERTS;
-  process.env.NODE_EXTRA_CA_CERTS ??= heldCaCerts;
-}
+// The native front (cli/front/front.c exec_node) and snapvisor's node children pass
+// NODE_EXTRA_CA_CERTS under another name, so that node did not load that CA bundle as it started:
+// it is the environment's again for what this process starts (a guest inherits it).
+restoreHeldCaCerts();
 // SIGTERM/SIGHUP the native front (cli/front/front.c) held while a restore's take of a pool ran
 // nothing: held on here, as if they came now.
 const frontHeld = process.env.SNAPVISOR_FRONT_HELD;

@@ -125,4 +125,12 @@ describe('CLI start-up', () => {
     expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     expect(orphanStubs()).toEqual([]);
   }, 120_000);
+  it('NODE_EXTRA_CA_CERTS held as SNAPVISOR_NODE_EXTRA_CA_CERTS (by the front, by snapvisor\'s node children) is the guest\'s again', () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, SNAPVISOR_NODE_EXTRA_CA_CERTS: '/held/ca.pem' };
+    delete env.NODE_EXTRA_CA_CERTS;
+    const r = spawnSync(process.execPath, [CLI, 'run', '--', '/bin/sh', '-c', 'echo "ca=$NODE_EXTRA_CA_CERTS held=$SNAPVISOR_NODE_EXTRA_CA_CERTS"'], { env, encoding: 'utf8', timeout: 30_000 });
+    expect(r.stdout).toBe('ca=/held/ca.pem held=\n');
+    expect(r.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
+  });
 });

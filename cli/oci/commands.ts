@@ -17,6 +17,7 @@ import {
   saveContainer, writeAtomic, type ContainerRecord,
 } from './containers.js';
 import type { InitRequest } from './init.js';
+import { launcherEnv } from '../node-env.js';
 
 export const OCI_VERSION = '1.0.2';
 
@@ -117,7 +118,7 @@ export async function launch(root: string | undefined, id: string, mode: 'create
       pty = openHostPty(spec.process.consoleSize);
       stdio = [pty.slave, pty.slave, pty.slave];
     }
-    child = spawn(process.execPath, [cliScript(), '__oci-init', root ?? '', id], { stdio: [...stdio, 'pipe'], detached: o.detach || !!pty });
+    child = spawn(process.execPath, [cliScript(), '__oci-init', root ?? '', id], { stdio: [...stdio, 'pipe'], detached: o.detach || !!pty, env: launcherEnv() });
     // The engine receives the pty's master only once the container exists: runc sends it from init.
     await readReady(child);
     if (pty) {
@@ -293,7 +294,7 @@ export async function execContainer(root: string | undefined, id: string, cmd: s
     pty = openHostPty(p.consoleSize ? { rows: p.consoleSize.height, cols: p.consoleSize.width } : undefined);
     stdio = [pty.slave, pty.slave, pty.slave];
   }
-  const child = spawn(process.execPath, [cliScript(), '__oci-exec-wait', root ?? '', id, JSON.stringify(p)], { stdio: [...stdio, 'pipe'], detached: !!o.detach });
+  const child = spawn(process.execPath, [cliScript(), '__oci-exec-wait', root ?? '', id, JSON.stringify(p)], { stdio: [...stdio, 'pipe'], detached: !!o.detach, env: launcherEnv() });
   try {
     await readReady(child);
     if (pty) { sendFdOverSocket(o.consoleSocket!, pty.master, '/dev/ptmx'); }
