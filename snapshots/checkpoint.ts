@@ -414,7 +414,10 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     // Started once the guest has had its first steps (watchVerifier): see VERIFY_DELAY_MS. It
     // checks the restore record's checksums first: a record found damaged stops the sandbox as a
     // damaged page does.
-    verifier = () => startVerifier(opened);
+    // Its runs are chosen now: once the memory file owns the lazily filled caches (below), the
+    // layers no longer say which are lazy, and the worker would read a cache's unfilled pieces.
+    const runs = checkedRuns(opened);
+    verifier = () => startVerifier(opened, runs);
   }
   let kernel: Kernel;
   try {
@@ -634,12 +637,12 @@ export function checkRestorable(id: string, graph: Pick<KernelState, 'config'>):
 const VERIFY_DELAY_MS = 150;
 
 /**
- * A worker thread checking every page of the opened checkpoint (snapshots/verify-worker.ts), or
- * why none could start. It may use every CPU (the platform pinned this thread to the tracer's,
+ * A worker thread checking `runs` of the opened checkpoint (snapshots/verify-worker.ts: its
+ * checkedRuns, chosen before the memory file took the lazily filled caches), or why none could start. It may use every CPU (the platform pinned this thread to the tracer's,
  * and a thread inherits its creator's CPUs) and runs at the lowest priority (the worker lowers
  * its own): it must not take the CPU from the guest it checks.
  */
-function startVerifier(opened: OpenedCheckpoint): Worker | Error {
+function startVerifier(opened: OpenedCheckpoint, runs: PagemapRun[]): Worker | Error {
   try {
     // The worker opens its own descriptor of the same file (the memory file owns pageFd).
     const path = `/proc/self/fd/${opened.pageFd}`;
@@ -648,7 +651,7 @@ function startVerifier(opened: OpenedCheckpoint): Worker | Error {
     const dataRanges = pageFileDataRanges(opened.pageFd, opened.pageFileBytes);
     // stdout/stderr: its own streams (it writes nothing), not piped into this process's, whose
     // creation would load node:net and node:stream here.
-    const worker = onEveryCpu(() => new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: checkedRuns(opened), pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths, checksums: opened.checksums }, stdout: true, stderr: true }));
+    const worker = onEveryCpu(() => new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs, pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths, checksums: opened.checksums }, stdout: true, stderr: true }));
     worker.unref();
     return worker;
   } catch (e) {
