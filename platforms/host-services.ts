@@ -185,6 +185,11 @@ export interface HostServices {
   isStream(fd: number): boolean;
   /** Whether a host fd is a terminal (TCGETS succeeds). */
   isTerminal(fd: number): boolean;
+  /**
+   * The access mode of a host fd's open file description: fcntl(2) F_GETFL & O_ACCMODE (0 O_RDONLY,
+   * 1 O_WRONLY, 2 O_RDWR), or undefined if the fd is not open (EBADF).
+   */
+  accessMode(fd: number): number | undefined;
   /** ioctl(2) on a host fd with an in/out buffer: the result (≥ 0) or -errno. */
   ioctl(fd: number, request: number, arg: Uint8Array): number;
   /** poll(2) of one host fd without waiting: its revents (POLL* bits), or -errno. */

@@ -146,6 +146,11 @@ export class LinuxHostServices implements HostServices {
 
   isTerminal(fd: number): boolean { return libc.ioctlBuf(this.fd(fd), TCGETS, new Uint8Array(60)) === 0; }
 
+  accessMode(fd: number): number | undefined {
+    const fl = libc.getfl(this.fd(fd));
+    return fl < 0 ? undefined : fl & 3;
+  }
+
   ioctl(fd: number, request: number, arg: Uint8Array): number {
     const r = libc.ioctlBuf(this.fd(fd), request, arg);
     return r < 0 ? -libc.errno() : r;

@@ -29,6 +29,10 @@ export class HostStreams {
   readNow(fd: number, buf: Uint8Array): number | undefined {
     let nb = this.nonblocking.get(fd);
     if (nb === undefined) {
+      // Not open for reading (EBADF, as read(2)): reopening it would give a new read end of the
+      // caller's pipe, whose reads wait for, or steal, the bytes meant for its real reader.
+      const fl = libc.getfl(fd);
+      if (fl < 0 || (fl & 3) === 1 /* O_WRONLY */) throw new HostError(9 /* EBADF */, `read of host fd ${fd}`);
       // A description of our own (through /proc) may be non-blocking without touching the
       // caller's, which other processes share. Sockets cannot be reopened this way.
       try { nb = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY | 0o2000000 /* O_CLOEXEC */); } catch { nb = -1; }

@@ -54,6 +54,8 @@ export let close = libcFunc((f) => close = f, 'int close(int fd)') as (fd: numbe
 let fcntlVariadic = libcFunc((f) => fcntlVariadic = f, 'int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, type: string, arg: number) => number;
 /** fcntl(fd, F_DUPFD_CLOEXEC, min): a close-on-exec duplicate of `fd` numbered ≥ `min`, or -1. */
 export const dupfdCloexec = (fd: number, min: number): number => fcntlVariadic(fd, 1030 /* F_DUPFD_CLOEXEC */, 'int', min);
+/** fcntl(fd, F_GETFL): the file status flags and access mode of `fd`'s open file description, or -1 (errno). */
+export const getfl = (fd: number): number => fcntlVariadic(fd, 3 /* F_GETFL */, 'int', 0);
 /** mmap(2) in the kernel's own (Node's) address space; returns an external pointer. */
 export let mmap = libcFunc((f) => mmap = f, 'void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)') as
   (addr: null, len: number, prot: number, flags: number, fd: number, off: number) => unknown;

@@ -14,13 +14,38 @@ import {
 } from '../abi/linux.js';
 import { FileOps, copyToGuest, reopenFlags, seekBySize } from './file-ops.js';
 
-/** Graph record: which of the caller's stdio fds (0, 1, 2) it is attached to. */
+/**
+ * Graph record: which of the caller's stdio fds (0, 1, 2) it is attached to. Its flags' access mode is
+ * the host fd's at the start (hostFdAccessMode), kept as it is across checkpoint/restore.
+ */
 export interface HostFdFile extends OpenFileBase {
   readonly kind: 'hostfd';
   readonly hostFd: number;
 }
 
-/** Write all of `view` to a host fd (EAGAIN retried after 1 ms); throws SyscallError(EPIPE or EIO). */
+/**
+ * The guest errno for a failed host read(2)/write(2) on a caller's fd: Node's fs errors carry libuv's
+ * negative errno (-EBADF, -EIO…), which on Linux is the host's own; EIO when there is none. Errors that
+ * are not the host's (a bug of ours) are rethrown.
+ */
+function hostErrno(e: unknown): number {
+  if (e instanceof HostError) return e.errno;
+  const n = (e as NodeJS.ErrnoException).errno;
+  if (typeof n === 'number' && n < 0) return -n;
+  if ((e as NodeJS.ErrnoException).code) return E.EIO;
+  throw e;
+}
+
+/**
+ * The access mode (O_RDONLY, O_WRONLY or O_RDWR) for the open file description of the caller's fd
+ * `hostFd`: the host fd's own, fcntl(F_GETFL) & O_ACCMODE, as a child inheriting it gets it on
+ * Linux. `fallback` when the host fd is not open. Saved in the graph as the file's flags.
+ */
+export function hostFdAccessMode(host: { accessMode(fd: number): number | undefined }, hostFd: number, fallback: number): number {
+  return host.accessMode(hostFd) ?? fallback;
+}
+
+/** Write all of `view` to a host fd (EAGAIN retried after 1 ms); throws SyscallError with the host's errno (EPIPE, EBADF, EIO…). */
 export function writeHostFd(t: Task, hfd: number, view: Uint8Array): number {
   let off = 0;
   while (off < view.length) {
@@ -30,7 +55,7 @@ export function writeHostFd(t: Task, hfd: number, view: Uint8Array): number {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN') { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); continue; }
       if (code === 'EPIPE') throw new SyscallError(E.EPIPE);
-      throw new SyscallError(E.EIO);
+      throw new SyscallError(hostErrno(e));
     }
   }
   return off;
@@ -52,7 +77,12 @@ export const hostFdFileOps: FileOps<HostFdFile> = {
       let total = 0, short = false;
       t.mm.chunks(buf, count, PROT_WRITE, (view) => {
         if (short) return;
-        const n = host.readSync(hfd, view, null);
+        let n: number;
+        try { n = host.readSync(hfd, view, null); } catch (e) {
+          // The host's error is the guest's (man 2 read), after any bytes already taken.
+          if (total > 0) { short = true; return; }
+          throw new SyscallError(hostErrno(e));
+        }
         total += n;
         if (n < view.length) short = true;
       });
@@ -63,7 +93,7 @@ export const hostFdFileOps: FileOps<HostFdFile> = {
     const tmp = Buffer.alloc(Math.min(count, 65536));
     const attempt = (): number | undefined => {
       let n: number | undefined;
-      try { n = host.readNow(hfd, tmp); } catch (e) { throw e instanceof HostError ? new SyscallError(e.errno) : e; }
+      try { n = host.readNow(hfd, tmp); } catch (e) { throw new SyscallError(hostErrno(e)); }
       return n === undefined ? undefined : copyToGuest(t, buf, tmp.subarray(0, n));
     };
     const now = attempt();

@@ -16,6 +16,7 @@ import { newCredentials } from '../kernel/creds.js';
 import { isDir } from '../vfs/stat.js';
 import { modeOf } from '../vfs/vfs.js';
 import { O_RDONLY, O_RDWR, O_WRONLY } from '../abi/linux.js';
+import { hostFdAccessMode } from '../files/hostfd.js';
 import { addProcessRecords, findProgram } from './spawn.js';
 import { type MountSpec, setupMounts } from './mounts.js';
 import { hostCpuFeatures } from '../../platforms/host/cpu-features.js';
@@ -94,7 +95,9 @@ export function createSandbox(spec: SandboxSpec): Kernel {
     ]);
     const modes = [O_RDONLY, O_WRONLY, O_WRONLY];
     for (const fd of [0, 1, 2]) {
-      const f = kernel.newOpenFile({ kind: 'hostfd', path: `/dev/stdio/${fd}`, flags: fd > 0 ? O_RDWR : modes[fd], hostFd: fd });
+      // The host fd's own access mode (a stdout redirected to a file is write-only); the old default if it is closed.
+      const flags = hostFdAccessMode(kernel.host, fd, fd > 0 ? O_RDWR : modes[fd]);
+      const f = kernel.newOpenFile({ kind: 'hostfd', path: `/dev/stdio/${fd}`, flags, hostFd: fd });
       kernel.installFdAt(task, fd, f.id, false);
     }
     const program = findProgram(kernel, latin1(spec.argv[0]), spec.env.map(latin1), cwdNode.path, (n) => `${n}: command not found`);

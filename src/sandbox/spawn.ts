@@ -10,6 +10,7 @@ import { AddressSpace } from '../mm/address-space.js';
 import { ExecError, execProgram } from '../loader/exec.js';
 import { E } from '../errno.js';
 import { O_RDONLY, O_RDWR } from '../abi/linux.js';
+import { hostFdAccessMode } from '../files/hostfd.js';
 import { isDir } from '../vfs/stat.js';
 import { modeOf } from '../vfs/vfs.js';
 import type { ThreadGroupState } from '../kernel/state.js';
@@ -60,7 +61,7 @@ export function spawnProcess(kernel: Kernel, p: GuestProcessSpec, stdio: [number
   try {
     task = kernel.attachTask(state.tasks[tgid], false);
     for (const fd of [0, 1, 2] as const) {
-      const f = kernel.newOpenFile({ kind: 'hostfd', path: `/dev/stdio/${fd}`, flags: fd === 0 ? O_RDONLY : O_RDWR, hostFd: stdio[fd] });
+      const f = kernel.newOpenFile({ kind: 'hostfd', path: `/dev/stdio/${fd}`, flags: hostFdAccessMode(kernel.host, stdio[fd], fd === 0 ? O_RDONLY : O_RDWR), hostFd: stdio[fd] });
       kernel.installFdAt(task, fd, f.id, false);
     }
     const enc = new TextEncoder();
