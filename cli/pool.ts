@@ -23,6 +23,7 @@ import { lines } from './pool-client.js';
 import type vm from 'node:vm';
 import type { Kernel } from '../src/kernel/kernel.js';
 import type { KernelState } from '../src/kernel/state.js';
+import { PAGE_SIZE, pageCheck } from '../snapshots/page-format.js';
 
 /**
  * CLOCK_MONOTONIC in ms with sub-ms resolution: comparable between processes of one host. (Not
@@ -750,6 +751,11 @@ export async function poolHost(store: string, id: string, count: number): Promis
       return 125;
     }
   }
+  // What a restore leaves to first use, because a plain restore may never need it, a take would
+  // meet first: the kernel clock's realtime base (node's perf_hooks) and zlib's crc32 (a page
+  // check; zlib loads node:stream). Taken now, while the clones wait.
+  for (const s of slots) s.kernel.clock.realtimeNs();
+  pageCheck(new Uint8Array(PAGE_SIZE));
   // A take makes timers (the working-set window, the platform's stop watcher): their code runs
   // once now, not first inside the take.
   clearInterval(setInterval(() => undefined, 1 << 30));
