@@ -7,7 +7,7 @@
  * Everything here is synchronous and free of I/O so it can be unit-tested directly.
  */
 import { randomBytes } from 'node:crypto';
-import { sha256 } from './record-check.js';
+import { HASH_BYTES, sha256 } from './record-check.js';
 import { Decoder, Encoder } from 'cbor-x';
 import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, runLayer } from './page-format.js';
 
@@ -46,8 +46,6 @@ export const FULL_FORMAT_VERSION = 2;
 /** The version of a flat incremental checkpoint (its pagemap names earlier checkpoints' page files: `layers`). */
 export const FLAT_INCREMENTAL_FORMAT_VERSION = 3;
 
-/** Size of a sha256 digest, in bytes. */
-export const HASH_BYTES = 32;
 /** Maximum size of one `graph/<id>/<n>` chunk, in bytes (1 MiB). */
 export const GRAPH_CHUNK_BYTES = 1 << 20;
 
@@ -102,7 +100,7 @@ export function isCheckpointIdPrefix(s: string): boolean {
   return /^[0-9a-fA-F]{4,16}$/.test(s);
 }
 
-export { manifestSealIsValid, sha256, sha256Hex } from './record-check.js';
+export { HASH_BYTES, manifestSealIsValid, sha256, sha256Hex } from './record-check.js';
 
 
 // ---------------------------------------------------------------------------

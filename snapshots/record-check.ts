@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 
 /** Size of a sha256 digest, in bytes. */
-const HASH_BYTES = 32;
+export const HASH_BYTES = 32;
 
 /** sha256 of `data` as 32 raw bytes. */
 export function sha256(data: Uint8Array): Buffer {
