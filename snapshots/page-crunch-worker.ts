@@ -3,13 +3,20 @@
  * buffer it is sent, in order, and sends the buffer back with the result. Messages in:
  * `{ buf: ArrayBuffer, len, base, skip?: Uint8Array, writeFd, read?: { fd, bytes }, pack?: { mask? } }`
  * (buf transferred; with `read`, it is filled here first; with `pack`, its pack chunk is compressed
- * here too), or `'end'` (answered `'ended'`, then the worker closes). Out: `{ buf, kind, checks,
+ * here too), `'end'` (answered `'ended'`, then the worker closes), or `'halt'` (the worker closes,
+ * unanswered; with status element 3 set, the jobs before it are skipped). Out: `{ buf, kind, checks,
  * packed? }` (transferred but `packed`) or `{ error: { message, code?,
- * syscall? } }`. workerData: `{ status, trace }`, `status` an Int32Array of 3 on a
+ * syscall? } }`. workerData: `{ status, trace }`, `status` an Int32Array of 4 on a
  * SharedArrayBuffer: element 0 it raises by one as each buffer is done (before its answer is
  * sent: the writer's thread reads it without a turn of its event loop, to share the work); with
  * `trace` (SNAPVISOR_TRACE_CHECKPOINT), element 1 is its CPU time so far and element 2 the time
- * it waited between buffers (ms). Loads no native addon (see ./verify-worker.ts).
+ * it waited between buffers (ms); element 3 the writer sets to stop it (PageCrunch.halt): jobs
+ * not begun are skipped, unanswered. Loads no native addon (see ./verify-worker.ts).
+ *
+ * The writer never terminates this thread while it may be working: Node 20 aborts the whole
+ * process (`Assertion failed: init_done_ && "close before init"`, node_zlib.cc, in the worker's
+ * cleanup) when a worker is terminated between the construction of a zlib handle and its init,
+ * a window every brotliCompressSync opens. It ends itself, between jobs, on 'halt'.
  */
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -21,8 +28,11 @@ if (parentPort) {
   const port = parentPort;
   const { status, trace } = (workerData ?? {}) as { status?: Int32Array; trace?: boolean };
   let waited = 0, last = -1;
-  port.on('message', (m: Job | 'end') => {
+  port.on('message', (m: Job | 'end' | 'halt') => {
     if (m === 'end') { port.postMessage('ended'); port.close(); return; }
+    if (m === 'halt') { port.close(); return; }
+    // Stopped: the jobs queued before 'halt' write nothing more.
+    if (status && Atomics.load(status, 3) !== 0) return;
     if (trace && last >= 0) waited += performance.now() - last;
     try {
       const r = crunchPages(new Uint8Array(m.buf), m.len, m.base, m.skip, m.writeFd, m.read, m.pack);

@@ -1309,16 +1309,21 @@ interface CrunchedBuffer extends CrunchResult { buf: Buffer }
  * allowed: the ptrace platform pins the kernel's thread to one CPU, and a thread inherits its
  * creator's CPUs.
  */
-class PageCrunch {
+export class PageCrunch {
   private readonly waiting: Array<{ resolve(r: CrunchedBuffer): void; reject(e: Error): void }> = [];
   private failure?: Error;
   private ended?: () => void;
   /** Settles once the worker's thread has exited (halt). */
   private halted?: Promise<void>;
+  /** Resolves once the worker's thread has exited (its 'exit' event: Node has joined it). */
+  private readonly exited: Promise<void>;
+  /** Set by halt: the worker's exit is expected, not a failure. */
+  private halting = false;
   /** Buffers sent to the worker, and done on this thread. */
   private sent = 0;
   private inline = 0;
   private constructor(private readonly worker: Worker | undefined, private readonly status?: Int32Array) {
+    this.exited = worker ? new Promise((resolve) => worker.once('exit', () => resolve())) : Promise.resolve();
     if (!worker) return;
     const fail = (e: Error): void => {
       this.failure ??= e;
@@ -1331,7 +1336,7 @@ class PageCrunch {
       this.waiting.shift()?.resolve({ buf: Buffer.from(m.buf), kind: m.kind, checks: m.checks, packed: m.packed });
     });
     worker.on('error', (e) => fail(new SnapshotError(`the checkpoint's page worker failed: ${e.message}`)));
-    worker.on('exit', () => fail(new SnapshotError("the checkpoint's page worker ended early")));
+    worker.on('exit', () => { if (!this.halting) fail(new SnapshotError("the checkpoint's page worker ended early")); });
   }
 
   /** A crunch with a worker thread if `threaded` and the worker can be started (the one prestartPageWorker started, if any), else an inline one. */
@@ -1347,7 +1352,7 @@ class PageCrunch {
       const url = new URL('./page-crunch-worker.js', import.meta.url);
       // Run from TypeScript sources (tests), there is no compiled worker: inline.
       if (!fs.existsSync(fileURLToPath(url))) return new PageCrunch(undefined);
-      const status = new Int32Array(new SharedArrayBuffer(3 * 4));
+      const status = new Int32Array(new SharedArrayBuffer(4 * 4));
       return new PageCrunch(onEveryCpu(() => new Worker(url, { workerData: { status, trace: !!traceCheckpoint } })), status);
     } catch {
       return new PageCrunch(undefined);
@@ -1403,27 +1408,36 @@ class PageCrunch {
     if (this.failure && !/ended early/.test(this.failure.message)) throw this.failure;
   }
 
-  /** Stop the worker once closed (it has ended: nothing of it is in flight). */
+  /** Stop the worker once closed (it answered 'end' and is closing itself: nothing of it is in flight). */
   terminate(): void {
     if (!this.worker) return;
-    this.worker.removeAllListeners('exit');
+    this.halting = true;
     this.failure ??= new SnapshotError("the checkpoint's page worker was stopped");
     void this.worker.terminate();
   }
 
   /**
-   * Stop the worker after a failure and wait until its thread has exited (worker.terminate()'s
-   * promise settles on 'exit', emitted once Node has joined the thread): every pread and pwrite it
-   * issued has returned and none is issued after, so the page file's fd (and the memory source's)
-   * may be closed. Buffers still with it are rejected with its failure. Idempotent.
+   * Stop the worker after a failure and wait until its thread has exited ('exit' is emitted once
+   * Node has joined the thread): every pread and pwrite it issued has returned and none is issued
+   * after, so the page file's fd (and the memory source's) may be closed. Buffers still with it
+   * are rejected with its failure. Idempotent.
+   *
+   * The worker is asked to stop (status element 3, then 'halt': it skips the jobs it has not
+   * begun and closes its port, ending its thread), not terminated: terminating it inside a
+   * brotliCompressSync aborts the whole process (./page-crunch-worker.ts). Only a worker that
+   * has not ended 10 s later (a pwrite stuck in the host kernel) is terminated.
    */
   halt(): Promise<void> {
     if (!this.worker) return Promise.resolve();
     if (!this.halted) {
-      this.worker.removeAllListeners('exit');
+      const worker = this.worker;
+      this.halting = true;
       this.failure ??= new SnapshotError("the checkpoint's page worker was stopped");
       for (const w of this.waiting.splice(0)) w.reject(this.failure);
-      this.halted = this.worker.terminate().then(() => undefined, () => undefined);
+      if (this.status) Atomics.store(this.status, 3, 1);
+      worker.postMessage('halt');
+      const stuck = setTimeout(() => void worker.terminate(), 10_000);
+      this.halted = this.exited.then(() => clearTimeout(stuck));
     }
     return this.halted;
   }
@@ -1443,7 +1457,7 @@ export function prestartPageWorker(): void {
   try {
     const url = new URL('./page-crunch-worker.js', import.meta.url);
     if (!fs.existsSync(fileURLToPath(url))) return;
-    const status = new Int32Array(new SharedArrayBuffer(3 * 4));
+    const status = new Int32Array(new SharedArrayBuffer(4 * 4));
     const worker = onEveryCpu(() => new Worker(url, { workerData: { status, trace: !!traceCheckpoint } }));
     worker.unref();
     const gone = (): void => { if (prestarted?.worker === worker) prestarted = undefined; };
