@@ -95,6 +95,23 @@ if (command === 'checkpoint') {
  * (snapvisor.cjs), or with `restore` the restore bundle (restore.cjs, cli/restore-entry.ts) for
  * the restore `light` names (cli/pool-registry.ts parseLightRestore).
  */
+/**
+ * Remove the temporary files of run-time cache writers that died before renaming theirs
+ * (`CACHE.PID.tmp`, PID no longer running: a restore killed at its first output, as the bench
+ * and tests do, may die inside the write). Only a process about to write one looks.
+ */
+function dropDeadWriters(cache: string): void {
+  const dir = path.dirname(cache), prefix = `${path.basename(cache)}.`;
+  let names: string[];
+  try { names = fs.readdirSync(dir); } catch { return; }
+  for (const n of names) {
+    const pid = n.startsWith(prefix) && n.endsWith('.tmp') ? Number(n.slice(prefix.length, -4)) : NaN;
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    try { process.kill(pid, 0); continue; } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ESRCH') continue; }
+    fs.rmSync(path.join(dir, n), { force: true });
+  }
+}
+
 function loadBundle(restore?: 'restore', light?: { id: string; store?: string; root?: string }): void {
   // SNAPVISOR_WRITE_CODE_CACHE=light|full|restore (the build): compile without a cache, evaluate
   // the bundle (full, restore: and every module its commands load on demand), and write the cache
@@ -142,6 +159,7 @@ function loadBundle(restore?: 'restore', light?: { id: string; store?: string; r
     // bundle's directory is not writable (an install of root's), the build's cache goes on serving.
     (globalThis as { __snapvisorSaveRestoreCache?: () => void }).__snapvisorSaveRestoreCache = () => {
       const tmp = `${runCache}.${process.pid}.tmp`;
+      dropDeadWriters(runCache);
       try {
         fs.writeFileSync(tmp, script.createCachedData());
         fs.renameSync(tmp, runCache);

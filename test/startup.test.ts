@@ -110,11 +110,19 @@ describe('CLI start-up', () => {
     expect(traceLines(r.stderr).some((l) => wrote.test(l))).toBe(false);
     expect(fs.statSync(runCache).mtimeMs).toBe(written);
     // One V8 rejects (another node, a damaged file) is written anew; the restore works the same.
+    // The writer removes what writers killed mid-write left (a dead pid's .tmp), not a live one's.
     fs.writeFileSync(runCache, Buffer.alloc(4096, 7));
+    const deadPid = spawnSync('/bin/true').pid!;
+    const deadTmp = `${runCache}.${deadPid}.tmp`, liveTmp = `${runCache}.${process.pid}.tmp`;
+    fs.writeFileSync(deadTmp, '');
+    fs.writeFileSync(liveTmp, '');
     r = restore();
     expect(r.stdout).toBe('got line\n');
     expect(traceLines(r.stderr)[0]).toMatch(/code cache rejected \(restore\)/);
     expect(traceLines(r.stderr).some((l) => wrote.test(l))).toBe(true);
+    expect(fs.existsSync(deadTmp)).toBe(false);
+    expect(fs.existsSync(liveTmp)).toBe(true);
+    fs.rmSync(liveTmp);
     // One older than the bundle (a rebuild) is not used: the build's cache is, and a new one written.
     const earlier = new Date(Date.now() - 60_000);
     fs.utimesSync(runCache, earlier, earlier);
