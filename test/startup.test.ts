@@ -87,6 +87,17 @@ describe('CLI start-up', () => {
     expect(missing.status).toBe(125);
     expect(orphanStubs()).toEqual([]);
   });
+  it('names that are not ASCII come back through the restore bundle (its small graphs decode strings without cbor-extract)', async () => {
+    const dir = path.join(freshDir('startup-utf8'), 'dïr €');
+    fs.mkdirSync(dir);
+    const file = path.join(dir, 'é€😀.txt');
+    const c = await checkpointAtReady('startup-utf8', ['/bin/busybox', 'sh', '-c', 'exec 3>"$0"; cd "${0%/*}"; echo ready; while :; do if read x; then readlink /proc/self/fd/3; pwd; exit 0; fi; sleep 0.05; done', file]);
+    const r = await snapvisor(['restore', c.id, '--store', c.store, '--no-pool'], { env: TRACE, input: 'go\n' });
+    expect(traceLines(r.stderr.toString())[0]).toMatch(/\(restore\)/);
+    expect(r.stdout.toString()).toBe(`${file}\n${dir}\n`);
+    expect(r.status).toBe(0);
+    expect(orphanStubs()).toEqual([]);
+  });
   it('a restore writes the restore bundle\'s run-time code cache once its guest answered; later restores use it', async () => {
     const bin = copyOfBundle();
     const dir = path.dirname(bin);
