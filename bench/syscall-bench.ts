@@ -226,7 +226,7 @@ async function main(): Promise<number> {
       for (let i = 0; i < 3; i++) { progress(`native cold start ${i + 1}/3`); natives.push(await nativeColdStart(OBJECTS)); }
       let svr: SnapvisorRound | undefined, gvr: RunscRound | undefined, svErr: string | undefined, gvErr: string | undefined;
       progress('snapvisor: run, checkpoint, restores');
-      try { svr = await snapvisorRound(NODE, CLI, SV_ENV, caWasSet ? process.env : undefined, dir, OBJECTS, RESTORE_REPS); } catch (e) { svErr = (e as Error).message; failed = true; }
+      try { svr = await snapvisorRound(NODE, CLI, SV_ENV, caWasSet ? process.env : undefined, dir, OBJECTS, RESTORE_REPS, false, true); } catch (e) { svErr = (e as Error).message; failed = true; }
       if (runscWhy) gvErr = 'runsc unavailable';
       else {
         progress('runsc: run, checkpoint, restore');
@@ -252,7 +252,7 @@ async function main(): Promise<number> {
       for (const l of table(['measure', 'native', 'snapvisor', 'runsc-ptrace', 'snapvisor / runsc'], rows)) out('  ' + l);
       if (svr) {
         out(`  snapvisor checkpoint: ${svr.pages} pages, guest paused ${svr.pausedMs} ms, written in ${svr.writtenMs} ms (its own report); continuity ${svr.continuity}`);
-        out(`  snapvisor restores (ms): ${svr.restoreMs.map((x) => x.toFixed(0)).join(', ')}${svr.restoreWithCaMs.length ? `; with ${CA_VAR}: ${svr.restoreWithCaMs.map((x) => x.toFixed(0)).join(', ')}` : ''}`);
+        out(`  snapvisor restores (ms): warm-up (the first after the build writes the run-time code cache) ${num(svr.warmUpMs, 0)}; then ${svr.restoreMs.map((x) => x.toFixed(0)).join(', ')}${svr.restoreWithCaMs.length ? `; with ${CA_VAR}: ${svr.restoreWithCaMs.map((x) => x.toFixed(0)).join(', ')}` : ''}`);
       }
       if (pr) {
         out(`  snapvisor restores with a pool serving (ms; restore ID --store by the bin, a ready clone of pool serve --size 1 taken): ${pr.restoreMs.map((x) => x.toFixed(0)).join(', ')}; by node main.js, alternated: ${pr.restoreNodeMs.map((x) => x.toFixed(0)).join(', ')} (median ${num(median(pr.restoreNodeMs), 0)}); continuity ${pr.continuity}`);
