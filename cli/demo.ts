@@ -80,6 +80,6 @@ export async function demoCommand(opts: { store?: string }): Promise<number> {
     return 1;
   }
   say(`the restored counter went on from ${firstAfter} to 60: nothing lost, nothing repeated; pid, cwd, environment and its open log file came back with it.`);
-  if (!opts.store) fs.rmSync(store, { recursive: true, force: true });
+  if (!opts.store) { fs.rmSync(store, { recursive: true, force: true }); say(`removed the demo's store ${store} (demo --store DIR keeps it, to restore or inspect ${id} again)`); }
   return 0;
 }
