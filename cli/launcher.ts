@@ -57,7 +57,7 @@ interface RestoreBundle {
  * other commands never evaluate (cli/bundle-entry.ts loadOnDemandModules), and use the full cache.
  * Not `delete`: engines delete every container they ran, and only `delete ID --store` opens a store.
  */
-const FULL = new Set(['run', 'restore', '__oci-init', '__pool-host', 'pool', 'demo', 'inspect', 'checkpoints', 'gc', 'export', 'import', 'store', 'syscalls']);
+const FULL = new Set(['run', 'restore', '__oci-init', '__pool-host', '__restorer', 'pool', 'demo', 'inspect', 'checkpoints', 'gc', 'export', 'import', 'store', 'syscalls']);
 
 const bundleFile = path.join(__dirname, 'snapvisor.cjs');
 /** The restore bundle (cli/restore-entry.ts). */

@@ -308,15 +308,16 @@ Examples:
   echo '{"n": 3}' | snapvisor pool take /run/fn.sock`);
 pool
   .command('serve')
-  .description('keep --size clones of checkpoint --checkpoint restored and paused, and hand them out on the unix socket --listen')
-  .requiredOption('--checkpoint <id>', 'checkpoint id or unique prefix')
+  .description('keep --size clones of checkpoint --checkpoint restored and paused, and hand them out on the unix socket --listen; or, with --any, --size warm restorers that restore whichever checkpoint of the store a take names')
+  .option('--checkpoint <id>', 'checkpoint id or unique prefix (required unless --any)')
+  .option('--any', 'keep warm restorer processes (node started, restore code loaded, nothing restored) that restore the checkpoint each take names, in the store\'s STORE/pools/any.sock unless --listen (docs/pools.md, "Any-pools")')
   .option('--store <dir>', 'checkpoint store')
   .requiredOption('--size <n>', 'clones kept ready', (v: string) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected a whole number from 1 to 64');
     return n;
   })
-  .requiredOption('--listen <socket>', 'path of the unix socket to serve on')
+  .option('--listen <socket>', 'path of the unix socket to serve on (required unless --any)')
   .option('--per-process <n>', 'clones restored together in one hosting process (they share its memory; default 20)', (v: string) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected a whole number from 1 to 64');
@@ -325,14 +326,26 @@ pool
   .option('--no-probe', 'do not run one clone\'s guest at start (stdin at end of file, output discarded) to learn its working set')
   .addHelpText('after', `
 Examples:
-  snapvisor pool serve --checkpoint 3f2a9c --store ./store --size 4 --listen /run/fn.sock`)
+  snapvisor pool serve --checkpoint 3f2a9c --store ./store --size 4 --listen /run/fn.sock
+  snapvisor pool serve --any --store ./store --size 2`)
   .action(async (opts) => {
     try {
-      checkIdArg(opts.checkpoint);
+      if (opts.any && opts.checkpoint !== undefined) throw new UsageError('--any and --checkpoint are exclusive (--any serves every checkpoint of the store)');
+      if (!opts.any && opts.checkpoint === undefined) throw new UsageError('serve needs --checkpoint ID (a pool of clones of that checkpoint) or --any (restorers for any checkpoint of the store)');
+      if (opts.any && opts.perProcess !== undefined) throw new UsageError('--per-process is for a checkpoint\'s pool (--checkpoint), not --any');
+      if (!opts.any) {
+        checkIdArg(opts.checkpoint);
+        if (opts.listen === undefined) throw new UsageError('--checkpoint needs --listen SOCKET');
+      }
       storeArg(opts.store);
     } catch (e) {
       fail(`pool: ${(e as Error).message}`);
       process.exit(e instanceof UsageError ? 2 : 1);
+    }
+    if (opts.any) {
+      const { anyPoolServe } = await import('./restorer.js');
+      process.exitCode = await anyPoolServe(opts);
+      process.exit();
     }
     const { poolServe } = await import('./pool.js');
     process.exitCode = await poolServe(opts);
@@ -342,12 +355,13 @@ pool
   .command('take')
   .description('run a clone from the pool serving on SOCKET with this command\'s stdin, stdout and stderr; relay signals; exit with its status')
   .argument('<socket>', 'the pool\'s --listen socket')
+  .option('--checkpoint <id>', 'the checkpoint to restore (an any-pool\'s take: id or unique prefix in its store; a checkpoint\'s pool serves only its own full id)')
   .addHelpText('after', `
 Examples:
   echo '{"n": 3}' | snapvisor pool take /run/fn.sock`)
-  .action(async (socket: string) => {
+  .action(async (socket: string, opts: { checkpoint?: string }) => {
     const { poolTake } = await import('./pool-client.js');
-    process.exitCode = await poolTake(socket, fail);
+    process.exitCode = await poolTake(socket, fail, opts.checkpoint);
   });
 
 program
@@ -713,6 +727,10 @@ export async function main(argv: string[]): Promise<void> {
   if (argv[2] === '__pool-host') {
     const { poolHost } = await import('./pool.js');
     process.exit(await poolHost(argv[3], argv[4], Number(argv[5]) || 1));
+  }
+  if (argv[2] === '__restorer') {
+    const { restorerHost } = await import('./restorer.js');
+    process.exit(await restorerHost(argv[3]));
   }
   if (argv[2] === '__oci-exec-wait') {
     await oci.execWait(argv[3], argv[4], argv[5]);

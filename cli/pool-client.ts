@@ -83,11 +83,13 @@ const failLine = (msg: string): void => { fs.writeSync(2, `snapvisor: ${msg}\n`)
  * the pool serving on unix socket `socket`, relay the signals above to it, and resolve with its
  * exit status (128+N for a death by signal N); 125 with one line through `fail` (default: on
  * stderr) when no pool answers there (connect's errno text: ENOENT, ECONNREFUSED…), the pool
- * refuses (its error), or the clone dies before saying how its sandbox ended.
+ * refuses (its error), or the clone dies before saying how its sandbox ended. `checkpoint`
+ * (`pool take --checkpoint ID`) names the checkpoint in the take: an any-pool
+ * (cli/restorer.ts) restores it, a checkpoint's pool refuses any other than its own.
  */
-export async function poolTake(socket: string, fail: (msg: string) => void = failLine): Promise<number> {
+export async function poolTake(socket: string, fail: (msg: string) => void = failLine, checkpoint?: string): Promise<number> {
   const sockPath = path.resolve(socket);
-  const t = await takeClone(sockPath, { op: 'take' });
+  const t = await takeClone(sockPath, checkpoint === undefined ? { op: 'take' } : { op: 'take', checkpoint });
   if (t.status !== undefined) return t.status;
   // connect(2) to a file that is no socket says ECONNREFUSED, as a stale socket does: tell them apart.
   const notSocket = t.connectError !== undefined && fs.statSync(sockPath, { throwIfNoEntry: false })?.isSocket() === false;
@@ -183,7 +185,8 @@ async function takeClone(sockPath: string, request: Record<string, unknown>, onS
 
 /**
  * `snapvisor restore ID` served by a warm pool of checkpoint ID (docs/pools.md, "Restore through
- * a pool"): try the registered pools `pools` in order, each with a take that names the
+ * a pool"): try the registered pools `pools` in order (the store's any-pool last: its restorer
+ * restores the checkpoint for the take, docs/pools.md "Any-pools"), each with a take that names the
  * checkpoint and asks for a clone ready now (`{"op":"take","checkpoint":ID,"ifReady":true}`: a
  * pool with none ready, or of another checkpoint, refuses at once). The first clone that starts
  * runs as `pool take` runs it (this process's fds 0–2, signals relayed, its status in
@@ -204,12 +207,12 @@ export async function restoreFromPool(pools: readonly PoolRegistration[]): Promi
     if (t.status !== undefined || t.started) {
       if (t.status === undefined) failLine('the clone running this restore died before its sandbox ended');
       // The next restore of it from the native front goes straight to a pool that serves.
-      relinkServing(p);
+      if (!p.any) relinkServing(p);
       process.exitCode = t.status ?? 125;
       return true;
     }
     trace?.(`pool on ${p.socket} not used: ${t.connectError ?? t.error ?? (t.sendErrno ? `errno ${t.sendErrno}` : 'closed')}`);
-    if (t.connectError) dropRegistration(p);
+    if (t.connectError && !p.any) dropRegistration(p);
     // ^C (or another signal) while no clone ran: what it would have done to an in-process restore
     // still loading, end this process (its handlers are gone with the take).
     const fatal = t.early?.find((sig) => sig === 'SIGINT' || sig === 'SIGQUIT' || sig === 'SIGUSR1' || sig === 'SIGUSR2');

@@ -20,8 +20,12 @@ import { defaultStore } from './store-dir.js';
 /** The registrations' directory under a store. */
 export const POOLS_DIR = 'pools';
 
-/** A pool serving checkpoint `checkpoint` (full id) on unix socket `socket`, in process `pid`; `file` is its registration. */
-export interface PoolRegistration { checkpoint: string; socket: string; pid: number; file: string }
+/**
+ * A pool serving checkpoint `checkpoint` (full id) on unix socket `socket`, in process `pid`;
+ * `file` is its registration. `any`: the store's any-pool (anyPoolLink), whose restorers restore
+ * `checkpoint` for the take; it has no registration file (`file` and `pid` are '' and 0).
+ */
+export interface PoolRegistration { checkpoint: string; socket: string; pid: number; file: string; any?: boolean }
 
 /**
  * Register the pool of this process serving checkpoint `id` (full id) of store `store` on
@@ -81,6 +85,17 @@ export function publishLink(store: string, id: string, socket: string): void {
 export function unpublishLink(store: string, id: string, socket: string): void {
   const link = poolLink(store, id);
   try { if (fs.readlinkSync(link) === socket) fs.rmSync(link, { force: true }); } catch { /* none, or not a link */ }
+}
+
+/**
+ * The well-known name of the any-pool of `store` (`snapvisor pool serve --any`, cli/restorer.ts):
+ * `pools/any.sock`, its socket itself (no --listen) or a symlink to its --listen socket. One per
+ * store: a second any-pool is refused while this one answers; a stale one (its pool killed) is
+ * replaced by the next. A restore of any checkpoint of the store with no pool of its own takes a
+ * restorer there (poolsForRestore; the native front, cli/front/front.c, does the same).
+ */
+export function anyPoolLink(store: string): string {
+  return path.join(store, POOLS_DIR, 'any.sock');
 }
 
 /** Whether process `pid` exists (kill(pid, 0); EPERM: it exists, as another user's). */
@@ -176,13 +191,19 @@ export function parseLightRestore(args: readonly string[], noPool = false): { id
 
 /**
  * For `args` in a shape parseLightRestore takes: the pools serving the checkpoint they name
- * (poolsServing), if any; undefined otherwise (restore in this process).
+ * (poolsServing), then the store's any-pool if its name is there (anyPoolLink), if any;
+ * undefined otherwise (restore in this process).
  */
 export function poolsForRestore(args: readonly string[]): PoolRegistration[] | undefined {
   const r = parseLightRestore(args);
   if (!r) return undefined;
   const store = r.store !== undefined ? path.resolve(r.store) : defaultStore();
   const id = restoreId(store, r.id);
-  const pools = id === undefined ? [] : poolsServing(store, id);
+  if (id === undefined) return undefined;
+  const pools = poolsServing(store, id);
+  // Second choice, the store's any-pool: a restorer restores the checkpoint for the take. Its
+  // name is tried as it is (a stale one refuses the connection: the restore goes on in-process).
+  const any = anyPoolLink(store);
+  if (fs.lstatSync(any, { throwIfNoEntry: false })) pools.push({ checkpoint: id, socket: any, pid: 0, file: '', any: true });
   return pools.length ? pools : undefined;
 }

@@ -30,7 +30,7 @@ import { PAGE_SIZE, pageCheck } from '../snapshots/page-format.js';
  * performance.timeOrigin + now(): each process fixes its wall-clock origin at its start, and the
  * bench saw a take "received" 8 ms before its client sent it.)
  */
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 /** Signals a take relays that go to the guest's foreground process group (the rest go to its init). */
 const KEYBOARD = new Set<number>(['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH'].map((n) => os.constants.signals[n as NodeJS.Signals]));
@@ -72,16 +72,16 @@ const MAX_EXTRA_HOSTS = 4;
 /** How long after resuming its guest a clone starts watching the caller's connection (signals, its close), ms. */
 const CONN_WATCH_DELAY_MS = 50;
 /** A request must arrive within this long after connecting (ms). */
-const REQUEST_TIMEOUT_MS = 5000;
+export const REQUEST_TIMEOUT_MS = 5000;
 /**
  * Clone starts failing in a row (each after a back-off: 200, 400 ms…) after which a serving pool
  * stops refilling and refuses the takes it has no clone for (docs/pools.md, step 7): a checkpoint
  * deleted or made unreadable under a pool had it start a hosting process every 5 s for ever
  * (617 `failed to start` lines in 10 minutes) while its takes waited for ever.
  */
-const MAX_START_FAILURES = 3;
+export const MAX_START_FAILURES = 3;
 /** How often a pool that stopped refilling tries one clone again, quietly (ms): a start that succeeds makes it refill and serve again. */
-const START_RETRY_MS = 60_000;
+export const START_RETRY_MS = 60_000;
 /** How often the pool looks whether the callers of takes still waiting are gone (ms): such a take is forgotten. */
 const WAITING_CHECK_MS = 200;
 
@@ -120,7 +120,28 @@ const WORKING_SET_WINDOW_MS = 1000;
 interface Take { conn: net.Socket; connFd: number; stdio: number[]; requestMs: number }
 
 /** The fd under a Node socket (libuv's; stable on Linux since Node 0.x). */
-const fdOf = (s: net.Socket | NodeJS.ReadableStream | null | undefined): number => (s as unknown as { _handle?: { fd?: number } })?._handle?.fd ?? -1;
+export const fdOf = (s: net.Socket | NodeJS.ReadableStream | null | undefined): number => (s as unknown as { _handle?: { fd?: number } })?._handle?.fd ?? -1;
+
+/**
+ * Make unix socket path `sockPath` (absolute) ready for a pool to listen on: its directory must
+ * exist (libuv's bind reports a missing one as EACCES, and only after the clones started), the
+ * path must fit a sockaddr_un, and what is there must be a socket no one answers on (a stale one
+ * is removed). Resolves with the problem in one line, or undefined when the path is free.
+ */
+export async function claimSocketPath(sockPath: string): Promise<string | undefined> {
+  const parent = path.dirname(sockPath);
+  if (!fs.statSync(parent, { throwIfNoEntry: false })?.isDirectory()) return `cannot listen on ${sockPath}: ${fs.existsSync(parent) ? `${parent} is not a directory` : `no directory ${parent}`}`;
+  const tooLong = socketPathProblem(sockPath);
+  if (tooLong) return `cannot listen on ${tooLong}`;
+  const st = fs.lstatSync(sockPath, { throwIfNoEntry: false });
+  if (st) {
+    if (!st.isSocket()) return `${sockPath} exists and is not a socket`;
+    const live = await new Promise<boolean>((r) => { const c = net.createConnection(sockPath, () => { c.destroy(); r(true); }); c.on('error', () => r(false)); });
+    if (live) return `a pool (or another program) is already serving on ${sockPath}`;
+    fs.rmSync(sockPath, { force: true });
+  }
+  return undefined;
+}
 
 /**
  * `snapvisor pool serve`: check the checkpoint (every page) and the socket path, start `size`
@@ -156,19 +177,8 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     return 1;
   }
   // 2. The socket path: refuse one a live pool serves or that is not a socket; remove a stale one.
-  // Its directory first: libuv's bind reports a missing one as EACCES, and only after the clones started.
-  const parent = path.dirname(sockPath);
-  const dirProblem = fs.statSync(parent, { throwIfNoEntry: false })?.isDirectory() ? undefined : `cannot listen on ${sockPath}: ${fs.existsSync(parent) ? `${parent} is not a directory` : `no directory ${parent}`}`;
-  if (dirProblem) { fail(`pool: ${dirProblem}`); return 1; }
-  const tooLong = socketPathProblem(sockPath);
-  if (tooLong) { fail(`pool: cannot listen on ${tooLong}`); return 1; }
-  const st = fs.lstatSync(sockPath, { throwIfNoEntry: false });
-  if (st) {
-    if (!st.isSocket()) { fail(`pool: ${sockPath} exists and is not a socket`); return 1; }
-    const live = await new Promise<boolean>((r) => { const c = net.createConnection(sockPath, () => { c.destroy(); r(true); }); c.on('error', () => r(false)); });
-    if (live) { fail(`pool: a pool (or another program) is already serving on ${sockPath}`); return 1; }
-    fs.rmSync(sockPath, { force: true });
-  }
+  const sockProblem = await claimSocketPath(sockPath);
+  if (sockProblem) { fail(`pool: ${sockProblem}`); return 1; }
 
   // A clone makes no TLS connections: loading a CA bundle would only slow its start (~50 ms).
   const cloneEnv = { ...process.env };
@@ -649,7 +659,7 @@ function prefetch(kernel: Kernel, faults: Fault[], pages: PageRun[]): [number, n
  * hosting process's page faults from a take's arrival to the guest's first output went from 43
  * to 2.5 (medians).
  */
-function settle(): void {
+export function settle(): void {
   (globalThis as { gc?: () => void }).gc?.();
   let keep: Array<{ i: number }> = [];
   for (let i = 0; i < YOUNG_WARM_OBJECTS; i++) {
@@ -661,7 +671,7 @@ function settle(): void {
 const YOUNG_WARM_OBJECTS = 200_000;
 
 /** JSON lines (with any fds that came along) from the pool's control socket of a hosting process. */
-class CtlReader {
+export class CtlReader {
   private buf = '';
   private fds: number[] = [];
   constructor(private readonly fd: number) {}
@@ -699,7 +709,7 @@ class CtlReader {
 const CTL_SLICE_MS = 50;
 
 /** One clone of a hosting process: its kernel, the host services it sees the caller's stdio through, what it records. */
-interface Slot {
+export interface Slot {
   kernel: Kernel;
   host: LinuxHostServices;
   rec: ReturnType<typeof recordWorkingSet>;
@@ -847,12 +857,16 @@ function lowestPriority(slots: Slot[]): void {
  * connection gets its net.Socket (signals in, its close kills the sandbox) CONN_WATCH_DELAY_MS
  * later, so building one (cold code in a clone) does not hold up the guest's first traps.
  * `record`: report the working set of the guest's first WORKING_SET_WINDOW_MS on the control
- * socket (the pool has none yet). Resolves with the guest's status once the exit line is sent.
+ * socket (the pool has none yet). Without `s.host`, the kernel's own host services already see
+ * the caller's stdio (an any-pool's restorer made them its fds 0-2: cli/restorer.ts); without
+ * `s.rec`, nothing is recorded. `finalStatus` maps the guest's status to the one sent (a restore's
+ * page check that failed meanwhile: 125). Resolves with that status once the exit line is sent.
  */
-async function takeRun(s: Slot, fds: number[], say: (v: unknown) => void, slot: number, requestMs: number, record: boolean): Promise<number> {
+export async function takeRun(s: Pick<Slot, 'kernel'> & Partial<Pick<Slot, 'host' | 'rec'>>, fds: number[], say: (v: unknown) => void, slot: number, requestMs: number, record: boolean, finalStatus: (status: number) => number = (n) => n): Promise<number> {
   const [connFd, ...stdio] = fds;
-  const { kernel, rec } = s;
-  s.host.attachStdio(stdio as [number, number, number]);
+  const { kernel } = s;
+  const rec = s.rec ?? { on: false, faults: [], pages: [], snapshot: () => undefined };
+  s.host?.attachStdio(stdio as [number, number, number]);
   kernel.logFd = stdio[2];
   rec.on = record;
   const done = kernel.run();
@@ -889,9 +903,9 @@ async function takeRun(s: Slot, fds: number[], say: (v: unknown) => void, slot: 
   const connSocket = watchConn();
   report();
   kernel.destroy();
-  s.host.close();
+  s.host?.close();
   stdio.forEach(closeFd);
-  const status = 'code' in info ? info.code : 128 + info.signal;
+  const status = finalStatus('code' in info ? info.code : 128 + info.signal);
   await new Promise<void>((r) => { if (connSocket.destroyed) r(); else connSocket.end(JSON.stringify({ event: 'exit', status }) + '\n', () => r()); });
   connSocket.destroy();
   return status;

@@ -251,7 +251,7 @@ async function publishPorts(kernel: Kernel): Promise<boolean> {
 }
 
 /** `restore`'s options; `onFirstOutput`: called (once, on a later turn of the event loop) after the guest first writes to a host fd. */
-type RestoreOptions = { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string; checkpointCompress?: boolean; acceptChangedVolumes?: boolean; onFirstOutput?: () => void };
+export type RestoreOptions = { store?: string; name?: string; strace?: boolean; platform?: string; checkpointStore?: string; checkpointName?: string; checkpointCompress?: boolean; acceptChangedVolumes?: boolean; onFirstOutput?: () => void };
 
 export async function restoreCommand(root: string | undefined, id: string, opts: RestoreOptions): Promise<number> {
   const held = holdStopSignals();
@@ -263,6 +263,21 @@ export async function restoreCommand(root: string | undefined, id: string, opts:
 }
 
 async function restoreSandbox(root: string | undefined, id: string, opts: RestoreOptions, held: () => NodeJS.Signals[]): Promise<number> {
+  const restored = await restoreForRun(root, id, opts);
+  if (typeof restored === 'number') return restored;
+  return restored.finalStatus(await runToEnd(restored.kernel, root, opts.name, undefined, held));
+}
+
+/**
+ * The restore half of `snapvisor restore ID` (everything before the guest runs): the platform,
+ * the id and directories checked, restoreKernel (CPU features, changed host files, the page
+ * checks, a new generation and randomness), the published ports opened. Resolves with the kernel
+ * ready to `run()` and `finalStatus`, which maps the guest's exit status to the command's (125 if
+ * a page failed its background check or could not be filled meanwhile: the kernel logged the
+ * line); or with the command's status (2, 125) after one line on fd 2. Also used by a warm
+ * any-pool's restorer (cli/restorer.ts), which runs the kernel for a take.
+ */
+export async function restoreForRun(root: string | undefined, id: string, opts: RestoreOptions): Promise<{ kernel: Kernel; finalStatus(status: number): number } | number> {
   const trace = restoreTrace();
   trace?.('command');
   const platform = platformOf(opts.platform);
@@ -283,11 +298,11 @@ async function restoreSandbox(root: string | undefined, id: string, opts: Restor
     fail(e instanceof SnapshotError ? e.message : `restore failed: ${(e as Error).message}`);
     return 125;
   }
-  if (!(await publishPorts(restored.kernel))) return 125;
+  const kernel = restored.kernel;
+  if (!(await publishPorts(kernel))) return 125;
   // A page that fails its background check stops the sandbox (the kernel logs the line): snapvisor's failure.
   let corrupt: string | undefined;
   void restored.verified.then((bad) => { corrupt = bad; });
-  const status = await runToEnd(restored.kernel, root, opts.name, undefined, held);
   // A page a compressed checkpoint's cache could not be filled with stopped it too (the kernel logged the line).
-  return corrupt !== undefined || restored.kernel.pageSourceFailure !== undefined ? 125 : status;
+  return { kernel, finalStatus: (status) => corrupt !== undefined || kernel.pageSourceFailure !== undefined ? 125 : status };
 }

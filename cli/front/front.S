@@ -59,7 +59,7 @@ die:
 	movq	%rbx, %rax
 	movq	%rdx, %rsi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -78,7 +78,7 @@ put:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -140,7 +140,7 @@ unblock:
 	movl	$14, %eax
 	movl	$2, %edi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -196,7 +196,7 @@ connect_unix:
 	movq	%rbx, %rdx
 	movl	$524289, %esi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -208,7 +208,7 @@ connect_unix:
 	movl	$42, %eax
 	movq	%rbp, %rsi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -218,7 +218,7 @@ connect_unix:
 	movq	%rbx, %rsi
 	movq	%rbx, %rdx
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -329,7 +329,7 @@ send_signal:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -384,7 +384,7 @@ take:
 	movl	$old_mask, %edx
 	movl	$14, %eax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -448,7 +448,7 @@ take:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -465,7 +465,7 @@ take:
 	movl	$8, %edx
 	movq	$134892039, 56(%rsp)
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -494,7 +494,7 @@ take:
 	movl	$7, %eax
 	movl	$1, 100(%rsp)
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -516,7 +516,7 @@ take:
 	movl	$128, %edx
 	movq	%r12, %rax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -548,7 +548,7 @@ take:
 	movq	%rax, 64(%rsp)
 	movl	$14, %eax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -557,7 +557,7 @@ take:
 	movq	%r12, %rdi
 	movq	%r12, %rsi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -565,7 +565,7 @@ take:
 	movq	%r13, %rsi
 	movl	$62, %eax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -574,7 +574,7 @@ take:
 	movq	%r12, %rdi
 	leaq	64(%rsp), %rsi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -599,7 +599,7 @@ take:
 	xorl	%r9d, %r9d
 	xorl	%eax, %eax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -732,7 +732,7 @@ take:
 	xorl	%r9d, %r9d
 	movq	%rbx, %rax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -751,7 +751,7 @@ take:
 	movq	%rbx, %rsi
 	movq	%rbx, %rdx
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -765,7 +765,7 @@ take:
 	movq	8(%rsp), %rdi
 	movq	%rdx, %rsi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -875,7 +875,7 @@ exec_node:
 	movl	$89, %eax
 	movl	$4080, %edx
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -975,7 +975,7 @@ exec_node:
 	movq	%r12, %rdx
 	movq	$node_path, 0(,%rcx,8)
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1022,7 +1022,7 @@ exec_node:
 	movq	%rbx, %rsi
 	movq	%r12, %rdx
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1125,7 +1125,7 @@ fall_back:
 	movq	%rdx, %rdi
 	movq	%rdx, %rsi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1133,7 +1133,7 @@ fall_back:
 	movq	%rbx, %rsi
 	movl	$62, %eax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1194,56 +1194,58 @@ memset:
 .LC40:
 	.string	".sock"
 .LC41:
-	.string	"checkpoint"
+	.string	"/pools/any.sock"
 .LC42:
-	.string	"--leave-running"
+	.string	"checkpoint"
 .LC43:
-	.string	"--compress"
+	.string	"--leave-running"
 .LC44:
-	.string	"--no-compress"
+	.string	"--compress"
 .LC45:
-	.string	"--timeout"
+	.string	"--no-compress"
 .LC46:
-	.string	"--timeout="
+	.string	"--timeout"
 .LC47:
-	.string	"XDG_RUNTIME_DIR"
+	.string	"--timeout="
 .LC48:
-	.string	"/snapvisor"
+	.string	"XDG_RUNTIME_DIR"
 .LC49:
-	.string	"/run/snapvisor"
+	.string	"/snapvisor"
 .LC50:
-	.string	"TMPDIR"
+	.string	"/run/snapvisor"
 .LC51:
-	.string	"TMP"
+	.string	"TMPDIR"
 .LC52:
-	.string	"TEMP"
+	.string	"TMP"
 .LC53:
-	.string	"/snapvisor-"
+	.string	"TEMP"
 .LC54:
-	.string	"/"
+	.string	"/snapvisor-"
 .LC55:
-	.string	"{\"op\":\"front\",\"argv\":["
+	.string	"/"
 .LC56:
-	.string	"],\"cwd\":"
+	.string	"{\"op\":\"front\",\"argv\":["
 .LC57:
-	.string	",\"sock\":"
+	.string	"],\"cwd\":"
 .LC58:
-	.string	",\"env\":{"
+	.string	",\"sock\":"
 .LC59:
-	.string	":"
+	.string	",\"env\":{"
 .LC60:
-	.string	"}}\n"
+	.string	":"
 .LC61:
-	.string	"snapvisor: no answer from the sandbox to 'checkpoint' within "
+	.string	"}}\n"
 .LC62:
-	.string	" s ("
+	.string	"snapvisor: no answer from the sandbox to 'checkpoint' within "
 .LC63:
-	.string	")\n"
+	.string	" s ("
 .LC64:
-	.string	"{\"ok\":true,\"status\":"
+	.string	")\n"
 .LC65:
-	.string	"snapvisor: the sandbox closed the control connection without an answer\n"
+	.string	"{\"ok\":true,\"status\":"
 .LC66:
+	.string	"snapvisor: the sandbox closed the control connection without an answer\n"
+.LC67:
 	.string	",\"fd\":"
 	.text
 	.globl	front_main
@@ -1268,7 +1270,7 @@ front_main:
 .L241:
 	movq	(%r8), %r9
 	testq	%r9, %r9
-	je	.L447
+	je	.L455
 	movl	$.LC25, %esi
 	movq	%r9, %rdi
 	call	after
@@ -1277,21 +1279,21 @@ front_main:
 	movl	$.LC26, %esi
 	call	after
 	testq	%rax, %rax
-	je	.L434
+	je	.L442
 .L243:
 	xorl	%edi, %edi
 	call	exec_node
-.L434:
+.L442:
 	addq	$8, %r8
 	jmp	.L241
-.L447:
+.L455:
 	cmpl	$1, %ebx
 	jle	.L247
 	movq	16(%rbp), %rdi
 	movl	$.LC27, %esi
 	call	streq
 	testl	%eax, %eax
-	jne	.L326
+	jne	.L329
 	movl	$.LC28, %esi
 	movl	$2, %r8d
 	call	after
@@ -1301,7 +1303,7 @@ front_main:
 	cmpl	$4, %ebx
 	jne	.L250
 	jmp	.L249
-.L326:
+.L329:
 	movl	$3, %r8d
 .L248:
 	xorl	%eax, %eax
@@ -1309,7 +1311,7 @@ front_main:
 	setne	%al
 	addl	$5, %eax
 	cmpl	%eax, %ebx
-	jne	.L448
+	jne	.L456
 .L249:
 	movslq	%r8d, %rbx
 	movl	$.LC29, %esi
@@ -1333,8 +1335,8 @@ front_main:
 	xorl	%esi, %esi
 	call	take
 	xorl	%edi, %edi
-	jmp	.L442
-.L448:
+	jmp	.L450
+.L456:
 	cmpl	%r8d, %ebx
 	jle	.L247
 .L250:
@@ -1344,31 +1346,31 @@ front_main:
 	call	streq
 	testl	%eax, %eax
 	je	.L247
-	leal	1(%r8), %ebx
+	incl	%r8d
+	xorl	%ebx, %ebx
 	xorl	%ebp, %ebp
-	xorl	%r8d, %r8d
 .L252:
-	cmpl	%ebx, %r11d
-	jle	.L449
-	movslq	%ebx, %rax
+	cmpl	%r8d, %r11d
+	jle	.L457
+	movslq	%r8d, %rax
 	movl	$.LC32, %esi
 	movq	(%r10,%rax,8), %rdi
 	leaq	0(,%rax,8), %r12
 	call	streq
 	testl	%eax, %eax
 	je	.L253
-	testq	%r8, %r8
+	testq	%rbx, %rbx
 	jne	.L254
-	leal	1(%rbx), %edx
+	leal	1(%r8), %edx
 	cmpl	%edx, %r11d
 	jle	.L255
 	movq	8(%r10,%r12), %rax
-	movl	%edx, %ebx
+	movl	%edx, %r8d
 	jmp	.L256
 .L255:
 	movl	$.LC33, %esi
 	call	after
-	jmp	.L439
+	jmp	.L447
 .L254:
 	movl	$.LC33, %esi
 	call	after
@@ -1376,9 +1378,9 @@ front_main:
 .L253:
 	movl	$.LC33, %esi
 	call	after
-	testq	%r8, %r8
+	testq	%rbx, %rbx
 	jne	.L257
-.L439:
+.L447:
 	testq	%rax, %rax
 	jne	.L256
 .L257:
@@ -1386,47 +1388,47 @@ front_main:
 	je	.L247
 	testq	%rbp, %rbp
 	jne	.L247
-	movq	%r8, %rax
+	movq	%rbx, %rax
 	movq	%rdi, %rbp
 .L256:
-	incl	%ebx
-	movq	%rax, %r8
+	incl	%r8d
+	movq	%rax, %rbx
 	jmp	.L252
-.L449:
+.L457:
 	testq	%rbp, %rbp
 	je	.L247
-	testq	%r8, %r8
-	je	.L329
-	cmpb	$0, (%r8)
+	testq	%rbx, %rbx
+	je	.L332
+	cmpb	$0, (%rbx)
 	je	.L247
-.L329:
+.L332:
 	xorl	%eax, %eax
 .L263:
 	movb	0(%rbp,%rax), %dl
 	testb	%dl, %dl
-	je	.L450
+	je	.L458
 	leal	-48(%rdx), %ecx
 	cmpb	$9, %cl
-	jbe	.L336
+	jbe	.L339
 	subl	$97, %edx
 	cmpb	$5, %dl
 	ja	.L247
-.L336:
+.L339:
 	incq	%rax
 	jmp	.L263
-.L450:
+.L458:
 	cmpq	$16, %rax
 	jne	.L247
-	movq	$sdir.11, 128(%rsp)
-	xorl	%ebx, %ebx
-	movq	%rbx, 136(%rsp)
-	movq	$4096, 144(%rsp)
-	movl	$1, 152(%rsp)
-	testq	%r8, %r8
+	xorl	%r12d, %r12d
+	movl	$1, 120(%rsp)
+	movq	$sdir.11, 96(%rsp)
+	movq	%r12, 104(%rsp)
+	movq	$4096, 112(%rsp)
+	testq	%rbx, %rbx
 	jne	.L265
 	movl	$.LC34, %edi
 	call	getenv_
-	movq	%rax, %r8
+	movq	%rax, %rbx
 	testq	%rax, %rax
 	je	.L266
 	cmpb	$0, (%rax)
@@ -1439,10 +1441,10 @@ front_main:
 	je	.L267
 	cmpb	$0, (%rax)
 	je	.L267
-	leaq	128(%rsp), %rdi
+	leaq	96(%rsp), %rdi
 	call	adds
 	movl	$.LC36, %esi
-	jmp	.L445
+	jmp	.L453
 .L267:
 	movl	$.LC37, %edi
 	call	getenv_
@@ -1451,162 +1453,202 @@ front_main:
 	je	.L247
 	cmpb	$0, (%rax)
 	je	.L247
-	leaq	128(%rsp), %rdi
+	leaq	96(%rsp), %rdi
 	call	adds
 	movl	$.LC38, %esi
-.L445:
+.L453:
+	leaq	96(%rsp), %rdi
+	call	adds
+	cmpl	$0, 120(%rsp)
+	je	.L247
+	movq	96(%rsp), %rbx
+	testq	%rbx, %rbx
+	je	.L247
+.L265:
+	xorl	%r8d, %r8d
+	movq	%rbx, %rsi
+	leaq	128(%rsp), %rdi
+	movq	$sock.10, 128(%rsp)
+	movq	%r8, 136(%rsp)
+	movq	$4096, 144(%rsp)
+	movl	$1, 152(%rsp)
+	call	adds
+	movl	$.LC39, %esi
+	leaq	128(%rsp), %rdi
+	call	adds
+	movq	%rbp, %rsi
+	leaq	128(%rsp), %rdi
+	call	adds
+	movl	$.LC40, %esi
 	leaq	128(%rsp), %rdi
 	call	adds
 	cmpl	$0, 152(%rsp)
 	je	.L247
-	movq	128(%rsp), %r8
-	testq	%r8, %r8
-	je	.L247
-.L265:
+	movl	$1, %edx
+	movq	%rbp, %rsi
+	movl	$sock.10, %edi
+	call	take
+	movl	nearly(%rip), %edx
+	xorl	%eax, %eax
+	movl	$18951, %esi
+.L408:
+	cmpl	%eax, %edx
+	jle	.L459
+	movl	early(,%rax,4), %ecx
+	incq	%rax
+	cmpl	$1, %ecx
+	setne	%r8b
+	cmpl	$15, %ecx
+	setne	%dil
+	testb	%dil, %r8b
+	je	.L408
+	decl	%ecx
+	movq	%rsi, %rdi
+	shrq	%cl, %rdi
+	movq	%rdi, %rcx
+	andb	$1, %cl
+	je	.L408
+.L271:
+	movl	$1, %edi
+.L450:
+	call	fall_back
+.L459:
 	xorl	%edi, %edi
-	movq	%r8, %rsi
+	movq	%rbx, %rsi
 	movq	$sock.10, 160(%rsp)
 	movq	%rdi, 168(%rsp)
 	leaq	160(%rsp), %rdi
 	movq	$4096, 176(%rsp)
 	movl	$1, 184(%rsp)
 	call	adds
-	movl	$.LC39, %esi
-	leaq	160(%rsp), %rdi
-	call	adds
-	movq	%rbp, %rsi
-	leaq	160(%rsp), %rdi
-	call	adds
-	movl	$.LC40, %esi
+	movl	$.LC41, %esi
 	leaq	160(%rsp), %rdi
 	call	adds
 	cmpl	$0, 184(%rsp)
-	je	.L247
-	movl	$sock.10, %edi
+	je	.L271
 	movl	$1, %edx
 	movq	%rbp, %rsi
+	movl	$sock.10, %edi
 	call	take
-	movl	$1, %edi
-.L442:
-	call	fall_back
+	jmp	.L271
 .L247:
 	xorl	%r12d, %r12d
 	movl	$1, %ebx
-.L269:
+.L272:
 	cmpl	%ebx, %r11d
 	jle	.L243
 	movslq	%ebx, %rbp
-	movl	$.LC41, %esi
+	movl	$.LC42, %esi
 	leal	1(%rbx), %r8d
 	movq	(%r10,%rbp,8), %rdi
 	leaq	0(,%rbp,8), %r13
 	call	streq
 	testl	%eax, %eax
-	jne	.L271
+	jne	.L274
 	movl	$.LC27, %esi
 	call	streq
 	testl	%eax, %eax
-	je	.L270
+	je	.L273
 	cmpl	%r8d, %r11d
-	jle	.L271
+	jle	.L274
 	movq	8(%r10,%r13), %rax
 	movl	%r8d, %ebx
-	jmp	.L272
-.L270:
+	jmp	.L275
+.L273:
 	movl	$.LC28, %esi
 	call	after
 	testq	%rax, %rax
-	je	.L271
-.L272:
+	je	.L274
+.L275:
 	incl	%ebx
 	movq	%rax, %r12
-	jmp	.L269
-.L271:
+	jmp	.L272
+.L274:
 	movq	(%r10,%rbp,8), %rdi
-	movl	$.LC41, %esi
+	movl	$.LC42, %esi
 	xorl	%ebx, %ebx
 	call	streq
 	testl	%eax, %eax
 	je	.L243
-.L274:
+.L277:
 	cmpl	%r8d, %r11d
-	jle	.L451
+	jle	.L460
 	movslq	%r8d, %rax
-	movl	$.LC42, %esi
+	movl	$.LC43, %esi
 	movq	(%r10,%rax,8), %rdi
 	leaq	0(,%rax,8), %r13
 	call	streq
 	testl	%eax, %eax
-	jne	.L275
-	movl	$.LC43, %esi
-	call	streq
-	testl	%eax, %eax
-	jne	.L275
+	jne	.L278
 	movl	$.LC44, %esi
 	call	streq
 	testl	%eax, %eax
-	jne	.L275
+	jne	.L278
+	movl	$.LC45, %esi
+	call	streq
+	testl	%eax, %eax
+	jne	.L278
 	cmpb	$45, (%rdi)
-	je	.L276
+	je	.L279
 	testq	%rbx, %rbx
 	jne	.L243
 	movq	%rdi, %rbx
-	jmp	.L275
-.L276:
+	jmp	.L278
+.L279:
 	movl	$.LC32, %esi
 	leal	1(%r8), %ebp
 	call	streq
 	testl	%eax, %eax
-	je	.L278
+	je	.L281
 	movl	%ebp, %r8d
 	cmpl	%ebp, %r11d
 	jle	.L243
-	jmp	.L275
-.L278:
+	jmp	.L278
+.L281:
 	movl	$.LC33, %esi
 	call	after
 	testq	%rax, %rax
-	jne	.L275
-	movl	$.LC45, %esi
+	jne	.L278
+	movl	$.LC46, %esi
 	call	streq
 	testl	%eax, %eax
-	je	.L279
+	je	.L282
 	movl	%ebp, %r8d
 	cmpl	%ebp, %r11d
 	jle	.L243
 	movq	8(%r10,%r13), %r9
-	jmp	.L275
-.L279:
-	movl	$.LC46, %esi
+	jmp	.L278
+.L282:
+	movl	$.LC47, %esi
 	call	after
 	movq	%rax, %r9
 	testq	%rax, %rax
 	je	.L243
-.L275:
+.L278:
 	incl	%r8d
-	jmp	.L274
-.L451:
+	jmp	.L277
+.L460:
 	testq	%rbx, %rbx
 	je	.L243
 	cmpb	$0, (%rbx)
 	je	.L243
 	movl	$300000, %ebp
 	testq	%r9, %r9
-	je	.L282
+	je	.L285
 	orl	$-1, %eax
 	xorl	%ecx, %ecx
 	xorl	%ebp, %ebp
-.L281:
+.L284:
 	movb	(%r9), %dl
 	testb	%dl, %dl
-	je	.L452
+	je	.L461
 	cmpb	$46, %dl
-	jne	.L283
+	jne	.L286
 	incl	%eax
 	jne	.L243
 	xorl	%eax, %eax
-	jmp	.L284
-.L283:
+	jmp	.L287
+.L286:
 	subl	$48, %edx
 	cmpb	$9, %dl
 	ja	.L243
@@ -1619,27 +1661,27 @@ front_main:
 	incl	%ecx
 	addq	%rdx, %rbp
 	cmpl	$-1, %eax
-	je	.L284
+	je	.L287
 	incl	%eax
-.L284:
+.L287:
 	incq	%r9
-	jmp	.L281
-.L452:
+	jmp	.L284
+.L461:
 	xorl	%edx, %edx
 	testl	%eax, %eax
 	cmovs	%edx, %eax
-.L286:
+.L289:
 	cmpl	$2, %eax
-	jg	.L453
+	jg	.L462
 	imulq	$10, %rbp, %rbp
 	incl	%eax
-	jmp	.L286
-.L453:
+	jmp	.L289
+.L462:
 	testl	%ecx, %ecx
 	je	.L243
 	testq	%rbp, %rbp
 	jle	.L243
-.L282:
+.L285:
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
@@ -1648,7 +1690,7 @@ front_main:
 	movl	$2, %edi
 	movl	$21505, %esi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1660,26 +1702,26 @@ front_main:
 	movq	%rsi, 72(%rsp)
 	movq	$4096, 80(%rsp)
 	testq	%r12, %r12
-	je	.L288
+	je	.L291
 	cmpb	$0, (%r12)
 	movq	%r12, %rsi
-	jne	.L441
-.L288:
-	movl	$.LC47, %edi
+	jne	.L449
+.L291:
+	movl	$.LC48, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
-	je	.L290
+	je	.L293
 	cmpb	$0, (%rax)
-	je	.L290
+	je	.L293
 	leaq	64(%rsp), %rdi
 	call	adds
-	movl	$.LC48, %esi
-.L441:
+	movl	$.LC49, %esi
+.L449:
 	leaq	64(%rsp), %rdi
 	call	adds
-	jmp	.L289
-.L290:
+	jmp	.L292
+.L293:
 	xorl	%edx, %edx
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
@@ -1688,64 +1730,64 @@ front_main:
 	movq	%rdx, %rdi
 	movq	%rdx, %rsi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
-	movl	$.LC49, %esi
+	movl	$.LC50, %esi
 	movq	%rax, %r9
 	testq	%rax, %rax
-	je	.L441
-	movl	$.LC50, %edi
-	call	getenv_
-	movq	%rax, %rsi
-	testq	%rax, %rax
-	je	.L292
-	cmpb	$0, (%rax)
-	jne	.L295
-.L292:
+	je	.L449
 	movl	$.LC51, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
-	je	.L294
+	je	.L295
 	cmpb	$0, (%rax)
-	jne	.L295
-.L294:
+	jne	.L298
+.L295:
 	movl	$.LC52, %edi
 	call	getenv_
 	movq	%rax, %rsi
 	testq	%rax, %rax
-	je	.L332
+	je	.L297
 	cmpb	$0, (%rax)
-	jne	.L295
-.L332:
+	jne	.L298
+.L297:
+	movl	$.LC53, %edi
+	call	getenv_
+	movq	%rax, %rsi
+	testq	%rax, %rax
+	je	.L335
+	cmpb	$0, (%rax)
+	jne	.L298
+.L335:
 	movl	$.LC24, %esi
-.L295:
+.L298:
 	xorl	%edx, %edx
-.L296:
+.L299:
 	cmpb	$0, (%rsi,%rdx)
-	je	.L454
+	je	.L463
 	incq	%rdx
-	jmp	.L296
-.L454:
+	jmp	.L299
+.L463:
 	cmpq	$1, %rdx
-	jbe	.L298
+	jbe	.L301
 	cmpb	$47, -1(%rsi,%rdx)
 	leaq	-1(%rdx), %rax
-	jne	.L298
+	jne	.L301
 	movq	%rax, %rdx
-.L298:
+.L301:
 	leaq	64(%rsp), %rdi
 	call	add
-	movl	$.LC53, %esi
+	movl	$.LC54, %esi
 	leaq	64(%rsp), %rdi
 	call	adds
 	movq	%r9, %rsi
 	leaq	64(%rsp), %rdi
 	call	addu
-.L289:
-	movl	$.LC54, %esi
+.L292:
+	movl	$.LC55, %esi
 	leaq	64(%rsp), %rdi
 	call	adds
 	movq	%rbx, %rsi
@@ -1769,14 +1811,14 @@ front_main:
 	movl	$4096, %esi
 	xorl	%edx, %edx
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	testq	%rax, %rax
 	jle	.L243
 	xorl	%ecx, %ecx
-	movl	$.LC55, %esi
+	movl	$.LC56, %esi
 	leaq	96(%rsp), %rdi
 	movq	$req.7, 96(%rsp)
 	movq	%rcx, 104(%rsp)
@@ -1787,71 +1829,71 @@ front_main:
 	call	adds
 	movl	argc_(%rip), %r13d
 	cmpl	$1, %r13d
-	jle	.L300
-.L299:
+	jle	.L303
+.L302:
 	movq	argv_(%rip), %rax
 	leaq	96(%rsp), %rdi
 	incl	%r11d
 	movq	(%rax,%rbx), %rsi
 	call	addjson
 	cmpl	%r13d, %r11d
-	jge	.L300
+	jge	.L303
 	movl	$.LC20, %esi
 	leaq	96(%rsp), %rdi
 	addq	$8, %rbx
 	call	adds
-	jmp	.L299
-.L300:
-	movl	$.LC56, %esi
+	jmp	.L302
+.L303:
+	movl	$.LC57, %esi
 	leaq	96(%rsp), %rdi
 	xorl	%r11d, %r11d
 	call	adds
 	movl	$cwd.8, %esi
 	leaq	96(%rsp), %rdi
 	call	addjson
-	movl	$.LC57, %esi
+	movl	$.LC58, %esi
 	leaq	96(%rsp), %rdi
 	call	adds
 	movl	$sock.9, %esi
 	leaq	96(%rsp), %rdi
 	call	addjson
-	movl	$.LC58, %esi
+	movl	$.LC59, %esi
 	leaq	96(%rsp), %rdi
 	movl	$1, %r9d
 	call	adds
-.L304:
+.L307:
 	movq	vars.6(,%r11,8), %r10
 	movq	%r10, %rdi
 	call	getenv_
 	movq	%rax, %rbx
 	testq	%rax, %rax
-	je	.L302
+	je	.L305
 	testl	%r9d, %r9d
-	jne	.L303
+	jne	.L306
 	movl	$.LC20, %esi
 	leaq	96(%rsp), %rdi
 	call	adds
-.L303:
+.L306:
 	movq	%r10, %rsi
 	leaq	96(%rsp), %rdi
 	call	addjson
-	movl	$.LC59, %esi
+	movl	$.LC60, %esi
 	leaq	96(%rsp), %rdi
 	call	adds
 	movq	%rbx, %rsi
 	leaq	96(%rsp), %rdi
 	call	addjson
 	xorl	%r9d, %r9d
-.L302:
+.L305:
 	incq	%r11
 	cmpq	$3, %r11
-	jne	.L304
-	movl	$.LC60, %esi
+	jne	.L307
+	movl	$.LC61, %esi
 	leaq	96(%rsp), %rdi
 	call	adds
 	cmpl	$0, 120(%rsp)
-	jne	.L305
-.L309:
+	jne	.L308
+.L312:
 	xorl	%edx, %edx
 	movslq	%r12d, %rdi
 	xorl	%r10d, %r10d
@@ -1860,37 +1902,37 @@ front_main:
 	movl	$3, %eax
 	movq	%rdx, %rsi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	jmp	.L243
-.L305:
+.L308:
 	movq	104(%rsp), %rbx
 	movl	$req.7, %esi
 	movslq	%r12d, %rdi
 	movl	$44, %r13d
-.L307:
+.L310:
 	testq	%rbx, %rbx
-	je	.L455
+	je	.L464
 	movl	$16384, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
 	movq	%r13, %rax
 	movq	%rbx, %rdx
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	cmpq	$-4, %rax
-	je	.L307
+	je	.L310
 	testq	%rax, %rax
-	jle	.L309
+	jle	.L312
 	addq	%rax, %rsi
 	subq	%rax, %rbx
-	jmp	.L307
-.L455:
+	jmp	.L310
+.L464:
 	leaq	32(%rsp), %rsi
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
@@ -1899,7 +1941,7 @@ front_main:
 	movl	$1, %edi
 	movq	%rbx, %rdx
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1908,7 +1950,7 @@ front_main:
 	movl	$1000000, %r14d
 	movl	$65535, %r13d
 	movq	%rax, 8(%rsp)
-.L325:
+.L328:
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
@@ -1917,7 +1959,7 @@ front_main:
 	movq	%r15, %rsi
 	xorl	%edx, %edx
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -1934,10 +1976,10 @@ front_main:
 	addq	%rax, %rcx
 	subq	%rcx, %rdx
 	testq	%rdx, %rdx
-	jg	.L312
-.L316:
+	jg	.L315
+.L319:
 	xorl	%edx, %edx
-	movl	$.LC61, %esi
+	movl	$.LC62, %esi
 	leaq	128(%rsp), %rdi
 	movq	$msg.5, 128(%rsp)
 	movq	%rdx, 136(%rsp)
@@ -1951,19 +1993,19 @@ front_main:
 	leaq	128(%rsp), %rdi
 	movq	%rax, %rsi
 	call	addu
-	movl	$.LC62, %esi
+	movl	$.LC63, %esi
 	leaq	128(%rsp), %rdi
 	call	adds
 	cmpb	$47, sock.9(%rip)
-	je	.L314
+	je	.L317
 	leaq	128(%rsp), %rdi
 	movl	$cwd.8, %esi
 	call	adds
-	movl	$.LC54, %esi
+	movl	$.LC55, %esi
 	leaq	128(%rsp), %rdi
 	call	adds
-	jmp	.L314
-.L312:
+	jmp	.L317
+.L315:
 	xorl	%r10d, %r10d
 	xorl	%r8d, %r8d
 	xorl	%r9d, %r9d
@@ -1971,29 +2013,29 @@ front_main:
 	leaq	24(%rsp), %rdi
 	movl	$1, %esi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	cmpq	$-4, %rax
-	je	.L325
+	je	.L328
 	testq	%rax, %rax
-	jne	.L436
-	jmp	.L316
-.L314:
+	jne	.L444
+	jmp	.L319
+.L317:
 	leaq	128(%rsp), %rdi
 	movl	$sock.9, %esi
 	call	adds
 	leaq	128(%rsp), %rdi
-	movl	$.LC63, %esi
+	movl	$.LC64, %esi
 	call	adds
 	movl	$msg.5, %esi
 	movl	$2, %edi
 	movq	136(%rsp), %rdx
 	call	put
-	jmp	.L446
-.L436:
-	js	.L318
+	jmp	.L454
+.L444:
+	js	.L321
 	movq	%r13, %rdx
 	movq	8(%rsp), %rdi
 	xorl	%r10d, %r10d
@@ -2003,17 +2045,17 @@ front_main:
 	xorl	%r9d, %r9d
 	xorl	%eax, %eax
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	cmpq	$-4, %rax
-	je	.L325
+	je	.L328
 	testq	%rax, %rax
-	jle	.L318
+	jle	.L321
 	addq	%rax, %rbx
-	jmp	.L325
-.L318:
+	jmp	.L328
+.L321:
 	xorl	%edx, %edx
 	movq	8(%rsp), %rdi
 	xorl	%r10d, %r10d
@@ -2022,64 +2064,64 @@ front_main:
 	movl	$3, %eax
 	movq	%rdx, %rsi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
 	movl	$ans.4, %edi
-	movl	$.LC64, %esi
+	movl	$.LC65, %esi
 	movb	$0, ans.4(%rbx)
 	xorl	%r12d, %r12d
 	call	after
 	movq	%rax, %rdi
 	testq	%rax, %rax
-	jne	.L320
+	jne	.L323
 	testq	%rbx, %rbx
-	je	.L321
+	je	.L324
 	cmpb	$123, ans.4(%rip)
 	je	.L243
-.L321:
-	movl	$.LC65, %edi
+.L324:
+	movl	$.LC66, %edi
 	call	puts2
-.L446:
+.L454:
 	movl	$1, %edi
-	jmp	.L443
-.L320:
-	movb	(%rdi), %al
-	subl	$48, %eax
-	cmpb	$9, %al
-	ja	.L456
-	imull	$10, %r12d, %r12d
-	movsbl	%al, %eax
-	incq	%rdi
-	addl	%eax, %r12d
-	jmp	.L320
-.L456:
-	movl	$.LC66, %esi
-	xorl	%ebp, %ebp
-	call	after
-	movq	%rax, %rdi
-	testq	%rax, %rax
-	je	.L321
+	jmp	.L451
 .L323:
 	movb	(%rdi), %al
 	subl	$48, %eax
 	cmpb	$9, %al
-	ja	.L457
+	ja	.L465
+	imull	$10, %r12d, %r12d
+	movsbl	%al, %eax
+	incq	%rdi
+	addl	%eax, %r12d
+	jmp	.L323
+.L465:
+	movl	$.LC67, %esi
+	xorl	%ebp, %ebp
+	call	after
+	movq	%rax, %rdi
+	testq	%rax, %rax
+	je	.L324
+.L326:
+	movb	(%rdi), %al
+	subl	$48, %eax
+	cmpb	$9, %al
+	ja	.L466
 	imull	$10, %ebp, %ebp
 	movsbl	%al, %eax
 	incq	%rdi
 	addl	%eax, %ebp
-	jmp	.L323
-.L457:
+	jmp	.L326
+.L466:
 	leal	-1(%rbp), %eax
 	cmpl	$1, %eax
-	ja	.L321
+	ja	.L324
 	movl	$.LC1, %esi
 	call	after
 	movq	%rax, %r13
 	testq	%rax, %rax
-	je	.L321
+	je	.L324
 	xorl	%eax, %eax
 	leaq	128(%rsp), %rsi
 	xorl	%r8d, %r8d
@@ -2093,7 +2135,7 @@ front_main:
 	movq	$1, 128(%rsp)
 	movq	%rax, %rdi
 #APP
-# 49 "cli/front/front.c" 1
+# 50 "cli/front/front.c" 1
 	syscall
 # 0 "" 2
 #NO_APP
@@ -2103,7 +2145,7 @@ front_main:
 	subq	%r13, %rdx
 	call	put
 	movl	%r12d, %edi
-.L443:
+.L451:
 	call	die
 	.size	front_main, .-front_main
 	.local	cand.0

@@ -10,8 +10,9 @@
  *    whose default action ends a process ends it, by that signal.
  *  - `[--root DIR] restore ID [--store DIR]` with ID a full id (16 hex digits) and a pool of it
  *    published as STORE/pools/ID.sock (cli/pool-registry.ts): a take with `"checkpoint":ID,
- *    "ifReady":true` as cli/pool-client.ts restoreFromPool; SIGTERM/SIGHUP that come before the
- *    guest runs are held and given to it once it runs.
+ *    "ifReady":true` as cli/pool-client.ts restoreFromPool; else, the same take on the store's
+ *    any-pool, STORE/pools/any.sock (cli/restorer.ts: a warm restorer restores ID for it);
+ *    SIGTERM/SIGHUP that come before the guest runs are held and given to it once it runs.
  *  - `[--root DIR] checkpoint NAME [options]` (the shapes of cli/checkpoint-client.ts
  *    parseLightCheckpoint) with stderr no terminal: one `{"op":"front",...}` request on the
  *    sandbox's control socket (cli/control.ts), whose answer says what to print where.
@@ -372,6 +373,13 @@ static void restore_cmd(int i) {
   adds(&b, dir); adds(&b, "/pools/"); adds(&b, id); adds(&b, ".sock");
   if (!b.ok) return;
   take(sock, id, 1);
+  /* Second choice: the store's any-pool, unless a signal that ends a restore still loading came
+     meanwhile (as restoreFromPool stops trying pools). */
+  for (int k = 0; k < nearly; k++)
+    if ((FATAL & BIT(early[k])) && early[k] != 15 && early[k] != 1) fall_back(1);
+  struct buf a = { sock, 0, sizeof sock, 1 };
+  adds(&a, dir); adds(&a, "/pools/any.sock");
+  if (a.ok) take(sock, id, 1);
   fall_back(1);
 }
 
