@@ -12,7 +12,9 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import type vm from 'node:vm';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeFd, dup2, peerClosed, recvFdsNow, sendFds, waitReadable } from '../platforms/host/fd-passing.js';
 import { makeDirs } from '../snapshots/make-dirs.js';
@@ -31,11 +33,24 @@ const MAX_STARTING = 2;
  * the same race for clones). With none ready it starts at once.
  */
 const REFILL_DELAY_MS = 200;
+/**
+ * Node flags of a restorer: the clones' V8 without its optimizing compilers and with a 1 MiB
+ * semi-space (cli/pool.ts CLONE_NODE_FLAGS, without --expose-gc and --single-threaded-gc, which
+ * settle a clone's garbage before it waits; a restorer has none). A restore is cold code run once:
+ * TurboFan's background compiles only cost CPU. Measured on the bench's python3 (anyPoolRound, 20
+ * takes each way in alternated rounds, 08:10-08:12 UTC, load 3-6), CPU of the restorer process
+ * from its take to its end (restore and guest): median 93 ms with these flags against 112 ms with
+ * node's defaults, both with the first take's code cache (below); CPU from the restorer's start
+ * to ready, median 135 against 127 ms (the first restorers, before that cache exists, compile
+ * the bundle from source under these flags: ~180 ms); spawn → first output p50 within the
+ * machine's noise either way.
+ */
+const RESTORER_NODE_FLAGS = ['--max-semi-space-size=1', '--lite-mode', '--no-expose-wasm'];
 /** How often the pool looks whether the callers of takes still waiting are gone (ms). */
 const WAITING_CHECK_MS = 200;
 
 /** A restorer process and what it is doing. */
-interface Restorer { child: ChildProcess; ctl: number; pid: number; state: 'starting' | 'ready' | 'taken' | 'done'; error?: string }
+interface Restorer { child: ChildProcess; ctl: number; pid: number; state: 'starting' | 'ready' | 'taken' | 'done'; error?: string; writesCache?: boolean }
 /** A take waiting for a restorer: the caller's connection, its stdio fds, the checkpoint it names. */
 interface Take { conn: net.Socket; connFd: number; stdio: number[]; checkpoint: string; requestMs: number }
 
@@ -94,6 +109,18 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
   let cannotStart: string | undefined, lastStartError: string | undefined;
   let retryTimer: NodeJS.Timeout | undefined, refillTimer: NodeJS.Timeout | undefined, waitingTimer: NodeJS.Timeout | undefined;
   let startFailure: ((msg: string) => void) | undefined;
+  /**
+   * The V8 code cache of the bundle that the first restorer to serve a take writes after it
+   * (every function its restore and its guest's syscalls compiled: cli/launcher.ts
+   * SNAPVISOR_CODE_CACHE), for the restorers started after it, whose takes then compile nothing
+   * the first one ran; in a directory of its own under os.tmpdir() (named as a checkpoint pool's,
+   * whose start removes those of dead pools: cli/pool.ts), removed when the pool stops.
+   */
+  const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), `snapvisor-pool-${process.pid}-`));
+  const dropCache = () => fs.rmSync(cacheDir, { recursive: true, force: true });
+  process.once('exit', dropCache);
+  const cacheFile = path.join(cacheDir, 'restorer.cache');
+  let codeCache: 'none' | 'asked' | 'written' = 'none';
   const inState = (s: Restorer['state']) => [...restorers].filter((r) => r.state === s);
   const cannotStartAnswer = () => ({ ok: false, error: `no restorer can start (${MAX_START_FAILURES} attempts in a row failed, the last: ${cannotStart}); the pool tries again every ${START_RETRY_MS / 1000} s` });
   const refuse = (t: Take, v: Record<string, unknown>) => { t.stdio.forEach(closeFd); t.conn.resume(); t.conn.end(JSON.stringify(v) + '\n'); };
@@ -108,10 +135,8 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
     retryTimer = setTimeout(() => { retryTimer = undefined; if (!closing && cannotStart && !inState('starting').length) start(); }, START_RETRY_MS);
   };
   const start = () => {
-    // Detached, its own session: the terminal's ^C to `pool serve` is not its business. No clone
-    // V8 flags (cli/pool.ts CLONE_NODE_FLAGS): a restorer does a whole restore after its take,
-    // and the build's code cache of the bundle is only accepted under node's default flags.
-    const child = spawn(process.execPath, [...process.execArgv, process.argv[1], '__restorer', store], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true, env });
+    // Detached, its own session: the terminal's ^C to `pool serve` is not its business.
+    const child = spawn(process.execPath, [...process.execArgv, ...RESTORER_NODE_FLAGS, process.argv[1], '__restorer', store], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'], detached: true, env: codeCache === 'written' ? { ...env, SNAPVISOR_CODE_CACHE: cacheFile } : env });
     const r: Restorer = { child, ctl: fdOf(child.stdio[3] as net.Socket), pid: child.pid ?? 0, state: 'starting' };
     restorers.add(r);
     const ctl = child.stdio[3] as net.Socket;
@@ -125,10 +150,13 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
         if (cannotStart) { cannotStart = undefined; fail('pool: a restorer started again: refilling'); }
         dispatch();
         refill();
-      } else if (m.event === 'failed') r.error = String(m.error);
+      } else if (m.event === 'code-cache') codeCache = m.ok === true ? 'written' : 'none';
+      else if (m.event === 'failed') r.error = String(m.error);
     });
     child.on('exit', (code, signal) => {
       const wasStarting = r.state === 'starting';
+      // It ended before saying whether it wrote the code cache: the next take's restorer writes it.
+      if (r.writesCache && codeCache === 'asked') codeCache = 'none';
       r.state = 'done';
       restorers.delete(r);
       if (closing) return;
@@ -157,7 +185,8 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
       if (!r) return;
       const t = waiting.shift()!;
       if (t.conn.destroyed || peerClosed(t.connFd)) { t.stdio.forEach(closeFd); t.conn.destroy(); continue; }
-      const sent = sendFds(r.ctl, Buffer.from(JSON.stringify({ op: 'take', checkpoint: t.checkpoint, requestMs: t.requestMs }) + '\n'), [t.connFd, ...t.stdio]);
+      const writeCache = codeCache === 'none';
+      const sent = sendFds(r.ctl, Buffer.from(JSON.stringify({ op: 'take', checkpoint: t.checkpoint, requestMs: t.requestMs, ...(writeCache ? { codeCache: cacheFile } : {}) }) + '\n'), [t.connFd, ...t.stdio]);
       if (sent < 0) {
         r.state = 'done';
         r.child.kill('SIGKILL');
@@ -167,6 +196,7 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
       }
       t.stdio.forEach(closeFd);
       r.state = 'taken';
+      if (writeCache) { codeCache = 'asked'; r.writesCache = true; }
       served++;
       // The restorer holds the caller's connection now; this copy goes.
       t.conn.destroy();
@@ -236,6 +266,7 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
   startFailure = undefined;
   const abandon = (line: string): number => {
     closing = true;
+    dropCache();
     for (const r of restorers) r.child.kill('SIGKILL');
     fail(`pool: ${line}`);
     return 1;
@@ -273,6 +304,7 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
   clearInterval(waitingTimer);
   await new Promise<void>((r) => server.close(() => r()));
   unpublish();
+  dropCache();
   if (sockPath !== link) fs.rmSync(sockPath, { force: true });
   // Restorers waiting go (their control socket closes with this process too); those serving a take belong to its caller.
   for (const r of restorers) if (r.state !== 'taken') r.child.kill('SIGKILL');
@@ -321,8 +353,30 @@ export async function restorerHost(store: string): Promise<number> {
   if (typeof restored === 'number') {
     try { fs.writeSync(connFd, JSON.stringify({ event: 'exit', status: restored }) + '\n'); } catch { /* the caller is gone */ }
     closeFd(connFd);
+    if (typeof req.codeCache === 'string') say({ event: 'code-cache', ok: false });
     return 0;
   }
   await takeRun({ kernel: restored.kernel }, [connFd, 0, 1, 2], say, 0, Number(req.requestMs) || 0, false, restored.finalStatus);
+  // Asked for the code cache (the pool's first take): what this process compiled, for the restorers after it.
+  if (typeof req.codeCache === 'string') say({ event: 'code-cache', ok: writeCodeCache(req.codeCache) });
   return 0;
+}
+
+/**
+ * Write the V8 code cache of the bundle this process was compiled from (cli/launcher.ts keeps its
+ * vm.Script) to `file`, as a temporary file renamed into place. False when there is no such
+ * script (the unbundled dist/ the tests may load) or it cannot be written.
+ */
+function writeCodeCache(file: string): boolean {
+  const script = (globalThis as { __snapvisorScript?: vm.Script }).__snapvisorScript;
+  if (!script) return false;
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    fs.writeFileSync(tmp, script.createCachedData());
+    fs.renameSync(tmp, file);
+    return true;
+  } catch {
+    fs.rmSync(tmp, { force: true });
+    return false;
+  }
 }
