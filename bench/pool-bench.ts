@@ -11,7 +11,10 @@
  *   to the first byte of the guest's output arriving on the take's stdout (a unix socket);
  * - 10 takes through the `snapvisor pool take` command: spawn → first output byte (its own
  *   start-up included);
- * - the summed PSS of a pool's every process with 1 and with 20 clones ready (poolMemory).
+ * - the summed PSS of a pool's every process with 1 and with 20 clones ready (poolMemory);
+ * - with an any-pool of 2 warm restorers serving the store (`pool serve --any`, cli/restorer.ts),
+ *   `restore ID --store DIR` by the bin, spawn → first output byte, each once both restorers are
+ *   ready, alternated with `restore ID --store DIR --no-pool` (anyPoolRound).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -105,6 +108,8 @@ export interface PoolRound {
   commandNode: number[];
   /** Host memory of a pool of 1 and of 20 clones: see poolMemory. */
   memory: PoolMemory[];
+  /** The checkpoint the pools served, and its store. */
+  id: string; store: string;
 }
 
 /** Summed PSS (bytes) of a pool's every process (pool serve, the hosting processes holding its clones' kernels, their stubs: its whole process tree) with `size` clones ready. */
@@ -179,9 +184,56 @@ export async function poolRound(node: string, cli: string, env: NodeJS.ProcessEn
     serve = undefined;
     const memory: PoolMemory[] = [];
     for (const n of memorySizes) memory.push(await poolMemory(node, cli, env, dir, store, id, n, serveArgs));
-    return { size, fillMs, fromPool, fromClient, handoff, command, commandNode, memory };
+    return { size, fillMs, fromPool, fromClient, handoff, command, commandNode, memory, id, store };
   } finally {
     serve?.kill('SIGTERM');
+  }
+}
+
+/** One `snapvisor restore ID --store STORE [extra]` by the bin: spawn → first stdout byte, ms. */
+function restoreCommand(node: string, cli: string, env: NodeJS.ProcessEnv, store: string, id: string, extra: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = nowMs();
+    const c = spawn(...binCommand(node, cli, ['restore', id, '--store', store, ...extra]), { stdio: ['ignore', 'pipe', 'inherit'], env });
+    let at = 0;
+    c.stdout.once('data', () => { at = nowMs(); });
+    c.stdout.resume();
+    c.on('exit', (code) => (code === 0 && at ? resolve(at - t0) : reject(new Error(`restore exited ${code}`))));
+  });
+}
+
+/** What anyPoolRound measured: spawn → first output byte (ms) of each restore, through the any-pool and with --no-pool. */
+export interface AnyPoolRound { anyPool: number[]; noPool: number[]; fillMs: number }
+
+/**
+ * `restore ID --store STORE` by the bin with an any-pool of 2 restorers serving `store` (its
+ * well-known name, STORE/pools/any.sock: no pool of ID may serve), `n` times, each once both
+ * restorers are ready, alternated with `n` restores `--no-pool` (in their own process).
+ */
+export async function anyPoolRound(node: string, cli: string, env: NodeJS.ProcessEnv, store: string, id: string, n: number): Promise<AnyPoolRound> {
+  const sock = path.join(store, 'pools', 'any.sock');
+  const serve = spawn(node, [cli, 'pool', 'serve', '--any', '--store', store, '--size', '2'], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  try {
+    const t0 = nowMs();
+    await new Promise<void>((resolve, reject) => {
+      serve.stdout!.on('data', (d) => { if (String(d).includes('pool serving')) resolve(); });
+      serve.on('exit', (c) => reject(new Error(`pool serve --any exited ${c}`)));
+    });
+    const fillMs = nowMs() - t0;
+    const anyPool: number[] = [], noPool: number[] = [];
+    for (let i = 0; i < 2 * n; i++) {
+      await waitFull(sock, 2);
+      if (i % 2) noPool.push(await restoreCommand(node, cli, env, store, id, ['--no-pool']));
+      else {
+        const served = (await poolStatus(sock)).served;
+        anyPool.push(await restoreCommand(node, cli, env, store, id, []));
+        if ((await poolStatus(sock)).served !== served + 1) throw new Error('a restore with the any-pool serving was not served by it');
+      }
+    }
+    return { anyPool, noPool, fillMs };
+  } finally {
+    serve.kill('SIGTERM');
+    await new Promise((r) => serve.on('exit', r));
   }
 }
 
@@ -195,6 +247,8 @@ async function main(): Promise<void> {
     console.log(`take → first output byte, ${takes} takes through the socket protocol: from the request reaching the pool p50 ${f(pct(r.fromPool, 50))} ms, p99 ${f(pct(r.fromPool, 99))} ms; from the client's send p50 ${f(pct(r.fromClient, 50))} ms, p99 ${f(pct(r.fromClient, 99))} ms; of which the pool's hand-off (request → guest resumed) p50 ${f(pct(r.handoff, 50))} ms, p99 ${f(pct(r.handoff, 99))} ms`);
     console.log(`\`snapvisor pool take\` command, spawn → first output byte (its own start-up included), ${r.command.length} takes: p50 ${f(pct(r.command, 50))} ms, p99 ${f(pct(r.command, 99))} ms`);
     for (const m of r.memory) console.log(`pool of ${m.size} clone(s), every process (pool, hosting processes, stubs): PSS ${(m.pssBytes / 2 ** 20).toFixed(1)} MiB (${(m.pssBytes / r.memory[0].pssBytes).toFixed(2)}× the first); filled in ${f(m.fillMs)} ms`);
+    const a = await anyPoolRound(process.execPath, CLI, process.env, r.store, r.id, Math.max(10, Math.min(takes, 30)));
+    console.log(`\`snapvisor restore ID\` by the bin, spawn → first output byte, ${a.anyPool.length} each alternated: an any-pool of 2 restorers serving (filled in ${f(a.fillMs)} ms) p50 ${f(pct(a.anyPool, 50))} ms, p99 ${f(pct(a.anyPool, 99))} ms; --no-pool p50 ${f(pct(a.noPool, 50))} ms, p99 ${f(pct(a.noPool, 99))} ms`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
