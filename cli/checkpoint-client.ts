@@ -7,7 +7,7 @@
  * stderr that gets a progress bar, --log/--debug) is left to the full CLI (cli/main.ts), which
  * gives the same answer and output for the shapes taken here.
  */
-import { type ControlResponse, controlSocket, defaultStore, request } from './control-client.js';
+import { type ControlResponse, defaultStore, request, whenStarted } from './control-client.js';
 import { storeDirProblem } from './host-errors.js';
 import path from 'node:path';
 
@@ -133,7 +133,7 @@ export function lightCheckpoint(args: readonly string[]): Promise<void> | undefi
       const problem = storeDirProblem(given);
       if (problem) throw new Error(problem);
       const store = path.resolve(given);
-      r = await request(controlSocket(p.root, p.name), { op: 'checkpoint', store, leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, p.timeoutMs, undefined, interrupt);
+      r = await request(await whenStarted(p.root, p.name), { op: 'checkpoint', store, leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, p.timeoutMs, undefined, interrupt);
       trace?.('client answered');
     } catch (e) {
       // ^C before the request reached the sandbox: nothing was asked, so nothing was stored.

@@ -12,7 +12,7 @@ import { DEFAULT_PLATFORM, PLATFORM_DESCRIPTIONS as PLATFORMS } from '../platfor
 // and the syscall table are imported by the commands that use them, so `checkpoint`,
 // `checkpoints` and `--help` start without parsing the kernel.
 import { type ControlResponse, checkName, controlSocket, defaultStore, fail, request, streamRemote } from './control.js';
-import { isStarting, markStarting } from './control-client.js';
+import { isStarting, markStarting, whenStarted } from './control-client.js';
 import { checkpointOutput, interruptOnSigint } from './checkpoint-client.js';
 import { controlSocketError } from './control-client.js';
 import { configureLog } from './oci/log.js';
@@ -220,7 +220,7 @@ Examples:
     const store = storeArg(opts.store);
     const { progressBar } = await import('./progress.js');
     const bar = progressBar('checkpoint');
-    const sock = controlSocket(program.opts().root, name);
+    const sock = await whenStarted(program.opts().root, name);
     // ^C: the sandbox is asked to stop the checkpoint; what it answers is printed (cli/checkpoint-client.ts).
     const interrupt = interruptOnSigint();
     const r = await request(sock, { op: 'checkpoint', store: (await import('node:path')).resolve(store), leaveRunning: !!opts.leaveRunning, compress: opts.compress !== false, progress: !!process.stderr.isTTY }, opts.timeout, bar.update, interrupt)
@@ -541,7 +541,7 @@ Examples:
     const root = program.opts().root;
     if (oci.containerExists(root, name)) return oci.killContainer(root, name, signal, !!opts.all);
     const sig = oci.parseSignal(signal ?? 'KILL');
-    const r = await request(controlSocket(root, name), sig === 9 ? { op: 'kill' } : { op: 'signal', signal: sig, all: !!opts.all }, opts.timeout);
+    const r = await request(await whenStarted(root, name), sig === 9 ? { op: 'kill' } : { op: 'signal', signal: sig, all: !!opts.all }, opts.timeout);
     if (!r.ok) throw new Error((r as { error: string }).error);
   }));
 

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseLightCheckpoint } from '../cli/checkpoint-client.js';
-import { CLI, freshDir, snapvisor, snapvisorStreaming } from './helpers.js';
+import { CLI, freshDir, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
 
 describe('checkpoint without the bundle', () => {
   it('takes the usual shapes and leaves every other one to the full CLI', () => {
@@ -59,6 +59,24 @@ describe('checkpoint without the bundle', () => {
     expect(gone.status).toBe(1);
     expect(gone.stderr).toBe(`snapvisor: container ${name} does not exist (nor a running sandbox of that name in ${root})\n`);
   }, 260_000);
+
+  it('checkpoint and kill typed right after `run --name NAME &` wait for its sandbox, as events does', async () => {
+    const base = freshDir('ckstarting');
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+    const name = `ckstarting-${process.pid}`;
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/bin/busybox', 'sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done'], { timeoutMs: 90_000 });
+    // Once the run says it is starting (its STATE/NAME.starting), before its control socket is there.
+    for (const t0 = Date.now(); !fs.existsSync(path.join(root, `${name}.starting`)); await new Promise((r) => setTimeout(r, 5))) expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(fs.existsSync(path.join(root, `${name}.sock`))).toBe(false);
+    const cp = await snapvisor(['--root', root, 'checkpoint', name, '--store', store, '--leave-running'], { timeoutMs: 90_000 });
+    expect(cp.stderr.toString()).toBe('');
+    expect(cp.status).toBe(0);
+    const k = await snapvisor(['--root', root, 'kill', name, 'KILL'], { timeoutMs: 30_000 });
+    expect(k.stderr.toString()).toBe('');
+    expect(k.status).toBe(0);
+    expect(await run.done).toBe(137);
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
 
   it('a store that cannot be made is one line, and the sandbox runs on and checkpoints after it', async () => {
     const base = freshDir('ckbadstore');
