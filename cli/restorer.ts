@@ -22,7 +22,7 @@ import { defaultStore, fail } from './control.js';
 import { hostErrorWords, storeDirProblem } from './host-errors.js';
 import { CtlReader, MAX_START_FAILURES, REQUEST_TIMEOUT_MS, START_RETRY_MS, claimSocketPath, fdOf, nowMs, takeRun } from './pool.js';
 import { lines } from './pool-client.js';
-import { anyPoolLink, POOLS_DIR } from './pool-registry.js';
+import { anyPoolLink, POOLS_DIR, restoreId } from './pool-registry.js';
 
 /** Restorers starting at once (each a node process: ~0.3 s of CPU on this machine). */
 const MAX_STARTING = 2;
@@ -247,6 +247,10 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
       // A restore through the pool (cli/pool-client.ts restoreFromPool, the native front): only a
       // restorer ready now; else it restores in its own process, sooner than a refill.
       if (req.ifReady === true && (waiting.length || !inState('ready').length)) { answer({ ok: false, error: 'no restorer is ready' }); return; }
+      // A restore's take of an id the store does not hold (the native front sends any full id):
+      // refused, so that it restores in its own process and says so with the store as its caller
+      // named it, rather than spending a restorer on it.
+      if (req.ifReady === true && !(/^[0-9a-f]{16}$/.test(req.checkpoint) ? fs.existsSync(path.join(store, 'meta', req.checkpoint)) : restoreId(store, req.checkpoint))) { answer({ ok: false, error: `no checkpoint ${req.checkpoint} in store ${store}` }); return; }
       if (cannotStart && !inState('ready').length) { answer(cannotStartAnswer()); return; }
       waiting.push({ conn, connFd: fd, stdio: got.fds, checkpoint: req.checkpoint, requestMs });
       dispatch();

@@ -103,6 +103,20 @@ describe('pool serve --any', () => {
     expect(out).toBe('B restored wait\ncaught TERM\n');
     await full(5);
 
+    // The front's restore of a full id the store does not hold: refused by the pool (no restorer
+    // spent), restored in node, which gives the in-process line with the store as given.
+    const missing = await native([FRONT, 'restore', 'ffffffffffffffff', '--store', store], { timeoutMs: 30_000 });
+    expect(missing.status).toBe(125);
+    expect(stderrLines(missing.stderr)).toEqual([`snapvisor: checkpoint ffffffffffffffff not found in store ${store}`]);
+    expect((await status()).served).toBe(5);
+    // A restorer killed while it waits is replaced.
+    const victim = (await status()).restorers.find((r) => r.state === 'ready')!;
+    process.kill(victim.pid, 'SIGKILL');
+    let after = await status();
+    for (const end = Date.now() + 60_000; (after.ready < 2 || after.restorers.some((r) => r.pid === victim.pid)) && Date.now() < end; after = await status()) await sleep(20);
+    expect(after.restorers.map((r) => r.pid)).not.toContain(victim.pid);
+    expect({ ready: after.ready, served: after.served }).toEqual({ ready: 2, served: 5 });
+
     // One any-pool per store: a second is refused while this one answers.
     const second = await snapvisor(['pool', 'serve', '--any', '--store', store, '--size', '1', '--listen', path.join(freshDir('anypool-sock'), 'p.sock')], { timeoutMs: 30_000 });
     expect(second.status).toBe(1);
