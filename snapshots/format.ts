@@ -13,7 +13,7 @@ import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, runLayer } from './page-f
 
 // Pages and pagemap runs: in a module of their own, which loads no native addon (the restore's
 // page verifier, a worker thread, uses them; see ./page-format.ts).
-export { LITTLE_ENDIAN, PAGE_CHECK_BYTES, PAGE_SIZE, ZERO_PAGE, isZeroPage, pageCheck, readRunChecks, runLayer, type PagemapRun } from './page-format.js';
+export { LITTLE_ENDIAN, PAGE_CHECK_BYTES, PAGE_SIZE, ZERO_PAGE, checkpointProblem, isZeroPage, pageCheck, readRunChecks, runLayer, type PagemapRun } from './page-format.js';
 
 /** Value of the `magic` field of every manifest. */
 export const FORMAT_MAGIC = 'snapvisor-checkpoint';

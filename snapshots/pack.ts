@@ -40,7 +40,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { type LazyPageLayer, PageSourceError } from '../src/mm/memory-file.js';
-import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, decodeCbor, encodeCbor, pageCheck, readRunChecks } from './format.js';
+import { PAGE_CHECK_BYTES, PAGE_SIZE, type PagemapRun, checkpointProblem, decodeCbor, encodeCbor, pageCheck, readRunChecks } from './format.js';
 import { PACK_PIECE_BYTES, packCompressOptions } from './page-crunch.js';
 
 /** Memory-file bytes per pack chunk (1 MiB: 256 pages). */
@@ -420,6 +420,17 @@ export interface Materialized {
  * did, or one line naming the first problem (a damaged chunk, a page failing its check, a
  * host file missing or changed). Throws CacheWriteError if `outFd` cannot be written.
  */
+/**
+ * Why a host file whose pages a pack names is not the one the checkpoint saw: its size and
+ * modification time now and then (ms since the epoch; printed to the ns when a difference
+ * below a millisecond would print the same ISO times).
+ */
+function hostFileChanged(guestPath: string, now: { size: number; mtimeMs: number }, size: number, mtimeMs: number): string {
+  let a = new Date(now.mtimeMs).toISOString(), b = new Date(mtimeMs).toISOString();
+  if (a === b) { a = `${now.mtimeMs} ms`; b = `${mtimeMs} ms`; }
+  return `the host file ${guestPath}, which its memory maps, changed since the checkpoint (size ${now.size}, was ${size}; mtime ${a}, was ${b})`;
+}
+
 export async function materializePack(packFd: number, t: PackTrailer, open: HostFileOpener, outFd: number): Promise<Materialized | string> {
   const t0 = performance.now();
   const kinds = pageKinds(t);
@@ -433,15 +444,15 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
   // Host files: read again, as the kernel's page cache read them.
   for (const [guestPath, size, mtimeMs, triples] of t.hostFiles) {
     let file: { fd: number; size: number; mtimeMs: number };
-    try { file = open(guestPath); } catch (e) { return `the host file ${guestPath} its memory maps cannot be opened (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`; }
+    try { file = open(guestPath); } catch (e) { return `the host file ${guestPath}, which its memory maps, cannot be opened (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`; }
     try {
-      if (file.size !== size || file.mtimeMs !== mtimeMs) return `the host file ${guestPath} its memory maps changed since the checkpoint (size ${file.size}, was ${size}; mtime ${new Date(file.mtimeMs).toISOString()}, was ${new Date(mtimeMs).toISOString()})`;
+      if (file.size !== size || file.mtimeMs !== mtimeMs) return hostFileChanged(guestPath, file, size, mtimeMs);
       for (let i = 0; i + 2 < triples.length; i += 3) {
         const [memOff, fileOff, bytes] = [triples[i], triples[i + 1], triples[i + 2]];
         const buf = readHostPages(file.fd, fileOff, bytes);
         for (let p = 0; p < buf.length; p += PAGE_SIZE) {
           const bad = checkPage(buf, p, memOff + p);
-          if (bad) return `the host file ${guestPath} its memory maps differs from the checkpoint's copy (${bad})`;
+          if (bad) return `the host file ${guestPath}, which its memory maps, differs from the checkpoint's copy (${bad})`;
         }
         writeOut(outFd, buf, memOff);
         pages += buf.length / PAGE_SIZE;
@@ -607,9 +618,9 @@ export class LazyPack implements LazyPageLayer {
     const parts: Array<[number, number, number, number, number]> = []; // [file #, memOff, fileOff, bytes, piece]
     for (const [guestPath, size, mtimeMs, triples] of trailer.hostFiles) {
       let file: { fd: number; size: number; mtimeMs: number };
-      try { file = open(guestPath); } catch (e) { return fail(`the host file ${guestPath} its memory maps cannot be opened (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`); }
+      try { file = open(guestPath); } catch (e) { return fail(`the host file ${guestPath}, which its memory maps, cannot be opened (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`); }
       fileFds.push(file.fd);
-      if (file.size !== size || file.mtimeMs !== mtimeMs) return fail(`the host file ${guestPath} its memory maps changed since the checkpoint (size ${file.size}, was ${size}; mtime ${new Date(file.mtimeMs).toISOString()}, was ${new Date(mtimeMs).toISOString()})`);
+      if (file.size !== size || file.mtimeMs !== mtimeMs) return fail(hostFileChanged(guestPath, file, size, mtimeMs));
       for (let i = 0; i + 2 < triples.length; i += 3) {
         // Split at piece boundaries: each piece fills its own part.
         for (let done = 0; done < triples[i + 2];) {
@@ -657,7 +668,7 @@ export class LazyPack implements LazyPageLayer {
     if (this.closed) throw new PageSourceError(`checkpoint ${this.owner}: its restore cache was closed`);
     // Another process may have filled it since `open`: then its bytes are there already.
     if (fs.readSync(this.readyFd, ONE_BYTE, 0, 1, i) === 1 && ONE_BYTE[0] === 1) { this.ready[i] = 1; return; }
-    const corrupt = (why: string): PageSourceError => new PageSourceError(`checkpoint ${this.owner} is corrupt: ${why}`);
+    const corrupt = (why: string): PageSourceError => new PageSourceError(checkpointProblem(this.owner, why));
     const start = i * PACK_CHUNK_BYTES, end = Math.min(start + PACK_CHUNK_BYTES, this.t.pageFileBytes);
     const checkPage = (buf: Uint8Array, at: number, off: number): void => {
       if (pageCheck(buf, at) !== this.checks[off / PAGE_SIZE]) throw corrupt(`page at offset 0x${off.toString(16)} failed its checksum`);

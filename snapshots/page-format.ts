@@ -62,3 +62,13 @@ export type PagemapRun = [memOffset: number, checks: Uint8Array, layer?: number]
 
 /** The layer of a run: 0 for the checkpoint's own page file, k ≥ 1 for `layers[k - 1]`. */
 export const runLayer = (run: PagemapRun): number => run[2] ?? 0;
+
+/**
+ * The line for checkpoint `id` refused for `reason`: `checkpoint ID is corrupt: REASON`, but
+ * `checkpoint ID cannot be restored here: REASON` when the reason is a host file the checkpoint
+ * names (or one a page file it inherits from names) that changed or is gone (pack.ts): the
+ * checkpoint is sound, the host is not as it was.
+ */
+export function checkpointProblem(id: string, reason: string): string {
+  return `checkpoint ${id} ${/(^|: )the host file /.test(reason) ? 'cannot be restored here' : 'is corrupt'}: ${reason}`;
+}

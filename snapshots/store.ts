@@ -22,7 +22,7 @@ import type { Level } from 'level';
 import {
   FORMAT_MAGIC, FORMAT_VERSION, FLAT_INCREMENTAL_FORMAT_VERSION, FULL_FORMAT_VERSION, PACK_FORMAT_VERSION, PACK_INCREMENTAL_FORMAT_VERSION, READ_FORMAT_VERSIONS, type ElidedChecks, isPacked, GRAPH_CHUNK_BYTES, runLayer, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
   LITTLE_ENDIAN, RESERVED_MANIFEST_FIELDS, type ManifestV2, type PagemapRun,
-  decodeCbor, decodePagemap, encodeCbor, encodeMeta, encodePagemap, graphKey, graphRange, isCheckpointId, isCheckpointIdPrefix,
+  checkpointProblem, decodeCbor, decodePagemap, encodeCbor, encodeMeta, encodePagemap, graphKey, graphRange, isCheckpointId, isCheckpointIdPrefix,
   manifestKey, manifestProblem, manifestSealIsValid, newCheckpointId, pageCheck, pageCount,
   pagemapKey, prefixRange, recordQuickCheck, sealManifest, sha256Hex, splitMeta, stripManifestChecksum,
 } from './format.js';
@@ -2508,7 +2508,7 @@ function summaryOf(m: ManifestV2): CheckpointSummary {
 }
 
 function corrupt(id: string, reason: string): SnapshotError {
-  return new SnapshotError(`checkpoint ${id} is corrupt: ${reason}`);
+  return new SnapshotError(checkpointProblem(id, reason));
 }
 
 function isPlainRecord(v: unknown): v is Record<string, unknown> {

@@ -215,7 +215,7 @@ describe('compressed checkpoints (format 4)', () => {
     execFileSync('touch', ['-r', bin, ref]); // keeps the nanoseconds, which a Date would lose
     const { atime, mtime } = fs.statSync(bin);
     fs.utimesSync(bin, atime, new Date(mtime.getTime() + 5000));
-    await refused(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: the host file /bin/busybox its memory maps changed since the checkpoint`));
+    await refused(new RegExp(`^snapvisor: checkpoint ${id} cannot be restored here: the host file /bin/busybox, which its memory maps, changed since the checkpoint`));
     execFileSync('touch', ['-r', ref, bin]);
 
     // A flipped byte in the middle of the pack's chunks; then a pack cut in half.
