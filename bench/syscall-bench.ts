@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { benchTempDir, writeGetppidLoop } from './getppid-elf.js';
 import { envWithout, failure, median, timeRun, type TimedRun } from './proc.js';
 import { type CheckpointFigures, cloneMemoryRound, incrementalRound, nativeColdStart, poolRestoreRound, runscRound, snapvisorRound, type PoolRestoreRound, type RunscRound, type SnapvisorRound } from './restore-bench.js';
-import { pct, poolRound } from './pool-bench.js';
+import { anyPoolRound, pct, poolRound } from './pool-bench.js';
 import { buildTcpBench, mibPerSecond, throughputRun, type ThroughputRun } from './tcp-bench.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -314,19 +314,27 @@ async function main(): Promise<number> {
       const TAKES = 50;
       out(`4. Warm pool: the same workload asking for its own checkpoint once warm (/proc/snapvisor/checkpoint),`);
       out(`   then printing one line; pool serve --size 4; ${TAKES} takes through the socket protocol (no process`);
-      out(`   per take), each once the pool is full again; then 10 \`snapvisor pool take\` commands (docs/pools.md)`);
+      out(`   per take), each once the pool is full again; then 10 \`snapvisor pool take\` commands (docs/pools.md); then 10`);
+      out(`   \`snapvisor restore ID\` by the bin with an any-pool of 2 serving (pool serve --any), alternated with --no-pool`);
       out();
       progress('snapvisor: pool serve, takes');
       try {
         const pr = await poolRound(NODE, CLI, SV_ENV, dir, OBJECTS, TAKES);
         const prow = (label: string, xs: number[]): string[] => [label, num(pct(xs, 50), 1), num(pct(xs, 99), 1)];
+        progress('snapvisor: pool serve --any, restores');
+        const ar = await anyPoolRound(NODE, CLI, SV_ENV, pr.store, pr.id, 10).catch((e: Error) => e);
         for (const l of table(['measure', 'p50 ms', 'p99 ms'], [
           prow('take: request reaching the pool → first output byte', pr.fromPool),
           prow('take: client\'s send → first output byte', pr.fromClient),
           prow('  of which the pool\'s hand-off (request → guest resumed)', pr.handoff),
           prow('`snapvisor pool take` command: spawn → first output byte', pr.command),
           prow('  the same by `node main.js pool take`, alternated', pr.commandNode),
+          ...(ar instanceof Error ? [] : [
+            prow('`restore ID` by the bin, an any-pool serving: spawn → first output byte', ar.anyPool),
+            prow('  the same with --no-pool (in its own process), alternated', ar.noPool),
+          ]),
         ])) out('  ' + l);
+        if (ar instanceof Error) { out(`  snapvisor any-pool: n/a: ${ar.message}`); failed = true; }
         out(`  pool of ${pr.size} ready (every clone restored, the probe run and its working set taken by every clone) in ${pr.fillMs.toFixed(0)} ms`);
         const one = pr.memory[0]?.pssBytes;
         out('  Pool memory: pool serve --size N, one take (the clones then hold the working set they prefetch), all N ready again;');
