@@ -13,7 +13,7 @@ import { eventJson, typeFilter } from '../src/kernel/events.js';
 import { type ControlRequest, type ControlResponse, checkName, request, stateDir } from './control-client.js';
 import { makeDirs } from '../snapshots/make-dirs.js';
 import { checkpointOutput, parseLightCheckpoint } from './checkpoint-client.js';
-import { storeDirProblem } from './host-errors.js';
+import { hostErrorWords, storeDirProblem } from './host-errors.js';
 
 export { CONTROL_TIMEOUT_MS, type ControlRequest, type ControlResponse, checkName, controlSocket, defaultStore, request, stateDir } from './control-client.js';
 
@@ -48,8 +48,17 @@ export async function serveControl(root: string | undefined, name: string, kerne
   const sock = path.join(dir, `${name}.sock`);
   const meta = path.join(dir, `${name}.json`);
   if (fs.existsSync(sock)) {
-    const live = await request(sock, { op: 'status' }).then(() => true, () => false);
-    if (live) throw new Error(`a sandbox named '${name}' is already running`);
+    // Left behind by a sandbox that ended (nothing listens: refused) it is removed; one that
+    // something listens on is a live sandbox of that name, or another program's socket, kept.
+    const listening = await new Promise<boolean | Error>((resolve) => {
+      const c = net.createConnection(sock, () => { c.destroy(); resolve(true); });
+      c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED' || e.code === 'ENOENT' ? false : e));
+    });
+    if (listening instanceof Error) throw new Error(`cannot use the control socket path ${sock}: ${hostErrorWords(listening)}`);
+    if (listening) {
+      const live = await request(sock, { op: 'status' }).then((r) => r.ok === true, () => false);
+      throw new Error(live ? `a sandbox named '${name}' is already running` : `the control socket path ${sock} is in use by another program (it accepts connections but does not answer as a sandbox)`);
+    }
     fs.rmSync(sock, { force: true });
   }
   let busy = false;

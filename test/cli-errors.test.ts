@@ -265,6 +265,26 @@ describe('sockets', () => {
     }
   });
 
+  it('run --name of a name whose socket path another program listens on: one line, that socket kept; a stale one is replaced', async () => {
+    const state = freshDir('taken-state');
+    const sock = path.join(state, 'taken.sock');
+    // Answers anything with a line that is no sandbox's answer.
+    const server = net.createServer((c) => c.once('data', () => c.end('hello\n')));
+    await new Promise<void>((r) => server.listen(sock, r));
+    try {
+      const r = await snapvisor(['--root', state, 'run', '--name', 'taken', '--', '/bin/true'], { timeoutMs: 30_000 });
+      expect(r.stderr).toBe(`snapvisor: the control socket path ${sock} is in use by another program (it accepts connections but does not answer as a sandbox)\n`);
+      expect(r.status).toBe(125);
+      expect(fs.statSync(sock).isSocket()).toBe(true);
+    } finally {
+      server.close();
+    }
+    staleSocket(path.join(state, 'stale.sock'));
+    const ok = await snapvisor(['--root', state, 'run', '--name', 'stale', '--', '/bin/echo', 'ran'], { timeoutMs: 30_000 });
+    expect(ok.stdout.toString()).toBe('ran\n');
+    expect(ok.status).toBe(0);
+  });
+
   it('pool take: no pool, a stale socket, a file that is no socket', async () => {
     const dir = freshDir('take');
     staleSocket(path.join(dir, 'stale.sock'));
