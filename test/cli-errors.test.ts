@@ -314,7 +314,7 @@ describe('sockets', () => {
 });
 
 describe('run: paths it will write to', () => {
-  it('--events in a missing directory, --root and --checkpoint-store that are files, a --root too long for the socket: one line, 125, no guest', async () => {
+  it('--events in a missing directory, --root and --checkpoint-store that are files, a missing --rootfs or one that is a file, a --root too long for the socket: one line, 125, no guest', async () => {
     const dir = freshDir('run-paths');
     const file = path.join(dir, 'file');
     fs.writeFileSync(file, '');
@@ -322,6 +322,8 @@ describe('run: paths it will write to', () => {
       [['run', '--events', path.join(dir, 'no', 'ev.json'), '--', '/bin/busybox', 'echo', 'ran'], `--events: cannot open ${dir}/no/ev.json: No such file or directory`],
       [['--root', file, 'run', '--name', 'x', '--', '/bin/busybox', 'echo', 'ran'], `state directory ${file} is not a directory`],
       [['run', '--checkpoint-store', file, '--', '/bin/busybox', 'echo', 'ran'], `checkpoint store (--checkpoint-store) ${file} is not a directory`],
+      [['run', '--rootfs', path.join(dir, 'none'), '--', '/bin/busybox', 'echo', 'ran'], `rootfs ${dir}/none does not exist`],
+      [['run', '--rootfs', file, '--', '/bin/busybox', 'echo', 'ran'], `rootfs ${file} is not a directory`],
       // The control socket's path would not fit a unix socket address (it was listen's raw EADDRINUSE).
       [['--root', path.join(dir, 'r'.repeat(100)), 'run', '--name', 'abc', '--', '/bin/busybox', 'echo', 'ran'], `the socket path ${dir}/${'r'.repeat(100)}/abc.sock is ${dir.length + 110} bytes, more than a unix socket address holds (107)`],
     ] as Array<[string[], string]>) {

@@ -58,7 +58,8 @@ export function defaultMemoryLimit(): number {
 /** Create a sandbox ready to run. Throws ExecError (errno + one-line message) if the program can't start. */
 export function createSandbox(spec: SandboxSpec): Kernel {
   const rootfs = path.resolve(spec.rootfs);
-  if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`rootfs ${spec.rootfs} is not a directory`);
+  const st = fs.statSync(rootfs, { throwIfNoEntry: false });
+  if (!st?.isDirectory()) throw new Error(`rootfs ${spec.rootfs} ${st ? 'is not a directory' : 'does not exist'}`);
   const state = Kernel.emptyState(rootfs);
   // A graph no kernel runs yet: set up directly (Writable, src/kernel/events.ts).
   const config = state.config as Writable<SandboxConfig>;
