@@ -57,7 +57,7 @@ interface Take { conn: net.Socket; connFd: number; stdio: number[]; checkpoint: 
 /** What `{"op":"status"}` answers on an any-pool's socket. */
 export interface AnyPoolStatus {
   ok: boolean; any: true; store: string; size: number; ready: number; starting: number; running: number; served: number; waiting: number;
-  startError: string | null; restorers: Array<{ pid: number; state: string }>;
+  refillsPaused: boolean; startError: string | null; restorers: Array<{ pid: number; state: string }>;
 }
 
 /**
@@ -121,18 +121,20 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
   process.once('exit', dropCache);
   const cacheFile = path.join(cacheDir, 'restorer.cache');
   let codeCache: 'none' | 'asked' | 'written' = 'none';
+  /** `{"op":"pause-refills"}` until `{"op":"resume-refills"}`: no restorer is started (as a checkpoint's pool, docs/pools.md "The socket protocol"). */
+  let refillsPaused = false;
   const inState = (s: Restorer['state']) => [...restorers].filter((r) => r.state === s);
   const cannotStartAnswer = () => ({ ok: false, error: `no restorer can start (${MAX_START_FAILURES} attempts in a row failed, the last: ${cannotStart}); the pool tries again every ${START_RETRY_MS / 1000} s` });
   const refuse = (t: Take, v: Record<string, unknown>) => { t.stdio.forEach(closeFd); t.conn.resume(); t.conn.end(JSON.stringify(v) + '\n'); };
 
   const refill = () => {
     if (refillTimer) { clearTimeout(refillTimer); refillTimer = undefined; }
-    if (closing || cannotStart) return;
+    if (closing || cannotStart || refillsPaused) return;
     for (let missing = opts.size - inState('ready').length - inState('starting').length; missing > 0 && inState('starting').length < MAX_STARTING; missing--) start();
   };
   const retryStart = () => {
     clearTimeout(retryTimer);
-    retryTimer = setTimeout(() => { retryTimer = undefined; if (!closing && cannotStart && !inState('starting').length) start(); }, START_RETRY_MS);
+    retryTimer = setTimeout(() => { retryTimer = undefined; if (!closing && cannotStart && !refillsPaused && !inState('starting').length) start(); }, START_RETRY_MS);
   };
   const start = () => {
     // Detached, its own session: the terminal's ^C to `pool serve` is not its business.
@@ -235,9 +237,16 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
       if (req.op === 'status') {
         const status: AnyPoolStatus = {
           ok: true, any: true, store, size: opts.size, ready: inState('ready').length, starting: inState('starting').length, running: inState('taken').length,
-          served, waiting: waiting.length, startError: cannotStart ?? null, restorers: [...restorers].map((r) => ({ pid: r.pid, state: r.state })),
+          served, waiting: waiting.length, refillsPaused, startError: cannotStart ?? null, restorers: [...restorers].map((r) => ({ pid: r.pid, state: r.state })),
         };
         answer(status as unknown as Record<string, unknown>);
+        return;
+      }
+      if (req.op === 'pause-refills' || req.op === 'resume-refills') {
+        const was = refillsPaused;
+        refillsPaused = req.op === 'pause-refills';
+        if (was && !refillsPaused) refill();
+        answer({ ok: true, refillsPaused, starting: inState('starting').length });
         return;
       }
       if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }

@@ -5,7 +5,8 @@
  * after STORE/pools/ID.sock), the node launcher (a prefix) and `pool take SOCKET --checkpoint`,
  * each with its own output and status; signals relayed; an unknown id gets one line and the pool
  * serves on; it refills; a second any-pool of the store, `--any --checkpoint` and neither are
- * refused; SIGTERM ends the pool and its restorers, leaving no stub.
+ * refused; SIGTERM ends the pool and its restorers, leaving no stub; with no restorer ready a
+ * restore goes on in its own process.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -136,6 +137,53 @@ describe('pool serve --any', () => {
     expect(alone.stderr).toBe('');
     expect(alone.stdout.toString()).toBe('B restored q\n');
     expect(alone.status).toBe(1);
+  }, 300_000);
+
+  it('with no restorer ready, a restore restores in its own process; a take waits for a refill', async () => {
+    const store = freshDir('anypool-busy');
+    const a = await makeCheckpoint(store, 'C'), b = await makeCheckpoint(store, 'D');
+    const sock = path.join(store, 'pools', 'any.sock');
+    const pool = snapvisorStreaming(['pool', 'serve', '--any', '--store', store, '--size', '1'], { timeoutMs: 240_000 });
+    await pool.waitFor((l) => l.startsWith('pool serving'), 60_000);
+    const status = async () => (await poolRequest(sock, { op: 'status' })) as unknown as AnyPoolStatus;
+    const until = async (what: string, ok: (st: AnyPoolStatus) => boolean) => {
+      let st = await status();
+      for (const end = Date.now() + 60_000; !ok(st) && Date.now() < end; st = await status()) await sleep(20);
+      expect(ok(st), `${what}: ${JSON.stringify(st)}`).toBe(true);
+    };
+    // Refills paused and the one restorer busy (its guest waits): none can become ready, whatever the load.
+    expect(await poolRequest(sock, { op: 'pause-refills' })).toEqual({ ok: true, refillsPaused: true, starting: 0 });
+    const busy = spawn(process.execPath, [CLI, 'pool', 'take', sock, '--checkpoint', a], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    busy.stdout!.on('data', (d) => { out += d; });
+    const busyDone = new Promise<number | null>((r) => busy.on('exit', (c) => r(c)));
+    busy.stdin!.write('wait\n');
+    await until('the busy take running', (st) => st.running === 1 && st.ready === 0 && st.served === 1);
+    // The front's restore: refused at once (no restorer is ready), restored in node, the same output.
+    const own = await native([FRONT, 'restore', b, '--store', store], { input: 'hi\n', timeoutMs: 30_000 });
+    expect(own.timedOut).toBe(false);
+    expect(own.stderr).toBe('');
+    expect(own.stdout.toString()).toBe('D restored hi\n');
+    expect(own.status).toBe(2);
+    expect(await status()).toMatchObject({ served: 1, ready: 0, starting: 0, refillsPaused: true });
+    // A take waits; resumed, the refill serves it.
+    const queued = snapvisor(['pool', 'take', sock, '--checkpoint', b], { input: 'zz\n', timeoutMs: 60_000 });
+    await until('the take waiting', (st) => st.waiting === 1);
+    expect(await poolRequest(sock, { op: 'resume-refills' })).toMatchObject({ ok: true, refillsPaused: false });
+    const q = await queued;
+    expect(q.stderr).toBe('');
+    expect(q.stdout.toString()).toBe('D restored zz\n');
+    expect(q.status).toBe(2);
+    busy.kill('SIGTERM');
+    const killTimer = setTimeout(() => busy.kill('SIGKILL'), 30_000);
+    expect(await busyDone).toBe(7);
+    clearTimeout(killTimer);
+    expect(out).toBe('C restored wait\ncaught TERM\n');
+    pool.child.kill('SIGTERM');
+    expect(await pool.done).toBe(0);
+    for (const end = Date.now() + 10_000; restorersOf(store).length && Date.now() < end;) await sleep(50);
+    expect(restorersOf(store)).toEqual([]);
+    expect(orphanStubs()).toEqual([]);
   }, 300_000);
 
   it('serves on --listen with the store\'s name a link to it; refuses --any with --checkpoint, or neither', async () => {
