@@ -4,15 +4,10 @@
  */
 import Table from 'cli-table3';
 import type { InspectReport } from '../snapshots/inspect.js';
+import { byteSize } from './sizes.js';
 
 /** A size in bytes as B, KiB, MiB or GiB. */
-function size(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024, i = 0;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
+const size = byteSize;
 
 /** A duration in ns, readable. */
 function ns(n: number | null): string {

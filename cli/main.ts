@@ -13,6 +13,7 @@ import { DEFAULT_PLATFORM, PLATFORM_DESCRIPTIONS as PLATFORMS } from '../platfor
 // `checkpoints` and `--help` start without parsing the kernel.
 import { type ControlResponse, checkName, controlSocket, defaultStore, fail, request, streamRemote } from './control.js';
 import { isStarting, markStarting, whenStarted } from './control-client.js';
+import { byteSize } from './sizes.js';
 import { checkpointOutput, interruptOnSigint } from './checkpoint-client.js';
 import { controlSocketError } from './control-client.js';
 import { configureLog } from './oci/log.js';
@@ -87,7 +88,8 @@ const storeArg = (dir: string | undefined): string => {
   if (problem) throw new Error(problem);
   return store;
 };
-const mib = (n: number) => (n / 1048576).toFixed(1) + ' MiB';
+/** Sizes in the listings: B, KiB, MiB… (a 28 KiB incremental checkpoint showed as `0.0 MiB`). */
+const mib = byteSize;
 /** --publish HOSTPORT:GUESTPORT (repeatable). */
 const collectPublish = (v: string, prev: PublishSpec[] = []): PublishSpec[] => {
   try { return [...prev, parsePublish(v)]; } catch (e) { throw new InvalidArgumentError((e as Error).message); }

@@ -104,7 +104,7 @@ describe('incremental checkpoints', () => {
     const check = await snapvisor(['store', 'check', '--store', store]);
     expect(check.status).toBe(0);
     const gc1 = await snapvisor(['gc', '--store', store]);
-    expect(gc1.stdout.toString()).toBe('removed 0 files, 0.0 MiB freed\n');
+    expect(gc1.stdout.toString()).toBe('removed 0 files, 0 B freed\n');
 
     // Once nothing inherits from them, the page files go.
     for (const link of [c3, c2]) expect((await snapvisor(['delete', link.id, '--store', store])).status).toBe(0);
