@@ -165,7 +165,8 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
       if (wasStarting) {
         failedInARow++;
         lastStartError = r.error ?? (signal ? `restorer ${r.pid} was killed (${signal})` : `restorer ${r.pid} ended with status ${code}`);
-        if (!cannotStart && lastStartError) fail(`pool: a restorer failed to start: ${lastStartError}`);
+        // Once per run of failures: a pool that stopped refilling retries quietly.
+        if (!cannotStart && failedInARow === 1) fail(`pool: a restorer failed to start: ${lastStartError}`);
         if (startFailure && (!everReady && failedInARow >= 2 || failedInARow >= MAX_START_FAILURES)) { startFailure('restorers cannot start (see above)'); return; }
         if (cannotStart) { retryStart(); return; }
         if (failedInARow >= MAX_START_FAILURES) {
@@ -246,6 +247,8 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
         const was = refillsPaused;
         refillsPaused = req.op === 'pause-refills';
         if (was && !refillsPaused) refill();
+        // A pool that stopped refilling tries one restorer now (its operator may have fixed the cause).
+        if (!refillsPaused && cannotStart && !inState('starting').length) start();
         answer({ ok: true, refillsPaused, starting: inState('starting').length });
         return;
       }

@@ -186,6 +186,52 @@ describe('pool serve --any', () => {
     expect(orphanStubs()).toEqual([]);
   }, 300_000);
 
+  it('stops refilling after 3 failed restorer starts in a row, with one line, and refuses takes; serves again once one starts', async () => {
+    const store = freshDir('anypool-fail');
+    const a = await makeCheckpoint(store, 'F');
+    // The pool runs main.js through a symlink its restorers are started with (process.argv[1]):
+    // removed, every restorer start fails (node cannot find it); put back, they start again.
+    const linkDir = freshDir('anypool-cli');
+    const cli = path.join(linkDir, 'main.js');
+    fs.symlinkSync(CLI, cli);
+    const sock = path.join(store, 'pools', 'any.sock');
+    const pool = spawn(process.execPath, [cli, 'pool', 'serve', '--any', '--store', store, '--size', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    pool.stdout!.on('data', (d) => { out += d; });
+    pool.stderr!.on('data', (d) => { err += d; });
+    const poolDone = new Promise<number | null>((r) => pool.on('exit', (c) => r(c)));
+    for (const end = Date.now() + 60_000; !out.includes('pool serving') && Date.now() < end;) await sleep(20);
+    expect(out).toContain('pool serving');
+    const status = async () => (await poolRequest(sock, { op: 'status' })) as unknown as AnyPoolStatus;
+    fs.rmSync(cli);
+    // The one restorer serves a take; its three replacements fail.
+    const first = await snapvisor(['pool', 'take', sock, '--checkpoint', a], { input: 'ab\n', timeoutMs: 30_000 });
+    expect(first.stdout.toString()).toBe('F restored ab\n');
+    let st = await status();
+    for (const end = Date.now() + 60_000; st.startError === null && Date.now() < end; st = await status()) await sleep(50);
+    expect(st.startError).toMatch(/^restorer \d+ ended with status 1$/);
+    expect(err.split('\n').filter((l) => l.startsWith('snapvisor: pool: a restorer failed to start: restorer '))).toHaveLength(1);
+    const stops = err.split('\n').filter((l) => l.startsWith('snapvisor: pool: restorers cannot start'));
+    expect(stops).toEqual([`snapvisor: pool: restorers cannot start (3 attempts in a row failed: ${st.startError}): refilling stopped; takes with no restorer ready are refused until one starts (one is tried every 60 s)`]);
+    const refused = await snapvisor(['pool', 'take', sock, '--checkpoint', a], { timeoutMs: 30_000 });
+    expect(refused.status).toBe(125);
+    expect(stderrLines(refused.stderr)).toEqual([`snapvisor: pool on ${sock}: no restorer can start (3 attempts in a row failed, the last: ${st.startError}); the pool tries again every 60 s`]);
+    // Fixed: resume-refills tries one at once, and the pool serves again.
+    fs.symlinkSync(CLI, cli);
+    await poolRequest(sock, { op: 'resume-refills' });
+    for (const end = Date.now() + 60_000; (st.ready < 1 || st.startError !== null) && Date.now() < end; st = await status()) await sleep(50);
+    expect({ ready: st.ready, startError: st.startError }).toEqual({ ready: 1, startError: null });
+    expect(err).toContain('snapvisor: pool: a restorer started again: refilling');
+    const again = await snapvisor(['pool', 'take', sock, '--checkpoint', a], { input: 'xyz\n', timeoutMs: 30_000 });
+    expect(again.stdout.toString()).toBe('F restored xyz\n');
+    expect(again.status).toBe(3);
+    pool.kill('SIGTERM');
+    expect(await poolDone).toBe(0);
+    for (const end = Date.now() + 10_000; restorersOf(store).length && Date.now() < end;) await sleep(50);
+    expect(restorersOf(store)).toEqual([]);
+    expect(orphanStubs()).toEqual([]);
+  }, 300_000);
+
   it('serves on --listen with the store\'s name a link to it; refuses --any with --checkpoint, or neither', async () => {
     const store = freshDir('anypool-listen');
     const a = await makeCheckpoint(store, 'L');
