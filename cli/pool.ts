@@ -30,7 +30,7 @@ import { PAGE_SIZE, pageCheck } from '../snapshots/page-format.js';
  * performance.timeOrigin + now(): each process fixes its wall-clock origin at its start, and the
  * bench saw a take "received" 8 ms before its client sent it.)
  */
-export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 /** Signals a take relays that go to the guest's foreground process group (the rest go to its init). */
 const KEYBOARD = new Set<number>(['SIGINT', 'SIGQUIT', 'SIGTSTP', 'SIGWINCH'].map((n) => os.constants.signals[n as NodeJS.Signals]));
@@ -72,7 +72,7 @@ const MAX_EXTRA_HOSTS = 4;
 /** How long after resuming its guest a clone starts watching the caller's connection (signals, its close), ms. */
 const CONN_WATCH_DELAY_MS = 50;
 /** A request must arrive within this long after connecting (ms). */
-export const REQUEST_TIMEOUT_MS = 5000;
+const REQUEST_TIMEOUT_MS = 5000;
 /**
  * Clone starts failing in a row (each after a back-off: 200, 400 ms…) after which a serving pool
  * stops refilling and refuses the takes it has no clone for (docs/pools.md, step 7): a checkpoint
@@ -121,6 +121,106 @@ interface Take { conn: net.Socket; connFd: number; stdio: number[]; requestMs: n
 
 /** The fd under a Node socket (libuv's; stable on Linux since Node 0.x). */
 export const fdOf = (s: net.Socket | NodeJS.ReadableStream | null | undefined): number => (s as unknown as { _handle?: { fd?: number } })?._handle?.fd ?? -1;
+
+/** A request read from a pool's socket (poolServer): its connection, the JSON object of its first line, the fds that came with it. */
+export interface PoolRequest {
+  conn: net.Socket; fd: number; req: Record<string, unknown>; fds: number[];
+  /** When it was read (nowMs). */
+  requestMs: number;
+  /** Close the fds, write `v` as the one answer line and end the connection. */
+  answer(v: Record<string, unknown>): void;
+}
+
+/**
+ * The unix-socket server of a pool (cli/pool.ts, and an any-pool, cli/restorer.ts): on each
+ * connection, read one message with its fds (SCM_RIGHTS) within REQUEST_TIMEOUT_MS (else the
+ * connection is closed), parse its first line (not JSON: `{}`), and call `onRequest`; the
+ * connection stays paused for it.
+ */
+export function poolServer(onRequest: (r: PoolRequest) => void): net.Server {
+  return net.createServer({ pauseOnConnect: true }, (conn) => {
+    void (async () => {
+      const fd = fdOf(conn);
+      conn.on('error', () => undefined);
+      const deadline = Date.now() + REQUEST_TIMEOUT_MS;
+      let msg: Awaited<ReturnType<typeof recvFdsNow>>;
+      for (;;) {
+        try { msg = recvFdsNow(fd); } catch { conn.destroy(); return; }
+        if (msg !== 'again') break;
+        const left = deadline - Date.now();
+        if (left <= 0 || !(await waitReadable(fd, left))) { msg = 'eof'; break; }
+      }
+      const requestMs = nowMs();
+      if (msg === 'eof') { conn.destroy(); return; }
+      const { data, fds } = msg;
+      let req: Record<string, unknown> = {};
+      try { req = JSON.parse(data.toString().split('\n')[0]); } catch { /* an empty request: the caller answers it */ }
+      const answer = (v: Record<string, unknown>) => { fds.forEach(closeFd); conn.resume(); conn.end(JSON.stringify(v) + '\n'); };
+      onRequest({ conn, fd, req, fds, requestMs, answer });
+    })();
+  });
+}
+
+/**
+ * Make `server` listen on unix socket path `sockPath`; resolves with the problem in one line (the
+ * path taken meanwhile by another program: EADDRINUSE; another errno in words), or undefined.
+ * From then on an error of the server ends this process with one line and status 1.
+ */
+async function listenPool(server: net.Server, sockPath: string): Promise<string | undefined> {
+  const e = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => { server.once('error', resolve); server.listen(sockPath, () => resolve(undefined)); });
+  // The path was taken while the clones (restorers) started (another program bound it meanwhile).
+  if (e) return e.code === 'EADDRINUSE' ? `${sockPath} is already in use (another program listens there)` : `cannot listen on ${sockPath}: ${hostErrorWords(e)}`;
+  server.on('error', (err) => { fail(`pool: ${sockPath}: ${err.message}`); process.exit(1); });
+  return undefined;
+}
+
+/**
+ * A pool's start: `begin(failed)` starts its first processes; once `full()` (checked every 20 ms)
+ * `server` listens on `sockPath` (listenPool). Resolves with undefined once it listens, or with
+ * the problem in one line: the line `failed` was called with (its processes cannot start), or
+ * the listen's.
+ */
+export async function startServing(server: net.Server, sockPath: string, full: () => boolean, begin: (failed: (line: string) => void) => void): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const failure = await new Promise<string | undefined>((resolve) => {
+    timer = setInterval(() => { if (full()) resolve(undefined); }, 20);
+    begin(resolve);
+  });
+  clearInterval(timer);
+  return failure ?? listenPool(server, sockPath);
+}
+
+/**
+ * Forget the takes of `waiting` (a pool's queue, changed in place) whose callers are gone (a `pool
+ * take` ended by a signal, a platform's connection closed): looked at every WAITING_CHECK_MS from
+ * `start()` while any wait; `stop()` ends the looking.
+ */
+export function watchWaiting(waiting: Array<{ conn: net.Socket; connFd: number; stdio: number[] }>): { start(): void; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const stop = () => { clearInterval(timer); timer = undefined; };
+  return {
+    start: () => {
+      timer ??= setInterval(() => {
+        for (let i = waiting.length - 1; i >= 0; i--) {
+          const t = waiting[i];
+          if (t.conn.destroyed || peerClosed(t.connFd)) { waiting.splice(i, 1); t.stdio.forEach(closeFd); t.conn.destroy(); }
+        }
+        if (!waiting.length) stop();
+      }, WAITING_CHECK_MS);
+    },
+    stop,
+  };
+}
+
+/** Resolves at the first SIGTERM, SIGINT or SIGHUP this process receives (a pool's stop). */
+export function stopSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    process.once('SIGHUP', stop);
+  });
+}
 
 /**
  * Make unix socket path `sockPath` (absolute) ready for a pool to listen on: its directory must
@@ -227,17 +327,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
       if (!closing && cannotStart && !refillsPaused && !startingHosts()) startHost(1);
     }, ms);
   };
-  /** Forget the waiting takes whose callers are gone (a `pool take` ended by a signal, a platform's connection closed). */
-  let waitingTimer: NodeJS.Timeout | undefined;
-  const watchWaiting = () => {
-    waitingTimer ??= setInterval(() => {
-      for (let i = waiting.length - 1; i >= 0; i--) {
-        const t = waiting[i];
-        if (t.conn.destroyed || peerClosed(t.connFd)) { waiting.splice(i, 1); t.stdio.forEach(closeFd); t.conn.destroy(); }
-      }
-      if (!waiting.length) { clearInterval(waitingTimer); waitingTimer = undefined; }
-    }, WAITING_CHECK_MS);
-  };
+  const waitingWatch = watchWaiting(waiting);
   /** The write faults the first take's guest made early on: replayed by every clone before it is ready. */
   let workingSet: WorkingSet | undefined;
   /** Send the working set to a host whose clones all wait (a prefetch is synchronous work in that process: no guest of it may be running). */
@@ -477,90 +567,55 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     }
   };
 
-  const server = net.createServer({ pauseOnConnect: true }, (conn) => {
-    void (async () => {
-      const fd = fdOf(conn);
-      conn.on('error', () => undefined);
-      const deadline = Date.now() + REQUEST_TIMEOUT_MS;
-      let msg: Awaited<ReturnType<typeof recvFdsNow>>;
-      for (;;) {
-        try { msg = recvFdsNow(fd); } catch { conn.destroy(); return; }
-        if (msg !== 'again') break;
-        const left = deadline - Date.now();
-        if (left <= 0 || !(await waitReadable(fd, left))) { msg = 'eof'; break; }
-      }
-      const requestMs = nowMs();
-      if (msg === 'eof') { conn.destroy(); return; }
-      const got = msg;
-      let req: Record<string, unknown> = {};
-      try { req = JSON.parse(got.data.toString().split('\n')[0]); } catch { /* below */ }
-      const answer = (v: Record<string, unknown>) => { got.fds.forEach(closeFd); conn.resume(); conn.end(JSON.stringify(v) + '\n'); };
-      if (req.op === 'status') {
-        answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, processes: hosts.size, probe, served, waiting: waiting.length, refillsPaused, startError: cannotStart ?? null, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.host.pid, slot: c.slot, state: c.state })) });
-        return;
-      }
-      if (req.op === 'pause-refills' || req.op === 'resume-refills') {
-        const was = refillsPaused;
-        refillsPaused = req.op === 'pause-refills';
-        // Clones already starting finish (and serve); what is missing is restored from now on. A
-        // pool that stopped refilling tries one clone now (its operator may have fixed the cause).
-        if (was && !refillsPaused) { refill(); armConsolidate(); }
-        if (!refillsPaused && cannotStart) retryStart(0);
-        answer({ ok: true, refillsPaused, starting: starting() });
-        return;
-      }
-      if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }
-      if (got.fds.length !== 3) { answer({ ok: false, error: `a take sends 3 fds (stdin, stdout, stderr) with SCM_RIGHTS, got ${got.fds.length}` }); return; }
-      if (closing) { answer({ ok: false, error: 'the pool is shutting down' }); return; }
-      // A restore through the pool (cli/pool-client.ts restoreFromPool): of this checkpoint only,
-      // and only a clone ready now; else it restores in its own process, sooner than a refill.
-      if (req.checkpoint !== undefined && req.checkpoint !== id) { answer({ ok: false, error: `this pool serves checkpoint ${id}, not ${String(req.checkpoint)}` }); return; }
-      if (req.ifReady === true && (waiting.length || !ready().length)) { answer({ ok: false, error: 'no clone is ready' }); return; }
-      // No clone ready and none can start: refused now rather than queued for ever.
-      if (cannotStart && !ready().length) { answer(cannotStartAnswer()); return; }
-      waiting.push({ conn, connFd: fd, stdio: got.fds, requestMs });
-      dispatch();
-      if (waiting.length) watchWaiting();
-    })();
+  const server = poolServer(({ conn, fd, req, fds, requestMs, answer }) => {
+    if (req.op === 'status') {
+      answer({ ok: true, checkpoint: id, size: opts.size, ready: ready().length, starting: starting(), running: [...clones].filter((c) => c.state === 'taken').length, processes: hosts.size, probe, served, waiting: waiting.length, refillsPaused, startError: cannotStart ?? null, workingSet: workingSet?.faults.length ?? 0, workingSetPages: workingSet?.pages.reduce((n, r) => n + r[2], 0) ?? 0, clones: [...clones].map((c) => ({ pid: c.host.pid, slot: c.slot, state: c.state })) });
+      return;
+    }
+    if (req.op === 'pause-refills' || req.op === 'resume-refills') {
+      const was = refillsPaused;
+      refillsPaused = req.op === 'pause-refills';
+      // Clones already starting finish (and serve); what is missing is restored from now on. A
+      // pool that stopped refilling tries one clone now (its operator may have fixed the cause).
+      if (was && !refillsPaused) { refill(); armConsolidate(); }
+      if (!refillsPaused && cannotStart) retryStart(0);
+      answer({ ok: true, refillsPaused, starting: starting() });
+      return;
+    }
+    if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }
+    if (fds.length !== 3) { answer({ ok: false, error: `a take sends 3 fds (stdin, stdout, stderr) with SCM_RIGHTS, got ${fds.length}` }); return; }
+    if (closing) { answer({ ok: false, error: 'the pool is shutting down' }); return; }
+    // A restore through the pool (cli/pool-client.ts restoreFromPool): of this checkpoint only,
+    // and only a clone ready now; else it restores in its own process, sooner than a refill.
+    if (req.checkpoint !== undefined && req.checkpoint !== id) { answer({ ok: false, error: `this pool serves checkpoint ${id}, not ${String(req.checkpoint)}` }); return; }
+    if (req.ifReady === true && (waiting.length || !ready().length)) { answer({ ok: false, error: 'no clone is ready' }); return; }
+    // No clone ready and none can start: refused now rather than queued for ever.
+    if (cannotStart && !ready().length) { answer(cannotStartAnswer()); return; }
+    waiting.push({ conn, connFd: fd, stdio: fds, requestMs });
+    dispatch();
+    if (waiting.length) waitingWatch.start();
   });
 
   // 3. Start the clones; the first ones prove the checkpoint restores here.
-  let timer: NodeJS.Timeout | undefined;
-  const started = new Promise<string | undefined>((resolve) => {
-    startFailure = resolve;
-    timer = setInterval(() => { if (ready().length >= opts.size && probe === 'done') resolve(undefined); }, 20);
-  });
-  refill();
-  const failure = await started;
-  clearInterval(timer);
+  const problem = await startServing(server, sockPath, () => ready().length >= opts.size && probe === 'done', (failed) => { startFailure = failed; refill(); });
   startFailure = undefined;
-  /** Give up before serving: no clone left, the code cache removed, one line; status 1. */
-  const abandon = (line: string): number => {
+  if (problem) {
+    // Give up before serving: no clone left, the code cache removed, one line; status 1.
     closing = true;
     dropCache();
     for (const h of hosts) h.child.kill('SIGKILL');
-    fail(`pool: ${line}`);
+    fail(`pool: ${problem}`);
     return 1;
-  };
-  if (failure) return abandon(failure);
-  const listenError = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => { server.once('error', resolve); server.listen(sockPath, () => resolve(undefined)); });
-  // The path was taken while the clones were restored (another program bound it meanwhile).
-  if (listenError) return abandon(listenError.code === 'EADDRINUSE' ? `${sockPath} is already in use (another program listens there)` : `cannot listen on ${sockPath}: ${hostErrorWords(listenError)}`);
-  server.on('error', (e) => { fail(`pool: ${sockPath}: ${e.message}`); process.exit(1); });
+  }
   // Found by `snapvisor restore ID` (cli/pool-registry.ts); removed when this process ends.
   const registered = registerPool(store, id, sockPath);
   if (typeof registered === 'string') fail(`pool: not registered in the store (restores of ${id} will not use this pool): ${registered}`);
   process.stdout.write(`pool serving checkpoint ${id} on ${sockPath} (${opts.size} ${opts.size === 1 ? 'clone' : 'clones'} ready)\n`);
 
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    process.once('SIGHUP', stop);
-  });
+  await stopSignal();
   closing = true;
   clearTimeout(retryTimer);
-  clearInterval(waitingTimer);
+  waitingWatch.stop();
   if (typeof registered !== 'string') registered();
   await new Promise<void>((r) => server.close(() => r()));
   fs.rmSync(sockPath, { force: true });

@@ -16,11 +16,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type vm from 'node:vm';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeFd, dup2, peerClosed, recvFdsNow, sendFds, waitReadable } from '../platforms/host/fd-passing.js';
+import { closeFd, dup2, peerClosed, sendFds, waitReadable } from '../platforms/host/fd-passing.js';
 import { makeDirs } from '../snapshots/make-dirs.js';
 import { defaultStore, fail } from './control.js';
 import { hostErrorWords, storeDirProblem } from './host-errors.js';
-import { CtlReader, MAX_START_FAILURES, REQUEST_TIMEOUT_MS, START_RETRY_MS, claimSocketPath, fdOf, nowMs, takeRun } from './pool.js';
+import { CtlReader, MAX_START_FAILURES, START_RETRY_MS, claimSocketPath, fdOf, poolServer, startServing, stopSignal, takeRun, watchWaiting } from './pool.js';
 import { lines } from './pool-client.js';
 import { anyPoolLink, POOLS_DIR, restoreId } from './pool-registry.js';
 
@@ -46,8 +46,6 @@ const REFILL_DELAY_MS = 200;
  * machine's noise either way.
  */
 const RESTORER_NODE_FLAGS = ['--max-semi-space-size=1', '--lite-mode', '--no-expose-wasm'];
-/** How often the pool looks whether the callers of takes still waiting are gone (ms). */
-const WAITING_CHECK_MS = 200;
 
 /** A restorer process and what it is doing. */
 interface Restorer { child: ChildProcess; ctl: number; pid: number; state: 'starting' | 'ready' | 'taken' | 'done'; error?: string; writesCache?: boolean }
@@ -107,7 +105,7 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
   const waiting: Take[] = [];
   let served = 0, failedInARow = 0, everReady = false, closing = false;
   let cannotStart: string | undefined, lastStartError: string | undefined;
-  let retryTimer: NodeJS.Timeout | undefined, refillTimer: NodeJS.Timeout | undefined, waitingTimer: NodeJS.Timeout | undefined;
+  let retryTimer: NodeJS.Timeout | undefined, refillTimer: NodeJS.Timeout | undefined;
   let startFailure: ((msg: string) => void) | undefined;
   /**
    * The V8 code cache of the bundle that the first restorer to serve a take writes after it
@@ -207,90 +205,53 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
       else refillTimer ??= setTimeout(refill, REFILL_DELAY_MS);
     }
   };
-  const watchWaiting = () => {
-    waitingTimer ??= setInterval(() => {
-      for (let i = waiting.length - 1; i >= 0; i--) {
-        const t = waiting[i];
-        if (t.conn.destroyed || peerClosed(t.connFd)) { waiting.splice(i, 1); t.stdio.forEach(closeFd); t.conn.destroy(); }
-      }
-      if (!waiting.length) { clearInterval(waitingTimer); waitingTimer = undefined; }
-    }, WAITING_CHECK_MS);
-  };
+  const waitingWatch = watchWaiting(waiting);
 
-  const server = net.createServer({ pauseOnConnect: true }, (conn) => {
-    void (async () => {
-      const fd = fdOf(conn);
-      conn.on('error', () => undefined);
-      const deadline = Date.now() + REQUEST_TIMEOUT_MS;
-      let msg: Awaited<ReturnType<typeof recvFdsNow>>;
-      for (;;) {
-        try { msg = recvFdsNow(fd); } catch { conn.destroy(); return; }
-        if (msg !== 'again') break;
-        const left = deadline - Date.now();
-        if (left <= 0 || !(await waitReadable(fd, left))) { msg = 'eof'; break; }
-      }
-      const requestMs = nowMs();
-      if (msg === 'eof') { conn.destroy(); return; }
-      const got = msg;
-      let req: Record<string, unknown> = {};
-      try { req = JSON.parse(got.data.toString().split('\n')[0]); } catch { /* below */ }
-      const answer = (v: Record<string, unknown>) => { got.fds.forEach(closeFd); conn.resume(); conn.end(JSON.stringify(v) + '\n'); };
-      if (req.op === 'status') {
-        const status: AnyPoolStatus = {
-          ok: true, any: true, store, size: opts.size, ready: inState('ready').length, starting: inState('starting').length, running: inState('taken').length,
-          served, waiting: waiting.length, refillsPaused, startError: cannotStart ?? null, restorers: [...restorers].map((r) => ({ pid: r.pid, state: r.state })),
-        };
-        answer(status as unknown as Record<string, unknown>);
-        return;
-      }
-      if (req.op === 'pause-refills' || req.op === 'resume-refills') {
-        const was = refillsPaused;
-        refillsPaused = req.op === 'pause-refills';
-        if (was && !refillsPaused) refill();
-        // A pool that stopped refilling tries one restorer now (its operator may have fixed the cause).
-        if (!refillsPaused && cannotStart && !inState('starting').length) start();
-        answer({ ok: true, refillsPaused, starting: inState('starting').length });
-        return;
-      }
-      if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }
-      if (got.fds.length !== 3) { answer({ ok: false, error: `a take sends 3 fds (stdin, stdout, stderr) with SCM_RIGHTS, got ${got.fds.length}` }); return; }
-      if (typeof req.checkpoint !== 'string' || !req.checkpoint) { answer({ ok: false, error: `this pool serves any checkpoint of store ${store}: a take names one (\`pool take SOCKET --checkpoint ID\`, or "checkpoint":ID in the request)` }); return; }
-      if (closing) { answer({ ok: false, error: 'the pool is shutting down' }); return; }
-      // A restore through the pool (cli/pool-client.ts restoreFromPool, the native front): only a
-      // restorer ready now; else it restores in its own process, sooner than a refill.
-      if (req.ifReady === true && (waiting.length || !inState('ready').length)) { answer({ ok: false, error: 'no restorer is ready' }); return; }
-      // A restore's take of an id the store does not hold (the native front sends any full id):
-      // refused, so that it restores in its own process and says so with the store as its caller
-      // named it, rather than spending a restorer on it.
-      if (req.ifReady === true && !(/^[0-9a-f]{16}$/.test(req.checkpoint) ? fs.existsSync(path.join(store, 'meta', req.checkpoint)) : restoreId(store, req.checkpoint))) { answer({ ok: false, error: `no checkpoint ${req.checkpoint} in store ${store}` }); return; }
-      if (cannotStart && !inState('ready').length) { answer(cannotStartAnswer()); return; }
-      waiting.push({ conn, connFd: fd, stdio: got.fds, checkpoint: req.checkpoint, requestMs });
-      dispatch();
-      if (waiting.length) watchWaiting();
-    })();
+  const server = poolServer(({ conn, fd, req, fds, requestMs, answer }) => {
+    if (req.op === 'status') {
+      const status: AnyPoolStatus = {
+        ok: true, any: true, store, size: opts.size, ready: inState('ready').length, starting: inState('starting').length, running: inState('taken').length,
+        served, waiting: waiting.length, refillsPaused, startError: cannotStart ?? null, restorers: [...restorers].map((r) => ({ pid: r.pid, state: r.state })),
+      };
+      answer(status as unknown as Record<string, unknown>);
+      return;
+    }
+    if (req.op === 'pause-refills' || req.op === 'resume-refills') {
+      const was = refillsPaused;
+      refillsPaused = req.op === 'pause-refills';
+      if (was && !refillsPaused) refill();
+      // A pool that stopped refilling tries one restorer now (its operator may have fixed the cause).
+      if (!refillsPaused && cannotStart && !inState('starting').length) start();
+      answer({ ok: true, refillsPaused, starting: inState('starting').length });
+      return;
+    }
+    if (req.op !== 'take') { answer({ ok: false, error: `unknown op ${JSON.stringify(req.op ?? null)}` }); return; }
+    if (fds.length !== 3) { answer({ ok: false, error: `a take sends 3 fds (stdin, stdout, stderr) with SCM_RIGHTS, got ${fds.length}` }); return; }
+    if (typeof req.checkpoint !== 'string' || !req.checkpoint) { answer({ ok: false, error: `this pool serves any checkpoint of store ${store}: a take names one (\`pool take SOCKET --checkpoint ID\`, or "checkpoint":ID in the request)` }); return; }
+    if (closing) { answer({ ok: false, error: 'the pool is shutting down' }); return; }
+    // A restore through the pool (cli/pool-client.ts restoreFromPool, the native front): only a
+    // restorer ready now; else it restores in its own process, sooner than a refill.
+    if (req.ifReady === true && (waiting.length || !inState('ready').length)) { answer({ ok: false, error: 'no restorer is ready' }); return; }
+    // A restore's take of an id the store does not hold (the native front sends any full id):
+    // refused, so that it restores in its own process and says so with the store as its caller
+    // named it, rather than spending a restorer on it.
+    if (req.ifReady === true && !(/^[0-9a-f]{16}$/.test(req.checkpoint) ? fs.existsSync(path.join(store, 'meta', req.checkpoint)) : restoreId(store, req.checkpoint))) { answer({ ok: false, error: `no checkpoint ${req.checkpoint} in store ${store}` }); return; }
+    if (cannotStart && !inState('ready').length) { answer(cannotStartAnswer()); return; }
+    waiting.push({ conn, connFd: fd, stdio: fds, checkpoint: req.checkpoint, requestMs });
+    dispatch();
+    if (waiting.length) waitingWatch.start();
   });
 
   // Start the restorers; the first ones prove they can start here.
-  let timer: NodeJS.Timeout | undefined;
-  const started = new Promise<string | undefined>((resolve) => {
-    startFailure = resolve;
-    timer = setInterval(() => { if (inState('ready').length >= opts.size) resolve(undefined); }, 20);
-  });
-  refill();
-  const failure = await started;
-  clearInterval(timer);
+  const problem = await startServing(server, sockPath, () => inState('ready').length >= opts.size, (failed) => { startFailure = failed; refill(); });
   startFailure = undefined;
-  const abandon = (line: string): number => {
+  if (problem) {
     closing = true;
     dropCache();
     for (const r of restorers) r.child.kill('SIGKILL');
-    fail(`pool: ${line}`);
+    fail(`pool: ${problem}`);
     return 1;
-  };
-  if (failure) return abandon(failure);
-  const listenError = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => { server.once('error', resolve); server.listen(sockPath, () => resolve(undefined)); });
-  if (listenError) return abandon(listenError.code === 'EADDRINUSE' ? `${sockPath} is already in use (another program listens there)` : `cannot listen on ${sockPath}: ${hostErrorWords(listenError)}`);
-  server.on('error', (e) => { fail(`pool: ${sockPath}: ${e.message}`); process.exit(1); });
+  }
   // The well-known name: the socket itself, or a symlink to --listen's (made after listening: a
   // restore that finds the name finds a pool). Removed when this process ends, if still ours.
   let published = sockPath === link;
@@ -308,16 +269,11 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
   process.once('exit', unpublish);
   process.stdout.write(`pool serving any checkpoint of store ${store} on ${sockPath} (${opts.size} ${opts.size === 1 ? 'restorer' : 'restorers'} ready)\n`);
 
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    process.once('SIGHUP', stop);
-  });
+  await stopSignal();
   closing = true;
   clearTimeout(retryTimer);
   clearTimeout(refillTimer);
-  clearInterval(waitingTimer);
+  waitingWatch.stop();
   await new Promise<void>((r) => server.close(() => r()));
   unpublish();
   dropCache();
