@@ -1216,7 +1216,12 @@ function readMetaFile(dir: string, id: string, deferChecksums = false): { manife
   // Deferred, the sha256 checksums wait for the page check, but nothing of the record is used
   // unchecked: its quick check (manifest and graph: what the kernel is built from) first; a
   // record without one (SVMETA02) is checked in full now.
-  if (!deferChecksums || split.quick === undefined) return checkedMeta(dir, id, split.manifest, split.rest);
+  if (!deferChecksums || split.quick === undefined) {
+    const checked = checkedMeta(dir, id, split.manifest, split.rest);
+    // The quick check's own bytes, which the sha256 checksums do not cover: damage anywhere is found.
+    if (split.quick !== undefined && recordQuickCheck(bytes.subarray(split.manifest.byteOffset - bytes.byteOffset, split.rest.byteOffset - bytes.byteOffset + checked.manifest.graphBytes)) !== split.quick) throw corrupt(id, 'restore record checksum mismatch (its quick check)');
+    return checked;
+  }
   try {
     const rest = split.rest;
     const m = parseManifest(id, split.manifest, true);
