@@ -51,6 +51,18 @@ Examples:
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /**
+ * A usage error of a subcommand names that command's help (`… (see snapvisor pool serve --help)`),
+ * not the top level's: commander gives every command the program's output settings.
+ */
+function pointUsageErrorsAtTheirHelp(cmd: Command, path: string): void {
+  for (const c of cmd.commands) {
+    const at = `${path} ${c.name()}`;
+    c.configureOutput({ outputError: (str) => fail(`${str.replace(/^error: /, '').trim()} (see ${at} --help)`) });
+    pointUsageErrorsAtTheirHelp(c, at);
+  }
+}
+
+/**
  * runc's flag parser (urfave/cli) takes long flags with one dash too, and engines use that
  * (go-runc passes `-no-subreaper`): rewrite `-name`/`-name=v` to `--name` for runc's long
  * flags, up to a `--`, except in `run`'s program arguments.
@@ -741,6 +753,7 @@ export async function main(argv: string[]): Promise<void> {
   // Output into a pipe that closed early (`snapvisor checkpoints | head -1`): stop quietly, as a
   // program killed by SIGPIPE would.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(141); throw e; });
+  pointUsageErrorsAtTheirHelp(program, 'snapvisor');
   await program.parseAsync(runcArgv(argv)).catch((e: Error & { code?: string; exitCode?: number }) => {
     // Commander's own exits (help, version, usage errors): the message is already out.
     // (`help COMMAND` is commander.help with exit code 0; help shown for an error has 1.)

@@ -508,7 +508,7 @@ describe('run --network=sandbox', () => {
   it('cannot reach the host: the host\'s listener sees no connection and its UDP server no datagram', async () => {
     const bad = await snapvisor(['run', '--network=internet', '--', '/bin/true'], { timeoutMs: 20_000 });
     expect(bad.status).toBe(2);
-    expect(stderrLines(bad.stderr)).toEqual(["snapvisor: option '--network <mode>' argument 'internet' is invalid. Allowed choices are sandbox, host. (see snapvisor --help)"]);
+    expect(stderrLines(bad.stderr)).toEqual(["snapvisor: option '--network <mode>' argument 'internet' is invalid. Allowed choices are sandbox, host. (see snapvisor run --help)"]);
     const before = { tcp: servers.tcpConnections, udp: servers.datagrams };
     const r = await snapvisor(['run', '--network=sandbox', '--', client, String(servers.tcp), String(servers.udp), String(servers.closed)], { timeoutMs: 30_000 });
     expect(r.stdout.toString()).toBe('');
