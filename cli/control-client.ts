@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { hostErrorWords } from './host-errors.js';
+import { hostErrorWords, socketPathProblem } from './host-errors.js';
 import { makeDirs } from '../snapshots/make-dirs.js';
 
 /** The state directory of named sandboxes: `root` if given, else $XDG_RUNTIME_DIR/snapvisor, /run/snapvisor (root) or $TMPDIR/snapvisor-UID. */
@@ -37,7 +37,8 @@ export function checkName(name: string): void {
  * written (a bad name or state directory is reported by the command itself, later).
  */
 export function markStarting(root: string | undefined, name: string): void {
-  if (!NAME_RE.test(name)) return;
+  // A name whose socket path cannot be: the command refuses it before making anything.
+  if (!NAME_RE.test(name) || socketPathProblem(path.join(stateDir(root), `${name}.sock`))) return;
   const file = path.join(stateDir(root), `${name}.starting`);
   try {
     makeDirs(stateDir(root), 0o700);

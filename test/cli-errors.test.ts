@@ -332,6 +332,8 @@ describe('run: paths it will write to', () => {
       expect(r.stdout.toString()).toBe('');
       expect(r.stderr).toBe(`snapvisor: ${line}\n`);
     }
+    // Refused before anything was made: the --root too long for its socket was not created.
+    expect(fs.existsSync(path.join(dir, 'r'.repeat(100)))).toBe(false);
   });
 });
 
