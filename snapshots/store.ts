@@ -1219,21 +1219,31 @@ function readMetaFile(dir: string, id: string, deferChecksums = false): { manife
   if (!deferChecksums || split.quick === undefined) {
     const checked = checkedMeta(dir, id, split.manifest, split.rest);
     // The quick check's own bytes, which the sha256 checksums do not cover: damage anywhere is found.
-    if (split.quick !== undefined && recordQuickCheck(bytes.subarray(split.manifest.byteOffset - bytes.byteOffset, split.rest.byteOffset - bytes.byteOffset + checked.manifest.graphBytes)) !== split.quick) throw corrupt(id, 'restore record checksum mismatch (its quick check)');
+    checkQuick(id, split, checked.manifest.graphBytes);
     return checked;
   }
   try {
     const rest = split.rest;
     const m = parseManifest(id, split.manifest, true);
     if (rest.length !== m.graphBytes + m.pagemapBytes) throw corrupt(id, 'restore record size mismatch');
-    const covered = bytes.subarray(split.manifest.byteOffset - bytes.byteOffset, rest.byteOffset - bytes.byteOffset + m.graphBytes);
-    if (recordQuickCheck(covered) !== split.quick) throw corrupt(id, 'restore record checksum mismatch (its quick check)');
+    checkQuick(id, split, m.graphBytes);
     const checksums: RecordChecksums = { manifest: split.manifest, graph: rest.subarray(0, m.graphBytes), pagemap: rest.subarray(m.graphBytes), graphSha256: m.graphSha256, pagemapSha256: m.pagemapSha256 };
     return { ...decodedMeta(dir, id, m, split.manifest, checksums.graph, checksums.pagemap), checksums };
   } catch (e) {
     // A damaged record: the message the checks in order give (a failing checksum before what it caused).
     return checkedMeta(dir, id, split.manifest, split.rest, e);
   }
+}
+
+/**
+ * Throws (corrupt) unless the quick check of restore record `split` (SVMETA03; none in SVMETA02)
+ * holds for its sealed manifest and the first `graphBytes` bytes after it (its graph): contiguous
+ * in the record's buffer.
+ */
+function checkQuick(id: string, split: { manifest: Uint8Array; quick?: number }, graphBytes: number): void {
+  if (split.quick === undefined) return;
+  const covered = new Uint8Array(split.manifest.buffer, split.manifest.byteOffset, split.manifest.length + graphBytes);
+  if (recordQuickCheck(covered) !== split.quick) throw corrupt(id, 'restore record checksum mismatch (its quick check)');
 }
 
 /**
