@@ -217,14 +217,28 @@ export function streamRemote(sock: string, types: string | undefined, write: (s:
 /** A guest process as `snapvisor ps` shows it. */
 export interface GuestProcess { pid: number; ppid: number; uid: number; state: string; cmd: string }
 
-/** The sandbox's live processes (thread groups), pid order: guest pid, parent, uid, state (R, S, T, Z), command name. */
+/** Most bytes of a process's argv `ps` shows (ps -ef cuts long command lines too). */
+const PS_CMDLINE_BYTES = 4096;
+
+/**
+ * The sandbox's live processes (thread groups), pid order: guest pid, parent, uid, state (R, S,
+ * T, Z), command line: its argv as /proc/PID/cmdline holds it, words joined by spaces (as `ps -ef`
+ * shows it), else its executable's path or its name (a zombie's memory is gone).
+ */
 export function guestProcesses(kernel: Kernel): GuestProcess[] {
   const s = kernel.state;
   return Object.values(s.threadGroups).sort((a, b) => a.tgid - b.tgid).map((tg) => {
     const leader = s.tasks[tg.tids[0]];
     const state = tg.zombie ? 'Z' : tg.stopped ? 'T' : leader?.waiter ? 'S' : 'R';
-    const exe = leader ? s.addressSpaces[leader.addressSpaceId]?.exe : undefined;
-    return { pid: tg.tgid, ppid: tg.ppid, uid: tg.uid, state, cmd: exe || leader?.comm || '' };
+    const as = leader ? s.addressSpaces[leader.addressSpaceId] : undefined;
+    let cmdline = '';
+    const task = leader && !tg.zombie ? kernel.tasks.get(leader.tid) : undefined;
+    if (task && as && as.argEnd > as.argStart) {
+      try {
+        cmdline = Buffer.from(task.mm.read(as.argStart, Math.min(as.argEnd - as.argStart, PS_CMDLINE_BYTES))).toString('utf8').replace(/\0+$/, '').split('\0').join(' ');
+      } catch { /* unreadable: the path below */ }
+    }
+    return { pid: tg.tgid, ppid: tg.ppid, uid: tg.uid, state, cmd: cmdline || as?.exe || leader?.comm || '' };
   });
 }
 

@@ -206,7 +206,8 @@ describe('a run checkpointed away', () => {
       // ps NAME and list show a run --name sandbox as they show an OCI container.
       const ps = await snapvisor(['--root', s.root, 'ps', s.name]);
       expect(ps.stderr).toBe('');
-      expect(ps.stdout.toString()).toMatch(/^PID\s+PPID\s+UID\s+STAT\s+CMD\n1\s+0\s+\d+\s+S\s+\S*busybox\n$/);
+      // CMD: the command line, as ps -ef shows it.
+      expect(ps.stdout.toString()).toMatch(/^PID\s+PPID\s+UID\s+STAT\s+CMD\n1\s+0\s+\d+\s+S\s+\/bin\/busybox sh -c echo ready; read x; echo "never \$x"\n$/);
       expect(JSON.parse((await snapvisor(['--root', s.root, 'ps', '--format', 'json', s.name])).stdout.toString())).toEqual([run.child.pid]);
       const list = await snapvisor(['--root', s.root, 'list', '--format', 'json']);
       expect(JSON.parse(list.stdout.toString())).toEqual([expect.objectContaining({ id: s.name, status: 'running', pid: run.child.pid })]);

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ExitInfo, Kernel } from '../../src/kernel/kernel.js';
 import { ExecError } from '../../src/loader/exec.js';
-import { serveControl, guestProcesses, type ControlRequest } from '../control.js';
+import { serveControl, type ControlRequest } from '../control.js';
 import { exitStatus } from '../run.js';
 import { configureLog, logLine, type LogConfig } from './log.js';
 import { containerDir, loadContainer, processStart, saveContainer, type ContainerRecord } from './containers.js';
@@ -202,8 +202,8 @@ export async function ociInit(rootArg: string, id: string): Promise<void> {
         return true;
       }
       case 'stats': {
-        const procs = guestProcesses(kernel);
-        reply(conn, { ok: true, pids: procs.filter((p) => p.state !== 'Z').length, memoryBytes: kernel.memoryLimit?.usage() ?? kernel.state.memoryFile.end - kernel.state.memoryFile.free.reduce((n, [, l]) => n + l, 0), hostRssBytes: process.memoryUsage().rss });
+        // Live processes counted from the graph (guestProcesses would read every command line).
+        reply(conn, { ok: true, pids: Object.values(kernel.state.threadGroups).filter((tg) => !tg.zombie).length, memoryBytes: kernel.memoryLimit?.usage() ?? kernel.state.memoryFile.end - kernel.state.memoryFile.free.reduce((n, [, l]) => n + l, 0), hostRssBytes: process.memoryUsage().rss });
         return true;
       }
     }
