@@ -115,20 +115,25 @@ export function controlSocketError(sock: string, e: unknown): string {
   return `cannot reach the sandbox's control socket ${sock}: ${hostErrorWords(e)}`;
 }
 
-/** How long checkpoint and kill wait for the control socket of a sandbox that is starting (ms; see whenStarted). */
-const STARTING_WAIT_MS = 60_000;
+/**
+ * How long checkpoint and kill wait for the control socket of a name that is not there (ms; see
+ * whenStarted): WAIT_MS in any case (a `run --name NAME &` pasted with them has not even said it
+ * is starting yet: its node is still starting), up to STARTING_WAIT_MS while it says so.
+ */
+const WAIT_MS = 2000, STARTING_WAIT_MS = 60_000;
 
 /**
  * The control socket of named sandbox `name`, once it is there: a `run --name NAME &` started just
  * before (markStarting) has its socket only once its sandbox is built (0.1–0.5 s here, 3–4 s with
- * the CPUs loaded), so `checkpoint NAME` or `kill NAME` typed right after it waits for it, as
- * `events NAME` does, at most STARTING_WAIT_MS and only while that run lives. Otherwise as
- * controlSocket: the path, or the error that no such sandbox runs.
+ * the CPUs loaded), so `checkpoint NAME` or `kill NAME` typed (or pasted) right after it waits for
+ * it, as `events NAME` does: WAIT_MS, and up to STARTING_WAIT_MS while that run says it is
+ * starting. Otherwise as controlSocket: the path, or the error that no such sandbox runs.
  */
 export async function whenStarted(root: string | undefined, name: string): Promise<string> {
   checkName(name);
   const sock = path.join(stateDir(root), `${name}.sock`);
-  for (const t0 = Date.now(); !fs.existsSync(sock) && isStarting(root, name) && Date.now() - t0 < STARTING_WAIT_MS;) await new Promise((r) => setTimeout(r, 50));
+  const waiting = (t: number) => t < WAIT_MS || (t < STARTING_WAIT_MS && isStarting(root, name));
+  for (const t0 = Date.now(); !fs.existsSync(sock) && waiting(Date.now() - t0);) await new Promise((r) => setTimeout(r, 50));
   return controlSocket(root, name);
 }
 
