@@ -165,16 +165,15 @@ describe('warm pools', () => {
     expect(notSock.status).toBe(1);
     expect(stderrLines(notSock.stderr)).toEqual([`snapvisor: pool: ${file} exists and is not a socket`]);
     expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
-    // Another program binds the socket path while the pool restores its clones (or before it
-    // looks): one line, status 1, no clone left, and that program's socket untouched.
+    // Another program listens on the socket path: one line, status 1, no clone left, and that
+    // program's socket untouched. (Bound before the pool starts: bound 700 ms after, it lost the
+    // race to a pool that was ready sooner on a quiet machine, CI 36699eb, and the test hung.)
     const theirs = path.join(dir, 'theirs.sock');
-    const serving = snapvisor(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '1', '--listen', theirs], { timeoutMs: 60_000 });
-    await new Promise((res) => setTimeout(res, 700));
     // The pool's look at the path may close before the answer is written (EPIPE): not an error
     // of this test (CI 90650ef: vitest's 'unhandled error' failed the run).
     const other = net.createServer((c) => { c.on('error', () => undefined); c.end('other\n'); });
-    await new Promise<void>((res) => other.listen(theirs, () => res()));
-    const taken = await serving;
+    await new Promise<void>((res, rej) => { other.once('error', rej); other.listen(theirs, () => res()); });
+    const taken = await snapvisor(['pool', 'serve', '--checkpoint', id, '--store', store, '--size', '1', '--listen', theirs], { timeoutMs: 60_000 });
     expect(taken.status).toBe(1);
     expect(stderrLines(taken.stderr)).toEqual([expect.stringMatching(new RegExp(`^snapvisor: pool: (${theirs} is already in use \\(another program listens there\\)|a pool \\(or another program\\) is already serving on ${theirs})$`))]);
     const answer = await new Promise<string>((res, rej) => { const c = net.createConnection(theirs); let got = ''; c.on('data', (d) => { got += d; }); c.on('end', () => res(got)); c.on('error', rej); });
