@@ -10,16 +10,16 @@
 import { type ControlResponse, defaultStore, request, whenStarted } from './control-client.js';
 import { storeDirProblem } from './host-errors.js';
 import path from 'node:path';
+import { byteSize } from './sizes.js';
 
 /** What a checkpoint request answers on success (snapshots/checkpoint.ts CheckpointResult), as the command prints it. */
 export interface CheckpointAnswer { id: string; pages: number; newPages: number; storedPageBytes: number; packBytes?: number; filePages?: number; pauseMs: number; durationMs: number }
 
-const mib = (n: number): string => (n / 1048576).toFixed(1) + ' MiB';
 
 /** The line `checkpoint` prints on stdout for sandbox `name` (the checkpoint id last). */
 export function checkpointLine(name: string, s: CheckpointAnswer): string {
-  const packed = s.packBytes === undefined ? '' : `, ${mib(s.packBytes)} compressed${s.filePages ? `, ${s.filePages} pages named in host files` : ''}`;
-  return `checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${mib(s.storedPageBytes)} stored${packed}), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`;
+  const packed = s.packBytes === undefined ? '' : `, ${byteSize(s.packBytes)} compressed${s.filePages ? `, ${s.filePages} pages named in host files` : ''}`;
+  return `checkpointed ${name}: ${s.pages} pages (${s.newPages} new, ${byteSize(s.storedPageBytes)} stored${packed}), guest paused ${s.pauseMs.toFixed(0)} ms, written in ${s.durationMs.toFixed(0)} ms: ${s.id}\n`;
 }
 
 /** Exit status of a `checkpoint` interrupted by ^C (SIGINT) before it was stored, as a shell gives a command SIGINT ended: 128 + 2. */

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseLightCheckpoint } from '../cli/checkpoint-client.js';
+import { checkpointLine, parseLightCheckpoint } from '../cli/checkpoint-client.js';
 import { CLI, freshDir, orphanStubs, snapvisor, snapvisorStreaming } from './helpers.js';
 
 describe('checkpoint without the bundle', () => {
@@ -32,6 +32,12 @@ describe('checkpoint without the bundle', () => {
     ]) expect(parseLightCheckpoint(args), args.join(' ')).toBeUndefined();
   });
 
+  it('says sizes in B, KiB or MiB, as checkpoints does', () => {
+    const line = checkpointLine('x', { id: '0123456789abcdef', pages: 7, newPages: 7, storedPageBytes: 28672, packBytes: 5017, filePages: 0, pauseMs: 1, durationMs: 9 });
+    expect(line).toBe('checkpointed x: 7 pages (7 new, 28.0 KiB stored, 4.9 KiB compressed), guest paused 1 ms, written in 9 ms: 0123456789abcdef\n');
+    expect(checkpointLine('y', { id: '0123456789abcdef', pages: 1, newPages: 1, storedPageBytes: 4096 * 62005, pauseMs: 3, durationMs: 343 })).toContain('(1 new, 242.2 MiB stored)');
+  });
+
   it('checkpoints a running sandbox without loading the bundle, and the checkpoint restores', async () => {
     const base = freshDir('ckclient');
     const root = path.join(base, 'state'), store = path.join(base, 'store');
@@ -45,7 +51,9 @@ describe('checkpoint without the bundle', () => {
     expect(cp.stderr).toBe('');
     expect(cp.status).toBe(0);
     const line = cp.stdout.toString();
-    expect(line).toMatch(new RegExp(`^checkpointed ${name}: \\d+ pages \\(\\d+ new, [\\d.]+ MiB stored, [\\d.]+ MiB compressed[^)]*\\), guest paused \\d+ ms, written in \\d+ ms: [0-9a-f]{16}\\n$`));
+    expect(line).toMatch(new RegExp(`^checkpointed ${name}: \\d+ pages \\(\\d+ new, [\\d.]+ (?:B|KiB|MiB|GiB) stored, [\\d.]+ (?:B|KiB|MiB|GiB) compressed[^)]*\\), guest paused \\d+ ms, written in \\d+ ms: [0-9a-f]{16}\\n$`));
+    // Sizes in the unit that shows them: a busybox sandbox's pack is KiB, not "0.0 MiB".
+    expect(line).not.toMatch(/ 0\.0 MiB/);
     expect(await run.done).toBe(137);
     const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
     const r = await snapvisor(['restore', line.trim().split(' ').pop()!, '--store', store], { timeoutMs: 90_000 });

@@ -49,7 +49,7 @@ describe('compressed checkpoints (format 4)', () => {
     const c1 = await checkpointAfter(root, store, 'pk-a', run1, 3, ['--compress']);
     expect(c1.lastLine).toBe(3);
     g3.open();
-    const m = /(\d+) pages \((\d+) new, [\d.]+ MiB stored, [\d.]+ MiB compressed, (\d+) pages named in host files\)/.exec(c1.stdout);
+    const m = /(\d+) pages \((\d+) new, [\d.]+ (?:B|KiB|MiB|GiB) stored, [\d.]+ (?:B|KiB|MiB|GiB) compressed, (\d+) pages named in host files\)/.exec(c1.stdout);
     expect(m, c1.stdout).not.toBeNull();
     const [pages, filePages] = [Number(m![1]), Number(m![3])];
     expect(filePages).toBeGreaterThan(100); // libpython's and libc's text at least

@@ -165,7 +165,7 @@ describe('the native front', () => {
     const name = `front-ck-${process.pid}`;
     const run = snapvisorStreaming(['--root', root, 'run', '--name', name, '--', '/bin/busybox', 'sh', '-c', 'i=0; while [ $i -lt 100 ]; do i=$((i+1)); echo $i; sleep 0.05; done; echo done'], { timeoutMs: 60_000 });
     await run.waitFor((l) => l === '3', 20_000);
-    const LINE = new RegExp(`^checkpointed ${name}: \\d+ pages \\(\\d+ new, [\\d.]+ MiB stored, [\\d.]+ MiB compressed[^)]*\\), guest paused \\d+ ms, written in \\d+ ms: [0-9a-f]{16}\\n$`);
+    const LINE = new RegExp(`^checkpointed ${name}: \\d+ pages \\(\\d+ new, [\\d.]+ (?:B|KiB|MiB|GiB) stored, [\\d.]+ (?:B|KiB|MiB|GiB) compressed[^)]*\\), guest paused \\d+ ms, written in \\d+ ms: [0-9a-f]{16}\\n$`);
     // The front (relative --store: the client's cwd), then node's client: the same line.
     const f = await front(['--root', root, 'checkpoint', name, '--store', 'store', '--leave-running'], { cwd: base, timeoutMs: 20_000 });
     expect(f).toMatchObject({ status: 0, stderr: '', timedOut: false });
