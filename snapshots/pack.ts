@@ -23,7 +23,9 @@
  *
  * Guests map pages, so a restore needs them uncompressed, in `cache/<id>.<boot>` (laid out like
  * the memory file, zero pages as holes), which every restore and clone on the host maps
- * read-only and shares through the host page cache. A restore fills it lazily (LazyPack): a
+ * read-only and shares through the host page cache. The checkpoint that writes the pack leaves
+ * the pieces costly to fill there already (snapshots/store.ts WarmCache). A restore fills the
+ * others lazily (LazyPack): a
  * piece (1 MiB of memory-file offsets) is decompressed and written, each page checked against
  * its CRC-32, when the kernel first reads one of its pages or a guest first touches one (the
  * guest's stub maps only filled pieces; a fault on another fills it). `cache/<id>.<boot>.ready`

@@ -1,11 +1,11 @@
 /**
  * Worker thread of a checkpoint's page writer: runs crunchPages (./page-crunch.ts) on each read
  * buffer it is sent, in order, and sends the buffer back with the result. Messages in:
- * `{ buf: ArrayBuffer, len, base, skip?: Uint8Array, writeFd, read?: { fd, bytes }, pack?: { mask? } }`
+ * `{ buf: ArrayBuffer, len, base, skip?: Uint8Array, writeFd, read?: { fd, bytes, parts? }, pack?: { mask?, warmFd? }, parts? }`
  * (buf transferred; with `read`, it is filled here first; with `pack`, its pack chunk is compressed
  * here too), `'end'` (answered `'ended'`, then the worker closes), or `'halt'` (the worker closes,
  * unanswered; with status element 3 set, the jobs before it are skipped). Out: `{ buf, kind, checks,
- * packed? }` (transferred but `packed`) or `{ error: { message, code?,
+ * packed?, warmed? }` (transferred but `packed`) or `{ error: { message, code?,
  * syscall? } }`. workerData: `{ status, trace }`, `status` an Int32Array of 4 on a
  * SharedArrayBuffer: element 0 it raises by one as each buffer is done (before its answer is
  * sent: the writer's thread reads it without a turn of its event loop, to share the work); with
@@ -20,9 +20,9 @@
  */
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { crunchPages } from './page-crunch.js';
+import { type PackAsk, type ReadParts, crunchPages } from './page-crunch.js';
 
-interface Job { buf: ArrayBuffer; len: number; base: number; skip?: Uint8Array; writeFd: number; read?: { fd: number; bytes: number }; pack?: { mask?: Uint8Array } }
+interface Job { buf: ArrayBuffer; len: number; base: number; skip?: Uint8Array; writeFd: number; read?: ReadParts; pack?: PackAsk; parts?: number[] }
 
 if (parentPort) {
   const port = parentPort;
@@ -35,7 +35,7 @@ if (parentPort) {
     if (status && Atomics.load(status, 3) !== 0) return;
     if (trace && last >= 0) waited += performance.now() - last;
     try {
-      const r = crunchPages(new Uint8Array(m.buf), m.len, m.base, m.skip, m.writeFd, m.read, m.pack);
+      const r = crunchPages(new Uint8Array(m.buf), m.len, m.base, m.skip, m.writeFd, m.read, m.pack, m.parts);
       if (status) {
         if (trace) {
           // This thread's utime + stime (10 ms ticks).
@@ -46,7 +46,7 @@ if (parentPort) {
         Atomics.add(status, 0, 1);
       }
       last = performance.now();
-      port.postMessage({ buf: m.buf, kind: r.kind, checks: r.checks, packed: r.packed }, [m.buf, r.kind.buffer as ArrayBuffer, r.checks.buffer as ArrayBuffer]);
+      port.postMessage({ buf: m.buf, kind: r.kind, checks: r.checks, packed: r.packed, warmed: r.warmed }, [m.buf, r.kind.buffer as ArrayBuffer, r.checks.buffer as ArrayBuffer]);
     } catch (e) {
       if (status) Atomics.add(status, 0, 1);
       const err = e as NodeJS.ErrnoException;

@@ -16,9 +16,30 @@ export const CRUNCH_ZERO = 0, CRUNCH_DATA = 1, CRUNCH_SKIPPED = 2;
 /**
  * One buffer's pages: `kind[i]` (CRUNCH_*) and, for CRUNCH_DATA pages, `checks[i]` (CRC-32);
  * when asked (`pack`), `packed`: the pack chunk of the buffer's data pages not masked, brotli
- * compressed (`z`), and their uncompressed bytes (`raw`; 0 and no bytes when there are none).
+ * compressed (`z`), and their uncompressed bytes (`raw`; 0 and no bytes when there are none);
+ * `warmed`: its data pages were written into the restore cache being made (PackAsk.warmFd).
  */
-export interface CrunchResult { kind: Uint8Array; checks: Uint32Array; packed?: { z: Uint8Array; raw: number } }
+export interface CrunchResult { kind: Uint8Array; checks: Uint32Array; packed?: { z: Uint8Array; raw: number }; warmed?: boolean }
+
+/**
+ * What crunchPages reads into its buffer first: `bytes` bytes of host fd `fd` from the buffer's
+ * memory offset, or, with `parts` (flat pairs of offset in the buffer and bytes), those parts
+ * (the rest of the buffer is zeroed).
+ */
+export interface ReadParts { fd: number; bytes: number; parts?: number[] }
+
+/**
+ * A pack's ask of a whole piece: `mask`, its pages the pack names in host files (not compressed);
+ * `warmFd`, the restore cache the checkpoint makes (snapshots/store.ts WarmCache): a piece whose
+ * chunk compresses less than WARM_RATIO to one (python3's own data and code, not its heap of
+ * equal objects), or whose data pages are all in host files (the interpreter's text), has its
+ * data pages (the masked ones too) written there at their offsets, so that the first restore
+ * does not decompress it (4–5 ms of CPU per MiB of such pages here) or read it from its files.
+ */
+export interface PackAsk { mask?: Uint8Array; warmFd?: number }
+
+/** A piece is warmed (PackAsk.warmFd) when its chunk is more than 1 / WARM_RATIO of its bytes. */
+export const WARM_RATIO = 64;
 
 /** Memory-file bytes per pack chunk (1 MiB: 256 pages; snapshots/pack.ts PACK_CHUNK_BYTES). */
 export const PACK_PIECE_BYTES = 1 << 20;
@@ -46,14 +67,26 @@ export const ZERO_PAGE_CHECK = 0xc71c0011;
  * pages are CRUNCH_ZERO, the others CRUNCH_DATA with their CRC-32; when `writeFd` ≥ 0 each
  * stretch of consecutive data pages is written there at its memory-file offset (pwrite). When
  * `read` is given, `buf` is first filled from it: `read.bytes` bytes of host fd `read.fd` from
- * offset `base` (pread; past those, or past the file's end, zeros). Throws what the read or the
+ * offset `base` (pread; past those, or past the file's end, zeros; with `read.parts`, those parts).
+ * With `parts` (flat pairs of offset in `buf` and bytes, page aligned), only the pages in them
+ * are looked at: the others are CRUNCH_ZERO (holes of the memory file between its ranges). With
+ * `pack`, the chunk is compressed and the piece may be warmed (PackAsk). Throws what the read or the
  * write throws (ENOSPC, EIO…).
  */
-export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: { fd: number; bytes: number }, pack?: { mask?: Uint8Array }): CrunchResult {
+export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: ReadParts, pack?: PackAsk, parts?: number[]): CrunchResult {
   const n = len / PAGE_SIZE;
   const kind = new Uint8Array(n), checks = new Uint32Array(n);
   const b = Buffer.from(buf.buffer, buf.byteOffset, len);
-  if (read) {
+  // Pages outside `parts` are zero and not looked at (kind CRUNCH_ZERO already).
+  let outside: Uint8Array | undefined;
+  if (parts) {
+    outside = new Uint8Array(n).fill(1);
+    for (let i = 0; i < parts.length; i += 2) outside.fill(0, parts[i] / PAGE_SIZE, (parts[i] + parts[i + 1]) / PAGE_SIZE);
+  }
+  if (read?.parts) {
+    b.fill(0);
+    for (let i = 0; i < read.parts.length; i += 2) readFully(read.fd, b, read.parts[i], read.parts[i + 1], base + read.parts[i]);
+  } else if (read) {
     let got = 0;
     while (got < read.bytes) {
       const k = fs.readSync(read.fd, b, got, read.bytes - got, base + got);
@@ -71,6 +104,7 @@ export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Ui
   for (let i = 0; i < n; i++) {
     const p = i * PAGE_SIZE;
     if (skip?.[i]) { kind[i] = CRUNCH_SKIPPED; if (writeFd >= 0) flush(p); continue; }
+    if (outside?.[i]) { if (writeFd >= 0) flush(p); continue; }
     // The CRC-32 first (every data page needs it): a page whose CRC-32 is not the zero page's is
     // not zero, so only the rest are compared (in the bench's python3, 99 of 62,099 populated pages).
     const check = pageCheck(b, p);
@@ -80,7 +114,38 @@ export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Ui
     if (writeFd >= 0 && from < 0) from = p;
   }
   if (writeFd >= 0) flush(len);
-  return { kind, checks, packed: pack ? packChunk(b, kind, n, pack.mask) : undefined };
+  if (!pack) return { kind, checks };
+  const packed = packChunk(b, kind, n, pack.mask);
+  // Pages of host files only (the interpreter's text: what a restored guest runs first), or a chunk costly to decompress.
+  let warmed = pack.warmFd !== undefined && kind.includes(CRUNCH_DATA) && (packed.raw === 0 || packed.z.length * WARM_RATIO > packed.raw);
+  if (warmed) {
+    // A cache: a write that fails (ENOSPC…) leaves the piece to the first restore, not the checkpoint failed.
+    try { writeDataPages(pack.warmFd!, b, kind, base); } catch { warmed = false; }
+  }
+  return { kind, checks, packed, warmed };
+}
+
+/** Write the CRUNCH_DATA pages of `b` (memory offset `base`) to `fd` at their memory offsets, a stretch of consecutive ones at a time. */
+function writeDataPages(fd: number, b: Buffer, kind: Uint8Array, base: number): void {
+  for (let i = 0; i < kind.length;) {
+    if (kind[i] !== CRUNCH_DATA) { i++; continue; }
+    let j = i + 1;
+    while (j < kind.length && kind[j] === CRUNCH_DATA) j++;
+    const from = i * PAGE_SIZE, to = j * PAGE_SIZE;
+    for (let done = from; done < to;) done += fs.writeSync(fd, b, done, to - done, base + done);
+    i = j;
+  }
+}
+
+/** Read `len` bytes of `fd` at `position` into `b` from `at`; zeros past the file's end. */
+function readFully(fd: number, b: Buffer, at: number, len: number, position: number): void {
+  let got = 0;
+  while (got < len) {
+    const k = fs.readSync(fd, b, at + got, len - got, position + got);
+    if (k <= 0) break;
+    got += k;
+  }
+  if (got < len) b.fill(0, at + got, at + len);
 }
 
 /**

@@ -16,7 +16,7 @@ import { makeDirs, makeDirsAsync } from './make-dirs.js';
 import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { dirname, join, resolve as resolvePath } from 'node:path';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 // performance: Node's global (perf_hooks, loaded on first use).
 import type { Level } from 'level';
 import {
@@ -33,7 +33,7 @@ import type { HostTree } from '../platforms/host-services.js';
 import { Vfs } from '../src/vfs/vfs.js';
 import { hostIdentity } from '../src/vfs/host-files.js';
 import type { KernelState } from '../src/kernel/state.js';
-import { CRUNCH_ZERO, type CrunchResult, crunchPages } from './page-crunch.js';
+import { CRUNCH_ZERO, type CrunchResult, type PackAsk, type ReadParts, crunchPages } from './page-crunch.js';
 import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
 import type { MovedPages } from '../src/mm/memory-file.js';
 import { CacheWriteError, EarlySync, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, PackPages, packPageChecks, readPackTrailer } from './pack.js';
@@ -325,6 +325,8 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
   const dir = resolvePath(storeDir);
   const compress = !!options.compress;
   let id = '', pageFile = '', metaTmp = '';
+  /** The restore cache the pack's writer made, put in place once the checkpoint is catalogued. */
+  let warm: WarmCache | undefined;
   /** Whether the catalogue is open (a failure from then on knows whether the checkpoint got into it). */
   let opened = false;
   // The pages are written while the catalogue opens (LevelDB's open runs on the thread pool: 10–60
@@ -342,8 +344,9 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
     // Pages: every non-zero page goes to its own offset in the page file (zero pages stay holes).
     const written = compress
       ? await writePack(pageFile, memory, ranges, crunch, onProgress, inherit, options.signal)
-      : { ...(await writePageFile(pageFile, memory, ranges, crunch, onProgress, inherit, options.signal)), packBytes: undefined, filePages: undefined, synced: undefined };
-    traceCheckpoint?.(`pages written (${written.newPages} of ${written.pages}; ${crunch.stats()})`);
+      : { ...(await writePageFile(pageFile, memory, ranges, crunch, onProgress, inherit, options.signal)), packBytes: undefined, filePages: undefined, synced: undefined, warm: undefined };
+    warm = written.warm;
+    traceCheckpoint?.(`pages written (${written.newPages} of ${written.pages}; ${crunch.stats()}${warm ? `; ${warm.count} pieces in the restore cache` : ''})`);
     // The last moment an interruption is heard: the files written are removed (not in the catalogue yet).
     if (options.signal?.aborted) {
       await written.synced?.catch(() => undefined);
@@ -358,6 +361,7 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
       return await catalogue(db, written);
     }, writePages, options.opening);
   } catch (err) {
+    warm?.discard();
     if (!opened && pageFile) {
       // Nothing of it reached the catalogue.
       fs.rmSync(pageFile, { force: true });
@@ -429,6 +433,7 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
       fs.renameSync(metaTmp, metaPath(dir, id));
       syncDir(join(dir, META_DIR));
       traceCheckpoint?.('restore record in place');
+      warm?.commit();
       // The runs go to the caller (write tracking of the sandbox that goes on), not in the summary's JSON.
       const summary = summaryOf(manifest);
       Object.defineProperty(summary, 'runs', { value: runs, enumerable: false });
@@ -1351,10 +1356,10 @@ export class PageCrunch {
       for (const w of this.waiting.splice(0)) w.reject(this.failure);
       this.ended?.();
     };
-    worker.on('message', (m: { buf: ArrayBuffer; kind: Uint8Array; checks: Uint32Array; packed?: CrunchResult['packed'] } | { error: { message: string; code?: string; syscall?: string } } | 'ended') => {
+    worker.on('message', (m: { buf: ArrayBuffer; kind: Uint8Array; checks: Uint32Array; packed?: CrunchResult['packed']; warmed?: boolean } | { error: { message: string; code?: string; syscall?: string } } | 'ended') => {
       if (m === 'ended') { this.ended?.(); return; }
       if ('error' in m) { fail(Object.assign(new Error(m.error.message), { code: m.error.code, syscall: m.error.syscall })); return; }
-      this.waiting.shift()?.resolve({ buf: Buffer.from(m.buf), kind: m.kind, checks: m.checks, packed: m.packed });
+      this.waiting.shift()?.resolve({ buf: Buffer.from(m.buf), kind: m.kind, checks: m.checks, packed: m.packed, warmed: m.warmed });
     });
     worker.on('error', (e) => fail(new SnapshotError(`the checkpoint's page worker failed: ${e.message}`)));
     worker.on('exit', () => { if (!this.halting) fail(new SnapshotError("the checkpoint's page worker ended early")); });
@@ -1403,11 +1408,11 @@ export class PageCrunch {
    * read into it first from `read` if given: on the worker, or on this thread when there is none
    * or `here`.
    */
-  submit(buf: Buffer, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: { fd: number; bytes: number }, here = false, pack?: { mask?: Uint8Array }): Promise<CrunchedBuffer> {
+  submit(buf: Buffer, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: ReadParts, here = false, pack?: PackAsk, parts?: number[]): Promise<CrunchedBuffer> {
     if (!this.worker || here) {
       this.inline++;
       try {
-        return Promise.resolve({ buf, ...crunchPages(buf, len, base, skip, writeFd, read, pack) });
+        return Promise.resolve({ buf, ...crunchPages(buf, len, base, skip, writeFd, read, pack, parts) });
       } catch (e) {
         return Promise.reject(e);
       }
@@ -1416,7 +1421,7 @@ export class PageCrunch {
     this.sent++;
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
-      this.worker!.postMessage({ buf: buf.buffer, len, base, skip, writeFd, read, pack }, [buf.buffer as ArrayBuffer]);
+      this.worker!.postMessage({ buf: buf.buffer, len, base, skip, writeFd, read, pack, parts }, [buf.buffer as ArrayBuffer]);
     });
   }
 
@@ -1517,9 +1522,9 @@ interface PageSink {
    * the crunch compresses its chunk (the pages `store` will get that `mask` leaves out) where it
    * reads it, and how; undefined: not there.
    */
-  wholePiece?(off: number): { mask?: Uint8Array } | undefined;
+  wholePiece?(off: number): PackAsk | undefined;
   /** The chunk of the piece at `off`, compressed by the crunch as wholePiece asked: before its pages are handed to `store`. */
-  precompressed?(off: number, packed: { z: Uint8Array; raw: number }): void;
+  precompressed?(off: number, packed: { z: Uint8Array; raw: number }, warmed: boolean): void;
 }
 
 
@@ -1641,7 +1646,7 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
     let waitedMs = 0;
     const depth = crunch.threaded ? CRUNCH_DEPTH : 1;
     /** A window [off, off+len) of memory, of which pages [lo, hi) (indices in the window) were read. */
-    interface Job { off: number; len: number; lo: number; done?: Promise<CrunchedBuffer> }
+    interface Job { off: number; len: number; lo: number; covered: number; done?: Promise<CrunchedBuffer> }
     const queue: Job[] = [];
     /** The pagemap entries of one window (inherited pages need no read). */
     const finish = async (job: Job): Promise<void> => {
@@ -1650,7 +1655,7 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
       waitedMs += performance.now() - w0;
       const { off, len, lo } = job;
       const n = len / PAGE_SIZE, first = off / PAGE_SIZE;
-      if (r?.packed) sink.precompressed!(off, r.packed);
+      if (r?.packed) sink.precompressed!(off, r.packed, !!r.warmed);
       const inheritedEnd = backed ? Math.min(n, Math.max(0, backed.length - first)) : 0;
       for (let i = 0; i < n;) {
         const k = i < inheritedEnd ? backed![first + i] : 0;
@@ -1684,13 +1689,16 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
       }
       sink.endOfRead(off + len);
       if (r) free.push(r.buf);
-      doneBytes += len;
+      doneBytes += job.covered;
       onProgress?.(doneBytes, totalBytes);
     };
-    for (const [start, end] of ranges) {
-      for (let off = start, len = 0; off < end; off += len) {
-        // Windows end on multiples of READ_CHUNK_BYTES (= a pack's pieces: a piece is never split between two reads).
-        len = Math.min(READ_CHUNK_BYTES - (off % READ_CHUNK_BYTES), end - off);
+    // A pack with nothing inherited is read piece by piece, whatever the ranges: a piece that
+    // ranges cover in part (python3's small mappings: 87 of the bench's 304 reads) is read in
+    // parts, the rest zero, so that the crunch compresses it (on either thread; the writer's
+    // thread did those alone) and may put it in the restore cache (WarmCache).
+    const byPiece = !!sink.wholePiece && !inherit;
+    for (const { off, len, parts } of readWindows(ranges, byPiece, pageCount(memory.sizeBytes) * PAGE_SIZE)) {
+      {
         if (performance.now() - lastYield >= YIELD_MS) {
           // A turn for the event loop; the memory source is a frozen guest or a copy-on-write capture: it stays as it was.
           await new Promise((r) => setImmediate(r));
@@ -1711,7 +1719,7 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
           const firstRead = inWindow.indexOf(0);
           lo = firstRead < 0 ? m : firstRead;
           hi = m < n ? n : inWindow.lastIndexOf(0) + 1;
-          if (lo >= hi) { queue.push({ off, len, lo: n }); continue; }
+          if (lo >= hi) { queue.push({ off, len, lo: n, covered: len }); continue; }
           skip = new Uint8Array(hi - lo);
           skip.set(inWindow.subarray(lo, Math.min(hi, m)));
         }
@@ -1724,15 +1732,29 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
         // thread (which compresses a pack and keeps the books) does the others itself, and all
         // of them until the worker is up. A plain memfd is read where the buffer is crunched.
         const here = crunch.backlog() >= WORKER_BACKLOG;
-        let read: { fd: number; bytes: number } | undefined;
-        if (memory.fd !== undefined) read = { fd: memory.fd, bytes: Math.max(0, Math.min(readLen, memory.sizeBytes - readOff)) };
+        let read: ReadParts | undefined;
+        let covered = len;
+        if (parts) {
+          // Read part by part (here, or by the crunch from a plain memfd); the rest is zero.
+          covered = 0;
+          for (let i = 0; i < parts.length; i += 2) covered += parts[i + 1];
+          if (memory.fd !== undefined) read = { fd: memory.fd, bytes: 0, parts };
+          else {
+            buf.fill(0, 0, len);
+            for (let i = 0; i < parts.length; i += 2) {
+              const into = buf.subarray(parts[i], parts[i] + parts[i + 1]);
+              if (memory.readInto) readChunk(memory, off + parts[i], parts[i + 1], into);
+              else into.set(readView(memory, off + parts[i], parts[i + 1]));
+            }
+          }
+        } else if (memory.fd !== undefined) read = { fd: memory.fd, bytes: Math.max(0, Math.min(readLen, memory.sizeBytes - readOff)) };
         else if (memory.readInto) readChunk(memory, readOff, readLen, buf);
         else buf.set(readView(memory, readOff, readLen));
-        const done = crunch.submit(buf, readLen, readOff, skip, writeFd, read, here, pack);
+        const done = crunch.submit(buf, readLen, readOff, skip, writeFd, read, here, pack, parts);
         // Awaited in order by finish; a failure ends the scan, and the buffers queued behind it
         // (rejected with it) are never awaited: not an unhandled rejection (which ends the process).
         done.catch(() => undefined);
-        queue.push({ off, len, lo, done });
+        queue.push({ off, len, lo, covered, done });
       }
     }
     while (queue.length) await finish(queue.shift()!);
@@ -1839,6 +1861,85 @@ function earlierPack(dir: string, id: string, seen: Map<string, PackFacts | unde
 }
 
 /**
+ * The restore cache a compressed checkpoint leaves on this host (`cache/<id>.<boot>` and its
+ * ready file, snapshots/pack.ts): made under temporary names while the pack is written, holding
+ * the pieces the crunch warmed (PackAsk.warmFd: those that are costly to decompress), and put in
+ * place (`commit`) once the checkpoint is in the catalogue, its ready file marking those pieces,
+ * so that the first restore on this host fills only the others. A cache, never the checkpoint:
+ * any failure to make it or put it in place leaves the checkpoint as it would be without it
+ * (the first restore fills every piece it needs).
+ */
+/** The byte that marks a piece filled in a restore cache's piece map. */
+const ONE_BYTE = new Uint8Array([1]);
+
+class WarmCache {
+  private readonly pieces: number[] = [];
+  private closed = false;
+  private constructor(private readonly dir: string, private readonly id: string, private readonly pageFileBytes: number, private readonly tmp: string, readonly fd: number) {}
+
+  /** A cache for pack `id` of the store at `dir` (memory image of `pageFileBytes`), or undefined if none can be made. */
+  static make(dir: string, id: string, pageFileBytes: number): WarmCache | undefined {
+    const tmp = `${cachePath(dir, id)}.${tmpSuffix()}`;
+    let fd = -1;
+    try {
+      makeDirs(join(dir, CACHE_DIR));
+      fd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+      fs.ftruncateSync(fd, pageFileBytes);
+      return new WarmCache(dir, id, pageFileBytes, tmp, fd);
+    } catch {
+      if (fd >= 0) fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      return undefined;
+    }
+  }
+
+  /** The piece at memory offset `off` is in the cache. */
+  warmed(off: number): void {
+    this.pieces.push(off / PACK_CHUNK_BYTES);
+  }
+
+  /** Pieces warmed so far. */
+  get count(): number { return this.pieces.length; }
+
+  /** Close its fd (the crunch's writes are done). */
+  close(): void {
+    if (!this.closed) { this.closed = true; fs.closeSync(this.fd); }
+  }
+
+  /**
+   * Put the cache in place as a restore would find it at every step: its piece map first, all
+   * 0 (a cache with no piece map is taken as whole), then the cache, then the warmed pieces'
+   * bytes set to 1. If a restore made either file first, or `gc` removed the temporary cache,
+   * it stops there (the restore's own cache stands; pieces still 0 are filled on demand).
+   * Never throws.
+   */
+  commit(): void {
+    this.close();
+    const cache = cachePath(this.dir, this.id);
+    const readyTmp = `${cache}.ready.${tmpSuffix()}`;
+    try {
+      if (!this.pieces.length) return;
+      const bytes = Math.ceil(this.pageFileBytes / PACK_CHUNK_BYTES);
+      const rfd = fs.openSync(readyTmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+      try { fs.ftruncateSync(rfd, bytes); } finally { fs.closeSync(rfd); }
+      fs.linkSync(readyTmp, `${cache}.ready`);
+      fs.linkSync(this.tmp, cache);
+      const ready = fs.openSync(`${cache}.ready`, fs.constants.O_RDWR);
+      try { for (const i of this.pieces) fs.writeSync(ready, ONE_BYTE, 0, 1, i); } finally { fs.closeSync(ready); }
+    } catch { /* a cache: a restore fills what it needs */ } finally {
+      fs.rmSync(readyTmp, { force: true });
+      fs.rmSync(this.tmp, { force: true });
+    }
+  }
+
+  /** Drop it (the checkpoint failed). */
+  discard(): void {
+    this.close();
+    fs.rmSync(this.tmp, { force: true });
+  }
+}
+
+/**
  * Write the pack (snapshots/pack.ts) of the non-zero pages of `memory` (within the sorted
  * `ranges`) at `path`, and fdatasync it: own pages listed in `memory.hostFilePages` are named by
  * file, own pages a copy-on-write moved from a page an earlier pack of the store holds (and still
@@ -1846,11 +1947,13 @@ function earlierPack(dir: string, id: string, seen: Map<string, PackFacts | unde
  * scanPages for what is named rather than written; returns its result, the own pages named in
  * host files and the pack's size in bytes.
  */
-async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, signal?: AbortSignal): Promise<ScannedPages & { filePages: number; packBytes: number; synced: Promise<void> }> {
+async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, signal?: AbortSignal): Promise<ScannedPages & { filePages: number; packBytes: number; synced: Promise<void>; warm?: WarmCache }> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   const writer = new PackWriter(fd);
   /** The last fdatasync, under way once the pack is written: it closes the fd when done. */
   let synced: Promise<void> | undefined;
+  // The restore cache this checkpoint leaves (only where the crunch compresses whole pieces: nothing inherited).
+  const warm = inherit ? undefined : WarmCache.make(dirname(dirname(path)), basename(path, PACK_SUFFIX), pageCount(memory.sizeBytes) * PAGE_SIZE);
   try {
     // The pack's current chunk: its own pages of one PACK_CHUNK_BYTES piece of the memory file,
     // either one stretch of the current read buffer (compressed from there, no copy) or, once
@@ -1948,12 +2051,14 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       wholePiece(off) {
         // Only where every data page not in a host file is compressed (no page may be named in an older pack).
         if (inherit) return undefined;
-        if (!hostPages) return {};
+        const warmFd = warm?.fd;
+        if (!hostPages) return { warmFd };
         const first = off / PAGE_SIZE, mask = new Uint8Array(PACK_CHUNK_BYTES / PAGE_SIZE);
         for (let i = 0; i < mask.length; i++) if (hostPages.pageBlock[first + i]) mask[i] = 1;
-        return { mask };
+        return { mask, warmFd };
       },
-      precompressed(off, packed) {
+      precompressed(off, packed, warmed) {
+        if (warmed) warm!.warmed(off);
         if (chunkStart >= 0) { submitChunk(); chunkStart = -1; }
         pre = { off, z: packed.z, raw: packed.raw, pages: 0 };
       },
@@ -2003,11 +2108,13 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
     const packBytes = done.bytes;
     if (packsWritten.size >= PACKS_REMEMBERED) packsWritten.delete(packsWritten.keys().next().value!);
     packsWritten.set(path, { packBytes, compressed, sources: [...copies.keys()] });
-    return { ...scanned, filePages, packBytes, synced };
+    warm?.close();
+    return { ...scanned, filePages, packBytes, synced, warm };
   } finally {
     if (!synced) {
       await writer.settle();
       fs.closeSync(fd);
+      warm?.discard();
     }
   }
 }
@@ -2454,6 +2561,46 @@ function normaliseRanges(memory: MemorySource): Array<[number, number]> {
     else merged.push([r[0], r[1]]);
   }
   return merged;
+}
+
+/**
+ * The read windows of a scan over the sorted, disjoint `ranges` (bytes of the memory file, page
+ * aligned): each within one READ_CHUNK_BYTES piece (a pack's piece is never split between two
+ * reads). Without `byPiece`, the ranges cut at piece boundaries. With it, one window per piece
+ * any range touches, the whole piece (up to `memoryEnd`), with `parts` (flat pairs of offset in
+ * the window and bytes) when the ranges cover only some of it: the rest is not read, and is zero.
+ */
+function* readWindows(ranges: Array<[number, number]>, byPiece: boolean, memoryEnd: number): Generator<{ off: number; len: number; parts?: number[] }> {
+  if (!byPiece) {
+    for (const [start, end] of ranges) {
+      for (let off = start, len = 0; off < end; off += len) {
+        len = Math.min(READ_CHUNK_BYTES - (off % READ_CHUNK_BYTES), end - off);
+        yield { off, len };
+      }
+    }
+    return;
+  }
+  let piece = -1;
+  let parts: number[] = [];
+  const window = (): { off: number; len: number; parts?: number[] } => {
+    const len = Math.min(READ_CHUNK_BYTES, memoryEnd - piece);
+    const whole = parts.length === 2 && parts[0] === 0 && parts[1] === len;
+    return { off: piece, len, parts: whole ? undefined : parts };
+  };
+  for (const [start, end] of ranges) {
+    for (let off = start; off < end;) {
+      const p = off - (off % READ_CHUNK_BYTES);
+      const to = Math.min(end, p + READ_CHUNK_BYTES);
+      if (p !== piece) {
+        if (piece >= 0) yield window();
+        piece = p;
+        parts = [];
+      }
+      parts.push(off - p, to - off);
+      off = to;
+    }
+  }
+  if (piece >= 0) yield window();
 }
 
 /**

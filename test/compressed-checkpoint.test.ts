@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeCbor } from '../snapshots/format.js';
+import { materializePack, readPackTrailer } from '../snapshots/pack.js';
 import { checkpointAfter, checkpointGate, freshDir, native, orphanStubs, restoresToTheEnd, snapvisor, snapvisorStreaming, stderrLines } from './helpers.js';
 
 /**
@@ -155,6 +156,77 @@ describe('compressed checkpoints (format 4)', () => {
     await new Promise((res) => setTimeout(res, 300));
     expect(orphanStubs()).toEqual([]);
   }, 180_000);
+
+  it('leaves the pieces costly to fill in the restore cache, byte for byte what a restore fills; the first restore runs on them', async () => {
+    // 8 MB of random bytes (pieces brotli hardly shrinks: costly to decompress), 40 MB of equal
+    // objects (pieces it shrinks a thousandfold: cheap), the interpreter's text (host-file pages), a counter.
+    const argv = ['/usr/bin/python3', '-c', [
+      'import hashlib, os, sys, time',
+      'noise = [os.urandom(1000) for _ in range(8000)]',
+      'data = [bytes(1000) for _ in range(40000)]',
+      "digest = hashlib.sha256(b''.join(noise)).hexdigest()",
+      "print('ready', flush=True)",
+      'for i in range(1, 21):',
+      '    print(i, flush=True)',
+      '    time.sleep(0.05)',
+      '    while i == 3 and not os.path.exists(sys.argv[1]): time.sleep(0.02)',
+      "print('digest', hashlib.sha256(b''.join(noise)).hexdigest() == digest, flush=True)",
+    ].join('\n')];
+    const base = freshDir('packed-warm');
+    const root = path.join(base, 'state'), store = path.join(base, 'store');
+    const gate = checkpointGate('packed-warm');
+    const run = snapvisorStreaming(['--root', root, 'run', '--name', 'pk-warm', '--', ...argv, gate.sandbox], { timeoutMs: 90_000 });
+    await run.waitFor((l) => l === 'ready', 40_000);
+    const c = await checkpointAfter(root, store, 'pk-warm', run, 3, ['--compress']);
+    expect(c.lastLine).toBe(3);
+    gate.open();
+
+    // The checkpoint left a restore cache (no temporary file), some of its pieces ready, not the equal objects'.
+    const names = fs.readdirSync(path.join(store, 'cache')).sort();
+    expect(names).toHaveLength(2);
+    expect(names[0]).toMatch(new RegExp(`^${c.id}\\.[0-9a-f]{8}$`));
+    expect(names[1]).toBe(`${names[0]}.ready`);
+    const ready = fs.readFileSync(path.join(store, 'cache', names[1]));
+    const warmed = ready.filter((b) => b === 1).length;
+    expect(warmed).toBeGreaterThan(8); // 8 MB of noise at least
+    expect(warmed).toBeLessThan(ready.length / 2); // not the 40 MB of equal objects
+
+    // Each ready piece holds what filling it from the pack (and the host files) gives.
+    const packFd = fs.openSync(path.join(store, 'pages', `${c.id}.pack`), 'r');
+    const whole = path.join(base, 'whole');
+    const outFd = fs.openSync(whole, 'w+');
+    try {
+      const trailer = readPackTrailer(packFd);
+      if (typeof trailer === 'string') throw new Error(trailer);
+      const opener = (p: string): { fd: number; size: number; mtimeMs: number } => {
+        const fd = fs.openSync(p, 'r');
+        const st = fs.fstatSync(fd);
+        return { fd, size: st.size, mtimeMs: st.mtimeMs };
+      };
+      const made = await materializePack(packFd, trailer, opener, outFd);
+      expect(typeof made).not.toBe('string');
+    } finally {
+      fs.closeSync(packFd);
+      fs.closeSync(outFd);
+    }
+    const cacheBytes = fs.readFileSync(path.join(store, 'cache', names[0])), wholeBytes = fs.readFileSync(whole);
+    const PIECE = 1 << 20;
+    for (let i = 0; i < ready.length; i++) {
+      if (ready[i] !== 1) continue;
+      expect(Buffer.compare(cacheBytes.subarray(i * PIECE, (i + 1) * PIECE), wholeBytes.subarray(i * PIECE, (i + 1) * PIECE)), `piece ${i}`).toBe(0);
+    }
+
+    // The first restore runs to the end, the noise intact, and fills only pieces that were not ready.
+    const r = await snapvisor(['restore', c.id, '--store', store], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const lines = r.stdout.toString().split('\n').filter(Boolean);
+    expect(lines[0]).toBe(String(c.lastLine + 1));
+    expect(lines[lines.length - 1]).toBe('digest True');
+    const after = fs.readFileSync(path.join(store, 'cache', names[1]));
+    for (let i = 0; i < ready.length; i++) if (ready[i] === 1) expect(after[i]).toBe(1);
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
 
   it('a guest asks for a compressed checkpoint (run --checkpoint-compress) and a warm pool serves it', async () => {
     const store = freshDir('packed-pool-store'), sock = path.join(freshDir('packed-pool-sock'), 'p.sock');
