@@ -95,12 +95,12 @@ function runTimed(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs
   });
 }
 
-/** Bytes a directory tree occupies on disk (allocated blocks: holes of sparse files cost nothing). */
-export function diskBytes(dir: string): number {
+/** Bytes a directory tree occupies on disk (allocated blocks: holes of sparse files cost nothing), but for its subdirectories named in `skip`. */
+export function diskBytes(dir: string, skip: string[] = []): number {
   let total = 0;
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) total += diskBytes(p);
+    if (e.isDirectory()) { if (!skip.includes(e.name)) total += diskBytes(p); }
     else if (e.isFile()) total += fs.statSync(p).blocks * 512;
   }
   return total;
@@ -138,8 +138,10 @@ export interface SnapvisorRound {
   pages: number;
   /** Bytes the store occupies on disk after the restores (with --compress: the restore cache included). */
   storedWithCacheBytes: number;
-  /** Bytes the store occupies on disk after the checkpoint (page file, restore record, LevelDB). */
+  /** Bytes the store occupies on disk after the checkpoint (page file, restore record, LevelDB), the restore cache not counted. */
   storedBytes: number;
+  /** Bytes of the restore cache the checkpoint left on this host (with --compress; docs/snapshot-format.md "Restore cache"). */
+  warmCacheBytes: number;
   /** Restores, spawn → next line, in order (the first is the first read of the page file after it was written, unless `warmUp` read it). */
   restoreMs: number[];
   /** Restores with NODE_EXTRA_CA_CERTS set as the caller had it (if it was). */
@@ -181,7 +183,9 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   }
   await run.exited;
   if (cp.status !== 0) throw new Error(`snapvisor checkpoint exited ${cp.status}: ${lastLine(cp.stderr)}`);
-  const storedBytes = diskBytes(store); // before any restore: with --compress, restores add a cache
+  // Before any restore: the checkpoint's own files; the restore cache it left (with --compress) apart, as restores add to it.
+  const storedBytes = diskBytes(store, ['cache']);
+  const warmCacheBytes = fs.existsSync(path.join(store, 'cache')) ? diskBytes(path.join(store, 'cache')) : 0;
   const id = cp.stdout.trim().split(/\s+/).pop()!;
   const last = Number([...run.lines].reverse().find((l) => /^\d+$/.test(l)));
   const m = (re: RegExp) => Number(re.exec(cp.stdout)?.[1] ?? NaN);
@@ -206,7 +210,7 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   if (caEnv) for (let i = 0; i < restores; i++) restoreWithCaMs.push(await one(caEnv));
   return {
     coldStartMs, checkpointMs: cp.ms, pausedMs: m(/guest paused (\d+(?:\.\d+)?) ms/), writtenMs: m(/written in (\d+(?:\.\d+)?) ms/),
-    pages: m(/(\d+) pages/), storedBytes, storedWithCacheBytes: diskBytes(store), restoreMs, restoreWithCaMs, warmUpMs, continuity: `${last} → ${last + 1}`,
+    pages: m(/(\d+) pages/), storedBytes, warmCacheBytes, storedWithCacheBytes: diskBytes(store), restoreMs, restoreWithCaMs, warmUpMs, continuity: `${last} → ${last + 1}`,
     last, store, id,
   };
 }
