@@ -36,7 +36,7 @@ import type { KernelState } from '../src/kernel/state.js';
 import { CRUNCH_ZERO, type CrunchResult, type PackAsk, type ReadParts, crunchPages } from './page-crunch.js';
 import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
 import type { MovedPages } from '../src/mm/memory-file.js';
-import { CacheWriteError, EarlySync, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, PackPages, packPageChecks, readPackTrailer } from './pack.js';
+import { CacheWriteError, EarlySync, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, PackPages, packPageChecks, readPackTrailer, writeKnownTrailer } from './pack.js';
 
 /**
  * Every failure of the store that a user can act on: missing store or checkpoint,
@@ -344,7 +344,7 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
     // Pages: every non-zero page goes to its own offset in the page file (zero pages stay holes).
     const written = compress
       ? await writePack(pageFile, memory, ranges, crunch, onProgress, inherit, options.signal)
-      : { ...(await writePageFile(pageFile, memory, ranges, crunch, onProgress, inherit, options.signal)), packBytes: undefined, filePages: undefined, synced: undefined, warm: undefined };
+      : { ...(await writePageFile(pageFile, memory, ranges, crunch, onProgress, inherit, options.signal)), packBytes: undefined, filePages: undefined, synced: undefined, warm: undefined, trailerBytes: undefined };
     warm = written.warm;
     traceCheckpoint?.(`pages written (${written.newPages} of ${written.pages}; ${crunch.stats()}${warm ? `; ${warm.count} pieces in the restore cache` : ''})`);
     // The last moment an interruption is heard: the files written are removed (not in the catalogue yet).
@@ -433,7 +433,7 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
       fs.renameSync(metaTmp, metaPath(dir, id));
       syncDir(join(dir, META_DIR));
       traceCheckpoint?.('restore record in place');
-      warm?.commit();
+      warm?.commit(written.trailerBytes);
       // The runs go to the caller (write tracking of the sandbox that goes on), not in the summary's JSON.
       const summary = summaryOf(manifest);
       Object.defineProperty(summary, 'runs', { value: runs, enumerable: false });
@@ -1052,7 +1052,8 @@ export async function openPageSource(dir: string, id: string, owner: string, ope
   }
   const layerOf = id === owner ? '' : `the page file of ${id}, which it inherits pages from`;
   const closeAll = (...fds: number[]): void => { for (const f of fds) if (f >= 0) { try { fs.closeSync(f); } catch { /* closed */ } } };
-  const trailer = readPackTrailer(packFd);
+  // Its trailer checked once per boot (the copy beside the cache; the checkpoint that wrote it leaves one too).
+  const trailer = readPackTrailer(packFd, `${cache}.trailer`);
   if (typeof trailer === 'string') {
     closeAll(fd, packFd);
     throw corrupt(owner, layerOf ? `${layerOf}: ${trailer}` : trailer);
@@ -1888,7 +1889,7 @@ class WarmCache {
       return new WarmCache(dir, id, pageFileBytes, tmp, fd);
     } catch {
       if (fd >= 0) fs.closeSync(fd);
-      fs.rmSync(tmp, { force: true });
+      removeQuietly(tmp);
       return undefined;
     }
   }
@@ -1907,17 +1908,20 @@ class WarmCache {
   }
 
   /**
-   * Put the cache in place as a restore would find it at every step: its piece map first, all
+   * Put the cache in place (with the known-good copy of the pack's `trailer`, pack.ts
+   * writeKnownTrailer) as a restore would find it at every step: its piece map first, all
    * 0 (a cache with no piece map is taken as whole), then the cache, then the warmed pieces'
    * bytes set to 1. If a restore made either file first, or `gc` removed the temporary cache,
    * it stops there (the restore's own cache stands; pieces still 0 are filled on demand).
    * Never throws.
    */
-  commit(): void {
+  commit(trailer?: { cbor: Uint8Array; tail: Uint8Array }): void {
     this.close();
     const cache = cachePath(this.dir, this.id);
     const readyTmp = `${cache}.ready.${tmpSuffix()}`;
     try {
+      // The pack's trailer as it wrote it: the first restore need not hash it (readPackTrailer).
+      if (trailer) writeKnownTrailer(`${cache}.trailer`, trailer.cbor, trailer.tail);
       if (!this.pieces.length) return;
       const bytes = Math.ceil(this.pageFileBytes / PACK_CHUNK_BYTES);
       const rfd = fs.openSync(readyTmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
@@ -1927,16 +1931,21 @@ class WarmCache {
       const ready = fs.openSync(`${cache}.ready`, fs.constants.O_RDWR);
       try { for (const i of this.pieces) fs.writeSync(ready, ONE_BYTE, 0, 1, i); } finally { fs.closeSync(ready); }
     } catch { /* a cache: a restore fills what it needs */ } finally {
-      fs.rmSync(readyTmp, { force: true });
-      fs.rmSync(this.tmp, { force: true });
+      removeQuietly(readyTmp);
+      removeQuietly(this.tmp);
     }
   }
 
   /** Drop it (the checkpoint failed). */
   discard(): void {
     this.close();
-    fs.rmSync(this.tmp, { force: true });
+    removeQuietly(this.tmp);
   }
+}
+
+/** Remove `path` if there, ignoring every error (a cache's temporary file: ENOTDIR where a file took its directory's place). */
+function removeQuietly(path: string): void {
+  try { fs.rmSync(path, { force: true }); } catch { /* nothing to remove */ }
 }
 
 /**
@@ -1947,7 +1956,7 @@ class WarmCache {
  * scanPages for what is named rather than written; returns its result, the own pages named in
  * host files and the pack's size in bytes.
  */
-async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, signal?: AbortSignal): Promise<ScannedPages & { filePages: number; packBytes: number; synced: Promise<void>; warm?: WarmCache }> {
+async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, signal?: AbortSignal): Promise<ScannedPages & { filePages: number; packBytes: number; synced: Promise<void>; warm?: WarmCache; trailerBytes?: { cbor: Uint8Array; tail: Uint8Array } }> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   const writer = new PackWriter(fd);
   /** The last fdatasync, under way once the pack is written: it closes the fd when done. */
@@ -2109,7 +2118,7 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
     if (packsWritten.size >= PACKS_REMEMBERED) packsWritten.delete(packsWritten.keys().next().value!);
     packsWritten.set(path, { packBytes, compressed, sources: [...copies.keys()] });
     warm?.close();
-    return { ...scanned, filePages, packBytes, synced, warm };
+    return { ...scanned, filePages, packBytes, synced, warm, trailerBytes: writer.trailerBytes };
   } finally {
     if (!synced) {
       await writer.settle();
@@ -2498,8 +2507,8 @@ async function collectGarbage(db: Db, dir: string): Promise<void> {
   try { caches = fs.readdirSync(join(dir, CACHE_DIR)); } catch { /* none yet */ }
   for (const n of caches) {
     const [id, boot, ...rest] = n.split('.');
-    // A lazily filled cache's piece map and a working set, kept with the cache.
-    const readyFile = rest.length === 1 && (rest[0] === 'ready' || rest[0] === 'ws');
+    // A lazily filled cache's piece map, its working set and its pack's known-good trailer, kept with the cache.
+    const readyFile = rest.length === 1 && (rest[0] === 'ready' || rest[0] === 'ws' || rest[0] === 'trailer');
     if (!kept.has(id) || boot !== bootTag() || (rest.length && !readyFile && !isFreshTmp(join(dir, CACHE_DIR, n)))) fs.rmSync(join(dir, CACHE_DIR, n), { force: true });
   }
 }

@@ -69,7 +69,7 @@ describe('compressed checkpoints (format 4)', () => {
     // That restore made the cache (named by the boot, with its piece map); the next ones map it.
     await restoresToTheEnd(store, c1.id, c1.lastLine, digest);
     // (besides the working set a restore records there, test/restore-working-set.test.ts)
-    const caches = fs.readdirSync(path.join(store, 'cache')).filter((n) => !n.endsWith('.ws')).sort();
+    const caches = fs.readdirSync(path.join(store, 'cache')).filter((n) => !/\.(ws|trailer)$/.test(n)).sort();
     expect(caches).toHaveLength(2);
     expect(caches[0]).toMatch(new RegExp(`^${c1.id}\\.[0-9a-f]{8}$`));
     expect(caches[1]).toBe(`${caches[0]}.ready`);
@@ -83,7 +83,7 @@ describe('compressed checkpoints (format 4)', () => {
     // Its caches gone (a reboot, or gc of another boot's): both packs are materialized again.
     fs.rmSync(path.join(store, 'cache'), { recursive: true });
     await restoresToTheEnd(store, c2.id, c2.lastLine, digest);
-    expect(fs.readdirSync(path.join(store, 'cache')).filter((n) => !n.endsWith('.ws')).sort()).toEqual([c1.id, c2.id].flatMap((id) => [`${id}.${caches[0].split('.')[1]}`, `${id}.${caches[0].split('.')[1]}.ready`]).sort());
+    expect(fs.readdirSync(path.join(store, 'cache')).filter((n) => !/\.(ws|trailer)$/.test(n)).sort()).toEqual([c1.id, c2.id].flatMap((id) => [`${id}.${caches[0].split('.')[1]}`, `${id}.${caches[0].split('.')[1]}.ready`]).sort());
 
     const check = await snapvisor(['store', 'check', '--store', store]);
     expect(check.stderr).toBe('');
@@ -140,7 +140,7 @@ describe('compressed checkpoints (format 4)', () => {
       expect(nums[0]).toBe(Number(c.lastLine) + 1);
       expect(nums[nums.length - 1]).toBe(40);
     }
-    const names = fs.readdirSync(path.join(store, 'cache')).filter((n) => !n.endsWith('.ws')).sort();
+    const names = fs.readdirSync(path.join(store, 'cache')).filter((n) => !/\.(ws|trailer)$/.test(n)).sort();
     expect(names).toHaveLength(2);
     const ready = fs.readFileSync(path.join(store, 'cache', names[1]));
     const filled = ready.filter((b) => b === 1).length;
@@ -181,8 +181,11 @@ describe('compressed checkpoints (format 4)', () => {
     expect(c.lastLine).toBe(3);
     gate.open();
 
-    // The checkpoint left a restore cache (no temporary file), some of its pieces ready, not the equal objects'.
-    const names = fs.readdirSync(path.join(store, 'cache')).sort();
+    // The checkpoint left a restore cache (no temporary file), some of its pieces ready, not the
+    // equal objects', and the known-good copy of its pack's trailer (the restore need not hash it).
+    const all = fs.readdirSync(path.join(store, 'cache')).sort();
+    expect(all.filter((n) => n.endsWith('.trailer'))).toEqual([`${all[0]}.trailer`]);
+    const names = all.filter((n) => !n.endsWith('.trailer'));
     expect(names).toHaveLength(2);
     expect(names[0]).toMatch(new RegExp(`^${c.id}\\.[0-9a-f]{8}$`));
     expect(names[1]).toBe(`${names[0]}.ready`);
@@ -225,6 +228,27 @@ describe('compressed checkpoints (format 4)', () => {
     expect(lines[lines.length - 1]).toBe('digest True');
     const after = fs.readFileSync(path.join(store, 'cache', names[1]));
     for (let i = 0; i < ready.length; i++) if (ready[i] === 1) expect(after[i]).toBe(1);
+
+    // A byte of the pack's trailer damaged: it no longer equals its known-good copy, so it is hashed, and refused.
+    const packPath = path.join(store, 'pages', `${c.id}.pack`);
+    const good = fs.readFileSync(packPath);
+    const bad = Buffer.from(good);
+    bad[bad.length - 44 - 10] ^= 0xff; // in the trailer's CBOR (44 bytes of sha256, length and magic follow it)
+    fs.writeFileSync(packPath, bad);
+    const refused = await snapvisor(['restore', c.id, '--store', store], { timeoutMs: 30_000 });
+    expect(refused.status).not.toBe(0);
+    expect(refused.stdout.toString()).toBe('');
+    expect(refused.stderr).toBe(`snapvisor: checkpoint ${c.id} is corrupt: its page pack trailer failed its checksum\n`);
+    fs.writeFileSync(packPath, good);
+
+    // A store where no cache can be made (a file where its directory goes): the checkpoint is made all the same.
+    const store2 = path.join(base, 'store2');
+    fs.mkdirSync(store2);
+    fs.writeFileSync(path.join(store2, 'cache'), '');
+    const run2 = snapvisorStreaming(['--root', root, 'run', '--name', 'pk-warm2', '--', '/bin/busybox', 'sh', '-c', 'i=0; while [ $i -lt 100 ]; do i=$((i+1)); echo $i; usleep 50000; done'], { timeoutMs: 60_000 });
+    const c2 = await checkpointAfter(root, store2, 'pk-warm2', run2, 3, ['--compress']);
+    expect(fs.existsSync(path.join(store2, 'pages', `${c2.id}.pack`))).toBe(true);
+    expect(fs.readFileSync(path.join(store2, 'cache'), 'utf8')).toBe('');
     expect(orphanStubs()).toEqual([]);
   }, 120_000);
 
@@ -347,7 +371,7 @@ describe('compressed checkpoints (format 4)', () => {
 
     // The restore cache is laid out like the memory file: the marker's offset there is the
     // buffer's memory-file offset, and the pack's index names the chunk of that 1 MiB piece.
-    const cacheName = fs.readdirSync(path.join(store, 'cache')).find((f) => !f.endsWith('.ready'))!;
+    const cacheName = fs.readdirSync(path.join(store, 'cache')).find((f) => /^[0-9a-f]{16}\.[0-9a-f]{8}$/.test(f))!;
     const cache = fs.readFileSync(path.join(store, 'cache', cacheName));
     const marker = Buffer.from('SNAPVISOR-MARKER'.repeat(4096)); // 64 KiB of it
     const at = cache.indexOf(marker, 2 << 20); // past its first piece, so the buffer's start is not hit
