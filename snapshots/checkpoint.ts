@@ -387,12 +387,17 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
   const t0 = monotonicMs();
   const trace = restoreTrace();
   trace?.('start');
-  // The record's checksums (node:crypto) are checked here, or with the pages in the background below.
+  // The record's checksums (node:crypto) are checked here, or in the background below (with the pages of a flat page file).
   const opened = await openCheckpoint(storeDir, id, 'lazy', true);
   trace?.('opened');
   let verifier: (() => Worker | Error) | undefined;
-  const background = !opts.pagesVerified && !opened.fresh && !(opened.manifest.storedPageBytes <= SYNC_VERIFY_BYTES && opened.pageFileBytes <= SYNC_VERIFY_FILE_BYTES);
-  if (!background && opened.checksums) {
+  const small = opened.manifest.storedPageBytes <= SYNC_VERIFY_BYTES && opened.pageFileBytes <= SYNC_VERIFY_FILE_BYTES;
+  const background = !opts.pagesVerified && !opened.fresh && !small;
+  // A large pack's restore cache checks its pages as it fills them (fresh): its restore record's
+  // checksums are left, checked in the background too (their sha256 would load node:crypto, ~7 ms
+  // of CPU, on the way to the guest; the record's quick check ran before the kernel is built).
+  const recordOnly = !opts.pagesVerified && opened.fresh && !small && opened.checksums !== undefined;
+  if (!background && !recordOnly && opened.checksums) {
     const bad = recordChecksumError(opened.id, opened.checksums);
     if (bad) {
       closeOpened(opened);
@@ -400,7 +405,10 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     }
     opened.checksums = undefined;
   }
-  if (opts.pagesVerified || opened.fresh) {
+  if (recordOnly) {
+    // As below, with no page to check.
+    verifier = () => startVerifier(opened, []);
+  } else if (opts.pagesVerified || opened.fresh) {
     // The caller checked every page of this checkpoint already (a warm pool, once at its start), or
     // openCheckpoint just made its restore cache from its pack, checking every page as it wrote it.
   } else if (!background) {
@@ -648,7 +656,7 @@ function startVerifier(opened: OpenedCheckpoint, runs: PagemapRun[]): Worker | E
     const path = `/proc/self/fd/${opened.pageFd}`;
     const layerPaths = opened.layers.map((l) => `/proc/self/fd/${l.fd}`);
     // The worker loads no koffi (see verify-worker.ts): the data ranges are found here.
-    const dataRanges = pageFileDataRanges(opened.pageFd, opened.pageFileBytes);
+    const dataRanges = runs.length ? pageFileDataRanges(opened.pageFd, opened.pageFileBytes) : [];
     // stdout/stderr: its own streams (it writes nothing), not piped into this process's, whose
     // creation would load node:net and node:stream here.
     const worker = onEveryCpu(() => new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs, pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths, checksums: opened.checksums }, stdout: true, stderr: true }));
