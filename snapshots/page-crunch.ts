@@ -87,13 +87,8 @@ export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Ui
     b.fill(0);
     for (let i = 0; i < read.parts.length; i += 2) readFully(read.fd, b, read.parts[i], read.parts[i + 1], base + read.parts[i]);
   } else if (read) {
-    let got = 0;
-    while (got < read.bytes) {
-      const k = fs.readSync(read.fd, b, got, read.bytes - got, base + got);
-      if (k <= 0) break;
-      got += k;
-    }
-    if (got < len) b.fill(0, got);
+    readFully(read.fd, b, 0, read.bytes, base);
+    if (read.bytes < len) b.fill(0, read.bytes);
   }
   let from = -1;
   const flush = (to: number): void => {

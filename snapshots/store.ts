@@ -1699,64 +1699,62 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
     // thread did those alone) and may put it in the restore cache (WarmCache).
     const byPiece = !!sink.wholePiece && !inherit;
     for (const { off, len, parts } of readWindows(ranges, byPiece, pageCount(memory.sizeBytes) * PAGE_SIZE)) {
-      {
-        if (performance.now() - lastYield >= YIELD_MS) {
-          // A turn for the event loop; the memory source is a frozen guest or a copy-on-write capture: it stays as it was.
-          await new Promise((r) => setImmediate(r));
-          lastYield = performance.now();
-        }
-        if (signal?.aborted) {
-          // WriteOptions.signal: the buffers in flight are finished first (the crunch may be writing them into the page file), then no more.
-          while (queue.length) await finish(queue.shift()!);
-          throw checkpointInterrupted();
-        }
-        const n = len / PAGE_SIZE, first = off / PAGE_SIZE;
-        let lo = 0, hi = n;
-        let skip: Uint8Array | undefined;
-        if (backed) {
-          // Pages past the end of `backed` are not inherited.
-          const m = Math.min(n, Math.max(0, backed.length - first));
-          const inWindow = backed.subarray(first, first + m);
-          const firstRead = inWindow.indexOf(0);
-          lo = firstRead < 0 ? m : firstRead;
-          hi = m < n ? n : inWindow.lastIndexOf(0) + 1;
-          if (lo >= hi) { queue.push({ off, len, lo: n, covered: len }); continue; }
-          skip = new Uint8Array(hi - lo);
-          skip.set(inWindow.subarray(lo, Math.min(hi, m)));
-        }
-        while (queue.length >= depth) await finish(queue.shift()!);
-        // A whole piece read at once, nothing inherited: its pack chunk is compressed where it is crunched (both CPUs compress).
-        const pack = !skip && lo === 0 && len === READ_CHUNK_BYTES && off % READ_CHUNK_BYTES === 0 ? sink.wholePiece?.(off) : undefined;
-        const buf = free.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
-        const readOff = off + lo * PAGE_SIZE, readLen = (hi - lo) * PAGE_SIZE;
-        // Both CPUs: the worker takes a buffer while it has fewer than WORKER_BACKLOG to do; this
-        // thread (which compresses a pack and keeps the books) does the others itself, and all
-        // of them until the worker is up. A plain memfd is read where the buffer is crunched.
-        const here = crunch.backlog() >= WORKER_BACKLOG;
-        let read: ReadParts | undefined;
-        let covered = len;
-        if (parts) {
-          // Read part by part (here, or by the crunch from a plain memfd); the rest is zero.
-          covered = 0;
-          for (let i = 0; i < parts.length; i += 2) covered += parts[i + 1];
-          if (memory.fd !== undefined) read = { fd: memory.fd, bytes: 0, parts };
-          else {
-            buf.fill(0, 0, len);
-            for (let i = 0; i < parts.length; i += 2) {
-              const into = buf.subarray(parts[i], parts[i] + parts[i + 1]);
-              if (memory.readInto) readChunk(memory, off + parts[i], parts[i + 1], into);
-              else into.set(readView(memory, off + parts[i], parts[i + 1]));
-            }
-          }
-        } else if (memory.fd !== undefined) read = { fd: memory.fd, bytes: Math.max(0, Math.min(readLen, memory.sizeBytes - readOff)) };
-        else if (memory.readInto) readChunk(memory, readOff, readLen, buf);
-        else buf.set(readView(memory, readOff, readLen));
-        const done = crunch.submit(buf, readLen, readOff, skip, writeFd, read, here, pack, parts);
-        // Awaited in order by finish; a failure ends the scan, and the buffers queued behind it
-        // (rejected with it) are never awaited: not an unhandled rejection (which ends the process).
-        done.catch(() => undefined);
-        queue.push({ off, len, lo, covered, done });
+      if (performance.now() - lastYield >= YIELD_MS) {
+        // A turn for the event loop; the memory source is a frozen guest or a copy-on-write capture: it stays as it was.
+        await new Promise((r) => setImmediate(r));
+        lastYield = performance.now();
       }
+      if (signal?.aborted) {
+        // WriteOptions.signal: the buffers in flight are finished first (the crunch may be writing them into the page file), then no more.
+        while (queue.length) await finish(queue.shift()!);
+        throw checkpointInterrupted();
+      }
+      const n = len / PAGE_SIZE, first = off / PAGE_SIZE;
+      let lo = 0, hi = n;
+      let skip: Uint8Array | undefined;
+      if (backed) {
+        // Pages past the end of `backed` are not inherited.
+        const m = Math.min(n, Math.max(0, backed.length - first));
+        const inWindow = backed.subarray(first, first + m);
+        const firstRead = inWindow.indexOf(0);
+        lo = firstRead < 0 ? m : firstRead;
+        hi = m < n ? n : inWindow.lastIndexOf(0) + 1;
+        if (lo >= hi) { queue.push({ off, len, lo: n, covered: len }); continue; }
+        skip = new Uint8Array(hi - lo);
+        skip.set(inWindow.subarray(lo, Math.min(hi, m)));
+      }
+      while (queue.length >= depth) await finish(queue.shift()!);
+      // A whole piece read at once, nothing inherited: its pack chunk is compressed where it is crunched (both CPUs compress).
+      const pack = !skip && lo === 0 && len === READ_CHUNK_BYTES && off % READ_CHUNK_BYTES === 0 ? sink.wholePiece?.(off) : undefined;
+      const buf = free.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
+      const readOff = off + lo * PAGE_SIZE, readLen = (hi - lo) * PAGE_SIZE;
+      // Both CPUs: the worker takes a buffer while it has fewer than WORKER_BACKLOG to do; this
+      // thread (which compresses a pack and keeps the books) does the others itself, and all
+      // of them until the worker is up. A plain memfd is read where the buffer is crunched.
+      const here = crunch.backlog() >= WORKER_BACKLOG;
+      let read: ReadParts | undefined;
+      let covered = len;
+      if (parts) {
+        // Read part by part (here, or by the crunch from a plain memfd); the rest is zero.
+        covered = 0;
+        for (let i = 0; i < parts.length; i += 2) covered += parts[i + 1];
+        if (memory.fd !== undefined) read = { fd: memory.fd, bytes: 0, parts };
+        else {
+          buf.fill(0, 0, len);
+          for (let i = 0; i < parts.length; i += 2) {
+            const into = buf.subarray(parts[i], parts[i] + parts[i + 1]);
+            if (memory.readInto) readChunk(memory, off + parts[i], parts[i + 1], into);
+            else into.set(readView(memory, off + parts[i], parts[i + 1]));
+          }
+        }
+      } else if (memory.fd !== undefined) read = { fd: memory.fd, bytes: Math.max(0, Math.min(readLen, memory.sizeBytes - readOff)) };
+      else if (memory.readInto) readChunk(memory, readOff, readLen, buf);
+      else buf.set(readView(memory, readOff, readLen));
+      const done = crunch.submit(buf, readLen, readOff, skip, writeFd, read, here, pack, parts);
+      // Awaited in order by finish; a failure ends the scan, and the buffers queued behind it
+      // (rejected with it) are never awaited: not an unhandled rejection (which ends the process).
+      done.catch(() => undefined);
+      queue.push({ off, len, lo, covered, done });
     }
     while (queue.length) await finish(queue.shift()!);
     traceCheckpoint?.(`scan: waited ${waitedMs.toFixed(1)} ms for the crunch`);
