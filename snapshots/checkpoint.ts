@@ -425,7 +425,11 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     // Its runs are chosen now: once the memory file owns the lazily filled caches (below), the
     // layers no longer say which are lazy, and the worker would read a cache's unfilled pieces.
     const runs = checkedRuns(opened);
-    verifier = () => startVerifier(opened, runs);
+    // Its own file a lazily filled cache (a pack incremental on a flat page file): that file's
+    // filled pieces are not looked at either (checked as they were filled; the pieces the guest
+    // filled before the check began showed as data where no run of the others says any).
+    const ownLazy = !!opened.lazy;
+    verifier = () => startVerifier(opened, runs, ownLazy);
   }
   let kernel: Kernel;
   try {
@@ -647,17 +651,19 @@ const VERIFY_DELAY_MS = 150;
 /**
  * A worker thread checking `runs` of the opened checkpoint (snapshots/verify-worker.ts: its
  * checkedRuns, chosen before the memory file took the lazily filled caches; undefined: its restore
- * record's checksums only, no page), or why none could start. It may use every CPU (the platform pinned this thread to the tracer's,
+ * record's checksums only, no page), or why none could start. `ownLazy`: the checkpoint's own
+ * file is a lazily filled cache, whose data ranges are then not checked (only its inherited
+ * layers' runs are). It may use every CPU (the platform pinned this thread to the tracer's,
  * and a thread inherits its creator's CPUs) and runs at the lowest priority (the worker lowers
  * its own): it must not take the CPU from the guest it checks.
  */
-function startVerifier(opened: OpenedCheckpoint, runs: PagemapRun[] | undefined): Worker | Error {
+function startVerifier(opened: OpenedCheckpoint, runs: PagemapRun[] | undefined, ownLazy = false): Worker | Error {
   try {
     // The worker opens its own descriptor of the same file (the memory file owns pageFd).
     const path = `/proc/self/fd/${opened.pageFd}`;
     const layerPaths = opened.layers.map((l) => `/proc/self/fd/${l.fd}`);
     // The worker loads no koffi (see verify-worker.ts): the data ranges are found here.
-    const dataRanges = runs ? pageFileDataRanges(opened.pageFd, opened.pageFileBytes) : [];
+    const dataRanges = runs && !ownLazy ? pageFileDataRanges(opened.pageFd, opened.pageFileBytes) : [];
     // stdout/stderr: its own streams (it writes nothing), not piped into this process's, whose
     // creation would load node:net and node:stream here.
     const worker = onEveryCpu(() => new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: runs ?? [], checkPages: runs !== undefined, pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths, checksums: opened.checksums }, stdout: true, stderr: true }));
