@@ -406,8 +406,9 @@ export async function restoreKernel(storeDir: string, id: string, opts: Assemble
     opened.checksums = undefined;
   }
   if (recordOnly) {
-    // As below, the record alone (the cache's pages are checked as they are filled).
-    verifier = () => startVerifier(opened, undefined);
+    // As below, the record alone: no run to check, and its own file (like its layers) a cache
+    // whose pages are checked as they are filled.
+    verifier = () => startVerifier(opened, [], true);
   } else if (opts.pagesVerified || opened.fresh) {
     // The caller checked every page of this checkpoint already (a warm pool, once at its start), or
     // openCheckpoint just made its restore cache from its pack, checking every page as it wrote it.
@@ -650,23 +651,23 @@ const VERIFY_DELAY_MS = 150;
 
 /**
  * A worker thread checking `runs` of the opened checkpoint (snapshots/verify-worker.ts: its
- * checkedRuns, chosen before the memory file took the lazily filled caches; undefined: its restore
- * record's checksums only, no page), or why none could start. `ownLazy`: the checkpoint's own
- * file is a lazily filled cache, whose data ranges are then not checked (only its inherited
- * layers' runs are). It may use every CPU (the platform pinned this thread to the tracer's,
+ * checkedRuns, chosen before the memory file took the lazily filled caches; none: its restore
+ * record's checksums only), or why none could start. `ownLazy`: the checkpoint's own file is a
+ * lazily filled cache, whose data ranges are then not checked (only its inherited layers' runs
+ * are). It may use every CPU (the platform pinned this thread to the tracer's,
  * and a thread inherits its creator's CPUs) and runs at the lowest priority (the worker lowers
  * its own): it must not take the CPU from the guest it checks.
  */
-function startVerifier(opened: OpenedCheckpoint, runs: PagemapRun[] | undefined, ownLazy = false): Worker | Error {
+function startVerifier(opened: OpenedCheckpoint, runs: PagemapRun[], ownLazy = false): Worker | Error {
   try {
     // The worker opens its own descriptor of the same file (the memory file owns pageFd).
     const path = `/proc/self/fd/${opened.pageFd}`;
     const layerPaths = opened.layers.map((l) => `/proc/self/fd/${l.fd}`);
     // The worker loads no koffi (see verify-worker.ts): the data ranges are found here.
-    const dataRanges = runs && !ownLazy ? pageFileDataRanges(opened.pageFd, opened.pageFileBytes) : [];
+    const dataRanges = ownLazy ? [] : pageFileDataRanges(opened.pageFd, opened.pageFileBytes);
     // stdout/stderr: its own streams (it writes nothing), not piped into this process's, whose
     // creation would load node:net and node:stream here.
-    const worker = onEveryCpu(() => new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs: runs ?? [], checkPages: runs !== undefined, pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths, checksums: opened.checksums }, stdout: true, stderr: true }));
+    const worker = onEveryCpu(() => new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { path, runs, pageFileBytes: opened.pageFileBytes, dataRanges, layerPaths, checksums: opened.checksums }, stdout: true, stderr: true }));
     worker.unref();
     return worker;
   } catch (e) {

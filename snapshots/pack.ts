@@ -750,7 +750,7 @@ export class LazyPack implements LazyPageLayer {
       checkPage(page, 0, memOff);
       this.write(page, memOff);
     }
-    try { fs.writeSync(this.readyFd, ONE, 0, 1, i); } catch (e) { throw this.cannotWrite(e); }
+    try { fs.writeSync(this.readyFd, PIECE_READY, 0, 1, i); } catch (e) { throw this.cannotWrite(e); }
     this.ready[i] = 1;
   }
 
@@ -791,7 +791,8 @@ export class LazyPack implements LazyPageLayer {
 }
 /** Scratch for reading one byte of a piece map. */
 const ONE_BYTE = Buffer.alloc(1);
-const ONE = new Uint8Array([1]);
+/** The byte that marks a piece filled in a restore cache's piece map (`.ready`). */
+export const PIECE_READY = new Uint8Array([1]);
 
 /** Writing the restore cache failed (disk full, I/O error): the pack itself may well be sound. */
 export class CacheWriteError extends Error {

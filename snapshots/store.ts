@@ -36,7 +36,7 @@ import type { KernelState } from '../src/kernel/state.js';
 import { CRUNCH_ZERO, type CrunchResult, type PackAsk, type ReadParts, crunchPages } from './page-crunch.js';
 import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
 import type { MovedPages } from '../src/mm/memory-file.js';
-import { CacheWriteError, EarlySync, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, PackPages, packPageChecks, readPackTrailer, writeKnownTrailer } from './pack.js';
+import { CacheWriteError, EarlySync, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, PackPages, packPageChecks, PIECE_READY, readPackTrailer, writeKnownTrailer } from './pack.js';
 
 /**
  * Every failure of the store that a user can act on: missing store or checkpoint,
@@ -1868,9 +1868,6 @@ function earlierPack(dir: string, id: string, seen: Map<string, PackFacts | unde
  * any failure to make it or put it in place leaves the checkpoint as it would be without it
  * (the first restore fills every piece it needs).
  */
-/** The byte that marks a piece filled in a restore cache's piece map. */
-const ONE_BYTE = new Uint8Array([1]);
-
 class WarmCache {
   private readonly pieces: number[] = [];
   private closed = false;
@@ -1927,7 +1924,7 @@ class WarmCache {
       fs.linkSync(readyTmp, `${cache}.ready`);
       fs.linkSync(this.tmp, cache);
       const ready = fs.openSync(`${cache}.ready`, fs.constants.O_RDWR);
-      try { for (const i of this.pieces) fs.writeSync(ready, ONE_BYTE, 0, 1, i); } finally { fs.closeSync(ready); }
+      try { for (const i of this.pieces) fs.writeSync(ready, PIECE_READY, 0, 1, i); } finally { fs.closeSync(ready); }
     } catch { /* a cache: a restore fills what it needs */ } finally {
       removeQuietly(readyTmp);
       removeQuietly(this.tmp);

@@ -4,9 +4,7 @@
  * the first bad page. workerData: { path (of the page file, e.g. /proc/self/fd/N), runs
  * (the pagemap), pageFileBytes, dataRanges (the page file's data ranges, found by the parent:
  * pageFileDataRanges of ./pages.ts), layerPaths (page files of inherited layers, layer k at k - 1),
- * checksums (the restore record's, checked first when given: record-check.ts), checkPages
- * (false: the record's checksums only, for a pack's restore cache, whose pages are checked as
- * they are filled) }.
+ * checksums (the restore record's, checked first when given: record-check.ts) }.
  *
  * This worker loads no native addon (koffi, cbor-x's cbor-extract): the parent terminates it
  * whenever the sandbox ends (and Node terminates it when the process exits), and a worker
@@ -25,15 +23,11 @@ function main(): void {
   // The lowest priority, for this thread only (setpriority(2) of a thread id on Linux): the
   // restored guest and its tracer come first.
   try { os.setPriority(19); } catch { /* left at the default */ }
-  const { path, runs, checkPages, pageFileBytes, dataRanges, layerPaths, checksums } = workerData as { path: string; runs: Array<[number, Uint8Array, number?]>; checkPages?: boolean; pageFileBytes: number; dataRanges: Array<[number, number]>; layerPaths?: string[]; checksums?: RecordChecksums };
+  const { path, runs, pageFileBytes, dataRanges, layerPaths, checksums } = workerData as { path: string; runs: Array<[number, Uint8Array, number?]>; pageFileBytes: number; dataRanges: Array<[number, number]>; layerPaths?: string[]; checksums?: RecordChecksums };
   // The restore record's checksums first, when the restore left them to this check.
   const failure = checksums ? recordChecksumFailure(checksums) : undefined;
   if (failure) {
     parentPort!.postMessage(recordChecksumReason(failure));
-    return;
-  }
-  if (checkPages === false) {
-    parentPort!.postMessage(null);
     return;
   }
   let result: string | undefined;
