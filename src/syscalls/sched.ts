@@ -5,7 +5,7 @@
  * and permissions as Linux does (kernel/sched/syscalls.c __sched_setscheduler,
  * user_check_sched_setscheduler, check_same_owner; kernel/sys.c setpriority, set_one_prio).
  */
-import os from 'node:os';
+import { hostCpuCount } from '../kernel/host-cpus.js';
 import { E } from '../errno.js';
 import type { Task } from '../kernel/task.js';
 import type { SchedAttrs, TaskState, ThreadGroupState } from '../kernel/state.js';
@@ -36,7 +36,7 @@ const U63 = 1n << 63n;
  * 1 + log2 of the CPUs (at most 8), as the kernel's default SCHED_TUNABLESCALING_LOG does.
  */
 function baseSliceNs(): number {
-  const n = Math.min(os.cpus().length || 1, 8);
+  const n = Math.min(hostCpuCount(), 8);
   return 700_000 * (1 + Math.floor(Math.log2(n)));
 }
 
@@ -259,7 +259,7 @@ function getAttr(t: Task): number {
 }
 
 function cpuMask(): Uint8Array {
-  const ncpu = os.cpus().length;
+  const ncpu = hostCpuCount();
   const b = new Uint8Array(Math.ceil(ncpu / 64) * 8);
   for (let i = 0; i < ncpu; i++) b[i >> 3] |= 1 << (i & 7);
   return b;

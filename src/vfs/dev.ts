@@ -4,7 +4,7 @@
  * devices are served in src/syscalls/file.ts by device name. /dev/shm is an opaque
  * directory of the upper layer (a tmpfs of the sandbox's own: the host's never shows).
  */
-import os from 'node:os';
+import { hostCpuCount } from '../kernel/host-cpus.js';
 import type { SyntheticMount, SyntheticNode } from './vfs.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
@@ -48,7 +48,7 @@ export function devMount(k: Kernel): SyntheticMount {
  * directories.
  */
 export function sysMount(): SyntheticMount {
-  const cpus = `0-${Math.max(0, os.cpus().length - 1)}\n`;
+  const cpus = `0-${Math.max(0, hostCpuCount() - 1)}\n`;
   const dirs: Record<string, string[]> = {
     '/sys': ['devices', 'class', 'fs', 'kernel'],
     '/sys/devices': ['system'],

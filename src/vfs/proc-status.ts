@@ -9,10 +9,10 @@
  * Speculation*, Mems_allowed*, x86_Thread_features*) are the host's; other lines the host has and
  * this file does not know are left out.
  */
-import os from 'node:os';
 import fs from 'node:fs';
 import type { Kernel } from '../kernel/kernel.js';
-import type { TaskState, ThreadGroupState } from '../kernel/state.js';
+import type { AddressSpaceState, TaskState, ThreadGroupState } from '../kernel/state.js';
+import { hostCpuCount } from '../kernel/host-cpus.js';
 import { credsOf } from '../kernel/creds.js';
 import { groupUsage } from '../kernel/cputime.js';
 import { PieceKind } from '../mm/memory-file.js';
@@ -65,12 +65,16 @@ function fdSize(maxFd: number): number {
   return p * 128;
 }
 
-/** The text of /proc/<tg>/status as thread `ts` sees it. */
-export function procStatus(k: Kernel, tg: ThreadGroupState, ts: TaskState): string {
-  const c = credsOf(tg);
-  const as = k.state.addressSpaces[ts.addressSpaceId];
-  const fds = Object.keys(k.state.fdTables[ts.fdTableId]?.fds ?? {}).map(Number);
-  // Memory, from the VMAs.
+/**
+ * An address space's memory as /proc/PID/status counts it, in bytes: `size` (VmSize) and
+ * `data`, `execVm` (VmData, VmExe + VmLib) from the VMAs' lengths; `exe` of the executable's own
+ * mappings; `stack`, `anon`, `file` and `shmem` resident (charged in the memory file or still in
+ * a restored page file, 64 KiB at a time). /proc/PID/stat's rss is anon + file + shmem.
+ */
+export interface MemoryCounts { size: number; data: number; stack: number; exe: number; execVm: number; anon: number; file: number; shmem: number }
+
+/** The MemoryCounts of address space `as` (undefined: all zero). */
+export function memoryCounts(k: Kernel, as: AddressSpaceState | undefined): MemoryCounts {
   let size = 0, data = 0, stack = 0, exe = 0, execVm = 0, anon = 0, file = 0, shmem = 0;
   for (const v of as?.vmas ?? []) {
     const len = v.end - v.start;
@@ -80,20 +84,44 @@ export function procStatus(k: Kernel, tg: ThreadGroupState, ts: TaskState): stri
     const isStack = v.name === '[stack]';
     if (isStack) stack += resident;
     if ((v.prot & PROT_WRITE) && !(v.flags & MAP_SHARED) && !isStack) data += len;
-    if ((v.prot & PROT_EXEC) && !(v.prot & PROT_WRITE) && !isStack) { execVm += len; if (v.name === as.exe) exe += len; }
+    if ((v.prot & PROT_EXEC) && !(v.prot & PROT_WRITE) && !isStack) { execVm += len; if (v.name === as!.exe) exe += len; }
     const shared = (v.flags & MAP_SHARED) && (!v.name.startsWith('/') || v.name.startsWith('/dev/shm/') || v.name.startsWith('/memfd:'));
     if (shared) shmem += resident; else if (v.name.startsWith('/')) file += resident; else anon += resident;
   }
+  return { size, data, stack, exe, execVm, anon, file, shmem };
+}
+
+/** The host's own /proc/self/status, read once: its line order and host-machine lines (HOST_LINES, SigQ's limit) do not change while the kernel runs. */
+let hostStatus: { text: string; values: Map<string, string> } | undefined;
+function hostStatusTemplate(): { text: string; values: Map<string, string> } {
+  if (hostStatus) return hostStatus;
+  let text = '';
+  try { text = fs.readFileSync('/proc/self/status', 'latin1'); } catch { /* no /proc: Linux's order below */ }
+  const values = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon > 0) values.set(line.slice(0, colon), line.slice(colon + 1).replace(/^\s*/, ''));
+  }
+  return hostStatus = { text, values };
+}
+
+/** The text of /proc/<tg>/status as thread `ts` sees it. */
+export function procStatus(k: Kernel, tg: ThreadGroupState, ts: TaskState): string {
+  const c = credsOf(tg);
+  const as = k.state.addressSpaces[ts.addressSpaceId];
+  const fds = Object.keys(k.state.fdTables[ts.fdTableId]?.fds ?? {}).map(Number);
+  // Memory, from the VMAs.
+  const { size, data, stack, exe, execVm, anon, file, shmem } = memoryCounts(k, as);
   const rss = anon + file + shmem;
   if (as && size > (as.vmPeak ?? 0)) k.emit({ type: 'mm.change', tid: ts.tid, cause: 'vmpeak' }, [['set', ['addressSpaces', as.id, 'vmPeak'], size]]);
   const usage = groupUsage(k, tg);
   const hwm = Math.max(rss, usage.maxrssKb * 1024);
   const { ign, cgt } = dispositions(tg);
-  const ncpu = os.cpus().length;
+  const ncpu = hostCpuCount();
   const allowed = tg.affinity ? [...Array(tg.affinity.length * 8).keys()].filter((i) => i < ncpu && (tg.affinity![i >> 3] >> (i & 7)) & 1) : [...Array(ncpu).keys()];
   const cpus = cpuMask(allowed, ncpu);
-  const host = (() => { try { return fs.readFileSync('/proc/self/status', 'latin1'); } catch { return ''; } })();
-  const hostValue = (key: string) => new RegExp(`^${key}:\\s*(.*)$`, 'm').exec(host)?.[1] ?? '';
+  const { text: host, values: hostValues } = hostStatusTemplate();
+  const hostValue = (key: string) => hostValues.get(key) ?? '';
   const sigLimit = tg.rlimits[RLIMIT_SIGPENDING]?.[0] ?? BigInt(hostValue('SigQ').split('/')[1] || 0);
   const live = k.tasks.get(ts.tid);
   const state = tg.zombie ? 'Z (zombie)' : tg.stopped ? 'T (stopped)' : ts.waiter ? 'S (sleeping)' : 'R (running)';

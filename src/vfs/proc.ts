@@ -13,7 +13,7 @@ import type { Vma } from '../kernel/state.js';
 import { credsOf, ptraceMayAccess } from '../kernel/creds.js';
 import type { SyntheticMount, SyntheticNode } from './vfs.js';
 import { S_IFDIR, S_IFLNK, S_IFREG } from '../abi/linux.js';
-import { procStatus } from './proc-status.js';
+import { memoryCounts, procStatus } from './proc-status.js';
 import { mapsRuns } from '../mm/maps-merge.js';
 import { mountLines } from './mounts.js';
 import { PROC_NET_FILES, type ProcNetFile, procNetText } from './proc-net.js';
@@ -96,8 +96,10 @@ export function procMount(k: Kernel): SyntheticMount {
         const comm = ts.comm;
         // Faults and CPU time (clock ticks of 10 ms) of the process and of its waited-for children, size and resident pages.
         const u = groupUsage(k, tg), cu = tg.childUsage ?? NO_USAGE, tick = (ns: bigint) => ns / 10_000_000n;
-        const vsize = as.vmas.reduce((n, v) => n + v.end - v.start, 0);
-        const rss = Math.ceil(Number(/^VmRSS:\s+(\d+)/m.exec(procStatus(k, tg, ts))?.[1] ?? 0) / 4);
+        // Size and resident pages from the VMAs, as /proc/PID/status counts them (VmSize; VmRSS, in pages).
+        const m = memoryCounts(k, as);
+        const vsize = m.size;
+        const rss = Math.ceil(Math.ceil((m.anon + m.file + m.shmem) / 1024) / 4);
         const state = tg.zombie ? 'Z' : tg.stopped ? 'T' : ts.waiter ? 'S' : 'R';
         // priority (task_prio: 20 + nice, -1 - rt_priority for SCHED_FIFO/RR, -101 for SCHED_DEADLINE), nice, rt_priority, policy.
         const sched = schedOf(ts, tg), nice = niceOf(ts, tg);
