@@ -62,8 +62,12 @@ export interface PlatformTask {
   setFpState(state: Uint8Array): void;
   /** CPU time this context has used running guest code (ns); 0 once it is gone. */
   cpuTimeNs(): bigint;
-  /** What the host counted for this context (its user/system split, faults, preemptions, peak RSS); zeros once it is gone. */
-  usage(): HostUsage;
+  /**
+   * What the host counted for this context (its user/system split, faults, preemptions, peak RSS);
+   * zeros once it is gone. With `timesOnly`, the CPU times and faults only (the rest 0), which the
+   * host gives at half the cost (/proc/PID/stat's reader: one host file, not two).
+   */
+  usage(timesOnly?: boolean): HostUsage;
   /**
    * Optional: the pages of guest ranges `ranges` ([address, bytes], page-aligned) the host process
    * behind this context has in its page tables now (touched since they were last mapped), as

@@ -35,12 +35,12 @@ export function addUsage(a: ResourceUsage, b: ResourceUsage): ResourceUsage {
  * the precise total; the peak RSS is the largest stub's. Voluntary switches are not the host's
  * (every trapped syscall stops a stub) but the times a task blocked in the kernel.
  */
-function liveUsage(k: Kernel, tids: readonly number[]): ResourceUsage {
+function liveUsage(k: Kernel, tids: readonly number[], timesOnly = false): ResourceUsage {
   let u = NO_USAGE;
   for (const tid of tids) {
     const x = k.tasks.get(tid);
     if (!x) continue;
-    const h = x.platform.usage();
+    const h = x.platform.usage(timesOnly);
     const cpu = x.platform.cpuTimeNs(), ticks = h.utimeNs + h.stimeNs;
     const utimeNs = ticks > 0n ? (cpu * h.utimeNs) / ticks : cpu;
     u = addUsage(u, { utimeNs, stimeNs: cpu - utimeNs, minflt: h.minflt, majflt: h.majflt, nvcsw: 0, nivcsw: h.nivcsw, maxrssKb: h.maxrssKb });
@@ -48,10 +48,13 @@ function liveUsage(k: Kernel, tids: readonly number[]): ResourceUsage {
   return u;
 }
 
-/** getrusage(RUSAGE_SELF) of a thread group: its earlier runs (checkpointed) and its live threads. */
-export function groupUsage(k: Kernel, tg: ThreadGroupState): ResourceUsage {
+/**
+ * getrusage(RUSAGE_SELF) of a thread group: its earlier runs (checkpointed) and its live threads.
+ * With `timesOnly` (/proc/PID/stat), the live threads' peak RSS and preemptions are not asked of the host (0).
+ */
+export function groupUsage(k: Kernel, tg: ThreadGroupState, timesOnly = false): ResourceUsage {
   if (tg.exitUsage) return tg.exitUsage;
-  let live = liveUsage(k, tg.tids);
+  let live = liveUsage(k, tg.tids, timesOnly);
   if (live.maxrssKb) live = { ...live, maxrssKb: live.maxrssKb + (tg.forkRssKb ?? 0) };
   const u = addUsage(tg.usageBase ?? NO_USAGE, live);
   return { ...u, nvcsw: u.nvcsw + (tg.nvcsw ?? 0) };

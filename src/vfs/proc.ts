@@ -95,7 +95,7 @@ export function procMount(k: Kernel): SyntheticMount {
       case 'stat': return file(base + 7, () => {
         const comm = ts.comm;
         // Faults and CPU time (clock ticks of 10 ms) of the process and of its waited-for children, size and resident pages.
-        const u = groupUsage(k, tg), cu = tg.childUsage ?? NO_USAGE, tick = (ns: bigint) => ns / 10_000_000n;
+        const u = groupUsage(k, tg, true), cu = tg.childUsage ?? NO_USAGE, tick = (ns: bigint) => ns / 10_000_000n;
         // Size and resident pages from the VMAs, as /proc/PID/status counts them (VmSize; VmRSS, in pages).
         const m = memoryCounts(k, as);
         const vsize = m.size;
