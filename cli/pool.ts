@@ -348,7 +348,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
    * started after it; in a directory of its own under os.tmpdir(), removed when the pool stops.
    */
   let cacheDir: string | undefined, codeCache: string | undefined;
-  const dropCache = () => { if (cacheDir) fs.rmSync(cacheDir, { recursive: true, force: true }); };
+  const dropCache = () => { if (cacheDir) removeCacheDir(cacheDir); };
   process.once('exit', dropCache);
   const startProbe = (clone: Clone): boolean => {
     let r = -1;
@@ -769,6 +769,16 @@ export interface Slot {
   host: LinuxHostServices;
   rec: ReturnType<typeof recordWorkingSet>;
   state: 'waiting' | 'running' | 'done';
+}
+
+/**
+ * Remove a pool's code-cache directory, never throwing: a restorer may be writing its cache there
+ * as the pool stops (after the take it served ended), and a file made between the removal's listing
+ * and its rmdir failed it with ENOTEMPTY, which ended a pool stopped by SIGTERM with status 1. Retried a
+ * few times; a directory left behind is removed by the next pool's start (dropOrphanCacheDirs).
+ */
+export function removeCacheDir(dir: string): void {
+  try { fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 }); } catch { /* left to the next pool's start */ }
 }
 
 /**

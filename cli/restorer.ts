@@ -20,7 +20,7 @@ import { closeFd, dup2, peerClosed, sendFds, waitReadable } from '../platforms/h
 import { makeDirs } from '../snapshots/make-dirs.js';
 import { defaultStore, fail } from './control.js';
 import { hostErrorWords, storeDirProblem } from './host-errors.js';
-import { CtlReader, MAX_START_FAILURES, START_RETRY_MS, claimSocketPath, fdOf, poolServer, startServing, stopSignal, takeRun, watchWaiting } from './pool.js';
+import { CtlReader, MAX_START_FAILURES, START_RETRY_MS, claimSocketPath, fdOf, poolServer, removeCacheDir, startServing, stopSignal, takeRun, watchWaiting } from './pool.js';
 import { lines } from './pool-client.js';
 import { anyPoolLink, POOLS_DIR, restoreId } from './pool-registry.js';
 
@@ -115,7 +115,7 @@ export async function anyPoolServe(opts: { store?: string; size: number; listen?
    * whose start removes those of dead pools: cli/pool.ts), removed when the pool stops.
    */
   const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), `snapvisor-pool-${process.pid}-`));
-  const dropCache = () => fs.rmSync(cacheDir, { recursive: true, force: true });
+  const dropCache = () => removeCacheDir(cacheDir);
   process.once('exit', dropCache);
   const cacheFile = path.join(cacheDir, 'restorer.cache');
   let codeCache: 'none' | 'asked' | 'written' = 'none';
