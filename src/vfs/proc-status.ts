@@ -91,18 +91,22 @@ export function memoryCounts(k: Kernel, as: AddressSpaceState | undefined): Memo
   return { size, data, stack, exe, execVm, anon, file, shmem };
 }
 
-/** The host's own /proc/self/status, read once: its line order and host-machine lines (HOST_LINES, SigQ's limit) do not change while the kernel runs. */
-let hostStatus: { text: string; values: Map<string, string> } | undefined;
-function hostStatusTemplate(): { text: string; values: Map<string, string> } {
+/**
+ * The host's own /proc/self/status, read once, as its lines' values by key in the host's order (a
+ * Map keeps it): the order, the host-machine lines (HOST_LINES) and SigQ's limit do not change
+ * while the kernel runs. Empty without /proc.
+ */
+let hostStatus: Map<string, string> | undefined;
+function hostStatusLines(): Map<string, string> {
   if (hostStatus) return hostStatus;
   let text = '';
   try { text = fs.readFileSync('/proc/self/status', 'latin1'); } catch { /* no /proc: Linux's order below */ }
-  const values = new Map<string, string>();
+  hostStatus = new Map();
   for (const line of text.split('\n')) {
     const colon = line.indexOf(':');
-    if (colon > 0) values.set(line.slice(0, colon), line.slice(colon + 1).replace(/^\s*/, ''));
+    if (colon > 0) hostStatus.set(line.slice(0, colon), line.slice(colon + 1).replace(/^\s*/, ''));
   }
-  return hostStatus = { text, values };
+  return hostStatus;
 }
 
 /** The text of /proc/<tg>/status as thread `ts` sees it. */
@@ -120,8 +124,8 @@ export function procStatus(k: Kernel, tg: ThreadGroupState, ts: TaskState): stri
   const ncpu = hostCpuCount();
   const allowed = tg.affinity ? [...Array(tg.affinity.length * 8).keys()].filter((i) => i < ncpu && (tg.affinity![i >> 3] >> (i & 7)) & 1) : [...Array(ncpu).keys()];
   const cpus = cpuMask(allowed, ncpu);
-  const { text: host, values: hostValues } = hostStatusTemplate();
-  const hostValue = (key: string) => hostValues.get(key) ?? '';
+  const host = hostStatusLines();
+  const hostValue = (key: string) => host.get(key) ?? '';
   const sigLimit = tg.rlimits[RLIMIT_SIGPENDING]?.[0] ?? BigInt(hostValue('SigQ').split('/')[1] || 0);
   const live = k.tasks.get(ts.tid);
   const state = tg.zombie ? 'Z (zombie)' : tg.stopped ? 'T (stopped)' : ts.waiter ? 'S (sleeping)' : 'R (running)';
@@ -142,7 +146,7 @@ export function procStatus(k: Kernel, tg: ThreadGroupState, ts: TaskState): stri
     Cpus_allowed: cpus.mask, Cpus_allowed_list: cpus.list,
     voluntary_ctxt_switches: `${ts.nvcsw ?? 0}`, nonvoluntary_ctxt_switches: `${live ? live.platform.usage().nivcsw : 0}`,
   };
-  const keys = host.split('\n').map((l) => l.slice(0, l.indexOf(':'))).filter((key) => key && (key in values || HOST_LINES.test(key)));
+  const keys = [...host.keys()].filter((key) => key in values || HOST_LINES.test(key));
   // Without a host template (no /proc): the lines this file knows, in Linux's order.
   const order = keys.length ? keys : Object.keys(values);
   return order.map((key) => `${key}:\t${key in values ? values[key] : hostValue(key)}`).join('\n') + '\n';
