@@ -275,7 +275,7 @@ async function main(): Promise<number> {
       progress('snapvisor: compressed checkpoint, restores');
       try {
         const z = await snapvisorRound(NODE, CLI, SV_ENV, undefined, dir, OBJECTS, RESTORE_REPS, true);
-        out('  Compressed (checkpoint\'s default, format 4): the same run and checkpoint; the checkpoint leaves the pieces costly');
+        out('  Compressed (checkpoint\'s default, format 6): the same run and checkpoint; the checkpoint leaves the pieces costly');
         out('  to fill in the restore cache, the first restore on the host fills the other pieces its guest touches (lazily, from');
         out('  the pack), the others map them');
         for (const l of table(['measure', 'snapvisor --compress', 'runsc-ptrace', 'snapvisor / runsc'], [

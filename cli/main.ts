@@ -201,7 +201,7 @@ program
   .argument('<name>', 'name given to run --name, or an OCI container id')
   .option('--store <dir>', 'checkpoint store (default $SNAPVISOR_STORE or ~/.local/share/snapvisor/checkpoints)')
   .option('--leave-running', 'let the sandbox continue after the checkpoint')
-  .option('--compress', 'store the pages compressed (the default; format 4: ~50x smaller for a warmed-up heap, and pages that are bytes of host files named, not stored); restores fill an uncompressed cache of them piece by piece as the guest touches them, which later restores and clones map')
+  .option('--compress', 'store the pages compressed (the default; format 6: ~50x smaller for a warmed-up heap, and pages that are bytes of host files named, not stored); restores fill an uncompressed cache of them piece by piece as the guest touches them, which later restores and clones map')
   .option('--no-compress', 'store the pages as a flat page file (format 2; 3 when incremental): ~50x larger, written more slowly, mapped by restores as it is (no restore cache)')
   .option('--image-path <dir>', 'OCI: write the checkpoint into DIR (as runc checkpoint; restore --image-path reads it)')
   .option('--work-path <dir>', 'OCI: directory for the checkpoint\'s log (dump.log)')

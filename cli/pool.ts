@@ -256,7 +256,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
   const store = path.resolve(opts.store ?? defaultStore());
   const sockPath = path.resolve(opts.listen);
   // 1. The checkpoint: records and every page, once; clones then skip the page check.
-  const { openCheckpoint, SnapshotError } = await import('../snapshots/store.js');
+  const { openCheckpoint, chunkCheckedLayers, SnapshotError } = await import('../snapshots/store.js');
   const { verifyPages } = await import('../snapshots/pages.js');
   const { checkRestorable } = await import('../snapshots/checkpoint.js');
   let id: string;
@@ -265,7 +265,7 @@ export async function poolServe(opts: { checkpoint: string; store?: string; size
     const opened = await openCheckpoint(store, opts.checkpoint, 'complete');
     id = opened.id;
     try {
-      const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes, opened.layers.map((l) => l.fd));
+      const bad = verifyPages(opened.pageFd, opened.runs, opened.pageFileBytes, opened.layers.map((l) => l.fd), chunkCheckedLayers(store, opened.manifest));
       if (bad !== undefined) throw new SnapshotError(`checkpoint ${id} is corrupt: ${bad}`);
       checkRestorable(id, opened.graph as KernelState);
     } finally {

@@ -41,7 +41,7 @@ export interface CheckpointResult extends CheckpointSummary {
  */
 export async function checkpointKernel(kernel: Kernel, storeDir: string, opts: {
   leaveRunning: boolean; name?: string; parent?: string;
-  /** Store the pages compressed (format 4, WriteOptions.compress). */
+  /** Store the pages compressed (format 6, WriteOptions.compress). */
   compress?: boolean;
   /** Called once the checkpoint is safely written, before a sandbox that does not go on is killed. */
   onWritten?: (summary: CheckpointSummary) => void;

@@ -39,7 +39,7 @@ function hostError(e: unknown): string {
   return typeof errno === 'number' ? strerror(-errno) : (e as Error).message;
 }
 
-/** How import writes the checkpoint into the store (WriteOptions.compress: format 4 unless false). */
+/** How import writes the checkpoint into the store (WriteOptions.compress: format 6 unless false). */
 export interface ImportOptions { compress?: boolean }
 
 interface ExportHeader {
@@ -104,7 +104,7 @@ function pageRecord(offset: number, data: Uint8Array): Buffer {
 }
 
 /**
- * Read an export file into `storeDir` as a new checkpoint: compressed (a page pack, format 4, as
+ * Read an export file into `storeDir` as a new checkpoint: compressed (a page pack, format 6, as
  * `checkpoint` writes by default) unless `options.compress` is false (a flat page file, format 2).
  * Host-file pages are stored, never named: the file may come from a host whose files differ.
  * Throws SnapshotError for a bad file. `onProgress` gets the bytes of pages written into the store

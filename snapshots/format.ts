@@ -23,7 +23,7 @@ export const FORMAT_MAGIC = 'snapvisor-checkpoint';
  * (`layers`); a full checkpoint is still written as version 2, which older builds read. Bump
  * on any incompatible change.
  */
-export const FORMAT_VERSION = 5;
+export const FORMAT_VERSION = 6;
 /**
  * Versions this code reads besides FORMAT_VERSION: 2 (a full checkpoint, flat page file
  * `pages/<id>`) and 3 (an incremental one, flat page file plus `layers`). Version 4, written
@@ -32,15 +32,20 @@ export const FORMAT_VERSION = 5;
  * stored. Version 5, written for a compressed incremental one: as 4, and a pagemap run of a
  * layer that is a pack may give its page count instead of its CRC-32s, which are in that pack's
  * trailer (ELIDED in docs/snapshot-format.md): the pagemap grows with what changed, not with the
- * sandbox's memory.
+ * sandbox's memory. Version 6, written for a full compressed checkpoint since: as 4, but its pack
+ * (trailer version 3, snapshots/pack.ts) checks each compressed chunk by the CRC-32 of its
+ * compressed bytes, and the check of a page held in such a chunk (in its pagemap and its pack's
+ * runs) is that chunk check, not the page's CRC-32 (which the checkpoint no longer computes).
  */
-export const READ_FORMAT_VERSIONS: readonly number[] = [2, 3, 4, 5];
-/** The version of a full compressed checkpoint (own pages in a pack, no `layers`). */
+export const READ_FORMAT_VERSIONS: readonly number[] = [2, 3, 4, 5, 6];
+/** The version of a full compressed checkpoint before chunk checks (own pages in a pack, no `layers`); still read. */
 export const PACK_FORMAT_VERSION = 4;
+/** The version of a full compressed checkpoint (own pages in a pack whose chunks carry their checks, no `layers`). */
+export const PACK_CHUNK_CHECKED_FORMAT_VERSION = 6;
 /** The version of a compressed incremental checkpoint (a pack plus `layers`, CRC-32s of pack layers' pages elided). */
 export const PACK_INCREMENTAL_FORMAT_VERSION = 5;
 /** Whether a checkpoint of manifest version `v` keeps its own pages in a pack (`pages/<id>.pack`). */
-export const isPacked = (v: number): boolean => v === PACK_FORMAT_VERSION || v === PACK_INCREMENTAL_FORMAT_VERSION;
+export const isPacked = (v: number): boolean => v === PACK_FORMAT_VERSION || v === PACK_INCREMENTAL_FORMAT_VERSION || v === PACK_CHUNK_CHECKED_FORMAT_VERSION;
 /** The version of a flat checkpoint that holds all of its pages itself (no `layers`). */
 export const FULL_FORMAT_VERSION = 2;
 /** The version of a flat incremental checkpoint (its pagemap names earlier checkpoints' page files: `layers`). */
@@ -251,7 +256,8 @@ export function manifestProblem(m: Record<string, unknown>, expectedId: string):
   if (m.layers !== undefined && (!Array.isArray(m.layers) || m.layers.some((l) => typeof l !== 'string' || !/^[0-9a-f]{16}$/.test(l)))) {
     return 'manifest field layers is not a list of checkpoint ids';
   }
-  if (m.formatVersion !== PACK_FORMAT_VERSION && (m.formatVersion === FULL_FORMAT_VERSION) !== (m.layers === undefined)) return 'manifest format version and layers disagree';
+  const full = m.formatVersion === FULL_FORMAT_VERSION || m.formatVersion === PACK_CHUNK_CHECKED_FORMAT_VERSION;
+  if (m.formatVersion !== PACK_FORMAT_VERSION && full !== (m.layers === undefined)) return 'manifest format version and layers disagree';
   if (isPacked(m.formatVersion as number) && !(Number.isSafeInteger(m.packBytes) && Number.isSafeInteger(m.filePages))) return `manifest of format ${String(m.formatVersion)} lacks its pack size`;
   const graphBytes = m.graphBytes as number;
   if (graphBytes < 1 || m.graphChunks !== Math.ceil(graphBytes / GRAPH_CHUNK_BYTES)) {

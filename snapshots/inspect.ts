@@ -121,7 +121,7 @@ export interface InspectHostFile {
    * mount; refused on restore if changed), 'open' (a lower-layer file held open; refused on
    * restore if changed), 'stdio' (the caller's fd N).
    */
-  /** rootfs, a volume, a file open in the sandbox, a caller's stdio, or a file whose bytes are pages of the checkpoint (format 4: read back at restore). */
+  /** rootfs, a volume, a file open in the sandbox, a caller's stdio, or a file whose bytes are pages of the checkpoint (formats 4 to 6: read back at restore). */
   role: 'rootfs' | 'volume' | 'open' | 'stdio' | 'pages';
   sizeBytes: number | null; mtimeMs: number | null;
 }
@@ -334,7 +334,7 @@ export async function inspectCheckpoint(storeDir: string, id: string): Promise<I
     for (const p of [path.join(dir, 'pages', opened.id), path.join(dir, 'pages', `${opened.id}.pack`), path.join(dir, 'meta', opened.id)]) {
       try { onDisk += fs.statSync(p).blocks * 512; } catch { /* counted as 0 */ }
     }
-    // Pages that are bytes of host files (format 4): the files a restore reads them from.
+    // Pages that are bytes of host files (formats 4 to 6): the files a restore reads them from.
     for (const [p, size, mtimeMs] of packHostFiles(path.join(dir, 'pages', `${opened.id}.pack`))) {
       if (seen.has('pages:' + p)) continue;
       seen.add('pages:' + p);

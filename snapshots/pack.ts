@@ -1,5 +1,5 @@
 /**
- * Compressed page files (store format 4) and the restore cache made from them.
+ * Compressed page files (store formats 4 to 6) and the restore cache made from them.
  *
  * A checkpoint's own pages are kept at rest in `pages/<id>.pack`: the memory file cut into
  * 1 MiB pieces (PACK_CHUNK_BYTES of memory-file offsets), and of each piece the checkpoint's
@@ -17,9 +17,14 @@
  * that are byte for byte pages of another pack of the store, CopyRef, read from there when a
  * piece is filled; docs/snapshot-format.md "Copies"): `index` holds 24 bytes per
  * chunk (u64 LE memory offset of its piece, u64 LE offset in the pack, u32 LE compressed and
- * u32 LE uncompressed length); `runs` are the pack's own pages with their CRC-32s (a pagemap
+ * u32 LE uncompressed length); `runs` are the pack's own pages with their checks (a pagemap
  * with layer 0 only, host-file pages included); `hostFiles` lists
- * [guest path, size, mtimeMs, [memory offset, file offset, bytes]…].
+ * [guest path, size, mtimeMs, [memory offset, file offset, bytes]…]. v: 3 (store format 6, a
+ * full checkpoint's pack) adds `chunkChecks`, 4 bytes per index entry (u32 LE, the CRC-32 of the
+ * chunk's compressed bytes, checked before it is decompressed), and `chunkChecked`, 1 byte per
+ * index entry: 1 when its pages' checks in `runs` are that chunk check (their own CRC-32s were
+ * never computed: a checkpoint CRC'd 242 MiB of python3 heap for nothing but this), 0 when they
+ * are each page's CRC-32; `copies` is optional.
  *
  * Guests map pages, so a restore needs them uncompressed, in `cache/<id>.<boot>` (laid out like
  * the memory file, zero pages as holes), which every restore and clone on the host maps
@@ -133,8 +138,8 @@ export type CopyRef = [layerId: string, triples: number[]];
 
 /** What a pack's trailer holds (see the module comment). */
 export interface PackTrailer {
-  /** 1, or 2 when it has `copies`. */
-  v: 1 | 2;
+  /** 1, or 2 when it has `copies`, or 3 with chunk checks (`copies` optional). */
+  v: 1 | 2 | 3;
   /** Length of the memory-file image the pack restores (a multiple of PAGE_SIZE). */
   pageFileBytes: number;
   /** INDEX_ENTRY_BYTES per chunk, in increasing memory offset. */
@@ -144,6 +149,10 @@ export interface PackTrailer {
   hostFiles: HostFileRef[];
   /** Version 2: pages named in other packs of the store (their CRC-32s are in `runs` too). */
   copies?: CopyRef[];
+  /** Version 3: per index entry, the CRC-32 of the chunk's compressed bytes (u32 LE). */
+  chunkChecks?: Uint8Array;
+  /** Version 3: per index entry, 1 when its pages' checks (in `runs`) are its chunk check, not their CRC-32s. */
+  chunkChecked?: Uint8Array;
 }
 
 /** Opens a host file by canonical guest path, read-only, beneath the sandbox's root (Vfs.openHostFile); throws. */
@@ -160,7 +169,8 @@ export type HostFileOpener = (guestPath: string) => { fd: number; size: number; 
  */
 export class PackWriter {
   private pos = 0;
-  private readonly entries: Array<[number, number, number, number]> = [];
+  /** Per chunk: memory offset, offset in the pack, compressed and raw length, CRC-32 of the compressed bytes, chunk-checked (1) or not. */
+  private readonly entries: Array<[number, number, number, number, number, number]> = [];
   /** Chunks compressed and not written yet (from `written` on), and their bytes. */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -170,7 +180,8 @@ export class PackWriter {
   rawBytes = 0;
   /** The trailer as written (its CBOR and the 44 bytes after it), once it is. */
   trailerBytes?: { cbor: Uint8Array; tail: Uint8Array };
-  constructor(private readonly fd: number) {
+  /** `chunkChecks`: write a version-3 trailer (store format 6), with a CRC-32 per chunk. */
+  constructor(private readonly fd: number, private readonly chunkChecks = false) {
     this.sync = new EarlySync(fd);
   }
 
@@ -184,10 +195,16 @@ export class PackWriter {
     this.addCompressed(memOffset, zlib.brotliCompressSync(pages, packCompressOptions()), pages.length);
   }
 
-  /** add() of a chunk compressed already (with packCompressOptions(): crunchPages' `packed`) from `raw` bytes of pages. */
-  addCompressed(memOffset: number, z: Uint8Array, raw: number): void {
+  /**
+   * add() of a chunk compressed already (with packCompressOptions(): crunchPages' `packed`) from
+   * `raw` bytes of pages. `check`: the CRC-32 of `z`, given when the pages' checks in the runs are
+   * that value (chunk checked, crunchPages in a pack's piece); else the pages' checks are their
+   * own CRC-32s (a chunk-checked writer still records the chunk's CRC-32, computed here).
+   */
+  addCompressed(memOffset: number, z: Uint8Array, raw: number, check?: number): void {
     this.rawBytes += raw;
-    this.entries.push([memOffset, this.pos, z.length, raw]);
+    const zcheck = check ?? (this.chunkChecks ? pageCheck(z, 0, z.length) : 0);
+    this.entries.push([memOffset, this.pos, z.length, raw, zcheck, check === undefined ? 0 : 1]);
     this.pos += z.length;
     this.pending.push(Buffer.isBuffer(z) ? z : Buffer.from(z.buffer, z.byteOffset, z.byteLength));
     this.pendingBytes += z.length;
@@ -240,15 +257,20 @@ export class PackWriter {
     this.flush();
     this.entries.sort((a, b) => a[0] - b[0]);
     const index = Buffer.alloc(this.entries.length * INDEX_ENTRY_BYTES);
-    this.entries.forEach(([mem, at, len, raw], i) => {
+    const chunkChecks = Buffer.alloc(this.entries.length * PAGE_CHECK_BYTES), chunkChecked = new Uint8Array(this.entries.length);
+    this.entries.forEach(([mem, at, len, raw, zcheck, checked], i) => {
       const o = i * INDEX_ENTRY_BYTES;
       index.writeBigUInt64LE(BigInt(mem), o);
       index.writeBigUInt64LE(BigInt(at), o + 8);
       index.writeUInt32LE(len, o + 16);
       index.writeUInt32LE(raw, o + 20);
+      chunkChecks.writeUInt32LE(zcheck >>> 0, i * PAGE_CHECK_BYTES);
+      chunkChecked[i] = checked;
     });
     const copies = trailer.copies?.length ? { copies: trailer.copies } : {};
-    const cbor = encodeCbor({ v: trailer.copies?.length ? 2 : 1, pageFileBytes: trailer.pageFileBytes, index, runs: trailer.runs, hostFiles: trailer.hostFiles, ...copies });
+    const v = this.chunkChecks ? 3 : trailer.copies?.length ? 2 : 1;
+    const checks = this.chunkChecks ? { chunkChecks, chunkChecked } : {};
+    const cbor = encodeCbor({ v, pageFileBytes: trailer.pageFileBytes, index, runs: trailer.runs, hostFiles: trailer.hostFiles, ...copies, ...checks });
     const tail = Buffer.alloc(32 + 4 + PACK_MAGIC.length);
     createHash('sha256').update(cbor).digest().copy(tail, 0);
     tail.writeUInt32LE(cbor.length, 32);
@@ -293,8 +315,12 @@ export function readPackTrailer(fd: number, knownGood?: string): PackTrailer | s
   }
   let t: PackTrailer;
   try { t = decodeCbor(cbor) as PackTrailer; } catch { return 'its page pack trailer cannot be decoded'; }
-  if (!t || (t.v !== 1 && t.v !== 2) || !Number.isSafeInteger(t.pageFileBytes) || !(t.index instanceof Uint8Array) || t.index.length % INDEX_ENTRY_BYTES !== 0
-    || !Array.isArray(t.runs) || !Array.isArray(t.hostFiles) || (t.v === 2) !== Array.isArray(t.copies)) return 'its page pack trailer is malformed';
+  if (!t || (t.v !== 1 && t.v !== 2 && t.v !== 3) || !Number.isSafeInteger(t.pageFileBytes) || !(t.index instanceof Uint8Array) || t.index.length % INDEX_ENTRY_BYTES !== 0
+    || !Array.isArray(t.runs) || !Array.isArray(t.hostFiles) || (t.v === 1 && t.copies !== undefined) || (t.v === 2 && !Array.isArray(t.copies))
+    || (t.v === 3 && t.copies !== undefined && !Array.isArray(t.copies))) return 'its page pack trailer is malformed';
+  const entries = t.index.length / INDEX_ENTRY_BYTES;
+  if (t.v === 3 ? !(t.chunkChecks instanceof Uint8Array && t.chunkChecks.length === entries * PAGE_CHECK_BYTES && t.chunkChecked instanceof Uint8Array && t.chunkChecked.length === entries)
+    : t.chunkChecks !== undefined || t.chunkChecked !== undefined) return 'its page pack trailer is malformed (chunk checks)';
   const dataEnd = size - tailLen - len;
   const view = Buffer.from(t.index.buffer, t.index.byteOffset, t.index.byteLength);
   for (let o = 0; o < view.length; o += INDEX_ENTRY_BYTES) {
@@ -365,6 +391,42 @@ export function packPageChecks(fd: number): { kind: Uint8Array; checks: Uint32Ar
 }
 
 /**
+ * Why the compressed chunk `z` of index entry offset `o` (bytes into `t.index`) of a version-3
+ * pack, the piece at memory offset `start`, is not as written: its CRC-32 differs from the one
+ * its trailer records. Undefined when it matches, or for an older pack (no chunk checks).
+ */
+function chunkCheckProblem(t: PackTrailer, o: number, z: Uint8Array, start: number): string | undefined {
+  if (!t.chunkChecks) return undefined;
+  const at = (o / INDEX_ENTRY_BYTES) * PAGE_CHECK_BYTES, c = t.chunkChecks;
+  const want = (c[at] | (c[at + 1] << 8) | (c[at + 2] << 16) | (c[at + 3] << 24)) >>> 0;
+  return pageCheck(z, 0, z.length) === want ? undefined : `its page pack chunk at 0x${start.toString(16)} failed its checksum`;
+}
+
+/** Whether the pages of the chunk of index entry offset `o` are checked by its chunk check alone (version 3), not page by page. */
+const isChunkChecked = (t: PackTrailer, o: number): boolean => t.chunkChecked?.[o / INDEX_ENTRY_BYTES] === 1;
+
+/**
+ * Per page of a pack's memory image, 1 where the pack holds the page compressed in a chunk
+ * whose check is the chunk's (version 3): the page's check in a pagemap is that chunk check, not
+ * its CRC-32, so a page file or cache is not checked page by page there (the chunk was checked as
+ * it was decompressed). Undefined when there is none (older packs; pages of host files).
+ */
+export function chunkCheckedPages(t: PackTrailer): Uint8Array | undefined {
+  if (!t.chunkChecked?.includes(1)) return undefined;
+  const k = pageKinds(t);
+  if (typeof k === 'string') return undefined; // refused wherever its pages are read
+  const pages = new Uint8Array(k.kind.length);
+  const index = Buffer.from(t.index.buffer, t.index.byteOffset, t.index.byteLength);
+  for (let o = 0; o < index.length; o += INDEX_ENTRY_BYTES) {
+    if (!isChunkChecked(t, o)) continue;
+    const first = Number(index.readBigUInt64LE(o)) / PAGE_SIZE;
+    const end = Math.min(pages.length, first + PACK_CHUNK_BYTES / PAGE_SIZE);
+    for (let p = first; p < end; p++) if (k.kind[p] === 1) pages[p] = 1;
+  }
+  return pages;
+}
+
+/**
  * Single pages of a pack, by memory offset, for a checkpoint that compares its pages with them
  * or a restore that copies them (`copies` of another pack's trailer): a chunk is decompressed
  * on first need and the last few are kept. Only pages the pack holds compressed are given.
@@ -399,7 +461,7 @@ export class PackPages {
         const z = Buffer.alloc(index.readUInt32LE(o + 16));
         try {
           readAll(this.fd, z, Number(index.readBigUInt64LE(o + 8)));
-          raw = zlib.brotliDecompressSync(z, DECOMPRESS_OPTIONS);
+          raw = chunkCheckProblem(this.trailer, o, z, piece * PACK_CHUNK_BYTES) ?? zlib.brotliDecompressSync(z, DECOMPRESS_OPTIONS);
         } catch {
           raw = `its page pack chunk at 0x${(piece * PACK_CHUNK_BYTES).toString(16)} is damaged (cannot be decompressed)`;
         }
@@ -528,7 +590,7 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
   const inFlight = new Set<Promise<void>>();
   let problem: string | undefined;
   let writeFailure: unknown;
-  const scatter = (memStart: number, raw: Buffer): string | undefined => {
+  const scatter = (memStart: number, raw: Buffer, chunkChecked: boolean): string | undefined => {
     let r = 0;
     const end = Math.min(memStart + PACK_CHUNK_BYTES, t.pageFileBytes);
     let stretch = -1; // first page of a run of consecutive pack pages not yet written
@@ -541,7 +603,8 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
     for (let off = memStart; off < end; off += PAGE_SIZE) {
       if (kind[off / PAGE_SIZE] !== 1) { flush(off); continue; }
       if (r + PAGE_SIZE > raw.length) return `its page pack chunk at 0x${memStart.toString(16)} holds too few pages`;
-      const bad = checkPage(raw, r, off);
+      // A chunk-checked chunk's pages were checked as one, before it was decompressed.
+      const bad = chunkChecked ? undefined : checkPage(raw, r, off);
       if (bad) return bad;
       if (stretch < 0) { stretch = off; stretchAt = r; }
       r += PAGE_SIZE;
@@ -559,12 +622,15 @@ export async function materializePack(packFd: number, t: PackTrailer, open: Host
       seen.add(memStart);
       const z = Buffer.alloc(zlen);
       readAll(packFd, z, at);
+      const damaged = chunkCheckProblem(t, o, z, memStart);
+      if (damaged) { problem = damaged; break; }
+      const chunkChecked = isChunkChecked(t, o);
       while (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
       // Bounded: a damaged chunk must not inflate past the piece it stands for.
       const job = brotliDecompress(z, DECOMPRESS_OPTIONS).then((raw) => {
         if (problem || writeFailure) return;
         try {
-          problem = raw.length !== rawLen ? `its page pack chunk at 0x${memStart.toString(16)} is damaged` : scatter(memStart, raw);
+          problem = raw.length !== rawLen ? `its page pack chunk at 0x${memStart.toString(16)} is damaged` : scatter(memStart, raw, chunkChecked);
         } catch (e) {
           writeFailure = e;
         }
@@ -715,6 +781,9 @@ export class LazyPack implements LazyPageLayer {
       const at = Number(this.index.readBigUInt64LE(o + 8)), zlen = this.index.readUInt32LE(o + 16), rawLen = this.index.readUInt32LE(o + 20);
       const z = scratch('in', zlen);
       try { readAll(this.packFd, z, at); } catch (e) { throw corrupt(`its page pack cannot be read (${(e as Error).message})`); }
+      const damaged = chunkCheckProblem(this.t, o, z, start);
+      if (damaged) throw corrupt(damaged);
+      const chunkChecked = isChunkChecked(this.t, o);
       let raw: Buffer;
       try { raw = brotliInto(z, rawLen) ?? zlib.brotliDecompressSync(z, DECOMPRESS_OPTIONS); } catch { throw corrupt(`its page pack chunk at 0x${start.toString(16)} is damaged (cannot be decompressed)`); }
       if (raw.length !== rawLen) throw corrupt(`its page pack chunk at 0x${start.toString(16)} is damaged`);
@@ -724,7 +793,7 @@ export class LazyPack implements LazyPageLayer {
       for (let off = start; off < end; off += PAGE_SIZE) {
         if (this.kind[off / PAGE_SIZE] !== 1) { flush(); continue; }
         if (r + PAGE_SIZE > raw.length) throw corrupt(`its page pack chunk at 0x${start.toString(16)} holds too few pages`);
-        checkPage(raw, r, off);
+        if (!chunkChecked) checkPage(raw, r, off);
         if (stretch < 0) { stretch = off; stretchAt = r; }
         r += PAGE_SIZE;
       }

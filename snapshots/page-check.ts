@@ -18,19 +18,23 @@ const VERIFY_CHUNK_BYTES = 4 << 20;
  * `dataRanges` (byte [start, end) pairs, as pageFileDataRanges of ./pages.ts finds them with
  * SEEK_DATA/SEEK_HOLE: its holes are zero pages by definition, so a sparse 4 GiB file costs
  * only its data) and every pagemap run (a stored page lost to a hole fails its checksum).
- * `layerFds[k - 1]`: the page file of layer k (only its runs are checked). Returns undefined
- * if all is well, else one line naming the first bad page (its byte offset in the memory
- * file). Synchronous: run it in a worker thread when a guest waits.
+ * `layerFds[k - 1]`: the page file of layer k (only its runs are checked). `unchecked[k]` (0: the
+ * file's own pages, k ≥ 1: layer k's), when given, marks per page (memory offset / 4096) pages
+ * whose check is their pack chunk's (store format 6, chunkCheckedPages of ./pack.ts: checked as
+ * the chunk was decompressed into this file): neither their CRC-32 nor zeros are asked of them.
+ * Returns undefined if all is well, else one line naming the first bad page (its byte offset in
+ * the memory file). Synchronous: run it in a worker thread when a guest waits.
  */
-export function checkPageFile(fd: number, allRuns: PagemapRun[], pageFileBytes: number, dataRanges: ReadonlyArray<readonly [number, number]>, layerFds: readonly number[] = []): string | undefined {
+export function checkPageFile(fd: number, allRuns: PagemapRun[], pageFileBytes: number, dataRanges: ReadonlyArray<readonly [number, number]>, layerFds: readonly number[] = [], unchecked: ReadonlyArray<Uint8Array | undefined> = []): string | undefined {
   // An incremental checkpoint's own file holds only its layer-0 runs (every other page is a hole);
   // the pages of each inherited layer are checked where they are.
   const runs = allRuns.some((r) => runLayer(r) !== 0) ? allRuns.filter((r) => runLayer(r) === 0) : allRuns;
   for (let k = 1; k <= layerFds.length; k++) {
-    const bad = verifyRuns(layerFds[k - 1], allRuns.filter((r) => runLayer(r) === k));
+    const bad = verifyRuns(layerFds[k - 1], allRuns.filter((r) => runLayer(r) === k), unchecked[k]);
     if (bad) return bad;
   }
   const buf = Buffer.allocUnsafe(VERIFY_CHUNK_BYTES);
+  const own = unchecked[0];
   let r = 0;
   for (const [start, end] of rangesToCheck(runs, pageFileBytes, dataRanges)) {
     for (let off = start; off < end; off += VERIFY_CHUNK_BYTES) {
@@ -45,6 +49,7 @@ export function checkPageFile(fd: number, allRuns: PagemapRun[], pageFileBytes: 
         const at = off + p;
         while (r < runs.length && runs[r][0] + (runs[r][1].length / PAGE_CHECK_BYTES) * PAGE_SIZE <= at) r++;
         const run = runs[r];
+        if (own?.[at / PAGE_SIZE]) continue;
         if (run && at >= run[0]) {
           const i = (at - run[0]) / PAGE_SIZE;
           const c = run[1];
@@ -77,9 +82,10 @@ function rangesToCheck(runs: PagemapRun[], pageFileBytes: number, dataRanges: Re
 
 /**
  * Check only the pages of `runs` in the page file `fd` (an inherited layer: its other pages
- * belong to other checkpoints). Returns undefined, or one line naming the first bad page.
+ * belong to other checkpoints), but those `unchecked` marks. Returns undefined, or one line
+ * naming the first bad page.
  */
-function verifyRuns(fd: number, runs: PagemapRun[]): string | undefined {
+function verifyRuns(fd: number, runs: PagemapRun[], unchecked?: Uint8Array): string | undefined {
   for (const [start, checks] of runs) {
     const n = checks.length / PAGE_CHECK_BYTES;
     for (let first = 0; first < n; first += VERIFY_CHUNK_BYTES / PAGE_SIZE) {
@@ -94,6 +100,7 @@ function verifyRuns(fd: number, runs: PagemapRun[]): string | undefined {
       }
       for (let j = 0; j < count; j++) {
         const i = first + j;
+        if (unchecked?.[(at + j * PAGE_SIZE) / PAGE_SIZE]) continue;
         const want = (checks[i * 4] | (checks[i * 4 + 1] << 8) | (checks[i * 4 + 2] << 16) | (checks[i * 4 + 3] << 24)) >>> 0;
         if (pageCheck(buf, j * PAGE_SIZE) !== want) return `page at offset 0x${(at + j * PAGE_SIZE).toString(16)} (inherited) failed its checksum`;
       }

@@ -16,10 +16,12 @@ export const CRUNCH_ZERO = 0, CRUNCH_DATA = 1, CRUNCH_SKIPPED = 2;
 /**
  * One buffer's pages: `kind[i]` (CRUNCH_*) and, for CRUNCH_DATA pages, `checks[i]` (CRC-32);
  * when asked (`pack`), `packed`: the pack chunk of the buffer's data pages not masked, brotli
- * compressed (`z`), and their uncompressed bytes (`raw`; 0 and no bytes when there are none);
+ * compressed (`z`), their uncompressed bytes (`raw`; 0 and no bytes when there are none) and the
+ * CRC-32 of `z` (`check`), which is then the check of each of those pages in `checks` (their own
+ * CRC-32s are not computed: store format 6, snapshots/pack.ts); masked pages keep their CRC-32s;
  * `warmed`: its data pages were written into the restore cache being made (PackAsk.warmFd).
  */
-export interface CrunchResult { kind: Uint8Array; checks: Uint32Array; packed?: { z: Uint8Array; raw: number }; warmed?: boolean }
+export interface CrunchResult { kind: Uint8Array; checks: Uint32Array; packed?: { z: Uint8Array; raw: number; check: number }; warmed?: boolean }
 
 /**
  * What crunchPages reads into its buffer first: `bytes` bytes of host fd `fd` from the buffer's
@@ -70,8 +72,9 @@ export const ZERO_PAGE_CHECK = 0xc71c0011;
  * offset `base` (pread; past those, or past the file's end, zeros; with `read.parts`, those parts).
  * With `parts` (flat pairs of offset in `buf` and bytes, page aligned), only the pages in them
  * are looked at: the others are CRUNCH_ZERO (holes of the memory file between its ranges). With
- * `pack`, the chunk is compressed and the piece may be warmed (PackAsk). Throws what the read or the
- * write throws (ENOSPC, EIO…).
+ * `pack`, the chunk is compressed, its data pages' checks are the chunk's CRC-32 (but for those
+ * the pack's mask marks, which keep their own) and the piece may be warmed (PackAsk). Throws
+ * what the read or the write throws (ENOSPC, EIO…).
  */
 export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: ReadParts, pack?: PackAsk, parts?: number[]): CrunchResult {
   // Per buffer, not per page: a function called ~120 times per thread stays out of TurboFan,
@@ -87,13 +90,19 @@ export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Ui
     readFully(read.fd, b, 0, read.bytes, base);
     if (read.bytes < len) b.fill(0, read.bytes);
   }
-  if (parts) {
+  if (pack) {
+    // A pack's piece: its pages are checked by the chunk's CRC-32 (below), but for those in host files.
+    if (parts) {
+      for (let i = 0; i < parts.length; i += 2) classifyPiecePages(b, parts[i] / PAGE_SIZE, (parts[i] + parts[i + 1]) / PAGE_SIZE, pack.mask, kind, checks);
+    } else classifyPiecePages(b, 0, n, pack.mask, kind, checks);
+  } else if (parts) {
     // Pages outside `parts` are zero and not looked at (kind CRUNCH_ZERO already).
     for (let i = 0; i < parts.length; i += 2) classifyPages(b, parts[i] / PAGE_SIZE, (parts[i] + parts[i + 1]) / PAGE_SIZE, skip, kind, checks);
   } else classifyPages(b, 0, n, skip, kind, checks);
   if (writeFd >= 0) writeDataPages(writeFd, b, kind, base);
   if (!pack) return { kind, checks };
   const packed = packChunk(b, kind, n, pack.mask);
+  if (packed.raw) setChunkChecks(kind, checks, n, pack.mask, packed.check);
   // Pages of host files only (the interpreter's text: what a restored guest runs first), or a chunk costly to decompress.
   let warmed = pack.warmFd !== undefined && kind.includes(CRUNCH_DATA) && (packed.raw === 0 || packed.z.length * WARM_RATIO > packed.raw);
   if (warmed) {
@@ -117,6 +126,24 @@ function classifyPages(b: Buffer, from: number, to: number, skip: Uint8Array | u
     kind[i] = CRUNCH_DATA;
     checks[i] = check;
   }
+}
+
+/**
+ * Set `kind` (and `checks`) of pages [from, to) of a pack's piece `b`: CRUNCH_ZERO for all-zero
+ * pages (a memcmp, which stops at the first byte that is not: heap pages end it within their
+ * first words), else CRUNCH_DATA; only pages `mask` marks (host-file pages) get their CRC-32.
+ */
+function classifyPiecePages(b: Buffer, from: number, to: number, mask: Uint8Array | undefined, kind: Uint8Array, checks: Uint32Array): void {
+  for (let i = from; i < to; i++) {
+    if (isZeroPage(b, i * PAGE_SIZE)) { kind[i] = CRUNCH_ZERO; continue; }
+    kind[i] = CRUNCH_DATA;
+    if (mask?.[i]) checks[i] = pageCheck(b, i * PAGE_SIZE);
+  }
+}
+
+/** The check of every data page of the chunk (those `mask` does not mark) is the chunk's, `check`. */
+function setChunkChecks(kind: Uint8Array, checks: Uint32Array, n: number, mask: Uint8Array | undefined, check: number): void {
+  for (let i = 0; i < n; i++) if (kind[i] === CRUNCH_DATA && !mask?.[i]) checks[i] = check;
 }
 
 /** Write the CRUNCH_DATA pages of `b` (memory offset `base`) to `fd` at their memory offsets, a stretch of consecutive ones at a time. */
@@ -145,12 +172,14 @@ function readFully(fd: number, b: Buffer, at: number, len: number, position: num
 /**
  * The pack chunk of one whole piece read into `b`: its data pages (`kind`) that `mask` does not
  * mark (pages a pack names in host files), in order, brotli compressed with packCompressOptions(),
- * as PackWriter.add compresses a chunk the writer gathers itself (snapshots/store.ts writePack).
+ * as PackWriter.add compresses a chunk the writer gathers itself (snapshots/store.ts writePack),
+ * and the CRC-32 of the compressed bytes.
  */
-function packChunk(b: Buffer, kind: Uint8Array, n: number, mask: Uint8Array | undefined): { z: Uint8Array; raw: number } {
+function packChunk(b: Buffer, kind: Uint8Array, n: number, mask: Uint8Array | undefined): { z: Uint8Array; raw: number; check: number } {
   const pages = chunkPages(b, kind, n, mask);
-  if (!pages) return { z: new Uint8Array(0), raw: 0 };
-  return { z: zlib.brotliCompressSync(pages, packCompressOptions()), raw: pages.length };
+  if (!pages) return { z: new Uint8Array(0), raw: 0, check: 0 };
+  const z = zlib.brotliCompressSync(pages, packCompressOptions());
+  return { z, raw: pages.length, check: pageCheck(z, 0, z.length) };
 }
 
 /** The data pages of `b` (`kind`) that `mask` does not mark, in order: a view when they are consecutive, else a copy; undefined when there are none. */

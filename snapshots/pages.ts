@@ -29,9 +29,10 @@ export function pageFileDataRanges(fd: number, pageFileBytes: number): Array<[nu
 /**
  * Check a page file's contents against its pagemap (checkPageFile of ./page-check.ts over the
  * file's data ranges): undefined if all is well, else one line naming the first bad page.
- * `layerFds[k - 1]`: the page file of layer k. Synchronous: a restore whose guest waits runs
+ * `layerFds[k - 1]`: the page file of layer k; `unchecked`: pages checked by their pack chunk
+ * (see checkPageFile). Synchronous: a restore whose guest waits runs
  * checkPageFile in a worker thread instead.
  */
-export function verifyPages(fd: number, allRuns: PagemapRun[], pageFileBytes: number, layerFds: readonly number[] = []): string | undefined {
-  return checkPageFile(fd, allRuns, pageFileBytes, pageFileDataRanges(fd, pageFileBytes), layerFds);
+export function verifyPages(fd: number, allRuns: PagemapRun[], pageFileBytes: number, layerFds: readonly number[] = [], unchecked: ReadonlyArray<Uint8Array | undefined> = []): string | undefined {
+  return checkPageFile(fd, allRuns, pageFileBytes, pageFileDataRanges(fd, pageFileBytes), layerFds, unchecked);
 }

@@ -20,7 +20,7 @@ import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 // performance: Node's global (perf_hooks, loaded on first use).
 import type { Level } from 'level';
 import {
-  FORMAT_MAGIC, FORMAT_VERSION, FLAT_INCREMENTAL_FORMAT_VERSION, FULL_FORMAT_VERSION, PACK_FORMAT_VERSION, PACK_INCREMENTAL_FORMAT_VERSION, READ_FORMAT_VERSIONS, type ElidedChecks, isPacked, GRAPH_CHUNK_BYTES, runLayer, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
+  FORMAT_MAGIC, FORMAT_VERSION, FLAT_INCREMENTAL_FORMAT_VERSION, FULL_FORMAT_VERSION, PACK_CHUNK_CHECKED_FORMAT_VERSION, PACK_INCREMENTAL_FORMAT_VERSION, READ_FORMAT_VERSIONS, type ElidedChecks, isPacked, GRAPH_CHUNK_BYTES, runLayer, KEY, META_DIR, MIN_ID_PREFIX, PAGES_DIR, PAGE_CHECK_BYTES, PAGE_SIZE,
   LITTLE_ENDIAN, RESERVED_MANIFEST_FIELDS, type ManifestV2, type PagemapRun,
   checkpointProblem, decodeCbor, decodePagemap, encodeCbor, encodeMeta, encodePagemap, graphKey, graphRange, isCheckpointId, isCheckpointIdPrefix,
   manifestKey, manifestProblem, manifestSealIsValid, newCheckpointId, pageCheck, pageCount,
@@ -36,7 +36,7 @@ import type { KernelState } from '../src/kernel/state.js';
 import { CRUNCH_ZERO, type CrunchResult, type PackAsk, type ReadParts, crunchPages } from './page-crunch.js';
 import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
 import type { MovedPages } from '../src/mm/memory-file.js';
-import { CacheWriteError, EarlySync, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, materializePack, PackPages, packPageChecks, PIECE_READY, readPackTrailer, writeKnownTrailer } from './pack.js';
+import { CacheWriteError, EarlySync, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, chunkCheckedPages, materializePack, PackPages, packPageChecks, PIECE_READY, readPackTrailer, writeKnownTrailer } from './pack.js';
 
 /**
  * Every failure of the store that a user can act on: missing store or checkpoint,
@@ -389,7 +389,7 @@ async function writeLocked(storeDir: string, graphBytes: Buffer, memory: MemoryS
       const pagemap = encodePagemap(runs, compress && layers.length ? (k) => packLayers[k - 1] : undefined);
       const manifest: ManifestV2 = {
         magic: FORMAT_MAGIC,
-        formatVersion: compress ? (layers.length ? PACK_INCREMENTAL_FORMAT_VERSION : PACK_FORMAT_VERSION) : layers.length ? FLAT_INCREMENTAL_FORMAT_VERSION : FULL_FORMAT_VERSION,
+        formatVersion: compress ? (layers.length ? PACK_INCREMENTAL_FORMAT_VERSION : PACK_CHUNK_CHECKED_FORMAT_VERSION) : layers.length ? FLAT_INCREMENTAL_FORMAT_VERSION : FULL_FORMAT_VERSION,
         id,
         seq,
         createdMs,
@@ -732,9 +732,12 @@ export async function restoreMemory(
     try {
       if (fs.fstatSync(fd).size !== m.pageFileBytes) throw corrupt(fullId, 'its page file is truncated');
       layers = await openLayers(dir, fullId, m, runs, files.opener);
+      // Pages whose check is their pack chunk's were checked as it was decompressed (format 6).
+      const chunkChecked = chunkCheckedLayers(dir, m);
       for (const run of runs) {
         const [runOffset, checks] = run;
         const from = runLayer(run) ? layers[runLayer(run) - 1].fd : fd;
+        const unchecked = chunkChecked[runLayer(run)];
         const n = checks.length / PAGE_CHECK_BYTES;
         const c = Buffer.from(checks.buffer, checks.byteOffset, checks.byteLength);
         for (let first = 0; first < n; first += RESTORE_PAGES_PER_CALL) {
@@ -743,6 +746,7 @@ export async function restoreMemory(
           const data = Buffer.alloc(count * PAGE_SIZE);
           fs.readSync(from, data, 0, data.length, offset);
           for (let j = 0; j < count; j++) {
+            if (unchecked?.[offset / PAGE_SIZE + j]) continue;
             if (pageCheck(data, j * PAGE_SIZE) !== c.readUInt32LE((first + j) * PAGE_CHECK_BYTES)) {
               throw corrupt(fullId, `page at offset 0x${(offset + j * PAGE_SIZE).toString(16)} failed its checksum`);
             }
@@ -961,7 +965,7 @@ export async function checkStore(storeDir: string): Promise<StoreCheck> {
         const size = fs.fstatSync(fd).size;
         if (size !== r.manifest.pageFileBytes) throw corrupt(id, `its page file is ${size} bytes, expected ${r.manifest.pageFileBytes}`);
         layers = await openLayers(dir, id, r.manifest, r.runs, files.opener);
-        const bad = verifyPages(fd, r.runs, r.manifest.pageFileBytes, layers.map((l) => l.fd));
+        const bad = verifyPages(fd, r.runs, r.manifest.pageFileBytes, layers.map((l) => l.fd), chunkCheckedLayers(dir, r.manifest));
         if (bad) throw corrupt(id, bad);
       } finally {
         if (fd >= 0) fs.closeSync(fd);
@@ -1007,7 +1011,7 @@ export interface PageSource { fd: number; path: string; fresh: boolean; lazy?: L
 
 /**
  * Open the pages of checkpoint `id` laid out like its memory file: its flat page file (formats
- * 2 and 3) or its pack's restore cache (format 4; host-file pages read through `opener()`, made
+ * 2 and 3) or its pack's restore cache (formats 4 to 6; host-file pages read through `opener()`, made
  * on first need). `mode` 'lazy' (a restore): the cache is made empty if this host has none and
  * filled piece by piece as the kernel needs it (LazyPack, returned as `lazy`; the host files the
  * pack names are checked now). 'complete' (store operations reading every page): a cache being
@@ -1525,7 +1529,7 @@ interface PageSink {
    */
   wholePiece?(off: number): PackAsk | undefined;
   /** The chunk of the piece at `off`, compressed by the crunch as wholePiece asked: before its pages are handed to `store`. */
-  precompressed?(off: number, packed: { z: Uint8Array; raw: number }, warmed: boolean): void;
+  precompressed?(off: number, packed: { z: Uint8Array; raw: number; check: number }, warmed: boolean): void;
 }
 
 
@@ -1963,7 +1967,9 @@ function removeQuietly(path: string): void {
  */
 async function writePack(path: string, memory: MemorySource, ranges: Array<[number, number]>, crunch: PageCrunch, onProgress?: ProgressCallback, inherit?: InheritedPages, signal?: AbortSignal): Promise<ScannedPages & { filePages: number; packBytes: number; synced: Promise<void>; warm?: WarmCache; trailerBytes?: { cbor: Uint8Array; tail: Uint8Array } }> {
   const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-  const writer = new PackWriter(fd);
+  // A full checkpoint's pack checks its chunks, not each page (store format 6: no CRC-32 of the
+  // 242 MiB of the bench's python3 on the checkpoint's path); an incremental one, page by page.
+  const writer = new PackWriter(fd, !inherit);
   /** The last fdatasync, under way once the pack is written: it closes the fd when done. */
   let synced: Promise<void> | undefined;
   // The restore cache this checkpoint leaves (only where the crunch compresses whole pieces: nothing inherited).
@@ -2040,15 +2046,15 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
     };
     /** The layers backing pages: usableInheritance kept them below MAX_PAGE_LAYERS; copies name no other. */
     const backing = inherit ? backingLayers(inherit) : [];
-    const copied = (off: number, buf: Buffer, at: number, check: number): boolean => {
+    const copied = (off: number, buf: Buffer, at: number): boolean => {
       const p = off / PAGE_SIZE, from = moved!.from[p] ?? 0;
       if (!from) return false;
       const s = from - 1, k = moved!.layer[p], id = inherit!.layerIds[k - 1];
       if (!id || !backing.includes(k) || earlierPack(storeDir, id, earlier)?.compressed[s] !== 1) return false;
       let source: Uint8Array;
       if (inherit!.backed[s] === k) {
-        // Still as that layer stored it: compared in memory.
-        if (inherit!.checks[s] !== check) return false;
+        // Still as that layer stored it: compared in memory (its check may be its chunk's, store
+        // format 6, not a CRC-32 to compare with `check`).
         source = sourcePage(s);
       } else {
         // Dropped since (its block freed): the bytes the kernel kept of it then.
@@ -2067,7 +2073,7 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
     // The pages this pack holds compressed, for the next checkpoint (packsWritten).
     const compressed = new Uint8Array(pageCount(memory.sizeBytes));
     // A piece the crunch compressed (sink.precompressed): its pages to be handed to `store`, counted.
-    let pre: { off: number; z: Uint8Array; raw: number; pages: number } | undefined;
+    let pre: { off: number; z: Uint8Array; raw: number; check: number; pages: number } | undefined;
     const scanned = await scanPages(dirname(path), memory, ranges, {
       wholePiece(off) {
         // Only where every data page not in a host file is compressed (no page may be named in an older pack).
@@ -2081,13 +2087,13 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       precompressed(off, packed, warmed) {
         if (warmed) warm!.warmed(off);
         if (chunkStart >= 0) { submitChunk(); chunkStart = -1; }
-        pre = { off, z: packed.z, raw: packed.raw, pages: 0 };
+        pre = { off, z: packed.z, raw: packed.raw, check: packed.check, pages: 0 };
       },
       store(off, buf, at, check) {
         const block = hostPages ? hostPages.pageBlock[off / PAGE_SIZE] ?? 0 : 0;
         if (block) { addFilePage(off, block - 1); return; }
         if (pre) { compressed[off / PAGE_SIZE] = 1; pre.pages++; return; }
-        if (moved && copied(off, buf, at, check)) return;
+        if (moved && copied(off, buf, at)) return;
         compressed[off / PAGE_SIZE] = 1;
         const piece = Math.floor(off / PACK_CHUNK_BYTES) * PACK_CHUNK_BYTES;
         if (piece !== chunkStart) {
@@ -2104,7 +2110,7 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
         if (pre) {
           // The crunch compressed exactly the pages this piece stores: else the pack would not match its runs.
           if (pre.pages * PAGE_SIZE !== pre.raw) throw new SnapshotError(`checkpoint pack writer: piece 0x${pre.off.toString(16)} was compressed with ${pre.raw / PAGE_SIZE} pages, ${pre.pages} stored`);
-          if (pre.raw) writer.addCompressed(pre.off, pre.z, pre.raw);
+          if (pre.raw) writer.addCompressed(pre.off, pre.z, pre.raw, pre.check);
           pre = undefined;
           return;
         }
@@ -2424,6 +2430,26 @@ async function readPagemap(db: Db, m: ManifestV2, dir: string): Promise<PagemapR
   if (typeof decoded === 'string') throw corrupt(m.id, decoded);
   if (decoded.pages !== m.pages) throw corrupt(m.id, 'pagemap page count mismatch');
   return decoded.runs;
+}
+
+/**
+ * For verifyPages of checkpoint `m` of the store at `dir`: per layer of its pagemap (0 its own
+ * pages, k ≥ 1 `m.layers[k - 1]`), the pages whose check is their pack chunk's (a pack of store
+ * format 6: chunkCheckedPages), undefined where there are none (flat page files, older packs).
+ * A pack that cannot be read gives none: the pages it holds were checked as its cache was made.
+ */
+export function chunkCheckedLayers(storeDir: string, m: Pick<ManifestV2, 'id' | 'layers'>): Array<Uint8Array | undefined> {
+  const dir = resolvePath(storeDir);
+  return [m.id, ...(m.layers ?? [])].map((id) => {
+    let fd: number;
+    try { fd = fs.openSync(packPath(dir, id), 'r'); } catch { return undefined; } // a flat page file
+    try {
+      const t = readPackTrailer(fd);
+      return typeof t === 'string' ? undefined : chunkCheckedPages(t);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
 }
 
 /**

@@ -58,7 +58,7 @@ describe('compressed checkpoints (format 4)', () => {
     expect(fs.existsSync(path.join(store, 'pages', c1.id))).toBe(false);
     expect(bytesOnDisk(pack)).toBeLessThan((pages * 4096) / 5);
     const info = JSON.parse((await snapvisor(['inspect', c1.id, '--store', store, '--json'])).stdout.toString());
-    expect(info.checkpoint.formatVersion).toBe(4);
+    expect(info.checkpoint.formatVersion).toBe(6);
 
     // An incremental link from a restored one (restored here, checkpointed at its line 6; checked below).
     const run2 = snapvisorStreaming(['--root', root, 'restore', c1.id, '--store', store, '--name', 'pk-b'], { timeoutMs: 90_000 });
@@ -323,7 +323,11 @@ describe('compressed checkpoints (format 4)', () => {
     const bad = Buffer.from(good);
     bad[bad.length >> 2] ^= 0xff;
     fs.writeFileSync(pack, bad);
-    await refused(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: (its page pack chunk at 0x[0-9a-f]+ is damaged|page at offset 0x[0-9a-f]+ failed its checksum)`));
+    await refused(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: its page pack chunk at 0x[0-9a-f]+ failed its checksum`));
+    // `store check` names the chunk too (format 6: each chunk checked by the CRC-32 of its compressed bytes).
+    const check = await snapvisor(['store', 'check', '--store', store]);
+    expect(check.status).toBe(1);
+    expect(check.stderr).toMatch(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: its page pack chunk at 0x[0-9a-f]+ failed its checksum\n$`));
     fs.writeFileSync(pack, good.subarray(0, good.length >> 1));
     await refused(new RegExp(`^snapvisor: checkpoint ${id} is corrupt: its page pack is truncated or damaged`));
 

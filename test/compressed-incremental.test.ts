@@ -63,7 +63,7 @@ describe('compressed incremental checkpoints (format 5)', () => {
     expect(await run.done).toBe(137);
 
     const reports = await Promise.all(ids.map((id) => inspectJson(store, id)));
-    expect(reports[0].checkpoint).toMatchObject({ parent: null, formatVersion: 4 });
+    expect(reports[0].checkpoint).toMatchObject({ parent: null, formatVersion: 6 });
     expect(reports[1].checkpoint).toMatchObject({ parent: ids[0], formatVersion: 5, inheritsFrom: [ids[0]] });
     expect(reports[2].checkpoint).toMatchObject({ parent: ids[1], formatVersion: 5 });
     expect(reports[2].checkpoint.inheritsFrom).toContain(ids[0]);

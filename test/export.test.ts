@@ -69,9 +69,9 @@ describe('export and import', () => {
     const list = await snapvisor(['checkpoints', '--store', storeB, '--json']);
     expect(JSON.parse(list.stdout.toString()).map((c: { id: string }) => c.id)).toEqual([newId]);
 
-    // Imported compressed (a page pack, format 4), as `checkpoint` writes by default; --no-compress: a flat page file.
+    // Imported compressed (a page pack, format 6), as `checkpoint` writes by default; --no-compress: a flat page file.
     const formatOf = async (cid: string, store: string) => JSON.parse((await snapvisor(['inspect', cid, '--store', store, '--json'])).stdout.toString()).checkpoint.formatVersion;
-    expect(await formatOf(newId, storeB)).toBe(4);
+    expect(await formatOf(newId, storeB)).toBe(6);
     const storeC = freshDir('exp-c');
     const flat = await snapvisor(['import', file, '--store', storeC, '--no-compress']);
     expect(flat.status).toBe(0);

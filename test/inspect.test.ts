@@ -29,7 +29,7 @@ describe('inspect', () => {
     expect(r.status).toBe(0);
     const report = JSON.parse(r.stdout.toString());
     expect(report.inspectVersion).toBe(1);
-    expect(report.checkpoint).toMatchObject({ id, name, parent: null, formatVersion: 4, generation: 0, rootfs: '/' }); // compressed: the default
+    expect(report.checkpoint).toMatchObject({ id, name, parent: null, formatVersion: 6, generation: 0, rootfs: '/' }); // compressed: the default
     expect(report.sizes.pages).toBeGreaterThan(0);
     expect(report.sizes.storedPageBytes).toBe(report.sizes.pages * 4096);
     const byCmd = (argv: string[]) => report.processes.find((p: { cmdline: string[] }) => JSON.stringify(p.cmdline) === JSON.stringify(argv));
