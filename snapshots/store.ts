@@ -207,9 +207,9 @@ const BATCH_MAX_OPS = 2048;
 const BATCH_MAX_BYTES = 8 << 20;
 /** Bytes read from the memory source per `read` call (256 pages: one pack piece, PACK_CHUNK_BYTES). */
 const READ_CHUNK_BYTES = 1 << 20;
-/** Read buffers in flight at once with a crunch worker (PageCrunch). */
+/** Read buffers in flight at once with one crunch worker (PageCrunch); each further worker adds WORKER_BACKLOG. */
 const CRUNCH_DEPTH = 6;
-/** Buffers the crunch worker may have to do at once; the writer's thread crunches the others itself. */
+/** Buffers a crunch worker may have to do at once; the writer's thread crunches the others itself. */
 const WORKER_BACKLOG = 2;
 /** Populated bytes from which a checkpoint's page work gets a worker thread (starting one costs tens of ms). */
 const CRUNCH_WORKER_MIN_BYTES = 32 << 20;
@@ -1331,90 +1331,113 @@ export function layersOf(summary: CheckpointSummary): string[] {
 interface CrunchedBuffer extends CrunchResult { buf: Buffer }
 
 /**
- * Runs crunchPages (./page-crunch.ts) on the page writer's read buffers: on a worker thread
- * (./page-crunch-worker.ts) when `start` is asked to and the worker's code is there, so that the
- * writer's thread compresses (and, unless the worker reads the memfd itself, reads) meanwhile,
- * and on the writer's thread for the buffers it is asked to do `here` (scanPages: those the worker
- * has no time for, known from `backlog`); else inline, synchronously. Results of the worker come
- * back in the order the buffers were submitted. The worker thread is started with every CPU
- * allowed: the ptrace platform pins the kernel's thread to one CPU, and a thread inherits its
- * creator's CPUs.
+ * Page workers a checkpoint uses at most: one per CPU but the writer's thread's (which crunches
+ * too), up to this many. On this 2-CPU VM a second worker did not shorten the bench's checkpoint
+ * (245–260 ms of scan either way, load ~1): the CPUs were busy, and each worker compiles the
+ * crunch anew (its CPU grew by ~90 ms); `SNAPVISOR_PAGE_WORKERS` sets the count (1 to 8).
+ */
+const PAGE_WORKERS_MAX = 4;
+
+/** One page worker and what it owes: answers come back in the order its buffers were sent. */
+interface CrunchLane {
+  worker: Worker;
+  /** Shared with the worker (see ./page-crunch-worker.ts): [0] buffers done, [1] its CPU ms, [2] its waits ms, [3] stop. */
+  status: Int32Array;
+  waiting: Array<{ resolve(r: CrunchedBuffer): void; reject(e: Error): void }>;
+  sent: number;
+  /** Resolves once its thread has exited (its 'exit' event: Node has joined it). */
+  exited: Promise<void>;
+  ended?: () => void;
+}
+
+/**
+ * Runs crunchPages (./page-crunch.ts) on the page writer's read buffers: on worker threads
+ * (./page-crunch-worker.ts, one per CPU up to PAGE_WORKERS_MAX) when `start` is asked to and the
+ * worker's code is there, so that the writer's thread keeps the books (and, unless the workers
+ * read the memfd themselves, reads) meanwhile, and on the writer's thread for the buffers it is
+ * asked to do `here` (scanPages: when every worker has WORKER_BACKLOG to do, known from
+ * `backlog`); else inline, synchronously. A buffer goes to the worker with the least to do; each
+ * worker's results come back in the order it was sent them. Worker threads are started with
+ * every CPU allowed: the ptrace platform pins the kernel's thread to one CPU, and a thread
+ * inherits its creator's CPUs.
  */
 export class PageCrunch {
-  private readonly waiting: Array<{ resolve(r: CrunchedBuffer): void; reject(e: Error): void }> = [];
   private failure?: Error;
-  private ended?: () => void;
-  /** Settles once the worker's thread has exited (halt). */
+  /** Settles once every worker's thread has exited (halt). */
   private halted?: Promise<void>;
-  /** Resolves once the worker's thread has exited (its 'exit' event: Node has joined it). */
-  private readonly exited: Promise<void>;
-  /** Set by halt: the worker's exit is expected, not a failure. */
+  /** Set by halt: the workers' exits are expected, not failures. */
   private halting = false;
-  /** Buffers sent to the worker, and done on this thread. */
-  private sent = 0;
+  /** Buffers done on this thread. */
   private inline = 0;
-  private constructor(private readonly worker: Worker | undefined, private readonly status?: Int32Array) {
-    this.exited = worker ? new Promise((resolve) => worker.once('exit', () => resolve())) : Promise.resolve();
-    if (!worker) return;
-    const fail = (e: Error): void => {
-      this.failure ??= e;
-      for (const w of this.waiting.splice(0)) w.reject(this.failure);
-      this.ended?.();
-    };
-    worker.on('message', (m: { buf: ArrayBuffer; kind: Uint8Array; checks: Uint32Array; packed?: CrunchResult['packed']; warmed?: boolean } | { error: { message: string; code?: string; syscall?: string } } | 'ended') => {
-      if (m === 'ended') { this.ended?.(); return; }
-      if ('error' in m) { fail(Object.assign(new Error(m.error.message), { code: m.error.code, syscall: m.error.syscall })); return; }
-      this.waiting.shift()?.resolve({ buf: Buffer.from(m.buf), kind: m.kind, checks: m.checks, packed: m.packed, warmed: m.warmed });
-    });
-    worker.on('error', (e) => fail(new SnapshotError(`the checkpoint's page worker failed: ${e.message}`)));
-    worker.on('exit', () => { if (!this.halting) fail(new SnapshotError("the checkpoint's page worker ended early")); });
-  }
-
-  /** A crunch with a worker thread if `threaded` and the worker can be started (the one prestartPageWorker started, if any), else an inline one. */
-  static start(threaded: boolean): PageCrunch {
-    if (!threaded) return new PageCrunch(undefined);
-    const ready = prestarted;
-    if (ready) {
-      prestarted = undefined;
-      ready.worker.ref();
-      return new PageCrunch(ready.worker, ready.status);
-    }
-    try {
-      const url = new URL('./page-crunch-worker.js', import.meta.url);
-      // Run from TypeScript sources (tests), there is no compiled worker: inline.
-      if (!fs.existsSync(fileURLToPath(url))) return new PageCrunch(undefined);
-      const status = new Int32Array(new SharedArrayBuffer(4 * 4));
-      return new PageCrunch(onEveryCpu(() => new Worker(url, { workerData: { status, trace: !!traceCheckpoint } })), status);
-    } catch {
-      return new PageCrunch(undefined);
+  private constructor(private readonly lanes: CrunchLane[]) {
+    for (const lane of lanes) {
+      const { worker } = lane;
+      worker.on('message', (m: { buf: ArrayBuffer; kind: Uint8Array; checks: Uint32Array; packed?: CrunchResult['packed']; warmed?: boolean } | { error: { message: string; code?: string; syscall?: string } } | 'ended') => {
+        if (m === 'ended') { lane.ended?.(); return; }
+        if ('error' in m) { this.fail(Object.assign(new Error(m.error.message), { code: m.error.code, syscall: m.error.syscall })); return; }
+        lane.waiting.shift()?.resolve({ buf: Buffer.from(m.buf), kind: m.kind, checks: m.checks, packed: m.packed, warmed: m.warmed });
+      });
+      worker.on('error', (e) => this.fail(new SnapshotError(`the checkpoint's page worker failed: ${e.message}`)));
+      worker.on('exit', () => { if (!this.halting) this.fail(new SnapshotError("the checkpoint's page worker ended early")); });
     }
   }
 
-  /** Whether the work runs on a worker thread. */
-  get threaded(): boolean { return this.worker !== undefined; }
+  /** The first failure ends everything: every buffer still owed is rejected with it, and close() stops waiting. */
+  private fail(e: Error): void {
+    this.failure ??= e;
+    for (const lane of this.lanes) {
+      for (const w of lane.waiting.splice(0)) w.reject(this.failure);
+      lane.ended?.();
+    }
+  }
 
   /**
-   * Buffers sent to the worker that it has not finished (read from a counter it shares, so known
-   * before its answers are received); 0 without a worker.
+   * A crunch with worker threads if `threaded` and they can be started (those prestartPageWorker
+   * started first, then new ones up to one per CPU), else an inline one.
+   */
+  static start(threaded: boolean): PageCrunch {
+    if (!threaded) return new PageCrunch([]);
+    const lanes: CrunchLane[] = prestarted.splice(0).map((p) => { p.worker.ref(); return lane(p.worker, p.status); });
+    try {
+      const url = pageWorkerUrl();
+      while (url && lanes.length < pageWorkerCount()) {
+        const status = new Int32Array(new SharedArrayBuffer(4 * 4));
+        lanes.push(lane(onEveryCpu(() => new Worker(url, { workerData: { status, trace: !!traceCheckpoint } })), status));
+      }
+    } catch { /* fewer workers: the others' share is crunched here */ }
+    return new PageCrunch(lanes);
+  }
+
+  /** Whether the work runs on worker threads. */
+  get threaded(): boolean { return this.lanes.length > 0; }
+
+  /** How many worker threads it has. */
+  get workers(): number { return this.lanes.length; }
+
+  /**
+   * Buffers sent to the worker with the least to do that it has not finished (read from a
+   * counter it shares, so known before its answers are received); 0 without a worker.
    */
   backlog(): number {
-    return this.status ? this.sent - Atomics.load(this.status, 0) : 0;
+    let least = Infinity;
+    for (const l of this.lanes) least = Math.min(least, l.sent - Atomics.load(l.status, 0));
+    return this.lanes.length ? least : 0;
   }
 
-  /** For SNAPVISOR_TRACE_CHECKPOINT: buffers done on the worker (its CPU time and waits, ms) and on this thread. */
+  /** For SNAPVISOR_TRACE_CHECKPOINT: buffers done on each worker (its CPU time and waits, ms) and on this thread. */
   stats(): string {
-    const s = this.status;
-    return `${this.sent} buffers on the worker (its CPU ${s ? Atomics.load(s, 1) : 0} ms, waited ${s ? Atomics.load(s, 2) : 0} ms between them), ${this.inline} on this thread`;
+    const each = this.lanes.map((l) => `${l.sent} (CPU ${Atomics.load(l.status, 1)} ms, waited ${Atomics.load(l.status, 2)} ms between them)`);
+    return `buffers on ${this.lanes.length} worker${this.lanes.length === 1 ? '' : 's'}: ${each.join(', ') || 'none'}; ${this.inline} on this thread`;
   }
 
   /**
-   * crunchPages of `len` bytes of `buf` (an own ArrayBuffer: it is transferred to the worker and
+   * crunchPages of `len` bytes of `buf` (an own ArrayBuffer: it is transferred to a worker and
    * comes back in the result; not to be touched meanwhile) holding the memory file from `base`,
-   * read into it first from `read` if given: on the worker, or on this thread when there is none
-   * or `here`.
+   * read into it first from `read` if given: on the worker with the least to do, or on this
+   * thread when there is none or `here`.
    */
   submit(buf: Buffer, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: ReadParts, here = false, pack?: PackAsk, parts?: number[]): Promise<CrunchedBuffer> {
-    if (!this.worker || here) {
+    if (!this.lanes.length || here) {
       this.inline++;
       try {
         return Promise.resolve({ buf, ...crunchPages(buf, len, base, skip, writeFd, read, pack, parts) });
@@ -1423,78 +1446,97 @@ export class PageCrunch {
       }
     }
     if (this.failure) return Promise.reject(this.failure);
-    this.sent++;
+    let lane = this.lanes[0];
+    for (const l of this.lanes) if (l.sent - Atomics.load(l.status, 0) < lane.sent - Atomics.load(lane.status, 0)) lane = l;
+    lane.sent++;
     return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      this.worker!.postMessage({ buf: buf.buffer, len, base, skip, writeFd, read, pack, parts }, [buf.buffer as ArrayBuffer]);
+      lane.waiting.push({ resolve, reject });
+      lane.worker.postMessage({ buf: buf.buffer, len, base, skip, writeFd, read, pack, parts }, [buf.buffer as ArrayBuffer]);
     });
   }
 
-  /** Wait until the worker has done everything submitted (its writes included) and ended. Throws its failure. */
+  /** Wait until every worker has done everything submitted (its writes included) and ended. Throws the first failure. */
   async close(): Promise<void> {
-    if (!this.worker) return;
     if (!this.failure) {
-      await new Promise<void>((resolve) => { this.ended = resolve; this.worker!.postMessage('end'); });
+      await Promise.all(this.lanes.map((l) => new Promise<void>((resolve) => { l.ended = resolve; l.worker.postMessage('end'); })));
     }
     if (this.failure && !/ended early/.test(this.failure.message)) throw this.failure;
   }
 
-  /** Stop the worker once closed (it answered 'end' and is closing itself: nothing of it is in flight). */
+  /** Stop the workers once closed (each answered 'end' and is closing itself: nothing of it is in flight). */
   terminate(): void {
-    if (!this.worker) return;
+    if (!this.lanes.length) return;
     this.halting = true;
     this.failure ??= new SnapshotError("the checkpoint's page worker was stopped");
-    void this.worker.terminate();
+    for (const l of this.lanes) void l.worker.terminate();
   }
 
   /**
-   * Stop the worker after a failure and wait until its thread has exited ('exit' is emitted once
-   * Node has joined the thread): every pread and pwrite it issued has returned and none is issued
-   * after, so the page file's fd (and the memory source's) may be closed. Buffers still with it
-   * are rejected with its failure. Idempotent.
+   * Stop the workers after a failure and wait until their threads have exited ('exit' is emitted
+   * once Node has joined a thread): every pread and pwrite they issued has returned and none is
+   * issued after, so the page file's fd (and the memory source's) may be closed. Buffers still
+   * with them are rejected with the failure. Idempotent.
    *
-   * The worker is asked to stop (status element 3, then 'halt': it skips the jobs it has not
+   * Each worker is asked to stop (status element 3, then 'halt': it skips the jobs it has not
    * begun and closes its port, ending its thread), not terminated: terminating it inside a
    * brotliCompressSync aborts the whole process (./page-crunch-worker.ts). Only a worker that
    * has not ended 10 s later (a pwrite stuck in the host kernel) is terminated.
    */
   halt(): Promise<void> {
-    if (!this.worker) return Promise.resolve();
     if (!this.halted) {
-      const worker = this.worker;
       this.halting = true;
       this.failure ??= new SnapshotError("the checkpoint's page worker was stopped");
-      for (const w of this.waiting.splice(0)) w.reject(this.failure);
-      if (this.status) Atomics.store(this.status, 3, 1);
-      worker.postMessage('halt');
-      const stuck = setTimeout(() => void worker.terminate(), 10_000);
-      this.halted = this.exited.then(() => clearTimeout(stuck));
+      for (const lane of this.lanes) for (const w of lane.waiting.splice(0)) w.reject(this.failure);
+      this.halted = Promise.all(this.lanes.map((lane) => {
+        Atomics.store(lane.status, 3, 1);
+        lane.worker.postMessage('halt');
+        const stuck = setTimeout(() => void lane.worker.terminate(), 10_000);
+        return lane.exited.then(() => clearTimeout(stuck));
+      })).then(() => undefined);
     }
     return this.halted;
   }
 }
 
-/** A page worker started ahead of a checkpoint (prestartPageWorker), idle until PageCrunch.start takes it. */
-let prestarted: { worker: Worker; status: Int32Array } | undefined;
+/** A lane for `worker`, sharing `status` with it. */
+function lane(worker: Worker, status: Int32Array): CrunchLane {
+  return { worker, status, waiting: [], sent: 0, exited: new Promise((resolve) => worker.once('exit', () => resolve())) };
+}
+
+/** Page workers a checkpoint starts: SNAPVISOR_PAGE_WORKERS if set (1 to 8), else one per CPU but one, at least 1 and at most PAGE_WORKERS_MAX. */
+function pageWorkerCount(): number {
+  const asked = Number(process.env.SNAPVISOR_PAGE_WORKERS);
+  if (Number.isInteger(asked) && asked >= 1 && asked <= 8) return asked;
+  return Math.max(1, Math.min(PAGE_WORKERS_MAX, cpus().length - 1));
+}
+
+/** The compiled page worker's URL, or undefined run from TypeScript sources (tests): there is no compiled worker, the crunch runs inline. */
+function pageWorkerUrl(): URL | undefined {
+  const url = new URL('./page-crunch-worker.js', import.meta.url);
+  return fs.existsSync(fileURLToPath(url)) ? url : undefined;
+}
+
+/** Page workers started ahead of a checkpoint (prestartPageWorker), idle until PageCrunch.start takes them. */
+const prestarted: Array<{ worker: Worker; status: Int32Array }> = [];
 
 /**
- * Start the checkpoint's page worker (./page-crunch-worker.ts) now, idle and not keeping the
- * process alive, for the next checkpoint large enough to use one: a named sandbox does once it is
+ * Start the checkpoint's page workers (./page-crunch-worker.ts) now, idle and not keeping the
+ * process alive, for the next checkpoint large enough to use them: a named sandbox does once it is
  * quiet (cli/control.ts), so that a checkpoint does not wait the 60–80 ms of CPU a worker's start
- * takes here before the worker shares its work. Nothing if one is waiting already, or none can start.
+ * takes here before the workers share its work. Nothing if they are waiting already, or none can start.
  */
 export function prestartPageWorker(): void {
-  if (prestarted) return;
   try {
-    const url = new URL('./page-crunch-worker.js', import.meta.url);
-    if (!fs.existsSync(fileURLToPath(url))) return;
-    const status = new Int32Array(new SharedArrayBuffer(4 * 4));
-    const worker = onEveryCpu(() => new Worker(url, { workerData: { status, trace: !!traceCheckpoint } }));
-    worker.unref();
-    const gone = (): void => { if (prestarted?.worker === worker) prestarted = undefined; };
-    worker.on('error', gone);
-    worker.on('exit', gone);
-    prestarted = { worker, status };
+    const url = pageWorkerUrl();
+    while (url && prestarted.length < pageWorkerCount()) {
+      const status = new Int32Array(new SharedArrayBuffer(4 * 4));
+      const worker = onEveryCpu(() => new Worker(url, { workerData: { status, trace: !!traceCheckpoint } }));
+      worker.unref();
+      const gone = (): void => { const i = prestarted.findIndex((p) => p.worker === worker); if (i >= 0) prestarted.splice(i, 1); };
+      worker.on('error', gone);
+      worker.on('exit', gone);
+      prestarted.push({ worker, status });
+    }
   } catch { /* the checkpoint starts its own */ }
 }
 
@@ -1651,7 +1693,7 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
     // incremental checkpoint reads what changed, not the windows around it).
     const free: Buffer[] = [];
     let waitedMs = 0;
-    const depth = crunch.threaded ? CRUNCH_DEPTH : 1;
+    const depth = crunch.threaded ? CRUNCH_DEPTH + (crunch.workers - 1) * WORKER_BACKLOG : 1;
     /** A window [off, off+len) of memory, of which pages [lo, hi) (indices in the window) were read. */
     interface Job { off: number; len: number; lo: number; covered: number; done?: Promise<CrunchedBuffer> }
     const queue: Job[] = [];
@@ -1742,9 +1784,9 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
       const pack = !skip && lo === 0 && len === READ_CHUNK_BYTES && off % READ_CHUNK_BYTES === 0 ? sink.wholePiece?.(off) : undefined;
       const buf = free.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
       const readOff = off + lo * PAGE_SIZE, readLen = (hi - lo) * PAGE_SIZE;
-      // Both CPUs: the worker takes a buffer while it has fewer than WORKER_BACKLOG to do; this
+      // Every CPU: a worker takes a buffer while it has fewer than WORKER_BACKLOG to do; this
       // thread (which compresses a pack and keeps the books) does the others itself, and all
-      // of them until the worker is up. A plain memfd is read where the buffer is crunched.
+      // of them until the workers are up. A plain memfd is read where the buffer is crunched.
       const here = crunch.backlog() >= WORKER_BACKLOG;
       let read: ReadParts | undefined;
       let covered = len;
