@@ -43,7 +43,7 @@ export function renderInspect(r: InspectReport): string {
   const pages = s.inheritedPages
     ? `${s.pages} pages: ${s.newPages} new in this checkpoint (${size(s.storedPageBytes)}), ${s.inheritedPages} in the page files it inherits from`
     : `${s.pages} pages, all new in this checkpoint (${size(s.storedPageBytes)})`;
-  out.push(`sizes: graph ${size(s.graphBytes)}; memory file ${size(s.memoryBytes)}; ${pages}; ${s.zeroPages} zero pages; ${size(s.onDiskBytes)} on disk`);
+  out.push(`sizes: graph ${size(s.graphBytes)}; memory file ${size(s.memoryBytes)}; ${pages}; ${s.zeroPages} zero pages; ${size(s.onDiskBytes)} on disk (its page file or pack, and its restore record)`);
   out.push('', 'processes');
   out.push(table(['PID', 'PPID', 'STATE', 'THREADS', 'FDS', 'MAPPED', 'STORED', 'COMMAND'],
     r.processes.map((p) => [p.pid, p.ppid, p.state, p.threads.length, p.files.length, size(p.memory.mappedBytes), size(p.memory.storedBytes), cmd(p, 80)])));
