@@ -1401,8 +1401,8 @@ export class PageCrunch {
     try {
       const url = pageWorkerUrl();
       while (url && lanes.length < pageWorkerCount()) {
-        const status = new Int32Array(new SharedArrayBuffer(4 * 4));
-        lanes.push(lane(onEveryCpu(() => new Worker(url, { workerData: { status, trace: !!traceCheckpoint } })), status));
+        const w = newPageWorker(url);
+        lanes.push(lane(w.worker, w.status));
       }
     } catch { /* fewer workers: the others' share is crunched here */ }
     return new PageCrunch(lanes);
@@ -1420,7 +1420,7 @@ export class PageCrunch {
    */
   backlog(): number {
     let least = Infinity;
-    for (const l of this.lanes) least = Math.min(least, l.sent - Atomics.load(l.status, 0));
+    for (const l of this.lanes) least = Math.min(least, owed(l));
     return this.lanes.length ? least : 0;
   }
 
@@ -1447,7 +1447,7 @@ export class PageCrunch {
     }
     if (this.failure) return Promise.reject(this.failure);
     let lane = this.lanes[0];
-    for (const l of this.lanes) if (l.sent - Atomics.load(l.status, 0) < lane.sent - Atomics.load(lane.status, 0)) lane = l;
+    for (const l of this.lanes) if (owed(l) < owed(lane)) lane = l;
     lane.sent++;
     return new Promise((resolve, reject) => {
       lane.waiting.push({ resolve, reject });
@@ -1498,6 +1498,15 @@ export class PageCrunch {
   }
 }
 
+/** Buffers sent to lane `l`'s worker that it has not finished (its shared counter: known before its answers arrive). */
+const owed = (l: CrunchLane): number => l.sent - Atomics.load(l.status, 0);
+
+/** A new page worker of `url` (every CPU allowed, see onEveryCpu) and the status array it shares. Throws what `new Worker` throws. */
+function newPageWorker(url: URL): { worker: Worker; status: Int32Array } {
+  const status = new Int32Array(new SharedArrayBuffer(4 * 4));
+  return { worker: onEveryCpu(() => new Worker(url, { workerData: { status, trace: !!traceCheckpoint } })), status };
+}
+
 /** A lane for `worker`, sharing `status` with it. */
 function lane(worker: Worker, status: Int32Array): CrunchLane {
   return { worker, status, waiting: [], sent: 0, exited: new Promise((resolve) => worker.once('exit', () => resolve())) };
@@ -1529,8 +1538,7 @@ export function prestartPageWorker(): void {
   try {
     const url = pageWorkerUrl();
     while (url && prestarted.length < pageWorkerCount()) {
-      const status = new Int32Array(new SharedArrayBuffer(4 * 4));
-      const worker = onEveryCpu(() => new Worker(url, { workerData: { status, trace: !!traceCheckpoint } }));
+      const { worker, status } = newPageWorker(url);
       worker.unref();
       const gone = (): void => { const i = prestarted.findIndex((p) => p.worker === worker); if (i >= 0) prestarted.splice(i, 1); };
       worker.on('error', gone);
