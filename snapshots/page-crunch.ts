@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { PAGE_SIZE, isZeroPage, pageCheck } from './page-format.js';
+import { type PieceFinder, pieceFinder } from './piece-finder.js';
 
 /** Page kinds in a CrunchResult. */
 export const CRUNCH_ZERO = 0, CRUNCH_DATA = 1, CRUNCH_SKIPPED = 2;
@@ -77,6 +78,11 @@ export const ZERO_PAGE_CHECK = 0xc71c0011;
  * what the read or the write throws (ENOSPC, EIO…).
  */
 export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Uint8Array | undefined, writeFd: number, read?: ReadParts, pack?: PackAsk, parts?: number[]): CrunchResult {
+  if (pack && read && !skip && writeFd < 0 && len === PACK_PIECE_BYTES) {
+    // The common case (a compressed checkpoint's piece, read here): without a page loop in JavaScript.
+    const f = pieceFinder();
+    if (f) return crunchPiece(f, base, read, pack, parts);
+  }
   // Per buffer, not per page: a function called ~120 times per thread stays out of TurboFan,
   // whose compile of it (with fs, zlib and Buffer inlined) took ~40 ms of CPU per thread in
   // the middle of the checkpoint it was to speed up. The per-page loops are small functions.
@@ -148,10 +154,12 @@ function setChunkChecks(kind: Uint8Array, checks: Uint32Array, n: number, mask: 
 
 /** Write the CRUNCH_DATA pages of `b` (memory offset `base`) to `fd` at their memory offsets, a stretch of consecutive ones at a time. */
 function writeDataPages(fd: number, b: Buffer, kind: Uint8Array, base: number): void {
-  for (let i = 0; i < kind.length;) {
-    if (kind[i] !== CRUNCH_DATA) { i++; continue; }
-    let j = i + 1;
-    while (j < kind.length && kind[j] === CRUNCH_DATA) j++;
+  // Stretches found by native searches: a loop over every page here ran hot enough for TurboFan.
+  for (let i = kind.indexOf(CRUNCH_DATA); i >= 0; i = kind.indexOf(CRUNCH_DATA, i)) {
+    let j = kind.indexOf(CRUNCH_ZERO, i + 1);
+    const k = kind.indexOf(CRUNCH_SKIPPED, i + 1);
+    if (j < 0 || (k >= 0 && k < j)) j = k;
+    if (j < 0) j = kind.length;
     const from = i * PAGE_SIZE, to = j * PAGE_SIZE;
     for (let done = from; done < to;) done += fs.writeSync(fd, b, done, to - done, base + done);
     i = j;
@@ -208,4 +216,51 @@ function gatherPages(b: Buffer, kind: Uint8Array, first: number, last: number, c
     at += PAGE_SIZE;
   }
   return out;
+}
+
+/**
+ * crunchPages of a whole pack piece (PACK_PIECE_BYTES from memory offset `base`, pages in `parts`
+ * only if given), read from `read` into this thread's PieceFinder's memory, not the caller's buffer
+ * (which is left as it was: a piece's pages are needed by no one once its chunk is made). Zero
+ * pages and the chunk's pages are found by the finder's WebAssembly; the stretches of the mask
+ * and of data pages by native searches (indexOf): no loop over the piece's pages in JavaScript.
+ * Same result as crunchPages' loops, but that zero pages' checks are the chunk's (never read).
+ */
+function crunchPiece(f: PieceFinder, base: number, read: ReadParts, pack: PackAsk, parts: number[] | undefined): CrunchResult {
+  const w = f.pages, n = PACK_PIECE_BYTES / PAGE_SIZE;
+  if (read.parts) {
+    w.fill(0);
+    for (let i = 0; i < read.parts.length; i += 2) readFully(read.fd, w, read.parts[i], read.parts[i + 1], base + read.parts[i]);
+  } else {
+    readFully(read.fd, w, 0, read.bytes, base);
+    if (read.bytes < PACK_PIECE_BYTES) w.fill(0, read.bytes);
+  }
+  f.kinds.fill(CRUNCH_ZERO);
+  let data = 0;
+  if (parts) for (let i = 0; i < parts.length; i += 2) data += f.classify(parts[i] / PAGE_SIZE, (parts[i] + parts[i + 1]) / PAGE_SIZE);
+  else data = f.classify(0, n);
+  const kind = f.kinds.slice(0, n), checks = new Uint32Array(n);
+  const mask = pack.mask;
+  f.mask.fill(0);
+  if (mask) f.mask.set(mask.subarray(0, n));
+  // Host-file pages: not in the chunk (each keeps its own CRC-32, below).
+  let masked = 0;
+  if (mask) for (let i = mask.indexOf(1); i >= 0; i = mask.indexOf(1, i + 1)) if (kind[i] === CRUNCH_DATA) masked++;
+  const inChunk = data - masked;
+  let pages: Uint8Array | undefined;
+  if (inChunk === n) pages = w;
+  else if (inChunk > 0) pages = f.gathered.subarray(0, f.gather(n) * PAGE_SIZE);
+  let packed: NonNullable<CrunchResult['packed']> = { z: new Uint8Array(0), raw: 0, check: 0 };
+  if (pages) {
+    const z = zlib.brotliCompressSync(pages, packCompressOptions());
+    packed = { z, raw: pages.length, check: pageCheck(z, 0, z.length) };
+    // Every data page not masked is checked by the chunk's check (zero pages' checks are not read).
+    checks.fill(packed.check);
+  }
+  if (masked) for (let i = mask!.indexOf(1); i >= 0; i = mask!.indexOf(1, i + 1)) if (kind[i] === CRUNCH_DATA) checks[i] = pageCheck(w, i * PAGE_SIZE);
+  let warmed = pack.warmFd !== undefined && data > 0 && (packed.raw === 0 || packed.z.length * WARM_RATIO > packed.raw);
+  if (warmed) {
+    try { writeDataPages(pack.warmFd!, w, kind, base); } catch { warmed = false; }
+  }
+  return { kind, checks, packed, warmed };
 }

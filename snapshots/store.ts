@@ -33,7 +33,7 @@ import type { HostTree } from '../platforms/host-services.js';
 import { Vfs } from '../src/vfs/vfs.js';
 import { hostIdentity } from '../src/vfs/host-files.js';
 import type { KernelState } from '../src/kernel/state.js';
-import { CRUNCH_ZERO, type CrunchResult, type PackAsk, type ReadParts, crunchPages } from './page-crunch.js';
+import { CRUNCH_DATA, CRUNCH_ZERO, type CrunchResult, type PackAsk, type ReadParts, crunchPages } from './page-crunch.js';
 import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
 import type { MovedPages } from '../src/mm/memory-file.js';
 import { CacheWriteError, EarlySync, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, chunkCheckedPages, materializePack, PackPages, packPageChecks, PIECE_READY, readPackTrailer, writeKnownTrailer } from './pack.js';
@@ -1578,8 +1578,10 @@ interface PageSink {
    * reads it, and how; undefined: not there.
    */
   wholePiece?(off: number): PackAsk | undefined;
-  /** The chunk of the piece at `off`, compressed by the crunch as wholePiece asked: before its pages are handed to `store`. */
+  /** The chunk of the piece at `off`, compressed by the crunch as wholePiece asked: before its pages are handed to `storeRun`. */
   precompressed?(off: number, packed: { z: Uint8Array; raw: number; check: number }, warmed: boolean): void;
+  /** With precompressed: `count` consecutive own pages at `off` of the piece just precompressed (what `store` is for other pages; their bytes are not needed). */
+  storeRun?(off: number, count: number): void;
 }
 
 
@@ -1712,6 +1714,25 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
      * of CPU, the second time after a path its first compile had not seen.
      */
     const windowPages = (r: CrunchedBuffer | undefined, off: number, n: number, lo: number, first: number): void => {
+      if (r?.packed && !backed && !former && sink.storeRun) {
+        // A piece the crunch compressed (nothing inherited, every page read): its stretches of
+        // data pages found by native searches, not page by page (a loop over the sandbox's every
+        // page, hot enough for TurboFan, whose compile of it cost more than it ran).
+        const kind = r.kind;
+        for (let i = 0; i < n;) {
+          const d = kind.indexOf(CRUNCH_DATA, i), e = d < 0 ? n : d;
+          if (e > i) { zeroPages += e - i; closeRun(); }
+          if (d < 0) break;
+          let j = kind.indexOf(CRUNCH_ZERO, d + 1);
+          if (j < 0) j = n;
+          addPages(off + d * PAGE_SIZE, 0, r.checks.subarray(d, j));
+          pages += j - d;
+          newPages += j - d;
+          sink.storeRun(off + d * PAGE_SIZE, j - d);
+          i = j;
+        }
+        return;
+      }
       const inheritedEnd = backed ? Math.min(n, Math.max(0, backed.length - first)) : 0;
       for (let i = 0; i < n;) {
         const k = i < inheritedEnd ? backed![first + i] : 0;
@@ -2051,6 +2072,15 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
     // Host-file pages: triples (memory offset, file offset, bytes) per file, merged while contiguous.
     const fileRefs = new Map<string, HostFileRef>();
     const hostPages = memory.hostFilePages;
+    // 1 per host-file page (where pageBlock is set), made from the blocks with native fills.
+    let hostMask: Uint8Array | undefined;
+    if (hostPages) {
+      hostMask = new Uint8Array(hostPages.pageBlock.length);
+      for (const b of hostPages.blocks) {
+        const first = b.memOffset / PAGE_SIZE;
+        hostMask.fill(1, first, Math.min(first + Math.ceil(b.len / PAGE_SIZE), hostMask.length));
+      }
+    }
     let filePages = 0;
     // A block's file entry, found once per block (blocks of one file share it), not a key string
     // made per page: this runs for every host-file page (6,690 in the bench's python3).
@@ -2062,15 +2092,17 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       if (!ref) { ref = [b.path, b.size, b.mtimeMs, []]; fileRefs.set(key, ref); }
       return refOfBlock[blockIndex] = ref;
     };
-    const addFilePage = (at: number, blockIndex: number): void => {
+    /** `count` consecutive pages from memory offset `at`, all of block `blockIndex`. */
+    const addFilePages = (at: number, blockIndex: number, count: number): void => {
       const b = hostPages!.blocks[blockIndex];
       const t = (refOfBlock[blockIndex] ?? blockRef(blockIndex))[3];
       const inBlock = at - b.memOffset;
-      const bytes = Math.min(PAGE_SIZE, b.len - inBlock);
+      // Only a block's last page may hold less than a page of the file.
+      const bytes = Math.min(count * PAGE_SIZE, b.len - inBlock);
       const n = t.length;
       if (n && t[n - 3] + t[n - 1] === at && t[n - 2] + t[n - 1] === b.fileOffset + inBlock && t[n - 1] % PAGE_SIZE === 0) t[n - 1] += bytes;
       else t.push(at, b.fileOffset + inBlock, bytes);
-      filePages++;
+      filePages += count;
     };
     // Pages moved by a copy-on-write (the kernel's hint, InheritedPages.moved) whose source page
     // matched a layer that stored it compressed, and whose bytes are still the source's, are named
@@ -2129,19 +2161,39 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
         // Only where every data page not in a host file is compressed (no page may be named in an older pack).
         if (inherit) return undefined;
         const warmFd = warm?.fd;
-        if (!hostPages) return { warmFd };
-        const first = off / PAGE_SIZE, mask = new Uint8Array(PACK_CHUNK_BYTES / PAGE_SIZE);
-        for (let i = 0; i < mask.length; i++) if (hostPages.pageBlock[first + i]) mask[i] = 1;
-        return { mask, warmFd };
+        if (!hostMask) return { warmFd };
+        const first = off / PAGE_SIZE, mask = hostMask.slice(first, first + PACK_CHUNK_BYTES / PAGE_SIZE);
+        return mask.indexOf(1) >= 0 ? { mask, warmFd } : { warmFd };
       },
       precompressed(off, packed, warmed) {
         if (warmed) warm!.warmed(off);
         if (chunkStart >= 0) { submitChunk(); chunkStart = -1; }
         pre = { off, z: packed.z, raw: packed.raw, check: packed.check, pages: 0 };
       },
+      storeRun(off, count) {
+        const p = off / PAGE_SIZE;
+        compressed.fill(1, p, p + count);
+        pre!.pages += count;
+        if (!hostMask) return;
+        // Host-file pages: named in their files, not in the chunk; a stretch of one block at a time.
+        const inRun = hostMask.subarray(p, p + count), pageBlock = hostPages!.pageBlock;
+        for (let q = inRun.indexOf(1); q >= 0; q = inRun.indexOf(1, q)) {
+          const block = pageBlock[p + q];
+          let end = inRun.indexOf(0, q + 1);
+          if (end < 0) end = count;
+          // Blocks are distinct stretches of the memory file: the block's own end bounds it.
+          const b = hostPages!.blocks[block - 1];
+          const blockEnd = b.memOffset / PAGE_SIZE + Math.ceil(b.len / PAGE_SIZE) - p;
+          if (blockEnd < end) end = blockEnd;
+          compressed.fill(0, p + q, p + end);
+          pre!.pages -= end - q;
+          addFilePages(off + q * PAGE_SIZE, block - 1, end - q);
+          q = end;
+        }
+      },
       store(off, buf, at, check) {
         const block = hostPages ? hostPages.pageBlock[off / PAGE_SIZE] ?? 0 : 0;
-        if (block) { addFilePage(off, block - 1); return; }
+        if (block) { addFilePages(off, block - 1, 1); return; }
         if (pre) { compressed[off / PAGE_SIZE] = 1; pre.pages++; return; }
         if (moved && copied(off, buf, at)) return;
         compressed[off / PAGE_SIZE] = 1;
