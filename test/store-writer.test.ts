@@ -163,4 +163,20 @@ describe('checkpoint page writer with a worker thread', () => {
     const second = await store.writeCheckpoint(dir, graph, source(bytes, populated), {}, undefined, { compress: true });
     expect((await store.listCheckpoints(dir)).map((c) => c.id)).toEqual([first.id, second.id]);
   }, 60_000);
+
+  it('a graph that cannot be encoded (it is encoded while the pages are written) fails with one line and leaves no file', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'store-graph-'));
+    dirs.push(dir);
+    const { bytes, populated } = memory();
+    const graph = { config: { rootfs: tmpdir() }, fs: {} };
+    const first = await store.writeCheckpoint(dir, graph, source(bytes, populated), {}, undefined, { compress: true });
+    for (const compress of [true, false]) {
+      await expect(store.writeCheckpoint(dir, { ...graph, hook: () => 1 }, source(bytes, populated), {}, undefined, { compress }))
+        .rejects.toThrow(/^cannot encode checkpoint graph: .*function/);
+      expect(readdirSync(path.join(dir, 'pages')).sort()).toEqual([`${first.id}.pack`]);
+      expect(readdirSync(path.join(dir, 'meta'))).toEqual([first.id]);
+    }
+    expect((await store.listCheckpoints(dir)).map((c) => c.id)).toEqual([first.id]);
+    expect(await store.checkStore(dir)).toEqual({ ok: [first.id], problems: [] });
+  }, 60_000);
 });
