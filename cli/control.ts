@@ -102,17 +102,24 @@ export async function serveControl(root: string | undefined, name: string, kerne
         void kernel.exited.then(() => { kernel.events.flush(); sub.close(); conn.end(); });
         return;
       }
-      if (req.op === 'checkpoint') return reply(await checkpoint(req, conn, interrupt.signal));
-      if (req.op === 'front') return frontCheckpoint(req, conn, (r, c) => checkpoint(r, c, interrupt.signal));
+      if (req.op === 'checkpoint') return checkpoint(req, conn, interrupt.signal, (r) => endNow(conn, JSON.stringify(r) + '\n'));
+      if (req.op === 'front') return frontCheckpoint(req, conn, (r, c, answer) => checkpoint(r, c, interrupt.signal, answer));
       reply({ ok: false, error: `unknown op ${(req as { op: string }).op}` });
     };
     conn.on('error', () => undefined);
   });
   /**
-   * The `checkpoint` op: the answer to send (progress lines, if asked for, written to `conn`
-   * meanwhile); `signal` aborted stops it (checkpointKernel), answered `{ok: false, interrupted: true}`.
+   * The `checkpoint` op: its answer goes to `answer`, once (progress lines, if asked for, written to
+   * `conn` meanwhile): as soon as the checkpoint is written, before the sandbox is killed
+   * (checkpointKernel's onWritten), or its failure; `signal` aborted stops it (checkpointKernel),
+   * answered `{ok: false, interrupted: true}`. Resolves once it is over (the sandbox killed).
    */
-  const checkpoint = async (req: ControlRequest, conn: net.Socket, signal: AbortSignal): Promise<ControlResponse> => {
+  const checkpoint = async (req: ControlRequest, conn: net.Socket, signal: AbortSignal, answer: (r: ControlResponse) => void): Promise<void> => {
+    let answered = false;
+    const once = (r: ControlResponse): void => { if (!answered) { answered = true; answer(r); } };
+    once(await checkpointOp(req, conn, signal, once));
+  };
+  const checkpointOp = async (req: ControlRequest, conn: net.Socket, signal: AbortSignal, early: (r: ControlResponse) => void): Promise<ControlResponse> => {
     traceRequest?.('request received');
     if (busy) return { ok: false, error: 'a checkpoint of this sandbox is already in progress' };
     // A store path that is a file, or through one (clients say so themselves first: cli/host-errors.ts).
@@ -130,7 +137,13 @@ export async function serveControl(root: string | undefined, name: string, kerne
         lastMs = now;
         conn.write(JSON.stringify({ progress: [done, total] }) + '\n');
       } : undefined;
-      const r = await checkpointKernel(kernel, req.store!, { leaveRunning, name, compress: !!req.compress, onProgress, signal, onWritten: (w) => { if (!leaveRunning) away = { id: w.id, store: req.store! }; } });
+      const r = await checkpointKernel(kernel, req.store!, {
+        leaveRunning, name, compress: !!req.compress, onProgress, signal,
+        onWritten: (w) => {
+          if (!leaveRunning) away = { id: w.id, store: req.store! };
+          early({ ok: true, ...w });
+        },
+      });
       return { ok: true, ...r };
     } catch (e) {
       if (signal.aborted) traceRequest?.('interrupted');
@@ -169,14 +182,14 @@ export async function serveControl(root: string | undefined, name: string, kerne
  * (checkpointOutput). `{"fallback":true}` when the argv is no shape parseLightCheckpoint takes
  * or the store cannot be found from what came (nothing done: the front runs node).
  */
-function frontCheckpoint(req: ControlRequest, conn: net.Socket, checkpoint: (req: ControlRequest, conn: net.Socket) => Promise<ControlResponse>): void {
+function frontCheckpoint(req: ControlRequest, conn: net.Socket, checkpoint: (req: ControlRequest, conn: net.Socket, answer: (r: ControlResponse) => void) => Promise<void>): void {
   const { argv, cwd } = req as { argv?: unknown; cwd?: unknown };
   const env = (req.env ?? {}) as Record<string, unknown>;
   const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
   const p = Array.isArray(argv) && argv.every((a) => typeof a === 'string') ? parseLightCheckpoint(argv) : undefined;
   const fallback = () => { conn.end('{"fallback":true}\n'); };
   if (!p || typeof cwd !== 'string' || !path.isAbsolute(cwd)) return fallback();
-  const answer = (o: { fd: 1 | 2; text: string; status: number }) => { conn.end(`{"ok":true,"status":${o.status},"fd":${o.fd}}\n${o.text}`); };
+  const answer = (o: { fd: 1 | 2; text: string; status: number }) => { endNow(conn, `{"ok":true,"status":${o.status},"fd":${o.fd}}\n${o.text}`); };
   try { checkName(p.name); } catch (e) { return answer(checkpointOutput(p.name, e as Error)); }
   // The client's default store (cli/store-dir.ts defaultStore, with its environment).
   const home = str(env.HOME);
@@ -185,8 +198,18 @@ function frontCheckpoint(req: ControlRequest, conn: net.Socket, checkpoint: (req
   const problem = storeDirProblem(store, cwd);
   if (problem) return answer(checkpointOutput(p.name, new Error(problem)));
   // (--timeout is the front's: it stops waiting, as the node client does, and its connection's close stops the checkpoint.)
-  void checkpoint({ op: 'checkpoint', store: path.resolve(cwd, store), leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, conn)
-    .then((r) => answer(checkpointOutput(p.name, r)));
+  void checkpoint({ op: 'checkpoint', store: path.resolve(cwd, store), leaveRunning: p.leaveRunning, compress: p.compress, progress: false }, conn, (r) => answer(checkpointOutput(p.name, r)));
+}
+
+/**
+ * Send `text` on `conn` and end it now: closed at once when the write went out whole (a short
+ * answer on a Unix socket does), so the client sees its end of file without waiting for this
+ * event loop's next turn (conn.end() shuts the socket down only then: after a checkpoint, after
+ * the sandbox's kill and its exit handlers); else ended as usual once it is written.
+ */
+function endNow(conn: net.Socket, text: string): void {
+  conn.write(text);
+  if (conn.writableLength === 0) conn.destroy(); else conn.end();
 }
 
 /**
