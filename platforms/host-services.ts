@@ -95,6 +95,8 @@ export interface MemoryBacking {
   seekData(pos: number): number;
   /** lseek(SEEK_HOLE): the first offset ≥ pos in a hole (the size at the end), or -1. */
   seekHole(pos: number): number;
+  /** Bytes of memory the memfd holds now (fstat's st_blocks × 512): its pages present or swapped out. */
+  allocatedBytes(): number;
   /** Unmap every view and close the fd; views must not be used afterwards. */
   destroy(): void;
 }

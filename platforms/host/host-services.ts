@@ -51,6 +51,7 @@ export class HostMemfd implements MemoryBacking {
 
   seekData(pos: number): number { return libc.lseek(this.fd, pos, libc.SEEK_DATA); }
   seekHole(pos: number): number { return libc.lseek(this.fd, pos, libc.SEEK_HOLE); }
+  allocatedBytes(): number { return fs.fstatSync(this.fd).blocks * 512; }
 
   destroy(): void {
     for (const [p, len] of this.mappings) libc.munmap(p, len);

@@ -890,7 +890,8 @@ export class Kernel {
     }
     // Where the memfd may hold data now: its charged units (only those hold data). Searched for
     // the data itself when the writer asks, after the guest runs on (runOn): the held blocks
-    // stay as they are until release(), and the rest is read live anyway.
+    // stay as they are until release(), and the rest is read live anyway. A frozen guest's
+    // charged units are taken whole when the memfd holds nearly all of them (populatedRanges).
     const charged = mf.chargedRuns();
     let populated: Array<[number, number]> | undefined;
     return {
@@ -898,7 +899,7 @@ export class Kernel {
       memory: {
         sizeBytes: this.state.memoryFile.end,
         populated: (known) => {
-          if (!known?.length) return populated ??= mf.populatedRanges(charged);
+          if (!known?.length) return populated ??= mf.populatedRanges(charged, !runOn);
           // The charged runs split into spans to search and spans known (reported whole).
           const search: Array<[number, number]> = [], whole: Array<[number, number]> = [];
           let j = 0;
