@@ -89,13 +89,7 @@ export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Ui
   const n = len / PAGE_SIZE;
   const kind = new Uint8Array(n), checks = new Uint32Array(n);
   const b = Buffer.from(buf.buffer, buf.byteOffset, len);
-  if (read?.parts) {
-    b.fill(0);
-    for (let i = 0; i < read.parts.length; i += 2) readFully(read.fd, b, read.parts[i], read.parts[i + 1], base + read.parts[i]);
-  } else if (read) {
-    readFully(read.fd, b, 0, read.bytes, base);
-    if (read.bytes < len) b.fill(0, read.bytes);
-  }
+  if (read) readBuffer(b, len, base, read, true);
   if (pack) {
     // A pack's piece: its pages are checked by the chunk's CRC-32 (below), but for those in host files.
     if (parts) {
@@ -107,15 +101,41 @@ export function crunchPages(buf: Uint8Array, len: number, base: number, skip: Ui
   } else classifyPages(b, 0, n, skip, kind, checks);
   if (writeFd >= 0) writeDataPages(writeFd, b, kind, base);
   if (!pack) return { kind, checks };
-  const packed = packChunk(b, kind, n, pack.mask);
+  const packed = compressChunk(chunkPages(b, kind, n, pack.mask));
   if (packed.raw) setChunkChecks(kind, checks, n, pack.mask, packed.check);
-  // Pages of host files only (the interpreter's text: what a restored guest runs first), or a chunk costly to decompress.
-  let warmed = pack.warmFd !== undefined && kind.includes(CRUNCH_DATA) && (packed.raw === 0 || packed.z.length * WARM_RATIO > packed.raw);
-  if (warmed) {
-    // A cache: a write that fails (ENOSPC…) leaves the piece to the first restore, not the checkpoint failed.
-    try { writeDataPages(pack.warmFd!, b, kind, base); } catch { warmed = false; }
+  return { kind, checks, packed, warmed: warmPiece(pack, kind.includes(CRUNCH_DATA), packed, b, kind, base) };
+}
+
+/**
+ * Fill `b` (bytes [0, len) of the memory file from byte `base`) from `read` (ReadParts): zeros
+ * past `read.bytes` or the file's end; with `read.parts`, only those parts are read, and the rest
+ * is zeroed if `zeroGaps`.
+ */
+function readBuffer(b: Buffer, len: number, base: number, read: ReadParts, zeroGaps: boolean): void {
+  if (read.parts) {
+    if (zeroGaps) b.fill(0, 0, len);
+    for (let i = 0; i < read.parts.length; i += 2) readFully(read.fd, b, read.parts[i], read.parts[i + 1], base + read.parts[i]);
+  } else {
+    readFully(read.fd, b, 0, read.bytes, base);
+    if (read.bytes < len) b.fill(0, read.bytes, len);
   }
-  return { kind, checks, packed, warmed };
+}
+
+/**
+ * Whether a piece goes into the restore cache being made (PackAsk.warmFd), and if so its data
+ * pages (`kind`, bytes `b` from memory offset `base`) written there: a piece with data whose pages
+ * are all in host files (the interpreter's text: what a restored guest runs first), or whose chunk
+ * is costly to decompress (WARM_RATIO). A cache: a write that fails (ENOSPC…) leaves the piece to
+ * the first restore (false), not the checkpoint failed.
+ */
+function warmPiece(pack: PackAsk, hasData: boolean, packed: NonNullable<CrunchResult['packed']>, b: Buffer, kind: Uint8Array, base: number): boolean {
+  if (pack.warmFd === undefined || !hasData || (packed.raw !== 0 && packed.z.length * WARM_RATIO <= packed.raw)) return false;
+  try {
+    writeDataPages(pack.warmFd, b, kind, base);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -178,13 +198,12 @@ function readFully(fd: number, b: Buffer, at: number, len: number, position: num
 }
 
 /**
- * The pack chunk of one whole piece read into `b`: its data pages (`kind`) that `mask` does not
- * mark (pages a pack names in host files), in order, brotli compressed with packCompressOptions(),
- * as PackWriter.add compresses a chunk the writer gathers itself (snapshots/store.ts writePack),
- * and the CRC-32 of the compressed bytes.
+ * The pack chunk of a piece's pages (its data pages that the pack does not name in host files, in
+ * order): brotli compressed with packCompressOptions(), as PackWriter.add compresses a chunk the
+ * writer gathers itself (snapshots/store.ts writePack), its uncompressed bytes and the CRC-32 of
+ * the compressed ones; an empty chunk (0 bytes, check 0) without pages.
  */
-function packChunk(b: Buffer, kind: Uint8Array, n: number, mask: Uint8Array | undefined): { z: Uint8Array; raw: number; check: number } {
-  const pages = chunkPages(b, kind, n, mask);
+function compressChunk(pages: Uint8Array | undefined): NonNullable<CrunchResult['packed']> {
   if (!pages) return { z: new Uint8Array(0), raw: 0, check: 0 };
   const z = zlib.brotliCompressSync(pages, packCompressOptions());
   return { z, raw: pages.length, check: pageCheck(z, 0, z.length) };
@@ -232,12 +251,7 @@ function crunchPiece(f: PieceFinder, base: number, read: ReadParts, pack: PackAs
   // earlier piece: not zeroed, 1 MiB of memset for each of python3's ~90 pieces read in parts)
   // are never looked at: the chunk, the checks and the restore cache take data pages only.
   const cover = parts ?? read.parts;
-  if (read.parts) {
-    for (let i = 0; i < read.parts.length; i += 2) readFully(read.fd, w, read.parts[i], read.parts[i + 1], base + read.parts[i]);
-  } else {
-    readFully(read.fd, w, 0, read.bytes, base);
-    if (read.bytes < PACK_PIECE_BYTES) w.fill(0, read.bytes);
-  }
+  readBuffer(w, PACK_PIECE_BYTES, base, read, false);
   f.kinds.fill(CRUNCH_ZERO);
   let data = 0;
   if (cover) for (let i = 0; i < cover.length; i += 2) data += f.classify(cover[i] / PAGE_SIZE, (cover[i] + cover[i + 1]) / PAGE_SIZE);
@@ -250,20 +264,9 @@ function crunchPiece(f: PieceFinder, base: number, read: ReadParts, pack: PackAs
   let masked = 0;
   if (mask) for (let i = mask.indexOf(1); i >= 0; i = mask.indexOf(1, i + 1)) if (kind[i] === CRUNCH_DATA) masked++;
   const inChunk = data - masked;
-  let pages: Uint8Array | undefined;
-  if (inChunk === n) pages = w;
-  else if (inChunk > 0) pages = f.gathered.subarray(0, f.gather(n) * PAGE_SIZE);
-  let packed: NonNullable<CrunchResult['packed']> = { z: new Uint8Array(0), raw: 0, check: 0 };
-  if (pages) {
-    const z = zlib.brotliCompressSync(pages, packCompressOptions());
-    packed = { z, raw: pages.length, check: pageCheck(z, 0, z.length) };
-    // Every data page not masked is checked by the chunk's check (zero pages' checks are not read).
-    checks.fill(packed.check);
-  }
+  const packed = compressChunk(inChunk === n ? w : inChunk > 0 ? f.gathered.subarray(0, f.gather(n) * PAGE_SIZE) : undefined);
+  // Every data page not masked is checked by the chunk's check (zero pages' checks are not read).
+  if (packed.raw) checks.fill(packed.check);
   if (masked) for (let i = mask!.indexOf(1); i >= 0; i = mask!.indexOf(1, i + 1)) if (kind[i] === CRUNCH_DATA) checks[i] = pageCheck(w, i * PAGE_SIZE);
-  let warmed = pack.warmFd !== undefined && data > 0 && (packed.raw === 0 || packed.z.length * WARM_RATIO > packed.raw);
-  if (warmed) {
-    try { writeDataPages(pack.warmFd!, w, kind, base); } catch { warmed = false; }
-  }
-  return { kind, checks, packed, warmed };
+  return { kind, checks, packed, warmed: warmPiece(pack, data > 0, packed, w, kind, base) };
 }
