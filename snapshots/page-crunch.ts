@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { PAGE_SIZE, isZeroPage, pageCheck } from './page-format.js';
-import { type PieceFinder, pieceFinder } from './piece-finder.js';
+import { PIECE_BYTES, type PieceFinder, pieceFinder } from './piece-finder.js';
 
 /** Page kinds in a CrunchResult. */
 export const CRUNCH_ZERO = 0, CRUNCH_DATA = 1, CRUNCH_SKIPPED = 2;
@@ -45,7 +45,7 @@ export interface PackAsk { mask?: Uint8Array; warmFd?: number }
 export const WARM_RATIO = 64;
 
 /** Memory-file bytes per pack chunk (1 MiB: 256 pages; snapshots/pack.ts PACK_CHUNK_BYTES). */
-export const PACK_PIECE_BYTES = 1 << 20;
+export const PACK_PIECE_BYTES = PIECE_BYTES;
 /** Brotli quality 1: ~4× faster than zlib's deflate at level 1 on heap pages, and smaller. */
 const BROTLI_QUALITY = 1;
 let compressOptions: zlib.BrotliOptions | undefined;

@@ -15,8 +15,8 @@
  */
 import { PAGE_SIZE } from './page-format.js';
 
-/** Bytes of one pack piece (PACK_PIECE_BYTES of ./page-crunch.ts, PACK_CHUNK_BYTES of ./pack.ts). */
-const PIECE_BYTES = 1 << 20;
+/** Bytes of one pack piece (1 MiB, PACK_CHUNK_BYTES of ./pack.ts): ./piece-finder.wat's layout is made for it. */
+export const PIECE_BYTES = 1 << 20;
 /** Pages of one piece. */
 export const PIECE_PAGES = PIECE_BYTES / PAGE_SIZE;
 

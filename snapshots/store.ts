@@ -2225,7 +2225,7 @@ async function writePack(path: string, memory: MemorySource, ranges: Array<[numb
       store(off, buf, at, check) {
         const block = hostPages ? hostPages.pageBlock[off / PAGE_SIZE] ?? 0 : 0;
         if (block) { addFilePages(off, block - 1, 1); return; }
-        if (pre) { compressed[off / PAGE_SIZE] = 1; pre.pages++; return; }
+        // (A precompressed piece's pages come to storeRun, never here: endOfRead checks its count.)
         if (moved && copied(off, buf, at)) return;
         compressed[off / PAGE_SIZE] = 1;
         const piece = Math.floor(off / PACK_CHUNK_BYTES) * PACK_CHUNK_BYTES;
