@@ -22,6 +22,15 @@ const traceRequest = process.env.SNAPVISOR_TRACE_CHECKPOINT
   ? (what: string) => process.stderr.write(`[checkpoint ${performance.now().toFixed(1)} ms, clock ${((performance.timeOrigin + performance.now()) % 1e5).toFixed(1)}] ${what}\n`)
   : undefined;
 
+/**
+ * Tell the launcher (cli/launcher.ts) that this process wrote a checkpoint: at exit it writes the
+ * full bundle's run-time code cache, holding the checkpoint's code, unless it has that already.
+ * Nothing where the launcher did not load the bundle (tests importing dist/ directly).
+ */
+export function noteCheckpointed(): void {
+  (globalThis as { __snapvisorCheckpointed?: () => void }).__snapvisorCheckpointed?.();
+}
+
 /** Print `snapvisor: MSG` as one line on stderr. */
 export function fail(msg: string): void {
   fs.writeSync(2, `snapvisor: ${msg}\n`);
@@ -144,6 +153,7 @@ export async function serveControl(root: string | undefined, name: string, kerne
           early({ ok: true, ...w });
         },
       });
+      noteCheckpointed();
       return { ok: true, ...r };
     } catch (e) {
       if (signal.aborted) traceRequest?.('interrupted');

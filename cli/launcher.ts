@@ -19,7 +19,7 @@
  *
  * SNAPVISOR_TRACE_STARTUP=1 prints on stderr whether the cache was used (used; rejected by V8;
  * stale: older than the bundle; or none) and the process's age (ms since it started) after compiling and after evaluating,
- * and when a restore wrote the restore bundle's run-time cache (restore.cjs.run.cache, below).
+ * and when a process wrote a run-time cache (restore.cjs.run.cache, snapvisor.cjs.full.run.cache: below).
  */
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -131,6 +131,19 @@ function loadBundle(restore?: 'restore', light?: { id: string; store?: string; r
   // compiled (those a restore calls first are compiled while it runs: ~20 ms of CPU at load 10,
   // 587 KB of cache against 420). Preferred to the build's when it is as new as the bundle.
   const runCache = kind === 'restore' && !writeCache ? `${file}.run.cache` : undefined;
+  // The full bundle's run-time cache (snapvisor.cjs.full.run.cache): written at exit by a process
+  // that took a checkpoint (checkpointed(), below), so that it holds the checkpoint's code too:
+  // the build's evaluation compiles none of it, and a checkpoint compiled ~200 functions as it ran
+  // (capture, page scan, pack, catalogue: ~25 ms of the kernel's thread, in the middle of the scan).
+  // Not for caches another process's flags made (SNAPVISOR_CODE_CACHE: a pool's clones).
+  const fullRunCache = kind === 'full' && !writeCache && !process.env.SNAPVISOR_CODE_CACHE ? `${file}.full.run.cache` : undefined;
+  if (kind === 'full') {
+    // Bytecode kept, not flushed once unused for a while (V8's default): a sandbox checkpointed
+    // minutes after it started would find the cache's checkpoint code gone, and the cache it writes
+    // at exit would lack its start-up code. A V8 flag is part of what a code cache is checked
+    // against, so every process of this kind sets it before compiling, the build's writer too.
+    (require('node:v8') as typeof import('node:v8')).setFlagsFromString('--no-flush-bytecode');
+  }
   // The cache is used only if written after the bundle (the build writes it last): V8 checks that a
   // cache was made by this V8 with these flags for a source of this length, not of this content.
   let cachedData: Buffer | undefined;
@@ -139,8 +152,9 @@ function loadBundle(restore?: 'restore', light?: { id: string; store?: string; r
   if (!writeCache) {
     try {
       const bundleTime = fs.statSync(file).mtimeMs;
-      if (runCache && (fs.statSync(runCache, { throwIfNoEntry: false })?.mtimeMs ?? -1) >= bundleTime) {
-        try { cachedData = fs.readFileSync(runCache); fromRun = true; } catch { /* the build's, below */ }
+      const preferred = runCache ?? fullRunCache;
+      if (preferred && (fs.statSync(preferred, { throwIfNoEntry: false })?.mtimeMs ?? -1) >= bundleTime) {
+        try { cachedData = fs.readFileSync(preferred); fromRun = true; } catch { /* the build's, below */ }
       }
       if (!cachedData) {
         if (fs.statSync(cacheFile).mtimeMs >= bundleTime) cachedData = fs.readFileSync(cacheFile);
@@ -153,6 +167,7 @@ function loadBundle(restore?: 'restore', light?: { id: string; store?: string; r
   if (trace) {
     const cache = stale ? 'code cache stale' : cachedData === undefined ? 'no code cache' : script.cachedDataRejected ? 'code cache rejected' : 'code cache used';
     process.stderr.write(`snapvisor: start-up: ${cache} (${kind}), compiled at ${age()} ms\n`);
+    if (fromRun) process.stderr.write(`snapvisor: start-up: that cache is the run-time one (${path.basename(runCache ?? fullRunCache!)})\n`);
   }
   if (runCache && (!fromRun || script.cachedDataRejected)) {
     // Written to a temporary name and renamed: restores at once each write a whole one. Where the
@@ -167,6 +182,32 @@ function loadBundle(restore?: 'restore', light?: { id: string; store?: string; r
       } catch {
         fs.rmSync(tmp, { force: true });
       }
+    };
+  }
+  if (fullRunCache) {
+    // Called by the CLI once a checkpoint of this process's sandbox is written (cli/control.ts,
+    // cli/run.ts): at exit, the cache of what this process compiled replaces the one it loaded
+    // unless it was the run-time one already and holds as much (a process that did nothing new).
+    const loaded = fromRun && !script.cachedDataRejected ? cachedData!.length : -1;
+    let armed = false;
+    (globalThis as { __snapvisorCheckpointed?: () => void }).__snapvisorCheckpointed = () => {
+      if (armed) return;
+      armed = true;
+      process.once('exit', () => {
+        try {
+          const data = script.createCachedData();
+          if (data.length <= loaded) return;
+          const tmp = `${fullRunCache}.${process.pid}.tmp`;
+          dropDeadWriters(fullRunCache);
+          try {
+            fs.writeFileSync(tmp, data);
+            fs.renameSync(tmp, fullRunCache);
+            if (trace) process.stderr.write(`snapvisor: start-up: wrote the run-time code cache (full) at ${age()} ms\n`);
+          } catch {
+            fs.rmSync(tmp, { force: true });
+          }
+        } catch { /* a cache: the build's goes on serving */ }
+      });
     };
   }
   // The compiled bundle, for a process that writes a code cache of what it ran (a warm pool's probe).

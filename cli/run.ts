@@ -14,7 +14,7 @@ import { E } from '../src/errno.js';
 import type { ExitInfo, Kernel } from '../src/kernel/kernel.js';
 import type { SyscallHook } from '../src/kernel/task.js';
 import { FaultInjector, InjectSpecError, parseInjectSpec } from '../src/sandbox/fault-injection.js';
-import { serveControl, defaultStore, fail, stateDir, streamEvents } from './control.js';
+import { serveControl, defaultStore, fail, noteCheckpointed, stateDir, streamEvents } from './control.js';
 import { checkpointIdProblem, dirProblem, errorLine, socketPathProblem, storeDirProblem } from './host-errors.js';
 import { takeHeldSignals } from './early-signals.js';
 import { restoreTrace } from '../snapshots/restore-trace.js';
@@ -40,6 +40,7 @@ function guestCheckpoints(opts: { checkpointStore?: string; checkpointName?: str
     const { checkpointKernel } = await import('../snapshots/checkpoint.js');
     // Compressed unless --no-checkpoint-compress (commander sets false), as `checkpoint`.
     const r = await checkpointKernel(k, store, { leaveRunning: true, name, compress: opts.checkpointCompress !== false });
+    noteCheckpointed();
     return `snapvisor: checkpoint ${name ? name + ' ' : ''}taken at the guest's request: ${r.id}`;
   };
 }

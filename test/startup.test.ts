@@ -144,6 +144,57 @@ describe('CLI start-up', () => {
     expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     expect(orphanStubs()).toEqual([]);
   }, 120_000);
+  it('a run that took a checkpoint writes the full bundle\'s run-time code cache at exit; later runs use it', () => {
+    const bin = copyOfBundle();
+    const dir = path.dirname(bin);
+    const runCache = path.join(dir, 'snapvisor.cjs.full.run.cache');
+    const store = path.join(freshDir('startup-frc'), 'store');
+    const wrote = /^snapvisor: start-up: wrote the run-time code cache \(full\) at [\d.]+ ms$/;
+    const run = (argv: string[]) => spawnSync(process.execPath, [bin, 'run', ...argv], { env: TRACE, encoding: 'utf8', timeout: 60_000 });
+    // A guest asking for its own checkpoint (cli/run.ts) and one checkpointed from outside (cli/control.ts).
+    const asking = () => run(['--checkpoint-store', store, '--', '/bin/busybox', 'sh', '-c', 'echo 1 > /proc/snapvisor/checkpoint; cat /proc/snapvisor/checkpoint']);
+    // A run that takes no checkpoint writes none, with the build's cache.
+    let r = run(['--', '/bin/echo', 'hi']);
+    expect(r.stdout).toBe('hi\n');
+    expect(traceLines(r.stderr)[0]).toMatch(/^snapvisor: start-up: code cache used \(full\), compiled at/);
+    expect(traceLines(r.stderr).some((l) => /run-time/.test(l))).toBe(false);
+    expect(fs.existsSync(runCache)).toBe(false);
+    // The first that checkpoints: the build's cache, then the run-time one written at exit, larger
+    // (the checkpoint's code besides the build's evaluation's).
+    r = asking();
+    expect(r.stdout).toBe('original\n');
+    expect(r.status).toBe(0);
+    expect(traceLines(r.stderr)[0]).toMatch(/code cache used \(full\)/);
+    expect(traceLines(r.stderr).some((l) => wrote.test(l))).toBe(true);
+    expect(fs.statSync(runCache).size).toBeGreaterThan(fs.statSync(path.join(dir, 'snapvisor.cjs.full.cache')).size);
+    // Later runs use it; one that checkpoints again writes it only if it compiled more.
+    const before = fs.statSync(runCache);
+    r = run(['--', '/bin/echo', 'hi']);
+    expect(r.stdout).toBe('hi\n');
+    expect(traceLines(r.stderr).slice(0, 2)).toEqual([expect.stringMatching(/^snapvisor: start-up: code cache used \(full\), compiled at/), 'snapvisor: start-up: that cache is the run-time one (snapvisor.cjs.full.run.cache)']);
+    expect(fs.statSync(runCache).mtimeMs).toBe(before.mtimeMs);
+    r = asking();
+    expect(r.stdout).toBe('original\n');
+    expect(traceLines(r.stderr)[1]).toBe('snapvisor: start-up: that cache is the run-time one (snapvisor.cjs.full.run.cache)');
+    if (traceLines(r.stderr).some((l) => wrote.test(l))) expect(fs.statSync(runCache).size).toBeGreaterThan(before.size);
+    else expect(fs.statSync(runCache).mtimeMs).toBe(before.mtimeMs);
+    // One V8 rejects is written anew by the next run that checkpoints; the run works the same.
+    fs.writeFileSync(runCache, Buffer.alloc(4096, 7));
+    r = asking();
+    expect(r.stdout).toBe('original\n');
+    expect(traceLines(r.stderr).slice(0, 2)).toEqual([expect.stringMatching(/code cache rejected \(full\)/), 'snapvisor: start-up: that cache is the run-time one (snapvisor.cjs.full.run.cache)']);
+    expect(traceLines(r.stderr).some((l) => wrote.test(l))).toBe(true);
+    expect(fs.statSync(runCache).size).toBeGreaterThan(100_000);
+    // One older than the bundle (a rebuild) is not used: the build's cache is.
+    const earlier = new Date(Date.now() - 60_000);
+    fs.utimesSync(runCache, earlier, earlier);
+    r = run(['--', '/bin/echo', 'hi']);
+    expect(r.stdout).toBe('hi\n');
+    expect(traceLines(r.stderr)[0]).toMatch(/^snapvisor: start-up: code cache used \(full\), compiled at/);
+    expect(traceLines(r.stderr).some((l) => /run-time/.test(l))).toBe(false);
+    expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(orphanStubs()).toEqual([]);
+  }, 120_000);
   it('NODE_EXTRA_CA_CERTS held as SNAPVISOR_NODE_EXTRA_CA_CERTS (by the front, by snapvisor\'s node children) is the guest\'s again', () => {
     const env: NodeJS.ProcessEnv = { ...process.env, SNAPVISOR_NODE_EXTRA_CA_CERTS: '/held/ca.pem' };
     delete env.NODE_EXTRA_CA_CERTS;
