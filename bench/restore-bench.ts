@@ -153,6 +153,12 @@ export interface SnapvisorRound {
    * before such a write ends, as a user's next restores are not).
    */
   warmUpMs?: number;
+  /**
+   * With `warmCheckpoint`: a checkpoint of the same kind (spawn to exit) of another run of the
+   * workload, taken before this round's: the first after a build writes the full bundle's run-time
+   * code cache at its run's exit (cli/launcher.ts), which later runs load, as a user's do.
+   */
+  checkpointWarmUpMs?: number;
   continuity: string;
   /** The original's last number (a restore goes on from the next). */
   last: number;
@@ -166,23 +172,9 @@ export interface SnapvisorRound {
  * (cold start to `ready`), checkpoint after three more lines (the sandbox ends), then `restores` restores, each timed spawn → next line and checked
  * to go on from the last number the original printed.
  */
-export async function snapvisorRound(node: string, cli: string, env: NodeJS.ProcessEnv, caEnv: NodeJS.ProcessEnv | undefined, dir: string, objects: number, restores: number, compress = false, warmUp = false): Promise<SnapvisorRound> {
-  const root = fs.mkdtempSync(path.join(dir, 'root-'));
-  const store = fs.mkdtempSync(path.join(dir, 'store-'));
-  const name = `bench-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
-  const t0 = now();
-  const run = follow(...binCommand(node, cli, ['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)]), env);
-  let coldStartMs: number;
-  let cp;
-  try {
-    coldStartMs = (await run.waitLine((l) => l === 'ready', 120_000)).at - t0;
-    await run.waitLine((l) => l === '3', 30_000);
-    cp = await runTimed(...binCommand(node, cli, ['--root', root, 'checkpoint', name, '--store', store, compress ? '--compress' : '--no-compress']), env);
-  } finally {
-    if (!cp || cp.status !== 0) run.child.kill('SIGKILL');
-  }
-  await run.exited;
-  if (cp.status !== 0) throw new Error(`snapvisor checkpoint exited ${cp.status}: ${lastLine(cp.stderr)}`);
+export async function snapvisorRound(node: string, cli: string, env: NodeJS.ProcessEnv, caEnv: NodeJS.ProcessEnv | undefined, dir: string, objects: number, restores: number, compress = false, warmUp = false, warmCheckpoint = false): Promise<SnapvisorRound> {
+  const checkpointWarmUpMs = warmCheckpoint ? (await runAndCheckpoint(node, cli, env, dir, objects, compress)).cp.ms : undefined;
+  const { coldStartMs, cp, run, store } = await runAndCheckpoint(node, cli, env, dir, objects, compress);
   // Before any restore: the checkpoint's own files; the restore cache it left (with --compress) apart, as restores add to it.
   const storedBytes = diskBytes(store, ['cache']);
   const warmCacheBytes = fs.existsSync(path.join(store, 'cache')) ? diskBytes(path.join(store, 'cache')) : 0;
@@ -210,9 +202,34 @@ export async function snapvisorRound(node: string, cli: string, env: NodeJS.Proc
   if (caEnv) for (let i = 0; i < restores; i++) restoreWithCaMs.push(await one(caEnv));
   return {
     coldStartMs, checkpointMs: cp.ms, pausedMs: m(/guest paused (\d+(?:\.\d+)?) ms/), writtenMs: m(/written in (\d+(?:\.\d+)?) ms/),
-    pages: m(/(\d+) pages/), storedBytes, warmCacheBytes, storedWithCacheBytes: diskBytes(store), restoreMs, restoreWithCaMs, warmUpMs, continuity: `${last} → ${last + 1}`,
+    pages: m(/(\d+) pages/), storedBytes, warmCacheBytes, storedWithCacheBytes: diskBytes(store), restoreMs, restoreWithCaMs, warmUpMs, checkpointWarmUpMs, continuity: `${last} → ${last + 1}`,
     last, store, id,
   };
+}
+
+/**
+ * `run --name` of the workload in a new state directory (cold start: spawn → `ready`), then,
+ * after its line `3`, `checkpoint NAME` (ending it; --compress or --no-compress) into a new store,
+ * timed spawn → exit. Throws if the checkpoint fails; the run has exited when it returns.
+ */
+async function runAndCheckpoint(node: string, cli: string, env: NodeJS.ProcessEnv, dir: string, objects: number, compress: boolean): Promise<{ coldStartMs: number; cp: Awaited<ReturnType<typeof runTimed>>; run: ReturnType<typeof follow>; store: string }> {
+  const root = fs.mkdtempSync(path.join(dir, 'root-'));
+  const store = fs.mkdtempSync(path.join(dir, 'store-'));
+  const name = `bench-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
+  const t0 = now();
+  const run = follow(...binCommand(node, cli, ['--root', root, 'run', '--name', name, '--', '/usr/bin/python3', '-c', WORKLOAD, String(objects)]), env);
+  let coldStartMs: number;
+  let cp;
+  try {
+    coldStartMs = (await run.waitLine((l) => l === 'ready', 120_000)).at - t0;
+    await run.waitLine((l) => l === '3', 30_000);
+    cp = await runTimed(...binCommand(node, cli, ['--root', root, 'checkpoint', name, '--store', store, compress ? '--compress' : '--no-compress']), env);
+  } finally {
+    if (!cp || cp.status !== 0) run.child.kill('SIGKILL');
+  }
+  await run.exited;
+  if (cp.status !== 0) throw new Error(`snapvisor checkpoint exited ${cp.status}: ${lastLine(cp.stderr)}`);
+  return { coldStartMs, cp, run, store };
 }
 
 /** Host memory of N clones running at once: the summed PSS of every process they use (each restore's node kernel and its stubs). */

@@ -226,7 +226,7 @@ async function main(): Promise<number> {
       for (let i = 0; i < 3; i++) { progress(`native cold start ${i + 1}/3`); natives.push(await nativeColdStart(OBJECTS)); }
       let svr: SnapvisorRound | undefined, gvr: RunscRound | undefined, svErr: string | undefined, gvErr: string | undefined;
       progress('snapvisor: run, checkpoint, restores');
-      try { svr = await snapvisorRound(NODE, CLI, SV_ENV, caWasSet ? process.env : undefined, dir, OBJECTS, RESTORE_REPS, false, true); } catch (e) { svErr = (e as Error).message; failed = true; }
+      try { svr = await snapvisorRound(NODE, CLI, SV_ENV, caWasSet ? process.env : undefined, dir, OBJECTS, RESTORE_REPS, false, true, true); } catch (e) { svErr = (e as Error).message; failed = true; }
       if (runscWhy) gvErr = 'runsc unavailable';
       else {
         progress('runsc: run, checkpoint, restore');
@@ -252,6 +252,7 @@ async function main(): Promise<number> {
       for (const l of table(['measure', 'native', 'snapvisor', 'runsc-ptrace', 'snapvisor / runsc'], rows)) out('  ' + l);
       if (svr) {
         out(`  snapvisor checkpoint: ${svr.pages} pages, guest paused ${svr.pausedMs} ms, written in ${svr.writtenMs} ms (its own report); continuity ${svr.continuity}`);
+        out(`  before it, a checkpoint of another run of the workload (the first after a build writes the full bundle's run-time code cache at its run's exit, cli/launcher.ts): ${num(svr.checkpointWarmUpMs, 0)} ms`);
         out(`  snapvisor restores (ms): warm-up (the first after the build writes the run-time code cache) ${num(svr.warmUpMs, 0)}; then ${svr.restoreMs.map((x) => x.toFixed(0)).join(', ')}${svr.restoreWithCaMs.length ? `; with ${CA_VAR}: ${svr.restoreWithCaMs.map((x) => x.toFixed(0)).join(', ')}` : ''}`);
       }
       if (pr) {
@@ -274,7 +275,7 @@ async function main(): Promise<number> {
       }
       progress('snapvisor: compressed checkpoint, restores');
       try {
-        const z = await snapvisorRound(NODE, CLI, SV_ENV, undefined, dir, OBJECTS, RESTORE_REPS, true);
+        const z = await snapvisorRound(NODE, CLI, SV_ENV, undefined, dir, OBJECTS, RESTORE_REPS, true, false, true);
         out('  Compressed (checkpoint\'s default, format 6): the same run and checkpoint; the checkpoint leaves the pieces costly');
         out('  to fill in the restore cache, the first restore on the host fills the other pieces its guest touches (lazily, from');
         out('  the pack), the others map them');
@@ -287,6 +288,7 @@ async function main(): Promise<number> {
           ['store on disk with the restore cache', mib(z.storedWithCacheBytes), '—', '—'],
         ])) out('  ' + l);
         out(`  snapvisor --compress checkpoint: ${z.pages} pages, guest paused ${z.pausedMs} ms, written in ${z.writtenMs} ms; restores (ms): ${z.restoreMs.map((x) => x.toFixed(0)).join(', ')}; continuity ${z.continuity}`);
+        out(`  before it, a compressed checkpoint of another run of the workload (at its run's exit the run-time code cache is written again if it compiled more): ${num(z.checkpointWarmUpMs, 0)} ms`);
       } catch (e) {
         out(`  snapvisor --compress: n/a: ${(e as Error).message}`);
         failed = true;
