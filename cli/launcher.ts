@@ -135,8 +135,10 @@ function loadBundle(restore?: 'restore', light?: { id: string; store?: string; r
   // that took a checkpoint (checkpointed(), below), so that it holds the checkpoint's code too:
   // the build's evaluation compiles none of it, and a checkpoint compiled ~200 functions as it ran
   // (capture, page scan, pack, catalogue: ~25 ms of the kernel's thread, in the middle of the scan).
-  // Not for caches another process's flags made (SNAPVISOR_CODE_CACHE: a pool's clones).
-  const fullRunCache = kind === 'full' && !writeCache && !process.env.SNAPVISOR_CODE_CACHE ? `${file}.full.run.cache` : undefined;
+  // Only for node without flags (the bin execs it so): a V8 flag is part of what a code cache is
+  // checked against, and a pool's processes (other flags, SNAPVISOR_CODE_CACHE) would write one
+  // every plain run rejects.
+  const fullRunCache = kind === 'full' && !writeCache && !process.env.SNAPVISOR_CODE_CACHE && process.execArgv.length === 0 ? `${file}.full.run.cache` : undefined;
   if (kind === 'full') {
     // Bytecode kept, not flushed once unused for a while (V8's default): a sandbox checkpointed
     // minutes after it started would find the cache's checkpoint code gone, and the cache it writes

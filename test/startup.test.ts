@@ -159,6 +159,11 @@ describe('CLI start-up', () => {
     expect(traceLines(r.stderr)[0]).toMatch(/^snapvisor: start-up: code cache used \(full\), compiled at/);
     expect(traceLines(r.stderr).some((l) => /run-time/.test(l))).toBe(false);
     expect(fs.existsSync(runCache)).toBe(false);
+    // Nor does one under node flags (a pool's processes): plain runs would reject what it wrote.
+    r = spawnSync(process.execPath, ['--max-semi-space-size=1', bin, 'run', '--checkpoint-store', store, '--', '/bin/busybox', 'sh', '-c', 'echo 1 > /proc/snapvisor/checkpoint; cat /proc/snapvisor/checkpoint'], { env: TRACE, encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout).toBe('original\n');
+    expect(traceLines(r.stderr).some((l) => /run-time/.test(l))).toBe(false);
+    expect(fs.existsSync(runCache)).toBe(false);
     // The first that checkpoints: the build's cache, then the run-time one written at exit, larger
     // (the checkpoint's code besides the build's evaluation's).
     r = asking();
