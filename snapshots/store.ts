@@ -1353,6 +1353,9 @@ export function layersOf(summary: CheckpointSummary): string[] {
 /** A read buffer back from the crunch with its result. */
 interface CrunchedBuffer extends CrunchResult { buf: Buffer }
 
+/** A whole pack piece for PageCrunch.pull: PACK_CHUNK_BYTES from memory offset `base`, read from `read` (only `parts` if given), compressed as `pack` asks. */
+interface PullJob { base: number; read: ReadParts; pack: PackAsk; parts?: number[] }
+
 /**
  * Page workers a checkpoint uses at most: one per CPU but the writer's thread's (which crunches
  * too), up to this many. On this 2-CPU VM a second worker did not shorten the bench's checkpoint
@@ -1394,12 +1397,19 @@ export class PageCrunch {
   private inline = 0;
   /** close()'s promise, once called. */
   private closing?: Promise<void>;
+  /** The pull under way (pull): where the workers' results and the first failure go. */
+  private pulling?: { deliver(i: number, r: CrunchResult): void; fail(e: Error): void };
   private constructor(private readonly lanes: CrunchLane[]) {
     for (const lane of lanes) {
       const { worker } = lane;
-      worker.on('message', (m: { buf: ArrayBuffer; kind: Uint8Array; checks: Uint32Array; packed?: CrunchResult['packed']; warmed?: boolean } | { error: { message: string; code?: string; syscall?: string } } | 'ended') => {
+      worker.on('message', (m: { buf: ArrayBuffer; kind: Uint8Array; checks: Uint32Array; packed?: CrunchResult['packed']; warmed?: boolean } | ({ pulled: number } & CrunchResult) | { error: { message: string; code?: string; syscall?: string } } | 'ended') => {
         if (m === 'ended') { lane.ended?.(); return; }
         if ('error' in m) { this.fail(Object.assign(new Error(m.error.message), { code: m.error.code, syscall: m.error.syscall })); return; }
+        if ('pulled' in m) {
+          lane.sent++;
+          this.pulling?.deliver(m.pulled, { kind: m.kind, checks: m.checks, packed: m.packed, warmed: m.warmed });
+          return;
+        }
         lane.waiting.shift()?.resolve({ buf: Buffer.from(m.buf), kind: m.kind, checks: m.checks, packed: m.packed, warmed: m.warmed });
       });
       worker.on('error', (e) => this.fail(new SnapshotError(`the checkpoint's page worker failed: ${e.message}`)));
@@ -1410,6 +1420,7 @@ export class PageCrunch {
   /** The first failure ends everything: every buffer still owed is rejected with it, and close() stops waiting. */
   private fail(e: Error): void {
     this.failure ??= e;
+    this.pulling?.fail(this.failure);
     for (const lane of this.lanes) {
       for (const w of lane.waiting.splice(0)) w.reject(this.failure);
       lane.ended?.();
@@ -1481,6 +1492,30 @@ export class PageCrunch {
   }
 
   /**
+   * Share `jobs` (whole pack pieces, each read from the memory's fd by whoever crunches it) with
+   * every worker and this thread: a counter on shared memory hands out job indices, so each thread
+   * takes the next job as soon as it is done with one, and neither waits on a queue the other holds
+   * (the submit queue's order left the writer's thread waiting 20–35 ms for the worker, and the
+   * worker as long for the writer, in a checkpoint of the bench's python3). Returns `claim()`:
+   * the next job index for this thread (≥ jobs.length once none is left; call it until then).
+   * The workers' results go to `deliver(i, result)` as their messages arrive, a failure (a
+   * worker's, or halt) to `fail`, once. Only with workers (threaded); nothing may be submitted
+   * meanwhile, and every job is taken before close().
+   */
+  pull(jobs: PullJob[], deliver: (i: number, r: CrunchResult) => void, fail: (e: Error) => void): () => number {
+    const claim = new Int32Array(new SharedArrayBuffer(4));
+    let failed = false;
+    this.pulling = { deliver, fail: (e) => { if (!failed) { failed = true; fail(e); } } };
+    if (this.failure) this.pulling.fail(this.failure);
+    for (const lane of this.lanes) lane.worker.postMessage({ pull: { claim, jobs } });
+    return () => {
+      const i = Atomics.add(claim, 0, 1);
+      if (i < jobs.length) this.inline++;
+      return i;
+    };
+  }
+
+  /**
    * Wait until every worker has done everything submitted (its writes included) and ended. Throws
    * the first failure. Nothing may be submitted once called; the same promise every time (the
    * writer starts it once its pages are written and awaits it after the catalogue).
@@ -1518,6 +1553,7 @@ export class PageCrunch {
       this.halting = true;
       this.failure ??= new SnapshotError("the checkpoint's page worker was stopped");
       for (const lane of this.lanes) for (const w of lane.waiting.splice(0)) w.reject(this.failure);
+      this.pulling?.fail(this.failure);
       this.halted = Promise.all(this.lanes.map((lane) => {
         Atomics.store(lane.status, 3, 1);
         lane.worker.postMessage('halt');
@@ -1809,11 +1845,94 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
       doneBytes += job.covered;
       onProgress?.(doneBytes, totalBytes);
     };
+    /**
+     * A compressed checkpoint with nothing inherited, with workers reading the memory file
+     * themselves (`fd`): its whole pieces shared with the workers through PageCrunch.pull, this
+     * thread taking them from the same counter and finishing every window (books, pack writes) in
+     * order as results come; a window that is no whole piece (the memory file's last, shorter) is
+     * read and crunched here when its turn to be finished comes.
+     */
+    const pullPieces = async (fd: number): Promise<void> => {
+      const windows = [...readWindows(ranges, true, pageCount(memory.sizeBytes) * PAGE_SIZE)];
+      const jobOf = new Int32Array(windows.length).fill(-1);
+      const jobs: PullJob[] = [];
+      for (let k = 0; k < windows.length; k++) {
+        const { off, len, parts } = windows[k];
+        const pack = len === READ_CHUNK_BYTES && off % READ_CHUNK_BYTES === 0 ? sink.wholePiece!(off) : undefined;
+        if (!pack) continue;
+        jobOf[k] = jobs.length;
+        jobs.push({ base: off, read: parts ? { fd, bytes: 0, parts } : { fd, bytes: Math.max(0, Math.min(len, memory.sizeBytes - off)) }, pack, parts });
+      }
+      const results: Array<CrunchResult | undefined> = new Array(jobs.length);
+      let failure: Error | undefined;
+      let wake: (() => void) | undefined;
+      const claim = crunch.pull(jobs, (i, r) => { results[i] = r; wake?.(); }, (e) => { failure ??= e; wake?.(); });
+      const buf = Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
+      let k = 0;
+      /** Finish the windows whose results are in, in order (a window that is no job is crunched here now). */
+      const finishReady = (): void => {
+        for (; k < windows.length; k++) {
+          const { off, len, parts } = windows[k];
+          const j = jobOf[k];
+          let r: CrunchResult;
+          if (j >= 0) {
+            const got = results[j];
+            if (!got) return;
+            results[j] = undefined;
+            r = got;
+          } else {
+            if (parts) buf.fill(0, 0, len);
+            const read: ReadParts = parts ? { fd, bytes: 0, parts } : { fd, bytes: Math.max(0, Math.min(len, memory.sizeBytes - off)) };
+            r = crunchPages(buf, len, off, undefined, -1, read, undefined, parts);
+          }
+          if (r.packed) sink.precompressed!(off, r.packed, !!r.warmed);
+          windowPages({ buf, ...r }, off, len / PAGE_SIZE, 0, off / PAGE_SIZE);
+          sink.endOfRead(off + len);
+          let covered = len;
+          if (parts) { covered = 0; for (let i = 1; i < parts.length; i += 2) covered += parts[i]; }
+          doneBytes += covered;
+          onProgress?.(doneBytes, totalBytes);
+        }
+      };
+      for (;;) {
+        if (failure) throw failure;
+        finishReady();
+        if (performance.now() - lastYield >= YIELD_MS) {
+          // A turn for the event loop (the workers' results come in on it too).
+          await new Promise((r) => setImmediate(r));
+          lastYield = performance.now();
+          continue;
+        }
+        if (signal?.aborted) throw checkpointInterrupted();
+        const i = claim();
+        if (i >= jobs.length) break;
+        const job = jobs[i];
+        results[i] = crunchPages(buf, READ_CHUNK_BYTES, job.base, undefined, -1, job.read, job.pack, job.parts);
+      }
+      // The workers' last jobs.
+      for (;;) {
+        finishReady();
+        if (k >= windows.length) return;
+        if (failure) throw failure;
+        if (signal?.aborted) throw checkpointInterrupted();
+        const w0 = performance.now();
+        await new Promise<void>((resolve) => { wake = resolve; });
+        wake = undefined;
+        waitedMs += performance.now() - w0;
+      }
+    };
     // A pack with nothing inherited is read piece by piece, whatever the ranges: a piece that
     // ranges cover in part (python3's small mappings: 87 of the bench's 304 reads) is read in
     // parts, the rest zero, so that the crunch compresses it (on either thread; the writer's
     // thread did those alone) and may put it in the restore cache (WarmCache).
     const byPiece = !!sink.wholePiece && !inherit;
+    if (byPiece && crunch.threaded && memory.fd !== undefined && writeFd < 0) {
+      await pullPieces(memory.fd);
+      traceCheckpoint?.(`scan: waited ${waitedMs.toFixed(1)} ms for the crunch`);
+      closeRun();
+      if (totalBytes === 0) onProgress?.(0, 0);
+      return { runs, pages, zeroPages, newPages, layers };
+    }
     for (const { off, len, parts } of readWindows(ranges, byPiece, pageCount(memory.sizeBytes) * PAGE_SIZE)) {
       if (performance.now() - lastYield >= YIELD_MS) {
         // A turn for the event loop; the memory source is a frozen guest or a copy-on-write capture: it stays as it was.

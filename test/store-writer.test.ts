@@ -9,7 +9,7 @@
  * on the writer's thread. From the TypeScript sources (the property tests) the same work runs inline.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -87,6 +87,44 @@ describe('checkpoint page writer with a worker thread', () => {
     }
   }, 120_000);
 
+
+  it('a compressed checkpoint read by fd (pieces taken by the worker and the writer\'s thread from one counter) writes the pack and restore cache the submit queue writes', async () => {
+    const graph = { config: { rootfs: tmpdir() }, fs: {} };
+    const whole = memory();
+    // 3 MiB that do not compress (xorshift bytes), across pieces: those pieces go in the restore cache.
+    let x = 0x2545f491;
+    for (let p = 1500 * PAGE; p < 2268 * PAGE; p++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; whole.bytes[p] = x & 0xff; }
+    // A memory file of whole pieces, and one whose last piece is shorter (finished on the writer's thread).
+    for (const cut of [0, 3 * PAGE]) {
+      const bytes = whole.bytes.subarray(0, whole.bytes.length - cut);
+      const populated = whole.populated.map(([o, l]): [number, number] => [o, Math.min(l, bytes.length - o)]);
+      const expected = Buffer.alloc(bytes.length);
+      for (const [o, l] of populated) expected.set(bytes.subarray(o, o + l), o);
+      const written: Array<{ pack: Buffer; cache: Buffer[] }> = [];
+      const mem = fileSource(bytes, populated);
+      try {
+        // By fd (PageCrunch.pull), then read by the writer's thread and submitted in order.
+        for (const src of [mem.source, source(bytes, populated)]) {
+          const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-writer-'));
+          dirs.push(dir);
+          const s = await store.writeCheckpoint(dir, graph, src, {}, undefined, { compress: true });
+          expect((s as unknown as { pageWorker: boolean }).pageWorker).toBe(true);
+          // The cache and its piece map (which pieces the checkpoint put in it), before a restore fills the others.
+          const cache = readdirSync(path.join(dir, 'cache')).filter((f) => f.startsWith(s.id) && !f.includes('.trailer')).sort().map((f) => readFileSync(path.join(dir, 'cache', f)));
+          written.push({ pack: readFileSync(path.join(dir, 'pages', `${s.id}.pack`)), cache });
+          expect((await image(dir, s.id, bytes.length)).equals(expected)).toBe(true);
+          expect(await store.checkStore(dir)).toEqual({ ok: [s.id], problems: [] });
+        }
+      } finally {
+        mem.close();
+      }
+      expect(written[0].pack.equals(written[1].pack)).toBe(true);
+      expect(written[0].cache.length).toBe(2);
+      expect(written[1].cache.length).toBe(2);
+      expect(written[0].cache[1].filter((b) => b === 1).length).toBeGreaterThan(2);
+      written[0].cache.forEach((c, i) => expect(c.equals(written[1].cache[i])).toBe(true));
+    }
+  }, 120_000);
 
   it('writes flat and compressed checkpoints of 48 MiB, and an incremental one, that restore byte for byte', async () => {
     const { bytes, populated } = memory();
