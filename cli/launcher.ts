@@ -125,6 +125,22 @@ function loadBundle(restore?: 'restore', light?: { id: string; store?: string; r
   const cacheFile = kind === 'restore' ? `${file}.cache` : process.env.SNAPVISOR_CODE_CACHE || `${file}.${kind}.cache`;
   const trace = !!process.env.SNAPVISOR_TRACE_STARTUP;
   const age = () => (process.uptime() * 1000).toFixed(1);
+  /**
+   * Put `data` at run-time cache `file`: written to a temporary name and renamed (processes at
+   * once each write a whole one), writers that died mid-write cleaned up first. Where the bundle's
+   * directory is not writable (an install of root's), nothing: the build's cache goes on serving.
+   */
+  const writeRunCache = (file: string, data: Buffer): void => {
+    const tmp = `${file}.${process.pid}.tmp`;
+    dropDeadWriters(file);
+    try {
+      fs.writeFileSync(tmp, data);
+      fs.renameSync(tmp, file);
+      if (trace) process.stderr.write(`snapvisor: start-up: wrote the run-time code cache (${kind}) at ${age()} ms\n`);
+    } catch {
+      fs.rmSync(tmp, { force: true });
+    }
+  };
 
   // The restore bundle's run-time cache (restore.cjs.run.cache): written by a restore once its guest
   // answered, so it holds every function a restore runs, not only those the build's evaluation
@@ -172,18 +188,9 @@ function loadBundle(restore?: 'restore', light?: { id: string; store?: string; r
     if (fromRun) process.stderr.write(`snapvisor: start-up: that cache is the run-time one (${path.basename(runCache ?? fullRunCache!)})\n`);
   }
   if (runCache && (!fromRun || script.cachedDataRejected)) {
-    // Written to a temporary name and renamed: restores at once each write a whole one. Where the
-    // bundle's directory is not writable (an install of root's), the build's cache goes on serving.
+    // Called by the restore once its guest answered (cli/restore-entry.ts).
     (globalThis as { __snapvisorSaveRestoreCache?: () => void }).__snapvisorSaveRestoreCache = () => {
-      const tmp = `${runCache}.${process.pid}.tmp`;
-      dropDeadWriters(runCache);
-      try {
-        fs.writeFileSync(tmp, script.createCachedData());
-        fs.renameSync(tmp, runCache);
-        if (trace) process.stderr.write(`snapvisor: start-up: wrote the run-time code cache (${kind}) at ${age()} ms\n`);
-      } catch {
-        fs.rmSync(tmp, { force: true });
-      }
+      try { writeRunCache(runCache, script.createCachedData()); } catch { /* a cache: the build's goes on serving */ }
     };
   }
   if (fullRunCache) {
@@ -198,16 +205,7 @@ function loadBundle(restore?: 'restore', light?: { id: string; store?: string; r
       process.once('exit', () => {
         try {
           const data = script.createCachedData();
-          if (data.length <= loaded) return;
-          const tmp = `${fullRunCache}.${process.pid}.tmp`;
-          dropDeadWriters(fullRunCache);
-          try {
-            fs.writeFileSync(tmp, data);
-            fs.renameSync(tmp, fullRunCache);
-            if (trace) process.stderr.write(`snapvisor: start-up: wrote the run-time code cache (full) at ${age()} ms\n`);
-          } catch {
-            fs.rmSync(tmp, { force: true });
-          }
+          if (data.length > loaded) writeRunCache(fullRunCache, data);
         } catch { /* a cache: the build's goes on serving */ }
       });
     };

@@ -23,11 +23,9 @@
  */
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { PACK_PIECE_BYTES, type PackAsk, type ReadParts, crunchPages } from './page-crunch.js';
+import { PACK_PIECE_BYTES, type PackAsk, type PullJob, type ReadParts, crunchPages } from './page-crunch.js';
 
 interface Job { buf: ArrayBuffer; len: number; base: number; skip?: Uint8Array; writeFd: number; read?: ReadParts; pack?: PackAsk; parts?: number[] }
-/** A whole pack piece of a pull (see below): PACK_PIECE_BYTES from memory offset `base`, read from `read`. */
-interface PullJob { base: number; read: ReadParts; pack: PackAsk; parts?: number[] }
 /** `{ pull: { claim, jobs } }`: take jobs by raising claim[0] until there are none left (PageCrunch.pull). */
 interface Pull { pull: { claim: Int32Array; jobs: PullJob[] } }
 
@@ -41,6 +39,11 @@ if (parentPort) {
     const f = fs.readFileSync('/proc/thread-self/stat', 'latin1').split(') ')[1]?.split(' ') ?? [];
     Atomics.store(status, 1, (Number(f[11]) + Number(f[12])) * 10);
     Atomics.store(status, 2, Math.round(waited));
+  };
+  /** A job's failure, for the writer's thread (PageCrunch.fail). */
+  const postError = (e: unknown): void => {
+    const err = e as NodeJS.ErrnoException;
+    port.postMessage({ error: { message: err.message, code: err.code, syscall: err.syscall } });
   };
   port.on('message', (m: Job | Pull | 'end' | 'halt') => {
     if (m === 'end') { port.postMessage('ended'); port.close(); return; }
@@ -59,8 +62,7 @@ if (parentPort) {
           if (status) { traceStatus(); Atomics.add(status, 0, 1); }
           port.postMessage({ pulled: i, kind: r.kind, checks: r.checks, packed: r.packed, warmed: r.warmed }, [r.kind.buffer as ArrayBuffer, r.checks.buffer as ArrayBuffer]);
         } catch (e) {
-          const err = e as NodeJS.ErrnoException;
-          port.postMessage({ error: { message: err.message, code: err.code, syscall: err.syscall } });
+          postError(e);
           return;
         }
       }
@@ -80,8 +82,7 @@ if (parentPort) {
       port.postMessage({ buf: m.buf, kind: r.kind, checks: r.checks, packed: r.packed, warmed: r.warmed }, [m.buf, r.kind.buffer as ArrayBuffer, r.checks.buffer as ArrayBuffer]);
     } catch (e) {
       if (status) Atomics.add(status, 0, 1);
-      const err = e as NodeJS.ErrnoException;
-      port.postMessage({ error: { message: err.message, code: err.code, syscall: err.syscall } });
+      postError(e);
     }
   });
 }

@@ -41,6 +41,13 @@ export interface ReadParts { fd: number; bytes: number; parts?: number[] }
  */
 export interface PackAsk { mask?: Uint8Array; warmFd?: number }
 
+/**
+ * A whole pack piece of a pull (snapshots/store.ts PageCrunch.pull, ./page-crunch-worker.ts):
+ * PACK_PIECE_BYTES from memory offset `base`, read from `read` (only `parts` if given),
+ * compressed as `pack` asks.
+ */
+export interface PullJob { base: number; read: ReadParts; pack: PackAsk; parts?: number[] }
+
 /** A piece is warmed (PackAsk.warmFd) when its chunk is more than 1 / WARM_RATIO of its bytes. */
 export const WARM_RATIO = 64;
 

@@ -33,7 +33,7 @@ import type { HostTree } from '../platforms/host-services.js';
 import { Vfs } from '../src/vfs/vfs.js';
 import { hostIdentity } from '../src/vfs/host-files.js';
 import type { KernelState } from '../src/kernel/state.js';
-import { CRUNCH_DATA, CRUNCH_ZERO, type CrunchResult, type PackAsk, type ReadParts, crunchPages } from './page-crunch.js';
+import { CRUNCH_DATA, CRUNCH_ZERO, type CrunchResult, type PackAsk, type PullJob, type ReadParts, crunchPages } from './page-crunch.js';
 import { schedGetaffinity, schedSetaffinity } from '../platforms/host/libc.js';
 import type { MovedPages } from '../src/mm/memory-file.js';
 import { CacheWriteError, EarlySync, LazyPack, PACK_CHUNK_BYTES, PackWriter, type HostFileRef, type HostFileOpener, chunkCheckedPages, materializePack, PackPages, packPageChecks, PIECE_READY, readPackTrailer, writeKnownTrailer } from './pack.js';
@@ -1353,9 +1353,6 @@ export function layersOf(summary: CheckpointSummary): string[] {
 /** A read buffer back from the crunch with its result. */
 interface CrunchedBuffer extends CrunchResult { buf: Buffer }
 
-/** A whole pack piece for PageCrunch.pull: PACK_CHUNK_BYTES from memory offset `base`, read from `read` (only `parts` if given), compressed as `pack` asks. */
-interface PullJob { base: number; read: ReadParts; pack: PackAsk; parts?: number[] }
-
 /**
  * Page workers a checkpoint uses at most: one per CPU but the writer's thread's (which crunches
  * too), up to this many. On this 2-CPU VM a second worker did not shorten the bench's checkpoint
@@ -1837,13 +1834,26 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
       const w0 = performance.now();
       const r = job.done ? await job.done : undefined;
       waitedMs += performance.now() - w0;
-      const { off, len, lo } = job;
+      finishWindow(r, job.off, job.len, job.lo, job.covered);
+      if (r) free.push(r.buf);
+    };
+    /** The books of window [off, off+len) (pages from `lo` read, `covered` bytes of it populated), once its crunch `r` is done. */
+    const finishWindow = (r: CrunchedBuffer | undefined, off: number, len: number, lo: number, covered: number): void => {
       if (r?.packed) sink.precompressed!(off, r.packed, !!r.warmed);
       windowPages(r, off, len / PAGE_SIZE, lo, off / PAGE_SIZE);
       sink.endOfRead(off + len);
-      if (r) free.push(r.buf);
-      doneBytes += job.covered;
+      doneBytes += covered;
       onProgress?.(doneBytes, totalBytes);
+    };
+    /** How the crunch reads `len` bytes from `off` of memory file `fd` itself: only `parts` if given, else up to the memory's size. */
+    const fdRead = (fd: number, off: number, len: number, parts: number[] | undefined): ReadParts =>
+      (parts ? { fd, bytes: 0, parts } : { fd, bytes: Math.max(0, Math.min(len, memory.sizeBytes - off)) });
+    /** Bytes of a window of `len` that a read covers: its `parts`' if given. */
+    const partsBytes = (len: number, parts: number[] | undefined): number => {
+      if (!parts) return len;
+      let n = 0;
+      for (let i = 1; i < parts.length; i += 2) n += parts[i];
+      return n;
     };
     /**
      * A compressed checkpoint with nothing inherited, with workers reading the memory file
@@ -1861,7 +1871,7 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
         const pack = len === READ_CHUNK_BYTES && off % READ_CHUNK_BYTES === 0 ? sink.wholePiece!(off) : undefined;
         if (!pack) continue;
         jobOf[k] = jobs.length;
-        jobs.push({ base: off, read: parts ? { fd, bytes: 0, parts } : { fd, bytes: Math.max(0, Math.min(len, memory.sizeBytes - off)) }, pack, parts });
+        jobs.push({ base: off, read: fdRead(fd, off, len, parts), pack, parts });
       }
       const results: Array<CrunchResult | undefined> = new Array(jobs.length);
       let failure: Error | undefined;
@@ -1881,17 +1891,10 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
             results[j] = undefined;
             r = got;
           } else {
-            if (parts) buf.fill(0, 0, len);
-            const read: ReadParts = parts ? { fd, bytes: 0, parts } : { fd, bytes: Math.max(0, Math.min(len, memory.sizeBytes - off)) };
-            r = crunchPages(buf, len, off, undefined, -1, read, undefined, parts);
+            // (crunchPages zeroes what `parts` leave out.)
+            r = crunchPages(buf, len, off, undefined, -1, fdRead(fd, off, len, parts), undefined, parts);
           }
-          if (r.packed) sink.precompressed!(off, r.packed, !!r.warmed);
-          windowPages({ buf, ...r }, off, len / PAGE_SIZE, 0, off / PAGE_SIZE);
-          sink.endOfRead(off + len);
-          let covered = len;
-          if (parts) { covered = 0; for (let i = 1; i < parts.length; i += 2) covered += parts[i]; }
-          doneBytes += covered;
-          onProgress?.(doneBytes, totalBytes);
+          finishWindow({ buf, ...r }, off, len, 0, partsBytes(len, parts));
         }
       };
       for (;;) {
@@ -1968,22 +1971,18 @@ async function scanPages(pagesDir: string, memory: MemorySource, ranges: Array<[
       // of them until the workers are up. A plain memfd is read where the buffer is crunched.
       const here = crunch.backlog() >= WORKER_BACKLOG;
       let read: ReadParts | undefined;
-      let covered = len;
-      if (parts) {
-        // Read part by part (here, or by the crunch from a plain memfd); the rest is zero.
-        covered = 0;
-        for (let i = 0; i < parts.length; i += 2) covered += parts[i + 1];
-        if (memory.fd !== undefined) read = { fd: memory.fd, bytes: 0, parts };
-        else {
-          buf.fill(0, 0, len);
-          for (let i = 0; i < parts.length; i += 2) {
-            const into = buf.subarray(parts[i], parts[i] + parts[i + 1]);
-            if (memory.readInto) readChunk(memory, off + parts[i], parts[i + 1], into);
-            else into.set(readView(memory, off + parts[i], parts[i + 1]));
-          }
+      const covered = partsBytes(len, parts);
+      // Read part by part (here, or by the crunch from a plain memfd); the rest is zero. (Windows
+      // with parts come whole pieces with nothing inherited: readOff is off then.)
+      if (memory.fd !== undefined) read = fdRead(memory.fd, readOff, readLen, parts);
+      else if (parts) {
+        buf.fill(0, 0, len);
+        for (let i = 0; i < parts.length; i += 2) {
+          const into = buf.subarray(parts[i], parts[i] + parts[i + 1]);
+          if (memory.readInto) readChunk(memory, off + parts[i], parts[i + 1], into);
+          else into.set(readView(memory, off + parts[i], parts[i + 1]));
         }
-      } else if (memory.fd !== undefined) read = { fd: memory.fd, bytes: Math.max(0, Math.min(readLen, memory.sizeBytes - readOff)) };
-      else if (memory.readInto) readChunk(memory, readOff, readLen, buf);
+      } else if (memory.readInto) readChunk(memory, readOff, readLen, buf);
       else buf.set(readView(memory, readOff, readLen));
       const done = crunch.submit(buf, readLen, readOff, skip, writeFd, read, here, pack, parts);
       // Awaited in order by finish; a failure ends the scan, and the buffers queued behind it
